@@ -1,0 +1,67 @@
+"""The ``spdesk`` command: subcommands over the same core calls the app uses.
+
+``spdesk`` with no arguments (or ``spdesk gui``) opens the window. Each subcommand lives in its own
+module with a ``register(subparsers)`` function; errors are printed as plain text (exit status 2),
+tracebacks go to the log file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from spdesk import __version__
+from spdesk.cli.common import run_command
+
+# Modules under spdesk.cli, each adding one subcommand (or group) in this order.
+COMMAND_MODULES = ("protect", "train", "evaluate", "models", "preview")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spdesk",
+        description=(
+            "Protect your photos from AI editing. spdesk adds an imperceptible perturbation "
+            "that makes Stable Diffusion edits (img2img, inpainting) fail.\n"
+            "Run with no command to open the app."
+        ),
+        epilog="Run 'spdesk COMMAND --help' for the options of one command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"spdesk {__version__}")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="protect a generated photo with the bundled perturbation, verify it, and exit",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    gui = sub.add_parser("gui", help="open the app window (the default)")
+    gui.set_defaults(func=None)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"spdesk.cli.{name}")
+        module.register(sub)
+    return parser
+
+
+def _open_gui() -> int:
+    # Imported by name so that the CLI module itself never depends on Qt.
+    app = importlib.import_module("spdesk.gui.app")
+    return int(app.main())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``spdesk`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.self_test:
+        selftest = importlib.import_module("spdesk.cli.selftest")
+        return run_command(selftest.run, args)
+    if args.command is None or args.func is None:
+        return _open_gui()
+    return run_command(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Shared CLI plumbing: error reporting, JSON output, terminal progress."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from spdesk.core.errors import Cancelled, SpdeskError
+from spdesk.core.events import CancelToken
+from spdesk.core.logs import setup_logging
+
+log = logging.getLogger("spdesk.cli")
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran but some items failed
+EXIT_ERROR = 2  # the command could not run (bad input, missing model, ...)
+EXIT_CANCELLED = 130
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a subcommand; named errors become plain messages, anything else goes to the log."""
+    setup_logging()
+    try:
+        return func(args)
+    except Cancelled:
+        print("Cancelled.", file=sys.stderr)
+        return EXIT_CANCELLED
+    except SpdeskError as error:
+        print(f"spdesk: {error.user_text()}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+def cancel_on_sigint() -> CancelToken:
+    """A cancel token that Ctrl+C sets, so the core stops cleanly at its next check."""
+    token = CancelToken()
+
+    def handler(_signum: int, _frame: object) -> None:
+        if token.cancelled:  # a second Ctrl+C stops at once
+            raise KeyboardInterrupt
+        print("\nStopping after the current step (Ctrl+C again to abort)...", file=sys.stderr)
+        token.cancel()
+
+    signal.signal(signal.SIGINT, handler)
+    return token
+
+
+def print_json(obj: Any, stream: TextIO | None = None) -> None:
+    """One JSON object on stdout (machine-readable summaries)."""
+    json.dump(obj, stream or sys.stdout, indent=2, default=str, ensure_ascii=False)
+    (stream or sys.stdout).write("\n")
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+class ProgressPrinter:
+    """A one-line progress bar on a terminal; plain, rate-limited lines otherwise."""
+
+    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.quiet = quiet
+        self._last_line = 0.0
+        self._open_bar = False
+
+    def update(self, label: str, done: float, total: float, eta_s: float | None = None) -> None:
+        if self.quiet:
+            return
+        fraction = done / total if total else 0.0
+        if self.tty:
+            width = 28
+            filled = int(width * fraction)
+            bar = "#" * filled + "-" * (width - filled)
+            line = f"\r[{bar}] {fraction:6.1%} {label}  ETA {format_duration(eta_s)}"
+            self.stream.write(line[:200].ljust(80))
+            self.stream.flush()
+            self._open_bar = True
+        elif time.monotonic() - self._last_line > 2.0 or done >= total:
+            self._last_line = time.monotonic()
+            self.stream.write(f"{fraction:6.1%} {label} (ETA {format_duration(eta_s)})\n")
+            self.stream.flush()
+
+    def line(self, text: str) -> None:
+        """A message that stays on screen (above the bar on a terminal)."""
+        if self.quiet:
+            return
+        if self._open_bar:
+            self.stream.write("\r" + " " * 100 + "\r")
+            self._open_bar = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._open_bar and not self.quiet:
+            self.stream.write("\n")
+            self._open_bar = False

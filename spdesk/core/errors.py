@@ -1,0 +1,99 @@
+"""Named errors whose text a non-programmer can act on.
+
+Every failure a user can meet is a :class:`SpdeskError` subclass. ``str(error)`` is the plain
+message; ``error.hint`` (optional) says what to do about it. Tracebacks go to the log file, never
+to the user.
+"""
+
+from __future__ import annotations
+
+
+class SpdeskError(Exception):
+    """Base class: ``message`` is plain text for users, ``hint`` says what to do next."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def user_text(self) -> str:
+        """The message and the hint, as shown in a dialog or on a terminal."""
+        return f"{self.message}\n{self.hint}" if self.hint else self.message
+
+
+class Cancelled(SpdeskError):
+    """The user cancelled the operation; partial results were discarded."""
+
+    def __init__(self, message: str = "Cancelled.") -> None:
+        super().__init__(message)
+
+
+# --- images -----------------------------------------------------------------------------------
+class ImageError(SpdeskError):
+    """A photo could not be read, decoded or written."""
+
+
+class NotAnImageError(ImageError):
+    """The file is not an image spdesk can read (decided by content, not by extension)."""
+
+
+class CorruptImageError(ImageError):
+    """The file looks like an image but is truncated or damaged."""
+
+
+class UnsupportedImageError(ImageError):
+    """A real image in a form spdesk does not protect (animated, odd colour mode, ...)."""
+
+
+class ImageTooLargeError(ImageError):
+    """Refused before decoding: too many pixels (a possible decompression bomb)."""
+
+
+class ImageTooSmallError(ImageError):
+    """The image is smaller than the minimum spdesk can protect."""
+
+
+class OutputError(SpdeskError):
+    """An output could not be written (permissions, disk full, name clash)."""
+
+
+class DiskFullError(OutputError):
+    """The destination disk is full; the job stops cleanly and can be resumed."""
+
+
+class OutputPermissionError(OutputError):
+    """The destination cannot be written to."""
+
+
+# --- perturbations ----------------------------------------------------------------------------
+class PerturbationFileError(SpdeskError):
+    """A perturbation file is missing, unreadable or not a valid spdesk perturbation."""
+
+
+# --- models, encoders, objectives ---------------------------------------------------------------
+class ModelError(SpdeskError):
+    """A model is missing, incomplete, corrupt or cannot be loaded."""
+
+
+class ModelMissingError(ModelError):
+    """A model a feature needs is not installed; the hint names the command that fetches it."""
+
+
+class DownloadError(ModelError):
+    """A download failed (network, server, verification)."""
+
+
+class NotEnoughSpaceError(ModelError):
+    """Refused before downloading: not enough free disk space."""
+
+
+class EncoderError(SpdeskError):
+    """An encoder could not be loaded or used."""
+
+
+class ObjectiveError(SpdeskError):
+    """An objective cannot be used with the chosen encoder or settings."""
+
+
+class ConfigError(SpdeskError):
+    """A setting or command-line value is out of range or inconsistent."""

@@ -1,0 +1,83 @@
+"""Fixtures shared by the whole suite.
+
+Every test runs with ``SPDESK_HOME`` in a fresh temporary folder, so nothing touches the developer's
+real settings, models or library; Qt runs offscreen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+if "SPDESK_SHARED" in os.environ:
+    SHARED = Path(os.environ["SPDESK_SHARED"])
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    home = tmp_path_factory.mktemp("spdesk-home")
+    monkeypatch.setenv("SPDESK_HOME", str(home))
+    monkeypatch.delenv("SPDESK_MODELS_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("HF_HOME", str(home / "hf-home"))
+    return home
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """The read-only test assets; skips with a reason when they are absent."""
+    if not SHARED.is_dir():
+        pytest.skip(f"shared test assets not found at {SHARED} (real TAESD weights and photos)")
+    return SHARED
+
+
+@pytest.fixture
+def taesd_path(shared_dir: Path) -> Path:
+    path = shared_dir / "models" / "taesd" / "taesd_f8e4m3.safetensors"
+    if not path.is_file():
+        pytest.skip(f"real TAESD weights not found at {path}")
+    return path
+
+
+@pytest.fixture
+def shared_photos(shared_dir: Path) -> Path:
+    path = shared_dir / "data" / "imagenet-sample"
+    if not path.is_dir():
+        pytest.skip(f"shared photos not found at {path}")
+    return path
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every regular file under ``root`` (to prove originals are untouched)."""
+    out: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture
+def originals_guard() -> Iterator[list[Path]]:
+    """Append input folders to the yielded list; after the test their bytes must be unchanged."""
+    roots: list[Path] = []
+    before: dict[Path, dict[str, str]] = {}
+
+    class _Roots(list[Path]):
+        def append(self, root: Path) -> None:
+            before[root] = tree_hashes(root)
+            super().append(root)
+
+    watched = _Roots()
+    yield watched
+    for root, hashes in before.items():
+        assert tree_hashes(root) == hashes, f"originals under {root} were modified"
+    del roots

@@ -1,0 +1,65 @@
+"""The layers are enforced, not just described: core and cli never import Qt."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "spdesk"
+HEAVY = {
+    "torch",
+    "diffusers",
+    "transformers",
+    "kornia",
+    "huggingface_hub",
+    "torchmetrics",
+    "PySide6",
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("layer", ["core", "cli"])
+def test_layer_never_imports_qt_or_gui(layer: str) -> None:
+    offenders = []
+    for path in (PACKAGE / layer).rglob("*.py"):
+        for name in _imports(path):
+            top = name.split(".")[0]
+            if top in {"PySide6", "PyQt5", "PyQt6", "shiboken6"} or name.startswith("spdesk.gui"):
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+            if layer == "core" and name.startswith("spdesk.cli"):
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_import_linter_contracts_hold() -> None:
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("import-linter is not installed in this environment")
+    result = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cli_start_does_not_import_heavy_libraries() -> None:
+    # `spdesk --help` and the window must not pay for torch/diffusers at start-up.
+    code = (
+        "import sys, spdesk.cli; spdesk.cli.build_parser(); "
+        f"print(sorted(m for m in {sorted(HEAVY)!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -1,0 +1,47 @@
+"""The editor's working view and tiling a pattern over it (DESIGN decision 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+LATENT_GRID = 8  # SD's VAE works on an 8-pixel grid
+
+
+def working_size(
+    height: int, width: int, short_side: int = 512, align: int = LATENT_GRID
+) -> tuple[int, int]:
+    """The (height, width) an editor works at for a photo of this size.
+
+    The short side goes to ``short_side`` (never upscaled: smaller photos keep their size), and each
+    side is rounded to a multiple of ``align`` pixels (sides shorter than ``align`` stay as is).
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    scale = min(1.0, short_side / min(height, width))
+
+    def side(n: int) -> int:
+        scaled = max(1, round(n * scale))
+        if scaled < align:
+            return scaled
+        return max(align, round(scaled / align) * align)
+
+    return side(height), side(width)
+
+
+def tile(
+    delta: np.ndarray,
+    height: int,
+    width: int,
+    *,
+    offset: tuple[int, int] = (0, 0),
+    flip_h: bool = False,
+    flip_v: bool = False,
+) -> np.ndarray:
+    """Repeat ``delta`` (C, h, w) to cover (C, height, width), shifted by ``offset`` and flipped."""
+    if flip_h:
+        delta = delta[:, :, ::-1]
+    if flip_v:
+        delta = delta[:, ::-1, :]
+    rows = (np.arange(height) + offset[0]) % delta.shape[1]
+    cols = (np.arange(width) + offset[1]) % delta.shape[2]
+    return np.ascontiguousarray(delta[:, rows][:, :, cols])

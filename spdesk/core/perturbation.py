@@ -1,0 +1,246 @@
+"""The perturbation file: safetensors with one tensor ``delta`` and string metadata.
+
+``delta`` is float, shape (3, H, W), in pixel units of a [0, 1] image, and |delta| <= eps/255 where
+``eps`` is the budget in 8-bit steps. Metadata travels as safetensors string metadata; values that
+are not strings are JSON-encoded and listed under ``json_keys`` so they load back with their type.
+Nothing here unpickles: a file that is not safetensors is refused with a precise message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spdesk.core.errors import PerturbationFileError
+from spdesk.core.paths import library_dir
+
+FORMAT_NAME = "spdesk-perturbation"
+FORMAT_VERSION = 1
+MAX_EPS = 64.0  # 8-bit steps; beyond this a "perturbation" is a visible overlay
+MAX_SIDE = 4096
+_BOUND_TOLERANCE = 1e-5  # float rounding when a bound-respecting delta is stored
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """A loaded, validated perturbation."""
+
+    delta: np.ndarray  # float32 (3, H, W), pixel units, |delta| <= eps / 255
+    eps: float  # budget in 8-bit steps
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the pattern, usually 512x512."""
+        return int(self.delta.shape[1]), int(self.delta.shape[2])
+
+    @property
+    def name(self) -> str:
+        fallback = self.path.stem if self.path else "perturbation"
+        return str(self.metadata.get("name") or fallback)
+
+    @property
+    def description(self) -> str:
+        return str(self.metadata.get("description", ""))
+
+    def at_strength(self, eps: float | None) -> np.ndarray:
+        """``delta`` rescaled to budget ``eps`` (8-bit steps); ``None`` keeps the file's budget."""
+        if eps is None or eps == self.eps:
+            return self.delta
+        check_eps(eps)
+        return (self.delta * np.float32(eps / self.eps)).astype(np.float32)
+
+
+def check_eps(eps: float) -> None:
+    """Refuse budgets outside (0, MAX_EPS] 8-bit steps."""
+    if not np.isfinite(eps) or not 0 < eps <= MAX_EPS:
+        raise PerturbationFileError(
+            f"Strength {eps} is out of range: it must be above 0 and at most {MAX_EPS:g} "
+            "(in 8-bit steps; 4 is low, 8 medium, 16 high)."
+        )
+
+
+def _validate_delta(delta: np.ndarray, eps: float, where: str) -> np.ndarray:
+    if delta.dtype.kind != "f":
+        raise PerturbationFileError(
+            f"{where}: tensor 'delta' has dtype {delta.dtype}; a perturbation must be "
+            "floating point."
+        )
+    if delta.ndim != 3 or delta.shape[0] != 3:
+        raise PerturbationFileError(
+            f"{where}: tensor 'delta' has shape {tuple(delta.shape)}; expected (3, height, width)."
+        )
+    height, width = delta.shape[1:]
+    if not (8 <= height <= MAX_SIDE and 8 <= width <= MAX_SIDE):
+        raise PerturbationFileError(
+            f"{where}: pattern size {height}x{width} is outside 8..{MAX_SIDE} pixels per side."
+        )
+    delta = delta.astype(np.float32, copy=False)
+    if not np.isfinite(delta).all():
+        raise PerturbationFileError(f"{where}: tensor 'delta' contains NaN or infinite values.")
+    peak = float(np.abs(delta).max())
+    if peak > eps / 255 + _BOUND_TOLERANCE:
+        raise PerturbationFileError(
+            f"{where}: the pattern reaches {peak * 255:.2f}/255, over its stated budget of "
+            f"{eps:g}/255."
+        )
+    return delta
+
+
+def save_perturbation(
+    path: str | Path, delta: np.ndarray, *, eps: float, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Validate and write a perturbation file atomically; returns the path written.
+
+    Args:
+        path: destination ``.safetensors`` file (its folder is created).
+        delta: float array (3, H, W) in pixel units of a [0, 1] image, |delta| <= eps/255.
+        eps: budget in 8-bit steps, in (0, 64].
+        metadata: anything JSON-serialisable (name, description, encoder, objective, figures...).
+    """
+    from safetensors.numpy import save
+
+    path = Path(path)
+    check_eps(eps)
+    delta = _validate_delta(np.asarray(delta), eps, "Cannot save perturbation")
+    header: dict[str, str] = {}
+    json_keys: list[str] = []
+    for key, value in (metadata or {}).items():
+        if isinstance(value, str):
+            header[key] = value
+        else:
+            header[key] = json.dumps(value, default=str)
+            json_keys.append(key)
+    header.update(
+        format=FORMAT_NAME,
+        format_version=str(FORMAT_VERSION),
+        eps=repr(float(eps)),
+        height=str(delta.shape[1]),
+        width=str(delta.shape[2]),
+        json_keys=json.dumps(sorted(json_keys)),
+    )
+    payload = save({"delta": np.ascontiguousarray(delta)}, metadata=header)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _sniff(path: Path, head: bytes) -> None:
+    """Refuse the usual wrong files with a message that says what they are."""
+    if head[:2] == b"PK":
+        raise PerturbationFileError(
+            f"{path.name} is a PyTorch/zip checkpoint, not a perturbation file. spdesk never "
+            "unpickles files; perturbations are .safetensors files made by 'spdesk train'."
+        )
+    if head[:1] == b"\x80":
+        raise PerturbationFileError(
+            f"{path.name} is a Python pickle. spdesk never loads pickles (they can run code); "
+            "use a .safetensors perturbation made by 'spdesk train'."
+        )
+    if len(head) < 8:
+        raise PerturbationFileError(f"{path.name} is too short to be a perturbation file.")
+    (header_len,) = struct.unpack("<Q", head[:8])
+    if header_len <= 1 or header_len > 100_000_000 or head[8:9] != b"{":
+        raise PerturbationFileError(f"{path.name} is not a safetensors perturbation file.")
+
+
+def _decode_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        json_keys = set(json.loads(raw.get("json_keys", "[]")))
+    except json.JSONDecodeError:
+        json_keys = set()
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in json_keys:
+            try:
+                out[key] = json.loads(value)
+                continue
+            except json.JSONDecodeError:
+                pass
+        out[key] = value
+    return out
+
+
+def load_perturbation(path: str | Path) -> Perturbation:
+    """Load and validate a perturbation file; every problem is a precise PerturbationFileError."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise PerturbationFileError(f"Perturbation file not found: {path}")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError as error:
+        raise PerturbationFileError(f"Cannot read {path}: {error.strerror}.") from error
+    _sniff(path, head)
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            raw_meta = handle.metadata() or {}
+            keys = list(handle.keys())
+            if "delta" not in keys:
+                raise PerturbationFileError(
+                    f"{path.name} has no tensor named 'delta' (found: {', '.join(keys) or 'none'})."
+                )
+            delta = handle.get_tensor("delta")
+    except (SafetensorError, TypeError, ValueError) as error:
+        raise PerturbationFileError(f"{path.name} is damaged or unsupported: {error}") from error
+    if raw_meta.get("format") != FORMAT_NAME:
+        raise PerturbationFileError(
+            f"{path.name} is a safetensors file but not an spdesk perturbation "
+            f"(format {raw_meta.get('format')!r})."
+        )
+    version = raw_meta.get("format_version", "")
+    if version != str(FORMAT_VERSION):
+        raise PerturbationFileError(
+            f"{path.name} uses perturbation format version {version!r}; this spdesk reads "
+            f"version {FORMAT_VERSION}.",
+            hint="Update spdesk, or retrain the perturbation with this version.",
+        )
+    try:
+        eps = float(raw_meta["eps"])
+        check_eps(eps)
+    except (KeyError, ValueError, PerturbationFileError) as error:
+        raise PerturbationFileError(f"{path.name} has no valid 'eps' budget.") from error
+    delta = _validate_delta(delta, eps, path.name)
+    return Perturbation(delta=delta, eps=eps, metadata=_decode_metadata(raw_meta), path=path)
+
+
+def bundled_perturbation_path() -> Path:
+    """The perturbation that ships with spdesk (read through importlib.resources)."""
+    ref = resources.files("spdesk.resources").joinpath("perturbations", "default.safetensors")
+    return Path(str(ref))
+
+
+def library_perturbations() -> list[Path]:
+    """The user's trained perturbations, newest first."""
+    folder = library_dir()
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.glob("*.safetensors") if p.is_file()]
+    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def library_path_for(name: str) -> Path:
+    """Where a perturbation called ``name`` is saved in the library (name made file-safe)."""
+    safe = "".join(c if c.isalnum() or c in "-_ ." else "_" for c in name).strip(" .") or "unnamed"
+    return library_dir() / f"{safe}.safetensors"

@@ -1,0 +1,145 @@
+"""The perturbation file format: round trip and every refusal, with precise messages."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spdesk.core.errors import PerturbationFileError
+from spdesk.core.perturbation import (
+    FORMAT_NAME,
+    library_path_for,
+    library_perturbations,
+    load_perturbation,
+    save_perturbation,
+)
+
+
+def _signs(eps: float = 8, size: int = 16, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.choice([-1.0, 1.0], size=(3, size, size)) * eps / 255).astype(np.float32)
+
+
+def _raw_safetensors(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, str]) -> Path:
+    from safetensors.numpy import save_file
+
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def _meta(**overrides: str) -> dict[str, str]:
+    meta = {"format": FORMAT_NAME, "format_version": "1", "eps": "8.0"}
+    meta.update(overrides)
+    return meta
+
+
+def test_round_trip_keeps_delta_eps_and_typed_metadata(tmp_path: Path) -> None:
+    delta = _signs()
+    meta = {"name": "mine", "steps": 500, "figures": {"ssim": 0.61}, "transforms": ["jpeg"]}
+    path = save_perturbation(tmp_path / "p.safetensors", delta, eps=8, metadata=meta)
+    loaded = load_perturbation(path)
+    np.testing.assert_array_equal(loaded.delta, delta)
+    assert loaded.eps == 8
+    assert loaded.metadata["steps"] == 500
+    assert loaded.metadata["figures"] == {"ssim": 0.61}
+    assert loaded.metadata["transforms"] == ["jpeg"]
+    assert loaded.name == "mine" and loaded.size == (16, 16)
+    assert list(tmp_path.iterdir()) == [path], "no temp file left behind"
+
+
+def test_at_strength_rescales_to_the_new_budget() -> None:
+    from spdesk.core.perturbation import Perturbation
+
+    p = Perturbation(delta=_signs(8), eps=8)
+    assert np.abs(p.at_strength(4)).max() == pytest.approx(4 / 255)
+    assert p.at_strength(None) is p.delta
+
+
+def test_save_refuses_delta_over_its_budget(tmp_path: Path) -> None:
+    with pytest.raises(PerturbationFileError, match="over its stated budget"):
+        save_perturbation(tmp_path / "p.safetensors", _signs(9), eps=8)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("tensors", "meta", "message"),
+    [
+        ({"delta": np.zeros((4, 16, 16), np.float32)}, _meta(), r"shape \(4, 16, 16\)"),
+        ({"delta": np.zeros((16, 16), np.float32)}, _meta(), "expected \\(3, height, width\\)"),
+        ({"delta": np.zeros((3, 16, 16), np.int32)}, _meta(), "dtype int32"),
+        ({"delta": np.full((3, 16, 16), np.nan, np.float32)}, _meta(), "NaN or infinite"),
+        ({"delta": np.full((3, 16, 16), 0.5, np.float32)}, _meta(), "over its stated budget"),
+        ({"delta": np.zeros((3, 16, 16), np.float32)}, _meta(format_version="7"), "version '7'"),
+        ({"delta": np.zeros((3, 16, 16), np.float32)}, _meta(format="other"), "not an spdesk"),
+        ({"delta": np.zeros((3, 16, 16), np.float32)}, _meta(eps="-3"), "no valid 'eps'"),
+        ({"noise": np.zeros((3, 16, 16), np.float32)}, _meta(), "no tensor named 'delta'"),
+        ({"delta": np.zeros((3, 2, 2), np.float32)}, _meta(), "outside 8..4096"),
+    ],
+)
+def test_load_refuses_invalid_contents(
+    tmp_path: Path, tensors: dict[str, np.ndarray], meta: dict[str, str], message: str
+) -> None:
+    path = _raw_safetensors(tmp_path / "bad.safetensors", tensors, meta)
+    with pytest.raises(PerturbationFileError, match=message):
+        load_perturbation(path)
+
+
+def test_load_refuses_a_pickle_without_unpickling_it(tmp_path: Path) -> None:
+    class Boom:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (print, ("unpickled!",))
+
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(PerturbationFileError, match="never loads pickles"):
+        load_perturbation(path)
+
+
+def test_load_refuses_a_torch_zip_checkpoint(tmp_path: Path) -> None:
+    import torch
+
+    path = tmp_path / "delta.pt"
+    torch.save({"delta": torch.zeros(3, 8, 8)}, path)
+    with pytest.raises(PerturbationFileError, match="zip checkpoint"):
+        load_perturbation(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "too short"),
+        (b"hello, world, not a tensor file", "not a safetensors"),
+        (struct.pack("<Q", 40) + b'{"delta": {"dtype": "F32", "shape"', "damaged"),
+    ],
+)
+def test_load_refuses_garbage_and_truncation(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "x.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(PerturbationFileError, match=message):
+        load_perturbation(path)
+
+
+def test_load_truncated_real_file(tmp_path: Path) -> None:
+    path = save_perturbation(tmp_path / "p.safetensors", _signs(size=64), eps=8)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(PerturbationFileError, match="damaged"):
+        load_perturbation(path)
+
+
+def test_missing_file_message_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(PerturbationFileError, match="not found"):
+        load_perturbation(tmp_path / "nope.safetensors")
+
+
+def test_library_lists_saved_perturbations_by_safe_name() -> None:
+    path = library_path_for("My / photos: 2026")
+    assert "/" not in path.name.removesuffix(".safetensors").replace("_", "")
+    save_perturbation(path, _signs(), eps=8, metadata={"name": "My / photos: 2026"})
+    assert library_perturbations() == [path]
+    assert json.dumps(load_perturbation(path).metadata["name"]) == '"My / photos: 2026"'

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install the unpacked one-folder build for the current user (no root needed):
+#   tar xzf spdesk-*-linux-x86_64.tar.gz && bash spdesk/install.sh   (run from the folder above)
+# Uninstall: bash install.sh --uninstall
+set -euo pipefail
+src="$(cd "$(dirname "$0")" && pwd)"
+dest="${XDG_DATA_HOME:-$HOME/.local/share}"
+bin="$HOME/.local/bin"
+if [ "${1:-}" = "--uninstall" ]; then
+  rm -rf "$dest/spdesk-app" "$bin/spdesk" "$dest/applications/spdesk.desktop" \
+         "$dest/icons/hicolor/256x256/apps/spdesk.png"
+  echo "spdesk removed (your models, settings and photos were left alone)."
+  exit 0
+fi
+mkdir -p "$dest/spdesk-app" "$bin" "$dest/applications" "$dest/icons/hicolor/256x256/apps"
+cp -a "$src/." "$dest/spdesk-app/"
+ln -sf "$dest/spdesk-app/spdesk" "$bin/spdesk"
+cp "$src/spdesk.desktop" "$dest/applications/spdesk.desktop"
+cp "$src/spdesk-256.png" "$dest/icons/hicolor/256x256/apps/spdesk.png"
+echo "spdesk installed: run 'spdesk' or find it in your applications menu."

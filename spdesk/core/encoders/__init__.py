@@ -1,0 +1,70 @@
+"""Image encoders behind one protocol, and ``load_encoder(spec)`` that picks the right loader.
+
+``spec`` is one of: ``"sd15"`` (the model store's SD 1.5 VAE), a diffusers folder (pipeline or
+``vae/``), a single ``AutoencoderTiny`` safetensors file (TAESD), a TAEF2/TAESana encoder file
+(``.pth`` or ``.safetensors``), or several of these separated by commas (an ensemble).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from spdesk.core.encoders.base import Encoder, LatentDist
+from spdesk.core.errors import EncoderError, ModelMissingError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Encoder", "LatentDist", "load_encoder"]
+
+STORE_SPECS = ("sd15",)
+
+
+def _store_folder() -> Path:
+    try:
+        from spdesk.core.models.store import ModelStore
+    except ImportError as error:
+        raise ModelMissingError(
+            "The Stable Diffusion 1.5 VAE is not installed.",
+            hint="Run: spdesk models download --for train",
+        ) from error
+    return Path(ModelStore().require("train"))
+
+
+def _load_one(spec: str, device: torch.device) -> Encoder:
+    from spdesk.core.encoders.sd15 import KLEncoder
+    from spdesk.core.encoders.tiny import load_tae
+
+    if spec in STORE_SPECS:
+        return KLEncoder(_store_folder(), device)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return KLEncoder(path, device)
+    if path.is_file():
+        if path.suffix not in (".safetensors", ".pth", ".pt"):
+            raise EncoderError(f"{path.name}: expected a .safetensors or .pth encoder file.")
+        return load_tae(path, device)
+    raise EncoderError(
+        f"Encoder {spec!r} not found: it is neither 'sd15' nor an existing file or folder.",
+        hint="Pass 'sd15', a diffusers folder, or a tiny-autoencoder weights file.",
+    )
+
+
+def load_encoder(spec: str, device: str | torch.device = "auto") -> Encoder:
+    """Load the encoder(s) named by ``spec`` on ``device`` ("auto", "cpu", "cuda", "mps").
+
+    Raises EncoderError (plain text) for anything that is not a usable encoder, and
+    ModelMissingError when "sd15" is asked for but not installed.
+    """
+    import torch
+
+    from spdesk.core.device import resolve_device
+    from spdesk.core.encoders.ensemble import EnsembleEncoder
+
+    resolved = device if isinstance(device, torch.device) else resolve_device(device)
+    parts = [part.strip() for part in spec.split(",") if part.strip()]
+    if not parts:
+        raise EncoderError("No encoder given.", hint="Pass 'sd15' or a path to encoder weights.")
+    encoders = [_load_one(part, resolved) for part in parts]
+    return encoders[0] if len(encoders) == 1 else EnsembleEncoder(encoders)

@@ -1,0 +1,83 @@
+"""The encoder protocol every attack talks to, and the latent distribution it returns.
+
+Images go in as float tensors (N, 3, H, W) in [0, 1]; each encoder converts to its own input range.
+Latents come out in the model's own units (AutoencoderKL: the unscaled posterior mean and
+log-variance; tiny autoencoders: their deterministic latent, no log-variance). Objectives that mix
+encoders use *relative* distances, so the units never need to agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass(frozen=True)
+class LatentDist:
+    """A latent distribution: ``mean`` (N, C, h, w) and ``logvar`` (same shape) or None.
+
+    ``logvar`` is present only for encoders with a posterior (SD's AutoencoderKL); tiny autoencoders
+    are deterministic and return ``None``.
+    """
+
+    mean: torch.Tensor
+    logvar: torch.Tensor | None = None
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What objectives, training, fine-tuning and evaluation need from an image encoder."""
+
+    id: str  # short human-readable name, e.g. "taesd" or "sd15-vae"
+    fingerprint: str  # sha256 prefix of the weights (identifies the exact model in metadata)
+    device: torch.device
+
+    @property
+    def has_posterior(self) -> bool: ...
+
+    @property
+    def has_decoder(self) -> bool: ...
+
+    @property
+    def members(self) -> tuple[Encoder, ...]:
+        """The single encoders inside (an ensemble lists several; a single encoder itself)."""
+        ...
+
+    def encode(self, images: torch.Tensor) -> LatentDist:
+        """Images (N, 3, H, W) in [0, 1], H and W multiples of the encoder's stride."""
+        ...
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor | None:
+        """Latents -> images (N, 3, H, W) clamped to [0, 1]; None when there is no decoder."""
+        ...
+
+
+def file_fingerprint(*paths: Path) -> str:
+    """First 16 hex digits of the sha256 of the files' bytes (in order)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def module_fingerprint(module: torch.nn.Module) -> str:
+    """First 16 hex digits of the sha256 of a module's parameters (for weights built in memory)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def freeze(module: torch.nn.Module) -> torch.nn.Module:
+    """Eval mode, no parameter gradients (attacks differentiate w.r.t. the input only)."""
+    module.eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module

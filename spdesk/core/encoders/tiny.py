@@ -1,0 +1,242 @@
+"""Tiny autoencoders (madebyollin's TAESD family) behind the Encoder protocol.
+
+- TAESD for SD 1.x in diffusers' ``AutoencoderTiny`` safetensors layout (``encoder.layers.*``,
+  ``decoder.layers.*``): latents are SD's *scaled* latents.
+- TAEF2 (FLUX.2) and TAESana encoders as original state dicts (``.pth`` loaded with
+  ``weights_only=True``, or a safetensors copy); nets built here from the published architecture.
+  A decoder is looked up beside the encoder file (``*_encoder.*`` -> ``*_decoder.*``).
+
+Deterministic: no log-variance. ``AutoencoderTiny.forward`` rounds latents and passes no gradient,
+so only ``encoder``/``decoder`` are called.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from spdesk.core.encoders.base import LatentDist, file_fingerprint, freeze
+from spdesk.core.errors import EncoderError
+
+CHANNELS = 64
+
+
+class Block(nn.Module):
+    """conv-ReLU-conv-ReLU-conv plus identity skip, then ReLU; optional midblock GroupNorm pool."""
+
+    def __init__(self, channels: int, *, midblock_gn: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+        self.pool: nn.Module | None = None
+        if midblock_gn:
+            self.pool = nn.Sequential(
+                nn.Conv2d(channels, channels * 4, 1, bias=False),
+                nn.GroupNorm(4, channels * 4),
+                nn.ReLU(),
+                nn.Conv2d(channels * 4, channels, 1, bias=False),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool is not None:
+            x = x + self.pool(x)
+        return torch.relu(self.conv(x) + x)
+
+
+class Clamp(nn.Module):
+    """Soft clamp of latents to about ±3 (parameter-free first layer of the decoders)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x / 3) * 3
+
+
+def _conv(c_in: int, c_out: int, *, stride: int = 1, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=bias)
+
+
+def _blocks(count: int, *, midblock_gn: bool = False) -> list[nn.Module]:
+    return [Block(CHANNELS, midblock_gn=midblock_gn) for _ in range(count)]
+
+
+def taef2_encoder(latent_channels: int = 32) -> nn.Sequential:
+    """TAEF2 encoder: [0, 1] image -> latent at 1/8 size."""
+    layers: list[nn.Module] = [_conv(3, CHANNELS), *_blocks(1)]
+    for stage in range(3):
+        layers += [_conv(CHANNELS, CHANNELS, stride=2, bias=False)]
+        layers += _blocks(3, midblock_gn=stage == 2)
+    layers.append(_conv(CHANNELS, latent_channels))
+    return nn.Sequential(*layers)
+
+
+def taef2_decoder(latent_channels: int = 32) -> nn.Sequential:
+    """TAEF2 decoder: latent -> [0, 1] image at 8x size."""
+    layers: list[nn.Module] = [Clamp(), _conv(latent_channels, CHANNELS), nn.ReLU()]
+    layers += _blocks(3, midblock_gn=True)
+    for stage in range(3):
+        layers += [nn.Upsample(scale_factor=2), _conv(CHANNELS, CHANNELS, bias=False)]
+        layers += _blocks(1 if stage == 2 else 3)
+    layers.append(_conv(CHANNELS, 3))
+    return nn.Sequential(*layers)
+
+
+def taesana_encoder(latent_channels: int = 32) -> nn.Sequential:
+    """TAESana encoder: [0, 1] image -> latent at 1/32 size."""
+    layers: list[nn.Module] = [_conv(3, 32, stride=2), nn.ReLU(), _conv(32, CHANNELS, stride=2)]
+    layers += [nn.ReLU(), *_blocks(1)]
+    for _ in range(3):
+        layers += [_conv(CHANNELS, CHANNELS, stride=2, bias=False), *_blocks(3)]
+    layers.append(_conv(CHANNELS, latent_channels))
+    return nn.Sequential(*layers)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from safetensors or a ``.pth`` (weights only: nothing is unpickled)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return dict(load_file(str(path)))
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # any unreadable/unsafe file becomes one plain message
+        raise EncoderError(
+            f"Cannot read model weights from {path.name}: {error}",
+            hint="spdesk loads .safetensors files and plain PyTorch state dicts only.",
+        ) from error
+    if not isinstance(loaded, dict) or not all(
+        isinstance(v, torch.Tensor) for v in loaded.values()
+    ):
+        raise EncoderError(f"{path.name} is not a plain state dict of tensors.")
+    return {str(k): v for k, v in loaded.items()}
+
+
+def _load_into(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    state = {k: v.float() for k, v in state.items()}
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise EncoderError(
+            f"{path.name} does not match the expected tiny-autoencoder architecture: "
+            f"{str(error).splitlines()[0]}"
+        ) from error
+    return module
+
+
+def decoder_beside(encoder_path: Path) -> Path | None:
+    """``x_encoder.pth`` -> ``x_decoder.pth`` (or .safetensors) in the same folder, if present."""
+    if "encoder" not in encoder_path.stem:
+        return None
+    stem = encoder_path.stem.replace("encoder", "decoder")
+    for suffix in (encoder_path.suffix, ".safetensors", ".pth"):
+        candidate = encoder_path.with_name(stem + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class TinyEncoder:
+    """A deterministic tiny encoder on [0, 1] images, with an optional decoder to [0, 1].
+
+    ``input_range`` is "01" for the original nets, "pm1" for diffusers' ``AutoencoderTiny`` parts
+    (which map [-1, 1] input to [0, 1] internally and decode to [-1, 1]).
+    """
+
+    has_posterior = False
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module | None,
+        *,
+        device: torch.device,
+        id: str,
+        fingerprint: str,
+        signed_range: bool,
+    ) -> None:
+        self.encoder = freeze(encoder).to(device)
+        self.decoder = freeze(decoder).to(device) if decoder is not None else None
+        self.device = device
+        self.id = id
+        self.fingerprint = fingerprint
+        self.signed_range = signed_range
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.decoder is not None
+
+    @property
+    def members(self) -> tuple[TinyEncoder, ...]:
+        return (self,)
+
+    def encode(self, images: torch.Tensor) -> LatentDist:
+        inputs = images * 2 - 1 if self.signed_range else images
+        return LatentDist(self.encoder(inputs))
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor | None:
+        if self.decoder is None:
+            return None
+        images: torch.Tensor = self.decoder(latents)
+        if self.signed_range:
+            images = (images + 1) / 2
+        return images.clamp(0, 1)
+
+
+def load_autoencoder_tiny(path: Path, device: torch.device) -> TinyEncoder:
+    """TAESD-style single safetensors file in diffusers' AutoencoderTiny layout."""
+    from diffusers import AutoencoderTiny
+
+    state = read_state_dict(path)
+    latent_channels = int(state["encoder.layers.14.weight"].shape[0])
+    model: Any = AutoencoderTiny(latent_channels=latent_channels)  # type: ignore[no-untyped-call]
+    _load_into(model, state, path)
+    name = path.stem.split("_")[0]
+    return TinyEncoder(
+        model.encoder,
+        model.decoder,
+        device=device,
+        id=name,
+        fingerprint=file_fingerprint(path),
+        signed_range=True,
+    )
+
+
+def _architecture_for(state: dict[str, torch.Tensor]) -> tuple[str, nn.Sequential]:
+    """Recognise TAEF2 / TAESana encoders (or a TAEF2 decoder) from their state-dict keys."""
+    if "19.weight" in state and "1.weight" in state:
+        return "taef2-decoder", taef2_decoder(int(state["1.weight"].shape[1]))
+    if "14.weight" in state and "11.pool.0.weight" in state:
+        return "taef2", taef2_encoder(int(state["14.weight"].shape[0]))
+    if "17.weight" in state:
+        return "taesana", taesana_encoder(int(state["17.weight"].shape[0]))
+    raise EncoderError("The weights are not a TAEF2 or TAESana encoder state dict.")
+
+
+def load_tae(path: Path, device: torch.device) -> TinyEncoder:
+    """TAEF2 or TAESana encoder file, with the decoder beside it when there is one."""
+    state = read_state_dict(path)
+    if any(key.startswith("encoder.layers.") for key in state):
+        return load_autoencoder_tiny(path, device)
+    kind, encoder = _architecture_for(state)
+    if kind == "taef2-decoder":
+        raise EncoderError(f"{path.name} is a decoder; pass the encoder file instead.")
+    _load_into(encoder, state, path)
+    decoder: nn.Module | None = None
+    decoder_path = decoder_beside(path)
+    if decoder_path is not None and kind == "taef2":
+        decoder = _load_into(taef2_decoder(), read_state_dict(decoder_path), decoder_path)
+    files = [path] + ([decoder_path] if decoder is not None and decoder_path else [])
+    return TinyEncoder(
+        encoder,
+        decoder,
+        device=device,
+        id=kind,
+        fingerprint=file_fingerprint(*files),
+        signed_range=False,
+    )

@@ -1,0 +1,68 @@
+"""``encoder`` (PhotoGuard's encoder attack, Salman et al. 2023, arXiv:2302.06588).
+
+Pull E(x+δ) towards a target latent: E(grey image) by default, or E(target image). Value per
+sample: ||E(x+δ) - z_target||² / ||E(x)||² (relative, minimised).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spdesk.core.encoders.base import Encoder
+from spdesk.core.errors import ObjectiveError
+from spdesk.core.objectives.base import BatchCache, Direction, Objective, relative_sq_distance
+
+GREY = 0.5
+
+
+def _target_image(target: str, like: torch.Tensor) -> torch.Tensor:
+    """The target image resized to ``like``'s size: "grey", "black", "white" or an image path."""
+    named = {"grey": GREY, "gray": GREY, "black": 0.0, "white": 1.0}
+    if target in named:
+        return torch.full_like(like, named[target])
+    path = Path(target)
+    if not path.is_file():
+        raise ObjectiveError(
+            f"Target {target!r} is neither 'grey', 'black', 'white' nor an image file."
+        )
+    from PIL import Image
+
+    with Image.open(path) as image:
+        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    tensor = torch.from_numpy(array).permute(2, 0, 1)[None].to(like.device)
+    tensor = F.interpolate(tensor, size=like.shape[-2:], mode="bilinear", antialias=True)
+    return tensor.expand_as(like).clamp(0, 1)
+
+
+class EncoderObjective(Objective):
+    """Minimise the relative distance between E(x+δ) and a target latent.
+
+    Args:
+        target (`str`, *optional*, defaults to "grey"): "grey", "black", "white" or an image path.
+    """
+
+    name: ClassVar[str] = "encoder"
+    direction: ClassVar[Direction] = "minimize"
+
+    def __init__(self, target: str = "grey") -> None:
+        self.target = target
+
+    def value(
+        self, encoder: Encoder, perturbed: torch.Tensor, clean: torch.Tensor, cache: BatchCache
+    ) -> torch.Tensor:
+        z_target = cache.get(
+            encoder,
+            f"target:{self.target}",
+            lambda: encoder.encode(_target_image(self.target, clean)).mean,
+        )
+        z_clean = cache.get(encoder, "clean", lambda: encoder.encode(clean).mean)
+        z = encoder.encode(perturbed).mean
+        return relative_sq_distance(z, z_target, z_clean)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "target": self.target}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -47,7 +47,7 @@ class KLEncoder:
             vae = AutoencoderKL.from_pretrained(str(folder), use_safetensors=True)  # type: ignore[no-untyped-call]
         except (OSError, ValueError, RuntimeError) as error:
             raise EncoderError(f"Cannot load the VAE in {folder}: {error}") from error
-        self.vae: Any = freeze(vae)
+        self.vae = cast(Any, freeze(vae))
         self.vae.to(device)
         if channels_last:  # measured slower on an H100; kept as an option for other GPUs
             self.vae = self.vae.to(memory_format=torch.channels_last)

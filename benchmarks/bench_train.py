@@ -1,0 +1,192 @@
+"""Benchmark: universal perturbation training with the real TAESD (SD 1.x) encoder.
+
+Not a test. Trains in stages that isolate where the gain over random ±eps signs comes from:
+
+1. ``plain``: the issue's calibration recipe, encoder objective (grey target), sign-PGD,
+   100 steps, 128x128, 32 training photos, no EOT.
+2. ``latent-small``: the same data and steps with the untargeted ``latent`` objective
+   (random start): the effect of the objective alone.
+3. ``main``: ``latent`` objective at --size (256) on --max-photos photos for --steps steps
+   (optionally with EOT, --robust): the effect of size, photos and steps.
+
+Each stage prints the protection table (spdesk.core.evaluate) on held-out photos with and without
+JPEG --jpeg, against random uniform noise, random signs and none, plus seconds per step. The main
+stage also prints the table on training photos and the transfer to TAEF2 (not trained on).
+With CUDA available it also measures SD 1.5 AutoencoderKL (random weights) encoder
+forward+backward images/s and peak memory at 512x512 (--cuda-speed).
+
+    nice -n 10 python benchmarks/bench_train.py --threads 2 > /work/notes/bench_train.log 2>&1
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spdesk.core.encoders import Encoder, load_encoder
+from spdesk.core.evaluate import evaluate_protection, load_eval_photos
+from spdesk.core.events import Event
+from spdesk.core.train import (
+    TrainConfig,
+    ValidationReport,
+    find_photos,
+    split_photos,
+    train_universal,
+)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def on_event(event: Event) -> None:
+    if isinstance(event, ValidationReport):
+        log(
+            f"  step {event.step}: held-out latent distortion {event.distortion:.3f} "
+            f"(random signs {event.sign_distortion:.3f}, uniform {event.uniform_distortion:.3f}, "
+            f"gain {event.gain_over_sign:.2f}x)"
+        )
+
+
+def held_out_paths(config: TrainConfig, count: int) -> tuple[list[Path], list[Path]]:
+    photos = find_photos(Path(config.photos))
+    train, val = split_photos(photos, config.split, config.seed, config.max_photos)
+    return train[:count], val[:count]
+
+
+def table_for(
+    encoder: Encoder, paths: list[Path], size: int, delta: np.ndarray, eps: float, jpeg: int
+) -> str:
+    photos = load_eval_photos(paths, size)
+    table = evaluate_protection(photos, encoder, delta, eps, jpeg_quality=jpeg)
+    return table.format() + "\n" + json.dumps(table.gains_over_sign())
+
+
+def stage(name: str, config: TrainConfig, encoder: Encoder, args: argparse.Namespace) -> np.ndarray:
+    log(f"=== stage {name}: {json.dumps(dataclasses.asdict(config))}")
+    result = train_universal(config, encoder=encoder, on_event=on_event)
+    log(f"{name}: {result.seconds_per_step:.2f} s/step over {config.steps} steps")
+    _train_paths, val_paths = held_out_paths(config, args.eval_photos)
+    print(f"--- {name}: held-out photos ({len(val_paths)})")
+    print(table_for(encoder, val_paths, config.size, result.delta, config.eps, args.jpeg))
+    out = Path(args.out_dir) / f"{name}.npy"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, result.delta)
+    return result.delta
+
+
+def cuda_speed(args: argparse.Namespace) -> None:
+    """SD 1.5 AutoencoderKL encoder forward+backward w.r.t. the input, random weights."""
+    from diffusers import AutoencoderKL
+
+    if not torch.cuda.is_available():
+        log("CUDA not available: SD 1.5 VAE speed/memory not measured.")
+        return
+    device = torch.device("cuda")
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=512,
+    ).to(device)
+    vae.requires_grad_(False)
+    if args.checkpointing:
+        vae.enable_gradient_checkpointing()
+        vae.train()  # diffusers checkpoints only in training mode; the VAE has no dropout
+    for batch, micro in ((1, 1), (8, 8), (8, args.micro_batch)):
+        delta = torch.zeros(3, 512, 512, device=device, requires_grad=True)
+        x = torch.rand(batch, 3, 512, 512, device=device)
+        torch.cuda.reset_peak_memory_stats()
+        for repeat in range(args.cuda_repeats + 2):
+            if repeat == 2:
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+            for part in x.split(micro):
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    z = vae.encode((part + delta) * 2 - 1).latent_dist.mean
+                z.float().pow(2).mean().backward()
+        torch.cuda.synchronize()
+        rate = batch * args.cuda_repeats / (time.perf_counter() - start)
+        peak = torch.cuda.max_memory_allocated() / 2**30
+        log(
+            f"SD1.5 VAE enc fwd+bwd 512px batch {batch} micro {micro}: {rate:.1f} img/s, "
+            f"peak {peak:.2f} GiB (checkpointing {args.checkpointing})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", default=str(SHARED / "data" / "imagenet-sample"))
+    parser.add_argument("--taesd", default=str(SHARED / "models/taesd/taesd_f8e4m3.safetensors"))
+    parser.add_argument("--taef2", default=str(SHARED / "models/tae/taef2_encoder.pth"))
+    parser.add_argument("--eps", type=float, default=8.0)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--max-photos", type=int, default=400)
+    parser.add_argument("--objective", default="latent")
+    parser.add_argument("--optimizer", default="pgd")
+    parser.add_argument("--robust", default="")
+    parser.add_argument("--jpeg", type=int, default=85)
+    parser.add_argument("--eval-photos", type=int, default=48)
+    parser.add_argument("--stages", default="plain,latent-small,main")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out-dir", default="/tmp/spdesk-bench")
+    parser.add_argument("--cuda-speed", action="store_true")
+    parser.add_argument("--cuda-repeats", type=int, default=5)
+    parser.add_argument("--micro-batch", type=int, default=2)
+    parser.add_argument("--checkpointing", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.cuda_speed:
+        cuda_speed(args)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    taesd = load_encoder(args.taesd, device)
+    stages = args.stages.split(",")
+    common = {"photos": args.photos, "encoder": args.taesd, "eps": args.eps, "device": device}
+    small = {
+        "size": 128,
+        "batch": 8,
+        "steps": 100,
+        "max_photos": 50,
+        "split": 0.64,
+        "val_every": 50,
+    }
+    if "plain" in stages:
+        stage("plain", TrainConfig(**common, **small, objective="encoder"), taesd, args)
+    if "latent-small" in stages:
+        stage("latent-small", TrainConfig(**common, **small, objective="latent"), taesd, args)
+    if "main" in stages:
+        config = TrainConfig(
+            **common,
+            objective=args.objective,
+            optimizer=args.optimizer,
+            size=args.size,
+            steps=args.steps,
+            batch=args.batch,
+            max_photos=args.max_photos,
+            robust=tuple(r for r in args.robust.split(",") if r),
+            val_every=max(1, args.steps // 5),
+        )
+        delta = stage("main", config, taesd, args)
+        train_paths, val_paths = held_out_paths(config, args.eval_photos)
+        print(f"--- main: training photos ({len(train_paths)})")
+        print(table_for(taesd, train_paths, args.size, delta, args.eps, args.jpeg))
+        taef2 = load_encoder(args.taef2, device)
+        print(f"--- main: transfer to TAEF2, held-out photos ({len(val_paths)})")
+        print(table_for(taef2, val_paths, args.size, delta, args.eps, args.jpeg))
+    log("done")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,481 @@
+"""Universal perturbation training over a folder of photos.
+
+Photos are split into training and held-out validation sets (64:36 by default, seeded), resized so
+their short side is the working size (512 by default, as an editor would) and cut into random
+size x size crops. Each step draws a minibatch and its random crops and transforms from a generator
+seeded by (seed, step), so a run is reproducible and resuming from a checkpoint gives the same
+perturbation as never stopping. Every ``val_every`` steps the held-out photos report the relative
+latent distortion of the perturbation next to random noise of the same budget (uniform and ±eps
+signs). The result is saved with :func:`spdesk.core.perturbation.save_perturbation`, with metadata
+built from the frozen :class:`TrainConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from spdesk import __version__
+from spdesk.core.encoders import Encoder, load_encoder
+from spdesk.core.errors import Cancelled, ConfigError, ImageError
+from spdesk.core.events import CancelToken, EtaClock, Event, EventSink, Progress, ignore_events
+from spdesk.core.objectives import build_objectives
+from spdesk.core.objectives.base import BatchCache, Objective, objective_loss
+from spdesk.core.optim import DeltaOptimizer, OptimConfig, initial_delta, loss_gradient, run
+from spdesk.core.perturbation import save_perturbation
+from spdesk.core.transforms import Robustness, sample_transform
+
+log = logging.getLogger(__name__)
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (it becomes the perturbation's metadata).
+
+    Attributes:
+        photos: folder of training photos (walked recursively).
+        encoder: encoder spec (see ``load_encoder``): "sd15", a folder, a weights file, or a list.
+        objective: objective name(s), comma-separated (see ``spdesk.core.objectives``).
+        target: target of the ``encoder`` objective: "grey", "black", "white" or an image path.
+        eps: L-inf budget in 8-bit steps, in (0, 64].
+        steps: optimisation steps.
+        batch: photos per step.
+        size: crop size in pixels (multiple of 8); photos are resized to this short side first.
+        optimizer, step_size, schedule, final_fraction: see :class:`OptimConfig`.
+        start: "zero", "random", "sign" or "auto" (random when the objective needs it, else zero).
+        robust: EOT transform names ("jpeg", "resize", "crop", "blur").
+        seed: seeds the split, the start, every minibatch, crop and transform.
+        split: fraction of photos used for training (the rest validate), in (0, 1).
+        max_photos: use at most this many photos (after a seeded shuffle); None = all.
+        val_every: validate every this many steps (0 = only at the end).
+        val_photos: held-out photos used by periodic validation.
+        checkpoint_every: write a checkpoint every this many steps (0 = never).
+        micro_batch: split each minibatch into chunks of this many photos (less memory).
+        device: "auto", "cpu", "cuda" or "mps".
+        name, description: shown in the app's perturbation library.
+    """
+
+    photos: str
+    encoder: str
+    objective: str = "encoder"
+    target: str = "grey"
+    eps: float = 8.0
+    steps: int = 500
+    batch: int = 8
+    size: int = 512
+    optimizer: str = "pgd"
+    step_size: float | None = None
+    schedule: str = "cosine"
+    final_fraction: float = 0.1
+    start: str = "auto"
+    robust: tuple[str, ...] = ()
+    seed: int = 0
+    split: float = 0.64
+    max_photos: int | None = None
+    val_every: int = 50
+    val_photos: int = 16
+    checkpoint_every: int = 50
+    micro_batch: int | None = None
+    device: str = "auto"
+    name: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.size < 8 or self.size % 8:
+            raise ConfigError(f"size must be a multiple of 8 pixels, got {self.size}.")
+        if self.batch < 1:
+            raise ConfigError(f"batch must be at least 1, got {self.batch}.")
+        if not 0 < self.split < 1:
+            raise ConfigError(f"split must be between 0 and 1, got {self.split}.")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise ConfigError("micro_batch must be at least 1.")
+        Robustness.from_names(self.robust)  # validates the names
+
+    def optim_config(self, objectives: Sequence[Objective]) -> OptimConfig:
+        start = self.start
+        if start == "auto":
+            needs_noise = any(o.requirements.random_start for o in objectives)
+            start = "random" if needs_noise else "zero"
+        return OptimConfig(
+            optimizer=self.optimizer,  # type: ignore[arg-type]
+            eps=self.eps,
+            steps=self.steps,
+            step_size=self.step_size,
+            schedule=self.schedule,  # type: ignore[arg-type]
+            final_fraction=self.final_fraction,
+            start=start,  # type: ignore[arg-type]
+        )
+
+    def resume_key(self) -> str:
+        """Hash of the settings that must match for a checkpoint to be resumable."""
+        fields = dataclasses.asdict(self)
+        for volatile in ("val_every", "val_photos", "checkpoint_every", "device", "name"):
+            fields.pop(volatile)
+        fields.pop("description")
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- events -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainStarted(Event):
+    train_photos: int
+    val_photos: int
+    steps: int
+    encoder: str
+    resumed_from: int = 0
+
+
+@dataclass(frozen=True)
+class ValidationReport(Event):
+    """Held-out relative latent distortion of delta and of same-eps random baselines."""
+
+    step: int
+    distortion: float
+    sign_distortion: float
+    uniform_distortion: float
+
+    @property
+    def gain_over_sign(self) -> float:
+        return self.distortion / max(self.sign_distortion, 1e-12)
+
+
+@dataclass(frozen=True)
+class CheckpointSaved(Event):
+    step: int
+    path: Path
+
+
+@dataclass
+class TrainResult:
+    """The trained delta (3, size, size) float32, its metadata and the validation history."""
+
+    delta: np.ndarray
+    metadata: dict[str, Any]
+    validation: list[ValidationReport] = field(default_factory=list)
+    path: Path | None = None
+    seconds_per_step: float = 0.0
+
+
+# --- photos -------------------------------------------------------------------------------------
+def find_photos(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursive, by extension), sorted for reproducibility."""
+    if not folder.is_dir():
+        raise ConfigError(f"Photo folder not found: {folder}")
+    files = [p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file()]
+    return sorted(files, key=lambda p: str(p.relative_to(folder)))
+
+
+def load_working_view(path: Path, short_side: int) -> torch.Tensor:
+    """Photo as uint8 tensor (3, h, w) with its short side resized to ``short_side`` pixels."""
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened).convert("RGB")
+    except (OSError, ValueError) as error:
+        raise ImageError(f"Cannot read photo {path.name}: {error}") from error
+    width, height = image.size
+    scale = short_side / min(width, height)
+    size = (max(short_side, round(width * scale)), max(short_side, round(height * scale)))
+    image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous()
+
+
+def split_photos(
+    photos: list[Path], split: float, seed: int, max_photos: int | None
+) -> tuple[list[Path], list[Path]]:
+    """Seeded shuffle, optional cap, then the first ``split`` fraction trains."""
+    order = np.random.default_rng(seed).permutation(len(photos))
+    chosen = [photos[i] for i in order[: max_photos or len(photos)]]
+    n_train = max(1, min(len(chosen) - 1, round(len(chosen) * split)))
+    return chosen[:n_train], chosen[n_train:]
+
+
+def dataset_fingerprint(photos: list[Path], root: Path) -> str:
+    """sha256 prefix over relative names and byte sizes of the training photos."""
+    digest = hashlib.sha256()
+    for path in photos:
+        digest.update(f"{path.relative_to(root)}:{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def centre_crop(view: torch.Tensor, size: int) -> torch.Tensor:
+    top = (view.shape[1] - size) // 2
+    left = (view.shape[2] - size) // 2
+    return view[:, top : top + size, left : left + size]
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
+
+
+def random_crops(
+    views: list[torch.Tensor], batch: int, size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """A minibatch (batch, 3, size, size) in [0, 1] of random crops of random photos."""
+    count = len(views)
+    picks = torch.randperm(count, generator=generator)[: min(batch, count)].tolist()
+    while len(picks) < batch:  # fewer photos than the batch: reuse with fresh crops
+        picks.append(int(torch.randint(0, count, (), generator=generator)))
+    crops = []
+    for index in picks:
+        view = views[index]
+        top = int(torch.randint(0, view.shape[1] - size + 1, (), generator=generator))
+        left = int(torch.randint(0, view.shape[2] - size + 1, (), generator=generator))
+        crops.append(view[:, top : top + size, left : left + size])
+    return torch.stack(crops).float() / 255
+
+
+# --- validation -------------------------------------------------------------------------------
+def relative_distortion(encoder: Encoder, clean: torch.Tensor, delta: torch.Tensor) -> float:
+    """Mean over photos and ensemble members of ||E(x+δ) - E(x)|| / ||E(x)||."""
+    values = []
+    with torch.no_grad():
+        for member in encoder.members:
+            z = member.encode(clean).mean
+            z_p = member.encode((clean + delta).clamp(0, 1)).mean
+            ratio = (z_p - z).flatten(1).norm(dim=1) / z.flatten(1).norm(dim=1).clamp_min(1e-8)
+            values.append(float(ratio.mean()))
+    return float(np.mean(values))
+
+
+def random_baselines(shape: tuple[int, ...], eps: float, seed: int) -> dict[str, torch.Tensor]:
+    """Same-budget random noise: uniform in ±eps and random ±eps signs (pixel units)."""
+    generator = torch.Generator().manual_seed(seed + 7919)
+    bound = eps / 255
+    uniform = (torch.rand(shape, generator=generator) * 2 - 1) * bound
+    signs = (torch.randint(0, 2, shape, generator=generator).float() * 2 - 1) * bound
+    return {"uniform": uniform, "sign": signs}
+
+
+class _Trainer:
+    """One run: holds the data, encoder, objectives and optimiser between steps."""
+
+    def __init__(self, config: TrainConfig, encoder: Encoder, on_event: EventSink) -> None:
+        self.config = config
+        self.encoder = encoder
+        self.on_event = on_event
+        self.device = encoder.device
+        self.objectives = build_objectives(config.objective, {"target": config.target})
+        for objective in self.objectives:
+            objective.check(encoder)
+        self.robustness = Robustness.from_names(config.robust)
+        root = Path(config.photos)
+        photos = find_photos(root)
+        if len(photos) < 2:
+            raise ConfigError(
+                f"{root} holds {len(photos)} photo(s); training needs at least 2 "
+                "(some are held out for validation)."
+            )
+        self.train_paths, self.val_paths = split_photos(
+            photos, config.split, config.seed, config.max_photos
+        )
+        self.fingerprint = dataset_fingerprint(self.train_paths, root)
+        self.train_views = [load_working_view(p, config.size) for p in self.train_paths]
+        val_views = [load_working_view(p, config.size) for p in self.val_paths[: config.val_photos]]
+        self.val_batch = torch.stack([centre_crop(v, config.size) for v in val_views]).float() / 255
+        self.val_batch = self.val_batch.to(self.device)
+        self.baselines = {
+            k: v.to(self.device)
+            for k, v in random_baselines((3, config.size, config.size), config.eps, 0).items()
+        }
+        self.optim_config = config.optim_config(self.objectives)
+        start = initial_delta(
+            self.optim_config, (3, config.size, config.size), _step_generator(config.seed, -1)
+        )
+        self.optimizer = DeltaOptimizer(self.optim_config, start.to(self.device))
+        self.validation: list[ValidationReport] = []
+
+    def _batch_loss(self, delta: torch.Tensor, clean: torch.Tensor, transform: Any) -> torch.Tensor:
+        perturbed = transform((clean + delta).clamp(0, 1))
+        with torch.no_grad():
+            reference = transform(clean)
+        return objective_loss(self.objectives, self.encoder, perturbed, reference, BatchCache())
+
+    def _part_loss(
+        self, part: torch.Tensor, transform: Any
+    ) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        def loss(delta: torch.Tensor, _step: int) -> torch.Tensor:
+            return self._batch_loss(delta, part, transform)
+
+        return loss
+
+    def gradient(self, delta: torch.Tensor, step: int) -> tuple[float, torch.Tensor]:
+        """Mean loss gradient over the step's minibatch (micro-batched if configured)."""
+        generator = _step_generator(self.config.seed, step)
+        clean = random_crops(self.train_views, self.config.batch, self.config.size, generator)
+        transform = sample_transform(self.robustness, generator)
+        clean = clean.to(self.device)
+        chunk = self.config.micro_batch or len(clean)
+        total_loss, total_grad = 0.0, torch.zeros_like(delta)
+        for start in range(0, len(clean), chunk):
+            part = clean[start : start + chunk]
+            weight = len(part) / len(clean)
+            loss, grad = loss_gradient(self._part_loss(part, transform))(delta, step)
+            total_loss += loss * weight
+            total_grad += grad * weight
+        return total_loss, total_grad
+
+    def validate(self) -> ValidationReport:
+        delta = self.optimizer.delta
+        report = ValidationReport(
+            step=self.optimizer.step_index,
+            distortion=relative_distortion(self.encoder, self.val_batch, delta),
+            sign_distortion=relative_distortion(
+                self.encoder, self.val_batch, self.baselines["sign"]
+            ),
+            uniform_distortion=relative_distortion(
+                self.encoder, self.val_batch, self.baselines["uniform"]
+            ),
+        )
+        self.validation.append(report)
+        self.on_event(report)
+        return report
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+def save_checkpoint(path: Path, trainer: _Trainer) -> None:
+    """Optimiser state + validation history, atomically (safetensors; no pickle)."""
+    from safetensors.torch import save_file
+
+    meta = {
+        "resume_key": trainer.config.resume_key(),
+        "validation": json.dumps([_report_dict(r) for r in trainer.validation]),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    save_file(trainer.optimizer.state_dict(), str(tmp), metadata=meta)
+    tmp.replace(path)
+    trainer.on_event(CheckpointSaved(step=trainer.optimizer.step_index, path=path))
+
+
+def load_checkpoint(path: Path, trainer: _Trainer) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata() or {}
+    if meta.get("resume_key") != trainer.config.resume_key():
+        raise ConfigError(
+            f"Checkpoint {path.name} was made with different training settings; cannot resume.",
+            hint="Use the same settings, or start afresh without --resume.",
+        )
+    trainer.optimizer.load_state_dict(load_file(str(path)))
+    trainer.validation = [ValidationReport(**r) for r in json.loads(meta.get("validation", "[]"))]
+
+
+def _report_dict(report: ValidationReport) -> dict[str, float | int]:
+    return {
+        "step": report.step,
+        "distortion": report.distortion,
+        "sign_distortion": report.sign_distortion,
+        "uniform_distortion": report.uniform_distortion,
+    }
+
+
+# --- the public entry point ---------------------------------------------------------------------
+def build_metadata(
+    config: TrainConfig, trainer: _Trainer, seconds_per_step: float
+) -> dict[str, Any]:
+    """The perturbation file's metadata: the frozen config plus provenance and figures."""
+    config_fields = dataclasses.asdict(config)
+    config_fields["robust"] = list(config.robust)
+    last = trainer.validation[-1] if trainer.validation else None
+    return {
+        "name": config.name or f"{trainer.encoder.id}-eps{config.eps:g}",
+        "description": config.description,
+        "encoder": trainer.encoder.id,
+        "encoder_hash": trainer.encoder.fingerprint,
+        "objectives": [o.describe() for o in trainer.objectives],
+        "optimizer": dataclasses.asdict(trainer.optim_config),
+        "steps": trainer.optimizer.step_index,
+        "transforms": list(trainer.robustness.names),
+        "train_photos": len(trainer.train_paths),
+        "val_photos": len(trainer.val_paths),
+        "train_fingerprint": trainer.fingerprint,
+        "validation": _report_dict(last) if last else None,
+        "gain_over_sign": last.gain_over_sign if last else None,
+        "seconds_per_step": seconds_per_step,
+        "config": config_fields,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "spdesk_version": __version__,
+    }
+
+
+def train_universal(
+    config: TrainConfig,
+    *,
+    out: Path | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    encoder: Encoder | None = None,
+    on_event: EventSink = ignore_events,
+    cancel: CancelToken | None = None,
+) -> TrainResult:
+    """Train a universal perturbation; save it to ``out`` when given.
+
+    Args:
+        config: the run's settings (see :class:`TrainConfig`).
+        out: where to save the ``.safetensors`` perturbation (None: do not save).
+        checkpoint: checkpoint file, written every ``config.checkpoint_every`` steps and on cancel.
+        resume: continue from ``checkpoint`` if it exists (settings must match).
+        encoder: an already loaded encoder (else ``load_encoder(config.encoder, config.device)``).
+        on_event: receives TrainStarted, Progress (stage "train", with ETA), ValidationReport,
+            CheckpointSaved.
+        cancel: checked before every step; on cancel a checkpoint is written, then Cancelled raised.
+    """
+    encoder = encoder or load_encoder(config.encoder, config.device)
+    trainer = _Trainer(config, encoder, on_event)
+    if resume and checkpoint is not None and checkpoint.is_file():
+        load_checkpoint(checkpoint, trainer)
+    first = trainer.optimizer.step_index
+    on_event(
+        TrainStarted(
+            train_photos=len(trainer.train_paths),
+            val_photos=len(trainer.val_paths),
+            steps=config.steps,
+            encoder=encoder.id,
+            resumed_from=first,
+        )
+    )
+    clock = EtaClock(config.steps - first)
+    started = time.monotonic()
+
+    def after_step(done: int, loss: float) -> None:
+        eta = clock.eta(done - first)
+        message = f"step {done}/{config.steps} loss {loss:.4g}"
+        on_event(Progress("train", done, config.steps, eta_s=eta, message=message))
+        if config.val_every and done % config.val_every == 0 and done < config.steps:
+            trainer.validate()
+        if (
+            checkpoint is not None
+            and config.checkpoint_every
+            and done % config.checkpoint_every == 0
+        ):
+            save_checkpoint(checkpoint, trainer)
+
+    try:
+        run(trainer.optimizer, trainer.gradient, cancel=cancel, on_step=after_step)
+    except Cancelled:
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, trainer)
+        raise
+    seconds_per_step = (time.monotonic() - started) / max(1, config.steps - first)
+    if not trainer.validation or trainer.validation[-1].step != trainer.optimizer.step_index:
+        trainer.validate()
+    delta = trainer.optimizer.delta.detach().cpu().numpy().astype(np.float32)
+    metadata = build_metadata(config, trainer, seconds_per_step)
+    path = save_perturbation(out, delta, eps=config.eps, metadata=metadata) if out else None
+    return TrainResult(delta, metadata, trainer.validation, path, seconds_per_step)

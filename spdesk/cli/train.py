@@ -1,16 +1,129 @@
-"""`spdesk train` (placeholder until its issue lands; replaced by the module's real code)."""
+"""``spdesk train``: train a universal perturbation on a folder of photos."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
+from pathlib import Path
 from typing import Any
+
+from spdesk.cli.common import EXIT_OK, ProgressPrinter, cancel_on_sigint, print_json
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("train", help="(not yet available)")
-    parser.set_defaults(func=_run)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "train",
+        help="train a universal perturbation on a folder of photos",
+        description=(
+            "Train a universal perturbation that disturbs an image encoder on every photo. "
+            "Held-out photos report its effect next to random noise of the same strength."
+        ),
+    )
+    parser.add_argument("photos", metavar="PHOTOS_DIR", type=Path, help="folder of photos")
+    parser.add_argument("--out", required=True, type=Path, help="perturbation file to write")
+    parser.add_argument(
+        "--encoder",
+        required=True,
+        help="'sd15', a diffusers folder, a tiny-autoencoder weights file, or several, "
+        "comma-separated (ensemble)",
+    )
+    parser.add_argument(
+        "--objective", default="encoder", help="encoder, latent, pca+, pca- (comma-separated)"
+    )
+    parser.add_argument("--target", default="grey", help="encoder objective target (or image)")
+    parser.add_argument("--eps", type=float, default=8.0, help="budget in 8-bit steps (8)")
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=8, help="photos per step")
+    parser.add_argument("--micro-batch", type=int, default=None, help="less memory per pass")
+    parser.add_argument("--size", type=int, default=512, help="crop size in pixels (512)")
+    parser.add_argument("--optimizer", choices=("pgd", "adam"), default="pgd")
+    parser.add_argument("--step-size", type=float, default=None, help="first step, 8-bit steps")
+    parser.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
+    parser.add_argument("--start", choices=("auto", "zero", "random", "sign"), default="auto")
+    parser.add_argument("--robust", default="", help="EOT transforms: jpeg,resize,crop,blur")
+    parser.add_argument("--max-photos", type=int, default=None)
+    parser.add_argument("--val-every", type=int, default=50)
+    parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file")
+    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    parser.add_argument("--name", default="", help="name shown in the app's library")
+    parser.add_argument("--description", default="")
+    parser.add_argument("--json", action="store_true", help="print one JSON summary")
+    parser.set_defaults(func=run)
 
 
-def _run(_args: argparse.Namespace) -> int:
-    print("spdesk train is not available in this build yet.")
-    return 2
+def _config(args: argparse.Namespace) -> Any:
+    from spdesk.core.train import TrainConfig
+
+    return TrainConfig(
+        photos=str(args.photos),
+        encoder=args.encoder,
+        objective=args.objective,
+        target=args.target,
+        eps=args.eps,
+        steps=args.steps,
+        batch=args.batch,
+        micro_batch=args.micro_batch,
+        size=args.size,
+        optimizer=args.optimizer,
+        step_size=args.step_size,
+        schedule=args.schedule,
+        start=args.start,
+        robust=tuple(r.strip() for r in args.robust.split(",") if r.strip()),
+        max_photos=args.max_photos,
+        val_every=args.val_every,
+        seed=args.seed,
+        device=args.device,
+        name=args.name,
+        description=args.description,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from spdesk.core.events import Event, Progress
+    from spdesk.core.train import CheckpointSaved, TrainStarted, ValidationReport, train_universal
+
+    config = _config(args)
+    printer = ProgressPrinter(quiet=args.json)
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, Progress):
+            printer.update(event.message, event.done, event.total, event.eta_s)
+        elif isinstance(event, TrainStarted):
+            resumed = f", resuming at step {event.resumed_from}" if event.resumed_from else ""
+            printer.line(
+                f"Training on {event.train_photos} photos ({event.val_photos} held out) "
+                f"with {event.encoder}{resumed}."
+            )
+        elif isinstance(event, ValidationReport):
+            printer.line(
+                f"step {event.step}: held-out latent distortion {event.distortion:.3f}, "
+                f"random signs {event.sign_distortion:.3f} ({event.gain_over_sign:.2f}x)"
+            )
+        elif isinstance(event, CheckpointSaved):
+            pass
+
+    result = train_universal(
+        config,
+        out=args.out,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+        on_event=on_event,
+        cancel=cancel_on_sigint(),
+    )
+    printer.close()
+    summary = {
+        "path": str(result.path),
+        "seconds_per_step": result.seconds_per_step,
+        "validation": [
+            dataclasses.asdict(r) | {"gain": r.gain_over_sign} for r in result.validation
+        ],
+        "metadata": result.metadata,
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"Saved {result.path}", file=sys.stdout)
+    return EXIT_OK

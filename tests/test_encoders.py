@@ -1,0 +1,125 @@
+"""Encoders: every loader path with tiny random weights, refusals, and the real TAESD round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from tiny_sd import save_tiny_vae
+
+from spdesk.core.encoders import load_encoder
+from spdesk.core.encoders.tiny import taef2_decoder, taef2_encoder, taesana_encoder
+from spdesk.core.errors import EncoderError, ModelMissingError
+
+
+def _save_state(module: torch.nn.Module, path: Path) -> Path:
+    state = {k: v.contiguous() for k, v in module.state_dict().items()}
+    if path.suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return path
+
+
+def test_autoencoder_kl_folder_has_posterior_and_decoder(tmp_path: Path) -> None:
+    folder = save_tiny_vae(tmp_path / "sd")
+    encoder = load_encoder(str(folder), "cpu")
+    images = torch.rand(2, 3, 32, 32)
+    dist = encoder.encode(images)
+    assert encoder.has_posterior and encoder.has_decoder
+    assert dist.logvar is not None and dist.logvar.shape == dist.mean.shape
+    decoded = encoder.decode(dist.mean)
+    assert decoded is not None and decoded.shape == images.shape
+    assert float(decoded.min()) >= 0 and float(decoded.max()) <= 1
+    # the vae/ folder itself works too, and identifies the same weights
+    assert load_encoder(str(folder / "vae"), "cpu").fingerprint == encoder.fingerprint
+
+
+def test_taef2_pth_with_decoder_beside(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    _save_state(taef2_encoder(), tmp_path / "taef2_encoder.pth")
+    _save_state(taef2_decoder(), tmp_path / "taef2_decoder.safetensors")
+    encoder = load_encoder(str(tmp_path / "taef2_encoder.pth"), "cpu")
+    assert encoder.id == "taef2" and encoder.has_decoder and not encoder.has_posterior
+    dist = encoder.encode(torch.rand(1, 3, 32, 32))
+    assert dist.mean.shape == (1, 32, 4, 4) and dist.logvar is None
+    decoded = encoder.decode(dist.mean)
+    assert decoded is not None and decoded.shape == (1, 3, 32, 32)
+
+
+def test_taesana_safetensors_without_decoder(tmp_path: Path) -> None:
+    path = _save_state(taesana_encoder(), tmp_path / "taesana_encoder.safetensors")
+    encoder = load_encoder(str(path), "cpu")
+    assert encoder.id == "taesana" and not encoder.has_decoder
+    assert encoder.encode(torch.rand(1, 3, 64, 64)).mean.shape == (1, 32, 2, 2)
+    assert encoder.decode(torch.zeros(1, 32, 2, 2)) is None
+
+
+def test_autoencoder_tiny_file_and_gradient(tmp_path: Path) -> None:
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    path = _save_state(AutoencoderTiny(), tmp_path / "taesd_tiny.safetensors")
+    encoder = load_encoder(str(path), "cpu")
+    assert encoder.id == "taesd" and encoder.has_decoder
+    images = torch.rand(1, 3, 16, 16, requires_grad=True)
+    encoder.encode(images).mean.pow(2).sum().backward()
+    assert images.grad is not None and float(images.grad.abs().sum()) > 0
+
+
+def test_ensemble_of_two(tmp_path: Path) -> None:
+    sana = _save_state(taesana_encoder(), tmp_path / "taesana_encoder.safetensors")
+    folder = save_tiny_vae(tmp_path / "sd")
+    ensemble = load_encoder(f"{folder}, {sana}", "cpu")
+    assert len(ensemble.members) == 2
+    assert ensemble.id.endswith("+taesana")
+    assert not ensemble.has_posterior  # one member is deterministic
+
+
+def test_refusals(tmp_path: Path) -> None:
+    with pytest.raises(EncoderError, match="not found"):
+        load_encoder(str(tmp_path / "missing.pth"), "cpu")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(EncoderError, match=r"\.safetensors or \.pth"):
+        load_encoder(str(tmp_path / "notes.txt"), "cpu")
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"17.weight": torch.zeros(32, 64, 3, 3)}, str(wrong))
+    with pytest.raises(EncoderError, match="does not match"):
+        load_encoder(str(wrong), "cpu")
+    torch.save({"epoch": 3}, tmp_path / "not_weights.pth")
+    with pytest.raises(EncoderError, match="plain state dict"):
+        load_encoder(str(tmp_path / "not_weights.pth"), "cpu")
+    torch.save(Path("x"), tmp_path / "object.pth")  # arbitrary pickled object: refused
+    with pytest.raises(EncoderError, match="Cannot read"):
+        load_encoder(str(tmp_path / "object.pth"), "cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EncoderError, match="not a diffusers model folder"):
+        load_encoder(str(tmp_path / "empty"), "cpu")
+    with pytest.raises(EncoderError, match="No encoder"):
+        load_encoder(" , ", "cpu")
+
+
+def test_sd15_without_model_names_the_download_command() -> None:
+    with pytest.raises(ModelMissingError) as caught:
+        load_encoder("sd15", "cpu")
+    assert "spdesk models download" in caught.value.user_text()
+
+
+@pytest.mark.shared
+def test_real_taesd_round_trip(taesd_path: Path) -> None:
+    encoder = load_encoder(str(taesd_path), "cpu")
+    ramp = torch.linspace(0.2, 0.8, 64)
+    images = torch.stack(
+        [
+            ramp[None, :].expand(64, 64),
+            ramp[:, None].expand(64, 64),
+            0.5 + 0 * ramp[:, None].expand(64, 64),
+        ]
+    )[None]
+    with torch.no_grad():
+        latent = encoder.encode(images).mean
+        decoded = encoder.decode(latent)
+    assert latent.shape == (1, 4, 8, 8)
+    assert decoded is not None and float((decoded - images).abs().mean()) < 0.05

@@ -1,0 +1,185 @@
+"""Universal training: reproducibility, resume equivalence, cancellation, saved metadata, events;
+and a small run with the real TAESD that beats same-eps random noise on held-out photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tiny_sd import save_tiny_vae
+
+from spdesk.core.encoders import Encoder, load_encoder
+from spdesk.core.errors import Cancelled, ConfigError, ObjectiveError
+from spdesk.core.events import CancelToken, Event, Progress
+from spdesk.core.perturbation import load_perturbation
+from spdesk.core.train import (
+    CheckpointSaved,
+    TrainConfig,
+    TrainStarted,
+    ValidationReport,
+    train_universal,
+)
+
+
+def write_photos(folder: Path, count: int = 6, seed: int = 0) -> Path:
+    """Smooth random colour fields with some texture, of mixed sizes and aspects."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        height, width = (40, 56) if i % 2 else (48, 40)
+        ys, xs = np.mgrid[0:height, 0:width] / max(height, width)
+        base = rng.uniform(0.2, 0.8, 3)
+        slope = rng.uniform(-0.5, 0.5, (3, 2))
+        image = base[:, None, None] + slope[:, 0, None, None] * ys + slope[:, 1, None, None] * xs
+        image = image + rng.normal(0, 0.05, (3, height, width))
+        pixels = (np.clip(image, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+        Image.fromarray(pixels).save(folder / f"photo{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Encoder]:
+    root = tmp_path_factory.mktemp("train")
+    photos = write_photos(root / "photos")
+    vae = save_tiny_vae(root / "sd")
+    return photos, vae, load_encoder(str(vae), "cpu")
+
+
+def _config(photos: Path, vae: Path, **overrides: object) -> TrainConfig:
+    settings: dict[str, object] = {
+        "photos": str(photos),
+        "encoder": str(vae),
+        "steps": 6,
+        "batch": 2,
+        "size": 32,
+        "val_every": 3,
+        "val_photos": 2,
+        "checkpoint_every": 3,
+    }
+    settings.update(overrides)
+    return TrainConfig(**settings)  # type: ignore[arg-type]
+
+
+def test_seeded_runs_are_reproducible(tiny_setup: tuple[Path, Path, Encoder]) -> None:
+    photos, vae, encoder = tiny_setup
+    first = train_universal(_config(photos, vae, objective="latent"), encoder=encoder)
+    again = train_universal(_config(photos, vae, objective="latent"), encoder=encoder)
+    other = train_universal(_config(photos, vae, objective="latent", seed=1), encoder=encoder)
+    assert np.array_equal(first.delta, again.delta)
+    assert not np.array_equal(first.delta, other.delta)
+    assert first.delta.shape == (3, 32, 32) and first.delta.dtype == np.float32
+    assert float(np.abs(first.delta).max()) <= 8 / 255 + 1e-7
+
+
+def test_resume_from_checkpoint_equals_straight_run(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path
+) -> None:
+    photos, vae, encoder = tiny_setup
+    config = _config(photos, vae, optimizer="adam", robust=("crop", "jpeg"))
+    straight = train_universal(config, encoder=encoder)
+    checkpoint = tmp_path / "run.ckpt.safetensors"
+    token = CancelToken()
+
+    def stop_at_step_4(event: Event) -> None:
+        if isinstance(event, Progress) and event.done == 4:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        train_universal(
+            config, encoder=encoder, checkpoint=checkpoint, on_event=stop_at_step_4, cancel=token
+        )
+    assert checkpoint.is_file()  # written on cancel, at step 4 (cancel honoured within a step)
+    events: list[Event] = []
+    resumed = train_universal(
+        config, encoder=encoder, checkpoint=checkpoint, resume=True, on_event=events.append
+    )
+    started = next(e for e in events if isinstance(e, TrainStarted))
+    assert started.resumed_from == 4
+    assert np.array_equal(resumed.delta, straight.delta)
+    assert [r.step for r in resumed.validation] == [3, 6]
+    with pytest.raises(ConfigError, match="different training settings"):
+        train_universal(
+            _config(photos, vae, eps=4), encoder=encoder, checkpoint=checkpoint, resume=True
+        )
+
+
+def test_events_and_saved_metadata(tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path) -> None:
+    photos, vae, encoder = tiny_setup
+    events: list[Event] = []
+    out = tmp_path / "mine.safetensors"
+    config = _config(photos, vae, name="mine", robust=("resize", "blur"), eps=4)
+    result = train_universal(
+        config,
+        out=out,
+        checkpoint=tmp_path / "c.safetensors",
+        encoder=encoder,
+        on_event=events.append,
+    )
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert [p.done for p in progress] == [1, 2, 3, 4, 5, 6]
+    assert progress[-1].eta_s == 0.0
+    assert sum(isinstance(e, ValidationReport) for e in events) == 2
+    assert sum(isinstance(e, CheckpointSaved) for e in events) == 2
+    loaded = load_perturbation(out)
+    assert result.path == out and loaded.eps == 4 and loaded.size == (32, 32)
+    meta = loaded.metadata
+    assert meta["name"] == "mine" and meta["encoder"] == encoder.id
+    assert meta["encoder_hash"] == encoder.fingerprint
+    assert meta["transforms"] == ["resize", "blur"] and meta["steps"] == 6
+    assert meta["train_photos"] + meta["val_photos"] == 6
+    assert len(meta["train_fingerprint"]) == 16
+    assert meta["objectives"] == [{"name": "encoder", "target": "grey"}]
+    assert meta["optimizer"]["optimizer"] == "pgd" and meta["config"]["size"] == 32
+    assert set(meta["validation"]) >= {"distortion", "sign_distortion", "uniform_distortion"}
+
+
+def test_posterior_objective_on_kl_vae_and_refusals(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path
+) -> None:
+    photos, vae, encoder = tiny_setup
+    result = train_universal(_config(photos, vae, objective="pca+", steps=2), encoder=encoder)
+    assert float(np.abs(result.delta).max()) > 0
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        _config(photos, vae, size=30)
+    with pytest.raises(ConfigError, match="Unknown robustness"):
+        _config(photos, vae, robust=("rotate",))
+    with pytest.raises(ObjectiveError):
+        train_universal(_config(photos, vae, objective="nope"), encoder=encoder)
+    single = write_photos(tmp_path / "one", count=1)
+    with pytest.raises(ConfigError, match="at least 2"):
+        train_universal(_config(single, vae), encoder=encoder)
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_real_taesd_beats_random_noise_on_held_out(taesd_path: Path, shared_photos: Path) -> None:
+    import torch
+
+    from spdesk.core.evaluate import evaluate_protection, load_eval_photos
+    from spdesk.core.train import find_photos, split_photos
+
+    torch.set_num_threads(2)
+    encoder = load_encoder(str(taesd_path), "cpu")
+    config = TrainConfig(
+        photos=str(shared_photos),
+        encoder=str(taesd_path),
+        objective="latent",
+        steps=30,
+        batch=8,
+        size=64,
+        max_photos=40,
+        val_every=0,
+        val_photos=4,
+        checkpoint_every=0,
+    )
+    result = train_universal(config, encoder=encoder)
+    _, held_out = split_photos(find_photos(shared_photos), config.split, 0, config.max_photos)
+    table = evaluate_protection(
+        load_eval_photos(held_out, 64), encoder, result.delta, 8, jpeg_quality=None
+    )
+    mine, uniform, signs = table.row("perturbation"), table.row("uniform"), table.row("sign")
+    assert mine.latent > uniform.latent and mine.latent > signs.latent * 1.2
+    assert mine.rt_ssim is not None and uniform.rt_ssim is not None and signs.rt_ssim is not None
+    assert mine.rt_ssim < uniform.rt_ssim and mine.rt_ssim < signs.rt_ssim

@@ -93,7 +93,7 @@ class FineTuner:
         device = self.encoder.device
         height, width = image.shape[:2]
         view = (int(working.shape[1]), int(working.shape[2]))
-        full = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)
+        full = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255).to(device)
         clean = _resize(full, view)
         del full
         config = OptimConfig(

@@ -1,0 +1,86 @@
+"""The protection table: rows, baselines, bounds, JPEG columns, JSON; gains over random signs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spdesk.core.encoders import load_encoder
+from spdesk.core.encoders.tiny import taef2_decoder, taef2_encoder
+from spdesk.core.evaluate import (
+    CANDIDATES,
+    ProtectionRow,
+    ProtectionTable,
+    evaluate_protection,
+    jpeg_roundtrip,
+)
+
+
+@pytest.fixture(scope="module")
+def tae(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp("tae")
+    torch.manual_seed(0)
+    torch.save(taef2_encoder().state_dict(), folder / "taef2_encoder.pth")
+    torch.save(taef2_decoder().state_dict(), folder / "taef2_decoder.pth")
+    return load_encoder(str(folder / "taef2_encoder.pth"), "cpu")
+
+
+def _photos(n: int = 3, size: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(30, 220, (n, size, size, 3), dtype=np.uint8)
+
+
+def test_rows_and_baselines(tae) -> None:  # type: ignore[no-untyped-def]
+    delta = np.full((3, 16, 16), 4 / 255, np.float32)  # tiled over 32x32
+    table = evaluate_protection(_photos(), tae, delta, 4, jpeg_quality=85)
+    assert [r.name for r in table.rows] == list(CANDIDATES)
+    none = table.row("none")
+    assert none.latent == 0.0 and none.rt_ssim == pytest.approx(1.0) and none.vis_psnr == 100.0
+    assert none.jpeg_latent == 0.0
+    # random signs of eps 4 sit at exactly ±4 steps (photos are far from 0 and 255)
+    assert table.row("sign").vis_psnr == pytest.approx(20 * math.log10(255 / 4), abs=0.01)
+    assert table.row("perturbation").vis_psnr == pytest.approx(20 * math.log10(255 / 4), abs=0.01)
+    assert table.row("uniform").vis_psnr > table.row("sign").vis_psnr
+    for row in table.rows[:3]:
+        assert row.latent > 0 and row.rt_ssim is not None and row.rt_ssim < 1
+        assert row.jpeg_rt_ssim is not None
+    data = json.loads(json.dumps(table.to_dict()))
+    assert data["eps"] == 4 and set(data["gains_over_sign"]) >= {"latent", "rt_ssim_drop"}
+    assert "gain over random signs" in table.format()
+
+
+def test_without_jpeg_and_without_decoder(tmp_path: Path) -> None:
+    from spdesk.core.encoders.tiny import taesana_encoder
+
+    torch.save(taesana_encoder().state_dict(), tmp_path / "taesana_encoder.pth")
+    encoder = load_encoder(str(tmp_path / "taesana_encoder.pth"), "cpu")
+    table = evaluate_protection(
+        _photos(2, 64), encoder, np.zeros((3, 64, 64), np.float32), 8, jpeg_quality=None
+    )
+    row = table.row("sign")
+    assert row.rt_ssim is None and row.jpeg_latent is None and row.latent > 0
+    assert table.row("perturbation").latent == 0.0  # a zero delta changes nothing
+
+
+def test_gains_over_sign_arithmetic() -> None:
+    table = ProtectionTable("x", 1, 8, 8, 85)
+    table.rows = [
+        ProtectionRow("perturbation", 0.6, 0.7, 20.0, 30.0, 0.3, 0.8, 22.0),
+        ProtectionRow("sign", 0.2, 0.9, 30.0, 30.0, 0.1, 0.95, 32.0),
+    ]
+    gains = table.gains_over_sign()
+    assert gains["latent"] == pytest.approx(3.0)
+    assert gains["rt_ssim_drop"] == pytest.approx(3.0)
+    assert gains["rt_mse"] == pytest.approx(10.0)
+    assert gains["jpeg_rt_ssim_drop"] == pytest.approx(4.0)
+
+
+def test_jpeg_roundtrip_changes_pixels_but_keeps_shape() -> None:
+    photos = _photos(2, 16)
+    out = jpeg_roundtrip(photos, 50)
+    assert out.shape == photos.shape and out.dtype == np.uint8 and not np.array_equal(out, photos)

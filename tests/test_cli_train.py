@@ -1,0 +1,83 @@
+"""``spdesk train`` and ``spdesk eval`` end to end with tiny models; plain errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_train import write_photos
+from tiny_sd import save_tiny_vae
+
+from spdesk.cli import main
+from spdesk.core.perturbation import load_perturbation
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    return write_photos(root / "photos"), save_tiny_vae(root / "sd")
+
+
+def test_train_then_eval_json(
+    assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, vae = assets
+    out = tmp_path / "p.safetensors"
+    argv = ["train", str(photos), "--out", str(out), "--encoder", str(vae), "--steps", "3"]
+    argv += ["--batch", "2", "--size", "32", "--eps", "6", "--robust", "jpeg,crop", "--json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["path"] == str(out) and summary["metadata"]["transforms"] == ["jpeg", "crop"]
+    assert load_perturbation(out).eps == 6
+    argv = ["eval", "--perturbation", str(out), "--photos", str(photos), "--encoder", str(vae)]
+    assert main([*argv, "--size", "32", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in table["rows"]] == ["perturbation", "uniform", "sign", "none"]
+    assert table["photos"] == 6 and table["size"] == 32 and table["jpeg_quality"] == 85
+    assert main([*argv, "--size", "32", "--jpeg", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "perturbation" in text and "JPEG off" in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--robust", "rotate"], "Unknown robustness"),
+        (["--size", "30"], "multiple of 8"),
+        (["--objective", "pca+", "--encoder", "{tae}"], "posterior"),
+        (["--encoder", "/no/such/encoder.pth"], "not found"),
+        (["--eps", "0"], "eps"),
+    ],
+)
+def test_train_errors_are_plain(
+    assets: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    import torch
+
+    from spdesk.core.encoders.tiny import taesana_encoder
+
+    photos, vae = assets
+    tae = tmp_path / "taesana_encoder.pth"
+    torch.save(taesana_encoder().state_dict(), tae)
+    extra = [e.replace("{tae}", str(tae)) for e in extra]
+    argv = ["train", str(photos), "--out", str(tmp_path / "x.safetensors"), "--encoder", str(vae)]
+    assert main([*argv, "--steps", "1", "--size", "32", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_eval_refuses_a_bad_perturbation(
+    assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, vae = assets
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x80\x04not a perturbation")
+    argv = ["eval", "--perturbation", str(bad), "--photos", str(photos), "--encoder", str(vae)]
+    assert main(argv) == 2
+    assert "pickle" in capsys.readouterr().err

@@ -83,6 +83,38 @@ def stage(name: str, config: TrainConfig, encoder: Encoder, args: argparse.Names
     return result.delta
 
 
+def finetune_stage(
+    encoder: Encoder, delta: np.ndarray, paths: list[Path], args: argparse.Namespace
+) -> None:
+    """Per-photo fine-tuning from the universal delta on held-out photos (FineTuner)."""
+    from spdesk.core.apply import ApplyOptions
+    from spdesk.core.evaluate import candidate_deltas, evaluate_protected, protect_with
+    from spdesk.core.finetune import FineTuner
+    from spdesk.core.perturbation import Perturbation
+
+    photos = load_eval_photos(paths, args.size)
+    universal = Perturbation(delta=delta, eps=args.eps)
+    tuner = FineTuner(
+        universal,
+        encoder,
+        steps=args.finetune_steps,
+        objective=args.finetune_objective,
+        options=ApplyOptions(working_size=args.size),
+        step_size=args.eps / 4,
+    )
+    start = time.perf_counter()
+    tuned = np.stack([tuner.protect(photo) for photo in photos])
+    per_photo = (time.perf_counter() - start) / len(photos)
+    log(f"fine-tune: {args.finetune_steps} steps, {per_photo:.2f} s/photo at {args.size}px")
+    protected = {"perturbation": tuned}
+    for name, candidate in candidate_deltas(delta, args.eps).items():
+        label = "universal" if name == "perturbation" else name
+        protected[label] = protect_with(photos, candidate)
+    table = evaluate_protected(photos, protected, encoder, args.eps, jpeg_quality=args.jpeg)
+    print(f"--- fine-tuned per photo ({args.finetune_objective}), held-out photos ({len(photos)})")
+    print(table.format() + "\n" + json.dumps(table.gains_over_sign()))
+
+
 def cuda_speed(args: argparse.Namespace) -> None:
     """SD 1.5 AutoencoderKL encoder forward+backward w.r.t. the input, random weights."""
     from diffusers import AutoencoderKL
@@ -139,7 +171,11 @@ def main() -> None:
     parser.add_argument("--robust", default="")
     parser.add_argument("--jpeg", type=int, default=85)
     parser.add_argument("--eval-photos", type=int, default=48)
-    parser.add_argument("--stages", default="plain,latent-small,main")
+    parser.add_argument("--stages", default="plain,latent-small,main,finetune")
+    parser.add_argument("--load-main", default="", help="reuse a saved main delta (.npy)")
+    parser.add_argument("--finetune-steps", type=int, default=50)
+    parser.add_argument("--finetune-photos", type=int, default=16)
+    parser.add_argument("--finetune-objective", default="latent")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out-dir", default="/tmp/spdesk-bench")
     parser.add_argument("--cuda-speed", action="store_true")
@@ -166,25 +202,28 @@ def main() -> None:
         stage("plain", TrainConfig(**common, **small, objective="encoder"), taesd, args)
     if "latent-small" in stages:
         stage("latent-small", TrainConfig(**common, **small, objective="latent"), taesd, args)
+    config = TrainConfig(
+        **common,
+        objective=args.objective,
+        optimizer=args.optimizer,
+        size=args.size,
+        steps=args.steps,
+        batch=args.batch,
+        max_photos=args.max_photos,
+        robust=tuple(r for r in args.robust.split(",") if r),
+        val_every=max(1, args.steps // 5),
+    )
+    train_paths, val_paths = held_out_paths(config, args.eval_photos)
+    delta = np.load(args.load_main) if args.load_main else None
     if "main" in stages:
-        config = TrainConfig(
-            **common,
-            objective=args.objective,
-            optimizer=args.optimizer,
-            size=args.size,
-            steps=args.steps,
-            batch=args.batch,
-            max_photos=args.max_photos,
-            robust=tuple(r for r in args.robust.split(",") if r),
-            val_every=max(1, args.steps // 5),
-        )
         delta = stage("main", config, taesd, args)
-        train_paths, val_paths = held_out_paths(config, args.eval_photos)
         print(f"--- main: training photos ({len(train_paths)})")
         print(table_for(taesd, train_paths, args.size, delta, args.eps, args.jpeg))
         taef2 = load_encoder(args.taef2, device)
         print(f"--- main: transfer to TAEF2, held-out photos ({len(val_paths)})")
         print(table_for(taef2, val_paths, args.size, delta, args.eps, args.jpeg))
+    if "finetune" in stages and delta is not None:
+        finetune_stage(taesd, delta, val_paths[: args.finetune_photos], args)
     log("done")
 
 

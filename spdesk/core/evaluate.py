@@ -191,6 +191,12 @@ def candidate_deltas(delta: np.ndarray, eps: float, seed: int = 0) -> dict[str, 
     }
 
 
+def protect_with(photos: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """uint8 photos (N, S, S, 3) plus a delta (3, h, w) tiled over each: rounded uint8."""
+    canvas = tile(delta, photos.shape[1], photos.shape[2]).transpose(1, 2, 0)
+    return np.stack([add_delta(photo, canvas) for photo in photos])
+
+
 def evaluate_protection(
     photos: np.ndarray,
     encoder: Encoder,
@@ -206,20 +212,40 @@ def evaluate_protection(
     The delta is tiled over each S x S photo (the editor's working view), added and rounded to
     8 bits. Baselines use the same budget ``eps`` (8-bit steps) and ``seed``.
     """
-    size = photos.shape[1]
-    table = ProtectionTable(encoder.id, len(photos), size, eps, jpeg_quality)
+    protected = {
+        name: protect_with(photos, candidate)
+        for name, candidate in candidate_deltas(delta, eps, seed).items()
+    }
+    return evaluate_protected(
+        photos, protected, encoder, eps, jpeg_quality=jpeg_quality, batch=batch
+    )
+
+
+def evaluate_protected(
+    photos: np.ndarray,
+    protected: dict[str, np.ndarray],
+    encoder: Encoder,
+    eps: float,
+    *,
+    jpeg_quality: int | None = 85,
+    batch: int = 8,
+) -> ProtectionTable:
+    """The table for already protected versions of the photos (e.g. fine-tuned per photo).
+
+    ``protected`` maps a candidate name to uint8 (N, S, S, 3) images; include "sign" for the
+    gains over random signs.
+    """
+    table = ProtectionTable(encoder.id, len(photos), photos.shape[1], eps, jpeg_quality)
     original = _encode(encoder, photos, batch)
     original_jpeg = (
         _encode(encoder, jpeg_roundtrip(photos, jpeg_quality), batch) if jpeg_quality else None
     )
-    for name, candidate in candidate_deltas(delta, eps, seed).items():
-        canvas = tile(candidate, photos.shape[1], photos.shape[2]).transpose(1, 2, 0)
-        protected = np.stack([add_delta(p, canvas) for p in photos])
-        latent, ssim, psnr = _compare(_encode(encoder, protected, batch), original)
-        vis = float(batch_psnr(protected, photos).mean())
+    for name, images in protected.items():
+        latent, ssim, psnr = _compare(_encode(encoder, images, batch), original)
+        vis = float(batch_psnr(images, photos).mean())
         row = ProtectionRow(name, latent, ssim, psnr, vis)
         if original_jpeg is not None and jpeg_quality:
-            jpeg = _encode(encoder, jpeg_roundtrip(protected, jpeg_quality), batch)
+            jpeg = _encode(encoder, jpeg_roundtrip(images, jpeg_quality), batch)
             j_latent, j_ssim, j_psnr = _compare(jpeg, original_jpeg)
             row = ProtectionRow(name, latent, ssim, psnr, vis, j_latent, j_ssim, j_psnr)
         table.rows.append(row)

@@ -1,0 +1,125 @@
+"""Model-store settings: sources, hub endpoint, token and the models folder.
+
+They live under the ``"models"`` key of :func:`spdesk.core.paths.settings_file` (other keys of that
+file belong to other parts of spdesk and are preserved on save). ``HF_ENDPOINT`` and ``HF_TOKEN``
+are used when the file names no endpoint or token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from spdesk.core import paths
+from spdesk.core.errors import ConfigError
+from spdesk.core.models.sources import (
+    DEFAULT_ENDPOINT,
+    FEATURES,
+    Feature,
+    Source,
+    default_source,
+)
+
+SETTINGS_KEY = "models"
+
+
+@dataclass(frozen=True)
+class SourceOverride:
+    """A replacement repository and/or revision for one feature (``None`` keeps the default)."""
+
+    repo_id: str | None = None
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Everything the store needs to know; immutable, change with :func:`dataclasses.replace`.
+
+    ``endpoint`` is the hub's base URL (``None``: ``HF_ENDPOINT`` or huggingface.co); ``token`` is
+    sent as a bearer token for gated mirrors (``None``: ``HF_TOKEN`` if set); ``models_dir`` moves
+    the store (``None``: :func:`spdesk.core.paths.models_dir`).
+    """
+
+    endpoint: str | None = None
+    token: str | None = None
+    models_dir: str | None = None
+    overrides: dict[str, SourceOverride] = field(default_factory=dict)
+
+    def resolved_endpoint(self) -> str:
+        return (self.endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+    def resolved_token(self) -> str | None:
+        return self.token or os.environ.get("HF_TOKEN") or None
+
+    def root(self) -> Path:
+        return Path(self.models_dir).expanduser() if self.models_dir else paths.models_dir()
+
+    def source(self, feature: Feature) -> Source:
+        """The feature's source with the user's repository/revision override applied."""
+        base = default_source(feature)
+        override = self.overrides.get(feature)
+        if override is None:
+            return base
+        return replace(
+            base,
+            repo_id=override.repo_id or base.repo_id,
+            revision=override.revision or base.revision,
+        )
+
+    def with_override(
+        self, feature: Feature, *, repo_id: str | None = None, revision: str | None = None
+    ) -> StoreSettings:
+        overrides = dict(self.overrides)
+        overrides[feature] = SourceOverride(repo_id, revision)
+        return replace(self, overrides=overrides)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(
+            f"The settings file {path} cannot be read: {error}",
+            hint="Fix or delete the file; spdesk recreates it with defaults.",
+        ) from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"The settings file {path} does not hold a JSON object.")
+    return data
+
+
+def load_settings(path: Path | None = None) -> StoreSettings:
+    """Read the store settings (defaults when the file or its ``"models"`` key is absent)."""
+    section = _read_file(path or paths.settings_file()).get(SETTINGS_KEY) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f'The "{SETTINGS_KEY}" entry of the settings file is not an object.')
+    overrides: dict[str, SourceOverride] = {}
+    for feature, value in (section.get("overrides") or {}).items():
+        if feature not in FEATURES or not isinstance(value, dict):
+            raise ConfigError(
+                f"Unknown model feature {feature!r} in the settings file; "
+                f"expected one of {', '.join(FEATURES)}."
+            )
+        overrides[feature] = SourceOverride(value.get("repo_id"), value.get("revision"))
+    return StoreSettings(
+        endpoint=section.get("endpoint"),
+        token=section.get("token"),
+        models_dir=section.get("models_dir"),
+        overrides=overrides,
+    )
+
+
+def save_settings(settings: StoreSettings, path: Path | None = None) -> Path:
+    """Write the ``"models"`` section atomically, keeping every other key of the file."""
+    path = path or paths.settings_file()
+    data = _read_file(path)
+    data[SETTINGS_KEY] = asdict(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,95 @@
+"""The app's persisted settings (QSettings in an INI file under the platformdirs config folder).
+
+Keeping the file under :func:`spdesk.core.paths.config_dir` means ``SPDESK_HOME`` (tests, portable
+installs) moves it too: tests never read or write the user's real settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings
+
+from spdesk.core.paths import config_dir
+
+STRENGTH_PRESETS: dict[str, float] = {"low": 4.0, "medium": 8.0, "high": 16.0}
+"""Strength presets, in 8-bit steps (8 means at most ±8/255 per channel)."""
+
+FORMATS = ("same", "png", "jpeg", "webp")
+COLLISIONS = ("suffix", "skip", "overwrite")
+
+
+def settings_path() -> Path:
+    return config_dir() / "gui.ini"
+
+
+def open_settings() -> QSettings:
+    """The app's QSettings, stored as INI in the config folder."""
+    return QSettings(str(settings_path()), QSettings.Format.IniFormat)
+
+
+@dataclass
+class ProtectOptions:
+    """What the main window's controls hold; saved between sessions.
+
+    Attributes:
+        perturbation: path of the perturbation file ("" = the bundled default).
+        strength: budget in 8-bit steps, in (0, 64]; presets 4 / 8 / 16.
+        mode: "universal" (instant) or "finetune" (per-photo optimisation; needs the VAE).
+        finetune_steps: optimisation steps per photo in fine-tuned mode, 1..1000.
+        output_dir: where protected copies go ("" = a "protected" folder next to the inputs).
+        suffix: appended to each output's file name (before the extension).
+        collision: what to do when an output exists: "suffix" (add a number), "skip", "overwrite".
+        format: "same" (keep the input's format), "png", "jpeg" or "webp".
+        quality: JPEG/WebP quality, 50..100.
+        device: "auto", "cpu", "cuda" or "mps".
+    """
+
+    perturbation: str = ""
+    strength: float = 8.0
+    mode: str = "universal"
+    finetune_steps: int = 50
+    output_dir: str = ""
+    suffix: str = "_protected"
+    collision: str = "suffix"
+    format: str = "same"
+    quality: int = 95
+    device: str = "auto"
+
+
+def load_options(settings: QSettings) -> ProtectOptions:
+    """Options from ``settings``; any missing or malformed value falls back to its default."""
+    defaults = ProtectOptions()
+    values: dict[str, Any] = {}
+    for f in fields(ProtectOptions):
+        default = getattr(defaults, f.name)
+        raw = settings.value(f"options/{f.name}", default)
+        try:
+            values[f.name] = type(default)(raw)
+        except (TypeError, ValueError):
+            values[f.name] = default
+    return ProtectOptions(**values)
+
+
+def save_options(settings: QSettings, options: ProtectOptions) -> None:
+    for f in fields(ProtectOptions):
+        settings.setValue(f"options/{f.name}", getattr(options, f.name))
+
+
+def save_geometry(settings: QSettings, key: str, geometry: QByteArray) -> None:
+    settings.setValue(f"geometry/{key}", geometry)
+
+
+def load_geometry(settings: QSettings, key: str) -> QByteArray | None:
+    value = settings.value(f"geometry/{key}")
+    return value if isinstance(value, QByteArray) else None
+
+
+def last_folder(settings: QSettings, key: str) -> str:
+    return str(settings.value(f"folders/{key}", "") or "")
+
+
+def remember_folder(settings: QSettings, key: str, folder: str) -> None:
+    settings.setValue(f"folders/{key}", folder)

@@ -1,0 +1,75 @@
+"""The large drop target for photos and folders, with "Add photos…" and "Add folder…" buttons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+
+class DropZone(QFrame):
+    """Accepts dropped local files and folders; emits ``paths_dropped`` with them."""
+
+    paths_dropped = Signal(list)  # list[Path]
+    add_files_clicked = Signal()
+    add_folder_clicked = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("DropZone")
+        self.setAcceptDrops(True)
+        self.setProperty("hover", False)
+        self._title = QLabel("Drop photos or folders here")
+        self._title.setObjectName("DropTitle")
+        self._title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._hint = QLabel("JPEG, PNG, WebP, TIFF, HEIC · originals are never changed")
+        self._hint.setObjectName("Muted")
+        self._hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.add_files_button = QPushButton("Add photos…")
+        self.add_folder_button = QPushButton("Add folder…")
+        self.add_files_button.clicked.connect(self.add_files_clicked)
+        self.add_folder_button.clicked.connect(self.add_folder_clicked)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.add_files_button)
+        buttons.addWidget(self.add_folder_button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 14, 16, 14)
+        layout.addStretch(1)
+        layout.addWidget(self._title)
+        layout.addWidget(self._hint)
+        layout.addSpacing(6)
+        layout.addLayout(buttons)
+        layout.addStretch(1)
+
+    def set_compact(self, compact: bool) -> None:
+        """Smaller once the queue has photos, so the queue gets the room."""
+        self._hint.setVisible(not compact)
+        self.setMinimumHeight(96 if compact else 220)
+        self.setMaximumHeight(110 if compact else 16_777_215)
+
+    def _set_hover(self, hover: bool) -> None:
+        self.setProperty("hover", hover)
+        self.style().unpolish(self)
+        self.style().polish(self)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+            self._set_hover(True)
+        else:
+            event.ignore()
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
+        self._set_hover(False)
+        super().dragLeaveEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        self._set_hover(False)
+        paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.paths_dropped.emit(paths)

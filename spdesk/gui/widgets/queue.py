@@ -1,0 +1,260 @@
+"""The queue of photos: thumbnail, name, status per photo, progress, and retry for failed rows.
+
+Thumbnails are decoded at a small size in a thread pool (``QImageReader`` with a scaled size is
+cheap and thread-safe) and handed back to the GUI thread through a signal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtGui import QColor, QIcon, QImage, QImageReader, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
+
+THUMB = 48  # thumbnail edge in pixels
+
+
+class RowStatus(Enum):
+    WAITING = "Waiting"
+    PROTECTING = "Protecting"
+    DONE = "Done"
+    SKIPPED = "Skipped"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+_STATUS_COLOURS = {
+    RowStatus.WAITING: "#6b7280",
+    RowStatus.PROTECTING: "#2563eb",
+    RowStatus.DONE: "#15803d",
+    RowStatus.SKIPPED: "#a16207",
+    RowStatus.FAILED: "#b91c1c",
+    RowStatus.CANCELLED: "#6b7280",
+}
+
+
+@dataclass
+class QueueRow:
+    path: Path
+    status: RowStatus = RowStatus.WAITING
+    reason: str = ""
+    output: Path | None = None
+
+
+class _ThumbSignals(QObject):
+    ready = Signal(str, QImage)
+
+
+class _ThumbJob(QRunnable):
+    def __init__(self, path: Path, signals: _ThumbSignals) -> None:
+        super().__init__()
+        self._path = path
+        self._signals = signals
+
+    def run(self) -> None:
+        reader = QImageReader(str(self._path))
+        reader.setAutoTransform(True)
+        size = reader.size()
+        if size.isValid() and size.width() > 0 and size.height() > 0:
+            reader.setScaledSize(
+                size.scaled(THUMB * 2, THUMB * 2, Qt.AspectRatioMode.KeepAspectRatio)
+            )
+        image = reader.read()
+        if not image.isNull():
+            self._signals.ready.emit(str(self._path), image)
+
+
+class PhotoQueue(QTableWidget):
+    """One row per photo; the window updates rows from job events by path."""
+
+    retry_requested = Signal(object)  # Path
+    COLUMNS = ("Photo", "Status", "Progress", "")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(0, len(self.COLUMNS), parent)
+        self.setObjectName("PhotoQueue")
+        self.setHorizontalHeaderLabels(list(self.COLUMNS))
+        self.verticalHeader().setVisible(False)
+        self.verticalHeader().setDefaultSectionSize(THUMB + 12)
+        self.setIconSize(QSize(THUMB, THUMB))
+        self.setShowGrid(False)
+        self.setAlternatingRowColors(True)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setWordWrap(False)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Fixed)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Fixed)
+        self.setColumnWidth(1, 200)
+        self.setColumnWidth(2, 120)
+        self.setColumnWidth(3, 84)
+        self._rows: dict[Path, QueueRow] = {}
+        self._order: list[Path] = []
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(2)
+        self._thumbs = _ThumbSignals(self)
+        self._thumbs.ready.connect(self._set_thumbnail)
+
+    # --- contents -------------------------------------------------------------------------------
+    def add_photos(self, paths: list[Path]) -> int:
+        """Append photos not already queued; returns how many were added."""
+        added = 0
+        for path in paths:
+            key = path.resolve()
+            if key in self._rows:
+                continue
+            self._rows[key] = QueueRow(key)
+            self._order.append(key)
+            self._append_row(key)
+            self._pool.start(_ThumbJob(key, self._thumbs))
+            added += 1
+        return added
+
+    def clear_photos(self) -> None:
+        self._pool.clear()
+        self._rows.clear()
+        self._order.clear()
+        self.setRowCount(0)
+
+    def remove_selected(self) -> None:
+        for index in sorted({i.row() for i in self.selectedIndexes()}, reverse=True):
+            key = self._order.pop(index)
+            del self._rows[key]
+            self.removeRow(index)
+
+    def paths(self) -> list[Path]:
+        return list(self._order)
+
+    def rows(self) -> list[QueueRow]:
+        return [self._rows[p] for p in self._order]
+
+    def row_for(self, path: Path) -> QueueRow | None:
+        return self._rows.get(path.resolve())
+
+    def selected_path(self) -> Path | None:
+        rows = self.selectionModel().selectedRows() if self.selectionModel() else []
+        return self._order[rows[0].row()] if rows else None
+
+    def wait_for_thumbnails(self, timeout_ms: int = 10_000) -> bool:
+        return bool(self._pool.waitForDone(timeout_ms))
+
+    # --- status ---------------------------------------------------------------------------------
+    def set_status(self, path: Path, status: RowStatus, reason: str = "") -> None:
+        key = path.resolve()
+        row = self._rows.get(key)
+        if row is None:
+            return
+        row.status, row.reason = status, reason
+        index = self._order.index(key)
+        text = status.value if not reason else f"{status.value}: {reason}"
+        item = QTableWidgetItem(text)
+        item.setForeground(QColor(_STATUS_COLOURS[status]))
+        item.setToolTip(text)
+        self.setItem(index, 1, item)
+        bar = self._bar(index)
+        if status is RowStatus.DONE:
+            bar.setValue(bar.maximum())
+        elif status in (RowStatus.WAITING, RowStatus.CANCELLED):
+            bar.setValue(0)
+        self._set_retry_visible(index, status is RowStatus.FAILED)
+
+    def set_progress(self, path: Path, fraction: float) -> None:
+        key = path.resolve()
+        if key in self._rows:
+            self._bar(self._order.index(key)).setValue(round(1000 * max(0.0, min(1.0, fraction))))
+
+    def set_output(self, path: Path, output: Path) -> None:
+        row = self._rows.get(path.resolve())
+        if row is not None:
+            row.output = output
+
+    def count_by_status(self) -> dict[RowStatus, int]:
+        counts = dict.fromkeys(RowStatus, 0)
+        for row in self._rows.values():
+            counts[row.status] += 1
+        return counts
+
+    # --- internals ------------------------------------------------------------------------------
+    def _append_row(self, path: Path) -> None:
+        index = self.rowCount()
+        self.insertRow(index)
+        name = QTableWidgetItem(path.name)
+        name.setToolTip(str(path))
+        placeholder = QPixmap(THUMB, THUMB)
+        placeholder.fill(QColor("#e5e7eb"))
+        name.setIcon(QIcon(placeholder))
+        self.setItem(index, 0, name)
+        status = QTableWidgetItem(RowStatus.WAITING.value)
+        status.setForeground(QColor(_STATUS_COLOURS[RowStatus.WAITING]))
+        self.setItem(index, 1, status)
+        bar = QProgressBar()
+        bar.setRange(0, 1000)
+        bar.setTextVisible(False)
+        bar.setFixedHeight(8)
+        holder = QWidget()
+        lay = QHBoxLayout(holder)
+        lay.setContentsMargins(8, 0, 8, 0)
+        lay.addWidget(bar)
+        self.setCellWidget(index, 2, holder)
+        retry = QPushButton("Retry")
+        retry.setObjectName("RetryButton")
+        retry.setVisible(False)
+        retry.clicked.connect(lambda _=False, p=path: self.retry_requested.emit(p))
+        retry_holder = QWidget()
+        rlay = QHBoxLayout(retry_holder)
+        rlay.setContentsMargins(6, 0, 6, 0)
+        rlay.addWidget(retry)
+        self.setCellWidget(index, 3, retry_holder)
+
+    def _bar(self, index: int) -> QProgressBar:
+        holder = self.cellWidget(index, 2)
+        bar = holder.findChild(QProgressBar)
+        assert bar is not None
+        return bar
+
+    def retry_button(self, path: Path) -> QPushButton:
+        holder = self.cellWidget(self._order.index(path.resolve()), 3)
+        button = holder.findChild(QPushButton)
+        assert button is not None
+        return button
+
+    def _set_retry_visible(self, index: int, visible: bool) -> None:
+        button = self.cellWidget(index, 3).findChild(QPushButton)
+        if button is not None:
+            button.setVisible(visible)
+
+    def _set_thumbnail(self, path: str, image: QImage) -> None:
+        key = Path(path)
+        if key not in self._rows:
+            return
+        square = QPixmap(THUMB, THUMB)
+        square.fill(QColor(0, 0, 0, 0))
+        scaled = QPixmap.fromImage(image).scaled(
+            THUMB,
+            THUMB,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+        from PySide6.QtGui import QPainter
+
+        painter = QPainter(square)
+        painter.drawPixmap((THUMB - scaled.width()) // 2, (THUMB - scaled.height()) // 2, scaled)
+        painter.end()
+        item = self.item(self._order.index(key), 0)
+        if item is not None:
+            item.setIcon(QIcon(square))

@@ -1,0 +1,134 @@
+"""Background work for the app: one generic worker, a QObject moved to a QThread.
+
+The worker runs a core callable ``fn(on_event, cancel) -> result`` off the GUI thread and turns
+what happens into signals: every core event, the result, a readable error, or "cancelled".
+Nothing heavy (torch, diffusers) is imported here; the callable imports what it needs when it runs,
+in the worker thread, so the window shows at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from spdesk.core.errors import Cancelled, SpdeskError
+from spdesk.core.events import CancelToken, Event
+
+log = logging.getLogger(__name__)
+
+Task = Callable[[Callable[[Event], None], CancelToken], Any]
+"""A core call: receives an event sink and a cancel token, returns its result."""
+
+
+class Worker(QObject):
+    """Runs one :data:`Task` when ``run`` is invoked in its thread; reports through signals only."""
+
+    event = Signal(object)  # a core Event, as it happens
+    succeeded = Signal(object)  # the task's return value
+    failed = Signal(str)  # plain text for the user (the traceback goes to the log file)
+    cancelled = Signal()
+    done = Signal()  # always last, whatever the outcome
+
+    def __init__(self, task: Task, cancel: CancelToken) -> None:
+        super().__init__()
+        self._task = task
+        self._cancel = cancel
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            result = self._task(self.event.emit, self._cancel)
+        except Cancelled:
+            self.cancelled.emit()
+        except SpdeskError as error:
+            log.info("task failed: %s", error.user_text())
+            self.failed.emit(error.user_text())
+        except Exception as error:  # any bug: readable text for the user, traceback to the log
+            log.exception("unexpected error in a background task")
+            self.failed.emit(f"Something went wrong: {error}\nDetails are in the log file.")
+        else:
+            self.succeeded.emit(result)
+        finally:
+            self.done.emit()
+
+
+class TaskRunner(QObject):
+    """Owns one worker thread at a time: start, pause, resume, cancel, and a clean stop.
+
+    Signals are re-emitted from the worker, so a view connects once to the runner. ``finished``
+    fires after the thread has fully stopped, so it is safe to start the next task from it.
+    """
+
+    event = Signal(object)
+    succeeded = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+    finished = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thread: QThread | None = None
+        self._worker: Worker | None = None
+        self._cancel = CancelToken()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def paused(self) -> bool:
+        return self.running and self._cancel.paused
+
+    def start(self, task: Task) -> None:
+        """Run ``task`` in a new thread; refuses while another task is running."""
+        if self.running:
+            raise RuntimeError("a task is already running")
+        self._cancel = CancelToken()
+        thread = QThread()
+        worker = Worker(task, self._cancel)
+        worker.moveToThread(thread)
+        worker.event.connect(self.event)
+        worker.succeeded.connect(self.succeeded)
+        worker.failed.connect(self.failed)
+        worker.cancelled.connect(self.cancelled)
+        worker.done.connect(thread.quit)
+        thread.started.connect(worker.run)
+        thread.finished.connect(self._on_thread_finished)
+        self._thread, self._worker = thread, worker
+        thread.start()
+
+    def cancel(self) -> None:
+        """Ask the task to stop at its next check (also releases a pause)."""
+        self._cancel.cancel()
+
+    def pause(self) -> None:
+        self._cancel.pause()
+
+    def resume(self) -> None:
+        self._cancel.resume()
+
+    def stop(self, timeout_ms: int = 30_000) -> bool:
+        """Cancel and wait for the thread to end (closing the window). True when it stopped."""
+        thread = self._thread
+        if thread is None:
+            return True
+        self._cancel.cancel()
+        stopped = thread.wait(timeout_ms)
+        if stopped:
+            self._on_thread_finished()
+        return bool(stopped)
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        if self._thread is None:
+            return
+        thread, worker = self._thread, self._worker
+        self._thread, self._worker = None, None
+        if worker is not None:
+            worker.deleteLater()
+        if thread is not None:
+            thread.deleteLater()
+        self.finished.emit()

@@ -1,0 +1,502 @@
+"""What an AI editor does to the original and to the protected photo, side by side.
+
+The same Stable Diffusion 1.5 edit (img2img / SDEdit, or inpainting) runs on the photo's working
+view three times in one batched pipeline call: the original, the protected photo, and the photo
+with random ±eps noise of the same strength (the baseline). Every batch element gets its own
+generator seeded identically, so the protection is the only difference between the edits.
+
+The safety checker is never loaded: the preview is an unfiltered edit of the user's own photo, and
+says so. A black or blank edit is detected and never reported as "protection worked".
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from spdesk.core import metrics
+from spdesk.core.apply import ApplyOptions, apply_perturbation
+from spdesk.core.device import resolve_device
+from spdesk.core.errors import Cancelled, ConfigError, ModelError, ModelMissingError
+from spdesk.core.events import CancelToken, EventSink, Progress, ignore_events
+from spdesk.core.geometry import working_size
+from spdesk.core.perturbation import Perturbation
+
+log = logging.getLogger(__name__)
+
+# Prompts of the SPD blog's evaluation (P4 is the empty prompt).
+PRESETS: dict[str, str] = {
+    "P1": "make it like a watercolor painting",
+    "P2": "apply sunset lighting",
+    "P3": "add some snow",
+    "P4": "",
+}
+UNFILTERED_NOTE = (
+    "This preview shows an unfiltered AI edit of your own photo: no safety checker is applied."
+)
+Mode = Literal["img2img", "inpaint"]
+MaskMode = Literal["keep-centre", "regenerate-centre"]
+FEATURE_FOR_MODE: dict[str, str] = {"img2img": "preview", "inpaint": "inpaint"}
+BLANK_STD = 0.02  # an edit whose pixels barely vary is blank (or black): not a real edit
+BLANK_MEAN = 0.03
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    """One preview edit.
+
+    Attributes:
+        prompt: the edit instruction; a preset (see ``PRESETS``) or free text.
+        mode: "img2img" (SDEdit) or "inpaint".
+        strength: how much of the photo the editor regenerates, in (0, 1] (0.5 by default).
+        steps: denoising steps in [1, 200] (50 by default; img2img runs strength x steps of them).
+        guidance: classifier-free guidance scale, >= 1 (7.5 by default).
+        seed: seed of the edit, identical for original, protected and noise baseline.
+        working_size: short side of the working view in pixels (512 as SD 1.5 editors use).
+        mask_mode: default inpainting mask when ``mask`` is None.
+        mask: optional inpainting mask (H, W) bool, True where the editor regenerates.
+    """
+
+    prompt: str = PRESETS["P1"]
+    mode: Mode = "img2img"
+    strength: float = 0.5
+    steps: int = 50
+    guidance: float = 7.5
+    seed: int = 0
+    working_size: int = 512
+    mask_mode: MaskMode = "keep-centre"
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def validate(self) -> None:
+        """Refuse out-of-range settings before any work, with a plain message."""
+        if self.mode not in FEATURE_FOR_MODE:
+            raise ConfigError(f"Unknown preview mode {self.mode!r}; use img2img or inpaint.")
+        if not 0 < self.strength <= 1:
+            raise ConfigError(f"Edit strength must be in (0, 1], got {self.strength}.")
+        if not 1 <= self.steps <= 200:
+            raise ConfigError(f"Steps must be between 1 and 200, got {self.steps}.")
+        if self.guidance < 1:
+            raise ConfigError(f"Guidance must be at least 1, got {self.guidance}.")
+        if self.working_size < 64 or self.working_size % 8:
+            raise ConfigError("The working size must be a multiple of 8 and at least 64 pixels.")
+        if self.mask_mode not in ("keep-centre", "regenerate-centre"):
+            raise ConfigError(f"Unknown mask mode {self.mask_mode!r}.")
+
+
+@dataclass
+class PreviewResult:
+    """Images (uint8 H x W x 3 working views), figures, and the verdict in plain words."""
+
+    original: np.ndarray
+    protected: np.ndarray
+    noisy: np.ndarray
+    edit_original: np.ndarray
+    edit_protected: np.ndarray
+    edit_noisy: np.ndarray
+    figures: dict[str, dict[str, float | None]]
+    verdict: str
+    worked: bool | None  # None when the edit is not trustworthy (blank / black)
+    warnings: list[str]
+    request: PreviewRequest
+    seconds: float
+    note: str = UNFILTERED_NOTE
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON record of this preview (no pixels)."""
+        request = {k: v for k, v in asdict(self.request).items() if k != "mask"}
+        request["custom_mask"] = self.request.mask is not None
+        return {
+            "request": request,
+            "figures": self.figures,
+            "verdict": self.verdict,
+            "worked": self.worked,
+            "warnings": self.warnings,
+            "seconds": round(self.seconds, 3),
+            "note": self.note,
+            "size": list(self.original.shape[:2]),
+        }
+
+
+def resolve_prompt(prompt: str | None, preset: str | None) -> str:
+    """A preset name (P1..P4) or free text; the default is P1."""
+    if preset is not None:
+        key = preset.upper()
+        if key not in PRESETS:
+            raise ConfigError(f"Unknown prompt preset {preset!r}; choose one of P1, P2, P3, P4.")
+        return PRESETS[key]
+    return PRESETS["P1"] if prompt is None else prompt
+
+
+def _working_view(image: np.ndarray, short_side: int) -> Image.Image:
+    height, width = image.shape[:2]
+    wh, ww = working_size(height, width, short_side)
+    wh, ww = max(8, wh - wh % 8), max(8, ww - ww % 8)  # the pipeline needs multiples of 8
+    return Image.fromarray(image).resize((ww, wh), Image.Resampling.BICUBIC, reducing_gap=None)
+
+
+def default_mask(height: int, width: int, mode: MaskMode) -> np.ndarray:
+    """True where the editor regenerates: everything but a central box, or only that box."""
+    mask = np.ones((height, width), bool)
+    top, left = height // 4, width // 4
+    mask[top : height - top, left : width - left] = False
+    return mask if mode == "keep-centre" else ~mask
+
+
+def noise_baseline(perturbation: Perturbation, strength: float | None, seed: int) -> Perturbation:
+    """Random ±eps signs of the same size and strength: the fair baseline for a sign-PGD pattern."""
+    eps = perturbation.eps if strength is None else strength
+    rng = np.random.default_rng(seed)
+    signs = rng.choice(np.array([-1.0, 1.0], np.float32), size=perturbation.delta.shape)
+    return Perturbation(delta=(signs * eps / 255).astype(np.float32), eps=eps)
+
+
+def _is_blank(image: np.ndarray) -> bool:
+    pixels = image.astype(np.float32) / 255
+    return float(pixels.std()) < BLANK_STD or float(pixels.mean()) < BLANK_MEAN
+
+
+def _figures(reference: np.ndarray, other: np.ndarray) -> dict[str, float | None]:
+    return {
+        "ssim": round(metrics.ssim(reference, other), 4),
+        "psnr": round(metrics.psnr(reference, other), 2),
+        "vifp": round(metrics.vifp(reference, other), 4),
+        "fsim": metrics.fsim(reference, other),
+    }
+
+
+def verdict_for(
+    protected: dict[str, float | None], noise: dict[str, float | None], blank: bool
+) -> tuple[str, bool | None]:
+    """A plain-words verdict, calibrated against random noise of the same strength."""
+    if blank:
+        return (
+            "The AI edit came out blank or black, so this preview says nothing about protection. "
+            "Check the model files or try other settings.",
+            None,
+        )
+    ssim_p, ssim_n = float(protected["ssim"] or 0), float(noise["ssim"] or 0)
+    gap = ssim_n - ssim_p
+    if gap >= 0.1 and ssim_p < 0.75:
+        words = "Protection worked: the AI edit of the protected photo is clearly broken"
+        worked: bool | None = True
+    elif gap >= 0.03:
+        words = "Some protection: the AI edit of the protected photo is disturbed more"
+        worked = True
+    else:
+        return (
+            f"No clear protection: the edit of the protected photo stays about as close to the "
+            f"edit of the original (similarity {ssim_p:.2f}) as with random noise of the same "
+            f"strength ({ssim_n:.2f}). Try a higher strength or per-photo fine-tuning.",
+            False,
+        )
+    return (
+        f"{words} (similarity to the edit of the original {ssim_p:.2f}; random noise of the "
+        f"same strength only gets to {ssim_n:.2f}).",
+        worked,
+    )
+
+
+def _variant(folder: Path) -> str | None:
+    """ "fp16" when the folder holds only the fp16 variant files (as the model store downloads)."""
+    unet = folder / "unet"
+    if any(unet.glob("*.fp16.safetensors")) and not any(
+        p for p in unet.glob("*.safetensors") if ".fp16." not in p.name
+    ):
+        return "fp16"
+    return None
+
+
+def _from_pretrained(cls: Any, folder: Path, dtype: torch.dtype) -> Any:
+    with warnings.catch_warnings():
+        # Newer diffusers renamed torch_dtype to dtype; older ones know only torch_dtype.
+        warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+        return cls.from_pretrained(
+            str(folder),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            torch_dtype=dtype,
+            variant=_variant(folder),
+            use_safetensors=True,
+        )
+
+
+class PreviewEngine:
+    """Holds the Stable Diffusion pipelines, loaded once and reused across previews.
+
+    Args:
+        model_dir: a diffusers SD 1.5 folder for img2img; ``None`` asks the model store.
+        inpaint_dir: a diffusers SD 1.5 inpainting folder; ``None`` asks the model store.
+        device: "auto", "cpu", "cuda" or "mps".
+        offload: model CPU offload for small GPUs (needs the ``accelerate`` package).
+        half: half precision on GPUs ("fp16" or "bf16"); ignored on CPU (fp32).
+    """
+
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        *,
+        inpaint_dir: Path | None = None,
+        device: str = "auto",
+        offload: bool = False,
+        half: Literal["fp16", "bf16"] = "fp16",
+    ) -> None:
+        self.model_dirs: dict[str, Path | None] = {"img2img": model_dir, "inpaint": inpaint_dir}
+        self.device = resolve_device(device)
+        self.offload = offload
+        self.dtype = torch.float32
+        if self.device.type in ("cuda", "mps"):
+            self.dtype = torch.bfloat16 if half == "bf16" else torch.float16
+        self._pipes: dict[str, Any] = {}
+
+    def model_dir(self, mode: Mode) -> Path:
+        """The folder for ``mode``: given, or from the model store (ModelMissingError names the
+        download command)."""
+        given = self.model_dirs[mode]
+        if given is not None:
+            if not (Path(given) / "model_index.json").is_file():
+                raise ModelMissingError(
+                    f"{given} is not a Stable Diffusion model folder (no model_index.json).",
+                    hint=f"Run: spdesk models download --for {FEATURE_FOR_MODE[mode]}",
+                )
+            return Path(given)
+        try:
+            from spdesk.core.models.store import ModelStore
+        except ImportError as error:  # a build without the model store
+            raise ModelMissingError(
+                "The Stable Diffusion 1.5 weights are not installed.",
+                hint=f"Run: spdesk models download --for {FEATURE_FOR_MODE[mode]}",
+            ) from error
+        return Path(ModelStore().require(FEATURE_FOR_MODE[mode]))  # type: ignore[arg-type]
+
+    def pipeline(self, mode: Mode) -> Any:
+        """The loaded pipeline for ``mode`` (loaded on first use, then reused)."""
+        if mode not in self._pipes:
+            self._pipes[mode] = self._load(mode)
+        return self._pipes[mode]
+
+    def _load(self, mode: Mode) -> Any:
+        from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+
+        folder = self.model_dir(mode)
+        cls: Any = StableDiffusionImg2ImgPipeline
+        if mode == "inpaint":
+            cls = StableDiffusionInpaintPipeline
+        try:
+            pipe = _from_pretrained(cls, folder, self.dtype)
+        except (OSError, ValueError, RuntimeError, KeyError) as error:
+            raise ModelError(
+                f"Cannot load the Stable Diffusion model in {folder}: {error}",
+                hint="Run: spdesk models verify",
+            ) from error
+        pipe.set_progress_bar_config(disable=True)
+        if self.device.type == "mps":
+            pipe.enable_attention_slicing()
+        if self.offload and self.device.type == "cuda":
+            pipe.enable_model_cpu_offload()
+        else:
+            pipe.to(self.device)
+        return pipe
+
+    def run(
+        self,
+        photo: np.ndarray,
+        perturbation: Perturbation,
+        request: PreviewRequest = PreviewRequest(),
+        *,
+        apply_options: ApplyOptions | None = None,
+        protected: np.ndarray | None = None,
+        on_event: EventSink = ignore_events,
+        cancel: CancelToken | None = None,
+    ) -> PreviewResult:
+        """Edit the original, the protected photo and the noise baseline; compare the edits.
+
+        Args:
+            photo: the original, uint8 (H, W, 3) at full size.
+            perturbation: the protection (its strength, or ``apply_options.strength``).
+            request: prompt, mode, strength, steps, guidance, seed, working size, mask.
+            apply_options: how the protection is laid on (as the export would do it).
+            protected: an already protected version of ``photo`` (e.g. fine-tuned); computed
+                with ``perturbation`` when None.
+            on_event: receives Progress("edit", step, total) per denoising step.
+            cancel: checked every denoising step; raises Cancelled.
+        """
+        request.validate()
+        started = time.monotonic()
+        options = apply_options or ApplyOptions(working_size=request.working_size)
+        if protected is None:
+            protected = apply_perturbation(photo, perturbation, options)
+        baseline = noise_baseline(perturbation, options.strength, request.seed)
+        noisy = apply_perturbation(photo, baseline, options)
+        views = [
+            np.asarray(_working_view(image, request.working_size))
+            for image in (photo, protected, noisy)
+        ]
+        edits = self._edit(views, request, on_event, cancel)
+        return self._result(views, edits, request, started)
+
+    def _edit(
+        self,
+        views: list[np.ndarray],
+        request: PreviewRequest,
+        on_event: EventSink,
+        cancel: CancelToken | None,
+    ) -> list[np.ndarray]:
+        pipe = self.pipeline(request.mode)
+        height, width = views[0].shape[:2]
+        total = (
+            request.steps
+            if request.mode == "inpaint"
+            else max(1, int(request.steps * request.strength))
+        )
+        generator_device = "cpu" if self.device.type == "mps" else self.device
+        generators = [torch.Generator(generator_device).manual_seed(request.seed) for _ in views]
+
+        def on_step(pipeline: Any, step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            on_event(Progress("edit", step + 1, total, message="denoising"))
+            if cancel is not None and cancel.cancelled:
+                pipeline._interrupt = True  # diffusers skips the remaining steps
+            return kwargs
+
+        kwargs: dict[str, Any] = {
+            "prompt": [request.prompt] * len(views),
+            "image": [Image.fromarray(v) for v in views],
+            "strength": request.strength,
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.guidance,
+            "generator": generators,
+            "output_type": "np",
+            "callback_on_step_end": on_step,
+        }
+        if request.mode == "inpaint":
+            mask = self._mask(request, height, width)
+            kwargs.update(mask_image=[mask] * len(views), height=height, width=width)
+        if cancel is not None:
+            cancel.check()
+        with torch.inference_mode():
+            images = pipe(**kwargs).images
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled("Preview cancelled.")
+        return [np.clip(np.rint(image * 255), 0, 255).astype(np.uint8) for image in images]
+
+    @staticmethod
+    def _mask(request: PreviewRequest, height: int, width: int) -> Image.Image:
+        if request.mask is None:
+            mask = default_mask(height, width, request.mask_mode)
+        else:
+            resized = Image.fromarray(request.mask.astype(np.uint8) * 255).resize(
+                (width, height), Image.Resampling.NEAREST
+            )
+            mask = np.asarray(resized) >= 128
+        return Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+
+    @staticmethod
+    def _result(
+        views: list[np.ndarray], edits: list[np.ndarray], request: PreviewRequest, started: float
+    ) -> PreviewResult:
+        original, protected, noisy = views
+        edit_original, edit_protected, edit_noisy = edits
+        figures: dict[str, dict[str, float | None]] = {
+            "protected_edit": _figures(edit_original, edit_protected),
+            "noise_edit": _figures(edit_original, edit_noisy),
+            "visibility": {
+                "psnr": round(metrics.psnr(original, protected), 2),
+                "ssim": round(metrics.ssim(original, protected), 4),
+            },
+        }
+        blank = any(_is_blank(edit) for edit in edits)
+        warnings = []
+        if blank:
+            warnings.append("An edit came out blank or black.")
+        if figures["protected_edit"]["fsim"] is None:
+            warnings.append("FSIM not computed: it needs the optional piq package.")
+        verdict, worked = verdict_for(figures["protected_edit"], figures["noise_edit"], blank)
+        return PreviewResult(
+            original=original,
+            protected=protected,
+            noisy=noisy,
+            edit_original=edit_original,
+            edit_protected=edit_protected,
+            edit_noisy=edit_noisy,
+            figures=figures,
+            verdict=verdict,
+            worked=worked,
+            warnings=warnings,
+            request=request,
+            seconds=time.monotonic() - started,
+        )
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def _format(figures: dict[str, float | None]) -> str:
+    parts = []
+    for key in ("ssim", "psnr", "vifp", "fsim"):
+        value = figures.get(key)
+        if value is not None:
+            parts.append(f"{key.upper()} {value:.2f}" if key != "psnr" else f"PSNR {value:.1f} dB")
+    return "  ".join(parts)
+
+
+def comparison_sheet(result: PreviewResult) -> Image.Image:
+    """Original, protected, edit of original, edit of protected, with captions and figures."""
+    tiles = [
+        (result.original, "Original"),
+        (result.protected, f"Protected (PSNR {result.figures['visibility']['psnr']:.1f} dB)"),
+        (result.edit_original, "AI edit of the original"),
+        (result.edit_protected, "AI edit of the protected photo"),
+    ]
+    height, width = result.original.shape[:2]
+    pad, caption = 16, max(28, height // 16)
+    text_height = caption * 4
+    sheet = Image.new(
+        "RGB", (2 * width + 3 * pad, 2 * (height + caption) + 3 * pad + text_height), "white"
+    )
+    draw = ImageDraw.Draw(sheet)
+    font = _font(max(12, caption // 2))
+    for index, (image, label) in enumerate(tiles):
+        x = pad + (index % 2) * (width + pad)
+        y = pad + (index // 2) * (height + caption + pad)
+        draw.text((x, y + 4), label, fill=(20, 20, 20), font=font)
+        sheet.paste(Image.fromarray(image), (x, y + caption))
+    y = 2 * (height + caption + pad) + pad
+    lines = [
+        f'Prompt: "{result.request.prompt}"  ({result.request.mode}, strength '
+        f"{result.request.strength}, {result.request.steps} steps, seed {result.request.seed})",
+        "Edit of protected vs edit of original: " + _format(result.figures["protected_edit"]),
+        "Random noise of the same strength:    " + _format(result.figures["noise_edit"]),
+        result.verdict,
+    ]
+    for line in lines:
+        draw.text((pad, y), line, fill=(20, 20, 20), font=font)
+        y += caption - 4
+    return sheet
+
+
+def save_outputs(result: PreviewResult, folder: Path, stem: str = "preview") -> dict[str, Path]:
+    """Write the comparison sheet (PNG), the four tiles and the JSON record into ``folder``."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"sheet": folder / f"{stem}.sheet.png", "json": folder / f"{stem}.json"}
+    comparison_sheet(result).save(paths["sheet"])
+    for name in ("original", "protected", "edit_original", "edit_protected"):
+        path = folder / f"{stem}.{name}.png"
+        Image.fromarray(getattr(result, name)).save(path)
+        paths[name] = path
+    record = result.to_json() | {"files": {k: p.name for k, p in paths.items()}}
+    paths["json"].write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return paths

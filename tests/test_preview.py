@@ -1,0 +1,168 @@
+"""The AI-edit preview with tiny random-weight SD 1.5 components, end to end on CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_sd import save_tiny_sd
+
+from spdesk.core.errors import Cancelled, ConfigError, ModelMissingError
+from spdesk.core.events import CancelToken, Event, Progress
+from spdesk.core.perturbation import Perturbation
+from spdesk.core.preview import (
+    PRESETS,
+    PreviewEngine,
+    PreviewRequest,
+    comparison_sheet,
+    default_mask,
+    resolve_prompt,
+    save_outputs,
+    verdict_for,
+)
+
+FAST = PreviewRequest(prompt=PRESETS["P3"], steps=4, strength=0.5, guidance=2.0, working_size=64)
+
+
+@pytest.fixture(scope="module")
+def sd_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny-sd")
+    return {
+        "img2img": save_tiny_sd(root / "sd"),
+        "inpaint": save_tiny_sd(root / "inpaint", inpaint=True),
+    }
+
+
+@pytest.fixture(scope="module")
+def engine(sd_dirs: dict[str, Path]) -> PreviewEngine:
+    return PreviewEngine(sd_dirs["img2img"], inpaint_dir=sd_dirs["inpaint"], device="cpu")
+
+
+def _photo(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 255, 96 * 128 * 3).reshape(96, 128, 3)
+    return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+def _pert(eps: float = 16, zero: bool = False) -> Perturbation:
+    rng = np.random.default_rng(1)
+    delta = rng.choice([-1.0, 1.0], size=(3, 64, 64)) * eps / 255
+    return Perturbation(delta=(delta * (0 if zero else 1)).astype(np.float32), eps=eps)
+
+
+def test_identical_inputs_with_the_same_seed_give_identical_edits(engine: PreviewEngine) -> None:
+    result = engine.run(_photo(), _pert(zero=True), FAST)
+    np.testing.assert_array_equal(result.original, result.protected)
+    np.testing.assert_array_equal(result.edit_original, result.edit_protected)
+
+
+def test_protection_changes_the_edit_and_figures_are_in_range(engine: PreviewEngine) -> None:
+    result = engine.run(_photo(), _pert(16), FAST)
+    assert result.edit_original.shape == (64, 88, 3)  # working view, multiple of 8
+    assert not np.array_equal(result.edit_original, result.edit_protected)
+    for key in ("protected_edit", "noise_edit"):
+        figures = result.figures[key]
+        assert -1 <= float(figures["ssim"] or 0) <= 1
+        assert 0 < float(figures["psnr"] or 0) <= 100
+        assert 0 <= float(figures["vifp"] or 0) <= 1.01
+    assert 15 < float(result.figures["visibility"]["psnr"] or 0) < 60
+    assert result.verdict and "unfiltered" in result.note
+
+
+def test_previews_are_reproducible(engine: PreviewEngine) -> None:
+    a = engine.run(_photo(), _pert(), FAST)
+    b = engine.run(_photo(), _pert(), FAST)
+    np.testing.assert_array_equal(a.edit_protected, b.edit_protected)
+    np.testing.assert_array_equal(a.edit_noisy, b.edit_noisy)
+
+
+def test_pipeline_is_loaded_once_and_reused(engine: PreviewEngine) -> None:
+    assert engine.pipeline("img2img") is engine.pipeline("img2img")
+
+
+def test_progress_per_step_and_cancel_within_one_step(engine: PreviewEngine) -> None:
+    cancel = CancelToken()
+    steps: list[Event] = []
+
+    def on_event(event: Event) -> None:
+        steps.append(event)
+        cancel.cancel()
+
+    request = PreviewRequest(steps=20, strength=1.0, guidance=2.0, working_size=64)
+    with pytest.raises(Cancelled):
+        engine.run(_photo(), _pert(), request, on_event=on_event, cancel=cancel)
+    assert len(steps) == 1 and isinstance(steps[0], Progress)
+
+
+def test_inpainting_with_a_mask_image(engine: PreviewEngine) -> None:
+    mask = np.zeros((96, 128), bool)
+    mask[:, 64:] = True
+    request = PreviewRequest(mode="inpaint", steps=3, guidance=2.0, working_size=64, mask=mask)
+    result = engine.run(_photo(), _pert(), request)
+    assert result.edit_protected.shape == result.original.shape
+    assert not np.array_equal(result.edit_original, result.edit_protected)
+    assert result.to_json()["request"]["custom_mask"] is True
+
+
+def test_default_masks_keep_or_regenerate_the_centre() -> None:
+    keep = default_mask(8, 8, "keep-centre")
+    assert not keep[4, 4] and keep[0, 0]
+    np.testing.assert_array_equal(default_mask(8, 8, "regenerate-centre"), ~keep)
+
+
+def test_missing_model_names_the_download_command(tmp_path: Path) -> None:
+    engine = PreviewEngine(tmp_path / "no-model", device="cpu")
+    with pytest.raises(ModelMissingError) as info:
+        engine.run(_photo(), _pert(), FAST)
+    assert "spdesk models download --for preview" in (info.value.hint or "")
+
+
+def test_a_black_edit_is_never_reported_as_protection(
+    engine: PreviewEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    black = np.zeros((64, 88, 3), np.uint8)
+    grey = np.full((64, 88, 3), 128, np.uint8)
+    monkeypatch.setattr(engine, "_edit", lambda *args: [grey, black, grey])
+    result = engine.run(_photo(), _pert(), FAST)
+    assert result.worked is None
+    assert "blank or black" in result.verdict
+
+
+def test_verdict_is_calibrated_against_noise() -> None:
+    strong, _ = verdict_for({"ssim": 0.4}, {"ssim": 0.85}, blank=False)
+    none_text, none_worked = verdict_for({"ssim": 0.84}, {"ssim": 0.85}, blank=False)
+    assert strong.startswith("Protection worked")
+    assert none_worked is False and "No clear protection" in none_text
+
+
+def test_sheet_and_json_record(engine: PreviewEngine, tmp_path: Path) -> None:
+    result = engine.run(_photo(), _pert(), FAST)
+    sheet = comparison_sheet(result)
+    assert sheet.width > 2 * 88 and sheet.height > 2 * 64
+    paths = save_outputs(result, tmp_path / "out", stem="photo")
+    record = json.loads(paths["json"].read_text())
+    assert record["figures"]["protected_edit"]["ssim"] == result.figures["protected_edit"]["ssim"]
+    assert all(path.is_file() for path in paths.values())
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (PreviewRequest(strength=0), "strength"),
+        (PreviewRequest(steps=0), "Steps"),
+        (PreviewRequest(guidance=0.5), "Guidance"),
+        (PreviewRequest(working_size=100), "multiple of 8"),
+    ],
+)
+def test_bad_settings_are_refused_before_work(request_: PreviewRequest, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        request_.validate()
+
+
+def test_prompt_presets_and_free_text() -> None:
+    assert resolve_prompt(None, "p2") == "apply sunset lighting"
+    assert resolve_prompt("a cat", None) == "a cat"
+    with pytest.raises(ConfigError, match="P1, P2, P3, P4"):
+        resolve_prompt(None, "P9")

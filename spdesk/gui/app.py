@@ -1,8 +1,58 @@
-"""Placeholder for the desktop app entry point (issue: the desktop app)."""
+"""The desktop app's entry point: create the QApplication and show the window at once.
+
+Only Qt, the settings and light core modules are imported here; torch and diffusers are imported
+later, inside worker threads, so the window appears in about a second on a cold start.
+"""
 
 from __future__ import annotations
 
+import sys
+from importlib import resources
+
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from spdesk import __version__
+from spdesk.core.logs import setup_logging
+
+
+def app_icon() -> QIcon:
+    icon = QIcon()
+    try:
+        folder = resources.files("spdesk.resources").joinpath("icons")
+    except ModuleNotFoundError:  # a checkout whose install does not map the resources package
+        return icon
+    for size in (16, 32, 48, 64, 128, 256):
+        ref = folder.joinpath(f"spdesk-{size}.png")
+        if ref.is_file():
+            icon.addFile(str(ref))
+    return icon
+
+
+def create_app(argv: list[str] | None = None) -> QApplication:
+    """The QApplication, styled; reuses an existing one (tests)."""
+    from spdesk.gui.style import apply_style
+
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(argv or sys.argv)
+    app.setApplicationName("spdesk")
+    app.setApplicationVersion(__version__)
+    app.setOrganizationName("spdesk")
+    app.setWindowIcon(app_icon())
+    apply_style(app)
+    return app
+
 
 def main() -> int:
-    print("The spdesk window is not available in this build yet; use the commands (spdesk --help).")
-    return 2
+    """Open the main window and run the event loop; returns the exit status."""
+    setup_logging()
+    app = create_app()
+    from spdesk.gui.main_window import MainWindow
+    from spdesk.gui.settings import open_settings
+
+    window = MainWindow(open_settings())
+    window.show()
+    # Device detection imports torch: start it only once the window is on screen.
+    QTimer.singleShot(300, window.detect_device)
+    return int(app.exec())

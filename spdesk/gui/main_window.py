@@ -1,0 +1,502 @@
+"""The main window: drop photos, pick how to protect them, run the job in a worker, see results."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from spdesk.core.device import DEVICE_CHOICES
+from spdesk.core.events import Event
+from spdesk.gui import protect_bridge
+from spdesk.gui.settings import (
+    ProtectOptions,
+    last_folder,
+    load_geometry,
+    load_options,
+    remember_folder,
+    save_geometry,
+    save_options,
+)
+from spdesk.gui.widgets.drop_zone import DropZone
+from spdesk.gui.widgets.options import OptionsPanel
+from spdesk.gui.widgets.queue import PhotoQueue, RowStatus
+from spdesk.gui.workers import TaskRunner
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    """The app's single window. Takes the settings store; all work goes through ``TaskRunner``s."""
+
+    def __init__(self, settings: QSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self.setWindowTitle("spdesk — protect your photos from AI edits")
+        self.setMinimumSize(900, 560)
+        self.job_runner = TaskRunner(self)
+        self.device_runner = TaskRunner(self)
+        self._job_paths: list[Path] = []
+        self._job_started = 0.0
+        self._output_root: Path | None = None
+        self._last_error = ""
+        self.options_panel = OptionsPanel(load_options(settings))
+        self._build_central()
+        self._build_actions()
+        self._build_status_bar()
+        self._connect()
+        geometry = load_geometry(settings, "main")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1200, 760)
+        self._update_controls()
+
+    # --- layout ---------------------------------------------------------------------------------
+    def _build_central(self) -> None:
+        self.drop_zone = DropZone()
+        self.queue = PhotoQueue()
+        self.queue_title = QLabel("Queue")
+        self.queue_title.setObjectName("SectionTitle")
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.setObjectName("Flat")
+        queue_header = QHBoxLayout()
+        queue_header.addWidget(self.queue_title)
+        queue_header.addStretch(1)
+        queue_header.addWidget(self.clear_button)
+
+        self.summary = QFrame()
+        self.summary.setObjectName("Summary")
+        self.summary_label = QLabel()
+        self.summary_label.setWordWrap(True)
+        self.open_output_button = QPushButton("Open output folder")
+        summary_lay = QHBoxLayout(self.summary)
+        summary_lay.setContentsMargins(12, 8, 8, 8)
+        summary_lay.addWidget(self.summary_label, 1)
+        summary_lay.addWidget(self.open_output_button)
+        self.summary.hide()
+
+        self.overall_bar = QProgressBar()
+        self.overall_bar.setRange(0, 1000)
+        self.overall_bar.setTextVisible(False)
+        self.overall_bar.setFixedHeight(10)
+        self.progress_label = QLabel("Add photos to begin.")
+        self.progress_label.setObjectName("Muted")
+        self.start_button = QPushButton("Protect photos")
+        self.start_button.setObjectName("Primary")
+        self.cancel_button = QPushButton("Cancel")
+        progress_col = QVBoxLayout()
+        progress_col.setSpacing(4)
+        progress_col.addWidget(self.overall_bar)
+        progress_col.addWidget(self.progress_label)
+        action_row = QHBoxLayout()
+        action_row.addLayout(progress_col, 1)
+        action_row.addSpacing(12)
+        action_row.addWidget(self.cancel_button)
+        action_row.addWidget(self.start_button)
+
+        left = QWidget()
+        left_lay = QVBoxLayout(left)
+        left_lay.setContentsMargins(16, 16, 8, 12)
+        left_lay.setSpacing(10)
+        left_lay.addWidget(self.drop_zone)
+        left_lay.addLayout(queue_header)
+        left_lay.addWidget(self.queue, 1)
+        left_lay.addWidget(self.summary)
+        left_lay.addLayout(action_row)
+
+        scroll = QScrollArea()
+        scroll.setObjectName("OptionsScroll")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        holder = QWidget()
+        holder.setObjectName("OptionsHolder")
+        holder_lay = QVBoxLayout(holder)
+        holder_lay.setContentsMargins(8, 16, 16, 12)
+        holder_lay.addWidget(self.options_panel)
+        scroll.setWidget(holder)
+        scroll.setMinimumWidth(300)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(scroll)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 0)
+        splitter.setSizes([800, 360])
+        splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(splitter)
+
+    def _build_actions(self) -> None:
+        def action(
+            text: str, shortcut: QKeySequence | str | None, slot: Callable[[], Any]
+        ) -> QAction:
+            act = QAction(text, self)
+            if shortcut is not None:
+                act.setShortcut(QKeySequence(shortcut))
+            act.triggered.connect(slot)
+            return act
+
+        self.add_files_action = action("Add photos…", QKeySequence.StandardKey.Open, self.add_files)
+        self.add_folder_action = action("Add folder…", "Ctrl+Shift+O", self.add_folder)
+        self.start_action = action("Protect photos", "Ctrl+Return", self.start_job)
+        self.cancel_action = action("Cancel", "Esc", self.cancel_job)
+        self.remove_action = action(
+            "Remove selected", QKeySequence.StandardKey.Delete, self.queue.remove_selected
+        )
+        self.open_output_action = action("Open output folder", "Ctrl+Shift+E", self.open_output)
+        self.train_action = action("Train personal perturbation…", "Ctrl+T", self.open_train_dialog)
+        self.models_action = action("Models…", "Ctrl+M", self.open_model_manager)
+        self.preview_action = action("Preview AI edit…", "Ctrl+P", self.open_preview)
+        self.about_action = action("About and diagnostics", "F1", self.open_about)
+        quit_action = action("Quit", QKeySequence.StandardKey.Quit, self.close)
+        menus = self.menuBar()
+        file_menu = menus.addMenu("&File")
+        for act in (self.add_files_action, self.add_folder_action, self.remove_action):
+            file_menu.addAction(act)
+        file_menu.addSeparator()
+        file_menu.addAction(self.open_output_action)
+        file_menu.addSeparator()
+        file_menu.addAction(quit_action)
+        protect_menu = menus.addMenu("&Protect")
+        protect_menu.addAction(self.start_action)
+        protect_menu.addAction(self.cancel_action)
+        protect_menu.addAction(self.preview_action)
+        tools = menus.addMenu("&Tools")
+        tools.addAction(self.train_action)
+        tools.addAction(self.models_action)
+        help_menu = menus.addMenu("&Help")
+        help_menu.addAction(self.about_action)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.device_label = QLabel("Device: detecting…")
+        self.device_label.setObjectName("Muted")
+        self.device_combo = QComboBox()
+        for choice in DEVICE_CHOICES:
+            self.device_combo.addItem("Automatic" if choice == "auto" else choice.upper(), choice)
+        self.device_combo.setToolTip("Which processor computes (fine-tuning, training, preview)")
+        saved = load_options(self.settings).device
+        self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(saved)))
+        bar.addPermanentWidget(self.device_label)
+        bar.addPermanentWidget(self.device_combo)
+
+    def _connect(self) -> None:
+        self.drop_zone.paths_dropped.connect(self.add_paths)
+        self.drop_zone.add_files_clicked.connect(self.add_files)
+        self.drop_zone.add_folder_clicked.connect(self.add_folder)
+        self.clear_button.clicked.connect(self.clear_queue)
+        self.start_button.clicked.connect(self.start_job)
+        self.cancel_button.clicked.connect(self.cancel_job)
+        self.open_output_button.clicked.connect(self.open_output)
+        self.queue.retry_requested.connect(self.retry)
+        self.options_panel.changed.connect(self._save_options)
+        self.options_panel.import_requested.connect(self.import_perturbation)
+        self.options_panel.choose_output_requested.connect(self.choose_output)
+        self.device_combo.currentIndexChanged.connect(self._on_device_changed)
+        self.job_runner.event.connect(self._on_job_event)
+        self.job_runner.failed.connect(self._on_job_failed)
+        self.job_runner.cancelled.connect(self._on_job_cancelled)
+        self.job_runner.succeeded.connect(self._on_job_succeeded)
+        self.job_runner.finished.connect(self._on_job_thread_finished)
+        self.device_runner.succeeded.connect(self._on_device_info)
+        self.device_runner.failed.connect(lambda text: self.device_label.setText("Device: " + text))
+
+    # --- adding photos --------------------------------------------------------------------------
+    def add_paths(self, paths: list[Path]) -> int:
+        """Queue photos found in ``paths`` (files or folders); returns how many were added."""
+        photos = protect_bridge.expand_inputs(paths)
+        added = self.queue.add_photos(photos)
+        if paths:
+            remember_folder(
+                self.settings, "input", str(paths[0].parent if paths[0].is_file() else paths[0])
+            )
+        if added == 0 and paths:
+            self.statusBar().showMessage("No new photos found there.", 5000)
+        self._update_controls()
+        return added
+
+    def add_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(
+            self,
+            "Add photos",
+            last_folder(self.settings, "input"),
+            "Images (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.bmp *.heic *.heif);;All files (*)",
+        )
+        self.add_paths([Path(f) for f in files])
+
+    def add_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Add a folder", last_folder(self.settings, "input")
+        )
+        if folder:
+            self.add_paths([Path(folder)])
+
+    def clear_queue(self) -> None:
+        if not self.job_runner.running:
+            self.queue.clear_photos()
+            self.summary.hide()
+            self._update_controls()
+
+    # --- options --------------------------------------------------------------------------------
+    def current_options(self) -> ProtectOptions:
+        return self.options_panel.options(device=str(self.device_combo.currentData()))
+
+    def _save_options(self) -> None:
+        save_options(self.settings, self.current_options())
+
+    def import_perturbation(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Import a perturbation",
+            last_folder(self.settings, "perturbation"),
+            "spdesk perturbation (*.safetensors)",
+        )
+        if path:
+            remember_folder(self.settings, "perturbation", str(Path(path).parent))
+            self.options_panel.refresh_perturbations(select=path)
+
+    def choose_output(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Output folder", self.options_panel.output_edit.text()
+        )
+        if folder:
+            self.options_panel.output_edit.setText(folder)
+
+    def _on_device_changed(self) -> None:
+        self._save_options()
+        self.detect_device()
+
+    # --- device ---------------------------------------------------------------------------------
+    def detect_device(self) -> None:
+        """Describe the chosen device in the status bar (imports torch, so in a worker)."""
+        if self.device_runner.running:
+            return
+        self.device_label.setText("Device: detecting…")
+        self.device_runner.start(protect_bridge.device_task(str(self.device_combo.currentData())))
+
+    def _on_device_info(self, text: object) -> None:
+        self.device_label.setText(f"Device: {text}")
+
+    # --- the job --------------------------------------------------------------------------------
+    def output_root(self) -> Path:
+        chosen = self.options_panel.output_edit.text().strip()
+        return Path(chosen) if chosen else protect_bridge.default_output_root(self.queue.paths())
+
+    def start_job(self, paths: list[Path] | None = None) -> bool:
+        """Protect ``paths`` (default: all not yet done); True when the job started."""
+        if self.job_runner.running:
+            return False
+        if paths is None:
+            paths = [
+                r.path
+                for r in self.queue.rows()
+                if r.status not in (RowStatus.DONE, RowStatus.SKIPPED)
+            ]
+        if not paths:
+            self.statusBar().showMessage("Nothing to protect: add photos first.", 5000)
+            return False
+        options = self.current_options()
+        if self.options_panel.perturbation() is None:
+            self.show_error("Choose a perturbation first (import one or train your own).")
+            return False
+        self._output_root = self.output_root()
+        self._job_paths = list(paths)
+        self._job_started = time.monotonic()
+        self._last_error = ""
+        for path in paths:
+            self.queue.set_status(path, RowStatus.WAITING)
+        self.summary.hide()
+        self.overall_bar.setValue(0)
+        self.progress_label.setText(f"Starting: {len(paths)} photo(s)…")
+        task = protect_bridge.protect_task(paths, self._output_root, options)
+        self.job_runner.start(task)
+        self._update_controls()
+        return True
+
+    def retry(self, path: Path) -> None:
+        self.start_job([path])
+
+    def cancel_job(self) -> None:
+        if self.job_runner.running:
+            self.job_runner.cancel()
+            self.progress_label.setText("Cancelling…")
+
+    def _on_job_event(self, event: Event) -> None:
+        update = protect_bridge.interpret(event)
+        if update is None:
+            return
+        if update.path is not None:
+            if update.status is not None:
+                self.queue.set_status(update.path, update.status, update.reason)
+            if update.fraction is not None:
+                self.queue.set_progress(update.path, update.fraction)
+            if update.output is not None:
+                self.queue.set_output(update.path, update.output)
+        self._update_overall()
+
+    def _update_overall(self) -> None:
+        total = len(self._job_paths)
+        if not total:
+            return
+        finished = 0.0
+        for path in self._job_paths:
+            row = self.queue.row_for(path)
+            if row is None:
+                continue
+            if row.status in (RowStatus.DONE, RowStatus.SKIPPED, RowStatus.FAILED):
+                finished += 1
+        self.overall_bar.setValue(round(1000 * finished / total))
+        elapsed = time.monotonic() - self._job_started
+        eta = ""
+        if 0 < finished < total:
+            eta = f" · about {_format_eta(elapsed / finished * (total - finished))} left"
+        self.progress_label.setText(f"{finished:.0f} of {total} photos{eta}")
+
+    def _on_job_failed(self, text: str) -> None:
+        self._last_error = text
+        for path in self._job_paths:
+            row = self.queue.row_for(path)
+            if row is not None and row.status in (RowStatus.WAITING, RowStatus.PROTECTING):
+                self.queue.set_status(path, RowStatus.FAILED, text.splitlines()[0])
+        self.show_error(text)
+
+    def _on_job_cancelled(self) -> None:
+        for path in self._job_paths:
+            row = self.queue.row_for(path)
+            if row is not None and row.status in (RowStatus.WAITING, RowStatus.PROTECTING):
+                self.queue.set_status(path, RowStatus.CANCELLED)
+
+    def _on_job_succeeded(self, _report: object) -> None:
+        pass  # rows were updated event by event; the summary is built when the thread ends
+
+    def _on_job_thread_finished(self) -> None:
+        counts = {status: 0 for status in RowStatus}
+        for path in self._job_paths:
+            row = self.queue.row_for(path)
+            if row is not None:
+                counts[row.status] += 1
+        seconds = time.monotonic() - self._job_started
+        parts = [f"{counts[RowStatus.DONE]} protected"]
+        if counts[RowStatus.SKIPPED]:
+            parts.append(f"{counts[RowStatus.SKIPPED]} skipped")
+        if counts[RowStatus.FAILED]:
+            parts.append(f"{counts[RowStatus.FAILED]} failed (select Retry)")
+        if counts[RowStatus.CANCELLED]:
+            parts.append(f"{counts[RowStatus.CANCELLED]} not done (cancelled)")
+        text = ", ".join(parts) + f" in {_format_eta(seconds)}."
+        if self._output_root is not None:
+            text += f"\nSaved to {self._output_root}"
+        self.summary_label.setText(text)
+        self.summary.show()
+        self.overall_bar.setValue(
+            1000 if not counts[RowStatus.CANCELLED] else self.overall_bar.value()
+        )
+        self.progress_label.setText(
+            "Finished." if not counts[RowStatus.CANCELLED] else "Cancelled."
+        )
+        self._update_controls()
+
+    def open_output(self) -> None:
+        root = self._output_root or (self.output_root() if self.queue.paths() else None)
+        if root is not None and root.is_dir():
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(root)))
+
+    def _update_controls(self) -> None:
+        running = self.job_runner.running
+        has_photos = bool(self.queue.paths())
+        self.start_button.setEnabled(has_photos and not running)
+        self.start_action.setEnabled(has_photos and not running)
+        self.cancel_button.setEnabled(running)
+        self.cancel_action.setEnabled(running)
+        self.clear_button.setEnabled(has_photos and not running)
+        self.options_panel.setEnabled(not running)
+        self.drop_zone.set_compact(has_photos)
+        count = len(self.queue.paths())
+        self.queue_title.setText(
+            f"Queue · {count} photo{'s' if count != 1 else ''}" if count else "Queue"
+        )
+        if not running and not has_photos:
+            self.progress_label.setText("Add photos to begin.")
+        elif not running and self.summary.isHidden():
+            self.progress_label.setText("Ready. Press “Protect photos” (Ctrl+Enter).")
+
+    # --- dialogs --------------------------------------------------------------------------------
+    def open_train_dialog(self) -> None:
+        from spdesk.gui.train_dialog import TrainDialog
+
+        dialog = TrainDialog(
+            self.settings, device=str(self.device_combo.currentData()), parent=self
+        )
+        dialog.saved.connect(
+            lambda path: self.options_panel.refresh_perturbations(select=str(path))
+        )
+        dialog.exec()
+
+    def open_model_manager(self) -> None:
+        from spdesk.gui.model_manager import ModelManagerDialog
+
+        ModelManagerDialog(self).exec()
+
+    def open_preview(self) -> None:
+        from spdesk.gui.preview_panel import PreviewDialog
+
+        photo = self.queue.selected_path() or (self.queue.paths() or [None])[0]
+        PreviewDialog(photo, self.current_options(), parent=self).exec()
+
+    def open_about(self) -> None:
+        from spdesk.gui.about import AboutDialog
+
+        AboutDialog(self).exec()
+
+    # --- messages and closing -------------------------------------------------------------------
+    def show_error(self, text: str) -> None:
+        """A readable message (tracebacks are only in the log file)."""
+        self.statusBar().showMessage(text.splitlines()[0], 10_000)
+        QMessageBox.warning(self, "spdesk", text)
+
+    def ask(self, title: str, text: str) -> bool:
+        answer = QMessageBox.question(self, title, text)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.job_runner.running:
+            if not self.ask("Stop protecting?", "Photos are still being protected. Stop and quit?"):
+                event.ignore()
+                return
+            self.job_runner.stop()
+        self.device_runner.stop()
+        self.queue.wait_for_thumbnails()
+        save_geometry(self.settings, "main", self.saveGeometry())
+        self._save_options()
+        self.settings.sync()
+        event.accept()
+
+
+def _format_eta(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(seconds, 0.1):.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

@@ -1,0 +1,128 @@
+"""What the main window asks of the core, as worker tasks and plain view updates.
+
+The window never imports the job machinery itself: each function here returns a task for
+:class:`~spdesk.gui.workers.TaskRunner` that imports the core module inside the worker thread, or
+turns a core event into a small :class:`RowUpdate` the queue can show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spdesk.core.events import CancelToken, Event
+from spdesk.gui.settings import ProtectOptions
+from spdesk.gui.widgets.queue import RowStatus
+from spdesk.gui.workers import Task
+
+
+@dataclass(frozen=True)
+class RowUpdate:
+    """How one event changes the queue: a row's status, progress (0..1) and output path."""
+
+    path: Path | None
+    status: RowStatus | None = None
+    fraction: float | None = None
+    reason: str = ""
+    output: Path | None = None
+
+
+def expand_inputs(paths: list[Path]) -> list[Path]:
+    """The photos a job would protect for ``paths`` (files and folders), in job order."""
+    try:
+        from spdesk.core.jobs import discover_inputs
+    except ImportError:  # the jobs module has not landed yet: list by extension
+        return _walk_by_suffix(paths)
+    return [Path(p) for p in discover_inputs(paths)]
+
+
+_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".heif"}
+
+
+def _walk_by_suffix(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in _SUFFIXES))
+        elif path.is_file():
+            found.append(path)
+    return found
+
+
+def default_output_root(photos: list[Path]) -> Path:
+    """A "<folder> (protected)" folder beside the photos' common folder, outside the input tree."""
+    if not photos:
+        return Path.home() / "spdesk protected"
+    parents = [p.parent for p in photos]
+    common = parents[0]
+    while not all(common == q or common in q.parents for q in parents):
+        common = common.parent
+    return common.parent / f"{common.name or 'photos'} (protected)"
+
+
+def protect_task(paths: list[Path], output_root: Path, options: ProtectOptions) -> Task:
+    """A worker task running the core protect job on ``paths`` and returning its report."""
+
+    def run(on_event: Callable[[Event], None], cancel: CancelToken) -> Any:
+        from spdesk.core import jobs
+
+        settings = job_settings(options)
+        return jobs.ProtectJob(list(paths), output_root, settings).run(on_event, cancel)
+
+    return run
+
+
+def job_settings(options: ProtectOptions) -> Any:
+    """The core job's settings for the window's options."""
+    from spdesk.core import jobs
+
+    return jobs.ProtectSettings(
+        perturbation=Path(options.perturbation) if options.perturbation else None,
+        strength=options.strength,
+        mode=options.mode,
+        finetune_steps=options.finetune_steps,
+        suffix=options.suffix,
+        collision=options.collision,
+        format=options.format,
+        quality=options.quality,
+        device=options.device,
+    )
+
+
+def device_task(choice: str) -> Task:
+    """A worker task describing the device ``choice`` resolves to (imports torch)."""
+
+    def run(_on_event: Callable[[Event], None], _cancel: CancelToken) -> str:
+        from spdesk.core.device import device_info
+
+        return device_info(choice).describe()
+
+    return run
+
+
+def interpret(event: Event) -> RowUpdate | None:
+    """The queue update an event of the protect job means, or None for job-level events."""
+    kind = type(event).__name__
+    path = _event_path(event)
+    if kind == "FileProgress":
+        done = float(getattr(event, "done", 0.0))
+        total = float(getattr(event, "total", 0.0)) or 1.0
+        return RowUpdate(path, RowStatus.PROTECTING, fraction=done / total)
+    if kind == "FileDone":
+        output = getattr(event, "output", None)
+        return RowUpdate(path, RowStatus.DONE, 1.0, output=Path(output) if output else None)
+    if kind == "FileSkipped":
+        return RowUpdate(path, RowStatus.SKIPPED, reason=str(getattr(event, "reason", "")))
+    if kind == "FileFailed":
+        return RowUpdate(path, RowStatus.FAILED, reason=str(getattr(event, "reason", "")))
+    return None
+
+
+def _event_path(event: Event) -> Path | None:
+    for name in ("source", "path", "input"):
+        value = getattr(event, name, None)
+        if value is not None:
+            return Path(value)
+    return None

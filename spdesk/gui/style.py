@@ -1,0 +1,80 @@
+"""A calm, light look over Qt's Fusion style: one accent colour, soft borders, roomy spacing."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication
+
+ACCENT = "#2f6fde"
+
+STYLESHEET = f"""
+QMainWindow, QDialog {{ background: #f6f7f9; }}
+QGroupBox {{
+    background: #ffffff; border: 1px solid #e3e6eb; border-radius: 10px;
+    margin-top: 14px; padding: 12px 10px 10px 10px; font-weight: 600;
+}}
+QGroupBox::title {{ subcontrol-origin: margin; left: 12px; padding: 0 4px; color: #374151; }}
+QLabel#Muted {{ color: #6b7280; font-weight: normal; }}
+QLabel#SectionTitle {{ font-size: 13pt; font-weight: 600; color: #1f2937; }}
+QLabel#DropTitle {{ font-size: 15pt; font-weight: 600; color: #1f2937; }}
+QLabel#Verdict {{ font-size: 12pt; font-weight: 600; }}
+QFrame#DropZone {{
+    background: #ffffff; border: 2px dashed #c5ccd6; border-radius: 14px;
+}}
+QFrame#DropZone[hover="true"] {{ border-color: {ACCENT}; background: #eef4ff; }}
+QFrame#Summary {{ background: #ecfdf3; border: 1px solid #b7e4c7; border-radius: 8px; }}
+QFrame#Note {{ background: #fff8e6; border: 1px solid #f3d98b; border-radius: 8px; }}
+QTableWidget#PhotoQueue, QTableWidget {{
+    background: #ffffff; alternate-background-color: #fafbfc; border: 1px solid #e3e6eb;
+    border-radius: 10px; selection-background-color: #dbe7ff; selection-color: #111827;
+}}
+QHeaderView::section {{
+    background: #ffffff; border: none; border-bottom: 1px solid #e3e6eb;
+    padding: 6px 8px; color: #6b7280; font-weight: 600;
+}}
+QPushButton {{
+    background: #ffffff; border: 1px solid #cfd5dd; border-radius: 7px; padding: 6px 14px;
+    color: #1f2937;
+}}
+QPushButton:hover {{ border-color: {ACCENT}; }}
+QPushButton:disabled {{ color: #9ca3af; border-color: #e5e7eb; }}
+QPushButton#Primary {{
+    background: {ACCENT}; border-color: {ACCENT}; color: white; font-weight: 600; padding: 8px 20px;
+}}
+QPushButton#Primary:hover {{ background: #275fc0; }}
+QPushButton#Primary:disabled {{ background: #a9c1ee; border-color: #a9c1ee; color: #f3f6fb; }}
+QPushButton#Flat {{ border: none; background: transparent; color: {ACCENT}; }}
+QPushButton#Flat:disabled {{ color: #9ca3af; }}
+QPushButton#RetryButton {{ padding: 3px 10px; color: #b91c1c; border-color: #f1b5b5; }}
+QPushButton#Segment {{ border-radius: 0; padding: 6px 6px; }}
+QPushButton#Segment:checked {{ background: #e3edff; border-color: {ACCENT}; color: #1d4ed8; }}
+QProgressBar {{ background: #e8ebf0; border: none; border-radius: 4px; }}
+QProgressBar::chunk {{ background: {ACCENT}; border-radius: 4px; }}
+QLineEdit, QPlainTextEdit {{
+    background: #ffffff; border: 1px solid #cfd5dd; border-radius: 6px; padding: 4px 6px;
+}}
+QLineEdit:focus {{ border-color: {ACCENT}; }}
+QScrollArea#OptionsScroll, QWidget#OptionsHolder {{ background: #f6f7f9; }}
+QStatusBar {{ background: #eef0f3; color: #4b5563; }}
+QStatusBar QLabel {{ padding: 0 6px; }}
+QSplitter::handle {{ background: transparent; }}
+"""
+
+
+def apply_style(app: QApplication) -> None:
+    """Fusion with a light palette (the same on every platform) and the stylesheet above."""
+    app.setStyle("Fusion")
+    palette = QPalette()
+    palette.setColor(QPalette.ColorRole.Window, QColor("#f6f7f9"))
+    palette.setColor(QPalette.ColorRole.Base, QColor("#ffffff"))
+    palette.setColor(QPalette.ColorRole.AlternateBase, QColor("#fafbfc"))
+    palette.setColor(QPalette.ColorRole.Text, QColor("#1f2937"))
+    palette.setColor(QPalette.ColorRole.WindowText, QColor("#1f2937"))
+    palette.setColor(QPalette.ColorRole.Button, QColor("#ffffff"))
+    palette.setColor(QPalette.ColorRole.ButtonText, QColor("#1f2937"))
+    palette.setColor(QPalette.ColorRole.Highlight, QColor(ACCENT))
+    palette.setColor(QPalette.ColorRole.HighlightedText, QColor("#ffffff"))
+    palette.setColor(QPalette.ColorRole.ToolTipBase, QColor("#ffffff"))
+    palette.setColor(QPalette.ColorRole.ToolTipText, QColor("#1f2937"))
+    app.setPalette(palette)
+    app.setStyleSheet(STYLESHEET)

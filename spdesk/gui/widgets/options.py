@@ -1,0 +1,320 @@
+"""The settings column of the main window: perturbation, strength, mode and output."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from spdesk.core.errors import SpdeskError
+from spdesk.core.perturbation import (
+    Perturbation,
+    bundled_perturbation_path,
+    library_perturbations,
+    load_perturbation,
+)
+from spdesk.gui.settings import COLLISIONS, FORMATS, STRENGTH_PRESETS, ProtectOptions
+
+FINETUNE_SECONDS_PER_STEP_CPU = 0.25
+"""Rough cost of one fine-tuning step at 512 px with the SD VAE encoder on a laptop CPU, in s."""
+
+
+def worst_case_psnr(eps: float) -> float:
+    """PSNR (dB) of protected vs original if every value moved by the full budget ``eps``/255."""
+    return 20.0 * math.log10(255.0 / max(eps, 1e-6))
+
+
+def _wrap(label: QLabel) -> QLabel:
+    label.setWordWrap(True)
+    label.setObjectName("Muted")
+    return label
+
+
+class OptionsPanel(QWidget):
+    """Edits a :class:`ProtectOptions`; emits ``changed`` whenever the user changes something."""
+
+    changed = Signal()
+    import_requested = Signal()
+    choose_output_requested = Signal()
+
+    def __init__(self, options: ProtectOptions, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("OptionsPanel")
+        self._perturbation: Perturbation | None = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(12)
+        layout.addWidget(self._build_perturbation_box())
+        layout.addWidget(self._build_strength_box())
+        layout.addWidget(self._build_mode_box())
+        layout.addWidget(self._build_output_box())
+        layout.addStretch(1)
+        self.set_options(options)
+
+    # --- perturbation ---------------------------------------------------------------------------
+    def _build_perturbation_box(self) -> QGroupBox:
+        box = QGroupBox("Perturbation")
+        self.perturbation_combo = QComboBox()
+        self.perturbation_combo.setMinimumContentsLength(16)
+        self.perturbation_combo.currentIndexChanged.connect(self._on_perturbation_changed)
+        import_button = QToolButton()
+        import_button.setText("Import…")
+        import_button.setToolTip("Use a perturbation file (.safetensors) from disk")
+        import_button.clicked.connect(self.import_requested)
+        row = QHBoxLayout()
+        row.addWidget(self.perturbation_combo, 1)
+        row.addWidget(import_button)
+        self.perturbation_info = _wrap(QLabel())
+        lay = QVBoxLayout(box)
+        lay.addLayout(row)
+        lay.addWidget(self.perturbation_info)
+        return box
+
+    def refresh_perturbations(self, select: str | None = None) -> None:
+        """Re-list the bundled default, the library and ``select`` (an imported file)."""
+        current = select if select is not None else self.perturbation_path()
+        combo = self.perturbation_combo
+        combo.blockSignals(True)
+        combo.clear()
+        if _bundled_path() is not None:
+            combo.addItem("Default (bundled)", "")
+        for path in library_perturbations():
+            combo.addItem(path.stem, str(path))
+        if current and combo.findData(current) < 0 and Path(current).is_file():
+            combo.addItem(Path(current).stem + " (file)", current)
+        index = combo.findData(current)
+        combo.setCurrentIndex(index if index >= 0 else 0)
+        combo.blockSignals(False)
+        self._on_perturbation_changed()
+
+    def perturbation_path(self) -> str:
+        data = self.perturbation_combo.currentData()
+        return str(data) if data is not None else ""
+
+    def perturbation(self) -> Perturbation | None:
+        return self._perturbation
+
+    def _on_perturbation_changed(self) -> None:
+        self._perturbation = None
+        if self.perturbation_combo.count() == 0:
+            self.perturbation_info.setText(
+                "No perturbation installed yet. Import one, or train your own (Tools menu)."
+            )
+            self.changed.emit()
+            return
+        path = self.perturbation_path() or str(_bundled_path())
+        try:
+            self._perturbation = load_perturbation(path)
+        except SpdeskError as error:
+            self.perturbation_info.setText(error.user_text())
+        else:
+            self.perturbation_info.setText(_describe(self._perturbation))
+        self._update_strength_note()
+        self.changed.emit()
+
+    # --- strength -------------------------------------------------------------------------------
+    def _build_strength_box(self) -> QGroupBox:
+        box = QGroupBox("Strength")
+        self.strength_group = QButtonGroup(self)
+        presets = QHBoxLayout()
+        presets.setSpacing(0)
+        for index, (name, eps) in enumerate(STRENGTH_PRESETS.items()):
+            button = QPushButton(f"{name.title()}  {eps:g}")
+            button.setCheckable(True)
+            button.setObjectName("Segment")
+            button.setProperty("eps", eps)
+            self.strength_group.addButton(button, index)
+            presets.addWidget(button)
+        self.strength_group.idClicked.connect(self._on_preset)
+        self.strength_spin = QDoubleSpinBox()
+        self.strength_spin.setRange(1.0, 64.0)
+        self.strength_spin.setDecimals(1)
+        self.strength_spin.setSingleStep(1.0)
+        self.strength_spin.setSuffix(" / 255")
+        self.strength_spin.setToolTip("Largest change per colour value, in 8-bit steps")
+        self.strength_spin.valueChanged.connect(self._on_strength_spin)
+        self.strength_note = _wrap(QLabel())
+        lay = QVBoxLayout(box)
+        lay.addLayout(presets)
+        form = QFormLayout()
+        form.addRow("Budget", self.strength_spin)
+        lay.addLayout(form)
+        lay.addWidget(self.strength_note)
+        return box
+
+    def _on_preset(self, index: int) -> None:
+        eps = float(self.strength_group.button(index).property("eps"))
+        self.strength_spin.setValue(eps)
+
+    def _on_strength_spin(self, value: float) -> None:
+        for button in self.strength_group.buttons():
+            button.setChecked(abs(float(button.property("eps")) - value) < 1e-6)
+        self._update_strength_note()
+        self.changed.emit()
+
+    def _update_strength_note(self) -> None:
+        eps = self.strength_spin.value()
+        visibility = "hard to see" if eps <= 4 else "faint grain" if eps <= 8 else "visible grain"
+        text = (
+            f"At most ±{eps:g}/255 per value · PSNR ≥ {worst_case_psnr(eps):.1f} dB ({visibility})"
+        )
+        if self._perturbation is not None:
+            delta = self._perturbation.at_strength(eps)
+            rms = float((delta.astype("float64") ** 2).mean() ** 0.5)
+            if rms > 0:
+                text += f" · this pattern: {20 * math.log10(1 / rms):.1f} dB"
+        self.strength_note.setText(text)
+
+    # --- mode -----------------------------------------------------------------------------------
+    def _build_mode_box(self) -> QGroupBox:
+        box = QGroupBox("Mode")
+        self.universal_radio = QRadioButton("Universal — instant")
+        self.finetune_radio = QRadioButton("Fine-tuned per photo — stronger")
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 1000)
+        self.steps_spin.setSuffix(" steps")
+        self.mode_note = _wrap(QLabel())
+        for widget in (self.universal_radio, self.finetune_radio):
+            widget.toggled.connect(self._on_mode)
+        self.steps_spin.valueChanged.connect(self._on_mode)
+        lay = QVBoxLayout(box)
+        lay.addWidget(self.universal_radio)
+        lay.addWidget(self.finetune_radio)
+        steps_row = QHBoxLayout()
+        steps_row.addSpacing(22)
+        steps_row.addWidget(self.steps_spin)
+        steps_row.addStretch(1)
+        lay.addLayout(steps_row)
+        lay.addWidget(self.mode_note)
+        return box
+
+    def _on_mode(self) -> None:
+        finetune = self.finetune_radio.isChecked()
+        self.steps_spin.setEnabled(finetune)
+        if finetune:
+            seconds = self.steps_spin.value() * FINETUNE_SECONDS_PER_STEP_CPU
+            self.mode_note.setText(
+                f"Needs the Stable Diffusion VAE (Models…). About {_duration(seconds)} per "
+                "photo on a CPU, much less on a GPU."
+            )
+        else:
+            self.mode_note.setText("Adds the chosen pattern; no model needed, well under a second.")
+        self.changed.emit()
+
+    # --- output ---------------------------------------------------------------------------------
+    def _build_output_box(self) -> QGroupBox:
+        box = QGroupBox("Output")
+        self.output_edit = QLineEdit()
+        self.output_edit.setPlaceholderText("a “protected” folder next to the photos")
+        self.output_edit.textChanged.connect(self.changed)
+        browse = QToolButton()
+        browse.setText("…")
+        browse.setToolTip("Choose the output folder")
+        browse.clicked.connect(self.choose_output_requested)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.output_edit, 1)
+        folder_row.addWidget(browse)
+        self.suffix_edit = QLineEdit()
+        self.suffix_edit.textChanged.connect(self.changed)
+        self.collision_combo = QComboBox()
+        for key, label in zip(
+            COLLISIONS, ("Add a number", "Skip the photo", "Replace it"), strict=True
+        ):
+            self.collision_combo.addItem(label, key)
+        self.collision_combo.currentIndexChanged.connect(self.changed)
+        self.format_combo = QComboBox()
+        for key, label in zip(FORMATS, ("Same as photo", "PNG", "JPEG", "WebP"), strict=True):
+            self.format_combo.addItem(label, key)
+        self.format_combo.currentIndexChanged.connect(self._on_format)
+        self.quality_spin = QSpinBox()
+        self.quality_spin.setRange(50, 100)
+        self.quality_spin.valueChanged.connect(self.changed)
+        form = QFormLayout(box)
+        form.addRow("Folder", folder_row)
+        form.addRow("Name suffix", self.suffix_edit)
+        form.addRow("If it exists", self.collision_combo)
+        form.addRow("Format", self.format_combo)
+        form.addRow("Quality", self.quality_spin)
+        return box
+
+    def _on_format(self) -> None:
+        self.quality_spin.setEnabled(self.format_combo.currentData() != "png")
+        self.changed.emit()
+
+    # --- whole ----------------------------------------------------------------------------------
+    def set_options(self, options: ProtectOptions) -> None:
+        self.refresh_perturbations(options.perturbation)
+        self.strength_spin.setValue(options.strength)
+        self._on_strength_spin(options.strength)
+        self.steps_spin.setValue(options.finetune_steps)
+        (self.finetune_radio if options.mode == "finetune" else self.universal_radio).setChecked(
+            True
+        )
+        self._on_mode()
+        self.output_edit.setText(options.output_dir)
+        self.suffix_edit.setText(options.suffix)
+        self.collision_combo.setCurrentIndex(
+            max(0, self.collision_combo.findData(options.collision))
+        )
+        self.format_combo.setCurrentIndex(max(0, self.format_combo.findData(options.format)))
+        self.quality_spin.setValue(options.quality)
+        self._on_format()
+
+    def options(self, device: str = "auto") -> ProtectOptions:
+        return ProtectOptions(
+            perturbation=self.perturbation_path(),
+            strength=self.strength_spin.value(),
+            mode="finetune" if self.finetune_radio.isChecked() else "universal",
+            finetune_steps=self.steps_spin.value(),
+            output_dir=self.output_edit.text().strip(),
+            suffix=self.suffix_edit.text(),
+            collision=str(self.collision_combo.currentData()),
+            format=str(self.format_combo.currentData()),
+            quality=self.quality_spin.value(),
+            device=device,
+        )
+
+
+def _bundled_path() -> Path | None:
+    """The bundled default perturbation, or None when this install has none."""
+    try:
+        path = bundled_perturbation_path()
+    except (ModuleNotFoundError, FileNotFoundError):
+        return None
+    return path if path.is_file() else None
+
+
+def _describe(perturbation: Perturbation) -> str:
+    meta = perturbation.metadata
+    parts = [perturbation.description or "No description."]
+    facts = [f"trained at ±{perturbation.eps:g}/255"]
+    if meta.get("encoder"):
+        facts.append(f"encoder {meta['encoder']}")
+    gain = meta.get("gain_over_sign")
+    if isinstance(gain, int | float) and gain > 0:
+        facts.append(f"{float(gain):.1f}× the effect of random noise")
+    parts.append(" · ".join(facts))
+    return "\n".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"

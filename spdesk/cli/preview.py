@@ -1,16 +1,123 @@
-"""`spdesk preview` (placeholder until its issue lands; replaced by the module's real code)."""
+"""``spdesk preview``: the same AI edit on the original and on the protected photo, side by side."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from spdesk.cli.common import EXIT_OK, ProgressPrinter, cancel_on_sigint, print_json
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("preview", help="(not yet available)")
-    parser.set_defaults(func=_run)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "preview",
+        help="show what an AI editor does to the original and to the protected photo",
+        description=(
+            "Run the same Stable Diffusion 1.5 edit (img2img or inpainting, same seed and "
+            "settings) on the original, on the protected photo and on the photo with random "
+            "noise of the same strength, then write a comparison sheet and a JSON record. "
+            "The edit is unfiltered (no safety checker): it is your own photo."
+        ),
+    )
+    parser.add_argument("photo", metavar="PHOTO", type=Path, help="the photo to preview")
+    parser.add_argument("--out", required=True, type=Path, help="folder for sheet and record")
+    parser.add_argument(
+        "--perturbation", type=Path, default=None, help="perturbation file (the bundled one)"
+    )
+    parser.add_argument("--strength", type=float, default=None, help="eps in 8-bit steps")
+    prompt = parser.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", default=None, help="free-text edit instruction")
+    prompt.add_argument(
+        "--preset",
+        default=None,
+        help="P1 watercolor, P2 sunset lighting, P3 snow, P4 empty (default P1)",
+    )
+    parser.add_argument("--mode", choices=("img2img", "inpaint"), default="img2img")
+    parser.add_argument("--mask", type=Path, default=None, help="inpainting mask (white = redo)")
+    parser.add_argument(
+        "--mask-mode",
+        choices=("keep-centre", "regenerate-centre"),
+        default="keep-centre",
+        help="default inpainting mask when --mask is not given",
+    )
+    parser.add_argument("--strength-edit", type=float, default=0.5, help="edit strength (0.5)")
+    parser.add_argument("--steps", type=int, default=50, help="denoising steps (50)")
+    parser.add_argument("--guidance", type=float, default=7.5, help="guidance scale (7.5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the edit (0)")
+    parser.add_argument("--size", type=int, default=512, help="working view short side (512)")
+    parser.add_argument("--model-dir", type=Path, default=None, help="diffusers SD 1.5 folder")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    parser.add_argument("--offload", action="store_true", help="model CPU offload (small GPUs)")
+    parser.add_argument("--json", action="store_true", help="print the JSON record")
+    parser.set_defaults(func=run)
 
 
-def _run(_args: argparse.Namespace) -> int:
-    print("spdesk preview is not available in this build yet.")
-    return 2
+def _mask(path: Path | None) -> Any:
+    if path is None:
+        return None
+    import numpy as np
+
+    from spdesk.core.preview import load_photo
+
+    return np.asarray(load_photo(path)).mean(axis=2) >= 128
+
+
+def run(args: argparse.Namespace) -> int:
+    from spdesk.core.apply import ApplyOptions
+    from spdesk.core.events import Event, Progress
+    from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
+    from spdesk.core.preview import (
+        PreviewEngine,
+        PreviewRequest,
+        load_photo,
+        resolve_prompt,
+        save_outputs,
+    )
+
+    request = PreviewRequest(
+        prompt=resolve_prompt(args.prompt, args.preset),
+        mode=args.mode,
+        strength=args.strength_edit,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        working_size=args.size,
+        mask_mode=args.mask_mode,
+        mask=_mask(args.mask),
+    )
+    request.validate()
+    photo = load_photo(args.photo)
+    perturbation = load_perturbation(args.perturbation or bundled_perturbation_path())
+    model_dir = args.model_dir
+    engine = PreviewEngine(
+        model_dir if args.mode == "img2img" else None,
+        inpaint_dir=model_dir if args.mode == "inpaint" else None,
+        device=args.device,
+        offload=args.offload,
+    )
+    printer = ProgressPrinter(quiet=args.json)
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, Progress):
+            printer.update("AI edit (original, protected, noise)", event.done, event.total)
+
+    result = engine.run(
+        photo,
+        perturbation,
+        request,
+        apply_options=ApplyOptions(working_size=args.size, strength=args.strength),
+        on_event=on_event,
+        cancel=cancel_on_sigint(),
+    )
+    printer.close()
+    paths = save_outputs(result, args.out, stem=args.photo.stem)
+    if args.json:
+        print_json(result.to_json() | {"files": {k: str(p) for k, p in paths.items()}})
+    else:
+        print(result.note)
+        print(result.verdict)
+        for warning in result.warnings:
+            print(f"Note: {warning}")
+        print(f"Comparison sheet: {paths['sheet']}")
+    return EXIT_OK

@@ -125,6 +125,24 @@ class PreviewResult:
         }
 
 
+def load_photo(path: Path) -> np.ndarray:
+    """A photo file as uint8 (H, W, 3) RGB, upright (EXIF orientation applied)."""
+    from PIL import ImageOps, UnidentifiedImageError
+
+    from spdesk.core.errors import CorruptImageError, NotAnImageError
+
+    try:
+        with Image.open(path) as image:
+            upright = ImageOps.exif_transpose(image)
+            return np.asarray(upright.convert("RGB"))
+    except FileNotFoundError as error:
+        raise NotAnImageError(f"Photo not found: {path}") from error
+    except UnidentifiedImageError as error:
+        raise NotAnImageError(f"{path} is not an image spdesk can read.") from error
+    except OSError as error:
+        raise CorruptImageError(f"{path} could not be decoded: {error}") from error
+
+
 def resolve_prompt(prompt: str | None, preset: str | None) -> str:
     """A preset name (P1..P4) or free text; the default is P1."""
     if preset is not None:

@@ -1,0 +1,86 @@
+"""`spdesk preview` end to end with a tiny random-weight SD 1.5 on CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tiny_sd import save_tiny_sd
+
+from spdesk.cli import main
+from spdesk.core.perturbation import save_perturbation
+
+FAST = ["--steps", "4", "--guidance", "2", "--size", "64", "--device", "cpu"]
+
+
+def _preview(inputs: dict[str, Path], out: Path, *options: str) -> int:
+    photo, perturbation = str(inputs["photo"]), str(inputs["perturbation"])
+    return main(
+        ["preview", photo, "--perturbation", perturbation, "--out", str(out), *options, *FAST]
+    )
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli-preview")
+    rng = np.random.default_rng(0)
+    photo = root / "cat.png"
+    Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(photo)
+    delta = rng.choice([-1.0, 1.0], size=(3, 32, 32)).astype(np.float32) * 8 / 255
+    perturbation = save_perturbation(root / "p.safetensors", delta, eps=8, metadata={"name": "t"})
+    mask = root / "mask.png"
+    mask_pixels = np.zeros((80, 96), np.uint8)
+    mask_pixels[:, 48:] = 255
+    Image.fromarray(mask_pixels).save(mask)
+    return {
+        "photo": photo,
+        "perturbation": perturbation,
+        "mask": mask,
+        "sd": save_tiny_sd(root / "sd"),
+        "inpaint": save_tiny_sd(root / "inpaint", inpaint=True),
+    }
+
+
+def test_img2img_preview_writes_sheet_and_record(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = ["--preset", "P2", "--strength", "12", "--model-dir", str(inputs["sd"]), "--json"]
+    code = _preview(inputs, tmp_path, *options)
+    assert code == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["request"]["prompt"] == "apply sunset lighting"
+    assert record["request"]["mode"] == "img2img"
+    assert 0 < record["figures"]["visibility"]["psnr"] < 60
+    assert Path(record["files"]["sheet"]).is_file()
+    assert (tmp_path / "cat.json").is_file()
+
+
+def test_inpaint_preview_with_a_mask_file(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mask, model = str(inputs["mask"]), str(inputs["inpaint"])
+    options = ["--mode", "inpaint", "--mask", mask, "--prompt", "a red car", "--model-dir", model]
+    code = _preview(inputs, tmp_path, *options)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "unfiltered" in out and "Comparison sheet" in out
+    assert (tmp_path / "cat.sheet.png").is_file()
+
+
+def test_missing_model_prints_the_download_command(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _preview(inputs, tmp_path, "--model-dir", str(tmp_path / "none"))
+    assert code == 2
+    assert "spdesk models download --for preview" in capsys.readouterr().err
+
+
+def test_bad_preset_is_a_plain_error(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["preview", str(inputs["photo"]), "--preset", "P7", "--out", str(tmp_path)])
+    assert code == 2
+    assert "P1, P2, P3, P4" in capsys.readouterr().err

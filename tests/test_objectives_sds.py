@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from tiny_sd import save_tiny_sd
@@ -106,3 +107,27 @@ def test_missing_unet_names_the_download_command(tmp_path: Path, sd_dir: Path) -
     with pytest.raises(ModelMissingError) as info:
         objective.value(encoder, torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), BatchCache())
     assert "spdesk models download --for preview" in (info.value.hint or "")
+
+
+def test_fine_tuning_passes_model_and_prompt_to_semantic_objectives(sd_dir: Path) -> None:
+    from spdesk.core.apply import ApplyOptions
+    from spdesk.core.finetune import FineTuner
+    from spdesk.core.perturbation import Perturbation
+
+    rng = np.random.default_rng(0)
+    delta = rng.choice([-8 / 255, 8 / 255], (3, 16, 16)).astype(np.float32)
+    photo = rng.integers(40, 215, (40, 56, 3), dtype=np.uint8)
+    tuner = FineTuner(
+        Perturbation(delta=delta, eps=8.0),
+        load_encoder(str(sd_dir), "cpu"),
+        steps=2,
+        objective="sds+",
+        options=ApplyOptions(working_size=32),
+        objective_options={"model_dir": str(sd_dir), "prompt": "add some snow", "seed": 3},
+    )
+    assert tuner.objectives[0].describe() == {"name": "sds+", "prompt": "add some snow", "seed": 3}
+    steps: list[int] = []
+    protected = tuner.protect(photo, on_step=lambda done, _total: steps.append(done))
+    assert steps == [1, 2]
+    assert protected.shape == photo.shape
+    assert np.abs(protected.astype(int) - photo).max() <= 8

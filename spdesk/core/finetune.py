@@ -8,7 +8,8 @@ in the loop. The result is applied with :func:`spdesk.core.apply.apply_working_d
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,6 +48,9 @@ class FineTuner:
         step_size (`float`, *optional*): first step in 8-bit steps; default eps/8 (cosine decay).
         optimizer (`str`, *optional*, defaults to "pgd"): "pgd" or "adam".
         target (`str`, *optional*, defaults to "grey"): target of the encoder objective.
+        objective_options (`Mapping`, *optional*): further objective options, e.g. ``model_dir``,
+            ``prompt`` and ``seed`` for the semantic objectives (sds+, sds-, advdm); each
+            objective takes the options it knows.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class FineTuner:
         step_size: float | None = None,
         optimizer: str = "pgd",
         target: str = "grey",
+        objective_options: Mapping[str, Any] | None = None,
     ) -> None:
         if steps < 0:
             raise ConfigError(f"Fine-tuning steps must be 0 or more, got {steps}.")
@@ -75,7 +80,9 @@ class FineTuner:
             seed=options.seed,
         )
         self.eps = self.options.strength or perturbation.eps
-        self.objectives = build_objectives(objective, {"target": target})
+        self.objectives = build_objectives(
+            objective, {"target": target, **(objective_options or {})}
+        )
         for item in self.objectives:
             item.check(encoder)
         self.step_size = step_size if step_size is not None else self.eps / 8

@@ -148,7 +148,9 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         def action(
-            text: str, shortcut: QKeySequence | str | None, slot: Callable[[], Any]
+            text: str,
+            shortcut: QKeySequence | QKeySequence.StandardKey | str | None,
+            slot: Callable[[], Any],
         ) -> QAction:
             act = QAction(text, self)
             if shortcut is not None:
@@ -213,7 +215,7 @@ class MainWindow(QMainWindow):
         self.options_panel.import_requested.connect(self.import_perturbation)
         self.options_panel.choose_output_requested.connect(self.choose_output)
         self.device_combo.currentIndexChanged.connect(self._on_device_changed)
-        self.job_runner.event.connect(self._on_job_event)
+        self.job_runner.core_event.connect(self._on_job_event)
         self.job_runner.failed.connect(self._on_job_failed)
         self.job_runner.cancelled.connect(self._on_job_cancelled)
         self.job_runner.succeeded.connect(self._on_job_succeeded)
@@ -460,7 +462,8 @@ class MainWindow(QMainWindow):
     def open_preview(self) -> None:
         from spdesk.gui.preview_panel import PreviewDialog
 
-        photo = self.queue.selected_path() or (self.queue.paths() or [None])[0]
+        queued = self.queue.paths()
+        photo = self.queue.selected_path() or (queued[0] if queued else None)
         PreviewDialog(photo, self.current_options(), parent=self).exec()
 
     def open_about(self) -> None:

@@ -26,7 +26,7 @@ Task = Callable[[Callable[[Event], None], CancelToken], Any]
 class Worker(QObject):
     """Runs one :data:`Task` when ``run`` is invoked in its thread; reports through signals only."""
 
-    event = Signal(object)  # a core Event, as it happens
+    core_event = Signal(object)  # a core Event, as it happens
     succeeded = Signal(object)  # the task's return value
     failed = Signal(str)  # plain text for the user (the traceback goes to the log file)
     cancelled = Signal()
@@ -40,7 +40,7 @@ class Worker(QObject):
     @Slot()
     def run(self) -> None:
         try:
-            result = self._task(self.event.emit, self._cancel)
+            result = self._task(self.core_event.emit, self._cancel)
         except Cancelled:
             self.cancelled.emit()
         except SpdeskError as error:
@@ -62,7 +62,7 @@ class TaskRunner(QObject):
     fires after the thread has fully stopped, so it is safe to start the next task from it.
     """
 
-    event = Signal(object)
+    core_event = Signal(object)
     succeeded = Signal(object)
     failed = Signal(str)
     cancelled = Signal()
@@ -90,7 +90,7 @@ class TaskRunner(QObject):
         thread = QThread()
         worker = Worker(task, self._cancel)
         worker.moveToThread(thread)
-        worker.event.connect(self.event)
+        worker.core_event.connect(self.core_event)
         worker.succeeded.connect(self.succeeded)
         worker.failed.connect(self.failed)
         worker.cancelled.connect(self.cancelled)

@@ -1,0 +1,26 @@
+"""Small text helpers shared by the windows: durations and byte counts in plain words."""
+
+from __future__ import annotations
+
+
+def format_duration(seconds: float) -> str:
+    """``4.2 s``, ``35 s``, ``3 min 05 s`` or ``1 h 12 min``."""
+    if seconds < 60:
+        return f"{max(seconds, 0.1):.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def format_bytes(count: float) -> str:
+    """Decimal units, as disks and download sizes are usually quoted (``2.1 GB``)."""
+    value = float(count)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            if unit == "bytes":
+                return f"{value:.0f} bytes"
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # unreachable: the loop returns at GB

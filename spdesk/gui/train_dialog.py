@@ -1,0 +1,565 @@
+"""Train a personal perturbation on the user's own photos, watch it learn, save it to the library.
+
+Training runs :func:`spdesk.core.train.train_universal` in a :class:`TaskRunner` worker (torch is
+imported there, never here). The live charts show the training loss and, on held-out photos, how
+far the perturbation moves the encoder's latent compared with random noise of the same strength:
+the figure that says whether training is worth anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Signal
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from spdesk.core.errors import SpdeskError
+from spdesk.core.events import CancelToken, Event
+from spdesk.core.perturbation import library_path_for, save_perturbation
+from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
+from spdesk.gui.text import format_duration
+from spdesk.gui.widgets.chart import LineChart
+from spdesk.gui.workers import Task, TaskRunner
+
+ROBUSTNESS = {
+    "jpeg": "JPEG re-compression",
+    "resize": "Resizing",
+    "crop": "Cropping",
+    "blur": "Slight blur",
+}
+ENCODERS = {
+    "sd15": "Stable Diffusion 1.5 VAE (best; ~170 MB download)",
+    "taesd": "TAESD tiny autoencoder (fast)",
+    "custom": "Other encoder file or folder…",
+}
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+_LOSS = re.compile(r"loss (\S+)")
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What the dialog asks the core to train (the GUI side of ``TrainConfig``)."""
+
+    photos: Path
+    encoder: str  # "sd15", "taesd", or a file / folder
+    eps: float
+    steps: int
+    robust: tuple[str, ...]
+    size: int = 512
+    batch: int = 4
+    val_every: int = 25
+    device: str = "auto"
+
+
+def train_task(request: TrainRequest) -> Task:
+    """A worker task running universal training; returns the TrainResult (not saved yet)."""
+
+    def run(on_event: Callable[[Event], None], cancel: CancelToken) -> Any:
+        from spdesk.core.train import TrainConfig, train_universal
+
+        config = TrainConfig(
+            photos=str(request.photos),
+            encoder=resolve_encoder_spec(request.encoder),
+            eps=request.eps,
+            steps=request.steps,
+            batch=request.batch,
+            size=request.size,
+            robust=request.robust,
+            val_every=request.val_every,
+            val_photos=8,
+            checkpoint_every=0,
+            device=request.device,
+        )
+        return train_universal(config, on_event=on_event, cancel=cancel)
+
+    return run
+
+
+def resolve_encoder_spec(choice: str) -> str:
+    """``load_encoder``'s spec for the dialog's choice; TAESD comes from the model store."""
+    if choice != "taesd":
+        return choice
+    from spdesk.core.models.store import ModelStore
+
+    folder = Path(ModelStore().require("taesd"))
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        from spdesk.core.errors import ModelMissingError
+
+        raise ModelMissingError(
+            f"No TAESD weights in {folder}.", hint="Run: spdesk models download --for taesd"
+        )
+    return str(weights[0])
+
+
+def count_photos(folder: Path) -> int:
+    if not folder.is_dir():
+        return 0
+    return sum(1 for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+
+
+class TrainDialog(QDialog):
+    """Settings on the left, live charts on the right, progress and save-to-library below."""
+
+    saved = Signal(object)  # Path of the perturbation written to the library
+
+    def __init__(
+        self, settings: QSettings, device: str = "auto", parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Train a personal perturbation")
+        self.setMinimumSize(880, 560)
+        self.settings = settings
+        self.device = device
+        self.runner = TaskRunner(self)
+        self.result: Any = None
+        self.saved_path: Path | None = None
+        self._started = 0.0
+        self._build()
+        self._connect()
+        self._restore()
+        self._update_controls()
+
+    # --- layout ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        left = QVBoxLayout()
+        left.setSpacing(12)
+        left.addWidget(self._photos_box())
+        left.addWidget(self._settings_box())
+        left.addStretch(1)
+        self.loss_chart = LineChart("Training loss")
+        self.loss_chart.add_series("loss", "#2f6fde")
+        self.val_chart = LineChart("Effect on held-out photos (higher is stronger)")
+        self.val_chart.add_series("this perturbation", "#15803d")
+        self.val_chart.add_series("random ±ε noise", "#9ca3af", dashed=True)
+        self.val_note = QLabel(
+            "Validated every few steps against random noise of the same strength."
+        )
+        self.val_note.setObjectName("Muted")
+        self.val_note.setWordWrap(True)
+        right = QVBoxLayout()
+        right.addWidget(self.loss_chart, 1)
+        right.addWidget(self.val_chart, 1)
+        right.addWidget(self.val_note)
+        top = QHBoxLayout()
+        top.addLayout(left, 0)
+        top.addLayout(right, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 16, 16, 12)
+        layout.addLayout(top, 1)
+        layout.addWidget(self._progress_row())
+        layout.addWidget(self._save_box())
+
+    def _photos_box(self) -> QGroupBox:
+        box = QGroupBox("Your photos")
+        self.folder_edit = QLineEdit()
+        self.folder_edit.setPlaceholderText("a folder of your own photos (20 or more is best)")
+        browse = QToolButton()
+        browse.setText("…")
+        browse.setToolTip("Choose the folder")
+        browse.clicked.connect(self.choose_folder)
+        row = QHBoxLayout()
+        row.addWidget(self.folder_edit, 1)
+        row.addWidget(browse)
+        self.count_label = QLabel()
+        self.count_label.setObjectName("Muted")
+        lay = QVBoxLayout(box)
+        lay.addLayout(row)
+        lay.addWidget(self.count_label)
+        return box
+
+    def _settings_box(self) -> QGroupBox:
+        box = QGroupBox("Training")
+        self.strength_combo = QComboBox()
+        for name, eps in STRENGTH_PRESETS.items():
+            self.strength_combo.addItem(f"{name.title()} (±{eps:g}/255)", eps)
+        self.strength_combo.addItem("Custom", None)
+        self.strength_spin = QDoubleSpinBox()
+        self.strength_spin.setRange(1.0, 64.0)
+        self.strength_spin.setDecimals(1)
+        self.strength_spin.setSuffix(" / 255")
+        strength_row = QHBoxLayout()
+        strength_row.addWidget(self.strength_combo, 1)
+        strength_row.addWidget(self.strength_spin)
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 20_000)
+        self.steps_spin.setSingleStep(50)
+        self.steps_spin.setSuffix(" steps")
+        self.size_spin = QSpinBox()
+        self.size_spin.setRange(32, 1024)
+        self.size_spin.setSingleStep(64)
+        self.size_spin.setSuffix(" px")
+        self.size_spin.setToolTip("Crop size; photos are resized to this short side first (512)")
+        self.robust_checks: dict[str, QCheckBox] = {}
+        robust = QVBoxLayout()
+        robust.setSpacing(2)
+        for key, label in ROBUSTNESS.items():
+            check = QCheckBox(label)
+            self.robust_checks[key] = check
+            robust.addWidget(check)
+        self.encoder_combo = QComboBox()
+        for key, label in ENCODERS.items():
+            self.encoder_combo.addItem(label, key)
+        self.encoder_edit = QLineEdit()
+        self.encoder_edit.setPlaceholderText("diffusers folder or .safetensors file")
+        self.encoder_browse = QToolButton()
+        self.encoder_browse.setText("…")
+        self.encoder_browse.clicked.connect(self.choose_encoder)
+        encoder_row = QHBoxLayout()
+        encoder_row.addWidget(self.encoder_edit, 1)
+        encoder_row.addWidget(self.encoder_browse)
+        self.encoder_row = QWidget()
+        self.encoder_row.setLayout(encoder_row)
+        encoder_row.setContentsMargins(0, 0, 0, 0)
+        form = QFormLayout(box)
+        form.addRow("Strength", strength_row)
+        form.addRow("Length", self.steps_spin)
+        form.addRow("Crop size", self.size_spin)
+        form.addRow("Robust to", robust)
+        form.addRow("Encoder", self.encoder_combo)
+        form.addRow("", self.encoder_row)
+        return box
+
+    def _progress_row(self) -> QWidget:
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.progress.setFixedHeight(10)
+        self.status_label = QLabel("Choose a folder of photos, then press Start.")
+        self.status_label.setObjectName("Muted")
+        self.start_button = QPushButton("Start training")
+        self.start_button.setObjectName("Primary")
+        self.pause_button = QPushButton("Pause")
+        self.cancel_button = QPushButton("Cancel")
+        col = QVBoxLayout()
+        col.setSpacing(4)
+        col.addWidget(self.progress)
+        col.addWidget(self.status_label)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 8, 0, 0)
+        row.addLayout(col, 1)
+        row.addSpacing(12)
+        row.addWidget(self.pause_button)
+        row.addWidget(self.cancel_button)
+        row.addWidget(self.start_button)
+        holder = QWidget()
+        holder.setLayout(row)
+        return holder
+
+    def _save_box(self) -> QWidget:
+        self.save_frame = QGroupBox("Save to your library")
+        self.result_label = QLabel()
+        self.result_label.setWordWrap(True)
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("a name, e.g. “My portraits”")
+        self.save_button = QPushButton("Save to library")
+        self.save_button.setObjectName("Primary")
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Name"))
+        row.addWidget(self.name_edit, 1)
+        row.addWidget(self.save_button)
+        lay = QVBoxLayout(self.save_frame)
+        lay.addWidget(self.result_label)
+        lay.addLayout(row)
+        self.save_frame.hide()
+        return self.save_frame
+
+    def _connect(self) -> None:
+        self.folder_edit.textChanged.connect(self._on_folder_changed)
+        self.strength_combo.currentIndexChanged.connect(self._on_strength_preset)
+        self.strength_spin.valueChanged.connect(self._on_strength_spin)
+        self.encoder_combo.currentIndexChanged.connect(self._on_encoder)
+        self.start_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.save_button.clicked.connect(self.save_to_library)
+        self.name_edit.textChanged.connect(self._update_controls)
+        self.runner.core_event.connect(self._on_event)
+        self.runner.succeeded.connect(self._on_succeeded)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.cancelled.connect(self._on_cancelled)
+        self.runner.finished.connect(self._update_controls)
+
+    def _restore(self) -> None:
+        s = self.settings
+        self.folder_edit.setText(last_folder(s, "train"))
+        self.strength_spin.setValue(float(s.value("train/eps", 8.0)))  # type: ignore[arg-type]
+        self._on_strength_spin(self.strength_spin.value())
+        self.steps_spin.setValue(int(s.value("train/steps", 300)))  # type: ignore[call-overload]
+        self.size_spin.setValue(int(s.value("train/size", 512)))  # type: ignore[call-overload]
+        chosen = str(s.value("train/robust", "jpeg,resize") or "").split(",")
+        for key, check in self.robust_checks.items():
+            check.setChecked(key in chosen)
+        encoder = str(s.value("train/encoder", "sd15"))
+        if encoder in ("sd15", "taesd"):
+            self.encoder_combo.setCurrentIndex(self.encoder_combo.findData(encoder))
+        else:
+            self.encoder_combo.setCurrentIndex(self.encoder_combo.findData("custom"))
+            self.encoder_edit.setText(encoder)
+        self._on_encoder()
+        self._on_folder_changed()
+
+    def _remember(self, request: TrainRequest) -> None:
+        s = self.settings
+        remember_folder(s, "train", str(request.photos))
+        s.setValue("train/eps", request.eps)
+        s.setValue("train/steps", request.steps)
+        s.setValue("train/size", request.size)
+        s.setValue("train/robust", ",".join(request.robust))
+        s.setValue("train/encoder", request.encoder)
+
+    # --- inputs ---------------------------------------------------------------------------------
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Folder of your photos", self.folder_edit.text()
+        )
+        if folder:
+            self.folder_edit.setText(folder)
+
+    def choose_encoder(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Encoder weights", "", "Weights (*.safetensors *.pth *.pt);;All files (*)"
+        )
+        if path:
+            self.encoder_edit.setText(path)
+
+    def _on_folder_changed(self) -> None:
+        text = self.folder_edit.text().strip()
+        if not text:
+            self.count_label.setText("Some photos are held out to check the result.")
+        else:
+            count = count_photos(Path(text))
+            self.count_label.setText(
+                "Folder not found." if not Path(text).is_dir() else f"{count} photos found."
+            )
+        self._update_controls()
+
+    def _on_strength_preset(self) -> None:
+        eps = self.strength_combo.currentData()
+        if eps is not None:
+            self.strength_spin.setValue(float(eps))
+
+    def _on_strength_spin(self, value: float) -> None:
+        index = self.strength_combo.count() - 1
+        for i in range(self.strength_combo.count() - 1):
+            if abs(float(self.strength_combo.itemData(i)) - value) < 1e-6:
+                index = i
+        self.strength_combo.blockSignals(True)
+        self.strength_combo.setCurrentIndex(index)
+        self.strength_combo.blockSignals(False)
+
+    def _on_encoder(self) -> None:
+        self.encoder_row.setVisible(self.encoder_combo.currentData() == "custom")
+
+    def request(self) -> TrainRequest:
+        choice = str(self.encoder_combo.currentData())
+        encoder = self.encoder_edit.text().strip() if choice == "custom" else choice
+        return TrainRequest(
+            photos=Path(self.folder_edit.text().strip()),
+            encoder=encoder,
+            eps=self.strength_spin.value(),
+            steps=self.steps_spin.value(),
+            robust=tuple(k for k, c in self.robust_checks.items() if c.isChecked()),
+            size=self.size_spin.value() // 8 * 8,
+            batch=4,
+            val_every=max(1, min(25, self.steps_spin.value() // 10)),
+            device=self.device,
+        )
+
+    # --- running --------------------------------------------------------------------------------
+    def start(self) -> bool:
+        if self.runner.running:
+            return False
+        request = self.request()
+        problem = _check_request(request)
+        if problem:
+            QMessageBox.warning(self, "Train", problem)
+            return False
+        self._remember(request)
+        self.result = None
+        self.saved_path = None
+        self.save_frame.hide()
+        self.loss_chart.clear()
+        self.val_chart.clear()
+        self.progress.setValue(0)
+        self.status_label.setText("Loading the encoder and your photos…")
+        self._started = time.monotonic()
+        self.runner.start(train_task(request))
+        self._update_controls()
+        return True
+
+    def toggle_pause(self) -> None:
+        if not self.runner.running:
+            return
+        if self.runner.paused:
+            self.runner.resume()
+            self.status_label.setText("Resumed.")
+        else:
+            self.runner.pause()
+            self.status_label.setText("Paused. Press Resume to continue.")
+        self._update_controls()
+
+    def cancel(self) -> None:
+        if self.runner.running:
+            self.runner.cancel()
+            self.status_label.setText("Cancelling…")
+
+    def _on_event(self, event: Event) -> None:
+        kind = type(event).__name__
+        if kind == "TrainStarted":
+            train, val = getattr(event, "train_photos", 0), getattr(event, "val_photos", 0)
+            self.status_label.setText(f"Training on {train} photos, checking on {val} held out…")
+        elif kind == "Progress" and getattr(event, "stage", "") == "train":
+            self._on_progress(event)
+        elif kind == "ValidationReport":
+            report: Any = event  # spdesk.core.train imports torch: matched by name, not type
+            step = float(report.step)
+            self.val_chart.append("this perturbation", step, float(report.distortion))
+            self.val_chart.append("random ±ε noise", step, float(report.sign_distortion))
+            gain = float(report.gain_over_sign)
+            self.val_note.setText(f"Step {step:g}: {gain:.2f}× the effect of random noise.")
+
+    def _on_progress(self, event: Event) -> None:
+        done, total = float(getattr(event, "done", 0)), float(getattr(event, "total", 1)) or 1.0
+        self.progress.setValue(round(1000 * done / total))
+        match = _LOSS.search(str(getattr(event, "message", "")))
+        if match:
+            with contextlib.suppress(ValueError):  # "nan" parses; garbage is skipped
+                self.loss_chart.append("loss", done, float(match.group(1)))
+        eta = getattr(event, "eta_s", None)
+        left = f" · about {format_duration(eta)} left" if eta is not None else ""
+        if not self.runner.paused:
+            self.status_label.setText(f"Step {done:.0f} of {total:.0f}{left}")
+
+    def _on_succeeded(self, result: Any) -> None:
+        self.result = result
+        elapsed = format_duration(time.monotonic() - self._started)
+        self.progress.setValue(1000)
+        self.status_label.setText(f"Finished in {elapsed}.")
+        self.result_label.setText(_summary(result))
+        self.name_edit.setText(self.name_edit.text() or _default_name(result))
+        self.save_frame.show()
+        self.name_edit.setFocus()
+
+    def _on_failed(self, text: str) -> None:
+        self.status_label.setText(text.splitlines()[0])
+        QMessageBox.warning(self, "Training failed", text)
+
+    def _on_cancelled(self) -> None:
+        self.status_label.setText("Cancelled. Nothing was saved.")
+
+    def _update_controls(self) -> None:
+        running = self.runner.running
+        has_folder = bool(self.folder_edit.text().strip())
+        self.start_button.setEnabled(not running and has_folder)
+        self.start_button.setText("Train again" if self.result is not None else "Start training")
+        self.pause_button.setEnabled(running)
+        self.pause_button.setText("Resume" if self.runner.paused else "Pause")
+        self.cancel_button.setEnabled(running)
+        for box in self.findChildren(QGroupBox):
+            if box is not self.save_frame:
+                box.setEnabled(not running)
+        self.save_button.setEnabled(
+            self.result is not None and bool(self.name_edit.text().strip()) and not running
+        )
+
+    # --- saving ---------------------------------------------------------------------------------
+    def save_to_library(self) -> Path | None:
+        """Write the trained perturbation under its name in the library; emits ``saved``."""
+        name = self.name_edit.text().strip()
+        if self.result is None or not name:
+            return None
+        path = library_path_for(name)
+        if path.exists() and not _confirm(
+            self, "Replace?", f"“{name}” is already in your library. Replace it?"
+        ):
+            return None
+        metadata = dict(self.result.metadata)
+        metadata["name"] = name
+        eps = float(metadata.get("config", {}).get("eps", self.strength_spin.value()))
+        try:
+            save_perturbation(path, self.result.delta, eps=eps, metadata=metadata)
+        except (SpdeskError, OSError) as error:
+            text = error.user_text() if isinstance(error, SpdeskError) else str(error)
+            QMessageBox.warning(self, "Could not save", text)
+            return None
+        self.saved_path = path
+        self.status_label.setText(f"Saved “{name}”: it is now in the perturbation list.")
+        self.saved.emit(path)
+        self.save_button.setEnabled(False)
+        return path
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.runner.running:
+            if not _confirm(
+                self, "Stop training?", "Training is still running. Stop it and close?"
+            ):
+                event.ignore()
+                return
+            self.runner.stop()
+        event.accept()
+
+    def reject(self) -> None:
+        """Esc / Close: same as closing the window (asks while training runs)."""
+        if self.close():
+            super().reject()
+
+
+def _confirm(parent: QWidget, title: str, text: str) -> bool:
+    answer = QMessageBox.question(parent, title, text)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def _check_request(request: TrainRequest) -> str:
+    if not request.photos.is_dir():
+        return f"Folder not found: {request.photos}"
+    count = count_photos(request.photos)
+    if count < 2:
+        return f"{request.photos} holds {count} photo(s); training needs at least 2."
+    if not request.encoder:
+        return "Choose an encoder file or folder."
+    return ""
+
+
+def _summary(result: Any) -> str:
+    meta = result.metadata
+    gain = meta.get("gain_over_sign")
+    parts = [f"Trained for {meta.get('steps')} steps on {meta.get('train_photos')} photos."]
+    if isinstance(gain, int | float):
+        verdict = "stronger than" if gain > 1.05 else "no better than"
+        parts.append(
+            f"On {meta.get('val_photos')} held-out photos it moves the encoder {gain:.2f}× as "
+            f"much as random noise of the same strength ({verdict} noise)."
+        )
+    return " ".join(parts)
+
+
+def _default_name(result: Any) -> str:
+    config = result.metadata.get("config", {})
+    folder = Path(str(config.get("photos", "photos"))).name or "photos"
+    return f"{folder} ±{float(config.get('eps', 8)):g}"

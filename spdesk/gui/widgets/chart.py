@@ -1,0 +1,108 @@
+"""A small line chart drawn with QPainter (QtCharts is not part of PySide6-Essentials)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPen
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+
+@dataclass
+class Series:
+    name: str
+    colour: str
+    points: list[tuple[float, float]] = field(default_factory=list)
+    dashed: bool = False
+
+
+class LineChart(QWidget):
+    """Several named series over a shared x axis, with a legend and min/max y labels."""
+
+    def __init__(self, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = title
+        self.series: dict[str, Series] = {}
+        self.setMinimumSize(260, 150)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def add_series(self, name: str, colour: str, *, dashed: bool = False) -> None:
+        self.series[name] = Series(name, colour, dashed=dashed)
+
+    def append(self, name: str, x: float, y: float) -> None:
+        self.series[name].points.append((x, y))
+        self.update()
+
+    def clear(self) -> None:
+        for series in self.series.values():
+            series.points.clear()
+        self.update()
+
+    def paintEvent(self, _event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.fillRect(self.rect(), QColor("#ffffff"))
+        painter.setPen(QPen(QColor("#e3e6eb")))
+        painter.drawRoundedRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5), 8, 8)
+        painter.setPen(QColor("#374151"))
+        painter.drawText(
+            QRectF(12, 6, self.width() - 24, 20), Qt.AlignmentFlag.AlignLeft, self.title
+        )
+        plot = QRectF(48, 32, self.width() - 64, self.height() - 62)
+        self._draw_legend(painter, plot)
+        points = [p for s in self.series.values() for p in s.points]
+        if not points:
+            painter.setPen(QColor("#9ca3af"))
+            painter.drawText(plot, Qt.AlignmentFlag.AlignCenter, "No data yet")
+            return
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+        y0, y1 = min(ys), max(ys)
+        if y1 - y0 < 1e-12:
+            y0, y1 = y0 - 0.5, y1 + 0.5
+        painter.setPen(QPen(QColor("#eef0f3")))
+        for i in range(5):
+            y = plot.top() + plot.height() * i / 4
+            painter.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
+        painter.setPen(QColor("#6b7280"))
+        for value, y in ((y1, plot.top()), (y0, plot.bottom())):
+            painter.drawText(QRectF(0, y - 8, 44, 16), Qt.AlignmentFlag.AlignRight, f"{value:.3g}")
+        painter.drawText(
+            QRectF(plot.left(), plot.bottom() + 4, 80, 16), Qt.AlignmentFlag.AlignLeft, f"{x0:g}"
+        )
+        painter.drawText(
+            QRectF(plot.right() - 80, plot.bottom() + 4, 80, 16),
+            Qt.AlignmentFlag.AlignRight,
+            f"{x1:g}",
+        )
+
+        def to_screen(x: float, y: float) -> QPointF:
+            return QPointF(
+                plot.left() + (x - x0) / (x1 - x0) * plot.width(),
+                plot.bottom() - (y - y0) / (y1 - y0) * plot.height(),
+            )
+
+        for series in self.series.values():
+            if not series.points:
+                continue
+            pen = QPen(QColor(series.colour), 2)
+            if series.dashed:
+                pen.setStyle(Qt.PenStyle.DashLine)
+            painter.setPen(pen)
+            path = QPainterPath(to_screen(*series.points[0]))
+            for x, y in series.points[1:]:
+                path.lineTo(to_screen(x, y))
+            painter.drawPath(path)
+            if len(series.points) == 1:
+                painter.drawEllipse(to_screen(*series.points[0]), 2.5, 2.5)
+
+    def _draw_legend(self, painter: QPainter, plot: QRectF) -> None:
+        x = plot.right()
+        for series in reversed(list(self.series.values())):
+            width = painter.fontMetrics().horizontalAdvance(series.name) + 26
+            x -= width
+            painter.setPen(QPen(QColor(series.colour), 3))
+            painter.drawLine(QPointF(x, 16), QPointF(x + 14, 16))
+            painter.setPen(QColor("#4b5563"))
+            painter.drawText(QPointF(x + 18, 20), series.name)

@@ -1,0 +1,98 @@
+"""The train dialog: a tiny perturbation trained with a tiny encoder lands in the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtWidgets import QMessageBox
+from pytestqt.qtbot import QtBot
+from tiny_sd import save_tiny_vae
+
+from spdesk.core.perturbation import library_perturbations, load_perturbation
+from spdesk.gui.settings import open_settings
+from spdesk.gui.train_dialog import TrainDialog
+
+
+def _photos(folder: Path, count: int = 4) -> Path:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for i in range(count):
+        pixels = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"p{i}.png")
+    return folder
+
+
+@pytest.fixture
+def dialog(qtbot: QtBot, tmp_path: Path) -> TrainDialog:
+    dlg = TrainDialog(open_settings(), device="cpu")
+    qtbot.addWidget(dlg)
+    dlg.folder_edit.setText(str(_photos(tmp_path / "photos")))
+    dlg.encoder_combo.setCurrentIndex(dlg.encoder_combo.findData("custom"))
+    dlg.encoder_edit.setText(str(save_tiny_vae(tmp_path / "vae")))
+    dlg.size_spin.setValue(32)
+    dlg.steps_spin.setValue(4)
+    for check in dlg.robust_checks.values():
+        check.setChecked(False)
+    return dlg
+
+
+def test_train_a_tiny_perturbation_and_save_it_to_the_library(
+    qtbot: QtBot, dialog: TrainDialog
+) -> None:
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+    assert dialog.result is not None, dialog.status_label.text()
+    assert dialog.loss_chart.series["loss"].points, "the loss chart got no points"
+    assert dialog.val_chart.series["this perturbation"].points
+    assert dialog.val_chart.series["random ±ε noise"].points
+    assert dialog.save_frame.isVisibleTo(dialog)
+    dialog.name_edit.setText("My tiny test")
+    with qtbot.waitSignal(dialog.saved) as saved:
+        dialog.save_button.click()
+    path = Path(saved.args[0])
+    assert path in library_perturbations()
+    loaded = load_perturbation(path)
+    assert loaded.name == "My tiny test"
+    assert loaded.delta.shape == (3, 32, 32)
+    assert np.abs(loaded.delta).max() <= 8 / 255 + 1e-6
+
+
+def test_pause_then_cancel_saves_nothing(qtbot: QtBot, dialog: TrainDialog) -> None:
+    dialog.steps_spin.setValue(2000)
+    assert dialog.start()
+    qtbot.waitUntil(lambda: dialog.loss_chart.series["loss"].points != [], timeout=30_000)
+    dialog.toggle_pause()
+    assert dialog.runner.paused
+    assert dialog.pause_button.text() == "Resume"
+    with qtbot.waitSignal(dialog.runner.finished, timeout=10_000):
+        dialog.cancel()
+    assert dialog.result is None
+    assert "Cancelled" in dialog.status_label.text()
+    assert library_perturbations() == []
+
+
+def test_refuses_a_folder_without_photos(
+    qtbot: QtBot, dialog: TrainDialog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    dialog.folder_edit.setText(str(empty))
+    assert not dialog.start()
+    assert "needs at least 2" in shown[0]
+
+
+def test_missing_sd15_names_the_download_command(
+    qtbot: QtBot, dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
+    dialog.encoder_combo.setCurrentIndex(dialog.encoder_combo.findData("sd15"))
+    with qtbot.waitSignal(dialog.runner.finished, timeout=30_000):
+        assert dialog.start()
+    assert shown and "spdesk models download --for train" in shown[0]
+    assert "Traceback" not in shown[0]

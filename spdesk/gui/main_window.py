@@ -464,7 +464,9 @@ class MainWindow(QMainWindow):
 
         queued = self.queue.paths()
         photo = self.queue.selected_path() or (queued[0] if queued else None)
-        PreviewDialog(photo, self.current_options(), parent=self).exec()
+        dialog = PreviewDialog(photo, self.current_options(), parent=self)
+        dialog.open_models_requested.connect(self.open_model_manager)
+        dialog.exec()
 
     def open_about(self) -> None:
         from spdesk.gui.about import AboutDialog

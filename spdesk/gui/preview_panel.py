@@ -1,0 +1,498 @@
+"""Preview what an AI editor does to a photo before and after protection.
+
+The same Stable Diffusion edit (same seed, prompt and settings) runs on the original, the protected
+photo and a random-noise baseline in :class:`spdesk.core.preview.PreviewEngine`, inside a worker.
+The dialog shows four tiles (original, protected, edit of each), the figures, the plain-words
+verdict, and a 100% view of the protected photo to judge how visible the protection is.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from spdesk.core.events import CancelToken, Event
+from spdesk.gui.images import ImageTile, to_pixmap
+from spdesk.gui.settings import ProtectOptions
+from spdesk.gui.workers import Task, TaskRunner
+
+# The SPD blog's prompts (the same as spdesk.core.preview.PRESETS, which imports torch).
+PROMPT_PRESETS: dict[str, tuple[str, str]] = {
+    "P1": ("Watercolor painting", "make it like a watercolor painting"),
+    "P2": ("Sunset lighting", "apply sunset lighting"),
+    "P3": ("Add snow", "add some snow"),
+    "P4": ("No prompt", ""),
+}
+UNFILTERED_NOTE = (
+    "This preview shows an unfiltered AI edit of your own photo: no safety checker is applied."
+)
+FIGURE_KEYS = (("ssim", "SSIM"), ("psnr", "PSNR (dB)"), ("vifp", "VIFp"), ("fsim", "FSIM"))
+
+
+@dataclass(frozen=True)
+class PreviewSettings:
+    """What one preview asks for (the GUI side of ``PreviewRequest``)."""
+
+    photo: Path
+    perturbation: str  # file path; "" = the bundled default
+    strength: float
+    prompt: str
+    mode: str = "img2img"
+    edit_strength: float = 0.5
+    steps: int = 30
+    seed: int = 0
+    working_size: int = 512
+
+
+@dataclass
+class PreviewOutcome:
+    """The engine's result plus full-size original and protected photo for the 100% view."""
+
+    result: Any  # spdesk.core.preview.PreviewResult
+    photo: np.ndarray
+    protected: np.ndarray
+
+
+class EngineCache:
+    """Keeps one loaded PreviewEngine per (models, device): loading SD takes many seconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._engines: dict[tuple[str, str, str], Any] = {}
+
+    def get(self, model_dir: Path | None, inpaint_dir: Path | None, device: str) -> Any:
+        from spdesk.core.preview import PreviewEngine
+
+        key = (str(model_dir or ""), str(inpaint_dir or ""), device)
+        with self._lock:
+            if key not in self._engines:
+                self._engines[key] = PreviewEngine(
+                    model_dir, inpaint_dir=inpaint_dir, device=device
+                )
+            return self._engines[key]
+
+
+ENGINES = EngineCache()
+
+
+def preview_task(
+    settings: PreviewSettings,
+    *,
+    model_dir: Path | None = None,
+    inpaint_dir: Path | None = None,
+    device: str = "auto",
+) -> Task:
+    """A worker task running one preview; returns a :class:`PreviewOutcome`."""
+
+    def run(on_event: Callable[[Event], None], cancel: CancelToken) -> PreviewOutcome:
+        from spdesk.core.apply import ApplyOptions, apply_perturbation
+        from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
+        from spdesk.core.preview import PreviewRequest, load_photo
+
+        perturbation = load_perturbation(settings.perturbation or bundled_perturbation_path())
+        photo = load_photo(settings.photo)
+        options = ApplyOptions(working_size=settings.working_size, strength=settings.strength)
+        protected = apply_perturbation(photo, perturbation, options)
+        request = PreviewRequest(
+            prompt=settings.prompt,
+            mode=settings.mode,  # type: ignore[arg-type]
+            strength=settings.edit_strength,
+            steps=settings.steps,
+            seed=settings.seed,
+            working_size=settings.working_size,
+        )
+        engine = ENGINES.get(model_dir, inpaint_dir, device)
+        cancel.check()
+        _announce_loading(on_event)
+        result = engine.run(
+            photo,
+            perturbation,
+            request,
+            apply_options=options,
+            protected=protected,
+            on_event=on_event,
+            cancel=cancel,
+        )
+        return PreviewOutcome(result, photo, protected)
+
+    return run
+
+
+def _announce_loading(on_event: Callable[[Event], None]) -> None:
+    from spdesk.core.events import Progress
+
+    on_event(Progress("load", 0, 1, message="Loading Stable Diffusion (first time only)…"))
+
+
+class ZoomDialog(QDialog):
+    """The protected photo at 100%; hold "Show original" to compare the same pixels."""
+
+    def __init__(self, photo: np.ndarray, protected: np.ndarray, parent: QWidget | None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Protected photo at 100%")
+        self.resize(900, 700)
+        self._protected = to_pixmap(protected)
+        self._original = to_pixmap(photo)
+        self.picture = QLabel()
+        self.picture.setPixmap(self._protected)
+        scroll = QScrollArea()
+        scroll.setWidget(self.picture)
+        scroll.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.compare_button = QPushButton("Hold to show the original")
+        self.compare_button.pressed.connect(lambda: self.picture.setPixmap(self._original))
+        self.compare_button.released.connect(lambda: self.picture.setPixmap(self._protected))
+        hint = QLabel(f"{protected.shape[1]} × {protected.shape[0]} pixels, shown 1:1.")
+        hint.setObjectName("Muted")
+        row = QHBoxLayout()
+        row.addWidget(hint, 1)
+        row.addWidget(self.compare_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(scroll, 1)
+        layout.addLayout(row)
+
+
+class PreviewDialog(QDialog):
+    """Pick a photo and an edit; see the four tiles, the figures and the verdict."""
+
+    open_models_requested = Signal()
+
+    def __init__(
+        self,
+        photo: Path | None,
+        options: ProtectOptions,
+        parent: QWidget | None = None,
+        *,
+        model_dir: Path | None = None,
+        inpaint_dir: Path | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Preview an AI edit")
+        self.setMinimumSize(860, 620)
+        self.resize(1080, 780)
+        self.options = options
+        self.model_dir = model_dir
+        self.inpaint_dir = inpaint_dir
+        self.working_size = 512
+        self.runner = TaskRunner(self)
+        self.outcome: PreviewOutcome | None = None
+        self.zoom: ZoomDialog | None = None
+        self._build()
+        self._connect()
+        if photo is not None:
+            self.photo_edit.setText(str(photo))
+        self._update_controls()
+
+    # --- layout ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 14, 16, 12)
+        layout.setSpacing(10)
+        layout.addLayout(self._controls())
+        layout.addWidget(self._note())
+        layout.addLayout(self._tiles(), 1)
+        layout.addWidget(self._figures())
+        self.verdict = QLabel()
+        self.verdict.setObjectName("Verdict")
+        self.verdict.setWordWrap(True)
+        layout.addWidget(self.verdict)
+        layout.addLayout(self._progress())
+
+    def _controls(self) -> QGridLayout:
+        self.photo_edit = QLineEdit()
+        self.photo_edit.setPlaceholderText("a photo to try")
+        browse = QToolButton()
+        browse.setText("…")
+        browse.clicked.connect(self.choose_photo)
+        self.preset_combo = QComboBox()
+        for key, (label, _prompt) in PROMPT_PRESETS.items():
+            self.preset_combo.addItem(f"{label} ({key})", key)
+        self.preset_combo.addItem("Your own words…", "")
+        self.prompt_edit = QLineEdit()
+        self.prompt_edit.setPlaceholderText("describe the edit")
+        self.mode_combo = QComboBox()
+        self.mode_combo.addItem("Image to image (SDEdit)", "img2img")
+        self.mode_combo.addItem("Inpainting (keeps the centre)", "inpaint")
+        self.edit_strength = QDoubleSpinBox()
+        self.edit_strength.setRange(0.1, 1.0)
+        self.edit_strength.setSingleStep(0.05)
+        self.edit_strength.setValue(0.5)
+        self.edit_strength.setToolTip("How much of the photo the AI redraws")
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 200)
+        self.steps_spin.setValue(30)
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(8)
+        grid.addWidget(QLabel("Photo"), 0, 0)
+        photo_row = QHBoxLayout()
+        photo_row.addWidget(self.photo_edit, 1)
+        photo_row.addWidget(browse)
+        grid.addLayout(photo_row, 0, 1, 1, 3)
+        grid.addWidget(QLabel("Edit"), 0, 4)
+        grid.addWidget(self.mode_combo, 0, 5, 1, 3)
+        grid.addWidget(QLabel("Prompt"), 1, 0)
+        grid.addWidget(self.preset_combo, 1, 1)
+        grid.addWidget(self.prompt_edit, 1, 2, 1, 2)
+        grid.addWidget(QLabel("Strength"), 1, 4)
+        grid.addWidget(self.edit_strength, 1, 5)
+        grid.addWidget(QLabel("Steps"), 1, 6)
+        grid.addWidget(self.steps_spin, 1, 7)
+        grid.setColumnStretch(3, 1)
+        return grid
+
+    def _note(self) -> QFrame:
+        frame = QFrame()
+        frame.setObjectName("Note")
+        label = QLabel(UNFILTERED_NOTE)
+        label.setWordWrap(True)
+        lay = QHBoxLayout(frame)
+        lay.setContentsMargins(10, 6, 10, 6)
+        lay.addWidget(label)
+        self.note_label = label
+        return frame
+
+    def _tiles(self) -> QGridLayout:
+        self.tiles = {
+            "original": ImageTile("Original"),
+            "protected": ImageTile("Protected"),
+            "edit_original": ImageTile("AI edit of the original"),
+            "edit_protected": ImageTile("AI edit of the protected photo"),
+        }
+        self.zoom_button = QPushButton("Zoom 100%")
+        self.zoom_button.setObjectName("Flat")
+        self.zoom_button.setToolTip("Judge how visible the protection is, pixel for pixel")
+        self.zoom_button.clicked.connect(self.open_zoom)
+        header = self.tiles["protected"].layout()
+        assert isinstance(header, QVBoxLayout)
+        caption_row = QHBoxLayout()
+        header.removeWidget(self.tiles["protected"].caption)
+        caption_row.addWidget(self.tiles["protected"].caption, 1)
+        caption_row.addWidget(self.zoom_button)
+        header.insertLayout(0, caption_row)
+        grid = QGridLayout()
+        grid.setSpacing(10)
+        for index, tile in enumerate(self.tiles.values()):
+            grid.addWidget(tile, index // 2, index % 2)
+        return grid
+
+    def _figures(self) -> QTableWidget:
+        table = QTableWidget(3, len(FIGURE_KEYS))
+        table.setObjectName("Figures")
+        table.setHorizontalHeaderLabels([label for _key, label in FIGURE_KEYS])
+        table.setVerticalHeaderLabels(
+            [
+                "Edit of protected vs edit of original",
+                "Random noise of the same strength",
+                "Protected photo vs original (visibility)",
+            ]
+        )
+        table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+        table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        table.horizontalHeader().setStretchLastSection(True)
+        for column in range(len(FIGURE_KEYS)):
+            table.setColumnWidth(column, 110)
+        table.setFixedHeight(4 * 30 + 4)
+        table.verticalHeader().setDefaultSectionSize(30)
+        self.figures_table = table
+        return table
+
+    def _progress(self) -> QHBoxLayout:
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.progress.setFixedHeight(10)
+        self.status_label = QLabel("Press “Preview AI edit”. The first run loads the model.")
+        self.status_label.setObjectName("Muted")
+        self.status_label.setWordWrap(True)
+        self.models_button = QPushButton("Open Models…")
+        self.models_button.hide()
+        self.preview_button = QPushButton("Preview AI edit")
+        self.preview_button.setObjectName("Primary")
+        self.cancel_button = QPushButton("Cancel")
+        col = QVBoxLayout()
+        col.setSpacing(4)
+        col.addWidget(self.progress)
+        col.addWidget(self.status_label)
+        row = QHBoxLayout()
+        row.addLayout(col, 1)
+        row.addWidget(self.models_button)
+        row.addWidget(self.cancel_button)
+        row.addWidget(self.preview_button)
+        return row
+
+    def _connect(self) -> None:
+        self.preset_combo.currentIndexChanged.connect(self._on_preset)
+        self.prompt_edit.textEdited.connect(self._on_prompt_edited)
+        self.photo_edit.textChanged.connect(self._update_controls)
+        self.preview_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.models_button.clicked.connect(self.open_models_requested)
+        self.runner.core_event.connect(self._on_event)
+        self.runner.succeeded.connect(self._on_succeeded)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.cancelled.connect(lambda: self.status_label.setText("Preview cancelled."))
+        self.runner.finished.connect(self._update_controls)
+        self._on_preset()
+
+    # --- inputs ---------------------------------------------------------------------------------
+    def choose_photo(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Photo to preview",
+            str(Path(self.photo_edit.text()).parent) if self.photo_edit.text() else "",
+            "Images (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.bmp *.heic *.heif)",
+        )
+        if path:
+            self.photo_edit.setText(path)
+
+    def _on_preset(self) -> None:
+        key = str(self.preset_combo.currentData())
+        if key in PROMPT_PRESETS:
+            self.prompt_edit.setText(PROMPT_PRESETS[key][1])
+
+    def _on_prompt_edited(self) -> None:
+        self.preset_combo.blockSignals(True)
+        self.preset_combo.setCurrentIndex(self.preset_combo.count() - 1)
+        self.preset_combo.blockSignals(False)
+
+    def settings(self) -> PreviewSettings:
+        return PreviewSettings(
+            photo=Path(self.photo_edit.text().strip()),
+            perturbation=self.options.perturbation,
+            strength=self.options.strength,
+            prompt=self.prompt_edit.text(),
+            mode=str(self.mode_combo.currentData()),
+            edit_strength=self.edit_strength.value(),
+            steps=self.steps_spin.value(),
+            seed=self.seed_spin.value(),
+            working_size=self.working_size,
+        )
+
+    # --- running --------------------------------------------------------------------------------
+    def start(self) -> bool:
+        if self.runner.running:
+            return False
+        settings = self.settings()
+        if not settings.photo.is_file():
+            self.status_label.setText(f"Photo not found: {settings.photo}")
+            return False
+        self.models_button.hide()
+        self.progress.setValue(0)
+        self.status_label.setText("Preparing…")
+        self.verdict.setText("")
+        for tile in self.tiles.values():
+            tile.clear("…")
+        task = preview_task(
+            settings,
+            model_dir=self.model_dir,
+            inpaint_dir=self.inpaint_dir,
+            device=self.options.device,
+        )
+        self.runner.start(task)
+        self._update_controls()
+        return True
+
+    def cancel(self) -> None:
+        if self.runner.running:
+            self.runner.cancel()
+            self.status_label.setText("Cancelling after the current step…")
+
+    def _on_event(self, event: Event) -> None:
+        if type(event).__name__ != "Progress":
+            return
+        stage = str(getattr(event, "stage", ""))
+        if stage == "load":
+            self.status_label.setText(str(getattr(event, "message", "")))
+            return
+        done, total = float(getattr(event, "done", 0)), float(getattr(event, "total", 1)) or 1.0
+        self.progress.setValue(round(1000 * done / total))
+        self.status_label.setText(f"Editing: step {done:.0f} of {total:.0f}")
+
+    def _on_succeeded(self, outcome: PreviewOutcome) -> None:
+        self.outcome = outcome
+        result = outcome.result
+        for name, tile in self.tiles.items():
+            tile.set_image(getattr(result, name))
+        self._show_figures(result.figures)
+        self.verdict.setText(result.verdict)
+        colour = {True: "#15803d", False: "#b45309", None: "#b91c1c"}[result.worked]
+        self.verdict.setStyleSheet(f"color: {colour};")
+        self.note_label.setText(result.note)
+        self.progress.setValue(1000)
+        extra = (" " + " ".join(result.warnings)) if result.warnings else ""
+        self.status_label.setText(f"Done in {result.seconds:.1f} s.{extra}")
+
+    def _show_figures(self, figures: dict[str, dict[str, float | None]]) -> None:
+        rows = ("protected_edit", "noise_edit", "visibility")
+        for row, key in enumerate(rows):
+            values = figures.get(key, {})
+            for column, (name, _label) in enumerate(FIGURE_KEYS):
+                value = values.get(name)
+                text = (
+                    "—" if value is None else (f"{value:.1f}" if name == "psnr" else f"{value:.3f}")
+                )
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.figures_table.setItem(row, column, item)
+
+    def _on_failed(self, text: str) -> None:
+        for tile in self.tiles.values():
+            tile.clear()
+        self.status_label.setText(text)
+        if "spdesk models download" in text:
+            self.models_button.show()  # a missing model: offer the way to get it
+        else:
+            QMessageBox.warning(self, "Preview failed", text)
+
+    def _update_controls(self) -> None:
+        running = self.runner.running
+        self.preview_button.setEnabled(not running and bool(self.photo_edit.text().strip()))
+        self.cancel_button.setEnabled(running)
+        self.zoom_button.setEnabled(self.outcome is not None and not running)
+
+    def open_zoom(self) -> ZoomDialog | None:
+        if self.outcome is None:
+            return None
+        self.zoom = ZoomDialog(self.outcome.photo, self.outcome.protected, self)
+        self.zoom.show()
+        return self.zoom
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.runner.running:
+            self.runner.stop()
+        event.accept()
+
+    def reject(self) -> None:
+        if self.runner.running:
+            self.runner.stop()
+        super().reject()

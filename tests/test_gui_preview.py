@@ -1,0 +1,90 @@
+"""The preview dialog with tiny random-weight SD components: four tiles, figures, verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pytestqt.qtbot import QtBot
+from tiny_sd import save_tiny_sd
+
+from spdesk.core.perturbation import save_perturbation
+from spdesk.gui.preview_panel import UNFILTERED_NOTE, PreviewDialog
+from spdesk.gui.settings import ProtectOptions
+
+
+@pytest.fixture(scope="module")
+def sd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_sd(tmp_path_factory.mktemp("tiny-sd") / "sd")
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> tuple[Path, ProtectOptions]:
+    rng = np.random.default_rng(0)
+    photo = tmp_path / "photo.png"
+    base = np.linspace(0, 255, 80 * 96 * 3).reshape(80, 96, 3)
+    Image.fromarray(np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)).save(
+        photo
+    )
+    delta = rng.choice([-1.0, 1.0], size=(3, 64, 64)).astype(np.float32) * 16 / 255
+    pert = save_perturbation(tmp_path / "p.safetensors", delta, eps=16)
+    return photo, ProtectOptions(perturbation=str(pert), strength=16, device="cpu")
+
+
+def _dialog(qtbot: QtBot, photo: Path, options: ProtectOptions, sd: Path | None) -> PreviewDialog:
+    dialog = PreviewDialog(photo, options, model_dir=sd, inpaint_dir=sd)
+    qtbot.addWidget(dialog)
+    dialog.working_size = 64
+    dialog.steps_spin.setValue(4)
+    dialog.show()
+    return dialog
+
+
+def test_preview_shows_four_tiles_figures_and_verdict(
+    qtbot: QtBot, sd_dir: Path, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, sd_dir)
+    assert UNFILTERED_NOTE in dialog.note_label.text()
+    dialog.preset_combo.setCurrentIndex(dialog.preset_combo.findData("P3"))
+    assert dialog.prompt_edit.text() == "add some snow"
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+    assert dialog.outcome is not None, dialog.status_label.text()
+    assert all(tile.has_image() for tile in dialog.tiles.values())
+    for row in range(3):
+        text = dialog.figures_table.item(row, 0).text()
+        assert 0 <= float(text) <= 1, text
+    assert dialog.verdict.text()
+    # 100% view shows the protected photo at its full size, different from the original
+    zoom = dialog.open_zoom()
+    assert zoom is not None
+    pixmap = zoom.picture.pixmap()
+    assert (pixmap.width(), pixmap.height()) == (96, 80)
+    assert not np.array_equal(dialog.outcome.protected, dialog.outcome.photo)
+    zoom.close()
+
+
+def test_free_prompt_switches_the_preset_to_own_words(
+    qtbot: QtBot, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, None)
+    dialog.prompt_edit.setText("")
+    qtbot.keyClicks(dialog.prompt_edit, "a castle")
+    assert dialog.preset_combo.currentData() == ""
+    assert dialog.settings().prompt == "a castle"
+
+
+def test_missing_model_names_the_download_command(
+    qtbot: QtBot, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, None)  # nothing in the (empty) model store
+    with qtbot.waitSignal(dialog.runner.finished, timeout=30_000):
+        assert dialog.start()
+    assert "spdesk models download --for preview" in dialog.status_label.text()
+    assert dialog.models_button.isVisible()
+    assert "Traceback" not in dialog.status_label.text()

@@ -65,6 +65,10 @@ class OutputPermissionError(OutputError):
     """The destination cannot be written to."""
 
 
+class OutputExistsError(OutputError):
+    """The output name is taken and the collision policy forbids replacing it."""
+
+
 # --- perturbations ----------------------------------------------------------------------------
 class PerturbationFileError(SpdeskError):
     """A perturbation file is missing, unreadable or not a valid spdesk perturbation."""

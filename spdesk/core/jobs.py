@@ -1,0 +1,730 @@
+"""Batch protection: files and folders in, protected copies out, nothing lost.
+
+:class:`ProtectJob` is the one call behind ``spdesk protect``, the app's Protect button and the
+benchmark. It walks the inputs (by content), protects each photo with the universal perturbation
+(or fine-tunes it per photo), writes each output atomically into a mirrored folder structure, and
+records every step in the output folder's manifest, so that a re-run with the same settings skips
+finished photos and a killed job resumes where it stopped. Progress is reported through events;
+the cancel token is checked between files, between stages of a file and inside fine-tuning.
+
+The universal path never imports torch: Pillow and numpy only, so a batch starts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image, ImageChops
+
+from spdesk.core.apply import ApplyOptions, apply_to_pil
+from spdesk.core.errors import (
+    Cancelled,
+    ConfigError,
+    DiskFullError,
+    ImageError,
+    OutputError,
+    OutputExistsError,
+    PerturbationFileError,
+)
+from spdesk.core.events import CancelToken, Event, EventSink, ignore_events
+from spdesk.core.export import (
+    COLLISIONS,
+    DEFAULT_SUFFIX,
+    ExportOptions,
+    atomic_save,
+    clean_stale_temps,
+    output_format,
+    output_name,
+    output_name_pattern,
+    parse_format,
+    prepare,
+    settings_warnings,
+    unique_candidates,
+)
+from spdesk.core.imageio import (
+    DEFAULT_MAX_PIXELS,
+    DecodedImage,
+    Discovery,
+    DiscoveryOptions,
+    InputPhoto,
+    discover,
+    read_image,
+    sniff_file,
+)
+from spdesk.core.manifest import DONE, FAILED, MANIFEST_NAME, Manifest, SourceSignature
+from spdesk.core.perturbation import Perturbation, bundled_perturbation_path, load_perturbation
+
+if TYPE_CHECKING:
+    from spdesk.core.finetune import FineTuner
+
+log = logging.getLogger(__name__)
+
+MODES = ("universal", "finetune")
+_COLLISION_ALIASES = {"suffix": "unique", "rename": "unique", "replace": "overwrite"}
+
+
+# --- settings ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProtectSettings:
+    """Everything that decides how a job protects and writes photos.
+
+    Attributes:
+        perturbation: perturbation file; None uses the one bundled with spdesk.
+        strength: budget in 8-bit steps, (0, 64]; None keeps the perturbation's own.
+        mode: "universal" (instant) or "finetune" (per-photo optimisation with ``encoder``).
+        finetune_steps: optimisation steps per photo in "finetune" mode.
+        suffix: added to each output's stem: ``IMG_0001.protected.jpg``.
+        collision: when an output name is taken: "skip" (default), "unique" (``-2``, ``-3``...)
+            or "overwrite" (a previous output; never an original). "suffix" means "unique".
+        format: "png", "jpeg", "webp", "tiff"; None or "same" keeps each photo's format.
+        quality: JPEG/WebP quality (95; below 90 weakens the protection).
+        device: torch device for fine-tuning ("auto", "cpu", "cuda", "mps").
+        encoder: encoder spec for fine-tuning ("sd15", a folder or a weights file).
+        objective: fine-tuning objective(s).
+        working_size: short side of the editor's working view, in pixels (512).
+        strip_metadata: "none", "gps" or "all" (see :class:`~spdesk.core.export.ExportOptions`).
+        randomize: per-photo tile offset and flips; seed: their seed.
+        max_pixels: photos with more pixels are refused before decoding.
+        follow_symlinks: follow symbolic links while walking folders.
+        allow_output_in_input: allow the output folder inside an input folder.
+        redo: protect again photos the manifest lists as finished.
+    """
+
+    perturbation: Path | None = None
+    strength: float | None = None
+    mode: str = "universal"
+    finetune_steps: int = 50
+    suffix: str = DEFAULT_SUFFIX
+    collision: str = "skip"
+    format: str | None = None
+    quality: int = 95
+    device: str = "auto"
+    encoder: str = "sd15"
+    objective: str = "encoder"
+    working_size: int = 512
+    strip_metadata: str = "none"
+    randomize: bool = False
+    seed: int = 0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    follow_symlinks: bool = False
+    allow_output_in_input: bool = False
+    redo: bool = False
+
+    def __post_init__(self) -> None:
+        collision = _COLLISION_ALIASES.get(self.collision, self.collision)
+        object.__setattr__(self, "collision", collision)
+        object.__setattr__(self, "strip_metadata", self.strip_metadata or "none")
+        if collision not in COLLISIONS:
+            raise ConfigError(
+                f"Unknown collision policy {self.collision!r}: use skip, unique or overwrite."
+            )
+        if self.mode not in MODES:
+            raise ConfigError(f"Unknown mode {self.mode!r}: use universal or finetune.")
+        if self.mode == "finetune" and not 1 <= self.finetune_steps <= 10_000:
+            raise ConfigError(
+                f"Fine-tuning steps must be between 1 and 10000, got {self.finetune_steps}."
+            )
+        if not 8 <= self.working_size <= 8192:
+            raise ConfigError(
+                f"Working size must be between 8 and 8192 pixels, got {self.working_size}."
+            )
+        if self.max_pixels < 1:
+            raise ConfigError("The pixel limit must be positive.")
+        self.export_options()  # validates format, quality, metadata option and suffix
+
+    def export_options(self) -> ExportOptions:
+        return ExportOptions(
+            format=parse_format(self.format),
+            quality=self.quality,
+            strip_metadata=self.strip_metadata,
+            suffix=self.suffix,
+        )
+
+    def apply_options(self) -> ApplyOptions:
+        return ApplyOptions(
+            working_size=self.working_size,
+            strength=self.strength,
+            randomize=self.randomize,
+            seed=self.seed,
+        )
+
+    def fingerprint(self, perturbation_digest: str) -> str:
+        """A short hash of everything that changes the output bytes (not collision/device)."""
+        keys = {
+            "perturbation": perturbation_digest,
+            "strength": self.strength,
+            "mode": self.mode,
+            "finetune": [self.finetune_steps, self.encoder, self.objective]
+            if self.mode == "finetune"
+            else None,
+            "export": asdict(self.export_options()),
+            "apply": [self.working_size, self.randomize, self.seed],
+        }
+        text = json.dumps(keys, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able settings for reports."""
+        out = asdict(self)
+        out["perturbation"] = str(self.perturbation) if self.perturbation else "bundled"
+        return out
+
+
+# --- events ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobStarted(Event):
+    """The job is about to process ``total`` photos (``skipped_inputs`` non-photos left out)."""
+
+    total: int
+    output_root: Path
+    skipped_inputs: int = 0
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileProgress(Event):
+    """Photo ``position`` of ``count`` is at ``stage``: ``done`` of ``total`` steps."""
+
+    source: Path
+    done: float
+    total: float
+    stage: str
+    position: int = 0
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class FileDone(Event):
+    """A photo was protected and written to ``output``.
+
+    ``psnr`` (dB) and ``max_change`` (8-bit steps) compare the protected pixels with the
+    original's (None when identical); ``notes`` say what else changed (format, depth, alpha).
+    """
+
+    source: Path
+    output: Path
+    psnr: float | None = None
+    max_change: int = 0
+    seconds: float = 0.0
+    notes: tuple[str, ...] = ()
+    position: int = 0
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class FileSkipped(Event):
+    """A file was left out (not a photo, already done, output exists...)."""
+
+    source: Path
+    reason: str
+    output: Path | None = None
+    position: int = 0
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class FileFailed(Event):
+    """A photo could not be protected; the job goes on with the next one."""
+
+    source: Path
+    reason: str
+    hint: str = ""
+    position: int = 0
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class JobFinished(Event):
+    """The job ended (completed, stopped by a full disk, or cancelled)."""
+
+    report: JobReport
+
+
+# --- report ------------------------------------------------------------------------------------
+@dataclass
+class JobReport:
+    """What a job did: done / skipped / failed with reasons, and what is still pending."""
+
+    output_root: Path
+    settings: dict[str, Any] = field(default_factory=dict)
+    done: list[FileDone] = field(default_factory=list)
+    skipped: list[FileSkipped] = field(default_factory=list)
+    failed: list[FileFailed] = field(default_factory=list)
+    pending: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    cancelled: bool = False
+    stopped: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed and nothing was left pending."""
+        return not self.failed and not self.pending and not self.cancelled
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able summary (paths as strings)."""
+        return {
+            "output_root": str(self.output_root),
+            "counts": {
+                "done": len(self.done),
+                "skipped": len(self.skipped),
+                "failed": len(self.failed),
+                "pending": len(self.pending),
+            },
+            "cancelled": self.cancelled,
+            "stopped": self.stopped,
+            "seconds": round(self.seconds, 3),
+            "warnings": list(self.warnings),
+            "done": [
+                {
+                    "source": str(e.source),
+                    "output": str(e.output),
+                    "psnr_db": None if e.psnr is None else round(e.psnr, 2),
+                    "max_change": e.max_change,
+                    "seconds": round(e.seconds, 3),
+                    "notes": list(e.notes),
+                }
+                for e in self.done
+            ],
+            "skipped": [{"source": str(e.source), "reason": e.reason} for e in self.skipped],
+            "failed": [
+                {"source": str(e.source), "reason": e.reason, "hint": e.hint} for e in self.failed
+            ],
+            "pending": [str(p) for p in self.pending],
+            "settings": self.settings,
+        }
+
+    def text(self) -> str:
+        """A human-readable summary."""
+        head = f"{len(self.done)} protected, {len(self.skipped)} skipped, {len(self.failed)} failed"
+        if self.pending:
+            head += f", {len(self.pending)} not done"
+        lines = [f"{head} in {self.seconds:.1f} s. Output: {self.output_root}"]
+        if self.cancelled:
+            lines.append("Cancelled: run the same command again to finish the rest.")
+        if self.stopped:
+            lines.append(f"Stopped: {self.stopped}")
+        lines.extend(f"Warning: {w}" for w in self.warnings)
+        if self.failed:
+            lines.append("Failed:")
+            lines.extend(f"  {e.source}: {e.reason}" for e in self.failed)
+        if self.skipped:
+            lines.append("Skipped:")
+            lines.extend(f"  {e.source}: {e.reason}" for e in self.skipped)
+        return "\n".join(lines)
+
+
+class JobCancelled(Cancelled):
+    """The job was cancelled; ``report`` says what was finished and what is pending."""
+
+    def __init__(self, report: JobReport) -> None:
+        super().__init__("Cancelled: finished photos are kept; run the job again to finish.")
+        self.report = report
+
+
+# --- inputs ------------------------------------------------------------------------------------
+def scan_inputs(
+    paths: Sequence[Path],
+    settings: ProtectSettings | None = None,
+    output_root: Path | None = None,
+) -> Discovery:
+    """Photos a job would protect (in job order) and the non-photos it leaves out, with why."""
+    settings = settings or ProtectSettings()
+    pattern = output_name_pattern(settings.suffix)
+    options = DiscoveryOptions(
+        follow_symlinks=settings.follow_symlinks,
+        is_output_name=lambda name: pattern.fullmatch(name) is not None,
+        output_marker=MANIFEST_NAME,
+        exclude=(output_root,) if output_root is not None else (),
+    )
+    return discover([Path(p) for p in paths], options)
+
+
+def discover_inputs(paths: Sequence[Path]) -> list[Path]:
+    """The photos a job would protect for ``paths`` (files and folders), in job order."""
+    return [photo.path for photo in scan_inputs(paths).photos]
+
+
+def _relative_paths(photos: list[InputPhoto]) -> list[Path]:
+    """Each photo's path relative to the inputs' common folder (mirrored in the output)."""
+    roots = [os.path.abspath(p.root) for p in photos]
+    try:
+        base = os.path.commonpath(roots) if roots else ""
+    except ValueError:  # different drives (Windows): mirror below each photo's own folder
+        return [Path(p.path.name) for p in photos]
+    return [Path(os.path.relpath(os.path.abspath(p.path), base)) for p in photos]
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+# --- the job -----------------------------------------------------------------------------------
+class ProtectJob:
+    """Protect ``inputs`` (files and folders) into ``output_root`` with ``settings``.
+
+    Args:
+        inputs: files and folders; folders are walked recursively, photos found by content.
+        output_root: the output folder (created); its structure mirrors the inputs'.
+        settings: how to protect and write (see :class:`ProtectSettings`).
+    """
+
+    def __init__(
+        self,
+        inputs: Sequence[Path],
+        output_root: Path,
+        settings: ProtectSettings | None = None,
+    ) -> None:
+        self.inputs = [Path(p) for p in inputs]
+        self.output_root = Path(output_root)
+        self.settings = settings or ProtectSettings()
+        self._export = self.settings.export_options()
+        self._apply = self.settings.apply_options()
+        self._tuner: FineTuner | None = None
+
+    def run(
+        self, on_event: EventSink = ignore_events, cancel: CancelToken | None = None
+    ) -> JobReport:
+        """Run the job; returns its report.
+
+        Raises:
+            JobCancelled: when ``cancel`` was set (after JobFinished; its report is attached).
+            SpdeskError: when the job cannot start (bad settings, perturbation, output folder).
+        """
+        cancel = cancel or CancelToken()
+        started = time.monotonic()
+        self._check_output_root()
+        perturbation, digest = self._load_perturbation()
+        discovery = scan_inputs(self.inputs, self.settings, self.output_root)
+        report = JobReport(self.output_root, settings=self.settings.describe())
+        report.warnings = settings_warnings(self._export)
+        report.skipped = [FileSkipped(s.path, s.reason) for s in discovery.skipped]
+        if self.settings.mode == "finetune":
+            self._tuner = self._fine_tuner(perturbation)
+        _make_output_root(self.output_root)
+        run = _Run(self, perturbation, self.settings.fingerprint(digest), on_event, cancel, report)
+        with Manifest(self.output_root) as manifest:
+            clean_stale_temps(self.output_root)
+            on_event(
+                JobStarted(
+                    total=len(discovery.photos),
+                    output_root=self.output_root,
+                    skipped_inputs=len(discovery.skipped),
+                    warnings=tuple(report.warnings),
+                )
+            )
+            for skipped in report.skipped:
+                on_event(skipped)
+            try:
+                run.process_all(manifest, discovery.photos)
+            finally:
+                report.seconds = time.monotonic() - started
+        on_event(JobFinished(report))
+        if report.cancelled:
+            raise JobCancelled(report)
+        return report
+
+    def _check_output_root(self) -> None:
+        if self.settings.allow_output_in_input:
+            return
+        for path in self.inputs:
+            if path.is_dir() and _inside(self.output_root, path):
+                raise ConfigError(
+                    f"The output folder {self.output_root} is inside the input folder {path}.",
+                    hint="Choose an output folder outside the photos being protected (or allow "
+                    "it explicitly: spdesk protect --allow-output-in-input).",
+                )
+
+    def _load_perturbation(self) -> tuple[Perturbation, str]:
+        path = self.settings.perturbation or bundled_perturbation_path()
+        if self.settings.perturbation is None and not path.is_file():
+            raise PerturbationFileError(
+                f"The perturbation bundled with spdesk is missing ({path}).",
+                hint="Choose a perturbation file (spdesk protect --perturbation FILE), or "
+                "reinstall spdesk.",
+            )
+        perturbation = load_perturbation(path)
+        if self.settings.strength is not None:
+            perturbation.at_strength(self.settings.strength)  # validates the range up front
+        return perturbation, hashlib.sha256(path.read_bytes()).hexdigest()
+
+    def _fine_tuner(self, perturbation: Perturbation) -> FineTuner:
+        from spdesk.core.encoders import load_encoder
+        from spdesk.core.finetune import FineTuner
+
+        encoder = load_encoder(self.settings.encoder, self.settings.device)
+        return FineTuner(
+            perturbation,
+            encoder,
+            steps=self.settings.finetune_steps,
+            objective=self.settings.objective,
+            options=self._apply,
+        )
+
+
+def _make_output_root(root: Path) -> None:
+    from spdesk.core.export import output_error
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as error:
+        raise OutputError(f"The output folder {root} is a file, not a folder.") from error
+    except OSError as error:
+        raise output_error(error, root / MANIFEST_NAME) from error
+    if not os.access(root, os.W_OK):
+        raise output_error(PermissionError(13, "Permission denied"), root / MANIFEST_NAME)
+
+
+@dataclass
+class _Planned:
+    """One photo of the job: where it comes from and the name its output gets."""
+
+    photo: InputPhoto
+    relative: Path
+    key: str
+    position: int
+    count: int
+
+    @property
+    def source(self) -> Path:
+        return self.photo.path
+
+
+class _Run:
+    """The state of one run of a job (split from ProtectJob to keep each step short)."""
+
+    def __init__(
+        self,
+        job: ProtectJob,
+        perturbation: Perturbation,
+        fingerprint: str,
+        on_event: EventSink,
+        cancel: CancelToken,
+        report: JobReport,
+    ) -> None:
+        self.job = job
+        self.perturbation = perturbation
+        self.fingerprint = fingerprint
+        self.emit = on_event
+        self.cancel = cancel
+        self.report = report
+        self.written: set[Path] = set()  # outputs of this run: never replaced by a sibling
+
+    def process_all(self, manifest: Manifest, photos: list[InputPhoto]) -> None:
+        relative = _relative_paths(photos)
+        planned = [
+            _Planned(photo, rel, os.path.abspath(photo.path), i + 1, len(photos))
+            for i, (photo, rel) in enumerate(zip(photos, relative, strict=True))
+        ]
+        manifest.mark_pending([p.key for p in planned], self.fingerprint)
+        for index, item in enumerate(planned):
+            try:
+                self.cancel.check()
+                self.process(manifest, item)
+            except Cancelled:
+                self.report.cancelled = True
+            except DiskFullError as error:
+                self._fail(manifest, item, error.user_text().splitlines()[0], error.hint or "")
+                self.report.stopped = error.user_text()
+            if self.report.cancelled or self.report.stopped:
+                start = index if self.report.cancelled else index + 1
+                self.report.pending = [p.source for p in planned[start:]]
+                return
+
+    def process(self, manifest: Manifest, item: _Planned) -> None:
+        started = time.monotonic()
+        settings = self.job.settings
+        try:
+            signature = SourceSignature.of(item.source)
+            if not settings.redo:
+                finished = manifest.finished_output(item.key, self.fingerprint, signature)
+                if finished is not None:
+                    self._skip(item, "already protected with the same settings", finished)
+                    return
+            target, replace_existing = self._target(item)
+            if target is None:
+                return
+            self._progress(item, 0, "reading")
+            decoded = read_image(item.source, max_pixels=settings.max_pixels)
+            self.cancel.check()
+            protected = self._protect(decoded, item)
+            self.cancel.check()
+            self._progress(item, 2, "saving")
+            output, size = self._save(decoded, protected, target, replace_existing)
+        except DiskFullError:
+            raise
+        except (ImageError, OutputError) as error:
+            self._fail(manifest, item, error.message, error.hint or "")
+            return
+        except FileNotFoundError:
+            self._fail(manifest, item, f"{item.source} no longer exists (moved or deleted).", "")
+            return
+        except Cancelled:
+            raise
+        except Exception as error:  # a bug must not stop a batch of thousands
+            log.exception("unexpected error protecting %s", item.source)
+            self._fail(manifest, item, f"unexpected error: {error} (details in the log)", "")
+            return
+        self._done(manifest, item, decoded, protected, output, size, signature, started)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _target(self, item: _Planned) -> tuple[Path | None, bool]:
+        """The output path, and whether it may replace an existing file (overwrite policy)."""
+        try:
+            source_format = sniff_file(item.source)
+        except OSError:
+            source_format = None
+        if source_format is None:  # read_image will name the problem; plan a placeholder
+            return self.job.output_root / item.relative, False
+        fmt = output_format(source_format, self._export)
+        name = output_name(item.relative.name, fmt, self._export.suffix)
+        target = self.job.output_root / item.relative.parent / name
+        if target in self.written:  # two photos of this job map to one name: keep both
+            return next(c for c in unique_candidates(target) if c not in self.written), False
+        policy = self.job.settings.collision
+        if policy == "skip" and (target.exists() or target.is_symlink()):
+            self._skip(item, "output already exists (choose unique or overwrite)", target)
+            return None, False
+        return target, policy == "overwrite"
+
+    def _protect(self, decoded: DecodedImage, item: _Planned) -> Image.Image:
+        image = decoded.image
+        rgb = image.convert("RGB") if image.mode == "RGBA" else image
+        key = item.relative.as_posix()
+        tuner = self.job._tuner
+        if tuner is None:
+            self._progress(item, 1, "protecting")
+            protected = apply_to_pil(rgb, self.perturbation, self.job._apply, key)
+        else:
+
+            def on_step(done: int, total: int) -> None:
+                self._progress(item, 1 + done / max(total, 1), "fine-tuning")
+
+            self._progress(item, 1, "fine-tuning")
+            array = tuner.protect(np.asarray(rgb), cancel=self.cancel, on_step=on_step, key=key)
+            protected = Image.fromarray(array, mode="RGB")
+        if image.mode == "RGBA":
+            protected.putalpha(image.getchannel("A"))
+        return protected
+
+    def _save(
+        self, decoded: DecodedImage, protected: Image.Image, target: Path, replace_existing: bool
+    ) -> tuple[Path, int]:
+        fmt = output_format(decoded.source_format, self._export)
+        encoded = prepare(decoded, protected, fmt, self._export)
+        decoded.notes.extend(encoded.notes)
+        candidates = (
+            unique_candidates(target) if self.job.settings.collision == "unique" else iter([target])
+        )
+        for candidate in candidates:
+            if candidate in self.written:
+                continue
+            try:
+                size = atomic_save(encoded, candidate, replace=replace_existing)
+            except OutputExistsError:
+                if self.job.settings.collision == "unique":
+                    continue
+                raise
+            self.written.add(candidate)
+            return candidate, size
+        raise OutputError(f"No free output name for {target.name}.")
+
+    @property
+    def _export(self) -> ExportOptions:
+        return self.job._export
+
+    # -- outcomes ------------------------------------------------------------------------------
+    def _progress(self, item: _Planned, done: float, stage: str) -> None:
+        self.emit(
+            FileProgress(item.source, done, 3, stage, position=item.position, count=item.count)
+        )
+
+    def _done(
+        self,
+        manifest: Manifest,
+        item: _Planned,
+        decoded: DecodedImage,
+        protected: Image.Image,
+        output: Path,
+        size: int,
+        signature: SourceSignature,
+        started: float,
+    ) -> None:
+        psnr, peak = change_figures(decoded.image, protected)
+        manifest.record(
+            item.key,
+            DONE,
+            output=output.relative_to(self.job.output_root).as_posix(),
+            output_size=size,
+            settings=self.fingerprint,
+            source_signature=signature.as_list(),
+        )
+        event = FileDone(
+            item.source,
+            output,
+            psnr=psnr,
+            max_change=peak,
+            seconds=time.monotonic() - started,
+            notes=tuple(decoded.notes),
+            position=item.position,
+            count=item.count,
+        )
+        self.report.done.append(event)
+        self.emit(event)
+
+    def _skip(self, item: _Planned, reason: str, output: Path | None) -> None:
+        event = FileSkipped(item.source, reason, output, item.position, item.count)
+        self.report.skipped.append(event)
+        self.emit(event)
+
+    def _fail(self, manifest: Manifest, item: _Planned, reason: str, hint: str) -> None:
+        event = FileFailed(item.source, reason, hint, item.position, item.count)
+        self.report.failed.append(event)
+        # On a full disk the line may not be written: the entry stays "pending", also true.
+        with contextlib.suppress(OSError):
+            manifest.record(item.key, FAILED, reason=reason, settings=self.fingerprint)
+        self.emit(event)
+
+
+def change_figures(original: Image.Image, protected: Image.Image) -> tuple[float | None, int]:
+    """PSNR (dB; None if identical) and largest change (8-bit steps) over the RGB channels.
+
+    From the histogram of the difference image: two C passes, no float copy of the photo.
+    """
+    a = original.convert("RGB") if original.mode != "RGB" else original
+    b = protected.convert("RGB") if protected.mode != "RGB" else protected
+    counts = np.asarray(ImageChops.difference(a, b).histogram(), dtype=np.float64)
+    counts = counts.reshape(3, 256).sum(axis=0)
+    levels = np.arange(256, dtype=np.float64)
+    mse = float((counts * levels**2).sum() / max(counts.sum(), 1.0))
+    peak = int(levels[counts > 0].max()) if counts.any() else 0
+    psnr = None if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    return psnr, peak
+
+
+__all__ = [
+    "FileDone",
+    "FileFailed",
+    "FileProgress",
+    "FileSkipped",
+    "JobCancelled",
+    "JobFinished",
+    "JobReport",
+    "JobStarted",
+    "ProtectJob",
+    "ProtectSettings",
+    "discover_inputs",
+    "scan_inputs",
+]

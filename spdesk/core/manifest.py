@@ -1,0 +1,194 @@
+"""The job manifest: what a job did in an output folder, so re-runs skip and crashes resume.
+
+The manifest is a JSON Lines file (``spdesk-manifest.jsonl``) in the output folder. A job appends
+one line per event (every file "pending" at the start, then "done", "failed" or "skipped") and
+fsyncs it, so a job killed at any moment (SIGKILL, power loss) leaves a manifest that says what
+was finished; a torn last line is ignored on reading. The latest line for a source wins. At the
+end of a job the file is compacted (one line per source, written atomically).
+
+A file counts as finished only if its line says "done" with the same settings fingerprint, the
+source is unchanged (size and modification time) and the output is still there with the recorded
+size. Anything else is protected again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from spdesk.core.errors import OutputError
+
+MANIFEST_NAME = "spdesk-manifest.jsonl"
+FORMAT_VERSION = 1
+
+PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class SourceSignature:
+    """What identifies one version of an original: its size and modification time."""
+
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> SourceSignature:
+        info = path.stat()
+        return cls(info.st_size, info.st_mtime_ns)
+
+    def as_list(self) -> list[int]:
+        return [self.size, self.mtime_ns]
+
+
+class ManifestLockedError(OutputError):
+    """Another spdesk job is writing into the same output folder."""
+
+
+class Manifest:
+    """The manifest of one output folder, open for one job (use as a context manager).
+
+    Args:
+        root: the job's output folder (created if needed).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / MANIFEST_NAME
+        self.entries: dict[str, dict[str, Any]] = read_manifest(self.path)
+        self._handle: IO[str] | None = None
+        self._lock_fd: int | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def open(self) -> Manifest:
+        """Lock the folder against a second job and open the manifest for appending."""
+        self._lock_fd = _lock_folder(self.root)
+        self.entries = read_manifest(self.path)  # re-read under the lock
+        self._handle = self.path.open("a", encoding="utf-8")
+        return self
+
+    def close(self, *, compact: bool = True) -> None:
+        """Compact the manifest (one line per source) and release the lock."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+            if compact:
+                with contextlib.suppress(OSError):  # a full disk keeps the (valid) long form
+                    self._compact()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    def __enter__(self) -> Manifest:
+        return self.open()
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- records --------------------------------------------------------------------------------
+    def record(self, source: str, status: str, **fields: Any) -> None:
+        """Append and fsync one line: ``source`` is now ``status``."""
+        entry = {"source": source, "status": status, "time": time.time(), **fields}
+        self.entries[source] = entry
+        self._append([entry])
+
+    def mark_pending(self, sources: list[str], settings: str) -> None:
+        """Record every source not yet finished as pending (one write for the whole list)."""
+        lines = []
+        for source in sources:
+            previous = self.entries.get(source)
+            if previous is not None and previous.get("status") == DONE:
+                continue  # keep the proof of the finished output
+            entry = {"source": source, "status": PENDING, "settings": settings}
+            self.entries[source] = entry
+            lines.append(entry)
+        self._append(lines)
+
+    def finished_output(
+        self, source: str, settings: str, signature: SourceSignature
+    ) -> Path | None:
+        """The output of ``source`` if it was finished with these settings and is intact."""
+        entry = self.entries.get(source)
+        if not entry or entry.get("status") != DONE or entry.get("settings") != settings:
+            return None
+        if entry.get("source_signature") != signature.as_list():
+            return None
+        output = self.root / str(entry.get("output", ""))
+        try:
+            intact = output.is_file() and output.stat().st_size == entry.get("output_size")
+        except OSError:
+            return None
+        return output if intact else None
+
+    def pending(self) -> list[str]:
+        """Sources recorded as pending (not finished by any job yet)."""
+        return [s for s, e in self.entries.items() if e.get("status") == PENDING]
+
+    def _append(self, entries: list[dict[str, Any]]) -> None:
+        if not entries:
+            return
+        if self._handle is None:
+            raise RuntimeError("the manifest is not open")
+        text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
+        self._handle.write(text)
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def _compact(self) -> None:
+        text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.entries.values() if e)
+        header = json.dumps({"format": "spdesk-manifest", "version": FORMAT_VERSION}) + "\n"
+        fd, name = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", suffix=".tmp", dir=self.root)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(header + text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(name, self.path)
+        finally:
+            Path(name).unlink(missing_ok=True)
+
+
+def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
+    """The latest entry per source in a manifest; torn or foreign lines are ignored."""
+    entries: dict[str, dict[str, Any]] = {}
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return entries
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the last line of a killed job may be cut short
+        if isinstance(entry, dict) and isinstance(entry.get("source"), str):
+            entries[entry["source"]] = entry
+    return entries
+
+
+def _lock_folder(root: Path) -> int | None:
+    """Hold an exclusive lock on ``root`` for this process (released by the OS on exit)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory folder locks; a second job is not prevented
+        return None
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(fd)
+        raise ManifestLockedError(
+            f"Another spdesk job is writing into {root}.",
+            hint="Wait for it to finish, or choose another output folder.",
+        ) from error
+    return fd

@@ -1,16 +1,191 @@
-"""`spdesk protect` (placeholder until its issue lands; replaced by the module's real code)."""
+"""``spdesk protect``: protect photos and folders into an output folder.
+
+Runs :class:`spdesk.core.jobs.ProtectJob`, the same call as the app's Protect button. Exit status:
+0 when every photo was protected or skipped, 1 when some failed (or the disk filled up), 2 when
+the job could not run at all, 130 when cancelled (Ctrl+C; run it again to finish the rest).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
+
+from spdesk.cli.common import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    ProgressPrinter,
+    cancel_on_sigint,
+    print_json,
+)
+from spdesk.core.events import EtaClock
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("protect", help="(not yet available)")
-    parser.set_defaults(func=_run)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "protect",
+        help="protect photos (files or folders) into an output folder",
+        description=(
+            "Add an imperceptible perturbation to photos so that Stable Diffusion edits of them "
+            "fail. Originals are never modified: protected copies are written to --out as "
+            "NAME.protected.EXT, mirroring the input folders. A re-run skips finished photos."
+        ),
+        epilog="Names starting with '-' can follow '--': spdesk protect --out OUT -- -photo.jpg",
+    )
+    parser.add_argument("inputs", metavar="INPUT", nargs="+", type=Path, help="photos or folders")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument(
+        "--perturbation", type=Path, default=None, help="perturbation file (default: bundled)"
+    )
+    parser.add_argument(
+        "--strength", type=float, default=None, help="budget in 8-bit steps (4 low, 8, 16 high)"
+    )
+    parser.add_argument(
+        "--working-size", type=int, default=512, help="editor's working short side (512)"
+    )
+    parser.add_argument(
+        "--fine-tune", type=int, default=None, metavar="STEPS", help="optimise per photo"
+    )
+    parser.add_argument(
+        "--encoder", default=None, help="encoder for --fine-tune: sd15, a folder or a file"
+    )
+    parser.add_argument("--objective", default="encoder", help="fine-tuning objective")
+    parser.add_argument("--device", default="auto", help="fine-tuning device: auto, cpu, cuda")
+    parser.add_argument("--format", choices=("png", "jpeg", "webp", "tiff"), default=None)
+    parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (95)")
+    parser.add_argument(
+        "--collision", choices=("skip", "unique", "overwrite"), default="skip",
+        help="when an output exists: skip it (default), pick a unique name, or overwrite it",
+    )  # fmt: skip
+    parser.add_argument(
+        "--strip-metadata", choices=("gps", "all"), default=None,
+        help="remove the location (gps) or all EXIF/XMP metadata from the outputs",
+    )  # fmt: skip
+    parser.add_argument("--suffix", default=".protected", help="added to output names")
+    parser.add_argument("--randomize", action="store_true", help="vary the pattern per photo")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --randomize")
+    parser.add_argument("--follow-symlinks", action="store_true")
+    parser.add_argument(
+        "--allow-output-in-input", action="store_true", help="allow --out inside an input folder"
+    )
+    parser.add_argument("--redo", action="store_true", help="protect finished photos again")
+    parser.add_argument(
+        "--max-megapixels", type=float, default=None, help="refuse larger photos (179)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON summary")
+    parser.set_defaults(func=run)
 
 
-def _run(_args: argparse.Namespace) -> int:
-    print("spdesk protect is not available in this build yet.")
-    return 2
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The job settings for the command line (validated by ProtectSettings)."""
+    from spdesk.core.errors import ConfigError
+    from spdesk.core.jobs import ProtectSettings
+
+    if args.fine_tune is not None and not args.encoder:
+        raise ConfigError(
+            "--fine-tune needs --encoder (sd15, a diffusers folder or a weights file)."
+        )
+    if args.encoder and args.fine_tune is None:
+        raise ConfigError("--encoder is only used with --fine-tune STEPS.")
+    extra: dict[str, Any] = {}
+    if args.max_megapixels is not None:
+        extra["max_pixels"] = int(args.max_megapixels * 1_000_000)
+    return ProtectSettings(
+        perturbation=args.perturbation,
+        strength=args.strength,
+        mode="finetune" if args.fine_tune is not None else "universal",
+        finetune_steps=args.fine_tune or 50,
+        encoder=args.encoder or "sd15",
+        objective=args.objective,
+        device=args.device,
+        suffix=args.suffix,
+        collision=args.collision,
+        format=args.format,
+        quality=args.quality,
+        working_size=args.working_size,
+        strip_metadata=args.strip_metadata or "none",
+        randomize=args.randomize,
+        seed=args.seed,
+        follow_symlinks=args.follow_symlinks,
+        allow_output_in_input=args.allow_output_in_input,
+        redo=args.redo,
+        **extra,
+    )
+
+
+class _Printer:
+    """Turns job events into a progress bar (terminal) or plain lines (pipes, logs)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.progress = ProgressPrinter(quiet=quiet)
+        self.clock = EtaClock(0)
+        self.finished = 0
+        self.total = 0
+
+    def __call__(self, event: Any) -> None:
+        from spdesk.core import jobs
+
+        if isinstance(event, jobs.JobStarted):
+            self.total = event.total
+            self.clock = EtaClock(event.total)
+            self.progress.line(f"Protecting {event.total} photo(s) into {event.output_root}")
+            for warning in event.warnings:
+                self.progress.line(f"Warning: {warning}")
+        elif isinstance(event, jobs.FileProgress):
+            self._bar(f"{event.source.name} ({event.stage})")
+        elif isinstance(event, jobs.FileDone):
+            self.finished += 1
+            psnr = f"PSNR {event.psnr:.1f} dB" if event.psnr is not None else "unchanged"
+            notes = f"; {'; '.join(event.notes)}" if event.notes else ""
+            if self.progress.tty:  # the bar shows progress; keep the screen for problems
+                self._bar("")
+            else:
+                self._line(f"done     {event.source} -> {event.output} ({psnr}{notes})")
+        elif isinstance(event, jobs.FileSkipped):
+            self.finished += 1 if event.position else 0
+            self._line(f"skipped  {event.source}: {event.reason}")
+        elif isinstance(event, jobs.FileFailed):
+            self.finished += 1
+            hint = f" ({event.hint})" if event.hint else ""
+            self._line(f"FAILED   {event.source}: {event.reason}{hint}")
+
+    def _line(self, text: str) -> None:
+        self.progress.line(text)
+        self._bar("")
+
+    def _bar(self, label: str) -> None:
+        if self.total and (self.progress.tty or not label):
+            text = f"{self.finished}/{self.total} {label}".rstrip()
+            self.progress.update(text, self.finished, self.total, self.clock.eta(self.finished))
+
+    def close(self) -> None:
+        self.progress.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from spdesk.core.jobs import JobCancelled, JobReport, ProtectJob
+
+    settings = settings_from_args(args)
+    printer = _Printer(quiet=args.json)
+    job = ProtectJob(args.inputs, args.out, settings)
+    try:
+        report: JobReport = job.run(printer, cancel_on_sigint())
+        status = EXIT_OK if report.ok else EXIT_FAILED
+    except JobCancelled as cancelled:
+        report, status = cancelled.report, EXIT_CANCELLED
+    finally:
+        printer.close()
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print(_summary(report), file=sys.stderr if status == EXIT_CANCELLED else sys.stdout)
+    return status
+
+
+def _summary(report: Any) -> str:
+    """The report's first lines (per-file lines were already printed as they happened)."""
+    lines = report.text().splitlines()
+    keep = [line for line in lines if not line.startswith("  ")]
+    return "\n".join(line for line in keep if line not in ("Failed:", "Skipped:"))

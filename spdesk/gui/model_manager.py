@@ -1,0 +1,411 @@
+"""The model manager: what is installed, where and how big; download with consent, verify, import.
+
+Every store operation (status, plan, download, verify, remove, import) runs in a worker: listing
+the hub is network I/O, hashing gigabytes takes minutes, and the GUI thread must stay free.
+A download first plans (what is missing, how many bytes), then asks for consent with the size and
+the destination; a cancelled download keeps its partial files, and "Download" resumes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QCloseEvent, QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from spdesk.core.events import CancelToken, Event
+from spdesk.gui.text import format_bytes, format_duration
+from spdesk.gui.workers import Task, TaskRunner
+
+FEATURE_LABELS: dict[str, tuple[str, str]] = {
+    "train": ("Training and fine-tuning", "Stable Diffusion 1.5 VAE encoder"),
+    "preview": ("AI-edit preview", "Stable Diffusion 1.5 (img2img)"),
+    "inpaint": ("Inpainting preview", "Stable Diffusion 1.5 inpainting"),
+    "taesd": ("Fast encoder", "TAESD tiny autoencoder"),
+}
+COLUMNS = ("Feature", "Model", "Status", "Size", "Location")
+
+StoreFactory = Callable[[], Any]
+
+
+def default_store() -> Any:
+    from spdesk.core.models.store import ModelStore
+
+    return ModelStore()
+
+
+def store_task(factory: StoreFactory, action: str, feature: str | None = None, **kw: Any) -> Task:
+    """A worker task calling one store method: status, plan, download, verify, remove, import."""
+
+    def run(on_event: Callable[[Event], None], cancel: CancelToken) -> Any:
+        store = factory()
+        if action == "status":
+            return store.root, store.status()
+        if action == "plan":
+            return store.plan(feature)
+        if action == "download":
+            return store.download(feature, on_event, cancel)
+        if action == "verify":
+            return store.verify(feature)
+        if action == "remove":
+            return store.remove(feature)
+        if action == "import":
+            return store.import_path(Path(kw["path"]))
+        raise ValueError(f"unknown store action {action!r}")
+
+    return run
+
+
+class ModelManagerDialog(QDialog):
+    """A table of the features' models with Download, Cancel, Verify, Remove and Import."""
+
+    def __init__(self, parent: QWidget | None = None, store_factory: StoreFactory | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Models")
+        self.setMinimumSize(820, 420)
+        self.resize(960, 480)
+        self.store_factory = store_factory or default_store
+        self.runner = TaskRunner(self)
+        self.statuses: dict[str, Any] = {}
+        self.root: Path | None = None
+        self._then: Callable[[Any], None] | None = None
+        self._action = ""
+        self._pending_download = ""
+        self.confirm: Callable[[str, str], bool] = self._ask
+        self._build()
+        self._connect()
+        self.refresh()
+
+    # --- layout ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.location_label = QLabel("Models folder: …")
+        self.location_label.setObjectName("Muted")
+        self.location_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.open_folder_button = QPushButton("Open folder")
+        self.open_folder_button.setObjectName("Flat")
+        top = QHBoxLayout()
+        top.addWidget(self.location_label, 1)
+        top.addWidget(self.open_folder_button)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(34)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setShowGrid(False)
+        self.table.setAlternatingRowColors(True)
+        header = self.table.horizontalHeader()
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        for column, width in enumerate((170, 220, 170, 80)):
+            self.table.setColumnWidth(column, width)
+        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        self.download_button = QPushButton("Download…")
+        self.download_button.setObjectName("Primary")
+        self.cancel_button = QPushButton("Cancel")
+        self.verify_button = QPushButton("Verify")
+        self.remove_button = QPushButton("Remove")
+        self.import_button = QPushButton("Import…")
+        self.import_button.setToolTip("Use a Stable Diffusion 1.5 folder or .safetensors file")
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.import_button)
+        buttons.addWidget(self.verify_button)
+        buttons.addWidget(self.remove_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.download_button)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.progress.setFixedHeight(10)
+        self.status_label = QLabel("Select a feature to download, verify or remove its model.")
+        self.status_label.setObjectName("Muted")
+        self.status_label.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 14, 16, 12)
+        layout.setSpacing(10)
+        layout.addLayout(top)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status_label)
+        layout.addLayout(buttons)
+
+    def _connect(self) -> None:
+        self.open_folder_button.clicked.connect(self.open_folder)
+        self.download_button.clicked.connect(self.download)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.verify_button.clicked.connect(self.verify)
+        self.remove_button.clicked.connect(self.remove)
+        self.import_button.clicked.connect(self.import_model)
+        self.table.itemSelectionChanged.connect(self._update_controls)
+        self.runner.core_event.connect(self._on_event)
+        self.runner.succeeded.connect(self._on_succeeded)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.cancelled.connect(self._on_cancelled)
+        self.runner.finished.connect(self._update_controls)
+
+    # --- plumbing -------------------------------------------------------------------------------
+    def _run(self, action: str, then: Callable[[Any], None], **kw: Any) -> bool:
+        if self.runner.running:
+            return False
+        feature = kw.pop("feature", None)
+        self._then, self._action = then, action
+        self.runner.start(store_task(self.store_factory, action, feature, **kw))
+        self._update_controls()
+        return True
+
+    def _on_succeeded(self, result: Any) -> None:
+        then, self._then = self._then, None
+        if then is not None:
+            then(result)
+
+    def _on_failed(self, text: str) -> None:
+        self._then = None
+        self.status_label.setText(text)
+        if self._action != "status":
+            QMessageBox.warning(self, "Models", text)
+        if self._action in ("download", "import", "remove"):
+            self._refresh_later()
+
+    def _on_cancelled(self) -> None:
+        self._then = None
+        self.status_label.setText(
+            "Download cancelled. The part already fetched is kept: Download resumes it."
+        )
+        self._refresh_later()
+
+    def _refresh_later(self) -> None:
+        self.runner.finished.connect(self._refresh_once)
+
+    def _refresh_once(self) -> None:
+        self.runner.finished.disconnect(self._refresh_once)
+        self.refresh()
+
+    def selected_feature(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        item = self.table.item(rows[0].row(), 0)
+        return str(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
+
+    def select(self, feature: str) -> None:
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            if item is not None and item.data(Qt.ItemDataRole.UserRole) == feature:
+                self.table.selectRow(row)
+
+    # --- status ---------------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        return self._run("status", self._show_status)
+
+    def _show_status(self, result: Any) -> None:
+        root, statuses = result
+        self.root = Path(root)
+        self.location_label.setText(f"Models folder: {root}")
+        selected = self.selected_feature()
+        self.statuses = {s.feature: s for s in statuses}
+        self.table.setRowCount(len(statuses))
+        for row, status in enumerate(statuses):
+            label, model = FEATURE_LABELS.get(status.feature, (status.feature, status.description))
+            state, colour = _state(status)
+            cells = (
+                label,
+                model,
+                state,
+                format_bytes(status.size_bytes) if status.present else "—",
+                status.folder or "",
+            )
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(text if column != 1 else f"{status.repo_id} @ {status.revision}")
+                if column == 0:
+                    item.setData(Qt.ItemDataRole.UserRole, status.feature)
+                if column == 2:
+                    item.setForeground(_colour(colour))
+                self.table.setItem(row, column, item)
+        if selected:
+            self.select(selected)
+        elif statuses:
+            self.table.selectRow(0)
+        self._update_controls()
+
+    # --- download -------------------------------------------------------------------------------
+    def download(self) -> bool:
+        feature = self.selected_feature()
+        if feature is None:
+            return False
+        self.status_label.setText("Checking what needs to be downloaded…")
+        self.progress.setValue(0)
+        return self._run("plan", lambda plan: self._after_plan(feature, plan), feature=feature)
+
+    def _after_plan(self, feature: str, plan: Any) -> None:
+        size = int(plan.to_fetch_bytes)
+        if size <= 0:
+            self.status_label.setText("Everything is already here; finishing the installation…")
+        else:
+            text = f"{format_bytes(size)} will be downloaded to {plan.target}."
+            free = getattr(plan, "free_bytes", None)
+            if isinstance(free, int):
+                text += f"\nFree space there: {format_bytes(free)}."
+            if int(getattr(plan, "done_bytes", 0)):
+                text += f"\n{format_bytes(plan.done_bytes)} already fetched will be reused."
+            if not self.confirm("Download the model?", text + "\n\nDownload now?"):
+                self.status_label.setText("Download not started.")
+                return
+            self.status_label.setText(f"Downloading {format_bytes(size)}…")
+        self.runner.finished.connect(self._start_download_once)
+        self._pending_download = feature
+
+    def _start_download_once(self) -> None:
+        # The plan's thread has ended (finished fires after it); start the download's.
+        self.runner.finished.disconnect(self._start_download_once)
+        self._run("download", self._after_download, feature=self._pending_download)
+
+    def _after_download(self, folder: Any) -> None:
+        self.progress.setValue(1000)
+        self.status_label.setText(f"Downloaded and verified: {folder}")
+        self._refresh_later()
+
+    def cancel(self) -> None:
+        if self.runner.running:
+            self.runner.cancel()
+            self.status_label.setText("Cancelling…")
+
+    def _on_event(self, event: Event) -> None:
+        kind = type(event).__name__
+        data: Any = event
+        if kind == "DownloadProgress":
+            total = max(int(data.total), 1)
+            self.progress.setValue(round(1000 * data.done / total))
+            parts = [f"{format_bytes(data.done)} of {format_bytes(total)}"]
+            if data.speed_bps:
+                parts.append(f"{format_bytes(data.speed_bps)}/s")
+            if data.eta_s is not None:
+                parts.append(f"about {format_duration(data.eta_s)} left")
+            self.status_label.setText(" · ".join(parts) + f" ({Path(data.file).name})")
+
+    # --- verify, remove, import -----------------------------------------------------------------
+    def verify(self) -> bool:
+        feature = self.selected_feature()
+        if feature is None:
+            return False
+        self.status_label.setText("Checking every file against its recorded hash…")
+        return self._run("verify", self._after_verify, feature=feature)
+
+    def _after_verify(self, result: Any) -> None:
+        if result.folder is None:
+            self.status_label.setText("Not installed: nothing to verify.")
+        elif result.problems:
+            problems = "\n".join(result.problems)
+            self.status_label.setText(f"Problems found: {'; '.join(result.problems)}")
+            QMessageBox.warning(
+                self, "Verify", f"{problems}\n\nDownload again to repair (only bad files)."
+            )
+        elif result.checked_files:
+            self.status_label.setText(f"All {result.checked_files} files are intact.")
+        else:
+            self.status_label.setText("Present, but there are no recorded hashes to check.")
+
+    def remove(self) -> bool:
+        feature = self.selected_feature()
+        if feature is None:
+            return False
+        label = FEATURE_LABELS.get(feature, (feature, ""))[0]
+        if not self.confirm("Remove model?", f"Delete the model files used for “{label}”?"):
+            return False
+        return self._run("remove", self._after_remove, feature=feature)
+
+    def _after_remove(self, freed: Any) -> None:
+        self.status_label.setText(f"Removed; {format_bytes(int(freed))} freed.")
+        self._refresh_later()
+
+    def import_model(self, path: Path | None = None) -> bool:
+        if path is None:
+            chosen = QFileDialog.getExistingDirectory(self, "Stable Diffusion 1.5 folder")
+            if not chosen:
+                chosen, _ = QFileDialog.getOpenFileName(
+                    self, "Stable Diffusion 1.5 checkpoint", "", "Checkpoint (*.safetensors)"
+                )
+            if not chosen:
+                return False
+            path = Path(chosen)
+        self.status_label.setText(f"Importing {path}…")
+        return self._run("import", self._after_import, path=str(path))
+
+    def _after_import(self, _result: Any) -> None:
+        self.status_label.setText("Imported.")
+        self._refresh_later()
+
+    def open_folder(self) -> None:
+        if self.root is not None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.root)))
+
+    # --- state ----------------------------------------------------------------------------------
+    def _update_controls(self) -> None:
+        running = self.runner.running
+        feature = self.selected_feature()
+        status = self.statuses.get(feature or "")
+        present = bool(status is not None and status.present)
+        self.download_button.setEnabled(not running and feature is not None)
+        self.download_button.setText(
+            "Resume download"
+            if status is not None and status.partial_bytes and not present
+            else "Download…"
+        )
+        self.cancel_button.setEnabled(running and self._action in ("download", "plan"))
+        self.verify_button.setEnabled(not running and present)
+        self.remove_button.setEnabled(not running and present)
+        self.import_button.setEnabled(not running)
+
+    def _ask(self, title: str, text: str) -> bool:
+        return QMessageBox.question(self, title, text) == QMessageBox.StandardButton.Yes
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.runner.running:
+            if self._action == "download" and not self.confirm(
+                "Stop the download?", "Stop the download? What was fetched is kept for later."
+            ):
+                event.ignore()
+                return
+            self.runner.stop()
+        event.accept()
+
+    def reject(self) -> None:
+        if self.close():
+            super().reject()
+
+
+def _state(status: Any) -> tuple[str, str]:
+    if status.present:
+        origin = {"imported": "imported", "huggingface-cache": "from HF cache"}.get(
+            status.origin, ""
+        )
+        text = "Installed" + (f" ({origin})" if origin else "")
+        return (text + (" · verified" if status.verified else ""), "ok")
+    if status.partial_bytes:
+        return (f"Partly downloaded ({format_bytes(status.partial_bytes)})", "warn")
+    return ("Not installed", "muted")
+
+
+def _colour(kind: str) -> Any:
+    from PySide6.QtGui import QColor
+
+    return QColor({"ok": "#15803d", "warn": "#a16207", "muted": "#6b7280"}[kind])

@@ -1,0 +1,109 @@
+"""The model manager against the local test hub: consent, progress, cancel, resume, verify."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+pytest.importorskip("spdesk.core.models.store", reason="the model store has not landed yet")
+pytest.importorskip("hub_server", reason="the test hub server has not landed yet")
+
+from hub_server import HubServer, tiny_sd_repo_files
+
+from spdesk.core.events import CancelToken, EventSink
+from spdesk.core.models.settings import StoreSettings
+from spdesk.core.models.sources import SD15_REPO, SD15_REVISION
+from spdesk.core.models.store import ModelStore
+from spdesk.gui.model_manager import ModelManagerDialog
+
+
+@pytest.fixture(scope="module")
+def repo_files() -> dict[str, bytes]:
+    return tiny_sd_repo_files()
+
+
+@pytest.fixture
+def hub(repo_files: dict[str, bytes]) -> Iterator[HubServer]:
+    with HubServer() as server:
+        server.add_repo(SD15_REPO, SD15_REVISION, repo_files)
+        yield server
+
+
+class PausingStore(ModelStore):
+    """Pauses its download at the first progress event, as if the network were slow."""
+
+    def download(  # type: ignore[override]
+        self, feature: Any, on_event: EventSink, cancel: CancelToken | None = None, **kw: Any
+    ) -> Any:
+        assert cancel is not None
+
+        def sink(event: Any) -> None:
+            on_event(event)
+            if type(event).__name__ == "DownloadProgress":
+                cancel.pause()
+
+        return super().download(feature, sink, cancel, **kw)
+
+
+def _dialog(qtbot: QtBot, factory: Any) -> ModelManagerDialog:
+    dialog = ModelManagerDialog(store_factory=factory)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.table.rowCount() == 4 and not dialog.runner.running)
+    return dialog
+
+
+def test_download_with_consent_then_verify(qtbot: QtBot, hub: HubServer) -> None:
+    dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
+    assert "Not installed" in dialog.table.item(0, 2).text()
+    asked: list[str] = []
+    dialog.confirm = lambda _title, text: asked.append(text) or True
+    dialog.select("train")
+    assert dialog.download()
+    qtbot.waitUntil(lambda: dialog.statuses["train"].present, timeout=30_000)
+    assert " will be downloaded to " in asked[0]
+    assert "Installed" in dialog.table.item(0, 2).text()
+    assert dialog.verify_button.isEnabled()
+    with qtbot.waitSignal(dialog.runner.finished, timeout=10_000):
+        assert dialog.verify()
+    assert "intact" in dialog.status_label.text()
+
+
+def test_refusing_consent_downloads_nothing(qtbot: QtBot, hub: HubServer) -> None:
+    dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
+    dialog.confirm = lambda _title, _text: False
+    dialog.select("train")
+    with qtbot.waitSignal(dialog.runner.finished, timeout=10_000):
+        dialog.download()
+    qtbot.wait(50)
+    assert not dialog.runner.running
+    assert "not started" in dialog.status_label.text()
+    assert not dialog.statuses["train"].present
+    assert hub.bytes_served() == 0
+
+
+def test_cancel_keeps_partial_data_and_download_resumes(
+    qtbot: QtBot, hub: HubServer, repo_files: dict[str, bytes]
+) -> None:
+    dialog = _dialog(qtbot, lambda: PausingStore(settings=StoreSettings(endpoint=hub.url)))
+    dialog.confirm = lambda _title, _text: True
+    dialog.select("train")
+    dialog.download()
+    qtbot.waitUntil(lambda: " of " in dialog.status_label.text(), timeout=30_000)
+    assert dialog.cancel_button.isEnabled()
+    dialog.cancel_button.click()
+    qtbot.waitUntil(lambda: "cancelled" in dialog.status_label.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: not dialog.runner.running, timeout=10_000)
+    assert not dialog.statuses["train"].present
+    dialog.store_factory = lambda: ModelStore(settings=StoreSettings(endpoint=hub.url))
+    dialog.select("train")
+    dialog.download()
+    qtbot.waitUntil(lambda: dialog.statuses["train"].present, timeout=30_000)
+    vae_bytes = sum(len(data) for path, data in repo_files.items() if _is_train_file(path))
+    assert hub.bytes_served() == vae_bytes, "the resumed download fetched something twice"
+
+
+def _is_train_file(path: str) -> bool:
+    return path == "vae/config.json" or path == "vae/diffusion_pytorch_model.fp16.safetensors"

@@ -1,0 +1,334 @@
+"""Import models the user already has: a diffusers folder, or a single SD 1.5 checkpoint file.
+
+The original is never modified: what is needed is copied (or converted) into
+``<store>/imported/<name>/`` and validated there by loading it, before the store offers it.
+
+- A diffusers folder: a Stable Diffusion 1.5 (or inpainting) pipeline with ``model_index.json``
+  (provides ``preview`` or ``inpaint``, and ``train``), a folder with only ``vae/`` or an
+  ``AutoencoderKL`` ``config.json`` (``train``), or an ``AutoencoderTiny`` one (``taesd``).
+  The safety checker is never copied.
+- A single ``.safetensors`` checkpoint (the original LDM layout) is converted with diffusers'
+  ``from_single_file``, using the SD 1.5 configuration files of the pinned repository (from the
+  store, or fetched: a few MB).
+- Pickle files (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) are refused unless ``torch.load`` with
+  ``weights_only=True`` reads them (plain tensors, no code); they are then rewritten as safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spdesk.core.errors import ModelError
+from spdesk.core.models.sources import PIPELINE_PARTS
+
+if TYPE_CHECKING:
+    from spdesk.core.models.store import ModelStore
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+WEIGHT_PARTS = ("vae", "unet", "text_encoder")
+LDM_UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
+LDM_VAE_IN = "first_stage_model.encoder.conv_in.weight"
+LDM_CLIP_PREFIX = "cond_stage_model.transformer."
+LDM_OPENCLIP_PREFIX = "cond_stage_model.model."
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """An imported model: its store folder, the features it provides, and its size."""
+
+    name: str
+    folder: Path
+    provides: tuple[str, ...]
+    kind: str  # "diffusers-pipeline", "diffusers-vae", "diffusers-taesd" or "single-file"
+    size_bytes: int
+
+
+def import_model(store: ModelStore, path: Path, *, name: str | None = None) -> ImportResult:
+    """Validate ``path`` and install a copy in the store. Raises ModelError with a plain reason."""
+    from spdesk.core.models.store import IMPORTED, MANIFEST, tree_size, write_manifest
+
+    path = path.expanduser()
+    if not path.exists():
+        raise ModelError(f"{path} does not exist.")
+    name = _safe_name(name or path.stem if path.is_file() else name or path.name)
+    final = store.root / IMPORTED / name
+    if (final / MANIFEST).is_file():
+        raise ModelError(
+            f"A model named {name!r} is already imported ({final}).",
+            hint="Pick another name (--name) or remove it first: spdesk models remove --imported "
+            f"{name}",
+        )
+    tmp = final.with_name(f".{name}.importing")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if path.is_dir():
+            kind, provides = _import_folder(path, tmp)
+        else:
+            kind, provides = _import_file(store, path, tmp)
+        problems = revalidate(tmp)
+        if problems:
+            raise ModelError(f"{path} cannot be used: {problems[0]}")
+        manifest = {"provides": list(provides), "kind": kind, "origin": str(path)}
+        write_manifest(tmp, {**manifest, "validated": True})
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.replace(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ImportResult(name, final, tuple(provides), kind, tree_size(final))
+
+
+def remove_imported(store: ModelStore, name: str) -> int:
+    """Delete one imported model; returns the bytes freed."""
+    from spdesk.core.models.store import IMPORTED, tree_size
+
+    folder = store.root / IMPORTED / _safe_name(name)
+    if not folder.is_dir():
+        raise ModelError(f"No imported model named {name!r} in {store.root / IMPORTED}.")
+    freed = tree_size(folder)
+    shutil.rmtree(folder)
+    return freed
+
+
+def _safe_name(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")
+    if not cleaned:
+        raise ModelError(f"{name!r} cannot be used as a model name.")
+    return cleaned
+
+
+# --- diffusers folders ----------------------------------------------------------------------------
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; a truncated or damaged file is a ModelError naming it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ModelError(f"{path} is missing.") from error
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{path} is not valid JSON (truncated or damaged): {error}") from error
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} does not hold a JSON object.")
+    return data
+
+
+def folder_kind(folder: Path) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """``(kind, parts to copy, features provided)`` of a diffusers folder; ModelError if none."""
+    if (folder / "model_index.json").is_file():
+        index = read_json(folder / "model_index.json")
+        missing = [p for p in PIPELINE_PARTS if not (folder / p).is_dir()]
+        if missing:
+            raise ModelError(
+                f"{folder} is a diffusers pipeline without {', '.join(missing)}; "
+                "spdesk needs vae, unet, text_encoder, tokenizer and scheduler."
+            )
+        unet = read_json(folder / "unet" / "config.json")
+        inpaint = unet.get("in_channels") == 9 or "Inpaint" in str(index.get("_class_name"))
+        feature = "inpaint" if inpaint else "preview"
+        return "diffusers-pipeline", (*PIPELINE_PARTS, "model_index.json"), (feature, "train")
+    if (folder / "vae" / "config.json").is_file():
+        return "diffusers-vae", ("vae",), ("train",)
+    if (folder / "config.json").is_file():
+        cls = read_json(folder / "config.json").get("_class_name")
+        if cls == "AutoencoderKL":
+            return "diffusers-vae", ("",), ("train",)
+        if cls == "AutoencoderTiny":
+            return "diffusers-taesd", ("",), ("taesd",)
+        raise ModelError(f"{folder} holds a {cls or 'model'} config; spdesk cannot use it.")
+    raise ModelError(
+        f"{folder} is not a diffusers model folder (no model_index.json, vae/ or config.json).",
+        hint="Point at a Stable Diffusion 1.5 folder in diffusers layout, or at a single "
+        ".safetensors checkpoint file.",
+    )
+
+
+def _import_folder(src: Path, dest: Path) -> tuple[str, tuple[str, ...]]:
+    kind, parts, provides = folder_kind(src)
+    for part in parts:
+        if part == "model_index.json":
+            shutil.copy2(src / part, dest / part)
+            continue
+        _copy_part(src / part if part else src, dest / part if part else dest)
+    if kind == "diffusers-vae" and parts == ("",):  # a bare VAE: keep the vae/ layout
+        (dest / "vae").mkdir()
+        for item in list(dest.iterdir()):
+            if item.name != "vae":
+                item.replace(dest / "vae" / item.name)
+    return kind, provides
+
+
+def _copy_part(src: Path, dest: Path) -> None:
+    """Configs, tokenizer files and one set of weights (safetensors; fp16 variant renamed)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in sorted(src.iterdir()):
+        if item.is_file() and item.suffix in (".json", ".txt", ".model"):
+            shutil.copy2(item, dest / item.name)
+    weights = sorted(p for p in src.glob("*.safetensors") if p.suffixes == [".safetensors"])
+    fp16 = sorted(src.glob("*.fp16.safetensors"))
+    if weights or fp16:
+        for item in weights or fp16:
+            shutil.copy2(item, dest / item.name.replace(".fp16.safetensors", ".safetensors"))
+        return
+    pickles = sorted(p for p in src.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if src.name in ("tokenizer", "scheduler") or not any(src.glob("*config.json")):
+        return
+    if not pickles:
+        raise ModelError(f"{src} has no weights (.safetensors).")
+    for item in pickles:
+        target = dest / (item.name.split(".")[0] + ".safetensors")
+        save_safetensors(load_pickle_weights(item), target)
+
+
+# --- pickle -------------------------------------------------------------------------------------
+def load_pickle_weights(path: Path) -> dict[str, Any]:
+    """Tensors from a pickle checkpoint, only if ``weights_only=True`` loads it (no code runs)."""
+    import pickle
+
+    import torch
+
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError) as error:
+        raise ModelError(
+            f"{path.name} is a pickle file that would run code to load; spdesk refuses it.",
+            hint="Use the .safetensors version of this model (most are published as both).",
+        ) from error
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise ModelError(f"{path.name} does not hold a dictionary of weights.")
+    tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ModelError(f"{path.name} holds no weights.")
+    return tensors
+
+
+def save_safetensors(tensors: dict[str, Any], target: Path) -> None:
+    from safetensors.torch import save_file
+
+    # Clone: pickles often share storage between tensors, which safetensors refuses.
+    save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, str(target))
+
+
+# --- single-file checkpoints --------------------------------------------------------------------
+def checkpoint_keys(path: Path) -> dict[str, list[int]]:
+    """Tensor names and shapes from a safetensors header (no weights read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return {k: list(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    except Exception as error:  # safetensors raises its own SafetensorError for bad headers
+        raise ModelError(f"{path.name} is not a readable safetensors file: {error}") from error
+
+
+def sd15_checkpoint_kind(keys: dict[str, list[int]], name: str) -> str:
+    """``"preview"`` or ``"inpaint"`` for an SD 1.5 single-file checkpoint; ModelError if not."""
+    if any(k.startswith(LDM_OPENCLIP_PREFIX) for k in keys):
+        raise ModelError(f"{name} is a Stable Diffusion 2.x checkpoint; spdesk needs SD 1.5.")
+    if any(k.startswith("conditioner.") for k in keys):
+        raise ModelError(f"{name} is an SDXL checkpoint; spdesk needs SD 1.5.")
+    has_clip = any(k.startswith(LDM_CLIP_PREFIX) for k in keys)
+    if LDM_UNET_IN not in keys or LDM_VAE_IN not in keys or not has_clip:
+        raise ModelError(
+            f"{name} is not a complete Stable Diffusion 1.5 checkpoint "
+            "(it needs the UNet, the VAE and the CLIP text encoder).",
+            hint="Import a diffusers folder instead, or a full SD 1.5 .safetensors checkpoint.",
+        )
+    return "inpaint" if keys[LDM_UNET_IN][1] == 9 else "preview"
+
+
+def _import_file(store: ModelStore, path: Path, dest: Path) -> tuple[str, tuple[str, ...]]:
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        converted = dest.parent / f"{dest.name}.checkpoint.safetensors"
+        try:
+            save_safetensors(load_pickle_weights(path), converted)
+            return _import_single_file(store, converted, dest, path.name)
+        finally:
+            converted.unlink(missing_ok=True)
+    if suffix != ".safetensors":
+        raise ModelError(
+            f"{path.name}: expected a .safetensors checkpoint or a diffusers folder.",
+        )
+    return _import_single_file(store, path, dest, path.name)
+
+
+def _import_single_file(
+    store: ModelStore, path: Path, dest: Path, label: str
+) -> tuple[str, tuple[str, ...]]:
+    import torch
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
+
+    feature = sd15_checkpoint_kind(checkpoint_keys(path), label)
+    configs = store.config_folder("inpaint" if feature == "inpaint" else "preview")
+    cls: Any = StableDiffusionInpaintPipeline if feature == "inpaint" else StableDiffusionPipeline
+    try:
+        pipe = cls.from_single_file(
+            str(path),
+            config=str(configs),
+            local_files_only=True,
+            torch_dtype=torch.float16,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+        raise ModelError(
+            f"{label} cannot be read as a Stable Diffusion 1.5 model: {error}"
+        ) from error
+    pipe.save_pretrained(str(dest), safe_serialization=True)
+    for extra in ("safety_checker", "feature_extractor"):
+        shutil.rmtree(dest / extra, ignore_errors=True)
+    return "single-file", (feature, "train")
+
+
+# --- validation ---------------------------------------------------------------------------------
+def revalidate(folder: Path) -> list[str]:
+    """Problems that stop an imported folder from loading (empty when it loads)."""
+    try:
+        _, parts, _ = folder_kind(folder)
+        for config in _configs(folder):
+            read_json(config)
+        for part in parts:
+            if part in WEIGHT_PARTS or (part == "" and not (folder / "vae").is_dir()):
+                _load_part(folder / part if part else folder, part)
+    except ModelError as error:
+        return [error.message]
+    return []
+
+
+def _configs(folder: Path) -> Iterable[Path]:
+    return sorted(p for p in folder.rglob("*.json") if p.name != "spdesk-manifest.json")
+
+
+def _load_part(folder: Path, part: str) -> None:
+    """Load one model part on the CPU to prove its config and weights agree."""
+    import torch
+
+    try:
+        if part == "text_encoder":
+            from transformers import CLIPTextModel
+
+            CLIPTextModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float16)
+            return
+        from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+
+        cls = read_json(folder / "config.json").get("_class_name")
+        model_cls: Any = {
+            "AutoencoderKL": AutoencoderKL,
+            "AutoencoderTiny": AutoencoderTiny,
+            "UNet2DConditionModel": UNet2DConditionModel,
+        }.get(str(cls))
+        if model_cls is None:
+            raise ModelError(f"{folder}/config.json names {cls!r}, not a model spdesk uses.")
+        model_cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float16)
+    except ModelError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+        raise ModelError(f"The {part or 'model'} in {folder} does not load: {error}") from error

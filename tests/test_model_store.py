@@ -1,0 +1,439 @@
+"""The model store against a local stand-in for the Hugging Face hub (tests/hub_server.py).
+
+Tiny random-weight SD 1.5 components are served in the real repository layout (fp16 variants,
+safety checker, .bin and single-file checkpoints included), so every path of a real download runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hub_server import NEVER_FETCHED, HubServer, tiny_sd_repo_files, tiny_taesd_repo_files
+
+from spdesk.core.errors import (
+    Cancelled,
+    DownloadError,
+    ModelError,
+    ModelMissingError,
+    NotEnoughSpaceError,
+)
+from spdesk.core.events import CancelToken, Event
+from spdesk.core.models import hub as hubmod
+from spdesk.core.models import sources
+from spdesk.core.models.settings import StoreSettings, load_settings, save_settings
+from spdesk.core.models.store import ModelStore, encoder_folder
+
+SD = sources.SD15_REPO
+REV = sources.SD15_REVISION
+VAE_FILES = {"vae/config.json", "vae/diffusion_pytorch_model.fp16.safetensors"}
+PREVIEW_FILES = VAE_FILES | {
+    "model_index.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.fp16.safetensors",
+    "text_encoder/config.json",
+    "text_encoder/model.fp16.safetensors",
+    "tokenizer/vocab.json",
+    "tokenizer/merges.txt",
+    "tokenizer/tokenizer_config.json",
+    "scheduler/scheduler_config.json",
+}
+UNET = "unet/diffusion_pytorch_model.fp16.safetensors"
+CHUNK = 16 * 1024  # read size in tests that need several chunks per tiny file
+
+
+@pytest.fixture(scope="module")
+def sd_files() -> dict[str, bytes]:
+    return tiny_sd_repo_files()
+
+
+@pytest.fixture
+def hub(sd_files: dict[str, bytes]) -> Iterator[HubServer]:
+    with HubServer() as server:
+        server.add_repo(SD, REV, sd_files)
+        yield server
+
+
+@pytest.fixture
+def store(hub: HubServer) -> ModelStore:
+    return ModelStore(settings=StoreSettings(endpoint=hub.url))
+
+
+def of_type(events: list[Event], cls: type[Any]) -> list[Any]:
+    return [e for e in events if isinstance(e, cls)]
+
+
+def size_of(files: dict[str, bytes], names: set[str]) -> int:
+    return sum(len(files[n]) for n in names)
+
+
+def test_train_fetches_only_the_fp16_vae_with_exact_progress(
+    store: ModelStore, hub: HubServer, sd_files: dict[str, bytes]
+) -> None:
+    events: list[Event] = []
+    folder = store.download("train", on_event=events.append)
+
+    total = size_of(sd_files, VAE_FILES)
+    [planned] = of_type(events, hubmod.DownloadPlanned)
+    assert (planned.files, planned.total_bytes, planned.to_fetch_bytes) == (2, total, total)
+    assert planned.free_bytes > 0
+    progress = of_type(events, hubmod.DownloadProgress)
+    assert progress[-1].done == progress[-1].total == total
+    assert all(p.file_done <= p.file_total for p in progress)
+    assert [p.done for p in progress] == sorted(p.done for p in progress)
+    assert {v.file for v in of_type(events, hubmod.FileVerified)} == VAE_FILES
+    [finished] = of_type(events, hubmod.DownloadFinished)
+    assert finished.fetched_bytes == total
+    assert set(hub.served) == VAE_FILES
+    assert hub.bytes_served() == total
+    # Stored under the plain name, byte-identical to the hub's fp16 file.
+    stored = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    assert stored.read_bytes() == sd_files["vae/diffusion_pytorch_model.fp16.safetensors"]
+    assert store.require("train") == folder
+    status = {s.feature: s for s in store.status()}
+    assert status["train"].present and status["train"].verified
+    assert status["train"].origin == "downloaded" and status["train"].size_bytes == total
+    assert not status["preview"].present
+
+
+def test_preview_after_train_fetches_only_the_rest_and_never_unwanted_files(
+    store: ModelStore, hub: HubServer, sd_files: dict[str, bytes]
+) -> None:
+    store.download("train")
+    hub.served.clear()
+    events: list[Event] = []
+    store.download("preview", on_event=events.append)
+
+    [planned] = of_type(events, hubmod.DownloadPlanned)
+    assert planned.total_bytes == size_of(sd_files, PREVIEW_FILES)
+    assert planned.to_fetch_bytes == size_of(sd_files, PREVIEW_FILES - VAE_FILES)
+    assert set(hub.served) == PREVIEW_FILES - VAE_FILES
+    requested = {path for _method, path in hub.requests}
+    for never in [*NEVER_FETCHED, "vae/diffusion_pytorch_model.safetensors"]:
+        assert not any(r.endswith("/" + never) for r in requested), never
+    assert store.find("train") is not None and store.find("preview") is not None
+    assert store.verify("preview").ok
+
+
+def test_cancel_half_way_keeps_partial_data_and_resume_fetches_only_the_rest(
+    store: ModelStore, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hubmod, "CHUNK_BYTES", CHUNK)
+    cancel = CancelToken()
+
+    def cancel_half_way(event: Event) -> None:
+        if isinstance(event, hubmod.DownloadProgress) and event.done > event.total / 2:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled, match="kept, the next download resumes"):
+        store.download("preview", on_event=cancel_half_way, cancel=cancel)
+    first_run = hub.bytes_served()
+    plan = store.plan("preview")
+    assert 0 < plan.done_bytes < plan.total_bytes
+    assert plan.done_bytes <= first_run  # what stayed on disk came over the network once
+    status = {s.feature: s for s in store.status()}
+    assert not status["preview"].present and status["preview"].partial_bytes > 0
+    assert store.folder_for("preview").joinpath(UNET.replace(".fp16", "") + ".part").is_file()
+
+    hub.served.clear()
+    events: list[Event] = []
+    store.download("preview", on_event=events.append)
+    assert hub.bytes_served() == plan.to_fetch_bytes  # only the rest crossed the network
+    [started] = of_type(events, hubmod.DownloadStarted)
+    assert started.done_bytes == plan.done_bytes
+    assert of_type(events, hubmod.DownloadProgress)[-1].done == plan.total_bytes
+    assert store.verify("preview").ok
+
+
+def test_a_corrupted_transfer_is_detected_by_sha256_and_fetched_again(
+    store: ModelStore, hub: HubServer
+) -> None:
+    hub.corrupt(UNET, times=1)
+    events: list[Event] = []
+    store.download("preview", on_event=events.append)
+    [rejected] = of_type(events, hubmod.FileRejected)
+    assert (rejected.file, rejected.algorithm, rejected.retrying) == (UNET, "sha256", True)
+    assert rejected.expected != rejected.actual
+    assert store.verify("preview").ok
+
+
+def test_a_file_corrupted_twice_fails_clearly_and_is_deleted(
+    store: ModelStore, hub: HubServer
+) -> None:
+    hub.corrupt(UNET, times=2)
+    with pytest.raises(DownloadError, match="downloaded twice but its sha256 does not match"):
+        store.download("preview")
+    unet_dir = store.folder_for("preview") / "unet"
+    assert not list(unet_dir.glob("*.safetensors*"))
+    assert store.find("preview") is None
+    store.download("preview")  # the server is healthy again: a plain retry succeeds
+    assert store.verify("preview").ok
+
+
+def test_verify_finds_a_damaged_file_and_the_next_download_refetches_only_it(
+    store: ModelStore, hub: HubServer, sd_files: dict[str, bytes]
+) -> None:
+    folder = store.download("preview")
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+
+    result = store.verify("preview")
+    assert not result.ok
+    assert result.problems == [
+        "unet/diffusion_pytorch_model.safetensors does not match its sha256 "
+        "(deleted: the next download fetches it)"
+    ]
+    assert store.find("preview") is None and store.find("train") is not None
+    hub.served.clear()
+    store.download("preview")
+    assert dict(hub.served) == {UNET: len(sd_files[UNET])}
+    assert store.verify("preview").ok
+
+
+def test_not_enough_space_is_refused_before_fetching(
+    store: ModelStore, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = shutil.disk_usage
+
+    def tiny_disk(path: Any) -> Any:
+        return real(path)._replace(free=123_000)
+
+    monkeypatch.setattr(hubmod.shutil, "disk_usage", tiny_disk)
+    plan = store.plan("preview")
+    assert not plan.enough_space and plan.free_bytes == 123_000
+    with pytest.raises(NotEnoughSpaceError) as caught:
+        store.download("preview")
+    assert re.fullmatch(
+        r"The download needs \d+\.\d MB, 0\.1 MB free on .+\.", caught.value.message
+    ), caught.value.message
+    where = Path(caught.value.message.split(" free on ")[1].rstrip("."))
+    assert store.root.is_relative_to(where)  # measured on the disk the store goes to
+    assert hub.bytes_served() == 0
+
+
+def test_offline_after_download_makes_no_network_request(
+    store: ModelStore, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from spdesk.core.models import loading
+
+    store.download("preview")
+    hub.stop()
+    attempts: list[Any] = []
+
+    def no_network(self: socket.socket, address: Any) -> None:
+        attempts.append(address)
+        raise OSError("network blocked by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket.socket, "connect_ex", no_network)
+    offline = ModelStore(settings=StoreSettings(endpoint=hub.url))
+    assert offline.require("preview") == offline.require("train")
+    assert store.download("preview") == offline.require("preview")  # complete: no network
+    vae = loading.load_vae(offline)
+    assert next(vae.parameters()).dtype == torch.float32
+    with torch.no_grad():
+        latents = vae.encode(torch.rand(1, 3, 32, 32) * 2 - 1).latent_dist.mean
+    assert latents.shape == (1, 4, 16, 16)
+    pipe = loading.load_pipeline("preview", offline)
+    assert pipe.safety_checker is None
+    assert offline.verify("preview").ok
+    assert attempts == []
+
+
+def test_missing_model_names_the_download_command() -> None:
+    store = ModelStore()
+    with pytest.raises(ModelMissingError) as caught:
+        store.require("train")
+    assert "spdesk models download --for train" in caught.value.message
+    with pytest.raises(ModelMissingError, match="spdesk models download --for train"):
+        encoder_folder("sd15")
+    with pytest.raises(ModelMissingError, match="spdesk models download --for preview"):
+        store.require("preview")
+
+
+def test_load_encoder_sd15_comes_from_the_store(store: ModelStore) -> None:
+    from spdesk.core.encoders import load_encoder
+
+    with pytest.raises(ModelMissingError, match="spdesk models download --for train"):
+        load_encoder("sd15", "cpu")
+    store.download("train")
+    # The default store (no endpoint given) finds the same folder: the root comes from SPDESK_HOME.
+    assert encoder_folder("sd15") == store.require("train")
+    encoder = load_encoder("sd15", "cpu")
+    assert encoder.id == "sd15-vae"
+
+
+def test_wrong_repository_id(hub: HubServer) -> None:
+    settings = StoreSettings(endpoint=hub.url).with_override("train", repo_id="nobody/nothing")
+    with pytest.raises(DownloadError) as caught:
+        ModelStore(settings=settings).download("train")
+    assert (
+        caught.value.message == f"The model repository nobody/nothing was not found on {hub.url}."
+    )
+    assert "repository id" in (caught.value.hint or "")
+
+
+def test_revision_that_does_not_exist(hub: HubServer) -> None:
+    settings = StoreSettings(endpoint=hub.url).with_override("train", revision="0" * 40)
+    with pytest.raises(DownloadError, match=f"The revision {'0' * 40} does not exist in {SD}"):
+        ModelStore(settings=settings).download("train")
+
+
+def test_unreachable_endpoint() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = ModelStore(settings=StoreSettings(endpoint=f"http://127.0.0.1:{port}"))
+    with pytest.raises(DownloadError, match=r"The connection to http://127\.0\.0\.1:\d+ failed"):
+        store.plan("train")
+
+
+def test_a_dropped_connection_is_resumed_without_fetching_twice(
+    store: ModelStore, hub: HubServer, sd_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hubmod, "CHUNK_BYTES", CHUNK)
+    hub.drop(UNET, after=6 * CHUNK, times=1)
+    store.download("preview")
+    assert hub.served[UNET] == len(sd_files[UNET])  # the resume asked only for the rest
+    assert store.verify("preview").ok
+
+
+def test_a_server_that_keeps_dropping_fails_clearly_and_keeps_the_partial_file(
+    store: ModelStore, hub: HubServer, sd_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.file_download as hf_download
+
+    monkeypatch.setattr(hf_download.time, "sleep", lambda _s: None)  # its retry pauses
+    monkeypatch.setattr(hubmod, "CHUNK_BYTES", CHUNK)
+    hub.drop(UNET, after=6 * CHUNK, times=50)
+    with pytest.raises(DownloadError) as caught:
+        store.download("preview")
+    assert caught.value.message.startswith(f"The download of {UNET} stopped at 0.1 MB of 0.5 MB")
+    assert "resumes where it stopped" in (caught.value.hint or "")
+    part = store.folder_for("preview") / "unet" / "diffusion_pytorch_model.safetensors.part"
+    assert part.stat().st_size == 6 * CHUNK
+    hub.faults.drop_times.clear()
+    hub.served.clear()
+    store.download("preview")
+    assert hub.served[UNET] == len(sd_files[UNET]) - 6 * CHUNK
+
+
+def test_a_truncated_config_json_is_reported(store: ModelStore, hub: HubServer) -> None:
+    hub.set_file(SD, REV, "vae/config.json", b'{"_class_name": "AutoencoderKL", "in_ch')
+    with pytest.raises(ModelError) as caught:
+        store.download("train")
+    assert caught.value.message.startswith("vae/config.json in ")
+    assert "is not valid JSON (truncated or damaged)" in caught.value.message
+    assert store.find("train") is None
+
+
+def test_taesd_is_handled_by_the_same_store(hub: HubServer, store: ModelStore) -> None:
+    import torch
+
+    from spdesk.core.models import loading
+
+    taesd = tiny_taesd_repo_files()
+    hub.add_repo(sources.TAESD_REPO, sources.TAESD_REVISION, taesd)
+    folder = store.download("taesd")
+    assert set(hub.served) == {"config.json", "diffusion_pytorch_model.safetensors"}
+    assert (folder / "diffusion_pytorch_model.safetensors").is_file()
+    model = loading.load_taesd(store)
+    assert model.encode(torch.rand(1, 3, 32, 32)).latents.shape[1] == 4
+    assert {s.feature: s.present for s in store.status()}["taesd"]
+
+
+def test_token_and_endpoint_come_from_the_settings_file_or_environment(
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert load_settings().resolved_endpoint() == hub.url
+    ModelStore().download("train")
+    assert all(a is None for a in hub.authorizations)
+    path = save_settings(StoreSettings(endpoint=hub.url, token="hf_secret"))
+    data = json.loads(path.read_text())
+    assert data["models"]["token"] == "hf_secret"
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the file wins over the variable
+    hub.authorizations.clear()
+    assert ModelStore().plan("preview").endpoint == hub.url
+    assert hub.authorizations and set(hub.authorizations) == {"Bearer hf_secret"}
+
+
+def test_a_huggingface_cache_with_the_pinned_revision_is_reused(
+    sd_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = Path(__import__("os").environ["HF_HOME"]) / "hub" / f"models--{SD.replace('/', '--')}"
+    snapshot = cache / "snapshots" / REV
+    for name in PREVIEW_FILES:  # the cache's layout: snapshot links to blobs named by ETag
+        data = sd_files[name]
+        etag = hashlib.sha256(data).hexdigest()  # LFS: sha256; others: git blob sha1
+        if not name.endswith(".safetensors"):
+            etag = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        blob = cache / "blobs" / etag
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = snapshot / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(blob)
+    store = ModelStore()  # no server at all
+    folder = store.require("preview")
+    assert {s.feature: s.origin for s in store.status()}["preview"] == "huggingface-cache"
+    assert (folder / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == sd_files[UNET]
+    assert store.verify("preview").ok
+    unet_blob = (snapshot / UNET).resolve()
+    unet_blob.write_bytes(b"damaged" + unet_blob.read_bytes()[7:])
+    assert store.verify("preview").problems == [f"{UNET} does not match its sha256"]
+    freed = store.remove()
+    assert freed > 0 and unet_blob.is_file()  # the Hugging Face cache itself is never deleted
+
+
+def test_remove_deletes_a_features_parts_and_marks_sharers_incomplete(
+    store: ModelStore, hub: HubServer, sd_files: dict[str, bytes]
+) -> None:
+    hub.add_repo(sources.TAESD_REPO, sources.TAESD_REVISION, tiny_taesd_repo_files())
+    store.download("preview")
+    store.download("taesd")
+    vae = store.folder_for("train") / "vae" / "diffusion_pytorch_model.safetensors"
+    assert store.remove("train") >= len(sd_files["vae/diffusion_pytorch_model.fp16.safetensors"])
+    assert not vae.exists()
+    status = {s.feature: s for s in store.status()}
+    assert not status["train"].present and not status["preview"].present  # it used the VAE
+    assert status["taesd"].present
+    store.download("train")
+    assert store.remove("preview") > 0
+    assert store.find("train") is None and not store.folder_for("train").exists()
+    assert store.find("taesd") is not None
+
+
+def test_relocate_moves_the_store(store: ModelStore, tmp_path: Path) -> None:
+    store.download("train")
+    new = store.relocate(tmp_path / "elsewhere")
+    assert load_settings().models_dir == str(new)
+    assert ModelStore().require("train").is_relative_to(new)
+
+
+def test_pinned_sources_live_in_one_place() -> None:
+    for feature in sources.FEATURES:
+        source = sources.default_source(feature)
+        assert sources.is_full_commit(source.revision), feature
+        assert not source.repo_id.startswith("runwayml/")
+    assert sources.default_source("train").repo_id == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    assert sources.default_source("inpaint").repo_id == (
+        "stable-diffusion-v1-5/stable-diffusion-inpainting"
+    )
+    spdesk_dir = Path(sources.__file__).resolve().parents[2]
+    offenders = [
+        p for p in spdesk_dir.rglob("*.py") if "runwayml/" in p.read_text(encoding="utf-8")
+    ]
+    assert offenders == []

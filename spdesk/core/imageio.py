@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import warnings
 from collections.abc import Callable, Sequence
@@ -208,11 +209,14 @@ def _check_head(path: Path, head: bytes) -> str:
 def _open(path: Path, handle: IO[bytes], fmt: str, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
-            # Pillow only warns between its two thresholds; the limit below decides.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Pillow warns between its two pixel thresholds (the limit below decides) and on
+            # each broken metadata tag (EXIF problems become one note later).
+            warnings.simplefilter("ignore")
             image = Image.open(handle, formats=None if fmt == "HEIF" else [fmt])
     except Image.DecompressionBombError as error:
-        raise _too_large(path, None, max_pixels) from error
+        # Pillow refuses at open() past its own limit; its message holds the pixel count.
+        count = re.search(r"\((\d+) pixels\)", str(error))
+        raise _too_large(path, int(count.group(1)) if count else None, max_pixels) from error
     except (UnidentifiedImageError, SyntaxError, ValueError, struct.error) as error:
         raise CorruptImageError(
             f"{path.name} looks like a {format_label(fmt)} file but its header is damaged "
@@ -220,7 +224,7 @@ def _open(path: Path, handle: IO[bytes], fmt: str, max_pixels: int) -> Image.Ima
         ) from error
     width, height = image.size
     if width * height > max_pixels:
-        raise _too_large(path, image.size, max_pixels)
+        raise _too_large(path, width * height, max_pixels, f"{width}x{height}, ")
     frames = int(getattr(image, "n_frames", 1))
     if frames > 1 and image.format != "MPO":
         kind = "multi-page TIFF" if fmt == "TIFF" else f"animated {format_label(fmt)}"
@@ -232,8 +236,10 @@ def _open(path: Path, handle: IO[bytes], fmt: str, max_pixels: int) -> Image.Ima
     return image
 
 
-def _too_large(path: Path, size: tuple[int, int] | None, max_pixels: int) -> ImageTooLargeError:
-    dims = f" ({size[0]}x{size[1]}, {size[0] * size[1] / 1e6:.0f} MP)" if size else ""
+def _too_large(
+    path: Path, pixels: int | None, max_pixels: int, dims: str = ""
+) -> ImageTooLargeError:
+    dims = f" ({dims}{pixels / 1e6:.0f} MP)" if pixels else ""
     return ImageTooLargeError(
         f"{path.name} is too large{dims}: the limit is {max_pixels / 1e6:.0f} megapixels. "
         "It was not decoded (files like this can exhaust memory).",
@@ -298,8 +304,10 @@ def _dpi(value: object) -> tuple[float, float] | None:
 def _upright(image: Image.Image, notes: list[str]) -> Image.Exif | None:
     """Apply the EXIF orientation in place; return the EXIF (orientation removed) or None."""
     try:
-        ImageOps.exif_transpose(image, in_place=True)
-        exif = image.getexif()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns per broken tag; one note is enough
+            ImageOps.exif_transpose(image, in_place=True)
+            exif = image.getexif()
     except Exception:  # Pillow raises many kinds on malformed EXIF; the pixels are still fine
         notes.append("the EXIF data is damaged: orientation not applied, metadata not copied")
         return None

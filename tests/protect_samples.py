@@ -1,0 +1,147 @@
+"""Small generated photos for the image I/O, export and job tests (every bad input of issue 2).
+
+Each helper writes one file and returns its path. Images are tiny so the whole suite stays fast.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from spdesk.core.perturbation import save_perturbation
+
+EPS = 8.0
+CMYK_PROFILE = Path("/usr/share/color/icc/ghostscript/default_cmyk.icc")
+
+
+def perturbation_file(folder: Path, size: int = 32, eps: float = EPS, seed: int = 0) -> Path:
+    """A random ±eps sign pattern saved as a perturbation file."""
+    rng = np.random.default_rng(seed)
+    delta = (rng.choice([-1.0, 1.0], size=(3, size, size)) * eps / 255).astype(np.float32)
+    return save_perturbation(folder / "test.safetensors", delta, eps=eps, metadata={"name": "t"})
+
+
+def photo_array(width: int = 48, height: int = 32, seed: int = 0) -> np.ndarray:
+    """A smooth gradient with a little noise: mid-range values, so nothing clips."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(40, 200, height)[:, None, None]
+    x = np.linspace(30, 210, width)[None, :, None]
+    base = (y + x) / 2 + np.array([0.0, 10.0, -10.0])
+    noise = rng.integers(-5, 6, size=(height, width, 3))
+    return np.clip(base + noise, 20, 235).astype(np.uint8)
+
+
+def photo(
+    path: Path, width: int = 48, height: int = 32, fmt: str | None = None, **save: object
+) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(photo_array(width, height), mode="RGB")
+    if (fmt or "").upper() == "JPEG" or path.suffix.lower() in (".jpg", ".jpeg"):
+        save.setdefault("quality", 95)
+    image.save(path, format=fmt, **save)  # type: ignore[arg-type]
+    return path
+
+
+def oriented_jpeg(path: Path, orientation: int) -> tuple[Path, Image.Image]:
+    """A JPEG stored sideways with an EXIF orientation; returns it and the upright picture.
+
+    The upright picture is 40 wide, 24 high, with a red block at its top-left corner.
+    """
+    upright = Image.new("RGB", (40, 24), (90, 130, 170))
+    upright.paste((220, 30, 30), (0, 0, 12, 8))
+    undo = {
+        3: Image.Transpose.ROTATE_180,
+        6: Image.Transpose.ROTATE_90,
+        8: Image.Transpose.ROTATE_270,
+    }
+    stored = upright.transpose(undo[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "TestCam"
+    stored.save(path, "JPEG", quality=98, subsampling=0, exif=exif.tobytes())
+    return path, upright
+
+
+def png16(path: Path, array: np.ndarray) -> Path:
+    """A 16-bit PNG (grey for 2-D arrays, 48-bit RGB for (h, w, 3)) written byte by byte."""
+    height, width = array.shape[:2]
+    colour_type = 0 if array.ndim == 2 else 2
+    rows = array.reshape(height, -1).astype(">u2")
+    raw = b"".join(b"\x00" + rows[y].tobytes() for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    path.write_bytes(_png(header, zlib.compress(raw)))
+    return path
+
+
+def png_bomb(path: Path, side: int = 100_000) -> Path:
+    """A few-hundred-byte PNG that claims side x side pixels (a decompression bomb)."""
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    row = b"\x00" * (side + 1)
+    path.write_bytes(_png(header, zlib.compress(row * 4, 9)))
+    return path
+
+
+def _png(ihdr: bytes, idat: bytes) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def truncated_jpeg(path: Path) -> Path:
+    buffer = io.BytesIO()
+    Image.fromarray(photo_array(64, 64), mode="RGB").save(buffer, "JPEG", quality=95)
+    data = buffer.getvalue()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def animated(path: Path, fmt: str, frames: int = 3) -> Path:
+    images = [Image.new("RGB", (16, 16), (40 * i, 80, 120)) for i in range(frames)]
+    images[0].save(path, fmt, save_all=True, append_images=images[1:], duration=100, loop=0)
+    return path
+
+
+def palette_with_transparency(path: Path) -> Path:
+    image = Image.new("P", (16, 12), 1)
+    image.putpalette([0, 0, 0, 200, 100, 50] + [0] * (254 * 3))
+    image.paste(0, (0, 0, 8, 12))
+    image.save(path, "PNG", transparency=0)
+    return path
+
+
+def rgba(path: Path) -> Path:
+    array = np.dstack(
+        [photo_array(20, 10), np.tile(np.linspace(0, 255, 20, dtype=np.uint8), (10, 1))]
+    )
+    Image.fromarray(array, mode="RGBA").save(path, "PNG")
+    return path
+
+
+def la(path: Path) -> Path:
+    grey = photo_array(20, 10)[..., 0]
+    alpha = np.full_like(grey, 128)
+    Image.fromarray(np.dstack([grey, alpha]), mode="LA").save(path, "PNG")
+    return path
+
+
+def malformed_exif_jpeg(path: Path) -> Path:
+    bad = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x0f\x00\x02\xff\xff\xff\xf0garbage"
+    Image.fromarray(photo_array(24, 16), mode="RGB").save(path, "JPEG", quality=95, exif=bad)
+    return path
+
+
+def gps_jpeg(path: Path) -> Path:
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 30.0), 3: "E", 4: (2.0, 17.0, 40.0)}
+    Image.fromarray(photo_array(24, 16), mode="RGB").save(
+        path, "JPEG", quality=95, exif=exif.tobytes(), icc_profile=b""
+    )
+    return path

@@ -1,0 +1,275 @@
+"""Reading photos: format by content, upright 8-bit RGB(A), and a named error for each bad input."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from spdesk.core.errors import (
+    CorruptImageError,
+    ImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    UnsupportedImageError,
+)
+from spdesk.core.imageio import DiscoveryOptions, discover, read_image, sniff
+from tests import protect_samples as samples
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "in"
+    root.mkdir()
+    return root
+
+
+def test_formats_are_sniffed_by_content(tmp_path: Path) -> None:
+    for fmt, name in [("JPEG", "a.bin"), ("PNG", "b.jpg"), ("WEBP", "c"), ("TIFF", "d.png"),
+                      ("BMP", "e.txt"), ("GIF", "f.jpeg")]:  # fmt: skip
+        path = samples.photo(tmp_path / name, fmt=fmt)
+        assert sniff(path.read_bytes()[:32]) == fmt
+    assert sniff(b"BMW notes, not a bitmap at all") is None
+    assert sniff(b"") is None
+    assert sniff(b"\x00\x00\x00\x18ftypheic\x00\x00") == "HEIF"
+
+
+def test_png_named_jpg_decodes_as_png(tmp_path: Path) -> None:
+    path = samples.photo(tmp_path / "really.jpg", fmt="PNG")
+    decoded = read_image(path)
+    assert decoded.source_format == "PNG"
+    assert np.array_equal(np.asarray(decoded.image), samples.photo_array())
+
+
+@pytest.mark.parametrize("content", [b"", os.urandom(2048)], ids=["empty", "random"])
+def test_empty_and_random_files_are_not_images(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "IMG_0001.jpg"
+    path.write_bytes(content)
+    with pytest.raises(NotAnImageError, match=r"IMG_0001\.jpg"):
+        read_image(path)
+
+
+def test_truncated_jpeg_is_a_clear_error(tmp_path: Path) -> None:
+    path = samples.truncated_jpeg(tmp_path / "half.jpg")
+    with pytest.raises(CorruptImageError, match=r"half\.jpg.*(damaged|truncated)"):
+        read_image(path)
+
+
+def test_decompression_bomb_refused_before_decoding(tmp_path: Path) -> None:
+    path = samples.png_bomb(tmp_path / "bomb.png")
+    assert path.stat().st_size < 2000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageTooLargeError, match=r"bomb\.png is too large \(10000 MP\)"):
+            read_image(path, max_pixels=50_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000  # decoding it would take 10 GB
+
+
+def test_default_limit_also_refuses_the_bomb(tmp_path: Path) -> None:
+    with pytest.raises(ImageTooLargeError, match=r"bomb\.png is too large \(10000 MP\)"):
+        read_image(samples.png_bomb(tmp_path / "bomb.png"))
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_is_applied_and_reset(tmp_path: Path, orientation: int) -> None:
+    path, upright = samples.oriented_jpeg(tmp_path / f"o{orientation}.jpg", orientation)
+    decoded = read_image(path)
+    assert decoded.image.size == upright.size
+    diff = np.abs(np.asarray(decoded.image, np.int16) - np.asarray(upright, np.int16))
+    assert diff.mean() < 4  # only JPEG noise: the red corner is top-left again
+    assert decoded.exif is not None
+    assert 0x0112 not in decoded.exif
+    assert decoded.exif[0x010F] == "TestCam"
+
+
+@pytest.mark.skipif(not samples.CMYK_PROFILE.is_file(), reason="no CMYK ICC profile here")
+def test_cmyk_with_profile_converts_to_srgb(tmp_path: Path) -> None:
+    path = tmp_path / "cmyk.jpg"
+    cmyk = Image.new("CMYK", (16, 16), (0, 255, 255, 0))  # pure red ink
+    cmyk.save(path, "JPEG", quality=95, icc_profile=samples.CMYK_PROFILE.read_bytes())
+    decoded = read_image(path)
+    red, green, blue = decoded.image.getpixel((8, 8))  # type: ignore[misc]
+    assert decoded.image.mode == "RGB"
+    assert red > 180 and green < 90 and blue < 90
+    assert any("CMYK" in note for note in decoded.notes)
+    assert decoded.icc_profile and b"RGB" in decoded.icc_profile[:20]
+
+
+def test_cmyk_without_profile_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(path, "JPEG")
+    with pytest.raises(UnsupportedImageError, match=r"CMYK.*without a colour profile"):
+        read_image(path)
+
+
+def test_16bit_grey_is_scaled_not_clipped(tmp_path: Path) -> None:
+    values = np.array([[0, 255, 256, 40000, 65535]], dtype=np.uint16)
+    decoded = read_image(samples.png16(tmp_path / "grey16.png", values))
+    row = np.asarray(decoded.image)[0, :, 0]
+    assert decoded.image.mode == "RGB"
+    assert row.tolist() == [0, 1, 1, 156, 255]  # 40000/257 = 155.6: scaled, not clipped to 255
+    assert any("16-bit" in note for note in decoded.notes)
+
+
+def test_48bit_rgb_is_scaled_not_clipped(tmp_path: Path) -> None:
+    values = np.array([[[0, 40000, 65535], [300, 255, 20000]]], dtype=np.uint16)
+    decoded = read_image(samples.png16(tmp_path / "rgb48.png", values))
+    pixels = np.asarray(decoded.image)[0]
+    assert pixels[0].tolist() == [0, 156, 255]
+    assert pixels[1].tolist() == [1, 0, 78]
+    assert decoded.bit_depth == 16
+
+
+@pytest.mark.parametrize("maker", [samples.palette_with_transparency, samples.rgba, samples.la])
+def test_alpha_is_kept(tmp_path: Path, maker: object) -> None:
+    path = maker(tmp_path / "alpha.png")  # type: ignore[operator]
+    source = Image.open(path).convert("RGBA")
+    decoded = read_image(path)
+    assert decoded.image.mode == "RGBA"
+    assert np.array_equal(np.asarray(decoded.image)[..., 3], np.asarray(source)[..., 3])
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_animations_are_refused_with_frame_count(tmp_path: Path, fmt: str) -> None:
+    path = samples.animated(tmp_path / f"anim.{fmt.lower()}", fmt, frames=3)
+    with pytest.raises(UnsupportedImageError, match=r"animated .* 3 frames"):
+        read_image(path)
+
+
+def test_multipage_tiff_is_refused(tmp_path: Path) -> None:
+    path = samples.animated(tmp_path / "pages.tif", "TIFF", frames=2)
+    with pytest.raises(UnsupportedImageError, match="multi-page TIFF with 2 frames"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (10000, 8)])
+def test_extreme_sizes_decode(tmp_path: Path, size: tuple[int, int]) -> None:
+    path = samples.photo(tmp_path / "odd.png", *size)
+    assert read_image(path).image.size == size
+
+
+def test_malformed_exif_still_decodes(tmp_path: Path) -> None:
+    decoded = read_image(samples.malformed_exif_jpeg(tmp_path / "bad_exif.jpg"))
+    assert decoded.image.size == (24, 16)
+
+
+def test_heic_without_pillow_heif_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    real_import = builtins.__import__
+
+    def no_heif(name: str, *args: object, **kwargs: object) -> object:
+        if name == "pillow_heif":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_heif)
+    with pytest.raises(UnsupportedImageError, match="HEIC support is not installed") as info:
+        read_image(path)
+    assert "pillow-heif" in (info.value.hint or "")
+
+
+def test_heic_decodes_with_pillow_heif(tmp_path: Path) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    path = tmp_path / "photo.heic"
+    try:
+        pillow_heif.from_pillow(Image.fromarray(samples.photo_array())).save(path, quality=95)
+    except Exception as error:  # no HEVC encoder in this build
+        pytest.skip(f"cannot write HEIC here: {error}")
+    decoded = read_image(path)
+    assert decoded.image.size == (48, 32) and decoded.source_format == "HEIF"
+
+
+def test_unreadable_and_missing_inputs_name_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ImageError, match=r"gone\.jpg no longer exists"):
+        read_image(tmp_path / "gone.jpg")
+    path = samples.photo(tmp_path / "locked.jpg")
+    real_open = Path.open
+
+    def deny(self: Path, *args: object, **kwargs: object) -> object:
+        if self.name == "locked.jpg":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", deny)
+    with pytest.raises(ImageError, match=r"Cannot read .*locked\.jpg: permission denied"):
+        read_image(path)
+
+
+# --- discovery ----------------------------------------------------------------------------------
+def _tree(root: Path) -> None:
+    samples.photo(root / "b.jpg")
+    samples.photo(root / "A.png", fmt="PNG")
+    samples.photo(root / "sub" / "c.webp", fmt="WEBP")
+    samples.photo(root / "sub" / "no_extension", fmt="PNG")
+    (root / ".DS_Store").write_bytes(os.urandom(64))
+    (root / "Thumbs.db").write_bytes(os.urandom(64))
+    (root / "b.xmp").write_text("<x:xmpmeta/>")
+    (root / "._b.jpg").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    (root / "notes.txt").write_text("BM not a bitmap")
+    (root / "broken.jpg").write_bytes(b"")
+    samples.photo(root / "b.protected.jpg")
+    samples.photo(root / "@eaDir" / "thumb.jpg")
+
+
+def test_discovery_finds_photos_by_content_and_lists_the_rest(folder: Path) -> None:
+    _tree(folder)
+    found = discover(
+        [folder],
+        DiscoveryOptions(is_output_name=lambda name: ".protected." in name),
+    )
+    names = [p.path.relative_to(folder).as_posix() for p in found.photos]
+    # Job order: sorted case-insensitively, files of a folder before its subfolders.
+    assert names == ["A.png", "b.jpg", "broken.jpg", "sub/c.webp", "sub/no_extension"]
+    skipped = {s.path.name: s.reason for s in found.skipped}
+    assert "system file" in skipped[".DS_Store"]
+    assert "system file" in skipped["Thumbs.db"]
+    assert "system file" in skipped["._b.jpg"]
+    assert "sidecar" in skipped["b.xmp"]
+    assert "not a photo" in skipped["notes.txt"]
+    assert "already an spdesk output" in skipped["b.protected.jpg"]
+    assert "system folder" in skipped["@eaDir"]
+
+
+def test_symlink_loop_walk_terminates(folder: Path) -> None:
+    samples.photo(folder / "sub" / "a.jpg")
+    (folder / "sub" / "loop").symlink_to(folder, target_is_directory=True)
+    (folder / "link.jpg").symlink_to(folder / "sub" / "a.jpg")
+    found = discover([folder])
+    assert [p.path.name for p in found.photos] == ["a.jpg"]
+    reasons = {s.path.name: s.reason for s in found.skipped}
+    assert "not followed" in reasons["loop"] and "not followed" in reasons["link.jpg"]
+    followed = discover([folder], DiscoveryOptions(follow_symlinks=True))
+    assert len(followed.photos) == 1  # the same file once (link or target), loop cut
+    assert any("loop" in s.reason for s in followed.skipped)
+
+
+def test_unicode_and_awkward_names_are_found(folder: Path) -> None:
+    names = ["🌅 sunset.jpg", "写真.png", unicodedata.normalize("NFD", "été.jpg"), "-dash.jpg",
+             "two  spaces .jpg"]  # fmt: skip
+    for name in names:
+        samples.photo(folder / name)
+    found = {p.path.name for p in discover([folder]).photos}
+    assert found == set(names)
+
+
+def test_explicit_files_are_taken_even_if_not_images(folder: Path) -> None:
+    junk = folder / "README"
+    junk.write_text("hello")
+    found = discover([junk, folder / "missing.jpg"])
+    assert [p.path for p in found.photos] == [junk]  # it then fails with a clear error
+    assert found.skipped[0].reason == "does not exist"

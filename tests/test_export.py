@@ -1,0 +1,221 @@
+"""Writing outputs: names, encoder settings, metadata options, atomic never-clobbering writes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, JpegImagePlugin
+
+from spdesk.core import export
+from spdesk.core.errors import (
+    ConfigError,
+    DiskFullError,
+    OutputExistsError,
+    OutputPermissionError,
+)
+from spdesk.core.export import (
+    Encoded,
+    ExportOptions,
+    atomic_save,
+    clean_stale_temps,
+    output_name,
+    output_name_pattern,
+    parse_format,
+    prepare,
+    settings_warnings,
+)
+from spdesk.core.imageio import read_image
+from tests import protect_samples as samples
+
+
+def _encoded(fmt: str = "PNG", colour: int = 100) -> Encoded:
+    return Encoded(Image.new("RGB", (8, 8), (colour, colour, colour)), fmt, {}, [])
+
+
+def _written(path: Path, options: ExportOptions | None = None) -> Path:
+    options = options or ExportOptions()
+    decoded = read_image(path)
+    fmt = export.output_format(decoded.source_format, options)
+    target = path.with_name(output_name(path.name, fmt, options.suffix))
+    atomic_save(prepare(decoded, decoded.image, fmt, options), target)
+    return target
+
+
+def test_output_names_keep_stem_and_follow_the_real_format() -> None:
+    assert output_name("IMG_0001.JPG", "JPEG", ".protected") == "IMG_0001.protected.JPG"
+    assert output_name("really.jpg", "PNG", ".protected") == "really.protected.png"
+    assert output_name("scan.tiff", "TIFF", "_p") == "scan_p.tiff"
+    assert output_name("no_extension", "PNG", ".protected") == "no_extension.protected.png"
+    assert output_name("-dash.jpeg", "WEBP", ".protected") == "-dash.protected.webp"
+    pattern = output_name_pattern(".protected")
+    assert pattern.fullmatch("IMG.protected.JPG") and pattern.fullmatch("IMG.protected-3.png")
+    assert not pattern.fullmatch("IMG.jpg") and not pattern.fullmatch("protected.jpg")
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ConfigError, match="suffix"):
+        ExportOptions(suffix="")
+    with pytest.raises(ConfigError, match="suffix"):
+        ExportOptions(suffix="..")
+    with pytest.raises(ConfigError, match="Quality"):
+        ExportOptions(quality=0)
+    with pytest.raises(ConfigError, match="metadata"):
+        ExportOptions(strip_metadata="location")
+    with pytest.raises(ConfigError, match="png, jpeg, webp"):
+        parse_format("gif")
+    assert parse_format("same") is None and parse_format("JPG") == "JPEG"
+
+
+def test_jpeg_defaults_to_quality_95_full_colour(tmp_path: Path) -> None:
+    out = _written(samples.photo(tmp_path / "a.jpg"))
+    with Image.open(out) as image:
+        assert JpegImagePlugin.get_sampling(image) == 0  # 4:4:4
+        assert isinstance(image, JpegImagePlugin.JpegImageFile)
+        # The first luminance step of the standard table scaled to quality 95 is 2 (75: 8).
+        assert image.quantization[0][0] == 2
+    assert not settings_warnings(ExportOptions())
+    assert "below 90" in settings_warnings(ExportOptions(quality=80))[0]
+    assert "lossless" in settings_warnings(ExportOptions(format="WEBP"))[0]
+
+
+def test_exif_and_icc_kept_gps_and_all_stripped(tmp_path: Path) -> None:
+    source = samples.gps_jpeg(tmp_path / "gps.jpg")
+    kept = _written(source)
+    with Image.open(kept) as image:
+        exif = image.getexif()
+        assert exif[0x010F] == "TestCam" and exif.get_ifd(0x8825)[1] == "N"
+    (tmp_path / "gps").mkdir()
+    gps_only = ExportOptions(strip_metadata="gps")
+    no_gps = _written(source.rename(tmp_path / "gps" / "gps.jpg"), gps_only)
+    with Image.open(no_gps) as image:
+        exif = image.getexif()
+        assert exif[0x010F] == "TestCam" and not exif.get_ifd(0x8825)
+    (tmp_path / "all").mkdir()
+    bare = _written(no_gps.rename(tmp_path / "all" / "x.jpg"), ExportOptions(strip_metadata="all"))
+    with Image.open(bare) as image:
+        assert not image.getexif()
+
+
+def test_icc_profile_is_copied(tmp_path: Path) -> None:
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    source = samples.photo(tmp_path / "icc.png", fmt="PNG", icc_profile=icc)
+    with Image.open(_written(source, ExportOptions(format="JPEG"))) as image:
+        assert image.info.get("icc_profile") == icc
+
+
+def test_malformed_exif_export_succeeds(tmp_path: Path) -> None:
+    out = _written(samples.malformed_exif_jpeg(tmp_path / "bad.jpg"))
+    with Image.open(out) as image:
+        image.load()
+        assert image.size == (24, 16)
+
+
+def test_alpha_kept_in_png_flattened_in_jpeg(tmp_path: Path) -> None:
+    source = samples.rgba(tmp_path / "rgba.png")
+    decoded = read_image(source)
+    png = prepare(decoded, decoded.image, "PNG", ExportOptions())
+    assert png.image.mode == "RGBA" and not png.notes
+    jpeg = prepare(decoded, decoded.image, "JPEG", ExportOptions(format="JPEG"))
+    assert jpeg.image.mode == "RGB"
+    assert any("transparency flattened" in n for n in jpeg.notes)
+    webp = prepare(decoded, decoded.image, "WEBP", ExportOptions(format="WEBP", quality=100))
+    assert webp.image.mode == "RGBA" and webp.params["lossless"]
+
+
+def test_atomic_save_never_clobbers_unless_asked(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "er" / "x.protected.png"
+    size = atomic_save(_encoded(colour=10), target)
+    assert size == target.stat().st_size
+    with pytest.raises(OutputExistsError):
+        atomic_save(_encoded(colour=200), target)
+    assert Image.open(target).getpixel((0, 0)) == (10, 10, 10)
+    atomic_save(_encoded(colour=200), target, replace=True)
+    assert Image.open(target).getpixel((0, 0)) == (200, 200, 200)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["x.protected.png"]  # no temps
+    mode = stat.S_IMODE(target.stat().st_mode)
+    assert mode == 0o666 & ~_umask()  # not mkstemp's private 0600
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def test_no_hard_links_falls_back_to_checked_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(*_args: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    target = tmp_path / "x.protected.png"
+    atomic_save(_encoded(), target)
+    with pytest.raises(OutputExistsError):
+        atomic_save(_encoded(), target)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.protected.png"]
+
+
+def test_disk_full_removes_temp_and_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "x.protected.png"
+    atomic_save(_encoded(colour=10), target)
+    before = target.read_bytes()
+
+    def full(encoded: Encoded, handle: object) -> None:
+        handle.write(b"partial data")  # type: ignore[attr-defined]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export, "write_image", full)
+    with pytest.raises(DiskFullError, match=r"disk is full: x\.protected\.png") as info:
+        atomic_save(_encoded(colour=99), target, replace=True)
+    assert "Free some space" in (info.value.hint or "")
+    assert target.read_bytes() == before  # the earlier output is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["x.protected.png"]
+
+
+def test_permission_errors_name_file_and_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(export.tempfile, "mkstemp", denied)
+    with pytest.raises(OutputPermissionError, match=r"Cannot write a\.protected\.png") as info:
+        atomic_save(_encoded(), tmp_path / "a.protected.png")
+    assert "output folder you can write to" in (info.value.hint or "")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permissions")
+def test_read_only_folder_really_refuses(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(OutputPermissionError, match="read-only"):
+            atomic_save(_encoded(), folder / "a.protected.png")
+    finally:
+        folder.chmod(0o755)
+
+
+def test_stale_temps_are_cleaned(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    stale = tmp_path / "sub" / f".a.protected.jpg.x1y2{export.TEMP_SUFFIX}"
+    stale.write_bytes(b"half a photo")
+    keep = samples.photo(tmp_path / "sub" / "a.protected.jpg")
+    assert clean_stale_temps(tmp_path) == [stale]
+    assert not stale.exists() and keep.exists()
+
+
+def test_sixteen_bit_roundtrip_keeps_range(tmp_path: Path) -> None:
+    values = np.array([[0, 40000, 65535]], dtype=np.uint16)
+    out = _written(samples.png16(tmp_path / "g16.png", values))
+    assert np.asarray(Image.open(out))[0, :, 0].tolist() == [0, 156, 255]

@@ -1,16 +1,250 @@
-"""`spdesk models` (placeholder until its issue lands; replaced by the module's real code)."""
+"""``spdesk models``: what is installed, download, verify, remove, import, move the store.
+
+Every action is one call on :class:`spdesk.core.models.store.ModelStore`, the same the app's
+model manager makes; ``--json`` prints one machine-readable object on stdout, progress goes to
+stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
+from pathlib import Path
 from typing import Any
+
+from spdesk.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    ProgressPrinter,
+    cancel_on_sigint,
+    format_duration,
+    print_json,
+)
+
+FEATURE_CHOICES = ("train", "preview", "inpaint", "taesd")
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("models", help="(not yet available)")
-    parser.set_defaults(func=_run)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "models",
+        help="download, check and manage the Stable Diffusion weights",
+        description=(
+            "Models spdesk uses: 'train' (SD 1.5 VAE, ~170 MB) for protecting and training, "
+            "'preview' (~2.1 GB) for the img2img preview, 'inpaint' for the inpainting preview, "
+            "'taesd' for the fast tiny encoder. Downloaded once, verified, then used offline."
+        ),
+    )
+    actions = parser.add_subparsers(dest="models_action", metavar="ACTION", required=True)
+
+    status = actions.add_parser("status", help="what is installed, where, sizes, verified")
+    _json_flag(status)
+    status.set_defaults(func=run_status)
+
+    download = actions.add_parser("download", help="fetch what a feature needs (resumable)")
+    download.add_argument("--for", dest="feature", choices=FEATURE_CHOICES, default="train")
+    download.add_argument("--quiet", action="store_true", help="no progress lines")
+    _json_flag(download)
+    download.set_defaults(func=run_download)
+
+    verify = actions.add_parser("verify", help="re-hash installed files (damaged ones deleted)")
+    verify.add_argument("--for", dest="feature", choices=FEATURE_CHOICES, default=None)
+    _json_flag(verify)
+    verify.set_defaults(func=run_verify)
+
+    remove = actions.add_parser("remove", help="delete downloaded or imported models")
+    which = remove.add_mutually_exclusive_group(required=True)
+    which.add_argument("--for", dest="feature", choices=FEATURE_CHOICES)
+    which.add_argument("--imported", metavar="NAME", help="an imported model (see status)")
+    which.add_argument("--all", action="store_true", help="the whole store folder")
+    _json_flag(remove)
+    remove.set_defaults(func=run_remove)
+
+    importer = actions.add_parser(
+        "import", help="use a local diffusers folder or SD 1.5 .safetensors checkpoint"
+    )
+    importer.add_argument("path", metavar="PATH", type=Path)
+    importer.add_argument("--name", default=None, help="name in the store (default: from PATH)")
+    _json_flag(importer)
+    importer.set_defaults(func=run_import)
+
+    move = actions.add_parser("move", help="move the store to another folder (saved)")
+    move.add_argument("folder", metavar="FOLDER", type=Path)
+    _json_flag(move)
+    move.set_defaults(func=run_move)
 
 
-def _run(_args: argparse.Namespace) -> int:
-    print("spdesk models is not available in this build yet.")
-    return 2
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _store() -> Any:
+    from spdesk.core.models.store import ModelStore
+
+    return ModelStore()
+
+
+def _size(n: float) -> str:
+    from spdesk.core.models.hub import human_size
+
+    return human_size(int(n))
+
+
+# --- status ---------------------------------------------------------------------------------------
+def run_status(args: argparse.Namespace) -> int:
+    from spdesk.core.models.store import read_manifest
+
+    store = _store()
+    rows = store.status()
+    imported = [
+        {"name": f.name, "folder": str(f), **read_manifest(f)} for f in store.imported_folders()
+    ]
+    for item in imported:
+        item.pop("files", None)
+        item.pop("features", None)
+    if args.json:
+        features = [dataclasses.asdict(r) for r in rows]
+        print_json({"root": str(store.root), "features": features, "imported": imported})
+        return EXIT_OK
+    print(f"Model folder: {store.root}")
+    for r in rows:
+        if r.present:
+            state = f"{_size(r.size_bytes)}, {r.origin}{', verified' if r.verified else ''}"
+            print(f"  {r.feature:8} installed ({state})  {r.folder}")
+        elif r.partial_bytes:
+            print(
+                f"  {r.feature:8} partly downloaded ({_size(r.partial_bytes)}); run: "
+                f"spdesk models download --for {r.feature}"
+            )
+        else:
+            print(f"  {r.feature:8} not installed; run: spdesk models download --for {r.feature}")
+    for item in imported:
+        provides = ", ".join(item.get("provides", []))
+        print(f"  imported {item['name']} ({provides}) from {item.get('origin', '?')}")
+    return EXIT_OK
+
+
+# --- download -------------------------------------------------------------------------------------
+class _DownloadPrinter:
+    """Turns the store's download events into terminal lines."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.bar = ProgressPrinter(quiet=quiet)
+
+    def __call__(self, event: Any) -> None:
+        from spdesk.core.models import hub
+
+        if isinstance(event, hub.DownloadPlanned):
+            self.bar.line(
+                f"{event.repo_id}@{event.revision[:12]}: {event.files} files, "
+                f"{_size(event.to_fetch_bytes)} to fetch of {_size(event.total_bytes)}, "
+                f"{_size(event.free_bytes)} free; into {event.target}"
+            )
+        elif isinstance(event, hub.DownloadProgress):
+            label = (
+                f"{Path(event.file).name} {_size(event.done)}/{_size(event.total)} "
+                f"{_size(event.speed_bps)}/s"
+            )
+            self.bar.update(label, event.done, event.total, event.eta_s)
+        elif isinstance(event, hub.FileRejected):
+            again = "fetching it again" if event.retrying else "giving up"
+            self.bar.line(f"{event.file}: {event.algorithm} mismatch, {again}")
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from spdesk.core.models import hub
+
+    store = _store()
+    events: list[Any] = []
+    printer = _DownloadPrinter(quiet=args.quiet or args.json)
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, hub.DownloadFinished | hub.DownloadPlanned):
+            events.append(event)
+        printer(event)
+
+    try:
+        folder = store.download(args.feature, on_event, cancel_on_sigint())
+    finally:
+        printer.bar.close()
+    finished = next((e for e in events if isinstance(e, hub.DownloadFinished)), None)
+    summary = {
+        "feature": args.feature,
+        "folder": str(folder),
+        "already_installed": finished is None,
+        "total_bytes": finished.total_bytes if finished else None,
+        "fetched_bytes": finished.fetched_bytes if finished else 0,
+        "elapsed_s": round(finished.elapsed_s, 2) if finished else 0.0,
+    }
+    if args.json:
+        print_json(summary)
+    elif finished is None:
+        print(f"Already installed: {folder}")
+    else:
+        print(
+            f"Installed and verified in {folder} (fetched {_size(finished.fetched_bytes)} "
+            f"in {format_duration(finished.elapsed_s)})."
+        )
+    return EXIT_OK
+
+
+# --- verify / remove / import / move ---------------------------------------------------------
+def run_verify(args: argparse.Namespace) -> int:
+    store = _store()
+    installed = [s.feature for s in store.status() if s.present]
+    features = [args.feature] if args.feature else installed
+    results = [store.verify(f) for f in features]
+    ok = all(r.ok for r in results)
+    if args.json:
+        rows = [{**dataclasses.asdict(r), "ok": r.ok} for r in results]
+        print_json({"ok": ok, "results": rows})
+    elif not results:
+        print("Nothing installed to verify.")
+    for r in results if not args.json else []:
+        if r.ok:
+            print(f"{r.feature}: {r.checked_files} files verified in {r.folder}")
+        else:
+            print(f"{r.feature}: " + "; ".join(r.problems), file=sys.stderr)
+            print(f"  run: spdesk models download --for {r.feature}", file=sys.stderr)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    store = _store()
+    if args.all:
+        what, freed = f"everything in {store.root}", store.remove()
+    elif args.imported:
+        what, freed = f"imported model {args.imported}", store.remove_imported(args.imported)
+    else:
+        what, freed = f"the {args.feature} model files", store.remove(args.feature)
+    if args.json:
+        print_json({"removed": what, "freed_bytes": freed})
+    else:
+        print(f"Removed {what}: {_size(freed)} freed.")
+    return EXIT_OK
+
+
+def run_import(args: argparse.Namespace) -> int:
+    store = _store()
+    if not args.json:
+        print(f"Checking and copying {args.path} ...", file=sys.stderr)
+    result = store.import_path(args.path, name=args.name)
+    if args.json:
+        print_json(dataclasses.asdict(result))
+    else:
+        print(
+            f"Imported {result.name} ({result.kind}, {_size(result.size_bytes)}) into "
+            f"{result.folder}; provides: {', '.join(result.provides)}."
+        )
+    return EXIT_OK
+
+
+def run_move(args: argparse.Namespace) -> int:
+    store = _store()
+    old = store.root
+    new = store.relocate(args.folder)
+    if args.json:
+        print_json({"from": str(old), "to": str(new)})
+    else:
+        print(f"Model folder moved from {old} to {new}.")
+    return EXIT_OK

@@ -1,0 +1,110 @@
+"""``spdesk models`` end to end against the local hub server; plain errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hub_server import HubServer, tiny_sd_repo_files
+from tiny_sd import save_tiny_vae
+
+from spdesk.cli import main
+from spdesk.cli.common import EXIT_ERROR, EXIT_FAILED, EXIT_OK
+from spdesk.core.models import sources
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
+    with HubServer() as server:
+        server.add_repo(sources.SD15_REPO, sources.SD15_REVISION, tiny_sd_repo_files())
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        yield server
+
+
+def test_status_download_verify_remove(hub: HubServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "status", "--json"]) == EXIT_OK
+    status = json.loads(capsys.readouterr().out)
+    assert [f["present"] for f in status["features"]] == [False] * 4
+    assert main(["models", "status"]) == EXIT_OK
+    assert "not installed; run: spdesk models download --for train" in capsys.readouterr().out
+
+    assert main(["models", "download", "--for", "train"]) == EXIT_OK
+    out, err = capsys.readouterr()
+    assert "2 files" in err and "to fetch" in err and "diffusion_pytorch_model.fp16" in err
+    assert "100.0%" in err  # the last progress line
+    assert out.startswith("Installed and verified in ")
+
+    assert main(["models", "download", "--for", "train", "--json"]) == EXIT_OK
+    again = json.loads(capsys.readouterr().out)
+    assert again["already_installed"] and again["fetched_bytes"] == 0
+
+    assert main(["models", "verify", "--json"]) == EXIT_OK
+    verified = json.loads(capsys.readouterr().out)
+    assert verified["ok"] and [r["feature"] for r in verified["results"]] == ["train"]
+
+    folder = Path(again["folder"])
+    weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"!")
+    assert main(["models", "verify", "--for", "train"]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "does not match its sha256" in err and "spdesk models download --for train" in err
+
+    assert main(["models", "download", "--for", "train", "--json"]) == EXIT_OK
+    refetched = json.loads(capsys.readouterr().out)
+    assert refetched["fetched_bytes"] == weights.stat().st_size  # only the damaged file
+
+    assert main(["models", "remove", "--for", "train", "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["freed_bytes"] > 0
+    assert main(["models", "status", "--json"]) == EXIT_OK
+    assert not json.loads(capsys.readouterr().out)["features"][0]["present"]
+
+
+def test_download_errors_are_plain_messages(
+    hub: HubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.set_file(sources.SD15_REPO, sources.SD15_REVISION, "vae/config.json", b'{"_class')
+    assert main(["models", "download"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "\nspdesk: vae/config.json in " in err
+    assert "is not valid JSON (truncated or damaged)" in err
+    assert "Traceback" not in err
+
+
+def test_missing_model_message_names_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    argv = ["train", str(photos), "--out", str(tmp_path / "p.safetensors"), "--encoder", "sd15"]
+    assert main([*argv, "--steps", "1"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "spdesk models download --for train" in err
+
+
+def test_import_move_and_remove_imported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vae = save_tiny_vae(tmp_path / "my-vae")
+    assert main(["models", "import", str(vae), "--json"]) == EXIT_OK
+    result = json.loads(capsys.readouterr().out)
+    assert result["name"] == "my-vae" and result["provides"] == ["train"]
+    assert main(["models", "status", "--json"]) == EXIT_OK
+    status = json.loads(capsys.readouterr().out)
+    train = status["features"][0]
+    assert train["present"] and train["origin"] == "imported" and train["verified"]
+    assert [i["name"] for i in status["imported"]] == ["my-vae"]
+
+    assert main(["models", "move", str(tmp_path / "moved"), "--json"]) == EXIT_OK
+    moved = json.loads(capsys.readouterr().out)
+    assert moved["to"] == str((tmp_path / "moved").resolve())
+    assert main(["models", "status", "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["features"][0]["folder"].startswith(moved["to"])
+
+    assert main(["models", "import", str(vae)]) == EXIT_ERROR
+    assert "already imported" in capsys.readouterr().err
+    assert main(["models", "remove", "--imported", "my-vae"]) == EXIT_OK
+    assert "freed" in capsys.readouterr().out
+    assert main(["models", "import", str(tmp_path / "nowhere")]) == EXIT_ERROR
+    assert "does not exist" in capsys.readouterr().err

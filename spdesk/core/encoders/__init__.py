@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spdesk.core.encoders.base import Encoder, LatentDist
-from spdesk.core.errors import EncoderError, ModelMissingError
+from spdesk.core.errors import EncoderError
 
 if TYPE_CHECKING:
     import torch
@@ -22,14 +22,9 @@ STORE_SPECS = ("sd15",)
 
 
 def _store_folder() -> Path:
-    try:
-        from spdesk.core.models.store import ModelStore
-    except ImportError as error:
-        raise ModelMissingError(
-            "The Stable Diffusion 1.5 VAE is not installed.",
-            hint="Run: spdesk models download --for train",
-        ) from error
-    return Path(ModelStore().require("train"))
+    from spdesk.core.models.store import encoder_folder
+
+    return encoder_folder("sd15")  # ModelMissingError names `spdesk models download --for train`
 
 
 def _load_one(spec: str, device: torch.device) -> Encoder:

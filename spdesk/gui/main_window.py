@@ -160,7 +160,7 @@ class MainWindow(QMainWindow):
 
         self.add_files_action = action("Add photos…", QKeySequence.StandardKey.Open, self.add_files)
         self.add_folder_action = action("Add folder…", "Ctrl+Shift+O", self.add_folder)
-        self.start_action = action("Protect photos", "Ctrl+Return", self.start_job)
+        self.start_action = action("Protect photos", "Ctrl+Return", lambda: self.start_job())
         self.cancel_action = action("Cancel", "Esc", self.cancel_job)
         self.remove_action = action(
             "Remove selected", QKeySequence.StandardKey.Delete, self.queue.remove_selected
@@ -207,7 +207,7 @@ class MainWindow(QMainWindow):
         self.drop_zone.add_files_clicked.connect(self.add_files)
         self.drop_zone.add_folder_clicked.connect(self.add_folder)
         self.clear_button.clicked.connect(self.clear_queue)
-        self.start_button.clicked.connect(self.start_job)
+        self.start_button.clicked.connect(lambda: self.start_job())
         self.cancel_button.clicked.connect(self.cancel_job)
         self.open_output_button.clicked.connect(self.open_output)
         self.queue.retry_requested.connect(self.retry)
@@ -304,39 +304,40 @@ class MainWindow(QMainWindow):
         chosen = self.options_panel.output_edit.text().strip()
         return Path(chosen) if chosen else protect_bridge.default_output_root(self.queue.paths())
 
-    def start_job(self, paths: list[Path] | None = None) -> bool:
-        """Protect ``paths`` (default: all not yet done); True when the job started."""
+    def start_job(self) -> bool:
+        """Protect every queued photo not yet done; True when the job started.
+
+        The job always gets the whole queue, so outputs mirror the same folder structure on every
+        run; photos finished earlier are recognised by the output folder's manifest and skipped.
+        """
         if self.job_runner.running:
             return False
-        if paths is None:
-            paths = [
-                r.path
-                for r in self.queue.rows()
-                if r.status not in (RowStatus.DONE, RowStatus.SKIPPED)
-            ]
-        if not paths:
-            self.statusBar().showMessage("Nothing to protect: add photos first.", 5000)
+        queued = self.queue.paths()
+        todo = [r.path for r in self.queue.rows() if r.status is not RowStatus.DONE]
+        if not todo:
+            message = "Nothing to protect: add photos first." if not queued else "All done."
+            self.statusBar().showMessage(message, 5000)
             return False
-        options = self.current_options()
         if self.options_panel.perturbation() is None:
             self.show_error("Choose a perturbation first (import one or train your own).")
             return False
+        options = self.current_options()
         self._output_root = self.output_root()
-        self._job_paths = list(paths)
+        self._job_paths = todo
         self._job_started = time.monotonic()
         self._last_error = ""
-        for path in paths:
+        for path in todo:
             self.queue.set_status(path, RowStatus.WAITING)
         self.summary.hide()
         self.overall_bar.setValue(0)
-        self.progress_label.setText(f"Starting: {len(paths)} photo(s)…")
-        task = protect_bridge.protect_task(paths, self._output_root, options)
-        self.job_runner.start(task)
+        self.progress_label.setText(f"Starting: {len(todo)} photo(s)…")
+        self.job_runner.start(protect_bridge.protect_task(queued, self._output_root, options))
         self._update_controls()
         return True
 
-    def retry(self, path: Path) -> None:
-        self.start_job([path])
+    def retry(self, _path: Path) -> None:
+        """Run the job again: the failed photo is retried, finished ones are skipped."""
+        self.start_job()
 
     def cancel_job(self) -> None:
         if self.job_runner.running:

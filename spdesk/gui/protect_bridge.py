@@ -31,24 +31,9 @@ class RowUpdate:
 
 def expand_inputs(paths: list[Path]) -> list[Path]:
     """The photos a job would protect for ``paths`` (files and folders), in job order."""
-    try:
-        from spdesk.core.jobs import discover_inputs
-    except ImportError:  # the jobs module has not landed yet: list by extension
-        return _walk_by_suffix(paths)
+    from spdesk.core.jobs import discover_inputs
+
     return [Path(p) for p in discover_inputs(paths)]
-
-
-_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".heif"}
-
-
-def _walk_by_suffix(paths: list[Path]) -> list[Path]:
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in _SUFFIXES))
-        elif path.is_file():
-            found.append(path)
-    return found
 
 
 def default_output_root(photos: list[Path]) -> Path:
@@ -114,9 +99,15 @@ def interpret(event: Event) -> RowUpdate | None:
         output = getattr(event, "output", None)
         return RowUpdate(path, RowStatus.DONE, 1.0, output=Path(output) if output else None)
     if kind == "FileSkipped":
-        return RowUpdate(path, RowStatus.SKIPPED, reason=str(getattr(event, "reason", "")))
+        reason = str(getattr(event, "reason", ""))
+        output = getattr(event, "output", None)
+        if reason.startswith("already protected"):  # a re-run: the manifest says it is done
+            return RowUpdate(path, RowStatus.DONE, 1.0, reason, Path(output) if output else None)
+        return RowUpdate(path, RowStatus.SKIPPED, reason=reason)
     if kind == "FileFailed":
-        return RowUpdate(path, RowStatus.FAILED, reason=str(getattr(event, "reason", "")))
+        hint = str(getattr(event, "hint", "") or "")
+        reason = str(getattr(event, "reason", ""))
+        return RowUpdate(path, RowStatus.FAILED, reason=f"{reason} {hint}".strip())
     return None
 
 

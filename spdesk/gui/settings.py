@@ -52,7 +52,7 @@ class ProtectOptions:
     mode: str = "universal"
     finetune_steps: int = 50
     output_dir: str = ""
-    suffix: str = "_protected"
+    suffix: str = ".protected"
     collision: str = "suffix"
     format: str = "same"
     quality: int = 95

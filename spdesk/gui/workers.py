@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from spdesk.core.errors import Cancelled, SpdeskError
 from spdesk.core.events import CancelToken, Event
@@ -94,7 +94,9 @@ class TaskRunner(QObject):
         worker.succeeded.connect(self.succeeded)
         worker.failed.connect(self.failed)
         worker.cancelled.connect(self.cancelled)
-        worker.done.connect(thread.quit)
+        # Direct: quit() is thread-safe, and a queued call would never run while stop() blocks
+        # the GUI thread in wait().
+        worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         thread.started.connect(worker.run)
         thread.finished.connect(self._on_thread_finished)
         self._thread, self._worker = thread, worker

@@ -1,0 +1,201 @@
+"""The main window's protect flow with the real job runner: drop, protect, cancel, retry, close."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QMessageBox
+from pytestqt.qtbot import QtBot
+
+from spdesk.core.events import CancelToken, Event
+from spdesk.core.manifest import MANIFEST_NAME
+from spdesk.core.perturbation import library_path_for, save_perturbation
+from spdesk.gui import protect_bridge
+from spdesk.gui.main_window import MainWindow
+from spdesk.gui.settings import open_settings
+from spdesk.gui.widgets.queue import RowStatus
+
+
+def _photos(folder: Path, count: int) -> Path:
+    rng = np.random.default_rng(0)
+    (folder / "sub").mkdir(parents=True)
+    for i in range(count):
+        pixels = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        where = folder / "sub" if i % 2 else folder
+        suffix = ".jpg" if i % 3 == 0 else ".png"
+        Image.fromarray(pixels).save(where / f"photo{i}{suffix}")
+    return folder
+
+
+@pytest.fixture
+def perturbation() -> Path:
+    rng = np.random.default_rng(1)
+    delta = rng.choice([-1.0, 1.0], size=(3, 64, 64)).astype(np.float32) * 8 / 255
+    return save_perturbation(library_path_for("test pattern"), delta, eps=8)
+
+
+@pytest.fixture
+def window(qtbot: QtBot, perturbation: Path, tmp_path: Path) -> MainWindow:
+    win = MainWindow(open_settings())
+    qtbot.addWidget(win)
+    win.options_panel.refresh_perturbations(select=str(perturbation))
+    win.options_panel.output_edit.setText(str(tmp_path / "out"))
+    win.show()
+    return win
+
+
+def _drop(window: MainWindow, folder: Path) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    event = QDropEvent(
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    window.drop_zone.dropEvent(event)
+
+
+def _pausing_task(pause_after: int) -> Callable[..., Any]:
+    """protect_task whose job pauses itself after ``pause_after`` finished photos (a slow job)."""
+    real = protect_bridge.protect_task
+
+    def make(*args: Any) -> Any:
+        task = real(*args)
+
+        def run(on_event: Callable[[Event], None], cancel: CancelToken) -> Any:
+            done = [0]
+
+            def sink(event: Event) -> None:
+                on_event(event)
+                if type(event).__name__ == "FileDone":
+                    done[0] += 1
+                    if done[0] == pause_after:
+                        cancel.pause()
+
+            return task(sink, cancel)
+
+        return run
+
+    return make
+
+
+def test_drop_a_folder_and_protect_it(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, originals_guard: list[Path]
+) -> None:
+    photos = _photos(tmp_path / "photos", 5)
+    originals_guard.append(photos)
+    _drop(window, photos)
+    assert len(window.queue.paths()) == 5
+    assert window.start_button.isEnabled()
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.start_button.click()
+    rows = window.queue.rows()
+    assert [r.status for r in rows] == [RowStatus.DONE] * 5, [r.reason for r in rows]
+    for row in rows:
+        assert row.output is not None and row.output.is_file()
+        assert tmp_path / "out" in row.output.parents
+        with Image.open(row.output) as image:
+            assert image.convert("RGB").size == (64, 48)
+            changed = np.asarray(image.convert("RGB")) != np.asarray(
+                Image.open(row.path).convert("RGB")
+            )
+            assert changed.any()
+    assert (tmp_path / "out" / "sub").is_dir(), "the folder structure is mirrored"
+    assert window.summary.isVisibleTo(window)
+    assert "5 protected" in window.summary_label.text()
+
+
+def test_cancel_mid_job_leaves_no_partial_file(
+    qtbot: QtBot,
+    window: MainWindow,
+    tmp_path: Path,
+    originals_guard: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    photos = _photos(tmp_path / "photos", 6)
+    originals_guard.append(photos)
+    monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(2))
+    window.add_paths([photos])
+    window.start_job()
+    qtbot.waitUntil(lambda: window.queue.count_by_status()[RowStatus.DONE] == 2, timeout=30_000)
+    assert window.cancel_button.isEnabled()
+    with qtbot.waitSignal(window.job_runner.finished, timeout=10_000):
+        window.cancel_button.click()
+    counts = window.queue.count_by_status()
+    assert counts[RowStatus.DONE] == 2
+    assert counts[RowStatus.CANCELLED] == 4
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    outputs = [p for p in files if p.name != MANIFEST_NAME]
+    assert len(outputs) == 2, f"only the two finished photos, no partial file: {outputs}"
+    for output in outputs:
+        Image.open(output).verify()
+    assert "Cancelled" in window.progress_label.text()
+    # Protect again: the two finished photos are recognised, the other four get done.
+    monkeypatch.undo()
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        assert window.start_job()
+    assert window.queue.count_by_status()[RowStatus.DONE] == 6
+
+
+def test_retry_a_failed_row(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(QMessageBox, "warning", lambda *_a: None)
+    photos = _photos(tmp_path / "photos", 2)
+    broken = photos / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" + bytes(200))
+    window.add_paths([photos / "photo0.jpg", broken])
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.start_job()
+    row = window.queue.row_for(broken)
+    assert row is not None and row.status is RowStatus.FAILED
+    assert row.reason and "Traceback" not in row.reason
+    assert window.queue.retry_button(broken).isVisibleTo(window.queue)
+    Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(broken, format="JPEG")
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.queue.retry_button(broken).click()
+    assert window.queue.row_for(broken).status is RowStatus.DONE  # type: ignore[union-attr]
+    assert window.queue.row_for(photos / "photo0.jpg").status is RowStatus.DONE  # type: ignore[union-attr]
+    assert not window.queue.retry_button(broken).isVisibleTo(window.queue)
+
+
+def test_close_during_a_job_asks_then_stops_the_worker(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(1))
+    window.add_paths([_photos(tmp_path / "photos", 4)])
+    window.start_job()
+    qtbot.waitUntil(lambda: window.queue.count_by_status()[RowStatus.DONE] == 1, timeout=30_000)
+    answers = iter([False, True])
+    monkeypatch.setattr(window, "ask", lambda *_a: next(answers))
+    assert not window.close(), "saying no keeps the window and the job"
+    assert window.job_runner.running
+    assert window.close()
+    assert not window.job_runner.running
+
+
+def test_settings_survive_a_restart(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
+    window.options_panel.strength_spin.setValue(16)
+    window.options_panel.format_combo.setCurrentIndex(
+        window.options_panel.format_combo.findData("png")
+    )
+    window.resize(960, 640)
+    window.close()
+    again = MainWindow(open_settings())
+    qtbot.addWidget(again)
+    options = again.current_options()
+    assert options.strength == 16
+    assert options.format == "png"
+    assert options.output_dir == str(tmp_path / "out")
+    assert options.perturbation.endswith("test pattern.safetensors")
+    # The offscreen screen is 800 px wide, so restoring clamps the width; the height survives.
+    assert again.height() == 640

@@ -6,15 +6,17 @@ later, inside worker threads, so the window appears in about a second on a cold 
 
 from __future__ import annotations
 
+import logging
 import sys
 from importlib import resources
+from types import TracebackType
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from spdesk import __version__
-from spdesk.core.logs import setup_logging
+from spdesk.core.logs import log_file, setup_logging
 
 
 def app_icon() -> QIcon:
@@ -44,9 +46,25 @@ def create_app(argv: list[str] | None = None) -> QApplication:
     return app
 
 
+def report_unexpected(
+    kind: type[BaseException], error: BaseException, tb: TracebackType | None
+) -> None:
+    """Last resort for a bug on the GUI thread: traceback to the log, plain words to the user."""
+    logging.getLogger("spdesk.gui").error("unexpected error", exc_info=(kind, error, tb))
+    if QApplication.instance() is not None:
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.warning(
+            None,
+            "spdesk",
+            f"Something went wrong: {error}\nDetails are in the log file: {log_file()}",
+        )
+
+
 def main() -> int:
     """Open the main window and run the event loop; returns the exit status."""
     setup_logging()
+    sys.excepthook = report_unexpected
     app = create_app()
     from spdesk.gui.main_window import MainWindow
     from spdesk.gui.settings import open_settings

@@ -472,7 +472,7 @@ class MainWindow(QMainWindow):
     def open_about(self) -> None:
         from spdesk.gui.about import AboutDialog
 
-        AboutDialog(self).exec()
+        AboutDialog(self, device=str(self.device_combo.currentData())).exec()
 
     # --- messages and closing -------------------------------------------------------------------
     def show_error(self, text: str) -> None:

@@ -1,0 +1,156 @@
+"""About and diagnostics: versions, where files live, what computes; copyable for bug reports.
+
+Library versions come from the installed package metadata, so nothing heavy is imported here;
+the device description (which imports torch) is computed in a worker.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+from PySide6 import __version__ as pyside_version
+from PySide6.QtCore import Qt, QUrl, qVersion
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import (
+    QDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from spdesk import __version__
+from spdesk.core import paths
+from spdesk.core.logs import log_file
+from spdesk.gui import protect_bridge
+from spdesk.gui.settings import settings_path
+from spdesk.gui.workers import TaskRunner
+
+PACKAGES = ("torch", "diffusers", "transformers", "huggingface_hub", "numpy", "Pillow")
+
+
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def versions() -> list[tuple[str, str]]:
+    rows = [
+        ("spdesk", __version__),
+        ("Python", f"{platform.python_version()} ({platform.python_implementation()})"),
+        ("Qt", f"{qVersion()} (PySide6 {pyside_version})"),
+        ("System", f"{platform.system()} {platform.release()} {platform.machine()}"),
+    ]
+    return rows + [(name, package_version(name)) for name in PACKAGES]
+
+
+def models_folder() -> str:
+    try:
+        from spdesk.core.models.settings import load_settings
+
+        return str(load_settings().root())
+    except Exception:  # an unreadable settings file must not break the About box
+        return str(paths.models_dir())
+
+
+def locations() -> list[tuple[str, str]]:
+    return [
+        ("Models", models_folder()),
+        ("Your perturbations", str(paths.library_dir())),
+        ("Settings", str(settings_path())),
+        ("Log file", log_file()),
+        ("Cache", str(paths.cache_dir())),
+    ]
+
+
+class AboutDialog(QDialog):
+    def __init__(self, parent: QWidget | None = None, device: str = "auto") -> None:
+        super().__init__(parent)
+        self.setWindowTitle("About spdesk")
+        self.setMinimumWidth(620)
+        self.runner = TaskRunner(self)
+        title = QLabel(f"spdesk {__version__}")
+        title.setObjectName("SectionTitle")
+        blurb = QLabel(
+            "Protects your photos from AI edits with changes too small to see that break "
+            "Stable Diffusion's image editing."
+        )
+        blurb.setWordWrap(True)
+        blurb.setObjectName("Muted")
+        self.device_label = QLabel("detecting…")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(18, 16, 18, 14)
+        layout.addWidget(title)
+        layout.addWidget(blurb)
+        layout.addWidget(self._box("Versions", versions()))
+        layout.addWidget(self._box("Files", locations(), open_buttons=True))
+        device_box = QGroupBox("Computing")
+        device_form = QFormLayout(device_box)
+        device_form.addRow("Device", self.device_label)
+        layout.addWidget(device_box)
+        copy = QPushButton("Copy diagnostics")
+        copy.clicked.connect(self.copy_diagnostics)
+        close = QPushButton("Close")
+        close.setObjectName("Primary")
+        close.clicked.connect(self.accept)
+        row = QHBoxLayout()
+        row.addWidget(copy)
+        row.addStretch(1)
+        row.addWidget(close)
+        layout.addLayout(row)
+        self.runner.succeeded.connect(lambda text: self.device_label.setText(str(text)))
+        self.runner.failed.connect(lambda text: self.device_label.setText(text.splitlines()[0]))
+        self.runner.start(protect_bridge.device_task(device))
+
+    def _box(
+        self, title: str, rows: list[tuple[str, str]], open_buttons: bool = False
+    ) -> QGroupBox:
+        box = QGroupBox(title)
+        form = QFormLayout(box)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
+        for name, value in rows:
+            label = QLabel(value)
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            label.setWordWrap(True)
+            if not open_buttons:
+                form.addRow(name, label)
+                continue
+            show = QPushButton("Show")
+            show.setObjectName("Flat")
+            show.clicked.connect(_opener(Path(value)))
+            line = QHBoxLayout()
+            line.addWidget(label, 1)
+            line.addWidget(show)
+            form.addRow(name, line)
+        return box
+
+    def diagnostics(self) -> str:
+        lines = [f"{name}: {value}" for name, value in versions() + locations()]
+        lines.append(f"Device: {self.device_label.text()}")
+        lines.append(f"Executable: {sys.executable}")
+        return "\n".join(lines)
+
+    def copy_diagnostics(self) -> None:
+        QGuiApplication.clipboard().setText(self.diagnostics())
+
+    def done(self, result: int) -> None:
+        self.runner.stop(5_000)
+        super().done(result)
+
+
+def _opener(path: Path) -> Callable[[], None]:
+    def open_it() -> None:
+        folder = path if path.is_dir() else path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    return open_it

@@ -566,9 +566,11 @@ def _skip_folder(
         reason = "symbolic link loop (already walked)"
     elif folder != root and (folder.name.startswith(".") or folder.name.lower() in SYSTEM_FOLDERS):
         reason = "hidden or system folder"
-    elif _real(folder) in excluded:
+    elif folder != root and _real(folder) in excluded:
         reason = "the output folder of this job"
-    elif options.output_marker and (folder / options.output_marker).exists():
+    elif folder != root and options.output_marker and (folder / options.output_marker).exists():
+        # The folder the user named is walked even so (protecting in place); outputs in it
+        # are recognised by name.
         reason = "an spdesk output folder (holds protected copies)"
     visited.add((info.st_dev, info.st_ino))
     if reason:

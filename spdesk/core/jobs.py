@@ -35,6 +35,7 @@ from spdesk.core.errors import (
     ImageError,
     OutputError,
     OutputExistsError,
+    OutputPermissionError,
     PerturbationFileError,
 )
 from spdesk.core.events import CancelToken, Event, EventSink, ignore_events
@@ -44,6 +45,7 @@ from spdesk.core.export import (
     ExportOptions,
     atomic_save,
     clean_stale_temps,
+    output_error,
     output_format,
     output_name,
     output_name_pattern,
@@ -475,8 +477,7 @@ class ProtectJob:
 
 
 def _make_output_root(root: Path) -> None:
-    from spdesk.core.export import output_error
-
+    """Create the output folder, or say plainly why the job cannot write there."""
     try:
         root.mkdir(parents=True, exist_ok=True)
     except FileExistsError as error:
@@ -484,7 +485,11 @@ def _make_output_root(root: Path) -> None:
     except OSError as error:
         raise output_error(error, root / MANIFEST_NAME) from error
     if not os.access(root, os.W_OK):
-        raise output_error(PermissionError(13, "Permission denied"), root / MANIFEST_NAME)
+        raise OutputPermissionError(
+            f"Cannot write into the output folder {root}: it is read-only or you do not have "
+            "permission to write there.",
+            hint="Choose an output folder you can write to (spdesk protect --out FOLDER).",
+        )
 
 
 @dataclass

@@ -1,0 +1,543 @@
+"""The protect job: every bad input of issue 2, collisions, manifest, resume, cancel, disk full.
+
+Each test registers its input folder with ``originals_guard`` after creating it: the originals'
+bytes must be unchanged when the test ends.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from spdesk.core import export, jobs
+from spdesk.core.errors import ConfigError, OutputPermissionError, PerturbationFileError
+from spdesk.core.events import CancelToken, Event
+from spdesk.core.jobs import (
+    FileDone,
+    FileFailed,
+    FileProgress,
+    FileSkipped,
+    JobCancelled,
+    JobFinished,
+    JobReport,
+    JobStarted,
+    ProtectJob,
+    ProtectSettings,
+)
+from spdesk.core.manifest import MANIFEST_NAME, read_manifest
+from tests import protect_samples as samples
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> ProtectSettings:
+    folder = tmp_path / "perturbation"
+    folder.mkdir()
+    return ProtectSettings(perturbation=samples.perturbation_file(folder), working_size=16)
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    root = tmp_path / "in"
+    root.mkdir()
+    return root
+
+
+def _run(
+    sources: list[Path],
+    out: Path,
+    settings: ProtectSettings,
+    cancel: CancelToken | None = None,
+    hook: object = None,
+) -> tuple[JobReport, list[Event]]:
+    events: list[Event] = []
+
+    def on_event(event: Event) -> None:
+        events.append(event)
+        if callable(hook):
+            hook(event)
+
+    report = ProtectJob(sources, out, settings).run(on_event, cancel)
+    return report, events
+
+
+def _outputs(out: Path) -> list[str]:
+    return sorted(
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and p.name != MANIFEST_NAME
+    )
+
+
+def _decodes(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        image.load()
+        return image.copy()
+
+
+def _reasons(report: JobReport) -> dict[str, str]:
+    out = {e.source.name: e.reason for e in report.failed}
+    out.update({e.source.name: e.reason for e in report.skipped})
+    return out
+
+
+# --- a batch of everything -----------------------------------------------------------------------
+def test_batch_with_every_bad_input(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    good = samples.photo(inputs / "good.png")
+    samples.photo(inputs / "png_named.jpg", fmt="PNG")
+    (inputs / "empty.jpg").write_bytes(b"")
+    (inputs / "random.jpg").write_bytes(os.urandom(4096))
+    samples.truncated_jpeg(inputs / "half.jpg")
+    samples.png_bomb(inputs / "bomb.png")
+    Image.new("CMYK", (8, 8)).save(inputs / "cmyk.jpg")
+    samples.animated(inputs / "anim.gif", "GIF")
+    samples.animated(inputs / "anim.webp", "WEBP")
+    samples.photo(inputs / "one.png", 1, 1)
+    samples.photo(inputs / "wide.png", 10000, 8)
+    (inputs / ".DS_Store").write_bytes(os.urandom(64))
+    (inputs / "Thumbs.db").write_bytes(os.urandom(64))
+    (inputs / "good.xmp").write_text("<x:xmpmeta/>")
+    samples.photo(inputs / "earlier.protected.png")
+    originals_guard.append(inputs)
+    out = tmp_path / "out"
+    report, events = _run([inputs], out, settings)
+
+    failed = {e.source.name: e.reason for e in report.failed}
+    assert set(failed) == {"empty.jpg", "random.jpg", "half.jpg", "bomb.png", "cmyk.jpg",
+                           "anim.gif", "anim.webp"}  # fmt: skip
+    assert "empty" in failed["empty.jpg"] and "not a photo" in failed["random.jpg"]
+    assert "truncated" in failed["half.jpg"] and "too large" in failed["bomb.png"]
+    assert "3 frames" in failed["anim.gif"] and "3 frames" in failed["anim.webp"]
+    assert all(name in reason for name, reason in failed.items())  # each names its file
+    skipped = {e.source.name: e.reason for e in report.skipped}
+    assert set(skipped) == {".DS_Store", "Thumbs.db", "good.xmp", "earlier.protected.png"}
+    assert _outputs(out) == ["good.protected.png", "one.protected.png", "png_named.protected.png",
+                             "wide.protected.png"]  # fmt: skip
+    for name in _outputs(out):
+        _decodes(out / name)
+    protected = np.asarray(_decodes(out / "good.protected.png"), np.int16)
+    change = np.abs(protected - np.asarray(_decodes(good), np.int16))
+    assert 0 < change.max() <= samples.EPS
+    assert _decodes(out / "wide.protected.png").size == (10000, 8)
+    assert _decodes(out / "one.protected.png").size == (1, 1)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "JobStarted" and kinds[-1] == "JobFinished"
+    started = events[0]
+    assert isinstance(started, JobStarted) and started.total == 11 and started.skipped_inputs == 4
+    assert not report.ok
+    json.dumps(report.to_dict())  # JSON-able
+    assert "4 protected, 4 skipped, 7 failed" in report.text()
+
+
+def test_figures_and_progress_events(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    source = samples.photo(inputs / "a.png")
+    report, events = _run([source], tmp_path / "out", settings)
+    stages = [e.stage for e in events if isinstance(e, FileProgress)]
+    assert stages == ["reading", "protecting", "saving"]
+    done = next(e for e in events if isinstance(e, FileDone))
+    assert done.source == source and done.output == tmp_path / "out" / "a.protected.png"
+    assert done.psnr is not None and 25 < done.psnr < 60
+    assert 1 <= done.max_change <= samples.EPS
+    assert isinstance(events[-1], JobFinished) and events[-1].report is report
+    assert report.ok and report.to_dict()["counts"]["done"] == 1
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_orientation_upright_output(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, orientation: int
+) -> None:
+    source, upright = samples.oriented_jpeg(inputs / "o.jpg", orientation)
+    _run([source], tmp_path / "out", settings)
+    output = _decodes(tmp_path / "out" / "o.protected.jpg")
+    assert output.size == upright.size
+    assert output.getexif().get(0x0112) in (None, 1)
+    diff = np.abs(np.asarray(output, np.int16) - np.asarray(upright, np.int16))
+    assert diff.mean() < samples.EPS + 4
+
+
+def test_alpha_kept_in_png_outputs(tmp_path: Path, inputs: Path, settings: ProtectSettings) -> None:
+    sources = [
+        samples.palette_with_transparency(inputs / "p.png"),
+        samples.rgba(inputs / "rgba.png"),
+        samples.la(inputs / "la.png"),
+    ]
+    report, _ = _run(sources, tmp_path / "out", settings)
+    assert len(report.done) == 3
+    for source in sources:
+        output = _decodes(tmp_path / "out" / f"{source.stem}.protected.png")
+        assert output.mode == "RGBA"
+        expected = np.asarray(Image.open(source).convert("RGBA"))[..., 3]
+        assert np.array_equal(np.asarray(output)[..., 3], expected)
+
+
+def test_alpha_flattened_with_warning_in_jpeg(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    source = samples.rgba(inputs / "rgba.png")
+    jpeg = ProtectSettings(perturbation=settings.perturbation, format="jpeg")
+    report, _ = _run([source], tmp_path / "out", jpeg)
+    assert any("transparency flattened" in note for note in report.done[0].notes)
+    assert _decodes(tmp_path / "out" / "rgba.protected.jpg").mode == "RGB"
+
+
+def test_sixteen_bit_inputs_not_clipped(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    grey = np.tile(np.array([0, 20000, 40000, 65535], dtype=np.uint16), (8, 4))
+    rgb = np.dstack([grey, grey // 2, grey])
+    sources = [samples.png16(inputs / "g16.png", grey), samples.png16(inputs / "rgb48.png", rgb)]
+    report, _ = _run(sources, tmp_path / "out", settings)
+    assert all(any("8-bit" in n for n in e.notes) for e in report.done)
+    for source in sources:
+        output = np.asarray(_decodes(tmp_path / "out" / f"{source.stem}.protected.png"), np.int16)
+        assert abs(int(output[0, 2, 0]) - 156) <= samples.EPS  # 40000 -> 156, not 255
+
+
+def test_cmyk_with_profile_protected(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    if not samples.CMYK_PROFILE.is_file():
+        pytest.skip("no CMYK ICC profile on this system")
+    source = inputs / "cmyk.jpg"
+    profile = samples.CMYK_PROFILE.read_bytes()
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(source, "JPEG", icc_profile=profile)
+    report, _ = _run([source], tmp_path / "out", settings)
+    output = _decodes(report.done[0].output)
+    red, green, blue = output.getpixel((8, 8))  # type: ignore[misc]
+    assert output.mode == "RGB" and red > 170 and green < 100 and blue < 100
+
+
+def test_names_mirrored_and_visible_names_kept(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    names = ["🌅 sunset.png", "写真.png", unicodedata.normalize("NFD", "été.png"), "-dash.png",
+             "two  spaces .png"]  # fmt: skip
+    for name in names:
+        samples.photo(inputs / "deep" / name)
+    samples.photo(inputs / "top.jpg")
+    originals_guard.append(inputs)
+    report, _ = _run([inputs], tmp_path / "out", settings)
+    expected = sorted([f"deep/{Path(n).stem}.protected.png" for n in names] + ["top.protected.jpg"])
+    assert _outputs(tmp_path / "out") == expected
+    assert len(report.done) == 6
+
+
+def test_two_photos_with_one_output_name_both_kept(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    a = samples.photo(inputs / "IMG.jpg")
+    b = samples.photo(inputs / "IMG.png")
+    png = ProtectSettings(perturbation=settings.perturbation, format="png")
+    report, _ = _run([a, b], tmp_path / "out", png)
+    assert _outputs(tmp_path / "out") == ["IMG.protected-2.png", "IMG.protected.png"]
+    assert len(report.done) == 2
+
+
+# --- collisions, re-runs, manifest ---------------------------------------------------------------
+def test_rerun_skips_finished_photos(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    samples.photo(inputs / "a.png")
+    samples.photo(inputs / "b.jpg")
+    originals_guard.append(inputs)
+    out = tmp_path / "out"
+    first, _ = _run([inputs], out, settings)
+    stamps = {p: (out / p).stat().st_mtime_ns for p in _outputs(out)}
+    again, _ = _run([inputs], out, settings)
+    assert len(first.done) == 2 and not again.done
+    assert {e.reason for e in again.skipped} == {"already protected with the same settings"}
+    assert stamps == {p: (out / p).stat().st_mtime_ns for p in _outputs(out)}
+    entries = read_manifest(out / MANIFEST_NAME)
+    assert {e["status"] for e in entries.values()} == {"done"}
+    redo, _ = _run([inputs], out, ProtectSettings(**{**settings.__dict__, "redo": True}))
+    assert [e.reason for e in redo.skipped] == [
+        "output already exists (choose unique or overwrite)"
+    ] * 2
+
+
+@pytest.mark.parametrize("policy", ["skip", "unique", "overwrite"])
+def test_collision_policies(
+    tmp_path: Path,
+    inputs: Path,
+    settings: ProtectSettings,
+    originals_guard: list[Path],
+    policy: str,
+) -> None:
+    source = samples.photo(inputs / "a.png")
+    originals_guard.append(inputs)
+    out = tmp_path / "out"
+    out.mkdir()
+    existing = out / "a.protected.png"
+    existing.write_bytes(b"a previous output")
+    changed = ProtectSettings(perturbation=settings.perturbation, collision=policy)
+    report, _ = _run([source], out, changed)
+    if policy == "skip":
+        assert "already exists" in report.skipped[0].reason
+        assert existing.read_bytes() == b"a previous output"
+    elif policy == "unique":
+        assert report.done[0].output == out / "a.protected-2.png"
+        assert existing.read_bytes() == b"a previous output"
+    else:
+        assert report.done[0].output == existing
+        assert _decodes(existing).size == (48, 32)
+
+
+def test_output_in_place_never_touches_originals(inputs: Path, settings: ProtectSettings) -> None:
+    samples.photo(inputs / "a.png")
+    with pytest.raises(ConfigError, match="inside the input folder"):
+        _run([inputs], inputs, settings)
+    in_place = ProtectSettings(
+        perturbation=settings.perturbation, allow_output_in_input=True, collision="overwrite"
+    )
+    store_hashes = {p.name: p.read_bytes() for p in inputs.iterdir()}
+    report, _ = _run([inputs], inputs, in_place)
+    assert [e.output.name for e in report.done] == ["a.protected.png"]
+    again, _ = _run([inputs], inputs, ProtectSettings(**{**in_place.__dict__, "redo": True}))
+    # The output is never protected twice, and the original never overwritten.
+    assert [e.output.name for e in again.done] == ["a.protected.png"]
+    assert not any("protected.protected" in p.name for p in inputs.iterdir())
+    assert (inputs / "a.png").read_bytes() == store_hashes["a.png"]
+
+
+def test_gui_style_settings_are_understood(settings: ProtectSettings) -> None:
+    gui = ProtectSettings(
+        perturbation=settings.perturbation, collision="suffix", format="same", suffix="_protected"
+    )
+    assert gui.collision == "unique" and gui.export_options().format is None
+    with pytest.raises(ConfigError, match="collision"):
+        ProtectSettings(collision="ask")
+    with pytest.raises(ConfigError, match="suffix"):
+        ProtectSettings(suffix="")
+
+
+def test_missing_bundled_perturbation_is_a_clear_error(
+    tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "bundled_perturbation_path", lambda: tmp_path / "none.safetensors")
+    with pytest.raises(PerturbationFileError, match="bundled with spdesk is missing"):
+        _run([samples.photo(inputs / "a.png")], tmp_path / "out", ProtectSettings())
+
+
+# --- failures during the job ---------------------------------------------------------------------
+def test_unreadable_input_and_read_only_output_folder(
+    tmp_path: Path,
+    inputs: Path,
+    settings: ProtectSettings,
+    originals_guard: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    samples.photo(inputs / "locked.png")
+    samples.photo(inputs / "ok.png")
+    samples.photo(inputs / "ro" / "c.png")
+    originals_guard.append(inputs)
+    real_open = Path.open
+    real_mkstemp = export.tempfile.mkstemp
+
+    def deny_read(self: Path, *args: object, **kwargs: object) -> object:
+        if self.name == "locked.png":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def deny_write(*args: object, **kwargs: object) -> object:
+        if Path(str(kwargs.get("dir"))).name == "ro":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_mkstemp(*args, **kwargs)  # type: ignore[call-overload]
+
+    with monkeypatch.context() as patch:  # undone before the originals are hashed again
+        patch.setattr(Path, "open", deny_read)
+        patch.setattr(export.tempfile, "mkstemp", deny_write)
+        report, _ = _run([inputs], tmp_path / "out", settings)
+    failed = {e.source.name: e.reason for e in report.failed}
+    assert "Cannot read" in failed["locked.png"] and "locked.png" in failed["locked.png"]
+    assert "c.protected.png" in failed["c.png"] and "read-only" in failed["c.png"]
+    assert [e.source.name for e in report.done] == ["ok.png"]
+
+
+def test_read_only_output_root_refused_at_start(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if Path(p) == out else real_access(p, m))
+    with pytest.raises(OutputPermissionError, match="read-only"):
+        _run([samples.photo(inputs / "a.png")], out, settings)
+
+
+def test_input_deleted_during_the_job(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    sources = [samples.photo(inputs / f"{i}.png") for i in range(3)]
+
+    def delete_next(event: Event) -> None:
+        if isinstance(event, FileDone) and event.source == sources[0]:
+            sources[1].unlink()
+
+    report, _ = _run([inputs], tmp_path / "out", settings, hook=delete_next)
+    assert [e.source.name for e in report.done] == ["0.png", "2.png"]
+    assert "1.png" in report.failed[0].reason and "no longer exists" in report.failed[0].reason
+
+
+def test_disk_full_stops_cleanly_and_resumes(
+    tmp_path: Path,
+    inputs: Path,
+    settings: ProtectSettings,
+    originals_guard: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for i in range(5):
+        samples.photo(inputs / f"{i}.png")
+    originals_guard.append(inputs)
+    out = tmp_path / "out"
+    real_write = export.write_image
+    calls = {"n": 0}
+
+    def fill_up(encoded: export.Encoded, handle: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            handle.write(b"half")  # type: ignore[attr-defined]
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(encoded, handle)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(export, "write_image", fill_up)
+    report, _ = _run([inputs], out, settings)
+    assert [e.source.name for e in report.done] == ["0.png", "1.png"]
+    assert (
+        "disk is full" in report.failed[0].reason and "2.protected.png" in report.failed[0].reason
+    )
+    assert report.stopped and [p.name for p in report.pending] == ["3.png", "4.png"]
+    assert _outputs(out) == ["0.protected.png", "1.protected.png"]  # no temp, nothing partial
+    monkeypatch.setattr(export, "write_image", real_write)
+    resumed, _ = _run([inputs], out, settings)
+    assert [e.source.name for e in resumed.done] == ["2.png", "3.png", "4.png"]
+    assert len(resumed.skipped) == 2 and resumed.ok
+    for name in _outputs(out):
+        _decodes(out / name)
+
+
+def test_cancel_during_file_k(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    for i in range(5):
+        samples.photo(inputs / f"{i}.png")
+    originals_guard.append(inputs)
+    out = tmp_path / "out"
+    cancel = CancelToken()
+
+    def cancel_in_third(event: Event) -> None:
+        if isinstance(event, FileProgress) and event.position == 3 and event.stage == "protecting":
+            cancel.cancel()
+
+    with pytest.raises(JobCancelled) as info:
+        _run([inputs], out, settings, cancel=cancel, hook=cancel_in_third)
+    report = info.value.report
+    assert report.cancelled and [e.source.name for e in report.done] == ["0.png", "1.png"]
+    assert [p.name for p in report.pending] == ["2.png", "3.png", "4.png"]
+    assert _outputs(out) == ["0.protected.png", "1.protected.png"]
+    entries = read_manifest(out / MANIFEST_NAME)
+    pending = sorted(Path(s).name for s, e in entries.items() if e["status"] == "pending")
+    assert pending == ["2.png", "3.png", "4.png"]
+
+
+def test_interrupted_run_leftovers_are_cleaned_and_finished(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    for i in range(3):
+        samples.photo(inputs / f"{i}.png")
+    originals_guard.append(inputs)
+    out = tmp_path / "out"
+    _run([inputs / "0.png"], out, settings)
+    # What SIGKILL leaves: a half-written temp file and a torn last manifest line.
+    (out / f".1.protected.png.abc{export.TEMP_SUFFIX}").write_bytes(b"\x89PNG half")
+    with (out / MANIFEST_NAME).open("a") as manifest:
+        manifest.write('{"source": "' + str(inputs / "1.png") + '", "status": "pen')
+    report, _ = _run([inputs], out, settings)
+    assert [e.source.name for e in report.done] == ["1.png", "2.png"]
+    assert [e.source.name for e in report.skipped] == ["0.png"]
+    assert _outputs(out) == ["0.protected.png", "1.protected.png", "2.protected.png"]
+    for name in _outputs(out):
+        _decodes(out / name)
+
+
+def test_changed_original_is_protected_again(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    source = samples.photo(inputs / "a.png")
+    out = tmp_path / "out"
+    _run([source], out, settings)
+    samples.photo(source, 64, 40)  # edited after protection
+    os.utime(source, ns=(1, 1))
+    overwrite = ProtectSettings(perturbation=settings.perturbation, collision="overwrite")
+    report, _ = _run([source], out, overwrite)
+    assert len(report.done) == 1 and _decodes(out / "a.protected.png").size == (64, 40)
+
+
+def test_second_job_on_same_output_is_refused(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    from spdesk.core.manifest import Manifest, ManifestLockedError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with Manifest(out), pytest.raises(ManifestLockedError, match="Another spdesk job"):
+        _run([samples.photo(inputs / "a.png")], out, settings)
+
+
+# --- fine-tuning ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    pytest.importorskip("torch")
+    from tiny_sd import save_tiny_vae
+
+    return str(save_tiny_vae(tmp_path_factory.mktemp("ft") / "sd"))
+
+
+def test_fine_tune_mode_reports_steps_and_cancels(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, tiny_encoder: str
+) -> None:
+    sources = [samples.photo(inputs / f"{i}.png", 40, 24) for i in range(2)]
+    tuned = ProtectSettings(
+        perturbation=settings.perturbation,
+        mode="finetune",
+        finetune_steps=3,
+        encoder=tiny_encoder,
+        device="cpu",
+        working_size=16,
+    )
+    report, events = _run([sources[0]], tmp_path / "out", tuned)
+    steps = [e.done for e in events if isinstance(e, FileProgress) and e.stage == "fine-tuning"]
+    assert steps[0] == 1 and steps[-1] == 2 and len(steps) == 4
+    change = np.abs(
+        np.asarray(_decodes(report.done[0].output), np.int16)
+        - np.asarray(_decodes(sources[0]), np.int16)
+    )
+    assert 0 < change.max() <= samples.EPS
+    cancel = CancelToken()
+
+    def cancel_mid_step(event: Event) -> None:
+        if isinstance(event, FileProgress) and event.stage == "fine-tuning" and event.done > 1:
+            cancel.cancel()
+
+    with pytest.raises(JobCancelled):
+        _run(sources, tmp_path / "out2", tuned, cancel=cancel, hook=cancel_mid_step)
+    assert _outputs(tmp_path / "out2") == []
+
+
+def test_discover_inputs_for_the_app(inputs: Path) -> None:
+    a = samples.photo(inputs / "a.png")
+    (inputs / "notes.txt").write_text("hello")
+    samples.photo(inputs / "a.protected.png")
+    assert jobs.discover_inputs([inputs]) == [a]
+    found = jobs.scan_inputs([inputs])
+    assert {s.path.name for s in found.skipped} == {"notes.txt", "a.protected.png"}
+    assert FileSkipped and FileFailed  # re-exported event types used by the app

@@ -1,0 +1,217 @@
+"""``spdesk protect``: options, output modes, exit statuses, and resuming after SIGKILL."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from spdesk.cli import main
+from spdesk.core.events import CancelToken
+from spdesk.core.export import TEMP_SUFFIX
+from spdesk.core.manifest import MANIFEST_NAME, read_manifest
+from tests import protect_samples as samples
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def perturbation(tmp_path: Path) -> Path:
+    folder = tmp_path / "perturbation"
+    folder.mkdir()
+    return samples.perturbation_file(folder)
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    root = tmp_path / "in"
+    samples.photo(root / "a.jpg")
+    samples.photo(root / "sub" / "b.png")
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    return root
+
+
+def _protect(*args: str | Path) -> int:
+    return main(["protect", *map(str, args)])
+
+
+def test_protects_a_folder_with_plain_lines(
+    tmp_path: Path,
+    inputs: Path,
+    perturbation: Path,
+    capsys: pytest.CaptureFixture[str],
+    originals_guard: list[Path],
+) -> None:
+    originals_guard.append(inputs)
+    out = tmp_path / "out"
+    assert _protect(inputs, "--out", out, "--perturbation", perturbation) == 0
+    captured = capsys.readouterr()
+    assert "2 protected, 1 skipped, 0 failed" in captured.out
+    assert "done     " in captured.err and "a.protected.jpg" in captured.err
+    assert "skipped  " in captured.err and ".DS_Store" in captured.err
+    assert (out / "a.protected.jpg").is_file() and (out / "sub" / "b.protected.png").is_file()
+    assert _protect(inputs, "--out", out, "--perturbation", perturbation) == 0
+    assert "0 protected, 3 skipped" in capsys.readouterr().out
+
+
+def test_json_summary_and_options(
+    tmp_path: Path, inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    samples.gps_jpeg(inputs / "gps.jpg")
+    out = tmp_path / "out"
+    args = ["--perturbation", perturbation, "--format", "png", "--strip-metadata", "gps"]
+    assert _protect(inputs, "--out", out, *args, "--strength", "4", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["counts"] == {"done": 3, "skipped": 1, "failed": 0, "pending": 0}
+    assert summary["settings"]["strength"] == 4.0 and summary["settings"]["format"] == "png"
+    for entry in summary["done"]:
+        assert entry["output"].endswith(".protected.png") and entry["psnr_db"] > 30
+    with Image.open(out / "gps.protected.png") as image, Image.open(inputs / "gps.jpg") as source:
+        assert image.getexif()[0x010F] == "TestCam" and not image.getexif().get_ifd(0x8825)
+        change = np.abs(np.asarray(image, np.int16) - np.asarray(source, np.int16))
+    assert 0 < change.max() <= 4  # strength 4
+
+
+def test_low_quality_warns(
+    tmp_path: Path, inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--perturbation", perturbation, "--quality", "80", "--collision", "unique"]
+    assert _protect(inputs, "--out", tmp_path / "out", *args) == 0
+    assert "below 90" in capsys.readouterr().err
+
+
+def test_some_failed_exits_1(
+    tmp_path: Path, inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (inputs / "broken.jpg").write_bytes(b"")
+    assert _protect(inputs, "--out", tmp_path / "out", "--perturbation", perturbation) == 1
+    err = capsys.readouterr().err
+    assert "FAILED   " in err and "broken.jpg is empty" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--perturbation", "missing.safetensors"], "not found"),
+        (["--fine-tune", "5"], "--fine-tune needs --encoder"),
+        (["--quality", "0"], "Quality must be between 1 and 100"),
+        (["--suffix", ""], "suffix"),
+    ],
+)
+def test_could_not_run_exits_2(
+    tmp_path: Path,
+    inputs: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    assert _protect(inputs, "--out", tmp_path / "out", *extra) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_output_inside_input_exits_2(
+    inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _protect(inputs, "--out", inputs / "out", "--perturbation", perturbation) == 2
+    assert "inside the input folder" in capsys.readouterr().err
+
+
+def test_leading_dash_names_after_double_dash(
+    tmp_path: Path, perturbation: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "dash"
+    samples.photo(folder / "-photo.png")
+    monkeypatch.chdir(folder)
+    assert (
+        _protect("--out", tmp_path / "out", "--perturbation", perturbation, "--", "-photo.png") == 0
+    )
+    assert (tmp_path / "out" / "-photo.protected.png").is_file()
+
+
+def test_progress_bar_on_a_terminal(
+    tmp_path: Path, inputs: Path, perturbation: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    assert _protect(inputs, "--out", tmp_path / "out", "--perturbation", perturbation) == 0
+    text = screen.getvalue()
+    assert "\r[" in text and "100.0%" in text and "2/2" in text
+    assert "done     " not in text  # the bar replaces per-photo lines on a terminal
+
+
+def test_cancel_exits_130_with_summary(
+    tmp_path: Path,
+    inputs: Path,
+    perturbation: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def cancelled() -> CancelToken:
+        token = CancelToken()
+        token.cancel()
+        return token
+
+    monkeypatch.setattr("spdesk.cli.protect.cancel_on_sigint", cancelled)
+    out = tmp_path / "out"
+    assert _protect(inputs, "--out", out, "--perturbation", perturbation) == 130
+    assert "2 not done" in capsys.readouterr().err
+    entries = read_manifest(out / MANIFEST_NAME)
+    assert sorted(e["status"] for e in entries.values()) == ["pending", "pending"]
+
+
+def test_killed_mid_job_then_rerun_completes(
+    tmp_path: Path, perturbation: Path, originals_guard: list[Path]
+) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        noise = rng.integers(0, 256, size=(240, 320, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(folder / f"{i:02d}.png", compress_level=1)
+    originals_guard.append(folder)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "spdesk", "protect", str(folder), "--out", str(out),
+               "--perturbation", str(perturbation)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        entries = read_manifest(out / MANIFEST_NAME)
+        if sum(e.get("status") == "done" for e in entries.values()) >= 3:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert process.wait(timeout=60) == -signal.SIGKILL  # killed mid-job, not finished
+    finished_before = sum(
+        e["status"] == "done" for e in read_manifest(out / MANIFEST_NAME).values()
+    )
+    assert 3 <= finished_before < 30
+
+    rerun = subprocess.run(
+        [*command, "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    counts = json.loads(rerun.stdout)["counts"]
+    assert counts["done"] + counts["skipped"] == 30 and counts["failed"] == 0
+    assert counts["skipped"] >= finished_before  # nothing finished was redone
+    outputs = sorted(out.glob("*.protected.png"))
+    assert len(outputs) == 30
+    for path in outputs:
+        with Image.open(path) as image:
+            image.load()
+    assert not list(out.rglob(f"*{TEMP_SUFFIX}"))

@@ -278,7 +278,7 @@ def _import_single_file(
             feature_extractor=None,
             requires_safety_checker=False,
         )
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+    except Exception as error:  # diffusers' conversion raises many types, its own included
         raise ModelError(
             f"{label} cannot be read as a Stable Diffusion 1.5 model: {error}"
         ) from error

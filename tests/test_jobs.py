@@ -541,3 +541,25 @@ def test_discover_inputs_for_the_app(inputs: Path) -> None:
     found = jobs.scan_inputs([inputs])
     assert {s.path.name for s in found.skipped} == {"notes.txt", "a.protected.png"}
     assert FileSkipped and FileFailed  # re-exported event types used by the app
+
+
+@pytest.mark.parametrize("working", [16, 512])
+@pytest.mark.parametrize("size", [(1, 1), (10000, 8), (53, 37), (700, 500), (1200, 1000)])
+def test_batch_applier_equals_apply_to_pil(
+    tmp_path: Path, working: int, size: tuple[int, int]
+) -> None:
+    from spdesk.core.apply import ApplyOptions, apply_to_pil
+    from spdesk.core.perturbation import load_perturbation
+
+    perturbation = load_perturbation(samples.perturbation_file(tmp_path, size=24))
+    options = ApplyOptions(working_size=working, strength=5.0)
+    applier = jobs.UniversalApplier(perturbation, options)
+    image = Image.fromarray(samples.photo_array(*size), mode="RGB")
+    for _ in range(2):  # the second call takes the cached canvas
+        fast, canvas = applier.apply(image, "key")
+        assert canvas is not None
+        assert np.array_equal(
+            np.asarray(fast), np.asarray(apply_to_pil(image, perturbation, options))
+        )
+    # No clipping on mid-range pixels: the canvas figures are the exact change.
+    assert jobs.canvas_figures(canvas) == jobs.change_figures(image, fast)

@@ -289,8 +289,9 @@ def atomic_save(encoded: Encoded, target: Path, *, replace: bool = False) -> int
             os.fsync(handle.fileno())
         os.chmod(temp, _FILE_MODE)
         size = temp.stat().st_size
+        # The rename itself is not fsync'ed: after a power cut it may be lost, which leaves the
+        # complete temp file; the next run removes it and protects the photo again.
         _publish(temp, target, replace)
-        _fsync_folder(folder)
     except OSError as error:
         raise output_error(error, target) from error
     except (ValueError, KeyError, TypeError) as error:  # Pillow encoder refusals
@@ -333,17 +334,6 @@ def _publish(temp: Path, target: Path, replace: bool) -> None:
     if target.exists() or target.is_symlink():
         raise OutputExistsError(f"{target} already exists.")
     os.rename(temp, target)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); not possible (nor needed) on Windows."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def output_error(error: OSError, target: Path) -> OutputError:

@@ -54,6 +54,7 @@ from spdesk.core.export import (
     settings_warnings,
     unique_candidates,
 )
+from spdesk.core.geometry import working_size
 from spdesk.core.imageio import (
     DEFAULT_MAX_PIXELS,
     DecodedImage,
@@ -450,13 +451,14 @@ class ProtectJob:
                 )
 
     def _load_perturbation(self) -> tuple[Perturbation, str]:
-        path = self.settings.perturbation or bundled_perturbation_path()
-        if self.settings.perturbation is None and not path.is_file():
+        path = self.settings.perturbation or _bundled_path()
+        if self.settings.perturbation is None and (path is None or not path.is_file()):
             raise PerturbationFileError(
-                f"The perturbation bundled with spdesk is missing ({path}).",
+                f"The perturbation bundled with spdesk is missing ({path or 'not installed'}).",
                 hint="Choose a perturbation file (spdesk protect --perturbation FILE), or "
                 "reinstall spdesk.",
             )
+        assert path is not None
         perturbation = load_perturbation(path)
         if self.settings.strength is not None:
             perturbation.at_strength(self.settings.strength)  # validates the range up front
@@ -474,6 +476,13 @@ class ProtectJob:
             objective=self.settings.objective,
             options=self._apply,
         )
+
+
+def _bundled_path() -> Path | None:
+    try:
+        return bundled_perturbation_path()
+    except (ModuleNotFoundError, FileNotFoundError):  # a checkout without the resources package
+        return None
 
 
 def _make_output_root(root: Path) -> None:
@@ -526,6 +535,7 @@ class _Run:
         self.cancel = cancel
         self.report = report
         self.written: set[Path] = set()  # outputs of this run: never replaced by a sibling
+        self.applier = UniversalApplier(perturbation, job._apply)
 
     def process_all(self, manifest: Manifest, photos: list[InputPhoto]) -> None:
         relative = _relative_paths(photos)
@@ -564,7 +574,7 @@ class _Run:
             self._progress(item, 0, "reading")
             decoded = read_image(item.source, max_pixels=settings.max_pixels)
             self.cancel.check()
-            protected = self._protect(decoded, item)
+            protected, figures = self._protect(decoded, item)
             self.cancel.check()
             self._progress(item, 2, "saving")
             output, size = self._save(decoded, protected, target, replace_existing)
@@ -582,7 +592,7 @@ class _Run:
             log.exception("unexpected error protecting %s", item.source)
             self._fail(manifest, item, f"unexpected error: {error} (details in the log)", "")
             return
-        self._done(manifest, item, decoded, protected, output, size, signature, started)
+        self._done(manifest, item, decoded, figures, output, size, signature, started)
 
     # -- steps ---------------------------------------------------------------------------------
     def _target(self, item: _Planned) -> tuple[Path | None, bool]:
@@ -604,14 +614,18 @@ class _Run:
             return None, False
         return target, policy == "overwrite"
 
-    def _protect(self, decoded: DecodedImage, item: _Planned) -> Image.Image:
+    def _protect(
+        self, decoded: DecodedImage, item: _Planned
+    ) -> tuple[Image.Image, tuple[float | None, int]]:
+        """The protected image and its figures (PSNR in dB or None, largest change)."""
         image = decoded.image
         rgb = image.convert("RGB") if image.mode == "RGBA" else image
         key = item.relative.as_posix()
         tuner = self.job._tuner
+        canvas = None
         if tuner is None:
             self._progress(item, 1, "protecting")
-            protected = apply_to_pil(rgb, self.perturbation, self.job._apply, key)
+            protected, canvas = self.applier.apply(rgb, key)
         else:
 
             def on_step(done: int, total: int) -> None:
@@ -620,9 +634,10 @@ class _Run:
             self._progress(item, 1, "fine-tuning")
             array = tuner.protect(np.asarray(rgb), cancel=self.cancel, on_step=on_step, key=key)
             protected = Image.fromarray(array, mode="RGB")
+        figures = canvas_figures(canvas) if canvas else change_figures(rgb, protected)
         if image.mode == "RGBA":
             protected.putalpha(image.getchannel("A"))
-        return protected
+        return protected, figures
 
     def _save(
         self, decoded: DecodedImage, protected: Image.Image, target: Path, replace_existing: bool
@@ -661,13 +676,13 @@ class _Run:
         manifest: Manifest,
         item: _Planned,
         decoded: DecodedImage,
-        protected: Image.Image,
+        figures: tuple[float | None, int],
         output: Path,
         size: int,
         signature: SourceSignature,
         started: float,
     ) -> None:
-        psnr, peak = change_figures(decoded.image, protected)
+        psnr, peak = figures
         manifest.record(
             item.key,
             DONE,
@@ -703,6 +718,66 @@ class _Run:
         self.emit(event)
 
 
+class UniversalApplier:
+    """:func:`~spdesk.core.apply.apply_to_pil` for a batch, with the pattern prepared once.
+
+    The result is identical to ``apply_to_pil`` (a test pins it): the 8-bit quantised pattern is
+    built once, tiled over each working view by pasting (quantising commutes with tiling), and
+    the canvas of each working-view size is cached, since a batch repeats a few sizes. Per photo
+    that leaves Pillow's bilinear upscale and one saturating add. Randomised layouts (a
+    different tiling per photo) take ``apply_to_pil`` itself.
+    """
+
+    _ZERO = 128  # the 8-bit level that stands for "no change" (as in apply.py)
+
+    def __init__(self, perturbation: Perturbation, options: ApplyOptions) -> None:
+        self.perturbation = perturbation
+        self.options = options
+        delta = perturbation.at_strength(options.strength)
+        steps = np.clip(np.rint(delta.transpose(1, 2, 0) * 255.0) + self._ZERO, 0, 255)
+        self._pattern = Image.fromarray(steps.astype(np.uint8), mode="RGB")
+        self._canvases: dict[tuple[int, int], Image.Image] = {}
+
+    def canvas(self, width: int, height: int) -> Image.Image:
+        """The quantised pattern tiled over the working view of a ``width`` x ``height`` photo."""
+        wh, ww = working_size(height, width, self.options.working_size)
+        canvas = self._canvases.get((wh, ww))
+        if canvas is None:
+            canvas = Image.new("RGB", (ww, wh))
+            ph, pw = self.perturbation.size
+            for top in range(0, wh, ph):
+                for left in range(0, ww, pw):
+                    canvas.paste(self._pattern, (left, top))
+            if len(self._canvases) > 64:
+                self._canvases.clear()
+            self._canvases[(wh, ww)] = canvas
+        return canvas
+
+    def apply(self, image: Image.Image, key: str) -> tuple[Image.Image, Image.Image | None]:
+        """The protected RGB image, and the full-size canvas (None for randomised layouts)."""
+        if self.options.randomize:
+            return apply_to_pil(image, self.perturbation, self.options, key), None
+        canvas = self.canvas(*image.size)
+        if canvas.size != image.size:
+            canvas = canvas.resize(image.size, Image.Resampling.BILINEAR)
+        return ImageChops.add(image, canvas, scale=1.0, offset=-self._ZERO), canvas
+
+
+def canvas_figures(canvas: Image.Image) -> tuple[float | None, int]:
+    """PSNR (dB) and largest change of the pattern as added, from one histogram pass.
+
+    Clipping at black or white can only make the real change smaller (a higher PSNR).
+    """
+    counts = np.asarray(canvas.histogram(), dtype=np.float64).reshape(3, 256).sum(axis=0)
+    return _figures(counts, np.abs(np.arange(256, dtype=np.float64) - UniversalApplier._ZERO))
+
+
+def _figures(counts: np.ndarray, levels: np.ndarray) -> tuple[float | None, int]:
+    mse = float((counts * levels**2).sum() / max(counts.sum(), 1.0))
+    peak = int(levels[counts > 0].max()) if counts.any() else 0
+    return (None if mse == 0 else 10 * math.log10(255.0**2 / mse)), peak
+
+
 def change_figures(original: Image.Image, protected: Image.Image) -> tuple[float | None, int]:
     """PSNR (dB; None if identical) and largest change (8-bit steps) over the RGB channels.
 
@@ -711,12 +786,7 @@ def change_figures(original: Image.Image, protected: Image.Image) -> tuple[float
     a = original.convert("RGB") if original.mode != "RGB" else original
     b = protected.convert("RGB") if protected.mode != "RGB" else protected
     counts = np.asarray(ImageChops.difference(a, b).histogram(), dtype=np.float64)
-    counts = counts.reshape(3, 256).sum(axis=0)
-    levels = np.arange(256, dtype=np.float64)
-    mse = float((counts * levels**2).sum() / max(counts.sum(), 1.0))
-    peak = int(levels[counts > 0].max()) if counts.any() else 0
-    psnr = None if mse == 0 else 10 * math.log10(255.0**2 / mse)
-    return psnr, peak
+    return _figures(counts.reshape(3, 256).sum(axis=0), np.arange(256, dtype=np.float64))
 
 
 __all__ = [

@@ -2,8 +2,9 @@
 
 The manifest is a JSON Lines file (``spdesk-manifest.jsonl``) in the output folder. A job appends
 one line per event (every file "pending" at the start, then "done", "failed" or "skipped") and
-fsyncs it, so a job killed at any moment (SIGKILL, power loss) leaves a manifest that says what
-was finished; a torn last line is ignored on reading. The latest line for a source wins. At the
+flushes it, so a job killed at any moment (SIGKILL) leaves a manifest that says what was finished;
+it is fsync'ed about once a second, so a power cut loses at most the last second of lines (those
+photos are looked at again). A torn last line is ignored on reading. The latest line for a source wins. At the
 end of a job the file is compacted (one line per source, written atomically).
 
 A file counts as finished only if its line says "done" with the same settings fingerprint, the
@@ -29,6 +30,7 @@ MANIFEST_NAME = "spdesk-manifest.jsonl"
 FORMAT_VERSION = 1
 
 PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
+SYNC_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Manifest:
         self.entries: dict[str, dict[str, Any]] = read_manifest(self.path)
         self._handle: IO[str] | None = None
         self._lock_fd: int | None = None
+        self._synced = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self) -> Manifest:
@@ -76,6 +79,8 @@ class Manifest:
     def close(self, *, compact: bool = True) -> None:
         """Compact the manifest (one line per source) and release the lock."""
         if self._handle is not None:
+            with contextlib.suppress(OSError):
+                os.fsync(self._handle.fileno())
             self._handle.close()
             self._handle = None
             if compact:
@@ -98,7 +103,7 @@ class Manifest:
 
     # -- records --------------------------------------------------------------------------------
     def record(self, source: str, status: str, **fields: Any) -> None:
-        """Append and fsync one line: ``source`` is now ``status``."""
+        """Append one line: ``source`` is now ``status``."""
         entry = {"source": source, "status": status, "time": time.time(), **fields}
         self.entries[source] = entry
         self._append([entry])
@@ -142,8 +147,12 @@ class Manifest:
             raise RuntimeError("the manifest is not open")
         text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
         self._handle.write(text)
+        # Flushed lines survive the process being killed; fsync (for power cuts) at most once a
+        # second: a lost line only means a finished photo is looked at again.
         self._handle.flush()
-        os.fsync(self._handle.fileno())
+        if time.monotonic() - self._synced > SYNC_INTERVAL_S:
+            os.fsync(self._handle.fileno())
+            self._synced = time.monotonic()
 
     def _compact(self) -> None:
         text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.entries.values() if e)

@@ -1,0 +1,206 @@
+"""Benchmark: ``spdesk protect`` (the job runner, universal perturbation) against the floor of
+decoding and re-encoding the same photos with Pillow alone at the same settings.
+
+Not a test. Photos: ``--count`` ImageNet samples from the shared data plus generated large photos
+(12 and 24 MP JPEGs made from upscaled samples with film grain). Both sides run in this process,
+alternating ``--repeat`` times, on the same files; the figure is the ratio of the median times
+(target: at most 1.15). The baseline does exactly what the job's encoder does (JPEG quality 95
+4:4:4, EXIF and ICC copied, PNG level 6), without a perturbation, a manifest, fsync or renames.
+
+Peak memory for a 24 MP photo is the peak resident set (ru_maxrss) of a fresh process that
+protects it through the job, next to a fresh process that only decodes and re-encodes it.
+
+    nice -n 5 python benchmarks/bench_protect.py --count 200 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from spdesk.core.jobs import ProtectJob, ProtectSettings
+from spdesk.core.perturbation import bundled_perturbation_path, save_perturbation
+
+SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
+LARGE = {"12mp": (4000, 3000), "24mp": (6000, 4000)}
+
+
+def make_perturbation(folder: Path, given: Path | None) -> Path:
+    if given is not None:
+        return given
+    try:
+        bundled = bundled_perturbation_path()
+    except ModuleNotFoundError:  # running from a checkout without the resources package
+        bundled = None
+    if bundled is not None and bundled.is_file():
+        return bundled
+    rng = np.random.default_rng(0)  # a sign pattern costs what a trained one costs to apply
+    delta = (rng.choice([-1.0, 1.0], size=(3, 512, 512)) * 8 / 255).astype(np.float32)
+    return save_perturbation(folder / "bench.safetensors", delta, eps=8.0)
+
+
+def make_large_photos(folder: Path, sources: list[Path], per_size: int) -> list[Path]:
+    """Photo-like large JPEGs: upscaled samples with grain (JPEG cost depends on detail)."""
+    rng = np.random.default_rng(1)
+    out: list[Path] = []
+    for name, size in LARGE.items():
+        for index in range(per_size):
+            with Image.open(sources[index]) as small:
+                big = small.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+            grain = rng.normal(0, 6, size=(size[1], size[0], 1)).astype(np.float32)
+            pixels = np.clip(np.asarray(big, np.float32) + grain, 0, 255).astype(np.uint8)
+            path = folder / f"large_{name}_{index}.jpg"
+            exif = Image.Exif()
+            exif[0x010F] = "BenchCam"
+            Image.fromarray(pixels).save(path, quality=92, exif=exif.tobytes())
+            out.append(path)
+    return out
+
+
+def pillow_floor(photos: list[Path], out: Path) -> float:
+    """Decode, make upright RGB, re-encode at the job's settings; seconds."""
+    start = time.perf_counter()
+    for path in photos:
+        with path.open("rb") as handle:
+            image = Image.open(handle)
+            image.load()
+        ImageOps.exif_transpose(image, in_place=True)
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        params: dict[str, object] = {"icc_profile": image.info.get("icc_profile")}
+        exif = image.getexif()
+        if len(exif):
+            params["exif"] = exif.tobytes()
+        if image.format == "PNG":
+            params["compress_level"] = 6
+        else:
+            params.update(quality=95, subsampling=0)
+        rgb.save(out / f"{path.stem}.out.{image.format.lower()}", image.format, **params)
+    return time.perf_counter() - start
+
+
+def protect_job(photos: list[Path], out: Path, perturbation: Path) -> float:
+    start = time.perf_counter()
+    report = ProtectJob(photos, out, ProtectSettings(perturbation=perturbation)).run()
+    seconds = time.perf_counter() - start
+    if report.failed or len(report.done) != len(photos):
+        raise SystemExit(f"job did not protect every photo: {report.text()}")
+    return seconds
+
+
+def compare(name: str, photos: list[Path], work: Path, perturbation: Path, repeat: int) -> dict:
+    floors, jobs = [], []
+    for round_ in range(repeat):
+        for label in ("floor", "job") if round_ % 2 == 0 else ("job", "floor"):
+            out = work / f"{name}-{label}-{round_}"
+            out.mkdir()
+            if label == "floor":
+                floors.append(pillow_floor(photos, out))
+            else:
+                jobs.append(protect_job(photos, out, perturbation))
+            shutil.rmtree(out)
+    floor, job = statistics.median(floors), statistics.median(jobs)
+    megapixels = sum(_megapixels(p) for p in photos)
+    row = {
+        "set": name,
+        "photos": len(photos),
+        "megapixels": round(megapixels, 1),
+        "pillow_floor_s": round(floor, 3),
+        "protect_job_s": round(job, 3),
+        "ratio": round(job / floor, 3),
+        "floor_runs": [round(t, 3) for t in floors],
+        "job_runs": [round(t, 3) for t in jobs],
+    }
+    print(
+        f"{name:>10}: {len(photos):4d} photos {megapixels:7.1f} MP | Pillow decode+encode "
+        f"{floor:7.2f} s | spdesk protect {job:7.2f} s | ratio {job / floor:.3f}",
+        flush=True,
+    )
+    return row
+
+
+def _megapixels(path: Path) -> float:
+    with Image.open(path) as image:
+        return image.width * image.height / 1e6
+
+
+_CHILD = """
+import resource, sys, time
+from pathlib import Path
+mode, photo, out, perturbation = sys.argv[1:5]
+start = time.perf_counter()
+if mode == "job":
+    from spdesk.core.jobs import ProtectJob, ProtectSettings
+    ProtectJob([Path(photo)], Path(out), ProtectSettings(perturbation=Path(perturbation))).run()
+else:
+    from PIL import Image
+    image = Image.open(photo)
+    image.load()
+    image.save(Path(out) / "floor.jpg", "JPEG", quality=95, subsampling=0)
+seconds = time.perf_counter() - start
+peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(f"{peak_kib} {seconds}")
+"""
+
+
+def peak_memory(photo: Path, work: Path, perturbation: Path) -> dict:
+    """Peak RSS (MiB) of a fresh process protecting ``photo`` vs only re-encoding it."""
+    out: dict = {"photo": photo.name, "megapixels": round(_megapixels(photo), 1)}
+    for mode in ("floor", "job"):
+        folder = work / f"mem-{mode}"
+        folder.mkdir()
+        args = [sys.executable, "-c", _CHILD, mode, str(photo), str(folder), str(perturbation)]
+        result = subprocess.run(args, capture_output=True, text=True, check=True)
+        peak_kib, seconds = result.stdout.split()
+        out[f"{mode}_peak_mib"] = round(int(peak_kib) / 1024, 1)
+        out[f"{mode}_s"] = round(float(seconds), 2)
+        shutil.rmtree(folder)
+    rgb_mib = out["megapixels"] * 3 / 1.048576
+    print(
+        f"peak memory, {photo.name} ({out['megapixels']} MP, {rgb_mib:.0f} MiB as RGB): "
+        f"spdesk protect {out['job_peak_mib']} MiB, Pillow decode+encode "
+        f"{out['floor_peak_mib']} MiB (whole process, ru_maxrss)",
+        flush=True,
+    )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=Path, default=SHARED_PHOTOS)
+    parser.add_argument("--count", type=int, default=200, help="ImageNet samples to use")
+    parser.add_argument("--large", type=int, default=2, help="generated photos per size")
+    parser.add_argument("--repeat", type=int, default=3, help="alternating runs of each side")
+    parser.add_argument("--perturbation", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+
+    sources = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpeg", ".jpg"))
+    small = sources[: args.count]
+    with tempfile.TemporaryDirectory(prefix="bench-protect-") as tmp:
+        work = Path(tmp)
+        perturbation = make_perturbation(work, args.perturbation)
+        (work / "large").mkdir()
+        large = make_large_photos(work / "large", sources, args.large)
+        print(f"perturbation: {perturbation.name}; large photos: {[p.name for p in large]}")
+        rows = [
+            compare("imagenet", small, work, perturbation, args.repeat),
+            compare("12-24 MP", large, work, perturbation, args.repeat),
+            compare("all", small + large, work, perturbation, args.repeat),
+        ]
+        memory = peak_memory(large[-1], work, perturbation)
+    if args.json:
+        args.json.write_text(json.dumps({"timings": rows, "memory": memory}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

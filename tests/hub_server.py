@@ -25,6 +25,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ class HubServer:
         self.served: Counter[str] = Counter()
         self.requests: list[tuple[str, str]] = []
         self.authorizations: list[str | None] = []  # the Authorization header of each request
+        self._active = 0  # requests being answered
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -105,6 +107,14 @@ class HubServer:
 
     def bytes_served(self) -> int:
         return sum(self.served.values())
+
+    def wait_idle(self, timeout_s: float = 10.0) -> None:
+        """Wait until no request is being answered. A client that cancels closes its socket,
+        but the server may still be writing (into socket buffers) and counting: wait for that
+        before resetting ``served``."""
+        deadline = time.monotonic() + timeout_s
+        while self._active and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def start(self) -> HubServer:
         self._thread.start()
@@ -205,10 +215,19 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_HEAD(self) -> None:
-            self._serve(send_body=False)
+            self._counted(send_body=False)
 
         def do_GET(self) -> None:
-            self._serve(send_body=True)
+            self._counted(send_body=True)
+
+        def _counted(self, *, send_body: bool) -> None:
+            with hub._lock:
+                hub._active += 1
+            try:
+                self._serve(send_body=send_body)
+            finally:
+                with hub._lock:
+                    hub._active -= 1
 
         def _serve(self, *, send_body: bool) -> None:
             url = urlsplit(self.path)

@@ -134,6 +134,7 @@ def test_cancel_half_way_keeps_partial_data_and_resume_fetches_only_the_rest(
 
     with pytest.raises(Cancelled, match="kept, the next download resumes"):
         store.download("preview", on_event=cancel_half_way, cancel=cancel)
+    hub.wait_idle()
     first_run = hub.bytes_served()
     plan = store.plan("preview")
     assert 0 < plan.done_bytes < plan.total_bytes
@@ -437,3 +438,37 @@ def test_pinned_sources_live_in_one_place() -> None:
         p for p in spdesk_dir.rglob("*.py") if "runwayml/" in p.read_text(encoding="utf-8")
     ]
     assert offenders == []
+
+
+def test_a_second_download_into_the_same_folder_is_refused(store: ModelStore) -> None:
+    from spdesk.core.models.store import download_lock
+
+    with (
+        download_lock(store.folder_for("train")),
+        pytest.raises(DownloadError, match=r"Another download into .* is running"),
+    ):
+        store.download("train")
+    store.download("train")  # the lock is released with its holder
+
+
+def test_a_server_ignoring_range_restarts_the_file_cleanly(
+    store: ModelStore, hub: HubServer, sd_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hubmod, "CHUNK_BYTES", CHUNK)
+    cancel = CancelToken()
+
+    def cancel_inside_the_unet(event: Event) -> None:
+        progress = isinstance(event, hubmod.DownloadProgress)
+        if progress and event.file == UNET and event.file_done >= 4 * CHUNK:  # type: ignore[attr-defined]
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        store.download("preview", on_event=cancel_inside_the_unet, cancel=cancel)
+    hub.faults.ignore_range = True
+    hub.wait_idle()
+    hub.served.clear()
+    events: list[Event] = []
+    store.download("preview", on_event=events.append)
+    assert hub.served[UNET] == len(sd_files[UNET])  # whole file again, not appended twice
+    assert of_type(events, hubmod.DownloadProgress)[-1].done == store.plan("preview").total_bytes
+    assert store.verify("preview").ok

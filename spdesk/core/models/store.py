@@ -32,6 +32,7 @@ disks) instead of downloading 2 GB again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -40,7 +41,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spdesk.core.errors import Cancelled, ConfigError, ModelError, ModelMissingError
+from spdesk.core.errors import (
+    Cancelled,
+    ConfigError,
+    DownloadError,
+    ModelError,
+    ModelMissingError,
+)
 from spdesk.core.events import CancelToken, EventSink, ignore_events
 from spdesk.core.models.settings import StoreSettings, load_settings, save_settings
 from spdesk.core.models.sources import FEATURES, Feature, Source
@@ -54,6 +61,7 @@ IMPORTED = "imported"
 HF_CACHE_LINKS = "hf-cache"
 WEIGHT_PARTS = ("vae", "unet", "text_encoder", "")
 ENCODER_FEATURES: dict[str, Feature] = {"sd15": "train"}
+LOCK_WAIT_S = 1.0  # how long a second download waits for the first to let go
 
 
 @dataclass
@@ -270,10 +278,20 @@ class ModelStore:
     def _fetch(
         self, plan: DownloadPlan, on_event: EventSink, cancel: CancelToken | None
     ) -> dict[str, Any]:
-        """Check the space, fetch and verify ``plan``'s files, recording each in the manifest."""
+        """Check the space, fetch and verify ``plan``'s files, recording each in the manifest.
+
+        A lock file next to the folder keeps two downloads (app and command line) apart."""
         from spdesk.core.models import hub
 
         hub.check_free_space(plan)
+        with download_lock(plan.target):
+            return self._fetch_locked(plan, on_event, cancel)
+
+    def _fetch_locked(
+        self, plan: DownloadPlan, on_event: EventSink, cancel: CancelToken | None
+    ) -> dict[str, Any]:
+        from spdesk.core.models import hub
+
         on_event(_planned_event(plan))
         folder = plan.target
         manifest = read_manifest(folder)
@@ -483,6 +501,26 @@ class ModelStore:
                 if sha_fileobj(fh).hex() != blob:
                     problems.append(f"{src.relative_to(snapshot)} does not match its sha256")
         return VerifyResult(feature, str(folder), checked, problems)
+
+
+@contextlib.contextmanager
+def download_lock(folder: Path) -> Iterator[None]:
+    """Hold ``.<folder>.lock`` beside ``folder``; DownloadError when another process holds it."""
+    from huggingface_hub.utils import WeakFileLock  # type: ignore[attr-defined]
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = WeakFileLock(folder.parent / f".{folder.name}.lock", timeout=LOCK_WAIT_S)
+    try:
+        lock.__enter__()
+    except TimeoutError as error:  # filelock.Timeout
+        raise DownloadError(
+            f"Another download into {folder} is running (another spdesk window or command).",
+            hint="Wait for it to finish, or cancel it, then try again.",
+        ) from error
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def check_feature(feature: str) -> None:

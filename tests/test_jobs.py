@@ -6,7 +6,9 @@ bytes must be unchanged when the test ends.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import itertools
 import json
 import os
 import unicodedata
@@ -383,7 +385,8 @@ def test_input_deleted_during_the_job(
         if isinstance(event, FileDone) and event.source == sources[0]:
             sources[1].unlink()
 
-    report, _ = _run([inputs], tmp_path / "out", settings, hook=delete_next)
+    sequential = dataclasses.replace(settings, workers=1)  # file 1 is not read ahead
+    report, _ = _run([inputs], tmp_path / "out", sequential, hook=delete_next)
     assert [e.source.name for e in report.done] == ["0.png", "2.png"]
     assert "1.png" in report.failed[0].reason and "no longer exists" in report.failed[0].reason
 
@@ -410,7 +413,7 @@ def test_disk_full_stops_cleanly_and_resumes(
         real_write(encoded, handle)  # type: ignore[arg-type]
 
     monkeypatch.setattr(export, "write_image", fill_up)
-    report, _ = _run([inputs], out, settings)
+    report, _ = _run([inputs], out, dataclasses.replace(settings, workers=1))
     assert [e.source.name for e in report.done] == ["0.png", "1.png"]
     assert (
         "disk is full" in report.failed[0].reason and "2.protected.png" in report.failed[0].reason
@@ -438,8 +441,9 @@ def test_cancel_during_file_k(
         if isinstance(event, FileProgress) and event.position == 3 and event.stage == "protecting":
             cancel.cancel()
 
+    sequential = dataclasses.replace(settings, workers=1)
     with pytest.raises(JobCancelled) as info:
-        _run([inputs], out, settings, cancel=cancel, hook=cancel_in_third)
+        _run([inputs], out, sequential, cancel=cancel, hook=cancel_in_third)
     report = info.value.report
     assert report.cancelled and [e.source.name for e in report.done] == ["0.png", "1.png"]
     assert [p.name for p in report.pending] == ["2.png", "3.png", "4.png"]
@@ -563,3 +567,68 @@ def test_batch_applier_equals_apply_to_pil(
         )
     # No clipping on mid-range pixels: the canvas figures are the exact change.
     assert jobs.canvas_figures(canvas) == jobs.change_figures(image, fast)
+
+
+# --- several workers -----------------------------------------------------------------------------
+def test_workers_give_the_same_outputs_in_job_order(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    for i in range(8):
+        samples.photo(inputs / f"{i}.png", 40 + i, 30)
+    (inputs / "bad.png").write_bytes(b"")
+    originals_guard.append(inputs)
+    one, _ = _run([inputs], tmp_path / "one", dataclasses.replace(settings, workers=1))
+    many, events = _run([inputs], tmp_path / "many", dataclasses.replace(settings, workers=3))
+    assert [e.source for e in many.done] == [e.source for e in one.done]  # job order
+    assert [e.source.name for e in many.failed] == ["bad.png"]
+    for name in _outputs(tmp_path / "one"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "many" / name).read_bytes()
+    finished = [e.position for e in events if isinstance(e, FileDone | FileFailed)]
+    assert finished == sorted(finished)
+
+
+def test_cancel_with_workers_keeps_only_whole_outputs(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    for i in range(8):
+        samples.photo(inputs / f"{i}.png")
+    out = tmp_path / "out"
+    cancel = CancelToken()
+
+    def cancel_in_fourth(event: Event) -> None:
+        if isinstance(event, FileProgress) and event.position == 4:
+            cancel.cancel()
+
+    with pytest.raises(JobCancelled) as info:
+        _run([inputs], out, dataclasses.replace(settings, workers=3), cancel, cancel_in_fourth)
+    report = info.value.report
+    done = [e.source.name for e in report.done]
+    assert done == [f"{i}.png" for i in range(len(done))] and len(done) < 4
+    assert [p.name for p in report.pending] == [f"{i}.png" for i in range(len(done), 8)]
+    assert _outputs(out) == [f"{i}.protected.png" for i in range(len(done))]
+
+
+def test_disk_full_with_workers_stops_and_resumes(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(8):
+        samples.photo(inputs / f"{i}.png")
+    out = tmp_path / "out"
+    real_write = export.write_image
+
+    calls = itertools.count(1)
+
+    def full_from_the_fourth(encoded: export.Encoded, handle: object) -> None:
+        if next(calls) >= 4:  # the disk stays full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(encoded, handle)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(export, "write_image", full_from_the_fourth)
+        report, _ = _run([inputs], out, dataclasses.replace(settings, workers=3))
+    assert report.stopped and len(report.failed) == 1
+    assert len(report.done) + len(report.failed) + len(report.pending) == 8
+    assert _outputs(out) == sorted(e.output.relative_to(out).as_posix() for e in report.done)
+    resumed, _ = _run([inputs], out, settings)
+    assert resumed.ok and len(resumed.done) + len(resumed.skipped) == 8
+    assert len(_outputs(out)) == 8

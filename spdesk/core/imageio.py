@@ -175,11 +175,12 @@ def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
             image = _open(path, handle, fmt, max_pixels)
             _load(path, image)
     except OSError as error:
-        raise _read_error(path, error) from error
+        raise read_error(path, error) from error
     return _normalise(path, image, fmt, head)
 
 
-def _read_error(path: Path, error: OSError) -> ImageError:
+def read_error(path: Path, error: OSError) -> ImageError:
+    """The named error for an OSError met while reading the photo ``path``."""
     if isinstance(error, FileNotFoundError):
         return ImageError(f"{path} no longer exists (moved or deleted before it was read).")
     if isinstance(error, PermissionError):

@@ -18,8 +18,11 @@ import json
 import logging
 import math
 import os
+import threading
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +65,7 @@ from spdesk.core.imageio import (
     DiscoveryOptions,
     InputPhoto,
     discover,
+    read_error,
     read_image,
     sniff_file,
 )
@@ -102,6 +106,8 @@ class ProtectSettings:
         follow_symlinks: follow symbolic links while walking folders.
         allow_output_in_input: allow the output folder inside an input folder.
         redo: protect again photos the manifest lists as finished.
+        workers: photos processed at once (decode, protect, encode overlap; 1 = strictly one
+            after the other). Fine-tuning always uses one.
     """
 
     perturbation: Path | None = None
@@ -123,6 +129,7 @@ class ProtectSettings:
     follow_symlinks: bool = False
     allow_output_in_input: bool = False
     redo: bool = False
+    workers: int = 2
 
     def __post_init__(self) -> None:
         collision = _COLLISION_ALIASES.get(self.collision, self.collision)
@@ -142,6 +149,8 @@ class ProtectSettings:
             raise ConfigError(
                 f"Working size must be between 8 and 8192 pixels, got {self.working_size}."
             )
+        if not 1 <= self.workers <= 32:
+            raise ConfigError(f"Workers must be between 1 and 32, got {self.workers}.")
         if self.max_pixels < 1:
             raise ConfigError("The pixel limit must be positive.")
         self.export_options()  # validates format, quality, metadata option and suffix
@@ -516,8 +525,35 @@ class _Planned:
         return self.photo.path
 
 
+@dataclass
+class _Task:
+    """A photo that needs work, with its planned output (decided in job order)."""
+
+    item: _Planned
+    target: Path
+    replace: bool
+    signature: SourceSignature
+    started: float
+
+
+@dataclass
+class _Outcome:
+    """What a worker produced for one task."""
+
+    output: Path
+    size: int
+    figures: tuple[float | None, int]
+    notes: tuple[str, ...]
+
+
 class _Run:
-    """The state of one run of a job (split from ProtectJob to keep each step short)."""
+    """The state of one run of a job (split from ProtectJob to keep each step short).
+
+    Photos are planned, recorded and reported in job order by the calling thread; the heavy
+    work of each photo (decode, protect, encode, fsync, rename) runs on ``workers`` threads,
+    which overlap well because Pillow and fsync release the GIL. With one worker everything
+    runs in the calling thread, strictly one photo after the other.
+    """
 
     def __init__(
         self,
@@ -531,11 +567,23 @@ class _Run:
         self.job = job
         self.perturbation = perturbation
         self.fingerprint = fingerprint
-        self.emit = on_event
+        self._sink = on_event
+        self._emit_lock = threading.Lock()
         self.cancel = cancel
+        self.abort = CancelToken()  # set when the job must stop (disk full)
         self.report = report
         self.written: set[Path] = set()  # outputs of this run: never replaced by a sibling
+        self.handled: set[str] = set()
         self.applier = UniversalApplier(perturbation, job._apply)
+
+    def emit(self, event: Event) -> None:
+        with self._emit_lock:  # workers report progress too; sinks need not be thread-safe
+            self._sink(event)
+
+    def check(self) -> None:
+        """Raise Cancelled if the user cancelled or the job must stop."""
+        self.cancel.check()
+        self.abort.check()
 
     def process_all(self, manifest: Manifest, photos: list[InputPhoto]) -> None:
         relative = _relative_paths(photos)
@@ -544,55 +592,91 @@ class _Run:
             for i, (photo, rel) in enumerate(zip(photos, relative, strict=True))
         ]
         manifest.mark_pending([p.key for p in planned], self.fingerprint)
-        for index, item in enumerate(planned):
-            try:
-                self.cancel.check()
-                self.process(manifest, item)
-            except Cancelled:
-                self.report.cancelled = True
-            except DiskFullError as error:
-                self._fail(manifest, item, error.user_text().splitlines()[0], error.hint or "")
-                self.report.stopped = error.user_text()
-            if self.report.cancelled or self.report.stopped:
-                start = index if self.report.cancelled else index + 1
-                self.report.pending = [p.source for p in planned[start:]]
-                return
+        workers = 1 if self.job._tuner is not None else self.job.settings.workers
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spdesk-job") as pool:
+            inflight: deque[tuple[_Task, Future[_Outcome]]] = deque()
+            for item in planned:
+                if self._stopping():
+                    break
+                task = self._prepare(manifest, item)
+                if task is None:
+                    continue
+                inflight.append((task, self._submit(pool, task, workers)))
+                while inflight and (len(inflight) >= workers or inflight[0][1].done()):
+                    self._finish(manifest, *inflight.popleft())
+            while inflight:  # after a stop: keep what finished, the rest stays pending
+                self._finish(manifest, *inflight.popleft())
+        if self._stopping():
+            self.report.pending = [p.source for p in planned if p.key not in self.handled]
 
-    def process(self, manifest: Manifest, item: _Planned) -> None:
-        started = time.monotonic()
-        settings = self.job.settings
+    def _stopping(self) -> bool:
+        if self.cancel.cancelled:
+            self.report.cancelled = True
+        return self.report.cancelled or self.report.stopped is not None
+
+    def _submit(self, pool: ThreadPoolExecutor, task: _Task, workers: int) -> Future[_Outcome]:
+        if workers > 1:
+            return pool.submit(self._work, task)
+        future: Future[_Outcome] = Future()  # one worker: run here, in order, no thread
+        try:
+            future.set_result(self._work(task))
+        except Exception as error:
+            future.set_exception(error)
+        return future
+
+    def _prepare(self, manifest: Manifest, item: _Planned) -> _Task | None:
+        """Skip finished photos and taken names; plan the output name (in job order)."""
         try:
             signature = SourceSignature.of(item.source)
-            if not settings.redo:
-                finished = manifest.finished_output(item.key, self.fingerprint, signature)
-                if finished is not None:
-                    self._skip(item, "already protected with the same settings", finished)
-                    return
-            target, replace_existing = self._target(item)
-            if target is None:
-                return
-            self._progress(item, 0, "reading")
-            decoded = read_image(item.source, max_pixels=settings.max_pixels)
-            self.cancel.check()
-            protected, figures = self._protect(decoded, item)
-            self.cancel.check()
-            self._progress(item, 2, "saving")
-            output, size = self._save(decoded, protected, target, replace_existing)
-        except DiskFullError:
-            raise
+        except OSError as error:
+            self._fail(manifest, item, read_error(item.source, error).message, "")
+            return None
+        if not self.job.settings.redo:
+            finished = manifest.finished_output(item.key, self.fingerprint, signature)
+            if finished is not None:
+                self._skip(item, "already protected with the same settings", finished)
+                return None
+        target, replace_existing = self._target(item)
+        if target is None:
+            return None
+        self.written.add(target)  # reserved: a later photo of this job gets another name
+        return _Task(item, target, replace_existing, signature, time.monotonic())
+
+    def _work(self, task: _Task) -> _Outcome:
+        """Decode, protect and write one photo (on a worker thread)."""
+        item = task.item
+        self.check()
+        self._progress(item, 0, "reading")
+        decoded = read_image(item.source, max_pixels=self.job.settings.max_pixels)
+        self.check()
+        protected, figures = self._protect(decoded, item)
+        self.check()
+        self._progress(item, 2, "saving")
+        output, size = self._save(decoded, protected, task.target, task.replace)
+        return _Outcome(output, size, figures, tuple(decoded.notes))
+
+    def _finish(self, manifest: Manifest, task: _Task, future: Future[_Outcome]) -> None:
+        """Record and report one photo's result (in job order)."""
+        item = task.item
+        try:
+            outcome = future.result()
+        except Cancelled:
+            self.report.cancelled = self.report.cancelled or self.cancel.cancelled
+            return  # stays pending
+        except DiskFullError as error:
+            if self.report.stopped is None:
+                self._fail(manifest, item, error.message, error.hint or "")
+                self.report.stopped = error.user_text()
+                self.abort.cancel()
+            return
         except (ImageError, OutputError) as error:
             self._fail(manifest, item, error.message, error.hint or "")
             return
-        except FileNotFoundError:
-            self._fail(manifest, item, f"{item.source} no longer exists (moved or deleted).", "")
-            return
-        except Cancelled:
-            raise
         except Exception as error:  # a bug must not stop a batch of thousands
-            log.exception("unexpected error protecting %s", item.source)
+            log.error("unexpected error protecting %s", item.source, exc_info=error)
             self._fail(manifest, item, f"unexpected error: {error} (details in the log)", "")
             return
-        self._done(manifest, item, decoded, figures, output, size, signature, started)
+        self._done(manifest, task, outcome)
 
     # -- steps ---------------------------------------------------------------------------------
     def _target(self, item: _Planned) -> tuple[Path | None, bool]:
@@ -649,8 +733,8 @@ class _Run:
             unique_candidates(target) if self.job.settings.collision == "unique" else iter([target])
         )
         for candidate in candidates:
-            if candidate in self.written:
-                continue
+            if candidate != target and candidate in self.written:
+                continue  # another photo of this job has (or is writing) that name
             try:
                 size = atomic_save(encoded, candidate, replace=replace_existing)
             except OutputExistsError:
@@ -671,33 +755,25 @@ class _Run:
             FileProgress(item.source, done, 3, stage, position=item.position, count=item.count)
         )
 
-    def _done(
-        self,
-        manifest: Manifest,
-        item: _Planned,
-        decoded: DecodedImage,
-        figures: tuple[float | None, int],
-        output: Path,
-        size: int,
-        signature: SourceSignature,
-        started: float,
-    ) -> None:
-        psnr, peak = figures
+    def _done(self, manifest: Manifest, task: _Task, outcome: _Outcome) -> None:
+        item = task.item
+        psnr, peak = outcome.figures
         manifest.record(
             item.key,
             DONE,
-            output=output.relative_to(self.job.output_root).as_posix(),
-            output_size=size,
+            output=outcome.output.relative_to(self.job.output_root).as_posix(),
+            output_size=outcome.size,
             settings=self.fingerprint,
-            source_signature=signature.as_list(),
+            source_signature=task.signature.as_list(),
         )
+        self.handled.add(item.key)
         event = FileDone(
             item.source,
-            output,
+            outcome.output,
             psnr=psnr,
             max_change=peak,
-            seconds=time.monotonic() - started,
-            notes=tuple(decoded.notes),
+            seconds=time.monotonic() - task.started,
+            notes=outcome.notes,
             position=item.position,
             count=item.count,
         )
@@ -705,11 +781,13 @@ class _Run:
         self.emit(event)
 
     def _skip(self, item: _Planned, reason: str, output: Path | None) -> None:
+        self.handled.add(item.key)
         event = FileSkipped(item.source, reason, output, item.position, item.count)
         self.report.skipped.append(event)
         self.emit(event)
 
     def _fail(self, manifest: Manifest, item: _Planned, reason: str, hint: str) -> None:
+        self.handled.add(item.key)
         event = FileFailed(item.source, reason, hint, item.position, item.count)
         self.report.failed.append(event)
         # On a full disk the line may not be written: the entry stays "pending", also true.

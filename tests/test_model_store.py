@@ -392,6 +392,9 @@ def test_a_huggingface_cache_with_the_pinned_revision_is_reused(
     assert {s.feature: s.origin for s in store.status()}["preview"] == "huggingface-cache"
     assert (folder / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == sd_files[UNET]
     assert store.verify("preview").ok
+    with monkeypatch.context() as blocked:
+        blocked.setattr(socket.socket, "connect", None)  # any connection attempt would fail
+        assert store.download("preview") == folder  # no second copy, no network
     unet_blob = (snapshot / UNET).resolve()
     unet_blob.write_bytes(b"damaged" + unet_blob.read_bytes()[7:])
     assert store.verify("preview").problems == [f"{UNET} does not match its sha256"]

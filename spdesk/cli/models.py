@@ -104,9 +104,18 @@ def run_status(args: argparse.Namespace) -> int:
         item.pop("features", None)
     if args.json:
         features = [dataclasses.asdict(r) for r in rows]
-        print_json({"root": str(store.root), "features": features, "imported": imported})
+        endpoint = store.settings.resolved_endpoint()
+        print_json(
+            {
+                "root": str(store.root),
+                "endpoint": endpoint,
+                "features": features,
+                "imported": imported,
+            }
+        )
         return EXIT_OK
     print(f"Model folder: {store.root}")
+    print(f"Hub: {store.settings.resolved_endpoint()}")
     for r in rows:
         if r.present:
             state = f"{_size(r.size_bytes)}, {r.origin}{', verified' if r.verified else ''}"

@@ -56,7 +56,7 @@ def import_model(store: ModelStore, path: Path, *, name: str | None = None) -> I
     path = path.expanduser()
     if not path.exists():
         raise ModelError(f"{path} does not exist.")
-    name = _safe_name(name or path.stem if path.is_file() else name or path.name)
+    name = _safe_name(name or (path.stem if path.is_file() else path.name))
     final = store.root / IMPORTED / name
     if (final / MANIFEST).is_file():
         raise ModelError(

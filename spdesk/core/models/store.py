@@ -240,15 +240,17 @@ class ModelStore:
     ) -> Path:
         """Fetch what ``feature`` needs (resuming partial files), verify it, and return the folder.
 
-        A feature already complete in the store returns at once, without network. Raises
+        A feature already complete in the store, or in a Hugging Face cache holding the pinned
+        commit, returns at once without network. Raises
         NotEnoughSpaceError before fetching, DownloadError on network, server or verification
         failures, ModelError when a downloaded config is unreadable, Cancelled on cancel (the
         partial data stays and the next call resumes it).
         """
-        folder = self.folder_for(feature)
-        if _feature_files_present(folder, read_manifest(folder), feature):
-            return folder
+        found = self.find(feature)
+        if found is not None and found[1] in ("downloaded", "huggingface-cache"):
+            return found[0]  # the pinned files are here (a Hugging Face cache is not copied)
         plan = self.plan(feature)
+        folder = plan.target
         manifest = self._fetch(plan, on_event, cancel)
         self._record_features(manifest, plan.files)
         write_manifest(folder, manifest)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +34,8 @@ from typing import Any, cast
 from spdesk.core.errors import Cancelled, DownloadError, NotEnoughSpaceError, SpdeskError
 from spdesk.core.events import CancelToken, Event, EventSink, ignore_events
 from spdesk.core.models.sources import Source
+
+log = logging.getLogger(__name__)
 
 WEIGHTLESS_PARTS = ("tokenizer", "scheduler")
 PREFERRED_WEIGHTS = ("diffusion_pytorch_model", "model")  # diffusers / transformers file stems
@@ -476,12 +479,12 @@ class Downloader:
                 f"The hub served {f.path} from commit {meta.commit_hash[:12]}, "
                 f"not the pinned {source.revision[:12]}."
             )
-        if expected and meta.etag and meta.etag.lower() != expected:
-            raise DownloadError(
-                f"The hub's listing and its file headers disagree about {f.path} "
-                f"({algorithm} {expected[:12]}… vs ETag {meta.etag[:12]}…).",
-                hint="The repository changed or a proxy rewrites responses; try again later.",
-            )
+        if expected is None and meta.etag:
+            expected = meta.etag.lower()  # no digest in the listing: the ETag is the reference
+        elif expected and meta.etag and meta.etag.lower() != expected:
+            # On huggingface.co the linked ETag of an LFS file is its sha256, as in the listing;
+            # a mirror may differ, so the listing (the LFS pointer's oid) stays the reference.
+            log.warning("%s: ETag %s differs from the listed %s", f.path, meta.etag, expected)
         return algorithm, expected
 
     def _fetch(self, f: RemoteFile, part: Path) -> None:

@@ -241,10 +241,9 @@ class ModelStore:
         """Fetch what ``feature`` needs (resuming partial files), verify it, and return the folder.
 
         A feature already complete in the store, or in a Hugging Face cache holding the pinned
-        commit, returns at once without network. Raises
-        NotEnoughSpaceError before fetching, DownloadError on network, server or verification
-        failures, ModelError when a downloaded config is unreadable, Cancelled on cancel (the
-        partial data stays and the next call resumes it).
+        commit, returns at once without network. Raises NotEnoughSpaceError before fetching,
+        DownloadError on network, server or verification failures, ModelError when a downloaded
+        config is unreadable, Cancelled on cancel (the partial data stays; the next call resumes).
         """
         found = self.find(feature)
         if found is not None and found[1] in ("downloaded", "huggingface-cache"):

@@ -6,7 +6,8 @@ It speaks the parts of the hub protocol that huggingface_hub and spdesk's downlo
   401 ``X-Error-Code: RepoNotFound`` for an unknown repository (the real hub answers 401, not
   404, so as not to reveal private repositories) and 404 ``RevisionNotFound`` for a bad revision;
 - ``HEAD`` / ``GET /{repo}/resolve/{rev}/{path}`` with ``ETag``, ``X-Linked-Etag``,
-  ``X-Linked-Size``, ``X-Repo-Commit`` and ``Range`` (206 / 416).
+  ``X-Linked-Size``, ``X-Repo-Commit`` and ``Range`` (206 / 416);
+- gated repositories (``gated[repo] = token``): 401 ``GatedRepo`` without that bearer token.
 
 Faults can be injected per file: drop the connection after N bytes, corrupt the bytes of the next
 GETs, or replace a file's content (e.g. a truncated ``config.json``). It counts the body bytes it
@@ -76,6 +77,7 @@ class HubServer:
         self.requests: list[tuple[str, str]] = []
         self.authorizations: list[str | None] = []  # the Authorization header of each request
         self._active = 0  # requests being answered
+        self.gated: dict[str, str] = {}  # repo id -> the token it needs
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -140,9 +142,13 @@ class HubServer:
         self.stop()
 
     # --- protocol ----------------------------------------------------------------------------
-    def info(self, repo_id: str, revision: str, blobs: bool) -> tuple[int, dict[str, str], bytes]:
+    def info(
+        self, repo_id: str, revision: str, blobs: bool, authorization: str | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         if repo_id not in self.repos:
             return _error(401, "RepoNotFound", "Repository not found")
+        if repo_id in self.gated and authorization != f"Bearer {self.gated[repo_id]}":
+            return _error(401, "GatedRepo", "Access to this model is restricted")
         if revision not in self.repos[repo_id]:
             return _error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         siblings = []
@@ -236,7 +242,9 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             hub.authorizations.append(self.headers.get("Authorization"))
             info = _INFO.match(path)
             if info:
-                status, headers, body = hub.info(info[1], info[2], "blobs=true" in url.query)
+                blobs = "blobs=true" in url.query.lower()
+                auth = self.headers.get("Authorization")
+                status, headers, body = hub.info(info[1], info[2], blobs, auth)
                 self._reply(status, headers, body if send_body else b"", len(body))
                 return
             resolve = _RESOLVE.match(path)
@@ -247,7 +255,8 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self._serve_file(resolve[1], resolve[2], resolve[3], send_body)
 
         def _serve_file(self, repo_id: str, revision: str, path: str, send_body: bool) -> None:
-            status, headers, body = hub.info(repo_id, revision, blobs=False)
+            auth = self.headers.get("Authorization")
+            status, headers, body = hub.info(repo_id, revision, blobs=False, authorization=auth)
             files = hub.repos.get(repo_id, {}).get(revision, {})
             if status == 200 and path not in files:
                 status, headers, body = _error(404, "EntryNotFound", f"{path} not found")

@@ -475,3 +475,25 @@ def test_a_server_ignoring_range_restarts_the_file_cleanly(
     assert hub.served[UNET] == len(sd_files[UNET])  # whole file again, not appended twice
     assert of_type(events, hubmod.DownloadProgress)[-1].done == store.plan("preview").total_bytes
     assert store.verify("preview").ok
+
+
+def test_a_gated_repository_needs_the_token(hub: HubServer) -> None:
+    hub.gated[SD] = "hf_right"
+    with pytest.raises(DownloadError) as caught:
+        ModelStore(settings=StoreSettings(endpoint=hub.url)).download("train")
+    assert caught.value.message == f"{SD} on {hub.url} needs an access token that allows it."
+    assert "HF_TOKEN" in (caught.value.hint or "")
+    store = ModelStore(settings=StoreSettings(endpoint=hub.url, token="hf_right"))
+    assert store.download("train").is_dir()
+
+
+def test_offline_mode_refuses_downloads_with_a_plain_message(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(
+        DownloadError, match=r"Downloads are switched off \(HF_HUB_OFFLINE is set\)"
+    ):
+        store.download("train")

@@ -492,6 +492,7 @@ class Downloader:
         from huggingface_hub.file_download import http_get
         from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
+        _check_http_get(http_get)
         part.parent.mkdir(parents=True, exist_ok=True)
         if part.is_file() and part.stat().st_size > f.size:
             part.unlink()  # longer than the file can be: not ours to resume
@@ -517,6 +518,19 @@ class Downloader:
         except Exception as error:
             have = part.stat().st_size if part.is_file() else 0
             raise _transfer_error(error, self.plan, f, have) from error
+
+
+def _check_http_get(http_get: Callable[..., Any]) -> None:
+    """Byte progress needs ``http_get(tqdm_class=...)`` (huggingface_hub 1.x and later)."""
+    import inspect
+
+    if "tqdm_class" not in inspect.signature(http_get).parameters:
+        import huggingface_hub
+
+        raise DownloadError(
+            f"huggingface_hub {huggingface_hub.__version__} is too old for spdesk's downloads.",
+            hint="Update it: pip install -U huggingface_hub",
+        )
 
 
 def _bar_class(downloader: Downloader, f: RemoteFile) -> Callable[..., _FileBar]:

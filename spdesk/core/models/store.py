@@ -11,9 +11,12 @@ Public API (what the CLI, the engine, the preview and the GUI's model manager ca
                                                #   DownloadFinished (spdesk.core.models.hub)
     store.verify(feature) -> VerifyResult      # re-hash against the hub's digests (no network)
     store.remove(feature | None) -> bytes freed
-    store.import_path(path) -> ImportResult    # a diffusers folder or a single .safetensors file
+    store.import_path(path, name=) -> ImportResult  # a diffusers folder or one .safetensors file
+    store.remove_imported(name) -> bytes freed
     store.require(feature) -> Path             # disk only, no network; ModelMissingError if absent
+    store.find(feature) -> (Path, origin) | None     # the same, without raising
     encoder_folder("sd15") -> Path             # what ``load_encoder("sd15")`` uses
+    spdesk.core.models.loading: load_vae / load_pipeline / load_taesd (local files only)
 
 Features: ``train`` (SD 1.5 VAE), ``preview`` (VAE, UNet, text encoder, tokenizer, scheduler),
 ``inpaint`` (the same parts of the inpainting model) and ``taesd`` (tiny autoencoder).

@@ -559,14 +559,29 @@ def test_batch_applier_equals_apply_to_pil(
     options = ApplyOptions(working_size=working, strength=5.0)
     applier = jobs.UniversalApplier(perturbation, options)
     image = Image.fromarray(samples.photo_array(*size), mode="RGB")
+    reference = apply_to_pil(image, perturbation, options)
     for _ in range(2):  # the second call takes the cached canvas
-        fast, canvas = applier.apply(image, "key")
-        assert canvas is not None
-        assert np.array_equal(
-            np.asarray(fast), np.asarray(apply_to_pil(image, perturbation, options))
-        )
-    # No clipping on mid-range pixels: the canvas figures are the exact change.
-    assert jobs.canvas_figures(canvas) == jobs.change_figures(image, fast)
+        fast, figures = applier.apply(image, "key")
+        assert np.array_equal(np.asarray(fast), np.asarray(reference))
+        # No clipping on mid-range pixels: the canvas figures are the exact change.
+        assert figures == jobs.change_figures(image, fast)
+    randomised = jobs.UniversalApplier(perturbation, dataclasses.replace(options, randomize=True))
+    varied, _ = randomised.apply(image, "key")
+    expected = apply_to_pil(image, perturbation, randomised.options, "key")
+    assert np.array_equal(np.asarray(varied), np.asarray(expected))
+
+
+def test_canvas_cache_stays_within_its_budget(tmp_path: Path) -> None:
+    from spdesk.core.apply import ApplyOptions
+    from spdesk.core.perturbation import load_perturbation
+
+    perturbation = load_perturbation(samples.perturbation_file(tmp_path, size=24))
+    applier = jobs.UniversalApplier(perturbation, ApplyOptions(), cache_bytes=3 * 100 * 100 * 2)
+    for size in [(100, 100), (100, 90), (100, 80), (100, 100)]:
+        applier.full_canvas(size)
+    assert list(applier._full) == [(100, 80), (100, 100)]  # least recently used went first
+    applier.full_canvas((300, 300))  # larger than the whole budget: not kept
+    assert (300, 300) not in applier._full
 
 
 # --- several workers -----------------------------------------------------------------------------

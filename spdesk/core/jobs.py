@@ -20,7 +20,7 @@ import math
 import os
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -698,18 +698,15 @@ class _Run:
             return None, False
         return target, policy == "overwrite"
 
-    def _protect(
-        self, decoded: DecodedImage, item: _Planned
-    ) -> tuple[Image.Image, tuple[float | None, int]]:
+    def _protect(self, decoded: DecodedImage, item: _Planned) -> tuple[Image.Image, Figures]:
         """The protected image and its figures (PSNR in dB or None, largest change)."""
         image = decoded.image
         rgb = image.convert("RGB") if image.mode == "RGBA" else image
         key = item.relative.as_posix()
         tuner = self.job._tuner
-        canvas = None
         if tuner is None:
             self._progress(item, 1, "protecting")
-            protected, canvas = self.applier.apply(rgb, key)
+            protected, figures = self.applier.apply(rgb, key)
         else:
 
             def on_step(done: int, total: int) -> None:
@@ -718,7 +715,7 @@ class _Run:
             self._progress(item, 1, "fine-tuning")
             array = tuner.protect(np.asarray(rgb), cancel=self.cancel, on_step=on_step, key=key)
             protected = Image.fromarray(array, mode="RGB")
-        figures = canvas_figures(canvas) if canvas else change_figures(rgb, protected)
+            figures = change_figures(rgb, protected)
         if image.mode == "RGBA":
             protected.putalpha(image.getchannel("A"))
         return protected, figures
@@ -796,49 +793,87 @@ class _Run:
         self.emit(event)
 
 
+Figures = tuple[float | None, int]  # PSNR in dB (None: unchanged), largest change in 8-bit steps
+
+
 class UniversalApplier:
     """:func:`~spdesk.core.apply.apply_to_pil` for a batch, with the pattern prepared once.
 
     The result is identical to ``apply_to_pil`` (a test pins it): the 8-bit quantised pattern is
-    built once, tiled over each working view by pasting (quantising commutes with tiling), and
-    the canvas of each working-view size is cached, since a batch repeats a few sizes. Per photo
-    that leaves Pillow's bilinear upscale and one saturating add. Randomised layouts (a
-    different tiling per photo) take ``apply_to_pil`` itself.
+    built once and tiled over each working view by pasting (quantising commutes with tiling).
+    A batch repeats a few photo sizes (one camera, two orientations), so the full-size canvas of
+    each size and its figures are cached within ``cache_bytes``: per photo that leaves one
+    saturating add. Randomised layouts (a different tiling per photo) take ``apply_to_pil``.
+
+    Args:
+        perturbation: the universal perturbation.
+        options: working size, strength, randomisation.
+        cache_bytes: memory for cached full-size canvases (256 MiB holds three 24 MP ones).
     """
 
     _ZERO = 128  # the 8-bit level that stands for "no change" (as in apply.py)
 
-    def __init__(self, perturbation: Perturbation, options: ApplyOptions) -> None:
+    def __init__(
+        self, perturbation: Perturbation, options: ApplyOptions, cache_bytes: int = 256 << 20
+    ) -> None:
         self.perturbation = perturbation
         self.options = options
+        self.cache_bytes = cache_bytes
         delta = perturbation.at_strength(options.strength)
         steps = np.clip(np.rint(delta.transpose(1, 2, 0) * 255.0) + self._ZERO, 0, 255)
         self._pattern = Image.fromarray(steps.astype(np.uint8), mode="RGB")
-        self._canvases: dict[tuple[int, int], Image.Image] = {}
+        self._full: OrderedDict[tuple[int, int], tuple[Image.Image, Figures]] = OrderedDict()
+        self._building: dict[tuple[int, int], threading.Lock] = {}
+        self._lock = threading.Lock()
 
-    def canvas(self, width: int, height: int) -> Image.Image:
+    def working_canvas(self, width: int, height: int) -> Image.Image:
         """The quantised pattern tiled over the working view of a ``width`` x ``height`` photo."""
         wh, ww = working_size(height, width, self.options.working_size)
-        canvas = self._canvases.get((wh, ww))
-        if canvas is None:
-            canvas = Image.new("RGB", (ww, wh))
-            ph, pw = self.perturbation.size
-            for top in range(0, wh, ph):
-                for left in range(0, ww, pw):
-                    canvas.paste(self._pattern, (left, top))
-            if len(self._canvases) > 64:
-                self._canvases.clear()
-            self._canvases[(wh, ww)] = canvas
+        canvas = Image.new("RGB", (ww, wh))
+        ph, pw = self.perturbation.size
+        for top in range(0, wh, ph):
+            for left in range(0, ww, pw):
+                canvas.paste(self._pattern, (left, top))
         return canvas
 
-    def apply(self, image: Image.Image, key: str) -> tuple[Image.Image, Image.Image | None]:
-        """The protected RGB image, and the full-size canvas (None for randomised layouts)."""
+    def full_canvas(self, size: tuple[int, int]) -> tuple[Image.Image, Figures]:
+        """The canvas upscaled to ``size`` (width, height) and its figures; cached."""
+        with self._lock:
+            cached = self._full.get(size)
+            if cached is not None:
+                self._full.move_to_end(size)
+                return cached
+            building = self._building.setdefault(size, threading.Lock())
+        with building:  # two workers with photos of one size build its canvas once
+            with self._lock:
+                cached = self._full.get(size)
+            if cached is None:
+                cached = self._build(size)
+        with self._lock:
+            self._building.pop(size, None)
+        return cached
+
+    def _build(self, size: tuple[int, int]) -> tuple[Image.Image, Figures]:
+        canvas = self.working_canvas(*size)
+        if canvas.size != size:
+            # Bilinear: never overshoots the budget, and the cheapest smooth upscale in Pillow.
+            canvas = canvas.resize(size, Image.Resampling.BILINEAR)
+        entry = (canvas, canvas_figures(canvas))
+        with self._lock:
+            self._full[size] = entry
+            while sum(3 * w * h for w, h in self._full) > self.cache_bytes and len(self._full) > 1:
+                self._full.popitem(last=False)
+            if 3 * size[0] * size[1] > self.cache_bytes:
+                self._full.pop(size, None)
+        return entry
+
+    def apply(self, image: Image.Image, key: str) -> tuple[Image.Image, Figures]:
+        """The protected RGB image and its figures (pattern before clipping, or measured)."""
         if self.options.randomize:
-            return apply_to_pil(image, self.perturbation, self.options, key), None
-        canvas = self.canvas(*image.size)
-        if canvas.size != image.size:
-            canvas = canvas.resize(image.size, Image.Resampling.BILINEAR)
-        return ImageChops.add(image, canvas, scale=1.0, offset=-self._ZERO), canvas
+            protected = apply_to_pil(image, self.perturbation, self.options, key)
+            return protected, change_figures(image, protected)
+        canvas, figures = self.full_canvas(image.size)
+        return ImageChops.add(image, canvas, scale=1.0, offset=-self._ZERO), figures
 
 
 def canvas_figures(canvas: Image.Image) -> tuple[float | None, int]:

@@ -87,6 +87,7 @@ def test_train_fetches_only_the_fp16_vae_with_exact_progress(
     progress = of_type(events, hubmod.DownloadProgress)
     assert progress[-1].done == progress[-1].total == total
     assert all(p.file_done <= p.file_total for p in progress)
+    assert progress[-1].speed_bps > 0 and progress[-1].eta_s == 0
     assert [p.done for p in progress] == sorted(p.done for p in progress)
     assert {v.file for v in of_type(events, hubmod.FileVerified)} == VAE_FILES
     [finished] = of_type(events, hubmod.DownloadFinished)
@@ -497,3 +498,19 @@ def test_offline_mode_refuses_downloads_with_a_plain_message(
         DownloadError, match=r"Downloads are switched off \(HF_HUB_OFFLINE is set\)"
     ):
         store.download("train")
+
+
+def test_inpaint_comes_from_its_own_pinned_repository(store: ModelStore, hub: HubServer) -> None:
+    from spdesk.core.models import loading
+
+    hub.add_repo(
+        sources.SD15_INPAINT_REPO, sources.SD15_INPAINT_REVISION, tiny_sd_repo_files(inpaint=True)
+    )
+    folder = store.download("inpaint")
+    assert folder.parts[-2:] == (
+        "stable-diffusion-v1-5--stable-diffusion-inpainting",
+        sources.SD15_INPAINT_REVISION,
+    )
+    assert store.find("train") is None  # the inpainting VAE does not stand in for the pinned one
+    pipe = loading.load_pipeline("inpaint", store)
+    assert pipe.unet.config.in_channels == 9

@@ -90,6 +90,7 @@ def test_train_fetches_only_the_fp16_vae_with_exact_progress(
     assert progress[-1].speed_bps > 0 and progress[-1].eta_s == 0
     assert [p.done for p in progress] == sorted(p.done for p in progress)
     assert {v.file for v in of_type(events, hubmod.FileVerified)} == VAE_FILES
+    assert {v.file for v in of_type(events, hubmod.FileVerifying)} == VAE_FILES
     [finished] = of_type(events, hubmod.DownloadFinished)
     assert finished.fetched_bytes == total
     assert set(hub.served) == VAE_FILES

@@ -155,6 +155,8 @@ class _DownloadPrinter:
                 f"{_size(event.speed_bps)}/s"
             )
             self.bar.update(label, event.done, event.total, event.eta_s)
+        elif isinstance(event, hub.FileVerifying) and event.size >= 50_000_000:
+            self.bar.line(f"Checking the sha256 of {event.file} ({_size(event.size)})...")
         elif isinstance(event, hub.FileRejected):
             again = "fetching it again" if event.retrying else "giving up"
             self.bar.line(f"{event.file}: {event.algorithm} mismatch, {again}")

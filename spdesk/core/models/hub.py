@@ -82,6 +82,14 @@ class DownloadProgress(Event):
 
 
 @dataclass(frozen=True)
+class FileVerifying(Event):
+    """A file is complete and being hashed (seconds for the 1.7 GB UNet; no progress meanwhile)."""
+
+    file: str
+    size: int
+
+
+@dataclass(frozen=True)
 class FileVerified(Event):
     """A file's size and hash matched the hub's; ``algorithm`` is ``sha256`` or ``git-sha1``."""
 
@@ -443,6 +451,7 @@ class Downloader:
         part = part_path(self.plan.target, f)
         for attempt in (1, 2):
             self._fetch(f, part)
+            self.on_event(FileVerifying(f.path, f.size))
             digest = file_digest(part, f)
             if expected is None or digest == expected:
                 part.replace(self.plan.target / f.local_name)
@@ -597,6 +606,7 @@ __all__ = [
     "Downloader",
     "FileRejected",
     "FileVerified",
+    "FileVerifying",
     "RemoteFile",
     "check_free_space",
     "list_repository",

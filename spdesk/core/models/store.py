@@ -7,8 +7,8 @@ Public API (what the CLI, the engine, the preview and the GUI's model manager ca
     store.status() -> list[FeatureStatus]      # per feature: present, folder, size, verified
     store.plan(feature) -> DownloadPlan        # network: files, total/to-fetch bytes, free space
     store.download(feature, on_event, cancel) -> Path   # events: DownloadPlanned, DownloadStarted,
-                                               #   DownloadProgress, FileVerified, FileRejected,
-                                               #   DownloadFinished (spdesk.core.models.hub)
+                                               #   DownloadProgress, FileVerifying, FileVerified,
+                                               #   FileRejected, DownloadFinished (models.hub)
     store.verify(feature) -> VerifyResult      # re-hash against the hub's digests (no network)
     store.remove(feature | None) -> bytes freed
     store.import_path(path, name=) -> ImportResult  # a diffusers folder or one .safetensors file

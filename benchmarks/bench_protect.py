@@ -7,8 +7,9 @@ alternating ``--repeat`` times, on the same files; the figure is the ratio of th
 (target: at most 1.15), for the job with one worker (strictly sequential, like the floor) and
 with its default of two workers (photos overlap; the floor stays single-threaded). The floor
 does what the job's encoder does (JPEG quality 95 4:4:4, EXIF and ICC copied, PNG level 6),
-without a perturbation, a manifest, fsync or renames. A stage breakdown for the 24 MP photo shows
-where the difference goes.
+without a perturbation, a manifest, fsync or renames; a second floor also writes like the job
+(temp file, fsync, rename), separating the price of crash-safe writes from that of protecting.
+A stage breakdown for the 24 MP photo shows where the difference goes.
 
 Peak memory for a 24 MP photo is the peak resident set (VmHWM) of a fresh process that protects
 it through the job, next to a fresh process that only decodes and re-encodes it.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -70,8 +72,12 @@ def make_large_photos(folder: Path, sources: list[Path], per_size: int) -> list[
     return out
 
 
-def pillow_floor(photos: list[Path], out: Path) -> float:
-    """Decode, make upright RGB, re-encode at the job's settings; seconds."""
+def pillow_floor(photos: list[Path], out: Path, durable: bool = False) -> float:
+    """Decode, make upright RGB, re-encode at the job's settings; seconds.
+
+    ``durable`` also writes like the job does (temp file, fsync, rename), which separates the
+    cost of safe writes from the cost of protecting.
+    """
     start = time.perf_counter()
     for path in photos:
         with path.open("rb") as handle:
@@ -87,7 +93,16 @@ def pillow_floor(photos: list[Path], out: Path) -> float:
             params["compress_level"] = 6
         else:
             params.update(quality=95, subsampling=0)
-        rgb.save(out / f"{path.stem}.out.{image.format.lower()}", image.format, **params)
+        target = out / f"{path.stem}.out.{image.format.lower()}"
+        if not durable:
+            rgb.save(target, image.format, **params)
+            continue
+        fd, temp = tempfile.mkstemp(dir=out, suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            rgb.save(handle, image.format, **params)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
     return time.perf_counter() - start
 
 
@@ -105,27 +120,32 @@ def compare(
     name: str, photos: list[Path], work: Path, perturbation: Path, repeat: int, workers: list[int]
 ) -> dict:
     """Median seconds of the Pillow floor and of the job per worker count, runs interleaved."""
-    labels = ["floor", *(f"job{w}" for w in workers)]
+    labels = ["floor", "durable", *(f"job{w}" for w in workers)]
     times: dict[str, list[float]] = {label: [] for label in labels}
     for round_ in range(repeat):
         for label in labels if round_ % 2 == 0 else labels[::-1]:
             out = work / f"{name}-{label}-{round_}".replace(" ", "")
             out.mkdir()
-            if label == "floor":
-                times[label].append(pillow_floor(photos, out))
+            if label in ("floor", "durable"):
+                times[label].append(pillow_floor(photos, out, durable=label == "durable"))
             else:
                 times[label].append(protect_job(photos, out, perturbation, int(label[3:])))
             shutil.rmtree(out)
     floor = statistics.median(times["floor"])
+    durable = statistics.median(times["durable"])
     megapixels = sum(_megapixels(p) for p in photos)
     row: dict = {"set": name, "photos": len(photos), "megapixels": round(megapixels, 1)}
     row["pillow_floor_s"] = round(floor, 3)
-    parts = [f"Pillow decode+encode {floor:6.2f} s"]
+    row["pillow_floor_with_fsync_s"] = round(durable, 3)
+    parts = [f"Pillow {floor:5.2f} s (+fsync {durable:5.2f} s)"]
     for w in workers:
         job = statistics.median(times[f"job{w}"])
         row[f"protect_workers{w}_s"] = round(job, 3)
         row[f"ratio_workers{w}"] = round(job / floor, 3)
-        parts.append(f"protect, {w} worker(s) {job:6.2f} s = {job / floor:.3f}x")
+        row[f"ratio_workers{w}_vs_fsync_floor"] = round(job / durable, 3)
+        parts.append(
+            f"protect x{w} {job:5.2f} s = {job / floor:.2f}x ({job / durable:.2f}x of +fsync)"
+        )
     row["runs"] = {k: [round(t, 3) for t in v] for k, v in times.items()}
     print(f"{name:>9}: {len(photos):4d} photos {megapixels:6.1f} MP | " + " | ".join(parts))
     sys.stdout.flush()
@@ -185,7 +205,6 @@ def peak_memory(photo: Path, work: Path, perturbation: Path) -> dict:
 def stage_breakdown(photo: Path, work: Path, perturbation: Path, repeat: int) -> dict:
     """Median seconds of each stage the job runs on one photo, measured one by one."""
     import io
-    import os
 
     from spdesk.core.apply import ApplyOptions
     from spdesk.core.export import ExportOptions, prepare, write_image

@@ -93,9 +93,11 @@ def test_some_failed_exits_1(
     tmp_path: Path, inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (inputs / "broken.jpg").write_bytes(b"")
-    assert _protect(inputs, "--out", tmp_path / "out", "--perturbation", perturbation) == 1
+    typo = tmp_path / "typo.jpg"
+    assert _protect(inputs, typo, "--out", tmp_path / "out", "--perturbation", perturbation) == 1
     err = capsys.readouterr().err
     assert "FAILED   " in err and "broken.jpg is empty" in err
+    assert f"{typo} does not exist" in err
 
 
 @pytest.mark.parametrize(

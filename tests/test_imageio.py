@@ -272,4 +272,4 @@ def test_explicit_files_are_taken_even_if_not_images(folder: Path) -> None:
     junk.write_text("hello")
     found = discover([junk, folder / "missing.jpg"])
     assert [p.path for p in found.photos] == [junk]  # it then fails with a clear error
-    assert found.skipped[0].reason == "does not exist"
+    assert found.missing == [folder / "missing.jpg"]

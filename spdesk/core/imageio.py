@@ -463,6 +463,7 @@ class Discovery:
 
     photos: list[InputPhoto] = field(default_factory=list)
     skipped: list[SkippedInput] = field(default_factory=list)
+    missing: list[Path] = field(default_factory=list)  # named inputs that do not exist
 
 
 @dataclass(frozen=True)
@@ -500,7 +501,7 @@ def discover(paths: Sequence[Path], options: DiscoveryOptions = DiscoveryOptions
         elif path.exists() or path.is_symlink():
             _add(path, path.parent, seen, found)
         else:
-            found.skipped.append(SkippedInput(path, "does not exist"))
+            found.missing.append(path)
     return found
 
 

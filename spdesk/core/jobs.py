@@ -423,6 +423,10 @@ class ProtectJob:
         report = JobReport(self.output_root, settings=self.settings.describe())
         report.warnings = settings_warnings(self._export)
         report.skipped = [FileSkipped(s.path, s.reason) for s in discovery.skipped]
+        report.failed = [
+            FileFailed(path, f"{path} does not exist.", "Check the name and the folder.")
+            for path in discovery.missing
+        ]
         if self.settings.mode == "finetune":
             self._tuner = self._fine_tuner(perturbation)
         _make_output_root(self.output_root)
@@ -437,8 +441,8 @@ class ProtectJob:
                     warnings=tuple(report.warnings),
                 )
             )
-            for skipped in report.skipped:
-                on_event(skipped)
+            for event in [*report.failed, *report.skipped]:
+                on_event(event)
             try:
                 run.process_all(manifest, discovery.photos)
             finally:

@@ -365,3 +365,24 @@ def tiny_taesd_repo_files() -> dict[str, bytes]:
         files = folder_files(Path(tmp) / "taesd")
     files["taesd_encoder.pth"] = b"\0" * 1024  # the original's pickle files: never fetched
     return files
+
+
+def without_safetensors(files: dict[str, bytes], parts: tuple[str, ...]) -> dict[str, bytes]:
+    """``files`` with the weights of ``parts`` as pickled ``.bin`` only (fp32 and fp16 variant),
+    as the pinned SD 1.5 inpainting commit publishes its VAE and UNet."""
+    import io
+
+    import torch
+    from safetensors.torch import load
+
+    out = dict(files)
+    for part in parts:
+        for name in [n for n in files if n.startswith(f"{part}/") and n.endswith(".safetensors")]:
+            data = out.pop(name)
+            if name in NEVER_FETCHED:  # placeholder bytes, not weights
+                out[name.removesuffix(".safetensors") + ".bin"] = data
+                continue
+            buffer = io.BytesIO()
+            torch.save(load(data), buffer)
+            out[name.removesuffix(".safetensors") + ".bin"] = buffer.getvalue()
+    return out

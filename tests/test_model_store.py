@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_server import NEVER_FETCHED, HubServer, tiny_sd_repo_files, tiny_taesd_repo_files
+from hub_server import (
+    NEVER_FETCHED,
+    HubServer,
+    tiny_sd_repo_files,
+    tiny_taesd_repo_files,
+    without_safetensors,
+)
 
 from spdesk.core.errors import (
     Cancelled,
@@ -515,3 +521,53 @@ def test_inpaint_comes_from_its_own_pinned_repository(store: ModelStore, hub: Hu
     assert store.find("train") is None  # the inpainting VAE does not stand in for the pinned one
     pipe = loading.load_pipeline("inpaint", store)
     assert pipe.unet.config.in_channels == 9
+
+
+def test_parts_published_only_as_bin_are_verified_and_converted_to_fp16_safetensors(
+    store: ModelStore, hub: HubServer
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from spdesk.core.models import loading
+
+    files = without_safetensors(tiny_sd_repo_files(inpaint=True), ("vae", "unet"))
+    assert "unet/diffusion_pytorch_model.fp16.bin" in files
+    hub.add_repo(sources.SD15_INPAINT_REPO, sources.SD15_INPAINT_REVISION, files)
+    folder = store.download("inpaint")
+    fetched = {p for p in hub.served if p.startswith(("vae/", "unet/"))}
+    assert fetched == {
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.fp16.bin",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.fp16.bin",
+    }
+    assert not list(folder.rglob("*.bin")) and not list(folder.rglob("*.part"))
+    weights = load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert {t.dtype for t in weights.values()} == {torch.float16}
+    assert store.verify("inpaint").ok
+    assert loading.load_pipeline("inpaint", store).unet.config.in_channels == 9
+    damaged = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:-2] + b"!!")
+    assert store.verify("inpaint").problems == [
+        "unet/diffusion_pytorch_model.safetensors does not match the sha256 recorded when it "
+        "was converted (deleted: the next download fetches it)"
+    ]
+
+
+def test_a_bin_that_would_run_code_is_refused_even_with_the_right_sha256(
+    store: ModelStore, hub: HubServer
+) -> None:
+    import pickle
+
+    class RunsCode:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (print, ("this would run on load",))
+
+    files = without_safetensors(tiny_sd_repo_files(inpaint=True), ("vae",))
+    files["vae/diffusion_pytorch_model.fp16.bin"] = pickle.dumps({"w": RunsCode()})
+    hub.add_repo(sources.SD15_INPAINT_REPO, sources.SD15_INPAINT_REVISION, files)
+    with pytest.raises(ModelError, match="would run code to load; spdesk refuses it"):
+        store.download("inpaint")
+    vae = store.folder_for("inpaint") / "vae"
+    assert not list(vae.glob("*.bin*")) and not list(vae.glob("*.safetensors*"))

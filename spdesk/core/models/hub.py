@@ -13,10 +13,11 @@ progress comes through its ``tqdm_class`` hook; raising ``Cancelled`` from the h
 (called before each chunk is written) stops the transfer between chunks.
 
 Every file is verified before it is renamed into place: LFS files by sha256 (the hub's linked
-ETag), small files by their git blob sha1 (their ETag). A mismatch deletes the file and fetches it
-once more; a second mismatch fails. Files are stored under plain diffusers names
-(``*.fp16.safetensors`` becomes ``*.safetensors``) so that every loader finds them without a
-``variant`` argument; the xet protocol is never used (plain HTTP ranges only).
+ETag), small files by their git blob sha1 (their ETag); a ``.bin`` (only for parts published
+without safetensors) is verified, then rewritten as fp16 safetensors and deleted. A mismatch
+deletes the file and fetches it once more; a second mismatch fails. Files are stored under plain
+diffusers names (``*.fp16.safetensors`` becomes ``*.safetensors``) so that every loader finds
+them without a ``variant`` argument; the xet protocol is never used (plain HTTP ranges only).
 """
 
 from __future__ import annotations
@@ -133,8 +134,18 @@ class RemoteFile:
 
     @property
     def local_name(self) -> str:
-        """Where it is stored, relative to the model folder (``.fp16`` dropped from the name)."""
-        return self.path.replace(".fp16.safetensors", ".safetensors")
+        """Where it is stored, relative to the model folder: plain safetensors names (``.fp16``
+        dropped; a ``.bin`` is stored converted, see :attr:`is_pickle`)."""
+        for suffix in (".fp16.safetensors", ".fp16.bin", ".bin"):
+            if self.path.endswith(suffix):
+                return self.path[: -len(suffix)] + ".safetensors"
+        return self.path
+
+    @property
+    def is_pickle(self) -> bool:
+        """A ``.bin`` fetched only because the part has no safetensors weights at the pinned
+        commit; it is verified, then rewritten as fp16 safetensors (weights_only load)."""
+        return self.path.endswith(".bin")
 
     @property
     def expected(self) -> tuple[str, str | None]:
@@ -214,8 +225,9 @@ def _remote_file(sibling: Any) -> RemoteFile:
 
 def select_files(source: Source, files: Iterable[RemoteFile]) -> list[RemoteFile]:
     """The files a feature needs: configs and tokenizer files, and the safetensors weights of
-    each model part (the fp16 variant when there is one). Never ``.bin``, ``.ckpt``, ``.pth``,
-    single-file checkpoints or parts outside ``source.components`` (the safety checker)."""
+    each model part (the fp16 variant when there is one). Never ``.ckpt``, ``.pth``, single-file
+    checkpoints or parts outside ``source.components`` (the safety checker); a ``.bin`` only for
+    a part that has no safetensors at all (see :func:`_weights`), converted on arrival."""
     by_path = {f.path: f for f in files}
     if not by_path:
         raise DownloadError(f"{source.repo_id} at {source.revision[:12]} holds no files.")
@@ -256,12 +268,23 @@ def _part_files(source: Source, part: str, by_path: dict[str, RemoteFile]) -> li
 
 
 def _weights(inside: list[RemoteFile]) -> list[RemoteFile]:
-    """fp16 safetensors if present, else plain ones; the standard file names when there are."""
-    fp16 = [f for f in inside if f.path.endswith(".fp16.safetensors")]
-    plain = [f for f in inside if PurePosixPath(f.path).suffixes == [".safetensors"]]
-    weights = fp16 or plain
-    standard = [f for f in weights if PurePosixPath(f.path).name.split(".")[0] in PREFERRED_WEIGHTS]
-    return standard or weights
+    """fp16 safetensors if present, else plain ones; the standard file names when there are.
+
+    A part without any safetensors (the pinned SD 1.5 inpainting commit has only ``.bin`` for
+    its VAE and UNet) falls back to its standard ``.bin`` (fp16 variant first), which is
+    verified and converted to safetensors: never kept, never loaded with code execution."""
+    for suffix in (".safetensors", ".bin"):
+        fp16 = [f for f in inside if f.path.endswith(f".fp16{suffix}")]
+        plain = [f for f in inside if PurePosixPath(f.path).suffixes == [suffix]]
+        weights = fp16 or plain
+        standard = [
+            f for f in weights if PurePosixPath(f.path).name.split(".")[0] in PREFERRED_WEIGHTS
+        ]
+        if suffix == ".safetensors" and (standard or weights):
+            return standard or weights
+        if suffix == ".bin" and standard:
+            return standard[:1]
+    return []
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -287,8 +310,14 @@ class DownloadPlan:
         return self.total_bytes - self.done_bytes
 
     @property
+    def space_needed(self) -> int:
+        """Bytes still to fetch, plus room to convert the largest ``.bin`` beside itself."""
+        pickles = [f.size for f in self.files if f.is_pickle]
+        return self.to_fetch_bytes + max(pickles, default=0)
+
+    @property
     def enough_space(self) -> bool:
-        return self.to_fetch_bytes <= self.free_bytes
+        return self.space_needed <= self.free_bytes
 
 
 def part_path(target: Path, f: RemoteFile) -> Path:
@@ -325,7 +354,7 @@ def check_free_space(plan: DownloadPlan) -> None:
     """Raises NotEnoughSpaceError (before anything is fetched) when the plan does not fit."""
     if not plan.enough_space:
         raise NotEnoughSpaceError(
-            f"The download needs {human_size(plan.to_fetch_bytes)}, "
+            f"The download needs {human_size(plan.space_needed)}, "
             f"{human_size(plan.free_bytes)} free on {plan.free_on}.",
             hint="Free some space, or move the model folder "
             "(spdesk models status shows where it is).",
@@ -454,7 +483,11 @@ class Downloader:
             self.on_event(FileVerifying(f.path, f.size))
             digest = file_digest(part, f)
             if expected is None or digest == expected:
-                part.replace(self.plan.target / f.local_name)
+                final = self.plan.target / f.local_name
+                if f.is_pickle:
+                    convert_pickle(part, final)
+                else:
+                    part.replace(final)
                 self.verified.add(f.path)
                 self.meter.current = 0
                 if self.on_verified is not None:
@@ -579,6 +612,27 @@ def _is_commit(source: Source) -> bool:
     from spdesk.core.models.sources import is_full_commit
 
     return is_full_commit(source.revision)
+
+
+def convert_pickle(part: Path, final: Path) -> None:
+    """A verified ``.bin`` as fp16 safetensors at ``final``; the pickle is deleted either way.
+
+    ``torch.load(weights_only=True)`` reads plain tensors only: a pickle that would run code is
+    refused (ModelError) even though its sha256 matched the hub's."""
+    import torch
+
+    from spdesk.core.models.importing import load_pickle_weights, save_safetensors
+
+    try:
+        tensors = load_pickle_weights(part)
+        half = {
+            k: v.half() if v.dtype == torch.float32 else v for k, v in tensors.items()
+        }  # the store keeps fp16 weights, as the hub's fp16 variants
+        tmp = final.with_name(final.name + ".tmp")
+        save_safetensors(half, tmp)
+        tmp.replace(final)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def file_digest(path: Path, f: RemoteFile) -> str:

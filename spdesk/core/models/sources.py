@@ -6,6 +6,9 @@ file is known in advance. The old ``runwayml`` repositories are gone; never use 
 The three hashes below were confirmed only from Hugging Face cache paths
 (``models--<org>--<name>/snapshots/<commit>``) seen in several independent public projects, not from
 the hub itself (no internet here): check them with ``spdesk models download`` against the real hub.
+Public download logs of the inpainting commit show its VAE and UNet as ``.bin`` only: the store
+then fetches the ``.bin`` (fp16 variant first), verifies its sha256 and converts it to
+safetensors with a ``weights_only`` load (see ``hub._weights``).
 """
 
 from __future__ import annotations

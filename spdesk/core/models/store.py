@@ -133,9 +133,21 @@ def _feature_files_present(folder: Path, manifest: dict[str, Any], feature: str)
         if entry is None:
             return False
         local = folder / entry["local"]
-        if not local.is_file() or local.stat().st_size != entry["size"]:
+        if not local.is_file() or local.stat().st_size != local_size(entry):
             return False
     return True
+
+
+def local_size(entry: dict[str, Any]) -> int:
+    """The stored file's size (a converted ``.bin`` differs from the hub's size)."""
+    return int(entry.get("local_size", entry["size"]))
+
+
+def sha256_of(path: Path) -> str:
+    from huggingface_hub.utils.sha import sha_fileobj
+
+    with path.open("rb") as fh:
+        return sha_fileobj(fh).hex()
 
 
 def looks_complete(folder: Path, source: Source) -> bool:
@@ -303,8 +315,12 @@ class ModelStore:
 
         def record(f: RemoteFile, digest: str) -> None:
             algorithm, _ = f.expected
-            entry = {"local": f.local_name, "size": f.size, "algorithm": algorithm}
-            manifest["files"][f.path] = {**entry, "digest": digest}
+            local = folder / f.local_name
+            entry: dict[str, Any] = {"local": f.local_name, "size": f.size, "algorithm": algorithm}
+            entry.update(digest=digest, local_size=local.stat().st_size)
+            if f.is_pickle:  # converted: the hub's digest is of the .bin, keep the result's own
+                entry["local_sha256"] = sha256_of(local)
+            manifest["files"][f.path] = entry
             write_manifest(folder, manifest)
 
         downloader = hub.Downloader(
@@ -377,7 +393,7 @@ class ModelStore:
             return 0
         if origin == "downloaded":
             manifest = read_manifest(folder)
-            return sum(manifest["files"][p]["size"] for p in manifest["features"][feature])
+            return sum(local_size(manifest["files"][p]) for p in manifest["features"][feature])
         return tree_size(folder)
 
     def verify(self, feature: Feature) -> VerifyResult:
@@ -491,8 +507,6 @@ class ModelStore:
         return folder if looks_complete(folder, source) else None
 
     def _verify_hf_cache(self, feature: Feature, folder: Path) -> VerifyResult:
-        from huggingface_hub.utils.sha import sha_fileobj
-
         snapshot = self.hf_cache_snapshot(feature)
         problems: list[str] = []
         checked = 0
@@ -501,9 +515,8 @@ class ModelStore:
             if len(blob) != 64:  # small files: their blob name is a git sha1 of the content
                 continue
             checked += 1
-            with src.open("rb") as fh:
-                if sha_fileobj(fh).hex() != blob:
-                    problems.append(f"{src.relative_to(snapshot)} does not match its sha256")
+            if sha256_of(src) != blob:
+                problems.append(f"{src.relative_to(snapshot)} does not match its sha256")
         return VerifyResult(feature, str(folder), checked, problems)
 
 
@@ -592,9 +605,11 @@ def _verify_manifest(feature: str, folder: Path) -> VerifyResult:
         f = hub.RemoteFile(remote, entry["size"], sha, None if sha else entry["digest"])
         if not local.is_file():
             problem = "is missing"
-        elif local.stat().st_size != entry["size"]:
+        elif local.stat().st_size != local_size(entry):
             problem = "has the wrong size"
-        elif hub.file_digest(local, f) != entry["digest"]:
+        elif "local_sha256" in entry and sha256_of(local) != entry["local_sha256"]:
+            problem = "does not match the sha256 recorded when it was converted"
+        elif "local_sha256" not in entry and hub.file_digest(local, f) != entry["digest"]:
             problem = f"does not match its {entry['algorithm']}"
         else:
             continue
@@ -620,7 +635,7 @@ def _verified_paths(folder: Path, manifest: dict[str, Any], files: Iterable[Any]
             and entry["size"] == f.size
             and entry["digest"] == f.expected[1]
             and local.is_file()
-            and local.stat().st_size == f.size
+            and local.stat().st_size == local_size(entry)
         ):
             out.add(f.path)
     return out

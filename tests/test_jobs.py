@@ -647,3 +647,22 @@ def test_disk_full_with_workers_stops_and_resumes(
     resumed, _ = _run([inputs], out, settings)
     assert resumed.ok and len(resumed.done) + len(resumed.skipped) == 8
     assert len(_outputs(out)) == 8
+
+
+def test_cancel_after_a_done_event_lets_no_later_photo_through(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    for i in range(8):
+        samples.photo(inputs / f"{i}.png")
+    out = tmp_path / "out"
+    cancel = CancelToken()
+
+    def cancel_after_second(event: Event) -> None:
+        if isinstance(event, FileDone) and event.position == 2:
+            cancel.cancel()  # photos 3 and 4 may be encoded already: they must not appear
+
+    with pytest.raises(JobCancelled) as info:
+        _run([inputs], out, dataclasses.replace(settings, workers=3), cancel, cancel_after_second)
+    assert [e.source.name for e in info.value.report.done] == ["0.png", "1.png"]
+    assert _outputs(out) == ["0.protected.png", "1.protected.png"]
+    assert not list(out.rglob(f"*{export.TEMP_SUFFIX}"))

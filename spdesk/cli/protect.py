@@ -147,7 +147,7 @@ class _Printer:
             self.finished += 1 if event.position else 0
             self._line(f"skipped  {event.source}: {event.reason}")
         elif isinstance(event, jobs.FileFailed):
-            self.finished += 1
+            self.finished += 1 if event.position else 0  # a missing input is not in the total
             hint = f" ({event.hint})" if event.hint else ""
             self._line(f"FAILED   {event.source}: {event.reason}{hint}")
 

@@ -16,7 +16,7 @@ import errno
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -262,14 +262,25 @@ def _exif_bytes(decoded: DecodedImage, strip: str, notes: list[str]) -> bytes | 
 
 
 # --- atomic writes -----------------------------------------------------------------------------
-def atomic_save(encoded: Encoded, target: Path, *, replace: bool = False) -> int:
+def atomic_save(
+    encoded: Encoded,
+    target: Path,
+    *,
+    replace: bool = False,
+    before_publish: Callable[[], None] | None = None,
+) -> int:
     """Write ``encoded`` to ``target`` atomically; returns the size in bytes.
+
+    The image is encoded into a temporary file beside ``target``, flushed and fsync'ed, then
+    renamed to ``target``.
 
     Args:
         encoded: the image and its save arguments (see :func:`prepare`).
         target: the final path; its folder is created if needed.
         replace: replace an existing ``target`` (the "overwrite" collision policy); otherwise a
             taken name raises :class:`OutputExistsError` and nothing is replaced.
+        before_publish: called between the complete temp file and the rename; whatever it
+            raises (a cancellation) leaves no file behind.
 
     Raises:
         DiskFullError, OutputPermissionError, OutputExistsError, OutputError: naming the file;
@@ -289,6 +300,8 @@ def atomic_save(encoded: Encoded, target: Path, *, replace: bool = False) -> int
             os.fsync(handle.fileno())
         os.chmod(temp, _FILE_MODE)
         size = temp.stat().st_size
+        if before_publish is not None:
+            before_publish()
         # The rename itself is not fsync'ed: after a power cut it may be lost, which leaves the
         # complete temp file; the next run removes it and protects the photo again.
         _publish(temp, target, replace)

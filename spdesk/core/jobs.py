@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -538,6 +538,9 @@ class _Task:
     replace: bool
     signature: SourceSignature
     started: float
+    # Set once the previous photo is recorded and reported: only then may this one's output
+    # appear, so a cancel (or pause) requested while handling photo k never lets k+1 through.
+    turn: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -597,19 +600,27 @@ class _Run:
         ]
         manifest.mark_pending([p.key for p in planned], self.fingerprint)
         workers = 1 if self.job._tuner is not None else self.job.settings.workers
+        inflight: deque[tuple[_Task, Future[_Outcome]]] = deque()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spdesk-job") as pool:
-            inflight: deque[tuple[_Task, Future[_Outcome]]] = deque()
-            for item in planned:
-                if self._stopping():
-                    break
-                task = self._prepare(manifest, item)
-                if task is None:
-                    continue
-                inflight.append((task, self._submit(pool, task, workers)))
-                while inflight and (len(inflight) >= workers or inflight[0][1].done()):
-                    self._finish(manifest, *inflight.popleft())
-            while inflight:  # after a stop: keep what finished, the rest stays pending
-                self._finish(manifest, *inflight.popleft())
+            try:
+                for item in planned:
+                    if self._stopping():
+                        break
+                    task = self._prepare(manifest, item)
+                    if task is None:
+                        continue
+                    if not inflight:
+                        task.turn.set()
+                    inflight.append((task, self._submit(pool, task, workers)))
+                    while inflight and (len(inflight) >= workers or inflight[0][1].done()):
+                        self._finish_next(manifest, inflight)
+                while inflight:  # after a stop: keep what finished, the rest stays pending
+                    self._finish_next(manifest, inflight)
+            except BaseException:
+                self.abort.cancel()  # release the workers so the pool can shut down
+                for task, _future in inflight:
+                    task.turn.set()
+                raise
         if self._stopping():
             self.report.pending = [p.source for p in planned if p.key not in self.handled]
 
@@ -656,8 +667,24 @@ class _Run:
         protected, figures = self._protect(decoded, item)
         self.check()
         self._progress(item, 2, "saving")
-        output, size = self._save(decoded, protected, task.target, task.replace)
+
+        def in_turn() -> None:
+            task.turn.wait()
+            self.check()
+
+        output, size = self._save(decoded, protected, task, in_turn)
         return _Outcome(output, size, figures, tuple(decoded.notes))
+
+    def _finish_next(
+        self, manifest: Manifest, inflight: deque[tuple[_Task, Future[_Outcome]]]
+    ) -> None:
+        """Wait for the oldest photo in flight, record it, and give the next one its turn."""
+        task, future = inflight.popleft()
+        try:
+            self._finish(manifest, task, future)
+        finally:
+            if inflight:
+                inflight[0][0].turn.set()
 
     def _finish(self, manifest: Manifest, task: _Task, future: Future[_Outcome]) -> None:
         """Record and report one photo's result (in job order)."""
@@ -725,8 +752,13 @@ class _Run:
         return protected, figures
 
     def _save(
-        self, decoded: DecodedImage, protected: Image.Image, target: Path, replace_existing: bool
+        self,
+        decoded: DecodedImage,
+        protected: Image.Image,
+        task: _Task,
+        before_publish: Callable[[], None],
     ) -> tuple[Path, int]:
+        target = task.target
         fmt = output_format(decoded.source_format, self._export)
         encoded = prepare(decoded, protected, fmt, self._export)
         decoded.notes.extend(encoded.notes)
@@ -737,7 +769,9 @@ class _Run:
             if candidate != target and candidate in self.written:
                 continue  # another photo of this job has (or is writing) that name
             try:
-                size = atomic_save(encoded, candidate, replace=replace_existing)
+                size = atomic_save(
+                    encoded, candidate, replace=task.replace, before_publish=before_publish
+                )
             except OutputExistsError:
                 if self.job.settings.collision == "unique":
                     continue

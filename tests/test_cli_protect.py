@@ -217,3 +217,17 @@ def test_killed_mid_job_then_rerun_completes(
         with Image.open(path) as image:
             image.load()
     assert not list(out.rglob(f"*{TEMP_SUFFIX}"))
+
+
+def test_universal_protection_never_imports_torch(
+    tmp_path: Path, inputs: Path, perturbation: Path
+) -> None:
+    code = (
+        "import sys; from spdesk.cli import main; "
+        f"rc = main(['protect', {str(inputs)!r}, '--out', {str(tmp_path / 'out')!r}, "
+        f"'--perturbation', {str(perturbation)!r}]); "
+        "sys.exit(rc if rc else 3 * ('torch' in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()  # 3: torch was imported

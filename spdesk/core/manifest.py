@@ -4,8 +4,8 @@ The manifest is a JSON Lines file (``spdesk-manifest.jsonl``) in the output fold
 one line per event (every file "pending" at the start, then "done", "failed" or "skipped") and
 flushes it, so a job killed at any moment (SIGKILL) leaves a manifest that says what was finished;
 it is fsync'ed about once a second, so a power cut loses at most the last second of lines (those
-photos are looked at again). A torn last line is ignored on reading. The latest line for a source wins. At the
-end of a job the file is compacted (one line per source, written atomically).
+photos are looked at again). A torn last line is ignored on reading. The latest line for a
+source wins. At the end of a job the file is compacted (one line per source, written atomically).
 
 A file counts as finished only if its line says "done" with the same settings fingerprint, the
 source is unchanged (size and modification time) and the output is still there with the recorded
@@ -15,6 +15,7 @@ size. Anything else is protected again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -196,6 +197,8 @@ def _lock_folder(root: Path) -> int | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
         os.close(fd)
+        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None  # no locks on this file system (some network shares): go on unlocked
         raise ManifestLockedError(
             f"Another spdesk job is writing into {root}.",
             hint="Wait for it to finish, or choose another output folder.",

@@ -85,6 +85,7 @@ def test_low_quality_warns(
     tmp_path: Path, inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["--perturbation", perturbation, "--quality", "80", "--collision", "unique"]
+    args += ["--workers", "1"]
     assert _protect(inputs, "--out", tmp_path / "out", *args) == 0
     assert "below 90" in capsys.readouterr().err
 
@@ -107,6 +108,7 @@ def test_some_failed_exits_1(
         (["--fine-tune", "5"], "--fine-tune needs --encoder"),
         (["--quality", "0"], "Quality must be between 1 and 100"),
         (["--suffix", ""], "suffix"),
+        (["--workers", "0"], "Workers must be between 1 and 32"),
     ],
 )
 def test_could_not_run_exits_2(

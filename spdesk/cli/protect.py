@@ -35,26 +35,32 @@ def register(sub: Any) -> None:
         epilog="Names starting with '-' can follow '--': spdesk protect --out OUT -- -photo.jpg",
     )
     parser.add_argument("inputs", metavar="INPUT", nargs="+", type=Path, help="photos or folders")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     parser.add_argument(
-        "--perturbation", type=Path, default=None, help="perturbation file (default: bundled)"
+        "--perturbation",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="perturbation file (bundled)",
     )
     parser.add_argument(
-        "--strength", type=float, default=None, help="budget in 8-bit steps (4 low, 8, 16 high)"
+        "--strength", type=float, default=None, metavar="EPS", help="8-bit steps: 4 low, 8, 16 high"
     )
     parser.add_argument(
-        "--working-size", type=int, default=512, help="editor's working short side (512)"
+        "--working-size", type=int, default=512, metavar="PX", help="editor's short side (512)"
     )
     parser.add_argument(
         "--fine-tune", type=int, default=None, metavar="STEPS", help="optimise per photo"
     )
     parser.add_argument(
-        "--encoder", default=None, help="encoder for --fine-tune: sd15, a folder or a file"
+        "--encoder", default=None, metavar="ENCODER", help="for --fine-tune: sd15, folder or file"
     )
     parser.add_argument("--objective", default="encoder", help="fine-tuning objective")
     parser.add_argument("--device", default="auto", help="fine-tuning device: auto, cpu, cuda")
     parser.add_argument("--format", choices=("png", "jpeg", "webp", "tiff"), default=None)
-    parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (95)")
+    parser.add_argument(
+        "--quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (95)"
+    )
     parser.add_argument(
         "--collision", choices=("skip", "unique", "overwrite"), default="skip",
         help="when an output exists: skip it (default), pick a unique name, or overwrite it",
@@ -72,7 +78,10 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--redo", action="store_true", help="protect finished photos again")
     parser.add_argument(
-        "--max-megapixels", type=float, default=None, help="refuse larger photos (179)"
+        "--workers", type=int, default=2, metavar="N", help="photos at once (2; 1 = one by one)"
+    )
+    parser.add_argument(
+        "--max-megapixels", type=float, default=None, metavar="MP", help="refuse larger (179)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
     parser.set_defaults(func=run)
@@ -111,6 +120,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         follow_symlinks=args.follow_symlinks,
         allow_output_in_input=args.allow_output_in_input,
         redo=args.redo,
+        workers=args.workers,
         **extra,
     )
 

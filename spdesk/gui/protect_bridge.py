@@ -107,6 +107,8 @@ def interpret(event: Event) -> RowUpdate | None:
     if kind == "FileFailed":
         hint = str(getattr(event, "hint", "") or "")
         reason = str(getattr(event, "reason", ""))
+        if path is not None:  # the queue row already names the photo
+            reason = reason.replace(str(path), path.name)
         return RowUpdate(path, RowStatus.FAILED, reason=f"{reason} {hint}".strip())
     return None
 

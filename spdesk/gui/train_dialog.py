@@ -501,6 +501,11 @@ class TrainDialog(QDialog):
             return None
         metadata = dict(self.result.metadata)
         metadata["name"] = name
+        if not metadata.get("description"):
+            folder = Path(str(metadata.get("config", {}).get("photos", ""))).name
+            metadata["description"] = (
+                f"Trained on {metadata.get('train_photos')} of your photos from “{folder}”."
+            )
         eps = float(metadata.get("config", {}).get("eps", self.strength_spin.value()))
         try:
             save_perturbation(path, self.result.delta, eps=eps, metadata=metadata)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -96,7 +97,7 @@ class OptionsPanel(QWidget):
         if _bundled_path() is not None:
             combo.addItem("Default (bundled)", "")
         for path in library_perturbations():
-            combo.addItem(path.stem, str(path))
+            combo.addItem(perturbation_label(path), str(path))
         if current and combo.findData(current) < 0 and Path(current).is_file():
             combo.addItem(Path(current).stem + " (file)", current)
         index = combo.findData(current)
@@ -301,9 +302,23 @@ def _bundled_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def perturbation_label(path: Path) -> str:
+    """The name stored in a perturbation file's header (file names lose "±" and such)."""
+    try:
+        with path.open("rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size <= 1_000_000:
+                return path.stem
+            header = json.loads(handle.read(size))
+        name = header.get("__metadata__", {}).get("name")
+    except (OSError, ValueError, AttributeError):
+        return path.stem
+    return name if isinstance(name, str) and name.strip() else path.stem
+
+
 def _describe(perturbation: Perturbation) -> str:
     meta = perturbation.metadata
-    parts = [perturbation.description or "No description."]
+    parts = [perturbation.description] if perturbation.description else []
     facts = [f"trained at ±{perturbation.eps:g}/255"]
     if meta.get("encoder"):
         facts.append(f"encoder {meta['encoder']}")

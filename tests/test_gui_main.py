@@ -199,3 +199,13 @@ def test_settings_survive_a_restart(qtbot: QtBot, window: MainWindow, tmp_path: 
     assert options.perturbation.endswith("test pattern.safetensors")
     # The offscreen screen is 800 px wide, so restoring clamps the width; the height survives.
     assert again.height() == 640
+
+
+def test_device_override_is_shown_and_remembered(qtbot: QtBot, window: MainWindow) -> None:
+    window.device_combo.setCurrentIndex(window.device_combo.findData("cpu"))
+    qtbot.waitUntil(lambda: "CPU" in window.device_label.text(), timeout=30_000)
+    assert window.current_options().device == "cpu"
+    window.close()
+    again = MainWindow(open_settings())
+    qtbot.addWidget(again)
+    assert again.device_combo.currentData() == "cpu"

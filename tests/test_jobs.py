@@ -666,3 +666,35 @@ def test_cancel_after_a_done_event_lets_no_later_photo_through(
     assert [e.source.name for e in info.value.report.done] == ["0.png", "1.png"]
     assert _outputs(out) == ["0.protected.png", "1.protected.png"]
     assert not list(out.rglob(f"*{export.TEMP_SUFFIX}"))
+
+
+def test_manifest_on_a_full_disk_stops_the_job_cleanly(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.core import manifest as manifest_module
+    from spdesk.core.errors import DiskFullError
+
+    for i in range(4):
+        samples.photo(inputs / f"{i}.png")
+    out = tmp_path / "out"
+    real_record = manifest_module.Manifest.record
+    calls = itertools.count(1)
+
+    def full_on_second_done(self: object, source: str, status: str, **fields: object) -> None:
+        if status == "done" and next(calls) >= 2:
+            raise DiskFullError("The disk is full: spdesk-manifest.jsonl could not be written.")
+        real_record(self, source, status, **fields)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(manifest_module.Manifest, "record", full_on_second_done)
+        report, _ = _run([inputs], out, dataclasses.replace(settings, workers=1))
+    assert report.stopped and "disk is full" in report.stopped
+    assert [e.source.name for e in report.done] == ["0.png", "1.png"]  # 1.png is complete
+    assert [p.name for p in report.pending] == ["2.png", "3.png"]
+    resumed, _ = _run([inputs], out, settings)
+    assert [e.source.name for e in resumed.done] == ["2.png", "3.png"]
+    reasons = {e.source.name: e.reason for e in resumed.skipped}
+    assert reasons["0.png"].startswith("already protected")
+    assert reasons["1.png"].startswith("output already exists")  # its record was lost
+    entries = read_manifest(out / MANIFEST_NAME)
+    assert entries[str(inputs / "1.png")]["status"] == "skipped"

@@ -69,7 +69,7 @@ from spdesk.core.imageio import (
     read_image,
     sniff_file,
 )
-from spdesk.core.manifest import DONE, FAILED, MANIFEST_NAME, Manifest, SourceSignature
+from spdesk.core.manifest import DONE, FAILED, MANIFEST_NAME, SKIPPED, Manifest, SourceSignature
 from spdesk.core.perturbation import Perturbation, bundled_perturbation_path, load_perturbation
 
 if TYPE_CHECKING:
@@ -651,7 +651,7 @@ class _Run:
             if finished is not None:
                 self._skip(item, "already protected with the same settings", finished)
                 return None
-        target, replace_existing = self._target(item)
+        target, replace_existing = self._target(manifest, item)
         if target is None:
             return None
         self.written.add(target)  # reserved: a later photo of this job gets another name
@@ -710,7 +710,7 @@ class _Run:
         self._done(manifest, task, outcome)
 
     # -- steps ---------------------------------------------------------------------------------
-    def _target(self, item: _Planned) -> tuple[Path | None, bool]:
+    def _target(self, manifest: Manifest, item: _Planned) -> tuple[Path | None, bool]:
         """The output path, and whether it may replace an existing file (overwrite policy)."""
         try:
             source_format = sniff_file(item.source)
@@ -725,7 +725,8 @@ class _Run:
             return next(c for c in unique_candidates(target) if c not in self.written), False
         policy = self.job.settings.collision
         if policy == "skip" and (target.exists() or target.is_symlink()):
-            self._skip(item, "output already exists (choose unique or overwrite)", target)
+            reason = "output already exists (choose unique or overwrite)"
+            self._skip(item, reason, target, manifest)
             return None, False
         return target, policy == "overwrite"
 
@@ -793,14 +794,18 @@ class _Run:
     def _done(self, manifest: Manifest, task: _Task, outcome: _Outcome) -> None:
         item = task.item
         psnr, peak = outcome.figures
-        manifest.record(
-            item.key,
-            DONE,
-            output=outcome.output.relative_to(self.job.output_root).as_posix(),
-            output_size=outcome.size,
-            settings=self.fingerprint,
-            source_signature=task.signature.as_list(),
-        )
+        try:
+            manifest.record(
+                item.key,
+                DONE,
+                output=outcome.output.relative_to(self.job.output_root).as_posix(),
+                output_size=outcome.size,
+                settings=self.fingerprint,
+                source_signature=task.signature.as_list(),
+            )
+        except OutputError as error:  # the output is complete; only its record is missing
+            self.report.stopped = self.report.stopped or error.user_text()
+            self.abort.cancel()
         self.handled.add(item.key)
         event = FileDone(
             item.source,
@@ -815,8 +820,13 @@ class _Run:
         self.report.done.append(event)
         self.emit(event)
 
-    def _skip(self, item: _Planned, reason: str, output: Path | None) -> None:
+    def _skip(
+        self, item: _Planned, reason: str, output: Path | None, manifest: Manifest | None = None
+    ) -> None:
         self.handled.add(item.key)
+        if manifest is not None:
+            with contextlib.suppress(OutputError):
+                manifest.record(item.key, SKIPPED, reason=reason, settings=self.fingerprint)
         event = FileSkipped(item.source, reason, output, item.position, item.count)
         self.report.skipped.append(event)
         self.emit(event)
@@ -826,7 +836,7 @@ class _Run:
         event = FileFailed(item.source, reason, hint, item.position, item.count)
         self.report.failed.append(event)
         # On a full disk the line may not be written: the entry stays "pending", also true.
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OutputError):
             manifest.record(item.key, FAILED, reason=reason, settings=self.fingerprint)
         self.emit(event)
 

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from spdesk.core.errors import OutputError
+from spdesk.core.export import output_error
 
 MANIFEST_NAME = "spdesk-manifest.jsonl"
 FORMAT_VERSION = 1
@@ -72,9 +73,13 @@ class Manifest:
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self) -> Manifest:
         """Lock the folder against a second job and open the manifest for appending."""
-        self._lock_fd = _lock_folder(self.root)
-        self.entries = read_manifest(self.path)  # re-read under the lock
-        self._handle = self.path.open("a", encoding="utf-8")
+        try:
+            self._lock_fd = _lock_folder(self.root)
+            self.entries = read_manifest(self.path)  # re-read under the lock
+            self._handle = self.path.open("a", encoding="utf-8")
+        except OSError as error:
+            self.close(compact=False)
+            raise output_error(error, self.path) from error
         return self
 
     def close(self, *, compact: bool = True) -> None:
@@ -104,7 +109,7 @@ class Manifest:
 
     # -- records --------------------------------------------------------------------------------
     def record(self, source: str, status: str, **fields: Any) -> None:
-        """Append one line: ``source`` is now ``status``."""
+        """Append one line: ``source`` is now ``status`` (OutputError if it cannot be written)."""
         entry = {"source": source, "status": status, "time": time.time(), **fields}
         self.entries[source] = entry
         self._append([entry])
@@ -147,13 +152,16 @@ class Manifest:
         if self._handle is None:
             raise RuntimeError("the manifest is not open")
         text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
-        self._handle.write(text)
-        # Flushed lines survive the process being killed; fsync (for power cuts) at most once a
-        # second: a lost line only means a finished photo is looked at again.
-        self._handle.flush()
-        if time.monotonic() - self._synced > SYNC_INTERVAL_S:
-            os.fsync(self._handle.fileno())
-            self._synced = time.monotonic()
+        try:
+            self._handle.write(text)
+            # Flushed lines survive the process being killed; fsync (for power cuts) at most
+            # once a second: a lost line only means a finished photo is looked at again.
+            self._handle.flush()
+            if time.monotonic() - self._synced > SYNC_INTERVAL_S:
+                os.fsync(self._handle.fileno())
+                self._synced = time.monotonic()
+        except OSError as error:  # a full disk: DiskFullError, which stops the job cleanly
+            raise output_error(error, self.path) from error
 
     def _compact(self) -> None:
         text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.entries.values() if e)

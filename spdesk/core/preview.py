@@ -126,21 +126,11 @@ class PreviewResult:
 
 
 def load_photo(path: Path) -> np.ndarray:
-    """A photo file as uint8 (H, W, 3) RGB, upright (EXIF orientation applied)."""
-    from PIL import ImageOps, UnidentifiedImageError
+    """A photo file as uint8 (H, W, 3) RGB, decoded as the export decodes it (upright, 8-bit,
+    colour-managed, pixel limit checked); named ImageError subclasses for bad files."""
+    from spdesk.core.imageio import read_image
 
-    from spdesk.core.errors import CorruptImageError, NotAnImageError
-
-    try:
-        with Image.open(path) as image:
-            upright = ImageOps.exif_transpose(image)
-            return np.asarray(upright.convert("RGB"))
-    except FileNotFoundError as error:
-        raise NotAnImageError(f"Photo not found: {path}") from error
-    except UnidentifiedImageError as error:
-        raise NotAnImageError(f"{path} is not an image spdesk can read.") from error
-    except OSError as error:
-        raise CorruptImageError(f"{path} could not be decoded: {error}") from error
+    return np.asarray(read_image(Path(path)).image.convert("RGB"))
 
 
 def resolve_prompt(prompt: str | None, preset: str | None) -> str:
@@ -286,13 +276,8 @@ class PreviewEngine:
                     hint=f"Run: spdesk models download --for {FEATURE_FOR_MODE[mode]}",
                 )
             return Path(given)
-        try:
-            from spdesk.core.models.store import ModelStore
-        except ImportError as error:  # a build without the model store
-            raise ModelMissingError(
-                "The Stable Diffusion 1.5 weights are not installed.",
-                hint=f"Run: spdesk models download --for {FEATURE_FOR_MODE[mode]}",
-            ) from error
+        from spdesk.core.models.store import ModelStore
+
         return Path(ModelStore().require(FEATURE_FOR_MODE[mode]))  # type: ignore[arg-type]
 
     def pipeline(self, mode: Mode) -> Any:

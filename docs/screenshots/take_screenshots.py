@@ -98,6 +98,7 @@ def main_window_shots(settings: object, home: Path, perturbation: Path) -> None:
     window = MainWindow(settings)  # type: ignore[arg-type]
     window.options_panel.refresh_perturbations(select=str(perturbation))
     window.show()
+    window.detect_device()  # as app.main() does once the window is up
     window.add_paths([photos(home)])
     window.resize(*SIZES[0])
     wait_until(lambda: window.queue.wait_for_thumbnails(10))
@@ -118,7 +119,10 @@ def preview_shot(home: Path, perturbation: Path) -> None:
     from spdesk.gui.settings import ProtectOptions
 
     model = save_tiny_sd(home / "tiny-sd")
-    photo = next((home / "Holiday photos").glob("*.jpg"))
+    folder = home / "Holiday photos"
+    if not folder.is_dir():
+        photos(home)
+    photo = folder / "lion.jpg"
     options = ProtectOptions(perturbation=str(perturbation), strength=8, device="cpu")
     dialog = PreviewDialog(photo, options, model_dir=model, inpaint_dir=model)
     dialog.working_size = 256
@@ -185,7 +189,7 @@ def main() -> int:
     started = time.monotonic()
     perturbation = train_shot(settings, home) if "train" in parts else random_perturbation()
     print(f"train: {time.monotonic() - started:.0f} s")
-    if "main" in parts or "preview" in parts:
+    if "main" in parts:
         main_window_shots(settings, home, perturbation)
         print(f"main: {time.monotonic() - started:.0f} s")
     if "preview" in parts:

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QMessageBox,
@@ -302,6 +303,9 @@ class PreviewDialog(QDialog):
         grid.setSpacing(10)
         for index, tile in enumerate(self.tiles.values()):
             grid.addWidget(tile, index // 2, index % 2)
+        for line in (0, 1):  # four equal tiles, whatever the captions' widths
+            grid.setColumnStretch(line, 1)
+            grid.setRowStretch(line, 1)
         return grid
 
     def _figures(self) -> QTableWidget:
@@ -318,9 +322,7 @@ class PreviewDialog(QDialog):
         table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
         table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        table.horizontalHeader().setStretchLastSection(True)
-        for column in range(len(FIGURE_KEYS)):
-            table.setColumnWidth(column, 110)
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         table.setFixedHeight(4 * 30 + 4)
         table.verticalHeader().setDefaultSectionSize(30)
         self.figures_table = table
@@ -464,6 +466,9 @@ class PreviewDialog(QDialog):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 self.figures_table.setItem(row, column, item)
+        for column, (name, _label) in enumerate(FIGURE_KEYS):  # e.g. FSIM without piq
+            empty = all(figures.get(key, {}).get(name) is None for key in rows)
+            self.figures_table.setColumnHidden(column, empty)
 
     def _on_failed(self, text: str) -> None:
         for tile in self.tiles.values():

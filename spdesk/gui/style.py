@@ -17,7 +17,9 @@ QGroupBox::title {{ subcontrol-origin: margin; left: 12px; padding: 0 4px; color
 QLabel#Muted {{ color: #6b7280; font-weight: normal; }}
 QLabel#SectionTitle {{ font-size: 13pt; font-weight: 600; color: #1f2937; }}
 QLabel#DropTitle {{ font-size: 15pt; font-weight: 600; color: #1f2937; }}
-QLabel#Verdict {{ font-size: 12pt; font-weight: 600; }}
+QLabel#Verdict {{ font-size: 11pt; font-weight: 600; padding: 2px 0; }}
+QFrame#Tile {{ background: #ffffff; border: 1px solid #e3e6eb; border-radius: 10px; }}
+QLabel#TileCaption {{ color: #374151; font-weight: 600; }}
 QFrame#DropZone {{
     background: #ffffff; border: 2px dashed #c5ccd6; border-radius: 14px;
 }}

@@ -319,7 +319,7 @@ def perturbation_label(path: Path) -> str:
 def _describe(perturbation: Perturbation) -> str:
     meta = perturbation.metadata
     parts = [perturbation.description] if perturbation.description else []
-    facts = [f"trained at ±{perturbation.eps:g}/255"]
+    facts = [f"Trained at ±{perturbation.eps:g}/255"]
     if meta.get("encoder"):
         facts.append(f"encoder {meta['encoder']}")
     gain = meta.get("gain_over_sign")

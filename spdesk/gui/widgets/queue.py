@@ -97,11 +97,12 @@ class PhotoQueue(QTableWidget):
         self.setWordWrap(False)
         header = self.horizontalHeader()
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
+        # The status column stretches: failure reasons are the longest text in the table.
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Fixed)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Fixed)
-        self.setColumnWidth(1, 200)
+        self.setColumnWidth(0, 260)
         self.setColumnWidth(2, 120)
         self.setColumnWidth(3, 84)
         self._rows: dict[Path, QueueRow] = {}

@@ -209,3 +209,18 @@ def test_device_override_is_shown_and_remembered(qtbot: QtBot, window: MainWindo
     again = MainWindow(open_settings())
     qtbot.addWidget(again)
     assert again.device_combo.currentData() == "cpu"
+
+
+def test_preview_button_opens_the_preview_for_the_selected_photo(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.gui.preview_panel import PreviewDialog
+
+    opened: list[str] = []
+    monkeypatch.setattr(
+        PreviewDialog, "exec", lambda self: opened.append(self.photo_edit.text()) or 0
+    )
+    window.add_paths([_photos(tmp_path / "photos", 3)])
+    window.queue.selectRow(1)
+    window.preview_button.click()
+    assert opened == [str(window.queue.paths()[1])]

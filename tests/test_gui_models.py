@@ -62,10 +62,13 @@ def test_download_with_consent_then_verify(qtbot: QtBot, hub: HubServer) -> None
     dialog.confirm = lambda _title, text: asked.append(text) or True
     dialog.select("train")
     assert dialog.download()
-    qtbot.waitUntil(lambda: dialog.statuses["train"].present, timeout=30_000)
+    # The status refresh lands before the worker's finished signal re-enables the buttons.
+    qtbot.waitUntil(
+        lambda: dialog.statuses["train"].present and not dialog.runner.running, timeout=30_000
+    )
     assert " will be downloaded to " in asked[0]
     assert "Installed" in dialog.table.item(0, 2).text()
-    assert dialog.verify_button.isEnabled()
+    qtbot.waitUntil(dialog.verify_button.isEnabled, timeout=5_000)
     with qtbot.waitSignal(dialog.runner.finished, timeout=10_000):
         assert dialog.verify()
     assert "intact" in dialog.status_label.text()

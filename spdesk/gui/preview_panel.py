@@ -292,6 +292,7 @@ class PreviewDialog(QDialog):
         self.zoom_button.setObjectName("Flat")
         self.zoom_button.setToolTip("Judge how visible the protection is, pixel for pixel")
         self.zoom_button.clicked.connect(self.open_zoom)
+        self.zoom_button.setStyleSheet("padding: 0 4px;")  # as tall as the other captions
         header = self.tiles["protected"].layout()
         assert isinstance(header, QVBoxLayout)
         caption_row = QHBoxLayout()
@@ -323,8 +324,9 @@ class PreviewDialog(QDialog):
         table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
         table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        table.setFixedHeight(4 * 30 + 4)
-        table.verticalHeader().setDefaultSectionSize(30)
+        table.verticalHeader().setDefaultSectionSize(27)
+        table.setFixedHeight(table.horizontalHeader().sizeHint().height() + 3 * 27 + 4)
+        table.setCornerButtonEnabled(False)
         self.figures_table = table
         return table
 

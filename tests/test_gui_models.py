@@ -110,3 +110,24 @@ def test_cancel_keeps_partial_data_and_download_resumes(
 
 def _is_train_file(path: str) -> bool:
     return path == "vae/config.json" or path == "vae/diffusion_pytorch_model.fp16.safetensors"
+
+
+def test_import_a_local_model_folder(
+    qtbot: QtBot, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+    from tiny_sd import save_tiny_sd
+
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
+    dialog = _dialog(qtbot, ModelStore)
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    with qtbot.waitSignal(dialog.runner.finished, timeout=30_000):
+        assert dialog.import_model(empty)
+    assert shown and "Traceback" not in shown[0]
+    qtbot.waitUntil(lambda: not dialog.runner.running)
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.import_model(save_tiny_sd(tmp_path / "my-sd15"))
+    qtbot.waitUntil(lambda: dialog.statuses["preview"].present, timeout=30_000)
+    assert "imported" in dialog.table.item(1, 2).text()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,9 +24,10 @@ from PIL import Image, ImageDraw, ImageFont
 from spdesk.core import metrics
 from spdesk.core.apply import ApplyOptions, apply_perturbation
 from spdesk.core.device import resolve_device
-from spdesk.core.errors import Cancelled, ConfigError, ModelError, ModelMissingError
+from spdesk.core.errors import Cancelled, ConfigError, ModelMissingError
 from spdesk.core.events import CancelToken, EventSink, Progress, ignore_events
 from spdesk.core.geometry import working_size
+from spdesk.core.models.sources import Feature
 from spdesk.core.perturbation import Perturbation
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ UNFILTERED_NOTE = (
 )
 Mode = Literal["img2img", "inpaint"]
 MaskMode = Literal["keep-centre", "regenerate-centre"]
-FEATURE_FOR_MODE: dict[str, str] = {"img2img": "preview", "inpaint": "inpaint"}
+FEATURE_FOR_MODE: dict[str, Feature] = {"img2img": "preview", "inpaint": "inpaint"}
 BLANK_STD = 0.02  # an edit whose pixels barely vary is blank (or black): not a real edit
 BLANK_MEAN = 0.03
 
@@ -212,31 +212,6 @@ def verdict_for(
     )
 
 
-def _variant(folder: Path) -> str | None:
-    """ "fp16" when the folder holds only the fp16 variant files (as the model store downloads)."""
-    unet = folder / "unet"
-    if any(unet.glob("*.fp16.safetensors")) and not any(
-        p for p in unet.glob("*.safetensors") if ".fp16." not in p.name
-    ):
-        return "fp16"
-    return None
-
-
-def _from_pretrained(cls: Any, folder: Path, dtype: torch.dtype) -> Any:
-    with warnings.catch_warnings():
-        # Newer diffusers renamed torch_dtype to dtype; older ones know only torch_dtype.
-        warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-        return cls.from_pretrained(
-            str(folder),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-            torch_dtype=dtype,
-            variant=_variant(folder),
-            use_safetensors=True,
-        )
-
-
 class PreviewEngine:
     """Holds the Stable Diffusion pipelines, loaded once and reused across previews.
 
@@ -278,7 +253,7 @@ class PreviewEngine:
             return Path(given)
         from spdesk.core.models.store import ModelStore
 
-        return Path(ModelStore().require(FEATURE_FOR_MODE[mode]))  # type: ignore[arg-type]
+        return Path(ModelStore().require(FEATURE_FOR_MODE[mode]))
 
     def pipeline(self, mode: Mode) -> Any:
         """The loaded pipeline for ``mode`` (loaded on first use, then reused)."""
@@ -287,19 +262,10 @@ class PreviewEngine:
         return self._pipes[mode]
 
     def _load(self, mode: Mode) -> Any:
-        from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+        from spdesk.core.models.loading import load_pipeline_from
 
-        folder = self.model_dir(mode)
-        cls: Any = StableDiffusionImg2ImgPipeline
-        if mode == "inpaint":
-            cls = StableDiffusionInpaintPipeline
-        try:
-            pipe = _from_pretrained(cls, folder, self.dtype)
-        except (OSError, ValueError, RuntimeError, KeyError) as error:
-            raise ModelError(
-                f"Cannot load the Stable Diffusion model in {folder}: {error}",
-                hint="Run: spdesk models verify",
-            ) from error
+        feature = FEATURE_FOR_MODE[mode]
+        pipe = load_pipeline_from(self.model_dir(mode), feature, dtype=self.dtype)
         pipe.set_progress_bar_config(disable=True)
         if self.device.type == "mps":
             pipe.enable_attention_slicing()

@@ -8,6 +8,8 @@ the ``dtype`` asked for (float32 by default: CPU, and accurate gradients for the
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,25 +54,49 @@ def load_pipeline(
     dtype: torch.dtype = torch.float32,
 ) -> Any:
     """The img2img (``preview``) or inpainting (``inpaint``) pipeline, without safety checker."""
-    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
-
     if feature not in ("preview", "inpaint"):
         raise ModelError(f"{feature!r} is not a pipeline feature; expected preview or inpaint.")
-    folder = (store or ModelStore()).require(feature)
+    return load_pipeline_from((store or ModelStore()).require(feature), feature, dtype=dtype)
+
+
+def load_pipeline_from(
+    folder: Path, feature: Feature = "preview", *, dtype: torch.dtype = torch.float32
+) -> Any:
+    """A pipeline from a diffusers folder (the store's, or one the user names), local files only.
+
+    Folders holding only the hub's ``*.fp16.safetensors`` files load through that variant.
+    """
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+
     cls: Any = (
         StableDiffusionInpaintPipeline if feature == "inpaint" else StableDiffusionImg2ImgPipeline
     )
     try:
-        return cls.from_pretrained(
-            str(folder),
-            local_files_only=True,
-            torch_dtype=dtype,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
+        with warnings.catch_warnings():
+            # Newer diffusers renamed torch_dtype to dtype; older ones know only torch_dtype.
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            return cls.from_pretrained(
+                str(folder),
+                local_files_only=True,
+                torch_dtype=dtype,
+                variant=_variant(folder),
+                use_safetensors=True,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
     except LOAD_ERRORS as error:
         raise _load_error(feature, folder, error) from error
+
+
+def _variant(folder: Path) -> str | None:
+    """ "fp16" when the UNet exists only as the hub's fp16 variant files."""
+    unet = folder / "unet"
+    if any(unet.glob("*.fp16.safetensors")) and not any(
+        p for p in unet.glob("*.safetensors") if ".fp16." not in p.name
+    ):
+        return "fp16"
+    return None
 
 
 def _load_error(feature: str, folder: Any, error: Exception) -> ModelError:

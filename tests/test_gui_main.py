@@ -159,13 +159,14 @@ def test_retry_a_failed_row(
     row = window.queue.row_for(broken)
     assert row is not None and row.status is RowStatus.FAILED
     assert row.reason and "Traceback" not in row.reason
-    assert window.queue.retry_button(broken).isVisibleTo(window.queue)
+    retry = window.queue.retry_button(broken)
+    assert retry is not None and retry.isVisibleTo(window.queue)
     Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(broken, format="JPEG")
     with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
-        window.queue.retry_button(broken).click()
+        retry.click()
     assert window.queue.row_for(broken).status is RowStatus.DONE  # type: ignore[union-attr]
     assert window.queue.row_for(photos / "photo0.jpg").status is RowStatus.DONE  # type: ignore[union-attr]
-    assert not window.queue.retry_button(broken).isVisibleTo(window.queue)
+    assert window.queue.retry_button(broken) is None, "no Retry once the photo is done"
 
 
 def test_close_during_a_job_asks_then_stops_the_worker(
@@ -217,9 +218,12 @@ def test_preview_button_opens_the_preview_for_the_selected_photo(
     from spdesk.gui.preview_panel import PreviewDialog
 
     opened: list[str] = []
-    monkeypatch.setattr(
-        PreviewDialog, "exec", lambda self: opened.append(self.photo_edit.text()) or 0
-    )
+
+    def fake_exec(dialog: PreviewDialog) -> int:
+        opened.append(dialog.photo_edit.text())
+        return 0
+
+    monkeypatch.setattr(PreviewDialog, "exec", fake_exec)
     window.add_paths([_photos(tmp_path / "photos", 3)])
     window.queue.selectRow(1)
     window.preview_button.click()

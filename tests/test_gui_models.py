@@ -48,6 +48,11 @@ class PausingStore(ModelStore):
         return super().download(feature, sink, cancel, **kw)
 
 
+def _cell(dialog: ModelManagerDialog, row: int, column: int) -> str:
+    item = dialog.table.item(row, column)
+    return item.text() if item is not None else ""
+
+
 def _dialog(qtbot: QtBot, factory: Any) -> ModelManagerDialog:
     dialog = ModelManagerDialog(store_factory=factory)
     qtbot.addWidget(dialog)
@@ -57,9 +62,14 @@ def _dialog(qtbot: QtBot, factory: Any) -> ModelManagerDialog:
 
 def test_download_with_consent_then_verify(qtbot: QtBot, hub: HubServer) -> None:
     dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
-    assert "Not installed" in dialog.table.item(0, 2).text()
+    assert "Not installed" in _cell(dialog, 0, 2)
     asked: list[str] = []
-    dialog.confirm = lambda _title, text: asked.append(text) or True
+
+    def consent(_title: str, text: str) -> bool:
+        asked.append(text)
+        return True
+
+    dialog.confirm = consent
     dialog.select("train")
     assert dialog.download()
     # The status refresh lands before the worker's finished signal re-enables the buttons.
@@ -67,7 +77,7 @@ def test_download_with_consent_then_verify(qtbot: QtBot, hub: HubServer) -> None
         lambda: dialog.statuses["train"].present and not dialog.runner.running, timeout=30_000
     )
     assert " will be downloaded to " in asked[0]
-    assert "Installed" in dialog.table.item(0, 2).text()
+    assert "Installed" in _cell(dialog, 0, 2)
     qtbot.waitUntil(dialog.verify_button.isEnabled, timeout=5_000)
     with qtbot.waitSignal(dialog.runner.finished, timeout=10_000):
         assert dialog.verify()
@@ -130,4 +140,4 @@ def test_import_a_local_model_folder(
     with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
         assert dialog.import_model(save_tiny_sd(tmp_path / "my-sd15"))
     qtbot.waitUntil(lambda: dialog.statuses["preview"].present, timeout=30_000)
-    assert "imported" in dialog.table.item(1, 2).text()
+    assert "imported" in _cell(dialog, 1, 2)

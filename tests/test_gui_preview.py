@@ -55,7 +55,8 @@ def test_preview_shows_four_tiles_figures_and_verdict(
     assert dialog.outcome is not None, dialog.status_label.text()
     assert all(tile.has_image() for tile in dialog.tiles.values())
     for row in range(3):
-        text = dialog.figures_table.item(row, 0).text()
+        item = dialog.figures_table.item(row, 0)
+        text = item.text() if item is not None else ""
         assert 0 <= float(text) <= 1, text
     assert dialog.verdict.text()
     # 100% view shows the protected photo at its full size, different from the original
@@ -73,7 +74,7 @@ def test_free_prompt_switches_the_preset_to_own_words(
     photo, options = inputs
     dialog = _dialog(qtbot, photo, options, None)
     dialog.prompt_edit.setText("")
-    qtbot.keyClicks(dialog.prompt_edit, "a castle")
+    qtbot.keyClicks(dialog.prompt_edit, "a castle")  # type: ignore[no-untyped-call]
     assert dialog.preset_combo.currentData() == ""
     assert dialog.settings().prompt == "a castle"
 

@@ -10,20 +10,32 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
-from PySide6.QtGui import QColor, QIcon, QImage, QImageReader, QPixmap
+from PySide6.QtCore import (
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QRectF,
+    QRunnable,
+    QSize,
+    Qt,
+    QThreadPool,
+    Signal,
+)
+from PySide6.QtGui import QColor, QIcon, QImage, QImageReader, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
-    QProgressBar,
     QPushButton,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTableWidget,
     QTableWidgetItem,
     QWidget,
 )
 
 THUMB = 48  # thumbnail edge in pixels
+PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # a row's progress, 0..1, painted as a bar
 
 
 class RowStatus(Enum):
@@ -76,6 +88,30 @@ class _ThumbJob(QRunnable):
             self._signals.ready.emit(str(self._path), image)
 
 
+class _ProgressDelegate(QStyledItemDelegate):
+    """Paints a thin rounded bar: no widget per row, so thousands of rows stay cheap."""
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        super().paint(painter, option, index)
+        fraction = float(index.data(PROGRESS_ROLE) or 0.0)
+        rect = QRectF(option.rect).adjusted(8, 0, -8, 0)  # type: ignore[attr-defined]
+        bar = QRectF(rect.left(), rect.center().y() - 4, rect.width(), 8)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor("#e8ebf0"))
+        painter.drawRoundedRect(bar, 4, 4)
+        if fraction > 0:
+            painter.setBrush(QColor("#2f6fde"))
+            painter.drawRoundedRect(QRectF(bar.left(), bar.top(), bar.width() * fraction, 8), 4, 4)
+        painter.restore()
+
+
 class PhotoQueue(QTableWidget):
     """One row per photo; the window updates rows from job events by path."""
 
@@ -105,8 +141,13 @@ class PhotoQueue(QTableWidget):
         self.setColumnWidth(0, 260)
         self.setColumnWidth(2, 120)
         self.setColumnWidth(3, 84)
+        self.setItemDelegateForColumn(2, _ProgressDelegate(self))
         self._rows: dict[Path, QueueRow] = {}
         self._order: list[Path] = []
+        self._index: dict[Path, int] = {}  # row number of each path
+        placeholder = QPixmap(THUMB, THUMB)
+        placeholder.fill(QColor("#e5e7eb"))
+        self._placeholder = QIcon(placeholder)
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
         self._thumbs = _ThumbSignals(self)
@@ -121,6 +162,7 @@ class PhotoQueue(QTableWidget):
             if key in self._rows:
                 continue
             self._rows[key] = QueueRow(key)
+            self._index[key] = len(self._order)
             self._order.append(key)
             self._append_row(key)
             self._pool.start(_ThumbJob(key, self._thumbs))
@@ -131,6 +173,7 @@ class PhotoQueue(QTableWidget):
         self._pool.clear()
         self._rows.clear()
         self._order.clear()
+        self._index.clear()
         self.setRowCount(0)
 
     def remove_selected(self) -> None:
@@ -138,6 +181,7 @@ class PhotoQueue(QTableWidget):
             key = self._order.pop(index)
             del self._rows[key]
             self.removeRow(index)
+        self._index = {path: i for i, path in enumerate(self._order)}
 
     def paths(self) -> list[Path]:
         return list(self._order)
@@ -162,23 +206,22 @@ class PhotoQueue(QTableWidget):
         if row is None:
             return
         row.status, row.reason = status, reason
-        index = self._order.index(key)
+        index = self._index[key]
         text = status.value if not reason else f"{status.value}: {reason}"
         item = QTableWidgetItem(text)
         item.setForeground(QColor(_STATUS_COLOURS[status]))
         item.setToolTip(text)
         self.setItem(index, 1, item)
-        bar = self._bar(index)
         if status is RowStatus.DONE:
-            bar.setValue(bar.maximum())
+            self._set_fraction(index, 1.0)
         elif status in (RowStatus.WAITING, RowStatus.CANCELLED):
-            bar.setValue(0)
-        self._set_retry_visible(index, status is RowStatus.FAILED)
+            self._set_fraction(index, 0.0)
+        self._set_retry(index, key, status is RowStatus.FAILED)
 
     def set_progress(self, path: Path, fraction: float) -> None:
-        key = path.resolve()
-        if key in self._rows:
-            self._bar(self._order.index(key)).setValue(round(1000 * max(0.0, min(1.0, fraction))))
+        index = self._index.get(path.resolve())
+        if index is not None:
+            self._set_fraction(index, max(0.0, min(1.0, fraction)))
 
     def set_output(self, path: Path, output: Path) -> None:
         row = self._rows.get(path.resolve())
@@ -197,48 +240,37 @@ class PhotoQueue(QTableWidget):
         self.insertRow(index)
         name = QTableWidgetItem(path.name)
         name.setToolTip(str(path))
-        placeholder = QPixmap(THUMB, THUMB)
-        placeholder.fill(QColor("#e5e7eb"))
-        name.setIcon(QIcon(placeholder))
+        name.setIcon(self._placeholder)
         self.setItem(index, 0, name)
         status = QTableWidgetItem(RowStatus.WAITING.value)
         status.setForeground(QColor(_STATUS_COLOURS[RowStatus.WAITING]))
         self.setItem(index, 1, status)
-        bar = QProgressBar()
-        bar.setRange(0, 1000)
-        bar.setTextVisible(False)
-        bar.setFixedHeight(8)
-        holder = QWidget()
-        lay = QHBoxLayout(holder)
-        lay.setContentsMargins(8, 0, 8, 0)
-        lay.addWidget(bar)
-        self.setCellWidget(index, 2, holder)
+        self.setItem(index, 2, QTableWidgetItem())
+
+    def _set_fraction(self, index: int, fraction: float) -> None:
+        item = self.item(index, 2)
+        if item is not None:
+            item.setData(PROGRESS_ROLE, fraction)
+
+    def retry_button(self, path: Path) -> QPushButton | None:
+        """The row's Retry button (it exists only while the row has failed)."""
+        holder = self.cellWidget(self._index[path.resolve()], 3)
+        return holder.findChild(QPushButton) if holder is not None else None
+
+    def _set_retry(self, index: int, path: Path, failed: bool) -> None:
+        if not failed:
+            self.removeCellWidget(index, 3)
+            return
+        if self.cellWidget(index, 3) is not None:
+            return
         retry = QPushButton("Retry")
         retry.setObjectName("RetryButton")
-        retry.setVisible(False)
         retry.clicked.connect(lambda _=False, p=path: self.retry_requested.emit(p))
-        retry_holder = QWidget()
-        rlay = QHBoxLayout(retry_holder)
-        rlay.setContentsMargins(6, 0, 6, 0)
-        rlay.addWidget(retry)
-        self.setCellWidget(index, 3, retry_holder)
-
-    def _bar(self, index: int) -> QProgressBar:
-        holder = self.cellWidget(index, 2)
-        bar = holder.findChild(QProgressBar)
-        assert bar is not None
-        return bar
-
-    def retry_button(self, path: Path) -> QPushButton:
-        holder = self.cellWidget(self._order.index(path.resolve()), 3)
-        button = holder.findChild(QPushButton)
-        assert button is not None
-        return button
-
-    def _set_retry_visible(self, index: int, visible: bool) -> None:
-        button = self.cellWidget(index, 3).findChild(QPushButton)
-        if button is not None:
-            button.setVisible(visible)
+        holder = QWidget()
+        lay = QHBoxLayout(holder)
+        lay.setContentsMargins(6, 0, 6, 0)
+        lay.addWidget(retry)
+        self.setCellWidget(index, 3, holder)
 
     def _set_thumbnail(self, path: str, image: QImage) -> None:
         key = Path(path)
@@ -252,11 +284,9 @@ class PhotoQueue(QTableWidget):
             Qt.AspectRatioMode.KeepAspectRatio,
             Qt.TransformationMode.SmoothTransformation,
         )
-        from PySide6.QtGui import QPainter
-
         painter = QPainter(square)
         painter.drawPixmap((THUMB - scaled.width()) // 2, (THUMB - scaled.height()) // 2, scaled)
         painter.end()
-        item = self.item(self._order.index(key), 0)
+        item = self.item(self._index[key], 0)
         if item is not None:
             item.setIcon(QIcon(square))

@@ -228,3 +228,16 @@ def test_preview_button_opens_the_preview_for_the_selected_photo(
     window.queue.selectRow(1)
     window.preview_button.click()
     assert opened == [str(window.queue.paths()[1])]
+
+
+def test_settings_that_weaken_protection_are_noted_in_the_summary(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    panel = window.options_panel
+    panel.format_combo.setCurrentIndex(panel.format_combo.findData("jpeg"))
+    panel.quality_spin.setValue(70)
+    window.add_paths([_photos(tmp_path / "photos", 1)])
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.start_job()
+    assert "1 protected" in window.summary_label.text()
+    assert "JPEG quality 70" in window.summary_label.text()

@@ -60,6 +60,7 @@ class MainWindow(QMainWindow):
         self._job_started = 0.0
         self._output_root: Path | None = None
         self._last_error = ""
+        self._job_warnings: list[str] = []
         self.options_panel = OptionsPanel(load_options(settings))
         self._build_central()
         self._build_actions()
@@ -331,6 +332,7 @@ class MainWindow(QMainWindow):
         self._job_paths = todo
         self._job_started = time.monotonic()
         self._last_error = ""
+        self._job_warnings = []
         for path in todo:
             self.queue.set_status(path, RowStatus.WAITING)
         self.summary.hide()
@@ -350,6 +352,8 @@ class MainWindow(QMainWindow):
             self.progress_label.setText("Cancelling…")
 
     def _on_job_event(self, event: Event) -> None:
+        if type(event).__name__ == "JobStarted":
+            self._job_warnings = [str(w) for w in getattr(event, "warnings", ())]
         update = protect_bridge.interpret(event)
         if update is None:
             return
@@ -412,6 +416,8 @@ class MainWindow(QMainWindow):
         if counts[RowStatus.CANCELLED]:
             parts.append(f"{counts[RowStatus.CANCELLED]} not done (cancelled)")
         text = ", ".join(parts) + f" in {_format_eta(seconds)}."
+        for warning in self._job_warnings:  # settings that weaken the protection
+            text += f"\nNote: {warning}"
         if self._output_root is not None:
             text += f"\nSaved to {self._output_root}"
         self.summary_label.setText(text)

@@ -38,6 +38,7 @@ from spdesk.gui.settings import (
     save_geometry,
     save_options,
 )
+from spdesk.gui.text import format_duration
 from spdesk.gui.widgets.drop_zone import DropZone
 from spdesk.gui.widgets.options import OptionsPanel
 from spdesk.gui.widgets.queue import PhotoQueue, RowStatus
@@ -381,7 +382,7 @@ class MainWindow(QMainWindow):
         elapsed = time.monotonic() - self._job_started
         eta = ""
         if 0 < finished < total:
-            eta = f" · about {_format_eta(elapsed / finished * (total - finished))} left"
+            eta = f" · about {format_duration(elapsed / finished * (total - finished))} left"
         self.progress_label.setText(f"{finished:.0f} of {total} photos{eta}")
 
     def _on_job_failed(self, text: str) -> None:
@@ -415,7 +416,7 @@ class MainWindow(QMainWindow):
             parts.append(f"{counts[RowStatus.FAILED]} failed (select Retry)")
         if counts[RowStatus.CANCELLED]:
             parts.append(f"{counts[RowStatus.CANCELLED]} not done (cancelled)")
-        text = ", ".join(parts) + f" in {_format_eta(seconds)}."
+        text = ", ".join(parts) + f" in {format_duration(seconds)}."
         for warning in self._job_warnings:  # settings that weaken the protection
             text += f"\nNote: {warning}"
         if self._output_root is not None:
@@ -508,13 +509,3 @@ class MainWindow(QMainWindow):
         self._save_options()
         self.settings.sync()
         event.accept()
-
-
-def _format_eta(seconds: float) -> str:
-    if seconds < 60:
-        return f"{max(seconds, 0.1):.1f} s" if seconds < 10 else f"{seconds:.0f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"

@@ -40,7 +40,11 @@ def draw(size: int) -> Image.Image:
         (cx - w / 2, top + w * 0.55),
     ]
     d.polygon(shield, fill=(16, 185, 129, 255), outline=(255, 255, 255, 255), width=int(s * 0.02))
-    tick = [(cx - w * 0.22, top + w * 0.45), (cx - w * 0.04, top + w * 0.62), (cx + w * 0.24, top + w * 0.25)]
+    tick = [
+        (cx - w * 0.22, top + w * 0.45),
+        (cx - w * 0.04, top + w * 0.62),
+        (cx + w * 0.24, top + w * 0.25),
+    ]
     d.line(tick, fill=(255, 255, 255, 255), width=int(s * 0.035), joint="curve")
     return image.resize((size, size), Image.Resampling.LANCZOS)
 

@@ -241,3 +241,24 @@ def test_settings_that_weaken_protection_are_noted_in_the_summary(
         window.start_job()
     assert "1 protected" in window.summary_label.text()
     assert "JPEG quality 70" in window.summary_label.text()
+
+
+def test_a_perturbation_saved_by_the_train_dialog_is_selected(
+    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.gui.train_dialog import TrainDialog
+
+    rng = np.random.default_rng(2)
+    delta = rng.choice([-1.0, 1.0], size=(3, 32, 32)).astype(np.float32) * 4 / 255
+    meta = {"name": "Portraits ±4"}
+    trained = library_path_for("Portraits")
+
+    def fake_exec(dialog: TrainDialog) -> int:  # the user trains, names and saves
+        dialog.saved.emit(save_perturbation(trained, delta, eps=4, metadata=meta))
+        return 0
+
+    monkeypatch.setattr(TrainDialog, "exec", fake_exec)
+    window.open_train_dialog()
+    combo = window.options_panel.perturbation_combo
+    assert combo.currentData() == str(trained)
+    assert combo.currentText() == "Portraits ±4"

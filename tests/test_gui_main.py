@@ -51,6 +51,12 @@ def window(qtbot: QtBot, perturbation: Path, tmp_path: Path) -> MainWindow:
     return win
 
 
+def _add(qtbot: QtBot, window: MainWindow, paths: list[Path]) -> None:
+    """Queue ``paths`` and wait for the worker that lists their photos."""
+    with qtbot.waitSignal(window.scan_runner.finished, timeout=30_000):
+        window.add_paths(paths)
+
+
 def _drop(window: MainWindow, folder: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(folder))])
@@ -93,7 +99,8 @@ def test_drop_a_folder_and_protect_it(
 ) -> None:
     photos = _photos(tmp_path / "photos", 5)
     originals_guard.append(photos)
-    _drop(window, photos)
+    with qtbot.waitSignal(window.scan_runner.finished, timeout=30_000):
+        _drop(window, photos)
     assert len(window.queue.paths()) == 5
     assert window.start_button.isEnabled()
     with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
@@ -124,7 +131,7 @@ def test_cancel_mid_job_leaves_no_partial_file(
     photos = _photos(tmp_path / "photos", 6)
     originals_guard.append(photos)
     monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(2))
-    window.add_paths([photos])
+    _add(qtbot, window, [photos])
     window.start_job()
     qtbot.waitUntil(lambda: window.queue.count_by_status()[RowStatus.DONE] == 2, timeout=30_000)
     assert window.cancel_button.isEnabled()
@@ -153,7 +160,7 @@ def test_retry_a_failed_row(
     photos = _photos(tmp_path / "photos", 2)
     broken = photos / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" + bytes(200))
-    window.add_paths([photos / "photo0.jpg", broken])
+    _add(qtbot, window, [photos / "photo0.jpg", broken])
     with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
         window.start_job()
     row = window.queue.row_for(broken)
@@ -173,7 +180,7 @@ def test_close_during_a_job_asks_then_stops_the_worker(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(1))
-    window.add_paths([_photos(tmp_path / "photos", 4)])
+    _add(qtbot, window, [_photos(tmp_path / "photos", 4)])
     window.start_job()
     qtbot.waitUntil(lambda: window.queue.count_by_status()[RowStatus.DONE] == 1, timeout=30_000)
     answers = iter([False, True])
@@ -224,7 +231,7 @@ def test_preview_button_opens_the_preview_for_the_selected_photo(
         return 0
 
     monkeypatch.setattr(PreviewDialog, "exec", fake_exec)
-    window.add_paths([_photos(tmp_path / "photos", 3)])
+    _add(qtbot, window, [_photos(tmp_path / "photos", 3)])
     window.queue.selectRow(1)
     window.preview_button.click()
     assert opened == [str(window.queue.paths()[1])]
@@ -236,7 +243,7 @@ def test_settings_that_weaken_protection_are_noted_in_the_summary(
     panel = window.options_panel
     panel.format_combo.setCurrentIndex(panel.format_combo.findData("jpeg"))
     panel.quality_spin.setValue(70)
-    window.add_paths([_photos(tmp_path / "photos", 1)])
+    _add(qtbot, window, [_photos(tmp_path / "photos", 1)])
     with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
         window.start_job()
     assert "1 protected" in window.summary_label.text()
@@ -262,3 +269,17 @@ def test_a_perturbation_saved_by_the_train_dialog_is_selected(
     combo = window.options_panel.perturbation_combo
     assert combo.currentData() == str(trained)
     assert combo.currentText() == "Portraits ±4"
+
+
+def test_folders_dropped_while_listing_wait_their_turn(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    first, second = _photos(tmp_path / "a", 3), _photos(tmp_path / "b", 2)
+    (second / "notes.txt").write_text("not a photo")
+    window.add_paths([first])
+    window.add_paths([second])  # while the first folder may still be listed
+    qtbot.waitUntil(
+        lambda: len(window.queue.paths()) == 5 and not window.scan_runner.running, timeout=30_000
+    )
+    assert window.start_button.isEnabled()
+    assert all(p.suffix in (".png", ".jpg") for p in window.queue.paths())

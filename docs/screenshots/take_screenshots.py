@@ -100,6 +100,7 @@ def main_window_shots(settings: object, home: Path, perturbation: Path) -> None:
     window.show()
     window.detect_device()  # as app.main() does once the window is up
     window.add_paths([photos(home)])
+    wait_until(lambda: not window.scan_runner.running and bool(window.queue.paths()))
     window.resize(*SIZES[0])
     wait_until(lambda: window.queue.wait_for_thumbnails(10))
     grab(window, "main-queue-1280x800")

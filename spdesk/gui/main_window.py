@@ -57,6 +57,8 @@ class MainWindow(QMainWindow):
         self.setMinimumSize(900, 560)
         self.job_runner = TaskRunner(self)
         self.device_runner = TaskRunner(self)
+        self.scan_runner = TaskRunner(self)
+        self._pending_paths: list[Path] = []
         self._job_paths: list[Path] = []
         self._job_started = 0.0
         self._output_root: Path | None = None
@@ -228,21 +230,41 @@ class MainWindow(QMainWindow):
         self.job_runner.succeeded.connect(self._on_job_succeeded)
         self.job_runner.finished.connect(self._on_job_thread_finished)
         self.device_runner.succeeded.connect(self._on_device_info)
+        self.scan_runner.succeeded.connect(self._on_scanned)
+        self.scan_runner.failed.connect(self.show_error)
+        self.scan_runner.finished.connect(self._scan_next)
+        self.scan_runner.finished.connect(self._update_controls)
         self.device_runner.failed.connect(lambda text: self.device_label.setText("Device: " + text))
 
     # --- adding photos --------------------------------------------------------------------------
-    def add_paths(self, paths: list[Path]) -> int:
-        """Queue photos found in ``paths`` (files or folders); returns how many were added."""
-        photos = protect_bridge.expand_inputs(paths)
-        added = self.queue.add_photos(photos)
-        if paths:
-            remember_folder(
-                self.settings, "input", str(paths[0].parent if paths[0].is_file() else paths[0])
-            )
-        if added == 0 and paths:
+    def add_paths(self, paths: list[Path]) -> None:
+        """Queue the photos found in ``paths`` (files or folders).
+
+        Folders are walked in a worker (photos are recognised by content, which takes a while on
+        a big folder or a network drive); paths dropped meanwhile wait their turn.
+        """
+        if not paths:
+            return
+        first = paths[0]
+        remember_folder(self.settings, "input", str(first.parent if first.is_file() else first))
+        self._pending_paths.extend(paths)
+        self._scan_next()
+
+    def _scan_next(self) -> None:
+        if self.scan_runner.running or not self._pending_paths:
+            return
+        paths, self._pending_paths = self._pending_paths, []
+        self.statusBar().showMessage("Looking for photos…")
+        self.scan_runner.start(protect_bridge.scan_task(paths))
+        self._update_controls()
+
+    def _on_scanned(self, photos: object) -> None:
+        added = self.queue.add_photos(list(photos))  # type: ignore[call-overload]
+        if added:
+            self.statusBar().showMessage(f"Added {added} photo{'s' if added != 1 else ''}.", 4000)
+        else:
             self.statusBar().showMessage("No new photos found there.", 5000)
         self._update_controls()
-        return added
 
     def add_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(
@@ -317,7 +339,7 @@ class MainWindow(QMainWindow):
         The job always gets the whole queue, so outputs mirror the same folder structure on every
         run; photos finished earlier are recognised by the output folder's manifest and skipped.
         """
-        if self.job_runner.running:
+        if self.job_runner.running or self.scan_runner.running:
             return False
         queued = self.queue.paths()
         todo = [r.path for r in self.queue.rows() if r.status is not RowStatus.DONE]
@@ -438,12 +460,13 @@ class MainWindow(QMainWindow):
 
     def _update_controls(self) -> None:
         running = self.job_runner.running
+        busy = running or self.scan_runner.running  # no job while photos are being listed
         has_photos = bool(self.queue.paths())
-        self.start_button.setEnabled(has_photos and not running)
-        self.start_action.setEnabled(has_photos and not running)
+        self.start_button.setEnabled(has_photos and not busy)
+        self.start_action.setEnabled(has_photos and not busy)
         self.cancel_button.setEnabled(running)
         self.cancel_action.setEnabled(running)
-        self.clear_button.setEnabled(has_photos and not running)
+        self.clear_button.setEnabled(has_photos and not busy)
         self.preview_button.setEnabled(has_photos)
         self.options_panel.setEnabled(not running)
         self.drop_zone.set_compact(has_photos)
@@ -451,7 +474,9 @@ class MainWindow(QMainWindow):
         self.queue_title.setText(
             f"Queue · {count} photo{'s' if count != 1 else ''}" if count else "Queue"
         )
-        if not running and not has_photos:
+        if self.scan_runner.running:
+            self.progress_label.setText("Looking for photos…")
+        elif not running and not has_photos:
             self.progress_label.setText("Add photos to begin.")
         elif not running and self.summary.isHidden():
             self.progress_label.setText("Ready. Press “Protect photos” (Ctrl+Enter).")
@@ -504,6 +529,7 @@ class MainWindow(QMainWindow):
                 return
             self.job_runner.stop()
         self.device_runner.stop()
+        self.scan_runner.stop()
         self.queue.wait_for_thumbnails()
         save_geometry(self.settings, "main", self.saveGeometry())
         self._save_options()

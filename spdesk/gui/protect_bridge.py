@@ -36,6 +36,15 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
     return [Path(p) for p in discover_inputs(paths)]
 
 
+def scan_task(paths: list[Path]) -> Task:
+    """A worker task listing the photos in ``paths`` (walking folders reads file headers)."""
+
+    def run(_on_event: Callable[[Event], None], _cancel: CancelToken) -> list[Path]:
+        return expand_inputs(list(paths))
+
+    return run
+
+
 def default_output_root(photos: list[Path]) -> Path:
     """A "<folder> (protected)" folder beside the photos' common folder, outside the input tree."""
     if not photos:

@@ -160,7 +160,22 @@ def models_shot() -> None:
         wait_until(lambda: "train" in dialog.statuses and dialog.statuses["train"].present)
         dialog.select("preview")
         grab(dialog, "model-manager")
+        dialog.confirm = lambda title, text: consent_shot(dialog, title, text)
+        dialog.download()  # plans, shows the consent line, and is declined
+        wait_until(lambda: not dialog.runner.running)
         dialog.close()
+
+
+def consent_shot(parent: QWidget, title: str, text: str) -> bool:
+    """Show the download consent question as the dialog does, grab it, and decline."""
+    from PySide6.QtWidgets import QMessageBox
+
+    box = QMessageBox(QMessageBox.Icon.Question, title, text, parent=parent)
+    box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+    box.show()
+    grab(box, "model-manager-consent")
+    box.close()
+    return False
 
 
 def random_perturbation() -> Path:

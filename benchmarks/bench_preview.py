@@ -92,6 +92,12 @@ def build_sd15_architecture(folder: Path) -> Path:
 def peak_memory_mib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
+    # VmHWM restarts at exec; ru_maxrss would carry the forking parent's peak into the child.
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -139,7 +145,7 @@ def bench_preview(args: argparse.Namespace, model_dir: Path) -> dict[str, float]
         "unet_calls": 2 * max(1, int(args.steps * args.strength_edit)),
         "images_per_call": 3,
         "peak_mib": peak_memory_mib(engine.device),
-        "edit_ssim": float(result.figures["edits"]["ssim"] or 0.0),
+        "edit_ssim": float(result.figures["protected_edit"]["ssim"] or 0.0),
     }
 
 
@@ -182,6 +188,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--model-dir", type=Path, default=None)
     parser.add_argument("--objectives", default="encoder,latent,sds+,advdm")
+    parser.add_argument("--skip-preview", action="store_true", help="only the fine-tuning steps")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -196,6 +203,12 @@ def main() -> None:
         print(json.dumps(bench_objective(args, model_dir)))
         return
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, model {model_dir}")
+    if not args.skip_preview:
+        report_preview(args, model_dir)
+    report_objectives(args, model_dir)
+
+
+def report_preview(args: argparse.Namespace, model_dir: Path) -> None:
     figures = bench_preview(args, model_dir)
     print(
         f"preview img2img {args.size}x{args.size}, {args.steps} steps x strength "
@@ -203,6 +216,9 @@ def main() -> None:
         f"{figures['preview_s']:.2f} s per preview ({figures['unet_calls']} UNet passes), "
         f"pipeline load {figures['load_s']:.1f} s, peak {figures['peak_mib']:.0f} MiB"
     )
+
+
+def report_objectives(args: argparse.Namespace, model_dir: Path) -> None:
     results = {}
     for name in args.objectives.split(","):
         command = [sys.executable, __file__, "--child", name, "--model-dir", str(model_dir)]

@@ -106,8 +106,13 @@ def test_cancel_keeps_partial_data_and_download_resumes(
     dialog.download()
     qtbot.waitUntil(lambda: " of " in dialog.status_label.text(), timeout=30_000)
     assert dialog.cancel_button.isEnabled()
-    dialog.cancel_button.click()
-    qtbot.waitUntil(lambda: "cancelled" in dialog.status_label.text(), timeout=10_000)
+    said: list[str] = []
+    dialog.runner.cancelled.connect(lambda: said.append(dialog.status_label.text()))
+    with qtbot.waitSignal(dialog.runner.cancelled, timeout=10_000):
+        dialog.cancel_button.click()
+    # Read when the cancellation lands: the status refresh that follows may replace the text.
+    qtbot.waitUntil(lambda: bool(said), timeout=5_000)
+    assert "cancelled" in said[0]
     qtbot.waitUntil(lambda: not dialog.runner.running, timeout=10_000)
     assert not dialog.statuses["train"].present
     dialog.store_factory = lambda: ModelStore(settings=StoreSettings(endpoint=hub.url))

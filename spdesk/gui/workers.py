@@ -8,11 +8,12 @@ in the worker thread, so the window shows at once.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from spdesk.core.errors import Cancelled, SpdeskError
 from spdesk.core.events import CancelToken, Event
@@ -55,6 +56,42 @@ class Worker(QObject):
             self.done.emit()
 
 
+# Threads and workers still running, kept alive here rather than only by their runner: a dialog
+# closed during a task must not destroy a running QThread (Qt aborts the process) or the worker
+# whose run() is executing. Finished ones are dropped at the next start.
+_LIVE: dict[QThread, Worker] = {}
+
+
+def _forget_finished_threads() -> None:
+    for thread in list(_LIVE):
+        try:
+            finished = thread.isFinished()
+        except RuntimeError:  # its C++ object is already gone
+            finished = True
+        if finished:
+            del _LIVE[thread]
+
+
+def _collect_on_gui_thread() -> None:
+    """One step of Python's cyclic GC, run by a GUI-thread timer while workers run.
+
+    Automatic collection is off while a worker runs: a collection triggered inside a worker (e.g.
+    while it imports torch) may finalise Qt wrappers that belong to the GUI thread, and Qt
+    crashes. The generation to collect follows the interpreter's own thresholds.
+    """
+    counts, thresholds = gc.get_count(), gc.get_threshold()
+    for generation in (2, 1, 0):
+        if counts[generation] > thresholds[generation]:
+            gc.collect(generation)
+            return
+
+
+def _resume_automatic_gc() -> None:
+    _forget_finished_threads()
+    if not _LIVE:
+        gc.enable()
+
+
 class TaskRunner(QObject):
     """Owns one worker thread at a time: start, pause, resume, cancel, and a clean stop.
 
@@ -73,6 +110,9 @@ class TaskRunner(QObject):
         self._thread: QThread | None = None
         self._worker: Worker | None = None
         self._cancel = CancelToken()
+        self._collector = QTimer(self)
+        self._collector.setInterval(250)
+        self._collector.timeout.connect(_collect_on_gui_thread)
 
     @property
     def running(self) -> bool:
@@ -100,6 +140,12 @@ class TaskRunner(QObject):
         thread.started.connect(worker.run)
         thread.finished.connect(self._on_thread_finished)
         self._thread, self._worker = thread, worker
+        _forget_finished_threads()
+        _LIVE[thread] = worker
+        # A runner deleted mid-task (its window closed) cancels the task it started.
+        self.destroyed.connect(self._cancel.cancel)
+        gc.disable()
+        self._collector.start()
         thread.start()
 
     def cancel(self) -> None:
@@ -132,5 +178,11 @@ class TaskRunner(QObject):
         if worker is not None:
             worker.deleteLater()
         if thread is not None:
+            # QThread emits finished just before its thread really ends; dropping the last
+            # reference before then destroys a running QThread, which Qt answers with abort().
+            thread.wait()
+            _LIVE.pop(thread, None)
             thread.deleteLater()
+        self._collector.stop()
+        _resume_automatic_gc()
         self.finished.emit()

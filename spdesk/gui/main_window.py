@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSplitter,
@@ -38,6 +37,7 @@ from spdesk.gui.settings import (
     save_geometry,
     save_options,
 )
+from spdesk.gui.style import muted_label, thin_progress_bar
 from spdesk.gui.text import format_duration
 from spdesk.gui.widgets.drop_zone import DropZone
 from spdesk.gui.widgets.options import OptionsPanel
@@ -104,12 +104,8 @@ class MainWindow(QMainWindow):
         summary_lay.addWidget(self.open_output_button)
         self.summary.hide()
 
-        self.overall_bar = QProgressBar()
-        self.overall_bar.setRange(0, 1000)
-        self.overall_bar.setTextVisible(False)
-        self.overall_bar.setFixedHeight(10)
-        self.progress_label = QLabel("Add photos to begin.")
-        self.progress_label.setObjectName("Muted")
+        self.overall_bar = thin_progress_bar()
+        self.progress_label = muted_label("Add photos to begin.")
         self.start_button = QPushButton("Protect photos")
         self.start_button.setObjectName("Primary")
         self.cancel_button = QPushButton("Cancel")

@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMessageBox,
-    QProgressBar,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from spdesk.core.events import CancelToken, Event
+from spdesk.gui.style import muted_label, thin_progress_bar
 from spdesk.gui.text import format_bytes, format_duration
 from spdesk.gui.workers import Task, TaskRunner
 
@@ -133,12 +133,8 @@ class ModelManagerDialog(QDialog):
         buttons.addStretch(1)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.download_button)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setTextVisible(False)
-        self.progress.setFixedHeight(10)
-        self.status_label = QLabel("Select a feature to download, verify or remove its model.")
-        self.status_label.setObjectName("Muted")
+        self.progress = thin_progress_bar()
+        self.status_label = muted_label("Select a feature to download, verify or remove its model.")
         self.status_label.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 14, 16, 12)

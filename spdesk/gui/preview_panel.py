@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMessageBox,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -43,6 +42,7 @@ from PySide6.QtWidgets import (
 from spdesk.core.events import CancelToken, Event
 from spdesk.gui.images import ImageTile, to_pixmap
 from spdesk.gui.settings import ProtectOptions
+from spdesk.gui.style import muted_label, thin_progress_bar
 from spdesk.gui.workers import Task, TaskRunner
 
 # The SPD blog's prompts (the same as spdesk.core.preview.PRESETS, which imports torch).
@@ -331,12 +331,8 @@ class PreviewDialog(QDialog):
         return table
 
     def _progress(self) -> QHBoxLayout:
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setTextVisible(False)
-        self.progress.setFixedHeight(10)
-        self.status_label = QLabel("Press “Preview AI edit”. The first run loads the model.")
-        self.status_label.setObjectName("Muted")
+        self.progress = thin_progress_bar()
+        self.status_label = muted_label("Press “Preview AI edit”. The first run loads the model.")
         self.status_label.setWordWrap(True)
         self.models_button = QPushButton("Open Models…")
         self.models_button.hide()

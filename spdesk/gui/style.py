@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLabel, QProgressBar
 
 ACCENT = "#2f6fde"
 
@@ -80,3 +80,19 @@ def apply_style(app: QApplication) -> None:
     palette.setColor(QPalette.ColorRole.ToolTipText, QColor("#1f2937"))
     app.setPalette(palette)
     app.setStyleSheet(STYLESHEET)
+
+
+def thin_progress_bar() -> QProgressBar:
+    """The slim, text-less progress bar every window uses (0..1000 for smooth steps)."""
+    bar = QProgressBar()
+    bar.setRange(0, 1000)
+    bar.setTextVisible(False)
+    bar.setFixedHeight(10)
+    return bar
+
+
+def muted_label(text: str) -> QLabel:
+    """A secondary-text label (status lines, hints)."""
+    label = QLabel(text)
+    label.setObjectName("Muted")
+    return label

@@ -30,7 +30,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMessageBox,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QToolButton,
@@ -42,6 +41,7 @@ from spdesk.core.errors import SpdeskError
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.perturbation import library_path_for, save_perturbation
 from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
+from spdesk.gui.style import muted_label, thin_progress_bar
 from spdesk.gui.text import format_duration
 from spdesk.gui.widgets.chart import LineChart
 from spdesk.gui.workers import Task, TaskRunner
@@ -246,12 +246,8 @@ class TrainDialog(QDialog):
         return box
 
     def _progress_row(self) -> QWidget:
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setTextVisible(False)
-        self.progress.setFixedHeight(10)
-        self.status_label = QLabel("Choose a folder of photos, then press Start.")
-        self.status_label.setObjectName("Muted")
+        self.progress = thin_progress_bar()
+        self.status_label = muted_label("Choose a folder of photos, then press Start.")
         self.start_button = QPushButton("Start training")
         self.start_button.setObjectName("Primary")
         self.pause_button = QPushButton("Pause")

@@ -42,38 +42,47 @@ def ignore_events(_event: Event) -> None:
 
 
 class CancelToken:
-    """Thread-safe cancel (and pause) flag checked by long operations at every step."""
+    """Thread-safe cancel (and pause) flag checked by long operations at every step.
+
+    Cancel always wins: a pause requested after (or racing with) a cancel never blocks ``check``.
+    One condition variable guards both flags, so no interleaving of threads can lose a cancel.
+    """
 
     def __init__(self) -> None:
-        self._cancelled = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
+        self._state = threading.Condition()
+        self._cancelled = False
+        self._paused = False
 
     def cancel(self) -> None:
         """Ask the operation to stop at its next check; also releases a pause."""
-        self._cancelled.set()
-        self._running.set()
+        with self._state:
+            self._cancelled = True
+            self._state.notify_all()
 
     def pause(self) -> None:
         """Make the next ``check()`` block until ``resume()`` or ``cancel()``."""
-        self._running.clear()
+        with self._state:
+            self._paused = True
 
     def resume(self) -> None:
-        self._running.set()
+        with self._state:
+            self._paused = False
+            self._state.notify_all()
 
     @property
     def cancelled(self) -> bool:
-        return self._cancelled.is_set()
+        return self._cancelled
 
     @property
     def paused(self) -> bool:
-        return not self._running.is_set()
+        return self._paused and not self._cancelled
 
     def check(self) -> None:
         """Block while paused; raise :class:`Cancelled` if cancellation was requested."""
-        self._running.wait()
-        if self._cancelled.is_set():
-            raise Cancelled()
+        with self._state:
+            self._state.wait_for(lambda: self._cancelled or not self._paused)
+            if self._cancelled:
+                raise Cancelled()
 
 
 class EtaClock:

@@ -1,0 +1,71 @@
+"""The cancel token: pause blocks, resume releases, and a cancel is never lost to a pause."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from spdesk.core.errors import Cancelled
+from spdesk.core.events import CancelToken
+
+
+def _check_in_thread(token: CancelToken) -> tuple[threading.Thread, list[str]]:
+    outcome: list[str] = []
+
+    def run() -> None:
+        try:
+            token.check()
+            outcome.append("passed")
+        except Cancelled:
+            outcome.append("cancelled")
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_check_passes_when_neither_paused_nor_cancelled() -> None:
+    CancelToken().check()
+
+
+def test_cancel_makes_check_raise() -> None:
+    token = CancelToken()
+    token.cancel()
+    assert token.cancelled
+    with pytest.raises(Cancelled):
+        token.check()
+
+
+def test_pause_blocks_check_until_resume() -> None:
+    token = CancelToken()
+    token.pause()
+    assert token.paused
+    thread, outcome = _check_in_thread(token)
+    thread.join(0.2)
+    assert thread.is_alive() and not outcome
+    token.resume()
+    thread.join(5)
+    assert outcome == ["passed"]
+
+
+def test_cancel_releases_a_paused_check() -> None:
+    token = CancelToken()
+    token.pause()
+    thread, outcome = _check_in_thread(token)
+    thread.join(0.1)
+    token.cancel()
+    thread.join(5)
+    assert outcome == ["cancelled"]
+
+
+def test_a_pause_after_a_cancel_never_blocks() -> None:
+    # The worker may pause (e.g. at a progress event) just after the user cancelled: the cancel
+    # must still end the operation instead of leaving it blocked forever.
+    token = CancelToken()
+    token.cancel()
+    token.pause()
+    assert not token.paused
+    thread, outcome = _check_in_thread(token)
+    thread.join(5)
+    assert outcome == ["cancelled"]

@@ -8,12 +8,14 @@ from PIL import Image
 
 from spdesk.core.apply import (
     ApplyOptions,
+    UniversalApplier,
     apply_perturbation,
     apply_working_delta,
+    change_figures,
     upscale_delta,
     working_delta,
 )
-from spdesk.core.geometry import tile, working_size
+from spdesk.core.geometry import layout_size, tile, working_size
 from spdesk.core.perturbation import Perturbation
 
 
@@ -87,6 +89,59 @@ def test_apply_at_working_size_equals_tiled_delta() -> None:
     np.testing.assert_array_equal(out, expected)
 
 
+def test_photos_no_larger_than_the_working_view_get_the_pattern_one_to_one() -> None:
+    # 375x500 is not 8-pixel aligned: no resample to the aligned view, the pattern lands 1:1.
+    image = _photo(375, 500)
+    pert = _pert(8, size=64)
+    assert layout_size(375, 500) == (375, 500)
+    out = apply_perturbation(image, pert)
+    steps = np.rint(tile(pert.delta, 375, 500) * 255).astype(int).transpose(1, 2, 0)
+    np.testing.assert_array_equal(out, np.clip(image.astype(int) + steps, 0, 255))
+
+
+def _resized_working_view(pert: Perturbation, height: int, width: int, short: int) -> np.ndarray:
+    """The reference layout: quantise, tile over the whole working view, resize it to full size."""
+    wh, ww = working_size(height, width, short)
+    steps = np.rint(tile(pert.delta, wh, ww) * 255).transpose(1, 2, 0) + 128
+    view = Image.fromarray(steps.astype(np.uint8), mode="RGB")
+    return np.asarray(view.resize((width, height), Image.Resampling.BILINEAR)).astype(int) - 128
+
+
+def test_resizing_one_tile_equals_resizing_the_whole_working_view() -> None:
+    # 96x192 at working size 32: view 32x64, scale 3, whole-pixel tiles (8 px -> 24 px).
+    pert = _pert(8, size=8)
+    canvas = UniversalApplier(pert, ApplyOptions(working_size=32)).canvas((192, 96))
+    expected = _resized_working_view(pert, 96, 192, 32)
+    # Inside; at the photo's edge a whole-view resize clamps where the tiling wraps around.
+    inner = np.s_[3:-3, 3:-3]
+    np.testing.assert_array_equal((np.asarray(canvas).astype(int) - 128)[inner], expected[inner])
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        (1000, 750),  # no whole-pixel period: the whole view is resized
+        (500, 376),  # whole-pixel period down the photo: one band of rows, repeated
+        (376, 500),  # whole-pixel period across the photo: one band of columns, repeated
+        (750, 500),  # both
+    ],
+)
+def test_canvas_equals_resizing_the_whole_working_view(size: tuple[int, int]) -> None:
+    width, height = size
+    pert = _pert(8, size=16, seed=2)
+    canvas = np.asarray(UniversalApplier(pert, ApplyOptions(working_size=64)).canvas(size))
+    change = canvas.astype(int) - 128
+    assert change.shape == (height, width, 3)
+    assert np.abs(change).max() <= 8
+    expected = _resized_working_view(pert, height, width, 64)
+    # Inside (at the edge a whole-view resize clamps where a repeated period wraps around),
+    # equal but for float rounding of the resampling weights.
+    inner = np.s_[20:-20, 20:-20]
+    differ = change[inner] != expected[inner]
+    assert np.abs(change[inner] - expected[inner]).max() <= 1
+    assert differ.mean() < 0.001
+
+
 def test_editor_downsizing_recovers_the_pattern() -> None:
     # A 2048x1536 photo is protected at full size; the editor resizes it to 512 short side.
     image = np.full((1536, 2048, 3), 128, np.uint8)
@@ -158,3 +213,91 @@ def test_apply_working_delta_adds_a_finetuned_delta() -> None:
 def test_apply_refuses_wrong_input() -> None:
     with pytest.raises(ValueError, match="uint8"):
         apply_perturbation(np.zeros((4, 4, 3), np.float32), _pert())
+
+
+@pytest.mark.parametrize("working", [16, 512])
+@pytest.mark.parametrize("size", [(1, 1), (10000, 8), (53, 37), (700, 500), (1200, 1000)])
+def test_applier_cached_canvas_gives_the_fresh_result_and_exact_figures(
+    working: int, size: tuple[int, int]
+) -> None:
+    pert = _pert(8, size=24)
+    options = ApplyOptions(working_size=working, strength=5.0)
+    image = Image.fromarray(_photo(size[1], size[0]), mode="RGB")
+    fresh = UniversalApplier(pert, options, cache_bytes=0)
+    reference, _ = fresh.apply(image)
+    applier = UniversalApplier(pert, options)
+    for _ in range(2):  # the second call takes the cached canvas
+        fast, figures = applier.apply(image, "key")
+        assert np.array_equal(np.asarray(fast), np.asarray(reference))
+        # No clipping on mid-range pixels: the canvas figures are the exact change.
+        assert figures == change_figures(image, fast)
+        assert figures[1] == 5
+
+
+def test_canvas_cache_stays_within_its_budget() -> None:
+    applier = UniversalApplier(_pert(8, size=24), ApplyOptions(), cache_bytes=3 * 100 * 100 * 2)
+    for size in [(100, 100), (100, 90), (100, 80), (100, 100)]:
+        applier.full_canvas(size)
+    assert list(applier._full) == [(100, 80), (100, 100)]  # least recently used went first
+    applier.full_canvas((300, 300))  # larger than the whole budget: not kept
+    assert (300, 300) not in applier._full
+
+
+def test_randomised_layouts_shift_and_flip_the_same_pattern() -> None:
+    pert = _pert(8, size=16)
+    options = ApplyOptions(randomize=True, seed=1)
+    applier = UniversalApplier(pert, options)
+    steps = np.rint(pert.delta * 255).astype(int) + 128
+    variants = {
+        np.asarray(p).tobytes()
+        for p in (steps, steps[:, ::-1], steps[:, :, ::-1], steps[:, ::-1, ::-1])
+    }
+    seen = set()
+    for key in ("a", "b", "c", "d", "e", "f"):
+        canvas = np.asarray(applier.canvas((48, 32), key)).transpose(2, 0, 1).astype(int)
+        found = [
+            (dy, dx)
+            for dy in range(16)
+            for dx in range(16)
+            if np.roll(canvas, (dy, dx), axis=(1, 2))[:, :16, :16].tobytes() in variants
+        ]
+        assert found, f"layout for {key!r} is not a shifted or flipped copy of the pattern"
+        seen.add(canvas.tobytes())
+    assert len(seen) > 1
+
+
+@pytest.mark.parametrize(
+    ("pattern", "working", "size"),
+    [
+        (24, 512, (1, 1)),  # 1:1 layouts: from prefix sums of the pattern
+        (24, 512, (3, 200)),
+        (24, 512, (48, 72)),
+        (24, 512, (500, 375)),
+        (24, 512, (511, 13)),
+        (24, 16, (48, 36)),  # a repeated band of rows
+        (24, 16, (50, 37)),  # a repeated band of columns
+        (20, 16, (53, 37)),  # the whole view resized
+    ],
+)
+def test_canvas_figures_match_a_pass_over_the_canvas(
+    pattern: int, working: int, size: tuple[int, int]
+) -> None:
+    from spdesk.core.apply import canvas_figures
+
+    pert = _pert(8, size=pattern, seed=5)
+    applier = UniversalApplier(pert, ApplyOptions(working_size=working, strength=6.0))
+    _canvas, figures = applier.full_canvas(size)
+    assert figures == canvas_figures(applier.canvas(size))
+
+
+def test_canvases_resized_in_bands_on_threads_equal_one_resize() -> None:
+    from spdesk.core.apply import _resize_in_bands
+
+    rng = np.random.default_rng(3)
+    view = Image.fromarray(rng.integers(120, 137, (64, 96, 3), dtype=np.uint8), mode="RGB")
+    size = (3000, 2000)
+    banded = np.asarray(_resize_in_bands(view, size, bands=3)).astype(int)
+    whole = np.asarray(view.resize(size, Image.Resampling.BILINEAR)).astype(int)
+    # The same weights up to float rounding (a band's box starts at a fractional row).
+    assert np.abs(banded - whole).max() <= 1
+    assert (banded != whole).mean() < 0.01

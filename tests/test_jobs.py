@@ -547,43 +547,6 @@ def test_discover_inputs_for_the_app(inputs: Path) -> None:
     assert FileSkipped and FileFailed  # re-exported event types used by the app
 
 
-@pytest.mark.parametrize("working", [16, 512])
-@pytest.mark.parametrize("size", [(1, 1), (10000, 8), (53, 37), (700, 500), (1200, 1000)])
-def test_batch_applier_equals_apply_to_pil(
-    tmp_path: Path, working: int, size: tuple[int, int]
-) -> None:
-    from spdesk.core.apply import ApplyOptions, apply_to_pil
-    from spdesk.core.perturbation import load_perturbation
-
-    perturbation = load_perturbation(samples.perturbation_file(tmp_path, size=24))
-    options = ApplyOptions(working_size=working, strength=5.0)
-    applier = jobs.UniversalApplier(perturbation, options)
-    image = Image.fromarray(samples.photo_array(*size), mode="RGB")
-    reference = apply_to_pil(image, perturbation, options)
-    for _ in range(2):  # the second call takes the cached canvas
-        fast, figures = applier.apply(image, "key")
-        assert np.array_equal(np.asarray(fast), np.asarray(reference))
-        # No clipping on mid-range pixels: the canvas figures are the exact change.
-        assert figures == jobs.change_figures(image, fast)
-    randomised = jobs.UniversalApplier(perturbation, dataclasses.replace(options, randomize=True))
-    varied, _ = randomised.apply(image, "key")
-    expected = apply_to_pil(image, perturbation, randomised.options, "key")
-    assert np.array_equal(np.asarray(varied), np.asarray(expected))
-
-
-def test_canvas_cache_stays_within_its_budget(tmp_path: Path) -> None:
-    from spdesk.core.apply import ApplyOptions
-    from spdesk.core.perturbation import load_perturbation
-
-    perturbation = load_perturbation(samples.perturbation_file(tmp_path, size=24))
-    applier = jobs.UniversalApplier(perturbation, ApplyOptions(), cache_bytes=3 * 100 * 100 * 2)
-    for size in [(100, 100), (100, 90), (100, 80), (100, 100)]:
-        applier.full_canvas(size)
-    assert list(applier._full) == [(100, 80), (100, 100)]  # least recently used went first
-    applier.full_canvas((300, 300))  # larger than the whole budget: not kept
-    assert (300, 300) not in applier._full
-
-
 # --- several workers -----------------------------------------------------------------------------
 def test_workers_give_the_same_outputs_in_job_order(
     tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]

@@ -271,8 +271,8 @@ def atomic_save(
 ) -> int:
     """Write ``encoded`` to ``target`` atomically; returns the size in bytes.
 
-    The image is encoded into a temporary file beside ``target``, flushed and fsync'ed, then
-    renamed to ``target``.
+    :func:`write_temp` then :func:`publish`: the image is encoded into a temporary file beside
+    ``target``, flushed and fsync'ed, then given its name.
 
     Args:
         encoded: the image and its save arguments (see :func:`prepare`).
@@ -286,6 +286,22 @@ def atomic_save(
         DiskFullError, OutputPermissionError, OutputExistsError, OutputError: naming the file;
         the temporary file is always removed.
     """
+    temp, size = write_temp(encoded, target)
+    try:
+        if before_publish is not None:
+            before_publish()
+        publish(temp, target, replace=replace)
+    finally:
+        temp.unlink(missing_ok=True)
+    return size
+
+
+def write_temp(encoded: Encoded, target: Path) -> tuple[Path, int]:
+    """Encode ``encoded`` into a complete, fsync'ed temporary file beside ``target``.
+
+    Returns the temporary file (hidden, removed by :func:`clean_stale_temps` if a killed job
+    leaves it) and its size. On any failure nothing is left behind.
+    """
     folder = target.parent
     _make_folder(folder, target)
     try:
@@ -298,20 +314,40 @@ def atomic_save(
             write_image(encoded, handle)
             handle.flush()
             os.fsync(handle.fileno())
+            size = handle.tell()
         os.chmod(temp, _FILE_MODE)
-        size = temp.stat().st_size
-        if before_publish is not None:
-            before_publish()
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        raise output_error(error, target) from error
+    except (ValueError, KeyError, TypeError) as error:  # Pillow encoder refusals
+        temp.unlink(missing_ok=True)
+        raise OutputError(f"Could not encode {target.name}: {error}") from error
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp, size
+
+
+def publish(temp: Path, target: Path, *, replace: bool = False) -> None:
+    """Give a complete temporary file from :func:`write_temp` its final name, atomically.
+
+    Never replaces an existing ``target`` unless ``replace``: a taken name raises
+    :class:`OutputExistsError` and keeps ``temp`` (to publish under another name). Otherwise
+    ``temp`` is gone afterwards, published or not.
+    """
+    try:
         # The rename itself is not fsync'ed: after a power cut it may be lost, which leaves the
         # complete temp file; the next run removes it and protects the photo again.
         _publish(temp, target, replace)
+    except OutputExistsError:
+        raise
     except OSError as error:
-        raise output_error(error, target) from error
-    except (ValueError, KeyError, TypeError) as error:  # Pillow encoder refusals
-        raise OutputError(f"Could not encode {target.name}: {error}") from error
-    finally:
         temp.unlink(missing_ok=True)
-    return size
+        raise output_error(error, target) from error
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    temp.unlink(missing_ok=True)  # after a hard link, the temporary name remains
 
 
 def write_image(encoded: Encoded, handle: IO[bytes]) -> None:

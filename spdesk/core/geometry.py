@@ -45,3 +45,19 @@ def tile(
     rows = (np.arange(height) + offset[0]) % delta.shape[1]
     cols = (np.arange(width) + offset[1]) % delta.shape[2]
     return np.ascontiguousarray(delta[:, rows][:, :, cols])
+
+
+def layout_size(height: int, width: int, short_side: int = 512) -> tuple[int, int]:
+    """The (height, width) a universal pattern is laid out at for a photo of this size.
+
+    A photo the editor shrinks gets the pattern at the editor's working view (then resized to
+    full size, so that downsizing gives the pattern back). A photo no larger than the working view
+    reaches the editor at about its own size, so the pattern is laid 1:1 on its pixels: resampling
+    it to the 8-pixel-aligned view first would only blur it (the editor's own alignment moves
+    each side by under 8 pixels).
+    """
+    if min(height, width) <= short_side:
+        if height < 1 or width < 1:
+            raise ValueError(f"image size must be positive, got {height}x{width}")
+        return height, width
+    return working_size(height, width, short_side)

@@ -16,21 +16,20 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageChops
+from PIL import Image
 
-from spdesk.core.apply import ApplyOptions, apply_to_pil
+from spdesk.core.apply import ApplyOptions, Figures, UniversalApplier, change_figures
 from spdesk.core.errors import (
     Cancelled,
     ConfigError,
@@ -46,7 +45,6 @@ from spdesk.core.export import (
     COLLISIONS,
     DEFAULT_SUFFIX,
     ExportOptions,
-    atomic_save,
     clean_stale_temps,
     output_error,
     output_format,
@@ -54,10 +52,11 @@ from spdesk.core.export import (
     output_name_pattern,
     parse_format,
     prepare,
+    publish,
     settings_warnings,
     unique_candidates,
+    write_temp,
 )
-from spdesk.core.geometry import working_size
 from spdesk.core.imageio import (
     DEFAULT_MAX_PIXELS,
     DecodedImage,
@@ -182,6 +181,7 @@ class ProtectSettings:
             else None,
             "export": asdict(self.export_options()),
             "apply": [self.working_size, self.randomize, self.seed],
+            "layout": APPLY_LAYOUT_VERSION,
         }
         text = json.dumps(keys, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -191,6 +191,11 @@ class ProtectSettings:
         out = asdict(self)
         out["perturbation"] = str(self.perturbation) if self.perturbation else "bundled"
         return out
+
+
+# Bumped when the way a pattern is laid onto photos changes, so that a re-run redoes old outputs.
+# 2: photos no larger than the working view get the pattern 1:1; tiles are resized, not canvases.
+APPLY_LAYOUT_VERSION = 2
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -538,19 +543,23 @@ class _Task:
     replace: bool
     signature: SourceSignature
     started: float
-    # Set once the previous photo is recorded and reported: only then may this one's output
-    # appear, so a cancel (or pause) requested while handling photo k never lets k+1 through.
-    turn: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
 class _Outcome:
-    """What a worker produced for one task."""
+    """What a worker produced for one task: a complete temporary file, not yet published."""
 
-    output: Path
+    temp: Path
     size: int
     figures: tuple[float | None, int]
     notes: tuple[str, ...]
+
+
+def _discard_temps(futures: Iterable[Future[_Outcome]]) -> None:
+    """Remove the temporary files of photos that finished but were never published."""
+    for future in futures:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            future.result().temp.unlink(missing_ok=True)
 
 
 class _Run:
@@ -601,26 +610,28 @@ class _Run:
         manifest.mark_pending([p.key for p in planned], self.fingerprint)
         workers = 1 if self.job._tuner is not None else self.job.settings.workers
         inflight: deque[tuple[_Task, Future[_Outcome]]] = deque()
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spdesk-job") as pool:
-            try:
-                for item in planned:
-                    if self._stopping():
-                        break
-                    task = self._prepare(manifest, item)
-                    if task is None:
-                        continue
-                    if not inflight:
-                        task.turn.set()
-                    inflight.append((task, self._submit(pool, task, workers)))
-                    while inflight and (len(inflight) >= workers or inflight[0][1].done()):
-                        self._finish_next(manifest, inflight)
-                while inflight:  # after a stop: keep what finished, the rest stays pending
-                    self._finish_next(manifest, inflight)
-            except BaseException:
-                self.abort.cancel()  # release the workers so the pool can shut down
-                for task, _future in inflight:
-                    task.turn.set()
-                raise
+        # Workers run ahead of the bookkeeping (which stays on this thread, in job order), so a
+        # few more photos are queued than there are workers: none waits while one is recorded.
+        window = 2 * workers
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spdesk-job") as pool:
+                try:
+                    for item in planned:
+                        if self._stopping():
+                            break
+                        task = self._prepare(manifest, item)
+                        if task is None:
+                            continue
+                        inflight.append((task, self._submit(pool, task, workers)))
+                        while inflight and (len(inflight) >= window or inflight[0][1].done()):
+                            self._finish(manifest, *inflight.popleft())
+                    while inflight:  # after a stop, finished temporary files are discarded
+                        self._finish(manifest, *inflight.popleft())
+                except BaseException:
+                    self.abort.cancel()  # release the workers so the pool can shut down
+                    raise
+        finally:
+            _discard_temps(future for _task, future in inflight)
         if self._stopping():
             self.report.pending = [p.source for p in planned if p.key not in self.handled]
 
@@ -658,7 +669,7 @@ class _Run:
         return _Task(item, target, replace_existing, signature, time.monotonic())
 
     def _work(self, task: _Task) -> _Outcome:
-        """Decode, protect and write one photo (on a worker thread)."""
+        """Decode, protect, encode and fsync one photo into a temporary file (on a worker)."""
         item = task.item
         self.check()
         self._progress(item, 0, "reading")
@@ -667,30 +678,26 @@ class _Run:
         protected, figures = self._protect(decoded, item)
         self.check()
         self._progress(item, 2, "saving")
-
-        def in_turn() -> None:
-            task.turn.wait()
-            self.check()
-
-        output, size = self._save(decoded, protected, task, in_turn)
-        return _Outcome(output, size, figures, tuple(decoded.notes))
-
-    def _finish_next(
-        self, manifest: Manifest, inflight: deque[tuple[_Task, Future[_Outcome]]]
-    ) -> None:
-        """Wait for the oldest photo in flight, record it, and give the next one its turn."""
-        task, future = inflight.popleft()
-        try:
-            self._finish(manifest, task, future)
-        finally:
-            if inflight:
-                inflight[0][0].turn.set()
+        fmt = output_format(decoded.source_format, self._export)
+        encoded = prepare(decoded, protected, fmt, self._export)
+        decoded.notes.extend(encoded.notes)
+        temp, size = write_temp(encoded, task.target)
+        return _Outcome(temp, size, figures, tuple(decoded.notes))
 
     def _finish(self, manifest: Manifest, task: _Task, future: Future[_Outcome]) -> None:
-        """Record and report one photo's result (in job order)."""
+        """Publish, record and report one photo's result (in job order, on the job's thread).
+
+        Only here does an output get its name: a cancel (or pause) requested while photo k is
+        reported never lets photo k+1 through, whatever the workers have finished meanwhile.
+        """
         item = task.item
         try:
             outcome = future.result()
+            try:
+                self.check()  # blocks while paused
+                output = self._publish(outcome.temp, task)
+            finally:
+                outcome.temp.unlink(missing_ok=True)
         except Cancelled:
             self.report.cancelled = self.report.cancelled or self.cancel.cancelled
             return  # stays pending
@@ -707,7 +714,7 @@ class _Run:
             log.error("unexpected error protecting %s", item.source, exc_info=error)
             self._fail(manifest, item, f"unexpected error: {error} (details in the log)", "")
             return
-        self._done(manifest, task, outcome)
+        self._done(manifest, task, outcome, output)
 
     # -- steps ---------------------------------------------------------------------------------
     def _target(self, manifest: Manifest, item: _Planned) -> tuple[Path | None, bool]:
@@ -752,33 +759,21 @@ class _Run:
             protected.putalpha(image.getchannel("A"))
         return protected, figures
 
-    def _save(
-        self,
-        decoded: DecodedImage,
-        protected: Image.Image,
-        task: _Task,
-        before_publish: Callable[[], None],
-    ) -> tuple[Path, int]:
+    def _publish(self, temp: Path, task: _Task) -> Path:
+        """Give the complete temporary file its planned name (or the next free one)."""
         target = task.target
-        fmt = output_format(decoded.source_format, self._export)
-        encoded = prepare(decoded, protected, fmt, self._export)
-        decoded.notes.extend(encoded.notes)
-        candidates = (
-            unique_candidates(target) if self.job.settings.collision == "unique" else iter([target])
-        )
-        for candidate in candidates:
+        unique = self.job.settings.collision == "unique"
+        for candidate in unique_candidates(target) if unique else iter([target]):
             if candidate != target and candidate in self.written:
-                continue  # another photo of this job has (or is writing) that name
+                continue  # another photo of this job has (or will have) that name
             try:
-                size = atomic_save(
-                    encoded, candidate, replace=task.replace, before_publish=before_publish
-                )
+                publish(temp, candidate, replace=task.replace)
             except OutputExistsError:
-                if self.job.settings.collision == "unique":
+                if unique:
                     continue
                 raise
             self.written.add(candidate)
-            return candidate, size
+            return candidate
         raise OutputError(f"No free output name for {target.name}.")
 
     @property
@@ -791,14 +786,14 @@ class _Run:
             FileProgress(item.source, done, 3, stage, position=item.position, count=item.count)
         )
 
-    def _done(self, manifest: Manifest, task: _Task, outcome: _Outcome) -> None:
+    def _done(self, manifest: Manifest, task: _Task, outcome: _Outcome, output: Path) -> None:
         item = task.item
         psnr, peak = outcome.figures
         try:
             manifest.record(
                 item.key,
                 DONE,
-                output=outcome.output.relative_to(self.job.output_root).as_posix(),
+                output=output.relative_to(self.job.output_root).as_posix(),
                 output_size=outcome.size,
                 settings=self.fingerprint,
                 source_signature=task.signature.as_list(),
@@ -809,7 +804,7 @@ class _Run:
         self.handled.add(item.key)
         event = FileDone(
             item.source,
-            outcome.output,
+            output,
             psnr=psnr,
             max_change=peak,
             seconds=time.monotonic() - task.started,
@@ -839,115 +834,6 @@ class _Run:
         with contextlib.suppress(OutputError):
             manifest.record(item.key, FAILED, reason=reason, settings=self.fingerprint)
         self.emit(event)
-
-
-Figures = tuple[float | None, int]  # PSNR in dB (None: unchanged), largest change in 8-bit steps
-
-
-class UniversalApplier:
-    """:func:`~spdesk.core.apply.apply_to_pil` for a batch, with the pattern prepared once.
-
-    The result is identical to ``apply_to_pil`` (a test pins it): the 8-bit quantised pattern is
-    built once and tiled over each working view by pasting (quantising commutes with tiling).
-    A batch repeats a few photo sizes (one camera, two orientations), so the full-size canvas of
-    each size and its figures are cached within ``cache_bytes``: per photo that leaves one
-    saturating add. Randomised layouts (a different tiling per photo) take ``apply_to_pil``.
-
-    Args:
-        perturbation: the universal perturbation.
-        options: working size, strength, randomisation.
-        cache_bytes: memory for cached full-size canvases (256 MiB holds three 24 MP ones).
-    """
-
-    _ZERO = 128  # the 8-bit level that stands for "no change" (as in apply.py)
-
-    def __init__(
-        self, perturbation: Perturbation, options: ApplyOptions, cache_bytes: int = 256 << 20
-    ) -> None:
-        self.perturbation = perturbation
-        self.options = options
-        self.cache_bytes = cache_bytes
-        delta = perturbation.at_strength(options.strength)
-        steps = np.clip(np.rint(delta.transpose(1, 2, 0) * 255.0) + self._ZERO, 0, 255)
-        self._pattern = Image.fromarray(steps.astype(np.uint8), mode="RGB")
-        self._full: OrderedDict[tuple[int, int], tuple[Image.Image, Figures]] = OrderedDict()
-        self._building: dict[tuple[int, int], threading.Lock] = {}
-        self._lock = threading.Lock()
-
-    def working_canvas(self, width: int, height: int) -> Image.Image:
-        """The quantised pattern tiled over the working view of a ``width`` x ``height`` photo."""
-        wh, ww = working_size(height, width, self.options.working_size)
-        canvas = Image.new("RGB", (ww, wh))
-        ph, pw = self.perturbation.size
-        for top in range(0, wh, ph):
-            for left in range(0, ww, pw):
-                canvas.paste(self._pattern, (left, top))
-        return canvas
-
-    def full_canvas(self, size: tuple[int, int]) -> tuple[Image.Image, Figures]:
-        """The canvas upscaled to ``size`` (width, height) and its figures; cached."""
-        with self._lock:
-            cached = self._full.get(size)
-            if cached is not None:
-                self._full.move_to_end(size)
-                return cached
-            building = self._building.setdefault(size, threading.Lock())
-        with building:  # two workers with photos of one size build its canvas once
-            with self._lock:
-                cached = self._full.get(size)
-            if cached is None:
-                cached = self._build(size)
-        with self._lock:
-            self._building.pop(size, None)
-        return cached
-
-    def _build(self, size: tuple[int, int]) -> tuple[Image.Image, Figures]:
-        canvas = self.working_canvas(*size)
-        if canvas.size != size:
-            # Bilinear: never overshoots the budget, and the cheapest smooth upscale in Pillow.
-            canvas = canvas.resize(size, Image.Resampling.BILINEAR)
-        entry = (canvas, canvas_figures(canvas))
-        with self._lock:
-            self._full[size] = entry
-            while sum(3 * w * h for w, h in self._full) > self.cache_bytes and len(self._full) > 1:
-                self._full.popitem(last=False)
-            if 3 * size[0] * size[1] > self.cache_bytes:
-                self._full.pop(size, None)
-        return entry
-
-    def apply(self, image: Image.Image, key: str) -> tuple[Image.Image, Figures]:
-        """The protected RGB image and its figures (pattern before clipping, or measured)."""
-        if self.options.randomize:
-            protected = apply_to_pil(image, self.perturbation, self.options, key)
-            return protected, change_figures(image, protected)
-        canvas, figures = self.full_canvas(image.size)
-        return ImageChops.add(image, canvas, scale=1.0, offset=-self._ZERO), figures
-
-
-def canvas_figures(canvas: Image.Image) -> tuple[float | None, int]:
-    """PSNR (dB) and largest change of the pattern as added, from one histogram pass.
-
-    Clipping at black or white can only make the real change smaller (a higher PSNR).
-    """
-    counts = np.asarray(canvas.histogram(), dtype=np.float64).reshape(3, 256).sum(axis=0)
-    return _figures(counts, np.abs(np.arange(256, dtype=np.float64) - UniversalApplier._ZERO))
-
-
-def _figures(counts: np.ndarray, levels: np.ndarray) -> tuple[float | None, int]:
-    mse = float((counts * levels**2).sum() / max(counts.sum(), 1.0))
-    peak = int(levels[counts > 0].max()) if counts.any() else 0
-    return (None if mse == 0 else 10 * math.log10(255.0**2 / mse)), peak
-
-
-def change_figures(original: Image.Image, protected: Image.Image) -> tuple[float | None, int]:
-    """PSNR (dB; None if identical) and largest change (8-bit steps) over the RGB channels.
-
-    From the histogram of the difference image: two C passes, no float copy of the photo.
-    """
-    a = original.convert("RGB") if original.mode != "RGB" else original
-    b = protected.convert("RGB") if protected.mode != "RGB" else protected
-    counts = np.asarray(ImageChops.difference(a, b).histogram(), dtype=np.float64)
-    return _figures(counts.reshape(3, 256).sum(axis=0), np.arange(256, dtype=np.float64))
 
 
 __all__ = [

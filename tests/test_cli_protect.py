@@ -109,6 +109,11 @@ def test_some_failed_exits_1(
         (["--quality", "0"], "Quality must be between 1 and 100"),
         (["--suffix", ""], "suffix"),
         (["--workers", "0"], "Workers must be between 1 and 32"),
+        (["--fine-tune-batch", "4"], "--fine-tune-batch is only used with --fine-tune"),
+        (
+            ["--fine-tune", "5", "--encoder", "x", "--fine-tune-batch", "0"],
+            "batch must be between 1 and 256",
+        ),
     ],
 )
 def test_could_not_run_exits_2(

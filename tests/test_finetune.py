@@ -110,3 +110,79 @@ def test_refusals(tmp_path: Path, universal: Perturbation, encoder: Encoder) -> 
         FineTuner(universal, deterministic, steps=5, objective="pca-")
     with pytest.raises(ConfigError):
         FineTuner(universal, encoder, steps=-1)
+
+
+# --- batches ------------------------------------------------------------------------------------
+def _distinct_photos(count: int, height: int, width: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(count + height)
+    return [rng.integers(40, 215, (height, width, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def test_a_batch_gives_each_photo_what_it_gets_alone(
+    encoder: Encoder, universal: Perturbation
+) -> None:
+    photos = _distinct_photos(3, 40, 60)
+    alone = FineTuner(universal, encoder, steps=4, options=OPTIONS)
+    together = FineTuner(universal, encoder, steps=4, options=OPTIONS, batch_size=3)
+    batched = together.protect_batch(photos, keys=["a", "b", "c"])
+    for photo, key, result in zip(photos, ["a", "b", "c"], batched, strict=True):
+        single = alone.protect(photo, key=key)
+        change = np.abs(result.astype(int) - single.astype(int))
+        # The same gradients; a batched convolution may round differently, which can flip
+        # the sign of a near-zero gradient element now and then.
+        assert change.max() <= 2 and (change > 0).mean() < 0.01
+
+
+def test_a_batch_groups_photos_by_size_and_keeps_their_order(
+    encoder: Encoder, universal: Perturbation
+) -> None:
+    sizes = [(40, 60), (48, 36), (40, 60), (48, 36), (40, 60)]
+    photos = [_photo(h, w) for h, w in sizes]
+    tuner = FineTuner(universal, encoder, steps=2, options=OPTIONS, batch_size=2)
+    steps: list[tuple[int, int]] = []
+    results = tuner.protect_batch(photos, on_step=lambda done, total: steps.append((done, total)))
+    assert [r.shape[:2] for r in results] == sizes
+    # Three batches (two 40x60 photos, then one, and the two 48x36 ones), two steps each.
+    assert steps == [(1, 6), (2, 6), (3, 6), (4, 6), (5, 6), (6, 6)]
+    for photo, result in zip(photos, results, strict=True):
+        change = np.abs(result.astype(int) - photo.astype(int))
+        assert 0 < change.max() <= 8
+
+
+def test_a_batch_that_runs_out_of_gpu_memory_is_split(
+    encoder: Encoder, universal: Perturbation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos = _distinct_photos(4, 40, 60)
+    tuner = FineTuner(universal, encoder, steps=2, options=OPTIONS, batch_size=4)
+    expected = tuner.protect_batch(photos)
+    optimise = FineTuner.optimise_working_deltas
+    tried: list[int] = []
+
+    def small_gpu(self: FineTuner, images: list[np.ndarray], *args: object, **kw: object) -> object:
+        tried.append(len(images))
+        if len(images) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return optimise(self, images, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FineTuner, "optimise_working_deltas", small_gpu)
+    results = tuner.protect_batch(photos)
+    assert tried == [4, 2, 1, 1, 2, 1, 1]
+    for result, reference in zip(results, expected, strict=True):
+        assert np.abs(result.astype(int) - reference.astype(int)).max() <= 2
+
+
+def test_a_batch_is_cancelled_within_a_step(encoder: Encoder, universal: Perturbation) -> None:
+    cancel = CancelToken()
+    tuner = FineTuner(universal, encoder, steps=5, options=OPTIONS, batch_size=2)
+
+    def cancel_after_two(done: int, _total: int) -> None:
+        if done == 2:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        tuner.protect_batch(_distinct_photos(2, 40, 60), cancel=cancel, on_step=cancel_after_two)
+
+
+def test_batch_size_must_be_positive(encoder: Encoder, universal: Perturbation) -> None:
+    with pytest.raises(ConfigError, match="batch"):
+        FineTuner(universal, encoder, steps=1, batch_size=0)

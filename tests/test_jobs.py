@@ -537,6 +537,60 @@ def test_fine_tune_mode_reports_steps_and_cancels(
     assert _outputs(tmp_path / "out2") == []
 
 
+def test_fine_tune_batches_give_the_outputs_of_one_photo_at_a_time(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, tiny_encoder: str
+) -> None:
+    for i in range(3):
+        samples.photo(inputs / f"{i}.png", 40, 24)
+    samples.photo(inputs / "3.png", 36, 28)  # another size: its own batch
+    (inputs / "4.png").write_bytes(b"not an image")  # fails alone
+    tuned = ProtectSettings(
+        perturbation=settings.perturbation,
+        mode="finetune",
+        finetune_steps=2,
+        encoder=tiny_encoder,
+        device="cpu",
+        working_size=16,
+    )
+    single, _ = _run([inputs], tmp_path / "one", dataclasses.replace(tuned, finetune_batch=1))
+    batched, events = _run([inputs], tmp_path / "two", dataclasses.replace(tuned, finetune_batch=2))
+    assert [e.source.name for e in batched.done] == ["0.png", "1.png", "2.png", "3.png"]
+    assert [e.source.name for e in batched.failed] == ["4.png"]
+    assert [e.source for e in single.done] == [e.source for e in batched.done]
+    for name in _outputs(tmp_path / "one"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    # Photos fine-tuned together report their steps together, for each photo.
+    tuning = [(e.source.name, e.done) for e in events if isinstance(e, FileProgress)]
+    assert ("0.png", 2) in tuning and ("1.png", 2) in tuning
+
+
+def test_a_cancelled_fine_tune_batch_publishes_none_of_its_photos(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, tiny_encoder: str
+) -> None:
+    for i in range(4):
+        samples.photo(inputs / f"{i}.png", 40, 24)
+    tuned = ProtectSettings(
+        perturbation=settings.perturbation,
+        mode="finetune",
+        finetune_steps=3,
+        finetune_batch=2,
+        encoder=tiny_encoder,
+        device="cpu",
+        working_size=16,
+    )
+    cancel = CancelToken()
+
+    def cancel_in_the_second_batch(event: Event) -> None:
+        if isinstance(event, FileProgress) and event.source.name == "2.png" and event.done > 1:
+            cancel.cancel()
+
+    with pytest.raises(JobCancelled) as caught:
+        _run([inputs], tmp_path / "out", tuned, cancel=cancel, hook=cancel_in_the_second_batch)
+    assert [e.source.name for e in caught.value.report.done] == ["0.png", "1.png"]
+    assert _outputs(tmp_path / "out") == ["0.protected.png", "1.protected.png"]
+    assert [p.name for p in caught.value.report.pending] == ["2.png", "3.png"]
+
+
 def test_discover_inputs_for_the_app(inputs: Path) -> None:
     a = samples.photo(inputs / "a.png")
     (inputs / "notes.txt").write_text("hello")

@@ -8,7 +8,7 @@ in the loop. The result is applied with :func:`spdesk.core.apply.apply_working_d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,8 @@ class FineTuner:
         objective_options (`Mapping`, *optional*): further objective options, e.g. ``model_dir``,
             ``prompt`` and ``seed`` for the semantic objectives (sds+, sds-, advdm); each
             objective takes the options it knows.
+        batch_size (`int`, *optional*, defaults to 1): photos of one size fine-tuned together by
+            :meth:`protect_batch` (8 or more suits a GPU; on a CPU a batch saves little).
     """
 
     def __init__(
@@ -66,9 +68,13 @@ class FineTuner:
         optimizer: str = "pgd",
         target: str = "grey",
         objective_options: Mapping[str, Any] | None = None,
+        batch_size: int = 1,
     ) -> None:
         if steps < 0:
             raise ConfigError(f"Fine-tuning steps must be 0 or more, got {steps}.")
+        if batch_size < 1:
+            raise ConfigError(f"The fine-tuning batch must hold 1 photo or more, got {batch_size}.")
+        self.batch_size = batch_size
         self.perturbation = perturbation
         self.encoder = encoder
         self.steps = steps
@@ -97,32 +103,55 @@ class FineTuner:
         on_step: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
         """Fine-tune a working-view delta (3, wh, ww) for the uint8 (H, W, 3) ``image``."""
+        tuned = self.optimise_working_deltas([image], working[None], cancel=cancel, on_step=on_step)
+        return np.asarray(tuned[0])
+
+    def optimise_working_deltas(
+        self,
+        images: Sequence[np.ndarray],
+        workings: np.ndarray,
+        *,
+        cancel: CancelToken | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Fine-tune working-view deltas (B, 3, wh, ww) for B uint8 photos of one size, at once.
+
+        Each photo keeps its own delta; the loss is the sum of the photos' losses, so each delta
+        gets exactly the gradient it would get alone (the step rules work per element), and a
+        batch is one forward and backward pass instead of B.
+        """
         device = self.encoder.device
-        height, width = image.shape[:2]
-        view = (int(working.shape[1]), int(working.shape[2]))
-        full = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255).to(device)
-        clean = _resize(full, view)
-        del full
+        height, width = images[0].shape[:2]
+        if any(image.shape[:2] != (height, width) for image in images):
+            raise ValueError("a fine-tuning batch needs photos of one size")
+        view = (int(workings.shape[2]), int(workings.shape[3]))
+        clean = torch.cat([self._clean_view(image, view) for image in images])
         config = OptimConfig(
             optimizer=self.optimizer,  # type: ignore[arg-type]
             eps=self.eps,
             steps=self.steps,
             step_size=self.step_size,
         )
-        optimizer = DeltaOptimizer(config, torch.from_numpy(working)[None].to(device))
-        cache = BatchCache()  # the clean view never changes: encode it once
+        optimizer = DeltaOptimizer(config, torch.from_numpy(workings).to(device))
+        cache = BatchCache()  # the clean views never change: encode them once
+        count = len(images)
 
         def loss(delta: torch.Tensor, _step: int) -> torch.Tensor:
             seen = _resize(_resize(delta, (height, width)), view)
             perturbed = (clean + seen).clamp(0, 1)
-            return objective_loss(self.objectives, self.encoder, perturbed, clean, cache)
+            # objective_loss is a batch mean: times the batch size, each photo's own gradient.
+            return count * objective_loss(self.objectives, self.encoder, perturbed, clean, cache)
 
         def report(done: int, _loss: float) -> None:
             if on_step is not None:
                 on_step(done, self.steps)
 
         delta = run(optimizer, loss_gradient(loss), cancel=cancel, on_step=report)
-        return delta[0].detach().cpu().numpy().astype(np.float32)
+        return delta.detach().cpu().numpy().astype(np.float32)
+
+    def _clean_view(self, image: np.ndarray, view: tuple[int, int]) -> torch.Tensor:
+        full = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255)
+        return _resize(full.to(self.encoder.device), view)
 
     def protect(
         self,
@@ -136,8 +165,89 @@ class FineTuner:
 
         ``cancel.check()`` runs before every step; ``on_step(done, total)`` after each.
         """
-        height, width = image.shape[:2]
-        working = working_delta(self.perturbation, height, width, self.options, key)
-        if self.steps and min(working.shape[1:]) >= MIN_SIDE:
-            working = self.optimise_working_delta(image, working, cancel=cancel, on_step=on_step)
-        return apply_working_delta(image, working)
+        return self.protect_batch([image], keys=[key], cancel=cancel, on_step=on_step)[0]
+
+    def protect_batch(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        keys: Sequence[str] | None = None,
+        cancel: CancelToken | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> list[np.ndarray]:
+        """Protect several photos, fine-tuning those of one size together, up to
+        ``batch_size`` at a time (a GPU is far better used by a batch than by one photo).
+
+        Returns the protected photos in order. ``on_step(done, total)`` counts steps over all
+        the batches; a batch that runs out of GPU memory is split in two and retried.
+        """
+        keys = list(keys) if keys is not None else [""] * len(images)
+        workings = [
+            working_delta(self.perturbation, image.shape[0], image.shape[1], self.options, key)
+            for image, key in zip(images, keys, strict=True)
+        ]
+        results: list[np.ndarray | None] = [None] * len(images)
+        groups = _groups(images, workings, self.batch_size if self.steps else len(images))
+        total = self.steps * len(groups)
+        finished = 0
+
+        def progress(done: int, _total: int) -> None:
+            if on_step is not None:
+                on_step(finished * self.steps + done, total)
+
+        for group in groups:
+            view = workings[group[0]].shape[1:]
+            if self.steps and min(view) >= MIN_SIDE:
+                tuned = self._optimise_splitting(
+                    [images[i] for i in group],
+                    np.stack([workings[i] for i in group]),
+                    cancel,
+                    progress,
+                )
+                for index, delta in zip(group, tuned, strict=True):
+                    workings[index] = delta
+            finished += 1
+            for index in group:
+                results[index] = apply_working_delta(images[index], workings[index])
+        return [result for result in results if result is not None]  # all are set
+
+    def _optimise_splitting(
+        self,
+        images: list[np.ndarray],
+        workings: np.ndarray,
+        cancel: CancelToken | None,
+        on_step: Callable[[int, int], None],
+    ) -> np.ndarray:
+        try:
+            return self.optimise_working_deltas(images, workings, cancel=cancel, on_step=on_step)
+        except torch.OutOfMemoryError:
+            if len(images) == 1:
+                raise
+        _free_accelerator_memory()
+        half = len(images) // 2
+        return np.concatenate(
+            [
+                self._optimise_splitting(images[:half], workings[:half], cancel, on_step),
+                self._optimise_splitting(images[half:], workings[half:], cancel, on_step),
+            ]
+        )
+
+
+def _groups(
+    images: Sequence[np.ndarray], workings: Sequence[np.ndarray], batch_size: int
+) -> list[list[int]]:
+    """Indices of photos that can share a batch (one size), in chunks of ``batch_size``."""
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for index, (image, working) in enumerate(zip(images, workings, strict=True)):
+        by_size.setdefault((*image.shape[:2], *working.shape), []).append(index)
+    size = max(1, batch_size)
+    return [
+        members[start : start + size]
+        for members in by_size.values()
+        for start in range(0, len(members), size)
+    ]
+
+
+def _free_accelerator_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

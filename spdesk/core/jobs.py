@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -90,6 +90,8 @@ class ProtectSettings:
         strength: budget in 8-bit steps, (0, 64]; None keeps the perturbation's own.
         mode: "universal" (instant) or "finetune" (per-photo optimisation with ``encoder``).
         finetune_steps: optimisation steps per photo in "finetune" mode.
+        finetune_batch: photos of one size fine-tuned together; None picks 8 on a CUDA GPU
+            (one pass for several photos) and 1 elsewhere. It does not change the result.
         suffix: added to each output's stem: ``IMG_0001.protected.jpg``.
         collision: when an output name is taken: "skip" (default), "unique" (``-2``, ``-3``...)
             or "overwrite" (a previous output; never an original). "suffix" means "unique".
@@ -113,6 +115,7 @@ class ProtectSettings:
     strength: float | None = None
     mode: str = "universal"
     finetune_steps: int = 50
+    finetune_batch: int | None = None
     suffix: str = DEFAULT_SUFFIX
     collision: str = "skip"
     format: str | None = None
@@ -143,6 +146,11 @@ class ProtectSettings:
         if self.mode == "finetune" and not 1 <= self.finetune_steps <= 10_000:
             raise ConfigError(
                 f"Fine-tuning steps must be between 1 and 10000, got {self.finetune_steps}."
+            )
+        if self.finetune_batch is not None and not 1 <= self.finetune_batch <= 256:
+            raise ConfigError(
+                "The fine-tuning batch must be between 1 and 256 photos, "
+                f"got {self.finetune_batch}."
             )
         if not 8 <= self.working_size <= 8192:
             raise ConfigError(
@@ -192,6 +200,8 @@ class ProtectSettings:
         out["perturbation"] = str(self.perturbation) if self.perturbation else "bundled"
         return out
 
+
+GPU_FINETUNE_BATCH = 8  # photos fine-tuned together on a CUDA GPU unless set
 
 # Bumped when the way a pattern is laid onto photos changes, so that a re-run redoes old outputs.
 # 2: photos no larger than the working view get the pattern 1:1; tiles are resized, not canvases.
@@ -487,12 +497,16 @@ class ProtectJob:
         from spdesk.core.finetune import FineTuner
 
         encoder = load_encoder(self.settings.encoder, self.settings.device)
+        batch = self.settings.finetune_batch
+        if batch is None:
+            batch = GPU_FINETUNE_BATCH if encoder.device.type == "cuda" else 1
         return FineTuner(
             perturbation,
             encoder,
             steps=self.settings.finetune_steps,
             objective=self.settings.objective,
             options=self._apply,
+            batch_size=batch,
         )
 
 
@@ -555,6 +569,31 @@ class _Outcome:
     notes: tuple[str, ...]
 
 
+def _rgb(image: Image.Image) -> Image.Image:
+    """The colour channels of a decoded photo (RGB or RGBA after decoding)."""
+    return image.convert("RGB") if image.mode == "RGBA" else image
+
+
+def _with_alpha(protected: Image.Image, decoded: Image.Image) -> Image.Image:
+    """The protected colours with the original's alpha channel, where it had one."""
+    if decoded.mode == "RGBA":
+        protected.putalpha(decoded.getchannel("A"))
+    return protected
+
+
+def _settle(future: Future[_Outcome], work: Callable[..., _Outcome], *args: Any) -> None:
+    try:
+        future.set_result(work(*args))
+    except Exception as error:
+        future.set_exception(error)
+
+
+def _completed(work: Callable[..., _Outcome], *args: Any) -> Future[_Outcome]:
+    future: Future[_Outcome] = Future()
+    _settle(future, work, *args)
+    return future
+
+
 def _discard_temps(futures: Iterable[Future[_Outcome]]) -> None:
     """Remove the temporary files of photos that finished but were never published."""
     for future in futures:
@@ -608,7 +647,9 @@ class _Run:
             for i, (photo, rel) in enumerate(zip(photos, relative, strict=True))
         ]
         manifest.mark_pending([p.key for p in planned], self.fingerprint)
-        workers = 1 if self.job._tuner is not None else self.job.settings.workers
+        tuner = self.job._tuner
+        workers = 1 if tuner is not None else self.job.settings.workers
+        batch_size = tuner.batch_size if tuner is not None else 1
         inflight: deque[tuple[_Task, Future[_Outcome]]] = deque()
         # Workers run ahead of the bookkeeping (which stays on this thread, in job order), so a
         # few more photos are queued than there are workers: none waits while one is recorded.
@@ -616,15 +657,22 @@ class _Run:
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spdesk-job") as pool:
                 try:
+                    batch: list[_Task] = []
                     for item in planned:
                         if self._stopping():
                             break
                         task = self._prepare(manifest, item)
                         if task is None:
                             continue
-                        inflight.append((task, self._submit(pool, task, workers)))
+                        batch.append(task)
+                        if len(batch) < batch_size:
+                            continue
+                        inflight.extend(self._submit(pool, batch, workers))
+                        batch = []
                         while inflight and (len(inflight) >= window or inflight[0][1].done()):
                             self._finish(manifest, *inflight.popleft())
+                    if batch and not self._stopping():
+                        inflight.extend(self._submit(pool, batch, workers))
                     while inflight:  # after a stop, finished temporary files are discarded
                         self._finish(manifest, *inflight.popleft())
                 except BaseException:
@@ -640,15 +688,16 @@ class _Run:
             self.report.cancelled = True
         return self.report.cancelled or self.report.stopped is not None
 
-    def _submit(self, pool: ThreadPoolExecutor, task: _Task, workers: int) -> Future[_Outcome]:
+    def _submit(
+        self, pool: ThreadPoolExecutor, tasks: list[_Task], workers: int
+    ) -> list[tuple[_Task, Future[_Outcome]]]:
+        """Start the work of ``tasks``: one photo on the pool, or a fine-tuning batch here."""
+        if self.job._tuner is not None:
+            return list(zip(tasks, self._work_batch(tasks), strict=True))
+        (task,) = tasks
         if workers > 1:
-            return pool.submit(self._work, task)
-        future: Future[_Outcome] = Future()  # one worker: run here, in order, no thread
-        try:
-            future.set_result(self._work(task))
-        except Exception as error:
-            future.set_exception(error)
-        return future
+            return [(task, pool.submit(self._work, task))]
+        return [(task, _completed(self._work, task))]  # one worker: run here, in order
 
     def _prepare(self, manifest: Manifest, item: _Planned) -> _Task | None:
         """Skip finished photos and taken names; plan the output name (in job order)."""
@@ -670,14 +719,66 @@ class _Run:
 
     def _work(self, task: _Task) -> _Outcome:
         """Decode, protect, encode and fsync one photo into a temporary file (on a worker)."""
-        item = task.item
+        decoded = self._read(task)
+        self._progress(task.item, 1, "protecting")
+        rgb = _rgb(decoded.image)
+        protected, figures = self.applier.apply(rgb, task.item.relative.as_posix())
+        return self._write(decoded, _with_alpha(protected, decoded.image), figures, task)
+
+    def _work_batch(self, tasks: list[_Task]) -> list[Future[_Outcome]]:
+        """Fine-tune a batch of photos together (photos of one size share passes), in order.
+
+        A photo that cannot be read fails alone; a failure of the fine-tuning itself (or a
+        cancel) is every photo's outcome in the batch.
+        """
+        tuner = self.job._tuner
+        assert tuner is not None
+        futures: list[Future[_Outcome]] = [Future() for _ in tasks]
+        loaded: list[tuple[int, DecodedImage]] = []
+        for index, task in enumerate(tasks):
+            try:
+                loaded.append((index, self._read(task)))
+            except Exception as error:
+                futures[index].set_exception(error)
+        items = [tasks[index].item for index, _ in loaded]
+        rgbs = [_rgb(decoded.image) for _, decoded in loaded]
+
+        def on_step(done: int, total: int) -> None:
+            for item in items:
+                self._progress(item, 1 + done / max(total, 1), "fine-tuning")
+
+        try:
+            for item in items:
+                self._progress(item, 1, "fine-tuning")
+            arrays = tuner.protect_batch(
+                [np.asarray(rgb) for rgb in rgbs],
+                keys=[item.relative.as_posix() for item in items],
+                cancel=self.cancel,
+                on_step=on_step,
+            )
+        except Exception as error:
+            for index, _ in loaded:
+                futures[index].set_exception(error)
+            return futures
+        for (index, decoded), rgb, array in zip(loaded, rgbs, arrays, strict=True):
+            protected = Image.fromarray(array, mode="RGB")
+            figures = change_figures(rgb, protected)
+            result = _with_alpha(protected, decoded.image)
+            _settle(futures[index], self._write, decoded, result, figures, tasks[index])
+        return futures
+
+    def _read(self, task: _Task) -> DecodedImage:
         self.check()
-        self._progress(item, 0, "reading")
-        decoded = read_image(item.source, max_pixels=self.job.settings.max_pixels)
+        self._progress(task.item, 0, "reading")
+        decoded = read_image(task.item.source, max_pixels=self.job.settings.max_pixels)
         self.check()
-        protected, figures = self._protect(decoded, item)
+        return decoded
+
+    def _write(
+        self, decoded: DecodedImage, protected: Image.Image, figures: Figures, task: _Task
+    ) -> _Outcome:
         self.check()
-        self._progress(item, 2, "saving")
+        self._progress(task.item, 2, "saving")
         fmt = output_format(decoded.source_format, self._export)
         encoded = prepare(decoded, protected, fmt, self._export)
         decoded.notes.extend(encoded.notes)
@@ -736,28 +837,6 @@ class _Run:
             self._skip(item, reason, target, manifest)
             return None, False
         return target, policy == "overwrite"
-
-    def _protect(self, decoded: DecodedImage, item: _Planned) -> tuple[Image.Image, Figures]:
-        """The protected image and its figures (PSNR in dB or None, largest change)."""
-        image = decoded.image
-        rgb = image.convert("RGB") if image.mode == "RGBA" else image
-        key = item.relative.as_posix()
-        tuner = self.job._tuner
-        if tuner is None:
-            self._progress(item, 1, "protecting")
-            protected, figures = self.applier.apply(rgb, key)
-        else:
-
-            def on_step(done: int, total: int) -> None:
-                self._progress(item, 1 + done / max(total, 1), "fine-tuning")
-
-            self._progress(item, 1, "fine-tuning")
-            array = tuner.protect(np.asarray(rgb), cancel=self.cancel, on_step=on_step, key=key)
-            protected = Image.fromarray(array, mode="RGB")
-            figures = change_figures(rgb, protected)
-        if image.mode == "RGBA":
-            protected.putalpha(image.getchannel("A"))
-        return protected, figures
 
     def _publish(self, temp: Path, task: _Task) -> Path:
         """Give the complete temporary file its planned name (or the next free one)."""

@@ -5,7 +5,8 @@ Not a test. Photos: ``--count`` ImageNet samples from the shared data plus gener
 (12 and 24 MP JPEGs made from upscaled samples with film grain). Both sides run in this process,
 alternating ``--repeat`` times, on the same files; the figure is the ratio of the median times
 (target: at most 1.15), for the job with one worker (strictly sequential, like the floor) and
-with its default of two workers (photos overlap; the floor stays single-threaded). The floor
+with its default number of workers (CPU cores + 1, at most 4: photos overlap, and a core is
+never idle while one photo waits for its fsync; the floor stays single-threaded). The floor
 does what the job's encoder does (JPEG quality 95 4:4:4, EXIF and ICC copied, PNG level 6),
 without a perturbation, a manifest, fsync or renames; a second floor also writes like the job
 (temp file, fsync, rename), separating the price of crash-safe writes from that of protecting.
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from spdesk.core.jobs import ProtectJob, ProtectSettings
+from spdesk.core.jobs import ProtectJob, ProtectSettings, default_workers
 from spdesk.core.perturbation import bundled_perturbation_path, save_perturbation
 
 SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
@@ -206,10 +207,9 @@ def stage_breakdown(photo: Path, work: Path, perturbation: Path, repeat: int) ->
     """Median seconds of each stage the job runs on one photo, measured one by one."""
     import io
 
-    from spdesk.core.apply import ApplyOptions
+    from spdesk.core.apply import ApplyOptions, UniversalApplier
     from spdesk.core.export import ExportOptions, prepare, write_image
     from spdesk.core.imageio import read_image
-    from spdesk.core.jobs import UniversalApplier
     from spdesk.core.perturbation import load_perturbation
 
     loaded = load_perturbation(perturbation)
@@ -244,7 +244,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200, help="ImageNet samples to use")
     parser.add_argument("--large", type=int, default=2, help="generated photos per size")
     parser.add_argument("--repeat", type=int, default=3, help="alternating runs of each side")
-    parser.add_argument("--workers", default="1,2", help="job worker counts to time")
+    parser.add_argument(
+        "--workers", default="1,default", help="job worker counts to time (default: the job's)"
+    )
     parser.add_argument("--perturbation", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -257,7 +259,8 @@ def main() -> None:
         (work / "large").mkdir()
         large = make_large_photos(work / "large", sources, args.large)
         print(f"perturbation: {perturbation.name}; large photos: {[p.name for p in large]}")
-        workers = [int(w) for w in args.workers.split(",")]
+        workers = [default_workers() if w == "default" else int(w) for w in args.workers.split(",")]
+        print(f"workers timed: {workers} (the job's default here: {default_workers()})")
         rows = [
             compare(name, photos, work, perturbation, args.repeat, workers)
             for name, photos in (("imagenet", small), ("12-24 MP", large), ("all", small + large))

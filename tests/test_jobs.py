@@ -715,3 +715,14 @@ def test_manifest_on_a_full_disk_stops_the_job_cleanly(
     assert reasons["1.png"].startswith("output already exists")  # its record was lost
     entries = read_manifest(out / MANIFEST_NAME)
     assert entries[str(inputs / "1.png")]["status"] == "skipped"
+
+
+def test_default_workers_are_one_more_than_the_cores_within_2_to_4(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for cores, expected in ((1, 2), (2, 3), (3, 4), (16, 4)):
+        monkeypatch.setattr(
+            os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)), raising=False
+        )
+        assert jobs.default_workers() == expected
+        assert ProtectSettings().workers == expected

@@ -82,8 +82,9 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--redo", action="store_true", help="protect finished photos again")
     parser.add_argument(
-        "--workers", type=int, default=2, metavar="N", help="photos at once (2; 1 = one by one)"
-    )
+        "--workers", type=int, default=None, metavar="N",
+        help="photos at once (default: CPU cores + 1, at most 4; 1 = one by one)",
+    )  # fmt: skip
     parser.add_argument(
         "--max-megapixels", type=float, default=None, metavar="MP", help="refuse larger (179)"
     )
@@ -105,6 +106,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     if args.fine_tune_batch is not None and args.fine_tune is None:
         raise ConfigError("--fine-tune-batch is only used with --fine-tune STEPS.")
     extra: dict[str, Any] = {}
+    if args.workers is not None:
+        extra["workers"] = args.workers
     if args.max_megapixels is not None:
         extra["max_pixels"] = int(args.max_megapixels * 1_000_000)
     return ProtectSettings(
@@ -127,7 +130,6 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         follow_symlinks=args.follow_symlinks,
         allow_output_in_input=args.allow_output_in_input,
         redo=args.redo,
-        workers=args.workers,
         **extra,
     )
 

@@ -40,6 +40,20 @@ def test_train_then_eval_json(
     assert "perturbation" in text and "JPEG off" in text
 
 
+def test_train_with_activation_checkpointing_gives_the_same_perturbation(
+    assets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    photos, vae = assets
+    argv = ["train", str(photos), "--encoder", str(vae), "--steps", "2", "--batch", "2"]
+    argv += ["--size", "32", "--objective", "latent"]
+    assert main([*argv, "--out", str(tmp_path / "plain.safetensors")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "saving.safetensors"), "--checkpointing"]) == 0
+    plain = load_perturbation(tmp_path / "plain.safetensors").delta
+    saving = load_perturbation(tmp_path / "saving.safetensors").delta
+    assert (plain != 0).any()
+    assert abs(plain - saving).max() < 1e-6
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import torch
@@ -35,6 +36,25 @@ def test_autoencoder_kl_folder_has_posterior_and_decoder(tmp_path: Path) -> None
     assert float(decoded.min()) >= 0 and float(decoded.max()) <= 1
     # the vae/ folder itself works too, and identifies the same weights
     assert load_encoder(str(folder / "vae"), "cpu").fingerprint == encoder.fingerprint
+
+
+def test_checkpointing_gives_the_same_gradient_by_recomputing(tmp_path: Path) -> None:
+    folder = save_tiny_vae(tmp_path / "sd")
+    plain = load_encoder(str(folder), "cpu")
+    saving = load_encoder(str(folder), "cpu", checkpointing=True)
+    forwards: list[int] = []
+    # A pre-hook: the recomputation stops early, once it has what the backward pass needs.
+    first = cast(Any, saving).vae.encoder.down_blocks[0].resnets[0]
+    first.register_forward_pre_hook(lambda *_: forwards.append(1))
+    images = torch.rand(2, 3, 32, 32)
+    gradients = []
+    for encoder in (plain, saving):
+        x = images.clone().requires_grad_(True)
+        encoder.encode(x).mean.pow(2).sum().backward()
+        gradients.append(x.grad)
+    # The block ran again during the backward pass: its activations were not kept.
+    assert len(forwards) == 2
+    torch.testing.assert_close(gradients[1], gradients[0])
 
 
 def test_taef2_pth_with_decoder_beside(tmp_path: Path) -> None:

@@ -65,6 +65,8 @@ class TrainConfig:
         val_photos: held-out photos used by periodic validation.
         checkpoint_every: write a checkpoint every this many steps (0 = never).
         micro_batch: split each minibatch into chunks of this many photos (less memory).
+        checkpointing: recompute SD 1.5 VAE activations in the backward pass (the same result
+            in much less GPU memory, for a second forward pass).
         device: "auto", "cpu", "cuda" or "mps".
         name, description: shown in the app's perturbation library.
     """
@@ -90,6 +92,7 @@ class TrainConfig:
     val_photos: int = 16
     checkpoint_every: int = 50
     micro_batch: int | None = None
+    checkpointing: bool = False
     device: str = "auto"
     name: str = ""
     description: str = ""
@@ -123,8 +126,9 @@ class TrainConfig:
     def resume_key(self) -> str:
         """Hash of the settings that must match for a checkpoint to be resumable."""
         fields = dataclasses.asdict(self)
-        for volatile in ("val_every", "val_photos", "checkpoint_every", "device", "name"):
-            fields.pop(volatile)
+        volatile = ("val_every", "val_photos", "checkpoint_every", "checkpointing", "device")
+        for name in (*volatile, "name"):
+            fields.pop(name)
         fields.pop("description")
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -436,7 +440,9 @@ def train_universal(
             CheckpointSaved.
         cancel: checked before every step; on cancel a checkpoint is written, then Cancelled raised.
     """
-    encoder = encoder or load_encoder(config.encoder, config.device)
+    encoder = encoder or load_encoder(
+        config.encoder, config.device, checkpointing=config.checkpointing
+    )
     trainer = _Trainer(config, encoder, on_event)
     if resume and checkpoint is not None and checkpoint.is_file():
         load_checkpoint(checkpoint, trainer)

@@ -27,15 +27,15 @@ def _store_folder() -> Path:
     return encoder_folder("sd15")  # ModelMissingError names `spdesk models download --for train`
 
 
-def _load_one(spec: str, device: torch.device) -> Encoder:
+def _load_one(spec: str, device: torch.device, checkpointing: bool) -> Encoder:
     from spdesk.core.encoders.sd15 import KLEncoder
     from spdesk.core.encoders.tiny import load_tae
 
     if spec in STORE_SPECS:
-        return KLEncoder(_store_folder(), device)
+        return KLEncoder(_store_folder(), device, checkpointing=checkpointing)
     path = Path(spec).expanduser()
     if path.is_dir():
-        return KLEncoder(path, device)
+        return KLEncoder(path, device, checkpointing=checkpointing)
     if path.is_file():
         if path.suffix not in (".safetensors", ".pth", ".pt"):
             raise EncoderError(f"{path.name}: expected a .safetensors or .pth encoder file.")
@@ -46,8 +46,13 @@ def _load_one(spec: str, device: torch.device) -> Encoder:
     )
 
 
-def load_encoder(spec: str, device: str | torch.device = "auto") -> Encoder:
+def load_encoder(
+    spec: str, device: str | torch.device = "auto", *, checkpointing: bool = False
+) -> Encoder:
     """Load the encoder(s) named by ``spec`` on ``device`` ("auto", "cpu", "cuda", "mps").
+
+    ``checkpointing`` trades a second forward pass for much less memory in SD 1.5's VAE (the
+    tiny autoencoders are small enough without it).
 
     Raises EncoderError (plain text) for anything that is not a usable encoder, and
     ModelMissingError when "sd15" is asked for but not installed.
@@ -61,5 +66,5 @@ def load_encoder(spec: str, device: str | torch.device = "auto") -> Encoder:
     parts = [part.strip() for part in spec.split(",") if part.strip()]
     if not parts:
         raise EncoderError("No encoder given.", hint="Pass 'sd15' or a path to encoder weights.")
-    encoders = [_load_one(part, resolved) for part in parts]
+    encoders = [_load_one(part, resolved, checkpointing) for part in parts]
     return encoders[0] if len(encoders) == 1 else EnsembleEncoder(encoders)

@@ -31,13 +31,23 @@ class KLEncoder:
     """SD 1.5 VAE: posterior mean and log-variance (unscaled latents), and its decoder.
 
     On CUDA the forward runs under bf16/fp16 autocast; on CPU in fp32. Weights stay fp32 so that
-    gradients w.r.t. the input are accurate.
+    gradients w.r.t. the input are accurate. ``checkpointing`` recomputes the encoder's blocks
+    during the backward pass instead of keeping their activations: the same gradients for much
+    less memory (a consumer GPU can then take a batch of 512 px photos), at the cost of a second
+    forward pass.
     """
 
     has_posterior = True
     has_decoder = True
 
-    def __init__(self, folder: Path, device: torch.device, *, channels_last: bool = False) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        device: torch.device,
+        *,
+        channels_last: bool = False,
+        checkpointing: bool = False,
+    ) -> None:
         from diffusers import AutoencoderKL
 
         folder = vae_folder(Path(folder))
@@ -51,6 +61,12 @@ class KLEncoder:
         self.vae.to(device)
         if channels_last:  # measured slower on an H100; kept as an option for other GPUs
             self.vae = self.vae.to(memory_format=torch.channels_last)
+        self.checkpointing = checkpointing
+        if checkpointing:
+            self.vae.enable_gradient_checkpointing()
+            # Older diffusers checkpoint only in training mode; the VAE has no dropout or batch
+            # statistics, so training mode computes exactly what evaluation mode does.
+            self.vae.train()
         self.device = device
         self.dtype = compute_dtype(device)
         self.id = "sd15-vae" if folder.name == "vae" else f"vae:{folder.name}"

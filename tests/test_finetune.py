@@ -169,6 +169,11 @@ def test_a_batch_that_runs_out_of_gpu_memory_is_split(
     assert tried == [4, 2, 1, 1, 2, 1, 1]
     for result, reference in zip(results, expected, strict=True):
         assert np.abs(result.astype(int) - reference.astype(int)).max() <= 2
+    # Later batches start from the last size that was tried, not from 4 again.
+    assert tuner.batch_size == 1
+    tried.clear()
+    tuner.protect_batch(photos)
+    assert tried == [1, 1, 1, 1]
 
 
 def test_a_batch_is_cancelled_within_a_step(encoder: Encoder, universal: Perturbation) -> None:

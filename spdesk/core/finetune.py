@@ -8,6 +8,7 @@ in the loop. The result is applied with :func:`spdesk.core.apply.apply_working_d
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,8 @@ from spdesk.core.objectives import build_objectives
 from spdesk.core.objectives.base import BatchCache, objective_loss
 from spdesk.core.optim import DeltaOptimizer, OptimConfig, loss_gradient, run
 from spdesk.core.perturbation import Perturbation
+
+log = logging.getLogger(__name__)
 
 MIN_SIDE = 8  # below the latent grid there is nothing to fine-tune
 
@@ -179,7 +182,8 @@ class FineTuner:
         ``batch_size`` at a time (a GPU is far better used by a batch than by one photo).
 
         Returns the protected photos in order. ``on_step(done, total)`` counts steps over all
-        the batches; a batch that runs out of GPU memory is split in two and retried.
+        the batches; a batch that runs out of GPU memory is split in two and retried, and later
+        batches are no larger than the half.
         """
         keys = list(keys) if keys is not None else [""] * len(images)
         workings = [
@@ -225,6 +229,9 @@ class FineTuner:
                 raise
         _free_accelerator_memory()
         half = len(images) // 2
+        # Later batches start at the size that may fit, instead of running out of memory again.
+        self.batch_size = min(self.batch_size, max(1, half))
+        log.warning("out of GPU memory with %d photos per batch: trying %d", len(images), half)
         return np.concatenate(
             [
                 self._optimise_splitting(images[:half], workings[:half], cancel, on_step),

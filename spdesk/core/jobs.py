@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -614,10 +614,11 @@ def _discard_temps(futures: Iterable[Future[_Outcome]]) -> None:
 class _Run:
     """The state of one run of a job (split from ProtectJob to keep each step short).
 
-    Photos are planned, recorded and reported in job order by the calling thread; the heavy
-    work of each photo (decode, protect, encode, fsync, rename) runs on ``workers`` threads,
-    which overlap well because Pillow and fsync release the GIL. With one worker everything
-    runs in the calling thread, strictly one photo after the other.
+    Photos are planned, published (renamed into place), recorded and reported in job order by
+    the calling thread; the heavy work of each photo (decode, protect, encode into an fsync'ed
+    temporary file) runs on ``workers`` threads, which overlap well because Pillow and fsync
+    release the GIL. With one worker everything runs in the calling thread, strictly one photo
+    after the other. Fine-tuning runs in the calling thread too, a batch of photos at a time.
     """
 
     def __init__(
@@ -667,22 +668,10 @@ class _Run:
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spdesk-job") as pool:
                 try:
-                    batch: list[_Task] = []
-                    for item in planned:
-                        if self._stopping():
-                            break
-                        task = self._prepare(manifest, item)
-                        if task is None:
-                            continue
-                        batch.append(task)
-                        if len(batch) < batch_size:
-                            continue
+                    for batch in self._batches(manifest, planned, batch_size):
                         inflight.extend(self._submit(pool, batch, workers))
-                        batch = []
                         while inflight and (len(inflight) >= window or inflight[0][1].done()):
                             self._finish(manifest, *inflight.popleft())
-                    if batch and not self._stopping():
-                        inflight.extend(self._submit(pool, batch, workers))
                     while inflight:  # after a stop, finished temporary files are discarded
                         self._finish(manifest, *inflight.popleft())
                 except BaseException:
@@ -692,6 +681,24 @@ class _Run:
             _discard_temps(future for _task, future in inflight)
         if self._stopping():
             self.report.pending = [p.source for p in planned if p.key not in self.handled]
+
+    def _batches(
+        self, manifest: Manifest, planned: list[_Planned], size: int
+    ) -> Iterator[list[_Task]]:
+        """The photos that need work, planned in job order, ``size`` at a time (a fine-tuning
+        batch; else one by one); nothing more once the job stops."""
+        batch: list[_Task] = []
+        for item in planned:
+            if self._stopping():
+                return
+            task = self._prepare(manifest, item)
+            if task is not None:
+                batch.append(task)
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch and not self._stopping():
+            yield batch
 
     def _stopping(self) -> bool:
         if self.cancel.cancelled:

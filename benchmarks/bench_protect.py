@@ -163,9 +163,10 @@ import resource, sys, time
 from pathlib import Path
 mode, photo, out, perturbation = sys.argv[1:5]
 start = time.perf_counter()
-if mode == "job":
+if mode in ("job", "folder"):
     from spdesk.core.jobs import ProtectJob, ProtectSettings
-    ProtectJob([Path(photo)], Path(out), ProtectSettings(perturbation=Path(perturbation))).run()
+    photos = sorted(Path(photo).iterdir()) if mode == "folder" else [Path(photo)]
+    ProtectJob(photos, Path(out), ProtectSettings(perturbation=Path(perturbation))).run()
 else:
     from PIL import Image
     image = Image.open(photo)
@@ -182,12 +183,19 @@ print(f"{peak_kib} {seconds}")
 
 
 def peak_memory(photo: Path, work: Path, perturbation: Path) -> dict:
-    """Peak RSS (MiB) of a fresh process protecting ``photo`` vs only re-encoding it."""
+    """Peak RSS (MiB) of a fresh process protecting ``photo`` vs only re-encoding it, and of
+    one protecting a folder of copies of it (one more than the default workers, so that every
+    worker holds a photo at once)."""
     out: dict = {"photo": photo.name, "megapixels": round(_megapixels(photo), 1)}
-    for mode in ("floor", "job"):
+    copies = work / "mem-copies"
+    copies.mkdir()
+    for index in range(default_workers() + 1):
+        shutil.copy(photo, copies / f"{index}{photo.suffix}")
+    for mode in ("floor", "job", "folder"):
         folder = work / f"mem-{mode}"
         folder.mkdir()
-        args = [sys.executable, "-c", _CHILD, mode, str(photo), str(folder), str(perturbation)]
+        source = copies if mode == "folder" else photo
+        args = [sys.executable, "-c", _CHILD, mode, str(source), str(folder), str(perturbation)]
         result = subprocess.run(args, capture_output=True, text=True, check=True)
         peak_kib, seconds = result.stdout.split()
         out[f"{mode}_peak_mib"] = round(int(peak_kib) / 1024, 1)
@@ -197,7 +205,9 @@ def peak_memory(photo: Path, work: Path, perturbation: Path) -> dict:
     print(
         f"peak memory, {photo.name} ({out['megapixels']} MP, {rgb_mib:.0f} MiB as RGB): "
         f"spdesk protect {out['job_peak_mib']} MiB, Pillow decode+encode "
-        f"{out['floor_peak_mib']} MiB (whole process peak RSS)",
+        f"{out['floor_peak_mib']} MiB (whole process peak RSS); a folder of "
+        f"{default_workers() + 1} such photos with {default_workers()} workers: "
+        f"{out['folder_peak_mib']} MiB",
         flush=True,
     )
     return out

@@ -239,7 +239,7 @@ class UniversalApplier:
                 self._full.move_to_end(size)
                 return cached
             building = self._building.setdefault(size, threading.Lock())
-        with building:  # two workers with photos of one size build its canvas once
+        with building:  # workers with photos of one size build its canvas once
             with self._lock:
                 cached = self._full.get(size)
             if cached is None:

@@ -121,10 +121,11 @@ def test_refusals(tmp_path: Path) -> None:
         load_encoder(" , ", "cpu")
 
 
-def test_sd15_without_model_names_the_download_command() -> None:
+@pytest.mark.parametrize(("name", "feature"), [("sd15", "train"), ("taesd", "taesd")])
+def test_store_encoder_without_model_names_the_download_command(name: str, feature: str) -> None:
     with pytest.raises(ModelMissingError) as caught:
-        load_encoder("sd15", "cpu")
-    assert "spdesk models download" in caught.value.user_text()
+        load_encoder(name, "cpu")
+    assert f"spdesk models download --for {feature}" in caught.value.user_text()
 
 
 @pytest.mark.shared

@@ -209,6 +209,27 @@ def test_settings_survive_a_restart(qtbot: QtBot, window: MainWindow, tmp_path: 
     assert again.height() == 640
 
 
+def test_fine_tuned_mode_picks_its_encoder_and_says_what_it_costs(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    panel = window.options_panel
+    assert not panel.encoder_combo.isEnabled()  # universal mode needs no encoder
+    panel.finetune_radio.setChecked(True)
+    assert panel.encoder_combo.isEnabled()
+    assert "Stable Diffusion VAE" in panel.mode_note.text()
+    slow = panel.mode_note.text()
+    panel.encoder_combo.setCurrentIndex(panel.encoder_combo.findData("taesd"))
+    assert "TAESD" in panel.mode_note.text() and panel.mode_note.text() != slow
+    options = window.current_options()
+    assert options.mode == "finetune" and options.finetune_encoder == "taesd"
+    settings = protect_bridge.job_settings(options)
+    assert settings.mode == "finetune" and settings.encoder == "taesd"
+    window.close()
+    again = MainWindow(open_settings())
+    qtbot.addWidget(again)
+    assert again.current_options().finetune_encoder == "taesd"
+
+
 def test_device_override_is_shown_and_remembered(qtbot: QtBot, window: MainWindow) -> None:
     window.device_combo.setCurrentIndex(window.device_combo.findData("cpu"))
     qtbot.waitUntil(lambda: "CPU" in window.device_label.text(), timeout=30_000)

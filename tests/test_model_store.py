@@ -24,6 +24,7 @@ from hub_server import (
     without_safetensors,
 )
 
+from spdesk.core.encoders import load_encoder
 from spdesk.core.errors import (
     Cancelled,
     DownloadError,
@@ -360,6 +361,10 @@ def test_taesd_is_handled_by_the_same_store(hub: HubServer, store: ModelStore) -
     model = loading.load_taesd(store)
     assert model.encode(torch.rand(1, 3, 32, 32)).latents.shape[1] == 4
     assert {s.feature: s.present for s in store.status()}["taesd"]
+    # "taesd" names it wherever an encoder is asked for (fine-tuning, training, eval).
+    encoder = load_encoder("taesd", "cpu")
+    assert encoder.id == "taesd" and not encoder.has_posterior
+    assert encoder.encode(torch.rand(1, 3, 32, 32)).mean.shape[1] == 4
 
 
 def test_token_and_endpoint_come_from_the_settings_file_or_environment(

@@ -21,7 +21,9 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--perturbation", required=True, type=Path, help="perturbation file")
     parser.add_argument("--photos", required=True, type=Path, help="folder of photos")
-    parser.add_argument("--encoder", required=True, help="'sd15', a folder or weights file")
+    parser.add_argument(
+        "--encoder", required=True, help="'sd15', 'taesd', a folder or weights file"
+    )
     parser.add_argument("--size", type=int, default=256, help="working view / crop size (256)")
     parser.add_argument("--jpeg", type=int, default=85, help="JPEG quality; 0 turns it off")
     parser.add_argument("--strength", type=float, default=None, help="eps in 8-bit steps")

@@ -53,7 +53,10 @@ def register(sub: Any) -> None:
         "--fine-tune", type=int, default=None, metavar="STEPS", help="optimise per photo"
     )
     parser.add_argument(
-        "--encoder", default=None, metavar="ENCODER", help="for --fine-tune: sd15, folder or file"
+        "--encoder",
+        default=None,
+        metavar="ENCODER",
+        help="for --fine-tune: sd15, taesd, folder or file",
     )
     parser.add_argument("--objective", default="encoder", help="fine-tuning objective")
     parser.add_argument(
@@ -99,7 +102,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
     if args.fine_tune is not None and not args.encoder:
         raise ConfigError(
-            "--fine-tune needs --encoder (sd15, a diffusers folder or a weights file)."
+            "--fine-tune needs --encoder (sd15, taesd, a diffusers folder or a weights file)."
         )
     if args.encoder and args.fine_tune is None:
         raise ConfigError("--encoder is only used with --fine-tune STEPS.")

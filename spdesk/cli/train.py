@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--encoder",
         required=True,
-        help="'sd15', a diffusers folder, a tiny-autoencoder weights file, or several, "
+        help="'sd15', 'taesd', a diffusers folder, a tiny-autoencoder weights file, or several, "
         "comma-separated (ensemble)",
     )
     parser.add_argument(

@@ -77,6 +77,7 @@ def job_settings(options: ProtectOptions) -> Any:
         strength=options.strength,
         mode=options.mode,
         finetune_steps=options.finetune_steps,
+        encoder=options.finetune_encoder,
         suffix=options.suffix,
         collision=options.collision,
         format=options.format,

@@ -39,6 +39,8 @@ class ProtectOptions:
         strength: budget in 8-bit steps, in (0, 64]; presets 4 / 8 / 16.
         mode: "universal" (instant) or "finetune" (per-photo optimisation; needs the VAE).
         finetune_steps: optimisation steps per photo in fine-tuned mode, 1..1000.
+        finetune_encoder: the encoder fine-tuning attacks: "sd15" (SD 1.5's own VAE, the best
+            protection against SD 1.5) or "taesd" (its tiny stand-in, far faster on a CPU).
         output_dir: where protected copies go ("" = a "protected" folder next to the inputs).
         suffix: appended to each output's file name (before the extension).
         collision: what to do when an output exists: "suffix" (add a number), "skip", "overwrite".
@@ -51,6 +53,7 @@ class ProtectOptions:
     strength: float = 8.0
     mode: str = "universal"
     finetune_steps: int = 50
+    finetune_encoder: str = "sd15"
     output_dir: str = ""
     suffix: str = ".protected"
     collision: str = "suffix"

@@ -84,7 +84,7 @@ def train_task(request: TrainRequest) -> Task:
 
         config = TrainConfig(
             photos=str(request.photos),
-            encoder=resolve_encoder_spec(request.encoder),
+            encoder=request.encoder,  # load_encoder knows sd15 and taesd (model store)
             eps=request.eps,
             steps=request.steps,
             batch=request.batch,
@@ -98,23 +98,6 @@ def train_task(request: TrainRequest) -> Task:
         return train_universal(config, on_event=on_event, cancel=cancel)
 
     return run
-
-
-def resolve_encoder_spec(choice: str) -> str:
-    """``load_encoder``'s spec for the dialog's choice; TAESD comes from the model store."""
-    if choice != "taesd":
-        return choice
-    from spdesk.core.models.store import ModelStore
-
-    folder = Path(ModelStore().require("taesd"))
-    weights = sorted(folder.glob("*.safetensors"))
-    if not weights:
-        from spdesk.core.errors import ModelMissingError
-
-        raise ModelMissingError(
-            f"No TAESD weights in {folder}.", hint="Run: spdesk models download --for taesd"
-        )
-    return str(weights[0])
 
 
 def count_photos(folder: Path) -> int:

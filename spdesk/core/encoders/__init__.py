@@ -1,8 +1,9 @@
 """Image encoders behind one protocol, and ``load_encoder(spec)`` that picks the right loader.
 
-``spec`` is one of: ``"sd15"`` (the model store's SD 1.5 VAE), a diffusers folder (pipeline or
-``vae/``), a single ``AutoencoderTiny`` safetensors file (TAESD), a TAEF2/TAESana encoder file
-(``.pth`` or ``.safetensors``), or several of these separated by commas (an ensemble).
+``spec`` is one of: ``"sd15"`` or ``"taesd"`` (the model store's SD 1.5 VAE or TAESD), a diffusers
+folder (pipeline, ``vae/`` or an ``AutoencoderTiny``), a single ``AutoencoderTiny`` safetensors file
+(TAESD), a TAEF2/TAESana encoder file (``.pth`` or ``.safetensors``), or several of these separated
+by commas (an ensemble).
 """
 
 from __future__ import annotations
@@ -18,31 +19,50 @@ if TYPE_CHECKING:
 
 __all__ = ["Encoder", "LatentDist", "load_encoder"]
 
-STORE_SPECS = ("sd15",)
+STORE_SPECS = ("sd15", "taesd")
 
 
-def _store_folder() -> Path:
+def _store_folder(spec: str) -> Path:
     from spdesk.core.models.store import encoder_folder
 
-    return encoder_folder("sd15")  # ModelMissingError names `spdesk models download --for train`
+    return encoder_folder(spec)  # ModelMissingError names `spdesk models download --for ...`
+
+
+def _load_folder(folder: Path, device: torch.device, checkpointing: bool) -> Encoder:
+    from spdesk.core.encoders.sd15 import KLEncoder
+    from spdesk.core.encoders.tiny import load_autoencoder_tiny_folder
+
+    if _class_name(folder) == "AutoencoderTiny":
+        return load_autoencoder_tiny_folder(folder, device)
+    return KLEncoder(folder, device, checkpointing=checkpointing)
+
+
+def _class_name(folder: Path) -> str | None:
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config.get("_class_name") if isinstance(config, dict) else None
 
 
 def _load_one(spec: str, device: torch.device, checkpointing: bool) -> Encoder:
-    from spdesk.core.encoders.sd15 import KLEncoder
     from spdesk.core.encoders.tiny import load_tae
 
     if spec in STORE_SPECS:
-        return KLEncoder(_store_folder(), device, checkpointing=checkpointing)
+        return _load_folder(_store_folder(spec), device, checkpointing)
     path = Path(spec).expanduser()
     if path.is_dir():
-        return KLEncoder(path, device, checkpointing=checkpointing)
+        return _load_folder(path, device, checkpointing)
     if path.is_file():
         if path.suffix not in (".safetensors", ".pth", ".pt"):
             raise EncoderError(f"{path.name}: expected a .safetensors or .pth encoder file.")
         return load_tae(path, device)
     raise EncoderError(
-        f"Encoder {spec!r} not found: it is neither 'sd15' nor an existing file or folder.",
-        hint="Pass 'sd15', a diffusers folder, or a tiny-autoencoder weights file.",
+        f"Encoder {spec!r} not found: it is neither 'sd15', 'taesd' nor an existing file or "
+        "folder.",
+        hint="Pass 'sd15', 'taesd', a diffusers folder, or a tiny-autoencoder weights file.",
     )
 
 

@@ -207,6 +207,28 @@ def load_autoencoder_tiny(path: Path, device: torch.device) -> TinyEncoder:
     )
 
 
+def load_autoencoder_tiny_folder(folder: Path, device: torch.device) -> TinyEncoder:
+    """A diffusers ``AutoencoderTiny`` folder (``config.json`` and weights), as the model store
+    keeps ``madebyollin/taesd``."""
+    from diffusers import AutoencoderTiny
+
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise EncoderError(f"{folder} has no AutoencoderTiny weights (.safetensors).")
+    try:
+        model: Any = AutoencoderTiny.from_pretrained(str(folder), use_safetensors=True)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError, RuntimeError) as error:
+        raise EncoderError(f"Cannot load the tiny autoencoder in {folder}: {error}") from error
+    return TinyEncoder(
+        model.encoder,
+        model.decoder,
+        device=device,
+        id="taesd",
+        fingerprint=file_fingerprint(*weights),
+        signed_range=True,
+    )
+
+
 def _architecture_for(state: dict[str, torch.Tensor]) -> tuple[str, nn.Sequential]:
     """Recognise TAEF2 / TAESana encoders (or a TAEF2 decoder) from their state-dict keys."""
     if "19.weight" in state and "1.weight" in state:

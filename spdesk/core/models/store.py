@@ -63,7 +63,7 @@ MANIFEST = "spdesk-manifest.json"
 IMPORTED = "imported"
 HF_CACHE_LINKS = "hf-cache"
 WEIGHT_PARTS = ("vae", "unet", "text_encoder", "")
-ENCODER_FEATURES: dict[str, Feature] = {"sd15": "train"}
+ENCODER_FEATURES: dict[str, Feature] = {"sd15": "train", "taesd": "taesd"}
 LOCK_WAIT_S = 1.0  # how long a second download waits for the first to let go
 
 
@@ -548,12 +548,12 @@ def check_feature(feature: str) -> None:
 
 
 def encoder_folder(name: str, store: ModelStore | None = None) -> Path:
-    """The local folder for an encoder the CLI names (``sd15``: the SD 1.5 VAE, from the store).
+    """The local folder for an encoder the CLI names: ``sd15`` (the SD 1.5 VAE) or ``taesd``.
 
-    Disk only; raises ModelMissingError naming ``spdesk models download --for train``.
+    Disk only; raises ModelMissingError naming the ``spdesk models download`` command.
     """
     if name not in ENCODER_FEATURES:
-        raise ModelError(f"{name!r} is not a model-store encoder; expected 'sd15'.")
+        raise ModelError(f"{name!r} is not a model-store encoder; expected 'sd15' or 'taesd'.")
     return (store or ModelStore()).require(ENCODER_FEATURES[name])
 
 

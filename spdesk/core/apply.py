@@ -155,11 +155,12 @@ Figures = tuple[float | None, int]  # PSNR in dB (None: unchanged), largest chan
 class UniversalApplier:
     """Lays a universal perturbation onto photos of any size; the one implementation of it.
 
-    The quantised pattern is resized once per scale (one tile, not the photo) and pasted over the
-    photo. A batch repeats a few photo sizes (one camera, two orientations), so the full-size
-    canvas of each size and its figures are cached within ``cache_bytes``: per photo that leaves
-    one saturating add. Randomised layouts (a different tiling per photo) build theirs each time.
-    Thread-safe: a job's workers share one applier.
+    The quantised pattern is pasted 1:1 over a photo the editor does not shrink; over a larger
+    one, the pattern tiled over the working view is resized to full size (see the module
+    docstring for how that stays cheap). A batch repeats a few photo sizes (one camera, two
+    orientations), so the full-size canvas of each size and its figures are cached within
+    ``cache_bytes``: per photo that leaves one saturating add. Randomised layouts (a different
+    tiling per photo) build theirs each time. Thread-safe: a job's workers share one applier.
 
     Args:
         perturbation: the universal perturbation.
@@ -207,29 +208,12 @@ class UniversalApplier:
         if self.options.randomize:
             offset, flip_h, flip_v = _layout(key, self.options.seed, self.perturbation.size)
         pattern = self._variant(flip_h, flip_v)
-        ph, pw = pattern.height, pattern.width
-        if (layout_w, layout_h) == size:
-            canvas = _tiled(pattern, size, offset)
-            if self.options.randomize:
-                return canvas, canvas_figures(canvas)
-            return canvas, self._tiled_figures(size)
-        # Resizing the tiled working view: where one tile spans a whole number of full-size
-        # pixels along an axis, the resized view repeats along it, so only one period (with the
-        # neighbouring tiles' pixels around it for the seams) is resized, then repeated.
-        if (ph * height) % layout_h == 0:
-            source = _tiled(pattern, (layout_w, 3 * ph), offset)
-            period = source.resize(
-                (width, ph * height // layout_h), _UPSCALE, box=(0, ph, layout_w, 2 * ph)
-            )
-            return _tiled(period, size), _repeat_figures(period, size)
-        if (pw * width) % layout_w == 0:
-            source = _tiled(pattern, (3 * pw, layout_h), offset)
-            period = source.resize(
-                (pw * width // layout_w, height), _UPSCALE, box=(pw, 0, 2 * pw, layout_h)
-            )
-            return _tiled(period, size), _repeat_figures(period, size)
-        canvas = _resize_in_bands(_tiled(pattern, (layout_w, layout_h), offset), size)
-        return canvas, canvas_figures(canvas)
+        if (layout_w, layout_h) != size:
+            return _resized_layout(pattern, size, (layout_w, layout_h), offset)
+        canvas = _tiled(pattern, size, offset)
+        if self.options.randomize:
+            return canvas, canvas_figures(canvas)
+        return canvas, self._tiled_figures(size)
 
     def full_canvas(self, size: tuple[int, int]) -> tuple[Image.Image, Figures]:
         """The (non-randomised) canvas for ``size`` (width, height) and its figures; cached."""
@@ -295,6 +279,34 @@ class UniversalApplier:
 # Bilinear: never overshoots the budget, and the cheapest smooth upscale in Pillow.
 _UPSCALE = Image.Resampling.BILINEAR
 _BAND_PIXELS = 4_000_000  # canvases from this size up are resized in bands on several threads
+
+
+def _resized_layout(
+    pattern: Image.Image,
+    size: tuple[int, int],
+    layout: tuple[int, int],
+    offset: tuple[int, int],
+) -> tuple[Image.Image, Figures]:
+    """``pattern`` tiled over the ``layout`` (width, height) view, resized to ``size``; figures.
+
+    Where one tile spans a whole number of full-size pixels along an axis, the resized view
+    repeats along it, so only one period (with the neighbouring tiles' pixels around it for the
+    seams) is resized, then repeated; otherwise the whole view is resized, in bands.
+    """
+    (width, height), (layout_w, layout_h) = size, layout
+    ph, pw = pattern.height, pattern.width
+    if (ph * height) % layout_h == 0:
+        source = _tiled(pattern, (layout_w, 3 * ph), offset)
+        box = (0, ph, layout_w, 2 * ph)
+        period = source.resize((width, ph * height // layout_h), _UPSCALE, box=box)
+        return _tiled(period, size), _repeat_figures(period, size)
+    if (pw * width) % layout_w == 0:
+        source = _tiled(pattern, (3 * pw, layout_h), offset)
+        box = (pw, 0, 2 * pw, layout_h)
+        period = source.resize((pw * width // layout_w, height), _UPSCALE, box=box)
+        return _tiled(period, size), _repeat_figures(period, size)
+    canvas = _resize_in_bands(_tiled(pattern, layout, offset), size)
+    return canvas, canvas_figures(canvas)
 
 
 def _tiled(

@@ -74,6 +74,38 @@ def test_pause_then_cancel_saves_nothing(qtbot: QtBot, dialog: TrainDialog) -> N
     assert library_perturbations() == []
 
 
+def test_a_cancelled_run_resumes_where_it_stopped(qtbot: QtBot, dialog: TrainDialog) -> None:
+    from spdesk.core.paths import cache_dir
+
+    dialog.steps_spin.setValue(2000)
+    assert dialog.start()
+    points = dialog.loss_chart.series["loss"].points
+    qtbot.waitUntil(lambda: len(points) >= 3, timeout=30_000)
+    with qtbot.waitSignal(dialog.runner.finished, timeout=10_000):
+        dialog.cancel()
+    assert "resume" in dialog.status_label.text()
+    (checkpoint,) = (cache_dir() / "training").glob("*.ckpt")
+    stopped = len(points)
+    assert dialog.start()
+    qtbot.waitUntil(lambda: "Resumed at step" in dialog.status_label.text(), timeout=30_000)
+    resumed_at = int(dialog.status_label.text().split("step ")[1].split(",")[0])
+    assert resumed_at >= stopped
+    with qtbot.waitSignal(dialog.runner.finished, timeout=10_000):
+        dialog.cancel()
+    # Another step count is another run: it starts afresh, checkpoints on the way (every 25
+    # steps) and removes its checkpoint when it finishes.
+    saved: list[int] = []
+    dialog.runner.core_event.connect(
+        lambda e: saved.append(e.step) if type(e).__name__ == "CheckpointSaved" else None
+    )
+    dialog.steps_spin.setValue(30)
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+    assert dialog.result is not None
+    assert saved == [25]
+    assert list((cache_dir() / "training").glob("*.ckpt")) == [checkpoint]
+
+
 def test_refuses_a_folder_without_photos(
     qtbot: QtBot, dialog: TrainDialog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

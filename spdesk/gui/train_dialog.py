@@ -76,8 +76,16 @@ class TrainRequest:
     device: str = "auto"
 
 
+CHECKPOINT_EVERY = 25  # steps between the checkpoints a cancelled run resumes from
+
+
 def train_task(request: TrainRequest) -> Task:
-    """A worker task running universal training; returns the TrainResult (not saved yet)."""
+    """A worker task running universal training; returns the TrainResult (not saved yet).
+
+    A checkpoint in the cache folder, named by the run's settings, is written every
+    ``CHECKPOINT_EVERY`` steps and on cancel: starting again with the same photos and settings
+    resumes where the cancelled run stopped. It is deleted when a run finishes.
+    """
 
     def run(on_event: Callable[[Event], None], cancel: CancelToken) -> Any:
         from spdesk.core.train import TrainConfig, train_universal
@@ -92,12 +100,24 @@ def train_task(request: TrainRequest) -> Task:
             robust=request.robust,
             val_every=request.val_every,
             val_photos=8,
-            checkpoint_every=0,
+            checkpoint_every=CHECKPOINT_EVERY,
             device=request.device,
         )
-        return train_universal(config, on_event=on_event, cancel=cancel)
+        checkpoint = checkpoint_path(config.resume_key())
+        result = train_universal(
+            config, checkpoint=checkpoint, resume=True, on_event=on_event, cancel=cancel
+        )
+        checkpoint.unlink(missing_ok=True)
+        return result
 
     return run
+
+
+def checkpoint_path(resume_key: str) -> Path:
+    """Where the dialog keeps the checkpoint of a run with these settings."""
+    from spdesk.core.paths import cache_dir, ensure
+
+    return ensure(cache_dir() / "training") / f"{resume_key}.ckpt"
 
 
 def count_photos(folder: Path) -> int:
@@ -412,7 +432,11 @@ class TrainDialog(QDialog):
         kind = type(event).__name__
         if kind == "TrainStarted":
             train, val = getattr(event, "train_photos", 0), getattr(event, "val_photos", 0)
-            self.status_label.setText(f"Training on {train} photos, checking on {val} held out…")
+            text = f"Training on {train} photos, checking on {val} held out…"
+            resumed = int(getattr(event, "resumed_from", 0))
+            if resumed:
+                text = f"Resumed at step {resumed}, where the cancelled run stopped. " + text
+            self.status_label.setText(text)
         elif kind == "Progress" and getattr(event, "stage", "") == "train":
             self._on_progress(event)
         elif kind == "ValidationReport":
@@ -450,7 +474,10 @@ class TrainDialog(QDialog):
         QMessageBox.warning(self, "Training failed", text)
 
     def _on_cancelled(self) -> None:
-        self.status_label.setText("Cancelled. Nothing was saved.")
+        self.status_label.setText(
+            "Cancelled; nothing was saved to the library. Train again with the same settings to "
+            "resume where it stopped."
+        )
 
     def _update_controls(self) -> None:
         running = self.runner.running

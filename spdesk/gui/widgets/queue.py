@@ -155,19 +155,31 @@ class PhotoQueue(QTableWidget):
 
     # --- contents -------------------------------------------------------------------------------
     def add_photos(self, paths: list[Path]) -> int:
-        """Append photos not already queued; returns how many were added."""
-        added = 0
+        """Append photos not already queued; returns how many were added.
+
+        All new rows are made in one go with repainting off (thousands of photos at once).
+        """
+        new: list[Path] = []
         for path in paths:
             key = path.resolve()
-            if key in self._rows:
-                continue
-            self._rows[key] = QueueRow(key)
-            self._index[key] = len(self._order)
-            self._order.append(key)
-            self._append_row(key)
+            if key not in self._rows:
+                self._rows[key] = QueueRow(key)
+                new.append(key)
+        if not new:
+            return 0
+        first = self.rowCount()
+        self.setUpdatesEnabled(False)
+        try:
+            self.setRowCount(first + len(new))
+            for index, key in enumerate(new, start=first):
+                self._index[key] = index
+                self._order.append(key)
+                self._fill_row(index, key)
+        finally:
+            self.setUpdatesEnabled(True)
+        for key in new:
             self._pool.start(_ThumbJob(key, self._thumbs))
-            added += 1
-        return added
+        return len(new)
 
     def clear_photos(self) -> None:
         self._pool.clear()
@@ -235,9 +247,7 @@ class PhotoQueue(QTableWidget):
         return counts
 
     # --- internals ------------------------------------------------------------------------------
-    def _append_row(self, path: Path) -> None:
-        index = self.rowCount()
-        self.insertRow(index)
+    def _fill_row(self, index: int, path: Path) -> None:
         name = QTableWidgetItem(path.name)
         name.setToolTip(str(path))
         name.setIcon(self._placeholder)

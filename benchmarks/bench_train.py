@@ -84,6 +84,15 @@ def stage(name: str, config: TrainConfig, encoder: Encoder, args: argparse.Names
     return result.delta
 
 
+def load_main(spec: str) -> np.ndarray:
+    """A saved main-stage delta (.npy), or the perturbation bundled with spdesk."""
+    if spec == "bundled":
+        from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
+
+        return load_perturbation(bundled_perturbation_path()).delta
+    return np.load(spec)
+
+
 def finetune_stage(
     encoder: Encoder, delta: np.ndarray, paths: list[Path], args: argparse.Namespace
 ) -> None:
@@ -301,7 +310,9 @@ def main() -> None:
     parser.add_argument("--jpeg", type=int, default=85)
     parser.add_argument("--eval-photos", type=int, default=48)
     parser.add_argument("--stages", default="plain,latent-small,main,finetune")
-    parser.add_argument("--load-main", default="", help="reuse a saved main delta (.npy)")
+    parser.add_argument(
+        "--load-main", default="", help="reuse a saved main delta (.npy), or 'bundled'"
+    )
     parser.add_argument("--finetune-steps", type=int, default=50)
     parser.add_argument("--finetune-photos", type=int, default=16)
     parser.add_argument("--finetune-objective", default="latent")
@@ -351,7 +362,7 @@ def main() -> None:
         val_every=max(1, args.steps // 5),
     )
     train_paths, val_paths = held_out_paths(config, args.eval_photos)
-    delta = np.load(args.load_main) if args.load_main else None
+    delta = load_main(args.load_main) if args.load_main else None
     if "main" in stages:
         delta = stage("main", config, taesd, args)
         print(f"--- main: training photos ({len(train_paths)})")

@@ -161,7 +161,7 @@ def test_a_batch_that_runs_out_of_gpu_memory_is_split(
     def small_gpu(self: FineTuner, images: list[np.ndarray], *args: object, **kw: object) -> object:
         tried.append(len(images))
         if len(images) > 1:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return optimise(self, images, *args, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(FineTuner, "optimise_working_deltas", small_gpu)

@@ -224,7 +224,7 @@ class FineTuner:
     ) -> np.ndarray:
         try:
             return self.optimise_working_deltas(images, workings, cancel=cancel, on_step=on_step)
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError only from torch 2.5
             if len(images) == 1:
                 raise
         _free_accelerator_memory()

@@ -57,6 +57,22 @@ def test_checkpointing_gives_the_same_gradient_by_recomputing(tmp_path: Path) ->
     torch.testing.assert_close(gradients[1], gradients[0])
 
 
+def test_without_autocast_for_the_device_the_vae_runs_in_full_precision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = cast(Any, load_encoder(str(save_tiny_vae(tmp_path / "sd")), "cpu"))
+    expected = encoder.encode(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+
+    def unsupported(device_type: str, **_kw: object) -> None:
+        raise RuntimeError(f"User specified an unsupported autocast device_type '{device_type}'")
+
+    # As on an Apple GPU with torch before 2.5 (the tensors stay on the CPU here).
+    encoder.device, encoder.dtype = torch.device("mps"), torch.float16
+    monkeypatch.setattr(torch, "autocast", unsupported)
+    got = encoder.encode(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(got.mean, expected.mean)
+
+
 def test_taef2_pth_with_decoder_beside(tmp_path: Path) -> None:
     torch.manual_seed(0)
     _save_state(taef2_encoder(), tmp_path / "taef2_encoder.pth")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, cast
 
@@ -97,9 +99,13 @@ class KLEncoder:
     def members(self) -> tuple[KLEncoder, ...]:
         return (self,)
 
-    def _autocast(self) -> torch.autocast:
-        enabled = self.device.type in ("cuda", "mps") and self.dtype != torch.float32
-        return torch.autocast(self.device.type, dtype=self.dtype, enabled=enabled)
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.device.type not in ("cuda", "mps") or self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        try:
+            return torch.autocast(self.device.type, dtype=self.dtype)
+        except RuntimeError:  # autocast on Apple GPUs needs torch 2.5; run in fp32 there
+            return contextlib.nullcontext()
 
     def encode(self, images: torch.Tensor) -> LatentDist:
         with self._autocast():

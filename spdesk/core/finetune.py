@@ -138,9 +138,10 @@ class FineTuner:
         optimizer = DeltaOptimizer(config, torch.from_numpy(workings).to(device))
         cache = BatchCache()  # the clean views never change: encode them once
         count = len(images)
+        editor_sees = EditorView(view, (height, width), device)
 
         def loss(delta: torch.Tensor, _step: int) -> torch.Tensor:
-            seen = _resize(_resize(delta, (height, width)), view)
+            seen = editor_sees(delta)
             perturbed = (clean + seen).clamp(0, 1)
             # objective_loss is a batch mean: times the batch size, each photo's own gradient.
             return count * objective_loss(self.objectives, self.encoder, perturbed, clean, cache)
@@ -238,6 +239,44 @@ class FineTuner:
                 self._optimise_splitting(images[half:], workings[half:], cancel, on_step),
             ]
         )
+
+
+class EditorView:
+    """What an editor sees of a working-view delta: laid at full size, then downsized again.
+
+    Both resizes are separable and linear, so together they are one small matrix per axis:
+    ``seen = A_h @ delta @ A_w.T``, exact to float rounding, without a full-size tensor (a 24 MP
+    photo would otherwise cost two 24 MP resamples per step, and their memory, for every photo
+    of a batch). A photo smaller than its view along an axis (a few pixels, from the 8-pixel
+    alignment) resizes directly: the resizes then antialias differently and it is cheap anyway.
+    """
+
+    def __init__(self, view: tuple[int, int], full: tuple[int, int], device: torch.device) -> None:
+        self.view, self.full = view, full
+        self.operators: tuple[torch.Tensor, torch.Tensor] | None = None
+        if full[0] >= view[0] and full[1] >= view[1]:
+            self.operators = (
+                _axis_operator(view[0], full[0], device),
+                _axis_operator(view[1], full[1], device),
+            )
+
+    def __call__(self, delta: torch.Tensor) -> torch.Tensor:
+        if self.operators is None:
+            return _resize(_resize(delta, self.full), self.view)
+        along_h, along_w = self.operators
+        return torch.einsum("yh,bchw,xw->bcyx", along_h, delta, along_w)
+
+
+def _axis_operator(size: int, full: int, device: torch.device) -> torch.Tensor:
+    """The (size x size) matrix of ``_resize`` to ``full`` and back along one axis.
+
+    Read off by resizing a basis along the axis; across it, 2 pixels grow to 4 and shrink back,
+    so that both resizes make the same antialiasing choice as the photo's (a 1-pixel-wide
+    image is a special case in torch and would not).
+    """
+    basis = torch.eye(size, device=device).reshape(1, size, size, 1).expand(1, size, size, 2)
+    there_and_back = _resize(_resize(basis.contiguous(), (full, 4)), (size, 2))
+    return there_and_back[..., 0].reshape(size, size).T.contiguous()
 
 
 def _groups(

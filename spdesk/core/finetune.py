@@ -2,8 +2,9 @@
 
 The delta lives on the photo's working view (short side 512 by default), exactly as applying it
 would lay it out; the loop sees what an editor sees: the full-size protected photo downsized to the
-working view. By linearity that is ``down(photo) + down(up(delta))``, so only the delta is resized
-in the loop. The result is applied with :func:`spdesk.core.apply.apply_working_delta`.
+working view. By linearity that is ``down(photo) + down(up(delta))``; the first term is computed
+once, and ``down(up(.))`` is one small matrix per axis (:class:`EditorView`), so the loop never
+holds a full-size tensor. The result is applied with :func:`spdesk.core.apply.apply_working_delta`.
 """
 
 from __future__ import annotations

@@ -301,3 +301,25 @@ def test_canvases_resized_in_bands_on_threads_equal_one_resize() -> None:
     # The same weights up to float rounding (a band's box starts at a fractional row).
     assert np.abs(banded - whole).max() <= 1
     assert (banded != whole).mean() < 0.01
+
+
+@pytest.mark.parametrize("size", [(1000, 750), (500, 376), (376, 500), (750, 500)])
+def test_randomised_canvases_of_large_photos_resize_the_shifted_view(
+    size: tuple[int, int],
+) -> None:
+    from spdesk.core.apply import _layout
+
+    width, height = size
+    pert = _pert(8, size=16, seed=4)
+    options = ApplyOptions(working_size=64, randomize=True, seed=7)
+    canvas = np.asarray(UniversalApplier(pert, options).canvas(size, "IMG_0001.jpg"))
+    offset, flip_h, flip_v = _layout("IMG_0001.jpg", 7, pert.size)
+    wh, ww = working_size(height, width, 64)
+    view = tile(pert.delta, wh, ww, offset=offset, flip_h=flip_h, flip_v=flip_v)
+    steps = np.rint(view * 255).transpose(1, 2, 0) + 128
+    resized = Image.fromarray(steps.astype(np.uint8), mode="RGB").resize(
+        size, Image.Resampling.BILINEAR
+    )
+    expected = np.asarray(resized).astype(int)
+    inner = np.s_[20:-20, 20:-20]
+    assert np.abs(canvas.astype(int)[inner] - expected[inner]).max() <= 1

@@ -12,7 +12,9 @@ import itertools
 import json
 import os
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -67,6 +69,34 @@ def _run(
 
     report = ProtectJob(sources, out, settings).run(on_event, cancel)
     return report, events
+
+
+def _cancelled_run(
+    sources: list[Path], out: Path, settings: ProtectSettings, when: Callable[[Event], bool]
+) -> JobReport:
+    """Run until ``when(event)`` holds for an event, cancel there; the cancelled job's report."""
+    cancel = CancelToken()
+
+    def hook(event: Event) -> None:
+        if when(event):
+            cancel.cancel()
+
+    with pytest.raises(JobCancelled) as info:
+        _run(sources, out, settings, cancel=cancel, hook=hook)
+    return info.value.report
+
+
+def _fine_tuning(settings: ProtectSettings, encoder: str, **changes: Any) -> ProtectSettings:
+    """Fine-tune mode with the tiny encoder on the CPU, a few steps at a 16 px working size."""
+    tuned = ProtectSettings(
+        perturbation=settings.perturbation,
+        mode="finetune",
+        finetune_steps=3,
+        encoder=encoder,
+        device="cpu",
+        working_size=16,
+    )
+    return dataclasses.replace(tuned, **changes)
 
 
 def _outputs(out: Path) -> list[str]:
@@ -435,16 +465,13 @@ def test_cancel_during_file_k(
         samples.photo(inputs / f"{i}.png")
     originals_guard.append(inputs)
     out = tmp_path / "out"
-    cancel = CancelToken()
 
-    def cancel_in_third(event: Event) -> None:
-        if isinstance(event, FileProgress) and event.position == 3 and event.stage == "protecting":
-            cancel.cancel()
+    def in_third(event: Event) -> bool:
+        return (
+            isinstance(event, FileProgress) and event.position == 3 and event.stage == "protecting"
+        )
 
-    sequential = dataclasses.replace(settings, workers=1)
-    with pytest.raises(JobCancelled) as info:
-        _run([inputs], out, sequential, cancel=cancel, hook=cancel_in_third)
-    report = info.value.report
+    report = _cancelled_run([inputs], out, dataclasses.replace(settings, workers=1), in_third)
     assert report.cancelled and [e.source.name for e in report.done] == ["0.png", "1.png"]
     assert [p.name for p in report.pending] == ["2.png", "3.png", "4.png"]
     assert _outputs(out) == ["0.protected.png", "1.protected.png"]
@@ -510,14 +537,7 @@ def test_fine_tune_mode_reports_steps_and_cancels(
     tmp_path: Path, inputs: Path, settings: ProtectSettings, tiny_encoder: str
 ) -> None:
     sources = [samples.photo(inputs / f"{i}.png", 40, 24) for i in range(2)]
-    tuned = ProtectSettings(
-        perturbation=settings.perturbation,
-        mode="finetune",
-        finetune_steps=3,
-        encoder=tiny_encoder,
-        device="cpu",
-        working_size=16,
-    )
+    tuned = _fine_tuning(settings, tiny_encoder)
     report, events = _run([sources[0]], tmp_path / "out", tuned)
     steps = [e.done for e in events if isinstance(e, FileProgress) and e.stage == "fine-tuning"]
     assert steps[0] == 1 and steps[-1] == 2 and len(steps) == 4
@@ -526,14 +546,11 @@ def test_fine_tune_mode_reports_steps_and_cancels(
         - np.asarray(_decodes(sources[0]), np.int16)
     )
     assert 0 < change.max() <= samples.EPS
-    cancel = CancelToken()
 
-    def cancel_mid_step(event: Event) -> None:
-        if isinstance(event, FileProgress) and event.stage == "fine-tuning" and event.done > 1:
-            cancel.cancel()
+    def mid_step(event: Event) -> bool:
+        return isinstance(event, FileProgress) and event.stage == "fine-tuning" and event.done > 1
 
-    with pytest.raises(JobCancelled):
-        _run(sources, tmp_path / "out2", tuned, cancel=cancel, hook=cancel_mid_step)
+    _cancelled_run(sources, tmp_path / "out2", tuned, mid_step)
     assert _outputs(tmp_path / "out2") == []
 
 
@@ -544,14 +561,7 @@ def test_fine_tune_batches_give_the_outputs_of_one_photo_at_a_time(
         samples.photo(inputs / f"{i}.png", 40, 24)
     samples.photo(inputs / "3.png", 36, 28)  # another size: its own batch
     (inputs / "4.png").write_bytes(b"not an image")  # fails alone
-    tuned = ProtectSettings(
-        perturbation=settings.perturbation,
-        mode="finetune",
-        finetune_steps=2,
-        encoder=tiny_encoder,
-        device="cpu",
-        working_size=16,
-    )
+    tuned = _fine_tuning(settings, tiny_encoder, finetune_steps=2)
     single, _ = _run([inputs], tmp_path / "one", dataclasses.replace(tuned, finetune_batch=1))
     batched, events = _run([inputs], tmp_path / "two", dataclasses.replace(tuned, finetune_batch=2))
     assert [e.source.name for e in batched.done] == ["0.png", "1.png", "2.png", "3.png"]
@@ -569,26 +579,15 @@ def test_a_cancelled_fine_tune_batch_publishes_none_of_its_photos(
 ) -> None:
     for i in range(4):
         samples.photo(inputs / f"{i}.png", 40, 24)
-    tuned = ProtectSettings(
-        perturbation=settings.perturbation,
-        mode="finetune",
-        finetune_steps=3,
-        finetune_batch=2,
-        encoder=tiny_encoder,
-        device="cpu",
-        working_size=16,
-    )
-    cancel = CancelToken()
+    tuned = _fine_tuning(settings, tiny_encoder, finetune_batch=2)
 
-    def cancel_in_the_second_batch(event: Event) -> None:
-        if isinstance(event, FileProgress) and event.source.name == "2.png" and event.done > 1:
-            cancel.cancel()
+    def in_the_second_batch(event: Event) -> bool:
+        return isinstance(event, FileProgress) and event.source.name == "2.png" and event.done > 1
 
-    with pytest.raises(JobCancelled) as caught:
-        _run([inputs], tmp_path / "out", tuned, cancel=cancel, hook=cancel_in_the_second_batch)
-    assert [e.source.name for e in caught.value.report.done] == ["0.png", "1.png"]
+    report = _cancelled_run([inputs], tmp_path / "out", tuned, in_the_second_batch)
+    assert [e.source.name for e in report.done] == ["0.png", "1.png"]
     assert _outputs(tmp_path / "out") == ["0.protected.png", "1.protected.png"]
-    assert [p.name for p in caught.value.report.pending] == ["2.png", "3.png"]
+    assert [p.name for p in report.pending] == ["2.png", "3.png"]
 
 
 def test_discover_inputs_for_the_app(inputs: Path) -> None:
@@ -625,15 +624,11 @@ def test_cancel_with_workers_keeps_only_whole_outputs(
     for i in range(8):
         samples.photo(inputs / f"{i}.png")
     out = tmp_path / "out"
-    cancel = CancelToken()
 
-    def cancel_in_fourth(event: Event) -> None:
-        if isinstance(event, FileProgress) and event.position == 4:
-            cancel.cancel()
+    def in_fourth(event: Event) -> bool:
+        return isinstance(event, FileProgress) and event.position == 4
 
-    with pytest.raises(JobCancelled) as info:
-        _run([inputs], out, dataclasses.replace(settings, workers=3), cancel, cancel_in_fourth)
-    report = info.value.report
+    report = _cancelled_run([inputs], out, dataclasses.replace(settings, workers=3), in_fourth)
     done = [e.source.name for e in report.done]
     assert done == [f"{i}.png" for i in range(len(done))] and len(done) < 4
     assert [p.name for p in report.pending] == [f"{i}.png" for i in range(len(done), 8)]
@@ -672,15 +667,13 @@ def test_cancel_after_a_done_event_lets_no_later_photo_through(
     for i in range(8):
         samples.photo(inputs / f"{i}.png")
     out = tmp_path / "out"
-    cancel = CancelToken()
 
-    def cancel_after_second(event: Event) -> None:
-        if isinstance(event, FileDone) and event.position == 2:
-            cancel.cancel()  # photos 3 and 4 may be encoded already: they must not appear
+    def after_second(event: Event) -> bool:
+        # Photos 3 and 4 may be encoded already: they must not appear.
+        return isinstance(event, FileDone) and event.position == 2
 
-    with pytest.raises(JobCancelled) as info:
-        _run([inputs], out, dataclasses.replace(settings, workers=3), cancel, cancel_after_second)
-    assert [e.source.name for e in info.value.report.done] == ["0.png", "1.png"]
+    report = _cancelled_run([inputs], out, dataclasses.replace(settings, workers=3), after_second)
+    assert [e.source.name for e in report.done] == ["0.png", "1.png"]
     assert _outputs(out) == ["0.protected.png", "1.protected.png"]
     assert not list(out.rglob(f"*{export.TEMP_SUFFIX}"))
 

@@ -192,7 +192,7 @@ class FineTuner:
             working_delta(self.perturbation, image.shape[0], image.shape[1], self.options, key)
             for image, key in zip(images, keys, strict=True)
         ]
-        results: list[np.ndarray | None] = [None] * len(images)
+        results: dict[int, np.ndarray] = {}
         groups = _groups(images, workings, self.batch_size if self.steps else len(images))
         total = self.steps * len(groups)
         finished = 0
@@ -215,7 +215,7 @@ class FineTuner:
             finished += 1
             for index in group:
                 results[index] = apply_working_delta(images[index], workings[index])
-        return [result for result in results if result is not None]  # all are set
+        return [results[index] for index in range(len(images))]
 
     def _optimise_splitting(
         self,

@@ -214,7 +214,7 @@ def default_workers() -> int:
 GPU_FINETUNE_BATCH = 8  # photos fine-tuned together on a CUDA GPU unless set
 
 # Bumped when the way a pattern is laid onto photos changes, so that a re-run redoes old outputs.
-# 2: photos no larger than the working view get the pattern 1:1; tiles are resized, not canvases.
+# 2: photos no larger than the working view get the pattern 1:1 (it was resampled to the view).
 APPLY_LAYOUT_VERSION = 2
 
 
@@ -575,7 +575,7 @@ class _Outcome:
 
     temp: Path
     size: int
-    figures: tuple[float | None, int]
+    figures: Figures
     notes: tuple[str, ...]
 
 

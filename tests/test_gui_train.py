@@ -106,6 +106,36 @@ def test_a_cancelled_run_resumes_where_it_stopped(qtbot: QtBot, dialog: TrainDia
     assert list((cache_dir() / "training").glob("*.ckpt")) == [checkpoint]
 
 
+def test_a_damaged_checkpoint_is_dropped_and_training_starts_afresh(
+    qtbot: QtBot, dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.core.paths import cache_dir
+
+    # A failure would open a modal warning: record it instead of blocking the test.
+    monkeypatch.setattr(QMessageBox, "warning", lambda *_args: None)
+
+    dialog.steps_spin.setValue(2000)
+    assert dialog.start()
+    points = dialog.loss_chart.series["loss"].points
+    qtbot.waitUntil(lambda: len(points) >= 2, timeout=30_000)
+    with qtbot.waitSignal(dialog.runner.finished, timeout=10_000):
+        dialog.cancel()
+    (checkpoint,) = (cache_dir() / "training").glob("*.ckpt")
+    checkpoint.write_bytes(b"\x00" * 100)  # damaged, as by a disk error
+    failures: list[str] = []
+    dialog.runner.failed.connect(failures.append)
+    assert dialog.start()
+    qtbot.waitUntil(
+        lambda: "Training on" in dialog.status_label.text() or bool(failures), timeout=30_000
+    )
+    assert failures == []
+    assert "Resumed" not in dialog.status_label.text()
+    with qtbot.waitSignal(dialog.runner.finished, timeout=10_000):
+        dialog.cancel()
+    assert failures == []
+    assert checkpoint.stat().st_size > 100  # the fresh run's own checkpoint, written on cancel
+
+
 def test_refuses_a_folder_without_photos(
     qtbot: QtBot, dialog: TrainDialog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,6 +9,7 @@ the figure that says whether training is worth anything.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -45,6 +46,8 @@ from spdesk.gui.style import muted_label, thin_progress_bar
 from spdesk.gui.text import format_duration
 from spdesk.gui.widgets.chart import LineChart
 from spdesk.gui.workers import Task, TaskRunner
+
+log = logging.getLogger(__name__)
 
 ROBUSTNESS = {
     "jpeg": "JPEG re-compression",
@@ -104,6 +107,7 @@ def train_task(request: TrainRequest) -> Task:
             device=request.device,
         )
         checkpoint = checkpoint_path(config.resume_key())
+        _drop_if_unreadable(checkpoint)
         result = train_universal(
             config, checkpoint=checkpoint, resume=True, on_event=on_event, cancel=cancel
         )
@@ -118,6 +122,21 @@ def checkpoint_path(resume_key: str) -> Path:
     from spdesk.core.paths import cache_dir, ensure
 
     return ensure(cache_dir() / "training") / f"{resume_key}.ckpt"
+
+
+def _drop_if_unreadable(checkpoint: Path) -> None:
+    """Resuming is implicit here, so a damaged checkpoint (a disk error, a hand-edited cache)
+    must not stop every later start: it is removed and the run starts afresh."""
+    if not checkpoint.is_file():
+        return
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(checkpoint), framework="pt") as handle:
+            handle.metadata()
+    except Exception:  # safetensors raises its own error types for any damage
+        log.warning("removing the unreadable training checkpoint %s", checkpoint)
+        checkpoint.unlink(missing_ok=True)
 
 
 def count_photos(folder: Path) -> int:

@@ -73,6 +73,21 @@ def test_without_autocast_for_the_device_the_vae_runs_in_full_precision(
     torch.testing.assert_close(got.mean, expected.mean)
 
 
+def test_a_broken_autoencoder_tiny_folder_is_refused_by_name(tmp_path: Path) -> None:
+    folder = tmp_path / "taesd"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"_class_name": "AutoencoderTiny"}')
+    with pytest.raises(EncoderError, match="has no AutoencoderTiny weights"):
+        load_encoder(str(folder), "cpu")
+    (folder / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(EncoderError, match="Cannot load the tiny autoencoder in"):
+        load_encoder(str(folder), "cpu")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+    ]
+
+
 def test_taef2_pth_with_decoder_beside(tmp_path: Path) -> None:
     torch.manual_seed(0)
     _save_state(taef2_encoder(), tmp_path / "taef2_encoder.pth")

@@ -15,6 +15,7 @@ from spdesk.core import export
 from spdesk.core.errors import (
     ConfigError,
     DiskFullError,
+    OutputError,
     OutputExistsError,
     OutputPermissionError,
 )
@@ -219,3 +220,29 @@ def test_sixteen_bit_roundtrip_keeps_range(tmp_path: Path) -> None:
     values = np.array([[0, 40000, 65535]], dtype=np.uint16)
     out = _written(samples.png16(tmp_path / "g16.png", values))
     assert np.asarray(Image.open(out))[0, :, 0].tolist() == [0, 156, 255]
+
+
+def test_an_encoder_refusal_names_the_file_and_leaves_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuses(_encoded: object, _handle: object) -> None:
+        raise ValueError("cannot write mode P as JPEG")
+
+    monkeypatch.setattr(export, "write_image", refuses)
+    with pytest.raises(OutputError, match=r"Could not encode x\.protected\.jpg: cannot write"):
+        export.write_temp(_encoded(), tmp_path / "x.protected.jpg")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_taken_name_keeps_the_temp_file_for_another_name(tmp_path: Path) -> None:
+    taken = tmp_path / "x.protected.png"
+    atomic_save(_encoded(colour=10), taken)
+    temp, size = export.write_temp(_encoded(colour=200), taken)
+    with pytest.raises(OutputExistsError):
+        export.publish(temp, taken)
+    assert temp.is_file() and temp.stat().st_size == size  # still whole, to publish elsewhere
+    other = tmp_path / "x.protected-2.png"
+    export.publish(temp, other)
+    assert not temp.exists()
+    assert Image.open(taken).getpixel((0, 0)) == (10, 10, 10)  # the taken one is untouched
+    assert Image.open(other).getpixel((0, 0)) == (200, 200, 200)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from spdesk.cli import main
 from spdesk.core.events import CancelToken
-from spdesk.core.export import TEMP_SUFFIX
+from spdesk.core.files import TEMP_SUFFIX
 from spdesk.core.manifest import MANIFEST_NAME, read_manifest
 from tests import protect_samples as samples
 

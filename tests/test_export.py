@@ -22,16 +22,19 @@ from spdesk.core.errors import (
 from spdesk.core.export import (
     Encoded,
     ExportOptions,
-    atomic_save,
-    clean_stale_temps,
     output_name,
     output_name_pattern,
     parse_format,
     prepare,
     settings_warnings,
 )
+from spdesk.core.files import TEMP_SUFFIX, atomic_write, clean_stale_temps, publish
 from spdesk.core.imageio import read_image
 from tests import protect_samples as samples
+
+
+def atomic_save(encoded: Encoded, target: Path, *, replace: bool = False) -> int:
+    return atomic_write(target, export.encoder(encoded, target), replace=replace)
 
 
 def _encoded(fmt: str = "PNG", colour: int = 100) -> Encoded:
@@ -189,7 +192,7 @@ def test_permission_errors_name_file_and_fix(
     def denied(*_args: object, **_kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(export.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(OutputPermissionError, match=r"Cannot write a\.protected\.png") as info:
         atomic_save(_encoded(), tmp_path / "a.protected.png")
     assert "output folder you can write to" in (info.value.hint or "")
@@ -209,7 +212,7 @@ def test_read_only_folder_really_refuses(tmp_path: Path) -> None:
 
 def test_stale_temps_are_cleaned(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
-    stale = tmp_path / "sub" / f".a.protected.jpg.x1y2{export.TEMP_SUFFIX}"
+    stale = tmp_path / "sub" / f".a.protected.jpg.x1y2{TEMP_SUFFIX}"
     stale.write_bytes(b"half a photo")
     keep = samples.photo(tmp_path / "sub" / "a.protected.jpg")
     assert clean_stale_temps(tmp_path) == [stale]
@@ -239,10 +242,10 @@ def test_a_taken_name_keeps_the_temp_file_for_another_name(tmp_path: Path) -> No
     atomic_save(_encoded(colour=10), taken)
     temp, size = export.write_temp(_encoded(colour=200), taken)
     with pytest.raises(OutputExistsError):
-        export.publish(temp, taken)
+        publish(temp, taken)
     assert temp.is_file() and temp.stat().st_size == size  # still whole, to publish elsewhere
     other = tmp_path / "x.protected-2.png"
-    export.publish(temp, other)
+    publish(temp, other)
     assert not temp.exists()
     assert Image.open(taken).getpixel((0, 0)) == (10, 10, 10)  # the taken one is untouched
     assert Image.open(other).getpixel((0, 0)) == (200, 200, 200)

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
 from spdesk.core.events import CancelToken, Event
+from spdesk.core.files import LOCK_NAME
 from spdesk.core.manifest import MANIFEST_NAME
 from spdesk.core.perturbation import library_path_for, save_perturbation
 from spdesk.gui import protect_bridge
@@ -141,7 +142,7 @@ def test_cancel_mid_job_leaves_no_partial_file(
     assert counts[RowStatus.DONE] == 2
     assert counts[RowStatus.CANCELLED] == 4
     files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
-    outputs = [p for p in files if p.name != MANIFEST_NAME]
+    outputs = [p for p in files if p.name not in (MANIFEST_NAME, LOCK_NAME)]
     assert len(outputs) == 2, f"only the two finished photos, no partial file: {outputs}"
     for output in outputs:
         Image.open(output).verify()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spdesk.core.discovery import DiscoveryOptions, discover
 from spdesk.core.errors import (
     CorruptImageError,
     ImageError,
@@ -18,7 +19,8 @@ from spdesk.core.errors import (
     NotAnImageError,
     UnsupportedImageError,
 )
-from spdesk.core.imageio import DiscoveryOptions, discover, read_image, sniff
+from spdesk.core.formats import sniff
+from spdesk.core.imageio import read_image
 from tests import protect_samples as samples
 
 

@@ -35,6 +35,7 @@ from spdesk.core.jobs import (
     ProtectJob,
     ProtectSettings,
 )
+from spdesk.core.files import LOCK_NAME, TEMP_SUFFIX
 from spdesk.core.manifest import MANIFEST_NAME, read_manifest
 from tests import protect_samples as samples
 
@@ -103,7 +104,7 @@ def _outputs(out: Path) -> list[str]:
     return sorted(
         p.relative_to(out).as_posix()
         for p in out.rglob("*")
-        if p.is_file() and p.name != MANIFEST_NAME
+        if p.is_file() and p.name not in (MANIFEST_NAME, LOCK_NAME)  # spdesk's bookkeeping
     )
 
 
@@ -355,7 +356,7 @@ def test_gui_style_settings_are_understood(settings: ProtectSettings) -> None:
 def test_missing_bundled_perturbation_is_a_clear_error(
     tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs, "bundled_perturbation_path", lambda: tmp_path / "none.safetensors")
+    monkeypatch.setattr(jobs.job, "bundled_perturbation_path", lambda: tmp_path / "none.safetensors")
     with pytest.raises(PerturbationFileError, match="bundled with spdesk is missing"):
         _run([samples.photo(inputs / "a.png")], tmp_path / "out", ProtectSettings())
 
@@ -373,21 +374,21 @@ def test_unreadable_input_and_read_only_output_folder(
     samples.photo(inputs / "ro" / "c.png")
     originals_guard.append(inputs)
     real_open = Path.open
-    real_mkstemp = export.tempfile.mkstemp
+    real_os_open = os.open
 
     def deny_read(self: Path, *args: object, **kwargs: object) -> object:
         if self.name == "locked.png":
             raise PermissionError(errno.EACCES, "Permission denied", str(self))
         return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    def deny_write(*args: object, **kwargs: object) -> object:
-        if Path(str(kwargs.get("dir"))).name == "ro":
+    def deny_write(path: Any, *args: Any, **kwargs: Any) -> int:
+        if Path(path).parent.name == "ro" and Path(path).name.endswith(TEMP_SUFFIX):
             raise PermissionError(errno.EACCES, "Permission denied")
-        return real_mkstemp(*args, **kwargs)  # type: ignore[call-overload]
+        return real_os_open(path, *args, **kwargs)
 
     with monkeypatch.context() as patch:  # undone before the originals are hashed again
         patch.setattr(Path, "open", deny_read)
-        patch.setattr(export.tempfile, "mkstemp", deny_write)
+        patch.setattr(os, "open", deny_write)
         report, _ = _run([inputs], tmp_path / "out", settings)
     failed = {e.source.name: e.reason for e in report.failed}
     assert "Cannot read" in failed["locked.png"] and "locked.png" in failed["locked.png"]
@@ -489,7 +490,7 @@ def test_interrupted_run_leftovers_are_cleaned_and_finished(
     out = tmp_path / "out"
     _run([inputs / "0.png"], out, settings)
     # What SIGKILL leaves: a half-written temp file and a torn last manifest line.
-    (out / f".1.protected.png.abc{export.TEMP_SUFFIX}").write_bytes(b"\x89PNG half")
+    (out / f".1.protected.png.abc{TEMP_SUFFIX}").write_bytes(b"\x89PNG half")
     with (out / MANIFEST_NAME).open("a") as manifest:
         manifest.write('{"source": "' + str(inputs / "1.png") + '", "status": "pen')
     report, _ = _run([inputs], out, settings)
@@ -516,11 +517,12 @@ def test_changed_original_is_protected_again(
 def test_second_job_on_same_output_is_refused(
     tmp_path: Path, inputs: Path, settings: ProtectSettings
 ) -> None:
-    from spdesk.core.manifest import Manifest, ManifestLockedError
+    from spdesk.core.files import FolderLockedError
+    from spdesk.core.manifest import Manifest
 
     out = tmp_path / "out"
     out.mkdir()
-    with Manifest(out), pytest.raises(ManifestLockedError, match="Another spdesk job"):
+    with Manifest(out), pytest.raises(FolderLockedError, match="Another spdesk job"):
         _run([samples.photo(inputs / "a.png")], out, settings)
 
 
@@ -675,7 +677,7 @@ def test_cancel_after_a_done_event_lets_no_later_photo_through(
     report = _cancelled_run([inputs], out, dataclasses.replace(settings, workers=3), after_second)
     assert [e.source.name for e in report.done] == ["0.png", "1.png"]
     assert _outputs(out) == ["0.protected.png", "1.protected.png"]
-    assert not list(out.rglob(f"*{export.TEMP_SUFFIX}"))
+    assert not list(out.rglob(f"*{TEMP_SUFFIX}"))
 
 
 def test_manifest_on_a_full_disk_stops_the_job_cleanly(

@@ -1,9 +1,8 @@
-"""Writing protected photos: output names, encoder settings, metadata, atomic writes.
+"""Writing protected photos: output names, encoder settings, metadata.
 
-Every output is written to a temporary file in its destination folder, flushed and fsync'ed,
-then renamed into place, so a crash, a full disk or a cancellation never leaves a partial photo
-under a real name. Without ``replace`` the rename is a hard link, which fails rather than
-clobbering a file that appeared meanwhile. Outputs are named ``STEM<suffix>.EXT``
+Every output is written through :mod:`spdesk.core.files` (temporary file, fsync, rename), so a
+crash, a full disk or a cancellation never leaves a partial photo under a real name. Outputs are
+named ``STEM<suffix>.EXT``
 (``IMG_0001.protected.jpg``), so an original is never a possible target.
 
 Compression erases perturbations: JPEG defaults to quality 95 with full-resolution colour
@@ -12,30 +11,23 @@ Compression erases perturbations: JPEG defaults to quality 95 with full-resoluti
 
 from __future__ import annotations
 
-import errno
-import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from PIL import Image, PngImagePlugin
 
-from spdesk.core.errors import (
-    ConfigError,
-    DiskFullError,
-    OutputError,
-    OutputExistsError,
-    OutputPermissionError,
-)
-from spdesk.core.imageio import DecodedImage, format_label
+from spdesk.core import files
+from spdesk.core.errors import ConfigError, OutputError
+from spdesk.core.files import Writer, shown
+from spdesk.core.formats import format_label
+from spdesk.core.imageio import DecodedImage
 
 DEFAULT_SUFFIX = ".protected"
 DEFAULT_QUALITY = 95
 LOW_QUALITY = 90  # below this JPEG/WebP compression visibly erodes the protection
-TEMP_SUFFIX = ".spdesk-tmp"
 STRIP_CHOICES = ("none", "gps", "all")
 COLLISIONS = ("skip", "unique", "overwrite")
 
@@ -53,15 +45,6 @@ _EXTENSIONS = {
 _WRITE_INSTEAD = {"GIF": "PNG", "HEIF": "JPEG", "MPO": "JPEG"}
 _TIFF_COMPRESSIONS = {"raw", "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits"}
 _GPS_IFD = 0x8825
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-_FILE_MODE = 0o666 & ~_umask()  # mkstemp makes 0600 files; outputs get the usual permissions
 
 
 @dataclass(frozen=True)
@@ -261,162 +244,26 @@ def _exif_bytes(decoded: DecodedImage, strip: str, notes: list[str]) -> bytes | 
     return bytes(data) if len(data) > 8 else None
 
 
-# --- atomic writes -----------------------------------------------------------------------------
-def atomic_save(
-    encoded: Encoded,
-    target: Path,
-    *,
-    replace: bool = False,
-    before_publish: Callable[[], None] | None = None,
-) -> int:
-    """Write ``encoded`` to ``target`` atomically; returns the size in bytes.
+# --- writing -------------------------------------------------------------------------------------
+def encoder(encoded: Encoded, target: Path) -> Writer:
+    """A writer (for :func:`~spdesk.core.files.atomic_write`) that encodes ``encoded``;
+    Pillow's refusals become an :class:`OutputError` naming ``target``."""
 
-    :func:`write_temp` then :func:`publish`: the image is encoded into a temporary file beside
-    ``target``, flushed and fsync'ed, then given its name.
+    def write(handle: IO[bytes]) -> None:
+        try:
+            write_image(encoded, handle)
+        except (ValueError, KeyError, TypeError) as error:  # Pillow encoder refusals
+            raise OutputError(f"Could not encode {shown(target.name)}: {error}") from error
 
-    Args:
-        encoded: the image and its save arguments (see :func:`prepare`).
-        target: the final path; its folder is created if needed.
-        replace: replace an existing ``target`` (the "overwrite" collision policy); otherwise a
-            taken name raises :class:`OutputExistsError` and nothing is replaced.
-        before_publish: called between the complete temp file and the rename; whatever it
-            raises (a cancellation) leaves no file behind.
-
-    Raises:
-        DiskFullError, OutputPermissionError, OutputExistsError, OutputError: naming the file;
-        the temporary file is always removed.
-    """
-    temp, size = write_temp(encoded, target)
-    try:
-        if before_publish is not None:
-            before_publish()
-        publish(temp, target, replace=replace)
-    finally:
-        temp.unlink(missing_ok=True)
-    return size
+    return write
 
 
 def write_temp(encoded: Encoded, target: Path) -> tuple[Path, int]:
-    """Encode ``encoded`` into a complete, fsync'ed temporary file beside ``target``.
-
-    Returns the temporary file (hidden, removed by :func:`clean_stale_temps` if a killed job
-    leaves it) and its size. On any failure nothing is left behind.
-    """
-    folder = target.parent
-    _make_folder(folder, target)
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=folder)
-    except OSError as error:
-        raise output_error(error, target) from error
-    temp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write_image(encoded, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-            size = handle.tell()
-        os.chmod(temp, _FILE_MODE)
-    except OSError as error:
-        temp.unlink(missing_ok=True)
-        raise output_error(error, target) from error
-    except (ValueError, KeyError, TypeError) as error:  # Pillow encoder refusals
-        temp.unlink(missing_ok=True)
-        raise OutputError(f"Could not encode {target.name}: {error}") from error
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return temp, size
-
-
-def publish(temp: Path, target: Path, *, replace: bool = False) -> None:
-    """Give a complete temporary file from :func:`write_temp` its final name, atomically.
-
-    Never replaces an existing ``target`` unless ``replace``: a taken name raises
-    :class:`OutputExistsError` and keeps ``temp`` (to publish under another name). Otherwise
-    ``temp`` is gone afterwards, published or not.
-    """
-    try:
-        # The rename itself is not fsync'ed: after a power cut it may be lost, which leaves the
-        # complete temp file; the next run removes it and protects the photo again.
-        _publish(temp, target, replace)
-    except OutputExistsError:
-        raise
-    except OSError as error:
-        temp.unlink(missing_ok=True)
-        raise output_error(error, target) from error
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    temp.unlink(missing_ok=True)  # after a hard link, the temporary name remains
+    """Encode ``encoded`` into a complete, fsync'ed temporary file beside ``target`` (see
+    :func:`spdesk.core.files.write_temp`); returns it and its size."""
+    return files.write_temp(target, encoder(encoded, target))
 
 
 def write_image(encoded: Encoded, handle: IO[bytes]) -> None:
     """Encode into an open file (a separate function so tests can simulate a full disk)."""
     encoded.image.save(handle, format=encoded.format, **encoded.params)
-
-
-def _make_folder(folder: Path, target: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as error:
-        raise OutputError(
-            f"Cannot create the folder {folder} for {target.name}: a file has that name.",
-            hint="Rename or move that file, or choose another output folder.",
-        ) from error
-    except OSError as error:
-        raise output_error(error, target) from error
-
-
-def _publish(temp: Path, target: Path, replace: bool) -> None:
-    if replace:
-        os.replace(temp, target)
-        return
-    try:
-        os.link(temp, target)  # atomic and never clobbers
-        return
-    except FileExistsError:
-        raise OutputExistsError(f"{target} already exists.") from None
-    except OSError as error:
-        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
-            raise
-    # Hard links unsupported (FAT, some network shares): check, then rename.
-    if target.exists() or target.is_symlink():
-        raise OutputExistsError(f"{target} already exists.")
-    os.rename(temp, target)
-
-
-def output_error(error: OSError, target: Path) -> OutputError:
-    """A named, actionable error for an OSError met while writing ``target``."""
-    code = error.errno
-    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return DiskFullError(
-            f"The disk is full: {target.name} could not be written to {target.parent}.",
-            hint="Free some space, or choose an output folder on another disk, then run the "
-            "same job again: finished photos are kept and skipped.",
-        )
-    if isinstance(error, PermissionError) or code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputPermissionError(
-            f"Cannot write {target.name}: the folder {target.parent} is read-only or you do "
-            "not have permission to write there.",
-            hint="Choose an output folder you can write to, or change that folder's permissions.",
-        )
-    if code == errno.ENAMETOOLONG:
-        return OutputError(
-            f"Cannot write {target}: the name or path is too long for this disk.",
-            hint="Choose a shorter output folder path or a shorter suffix.",
-        )
-    return OutputError(f"Could not write {target}: {error.strerror or error}.")
-
-
-def clean_stale_temps(root: Path) -> list[Path]:
-    """Remove temporary files a killed job left under ``root``; returns what was removed."""
-    removed: list[Path] = []
-    if not root.is_dir():
-        return removed
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
-                path = Path(folder) / name
-                path.unlink(missing_ok=True)
-                removed.append(path)
-    return removed

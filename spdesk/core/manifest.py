@@ -15,10 +15,8 @@ size. Anything else is protected again.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from spdesk.core.errors import OutputError
-from spdesk.core.export import output_error
+from spdesk.core.files import atomic_write, folder_lock, output_error, shown
 
 MANIFEST_NAME = "spdesk-manifest.jsonl"
 FORMAT_VERSION = 1
@@ -51,10 +49,6 @@ class SourceSignature:
         return [self.size, self.mtime_ns]
 
 
-class ManifestLockedError(OutputError):
-    """Another spdesk job is writing into the same output folder."""
-
-
 class Manifest:
     """The manifest of one output folder, open for one job (use as a context manager).
 
@@ -67,14 +61,16 @@ class Manifest:
         self.path = root / MANIFEST_NAME
         self.entries: dict[str, dict[str, Any]] = read_manifest(self.path)
         self._handle: IO[str] | None = None
-        self._lock_fd: int | None = None
+        self._lock: contextlib.ExitStack | None = None
         self._synced = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self) -> Manifest:
         """Lock the folder against a second job and open the manifest for appending."""
+        self._lock = contextlib.ExitStack()
+        busy = f"Another spdesk job is writing into {shown(self.root)}."
+        self._lock.enter_context(folder_lock(self.root, busy=busy))
         try:
-            self._lock_fd = _lock_folder(self.root)
             self.entries = read_manifest(self.path)  # re-read under the lock
             self._handle = self.path.open("a", encoding="utf-8")
         except OSError as error:
@@ -90,11 +86,11 @@ class Manifest:
             self._handle.close()
             self._handle = None
             if compact:
-                with contextlib.suppress(OSError):  # a full disk keeps the (valid) long form
+                with contextlib.suppress(OutputError):  # a full disk keeps the (valid) long form
                     self._compact()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor releases the flock
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def __enter__(self) -> Manifest:
         return self.open()
@@ -166,15 +162,7 @@ class Manifest:
     def _compact(self) -> None:
         text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.entries.values() if e)
         header = json.dumps({"format": "spdesk-manifest", "version": FORMAT_VERSION}) + "\n"
-        fd, name = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", suffix=".tmp", dir=self.root)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(header + text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(name, self.path)
-        finally:
-            Path(name).unlink(missing_ok=True)
+        atomic_write(self.path, (header + text).encode("utf-8"))
 
 
 def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
@@ -192,23 +180,3 @@ def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
         if isinstance(entry, dict) and isinstance(entry.get("source"), str):
             entries[entry["source"]] = entry
     return entries
-
-
-def _lock_folder(root: Path) -> int | None:
-    """Hold an exclusive lock on ``root`` for this process (released by the OS on exit)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory folder locks; a second job is not prevented
-        return None
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        os.close(fd)
-        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return None  # no locks on this file system (some network shares): go on unlocked
-        raise ManifestLockedError(
-            f"Another spdesk job is writing into {root}.",
-            hint="Wait for it to finish, or choose another output folder.",
-        ) from error
-    return fd

@@ -9,9 +9,7 @@ Nothing here unpickles: a file that is not safetensors is refused with a precise
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from spdesk.core.errors import PerturbationFileError
+from spdesk.core.files import atomic_write
 from spdesk.core.paths import library_dir
 
 FORMAT_NAME = "spdesk-perturbation"
@@ -130,17 +129,7 @@ def save_perturbation(
         json_keys=json.dumps(sorted(json_keys)),
     )
     payload = save({"delta": np.ascontiguousarray(delta)}, metadata=header)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, payload)
     return path
 
 

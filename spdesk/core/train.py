@@ -31,6 +31,7 @@ from spdesk import __version__
 from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.errors import Cancelled, ConfigError, ImageError
 from spdesk.core.events import CancelToken, EtaClock, Event, EventSink, Progress, ignore_events
+from spdesk.core.files import atomic_write
 from spdesk.core.objectives import build_objectives
 from spdesk.core.objectives.base import BatchCache, Objective, objective_loss
 from spdesk.core.optim import DeltaOptimizer, OptimConfig, initial_delta, loss_gradient, run
@@ -352,16 +353,13 @@ class _Trainer:
 # --- checkpoints ------------------------------------------------------------------------------
 def save_checkpoint(path: Path, trainer: _Trainer) -> None:
     """Optimiser state + validation history, atomically (safetensors; no pickle)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     meta = {
         "resume_key": trainer.config.resume_key(),
         "validation": json.dumps([_report_dict(r) for r in trainer.validation]),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    save_file(trainer.optimizer.state_dict(), str(tmp), metadata=meta)
-    tmp.replace(path)
+    atomic_write(path, save(trainer.optimizer.state_dict(), metadata=meta))
     trainer.on_event(CheckpointSaved(step=trainer.optimizer.step_index, path=path))
 
 

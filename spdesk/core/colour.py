@@ -1,0 +1,121 @@
+"""Colour conversions to 8-bit RGB(A): 16-bit scaling, CMYK and greyscale profiles to sRGB.
+
+Every photo spdesk protects reaches the perturbation as RGB or RGBA; :func:`to_rgb` converts
+whatever mode the decoder gave, with plain-language notes on what changed.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageCms
+
+from spdesk.core.errors import UnsupportedImageError
+
+
+def to_rgb(
+    path: Path, image: Image.Image, icc: bytes | None, bit_depth: int, notes: list[str]
+) -> tuple[Image.Image, bytes | None]:
+    """``image`` (decoded from ``path``) as RGB or RGBA, and the ICC profile that describes it.
+
+    ``notes`` gets a line for each visible change; modes spdesk cannot protect raise
+    :class:`UnsupportedImageError` naming the file.
+    """
+    mode = image.mode
+    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        image, mode = _scale_16bit(image, bit_depth), "L"
+    if mode == "F":
+        raise UnsupportedImageError(
+            f"{path.name} holds floating-point (HDR/scientific) pixels; spdesk protects 8- and "
+            "16-bit photos.",
+            hint="Export it as an 8- or 16-bit TIFF, PNG or JPEG first.",
+        )
+    space = _icc_space(icc)
+    if mode == "CMYK":
+        return _cmyk_to_srgb(path, image, icc if space == "CMYK" else None, notes)
+    alpha = image.has_transparency_data
+    target = "RGBA" if alpha else "RGB"
+    if mode in ("L", "LA", "1", "La") and space == "GRAY" and icc:
+        return _grey_profile_to_srgb(image, icc, target, notes)
+    if mode in ("L", "LA", "1", "La"):
+        notes.append("greyscale photo saved in colour (the protection adds faint colour noise)")
+        icc = None if space not in (None, "RGB") else icc
+    elif mode not in ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "YCbCr"):
+        raise UnsupportedImageError(
+            f"{path.name} uses colour mode {mode}, which spdesk cannot protect.",
+            hint="Convert it to RGB in an image editor and try again.",
+        )
+    if space not in (None, "RGB"):
+        icc = None  # a profile that does not describe RGB pixels would mislabel the output
+    return (image if image.mode == target else image.convert(target)), icc
+
+
+def _scale_16bit(image: Image.Image, bit_depth: int) -> Image.Image:
+    values = np.asarray(image)
+    top = 65535 if bit_depth >= 16 or int(values.max(initial=0)) > 255 else 255
+    scaled = (values.astype(np.uint32) * 255 + top // 2) // top
+    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), mode="L")
+
+
+def _icc_space(icc: bytes | None) -> str | None:
+    if not icc:
+        return None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
+        return "damaged"
+    return str(profile.profile.xcolor_space).strip() or None
+
+
+def _srgb_bytes() -> bytes:
+    return bytes(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+
+
+def _cmyk_to_srgb(
+    path: Path, image: Image.Image, icc: bytes | None, notes: list[str]
+) -> tuple[Image.Image, bytes | None]:
+    if icc is None:
+        raise UnsupportedImageError(
+            f"{path.name} is a CMYK image (print colours) without a colour profile, so its "
+            "screen colours cannot be known; it was left out.",
+            hint="Convert it to RGB (sRGB) in an image editor and protect that copy.",
+        )
+    try:
+        converted = ImageCms.profileToProfile(
+            image,
+            ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+            ImageCms.createProfile("sRGB"),
+            renderingIntent=ImageCms.Intent.PERCEPTUAL,
+            outputMode="RGB",
+        )
+    except ImageCms.PyCMSError as error:
+        raise UnsupportedImageError(
+            f"{path.name} is a CMYK image whose colour profile could not be used ({error}).",
+            hint="Convert it to RGB (sRGB) in an image editor and protect that copy.",
+        ) from error
+    assert converted is not None
+    notes.append("CMYK converted to sRGB with its colour profile")
+    return converted, _srgb_bytes()
+
+
+def _grey_profile_to_srgb(
+    image: Image.Image, icc: bytes, target: str, notes: list[str]
+) -> tuple[Image.Image, bytes | None]:
+    alpha = image.convert("RGBA").getchannel("A") if target == "RGBA" else None
+    try:
+        rgb = ImageCms.profileToProfile(
+            image.convert("L"),
+            ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+            ImageCms.createProfile("sRGB"),
+            outputMode="RGB",
+        )
+    except ImageCms.PyCMSError:
+        notes.append("greyscale colour profile unusable: saved as plain sRGB")
+        return image.convert(target), None
+    assert rgb is not None
+    notes.append("greyscale photo saved in colour with an sRGB profile")
+    if alpha is not None:
+        rgb.putalpha(alpha)
+    return rgb, _srgb_bytes()

@@ -1,0 +1,189 @@
+"""Photo discovery: files and folders in, the photos a job reads (by content) out.
+
+The one walk behind protection, training and evaluation: hidden, system and special files
+(FIFOs, sockets, devices) are listed as skipped without being opened, symbolic links are not
+followed unless asked (and never loop), and each photo keeps the folder its relative path is
+taken from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spdesk.core.formats import IMAGE_SUFFIXES, sniff_file
+
+JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".directory"})
+SIDECAR_SUFFIXES = frozenset(
+    {".xmp", ".aae", ".thm", ".json", ".xml", ".txt", ".pp3", ".dop", ".on1", ".lrv", ".lrf"}
+)
+# Folders that hold thumbnails, trash or system data (NAS thumbnails are real JPEGs!).
+SYSTEM_FOLDERS = frozenset(
+    {"@eadir", "$recycle.bin", "system volume information", ".trashes", ".thumbnails"}
+)
+
+
+@dataclass(frozen=True)
+class InputPhoto:
+    """A file a job will try to protect and the folder its relative path is taken from."""
+
+    path: Path
+    root: Path
+
+
+@dataclass(frozen=True)
+class SkippedInput:
+    """A file or folder left out of a job, with the reason shown to the user."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class Discovery:
+    """What a set of input paths holds: photos in job order, and what was left out and why."""
+
+    photos: list[InputPhoto] = field(default_factory=list)
+    skipped: list[SkippedInput] = field(default_factory=list)
+    missing: list[Path] = field(default_factory=list)  # named inputs that do not exist
+
+
+@dataclass(frozen=True)
+class DiscoveryOptions:
+    """How inputs are walked.
+
+    Attributes:
+        follow_symlinks: follow symbolic links to files and folders (loops are detected).
+        is_output_name: predicate on a file name; True for spdesk's own outputs (skipped).
+        output_marker: a file name whose presence marks a folder as an spdesk output folder.
+        exclude: folders never walked (the job's output folder).
+    """
+
+    follow_symlinks: bool = False
+    is_output_name: Callable[[str], bool] | None = None
+    output_marker: str | None = None
+    exclude: tuple[Path, ...] = ()
+
+
+def discover(paths: Sequence[Path], options: DiscoveryOptions = DiscoveryOptions()) -> Discovery:
+    """Expand files and folders (recursively) into the photos a job protects, by content.
+
+    Explicitly named files are always taken (a bad one then fails with a clear error); inside
+    folders, files whose content is not an image are listed as skipped (OS junk, sidecars,
+    documents) unless their name says they are photos. The walk never loops: symbolic links
+    are not followed by default, and followed links are tracked by device and inode.
+    """
+    found = Discovery()
+    seen: set[str] = set()
+    excluded = {_real(p) for p in options.exclude}
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            _walk(path, options, excluded, seen, found)
+        elif path.exists() or path.is_symlink():
+            _add(path, path.parent, seen, found)
+        else:
+            found.missing.append(path)
+    return found
+
+
+def _real(path: Path) -> str:
+    return str(Path(path).resolve())
+
+
+def _add(path: Path, root: Path, seen: set[str], found: Discovery) -> None:
+    real = _real(path)
+    if real not in seen:
+        seen.add(real)
+        found.photos.append(InputPhoto(path, root))
+
+
+def _walk(
+    root: Path, options: DiscoveryOptions, excluded: set[str], seen: set[str], found: Discovery
+) -> None:
+    visited: set[tuple[int, int]] = set()
+
+    def on_error(error: OSError) -> None:
+        where = Path(error.filename) if error.filename else root
+        found.skipped.append(SkippedInput(where, f"folder cannot be read ({error.strerror})"))
+
+    for folder, dirnames, filenames in os.walk(
+        root, onerror=on_error, followlinks=options.follow_symlinks
+    ):
+        here = Path(folder)
+        if _skip_folder(here, root, options, excluded, visited, found):
+            dirnames.clear()
+            continue
+        dirnames.sort(key=_name_key)
+        if not options.follow_symlinks:
+            for name in [d for d in dirnames if (here / d).is_symlink()]:
+                dirnames.remove(name)
+                found.skipped.append(SkippedInput(here / name, "symbolic link (not followed)"))
+        for name in sorted(filenames, key=_name_key):
+            reason = _file_reason(here / name, options)
+            if reason is None:
+                _add(here / name, root, seen, found)
+            elif reason:
+                found.skipped.append(SkippedInput(here / name, reason))
+
+
+def _name_key(name: str) -> tuple[str, str]:
+    return name.casefold(), name
+
+
+def _skip_folder(
+    folder: Path,
+    root: Path,
+    options: DiscoveryOptions,
+    excluded: set[str],
+    visited: set[tuple[int, int]],
+    found: Discovery,
+) -> bool:
+    """Whether to leave ``folder`` out (recording why); also guards against link loops."""
+    reason = None
+    try:
+        info = folder.stat()
+    except OSError as error:
+        found.skipped.append(SkippedInput(folder, f"folder cannot be read ({error.strerror})"))
+        return True
+    if (info.st_dev, info.st_ino) in visited:
+        reason = "symbolic link loop (already walked)"
+    elif folder != root and (folder.name.startswith(".") or folder.name.lower() in SYSTEM_FOLDERS):
+        reason = "hidden or system folder"
+    elif folder != root and _real(folder) in excluded:
+        reason = "the output folder of this job"
+    elif folder != root and options.output_marker and (folder / options.output_marker).exists():
+        # The folder the user named is walked even so (protecting in place); outputs in it
+        # are recognised by name.
+        reason = "an spdesk output folder (holds protected copies)"
+    visited.add((info.st_dev, info.st_ino))
+    if reason:
+        found.skipped.append(SkippedInput(folder, reason))
+    return reason is not None
+
+
+def _file_reason(path: Path, options: DiscoveryOptions) -> str | None:
+    """None to take the file, or the reason it is skipped ("" = skip silently)."""
+    name = path.name
+    if options.output_marker and name == options.output_marker:
+        return ""
+    if name.lower() in JUNK_NAMES or name.startswith("._"):
+        return "system file, not a photo"
+    if path.is_symlink() and not options.follow_symlinks:
+        return "symbolic link (not followed)"
+    if name.startswith("."):
+        return "hidden file"
+    if options.is_output_name is not None and options.is_output_name(name):
+        return "already an spdesk output (never protected twice)"
+    looks_like_photo = path.suffix.lower() in IMAGE_SUFFIXES
+    try:
+        fmt = sniff_file(path)
+    except OSError as error:
+        return None if looks_like_photo else f"cannot be read ({error.strerror})"
+    if fmt is not None or looks_like_photo:
+        return None
+    if path.suffix.lower() in SIDECAR_SUFFIXES:
+        return "sidecar file (metadata), not a photo"
+    return "not a photo (content is not JPEG, PNG, WebP, TIFF, BMP, GIF or HEIC)"

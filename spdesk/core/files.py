@@ -1,0 +1,296 @@
+"""The file-system foundation: atomic writes, temporary names, locks, names shown to people.
+
+Every file spdesk writes (protected photos, the manifest, perturbation files, checkpoints)
+goes through :func:`write_temp` + :func:`publish` or :func:`atomic_write`: the bytes go to a
+hidden temporary file in the destination folder, are flushed and fsync'ed, and only then get
+their name, so a crash, a full disk or a cancellation never leaves a partial file under a real
+name. Temporary names are never longer than the final name (or a short fixed length), so a
+name that fits the file system always has a temporary name that fits too. Temporary files
+still open when the process is interrupted are removed by :func:`remove_live_temps`.
+
+Locks use ``filelock`` (flock on POSIX, ``LockFileEx`` on Windows), never the platform calls
+directly, so a second job is refused on every system spdesk runs on.
+
+File names are bytes on POSIX: a name that is not valid UTF-8 reaches Python as a str with
+lone surrogates (``surrogateescape``). :func:`shown` gives the form for people (and JSON):
+undecodable bytes written as ``\\xe9``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+from spdesk.core.errors import DiskFullError, OutputError, OutputExistsError, OutputPermissionError
+
+TEMP_SUFFIX = ".spdesk-tmp"
+_TEMP_RANDOM = 8  # hex digits: collisions are retried, so this only needs to be rare
+_TEMP_OVERHEAD = 1 + 1 + _TEMP_RANDOM + len(TEMP_SUFFIX)  # ".", ".", random, suffix
+_SHORT_NAME = 64  # a temporary name may always be this long (every file system allows it)
+DEFAULT_NAME_MAX = 255
+LOCK_NAME = ".spdesk.lock"
+
+Writer = Callable[[IO[bytes]], None]
+
+_live_lock = threading.Lock()
+_live_temps: set[Path] = set()
+
+
+# --- names --------------------------------------------------------------------------------------
+def name_bytes(name: str) -> int:
+    """The length of a file name on disk, in bytes (the unit of the file system's limit)."""
+    return len(os.fsencode(name))
+
+
+def name_max(folder: Path) -> int:
+    """The longest file name (bytes) ``folder``'s file system allows (255 if it cannot say)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (AttributeError, OSError, ValueError):  # Windows has no pathconf; 255 is NTFS's limit
+        return DEFAULT_NAME_MAX
+
+
+def truncate_name(name: str, limit: int) -> str:
+    """``name`` cut to at most ``limit`` bytes on disk (bytes kept exactly, never re-encoded)."""
+    raw = os.fsencode(name)[: max(limit, 0)]
+    # Cut inside a UTF-8 character, the tail bytes come back as surrogates: still the same bytes.
+    return os.fsdecode(raw)
+
+
+def temp_path(target: Path) -> Path:
+    """A fresh hidden temporary name beside ``target`` that fits wherever ``target`` fits."""
+    budget = min(name_max(target.parent), max(name_bytes(target.name), _SHORT_NAME))
+    stem = truncate_name(target.name, budget - _TEMP_OVERHEAD)
+    return target.with_name(f".{stem}.{secrets.token_hex(_TEMP_RANDOM // 2)}{TEMP_SUFFIX}")
+
+
+def shown(path: Path | str) -> str:
+    """``path`` as text for people and JSON: undecodable bytes written as ``\\xe9``."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(text)
+        return raw.decode("utf-8", "backslashreplace")
+    return text
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of spdesk's temporary files."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
+# --- atomic writes ------------------------------------------------------------------------------
+def write_temp(target: Path, write: Writer | bytes) -> tuple[Path, int]:
+    """Write a complete, fsync'ed temporary file beside ``target``; returns it and its size.
+
+    ``write`` is the content or a function that writes it into an open binary file. On any
+    failure nothing is left behind: OSError becomes a named :class:`OutputError` (disk full,
+    permission, name too long) naming ``target``; anything else propagates unchanged.
+    """
+    make_folder(target.parent, target)
+    temp, fd = _create_temp(target)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if isinstance(write, bytes):
+                handle.write(write)
+            else:
+                write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+            size = handle.tell()
+    except OSError as error:
+        discard(temp)
+        raise output_error(error, target) from error
+    except BaseException:
+        discard(temp)
+        raise
+    return temp, size
+
+
+def publish(temp: Path, target: Path, *, replace: bool = False) -> None:
+    """Give a complete temporary file from :func:`write_temp` its final name, atomically.
+
+    Never replaces an existing ``target`` unless ``replace``: a taken name raises
+    :class:`OutputExistsError` and keeps ``temp`` (to publish under another name). Otherwise
+    ``temp`` is gone afterwards, published or not.
+    """
+    try:
+        # The rename itself is not fsync'ed: after a power cut it may be lost, which leaves the
+        # complete temp file; the next run removes it and writes the file again.
+        _publish(temp, target, replace)
+    except OutputExistsError:
+        raise
+    except OSError as error:
+        discard(temp)
+        raise output_error(error, target) from error
+    except BaseException:
+        discard(temp)
+        raise
+    discard(temp)  # after a hard link, the temporary name remains
+
+
+def atomic_write(target: Path, write: Writer | bytes, *, replace: bool = True) -> int:
+    """Write ``target`` atomically (temporary file, fsync, rename); returns its size in bytes.
+
+    Args:
+        target: the final path; its folder is created if needed.
+        write: the content, or a function writing it into an open binary file.
+        replace: replace an existing ``target``; otherwise a taken name raises
+            :class:`OutputExistsError` and nothing is replaced.
+
+    Raises:
+        DiskFullError, OutputPermissionError, OutputExistsError, OutputError: naming the file;
+        the temporary file is always removed.
+    """
+    temp, size = write_temp(target, write)
+    try:
+        publish(temp, target, replace=replace)
+    finally:
+        discard(temp)
+    return size
+
+
+def discard(temp: Path) -> None:
+    """Remove a temporary file (if still there) and forget it."""
+    with contextlib.suppress(OSError):
+        temp.unlink(missing_ok=True)
+    with _live_lock:
+        _live_temps.discard(temp)
+
+
+def remove_live_temps() -> list[Path]:
+    """Remove every temporary file this process still has open (on the way out of a forced
+    stop, e.g. a second Ctrl-C); returns what was removed."""
+    with _live_lock:
+        temps = list(_live_temps)
+    for temp in temps:
+        discard(temp)
+    return temps
+
+
+def clean_stale_temps(root: Path) -> list[Path]:
+    """Remove temporary files a killed job left under ``root``; returns what was removed."""
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            if is_temp_name(name):
+                path = Path(folder) / name
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def make_folder(folder: Path, target: Path) -> None:
+    """Create ``folder`` (for ``target``), or say plainly why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as error:
+        raise OutputError(
+            f"Cannot create the folder {shown(folder)} for {shown(target.name)}: a file has "
+            "that name.",
+            hint="Rename or move that file, or choose another output folder.",
+        ) from error
+    except OSError as error:
+        raise output_error(error, target) from error
+
+
+def _create_temp(target: Path) -> tuple[Path, int]:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _attempt in range(100):
+        temp = temp_path(target)
+        try:
+            fd = os.open(temp, flags, 0o666)  # the umask applies, as for any new file
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise output_error(error, target) from error
+        with _live_lock:
+            _live_temps.add(temp)
+        return temp, fd
+    raise OutputError(f"Could not create a temporary file beside {shown(target)}.")
+
+
+def _publish(temp: Path, target: Path, replace: bool) -> None:
+    if replace:
+        os.replace(temp, target)
+        return
+    try:
+        os.link(temp, target)  # atomic and never clobbers
+        return
+    except FileExistsError:
+        raise OutputExistsError(f"{shown(target)} already exists.") from None
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+    # Hard links unsupported (FAT, some network shares): check, then rename.
+    if target.exists() or target.is_symlink():
+        raise OutputExistsError(f"{shown(target)} already exists.")
+    os.rename(temp, target)
+
+
+def output_error(error: OSError, target: Path) -> OutputError:
+    """A named, actionable error for an OSError met while writing ``target``."""
+    code = error.errno
+    name, folder = shown(target.name), shown(target.parent)
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return DiskFullError(
+            f"The disk is full: {name} could not be written to {folder}.",
+            hint="Free some space, or choose an output folder on another disk, then run the "
+            "same job again: finished photos are kept and skipped.",
+        )
+    if isinstance(error, PermissionError) or code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputPermissionError(
+            f"Cannot write {name}: the folder {folder} is read-only or you do not have "
+            "permission to write there.",
+            hint="Choose an output folder you can write to, or change that folder's permissions.",
+        )
+    if code == errno.ENAMETOOLONG:
+        return OutputError(
+            f"Cannot write {shown(target)}: the name or path is too long for this disk.",
+            hint="Choose a shorter output folder path or a shorter suffix.",
+        )
+    return OutputError(f"Could not write {shown(target)}: {error.strerror or error}.")
+
+
+# --- locks --------------------------------------------------------------------------------------
+class FolderLockedError(OutputError):
+    """Another spdesk process holds the lock of a folder."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, *, wait_s: float = 0.0, busy: str = "") -> Iterator[None]:
+    """Hold ``folder``'s spdesk lock (a ``.spdesk.lock`` file in it) for the ``with`` block.
+
+    Args:
+        folder: the folder to lock (it must exist).
+        wait_s: how long to wait for another holder, in seconds (0: refuse at once).
+        busy: the message of the :class:`FolderLockedError` raised when it stays locked.
+    """
+    import filelock
+
+    lock = filelock.FileLock(folder / LOCK_NAME, timeout=wait_s, thread_local=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout as error:
+        raise FolderLockedError(
+            busy or f"Another spdesk process is using {shown(folder)}.",
+            hint="Wait for it to finish, or choose another folder.",
+        ) from error
+    except NotImplementedError:  # a file system without locks (some network shares)
+        yield
+        return
+    except OSError as error:  # the lock file cannot be created (read-only folder...)
+        raise output_error(error, folder / LOCK_NAME) from error
+    try:
+        yield
+    finally:
+        lock.release()

@@ -1,0 +1,161 @@
+"""What a job tells its caller: typed events while it runs, and the report at the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spdesk.core.errors import Cancelled
+from spdesk.core.events import Event
+
+
+@dataclass(frozen=True)
+class JobStarted(Event):
+    """The job is about to process ``total`` photos (``skipped_inputs`` non-photos left out)."""
+
+    total: int
+    output_root: Path
+    skipped_inputs: int = 0
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileProgress(Event):
+    """Photo ``position`` of ``count`` is at ``stage``: ``done`` of ``total`` steps."""
+
+    source: Path
+    done: float
+    total: float
+    stage: str
+    position: int = 0
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class FileDone(Event):
+    """A photo was protected and written to ``output``.
+
+    ``psnr`` (dB) and ``max_change`` (8-bit steps) compare the protected pixels with the
+    original's (None when identical); ``notes`` say what else changed (format, depth, alpha).
+    """
+
+    source: Path
+    output: Path
+    psnr: float | None = None
+    max_change: int = 0
+    seconds: float = 0.0
+    notes: tuple[str, ...] = ()
+    position: int = 0
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class FileSkipped(Event):
+    """A file was left out (not a photo, already done, output exists...)."""
+
+    source: Path
+    reason: str
+    output: Path | None = None
+    position: int = 0
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class FileFailed(Event):
+    """A photo could not be protected; the job goes on with the next one."""
+
+    source: Path
+    reason: str
+    hint: str = ""
+    position: int = 0
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class JobFinished(Event):
+    """The job ended (completed, stopped by a full disk, or cancelled)."""
+
+    report: JobReport
+
+
+# --- report ------------------------------------------------------------------------------------
+@dataclass
+class JobReport:
+    """What a job did: done / skipped / failed with reasons, and what is still pending."""
+
+    output_root: Path
+    settings: dict[str, Any] = field(default_factory=dict)
+    done: list[FileDone] = field(default_factory=list)
+    skipped: list[FileSkipped] = field(default_factory=list)
+    failed: list[FileFailed] = field(default_factory=list)
+    pending: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    cancelled: bool = False
+    stopped: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed and nothing was left pending."""
+        return not self.failed and not self.pending and not self.cancelled
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able summary (paths as strings)."""
+        return {
+            "output_root": str(self.output_root),
+            "counts": {
+                "done": len(self.done),
+                "skipped": len(self.skipped),
+                "failed": len(self.failed),
+                "pending": len(self.pending),
+            },
+            "cancelled": self.cancelled,
+            "stopped": self.stopped,
+            "seconds": round(self.seconds, 3),
+            "warnings": list(self.warnings),
+            "done": [
+                {
+                    "source": str(e.source),
+                    "output": str(e.output),
+                    "psnr_db": None if e.psnr is None else round(e.psnr, 2),
+                    "max_change": e.max_change,
+                    "seconds": round(e.seconds, 3),
+                    "notes": list(e.notes),
+                }
+                for e in self.done
+            ],
+            "skipped": [{"source": str(e.source), "reason": e.reason} for e in self.skipped],
+            "failed": [
+                {"source": str(e.source), "reason": e.reason, "hint": e.hint} for e in self.failed
+            ],
+            "pending": [str(p) for p in self.pending],
+            "settings": self.settings,
+        }
+
+    def text(self) -> str:
+        """A human-readable summary."""
+        head = f"{len(self.done)} protected, {len(self.skipped)} skipped, {len(self.failed)} failed"
+        if self.pending:
+            head += f", {len(self.pending)} not done"
+        lines = [f"{head} in {self.seconds:.1f} s. Output: {self.output_root}"]
+        if self.cancelled:
+            lines.append("Cancelled: run the same command again to finish the rest.")
+        if self.stopped:
+            lines.append(f"Stopped: {self.stopped}")
+        lines.extend(f"Warning: {w}" for w in self.warnings)
+        if self.failed:
+            lines.append("Failed:")
+            lines.extend(f"  {e.source}: {e.reason}" for e in self.failed)
+        if self.skipped:
+            lines.append("Skipped:")
+            lines.extend(f"  {e.source}: {e.reason}" for e in self.skipped)
+        return "\n".join(lines)
+
+
+class JobCancelled(Cancelled):
+    """The job was cancelled; ``report`` says what was finished and what is pending."""
+
+    def __init__(self, report: JobReport) -> None:
+        super().__init__("Cancelled: finished photos are kept; run the job again to finish.")
+        self.report = report

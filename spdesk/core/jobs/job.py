@@ -1,0 +1,159 @@
+"""Batch protection: files and folders in, protected copies out, nothing lost.
+
+:class:`ProtectJob` is the one call behind ``spdesk protect``, the app's Protect button and the
+benchmark. It walks the inputs (by content), protects each photo with the mode's
+:class:`~spdesk.core.jobs.protector.Protector`, writes each output atomically into a mirrored
+folder structure, and records every step in the output folder's manifest, so that a re-run with
+the same settings skips finished photos and a killed job resumes where it stopped. Progress is
+reported through events; the cancel token is checked between files, between stages of a file
+and inside fine-tuning.
+
+The universal path never imports torch: Pillow and numpy only, so a batch starts at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from spdesk.core.errors import (
+    ConfigError,
+    OutputError,
+    OutputPermissionError,
+    PerturbationFileError,
+)
+from spdesk.core.events import CancelToken, EventSink, ignore_events
+from spdesk.core.export import settings_warnings
+from spdesk.core.files import clean_stale_temps, output_error, shown
+from spdesk.core.jobs.events import (
+    FileFailed,
+    FileSkipped,
+    JobCancelled,
+    JobFinished,
+    JobReport,
+    JobStarted,
+)
+from spdesk.core.jobs.pool import JobRun
+from spdesk.core.jobs.protector import build_protector
+from spdesk.core.jobs.scan import inside, scan_inputs
+from spdesk.core.jobs.settings import ProtectSettings
+from spdesk.core.manifest import MANIFEST_NAME, Manifest
+from spdesk.core.perturbation import Perturbation, bundled_perturbation_path, load_perturbation
+
+
+class ProtectJob:
+    """Protect ``inputs`` (files and folders) into ``output_root`` with ``settings``.
+
+    Args:
+        inputs: files and folders; folders are walked recursively, photos found by content.
+        output_root: the output folder (created); its structure mirrors the inputs'.
+        settings: how to protect and write (see :class:`ProtectSettings`).
+    """
+
+    def __init__(
+        self,
+        inputs: Sequence[Path],
+        output_root: Path,
+        settings: ProtectSettings | None = None,
+    ) -> None:
+        self.inputs = [Path(p) for p in inputs]
+        self.output_root = Path(output_root)
+        self.settings = settings or ProtectSettings()
+
+    def run(
+        self, on_event: EventSink = ignore_events, cancel: CancelToken | None = None
+    ) -> JobReport:
+        """Run the job; returns its report.
+
+        Raises:
+            JobCancelled: when ``cancel`` was set (after JobFinished; its report is attached).
+            SpdeskError: when the job cannot start (bad settings, perturbation, output folder).
+        """
+        cancel = cancel or CancelToken()
+        started = time.monotonic()
+        self._check_output_root()
+        perturbation, digest = self._load_perturbation()
+        discovery = scan_inputs(self.inputs, self.settings, self.output_root)
+        report = JobReport(self.output_root, settings=self.settings.describe())
+        report.warnings = settings_warnings(self.settings.export_options())
+        report.skipped = [FileSkipped(s.path, s.reason) for s in discovery.skipped]
+        report.failed = [
+            FileFailed(path, f"{shown(path)} does not exist.", "Check the name and the folder.")
+            for path in discovery.missing
+        ]
+        protector = build_protector(self.settings, perturbation)
+        _make_output_root(self.output_root)
+        fingerprint = self.settings.fingerprint(digest)
+        run = JobRun(self, protector, fingerprint, on_event, cancel, report)
+        with Manifest(self.output_root) as manifest:
+            clean_stale_temps(self.output_root)
+            on_event(
+                JobStarted(
+                    total=len(discovery.photos),
+                    output_root=self.output_root,
+                    skipped_inputs=len(discovery.skipped),
+                    warnings=tuple(report.warnings),
+                )
+            )
+            for event in [*report.failed, *report.skipped]:
+                on_event(event)
+            try:
+                run.process_all(manifest, discovery.photos)
+            finally:
+                report.seconds = time.monotonic() - started
+        on_event(JobFinished(report))
+        if report.cancelled:
+            raise JobCancelled(report)
+        return report
+
+    def _check_output_root(self) -> None:
+        if self.settings.allow_output_in_input:
+            return
+        for path in self.inputs:
+            if path.is_dir() and inside(self.output_root, path):
+                raise ConfigError(
+                    f"The output folder {shown(self.output_root)} is inside the input folder "
+                    f"{shown(path)}.",
+                    hint="Choose an output folder outside the photos being protected (or allow "
+                    "it explicitly: spdesk protect --allow-output-in-input).",
+                )
+
+    def _load_perturbation(self) -> tuple[Perturbation, str]:
+        path = self.settings.perturbation or _bundled_path()
+        if self.settings.perturbation is None and (path is None or not path.is_file()):
+            raise PerturbationFileError(
+                f"The perturbation bundled with spdesk is missing ({path or 'not installed'}).",
+                hint="Choose a perturbation file (spdesk protect --perturbation FILE), or "
+                "reinstall spdesk.",
+            )
+        assert path is not None
+        perturbation = load_perturbation(path)
+        if self.settings.strength is not None:
+            perturbation.at_strength(self.settings.strength)  # validates the range up front
+        return perturbation, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _bundled_path() -> Path | None:
+    try:
+        return bundled_perturbation_path()
+    except (ModuleNotFoundError, FileNotFoundError):  # a checkout without the resources package
+        return None
+
+
+def _make_output_root(root: Path) -> None:
+    """Create the output folder, or say plainly why the job cannot write there."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as error:
+        raise OutputError(f"The output folder {shown(root)} is a file, not a folder.") from error
+    except OSError as error:
+        raise output_error(error, root / MANIFEST_NAME) from error
+    if not os.access(root, os.W_OK):
+        raise OutputPermissionError(
+            f"Cannot write into the output folder {shown(root)}: it is read-only or you do not "
+            "have permission to write there.",
+            hint="Choose an output folder you can write to (spdesk protect --out FOLDER).",
+        )

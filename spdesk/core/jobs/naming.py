@@ -1,0 +1,82 @@
+"""Output names for one run of a job: each photo's planned name, and taken names by policy.
+
+Names are planned in job order (so the same inputs always get the same names) and given only
+when a complete temporary file is published. Two photos of one run never share a name; a name
+that exists already is skipped, replaced (the "overwrite" policy) or stepped past (``-2``,
+``-3``... for "unique").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from spdesk.core.errors import OutputError, OutputExistsError
+from spdesk.core.export import ExportOptions, output_format, output_name, unique_candidates
+from spdesk.core.files import publish, shown
+from spdesk.core.formats import sniff_file
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a photo's output goes: ``path``, whether it may replace a file there, and whether
+    the name is taken already (under the "skip" policy: the photo is skipped)."""
+
+    path: Path
+    replace: bool = False
+    taken: bool = False
+
+
+class OutputNamer:
+    """Plans and gives output names for one run.
+
+    Args:
+        root: the output folder.
+        export: the export options (format and suffix decide the name).
+        policy: "skip", "unique" or "overwrite" (see ``ProtectSettings.collision``).
+    """
+
+    def __init__(self, root: Path, export: ExportOptions, policy: str) -> None:
+        self.root = root
+        self.export = export
+        self.policy = policy
+        self.written: set[Path] = set()  # names of this run: never replaced by a sibling
+
+    def plan(self, source: Path, relative: Path) -> Target:
+        """The output for ``source`` (at ``relative`` below the inputs), reserved for it."""
+        target = self._plan(source, relative)
+        if not target.taken:
+            self.written.add(target.path)  # a later photo of this run gets another name
+        return target
+
+    def _plan(self, source: Path, relative: Path) -> Target:
+        try:
+            source_format = sniff_file(source)
+        except OSError:
+            source_format = None
+        if source_format is None:  # read_image will name the problem; plan a placeholder
+            return Target(self.root / relative)
+        fmt = output_format(source_format, self.export)
+        name = output_name(relative.name, fmt, self.export.suffix)
+        path = self.root / relative.parent / name
+        if path in self.written:  # two photos of this run map to one name: keep both
+            return Target(next(c for c in unique_candidates(path) if c not in self.written))
+        if self.policy == "skip" and (path.exists() or path.is_symlink()):
+            return Target(path, taken=True)
+        return Target(path, replace=self.policy == "overwrite")
+
+    def publish(self, temp: Path, target: Target) -> Path:
+        """Give the complete temporary file its planned name (or the next free one)."""
+        unique = self.policy == "unique"
+        for candidate in unique_candidates(target.path) if unique else iter([target.path]):
+            if candidate != target.path and candidate in self.written:
+                continue  # another photo of this run has (or will have) that name
+            try:
+                publish(temp, candidate, replace=target.replace)
+            except OutputExistsError:
+                if unique:
+                    continue
+                raise
+            self.written.add(candidate)
+            return candidate
+        raise OutputError(f"No free output name for {shown(target.path.name)}.")

@@ -1,0 +1,380 @@
+"""The ordered worker pool of a job: photos read, protected and encoded on worker threads,
+published, recorded and reported in job order on the job's thread.
+
+Each photo goes through the same three stages, whatever the engine: read
+(:func:`~spdesk.core.imageio.read_image`), protect (the job's
+:class:`~spdesk.core.jobs.protector.Protector`), write (a complete, fsync'ed temporary file).
+Only then, in job order, does the output get its name and a manifest line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from spdesk.core.apply import Figures
+from spdesk.core.discovery import InputPhoto
+from spdesk.core.errors import Cancelled, DiskFullError, ImageError, OutputError
+from spdesk.core.events import CancelToken, Event, EventSink
+from spdesk.core.export import output_format, prepare, write_temp
+from spdesk.core.files import discard
+from spdesk.core.imageio import DecodedImage, read_error, read_image
+from spdesk.core.jobs.events import FileDone, FileFailed, FileProgress, FileSkipped, JobReport
+from spdesk.core.jobs.naming import OutputNamer, Target
+from spdesk.core.jobs.protector import Protector, protect_photo, rgb_of, with_alpha
+from spdesk.core.jobs.scan import relative_paths
+from spdesk.core.manifest import DONE, FAILED, SKIPPED, Manifest, SourceSignature
+
+if TYPE_CHECKING:
+    from spdesk.core.jobs.job import ProtectJob
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Planned:
+    """One photo of the job: where it comes from and the name its output gets."""
+
+    photo: InputPhoto
+    relative: Path
+    key: str
+    position: int
+    count: int
+
+    @property
+    def source(self) -> Path:
+        return self.photo.path
+
+    @property
+    def key_for_layout(self) -> str:
+        """The key a protector gets for this photo (see :mod:`spdesk.core.jobs.protector`)."""
+        return self.relative.as_posix()
+
+
+@dataclass
+class _Task:
+    """A photo that needs work, with its planned output (decided in job order)."""
+
+    item: _Planned
+    target: Target
+    signature: SourceSignature
+    started: float
+
+
+@dataclass
+class _Outcome:
+    """What a worker produced for one task: a complete temporary file, not yet published."""
+
+    temp: Path
+    size: int
+    figures: Figures
+    notes: tuple[str, ...]
+
+
+def _settle(future: Future[_Outcome], work: Callable[..., _Outcome], *args: Any) -> None:
+    try:
+        future.set_result(work(*args))
+    except Exception as error:
+        future.set_exception(error)
+
+
+def _completed(work: Callable[..., _Outcome], *args: Any) -> Future[_Outcome]:
+    future: Future[_Outcome] = Future()
+    _settle(future, work, *args)
+    return future
+
+
+def _discard_temps(futures: Iterable[Future[_Outcome]]) -> None:
+    """Remove the temporary files of photos that finished but were never published."""
+    for future in futures:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            discard(future.result().temp)
+
+
+class JobRun:
+    """The state of one run of a job (split from ProtectJob to keep each step short).
+
+    Photos are planned, published (renamed into place), recorded and reported in job order by
+    the calling thread; the heavy work of each photo (decode, protect, encode into an fsync'ed
+    temporary file) runs on ``workers`` threads, which overlap well because Pillow and fsync
+    release the GIL. With one worker everything runs in the calling thread, strictly one photo
+    after the other. Fine-tuning runs in the calling thread too, a batch of photos at a time.
+    """
+
+    def __init__(
+        self,
+        job: ProtectJob,
+        protector: Protector,
+        fingerprint: str,
+        on_event: EventSink,
+        cancel: CancelToken,
+        report: JobReport,
+    ) -> None:
+        self.job = job
+        self.protector = protector
+        self.settings = job.settings
+        self._export = job.settings.export_options()
+        self.fingerprint = fingerprint
+        self._sink = on_event
+        self._emit_lock = threading.Lock()
+        self.cancel = cancel
+        self.abort = CancelToken()  # set when the job must stop (disk full)
+        self.report = report
+        self.names = OutputNamer(job.output_root, self._export, job.settings.collision)
+        self.handled: set[str] = set()
+
+    def emit(self, event: Event) -> None:
+        with self._emit_lock:  # workers report progress too; sinks need not be thread-safe
+            self._sink(event)
+
+    def check(self) -> None:
+        """Raise Cancelled if the user cancelled or the job must stop."""
+        self.cancel.check()
+        self.abort.check()
+
+    def process_all(self, manifest: Manifest, photos: list[InputPhoto]) -> None:
+        relative = relative_paths(photos)
+        planned = [
+            _Planned(photo, rel, os.path.abspath(photo.path), i + 1, len(photos))
+            for i, (photo, rel) in enumerate(zip(photos, relative, strict=True))
+        ]
+        manifest.mark_pending([p.key for p in planned], self.fingerprint)
+        protector = self.protector
+        workers = self.settings.workers if protector.concurrent else 1
+        batch_size = 1 if protector.concurrent else protector.batch_size
+        inflight: deque[tuple[_Task, Future[_Outcome]]] = deque()
+        # Workers run ahead of the bookkeeping (which stays on this thread, in job order), so a
+        # few more photos are queued than there are workers: none waits while one is recorded.
+        window = 2 * workers
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spdesk-job") as pool:
+                try:
+                    for batch in self._batches(manifest, planned, batch_size):
+                        inflight.extend(self._submit(pool, batch, workers))
+                        while inflight and (len(inflight) >= window or inflight[0][1].done()):
+                            self._finish(manifest, *inflight.popleft())
+                    while inflight:  # after a stop, finished temporary files are discarded
+                        self._finish(manifest, *inflight.popleft())
+                except BaseException:
+                    self.abort.cancel()  # release the workers so the pool can shut down
+                    raise
+        finally:
+            _discard_temps(future for _task, future in inflight)
+        if self._stopping():
+            self.report.pending = [p.source for p in planned if p.key not in self.handled]
+
+    def _batches(
+        self, manifest: Manifest, planned: list[_Planned], size: int
+    ) -> Iterator[list[_Task]]:
+        """The photos that need work, planned in job order, ``size`` at a time (a fine-tuning
+        batch; else one by one); nothing more once the job stops."""
+        batch: list[_Task] = []
+        for item in planned:
+            if self._stopping():
+                return
+            task = self._prepare(manifest, item)
+            if task is not None:
+                batch.append(task)
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch and not self._stopping():
+            yield batch
+
+    def _stopping(self) -> bool:
+        if self.cancel.cancelled:
+            self.report.cancelled = True
+        return self.report.cancelled or self.report.stopped is not None
+
+    def _submit(
+        self, pool: ThreadPoolExecutor, tasks: list[_Task], workers: int
+    ) -> list[tuple[_Task, Future[_Outcome]]]:
+        """Start the work of ``tasks``: one photo on the pool, or a batch here (a protector
+        that cannot run on several threads, such as fine-tuning)."""
+        if not self.protector.concurrent:
+            return list(zip(tasks, self._work_batch(tasks), strict=True))
+        (task,) = tasks
+        if workers > 1:
+            return [(task, pool.submit(self._work, task))]
+        return [(task, _completed(self._work, task))]  # one worker: run here, in order
+
+    def _prepare(self, manifest: Manifest, item: _Planned) -> _Task | None:
+        """Skip finished photos and taken names; plan the output name (in job order)."""
+        try:
+            signature = SourceSignature.of(item.source)
+        except OSError as error:
+            self._fail(manifest, item, read_error(item.source, error).message, "")
+            return None
+        if not self.settings.redo:
+            finished = manifest.finished_output(item.key, self.fingerprint, signature)
+            if finished is not None:
+                self._skip(item, "already protected with the same settings", finished)
+                return None
+        target = self.names.plan(item.source, item.relative)
+        if target.taken:
+            reason = "output already exists (choose unique or overwrite)"
+            self._skip(item, reason, target.path, manifest)
+            return None
+        return _Task(item, target, signature, time.monotonic())
+
+    def _work(self, task: _Task) -> _Outcome:
+        """Decode, protect, encode and fsync one photo into a temporary file (on a worker)."""
+        decoded = self._read(task)
+        self._progress(task.item, 1, self.protector.stage)
+        protected, figures = protect_photo(self.protector, decoded, task.item.key_for_layout)
+        return self._write(decoded, protected, figures, task)
+
+    def _work_batch(self, tasks: list[_Task]) -> list[Future[_Outcome]]:
+        """Protect a batch of photos together (fine-tuning: photos of one size share passes).
+
+        A photo that cannot be read fails alone; a failure of the protector itself (or a
+        cancel) is every photo's outcome in the batch.
+        """
+        futures: list[Future[_Outcome]] = [Future() for _ in tasks]
+        loaded: list[tuple[int, DecodedImage]] = []
+        for index, task in enumerate(tasks):
+            try:
+                loaded.append((index, self._read(task)))
+            except Exception as error:
+                futures[index].set_exception(error)
+        items = [tasks[index].item for index, _ in loaded]
+        stage = self.protector.stage
+
+        def on_step(done: int, total: int) -> None:
+            for item in items:
+                self._progress(item, 1 + done / max(total, 1), stage)
+
+        try:
+            for item in items:
+                self._progress(item, 1, stage)
+            results = self.protector.protect_batch(
+                [rgb_of(decoded.image) for _, decoded in loaded],
+                [item.key_for_layout for item in items],
+                cancel=self.cancel,
+                on_step=on_step,
+            )
+        except Exception as error:
+            for index, _ in loaded:
+                futures[index].set_exception(error)
+            return futures
+        for (index, decoded), (protected, figures) in zip(loaded, results, strict=True):
+            result = with_alpha(protected, decoded.image)
+            _settle(futures[index], self._write, decoded, result, figures, tasks[index])
+        return futures
+
+    def _read(self, task: _Task) -> DecodedImage:
+        self.check()
+        self._progress(task.item, 0, "reading")
+        decoded = read_image(task.item.source, max_pixels=self.settings.max_pixels)
+        self.check()
+        return decoded
+
+    def _write(
+        self, decoded: DecodedImage, protected: Image.Image, figures: Figures, task: _Task
+    ) -> _Outcome:
+        self.check()
+        self._progress(task.item, 2, "saving")
+        fmt = output_format(decoded.source_format, self._export)
+        encoded = prepare(decoded, protected, fmt, self._export)
+        decoded.notes.extend(encoded.notes)
+        temp, size = write_temp(encoded, task.target.path)
+        return _Outcome(temp, size, figures, tuple(decoded.notes))
+
+    def _finish(self, manifest: Manifest, task: _Task, future: Future[_Outcome]) -> None:
+        """Publish, record and report one photo's result (in job order, on the job's thread).
+
+        Only here does an output get its name: a cancel (or pause) requested while photo k is
+        reported never lets photo k+1 through, whatever the workers have finished meanwhile.
+        """
+        item = task.item
+        try:
+            outcome = future.result()
+            try:
+                self.check()  # blocks while paused
+                output = self.names.publish(outcome.temp, task.target)
+            finally:
+                discard(outcome.temp)
+        except Cancelled:
+            self.report.cancelled = self.report.cancelled or self.cancel.cancelled
+            return  # stays pending
+        except DiskFullError as error:
+            if self.report.stopped is None:
+                self._fail(manifest, item, error.message, error.hint or "")
+                self.report.stopped = error.user_text()
+                self.abort.cancel()
+            return
+        except (ImageError, OutputError) as error:
+            self._fail(manifest, item, error.message, error.hint or "")
+            return
+        except Exception as error:  # a bug must not stop a batch of thousands
+            log.error("unexpected error protecting %s", item.source, exc_info=error)
+            self._fail(manifest, item, f"unexpected error: {error} (details in the log)", "")
+            return
+        self._done(manifest, task, outcome, output)
+
+    # -- steps ---------------------------------------------------------------------------------
+    # -- outcomes ------------------------------------------------------------------------------
+    def _progress(self, item: _Planned, done: float, stage: str) -> None:
+        self.emit(
+            FileProgress(item.source, done, 3, stage, position=item.position, count=item.count)
+        )
+
+    def _done(self, manifest: Manifest, task: _Task, outcome: _Outcome, output: Path) -> None:
+        item = task.item
+        psnr, peak = outcome.figures
+        try:
+            manifest.record(
+                item.key,
+                DONE,
+                output=output.relative_to(self.job.output_root).as_posix(),
+                output_size=outcome.size,
+                settings=self.fingerprint,
+                source_signature=task.signature.as_list(),
+            )
+        except OutputError as error:  # the output is complete; only its record is missing
+            self.report.stopped = self.report.stopped or error.user_text()
+            self.abort.cancel()
+        self.handled.add(item.key)
+        event = FileDone(
+            item.source,
+            output,
+            psnr=psnr,
+            max_change=peak,
+            seconds=time.monotonic() - task.started,
+            notes=outcome.notes,
+            position=item.position,
+            count=item.count,
+        )
+        self.report.done.append(event)
+        self.emit(event)
+
+    def _skip(
+        self, item: _Planned, reason: str, output: Path | None, manifest: Manifest | None = None
+    ) -> None:
+        self.handled.add(item.key)
+        if manifest is not None:
+            with contextlib.suppress(OutputError):
+                manifest.record(item.key, SKIPPED, reason=reason, settings=self.fingerprint)
+        event = FileSkipped(item.source, reason, output, item.position, item.count)
+        self.report.skipped.append(event)
+        self.emit(event)
+
+    def _fail(self, manifest: Manifest, item: _Planned, reason: str, hint: str) -> None:
+        self.handled.add(item.key)
+        event = FileFailed(item.source, reason, hint, item.position, item.count)
+        self.report.failed.append(event)
+        # On a full disk the line may not be written: the entry stays "pending", also true.
+        with contextlib.suppress(OutputError):
+            manifest.record(item.key, FAILED, reason=reason, settings=self.fingerprint)
+        self.emit(event)

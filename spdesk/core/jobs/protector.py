@@ -1,0 +1,187 @@
+"""The per-photo protection step: one :class:`Protector` per mode, the seam every engine calls.
+
+A protector turns the RGB pixels of one decoded photo into protected pixels, with the figures
+of the change. The job's worker pool (:mod:`spdesk.core.jobs.pool`) calls it for every photo,
+and so can any other engine (Ray Data, Dask): :func:`protect_photo` on a photo read with
+:func:`~spdesk.core.imageio.read_image` is exactly what a job does between reading and writing.
+
+Adding a mode is adding a protector class and its entry in :data:`_KINDS`: its name becomes a
+valid ``ProtectSettings.mode`` and its :meth:`Protector.settings_key` enters the fingerprint
+that decides when a re-run must redo a photo.
+
+``key`` is the photo's path relative to the inputs' common folder, in POSIX form: randomised
+layouts are seeded by it, so every engine must pass the same key to get the same bytes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from PIL import Image
+
+from spdesk.core.apply import Figures, UniversalApplier, change_figures
+from spdesk.core.events import CancelToken
+
+if TYPE_CHECKING:
+    from spdesk.core.finetune import FineTuner
+    from spdesk.core.imageio import DecodedImage
+    from spdesk.core.jobs.settings import ProtectSettings
+    from spdesk.core.perturbation import Perturbation
+
+Protected = tuple[Image.Image, Figures]  # protected RGB pixels, figures of the change
+StepCallback = Callable[[int, int], None]  # (steps done, steps in all)
+
+
+class Protector(ABC):
+    """Protects the RGB pixels of photos; built once per job from its settings.
+
+    Attributes:
+        stage: what a photo's progress says while it is protected.
+        concurrent: :meth:`protect` may run on several worker threads at once.
+        batch_size: photos handed to :meth:`protect_batch` together (on the job's thread) when
+            ``concurrent`` is False; 1 for one at a time.
+    """
+
+    mode: ClassVar[str]
+    stage: ClassVar[str] = "protecting"
+    concurrent: bool = True
+    batch_size: int = 1
+
+    @classmethod
+    @abstractmethod
+    def build(cls, settings: ProtectSettings, perturbation: Perturbation) -> Protector:
+        """The protector for a job with ``settings`` (loads models; may raise SpdeskError)."""
+
+    @classmethod
+    def settings_key(cls, settings: ProtectSettings) -> Any:
+        """The mode's own settings that change the output bytes (JSON-able; None: none)."""
+        return None
+
+    @abstractmethod
+    def protect(self, image: Image.Image, key: str) -> Protected:
+        """The protected version of an RGB ``image`` (same size) and its figures."""
+
+    def protect_batch(
+        self,
+        images: Sequence[Image.Image],
+        keys: Sequence[str],
+        *,
+        cancel: CancelToken | None = None,
+        on_step: StepCallback | None = None,
+    ) -> list[Protected]:
+        """:meth:`protect` for several photos, in order (batching protectors override it)."""
+        results = []
+        for image, key in zip(images, keys, strict=True):
+            if cancel is not None:
+                cancel.check()
+            results.append(self.protect(image, key))
+        return results
+
+
+class UniversalProtector(Protector):
+    """The universal perturbation laid onto each photo (instant; no torch)."""
+
+    mode = "universal"
+
+    def __init__(self, applier: UniversalApplier) -> None:
+        self.applier = applier
+
+    @classmethod
+    def build(cls, settings: ProtectSettings, perturbation: Perturbation) -> Protector:
+        return cls(UniversalApplier(perturbation, settings.apply_options()))
+
+    def protect(self, image: Image.Image, key: str) -> Protected:
+        return self.applier.apply(image, key)
+
+
+class FineTuneProtector(Protector):
+    """The universal perturbation fine-tuned on each photo against an encoder."""
+
+    mode = "finetune"
+    stage = "fine-tuning"
+    concurrent = False
+
+    def __init__(self, tuner: FineTuner) -> None:
+        self.tuner = tuner
+        self.batch_size = tuner.batch_size
+
+    @classmethod
+    def build(cls, settings: ProtectSettings, perturbation: Perturbation) -> Protector:
+        from spdesk.core.encoders import load_encoder
+        from spdesk.core.finetune import FineTuner
+        from spdesk.core.jobs.settings import GPU_FINETUNE_BATCH
+
+        encoder = load_encoder(settings.encoder, settings.device)
+        batch = settings.finetune_batch
+        if batch is None:
+            batch = GPU_FINETUNE_BATCH if encoder.device.type == "cuda" else 1
+        tuner = FineTuner(
+            perturbation,
+            encoder,
+            steps=settings.finetune_steps,
+            objective=settings.objective,
+            options=settings.apply_options(),
+            batch_size=batch,
+        )
+        return cls(tuner)
+
+    @classmethod
+    def settings_key(cls, settings: ProtectSettings) -> Any:
+        return [settings.finetune_steps, settings.encoder, settings.objective]
+
+    def protect(self, image: Image.Image, key: str) -> Protected:
+        return self.protect_batch([image], [key])[0]
+
+    def protect_batch(
+        self,
+        images: Sequence[Image.Image],
+        keys: Sequence[str],
+        *,
+        cancel: CancelToken | None = None,
+        on_step: StepCallback | None = None,
+    ) -> list[Protected]:
+        arrays = self.tuner.protect_batch(
+            [np.asarray(image) for image in images], keys=keys, cancel=cancel, on_step=on_step
+        )
+        results = []
+        for image, array in zip(images, arrays, strict=True):
+            protected = Image.fromarray(array, mode="RGB")
+            results.append((protected, change_figures(image, protected)))
+        return results
+
+
+_KINDS: dict[str, type[Protector]] = {
+    kind.mode: kind for kind in (UniversalProtector, FineTuneProtector)
+}
+MODES = tuple(_KINDS)
+
+
+def build_protector(settings: ProtectSettings, perturbation: Perturbation) -> Protector:
+    """The protector of ``settings.mode`` for ``perturbation``."""
+    return _KINDS[settings.mode].build(settings, perturbation)
+
+
+def mode_key(settings: ProtectSettings) -> Any:
+    """The settings of ``settings.mode`` that change the output (for the fingerprint)."""
+    return _KINDS[settings.mode].settings_key(settings)
+
+
+def rgb_of(image: Image.Image) -> Image.Image:
+    """The colour channels of a decoded photo (RGB or RGBA after decoding)."""
+    return image.convert("RGB") if image.mode == "RGBA" else image
+
+
+def with_alpha(protected: Image.Image, decoded: Image.Image) -> Image.Image:
+    """The protected colours with the original's alpha channel, where it had one."""
+    if decoded.mode == "RGBA":
+        protected.putalpha(decoded.getchannel("A"))
+    return protected
+
+
+def protect_photo(protector: Protector, decoded: DecodedImage, key: str) -> Protected:
+    """What a job does to one decoded photo: its colours protected, its alpha kept."""
+    protected, figures = protector.protect(rgb_of(decoded.image), key)
+    return with_alpha(protected, decoded.image), figures

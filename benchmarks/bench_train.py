@@ -66,7 +66,7 @@ def held_out_paths(config: TrainConfig, count: int) -> tuple[list[Path], list[Pa
 def table_for(
     encoder: Encoder, paths: list[Path], size: int, delta: np.ndarray, eps: float, jpeg: int
 ) -> str:
-    photos = load_eval_photos(paths, size)
+    photos, _skipped = load_eval_photos(paths, size)
     table = evaluate_protection(photos, encoder, delta, eps, jpeg_quality=jpeg)
     return table.format() + "\n" + json.dumps(table.gains_over_sign())
 
@@ -102,7 +102,7 @@ def finetune_stage(
     from spdesk.core.finetune import FineTuner
     from spdesk.core.perturbation import Perturbation
 
-    photos = load_eval_photos(paths, args.size)
+    photos, _skipped = load_eval_photos(paths, args.size)
     universal = Perturbation(delta=delta, eps=args.eps)
     tuner = FineTuner(
         universal,

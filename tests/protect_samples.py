@@ -78,11 +78,12 @@ def png16(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-def png_bomb(path: Path, side: int = 100_000) -> Path:
-    """A few-hundred-byte PNG that claims side x side pixels (a decompression bomb)."""
+def png_bomb(path: Path, side: int = 100_000, data: bytes | None = None) -> Path:
+    """A few-hundred-byte PNG that claims side x side pixels (a decompression bomb); ``data``
+    replaces its compressed pixel data."""
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     row = b"\x00" * (side + 1)
-    path.write_bytes(_png(header, zlib.compress(row * 4, 9)))
+    path.write_bytes(_png(header, zlib.compress(row * 4, 9) if data is None else data))
     return path
 
 

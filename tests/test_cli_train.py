@@ -95,3 +95,30 @@ def test_eval_refuses_a_bad_perturbation(
     argv = ["eval", "--perturbation", str(bad), "--photos", str(photos), "--encoder", str(vae)]
     assert main(argv) == 2
     assert "pickle" in capsys.readouterr().err
+
+
+def test_train_and_eval_skip_and_list_bad_photos_like_protect(
+    assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from tests import protect_samples as samples
+
+    photos, vae = assets
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    samples.truncated_jpeg(folder / "half.jpg")
+    samples.png_bomb(folder / "bomb.png")
+    (folder / "notes.txt").write_text("not a photo")
+    out = tmp_path / "p.safetensors"
+    argv = ["train", str(folder), "--out", str(out), "--encoder", str(vae), "--steps", "2"]
+    assert main([*argv, "--batch", "2", "--size", "32", "--max-photos", "8"]) == 0
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "Skipped" in text and "half.jpg" in text and "truncated" in text
+    assert "bomb.png" in text and "too large" in text and "notes.txt" not in text
+    argv = ["eval", "--perturbation", str(out), "--photos", str(folder), "--encoder", str(vae)]
+    assert main([*argv, "--size", "32", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["photos"] == 6
+    assert "half.jpg" in captured.err and "bomb.png" in captured.err

@@ -80,6 +80,19 @@ def test_default_limit_also_refuses_the_bomb(tmp_path: Path) -> None:
         read_image(samples.png_bomb(tmp_path / "bomb.png"))
 
 
+def test_a_raised_pixel_limit_takes_effect_past_pillows_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored afterwards
+    side = 13_500  # 182 MP: above Pillow's own refusal (179 MP), below the raised limit
+    path = samples.png_bomb(tmp_path / "big.png", side=side, data=b"not zlib data")
+    # Pillow no longer refuses it first: it is decoded, and its data is found broken.
+    with pytest.raises(CorruptImageError, match=r"big\.png is a damaged or truncated PNG"):
+        read_image(path, max_pixels=200_000_000)
+    with pytest.raises(ImageTooLargeError, match=r"big\.png is too large \(13500x13500"):
+        read_image(path, max_pixels=100_000_000)
+
+
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_exif_orientation_is_applied_and_reset(tmp_path: Path, orientation: int) -> None:
     path, upright = samples.oriented_jpeg(tmp_path / f"o{orientation}.jpg", orientation)

@@ -23,6 +23,7 @@ from PIL import Image
 from spdesk.core import export, jobs
 from spdesk.core.errors import ConfigError, OutputPermissionError, PerturbationFileError
 from spdesk.core.events import CancelToken, Event
+from spdesk.core.files import LOCK_NAME, TEMP_SUFFIX
 from spdesk.core.jobs import (
     FileDone,
     FileFailed,
@@ -35,7 +36,6 @@ from spdesk.core.jobs import (
     ProtectJob,
     ProtectSettings,
 )
-from spdesk.core.files import LOCK_NAME, TEMP_SUFFIX
 from spdesk.core.manifest import MANIFEST_NAME, read_manifest
 from tests import protect_samples as samples
 
@@ -356,7 +356,8 @@ def test_gui_style_settings_are_understood(settings: ProtectSettings) -> None:
 def test_missing_bundled_perturbation_is_a_clear_error(
     tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs.job, "bundled_perturbation_path", lambda: tmp_path / "none.safetensors")
+    missing = tmp_path / "none.safetensors"
+    monkeypatch.setattr(jobs.job, "bundled_perturbation_path", lambda: missing)
     with pytest.raises(PerturbationFileError, match="bundled with spdesk is missing"):
         _run([samples.photo(inputs / "a.png")], tmp_path / "out", ProtectSettings())
 

@@ -177,7 +177,7 @@ def test_real_taesd_beats_random_noise_on_held_out(taesd_path: Path, shared_phot
     result = train_universal(config, encoder=encoder)
     _, held_out = split_photos(find_photos(shared_photos), config.split, 0, config.max_photos)
     table = evaluate_protection(
-        load_eval_photos(held_out, 64), encoder, result.delta, 8, jpeg_quality=None
+        load_eval_photos(held_out, 64)[0], encoder, result.delta, 8, jpeg_quality=None
     )
     mine, uniform, signs = table.row("perturbation"), table.row("uniform"), table.row("sign")
     assert mine.latent > uniform.latent and mine.latent > signs.latent * 1.2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from spdesk.core.encoders import load_encoder
     from spdesk.core.errors import ConfigError
     from spdesk.core.evaluate import evaluate_protection, load_eval_photos
+    from spdesk.core.files import shown
     from spdesk.core.perturbation import load_perturbation
     from spdesk.core.train import find_photos
 
@@ -49,10 +51,13 @@ def run(args: argparse.Namespace) -> int:
     paths = find_photos(args.photos)[: args.max_photos]
     if not paths:
         raise ConfigError(f"No photos found in {args.photos}.")
+    photos, skipped = load_eval_photos(paths, args.size)
+    for photo in skipped:
+        print(f"Skipped {shown(photo.path)}: {photo.reason}", file=sys.stderr)
     encoder = load_encoder(args.encoder, args.device)
     eps = args.strength if args.strength is not None else perturbation.eps
     table = evaluate_protection(
-        load_eval_photos(paths, args.size),
+        photos,
         encoder,
         perturbation.at_strength(args.strength),
         eps,

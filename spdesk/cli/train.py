@@ -88,6 +88,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from spdesk.core.events import Event, Progress
+    from spdesk.core.files import shown
     from spdesk.core.train import CheckpointSaved, TrainStarted, ValidationReport, train_universal
 
     config = _config(args)
@@ -102,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
                 f"Training on {event.train_photos} photos ({event.val_photos} held out) "
                 f"with {event.encoder}{resumed}."
             )
+            for photo in event.skipped:
+                printer.line(f"Skipped {shown(photo.path)}: {photo.reason}")
         elif isinstance(event, ValidationReport):
             printer.line(
                 f"step {event.step}: held-out latent distortion {event.distortion:.3f}, "

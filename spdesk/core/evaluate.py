@@ -27,9 +27,10 @@ from PIL import Image
 
 from spdesk.core.apply import add_delta
 from spdesk.core.encoders import Encoder
+from spdesk.core.errors import ConfigError
 from spdesk.core.geometry import tile
 from spdesk.core.metrics import batch_psnr, batch_ssim
-from spdesk.core.train import centre_crop, load_working_view, random_baselines
+from spdesk.core.train import SkippedPhoto, centre_crop, load_working_views, random_baselines
 
 CANDIDATES = ("perturbation", "uniform", "sign", "none")
 
@@ -123,10 +124,17 @@ class ProtectionTable:
         return "\n".join(lines)
 
 
-def load_eval_photos(paths: Sequence[Path], size: int) -> np.ndarray:
-    """uint8 (N, size, size, 3): centre crops of the photos' working views (short side = size)."""
-    crops = [centre_crop(load_working_view(p, size), size) for p in paths]
-    return torch.stack(crops).permute(0, 2, 3, 1).numpy()
+def load_eval_photos(paths: Sequence[Path], size: int) -> tuple[np.ndarray, list[SkippedPhoto]]:
+    """uint8 (N, size, size, 3): centre crops of the photos' working views (short side = size),
+    and the photos skipped because they cannot be read (ConfigError if none can)."""
+    _read, views, skipped = load_working_views(paths, size)
+    if not views:
+        raise ConfigError(
+            "None of the photos can be read: "
+            + "; ".join(f"{s.path.name}: {s.reason}" for s in skipped)
+        )
+    crops = [centre_crop(view, size) for view in views]
+    return torch.stack(crops).permute(0, 2, 3, 1).numpy(), skipped
 
 
 def jpeg_roundtrip(images: np.ndarray, quality: int) -> np.ndarray:

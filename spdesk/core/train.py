@@ -25,13 +25,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from spdesk import __version__
+from spdesk.core.discovery import DiscoveryOptions, discover
 from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.errors import Cancelled, ConfigError, ImageError
 from spdesk.core.events import CancelToken, EtaClock, Event, EventSink, Progress, ignore_events
-from spdesk.core.files import atomic_write
+from spdesk.core.files import atomic_write, shown
+from spdesk.core.imageio import read_image
 from spdesk.core.objectives import build_objectives
 from spdesk.core.objectives.base import BatchCache, Objective, objective_loss
 from spdesk.core.optim import DeltaOptimizer, OptimConfig, initial_delta, loss_gradient, run
@@ -39,8 +41,6 @@ from spdesk.core.perturbation import save_perturbation
 from spdesk.core.transforms import Robustness, sample_transform
 
 log = logging.getLogger(__name__)
-
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -136,12 +136,21 @@ class TrainConfig:
 
 # --- events -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class SkippedPhoto:
+    """A photo left out of training or evaluation, with the reader's reason."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
 class TrainStarted(Event):
     train_photos: int
     val_photos: int
     steps: int
     encoder: str
     resumed_from: int = 0
+    skipped: tuple[SkippedPhoto, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -177,25 +186,44 @@ class TrainResult:
 
 # --- photos -------------------------------------------------------------------------------------
 def find_photos(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive, by extension), sorted for reproducibility."""
+    """The photos under ``folder`` as a protection job finds them (recursive, by content; hidden,
+    system and special files left out), sorted for reproducibility."""
     if not folder.is_dir():
-        raise ConfigError(f"Photo folder not found: {folder}")
-    files = [p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file()]
-    return sorted(files, key=lambda p: str(p.relative_to(folder)))
+        raise ConfigError(f"Photo folder not found: {shown(folder)}")
+    found = discover([folder], DiscoveryOptions())
+    return sorted((p.path for p in found.photos), key=lambda p: str(p.relative_to(folder)))
 
 
 def load_working_view(path: Path, short_side: int) -> torch.Tensor:
-    """Photo as uint8 tensor (3, h, w) with its short side resized to ``short_side`` pixels."""
-    try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened).convert("RGB")
-    except (OSError, ValueError) as error:
-        raise ImageError(f"Cannot read photo {path.name}: {error}") from error
+    """Photo as uint8 tensor (3, h, w) with its short side resized to ``short_side`` pixels.
+
+    Read by :func:`~spdesk.core.imageio.read_image`, as protection reads it (ImageError when the
+    photo cannot be used).
+    """
+    image = read_image(path).image.convert("RGB")
     width, height = image.size
     scale = short_side / min(width, height)
     size = (max(short_side, round(width * scale)), max(short_side, round(height * scale)))
     image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous()
+
+
+def load_working_views(
+    paths: Sequence[Path], short_side: int
+) -> tuple[list[Path], list[torch.Tensor], list[SkippedPhoto]]:
+    """:func:`load_working_view` of each photo; those that cannot be read are skipped and
+    returned with the reader's reason. Returns the read paths, their views and the skipped."""
+    read: list[Path] = []
+    views: list[torch.Tensor] = []
+    skipped: list[SkippedPhoto] = []
+    for path in paths:
+        try:
+            views.append(load_working_view(path, short_side))
+        except ImageError as error:
+            skipped.append(SkippedPhoto(path, error.message))
+            continue
+        read.append(path)
+    return read, views, skipped
 
 
 def split_photos(
@@ -287,9 +315,21 @@ class _Trainer:
         self.train_paths, self.val_paths = split_photos(
             photos, config.split, config.seed, config.max_photos
         )
+        self.train_paths, self.train_views, skipped = load_working_views(
+            self.train_paths, config.size
+        )
+        _val_read, val_views, val_skipped = load_working_views(
+            self.val_paths[: config.val_photos], config.size
+        )
+        self.skipped = (*skipped, *val_skipped)
+        self.val_paths = [p for p in self.val_paths if p not in {s.path for s in val_skipped}]
+        if not self.train_views or not val_views:
+            raise ConfigError(
+                f"{shown(root)} has too few readable photos: training needs at least one to "
+                f"train on and one held out. Unreadable: "
+                + "; ".join(f"{shown(s.path.name)}: {s.reason}" for s in self.skipped),
+            )
         self.fingerprint = dataset_fingerprint(self.train_paths, root)
-        self.train_views = [load_working_view(p, config.size) for p in self.train_paths]
-        val_views = [load_working_view(p, config.size) for p in self.val_paths[: config.val_photos]]
         self.val_batch = torch.stack([centre_crop(v, config.size) for v in val_views]).float() / 255
         self.val_batch = self.val_batch.to(self.device)
         self.baselines = {
@@ -452,6 +492,7 @@ def train_universal(
             steps=config.steps,
             encoder=encoder.id,
             resumed_from=first,
+            skipped=trainer.skipped,
         )
     )
     clock = EtaClock(config.steps - first)

@@ -29,6 +29,15 @@ def _isolated_home(
     monkeypatch.delenv("SPDESK_MODELS_DIR", raising=False)
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("HF_HOME", str(home / "hf-home"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    # huggingface_hub reads its paths once, at import: point them at this test's home too, so
+    # that no test sees the developer's real cache or `hf auth login` token.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HOME", str(home / "hf-home"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hf-home" / "hub"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "hf-home" / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "hf-home" / "stored_tokens"))
     return home
 
 

@@ -5,6 +5,8 @@ It speaks the parts of the hub protocol that huggingface_hub and spdesk's downlo
 - ``GET /api/models/{repo}/revision/{rev}`` (``?blobs=true`` adds sizes, blob ids and LFS sha256),
   401 ``X-Error-Code: RepoNotFound`` for an unknown repository (the real hub answers 401, not
   404, so as not to reveal private repositories) and 404 ``RevisionNotFound`` for a bad revision;
+- ``GET /api/models/{repo}/tree/{rev}`` (the recursive listing ``snapshot_download`` uses), one
+  page, with the same errors;
 - ``HEAD`` / ``GET /{repo}/resolve/{rev}/{path}`` with ``ETag``, ``X-Linked-Etag``,
   ``X-Linked-Size``, ``X-Repo-Commit`` and ``Range`` (206 / 416);
 - gated repositories (``gated[repo] = token``): 401 ``GatedRepo`` without that bearer token.
@@ -37,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pth", ".pt")
 _INFO = re.compile(r"^/api/models/([^/]+/[^/]+)/revision/([^/]+)$")
+_TREE = re.compile(r"^/api/models/([^/]+/[^/]+)/tree/([^/]+)$")
 _RESOLVE = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
 
 
@@ -173,6 +176,24 @@ class HubServer:
         body["siblings"] = siblings
         return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
 
+    def tree(
+        self, repo_id: str, revision: str, authorization: str | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        status, headers, body = self.info(repo_id, revision, False, authorization)
+        if status != 200:
+            return status, headers, body
+        entries = []
+        for path, data in sorted(self.repos[repo_id][revision].items()):
+            entry: dict[str, object] = {"type": "file", "path": path, "size": len(data)}
+            entry["oid"] = git_blob_sha1(data)
+            if is_lfs(path):
+                pointer = _lfs_pointer(data)
+                entry["oid"] = git_blob_sha1(pointer)
+                sha = hashlib.sha256(data).hexdigest()
+                entry["lfs"] = {"oid": sha, "size": len(data), "pointerSize": len(pointer)}
+            entries.append(entry)
+        return 200, {"Content-Type": "application/json"}, json.dumps(entries).encode()
+
     def file_headers(self, revision: str, path: str, data: bytes) -> dict[str, str]:
         headers = {"X-Repo-Commit": revision, "Accept-Ranges": "bytes"}
         if is_lfs(path):
@@ -247,6 +268,12 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 blobs = "blobs=true" in url.query.lower()
                 auth = self.headers.get("Authorization")
                 status, headers, body = hub.info(info[1], info[2], blobs, auth)
+                self._reply(status, headers, body if send_body else b"", len(body))
+                return
+            tree = _TREE.match(path)
+            if tree:
+                auth = self.headers.get("Authorization")
+                status, headers, body = hub.tree(tree[1], tree[2], auth)
                 self._reply(status, headers, body if send_body else b"", len(body))
                 return
             resolve = _RESOLVE.match(path)

@@ -108,3 +108,52 @@ def test_import_move_and_remove_imported(
     assert "freed" in capsys.readouterr().out
     assert main(["models", "import", str(tmp_path / "nowhere")]) == EXIT_ERROR
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_remove_all_in_a_shared_folder_removes_only_what_the_store_installed(
+    hub: HubServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from conftest import tree_hashes
+
+    shared = tmp_path / "shared-models"
+    sd_folder = shared / "stable-diffusion-v1-5--stable-diffusion-v1-5"
+    theirs = {
+        shared / "notes.txt": b"someone else's notes",
+        shared / "imported" / "their-model" / "weights.safetensors": b"not spdesk's",
+        sd_folder / "README.md": b"their readme, in a folder name the store also uses",
+        sd_folder / sources.SD15_REVISION / "vae" / "their.part": b"their partial file",
+    }
+    for path, data in theirs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    before = tree_hashes(shared)
+    monkeypatch.setenv("SPDESK_MODELS_DIR", str(shared))
+    assert main(["models", "download", "--for", "train"]) == EXIT_OK
+    assert main(["models", "import", str(save_tiny_vae(tmp_path / "my-vae"))]) == EXIT_OK
+    capsys.readouterr()
+    assert tree_hashes(shared) != before
+
+    assert main(["models", "remove", "--all", "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["freed_bytes"] > 0
+    assert tree_hashes(shared) == before  # every other file untouched, all of the store's gone
+    assert main(["models", "status", "--json"]) == EXIT_OK
+    assert not any(f["present"] for f in json.loads(capsys.readouterr().out)["features"])
+
+
+def test_verify_finds_changed_bytes_in_an_imported_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["models", "import", str(save_tiny_vae(tmp_path / "my-vae")), "--json"]) == EXIT_OK
+    folder = Path(json.loads(capsys.readouterr().out)["folder"])
+    assert main(["models", "verify", "--for", "train"]) == EXIT_OK
+    capsys.readouterr()
+    weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01  # same size, one bit changed inside the weights
+    weights.write_bytes(bytes(data))
+    assert main(["models", "verify", "--for", "train"]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "vae/diffusion_pytorch_model.safetensors does not match the sha256 recorded" in err

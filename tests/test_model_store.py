@@ -27,14 +27,17 @@ from hub_server import (
 from spdesk.core.encoders import load_encoder
 from spdesk.core.errors import (
     Cancelled,
+    ConfigError,
     DownloadError,
     ModelError,
     ModelMissingError,
     NotEnoughSpaceError,
 )
 from spdesk.core.events import CancelToken, Event
-from spdesk.core.models import hub as hubmod
-from spdesk.core.models import sources
+from spdesk.core.models import download as downloadmod
+from spdesk.core.models import events as hubmod
+from spdesk.core.models import selection, sources
+from spdesk.core.models import settings as settings_module
 from spdesk.core.models.settings import StoreSettings, load_settings, save_settings
 from spdesk.core.models.store import ModelStore, encoder_folder
 
@@ -124,7 +127,7 @@ def test_preview_after_train_fetches_only_the_rest_and_never_unwanted_files(
     assert planned.total_bytes == size_of(sd_files, PREVIEW_FILES)
     assert planned.to_fetch_bytes == size_of(sd_files, PREVIEW_FILES - VAE_FILES)
     assert set(hub.served) == PREVIEW_FILES - VAE_FILES
-    requested = {path for _method, path in hub.requests}
+    requested = {path for method, path in hub.requests if method == "GET"}
     for never in [*NEVER_FETCHED, "vae/diffusion_pytorch_model.safetensors"]:
         assert not any(r.endswith("/" + never) for r in requested), never
     assert store.find("train") is not None and store.find("preview") is not None
@@ -134,7 +137,7 @@ def test_preview_after_train_fetches_only_the_rest_and_never_unwanted_files(
 def test_cancel_half_way_keeps_partial_data_and_resume_fetches_only_the_rest(
     store: ModelStore, hub: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hubmod, "CHUNK_BYTES", CHUNK)
+    monkeypatch.setattr(downloadmod, "CHUNK_BYTES", CHUNK)
     cancel = CancelToken()
 
     def cancel_half_way(event: Event) -> None:
@@ -217,7 +220,7 @@ def test_not_enough_space_is_refused_before_fetching(
     def tiny_disk(path: Any) -> Any:
         return real(path)._replace(free=123_000)
 
-    monkeypatch.setattr(hubmod.shutil, "disk_usage", tiny_disk)
+    monkeypatch.setattr(selection.shutil, "disk_usage", tiny_disk)
     plan = store.plan("preview")
     assert not plan.enough_space and plan.free_bytes == 123_000
     with pytest.raises(NotEnoughSpaceError) as caught:
@@ -250,12 +253,11 @@ def test_offline_after_download_makes_no_network_request(
     offline = ModelStore(settings=StoreSettings(endpoint=hub.url))
     assert offline.require("preview") == offline.require("train")
     assert store.download("preview") == offline.require("preview")  # complete: no network
-    vae = loading.load_vae(offline)
-    assert next(vae.parameters()).dtype == torch.float32
+    encoder = load_encoder("sd15", "cpu")
     with torch.no_grad():
-        latents = vae.encode(torch.rand(1, 3, 32, 32) * 2 - 1).latent_dist.mean
+        latents = encoder.encode(torch.rand(1, 3, 32, 32)).mean
     assert latents.shape == (1, 4, 16, 16)
-    pipe = loading.load_pipeline("preview", offline)
+    pipe = loading.load_pipeline_from(offline.require("preview"))
     assert pipe.safety_checker is None
     assert offline.verify("preview").ok
     assert attempts == []
@@ -312,7 +314,7 @@ def test_unreachable_endpoint() -> None:
 def test_a_dropped_connection_is_resumed_without_fetching_twice(
     store: ModelStore, hub: HubServer, sd_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hubmod, "CHUNK_BYTES", CHUNK)
+    monkeypatch.setattr(downloadmod, "CHUNK_BYTES", CHUNK)
     hub.drop(UNET, after=6 * CHUNK, times=1)
     store.download("preview")
     assert hub.served[UNET] == len(sd_files[UNET])  # the resume asked only for the rest
@@ -322,10 +324,8 @@ def test_a_dropped_connection_is_resumed_without_fetching_twice(
 def test_a_server_that_keeps_dropping_fails_clearly_and_keeps_the_partial_file(
     store: ModelStore, hub: HubServer, sd_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import huggingface_hub.file_download as hf_download
-
-    monkeypatch.setattr(hf_download.time, "sleep", lambda _s: None)  # its retry pauses
-    monkeypatch.setattr(hubmod, "CHUNK_BYTES", CHUNK)
+    monkeypatch.setattr(downloadmod, "RETRY_PAUSE_S", 0.0)
+    monkeypatch.setattr(downloadmod, "CHUNK_BYTES", CHUNK)
     hub.drop(UNET, after=6 * CHUNK, times=50)
     with pytest.raises(DownloadError) as caught:
         store.download("preview")
@@ -351,15 +351,11 @@ def test_a_truncated_config_json_is_reported(store: ModelStore, hub: HubServer) 
 def test_taesd_is_handled_by_the_same_store(hub: HubServer, store: ModelStore) -> None:
     import torch
 
-    from spdesk.core.models import loading
-
     taesd = tiny_taesd_repo_files()
     hub.add_repo(sources.TAESD_REPO, sources.TAESD_REVISION, taesd)
     folder = store.download("taesd")
     assert set(hub.served) == {"config.json", "diffusion_pytorch_model.safetensors"}
     assert (folder / "diffusion_pytorch_model.safetensors").is_file()
-    model = loading.load_taesd(store)
-    assert model.encode(torch.rand(1, 3, 32, 32)).latents.shape[1] == 4
     assert {s.feature: s.present for s in store.status()}["taesd"]
     # "taesd" names it wherever an encoder is asked for (fine-tuning, training, eval).
     encoder = load_encoder("taesd", "cpu")
@@ -367,21 +363,47 @@ def test_taesd_is_handled_by_the_same_store(hub: HubServer, store: ModelStore) -
     assert encoder.encode(torch.rand(1, 3, 32, 32)).mean.shape[1] == 4
 
 
-def test_token_and_endpoint_come_from_the_settings_file_or_environment(
+def test_the_token_is_the_librarys_own_and_never_written_by_spdesk(
     hub: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import huggingface_hub.constants as hf_constants
+
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
     assert load_settings().resolved_endpoint() == hub.url
     ModelStore().download("train")
-    assert all(a is None for a in hub.authorizations)
-    path = save_settings(StoreSettings(endpoint=hub.url, token="hf_secret"))
-    data = json.loads(path.read_text())
-    assert data["models"]["token"] == "hf_secret"
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the file wins over the variable
+    assert all(a is None for a in hub.authorizations)  # nobody logged in: no token sent
+
+    # What `hf auth login` leaves behind is used, for the listing and for the files.
+    Path(hf_constants.HF_TOKEN_PATH).parent.mkdir(parents=True, exist_ok=True)
+    Path(hf_constants.HF_TOKEN_PATH).write_text("hf_logged_in")
     hub.authorizations.clear()
+    ModelStore().download("preview")
+    assert hub.authorizations and set(hub.authorizations) == {"Bearer hf_logged_in"}
+    monkeypatch.setenv("HF_TOKEN", "hf_from_env")  # the library's order: HF_TOKEN first
+    hub.authorizations.clear()
+    ModelStore().plan("preview")
+    assert set(hub.authorizations) == {"Bearer hf_from_env"}
+
+    # A token an older spdesk stored in its settings is dropped, never rewritten.
+    path = save_settings(StoreSettings(endpoint=hub.url))
+    legacy = json.loads(path.read_text())
+    legacy["models"]["token"] = "hf_plain_text"
+    path.write_text(json.dumps(legacy))
+    save_settings(load_settings())
+    assert "hf_plain_text" not in path.read_text() and "token" not in path.read_text()
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the file wins over the variable
     assert ModelStore().plan("preview").endpoint == hub.url
-    assert hub.authorizations and set(hub.authorizations) == {"Bearer hf_secret"}
+
+
+def test_settings_carry_a_schema_version_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    save_settings(StoreSettings(endpoint="http://example.invalid"), path)
+    section = json.loads(path.read_text())["models"]
+    assert section["version"] == settings_module.SCHEMA_VERSION
+    assert load_settings(path).endpoint == "http://example.invalid"
+    path.write_text(json.dumps({"models": {**section, "version": section["version"] + 1}}))
+    with pytest.raises(ConfigError, match="written by a newer spdesk"):
+        load_settings(path)
 
 
 def test_a_huggingface_cache_with_the_pinned_revision_is_reused(
@@ -457,7 +479,7 @@ def test_pinned_sources_live_in_one_place() -> None:
 
 
 def test_a_second_download_into_the_same_folder_is_refused(store: ModelStore) -> None:
-    from spdesk.core.models.store import download_lock
+    from spdesk.core.models.layout import download_lock
 
     with (
         download_lock(store.folder_for("train")),
@@ -470,7 +492,7 @@ def test_a_second_download_into_the_same_folder_is_refused(store: ModelStore) ->
 def test_a_server_ignoring_range_restarts_the_file_cleanly(
     store: ModelStore, hub: HubServer, sd_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hubmod, "CHUNK_BYTES", CHUNK)
+    monkeypatch.setattr(downloadmod, "CHUNK_BYTES", CHUNK)
     cancel = CancelToken()
 
     def cancel_inside_the_unet(event: Event) -> None:
@@ -490,13 +512,16 @@ def test_a_server_ignoring_range_restarts_the_file_cleanly(
     assert store.verify("preview").ok
 
 
-def test_a_gated_repository_needs_the_token(hub: HubServer) -> None:
+def test_a_gated_repository_needs_the_token(
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hub.gated[SD] = "hf_right"
     with pytest.raises(DownloadError) as caught:
         ModelStore(settings=StoreSettings(endpoint=hub.url)).download("train")
     assert caught.value.message == f"{SD} on {hub.url} needs an access token that allows it."
-    assert "HF_TOKEN" in (caught.value.hint or "")
-    store = ModelStore(settings=StoreSettings(endpoint=hub.url, token="hf_right"))
+    assert "hf auth login" in (caught.value.hint or "")
+    monkeypatch.setenv("HF_TOKEN", "hf_right")
+    store = ModelStore(settings=StoreSettings(endpoint=hub.url))
     assert store.download("train").is_dir()
 
 
@@ -524,7 +549,7 @@ def test_inpaint_comes_from_its_own_pinned_repository(store: ModelStore, hub: Hu
         sources.SD15_INPAINT_REVISION,
     )
     assert store.find("train") is None  # the inpainting VAE does not stand in for the pinned one
-    pipe = loading.load_pipeline("inpaint", store)
+    pipe = loading.load_pipeline_from(store.require("inpaint"), "inpaint")
     assert pipe.unet.config.in_channels == 9
 
 
@@ -551,7 +576,8 @@ def test_parts_published_only_as_bin_are_verified_and_converted_to_fp16_safetens
     weights = load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))
     assert {t.dtype for t in weights.values()} == {torch.float16}
     assert store.verify("inpaint").ok
-    assert loading.load_pipeline("inpaint", store).unet.config.in_channels == 9
+    pipe = loading.load_pipeline_from(store.require("inpaint"), "inpaint")
+    assert pipe.unet.config.in_channels == 9
     damaged = folder / "unet" / "diffusion_pytorch_model.safetensors"
     damaged.write_bytes(damaged.read_bytes()[:-2] + b"!!")
     assert store.verify("inpaint").problems == [

@@ -172,7 +172,7 @@ def test_import_a_diffusers_pipeline_folder(
 
     from spdesk.core.models import loading
 
-    assert loading.load_pipeline("preview", store).unet is not None
+    assert loading.load_pipeline_from(store.require("preview")).unet is not None
 
 
 def test_import_an_inpainting_folder_and_a_bare_vae(tmp_path: Path) -> None:

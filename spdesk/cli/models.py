@@ -56,7 +56,9 @@ def register(sub: Any) -> None:
     which = remove.add_mutually_exclusive_group(required=True)
     which.add_argument("--for", dest="feature", choices=FEATURE_CHOICES)
     which.add_argument("--imported", metavar="NAME", help="an imported model (see status)")
-    which.add_argument("--all", action="store_true", help="the whole store folder")
+    which.add_argument(
+        "--all", action="store_true", help="every model the store installed (nothing else)"
+    )
     _json_flag(remove)
     remove.set_defaults(func=run_remove)
 
@@ -85,14 +87,14 @@ def _store() -> Any:
 
 
 def _size(n: float) -> str:
-    from spdesk.core.models.hub import human_size
+    from spdesk.core.models.selection import human_size
 
     return human_size(int(n))
 
 
 # --- status ---------------------------------------------------------------------------------------
 def run_status(args: argparse.Namespace) -> int:
-    from spdesk.core.models.store import read_manifest
+    from spdesk.core.models.layout import read_manifest
 
     store = _store()
     rows = store.status()
@@ -141,36 +143,36 @@ class _DownloadPrinter:
         self.bar = ProgressPrinter(quiet=quiet)
 
     def __call__(self, event: Any) -> None:
-        from spdesk.core.models import hub
+        from spdesk.core.models import events as download_events
 
-        if isinstance(event, hub.DownloadPlanned):
+        if isinstance(event, download_events.DownloadPlanned):
             self.bar.line(
                 f"{event.repo_id}@{event.revision[:12]}: {event.files} files, "
                 f"{_size(event.to_fetch_bytes)} to fetch of {_size(event.total_bytes)}, "
                 f"{_size(event.free_bytes)} free; into {event.target}"
             )
-        elif isinstance(event, hub.DownloadProgress):
+        elif isinstance(event, download_events.DownloadProgress):
             label = (
                 f"{Path(event.file).name} {_size(event.done)}/{_size(event.total)} "
                 f"{_size(event.speed_bps)}/s"
             )
             self.bar.update(label, event.done, event.total, event.eta_s)
-        elif isinstance(event, hub.FileVerifying) and event.size >= 50_000_000:
+        elif isinstance(event, download_events.FileVerifying) and event.size >= 50_000_000:
             self.bar.line(f"Checking the sha256 of {event.file} ({_size(event.size)})...")
-        elif isinstance(event, hub.FileRejected):
+        elif isinstance(event, download_events.FileRejected):
             again = "fetching it again" if event.retrying else "giving up"
             self.bar.line(f"{event.file}: {event.algorithm} mismatch, {again}")
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from spdesk.core.models import hub
+    from spdesk.core.models import events as download_events
 
     store = _store()
     events: list[Any] = []
     printer = _DownloadPrinter(quiet=args.quiet or args.json)
 
     def on_event(event: Any) -> None:
-        if isinstance(event, hub.DownloadFinished | hub.DownloadPlanned):
+        if isinstance(event, download_events.DownloadFinished | download_events.DownloadPlanned):
             events.append(event)
         printer(event)
 
@@ -178,7 +180,7 @@ def run_download(args: argparse.Namespace) -> int:
         folder = store.download(args.feature, on_event, cancel_on_sigint())
     finally:
         printer.bar.close()
-    finished = next((e for e in events if isinstance(e, hub.DownloadFinished)), None)
+    finished = next((e for e in events if isinstance(e, download_events.DownloadFinished)), None)
     summary = {
         "feature": args.feature,
         "folder": str(folder),
@@ -223,7 +225,7 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_remove(args: argparse.Namespace) -> int:
     store = _store()
     if args.all:
-        what, freed = f"everything in {store.root}", store.remove()
+        what, freed = f"every model spdesk installed in {store.root}", store.remove()
     elif args.imported:
         what, freed = f"imported model {args.imported}", store.remove_imported(args.imported)
     else:

@@ -12,6 +12,9 @@ The original is never modified: what is needed is copied (or converted) into
   store, or fetched: a few MB).
 - Pickle files (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) are refused unless ``torch.load`` with
   ``weights_only=True`` reads them (plain tensors, no code); they are then rewritten as safetensors.
+
+The manifest of an imported model records the sha256 of every file it holds, so that
+``spdesk models verify`` finds changed bytes, not only missing or truncated files.
 """
 
 from __future__ import annotations
@@ -19,19 +22,25 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from spdesk.core.errors import ModelError
-from spdesk.core.models.sources import PIPELINE_PARTS
+from spdesk.core.models.layout import (
+    IMPORTED,
+    MANIFEST,
+    WEIGHT_PARTS,
+    read_manifest,
+    tree_size,
+    write_manifest,
+)
+from spdesk.core.models.sources import PIPELINE_PARTS, Feature
+from spdesk.core.models.verify import record_digests, verify_recorded
+from spdesk.core.models.weights import PICKLE_SUFFIXES, load_pickle_weights, save_safetensors
 
-if TYPE_CHECKING:
-    from spdesk.core.models.store import ModelStore
-
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-WEIGHT_PARTS = ("vae", "unet", "text_encoder")
+ConfigSource = Callable[[Feature], Path]  # a folder with a feature's configuration files
 LDM_UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
 LDM_VAE_IN = "first_stage_model.encoder.conv_in.weight"
 LDM_CLIP_PREFIX = "cond_stage_model.transformer."
@@ -49,15 +58,16 @@ class ImportResult:
     size_bytes: int
 
 
-def import_model(store: ModelStore, path: Path, *, name: str | None = None) -> ImportResult:
-    """Validate ``path`` and install a copy in the store. Raises ModelError with a plain reason."""
-    from spdesk.core.models.store import IMPORTED, MANIFEST, tree_size, write_manifest
-
+def import_model(
+    root: Path, path: Path, configs: ConfigSource, *, name: str | None = None
+) -> ImportResult:
+    """Validate ``path`` and install a copy under the store ``root``; ``configs`` gives the SD 1.5
+    configuration files a single-file checkpoint needs. Raises ModelError with a plain reason."""
     path = path.expanduser()
     if not path.exists():
         raise ModelError(f"{path} does not exist.")
     name = _safe_name(name or (path.stem if path.is_file() else path.name))
-    final = store.root / IMPORTED / name
+    final = root / IMPORTED / name
     if (final / MANIFEST).is_file():
         raise ModelError(
             f"A model named {name!r} is already imported ({final}).",
@@ -71,12 +81,13 @@ def import_model(store: ModelStore, path: Path, *, name: str | None = None) -> I
         if path.is_dir():
             kind, provides = _import_folder(path, tmp)
         else:
-            kind, provides = _import_file(store, path, tmp)
+            kind, provides = _import_file(configs, path, tmp)
         problems = revalidate(tmp)
         if problems:
             raise ModelError(f"{path} cannot be used: {problems[0]}")
+        names = [p.relative_to(tmp).as_posix() for p in sorted(tmp.rglob("*")) if p.is_file()]
         manifest = {"provides": list(provides), "kind": kind, "origin": str(path)}
-        write_manifest(tmp, {**manifest, "validated": True})
+        write_manifest(tmp, {**manifest, "validated": True, "files": record_digests(tmp, names)})
         shutil.rmtree(final, ignore_errors=True)
         tmp.replace(final)
     finally:
@@ -84,16 +95,28 @@ def import_model(store: ModelStore, path: Path, *, name: str | None = None) -> I
     return ImportResult(name, final, tuple(provides), kind, tree_size(final))
 
 
-def remove_imported(store: ModelStore, name: str) -> int:
-    """Delete one imported model; returns the bytes freed."""
-    from spdesk.core.models.store import IMPORTED, tree_size
+def remove_imported(root: Path, name: str) -> int:
+    """Delete one imported model (the files its manifest names); returns the bytes freed."""
+    from spdesk.core.models.layout import delete_recorded
 
-    folder = store.root / IMPORTED / _safe_name(name)
-    if not folder.is_dir():
-        raise ModelError(f"No imported model named {name!r} in {store.root / IMPORTED}.")
-    freed = tree_size(folder)
-    shutil.rmtree(folder)
-    return freed
+    folder = root / IMPORTED / _safe_name(name)
+    if not (folder / MANIFEST).is_file():
+        raise ModelError(f"No imported model named {name!r} in {root / IMPORTED}.")
+    files = read_manifest(folder)["files"]
+    if not files:  # imported before spdesk recorded its files: the folder is all spdesk's
+        freed = tree_size(folder)
+        shutil.rmtree(folder)
+        return freed
+    return delete_recorded(folder, [*files, MANIFEST])
+
+
+def verify_imported(folder: Path) -> tuple[int, list[str]]:
+    """``(files checked, problems)`` of an imported model: its recorded sha256 digests, or (for an
+    import without them) whether it still loads."""
+    files = read_manifest(folder)["files"]
+    if files:
+        return len(files), verify_recorded(folder, files)
+    return len(list(folder.rglob("*.*"))), revalidate(folder)
 
 
 def _safe_name(name: str) -> str:
@@ -184,37 +207,6 @@ def _copy_part(src: Path, dest: Path) -> None:
         save_safetensors(load_pickle_weights(item), target)
 
 
-# --- pickle -------------------------------------------------------------------------------------
-def load_pickle_weights(path: Path) -> dict[str, Any]:
-    """Tensors from a pickle checkpoint, only if ``weights_only=True`` loads it (no code runs)."""
-    import pickle
-
-    import torch
-
-    try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError) as error:
-        raise ModelError(
-            f"{path.name} is a pickle file that would run code to load; spdesk refuses it.",
-            hint="Use the .safetensors version of this model (most are published as both).",
-        ) from error
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
-    if not isinstance(data, dict):
-        raise ModelError(f"{path.name} does not hold a dictionary of weights.")
-    tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise ModelError(f"{path.name} holds no weights.")
-    return tensors
-
-
-def save_safetensors(tensors: dict[str, Any], target: Path) -> None:
-    from safetensors.torch import save_file
-
-    # Clone: pickles often share storage between tensors, which safetensors refuses.
-    save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, str(target))
-
-
 # --- single-file checkpoints --------------------------------------------------------------------
 def checkpoint_keys(path: Path) -> dict[str, list[int]]:
     """Tensor names and shapes from a safetensors header (no weights read)."""
@@ -243,35 +235,35 @@ def sd15_checkpoint_kind(keys: dict[str, list[int]], name: str) -> str:
     return "inpaint" if keys[LDM_UNET_IN][1] == 9 else "preview"
 
 
-def _import_file(store: ModelStore, path: Path, dest: Path) -> tuple[str, tuple[str, ...]]:
+def _import_file(configs: ConfigSource, path: Path, dest: Path) -> tuple[str, tuple[str, ...]]:
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         converted = dest.parent / f"{dest.name}.checkpoint.safetensors"
         try:
             save_safetensors(load_pickle_weights(path), converted)
-            return _import_single_file(store, converted, dest, path.name)
+            return _import_single_file(configs, converted, dest, path.name)
         finally:
             converted.unlink(missing_ok=True)
     if suffix != ".safetensors":
         raise ModelError(
             f"{path.name}: expected a .safetensors checkpoint or a diffusers folder.",
         )
-    return _import_single_file(store, path, dest, path.name)
+    return _import_single_file(configs, path, dest, path.name)
 
 
 def _import_single_file(
-    store: ModelStore, path: Path, dest: Path, label: str
+    configs: ConfigSource, path: Path, dest: Path, label: str
 ) -> tuple[str, tuple[str, ...]]:
     import torch
     from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
     feature = sd15_checkpoint_kind(checkpoint_keys(path), label)
-    configs = store.config_folder("inpaint" if feature == "inpaint" else "preview")
+    config_folder = configs("inpaint" if feature == "inpaint" else "preview")
     cls: Any = StableDiffusionInpaintPipeline if feature == "inpaint" else StableDiffusionPipeline
     try:
         pipe = cls.from_single_file(
             str(path),
-            config=str(configs),
+            config=str(config_folder),
             local_files_only=True,
             torch_dtype=torch.float16,
             safety_checker=None,
@@ -304,7 +296,7 @@ def revalidate(folder: Path) -> list[str]:
 
 
 def _configs(folder: Path) -> Iterable[Path]:
-    return sorted(p for p in folder.rglob("*.json") if p.name != "spdesk-manifest.json")
+    return sorted(p for p in folder.rglob("*.json") if p.name != MANIFEST)
 
 
 def _load_part(folder: Path, part: str) -> None:

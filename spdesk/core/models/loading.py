@@ -1,9 +1,9 @@
-"""Load installed models from the store's local folders, never from the network.
+"""Load a Stable Diffusion pipeline from a local diffusers folder, never from the network.
 
-Every loader resolves the folder with :meth:`ModelStore.require` (disk only) and passes
-``local_files_only=True``, so a complete store works with the network unplugged; an absent model
-raises ModelMissingError naming the download command. The weights are fp16 on disk; they load in
-the ``dtype`` asked for (float32 by default: CPU, and accurate gradients for the encoders).
+The folder comes from :meth:`ModelStore.require` (disk only) or the user; ``local_files_only=True``
+means a complete store works with the network unplugged. The weights are fp16 on disk; they load
+in the ``dtype`` asked for (float32 by default). The encoders load through
+:func:`spdesk.core.encoders.load_encoder`.
 """
 
 from __future__ import annotations
@@ -16,47 +16,8 @@ import torch
 
 from spdesk.core.errors import ModelError
 from spdesk.core.models.sources import Feature
-from spdesk.core.models.store import ModelStore
 
 LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError)
-
-
-def load_vae(store: ModelStore | None = None, *, dtype: torch.dtype = torch.float32) -> Any:
-    """The SD 1.5 ``AutoencoderKL`` (the ``train`` feature)."""
-    from diffusers import AutoencoderKL
-
-    folder = (store or ModelStore()).require("train") / "vae"
-    try:
-        return AutoencoderKL.from_pretrained(  # type: ignore[no-untyped-call]
-            str(folder), local_files_only=True, torch_dtype=dtype
-        )
-    except LOAD_ERRORS as error:
-        raise _load_error("train", folder, error) from error
-
-
-def load_taesd(store: ModelStore | None = None, *, dtype: torch.dtype = torch.float32) -> Any:
-    """The TAESD ``AutoencoderTiny`` (the ``taesd`` feature)."""
-    from diffusers import AutoencoderTiny
-
-    folder = (store or ModelStore()).require("taesd")
-    try:
-        return AutoencoderTiny.from_pretrained(  # type: ignore[no-untyped-call]
-            str(folder), local_files_only=True, torch_dtype=dtype
-        )
-    except LOAD_ERRORS as error:
-        raise _load_error("taesd", folder, error) from error
-
-
-def load_pipeline(
-    feature: Feature = "preview",
-    store: ModelStore | None = None,
-    *,
-    dtype: torch.dtype = torch.float32,
-) -> Any:
-    """The img2img (``preview``) or inpainting (``inpaint``) pipeline, without safety checker."""
-    if feature not in ("preview", "inpaint"):
-        raise ModelError(f"{feature!r} is not a pipeline feature; expected preview or inpaint.")
-    return load_pipeline_from((store or ModelStore()).require(feature), feature, dtype=dtype)
 
 
 def load_pipeline_from(

@@ -1,8 +1,10 @@
-"""Model-store settings: sources, hub endpoint, token and the models folder.
+"""Model-store settings: sources, hub endpoint and the models folder.
 
 They live under the ``"models"`` key of :func:`spdesk.core.paths.settings_file` (other keys of that
-file belong to other parts of spdesk and are preserved on save). ``HF_ENDPOINT`` and ``HF_TOKEN``
-are used when the file names no endpoint or token.
+file belong to other parts of spdesk and are preserved on save), with a schema ``version``: a file
+written by a newer spdesk is refused rather than misread. ``HF_ENDPOINT`` is used when the file
+names no endpoint. There is no token here: huggingface_hub finds its own (``HF_TOKEN``, or the one
+``hf auth login`` saved), and spdesk never writes one to disk.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from spdesk.core.models.sources import (
 )
 
 SETTINGS_KEY = "models"
+SCHEMA_VERSION = 2  # 2: no token (the library's own store holds it)
 
 
 @dataclass(frozen=True)
@@ -38,21 +41,16 @@ class SourceOverride:
 class StoreSettings:
     """Everything the store needs to know; immutable, change with :func:`dataclasses.replace`.
 
-    ``endpoint`` is the hub's base URL (``None``: ``HF_ENDPOINT`` or huggingface.co); ``token`` is
-    sent as a bearer token for gated mirrors (``None``: ``HF_TOKEN`` if set); ``models_dir`` moves
-    the store (``None``: :func:`spdesk.core.paths.models_dir`).
+    ``endpoint`` is the hub's base URL (``None``: ``HF_ENDPOINT`` or huggingface.co);
+    ``models_dir`` moves the store (``None``: :func:`spdesk.core.paths.models_dir`).
     """
 
     endpoint: str | None = None
-    token: str | None = None
     models_dir: str | None = None
     overrides: dict[str, SourceOverride] = field(default_factory=dict)
 
     def resolved_endpoint(self) -> str:
         return (self.endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-
-    def resolved_token(self) -> str | None:
-        return self.token or os.environ.get("HF_TOKEN") or None
 
     def root(self) -> Path:
         return Path(self.models_dir).expanduser() if self.models_dir else paths.models_dir()
@@ -97,6 +95,13 @@ def load_settings(path: Path | None = None) -> StoreSettings:
     section = _read_file(path or paths.settings_file()).get(SETTINGS_KEY) or {}
     if not isinstance(section, dict):
         raise ConfigError(f'The "{SETTINGS_KEY}" entry of the settings file is not an object.')
+    version = section.get("version", 1)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"The model settings were written by a newer spdesk (schema {version!r}; this one "
+            f"reads up to {SCHEMA_VERSION}).",
+            hint='Update spdesk, or delete the "models" entry of the settings file.',
+        )
     overrides: dict[str, SourceOverride] = {}
     for feature, value in (section.get("overrides") or {}).items():
         if feature not in FEATURES or not isinstance(value, dict):
@@ -107,17 +112,17 @@ def load_settings(path: Path | None = None) -> StoreSettings:
         overrides[feature] = SourceOverride(value.get("repo_id"), value.get("revision"))
     return StoreSettings(
         endpoint=section.get("endpoint"),
-        token=section.get("token"),
         models_dir=section.get("models_dir"),
         overrides=overrides,
     )
 
 
 def save_settings(settings: StoreSettings, path: Path | None = None) -> Path:
-    """Write the ``"models"`` section atomically, keeping every other key of the file."""
+    """Write the ``"models"`` section atomically, keeping every other key of the file (a token an
+    older spdesk stored there is dropped)."""
     path = path or paths.settings_file()
     data = _read_file(path)
-    data[SETTINGS_KEY] = asdict(settings)
+    data[SETTINGS_KEY] = {**asdict(settings), "version": SCHEMA_VERSION}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")

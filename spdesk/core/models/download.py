@@ -1,0 +1,430 @@
+"""Fetch a plan's files into the store: resumable, verified, recorded in the manifest.
+
+huggingface_hub does the listing (:mod:`selection`), each file's metadata
+(``get_hf_file_metadata``: ETag and commit), the HTTP session, headers and token
+(``get_session``, ``build_hf_headers``) and the hashing
+(:mod:`verify`). spdesk keeps one small thing of its own, :func:`transfer`: the library's
+``hf_hub_download`` writes into a process-unique temporary file that it deletes on any failure
+(huggingface_hub 2.4), so a cancelled or dropped 1.7 GB UNet would start from zero. ``transfer``
+appends to a ``.part`` file that survives a cancel, a crash or a dropped connection, and asks for
+the rest with an HTTP ``Range`` request; a server that ignores ``Range`` restarts the file.
+
+Every file is verified before it gets its name: weights by sha256 (the hub's linked ETag), small
+files by their git blob sha1 (their ETag). A mismatch deletes the file and fetches it once more;
+a second mismatch fails. A ``.bin`` (only for parts published without safetensors) is verified,
+then stored as fp16 safetensors (:mod:`weights`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from spdesk.core.errors import Cancelled, DownloadError, ModelError, SpdeskError
+from spdesk.core.events import CancelToken, EventSink, ignore_events
+from spdesk.core.models.events import (
+    DownloadFinished,
+    DownloadPlanned,
+    DownloadProgress,
+    DownloadStarted,
+    FileRejected,
+    FileVerified,
+    FileVerifying,
+)
+from spdesk.core.models.layout import (
+    PART_SUFFIX,
+    download_lock,
+    local_size,
+    partial_files,
+    read_manifest,
+    write_manifest,
+)
+from spdesk.core.models.selection import (
+    DownloadPlan,
+    RemoteFile,
+    check_free_space,
+    free_bytes,
+    hub_error,
+    human_size,
+    list_candidates,
+    select_files,
+)
+from spdesk.core.models.sources import Source
+from spdesk.core.models.verify import algorithm_of, digest_of, sha256_of
+from spdesk.core.models.weights import convert_pickle
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1 << 20  # read size: progress and cancel every MiB
+TIMEOUT_S = 30.0  # connect / read timeout of one request
+MAX_STALLS = 5  # attempts in a row that add no byte before a transfer gives up
+RETRY_PAUSE_S = 1.0  # pause before asking again after a dropped connection
+
+ByteSink = Callable[[int], None]  # told the bytes just written (negative: the file restarted)
+
+
+# --- planning -------------------------------------------------------------------------------------
+def plan_download(feature: str, source: Source, endpoint: str, target: Path) -> DownloadPlan:
+    """List the repository (network) and work out what is still to fetch and the free space."""
+    commit, candidates = list_candidates(source, endpoint)
+    files = tuple(select_files(source, candidates))
+    verified = verified_paths(target, read_manifest(target), files, commit)
+    done = sum(bytes_on_disk(target, f, verified) for f in files)
+    free, where = free_bytes(target)
+    return DownloadPlan(feature, source, endpoint, commit, target, files, done, free, where)
+
+
+def verified_paths(
+    folder: Path, manifest: dict[str, Any], files: Iterable[RemoteFile], commit: str
+) -> set[str]:
+    """Repository paths recorded as verified at ``commit`` whose file is still in place."""
+    if manifest.get("commit", manifest.get("revision")) != commit:
+        return set()
+    out: set[str] = set()
+    for f in files:
+        entry = manifest["files"].get(f.path)
+        local = folder / f.local_name
+        if (
+            entry is not None
+            and entry["size"] == f.size
+            and local.is_file()
+            and local.stat().st_size == local_size(entry)
+        ):
+            out.add(f.path)
+    return out
+
+
+def part_path(target: Path, f: RemoteFile) -> Path:
+    return target / (f.local_name + PART_SUFFIX)
+
+
+def bytes_on_disk(target: Path, f: RemoteFile, verified: set[str]) -> int:
+    """Bytes of ``f`` already here: the whole file when verified earlier, else its ``.part``."""
+    if f.path in verified:
+        return f.size
+    part = part_path(target, f)
+    return min(part.stat().st_size, f.size) if part.is_file() else 0
+
+
+# --- fetching -------------------------------------------------------------------------------------
+def fetch(
+    plan: DownloadPlan, on_event: EventSink = ignore_events, cancel: CancelToken | None = None
+) -> dict[str, Any]:
+    """Check the space, fetch and verify ``plan``'s files, recording each in the manifest; returns
+    the manifest. A lock beside the folder keeps two downloads (app and command line) apart.
+
+    Raises NotEnoughSpaceError before fetching, DownloadError on network, server or verification
+    failures, ModelError when a config is unreadable, Cancelled (the ``.part`` data stays).
+    """
+    check_free_space(plan)
+    with download_lock(plan.target):
+        return _fetch_locked(plan, on_event, cancel or CancelToken())
+
+
+def _fetch_locked(plan: DownloadPlan, on_event: EventSink, cancel: CancelToken) -> dict[str, Any]:
+    on_event(_planned_event(plan))
+    folder = plan.target
+    manifest = read_manifest(folder)
+    if manifest.get("commit", manifest.get("revision")) != plan.commit:
+        manifest["files"], manifest["features"] = {}, {}
+    manifest.update(repo_id=plan.source.repo_id, revision=plan.source.revision, commit=plan.commit)
+    planned = set(manifest.get("planned", [])) | {f.local_name for f in plan.files}
+    manifest["planned"] = sorted(planned)  # so that remove finds every .part this run leaves
+    write_manifest(folder, manifest)
+
+    def record(f: RemoteFile, algorithm: str, digest: str) -> None:
+        local = folder / f.local_name
+        entry: dict[str, Any] = {"local": f.local_name, "size": f.size, "algorithm": algorithm}
+        entry.update(digest=digest, local_size=local.stat().st_size)
+        if f.is_pickle:  # converted: the hub's digest is of the .bin, keep the result's own
+            entry["local_sha256"] = sha256_of(local)
+        manifest["files"][f.path] = entry
+        write_manifest(folder, manifest)
+
+    verified = verified_paths(folder, manifest, plan.files, plan.commit)
+    downloader = Downloader(plan, on_event, cancel, verified, record)
+    try:
+        downloader.run()
+    except Cancelled as error:
+        kept = sum(p.stat().st_size for p in partial_files(folder, manifest)) + sum(
+            f.size for f in plan.files if f.path in downloader.verified
+        )
+        raise Cancelled(
+            f"Download cancelled; {human_size(kept)} kept, the next download resumes."
+        ) from error
+    validate_configs(folder, [f.local_name for f in plan.files])
+    return manifest
+
+
+def _planned_event(plan: DownloadPlan) -> DownloadPlanned:
+    source = plan.source
+    return DownloadPlanned(
+        plan.feature,
+        source.repo_id,
+        source.revision,
+        str(plan.target),
+        len(plan.files),
+        plan.total_bytes,
+        plan.to_fetch_bytes,
+        plan.free_bytes,
+    )
+
+
+def validate_configs(folder: Path, local_names: Iterable[str]) -> None:
+    """Every downloaded ``.json`` must parse: a truncated config fails here, not at load time."""
+    for name in local_names:
+        if not name.endswith(".json"):
+            continue
+        try:
+            json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ModelError(
+                f"{name} in {folder} is not valid JSON (truncated or damaged): {error}",
+                hint="The repository holds a broken file; check the repository and revision in "
+                "the model settings, or import a local copy (spdesk models import PATH).",
+            ) from error
+
+
+class _Meter:
+    """Overall byte counter with speed (this run only) and ETA."""
+
+    def __init__(self, total: int, done: int) -> None:
+        self.total = total
+        self.completed = done  # bytes of files finished (or partly present) before the current
+        self.current = 0  # bytes of the current file on disk
+        self.network = 0  # bytes received in this run (re-fetches included)
+        self.start = time.monotonic()
+
+    @property
+    def done(self) -> int:
+        return self.completed + self.current
+
+    def speed(self) -> float:
+        elapsed = time.monotonic() - self.start
+        return self.network / elapsed if elapsed > 0 else 0.0
+
+    def eta(self) -> float | None:
+        speed = self.speed()
+        return max(self.total - self.done, 0) / speed if speed > 0 else None
+
+
+class Downloader:
+    """Fetches a :class:`DownloadPlan`; one instance per run.
+
+    ``verified`` holds repository paths already complete and verified in ``plan.target``;
+    ``on_verified(file, algorithm, digest)`` is called after each newly verified file is in
+    place, so that it is recorded (and a later run skips it).
+    """
+
+    def __init__(
+        self,
+        plan: DownloadPlan,
+        on_event: EventSink,
+        cancel: CancelToken,
+        verified: set[str],
+        on_verified: Callable[[RemoteFile, str, str], None],
+    ) -> None:
+        self.plan = plan
+        self.on_event = on_event
+        self.cancel = cancel
+        self.verified = set(verified)
+        self.on_verified = on_verified
+        self.meter = _Meter(plan.total_bytes, plan.done_bytes)
+
+    def run(self) -> DownloadFinished:
+        plan = self.plan
+        plan.target.mkdir(parents=True, exist_ok=True)
+        self.on_event(
+            DownloadStarted(plan.feature, len(plan.files), plan.total_bytes, plan.done_bytes)
+        )
+        for f in plan.files:
+            self.cancel.check()
+            if f.path in self.verified:
+                continue
+            self.meter.completed -= bytes_on_disk(plan.target, f, self.verified)
+            self._fetch_verified(f)
+            self.meter.completed += f.size
+        elapsed = time.monotonic() - self.meter.start
+        finished = DownloadFinished(
+            plan.feature, str(plan.target), plan.total_bytes, self.meter.network, elapsed
+        )
+        self.on_event(finished)
+        return finished
+
+    def url(self, f: RemoteFile) -> str:
+        from huggingface_hub import hf_hub_url
+
+        s = self.plan.source
+        return hf_hub_url(s.repo_id, f.path, revision=self.plan.commit, endpoint=self.plan.endpoint)
+
+    def _progress(self, f: RemoteFile, file_done: int, delta: int) -> None:
+        m = self.meter
+        m.current = file_done
+        m.network += max(delta, 0)
+        self.on_event(
+            DownloadProgress(f.path, file_done, f.size, m.done, m.total, m.speed(), m.eta())
+        )
+
+    def _fetch_verified(self, f: RemoteFile) -> None:
+        algorithm, expected = self._expected_digest(f)
+        part = part_path(self.plan.target, f)
+        for attempt in (1, 2):
+            self._transfer(f, part)
+            self.on_event(FileVerifying(f.path, f.size))
+            digest = digest_of(part, algorithm)
+            self.meter.current = 0
+            if digest == expected:
+                final = self.plan.target / f.local_name
+                if f.is_pickle:
+                    convert_pickle(part, final)
+                else:
+                    part.replace(final)
+                self.verified.add(f.path)
+                self.on_verified(f, algorithm, digest)
+                self.on_event(FileVerified(f.path, f.size, algorithm, digest))
+                return
+            part.unlink(missing_ok=True)  # corrupt: delete the bytes, then fetch once more
+            self.on_event(FileRejected(f.path, algorithm, expected, digest, attempt == 1))
+        raise DownloadError(
+            f"{f.path} was downloaded twice but its {algorithm} does not match the hub's "
+            f"(expected {expected}, got {digest}); the damaged file was deleted.",
+            hint="The server or a proxy is corrupting data; try again later or another endpoint.",
+        )
+
+    def _expected_digest(self, f: RemoteFile) -> tuple[str, str]:
+        """``(algorithm, hex)`` from the file's ETag (HEAD): the sha256 of weights (the linked
+        ETag of LFS files), the git blob sha1 of small files."""
+        from huggingface_hub import get_hf_file_metadata
+
+        source = self.plan.source
+        try:
+            meta = get_hf_file_metadata(self.url(f), timeout=TIMEOUT_S)
+        except Exception as error:
+            raise hub_error(error, source, self.plan.endpoint, f.path) from error
+        if meta.commit_hash and meta.commit_hash != self.plan.commit:
+            raise DownloadError(
+                f"The hub served {f.path} from commit {meta.commit_hash[:12]}, "
+                f"not {self.plan.commit[:12]}."
+            )
+        etag = (meta.etag or "").lower()
+        algorithm = algorithm_of(etag)
+        if algorithm is None:
+            raise DownloadError(
+                f"The hub at {self.plan.endpoint} gave no sha256 or git digest for {f.path} "
+                f"(ETag {meta.etag!r}); spdesk does not install files it cannot verify.",
+                hint="Use huggingface.co or a mirror that serves the hub's ETags.",
+            )
+        return algorithm, etag
+
+    def _transfer(self, f: RemoteFile, part: Path) -> None:
+        # Public API (documented under huggingface_hub.utils), re-exported lazily: mypy misses it.
+        from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
+
+        self.meter.current = part.stat().st_size if part.is_file() else 0
+        done = self.meter.current
+
+        def on_bytes(n: int) -> None:
+            nonlocal done
+            done = max(done + n, 0)
+            self._progress(f, done, n)
+
+        try:
+            headers = build_hf_headers()
+            transfer(self.url(f), part, f.size, headers, on_bytes, self.cancel, name=f.path)
+        except (Cancelled, SpdeskError):
+            raise
+        except Exception as error:  # an HTTP status the library raised (4xx, 5xx after retries)
+            raise hub_error(error, self.plan.source, self.plan.endpoint, f.path) from error
+
+
+def transfer(
+    url: str,
+    part: Path,
+    size: int,
+    headers: dict[str, str],
+    on_bytes: ByteSink,
+    cancel: CancelToken,
+    *,
+    name: str = "",
+) -> None:
+    """Complete ``part`` to ``size`` bytes from ``url``, resuming from what it holds.
+
+    A dropped connection is asked again from where it stopped (``Range``); ``MAX_STALLS``
+    attempts in a row that add nothing fail with DownloadError, keeping ``part`` for the next
+    run. The cancel token is checked before every chunk is written.
+    """
+    part.parent.mkdir(parents=True, exist_ok=True)
+    stalls = 0
+    while True:
+        have = part.stat().st_size if part.is_file() else 0
+        if have > size:  # longer than the file can be: not ours to resume
+            part.unlink()
+            on_bytes(-have)
+            have = 0
+        if have == size:
+            return
+        try:
+            _append(url, part, have, headers, on_bytes, cancel)
+            error: Exception | None = None
+        except (Cancelled, SpdeskError):
+            raise
+        except Exception as caught:
+            if _is_http_status(caught) or _is_local(caught):
+                raise  # a status the hub answered, or the local disk: asking again won't help
+            error = caught  # the connection dropped or timed out
+        now = part.stat().st_size if part.is_file() else 0
+        stalls = 0 if now > have else stalls + 1
+        if stalls >= MAX_STALLS:
+            reason = f": {type(error).__name__}: {error}" if error else ""
+            raise DownloadError(
+                f"The download of {name or url} stopped at {human_size(now)} of "
+                f"{human_size(size)}{reason}",
+                hint="Check the connection and run the same download again: it resumes where "
+                "it stopped.",
+            )
+        if error is not None:
+            log.warning("%s: %s; asking again from byte %d", url, error, now)
+            time.sleep(RETRY_PAUSE_S)
+
+
+def _append(
+    url: str,
+    part: Path,
+    have: int,
+    headers: dict[str, str],
+    on_bytes: ByteSink,
+    cancel: CancelToken,
+) -> None:
+    """One request: append the bytes from ``have`` on (all of them if ``Range`` is ignored)."""
+    from huggingface_hub import get_session, hf_raise_for_status
+
+    wanted = {**headers, "Range": f"bytes={have}-"} if have else headers
+    with get_session().stream("GET", url, headers=wanted, timeout=TIMEOUT_S) as response:
+        if response.status_code == 416:  # nothing at or after ``have``: start again
+            part.unlink(missing_ok=True)
+            on_bytes(-have)
+            return
+        hf_raise_for_status(response)
+        mode = "ab"
+        if have and response.status_code == 200:  # the server ignored Range: the whole file
+            mode = "wb"
+            on_bytes(-have)
+        with part.open(mode) as out:
+            for chunk in response.iter_bytes(CHUNK_BYTES):
+                cancel.check()
+                out.write(chunk)
+                on_bytes(len(chunk))
+
+
+def _is_local(error: Exception) -> bool:
+    return isinstance(error, OSError) and not isinstance(error, ConnectionError | TimeoutError)
+
+
+def _is_http_status(error: Exception) -> bool:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return isinstance(error, HfHubHTTPError)

@@ -1,0 +1,84 @@
+"""Events of a model download (torch-free and hub-free, so the GUI imports them cheaply)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spdesk.core.events import Event
+
+
+@dataclass(frozen=True)
+class DownloadPlanned(Event):
+    """What will be fetched: ``to_fetch_bytes`` of ``total_bytes`` (the rest is already here)."""
+
+    feature: str
+    repo_id: str
+    revision: str
+    target: str
+    files: int
+    total_bytes: int
+    to_fetch_bytes: int
+    free_bytes: int
+
+
+@dataclass(frozen=True)
+class DownloadStarted(Event):
+    """The transfer begins; ``done_bytes`` counts what earlier attempts left in place."""
+
+    feature: str
+    files: int
+    total_bytes: int
+    done_bytes: int
+
+
+@dataclass(frozen=True)
+class DownloadProgress(Event):
+    """Bytes of the current file and of the whole feature; speed (bytes/s) over this run."""
+
+    file: str
+    file_done: int
+    file_total: int
+    done: int
+    total: int
+    speed_bps: float
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class FileVerifying(Event):
+    """A file is complete and being hashed (seconds for the 1.7 GB UNet; no progress meanwhile)."""
+
+    file: str
+    size: int
+
+
+@dataclass(frozen=True)
+class FileVerified(Event):
+    """A file's size and hash matched the hub's; ``algorithm`` is ``sha256`` or ``git-sha1``."""
+
+    file: str
+    size: int
+    algorithm: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class FileRejected(Event):
+    """A downloaded file did not match the hub's hash; it was deleted (and is fetched again)."""
+
+    file: str
+    algorithm: str
+    expected: str
+    actual: str
+    retrying: bool
+
+
+@dataclass(frozen=True)
+class DownloadFinished(Event):
+    """Everything is in place and verified; ``fetched_bytes`` crossed the network in this run."""
+
+    feature: str
+    target: str
+    total_bytes: int
+    fetched_bytes: int
+    elapsed_s: float

@@ -1,0 +1,227 @@
+"""Where the store keeps things, and the manifests that say what is there.
+
+Layout under the store root (``StoreSettings.root()``, by default platformdirs' data folder)::
+
+    <org>--<name>/<revision>/        one diffusers folder per repository and commit
+        spdesk-manifest.json          files in place with their verified digests, features complete
+    imported/<name>/                  models the user brought, with their sha256 at import
+        spdesk-manifest.json
+    hf-cache/<org>--<name>/<rev>/     links into a Hugging Face cache that holds the pinned commit
+        spdesk-manifest.json          the links spdesk made
+
+Every folder the store writes holds a manifest naming the files it put there: removing a model
+deletes exactly those (the store folder may be shared with other people's files). Files are
+stored under plain diffusers names (``*.fp16.safetensors`` becomes ``*.safetensors``; a ``.bin``
+is stored converted), so every loader finds them without a ``variant`` argument.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from spdesk.core.errors import DownloadError
+from spdesk.core.models.sources import Source
+
+MANIFEST = "spdesk-manifest.json"
+MANIFEST_VERSION = 2  # 2: downloads record the resolved commit and their planned files
+IMPORTED = "imported"
+HF_CACHE_LINKS = "hf-cache"
+PART_SUFFIX = ".part"  # bytes of a file still being downloaded (kept across a cancel)
+WEIGHT_PARTS = ("vae", "unet", "text_encoder")  # the model parts that carry weights
+LOCK_WAIT_S = 1.0  # how long a second download waits for the first to let go
+
+
+def repo_key(repo_id: str) -> str:
+    """A folder name for a repository id, as Hugging Face's cache spells it (``org--name``)."""
+    return repo_id.replace("/", "--")
+
+
+def local_name(repo_path: str) -> str:
+    """Where a repository file is stored, relative to the model folder (plain safetensors names:
+    ``.fp16`` dropped, a ``.bin`` stored converted)."""
+    for suffix in (".fp16.safetensors", ".fp16.bin", ".bin"):
+        if repo_path.endswith(suffix):
+            return repo_path[: -len(suffix)] + ".safetensors"
+    return repo_path
+
+
+def part_of(repo_path: str) -> str:
+    """The diffusers sub-folder a repository path belongs to (``""``: the repository root)."""
+    return repo_path.split("/")[0] if "/" in repo_path else ""
+
+
+# --- manifests ------------------------------------------------------------------------------------
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of ``folder`` with empty defaults; a damaged one reads as empty (its files are
+    then re-verified by the next download)."""
+    data: dict[str, Any] = {}
+    path = folder / MANIFEST
+    if path.is_file():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+            data = dict(loaded) if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            data = {}
+    data.setdefault("files", {})
+    data.setdefault("features", {})
+    return data
+
+
+def write_manifest(folder: Path, data: dict[str, Any]) -> None:
+    """Replace ``folder``'s manifest atomically (a crash leaves the old one or the new one)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({**data, "version": MANIFEST_VERSION}, indent=2, sort_keys=True)
+    tmp = folder / f".{MANIFEST}.{secrets.token_hex(4)}.tmp"
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(folder / MANIFEST)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def local_size(entry: dict[str, Any]) -> int:
+    """The stored file's size (a converted ``.bin`` differs from the hub's size)."""
+    return int(entry.get("local_size", entry["size"]))
+
+
+def feature_files_present(folder: Path, manifest: dict[str, Any], feature: str) -> bool:
+    """All files the manifest lists for ``feature`` exist with their recorded sizes."""
+    paths = manifest["features"].get(feature)
+    if not paths:
+        return False
+    for remote in paths:
+        entry = manifest["files"].get(remote)
+        if entry is None:
+            return False
+        local = folder / entry["local"]
+        if not local.is_file() or local.stat().st_size != local_size(entry):
+            return False
+    return True
+
+
+def tree_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def partial_files(folder: Path, manifest: dict[str, Any]) -> list[Path]:
+    """The ``.part`` files of the downloads the manifest planned that are still on disk."""
+    planned = (folder / (name + PART_SUFFIX) for name in manifest.get("planned", []))
+    return [p for p in planned if p.is_file()]
+
+
+def delete_recorded(folder: Path, relative: Iterable[str]) -> int:
+    """Delete the named files under ``folder``, then the sub-folders they leave empty (and
+    ``folder`` itself when nothing else is in it). Returns the bytes freed."""
+    freed = 0
+    parents: set[Path] = set()
+    for name in relative:
+        path = folder / name
+        if path.is_symlink() or path.is_file():
+            freed += path.lstat().st_size
+            path.unlink()
+        parents.update(p for p in path.parents if p.is_relative_to(folder))
+    for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: someone else's files are in it
+            parent.rmdir()
+    return freed
+
+
+def remove_empty_parents(folder: Path, root: Path) -> None:
+    """Remove ``folder``'s empty parents up to, not including, ``root``."""
+    for parent in folder.parents:
+        if parent == root or not parent.is_relative_to(root):
+            return
+        try:
+            parent.rmdir()
+        except OSError:
+            return
+
+
+# --- lock -----------------------------------------------------------------------------------------
+def lock_path(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.lock"
+
+
+@contextlib.contextmanager
+def download_lock(folder: Path) -> Iterator[None]:
+    """Hold the lock beside ``folder``; DownloadError when another process holds it."""
+    import filelock
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(lock_path(folder), timeout=LOCK_WAIT_S)
+    try:
+        lock.acquire()
+    except filelock.Timeout as error:
+        raise DownloadError(
+            f"Another download into {folder} is running (another spdesk window or command).",
+            hint="Wait for it to finish, or cancel it, then try again.",
+        ) from error
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# --- diffusers folders and the Hugging Face cache -----------------------------------------------
+def huggingface_cache_dir() -> Path:
+    """The Hugging Face hub cache as the library resolves it (HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE,
+    HF_HOME...)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def looks_complete(folder: Path, source: Source) -> bool:
+    """Structure check without a manifest: configs, and safetensors weights for weight parts."""
+    if source.model_index and not (folder / "model_index.json").is_file():
+        return False
+    for part in source.components:
+        sub = folder / part if part else folder
+        if not any(sub.glob("*.json")):
+            return False
+        if (part in WEIGHT_PARTS or part == "") and not any(sub.glob("*.safetensors")):
+            return False
+    return True
+
+
+def wanted_files(snapshot: Path, source: Source) -> list[Path]:
+    """The files of a diffusers folder ``source`` needs (fp16 safetensors preferred)."""
+    wanted: list[Path] = []
+    if source.model_index:
+        wanted.append(snapshot / "model_index.json")
+    for part in source.components:
+        sub = snapshot / part if part else snapshot
+        fp16 = sorted(sub.glob("*.fp16.safetensors"))
+        plain = sorted(p for p in sub.glob("*.safetensors") if p.suffixes == [".safetensors"])
+        wanted += sorted(sub.glob("*.json")) + sorted(sub.glob("*.txt")) + (fp16 or plain)
+    return wanted
+
+
+def link_tree(snapshot: Path, folder: Path, source: Source) -> None:
+    """Hard links (symlinks across disks) of the snapshot's needed files under plain names,
+    recorded in ``folder``'s manifest."""
+    linked: list[str] = []
+    for src in wanted_files(snapshot, source):
+        relative = local_name(src.relative_to(snapshot).as_posix())
+        linked.append(relative)
+        dest = folder / relative
+        if dest.exists():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        real = src.resolve()
+        try:
+            os.link(real, dest)
+        except OSError:
+            dest.symlink_to(real)
+    record = {"links": sorted(linked), "snapshot": str(snapshot)}
+    if {k: read_manifest(folder).get(k) for k in record} != record:
+        write_manifest(folder, record)

@@ -20,12 +20,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from spdesk.core.errors import DownloadError
+from spdesk.core.files import FolderLockedError, atomic_write, folder_lock
 from spdesk.core.models.sources import Source
 
 MANIFEST = "spdesk-manifest.json"
@@ -75,17 +75,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 def write_manifest(folder: Path, data: dict[str, Any]) -> None:
     """Replace ``folder``'s manifest atomically (a crash leaves the old one or the new one)."""
-    folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps({**data, "version": MANIFEST_VERSION}, indent=2, sort_keys=True)
-    tmp = folder / f".{MANIFEST}.{secrets.token_hex(4)}.tmp"
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(folder / MANIFEST)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(folder / MANIFEST, text.encode("utf-8"))
 
 
 def local_size(entry: dict[str, Any]) -> int:
@@ -147,28 +138,19 @@ def remove_empty_parents(folder: Path, root: Path) -> None:
 
 
 # --- lock -----------------------------------------------------------------------------------------
-def lock_path(folder: Path) -> Path:
-    return folder.parent / f".{folder.name}.lock"
-
-
 @contextlib.contextmanager
 def download_lock(folder: Path) -> Iterator[None]:
-    """Hold the lock beside ``folder``; DownloadError when another process holds it."""
-    import filelock
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(lock_path(folder), timeout=LOCK_WAIT_S)
+    """Hold ``folder``'s lock (:func:`spdesk.core.files.folder_lock`); DownloadError when another
+    process holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
     try:
-        lock.acquire()
-    except filelock.Timeout as error:
+        with folder_lock(folder, wait_s=LOCK_WAIT_S):
+            yield
+    except FolderLockedError as error:
         raise DownloadError(
             f"Another download into {folder} is running (another spdesk window or command).",
             hint="Wait for it to finish, or cancel it, then try again.",
         ) from error
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 # --- diffusers folders and the Hugging Face cache -----------------------------------------------

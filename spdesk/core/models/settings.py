@@ -17,6 +17,7 @@ from typing import Any
 
 from spdesk.core import paths
 from spdesk.core.errors import ConfigError
+from spdesk.core.files import atomic_write
 from spdesk.core.models.sources import (
     DEFAULT_ENDPOINT,
     FEATURES,
@@ -123,8 +124,5 @@ def save_settings(settings: StoreSettings, path: Path | None = None) -> Path:
     path = path or paths.settings_file()
     data = _read_file(path)
     data[SETTINGS_KEY] = {**asdict(settings), "version": SCHEMA_VERSION}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(data, indent=2).encode("utf-8"))
     return path

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from spdesk.core.errors import ConfigError, ModelError, ModelMissingError
 from spdesk.core.events import CancelToken, EventSink, ignore_events
+from spdesk.core.files import LOCK_NAME
 from spdesk.core.models import download, importing
 from spdesk.core.models.layout import (
     HF_CACHE_LINKS,
@@ -46,7 +47,6 @@ from spdesk.core.models.layout import (
     huggingface_cache_dir,
     link_tree,
     local_size,
-    lock_path,
     looks_complete,
     partial_files,
     read_manifest,
@@ -295,8 +295,7 @@ class ModelStore:
             return freed
         if not (folder / MANIFEST).is_file():
             return 0
-        freed = delete_recorded(folder, [*names, MANIFEST])
-        lock_path(folder).unlink(missing_ok=True)
+        freed = delete_recorded(folder, [*names, MANIFEST, LOCK_NAME])
         remove_empty_parents(folder, self.root)
         return freed
 

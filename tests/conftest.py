@@ -10,8 +10,12 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from spdesk.core.jobs import ProtectSettings
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -90,3 +94,23 @@ def originals_guard() -> Iterator[list[Path]]:
     for root, hashes in before.items():
         assert tree_hashes(root) == hashes, f"originals under {root} were modified"
     del roots
+
+
+# --- protection jobs (test_jobs*.py) ----------------------------------------------------------
+@pytest.fixture
+def settings(tmp_path: Path) -> ProtectSettings:
+    """Job settings with a small test perturbation at a 16 px working size."""
+    from spdesk.core.jobs import ProtectSettings
+    from tests import protect_samples as samples
+
+    folder = tmp_path / "perturbation"
+    folder.mkdir()
+    return ProtectSettings(perturbation=samples.perturbation_file(folder), working_size=16)
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    """An empty input folder."""
+    root = tmp_path / "in"
+    root.mkdir()
+    return root

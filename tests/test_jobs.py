@@ -40,20 +40,6 @@ from spdesk.core.manifest import MANIFEST_NAME, read_manifest
 from tests import protect_samples as samples
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> ProtectSettings:
-    folder = tmp_path / "perturbation"
-    folder.mkdir()
-    return ProtectSettings(perturbation=samples.perturbation_file(folder), working_size=16)
-
-
-@pytest.fixture
-def inputs(tmp_path: Path) -> Path:
-    root = tmp_path / "in"
-    root.mkdir()
-    return root
-
-
 def _run(
     sources: list[Path],
     out: Path,

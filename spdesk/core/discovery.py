@@ -9,6 +9,7 @@ taken from.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +84,11 @@ def discover(paths: Sequence[Path], options: DiscoveryOptions = DiscoveryOptions
         if path.is_dir():
             _walk(path, options, excluded, seen, found)
         elif path.exists() or path.is_symlink():
-            _add(path, path.parent, seen, found)
+            special = _special_reason(path)
+            if special:
+                found.skipped.append(SkippedInput(path, special))
+            else:
+                _add(path, path.parent, seen, found)
         else:
             found.missing.append(path)
     return found
@@ -177,6 +182,9 @@ def _file_reason(path: Path, options: DiscoveryOptions) -> str | None:
         return "hidden file"
     if options.is_output_name is not None and options.is_output_name(name):
         return "already an spdesk output (never protected twice)"
+    special = _special_reason(path)
+    if special:
+        return special
     looks_like_photo = path.suffix.lower() in IMAGE_SUFFIXES
     try:
         fmt = sniff_file(path)
@@ -187,3 +195,24 @@ def _file_reason(path: Path, options: DiscoveryOptions) -> str | None:
     if path.suffix.lower() in SIDECAR_SUFFIXES:
         return "sidecar file (metadata), not a photo"
     return "not a photo (content is not JPEG, PNG, WebP, TIFF, BMP, GIF or HEIC)"
+
+
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "named pipe"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "device"),
+    (stat.S_ISBLK, "device"),
+)
+
+
+def _special_reason(path: Path) -> str | None:
+    """Why ``path`` is left out unopened when it is not a regular file (opening a named pipe
+    waits for a writer for ever), else None. A file that cannot be examined is for the reader."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "not a regular file")
+    return f"special file ({kind}), not a photo: left out without opening it"

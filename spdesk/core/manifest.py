@@ -7,6 +7,9 @@ it is fsync'ed about once a second, so a power cut loses at most the last second
 photos are looked at again). A torn last line is ignored on reading. The latest line for a
 source wins. At the end of a job the file is compacted (one line per source, written atomically).
 
+Lines are ASCII JSON: a file name that is not valid UTF-8 (bytes on POSIX, lone surrogates in
+Python) is kept exactly, as ``\\udcxx`` escapes.
+
 A file counts as finished only if its line says "done" with the same settings fingerprint, the
 source is unchanged (size and modification time) and the output is still there with the recorded
 size. Anything else is protected again.
@@ -147,7 +150,7 @@ class Manifest:
             return
         if self._handle is None:
             raise RuntimeError("the manifest is not open")
-        text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
+        text = "".join(json.dumps(e) + "\n" for e in entries)
         try:
             self._handle.write(text)
             # Flushed lines survive the process being killed; fsync (for power cuts) at most
@@ -160,7 +163,7 @@ class Manifest:
             raise output_error(error, self.path) from error
 
     def _compact(self) -> None:
-        text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.entries.values() if e)
+        text = "".join(json.dumps(e) + "\n" for e in self.entries.values() if e)
         header = json.dumps({"format": "spdesk-manifest", "version": FORMAT_VERSION}) + "\n"
         atomic_write(self.path, (header + text).encode("utf-8"))
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from spdesk.core.errors import Cancelled
 from spdesk.core.events import Event
+from spdesk.core.files import shown
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,9 @@ class JobReport:
         return not self.failed and not self.pending and not self.cancelled
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able summary (paths as strings)."""
+        """A JSON-able summary (paths and texts in their display form, see :func:`shown`)."""
         return {
-            "output_root": str(self.output_root),
+            "output_root": shown(self.output_root),
             "counts": {
                 "done": len(self.done),
                 "skipped": len(self.skipped),
@@ -111,25 +112,28 @@ class JobReport:
                 "pending": len(self.pending),
             },
             "cancelled": self.cancelled,
-            "stopped": self.stopped,
+            "stopped": shown(self.stopped) if self.stopped else None,
             "seconds": round(self.seconds, 3),
-            "warnings": list(self.warnings),
+            "warnings": [shown(w) for w in self.warnings],
             "done": [
                 {
-                    "source": str(e.source),
-                    "output": str(e.output),
+                    "source": shown(e.source),
+                    "output": shown(e.output),
                     "psnr_db": None if e.psnr is None else round(e.psnr, 2),
                     "max_change": e.max_change,
                     "seconds": round(e.seconds, 3),
-                    "notes": list(e.notes),
+                    "notes": [shown(n) for n in e.notes],
                 }
                 for e in self.done
             ],
-            "skipped": [{"source": str(e.source), "reason": e.reason} for e in self.skipped],
-            "failed": [
-                {"source": str(e.source), "reason": e.reason, "hint": e.hint} for e in self.failed
+            "skipped": [
+                {"source": shown(e.source), "reason": shown(e.reason)} for e in self.skipped
             ],
-            "pending": [str(p) for p in self.pending],
+            "failed": [
+                {"source": shown(e.source), "reason": shown(e.reason), "hint": shown(e.hint)}
+                for e in self.failed
+            ],
+            "pending": [shown(p) for p in self.pending],
             "settings": self.settings,
         }
 
@@ -138,7 +142,7 @@ class JobReport:
         head = f"{len(self.done)} protected, {len(self.skipped)} skipped, {len(self.failed)} failed"
         if self.pending:
             head += f", {len(self.pending)} not done"
-        lines = [f"{head} in {self.seconds:.1f} s. Output: {self.output_root}"]
+        lines = [f"{head} in {self.seconds:.1f} s. Output: {shown(self.output_root)}"]
         if self.cancelled:
             lines.append("Cancelled: run the same command again to finish the rest.")
         if self.stopped:
@@ -146,11 +150,11 @@ class JobReport:
         lines.extend(f"Warning: {w}" for w in self.warnings)
         if self.failed:
             lines.append("Failed:")
-            lines.extend(f"  {e.source}: {e.reason}" for e in self.failed)
+            lines.extend(f"  {shown(e.source)}: {shown(e.reason)}" for e in self.failed)
         if self.skipped:
             lines.append("Skipped:")
-            lines.extend(f"  {e.source}: {e.reason}" for e in self.skipped)
-        return "\n".join(lines)
+            lines.extend(f"  {shown(e.source)}: {shown(e.reason)}" for e in self.skipped)
+        return shown("\n".join(lines))  # stopped/warnings may name files too
 
 
 class JobCancelled(Cancelled):

@@ -3,18 +3,25 @@
 Names are planned in job order (so the same inputs always get the same names) and given only
 when a complete temporary file is published. Two photos of one run never share a name; a name
 that exists already is skipped, replaced (the "overwrite" policy) or stepped past (``-2``,
-``-3``... for "unique").
+``-3``... for "unique"). A name longer than the file system allows is shortened, keeping its
+start, suffix and extension plus a hash of the source's name, so it stays unique and the same
+on every run (the manifest records it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from spdesk.core.errors import OutputError, OutputExistsError
 from spdesk.core.export import ExportOptions, output_format, output_name, unique_candidates
-from spdesk.core.files import publish, shown
+from spdesk.core.files import name_bytes, name_max, publish, shown, truncate_name
 from spdesk.core.formats import sniff_file
+
+_HASH_CHARS = 8
+_UNIQUE_ROOM = 6  # bytes kept free in a shortened name for "-2" ... "-99999"
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,7 @@ class Target:
     path: Path
     replace: bool = False
     taken: bool = False
+    notes: tuple[str, ...] = ()
 
 
 class OutputNamer:
@@ -58,12 +66,18 @@ class OutputNamer:
             return Target(self.root / relative)
         fmt = output_format(source_format, self.export)
         name = output_name(relative.name, fmt, self.export.suffix)
+        notes: tuple[str, ...] = ()
+        limit = name_max(self.root)
+        if name_bytes(name) > limit:
+            name = _shortened(name, relative.name, self.export.suffix, limit - _UNIQUE_ROOM)
+            notes = (f"output name shortened to fit the file system ({limit} bytes at most)",)
         path = self.root / relative.parent / name
         if path in self.written:  # two photos of this run map to one name: keep both
-            return Target(next(c for c in unique_candidates(path) if c not in self.written))
-        if self.policy == "skip" and (path.exists() or path.is_symlink()):
+            free = next(c for c in unique_candidates(path) if c not in self.written)
+            return Target(free, notes=notes)
+        if self.policy == "skip" and _exists(path):
             return Target(path, taken=True)
-        return Target(path, replace=self.policy == "overwrite")
+        return Target(path, replace=self.policy == "overwrite", notes=notes)
 
     def publish(self, temp: Path, target: Target) -> Path:
         """Give the complete temporary file its planned name (or the next free one)."""
@@ -80,3 +94,22 @@ class OutputNamer:
             self.written.add(candidate)
             return candidate
         raise OutputError(f"No free output name for {shown(target.path.name)}.")
+
+
+def _exists(path: Path) -> bool:
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError:  # cannot tell (a folder in the way...): publishing will say what is wrong
+        return False
+    return True
+
+
+def _shortened(name: str, source_name: str, suffix: str, limit: int) -> str:
+    """``STEM<suffix>.EXT`` cut to ``limit`` bytes: the start of STEM, a hash of the source's
+    name (unique, the same on every run), then the suffix and extension unchanged."""
+    ending = suffix + Path(name).suffix
+    stem = name[: len(name) - len(ending)]
+    mark = f"~{hashlib.sha256(os.fsencode(source_name)).hexdigest()[:_HASH_CHARS]}"
+    return truncate_name(stem, limit - name_bytes(mark + ending)) + mark + ending

@@ -289,7 +289,7 @@ class JobRun:
         encoded = prepare(decoded, protected, fmt, self._export)
         decoded.notes.extend(encoded.notes)
         temp, size = write_temp(encoded, task.target.path)
-        return _Outcome(temp, size, figures, tuple(decoded.notes))
+        return _Outcome(temp, size, figures, (*decoded.notes, *task.target.notes))
 
     def _finish(self, manifest: Manifest, task: _Task, future: Future[_Outcome]) -> None:
         """Publish, record and report one photo's result (in job order, on the job's thread).

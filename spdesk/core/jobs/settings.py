@@ -12,6 +12,7 @@ from typing import Any
 from spdesk.core.apply import ApplyOptions
 from spdesk.core.errors import ConfigError
 from spdesk.core.export import COLLISIONS, DEFAULT_SUFFIX, ExportOptions, parse_format
+from spdesk.core.files import shown
 from spdesk.core.imageio import DEFAULT_MAX_PIXELS
 from spdesk.core.jobs.protector import MODES, mode_key
 
@@ -149,5 +150,5 @@ class ProtectSettings:
     def describe(self) -> dict[str, Any]:
         """JSON-able settings for reports."""
         out = asdict(self)
-        out["perturbation"] = str(self.perturbation) if self.perturbation else "bundled"
+        out["perturbation"] = shown(self.perturbation) if self.perturbation else "bundled"
         return out

@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from spdesk.core.files import shown
+
 THUMB = 48  # thumbnail edge in pixels
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # a row's progress, 0..1, painted as a bar
 
@@ -248,8 +250,8 @@ class PhotoQueue(QTableWidget):
 
     # --- internals ------------------------------------------------------------------------------
     def _fill_row(self, index: int, path: Path) -> None:
-        name = QTableWidgetItem(path.name)
-        name.setToolTip(str(path))
+        name = QTableWidgetItem(shown(path.name))  # Qt drops bytes that are not UTF-8
+        name.setToolTip(shown(path))
         name.setIcon(self._placeholder)
         self.setItem(index, 0, name)
         status = QTableWidgetItem(RowStatus.WAITING.value)

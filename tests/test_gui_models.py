@@ -146,3 +146,28 @@ def test_import_a_local_model_folder(
         assert dialog.import_model(save_tiny_sd(tmp_path / "my-sd15"))
     qtbot.waitUntil(lambda: dialog.statuses["preview"].present, timeout=30_000)
     assert "imported" in _cell(dialog, 1, 2)
+
+
+def test_import_button_opens_a_folder_chooser_and_imports_the_choice(
+    qtbot: QtBot, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+    from tiny_sd import save_tiny_sd
+
+    folder = save_tiny_sd(tmp_path / "my-sd15")
+    asked: list[str] = []
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
+
+    def choose(_parent: Any, title: str, *_args: Any) -> str:
+        asked.append(title)
+        return str(folder)
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", choose)
+    dialog = _dialog(qtbot, ModelStore)
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        qtbot.mouseClick(dialog.import_button, Qt.MouseButton.LeftButton)
+    assert asked, f"the Import button opened no chooser; it said {shown}"
+    qtbot.waitUntil(lambda: dialog.statuses["preview"].present, timeout=30_000)
+    assert "False" not in dialog.status_label.text()

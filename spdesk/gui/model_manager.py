@@ -151,7 +151,8 @@ class ModelManagerDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel)
         self.verify_button.clicked.connect(self.verify)
         self.remove_button.clicked.connect(self.remove)
-        self.import_button.clicked.connect(self.import_model)
+        # clicked(bool) would pass its checked flag as the path
+        self.import_button.clicked.connect(lambda: self.import_model())
         self.table.itemSelectionChanged.connect(self._update_controls)
         self.runner.core_event.connect(self._on_event)
         self.runner.succeeded.connect(self._on_succeeded)

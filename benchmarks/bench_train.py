@@ -33,9 +33,9 @@ import torch
 from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.evaluate import evaluate_protection, load_eval_photos
 from spdesk.core.events import Event
+from spdesk.core.events.training import ValidationReport
 from spdesk.core.train import (
     TrainConfig,
-    ValidationReport,
     find_photos,
     split_photos,
     train_universal,

@@ -63,3 +63,24 @@ def test_cli_start_does_not_import_heavy_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_event_modules_import_without_heavy_libraries() -> None:
+    # The app matches core events by type on the GUI thread: importing them must stay cheap.
+    modules = "spdesk.core.jobs.events, spdesk.core.events.training, spdesk.core.models.events"
+    code = f"import sys, {modules}; print(sorted(m for m in {sorted(HEAVY)!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_gui_never_matches_events_by_class_name_or_text() -> None:
+    offenders = []
+    for path in (PACKAGE / "gui").rglob("*.py"):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if (
+                "type(event).__name__" in line
+                or "__name__ ==" in line
+                or "reason.startswith" in line
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

@@ -16,6 +16,7 @@ from pytestqt.qtbot import QtBot
 
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.files import LOCK_NAME
+from spdesk.core.jobs.events import FileDone
 from spdesk.core.manifest import MANIFEST_NAME
 from spdesk.core.perturbation import library_path_for, save_perturbation
 from spdesk.gui import protect_bridge
@@ -83,7 +84,7 @@ def _pausing_task(pause_after: int) -> Callable[..., Any]:
 
             def sink(event: Event) -> None:
                 on_event(event)
-                if type(event).__name__ == "FileDone":
+                if isinstance(event, FileDone):
                     done[0] += 1
                     if done[0] == pause_after:
                         cancel.pause()

@@ -14,6 +14,7 @@ pytest.importorskip("hub_server", reason="the test hub server has not landed yet
 from hub_server import HubServer, tiny_sd_repo_files
 
 from spdesk.core.events import CancelToken, EventSink
+from spdesk.core.models.events import DownloadProgress
 from spdesk.core.models.settings import StoreSettings
 from spdesk.core.models.sources import SD15_REPO, SD15_REVISION
 from spdesk.core.models.store import ModelStore
@@ -42,7 +43,7 @@ class PausingStore(ModelStore):
 
         def sink(event: Any) -> None:
             on_event(event)
-            if type(event).__name__ == "DownloadProgress":
+            if isinstance(event, DownloadProgress):
                 cancel.pause()
 
         return super().download(feature, sink, cancel, **kw)

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 from tiny_sd import save_tiny_vae
 
+from spdesk.core.events.training import CheckpointSaved
 from spdesk.core.perturbation import library_perturbations, load_perturbation
 from spdesk.gui.settings import open_settings
 from spdesk.gui.train_dialog import TrainDialog
@@ -96,7 +97,7 @@ def test_a_cancelled_run_resumes_where_it_stopped(qtbot: QtBot, dialog: TrainDia
     # steps) and removes its checkpoint when it finishes.
     saved: list[int] = []
     dialog.runner.core_event.connect(
-        lambda e: saved.append(e.step) if type(e).__name__ == "CheckpointSaved" else None
+        lambda e: saved.append(e.step) if isinstance(e, CheckpointSaved) else None
     )
     dialog.steps_spin.setValue(30)
     with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):

@@ -35,6 +35,7 @@ from spdesk.core.jobs import (
     JobStarted,
     ProtectJob,
     ProtectSettings,
+    SkipReason,
 )
 from spdesk.core.manifest import MANIFEST_NAME, read_manifest
 from tests import protect_samples as samples
@@ -274,7 +275,7 @@ def test_rerun_skips_finished_photos(
     stamps = {p: (out / p).stat().st_mtime_ns for p in _outputs(out)}
     again, _ = _run([inputs], out, settings)
     assert len(first.done) == 2 and not again.done
-    assert {e.reason for e in again.skipped} == {"already protected with the same settings"}
+    assert {e.kind for e in again.skipped} == {SkipReason.ALREADY_DONE}
     assert stamps == {p: (out / p).stat().st_mtime_ns for p in _outputs(out)}
     entries = read_manifest(out / MANIFEST_NAME)
     assert {e["status"] for e in entries.values()} == {"done"}
@@ -692,9 +693,9 @@ def test_manifest_on_a_full_disk_stops_the_job_cleanly(
     assert [p.name for p in report.pending] == ["2.png", "3.png"]
     resumed, _ = _run([inputs], out, settings)
     assert [e.source.name for e in resumed.done] == ["2.png", "3.png"]
-    reasons = {e.source.name: e.reason for e in resumed.skipped}
-    assert reasons["0.png"].startswith("already protected")
-    assert reasons["1.png"].startswith("output already exists")  # its record was lost
+    kinds = {e.source.name: e.kind for e in resumed.skipped}
+    assert kinds == {"0.png": SkipReason.ALREADY_DONE, "1.png": SkipReason.OUTPUT_EXISTS}
+    # 1.png's record was lost: its output is there, so the default policy leaves it alone
     entries = read_manifest(out / MANIFEST_NAME)
     assert entries[str(inputs / "1.png")]["status"] == "skipped"
 

@@ -12,15 +12,10 @@ from tiny_sd import save_tiny_vae
 
 from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.errors import Cancelled, ConfigError, ObjectiveError
-from spdesk.core.events import CancelToken, Event, Progress
+from spdesk.core.events import CancelToken, Event
+from spdesk.core.events.training import CheckpointSaved, TrainStarted, TrainStep, ValidationReport
 from spdesk.core.perturbation import load_perturbation
-from spdesk.core.train import (
-    CheckpointSaved,
-    TrainConfig,
-    TrainStarted,
-    ValidationReport,
-    train_universal,
-)
+from spdesk.core.train import TrainConfig, train_universal
 
 
 def write_photos(folder: Path, count: int = 6, seed: int = 0) -> Path:
@@ -83,7 +78,7 @@ def test_resume_from_checkpoint_equals_straight_run(
     token = CancelToken()
 
     def stop_at_step_4(event: Event) -> None:
-        if isinstance(event, Progress) and event.done == 4:
+        if isinstance(event, TrainStep) and event.step == 4:
             token.cancel()
 
     with pytest.raises(Cancelled):
@@ -117,9 +112,10 @@ def test_events_and_saved_metadata(tiny_setup: tuple[Path, Path, Encoder], tmp_p
         encoder=encoder,
         on_event=events.append,
     )
-    progress = [e for e in events if isinstance(e, Progress)]
-    assert [p.done for p in progress] == [1, 2, 3, 4, 5, 6]
-    assert progress[-1].eta_s == 0.0
+    steps = [e for e in events if isinstance(e, TrainStep)]
+    assert [s.step for s in steps] == [1, 2, 3, 4, 5, 6] and {s.steps for s in steps} == {6}
+    assert all(np.isfinite(s.loss) for s in steps) and steps[-1].eta_s == 0.0
+    assert {s.loss for s in steps} != {steps[0].loss}  # the loss of each step, not a constant
     assert sum(isinstance(e, ValidationReport) for e in events) == 2
     assert sum(isinstance(e, CheckpointSaved) for e in events) == 2
     loaded = load_perturbation(out)

@@ -87,16 +87,18 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spdesk.core.events import Event, Progress
+    from spdesk.core.events import Event
+    from spdesk.core.events.training import TrainStarted, TrainStep, ValidationReport
     from spdesk.core.files import shown
-    from spdesk.core.train import CheckpointSaved, TrainStarted, ValidationReport, train_universal
+    from spdesk.core.train import train_universal
 
     config = _config(args)
     printer = ProgressPrinter(quiet=args.json)
 
     def on_event(event: Event) -> None:
-        if isinstance(event, Progress):
-            printer.update(event.message, event.done, event.total, event.eta_s)
+        if isinstance(event, TrainStep):
+            label = f"step {event.step}/{event.steps} loss {event.loss:.4g}"
+            printer.update(label, event.step, event.steps, event.eta_s)
         elif isinstance(event, TrainStarted):
             resumed = f", resuming at step {event.resumed_from}" if event.resumed_from else ""
             printer.line(
@@ -110,8 +112,6 @@ def run(args: argparse.Namespace) -> int:
                 f"step {event.step}: held-out latent distortion {event.distortion:.3f}, "
                 f"random signs {event.sign_distortion:.3f} ({event.gain_over_sign:.2f}x)"
             )
-        elif isinstance(event, CheckpointSaved):
-            pass
 
     result = train_universal(
         config,

@@ -28,9 +28,10 @@ from PIL import Image
 from spdesk.core.apply import add_delta
 from spdesk.core.encoders import Encoder
 from spdesk.core.errors import ConfigError
+from spdesk.core.events.training import SkippedPhoto
 from spdesk.core.geometry import tile
 from spdesk.core.metrics import batch_psnr, batch_ssim
-from spdesk.core.train import SkippedPhoto, centre_crop, load_working_views, random_baselines
+from spdesk.core.train import centre_crop, load_working_views, random_baselines
 
 CANDIDATES = ("perturbation", "uniform", "sign", "none")
 

@@ -31,7 +31,14 @@ from spdesk import __version__
 from spdesk.core.discovery import DiscoveryOptions, discover
 from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.errors import Cancelled, ConfigError, ImageError
-from spdesk.core.events import CancelToken, EtaClock, Event, EventSink, Progress, ignore_events
+from spdesk.core.events import CancelToken, EtaClock, EventSink, ignore_events
+from spdesk.core.events.training import (
+    CheckpointSaved,
+    SkippedPhoto,
+    TrainStarted,
+    TrainStep,
+    ValidationReport,
+)
 from spdesk.core.files import atomic_write, shown
 from spdesk.core.imageio import read_image
 from spdesk.core.objectives import build_objectives
@@ -132,45 +139,6 @@ class TrainConfig:
             fields.pop(name)
         fields.pop("description")
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
-
-
-# --- events -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SkippedPhoto:
-    """A photo left out of training or evaluation, with the reader's reason."""
-
-    path: Path
-    reason: str
-
-
-@dataclass(frozen=True)
-class TrainStarted(Event):
-    train_photos: int
-    val_photos: int
-    steps: int
-    encoder: str
-    resumed_from: int = 0
-    skipped: tuple[SkippedPhoto, ...] = ()
-
-
-@dataclass(frozen=True)
-class ValidationReport(Event):
-    """Held-out relative latent distortion of delta and of same-eps random baselines."""
-
-    step: int
-    distortion: float
-    sign_distortion: float
-    uniform_distortion: float
-
-    @property
-    def gain_over_sign(self) -> float:
-        return self.distortion / max(self.sign_distortion, 1e-12)
-
-
-@dataclass(frozen=True)
-class CheckpointSaved(Event):
-    step: int
-    path: Path
 
 
 @dataclass
@@ -474,8 +442,8 @@ def train_universal(
         checkpoint: checkpoint file, written every ``config.checkpoint_every`` steps and on cancel.
         resume: continue from ``checkpoint`` if it exists (settings must match).
         encoder: an already loaded encoder (else ``load_encoder(config.encoder, config.device)``).
-        on_event: receives TrainStarted, Progress (stage "train", with ETA), ValidationReport,
-            CheckpointSaved.
+        on_event: receives TrainStarted, TrainStep (loss, ETA), ValidationReport, CheckpointSaved
+            (``spdesk.core.events.training``).
         cancel: checked before every step; on cancel a checkpoint is written, then Cancelled raised.
     """
     encoder = encoder or load_encoder(
@@ -499,9 +467,7 @@ def train_universal(
     started = time.monotonic()
 
     def after_step(done: int, loss: float) -> None:
-        eta = clock.eta(done - first)
-        message = f"step {done}/{config.steps} loss {loss:.4g}"
-        on_event(Progress("train", done, config.steps, eta_s=eta, message=message))
+        on_event(TrainStep(done, config.steps, loss, eta_s=clock.eta(done - first)))
         if config.val_every and done % config.val_every == 0 and done < config.steps:
             trainer.validate()
         if (

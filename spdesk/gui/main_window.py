@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from spdesk.core.device import DEVICE_CHOICES
 from spdesk.core.events import Event
+from spdesk.core.jobs.events import JobStarted
 from spdesk.gui import protect_bridge
 from spdesk.gui.settings import (
     ProtectOptions,
@@ -371,8 +372,8 @@ class MainWindow(QMainWindow):
             self.progress_label.setText("Cancelling…")
 
     def _on_job_event(self, event: Event) -> None:
-        if type(event).__name__ == "JobStarted":
-            self._job_warnings = [str(w) for w in getattr(event, "warnings", ())]
+        if isinstance(event, JobStarted):
+            self._job_warnings = list(event.warnings)
         update = protect_bridge.interpret(event)
         if update is None:
             return

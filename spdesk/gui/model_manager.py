@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from spdesk.core.events import CancelToken, Event
+from spdesk.core.models.events import DownloadProgress
 from spdesk.gui.style import muted_label, thin_progress_bar
 from spdesk.gui.text import format_bytes, format_duration
 from spdesk.gui.workers import Task, TaskRunner
@@ -288,17 +289,15 @@ class ModelManagerDialog(QDialog):
             self.status_label.setText("Cancelling…")
 
     def _on_event(self, event: Event) -> None:
-        kind = type(event).__name__
-        data: Any = event
-        if kind == "DownloadProgress":
-            total = max(int(data.total), 1)
-            self.progress.setValue(round(1000 * data.done / total))
-            parts = [f"{format_bytes(data.done)} of {format_bytes(total)}"]
-            if data.speed_bps:
-                parts.append(f"{format_bytes(data.speed_bps)}/s")
-            if data.eta_s is not None:
-                parts.append(f"about {format_duration(data.eta_s)} left")
-            self.status_label.setText(" · ".join(parts) + f" ({Path(data.file).name})")
+        if isinstance(event, DownloadProgress):
+            total = max(event.total, 1)
+            self.progress.setValue(round(1000 * event.done / total))
+            parts = [f"{format_bytes(event.done)} of {format_bytes(total)}"]
+            if event.speed_bps:
+                parts.append(f"{format_bytes(event.speed_bps)}/s")
+            if event.eta_s is not None:
+                parts.append(f"about {format_duration(event.eta_s)} left")
+            self.status_label.setText(" · ".join(parts) + f" ({Path(event.file).name})")
 
     # --- verify, remove, import -----------------------------------------------------------------
     def verify(self) -> bool:

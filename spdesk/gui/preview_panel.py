@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from spdesk.core.events import CancelToken, Event
+from spdesk.core.events import CancelToken, Event, Loading, Progress
 from spdesk.gui.images import ImageTile, to_pixmap
 from spdesk.gui.settings import ProtectOptions
 from spdesk.gui.style import muted_label, thin_progress_bar
@@ -148,9 +148,7 @@ def preview_task(
 
 
 def _announce_loading(on_event: Callable[[Event], None]) -> None:
-    from spdesk.core.events import Progress
-
-    on_event(Progress("load", 0, 1, message="Loading Stable Diffusion (first time only)…"))
+    on_event(Loading("Loading Stable Diffusion (first time only)…"))
 
 
 class ZoomDialog(QDialog):
@@ -428,15 +426,12 @@ class PreviewDialog(QDialog):
             self.status_label.setText("Cancelling after the current step…")
 
     def _on_event(self, event: Event) -> None:
-        if type(event).__name__ != "Progress":
-            return
-        stage = str(getattr(event, "stage", ""))
-        if stage == "load":
-            self.status_label.setText(str(getattr(event, "message", "")))
-            return
-        done, total = float(getattr(event, "done", 0)), float(getattr(event, "total", 1)) or 1.0
-        self.progress.setValue(round(1000 * done / total))
-        self.status_label.setText(f"Editing: step {done:.0f} of {total:.0f}")
+        match event:
+            case Loading(message=message):
+                self.status_label.setText(message)
+            case Progress(done=done, total=total):
+                self.progress.setValue(round(1000 * done / (total or 1.0)))
+                self.status_label.setText(f"Editing: step {done:.0f} of {total:.0f}")
 
     def _on_succeeded(self, outcome: PreviewOutcome) -> None:
         self.outcome = outcome

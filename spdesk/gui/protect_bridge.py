@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from spdesk.core.events import CancelToken, Event
+from spdesk.core.jobs.events import FileDone, FileFailed, FileProgress, FileSkipped, SkipReason
 from spdesk.gui.settings import ProtectOptions
 from spdesk.gui.widgets.queue import RowStatus
 from spdesk.gui.workers import Task
@@ -99,33 +100,16 @@ def device_task(choice: str) -> Task:
 
 def interpret(event: Event) -> RowUpdate | None:
     """The queue update an event of the protect job means, or None for job-level events."""
-    kind = type(event).__name__
-    path = _event_path(event)
-    if kind == "FileProgress":
-        done = float(getattr(event, "done", 0.0))
-        total = float(getattr(event, "total", 0.0)) or 1.0
-        return RowUpdate(path, RowStatus.PROTECTING, fraction=done / total)
-    if kind == "FileDone":
-        output = getattr(event, "output", None)
-        return RowUpdate(path, RowStatus.DONE, 1.0, output=Path(output) if output else None)
-    if kind == "FileSkipped":
-        reason = str(getattr(event, "reason", ""))
-        output = getattr(event, "output", None)
-        if reason.startswith("already protected"):  # a re-run: the manifest says it is done
-            return RowUpdate(path, RowStatus.DONE, 1.0, reason, Path(output) if output else None)
-        return RowUpdate(path, RowStatus.SKIPPED, reason=reason)
-    if kind == "FileFailed":
-        hint = str(getattr(event, "hint", "") or "")
-        reason = str(getattr(event, "reason", ""))
-        if path is not None:  # the queue row already names the photo
-            reason = reason.replace(str(path), path.name)
-        return RowUpdate(path, RowStatus.FAILED, reason=f"{reason} {hint}".strip())
-    return None
-
-
-def _event_path(event: Event) -> Path | None:
-    for name in ("source", "path", "input"):
-        value = getattr(event, name, None)
-        if value is not None:
-            return Path(value)
+    match event:
+        case FileProgress(source=path, done=done, total=total):
+            return RowUpdate(path, RowStatus.PROTECTING, fraction=done / (total or 1.0))
+        case FileDone(source=path, output=output):
+            return RowUpdate(path, RowStatus.DONE, 1.0, output=output)
+        case FileSkipped(source=path, kind=SkipReason.ALREADY_DONE, reason=reason, output=output):
+            return RowUpdate(path, RowStatus.DONE, 1.0, reason, output)  # a re-run: done before
+        case FileSkipped(source=path, reason=reason):
+            return RowUpdate(path, RowStatus.SKIPPED, reason=reason)
+        case FileFailed(source=path, reason=reason, hint=hint):
+            reason = reason.replace(str(path), path.name)  # the queue row already names the photo
+            return RowUpdate(path, RowStatus.FAILED, reason=f"{reason} {hint}".strip())
     return None

@@ -8,9 +8,7 @@ the figure that says whether training is worth anything.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from spdesk.core.errors import SpdeskError
 from spdesk.core.events import CancelToken, Event
+from spdesk.core.events.training import TrainStarted, TrainStep, ValidationReport
 from spdesk.core.perturbation import library_path_for, save_perturbation
 from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
 from spdesk.gui.style import muted_label, thin_progress_bar
@@ -61,7 +60,6 @@ ENCODERS = {
     "custom": "Other encoder file or folder…",
 }
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-_LOSS = re.compile(r"loss (\S+)")
 
 
 @dataclass(frozen=True)
@@ -448,35 +446,26 @@ class TrainDialog(QDialog):
             self.status_label.setText("Cancelling…")
 
     def _on_event(self, event: Event) -> None:
-        kind = type(event).__name__
-        if kind == "TrainStarted":
-            train, val = getattr(event, "train_photos", 0), getattr(event, "val_photos", 0)
-            text = f"Training on {train} photos, checking on {val} held out…"
-            resumed = int(getattr(event, "resumed_from", 0))
-            if resumed:
-                text = f"Resumed at step {resumed}, where the cancelled run stopped. " + text
-            self.status_label.setText(text)
-        elif kind == "Progress" and getattr(event, "stage", "") == "train":
-            self._on_progress(event)
-        elif kind == "ValidationReport":
-            report: Any = event  # spdesk.core.train imports torch: matched by name, not type
-            step = float(report.step)
-            self.val_chart.append("this perturbation", step, float(report.distortion))
-            self.val_chart.append("random ±ε noise", step, float(report.sign_distortion))
-            gain = float(report.gain_over_sign)
-            self.val_note.setText(f"Step {step:g}: {gain:.2f}× the effect of random noise.")
+        match event:
+            case TrainStarted(train_photos=train, val_photos=val, resumed_from=resumed):
+                text = f"Training on {train} photos, checking on {val} held out…"
+                if resumed:
+                    text = f"Resumed at step {resumed}, where the cancelled run stopped. " + text
+                self.status_label.setText(text)
+            case TrainStep():
+                self._on_step(event)
+            case ValidationReport(step=step, distortion=distortion, sign_distortion=sign):
+                self.val_chart.append("this perturbation", step, distortion)
+                self.val_chart.append("random ±ε noise", step, sign)
+                gain = event.gain_over_sign
+                self.val_note.setText(f"Step {step}: {gain:.2f}× the effect of random noise.")
 
-    def _on_progress(self, event: Event) -> None:
-        done, total = float(getattr(event, "done", 0)), float(getattr(event, "total", 1)) or 1.0
-        self.progress.setValue(round(1000 * done / total))
-        match = _LOSS.search(str(getattr(event, "message", "")))
-        if match:
-            with contextlib.suppress(ValueError):  # "nan" parses; garbage is skipped
-                self.loss_chart.append("loss", done, float(match.group(1)))
-        eta = getattr(event, "eta_s", None)
-        left = f" · about {format_duration(eta)} left" if eta is not None else ""
+    def _on_step(self, event: TrainStep) -> None:
+        self.progress.setValue(round(1000 * event.step / max(event.steps, 1)))
+        self.loss_chart.append("loss", event.step, event.loss)
+        left = f" · about {format_duration(event.eta_s)} left" if event.eta_s is not None else ""
         if not self.runner.paused:
-            self.status_label.setText(f"Step {done:.0f} of {total:.0f}{left}")
+            self.status_label.setText(f"Step {event.step} of {event.steps}{left}")
 
     def _on_succeeded(self, result: Any) -> None:
         self.result = result

@@ -12,6 +12,7 @@ Modules, in import order:
 """
 
 from spdesk.core.jobs.events import (
+    FailReason,
     FileDone,
     FileFailed,
     FileProgress,
@@ -20,6 +21,7 @@ from spdesk.core.jobs.events import (
     JobFinished,
     JobReport,
     JobStarted,
+    SkipReason,
 )
 from spdesk.core.jobs.job import ProtectJob
 from spdesk.core.jobs.protector import Protector, build_protector, protect_photo
@@ -27,6 +29,7 @@ from spdesk.core.jobs.scan import discover_inputs, scan_inputs
 from spdesk.core.jobs.settings import ProtectSettings, default_workers
 
 __all__ = [
+    "FailReason",
     "FileDone",
     "FileFailed",
     "FileProgress",
@@ -38,6 +41,7 @@ __all__ = [
     "ProtectJob",
     "ProtectSettings",
     "Protector",
+    "SkipReason",
     "build_protector",
     "default_workers",
     "discover_inputs",

@@ -1,14 +1,36 @@
-"""What a job tells its caller: typed events while it runs, and the report at the end."""
+"""What a job tells its caller: typed events while it runs, and the report at the end.
+
+Match events by type (``isinstance`` or ``match``) and on their ``kind`` enums, never on text:
+the ``reason`` strings are for people and may change.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from spdesk.core.errors import Cancelled
 from spdesk.core.events import Event
 from spdesk.core.files import shown
+
+
+class SkipReason(StrEnum):
+    """Why a file was not protected in this run (none of these is an error)."""
+
+    EXCLUDED = "excluded"  # left out while listing the inputs: not a photo, hidden, an output
+    ALREADY_DONE = "already-done"  # the output folder's manifest: protected with these settings
+    OUTPUT_EXISTS = "output-exists"  # the output name is taken and the collision policy is "skip"
+
+
+class FailReason(StrEnum):
+    """Why a photo could not be protected (the job goes on with the next one)."""
+
+    MISSING = "missing"  # the input path does not exist
+    UNREADABLE = "unreadable"  # the file could not be read or decoded
+    ERROR = "error"  # a named spdesk error (disk full, output not writable...), with a hint
+    UNEXPECTED = "unexpected"  # a bug: details in the log
 
 
 @dataclass(frozen=True)
@@ -53,9 +75,10 @@ class FileDone(Event):
 
 @dataclass(frozen=True)
 class FileSkipped(Event):
-    """A file was left out (not a photo, already done, output exists...)."""
+    """A file was left out: ``kind`` says why (match on it), ``reason`` says it in words."""
 
     source: Path
+    kind: SkipReason
     reason: str
     output: Path | None = None
     position: int = 0
@@ -67,6 +90,7 @@ class FileFailed(Event):
     """A photo could not be protected; the job goes on with the next one."""
 
     source: Path
+    kind: FailReason
     reason: str
     hint: str = ""
     position: int = 0
@@ -127,10 +151,16 @@ class JobReport:
                 for e in self.done
             ],
             "skipped": [
-                {"source": shown(e.source), "reason": shown(e.reason)} for e in self.skipped
+                {"source": shown(e.source), "kind": e.kind.value, "reason": shown(e.reason)}
+                for e in self.skipped
             ],
             "failed": [
-                {"source": shown(e.source), "reason": shown(e.reason), "hint": shown(e.hint)}
+                {
+                    "source": shown(e.source),
+                    "kind": e.kind.value,
+                    "reason": shown(e.reason),
+                    "hint": shown(e.hint),
+                }
                 for e in self.failed
             ],
             "pending": [shown(p) for p in self.pending],

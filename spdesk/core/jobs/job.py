@@ -29,12 +29,14 @@ from spdesk.core.events import CancelToken, EventSink, ignore_events
 from spdesk.core.export import settings_warnings
 from spdesk.core.files import clean_stale_temps, output_error, shown
 from spdesk.core.jobs.events import (
+    FailReason,
     FileFailed,
     FileSkipped,
     JobCancelled,
     JobFinished,
     JobReport,
     JobStarted,
+    SkipReason,
 )
 from spdesk.core.jobs.pool import JobRun
 from spdesk.core.jobs.protector import build_protector
@@ -79,9 +81,16 @@ class ProtectJob:
         discovery = scan_inputs(self.inputs, self.settings, self.output_root)
         report = JobReport(self.output_root, settings=self.settings.describe())
         report.warnings = settings_warnings(self.settings.export_options())
-        report.skipped = [FileSkipped(s.path, s.reason) for s in discovery.skipped]
+        report.skipped = [
+            FileSkipped(s.path, SkipReason.EXCLUDED, s.reason) for s in discovery.skipped
+        ]
         report.failed = [
-            FileFailed(path, f"{shown(path)} does not exist.", "Check the name and the folder.")
+            FileFailed(
+                path,
+                FailReason.MISSING,
+                f"{shown(path)} does not exist.",
+                "Check the name and the folder.",
+            )
             for path in discovery.missing
         ]
         protector = build_protector(self.settings, perturbation)

@@ -30,7 +30,15 @@ from spdesk.core.events import CancelToken, Event, EventSink
 from spdesk.core.export import output_format, prepare, write_temp
 from spdesk.core.files import discard
 from spdesk.core.imageio import DecodedImage, read_error, read_image
-from spdesk.core.jobs.events import FileDone, FileFailed, FileProgress, FileSkipped, JobReport
+from spdesk.core.jobs.events import (
+    FailReason,
+    FileDone,
+    FileFailed,
+    FileProgress,
+    FileSkipped,
+    JobReport,
+    SkipReason,
+)
 from spdesk.core.jobs.naming import OutputNamer, Target
 from spdesk.core.jobs.protector import Protector, protect_photo, rgb_of, with_alpha
 from spdesk.core.jobs.scan import relative_paths
@@ -214,17 +222,19 @@ class JobRun:
         try:
             signature = SourceSignature.of(item.source)
         except OSError as error:
-            self._fail(manifest, item, read_error(item.source, error).message, "")
+            reason = read_error(item.source, error).message
+            self._fail(manifest, item, FailReason.UNREADABLE, reason)
             return None
         if not self.settings.redo:
             finished = manifest.finished_output(item.key, self.fingerprint, signature)
             if finished is not None:
-                self._skip(item, "already protected with the same settings", finished)
+                reason = "already protected with the same settings"
+                self._skip(item, SkipReason.ALREADY_DONE, reason, finished)
                 return None
         target = self.names.plan(item.source, item.relative)
         if target.taken:
             reason = "output already exists (choose unique or overwrite)"
-            self._skip(item, reason, target.path, manifest)
+            self._skip(item, SkipReason.OUTPUT_EXISTS, reason, target.path, manifest)
             return None
         return _Task(item, target, signature, time.monotonic())
 
@@ -310,16 +320,18 @@ class JobRun:
             return  # stays pending
         except DiskFullError as error:
             if self.report.stopped is None:
-                self._fail(manifest, item, error.message, error.hint or "")
+                self._fail(manifest, item, FailReason.ERROR, error.message, error.hint or "")
                 self.report.stopped = error.user_text()
                 self.abort.cancel()
             return
         except (ImageError, OutputError) as error:
-            self._fail(manifest, item, error.message, error.hint or "")
+            kind = FailReason.UNREADABLE if isinstance(error, ImageError) else FailReason.ERROR
+            self._fail(manifest, item, kind, error.message, error.hint or "")
             return
         except Exception as error:  # a bug must not stop a batch of thousands
             log.error("unexpected error protecting %s", item.source, exc_info=error)
-            self._fail(manifest, item, f"unexpected error: {error} (details in the log)", "")
+            reason = f"unexpected error: {error} (details in the log)"
+            self._fail(manifest, item, FailReason.UNEXPECTED, reason)
             return
         self._done(manifest, task, outcome, output)
 
@@ -360,19 +372,26 @@ class JobRun:
         self.emit(event)
 
     def _skip(
-        self, item: _Planned, reason: str, output: Path | None, manifest: Manifest | None = None
+        self,
+        item: _Planned,
+        kind: SkipReason,
+        reason: str,
+        output: Path | None,
+        manifest: Manifest | None = None,
     ) -> None:
         self.handled.add(item.key)
         if manifest is not None:
             with contextlib.suppress(OutputError):
                 manifest.record(item.key, SKIPPED, reason=reason, settings=self.fingerprint)
-        event = FileSkipped(item.source, reason, output, item.position, item.count)
+        event = FileSkipped(item.source, kind, reason, output, item.position, item.count)
         self.report.skipped.append(event)
         self.emit(event)
 
-    def _fail(self, manifest: Manifest, item: _Planned, reason: str, hint: str) -> None:
+    def _fail(
+        self, manifest: Manifest, item: _Planned, kind: FailReason, reason: str, hint: str = ""
+    ) -> None:
         self.handled.add(item.key)
-        event = FileFailed(item.source, reason, hint, item.position, item.count)
+        event = FileFailed(item.source, kind, reason, hint, item.position, item.count)
         self.report.failed.append(event)
         # On a full disk the line may not be written: the entry stays "pending", also true.
         with contextlib.suppress(OutputError):

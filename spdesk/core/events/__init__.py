@@ -34,6 +34,13 @@ class Progress(Event):
     message: str = ""
 
 
+@dataclass(frozen=True)
+class Loading(Event):
+    """Something slow with no measurable progress has begun (loading a model): say ``message``."""
+
+    message: str
+
+
 EventSink = Callable[[Event], None]
 
 

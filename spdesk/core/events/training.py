@@ -1,0 +1,61 @@
+"""Events of universal training: small and torch-free, so the app matches them by type cheaply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from spdesk.core.events import Event
+
+
+@dataclass(frozen=True)
+class SkippedPhoto:
+    """A photo left out of training or evaluation, with the reader's reason."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class TrainStarted(Event):
+    """Training begins (``resumed_from`` > 0: continuing a cancelled run from its checkpoint)."""
+
+    train_photos: int
+    val_photos: int
+    steps: int
+    encoder: str
+    resumed_from: int = 0
+    skipped: tuple[SkippedPhoto, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainStep(Event):
+    """One optimisation step finished: ``step`` of ``steps``, its training ``loss`` (lower is a
+    stronger perturbation for every objective), ``eta_s`` the estimated seconds left."""
+
+    step: int
+    steps: int
+    loss: float
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ValidationReport(Event):
+    """Held-out relative latent distortion of delta and of same-eps random baselines."""
+
+    step: int
+    distortion: float
+    sign_distortion: float
+    uniform_distortion: float
+
+    @property
+    def gain_over_sign(self) -> float:
+        return self.distortion / max(self.sign_distortion, 1e-12)
+
+
+@dataclass(frozen=True)
+class CheckpointSaved(Event):
+    """A checkpoint a cancelled run can resume from was written at ``step``."""
+
+    step: int
+    path: Path

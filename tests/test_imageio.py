@@ -118,11 +118,19 @@ def test_cmyk_with_profile_converts_to_srgb(tmp_path: Path) -> None:
     assert decoded.icc_profile and b"RGB" in decoded.icc_profile[:20]
 
 
-def test_cmyk_without_profile_is_refused_clearly(tmp_path: Path) -> None:
+def test_cmyk_without_profile_uses_the_plain_formula_when_no_press_profile_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.core import colour
+
+    monkeypatch.setattr(colour, "_STANDARD_CMYK", (tmp_path / "none.icc",))
     path = tmp_path / "cmyk.jpg"
-    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(path, "JPEG")
-    with pytest.raises(UnsupportedImageError, match=r"CMYK.*without a colour profile"):
-        read_image(path)
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(path, "JPEG")  # pure red ink
+    decoded = read_image(path)
+    assert decoded.image.mode == "RGB" and decoded.icc_profile is None
+    red, green, blue = decoded.image.getpixel((8, 8))  # type: ignore[misc]
+    assert red > 200 and green < 60 and blue < 60
+    assert any("plain formula" in note for note in decoded.notes)
 
 
 def test_16bit_grey_is_scaled_not_clipped(tmp_path: Path) -> None:

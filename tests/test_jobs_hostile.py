@@ -152,3 +152,130 @@ def test_a_fifo_does_not_hang_training_discovery(tmp_path: Path) -> None:
     samples.photo(tmp_path / "a.png")
     os.mkfifo(tmp_path / "b.png")
     assert find_photos(tmp_path) == [tmp_path / "a.png"]
+
+
+# --- outputs that lie -----------------------------------------------------------------------------
+def _tiffs(folder: Path) -> dict[str, tuple[int, int]]:
+    """Non-RGB TIFFs (greyscale, 16-bit greyscale, palette, bilevel) and their sizes."""
+    import numpy as np
+
+    ramp = (np.arange(40 * 24).reshape(24, 40) % 256).astype(np.uint8)
+    Image.fromarray(ramp, "L").save(folder / "grey.tif")
+    Image.fromarray(ramp.astype(np.uint16) * 257).save(folder / "grey16.tif")
+    Image.fromarray(ramp, "L").convert("P").save(folder / "palette.tif")
+    Image.fromarray(ramp, "L").convert("1").save(folder / "bilevel.tif")
+    Image.fromarray(ramp, "L").convert("RGB").save(folder / "rgb.tif", compression="tiff_lzw")
+    return {name: (40, 24) for name in ("grey", "grey16", "palette", "bilevel", "rgb")}
+
+
+def test_non_rgb_tiffs_give_outputs_that_decode(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    sizes = _tiffs(inputs)
+    originals_guard.append(inputs)
+    report = _run([inputs], tmp_path / "out", settings)
+    assert not report.failed and len(report.done) == len(sizes)
+    for event in report.done:
+        _decodes_with_size(event.output, sizes[event.source.stem])
+
+
+def test_an_output_that_does_not_decode_is_a_failure_not_done(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.core import export
+
+    samples.photo(inputs / "a.png")
+    real_write = export.write_image
+
+    def broken(encoded: export.Encoded, handle: object) -> None:  # an encoder with a bug
+        real_write(encoded, handle)  # type: ignore[arg-type]
+        handle.seek(20)  # type: ignore[attr-defined]
+        handle.write(b"\0" * 64)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(export, "write_image", broken)
+    out = tmp_path / "out"
+    report = _run([inputs / "a.png"], out, settings)
+    assert not report.done
+    (failed,) = report.failed
+    assert "a.protected.png" in failed.reason and "does not decode" in failed.reason
+    assert not (out / "a.protected.png").exists()
+    _no_temps(out)
+
+
+def test_xmp_orientation_is_reset_with_the_exif_one(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    path, upright = samples.oriented_jpeg(inputs / "o6.jpg", 6)
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+        b'"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+        b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/>'
+        b"<rdf:Description><tiff:Orientation>6</tiff:Orientation></rdf:Description>"
+        b"</rdf:RDF></x:xmpmeta>"
+    )
+    with Image.open(path) as image:
+        image.load()
+        image.save(path, "JPEG", quality=98, exif=image.getexif(), xmp=xmp)
+    report = _run([path], tmp_path / "out", settings)
+    (done,) = report.done
+    with Image.open(done.output) as output:
+        assert output.size == upright.size
+        assert output.getexif().get(0x0112) in (None, 1)
+        written = output.info.get("xmp", b"")
+    assert b'tiff:Orientation="6"' not in written and b">6</tiff:Orientation>" not in written
+    assert b"rdf:Description" in written  # the rest of the XMP is kept
+
+
+def test_an_input_folder_that_cannot_be_read_is_a_failure(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.cli import main
+
+    samples.photo(inputs / "ok" / "a.png")
+    (inputs / "locked").mkdir()
+    real_scandir = os.scandir
+
+    def deny(path: object = ".") -> object:
+        if Path(os.fspath(path)).name == "locked":  # type: ignore[arg-type]
+            raise PermissionError(13, "Permission denied", os.fspath(path))  # type: ignore[arg-type]
+        return real_scandir(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", deny)
+    report = _run([inputs], tmp_path / "out", settings)
+    assert [e.source.name for e in report.done] == ["a.png"]
+    (failed,) = report.failed
+    assert failed.source.name == "locked" and "cannot be read" in failed.reason
+    assert not report.ok
+    argv = ["protect", str(inputs / "locked"), "--out", str(tmp_path / "out2")]
+    argv += ["--perturbation", str(settings.perturbation)]
+    assert main(argv) == 1
+
+
+@pytest.mark.parametrize("strength", [1e-9, 0.3])
+def test_a_strength_that_cannot_change_a_pixel_is_refused(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, strength: float
+) -> None:
+    import dataclasses
+
+    from spdesk.core.errors import ConfigError
+
+    samples.photo(inputs / "a.png")
+    weak = dataclasses.replace(settings, strength=strength)
+    with pytest.raises(ConfigError, match="cannot change any pixel"):
+        _run([inputs], tmp_path / "out", weak)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_cmyk_jpeg_without_a_profile_is_converted_with_a_note(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    Image.new("CMYK", (40, 24), (0, 255, 255, 0)).save(inputs / "cmyk.jpg", quality=95)
+    originals_guard.append(inputs)
+    report = _run([inputs], tmp_path / "out", settings)
+    assert not report.failed
+    (done,) = report.done
+    assert any("CMYK" in note and "without a colour profile" in note for note in done.notes)
+    with Image.open(done.output) as output:
+        assert output.mode == "RGB" and output.size == (40, 24)
+        red, green, blue = output.getpixel((20, 12))  # type: ignore[misc]
+    assert red > 180 and green < 90 and blue < 90  # pure red ink looks red

@@ -73,15 +73,20 @@ def _srgb_bytes() -> bytes:
     return bytes(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
 
 
+# Press profiles found on common systems: what viewers assume for CMYK without a profile.
+_STANDARD_CMYK = (
+    Path("/usr/share/color/icc/ghostscript/default_cmyk.icc"),
+    Path("/usr/share/color/icc/colord/FOGRA39L_coated.icc"),
+    Path("/System/Library/ColorSync/Profiles/Generic CMYK Profile.icc"),
+    Path("C:/Windows/System32/spool/drivers/color/RSWOP.icm"),
+)
+
+
 def _cmyk_to_srgb(
     path: Path, image: Image.Image, icc: bytes | None, notes: list[str]
 ) -> tuple[Image.Image, bytes | None]:
     if icc is None:
-        raise UnsupportedImageError(
-            f"{path.name} is a CMYK image (print colours) without a colour profile, so its "
-            "screen colours cannot be known; it was left out.",
-            hint="Convert it to RGB (sRGB) in an image editor and protect that copy.",
-        )
+        return _unprofiled_cmyk(path, image, notes)
     try:
         converted = ImageCms.profileToProfile(
             image,
@@ -98,6 +103,35 @@ def _cmyk_to_srgb(
     assert converted is not None
     notes.append("CMYK converted to sRGB with its colour profile")
     return converted, _srgb_bytes()
+
+
+def _unprofiled_cmyk(
+    path: Path, image: Image.Image, notes: list[str]
+) -> tuple[Image.Image, bytes | None]:
+    """CMYK without a profile, shown as browsers and editors show it: through a standard press
+    profile where the system has one, else by the plain formula (255 - ink)."""
+    for profile in _STANDARD_CMYK:
+        try:
+            converted = ImageCms.profileToProfile(
+                image,
+                ImageCms.ImageCmsProfile(str(profile)),
+                ImageCms.createProfile("sRGB"),
+                renderingIntent=ImageCms.Intent.PERCEPTUAL,
+                outputMode="RGB",
+            )
+        except (OSError, ImageCms.PyCMSError):
+            continue
+        if converted is not None:
+            notes.append(
+                f"CMYK without a colour profile: converted to sRGB with the standard press "
+                f"profile {profile.name}"
+            )
+            return converted, _srgb_bytes()
+    notes.append(
+        "CMYK without a colour profile: converted with the plain formula (no press profile "
+        "on this system; screen colours may differ a little)"
+    )
+    return image.convert("RGB"), None
 
 
 def _grey_profile_to_srgb(

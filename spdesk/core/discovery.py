@@ -49,6 +49,7 @@ class Discovery:
     photos: list[InputPhoto] = field(default_factory=list)
     skipped: list[SkippedInput] = field(default_factory=list)
     missing: list[Path] = field(default_factory=list)  # named inputs that do not exist
+    unreadable: list[SkippedInput] = field(default_factory=list)  # folders that cannot be read
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def _walk(
 
     def on_error(error: OSError) -> None:
         where = Path(error.filename) if error.filename else root
-        found.skipped.append(SkippedInput(where, f"folder cannot be read ({error.strerror})"))
+        found.unreadable.append(SkippedInput(where, _unreadable(error)))
 
     for folder, dirnames, filenames in os.walk(
         root, onerror=on_error, followlinks=options.follow_symlinks
@@ -151,7 +152,7 @@ def _skip_folder(
     try:
         info = folder.stat()
     except OSError as error:
-        found.skipped.append(SkippedInput(folder, f"folder cannot be read ({error.strerror})"))
+        found.unreadable.append(SkippedInput(folder, _unreadable(error)))
         return True
     if (info.st_dev, info.st_ino) in visited:
         reason = "symbolic link loop (already walked)"
@@ -216,3 +217,7 @@ def _special_reason(path: Path) -> str | None:
         return None
     kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "not a regular file")
     return f"special file ({kind}), not a photo: left out without opening it"
+
+
+def _unreadable(error: OSError) -> str:
+    return f"folder cannot be read ({error.strerror or error}): its photos were not protected"

@@ -11,7 +11,10 @@ Compression erases perturbations: JPEG defaults to quality 95 with full-resoluti
 
 from __future__ import annotations
 
+import hashlib
+import io
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,6 +265,36 @@ def write_temp(encoded: Encoded, target: Path) -> tuple[Path, int]:
     """Encode ``encoded`` into a complete, fsync'ed temporary file beside ``target`` (see
     :func:`spdesk.core.files.write_temp`); returns it and its size."""
     return files.write_temp(target, encoder(encoded, target))
+
+
+def check_written(temp: Path, size: tuple[int, int], target: Path) -> str:
+    """Re-open and fully decode a written output before it counts; returns its sha256.
+
+    Cheap insurance against a whole class of encoder problems (metadata that breaks a file,
+    a format that cannot hold the pixels): an output that does not decode to ``size`` raises
+    :class:`OutputError` naming ``target``.
+    """
+    try:
+        data = temp.read_bytes()
+    except OSError as error:
+        raise files.output_error(error, target) from error
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+                decoded = image.size
+    except Exception as error:  # whatever Pillow raises, the file is not a usable photo
+        raise OutputError(
+            f"The written {shown(target.name)} does not decode ({error}); it was not kept.",
+            hint="Choose another output format (spdesk protect --format png).",
+        ) from error
+    if decoded != size:
+        raise OutputError(
+            f"The written {shown(target.name)} does not decode to the photo's size "
+            f"({decoded[0]}x{decoded[1]} instead of {size[0]}x{size[1]}); it was not kept."
+        )
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_image(encoded: Encoded, handle: IO[bytes]) -> None:

@@ -223,9 +223,9 @@ def _normalise(path: Path, image: Image.Image, fmt: str, head: bytes) -> Decoded
             "(preview or depth map) not copied"
         )
     tiff_compression = image.info.get("compression") if fmt == "TIFF" else None
-    xmp = image.info.get("xmp")
     dpi = image.info.get("dpi")
     exif = _upright(image, notes)
+    xmp = image.info.get("xmp")  # after _upright, which removes its orientation too
     icc = image.info.get("icc_profile") or None
     bit_depth = _bit_depth(image, fmt, head)
     if bit_depth > 8:
@@ -254,8 +254,18 @@ def _dpi(value: object) -> tuple[float, float] | None:
     return None
 
 
+# Baseline TIFF tags that describe how pixels are stored, not the photo: a TIFF's first IFD holds
+# them next to its EXIF-like tags, and passed back to a writer as EXIF they break its output.
+_STORAGE_TAGS = frozenset(
+    {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 317, 320}
+    | {322, 323, 324, 325, 330, 338, 339, 340, 341, 347, 513, 514, 529, 530, 531, 532}
+    | {700, 34377, 34675, 37724}  # XMP, Photoshop, ICC, layers: carried on their own or dropped
+)
+
+
 def _upright(image: Image.Image, notes: list[str]) -> Image.Exif | None:
-    """Apply the EXIF orientation in place; return the EXIF (orientation removed) or None."""
+    """Apply the EXIF orientation in place (Pillow removes it from the EXIF and the XMP);
+    return the EXIF metadata, without storage tags, or None."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns per broken tag; one note is enough
@@ -264,6 +274,8 @@ def _upright(image: Image.Image, notes: list[str]) -> Image.Exif | None:
     except Exception:  # Pillow raises many kinds on malformed EXIF; the pixels are still fine
         notes.append("the EXIF data is damaged: orientation not applied, metadata not copied")
         return None
+    for tag in _STORAGE_TAGS.intersection(exif):
+        del exif[tag]
     return exif if len(exif) else None
 
 

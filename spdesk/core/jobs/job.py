@@ -19,6 +19,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from spdesk.core.errors import (
     ConfigError,
     OutputError,
@@ -93,6 +95,10 @@ class ProtectJob:
             )
             for path in discovery.missing
         ]
+        report.failed += [
+            FileFailed(s.path, s.reason, "Check that your account can read this folder.")
+            for s in discovery.unreadable
+        ]
         protector = build_protector(self.settings, perturbation)
         _make_output_root(self.output_root)
         fingerprint = self.settings.fingerprint(digest)
@@ -140,9 +146,23 @@ class ProtectJob:
             )
         assert path is not None
         perturbation = load_perturbation(path)
-        if self.settings.strength is not None:
-            perturbation.at_strength(self.settings.strength)  # validates the range up front
+        _check_changes_pixels(perturbation, self.settings)
         return perturbation, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _check_changes_pixels(perturbation: Perturbation, settings: ProtectSettings) -> None:
+    """Refuse a strength too weak to change any 8-bit value: every output would be an
+    unchanged copy counted as protected. (Also validates the strength's range.)"""
+    delta = perturbation.at_strength(settings.strength)
+    eps = settings.strength if settings.strength is not None else perturbation.eps
+    # The universal pattern is rounded to 8 bits as it is; other modes may use the whole budget.
+    largest = float(np.abs(delta).max()) * 255 if settings.mode == "universal" else eps
+    if round(largest) == 0:
+        raise ConfigError(
+            f"Strength {eps:g} cannot change any pixel: the perturbation stays below half an "
+            "8-bit step everywhere, so every output would be an unchanged copy.",
+            hint="Use a strength of at least 1 (4 is low, 8 medium, 16 high).",
+        )
 
 
 def _bundled_path() -> Path | None:

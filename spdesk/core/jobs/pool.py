@@ -27,7 +27,7 @@ from spdesk.core.apply import Figures
 from spdesk.core.discovery import InputPhoto
 from spdesk.core.errors import Cancelled, DiskFullError, ImageError, OutputError
 from spdesk.core.events import CancelToken, Event, EventSink
-from spdesk.core.export import output_format, prepare, write_temp
+from spdesk.core.export import check_written, output_format, prepare, write_temp
 from spdesk.core.files import discard
 from spdesk.core.imageio import DecodedImage, read_error, read_image
 from spdesk.core.jobs.events import (
@@ -86,6 +86,7 @@ class _Outcome:
 
     temp: Path
     size: int
+    sha256: str
     figures: Figures
     notes: tuple[str, ...]
 
@@ -299,7 +300,12 @@ class JobRun:
         encoded = prepare(decoded, protected, fmt, self._export)
         decoded.notes.extend(encoded.notes)
         temp, size = write_temp(encoded, task.target.path)
-        return _Outcome(temp, size, figures, (*decoded.notes, *task.target.notes))
+        try:
+            digest = check_written(temp, decoded.size, task.target.path)
+        except BaseException:
+            discard(temp)
+            raise
+        return _Outcome(temp, size, digest, figures, (*decoded.notes, *task.target.notes))
 
     def _finish(self, manifest: Manifest, task: _Task, future: Future[_Outcome]) -> None:
         """Publish, record and report one photo's result (in job order, on the job's thread).
@@ -351,6 +357,7 @@ class JobRun:
                 DONE,
                 output=output.relative_to(self.job.output_root).as_posix(),
                 output_size=outcome.size,
+                output_sha256=outcome.sha256,
                 settings=self.fingerprint,
                 source_signature=task.signature.as_list(),
             )

@@ -96,7 +96,12 @@ class ProtectJob:
             for path in discovery.missing
         ]
         report.failed += [
-            FileFailed(s.path, s.reason, "Check that your account can read this folder.")
+            FileFailed(
+                s.path,
+                FailReason.UNREADABLE,
+                s.reason,
+                "Check that your account can read this folder.",
+            )
             for s in discovery.unreadable
         ]
         protector = build_protector(self.settings, perturbation)

@@ -1,0 +1,300 @@
+"""Judging a protection mode the three ways that matter, side by side with random noise.
+
+Every photo goes through the whole product path: the mode protects the full photo (as
+``spdesk protect`` would), then an *editor* resizes it so its short side is ``size`` pixels
+(Lanczos, as diffusers' image processor does), takes the centre ``size`` x ``size`` square and
+encodes it. Per candidate (each mode, random ±eps signs, uniform noise ±eps):
+
+- visibility: SSIMULACRA2 (mean and worst photo) and FLIP of protected vs original at full size,
+  beside JPEG q75/q50 of the same photos for scale (:mod:`spdesk.core.visibility`);
+- strength, per editor size: relative latent distortion ||E(p) - E(o)|| / ||E(o)|| and, where the
+  encoder has a decoder, round-trip SSIM between D(E(p)) and D(E(o)); gains are ratios to the
+  random-sign candidate (latent, and round-trip SSIM drop 1 - SSIM);
+- robustness: the same after each attack (:mod:`spdesk.core.attacks`) on the protected photo
+  (and, for JPEG/resize/blur, on the original it is compared with); "kept" = gain after / before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from spdesk.core.attacks import AveragingAttack, simple_attack
+from spdesk.core.encoders import Encoder
+from spdesk.core.events import CancelToken
+from spdesk.core.metrics import batch_ssim
+from spdesk.core.visibility import flip, ssimulacra2
+
+Protect = Callable[[np.ndarray, int], np.ndarray]  # (photo, index) -> protected photo
+SIGN = "random signs"
+UNIFORM = "uniform noise"
+
+
+def sign_noise(eps: float) -> Protect:
+    def protect(photo: np.ndarray, index: int) -> np.ndarray:
+        rng = np.random.default_rng(10_007 + index)
+        noise = rng.choice(np.array([-eps, eps], np.float32), photo.shape)
+        return np.clip(np.rint(photo + noise), 0, 255).astype(np.uint8)
+
+    return protect
+
+
+def uniform_noise(eps: float) -> Protect:
+    def protect(photo: np.ndarray, index: int) -> np.ndarray:
+        rng = np.random.default_rng(20_011 + index)
+        noise = rng.uniform(-eps, eps, photo.shape).astype(np.float32)
+        return np.clip(np.rint(photo + noise), 0, 255).astype(np.uint8)
+
+    return protect
+
+
+def editor_view(photo: np.ndarray, size: int) -> np.ndarray:
+    """What an SD editor encodes: short side to ``size`` (Lanczos), centre square."""
+    height, width = photo.shape[:2]
+    scale = size / min(height, width)
+    new = (max(size, round(width * scale)), max(size, round(height * scale)))
+    image = Image.fromarray(photo).resize(new, Image.Resampling.LANCZOS)
+    left, top = (new[0] - size) // 2, (new[1] - size) // 2
+    return np.asarray(image.crop((left, top, left + size, top + size)))
+
+
+@dataclass
+class Strength:
+    """Mean figures of one candidate under one condition at one editor size."""
+
+    latent: float
+    rt_ssim: float | None
+
+
+@dataclass
+class CandidateFigures:
+    name: str
+    ssimulacra2: float | None = None
+    ssimulacra2_min: float | None = None
+    flip: float | None = None
+    strength: dict[str, Strength] = field(default_factory=dict)  # "size/condition" -> figures
+    transfer: dict[str, float] = field(default_factory=dict)  # encoder id -> latent at size
+
+
+@dataclass
+class Assessment:
+    """The whole table: candidates, references, the settings it was measured in."""
+
+    encoder: str
+    photos: int
+    attack_photos: int
+    sizes: list[int]
+    attacks: list[str]
+    eps: float
+    candidates: list[CandidateFigures] = field(default_factory=list)
+    references: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def get(self, name: str) -> CandidateFigures:
+        return next(c for c in self.candidates if c.name == name)
+
+    def gain(self, name: str, key: str, figure: str = "latent") -> float | None:
+        mine, sign = self.get(name).strength.get(key), self.get(SIGN).strength.get(key)
+        if mine is None or sign is None:
+            return None
+        if figure == "latent":
+            return mine.latent / sign.latent if sign.latent > 0 else None
+        if mine.rt_ssim is None or sign.rt_ssim is None or sign.rt_ssim >= 1:
+            return None
+        return (1 - mine.rt_ssim) / (1 - sign.rt_ssim)
+
+    def kept(self, name: str, size: int, attack: str, figure: str = "latent") -> float | None:
+        before, after = self.gain(name, f"{size}/clean", figure), self.gain(
+            name, f"{size}/{attack}", figure
+        )
+        if before is None or after is None or before <= 1:
+            return None
+        # The share of the *advantage over noise* that survives (gain 1 = no better than noise).
+        return (after - 1) / (before - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["gains"] = {
+            c.name: {key: self.gain(c.name, key) for key in c.strength} for c in self.candidates
+        }
+        return out
+
+    def format(self) -> str:
+        lines = [
+            f"encoder {self.encoder}, {self.photos} photos (attack fitted on "
+            f"{self.attack_photos} others), eps {self.eps:g}, editor sizes "
+            f"{', '.join(map(str, self.sizes))}"
+        ]
+        lines.append(f"{'candidate':<22}{'SSIMU2':>8}{'min':>7}{'FLIP':>8}" + "".join(
+            f"{f'lat@{s}':>9}{f'gain':>7}{f'rtSSIM':>8}{f'gain':>7}" for s in self.sizes
+        ))
+        for c in self.candidates:
+            row = f"{c.name:<22}{_cell(c.ssimulacra2, 8, 1)}{_cell(c.ssimulacra2_min, 7, 1)}"
+            row += _cell(c.flip, 8, 4)
+            for size in self.sizes:
+                s = c.strength.get(f"{size}/clean")
+                row += _cell(s.latent if s else None, 9, 3)
+                row += _cell(self.gain(c.name, f"{size}/clean"), 7, 2)
+                row += _cell(s.rt_ssim if s else None, 8, 3)
+                row += _cell(self.gain(c.name, f"{size}/clean", "rt_ssim"), 7, 2)
+            lines.append(row)
+        for name, ref in self.references.items():
+            lines.append(f"{name:<22}{_cell(ref['ssimulacra2'], 8, 1)}"
+                         f"{_cell(ref['ssimulacra2_min'], 7, 1)}{_cell(ref['flip'], 8, 4)}")
+        if self.attacks:
+            lines.append("kept after attack (share of the gain over random signs; latent / SSIM):")
+            size = self.sizes[0]
+            for c in self.candidates:
+                if c.name in (SIGN, UNIFORM):
+                    continue
+                parts = []
+                for attack in self.attacks:
+                    lat = self.kept(c.name, size, attack)
+                    ssim = self.kept(c.name, size, attack, "rt_ssim")
+                    parts.append(f"{attack} {_pct(lat)}/{_pct(ssim)}")
+                lines.append(f"  {c.name:<20} @{size}: " + ", ".join(parts))
+        transfer = [c for c in self.candidates if c.transfer]
+        if transfer:
+            lines.append("transfer (latent gain over random signs at the first size):")
+            sign = self.get(SIGN).transfer
+            for c in transfer:
+                if c.name == SIGN:
+                    continue
+                lines.append(f"  {c.name:<20} " + ", ".join(
+                    f"{enc} {c.transfer[enc] / sign[enc]:.2f}x" for enc in c.transfer
+                    if sign.get(enc)))
+        return "\n".join(lines)
+
+
+def _cell(value: float | None, width: int, digits: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+class _Encoded:
+    """Latents and round trips of editor views, per candidate/condition, at one size."""
+
+    def __init__(self, encoder: Encoder, size: int) -> None:
+        self.encoder, self.size = encoder, size
+
+    def __call__(self, photo: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        view = editor_view(photo, self.size)
+        x = torch.from_numpy(view.copy()).permute(2, 0, 1)[None].float().div(255)
+        with torch.inference_mode():
+            z = self.encoder.encode(x.to(self.encoder.device)).mean
+            decoded = self.encoder.decode(z) if self.encoder.has_decoder else None
+        return z.float().cpu(), None if decoded is None else decoded.float().cpu()
+
+
+def _relative(z: torch.Tensor, z0: torch.Tensor) -> float:
+    return float((z - z0).norm() / z0.norm().clamp_min(1e-8))
+
+
+def assess(
+    photos: Sequence[np.ndarray],
+    candidates: dict[str, Protect],
+    encoder: Encoder,
+    *,
+    eps: float,
+    sizes: Sequence[int] = (256, 512),
+    attacks: Sequence[str] = (),
+    attack_photos: Sequence[np.ndarray] = (),
+    transfer: Sequence[Encoder] = (),
+    cancel: CancelToken | None = None,
+    on_photo: Callable[[int, int], None] | None = None,
+) -> Assessment:
+    """Measure every candidate on ``photos`` (uint8 full-size photos); see the module docstring.
+
+    ``candidates`` maps names to protect functions; random signs and uniform noise of ``eps``
+    are added. Attacks run at the first editor size; ``average`` is fitted per candidate on
+    ``attack_photos`` (other photos, protected by the same candidate).
+    """
+    protects = dict(candidates)
+    protects.setdefault(SIGN, sign_noise(eps))
+    protects.setdefault(UNIFORM, uniform_noise(eps))
+    report = Assessment(encoder.id, len(photos), len(attack_photos), list(sizes), list(attacks), eps)
+    averaging: dict[str, AveragingAttack] = {}
+    if "average" in attacks:
+        for name, protect in protects.items():
+            attack = AveragingAttack()
+            offset = 100_000  # other indices than the photos measured, so other noise
+            attack.fit([protect(p, offset + i) for i, p in enumerate(attack_photos)])
+            averaging[name] = attack
+    sums: dict[tuple[str, str], list[tuple[float, float | None]]] = {}
+    visible: dict[str, list[tuple[float, float]]] = {}
+    moved: dict[tuple[str, str], list[float]] = {}
+    encoded = {size: _Encoded(encoder, size) for size in sizes}
+    for index, photo in enumerate(photos):
+        if cancel is not None:
+            cancel.check()
+        originals: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+        def original(size: int, condition: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+            key = f"{size}/{condition}"
+            if key not in originals:
+                edited = photo
+                if condition not in ("clean", "average"):
+                    edited = simple_attack(condition)(photo)
+                originals[key] = encoded[size](edited)
+            return originals[key]
+
+        for name, protect in protects.items():
+            protected = protect(photo, index)
+            visible.setdefault(name, []).append(
+                (ssimulacra2(photo, protected), flip(photo, protected))
+            )
+            conditions = [(size, "clean", protected) for size in sizes]
+            for attack in attacks:
+                attacked = (
+                    averaging[name](protected) if attack == "average"
+                    else simple_attack(attack)(protected)
+                )
+                conditions.append((sizes[0], attack, attacked))
+            for size, condition, image in conditions:
+                z, rt = encoded[size](image)
+                z0, rt0 = original(size, condition)
+                ssim = None if rt is None or rt0 is None else float(batch_ssim(rt, rt0)[0])
+                sums.setdefault((name, f"{size}/{condition}"), []).append(
+                    (_relative(z, z0), ssim)
+                )
+            for other in transfer:
+                z, _ = _Encoded(other, sizes[0])(protected)
+                z0, _ = _Encoded(other, sizes[0])(photo)
+                moved.setdefault((name, other.id), []).append(_relative(z, z0))
+        if on_photo is not None:
+            on_photo(index + 1, len(photos))
+    for name in protects:
+        figures = CandidateFigures(name)
+        scores = np.array(visible[name])
+        figures.ssimulacra2 = float(scores[:, 0].mean())
+        figures.ssimulacra2_min = float(scores[:, 0].min())
+        figures.flip = float(scores[:, 1].mean())
+        for (who, key), values in sums.items():
+            if who == name:
+                ssims = [s for _, s in values if s is not None]
+                figures.strength[key] = Strength(
+                    float(np.mean([v for v, _ in values])),
+                    float(np.mean(ssims)) if ssims else None,
+                )
+        for (who, enc), values in moved.items():
+            if who == name:
+                figures.transfer[enc] = float(np.mean(values))
+        report.candidates.append(figures)
+    for quality in (75, 50):
+        pairs = [(ssimulacra2(p, simple_attack(f"jpeg{quality}")(p)),
+                  flip(p, simple_attack(f"jpeg{quality}")(p))) for p in photos]
+        scores = np.array(pairs)
+        report.references[f"JPEG q{quality} (reference)"] = {
+            "ssimulacra2": float(scores[:, 0].mean()),
+            "ssimulacra2_min": float(scores[:, 0].min()),
+            "flip": float(scores[:, 1].mean()),
+        }
+    return report
+

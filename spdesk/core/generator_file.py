@@ -1,0 +1,150 @@
+"""The generator file: safetensors with the network's weights and string metadata.
+
+Like perturbation files (:mod:`spdesk.core.perturbation`): never pickle; a header that says what
+the file is (``format`` = "spdesk-generator", ``format_version``), the budget ``eps``, the network
+shape, the shaping and the training record. Loading checks the header before any tensor is read,
+then that every weight the network needs is present with its shape, and finite.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from spdesk.core.errors import PerturbationFileError
+from spdesk.core.perturbation import check_eps
+
+FORMAT_NAME = "spdesk-generator"
+FORMAT_VERSION = 1
+MAX_HEADER = 1_000_000
+MAX_BYTES = 64 << 20  # a protection generator is small; anything larger is the wrong file
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """What a generator file says about itself (everything but the weights)."""
+
+    eps: float
+    network: dict[str, int]
+    shaping: dict[str, float | int]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    fingerprint: str = ""
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name") or (self.path.stem if self.path else "generator"))
+
+
+def bundled_generator_path() -> Path:
+    """The generator that ships with spdesk (read through importlib.resources)."""
+    ref = resources.files("spdesk.resources").joinpath("generators", "default.safetensors")
+    return Path(str(ref))
+
+
+def save_generator(
+    path: Path,
+    state: dict[str, Any],
+    *,
+    eps: float,
+    network: dict[str, int],
+    shaping: dict[str, float | int],
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write weights (a state dict of tensors) and metadata atomically."""
+    import os
+    import tempfile
+
+    from safetensors.torch import save
+
+    check_eps(eps)
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "eps": repr(float(eps)),
+        "network": json.dumps(network, sort_keys=True),
+        "shaping": json.dumps(shaping, sort_keys=True),
+        "metadata": json.dumps(metadata or {}, sort_keys=True, default=str),
+    }
+    tensors = {name: tensor.detach().float().cpu().contiguous() for name, tensor in state.items()}
+    payload = save(tensors, metadata=header)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _header(path: Path) -> dict[str, Any]:
+    """The safetensors JSON header, read and checked before any tensor is touched."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                raise PerturbationFileError(f"{path.name} is too short to be a generator file.")
+            (length,) = struct.unpack("<Q", head)
+            if not 1 < length <= MAX_HEADER or 8 + length > size:
+                raise PerturbationFileError(f"{path.name} is not a safetensors generator file.")
+            raw = handle.read(length)
+    except OSError as error:
+        raise PerturbationFileError(f"Cannot read {path}: {error.strerror}.") from error
+    if size > MAX_BYTES:
+        raise PerturbationFileError(
+            f"{path.name} is {size / 2**20:.0f} MiB; a protection generator is at most "
+            f"{MAX_BYTES >> 20} MiB."
+        )
+    try:
+        header = json.loads(raw)
+    except ValueError as error:
+        raise PerturbationFileError(f"{path.name} has a damaged header.") from error
+    if not isinstance(header, dict):
+        raise PerturbationFileError(f"{path.name} has a damaged header.")
+    return header
+
+
+def _number(value: object) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
+
+
+def read_spec(path: Path) -> GeneratorSpec:
+    """The file's description, from its header alone (cheap; no weights loaded)."""
+    import hashlib
+
+    path = Path(path)
+    if not path.is_file():
+        raise PerturbationFileError(f"Generator file not found: {path}")
+    meta = _header(path).get("__metadata__") or {}
+    if meta.get("format") != FORMAT_NAME:
+        raise PerturbationFileError(
+            f"{path.name} is not an spdesk protection generator (format {meta.get('format')!r})."
+        )
+    if meta.get("format_version") != str(FORMAT_VERSION):
+        raise PerturbationFileError(
+            f"{path.name} uses generator format version {meta.get('format_version')!r}; this "
+            f"spdesk reads version {FORMAT_VERSION}.",
+            hint="Update spdesk.",
+        )
+    try:
+        eps = float(meta["eps"])
+        check_eps(eps)
+        network = {str(k): int(v) for k, v in json.loads(meta["network"]).items()}
+        shaping = {str(k): _number(v) for k, v in json.loads(meta["shaping"]).items()}
+        metadata = json.loads(meta.get("metadata", "{}"))
+    except (KeyError, ValueError, TypeError, AttributeError, PerturbationFileError) as error:
+        raise PerturbationFileError(f"{path.name} has damaged settings: {error}") from error
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return GeneratorSpec(eps, network, shaping, metadata, path, digest)

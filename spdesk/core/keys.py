@@ -1,0 +1,96 @@
+"""The per-install secret that seeds photo-specific protection.
+
+An attacker has spdesk's source and every file it ships, so anything that follows from public
+inputs (a file name, a default seed) can be recomputed and undone. The secret noise that the
+protection generator gets for a photo is therefore derived, with HMAC-SHA256, from a random key
+made once per install (never shipped, never logged) and the photo's own pixels. The same photo
+protected twice on one install gets the same result (re-runs and resumes are byte-identical);
+another install, or anyone without the key, gets unrelated noise.
+
+The key lives in the config folder (``protection.key``, 32 random bytes, owner-only permissions).
+``SPDESK_PROTECTION_KEY`` (64 hex digits) overrides it, e.g. for a cluster whose workers must all
+protect alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+
+from spdesk.core.errors import ConfigError
+from spdesk.core.paths import config_dir
+
+KEY_BYTES = 32
+ENV_KEY = "SPDESK_PROTECTION_KEY"
+
+
+def key_path() -> Path:
+    return config_dir() / "protection.key"
+
+
+def install_key() -> bytes:
+    """The install's secret key, made on first use (32 random bytes from the OS)."""
+    override = os.environ.get(ENV_KEY)
+    if override:
+        return _parse_hex(override)
+    path = key_path()
+    try:
+        key = path.read_bytes()
+        if len(key) == KEY_BYTES:
+            return key
+    except FileNotFoundError:
+        pass
+    return _create(path)
+
+
+def _parse_hex(text: str) -> bytes:
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise ConfigError(
+            f"{ENV_KEY} must be {2 * KEY_BYTES} hexadecimal digits.",
+            hint="Make one with: python -c \"import secrets; print(secrets.token_hex(32))\"",
+        )
+    return key
+
+
+def _create(path: Path) -> bytes:
+    """Write a new key with owner-only permissions; a key written meanwhile by another process
+    wins (O_EXCL), so concurrent first runs agree."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(KEY_BYTES)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        existing = path.read_bytes()
+        if len(existing) == KEY_BYTES:
+            return existing
+        raise ConfigError(
+            f"The protection key {path} is damaged ({len(existing)} bytes).",
+            hint="Delete it: spdesk makes a new one (photos protected before stay protected).",
+        ) from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key
+
+
+def photo_seed(key: bytes, pixels: np.ndarray, context: str = "") -> int:
+    """A 64-bit seed for one photo: HMAC(key, context, shape, pixels).
+
+    ``context`` separates uses (e.g. the generator's fingerprint), so one key never gives the
+    same noise to two different purposes.
+    """
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    mac.update(context.encode("utf-8"))
+    mac.update(repr(pixels.shape).encode("ascii"))
+    mac.update(np.ascontiguousarray(pixels).data)
+    return int.from_bytes(mac.digest()[:8], "little")

@@ -1,0 +1,121 @@
+"""Photo-specific protection: the bundled generator writes each photo its own perturbation.
+
+For a photo of any size: take the view an editor works at (:func:`spdesk.core.geometry.layout_size`:
+the photo itself up to a short side of 512, else downsized), draw the secret noise for this photo
+from the install key and the view's pixels (:mod:`spdesk.core.keys`), run the generator once, and
+lay the delta on the photo (1:1, or resized to full size exactly as universal perturbations are,
+so the editor's downsizing gives it back). Deterministic for one install and one photo.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from spdesk.core.apply import Figures, apply_working_delta_pil, change_figures
+from spdesk.core.errors import PerturbationFileError
+from spdesk.core.generator import DeltaGenerator, GeneratorConfig, generate_delta, noise_shape
+from spdesk.core.generator_file import GeneratorSpec, read_spec
+from spdesk.core.geometry import layout_size
+from spdesk.core.keys import install_key, photo_seed
+from spdesk.core.perturbation import check_eps
+from spdesk.core.shaping import Shaping
+
+WORKING_SIDE = 512
+
+
+def load_generator(path: Path) -> tuple[DeltaGenerator, GeneratorSpec]:
+    """Build the network a generator file describes and load its weights (checked by name,
+    shape and finiteness; nothing is unpickled)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    spec = read_spec(path)
+    try:
+        model = DeltaGenerator(GeneratorConfig(**spec.network))
+    except TypeError as error:
+        raise PerturbationFileError(f"{path.name}: unknown network settings {spec.network}") from error
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise PerturbationFileError(f"{path.name} is damaged: {error}") from error
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    if missing or set(state) - set(expected):
+        raise PerturbationFileError(
+            f"{path.name} does not match its network (missing {', '.join(missing[:3]) or '-'})."
+        )
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape or not torch.isfinite(tensor).all():
+            raise PerturbationFileError(f"{path.name}: weight {name} has a wrong shape or value.")
+    model.load_state_dict(state)
+    model.eval()
+    return model, spec
+
+
+class GeneratorProtector:
+    """Protects photos with a generator; thread-safe (one forward pass at a time per instance
+    keeps memory bounded; torch uses the cores inside a pass).
+
+    Args:
+        path: the generator file.
+        strength: budget in 8-bit steps; None keeps the file's eps (the generator was trained
+            at that budget; other strengths scale its output).
+        key: the secret key (default: this install's key).
+        working_side: short side of the editor's view (512).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        strength: float | None = None,
+        *,
+        key: bytes | None = None,
+        working_side: int = WORKING_SIDE,
+    ) -> None:
+        self.model, self.spec = load_generator(path)
+        if strength is not None:
+            check_eps(strength)
+        self.eps = strength if strength is not None else self.spec.eps
+        self.shaping = Shaping(**self.spec.shaping)  # type: ignore[arg-type]
+        self.key = key if key is not None else install_key()
+        self.working_side = working_side
+        self._lock = threading.Lock()
+
+    def working_delta(self, view: np.ndarray) -> np.ndarray:
+        """The delta (3, h, w) in pixel units for a uint8 (h, w, 3) view."""
+        seed = photo_seed(self.key, view, self.spec.fingerprint)
+        height, width = view.shape[:2]
+        noise = torch.randn(
+            (1, *noise_shape(height, width)), generator=torch.Generator().manual_seed(seed)
+        )
+        x = torch.from_numpy(np.ascontiguousarray(view)).permute(2, 0, 1)[None].float() / 255
+        with self._lock, torch.inference_mode():
+            delta = generate_delta(self.model, x, noise, self.eps, self.shaping)
+        return delta[0].numpy()
+
+    def apply(self, image: Image.Image, key: str = "") -> tuple[Image.Image, Figures]:
+        """The protected RGB image and its figures (PSNR, largest change). ``key`` is unused:
+        the photo's own pixels and the install key choose its noise."""
+        del key
+        if image.mode != "RGB":
+            raise ValueError(f"apply expects an RGB image, got mode {image.mode}")
+        width, height = image.size
+        view_h, view_w = layout_size(height, width, self.working_side)
+        view = image
+        if (view_w, view_h) != image.size:
+            view = image.resize((view_w, view_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        delta = self.working_delta(np.asarray(view))
+        protected = apply_working_delta_pil(image, delta)
+        return protected, change_figures(image, protected)
+
+
+def resize_view(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear, antialiased when shrinking (as editors downsize)."""
+    shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", antialias=shrinking, align_corners=False)

@@ -1,0 +1,179 @@
+"""Training the protection generator (:mod:`spdesk.core.generator`) against an encoder.
+
+Each step takes random crops of training photos, draws two secret-noise images per crop, and asks
+the generator for a shaped delta for each. The loss has two parts:
+
+- strength: the relative latent distortion ||E(T(x+δ)) - E(T(x))||² / ||E(T(x))||², maximised,
+  through a random editor transform T (the editor's resize by 0.5-1.4x, and sometimes JPEG or a
+  slight blur), for both deltas;
+- secrecy: the squared cosine similarity of the two deltas of one photo, minimised, so the
+  perturbation depends on the secret noise and not only on the photo (what does not depend on
+  the noise could be regenerated from the protected photo by anyone with these weights).
+
+The generator's weights are optimised with Adam (a network's weights, not a delta: this is not the
+delta loop of :mod:`spdesk.core.optim`). Steps are seeded by (seed, step), so a run is
+reproducible. The result is a safetensors file (:func:`spdesk.core.generator_file.save_generator`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from spdesk.core.encoders import Encoder
+from spdesk.core.events import CancelToken
+from spdesk.core.generator import (
+    DeltaGenerator,
+    GeneratorConfig,
+    generate_delta,
+    noise_shape,
+)
+from spdesk.core.shaping import Shaping
+from spdesk.core.train import find_photos, load_working_view, random_crops, split_photos
+
+GRID = 8
+
+
+@dataclass(frozen=True)
+class GeneratorTrainConfig:
+    """Settings of a generator training run (stored in the generator file's metadata).
+
+    Attributes:
+        eps: budget in 8-bit steps (the generator is trained at, and ships with, this budget).
+        steps, batch, size: optimisation steps, crops per step, crop side in pixels.
+        view: short side the photos are loaded at before cropping (ImageNet-like photos).
+        lr: Adam learning rate (cosine decay to 5% of it).
+        secrecy: weight of the noise-dependence (squared cosine) term.
+        editor_scale: range of the editor's resize factor after protection.
+        jpeg, blur: probability that a step also JPEG-compresses (quality 60-95) or blurs
+            (sigma 0.3-1.2) what the encoder sees.
+        seed, split, max_photos: as for universal training (same split function).
+    """
+
+    eps: float = 8.0
+    steps: int = 800
+    batch: int = 6
+    size: int = 128
+    view: int = 384
+    lr: float = 2e-3
+    secrecy: float = 0.5
+    editor_scale: tuple[float, float] = (0.5, 1.4)
+    jpeg: float = 0.3
+    blur: float = 0.2
+    seed: int = 0
+    split: float = 0.7
+    max_photos: int | None = None
+    shaping: Shaping = field(default_factory=Shaping)
+    network: GeneratorConfig = field(default_factory=GeneratorConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _editor(generator: torch.Generator, config: GeneratorTrainConfig) -> Callable[..., Any]:
+    """A random editor transform with fixed parameters (applied alike to clean and protected)."""
+    low, high = config.editor_scale
+    scale = low + (high - low) * float(torch.rand((), generator=generator))
+    use_jpeg = float(torch.rand((), generator=generator)) < config.jpeg
+    quality = float(torch.randint(60, 96, (), generator=generator))
+    use_blur = float(torch.rand((), generator=generator)) < config.blur
+    sigma = 0.3 + 0.9 * float(torch.rand((), generator=generator))
+
+    def edit(x: torch.Tensor) -> torch.Tensor:
+        size = [max(GRID, round(side * scale / GRID) * GRID) for side in x.shape[-2:]]
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=scale < 1, align_corners=False)
+        if use_blur:
+            from kornia.filters import gaussian_blur2d
+
+            x = gaussian_blur2d(x, (5, 5), (sigma, sigma), border_type="reflect")
+        if use_jpeg:
+            from kornia.enhance import jpeg_codec_differentiable
+
+            x = jpeg_codec_differentiable(x.clamp(0, 1), x.new_tensor([quality]))
+        return x
+
+    return edit
+
+
+def _relative_sq(encoder: Encoder, edited: torch.Tensor, clean_latent: torch.Tensor) -> torch.Tensor:
+    z = encoder.encode(edited).mean
+    return ((z - clean_latent) ** 2).flatten(1).sum(1) / (clean_latent**2).flatten(1).sum(1)
+
+
+@dataclass
+class GeneratorStep:
+    """What one step reports."""
+
+    step: int
+    steps: int
+    distortion: float  # mean relative latent distortion (not squared) of the step's batch
+    similarity: float  # mean cosine similarity of the two deltas of one photo
+    seconds: float
+
+
+def train_generator(
+    photos: Path,
+    encoder: Encoder,
+    config: GeneratorTrainConfig = GeneratorTrainConfig(),
+    *,
+    on_step: Callable[[GeneratorStep], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[DeltaGenerator, dict[str, Any]]:
+    """Train a generator on the photos in ``photos``; returns it and its training record."""
+    torch.manual_seed(config.seed)
+    train_paths, val_paths = split_photos(
+        find_photos(photos), config.split, config.seed, config.max_photos
+    )
+    views = [load_working_view(path, config.view) for path in train_paths]
+    model = DeltaGenerator(config.network).to(encoder.device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda i: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * i / config.steps))
+    )
+    history: list[GeneratorStep] = []
+    for step in range(config.steps):
+        if cancel is not None:
+            cancel.check()
+        started = time.monotonic()
+        rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step + 1)
+        clean = random_crops(views, config.batch, config.size, rng).to(encoder.device)
+        edit = _editor(rng, config)
+        shape = (len(clean), *noise_shape(config.size, config.size))
+        noises = [torch.randn(shape, generator=rng).to(encoder.device) for _ in range(2)]
+        deltas = [generate_delta(model, clean, z, config.eps, config.shaping) for z in noises]
+        with torch.no_grad():
+            clean_latent = encoder.encode(edit(clean)).mean
+        # The encoder (the costly part) sees one delta; the second only serves the secrecy term.
+        strength = _relative_sq(encoder, edit((clean + deltas[0]).clamp(0, 1)), clean_latent)
+        similarity = F.cosine_similarity(deltas[0].flatten(1), deltas[1].flatten(1), dim=1)
+        loss = -strength.mean() + config.secrecy * (similarity**2).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        record = GeneratorStep(
+            step + 1,
+            config.steps,
+            float(strength.sqrt().mean()),
+            float(similarity.mean()),
+            time.monotonic() - started,
+        )
+        history.append(record)
+        if on_step is not None:
+            on_step(record)
+    model.eval()
+    summary = {
+        "train_photos": len(train_paths),
+        "val_photos": len(val_paths),
+        "final_distortion": sum(h.distortion for h in history[-50:]) / min(50, len(history)),
+        "final_similarity": sum(h.similarity for h in history[-50:]) / min(50, len(history)),
+        "seconds_per_step": sum(h.seconds for h in history) / max(1, len(history)),
+    }
+    return model, summary

@@ -1,0 +1,62 @@
+"""How visible a protection is: SSIMULACRA2 and NVIDIA FLIP of protected vs original.
+
+PSNR says little about a structured pattern; these two model what people see. Both packages are
+small, pure-Python/numba-free or compiled wheels from PyPI, and run offline:
+
+- SSIMULACRA2 (``ssimulacra2``): 100 = identical, 90 = visually lossless at 100% zoom, 70 = high
+  quality, 50 = medium (JPEG q ~ 50-60), below 30 = low. Higher is less visible.
+- FLIP (``flip-evaluator``): mean perceptual error in [0, 1] for a viewer at a standard distance
+  (67 pixels per degree); 0 = identical. Lower is less visible.
+
+Inputs are uint8 (H, W, 3) RGB arrays of the same size.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+
+def _png(image: np.ndarray) -> io.BytesIO:
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="RGB").save(buffer, format="PNG", compress_level=0)
+    buffer.seek(0)
+    return buffer
+
+
+def _check_pair(original: np.ndarray, changed: np.ndarray) -> None:
+    for image in (original, changed):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected uint8 (H, W, 3) images, got {image.dtype} {image.shape}")
+    if original.shape != changed.shape:
+        raise ValueError(f"images differ in size: {original.shape} vs {changed.shape}")
+
+
+def ssimulacra2(original: np.ndarray, changed: np.ndarray) -> float:
+    """SSIMULACRA2 score of ``changed`` against ``original`` (100 = identical; higher is better)."""
+    from ssimulacra2 import compute_ssimulacra2
+
+    _check_pair(original, changed)
+    if np.array_equal(original, changed):
+        return 100.0
+    return float(compute_ssimulacra2(_png(original), _png(changed)))
+
+
+def flip(original: np.ndarray, changed: np.ndarray) -> float:
+    """Mean FLIP error of ``changed`` against ``original`` (0 = identical; lower is better)."""
+    import flip_evaluator
+
+    _check_pair(original, changed)
+    if np.array_equal(original, changed):
+        return 0.0
+    reference = original.astype(np.float32) / 255.0
+    test = changed.astype(np.float32) / 255.0
+    _, mean_error, _ = flip_evaluator.evaluate(
+        reference, test, "LDR", inputsRGB=True, applyMagma=False, computeMeanError=True
+    )
+    return float(mean_error)

@@ -94,3 +94,8 @@ def photo_seed(key: bytes, pixels: np.ndarray, context: str = "") -> int:
     mac.update(repr(pixels.shape).encode("ascii"))
     mac.update(np.ascontiguousarray(pixels).data)
     return int.from_bytes(mac.digest()[:8], "little")
+
+
+def key_id(key: bytes) -> str:
+    """A public name for a key (16 hex digits): tells keys apart without revealing them."""
+    return hmac.new(key, b"spdesk key id", hashlib.sha256).hexdigest()[:16]

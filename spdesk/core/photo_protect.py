@@ -94,7 +94,7 @@ class GeneratorProtector:
         noise = torch.randn(
             (1, *noise_shape(height, width)), generator=torch.Generator().manual_seed(seed)
         )
-        x = torch.from_numpy(np.ascontiguousarray(view)).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.array(view)).permute(2, 0, 1)[None].float() / 255
         with self._lock, torch.inference_mode():
             delta = generate_delta(self.model, x, noise, self.eps, self.shaping)
         return delta[0].numpy()

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from spdesk.core.imageio import DecodedImage
     from spdesk.core.jobs.settings import ProtectSettings
     from spdesk.core.perturbation import Perturbation
+    from spdesk.core.photo_protect import GeneratorProtector
 
 Protected = tuple[Image.Image, Figures]  # protected RGB pixels, figures of the change
 StepCallback = Callable[[int, int], None]  # (steps done, steps in all)
@@ -153,8 +154,42 @@ class FineTuneProtector(Protector):
         return results
 
 
+class PhotoSpecificProtector(Protector):
+    """Each photo gets its own perturbation from the protection generator, seeded by this
+    install's secret key and the photo's pixels (:mod:`spdesk.core.photo_protect`)."""
+
+    mode = "photo"
+
+    def __init__(self, protector: GeneratorProtector) -> None:
+        self.protector = protector
+
+    @classmethod
+    def build(cls, settings: ProtectSettings, perturbation: Perturbation) -> Protector:
+        from spdesk.core.photo_protect import GeneratorProtector
+
+        del perturbation  # the generator replaces the universal pattern in this mode
+        return cls(
+            GeneratorProtector(
+                settings.generator_path(),
+                settings.strength,
+                working_side=settings.working_size,
+            )
+        )
+
+    @classmethod
+    def settings_key(cls, settings: ProtectSettings) -> Any:
+        from spdesk.core.generator_file import read_spec
+        from spdesk.core.keys import install_key, key_id
+
+        # Another generator or another install key gives other bytes: redo the photo.
+        return [read_spec(settings.generator_path()).fingerprint, key_id(install_key())]
+
+    def protect(self, image: Image.Image, key: str) -> Protected:
+        return self.protector.apply(image, key)
+
+
 _KINDS: dict[str, type[Protector]] = {
-    kind.mode: kind for kind in (UniversalProtector, FineTuneProtector)
+    kind.mode: kind for kind in (PhotoSpecificProtector, UniversalProtector, FineTuneProtector)
 }
 MODES = tuple(_KINDS)
 

@@ -40,8 +40,11 @@ class ProtectSettings:
     Attributes:
         perturbation: perturbation file; None uses the one bundled with spdesk.
         strength: budget in 8-bit steps, (0, 64]; None keeps the perturbation's own.
-        mode: "universal" (instant) or "finetune" (per-photo optimisation with ``encoder``);
-            one per :class:`~spdesk.core.jobs.protector.Protector` kind.
+        mode: "photo" (each photo its own perturbation from the protection generator),
+            "universal" (one pattern for all photos; instant) or "finetune" (per-photo
+            optimisation with ``encoder``); one per :class:`~spdesk.core.jobs.protector.Protector`
+            kind.
+        generator: protection generator file for "photo" mode; None uses the bundled one.
         finetune_steps: optimisation steps per photo in "finetune" mode.
         finetune_batch: photos of one size fine-tuned together; None picks 8 on a CUDA GPU
             (one pass for several photos) and 1 elsewhere. It does not change the result.
@@ -68,6 +71,7 @@ class ProtectSettings:
     perturbation: Path | None = None
     strength: float | None = None
     mode: str = "universal"
+    generator: Path | None = None
     finetune_steps: int = 50
     finetune_batch: int | None = None
     suffix: str = DEFAULT_SUFFIX
@@ -123,6 +127,11 @@ class ProtectSettings:
             strip_metadata=self.strip_metadata,
             suffix=self.suffix,
         )
+
+    def generator_path(self) -> Path:
+        from spdesk.core.generator_file import bundled_generator_path
+
+        return self.generator or bundled_generator_path()
 
     def apply_options(self) -> ApplyOptions:
         return ApplyOptions(

@@ -1,0 +1,107 @@
+"""The protection generator: shapes, bound, determinism from the noise, its file format."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from spdesk.core.errors import PerturbationFileError
+from spdesk.core.generator import (
+    DeltaGenerator,
+    GeneratorConfig,
+    generate_delta,
+    noise_shape,
+    shaping_to_dict,
+)
+from spdesk.core.generator_file import read_spec, save_generator
+from spdesk.core.photo_protect import load_generator
+from spdesk.core.shaping import Shaping
+
+SMALL = GeneratorConfig(width=8, blocks=1)
+
+
+def _model(seed: int = 0) -> DeltaGenerator:
+    torch.manual_seed(seed)
+    return DeltaGenerator(SMALL).eval()
+
+
+def _noise(height: int, width: int, seed: int) -> torch.Tensor:
+    return torch.randn((1, *noise_shape(height, width)), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("size", [(32, 32), (37, 53), (5, 9)])
+def test_any_size_gives_a_bounded_delta_of_that_size(size: tuple[int, int]) -> None:
+    images = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        delta = generate_delta(_model(), images, _noise(*size, 0), 8, Shaping())
+    assert delta.shape == (1, 3, *size)
+    assert delta.abs().max() <= 8 / 255 + 1e-7 and delta.abs().max() > 0
+
+
+def test_same_noise_same_delta_other_noise_other_delta() -> None:
+    images = torch.rand(1, 3, 32, 32)
+    model = _model()
+    with torch.no_grad():
+        a = generate_delta(model, images, _noise(32, 32, 1), 8, Shaping())
+        b = generate_delta(model, images, _noise(32, 32, 1), 8, Shaping())
+        c = generate_delta(model, images, _noise(32, 32, 2), 8, Shaping())
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def _save(path: Path, model: DeltaGenerator) -> Path:
+    return save_generator(
+        path, model.state_dict(), eps=8, network=SMALL.to_dict(),
+        shaping=shaping_to_dict(Shaping()), metadata={"name": "test"},
+    )  # fmt: skip
+
+
+def test_file_round_trip(tmp_path: Path) -> None:
+    model = _model(3)
+    path = _save(tmp_path / "g.safetensors", model)
+    loaded, spec = load_generator(path)
+    assert spec.eps == 8 and spec.network == SMALL.to_dict() and spec.name == "test"
+    assert spec.shaping["window"] == 7 and isinstance(spec.shaping["window"], int)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor)
+
+
+def test_wrong_files_are_refused_by_name(tmp_path: Path) -> None:
+    pickle = tmp_path / "model.pth"
+    torch.save({"w": torch.zeros(1)}, pickle)
+    with pytest.raises(PerturbationFileError, match="model.pth"):
+        read_spec(pickle)
+    other = tmp_path / "other.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"delta": torch.zeros(3, 8, 8)}, str(other), metadata={"format": "something"})
+    with pytest.raises(PerturbationFileError, match="not an spdesk protection generator"):
+        read_spec(other)
+    with pytest.raises(PerturbationFileError, match="not found"):
+        read_spec(tmp_path / "missing.safetensors")
+
+
+def test_missing_weights_and_lying_headers_are_refused(tmp_path: Path) -> None:
+    model = _model()
+    state = dict(model.state_dict())
+    state.pop(next(iter(state)))
+    path = save_generator(
+        tmp_path / "partial.safetensors", state, eps=8, network=SMALL.to_dict(),
+        shaping=shaping_to_dict(Shaping()),
+    )  # fmt: skip
+    with pytest.raises(PerturbationFileError, match="does not match"):
+        load_generator(path)
+    huge = tmp_path / "huge.safetensors"
+    huge.write_bytes(struct.pack("<Q", 10**9) + b"{}")
+    with pytest.raises(PerturbationFileError, match="not a safetensors"):
+        read_spec(huge)
+    bad = tmp_path / "bad.safetensors"
+    header = json.dumps({"__metadata__": {"format": "spdesk-generator", "format_version": "1",
+                                          "eps": "900", "network": "{}", "shaping": "{}"}})
+    bad.write_bytes(struct.pack("<Q", len(header)) + header.encode())
+    with pytest.raises(PerturbationFileError, match="damaged settings"):
+        read_spec(bad)

@@ -1,0 +1,111 @@
+"""Photo-specific protection: the install key, the protector on any size, and a whole job."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from spdesk.core.errors import ConfigError
+from spdesk.core.generator import DeltaGenerator, GeneratorConfig, shaping_to_dict
+from spdesk.core.generator_file import save_generator
+from spdesk.core.jobs import ProtectJob, ProtectSettings
+from spdesk.core.keys import ENV_KEY, install_key, key_id, key_path, photo_seed
+from spdesk.core.photo_protect import GeneratorProtector
+from spdesk.core.shaping import Shaping
+
+KEY_A, KEY_B = b"a" * 32, b"b" * 32
+
+
+@pytest.fixture
+def generator_file(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    config = GeneratorConfig(width=8, blocks=1)
+    return save_generator(
+        tmp_path / "gen.safetensors", DeltaGenerator(config).state_dict(), eps=8,
+        network=config.to_dict(), shaping=shaping_to_dict(Shaping(floor=0.5)),
+    )  # fmt: skip
+
+
+def _photo(height: int, width: int, seed: int = 0, grey: bool = False) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(20, 235, (height, width, 1 if grey else 3), dtype=np.uint8)
+    return Image.fromarray(np.repeat(pixels, 3, axis=2) if grey else pixels, mode="RGB")
+
+
+def test_install_key_is_made_once_private_and_stable() -> None:
+    first = install_key()
+    assert len(first) == 32 and install_key() == first
+    if os.name == "posix":
+        assert stat.S_IMODE(key_path().stat().st_mode) == 0o600
+    assert first.hex() not in key_id(first) and len(key_id(first)) == 16
+
+
+def test_key_from_the_environment_and_bad_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_KEY, "ab" * 32)
+    assert install_key() == bytes.fromhex("ab" * 32)
+    monkeypatch.setenv(ENV_KEY, "not hex")
+    with pytest.raises(ConfigError, match="64 hexadecimal digits"):
+        install_key()
+
+
+def test_seed_depends_on_key_pixels_and_purpose() -> None:
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    other = pixels.copy()
+    other[0, 0, 0] = 1
+    seeds = {
+        photo_seed(KEY_A, pixels), photo_seed(KEY_B, pixels),
+        photo_seed(KEY_A, other), photo_seed(KEY_A, pixels, "other use"),
+    }  # fmt: skip
+    assert len(seeds) == 4 and photo_seed(KEY_A, pixels) == photo_seed(KEY_A, pixels.copy())
+
+
+@pytest.mark.parametrize("size", [(40, 56), (700, 530), (3, 5)])
+def test_protector_keeps_size_and_bound(generator_file: Path, size: tuple[int, int]) -> None:
+    photo = _photo(*size)
+    protected, (psnr, largest) = GeneratorProtector(generator_file, key=KEY_A).apply(photo)
+    assert protected.size == photo.size and protected.mode == "RGB"
+    change = np.abs(np.asarray(protected, int) - np.asarray(photo, int))
+    assert change.max() <= 8 and change.max() == largest and psnr is not None
+
+
+def test_same_key_same_bytes_other_key_other_bytes(generator_file: Path) -> None:
+    photo = _photo(64, 48)
+    a = np.asarray(GeneratorProtector(generator_file, key=KEY_A).apply(photo)[0])
+    again = np.asarray(GeneratorProtector(generator_file, key=KEY_A).apply(photo)[0])
+    b = np.asarray(GeneratorProtector(generator_file, key=KEY_B).apply(photo)[0])
+    assert np.array_equal(a, again) and not np.array_equal(a, b)
+
+
+def test_grey_photos_stay_grey(generator_file: Path) -> None:
+    protected = np.asarray(GeneratorProtector(generator_file, key=KEY_A).apply(
+        _photo(48, 64, grey=True))[0])  # fmt: skip
+    assert np.array_equal(protected[..., 0], protected[..., 1])
+    assert np.array_equal(protected[..., 1], protected[..., 2])
+
+
+def test_a_job_in_photo_mode_protects_and_a_new_key_redoes(
+    tmp_path: Path, generator_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index in range(3):
+        _photo(60 + index, 80, seed=index).save(inputs / f"p{index}.png")
+    settings = ProtectSettings(mode="photo", generator=generator_file, workers=2)
+    monkeypatch.setenv(ENV_KEY, KEY_A.hex())
+    report = ProtectJob([inputs], tmp_path / "out", settings).run()
+    assert len(report.done) == 3 and not report.failed
+    for done in report.done:
+        original = np.asarray(Image.open(done.source), int)
+        protected = np.asarray(Image.open(done.output), int)
+        assert 0 < np.abs(protected - original).max() <= 8
+    again = ProtectJob([inputs], tmp_path / "out", settings).run()
+    assert not again.done  # same key, same settings: nothing to redo
+    with_key_a = settings.fingerprint("x")
+    monkeypatch.setenv(ENV_KEY, KEY_B.hex())
+    assert settings.fingerprint("x") != with_key_a  # another key: other bytes, redo

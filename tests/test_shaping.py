@@ -1,0 +1,55 @@
+"""The perceptual budget: bound, flat vs textured areas, no colour on grey photos."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spdesk.core.shaping import Shaping, colour_allowance, compose_delta, texture_budget
+
+
+def _photos() -> torch.Tensor:
+    torch.manual_seed(0)
+    flat = torch.full((1, 3, 32, 32), 0.5)
+    textured = torch.rand(1, 3, 32, 32)
+    return torch.cat([flat, textured])
+
+
+def test_delta_never_exceeds_eps_times_budget_even_at_extreme_raw_values() -> None:
+    images = _photos()
+    shaping = Shaping(floor=0.2, colour=0.3)
+    budget = texture_budget(images, shaping) * 8 / 255
+    for raw in (torch.ones(2, 3, 32, 32), -torch.ones(2, 3, 32, 32), torch.rand(2, 3, 32, 32) * 2 - 1):
+        delta = compose_delta(raw, images, 8, shaping)
+        assert delta.abs().max() <= 8 / 255 + 1e-7
+        assert (delta.abs() <= budget + 1e-7).all()
+
+
+def test_flat_areas_get_the_floor_and_texture_the_full_budget() -> None:
+    budget = texture_budget(_photos(), Shaping(floor=0.25))
+    assert budget[0].max() == pytest.approx(0.25)
+    assert budget[1].mean() > 0.9
+
+
+def test_grey_photo_receives_no_colour() -> None:
+    grey = torch.rand(1, 1, 24, 24).expand(1, 3, 24, 24).contiguous()
+    assert colour_allowance(grey).abs().max() == 0
+    delta = compose_delta(torch.rand(1, 3, 24, 24) * 2 - 1, grey, 8, Shaping(colour=0.5))
+    assert torch.equal(delta[:, 0], delta[:, 1]) and torch.equal(delta[:, 1], delta[:, 2])
+
+
+def test_colourful_photo_may_receive_colour() -> None:
+    red = torch.zeros(1, 3, 16, 16)
+    red[:, 0] = 0.9
+    raw = torch.zeros(1, 3, 16, 16)
+    raw[:, 1] = 1.0  # red-green only
+    delta = compose_delta(raw, red, 8, Shaping(colour=0.3))
+    assert delta[:, 0].mean() > 0 > delta[:, 1].mean()
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"floor": -0.1}, {"floor": 1.5}, {"window": 4}, {"colour": 1.0}, {"texture_ref": 0}]
+)
+def test_bad_shaping_is_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        Shaping(**kwargs)  # type: ignore[arg-type]

@@ -30,7 +30,9 @@ def _model(seed: int = 0) -> DeltaGenerator:
 
 
 def _noise(height: int, width: int, seed: int) -> torch.Tensor:
-    return torch.randn((1, *noise_shape(height, width)), generator=torch.Generator().manual_seed(seed))
+    return torch.randn(
+        (1, *noise_shape(height, width)), generator=torch.Generator().manual_seed(seed)
+    )
 
 
 @pytest.mark.parametrize("size", [(32, 32), (37, 53), (5, 9)])
@@ -73,7 +75,7 @@ def test_file_round_trip(tmp_path: Path) -> None:
 def test_wrong_files_are_refused_by_name(tmp_path: Path) -> None:
     pickle = tmp_path / "model.pth"
     torch.save({"w": torch.zeros(1)}, pickle)
-    with pytest.raises(PerturbationFileError, match="model.pth"):
+    with pytest.raises(PerturbationFileError, match=r"model\.pth"):
         read_spec(pickle)
     other = tmp_path / "other.safetensors"
     from safetensors.torch import save_file
@@ -100,8 +102,17 @@ def test_missing_weights_and_lying_headers_are_refused(tmp_path: Path) -> None:
     with pytest.raises(PerturbationFileError, match="not a safetensors"):
         read_spec(huge)
     bad = tmp_path / "bad.safetensors"
-    header = json.dumps({"__metadata__": {"format": "spdesk-generator", "format_version": "1",
-                                          "eps": "900", "network": "{}", "shaping": "{}"}})
+    header = json.dumps(
+        {
+            "__metadata__": {
+                "format": "spdesk-generator",
+                "format_version": "1",
+                "eps": "900",
+                "network": "{}",
+                "shaping": "{}",
+            }
+        }
+    )
     bad.write_bytes(struct.pack("<Q", len(header)) + header.encode())
     with pytest.raises(PerturbationFileError, match="damaged settings"):
         read_spec(bad)

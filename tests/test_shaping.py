@@ -19,7 +19,11 @@ def test_delta_never_exceeds_eps_times_budget_even_at_extreme_raw_values() -> No
     images = _photos()
     shaping = Shaping(floor=0.2, colour=0.3)
     budget = texture_budget(images, shaping) * 8 / 255
-    for raw in (torch.ones(2, 3, 32, 32), -torch.ones(2, 3, 32, 32), torch.rand(2, 3, 32, 32) * 2 - 1):
+    for raw in (
+        torch.ones(2, 3, 32, 32),
+        -torch.ones(2, 3, 32, 32),
+        torch.rand(2, 3, 32, 32) * 2 - 1,
+    ):
         delta = compose_delta(raw, images, 8, shaping)
         assert delta.abs().max() <= 8 / 255 + 1e-7
         assert (delta.abs() <= budget + 1e-7).all()

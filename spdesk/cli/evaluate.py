@@ -1,4 +1,9 @@
-"""``spdesk eval``: the protection table of a perturbation against same-strength random noise."""
+"""``spdesk eval``: how strong, how visible and how robust a protection is, beside random noise.
+
+Runs :func:`spdesk.core.assessment.assess` over the whole product path (protect the full photo,
+let an editor resize and encode it): strength at each editor size, visibility (SSIMULACRA2, FLIP)
+next to random signs, uniform noise and JPEG q75/q50, and what is kept after each attack.
+"""
 
 from __future__ import annotations
 
@@ -7,65 +12,104 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spdesk.cli.common import EXIT_OK, print_json
+from spdesk.cli.common import EXIT_OK, ProgressPrinter, print_json
+
+DEFAULT_ATTACKS = "jpeg85,jpeg75,down0.5,blur1,average"
 
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "eval",
-        help="measure how much a perturbation disturbs an encoder on a folder of photos",
+        help="measure how strong, visible and robust a protection is on a folder of photos",
         description=(
-            "Encode each photo with and without the perturbation (and with random noise of the "
-            "same strength) and report latent distortion, round-trip SSIM/PSNR and visibility, "
-            "with and without JPEG re-encoding."
+            "Protect each photo (photo-specific mode by default, or a universal perturbation), "
+            "let an editor resize it to each --sizes and encode it, and report the latent "
+            "distortion and round-trip SSIM against random ±eps signs and uniform noise of the "
+            "same strength, the visibility (SSIMULACRA2, FLIP; JPEG q75/q50 for scale) and the "
+            "share of the gain kept after each --attacks."
         ),
     )
-    parser.add_argument("--perturbation", required=True, type=Path, help="perturbation file")
     parser.add_argument("--photos", required=True, type=Path, help="folder of photos")
     parser.add_argument(
         "--encoder", required=True, help="'sd15', 'taesd', a folder or weights file"
     )
-    parser.add_argument("--size", type=int, default=256, help="working view / crop size (256)")
-    parser.add_argument("--jpeg", type=int, default=85, help="JPEG quality; 0 turns it off")
+    parser.add_argument(
+        "--mode", choices=("photo", "universal"), default=None,
+        help="protection to measure (photo; universal when --perturbation is given)",
+    )  # fmt: skip
+    parser.add_argument("--perturbation", type=Path, default=None, help="universal pattern file")
+    parser.add_argument("--generator", type=Path, default=None, help="photo mode's generator")
     parser.add_argument("--strength", type=float, default=None, help="eps in 8-bit steps")
-    parser.add_argument("--max-photos", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random baselines")
+    parser.add_argument("--sizes", default="256,512", help="editor short sides in pixels (256,512)")
+    parser.add_argument(
+        "--attacks", default="", metavar="LIST",
+        help=f"comma-separated attacks, e.g. {DEFAULT_ATTACKS} (none by default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--attack-photos", type=int, default=100, metavar="N",
+        help="photos the averaging attack collects (100; taken before the measured ones)",
+    )  # fmt: skip
+    parser.add_argument("--transfer", default="", help="other encoders to report latent gain on")
+    parser.add_argument("--max-photos", type=int, default=32, help="photos measured (32)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
 
+def _sizes(text: str) -> list[int]:
+    from spdesk.core.errors import ConfigError
+
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or any(size < 64 or size % 8 or size > 2048 for size in sizes):
+        raise ConfigError(
+            f"--sizes must list editor sizes that are multiples of 8 from 64 to 2048, got {text!r}."
+        )
+    return sizes
+
+
 def run(args: argparse.Namespace) -> int:
+    from spdesk.core.assessment import assess, mode_protect
+    from spdesk.core.attacks import parse_attacks
     from spdesk.core.encoders import load_encoder
     from spdesk.core.errors import ConfigError
-    from spdesk.core.evaluate import evaluate_protection, load_eval_photos
+    from spdesk.core.evaluate import load_full_photos
     from spdesk.core.files import shown
-    from spdesk.core.perturbation import load_perturbation
     from spdesk.core.train import find_photos
 
-    if args.size < 8 or args.size % 8:
-        raise ConfigError(f"--size must be a multiple of 8 pixels, got {args.size}.")
-    if not 0 <= args.jpeg <= 100:
-        raise ConfigError(f"--jpeg must be a quality from 1 to 100 (0 = off), got {args.jpeg}.")
-    perturbation = load_perturbation(args.perturbation)
-    paths = find_photos(args.photos)[: args.max_photos]
-    if not paths:
-        raise ConfigError(f"No photos found in {args.photos}.")
-    photos, skipped = load_eval_photos(paths, args.size)
-    for photo in skipped:
+    sizes = _sizes(args.sizes)
+    attacks = parse_attacks(args.attacks)
+    mode = args.mode or ("universal" if args.perturbation else "photo")
+    if not 1 <= args.max_photos <= 10_000:
+        raise ConfigError(f"--max-photos must be between 1 and 10000, got {args.max_photos}.")
+    paths = find_photos(args.photos)
+    collect = min(args.attack_photos, len(paths) // 2) if "average" in attacks else 0
+    photos, skipped = load_full_photos(paths[collect : collect + args.max_photos])
+    attack_photos, skipped_more = load_full_photos(paths[:collect])
+    for photo in [*skipped, *skipped_more]:
         print(f"Skipped {shown(photo.path)}: {photo.reason}", file=sys.stderr)
-    encoder = load_encoder(args.encoder, args.device)
-    eps = args.strength if args.strength is not None else perturbation.eps
-    table = evaluate_protection(
-        photos,
-        encoder,
-        perturbation.at_strength(args.strength),
-        eps,
-        jpeg_quality=args.jpeg or None,
-        seed=args.seed,
+    if not photos:
+        raise ConfigError(f"No readable photos found in {shown(args.photos)}.")
+    protect, eps, label = mode_protect(
+        mode, perturbation=args.perturbation, generator=args.generator, strength=args.strength
     )
+    encoder = load_encoder(args.encoder, args.device)
+    transfer = [load_encoder(spec, args.device) for spec in args.transfer.split(",") if spec]
+    progress = ProgressPrinter(quiet=args.json)
+    progress.line(
+        f"Measuring {label} on {len(photos)} photo(s)"
+        + (f", averaging attack fitted on {len(attack_photos)} others" if collect else "")
+    )
+    report = assess(
+        photos, {label: protect}, encoder, eps=eps, sizes=sizes, attacks=attacks,
+        attack_photos=attack_photos, transfer=transfer,
+        on_photo=lambda done, total: progress.update("photos measured", done, total),
+    )  # fmt: skip
+    progress.close()
     if args.json:
-        print_json(table.to_dict() | {"perturbation": str(args.perturbation)})
+        print_json(report.to_dict() | {"mode": mode})
     else:
-        print(table.format())
+        print(report.format())
     return EXIT_OK

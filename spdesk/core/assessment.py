@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,8 +39,9 @@ UNIFORM = "uniform noise"
 def sign_noise(eps: float) -> Protect:
     def protect(photo: np.ndarray, index: int) -> np.ndarray:
         rng = np.random.default_rng(10_007 + index)
-        noise = rng.choice(np.array([-eps, eps], np.float32), photo.shape)
-        return np.clip(np.rint(photo + noise), 0, 255).astype(np.uint8)
+        noise = np.where(rng.integers(0, 2, photo.shape) == 1, eps, -eps).astype(np.float32)
+        out: np.ndarray = np.clip(np.rint(photo + noise), 0, 255).astype(np.uint8)
+        return out
 
     return protect
 
@@ -51,6 +53,39 @@ def uniform_noise(eps: float) -> Protect:
         return np.clip(np.rint(photo + noise), 0, 255).astype(np.uint8)
 
     return protect
+
+
+def mode_protect(
+    mode: str,
+    *,
+    perturbation: Path | None = None,
+    generator: Path | None = None,
+    strength: float | None = None,
+) -> tuple[Protect, float, str]:
+    """The protect function of a job's mode, built exactly as a job builds it (the same
+    :class:`~spdesk.core.jobs.protector.Protector`), its budget in 8-bit steps, and a label."""
+    from spdesk.core.generator_file import read_spec
+    from spdesk.core.jobs.protector import build_protector
+    from spdesk.core.jobs.settings import ProtectSettings
+    from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
+
+    settings = ProtectSettings(
+        mode=mode, perturbation=perturbation, generator=generator, strength=strength, workers=1
+    )
+    pattern = load_perturbation(perturbation or bundled_perturbation_path())
+    protector = build_protector(settings, pattern)
+    if mode == "photo":
+        eps = strength or read_spec(settings.generator_path()).eps
+        label = "photo-specific"
+    else:
+        eps = strength or pattern.eps
+        label = mode
+
+    def protect(photo: np.ndarray, index: int) -> np.ndarray:
+        image = Image.fromarray(photo, mode="RGB")
+        return np.asarray(protector.protect(image, f"photo-{index}")[0])
+
+    return protect, float(eps), label
 
 
 def editor_view(photo: np.ndarray, size: int) -> np.ndarray:
@@ -108,8 +143,9 @@ class Assessment:
         return (1 - mine.rt_ssim) / (1 - sign.rt_ssim)
 
     def kept(self, name: str, size: int, attack: str, figure: str = "latent") -> float | None:
-        before, after = self.gain(name, f"{size}/clean", figure), self.gain(
-            name, f"{size}/{attack}", figure
+        before, after = (
+            self.gain(name, f"{size}/clean", figure),
+            self.gain(name, f"{size}/{attack}", figure),
         )
         if before is None or after is None or before <= 1:
             return None
@@ -129,9 +165,10 @@ class Assessment:
             f"{self.attack_photos} others), eps {self.eps:g}, editor sizes "
             f"{', '.join(map(str, self.sizes))}"
         ]
-        lines.append(f"{'candidate':<22}{'SSIMU2':>8}{'min':>7}{'FLIP':>8}" + "".join(
-            f"{f'lat@{s}':>9}{f'gain':>7}{f'rtSSIM':>8}{f'gain':>7}" for s in self.sizes
-        ))
+        lines.append(
+            f"{'candidate':<22}{'SSIMU2':>8}{'min':>7}{'FLIP':>8}"
+            + "".join(f"{f'lat@{s}':>9}{'gain':>7}{'rtSSIM':>8}{'gain':>7}" for s in self.sizes)
+        )
         for c in self.candidates:
             row = f"{c.name:<22}{_cell(c.ssimulacra2, 8, 1)}{_cell(c.ssimulacra2_min, 7, 1)}"
             row += _cell(c.flip, 8, 4)
@@ -143,8 +180,10 @@ class Assessment:
                 row += _cell(self.gain(c.name, f"{size}/clean", "rt_ssim"), 7, 2)
             lines.append(row)
         for name, ref in self.references.items():
-            lines.append(f"{name:<22}{_cell(ref['ssimulacra2'], 8, 1)}"
-                         f"{_cell(ref['ssimulacra2_min'], 7, 1)}{_cell(ref['flip'], 8, 4)}")
+            lines.append(
+                f"{name:<22}{_cell(ref['ssimulacra2'], 8, 1)}"
+                f"{_cell(ref['ssimulacra2_min'], 7, 1)}{_cell(ref['flip'], 8, 4)}"
+            )
         if self.attacks:
             lines.append("kept after attack (share of the gain over random signs; latent / SSIM):")
             size = self.sizes[0]
@@ -164,9 +203,14 @@ class Assessment:
             for c in transfer:
                 if c.name == SIGN:
                     continue
-                lines.append(f"  {c.name:<20} " + ", ".join(
-                    f"{enc} {c.transfer[enc] / sign[enc]:.2f}x" for enc in c.transfer
-                    if sign.get(enc)))
+                lines.append(
+                    f"  {c.name:<20} "
+                    + ", ".join(
+                        f"{enc} {c.transfer[enc] / sign[enc]:.2f}x"
+                        for enc in c.transfer
+                        if sign.get(enc)
+                    )
+                )
         return "\n".join(lines)
 
 
@@ -197,6 +241,63 @@ def _relative(z: torch.Tensor, z0: torch.Tensor) -> float:
     return float((z - z0).norm() / z0.norm().clamp_min(1e-8))
 
 
+def _attacked(
+    protected: np.ndarray, attacks: Sequence[str], averaging: AveragingAttack | None
+) -> list[tuple[str, np.ndarray]]:
+    out = []
+    for attack in attacks:
+        if attack == "average":
+            assert averaging is not None
+            out.append((attack, averaging(protected)))
+        else:
+            out.append((attack, simple_attack(attack)(protected)))
+    return out
+
+
+class _Originals:
+    """Encodings of one original photo per editor size and condition, each computed once."""
+
+    def __init__(self, photo: np.ndarray, encoded: dict[int, _Encoded]) -> None:
+        self.photo, self.encoded = photo, encoded
+        self.cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+    def __call__(self, size: int, condition: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        key = f"{size}/{condition}"
+        if key not in self.cache:
+            # An attacker's removal is compared with the original itself; a re-encode, resize
+            # or blur with the same edit of the original (what the edit would start from).
+            edited = self.photo
+            if condition not in ("clean", "average"):
+                edited = simple_attack(condition)(self.photo)
+            self.cache[key] = self.encoded[size](edited)
+        return self.cache[key]
+
+
+@dataclass
+class _Tally:
+    """Per-photo figures collected while measuring, averaged at the end."""
+
+    strength: dict[tuple[str, str], list[tuple[float, float | None]]] = field(default_factory=dict)
+    visible: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    moved: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+
+    def figures(self, name: str) -> CandidateFigures:
+        out = CandidateFigures(name)
+        scores = np.array(self.visible[name])
+        out.ssimulacra2 = float(scores[:, 0].mean())
+        out.ssimulacra2_min = float(scores[:, 0].min())
+        out.flip = float(scores[:, 1].mean())
+        for (who, key), values in self.strength.items():
+            if who == name:
+                ssims = [s for _, s in values if s is not None]
+                latent = float(np.mean([v for v, _ in values]))
+                out.strength[key] = Strength(latent, float(np.mean(ssims)) if ssims else None)
+        for (who, encoder), shifts in self.moved.items():
+            if who == name:
+                out.transfer[encoder] = float(np.mean(shifts))
+        return out
+
+
 def assess(
     photos: Sequence[np.ndarray],
     candidates: dict[str, Protect],
@@ -216,85 +317,58 @@ def assess(
     are added. Attacks run at the first editor size; ``average`` is fitted per candidate on
     ``attack_photos`` (other photos, protected by the same candidate).
     """
-    protects = dict(candidates)
-    protects.setdefault(SIGN, sign_noise(eps))
-    protects.setdefault(UNIFORM, uniform_noise(eps))
-    report = Assessment(encoder.id, len(photos), len(attack_photos), list(sizes), list(attacks), eps)
+    protects = {**candidates, SIGN: sign_noise(eps), UNIFORM: uniform_noise(eps)}
     averaging: dict[str, AveragingAttack] = {}
     if "average" in attacks:
         for name, protect in protects.items():
-            attack = AveragingAttack()
+            averaging[name] = AveragingAttack()
             offset = 100_000  # other indices than the photos measured, so other noise
-            attack.fit([protect(p, offset + i) for i, p in enumerate(attack_photos)])
-            averaging[name] = attack
-    sums: dict[tuple[str, str], list[tuple[float, float | None]]] = {}
-    visible: dict[str, list[tuple[float, float]]] = {}
-    moved: dict[tuple[str, str], list[float]] = {}
+            averaging[name].fit([protect(p, offset + i) for i, p in enumerate(attack_photos)])
+    tally = _Tally()
     encoded = {size: _Encoded(encoder, size) for size in sizes}
     for index, photo in enumerate(photos):
         if cancel is not None:
             cancel.check()
-        originals: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
-
-        def original(size: int, condition: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-            key = f"{size}/{condition}"
-            if key not in originals:
-                edited = photo
-                if condition not in ("clean", "average"):
-                    edited = simple_attack(condition)(photo)
-                originals[key] = encoded[size](edited)
-            return originals[key]
-
+        originals = _Originals(photo, encoded)
         for name, protect in protects.items():
             protected = protect(photo, index)
-            visible.setdefault(name, []).append(
+            tally.visible.setdefault(name, []).append(
                 (ssimulacra2(photo, protected), flip(photo, protected))
             )
             conditions = [(size, "clean", protected) for size in sizes]
-            for attack in attacks:
-                attacked = (
-                    averaging[name](protected) if attack == "average"
-                    else simple_attack(attack)(protected)
-                )
-                conditions.append((sizes[0], attack, attacked))
+            conditions += [
+                (sizes[0], attack, image)
+                for attack, image in _attacked(protected, attacks, averaging.get(name))
+            ]
             for size, condition, image in conditions:
                 z, rt = encoded[size](image)
-                z0, rt0 = original(size, condition)
+                z0, rt0 = originals(size, condition)
                 ssim = None if rt is None or rt0 is None else float(batch_ssim(rt, rt0)[0])
-                sums.setdefault((name, f"{size}/{condition}"), []).append(
-                    (_relative(z, z0), ssim)
-                )
+                key = (name, f"{size}/{condition}")
+                tally.strength.setdefault(key, []).append((_relative(z, z0), ssim))
             for other in transfer:
-                z, _ = _Encoded(other, sizes[0])(protected)
-                z0, _ = _Encoded(other, sizes[0])(photo)
-                moved.setdefault((name, other.id), []).append(_relative(z, z0))
+                view = _Encoded(other, sizes[0])
+                moved = _relative(view(protected)[0], view(photo)[0])
+                tally.moved.setdefault((name, other.id), []).append(moved)
         if on_photo is not None:
             on_photo(index + 1, len(photos))
-    for name in protects:
-        figures = CandidateFigures(name)
-        scores = np.array(visible[name])
-        figures.ssimulacra2 = float(scores[:, 0].mean())
-        figures.ssimulacra2_min = float(scores[:, 0].min())
-        figures.flip = float(scores[:, 1].mean())
-        for (who, key), values in sums.items():
-            if who == name:
-                ssims = [s for _, s in values if s is not None]
-                figures.strength[key] = Strength(
-                    float(np.mean([v for v, _ in values])),
-                    float(np.mean(ssims)) if ssims else None,
-                )
-        for (who, enc), values in moved.items():
-            if who == name:
-                figures.transfer[enc] = float(np.mean(values))
-        report.candidates.append(figures)
+    report = Assessment(
+        encoder.id, len(photos), len(attack_photos), list(sizes), list(attacks), eps
+    )
+    report.candidates = [tally.figures(name) for name in protects]
+    report.references = _jpeg_references(photos)
+    return report
+
+
+def _jpeg_references(photos: Sequence[np.ndarray]) -> dict[str, dict[str, float]]:
+    """Visibility of JPEG q75 and q50 of the same photos, for scale."""
+    out = {}
     for quality in (75, 50):
-        pairs = [(ssimulacra2(p, simple_attack(f"jpeg{quality}")(p)),
-                  flip(p, simple_attack(f"jpeg{quality}")(p))) for p in photos]
-        scores = np.array(pairs)
-        report.references[f"JPEG q{quality} (reference)"] = {
+        compress = simple_attack(f"jpeg{quality}")
+        scores = np.array([(ssimulacra2(p, compress(p)), flip(p, compress(p))) for p in photos])
+        out[f"JPEG q{quality} (reference)"] = {
             "ssimulacra2": float(scores[:, 0].mean()),
             "ssimulacra2_min": float(scores[:, 0].min()),
             "flip": float(scores[:, 1].mean()),
         }
-    return report
-
+    return out

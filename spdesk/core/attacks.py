@@ -126,9 +126,7 @@ def align(folded: np.ndarray, pattern: np.ndarray) -> Alignment:
     best = Alignment((0, 0), False, False, -np.inf)
     for flip_h, flip_v in _FLIPS:
         candidate = np.fft.rfft2(_flip(pattern, flip_h, flip_v).astype(np.float64))
-        correlation = np.fft.irfft2(
-            (target * np.conj(candidate)).sum(axis=0), s=folded.shape[1:]
-        )
+        correlation = np.fft.irfft2((target * np.conj(candidate)).sum(axis=0), s=folded.shape[1:])
         index = np.unravel_index(int(np.argmax(correlation)), correlation.shape)
         score = float(correlation[index])
         if score > best.score:
@@ -174,8 +172,11 @@ class AveragingAttack:
             for folded in folds:
                 where = align(folded, estimate)
                 # Undo the found shift and flip, so every fold lines up with the estimate.
-                shifted = place(folded, Alignment((-where.offset[0], -where.offset[1]),
-                                                  False, False, 0.0), *folded.shape[1:])
+                shifted = place(
+                    folded,
+                    Alignment((-where.offset[0], -where.offset[1]), False, False, 0.0),
+                    *folded.shape[1:],
+                )
                 aligned.append(_flip(shifted, where.flip_h, where.flip_v))
             estimate = np.mean(aligned, axis=0).astype(np.float32)
         self.pattern = estimate

@@ -27,7 +27,7 @@ from PIL import Image
 
 from spdesk.core.apply import add_delta
 from spdesk.core.encoders import Encoder
-from spdesk.core.errors import ConfigError
+from spdesk.core.errors import ConfigError, ImageError
 from spdesk.core.events.training import SkippedPhoto
 from spdesk.core.geometry import tile
 from spdesk.core.metrics import batch_psnr, batch_ssim
@@ -136,6 +136,21 @@ def load_eval_photos(paths: Sequence[Path], size: int) -> tuple[np.ndarray, list
         )
     crops = [centre_crop(view, size) for view in views]
     return torch.stack(crops).permute(0, 2, 3, 1).numpy(), skipped
+
+
+def load_full_photos(paths: Sequence[Path]) -> tuple[list[np.ndarray], list[SkippedPhoto]]:
+    """The photos as uint8 (H, W, 3) RGB arrays at full size, read as protection reads them;
+    those that cannot be read are skipped with the reader's reason."""
+    from spdesk.core.imageio import read_image
+
+    photos: list[np.ndarray] = []
+    skipped: list[SkippedPhoto] = []
+    for path in paths:
+        try:
+            photos.append(np.asarray(read_image(path).image.convert("RGB")))
+        except ImageError as error:
+            skipped.append(SkippedPhoto(path, error.message))
+    return photos, skipped
 
 
 def jpeg_roundtrip(images: np.ndarray, quality: int) -> np.ndarray:

@@ -56,7 +56,7 @@ def _parse_hex(text: str) -> bytes:
     if len(key) != KEY_BYTES:
         raise ConfigError(
             f"{ENV_KEY} must be {2 * KEY_BYTES} hexadecimal digits.",
-            hint="Make one with: python -c \"import secrets; print(secrets.token_hex(32))\"",
+            hint='Make one with: python -c "import secrets; print(secrets.token_hex(32))"',
         )
     return key
 

@@ -39,7 +39,9 @@ def load_generator(path: Path) -> tuple[DeltaGenerator, GeneratorSpec]:
     try:
         model = DeltaGenerator(GeneratorConfig(**spec.network))
     except TypeError as error:
-        raise PerturbationFileError(f"{path.name}: unknown network settings {spec.network}") from error
+        raise PerturbationFileError(
+            f"{path.name}: unknown network settings {spec.network}"
+        ) from error
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:

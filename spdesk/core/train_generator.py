@@ -102,7 +102,9 @@ def _editor(generator: torch.Generator, config: GeneratorTrainConfig) -> Callabl
     return edit
 
 
-def _relative_sq(encoder: Encoder, edited: torch.Tensor, clean_latent: torch.Tensor) -> torch.Tensor:
+def _relative_sq(
+    encoder: Encoder, edited: torch.Tensor, clean_latent: torch.Tensor
+) -> torch.Tensor:
     z = encoder.encode(edited).mean
     return ((z - clean_latent) ** 2).flatten(1).sum(1) / (clean_latent**2).flatten(1).sum(1)
 
@@ -155,7 +157,7 @@ def train_generator(
         similarity = F.cosine_similarity(deltas[0].flatten(1), deltas[1].flatten(1), dim=1)
         loss = -strength.mean() + config.secrecy * (similarity**2).mean()
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()
         schedule.step()
         record = GeneratorStep(

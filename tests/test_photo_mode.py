@@ -109,3 +109,15 @@ def test_a_job_in_photo_mode_protects_and_a_new_key_redoes(
     with_key_a = settings.fingerprint("x")
     monkeypatch.setenv(ENV_KEY, KEY_B.hex())
     assert settings.fingerprint("x") != with_key_a  # another key: other bytes, redo
+
+
+def test_randomised_layouts_follow_the_install_key_not_the_file_name() -> None:
+    from spdesk.core.apply import _layout
+
+    public = {_layout(f"IMG_{i}.jpg", 0, (128, 128)) for i in range(20)}
+    keyed_a = {_layout(f"IMG_{i}.jpg", 0, (128, 128), KEY_A) for i in range(20)}
+    keyed_b = {_layout(f"IMG_{i}.jpg", 0, (128, 128), KEY_B) for i in range(20)}
+    assert len(keyed_a & public) <= 1 and len(keyed_a & keyed_b) <= 1
+    settings = ProtectSettings(randomize=True)
+    assert settings.apply_options().secret == install_key()
+    assert ProtectSettings().apply_options().secret == b""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import itertools
 import math
 import os
@@ -25,7 +26,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageChops
@@ -47,16 +48,27 @@ class ApplyOptions:
         randomize: random tile offset and flips per photo, so no two photos carry the identical
             pattern (harder to estimate by averaging many protected photos).
         seed: seed of that randomisation, combined with each photo's key.
+        secret: a secret key (the install's, see :mod:`spdesk.core.keys`) mixed into the
+            randomisation with HMAC, so that the layout cannot be recomputed from the file name
+            and the public seed; empty: the layout follows from (seed, key) alone.
     """
 
     working_size: int = 512
     strength: float | None = None
     randomize: bool = False
     seed: int = 0
+    secret: bytes = field(default=b"", repr=False)
 
 
-def _layout(key: str, seed: int, pattern: tuple[int, int]) -> tuple[tuple[int, int], bool, bool]:
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+def _layout(
+    key: str, seed: int, pattern: tuple[int, int], secret: bytes = b""
+) -> tuple[tuple[int, int], bool, bool]:
+    message = f"{seed}:{key}".encode()
+    digest = (
+        hmac.new(secret, message, hashlib.sha256).digest()
+        if secret
+        else hashlib.sha256(message).digest()
+    )
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
     offset = (int(rng.integers(pattern[0])), int(rng.integers(pattern[1])))
     return offset, bool(rng.integers(2)), bool(rng.integers(2))
@@ -73,7 +85,7 @@ def working_delta(
     delta = perturbation.at_strength(options.strength)
     wh, ww = working_size(height, width, options.working_size)
     if options.randomize:
-        offset, flip_h, flip_v = _layout(key, options.seed, perturbation.size)
+        offset, flip_h, flip_v = _layout(key, options.seed, perturbation.size, options.secret)
         return tile(delta, wh, ww, offset=offset, flip_h=flip_h, flip_v=flip_v)
     return tile(delta, wh, ww)
 
@@ -206,7 +218,9 @@ class UniversalApplier:
         layout_h, layout_w = layout_size(height, width, self.options.working_size)
         offset, flip_h, flip_v = (0, 0), False, False
         if self.options.randomize:
-            offset, flip_h, flip_v = _layout(key, self.options.seed, self.perturbation.size)
+            offset, flip_h, flip_v = _layout(
+                key, self.options.seed, self.perturbation.size, self.options.secret
+            )
         pattern = self._variant(flip_h, flip_v)
         if (layout_w, layout_h) != size:
             return _resized_layout(pattern, size, (layout_w, layout_h), offset)

@@ -35,6 +35,10 @@ class Shaping:
         window: side in pixels of the square over which local contrast is measured (odd).
         colour: largest share of the budget that may go to colour, in [0, 1).
         colour_ref: local saturation (max - min channel, 0..1) at which colour is fully allowed.
+        dark_ref: local luminance (0..1) below which the budget shrinks in proportion, down to
+            ``dark_floor`` of it: the same 8-bit change is a larger change of perceived
+            lightness in dark areas (0 turns this off).
+        dark_floor: share of the budget the darkest areas keep, in (0, 1].
     """
 
     floor: float = 0.25
@@ -42,6 +46,8 @@ class Shaping:
     window: int = 7
     colour: float = 0.2
     colour_ref: float = 0.15
+    dark_ref: float = 0.0
+    dark_floor: float = 0.35
 
     def __post_init__(self) -> None:
         if not 0 <= self.floor <= 1:
@@ -54,6 +60,8 @@ class Shaping:
             raise ValueError(f"colour must be in [0, 1), got {self.colour}")
         if self.colour_ref <= 0:
             raise ValueError(f"colour_ref must be positive, got {self.colour_ref}")
+        if not 0 <= self.dark_ref <= 1 or not 0 < self.dark_floor <= 1:
+            raise ValueError("dark_ref must be in [0, 1] and dark_floor in (0, 1]")
 
 
 def luminance(images: torch.Tensor) -> torch.Tensor:
@@ -71,14 +79,18 @@ def _local_mean(x: torch.Tensor, window: int) -> torch.Tensor:
 
 
 def texture_budget(images: torch.Tensor, shaping: Shaping = Shaping()) -> torch.Tensor:
-    """(N, 1, H, W) share of eps per pixel, in [floor, 1]: high in texture, low on flat areas."""
+    """(N, 1, H, W) share of eps per pixel, in [0, 1]: high in texture, low on flat areas
+    (``floor``), lower still in dark areas when ``dark_ref`` is set."""
     y = luminance(images)
     mean = _local_mean(y, shaping.window)
     variance = (_local_mean(y * y, shaping.window) - mean * mean).clamp_min(0)
     texture = (variance.sqrt() / shaping.texture_ref).clamp(max=1.0)
     # A second, smaller pooling keeps the budget from jumping at edges (a jump is itself visible).
     texture = _local_mean(texture, 3)
-    return shaping.floor + (1 - shaping.floor) * texture
+    budget = shaping.floor + (1 - shaping.floor) * texture
+    if shaping.dark_ref > 0:
+        budget = budget * (mean / shaping.dark_ref).clamp(shaping.dark_floor, 1.0)
+    return budget
 
 
 def colour_allowance(images: torch.Tensor, shaping: Shaping = Shaping()) -> torch.Tensor:

@@ -51,6 +51,9 @@ class GeneratorTrainConfig:
         view: short side the photos are loaded at before cropping (ImageNet-like photos).
         lr: Adam learning rate (cosine decay to 5% of it).
         secrecy: weight of the noise-dependence (squared cosine) term.
+        visibility: weight of the visibility term: the share of the delta's energy left after
+            a Gaussian blur (sigma 2 px). Smooth, blotchy changes are what perceptual metrics
+            and people see most; fine-grained ones hide in the photo's own grain.
         editor_scale: range of the editor's resize factor after protection.
         jpeg, blur: probability that a step also JPEG-compresses (quality 60-95) or blurs
             (sigma 0.3-1.2) what the encoder sees.
@@ -64,6 +67,7 @@ class GeneratorTrainConfig:
     view: int = 384
     lr: float = 2e-3
     secrecy: float = 0.5
+    visibility: float = 0.0
     editor_scale: tuple[float, float] = (0.5, 1.4)
     jpeg: float = 0.3
     blur: float = 0.2
@@ -109,6 +113,15 @@ def _relative_sq(
     return ((z - clean_latent) ** 2).flatten(1).sum(1) / (clean_latent**2).flatten(1).sum(1)
 
 
+def low_frequency_share(delta: torch.Tensor, eps: float) -> torch.Tensor:
+    """Mean squared Gaussian-blurred (sigma 2) delta, in units of the budget squared: about
+    0.02 for random signs, near 1 for a smooth change at full budget."""
+    from kornia.filters import gaussian_blur2d
+
+    smooth = gaussian_blur2d(delta, (9, 9), (2.0, 2.0), border_type="reflect")
+    return (smooth / (eps / 255.0)).pow(2).mean()
+
+
 @dataclass
 class GeneratorStep:
     """What one step reports."""
@@ -127,14 +140,20 @@ def train_generator(
     *,
     on_step: Callable[[GeneratorStep], None] | None = None,
     cancel: CancelToken | None = None,
+    start: dict[str, torch.Tensor] | None = None,
 ) -> tuple[DeltaGenerator, dict[str, Any]]:
-    """Train a generator on the photos in ``photos``; returns it and its training record."""
+    """Train a generator on the photos in ``photos``; returns it and its training record.
+
+    ``start``: weights to start from (a generator trained before, e.g. to shape it further).
+    """
     torch.manual_seed(config.seed)
     train_paths, val_paths = split_photos(
         find_photos(photos), config.split, config.seed, config.max_photos
     )
     views = [load_working_view(path, config.view) for path in train_paths]
     model = DeltaGenerator(config.network).to(encoder.device)
+    if start is not None:
+        model.load_state_dict(start)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda i: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * i / config.steps))
@@ -156,6 +175,8 @@ def train_generator(
         strength = _relative_sq(encoder, edit((clean + deltas[0]).clamp(0, 1)), clean_latent)
         similarity = F.cosine_similarity(deltas[0].flatten(1), deltas[1].flatten(1), dim=1)
         loss = -strength.mean() + config.secrecy * (similarity**2).mean()
+        if config.visibility:
+            loss = loss + config.visibility * low_frequency_share(deltas[0], config.eps)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()

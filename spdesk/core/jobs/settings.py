@@ -134,11 +134,16 @@ class ProtectSettings:
         return self.generator or bundled_generator_path()
 
     def apply_options(self) -> ApplyOptions:
+        from spdesk.core.keys import install_key
+
         return ApplyOptions(
             working_size=self.working_size,
             strength=self.strength,
             randomize=self.randomize,
             seed=self.seed,
+            # Randomised layouts are seeded by this install's secret too (never by public
+            # inputs alone): nobody else can recompute them from the file names.
+            secret=install_key() if self.randomize else b"",
         )
 
     def fingerprint(self, perturbation_digest: str) -> str:
@@ -150,11 +155,19 @@ class ProtectSettings:
             # The mode's own settings (the key is named for the first mode that had any).
             "finetune": mode_key(self),
             "export": asdict(self.export_options()),
-            "apply": [self.working_size, self.randomize, self.seed],
+            "apply": [self.working_size, self.randomize, self.seed, self._secret_id()],
             "layout": APPLY_LAYOUT_VERSION,
         }
         text = json.dumps(keys, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _secret_id(self) -> str | None:
+        """Which install key seeds randomised layouts (public id; None when not randomised)."""
+        if not self.randomize:
+            return None
+        from spdesk.core.keys import install_key, key_id
+
+        return key_id(install_key())
 
     def describe(self) -> dict[str, Any]:
         """JSON-able settings for reports."""

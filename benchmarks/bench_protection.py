@@ -1,0 +1,157 @@
+"""Benchmark: every protection mode judged three ways, beside random noise of the same budget.
+
+Not a test. Held-out photos of ``../shared/data/imagenet-sample``: the training runs of the
+bundled files (universal pattern and generator) use ``split_photos(..., seed=0)``, whose
+permutation puts their photos in its first 700 places; this benchmark takes photos from the
+last 300 only: the first ``--attack-photos`` of them for the averaging attack to collect, the
+next ``--measure`` to measure. Each mode protects the full photo exactly as ``spdesk protect``
+does (the same Protector), then :func:`spdesk.core.assessment.assess` reports visibility
+(SSIMULACRA2, FLIP; JPEG q75/q50 for scale), strength at each editor size (TAESD latent distortion
+and round-trip SSIM, gains over random ±eps signs), what is kept after each attack, and the latent
+gain on TAEF2 and TAESana (never trained on). Speed: seconds per photo of each mode's protect
+step alone (decode and encode excluded) on ImageNet photos and on a 24 MP photo. A Pareto chart
+(visibility vs strength, one point per mode) is written with ``--chart``.
+
+    python benchmarks/bench_protection.py --chart docs/pareto.png --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from spdesk.core.assessment import SIGN, UNIFORM, Assessment, assess, mode_protect
+from spdesk.core.attacks import parse_attacks
+from spdesk.core.encoders import load_encoder
+from spdesk.core.evaluate import load_full_photos
+from spdesk.core.train import find_photos, split_photos
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+HELD_OUT_FROM = 700  # places 700..999 of the seed-0 permutation: never trained on
+
+
+def held_out(folder: Path) -> list[Path]:
+    photos = find_photos(folder)
+    order, rest = split_photos(photos, 0.7, 0, None)
+    assert len(order) == HELD_OUT_FROM or len(photos) != 1000
+    return rest
+
+
+def speed(protect, photos: list[np.ndarray]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Seconds per ImageNet photo and for one 24 MP photo, of the protect step alone."""
+    protect(photos[0], 0)  # warm-up (model load, first-call costs)
+    started = time.perf_counter()
+    for index, photo in enumerate(photos):
+        protect(photo, index)
+    per_photo = (time.perf_counter() - started) / len(photos)
+    big = np.asarray(Image.fromarray(photos[0]).resize((6000, 4000), Image.Resampling.BICUBIC))
+    started = time.perf_counter()
+    protect(big, 999)
+    return per_photo, time.perf_counter() - started
+
+
+def pareto_chart(report: Assessment, path: Path) -> None:
+    """Visibility (SSIMULACRA2, right = less visible) against latent gain at each editor size."""
+    width, height, margin = 760, 480, 60
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    x0, x1, y0, y1 = 20.0, 100.0, 0.0, 4.0
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        px = margin + (x - x0) / (x1 - x0) * (width - 2 * margin)
+        py = height - margin - (y - y0) / (y1 - y0) * (height - 2 * margin)
+        return px, py
+
+    draw.rectangle([at(x0, y1), at(x1, y0)], outline="black")
+    for x in range(20, 101, 10):
+        draw.text((at(x, y0)[0] - 8, height - margin + 6), str(x), fill="black")
+    for y in range(5):
+        draw.text((margin - 24, at(x0, y)[1] - 6), f"{y}x", fill="black")
+    draw.line([at(70, y0), at(70, y1)], fill=(180, 180, 180))
+    draw.line([at(x0, 2), at(x1, 2)], fill=(180, 180, 180))
+    draw.text((margin, 12), "latent gain over random signs (TAESD) vs SSIMULACRA2 "
+              "(target: right of 70, above 2x)", fill="black")
+    draw.text((width // 2 - 60, height - 24), "SSIMULACRA2 (higher = less visible)", fill="black")
+    colours = [(200, 30, 30), (30, 90, 200), (20, 150, 60), (150, 60, 170), (200, 120, 0)]
+    for index, candidate in enumerate(report.candidates):
+        colour = colours[index % len(colours)] if candidate.name not in (SIGN, UNIFORM) else (
+            (90, 90, 90))
+        for marker, size in enumerate(report.sizes):
+            gain = report.gain(candidate.name, f"{size}/clean")
+            if gain is None or candidate.ssimulacra2 is None:
+                continue
+            px, py = at(candidate.ssimulacra2, min(gain, y1))
+            r = 6
+            shape = [px - r, py - r, px + r, py + r]
+            (draw.ellipse if marker == 0 else draw.rectangle)(shape, outline=colour, width=2)
+            if marker == 0:
+                draw.text((px + 8, py - 6), candidate.name, fill=colour)
+    draw.text((width - 250, height - margin - 36),
+              f"circle: editor {report.sizes[0]} px" + (
+                  f", square: {report.sizes[1]} px" if len(report.sizes) > 1 else ""),
+              fill="black")
+    image.save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=Path, default=SHARED / "data" / "imagenet-sample")
+    parser.add_argument("--measure", type=int, default=32)
+    parser.add_argument("--attack-photos", type=int, default=100)
+    parser.add_argument("--sizes", default="256,512")
+    parser.add_argument("--attacks", default="jpeg85,jpeg75,down0.5,blur1,average")
+    parser.add_argument("--generator", type=Path, action="append", default=[],
+                        help="extra generator files to compare (label: file stem)")
+    parser.add_argument("--transfer", default="tae/taef2_encoder.safetensors,"
+                        "tae/taesana_encoder.safetensors")
+    parser.add_argument("--speed-photos", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--chart", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rest = held_out(args.photos)
+    attack_photos, _ = load_full_photos(rest[: args.attack_photos])
+    photos, _ = load_full_photos(
+        rest[args.attack_photos : args.attack_photos + args.measure]
+    )
+    candidates = {}
+    timings = {}
+    for label, mode, generator in [
+        ("photo-specific (default)", "photo", None),
+        ("universal (instant)", "universal", None),
+        *[(path.stem, "photo", path) for path in args.generator],
+    ]:
+        protect, eps, _ = mode_protect(mode, generator=generator)
+        candidates[label] = protect
+        timings[label] = speed(protect, photos[: args.speed_photos])
+    models = SHARED / "models"
+    encoder = load_encoder(str(models / "taesd" / "taesd_f8e4m3.safetensors"), "cpu")
+    transfer = [load_encoder(str(models / spec), "cpu") for spec in args.transfer.split(",") if spec]
+    started = time.monotonic()
+    report = assess(
+        photos, candidates, encoder, eps=eps, sizes=[int(s) for s in args.sizes.split(",")],
+        attacks=parse_attacks(args.attacks), attack_photos=attack_photos, transfer=transfer,
+        on_photo=lambda done, total: print(f"  measured {done}/{total}", flush=True),
+    )  # fmt: skip
+    print(report.format())
+    print("speed (protect step alone, s): per ImageNet photo | one 24 MP photo")
+    for label, (per_photo, big) in timings.items():
+        print(f"  {label:<28} {per_photo:.3f} | {big:.2f}")
+    print(f"measured in {time.monotonic() - started:.0f} s, torch threads "
+          f"{torch.get_num_threads()}")
+    if args.chart:
+        pareto_chart(report, args.chart)
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict() | {"speed": timings}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -75,13 +75,19 @@ def pareto_chart(report: Assessment, path: Path) -> None:
         draw.text((margin - 24, at(x0, y)[1] - 6), f"{y}x", fill="black")
     draw.line([at(70, y0), at(70, y1)], fill=(180, 180, 180))
     draw.line([at(x0, 2), at(x1, 2)], fill=(180, 180, 180))
-    draw.text((margin, 12), "latent gain over random signs (TAESD) vs SSIMULACRA2 "
-              "(target: right of 70, above 2x)", fill="black")
+    draw.text(
+        (margin, 12),
+        "latent gain over random signs (TAESD) vs SSIMULACRA2 (target: right of 70, above 2x)",
+        fill="black",
+    )
     draw.text((width // 2 - 60, height - 24), "SSIMULACRA2 (higher = less visible)", fill="black")
     colours = [(200, 30, 30), (30, 90, 200), (20, 150, 60), (150, 60, 170), (200, 120, 0)]
     for index, candidate in enumerate(report.candidates):
-        colour = colours[index % len(colours)] if candidate.name not in (SIGN, UNIFORM) else (
-            (90, 90, 90))
+        colour = (
+            colours[index % len(colours)]
+            if candidate.name not in (SIGN, UNIFORM)
+            else ((90, 90, 90))
+        )
         for marker, size in enumerate(report.sizes):
             gain = report.gain(candidate.name, f"{size}/clean")
             if gain is None or candidate.ssimulacra2 is None:
@@ -92,10 +98,12 @@ def pareto_chart(report: Assessment, path: Path) -> None:
             (draw.ellipse if marker == 0 else draw.rectangle)(shape, outline=colour, width=2)
             if marker == 0:
                 draw.text((px + 8, py - 6), candidate.name, fill=colour)
-    draw.text((width - 250, height - margin - 36),
-              f"circle: editor {report.sizes[0]} px" + (
-                  f", square: {report.sizes[1]} px" if len(report.sizes) > 1 else ""),
-              fill="black")
+    draw.text(
+        (width - 250, height - margin - 36),
+        f"circle: editor {report.sizes[0]} px"
+        + (f", square: {report.sizes[1]} px" if len(report.sizes) > 1 else ""),
+        fill="black",
+    )
     image.save(path)
 
 
@@ -106,10 +114,16 @@ def main() -> None:
     parser.add_argument("--attack-photos", type=int, default=100)
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--attacks", default="jpeg85,jpeg75,down0.5,blur1,average")
-    parser.add_argument("--generator", type=Path, action="append", default=[],
-                        help="extra generator files to compare (label: file stem)")
-    parser.add_argument("--transfer", default="tae/taef2_encoder.safetensors,"
-                        "tae/taesana_encoder.safetensors")
+    parser.add_argument(
+        "--generator",
+        type=Path,
+        action="append",
+        default=[],
+        help="extra generator files to compare (label: file stem)",
+    )
+    parser.add_argument(
+        "--transfer", default="tae/taef2_encoder.safetensors,tae/taesana_encoder.safetensors"
+    )
     parser.add_argument("--speed-photos", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--chart", type=Path, default=None)
@@ -119,9 +133,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     rest = held_out(args.photos)
     attack_photos, _ = load_full_photos(rest[: args.attack_photos])
-    photos, _ = load_full_photos(
-        rest[args.attack_photos : args.attack_photos + args.measure]
-    )
+    photos, _ = load_full_photos(rest[args.attack_photos : args.attack_photos + args.measure])
     candidates = {}
     timings = {}
     for label, mode, generator in [
@@ -134,7 +146,9 @@ def main() -> None:
         timings[label] = speed(protect, photos[: args.speed_photos])
     models = SHARED / "models"
     encoder = load_encoder(str(models / "taesd" / "taesd_f8e4m3.safetensors"), "cpu")
-    transfer = [load_encoder(str(models / spec), "cpu") for spec in args.transfer.split(",") if spec]
+    transfer = [
+        load_encoder(str(models / spec), "cpu") for spec in args.transfer.split(",") if spec
+    ]
     started = time.monotonic()
     report = assess(
         photos, candidates, encoder, eps=eps, sizes=[int(s) for s in args.sizes.split(",")],
@@ -145,8 +159,9 @@ def main() -> None:
     print("speed (protect step alone, s): per ImageNet photo | one 24 MP photo")
     for label, (per_photo, big) in timings.items():
         print(f"  {label:<28} {per_photo:.3f} | {big:.2f}")
-    print(f"measured in {time.monotonic() - started:.0f} s, torch threads "
-          f"{torch.get_num_threads()}")
+    print(
+        f"measured in {time.monotonic() - started:.0f} s, torch threads {torch.get_num_threads()}"
+    )
     if args.chart:
         pareto_chart(report, args.chart)
     if args.json:

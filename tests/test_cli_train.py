@@ -31,13 +31,18 @@ def test_train_then_eval_json(
     assert summary["path"] == str(out) and summary["metadata"]["transforms"] == ["jpeg", "crop"]
     assert load_perturbation(out).eps == 6
     argv = ["eval", "--perturbation", str(out), "--photos", str(photos), "--encoder", str(vae)]
-    assert main([*argv, "--size", "32", "--json"]) == 0
+    argv += ["--sizes", "64", "--attacks", "jpeg75,average", "--attack-photos", "2"]
+    assert main([*argv, "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
-    assert [row["name"] for row in table["rows"]] == ["perturbation", "uniform", "sign", "none"]
-    assert table["photos"] == 6 and table["size"] == 32 and table["jpeg_quality"] == 85
-    assert main([*argv, "--size", "32", "--jpeg", "0"]) == 0
+    names = [row["name"] for row in table["candidates"]]
+    assert names == ["universal", "random signs", "uniform noise"]
+    assert table["photos"] == 4 and table["attack_photos"] == 2 and table["sizes"] == [64]
+    universal = table["candidates"][0]
+    assert set(universal["strength"]) == {"64/clean", "64/jpeg75", "64/average"}
+    assert 0 < universal["ssimulacra2"] < 100 and 0 < universal["flip"] < 1
+    assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "perturbation" in text and "JPEG off" in text
+    assert "kept after attack" in text and "JPEG q50 (reference)" in text
 
 
 def test_train_with_activation_checkpointing_gives_the_same_perturbation(
@@ -118,7 +123,7 @@ def test_train_and_eval_skip_and_list_bad_photos_like_protect(
     assert "Skipped" in text and "half.jpg" in text and "truncated" in text
     assert "bomb.png" in text and "too large" in text and "notes.txt" not in text
     argv = ["eval", "--perturbation", str(out), "--photos", str(folder), "--encoder", str(vae)]
-    assert main([*argv, "--size", "32", "--json"]) == 0
+    assert main([*argv, "--sizes", "64", "--json"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["photos"] == 6
     assert "half.jpg" in captured.err and "bomb.png" in captured.err

@@ -121,3 +121,24 @@ def test_randomised_layouts_follow_the_install_key_not_the_file_name() -> None:
     settings = ProtectSettings(randomize=True)
     assert settings.apply_options().secret == install_key()
     assert ProtectSettings().apply_options().secret == b""
+
+
+def test_train_generator_then_protect_with_it(tmp_path: Path) -> None:
+    from test_train import write_photos
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.cli import main
+
+    photos, vae = write_photos(tmp_path / "photos"), save_tiny_vae(tmp_path / "sd")
+    out = tmp_path / "gen.safetensors"
+    argv = ["train-generator", str(photos), "--out", str(out), "--encoder", str(vae)]
+    argv += ["--steps", "2", "--batch", "2", "--size", "32", "--visibility", "0.3", "--json"]
+    assert main(argv) == 0
+    again = tmp_path / "again.safetensors"
+    assert main([*argv[:3], str(again), *argv[4:], "--init", str(out)]) == 0
+    argv = ["protect", str(photos), "--out", str(tmp_path / "protected"), "--mode", "photo"]
+    assert main([*argv, "--generator", str(again)]) == 0
+    outputs = sorted((tmp_path / "protected").rglob("*.protected.*"))
+    assert len(outputs) == len(list(photos.iterdir()))
+    assert main(["train-generator", str(photos), "--out", str(out), "--encoder", str(vae),
+                 "--floor", "2"]) == 2  # fmt: skip

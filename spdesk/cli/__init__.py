@@ -16,7 +16,7 @@ from spdesk import __version__
 from spdesk.cli.common import run_command
 
 # Modules under spdesk.cli, each adding one subcommand (or group) in this order.
-COMMAND_MODULES = ("protect", "train", "evaluate", "models", "preview")
+COMMAND_MODULES = ("protect", "train", "evaluate", "models", "preview", "train_generator")
 
 
 def build_parser() -> argparse.ArgumentParser:

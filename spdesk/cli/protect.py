@@ -22,6 +22,8 @@ from spdesk.cli.common import (
 )
 from spdesk.core.events import EtaClock
 
+DEFAULT_MODE = "universal"  # set by measurement: see README, "Protection modes"
+
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
@@ -37,12 +39,21 @@ def register(sub: Any) -> None:
     parser.add_argument("inputs", metavar="INPUT", nargs="+", type=Path, help="photos or folders")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     parser.add_argument(
+        "--mode", choices=("photo", "universal"), default=None,
+        help="photo: each photo its own perturbation (default); universal: one pattern for all "
+        "(instant; the default when --perturbation is given)",
+    )  # fmt: skip
+    parser.add_argument(
         "--perturbation",
         type=Path,
         default=None,
         metavar="FILE",
-        help="perturbation file (bundled)",
+        help="universal perturbation file (bundled)",
     )
+    parser.add_argument(
+        "--generator", type=Path, default=None, metavar="FILE",
+        help="protection generator for --mode photo (bundled)",
+    )  # fmt: skip
     parser.add_argument(
         "--strength", type=float, default=None, metavar="EPS", help="8-bit steps: 4 low, 8, 16 high"
     )
@@ -95,6 +106,22 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _mode(args: argparse.Namespace) -> str:
+    """--fine-tune fine-tunes the universal pattern; a given pattern file means universal mode;
+    otherwise photo-specific protection, the default."""
+    from spdesk.core.errors import ConfigError
+
+    if args.fine_tune is not None:
+        if args.mode == "photo":
+            raise ConfigError("--fine-tune optimises a universal pattern: drop --mode photo.")
+        return "finetune"
+    if args.mode:
+        if args.mode == "universal" and args.generator:
+            raise ConfigError("--generator is only used with --mode photo.")
+        return str(args.mode)
+    return "universal" if args.perturbation else DEFAULT_MODE
+
+
 def settings_from_args(args: argparse.Namespace) -> Any:
     """The job settings for the command line (validated by ProtectSettings)."""
     from spdesk.core.errors import ConfigError
@@ -116,7 +143,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     return ProtectSettings(
         perturbation=args.perturbation,
         strength=args.strength,
-        mode="finetune" if args.fine_tune is not None else "universal",
+        mode=_mode(args),
+        generator=args.generator,
         finetune_steps=args.fine_tune or 50,
         finetune_batch=args.fine_tune_batch,
         encoder=args.encoder or "sd15",

@@ -1,0 +1,88 @@
+"""``spdesk train-generator``: train the photo-specific protection generator.
+
+The same core call (:func:`spdesk.core.train_generator.train_generator`) that made the bundled
+generator; its recipe is in ``resources/generators/RECIPE.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from spdesk.cli.common import EXIT_OK, ProgressPrinter, print_json
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "train-generator",
+        help="train the network that writes each photo its own protection",
+        description=(
+            "Train a protection generator against an encoder on a folder of photos: a small "
+            "network that turns a photo and secret noise into a perturbation within the photo's "
+            "perceptual budget (spdesk protect --mode photo --generator FILE uses it)."
+        ),
+    )
+    parser.add_argument("photos", type=Path, help="folder of training photos")
+    parser.add_argument("--out", required=True, type=Path, help="generator file to write")
+    parser.add_argument("--encoder", required=True, help="'taesd', 'sd15', a folder or file")
+    parser.add_argument("--init", type=Path, default=None, help="generator to start from")
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--batch", type=int, default=6)
+    parser.add_argument("--size", type=int, default=128, help="crop side in pixels (128)")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--eps", type=float, default=8.0, help="budget in 8-bit steps (8)")
+    parser.add_argument("--visibility", type=float, default=0.0, help="visibility weight")
+    parser.add_argument("--secrecy", type=float, default=0.5, help="noise-dependence weight")
+    parser.add_argument("--floor", type=float, default=0.25, help="budget share of flat areas")
+    parser.add_argument("--colour", type=float, default=0.2, help="largest colour share")
+    parser.add_argument("--dark-ref", type=float, default=0.0, help="darkness masking (0: off)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true", help="print one JSON summary")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from spdesk.core.encoders import load_encoder
+    from spdesk.core.errors import ConfigError
+    from spdesk.core.generator import shaping_to_dict
+    from spdesk.core.generator_file import save_generator
+    from spdesk.core.photo_protect import load_generator
+    from spdesk.core.shaping import Shaping
+    from spdesk.core.train_generator import GeneratorTrainConfig, train_generator
+
+    if not 1 <= args.steps <= 100_000 or not 1 <= args.batch <= 256:
+        raise ConfigError("--steps must be 1..100000 and --batch 1..256.")
+    if args.size < 32 or args.size % 8 or args.size > 1024:
+        raise ConfigError(f"--size must be a multiple of 8 from 32 to 1024, got {args.size}.")
+    try:
+        shaping = Shaping(floor=args.floor, colour=args.colour, dark_ref=args.dark_ref)
+    except ValueError as error:
+        raise ConfigError(f"Bad shaping: {error}.") from error
+    config = GeneratorTrainConfig(
+        eps=args.eps, steps=args.steps, batch=args.batch, size=args.size, lr=args.lr,
+        secrecy=args.secrecy, visibility=args.visibility, seed=args.seed, shaping=shaping,
+    )  # fmt: skip
+    start = load_generator(args.init)[0].state_dict() if args.init else None
+    encoder = load_encoder(args.encoder, args.device)
+    progress = ProgressPrinter(quiet=args.json)
+    model, summary = train_generator(
+        args.photos, encoder, config, start=start,
+        on_step=lambda s: progress.update(
+            f"step {s.step}/{s.steps} distortion {s.distortion:.3f}", s.step, s.steps
+        ),
+    )  # fmt: skip
+    progress.close()
+    metadata = {"train": summary, "config": config.to_dict(), "encoder": encoder.id}
+    if args.init:
+        metadata["init"] = args.init.name
+    save_generator(
+        args.out, model.state_dict(), eps=config.eps, network=config.network.to_dict(),
+        shaping=shaping_to_dict(config.shaping), metadata=metadata,
+    )  # fmt: skip
+    if args.json:
+        print_json({"path": str(args.out), **summary})
+    else:
+        print(f"Saved {args.out} ({summary['train_photos']} training photos).")
+    return EXIT_OK

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +180,24 @@ def test_cancel_exits_130_with_summary(
     assert sorted(e["status"] for e in entries.values()) == ["pending", "pending"]
 
 
+_DIES_AFTER_THIRD_DONE = """
+import os, signal, sys
+from spdesk.core import manifest
+from spdesk.cli import main
+
+record, done = manifest.Manifest.record, []
+
+def record_then_die(self, source, status, **fields):
+    record(self, source, status, **fields)
+    done.extend([source] if status == manifest.DONE else [])
+    if len(done) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+manifest.Manifest.record = record_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_killed_mid_job_then_rerun_completes(
     tmp_path: Path, perturbation: Path, originals_guard: list[Path]
 ) -> None:
@@ -192,27 +209,28 @@ def test_killed_mid_job_then_rerun_completes(
         Image.fromarray(noise).save(folder / f"{i:02d}.png", compress_level=1)
     originals_guard.append(folder)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "spdesk", "protect", str(folder), "--out", str(out),
-               "--perturbation", str(perturbation)]  # fmt: skip
+    arguments = ["protect", str(folder), "--out", str(out), "--perturbation", str(perturbation)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    # The process kills itself with SIGKILL right after the manifest records its third photo:
+    # a crash at a known point mid-job, with no polling race against a fast run.
+    killed = subprocess.run(
+        [sys.executable, "-c", _DIES_AFTER_THIRD_DONE, *arguments],
+        env=env,
+        capture_output=True,
+        timeout=120,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        entries = read_manifest(out / MANIFEST_NAME)
-        if sum(e.get("status") == "done" for e in entries.values()) >= 3:
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    assert process.wait(timeout=60) == -signal.SIGKILL  # killed mid-job, not finished
+    assert killed.returncode == -signal.SIGKILL, killed.stderr  # killed mid-job, not finished
     finished_before = sum(
         e["status"] == "done" for e in read_manifest(out / MANIFEST_NAME).values()
     )
-    assert 3 <= finished_before < 30
+    assert finished_before == 3
 
     rerun = subprocess.run(
-        [*command, "--json"], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "spdesk", *arguments, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert rerun.returncode == 0, rerun.stderr
     counts = json.loads(rerun.stdout)["counts"]

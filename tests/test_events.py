@@ -10,6 +10,23 @@ from spdesk.core.errors import Cancelled
 from spdesk.core.events import CancelToken
 
 
+class _ObservedCondition(threading.Condition):
+    """A condition that tells when someone waits on it: proof that ``check()`` blocked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return super().wait(timeout)
+
+
+def _observed(token: CancelToken) -> _ObservedCondition:
+    token._state = condition = _ObservedCondition()
+    return condition
+
+
 def _check_in_thread(token: CancelToken) -> tuple[threading.Thread, list[str]]:
     outcome: list[str] = []
 
@@ -39,10 +56,11 @@ def test_cancel_makes_check_raise() -> None:
 
 def test_pause_blocks_check_until_resume() -> None:
     token = CancelToken()
+    blocked = _observed(token)
     token.pause()
     assert token.paused
     thread, outcome = _check_in_thread(token)
-    thread.join(0.2)
+    assert blocked.waiting.wait(5), "check() did not block on the pause"
     assert thread.is_alive() and not outcome
     token.resume()
     thread.join(5)
@@ -51,9 +69,10 @@ def test_pause_blocks_check_until_resume() -> None:
 
 def test_cancel_releases_a_paused_check() -> None:
     token = CancelToken()
+    blocked = _observed(token)
     token.pause()
     thread, outcome = _check_in_thread(token)
-    thread.join(0.1)
+    assert blocked.waiting.wait(5), "check() did not block on the pause"
     token.cancel()
     thread.join(5)
     assert outcome == ["cancelled"]

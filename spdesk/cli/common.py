@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from spdesk.core.errors import Cancelled, SpdeskError
 from spdesk.core.events import CancelToken
-from spdesk.core.logs import setup_logging
+from spdesk.core.logs import log_file, setup_logging
 
 log = logging.getLogger("spdesk.cli")
 
@@ -24,7 +24,8 @@ EXIT_CANCELLED = 130
 
 
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a subcommand; named errors become plain messages, anything else goes to the log."""
+    """Run a subcommand: named errors become plain messages (exit 2); any other exception is a
+    bug, whose traceback goes to the log file and whose one-line summary names that file."""
     setup_logging()
     try:
         return func(args)
@@ -37,6 +38,14 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return EXIT_CANCELLED
+    except Exception as error:
+        log.exception("unexpected error in spdesk %s", getattr(args, "command", ""))
+        print(
+            f"spdesk: unexpected error ({type(error).__name__}: {error}). This is a bug; the "
+            f"details are in {log_file()}; please include that file when reporting it.",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
 
 
 def cancel_on_sigint() -> CancelToken:

@@ -22,7 +22,9 @@ class SpdeskError(Exception):
 
 
 class Cancelled(SpdeskError):
-    """The user cancelled the operation; partial results were discarded."""
+    """The user cancelled the operation. What was finished stays (protected photos, verified
+    downloads, the last checkpoint) and so does resumable partial data (``.part`` downloads);
+    only unfinished temporary files are removed."""
 
     def __init__(self, message: str = "Cancelled.") -> None:
         super().__init__(message)
@@ -47,10 +49,6 @@ class UnsupportedImageError(ImageError):
 
 class ImageTooLargeError(ImageError):
     """Refused before decoding: too many pixels (a possible decompression bomb)."""
-
-
-class ImageTooSmallError(ImageError):
-    """The image is smaller than the minimum spdesk can protect."""
 
 
 class OutputError(SpdeskError):

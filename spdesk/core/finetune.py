@@ -98,18 +98,6 @@ class FineTuner:
         self.step_size = step_size if step_size is not None else self.eps / 8
         self.optimizer = optimizer
 
-    def optimise_working_delta(
-        self,
-        image: np.ndarray,
-        working: np.ndarray,
-        *,
-        cancel: CancelToken | None = None,
-        on_step: Callable[[int, int], None] | None = None,
-    ) -> np.ndarray:
-        """Fine-tune a working-view delta (3, wh, ww) for the uint8 (H, W, 3) ``image``."""
-        tuned = self.optimise_working_deltas([image], working[None], cancel=cancel, on_step=on_step)
-        return np.asarray(tuned[0])
-
     def optimise_working_deltas(
         self,
         images: Sequence[np.ndarray],

@@ -141,10 +141,6 @@ class Manifest:
             return None
         return output if intact else None
 
-    def pending(self) -> list[str]:
-        """Sources recorded as pending (not finished by any job yet)."""
-        return [s for s, e in self.entries.items() if e.get("status") == PENDING]
-
     def _append(self, entries: list[dict[str, Any]]) -> None:
         if not entries:
             return

@@ -63,7 +63,6 @@ class MainWindow(QMainWindow):
         self._job_paths: list[Path] = []
         self._job_started = 0.0
         self._output_root: Path | None = None
-        self._last_error = ""
         self._job_warnings: list[str] = []
         self.options_panel = OptionsPanel(load_options(settings))
         self._build_central()
@@ -351,7 +350,6 @@ class MainWindow(QMainWindow):
         self._output_root = self.output_root()
         self._job_paths = todo
         self._job_started = time.monotonic()
-        self._last_error = ""
         self._job_warnings = []
         for path in todo:
             self.queue.set_status(path, RowStatus.WAITING)
@@ -405,7 +403,6 @@ class MainWindow(QMainWindow):
         self.progress_label.setText(f"{finished:.0f} of {total} photos{eta}")
 
     def _on_job_failed(self, text: str) -> None:
-        self._last_error = text
         for path in self._job_paths:
             row = self.queue.row_for(path)
             if row is not None and row.status in (RowStatus.WAITING, RowStatus.PROTECTING):

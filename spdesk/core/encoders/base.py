@@ -66,15 +66,6 @@ def file_fingerprint(*paths: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def module_fingerprint(module: torch.nn.Module) -> str:
-    """First 16 hex digits of the sha256 of a module's parameters (for weights built in memory)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def freeze(module: torch.nn.Module) -> torch.nn.Module:
     """Eval mode, no parameter gradients (attacks differentiate w.r.t. the input only)."""
     module.eval()

@@ -98,7 +98,9 @@ def taesana_encoder(latent_channels: int = 32) -> nn.Sequential:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from safetensors or a ``.pth`` (weights only: nothing is unpickled)."""
+    """A state dict from safetensors or a ``.pth``; a ``.pth`` is unpickled with
+    ``torch.load(weights_only=True)``, which builds plain tensors and refuses any other object
+    (no code runs)."""
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

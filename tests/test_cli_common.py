@@ -1,0 +1,26 @@
+"""CLI plumbing: what a user sees when a command fails."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import pytest
+
+from spdesk.cli.common import EXIT_ERROR, run_command
+from spdesk.core.logs import log_file
+
+
+def test_an_unexpected_error_is_one_plain_line_and_its_traceback_goes_to_the_log(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_args: argparse.Namespace) -> int:
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="spdesk"):
+        assert run_command(broken, argparse.Namespace(command="protect")) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("spdesk: unexpected error (RuntimeError: boom).")
+    assert log_file() in err and "Traceback" not in err
+    [record] = [r for r in caplog.records if r.exc_info]
+    assert record.exc_info is not None and str(record.exc_info[1]) == "boom"

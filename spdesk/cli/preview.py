@@ -66,14 +66,8 @@ def _mask(path: Path | None) -> Any:
 def run(args: argparse.Namespace) -> int:
     from spdesk.core.apply import ApplyOptions
     from spdesk.core.events import Event, Progress
-    from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
-    from spdesk.core.preview import (
-        PreviewEngine,
-        PreviewRequest,
-        load_photo,
-        resolve_prompt,
-        save_outputs,
-    )
+    from spdesk.core.preview import PreviewEngine, PreviewRequest, resolve_prompt, save_outputs
+    from spdesk.core.usecases import preview_photo
 
     request = PreviewRequest(
         prompt=resolve_prompt(args.prompt, args.preset),
@@ -86,13 +80,9 @@ def run(args: argparse.Namespace) -> int:
         mask_mode=args.mask_mode,
         mask=_mask(args.mask),
     )
-    request.validate()
-    photo = load_photo(args.photo)
-    perturbation = load_perturbation(args.perturbation or bundled_perturbation_path())
-    model_dir = args.model_dir
     engine = PreviewEngine(
-        model_dir if args.mode == "img2img" else None,
-        inpaint_dir=model_dir if args.mode == "inpaint" else None,
+        args.model_dir if args.mode == "img2img" else None,
+        inpaint_dir=args.model_dir if args.mode == "inpaint" else None,
         device=args.device,
         offload=args.offload,
     )
@@ -102,15 +92,19 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(event, Progress):
             printer.update("AI edit (original, protected, noise)", event.done, event.total)
 
-    result = engine.run(
-        photo,
-        perturbation,
-        request,
-        apply_options=ApplyOptions(working_size=args.size, strength=args.strength),
-        on_event=on_event,
-        cancel=cancel_on_sigint(),
-    )
-    printer.close()
+    try:
+        outcome = preview_photo(
+            args.photo,
+            args.perturbation,
+            request,
+            ApplyOptions(working_size=args.size, strength=args.strength),
+            engine,
+            on_event=on_event,
+            cancel=cancel_on_sigint(),
+        )
+    finally:
+        printer.close()
+    result = outcome.result
     paths = save_outputs(result, args.out, stem=args.photo.stem)
     if args.json:
         print_json(result.to_json() | {"files": {k: str(p) for k, p in paths.items()}})

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from spdesk.core.events import CancelToken, Event, Loading, Progress
+from spdesk.core.usecases import PreviewOutcome, preview_photo
 from spdesk.gui.images import ImageTile, to_pixmap
 from spdesk.gui.settings import ProtectOptions
 from spdesk.gui.style import muted_label, thin_progress_bar
@@ -71,15 +72,6 @@ class PreviewSettings:
     steps: int = 30
     seed: int = 0
     working_size: int = 512
-
-
-@dataclass
-class PreviewOutcome:
-    """The engine's result plus full-size original and protected photo for the 100% view."""
-
-    result: Any  # spdesk.core.preview.PreviewResult
-    photo: np.ndarray
-    protected: np.ndarray
 
 
 class EngineCache:
@@ -114,14 +106,10 @@ def preview_task(
     """A worker task running one preview; returns a :class:`PreviewOutcome`."""
 
     def run(on_event: Callable[[Event], None], cancel: CancelToken) -> PreviewOutcome:
-        from spdesk.core.apply import ApplyOptions, apply_perturbation
-        from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
-        from spdesk.core.preview import PreviewRequest, load_photo
+        from spdesk.core.apply import ApplyOptions
+        from spdesk.core.preview import PreviewRequest
 
-        perturbation = load_perturbation(settings.perturbation or bundled_perturbation_path())
-        photo = load_photo(settings.photo)
         options = ApplyOptions(working_size=settings.working_size, strength=settings.strength)
-        protected = apply_perturbation(photo, perturbation, options)
         request = PreviewRequest(
             prompt=settings.prompt,
             mode=settings.mode,  # type: ignore[arg-type]
@@ -131,18 +119,11 @@ def preview_task(
             working_size=settings.working_size,
         )
         engine = ENGINES.get(model_dir, inpaint_dir, device)
-        cancel.check()
         _announce_loading(on_event)
-        result = engine.run(
-            photo,
-            perturbation,
-            request,
-            apply_options=options,
-            protected=protected,
-            on_event=on_event,
-            cancel=cancel,
+        perturbation = Path(settings.perturbation) if settings.perturbation else None
+        return preview_photo(
+            settings.photo, perturbation, request, options, engine, on_event=on_event, cancel=cancel
         )
-        return PreviewOutcome(result, photo, protected)
 
     return run
 

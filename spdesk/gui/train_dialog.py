@@ -8,7 +8,6 @@ the figure that says whether training is worth anything.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,14 +38,13 @@ from PySide6.QtWidgets import (
 from spdesk.core.errors import SpdeskError
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.events.training import TrainStarted, TrainStep, ValidationReport
-from spdesk.core.perturbation import library_path_for, save_perturbation
+from spdesk.core.perturbation import library_path_for
+from spdesk.core.usecases import save_to_library, train_into_library
 from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
 from spdesk.gui.style import muted_label, thin_progress_bar
 from spdesk.gui.text import format_duration
 from spdesk.gui.widgets.chart import LineChart
 from spdesk.gui.workers import Task, TaskRunner
-
-log = logging.getLogger(__name__)
 
 ROBUSTNESS = {
     "jpeg": "JPEG re-compression",
@@ -81,15 +79,11 @@ CHECKPOINT_EVERY = 25  # steps between the checkpoints a cancelled run resumes f
 
 
 def train_task(request: TrainRequest) -> Task:
-    """A worker task running universal training; returns the TrainResult (not saved yet).
-
-    A checkpoint in the cache folder, named by the run's settings, is written every
-    ``CHECKPOINT_EVERY`` steps and on cancel: starting again with the same photos and settings
-    resumes where the cancelled run stopped. It is deleted when a run finishes.
-    """
+    """A worker task running :func:`spdesk.core.usecases.train_into_library` (its checkpoint
+    and resume policy); returns the TrainResult (not saved yet)."""
 
     def run(on_event: Callable[[Event], None], cancel: CancelToken) -> Any:
-        from spdesk.core.train import TrainConfig, train_universal
+        from spdesk.core.train import TrainConfig
 
         config = TrainConfig(
             photos=str(request.photos),
@@ -104,37 +98,9 @@ def train_task(request: TrainRequest) -> Task:
             checkpoint_every=CHECKPOINT_EVERY,
             device=request.device,
         )
-        checkpoint = checkpoint_path(config.resume_key())
-        _drop_if_unreadable(checkpoint)
-        result = train_universal(
-            config, checkpoint=checkpoint, resume=True, on_event=on_event, cancel=cancel
-        )
-        checkpoint.unlink(missing_ok=True)
-        return result
+        return train_into_library(config, on_event=on_event, cancel=cancel)
 
     return run
-
-
-def checkpoint_path(resume_key: str) -> Path:
-    """Where the dialog keeps the checkpoint of a run with these settings."""
-    from spdesk.core.paths import cache_dir, ensure
-
-    return ensure(cache_dir() / "training") / f"{resume_key}.ckpt"
-
-
-def _drop_if_unreadable(checkpoint: Path) -> None:
-    """Resuming is implicit here, so a damaged checkpoint (a disk error, a hand-edited cache)
-    must not stop every later start: it is removed and the run starts afresh."""
-    if not checkpoint.is_file():
-        return
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(checkpoint), framework="pt") as handle:
-            handle.metadata()
-    except Exception:  # safetensors raises its own error types for any damage
-        log.warning("removing the unreadable training checkpoint %s", checkpoint)
-        checkpoint.unlink(missing_ok=True)
 
 
 def count_photos(folder: Path) -> int:
@@ -508,21 +474,12 @@ class TrainDialog(QDialog):
         name = self.name_edit.text().strip()
         if self.result is None or not name:
             return None
-        path = library_path_for(name)
-        if path.exists() and not _confirm(
+        if library_path_for(name).exists() and not _confirm(
             self, "Replace?", f"“{name}” is already in your library. Replace it?"
         ):
             return None
-        metadata = dict(self.result.metadata)
-        metadata["name"] = name
-        if not metadata.get("description"):
-            folder = Path(str(metadata.get("config", {}).get("photos", ""))).name
-            metadata["description"] = (
-                f"Trained on {metadata.get('train_photos')} of your photos from “{folder}”."
-            )
-        eps = float(metadata.get("config", {}).get("eps", self.strength_spin.value()))
         try:
-            save_perturbation(path, self.result.delta, eps=eps, metadata=metadata)
+            path = save_to_library(self.result, name, replace=True)
         except (SpdeskError, OSError) as error:
             text = error.user_text() if isinstance(error, SpdeskError) else str(error)
             QMessageBox.warning(self, "Could not save", text)

@@ -1,0 +1,162 @@
+"""What a user does with spdesk, as one call each; the CLI, the app and the benchmarks call these.
+
+Each use case owns its policy, so that the command line and the app behave alike by
+construction (their own code only gathers settings and shows events):
+
+- :func:`train_into_library`: train with a checkpoint named by the run's settings in the cache
+  folder, written every ``checkpoint_every`` steps and on cancel; starting again with the same
+  photos and settings resumes from it; a damaged checkpoint is removed (the run starts afresh);
+  it is deleted when the run finishes. :func:`save_to_library` then files the result under a name.
+- :func:`preview_photo`: protect a photo in memory and run the same AI edit on the original, the
+  protected photo and noise of the same strength.
+
+Heavy libraries are imported inside the functions: this module is cheap to import.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spdesk.core.events import CancelToken, EventSink, ignore_events
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from spdesk.core.apply import ApplyOptions
+    from spdesk.core.preview import PreviewEngine, PreviewRequest, PreviewResult
+    from spdesk.core.train import TrainConfig, TrainResult
+
+log = logging.getLogger(__name__)
+
+
+# --- training into the library ------------------------------------------------------------------
+def library_checkpoint(config: TrainConfig) -> Path:
+    """Where the checkpoint of a library run with these settings lives (the cache folder)."""
+    from spdesk.core.paths import cache_dir, ensure
+
+    return ensure(cache_dir() / "training") / f"{config.resume_key()}.ckpt"
+
+
+def drop_if_unreadable(checkpoint: Path) -> bool:
+    """Remove a checkpoint whose header cannot be read; True when one was removed.
+
+    Resuming is implicit for library runs, so a damaged checkpoint (a disk error, a hand-edited
+    cache) must not stop every later start."""
+    if not checkpoint.is_file():
+        return False
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(checkpoint), framework="pt") as handle:
+            handle.metadata()
+    except Exception:  # safetensors raises its own error types for any damage
+        log.warning("removing the unreadable training checkpoint %s", checkpoint)
+        checkpoint.unlink(missing_ok=True)
+        return True
+    return False
+
+
+def train_into_library(
+    config: TrainConfig,
+    *,
+    on_event: EventSink = ignore_events,
+    cancel: CancelToken | None = None,
+) -> TrainResult:
+    """Train a universal perturbation for the library (not saved yet: see
+    :func:`save_to_library`), resuming a cancelled run with the same settings.
+
+    Raises Cancelled after writing the checkpoint; the errors of
+    :func:`spdesk.core.train.train_universal` otherwise.
+    """
+    from spdesk.core.train import train_universal
+
+    checkpoint = library_checkpoint(config)
+    drop_if_unreadable(checkpoint)
+    result = train_universal(
+        config, checkpoint=checkpoint, resume=True, on_event=on_event, cancel=cancel
+    )
+    checkpoint.unlink(missing_ok=True)
+    return result
+
+
+def library_metadata(result: TrainResult, name: str) -> dict[str, Any]:
+    """The result's metadata with the name it is filed under and a description for people."""
+    metadata = dict(result.metadata)
+    metadata["name"] = name
+    if not metadata.get("description"):
+        folder = Path(str(metadata.get("config", {}).get("photos", ""))).name
+        metadata["description"] = (
+            f"Trained on {metadata.get('train_photos')} of your photos from “{folder}”."
+        )
+    return metadata
+
+
+def save_to_library(result: TrainResult, name: str, *, replace: bool = False) -> Path:
+    """Write ``result`` into the library as ``name``; returns its path.
+
+    Raises OutputExistsError when the name is taken and ``replace`` is False.
+    """
+    from spdesk.core.errors import OutputExistsError
+    from spdesk.core.perturbation import library_path_for, save_perturbation
+
+    path = library_path_for(name)
+    if path.exists() and not replace:
+        raise OutputExistsError(
+            f"“{name}” is already in your library ({path}).",
+            hint="Choose another name, or replace it.",
+        )
+    metadata = library_metadata(result, name)
+    eps = float(metadata.get("config", {}).get("eps", 8.0))
+    save_perturbation(path, result.delta, eps=eps, metadata=metadata)
+    return path
+
+
+# --- preview --------------------------------------------------------------------------------------
+@dataclass
+class PreviewOutcome:
+    """The preview's result plus the full-size original and protected photo (100 % view)."""
+
+    result: PreviewResult
+    photo: np.ndarray
+    protected: np.ndarray
+
+
+def preview_photo(
+    photo_path: Path,
+    perturbation_path: Path | None,
+    request: PreviewRequest,
+    options: ApplyOptions,
+    engine: PreviewEngine,
+    *,
+    on_event: EventSink = ignore_events,
+    cancel: CancelToken | None = None,
+) -> PreviewOutcome:
+    """Protect ``photo_path`` with the perturbation (None: the bundled one) and run the same AI
+    edit on the original, the protected photo and noise of the same strength.
+
+    Raises the named errors of reading, applying and the engine (ModelMissingError when the
+    Stable Diffusion weights are not installed); Cancelled between denoising steps.
+    """
+    from spdesk.core.apply import apply_perturbation
+    from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
+    from spdesk.core.preview import load_photo
+
+    request.validate()
+    cancel = cancel or CancelToken()
+    perturbation = load_perturbation(perturbation_path or bundled_perturbation_path())
+    photo = load_photo(photo_path)
+    protected = apply_perturbation(photo, perturbation, options)
+    cancel.check()
+    result = engine.run(
+        photo,
+        perturbation,
+        request,
+        apply_options=options,
+        protected=protected,
+        on_event=on_event,
+        cancel=cancel,
+    )
+    return PreviewOutcome(result, photo, protected)

@@ -17,6 +17,10 @@ from spdesk.core.paths import config_dir
 STRENGTH_PRESETS: dict[str, float] = {"low": 4.0, "medium": 8.0, "high": 16.0}
 """Strength presets, in 8-bit steps (8 means at most ±8/255 per channel)."""
 
+SCHEMA_VERSION = 1
+"""Version of the settings' keys and meanings: bump it when one changes, and migrate in
+:func:`open_settings`. Settings written by a newer spdesk are not read (defaults are used)."""
+
 FORMATS = ("same", "png", "jpeg", "webp")
 COLLISIONS = ("suffix", "skip", "overwrite")
 
@@ -26,8 +30,18 @@ def settings_path() -> Path:
 
 
 def open_settings() -> QSettings:
-    """The app's QSettings, stored as INI in the config folder."""
-    return QSettings(str(settings_path()), QSettings.Format.IniFormat)
+    """The app's QSettings, stored as INI in the config folder, stamped with its schema."""
+    settings = QSettings(str(settings_path()), QSettings.Format.IniFormat)
+    if settings.value("schema") is None:
+        settings.setValue("schema", SCHEMA_VERSION)
+    return settings
+
+
+def schema_of(settings: QSettings) -> int:
+    try:
+        return int(str(settings.value("schema", SCHEMA_VERSION)))
+    except (TypeError, ValueError):
+        return SCHEMA_VERSION + 1  # unreadable: treat as not ours to interpret
 
 
 @dataclass
@@ -63,8 +77,11 @@ class ProtectOptions:
 
 
 def load_options(settings: QSettings) -> ProtectOptions:
-    """Options from ``settings``; any missing or malformed value falls back to its default."""
+    """Options from ``settings``; any missing or malformed value falls back to its default, and
+    so do all of them when a newer spdesk wrote the settings (its keys may mean other things)."""
     defaults = ProtectOptions()
+    if schema_of(settings) > SCHEMA_VERSION:
+        return defaults
     values: dict[str, Any] = {}
     for f in fields(ProtectOptions):
         default = getattr(defaults, f.name)

@@ -3,6 +3,7 @@ resume policy, and filing the result under a name."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,20 @@ def test_save_to_library_files_the_result_under_its_name_and_never_replaces_unas
         save_to_library(result, "my photos")
     assert path.read_bytes() == before
     assert save_to_library(result, "my photos", replace=True) == path
+
+
+def test_spdesk_train_library_is_the_same_use_case_as_the_app(
+    config: TrainConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spdesk.cli import main
+
+    argv = ["train", config.photos, "--library", "cli run", "--encoder", config.encoder]
+    argv += ["--steps", "3", "--batch", "2", "--size", "32", "--json"]
+    assert main(argv) == 0
+    path = Path(json.loads(capsys.readouterr().out)["path"])
+    assert path in library_perturbations()
+    assert load_perturbation(path).metadata["name"] == "cli run"
+    before = path.read_bytes()
+    assert main(argv) == 2  # refused before any training: the name is taken
+    assert "already in your library" in capsys.readouterr().err
+    assert path.read_bytes() == before

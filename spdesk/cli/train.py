@@ -21,7 +21,14 @@ def register(sub: Any) -> None:
         ),
     )
     parser.add_argument("photos", metavar="PHOTOS_DIR", type=Path, help="folder of photos")
-    parser.add_argument("--out", required=True, type=Path, help="perturbation file to write")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="perturbation file to write")
+    where.add_argument(
+        "--library",
+        metavar="NAME",
+        help="save into the app's library under NAME, as the app's Train dialog does (a "
+        "cancelled run resumes when started again with the same settings)",
+    )
     parser.add_argument(
         "--encoder",
         required=True,
@@ -87,12 +94,21 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spdesk.core.errors import ConfigError
     from spdesk.core.events import Event
     from spdesk.core.events.training import TrainStarted, TrainStep, ValidationReport
     from spdesk.core.files import shown
     from spdesk.core.train import train_universal
+    from spdesk.core.usecases import save_to_library, train_into_library
 
     config = _config(args)
+    if args.library is not None:
+        _check_library_name(args.library)
+        if args.checkpoint or args.resume:
+            raise ConfigError(
+                "--library keeps its own checkpoint and resumes by itself; "
+                "drop --checkpoint and --resume (or use --out)."
+            )
     printer = ProgressPrinter(quiet=args.json)
 
     def on_event(event: Event) -> None:
@@ -113,14 +129,18 @@ def run(args: argparse.Namespace) -> int:
                 f"random signs {event.sign_distortion:.3f} ({event.gain_over_sign:.2f}x)"
             )
 
-    result = train_universal(
-        config,
-        out=args.out,
-        checkpoint=args.checkpoint,
-        resume=args.resume,
-        on_event=on_event,
-        cancel=cancel_on_sigint(),
-    )
+    if args.library is not None:
+        result = train_into_library(config, on_event=on_event, cancel=cancel_on_sigint())
+        result.path = save_to_library(result, args.library)
+    else:
+        result = train_universal(
+            config,
+            out=args.out,
+            checkpoint=args.checkpoint,
+            resume=args.resume,
+            on_event=on_event,
+            cancel=cancel_on_sigint(),
+        )
     printer.close()
     summary = {
         "path": str(result.path),
@@ -135,3 +155,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"Saved {result.path}", file=sys.stdout)
     return EXIT_OK
+
+
+def _check_library_name(name: str) -> None:
+    """Refuse a taken or empty library name before training, not after it."""
+    from spdesk.core.errors import ConfigError
+    from spdesk.core.perturbation import library_path_for
+
+    if not name.strip():
+        raise ConfigError("--library needs a name.")
+    if library_path_for(name).exists():
+        raise ConfigError(
+            f"“{name}” is already in your library ({library_path_for(name)}).",
+            hint="Choose another name, or delete that perturbation first.",
+        )

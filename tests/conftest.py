@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,3 +115,21 @@ def inputs(tmp_path: Path) -> Path:
     root = tmp_path / "in"
     root.mkdir()
     return root
+
+
+@pytest.fixture(autouse=True)
+def _no_dangling_qthreads() -> Iterator[None]:
+    """Fail any test that leaves a worker thread running (as napari's ``_dangling_qthreads``).
+
+    Runs after pytest-qt has closed the test's widgets, whose close must stop their workers.
+    """
+    yield
+    workers = sys.modules.get("spdesk.gui.workers")
+    if workers is None:  # Qt never loaded: core and CLI tests
+        return
+    running = [thread for thread in list(workers._LIVE) if thread.isRunning()]
+    for worker in (workers._LIVE[t] for t in running):
+        worker._cancel.cancel()
+    for thread in running:
+        thread.wait(30_000)
+    assert not running, f"{len(running)} worker thread(s) still running after the test"

@@ -306,3 +306,18 @@ def test_folders_dropped_while_listing_wait_their_turn(
     )
     assert window.start_button.isEnabled()
     assert all(p.suffix in (".png", ".jpg") for p in window.queue.paths())
+
+
+def test_the_folder_scan_stops_at_a_cancel(tmp_path: Path) -> None:
+    from spdesk.core.errors import Cancelled
+    from spdesk.core.events import ignore_events
+
+    samples_dir = tmp_path / "photos"
+    samples_dir.mkdir()
+    Image.new("RGB", (8, 8)).save(samples_dir / "a.png")
+    task = protect_bridge.scan_task([samples_dir])
+    assert task(ignore_events, CancelToken()) == [samples_dir / "a.png"]
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        task(ignore_events, token)

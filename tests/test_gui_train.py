@@ -145,8 +145,29 @@ def test_refuses_a_folder_without_photos(
     empty = tmp_path / "empty"
     empty.mkdir()
     dialog.folder_edit.setText(str(empty))
+    qtbot.waitUntil(lambda: dialog.photo_count == 0)
     assert not dialog.start()
     assert "needs at least 2" in shown[0]
+
+
+def test_the_folder_is_counted_in_a_worker_once_typing_pauses(
+    qtbot: QtBot, dialog: TrainDialog, tmp_path: Path
+) -> None:
+    nested = _photos(tmp_path / "mine" / "2024" / "summer", count=3)
+    (nested.parent / "notes.txt").write_text("not a photo")
+    text = str(tmp_path / "mine")
+    for end in range(1, len(text) + 1):  # typed key by key: no count runs on the GUI thread
+        dialog.folder_edit.setText(text[:end])
+    assert dialog.count_label.text() == "Counting photos…"
+    qtbot.waitUntil(lambda: dialog.photo_count == 3, timeout=10_000)
+    assert dialog.count_label.text() == "3 photos found."
+    qtbot.waitUntil(lambda: not dialog.count_runner.running)
+
+
+def test_a_whole_disk_is_never_walked(qtbot: QtBot, dialog: TrainDialog) -> None:
+    dialog.folder_edit.setText("/")
+    qtbot.waitUntil(lambda: "whole disk" in dialog.count_label.text(), timeout=5_000)
+    assert not dialog.count_runner.running and dialog.photo_count is None
 
 
 def test_missing_sd15_names_the_download_command(

@@ -296,3 +296,26 @@ def test_explicit_files_are_taken_even_if_not_images(folder: Path) -> None:
     found = discover([junk, folder / "missing.jpg"])
     assert [p.path for p in found.photos] == [junk]  # it then fails with a clear error
     assert found.missing == [folder / "missing.jpg"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc on this system")
+def test_kernel_file_systems_are_never_walked() -> None:
+    found = discover([Path("/proc")])
+    assert not found.photos
+    assert [(s.path, s.reason) for s in found.skipped] == [
+        (Path("/proc"), "system folder (not files on a disk)")
+    ]
+
+
+def test_a_walk_stops_at_its_limit_and_at_a_cancel(tmp_path: Path) -> None:
+    from spdesk.core.errors import Cancelled
+    from spdesk.core.events import CancelToken
+
+    for name in ("a", "b", "c"):
+        samples.photo(tmp_path / name / "p.png")
+    assert len(discover([tmp_path]).photos) == 3
+    assert len(discover([tmp_path], DiscoveryOptions(limit=2)).photos) == 2
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        discover([tmp_path], DiscoveryOptions(cancel=token))

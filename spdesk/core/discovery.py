@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spdesk.core.events import CancelToken
 from spdesk.core.formats import IMAGE_SUFFIXES, sniff_file
 
 JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".directory"})
@@ -24,6 +25,9 @@ SIDECAR_SUFFIXES = frozenset(
 SYSTEM_FOLDERS = frozenset(
     {"@eadir", "$recycle.bin", "system volume information", ".trashes", ".thumbnails"}
 )
+# The kernel's virtual file systems: never photos, and walking them reads live system state
+# (and fails on entries that vanish meanwhile).
+PSEUDO_FOLDERS = frozenset({"/proc", "/sys", "/dev", "/run"})
 
 
 @dataclass(frozen=True)
@@ -61,12 +65,16 @@ class DiscoveryOptions:
         is_output_name: predicate on a file name; True for spdesk's own outputs (skipped).
         output_marker: a file name whose presence marks a folder as an spdesk output folder.
         exclude: folders never walked (the job's output folder).
+        cancel: checked between files; the walk raises ``Cancelled`` once it is set.
+        limit: stop after this many photos (a count shown while the user types a folder).
     """
 
     follow_symlinks: bool = False
     is_output_name: Callable[[str], bool] | None = None
     output_marker: str | None = None
     exclude: tuple[Path, ...] = ()
+    cancel: CancelToken | None = None
+    limit: int | None = None
 
 
 def discover(paths: Sequence[Path], options: DiscoveryOptions = DiscoveryOptions()) -> Discovery:
@@ -118,6 +126,8 @@ def _walk(
     for folder, dirnames, filenames in os.walk(
         root, onerror=on_error, followlinks=options.follow_symlinks
     ):
+        if _stop(options, found):
+            return
         here = Path(folder)
         if _skip_folder(here, root, options, excluded, visited, found):
             dirnames.clear()
@@ -128,11 +138,20 @@ def _walk(
                 dirnames.remove(name)
                 found.skipped.append(SkippedInput(here / name, "symbolic link (not followed)"))
         for name in sorted(filenames, key=_name_key):
+            if _stop(options, found):
+                return
             reason = _file_reason(here / name, options)
             if reason is None:
                 _add(here / name, root, seen, found)
             elif reason:
                 found.skipped.append(SkippedInput(here / name, reason))
+
+
+def _stop(options: DiscoveryOptions, found: Discovery) -> bool:
+    """Whether the walk has found enough; raises ``Cancelled`` once cancelled."""
+    if options.cancel is not None:
+        options.cancel.check()
+    return options.limit is not None and len(found.photos) >= options.limit
 
 
 def _name_key(name: str) -> tuple[str, str]:
@@ -158,6 +177,8 @@ def _skip_folder(
         reason = "symbolic link loop (already walked)"
     elif folder != root and (folder.name.startswith(".") or folder.name.lower() in SYSTEM_FOLDERS):
         reason = "hidden or system folder"
+    elif _real(folder) in PSEUDO_FOLDERS:
+        reason = "system folder (not files on a disk)"
     elif folder != root and _real(folder) in excluded:
         reason = "the output folder of this job"
     elif folder != root and options.output_marker and (folder / options.output_marker).exists():

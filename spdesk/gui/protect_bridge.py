@@ -30,18 +30,14 @@ class RowUpdate:
     output: Path | None = None
 
 
-def expand_inputs(paths: list[Path]) -> list[Path]:
-    """The photos a job would protect for ``paths`` (files and folders), in job order."""
-    from spdesk.core.jobs import discover_inputs
-
-    return [Path(p) for p in discover_inputs(paths)]
-
-
 def scan_task(paths: list[Path]) -> Task:
-    """A worker task listing the photos in ``paths`` (walking folders reads file headers)."""
+    """A worker task listing the photos in ``paths`` (walking folders reads file headers);
+    it stops at the next file once cancelled (closing the window)."""
 
-    def run(_on_event: Callable[[Event], None], _cancel: CancelToken) -> list[Path]:
-        return expand_inputs(list(paths))
+    def run(_on_event: Callable[[Event], None], cancel: CancelToken) -> list[Path]:
+        from spdesk.core.jobs import discover_inputs
+
+        return discover_inputs(list(paths), cancel)
 
     return run
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Signal
+from PySide6.QtCore import QSettings, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -57,7 +57,6 @@ ENCODERS = {
     "taesd": "TAESD tiny autoencoder (fast)",
     "custom": "Other encoder file or folder…",
 }
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 @dataclass(frozen=True)
@@ -103,10 +102,30 @@ def train_task(request: TrainRequest) -> Task:
     return run
 
 
-def count_photos(folder: Path) -> int:
-    if not folder.is_dir():
-        return 0
-    return sum(1 for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+COUNT_LIMIT = 1000  # photos counted at most while the user types a folder
+COUNT_DELAY_MS = 400  # typing pause before counting
+
+
+def count_task(folder: Path) -> Task:
+    """A worker task counting the photos in ``folder`` (by content, as training reads them),
+    up to ``COUNT_LIMIT``; None when it is not a folder. Cancelled by the next keystroke."""
+
+    def run(_on_event: Callable[[Event], None], cancel: CancelToken) -> int | None:
+        from spdesk.core.discovery import DiscoveryOptions, discover
+
+        if not folder.is_dir():
+            return None
+        options = DiscoveryOptions(cancel=cancel, limit=COUNT_LIMIT)
+        return len(discover([folder], options).photos)
+
+    return run
+
+
+def _count_text(count: int | None) -> str:
+    if count is None:
+        return "Folder not found."
+    more = "+" if count >= COUNT_LIMIT else ""
+    return f"{count}{more} photo{'s' if count != 1 else ''} found."
 
 
 class TrainDialog(QDialog):
@@ -123,6 +142,12 @@ class TrainDialog(QDialog):
         self.settings = settings
         self.device = device
         self.runner = TaskRunner(self)
+        self.count_runner = TaskRunner(self)
+        self._count_timer = QTimer(self)
+        self._count_timer.setSingleShot(True)
+        self._count_timer.setInterval(COUNT_DELAY_MS)
+        self._counted = ""  # the folder text the last count was started for
+        self.photo_count: int | None = None
         self.result: Any = None
         self.saved_path: Path | None = None
         self._started = 0.0
@@ -286,6 +311,9 @@ class TrainDialog(QDialog):
         self.runner.failed.connect(self._on_failed)
         self.runner.cancelled.connect(self._on_cancelled)
         self.runner.finished.connect(self._update_controls)
+        self._count_timer.timeout.connect(self._count_photos)
+        self.count_runner.succeeded.connect(self._on_counted)
+        self.count_runner.finished.connect(self._count_if_stale)
 
     def _restore(self) -> None:
         s = self.settings
@@ -331,15 +359,38 @@ class TrainDialog(QDialog):
             self.encoder_edit.setText(path)
 
     def _on_folder_changed(self) -> None:
+        """Count again once typing pauses; a count under way stops at its next file."""
+        self.photo_count = None
+        self.count_runner.cancel()
         text = self.folder_edit.text().strip()
         if not text:
+            self._count_timer.stop()
             self.count_label.setText("Some photos are held out to check the result.")
         else:
-            count = count_photos(Path(text))
-            self.count_label.setText(
-                "Folder not found." if not Path(text).is_dir() else f"{count} photos found."
-            )
+            self.count_label.setText("Counting photos…")
+            self._count_timer.start()
         self._update_controls()
+
+    def _count_photos(self) -> None:
+        text = self.folder_edit.text().strip()
+        if not text or self.count_runner.running:  # a cancelled count ends first, then recounts
+            return
+        folder = Path(text).expanduser()
+        if folder.anchor and str(folder) == folder.anchor:
+            self.count_label.setText("That is a whole disk: choose the folder of your photos.")
+            return
+        self._counted = text
+        self.count_runner.start(count_task(folder))
+
+    def _on_counted(self, count: int | None) -> None:
+        if self._counted == self.folder_edit.text().strip():
+            self.photo_count = count
+            self.count_label.setText(_count_text(count))
+
+    def _count_if_stale(self) -> None:
+        text = self.folder_edit.text().strip()
+        if text and text != self._counted and not self._count_timer.isActive():
+            self._count_photos()
 
     def _on_strength_preset(self) -> None:
         eps = self.strength_combo.currentData()
@@ -378,7 +429,7 @@ class TrainDialog(QDialog):
         if self.runner.running:
             return False
         request = self.request()
-        problem = _check_request(request)
+        problem = _check_request(request, self.photo_count)
         if problem:
             QMessageBox.warning(self, "Train", problem)
             return False
@@ -498,6 +549,8 @@ class TrainDialog(QDialog):
                 event.ignore()
                 return
             self.runner.stop()
+        self._count_timer.stop()
+        self.count_runner.stop()
         event.accept()
 
     def reject(self) -> None:
@@ -511,11 +564,11 @@ def _confirm(parent: QWidget, title: str, text: str) -> bool:
     return answer == QMessageBox.StandardButton.Yes
 
 
-def _check_request(request: TrainRequest) -> str:
+def _check_request(request: TrainRequest, count: int | None) -> str:
+    """What is wrong with ``request`` (``count``: photos found, None while unknown)."""
     if not request.photos.is_dir():
         return f"Folder not found: {request.photos}"
-    count = count_photos(request.photos)
-    if count < 2:
+    if count is not None and count < 2:
         return f"{request.photos} holds {count} photo(s); training needs at least 2."
     if not request.encoder:
         return "Choose an encoder file or folder."

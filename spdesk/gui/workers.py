@@ -8,12 +8,11 @@ in the worker thread, so the window shows at once.
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from spdesk.core.errors import Cancelled, SpdeskError
 from spdesk.core.events import CancelToken, Event
@@ -72,26 +71,6 @@ def _forget_finished_threads() -> None:
             del _LIVE[thread]
 
 
-def _collect_on_gui_thread() -> None:
-    """One step of Python's cyclic GC, run by a GUI-thread timer while workers run.
-
-    Automatic collection is off while a worker runs: a collection triggered inside a worker (e.g.
-    while it imports torch) may finalise Qt wrappers that belong to the GUI thread, and Qt
-    crashes. The generation to collect follows the interpreter's own thresholds.
-    """
-    counts, thresholds = gc.get_count(), gc.get_threshold()
-    for generation in (2, 1, 0):
-        if counts[generation] > thresholds[generation]:
-            gc.collect(generation)
-            return
-
-
-def _resume_automatic_gc() -> None:
-    _forget_finished_threads()
-    if not _LIVE:
-        gc.enable()
-
-
 class TaskRunner(QObject):
     """Owns one worker thread at a time: start, pause, resume, cancel, and a clean stop.
 
@@ -110,9 +89,6 @@ class TaskRunner(QObject):
         self._thread: QThread | None = None
         self._worker: Worker | None = None
         self._cancel = CancelToken()
-        self._collector = QTimer(self)
-        self._collector.setInterval(250)
-        self._collector.timeout.connect(_collect_on_gui_thread)
 
     @property
     def running(self) -> bool:
@@ -144,8 +120,6 @@ class TaskRunner(QObject):
         _LIVE[thread] = worker
         # A runner deleted mid-task (its window closed) cancels the task it started.
         self.destroyed.connect(self._cancel.cancel)
-        gc.disable()
-        self._collector.start()
         thread.start()
 
     def cancel(self) -> None:
@@ -183,6 +157,5 @@ class TaskRunner(QObject):
             thread.wait()
             _LIVE.pop(thread, None)
             thread.deleteLater()
-        self._collector.stop()
-        _resume_automatic_gc()
+        _forget_finished_threads()
         self.finished.emit()

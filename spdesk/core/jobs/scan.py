@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spdesk.core.discovery import Discovery, DiscoveryOptions, InputPhoto, discover
+from spdesk.core.events import CancelToken
 from spdesk.core.export import output_name_pattern
 from spdesk.core.jobs.settings import ProtectSettings
 from spdesk.core.manifest import MANIFEST_NAME
@@ -16,8 +17,11 @@ def scan_inputs(
     paths: Sequence[Path],
     settings: ProtectSettings | None = None,
     output_root: Path | None = None,
+    cancel: CancelToken | None = None,
 ) -> Discovery:
-    """Photos a job would protect (in job order) and the non-photos it leaves out, with why."""
+    """Photos a job would protect (in job order) and the non-photos it leaves out, with why.
+
+    ``cancel`` is checked between files (the walk raises ``Cancelled``)."""
     settings = settings or ProtectSettings()
     pattern = output_name_pattern(settings.suffix)
     options = DiscoveryOptions(
@@ -25,13 +29,14 @@ def scan_inputs(
         is_output_name=lambda name: pattern.fullmatch(name) is not None,
         output_marker=MANIFEST_NAME,
         exclude=(output_root,) if output_root is not None else (),
+        cancel=cancel,
     )
     return discover([Path(p) for p in paths], options)
 
 
-def discover_inputs(paths: Sequence[Path]) -> list[Path]:
+def discover_inputs(paths: Sequence[Path], cancel: CancelToken | None = None) -> list[Path]:
     """The photos a job would protect for ``paths`` (files and folders), in job order."""
-    return [photo.path for photo in scan_inputs(paths).photos]
+    return [photo.path for photo in scan_inputs(paths, cancel=cancel).photos]
 
 
 def relative_paths(photos: list[InputPhoto]) -> list[Path]:

@@ -321,3 +321,52 @@ def test_the_folder_scan_stops_at_a_cancel(tmp_path: Path) -> None:
     token.cancel()
     with pytest.raises(Cancelled):
         task(ignore_events, token)
+
+
+def test_protect_again_after_a_settings_change_redoes_the_photos(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    photos = _photos(tmp_path / "photos", 3)
+    _add(qtbot, window, [photos])
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.start_button.click()
+    first = {r.path: r.output for r in window.queue.rows()}
+    assert not window.rerun_bar.isVisibleTo(window)
+    window.options_panel.strength_spin.setValue(4.0)  # another strength: other outputs
+    assert {r.status for r in window.queue.rows()} == {RowStatus.WAITING}
+    assert window.rerun_bar.isVisibleTo(window), "the collision choice shows when it matters"
+    assert "3 photos" in window.rerun_label.text()
+    window.rerun_collision.setCurrentIndex(window.rerun_collision.findData("overwrite"))
+    assert window.current_options().collision == "overwrite"  # one choice, two places
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.start_button.click()
+    rows = window.queue.rows()
+    assert {r.status for r in rows} == {RowStatus.DONE}, [r.reason for r in rows]
+    assert {r.path: r.output for r in rows} == first  # replaced in place, as chosen
+    assert "3 protected" in window.summary_label.text()
+
+
+def test_clear_resets_the_overall_progress(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    _add(qtbot, window, [_photos(tmp_path / "photos", 2)])
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.start_button.click()
+    assert window.overall_bar.value() == 1000
+    window.clear_button.click()
+    assert window.overall_bar.value() == 0 and not window.summary.isVisibleTo(window)
+
+
+def test_photos_done_before_are_not_counted_as_protected_again(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    photos = _photos(tmp_path / "photos", 3)
+    _add(qtbot, window, [photos])
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.start_button.click()
+    window.clear_button.click()
+    _add(qtbot, window, [photos])  # the same photos, the same settings, the same output folder
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.start_button.click()
+    text = window.summary_label.text()
+    assert text.startswith("0 protected, 3 already protected with these settings"), text

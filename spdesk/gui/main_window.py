@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from spdesk.core.device import DEVICE_CHOICES
 from spdesk.core.events import Event
-from spdesk.core.jobs.events import JobStarted
+from spdesk.core.jobs.events import FileSkipped, JobStarted, SkipReason
 from spdesk.gui import protect_bridge
 from spdesk.gui.settings import (
     ProtectOptions,
@@ -64,6 +65,8 @@ class MainWindow(QMainWindow):
         self._job_started = 0.0
         self._output_root: Path | None = None
         self._job_warnings: list[str] = []
+        self._already_done = 0  # photos of this job the output folder had already
+        self._done_with: ProtectOptions | None = None  # what the finished rows were protected with
         self.options_panel = OptionsPanel(load_options(settings))
         self._build_central()
         self._build_actions()
@@ -104,6 +107,18 @@ class MainWindow(QMainWindow):
         summary_lay.addWidget(self.open_output_button)
         self.summary.hide()
 
+        self.rerun_bar = QFrame()
+        self.rerun_bar.setObjectName("Summary")
+        self.rerun_label = QLabel()
+        self.rerun_label.setWordWrap(True)
+        self.rerun_collision = QComboBox()
+        self.rerun_collision.setToolTip("What to do with the copies protected before")
+        rerun_lay = QHBoxLayout(self.rerun_bar)
+        rerun_lay.setContentsMargins(12, 8, 8, 8)
+        rerun_lay.addWidget(self.rerun_label, 1)
+        rerun_lay.addWidget(self.rerun_collision)
+        self.rerun_bar.hide()
+
         self.overall_bar = thin_progress_bar()
         self.progress_label = muted_label("Add photos to begin.")
         self.start_button = QPushButton("Protect photos")
@@ -127,6 +142,7 @@ class MainWindow(QMainWindow):
         left_lay.addLayout(queue_header)
         left_lay.addWidget(self.queue, 1)
         left_lay.addWidget(self.summary)
+        left_lay.addWidget(self.rerun_bar)
         left_lay.addLayout(action_row)
 
         scroll = QScrollArea()
@@ -217,6 +233,8 @@ class MainWindow(QMainWindow):
         self.open_output_button.clicked.connect(self.open_output)
         self.queue.retry_requested.connect(self.retry)
         self.options_panel.changed.connect(self._save_options)
+        self.options_panel.changed.connect(self._redo_if_settings_changed)
+        self._mirror_collision_choice()
         self.options_panel.import_requested.connect(self.import_perturbation)
         self.options_panel.choose_output_requested.connect(self.choose_output)
         self.device_combo.currentIndexChanged.connect(self._on_device_changed)
@@ -282,6 +300,9 @@ class MainWindow(QMainWindow):
         if not self.job_runner.running:
             self.queue.clear_photos()
             self.summary.hide()
+            self.rerun_bar.hide()
+            self.overall_bar.setValue(0)
+            self._done_with = None
             self._update_controls()
 
     # --- options --------------------------------------------------------------------------------
@@ -308,6 +329,37 @@ class MainWindow(QMainWindow):
         )
         if folder:
             self.options_panel.output_edit.setText(folder)
+
+    def _mirror_collision_choice(self) -> None:
+        """The re-run bar shows the same collision choice as the settings column, kept in step."""
+        source = self.options_panel.collision_combo
+        for index in range(source.count()):
+            self.rerun_collision.addItem(source.itemText(index), source.itemData(index))
+        self.rerun_collision.setCurrentIndex(source.currentIndex())
+        self.rerun_collision.currentIndexChanged.connect(source.setCurrentIndex)
+        source.currentIndexChanged.connect(self.rerun_collision.setCurrentIndex)
+
+    def _redo_if_settings_changed(self) -> None:
+        """Photos protected with other settings are to be protected again: make them pending,
+        and show what happens to their earlier copies at that moment."""
+        if self.job_runner.running or self._done_with is None:
+            return
+        if _output_settings(self.current_options()) == self._done_with:
+            return
+        redo = [r for r in self.queue.rows() if r.status is RowStatus.DONE]
+        for row in redo:
+            self.queue.set_status(row.path, RowStatus.WAITING, "settings changed")
+        with_copies = sum(1 for row in redo if row.output is not None)
+        if with_copies:
+            noun = "photo has" if with_copies == 1 else "photos have"
+            self.rerun_label.setText(
+                f"Settings changed: {with_copies} {noun} a protected copy made with the old "
+                "settings. If a copy exists:"
+            )
+            self.rerun_bar.show()
+        self._done_with = None
+        self.summary.hide()
+        self._update_controls()
 
     def _on_device_changed(self) -> None:
         self._save_options()
@@ -351,9 +403,12 @@ class MainWindow(QMainWindow):
         self._job_paths = todo
         self._job_started = time.monotonic()
         self._job_warnings = []
+        self._already_done = 0
         for path in todo:
             self.queue.set_status(path, RowStatus.WAITING)
         self.summary.hide()
+        self.rerun_bar.hide()
+        self._done_with = _output_settings(options)
         self.overall_bar.setValue(0)
         self.progress_label.setText(f"Starting: {len(todo)} photo(s)…")
         self.job_runner.start(protect_bridge.protect_task(queued, self._output_root, options))
@@ -372,6 +427,8 @@ class MainWindow(QMainWindow):
     def _on_job_event(self, event: Event) -> None:
         if isinstance(event, JobStarted):
             self._job_warnings = list(event.warnings)
+        elif isinstance(event, FileSkipped) and event.kind is SkipReason.ALREADY_DONE:
+            self._already_done += 1
         update = protect_bridge.interpret(event)
         if update is None:
             return
@@ -425,7 +482,9 @@ class MainWindow(QMainWindow):
             if row is not None:
                 counts[row.status] += 1
         seconds = time.monotonic() - self._job_started
-        parts = [f"{counts[RowStatus.DONE]} protected"]
+        parts = [f"{counts[RowStatus.DONE] - self._already_done} protected"]
+        if self._already_done:
+            parts.append(f"{self._already_done} already protected with these settings")
         if counts[RowStatus.SKIPPED]:
             parts.append(f"{counts[RowStatus.SKIPPED]} skipped")
         if counts[RowStatus.FAILED]:
@@ -529,3 +588,8 @@ class MainWindow(QMainWindow):
         self._save_options()
         self.settings.sync()
         event.accept()
+
+
+def _output_settings(options: ProtectOptions) -> ProtectOptions:
+    """The options that decide the protected files (not the device or the collision policy)."""
+    return dataclasses.replace(options, device="", collision="")

@@ -68,6 +68,7 @@ class MainWindow(QMainWindow):
         self._already_done = 0  # photos of this job the output folder had already
         self._done_with: ProtectOptions | None = None  # what the finished rows were protected with
         self.options_panel = OptionsPanel(load_options(settings))
+        self._last_encoder = self.options_panel.encoder()
         self._build_central()
         self._build_actions()
         self._build_status_bar()
@@ -187,7 +188,7 @@ class MainWindow(QMainWindow):
         )
         self.open_output_action = action("Open output folder", "Ctrl+Shift+E", self.open_output)
         self.train_action = action("Train personal perturbation…", "Ctrl+T", self.open_train_dialog)
-        self.models_action = action("Models…", "Ctrl+M", self.open_model_manager)
+        self.models_action = action("Models…", "Ctrl+M", lambda: self.open_model_manager())
         self.preview_action = action("Preview AI edit…", "Ctrl+P", self.open_preview)
         self.about_action = action("About and diagnostics", "F1", self.open_about)
         quit_action = action("Quit", QKeySequence.StandardKey.Quit, self.close)
@@ -237,6 +238,7 @@ class MainWindow(QMainWindow):
         self._mirror_collision_choice()
         self.options_panel.import_requested.connect(self.import_perturbation)
         self.options_panel.choose_output_requested.connect(self.choose_output)
+        self.options_panel.choose_encoder_requested.connect(self.choose_encoder)
         self.device_combo.currentIndexChanged.connect(self._on_device_changed)
         self.job_runner.core_event.connect(self._on_job_event)
         self.job_runner.failed.connect(self._on_job_failed)
@@ -399,6 +401,8 @@ class MainWindow(QMainWindow):
             self.show_error("Choose a perturbation first (import one or train your own).")
             return False
         options = self.current_options()
+        if options.mode == "finetune" and not self._encoder_ready(options.finetune_encoder):
+            return False
         self._output_root = self.output_root()
         self._job_paths = todo
         self._job_started = time.monotonic()
@@ -414,6 +418,47 @@ class MainWindow(QMainWindow):
         self.job_runner.start(protect_bridge.protect_task(queued, self._output_root, options))
         self._update_controls()
         return True
+
+    def _encoder_ready(self, spec: str) -> bool:
+        """Check the fine-tuning encoder before any photo is touched; offer the ways to get one."""
+        problem = protect_bridge.encoder_problem(spec)
+        if not problem:
+            return True
+        choice = self.ask_missing_model(problem)
+        if choice == "models":
+            self.open_model_manager("taesd" if spec == "taesd" else "train")
+        elif choice == "file":
+            self.choose_encoder()
+        return False
+
+    def ask_missing_model(self, text: str) -> str:
+        """ "models", "file" or "" (cancel): what the user wants to do about a missing model."""
+        box = QMessageBox(QMessageBox.Icon.Information, "Model needed", text, parent=self)
+        box.setInformativeText(
+            "Download it in Models…, or choose an encoder file or folder you already have."
+        )
+        models = box.addButton("Open Models…", QMessageBox.ButtonRole.AcceptRole)
+        file = box.addButton("Choose a file…", QMessageBox.ButtonRole.ActionRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        clicked = box.clickedButton()
+        return "models" if clicked is models else "file" if clicked is file else ""
+
+    def choose_encoder(self) -> None:
+        """Fine-tune against an encoder the user has: a diffusers VAE folder or a weights file."""
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Encoder weights",
+            last_folder(self.settings, "encoder"),
+            "Encoder weights (*.safetensors *.pth *.pt);;All files (*)",
+        )
+        panel = self.options_panel
+        if path:
+            remember_folder(self.settings, "encoder", str(Path(path).parent))
+            panel.set_encoder(path)
+        else:  # back to what was chosen before the "file…" entry
+            panel.set_encoder(self._last_encoder)
+        self._last_encoder = panel.encoder()
 
     def retry(self, _path: Path) -> None:
         """Run the job again: the failed photo is retried, finished ones are skipped."""
@@ -546,10 +591,10 @@ class MainWindow(QMainWindow):
         )
         dialog.exec()
 
-    def open_model_manager(self) -> None:
+    def open_model_manager(self, feature: str | None = None) -> None:
         from spdesk.gui.model_manager import ModelManagerDialog
 
-        ModelManagerDialog(self).exec()
+        ModelManagerDialog(self, feature=feature).exec()
 
     def open_preview(self) -> None:
         from spdesk.gui.preview_panel import PreviewDialog
@@ -557,7 +602,7 @@ class MainWindow(QMainWindow):
         queued = self.queue.paths()
         photo = self.queue.selected_path() or (queued[0] if queued else None)
         dialog = PreviewDialog(photo, self.current_options(), parent=self)
-        dialog.open_models_requested.connect(self.open_model_manager)
+        dialog.open_models_requested.connect(lambda: self.open_model_manager("preview"))
         dialog.exec()
 
     def open_about(self) -> None:

@@ -77,7 +77,13 @@ def store_task(factory: StoreFactory, action: str, feature: str | None = None, *
 class ModelManagerDialog(QDialog):
     """A table of the features' models with Download, Cancel, Verify, Remove and Import."""
 
-    def __init__(self, parent: QWidget | None = None, store_factory: StoreFactory | None = None):
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        store_factory: StoreFactory | None = None,
+        feature: str | None = None,
+    ) -> None:
+        """``feature``: the row to select once the table is listed (the model a task needs)."""
         super().__init__(parent)
         self.setWindowTitle("Models")
         self.setMinimumSize(820, 420)
@@ -89,6 +95,7 @@ class ModelManagerDialog(QDialog):
         self._then: Callable[[Any], None] | None = None
         self._action = ""
         self._pending_download = ""
+        self._first_selection = feature
         self.confirm: Callable[[str, str], bool] = self._ask
         self._build()
         self._connect()
@@ -219,7 +226,8 @@ class ModelManagerDialog(QDialog):
         root, statuses = result
         self.root = Path(root)
         self.location_label.setText(f"Models folder: {root}")
-        selected = self.selected_feature()
+        selected = self.selected_feature() or self._first_selection
+        self._first_selection = None
         self.statuses = {s.feature: s for s in statuses}
         self.table.setRowCount(len(statuses))
         for row, status in enumerate(statuses):

@@ -42,6 +42,22 @@ def scan_task(paths: list[Path]) -> Task:
     return run
 
 
+ENCODER_NAMES = {"sd15": "the Stable Diffusion 1.5 VAE (about 170 MB)", "taesd": "TAESD (10 MB)"}
+
+
+def encoder_problem(spec: str) -> str:
+    """Why fine-tuning with encoder ``spec`` cannot start ("" when it can); disk checks only."""
+    if spec in ENCODER_NAMES:
+        from spdesk.core.models.store import ENCODER_FEATURES, ModelStore
+
+        if ModelStore().find(ENCODER_FEATURES[spec]) is not None:
+            return ""
+        return f"Fine-tuning with {ENCODER_NAMES[spec]} needs that model, which is not installed."
+    if Path(spec).expanduser().exists():
+        return ""
+    return f"The encoder {spec} is not there any more."
+
+
 def default_output_root(photos: list[Path]) -> Path:
     """A "<folder> (protected)" folder beside the photos' common folder, outside the input tree."""
     if not photos:

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -33,7 +33,13 @@ from spdesk.core.perturbation import (
 )
 from spdesk.gui.settings import COLLISIONS, FORMATS, STRENGTH_PRESETS, ProtectOptions
 
+MODES = {
+    "universal": "Universal — instant",
+    "finetune": "Fine-tuned per photo — stronger",
+}
+"""The protection modes offered, in order (one radio button each)."""
 FINETUNE_ENCODERS = {"sd15": "SD 1.5 VAE (best)", "taesd": "TAESD (fast)"}
+CHOOSE_ENCODER = "\x00choose"  # the combo entry that asks for an encoder file
 FINETUNE_SECONDS_PER_STEP_CPU = {"sd15": 12.4, "taesd": 1.07}
 """Seconds per fine-tuning step on a 512x512 photo on this project's 2-core CPU, from
 ``python benchmarks/bench_train.py --finetune-step-times --stages none`` (two runs: 12.4 and
@@ -56,6 +62,7 @@ class OptionsPanel(QWidget):
 
     changed = Signal()
     import_requested = Signal()
+    choose_encoder_requested = Signal()
     choose_output_requested = Signal()
 
     def __init__(self, options: ProtectOptions, parent: QWidget | None = None) -> None:
@@ -189,28 +196,34 @@ class OptionsPanel(QWidget):
     # --- mode -----------------------------------------------------------------------------------
     def _build_mode_box(self) -> QGroupBox:
         box = QGroupBox("Mode")
-        self.universal_radio = QRadioButton("Universal — instant")
-        self.finetune_radio = QRadioButton("Fine-tuned per photo — stronger")
+        self.mode_group = QButtonGroup(self)
+        self.mode_radios: dict[str, QRadioButton] = {}
+        lay = QVBoxLayout(box)
+        for key, label in MODES.items():
+            radio = QRadioButton(label)
+            radio.setProperty("mode", key)
+            radio.toggled.connect(self._on_mode)
+            self.mode_group.addButton(radio)
+            self.mode_radios[key] = radio
+            lay.addWidget(radio)
+        self.finetune_radio = self.mode_radios["finetune"]
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 1000)
         self.steps_spin.setSuffix(" steps")
         self.encoder_combo = QComboBox()
         for key, label in FINETUNE_ENCODERS.items():
             self.encoder_combo.addItem(label, key)
+        self.encoder_combo.addItem("Encoder file or folder…", CHOOSE_ENCODER)
         self.encoder_combo.setToolTip(
-            "The encoder the fine-tuning attacks: Stable Diffusion 1.5's own VAE, or TAESD, its "
-            "tiny stand-in (about ten times faster on a CPU)"
+            "The encoder the fine-tuning attacks: Stable Diffusion 1.5's own VAE, TAESD, its "
+            "tiny stand-in (about ten times faster on a CPU), or weights you already have"
         )
         # Sized to its items, so that the settings column keeps its width.
         self.encoder_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.encoder_combo.activated.connect(self._on_encoder_activated)
         self.encoder_combo.currentIndexChanged.connect(self._on_mode)
         self.mode_note = _wrap(QLabel())
-        for widget in (self.universal_radio, self.finetune_radio):
-            widget.toggled.connect(self._on_mode)
         self.steps_spin.valueChanged.connect(self._on_mode)
-        lay = QVBoxLayout(box)
-        lay.addWidget(self.universal_radio)
-        lay.addWidget(self.finetune_radio)
         steps_row = QHBoxLayout()
         steps_row.addSpacing(22)
         steps_row.addWidget(self.steps_spin)
@@ -219,18 +232,46 @@ class OptionsPanel(QWidget):
         lay.addWidget(self.mode_note)
         return box
 
+    def mode(self) -> str:
+        checked = self.mode_group.checkedButton()
+        return str(checked.property("mode")) if checked is not None else "universal"
+
+    def set_mode(self, mode: str) -> None:
+        self.mode_radios.get(mode, self.mode_radios["universal"]).setChecked(True)
+
+    def _on_encoder_activated(self) -> None:
+        if self.encoder_combo.currentData() == CHOOSE_ENCODER:
+            self.choose_encoder_requested.emit()
+
+    def encoder(self) -> str:
+        """ "sd15", "taesd" or the path of the encoder file or folder the user chose."""
+        data = self.encoder_combo.currentData()
+        return str(data) if data not in (None, CHOOSE_ENCODER) else "sd15"
+
+    def set_encoder(self, spec: str) -> None:
+        """Select ``spec``; a path is listed by its name (added once)."""
+        combo = self.encoder_combo
+        if combo.findData(spec) < 0 and spec not in FINETUNE_ENCODERS:
+            combo.insertItem(combo.count() - 1, Path(spec).name, spec)
+            combo.setItemData(combo.count() - 2, spec, Qt.ItemDataRole.ToolTipRole)
+        combo.setCurrentIndex(max(0, combo.findData(spec)))
+
     def _on_mode(self) -> None:
-        finetune = self.finetune_radio.isChecked()
+        finetune = self.mode() == "finetune"
         self.steps_spin.setEnabled(finetune)
         self.encoder_combo.setEnabled(finetune)
         if finetune:
-            encoder = str(self.encoder_combo.currentData())
-            seconds = self.steps_spin.value() * FINETUNE_SECONDS_PER_STEP_CPU[encoder]
-            model = "the Stable Diffusion VAE" if encoder == "sd15" else "TAESD"
-            self.mode_note.setText(
-                f"Needs {model} (Models…). About {_duration(seconds)} per 512 px photo on a "
-                "2-core CPU; far less on a GPU."
+            encoder = self.encoder()
+            per_step = FINETUNE_SECONDS_PER_STEP_CPU.get(encoder)
+            model = {"sd15": "the Stable Diffusion VAE", "taesd": "TAESD"}.get(encoder)
+            cost = (
+                f"About {_duration(self.steps_spin.value() * per_step)} per 512 px photo on a "
+                "2-core CPU (measured live once it runs); far less on a GPU."
+                if per_step is not None
+                else "Time per photo is measured as it runs."
             )
+            needs = f"Needs {model} (Models…). " if model else ""
+            self.mode_note.setText(needs + cost)
         else:
             self.mode_note.setText("Adds the chosen pattern; no model needed, well under a second.")
         self.changed.emit()
@@ -281,12 +322,8 @@ class OptionsPanel(QWidget):
         self.strength_spin.setValue(options.strength)
         self._on_strength_spin(options.strength)
         self.steps_spin.setValue(options.finetune_steps)
-        self.encoder_combo.setCurrentIndex(
-            max(0, self.encoder_combo.findData(options.finetune_encoder))
-        )
-        (self.finetune_radio if options.mode == "finetune" else self.universal_radio).setChecked(
-            True
-        )
+        self.set_encoder(options.finetune_encoder)
+        self.set_mode(options.mode)
         self._on_mode()
         self.output_edit.setText(options.output_dir)
         self.suffix_edit.setText(options.suffix)
@@ -301,9 +338,9 @@ class OptionsPanel(QWidget):
         return ProtectOptions(
             perturbation=self.perturbation_path(),
             strength=self.strength_spin.value(),
-            mode="finetune" if self.finetune_radio.isChecked() else "universal",
+            mode=self.mode(),
             finetune_steps=self.steps_spin.value(),
-            finetune_encoder=str(self.encoder_combo.currentData()),
+            finetune_encoder=self.encoder(),
             output_dir=self.output_edit.text().strip(),
             suffix=self.suffix_edit.text(),
             collision=str(self.collision_combo.currentData()),

@@ -273,15 +273,17 @@ def test_settings_that_weaken_protection_are_noted_in_the_summary(
     assert "JPEG quality 70" in window.summary_label.text()
 
 
-def test_a_perturbation_saved_by_the_train_dialog_is_selected(
-    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("gain", [None, 1.8, 0.65])
+def test_a_perturbation_saved_by_the_train_dialog_is_selected_unless_weaker_than_noise(
+    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch, gain: float | None
 ) -> None:
     from spdesk.gui.train_dialog import TrainDialog
 
     rng = np.random.default_rng(2)
     delta = rng.choice([-1.0, 1.0], size=(3, 32, 32)).astype(np.float32) * 4 / 255
-    meta = {"name": "Portraits ±4"}
+    meta: dict[str, object] = {"name": "Portraits ±4", "gain_over_sign": gain}
     trained = library_path_for("Portraits")
+    before = window.options_panel.perturbation_path()
 
     def fake_exec(dialog: TrainDialog) -> int:  # the user trains, names and saves
         dialog.saved.emit(save_perturbation(trained, delta, eps=4, metadata=meta))
@@ -290,8 +292,13 @@ def test_a_perturbation_saved_by_the_train_dialog_is_selected(
     monkeypatch.setattr(TrainDialog, "exec", fake_exec)
     window.open_train_dialog()
     combo = window.options_panel.perturbation_combo
-    assert combo.currentData() == str(trained)
-    assert combo.currentText() == "Portraits ±4"
+    assert combo.findText("Portraits ±4") >= 0
+    if gain is not None and gain < 1:
+        assert combo.currentData() == before != str(trained)
+        assert "not selected" in window.statusBar().currentMessage()
+    else:
+        assert combo.currentData() == str(trained)
+        assert combo.currentText() == "Portraits ±4"
 
 
 def test_folders_dropped_while_listing_wait_their_turn(

@@ -29,6 +29,7 @@ def _photos(folder: Path, count: int = 4) -> Path:
 @pytest.fixture
 def dialog(qtbot: QtBot, tmp_path: Path) -> TrainDialog:
     dlg = TrainDialog(open_settings(), device="cpu")
+    dlg.confirm = lambda _title, _text: True  # tiny runs are short on purpose
     qtbot.addWidget(dlg)
     dlg.folder_edit.setText(str(_photos(tmp_path / "photos")))
     dlg.encoder_combo.setCurrentIndex(dlg.encoder_combo.findData("custom"))
@@ -180,3 +181,42 @@ def test_missing_sd15_names_the_download_command(
         assert dialog.start()
     assert shown and "spdesk models download --for train" in shown[0]
     assert "Traceback" not in shown[0]
+
+
+def test_a_run_too_short_to_beat_noise_asks_before_it_starts(dialog: TrainDialog) -> None:
+    asked: list[str] = []
+    dialog.confirm = lambda _title, text: asked.append(text) is not None  # the user says No
+    assert not dialog.start()
+    assert asked and "4 steps is probably too short" in asked[0]
+    assert not dialog.runner.running
+
+
+def test_a_result_weaker_than_noise_makes_train_longer_the_main_action(
+    dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from spdesk.gui.train_dialog import MIN_USEFUL_STEPS
+
+    weak = SimpleNamespace(
+        metadata={"gain_over_sign": 0.65, "steps": 4, "train_photos": 3, "val_photos": 1}
+    )
+    dialog._on_succeeded(weak)
+    assert "WEAKER than random noise" in dialog.result_label.text()
+    assert dialog.train_longer_button.isVisibleTo(dialog)
+    assert dialog.train_longer_button.isDefault() and not dialog.save_button.isDefault()
+    assert dialog.save_button.text() == "Save anyway"
+    started: list[int] = []
+    monkeypatch.setattr(dialog, "start", lambda: started.append(dialog.steps_spin.value()) or True)
+    dialog.train_longer_button.click()
+    assert started == [MIN_USEFUL_STEPS]
+    strong = SimpleNamespace(metadata={**weak.metadata, "gain_over_sign": 1.9})
+    dialog._on_succeeded(strong)
+    assert not dialog.train_longer_button.isVisibleTo(dialog) and dialog.save_button.isDefault()
+
+
+def test_validation_costs_the_dialog_no_more_than_the_cli() -> None:
+    from spdesk.gui.train_dialog import validation_interval
+
+    assert validation_interval(10) == 25  # a 10-step run validates once, at the end
+    assert validation_interval(300) == 37 and validation_interval(8000) == 1000

@@ -42,7 +42,7 @@ from spdesk.gui.settings import (
 from spdesk.gui.style import muted_label, thin_progress_bar
 from spdesk.gui.text import format_duration
 from spdesk.gui.widgets.drop_zone import DropZone
-from spdesk.gui.widgets.options import OptionsPanel
+from spdesk.gui.widgets.options import OptionsPanel, perturbation_gain, perturbation_label
 from spdesk.gui.widgets.queue import PhotoQueue, RowStatus
 from spdesk.gui.workers import TaskRunner
 
@@ -586,10 +586,21 @@ class MainWindow(QMainWindow):
         dialog = TrainDialog(
             self.settings, device=str(self.device_combo.currentData()), parent=self
         )
-        dialog.saved.connect(
-            lambda path: self.options_panel.refresh_perturbations(select=str(path))
-        )
+        dialog.saved.connect(self._on_perturbation_saved)
         dialog.exec()
+
+    def _on_perturbation_saved(self, path: Path) -> None:
+        """List a newly trained perturbation; select it only if it beats random noise."""
+        gain = perturbation_gain(path)
+        if gain is not None and gain < 1.0:
+            self.options_panel.refresh_perturbations()
+            self.statusBar().showMessage(
+                f"“{perturbation_label(path)}” is in the list but not selected: it measured "
+                f"{gain:.2f}× the effect of random noise (weaker). Train it longer.",
+                15_000,
+            )
+        else:
+            self.options_panel.refresh_perturbations(select=str(path))
 
     def open_model_manager(self, feature: str | None = None) -> None:
         from spdesk.gui.model_manager import ModelManagerDialog

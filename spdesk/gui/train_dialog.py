@@ -75,6 +75,15 @@ class TrainRequest:
 
 
 CHECKPOINT_EVERY = 25  # steps between the checkpoints a cancelled run resumes from
+MIN_USEFUL_STEPS = 100
+"""Below this many steps a run is unlikely to beat random noise: asked before it starts."""
+NOISE_GAIN = 1.0  # a perturbation that moves the encoder less than random noise is no use
+
+
+def validation_interval(steps: int) -> int:
+    """Steps between held-out checks: at most 8 checks a run and never more often than every
+    25 steps, so validation costs a few percent of the run (the CLI validates every 50)."""
+    return max(25, steps // 8)
 
 
 def train_task(request: TrainRequest) -> Task:
@@ -151,6 +160,7 @@ class TrainDialog(QDialog):
         self.result: Any = None
         self.saved_path: Path | None = None
         self._started = 0.0
+        self.confirm: Callable[[str, str], bool] = lambda title, text: _confirm(self, title, text)
         self._build()
         self._connect()
         self._restore()
@@ -286,10 +296,14 @@ class TrainDialog(QDialog):
         self.name_edit.setPlaceholderText("a name, e.g. “My portraits”")
         self.save_button = QPushButton("Save to library")
         self.save_button.setObjectName("Primary")
+        self.train_longer_button = QPushButton("Train longer")
+        self.train_longer_button.setToolTip("Train again with more steps")
+        self.train_longer_button.hide()
         row = QHBoxLayout()
         row.addWidget(QLabel("Name"))
         row.addWidget(self.name_edit, 1)
         row.addWidget(self.save_button)
+        row.addWidget(self.train_longer_button)
         lay = QVBoxLayout(self.save_frame)
         lay.addWidget(self.result_label)
         lay.addLayout(row)
@@ -305,6 +319,7 @@ class TrainDialog(QDialog):
         self.pause_button.clicked.connect(self.toggle_pause)
         self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self.save_to_library)
+        self.train_longer_button.clicked.connect(self.train_longer)
         self.name_edit.textChanged.connect(self._update_controls)
         self.runner.core_event.connect(self._on_event)
         self.runner.succeeded.connect(self._on_succeeded)
@@ -420,7 +435,7 @@ class TrainDialog(QDialog):
             robust=tuple(k for k, c in self.robust_checks.items() if c.isChecked()),
             size=self.size_spin.value() // 8 * 8,
             batch=4,
-            val_every=max(1, min(25, self.steps_spin.value() // 10)),
+            val_every=validation_interval(self.steps_spin.value()),
             device=self.device,
         )
 
@@ -432,6 +447,13 @@ class TrainDialog(QDialog):
         problem = _check_request(request, self.photo_count)
         if problem:
             QMessageBox.warning(self, "Train", problem)
+            return False
+        if request.steps < MIN_USEFUL_STEPS and not self.confirm(
+            "Short training run",
+            f"{request.steps} steps is probably too short to beat random noise of the same "
+            f"strength (runs of {MIN_USEFUL_STEPS} steps or more do, on our test photos). "
+            "Start anyway?",
+        ):
             return False
         self._remember(request)
         self.result = None
@@ -491,8 +513,21 @@ class TrainDialog(QDialog):
         self.status_label.setText(f"Finished in {elapsed}.")
         self.result_label.setText(_summary(result))
         self.name_edit.setText(self.name_edit.text() or _default_name(result))
+        gain = result_gain(result)
+        weak = gain is not None and gain < NOISE_GAIN
+        # Weaker than noise: training longer is the way on; saving it stays possible.
+        _set_primary(self.train_longer_button, weak)
+        _set_primary(self.save_button, not weak)
+        self.train_longer_button.setVisible(weak)
+        self.save_button.setText("Save anyway" if weak else "Save to library")
         self.save_frame.show()
-        self.name_edit.setFocus()
+        (self.train_longer_button if weak else self.name_edit).setFocus()
+
+    def train_longer(self) -> bool:
+        """Train again with more steps (the last run measured weaker than random noise)."""
+        steps = self.steps_spin.value()
+        self.steps_spin.setValue(min(self.steps_spin.maximum(), max(4 * steps, MIN_USEFUL_STEPS)))
+        return self.start()
 
     def _on_failed(self, text: str) -> None:
         self.status_label.setText(text.splitlines()[0])
@@ -559,6 +594,14 @@ class TrainDialog(QDialog):
             super().reject()
 
 
+def _set_primary(button: QPushButton, primary: bool) -> None:
+    """Give ``button`` the main-action look (or take it away) and the Enter key."""
+    button.setObjectName("Primary" if primary else "")
+    button.setDefault(primary)
+    button.style().unpolish(button)
+    button.style().polish(button)
+
+
 def _confirm(parent: QWidget, title: str, text: str) -> bool:
     answer = QMessageBox.question(parent, title, text)
     return answer == QMessageBox.StandardButton.Yes
@@ -575,15 +618,27 @@ def _check_request(request: TrainRequest, count: int | None) -> str:
     return ""
 
 
+def result_gain(result: Any) -> float | None:
+    """How many times random noise's effect the trained perturbation has on held-out photos."""
+    gain = result.metadata.get("gain_over_sign")
+    return float(gain) if isinstance(gain, int | float) else None
+
+
 def _summary(result: Any) -> str:
     meta = result.metadata
-    gain = meta.get("gain_over_sign")
+    gain = result_gain(result)
     parts = [f"Trained for {meta.get('steps')} steps on {meta.get('train_photos')} photos."]
-    if isinstance(gain, int | float):
-        verdict = "stronger than" if gain > 1.05 else "no better than"
+    if gain is not None:
+        verdict = (
+            "stronger than noise"
+            if gain > 1.05
+            else "no better than noise"
+            if gain >= NOISE_GAIN
+            else "WEAKER than random noise: train longer before using it"
+        )
         parts.append(
             f"On {meta.get('val_photos')} held-out photos it moves the encoder {gain:.2f}× as "
-            f"much as random noise of the same strength ({verdict} noise)."
+            f"much as random noise of the same strength ({verdict})."
         )
     return " ".join(parts)
 

@@ -359,18 +359,31 @@ def _bundled_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def perturbation_label(path: Path) -> str:
-    """The name stored in a perturbation file's header (file names lose "±" and such)."""
+def _header_metadata(path: Path) -> dict[str, str]:
+    """A perturbation file's string metadata, read from its header alone (no tensors)."""
     try:
         with path.open("rb") as handle:
             size = int.from_bytes(handle.read(8), "little")
             if not 0 < size <= 1_000_000:
-                return path.stem
-            header = json.loads(handle.read(size))
-        name = header.get("__metadata__", {}).get("name")
+                return {}
+            meta = json.loads(handle.read(size)).get("__metadata__", {})
     except (OSError, ValueError, AttributeError):
-        return path.stem
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def perturbation_label(path: Path) -> str:
+    """The name stored in a perturbation file's header (file names lose "±" and such)."""
+    name = _header_metadata(path).get("name")
     return name if isinstance(name, str) and name.strip() else path.stem
+
+
+def perturbation_gain(path: Path) -> float | None:
+    """The held-out effect measured at training, in multiples of random noise's; None if unknown."""
+    try:
+        return float(_header_metadata(path)["gain_over_sign"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _describe(perturbation: Perturbation) -> str:
@@ -381,7 +394,8 @@ def _describe(perturbation: Perturbation) -> str:
         facts.append(f"encoder {meta['encoder']}")
     gain = meta.get("gain_over_sign")
     if isinstance(gain, int | float) and gain > 0:
-        facts.append(f"{float(gain):.1f}× the effect of random noise")
+        weaker = " (weaker: train it longer)" if gain < 1 else ""
+        facts.append(f"{float(gain):.1f}× the effect of random noise{weaker}")
     parts.append(" · ".join(facts))
     return "\n".join(parts)
 

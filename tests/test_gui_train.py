@@ -196,7 +196,7 @@ def test_a_result_weaker_than_noise_makes_train_longer_the_main_action(
 ) -> None:
     from types import SimpleNamespace
 
-    from spdesk.gui.train_dialog import MIN_USEFUL_STEPS
+    from spdesk.core.train_advice import MIN_USEFUL_STEPS
 
     weak = SimpleNamespace(
         metadata={"gain_over_sign": 0.65, "steps": 4, "train_photos": 3, "val_photos": 1}

@@ -126,7 +126,8 @@ def test_events_and_saved_metadata(tiny_setup: tuple[Path, Path, Encoder], tmp_p
     assert meta["transforms"] == ["resize", "blur"] and meta["steps"] == 6
     assert meta["train_photos"] + meta["val_photos"] == 6
     assert len(meta["train_fingerprint"]) == 16
-    assert meta["objectives"] == [{"name": "encoder", "target": "grey"}]
+    assert [o["name"] for o in meta["objectives"]] == ["latent"]  # the measured default
+    assert meta["optimizer"]["start"] == "random"  # latent needs it: zero gradient at 0
     assert meta["optimizer"]["optimizer"] == "pgd" and meta["config"]["size"] == 32
     assert set(meta["validation"]) >= {"distortion", "sign_distortion", "uniform_distortion"}
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from spdesk.cli.common import EXIT_OK, ProgressPrinter, cancel_on_sigint, print_json
+from spdesk.core.train_advice import DEFAULT_OBJECTIVE, short_run_warning
 
 
 def register(sub: Any) -> None:
@@ -36,7 +37,10 @@ def register(sub: Any) -> None:
         "comma-separated (ensemble)",
     )
     parser.add_argument(
-        "--objective", default="encoder", help="encoder, latent, pca+, pca- (comma-separated)"
+        "--objective",
+        default=DEFAULT_OBJECTIVE,
+        help=f"latent, encoder, pca+, pca- (comma-separated; default {DEFAULT_OBJECTIVE}: it "
+        "measured strongest, see spdesk.core.train_advice)",
     )
     parser.add_argument("--target", default="grey", help="encoder objective target (or image)")
     parser.add_argument("--eps", type=float, default=8.0, help="budget in 8-bit steps (8)")
@@ -110,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
                 "drop --checkpoint and --resume (or use --out)."
             )
     printer = ProgressPrinter(quiet=args.json)
+    short = short_run_warning(config.steps)
+    if short:
+        print(f"Warning: {short}", file=sys.stderr)
 
     def on_event(event: Event) -> None:
         if isinstance(event, TrainStep):

@@ -45,6 +45,7 @@ from spdesk.core.objectives import build_objectives
 from spdesk.core.objectives.base import BatchCache, Objective, objective_loss
 from spdesk.core.optim import DeltaOptimizer, OptimConfig, initial_delta, loss_gradient, run
 from spdesk.core.perturbation import save_perturbation
+from spdesk.core.train_advice import DEFAULT_OBJECTIVE
 from spdesk.core.transforms import Robustness, sample_transform
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class TrainConfig:
 
     photos: str
     encoder: str
-    objective: str = "encoder"
+    objective: str = DEFAULT_OBJECTIVE
     target: str = "grey"
     eps: float = 8.0
     steps: int = 500

@@ -39,6 +39,7 @@ from spdesk.core.errors import SpdeskError
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.events.training import TrainStarted, TrainStep, ValidationReport
 from spdesk.core.perturbation import library_path_for
+from spdesk.core.train_advice import MIN_USEFUL_STEPS, NOISE_GAIN, short_run_warning
 from spdesk.core.usecases import save_to_library, train_into_library
 from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
 from spdesk.gui.style import muted_label, thin_progress_bar
@@ -75,9 +76,6 @@ class TrainRequest:
 
 
 CHECKPOINT_EVERY = 25  # steps between the checkpoints a cancelled run resumes from
-MIN_USEFUL_STEPS = 100
-"""Below this many steps a run is unlikely to beat random noise: asked before it starts."""
-NOISE_GAIN = 1.0  # a perturbation that moves the encoder less than random noise is no use
 
 
 def validation_interval(steps: int) -> int:
@@ -448,12 +446,8 @@ class TrainDialog(QDialog):
         if problem:
             QMessageBox.warning(self, "Train", problem)
             return False
-        if request.steps < MIN_USEFUL_STEPS and not self.confirm(
-            "Short training run",
-            f"{request.steps} steps is probably too short to beat random noise of the same "
-            f"strength (runs of {MIN_USEFUL_STEPS} steps or more do, on our test photos). "
-            "Start anyway?",
-        ):
+        short = short_run_warning(request.steps)
+        if short and not self.confirm("Short training run", f"{short} Start anyway?"):
             return False
         self._remember(request)
         self.result = None

@@ -1,17 +1,23 @@
 """What a training run needs to be worth it, from measurements (torch-free: the app and CLI ask
 before a run starts).
 
-Figures from ``benchmarks/bench_train.py --stages plain,latent-small`` (TAESD, 128 px, 100 steps,
-50 photos of ``../shared/data/imagenet-sample``, held-out gain over random ±8/255 signs): see
-``DEFAULT_OBJECTIVE`` and ``MIN_USEFUL_STEPS``.
+Measured on photos outside the repository (``../shared/data/imagenet-sample``), TAESD, ε = 8,
+held-out latent distortion in multiples of random ±ε signs':
+
+- ``--objective encoder`` (PhotoGuard, grey target; the old default), 200 steps at 128 px: 1.3x
+  (issue 14's run);
+- ``--objective latent`` (random start), the bundled recipe, 300 steps at 128 px: 2.14x on its
+  validation photos, 1.96x on 64 unseen photos at 256 px (``resources/perturbations/RECIPE.md``);
+- short runs: 0.6-0.7x after a few steps (issue 14), i.e. weaker than the noise itself.
+
+``python benchmarks/bench_train.py --stages plain,latent-small`` repeats the first comparison at
+100 steps (encoder vs latent, the same photos, steps and budget).
 """
 
 from __future__ import annotations
 
 DEFAULT_OBJECTIVE = "latent"
-"""The objective of ``spdesk train`` and the train dialog: the untargeted latent distortion (from a
-random start) measured GAIN_LATENT× random signs where the PhotoGuard ``encoder`` objective measured
-GAIN_ENCODER× with the same photos, steps and budget."""
+"""The objective of ``spdesk train`` and the train dialog: it measured strongest (above)."""
 
 MIN_USEFUL_STEPS = 100
 """Runs shorter than this are unlikely to beat random noise of the same strength."""

@@ -118,7 +118,9 @@ class AboutDialog(QDialog):
         form = QFormLayout(box)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
         for name, value in rows:
-            label = QLabel(value)
+            # Zero-width spaces after separators let a long path wrap instead of being clipped.
+            label = QLabel(value.replace("/", "/\u200b").replace("\\", "\\\u200b"))
+            label.setToolTip(value)
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             label.setWordWrap(True)
             if not open_buttons:

@@ -39,7 +39,7 @@ from spdesk.gui.settings import (
     save_geometry,
     save_options,
 )
-from spdesk.gui.style import muted_label, thin_progress_bar
+from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.text import format_duration
 from spdesk.gui.widgets.drop_zone import DropZone
 from spdesk.gui.widgets.options import OptionsPanel, perturbation_gain, perturbation_label
@@ -77,7 +77,7 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            self.resize(1200, 760)
+            fit_to_screen(self, 1200, 696)
         self._update_controls()
 
     # --- layout ---------------------------------------------------------------------------------
@@ -553,8 +553,10 @@ class MainWindow(QMainWindow):
 
     def open_output(self) -> None:
         root = self._output_root or (self.output_root() if self.queue.paths() else None)
-        if root is not None and root.is_dir():
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(root)))
+        if root is None or not root.is_dir():
+            self.statusBar().showMessage("No output folder yet: protect some photos first.", 8000)
+        elif not QDesktopServices.openUrl(QUrl.fromLocalFile(str(root))):
+            self.show_error(f"No file manager could open the folder. The photos are in:\n{root}")
 
     def _update_controls(self) -> None:
         running = self.job_runner.running

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.models.events import DownloadProgress
-from spdesk.gui.style import muted_label, thin_progress_bar
+from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.text import format_bytes, format_duration
 from spdesk.gui.workers import Task, TaskRunner
 
@@ -86,8 +86,8 @@ class ModelManagerDialog(QDialog):
         """``feature``: the row to select once the table is listed (the model a task needs)."""
         super().__init__(parent)
         self.setWindowTitle("Models")
-        self.setMinimumSize(820, 420)
-        self.resize(960, 480)
+        self.setMinimumSize(760, 400)
+        fit_to_screen(self, 960, 480)
         self.store_factory = store_factory or default_store
         self.runner = TaskRunner(self)
         self.statuses: dict[str, Any] = {}

@@ -43,7 +43,7 @@ from spdesk.core.events import CancelToken, Event, Loading, Progress
 from spdesk.core.usecases import PreviewOutcome, preview_photo
 from spdesk.gui.images import ImageTile, to_pixmap
 from spdesk.gui.settings import ProtectOptions
-from spdesk.gui.style import muted_label, thin_progress_bar
+from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.workers import Task, TaskRunner
 
 # The SPD blog's prompts (the same as spdesk.core.preview.PRESETS, which imports torch).
@@ -175,8 +175,8 @@ class PreviewDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Preview an AI edit")
-        self.setMinimumSize(860, 620)
-        self.resize(1080, 780)
+        self.setMinimumSize(860, 560)
+        fit_to_screen(self, 1080, 680)
         self.options = options
         self.model_dir = model_dir
         self.inpaint_dir = inpaint_dir

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication, QLabel, QProgressBar
+from PySide6.QtWidgets import QApplication, QLabel, QProgressBar, QWidget
 
 ACCENT = "#2f6fde"
 
@@ -96,3 +96,22 @@ def muted_label(text: str) -> QLabel:
     label = QLabel(text)
     label.setObjectName("Muted")
     return label
+
+
+SMALL_SCREEN = (1366, 768)
+"""The smallest screen every window and dialog must fit (a common laptop); 1280x720 where it can."""
+_WINDOW_FRAME = (16, 72)  # room left for window borders, title bar and a desktop panel
+
+
+def screen_room(widget: QWidget) -> tuple[int, int]:
+    """The width and height a window of ``widget``'s screen can have, frame and panels aside."""
+    screen = widget.screen() or QApplication.primaryScreen()
+    size = screen.availableGeometry().size().toTuple() if screen is not None else SMALL_SCREEN
+    return size[0] - _WINDOW_FRAME[0], size[1] - _WINDOW_FRAME[1]
+
+
+def fit_to_screen(widget: QWidget, width: int, height: int) -> None:
+    """Resize ``widget`` to ``width`` x ``height``, or less where its screen is smaller."""
+    room_w, room_h = screen_room(widget)
+    width, height = min(width, room_w), min(height, room_h)
+    widget.resize(max(width, widget.minimumWidth()), max(height, widget.minimumHeight()))

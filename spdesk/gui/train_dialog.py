@@ -42,7 +42,7 @@ from spdesk.core.perturbation import library_path_for
 from spdesk.core.train_advice import MIN_USEFUL_STEPS, NOISE_GAIN, short_run_warning
 from spdesk.core.usecases import save_to_library, train_into_library
 from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
-from spdesk.gui.style import muted_label, thin_progress_bar
+from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.text import format_duration
 from spdesk.gui.widgets.chart import LineChart
 from spdesk.gui.workers import Task, TaskRunner
@@ -146,6 +146,7 @@ class TrainDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Train a personal perturbation")
         self.setMinimumSize(880, 560)
+        fit_to_screen(self, 1100, 680)
         self.settings = settings
         self.device = device
         self.runner = TaskRunner(self)

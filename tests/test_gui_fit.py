@@ -1,0 +1,73 @@
+"""Every window and dialog fits a 1366x768 laptop screen (and 1280x720 where it can)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from PySide6.QtWidgets import QWidget
+from pytestqt.qtbot import QtBot
+
+from spdesk.gui.main_window import MainWindow
+from spdesk.gui.settings import open_settings
+from spdesk.gui.style import SMALL_SCREEN
+
+WIDTH, HEIGHT = SMALL_SCREEN
+FRAME_W, FRAME_H = 16, 72  # borders, title bar and a desktop panel
+SMALLEST = (1280, 720)
+
+
+def _main(_parent: QWidget) -> QWidget:
+    return MainWindow(open_settings())
+
+
+def _train(parent: QWidget) -> QWidget:
+    from spdesk.gui.train_dialog import TrainDialog
+
+    return TrainDialog(open_settings(), device="cpu", parent=parent)
+
+
+def _models(parent: QWidget) -> QWidget:
+    from spdesk.gui.model_manager import ModelManagerDialog
+
+    return ModelManagerDialog(parent)
+
+
+def _preview(parent: QWidget) -> QWidget:
+    from spdesk.gui.preview_panel import PreviewDialog
+
+    assert isinstance(parent, MainWindow)
+    return PreviewDialog(None, parent.current_options(), parent=parent)
+
+
+def _about(parent: QWidget) -> QWidget:
+    from spdesk.gui.about import AboutDialog
+
+    return AboutDialog(parent, device="cpu")
+
+
+@pytest.mark.parametrize("make", [_main, _train, _models, _preview, _about])
+def test_window_fits_a_small_laptop_screen(
+    qtbot: QtBot, make: Callable[[QWidget], QWidget], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.gui import style
+
+    # The offscreen screen is 800x800: measure against a 1366x768 laptop's room instead.
+    monkeypatch.setattr(style, "screen_room", lambda _w: (WIDTH - FRAME_W, HEIGHT - FRAME_H))
+    main = MainWindow(open_settings())
+    qtbot.addWidget(main)
+    widget = make(main)
+    qtbot.addWidget(widget)
+    widget.show()
+    qtbot.waitExposed(widget)
+    room_w, room_h = WIDTH - FRAME_W, HEIGHT - FRAME_H
+    needed = widget.minimumSizeHint().expandedTo(widget.minimumSize())
+    assert needed.width() <= SMALLEST[0] - FRAME_W and needed.height() <= SMALLEST[1] - FRAME_H
+    assert widget.width() <= room_w and widget.height() <= room_h, widget.size()
+    if isinstance(widget, MainWindow):  # the status bar is inside the window, not cut off
+        bar = widget.statusBar().geometry()
+        assert bar.bottom() < widget.height() and bar.height() > 0
+    runner = getattr(widget, "runner", None)
+    if runner is not None:  # About describes the device: torch is imported in its worker
+        qtbot.waitUntil(lambda: not runner.running, timeout=120_000)
+    widget.close()

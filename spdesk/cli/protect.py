@@ -1,6 +1,7 @@
 """``spdesk protect``: protect photos and folders into an output folder.
 
-Runs :class:`spdesk.core.jobs.ProtectJob`, the same call as the app's Protect button. Exit status:
+Runs :class:`spdesk.core.jobs.ProtectJob`, the same call as the app's Protect button, or with
+``--engine ray`` its Ray twin (:mod:`spdesk.core.distributed.ray_engine`). Exit status:
 0 when every photo was protected or skipped, 1 when some failed (or the disk filled up), 2 when
 the job could not run at all, 130 when cancelled (Ctrl+C; run it again to finish the rest).
 """
@@ -102,6 +103,23 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--max-megapixels", type=float, default=None, metavar="MP", help="refuse larger (179)"
     )
+    parser.add_argument(
+        "--engine", choices=("local", "ray"), default="local",
+        help='where to protect: this machine (local) or a Ray cluster (pip install "spdesk[ray]")',
+    )  # fmt: skip
+    parser.add_argument(
+        "--address", default=None, metavar="ADDR",
+        help="with --engine ray: auto (this machine's cluster) or ray://HOST:10001 "
+        "(default: a Ray instance started for the job)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--num-cpus", type=int, default=None, metavar="N",
+        help="with --engine ray: CPU workers (default: every CPU of the cluster)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--num-gpus", type=int, default=None, metavar="N",
+        help="with --engine ray: GPU workers for --fine-tune (default: every GPU of the cluster)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
     parser.set_defaults(func=run)
 
@@ -165,10 +183,38 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-class _Printer:
-    """Turns job events into a progress bar (terminal) or plain lines (pipes, logs)."""
+def job_from_args(args: argparse.Namespace, settings: Any) -> Any:
+    """The job for ``--engine``: a ProtectJob here, or a RayProtectJob on a Ray cluster."""
+    from spdesk.core.errors import ConfigError
+    from spdesk.core.jobs import ProtectJob
 
-    def __init__(self, quiet: bool) -> None:
+    if args.engine == "local":
+        ray_only = ("address", "num_cpus", "num_gpus")
+        given = [
+            "--" + name.replace("_", "-") for name in ray_only if getattr(args, name) is not None
+        ]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --engine ray.")
+        return ProtectJob(args.inputs, args.out, settings)
+    from spdesk.core.distributed.ray_engine import RayOptions, RayProtectJob
+
+    options = RayOptions(
+        address=args.address,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        progress=not args.json,
+    )
+    return RayProtectJob(args.inputs, args.out, settings, options)
+
+
+class _Printer:
+    """Turns job events into a progress bar (terminal) or plain lines (pipes, logs).
+
+    With ``bar`` off (the Ray engine, which shows Ray Data's own progress), only the lines.
+    """
+
+    def __init__(self, quiet: bool, bar: bool = True) -> None:
+        self.show_bar = bar
         self.progress = ProgressPrinter(quiet=quiet)
         self.clock = EtaClock(0)
         self.finished = 0
@@ -206,7 +252,7 @@ class _Printer:
         self._bar("")
 
     def _bar(self, label: str) -> None:
-        if self.total and (self.progress.tty or not label):
+        if self.show_bar and self.total and (self.progress.tty or not label):
             text = f"{self.finished}/{self.total} {label}".rstrip()
             self.progress.update(text, self.finished, self.total, self.clock.eta(self.finished))
 
@@ -215,11 +261,11 @@ class _Printer:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spdesk.core.jobs import JobCancelled, JobReport, ProtectJob
+    from spdesk.core.jobs import JobCancelled, JobReport
 
     settings = settings_from_args(args)
-    printer = _Printer(quiet=args.json)
-    job = ProtectJob(args.inputs, args.out, settings)
+    job = job_from_args(args, settings)
+    printer = _Printer(quiet=args.json, bar=args.engine == "local")
     try:
         report: JobReport = job.run(printer, cancel_on_sigint())
         status = EXIT_OK if report.ok else EXIT_FAILED
@@ -227,10 +273,12 @@ def run(args: argparse.Namespace) -> int:
         report, status = cancelled.report, EXIT_CANCELLED
     finally:
         printer.close()
+    stats = getattr(job, "stats", None)  # the Ray engine's throughput
     if args.json:
-        print_json(report.to_dict())
+        print_json(report.to_dict() | ({"engine": stats.to_dict()} if stats else {}))
     else:
-        print(_summary(report), file=sys.stderr if status == EXIT_CANCELLED else sys.stdout)
+        summary = _summary(report) + (f"\n{stats.text()}" if stats else "")
+        print(summary, file=sys.stderr if status == EXIT_CANCELLED else sys.stdout)
     return status
 
 

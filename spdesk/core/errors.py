@@ -99,3 +99,7 @@ class ObjectiveError(SpdeskError):
 
 class ConfigError(SpdeskError):
     """A setting or command-line value is out of range or inconsistent."""
+
+
+class EngineError(SpdeskError):
+    """A distributed engine (Ray) is not installed, cannot be reached or failed."""

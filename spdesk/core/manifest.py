@@ -13,6 +13,11 @@ Python) is kept exactly, as ``\\udcxx`` escapes.
 A file counts as finished only if its line says "done" with the same settings fingerprint, the
 source is unchanged (size and modification time) and the output is still there with the recorded
 size. Anything else is protected again.
+
+Many writers (the tasks of a distributed run) each append to a shard of their own,
+``spdesk-manifest.d/NAME.jsonl``, in the same format; the job that holds the folder merges the
+shards into the manifest when it opens and closes it, so a run killed before merging loses
+nothing and any engine's next run reads what every writer finished.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from spdesk.core.errors import OutputError
 from spdesk.core.files import atomic_write, folder_lock, output_error, shown
 
 MANIFEST_NAME = "spdesk-manifest.jsonl"
+SHARDS_FOLDER = "spdesk-manifest.d"
 FORMAT_VERSION = 1
 
 PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
@@ -57,11 +63,14 @@ class Manifest:
 
     Args:
         root: the job's output folder (created if needed).
+        shard: open the shard of that name instead (one writer of a distributed run): no
+            folder lock, no compaction; the job that holds the folder merges it.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, shard: str | None = None) -> None:
         self.root = root
-        self.path = root / MANIFEST_NAME
+        self.shard = shard
+        self.path = root / MANIFEST_NAME if shard is None else shard_path(root, shard)
         self.entries: dict[str, dict[str, Any]] = read_manifest(self.path)
         self._handle: IO[str] | None = None
         self._lock: contextlib.ExitStack | None = None
@@ -71,11 +80,15 @@ class Manifest:
     def open(self) -> Manifest:
         """Lock the folder against a second job and open the manifest for appending."""
         self._lock = contextlib.ExitStack()
-        busy = f"Another spdesk job is writing into {shown(self.root)}."
-        self._lock.enter_context(folder_lock(self.root, busy=busy))
+        if self.shard is None:  # a shard has one writer; the folder's job holds the lock
+            busy = f"Another spdesk job is writing into {shown(self.root)}."
+            self._lock.enter_context(folder_lock(self.root, busy=busy))
         try:
+            if self.shard is not None:
+                self.path.parent.mkdir(exist_ok=True)
             self.entries = read_manifest(self.path)  # re-read under the lock
             self._handle = self.path.open("a", encoding="utf-8")
+            self._merge_shards()  # what writers of a killed distributed run finished
         except OSError as error:
             self.close(compact=False)
             raise output_error(error, self.path) from error
@@ -84,11 +97,13 @@ class Manifest:
     def close(self, *, compact: bool = True) -> None:
         """Compact the manifest (one line per source) and release the lock."""
         if self._handle is not None:
+            with contextlib.suppress(OSError, OutputError):  # a full disk: merged next time
+                self._merge_shards()
             with contextlib.suppress(OSError):
                 os.fsync(self._handle.fileno())
             self._handle.close()
             self._handle = None
-            if compact:
+            if compact and self.shard is None:
                 with contextlib.suppress(OutputError):  # a full disk keeps the (valid) long form
                     self._compact()
         if self._lock is not None:
@@ -158,10 +173,43 @@ class Manifest:
         except OSError as error:  # a full disk: DiskFullError, which stops the job cleanly
             raise output_error(error, self.path) from error
 
+    def _merge_shards(self) -> None:
+        """Append the shards' entries (newer than this manifest's) and remove the shards."""
+        if self.shard is not None:
+            return
+        shards = sorted((self.root / SHARDS_FOLDER).glob("*.jsonl"))
+        if not shards:
+            return
+        found = [e for shard in shards for e in read_manifest(shard).values()]
+        newer = [
+            e
+            for e in sorted(found, key=_entry_time)
+            if _entry_time(e) >= _entry_time(self.entries.get(e["source"], {}))
+        ]
+        for entry in newer:
+            self.entries[entry["source"]] = entry
+        self._append(newer)
+        if self._handle is not None:  # merged lines are durable before the shards go
+            os.fsync(self._handle.fileno())
+        for shard in shards:
+            shard.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (self.root / SHARDS_FOLDER).rmdir()
+
     def _compact(self) -> None:
         text = "".join(json.dumps(e) + "\n" for e in self.entries.values() if e)
         header = json.dumps({"format": "spdesk-manifest", "version": FORMAT_VERSION}) + "\n"
         atomic_write(self.path, (header + text).encode("utf-8"))
+
+
+def shard_path(root: Path, name: str) -> Path:
+    """Where the manifest shard ``name`` of the output folder ``root`` is written."""
+    return root / SHARDS_FOLDER / f"{name}.jsonl"
+
+
+def _entry_time(entry: dict[str, Any]) -> float:
+    value = entry.get("time", 0.0)  # "pending" lines have none: anything recorded is newer
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def read_manifest(path: Path) -> dict[str, dict[str, Any]]:

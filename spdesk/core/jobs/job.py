@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spdesk.core.discovery import InputPhoto
 from spdesk.core.errors import (
     ConfigError,
     OutputError,
@@ -41,7 +42,7 @@ from spdesk.core.jobs.events import (
     SkipReason,
 )
 from spdesk.core.jobs.pool import JobRun
-from spdesk.core.jobs.protector import build_protector
+from spdesk.core.jobs.protector import Protector, build_protector
 from spdesk.core.jobs.scan import inside, scan_inputs
 from spdesk.core.jobs.settings import ProtectSettings
 from spdesk.core.manifest import MANIFEST_NAME, Manifest
@@ -104,7 +105,7 @@ class ProtectJob:
             )
             for s in discovery.unreadable
         ]
-        protector = build_protector(self.settings, perturbation)
+        protector = self._protector(perturbation)
         _make_output_root(self.output_root)
         fingerprint = self.settings.fingerprint(digest)
         run = JobRun(self, protector, fingerprint, on_event, cancel, report)
@@ -121,13 +122,21 @@ class ProtectJob:
             for event in [*report.failed, *report.skipped]:
                 on_event(event)
             try:
-                run.process_all(manifest, discovery.photos)
+                self._process(run, manifest, discovery.photos)
             finally:
                 report.seconds = time.monotonic() - started
         on_event(JobFinished(report))
         if report.cancelled:
             raise JobCancelled(report)
         return report
+
+    def _protector(self, perturbation: Perturbation) -> Protector:
+        """The mode's per-photo step (loads its models: the encoder, to fine-tune)."""
+        return build_protector(self.settings, perturbation)
+
+    def _process(self, run: JobRun, manifest: Manifest, photos: list[InputPhoto]) -> None:
+        """Protect ``photos`` here, on worker threads (other engines, e.g. Ray, override it)."""
+        run.process_all(manifest, photos)
 
     def _check_output_root(self) -> None:
         if self.settings.allow_output_in_input:

@@ -153,12 +153,21 @@ class JobRun:
         self.abort.check()
 
     def process_all(self, manifest: Manifest, photos: list[InputPhoto]) -> None:
+        planned = self.plan(photos)
+        manifest.mark_pending([p.key for p in planned], self.fingerprint)
+        self.process_planned(manifest, planned)
+
+    @staticmethod
+    def plan(photos: list[InputPhoto]) -> list[_Planned]:
+        """Each photo's place in the job: its path below the output folder, key and position."""
         relative = relative_paths(photos)
-        planned = [
+        return [
             _Planned(photo, rel, os.path.abspath(photo.path), i + 1, len(photos))
             for i, (photo, rel) in enumerate(zip(photos, relative, strict=True))
         ]
-        manifest.mark_pending([p.key for p in planned], self.fingerprint)
+
+    def process_planned(self, manifest: Manifest, planned: list[_Planned]) -> None:
+        """Protect, publish and record the planned photos (see :meth:`_prepare` for which)."""
         protector = self.protector
         workers = self.settings.workers if protector.concurrent else 1
         batch_size = 1 if protector.concurrent else protector.batch_size

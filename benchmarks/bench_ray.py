@@ -1,0 +1,169 @@
+"""Benchmark: the Ray engine against the local engine on the same photos and settings.
+
+Not a test. Protects ``--count`` ImageNet samples from the shared data (1000 by default) with
+the local engine (its default workers) and with ``RayProtectJob`` on a local Ray instance with
+every CPU of this machine, then on a simulated two-node cluster (``ray.cluster_utils.Cluster``,
+the same CPUs split over two raylets), and prints each engine's wall time, throughput and the
+ratio to the local engine (Ray's overhead on one machine; aim: at most 1.3x). Starting Ray is
+timed apart: a cluster is already running when a job is sent to it. Every run writes into a
+fresh folder; the outputs of both engines are compared byte for byte.
+
+The per-photo figures (CPU seconds per photo, driver planning per photo) feed the sizing of
+docs/ray.md. ``--fine-tune STEPS --encoder SPEC`` measures per-photo fine-tuning instead (GPU
+actors where the cluster has GPUs).
+
+    nice -n 19 python benchmarks/bench_ray.py --count 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from spdesk.core.distributed.ray_engine import RayOptions, RayProtectJob
+from spdesk.core.jobs import JobReport, ProtectJob, ProtectSettings
+
+SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _photos(folder: Path, count: int) -> list[Path]:
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpeg", ".jpg"))[:count]
+    if len(photos) < count:
+        raise SystemExit(f"only {len(photos)} photos in {folder}")
+    return photos
+
+
+def _timed(job: ProtectJob) -> tuple[float, JobReport]:
+    started = time.perf_counter()
+    report = job.run()
+    seconds = time.perf_counter() - started
+    if report.failed or report.pending or len(report.done) == 0:
+        raise SystemExit(f"the run did not protect every photo: {report.text()[:2000]}")
+    return seconds, report
+
+
+def _outputs(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*.protected.*")
+        if p.is_file()
+    }
+
+
+def _figures(name: str, seconds: float, report: JobReport, local: float | None) -> dict[str, Any]:
+    photos = len(report.done)
+    row: dict[str, Any] = {
+        "engine": name,
+        "photos": photos,
+        "seconds": round(seconds, 2),
+        "photos_per_s": round(photos / seconds, 2),
+    }
+    if local is not None:
+        row["ratio_to_local"] = round(seconds / local, 3)
+    return row
+
+
+def _ray_run(
+    inputs: list[Path], out: Path, settings: ProtectSettings, options: RayOptions
+) -> tuple[float, JobReport, RayProtectJob]:
+    job = RayProtectJob(inputs, out, settings, options)
+    seconds, report = _timed(job)
+    return seconds, report, job
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=Path, default=SHARED_PHOTOS)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=16, help="photos per Ray batch")
+    parser.add_argument("--threads", type=int, default=2, help="photos in flight per Ray worker")
+    parser.add_argument("--fine-tune", type=int, default=None, metavar="STEPS")
+    parser.add_argument("--encoder", default="taesd")
+    parser.add_argument("--skip-two-nodes", action="store_true")
+    args = parser.parse_args()
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cores = _cores()
+    inputs = _photos(args.photos, args.count)
+    settings = ProtectSettings()
+    if args.fine_tune is not None:
+        settings = ProtectSettings(
+            mode="finetune", finetune_steps=args.fine_tune, encoder=args.encoder
+        )
+    options = RayOptions(batch_size=args.batch, threads=args.threads, progress=False)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
+        scratch = Path(tmp)
+        local_s, local = _timed(ProtectJob(inputs, scratch / "local", settings))
+        rows.append(_figures(f"local ({settings.workers} threads)", local_s, local, None))
+        reference = _outputs(scratch / "local")
+
+        started = time.perf_counter()
+        ray.init(
+            num_cpus=cores, include_dashboard=False, object_store_memory=200 * 1024**2,
+            logging_level="ERROR",
+        )  # fmt: skip
+        ray_start = time.perf_counter() - started
+        ray_s, report, job = _ray_run(inputs, scratch / "ray", settings, options)
+        rows.append(_figures(f"ray, 1 node ({job.stats.workers} workers)", ray_s, report, local_s))
+        same = _outputs(scratch / "ray") == reference
+        one_node = job.stats
+        ray.shutdown()
+
+        two_nodes: dict[str, Any] = {}
+        if not args.skip_two_nodes:
+            cluster = Cluster(
+                initialize_head=True,
+                head_node_args={"num_cpus": max(1, cores // 2), "include_dashboard": False,
+                                "object_store_memory": 100 * 1024**2},
+            )  # fmt: skip
+            cluster.add_node(num_cpus=max(1, cores - cores // 2), object_store_memory=100 * 1024**2)
+            ray.init(address=cluster.address, logging_level="ERROR")
+            two_s, two, job2 = _ray_run(inputs, scratch / "ray2", settings, options)
+            rows.append(
+                _figures(f"ray, 2 nodes ({job2.stats.workers} workers)", two_s, two, local_s)
+            )
+            same = same and _outputs(scratch / "ray2") == reference
+            two_nodes = {"seconds": round(two_s, 2), "vs_one_node": round(two_s / ray_s, 3)}
+            ray.shutdown()
+            cluster.shutdown()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    photos = len(local.done)
+    summary = {
+        "photos": photos,
+        "cores": cores,
+        "mode": settings.mode,
+        "ray_start_s": round(ray_start, 2),
+        "ray_plan_s_per_photo": round(one_node.plan_seconds / photos, 5),
+        "local_cpu_s_per_photo": round(local_s * cores / photos, 4),
+        "ray_cpu_s_per_photo": round(ray_s * cores / photos, 4),
+        "ray_over_local": round(ray_s / local_s, 3),
+        "two_nodes": two_nodes,
+        "outputs_identical": same,
+    }
+    for row in rows:
+        print(json.dumps(row))
+    print(json.dumps(summary))
+    print(
+        f"\n{photos} photos, {cores} cores: local {local_s:.1f} s, Ray {ray_s:.1f} s "
+        f"({ray_s / local_s:.2f}x local; Ray itself started in {ray_start:.1f} s)"
+        + (f", two nodes {two_nodes['seconds']} s" if two_nodes else "")
+        + f"; outputs identical: {same}"
+    )
+
+
+if __name__ == "__main__":
+    main()

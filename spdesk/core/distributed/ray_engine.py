@@ -1,0 +1,496 @@
+"""Protect photos on a Ray cluster with the local engine's own code and guarantees.
+
+:class:`RayProtectJob` is :class:`~spdesk.core.jobs.ProtectJob` with one step replaced. The
+driver (this process) scans the inputs, skips finished photos and plans every output name and
+collision in job order exactly as the local engine does, then hands the planned photos to Ray
+Data: ``map_batches`` runs them on a pool of actors (:class:`_Protector`, a callable class that
+loads the perturbation, and for fine-tuning the encoder, once per actor, on a GPU where the
+cluster has them). Each batch goes through the local engine's per-photo loop (read, protect,
+encode into an fsync'ed temporary file, publish atomically, record) and is recorded in a
+manifest shard of its own; the driver merges the shards into the output folder's manifest when
+it closes it (or the next job, of either engine, does, after a kill), so a re-run with either
+engine skips what is done. Per-photo failures come back as the local engine's records.
+
+The engine is mode-agnostic: actors receive the job's settings and run the same per-photo step
+the local engine runs for them. Inputs and outputs are paths that every node can reach (one
+machine, or a shared NFS-style folder). Ray is imported only here, and only when a job runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from spdesk.core import errors
+from spdesk.core.discovery import InputPhoto
+from spdesk.core.errors import ConfigError, EngineError, SpdeskError
+from spdesk.core.events import CancelToken, Event, EventSink, ignore_events
+from spdesk.core.jobs import (
+    FileDone,
+    FileFailed,
+    FileSkipped,
+    JobReport,
+    ProtectJob,
+    ProtectSettings,
+)
+from spdesk.core.jobs.events import FailReason, SkipReason
+from spdesk.core.jobs.naming import Target
+from spdesk.core.jobs.pool import JobRun, _Planned, _Task
+from spdesk.core.jobs.protector import Protected, Protector, build_protector
+from spdesk.core.manifest import Manifest, SourceSignature
+from spdesk.core.perturbation import Perturbation
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = 'Install it with: pip install "spdesk[ray]"'
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide a job runs on Ray.
+
+    Attributes:
+        address: the cluster. None starts a local Ray instance for the job (or uses the one
+            this process has already started, or the one ``RAY_ADDRESS`` names); "auto" joins
+            the cluster this machine belongs to (``ray start``); "ray://HOST:10001" connects
+            through Ray Client.
+        num_cpus: CPU workers (actors, one CPU each) protecting photos; None uses every CPU of
+            the cluster. A local instance started for the job gets this many CPUs.
+        num_gpus: GPU actors (one GPU each) for per-photo fine-tuning; None uses every GPU of
+            the cluster; 0 fine-tunes on the CPU workers.
+        batch_size: photos per Ray batch (16); each batch is recorded in a manifest shard.
+        threads: photos in flight in each CPU worker, so that decoding, protecting and
+            encoding overlap (2).
+        progress: show Ray Data's progress bars.
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    batch_size: int = 16
+    threads: int = 2
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise ConfigError(f"--num-cpus must be 1 or more, got {self.num_cpus}.")
+        if self.num_gpus is not None and self.num_gpus < 0:
+            raise ConfigError(f"--num-gpus must be 0 or more, got {self.num_gpus}.")
+        if not 1 <= self.batch_size <= 4096:
+            raise ConfigError(f"The Ray batch must hold 1 to 4096 photos, got {self.batch_size}.")
+        if not 1 <= self.threads <= 32:
+            raise ConfigError(f"Threads per worker must be 1 to 32, got {self.threads}.")
+
+
+@dataclass
+class RayStats:
+    """How the cluster part of a job went (for the final report)."""
+
+    workers: int = 0
+    worker_kind: str = "CPU"
+    plan_seconds: float = 0.0
+    protect_seconds: float = 0.0
+    protected: int = 0
+
+    @property
+    def photos_per_second(self) -> float | None:
+        """Photos protected per second while the cluster worked (None before it did)."""
+        return self.protected / self.protect_seconds if self.protect_seconds > 0 else None
+
+    def text(self) -> str:
+        rate = self.photos_per_second
+        speed = f" ({rate:.2f} photos/s)" if rate is not None else ""
+        return (
+            f"Ray: {self.protected} photo(s) in {self.protect_seconds:.1f} s{speed} on "
+            f"{self.workers} {self.worker_kind} worker(s); planning took {self.plan_seconds:.1f} s."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        rate = self.photos_per_second
+        return {
+            "engine": "ray",
+            "workers": self.workers,
+            "worker_kind": self.worker_kind,
+            "plan_seconds": round(self.plan_seconds, 3),
+            "protect_seconds": round(self.protect_seconds, 3),
+            "protected": self.protected,
+            "photos_per_second": None if rate is None else round(rate, 3),
+        }
+
+
+def import_ray() -> Any:
+    """The ``ray`` module with Ray Data, or a named error saying how to install it."""
+    try:
+        import ray
+        import ray.data  # the optional part
+    except ImportError as error:
+        raise EngineError(
+            "Ray is not installed, so the Ray engine cannot run.", hint=INSTALL_HINT
+        ) from error
+    return ray
+
+
+class RayProtectJob(ProtectJob):
+    """Protect ``inputs`` into ``output_root`` on a Ray cluster (see the module docstring).
+
+    Args:
+        inputs: files and folders every node can read.
+        output_root: the output folder, on a file system every node can write.
+        settings: the same settings the local engine takes (every protection mode).
+        options: the cluster and its width (see :class:`RayOptions`).
+    """
+
+    def __init__(
+        self,
+        inputs: Sequence[Path],
+        output_root: Path,
+        settings: ProtectSettings | None = None,
+        options: RayOptions | None = None,
+    ) -> None:
+        super().__init__(inputs, output_root, settings)
+        self.options = options or RayOptions()
+        self.stats = RayStats()
+        self._perturbation: Perturbation | None = None
+
+    def _protector(self, perturbation: Perturbation) -> Protector:
+        """The actors build the mode's protector (and load its models); the driver only checks
+        that Ray is there, before anything is written."""
+        import_ray()
+        self._perturbation = perturbation
+        return _OnActors()
+
+    def _process(self, run: JobRun, manifest: Manifest, photos: list[InputPhoto]) -> None:
+        ray = import_ray()
+        started = time.monotonic()
+        planned = run.plan(photos)
+        manifest.mark_pending([p.key for p in planned], run.fingerprint)
+        tasks = self._plan_tasks(run, manifest, planned)
+        self.stats.plan_seconds = time.monotonic() - started
+        try:
+            if tasks and not run._stopping():
+                with _session(ray, self.options):
+                    self._execute(ray, run, tasks)
+        finally:
+            # Anything without a record (a cancel, a stop, a lost batch) is still to do.
+            run.report.pending = [p.source for p in planned if p.key not in run.handled]
+
+    def _plan_tasks(self, run: JobRun, manifest: Manifest, planned: list[_Planned]) -> list[_Task]:
+        """The local engine's planning, in job order: skip finished photos, name the rest
+        (as one batch: nothing is planned once the job stops)."""
+        return [task for batch in run._batches(manifest, planned, len(planned)) for task in batch]
+
+    def _execute(self, ray: Any, run: JobRun, tasks: list[_Task]) -> None:
+        """Run the tasks on Ray Data and record each photo's outcome as it comes back."""
+        ray.data.DataContext.get_current().enable_progress_bars = self.options.progress
+        size = self.options.batch_size
+        blocks = max(1, math.ceil(len(tasks) / size))  # one batch (and shard) per Ray task
+        rows = ray.data.from_items(
+            [{"task": encode_task(task)} for task in tasks], override_num_blocks=blocks
+        )
+        assert self._perturbation is not None
+        results = rows.map_batches(
+            _Protector,
+            fn_constructor_kwargs={
+                "output_root": self.output_root,
+                "settings": dataclasses.replace(self.settings, workers=self.options.threads),
+                "perturbation": self._perturbation,
+                "fingerprint": run.fingerprint,
+            },
+            batch_size=size,
+            batch_format="numpy",
+            **self._resources(ray, blocks),
+        )
+        started = time.monotonic()
+        batches = iter(results.iter_batches(batch_size=None, batch_format="numpy"))
+        try:
+            for batch in batches:
+                for event, stopped, fatal in zip(
+                    batch["event"], batch["stopped"], batch["fatal"], strict=True
+                ):
+                    if (error := _fatal_error(str(fatal))) is not None:
+                        raise error
+                    self._record(run, decode_event(str(event)))
+                    run.report.stopped = run.report.stopped or str(stopped) or None
+                if run._stopping():
+                    break
+        except SpdeskError:
+            raise
+        except Exception as error:
+            raise _engine_error(error) from error
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # stops the pipeline after a cancel or a stop
+            self.stats.protect_seconds = time.monotonic() - started
+            self.stats.protected = len(run.report.done)
+
+    def _resources(self, ray: Any, blocks: int) -> dict[str, Any]:
+        """Actors and what each holds: a GPU each to fine-tune where there are any, else a CPU;
+        never more actors than batches, nor than the cluster holds (they would wait forever)."""
+        cluster = ray.cluster_resources()
+        per_actor: dict[str, Any] = {"num_cpus": 1}
+        self.stats.worker_kind = "CPU"
+        available = max(1, int(cluster.get("CPU", 1)))
+        wanted = min(self.options.num_cpus or available, available)
+        if self.settings.mode != "universal":
+            gpus = self.options.num_gpus
+            gpus = int(cluster.get("GPU", 0)) if gpus is None else gpus
+            if gpus > 0:
+                per_actor["num_gpus"] = 1
+                self.stats.worker_kind, wanted = "GPU", gpus
+        self.stats.workers = min(wanted, blocks)
+        return {"compute": ray.data.ActorPoolStrategy(size=self.stats.workers), **per_actor}
+
+    @staticmethod
+    def _record(run: JobRun, event: Event) -> None:
+        """Add a photo's outcome from a worker to the report, as the local engine does."""
+        if isinstance(event, FileDone):
+            run.report.done.append(event)
+        elif isinstance(event, FileSkipped):
+            run.report.skipped.append(event)
+        elif isinstance(event, FileFailed):
+            run.report.failed.append(event)
+        else:
+            return
+        run.handled.add(os.path.abspath(event.source))
+        run.emit(event)
+
+
+def protect_on_ray(
+    inputs: Sequence[Path],
+    output_root: Path,
+    settings: ProtectSettings | None = None,
+    options: RayOptions | None = None,
+    *,
+    on_event: EventSink = ignore_events,
+    cancel: CancelToken | None = None,
+) -> JobReport:
+    """Protect photos on a Ray cluster; the Python face of ``spdesk protect --engine ray``.
+
+    Returns the job's report (as the local engine's :meth:`ProtectJob.run`); raises
+    :class:`~spdesk.core.jobs.JobCancelled` when cancelled and :class:`EngineError` when Ray is
+    missing, unreachable or fails.
+    """
+    return RayProtectJob(inputs, output_root, settings, options).run(on_event, cancel)
+
+
+@contextlib.contextmanager
+def _session(ray: Any, options: RayOptions) -> Iterator[None]:
+    """Use the Ray instance this process already has, or start/join one for the job."""
+    if ray.is_initialized():
+        yield
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    if options.address is not None:
+        kwargs["address"] = options.address
+    else:  # a local instance (or RAY_ADDRESS's cluster, which refuses resource arguments)
+        local = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
+        if not os.environ.get("RAY_ADDRESS"):
+            kwargs.update({k: v for k, v in local.items() if v is not None})
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, ValueError, RuntimeError) as error:
+        raise EngineError(
+            f"Could not start or reach Ray ({options.address or 'a local instance'}): {error}",
+            hint="Check the address (auto, or ray://HOST:10001) and that the cluster is up.",
+        ) from error
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _engine_error(error: BaseException) -> SpdeskError:
+    """A plain error for a failure of Ray itself (or a bug in a worker), logged in full."""
+    log.error("the Ray run failed", exc_info=error)
+    return EngineError(
+        f"The Ray run failed: {type(error).__name__}: {str(error).splitlines()[0][:300]}",
+        hint="Finished photos are kept: run the same command again to finish the rest "
+        "(details in the log).",
+    )
+
+
+def _shard_name(keys: Sequence[str]) -> str:
+    """The same name for the same batch, so a retried batch finds what its last try did."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:24]
+
+
+class _OnActors(Protector):
+    """The driver's stand-in protector: photos are protected by the actors' own."""
+
+    mode = "ray"
+
+    @classmethod
+    def build(cls, settings: ProtectSettings, perturbation: Perturbation) -> Protector:
+        return cls()
+
+    def protect(self, image: Image.Image, key: str) -> Protected:
+        raise RuntimeError("photos of a Ray job are protected on its actors")
+
+
+class _ShardRun(JobRun):
+    """The local engine's run over photos the driver planned: names and collisions come from
+    the driver (in job order); the shard says what an earlier try of this batch finished."""
+
+    def __init__(
+        self,
+        job: ProtectJob,
+        protector: Protector,
+        fingerprint: str,
+        tasks: dict[str, _Task],
+    ) -> None:
+        report = JobReport(job.output_root)
+        super().__init__(job, protector, fingerprint, ignore_events, CancelToken(), report)
+        self.tasks = tasks
+        self.names.written.update(task.target.path for task in tasks.values())  # the batch's
+
+    def _prepare(self, manifest: Manifest, item: _Planned) -> _Task | None:
+        task = self.tasks[item.key]
+        finished = manifest.finished_output(item.key, self.fingerprint, task.signature)
+        if finished is not None:  # Ray retried this batch after its worker died
+            reason = "already protected with the same settings"
+            self._skip(item, SkipReason.ALREADY_DONE, reason, finished)
+            return None
+        return dataclasses.replace(task, started=time.monotonic())
+
+
+class _Protector:
+    """One Ray actor: loads the perturbation (and the encoder) once, then protects batches."""
+
+    def __init__(
+        self,
+        output_root: Path,
+        settings: ProtectSettings,
+        perturbation: Perturbation,
+        fingerprint: str,
+    ) -> None:
+        self.job = ProtectJob([], output_root, settings)
+        self.fingerprint = fingerprint
+        self.protector: Protector | None = None
+        self.error: SpdeskError | None = None
+        try:  # the mode's per-photo step, models and all: once per actor
+            self.protector = build_protector(settings, perturbation)
+        except SpdeskError as error:  # reported with the first batch, back to the driver
+            self.error = error
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.protector is None:  # Ray would hand the driver its own wrapper, without it
+            assert self.error is not None
+            fatal = {"type": type(self.error).__name__, "message": self.error.message}
+            fatal["hint"] = self.error.hint or ""
+            return {"event": np.array([""]), "stopped": np.array([""]), "fatal": _json([fatal])}
+        tasks = {task.item.key: task for task in map(decode_task, map(str, batch["task"]))}
+        run = _ShardRun(self.job, self.protector, self.fingerprint, tasks)
+        with Manifest(self.job.output_root, shard=_shard_name(list(tasks))) as shard:
+            run.process_planned(shard, [task.item for task in tasks.values()])
+        report = run.report
+        events: list[FileDone | FileSkipped | FileFailed] = sorted(
+            [*report.done, *report.skipped, *report.failed], key=_position
+        )
+        return {
+            "event": np.array([encode_event(e) for e in events], dtype=str),
+            "stopped": np.array([report.stopped or ""] * len(events), dtype=str),
+            "fatal": _json([None] * len(events)),
+        }
+
+
+def _json(values: list[Any]) -> np.ndarray:
+    return np.array([json.dumps(v) for v in values], dtype=str)
+
+
+def _fatal_error(text: str) -> SpdeskError | None:
+    """The named error an actor could not start with (a missing model...), rebuilt here."""
+    fatal = json.loads(text)
+    if fatal is None:
+        return None
+    cls = getattr(errors, fatal["type"], None)
+    if not (isinstance(cls, type) and issubclass(cls, SpdeskError)) or cls is errors.Cancelled:
+        cls = EngineError
+    return cls(fatal["message"], hint=fatal["hint"] or None)
+
+
+def _position(event: FileDone | FileSkipped | FileFailed) -> int:
+    return event.position
+
+
+_OUTCOMES: dict[str, type[FileDone | FileSkipped | FileFailed]] = {
+    "done": FileDone,
+    "skipped": FileSkipped,
+    "failed": FileFailed,
+}
+
+
+def encode_event(event: FileDone | FileSkipped | FileFailed) -> str:
+    """A photo's outcome as one JSON line (what workers send back; no pickles)."""
+    name = next(k for k, cls in _OUTCOMES.items() if isinstance(event, cls))
+    fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "time"}
+    return json.dumps({"event": name, **fields}, default=str)
+
+
+def encode_task(task: _Task) -> str:
+    """A planned photo as one JSON line (what the driver sends to the workers; no pickles)."""
+    item = task.item
+    return json.dumps(
+        {
+            "source": str(item.photo.path),
+            "root": str(item.photo.root),
+            "relative": str(item.relative),
+            "key": item.key,
+            "position": item.position,
+            "count": item.count,
+            "target": [str(task.target.path), task.target.replace, list(task.target.notes)],
+            "signature": task.signature.as_list(),
+        }
+    )  # ASCII: names that are not UTF-8 travel as \udcxx escapes
+
+
+def decode_task(text: str) -> _Task:
+    """The task :func:`encode_task` wrote (``started`` is set when the photo is prepared)."""
+    data = json.loads(text)
+    photo = InputPhoto(Path(data["source"]), Path(data["root"]))
+    item = _Planned(photo, Path(data["relative"]), data["key"], data["position"], data["count"])
+    path, replace, notes = data["target"]
+    target = Target(Path(path), replace=replace, notes=tuple(notes))
+    return _Task(item, target, SourceSignature(*data["signature"]), started=0.0)
+
+
+def decode_event(text: str) -> FileDone | FileSkipped | FileFailed:
+    """The event :func:`encode_event` wrote."""
+    data = json.loads(text)
+    cls = _OUTCOMES[data.pop("event")]
+    data["source"] = Path(data["source"])
+    if cls is FileSkipped:
+        data["kind"] = SkipReason(data["kind"])
+    elif cls is FileFailed:
+        data["kind"] = FailReason(data["kind"])
+    if data.get("output") is not None:
+        data["output"] = Path(data["output"])
+    if "notes" in data:
+        data["notes"] = tuple(data["notes"])
+    return cls(**data)
+
+
+__all__ = [
+    "RayOptions",
+    "RayProtectJob",
+    "RayStats",
+    "decode_event",
+    "decode_task",
+    "encode_event",
+    "encode_task",
+    "import_ray",
+    "protect_on_ray",
+]

@@ -1,0 +1,285 @@
+"""The Ray engine keeps the local engine's guarantees: same outputs, failures, resume, manifest.
+
+One local Ray instance (2 CPUs, a small object store, no dashboard) serves the whole module;
+every job here joins it. Each test compares with the local engine rather than fixed bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from spdesk.cli import main
+from spdesk.core.discovery import InputPhoto
+from spdesk.core.distributed.ray_engine import (
+    RayOptions,
+    RayProtectJob,
+    decode_event,
+    decode_task,
+    encode_event,
+    encode_task,
+    protect_on_ray,
+)
+from spdesk.core.errors import EncoderError
+from spdesk.core.events import Event
+from spdesk.core.files import LOCK_NAME, TEMP_SUFFIX
+from spdesk.core.jobs import FileDone, FileFailed, FileSkipped, ProtectJob, ProtectSettings
+from spdesk.core.jobs.events import FailReason, SkipReason
+from spdesk.core.jobs.naming import Target
+from spdesk.core.jobs.pool import _Planned, _Task
+from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, SourceSignature, read_manifest
+from tests import protect_samples as samples
+
+# Decided without importing Ray, so that the rest of the suite never runs with Ray loaded.
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("ray") is None,
+        reason='Ray is not installed (pip install "spdesk[ray]", part of the test extra)',
+    ),
+    pytest.mark.slow,  # a Ray instance and its workers: about a minute on 2 cores
+]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One small local Ray instance for the module; workers get an isolated SPDESK_HOME."""
+    import ray
+
+    home = tmp_path_factory.mktemp("ray-spdesk-home")
+    for attempt in (1, 2):  # a starved machine can miss Ray's start-up deadlines
+        try:
+            context = ray.init(
+                num_cpus=2,
+                object_store_memory=200 * 1024**2,
+                include_dashboard=False,
+                logging_level="WARNING",
+                runtime_env={"env_vars": {"SPDESK_HOME": str(home), "OMP_NUM_THREADS": "1"}},
+            )
+            break
+        except Exception as error:  # the raylet's helpers did not start in time
+            ray.shutdown()
+            if attempt == 2:
+                pytest.skip(f"Ray could not start a local instance on this busy machine: {error}")
+    yield context.address_info["gcs_address"]
+    ray.shutdown()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> ProtectSettings:
+    folder = tmp_path / "perturbation"
+    folder.mkdir()
+    return ProtectSettings(perturbation=samples.perturbation_file(folder), working_size=16)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file spdesk wrote under ``root`` (outputs only), by relative path."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in (MANIFEST_NAME, LOCK_NAME)
+    }
+
+
+def _photo_mix(root: Path) -> Path:
+    """Formats, folders, metadata, alpha and two photos that want the same output name."""
+    samples.photo(root / "a" / "one.jpg", 40, 24)
+    samples.photo(root / "a" / "two.png", 36, 28)
+    samples.photo(root / "a" / "one.png", 40, 24, fmt="JPEG")  # a JPEG: also one.protected.jpg
+    (root / "b").mkdir()
+    samples.gps_jpeg(root / "b" / "gps.jpg")
+    samples.rgba(root / "b" / "alpha.png")
+    for i in range(6):
+        samples.photo(root / "c" / f"{i}.webp", 30 + i, 20)
+    return root
+
+
+def _ray(settings: ProtectSettings, **options: object) -> RayOptions:
+    return RayOptions(progress=False, batch_size=3, **options)  # type: ignore[arg-type]
+
+
+def test_outputs_are_byte_identical_to_the_local_engine(
+    tmp_path: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    inputs = _photo_mix(tmp_path / "in")
+    originals_guard.append(inputs)
+    settings = dataclasses.replace(settings, randomize=True, seed=3, strip_metadata="gps")
+    local = ProtectJob([inputs], tmp_path / "local", settings).run()
+    events: list[Event] = []
+    distributed = protect_on_ray(
+        [inputs], tmp_path / "ray", settings, _ray(settings), on_event=events.append
+    )
+    assert _tree(tmp_path / "ray") == _tree(tmp_path / "local")
+    assert len(_tree(tmp_path / "ray")) == len(local.done) == 11
+    assert "a/one.protected-2.jpg" in _tree(tmp_path / "ray")  # the same collision naming
+    by_source = {e.source: (e.output, e.psnr, e.max_change, e.notes) for e in local.done}
+    assert {
+        e.source: (tmp_path / "local" / e.output.relative_to(tmp_path / "ray"), *rest)
+        for e in distributed.done
+        for rest in [(e.psnr, e.max_change, e.notes)]
+    } == by_source
+    assert distributed.ok and [type(e).__name__ for e in events].count("FileDone") == 11
+
+
+def test_a_bad_photo_mix_fails_photo_by_photo_like_the_local_engine(
+    tmp_path: Path,
+    settings: ProtectSettings,
+    originals_guard: list[Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    inputs = tmp_path / "in"
+    for i in range(4):
+        samples.photo(inputs / f"good{i}.png")
+    samples.truncated_jpeg(inputs / "half.jpg")
+    (inputs / "random.jpg").write_bytes(os.urandom(4096))
+    (inputs / "empty.jpg").write_bytes(b"")
+    samples.png_bomb(inputs / "bomb.png")
+    samples.animated(inputs / "anim.gif", "GIF")
+    (inputs / "notes.txt").write_text("not a photo")
+    originals_guard.append(inputs)
+    local = ProtectJob([inputs], tmp_path / "local", settings).run()
+    assert local.failed
+
+    args = ["protect", str(inputs), "--out", str(tmp_path / "ray"), "--engine", "ray"]
+    perturbation = ["--perturbation", str(settings.perturbation), "--working-size", "16"]
+    assert main([*args, *perturbation, "--json"]) == 1  # some photos failed
+    summary = json.loads(capsys.readouterr().out)
+    expected = local.to_dict()["failed"]  # path, kind, reason and hint of each
+    assert sorted(summary["failed"], key=str) == sorted(expected, key=str)
+    assert summary["counts"] == {"done": 4, "skipped": 1, "failed": len(local.failed), "pending": 0}
+    assert summary["engine"]["engine"] == "ray" and summary["engine"]["protected"] == 4
+    assert summary["engine"]["photos_per_second"] > 0
+    assert _tree(tmp_path / "ray") == _tree(tmp_path / "local")
+
+
+_KILLED_DRIVER = """
+import os, signal, sys
+from pathlib import Path
+from spdesk.core.distributed.ray_engine import RayOptions, protect_on_ray
+from spdesk.core.jobs import FileDone, ProtectSettings
+
+inputs, out, perturbation, address = sys.argv[1:5]
+done = []
+
+def on_event(event):
+    if isinstance(event, FileDone):
+        done.append(event)
+        if len(done) == 4:  # some batches finished, others in flight: kill the driver here
+            os.kill(os.getpid(), signal.SIGKILL)
+
+settings = ProtectSettings(perturbation=Path(perturbation), working_size=16)
+options = RayOptions(address=address, progress=False, batch_size=2)
+protect_on_ray([Path(inputs)], Path(out), settings, options, on_event=on_event)
+"""
+
+
+def test_a_killed_driver_resumes_with_nothing_lost_and_identical_outputs(
+    tmp_path: Path, settings: ProtectSettings, ray_instance: str
+) -> None:
+    inputs = tmp_path / "in"
+    for i in range(24):
+        samples.photo(inputs / f"{i:02d}.png", 64, 48)
+    out = tmp_path / "ray"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-c", _KILLED_DRIVER, str(inputs), str(out)]
+    driver = subprocess.run(
+        [*command, str(settings.perturbation), ray_instance],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert driver.returncode == -9, driver.stderr[-2000:]  # killed, not finished
+    finished = [p for p in out.rglob("*.protected.png")]
+    assert 4 <= len(finished) < 24
+    assert list((out / SHARDS_FOLDER).glob("*.jsonl"))  # what the workers recorded, unmerged
+
+    resumed = RayProtectJob([inputs], out, settings, _ray(settings)).run()
+    assert resumed.ok and not resumed.failed
+    assert len(resumed.done) + len(resumed.skipped) == 24
+    assert len(resumed.done) <= 24 - 4  # what the killed run recorded was not done again
+    local = ProtectJob([inputs], tmp_path / "local", settings).run()
+    assert _tree(out) == _tree(tmp_path / "local")  # complete, byte-identical, no partial files
+    assert not [p for p in out.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
+    assert not (out / SHARDS_FOLDER).exists()
+    assert len(local.done) == 24
+
+
+def test_either_engine_skips_what_the_other_finished(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    inputs = tmp_path / "in"
+    for i in range(5):
+        samples.photo(inputs / f"{i}.jpg")
+    out = tmp_path / "out"
+    first = RayProtectJob([inputs], out, settings, _ray(settings)).run()
+    assert len(first.done) == 5
+    entries = read_manifest(out / MANIFEST_NAME)
+    assert {e["status"] for e in entries.values()} == {"done"}
+    assert not (out / SHARDS_FOLDER).exists()  # merged into the manifest
+
+    again = ProtectJob([inputs], out, settings).run()
+    assert not again.done and len(again.skipped) == 5
+    assert {e.kind for e in again.skipped} == {SkipReason.ALREADY_DONE}
+
+    samples.photo(inputs / "new.jpg")
+    local_then_ray = RayProtectJob([inputs], out, settings, _ray(settings)).run()
+    assert [e.source.name for e in local_then_ray.done] == ["new.jpg"]
+    assert len(local_then_ray.skipped) == 5
+
+
+def test_fine_tuning_runs_on_actors_with_the_local_engines_outputs(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    pytest.importorskip("torch")
+    from tiny_sd import save_tiny_vae
+
+    encoder = str(save_tiny_vae(tmp_path / "sd"))
+    inputs = tmp_path / "in"
+    for i in range(3):
+        samples.photo(inputs / f"{i}.png", 40, 24)
+    (inputs / "broken.png").write_bytes(b"not an image")
+    tuned = dataclasses.replace(
+        settings, mode="finetune", finetune_steps=2, encoder=encoder, device="cpu"
+    )
+    local = ProtectJob([inputs], tmp_path / "local", tuned).run()
+    job = RayProtectJob([inputs], tmp_path / "ray", tuned, _ray(tuned, num_cpus=1))
+    report = job.run()
+    assert _tree(tmp_path / "ray") == _tree(tmp_path / "local")
+    assert len(report.done) == len(local.done) == 3
+    assert [(e.kind, e.reason) for e in report.failed] == [(e.kind, e.reason) for e in local.failed]
+    assert job.stats.worker_kind == "CPU" and job.stats.workers == 1  # no GPU in this cluster
+
+
+def test_tasks_and_outcomes_travel_as_json(tmp_path: Path) -> None:
+    done = FileDone(tmp_path / "a.jpg", tmp_path / "o.jpg", 31.5, 8, 0.2, ("note",), 1, 2)
+    failed = FileFailed(tmp_path / "b.jpg", FailReason.UNREADABLE, "damaged", "copy it", 2, 2)
+    skipped = FileSkipped(tmp_path / "c.jpg", SkipReason.OUTPUT_EXISTS, "taken", None, 3, 3)
+    for event in (done, failed, skipped):
+        assert decode_event(encode_event(event)) == event
+    photo = InputPhoto(tmp_path / "in" / "é.jpg", tmp_path / "in")
+    item = _Planned(photo, Path("é.jpg"), str(photo.path), 3, 9)
+    target = Target(tmp_path / "out" / "é.protected.jpg", replace=True, notes=("shortened",))
+    task = _Task(item, target, SourceSignature(5, 7), 0.0)
+    assert decode_task(encode_task(task)) == task
+
+
+def test_a_missing_encoder_on_the_workers_is_the_named_error(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    samples.photo(tmp_path / "in" / "a.png")
+    tuned = dataclasses.replace(
+        settings, mode="finetune", encoder=str(tmp_path / "nowhere.safetensors"), device="cpu"
+    )
+    job = RayProtectJob([tmp_path / "in"], tmp_path / "out", tuned, _ray(tuned, num_cpus=1))
+    with pytest.raises(EncoderError, match=r"nowhere\.safetensors' not found"):
+        job.run()

@@ -1,0 +1,49 @@
+"""Ray is optional: core, cli and gui import and protect without it, and say how to get it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests import protect_samples as samples
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Runs in a fresh interpreter where `import ray` fails, as on an install without the extra.
+_WITHOUT_RAY = """
+import importlib, pkgutil, sys
+sys.modules["ray"] = None  # any `import ray` now raises ImportError
+import spdesk
+modules = pkgutil.walk_packages(spdesk.__path__, "spdesk.")
+names = [m.name for m in modules if not m.name.endswith("__main__")]
+for name in names:
+    importlib.import_module(name)
+assert "ray" not in [m for m in sys.modules if sys.modules[m] is not None]
+from spdesk.cli import main
+photo, out = sys.argv[1:3]
+local = main(["protect", photo, "--out", out + "/local", "--working-size", "16"])
+ray = main(["protect", photo, "--out", out + "/ray", "--engine", "ray"])
+print("imported", len(names), "exit", local, ray)
+"""
+
+
+def test_core_cli_and_gui_import_and_run_without_ray(tmp_path: Path) -> None:
+    photo = samples.photo(tmp_path / "in" / "a.png")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_RAY, str(photo), str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported, exits = result.stdout.split("exit")
+    assert int(imported.split()[-1]) > 50  # every module of core, cli and gui
+    assert exits.split() == ["0", "2"]  # local protects; ray is refused with the fix
+    refusal = "Ray is not installed, so the Ray engine cannot run."
+    assert f'{refusal}\nInstall it with: pip install "spdesk[ray]"' in result.stderr
+    assert (tmp_path / "out" / "local" / "a.protected.png").is_file()
+    assert not (tmp_path / "out" / "ray").exists()  # refused before creating anything

@@ -107,9 +107,57 @@ def pareto_chart(report: Assessment, path: Path) -> None:
     image.save(path)
 
 
+def synthetic_scene(width: int = 480, height: int = 320) -> np.ndarray:
+    """A made-up photo with what shows a pattern most: a smooth sky, a flat grey wall, skin-like
+    tones, and a textured ground (no real photo may be shipped with spdesk's documents)."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    sky = np.stack([110 + 60 * y / height, 160 + 50 * y / height, 235 - 10 * y / height], -1)
+    image = sky.copy()
+    wall = (x > width * 0.55) & (y > height * 0.25)
+    image[wall] = 128
+    skin = ((x - width * 0.28) ** 2 / 70**2 + (y - height * 0.5) ** 2 / 90**2) < 1
+    image[skin] = np.array([224, 172, 140], np.float32) - 20 * (y[skin, None] / height)
+    ground = y > height * 0.78
+    grain = rng.normal(0, 22, (height, width, 1)) + rng.normal(0, 8, (height, width, 3))
+    image[ground] = np.array([96, 120, 60], np.float32) + grain[ground]
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def crop_figure(candidates: dict, path: Path) -> None:  # type: ignore[type-arg]
+    """Original and each mode at 100%, with the change amplified 8x below each."""
+    scene = synthetic_scene()
+    tiles = [("original", scene, np.full_like(scene, 128))]
+    for label, protect in candidates.items():
+        protected = protect(scene, 0)
+        change = np.clip(128 + 8 * (protected.astype(int) - scene.astype(int)), 0, 255)
+        tiles.append((label, protected, change.astype(np.uint8)))
+    height, width = scene.shape[:2]
+    sheet = Image.new("RGB", (len(tiles) * (width + 10), 2 * height + 50), "white")
+    draw = ImageDraw.Draw(sheet)
+    for index, (label, image, change) in enumerate(tiles):
+        left = index * (width + 10)
+        draw.text((left + 4, 4), label, fill="black")
+        sheet.paste(Image.fromarray(image), (left, 20))
+        sheet.paste(Image.fromarray(change), (left, 30 + height))
+    draw.text(
+        (4, 2 * height + 34), "top: 100% crops; bottom: the change, amplified 8x", fill="black"
+    )
+    sheet.save(path)
+
+
+def print_speed(timings: dict[str, tuple[float, float]]) -> None:
+    print(
+        f"speed (protect step alone, s; torch threads {torch.get_num_threads()}): "
+        "per ImageNet photo | one 24 MP photo"
+    )
+    for label, (per_photo, big) in timings.items():
+        print(f"  {label:<28} {per_photo:.3f} | {big:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--photos", type=Path, default=SHARED / "data" / "imagenet-sample")
+    parser.add_argument("--shared", type=Path, default=SHARED, help="the shared assets (../shared)")
     parser.add_argument("--measure", type=int, default=32)
     parser.add_argument("--attack-photos", type=int, default=100)
     parser.add_argument("--sizes", default="256,512")
@@ -125,26 +173,34 @@ def main() -> None:
         "--transfer", default="tae/taef2_encoder.safetensors,tae/taesana_encoder.safetensors"
     )
     parser.add_argument("--speed-photos", type=int, default=20)
+    parser.add_argument("--modes", default="photo,universal", help="bundled modes to include")
+    parser.add_argument("--speed-only", action="store_true", help="time the modes, no table")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--chart", type=Path, default=None)
+    parser.add_argument("--crops", type=Path, default=None, help="100% crops of each mode")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rest = held_out(args.photos)
+    rest = held_out(args.shared / "data" / "imagenet-sample")
     attack_photos, _ = load_full_photos(rest[: args.attack_photos])
     photos, _ = load_full_photos(rest[args.attack_photos : args.attack_photos + args.measure])
     candidates = {}
     timings = {}
+    bundled = {"photo": "photo-specific (bundled)", "universal": "universal (bundled)"}
     for label, mode, generator in [
-        ("photo-specific (default)", "photo", None),
-        ("universal (instant)", "universal", None),
+        *[(bundled[m], m, None) for m in args.modes.split(",") if m],
         *[(path.stem, "photo", path) for path in args.generator],
     ]:
         protect, eps, _ = mode_protect(mode, generator=generator)
         candidates[label] = protect
         timings[label] = speed(protect, photos[: args.speed_photos])
-    models = SHARED / "models"
+    if args.crops:
+        crop_figure(candidates, args.crops)
+    if args.speed_only:
+        print_speed(timings)
+        return
+    models = args.shared / "models"
     encoder = load_encoder(str(models / "taesd" / "taesd_f8e4m3.safetensors"), "cpu")
     transfer = [
         load_encoder(str(models / spec), "cpu") for spec in args.transfer.split(",") if spec

@@ -53,3 +53,14 @@ def test_mismatched_inputs_are_refused() -> None:
         ssimulacra2(_photo(), _photo()[:32])
     with pytest.raises(ValueError, match="uint8"):
         flip(_photo().astype(np.float32), _photo())
+
+
+def test_a_missing_package_is_a_plain_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from spdesk.core.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "ssimulacra2", None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match="need the ssimulacra2 package") as info:
+        ssimulacra2(_photo(), _noisy(_photo(), 4))
+    assert "spdesk[eval]" in str(info.value.hint)

@@ -1,7 +1,7 @@
 """How visible a protection is: SSIMULACRA2 and NVIDIA FLIP of protected vs original.
 
 PSNR says little about a structured pattern; these two model what people see. Both packages are
-small, pure-Python/numba-free or compiled wheels from PyPI, and run offline:
+small wheels from PyPI (the ``eval`` extra) and run offline:
 
 - SSIMULACRA2 (``ssimulacra2``): 100 = identical, 90 = visually lossless at 100% zoom, 70 = high
   quality, 50 = medium (JPEG q ~ 50-60), below 30 = low. Higher is less visible.
@@ -18,6 +18,8 @@ import logging
 
 import numpy as np
 from PIL import Image
+
+from spdesk.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +39,19 @@ def _check_pair(original: np.ndarray, changed: np.ndarray) -> None:
         raise ValueError(f"images differ in size: {original.shape} vs {changed.shape}")
 
 
+def _missing(package: str, error: ImportError) -> ConfigError:
+    return ConfigError(
+        f"Visibility figures need the {package} package, which is not installed ({error}).",
+        hint="Install spdesk's evaluation extra: pip install 'spdesk[eval]'",
+    )
+
+
 def ssimulacra2(original: np.ndarray, changed: np.ndarray) -> float:
     """SSIMULACRA2 score of ``changed`` against ``original`` (100 = identical; higher is better)."""
-    from ssimulacra2 import compute_ssimulacra2
+    try:
+        from ssimulacra2 import compute_ssimulacra2
+    except ImportError as error:
+        raise _missing("ssimulacra2", error) from error
 
     _check_pair(original, changed)
     if np.array_equal(original, changed):
@@ -49,7 +61,10 @@ def ssimulacra2(original: np.ndarray, changed: np.ndarray) -> float:
 
 def flip(original: np.ndarray, changed: np.ndarray) -> float:
     """Mean FLIP error of ``changed`` against ``original`` (0 = identical; lower is better)."""
-    import flip_evaluator
+    try:
+        import flip_evaluator
+    except ImportError as error:
+        raise _missing("flip-evaluator", error) from error
 
     _check_pair(original, changed)
     if np.array_equal(original, changed):

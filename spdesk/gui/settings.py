@@ -51,7 +51,8 @@ class ProtectOptions:
     Attributes:
         perturbation: path of the perturbation file ("" = the bundled default).
         strength: budget in 8-bit steps, in (0, 64]; presets 4 / 8 / 16.
-        mode: "universal" (instant) or "finetune" (per-photo optimisation; needs the VAE).
+        mode: "photo" (each photo its own perturbation from the bundled generator),
+            "universal" (instant) or "finetune" (per-photo optimisation; needs the VAE).
         finetune_steps: optimisation steps per photo in fine-tuned mode, 1..1000.
         finetune_encoder: the encoder fine-tuning attacks: "sd15" (SD 1.5's own VAE, the best
             protection against SD 1.5) or "taesd" (its tiny stand-in, far faster on a CPU).

@@ -34,7 +34,8 @@ from spdesk.core.perturbation import (
 from spdesk.gui.settings import COLLISIONS, FORMATS, STRENGTH_PRESETS, ProtectOptions
 
 MODES = {
-    "universal": "Universal — instant",
+    "photo": "Photo-specific — hard to see",
+    "universal": "Universal — instant, stronger, visible",
     "finetune": "Fine-tuned per photo — stronger",
 }
 """The protection modes offered, in order (one radio button each)."""
@@ -234,10 +235,10 @@ class OptionsPanel(QWidget):
 
     def mode(self) -> str:
         checked = self.mode_group.checkedButton()
-        return str(checked.property("mode")) if checked is not None else "universal"
+        return str(checked.property("mode")) if checked is not None else "photo"
 
     def set_mode(self, mode: str) -> None:
-        self.mode_radios.get(mode, self.mode_radios["universal"]).setChecked(True)
+        self.mode_radios.get(mode, self.mode_radios["photo"]).setChecked(True)
 
     def _on_encoder_activated(self) -> None:
         if self.encoder_combo.currentData() == CHOOSE_ENCODER:
@@ -272,6 +273,11 @@ class OptionsPanel(QWidget):
             )
             needs = f"Needs {model} (Models…). " if model else ""
             self.mode_note.setText(needs + cost)
+        elif self.mode() == "photo":
+            self.mode_note.setText(
+                "Each photo gets its own pattern, hidden in its texture and drawn from a secret "
+                "kept on this computer; no download, well under a second per photo."
+            )
         else:
             self.mode_note.setText("Adds the chosen pattern; no model needed, well under a second.")
         self.changed.emit()

@@ -84,3 +84,18 @@ def test_bad_preset_is_a_plain_error(
     code = main(["preview", str(inputs["photo"]), "--preset", "P7", "--out", str(tmp_path)])
     assert code == 2
     assert "P1, P2, P3, P4" in capsys.readouterr().err
+
+
+def test_preview_protects_as_the_default_mode_does(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a pattern file the preview shows photo-specific protection (the default mode),
+    which differs from the universal pattern's."""
+    photo, model = str(inputs["photo"]), str(inputs["sd"])
+    base = ["preview", photo, "--model-dir", model, "--json", *FAST]
+    assert main([*base, "--out", str(tmp_path / "photo")]) == 0
+    photo_mode = json.loads(capsys.readouterr().out)["figures"]["visibility"]["psnr"]
+    universal = ["--protection", "universal", "--out", str(tmp_path / "universal")]
+    assert main([*base, *universal]) == 0
+    universal_psnr = json.loads(capsys.readouterr().out)["figures"]["visibility"]["psnr"]
+    assert photo_mode != universal_psnr and photo_mode > 30

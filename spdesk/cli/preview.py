@@ -25,6 +25,11 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--perturbation", type=Path, default=None, help="perturbation file (the bundled one)"
     )
+    parser.add_argument(
+        "--protection", choices=("photo", "universal"), default=None,
+        help="how to protect: photo-specific (default) or the universal pattern (the default "
+        "when --perturbation is given)",
+    )  # fmt: skip
     parser.add_argument("--strength", type=float, default=None, help="eps in 8-bit steps")
     prompt = parser.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", default=None, help="free-text edit instruction")
@@ -99,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             request,
             ApplyOptions(working_size=args.size, strength=args.strength),
             engine,
+            protection=args.protection or ("universal" if args.perturbation else "photo"),
             on_event=on_event,
             cancel=cancel_on_sigint(),
         )

@@ -131,11 +131,14 @@ def preview_photo(
     options: ApplyOptions,
     engine: PreviewEngine,
     *,
+    protection: str = "universal",
+    generator: Path | None = None,
     on_event: EventSink = ignore_events,
     cancel: CancelToken | None = None,
 ) -> PreviewOutcome:
-    """Protect ``photo_path`` with the perturbation (None: the bundled one) and run the same AI
-    edit on the original, the protected photo and noise of the same strength.
+    """Protect ``photo_path`` as a job would in ``protection`` mode ("photo": the generator,
+    None the bundled one; "universal": the perturbation, None the bundled one) and run the same
+    AI edit on the original, the protected photo and noise of the same strength.
 
     Raises the named errors of reading, applying and the engine (ModelMissingError when the
     Stable Diffusion weights are not installed); Cancelled between denoising steps.
@@ -148,7 +151,20 @@ def preview_photo(
     cancel = cancel or CancelToken()
     perturbation = load_perturbation(perturbation_path or bundled_perturbation_path())
     photo = load_photo(photo_path)
-    protected = apply_perturbation(photo, perturbation, options)
+    if protection == "photo":
+        import numpy as np
+        from PIL import Image
+
+        from spdesk.core.generator_file import bundled_generator_path
+        from spdesk.core.photo_protect import GeneratorProtector
+
+        protector = GeneratorProtector(
+            generator or bundled_generator_path(), options.strength,
+            working_side=options.working_size,
+        )  # fmt: skip
+        protected = np.asarray(protector.apply(Image.fromarray(photo, mode="RGB"))[0])
+    else:
+        protected = apply_perturbation(photo, perturbation, options)
     cancel.check()
     result = engine.run(
         photo,

@@ -72,6 +72,7 @@ class PreviewSettings:
     steps: int = 30
     seed: int = 0
     working_size: int = 512
+    protection: str = "universal"  # the main window's mode: "photo" or "universal"
 
 
 class EngineCache:
@@ -122,8 +123,9 @@ def preview_task(
         _announce_loading(on_event)
         perturbation = Path(settings.perturbation) if settings.perturbation else None
         return preview_photo(
-            settings.photo, perturbation, request, options, engine, on_event=on_event, cancel=cancel
-        )
+            settings.photo, perturbation, request, options, engine,
+            protection=settings.protection, on_event=on_event, cancel=cancel,
+        )  # fmt: skip
 
     return run
 
@@ -375,6 +377,7 @@ class PreviewDialog(QDialog):
             steps=self.steps_spin.value(),
             seed=self.seed_spin.value(),
             working_size=self.working_size,
+            protection="photo" if self.options.mode == "photo" else "universal",
         )
 
     # --- running --------------------------------------------------------------------------------

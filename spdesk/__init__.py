@@ -1,4 +1,4 @@
-"""spdesk: protect photos from AI editing with imperceptible perturbations.
+"""spdesk: protect photos from AI editing with hard-to-see, photo-specific perturbations.
 
 The package is split into ``spdesk.core`` (all the work, no Qt), ``spdesk.gui`` (a thin PySide6
 layer that presents and dispatches) and ``spdesk.cli`` (the command line over the same core).

@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spdesk",
         description=(
-            "Protect your photos from AI editing. spdesk adds an imperceptible perturbation "
+            "Protect your photos from AI editing. spdesk adds a hard-to-see perturbation "
             "that makes Stable Diffusion edits (img2img, inpainting) fail.\n"
             "Run with no command to open the app."
         ),

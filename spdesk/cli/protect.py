@@ -23,7 +23,8 @@ from spdesk.cli.common import (
 )
 from spdesk.core.events import EtaClock
 
-DEFAULT_MODE = "universal"  # set by measurement: see README, "Protection modes"
+# Less visible than random noise, kept under averaging: README, "Protection modes".
+DEFAULT_MODE = "photo"
 
 
 def register(sub: Any) -> None:
@@ -31,9 +32,11 @@ def register(sub: Any) -> None:
         "protect",
         help="protect photos (files or folders) into an output folder",
         description=(
-            "Add an imperceptible perturbation to photos so that Stable Diffusion edits of them "
-            "fail. Originals are never modified: protected copies are written to --out as "
-            "NAME.protected.EXT, mirroring the input folders. A re-run skips finished photos."
+            "Add a perturbation to photos so that Stable Diffusion edits of them go wrong: by "
+            "default each photo gets its own, shaped to hide in its texture (strength 8 = at most "
+            "8/255 per colour value). Originals are never modified: protected copies are "
+            "written to --out as NAME.protected.EXT, mirroring the input folders. A re-run "
+            "skips finished photos."
         ),
         epilog="Names starting with '-' can follow '--': spdesk protect --out OUT -- -photo.jpg",
     )

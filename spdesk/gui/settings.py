@@ -66,7 +66,7 @@ class ProtectOptions:
 
     perturbation: str = ""
     strength: float = 8.0
-    mode: str = "universal"
+    mode: str = "photo"
     finetune_steps: int = 50
     finetune_encoder: str = "sd15"
     output_dir: str = ""

@@ -283,3 +283,19 @@ def test_a_missing_encoder_on_the_workers_is_the_named_error(
     job = RayProtectJob([tmp_path / "in"], tmp_path / "out", tuned, _ray(tuned, num_cpus=1))
     with pytest.raises(EncoderError, match=r"nowhere\.safetensors' not found"):
         job.run()
+
+
+def test_photo_specific_mode_on_actors_writes_the_local_engines_bytes(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """Keyed, photo-specific outputs match the local engine's byte for byte. (Here the workers
+    share the driver's config folder; on a cluster they get the driver's key explicitly.)"""
+    pytest.importorskip("torch")
+    inputs = tmp_path / "in"
+    for i in range(3):
+        samples.photo(inputs / f"{i}.png", 40, 24)
+    photo = dataclasses.replace(settings, mode="photo")
+    local = ProtectJob([inputs], tmp_path / "local", photo).run()
+    report = RayProtectJob([inputs], tmp_path / "ray", photo, _ray(photo, num_cpus=1)).run()
+    assert len(report.done) == len(local.done) == 3
+    assert _tree(tmp_path / "ray") == _tree(tmp_path / "local")

@@ -50,6 +50,7 @@ from spdesk.core.jobs.events import FailReason, SkipReason
 from spdesk.core.jobs.naming import Target
 from spdesk.core.jobs.pool import JobRun, _Planned, _Task
 from spdesk.core.jobs.protector import Protected, Protector, build_protector
+from spdesk.core.keys import ENV_KEY, install_key
 from spdesk.core.manifest import Manifest, SourceSignature
 from spdesk.core.perturbation import Perturbation
 
@@ -208,6 +209,9 @@ class RayProtectJob(ProtectJob):
                 "settings": dataclasses.replace(self.settings, workers=self.options.threads),
                 "perturbation": self._perturbation,
                 "fingerprint": run.fingerprint,
+                # Workers on other machines have other config folders: they protect with the
+                # driver's install key, so every worker (and a local re-run) writes the same bytes.
+                "key": install_key().hex(),
             },
             batch_size=size,
             batch_format="numpy",
@@ -376,7 +380,10 @@ class _Protector:
         settings: ProtectSettings,
         perturbation: Perturbation,
         fingerprint: str,
+        key: str = "",
     ) -> None:
+        if key:
+            os.environ[ENV_KEY] = key
         self.job = ProtectJob([], output_root, settings)
         self.fingerprint = fingerprint
         self.protector: Protector | None = None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from spdesk.core.errors import PerturbationFileError
+from spdesk.core.files import atomic_write
 from spdesk.core.perturbation import check_eps
 
 FORMAT_NAME = "spdesk-generator"
@@ -56,9 +57,6 @@ def save_generator(
     metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write weights (a state dict of tensors) and metadata atomically."""
-    import os
-    import tempfile
-
     from safetensors.torch import save
 
     check_eps(eps)
@@ -72,17 +70,7 @@ def save_generator(
     }
     tensors = {name: tensor.detach().float().cpu().contiguous() for name, tensor in state.items()}
     payload = save(tensors, metadata=header)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, payload)
     return path
 
 

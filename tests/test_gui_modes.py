@@ -19,3 +19,4 @@ def test_each_mode_round_trips_to_the_job(qtbot, mode: str) -> None:  # type: ig
     assert job_settings(panel.options()).mode == mode
     assert panel.steps_spin.isEnabled() == (mode == "finetune")
     assert panel.mode_note.text()
+    assert panel.perturbation_box.isVisibleTo(panel) == (mode != "photo")

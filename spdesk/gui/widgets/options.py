@@ -97,6 +97,7 @@ class OptionsPanel(QWidget):
         lay = QVBoxLayout(box)
         lay.addLayout(row)
         lay.addWidget(self.perturbation_info)
+        self.perturbation_box = box
         return box
 
     def refresh_perturbations(self, select: str | None = None) -> None:
@@ -258,6 +259,8 @@ class OptionsPanel(QWidget):
         combo.setCurrentIndex(max(0, combo.findData(spec)))
 
     def _on_mode(self) -> None:
+        # Photo-specific protection writes its own pattern: the pattern choice is not used.
+        self.perturbation_box.setVisible(self.mode() != "photo")
         finetune = self.mode() == "finetune"
         self.steps_spin.setEnabled(finetune)
         self.encoder_combo.setEnabled(finetune)

@@ -60,6 +60,16 @@ def _outputs(root: Path) -> dict[str, bytes]:
     }
 
 
+def _same(outputs: dict[str, bytes], reference: dict[str, bytes], name: str) -> bool:
+    """Whether ``outputs`` equal the local engine's; names what differs."""
+    differ = sorted(
+        k for k in outputs.keys() | reference.keys() if outputs.get(k) != reference.get(k)
+    )
+    if differ:
+        print(f"{name}: {len(differ)} output(s) differ from the local engine's: {differ[:10]}")
+    return not differ
+
+
 def _figures(name: str, seconds: float, report: JobReport, local: float | None) -> dict[str, Any]:
     photos = len(report.done)
     row: dict[str, Any] = {
@@ -118,7 +128,7 @@ def main() -> None:
         ray_start = time.perf_counter() - started
         ray_s, report, job = _ray_run(inputs, scratch / "ray", settings, options)
         rows.append(_figures(f"ray, 1 node ({job.stats.workers} workers)", ray_s, report, local_s))
-        same = _outputs(scratch / "ray") == reference
+        same = _same(_outputs(scratch / "ray"), reference, "ray, 1 node")
         one_node = job.stats
         ray.shutdown()
 
@@ -135,7 +145,7 @@ def main() -> None:
             rows.append(
                 _figures(f"ray, 2 nodes ({job2.stats.workers} workers)", two_s, two, local_s)
             )
-            same = same and _outputs(scratch / "ray2") == reference
+            same = _same(_outputs(scratch / "ray2"), reference, "ray, 2 nodes") and same
             two_nodes = {"seconds": round(two_s, 2), "vs_one_node": round(two_s / ray_s, 3)}
             ray.shutdown()
             cluster.shutdown()

@@ -418,3 +418,15 @@ def test_fine_tuning_can_use_an_encoder_file_the_user_picks(
     assert panel.encoder_combo.currentText() == "my-encoder.safetensors"
     assert protect_bridge.encoder_problem(panel.encoder()) == ""
     assert protect_bridge.job_settings(window.current_options()).encoder == str(weights)
+
+
+def test_the_settings_column_shows_the_few_that_matter(qtbot: QtBot, window: MainWindow) -> None:
+    panel = window.options_panel
+    shown = [panel.strength_group.buttons()[0], panel.finetune_radio, panel.output_edit]
+    assert all(w.isVisibleTo(window) for w in shown)
+    folded = [panel.perturbation_combo, panel.strength_spin, panel.collision_combo]
+    folded += [panel.format_combo, panel.quality_spin, panel.suffix_edit]
+    assert not any(w.isVisibleTo(window) for w in folded)
+    panel.more_button.click()
+    assert all(w.isVisibleTo(window) for w in folded)
+    assert "/255" not in panel.strength_note.text() and "dB" not in panel.strength_note.text()

@@ -73,16 +73,38 @@ class OptionsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(12)
-        layout.addWidget(self._build_perturbation_box())
+        # The few choices that matter are always shown; the rest waits under "More options".
+        perturbation_box = self._build_perturbation_box()
         layout.addWidget(self._build_strength_box())
         layout.addWidget(self._build_mode_box())
         layout.addWidget(self._build_output_box())
+        self.more_button = QToolButton()
+        self.more_button.setText("More options")
+        self.more_button.setCheckable(True)
+        self.more_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.more_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.more_button.setObjectName("Flat")
+        self.more = QWidget()
+        more_lay = QVBoxLayout(self.more)
+        more_lay.setContentsMargins(0, 0, 0, 0)
+        more_lay.setSpacing(12)
+        more_lay.addWidget(perturbation_box)
+        more_lay.addWidget(self._build_file_box())
+        self.more.hide()
+        self.more_button.toggled.connect(self.show_more)
+        layout.addWidget(self.more_button)
+        layout.addWidget(self.more)
         layout.addStretch(1)
         self.set_options(options)
 
+    def show_more(self, shown: bool) -> None:
+        self.more.setVisible(shown)
+        self.more_button.setChecked(shown)
+        self.more_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
     # --- perturbation ---------------------------------------------------------------------------
     def _build_perturbation_box(self) -> QGroupBox:
-        box = QGroupBox("Perturbation")
+        box = QGroupBox("Pattern")
         self.perturbation_combo = QComboBox()
         self.perturbation_combo.setMinimumContentsLength(16)
         self.perturbation_combo.currentIndexChanged.connect(self._on_perturbation_changed)
@@ -138,7 +160,9 @@ class OptionsPanel(QWidget):
         except SpdeskError as error:
             self.perturbation_info.setText(error.user_text())
         else:
-            self.perturbation_info.setText(_describe(self._perturbation))
+            bundled = not self.perturbation_path()
+            self.perturbation_info.setText(_describe(self._perturbation, bundled))
+            self.perturbation_info.setToolTip(self._perturbation.description or "")
         self._update_strength_note()
         self.changed.emit()
 
@@ -160,15 +184,13 @@ class OptionsPanel(QWidget):
         self.strength_spin.setRange(1.0, 64.0)
         self.strength_spin.setDecimals(1)
         self.strength_spin.setSingleStep(1.0)
-        self.strength_spin.setSuffix(" / 255")
-        self.strength_spin.setToolTip("Largest change per colour value, in 8-bit steps")
+        self.strength_spin.setToolTip(
+            "Exact strength: the largest change of any colour value, out of 255"
+        )
         self.strength_spin.valueChanged.connect(self._on_strength_spin)
         self.strength_note = _wrap(QLabel())
         lay = QVBoxLayout(box)
         lay.addLayout(presets)
-        form = QFormLayout()
-        form.addRow("Budget", self.strength_spin)
-        lay.addLayout(form)
         lay.addWidget(self.strength_note)
         return box
 
@@ -184,16 +206,22 @@ class OptionsPanel(QWidget):
 
     def _update_strength_note(self) -> None:
         eps = self.strength_spin.value()
-        visibility = "hard to see" if eps <= 4 else "faint grain" if eps <= 8 else "visible grain"
         text = (
-            f"At most ±{eps:g}/255 per value · PSNR ≥ {worst_case_psnr(eps):.1f} dB ({visibility})"
+            "Hard to see; weaker protection."
+            if eps <= 4
+            else "A faint grain, like a little film grain."
+            if eps <= 8
+            else "Stronger protection; the grain becomes visible."
         )
+        tip = f"Each colour value changes by at most {eps:g} of 255 (PSNR ≥ "
+        tip += f"{worst_case_psnr(eps):.1f} dB"
         if self._perturbation is not None:
             delta = self._perturbation.at_strength(eps)
             rms = float((delta.astype("float64") ** 2).mean() ** 0.5)
             if rms > 0:
-                text += f" · this pattern: {20 * math.log10(1 / rms):.1f} dB"
+                tip += f"; this pattern: {20 * math.log10(1 / rms):.1f} dB"
         self.strength_note.setText(text)
+        self.strength_note.setToolTip(tip + ").")
 
     # --- mode -----------------------------------------------------------------------------------
     def _build_mode_box(self) -> QGroupBox:
@@ -287,17 +315,24 @@ class OptionsPanel(QWidget):
 
     # --- output ---------------------------------------------------------------------------------
     def _build_output_box(self) -> QGroupBox:
-        box = QGroupBox("Output")
+        box = QGroupBox("Save to")
         self.output_edit = QLineEdit()
-        self.output_edit.setPlaceholderText("a “protected” folder next to the photos")
+        self.output_edit.setPlaceholderText("next to the photos")
+        self.output_edit.setToolTip(
+            "Protected copies go here; empty: a “… (protected)” folder next to the photos"
+        )
         self.output_edit.textChanged.connect(self.changed)
         browse = QToolButton()
         browse.setText("…")
         browse.setToolTip("Choose the output folder")
         browse.clicked.connect(self.choose_output_requested)
-        folder_row = QHBoxLayout()
+        folder_row = QHBoxLayout(box)
         folder_row.addWidget(self.output_edit, 1)
         folder_row.addWidget(browse)
+        return box
+
+    def _build_file_box(self) -> QGroupBox:
+        box = QGroupBox("Files")
         self.suffix_edit = QLineEdit()
         self.suffix_edit.textChanged.connect(self.changed)
         self.collision_combo = QComboBox()
@@ -314,8 +349,8 @@ class OptionsPanel(QWidget):
         self.quality_spin.setRange(50, 100)
         self.quality_spin.valueChanged.connect(self.changed)
         form = QFormLayout(box)
-        form.addRow("Folder", folder_row)
-        form.addRow("Name suffix", self.suffix_edit)
+        form.addRow("Exact strength", self.strength_spin)
+        form.addRow("Name ends with", self.suffix_edit)
         form.addRow("If it exists", self.collision_combo)
         form.addRow("Format", self.format_combo)
         form.addRow("Quality", self.quality_spin)
@@ -395,18 +430,15 @@ def perturbation_gain(path: Path) -> float | None:
         return None
 
 
-def _describe(perturbation: Perturbation) -> str:
+def _describe(perturbation: Perturbation, bundled: bool) -> str:
+    """In a photographer's words (the file's technical description stays in the tooltip)."""
     meta = perturbation.metadata
-    parts = [perturbation.description] if perturbation.description else []
-    facts = [f"Trained at ±{perturbation.eps:g}/255"]
-    if meta.get("encoder"):
-        facts.append(f"encoder {meta['encoder']}")
+    parts = ["spdesk's own pattern."] if bundled else [perturbation.description or ""]
     gain = meta.get("gain_over_sign")
     if isinstance(gain, int | float) and gain > 0:
-        weaker = " (weaker: train it longer)" if gain < 1 else ""
-        facts.append(f"{float(gain):.1f}× the effect of random noise{weaker}")
-    parts.append(" · ".join(facts))
-    return "\n".join(parts)
+        verdict = "weaker than noise: train it longer" if gain < 1 else "measured on test photos"
+        parts.append(f"Disturbs AI editors {float(gain):.1f}× as much as random noise ({verdict}).")
+    return " ".join(p for p in parts if p)
 
 
 def _duration(seconds: float) -> str:

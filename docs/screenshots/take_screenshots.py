@@ -1,6 +1,8 @@
 """Drive the real app windows and save screenshots for the README (run under Xvfb).
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/screenshots/take_screenshots.py
+    xvfb-run -a -s "-screen 0 1366x768x24" python docs/screenshots/take_screenshots.py
+
+Windows open at the size they take on that screen (a small laptop's), so the shots show what fits.
 
 Everything runs for real in a throw-away ``SPDESK_HOME``: a personal perturbation is trained
 with the real TAESD weights on photos from ``../shared/data/imagenet-sample`` (train dialog),
@@ -22,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("SPDESK_SHARED", ROOT.parent / "shared"))
 OUT = Path(__file__).resolve().parent
-SIZES = ((1280, 800), (1024, 640))
+
 
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("SPDESK_HOME", tempfile.mkdtemp(prefix="spdesk-shots-"))
@@ -75,7 +77,7 @@ def train_shot(settings: object, home: Path) -> Path:
     for path in sorted((SHARED / "data" / "imagenet-sample").glob("*.JPEG"))[1::50][:10]:
         shutil.copy(path, train_photos / path.name)
     dialog = TrainDialog(settings, device="cpu")  # type: ignore[arg-type]
-    dialog.resize(1180, 760)
+    dialog.confirm = lambda _title, _text: True  # a short run on purpose (slow shared CPU)
     dialog.folder_edit.setText(str(train_photos))
     dialog.encoder_combo.setCurrentIndex(dialog.encoder_combo.findData("custom"))
     dialog.encoder_edit.setText(str(SHARED / "models" / "taesd" / "taesd_f8e4m3.safetensors"))
@@ -101,15 +103,14 @@ def main_window_shots(settings: object, home: Path, perturbation: Path) -> None:
     window.detect_device()  # as app.main() does once the window is up
     window.add_paths([photos(home)])
     wait_until(lambda: not window.scan_runner.running and bool(window.queue.paths()))
-    window.resize(*SIZES[0])
     wait_until(lambda: window.queue.wait_for_thumbnails(10))
-    grab(window, "main-queue-1280x800")
+    grab(window, "main-queue")
     window.start_job()
     wait_until(lambda: not window.job_runner.running)
     wait_until(lambda: "detecting" not in window.device_label.text())
-    for width, height in SIZES:
-        window.resize(width, height)
-        grab(window, f"main-done-{width}x{height}")
+    grab(window, "main-done")
+    window.options_panel.show_more(True)
+    grab(window, "main-more-options")
     window.close()
 
 
@@ -128,13 +129,10 @@ def preview_shot(home: Path, perturbation: Path) -> None:
     dialog = PreviewDialog(photo, options, model_dir=model, inpaint_dir=model)
     dialog.working_size = 256
     dialog.steps_spin.setValue(10)
-    dialog.resize(*SIZES[0])
     dialog.show()
     dialog.start()
     wait_until(lambda: not dialog.runner.running)
-    grab(dialog, "preview-1280x800")
-    dialog.resize(*SIZES[1])
-    grab(dialog, "preview-1024x640")
+    grab(dialog, "preview")
     dialog.close()
 
 
@@ -152,7 +150,6 @@ def models_shot() -> None:
             store_factory=lambda: ModelStore(settings=StoreSettings(endpoint=hub.url))
         )
         dialog.confirm = lambda _title, _text: True
-        dialog.resize(1000, 460)
         dialog.show()
         wait_until(lambda: dialog.table.rowCount() == 4 and not dialog.runner.running)
         dialog.select("train")

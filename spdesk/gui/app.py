@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QApplication
 
 from spdesk import __version__
 from spdesk.core.logs import log_file, setup_logging
+from spdesk.gui.platform_check import platform_problem
 
 
 def app_icon() -> QIcon:
@@ -66,6 +67,10 @@ def report_unexpected(
 def main() -> int:
     """Open the main window and run the event loop; returns the exit status."""
     setup_logging()
+    problem = platform_problem()
+    if problem:  # Qt would abort with a message about plugins instead
+        print(problem, file=sys.stderr)
+        return 2
     sys.excepthook = report_unexpected
     app = create_app()
     from spdesk.gui.main_window import MainWindow

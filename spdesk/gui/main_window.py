@@ -150,6 +150,7 @@ class MainWindow(QMainWindow):
         scroll.setObjectName("OptionsScroll")
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         holder = QWidget()
         holder.setObjectName("OptionsHolder")
         holder_lay = QVBoxLayout(holder)

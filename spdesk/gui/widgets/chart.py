@@ -49,15 +49,19 @@ class LineChart(QWidget):
         painter.drawText(
             QRectF(12, 6, self.width() - 24, 20), Qt.AlignmentFlag.AlignLeft, self.title
         )
-        plot = QRectF(48, 32, self.width() - 64, self.height() - 62)
-        self._draw_legend(painter, plot)
+        # The legend goes beside the title when both fit, else on its own line below it.
+        title_width = painter.fontMetrics().horizontalAdvance(self.title) + 36
+        below = title_width + self._legend_width(painter) > self.width() - 16
+        top = 50 if below else 32
+        plot = QRectF(60, top, self.width() - 76, self.height() - top - 30)
+        self._draw_legend(painter, plot, 34 if below else 16)
         points = [p for s in self.series.values() for p in s.points]
         if not points:
             painter.setPen(QColor("#9ca3af"))
             painter.drawText(plot, Qt.AlignmentFlag.AlignCenter, "No data yet")
             return
         xs, ys = [p[0] for p in points], [p[1] for p in points]
-        x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+        x0, x1 = (min(xs), max(xs)) if max(xs) > min(xs) else (0.0, max(max(xs), 1.0))
         y0, y1 = min(ys), max(ys)
         if y1 - y0 < 1e-12:
             y0, y1 = y0 - 0.5, y1 + 0.5
@@ -67,7 +71,7 @@ class LineChart(QWidget):
             painter.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
         painter.setPen(QColor("#6b7280"))
         for value, y in ((y1, plot.top()), (y0, plot.bottom())):
-            painter.drawText(QRectF(0, y - 8, 44, 16), Qt.AlignmentFlag.AlignRight, f"{value:.3g}")
+            painter.drawText(QRectF(0, y - 8, 56, 16), Qt.AlignmentFlag.AlignRight, f"{value:.3g}")
         painter.drawText(
             QRectF(plot.left(), plot.bottom() + 4, 80, 16), Qt.AlignmentFlag.AlignLeft, f"{x0:g}"
         )
@@ -97,12 +101,16 @@ class LineChart(QWidget):
             if len(series.points) == 1:
                 painter.drawEllipse(to_screen(*series.points[0]), 2.5, 2.5)
 
-    def _draw_legend(self, painter: QPainter, plot: QRectF) -> None:
+    def _legend_width(self, painter: QPainter) -> int:
+        metrics = painter.fontMetrics()
+        return sum(metrics.horizontalAdvance(s.name) + 26 for s in self.series.values())
+
+    def _draw_legend(self, painter: QPainter, plot: QRectF, y: float) -> None:
         x = plot.right()
         for series in reversed(list(self.series.values())):
             width = painter.fontMetrics().horizontalAdvance(series.name) + 26
             x -= width
             painter.setPen(QPen(QColor(series.colour), 3))
-            painter.drawLine(QPointF(x, 16), QPointF(x + 14, 16))
+            painter.drawLine(QPointF(x, y), QPointF(x + 14, y))
             painter.setPen(QColor("#4b5563"))
-            painter.drawText(QPointF(x + 18, 20), series.name)
+            painter.drawText(QPointF(x + 18, y + 4), series.name)

@@ -248,17 +248,21 @@ class OptionsPanel(QWidget):
             "The encoder the fine-tuning attacks: Stable Diffusion 1.5's own VAE, TAESD, its "
             "tiny stand-in (about ten times faster on a CPU), or weights you already have"
         )
-        # Sized to its items, so that the settings column keeps its width.
-        self.encoder_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        # A chosen file's long name must not widen the settings column.
+        self.encoder_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.encoder_combo.setMinimumContentsLength(12)
         self.encoder_combo.activated.connect(self._on_encoder_activated)
         self.encoder_combo.currentIndexChanged.connect(self._on_mode)
         self.mode_note = _wrap(QLabel())
         self.steps_spin.valueChanged.connect(self._on_mode)
-        steps_row = QHBoxLayout()
-        steps_row.addSpacing(22)
+        self.finetune_row = QWidget()  # shown with the fine-tuned mode only
+        steps_row = QHBoxLayout(self.finetune_row)
+        steps_row.setContentsMargins(22, 0, 0, 0)
         steps_row.addWidget(self.steps_spin)
         steps_row.addWidget(self.encoder_combo, 1)
-        lay.addLayout(steps_row)
+        lay.addWidget(self.finetune_row)
         lay.addWidget(self.mode_note)
         return box
 
@@ -290,8 +294,7 @@ class OptionsPanel(QWidget):
         # Photo-specific protection writes its own pattern: the pattern choice is not used.
         self.perturbation_box.setVisible(self.mode() != "photo")
         finetune = self.mode() == "finetune"
-        self.steps_spin.setEnabled(finetune)
-        self.encoder_combo.setEnabled(finetune)
+        self.finetune_row.setVisible(finetune)
         if finetune:
             encoder = self.encoder()
             per_step = FINETUNE_SECONDS_PER_STEP_CPU.get(encoder)

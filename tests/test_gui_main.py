@@ -424,9 +424,11 @@ def test_the_settings_column_shows_the_few_that_matter(qtbot: QtBot, window: Mai
     panel = window.options_panel
     shown = [panel.strength_group.buttons()[0], panel.finetune_radio, panel.output_edit]
     assert all(w.isVisibleTo(window) for w in shown)
-    folded = [panel.perturbation_combo, panel.strength_spin, panel.collision_combo]
+    folded = [panel.strength_spin, panel.collision_combo]
     folded += [panel.format_combo, panel.quality_spin, panel.suffix_edit]
     assert not any(w.isVisibleTo(window) for w in folded)
     panel.more_button.click()
     assert all(w.isVisibleTo(window) for w in folded)
+    panel.set_mode("universal")  # the pattern choice is shown with the modes that use one
+    assert panel.perturbation_combo.isVisibleTo(window)
     assert "/255" not in panel.strength_note.text() and "dB" not in panel.strength_note.text()

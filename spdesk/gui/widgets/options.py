@@ -77,6 +77,7 @@ class OptionsPanel(QWidget):
         perturbation_box = self._build_perturbation_box()
         layout.addWidget(self._build_strength_box())
         layout.addWidget(self._build_mode_box())
+        layout.addWidget(perturbation_box)  # shown with the modes that use a pattern
         layout.addWidget(self._build_output_box())
         self.more_button = QToolButton()
         self.more_button.setText("More options")
@@ -88,7 +89,6 @@ class OptionsPanel(QWidget):
         more_lay = QVBoxLayout(self.more)
         more_lay.setContentsMargins(0, 0, 0, 0)
         more_lay.setSpacing(12)
-        more_lay.addWidget(perturbation_box)
         more_lay.addWidget(self._build_file_box())
         self.more.hide()
         self.more_button.toggled.connect(self.show_more)

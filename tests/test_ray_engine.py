@@ -10,6 +10,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -104,7 +105,7 @@ def _photo_mix(root: Path) -> Path:
 
 
 def _ray(settings: ProtectSettings, **options: object) -> RayOptions:
-    return RayOptions(progress=False, batch_size=3, **options)  # type: ignore[arg-type]
+    return RayOptions(**{"progress": False, "batch_size": 3, **options})  # type: ignore[arg-type]
 
 
 def test_outputs_are_byte_identical_to_the_local_engine(
@@ -212,6 +213,40 @@ def test_a_killed_driver_resumes_with_nothing_lost_and_identical_outputs(
     assert not [p for p in out.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
     assert not (out / SHARDS_FOLDER).exists()
     assert len(local.done) == 24
+
+
+def _own_protector_workers() -> list[int]:
+    """The Ray actor processes of this module's Ray instance that protect photos."""
+    import psutil
+    from ray._private import ray_constants, worker
+
+    node = worker._global_node
+    assert node is not None
+    (raylet,) = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET]
+    children = psutil.Process(raylet.process.pid).children(recursive=True)
+    return [p.pid for p in children if "_Protector" in " ".join(p.cmdline())]
+
+
+def test_a_killed_worker_is_retried_and_nothing_is_lost_or_done_twice(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    inputs = tmp_path / "in"
+    for i in range(16):
+        samples.photo(inputs / f"{i:02d}.png", 64, 48)
+    killed: list[int] = []
+
+    def kill_a_worker(event: Event) -> None:
+        if isinstance(event, FileDone) and not killed:  # batches done, others in flight
+            killed.extend(_own_protector_workers()[:1])
+            os.kill(killed[0], signal.SIGKILL)
+
+    out = tmp_path / "ray"
+    report = RayProtectJob([inputs], out, settings, _ray(settings, batch_size=2)).run(kill_a_worker)
+    assert killed and not report.failed and not report.pending
+    assert len(report.done) + len(report.skipped) == 16  # a retried batch skips what it finished
+    ProtectJob([inputs], tmp_path / "local", settings).run()
+    assert _tree(out) == _tree(tmp_path / "local")
+    assert not [p for p in out.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
 
 
 def test_either_engine_skips_what_the_other_finished(

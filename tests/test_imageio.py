@@ -319,3 +319,17 @@ def test_a_walk_stops_at_its_limit_and_at_a_cancel(tmp_path: Path) -> None:
     token.cancel()
     with pytest.raises(Cancelled):
         discover([tmp_path], DiscoveryOptions(cancel=token))
+
+
+def test_converted_outputs_embed_an_undated_srgb_profile() -> None:
+    """lcms dates the profiles it makes; a dated one made the same photo's protected bytes
+    differ from run to run."""
+    import io
+
+    from PIL import ImageCms
+
+    from spdesk.core.colour import _srgb_bytes
+
+    profile = _srgb_bytes()
+    assert profile[24:36] == bytes(12) and profile[84:100] == bytes(16)
+    assert ImageCms.ImageCmsProfile(io.BytesIO(profile)).profile.xcolor_space.strip() == "RGB"

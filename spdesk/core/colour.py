@@ -6,6 +6,7 @@ whatever mode the decoder gave, with plain-language notes on what changed.
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -69,8 +70,16 @@ def _icc_space(icc: bytes | None) -> str | None:
     return str(profile.profile.xcolor_space).strip() or None
 
 
+@functools.cache
 def _srgb_bytes() -> bytes:
-    return bytes(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    """The sRGB profile embedded in converted outputs. lcms stamps a profile with the time it
+    was made (header bytes 24-35), which made the same photo's output differ from run to run;
+    the stamp and the profile ID that covers it (bytes 84-99; zero = "not computed", as the ICC
+    specification allows) are cleared, so outputs are byte-identical across runs."""
+    raw = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    raw[24:36] = bytes(12)
+    raw[84:100] = bytes(16)
+    return bytes(raw)
 
 
 # Press profiles found on common systems: what viewers assume for CMYK without a profile.

@@ -335,7 +335,7 @@ class OptionsPanel(QWidget):
         return box
 
     def _build_file_box(self) -> QGroupBox:
-        box = QGroupBox("Files")
+        box = QGroupBox("Details")
         self.suffix_edit = QLineEdit()
         self.suffix_edit.textChanged.connect(self.changed)
         self.collision_combo = QComboBox()

@@ -264,7 +264,7 @@ def test_discovery_finds_photos_by_content_and_lists_the_rest(folder: Path) -> N
     assert "system file" in skipped["._b.jpg"]
     assert "sidecar" in skipped["b.xmp"]
     assert "not a photo" in skipped["notes.txt"]
-    assert "already an spdesk output" in skipped["b.protected.jpg"]
+    assert "named like an spdesk output" in skipped["b.protected.jpg"]
     assert "system folder" in skipped["@eaDir"]
 
 

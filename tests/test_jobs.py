@@ -307,7 +307,13 @@ def test_collision_policies(
     elif policy == "unique":
         assert report.done[0].output == out / "a.protected-2.png"
         assert existing.read_bytes() == b"a previous output"
-    else:
+    else:  # a file spdesk did not write is never replaced; its own earlier output is
+        assert "did not write" in report.skipped[0].reason
+        assert existing.read_bytes() == b"a previous output"
+        existing.unlink()
+        _run([source], out, changed)
+        stronger = dataclasses.replace(changed, strength=4.0)
+        report, _ = _run([source], out, stronger)
         assert report.done[0].output == existing
         assert _decodes(existing).size == (48, 32)
 

@@ -279,3 +279,45 @@ def test_a_cmyk_jpeg_without_a_profile_is_converted_with_a_note(
         assert output.mode == "RGB" and output.size == (40, 24)
         red, green, blue = output.getpixel((20, 12))  # type: ignore[misc]
     assert red > 180 and green < 90 and blue < 90  # pure red ink looks red
+
+
+# --- files spdesk did not write -------------------------------------------------------------------
+def test_overwrite_never_replaces_a_file_spdesk_did_not_write(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    import dataclasses
+    import hashlib
+
+    samples.photo(inputs / "x.jpg")
+    samples.photo(inputs / "y.jpg", seed=1)
+    out = tmp_path / "out"
+    edit = dataclasses.replace(settings, suffix="_edit", collision="overwrite")
+    first = _run([inputs], out, edit)
+    assert len(first.done) == 2
+    mine = samples.photo(out / "x_edit.jpg", seed=7)  # the user's own file under that name
+    originals_guard.append(inputs)
+    before = hashlib.sha256(mine.read_bytes()).hexdigest()
+    again = _run([inputs], out, dataclasses.replace(edit, strength=4.0, redo=True))
+    assert [e.source.name for e in again.done] == ["y.jpg"]  # spdesk's own output replaced
+    (skipped,) = again.skipped
+    assert skipped.source.name == "x.jpg" and "did not write" in skipped.reason
+    assert hashlib.sha256(mine.read_bytes()).hexdigest() == before
+
+
+def test_overwrite_in_the_input_folder_leaves_a_user_file_named_like_an_output(
+    inputs: Path, settings: ProtectSettings
+) -> None:
+    import dataclasses
+    import hashlib
+
+    samples.photo(inputs / "x.jpg")
+    mine = samples.photo(inputs / "x_edit.jpg", seed=3)  # the user's, not spdesk's
+    before = hashlib.sha256(mine.read_bytes()).hexdigest()
+    edit = dataclasses.replace(
+        settings, suffix="_edit", collision="overwrite", allow_output_in_input=True
+    )
+    report = _run([inputs], inputs, edit)
+    assert not report.done
+    assert hashlib.sha256(mine.read_bytes()).hexdigest() == before
+    reasons = {e.source.name: e.reason for e in report.skipped}
+    assert "did not write" in reasons["x.jpg"]

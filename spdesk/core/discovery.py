@@ -203,7 +203,7 @@ def _file_reason(path: Path, options: DiscoveryOptions) -> str | None:
     if name.startswith("."):
         return "hidden file"
     if options.is_output_name is not None and options.is_output_name(name):
-        return "already an spdesk output (never protected twice)"
+        return "named like an spdesk output: left out (spdesk never protects its outputs twice)"
     special = _special_reason(path)
     if special:
         return special

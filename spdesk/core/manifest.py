@@ -12,7 +12,8 @@ Python) is kept exactly, as ``\\udcxx`` escapes.
 
 A file counts as finished only if its line says "done" with the same settings fingerprint, the
 source is unchanged (size and modification time) and the output is still there with the recorded
-size. Anything else is protected again.
+size. Anything else is protected again. Each "done" line also records the output's sha256: an
+existing file is replaced (collision policy "overwrite") only when it still has that content.
 
 Many writers (the tasks of a distributed run) each append to a shard of their own,
 ``spdesk-manifest.d/NAME.jsonl``, in the same format; the job that holds the folder merges the
@@ -23,6 +24,7 @@ nothing and any engine's next run reads what every writer finished.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -75,6 +77,7 @@ class Manifest:
         self._handle: IO[str] | None = None
         self._lock: contextlib.ExitStack | None = None
         self._synced = 0.0
+        self._written: dict[str, set[str]] | None = None  # output -> sha256s recorded for it
 
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self) -> Manifest:
@@ -126,6 +129,7 @@ class Manifest:
         """Append one line: ``source`` is now ``status`` (OutputError if it cannot be written)."""
         entry = {"source": source, "status": status, "time": time.time(), **fields}
         self.entries[source] = entry
+        self._index(entry)
         self._append([entry])
 
     def mark_pending(self, sources: list[str], settings: str) -> None:
@@ -139,6 +143,25 @@ class Manifest:
             self.entries[source] = entry
             lines.append(entry)
         self._append(lines)
+
+    def wrote(self, path: Path) -> bool:
+        """Whether ``path`` is an output a job of this folder recorded writing, unchanged since
+        (the same sha256): the only files an "overwrite" may replace."""
+        try:
+            relative = path.relative_to(self.root).as_posix()
+        except ValueError:
+            return False
+        if self._written is None:  # indexed once: a re-run may ask for every output
+            self._written = {}
+            for entry in self.entries.values():
+                self._index(entry)
+        digests = self._written.get(relative, set())
+        return bool(digests) and _sha256(path) in digests
+
+    def _index(self, entry: dict[str, Any]) -> None:
+        output, digest = entry.get("output"), entry.get("output_sha256")
+        if self._written is not None and entry.get("status") == DONE and output and digest:
+            self._written.setdefault(str(output), set()).add(str(digest))
 
     def finished_output(
         self, source: str, settings: str, signature: SourceSignature
@@ -227,3 +250,14 @@ def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
         if isinstance(entry, dict) and isinstance(entry.get("source"), str):
             entries[entry["source"]] = entry
     return entries
+
+
+def _sha256(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()

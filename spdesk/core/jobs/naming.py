@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class Target:
     replace: bool = False
     taken: bool = False
     notes: tuple[str, ...] = ()
+    foreign: bool = False  # taken by a file spdesk did not write (never replaced)
 
 
 class OutputNamer:
@@ -42,12 +44,22 @@ class OutputNamer:
         root: the output folder.
         export: the export options (format and suffix decide the name).
         policy: "skip", "unique" or "overwrite" (see ``ProtectSettings.collision``).
+        wrote: whether an existing file is one spdesk wrote and nobody changed since (the
+            manifest's proof, :meth:`~spdesk.core.manifest.Manifest.wrote`); "overwrite"
+            replaces only those.
     """
 
-    def __init__(self, root: Path, export: ExportOptions, policy: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        export: ExportOptions,
+        policy: str,
+        wrote: Callable[[Path], bool] = lambda _path: False,
+    ) -> None:
         self.root = root
         self.export = export
         self.policy = policy
+        self.wrote = wrote
         self.written: set[Path] = set()  # names of this run: never replaced by a sibling
 
     def plan(self, source: Path, relative: Path) -> Target:
@@ -75,8 +87,12 @@ class OutputNamer:
         if path in self.written:  # two photos of this run map to one name: keep both
             free = next(c for c in unique_candidates(path) if c not in self.written)
             return Target(free, notes=notes)
-        if self.policy == "skip" and _exists(path):
+        if not _exists(path):
+            return Target(path, notes=notes)
+        if self.policy == "skip":
             return Target(path, taken=True)
+        if self.policy == "overwrite" and not self.wrote(path):
+            return Target(path, taken=True, foreign=True)
         return Target(path, replace=self.policy == "overwrite", notes=notes)
 
     def publish(self, temp: Path, target: Target) -> Path:
@@ -85,8 +101,9 @@ class OutputNamer:
         for candidate in unique_candidates(target.path) if unique else iter([target.path]):
             if candidate != target.path and candidate in self.written:
                 continue  # another photo of this run has (or will have) that name
+            replace = target.replace and self._still_ours(candidate)
             try:
-                publish(temp, candidate, replace=target.replace)
+                publish(temp, candidate, replace=replace)
             except OutputExistsError:
                 if unique:
                     continue
@@ -94,6 +111,10 @@ class OutputNamer:
             self.written.add(candidate)
             return candidate
         raise OutputError(f"No free output name for {shown(target.path.name)}.")
+
+    def _still_ours(self, path: Path) -> bool:
+        """Checked again just before replacing: the file may have changed since planning."""
+        return not _exists(path) or self.wrote(path)
 
 
 def _exists(path: Path) -> bool:

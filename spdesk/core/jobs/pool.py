@@ -168,6 +168,7 @@ class JobRun:
 
     def process_planned(self, manifest: Manifest, planned: list[_Planned]) -> None:
         """Protect, publish and record the planned photos (see :meth:`_prepare` for which)."""
+        self.names.wrote = manifest.wrote  # "overwrite" replaces only what it proves
         protector = self.protector
         workers = self.settings.workers if protector.concurrent else 1
         batch_size = 1 if protector.concurrent else protector.batch_size
@@ -243,7 +244,12 @@ class JobRun:
                 return None
         target = self.names.plan(item.source, item.relative)
         if target.taken:
-            reason = "output already exists (choose unique or overwrite)"
+            reason = (
+                "the output name is taken by a file spdesk did not write (or that changed "
+                "since): left untouched (choose unique to keep both)"
+                if target.foreign
+                else "output already exists (choose unique or overwrite)"
+            )
             self._skip(item, SkipReason.OUTPUT_EXISTS, reason, target.path, manifest)
             return None
         return _Task(item, target, signature, time.monotonic())

@@ -69,6 +69,9 @@ def test_train_with_activation_checkpointing_gives_the_same_perturbation(
         (["--objective", "pca+", "--encoder", "{tae}"], "posterior"),
         (["--encoder", "/no/such/encoder.pth"], "not found"),
         (["--eps", "0"], "eps"),
+        (["--size", "100000"], "from 8 to 2048"),
+        (["--steps", "0"], "steps must be from 1"),
+        (["--batch", "100000"], "batch must be from 1 to 256"),
     ],
 )
 def test_train_errors_are_plain(
@@ -129,3 +132,25 @@ def test_train_and_eval_skip_and_list_bad_photos_like_protect(
     captured = capsys.readouterr()
     assert json.loads(captured.out)["photos"] == 6
     assert "half.jpg" in captured.err and "bomb.png" in captured.err
+
+
+def test_train_out_is_checked_before_training(
+    assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests import protect_samples as samples
+
+    photos, vae = assets
+    photo = samples.photo(tmp_path / "holiday.jpg")
+    before = photo.read_bytes()
+    argv = ["train", str(photos), "--encoder", str(vae), "--steps", "1", "--size", "32"]
+    assert main([*argv, "--out", str(photo)]) == 2
+    captured = capsys.readouterr()
+    assert "not an spdesk perturbation" in captured.err and "--force" in captured.err
+    assert "Training on" not in captured.out + captured.err  # refused before any work
+    assert photo.read_bytes() == before
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "is a folder" in captured.err and "Training on" not in captured.out + captured.err
+    assert main([*argv, "--out", str(photo), "--force"]) == 0  # told to: replaced
+    assert load_perturbation(photo).eps == 8
+    assert main([*argv, "--out", str(photo)]) == 0  # a perturbation may be replaced

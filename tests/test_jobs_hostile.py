@@ -321,3 +321,24 @@ def test_overwrite_in_the_input_folder_leaves_a_user_file_named_like_an_output(
     assert hashlib.sha256(mine.read_bytes()).hexdigest() == before
     reasons = {e.source.name: e.reason for e in report.skipped}
     assert "did not write" in reasons["x.jpg"]
+
+
+# --- bounded resources and clean errors -----------------------------------------------------------
+def test_a_process_stopped_mid_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # What a second Ctrl-C does: KeyboardInterrupt while a temporary file is complete but not
+    # yet published (a worker's finished photo), on the way out of the process.
+    code = (
+        "import sys; from pathlib import Path; from spdesk.core.files import write_temp\n"
+        "write_temp(Path(sys.argv[1]) / 'x.protected.png', b'complete data')\n"
+        "raise KeyboardInterrupt\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, check=False
+    )
+    assert result.returncode != 0 and b"KeyboardInterrupt" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -143,3 +143,37 @@ def test_library_lists_saved_perturbations_by_safe_name() -> None:
     save_perturbation(path, _signs(), eps=8, metadata={"name": "My / photos: 2026"})
     assert library_perturbations() == [path]
     assert json.dumps(load_perturbation(path).metadata["name"]) == '"My / photos: 2026"'
+
+
+def test_a_forged_huge_pattern_is_refused_from_its_header_before_loading(tmp_path: Path) -> None:
+    import tracemalloc
+
+    side = 12_000  # 3x12000x12000 float32 would be 1.7 GB
+    header = {
+        "delta": {
+            "dtype": "F32",
+            "shape": [3, side, side],
+            "data_offsets": [0, 3 * side * side * 4],
+        },
+        "__metadata__": _meta(),
+    }
+    raw = json.dumps(header).encode()
+    path = tmp_path / "huge.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 64)
+    tracemalloc.start()
+    try:
+        with pytest.raises(PerturbationFileError, match=r"12000x12000 is outside 8\.\.4096"):
+            load_perturbation(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+
+
+def test_a_float64_pattern_is_refused_with_the_fix(tmp_path: Path) -> None:
+    path = _raw_safetensors(
+        tmp_path / "f64.safetensors", {"delta": _signs().astype(np.float64)}, _meta()
+    )
+    with pytest.raises(PerturbationFileError, match="float64") as info:
+        load_perturbation(path)
+    assert "float32" in (info.value.hint or "")

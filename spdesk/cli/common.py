@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from spdesk.core.errors import Cancelled, SpdeskError
 from spdesk.core.events import CancelToken
+from spdesk.core.files import remove_live_temps
 from spdesk.core.logs import log_file, setup_logging
 
 log = logging.getLogger("spdesk.cli")
@@ -35,7 +36,8 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     except SpdeskError as error:
         print(f"spdesk: {error.user_text()}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl+C: stop now, leaving no temporary file behind
+        remove_live_temps()
         print("Interrupted.", file=sys.stderr)
         return EXIT_CANCELLED
     except Exception as error:

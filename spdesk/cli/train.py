@@ -65,6 +65,10 @@ def register(sub: Any) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--name", default="", help="name shown in the app's library")
     parser.add_argument("--description", default="")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="replace --out even if it exists and is not a perturbation file",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
     parser.set_defaults(func=run)
 
@@ -147,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             on_event=on_event,
             cancel=cancel_on_sigint(),
+            force=args.force,
         )
     printer.close()
     summary = {

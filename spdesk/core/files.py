@@ -18,6 +18,7 @@ undecodable bytes written as ``\\xe9``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import os
@@ -173,6 +174,10 @@ def remove_live_temps() -> list[Path]:
     for temp in temps:
         discard(temp)
     return temps
+
+
+# At exit (after worker threads are joined), e.g. after a second Ctrl-C stopped a job mid-write.
+atexit.register(remove_live_temps)
 
 
 def clean_stale_temps(root: Path) -> list[Path]:

@@ -4,11 +4,17 @@
 ``eps`` is the budget in 8-bit steps. Metadata travels as safetensors string metadata; values that
 are not strings are JSON-encoded and listed under ``json_keys`` so they load back with their type.
 Nothing here unpickles: a file that is not safetensors is refused with a precise message.
+
+Loading reads the safetensors header first and refuses a ``delta`` of the wrong shape, size or
+type before any tensor is loaded (a forged 3x12000x12000 file costs a few bytes, not gigabytes).
+``delta`` must be stored as float32, float16 or bfloat16; float64 files are refused (spdesk
+writes float32, and doubles would only double the memory for no visible difference).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from spdesk.core.errors import PerturbationFileError
-from spdesk.core.files import atomic_write
+from spdesk.core.errors import ConfigError, OutputPermissionError, PerturbationFileError
+from spdesk.core.files import atomic_write, shown
 from spdesk.core.paths import library_dir
 
 FORMAT_NAME = "spdesk-perturbation"
@@ -152,6 +158,44 @@ def _sniff(path: Path, head: bytes) -> None:
         raise PerturbationFileError(f"{path.name} is not a safetensors perturbation file.")
 
 
+_MAX_HEADER = 16 << 20  # metadata is small; a larger header is not a perturbation file
+
+
+def _check_header(path: Path, head: bytes) -> None:
+    """Refuse a ``delta`` of the wrong type, shape or size from the header alone."""
+    (length,) = struct.unpack("<Q", head[:8])
+    if length > _MAX_HEADER:
+        raise PerturbationFileError(f"{path.name} has a {length}-byte header: not a perturbation.")
+    try:
+        with path.open("rb") as handle:
+            handle.seek(8)
+            header = json.loads(handle.read(length))
+    except (OSError, ValueError) as error:
+        raise PerturbationFileError(
+            f"{path.name} is damaged: its header cannot be read."
+        ) from error
+    info = header.get("delta") if isinstance(header, dict) else None
+    if not isinstance(info, dict):
+        return  # no 'delta': said precisely after opening
+    dtype, shape = info.get("dtype"), info.get("shape")
+    if dtype == "F64":
+        raise PerturbationFileError(
+            f"{path.name} stores 'delta' as float64; spdesk reads float32, float16 or bfloat16.",
+            hint="Save the pattern as float32 (what 'spdesk train' writes).",
+        )
+    if not (isinstance(shape, list) and len(shape) == 3 and shape[0] == 3):
+        shown_shape = tuple(shape) if isinstance(shape, list) else shape
+        raise PerturbationFileError(
+            f"{path.name}: tensor 'delta' has shape {shown_shape}; expected (3, height, width)."
+        )
+    height, width = shape[1:]
+    if not all(isinstance(v, int) and 8 <= v <= MAX_SIDE for v in (height, width)):
+        raise PerturbationFileError(
+            f"{path.name}: pattern size {height}x{width} is outside 8..{MAX_SIDE} pixels per "
+            "side; nothing was loaded."
+        )
+
+
 def _decode_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
     try:
         json_keys = set(json.loads(raw.get("json_keys", "[]")))
@@ -182,6 +226,7 @@ def load_perturbation(path: str | Path) -> Perturbation:
     except OSError as error:
         raise PerturbationFileError(f"Cannot read {path}: {error.strerror}.") from error
     _sniff(path, head)
+    _check_header(path, head)
     try:
         with safe_open(str(path), framework="numpy") as handle:
             raw_meta = handle.metadata() or {}
@@ -212,6 +257,36 @@ def load_perturbation(path: str | Path) -> Perturbation:
         raise PerturbationFileError(f"{path.name} has no valid 'eps' budget.") from error
     delta = _validate_delta(delta, eps, path.name)
     return Perturbation(delta=delta, eps=eps, metadata=_decode_metadata(raw_meta), path=path)
+
+
+def check_destination(path: Path, *, force: bool = False) -> None:
+    """Refuse, before any work, a place a perturbation file cannot or must not be saved.
+
+    A folder, a place that cannot be written, or an existing file that is not an spdesk
+    perturbation (a photo given by mistake) is refused; ``force`` allows replacing the latter.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{shown(path)} is a folder; the perturbation needs a file name.",
+            hint=f"For example: {shown(path / 'mine.safetensors')}",
+        )
+    folder = next((p for p in path.parents if p.exists()), Path("."))
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise OutputPermissionError(
+            f"Cannot save {shown(path.name)} in {shown(folder)}: it is read-only, not a folder, "
+            "or you do not have permission to write there.",
+            hint="Choose another place for the perturbation file (--out).",
+        )
+    if path.exists() and not force:
+        try:
+            load_perturbation(path)
+        except PerturbationFileError as error:
+            raise ConfigError(
+                f"{shown(path)} exists and is not an spdesk perturbation file, so it was not "
+                f"replaced ({error.message}).",
+                hint="Choose another file name, or add --force to replace it.",
+            ) from error
 
 
 def bundled_perturbation_path() -> Path:

@@ -44,11 +44,18 @@ from spdesk.core.imageio import read_image
 from spdesk.core.objectives import build_objectives
 from spdesk.core.objectives.base import BatchCache, Objective, objective_loss
 from spdesk.core.optim import DeltaOptimizer, OptimConfig, initial_delta, loss_gradient, run
-from spdesk.core.perturbation import save_perturbation
+from spdesk.core.perturbation import check_destination, save_perturbation
 from spdesk.core.train_advice import DEFAULT_OBJECTIVE
 from spdesk.core.transforms import Robustness, sample_transform
 
 log = logging.getLogger(__name__)
+
+
+# Bounds checked before any work: a crop of 2048 px is already 16x SD 1.5's working size in
+# memory per photo, and larger values only exhaust memory (size 100000 asked for 23 GB and more).
+MAX_SIZE = 2048
+MAX_BATCH = 256
+MAX_STEPS = 100_000
 
 
 @dataclass(frozen=True)
@@ -107,10 +114,21 @@ class TrainConfig:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if self.size < 8 or self.size % 8:
-            raise ConfigError(f"size must be a multiple of 8 pixels, got {self.size}.")
-        if self.batch < 1:
-            raise ConfigError(f"batch must be at least 1, got {self.batch}.")
+        if self.size < 8 or self.size % 8 or self.size > MAX_SIZE:
+            raise ConfigError(
+                f"size must be a multiple of 8 pixels from 8 to {MAX_SIZE}, got {self.size} "
+                "(SD 1.5 works at 512)."
+            )
+        if not 1 <= self.batch <= MAX_BATCH:
+            raise ConfigError(f"batch must be from 1 to {MAX_BATCH} photos, got {self.batch}.")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ConfigError(f"steps must be from 1 to {MAX_STEPS}, got {self.steps}.")
+        if self.max_photos is not None and self.max_photos < 2:
+            raise ConfigError(f"max_photos must be at least 2, got {self.max_photos}.")
+        if self.val_photos < 1 or self.val_every < 0 or self.checkpoint_every < 0:
+            raise ConfigError(
+                "val_photos must be at least 1; val_every and checkpoint_every 0 or more."
+            )
         if not 0 < self.split < 1:
             raise ConfigError(f"split must be between 0 and 1, got {self.split}.")
         if self.micro_batch is not None and self.micro_batch < 1:
@@ -434,6 +452,7 @@ def train_universal(
     encoder: Encoder | None = None,
     on_event: EventSink = ignore_events,
     cancel: CancelToken | None = None,
+    force: bool = False,
 ) -> TrainResult:
     """Train a universal perturbation; save it to ``out`` when given.
 
@@ -446,7 +465,11 @@ def train_universal(
         on_event: receives TrainStarted, TrainStep (loss, ETA), ValidationReport, CheckpointSaved
             (``spdesk.core.events.training``).
         cancel: checked before every step; on cancel a checkpoint is written, then Cancelled raised.
+        force: replace ``out`` even if it exists and is not a perturbation file (checked before
+            any work, with the folder being writable: see ``check_destination``).
     """
+    if out is not None:
+        check_destination(out, force=force)
     encoder = encoder or load_encoder(
         config.encoder, config.device, checkpointing=config.checkpointing
     )

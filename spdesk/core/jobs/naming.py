@@ -46,7 +46,8 @@ class OutputNamer:
         policy: "skip", "unique" or "overwrite" (see ``ProtectSettings.collision``).
         wrote: whether an existing file is one spdesk wrote and nobody changed since (the
             manifest's proof, :meth:`~spdesk.core.manifest.Manifest.wrote`); "overwrite"
-            replaces only those.
+            replaces only those. None (a distributed writer publishing names its driver
+            planned with the proof) skips the check made again just before replacing.
     """
 
     def __init__(
@@ -54,7 +55,7 @@ class OutputNamer:
         root: Path,
         export: ExportOptions,
         policy: str,
-        wrote: Callable[[Path], bool] = lambda _path: False,
+        wrote: Callable[[Path], bool] | None = None,
     ) -> None:
         self.root = root
         self.export = export
@@ -91,7 +92,7 @@ class OutputNamer:
             return Target(path, notes=notes)
         if self.policy == "skip":
             return Target(path, taken=True)
-        if self.policy == "overwrite" and not self.wrote(path):
+        if self.policy == "overwrite" and not (self.wrote is not None and self.wrote(path)):
             return Target(path, taken=True, foreign=True)
         return Target(path, replace=self.policy == "overwrite", notes=notes)
 
@@ -114,7 +115,7 @@ class OutputNamer:
 
     def _still_ours(self, path: Path) -> bool:
         """Checked again just before replacing: the file may have changed since planning."""
-        return not _exists(path) or self.wrote(path)
+        return self.wrote is None or not _exists(path) or self.wrote(path)
 
 
 def _exists(path: Path) -> bool:

@@ -168,7 +168,6 @@ class JobRun:
 
     def process_planned(self, manifest: Manifest, planned: list[_Planned]) -> None:
         """Protect, publish and record the planned photos (see :meth:`_prepare` for which)."""
-        self.names.wrote = manifest.wrote  # "overwrite" replaces only what it proves
         protector = self.protector
         workers = self.settings.workers if protector.concurrent else 1
         batch_size = 1 if protector.concurrent else protector.batch_size
@@ -198,6 +197,7 @@ class JobRun:
     ) -> Iterator[list[_Task]]:
         """The photos that need work, planned in job order, ``size`` at a time (a fine-tuning
         batch; else one by one); nothing more once the job stops."""
+        self.names.wrote = manifest.wrote  # "overwrite" replaces only what it proves
         batch: list[_Task] = []
         for item in planned:
             if self._stopping():

@@ -15,7 +15,7 @@ stage also prints the table on training photos and the transfer to TAEF2 (not tr
 With CUDA available it also measures SD 1.5 AutoencoderKL (random weights) encoder
 forward+backward images/s and peak memory at 512x512 (--cuda-speed).
 
-    nice -n 10 python benchmarks/bench_train.py --threads 2 > /work/notes/bench_train.log 2>&1
+    nice -n 10 python benchmarks/bench_train.py --threads 2 > bench_train.log 2>&1
 """
 
 from __future__ import annotations

@@ -142,3 +142,24 @@ def test_train_generator_then_protect_with_it(tmp_path: Path) -> None:
     assert len(outputs) == len(list(photos.iterdir()))
     assert main(["train-generator", str(photos), "--out", str(out), "--encoder", str(vae),
                  "--floor", "2"]) == 2  # fmt: skip
+
+
+def test_broken_generator_and_eval_settings_are_plain_errors(
+    tmp_path: Path, generator_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spdesk.cli import main
+
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(generator_file.read_bytes()[:2000])  # a download cut short
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _photo(40, 40).save(inputs / "a.png")
+    before = (inputs / "a.png").read_bytes()
+    argv = ["protect", str(inputs), "--out", str(tmp_path / "out"), "--generator", str(cut)]
+    assert main(argv) == 2
+    assert "cut.safetensors" in capsys.readouterr().err
+    assert (inputs / "a.png").read_bytes() == before
+    assert not list((tmp_path / "out").rglob("*.protected.*"))
+    argv = ["eval", "--photos", str(inputs), "--encoder", "taesd", "--sizes", "100"]
+    assert main(argv) == 2
+    assert "--sizes" in capsys.readouterr().err

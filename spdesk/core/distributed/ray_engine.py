@@ -38,6 +38,7 @@ from spdesk.core import errors
 from spdesk.core.discovery import InputPhoto
 from spdesk.core.errors import ConfigError, EngineError, SpdeskError
 from spdesk.core.events import CancelToken, Event, EventSink, ignore_events
+from spdesk.core.files import clean_stale_temps
 from spdesk.core.jobs import (
     FileDone,
     FileFailed,
@@ -184,6 +185,9 @@ class RayProtectJob(ProtectJob):
             if tasks and not run._stopping():
                 with _session(ray, self.options):
                     self._execute(ray, run, tasks)
+                # A worker killed while writing leaves its temporary file; Ray retries the
+                # batch elsewhere, so once every batch is back nothing is writing any more.
+                clean_stale_temps(self.output_root)
         finally:
             # Anything without a record (a cancel, a stop, a lost batch) is still to do.
             run.report.pending = [p.source for p in planned if p.key not in run.handled]

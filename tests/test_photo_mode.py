@@ -163,3 +163,55 @@ def test_broken_generator_and_eval_settings_are_plain_errors(
     argv = ["eval", "--photos", str(inputs), "--encoder", "taesd", "--sizes", "100"]
     assert main(argv) == 2
     assert "--sizes" in capsys.readouterr().err
+
+
+def test_generator_training_averages_an_ensemble_and_stops_at_its_time_limit(
+    tmp_path: Path,
+) -> None:
+    from test_train import write_photos
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.core.encoders import load_encoder
+    from spdesk.core.train_generator import (
+        GeneratorTrainConfig,
+        _ensemble_relative_sq,
+        train_generator,
+    )
+
+    photos = write_photos(tmp_path / "photos")
+    vae_a, vae_b = save_tiny_vae(tmp_path / "a", seed=1), save_tiny_vae(tmp_path / "b", seed=2)
+    pair = load_encoder(f"{vae_a},{vae_b}", "cpu")
+    clean = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    protected = (clean + 0.03).clamp(0, 1)
+
+    def edit(x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    each = [_ensemble_relative_sq(member, edit, clean, protected) for member in pair.members]
+    assert not torch.allclose(each[0], each[1])  # two different latent spaces
+    both = _ensemble_relative_sq(pair, edit, clean, protected)
+    torch.testing.assert_close(both, (each[0] + each[1]) / 2)
+
+    config = GeneratorTrainConfig(
+        steps=1000, batch=2, size=32, view=48, time_limit=1e-9,
+        network=GeneratorConfig(width=8, blocks=1),
+    )  # fmt: skip
+    _, summary = train_generator(photos, pair, config)
+    assert summary["steps_done"] == 1  # the time limit, not the 1000 steps, ended the run
+
+
+def test_train_generator_init_keeps_the_started_networks_shape(tmp_path: Path) -> None:
+    from test_train import write_photos
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.cli import main
+    from spdesk.core.photo_protect import load_generator
+
+    photos, vae = write_photos(tmp_path / "photos"), save_tiny_vae(tmp_path / "sd")
+    first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
+    argv = ["train-generator", str(photos), "--encoder", str(vae), "--steps", "1"]
+    argv += ["--batch", "2", "--size", "32", "--json"]
+    assert main([*argv, "--out", str(first), "--width", "16", "--blocks", "2"]) == 0
+    assert main([*argv, "--out", str(second), "--init", str(first)]) == 0
+    assert load_generator(second)[1].network == {"width": 16, "blocks": 2}
+    assert main([*argv, "--out", str(second), "--width", "4"]) == 2  # out of range: plain error

@@ -7,6 +7,7 @@ generator; its recipe is in ``resources/generators/RECIPE.md``.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,13 @@ def register(sub: Any) -> None:
     parser.add_argument("--floor", type=float, default=0.25, help="budget share of flat areas")
     parser.add_argument("--colour", type=float, default=0.2, help="largest colour share")
     parser.add_argument("--dark-ref", type=float, default=0.0, help="darkness masking (0: off)")
+    parser.add_argument("--jpeg", type=float, default=0.3, help="share of steps with JPEG")
+    parser.add_argument("--jpeg-quality", type=int, default=60, help="lowest JPEG quality (60)")
+    parser.add_argument("--width", type=int, default=48, help="network width (48)")
+    parser.add_argument("--blocks", type=int, default=3, help="residual blocks (3)")
+    parser.add_argument(
+        "--time-limit", type=float, default=0.0, help="stop after this many minutes (0: none)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
@@ -46,7 +54,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from spdesk.core.encoders import load_encoder
     from spdesk.core.errors import ConfigError
-    from spdesk.core.generator import shaping_to_dict
+    from spdesk.core.generator import GeneratorConfig, shaping_to_dict
     from spdesk.core.generator_file import save_generator
     from spdesk.core.photo_protect import load_generator
     from spdesk.core.shaping import Shaping
@@ -60,11 +68,21 @@ def run(args: argparse.Namespace) -> int:
         shaping = Shaping(floor=args.floor, colour=args.colour, dark_ref=args.dark_ref)
     except ValueError as error:
         raise ConfigError(f"Bad shaping: {error}.") from error
+    if not 0 <= args.jpeg <= 1 or not 10 <= args.jpeg_quality <= 95:
+        raise ConfigError("--jpeg must be in [0, 1] and --jpeg-quality in 10..95.")
+    if not 8 <= args.width <= 256 or not 1 <= args.blocks <= 16 or args.time_limit < 0:
+        raise ConfigError("--width must be 8..256, --blocks 1..16, --time-limit >= 0.")
     config = GeneratorTrainConfig(
         eps=args.eps, steps=args.steps, batch=args.batch, size=args.size, lr=args.lr,
         secrecy=args.secrecy, visibility=args.visibility, seed=args.seed, shaping=shaping,
+        jpeg=args.jpeg, jpeg_quality=args.jpeg_quality, time_limit=args.time_limit * 60,
+        network=GeneratorConfig(width=args.width, blocks=args.blocks),
     )  # fmt: skip
-    start = load_generator(args.init)[0].state_dict() if args.init else None
+    start = None
+    if args.init:  # a network to start from keeps its own shape
+        initial, initial_spec = load_generator(args.init)
+        start = initial.state_dict()
+        config = replace(config, network=GeneratorConfig(**initial_spec.network))
     encoder = load_encoder(args.encoder, args.device)
     progress = ProgressPrinter(quiet=args.json)
     model, summary = train_generator(

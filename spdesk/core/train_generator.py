@@ -5,7 +5,8 @@ the generator for a shaped delta for each. The loss has two parts:
 
 - strength: the relative latent distortion ||E(T(x+δ)) - E(T(x))||² / ||E(T(x))||², maximised,
   through a random editor transform T (the editor's resize by 0.5-1.4x, and sometimes JPEG or a
-  slight blur), for both deltas;
+  slight blur), averaged over the encoder's members (an ensemble such as TAESD + TAEF2 trains for
+  several latent spaces at once; the relative measure makes them comparable);
 - secrecy: the squared cosine similarity of the two deltas of one photo, minimised, so the
   perturbation depends on the secret noise and not only on the photo (what does not depend on
   the noise could be regenerated from the protected photo by anyone with these weights).
@@ -55,8 +56,12 @@ class GeneratorTrainConfig:
             a Gaussian blur (sigma 2 px). Smooth, blotchy changes are what perceptual metrics
             and people see most; fine-grained ones hide in the photo's own grain.
         editor_scale: range of the editor's resize factor after protection.
-        jpeg, blur: probability that a step also JPEG-compresses (quality 60-95) or blurs
-            (sigma 0.3-1.2) what the encoder sees.
+        jpeg, blur: probability that a step also JPEG-compresses (quality ``jpeg_quality`` to
+            95) or blurs (sigma 0.3-1.2) what the encoder sees.
+        jpeg_quality: lowest JPEG quality a step may use.
+        time_limit: seconds of training at most (0: no limit). The learning-rate schedule
+            follows whichever runs out first, steps or time, so a time-boxed run on a fast
+            GPU still ends with a decayed rate.
         seed, split, max_photos: as for universal training (same split function).
     """
 
@@ -71,6 +76,8 @@ class GeneratorTrainConfig:
     editor_scale: tuple[float, float] = (0.5, 1.4)
     jpeg: float = 0.3
     blur: float = 0.2
+    jpeg_quality: int = 60
+    time_limit: float = 0.0
     seed: int = 0
     split: float = 0.7
     max_photos: int | None = None
@@ -86,7 +93,7 @@ def _editor(generator: torch.Generator, config: GeneratorTrainConfig) -> Callabl
     low, high = config.editor_scale
     scale = low + (high - low) * float(torch.rand((), generator=generator))
     use_jpeg = float(torch.rand((), generator=generator)) < config.jpeg
-    quality = float(torch.randint(60, 96, (), generator=generator))
+    quality = float(torch.randint(config.jpeg_quality, 96, (), generator=generator))
     use_blur = float(torch.rand((), generator=generator)) < config.blur
     sigma = 0.3 + 0.9 * float(torch.rand((), generator=generator))
 
@@ -111,6 +118,27 @@ def _relative_sq(
 ) -> torch.Tensor:
     z = encoder.encode(edited).mean
     return ((z - clean_latent) ** 2).flatten(1).sum(1) / (clean_latent**2).flatten(1).sum(1)
+
+
+def _ensemble_relative_sq(
+    encoder: Encoder, edit: Callable[..., Any], clean: torch.Tensor, protected: torch.Tensor
+) -> torch.Tensor:
+    """Per-photo relative squared latent distortion, averaged over the encoder's members."""
+    edited_clean, edited = edit(clean), edit(protected)
+    total = clean.new_zeros(len(clean))
+    for member in encoder.members:
+        with torch.no_grad():
+            clean_latent = member.encode(edited_clean).mean
+        total = total + _relative_sq(member, edited, clean_latent)
+    return total / len(encoder.members)
+
+
+def _progress(step: int, started: float, config: GeneratorTrainConfig) -> float:
+    """Share of the run done, in [0, 1]: by steps, or by time when that runs out first."""
+    done = step / config.steps
+    if config.time_limit > 0:
+        done = max(done, (time.monotonic() - started) / config.time_limit)
+    return min(done, 1.0)
 
 
 def low_frequency_share(delta: torch.Tensor, eps: float) -> torch.Tensor:
@@ -154,14 +182,20 @@ def train_generator(
     model = DeltaGenerator(config.network).to(encoder.device)
     if start is not None:
         model.load_state_dict(start)
+    if encoder.device.type == "cuda":  # TF32 convolutions: several times faster, ample precision
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = True
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda i: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * i / config.steps))
-    )
     history: list[GeneratorStep] = []
+    run_started = time.monotonic()
     for step in range(config.steps):
         if cancel is not None:
             cancel.check()
+        progress = _progress(step, run_started, config)
+        if step and progress >= 1.0:
+            break
+        for group in optimiser.param_groups:  # cosine decay to 5% over steps or time
+            group["lr"] = config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
         started = time.monotonic()
         rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step + 1)
         clean = random_crops(views, config.batch, config.size, rng).to(encoder.device)
@@ -169,10 +203,8 @@ def train_generator(
         shape = (len(clean), *noise_shape(config.size, config.size))
         noises = [torch.randn(shape, generator=rng).to(encoder.device) for _ in range(2)]
         deltas = [generate_delta(model, clean, z, config.eps, config.shaping) for z in noises]
-        with torch.no_grad():
-            clean_latent = encoder.encode(edit(clean)).mean
         # The encoder (the costly part) sees one delta; the second only serves the secrecy term.
-        strength = _relative_sq(encoder, edit((clean + deltas[0]).clamp(0, 1)), clean_latent)
+        strength = _ensemble_relative_sq(encoder, edit, clean, (clean + deltas[0]).clamp(0, 1))
         similarity = F.cosine_similarity(deltas[0].flatten(1), deltas[1].flatten(1), dim=1)
         loss = -strength.mean() + config.secrecy * (similarity**2).mean()
         if config.visibility:
@@ -180,12 +212,11 @@ def train_generator(
         optimiser.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()
-        schedule.step()
         record = GeneratorStep(
             step + 1,
             config.steps,
-            float(strength.sqrt().mean()),
-            float(similarity.mean()),
+            float(strength.detach().sqrt().mean()),
+            float(similarity.detach().mean()),
             time.monotonic() - started,
         )
         history.append(record)
@@ -198,5 +229,7 @@ def train_generator(
         "final_distortion": sum(h.distortion for h in history[-50:]) / min(50, len(history)),
         "final_similarity": sum(h.similarity for h in history[-50:]) / min(50, len(history)),
         "seconds_per_step": sum(h.seconds for h in history) / max(1, len(history)),
+        "steps_done": len(history),
+        "seconds": round(time.monotonic() - run_started, 1),
     }
     return model, summary

@@ -215,3 +215,22 @@ def test_train_generator_init_keeps_the_started_networks_shape(tmp_path: Path) -
     assert main([*argv, "--out", str(second), "--init", str(first)]) == 0
     assert load_generator(second)[1].network == {"width": 16, "blocks": 2}
     assert main([*argv, "--out", str(second), "--width", "4"]) == 2  # out of range: plain error
+
+
+def test_photos_larger_than_the_view_get_a_smaller_share_of_the_budget(
+    generator_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.core import photo_protect
+
+    protector = GeneratorProtector(generator_file, key=KEY_A)
+    photo = _photo(1024, 1280)  # view 512x640: upscaled 2x
+
+    def mean_change() -> float:
+        protected = np.asarray(protector.apply(photo)[0]).astype(int)
+        return float(np.abs(protected - np.asarray(photo)).mean())
+
+    damped = mean_change()
+    monkeypatch.setattr(photo_protect, "LARGE_PHOTO_EXPONENT", 0.0)
+    full = mean_change()
+    assert 0.45 < damped / full < 0.7  # 2 ** -0.8 = 0.57, up to 8-bit rounding
+    assert photo_protect.large_photo_factor(400, 400) == 1.0

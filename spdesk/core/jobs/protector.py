@@ -180,9 +180,11 @@ class PhotoSpecificProtector(Protector):
     def settings_key(cls, settings: ProtectSettings) -> Any:
         from spdesk.core.generator_file import read_spec
         from spdesk.core.keys import install_key, key_id
+        from spdesk.core.photo_protect import LARGE_PHOTO_EXPONENT
 
-        # Another generator or another install key gives other bytes: redo the photo.
-        return [read_spec(settings.generator_path()).fingerprint, key_id(install_key())]
+        # Another generator, install key or large-photo share gives other bytes: redo the photo.
+        spec = read_spec(settings.generator_path())
+        return [spec.fingerprint, key_id(install_key()), LARGE_PHOTO_EXPONENT]
 
     def protect(self, image: Image.Image, key: str) -> Protected:
         return self.protector.apply(image, key)

@@ -234,3 +234,14 @@ def test_photos_larger_than_the_view_get_a_smaller_share_of_the_budget(
     full = mean_change()
     assert 0.45 < damped / full < 0.7  # 2 ** -0.8 = 0.57, up to 8-bit rounding
     assert photo_protect.large_photo_factor(400, 400) == 1.0
+
+
+def test_structural_loss_is_zero_for_the_same_photo_and_grows_with_the_change() -> None:
+    from spdesk.core.train_generator import structural_loss
+
+    clean = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+    small = structural_loss(clean, (clean + 0.01 * noise).clamp(0, 1))
+    large = structural_loss(clean, (clean + 0.05 * noise).clamp(0, 1))
+    assert float(structural_loss(clean, clean)) == pytest.approx(0.0, abs=1e-6)
+    assert 0 < float(small) < float(large)

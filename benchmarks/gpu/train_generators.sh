@@ -18,13 +18,16 @@ common=(--steps 100000 --time-limit "$minutes" --size 256 --batch 16 --lr 2e-3
         --device cuda --json)
 train() {  # name, then extra arguments
   local name=$1; shift
-  OMP_NUM_THREADS=3 timeout $(( ${minutes%.*} * 60 + 240 )) \
+  OMP_NUM_THREADS=2 timeout $(( ${minutes%.*} * 60 + 240 )) \
     "${PYTHON:-python3}" -m spdesk train-generator "$photos" --out "$out/$name.safetensors" "${common[@]}" "$@" \
     >"$out/$name.log" 2>&1 &
 }
-train w48-ens --encoder "$taesd,$taef2" --width 48 --blocks 3 --seed 11   # bundled shape
-train w64-ens --encoder "$taesd,$taef2" --width 64 --blocks 4 --seed 12   # wider and deeper
-train w64-taesd --encoder "$taesd" --width 64 --blocks 4 --seed 13        # TAESD alone
-train w96-ens --encoder "$taesd,$taef2" --width 96 --blocks 4 --seed 14   # widest (CPU cost?)
+ens="$taesd,$taef2"
+train w48-ens --encoder "$ens" --width 48 --blocks 3 --seed 11        # the bundled shape
+train w64-ens --encoder "$ens" --width 64 --blocks 4 --seed 12        # wider and deeper
+train w96-ens --encoder "$ens" --width 96 --blocks 4 --seed 13        # widest (CPU cost 0.15 s)
+train w64-taesd --encoder "$taesd" --width 64 --blocks 4 --seed 14    # TAESD alone
+train w64-ens-ssim --encoder "$ens" --width 64 --blocks 4 --ssim 2 --seed 15  # + SSIM term
+train w64-ens-scale --encoder "$ens" --width 64 --blocks 4 --editor-scale 0.5 1.6 --seed 16
 wait
 for log in "$out"/*.log; do echo "== $log"; tail -c 600 "$log"; echo; done

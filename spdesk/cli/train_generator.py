@@ -38,6 +38,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--floor", type=float, default=0.25, help="budget share of flat areas")
     parser.add_argument("--colour", type=float, default=0.2, help="largest colour share")
     parser.add_argument("--dark-ref", type=float, default=0.0, help="darkness masking (0: off)")
+    parser.add_argument("--ssim", type=float, default=0.0, help="structural-similarity weight")
+    parser.add_argument(
+        "--editor-scale", type=float, nargs=2, default=(0.5, 1.4), metavar=("LOW", "HIGH"),
+        help="range of the editor's resize factor (0.5 1.4)",
+    )  # fmt: skip
     parser.add_argument("--jpeg", type=float, default=0.3, help="share of steps with JPEG")
     parser.add_argument("--jpeg-quality", type=int, default=60, help="lowest JPEG quality (60)")
     parser.add_argument("--width", type=int, default=48, help="network width (48)")
@@ -70,12 +75,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"Bad shaping: {error}.") from error
     if not 0 <= args.jpeg <= 1 or not 10 <= args.jpeg_quality <= 95:
         raise ConfigError("--jpeg must be in [0, 1] and --jpeg-quality in 10..95.")
+    low, high = args.editor_scale
+    if not 0.1 <= low <= high <= 4 or args.ssim < 0:
+        raise ConfigError("--editor-scale must be 0.1 <= LOW <= HIGH <= 4 and --ssim >= 0.")
     if not 8 <= args.width <= 256 or not 1 <= args.blocks <= 16 or args.time_limit < 0:
         raise ConfigError("--width must be 8..256, --blocks 1..16, --time-limit >= 0.")
     config = GeneratorTrainConfig(
         eps=args.eps, steps=args.steps, batch=args.batch, size=args.size, lr=args.lr,
         secrecy=args.secrecy, visibility=args.visibility, seed=args.seed, shaping=shaping,
-        jpeg=args.jpeg, jpeg_quality=args.jpeg_quality, time_limit=args.time_limit * 60,
+        ssim=args.ssim, editor_scale=(low, high), jpeg=args.jpeg, jpeg_quality=args.jpeg_quality,
+        time_limit=args.time_limit * 60,
         network=GeneratorConfig(width=args.width, blocks=args.blocks),
     )  # fmt: skip
     start = None

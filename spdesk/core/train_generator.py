@@ -56,6 +56,9 @@ class GeneratorTrainConfig:
             a Gaussian blur (sigma 2 px). Smooth, blotchy changes are what perceptual metrics
             and people see most; fine-grained ones hide in the photo's own grain.
         editor_scale: range of the editor's resize factor after protection.
+        ssim: weight of a structural-similarity term: 1 - SSIM of the protected vs the clean
+            luminance, at full size and at half size (a differentiable stand-in for what
+            SSIMULACRA2 measures, which is not differentiable).
         jpeg, blur: probability that a step also JPEG-compresses (quality ``jpeg_quality`` to
             95) or blurs (sigma 0.3-1.2) what the encoder sees.
         jpeg_quality: lowest JPEG quality a step may use.
@@ -73,6 +76,7 @@ class GeneratorTrainConfig:
     lr: float = 2e-3
     secrecy: float = 0.5
     visibility: float = 0.0
+    ssim: float = 0.0
     editor_scale: tuple[float, float] = (0.5, 1.4)
     jpeg: float = 0.3
     blur: float = 0.2
@@ -150,6 +154,18 @@ def low_frequency_share(delta: torch.Tensor, eps: float) -> torch.Tensor:
     return (smooth / (eps / 255.0)).pow(2).mean()
 
 
+def structural_loss(clean: torch.Tensor, protected: torch.Tensor) -> torch.Tensor:
+    """Mean of 1 - SSIM between clean and protected luminance, at full and half size."""
+    from kornia.metrics import ssim
+
+    from spdesk.core.shaping import luminance
+
+    a, b = luminance(clean), luminance(protected)
+    full = 1 - ssim(a, b, 7).mean()
+    half = 1 - ssim(F.avg_pool2d(a, 2), F.avg_pool2d(b, 2), 7).mean()
+    return (full + half) / 2
+
+
 @dataclass
 class GeneratorStep:
     """What one step reports."""
@@ -204,11 +220,14 @@ def train_generator(
         noises = [torch.randn(shape, generator=rng).to(encoder.device) for _ in range(2)]
         deltas = [generate_delta(model, clean, z, config.eps, config.shaping) for z in noises]
         # The encoder (the costly part) sees one delta; the second only serves the secrecy term.
-        strength = _ensemble_relative_sq(encoder, edit, clean, (clean + deltas[0]).clamp(0, 1))
+        protected = (clean + deltas[0]).clamp(0, 1)
+        strength = _ensemble_relative_sq(encoder, edit, clean, protected)
         similarity = F.cosine_similarity(deltas[0].flatten(1), deltas[1].flatten(1), dim=1)
         loss = -strength.mean() + config.secrecy * (similarity**2).mean()
         if config.visibility:
             loss = loss + config.visibility * low_frequency_share(deltas[0], config.eps)
+        if config.ssim:
+            loss = loss + config.ssim * structural_loss(clean, protected)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()

@@ -174,6 +174,12 @@ def main() -> None:
     )
     parser.add_argument("--speed-photos", type=int, default=20)
     parser.add_argument("--modes", default="photo,universal", help="bundled modes to include")
+    parser.add_argument(
+        "--strengths", default="", help="photo mode also at these budgets (Pareto points), e.g. 4,6"
+    )
+    parser.add_argument(
+        "--reference-eps", type=float, default=8.0, help="budget of the random-noise references"
+    )
     parser.add_argument("--speed-only", action="store_true", help="time the modes, no table")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--chart", type=Path, default=None)
@@ -188,11 +194,13 @@ def main() -> None:
     candidates = {}
     timings = {}
     bundled = {"photo": "photo-specific (bundled)", "universal": "universal (bundled)"}
-    for label, mode, generator in [
-        *[(bundled[m], m, None) for m in args.modes.split(",") if m],
-        *[(path.stem, "photo", path) for path in args.generator],
+    strengths = [float(s) for s in args.strengths.split(",") if s]
+    for label, mode, generator, strength in [
+        *[(bundled[m], m, None, None) for m in args.modes.split(",") if m],
+        *[(path.stem, "photo", path, None) for path in args.generator],
+        *[(f"photo-specific @{s:g}", "photo", None, s) for s in strengths],
     ]:
-        protect, eps, _ = mode_protect(mode, generator=generator)
+        protect, _, _ = mode_protect(mode, generator=generator, strength=strength)
         candidates[label] = protect
         timings[label] = speed(protect, photos[: args.speed_photos])
     if args.crops:
@@ -206,8 +214,9 @@ def main() -> None:
         load_encoder(str(models / spec), "cpu") for spec in args.transfer.split(",") if spec
     ]
     started = time.monotonic()
+    sizes = [int(s) for s in args.sizes.split(",")]
     report = assess(
-        photos, candidates, encoder, eps=eps, sizes=[int(s) for s in args.sizes.split(",")],
+        photos, candidates, encoder, eps=args.reference_eps, sizes=sizes,
         attacks=parse_attacks(args.attacks), attack_photos=attack_photos, transfer=transfer,
         on_photo=lambda done, total: print(f"  measured {done}/{total}", flush=True),
     )  # fmt: skip

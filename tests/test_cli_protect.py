@@ -17,7 +17,7 @@ from PIL import Image
 from spdesk.cli import main
 from spdesk.core.events import CancelToken
 from spdesk.core.files import TEMP_SUFFIX
-from spdesk.core.manifest import MANIFEST_NAME, read_manifest
+from spdesk.core.manifest import MANIFEST_NAME, read_job_manifest
 from tests import protect_samples as samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ def test_cancel_exits_130_with_summary(
     out = tmp_path / "out"
     assert _protect(inputs, "--out", out, "--perturbation", perturbation) == 130
     assert "2 not done" in capsys.readouterr().err
-    entries = read_manifest(out / MANIFEST_NAME)
+    entries = read_job_manifest(out / MANIFEST_NAME)
     assert sorted(e["status"] for e in entries.values()) == ["pending", "pending"]
 
 
@@ -221,7 +221,7 @@ def test_killed_mid_job_then_rerun_completes(
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr  # killed mid-job, not finished
     finished_before = sum(
-        e["status"] == "done" for e in read_manifest(out / MANIFEST_NAME).values()
+        e["status"] == "done" for e in read_job_manifest(out / MANIFEST_NAME).values()
     )
     assert finished_before == 3
 

@@ -37,7 +37,7 @@ from spdesk.core.jobs import (
     ProtectSettings,
     SkipReason,
 )
-from spdesk.core.manifest import MANIFEST_NAME, read_manifest
+from spdesk.core.manifest import MANIFEST_NAME, read_job_manifest
 from tests import protect_samples as samples
 
 
@@ -277,7 +277,7 @@ def test_rerun_skips_finished_photos(
     assert len(first.done) == 2 and not again.done
     assert {e.kind for e in again.skipped} == {SkipReason.ALREADY_DONE}
     assert stamps == {p: (out / p).stat().st_mtime_ns for p in _outputs(out)}
-    entries = read_manifest(out / MANIFEST_NAME)
+    entries = read_job_manifest(out / MANIFEST_NAME)
     assert {e["status"] for e in entries.values()} == {"done"}
     redo, _ = _run([inputs], out, ProtectSettings(**{**settings.__dict__, "redo": True}))
     assert [e.reason for e in redo.skipped] == [
@@ -470,7 +470,7 @@ def test_cancel_during_file_k(
     assert report.cancelled and [e.source.name for e in report.done] == ["0.png", "1.png"]
     assert [p.name for p in report.pending] == ["2.png", "3.png", "4.png"]
     assert _outputs(out) == ["0.protected.png", "1.protected.png"]
-    entries = read_manifest(out / MANIFEST_NAME)
+    entries = read_job_manifest(out / MANIFEST_NAME)
     pending = sorted(Path(s).name for s, e in entries.items() if e["status"] == "pending")
     assert pending == ["2.png", "3.png", "4.png"]
 
@@ -702,7 +702,7 @@ def test_manifest_on_a_full_disk_stops_the_job_cleanly(
     kinds = {e.source.name: e.kind for e in resumed.skipped}
     assert kinds == {"0.png": SkipReason.ALREADY_DONE, "1.png": SkipReason.OUTPUT_EXISTS}
     # 1.png's record was lost: its output is there, so the default policy leaves it alone
-    entries = read_manifest(out / MANIFEST_NAME)
+    entries = read_job_manifest(out / MANIFEST_NAME)
     assert entries[str(inputs / "1.png")]["status"] == "skipped"
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from spdesk.core.files import TEMP_SUFFIX, name_max, shown
 from spdesk.core.jobs import JobReport, ProtectJob, ProtectSettings
-from spdesk.core.manifest import MANIFEST_NAME, read_manifest
+from spdesk.core.manifest import MANIFEST_NAME, read_job_manifest
 from tests import protect_samples as samples
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file names and special files")
@@ -63,7 +63,7 @@ def test_a_name_that_is_not_utf8_is_protected_recorded_and_reported(
     assert "bad\\xff.jpg" in report.text()
     report.text().encode("utf-8")
     # The manifest keeps the name losslessly: a second run recognises the photo as done.
-    assert str(odd) in read_manifest(out / MANIFEST_NAME)  # keys are absolute paths
+    assert str(odd) in read_job_manifest(out / MANIFEST_NAME)  # keys are absolute paths
     again = _run([inputs], out, settings)
     assert not again.done and len(again.skipped) == 2 and len(again.failed) == 1
 
@@ -95,7 +95,7 @@ def test_an_output_name_past_the_name_limit_is_shortened_uniquely_and_recorded(
         _decodes_with_size(outputs[source], (48, 32))
         notes = next(e.notes for e in report.done if e.source == source)
         assert any("name shortened" in note for note in notes)
-    recorded = read_manifest(out / MANIFEST_NAME)
+    recorded = read_job_manifest(out / MANIFEST_NAME)
     assert recorded[str(long_a)]["output"] == outputs[long_a].name
     assert not _run([inputs], out, settings).done  # the shortened names are recognised
     _no_temps(out)

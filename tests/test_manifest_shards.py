@@ -12,7 +12,7 @@ from spdesk.core.manifest import (
     MANIFEST_NAME,
     SHARDS_FOLDER,
     Manifest,
-    read_manifest,
+    read_job_manifest,
     shard_path,
 )
 from tests import protect_samples as samples
@@ -29,7 +29,7 @@ def test_a_local_job_merges_what_a_killed_distributed_run_left_in_shards(tmp_pat
     photo = samples.photo(tmp_path / "in" / "a.png")
     out = tmp_path / "out"
     ProtectJob([photo], out, settings).run()
-    (entry,) = read_manifest(out / MANIFEST_NAME).values()
+    (entry,) = read_job_manifest(out / MANIFEST_NAME).values()
     (out / MANIFEST_NAME).unlink()  # as if only a task's shard had recorded the photo
     with Manifest(out, shard="task-1") as shard:
         shard.record(
@@ -44,7 +44,7 @@ def test_a_local_job_merges_what_a_killed_distributed_run_left_in_shards(tmp_pat
         "already protected with the same settings"
     ]
     assert not (out / SHARDS_FOLDER).exists()
-    assert read_manifest(out / MANIFEST_NAME)[entry["source"]]["status"] == DONE
+    assert read_job_manifest(out / MANIFEST_NAME)[entry["source"]]["status"] == DONE
 
 
 def test_a_shard_line_older_than_the_manifests_does_not_win(tmp_path: Path) -> None:

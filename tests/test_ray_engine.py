@@ -36,7 +36,7 @@ from spdesk.core.jobs import FileDone, FileFailed, FileSkipped, ProtectJob, Prot
 from spdesk.core.jobs.events import FailReason, SkipReason
 from spdesk.core.jobs.naming import Target
 from spdesk.core.jobs.pool import _Planned, _Task
-from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, SourceSignature, read_manifest
+from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, SourceSignature, read_job_manifest
 from tests import protect_samples as samples
 
 # Decided without importing Ray, so that the rest of the suite never runs with Ray loaded.
@@ -258,7 +258,7 @@ def test_either_engine_skips_what_the_other_finished(
     out = tmp_path / "out"
     first = RayProtectJob([inputs], out, settings, _ray(settings)).run()
     assert len(first.done) == 5
-    entries = read_manifest(out / MANIFEST_NAME)
+    entries = read_job_manifest(out / MANIFEST_NAME)
     assert {e["status"] for e in entries.values()} == {"done"}
     assert not (out / SHARDS_FOLDER).exists()  # merged into the manifest
 

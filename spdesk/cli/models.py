@@ -94,12 +94,13 @@ def _size(n: float) -> str:
 
 # --- status ---------------------------------------------------------------------------------------
 def run_status(args: argparse.Namespace) -> int:
-    from spdesk.core.models.layout import read_manifest
+    from spdesk.core.models.layout import read_model_manifest
 
     store = _store()
     rows = store.status()
     imported = [
-        {"name": f.name, "folder": str(f), **read_manifest(f)} for f in store.imported_folders()
+        {"name": f.name, "folder": str(f), **read_model_manifest(f)}
+        for f in store.imported_folders()
     ]
     for item in imported:
         item.pop("files", None)

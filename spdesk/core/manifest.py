@@ -73,7 +73,7 @@ class Manifest:
         self.root = root
         self.shard = shard
         self.path = root / MANIFEST_NAME if shard is None else shard_path(root, shard)
-        self.entries: dict[str, dict[str, Any]] = read_manifest(self.path)
+        self.entries: dict[str, dict[str, Any]] = read_job_manifest(self.path)
         self._handle: IO[str] | None = None
         self._lock: contextlib.ExitStack | None = None
         self._synced = 0.0
@@ -89,7 +89,7 @@ class Manifest:
         try:
             if self.shard is not None:
                 self.path.parent.mkdir(exist_ok=True)
-            self.entries = read_manifest(self.path)  # re-read under the lock
+            self.entries = read_job_manifest(self.path)  # re-read under the lock
             self._handle = self.path.open("a", encoding="utf-8")
             self._merge_shards()  # what writers of a killed distributed run finished
         except OSError as error:
@@ -203,7 +203,7 @@ class Manifest:
         shards = sorted((self.root / SHARDS_FOLDER).glob("*.jsonl"))
         if not shards:
             return
-        found = [e for shard in shards for e in read_manifest(shard).values()]
+        found = [e for shard in shards for e in read_job_manifest(shard).values()]
         newer = [
             e
             for e in sorted(found, key=_entry_time)
@@ -235,8 +235,9 @@ def _entry_time(entry: dict[str, Any]) -> float:
     return float(value) if isinstance(value, int | float) else 0.0
 
 
-def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
-    """The latest entry per source in a manifest; torn or foreign lines are ignored."""
+def read_job_manifest(path: Path) -> dict[str, dict[str, Any]]:
+    """The latest entry per source in a job's manifest (an output folder's, or one shard); torn
+    or foreign lines are ignored."""
     entries: dict[str, dict[str, Any]] = {}
     try:
         text = path.read_text(encoding="utf-8", errors="replace")

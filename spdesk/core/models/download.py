@@ -40,8 +40,8 @@ from spdesk.core.models.layout import (
     download_lock,
     local_size,
     partial_files,
-    read_manifest,
-    write_manifest,
+    read_model_manifest,
+    write_model_manifest,
 )
 from spdesk.core.models.selection import (
     DownloadPlan,
@@ -72,7 +72,7 @@ def plan_download(feature: str, source: Source, endpoint: str, target: Path) -> 
     """List the repository (network) and work out what is still to fetch and the free space."""
     commit, candidates = list_candidates(source, endpoint)
     files = tuple(select_files(source, candidates))
-    verified = verified_paths(target, read_manifest(target), files, commit)
+    verified = verified_paths(target, read_model_manifest(target), files, commit)
     done = sum(bytes_on_disk(target, f, verified) for f in files)
     free, where = free_bytes(target)
     return DownloadPlan(feature, source, endpoint, commit, target, files, done, free, where)
@@ -128,13 +128,13 @@ def fetch(
 def _fetch_locked(plan: DownloadPlan, on_event: EventSink, cancel: CancelToken) -> dict[str, Any]:
     on_event(_planned_event(plan))
     folder = plan.target
-    manifest = read_manifest(folder)
+    manifest = read_model_manifest(folder)
     if manifest.get("commit", manifest.get("revision")) != plan.commit:
         manifest["files"], manifest["features"] = {}, {}
     manifest.update(repo_id=plan.source.repo_id, revision=plan.source.revision, commit=plan.commit)
     planned = set(manifest.get("planned", [])) | {f.local_name for f in plan.files}
     manifest["planned"] = sorted(planned)  # so that remove finds every .part this run leaves
-    write_manifest(folder, manifest)
+    write_model_manifest(folder, manifest)
 
     def record(f: RemoteFile, algorithm: str, digest: str) -> None:
         local = folder / f.local_name
@@ -143,7 +143,7 @@ def _fetch_locked(plan: DownloadPlan, on_event: EventSink, cancel: CancelToken) 
         if f.is_pickle:  # converted: the hub's digest is of the .bin, keep the result's own
             entry["local_sha256"] = sha256_of(local)
         manifest["files"][f.path] = entry
-        write_manifest(folder, manifest)
+        write_model_manifest(folder, manifest)
 
     verified = verified_paths(folder, manifest, plan.files, plan.commit)
     downloader = Downloader(plan, on_event, cancel, verified, record)

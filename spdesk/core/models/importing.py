@@ -32,9 +32,9 @@ from spdesk.core.models.layout import (
     IMPORTED,
     MANIFEST,
     WEIGHT_PARTS,
-    read_manifest,
+    read_model_manifest,
     tree_size,
-    write_manifest,
+    write_model_manifest,
 )
 from spdesk.core.models.sources import PIPELINE_PARTS, Feature
 from spdesk.core.models.verify import record_digests, verify_recorded
@@ -87,7 +87,9 @@ def import_model(
             raise ModelError(f"{path} cannot be used: {problems[0]}")
         names = [p.relative_to(tmp).as_posix() for p in sorted(tmp.rglob("*")) if p.is_file()]
         manifest = {"provides": list(provides), "kind": kind, "origin": str(path)}
-        write_manifest(tmp, {**manifest, "validated": True, "files": record_digests(tmp, names)})
+        write_model_manifest(
+            tmp, {**manifest, "validated": True, "files": record_digests(tmp, names)}
+        )
         shutil.rmtree(final, ignore_errors=True)
         tmp.replace(final)
     finally:
@@ -102,7 +104,7 @@ def remove_imported(root: Path, name: str) -> int:
     folder = root / IMPORTED / _safe_name(name)
     if not (folder / MANIFEST).is_file():
         raise ModelError(f"No imported model named {name!r} in {root / IMPORTED}.")
-    files = read_manifest(folder)["files"]
+    files = read_model_manifest(folder)["files"]
     if not files:  # imported before spdesk recorded its files: the folder is all spdesk's
         freed = tree_size(folder)
         shutil.rmtree(folder)
@@ -113,7 +115,7 @@ def remove_imported(root: Path, name: str) -> int:
 def verify_imported(folder: Path) -> tuple[int, list[str]]:
     """``(files checked, problems)`` of an imported model: its recorded sha256 digests, or (for an
     import without them) whether it still loads."""
-    files = read_manifest(folder)["files"]
+    files = read_model_manifest(folder)["files"]
     if files:
         return len(files), verify_recorded(folder, files)
     return len(list(folder.rglob("*.*"))), revalidate(folder)

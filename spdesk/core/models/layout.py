@@ -57,9 +57,9 @@ def part_of(repo_path: str) -> str:
 
 
 # --- manifests ------------------------------------------------------------------------------------
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of ``folder`` with empty defaults; a damaged one reads as empty (its files are
-    then re-verified by the next download)."""
+def read_model_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a model folder (its files, digests and features) with empty defaults; a
+    damaged one reads as empty (its files are then re-verified by the next download)."""
     data: dict[str, Any] = {}
     path = folder / MANIFEST
     if path.is_file():
@@ -73,7 +73,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return data
 
 
-def write_manifest(folder: Path, data: dict[str, Any]) -> None:
+def write_model_manifest(folder: Path, data: dict[str, Any]) -> None:
     """Replace ``folder``'s manifest atomically (a crash leaves the old one or the new one)."""
     text = json.dumps({**data, "version": MANIFEST_VERSION}, indent=2, sort_keys=True)
     atomic_write(folder / MANIFEST, text.encode("utf-8"))
@@ -205,5 +205,5 @@ def link_tree(snapshot: Path, folder: Path, source: Source) -> None:
         except OSError:
             dest.symlink_to(real)
     record = {"links": sorted(linked), "snapshot": str(snapshot)}
-    if {k: read_manifest(folder).get(k) for k in record} != record:
-        write_manifest(folder, record)
+    if {k: read_model_manifest(folder).get(k) for k in record} != record:
+        write_model_manifest(folder, record)

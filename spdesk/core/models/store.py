@@ -49,12 +49,12 @@ from spdesk.core.models.layout import (
     local_size,
     looks_complete,
     partial_files,
-    read_manifest,
+    read_model_manifest,
     remove_empty_parents,
     repo_key,
     tree_size,
     wanted_files,
-    write_manifest,
+    write_model_manifest,
 )
 from spdesk.core.models.selection import DownloadPlan, RemoteFile
 from spdesk.core.models.settings import StoreSettings, load_settings, save_settings
@@ -115,7 +115,7 @@ class ModelStore:
     def find(self, feature: Feature) -> tuple[Path, str] | None:
         """``(folder, origin)`` holding ``feature``, from the disk only; ``None`` when absent."""
         folder = self.folder_for(feature)
-        if feature_files_present(folder, read_manifest(folder), feature):
+        if feature_files_present(folder, read_model_manifest(folder), feature):
             return folder, "downloaded"
         imported = self._imported_for(feature)
         if imported is not None:
@@ -167,7 +167,7 @@ class ModelStore:
         plan = self.plan(feature)
         manifest = download.fetch(plan, on_event, cancel)
         self._record_features(manifest, [f.path for f in plan.files])
-        write_manifest(plan.target, manifest)
+        write_model_manifest(plan.target, manifest)
         return plan.target
 
     def config_folder(
@@ -184,7 +184,7 @@ class ModelStore:
         plan = self.plan(feature)
         configs = tuple(f for f in plan.files if not f.path.endswith((".safetensors", ".bin")))
         verified = download.verified_paths(
-            plan.target, read_manifest(plan.target), configs, plan.commit
+            plan.target, read_model_manifest(plan.target), configs, plan.commit
         )
         done = sum(download.bytes_on_disk(plan.target, f, verified) for f in configs)
         download.fetch(replace(plan, files=configs, done_bytes=done), on_event, cancel)
@@ -220,9 +220,9 @@ class ModelStore:
         size = self._feature_size(feature, folder, origin)
         verified = origin == "downloaded"
         if origin == "imported" and folder is not None:
-            verified = bool(read_manifest(folder).get("validated"))
+            verified = bool(read_model_manifest(folder).get("validated"))
         download_folder = self.folder_for(feature)
-        parts = partial_files(download_folder, read_manifest(download_folder))
+        parts = partial_files(download_folder, read_model_manifest(download_folder))
         return FeatureStatus(
             feature,
             source.description,
@@ -240,7 +240,7 @@ class ModelStore:
         if folder is None:
             return 0
         if origin == "downloaded":
-            manifest = read_manifest(folder)
+            manifest = read_model_manifest(folder)
             return sum(local_size(manifest["files"][p]) for p in manifest["features"][feature])
         return tree_size(folder)
 
@@ -276,13 +276,15 @@ class ModelStore:
         links = self.root / HF_CACHE_LINKS
         for manifest_path in sorted(links.glob(f"*/*/{MANIFEST}")) if links.is_dir() else []:
             folder = manifest_path.parent
-            freed += delete_recorded(folder, [*read_manifest(folder).get("links", []), MANIFEST])
+            freed += delete_recorded(
+                folder, [*read_model_manifest(folder).get("links", []), MANIFEST]
+            )
             remove_empty_parents(folder, self.root)
         return freed
 
     def _remove_feature(self, feature: Feature) -> int:
         folder = self.folder_for(feature)
-        manifest = read_manifest(folder)
+        manifest = read_model_manifest(folder)
         mine = set(covered_files(list(manifest["files"]), self.source(feature)))
         names = [manifest["files"].pop(remote)["local"] for remote in sorted(mine)]
         for name in [n for n, paths in manifest["features"].items() if mine & set(paths)]:
@@ -291,7 +293,7 @@ class ModelStore:
         if manifest["files"]:
             freed = delete_recorded(folder, names)
             planned = set(manifest.get("planned", [])) - {n.removesuffix(".part") for n in names}
-            write_manifest(folder, {**manifest, "planned": sorted(planned)})
+            write_model_manifest(folder, {**manifest, "planned": sorted(planned)})
             return freed
         if not (folder / MANIFEST).is_file():
             return 0
@@ -330,7 +332,7 @@ class ModelStore:
 
     def _imported_for(self, feature: Feature) -> Path | None:
         for folder in self.imported_folders():
-            if feature in read_manifest(folder).get("provides", []):
+            if feature in read_model_manifest(folder).get("provides", []):
                 return folder
         return None
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spdesk.core.models.layout import local_size, read_manifest, write_manifest
+from spdesk.core.models.layout import local_size, read_model_manifest, write_model_manifest
 
 SHA256 = "sha256"
 GIT_SHA1 = "git-sha1"
@@ -55,7 +55,7 @@ def verify_download(feature: str, folder: Path) -> VerifyResult:
     """Re-hash the files a download manifest lists for ``feature``; damaged ones are deleted
     (and the features that used them marked incomplete) so the next download fetches exactly
     those again."""
-    manifest = read_manifest(folder)
+    manifest = read_model_manifest(folder)
     paths = manifest["features"].get(feature, [])
     problems: list[str] = []
     bad: set[str] = set()
@@ -70,7 +70,7 @@ def verify_download(feature: str, folder: Path) -> VerifyResult:
             (folder / manifest["files"].pop(remote)["local"]).unlink(missing_ok=True)
         for name in [n for n, ps in manifest["features"].items() if bad & set(ps)]:
             manifest["features"].pop(name)
-        write_manifest(folder, manifest)
+        write_model_manifest(folder, manifest)
     return VerifyResult(feature, str(folder), len(paths), problems)
 
 

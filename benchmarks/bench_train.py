@@ -127,31 +127,53 @@ def finetune_stage(
     print(table.format() + "\n" + json.dumps(table.gains_over_sign()))
 
 
+FIGURES: dict[str, Any] = {}  # what --json writes
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gib(device: torch.device) -> float | None:
+    """Peak GPU memory since :func:`reset_peak` (None off CUDA)."""
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
 def finetune_speed(tuner: Any, photos: list[np.ndarray], batch: int) -> float:
     """Seconds per photo of per-photo fine-tuning with ``batch`` photos per pass (and the
     peak GPU memory on CUDA); the photos must share one size."""
     tuner.batch_size = batch
-    cuda = tuner.encoder.device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+    device = tuner.encoder.device
+    reset_peak(device)
     start = time.perf_counter()
     tuner.protect_batch(photos)
-    if cuda:
-        torch.cuda.synchronize()
+    sync(device)
     per_photo = (time.perf_counter() - start) / len(photos)
-    memory = f", peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if cuda else ""
+    peak = peak_gib(device)
+    memory = f", peak {peak:.2f} GiB" if peak is not None else ""
     size = "x".join(map(str, photos[0].shape[:2]))
     log(
         f"fine-tune {tuner.steps} steps, batches of {batch}: {per_photo:.3f} s/photo "
         f"({len(photos)} photos {size}{memory})"
     )
+    FIGURES.setdefault("finetune", []).append(
+        {"steps": tuner.steps, "batch": batch, "s_per_photo": per_photo, "peak_gib": peak}
+    )
     return per_photo
 
 
-def cuda_finetune_speed(vae: Any, args: argparse.Namespace) -> None:
-    """Per-photo fine-tuning (50 steps) with SD 1.5's VAE architecture at 512 px, one photo
-    per pass against ``--finetune-batch`` photos per pass."""
+def cuda_finetune_speed(
+    vae: Any, device: torch.device, size: int, args: argparse.Namespace
+) -> None:
+    """Per-photo fine-tuning (--finetune-steps) with SD 1.5's VAE architecture at ``size`` px,
+    one photo per pass against ``--finetune-batch`` photos per pass."""
     import tempfile
 
     from spdesk.core.apply import ApplyOptions
@@ -160,7 +182,7 @@ def cuda_finetune_speed(vae: Any, args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         vae.save_pretrained(folder)
-        encoder = load_encoder(folder, "cuda")
+        encoder = load_encoder(folder, str(device))
     rng = np.random.default_rng(0)
     delta = rng.choice([-1.0, 1.0], (3, 128, 128)).astype(np.float32) * args.eps / 255
     tuner = FineTuner(
@@ -168,11 +190,12 @@ def cuda_finetune_speed(vae: Any, args: argparse.Namespace) -> None:
         encoder,
         steps=args.finetune_steps,
         objective="latent",
-        options=ApplyOptions(working_size=512),
+        options=ApplyOptions(working_size=size),
     )
-    photos = [rng.integers(0, 256, (512, 512, 3), dtype=np.uint8) for _ in range(16)]
+    batch = max(2, args.finetune_batch)
+    photos = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(2 * batch)]
     finetune_speed(tuner, photos[:2], 1)
-    finetune_speed(tuner, photos, max(2, args.finetune_batch))
+    finetune_speed(tuner, photos, batch)
 
 
 _MEMORY_CHILD = """
@@ -255,48 +278,93 @@ def finetune_step_seconds(args: argparse.Namespace) -> None:
         log(f"fine-tune step, {size} photo, {name} on {device}: {per_step:.2f} s")
 
 
-def cuda_speed(args: argparse.Namespace) -> None:
-    """SD 1.5 AutoencoderKL encoder forward+backward w.r.t. the input, random weights."""
+def sd15_vae(size: int) -> Any:
+    """SD 1.5's AutoencoderKL architecture with random weights (speed does not need weights)."""
     from diffusers import AutoencoderKL
 
-    if not torch.cuda.is_available():
-        log("CUDA not available: SD 1.5 VAE GPU speed/memory not measured; CPU memory instead.")
-        cpu_checkpointing_memory(args)
-        return
-    device = torch.device("cuda")
-    vae = AutoencoderKL(
+    torch.manual_seed(0)
+    return AutoencoderKL(
         block_out_channels=(128, 256, 512, 512),
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
         layers_per_block=2,
         latent_channels=4,
-        sample_size=512,
-    ).to(device)
+        sample_size=size,
+    )
+
+
+def cuda_speed(args: argparse.Namespace) -> None:
+    """SD 1.5 AutoencoderKL encoder forward+backward w.r.t. the input, random weights, at 512 px
+    on CUDA (--smoke: 64 px and one repeat on whatever device is present, to check the code)."""
+    if not torch.cuda.is_available() and not args.smoke:
+        log("CUDA not available: SD 1.5 VAE GPU speed/memory not measured; CPU memory instead.")
+        cpu_checkpointing_memory(args)
+        return
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    size = 64 if args.smoke else 512
+    vae = sd15_vae(size).to(device)
     vae.requires_grad_(False)
     if args.checkpointing:
         from spdesk.core.encoders.sd15 import checkpoint_blocks
 
         checkpoint_blocks(vae.encoder)  # as spdesk train --checkpointing does
-    for batch, micro in ((1, 1), (8, 8), (8, args.micro_batch)):
-        delta = torch.zeros(3, 512, 512, device=device, requires_grad=True)
-        x = torch.rand(batch, 3, 512, 512, device=device)
-        torch.cuda.reset_peak_memory_stats()
-        for repeat in range(args.cuda_repeats + 2):
-            if repeat == 2:
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-            for part in x.split(micro):
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    z = vae.encode((part + delta) * 2 - 1).latent_dist.mean
-                z.float().pow(2).mean().backward()
-        torch.cuda.synchronize()
-        rate = batch * args.cuda_repeats / (time.perf_counter() - start)
-        peak = torch.cuda.max_memory_allocated() / 2**30
-        log(
-            f"SD1.5 VAE enc fwd+bwd 512px batch {batch} micro {micro}: {rate:.1f} img/s, "
-            f"peak {peak:.2f} GiB (checkpointing {args.checkpointing})"
-        )
-    cuda_finetune_speed(vae, args)
+
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        return vae.encode(x).latent_dist.mean
+
+    shapes = [(1, 1), (8, 8), (8, args.micro_batch)]
+    if args.compile:
+        shapes = shapes[1:]  # each shape compiles once: batch 1 would be a third compilation
+    run = torch.compile(encode) if args.compile else encode
+    rows = FIGURES.setdefault("cuda_speed_compiled" if args.compile else "cuda_speed", [])
+    for batch, micro in shapes:
+        rows.append(encoder_speed(run, device, size, batch, micro, args))
+    if not args.compile:
+        cuda_finetune_speed(vae, device, size, args)
+
+
+def encoder_speed(
+    encode: Any, device: torch.device, size: int, batch: int, micro: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Images/s and peak memory of ``encode`` forward+backward under bf16 autocast (as spdesk
+    runs SD 1.5's VAE on CUDA); the first call (compilation, if any) is timed apart."""
+    delta = torch.zeros(3, size, size, device=device, requires_grad=True)
+    x = torch.rand(batch, 3, size, size, device=device)
+
+    def one_step() -> None:
+        for part in x.split(micro):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                z = encode((part + delta) * 2 - 1)
+            z.float().pow(2).mean().backward()
+
+    reset_peak(device)
+    start = time.perf_counter()
+    one_step()  # warm-up (and compilation)
+    sync(device)
+    first_s = time.perf_counter() - start
+    one_step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(args.cuda_repeats):
+        one_step()
+    sync(device)
+    rate = batch * args.cuda_repeats / (time.perf_counter() - start)
+    peak = peak_gib(device)
+    memory = f"peak {peak:.2f} GiB" if peak is not None else "peak not measured (CPU)"
+    log(
+        f"SD1.5 VAE enc fwd+bwd {size}px batch {batch} micro {micro}: {rate:.1f} img/s, "
+        f"{memory}, first call {first_s:.1f} s (checkpointing {args.checkpointing}, "
+        f"compile {args.compile}, {device})"
+    )
+    return {
+        "batch": batch,
+        "micro": micro,
+        "images_per_s": rate,
+        "peak_gib": peak,
+        "first_call_s": first_s,
+        "checkpointing": args.checkpointing,
+        "compile": args.compile,
+    }
 
 
 def main() -> None:
@@ -330,18 +398,34 @@ def main() -> None:
     parser.add_argument("--cuda-repeats", type=int, default=5)
     parser.add_argument("--micro-batch", type=int, default=2)
     parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="--cuda-speed with torch.compile")
+    parser.add_argument(
+        "--smoke", action="store_true", help="--cuda-speed at 64 px on any device (checks code)"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the CUDA figures here")
     parser.add_argument(
         "--finetune-step-times", action="store_true", help="time one fine-tuning step at 512 px"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.smoke:
+        args.cuda_repeats, args.finetune_steps = 1, min(args.finetune_steps, 2)
+        args.finetune_batch = min(args.finetune_batch, 2)
     if args.cuda_speed:
+        FIGURES["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            FIGURES["gpu"] = torch.cuda.get_device_name()
         cuda_speed(args)
+        if args.json:
+            args.json.write_text(json.dumps(FIGURES, indent=2))
     if args.finetune_step_times:
         finetune_step_seconds(args)
+    stages = [stage for stage in args.stages.split(",") if stage and stage != "none"]
+    if not stages:  # --stages none: no TAESD or photos needed (a GPU machine has neither)
+        log("done")
+        return
     device = "cuda" if torch.cuda.is_available() else "cpu"
     taesd = load_encoder(args.taesd, device)
-    stages = args.stages.split(",")
     common = {"photos": args.photos, "encoder": args.taesd, "eps": args.eps, "device": device}
     small = {
         "size": 128,

@@ -117,6 +117,24 @@ def inputs(tmp_path: Path) -> Path:
     return root
 
 
+# --- photo mode (test_photo_mode.py, test_cuda.py) --------------------------------------------
+@pytest.fixture
+def generator_file(tmp_path: Path) -> Path:
+    """A small random-weight protection generator file (eps 8)."""
+    import torch
+
+    from spdesk.core.generator import DeltaGenerator, GeneratorConfig, shaping_to_dict
+    from spdesk.core.generator_file import save_generator
+    from spdesk.core.shaping import Shaping
+
+    torch.manual_seed(0)
+    config = GeneratorConfig(width=8, blocks=1)
+    return save_generator(
+        tmp_path / "gen.safetensors", DeltaGenerator(config).state_dict(), eps=8,
+        network=config.to_dict(), shaping=shaping_to_dict(Shaping(floor=0.5)),
+    )  # fmt: skip
+
+
 @pytest.fixture(autouse=True)
 def _no_dangling_qthreads() -> Iterator[None]:
     """Fail any test that leaves a worker thread running (as napari's ``_dangling_qthreads``).

@@ -12,24 +12,12 @@ import torch
 from PIL import Image
 
 from spdesk.core.errors import ConfigError
-from spdesk.core.generator import DeltaGenerator, GeneratorConfig, shaping_to_dict
-from spdesk.core.generator_file import save_generator
+from spdesk.core.generator import GeneratorConfig
 from spdesk.core.jobs import ProtectJob, ProtectSettings
 from spdesk.core.keys import ENV_KEY, install_key, key_id, key_path, photo_seed
 from spdesk.core.photo_protect import GeneratorProtector
-from spdesk.core.shaping import Shaping
 
 KEY_A, KEY_B = b"a" * 32, b"b" * 32
-
-
-@pytest.fixture
-def generator_file(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    config = GeneratorConfig(width=8, blocks=1)
-    return save_generator(
-        tmp_path / "gen.safetensors", DeltaGenerator(config).state_dict(), eps=8,
-        network=config.to_dict(), shaping=shaping_to_dict(Shaping(floor=0.5)),
-    )  # fmt: skip
 
 
 def _photo(height: int, width: int, seed: int = 0, grey: bool = False) -> Image.Image:

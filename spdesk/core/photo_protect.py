@@ -77,6 +77,8 @@ class GeneratorProtector:
             at that budget; other strengths scale its output).
         key: the secret key (default: this install's key).
         working_side: short side of the editor's view (512).
+        device: where the network runs (see :func:`generator_device`); the secret noise is
+            drawn on the CPU whatever the device, so one install gives one noise per photo.
     """
 
     def __init__(
@@ -86,8 +88,11 @@ class GeneratorProtector:
         *,
         key: bytes | None = None,
         working_side: int = WORKING_SIDE,
+        device: str | torch.device = "cpu",
     ) -> None:
+        self.device = torch.device(device)
         self.model, self.spec = load_generator(path)
+        self.model.to(self.device)
         if strength is not None:
             check_eps(strength)
         self.eps = strength if strength is not None else self.spec.eps
@@ -103,10 +108,12 @@ class GeneratorProtector:
         noise = torch.randn(
             (1, *noise_shape(height, width)), generator=torch.Generator().manual_seed(seed)
         )
-        x = torch.from_numpy(np.array(view)).permute(2, 0, 1)[None].float() / 255
+        pixels = torch.from_numpy(np.array(view)).permute(2, 0, 1)[None]
         with self._lock, torch.inference_mode():
-            delta = generate_delta(self.model, x, noise, self.eps, self.shaping)
-        return delta[0].numpy()
+            # uint8 crosses to the GPU (a quarter of the bytes); on the CPU nothing moves.
+            x = pixels.to(self.device).float() / 255
+            delta = generate_delta(self.model, x, noise.to(self.device), self.eps, self.shaping)
+            return delta[0].cpu().numpy()  # waits for the GPU inside the lock: one pass at a time
 
     def apply(self, image: Image.Image, key: str = "") -> tuple[Image.Image, Figures]:
         """The protected RGB image and its figures (PSNR, largest change). ``key`` is unused:
@@ -128,6 +135,17 @@ def large_photo_factor(height: int, view_height: int) -> float:
     """Share of the budget a photo gets when its view is smaller than itself (1 otherwise)."""
     upscale = height / view_height
     return 1.0 if upscale <= 1 else float(upscale**-LARGE_PHOTO_EXPONENT)
+
+
+def generator_device(choice: str = "auto") -> torch.device:
+    """Where the protection generator runs for the device ``choice`` ("auto", "cpu", "cuda",
+    ...): a CUDA GPU when the choice resolves to one, else the CPU. Apple's MPS is not used:
+    the generator has never been run there, and one pass takes a fraction of a second on a CPU.
+    """
+    from spdesk.core.device import resolve_device
+
+    device = resolve_device(choice)
+    return device if device.type == "cuda" else torch.device("cpu")
 
 
 def resize_view(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -165,7 +165,7 @@ class PhotoSpecificProtector(Protector):
 
     @classmethod
     def build(cls, settings: ProtectSettings, perturbation: Perturbation) -> Protector:
-        from spdesk.core.photo_protect import GeneratorProtector
+        from spdesk.core.photo_protect import GeneratorProtector, generator_device
 
         del perturbation  # the generator replaces the universal pattern in this mode
         return cls(
@@ -173,6 +173,7 @@ class PhotoSpecificProtector(Protector):
                 settings.generator_path(),
                 settings.strength,
                 working_side=settings.working_size,
+                device=generator_device(settings.device),
             )
         )
 

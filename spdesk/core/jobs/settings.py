@@ -53,7 +53,8 @@ class ProtectSettings:
             or "overwrite" (a previous output; never an original). "suffix" means "unique".
         format: "png", "jpeg", "webp", "tiff"; None or "same" keeps each photo's format.
         quality: JPEG/WebP quality (95; below 90 weakens the protection).
-        device: torch device for fine-tuning ("auto", "cpu", "cuda", "mps").
+        device: torch device for fine-tuning and for photo mode's generator ("auto", "cpu",
+            "cuda", "mps"; photo mode uses a CUDA GPU or else the CPU).
         encoder: encoder spec for fine-tuning ("sd15", a folder or a weights file).
         objective: fine-tuning objective(s).
         working_size: short side of the editor's working view, in pixels (512).

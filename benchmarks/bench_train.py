@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 from spdesk.core.encoders import Encoder, load_encoder
-from spdesk.core.evaluate import evaluate_protection, load_eval_photos
 from spdesk.core.events import Event
 from spdesk.core.events.training import ValidationReport
 from spdesk.core.train import (
@@ -66,6 +65,9 @@ def held_out_paths(config: TrainConfig, count: int) -> tuple[list[Path], list[Pa
 def table_for(
     encoder: Encoder, paths: list[Path], size: int, delta: np.ndarray, eps: float, jpeg: int
 ) -> str:
+    # Imported here: the evaluation needs torchmetrics, which --cuda-speed alone does not.
+    from spdesk.core.evaluate import evaluate_protection, load_eval_photos
+
     photos, _skipped = load_eval_photos(paths, size)
     table = evaluate_protection(photos, encoder, delta, eps, jpeg_quality=jpeg)
     return table.format() + "\n" + json.dumps(table.gains_over_sign())
@@ -98,7 +100,12 @@ def finetune_stage(
 ) -> None:
     """Per-photo fine-tuning from the universal delta on held-out photos (FineTuner)."""
     from spdesk.core.apply import ApplyOptions
-    from spdesk.core.evaluate import candidate_deltas, evaluate_protected, protect_with
+    from spdesk.core.evaluate import (
+        candidate_deltas,
+        evaluate_protected,
+        load_eval_photos,
+        protect_with,
+    )
     from spdesk.core.finetune import FineTuner
     from spdesk.core.perturbation import Perturbation
 

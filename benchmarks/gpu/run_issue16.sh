@@ -10,8 +10,10 @@
 #   ISSUE16_SMOKE=1 bash benchmarks/gpu/run_issue16.sh /tmp/i16   # tiny sizes: checks the code
 #
 # Imports beyond torch, numpy, Pillow, safetensors, transformers and huggingface_hub: diffusers,
-# platformdirs, kornia, filelock (spdesk), and for the tests step pytest with pluggy and iniconfig
-# (run without pytest-timeout or pytest-qt: addopts are cleared). A missing one fails its step only.
+# platformdirs, kornia, filelock (spdesk), torchmetrics with lightning_utilities (the preview's
+# figures), and for the tests step pytest with pluggy and iniconfig (run without pytest-timeout
+# or pytest-qt: addopts are cleared). The first lines name any that is missing; a missing one
+# fails only the steps that need it.
 set -u
 out="${1:-${OUT:-/tmp/issue16}}"
 mkdir -p "$out"
@@ -59,6 +61,22 @@ step() {
         "available", torch.cuda.is_available(),
         torch.cuda.get_device_name() if torch.cuda.is_available() else "")'
     nproc
+    # What each step needs beyond the machine's own packages: a missing one is named here first.
+    python - <<'EOF'
+import importlib
+needs = {
+    "diffusers": "train, preview, tests", "torchmetrics": "preview (lightning_utilities too)",
+    "kornia": "tests (training)", "platformdirs": "all spdesk", "filelock": "photo, tests",
+    "pytest": "tests (pluggy, iniconfig too)", "spdesk.core.jobs": "photo",
+}
+missing = []
+for name, used_by in needs.items():
+    try:
+        importlib.import_module(name)
+    except Exception as error:  # an import error names the wheel to carry
+        missing.append(f"{name} ({used_by}: {type(error).__name__}: {error})")
+print("MISSING: " + "; ".join(missing) if missing else "all imports present")
+EOF
 } 2>&1 | tee "$out/machine.log"
 
 if [[ $smoke == 1 ]]; then
@@ -121,5 +139,6 @@ if "preview" in preview:
     parts.append(f"preview {p['preview_s']:.2f} s {p['peak_mib'] / 1024:.1f} GiB")
 print("SUMMARY: " + "; ".join(parts))
 EOF
+grep -h "MISSING\|all imports present" "$out/machine.log" | tee -a "$out/summary.txt"
 printf '%s\n' "${summary[@]}" | tee -a "$out/summary.txt"
 echo "total $(($(date +%s) - start))s; logs and JSON in $out" | tee -a "$out/summary.txt"

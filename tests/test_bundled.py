@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,26 @@ def test_bundled_perturbation_re_measured_beats_random_signs_as_its_file_says(
 def test_self_test_protects_a_generated_photo(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--self-test"]) == 0
     assert "self-test passed" in capsys.readouterr().out
+
+
+def test_self_test_takes_json_like_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--self-test", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["passed"] is True and 0 < result["max_change"] <= result["eps"]
+    with pytest.raises(SystemExit) as refused:  # --json of a command goes after the command
+        main(["--json", "models", "status"])
+    assert refused.value.code == 2
+    assert "--json goes after the command" in capsys.readouterr().err
+
+
+def test_the_default_strength_in_help_is_the_bundled_files(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from spdesk.cli.protect import DEFAULT_STRENGTH
+    from spdesk.core.generator_file import bundled_generator_path, read_spec
+
+    assert load_perturbation(bundled_perturbation_path()).eps == DEFAULT_STRENGTH
+    assert read_spec(bundled_generator_path()).eps == DEFAULT_STRENGTH
+    with pytest.raises(SystemExit):
+        main(["protect", "--help"])
+    assert f"{DEFAULT_STRENGTH:g} medium (default" in " ".join(capsys.readouterr().out.split())

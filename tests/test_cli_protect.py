@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -54,12 +55,13 @@ def test_protects_a_folder_with_plain_lines(
     out = tmp_path / "out"
     assert _protect(inputs, "--out", out, "--perturbation", perturbation) == 0
     captured = capsys.readouterr()
-    assert "2 protected, 1 skipped, 0 failed" in captured.out
+    assert "2 protected, 0 skipped, 0 failed" in captured.out
+    assert "(1 other file left out)" in captured.out
     assert "done     " in captured.err and "a.protected.jpg" in captured.err
     assert "skipped  " in captured.err and ".DS_Store" in captured.err
     assert (out / "a.protected.jpg").is_file() and (out / "sub" / "b.protected.png").is_file()
     assert _protect(inputs, "--out", out, "--perturbation", perturbation) == 0
-    assert "0 protected, 3 skipped" in capsys.readouterr().out
+    assert "0 protected, 2 skipped" in capsys.readouterr().out
 
 
 def test_json_summary_and_options(
@@ -70,7 +72,8 @@ def test_json_summary_and_options(
     args = ["--perturbation", perturbation, "--format", "png", "--strip-metadata", "gps"]
     assert _protect(inputs, "--out", out, *args, "--strength", "4", "--json") == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["counts"] == {"done": 3, "skipped": 1, "failed": 0, "pending": 0}
+    counts = {"done": 3, "skipped": 0, "left_out": 1, "failed": 0, "pending": 0}
+    assert summary["counts"] == counts
     assert summary["settings"]["strength"] == 4.0 and summary["settings"]["format"] == "png"
     for entry in summary["done"]:
         assert entry["output"].endswith(".protected.png") and entry["psnr_db"] > 30
@@ -124,6 +127,71 @@ def test_could_not_run_exits_2(
 ) -> None:
     assert _protect(inputs, "--out", tmp_path / "out", *extra) == 2
     assert message in capsys.readouterr().err
+
+
+def test_only_missing_inputs_exit_2_and_make_no_output_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x"
+    assert _protect(tmp_path / "missing-folder", "--out", out) == 2
+    assert "missing-folder does not exist" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_started_line_counts_every_outcome_that_follows(
+    tmp_path: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "six"
+    for i in range(6):
+        samples.photo(folder / f"{i}.png", width=40 + i)
+    (folder / "notes.txt").write_text("not a photo")
+    assert _protect(folder, "--out", tmp_path / "out", "--perturbation", perturbation) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert lines[0].startswith("Protecting 6 photos into ")
+    assert lines[0].endswith("(1 other file left out; listed below)")
+    outcomes = [line for line in lines if line.startswith(("done ", "skipped ", "FAILED "))]
+    assert len(outcomes) == 6 + 1
+    assert "6 protected, 0 skipped, 0 failed" in captured.out
+    assert "(1 other file left out)" in captured.out
+
+
+def test_a_run_refused_for_taken_names_says_which_option_and_keeps_the_first_run(
+    tmp_path: Path, inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    first = [inputs, "--out", out, "--perturbation", perturbation]
+    assert _protect(*first) == 0
+    capsys.readouterr()
+    assert _protect(*first, "--strength", "4", "--collision", "skip") == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "2 photos skipped because the output name is taken" in said
+    assert "--collision unique" in said and "--collision overwrite" in said
+    # The refused run changed nothing: a default run finds the first run's copies done...
+    assert _protect(*first, "--json") == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["counts"]["skipped"] == 2
+    assert {entry["kind"] for entry in again["skipped"]} == {"already-done", "excluded"}
+    # ...and "overwrite" still has the proof that spdesk wrote them.
+    assert _protect(*first, "--strength", "4", "--collision", "overwrite", "--json") == 0
+    replaced = json.loads(capsys.readouterr().out)
+    assert sorted(Path(e["output"]).name for e in replaced["done"]) == [
+        "a.protected.jpg",
+        "b.protected.png",
+    ]
+
+
+def test_every_protect_option_says_what_it_does() -> None:
+    from spdesk.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    protect = subparsers.choices["protect"]
+    silent = [a.dest for a in protect._actions if not a.help]
+    assert not silent
+    text = " ".join(protect.format_help().split())
+    assert "follow symbolic links found inside the input folders" in text
+    assert "write every output in this format (default: each photo's own" in text
 
 
 def test_output_inside_input_exits_2(

@@ -432,3 +432,19 @@ def test_the_settings_column_shows_the_few_that_matter(qtbot: QtBot, window: Mai
     panel.set_mode("universal")  # the pattern choice is shown with the modes that use one
     assert panel.perturbation_combo.isVisibleTo(window)
     assert "/255" not in panel.strength_note.text() and "dB" not in panel.strength_note.text()
+
+
+def test_a_photo_skipped_for_a_taken_name_says_what_to_choose_in_the_app(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    photos = _photos(tmp_path / "photos", 2)
+    _add(qtbot, window, [photos])
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.start_button.click()
+    window.options_panel.strength_spin.setValue(4.0)
+    window.rerun_collision.setCurrentIndex(window.rerun_collision.findData("skip"))
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.start_button.click()
+    reasons = [r.reason for r in window.queue.rows()]
+    assert {r.status for r in window.queue.rows()} == {RowStatus.SKIPPED}
+    assert all("“Add a number”" in reason and "--collision" not in reason for reason in reasons)

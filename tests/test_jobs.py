@@ -154,7 +154,8 @@ def test_batch_with_every_bad_input(
     assert isinstance(started, JobStarted) and started.total == 11 and started.skipped_inputs == 4
     assert not report.ok
     json.dumps(report.to_dict())  # JSON-able
-    assert "5 protected, 4 skipped, 6 failed" in report.text()
+    assert "5 protected, 0 skipped, 6 failed" in report.text()
+    assert "(4 other files left out)" in report.text()
 
 
 def test_figures_and_progress_events(
@@ -279,10 +280,9 @@ def test_rerun_skips_finished_photos(
     assert stamps == {p: (out / p).stat().st_mtime_ns for p in _outputs(out)}
     entries = read_job_manifest(out / MANIFEST_NAME)
     assert {e["status"] for e in entries.values()} == {"done"}
-    redo, _ = _run([inputs], out, ProtectSettings(**{**settings.__dict__, "redo": True}))
-    assert [e.reason for e in redo.skipped] == [
-        "output already exists (choose unique or overwrite)"
-    ] * 2
+    redo_settings = {**settings.__dict__, "redo": True, "collision": "skip"}
+    redo, _ = _run([inputs], out, ProtectSettings(**redo_settings))
+    assert [e.kind for e in redo.skipped] == [SkipReason.OUTPUT_EXISTS] * 2
 
 
 @pytest.mark.parametrize("policy", ["skip", "unique", "overwrite"])
@@ -302,7 +302,7 @@ def test_collision_policies(
     changed = ProtectSettings(perturbation=settings.perturbation, collision=policy)
     report, _ = _run([source], out, changed)
     if policy == "skip":
-        assert "already exists" in report.skipped[0].reason
+        assert "exists already" in report.skipped[0].reason
         assert existing.read_bytes() == b"a previous output"
     elif policy == "unique":
         assert report.done[0].output == out / "a.protected-2.png"
@@ -697,11 +697,12 @@ def test_manifest_on_a_full_disk_stops_the_job_cleanly(
     assert report.stopped and "disk is full" in report.stopped
     assert [e.source.name for e in report.done] == ["0.png", "1.png"]  # 1.png is complete
     assert [p.name for p in report.pending] == ["2.png", "3.png"]
-    resumed, _ = _run([inputs], out, settings)
+    # 1.png's record was lost: its output is there, so "skip" leaves it alone (the default,
+    # "unique", would protect it again under a new name)
+    resumed, _ = _run([inputs], out, dataclasses.replace(settings, collision="skip"))
     assert [e.source.name for e in resumed.done] == ["2.png", "3.png"]
     kinds = {e.source.name: e.kind for e in resumed.skipped}
     assert kinds == {"0.png": SkipReason.ALREADY_DONE, "1.png": SkipReason.OUTPUT_EXISTS}
-    # 1.png's record was lost: its output is there, so the default policy leaves it alone
     entries = read_job_manifest(out / MANIFEST_NAME)
     assert entries[str(inputs / "1.png")]["status"] == "skipped"
 

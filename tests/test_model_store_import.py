@@ -287,3 +287,39 @@ def test_import_a_single_file_checkpoint(
             assert torch.allclose(imported[key].float(), value.float(), atol=1e-3), (part, key)
     assert store.require("preview") == result.folder
     assert store.verify("preview").ok
+
+
+# --- TAESD weights files -------------------------------------------------------------------------
+def _tiny_autoencoder_file(path: Path, latent_channels: int) -> Path:
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    model = AutoencoderTiny(latent_channels=latent_channels)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def test_a_taesd_weights_file_is_imported_as_the_taesd_model(
+    tmp_path: Path, originals_guard: list[Path]
+) -> None:
+    """What the ``--encoder taesd`` hint offers (spdesk models import PATH) works for the file
+    TAESD ships as; a tiny autoencoder of another latent space is refused by name."""
+    from spdesk.core.encoders import load_encoder
+
+    source = tmp_path / "weights"
+    source.mkdir()
+    taesd = _tiny_autoencoder_file(source / "taesd.safetensors", 4)
+    other = _tiny_autoencoder_file(source / "taesd3.safetensors", 16)
+    xl = taesd.with_name("taesdxl.safetensors")
+    xl.write_bytes(taesd.read_bytes())
+    originals_guard.append(source)
+    store = ModelStore()
+    result = store.import_path(taesd)
+    assert (result.kind, result.provides) == ("diffusers-taesd", ("taesd",))
+    assert store.require("taesd") == result.folder and store.verify("taesd").ok
+    encoder = load_encoder("taesd", "cpu")
+    assert encoder.encode(torch.rand(1, 3, 64, 64)).mean.shape == (1, 4, 8, 8)
+    with pytest.raises(ModelError, match="another model's latent space"):
+        store.import_path(other)
+    with pytest.raises(ModelError, match="SDXL"):
+        store.import_path(xl)

@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="protect a generated photo with the bundled perturbation, verify it, and exit",
     )
+    parser.add_argument(
+        "--json",
+        dest="self_test_json",
+        action="store_true",
+        help="with --self-test: print its result as one JSON object",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     gui = sub.add_parser("gui", help="open the app window (the default)")
     gui.set_defaults(func=None)
@@ -55,7 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spdesk`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.self_test_json and not args.self_test:
+        parser.error(
+            "--json goes after the command (spdesk COMMAND ... --json), or with --self-test"
+        )
     if args.self_test:
+        args.json = args.self_test_json
         selftest = importlib.import_module("spdesk.cli.selftest")
         return run_command(selftest.run, args)
     if args.command is None or args.func is None:

@@ -22,6 +22,9 @@ from spdesk.cli.common import (
     print_json,
 )
 from spdesk.core.events import EtaClock
+from spdesk.core.export import COLLISIONS, DEFAULT_COLLISION
+
+DEFAULT_STRENGTH = 8.0  # the bundled files' own budget, shown in --help
 
 # Less visible than random noise, kept under averaging: README, "Protection modes".
 DEFAULT_MODE = "photo"
@@ -59,8 +62,10 @@ def register(sub: Any) -> None:
         help="protection generator for --mode photo (bundled)",
     )  # fmt: skip
     parser.add_argument(
-        "--strength", type=float, default=None, metavar="EPS", help="8-bit steps: 4 low, 8, 16 high"
-    )
+        "--strength", type=float, default=None, metavar="EPS",
+        help=f"at most EPS/255 change per colour value: 4 low, {DEFAULT_STRENGTH:g} medium "
+        "(default; with --perturbation, that file's own), 16 high",
+    )  # fmt: skip
     parser.add_argument(
         "--working-size", type=int, default=512, metavar="PX", help="editor's short side (512)"
     )
@@ -79,13 +84,19 @@ def register(sub: Any) -> None:
         help="photos of one size fine-tuned together (default: 8 on a CUDA GPU, else 1)",
     )  # fmt: skip
     parser.add_argument("--device", default="auto", help="fine-tuning device: auto, cpu, cuda")
-    parser.add_argument("--format", choices=("png", "jpeg", "webp", "tiff"), default=None)
+    parser.add_argument(
+        "--format", choices=("png", "jpeg", "webp", "tiff"), default=None,
+        help="write every output in this format (default: each photo's own; GIF becomes PNG, "
+        "HEIC JPEG)",
+    )  # fmt: skip
     parser.add_argument(
         "--quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (95)"
     )
     parser.add_argument(
-        "--collision", choices=("skip", "unique", "overwrite"), default="skip",
-        help="when an output exists: skip it (default), pick a unique name, or overwrite it",
+        "--collision", choices=COLLISIONS, default=DEFAULT_COLLISION,
+        help="when an output name is taken: unique adds -2, -3... (default: nothing is ever "
+        "replaced), skip leaves the photo out, overwrite replaces a copy spdesk wrote (never a "
+        "file of yours); a re-run with the same settings skips finished photos either way",
     )  # fmt: skip
     parser.add_argument(
         "--strip-metadata", choices=("gps", "all"), default=None,
@@ -94,7 +105,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--suffix", default=".protected", help="added to output names")
     parser.add_argument("--randomize", action="store_true", help="vary the pattern per photo")
     parser.add_argument("--seed", type=int, default=0, help="seed of --randomize")
-    parser.add_argument("--follow-symlinks", action="store_true")
+    parser.add_argument(
+        "--follow-symlinks", action="store_true",
+        help="follow symbolic links found inside the input folders (default: they are skipped "
+        "and listed, so a walk never leaves the folders given)",
+    )  # fmt: skip
     parser.add_argument(
         "--allow-output-in-input", action="store_true", help="allow --out inside an input folder"
     )
@@ -229,7 +244,7 @@ class _Printer:
         if isinstance(event, jobs.JobStarted):
             self.total = event.total
             self.clock = EtaClock(event.total)
-            self.progress.line(f"Protecting {event.total} photo(s) into {event.output_root}")
+            self.progress.line(_started_line(event))
             for warning in event.warnings:
                 self.progress.line(f"Warning: {warning}")
         elif isinstance(event, jobs.FileProgress):
@@ -263,6 +278,35 @@ class _Printer:
         self.progress.close()
 
 
+def _started_line(event: Any) -> str:
+    """``Protecting 6 photos into out (1 other file left out, listed below)``: the photos and
+    the files listed below it add up to the lines that follow."""
+    from spdesk.core.jobs.events import count_of
+
+    line = f"Protecting {count_of(event.total, 'photo')} into {event.output_root}"
+    extra = []
+    if event.skipped_inputs:
+        extra.append(f"{count_of(event.skipped_inputs, 'other file')} left out")
+    if event.failed_inputs:
+        extra.append(f"{count_of(event.failed_inputs, 'input')} not found or unreadable")
+    return f"{line} ({', '.join(extra)}; listed below)" if extra else line
+
+
+def _collision_advice(report: Any) -> str | None:
+    """How to protect photos skipped for a taken output name (the core says it in no
+    front-end's words)."""
+    from spdesk.core.jobs.events import SkipReason, count_of
+
+    taken = [e for e in report.skipped if e.kind is SkipReason.OUTPUT_EXISTS]
+    if not taken:
+        return None
+    return (
+        f"{count_of(len(taken), 'photo')} skipped because the output name is taken: run again "
+        "with --collision unique to keep both copies, or --collision overwrite to replace "
+        "copies spdesk wrote."
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from spdesk.core.jobs import JobCancelled, JobReport
 
@@ -280,7 +324,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_dict() | ({"engine": stats.to_dict()} if stats else {}))
     else:
+        advice = _collision_advice(report)
         summary = _summary(report) + (f"\n{stats.text()}" if stats else "")
+        summary += f"\n{advice}" if advice else ""
         print(summary, file=sys.stderr if status == EXIT_CANCELLED else sys.stdout)
     return status
 

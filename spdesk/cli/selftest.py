@@ -13,6 +13,7 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw
 
+from spdesk.cli.common import print_json
 from spdesk.core.apply import ApplyOptions, apply_to_pil
 from spdesk.core.errors import SpdeskError
 from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
@@ -33,7 +34,7 @@ def _test_photo(width: int = 960, height: int = 640) -> Image.Image:
     return image
 
 
-def run(_args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     start = time.monotonic()
     path = bundled_perturbation_path()
     if not path.is_file():
@@ -56,9 +57,24 @@ def run(_args: argparse.Namespace) -> int:
     from spdesk.core import metrics  # imports torch: proves the compute stack loads
 
     visibility = metrics.psnr(np.asarray(decoded), np.asarray(original))
+    seconds = time.monotonic() - start
+    if getattr(args, "json", False):
+        print_json(
+            {
+                "passed": True,
+                "perturbation": perturbation.name,
+                "eps": perturbation.eps,
+                "size": [original.width, original.height],
+                "mean_change": round(float(change.mean()), 3),
+                "max_change": int(change.max()),
+                "psnr_db_after_jpeg95": round(float(visibility), 2),
+                "seconds": round(seconds, 3),
+            }
+        )
+        return 0
     print(
         f"self-test passed: {perturbation.name} (eps {perturbation.eps:g}) protected a "
         f"{original.width}x{original.height} photo; mean change {change.mean():.2f}/255, "
-        f"PSNR {visibility:.1f} dB after JPEG 95; {time.monotonic() - start:.1f} s"
+        f"PSNR {visibility:.1f} dB after JPEG 95; {seconds:.1f} s"
     )
     return 0

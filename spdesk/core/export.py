@@ -33,6 +33,8 @@ DEFAULT_QUALITY = 95
 LOW_QUALITY = 90  # below this JPEG/WebP compression visibly erodes the protection
 STRIP_CHOICES = ("none", "gps", "all")
 COLLISIONS = ("skip", "unique", "overwrite")
+# Nothing is ever replaced and every run writes what it was asked for (README, "Command line").
+DEFAULT_COLLISION = "unique"
 
 # User-facing format choices -> Pillow format names.
 FORMAT_CHOICES = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}

@@ -144,6 +144,10 @@ class Manifest:
             lines.append(entry)
         self._append(lines)
 
+    def is_done(self, source: str) -> bool:
+        """Whether the latest line of ``source`` says "done" (whatever the settings)."""
+        return self.entries.get(source, {}).get("status") == DONE
+
     def wrote(self, path: Path) -> bool:
         """Whether ``path`` is an output a job of this folder recorded writing, unchanged since
         (the same sha256): the only files an "overwrite" may replace."""

@@ -119,6 +119,9 @@ def interpret(event: Event) -> RowUpdate | None:
             return RowUpdate(path, RowStatus.DONE, 1.0, output=output)
         case FileSkipped(source=path, kind=SkipReason.ALREADY_DONE, reason=reason, output=output):
             return RowUpdate(path, RowStatus.DONE, 1.0, reason, output)  # a re-run: done before
+        case FileSkipped(source=path, kind=SkipReason.OUTPUT_EXISTS, reason=reason):
+            advice = "choose “Add a number” under More options › If it exists to keep both"
+            return RowUpdate(path, RowStatus.SKIPPED, reason=f"{reason}: {advice}")
         case FileSkipped(source=path, reason=reason):
             return RowUpdate(path, RowStatus.SKIPPED, reason=reason)
         case FileFailed(source=path, reason=reason, hint=hint):

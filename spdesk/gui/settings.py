@@ -12,6 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from spdesk.core.export import DEFAULT_COLLISION
 from spdesk.core.paths import config_dir
 
 STRENGTH_PRESETS: dict[str, float] = {"low": 4.0, "medium": 8.0, "high": 16.0}
@@ -22,7 +23,8 @@ SCHEMA_VERSION = 1
 :func:`open_settings`. Settings written by a newer spdesk are not read (defaults are used)."""
 
 FORMATS = ("same", "png", "jpeg", "webp")
-COLLISIONS = ("suffix", "skip", "overwrite")
+COLLISIONS = ("unique", "skip", "overwrite")  # the core's policies; DEFAULT_COLLISION first
+_OLD_COLLISIONS = {"suffix": "unique"}  # saved by spdesk before the app used the core's names
 
 
 def settings_path() -> Path:
@@ -58,7 +60,8 @@ class ProtectOptions:
             protection against SD 1.5) or "taesd" (its tiny stand-in, far faster on a CPU).
         output_dir: where protected copies go ("" = a "protected" folder next to the inputs).
         suffix: appended to each output's file name (before the extension).
-        collision: what to do when an output exists: "suffix" (add a number), "skip", "overwrite".
+        collision: what to do when an output exists: "unique" (add a number; the default of
+            the app and ``spdesk protect``), "skip", "overwrite" (a copy spdesk wrote).
         format: "same" (keep the input's format), "png", "jpeg" or "webp".
         quality: JPEG/WebP quality, 50..100.
         device: "auto", "cpu", "cuda" or "mps".
@@ -71,7 +74,7 @@ class ProtectOptions:
     finetune_encoder: str = "sd15"
     output_dir: str = ""
     suffix: str = ".protected"
-    collision: str = "suffix"
+    collision: str = DEFAULT_COLLISION
     format: str = "same"
     quality: int = 95
     device: str = "auto"
@@ -91,6 +94,7 @@ def load_options(settings: QSettings) -> ProtectOptions:
             values[f.name] = type(default)(raw)
         except (TypeError, ValueError):
             values[f.name] = default
+    values["collision"] = _OLD_COLLISIONS.get(values["collision"], values["collision"])
     return ProtectOptions(**values)
 
 

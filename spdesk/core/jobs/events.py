@@ -35,12 +35,14 @@ class FailReason(StrEnum):
 
 @dataclass(frozen=True)
 class JobStarted(Event):
-    """The job is about to process ``total`` photos (``skipped_inputs`` non-photos left out)."""
+    """The job is about to process ``total`` photos; ``skipped_inputs`` other files were left
+    out and ``failed_inputs`` inputs cannot be read (each comes as its own event next)."""
 
     total: int
     output_root: Path
     skipped_inputs: int = 0
     warnings: tuple[str, ...] = ()
+    failed_inputs: int = 0  # named inputs missing or unreadable (each also a FileFailed)
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,16 @@ class JobReport:
     seconds: float = 0.0
 
     @property
+    def left_out(self) -> list[FileSkipped]:
+        """Files left out while listing the inputs (not photos, hidden, links...)."""
+        return [e for e in self.skipped if e.kind is SkipReason.EXCLUDED]
+
+    @property
+    def photos_skipped(self) -> list[FileSkipped]:
+        """Photos not protected in this run (done before, or their output name taken)."""
+        return [e for e in self.skipped if e.kind is not SkipReason.EXCLUDED]
+
+    @property
     def ok(self) -> bool:
         """True when nothing failed and nothing was left pending."""
         return not self.failed and not self.pending and not self.cancelled
@@ -131,7 +143,8 @@ class JobReport:
             "output_root": shown(self.output_root),
             "counts": {
                 "done": len(self.done),
-                "skipped": len(self.skipped),
+                "skipped": len(self.photos_skipped),
+                "left_out": len(self.left_out),
                 "failed": len(self.failed),
                 "pending": len(self.pending),
             },
@@ -169,10 +182,16 @@ class JobReport:
 
     def text(self) -> str:
         """A human-readable summary."""
-        head = f"{len(self.done)} protected, {len(self.skipped)} skipped, {len(self.failed)} failed"
+        head = (
+            f"{len(self.done)} protected, {len(self.photos_skipped)} skipped, "
+            f"{len(self.failed)} failed"
+        )
         if self.pending:
             head += f", {len(self.pending)} not done"
-        lines = [f"{head} in {self.seconds:.1f} s. Output: {shown(self.output_root)}"]
+        head += f" in {self.seconds:.1f} s"
+        if self.left_out:
+            head += f" ({count_of(len(self.left_out), 'other file')} left out)"
+        lines = [f"{head}. Output: {shown(self.output_root)}"]
         if self.cancelled:
             lines.append("Cancelled: run the same command again to finish the rest.")
         if self.stopped:
@@ -185,6 +204,11 @@ class JobReport:
             lines.append("Skipped:")
             lines.extend(f"  {shown(e.source)}: {shown(e.reason)}" for e in self.skipped)
         return shown("\n".join(lines))  # stopped/warnings may name files too
+
+
+def count_of(count: int, noun: str) -> str:
+    """``1 photo``, ``2 photos``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 class JobCancelled(Cancelled):

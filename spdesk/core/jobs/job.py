@@ -82,6 +82,7 @@ class ProtectJob:
         self._check_output_root()
         perturbation, digest = self._load_perturbation()
         discovery = scan_inputs(self.inputs, self.settings, self.output_root)
+        _check_something_exists(discovery.missing, self.inputs)
         report = JobReport(self.output_root, settings=self.settings.describe())
         report.warnings = settings_warnings(self.settings.export_options())
         report.skipped = [
@@ -117,6 +118,7 @@ class ProtectJob:
                     output_root=self.output_root,
                     skipped_inputs=len(discovery.skipped),
                     warnings=tuple(report.warnings),
+                    failed_inputs=len(report.failed),
                 )
             )
             for event in [*report.failed, *report.skipped]:
@@ -176,6 +178,18 @@ def _check_changes_pixels(perturbation: Perturbation, settings: ProtectSettings)
             f"Strength {eps:g} cannot change any pixel: the perturbation stays below half an "
             "8-bit step everywhere, so every output would be an unchanged copy.",
             hint="Use a strength of at least 1 (4 is low, 8 medium, 16 high).",
+        )
+
+
+def _check_something_exists(missing: list[Path], inputs: list[Path]) -> None:
+    """Every input missing means the job cannot run (exit 2), and no output folder is made;
+    some missing is a partial failure, listed with the rest."""
+    if inputs and len(missing) == len(inputs):
+        names = ", ".join(shown(path) for path in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ConfigError(
+            f"Nothing to protect: {names}{more} {'does' if len(missing) == 1 else 'do'} not exist.",
+            hint="Check the names and the folders.",
         )
 
 

@@ -244,11 +244,12 @@ class JobRun:
                 return None
         target = self.names.plan(item.source, item.relative)
         if target.taken:
+            # Front-ends add how to choose another policy, in their own words (kind tells).
             reason = (
                 "the output name is taken by a file spdesk did not write (or that changed "
-                "since): left untouched (choose unique to keep both)"
+                "since): left untouched"
                 if target.foreign
-                else "output already exists (choose unique or overwrite)"
+                else "an output of this name exists already"
             )
             self._skip(item, SkipReason.OUTPUT_EXISTS, reason, target.path, manifest)
             return None
@@ -402,7 +403,9 @@ class JobRun:
         manifest: Manifest | None = None,
     ) -> None:
         self.handled.add(item.key)
-        if manifest is not None:
+        # A photo skipped for a taken name changed nothing: its earlier "done" line stays (a
+        # later run with those settings finds it finished, "overwrite" its proof).
+        if manifest is not None and not manifest.is_done(item.key):
             with contextlib.suppress(OutputError):
                 manifest.record(item.key, SKIPPED, reason=reason, settings=self.fingerprint)
         event = FileSkipped(item.source, kind, reason, output, item.position, item.count)

@@ -11,7 +11,13 @@ from typing import Any
 
 from spdesk.core.apply import ApplyOptions
 from spdesk.core.errors import ConfigError
-from spdesk.core.export import COLLISIONS, DEFAULT_SUFFIX, ExportOptions, parse_format
+from spdesk.core.export import (
+    COLLISIONS,
+    DEFAULT_COLLISION,
+    DEFAULT_SUFFIX,
+    ExportOptions,
+    parse_format,
+)
 from spdesk.core.files import shown
 from spdesk.core.imageio import DEFAULT_MAX_PIXELS
 from spdesk.core.jobs.protector import MODES, mode_key
@@ -49,8 +55,11 @@ class ProtectSettings:
         finetune_batch: photos of one size fine-tuned together; None picks 8 on a CUDA GPU
             (one pass for several photos) and 1 elsewhere. It does not change the result.
         suffix: added to each output's stem: ``IMG_0001.protected.jpg``.
-        collision: when an output name is taken: "skip" (default), "unique" (``-2``, ``-3``...)
-            or "overwrite" (a previous output; never an original). "suffix" means "unique".
+        collision: when an output name is taken: "unique" (default: ``-2``, ``-3``..., so
+            nothing is ever replaced and a run always writes what it was asked for; a re-run
+            with the same settings still skips finished photos through the manifest), "skip"
+            or "overwrite" (an output spdesk wrote, unchanged since; never an original or a
+            user's file). "suffix" means "unique". The app and ``spdesk protect`` share it.
         format: "png", "jpeg", "webp", "tiff"; None or "same" keeps each photo's format.
         quality: JPEG/WebP quality (95; below 90 weakens the protection).
         device: torch device for fine-tuning and for photo mode's generator ("auto", "cpu",
@@ -76,7 +85,7 @@ class ProtectSettings:
     finetune_steps: int = 50
     finetune_batch: int | None = None
     suffix: str = DEFAULT_SUFFIX
-    collision: str = "skip"
+    collision: str = DEFAULT_COLLISION
     format: str | None = None
     quality: int = 95
     device: str = "auto"

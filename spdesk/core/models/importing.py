@@ -1,4 +1,5 @@
-"""Import models the user already has: a diffusers folder, or a single SD 1.5 checkpoint file.
+"""Import models the user already has: a diffusers folder, a single SD 1.5 checkpoint file, or a
+TAESD weights file.
 
 The original is never modified: what is needed is copied (or converted) into
 ``<store>/imported/<name>/`` and validated there by loading it, before the store offers it.
@@ -10,6 +11,8 @@ The original is never modified: what is needed is copied (or converted) into
 - A single ``.safetensors`` checkpoint (the original LDM layout) is converted with diffusers'
   ``from_single_file``, using the SD 1.5 configuration files of the pinned repository (from the
   store, or fetched: a few MB).
+- A single TAESD ``.safetensors`` file (``AutoencoderTiny`` layout, 8-bit float weights too) is
+  saved as the ``AutoencoderTiny`` folder the store keeps for ``taesd``.
 - Pickle files (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) are refused unless ``torch.load`` with
   ``weights_only=True`` reads them (plain tensors, no code); they are then rewritten as safetensors.
 
@@ -45,6 +48,8 @@ LDM_UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
 LDM_VAE_IN = "first_stage_model.encoder.conv_in.weight"
 LDM_CLIP_PREFIX = "cond_stage_model.transformer."
 LDM_OPENCLIP_PREFIX = "cond_stage_model.model."
+TINY_ENCODER_PREFIX = "encoder.layers."  # diffusers' AutoencoderTiny (TAESD) weights
+TINY_LATENT_LAYER = "encoder.layers.14.weight"  # its last conv: latent channels first
 
 
 @dataclass(frozen=True)
@@ -243,14 +248,56 @@ def _import_file(configs: ConfigSource, path: Path, dest: Path) -> tuple[str, tu
         converted = dest.parent / f"{dest.name}.checkpoint.safetensors"
         try:
             save_safetensors(load_pickle_weights(path), converted)
-            return _import_single_file(configs, converted, dest, path.name)
+            return _import_weights_file(configs, converted, dest, path.name)
         finally:
             converted.unlink(missing_ok=True)
     if suffix != ".safetensors":
         raise ModelError(
             f"{path.name}: expected a .safetensors checkpoint or a diffusers folder.",
         )
-    return _import_single_file(configs, path, dest, path.name)
+    return _import_weights_file(configs, path, dest, path.name)
+
+
+def _import_weights_file(
+    configs: ConfigSource, path: Path, dest: Path, label: str
+) -> tuple[str, tuple[str, ...]]:
+    """A TAESD weights file (the tiny autoencoder ``--encoder taesd`` uses), or an SD 1.5
+    single-file checkpoint."""
+    keys = checkpoint_keys(path)
+    if any(key.startswith(TINY_ENCODER_PREFIX) for key in keys):
+        return _import_tiny_autoencoder(keys, path, dest, label)
+    return _import_single_file(configs, path, dest, label)
+
+
+def _import_tiny_autoencoder(
+    keys: dict[str, list[int]], path: Path, dest: Path, label: str
+) -> tuple[str, tuple[str, ...]]:
+    """A single-file tiny autoencoder in diffusers' ``AutoencoderTiny`` layout (as
+    madebyollin's TAESD files are), saved as the diffusers folder the store keeps for TAESD.
+
+    Only the latent width can be checked: 16 channels (TAESD3, TAEF1) is refused; TAESDXL has
+    SD 1.x's shapes, so its name is what gives it away."""
+    from diffusers import AutoencoderTiny
+    from safetensors.torch import load_file
+
+    channels = keys.get(TINY_LATENT_LAYER, [0])[0]
+    if channels != 4 or "xl" in label.lower():
+        raise ModelError(
+            f"{label} is a tiny autoencoder for another model's latent space "
+            f"({channels} latent channels{', SDXL' if 'xl' in label.lower() else ''}); "
+            "spdesk needs TAESD, the one for Stable Diffusion 1.x (4 channels).",
+            hint="Import taesd.safetensors (or its 8-bit taesd_f8e4m3.safetensors).",
+        )
+    state = {key: value.float() for key, value in load_file(str(path)).items()}
+    model: Any = AutoencoderTiny(latent_channels=4)  # type: ignore[no-untyped-call]
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ModelError(
+            f"{label} does not match TAESD's architecture: {str(error).splitlines()[0]}"
+        ) from error
+    model.save_pretrained(str(dest), safe_serialization=True)
+    return "diffusers-taesd", ("taesd",)
 
 
 def _import_single_file(

@@ -340,7 +340,7 @@ class OptionsPanel(QWidget):
         self.suffix_edit.textChanged.connect(self.changed)
         self.collision_combo = QComboBox()
         for key, label in zip(
-            COLLISIONS, ("Add a number", "Skip the photo", "Replace it"), strict=True
+            COLLISIONS, ("Add a number", "Skip the photo", "Replace the old copy"), strict=True
         ):
             self.collision_combo.addItem(label, key)
         self.collision_combo.currentIndexChanged.connect(self.changed)

@@ -146,3 +146,25 @@ def gps_jpeg(path: Path) -> Path:
         path, "JPEG", quality=95, exif=exif.tobytes(), icc_profile=b""
     )
     return path
+
+
+XMP_WITH_LOCATION = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description rdf:about="" xmlns:exif="http://ns.adobe.com/exif/1.0/" '
+    b'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4" '
+    b'exif:GPSLatitude="48,51.5N" exif:GPSLongitude="2,17.6667E">'
+    b"<exif:GPSAltitude>35/1</exif:GPSAltitude>"
+    b"<xmp:Label>Holiday</xmp:Label>"
+    b"</rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+
+
+def gps_xmp_jpeg(path: Path) -> Path:
+    """A JPEG whose position is in EXIF's GPS block and in XMP, beside other metadata."""
+    gps_jpeg(path)
+    with Image.open(path) as image:
+        exif = image.getexif().tobytes()
+        pixels = image.copy()
+    pixels.save(path, "JPEG", quality=95, exif=exif, xmp=XMP_WITH_LOCATION)
+    return path

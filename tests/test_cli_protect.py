@@ -83,6 +83,28 @@ def test_json_summary_and_options(
     assert 0 < change.max() <= 4  # strength 4
 
 
+def test_the_location_is_removed_by_default_and_the_summary_says_so(
+    tmp_path: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "holiday"
+    folder.mkdir()
+    samples.gps_xmp_jpeg(folder / "beach.jpg")
+    samples.photo(folder / "no-gps.png")
+    base = [folder, "--perturbation", perturbation]
+    assert _protect(*base, "--out", tmp_path / "out") == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "Location (GPS) removed from 1 photo (--strip-metadata none keeps it)." in said
+    with Image.open(tmp_path / "out" / "beach.protected.jpg") as image:
+        assert image.getexif()[0x010F] == "TestCam" and not image.getexif().get_ifd(0x8825)
+        assert b"GPS" not in image.info["xmp"] and b"Holiday" in image.info["xmp"]
+    kept = tmp_path / "kept"
+    assert _protect(*base, "--out", kept, "--strip-metadata", "none", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["location_removed"] == 0 and summary["settings"]["strip_metadata"] == "none"
+    with Image.open(kept / "beach.protected.jpg") as image:
+        assert image.getexif().get_ifd(0x8825)[1] == "N"
+
+
 def test_low_quality_warns(
     tmp_path: Path, inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

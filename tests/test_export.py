@@ -89,7 +89,7 @@ def test_jpeg_defaults_to_quality_95_full_colour(tmp_path: Path) -> None:
 
 def test_exif_and_icc_kept_gps_and_all_stripped(tmp_path: Path) -> None:
     source = samples.gps_jpeg(tmp_path / "gps.jpg")
-    kept = _written(source)
+    kept = _written(source, ExportOptions(strip_metadata="none"))
     with Image.open(kept) as image:
         exif = image.getexif()
         assert exif[0x010F] == "TestCam" and exif.get_ifd(0x8825)[1] == "N"
@@ -103,6 +103,30 @@ def test_exif_and_icc_kept_gps_and_all_stripped(tmp_path: Path) -> None:
     bare = _written(no_gps.rename(tmp_path / "all" / "x.jpg"), ExportOptions(strip_metadata="all"))
     with Image.open(bare) as image:
         assert not image.getexif()
+
+
+def test_the_location_is_left_out_by_default_and_the_rest_of_the_metadata_kept(
+    tmp_path: Path,
+) -> None:
+    source = samples.gps_xmp_jpeg(tmp_path / "gps.jpg")
+    decoded = read_image(source)
+    encoded = prepare(decoded, decoded.image, "JPEG", ExportOptions())
+    assert encoded.location_removed and not encoded.notes
+    assert b"GPS" not in encoded.params["xmp"]
+    assert b'xmp:Rating="4"' in encoded.params["xmp"] and b"Holiday" in encoded.params["xmp"]
+    written = _written(source)
+    with Image.open(written) as image:
+        exif = image.getexif()
+        assert exif[0x010F] == "TestCam" and not exif.get_ifd(0x8825)
+        assert b"GPS" not in image.info["xmp"] and b"Holiday" in image.info["xmp"]
+    kept = prepare(read_image(source), decoded.image, "JPEG", ExportOptions(strip_metadata="none"))
+    assert not kept.location_removed and b"exif:GPSLatitude" in kept.params["xmp"]
+    no_location = read_image(samples.photo(tmp_path / "plain.jpg"))
+    assert not prepare(no_location, no_location.image, "JPEG", ExportOptions()).location_removed
+    everything = prepare(
+        read_image(source), decoded.image, "JPEG", ExportOptions(strip_metadata="all")
+    )
+    assert everything.location_removed and "exif" not in everything.params
 
 
 def test_icc_profile_is_copied(tmp_path: Path) -> None:

@@ -59,6 +59,12 @@ def _add(qtbot: QtBot, window: MainWindow, paths: list[Path]) -> None:
         window.add_paths(paths)
 
 
+def _protect(qtbot: QtBot, window: MainWindow) -> None:
+    """Click Protect and wait for the job to finish."""
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.start_button.click()
+
+
 def _drop(window: MainWindow, folder: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(folder))])
@@ -335,8 +341,7 @@ def test_protect_again_after_a_settings_change_redoes_the_photos(
 ) -> None:
     photos = _photos(tmp_path / "photos", 3)
     _add(qtbot, window, [photos])
-    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
-        window.start_button.click()
+    _protect(qtbot, window)
     first = {r.path: r.output for r in window.queue.rows()}
     assert not window.rerun_bar.isVisibleTo(window)
     window.options_panel.strength_spin.setValue(4.0)  # another strength: other outputs
@@ -345,8 +350,7 @@ def test_protect_again_after_a_settings_change_redoes_the_photos(
     assert "3 photos" in window.rerun_label.text()
     window.rerun_collision.setCurrentIndex(window.rerun_collision.findData("overwrite"))
     assert window.current_options().collision == "overwrite"  # one choice, two places
-    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
-        window.start_button.click()
+    _protect(qtbot, window)
     rows = window.queue.rows()
     assert {r.status for r in rows} == {RowStatus.DONE}, [r.reason for r in rows]
     assert {r.path: r.output for r in rows} == first  # replaced in place, as chosen
@@ -357,8 +361,7 @@ def test_clear_resets_the_overall_progress(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:
     _add(qtbot, window, [_photos(tmp_path / "photos", 2)])
-    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
-        window.start_button.click()
+    _protect(qtbot, window)
     assert window.overall_bar.value() == 1000
     window.clear_button.click()
     assert window.overall_bar.value() == 0 and not window.summary.isVisibleTo(window)
@@ -369,12 +372,10 @@ def test_photos_done_before_are_not_counted_as_protected_again(
 ) -> None:
     photos = _photos(tmp_path / "photos", 3)
     _add(qtbot, window, [photos])
-    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
-        window.start_button.click()
+    _protect(qtbot, window)
     window.clear_button.click()
     _add(qtbot, window, [photos])  # the same photos, the same settings, the same output folder
-    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
-        window.start_button.click()
+    _protect(qtbot, window)
     text = window.summary_label.text()
     assert text.startswith("0 protected, 3 already protected with these settings"), text
 
@@ -439,12 +440,35 @@ def test_a_photo_skipped_for_a_taken_name_says_what_to_choose_in_the_app(
 ) -> None:
     photos = _photos(tmp_path / "photos", 2)
     _add(qtbot, window, [photos])
-    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
-        window.start_button.click()
+    _protect(qtbot, window)
     window.options_panel.strength_spin.setValue(4.0)
     window.rerun_collision.setCurrentIndex(window.rerun_collision.findData("skip"))
-    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
-        window.start_button.click()
+    _protect(qtbot, window)
     reasons = [r.reason for r in window.queue.rows()]
     assert {r.status for r in window.queue.rows()} == {RowStatus.SKIPPED}
     assert all("“Add a number”" in reason and "--collision" not in reason for reason in reasons)
+
+
+def test_the_location_is_left_out_unless_kept_and_the_summary_says_so(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    from tests import protect_samples as samples
+
+    photos = tmp_path / "holiday"
+    photos.mkdir()
+    samples.gps_xmp_jpeg(photos / "beach.jpg")
+    _add(qtbot, window, [photos])
+    assert not window.options_panel.keep_location_check.isChecked()  # the default
+    _protect(qtbot, window)
+    assert "Location (GPS) removed from 1 photo" in window.summary_label.text()
+    (row,) = window.queue.rows()
+    assert row.output is not None
+    with Image.open(row.output) as image:
+        assert not image.getexif().get_ifd(0x8825) and image.getexif()[0x010F] == "TestCam"
+    window.options_panel.keep_location_check.setChecked(True)
+    assert window.queue.rows()[0].status is RowStatus.WAITING  # other copies: redo
+    _protect(qtbot, window)
+    (row,) = window.queue.rows()
+    assert row.output is not None and "Location" not in window.summary_label.text()
+    with Image.open(row.output) as image:
+        assert image.getexif().get_ifd(0x8825)[1] == "N"

@@ -18,6 +18,10 @@ def test_settings_carry_a_schema_version_and_a_newer_ones_options_are_not_misrea
     assert int(str(settings.value("schema"))) == SCHEMA_VERSION
     save_options(settings, ProtectOptions(strength=16.0, suffix="_safe"))
     assert load_options(settings).strength == 16.0
+    save_options(settings, ProtectOptions(keep_location=True))
+    assert load_options(open_settings()).keep_location is True  # "true" in the INI file
+    save_options(settings, ProtectOptions(keep_location=False))
+    assert load_options(open_settings()).keep_location is False
     settings.setValue("schema", SCHEMA_VERSION + 1)  # as a newer spdesk would leave it
     assert load_options(settings) == ProtectOptions()
 

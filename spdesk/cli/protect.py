@@ -22,7 +22,7 @@ from spdesk.cli.common import (
     print_json,
 )
 from spdesk.core.events import EtaClock
-from spdesk.core.export import COLLISIONS, DEFAULT_COLLISION
+from spdesk.core.export import COLLISIONS, DEFAULT_COLLISION, DEFAULT_STRIP, STRIP_CHOICES
 
 DEFAULT_STRENGTH = 8.0  # the bundled files' own budget, shown in --help
 
@@ -99,8 +99,9 @@ def register(sub: Any) -> None:
         "file of yours); a re-run with the same settings skips finished photos either way",
     )  # fmt: skip
     parser.add_argument(
-        "--strip-metadata", choices=("gps", "all"), default=None,
-        help="remove the location (gps) or all EXIF/XMP metadata from the outputs",
+        "--strip-metadata", choices=STRIP_CHOICES, default=DEFAULT_STRIP,
+        help="gps (default): remove the location (GPS), keep the rest of the metadata; none: "
+        "keep the location too; all: remove EXIF and XMP",
     )  # fmt: skip
     parser.add_argument("--suffix", default=".protected", help="added to output names")
     parser.add_argument("--randomize", action="store_true", help="vary the pattern per photo")
@@ -191,7 +192,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         format=args.format,
         quality=args.quality,
         working_size=args.working_size,
-        strip_metadata=args.strip_metadata or "none",
+        strip_metadata=args.strip_metadata,
         randomize=args.randomize,
         seed=args.seed,
         follow_symlinks=args.follow_symlinks,
@@ -333,6 +334,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _summary(report: Any) -> str:
     """The report's first lines (per-file lines were already printed as they happened)."""
-    lines = report.text().splitlines()
+    lines = report.text(how_to_keep="--strip-metadata none keeps it").splitlines()
     keep = [line for line in lines if not line.startswith("  ")]
     return "\n".join(line for line in keep if line not in ("Failed:", "Skipped:"))

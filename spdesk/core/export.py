@@ -32,6 +32,9 @@ DEFAULT_SUFFIX = ".protected"
 DEFAULT_QUALITY = 95
 LOW_QUALITY = 90  # below this JPEG/WebP compression visibly erodes the protection
 STRIP_CHOICES = ("none", "gps", "all")
+# Photos are protected to be posted: where they were taken is not shared unless asked for.
+DEFAULT_STRIP = "gps"
+LOCATION_REMOVED = "location (GPS) removed"
 COLLISIONS = ("skip", "unique", "overwrite")
 # Nothing is ever replaced and every run writes what it was asked for (README, "Command line").
 DEFAULT_COLLISION = "unique"
@@ -61,16 +64,17 @@ class ExportOptions:
             source's format.
         quality: JPEG/WebP quality, 1..100 (95 by default; below 90 weakens the protection;
             WebP 100 is lossless).
-        strip_metadata: "none" keeps EXIF, XMP and the ICC profile; "gps" removes the location
-            (EXIF GPS, and XMP, which can repeat it); "all" removes EXIF and XMP. The ICC profile
-            is always kept: without it colours would change.
+        strip_metadata: "gps" (default) removes the location: EXIF's GPS block and the GPS
+            properties of XMP (the whole XMP packet if it cannot be cleaned), keeping the rest;
+            "none" keeps EXIF, XMP and the ICC profile; "all" removes EXIF and XMP. The ICC
+            profile is always kept: without it colours would change.
         suffix: added to each output's file stem (".protected").
         png_compress_level: zlib level for PNG, 0..9.
     """
 
     format: str | None = None
     quality: int = DEFAULT_QUALITY
-    strip_metadata: str = "none"
+    strip_metadata: str = DEFAULT_STRIP
     suffix: str = DEFAULT_SUFFIX
     png_compress_level: int = 6
 
@@ -157,12 +161,14 @@ def unique_candidates(target: Path) -> Iterator[Path]:
 
 @dataclass
 class Encoded:
-    """What to hand to Pillow: the image in a mode the format holds and its save arguments."""
+    """What to hand to Pillow: the image in a mode the format holds and its save arguments;
+    ``location_removed`` says that the photo had a location the output does not."""
 
     image: Image.Image
     format: str
     params: dict[str, Any]
     notes: list[str]
+    location_removed: bool = False
 
 
 def prepare(
@@ -178,7 +184,8 @@ def prepare(
         notes.append(f"{format_label(decoded.source_format)} saved as {format_label(fmt)}")
     params = _format_params(decoded, fmt, options, notes)
     params.update(_metadata_params(decoded, fmt, options, notes))
-    return Encoded(image, fmt, params, notes)
+    removed = LOCATION_REMOVED in notes
+    return Encoded(image, fmt, params, [n for n in notes if n != LOCATION_REMOVED], removed)
 
 
 def _flatten(image: Image.Image) -> Image.Image:
@@ -222,31 +229,72 @@ def _metadata_params(
     exif = _exif_bytes(decoded, options.strip_metadata, notes)
     if exif:
         params["exif"] = exif
-    if decoded.xmp and options.strip_metadata == "none":
-        xmp = decoded.xmp if isinstance(decoded.xmp, bytes) else str(decoded.xmp).encode()
-        if fmt in ("JPEG", "WEBP"):
-            params["xmp"] = xmp
-        elif fmt == "PNG":
-            info = PngImagePlugin.PngInfo()
-            info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
-            params["pnginfo"] = info
-    elif decoded.xmp and options.strip_metadata == "gps":
-        notes.append("XMP metadata removed (it can repeat the location)")
+    xmp = _xmp_kept(decoded.xmp, options.strip_metadata, notes)
+    if xmp and fmt in ("JPEG", "WEBP"):
+        params["xmp"] = xmp
+    elif xmp and fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
+        params["pnginfo"] = info
     return params
+
+
+# XMP properties named GPS* in any namespace (exif:GPSLatitude, and the IPTC location
+# structures that reuse them), as attributes or as elements.
+_XMP_GPS_ATTRIBUTE = re.compile(rb'\s[\w.-]+:GPS\w*\s*=\s*("[^"]*"|\'[^\']*\')')
+_XMP_GPS_ELEMENT = re.compile(rb"<([\w.-]+:GPS\w*)\b[^>]*?(/>|>.*?</\1\s*>)", re.DOTALL)
+
+
+def _xmp_kept(xmp: bytes | str | None, strip: str, notes: list[str]) -> bytes | None:
+    """The XMP packet to write: as found, without its location, or none."""
+    if not xmp:
+        return None
+    data = xmp if isinstance(xmp, bytes) else str(xmp).encode()
+    if strip == "none":
+        return data
+    if strip == "all":
+        if b":GPS" in data:
+            _note_location_removed(notes)
+        return None
+    cleaned = _XMP_GPS_ELEMENT.sub(b"", _XMP_GPS_ATTRIBUTE.sub(b"", data))
+    if cleaned != data:
+        _note_location_removed(notes)
+    if b":GPS" in cleaned:  # a form the patterns do not know: drop the packet, not the privacy
+        notes.append("XMP metadata removed (its location could not be taken out alone)")
+        return None
+    return cleaned
+
+
+def _note_location_removed(notes: list[str]) -> None:
+    if LOCATION_REMOVED not in notes:
+        notes.append(LOCATION_REMOVED)
 
 
 def _exif_bytes(decoded: DecodedImage, strip: str, notes: list[str]) -> bytes | None:
     exif = decoded.exif
-    if exif is None or strip == "all":
+    if exif is None:
+        return None
+    if strip != "none" and _has_location(exif):
+        _note_location_removed(notes)
+    if strip == "all":
         return None
     try:
-        if strip == "gps" and _GPS_IFD in exif:
-            del exif[_GPS_IFD]
+        if strip == "gps":
+            exif.pop(_GPS_IFD, None)
         data = exif.tobytes()
     except Exception:  # malformed EXIF can fail in many ways; the photo matters more
         notes.append("the EXIF data could not be copied (it is malformed)")
         return None
     return bytes(data) if len(data) > 8 else None
+
+
+def _has_location(exif: Image.Exif) -> bool:
+    if _GPS_IFD not in exif:
+        return False
+    try:
+        return bool(exif.get_ifd(_GPS_IFD))
+    except Exception:  # an unreadable GPS block may still hold a location
+        return True
 
 
 # --- writing -------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from spdesk.core.device import DEVICE_CHOICES
 from spdesk.core.events import Event
-from spdesk.core.jobs.events import FileSkipped, JobStarted, SkipReason
+from spdesk.core.jobs.events import FileDone, FileSkipped, JobStarted, SkipReason, location_text
 from spdesk.gui import protect_bridge
 from spdesk.gui.settings import (
     ProtectOptions,
@@ -66,6 +66,7 @@ class MainWindow(QMainWindow):
         self._output_root: Path | None = None
         self._job_warnings: list[str] = []
         self._already_done = 0  # photos of this job the output folder had already
+        self._location_removed = 0  # photos whose protected copy left their GPS position out
         self._done_with: ProtectOptions | None = None  # what the finished rows were protected with
         self.options_panel = OptionsPanel(load_options(settings))
         self._last_encoder = self.options_panel.encoder()
@@ -408,7 +409,7 @@ class MainWindow(QMainWindow):
         self._job_paths = todo
         self._job_started = time.monotonic()
         self._job_warnings = []
-        self._already_done = 0
+        self._already_done = self._location_removed = 0
         for path in todo:
             self.queue.set_status(path, RowStatus.WAITING)
         self.summary.hide()
@@ -475,6 +476,8 @@ class MainWindow(QMainWindow):
             self._job_warnings = list(event.warnings)
         elif isinstance(event, FileSkipped) and event.kind is SkipReason.ALREADY_DONE:
             self._already_done += 1
+        elif isinstance(event, FileDone) and event.location_removed:
+            self._location_removed += 1
         update = protect_bridge.interpret(event)
         if update is None:
             return
@@ -538,6 +541,9 @@ class MainWindow(QMainWindow):
         if counts[RowStatus.CANCELLED]:
             parts.append(f"{counts[RowStatus.CANCELLED]} not done (cancelled)")
         text = ", ".join(parts) + f" in {format_duration(seconds)}."
+        if self._location_removed:
+            keep = "More options › Keep the location keeps it"
+            text += f"\n{location_text(self._location_removed, keep)}"
         for warning in self._job_warnings:  # settings that weaken the protection
             text += f"\nNote: {warning}"
         if self._output_root is not None:

@@ -96,6 +96,7 @@ def job_settings(options: ProtectOptions) -> Any:
         format=options.format,
         quality=options.quality,
         device=options.device,
+        strip_metadata="none" if options.keep_location else "gps",
     )
 
 

@@ -65,6 +65,8 @@ class ProtectOptions:
         format: "same" (keep the input's format), "png", "jpeg" or "webp".
         quality: JPEG/WebP quality, 50..100.
         device: "auto", "cpu", "cuda" or "mps".
+        keep_location: keep the photos' GPS position in the protected copies (off: photos
+            protected to be posted should not say where they were taken; other metadata stays).
     """
 
     perturbation: str = ""
@@ -78,6 +80,7 @@ class ProtectOptions:
     format: str = "same"
     quality: int = 95
     device: str = "auto"
+    keep_location: bool = False
 
 
 def load_options(settings: QSettings) -> ProtectOptions:
@@ -91,11 +94,16 @@ def load_options(settings: QSettings) -> ProtectOptions:
         default = getattr(defaults, f.name)
         raw = settings.value(f"options/{f.name}", default)
         try:
-            values[f.name] = type(default)(raw)
+            values[f.name] = _as_bool(raw) if isinstance(default, bool) else type(default)(raw)
         except (TypeError, ValueError):
             values[f.name] = default
     values["collision"] = _OLD_COLLISIONS.get(values["collision"], values["collision"])
     return ProtectOptions(**values)
+
+
+def _as_bool(raw: object) -> bool:
+    """A flag as QSettings gives it back from an INI file: "true"/"false" strings."""
+    return raw is True or str(raw).strip().lower() in ("true", "1", "yes")
 
 
 def save_options(settings: QSettings, options: ProtectOptions) -> None:

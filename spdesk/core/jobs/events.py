@@ -62,7 +62,8 @@ class FileDone(Event):
     """A photo was protected and written to ``output``.
 
     ``psnr`` (dB) and ``max_change`` (8-bit steps) compare the protected pixels with the
-    original's (None when identical); ``notes`` say what else changed (format, depth, alpha).
+    original's (None when identical); ``notes`` say what else changed (format, depth, alpha);
+    ``location_removed``: the photo had a location (GPS) that the output does not.
     """
 
     source: Path
@@ -73,6 +74,7 @@ class FileDone(Event):
     notes: tuple[str, ...] = ()
     position: int = 0
     count: int = 0
+    location_removed: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,11 @@ class JobReport:
         return [e for e in self.skipped if e.kind is not SkipReason.EXCLUDED]
 
     @property
+    def location_removed(self) -> list[FileDone]:
+        """Photos whose location (GPS) was left out of their protected copy."""
+        return [e for e in self.done if e.location_removed]
+
+    @property
     def ok(self) -> bool:
         """True when nothing failed and nothing was left pending."""
         return not self.failed and not self.pending and not self.cancelled
@@ -148,6 +155,7 @@ class JobReport:
                 "failed": len(self.failed),
                 "pending": len(self.pending),
             },
+            "location_removed": len(self.location_removed),
             "cancelled": self.cancelled,
             "stopped": shown(self.stopped) if self.stopped else None,
             "seconds": round(self.seconds, 3),
@@ -160,6 +168,7 @@ class JobReport:
                     "max_change": e.max_change,
                     "seconds": round(e.seconds, 3),
                     "notes": [shown(n) for n in e.notes],
+                    "location_removed": e.location_removed,
                 }
                 for e in self.done
             ],
@@ -180,8 +189,8 @@ class JobReport:
             "settings": self.settings,
         }
 
-    def text(self) -> str:
-        """A human-readable summary."""
+    def text(self, how_to_keep: str = "") -> str:
+        """A human-readable summary (``how_to_keep``: see :func:`location_text`)."""
         head = (
             f"{len(self.done)} protected, {len(self.photos_skipped)} skipped, "
             f"{len(self.failed)} failed"
@@ -196,6 +205,8 @@ class JobReport:
             lines.append("Cancelled: run the same command again to finish the rest.")
         if self.stopped:
             lines.append(f"Stopped: {self.stopped}")
+        if self.location_removed:
+            lines.append(location_text(len(self.location_removed), how_to_keep))
         lines.extend(f"Warning: {w}" for w in self.warnings)
         if self.failed:
             lines.append("Failed:")
@@ -204,6 +215,13 @@ class JobReport:
             lines.append("Skipped:")
             lines.extend(f"  {shown(e.source)}: {shown(e.reason)}" for e in self.skipped)
         return shown("\n".join(lines))  # stopped/warnings may name files too
+
+
+def location_text(removed: int, how_to_keep: str = "") -> str:
+    """The summary's line on the locations the protected copies do not carry; ``how_to_keep``
+    is the front-end's own words for keeping them."""
+    keep = f" ({how_to_keep})" if how_to_keep else ""
+    return f"Location (GPS) removed from {count_of(removed, 'photo')}{keep}."
 
 
 def count_of(count: int, noun: str) -> str:

@@ -89,6 +89,7 @@ class _Outcome:
     sha256: str
     figures: Figures
     notes: tuple[str, ...]
+    location_removed: bool = False
 
 
 def _settle(future: Future[_Outcome], work: Callable[..., _Outcome], *args: Any) -> None:
@@ -321,7 +322,8 @@ class JobRun:
         except BaseException:
             discard(temp)
             raise
-        return _Outcome(temp, size, digest, figures, (*decoded.notes, *task.target.notes))
+        notes = (*decoded.notes, *task.target.notes)
+        return _Outcome(temp, size, digest, figures, notes, encoded.location_removed)
 
     def _finish(self, manifest: Manifest, task: _Task, future: Future[_Outcome]) -> None:
         """Publish, record and report one photo's result (in job order, on the job's thread).
@@ -390,6 +392,7 @@ class JobRun:
             notes=outcome.notes,
             position=item.position,
             count=item.count,
+            location_removed=outcome.location_removed,
         )
         self.report.done.append(event)
         self.emit(event)

@@ -14,6 +14,7 @@ from spdesk.core.errors import ConfigError
 from spdesk.core.export import (
     COLLISIONS,
     DEFAULT_COLLISION,
+    DEFAULT_STRIP,
     DEFAULT_SUFFIX,
     ExportOptions,
     parse_format,
@@ -67,7 +68,8 @@ class ProtectSettings:
         encoder: encoder spec for fine-tuning ("sd15", a folder or a weights file).
         objective: fine-tuning objective(s).
         working_size: short side of the editor's working view, in pixels (512).
-        strip_metadata: "none", "gps" or "all" (see :class:`~spdesk.core.export.ExportOptions`).
+        strip_metadata: "gps" (default: the location is removed, the rest kept), "none" or
+            "all" (see :class:`~spdesk.core.export.ExportOptions`).
         randomize: per-photo tile offset and flips; seed: their seed.
         max_pixels: photos with more pixels are refused before decoding.
         follow_symlinks: follow symbolic links while walking folders.
@@ -92,7 +94,7 @@ class ProtectSettings:
     encoder: str = "sd15"
     objective: str = "encoder"
     working_size: int = 512
-    strip_metadata: str = "none"
+    strip_metadata: str = DEFAULT_STRIP
     randomize: bool = False
     seed: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -104,7 +106,7 @@ class ProtectSettings:
     def __post_init__(self) -> None:
         collision = _COLLISION_ALIASES.get(self.collision, self.collision)
         object.__setattr__(self, "collision", collision)
-        object.__setattr__(self, "strip_metadata", self.strip_metadata or "none")
+        object.__setattr__(self, "strip_metadata", self.strip_metadata or DEFAULT_STRIP)
         if collision not in COLLISIONS:
             raise ConfigError(
                 f"Unknown collision policy {self.collision!r}: use skip, unique or overwrite."

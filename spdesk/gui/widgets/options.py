@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -357,6 +358,13 @@ class OptionsPanel(QWidget):
         form.addRow("If it exists", self.collision_combo)
         form.addRow("Format", self.format_combo)
         form.addRow("Quality", self.quality_spin)
+        self.keep_location_check = QCheckBox("Keep the location (GPS)")
+        self.keep_location_check.setToolTip(
+            "Off: the protected copies do not say where the photos were taken (the camera, "
+            "date and other details stay). On: the GPS position is copied too."
+        )
+        self.keep_location_check.toggled.connect(self.changed)
+        form.addRow("", self.keep_location_check)
         return box
 
     def _on_format(self) -> None:
@@ -379,6 +387,7 @@ class OptionsPanel(QWidget):
         )
         self.format_combo.setCurrentIndex(max(0, self.format_combo.findData(options.format)))
         self.quality_spin.setValue(options.quality)
+        self.keep_location_check.setChecked(options.keep_location)
         self._on_format()
 
     def options(self, device: str = "auto") -> ProtectOptions:
@@ -394,6 +403,7 @@ class OptionsPanel(QWidget):
             format=str(self.format_combo.currentData()),
             quality=self.quality_spin.value(),
             device=device,
+            keep_location=self.keep_location_check.isChecked(),
         )
 
 

@@ -1,4 +1,5 @@
-"""The preview dialog with tiny random-weight SD components: four tiles, figures, verdict."""
+"""The preview dialog: the protection at once without a model; with tiny random-weight SD
+components, the AI edits (six tiles), figures and verdict."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pytestqt.qtbot import QtBot
 from tiny_sd import save_tiny_sd
 
 from spdesk.core.perturbation import save_perturbation
-from spdesk.gui.preview_panel import UNFILTERED_NOTE, PreviewDialog
+from spdesk.core.usecases import DIFFERENCE_GAIN
+from spdesk.gui.preview_panel import EDIT_TILES, MODEL_NEEDED, UNFILTERED_NOTE, PreviewDialog
 from spdesk.gui.settings import ProtectOptions
 
 
@@ -36,13 +38,14 @@ def inputs(tmp_path: Path) -> tuple[Path, ProtectOptions]:
 def _dialog(qtbot: QtBot, photo: Path, options: ProtectOptions, sd: Path | None) -> PreviewDialog:
     dialog = PreviewDialog(photo, options, model_dir=sd, inpaint_dir=sd)
     qtbot.addWidget(dialog)
+    with qtbot.waitSignal(dialog.protect_runner.finished, timeout=30_000):
+        dialog.show()  # the photo is protected (no model needed) as the dialog opens
     dialog.working_size = 64
     dialog.steps_spin.setValue(4)
-    dialog.show()
     return dialog
 
 
-def test_preview_shows_four_tiles_figures_and_verdict(
+def test_preview_shows_six_tiles_figures_and_verdict(
     qtbot: QtBot, sd_dir: Path, inputs: tuple[Path, ProtectOptions]
 ) -> None:
     photo, options = inputs
@@ -79,13 +82,27 @@ def test_free_prompt_switches_the_preset_to_own_words(
     assert dialog.settings().prompt == "a castle"
 
 
-def test_missing_model_names_the_download_command(
+def test_without_the_model_the_protection_shows_at_once_and_the_edit_says_what_it_needs(
     qtbot: QtBot, inputs: tuple[Path, ProtectOptions]
 ) -> None:
     photo, options = inputs
     dialog = _dialog(qtbot, photo, options, None)  # nothing in the (empty) model store
+    assert dialog.view is not None, dialog.status_label.text()
+    for name in ("original", "protected", "difference"):
+        assert dialog.tiles[name].has_image(), name
+    assert not any(dialog.tiles[name].has_image() for name in EDIT_TILES)
+    assert dialog.note_label.text() == MODEL_NEEDED and dialog.models_button.isVisible()
+    assert "strength 16" in dialog.status_label.text()
+    # The difference view is the change, amplified around mid-grey.
+    change = dialog.view.protected.astype(int) - dialog.view.photo.astype(int)
+    assert 0 < np.abs(change).max() <= 16
+    expected = np.clip(128 + DIFFERENCE_GAIN * change, 0, 255)
+    assert np.array_equal(dialog.view.difference, expected)
+    zoom = dialog.open_zoom()  # 100% before any AI edit
+    assert zoom is not None and zoom.picture.pixmap().width() == 96
+    zoom.close()
     with qtbot.waitSignal(dialog.runner.finished, timeout=30_000):
         assert dialog.start()
-    assert "spdesk models download --for preview" in dialog.status_label.text()
-    assert dialog.models_button.isVisible()
-    assert "Traceback" not in dialog.status_label.text()
+    said = dialog.status_label.text() + dialog.note_label.text()
+    assert "spdesk models" not in said and "Traceback" not in said  # the app's own words
+    assert dialog.models_button.isVisible() and dialog.tiles["protected"].has_image()

@@ -126,10 +126,17 @@ def preview_shot(home: Path, perturbation: Path) -> None:
         photos(home)
     photo = folder / "lion.jpg"
     options = ProtectOptions(perturbation=str(perturbation), strength=8, device="cpu")
+    # What a first-time user sees: no Stable Diffusion model yet, the protection at once.
+    dialog = PreviewDialog(photo, options)
+    dialog.show()
+    wait_until(lambda: dialog.view is not None)
+    grab(dialog, "preview-no-model")
+    dialog.close()
     dialog = PreviewDialog(photo, options, model_dir=model, inpaint_dir=model)
     dialog.working_size = 256
     dialog.steps_spin.setValue(10)
     dialog.show()
+    wait_until(lambda: dialog.view is not None)
     dialog.start()
     wait_until(lambda: not dialog.runner.running)
     grab(dialog, "preview")

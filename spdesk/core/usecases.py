@@ -7,8 +7,9 @@ construction (their own code only gathers settings and shows events):
   folder, written every ``checkpoint_every`` steps and on cancel; starting again with the same
   photos and settings resumes from it; a damaged checkpoint is removed (the run starts afresh);
   it is deleted when the run finishes. :func:`save_to_library` then files the result under a name.
-- :func:`preview_photo`: protect a photo in memory and run the same AI edit on the original, the
-  protected photo and noise of the same strength.
+- :func:`protect_for_preview`: protect a photo in memory, as a job would, with the amplified
+  difference (no Stable Diffusion model needed); :func:`preview_photo` then runs the same AI edit
+  on the original, the protected photo and noise of the same strength.
 
 Heavy libraries are imported inside the functions: this module is cheap to import.
 """
@@ -115,6 +116,28 @@ def save_to_library(result: TrainResult, name: str, *, replace: bool = False) ->
 
 
 # --- preview --------------------------------------------------------------------------------------
+DIFFERENCE_GAIN = 8  # the amplified difference view: ±8/255 becomes ±64/255 around mid-grey
+
+
+@dataclass
+class ProtectionView:
+    """A photo protected in memory, as a job would write it, to look at before sharing it.
+
+    Attributes:
+        photo: the original, uint8 (H, W, 3) at full size.
+        protected: the protected photo, same shape.
+        difference: ``protected - photo`` amplified ``DIFFERENCE_GAIN`` times around mid-grey.
+        psnr: protected vs original, in dB (None when identical).
+        largest_change: the largest change of one colour value, in 8-bit steps.
+    """
+
+    photo: np.ndarray
+    protected: np.ndarray
+    difference: np.ndarray
+    psnr: float | None
+    largest_change: int
+
+
 @dataclass
 class PreviewOutcome:
     """The preview's result plus the full-size original and protected photo (100 % view)."""
@@ -122,6 +145,59 @@ class PreviewOutcome:
     result: PreviewResult
     photo: np.ndarray
     protected: np.ndarray
+
+
+def amplified_difference(
+    photo: np.ndarray, protected: np.ndarray, gain: float = DIFFERENCE_GAIN
+) -> np.ndarray:
+    """``protected - photo`` times ``gain`` around mid-grey (uint8): where and how the photo
+    changed, made visible."""
+    import numpy as np
+
+    change = protected.astype(np.float32) - photo.astype(np.float32)
+    amplified: np.ndarray = np.clip(np.rint(128 + gain * change), 0, 255).astype(np.uint8)
+    return amplified
+
+
+def protect_for_preview(
+    photo_path: Path,
+    perturbation_path: Path | None,
+    options: ApplyOptions,
+    *,
+    protection: str = "universal",
+    generator: Path | None = None,
+) -> ProtectionView:
+    """Protect ``photo_path`` in memory as a job would in ``protection`` mode ("photo": the
+    generator, None the bundled one; "universal": the perturbation, None the bundled one).
+    Needs no Stable Diffusion model: what a user can look at before downloading one."""
+    import numpy as np
+
+    from spdesk.core.imageio import read_image
+
+    # As spdesk.core.preview.load_photo decodes it, without importing torch for a universal view.
+    photo = np.asarray(read_image(Path(photo_path)).image.convert("RGB"))
+    if protection == "photo":
+        from PIL import Image
+
+        from spdesk.core.generator_file import bundled_generator_path
+        from spdesk.core.photo_protect import GeneratorProtector
+
+        protector = GeneratorProtector(
+            generator or bundled_generator_path(), options.strength,
+            working_side=options.working_size,
+        )  # fmt: skip
+        protected = np.asarray(protector.apply(Image.fromarray(photo, mode="RGB"))[0])
+    else:
+        from spdesk.core.apply import apply_perturbation
+        from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
+
+        perturbation = load_perturbation(perturbation_path or bundled_perturbation_path())
+        protected = apply_perturbation(photo, perturbation, options)
+    change = np.abs(protected.astype(np.int16) - photo.astype(np.int16))
+    mse = float(np.mean(change.astype(np.float64) ** 2))
+    psnr = None if mse == 0 else 10 * float(np.log10(255**2 / mse))
+    difference = amplified_difference(photo, protected)
+    return ProtectionView(photo, protected, difference, psnr, int(change.max()))
 
 
 def preview_photo(
@@ -136,43 +212,28 @@ def preview_photo(
     on_event: EventSink = ignore_events,
     cancel: CancelToken | None = None,
 ) -> PreviewOutcome:
-    """Protect ``photo_path`` as a job would in ``protection`` mode ("photo": the generator,
-    None the bundled one; "universal": the perturbation, None the bundled one) and run the same
-    AI edit on the original, the protected photo and noise of the same strength.
+    """Protect ``photo_path`` as :func:`protect_for_preview` does and run the same AI edit on
+    the original, the protected photo and noise of the same strength.
 
     Raises the named errors of reading, applying and the engine (ModelMissingError when the
     Stable Diffusion weights are not installed); Cancelled between denoising steps.
     """
-    from spdesk.core.apply import apply_perturbation
     from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
-    from spdesk.core.preview import load_photo
 
     request.validate()
     cancel = cancel or CancelToken()
     perturbation = load_perturbation(perturbation_path or bundled_perturbation_path())
-    photo = load_photo(photo_path)
-    if protection == "photo":
-        import numpy as np
-        from PIL import Image
-
-        from spdesk.core.generator_file import bundled_generator_path
-        from spdesk.core.photo_protect import GeneratorProtector
-
-        protector = GeneratorProtector(
-            generator or bundled_generator_path(), options.strength,
-            working_side=options.working_size,
-        )  # fmt: skip
-        protected = np.asarray(protector.apply(Image.fromarray(photo, mode="RGB"))[0])
-    else:
-        protected = apply_perturbation(photo, perturbation, options)
+    view = protect_for_preview(
+        photo_path, perturbation_path, options, protection=protection, generator=generator
+    )
     cancel.check()
     result = engine.run(
-        photo,
+        view.photo,
         perturbation,
         request,
         apply_options=options,
-        protected=protected,
+        protected=view.protected,
         on_event=on_event,
         cancel=cancel,
     )
-    return PreviewOutcome(result, photo, protected)
+    return PreviewOutcome(result, view.photo, view.protected)

@@ -38,7 +38,10 @@ class ImageTile(QFrame):
         self.clear()
 
     def set_image(self, image: np.ndarray | None) -> None:
-        self._pixmap = None if image is None else to_pixmap(image)
+        if image is None:
+            self.clear()
+            return
+        self._pixmap = to_pixmap(image)
         self._rescale()
 
     def clear(self, text: str = "") -> None:
@@ -54,8 +57,7 @@ class ImageTile(QFrame):
         self._rescale()
 
     def _rescale(self) -> None:
-        if self._pixmap is None:
-            self.picture.setPixmap(QPixmap())
+        if self._pixmap is None:  # keep the placeholder text clear() set (a pixmap erases it)
             return
         self.picture.setText("")
         self.picture.setPixmap(

@@ -624,6 +624,7 @@ class MainWindow(QMainWindow):
         dialog = PreviewDialog(photo, self.current_options(), parent=self)
         dialog.open_models_requested.connect(lambda: self.open_model_manager("preview"))
         dialog.exec()
+        dialog.stop_workers()  # however it was closed, no worker outlives it
 
     def open_about(self) -> None:
         from spdesk.gui.about import AboutDialog

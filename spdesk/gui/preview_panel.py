@@ -1,9 +1,12 @@
 """Preview what an AI editor does to a photo before and after protection.
 
-The same Stable Diffusion edit (same seed, prompt and settings) runs on the original, the protected
-photo and a random-noise baseline in :class:`spdesk.core.preview.PreviewEngine`, inside a worker.
-The dialog shows four tiles (original, protected, edit of each), the figures, the plain-words
-verdict, and a 100% view of the protected photo to judge how visible the protection is.
+As soon as a photo is chosen, a worker protects it in memory as a job would
+(:func:`spdesk.core.usecases.protect_for_preview`, no model needed) and the dialog shows the
+original, the protected photo and their difference amplified 8 times, with a 100% view. The same
+Stable Diffusion edit (same seed, prompt and settings) then runs on the original, the protected
+photo and a random-noise baseline in :class:`spdesk.core.preview.PreviewEngine`, inside a worker:
+three more tiles, the figures and the plain-words verdict. Without the model, the dialog says
+what the edit needs and offers the Models dialog.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -39,8 +42,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from spdesk.core.errors import ModelMissingError
 from spdesk.core.events import CancelToken, Event, Loading, Progress
-from spdesk.core.usecases import PreviewOutcome, preview_photo
+from spdesk.core.usecases import (
+    DIFFERENCE_GAIN,
+    PreviewOutcome,
+    ProtectionView,
+    amplified_difference,
+    preview_photo,
+    protect_for_preview,
+)
 from spdesk.gui.images import ImageTile, to_pixmap
 from spdesk.gui.settings import ProtectOptions
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
@@ -57,6 +68,24 @@ UNFILTERED_NOTE = (
     "This preview shows an unfiltered AI edit of your own photo: no safety checker is applied."
 )
 FIGURE_KEYS = (("ssim", "SSIM"), ("psnr", "PSNR (dB)"), ("vifp", "VIFp"), ("fsim", "FSIM"))
+MODEL_NEEDED = (
+    "The AI edit needs the Stable Diffusion 1.5 model (2.1 GB, downloaded once): "
+    "Open Models… to get it. The protection itself is shown above without it."
+)
+EDIT_TILES = ("edit_original", "edit_protected", "edit_noisy")
+
+
+@dataclass(frozen=True)
+class ModelNeeded:
+    """A preview task's answer when the Stable Diffusion model is not installed."""
+
+
+@dataclass(frozen=True)
+class ProtectionShown:
+    """The protection task's answer: the view, and whether the AI edit's model is there."""
+
+    view: ProtectionView
+    model_ready: bool
 
 
 @dataclass(frozen=True)
@@ -104,9 +133,10 @@ def preview_task(
     inpaint_dir: Path | None = None,
     device: str = "auto",
 ) -> Task:
-    """A worker task running one preview; returns a :class:`PreviewOutcome`."""
+    """A worker task running one preview; returns a :class:`PreviewOutcome`, or
+    :class:`ModelNeeded` when the Stable Diffusion model is not installed."""
 
-    def run(on_event: Callable[[Event], None], cancel: CancelToken) -> PreviewOutcome:
+    def run(on_event: Callable[[Event], None], cancel: CancelToken) -> PreviewOutcome | ModelNeeded:
         from spdesk.core.apply import ApplyOptions
         from spdesk.core.preview import PreviewRequest
 
@@ -122,12 +152,37 @@ def preview_task(
         engine = ENGINES.get(model_dir, inpaint_dir, device)
         _announce_loading(on_event)
         perturbation = Path(settings.perturbation) if settings.perturbation else None
-        return preview_photo(
-            settings.photo, perturbation, request, options, engine,
-            protection=settings.protection, on_event=on_event, cancel=cancel,
-        )  # fmt: skip
+        try:
+            return preview_photo(
+                settings.photo, perturbation, request, options, engine,
+                protection=settings.protection, on_event=on_event, cancel=cancel,
+            )  # fmt: skip
+        except ModelMissingError:
+            return ModelNeeded()
 
     return run
+
+
+def protection_task(settings: PreviewSettings, *, model_dir: Path | None = None) -> Task:
+    """A worker task protecting the photo in memory (no model); returns ProtectionShown."""
+
+    def run(_on_event: Callable[[Event], None], _cancel: CancelToken) -> ProtectionShown:
+        from spdesk.core.apply import ApplyOptions
+
+        options = ApplyOptions(working_size=settings.working_size, strength=settings.strength)
+        perturbation = Path(settings.perturbation) if settings.perturbation else None
+        view = protect_for_preview(
+            settings.photo, perturbation, options, protection=settings.protection
+        )
+        return ProtectionShown(view, model_dir is not None or _model_installed(settings.mode))
+
+    return run
+
+
+def _model_installed(mode: str) -> bool:
+    from spdesk.core.models.store import ModelStore
+
+    return ModelStore().find("inpaint" if mode == "inpaint" else "preview") is not None
 
 
 def _announce_loading(on_event: Callable[[Event], None]) -> None:
@@ -184,12 +239,19 @@ class PreviewDialog(QDialog):
         self.inpaint_dir = inpaint_dir
         self.working_size = 512
         self.runner = TaskRunner(self)
+        self.protect_runner = TaskRunner(self)
+        self._view_timer = QTimer(self)
+        self._view_timer.setSingleShot(True)
+        self._view_timer.setInterval(250)  # typing a path: protect once it stops
+        self.view: ProtectionView | None = None
         self.outcome: PreviewOutcome | None = None
         self.zoom: ZoomDialog | None = None
         self._build()
         self._connect()
         if photo is not None:
             self.photo_edit.setText(str(photo))
+            self._view_timer.stop()  # protect now, not again once the timer fires
+            self.show_protection()
         self._update_controls()
 
     # --- layout ---------------------------------------------------------------------------------
@@ -266,9 +328,15 @@ class PreviewDialog(QDialog):
         self.tiles = {
             "original": ImageTile("Original"),
             "protected": ImageTile("Protected"),
+            "difference": ImageTile(f"What changed, amplified {DIFFERENCE_GAIN}×"),
             "edit_original": ImageTile("AI edit of the original"),
             "edit_protected": ImageTile("AI edit of the protected photo"),
+            "edit_noisy": ImageTile("AI edit of random noise"),
         }
+        self.tiles["edit_noisy"].setToolTip(
+            "The same edit of the photo with random noise of the same strength: the baseline "
+            "the protection must beat"
+        )
         self.zoom_button = QPushButton("Zoom 100%")
         self.zoom_button.setObjectName("Flat")
         self.zoom_button.setToolTip("Judge how visible the protection is, pixel for pixel")
@@ -284,9 +352,10 @@ class PreviewDialog(QDialog):
         grid = QGridLayout()
         grid.setSpacing(10)
         for index, tile in enumerate(self.tiles.values()):
-            grid.addWidget(tile, index // 2, index % 2)
-        for line in (0, 1):  # four equal tiles, whatever the captions' widths
+            grid.addWidget(tile, index // 3, index % 3)
+        for line in (0, 1, 2):  # six equal tiles, whatever the captions' widths
             grid.setColumnStretch(line, 1)
+        for line in (0, 1):
             grid.setRowStretch(line, 1)
         return grid
 
@@ -335,6 +404,12 @@ class PreviewDialog(QDialog):
         self.preset_combo.currentIndexChanged.connect(self._on_preset)
         self.prompt_edit.textEdited.connect(self._on_prompt_edited)
         self.photo_edit.textChanged.connect(self._update_controls)
+        self.photo_edit.textChanged.connect(self._view_timer.start)
+        self._view_timer.timeout.connect(self.show_protection)
+        self.mode_combo.currentIndexChanged.connect(self._view_timer.start)  # its model
+        self.protect_runner.succeeded.connect(self._on_protection)
+        self.protect_runner.failed.connect(self._on_protection_failed)
+        self.protect_runner.finished.connect(self._update_controls)
         self.preview_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.models_button.clicked.connect(self.open_models_requested)
@@ -380,6 +455,58 @@ class PreviewDialog(QDialog):
             protection="photo" if self.options.mode == "photo" else "universal",
         )
 
+    # --- the protection, without a model ---------------------------------------------------------
+    def show_protection(self) -> bool:
+        """Protect the chosen photo in memory and show it beside the original (no model)."""
+        settings = self.settings()
+        if not settings.photo.is_file():
+            return False
+        if self.protect_runner.running:
+            self._view_timer.start()  # once this one is back
+            return False
+        self.status_label.setText("Protecting the photo to show it…")
+        task = protection_task(settings, model_dir=self.model_dir)
+        self.protect_runner.start(task)
+        return True
+
+    def _on_protection(self, shown: ProtectionShown) -> None:
+        self.view = shown.view
+        self.tiles["original"].set_image(shown.view.photo)
+        self.tiles["protected"].set_image(shown.view.protected)
+        self.tiles["difference"].set_image(shown.view.difference)
+        strength = self.options.strength
+        psnr = "" if shown.view.psnr is None else f" (PSNR {shown.view.psnr:.1f} dB)"
+        self.status_label.setText(
+            f"Protected at strength {strength:g}: each colour value moved by at most "
+            f"{shown.view.largest_change} of 255{psnr}. Zoom 100% to compare pixel for pixel."
+        )
+        self._show_visibility(shown.view.psnr)
+        if not shown.model_ready:
+            self._show_model_needed()
+        elif self.outcome is None:
+            for name in EDIT_TILES:
+                self.tiles[name].clear("Press “Preview AI edit”")
+
+    def _show_visibility(self, psnr: float | None) -> None:
+        """The visibility row's PSNR, known before any edit (SSIM comes with the edit)."""
+        self.figures_table.clearContents()
+        column = [name for name, _label in FIGURE_KEYS].index("psnr")
+        item = QTableWidgetItem("—" if psnr is None else f"{psnr:.1f}")
+        item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.figures_table.setItem(2, column, item)
+
+    def _on_protection_failed(self, text: str) -> None:
+        self.view = None
+        for tile in self.tiles.values():
+            tile.clear()
+        self.status_label.setText(text)
+
+    def _show_model_needed(self) -> None:
+        for name in EDIT_TILES:
+            self.tiles[name].clear("Needs Stable Diffusion 1.5\n(Open Models…)")
+        self.note_label.setText(MODEL_NEEDED)
+        self.models_button.show()
+
     # --- running --------------------------------------------------------------------------------
     def start(self) -> bool:
         if self.runner.running:
@@ -392,8 +519,8 @@ class PreviewDialog(QDialog):
         self.progress.setValue(0)
         self.status_label.setText("Preparing…")
         self.verdict.setText("")
-        for tile in self.tiles.values():
-            tile.clear("…")
+        for name in EDIT_TILES:
+            self.tiles[name].clear("…")
         task = preview_task(
             settings,
             model_dir=self.model_dir,
@@ -417,11 +544,18 @@ class PreviewDialog(QDialog):
                 self.progress.setValue(round(1000 * done / (total or 1.0)))
                 self.status_label.setText(f"Editing: step {done:.0f} of {total:.0f}")
 
-    def _on_succeeded(self, outcome: PreviewOutcome) -> None:
+    def _on_succeeded(self, outcome: PreviewOutcome | ModelNeeded) -> None:
+        if isinstance(outcome, ModelNeeded):
+            self.status_label.setText("The AI edit needs the Stable Diffusion 1.5 model.")
+            self._show_model_needed()
+            return
         self.outcome = outcome
         result = outcome.result
-        for name, tile in self.tiles.items():
-            tile.set_image(getattr(result, name))
+        self.tiles["original"].set_image(outcome.photo)
+        self.tiles["protected"].set_image(outcome.protected)
+        self.tiles["difference"].set_image(amplified_difference(outcome.photo, outcome.protected))
+        for name in EDIT_TILES:
+            self.tiles[name].set_image(getattr(result, name))
         self._show_figures(result.figures)
         self.verdict.setText(result.verdict)
         colour = {True: "#15803d", False: "#b45309", None: "#b91c1c"}[result.worked]
@@ -448,33 +582,35 @@ class PreviewDialog(QDialog):
             self.figures_table.setColumnHidden(column, empty)
 
     def _on_failed(self, text: str) -> None:
-        for tile in self.tiles.values():
-            tile.clear()
+        for name in EDIT_TILES:
+            self.tiles[name].clear()
         self.status_label.setText(text)
-        if "spdesk models download" in text:
-            self.models_button.show()  # a missing model: offer the way to get it
-        else:
-            QMessageBox.warning(self, "Preview failed", text)
+        QMessageBox.warning(self, "Preview failed", text)
 
     def _update_controls(self) -> None:
         running = self.runner.running
         self.preview_button.setEnabled(not running and bool(self.photo_edit.text().strip()))
         self.cancel_button.setEnabled(running)
-        self.zoom_button.setEnabled(self.outcome is not None and not running)
+        self.zoom_button.setEnabled(self.view is not None or self.outcome is not None)
 
     def open_zoom(self) -> ZoomDialog | None:
-        if self.outcome is None:
+        shown = self.view or self.outcome
+        if shown is None:
             return None
-        self.zoom = ZoomDialog(self.outcome.photo, self.outcome.protected, self)
+        self.zoom = ZoomDialog(shown.photo, shown.protected, self)
         self.zoom.show()
         return self.zoom
 
+    def stop_workers(self) -> None:
+        self._view_timer.stop()
+        for runner in (self.runner, self.protect_runner):
+            if runner.running:
+                runner.stop()
+
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.runner.running:
-            self.runner.stop()
+        self.stop_workers()
         event.accept()
 
     def reject(self) -> None:
-        if self.runner.running:
-            self.runner.stop()
+        self.stop_workers()
         super().reject()

@@ -19,7 +19,7 @@ import pytest
 import torch
 from hub_server import HubServer, tiny_sd_repo_files
 from safetensors.torch import load_file, save_file
-from tiny_sd import save_tiny_sd, save_tiny_vae, tiny_vae
+from tiny_sd import save_tiny_sd, save_tiny_taesd, save_tiny_vae, tiny_vae
 
 from spdesk.core.errors import ModelError
 from spdesk.core.models import sources
@@ -290,15 +290,6 @@ def test_import_a_single_file_checkpoint(
 
 
 # --- TAESD weights files -------------------------------------------------------------------------
-def _tiny_autoencoder_file(path: Path, latent_channels: int) -> Path:
-    from diffusers import AutoencoderTiny
-
-    torch.manual_seed(0)
-    model = AutoencoderTiny(latent_channels=latent_channels)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
-
-
 def test_a_taesd_weights_file_is_imported_as_the_taesd_model(
     tmp_path: Path, originals_guard: list[Path]
 ) -> None:
@@ -308,8 +299,8 @@ def test_a_taesd_weights_file_is_imported_as_the_taesd_model(
 
     source = tmp_path / "weights"
     source.mkdir()
-    taesd = _tiny_autoencoder_file(source / "taesd.safetensors", 4)
-    other = _tiny_autoencoder_file(source / "taesd3.safetensors", 16)
+    taesd = save_tiny_taesd(source / "taesd.safetensors", 4)
+    other = save_tiny_taesd(source / "taesd3.safetensors", 16)
     xl = taesd.with_name("taesdxl.safetensors")
     xl.write_bytes(taesd.read_bytes())
     originals_guard.append(source)

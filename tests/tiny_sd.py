@@ -165,3 +165,15 @@ def save_tiny_sd(
     }
     (folder / "model_index.json").write_text(json.dumps(model_index, indent=2), encoding="utf-8")
     return folder
+
+
+def save_tiny_taesd(path: Path, latent_channels: int = 4, seed: int = 0) -> Path:
+    """A random-weight ``AutoencoderTiny`` as one safetensors file, the form TAESD ships in."""
+    import torch
+    from diffusers import AutoencoderTiny
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    model = AutoencoderTiny(latent_channels=latent_channels)  # type: ignore[no-untyped-call]
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path

@@ -35,14 +35,21 @@ from spdesk.gui.settings import (
     last_folder,
     load_geometry,
     load_options,
+    measured_step_times,
     remember_folder,
+    remember_step_time,
     save_geometry,
     save_options,
 )
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.text import format_duration
 from spdesk.gui.widgets.drop_zone import DropZone
-from spdesk.gui.widgets.options import OptionsPanel, perturbation_gain, perturbation_label
+from spdesk.gui.widgets.options import (
+    FINETUNE_ENCODERS,
+    OptionsPanel,
+    perturbation_gain,
+    perturbation_label,
+)
 from spdesk.gui.widgets.queue import PhotoQueue, RowStatus
 from spdesk.gui.workers import TaskRunner
 
@@ -67,8 +74,10 @@ class MainWindow(QMainWindow):
         self._job_warnings: list[str] = []
         self._already_done = 0  # photos of this job the output folder had already
         self._location_removed = 0  # photos whose protected copy left their GPS position out
+        self._finetune_clock: protect_bridge.FinetuneClock | None = None  # fine-tuning jobs
         self._done_with: ProtectOptions | None = None  # what the finished rows were protected with
         self.options_panel = OptionsPanel(load_options(settings))
+        self.options_panel.set_measured_step_times(measured_step_times(settings))
         self._last_encoder = self.options_panel.encoder()
         self._build_central()
         self._build_actions()
@@ -410,6 +419,11 @@ class MainWindow(QMainWindow):
         self._job_started = time.monotonic()
         self._job_warnings = []
         self._already_done = self._location_removed = 0
+        self._finetune_clock = (
+            protect_bridge.FinetuneClock(options.finetune_steps, len(todo))
+            if options.mode == "finetune"
+            else None
+        )
         for path in todo:
             self.queue.set_status(path, RowStatus.WAITING)
         self.summary.hide()
@@ -478,6 +492,8 @@ class MainWindow(QMainWindow):
             self._already_done += 1
         elif isinstance(event, FileDone) and event.location_removed:
             self._location_removed += 1
+        if self._finetune_clock is not None:
+            self._finetune_clock.update(event)
         update = protect_bridge.interpret(event)
         if update is None:
             return
@@ -506,6 +522,11 @@ class MainWindow(QMainWindow):
         eta = ""
         if 0 < finished < total:
             eta = f" · about {format_duration(elapsed / finished * (total - finished))} left"
+        clock = self._finetune_clock
+        left = clock.left() if clock is not None else None
+        if clock is not None and left is not None:  # live from the steps run, not a table
+            rate = f"{clock.seconds_per_step or 0:.1f} s per step here"
+            eta = f" · {rate} · about {format_duration(left)} left"
         self.progress_label.setText(f"{finished:.0f} of {total} photos{eta}")
 
     def _on_job_failed(self, text: str) -> None:
@@ -525,6 +546,7 @@ class MainWindow(QMainWindow):
         pass  # rows were updated event by event; the summary is built when the thread ends
 
     def _on_job_thread_finished(self) -> None:
+        self._remember_step_time()
         counts = {status: 0 for status in RowStatus}
         for path in self._job_paths:
             row = self.queue.row_for(path)
@@ -557,6 +579,15 @@ class MainWindow(QMainWindow):
             "Finished." if not counts[RowStatus.CANCELLED] else "Cancelled."
         )
         self._update_controls()
+
+    def _remember_step_time(self) -> None:
+        """Keep the fine-tuning time measured here: the mode's estimate uses it next time."""
+        clock = self._finetune_clock
+        rate = clock.seconds_per_step if clock is not None else None
+        encoder = self.current_options().finetune_encoder
+        if rate is not None and encoder in FINETUNE_ENCODERS:  # not a file the user picked
+            remember_step_time(self.settings, encoder, rate)
+            self.options_panel.set_measured_step_times(measured_step_times(self.settings))
 
     def open_output(self) -> None:
         root = self._output_root or (self.output_root() if self.queue.paths() else None)

@@ -126,3 +126,23 @@ def last_folder(settings: QSettings, key: str) -> str:
 
 def remember_folder(settings: QSettings, key: str, folder: str) -> None:
     settings.setValue(f"folders/{key}", folder)
+
+
+def remember_step_time(settings: QSettings, encoder: str, seconds: float) -> None:
+    """The seconds per fine-tuning step last measured on this computer with ``encoder``."""
+    settings.setValue(f"finetune_step_seconds/{encoder}", round(seconds, 3))
+
+
+def measured_step_times(settings: QSettings) -> dict[str, float]:
+    """Every encoder's last measured seconds per fine-tuning step (see remember_step_time)."""
+    settings.beginGroup("finetune_step_seconds")
+    try:
+        times: dict[str, float] = {}
+        for key in settings.childKeys():
+            try:
+                times[key] = float(str(settings.value(key)))
+            except ValueError:
+                continue
+        return {k: v for k, v in times.items() if v > 0}
+    finally:
+        settings.endGroup()

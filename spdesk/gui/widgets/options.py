@@ -71,6 +71,7 @@ class OptionsPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("OptionsPanel")
         self._perturbation: Perturbation | None = None
+        self._measured_step_times: dict[str, float] = {}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(12)
@@ -298,14 +299,8 @@ class OptionsPanel(QWidget):
         self.finetune_row.setVisible(finetune)
         if finetune:
             encoder = self.encoder()
-            per_step = FINETUNE_SECONDS_PER_STEP_CPU.get(encoder)
             model = {"sd15": "the Stable Diffusion VAE", "taesd": "TAESD"}.get(encoder)
-            cost = (
-                f"About {_duration(self.steps_spin.value() * per_step)} per 512 px photo on a "
-                "2-core CPU (measured live once it runs); far less on a GPU."
-                if per_step is not None
-                else "Time per photo is measured as it runs."
-            )
+            cost = self._finetune_cost(encoder)
             needs = f"Needs {model} (Models…). " if model else ""
             self.mode_note.setText(needs + cost)
         elif self.mode() == "photo":
@@ -316,6 +311,28 @@ class OptionsPanel(QWidget):
         else:
             self.mode_note.setText("Adds the chosen pattern; no model needed, well under a second.")
         self.changed.emit()
+
+    def set_measured_step_times(self, times: dict[str, float]) -> None:
+        """Seconds per fine-tuning step measured on this computer, per encoder: the estimate
+        uses them instead of the project's own 2-core figures."""
+        self._measured_step_times = dict(times)
+        self._on_mode()
+
+    def _finetune_cost(self, encoder: str) -> str:
+        steps = self.steps_spin.value()
+        measured = self._measured_step_times.get(encoder)
+        if measured is not None:
+            return (
+                f"About {_duration(steps * measured)} per 512 px photo on this computer "
+                f"({measured:.1f} s per step in its last run)."
+            )
+        per_step = FINETUNE_SECONDS_PER_STEP_CPU.get(encoder)
+        if per_step is None:
+            return "Time per photo is measured as it runs."
+        return (
+            f"About {_duration(steps * per_step)} per 512 px photo on a 2-core CPU (measured "
+            "live once it runs); far less on a GPU."
+        )
 
     # --- output ---------------------------------------------------------------------------------
     def _build_output_box(self) -> QGroupBox:

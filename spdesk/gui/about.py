@@ -107,7 +107,7 @@ class AboutDialog(QDialog):
         row.addStretch(1)
         row.addWidget(close)
         layout.addLayout(row)
-        self.runner.succeeded.connect(lambda text: self.device_label.setText(str(text)))
+        self.runner.succeeded.connect(lambda info: self.device_label.setText(info.describe()))
         self.runner.failed.connect(lambda text: self.device_label.setText(text.splitlines()[0]))
         self.runner.start(protect_bridge.device_task(device))
 

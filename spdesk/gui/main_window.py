@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from spdesk.core.device import DEVICE_CHOICES
+from spdesk.core.device import DEVICE_CHOICES, DeviceInfo
 from spdesk.core.events import Event
 from spdesk.core.jobs.events import FileDone, FileSkipped, JobStarted, SkipReason, location_text
 from spdesk.gui import protect_bridge
@@ -386,8 +386,10 @@ class MainWindow(QMainWindow):
         self.device_label.setText("Device: detecting…")
         self.device_runner.start(protect_bridge.device_task(str(self.device_combo.currentData())))
 
-    def _on_device_info(self, text: object) -> None:
-        self.device_label.setText(f"Device: {text}")
+    def _on_device_info(self, info: object) -> None:
+        if isinstance(info, DeviceInfo):
+            self.device_label.setText(f"Device: {info.describe()}")
+            self.options_panel.set_device_kind(info.kind)  # estimates for the device jobs run on
 
     # --- the job --------------------------------------------------------------------------------
     def output_root(self) -> Path:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spdesk.core.device import DeviceInfo
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.jobs.events import FileDone, FileFailed, FileProgress, FileSkipped, SkipReason
 from spdesk.gui.settings import ProtectOptions
@@ -102,12 +103,13 @@ def job_settings(options: ProtectOptions) -> Any:
 
 
 def device_task(choice: str) -> Task:
-    """A worker task describing the device ``choice`` resolves to (imports torch)."""
+    """A worker task returning the :class:`~spdesk.core.device.DeviceInfo` of the device
+    ``choice`` resolves to (imports torch)."""
 
-    def run(_on_event: Callable[[Event], None], _cancel: CancelToken) -> str:
+    def run(_on_event: Callable[[Event], None], _cancel: CancelToken) -> DeviceInfo:
         from spdesk.core.device import device_info
 
-        return device_info(choice).describe()
+        return device_info(choice)
 
     return run
 

@@ -32,6 +32,7 @@ from spdesk.core.perturbation import (
     library_perturbations,
     load_perturbation,
 )
+from spdesk.core.speed_figures import DEVICE_WORDS, finetune_seconds_per_photo
 from spdesk.gui.settings import COLLISIONS, FORMATS, STRENGTH_PRESETS, ProtectOptions
 
 MODES = {
@@ -42,10 +43,6 @@ MODES = {
 """The protection modes offered, in order (one radio button each)."""
 FINETUNE_ENCODERS = {"sd15": "SD 1.5 VAE (best)", "taesd": "TAESD (fast)"}
 CHOOSE_ENCODER = "\x00choose"  # the combo entry that asks for an encoder file
-FINETUNE_SECONDS_PER_STEP_CPU = {"sd15": 12.4, "taesd": 1.07}
-"""Seconds per fine-tuning step on a 512x512 photo on this project's 2-core CPU, from
-``python benchmarks/bench_train.py --finetune-step-times --stages none`` (two runs: 12.4 and
-11.2 s for SD 1.5's VAE architecture, 1.07 and 1.37 s for TAESD)."""
 
 
 def worst_case_psnr(eps: float) -> float:
@@ -72,6 +69,7 @@ class OptionsPanel(QWidget):
         self.setObjectName("OptionsPanel")
         self._perturbation: Perturbation | None = None
         self._measured_step_times: dict[str, float] = {}
+        self.device_kind = "cpu"  # what the time estimates assume until the device is known
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(12)
@@ -292,12 +290,21 @@ class OptionsPanel(QWidget):
             combo.setItemData(combo.count() - 2, spec, Qt.ItemDataRole.ToolTipRole)
         combo.setCurrentIndex(max(0, combo.findData(spec)))
 
+    def set_device_kind(self, kind: str) -> None:
+        """Base the time estimates on figures for ``kind`` ("cpu", "cuda", "mps"), the device
+        the job will run on; changes no setting."""
+        self.device_kind = kind
+        self._update_mode_note()
+
     def _on_mode(self) -> None:
         # Photo-specific protection writes its own pattern: the pattern choice is not used.
         self.perturbation_box.setVisible(self.mode() != "photo")
-        finetune = self.mode() == "finetune"
-        self.finetune_row.setVisible(finetune)
-        if finetune:
+        self.finetune_row.setVisible(self.mode() == "finetune")
+        self._update_mode_note()
+        self.changed.emit()
+
+    def _update_mode_note(self) -> None:
+        if self.mode() == "finetune":
             encoder = self.encoder()
             model = {"sd15": "the Stable Diffusion VAE", "taesd": "TAESD"}.get(encoder)
             cost = self._finetune_cost(encoder)
@@ -310,11 +317,10 @@ class OptionsPanel(QWidget):
             )
         else:
             self.mode_note.setText("Adds the chosen pattern; no model needed, well under a second.")
-        self.changed.emit()
 
     def set_measured_step_times(self, times: dict[str, float]) -> None:
         """Seconds per fine-tuning step measured on this computer, per encoder: the estimate
-        uses them instead of the project's own 2-core figures."""
+        uses them instead of the figures in :mod:`spdesk.core.speed_figures`."""
         self._measured_step_times = dict(times)
         self._on_mode()
 
@@ -326,12 +332,14 @@ class OptionsPanel(QWidget):
                 f"About {_duration(steps * measured)} per 512 px photo on this computer "
                 f"({measured:.1f} s per step in its last run)."
             )
-        per_step = FINETUNE_SECONDS_PER_STEP_CPU.get(encoder)
-        if per_step is None:
+        seconds = finetune_seconds_per_photo(encoder, steps, self.device_kind)
+        if seconds is None:
             return "Time per photo is measured as it runs."
+        where = DEVICE_WORDS.get(self.device_kind, self.device_kind)
+        after = "; far less on a GPU." if self.device_kind == "cpu" else "."
         return (
-            f"About {_duration(steps * per_step)} per 512 px photo on a 2-core CPU (measured "
-            "live once it runs); far less on a GPU."
+            f"About {_duration(seconds)} per 512 px photo on {where} (measured live once it "
+            f"runs){after}"
         )
 
     # --- output ---------------------------------------------------------------------------------

@@ -39,11 +39,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from spdesk.core.generator_file import bundled_generator_path
 from spdesk.core.jobs import ProtectJob, ProtectSettings, default_workers
 from spdesk.core.jobs.protector import PhotoSpecificProtector, Protector
 from spdesk.core.photo_protect import GeneratorProtector, generator_device
 
+# The bundled files, from the checkout: on a GPU machine spdesk runs from the source tree, where
+# importlib.resources cannot see them (the package maps them only when installed).
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+GENERATOR = RESOURCES / "generators" / "default.safetensors"
+PERTURBATION = RESOURCES / "perturbations" / "default.safetensors"
 KEY = bytes(range(32))  # a fixed key: the same photos get the same noise on every run
 
 
@@ -125,7 +129,7 @@ def step_seconds(protector: GeneratorProtector, views: list[np.ndarray]) -> floa
 
 
 def generator_figures(device: torch.device, repeats: int) -> dict[str, Any]:
-    protector = GeneratorProtector(bundled_generator_path(), key=KEY, device=device)
+    protector = GeneratorProtector(GENERATOR, key=KEY, device=device)
     views = [np.asarray(synth_photo(i, 512, 512)) for i in range(repeats)]
     figures: dict[str, Any] = {
         "pass_s_512": pass_seconds(protector, views[0], repeats),
@@ -135,7 +139,7 @@ def generator_figures(device: torch.device, repeats: int) -> dict[str, Any]:
     first = np.asarray(protector.apply(photo)[0]).astype(int)
     figures["deterministic"] = bool(np.array_equal(first, protector.apply(photo)[0]))
     if device.type != "cpu":
-        on_cpu = GeneratorProtector(bundled_generator_path(), key=KEY, device="cpu")
+        on_cpu = GeneratorProtector(GENERATOR, key=KEY, device="cpu")
         reference = np.asarray(on_cpu.apply(photo)[0]).astype(int)
         figures["largest_step_from_cpu"] = int(np.abs(first - reference).max())
         figures["pixels_differing_from_cpu"] = float(np.mean(first != reference))
@@ -195,7 +199,9 @@ def job_figures(photos: list[Path], work: Path, device: str, workers: int) -> di
     """Protect ``photos`` with the job (photo mode) on ``workers`` threads; throughput and
     the generator step's busy and idle time."""
     out = work / f"out-{device}-{workers}"
-    settings = ProtectSettings(mode="photo", device=device, workers=workers)
+    settings = ProtectSettings(
+        mode="photo", perturbation=PERTURBATION, generator=GENERATOR, device=device, workers=workers
+    )
     job = _TimedJob(photos, out, settings)
     started = time.perf_counter()
     report = job.run()

@@ -27,6 +27,7 @@ from spdesk.core.jobs import ProtectJob, ProtectSettings
 from spdesk.core.perturbation import Perturbation
 from spdesk.core.photo_protect import GeneratorProtector
 from spdesk.core.train import TrainConfig, train_universal
+from tests import protect_samples as samples
 from tests.test_train import write_photos
 
 ON_CPU = os.environ.get("SPDESK_CUDA_TESTS_ON_CPU") == "1"
@@ -217,8 +218,13 @@ def test_a_photo_mode_job_runs_on_the_device(
     inputs.mkdir()
     for index, photo in enumerate(_photos(3, 48, 64)):
         Image.fromarray(photo).save(inputs / f"p{index}.png")
+    # Files named, not bundled: on a GPU machine spdesk may run from a checkout, not installed.
     settings = ProtectSettings(
-        mode="photo", generator=generator_file, device=DEVICE.type, workers=2
+        mode="photo",
+        perturbation=samples.perturbation_file(tmp_path),
+        generator=generator_file,
+        device=DEVICE.type,
+        workers=2,
     )
     report = ProtectJob([inputs], tmp_path / "out", settings).run()
     assert len(report.done) == 3 and not report.failed

@@ -272,6 +272,8 @@ def main() -> None:
             job = job_figures(photos, work, str(device), count)
             job["pillow_floor_photos_per_s"] = pillow_floor(photos, count)
             figures["jobs"].append(job)
+            if args.json:  # after each job: a time limit may stop the next one
+                args.json.write_text(json.dumps(figures, indent=2))
             print(
                 f"spdesk protect (photo mode, {device}), {len(photos)} photos, {count} workers: "
                 f"{job['photos_per_s']:.1f} photos/s ({job['wall_s']:.1f} s); generator step busy "

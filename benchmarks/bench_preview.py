@@ -216,6 +216,8 @@ def main() -> None:
     figures: dict[str, object] = {"torch": torch.__version__, "gpu": gpu_name, "size": args.size}
     if not args.skip_preview:
         figures["preview"] = report_preview(args, model_dir)
+        if args.json:  # written now too: a time limit may stop the fine-tuning part
+            args.json.write_text(json.dumps(figures, indent=2))
     figures["finetune_steps"] = report_objectives(args, model_dir)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

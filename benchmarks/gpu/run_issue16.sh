@@ -8,6 +8,8 @@
 #
 #   bash benchmarks/gpu/run_issue16.sh "$OUT"           # on the GPU machine, from the repo root
 #   ISSUE16_SMOKE=1 bash benchmarks/gpu/run_issue16.sh /tmp/i16   # tiny sizes: checks the code
+#   ISSUE16_STEPS=train-compile ISSUE16_BUDGET=200 bash benchmarks/gpu/run_issue16.sh "$OUT"
+#       (only the named steps: tests, photo, train, preview, train-nockpt, train-compile)
 #
 # Imports beyond torch, numpy, Pillow, safetensors, transformers and huggingface_hub: diffusers,
 # platformdirs, kornia, filelock (spdesk), torchmetrics with lightning_utilities (the preview's
@@ -36,6 +38,9 @@ summary=()
 step() {
     local name=$1 cap=$2
     shift 2
+    if [[ ,${ISSUE16_STEPS:-$name}, != *,$name,* ]]; then
+        return
+    fi
     cap=$((cap * scale))
     local left=$((budget - ($(date +%s) - start)))
     local limit=$((cap < left ? cap : left))
@@ -120,7 +125,7 @@ if photo:
     parts.append(f"photo gen 512px {gen['step_s_512'] * 1000:.1f} ms/photo")
     for job in photo.get("jobs", []):
         parts.append(
-            f"1000-photo job {job['workers']}w {job['photos_per_s']:.0f}/s "
+            f"{photo['count']}-photo job {job['workers']}w {job['photos_per_s']:.0f}/s "
             f"(gen busy {job['generator_busy_share']:.0%}, floor {job['pillow_floor_photos_per_s']:.0f}/s)"
         )
 for name in ("train", "train-nockpt", "train-compile"):

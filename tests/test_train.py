@@ -15,7 +15,7 @@ from spdesk.core.errors import Cancelled, ConfigError, ObjectiveError
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.events.training import CheckpointSaved, TrainStarted, TrainStep, ValidationReport
 from spdesk.core.perturbation import load_perturbation
-from spdesk.core.train import TrainConfig, train_universal
+from spdesk.core.train import TrainClock, TrainConfig, train_universal
 
 
 def write_photos(folder: Path, count: int = 6, seed: int = 0) -> Path:
@@ -114,7 +114,8 @@ def test_events_and_saved_metadata(tiny_setup: tuple[Path, Path, Encoder], tmp_p
     )
     steps = [e for e in events if isinstance(e, TrainStep)]
     assert [s.step for s in steps] == [1, 2, 3, 4, 5, 6] and {s.steps for s in steps} == {6}
-    assert all(np.isfinite(s.loss) for s in steps) and steps[-1].eta_s == 0.0
+    assert all(np.isfinite(s.loss) for s in steps)
+    assert steps[-1].eta_s is not None and steps[-1].eta_s > 0  # the last validation is to come
     assert {s.loss for s in steps} != {steps[0].loss}  # the loss of each step, not a constant
     assert sum(isinstance(e, ValidationReport) for e in events) == 2
     assert sum(isinstance(e, CheckpointSaved) for e in events) == 2
@@ -130,6 +131,27 @@ def test_events_and_saved_metadata(tiny_setup: tuple[Path, Path, Encoder], tmp_p
     assert meta["optimizer"]["start"] == "random"  # latent needs it: zero gradient at 0
     assert meta["optimizer"]["optimizer"] == "pgd" and meta["config"]["size"] == 32
     assert set(meta["validation"]) >= {"distortion", "sign_distortion", "uniform_distortion"}
+
+
+def test_the_time_left_counts_the_validations_still_to_run() -> None:
+    """Issue 14's re-timing: with the steps alone, the last step said "0 s left" while the
+    final validation took as long as 3-4 steps more."""
+    now = [0.0]
+    config = TrainConfig(photos="p", encoder="taesd", steps=100, batch=4, val_every=25)
+    clock = TrainClock(config, now=lambda: now[0])
+    assert clock.eta(0) is None
+    now[0] = 10.0  # 5 steps of 2 s
+    # 95 steps, then validations at 25, 50, 75 and the last; before one is timed, each is
+    # taken to cost val_photos / batch = 16 / 4 steps.
+    assert clock.eta(5) == pytest.approx(95 * 2 + 4 * 4 * 2)
+    now[0] = 50.0  # step 25; its validation runs right after its report
+    assert clock.validations_left(25) == 4
+    with clock.validating():
+        now[0] = 62.0  # 12 s: validations now cost what was measured, not what was guessed
+    now[0] = 112.0  # 25 more steps of 2 s
+    assert clock.validations_left(50) == 3
+    assert clock.eta(50) == pytest.approx(50 * 2 + 3 * 12)
+    assert clock.eta(100) == pytest.approx(12)  # only the final validation is left
 
 
 def test_posterior_objective_on_kl_vae_and_refusals(

@@ -12,12 +12,13 @@ built from the frozen :class:`TrainConfig`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from spdesk import __version__
 from spdesk.core.discovery import DiscoveryOptions, discover
 from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.errors import Cancelled, ConfigError, ImageError
-from spdesk.core.events import CancelToken, EtaClock, EventSink, ignore_events
+from spdesk.core.events import CancelToken, EventSink, ignore_events
 from spdesk.core.events.training import (
     CheckpointSaved,
     SkippedPhoto,
@@ -377,6 +378,53 @@ class _Trainer:
         return report
 
 
+class TrainClock:
+    """The time left in a run: the steps left at the rate measured without the validations,
+    plus the validations left (those every ``val_every`` steps and the final one) at their
+    measured cost. Before the first, a validation is taken to cost ``val_photos / batch``
+    steps: three forward passes per held-out photo against a forward and a backward pass of
+    the encoder per training photo. (The ETA of every step alone said "0 s left" when the
+    final validation was still to run: issue 14's re-timing.)"""
+
+    def __init__(
+        self, config: TrainConfig, first: int = 0, now: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config
+        self.first = first
+        self.now = now
+        self.start = now()
+        self.validations: list[float] = []
+
+    @contextlib.contextmanager
+    def validating(self) -> Iterator[None]:
+        """Time one validation (it is not a step)."""
+        began = self.now()
+        try:
+            yield
+        finally:
+            self.validations.append(self.now() - began)
+
+    def validations_left(self, done: int) -> int:
+        """Validations still to run once step ``done`` is reported: every ``val_every`` steps
+        from ``done`` on (the one at ``done`` runs right after its report), then the last."""
+        every, steps = self.config.val_every, self.config.steps
+        middle = (steps - 1) // every - (done - 1) // every if every else 0
+        return max(0, middle) + 1
+
+    def eta(self, done: int) -> float | None:
+        """Seconds left after step ``done``; None before a step was timed."""
+        steps = done - self.first
+        if steps <= 0:
+            return None
+        step_s = max(0.0, self.now() - self.start - sum(self.validations)) / steps
+        if self.validations:
+            validation_s = sum(self.validations) / len(self.validations)
+        else:
+            validation_s = step_s * self.config.val_photos / self.config.batch
+        left = (self.config.steps - done) * step_s + self.validations_left(done) * validation_s
+        return max(0.0, left)
+
+
 # --- checkpoints ------------------------------------------------------------------------------
 def save_checkpoint(path: Path, trainer: _Trainer) -> None:
     """Optimiser state + validation history, atomically (safetensors; no pickle)."""
@@ -487,13 +535,14 @@ def train_universal(
             skipped=trainer.skipped,
         )
     )
-    clock = EtaClock(config.steps - first)
+    clock = TrainClock(config, first)
     started = time.monotonic()
 
     def after_step(done: int, loss: float) -> None:
-        on_event(TrainStep(done, config.steps, loss, eta_s=clock.eta(done - first)))
+        on_event(TrainStep(done, config.steps, loss, eta_s=clock.eta(done)))
         if config.val_every and done % config.val_every == 0 and done < config.steps:
-            trainer.validate()
+            with clock.validating():
+                trainer.validate()
         if (
             checkpoint is not None
             and config.checkpoint_every

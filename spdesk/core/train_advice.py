@@ -11,7 +11,12 @@ held-out latent distortion in multiples of random ±ε signs':
 - short runs: 0.6-0.7x after a few steps (issue 14), i.e. weaker than the noise itself.
 
 ``python benchmarks/bench_train.py --stages plain,latent-small`` repeats the first comparison at
-100 steps (encoder vs latent, the same photos, steps and budget).
+100 steps (encoder vs latent, the same photos, steps and budget). Run on 2026-11-30 on this
+project's shared 2-core CPU (``--threads 1 --photos ../shared/data/imagenet-sample --taesd
+../shared/models/taesd/taesd_f8e4m3.safetensors``; 128 px crops, batch 8, 32 training photos,
+held-out gain over random ±8 signs): ``encoder`` 1.25x at step 50 and 1.35x at step 100 (18
+held-out photos: latent 1.35x, round-trip SSIM drop 1.30x, after JPEG 85 1.20x); ``latent``
+1.72x at step 50.
 """
 
 from __future__ import annotations

@@ -168,25 +168,35 @@ def test_a_batch_that_runs_out_of_gpu_memory_is_split_and_finishes(
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     base = torch.cuda.memory_reserved()  # the limit counts what the allocator reserves
-    torch.cuda.reset_peak_memory_stats()
-    reference.protect_batch(photos[:1])  # what one photo per pass needs
-    one = torch.cuda.max_memory_reserved() - base
-    assert one > 2**24, f"one 512 px photo per pass reserved only {one} bytes: no margin to test"
+    peaks = []
+    for count in (1, 2):  # what one and two photos per pass need over what is held
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        reference.protect_batch(photos[:count])
+        peaks.append(torch.cuda.max_memory_reserved() - base)
+    one, per_photo = peaks[0], peaks[1] - peaks[0]
+    # On an H200 a limit of base + 3 x (one photo's peak) still fitted all 8 photos: the peak of
+    # one photo is mostly fixed costs (weights, workspaces), so the limit must be set from what
+    # each further photo adds.
+    assert per_photo > 2**22, f"a second photo per pass reserved only {per_photo} bytes"
     total = torch.cuda.get_device_properties(DEVICE).total_memory
     tuner = FineTuner(
         universal, encoder, steps=2, options=options, objective="latent", batch_size=8
     )
     torch.cuda.empty_cache()
-    # Room for about three photos per pass over what is already held: 8 and 4 cannot fit.
-    torch.cuda.set_per_process_memory_fraction(min(1.0, (base + 3 * one) / total))
+    # Room for one photo per pass and half of a second: batches of 8, 4 and 2 cannot fit.
+    torch.cuda.set_per_process_memory_fraction(min(1.0, (base + one + per_photo // 2) / total))
+    finetune_log = logging.getLogger("spdesk.core.finetune")
+    finetune_log.addHandler(caplog.handler)  # spdesk's own logging may stop propagation
     try:
         with caplog.at_level(logging.WARNING, logger="spdesk.core.finetune"):
             results = tuner.protect_batch(photos)
     finally:
+        finetune_log.removeHandler(caplog.handler)
         torch.cuda.set_per_process_memory_fraction(1.0)
         torch.cuda.empty_cache()
     assert "out of GPU memory" in caplog.text
-    assert 1 <= tuner.batch_size <= 2  # later batches start at the size that fitted
+    assert tuner.batch_size == 1  # later batches start at the size that fitted
     assert len(results) == 8
     for photo, result in zip(photos, results, strict=True):
         assert 0 < _largest_change(result, photo) <= 8

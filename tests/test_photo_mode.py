@@ -233,3 +233,16 @@ def test_structural_loss_is_zero_for_the_same_photo_and_grows_with_the_change() 
     large = structural_loss(clean, (clean + 0.05 * noise).clamp(0, 1))
     assert float(structural_loss(clean, clean)) == pytest.approx(0.0, abs=1e-6)
     assert 0 < float(small) < float(large)
+
+
+def test_the_kind_of_device_enters_the_photo_mode_fingerprint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from spdesk.core import photo_protect
+    from spdesk.core.jobs.protector import mode_key
+
+    settings = ProtectSettings(mode="photo", device="cpu")
+    on_cpu = mode_key(settings)
+    assert on_cpu[-1] == "cpu"
+    monkeypatch.setattr(photo_protect, "generator_device", lambda choice: torch.device("cuda"))
+    assert mode_key(settings) != on_cpu  # a GPU's bytes differ a little: redo, don't mix

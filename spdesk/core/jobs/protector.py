@@ -181,11 +181,14 @@ class PhotoSpecificProtector(Protector):
     def settings_key(cls, settings: ProtectSettings) -> Any:
         from spdesk.core.generator_file import read_spec
         from spdesk.core.keys import install_key, key_id
-        from spdesk.core.photo_protect import LARGE_PHOTO_EXPONENT
+        from spdesk.core.photo_protect import LARGE_PHOTO_EXPONENT, generator_device
 
         # Another generator, install key or large-photo share gives other bytes: redo the photo.
+        # So does another kind of device: a GPU's convolutions round differently, and a few
+        # values land one 8-bit step from the CPU's (0.13% of them on an H200).
         spec = read_spec(settings.generator_path())
-        return [spec.fingerprint, key_id(install_key()), LARGE_PHOTO_EXPONENT]
+        device = generator_device(settings.device).type
+        return [spec.fingerprint, key_id(install_key()), LARGE_PHOTO_EXPONENT, device]
 
     def protect(self, image: Image.Image, key: str) -> Protected:
         return self.protector.apply(image, key)

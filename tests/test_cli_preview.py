@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -99,3 +100,31 @@ def test_preview_protects_as_the_default_mode_does(
     assert main([*base, *universal]) == 0
     universal_psnr = json.loads(capsys.readouterr().out)["figures"]["visibility"]["psnr"]
     assert photo_mode != universal_psnr and photo_mode > 30
+
+
+def test_the_pipelines_are_freed_before_the_sheet_is_saved(
+    inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import weakref
+
+    from spdesk.core import preview
+
+    loaded: list[weakref.ref[Any]] = []
+    alive_at_save: list[bool] = []
+    load, save = preview.PreviewEngine._load, preview.save_outputs
+
+    def tracked_load(engine: preview.PreviewEngine, mode: Any) -> Any:
+        pipe = load(engine, mode)
+        loaded.append(weakref.ref(pipe))
+        return pipe
+
+    def checked_save(*args: Any, **kwargs: Any) -> Any:
+        gc.collect()
+        alive_at_save.extend(ref() is not None for ref in loaded)
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(preview.PreviewEngine, "_load", tracked_load)
+    monkeypatch.setattr(preview, "save_outputs", checked_save)
+    assert _preview(inputs, tmp_path, "--model-dir", str(inputs["sd"]), "--json") == 0
+    assert alive_at_save == [False]

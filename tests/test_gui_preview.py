@@ -13,7 +13,14 @@ from tiny_sd import save_tiny_sd
 
 from spdesk.core.perturbation import save_perturbation
 from spdesk.core.usecases import DIFFERENCE_GAIN
-from spdesk.gui.preview_panel import EDIT_TILES, MODEL_NEEDED, UNFILTERED_NOTE, PreviewDialog
+from spdesk.gui.preview_panel import (
+    EDIT_TILES,
+    ENGINES,
+    MODEL_NEEDED,
+    UNFILTERED_NOTE,
+    EngineCache,
+    PreviewDialog,
+)
 from spdesk.gui.settings import ProtectOptions
 
 
@@ -106,3 +113,36 @@ def test_without_the_model_the_protection_shows_at_once_and_the_edit_says_what_i
     said = dialog.status_label.text() + dialog.note_label.text()
     assert "spdesk models" not in said and "Traceback" not in said  # the app's own words
     assert dialog.models_button.isVisible() and dialog.tiles["protected"].has_image()
+
+
+def test_closing_the_preview_frees_the_sd_pipelines(
+    qtbot: QtBot, sd_dir: Path, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    import gc
+    import weakref
+
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, sd_dir)
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+    assert dialog.outcome is not None, dialog.status_label.text()
+    pipeline = weakref.ref(ENGINES.get(sd_dir, sd_dir, "cpu").pipeline("img2img"))
+    gc.collect()
+    assert pipeline() is not None  # kept while the dialog is open, for the next preview
+    dialog.reject()
+    gc.collect()
+    assert pipeline() is None
+
+
+def test_other_models_or_device_release_the_engine_first(sd_dir: Path) -> None:
+    import gc
+    import weakref
+
+    cache = EngineCache()
+    first = cache.get(sd_dir, None, "cpu")
+    assert cache.get(sd_dir, None, "cpu") is first
+    pipeline = weakref.ref(first.pipeline("img2img"))
+    second = cache.get(None, sd_dir, "cpu")
+    gc.collect()
+    assert second is not first and pipeline() is None
+    cache.release()

@@ -85,6 +85,23 @@ def test_pipeline_is_loaded_once_and_reused(engine: PreviewEngine) -> None:
     assert engine.pipeline("img2img") is engine.pipeline("img2img")
 
 
+def test_release_frees_the_pipelines_and_a_later_preview_loads_them_again(
+    sd_dirs: dict[str, Path],
+) -> None:
+    import gc
+    import weakref
+
+    with PreviewEngine(sd_dirs["img2img"], device="cpu") as own:
+        loaded = weakref.ref(own.pipeline("img2img"))
+        own.release()
+        gc.collect()
+        assert loaded() is None  # nothing else kept the pipeline (gigabytes with SD 1.5)
+        reloaded = weakref.ref(own.pipeline("img2img"))
+        assert reloaded() is not None
+    gc.collect()
+    assert reloaded() is None  # the end of the with block released it too
+
+
 def test_progress_per_step_and_cancel_within_one_step(engine: PreviewEngine) -> None:
     cancel = CancelToken()
     steps: list[Event] = []

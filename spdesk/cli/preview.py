@@ -85,31 +85,32 @@ def run(args: argparse.Namespace) -> int:
         mask_mode=args.mask_mode,
         mask=_mask(args.mask),
     )
-    engine = PreviewEngine(
-        args.model_dir if args.mode == "img2img" else None,
-        inpaint_dir=args.model_dir if args.mode == "inpaint" else None,
-        device=args.device,
-        offload=args.offload,
-    )
     printer = ProgressPrinter(quiet=args.json)
 
     def on_event(event: Event) -> None:
         if isinstance(event, Progress):
             printer.update("AI edit (original, protected, noise)", event.done, event.total)
 
-    try:
-        outcome = preview_photo(
-            args.photo,
-            args.perturbation,
-            request,
-            ApplyOptions(working_size=args.size, strength=args.strength),
-            engine,
-            protection=args.protection or ("universal" if args.perturbation else "photo"),
-            on_event=on_event,
-            cancel=cancel_on_sigint(),
-        )
-    finally:
-        printer.close()
+    engine = PreviewEngine(
+        args.model_dir if args.mode == "img2img" else None,
+        inpaint_dir=args.model_dir if args.mode == "inpaint" else None,
+        device=args.device,
+        offload=args.offload,
+    )
+    with engine:  # the pipelines are freed before the sheet is drawn and saved
+        try:
+            outcome = preview_photo(
+                args.photo,
+                args.perturbation,
+                request,
+                ApplyOptions(working_size=args.size, strength=args.strength),
+                engine,
+                protection=args.protection or ("universal" if args.perturbation else "photo"),
+                on_event=on_event,
+                cancel=cancel_on_sigint(),
+            )
+        finally:
+            printer.close()
     result = outcome.result
     paths = save_outputs(result, args.out, stem=args.photo.stem)
     if args.json:

@@ -11,6 +11,7 @@ says so. A black or blank edit is detected and never reported as "protection wor
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -213,7 +214,8 @@ def verdict_for(
 
 
 class PreviewEngine:
-    """Holds the Stable Diffusion pipelines, loaded once and reused across previews.
+    """Holds the Stable Diffusion pipelines, loaded once and reused across previews until
+    :meth:`release` (or the end of a ``with`` block) frees them: they take gigabytes.
 
     Args:
         model_dir: a diffusers SD 1.5 folder for img2img; ``None`` asks the model store.
@@ -260,6 +262,24 @@ class PreviewEngine:
         if mode not in self._pipes:
             self._pipes[mode] = self._load(mode)
         return self._pipes[mode]
+
+    def release(self) -> None:
+        """Drop the loaded pipelines and give the device's cached memory back; a later
+        preview loads them again."""
+        if not self._pipes:
+            return
+        self._pipes.clear()
+        gc.collect()  # diffusers' modules hold reference cycles: free them now, not some day
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        elif self.device.type == "mps":
+            torch.mps.empty_cache()
+
+    def __enter__(self) -> PreviewEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def _load(self, mode: Mode) -> Any:
         from spdesk.core.models.loading import load_pipeline_from

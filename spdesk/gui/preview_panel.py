@@ -105,22 +105,35 @@ class PreviewSettings:
 
 
 class EngineCache:
-    """Keeps one loaded PreviewEngine per (models, device): loading SD takes many seconds."""
+    """Keeps the PreviewEngine of the last preview while the dialog stays open (loading SD
+    takes many seconds, and the next preview often differs only in its prompt). Other models
+    or another device release it first; closing the preview releases it (gigabytes)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._engines: dict[tuple[str, str, str], Any] = {}
+        self._key: tuple[str, str, str] | None = None
+        self._engine: Any = None
 
     def get(self, model_dir: Path | None, inpaint_dir: Path | None, device: str) -> Any:
         from spdesk.core.preview import PreviewEngine
 
         key = (str(model_dir or ""), str(inpaint_dir or ""), device)
         with self._lock:
-            if key not in self._engines:
-                self._engines[key] = PreviewEngine(
-                    model_dir, inpaint_dir=inpaint_dir, device=device
-                )
-            return self._engines[key]
+            if key != self._key:
+                self._drop()
+                self._engine = PreviewEngine(model_dir, inpaint_dir=inpaint_dir, device=device)
+                self._key = key
+            return self._engine
+
+    def release(self) -> None:
+        """Free the pipelines now (no preview may be running)."""
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._engine is not None:
+            self._engine.release()
+        self._engine, self._key = None, None
 
 
 ENGINES = EngineCache()
@@ -608,9 +621,15 @@ class PreviewDialog(QDialog):
                 runner.stop()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self.stop_workers()
+        self._stop_and_release()
         event.accept()
 
     def reject(self) -> None:
-        self.stop_workers()
+        self._stop_and_release()
         super().reject()
+
+    def _stop_and_release(self) -> None:
+        """Stop the workers, then free the SD pipelines (not while a preview still runs)."""
+        self.stop_workers()
+        if not self.runner.running:
+            ENGINES.release()

@@ -10,6 +10,9 @@ construction (their own code only gathers settings and shows events):
 - :func:`protect_for_preview`: protect a photo in memory, as a job would, with the amplified
   difference (no Stable Diffusion model needed); :func:`preview_photo` then runs the same AI edit
   on the original, the protected photo and noise of the same strength.
+- Protecting photos is :class:`spdesk.core.jobs.ProtectJob` (``--engine ray``: its Ray twin):
+  the job is already one call that owns its policy (naming, collisions, manifest and resume,
+  the memory budget). Training into a file is :func:`spdesk.core.train.train_universal`.
 
 Heavy libraries are imported inside the functions: this module is cheap to import.
 """

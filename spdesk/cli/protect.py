@@ -120,6 +120,11 @@ def register(sub: Any) -> None:
         help="photos at once (default: CPU cores + 1, at most 4; 1 = one by one)",
     )  # fmt: skip
     parser.add_argument(
+        "--memory-budget", default=None, metavar="SIZE",
+        help="memory the photos in flight may hold at once, e.g. 4G (default: half the memory "
+        "available; a larger photo runs alone)",
+    )  # fmt: skip
+    parser.add_argument(
         "--max-megapixels", type=float, default=None, metavar="MP", help="refuse larger (179)"
     )
     parser.add_argument(
@@ -177,6 +182,10 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         extra["workers"] = args.workers
     if args.max_megapixels is not None:
         extra["max_pixels"] = int(args.max_megapixels * 1_000_000)
+    if args.memory_budget not in (None, "auto"):
+        from spdesk.core.jobs.memory import parse_size
+
+        extra["memory_budget"] = parse_size(args.memory_budget)
     return ProtectSettings(
         perturbation=args.perturbation,
         strength=args.strength,

@@ -90,6 +90,33 @@ class DecodedImage:
         return self.image.size
 
 
+@dataclass(frozen=True)
+class PhotoHeader:
+    """What a photo's header declares: its size and its Pillow mode as stored in the file."""
+
+    width: int
+    height: int
+    mode: str
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def read_header(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> PhotoHeader:
+    """The size and mode ``path`` declares, without decoding a pixel (to know what decoding it
+    will cost). Raises what :func:`read_image` raises on the header (the format by content,
+    the pixel limit, frames); damaged pixel data is only found by decoding."""
+    try:
+        with path.open("rb") as handle:
+            fmt = _check_head(path, handle.read(HEAD_BYTES))
+            handle.seek(0)
+            with _open(path, handle, fmt, max_pixels) as image:
+                return PhotoHeader(image.width, image.height, image.mode)
+    except OSError as error:
+        raise read_error(path, error) from error
+
+
 def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode ``path`` into an upright 8-bit RGB/RGBA image plus its metadata.
 

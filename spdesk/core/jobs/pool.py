@@ -4,7 +4,9 @@ published, recorded and reported in job order on the job's thread.
 Each photo goes through the same three stages, whatever the engine: read
 (:func:`~spdesk.core.imageio.read_image`), protect (the job's
 :class:`~spdesk.core.jobs.protector.Protector`), write (a complete, fsync'ed temporary file).
-Only then, in job order, does the output get its name and a manifest line.
+Only then, in job order, does the output get its name and a manifest line. Photos are handed
+to the workers within the job's memory budget (:mod:`spdesk.core.jobs.memory`), by what each
+needs once decoded, read from its header.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,7 +32,7 @@ from spdesk.core.errors import Cancelled, DiskFullError, ImageError, OutputError
 from spdesk.core.events import CancelToken, Event, EventSink
 from spdesk.core.export import check_written, output_format, prepare, write_temp
 from spdesk.core.files import discard
-from spdesk.core.imageio import DecodedImage, read_error, read_image
+from spdesk.core.imageio import DecodedImage, read_error, read_header, read_image
 from spdesk.core.jobs.events import (
     FailReason,
     FileDone,
@@ -39,6 +42,7 @@ from spdesk.core.jobs.events import (
     JobReport,
     SkipReason,
 )
+from spdesk.core.jobs.memory import MemoryBudget, photo_need
 from spdesk.core.jobs.naming import OutputNamer, Target
 from spdesk.core.jobs.protector import Protector, protect_photo, rgb_of, with_alpha
 from spdesk.core.jobs.scan import relative_paths
@@ -78,6 +82,8 @@ class _Task:
     target: Target
     signature: SourceSignature
     started: float
+    need: int = 0  # bytes its photo holds in flight (the memory budget), from its header
+    refusal: ImageError | None = None  # it cannot be protected on this computer at all
 
 
 @dataclass
@@ -96,7 +102,22 @@ def _settle(future: Future[_Outcome], work: Callable[..., _Outcome], *args: Any)
     try:
         future.set_result(work(*args))
     except Exception as error:
-        future.set_exception(error)
+        _fail_future(future, error)
+
+
+def _fail_future(future: Future[_Outcome], error: BaseException) -> None:
+    _forget_frames(error)
+    future.set_exception(error)
+
+
+def _forget_frames(error: BaseException | None) -> None:
+    """Clear the locals of the frames a failure's traceback holds, and its causes': a failed
+    photo's pixels must not live on (outside the memory budget) until it is reported."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
 
 
 def _completed(work: Callable[..., _Outcome], *args: Any) -> Future[_Outcome]:
@@ -143,6 +164,7 @@ class JobRun:
         self.report = report
         self.names = OutputNamer(job.output_root, self._export, job.settings.collision)
         self.handled: set[str] = set()
+        self.memory = MemoryBudget.for_job(job.settings.memory_budget)
 
     def emit(self, event: Event) -> None:
         with self._emit_lock:  # workers report progress too; sinks need not be thread-safe
@@ -179,8 +201,9 @@ class JobRun:
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spdesk-job") as pool:
                 try:
-                    for batch in self._batches(manifest, planned, batch_size):
-                        inflight.extend(self._submit(pool, batch, workers))
+                    for part in self._parts(manifest, planned, batch_size):
+                        self._make_room(manifest, inflight, part)
+                        inflight.extend(self._submit(pool, part, workers))
                         while inflight and (len(inflight) >= window or inflight[0][1].done()):
                             self._finish(manifest, *inflight.popleft())
                     while inflight:  # after a stop, finished temporary files are discarded
@@ -212,6 +235,41 @@ class JobRun:
         if batch and not self._stopping():
             yield batch
 
+    def _parts(
+        self, manifest: Manifest, planned: list[_Planned], size: int
+    ) -> Iterator[list[_Task]]:
+        """The batches of :meth:`_batches`, each cut where its photos together would need more
+        than the memory budget (one photo alone may need more: it then runs alone)."""
+        for batch in self._batches(manifest, planned, size):
+            part: list[_Task] = []
+            for task in batch:
+                self._estimate(task)
+                if part and sum(t.need for t in part) + task.need > self.memory.limit:
+                    yield part
+                    part = []
+                part.append(task)
+            yield part
+
+    def _estimate(self, task: _Task) -> None:
+        """What the task's photo will hold once decoded, from its header alone. A header that
+        cannot be read needs nothing here: reading the photo then says why it failed."""
+        source = task.item.source
+        try:
+            header = read_header(source, max_pixels=self.settings.max_pixels)
+        except ImageError:
+            return
+        need = photo_need(header)
+        task.refusal = self.memory.refusal(source, header, need)
+        task.need = 0 if task.refusal else need
+
+    def _make_room(
+        self, manifest: Manifest, inflight: deque[tuple[_Task, Future[_Outcome]]], part: list[_Task]
+    ) -> None:
+        """Finish earlier photos, in job order, until ``part`` fits in the memory budget."""
+        need = sum(task.need for task in part)
+        while inflight and not self.memory.fits(need):
+            self._finish(manifest, *inflight.popleft())
+
     def _stopping(self) -> bool:
         if self.cancel.cancelled:
             self.report.cancelled = True
@@ -225,9 +283,21 @@ class JobRun:
         if not self.protector.concurrent:
             return list(zip(tasks, self._work_batch(tasks), strict=True))
         (task,) = tasks
+        self.memory.take(task.need)
         if workers > 1:
-            return [(task, pool.submit(self._work, task))]
-        return [(task, _completed(self._work, task))]  # one worker: run here, in order
+            return [(task, pool.submit(self._held, task))]
+        return [(task, _completed(self._held, task))]  # one worker: run here, in order
+
+    def _held(self, task: _Task) -> _Outcome:
+        """:meth:`_work`, then the photo's share of the memory budget given back (its pixels
+        are freed by then, a failure's too)."""
+        try:
+            return self._work(task)
+        except BaseException as error:
+            _forget_frames(error)
+            raise
+        finally:
+            self.memory.give(task.need)
 
     def _prepare(self, manifest: Manifest, item: _Planned) -> _Task | None:
         """Skip finished photos and taken names; plan the output name (in job order)."""
@@ -264,18 +334,27 @@ class JobRun:
         return self._write(decoded, protected, figures, task)
 
     def _work_batch(self, tasks: list[_Task]) -> list[Future[_Outcome]]:
-        """Protect a batch of photos together (fine-tuning: photos of one size share passes).
+        """Protect a batch of photos together (fine-tuning: photos of one size share passes),
+        holding their share of the memory budget meanwhile.
 
         A photo that cannot be read fails alone; a failure of the protector itself (or a
         cancel) is every photo's outcome in the batch.
         """
+        need = sum(task.need for task in tasks)
+        self.memory.take(need)
+        try:
+            return self._protect_batch(tasks)
+        finally:
+            self.memory.give(need)
+
+    def _protect_batch(self, tasks: list[_Task]) -> list[Future[_Outcome]]:
         futures: list[Future[_Outcome]] = [Future() for _ in tasks]
         loaded: list[tuple[int, DecodedImage]] = []
         for index, task in enumerate(tasks):
             try:
                 loaded.append((index, self._read(task)))
             except Exception as error:
-                futures[index].set_exception(error)
+                _fail_future(futures[index], error)
         items = [tasks[index].item for index, _ in loaded]
         stage = self.protector.stage
 
@@ -294,7 +373,7 @@ class JobRun:
             )
         except Exception as error:
             for index, _ in loaded:
-                futures[index].set_exception(error)
+                _fail_future(futures[index], error)
             return futures
         for (index, decoded), (protected, figures) in zip(loaded, results, strict=True):
             result = with_alpha(protected, decoded.image)
@@ -303,6 +382,8 @@ class JobRun:
 
     def _read(self, task: _Task) -> DecodedImage:
         self.check()
+        if task.refusal is not None:
+            raise task.refusal
         self._progress(task.item, 0, "reading")
         decoded = read_image(task.item.source, max_pixels=self.settings.max_pixels)
         self.check()

@@ -75,6 +75,9 @@ class ProtectSettings:
         follow_symlinks: follow symbolic links while walking folders.
         allow_output_in_input: allow the output folder inside an input folder.
         redo: protect again photos the manifest lists as finished.
+        memory_budget: bytes the photos in flight may hold at once, estimated from each
+            photo's header (see :mod:`spdesk.core.jobs.memory`); None: half the memory
+            available when the job starts. A photo needing more than the budget runs alone.
         workers: photos processed at once (decode, protect, encode overlap; 1 = strictly one
             after the other); by default one more than the CPU cores, at most 4 (see
             :func:`default_workers`). Fine-tuning always uses one.
@@ -102,6 +105,7 @@ class ProtectSettings:
     allow_output_in_input: bool = False
     redo: bool = False
     workers: int = field(default_factory=lambda: default_workers())
+    memory_budget: int | None = None
 
     def __post_init__(self) -> None:
         collision = _COLLISION_ALIASES.get(self.collision, self.collision)
@@ -130,6 +134,10 @@ class ProtectSettings:
             raise ConfigError(f"Workers must be between 1 and 32, got {self.workers}.")
         if self.max_pixels < 1:
             raise ConfigError("The pixel limit must be positive.")
+        if self.memory_budget is not None and self.memory_budget < 1:
+            raise ConfigError(
+                f"The memory budget must be positive, got {self.memory_budget} bytes."
+            )
         self.export_options()  # validates format, quality, metadata option and suffix
 
     def export_options(self) -> ExportOptions:

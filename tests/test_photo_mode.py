@@ -246,3 +246,23 @@ def test_the_kind_of_device_enters_the_photo_mode_fingerprint(
     assert on_cpu[-1] == "cpu"
     monkeypatch.setattr(photo_protect, "generator_device", lambda choice: torch.device("cuda"))
     assert mode_key(settings) != on_cpu  # a GPU's bytes differ a little: redo, don't mix
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["--editor-scale", "2", "1"], ["--jpeg", "1.5"], ["--jpeg-quality", "5"],
+     ["--ssim", "-1"], ["--blocks", "0"], ["--time-limit", "-1"]],
+)  # fmt: skip
+def test_train_generator_refuses_bad_settings_before_training_and_writes_nothing(
+    tmp_path: Path, bad: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_train import write_photos
+
+    from spdesk.cli import main
+
+    photos = write_photos(tmp_path / "photos")
+    out = tmp_path / "gen.safetensors"
+    argv = ["train-generator", str(photos), "--out", str(out), "--encoder", "taesd", *bad]
+    assert main(argv) == 2
+    assert bad[0] in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob("*.tmp*"))

@@ -346,6 +346,14 @@ def test_gui_style_settings_are_understood(settings: ProtectSettings) -> None:
         ProtectSettings(suffix="")
 
 
+def test_every_mode_settings_accept_has_exactly_one_protector() -> None:
+    from spdesk.core.jobs import protector, settings
+
+    assert sorted(protector._KINDS) == sorted(settings.MODES)
+    with pytest.raises(ConfigError, match="Unknown mode 'fast'"):
+        ProtectSettings(mode="fast")
+
+
 def test_missing_bundled_perturbation_is_a_clear_error(
     tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

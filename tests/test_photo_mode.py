@@ -14,6 +14,7 @@ from PIL import Image
 from spdesk.core.errors import ConfigError
 from spdesk.core.generator import GeneratorConfig
 from spdesk.core.jobs import ProtectJob, ProtectSettings
+from spdesk.core.jobs.fingerprint import output_fingerprint
 from spdesk.core.keys import ENV_KEY, install_key, key_id, key_path, photo_seed
 from spdesk.core.photo_protect import GeneratorProtector
 
@@ -94,9 +95,9 @@ def test_a_job_in_photo_mode_protects_and_a_new_key_redoes(
         assert 0 < np.abs(protected - original).max() <= 8
     again = ProtectJob([inputs], tmp_path / "out", settings).run()
     assert not again.done  # same key, same settings: nothing to redo
-    with_key_a = settings.fingerprint("x")
+    with_key_a = output_fingerprint(settings, "x")
     monkeypatch.setenv(ENV_KEY, KEY_B.hex())
-    assert settings.fingerprint("x") != with_key_a  # another key: other bytes, redo
+    assert output_fingerprint(settings, "x") != with_key_a  # another key: other bytes, redo
 
 
 def test_randomised_layouts_follow_the_install_key_not_the_file_name() -> None:

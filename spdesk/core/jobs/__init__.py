@@ -2,11 +2,13 @@
 
 Modules, in import order:
 
+- :mod:`~spdesk.core.jobs.settings`: what decides the output.
 - :mod:`~spdesk.core.jobs.protector`: the per-photo protection step, one class per mode.
-- :mod:`~spdesk.core.jobs.settings`: what decides the output, and its fingerprint.
+- :mod:`~spdesk.core.jobs.fingerprint`: which settings change the output (what a re-run redoes).
 - :mod:`~spdesk.core.jobs.events`: the events a job emits and its final report.
 - :mod:`~spdesk.core.jobs.scan`: inputs walked into the photos of a job.
 - :mod:`~spdesk.core.jobs.naming`: output names and taken names (collision policy).
+- :mod:`~spdesk.core.jobs.memory`: the memory budget that admits photos to the pool.
 - :mod:`~spdesk.core.jobs.pool`: the ordered worker pool (read, protect, write; publish in order).
 - :mod:`~spdesk.core.jobs.job`: :class:`ProtectJob`, which ties them together.
 """

@@ -41,6 +41,7 @@ from spdesk.core.jobs.events import (
     JobStarted,
     SkipReason,
 )
+from spdesk.core.jobs.fingerprint import output_fingerprint
 from spdesk.core.jobs.pool import JobRun
 from spdesk.core.jobs.protector import Protector, build_protector
 from spdesk.core.jobs.scan import inside, scan_inputs
@@ -108,7 +109,7 @@ class ProtectJob:
         ]
         protector = self._protector(perturbation)
         _make_output_root(self.output_root)
-        fingerprint = self.settings.fingerprint(digest)
+        fingerprint = output_fingerprint(self.settings, digest)
         run = JobRun(self, protector, fingerprint, on_event, cancel, report)
         with Manifest(self.output_root) as manifest:
             clean_stale_temps(self.output_root)

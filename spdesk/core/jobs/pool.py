@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
@@ -49,9 +49,17 @@ from spdesk.core.jobs.scan import relative_paths
 from spdesk.core.manifest import DONE, FAILED, SKIPPED, Manifest, SourceSignature
 
 if TYPE_CHECKING:
-    from spdesk.core.jobs.job import ProtectJob
+    from spdesk.core.jobs.settings import ProtectSettings
 
 log = logging.getLogger(__name__)
+
+
+class JobPlace(Protocol):
+    """What a run reads of its job (a :class:`~spdesk.core.jobs.job.ProtectJob`, which imports
+    this module): its settings and output folder."""
+
+    settings: ProtectSettings
+    output_root: Path
 
 
 @dataclass
@@ -134,7 +142,7 @@ def _discard_temps(futures: Iterable[Future[_Outcome]]) -> None:
 
 
 class JobRun:
-    """The state of one run of a job (split from ProtectJob to keep each step short).
+    """The state of one run of a job (split from the job to keep each step short).
 
     Photos are planned, published (renamed into place), recorded and reported in job order by
     the calling thread; the heavy work of each photo (decode, protect, encode into an fsync'ed
@@ -145,7 +153,7 @@ class JobRun:
 
     def __init__(
         self,
-        job: ProtectJob,
+        job: JobPlace,
         protector: Protector,
         fingerprint: str,
         on_event: EventSink,

@@ -5,9 +5,10 @@ of the change. The job's worker pool (:mod:`spdesk.core.jobs.pool`) calls it for
 and so can any other engine (Ray Data, Dask): :func:`protect_photo` on a photo read with
 :func:`~spdesk.core.imageio.read_image` is exactly what a job does between reading and writing.
 
-Adding a mode is adding a protector class and its entry in :data:`_KINDS`: its name becomes a
-valid ``ProtectSettings.mode`` and its :meth:`Protector.settings_key` enters the fingerprint
-that decides when a re-run must redo a photo.
+Adding a mode is adding a protector class, its entry in :data:`_KINDS` and its name in
+:data:`~spdesk.core.jobs.settings.MODES` (which makes it a valid ``ProtectSettings.mode``); its
+:meth:`Protector.settings_key` enters the fingerprint that decides when a re-run must redo a
+photo (:mod:`~spdesk.core.jobs.fingerprint`).
 
 ``key`` is the photo's path relative to the inputs' common folder, in POSIX form: randomised
 layouts are seeded by it, so every engine must pass the same key to get the same bytes.
@@ -24,11 +25,11 @@ from PIL import Image
 
 from spdesk.core.apply import Figures, UniversalApplier, change_figures
 from spdesk.core.events import CancelToken
+from spdesk.core.jobs.settings import GPU_FINETUNE_BATCH, ProtectSettings
 
 if TYPE_CHECKING:
     from spdesk.core.finetune import FineTuner
     from spdesk.core.imageio import DecodedImage
-    from spdesk.core.jobs.settings import ProtectSettings
     from spdesk.core.perturbation import Perturbation
     from spdesk.core.photo_protect import GeneratorProtector
 
@@ -113,7 +114,6 @@ class FineTuneProtector(Protector):
     def build(cls, settings: ProtectSettings, perturbation: Perturbation) -> Protector:
         from spdesk.core.encoders import load_encoder
         from spdesk.core.finetune import FineTuner
-        from spdesk.core.jobs.settings import GPU_FINETUNE_BATCH
 
         encoder = load_encoder(settings.encoder, settings.device)
         batch = settings.finetune_batch
@@ -197,7 +197,6 @@ class PhotoSpecificProtector(Protector):
 _KINDS: dict[str, type[Protector]] = {
     kind.mode: kind for kind in (PhotoSpecificProtector, UniversalProtector, FineTuneProtector)
 }
-MODES = tuple(_KINDS)
 
 
 def build_protector(settings: ProtectSettings, perturbation: Perturbation) -> Protector:

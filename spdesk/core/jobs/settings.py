@@ -1,9 +1,10 @@
-"""What decides how a job protects and writes photos, and the fingerprint a re-run compares."""
+"""What decides how a job protects and writes photos.
+
+Which of it changes the output bytes is in :mod:`~spdesk.core.jobs.fingerprint`.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,14 +22,11 @@ from spdesk.core.export import (
 )
 from spdesk.core.files import shown
 from spdesk.core.imageio import DEFAULT_MAX_PIXELS
-from spdesk.core.jobs.protector import MODES, mode_key
 
 _COLLISION_ALIASES = {"suffix": "unique", "rename": "unique", "replace": "overwrite"}
 GPU_FINETUNE_BATCH = 8  # photos fine-tuned together on a CUDA GPU unless set
-
-# Bumped when the way a pattern is laid onto photos changes, so that a re-run redoes old outputs.
-# 2: photos no larger than the working view get the pattern 1:1 (it was resampled to the view).
-APPLY_LAYOUT_VERSION = 2
+# One Protector kind each (spdesk.core.jobs.protector, which imports this module, not the reverse).
+MODES = ("photo", "universal", "finetune")
 
 
 def default_workers() -> int:
@@ -165,29 +163,6 @@ class ProtectSettings:
             # inputs alone): nobody else can recompute them from the file names.
             secret=install_key() if self.randomize else b"",
         )
-
-    def fingerprint(self, perturbation_digest: str) -> str:
-        """A short hash of everything that changes the output bytes (not collision/device)."""
-        keys = {
-            "perturbation": perturbation_digest,
-            "strength": self.strength,
-            "mode": self.mode,
-            # The mode's own settings (the key is named for the first mode that had any).
-            "finetune": mode_key(self),
-            "export": asdict(self.export_options()),
-            "apply": [self.working_size, self.randomize, self.seed, self._secret_id()],
-            "layout": APPLY_LAYOUT_VERSION,
-        }
-        text = json.dumps(keys, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def _secret_id(self) -> str | None:
-        """Which install key seeds randomised layouts (public id; None when not randomised)."""
-        if not self.randomize:
-            return None
-        from spdesk.core.keys import install_key, key_id
-
-        return key_id(install_key())
 
     def describe(self) -> dict[str, Any]:
         """JSON-able settings for reports."""

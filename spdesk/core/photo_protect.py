@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from spdesk.core.apply import Figures, apply_working_delta_pil, change_figures
@@ -146,9 +145,3 @@ def generator_device(choice: str = "auto") -> torch.device:
 
     device = resolve_device(choice)
     return device if device.type == "cuda" else torch.device("cpu")
-
-
-def resize_view(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear, antialiased when shrinking (as editors downsize)."""
-    shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=size, mode="bilinear", antialias=shrinking, align_corners=False)

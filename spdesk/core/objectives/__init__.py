@@ -29,10 +29,6 @@ REGISTRY: dict[str, str] = {
 }
 
 
-def objective_names() -> tuple[str, ...]:
-    return tuple(REGISTRY)
-
-
 def _accepted(cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
     params = inspect.signature(cls).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

@@ -180,6 +180,13 @@ def main() -> None:
     parser.add_argument(
         "--reference-eps", type=float, default=8.0, help="budget of the random-noise references"
     )
+    parser.add_argument(
+        "--fine-tune",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="also photo mode fine-tuned per photo against TAESD for STEPS steps",
+    )
     parser.add_argument("--speed-only", action="store_true", help="time the modes, no table")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--chart", type=Path, default=None)
@@ -195,12 +202,17 @@ def main() -> None:
     timings = {}
     bundled = {"photo": "photo-specific (bundled)", "universal": "universal (bundled)"}
     strengths = [float(s) for s in args.strengths.split(",") if s]
+    taesd = str(args.shared / "models" / "taesd" / "taesd_f8e4m3.safetensors")
+    steps = args.fine_tune
     for label, mode, generator, strength in [
         *[(bundled[m], m, None, None) for m in args.modes.split(",") if m],
         *[(path.stem, "photo", path, None) for path in args.generator],
         *[(f"photo-specific @{s:g}", "photo", None, s) for s in strengths],
+        *([(f"photo fine-tuned {steps}", "photo-finetune", None, None)] if steps else []),
     ]:
-        protect, _, _ = mode_protect(mode, generator=generator, strength=strength)
+        protect, _, _ = mode_protect(
+            mode, generator=generator, strength=strength, encoder=taesd, finetune_steps=steps
+        )
         candidates[label] = protect
         timings[label] = speed(protect, photos[: args.speed_photos])
     if args.crops:
@@ -209,7 +221,7 @@ def main() -> None:
         print_speed(timings)
         return
     models = args.shared / "models"
-    encoder = load_encoder(str(models / "taesd" / "taesd_f8e4m3.safetensors"), "cpu")
+    encoder = load_encoder(taesd, "cpu")
     transfer = [
         load_encoder(str(models / spec), "cpu") for spec in args.transfer.split(",") if spec
     ]

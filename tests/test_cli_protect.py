@@ -130,6 +130,7 @@ def test_some_failed_exits_1(
     [
         (["--perturbation", "missing.safetensors"], "not found"),
         (["--fine-tune", "5"], "--fine-tune needs --encoder"),
+        (["--fine-tune", "5", "--encoder", "x", "--objective", "pca+"], "--objective applies"),
         (["--quality", "0"], "Quality must be between 1 and 100"),
         (["--suffix", ""], "suffix"),
         (["--workers", "0"], "Workers must be between 1 and 32"),

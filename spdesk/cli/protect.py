@@ -28,6 +28,7 @@ DEFAULT_STRENGTH = 8.0  # the bundled files' own budget, shown in --help
 
 # Less visible than random noise, kept under averaging: README, "Protection modes".
 DEFAULT_MODE = "photo"
+DEFAULT_OBJECTIVE = "encoder"  # of fine-tuning the universal pattern
 
 
 def register(sub: Any) -> None:
@@ -70,15 +71,20 @@ def register(sub: Any) -> None:
         "--working-size", type=int, default=512, metavar="PX", help="editor's short side (512)"
     )
     parser.add_argument(
-        "--fine-tune", type=int, default=None, metavar="STEPS", help="optimise per photo"
-    )
+        "--fine-tune", type=int, default=None, metavar="STEPS",
+        help="optimise each photo's perturbation against --encoder for STEPS steps, inside the "
+        "same budget (photo mode; with --mode universal, the universal pattern)",
+    )  # fmt: skip
     parser.add_argument(
         "--encoder",
         default=None,
         metavar="ENCODER",
         help="for --fine-tune: sd15, taesd, folder or file",
     )
-    parser.add_argument("--objective", default="encoder", help="fine-tuning objective")
+    parser.add_argument(
+        "--objective", default=DEFAULT_OBJECTIVE,
+        help="objective of --mode universal --fine-tune (encoder)",
+    )  # fmt: skip
     parser.add_argument(
         "--fine-tune-batch", type=int, default=None, metavar="N",
         help="photos of one size fine-tuned together (default: 8 on a CUDA GPU, else 1)",
@@ -149,19 +155,23 @@ def register(sub: Any) -> None:
 
 
 def _mode(args: argparse.Namespace) -> str:
-    """--fine-tune fine-tunes the universal pattern; a given pattern file means universal mode;
-    otherwise photo-specific protection, the default."""
+    """A given pattern file means universal mode, otherwise photo-specific protection, the
+    default; --fine-tune optimises that mode's perturbation on each photo."""
     from spdesk.core.errors import ConfigError
 
-    if args.fine_tune is not None:
-        if args.mode == "photo":
-            raise ConfigError("--fine-tune optimises a universal pattern: drop --mode photo.")
+    if args.mode == "universal" and args.generator:
+        raise ConfigError("--generator is only used with --mode photo.")
+    mode = args.mode or ("universal" if args.perturbation else DEFAULT_MODE)
+    if args.fine_tune is None:
+        return str(mode)
+    if mode == "universal":
         return "finetune"
-    if args.mode:
-        if args.mode == "universal" and args.generator:
-            raise ConfigError("--generator is only used with --mode photo.")
-        return str(args.mode)
-    return "universal" if args.perturbation else DEFAULT_MODE
+    if args.objective != DEFAULT_OBJECTIVE:
+        raise ConfigError(
+            "--objective applies to fine-tuning the universal pattern (--mode universal); "
+            "photo fine-tuning pushes the encoder's latent off course."
+        )
+    return "photo-finetune"
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:

@@ -61,22 +61,26 @@ def mode_protect(
     perturbation: Path | None = None,
     generator: Path | None = None,
     strength: float | None = None,
+    encoder: str | None = None,
+    finetune_steps: int = 8,
 ) -> tuple[Protect, float, str]:
     """The protect function of a job's mode, built exactly as a job builds it (the same
-    :class:`~spdesk.core.jobs.protector.Protector`), its budget in 8-bit steps, and a label."""
+    :class:`~spdesk.core.jobs.protector.Protector`), its budget in 8-bit steps, and a label.
+    The fine-tuning modes optimise against ``encoder`` for ``finetune_steps`` steps."""
     from spdesk.core.generator_file import read_spec
     from spdesk.core.jobs.protector import build_protector
     from spdesk.core.jobs.settings import ProtectSettings
     from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
 
     settings = ProtectSettings(
-        mode=mode, perturbation=perturbation, generator=generator, strength=strength, workers=1
-    )
+        mode=mode, perturbation=perturbation, generator=generator, strength=strength, workers=1,
+        encoder=encoder or "sd15", finetune_steps=finetune_steps,
+    )  # fmt: skip
     pattern = load_perturbation(perturbation or bundled_perturbation_path())
     protector = build_protector(settings, pattern)
-    if mode == "photo":
+    if mode in ("photo", "photo-finetune"):
         eps = strength or read_spec(settings.generator_path()).eps
-        label = "photo-specific"
+        label = "photo-specific" if mode == "photo" else f"photo fine-tuned ({finetune_steps})"
     else:
         eps = strength or pattern.eps
         label = mode

@@ -84,6 +84,20 @@ def noise_shape(height: int, width: int) -> tuple[int, int, int]:
     return NOISE_CHANNELS, -(-height // FOLD), -(-width // FOLD)
 
 
+def generator_raw(
+    generator: DeltaGenerator, images: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    """The raw output (N, 3, H, W) in [-1, 1] for images of any size (padded to the fold, then
+    cropped): channel 0 luminance, 1 red-green, 2 yellow-blue (see :func:`compose_delta`)."""
+    height, width = images.shape[-2:]
+    pad_h, pad_w = (-height) % FOLD, (-width) % FOLD
+    padded = images
+    if pad_h or pad_w:
+        padded = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
+    raw: torch.Tensor = generator(padded, noise)[..., :height, :width]
+    return raw
+
+
 def generate_delta(
     generator: DeltaGenerator,
     images: torch.Tensor,
@@ -91,14 +105,8 @@ def generate_delta(
     eps: float,
     shaping: Shaping,
 ) -> torch.Tensor:
-    """The shaped delta (N, 3, H, W) for images of any size (padded to the fold, then cropped)."""
-    height, width = images.shape[-2:]
-    pad_h, pad_w = (-height) % FOLD, (-width) % FOLD
-    padded = images
-    if pad_h or pad_w:
-        padded = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
-    raw = generator(padded, noise)[..., :height, :width]
-    return compose_delta(raw, images, eps, shaping)
+    """The shaped delta (N, 3, H, W) for images of any size."""
+    return compose_delta(generator_raw(generator, images, noise), images, eps, shaping)
 
 
 def shaping_to_dict(shaping: Shaping) -> dict[str, float | int]:

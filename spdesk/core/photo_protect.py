@@ -18,12 +18,12 @@ from PIL import Image
 
 from spdesk.core.apply import Figures, apply_working_delta_pil, change_figures
 from spdesk.core.errors import PerturbationFileError
-from spdesk.core.generator import DeltaGenerator, GeneratorConfig, generate_delta, noise_shape
+from spdesk.core.generator import DeltaGenerator, GeneratorConfig, generator_raw, noise_shape
 from spdesk.core.generator_file import GeneratorSpec, read_spec
 from spdesk.core.geometry import layout_size
 from spdesk.core.keys import install_key, photo_seed
 from spdesk.core.perturbation import check_eps
-from spdesk.core.shaping import Shaping
+from spdesk.core.shaping import Shaping, compose_delta
 
 WORKING_SIDE = 512
 # A photo larger than the view gets the view's delta upscaled, which moves its fine texture down
@@ -108,11 +108,21 @@ class GeneratorProtector:
             (1, *noise_shape(height, width)), generator=torch.Generator().manual_seed(seed)
         )
         pixels = torch.from_numpy(np.array(view)).permute(2, 0, 1)[None]
-        with self._lock, torch.inference_mode():
+        with self._lock:
             # uint8 crosses to the GPU (a quarter of the bytes); on the CPU nothing moves.
             x = pixels.to(self.device).float() / 255
-            delta = generate_delta(self.model, x, noise.to(self.device), self.eps, self.shaping)
+            with torch.no_grad():
+                raw = generator_raw(self.model, x, noise.to(self.device))
+            raw = self.refine(x, raw)
+            with torch.no_grad():
+                delta = compose_delta(raw, x, self.eps, self.shaping)
             return delta[0].cpu().numpy()  # waits for the GPU inside the lock: one pass at a time
+
+    def refine(self, x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """The raw output to compose for view ``x`` (the generator's own here; per-photo
+        fine-tuning improves it, see :mod:`spdesk.core.photo_finetune`)."""
+        del x
+        return raw
 
     def apply(self, image: Image.Image, key: str = "") -> tuple[Image.Image, Figures]:
         """The protected RGB image and its figures (PSNR, largest change). ``key`` is unused:

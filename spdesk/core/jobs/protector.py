@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from spdesk.core.finetune import FineTuner
     from spdesk.core.imageio import DecodedImage
     from spdesk.core.perturbation import Perturbation
+    from spdesk.core.photo_finetune import PhotoFineTuner
     from spdesk.core.photo_protect import GeneratorProtector
 
 Protected = tuple[Image.Image, Figures]  # protected RGB pixels, figures of the change
@@ -179,23 +180,90 @@ class PhotoSpecificProtector(Protector):
 
     @classmethod
     def settings_key(cls, settings: ProtectSettings) -> Any:
-        from spdesk.core.generator_file import read_spec
-        from spdesk.core.keys import install_key, key_id
-        from spdesk.core.photo_protect import LARGE_PHOTO_EXPONENT, generator_device
+        from spdesk.core.photo_protect import generator_device
 
-        # Another generator, install key or large-photo share gives other bytes: redo the photo.
-        # So does another kind of device: a GPU's convolutions round differently, and a few
-        # values land one 8-bit step from the CPU's (0.13% of them on an H200).
-        spec = read_spec(settings.generator_path())
-        device = generator_device(settings.device).type
-        return [spec.fingerprint, key_id(install_key()), LARGE_PHOTO_EXPONENT, device]
+        return _photo_key(settings, generator_device(settings.device).type)
 
     def protect(self, image: Image.Image, key: str) -> Protected:
         return self.protector.apply(image, key)
 
 
+class PhotoFineTuneProtector(Protector):
+    """Photo mode's perturbation fine-tuned on each photo against an encoder, inside the same
+    perceptual budget (:mod:`spdesk.core.photo_finetune`)."""
+
+    mode = "photo-finetune"
+    stage = "fine-tuning"
+    concurrent = False
+
+    def __init__(self, tuner: PhotoFineTuner) -> None:
+        self.tuner = tuner
+
+    @classmethod
+    def build(cls, settings: ProtectSettings, perturbation: Perturbation) -> Protector:
+        from spdesk.core.encoders import load_encoder
+        from spdesk.core.photo_finetune import PhotoFineTuner
+
+        del perturbation  # the generator's output is the start
+        encoder = load_encoder(settings.encoder, settings.device)
+        side = settings.working_size  # the editor's view, and half of it for quick edits
+        tuner = PhotoFineTuner(
+            settings.generator_path(),
+            encoder,
+            settings.finetune_steps,
+            settings.strength,
+            working_side=side,
+            editor_sides=(max(8, side // 2), side),
+        )
+        return cls(tuner)
+
+    @classmethod
+    def settings_key(cls, settings: ProtectSettings) -> Any:
+        from spdesk.core.device import resolve_device
+
+        device = resolve_device(settings.device).type  # where the encoder, so the tuner, runs
+        return [*_photo_key(settings, device), settings.finetune_steps, settings.encoder]
+
+    def protect(self, image: Image.Image, key: str) -> Protected:
+        return self.tuner.apply(image, key)
+
+    def protect_batch(
+        self,
+        images: Sequence[Image.Image],
+        keys: Sequence[str],
+        *,
+        cancel: CancelToken | None = None,
+        on_step: StepCallback | None = None,
+    ) -> list[Protected]:
+        # One photo per pass (photos differ in size); the tuner reports steps and honours the
+        # cancel token between them. Not concurrent, so setting them here is safe.
+        self.tuner.cancel, self.tuner.on_step = cancel, on_step
+        try:
+            return super().protect_batch(images, keys, cancel=cancel, on_step=on_step)
+        finally:
+            self.tuner.cancel = self.tuner.on_step = None
+
+
+def _photo_key(settings: ProtectSettings, device: str) -> list[Any]:
+    """What makes photo mode's bytes: another generator, install key or large-photo share
+    gives other bytes, and so does another kind of device (a GPU's convolutions round
+    differently: a few values land one 8-bit step from the CPU's, 0.13% of them on an H200)."""
+    from spdesk.core.generator_file import read_spec
+    from spdesk.core.keys import install_key, key_id
+    from spdesk.core.photo_protect import LARGE_PHOTO_EXPONENT
+
+    spec = read_spec(settings.generator_path())
+    return [spec.fingerprint, key_id(install_key()), LARGE_PHOTO_EXPONENT, device]
+
+
 _KINDS: dict[str, type[Protector]] = {
-    kind.mode: kind for kind in (PhotoSpecificProtector, UniversalProtector, FineTuneProtector)
+    kind.mode: kind
+    for kind in (
+        PhotoSpecificProtector,
+        UniversalProtector,
+        FineTuneProtector,
+        PhotoFineTuneProtector,
+    )
 }
 
 

@@ -38,6 +38,9 @@ def default_workers() -> int:
     return max(2, min(4, (cores or 1) + 1))
 
 
+FINETUNE_MODES = ("finetune", "photo-finetune")  # the modes that optimise against an encoder
+
+
 @dataclass(frozen=True)
 class ProtectSettings:
     """Everything that decides how a job protects and writes photos.
@@ -46,11 +49,12 @@ class ProtectSettings:
         perturbation: perturbation file; None uses the one bundled with spdesk.
         strength: budget in 8-bit steps, (0, 64]; None keeps the perturbation's own.
         mode: "photo" (each photo its own perturbation from the protection generator),
-            "universal" (one pattern for all photos; instant) or "finetune" (per-photo
-            optimisation with ``encoder``); one per :class:`~spdesk.core.jobs.protector.Protector`
-            kind.
+            "universal" (one pattern for all photos; instant), "photo-finetune" (photo mode's
+            perturbation optimised per photo against ``encoder``, inside the same perceptual
+            budget) or "finetune" (the universal pattern optimised per photo); one per
+            :class:`~spdesk.core.jobs.protector.Protector` kind.
         generator: protection generator file for "photo" mode; None uses the bundled one.
-        finetune_steps: optimisation steps per photo in "finetune" mode.
+        finetune_steps: optimisation steps per photo in the fine-tuning modes.
         finetune_batch: photos of one size fine-tuned together; None picks 8 on a CUDA GPU
             (one pass for several photos) and 1 elsewhere. It does not change the result.
         suffix: added to each output's stem: ``IMG_0001.protected.jpg``.
@@ -115,7 +119,7 @@ class ProtectSettings:
             )
         if self.mode not in MODES:
             raise ConfigError(f"Unknown mode {self.mode!r}: use {' or '.join(MODES)}.")
-        if self.mode == "finetune" and not 1 <= self.finetune_steps <= 10_000:
+        if self.mode in FINETUNE_MODES and not 1 <= self.finetune_steps <= 10_000:
             raise ConfigError(
                 f"Fine-tuning steps must be between 1 and 10000, got {self.finetune_steps}."
             )

@@ -1,0 +1,125 @@
+"""Per-photo fine-tuning of the photo-specific protection, inside its perceptual budget.
+
+Photo mode's generator writes each photo's perturbation in one pass. Fine-tuning starts from that
+output and takes a few signed-gradient steps against an encoder, on the generator's *raw* output
+(luminance, red-green and yellow-blue in [-1, 1]) rather than on pixels: the result goes through
+the same :func:`~spdesk.core.shaping.compose_delta` as the generator's, so it keeps the photo's
+texture mask, its small colour share and the ±eps bound exactly. Shaping a finished perturbation
+throws its strength away; optimising inside the shaping lets the steps put the energy where the
+mask allows it.
+
+The loss is what an editor does: the protected view resized to each editor size (short side 256
+and 512 by default, antialiased when shrinking) and encoded; the relative squared distance of its
+latent from the clean photo's, averaged over sizes and over an ensemble's members. The start
+comes from the install's secret key and the photo (as in photo mode), so fine-tuned photos share
+no pattern an attacker could average out.
+
+Measured on 6 held-out ImageNet photos against TAESD (8 steps, step 0.5 of the raw range):
+SSIMULACRA2 73.7 and latent gain 1.68x / 1.25x over random ±8 signs at 256 / 512 px editors,
+against 71.1 and 1.11x / 0.85x for the generator alone (``benchmarks/bench_protection.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from spdesk.core.encoders import Encoder
+from spdesk.core.errors import ConfigError
+from spdesk.core.events import CancelToken
+from spdesk.core.optim import DeltaOptimizer, OptimConfig, loss_gradient, run
+from spdesk.core.photo_protect import WORKING_SIDE, GeneratorProtector, resize_view
+from spdesk.core.shaping import compose_delta
+
+EDITOR_SIDES = (256, 512)  # the short sides SD editors work at (SD 1.x: 512; quick edits: 256)
+FIRST_STEP = 0.5  # of the raw range [-1, 1]; cosine decay to a tenth of it
+GRID = 8  # latent stride: editor views are cut to multiples of it
+
+
+def editor_size(height: int, width: int, side: int) -> tuple[int, int]:
+    """(height, width) of a view resized to short side ``side``, cut to the latent grid."""
+    scale = side / min(height, width)
+    return (
+        max(GRID, round(height * scale) // GRID * GRID),
+        max(GRID, round(width * scale) // GRID * GRID),
+    )
+
+
+def _relative_sq(encoder: Encoder, image: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    latent = encoder.encode(image).mean
+    return ((latent - clean) ** 2).sum() / (clean**2).sum().clamp_min(1e-12)
+
+
+class PhotoFineTuner(GeneratorProtector):
+    """Photo mode's perturbation, fine-tuned on each photo against ``encoder``.
+
+    Args:
+        path: the generator file (its output is the start).
+        encoder: encoder (or ensemble) to push off course; the generator runs on its device.
+        steps: signed-gradient steps per photo (>= 1).
+        strength: budget in 8-bit steps; None keeps the generator file's.
+        key: the secret key (default: this install's key).
+        working_side: short side of the view the perturbation is written at (512).
+        editor_sides: short sides of the editor views the loss looks at.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        encoder: Encoder,
+        steps: int,
+        strength: float | None = None,
+        *,
+        key: bytes | None = None,
+        working_side: int = WORKING_SIDE,
+        editor_sides: Sequence[int] = EDITOR_SIDES,
+    ) -> None:
+        if not 1 <= steps <= 10_000:
+            raise ConfigError(f"Fine-tuning steps must be between 1 and 10000, got {steps}.")
+        if not editor_sides or min(editor_sides) < GRID:
+            raise ConfigError(f"Editor sizes must be {GRID} pixels or more, got {editor_sides}.")
+        super().__init__(path, strength, key=key, working_side=working_side, device=encoder.device)
+        self.encoder = encoder
+        self.steps = steps
+        self.editor_sides = tuple(editor_sides)
+        self.cancel: CancelToken | None = None
+        self.on_step: Callable[[int, int], None] | None = None
+
+    def refine(self, x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """``steps`` signed-gradient steps on the raw output (the shared optimisation loop on
+        raw * eps/255, so its L-inf projection is the raw range [-1, 1])."""
+        height, width = x.shape[-2:]
+        sizes = sorted({editor_size(height, width, side) for side in self.editor_sides})
+        members = self.encoder.members
+        with torch.no_grad():
+            clean = {
+                (size, index): member.encode(resize_view(x, size)).mean
+                for size in sizes
+                for index, member in enumerate(members)
+            }
+        bound = self.eps / 255
+
+        def loss(scaled: torch.Tensor, step: int) -> torch.Tensor:
+            del step
+            protected = (x + compose_delta(scaled / bound, x, self.eps, self.shaping)).clamp(0, 1)
+            total = protected.new_zeros(())
+            for size in sizes:
+                view = resize_view(protected, size)
+                for index, member in enumerate(members):
+                    total = total + _relative_sq(member, view, clean[(size, index)])
+            return -total / (len(sizes) * len(members))  # the loop minimises
+
+        config = OptimConfig(
+            optimizer="pgd", eps=self.eps, steps=self.steps, step_size=FIRST_STEP * self.eps
+        )
+        optimiser = DeltaOptimizer(config, raw * bound)
+        on_step = self.on_step
+        scaled = run(
+            optimiser,
+            loss_gradient(loss),
+            cancel=self.cancel,
+            on_step=None if on_step is None else lambda done, _: on_step(done, self.steps),
+        )
+        return (scaled / bound).clamp(-1, 1)

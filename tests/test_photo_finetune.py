@@ -1,0 +1,164 @@
+"""Photo fine-tuning: photo mode's perturbation optimised per photo inside its shaped budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from spdesk.core.encoders import Encoder, load_encoder
+from spdesk.core.errors import Cancelled, ConfigError
+from spdesk.core.events import CancelToken
+from spdesk.core.photo_finetune import PhotoFineTuner, editor_size
+from spdesk.core.photo_protect import GeneratorProtector, resize_view
+from spdesk.core.shaping import Shaping, texture_budget
+
+KEY = b"k" * 32
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Encoder:
+    from tiny_sd import save_tiny_vae
+
+    return load_encoder(str(save_tiny_vae(tmp_path_factory.mktemp("pft") / "sd")), "cpu")
+
+
+def _photo(height: int = 40, width: int = 56, grey: bool = False) -> Image.Image:
+    rng = np.random.default_rng(height * 31 + width)
+    y, x = np.mgrid[0:height, 0:width]
+    smooth = np.stack([60 + 2 * y, 90 + x, 150 - y], -1).astype(np.float64)
+    pixels = smooth + rng.normal(0, 14, (height, width, 3)) * (x > width // 2)[..., None]
+    if grey:
+        pixels = pixels.mean(-1, keepdims=True).repeat(3, -1)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _distortion(encoder: Encoder, protected: Image.Image, original: Image.Image) -> float:
+    """Relative latent distortion at the sizes the tuner looks at (24 and 40 px short sides)."""
+    total = 0.0
+    for side in (24, 40):
+        views = []
+        for image in (protected, original):
+            x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
+            views.append(resize_view(x, editor_size(*x.shape[-2:], side)))
+        with torch.no_grad():
+            z, z0 = (encoder.encode(view).mean for view in views)
+        total += float(((z - z0) ** 2).sum() / (z0**2).sum())
+    return total
+
+
+def _tuner(path: Path, encoder: Encoder, steps: int) -> PhotoFineTuner:
+    return PhotoFineTuner(path, encoder, steps, key=KEY, editor_sides=(24, 40))
+
+
+def test_fine_tuning_pushes_the_encoder_further_than_the_generator_alone(
+    generator_file: Path, encoder: Encoder
+) -> None:
+    photo = _photo()
+    start, _ = GeneratorProtector(generator_file, key=KEY).apply(photo)
+    tuned, figures = _tuner(generator_file, encoder, 6).apply(photo)
+    assert _distortion(encoder, tuned, photo) > 1.5 * _distortion(encoder, start, photo)
+    assert figures[1] <= 8  # largest change in 8-bit steps
+
+
+def test_the_change_stays_inside_the_shaped_budget(generator_file: Path, encoder: Encoder) -> None:
+    photo = _photo()
+    tuned, _ = _tuner(generator_file, encoder, 4).apply(photo)
+    x = torch.from_numpy(np.array(photo)).permute(2, 0, 1)[None].float() / 255
+    # generator_file's shaping: floor 0.5; the budget per pixel is 8 * texture_budget, +1 for
+    # the rounding to 8-bit values.
+    bound = 8 * texture_budget(x, Shaping(floor=0.5))[0, 0].numpy() + 1
+    change = np.abs(np.asarray(tuned, np.int16) - np.asarray(photo, np.int16)).max(-1)
+    assert (change <= bound).all()
+    assert change[:, : photo.width // 3].max() < change.max()  # flat areas get less
+
+
+def test_grey_photos_stay_grey_after_fine_tuning(generator_file: Path, encoder: Encoder) -> None:
+    photo = _photo(grey=True)
+    tuned = np.asarray(_tuner(generator_file, encoder, 3).apply(photo)[0], np.int16)
+    assert (tuned[..., 0] == tuned[..., 1]).all() and (tuned[..., 1] == tuned[..., 2]).all()
+
+
+def test_the_same_photo_gives_the_same_bytes(generator_file: Path, encoder: Encoder) -> None:
+    tuner = _tuner(generator_file, encoder, 3)
+    a, _ = tuner.apply(_photo())
+    b, _ = tuner.apply(_photo())
+    assert a.tobytes() == b.tobytes()
+
+
+def test_steps_are_reported_and_cancel_stops_between_them(
+    generator_file: Path, encoder: Encoder
+) -> None:
+    tuner = _tuner(generator_file, encoder, 5)
+    seen: list[tuple[int, int]] = []
+    token = CancelToken()
+
+    def on_step(done: int, total: int) -> None:
+        seen.append((done, total))
+        if done == 2:
+            token.cancel()
+
+    tuner.cancel, tuner.on_step = token, on_step
+    with pytest.raises(Cancelled):
+        tuner.apply(_photo())
+    assert seen == [(1, 5), (2, 5)]
+
+
+def test_bad_settings_are_plain_errors(generator_file: Path, encoder: Encoder) -> None:
+    with pytest.raises(ConfigError, match="steps"):
+        PhotoFineTuner(generator_file, encoder, 0)
+    with pytest.raises(ConfigError, match="Editor sizes"):
+        PhotoFineTuner(generator_file, encoder, 2, editor_sides=(4,))
+
+
+def test_a_job_fine_tunes_photo_mode_and_a_rerun_skips_it(
+    tmp_path: Path, generator_file: Path
+) -> None:
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.core.jobs import ProtectJob, ProtectSettings
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.png", "b.jpg"):
+        _photo().save(inputs / name)
+    vae = str(save_tiny_vae(tmp_path / "sd"))
+    settings = ProtectSettings(
+        mode="photo-finetune", generator=generator_file, encoder=vae, finetune_steps=2,
+        device="cpu", working_size=32,
+    )  # fmt: skip
+    first = ProtectJob([inputs], tmp_path / "out", settings).run()
+    assert len(first.done) == 2 and not first.failed
+    again = ProtectJob([inputs], tmp_path / "out", settings).run()
+    assert not again.done and len(again.skipped) == 2
+    plain = ProtectSettings(mode="photo", generator=generator_file, working_size=32)
+    more = ProtectSettings(
+        mode="photo-finetune", generator=generator_file, encoder=vae, finetune_steps=3,
+        working_size=32,
+    )  # fmt: skip
+    fingerprints = {s.fingerprint("x") for s in (settings, plain, more)}
+    assert len(fingerprints) == 3  # another mode or step count redoes the photo
+
+
+@pytest.mark.parametrize(
+    ("extra", "mode"),
+    [
+        ([], "photo-finetune"),
+        (["--mode", "photo"], "photo-finetune"),
+        (["--mode", "universal"], "finetune"),
+    ],
+)
+def test_cli_fine_tune_refines_the_chosen_mode(extra: list[str], mode: str) -> None:
+    import argparse
+
+    from spdesk.cli.protect import register, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["protect", "x", "--out", "y", "--fine-tune", "3", "--encoder", "taesd", *extra]
+    )
+    assert settings_from_args(args).mode == mode

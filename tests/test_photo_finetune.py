@@ -162,3 +162,37 @@ def test_cli_fine_tune_refines_the_chosen_mode(extra: list[str], mode: str) -> N
         ["protect", "x", "--out", "y", "--fine-tune", "3", "--encoder", "taesd", *extra]
     )
     assert settings_from_args(args).mode == mode
+
+
+@pytest.mark.parametrize(
+    ("choice", "fine_tune", "own_pattern", "mode"),
+    [
+        (None, False, False, "photo"),
+        (None, False, True, "universal"),
+        ("photo", False, True, "photo"),
+        (None, True, False, "photo-finetune"),
+        (None, True, True, "finetune"),
+        ("universal", True, False, "finetune"),
+        ("photo", True, True, "photo-finetune"),
+    ],
+)
+def test_job_mode_is_one_rule_for_the_cli_and_the_app(
+    choice: str | None, fine_tune: bool, own_pattern: bool, mode: str
+) -> None:
+    from spdesk.core.jobs.settings import job_mode
+
+    assert job_mode(choice, fine_tune=fine_tune, own_pattern=own_pattern) == mode
+
+
+def test_the_apps_fine_tuned_choice_starts_from_photo_mode_unless_a_pattern_is_chosen(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("PySide6")
+    from spdesk.gui.protect_bridge import job_settings
+    from spdesk.gui.settings import ProtectOptions
+    from tests import protect_samples as samples
+
+    own = samples.perturbation_file(tmp_path)
+    assert job_settings(ProtectOptions(mode="finetune")).mode == "photo-finetune"
+    assert job_settings(ProtectOptions(mode="finetune", perturbation=str(own))).mode == "finetune"
+    assert job_settings(ProtectOptions(mode="photo")).mode == "photo"

@@ -26,8 +26,6 @@ from spdesk.core.export import COLLISIONS, DEFAULT_COLLISION, DEFAULT_STRIP, STR
 
 DEFAULT_STRENGTH = 8.0  # the bundled files' own budget, shown in --help
 
-# Less visible than random noise, kept under averaging: README, "Protection modes".
-DEFAULT_MODE = "photo"
 DEFAULT_OBJECTIVE = "encoder"  # of fine-tuning the universal pattern
 
 
@@ -155,23 +153,21 @@ def register(sub: Any) -> None:
 
 
 def _mode(args: argparse.Namespace) -> str:
-    """A given pattern file means universal mode, otherwise photo-specific protection, the
-    default; --fine-tune optimises that mode's perturbation on each photo."""
+    """The job's mode (:func:`~spdesk.core.jobs.settings.job_mode`, as the app decides it)."""
     from spdesk.core.errors import ConfigError
+    from spdesk.core.jobs.settings import job_mode
 
     if args.mode == "universal" and args.generator:
         raise ConfigError("--generator is only used with --mode photo.")
-    mode = args.mode or ("universal" if args.perturbation else DEFAULT_MODE)
-    if args.fine_tune is None:
-        return str(mode)
-    if mode == "universal":
-        return "finetune"
-    if args.objective != DEFAULT_OBJECTIVE:
+    mode = job_mode(
+        args.mode, fine_tune=args.fine_tune is not None, own_pattern=bool(args.perturbation)
+    )
+    if mode == "photo-finetune" and args.objective != DEFAULT_OBJECTIVE:
         raise ConfigError(
             "--objective applies to fine-tuning the universal pattern (--mode universal); "
             "photo fine-tuning pushes the encoder's latent off course."
         )
-    return "photo-finetune"
+    return mode
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:

@@ -84,13 +84,19 @@ def protect_task(paths: list[Path], output_root: Path, options: ProtectOptions) 
 
 
 def job_settings(options: ProtectOptions) -> Any:
-    """The core job's settings for the window's options."""
+    """The core job's settings for the window's options. The "finetune" choice fine-tunes
+    photo mode's perturbation, or the universal pattern when one of the user's own is chosen
+    (as ``spdesk protect --fine-tune`` does)."""
     from spdesk.core import jobs
+    from spdesk.core.jobs.settings import job_mode
 
+    fine_tune = options.mode == "finetune"
+    choice = None if fine_tune else options.mode
+    mode = job_mode(choice, fine_tune=fine_tune, own_pattern=bool(options.perturbation))
     return jobs.ProtectSettings(
         perturbation=Path(options.perturbation) if options.perturbation else None,
         strength=options.strength,
-        mode=options.mode,
+        mode=mode,
         finetune_steps=options.finetune_steps,
         encoder=options.finetune_encoder,
         suffix=options.suffix,

@@ -41,6 +41,19 @@ def default_workers() -> int:
 FINETUNE_MODES = ("finetune", "photo-finetune")  # the modes that optimise against an encoder
 
 
+def job_mode(choice: str | None, *, fine_tune: bool, own_pattern: bool) -> str:
+    """The job's mode for a user's choice, as the command line and the app both decide it.
+
+    ``choice`` is "photo", "universal" or None (none made); a pattern file of the user's own
+    means universal protection unless photo mode was chosen; fine-tuning optimises the chosen
+    protection on each photo: photo mode's perturbation, or the universal pattern.
+    """
+    mode = choice or ("universal" if own_pattern else "photo")
+    if not fine_tune:
+        return mode
+    return "finetune" if mode == "universal" else "photo-finetune"
+
+
 @dataclass(frozen=True)
 class ProtectSettings:
     """Everything that decides how a job protects and writes photos.

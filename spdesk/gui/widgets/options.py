@@ -309,7 +309,12 @@ class OptionsPanel(QWidget):
             model = {"sd15": "the Stable Diffusion VAE", "taesd": "TAESD"}.get(encoder)
             cost = self._finetune_cost(encoder)
             needs = f"Needs {model} (Models…). " if model else ""
-            self.mode_note.setText(needs + cost)
+            start = (
+                "Strengthens your pattern on each photo. "
+                if self.perturbation_path()
+                else "Strengthens each photo's own pattern, as hard to see. "
+            )
+            self.mode_note.setText(start + needs + cost)
         elif self.mode() == "photo":
             self.mode_note.setText(
                 "Each photo gets its own pattern, hidden in its texture and drawn from a secret "

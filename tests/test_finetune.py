@@ -200,19 +200,21 @@ def test_batch_size_must_be_positive(encoder: Encoder, universal: Perturbation) 
 def test_the_editor_view_operator_equals_resizing_up_and_down(
     view: tuple[int, int], full: tuple[int, int]
 ) -> None:
-    from spdesk.core.finetune import EditorView, _resize
+    from spdesk.core.finetune import EditorView, resize_view
 
     delta = torch.randn(2, 3, *view, generator=torch.Generator().manual_seed(1))
     editor = EditorView(view, full, torch.device("cpu"))
     assert editor.operators is not None
-    direct = _resize(_resize(delta, full), view)
+    direct = resize_view(resize_view(delta, full), view)
     torch.testing.assert_close(editor(delta), direct, atol=1e-5, rtol=1e-5)
 
 
 def test_a_photo_smaller_than_its_view_is_resized_directly() -> None:
-    from spdesk.core.finetune import EditorView, _resize
+    from spdesk.core.finetune import EditorView, resize_view
 
     editor = EditorView((376, 496), (375, 500), torch.device("cpu"))  # the 8-pixel alignment
     assert editor.operators is None
     delta = torch.randn(1, 3, 376, 496)
-    torch.testing.assert_close(editor(delta), _resize(_resize(delta, (375, 500)), (376, 496)))
+    torch.testing.assert_close(
+        editor(delta), resize_view(resize_view(delta, (375, 500)), (376, 496))
+    )

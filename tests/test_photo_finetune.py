@@ -12,8 +12,8 @@ from PIL import Image
 from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.errors import Cancelled, ConfigError
 from spdesk.core.events import CancelToken
-from spdesk.core.photo_finetune import PhotoFineTuner, editor_size
-from spdesk.core.photo_protect import GeneratorProtector, resize_view
+from spdesk.core.photo_finetune import PhotoFineTuner, editor_size, resize_view
+from spdesk.core.photo_protect import GeneratorProtector
 from spdesk.core.shaping import Shaping, texture_budget
 
 KEY = b"k" * 32
@@ -120,6 +120,7 @@ def test_a_job_fine_tunes_photo_mode_and_a_rerun_skips_it(
     from tiny_sd import save_tiny_vae
 
     from spdesk.core.jobs import ProtectJob, ProtectSettings
+    from spdesk.core.jobs.fingerprint import output_fingerprint
 
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -139,7 +140,7 @@ def test_a_job_fine_tunes_photo_mode_and_a_rerun_skips_it(
         mode="photo-finetune", generator=generator_file, encoder=vae, finetune_steps=3,
         working_size=32,
     )  # fmt: skip
-    fingerprints = {s.fingerprint("x") for s in (settings, plain, more)}
+    fingerprints = {output_fingerprint(s, "x") for s in (settings, plain, more)}
     assert len(fingerprints) == 3  # another mode or step count redoes the photo
 
 

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 MIN_SIDE = 8  # below the latent grid there is nothing to fine-tune
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_view(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize; antialiased when shrinking (as editors downsize)."""
     if tuple(x.shape[-2:]) == size:
         return x
@@ -144,7 +144,7 @@ class FineTuner:
 
     def _clean_view(self, image: np.ndarray, view: tuple[int, int]) -> torch.Tensor:
         full = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255)
-        return _resize(full.to(self.encoder.device), view)
+        return resize_view(full.to(self.encoder.device), view)
 
     def protect(
         self,
@@ -251,20 +251,20 @@ class EditorView:
 
     def __call__(self, delta: torch.Tensor) -> torch.Tensor:
         if self.operators is None:
-            return _resize(_resize(delta, self.full), self.view)
+            return resize_view(resize_view(delta, self.full), self.view)
         along_h, along_w = self.operators
         return torch.einsum("yh,bchw,xw->bcyx", along_h, delta, along_w)
 
 
 def _axis_operator(size: int, full: int, device: torch.device) -> torch.Tensor:
-    """The (size x size) matrix of ``_resize`` to ``full`` and back along one axis.
+    """The (size x size) matrix of ``resize_view`` to ``full`` and back along one axis.
 
     Read off by resizing a basis along the axis; across it, 2 pixels grow to 4 and shrink back,
     so that both resizes make the same antialiasing choice as the photo's (a 1-pixel-wide
     image is a special case in torch and would not).
     """
     basis = torch.eye(size, device=device).reshape(1, size, size, 1).expand(1, size, size, 2)
-    there_and_back = _resize(_resize(basis.contiguous(), (full, 4)), (size, 2))
+    there_and_back = resize_view(resize_view(basis.contiguous(), (full, 4)), (size, 2))
     return there_and_back[..., 0].reshape(size, size).T.contiguous()
 
 

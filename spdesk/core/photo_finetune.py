@@ -29,8 +29,9 @@ import torch
 from spdesk.core.encoders import Encoder
 from spdesk.core.errors import ConfigError
 from spdesk.core.events import CancelToken
+from spdesk.core.finetune import resize_view
 from spdesk.core.optim import DeltaOptimizer, OptimConfig, loss_gradient, run
-from spdesk.core.photo_protect import WORKING_SIDE, GeneratorProtector, resize_view
+from spdesk.core.photo_protect import WORKING_SIDE, GeneratorProtector
 from spdesk.core.shaping import compose_delta
 
 EDITOR_SIDES = (256, 512)  # the short sides SD editors work at (SD 1.x: 512; quick edits: 256)

@@ -26,7 +26,7 @@ from spdesk.core.imageio import DEFAULT_MAX_PIXELS
 _COLLISION_ALIASES = {"suffix": "unique", "rename": "unique", "replace": "overwrite"}
 GPU_FINETUNE_BATCH = 8  # photos fine-tuned together on a CUDA GPU unless set
 # One Protector kind each (spdesk.core.jobs.protector, which imports this module, not the reverse).
-MODES = ("photo", "universal", "finetune")
+MODES = ("photo", "universal", "finetune", "photo-finetune")
 
 
 def default_workers() -> int:

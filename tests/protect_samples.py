@@ -168,3 +168,41 @@ def gps_xmp_jpeg(path: Path) -> Path:
         pixels = image.copy()
     pixels.save(path, "JPEG", quality=95, exif=exif, xmp=XMP_WITH_LOCATION)
     return path
+
+
+def grey_icc_profile(gamma: float = 1.8) -> bytes:
+    """A minimal ICC v2 greyscale display profile (white point and a gamma curve), built here
+    so no system or downloaded profile is needed."""
+
+    def tag(kind: bytes, body: bytes) -> bytes:
+        data = kind + bytes(4) + body
+        return data + bytes(-len(data) % 4)
+
+    def xyz(*values: float) -> bytes:
+        return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
+
+    name = b"spdesk test grey\x00"
+    tags = [
+        (b"desc", tag(b"desc", struct.pack(">I", len(name)) + name + bytes(4 + 4 + 2 + 1 + 67))),
+        (b"wtpt", tag(b"XYZ ", xyz(0.9642, 1.0, 0.8249))),
+        (b"kTRC", tag(b"curv", struct.pack(">IH", 1, round(gamma * 256)))),
+        (b"cprt", tag(b"text", b"no copyright\x00")),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = b"", b""
+    for signature, data in tags:
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    size = offset + len(body)
+    header = struct.pack(">I4sI4s4s4s12s4s", size, b"", 0x02100000, b"mntr", b"GRAY", b"XYZ ",
+                         bytes(12), b"acsp")  # fmt: skip
+    header += bytes(28) + xyz(0.9642, 1.0, 0.8249) + bytes(48)
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+def grey_icc_jpeg(path: Path, width: int = 40, height: int = 28) -> Path:
+    """A greyscale JPEG carrying a greyscale ICC profile (converted to sRGB when protected)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grey = Image.fromarray(photo_array(width, height)).convert("L")
+    grey.save(path, "JPEG", quality=95, icc_profile=grey_icc_profile())
+    return path

@@ -11,6 +11,8 @@ import errno
 import itertools
 import json
 import os
+import subprocess
+import sys
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -236,6 +238,78 @@ def test_cmyk_with_profile_protected(
     output = _decodes(report.done[0].output)
     red, green, blue = output.getpixel((8, 8))  # type: ignore[misc]
     assert output.mode == "RGB" and red > 170 and green < 100 and blue < 100
+
+
+_PROTECT_AT_HOUR = """
+import struct, sys
+from pathlib import Path
+from PIL import ImageCms
+from spdesk.core.jobs import ProtectJob, ProtectSettings
+
+hour, perturbation, out, *inputs = sys.argv[1:]
+saved = ImageCms.ImageCmsProfile.tobytes
+
+def saved_at_hour(self):  # lcms writes the time into each profile it saves: set its clock
+    raw = bytearray(saved(self))
+    raw[24:36] = struct.pack(">6H", 2026, 11, 30, int(hour), 0, 0)
+    return bytes(raw)
+
+ImageCms.ImageCmsProfile.tobytes = saved_at_hour
+settings = ProtectSettings(perturbation=Path(perturbation), working_size=16)
+report = ProtectJob([Path(p) for p in inputs], Path(out), settings).run()
+assert report.ok and not report.failed, report.text()
+"""
+
+
+def _protect_in_a_process_at_hour(
+    hour: int, settings: ProtectSettings, out: Path, inputs: list[Path]
+) -> None:
+    """Protect ``inputs`` in a process of its own (a run, or a Ray worker) whose clock says
+    ``hour`` o'clock, without waiting for the real clock."""
+    command = [sys.executable, "-c", _PROTECT_AT_HOUR, str(hour), str(settings.perturbation)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [*command, str(out), *map(str, inputs)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _alone_and_after_others(
+    tmp_path: Path, settings: ProtectSettings, photo: Path, others: list[Path]
+) -> tuple[bytes, bytes]:
+    """``photo``'s protected bytes after ``others`` in one process, and alone in another
+    process an hour later."""
+    _protect_in_a_process_at_hour(9, settings, tmp_path / "after", [*others, photo])
+    _protect_in_a_process_at_hour(10, settings, tmp_path / "alone", [photo])
+    pattern = f"{photo.stem}.protected.*"
+    (after,) = (tmp_path / "after").rglob(pattern)
+    (alone,) = (tmp_path / "alone").glob(pattern)
+    return after.read_bytes(), alone.read_bytes()
+
+
+def test_a_grey_photo_with_a_profile_gets_the_same_bytes_alone_or_after_others_later(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    """Its colours are converted to sRGB and the output embeds an sRGB profile, which lcms
+    used to date: the bytes depended on when the process first converted a photo."""
+    others = [samples.grey_icc_jpeg(inputs / "first.jpg", 24, 20)]
+    others += [samples.photo(inputs / f"{i}.jpg") for i in range(2)]
+    grey = samples.grey_icc_jpeg(inputs / "grey.jpg")
+    originals_guard.append(inputs)
+    after, alone = _alone_and_after_others(tmp_path, settings, grey, others)
+    assert after == alone
+    with Image.open(tmp_path / "alone" / "grey.protected.jpg") as output:
+        assert output.mode == "RGB" and output.info["icc_profile"]  # converted, profile kept
+
+
+def test_the_shared_grey_rifle_gets_the_same_bytes_alone_or_after_others_later(
+    tmp_path: Path, settings: ProtectSettings, shared_photos: Path
+) -> None:
+    """The one photo of 1000 whose output differed between the Ray and the local engine."""
+    rifle = shared_photos / "n04090263_rifle.JPEG"
+    others = [shared_photos / name for name in ("n03692522_loupe.JPEG", "n01440764_tench.JPEG")]
+    after, alone = _alone_and_after_others(tmp_path, settings, rifle, others)
+    assert after == alone
 
 
 def test_names_mirrored_and_visible_names_kept(

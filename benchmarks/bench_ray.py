@@ -1,18 +1,20 @@
 """Benchmark: the Ray engine against the local engine on the same photos and settings.
 
-Not a test. Protects ``--count`` ImageNet samples from the shared data (1000 by default) with
-the local engine (its default workers) and with ``RayProtectJob`` on a local Ray instance with
-every CPU of this machine, then on a simulated two-node cluster (``ray.cluster_utils.Cluster``,
-the same CPUs split over two raylets), and prints each engine's wall time, throughput and the
-ratio to the local engine (Ray's overhead on one machine; aim: at most 1.3x). Starting Ray is
-timed apart: a cluster is already running when a job is sent to it. Every run writes into a
-fresh folder; the outputs of both engines are compared byte for byte.
+Not a test. Protects ``--count`` ImageNet samples from the shared data (1000 by default) in
+``--mode`` (photo, the default of ``spdesk protect``, or universal) with the local engine (its
+default workers) and with ``RayProtectJob`` on a local Ray instance with every CPU of this
+machine (started as ``spdesk protect --engine ray`` starts one), then on a simulated two-node
+cluster (``ray.cluster_utils.Cluster``, the same CPUs split over two raylets), and prints each
+engine's wall time, throughput and the ratio to the local engine (Ray's overhead on one
+machine; aim: at most 1.3x). Starting Ray is timed apart: a cluster is already running when a
+job is sent to it. Every run writes into a fresh folder; the outputs of both engines are
+compared byte for byte.
 
 The per-photo figures (CPU seconds per photo, driver planning per photo) feed the sizing of
 docs/ray.md. ``--fine-tune STEPS --encoder SPEC`` measures per-photo fine-tuning instead (GPU
 actors where the cluster has GPUs).
 
-    nice -n 19 python benchmarks/bench_ray.py --count 1000
+    nice -n 19 python benchmarks/bench_ray.py --count 1000 --photos ../shared/data/imagenet-sample
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spdesk.core.distributed.ray_engine import RayOptions, RayProtectJob
+from spdesk.core.distributed.ray_engine import RayOptions, RayProtectJob, local_instance_options
 from spdesk.core.jobs import JobReport, ProtectJob, ProtectSettings
 
 SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
@@ -95,8 +97,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=Path, default=SHARED_PHOTOS)
     parser.add_argument("--count", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=16, help="photos per Ray batch")
-    parser.add_argument("--threads", type=int, default=2, help="photos in flight per Ray worker")
+    parser.add_argument("--mode", choices=("photo", "universal"), default="photo")
+    parser.add_argument(
+        "--batch", type=int, default=RayOptions.batch_size, help="photos per Ray batch"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=RayOptions.threads, help="photos in flight per Ray worker"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="Ray workers (default: one per CPU)"
+    )
     parser.add_argument("--fine-tune", type=int, default=None, metavar="STEPS")
     parser.add_argument("--encoder", default="taesd")
     parser.add_argument("--skip-two-nodes", action="store_true")
@@ -107,12 +117,14 @@ def main() -> None:
 
     cores = _cores()
     inputs = _photos(args.photos, args.count)
-    settings = ProtectSettings()
+    settings = ProtectSettings(mode=args.mode)
     if args.fine_tune is not None:
         settings = ProtectSettings(
             mode="finetune", finetune_steps=args.fine_tune, encoder=args.encoder
         )
-    options = RayOptions(batch_size=args.batch, threads=args.threads, progress=False)
+    options = RayOptions(
+        num_cpus=args.workers, batch_size=args.batch, threads=args.threads, progress=False
+    )
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         scratch = Path(tmp)
@@ -121,10 +133,7 @@ def main() -> None:
         reference = _outputs(scratch / "local")
 
         started = time.perf_counter()
-        ray.init(
-            num_cpus=cores, include_dashboard=False, object_store_memory=200 * 1024**2,
-            logging_level="ERROR",
-        )  # fmt: skip
+        ray.init(**local_instance_options(RayOptions(num_cpus=cores)))
         ray_start = time.perf_counter() - started
         ray_s, report, job = _ray_run(inputs, scratch / "ray", settings, options)
         rows.append(_figures(f"ray, 1 node ({job.stats.workers} workers)", ray_s, report, local_s))

@@ -29,7 +29,7 @@ from spdesk.core.distributed.ray_engine import (
     encode_task,
     protect_on_ray,
 )
-from spdesk.core.errors import EncoderError
+from spdesk.core.errors import ConfigError, EncoderError
 from spdesk.core.events import Event
 from spdesk.core.files import LOCK_NAME, TEMP_SUFFIX
 from spdesk.core.jobs import FileDone, FileFailed, FileSkipped, ProtectJob, ProtectSettings
@@ -322,17 +322,36 @@ def test_a_missing_encoder_on_the_workers_is_the_named_error(
         job.run()
 
 
-def test_photo_specific_mode_on_actors_writes_the_local_engines_bytes(
+def test_photo_mode_on_cpu_actors_writes_the_local_engines_bytes(
     tmp_path: Path, settings: ProtectSettings
 ) -> None:
-    """Keyed, photo-specific outputs match the local engine's byte for byte. (Here the workers
-    share the driver's config folder; on a cluster they get the driver's key explicitly.)"""
+    """Photo mode (the default) with the bundled generator: keyed, photo-specific outputs match
+    the local engine's byte for byte. The workers have a config folder, and so an install key,
+    of their own (the module's runtime_env): they protect with the driver's key."""
     pytest.importorskip("torch")
     inputs = tmp_path / "in"
     for i in range(3):
-        samples.photo(inputs / f"{i}.png", 40, 24)
+        samples.photo(inputs / f"{i}.png", 40 + 8 * i, 24)
+    samples.grey_icc_jpeg(inputs / "grey.jpg")
+    samples.photo(inputs / "big.jpg", 72, 40)  # larger than the view: the delta is resized
     photo = dataclasses.replace(settings, mode="photo")
     local = ProtectJob([inputs], tmp_path / "local", photo).run()
-    report = RayProtectJob([inputs], tmp_path / "ray", photo, _ray(photo, num_cpus=1)).run()
-    assert len(report.done) == len(local.done) == 3
+    job = RayProtectJob([inputs], tmp_path / "ray", photo, _ray(photo, num_cpus=1, batch_size=2))
+    report = job.run()
+    assert len(report.done) == len(local.done) == 5
     assert _tree(tmp_path / "ray") == _tree(tmp_path / "local")
+    assert job.placement is not None and job.placement.device == "cpu"
+    assert (job.stats.worker_kind, job.stats.workers) == ("CPU", 1)  # no GPU in this cluster
+    again = ProtectJob([inputs], tmp_path / "ray", photo).run()  # the same fingerprint
+    assert not again.done and len(again.skipped) == 5
+
+
+def test_gpu_workers_asked_of_a_cluster_without_gpus_are_refused_before_any_write(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    samples.photo(tmp_path / "in" / "a.png")
+    photo = dataclasses.replace(settings, mode="photo")
+    job = RayProtectJob([tmp_path / "in"], tmp_path / "out", photo, _ray(photo, num_gpus=1))
+    with pytest.raises(ConfigError, match=r"--num-gpus 1: the Ray cluster has 0 GPU"):
+        job.run()
+    assert not (tmp_path / "out").exists()

@@ -146,7 +146,8 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--num-gpus", type=int, default=None, metavar="N",
-        help="with --engine ray: GPU workers for --fine-tune (default: every GPU of the cluster)",
+        help="with --engine ray: GPU workers for photo mode's generator and --fine-tune "
+        "(default: every GPU of the cluster; 0: CPU workers)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
     parser.set_defaults(func=run)

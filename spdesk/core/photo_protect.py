@@ -155,3 +155,10 @@ def generator_device(choice: str = "auto") -> torch.device:
 
     device = resolve_device(choice)
     return device if device.type == "cuda" else torch.device("cpu")
+
+
+def generator_device_kind(choice: str = "auto") -> str:
+    """The kind of device ("cuda" or "cpu") the generator runs on for the device ``choice``.
+    An explicit CUDA choice needs no GPU here: a Ray driver names the device of the GPU workers
+    that will run its job."""
+    return "cuda" if choice.startswith("cuda") else generator_device(choice).type

@@ -4,12 +4,14 @@
 driver (this process) scans the inputs, skips finished photos and plans every output name and
 collision in job order exactly as the local engine does, then hands the planned photos to Ray
 Data: ``map_batches`` runs them on a pool of actors (:class:`_Protector`, a callable class that
-loads the perturbation, and for fine-tuning the encoder, once per actor, on a GPU where the
-cluster has them). Each batch goes through the local engine's per-photo loop (read, protect,
-encode into an fsync'ed temporary file, publish atomically, record) and is recorded in a
-manifest shard of its own; the driver merges the shards into the output folder's manifest when
-it closes it (or the next job, of either engine, does, after a kill), so a re-run with either
-engine skips what is done. Per-photo failures come back as the local engine's records.
+builds the mode's protector once per actor: the universal pattern, photo mode's generator or
+the fine-tuning encoder, the last two on a GPU each where the cluster has them or
+:attr:`RayOptions.num_gpus` asks; see :func:`plan_placement`). Each batch goes through the
+local engine's per-photo loop (read, protect, encode into an fsync'ed temporary file, publish
+atomically, record) and is recorded in a manifest shard of its own; the driver merges the
+shards into the output folder's manifest when it closes it (or the next job, of either engine,
+does, after a kill), so a re-run with either engine skips what is done. Per-photo failures come
+back as the local engine's records.
 
 The engine is mode-agnostic: actors receive the job's settings and run the same per-photo step
 the local engine runs for them. Inputs and outputs are paths that every node can reach (one
@@ -26,7 +28,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,8 +73,9 @@ class RayOptions:
             through Ray Client.
         num_cpus: CPU workers (actors, one CPU each) protecting photos; None uses every CPU of
             the cluster. A local instance started for the job gets this many CPUs.
-        num_gpus: GPU actors (one GPU each) for per-photo fine-tuning; None uses every GPU of
-            the cluster; 0 fine-tunes on the CPU workers.
+        num_gpus: GPU actors (one GPU each) for the modes that run a network (photo mode's
+            generator, per-photo fine-tuning); None uses every GPU of the cluster; 0 runs them
+            on CPU workers.
         batch_size: photos per Ray batch (16); each batch is recorded in a manifest shard.
         threads: photos in flight in each CPU worker, so that decoding, protecting and
             encoding overlap (2).
@@ -133,6 +136,64 @@ class RayStats:
         }
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a job's actors run, decided on the driver from the cluster's resources.
+
+    Attributes:
+        kind: "GPU" (one GPU per actor) or "CPU" (one CPU per actor).
+        workers: actors at most (fewer when the job has fewer batches).
+        resources: what each actor asks Ray for (``num_cpus``, ``num_gpus``).
+        device: the settings' device on the actors ("cuda" on GPU actors, "cpu" on CPU actors
+            of a mode that runs a network); it enters photo mode's fingerprint on the driver.
+    """
+
+    kind: str
+    workers: int
+    resources: dict[str, float]
+    device: str
+
+
+def plan_placement(
+    settings: ProtectSettings, options: RayOptions, cluster: Mapping[str, float]
+) -> Placement:
+    """The actors for a job on a cluster with ``cluster`` resources (``ray.cluster_resources()``):
+    a GPU each for the modes that run a network where GPUs are asked for (``num_gpus``) or, by
+    default, where the cluster has them; else a CPU each. Never more than the cluster holds:
+    such actors would wait forever."""
+    gpus = _gpu_workers(settings, options, int(cluster.get("GPU", 0)))
+    device = settings.device
+    if gpus:
+        device = "cuda" if device == "auto" else device
+        return Placement("GPU", gpus, {"num_cpus": 1, "num_gpus": 1}, device)
+    if settings.mode != "universal" and device == "auto":
+        device = "cpu"  # a CPU actor sees no GPU (Ray hides them), whatever the driver has
+    cpus = max(1, int(cluster.get("CPU", 1)))
+    return Placement("CPU", min(options.num_cpus or cpus, cpus), {"num_cpus": 1}, device)
+
+
+def _gpu_workers(settings: ProtectSettings, options: RayOptions, available: int) -> int:
+    """GPU actors for ``settings`` on a cluster with ``available`` GPUs (0: CPU actors)."""
+    network = settings.mode != "universal"
+    on_gpu = settings.device == "auto" or settings.device.startswith("cuda")
+    if not (network and on_gpu):
+        return 0
+    wanted = available if options.num_gpus is None else options.num_gpus
+    if wanted > available:
+        raise ConfigError(
+            f"--num-gpus {wanted}: the Ray cluster has {available} GPU(s).",
+            hint="Ask for at most that many, add GPU workers to the cluster, or use "
+            "--num-gpus 0 to run on CPU workers.",
+        )
+    if wanted == 0 and settings.device.startswith("cuda"):
+        raise ConfigError(
+            f"--device {settings.device} needs GPU workers, and this job has none "
+            f"(the cluster has {available} GPU(s), --num-gpus {options.num_gpus}).",
+            hint="Use --device auto to run on CPU workers, or give the cluster GPUs.",
+        )
+    return wanted
+
+
 def import_ray() -> Any:
     """The ``ray`` module with Ray Data, or a named error saying how to install it."""
     try:
@@ -165,17 +226,49 @@ class RayProtectJob(ProtectJob):
         super().__init__(inputs, output_root, settings)
         self.options = options or RayOptions()
         self.stats = RayStats()
+        self.placement: Placement | None = None
         self._perturbation: Perturbation | None = None
+        self._sessions: contextlib.ExitStack | None = None
+
+    def run(
+        self, on_event: EventSink = ignore_events, cancel: CancelToken | None = None
+    ) -> JobReport:
+        """:meth:`ProtectJob.run` on the cluster; Ray starts (or is joined) when the job first
+        needs it and stops with the job."""
+        with contextlib.ExitStack() as sessions:
+            self._sessions = sessions
+            try:
+                return super().run(on_event, cancel)
+            finally:
+                self._sessions = None
+
+    def _ray(self) -> Any:
+        """The ``ray`` module, connected to the job's cluster (joined on the first call)."""
+        ray = import_ray()
+        if self._sessions is not None and not ray.is_initialized():
+            self._sessions.enter_context(_session(ray, self.options))
+        return ray
+
+    def _place(self) -> Placement:
+        """Where the actors run (asks the cluster once)."""
+        if self.placement is None:
+            self.placement = plan_placement(
+                self.settings, self.options, self._ray().cluster_resources()
+            )
+            self.stats.worker_kind = self.placement.kind
+        return self.placement
 
     def _protector(self, perturbation: Perturbation) -> Protector:
-        """The actors build the mode's protector (and load its models); the driver only checks
-        that Ray is there, before anything is written."""
+        """The actors build the mode's protector (and load its models); the driver checks that
+        Ray is there before anything is written and, for a mode that runs a network, where it
+        runs: the kind of device enters photo mode's fingerprint."""
         import_ray()
         self._perturbation = perturbation
+        if self.settings.mode != "universal":
+            self.settings = dataclasses.replace(self.settings, device=self._place().device)
         return _OnActors()
 
     def _process(self, run: JobRun, manifest: Manifest, photos: list[InputPhoto]) -> None:
-        ray = import_ray()
         started = time.monotonic()
         planned = run.plan(photos)
         manifest.mark_pending([p.key for p in planned], run.fingerprint)
@@ -183,8 +276,7 @@ class RayProtectJob(ProtectJob):
         self.stats.plan_seconds = time.monotonic() - started
         try:
             if tasks and not run._stopping():
-                with _session(ray, self.options):
-                    self._execute(ray, run, tasks)
+                self._execute(self._ray(), run, tasks)
                 # A worker killed while writing leaves its temporary file; Ray retries the
                 # batch elsewhere, so once every batch is back nothing is writing any more.
                 clean_stale_temps(self.output_root)
@@ -246,21 +338,11 @@ class RayProtectJob(ProtectJob):
             self.stats.protected = len(run.report.done)
 
     def _resources(self, ray: Any, blocks: int) -> dict[str, Any]:
-        """Actors and what each holds: a GPU each to fine-tune where there are any, else a CPU;
-        never more actors than batches, nor than the cluster holds (they would wait forever)."""
-        cluster = ray.cluster_resources()
-        per_actor: dict[str, Any] = {"num_cpus": 1}
-        self.stats.worker_kind = "CPU"
-        available = max(1, int(cluster.get("CPU", 1)))
-        wanted = min(self.options.num_cpus or available, available)
-        if self.settings.mode != "universal":
-            gpus = self.options.num_gpus
-            gpus = int(cluster.get("GPU", 0)) if gpus is None else gpus
-            if gpus > 0:
-                per_actor["num_gpus"] = 1
-                self.stats.worker_kind, wanted = "GPU", gpus
-        self.stats.workers = min(wanted, blocks)
-        return {"compute": ray.data.ActorPoolStrategy(size=self.stats.workers), **per_actor}
+        """Ray Data's actor pool and what each actor holds: never more actors than batches."""
+        placement = self._place()
+        self.stats.workers = min(placement.workers, blocks)
+        compute = ray.data.ActorPoolStrategy(size=self.stats.workers)
+        return {"compute": compute, **placement.resources}
 
     @staticmethod
     def _record(run: JobRun, event: Event) -> None:
@@ -304,10 +386,8 @@ def _session(ray: Any, options: RayOptions) -> Iterator[None]:
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     if options.address is not None:
         kwargs["address"] = options.address
-    else:  # a local instance (or RAY_ADDRESS's cluster, which refuses resource arguments)
-        local = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
-        if not os.environ.get("RAY_ADDRESS"):
-            kwargs.update({k: v for k, v in local.items() if v is not None})
+    elif not os.environ.get("RAY_ADDRESS"):  # whose cluster refuses resource arguments
+        kwargs = local_instance_options(options)
     try:
         ray.init(**kwargs)
     except (ConnectionError, ValueError, RuntimeError) as error:
@@ -319,6 +399,22 @@ def _session(ray: Any, options: RayOptions) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def local_instance_options(options: RayOptions) -> dict[str, Any]:
+    """``ray.init`` arguments for a Ray instance started on this machine for one job: the CPUs
+    and GPUs asked for, and nothing the job does not use, so that Ray's own processes leave the
+    CPUs to the photos (no dashboard, no metrics collection). Also turns off Ray's usage report
+    for this process (spdesk sends nothing anywhere)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "logging_level": logging.WARNING,
+        "_system_config": {"enable_metrics_collection": False},
+    }
+    local = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
+    kwargs.update({k: v for k, v in local.items() if v is not None})
+    return kwargs
 
 
 def _engine_error(error: BaseException) -> SpdeskError:
@@ -376,7 +472,7 @@ class _ShardRun(JobRun):
 
 
 class _Protector:
-    """One Ray actor: loads the perturbation (and the encoder) once, then protects batches."""
+    """One Ray actor: builds the mode's protector (its models) once, then protects batches."""
 
     def __init__(
         self,
@@ -495,6 +591,7 @@ def decode_event(text: str) -> FileDone | FileSkipped | FileFailed:
 
 
 __all__ = [
+    "Placement",
     "RayOptions",
     "RayProtectJob",
     "RayStats",
@@ -503,5 +600,7 @@ __all__ = [
     "encode_event",
     "encode_task",
     "import_ray",
+    "local_instance_options",
+    "plan_placement",
     "protect_on_ray",
 ]

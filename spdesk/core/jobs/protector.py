@@ -180,9 +180,10 @@ class PhotoSpecificProtector(Protector):
 
     @classmethod
     def settings_key(cls, settings: ProtectSettings) -> Any:
-        from spdesk.core.photo_protect import generator_device
+        from spdesk.core.photo_protect import generator_device_kind
 
-        return _photo_key(settings, generator_device(settings.device).type)
+        # An explicit CUDA device needs no GPU here: a Ray driver names its GPU workers'.
+        return _photo_key(settings, generator_device_kind(settings.device))
 
     def protect(self, image: Image.Image, key: str) -> Protected:
         return self.protector.apply(image, key)
@@ -221,7 +222,9 @@ class PhotoFineTuneProtector(Protector):
     def settings_key(cls, settings: ProtectSettings) -> Any:
         from spdesk.core.device import resolve_device
 
-        device = resolve_device(settings.device).type  # where the encoder, so the tuner, runs
+        # Where the encoder, so the tuner, runs (on a Ray driver: its GPU workers' kind).
+        cuda = settings.device.startswith("cuda")
+        device = "cuda" if cuda else resolve_device(settings.device).type
         return [*_photo_key(settings, device), settings.finetune_steps, settings.encoder]
 
     def protect(self, image: Image.Image, key: str) -> Protected:

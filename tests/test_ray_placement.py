@@ -1,0 +1,96 @@
+"""Where a Ray job's actors run: GPU actors for the modes that run a network, asked for or by
+default where the cluster has GPUs; CPU actors otherwise. Decided on the driver from the
+cluster's resources, so it is tested here without Ray, CUDA or a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from spdesk.core.distributed import ray_engine
+from spdesk.core.distributed.ray_engine import RayOptions, RayProtectJob, plan_placement
+from spdesk.core.errors import ConfigError
+from spdesk.core.jobs import ProtectSettings
+from spdesk.core.perturbation import load_perturbation
+from tests import protect_samples as samples
+
+GPU_NODE = {"CPU": 16.0, "GPU": 4.0}
+CPU_NODE = {"CPU": 8.0}
+
+
+@pytest.mark.parametrize("mode", ["photo", "finetune"])
+def test_network_modes_run_on_as_many_gpu_actors_as_asked(mode: str) -> None:
+    placement = plan_placement(ProtectSettings(mode=mode), RayOptions(num_gpus=2), GPU_NODE)
+    assert (placement.kind, placement.workers, placement.device) == ("GPU", 2, "cuda")
+    assert placement.resources == {"num_cpus": 1, "num_gpus": 1}
+
+
+def test_by_default_every_gpu_of_the_cluster_and_none_on_a_cpu_cluster() -> None:
+    photo = ProtectSettings(mode="photo")
+    assert plan_placement(photo, RayOptions(), GPU_NODE).workers == 4
+    on_cpus = plan_placement(photo, RayOptions(num_cpus=3), CPU_NODE)
+    assert (on_cpus.kind, on_cpus.workers, on_cpus.device) == ("CPU", 3, "cpu")
+    assert on_cpus.resources == {"num_cpus": 1}
+
+
+@pytest.mark.parametrize(
+    ("settings", "device"),
+    [
+        (ProtectSettings(mode="universal"), "auto"),  # no network: GPUs would not help
+        (ProtectSettings(mode="photo", device="cpu"), "cpu"),  # asked for the CPU
+    ],
+)
+def test_cpu_actors_when_nothing_runs_on_a_gpu(settings: ProtectSettings, device: str) -> None:
+    placement = plan_placement(settings, RayOptions(), GPU_NODE)
+    assert (placement.kind, placement.workers, placement.device) == ("CPU", 16, device)
+    assert "num_gpus" not in placement.resources
+    assert plan_placement(settings, RayOptions(num_gpus=0), GPU_NODE).kind == "CPU"
+
+
+def test_num_gpus_zero_runs_the_generator_on_cpu_actors_of_a_gpu_cluster() -> None:
+    placement = plan_placement(ProtectSettings(mode="photo"), RayOptions(num_gpus=0), GPU_NODE)
+    assert (placement.kind, placement.device) == ("CPU", "cpu")
+
+
+def test_more_gpus_than_the_cluster_has_or_cuda_without_gpus_are_plain_errors() -> None:
+    with pytest.raises(ConfigError, match=r"--num-gpus 2: the Ray cluster has 0 GPU"):
+        plan_placement(ProtectSettings(mode="photo"), RayOptions(num_gpus=2), CPU_NODE)
+    with pytest.raises(ConfigError, match=r"--device cuda needs GPU workers"):
+        plan_placement(ProtectSettings(mode="photo", device="cuda"), RayOptions(), CPU_NODE)
+
+
+class _FakeRay:
+    """What the engine asks of the ``ray`` module before it runs anything: the cluster's
+    resources and Ray Data's actor pool."""
+
+    def __init__(self, cluster: dict[str, float]) -> None:
+        self.cluster = cluster
+        self.data = SimpleNamespace(ActorPoolStrategy=lambda size: ("actors", size))
+
+    def is_initialized(self) -> bool:
+        return True
+
+    def cluster_resources(self) -> dict[str, float]:
+        return self.cluster
+
+
+def test_the_job_asks_ray_data_for_gpu_actors_and_fingerprints_the_gpus_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a driver without CUDA: the job's actors hold a GPU each and protect on "cuda", and
+    the manifest's fingerprint is the GPU's, not the driver's CPU's (their bytes differ)."""
+    fake = _FakeRay(GPU_NODE)
+    monkeypatch.setattr(ray_engine, "import_ray", lambda: fake)
+    perturbation = load_perturbation(samples.perturbation_file(tmp_path))
+    settings = ProtectSettings(mode="photo")
+    job = RayProtectJob([], tmp_path / "out", settings, RayOptions(num_gpus=3))
+    job._protector(perturbation)
+    resources: dict[str, Any] = job._resources(fake, blocks=10)
+    assert resources == {"compute": ("actors", 3), "num_cpus": 1, "num_gpus": 1}
+    assert job.settings.device == "cuda" and job.stats.worker_kind == "GPU"
+    cpu = ProtectSettings(mode="photo", device="cpu")
+    assert job.settings.fingerprint("p") != cpu.fingerprint("p")
+    assert job._resources(fake, blocks=2)["compute"] == ("actors", 2)  # no idle actors

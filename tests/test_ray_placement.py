@@ -14,6 +14,7 @@ from spdesk.core.distributed import ray_engine
 from spdesk.core.distributed.ray_engine import RayOptions, RayProtectJob, plan_placement
 from spdesk.core.errors import ConfigError
 from spdesk.core.jobs import ProtectSettings
+from spdesk.core.jobs.fingerprint import output_fingerprint
 from spdesk.core.perturbation import load_perturbation
 from tests import protect_samples as samples
 
@@ -92,5 +93,5 @@ def test_the_job_asks_ray_data_for_gpu_actors_and_fingerprints_the_gpus_bytes(
     assert resources == {"compute": ("actors", 3), "num_cpus": 1, "num_gpus": 1}
     assert job.settings.device == "cuda" and job.stats.worker_kind == "GPU"
     cpu = ProtectSettings(mode="photo", device="cpu")
-    assert job.settings.fingerprint("p") != cpu.fingerprint("p")
+    assert output_fingerprint(job.settings, "p") != output_fingerprint(cpu, "p")
     assert job._resources(fake, blocks=2)["compute"] == ("actors", 2)  # no idle actors

@@ -76,7 +76,9 @@ class RayOptions:
         num_gpus: GPU actors (one GPU each) for the modes that run a network (photo mode's
             generator, per-photo fine-tuning); None uses every GPU of the cluster; 0 runs them
             on CPU workers.
-        batch_size: photos per Ray batch (16); each batch is recorded in a manifest shard.
+        batch_size: photos per Ray batch at most (64: fewer batches cost less of Ray's time;
+            smaller when the job has too few photos to give every worker a batch); each batch
+            is recorded in a manifest shard.
         threads: photos in flight in each CPU worker, so that decoding, protecting and
             encoding overlap (2).
         progress: show Ray Data's progress bars.
@@ -85,7 +87,7 @@ class RayOptions:
     address: str | None = None
     num_cpus: int | None = None
     num_gpus: int | None = None
-    batch_size: int = 16
+    batch_size: int = 64
     threads: int = 2
     progress: bool = True
 
@@ -292,7 +294,8 @@ class RayProtectJob(ProtectJob):
     def _execute(self, ray: Any, run: JobRun, tasks: list[_Task]) -> None:
         """Run the tasks on Ray Data and record each photo's outcome as it comes back."""
         ray.data.DataContext.get_current().enable_progress_bars = self.options.progress
-        size = self.options.batch_size
+        # A batch for every worker, then as large as allowed: each costs Ray a task and a shard.
+        size = min(self.options.batch_size, math.ceil(len(tasks) / self._place().workers))
         blocks = max(1, math.ceil(len(tasks) / size))  # one batch (and shard) per Ray task
         rows = ray.data.from_items(
             [{"task": encode_task(task)} for task in tasks], override_num_blocks=blocks

@@ -34,3 +34,22 @@ def test_a_missing_device_is_a_readable_message(qtbot: QtBot) -> None:
     qtbot.waitUntil(lambda: "detecting" not in dialog.device_label.text(), timeout=20_000)
     assert "No CUDA GPU" in dialog.device_label.text()
     dialog.accept()
+
+
+def test_show_says_so_when_no_file_manager_opens_the_folder(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtGui import QDesktopServices
+    from PySide6.QtWidgets import QPushButton
+
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda _url: False)
+    dialog = AboutDialog(device="cpu")
+    qtbot.addWidget(dialog)
+    assert not dialog.open_problem.isVisibleTo(dialog)
+    show = next(b for b in dialog.findChildren(QPushButton) if b.text() == "Show")
+    show.click()  # the first one: the models folder
+    assert dialog.open_problem.isVisibleTo(dialog)
+    assert "No file manager" in dialog.open_problem.text()
+    # the device is detected in a worker (torch is imported there): let it finish
+    qtbot.waitUntil(lambda: "detecting" not in dialog.device_label.text(), timeout=60_000)
+    dialog.accept()

@@ -367,6 +367,32 @@ def test_clear_resets_the_overall_progress(
     assert window.overall_bar.value() == 0 and not window.summary.isVisibleTo(window)
 
 
+@pytest.mark.parametrize("opens", [True, False])
+def test_open_output_folder_says_so_when_no_file_manager_opens_it(
+    qtbot: QtBot,
+    window: MainWindow,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    opens: bool,
+) -> None:
+    from PySide6.QtGui import QDesktopServices
+
+    opened: list[str] = []
+    shown: list[str] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or opens)
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
+    _add(qtbot, window, [_photos(tmp_path / "photos", 1)])
+    _protect(qtbot, window)
+    window.statusBar().clearMessage()  # "Added 1 photo." may still be showing
+    window.open_output_button.click()
+    assert [QUrl(url).toLocalFile() for url in opened] == [str(tmp_path / "out")]
+    said = window.statusBar().currentMessage()
+    if opens:
+        assert not shown and not said
+    else:  # a desktop without a file manager: never a button that does nothing
+        assert "No file manager" in said and str(tmp_path / "out") in shown[0]
+
+
 def test_photos_done_before_are_not_counted_as_protected_again(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:

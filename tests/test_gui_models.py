@@ -172,3 +172,17 @@ def test_import_button_opens_a_folder_chooser_and_imports_the_choice(
     assert asked, f"the Import button opened no chooser; it said {shown}"
     qtbot.waitUntil(lambda: dialog.statuses["preview"].present, timeout=30_000)
     assert "False" not in dialog.status_label.text()
+
+
+def test_open_folder_says_so_when_no_file_manager_opens_it(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtGui import QDesktopServices
+
+    opened: list[Any] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or False)
+    dialog = _dialog(qtbot, ModelStore)
+    dialog.open_folder_button.click()
+    assert opened, "the button asked no file manager"
+    assert "No file manager" in dialog.status_label.text()
+    assert str(dialog.root) in dialog.status_label.text()

@@ -13,8 +13,8 @@ from importlib import metadata
 from pathlib import Path
 
 from PySide6 import __version__ as pyside_version
-from PySide6.QtCore import Qt, QUrl, qVersion
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtCore import Qt, qVersion
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
@@ -30,6 +30,7 @@ from spdesk import __version__
 from spdesk.core import paths
 from spdesk.core.logs import log_file
 from spdesk.gui import protect_bridge
+from spdesk.gui.desktop import open_in_file_manager
 from spdesk.gui.settings import settings_path
 from spdesk.gui.workers import TaskRunner
 
@@ -92,7 +93,12 @@ class AboutDialog(QDialog):
         layout.addWidget(title)
         layout.addWidget(blurb)
         layout.addWidget(self._box("Versions", versions()))
+        self.open_problem = QLabel()  # said when no file manager could open a folder
+        self.open_problem.setWordWrap(True)
+        self.open_problem.setObjectName("Muted")
+        self.open_problem.hide()
         layout.addWidget(self._box("Files", locations(), open_buttons=True))
+        layout.addWidget(self.open_problem)
         device_box = QGroupBox("Computing")
         device_form = QFormLayout(device_box)
         device_form.addRow("Device", self.device_label)
@@ -128,12 +134,22 @@ class AboutDialog(QDialog):
                 continue
             show = QPushButton("Show")
             show.setObjectName("Flat")
-            show.clicked.connect(_opener(Path(value)))
+            show.clicked.connect(self._opener(Path(value)))
             line = QHBoxLayout()
             line.addWidget(label, 1)
             line.addWidget(show)
             form.addRow(name, line)
         return box
+
+    def _opener(self, path: Path) -> Callable[[], None]:
+        def open_it() -> None:
+            folder = path if path.is_dir() else path.parent
+            folder.mkdir(parents=True, exist_ok=True)
+            problem = open_in_file_manager(folder)
+            self.open_problem.setText(problem)
+            self.open_problem.setVisible(bool(problem))
+
+        return open_it
 
     def diagnostics(self) -> str:
         lines = [f"{name}: {value}" for name, value in versions() + locations()]
@@ -147,12 +163,3 @@ class AboutDialog(QDialog):
     def done(self, result: int) -> None:
         self.runner.stop(5_000)
         super().done(result)
-
-
-def _opener(path: Path) -> Callable[[], None]:
-    def open_it() -> None:
-        folder = path if path.is_dir() else path.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
-
-    return open_it

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -30,6 +30,7 @@ from spdesk.core.device import DEVICE_CHOICES, DeviceInfo
 from spdesk.core.events import Event
 from spdesk.core.jobs.events import FileDone, FileSkipped, JobStarted, SkipReason, location_text
 from spdesk.gui import protect_bridge
+from spdesk.gui.desktop import open_in_file_manager
 from spdesk.gui.settings import (
     ProtectOptions,
     last_folder,
@@ -595,8 +596,8 @@ class MainWindow(QMainWindow):
         root = self._output_root or (self.output_root() if self.queue.paths() else None)
         if root is None or not root.is_dir():
             self.statusBar().showMessage("No output folder yet: protect some photos first.", 8000)
-        elif not QDesktopServices.openUrl(QUrl.fromLocalFile(str(root))):
-            self.show_error(f"No file manager could open the folder. The photos are in:\n{root}")
+        elif problem := open_in_file_manager(root):
+            self.show_error(problem)
 
     def _update_controls(self) -> None:
         running = self.job_runner.running

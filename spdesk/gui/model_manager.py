@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QCloseEvent, QDesktopServices
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.models.events import DownloadProgress
+from spdesk.gui.desktop import open_in_file_manager
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.text import format_bytes, format_duration
 from spdesk.gui.workers import Task, TaskRunner
@@ -362,7 +363,8 @@ class ModelManagerDialog(QDialog):
     def open_folder(self) -> None:
         if self.root is not None:
             self.root.mkdir(parents=True, exist_ok=True)
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.root)))
+            if problem := open_in_file_manager(self.root):
+                self.status_label.setText(problem)
 
     # --- state ----------------------------------------------------------------------------------
     def _update_controls(self) -> None:

@@ -10,13 +10,12 @@ held-out latent distortion in multiples of random ±ε signs':
   validation photos, 1.96x on 64 unseen photos at 256 px (``resources/perturbations/RECIPE.md``);
 - short runs: 0.6-0.7x after a few steps (issue 14), i.e. weaker than the noise itself.
 
-``python benchmarks/bench_train.py --stages plain,latent-small`` repeats the first comparison at
-100 steps (encoder vs latent, the same photos, steps and budget). Run on 2026-11-30 on this
-project's shared 2-core CPU (``--threads 1 --photos ../shared/data/imagenet-sample --taesd
-../shared/models/taesd/taesd_f8e4m3.safetensors``; 128 px crops, batch 8, 32 training photos,
-held-out gain over random ±8 signs): ``encoder`` 1.25x at step 50 and 1.35x at step 100 (18
-held-out photos: latent 1.35x, round-trip SSIM drop 1.30x, after JPEG 85 1.20x); ``latent``
-1.72x at step 50.
+``python benchmarks/bench_train.py --stages plain`` and ``--stages latent-small`` repeat the
+first comparison at 100 steps each (encoder vs latent, the same photos, steps and budget; the
+commands and the table are in ``benchmarks/README.md``). On this project's shared 2-core CPU,
+held-out gain over random ±8 signs at steps 50 and 100: ``encoder`` 1.25x and 1.35x, ``latent``
+1.72x and 1.84x (18 held-out photos after 100 steps, latent / round-trip SSIM drop / after
+JPEG 85: ``encoder`` 1.35x / 1.30x / 1.20x, ``latent`` 1.85x / 1.96x / 1.64x).
 """
 
 from __future__ import annotations

@@ -168,6 +168,11 @@ def _mode(args: argparse.Namespace) -> str:
             "--objective applies to fine-tuning the universal pattern (--mode universal); "
             "photo fine-tuning pushes the encoder's latent off course."
         )
+    if mode == "photo-finetune" and args.fine_tune_batch is not None:
+        raise ConfigError(
+            "--fine-tune-batch applies to fine-tuning the universal pattern (--mode universal); "
+            "photo fine-tuning takes one photo per pass."
+        )
     return mode
 
 

@@ -197,3 +197,20 @@ def test_the_apps_fine_tuned_choice_starts_from_photo_mode_unless_a_pattern_is_c
     assert job_settings(ProtectOptions(mode="finetune")).mode == "photo-finetune"
     assert job_settings(ProtectOptions(mode="finetune", perturbation=str(own))).mode == "finetune"
     assert job_settings(ProtectOptions(mode="photo")).mode == "photo"
+
+
+def test_a_looser_budget_lets_flat_areas_change_as_much_as_texture(
+    generator_file: Path, encoder: Encoder
+) -> None:
+    photo = _photo()
+    flat = slice(0, photo.width // 3)
+
+    def flat_change(shaping: Shaping | None) -> float:
+        tuner = PhotoFineTuner(
+            generator_file, encoder, 2, key=KEY, editor_sides=(24, 40), shaping=shaping
+        )
+        tuned, _ = tuner.apply(photo)
+        change = np.abs(np.asarray(tuned, np.int16) - np.asarray(photo, np.int16))
+        return float(change[:, flat].mean())
+
+    assert flat_change(Shaping(floor=1.0, colour=0.0)) > 1.5 * flat_change(None)

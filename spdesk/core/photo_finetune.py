@@ -32,7 +32,7 @@ from spdesk.core.events import CancelToken
 from spdesk.core.finetune import resize_view
 from spdesk.core.optim import DeltaOptimizer, OptimConfig, loss_gradient, run
 from spdesk.core.photo_protect import WORKING_SIDE, GeneratorProtector
-from spdesk.core.shaping import compose_delta
+from spdesk.core.shaping import Shaping, compose_delta
 
 EDITOR_SIDES = (256, 512)  # the short sides SD editors work at (SD 1.x: 512; quick edits: 256)
 FIRST_STEP = 0.5  # of the raw range [-1, 1]; cosine decay to a tenth of it
@@ -64,6 +64,8 @@ class PhotoFineTuner(GeneratorProtector):
         key: the secret key (default: this install's key).
         working_side: short side of the view the perturbation is written at (512).
         editor_sides: short sides of the editor views the loss looks at.
+        shaping: another perceptual budget than the generator file's (for benchmarks that
+            measure what the budget costs; the product always uses the file's).
     """
 
     def __init__(
@@ -76,12 +78,15 @@ class PhotoFineTuner(GeneratorProtector):
         key: bytes | None = None,
         working_side: int = WORKING_SIDE,
         editor_sides: Sequence[int] = EDITOR_SIDES,
+        shaping: Shaping | None = None,
     ) -> None:
         if not 1 <= steps <= 10_000:
             raise ConfigError(f"Fine-tuning steps must be between 1 and 10000, got {steps}.")
         if not editor_sides or min(editor_sides) < GRID:
             raise ConfigError(f"Editor sizes must be {GRID} pixels or more, got {editor_sides}.")
         super().__init__(path, strength, key=key, working_side=working_side, device=encoder.device)
+        if shaping is not None:
+            self.shaping = shaping
         self.encoder = encoder
         self.steps = steps
         self.editor_sides = tuple(editor_sides)

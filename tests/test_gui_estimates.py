@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,13 @@ from spdesk.core.jobs.events import FailReason, FileDone, FileFailed, FileProgre
 from spdesk.core.models.store import ModelStore
 from spdesk.gui.main_window import MainWindow
 from spdesk.gui.protect_bridge import FinetuneClock
-from spdesk.gui.settings import measured_step_times, open_settings
+from spdesk.gui.settings import (
+    ProtectOptions,
+    measured_step_times,
+    open_settings,
+    remember_step_time,
+)
+from spdesk.gui.widgets.options import MEASURED_ON, OptionsPanel
 
 
 def test_the_clock_starts_at_the_first_step_and_follows_every_step() -> None:
@@ -50,6 +57,8 @@ def test_a_fine_tuning_job_shows_the_time_it_measures_and_keeps_it_for_the_estim
         Image.fromarray(rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)).save(photos / f"{i}.png")
     window = MainWindow(open_settings())
     qtbot.addWidget(window)
+    with qtbot.waitSignal(window.device_runner.finished, timeout=60_000):
+        window.detect_device()  # as the app does once its window shows
     panel = window.options_panel
     panel.output_edit.setText(str(tmp_path / "out"))
     panel.finetune_radio.setChecked(True)
@@ -69,7 +78,43 @@ def test_a_fine_tuning_job_shows_the_time_it_measures_and_keeps_it_for_the_estim
     assert window.summary_label.text().startswith("2 protected"), window.summary_label.text()
     live = [text for text in shown if "s per step here" in text]
     assert live and "left" in live[0], shown
-    measured = measured_step_times(window.settings)["taesd"]
+    kind = panel.device_kind  # what "Automatic" is on this machine
+    times = measured_step_times(window.settings)
+    assert list(times) == [(kind, "taesd")], "kept with the device it was measured on"
+    measured = times[kind, "taesd"]
     assert measured > 0
-    assert "on this computer" in panel.mode_note.text()
-    assert f"{measured:.1f} s per step" in panel.mode_note.text()
+    assert f"on this computer's {MEASURED_ON[kind]}" in panel.mode_note.text()
+    assert f"{measured:.2g} s per step" in panel.mode_note.text()
+
+
+def test_a_step_time_is_reused_only_on_the_device_it_was_measured_on(qtbot: QtBot) -> None:
+    settings = open_settings()
+    settings.setValue("finetune_step_seconds/taesd", 0.5)  # kept before devices were recorded
+    remember_step_time(settings, "cuda", "taesd", 0.0172)
+    assert measured_step_times(settings) == {("cuda", "taesd"): 0.0172}
+    panel = OptionsPanel(replace(ProtectOptions(), mode="finetune", finetune_encoder="taesd"))
+    qtbot.addWidget(panel)
+    panel.set_measured_step_times(measured_step_times(settings))
+    assert "on this computer" not in panel.mode_note.text()  # a CPU: the GPU's time says nothing
+    panel.set_device_kind("cuda")
+    assert "on this computer's NVIDIA GPU (0.017 s per step" in panel.mode_note.text()
+    panel.set_device_kind("mps")
+    assert "on this computer" not in panel.mode_note.text()
+
+
+def test_a_job_on_a_device_not_yet_described_keeps_no_step_time(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window = MainWindow(open_settings())
+    qtbot.addWidget(window)
+    panel = window.options_panel
+    panel.finetune_radio.setChecked(True)
+    panel.encoder_combo.setCurrentIndex(panel.encoder_combo.findData("taesd"))
+    clock = FinetuneClock(steps=10, photos=1)
+    monkeypatch.setattr(FinetuneClock, "seconds_per_step", 2.0)
+    window._finetune_clock, window._job_device = clock, "cuda"  # its description never came
+    window._remember_step_time()
+    assert measured_step_times(window.settings) == {}
+    window._device_kinds["cuda"] = "cuda"
+    window._remember_step_time()
+    assert measured_step_times(window.settings) == {("cuda", "taesd"): 2.0}

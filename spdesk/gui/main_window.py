@@ -76,6 +76,9 @@ class MainWindow(QMainWindow):
         self._already_done = 0  # photos of this job the output folder had already
         self._location_removed = 0  # photos whose protected copy left their GPS position out
         self._finetune_clock: protect_bridge.FinetuneClock | None = None  # fine-tuning jobs
+        self._job_device = "auto"  # the device choice the running or last job was given
+        self._detecting = "auto"  # the device choice being (or last) described
+        self._device_kinds: dict[str, str] = {}  # device choice -> kind, once described
         self._done_with: ProtectOptions | None = None  # what the finished rows were protected with
         self.options_panel = OptionsPanel(load_options(settings))
         self.options_panel.set_measured_step_times(measured_step_times(settings))
@@ -258,6 +261,7 @@ class MainWindow(QMainWindow):
         self.job_runner.succeeded.connect(self._on_job_succeeded)
         self.job_runner.finished.connect(self._on_job_thread_finished)
         self.device_runner.succeeded.connect(self._on_device_info)
+        self.device_runner.finished.connect(self._describe_if_changed)
         self.scan_runner.succeeded.connect(self._on_scanned)
         self.scan_runner.failed.connect(self.show_error)
         self.scan_runner.finished.connect(self._scan_next)
@@ -385,12 +389,21 @@ class MainWindow(QMainWindow):
         if self.device_runner.running:
             return
         self.device_label.setText("Device: detecting…")
-        self.device_runner.start(protect_bridge.device_task(str(self.device_combo.currentData())))
+        self._detecting = str(self.device_combo.currentData())
+        self.device_runner.start(protect_bridge.device_task(self._detecting))
 
     def _on_device_info(self, info: object) -> None:
-        if isinstance(info, DeviceInfo):
+        if not isinstance(info, DeviceInfo):
+            return
+        self._device_kinds[self._detecting] = info.kind
+        if self._detecting == str(self.device_combo.currentData()):  # else described next
             self.device_label.setText(f"Device: {info.describe()}")
             self.options_panel.set_device_kind(info.kind)  # estimates for the device jobs run on
+
+    def _describe_if_changed(self) -> None:
+        """A device chosen while another was being described is described next."""
+        if self._detecting != str(self.device_combo.currentData()):
+            self.detect_device()
 
     # --- the job --------------------------------------------------------------------------------
     def output_root(self) -> Path:
@@ -420,6 +433,7 @@ class MainWindow(QMainWindow):
         self._output_root = self.output_root()
         self._job_paths = todo
         self._job_started = time.monotonic()
+        self._job_device = options.device
         self._job_warnings = []
         self._already_done = self._location_removed = 0
         self._finetune_clock = (
@@ -587,9 +601,11 @@ class MainWindow(QMainWindow):
         """Keep the fine-tuning time measured here: the mode's estimate uses it next time."""
         clock = self._finetune_clock
         rate = clock.seconds_per_step if clock is not None else None
-        encoder = self.current_options().finetune_encoder
-        if rate is not None and encoder in FINETUNE_ENCODERS:  # not a file the user picked
-            remember_step_time(self.settings, encoder, rate)
+        options = self.current_options()
+        # The kind detected for the device choice the job ran with; unknown: not remembered.
+        kind = self._device_kinds.get(self._job_device)
+        if rate is not None and kind and options.finetune_encoder in FINETUNE_ENCODERS:
+            remember_step_time(self.settings, kind, options.finetune_encoder, rate)
             self.options_panel.set_measured_step_times(measured_step_times(self.settings))
 
     def open_output(self) -> None:

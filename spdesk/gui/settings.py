@@ -128,21 +128,26 @@ def remember_folder(settings: QSettings, key: str, folder: str) -> None:
     settings.setValue(f"folders/{key}", folder)
 
 
-def remember_step_time(settings: QSettings, encoder: str, seconds: float) -> None:
-    """The seconds per fine-tuning step last measured on this computer with ``encoder``."""
-    settings.setValue(f"finetune_step_seconds/{encoder}", round(seconds, 3))
+def remember_step_time(settings: QSettings, device_kind: str, encoder: str, seconds: float) -> None:
+    """The seconds per fine-tuning step last measured on this computer with ``encoder`` on a
+    device of ``device_kind`` ("cpu", "cuda", "mps"): a GPU's figure says nothing of the CPU's."""
+    settings.setValue(f"finetune_step_seconds/{device_kind}/{encoder}", float(f"{seconds:.4g}"))
 
 
-def measured_step_times(settings: QSettings) -> dict[str, float]:
-    """Every encoder's last measured seconds per fine-tuning step (see remember_step_time)."""
+def measured_step_times(settings: QSettings) -> dict[tuple[str, str], float]:
+    """Seconds per fine-tuning step by (device kind, encoder), as remember_step_time kept them.
+    Figures kept without their device (before it was recorded) are left out."""
     settings.beginGroup("finetune_step_seconds")
     try:
-        times: dict[str, float] = {}
-        for key in settings.childKeys():
+        times: dict[tuple[str, str], float] = {}
+        for key in settings.allKeys():
+            kind, _, encoder = key.partition("/")
             try:
-                times[key] = float(str(settings.value(key)))
+                seconds = float(str(settings.value(key)))
             except ValueError:
                 continue
-        return {k: v for k, v in times.items() if v > 0}
+            if encoder and seconds > 0:
+                times[kind, encoder] = seconds
+        return times
     finally:
         settings.endGroup()

@@ -43,6 +43,8 @@ MODES = {
 """The protection modes offered, in order (one radio button each)."""
 FINETUNE_ENCODERS = {"sd15": "SD 1.5 VAE (best)", "taesd": "TAESD (fast)"}
 CHOOSE_ENCODER = "\x00choose"  # the combo entry that asks for an encoder file
+MEASURED_ON = {"cpu": "CPU", "cuda": "NVIDIA GPU", "mps": "Apple GPU"}
+"""The device a remembered fine-tuning time was measured on, in words."""
 
 
 def worst_case_psnr(eps: float) -> float:
@@ -68,7 +70,7 @@ class OptionsPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("OptionsPanel")
         self._perturbation: Perturbation | None = None
-        self._measured_step_times: dict[str, float] = {}
+        self._measured_step_times: dict[tuple[str, str], float] = {}  # (device kind, encoder)
         self.device_kind = "cpu"  # what the time estimates assume until the device is known
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -323,19 +325,20 @@ class OptionsPanel(QWidget):
         else:
             self.mode_note.setText("Adds the chosen pattern; no model needed, well under a second.")
 
-    def set_measured_step_times(self, times: dict[str, float]) -> None:
-        """Seconds per fine-tuning step measured on this computer, per encoder: the estimate
-        uses them instead of the figures in :mod:`spdesk.core.speed_figures`."""
+    def set_measured_step_times(self, times: dict[tuple[str, str], float]) -> None:
+        """Seconds per fine-tuning step measured on this computer, by (device kind, encoder):
+        the estimate for the same device uses them instead of :mod:`spdesk.core.speed_figures`."""
         self._measured_step_times = dict(times)
         self._on_mode()
 
     def _finetune_cost(self, encoder: str) -> str:
         steps = self.steps_spin.value()
-        measured = self._measured_step_times.get(encoder)
+        measured = self._measured_step_times.get((self.device_kind, encoder))
         if measured is not None:
+            where = MEASURED_ON.get(self.device_kind, self.device_kind)
             return (
-                f"About {_duration(steps * measured)} per 512 px photo on this computer "
-                f"({measured:.1f} s per step in its last run)."
+                f"About {_duration(steps * measured)} per 512 px photo on this computer's "
+                f"{where} ({measured:.2g} s per step in its last run)."
             )
         seconds = finetune_seconds_per_photo(encoder, steps, self.device_kind)
         if seconds is None:

@@ -14,7 +14,7 @@ from tiny_sd import save_tiny_vae
 from spdesk.core.events.training import CheckpointSaved
 from spdesk.core.perturbation import library_perturbations, load_perturbation
 from spdesk.gui.settings import open_settings
-from spdesk.gui.train_dialog import TrainDialog
+from spdesk.gui.train_dialog import NOISE_SERIES, TrainDialog
 
 
 def _photos(folder: Path, count: int = 4) -> Path:
@@ -49,7 +49,7 @@ def test_train_a_tiny_perturbation_and_save_it_to_the_library(
     assert dialog.result is not None, dialog.status_label.text()
     assert dialog.loss_chart.series["loss"].points, "the loss chart got no points"
     assert dialog.val_chart.series["this perturbation"].points
-    assert dialog.val_chart.series["random ±ε noise"].points
+    assert dialog.val_chart.series[NOISE_SERIES].points
     assert dialog.save_frame.isVisibleTo(dialog)
     dialog.name_edit.setText("My tiny test")
     with qtbot.waitSignal(dialog.saved) as saved:

@@ -75,6 +75,7 @@ class TrainRequest:
     device: str = "auto"
 
 
+NOISE_SERIES = "random noise, same strength"  # the baseline, in words (not "±ε")
 CHECKPOINT_EVERY = 25  # steps between the checkpoints a cancelled run resumes from
 
 
@@ -176,7 +177,7 @@ class TrainDialog(QDialog):
         self.loss_chart.add_series("loss", "#2f6fde")
         self.val_chart = LineChart("Effect on held-out photos (higher is stronger)")
         self.val_chart.add_series("this perturbation", "#15803d")
-        self.val_chart.add_series("random ±ε noise", "#9ca3af", dashed=True)
+        self.val_chart.add_series(NOISE_SERIES, "#9ca3af", dashed=True)
         self.val_note = QLabel(
             "Validated every few steps against random noise of the same strength."
         )
@@ -490,7 +491,7 @@ class TrainDialog(QDialog):
                 self._on_step(event)
             case ValidationReport(step=step, distortion=distortion, sign_distortion=sign):
                 self.val_chart.append("this perturbation", step, distortion)
-                self.val_chart.append("random ±ε noise", step, sign)
+                self.val_chart.append(NOISE_SERIES, step, sign)
                 gain = event.gain_over_sign
                 self.val_note.setText(f"Step {step}: {gain:.2f}× the effect of random noise.")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +47,15 @@ def main() -> None:
     parser.add_argument("--measure", type=int, default=6)
     parser.add_argument("--attack-photos", type=int, default=100, help="skipped, as in the bench")
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--device", default="cpu", help="where TAESD (and so fine-tuning) runs")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS")
     args = parser.parse_args()
+    deadline = None if args.time_limit is None else time.monotonic() + args.time_limit
     rest = held_out(args.shared / "data" / "imagenet-sample")
     photos, _ = load_full_photos(rest[args.attack_photos : args.attack_photos + args.measure])
-    taesd = load_encoder(str(args.shared / "models" / "taesd" / "taesd_f8e4m3.safetensors"), "cpu")
+    taesd = load_encoder(
+        str(args.shared / "models" / "taesd" / "taesd_f8e4m3.safetensors"), args.device
+    )
     path = bundled_generator_path()
     base = PhotoFineTuner(path, taesd, args.steps).shaping
     candidates = {
@@ -61,6 +67,7 @@ def main() -> None:
     report = assess(
         photos, candidates, taesd, eps=8.0, sizes=(256, 512),
         on_photo=lambda done, total: print(f"  measured {done}/{total}", flush=True),
+        deadline=deadline,
     )  # fmt: skip
     print(f"bundled shaping: {base}")
     print(report.format())

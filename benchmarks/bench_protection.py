@@ -146,9 +146,13 @@ def crop_figure(candidates: dict, path: Path) -> None:  # type: ignore[type-arg]
     sheet.save(path)
 
 
+def _gpu() -> str:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+
+
 def print_speed(timings: dict[str, tuple[float, float]]) -> None:
     print(
-        f"speed (protect step alone, s; torch threads {torch.get_num_threads()}): "
+        f"speed (protect step alone, s; torch threads {torch.get_num_threads()}; {_gpu()}): "
         "per ImageNet photo | one 24 MP photo"
     )
     for label, (per_photo, big) in timings.items():
@@ -182,10 +186,23 @@ def main() -> None:
     )
     parser.add_argument(
         "--fine-tune",
-        type=int,
-        default=0,
+        default="",
         metavar="STEPS",
-        help="also photo mode fine-tuned per photo against TAESD for STEPS steps",
+        help="also photo mode fine-tuned per photo against TAESD, for each of these step counts "
+        "(e.g. 8 or 8,32)",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="device of the measuring encoders (fine-tuning follows spdesk's own choice: a CUDA "
+        "GPU when there is one)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no photo after this many seconds; the table covers those measured",
     )
     parser.add_argument("--speed-only", action="store_true", help="time the modes, no table")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
@@ -193,6 +210,7 @@ def main() -> None:
     parser.add_argument("--crops", type=Path, default=None, help="100% crops of each mode")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    deadline = None if args.time_limit is None else time.monotonic() + args.time_limit
     if args.threads:
         torch.set_num_threads(args.threads)
     rest = held_out(args.shared / "data" / "imagenet-sample")
@@ -203,15 +221,15 @@ def main() -> None:
     bundled = {"photo": "photo-specific (bundled)", "universal": "universal (bundled)"}
     strengths = [float(s) for s in args.strengths.split(",") if s]
     taesd = str(args.shared / "models" / "taesd" / "taesd_f8e4m3.safetensors")
-    steps = args.fine_tune
-    for label, mode, generator, strength in [
-        *[(bundled[m], m, None, None) for m in args.modes.split(",") if m],
-        *[(path.stem, "photo", path, None) for path in args.generator],
-        *[(f"photo-specific @{s:g}", "photo", None, s) for s in strengths],
-        *([(f"photo fine-tuned {steps}", "photo-finetune", None, None)] if steps else []),
+    fine_tune = [int(s) for s in args.fine_tune.split(",") if s]
+    for label, mode, generator, strength, steps in [
+        *[(bundled[m], m, None, None, 0) for m in args.modes.split(",") if m],
+        *[(path.stem, "photo", path, None, 0) for path in args.generator],
+        *[(f"photo-specific @{s:g}", "photo", None, s, 0) for s in strengths],
+        *[(f"photo fine-tuned {n}", "photo-finetune", None, None, n) for n in fine_tune],
     ]:
         protect, _, _ = mode_protect(
-            mode, generator=generator, strength=strength, encoder=taesd, finetune_steps=steps
+            mode, generator=generator, strength=strength, encoder=taesd, finetune_steps=steps or 8
         )
         candidates[label] = protect
         timings[label] = speed(protect, photos[: args.speed_photos])
@@ -221,9 +239,9 @@ def main() -> None:
         print_speed(timings)
         return
     models = args.shared / "models"
-    encoder = load_encoder(taesd, "cpu")
+    encoder = load_encoder(taesd, args.device)
     transfer = [
-        load_encoder(str(models / spec), "cpu") for spec in args.transfer.split(",") if spec
+        load_encoder(str(models / spec), args.device) for spec in args.transfer.split(",") if spec
     ]
     started = time.monotonic()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -231,11 +249,10 @@ def main() -> None:
         photos, candidates, encoder, eps=args.reference_eps, sizes=sizes,
         attacks=parse_attacks(args.attacks), attack_photos=attack_photos, transfer=transfer,
         on_photo=lambda done, total: print(f"  measured {done}/{total}", flush=True),
+        deadline=deadline,
     )  # fmt: skip
     print(report.format())
-    print("speed (protect step alone, s): per ImageNet photo | one 24 MP photo")
-    for label, (per_photo, big) in timings.items():
-        print(f"  {label:<28} {per_photo:.3f} | {big:.2f}")
+    print_speed(timings)
     print(
         f"measured in {time.monotonic() - started:.0f} s, torch threads {torch.get_num_threads()}"
     )

@@ -16,6 +16,7 @@ encodes it. Per candidate (each mode, random ±eps signs, uniform noise ±eps):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -314,12 +315,15 @@ def assess(
     transfer: Sequence[Encoder] = (),
     cancel: CancelToken | None = None,
     on_photo: Callable[[int, int], None] | None = None,
+    deadline: float | None = None,
 ) -> Assessment:
     """Measure every candidate on ``photos`` (uint8 full-size photos); see the module docstring.
 
     ``candidates`` maps names to protect functions; random signs and uniform noise of ``eps``
     are added. Attacks run at the first editor size; ``average`` is fitted per candidate on
-    ``attack_photos`` (other photos, protected by the same candidate).
+    ``attack_photos`` (other photos, protected by the same candidate). Once ``time.monotonic()``
+    passes ``deadline``, no further photo is started and the report covers those measured (at
+    least one), so a time-boxed run still ends with a table.
     """
     protects = {**candidates, SIGN: sign_noise(eps), UNIFORM: uniform_noise(eps)}
     averaging: dict[str, AveragingAttack] = {}
@@ -330,9 +334,13 @@ def assess(
             averaging[name].fit([protect(p, offset + i) for i, p in enumerate(attack_photos)])
     tally = _Tally()
     encoded = {size: _Encoded(encoder, size) for size in sizes}
+    measured = list(photos)
     for index, photo in enumerate(photos):
         if cancel is not None:
             cancel.check()
+        if deadline is not None and index and time.monotonic() > deadline:
+            measured = measured[:index]
+            break
         originals = _Originals(photo, encoded)
         for name, protect in protects.items():
             protected = protect(photo, index)
@@ -357,10 +365,10 @@ def assess(
         if on_photo is not None:
             on_photo(index + 1, len(photos))
     report = Assessment(
-        encoder.id, len(photos), len(attack_photos), list(sizes), list(attacks), eps
+        encoder.id, len(measured), len(attack_photos), list(sizes), list(attacks), eps
     )
     report.candidates = [tally.figures(name) for name in protects]
-    report.references = _jpeg_references(photos)
+    report.references = _jpeg_references(measured)
     return report
 
 

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Issue 15 on a lent CUDA machine, in one call: the whole protection table for photo fine-tuning
+# (visibility, strength at 256 and 512 px, JPEG / resize / blur / averaging-attack robustness on
+# 100 photos, TAEF2 / TAESana transfer, GPU seconds per photo), which takes a CPU-hour and more on
+# 2 cores. Three benchmarks run side by side (the GPU is mostly idle; the CPU side of the
+# assessment is what takes time), each under a hard timeout, each writing its log and JSON to the
+# folder given as $1 (default $OUT):
+#   table8   bench_protection.py: photo mode, universal and photo fine-tuning 8 steps, one table
+#   table32  bench_protection.py: photo fine-tuning 32 steps
+#   ceiling  bench_budget_ceiling.py: 32 steps inside the bundled budget and looser ones
+# The machine has no ../shared: benchmarks/gpu/pack_bench_photos.py packs the photos these measure
+# and the three encoders into .devdata/bench (carried); wheels of what the machine lacks travel in
+# .whl (see ../.library/device/README.md).
+#
+#   bash benchmarks/gpu/run_issue15.sh "$OUT"                     # on the GPU machine
+#   ISSUE15_SECONDS=60 ISSUE15_MEASURE=2 ISSUE15_ATTACK=6 bash benchmarks/gpu/run_issue15.sh /tmp/i15
+#       (a smoke run of the same commands on any machine)
+set -u
+out="${1:-${OUT:?OUT}}"
+mkdir -p "$out"
+cd "$(dirname "$0")/../.."
+if [[ -d .whl ]] && ! python3 -c "import diffusers, kornia, ssimulacra2, flip_evaluator" 2>/dev/null
+then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 3
+    export PYTHONPATH=/tmp/site
+fi
+[[ -e spdesk/resources ]] || ln -sfn ../resources spdesk/resources  # the package-dir mapping
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$(pwd):$(pwd)/benchmarks"
+export PYTHONUNBUFFERED=1 SPDESK_HOME="${SPDESK_HOME:-/tmp/spdesk-home-i15}"
+shared="${ISSUE15_SHARED:-.devdata/bench}"
+seconds="${ISSUE15_SECONDS:-500}"
+device=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
+sizes=(--measure "${ISSUE15_MEASURE:-24}" --attack-photos "${ISSUE15_ATTACK:-100}")
+limit=(--time-limit $(( seconds - 90 )))  # then the table is printed with the photos measured
+common=(--shared "$shared" --device "$device" "${sizes[@]}" "${limit[@]}" --speed-photos 10)
+python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0) \
+    if torch.cuda.is_available() else 'no GPU')"
+
+run() {  # NAME COMMAND...: in the background, hard timeout, output in $out/NAME.log
+    local name=$1; shift
+    OMP_NUM_THREADS=5 timeout "$seconds" "$@" >"$out/$name.log" 2>&1 &
+}
+run table8 python3 benchmarks/bench_protection.py "${common[@]}" --modes photo,universal \
+    --fine-tune 8 --json "$out/table8.json" --chart "$out/pareto8.png"
+run table32 python3 benchmarks/bench_protection.py "${common[@]}" --modes "" \
+    --fine-tune 32 --json "$out/table32.json"
+run ceiling python3 benchmarks/bench_budget_ceiling.py --shared "$shared" --device "$device" \
+    "${sizes[@]}" "${limit[@]}" --steps 32
+wait
+for name in table8 table32 ceiling; do echo "== $name"; tail -n 40 "$out/$name.log"; done

@@ -214,3 +214,35 @@ def test_a_looser_budget_lets_flat_areas_change_as_much_as_texture(
         return float(change[:, flat].mean())
 
     assert flat_change(Shaping(floor=1.0, colour=0.0)) > 1.5 * flat_change(None)
+
+
+def _jpeg(image: Image.Image, quality: int = 75) -> Image.Image:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def test_jpeg_in_the_loss_makes_the_protection_survive_a_real_jpeg_resave(
+    generator_file: Path, encoder: Encoder
+) -> None:
+    photo = _photo(48, 64)
+    plain = _tuner(generator_file, encoder, 6).apply(photo)[0]
+    hardened, figures = PhotoFineTuner(
+        generator_file, encoder, 6, key=KEY, editor_sides=(24, 40), jpeg_quality=75
+    ).apply(photo)
+    after = {
+        name: _distortion(encoder, _jpeg(image), _jpeg(photo))
+        for name, image in (("plain", plain), ("hardened", hardened))
+    }
+    assert after["hardened"] > after["plain"]
+    assert figures[1] <= 8
+
+
+@pytest.mark.parametrize("quality", [0, 101])
+def test_a_jpeg_quality_outside_1_to_100_is_refused(
+    generator_file: Path, encoder: Encoder, quality: int
+) -> None:
+    with pytest.raises(ConfigError, match="JPEG quality"):
+        PhotoFineTuner(generator_file, encoder, 2, key=KEY, jpeg_quality=quality)

@@ -66,6 +66,9 @@ class PhotoFineTuner(GeneratorProtector):
         editor_sides: short sides of the editor views the loss looks at.
         shaping: another perceptual budget than the generator file's (for benchmarks that
             measure what the budget costs; the product always uses the file's).
+        jpeg_quality: also push the editor views of the protected photo after a JPEG round trip
+            of this quality (differentiable, kornia) away from the same round trip of the clean
+            photo, so the protection survives a re-save; None: clean views only.
     """
 
     def __init__(
@@ -79,9 +82,12 @@ class PhotoFineTuner(GeneratorProtector):
         working_side: int = WORKING_SIDE,
         editor_sides: Sequence[int] = EDITOR_SIDES,
         shaping: Shaping | None = None,
+        jpeg_quality: int | None = None,
     ) -> None:
         if not 1 <= steps <= 10_000:
             raise ConfigError(f"Fine-tuning steps must be between 1 and 10000, got {steps}.")
+        if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
+            raise ConfigError(f"JPEG quality must be between 1 and 100, got {jpeg_quality}.")
         if not editor_sides or min(editor_sides) < GRID:
             raise ConfigError(f"Editor sizes must be {GRID} pixels or more, got {editor_sides}.")
         super().__init__(path, strength, key=key, working_side=working_side, device=encoder.device)
@@ -90,6 +96,7 @@ class PhotoFineTuner(GeneratorProtector):
         self.encoder = encoder
         self.steps = steps
         self.editor_sides = tuple(editor_sides)
+        self.jpeg_quality = jpeg_quality
         self.cancel: CancelToken | None = None
         self.on_step: Callable[[int, int], None] | None = None
 
@@ -101,7 +108,8 @@ class PhotoFineTuner(GeneratorProtector):
         members = self.encoder.members
         with torch.no_grad():
             clean = {
-                (size, index): member.encode(resize_view(x, size)).mean
+                (size, index, way): member.encode(resize_view(view, size)).mean
+                for way, view in self._ways(x).items()
                 for size in sizes
                 for index, member in enumerate(members)
             }
@@ -111,11 +119,12 @@ class PhotoFineTuner(GeneratorProtector):
             del step
             protected = (x + compose_delta(scaled / bound, x, self.eps, self.shaping)).clamp(0, 1)
             total = protected.new_zeros(())
-            for size in sizes:
-                view = resize_view(protected, size)
-                for index, member in enumerate(members):
-                    total = total + _relative_sq(member, view, clean[(size, index)])
-            return -total / (len(sizes) * len(members))  # the loop minimises
+            for way, image in self._ways(protected).items():
+                for size in sizes:
+                    view = resize_view(image, size)
+                    for index, member in enumerate(members):
+                        total = total + _relative_sq(member, view, clean[(size, index, way)])
+            return -total / len(clean)  # the loop minimises
 
         config = OptimConfig(
             optimizer="pgd", eps=self.eps, steps=self.steps, step_size=FIRST_STEP * self.eps
@@ -129,3 +138,13 @@ class PhotoFineTuner(GeneratorProtector):
             on_step=None if on_step is None else lambda done, _: on_step(done, self.steps),
         )
         return (scaled / bound).clamp(-1, 1)
+
+    def _ways(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The photo as an editor may receive it: as is, and re-saved as a JPEG if asked."""
+        ways = {"as is": image}
+        if self.jpeg_quality is not None:
+            from kornia.enhance import jpeg_codec_differentiable
+
+            quality = image.new_tensor([float(self.jpeg_quality)])
+            ways["jpeg"] = jpeg_codec_differentiable(image, quality)
+        return ways

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from spdesk.core.assessment import SIGN, UNIFORM, Assessment, assess, mode_protect
+from spdesk.core.assessment import SIGN, UNIFORM, Assessment, Protect, assess, mode_protect
 from spdesk.core.attacks import parse_attacks
 from spdesk.core.encoders import load_encoder
 from spdesk.core.evaluate import load_full_photos
@@ -146,6 +146,29 @@ def crop_figure(candidates: dict, path: Path) -> None:  # type: ignore[type-arg]
     sheet.save(path)
 
 
+def tuner_variant(models: Path, steps: int, variant: str, device: str) -> Protect:
+    """Photo fine-tuning with a loss the product does not use (yet): "jpeg75" adds a JPEG q75
+    round trip, "ens" fine-tunes against TAESD and TAEF2 together."""
+    from spdesk.core.generator_file import bundled_generator_path
+    from spdesk.core.photo_finetune import PhotoFineTuner
+
+    parts = set(variant.split("+"))
+    if not parts <= {"jpeg75", "ens"}:
+        raise SystemExit(f"unknown tuner variant {variant!r}")
+    spec = str(models / "taesd" / "taesd_f8e4m3.safetensors")
+    if "ens" in parts:
+        spec += "," + str(models / "tae" / "taef2_encoder.safetensors")
+    quality = 75 if "jpeg75" in parts else None
+    tuner = PhotoFineTuner(
+        bundled_generator_path(), load_encoder(spec, device), steps, jpeg_quality=quality
+    )
+
+    def protect(photo: np.ndarray, index: int) -> np.ndarray:
+        return np.asarray(tuner.apply(Image.fromarray(photo), f"photo-{index}")[0])
+
+    return protect
+
+
 def _gpu() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
 
@@ -204,6 +227,12 @@ def main() -> None:
         metavar="SECONDS",
         help="start no photo after this many seconds; the table covers those measured",
     )
+    parser.add_argument(
+        "--tuner-variants",
+        default="",
+        help="also photo fine-tuning (each --fine-tune step count) with loss variants not in the "
+        "product: jpeg75 (a JPEG q75 round trip in the loss), ens (TAESD + TAEF2), jpeg75+ens",
+    )
     parser.add_argument("--speed-only", action="store_true", help="time the modes, no table")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--chart", type=Path, default=None)
@@ -233,6 +262,11 @@ def main() -> None:
         )
         candidates[label] = protect
         timings[label] = speed(protect, photos[: args.speed_photos])
+    for steps in fine_tune:
+        for variant in filter(None, args.tuner_variants.split(",")):
+            label = f"fine-tuned {steps}, {variant}"
+            candidates[label] = tuner_variant(args.shared / "models", steps, variant, args.device)
+            timings[label] = speed(candidates[label], photos[: args.speed_photos])
     if args.crops:
         crop_figure(candidates, args.crops)
     if args.speed_only:

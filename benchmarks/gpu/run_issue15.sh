@@ -2,12 +2,14 @@
 # Issue 15 on a lent CUDA machine, in one call: the whole protection table for photo fine-tuning
 # (visibility, strength at 256 and 512 px, JPEG / resize / blur / averaging-attack robustness on
 # 100 photos, TAEF2 / TAESana transfer, GPU seconds per photo), which takes a CPU-hour and more on
-# 2 cores. Three benchmarks run side by side (the GPU is mostly idle; the CPU side of the
+# 2 cores. The benchmarks run side by side (the GPU is mostly idle; the CPU side of the
 # assessment is what takes time), each under a hard timeout, each writing its log and JSON to the
-# folder given as $1 (default $OUT):
+# folder given as $1 (default $OUT). ISSUE15_PLAN=tables (default):
 #   table8   bench_protection.py: photo mode, universal and photo fine-tuning 8 steps, one table
 #   table32  bench_protection.py: photo fine-tuning 32 steps
 #   ceiling  bench_budget_ceiling.py: 32 steps inside the bundled budget and looser ones
+# ISSUE15_PLAN=variants: fine-tuning with a JPEG round trip or TAEF2 in the loss (8 and 16
+# steps), then the GPU seconds per photo of each mode with nothing else running.
 # The machine has no ../shared: benchmarks/gpu/pack_bench_photos.py packs the photos these measure
 # and the three encoders into .devdata/bench (carried); wheels of what the machine lacks travel in
 # .whl (see ../.library/device/README.md).
@@ -41,11 +43,27 @@ run() {  # NAME COMMAND...: in the background, hard timeout, output in $out/NAME
     local name=$1; shift
     OMP_NUM_THREADS=5 timeout "$seconds" "$@" >"$out/$name.log" 2>&1 &
 }
-run table8 python3 benchmarks/bench_protection.py "${common[@]}" --modes photo,universal \
-    --fine-tune 8 --json "$out/table8.json" --chart "$out/pareto8.png"
-run table32 python3 benchmarks/bench_protection.py "${common[@]}" --modes "" \
-    --fine-tune 32 --json "$out/table32.json"
-run ceiling python3 benchmarks/bench_budget_ceiling.py --shared "$shared" --device "$device" \
-    "${sizes[@]}" "${limit[@]}" --steps 32
+plan="${ISSUE15_PLAN:-tables}"
+bench=(python3 benchmarks/bench_protection.py "${common[@]}")
+if [[ $plan == tables ]]; then  # the first call (2026-11-30): product modes, 8 and 32 steps
+    run table8 "${bench[@]}" --modes photo,universal --fine-tune 8 --json "$out/table8.json" \
+        --chart "$out/pareto8.png"
+    run table32 "${bench[@]}" --modes "" --fine-tune 32 --json "$out/table32.json"
+    run ceiling python3 benchmarks/bench_budget_ceiling.py --shared "$shared" \
+        --device "$device" "${sizes[@]}" "${limit[@]}" --steps 32
+    names=(table8 table32 ceiling)
+else  # variants: loss variants of fine-tuning, then photo modes' GPU time with the GPU alone
+    run variants8 "${bench[@]}" --modes "" --fine-tune 8 --tuner-variants jpeg75,ens \
+        --json "$out/variants8.json"
+    run variants16 "${bench[@]}" --modes "" --fine-tune 16 --tuner-variants jpeg75 \
+        --json "$out/variants16.json"
+    names=(variants8 variants16)
+fi
 wait
-for name in table8 table32 ceiling; do echo "== $name"; tail -n 40 "$out/$name.log"; done
+if [[ $plan != tables ]]; then
+    OMP_NUM_THREADS=8 timeout 120 python3 benchmarks/bench_protection.py --shared "$shared" \
+        --measure 20 --attack-photos 100 --speed-photos 20 --modes photo,universal \
+        --fine-tune 8 --tuner-variants jpeg75 --speed-only >"$out/speed.log" 2>&1
+    names+=(speed)
+fi
+for name in "${names[@]}"; do echo "== $name"; tail -n 40 "$out/$name.log"; done

@@ -134,14 +134,29 @@ def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     """
     try:
         with path.open("rb") as handle:
-            head = handle.read(HEAD_BYTES)
-            fmt = _check_head(path, head)
-            handle.seek(0)
-            image = _open(path, handle, fmt, max_pixels)
-            _load(path, image)
+            image, fmt, head = _decode(path, handle, max_pixels)
     except OSError as error:
         raise read_error(path, error) from error
     return _normalise(path, image, fmt, head)
+
+
+def read_image_from(
+    handle: IO[bytes], name: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> DecodedImage:
+    """:func:`read_image` for a photo already open as a seekable binary stream (an object in
+    an object store, see :mod:`spdesk.core.stores`); ``name`` names it in messages. An OSError
+    while reading is the caller's to name."""
+    image, fmt, head = _decode(name, handle, max_pixels)
+    return _normalise(name, image, fmt, head)
+
+
+def _decode(path: Path, handle: IO[bytes], max_pixels: int) -> tuple[Image.Image, str, bytes]:
+    head = handle.read(HEAD_BYTES)
+    fmt = _check_head(path, head)
+    handle.seek(0)
+    image = _open(path, handle, fmt, max_pixels)
+    _load(path, image)
+    return image, fmt, head
 
 
 def read_error(path: Path, error: OSError) -> ImageError:

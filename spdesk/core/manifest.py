@@ -208,13 +208,7 @@ class Manifest:
         if not shards:
             return
         found = [e for shard in shards for e in read_job_manifest(shard).values()]
-        newer = [
-            e
-            for e in sorted(found, key=_entry_time)
-            if _entry_time(e) >= _entry_time(self.entries.get(e["source"], {}))
-        ]
-        for entry in newer:
-            self.entries[entry["source"]] = entry
+        newer = merge_entries(self.entries, found)
         self._append(newer)
         if self._handle is not None:  # merged lines are durable before the shards go
             os.fsync(self._handle.fileno())
@@ -224,9 +218,29 @@ class Manifest:
             (self.root / SHARDS_FOLDER).rmdir()
 
     def _compact(self) -> None:
-        text = "".join(json.dumps(e) + "\n" for e in self.entries.values() if e)
-        header = json.dumps({"format": "spdesk-manifest", "version": FORMAT_VERSION}) + "\n"
-        atomic_write(self.path, (header + text).encode("utf-8"))
+        atomic_write(self.path, compact_text(self.entries).encode("utf-8"))
+
+
+def merge_entries(
+    entries: dict[str, dict[str, Any]], found: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Merge shard lines ``found`` into ``entries`` (the later line for a source wins); returns
+    the lines that were newer, oldest first (what a manifest file appends)."""
+    newer = [
+        e
+        for e in sorted(found, key=_entry_time)
+        if _entry_time(e) >= _entry_time(entries.get(e["source"], {}))
+    ]
+    for entry in newer:
+        entries[entry["source"]] = entry
+    return newer
+
+
+def compact_text(entries: dict[str, dict[str, Any]]) -> str:
+    """A manifest's compact form: the format header, then one line per source."""
+    text = "".join(json.dumps(e) + "\n" for e in entries.values() if e)
+    header = json.dumps({"format": "spdesk-manifest", "version": FORMAT_VERSION}) + "\n"
+    return header + text
 
 
 def shard_path(root: Path, name: str) -> Path:
@@ -242,11 +256,16 @@ def _entry_time(entry: dict[str, Any]) -> float:
 def read_job_manifest(path: Path) -> dict[str, dict[str, Any]]:
     """The latest entry per source in a job's manifest (an output folder's, or one shard); torn
     or foreign lines are ignored."""
-    entries: dict[str, dict[str, Any]] = {}
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return entries
+        return {}
+    return parse_job_manifest(text)
+
+
+def parse_job_manifest(text: str) -> dict[str, dict[str, Any]]:
+    """:func:`read_job_manifest` of a manifest's text (an object store's manifest object)."""
+    entries: dict[str, dict[str, Any]] = {}
     for line in text.splitlines():
         try:
             entry = json.loads(line)

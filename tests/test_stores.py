@@ -1,0 +1,223 @@
+"""The storage seam: a folder and object stores (fsspec) give a job the same four steps.
+
+Every test runs on three stores: a local folder (:class:`FolderStore`), fsspec's in-memory file
+system (an object store with conditional writes, like S3 and GCS) and a pyarrow file system
+(``SubTreeFileSystem`` over a temporary folder, through fsspec's ``ArrowFSWrapper``: what Ray
+Data uses). No network: real S3 and GCS were not tested.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import posixpath
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spdesk.core.errors import ImageError, OutputExistsError
+from spdesk.core.export import check_written, output_format, output_name, prepare, write_temp
+from spdesk.core.imageio import read_image
+from spdesk.core.jobs import ProtectJob, ProtectSettings
+from spdesk.core.jobs.protector import build_protector, protect_photo
+from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, read_job_manifest
+from spdesk.core.perturbation import load_perturbation
+from spdesk.core.stores import FolderStore, FsspecStore, Store, open_store
+from tests import protect_samples as samples
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("fsspec") is None or importlib.util.find_spec("pyarrow") is None,
+    reason='fsspec and pyarrow are not installed (pip install "spdesk[ray]", in the test extra)',
+)
+
+_memory_roots = itertools.count()
+
+
+@dataclass
+class Place:
+    """A store, a root inside it, and how a test puts and reads raw bytes there."""
+
+    store: Store
+    root: str
+    put: Callable[[str, bytes], None]
+    get: Callable[[str], bytes]
+    exists: Callable[[str], bool]
+
+    def at(self, relative: str) -> str:
+        return posixpath.join(self.root, relative)
+
+
+def _folder(tmp_path: Path) -> Place:
+    root = tmp_path / "store"
+    root.mkdir()
+
+    def put(path: str, data: bytes) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+
+    return Place(FolderStore(), str(root), put, lambda p: Path(p).read_bytes(), os_exists)
+
+
+def os_exists(path: str) -> bool:
+    return Path(path).exists()
+
+
+def _fsspec(fs: object, root: str) -> Place:
+    def put(path: str, data: bytes) -> None:
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)  # type: ignore[attr-defined]
+        fs.pipe_file(path, data)  # type: ignore[attr-defined]
+
+    get = fs.cat_file  # type: ignore[attr-defined]
+    return Place(FsspecStore(fs), root, put, get, fs.exists)  # type: ignore[attr-defined]
+
+
+def _memory(tmp_path: Path) -> Place:
+    import fsspec
+
+    return _fsspec(fsspec.filesystem("memory"), f"/spdesk-test-{next(_memory_roots)}")
+
+
+def _arrow(tmp_path: Path) -> Place:
+    import pyarrow.fs
+    from fsspec.implementations.arrow import ArrowFSWrapper
+
+    (tmp_path / "arrow").mkdir()
+    tree = pyarrow.fs.SubTreeFileSystem(str(tmp_path / "arrow"), pyarrow.fs.LocalFileSystem())
+    return _fsspec(ArrowFSWrapper(tree), "bucket")
+
+
+@pytest.fixture(params=[_folder, _memory, _arrow], ids=["folder", "memory", "pyarrow"])
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Place]:
+    yield request.param(tmp_path)
+
+
+def _photo_bytes(tmp_path: Path, name: str = "p.jpg", width: int = 40) -> bytes:
+    return samples.photo(tmp_path / "src" / name, width, 24).read_bytes()
+
+
+def _temp(tmp_path: Path, data: bytes) -> Path:
+    temp = tmp_path / "staging" / ".out.spdesk-tmp"
+    temp.parent.mkdir(exist_ok=True)
+    temp.write_bytes(data)
+    return temp
+
+
+def test_the_photos_of_a_store_are_listed_with_their_size_and_nothing_else(
+    place: Place, tmp_path: Path
+) -> None:
+    photo = _photo_bytes(tmp_path)
+    place.put(place.at("a/one.jpg"), photo)
+    place.put(place.at("b/two.jpg"), photo + b"tail")
+    place.put(place.at("notes.txt"), b"not a photo")
+    place.put(place.at(".hidden.jpg"), photo)
+    place.put(place.at(f"{SHARDS_FOLDER}/x.jsonl"), b"{}\n")
+    listed = place.store.list_photos(place.root)
+    relative = [posixpath.relpath(f.path, place.root) for f in listed]
+    assert relative == ["a/one.jpg", "b/two.jpg"]
+    assert [f.signature.size for f in listed] == [len(photo), len(photo) + 4]
+
+
+def test_a_photo_read_from_a_store_decodes_as_from_a_file(place: Place, tmp_path: Path) -> None:
+    path = samples.gps_jpeg(tmp_path / "gps.jpg")
+    place.put(place.at("gps.jpg"), path.read_bytes())
+    stored = place.store.read_image(place.at("gps.jpg"))
+    local = read_image(path)
+    assert np.array_equal(np.asarray(stored.image), np.asarray(local.image))
+    assert (stored.source_format, stored.exif, stored.icc_profile) == (
+        local.source_format,
+        local.exif,
+        local.icc_profile,
+    )
+
+
+def test_a_missing_or_damaged_stored_photo_is_a_named_image_error(
+    place: Place, tmp_path: Path
+) -> None:
+    with pytest.raises(ImageError, match=r"gone\.jpg"):
+        place.store.read_image(place.at("gone.jpg"))
+    place.put(place.at("cut.jpg"), _photo_bytes(tmp_path)[:300])
+    with pytest.raises(ImageError, match=r"cut\.jpg"):  # as the local engine says it
+        place.store.read_image(place.at("cut.jpg"))
+
+
+def test_publishing_never_replaces_other_bytes_unless_asked(place: Place, tmp_path: Path) -> None:
+    target = place.at("out/p.protected.jpg")
+    place.store.publish(_temp(tmp_path, b"first"), target)
+    assert place.get(target) == b"first"
+    other = _temp(tmp_path, b"second")
+    with pytest.raises(OutputExistsError):
+        place.store.publish(other, target)
+    assert place.get(target) == b"first"
+    assert other.exists()  # kept, to publish under another name
+    place.store.publish(other, target, replace=True)
+    assert place.get(target) == b"second"
+    assert not other.exists()
+
+
+def test_publishing_the_same_bytes_again_is_a_no_op(place: Place, tmp_path: Path) -> None:
+    """A batch retried after its worker died publishes again what its first try did."""
+    target = place.at("p.protected.jpg")
+    place.store.publish(_temp(tmp_path, b"same"), target)
+    again = _temp(tmp_path, b"same")
+    place.store.publish(again, target)
+    assert place.get(target) == b"same"
+    assert not again.exists()
+
+
+def test_manifest_shards_of_many_writers_merge_into_a_manifest_the_local_engine_reads(
+    place: Place, tmp_path: Path
+) -> None:
+    def line(source: str, status: str, time: float) -> dict[str, object]:
+        return {"source": source, "status": status, "time": time, "settings": "s"}
+
+    place.store.write_shard(place.root, "w1", [line("/a", "done", 2.0), line("/b", "failed", 1.0)])
+    place.store.write_shard(place.root, "w2", [line("/b", "done", 3.0), line("/c", "done", 1.0)])
+    entries = place.store.merge_shards(place.root)
+    assert {s: e["status"] for s, e in entries.items()} == {
+        "/a": "done",
+        "/b": "done",
+        "/c": "done",
+    }
+    assert not place.exists(place.at(f"{SHARDS_FOLDER}/w1.jsonl"))
+    copy = tmp_path / "copy" / MANIFEST_NAME  # what a local run reads after copying it down
+    copy.parent.mkdir()
+    copy.write_bytes(place.get(place.at(MANIFEST_NAME)))
+    assert read_job_manifest(copy) == entries
+    place.store.write_shard(place.root, "w3", [line("/a", "failed", 4.0)])
+    assert place.store.merge_shards(place.root)["/a"]["status"] == "failed"
+
+
+def test_a_photo_protected_from_a_store_into_a_store_has_the_local_engines_bytes(
+    place: Place, tmp_path: Path
+) -> None:
+    """The per-photo step through the seam (read, protect, encode and check in a local
+    temporary file, publish) gives the bytes the local engine writes."""
+    settings = ProtectSettings(perturbation=samples.perturbation_file(tmp_path), working_size=16)
+    (tmp_path / "in").mkdir()
+    source = samples.gps_jpeg(tmp_path / "in" / "gps.jpg")
+    ProtectJob([tmp_path / "in"], tmp_path / "local", settings).run()
+    (expected,) = (p for p in (tmp_path / "local").iterdir() if p.suffix == ".jpg")
+    place.put(place.at("in/gps.jpg"), source.read_bytes())
+
+    protector = build_protector(settings, load_perturbation(settings.perturbation))  # type: ignore[arg-type]
+    decoded = place.store.read_image(place.at("in/gps.jpg"))
+    protected, _figures = protect_photo(protector, decoded, "gps.jpg")
+    export = settings.export_options()
+    fmt = output_format(decoded.source_format, export)
+    name = output_name("gps.jpg", fmt, export.suffix)
+    temp, _size = write_temp(prepare(decoded, protected, fmt, export), tmp_path / "stage" / name)
+    check_written(temp, decoded.size, tmp_path / "stage" / name)
+    place.store.publish(temp, place.at(f"out/{name}"))
+
+    assert name == expected.name
+    assert place.get(place.at(f"out/{name}")) == expected.read_bytes()
+
+
+def test_a_location_opens_the_store_its_scheme_names(tmp_path: Path) -> None:
+    store, path = open_store(str(tmp_path))
+    assert isinstance(store, FolderStore) and path == str(tmp_path)
+    store, path = open_store("memory://bucket/photos")
+    assert isinstance(store, FsspecStore) and path == "/bucket/photos"

@@ -71,3 +71,16 @@ def test_window_fits_a_small_laptop_screen(
     if runner is not None:  # About describes the device: torch is imported in its worker
         qtbot.waitUntil(lambda: not runner.running, timeout=120_000)
     widget.close()
+
+
+def test_the_main_window_uses_a_big_screen_and_fills_a_small_one(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.gui import style
+
+    for screen, expected in (((1920, 1080), (1440, 900)), ((WIDTH, HEIGHT), (1350, 696))):
+        room = (screen[0] - FRAME_W, screen[1] - FRAME_H)
+        monkeypatch.setattr(style, "screen_room", lambda _w, room=room: room)
+        window = MainWindow(open_settings())
+        qtbot.addWidget(window)
+        assert window.size().toTuple() == expected, screen

@@ -161,6 +161,29 @@ def test_cancel_mid_job_leaves_no_partial_file(
     assert window.queue.count_by_status()[RowStatus.DONE] == 6
 
 
+def test_a_run_cancelled_before_any_photo_does_not_say_it_saved_them(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = protect_bridge.protect_task
+
+    def paused_at_once(*args: Any) -> Any:
+        task = real(*args)
+
+        def run(on_event: Callable[[Event], None], cancel: CancelToken) -> Any:
+            cancel.pause()  # a slow job: nothing is finished when the user cancels
+            return task(on_event, cancel)
+
+        return run
+
+    monkeypatch.setattr(protect_bridge, "protect_task", paused_at_once)
+    _add(qtbot, window, [_photos(tmp_path / "photos", 2)])
+    window.start_job()
+    with qtbot.waitSignal(window.job_runner.finished, timeout=10_000):
+        window.cancel_button.click()
+    text = window.summary_label.text()
+    assert "0 protected" in text and "Nothing was saved." in text and "Saved to" not in text
+
+
 def test_retry_a_failed_row(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -346,6 +369,7 @@ def test_protect_again_after_a_settings_change_redoes_the_photos(
     assert not window.rerun_bar.isVisibleTo(window)
     window.options_panel.strength_spin.setValue(4.0)  # another strength: other outputs
     assert {r.status for r in window.queue.rows()} == {RowStatus.WAITING}
+    assert window.overall_bar.value() == 0, "no full bar over photos waiting to be redone"
     assert window.rerun_bar.isVisibleTo(window), "the collision choice shows when it matters"
     assert "3 photos" in window.rerun_label.text()
     window.rerun_collision.setCurrentIndex(window.rerun_collision.findData("overwrite"))
@@ -498,3 +522,25 @@ def test_the_location_is_left_out_unless_kept_and_the_summary_says_so(
     assert row.output is not None and "Location" not in window.summary_label.text()
     with Image.open(row.output) as image:
         assert image.getexif().get_ifd(0x8825)[1] == "N"
+
+
+def test_save_to_names_the_folder_the_copies_go_to_before_protecting(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    panel = window.options_panel
+    panel.output_edit.clear()
+    edit = panel.output_edit
+    assert edit.placeholderText() == "a new folder beside the photos"
+    room = edit.width() - 2 * edit.textMargins().left() - 16  # the frame and padding
+    assert edit.fontMetrics().horizontalAdvance(edit.placeholderText()) <= room  # not cut off
+    assert not panel.output_note.isVisibleTo(window)
+    _add(qtbot, window, [_photos(tmp_path / "Holiday photos from the summer", 2)])
+    note = panel.output_note
+    assert note.isVisibleTo(window) and note.wordWrap()  # a long name wraps, never cut
+    assert "“Holiday photos from the summer (protected)”, beside the photos" in note.text()
+    assert str(tmp_path / "Holiday photos from the summer (protected)") in edit.toolTip()
+    edit.setText(str(tmp_path / "mine"))  # a chosen folder speaks for itself
+    assert not note.isVisibleTo(window)
+    edit.clear()
+    window.clear_queue()
+    assert not note.isVisibleTo(window)

@@ -186,3 +186,18 @@ def test_open_folder_says_so_when_no_file_manager_opens_it(
     assert opened, "the button asked no file manager"
     assert "No file manager" in dialog.status_label.text()
     assert str(dialog.root) in dialog.status_label.text()
+
+
+def test_models_not_installed_show_what_they_would_download(qtbot: QtBot, hub: HubServer) -> None:
+    from PySide6.QtCore import Qt
+
+    dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
+    features = [dialog.table.item(row, 0).data(Qt.ItemDataRole.UserRole) for row in range(4)]
+    sizes = dict(zip(features, (_cell(dialog, row, 3) for row in range(4)), strict=True))
+    assert sizes == {
+        "train": "~170 MB",
+        "preview": "~2.1 GB",
+        "inpaint": "~2.1 GB",
+        "taesd": "~10 MB",
+    }
+    assert dialog.table.item(1, 3).toolTip().startswith("About ")

@@ -146,3 +146,18 @@ def test_other_models_or_device_release_the_engine_first(sd_dir: Path) -> None:
     gc.collect()
     assert second is not first and pipeline() is None
     cache.release()
+
+
+def test_the_edit_controls_speak_plainly_and_are_not_the_protection_strength(
+    qtbot: QtBot, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    from PySide6.QtWidgets import QLabel
+
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, None)
+    presets = [dialog.preset_combo.itemText(i) for i in range(dialog.preset_combo.count())]
+    assert presets[0] == "Watercolor painting" and not any("(P" in text for text in presets)
+    modes = [dialog.mode_combo.itemText(i) for i in range(dialog.mode_combo.count())]
+    assert not any("SDEdit" in text for text in modes), modes
+    labels = {label.text() for label in dialog.findChildren(QLabel)}
+    assert "Edit strength" in labels and "Strength" not in labels

@@ -201,7 +201,10 @@ def test_a_result_weaker_than_noise_makes_train_longer_the_main_action(
     weak = SimpleNamespace(
         metadata={"gain_over_sign": 0.65, "steps": 4, "train_photos": 3, "val_photos": 1}
     )
+    assert dialog.start_button.objectName() == "Primary"  # before a run: the one main action
     dialog._on_succeeded(weak)
+    dialog._update_controls()  # as the run's end does
+    assert dialog.start_button.objectName() != "Primary", "one main action: in the save box"
     assert "WEAKER than random noise" in dialog.result_label.text()
     assert dialog.train_longer_button.isVisibleTo(dialog)
     assert dialog.train_longer_button.isDefault() and not dialog.save_button.isDefault()
@@ -220,3 +223,19 @@ def test_validation_costs_the_dialog_no_more_than_the_cli() -> None:
 
     assert validation_interval(10) == 25  # a 10-step run validates once, at the end
     assert validation_interval(300) == 37 and validation_interval(8000) == 1000
+
+
+def test_strength_is_a_preset_with_the_exact_value_only_for_custom(
+    qtbot: QtBot, dialog: TrainDialog
+) -> None:
+    dialog.show()
+    combo = dialog.strength_combo
+    combo.setCurrentIndex(combo.findData(8.0))
+    assert not dialog.strength_spin.isVisibleTo(dialog) and dialog.request().eps == 8.0
+    assert not any("/255" in combo.itemText(i) for i in range(combo.count()))
+    combo.setCurrentIndex(combo.count() - 1)  # Custom
+    assert dialog.strength_spin.isVisibleTo(dialog)
+    dialog.strength_spin.setValue(6.0)
+    assert combo.currentIndex() == combo.count() - 1 and dialog.request().eps == 6.0
+    dialog.strength_spin.setValue(16.0)  # a preset's value selects the preset
+    assert combo.currentData() == 16.0 and not dialog.strength_spin.isVisibleTo(dialog)

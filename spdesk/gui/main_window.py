@@ -91,7 +91,7 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            fit_to_screen(self, 1200, 696)
+            fit_to_screen(self, 1440, 900)  # a big screen gets a roomier queue
         self._update_controls()
 
     # --- layout ---------------------------------------------------------------------------------
@@ -377,6 +377,7 @@ class MainWindow(QMainWindow):
             self.rerun_bar.show()
         self._done_with = None
         self.summary.hide()
+        self.overall_bar.setValue(0)  # full would say the redone photos are finished
         self._update_controls()
 
     def _on_device_changed(self) -> None:
@@ -585,8 +586,10 @@ class MainWindow(QMainWindow):
             text += f"\n{location_text(self._location_removed, keep)}"
         for warning in self._job_warnings:  # settings that weaken the protection
             text += f"\nNote: {warning}"
-        if self._output_root is not None:
+        if self._output_root is not None and counts[RowStatus.DONE]:
             text += f"\nSaved to {self._output_root}"
+        elif self._output_root is not None:
+            text += "\nNothing was saved."  # a cancelled or failed run wrote no copy
         self.summary_label.setText(text)
         self.summary.show()
         self.overall_bar.setValue(
@@ -628,6 +631,9 @@ class MainWindow(QMainWindow):
         self.options_panel.setEnabled(not running)
         self.drop_zone.set_compact(has_photos)
         count = len(self.queue.paths())
+        self.options_panel.show_default_output(
+            protect_bridge.default_output_root(self.queue.paths()) if has_photos else None
+        )
         self.queue_title.setText(
             f"Queue · {count} photo{'s' if count != 1 else ''}" if count else "Queue"
         )

@@ -42,6 +42,8 @@ FEATURE_LABELS: dict[str, tuple[str, str]] = {
     "inpaint": ("Inpainting preview", "Stable Diffusion 1.5 inpainting"),
     "taesd": ("Fast encoder", "TAESD tiny autoencoder"),
 }
+DOWNLOAD_SIZES = {"train": "~170 MB", "preview": "~2.1 GB", "inpaint": "~2.1 GB", "taesd": "~10 MB"}
+"""What each feature downloads, roughly: shown before the user decides (the exact size is asked)."""
 COLUMNS = ("Feature", "Model", "Status", "Size", "Location")
 
 StoreFactory = Callable[[], Any]
@@ -238,12 +240,17 @@ class ModelManagerDialog(QDialog):
                 label,
                 model,
                 state,
-                format_bytes(status.size_bytes) if status.present else "—",
+                format_bytes(status.size_bytes)
+                if status.present
+                else DOWNLOAD_SIZES.get(status.feature, "—"),
                 status.folder or "",
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text if column != 1 else f"{status.repo_id} @ {status.revision}")
+                if column == 3 and not status.present:
+                    item.setToolTip(f"About {text.lstrip('~')} to download")
+                    item.setForeground(_colour("muted"))
                 if column == 0:
                     item.setData(Qt.ItemDataRole.UserRole, status.feature)
                 if column == 2:

@@ -290,18 +290,30 @@ class PreviewDialog(QDialog):
         browse.clicked.connect(self.choose_photo)
         self.preset_combo = QComboBox()
         for key, (label, _prompt) in PROMPT_PRESETS.items():
-            self.preset_combo.addItem(f"{label} ({key})", key)
+            self.preset_combo.addItem(label, key)  # P1..P4 (the CLI's names) in the tooltip
+            self.preset_combo.setItemData(
+                self.preset_combo.count() - 1,
+                f"--prompt {key} in the CLI",
+                Qt.ItemDataRole.ToolTipRole,
+            )
         self.preset_combo.addItem("Your own words…", "")
         self.prompt_edit = QLineEdit()
         self.prompt_edit.setPlaceholderText("describe the edit")
         self.mode_combo = QComboBox()
-        self.mode_combo.addItem("Image to image (SDEdit)", "img2img")
-        self.mode_combo.addItem("Inpainting (keeps the centre)", "inpaint")
+        self.mode_combo.addItem("Redraw the whole photo", "img2img")
+        self.mode_combo.addItem("Repaint around the centre", "inpaint")
+        self.mode_combo.setToolTip(
+            "How the AI edits: image to image (SDEdit) redraws everything; inpainting keeps the "
+            "centre and repaints the rest"
+        )
         self.edit_strength = QDoubleSpinBox()
         self.edit_strength.setRange(0.1, 1.0)
         self.edit_strength.setSingleStep(0.05)
         self.edit_strength.setValue(0.5)
-        self.edit_strength.setToolTip("How much of the photo the AI redraws")
+        self.edit_strength.setToolTip(
+            "How much of the photo the AI redraws (0.1: a little, 1.0: everything); not the "
+            "protection's strength"
+        )
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 200)
         self.steps_spin.setValue(30)
@@ -319,7 +331,7 @@ class PreviewDialog(QDialog):
         grid.addWidget(QLabel("Prompt"), 1, 0)
         grid.addWidget(self.preset_combo, 1, 1)
         grid.addWidget(self.prompt_edit, 1, 2, 1, 2)
-        grid.addWidget(QLabel("Strength"), 1, 4)
+        grid.addWidget(QLabel("Edit strength"), 1, 4)  # not the protection's strength
         grid.addWidget(self.edit_strength, 1, 5)
         grid.addWidget(QLabel("Steps"), 1, 6)
         grid.addWidget(self.steps_spin, 1, 7)

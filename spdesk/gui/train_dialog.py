@@ -173,7 +173,7 @@ class TrainDialog(QDialog):
         left.addWidget(self._photos_box())
         left.addWidget(self._settings_box())
         left.addStretch(1)
-        self.loss_chart = LineChart("Training loss")
+        self.loss_chart = LineChart("Training loss (lower is better)")
         self.loss_chart.add_series("loss", "#2f6fde")
         self.val_chart = LineChart("Effect on held-out photos (higher is stronger)")
         self.val_chart.add_series("this perturbation", "#15803d")
@@ -218,12 +218,13 @@ class TrainDialog(QDialog):
         box = QGroupBox("Training")
         self.strength_combo = QComboBox()
         for name, eps in STRENGTH_PRESETS.items():
-            self.strength_combo.addItem(f"{name.title()} (±{eps:g}/255)", eps)
+            self.strength_combo.addItem(f"{name.title()}  {eps:g}", eps)  # as the main window
         self.strength_combo.addItem("Custom", None)
         self.strength_spin = QDoubleSpinBox()
         self.strength_spin.setRange(1.0, 64.0)
         self.strength_spin.setDecimals(1)
         self.strength_spin.setSuffix(" / 255")
+        self.strength_spin.setToolTip("The largest change of any colour value, out of 255")
         strength_row = QHBoxLayout()
         strength_row.addWidget(self.strength_combo, 1)
         strength_row.addWidget(self.strength_spin)
@@ -411,6 +412,7 @@ class TrainDialog(QDialog):
         eps = self.strength_combo.currentData()
         if eps is not None:
             self.strength_spin.setValue(float(eps))
+        self.strength_spin.setVisible(eps is None)  # the exact value only for "Custom"
 
     def _on_strength_spin(self, value: float) -> None:
         index = self.strength_combo.count() - 1
@@ -420,6 +422,7 @@ class TrainDialog(QDialog):
         self.strength_combo.blockSignals(True)
         self.strength_combo.setCurrentIndex(index)
         self.strength_combo.blockSignals(False)
+        self.strength_spin.setVisible(index == self.strength_combo.count() - 1)
 
     def _on_encoder(self) -> None:
         self.encoder_row.setVisible(self.encoder_combo.currentData() == "custom")
@@ -540,6 +543,9 @@ class TrainDialog(QDialog):
         has_folder = bool(self.folder_edit.text().strip())
         self.start_button.setEnabled(not running and has_folder)
         self.start_button.setText("Train again" if self.result is not None else "Start training")
+        # One main action at a time: once a result is in, it is in the save box below.
+        if (self.start_button.objectName() == "Primary") != (self.result is None):
+            _set_primary(self.start_button, self.result is None)
         self.pause_button.setEnabled(running)
         self.pause_button.setText("Resume" if self.runner.paused else "Pause")
         self.cancel_button.setEnabled(running)

@@ -71,6 +71,7 @@ class OptionsPanel(QWidget):
         self.setObjectName("OptionsPanel")
         self._perturbation: Perturbation | None = None
         self._measured_step_times: dict[tuple[str, str], float] = {}  # (device kind, encoder)
+        self._default_output: Path | None = None  # where copies go with no folder chosen
         self.device_kind = "cpu"  # what the time estimates assume until the device is known
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -354,19 +355,37 @@ class OptionsPanel(QWidget):
     def _build_output_box(self) -> QGroupBox:
         box = QGroupBox("Save to")
         self.output_edit = QLineEdit()
-        self.output_edit.setPlaceholderText("next to the photos")
-        self.output_edit.setToolTip(
-            "Protected copies go here; empty: a “… (protected)” folder next to the photos"
-        )
+        self.output_note = _wrap(QLabel())
+        self.output_edit.textChanged.connect(self._update_output_note)
+        self.show_default_output(None)
         self.output_edit.textChanged.connect(self.changed)
         browse = QToolButton()
         browse.setText("…")
         browse.setToolTip("Choose the output folder")
         browse.clicked.connect(self.choose_output_requested)
-        folder_row = QHBoxLayout(box)
+        folder_row = QHBoxLayout()
         folder_row.addWidget(self.output_edit, 1)
         folder_row.addWidget(browse)
+        lay = QVBoxLayout(box)
+        lay.addLayout(folder_row)
+        lay.addWidget(self.output_note)
         return box
+
+    def show_default_output(self, folder: Path | None) -> None:
+        """Say where the copies go when no folder is chosen: ``folder`` once photos are queued
+        (a new folder beside them, never inside: the originals stay as they are)."""
+        self._default_output = folder
+        self.output_edit.setPlaceholderText("a new folder beside the photos")
+        where = str(folder) if folder is not None else "a “… (protected)” folder beside the photos"
+        self.output_edit.setToolTip(f"Protected copies go here; left empty: {where}")
+        self._update_output_note()
+
+    def _update_output_note(self) -> None:
+        folder = self._default_output
+        shown = folder is not None and not self.output_edit.text().strip()
+        if folder is not None:  # a wrapped line: a long folder name is never cut off
+            self.output_note.setText(f"New folder “{folder.name}”, beside the photos.")
+        self.output_note.setVisible(shown)
 
     def _build_file_box(self) -> QGroupBox:
         box = QGroupBox("Details")

@@ -544,3 +544,19 @@ def test_save_to_names_the_folder_the_copies_go_to_before_protecting(
     edit.clear()
     window.clear_queue()
     assert not note.isVisibleTo(window)
+
+
+def test_a_folder_without_photos_says_so_where_the_eye_is_and_what_is_read(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    notes = tmp_path / "Notes"
+    notes.mkdir()
+    (notes / "readme.txt").write_text("not a photo")
+    (notes / "IMG_0001.CR2").write_bytes(b"raw")
+    _add(qtbot, window, [notes])
+    text = window.progress_label.text()
+    assert text.startswith("No photos found there") and "JPEG" in text and "HEIC" in text
+    _add(qtbot, window, [_photos(tmp_path / "photos", 1)])
+    assert not window.progress_label.text().startswith("No photos")
+    window.clear_queue()
+    assert window.progress_label.text() == "Add photos to begin."

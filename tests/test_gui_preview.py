@@ -64,6 +64,7 @@ def test_preview_shows_six_tiles_figures_and_verdict(
         assert dialog.start()
     assert dialog.outcome is not None, dialog.status_label.text()
     assert all(tile.has_image() for tile in dialog.tiles.values())
+    assert dialog.figures_table.isVisibleTo(dialog)
     for row in range(3):
         item = dialog.figures_table.item(row, 0)
         text = item.text() if item is not None else ""
@@ -98,6 +99,8 @@ def test_without_the_model_the_protection_shows_at_once_and_the_edit_says_what_i
     for name in ("original", "protected", "difference"):
         assert dialog.tiles[name].has_image(), name
     assert not any(dialog.tiles[name].has_image() for name in EDIT_TILES)
+    assert not dialog.figures_table.isVisibleTo(dialog), "no table of blanks before an edit"
+    assert "PSNR" in dialog.status_label.text()  # the visibility figure, said meanwhile
     assert dialog.note_label.text() == MODEL_NEEDED and dialog.models_button.isVisible()
     assert "strength 16" in dialog.status_label.text()
     # The difference view is the change, amplified around mid-grey.

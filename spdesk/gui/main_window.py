@@ -44,7 +44,7 @@ from spdesk.gui.settings import (
 )
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.text import format_duration
-from spdesk.gui.widgets.drop_zone import DropZone
+from spdesk.gui.widgets.drop_zone import PHOTO_KINDS, DropZone
 from spdesk.gui.widgets.options import (
     FINETUNE_ENCODERS,
     OptionsPanel,
@@ -69,6 +69,7 @@ class MainWindow(QMainWindow):
         self.device_runner = TaskRunner(self)
         self.scan_runner = TaskRunner(self)
         self._pending_paths: list[Path] = []
+        self._empty_hint = ""  # why the queue is still empty after a folder was added
         self._job_paths: list[Path] = []
         self._job_started = 0.0
         self._output_root: Path | None = None
@@ -292,10 +293,14 @@ class MainWindow(QMainWindow):
 
     def _on_scanned(self, photos: object) -> None:
         added = self.queue.add_photos(list(photos))  # type: ignore[call-overload]
+        self._empty_hint = ""
         if added:
             self.statusBar().showMessage(f"Added {added} photo{'s' if added != 1 else ''}.", 4000)
-        else:
+        elif self.queue.paths():
             self.statusBar().showMessage("No new photos found there.", 5000)
+        else:  # said where the eye is, not only in the status bar for a few seconds
+            self._empty_hint = f"No photos found there: spdesk reads {PHOTO_KINDS} files."
+            self.statusBar().showMessage(self._empty_hint, 5000)
         self._update_controls()
 
     def add_files(self) -> None:
@@ -640,7 +645,7 @@ class MainWindow(QMainWindow):
         if self.scan_runner.running:
             self.progress_label.setText("Looking for photos…")
         elif not running and not has_photos:
-            self.progress_label.setText("Add photos to begin.")
+            self.progress_label.setText(self._empty_hint or "Add photos to begin.")
         elif not running and self.summary.isHidden():
             self.progress_label.setText("Ready. Press “Protect photos” (Ctrl+Enter).")
 

@@ -403,6 +403,7 @@ class PreviewDialog(QDialog):
         table.setFixedHeight(table.horizontalHeader().sizeHint().height() + 3 * 27 + 4)
         table.setCornerButtonEnabled(False)
         self.figures_table = table
+        table.hide()  # until an AI edit's figures are in
         return table
 
     def _progress(self) -> QHBoxLayout:
@@ -513,8 +514,11 @@ class PreviewDialog(QDialog):
                 self.tiles[name].clear("Press “Preview AI edit”")
 
     def _show_visibility(self, psnr: float | None) -> None:
-        """The visibility row's PSNR, known before any edit (SSIM comes with the edit)."""
+        """The visibility row's PSNR, known before any edit (SSIM comes with the edit). The
+        table waits for the edit's figures: a table of blanks says nothing (the status line
+        gives the PSNR meanwhile)."""
         self.figures_table.clearContents()
+        self.figures_table.hide()
         column = [name for name, _label in FIGURE_KEYS].index("psnr")
         item = QTableWidgetItem("—" if psnr is None else f"{psnr:.1f}")
         item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -605,6 +609,7 @@ class PreviewDialog(QDialog):
         for column, (name, _label) in enumerate(FIGURE_KEYS):  # e.g. FSIM without piq
             empty = all(figures.get(key, {}).get(name) is None for key in rows)
             self.figures_table.setColumnHidden(column, empty)
+        self.figures_table.show()
 
     def _on_failed(self, text: str) -> None:
         for name in EDIT_TILES:

@@ -8,6 +8,9 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+PHOTO_KINDS = "JPEG, PNG, WebP, TIFF, HEIC"
+"""The photo formats read, in the words the window uses."""
+
 
 class DropZone(QFrame):
     """Accepts dropped local files and folders; emits ``paths_dropped`` with them."""
@@ -24,7 +27,7 @@ class DropZone(QFrame):
         self._title = QLabel("Drop photos or folders here")
         self._title.setObjectName("DropTitle")
         self._title.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self._hint = QLabel("JPEG, PNG, WebP, TIFF, HEIC · originals are never changed")
+        self._hint = QLabel(f"{PHOTO_KINDS} · originals are never changed")
         self._hint.setObjectName("Muted")
         self._hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.add_files_button = QPushButton("Add photos…")

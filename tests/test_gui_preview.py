@@ -102,6 +102,8 @@ def test_without_the_model_the_protection_shows_at_once_and_the_edit_says_what_i
     assert not dialog.figures_table.isVisibleTo(dialog), "no table of blanks before an edit"
     assert "PSNR" in dialog.status_label.text()  # the visibility figure, said meanwhile
     assert dialog.note_label.text() == MODEL_NEEDED and dialog.models_button.isVisible()
+    assert dialog.models_button.isDefault() and not dialog.preview_button.isDefault()
+    assert dialog.preview_button.objectName() != "Primary"  # one main action: get the model
     assert "strength 16" in dialog.status_label.text()
     # The difference view is the change, amplified around mid-grey.
     change = dialog.view.protected.astype(int) - dialog.view.photo.astype(int)

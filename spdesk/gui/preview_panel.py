@@ -54,7 +54,7 @@ from spdesk.core.usecases import (
 )
 from spdesk.gui.images import ImageTile, to_pixmap
 from spdesk.gui.settings import ProtectOptions
-from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
+from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progress_bar
 from spdesk.gui.workers import Task, TaskRunner
 
 # The SPD blog's prompts (the same as spdesk.core.preview.PRESETS, which imports torch).
@@ -535,6 +535,8 @@ class PreviewDialog(QDialog):
             self.tiles[name].clear("Needs Stable Diffusion 1.5\n(Open Models…)")
         self.note_label.setText(MODEL_NEEDED)
         self.models_button.show()
+        set_primary(self.models_button, True)  # the one way on: getting the model
+        set_primary(self.preview_button, False)
 
     # --- running --------------------------------------------------------------------------------
     def start(self) -> bool:
@@ -545,6 +547,8 @@ class PreviewDialog(QDialog):
             self.status_label.setText(f"Photo not found: {settings.photo}")
             return False
         self.models_button.hide()
+        set_primary(self.models_button, False)
+        set_primary(self.preview_button, True)
         self.progress.setValue(0)
         self.status_label.setText("Preparing…")
         self.verdict.setText("")

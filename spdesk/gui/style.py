@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication, QLabel, QProgressBar, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QProgressBar, QPushButton, QWidget
 
 ACCENT = "#2f6fde"
 
@@ -96,6 +96,14 @@ def muted_label(text: str) -> QLabel:
     label = QLabel(text)
     label.setObjectName("Muted")
     return label
+
+
+def set_primary(button: QPushButton, primary: bool) -> None:
+    """Give ``button`` the main-action look (or take it away) and the Enter key: one per window."""
+    button.setObjectName("Primary" if primary else "")
+    button.setDefault(primary)
+    button.style().unpolish(button)
+    button.style().polish(button)
 
 
 SMALL_SCREEN = (1366, 768)

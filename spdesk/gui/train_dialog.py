@@ -42,7 +42,7 @@ from spdesk.core.perturbation import library_path_for
 from spdesk.core.train_advice import MIN_USEFUL_STEPS, NOISE_GAIN, short_run_warning
 from spdesk.core.usecases import save_to_library, train_into_library
 from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
-from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
+from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progress_bar
 from spdesk.gui.text import format_duration
 from spdesk.gui.widgets.chart import LineChart
 from spdesk.gui.workers import Task, TaskRunner
@@ -515,8 +515,8 @@ class TrainDialog(QDialog):
         gain = result_gain(result)
         weak = gain is not None and gain < NOISE_GAIN
         # Weaker than noise: training longer is the way on; saving it stays possible.
-        _set_primary(self.train_longer_button, weak)
-        _set_primary(self.save_button, not weak)
+        set_primary(self.train_longer_button, weak)
+        set_primary(self.save_button, not weak)
         self.train_longer_button.setVisible(weak)
         self.save_button.setText("Save anyway" if weak else "Save to library")
         self.save_frame.show()
@@ -545,7 +545,7 @@ class TrainDialog(QDialog):
         self.start_button.setText("Train again" if self.result is not None else "Start training")
         # One main action at a time: once a result is in, it is in the save box below.
         if (self.start_button.objectName() == "Primary") != (self.result is None):
-            _set_primary(self.start_button, self.result is None)
+            set_primary(self.start_button, self.result is None)
         self.pause_button.setEnabled(running)
         self.pause_button.setText("Resume" if self.runner.paused else "Pause")
         self.cancel_button.setEnabled(running)
@@ -594,14 +594,6 @@ class TrainDialog(QDialog):
         """Esc / Close: same as closing the window (asks while training runs)."""
         if self.close():
             super().reject()
-
-
-def _set_primary(button: QPushButton, primary: bool) -> None:
-    """Give ``button`` the main-action look (or take it away) and the Enter key."""
-    button.setObjectName("Primary" if primary else "")
-    button.setDefault(primary)
-    button.style().unpolish(button)
-    button.style().polish(button)
 
 
 def _confirm(parent: QWidget, title: str, text: str) -> bool:

@@ -127,6 +127,7 @@ def test_drop_a_folder_and_protect_it(
     assert (tmp_path / "out" / "sub").is_dir(), "the folder structure is mirrored"
     assert window.summary.isVisibleTo(window)
     assert "5 protected" in window.summary_label.text()
+    assert window.open_output_button.isVisibleTo(window)
 
 
 def test_cancel_mid_job_leaves_no_partial_file(
@@ -182,6 +183,7 @@ def test_a_run_cancelled_before_any_photo_does_not_say_it_saved_them(
         window.cancel_button.click()
     text = window.summary_label.text()
     assert "0 protected" in text and "Nothing was saved." in text and "Saved to" not in text
+    assert not window.open_output_button.isVisibleTo(window)  # no folder to open
 
 
 def test_retry_a_failed_row(

@@ -596,6 +596,7 @@ class MainWindow(QMainWindow):
         elif self._output_root is not None:
             text += "\nNothing was saved."  # a cancelled or failed run wrote no copy
         self.summary_label.setText(text)
+        self.open_output_button.setVisible(bool(counts[RowStatus.DONE]))  # nothing to open
         self.summary.show()
         self.overall_bar.setValue(
             1000 if not counts[RowStatus.CANCELLED] else self.overall_bar.value()

@@ -218,7 +218,8 @@ def test_a_killed_driver_resumes_with_nothing_lost_and_identical_outputs(
 
 
 def _own_protector_workers() -> list[int]:
-    """The Ray actor processes of this module's Ray instance that protect photos."""
+    """The Ray processes of this module's Ray instance protecting photos now (actors, or
+    workers running a universal-mode task)."""
     import psutil
     from ray._private import ray_constants, worker
 
@@ -226,12 +227,17 @@ def _own_protector_workers() -> list[int]:
     assert node is not None
     (raylet,) = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET]
     children = psutil.Process(raylet.process.pid).children(recursive=True)
-    return [p.pid for p in children if "_Protector" in " ".join(p.cmdline())]
+    names = ("_Protector", "_protect_in_task")  # Ray titles a busy worker with its task
+    return [p.pid for p in children if any(n in " ".join(p.cmdline()) for n in names)]
 
 
+@pytest.mark.parametrize("mode", ["universal", "photo"], ids=["tasks", "actors"])
 def test_a_killed_worker_is_retried_and_nothing_is_lost_or_done_twice(
-    tmp_path: Path, settings: ProtectSettings
+    tmp_path: Path, settings: ProtectSettings, mode: str
 ) -> None:
+    if mode == "photo":
+        pytest.importorskip("torch")
+    settings = dataclasses.replace(settings, mode=mode)
     inputs = tmp_path / "in"
     for i in range(16):
         samples.photo(inputs / f"{i:02d}.png", 64, 48)
@@ -239,8 +245,9 @@ def test_a_killed_worker_is_retried_and_nothing_is_lost_or_done_twice(
 
     def kill_a_worker(event: Event) -> None:
         if isinstance(event, FileDone) and not killed:  # batches done, others in flight
-            killed.extend(_own_protector_workers()[:1])
-            os.kill(killed[0], signal.SIGKILL)
+            killed.extend(_own_protector_workers()[:1])  # none busy: the next photo tries
+            if killed:
+                os.kill(killed[0], signal.SIGKILL)
 
     out = tmp_path / "ray"
     report = RayProtectJob([inputs], out, settings, _ray(settings, batch_size=2)).run(kill_a_worker)

@@ -51,6 +51,37 @@ def test_cpu_actors_when_nothing_runs_on_a_gpu(settings: ProtectSettings, device
     assert plan_placement(settings, RayOptions(num_gpus=0), GPU_NODE).kind == "CPU"
 
 
+@pytest.mark.parametrize(("mode", "actors"), [("universal", False), ("photo", True)])
+def test_universal_mode_runs_as_plain_tasks_and_network_modes_on_actors(
+    mode: str, actors: bool
+) -> None:
+    """Universal mode loads nothing worth an actor: tasks reuse the cluster's warm workers."""
+    assert plan_placement(ProtectSettings(mode=mode), RayOptions(), CPU_NODE).actors is actors
+    assert plan_placement(ProtectSettings(mode="photo"), RayOptions(), GPU_NODE).actors
+
+
+def test_a_worker_process_builds_a_jobs_protector_once_and_forgets_the_last_jobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[str] = []
+
+    class Counting:
+        def __init__(self, **protector: Any) -> None:
+            built.append(protector["fingerprint"])
+            self.fingerprint = protector["fingerprint"]
+
+        def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+            return {"event": [self.fingerprint]}
+
+    monkeypatch.setattr(ray_engine, "_Protector", Counting)
+    monkeypatch.setattr(ray_engine, "_task_protector", {})
+    for job, fingerprint in [("job1", "a"), ("job1", "a"), ("job2", "b"), ("job2", "b")]:
+        out = ray_engine._protect_in_task({}, job=job, fingerprint=fingerprint)
+        assert out == {"event": [fingerprint]}
+    assert built == ["a", "b"]
+    assert list(ray_engine._task_protector) == ["job2"]
+
+
 def test_num_gpus_zero_runs_the_generator_on_cpu_actors_of_a_gpu_cluster() -> None:
     placement = plan_placement(ProtectSettings(mode="photo"), RayOptions(num_gpus=0), GPU_NODE)
     assert (placement.kind, placement.device) == ("CPU", "cpu")

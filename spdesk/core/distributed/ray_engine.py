@@ -3,17 +3,19 @@
 :class:`RayProtectJob` is :class:`~spdesk.core.jobs.ProtectJob` with one step replaced. The
 driver (this process) scans the inputs, skips finished photos and plans every output name and
 collision in job order exactly as the local engine does, then hands the planned photos to Ray
-Data: ``map_batches`` runs them on a pool of actors (:class:`_Protector`, a callable class that
-builds the mode's protector once per actor: the universal pattern, photo mode's generator or
-the fine-tuning encoder, the last two on a GPU each where the cluster has them or
-:attr:`RayOptions.num_gpus` asks; see :func:`plan_placement`). Each batch goes through the
-local engine's per-photo loop (read, protect, encode into an fsync'ed temporary file, publish
-atomically, record) and is recorded in a manifest shard of its own; the driver merges the
-shards into the output folder's manifest when it closes it (or the next job, of either engine,
-does, after a kill), so a re-run with either engine skips what is done. Per-photo failures come
-back as the local engine's records.
+Data: ``map_batches`` runs them on a pool of actors for the modes that run a network
+(:class:`_Protector`, a callable class that loads photo mode's generator or the fine-tuning
+encoder once per actor, on a GPU each where the cluster has them or :attr:`RayOptions.num_gpus`
+asks; see :func:`plan_placement`), and as plain tasks for universal mode, which loads nothing
+worth an actor: the cluster's worker processes, warm between jobs, each build the pattern once
+per job (:func:`_protect_in_task`). Each batch goes through the local engine's per-photo loop
+(read, protect, encode into an fsync'ed temporary file, publish atomically, record) and is
+recorded in a manifest shard of its own; the driver merges the shards into the output folder's
+manifest when it closes it (or the next job, of either engine, does, after a kill), so a re-run
+with either engine skips what is done. Per-photo failures come back as the local engine's
+records.
 
-The engine is mode-agnostic: actors receive the job's settings and run the same per-photo step
+The engine is mode-agnostic: workers receive the job's settings and run the same per-photo step
 the local engine runs for them. Inputs and outputs are paths that every node can reach (one
 machine, or a shared NFS-style folder). Ray is imported only here, and only when a job runs.
 """
@@ -28,6 +30,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +113,7 @@ class RayStats:
     worker_kind: str = "CPU"
     plan_seconds: float = 0.0
     protect_seconds: float = 0.0
+    first_batch_seconds: float | None = None  # until the first batch came back (start-up)
     protected: int = 0
 
     @property
@@ -133,9 +137,14 @@ class RayStats:
             "worker_kind": self.worker_kind,
             "plan_seconds": round(self.plan_seconds, 3),
             "protect_seconds": round(self.protect_seconds, 3),
+            "first_batch_seconds": _rounded(self.first_batch_seconds),
             "protected": self.protected,
-            "photos_per_second": None if rate is None else round(rate, 3),
+            "photos_per_second": _rounded(rate),
         }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 @dataclass(frozen=True)
@@ -148,12 +157,16 @@ class Placement:
         resources: what each actor asks Ray for (``num_cpus``, ``num_gpus``).
         device: the settings' device on the actors ("cuda" on GPU actors, "cpu" on CPU actors
             of a mode that runs a network); it enters photo mode's fingerprint on the driver.
+        actors: a pool of actors that load the mode's network once each; False for universal
+            mode, which loads nothing worth keeping: plain Ray tasks on the cluster's worker
+            processes, which a running cluster keeps warm between jobs (no process to start).
     """
 
     kind: str
     workers: int
     resources: dict[str, float]
     device: str
+    actors: bool = True
 
 
 def plan_placement(
@@ -171,7 +184,8 @@ def plan_placement(
     if settings.mode != "universal" and device == "auto":
         device = "cpu"  # a CPU actor sees no GPU (Ray hides them), whatever the driver has
     cpus = max(1, int(cluster.get("CPU", 1)))
-    return Placement("CPU", min(options.num_cpus or cpus, cpus), {"num_cpus": 1}, device)
+    workers = min(options.num_cpus or cpus, cpus)
+    return Placement("CPU", workers, {"num_cpus": 1}, device, settings.mode != "universal")
 
 
 def _gpu_workers(settings: ProtectSettings, options: RayOptions, available: int) -> int:
@@ -301,25 +315,33 @@ class RayProtectJob(ProtectJob):
             [{"task": encode_task(task)} for task in tasks], override_num_blocks=blocks
         )
         assert self._perturbation is not None
+        protector = {
+            "output_root": self.output_root,
+            "settings": dataclasses.replace(self.settings, workers=self.options.threads),
+            "perturbation": self._perturbation,
+            "fingerprint": run.fingerprint,
+            # Workers on other machines have other config folders: they protect with the
+            # driver's install key, so every worker (and a local re-run) writes the same bytes.
+            "key": install_key().hex(),
+        }
+        if self._place().actors:
+            udf: Any = _Protector
+            arguments = {"fn_constructor_kwargs": protector}
+        else:  # each worker process builds the protector once per job (see _protect_in_task)
+            udf, arguments = _protect_in_task, {"fn_kwargs": {"job": uuid.uuid4().hex, **protector}}
         results = rows.map_batches(
-            _Protector,
-            fn_constructor_kwargs={
-                "output_root": self.output_root,
-                "settings": dataclasses.replace(self.settings, workers=self.options.threads),
-                "perturbation": self._perturbation,
-                "fingerprint": run.fingerprint,
-                # Workers on other machines have other config folders: they protect with the
-                # driver's install key, so every worker (and a local re-run) writes the same bytes.
-                "key": install_key().hex(),
-            },
+            udf,
             batch_size=size,
             batch_format="numpy",
+            **arguments,
             **self._resources(ray, blocks),
         )
         started = time.monotonic()
         batches = iter(results.iter_batches(batch_size=None, batch_format="numpy"))
         try:
             for batch in batches:
+                if self.stats.first_batch_seconds is None:
+                    self.stats.first_batch_seconds = time.monotonic() - started
                 for event, stopped, fatal in zip(
                     batch["event"], batch["stopped"], batch["fatal"], strict=True
                 ):
@@ -341,10 +363,13 @@ class RayProtectJob(ProtectJob):
             self.stats.protected = len(run.report.done)
 
     def _resources(self, ray: Any, blocks: int) -> dict[str, Any]:
-        """Ray Data's actor pool and what each actor holds: never more actors than batches."""
+        """Ray Data's pool of actors (or tasks) and what each holds: never more than batches."""
         placement = self._place()
         self.stats.workers = min(placement.workers, blocks)
-        compute = ray.data.ActorPoolStrategy(size=self.stats.workers)
+        if placement.actors:
+            compute = ray.data.ActorPoolStrategy(size=self.stats.workers)
+        else:
+            compute = ray.data.TaskPoolStrategy(size=self.stats.workers)
         return {"compute": compute, **placement.resources}
 
     @staticmethod
@@ -515,6 +540,21 @@ class _Protector:
             "stopped": np.array([report.stopped or ""] * len(events), dtype=str),
             "fatal": _json([None] * len(events)),
         }
+
+
+# The protector of the job a worker process last served: built by its first task of that job.
+_task_protector: dict[str, _Protector] = {}
+
+
+def _protect_in_task(
+    batch: dict[str, np.ndarray], *, job: str, **protector: Any
+) -> dict[str, np.ndarray]:
+    """One batch as a plain Ray task (universal mode): the worker process builds the job's
+    protector on its first batch of the job and keeps it for the next ones."""
+    if job not in _task_protector:
+        _task_protector.clear()  # a process serves one job at a time: keep only the latest
+        _task_protector[job] = _Protector(**protector)
+    return _task_protector[job](batch)
 
 
 def _json(values: list[Any]) -> np.ndarray:

@@ -8,7 +8,9 @@ cluster (``ray.cluster_utils.Cluster``, the same CPUs split over two raylets), a
 engine's wall time, throughput and the ratio to the local engine (Ray's overhead on one
 machine; aim: at most 1.3x). Starting Ray is timed apart: a cluster is already running when a
 job is sent to it. Every run writes into a fresh folder; the outputs of both engines are
-compared byte for byte.
+compared byte for byte. ``--repeat N`` sends N jobs in a row to the one-node instance: later
+jobs reuse its worker processes, as the jobs of one long-running process do (a new
+``spdesk protect`` command is a new Ray driver and gets worker processes of its own).
 
 The per-photo figures (CPU seconds per photo, driver planning per photo) feed the sizing of
 docs/ray.md. ``--fine-tune STEPS --encoder SPEC`` measures per-photo fine-tuning instead (GPU

@@ -74,8 +74,8 @@ class RayOptions:
             this process has already started, or the one ``RAY_ADDRESS`` names); "auto" joins
             the cluster this machine belongs to (``ray start``); "ray://HOST:10001" connects
             through Ray Client.
-        num_cpus: CPU workers (actors, one CPU each) protecting photos; None uses every CPU of
-            the cluster. A local instance started for the job gets this many CPUs.
+        num_cpus: CPU workers (actors or tasks, one CPU each) protecting photos; None uses
+            every CPU of the cluster. A local instance started for the job gets this many CPUs.
         num_gpus: GPU actors (one GPU each) for the modes that run a network (photo mode's
             generator, per-photo fine-tuning); None uses every GPU of the cluster; 0 runs them
             on CPU workers.

@@ -17,11 +17,9 @@ import dataclasses
 import time
 from pathlib import Path
 
-import numpy as np
-from bench_protection import SHARED, held_out
-from PIL import Image
+from bench_protection import SHARED, held_out, tuned
 
-from spdesk.core.assessment import Protect, assess
+from spdesk.core.assessment import assess
 from spdesk.core.encoders import load_encoder
 from spdesk.core.evaluate import load_full_photos
 from spdesk.core.generator_file import bundled_generator_path
@@ -32,13 +30,6 @@ LOOSER = {
     "flat areas: half the budget": {"floor": 0.5},
     "full budget everywhere, luminance only": {"floor": 1.0, "colour": 0.0, "dark_ref": 0.0},
 }
-
-
-def tuned(tuner: PhotoFineTuner) -> Protect:
-    def protect(photo: np.ndarray, index: int) -> np.ndarray:
-        return np.asarray(tuner.apply(Image.fromarray(photo), f"photo-{index}")[0])
-
-    return protect
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from spdesk.core.assessment import SIGN, UNIFORM, Assessment, Protect, assess, m
 from spdesk.core.attacks import parse_attacks
 from spdesk.core.encoders import load_encoder
 from spdesk.core.evaluate import load_full_photos
+from spdesk.core.photo_finetune import PhotoFineTuner
 from spdesk.core.train import find_photos, split_photos
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -150,7 +151,6 @@ def tuner_variant(models: Path, steps: int, variant: str, device: str) -> Protec
     """Photo fine-tuning with a loss the product does not use (yet): "jpeg75" adds a JPEG q75
     round trip, "ens" fine-tunes against TAESD and TAEF2 together."""
     from spdesk.core.generator_file import bundled_generator_path
-    from spdesk.core.photo_finetune import PhotoFineTuner
 
     parts = set(variant.split("+"))
     if not parts <= {"jpeg75", "ens"}:
@@ -159,9 +159,12 @@ def tuner_variant(models: Path, steps: int, variant: str, device: str) -> Protec
     if "ens" in parts:
         spec += "," + str(models / "tae" / "taef2_encoder.safetensors")
     quality = 75 if "jpeg75" in parts else None
-    tuner = PhotoFineTuner(
-        bundled_generator_path(), load_encoder(spec, device), steps, jpeg_quality=quality
-    )
+    encoder = load_encoder(spec, device)
+    return tuned(PhotoFineTuner(bundled_generator_path(), encoder, steps, jpeg_quality=quality))
+
+
+def tuned(tuner: PhotoFineTuner) -> Protect:
+    """A fine-tuner as a protect function of the assessment."""
 
     def protect(photo: np.ndarray, index: int) -> np.ndarray:
         return np.asarray(tuner.apply(Image.fromarray(photo), f"photo-{index}")[0])
@@ -236,7 +239,7 @@ def main() -> None:
     parser.add_argument("--speed-only", action="store_true", help="time the modes, no table")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--chart", type=Path, default=None)
-    parser.add_argument("--crops", type=Path, default=None, help="100% crops of each mode")
+    parser.add_argument("--crops", type=Path, default=None, help="100%% crops of each mode")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     deadline = None if args.time_limit is None else time.monotonic() + args.time_limit

@@ -148,17 +148,23 @@ def crop_figure(candidates: dict, path: Path) -> None:  # type: ignore[type-arg]
 
 
 def tuner_variant(models: Path, steps: int, variant: str, device: str) -> Protect:
-    """Photo fine-tuning with a loss the product does not use (yet): "jpeg75" adds a JPEG q75
-    round trip, "ens" fine-tunes against TAESD and TAEF2 together."""
+    """Photo fine-tuning with another loss than the product's (a JPEG q75 round trip beside the
+    photo as is, against TAESD): "nojpeg" drops the round trip, "jpegQ" uses quality Q, "ens"
+    fine-tunes against TAESD and TAEF2 together; joined with "+"."""
     from spdesk.core.generator_file import bundled_generator_path
+    from spdesk.core.jobs.settings import DEFAULT_FINETUNE_JPEG
 
-    parts = set(variant.split("+"))
-    if not parts <= {"jpeg75", "ens"}:
-        raise SystemExit(f"unknown tuner variant {variant!r}")
+    quality: int | None = DEFAULT_FINETUNE_JPEG
     spec = str(models / "taesd" / "taesd_f8e4m3.safetensors")
-    if "ens" in parts:
-        spec += "," + str(models / "tae" / "taef2_encoder.safetensors")
-    quality = 75 if "jpeg75" in parts else None
+    for part in variant.split("+"):
+        if part == "ens":
+            spec += "," + str(models / "tae" / "taef2_encoder.safetensors")
+        elif part == "nojpeg":
+            quality = None
+        elif part.startswith("jpeg") and part[4:].isdigit():
+            quality = int(part[4:])
+        else:
+            raise SystemExit(f"unknown tuner variant {variant!r}")
     encoder = load_encoder(spec, device)
     return tuned(PhotoFineTuner(bundled_generator_path(), encoder, steps, jpeg_quality=quality))
 
@@ -234,7 +240,8 @@ def main() -> None:
         "--tuner-variants",
         default="",
         help="also photo fine-tuning (each --fine-tune step count) with loss variants not in the "
-        "product: jpeg75 (a JPEG q75 round trip in the loss), ens (TAESD + TAEF2), jpeg75+ens",
+        "product: nojpeg (no JPEG round trip in the loss), jpeg50 (another quality), ens (TAESD "
+        "+ TAEF2), nojpeg+ens",
     )
     parser.add_argument("--speed-only", action="store_true", help="time the modes, no table")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")

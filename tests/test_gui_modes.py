@@ -36,3 +36,54 @@ def test_the_fine_tuning_estimate_follows_the_device(qtbot) -> None:  # type: ig
     panel.set_device_kind("mps")  # no figures for Apple GPUs: no number is made up
     assert "measured as it runs" in panel.mode_note.text()
     assert not changes  # knowing the device changes no setting: no row becomes pending again
+
+
+def test_the_app_picks_fine_tuning_until_the_user_picks_a_mode(qtbot) -> None:  # type: ignore[no-untyped-def]
+    panel = OptionsPanel(ProtectOptions())
+    qtbot.addWidget(panel)
+    assert panel.recommend("finetune", "taesd", 8)
+    options = panel.options()
+    assert (options.mode, options.finetune_encoder, options.finetune_steps) == (
+        "finetune",
+        "taesd",
+        8,
+    )
+    assert not options.mode_chosen  # the app's choice, not the user's
+    panel.mode_radios["photo"].click()  # the user's choice wins from now on, and is remembered
+    assert panel.options().mode_chosen and panel.mode() == "photo"
+    assert not panel.recommend("finetune", "taesd", 8) and panel.mode() == "photo"
+    again = OptionsPanel(panel.options())
+    qtbot.addWidget(again)
+    assert not again.recommend("finetune", "taesd", 8) and again.mode() == "photo"
+
+
+def test_the_app_never_swaps_a_chosen_pattern_for_fine_tuning(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests import protect_samples as samples
+
+    own = samples.perturbation_file(tmp_path)
+    panel = OptionsPanel(replace(ProtectOptions(), mode="universal", perturbation=str(own)))
+    qtbot.addWidget(panel)
+    assert not panel.recommend("finetune", "taesd", 8) and panel.mode() == "universal"
+
+
+def test_the_main_window_fine_tunes_by_default_on_a_cuda_gpu_with_an_encoder(
+    qtbot,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    import spdesk.core.models.store
+    from spdesk.core.device import DeviceInfo
+    from spdesk.gui.main_window import MainWindow
+    from spdesk.gui.settings import open_settings
+
+    monkeypatch.setattr(spdesk.core.models.store, "installed_encoders", lambda: ["taesd"])
+    window = MainWindow(open_settings())
+    qtbot.addWidget(window)
+    window._detecting = str(window.device_combo.currentData())
+    window._on_device_info(DeviceInfo(kind="cuda", name="Test GPU", memory_gb=16.0))
+    options = window.current_options()
+    assert (options.mode, options.finetune_encoder, options.finetune_steps) == (
+        "finetune",
+        "taesd",
+        8,
+    )
+    assert "TAESD" in window.statusBar().currentMessage()

@@ -39,7 +39,7 @@ from spdesk.core.models import events as hubmod
 from spdesk.core.models import selection, sources
 from spdesk.core.models import settings as settings_module
 from spdesk.core.models.settings import StoreSettings, load_settings, save_settings
-from spdesk.core.models.store import ModelStore, encoder_folder
+from spdesk.core.models.store import ModelStore, encoder_folder, installed_encoders
 
 SD = sources.SD15_REPO
 REV = sources.SD15_REVISION
@@ -279,7 +279,9 @@ def test_load_encoder_sd15_comes_from_the_store(store: ModelStore) -> None:
 
     with pytest.raises(ModelMissingError, match="spdesk models download --for train"):
         load_encoder("sd15", "cpu")
+    assert installed_encoders() == []
     store.download("train")
+    assert installed_encoders() == ["sd15"]
     # The default store (no endpoint given) finds the same folder: the root comes from SPDESK_HOME.
     assert encoder_folder("sd15") == store.require("train")
     encoder = load_encoder("sd15", "cpu")

@@ -246,3 +246,113 @@ def test_a_jpeg_quality_outside_1_to_100_is_refused(
 ) -> None:
     with pytest.raises(ConfigError, match="JPEG quality"):
         PhotoFineTuner(generator_file, encoder, 2, key=KEY, jpeg_quality=quality)
+
+
+@pytest.mark.parametrize(
+    ("kind", "installed", "expected"),
+    [
+        ("cuda", ["taesd"], ("photo-finetune", "taesd", 8)),
+        ("cuda", ["taesd", "sd15"], ("photo-finetune", "sd15", 8)),  # the editors' own encoder
+        ("cuda", [], ("photo", None, None)),  # nothing to fine-tune against
+        ("cpu", ["taesd", "sd15"], ("photo", None, None)),  # minutes a photo on a CPU
+        ("mps", ["sd15"], ("photo", None, None)),  # not measured on Apple GPUs
+    ],
+)
+def test_the_default_protection_fine_tunes_only_on_a_cuda_gpu_with_an_encoder(
+    kind: str, installed: list[str], expected: tuple[str, str | None, int | None]
+) -> None:
+    from spdesk.core.jobs.settings import recommended_protection
+
+    advice = recommended_protection(kind, installed)
+    assert (advice.mode, advice.encoder, advice.steps) == expected
+    assert bool(advice.reason) == (advice.mode == "photo-finetune")
+
+
+def test_photo_fine_tuning_defends_against_a_jpeg_resave_by_default(
+    tmp_path: Path, generator_file: Path
+) -> None:
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.core.jobs import ProtectSettings
+    from spdesk.core.jobs.fingerprint import output_fingerprint
+    from spdesk.core.jobs.protector import build_protector
+    from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
+
+    vae = str(save_tiny_vae(tmp_path / "sd"))
+    pattern = load_perturbation(bundled_perturbation_path())
+    tuners = {}
+    for quality in (75, None, 90):
+        settings = ProtectSettings(
+            mode="photo-finetune", generator=generator_file, encoder=vae, finetune_steps=2,
+            working_size=32, finetune_jpeg=quality,
+        )  # fmt: skip
+        tuners[quality] = (build_protector(settings, pattern), output_fingerprint(settings, "x"))
+    default = ProtectSettings(mode="photo-finetune", generator=generator_file, encoder=vae)
+    assert default.finetune_jpeg == 75
+    assert {q: p.tuner.jpeg_quality for q, (p, _) in tuners.items()} == {75: 75, None: None, 90: 90}
+    assert len({fingerprint for _, fingerprint in tuners.values()}) == 3  # each redoes the photo
+    with pytest.raises(ConfigError, match="JPEG quality must be between 1 and 100"):
+        ProtectSettings(mode="photo-finetune", finetune_jpeg=0)
+
+
+def _cli_settings(*extra: str) -> object:
+    import argparse
+
+    from spdesk.cli.protect import register, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return settings_from_args(parser.parse_args(["protect", "x", "--out", "y", *extra]))
+
+
+@pytest.mark.parametrize(("given", "quality"), [([], 75), (["off"], None), (["90"], 90)])
+def test_cli_fine_tune_jpeg_sets_the_quality_or_turns_it_off(
+    given: list[str], quality: int | None
+) -> None:
+    extra = ["--fine-tune-jpeg", *given] if given else []
+    settings = _cli_settings("--fine-tune", "3", "--encoder", "taesd", *extra)
+    assert settings.finetune_jpeg == quality  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--fine-tune-jpeg", "high"], r"JPEG quality \(1-100\) or .off."),
+        (["--fine-tune-jpeg", "0"], "JPEG quality must be between 1 and 100"),
+        (["--mode", "universal", "--fine-tune-jpeg", "80"], "applies to photo fine-tuning"),
+    ],
+)
+def test_cli_fine_tune_jpeg_refuses_what_it_cannot_use(extra: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _cli_settings("--fine-tune", "3", "--encoder", "taesd", *extra)
+
+
+@pytest.mark.parametrize(
+    ("device", "extra", "mode"),
+    [
+        ("cuda", [], "photo-finetune"),
+        ("cuda", ["--mode", "photo"], "photo"),  # a choice made is kept
+        ("cuda", ["--mode", "universal"], "universal"),
+        ("cpu", [], "photo"),
+    ],
+)
+def test_cli_fine_tunes_by_default_on_a_cuda_gpu_with_an_encoder(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    device: str,
+    extra: list[str],
+    mode: str,
+) -> None:
+    import spdesk.core.device
+    import spdesk.core.models.store
+
+    monkeypatch.setattr(spdesk.core.device, "resolve_device", lambda _: torch.device(device))
+    monkeypatch.setattr(spdesk.core.models.store, "installed_encoders", lambda: ["taesd"])
+    settings = _cli_settings(*extra)
+    assert settings.mode == mode  # type: ignore[attr-defined]
+    note = capsys.readouterr().err
+    if mode == "photo-finetune":
+        assert (settings.encoder, settings.finetune_steps) == ("taesd", 8)  # type: ignore[attr-defined]
+        assert "TAESD" in note and "--mode photo" in note
+    else:
+        assert not note

@@ -8,8 +8,9 @@
 #   table8   bench_protection.py: photo mode, universal and photo fine-tuning 8 steps, one table
 #   table32  bench_protection.py: photo fine-tuning 32 steps
 #   ceiling  bench_budget_ceiling.py: 32 steps inside the bundled budget and looser ones
-# ISSUE15_PLAN=variants: fine-tuning with a JPEG round trip or TAEF2 in the loss (8 and 16
-# steps), then the GPU seconds per photo of each mode with nothing else running.
+# ISSUE15_PLAN=variants: fine-tuning without the JPEG round trip in the loss (the product has it
+# since 2026-12-01) or with TAEF2 too (8 and 16 steps), then the GPU seconds per photo of each
+# mode with nothing else running.
 # The machine has no ../shared: benchmarks/gpu/pack_bench_photos.py packs the photos these measure
 # and the three encoders into .devdata/bench (carried); wheels of what the machine lacks travel in
 # .whl (see ../.library/device/README.md).
@@ -53,9 +54,9 @@ if [[ $plan == tables ]]; then  # the first call (2026-11-30): product modes, 8 
         --device "$device" "${sizes[@]}" "${limit[@]}" --steps 32
     names=(table8 table32 ceiling)
 else  # variants: loss variants of fine-tuning, then photo modes' GPU time with the GPU alone
-    run variants8 "${bench[@]}" --modes "" --fine-tune 8 --tuner-variants jpeg75,ens \
+    run variants8 "${bench[@]}" --modes "" --fine-tune 8 --tuner-variants nojpeg,ens \
         --json "$out/variants8.json"
-    run variants16 "${bench[@]}" --modes "" --fine-tune 16 --tuner-variants jpeg75 \
+    run variants16 "${bench[@]}" --modes "" --fine-tune 16 --tuner-variants nojpeg \
         --json "$out/variants16.json"
     names=(variants8 variants16)
 fi
@@ -63,7 +64,7 @@ wait
 if [[ $plan != tables ]]; then
     OMP_NUM_THREADS=8 timeout 120 python3 benchmarks/bench_protection.py --shared "$shared" \
         --measure 20 --attack-photos 100 --speed-photos 20 --modes photo,universal \
-        --fine-tune 8 --tuner-variants jpeg75 --speed-only >"$out/speed.log" 2>&1
+        --fine-tune 8 --tuner-variants nojpeg --speed-only >"$out/speed.log" 2>&1
     names+=(speed)
 fi
 for name in "${names[@]}"; do echo "== $name"; tail -n 40 "$out/$name.log"; done

@@ -23,6 +23,7 @@ from spdesk.cli.common import (
 )
 from spdesk.core.events import EtaClock
 from spdesk.core.export import COLLISIONS, DEFAULT_COLLISION, DEFAULT_STRIP, STRIP_CHOICES
+from spdesk.core.jobs.settings import DEFAULT_FINETUNE_JPEG
 
 DEFAULT_STRENGTH = 8.0  # the bundled files' own budget, shown in --help
 
@@ -82,6 +83,11 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--objective", default=DEFAULT_OBJECTIVE,
         help="objective of --mode universal --fine-tune (encoder)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fine-tune-jpeg", default=None, metavar="Q",
+        help=f"photo fine-tuning also defends against a JPEG re-save of quality Q "
+        f"({DEFAULT_FINETUNE_JPEG}; off: the photo as is only, twice as fast)",
     )  # fmt: skip
     parser.add_argument(
         "--fine-tune-batch", type=int, default=None, metavar="N",
@@ -168,6 +174,8 @@ def _mode(args: argparse.Namespace) -> str:
             "--objective applies to fine-tuning the universal pattern (--mode universal); "
             "photo fine-tuning pushes the encoder's latent off course."
         )
+    if args.fine_tune_jpeg is not None and mode != "photo-finetune":
+        raise ConfigError("--fine-tune-jpeg applies to photo fine-tuning (--fine-tune STEPS).")
     if mode == "photo-finetune" and args.fine_tune_batch is not None:
         raise ConfigError(
             "--fine-tune-batch applies to fine-tuning the universal pattern (--mode universal); "
@@ -189,6 +197,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         raise ConfigError("--encoder is only used with --fine-tune STEPS.")
     if args.fine_tune_batch is not None and args.fine_tune is None:
         raise ConfigError("--fine-tune-batch is only used with --fine-tune STEPS.")
+    _apply_recommendation(args)
     extra: dict[str, Any] = {}
     if args.workers is not None:
         extra["workers"] = args.workers
@@ -205,6 +214,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         generator=args.generator,
         finetune_steps=args.fine_tune or 50,
         finetune_batch=args.fine_tune_batch,
+        finetune_jpeg=_jpeg_quality(args.fine_tune_jpeg),
         encoder=args.encoder or "sd15",
         objective=args.objective,
         device=args.device,
@@ -221,6 +231,43 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         redo=args.redo,
         **extra,
     )
+
+
+def _jpeg_quality(value: str | None) -> int | None:
+    from spdesk.core.errors import ConfigError
+
+    if value is None:
+        return DEFAULT_FINETUNE_JPEG
+    if value.strip().lower() == "off":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(
+            f"--fine-tune-jpeg takes a JPEG quality (1-100) or 'off', got {value!r}."
+        ) from None
+
+
+def _apply_recommendation(args: argparse.Namespace) -> None:
+    """With no protection chosen (no --mode, --fine-tune, --perturbation or --generator), use
+    what this machine does best (:func:`~spdesk.core.jobs.settings.recommended_protection`):
+    photo fine-tuning on a CUDA GPU with an encoder installed, photo mode elsewhere. The local
+    engine only: a Ray driver's devices say nothing of its workers'."""
+    chosen = (args.mode, args.fine_tune, args.perturbation, args.generator)
+    if args.engine != "local" or any(value is not None for value in chosen):
+        return
+    from spdesk.core.device import resolve_device
+    from spdesk.core.jobs.settings import recommended_protection
+    from spdesk.core.models.store import installed_encoders
+
+    kind = resolve_device(args.device).type
+    if kind != "cuda":  # the model store is read only where it can change the choice
+        return
+    advice = recommended_protection(kind, installed_encoders())
+    if advice.mode == "photo-finetune":
+        args.fine_tune, args.encoder = advice.steps, advice.encoder
+        if not args.json:
+            print(f"Note: {advice.reason} (--mode photo for one pass).", file=sys.stderr)
 
 
 def job_from_args(args: argparse.Namespace, settings: Any) -> Any:

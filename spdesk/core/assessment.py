@@ -29,6 +29,7 @@ from PIL import Image
 from spdesk.core.attacks import AveragingAttack, simple_attack
 from spdesk.core.encoders import Encoder
 from spdesk.core.events import CancelToken
+from spdesk.core.jobs.settings import DEFAULT_FINETUNE_JPEG
 from spdesk.core.metrics import batch_ssim
 from spdesk.core.visibility import flip, ssimulacra2
 
@@ -64,6 +65,7 @@ def mode_protect(
     strength: float | None = None,
     encoder: str | None = None,
     finetune_steps: int = 8,
+    finetune_jpeg: int | None = DEFAULT_FINETUNE_JPEG,
 ) -> tuple[Protect, float, str]:
     """The protect function of a job's mode, built exactly as a job builds it (the same
     :class:`~spdesk.core.jobs.protector.Protector`), its budget in 8-bit steps, and a label.
@@ -75,7 +77,7 @@ def mode_protect(
 
     settings = ProtectSettings(
         mode=mode, perturbation=perturbation, generator=generator, strength=strength, workers=1,
-        encoder=encoder or "sd15", finetune_steps=finetune_steps,
+        encoder=encoder or "sd15", finetune_steps=finetune_steps, finetune_jpeg=finetune_jpeg,
     )  # fmt: skip
     pattern = load_perturbation(perturbation or bundled_perturbation_path())
     protector = build_protector(settings, pattern)

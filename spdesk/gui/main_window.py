@@ -405,6 +405,20 @@ class MainWindow(QMainWindow):
         if self._detecting == str(self.device_combo.currentData()):  # else described next
             self.device_label.setText(f"Device: {info.describe()}")
             self.options_panel.set_device_kind(info.kind)  # estimates for the device jobs run on
+            if info.kind == "cuda":
+                self._recommend_for(info.kind)
+
+    def _recommend_for(self, kind: str) -> None:
+        """Until the user picks a mode, pick the strongest this computer does quickly: photo
+        fine-tuning on a CUDA GPU with an encoder installed (the command line's rule too)."""
+        from spdesk.core.jobs.settings import recommended_protection
+        from spdesk.core.models.store import installed_encoders
+
+        advice = recommended_protection(kind, installed_encoders())
+        if advice.encoder is None or advice.steps is None:
+            return
+        if self.options_panel.recommend("finetune", advice.encoder, advice.steps):
+            self.statusBar().showMessage(f"Fine-tuned per photo chosen: {advice.reason}.", 10000)
 
     def _describe_if_changed(self) -> None:
         """A device chosen while another was being described is described next."""

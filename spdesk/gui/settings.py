@@ -67,6 +67,8 @@ class ProtectOptions:
         device: "auto", "cpu", "cuda" or "mps".
         keep_location: keep the photos' GPS position in the protected copies (off: photos
             protected to be posted should not say where they were taken; other metadata stays).
+        mode_chosen: the user picked the mode; until then the app may pick the best one for
+            this computer (photo fine-tuning on a CUDA GPU with an encoder installed).
     """
 
     perturbation: str = ""
@@ -81,6 +83,7 @@ class ProtectOptions:
     quality: int = 95
     device: str = "auto"
     keep_location: bool = False
+    mode_chosen: bool = False
 
 
 def load_options(settings: QSettings) -> ProtectOptions:

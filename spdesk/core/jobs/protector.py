@@ -215,6 +215,7 @@ class PhotoFineTuneProtector(Protector):
             settings.strength,
             working_side=side,
             editor_sides=(max(8, side // 2), side),
+            jpeg_quality=settings.finetune_jpeg,
         )
         return cls(tuner)
 
@@ -225,7 +226,9 @@ class PhotoFineTuneProtector(Protector):
         # Where the encoder, so the tuner, runs (on a Ray driver: its GPU workers' kind).
         cuda = settings.device.startswith("cuda")
         device = "cuda" if cuda else resolve_device(settings.device).type
-        return [*_photo_key(settings, device), settings.finetune_steps, settings.encoder]
+        key = [*_photo_key(settings, device), settings.finetune_steps, settings.encoder]
+        # Without the JPEG term, as before it existed: those outputs stay valid.
+        return key if settings.finetune_jpeg is None else [*key, settings.finetune_jpeg]
 
     def protect(self, image: Image.Image, key: str) -> Protected:
         return self.tuner.apply(image, key)

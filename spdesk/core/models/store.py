@@ -372,4 +372,17 @@ def encoder_folder(name: str, store: ModelStore | None = None) -> Path:
     return (store or ModelStore()).require(ENCODER_FEATURES[name])
 
 
-__all__ = ["FeatureStatus", "ModelStore", "RemoteFile", "VerifyResult", "encoder_folder"]
+def installed_encoders(store: ModelStore | None = None) -> list[str]:
+    """The model-store encoders ("sd15", "taesd") installed here (disk only)."""
+    store = store or ModelStore()
+    return [name for name, feature in ENCODER_FEATURES.items() if store.find(feature)]
+
+
+__all__ = [
+    "FeatureStatus",
+    "ModelStore",
+    "RemoteFile",
+    "VerifyResult",
+    "encoder_folder",
+    "installed_encoders",
+]

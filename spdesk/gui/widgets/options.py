@@ -72,6 +72,7 @@ class OptionsPanel(QWidget):
         self._perturbation: Perturbation | None = None
         self._measured_step_times: dict[tuple[str, str], float] = {}  # (device kind, encoder)
         self._default_output: Path | None = None  # where copies go with no folder chosen
+        self._mode_chosen = False  # set by a click on a mode, never by the app's own choice
         self.device_kind = "cpu"  # what the time estimates assume until the device is known
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -236,6 +237,7 @@ class OptionsPanel(QWidget):
             radio = QRadioButton(label)
             radio.setProperty("mode", key)
             radio.toggled.connect(self._on_mode)
+            radio.clicked.connect(self._on_mode_clicked)  # the user's own choice
             self.mode_group.addButton(radio)
             self.mode_radios[key] = radio
             lay.addWidget(radio)
@@ -268,6 +270,21 @@ class OptionsPanel(QWidget):
         lay.addWidget(self.finetune_row)
         lay.addWidget(self.mode_note)
         return box
+
+    def _on_mode_clicked(self) -> None:
+        self._mode_chosen = True
+        self.changed.emit()
+
+    def recommend(self, mode: str, encoder: str, steps: int) -> bool:
+        """Select ``mode`` with ``encoder`` and ``steps`` in place of the default photo mode,
+        unless the user chose a mode (or a pattern of their own, which the fine-tuned mode would
+        use instead); True when it was selected."""
+        if self._mode_chosen or self.mode() != "photo" or self.perturbation_path():
+            return False
+        self.steps_spin.setValue(steps)
+        self.set_encoder(encoder)
+        self.set_mode(mode)
+        return True
 
     def mode(self) -> str:
         checked = self.mode_group.checkedButton()
@@ -440,6 +457,7 @@ class OptionsPanel(QWidget):
         self.format_combo.setCurrentIndex(max(0, self.format_combo.findData(options.format)))
         self.quality_spin.setValue(options.quality)
         self.keep_location_check.setChecked(options.keep_location)
+        self._mode_chosen = options.mode_chosen
         self._on_format()
 
     def options(self, device: str = "auto") -> ProtectOptions:
@@ -456,6 +474,7 @@ class OptionsPanel(QWidget):
             quality=self.quality_spin.value(),
             device=device,
             keep_location=self.keep_location_check.isChecked(),
+            mode_chosen=self._mode_chosen,
         )
 
 

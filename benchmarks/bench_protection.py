@@ -59,10 +59,10 @@ def speed(protect, photos: list[np.ndarray]) -> tuple[float, float]:  # type: ig
 
 def pareto_chart(report: Assessment, path: Path) -> None:
     """Visibility (SSIMULACRA2, right = less visible) against latent gain at each editor size."""
-    width, height, margin = 760, 480, 60
+    width, height, margin = 900, 560, 60
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    x0, x1, y0, y1 = 20.0, 100.0, 0.0, 4.0
+    x0, x1, y0, y1 = 20.0, 100.0, 0.0, 3.0
 
     def at(x: float, y: float) -> tuple[float, float]:
         px = margin + (x - x0) / (x1 - x0) * (width - 2 * margin)
@@ -72,8 +72,8 @@ def pareto_chart(report: Assessment, path: Path) -> None:
     draw.rectangle([at(x0, y1), at(x1, y0)], outline="black")
     for x in range(20, 101, 10):
         draw.text((at(x, y0)[0] - 8, height - margin + 6), str(x), fill="black")
-    for y in range(5):
-        draw.text((margin - 24, at(x0, y)[1] - 6), f"{y}x", fill="black")
+    for tenth in range(0, int(y1 * 2) + 1):
+        draw.text((margin - 30, at(x0, tenth / 2)[1] - 6), f"{tenth / 2:g}x", fill="black")
     draw.line([at(70, y0), at(70, y1)], fill=(180, 180, 180))
     draw.line([at(x0, 2), at(x1, 2)], fill=(180, 180, 180))
     draw.text(
@@ -83,12 +83,10 @@ def pareto_chart(report: Assessment, path: Path) -> None:
     )
     draw.text((width // 2 - 60, height - 24), "SSIMULACRA2 (higher = less visible)", fill="black")
     colours = [(200, 30, 30), (30, 90, 200), (20, 150, 60), (150, 60, 170), (200, 120, 0)]
+    taken: list[tuple[float, float, float, float]] = []  # label boxes drawn so far
     for index, candidate in enumerate(report.candidates):
-        colour = (
-            colours[index % len(colours)]
-            if candidate.name not in (SIGN, UNIFORM)
-            else ((90, 90, 90))
-        )
+        grey = candidate.name in (SIGN, UNIFORM)
+        colour = (90, 90, 90) if grey else colours[index % len(colours)]
         for marker, size in enumerate(report.sizes):
             gain = report.gain(candidate.name, f"{size}/clean")
             if gain is None or candidate.ssimulacra2 is None:
@@ -98,7 +96,8 @@ def pareto_chart(report: Assessment, path: Path) -> None:
             shape = [px - r, py - r, px + r, py + r]
             (draw.ellipse if marker == 0 else draw.rectangle)(shape, outline=colour, width=2)
             if marker == 0:
-                draw.text((px + 8, py - 6), candidate.name, fill=colour)
+                box = _free_label_box(draw, candidate.name, px + 9, py - 6, taken)
+                draw.text(box[:2], candidate.name, fill=colour)
     draw.text(
         (width - 250, height - margin - 36),
         f"circle: editor {report.sizes[0]} px"
@@ -106,6 +105,24 @@ def pareto_chart(report: Assessment, path: Path) -> None:
         fill="black",
     )
     image.save(path)
+
+
+def _free_label_box(
+    draw: ImageDraw.ImageDraw,
+    text: str,
+    left: float,
+    top: float,
+    taken: list[tuple[float, float, float, float]],
+) -> tuple[float, float, float, float]:
+    """Where ``text`` goes at (left, top) or, if another label is there, just below it."""
+    text_width = draw.textlength(text)
+    box = (left, top, left + text_width, top + 12)
+    while any(
+        not (box[2] < b[0] or b[2] < box[0] or box[3] < b[1] or b[3] < box[1]) for b in taken
+    ):
+        box = (box[0], box[1] + 13, box[2], box[3] + 13)
+    taken.append(box)
+    return box
 
 
 def synthetic_scene(width: int = 480, height: int = 320) -> np.ndarray:
@@ -191,6 +208,22 @@ def print_speed(timings: dict[str, tuple[float, float]]) -> None:
         print(f"  {label:<28} {per_photo:.3f} | {big:.2f}")
 
 
+def merge_runs(files: list[Path], chart: Path | None, labels: list[str]) -> None:
+    """One table and chart from several runs' JSON (e.g. a CPU run and a GPU run), with
+    candidates renamed by ``labels`` ("OLD=NEW": a run's name for what the product now calls
+    otherwise)."""
+    reports = [Assessment.from_dict(json.loads(path.read_text())) for path in files]
+    report = reports[0]
+    for other in reports[1:]:
+        report = report.merged(other)
+    renames = dict(label.split("=", 1) for label in labels)
+    for candidate in report.candidates:
+        candidate.name = renames.get(candidate.name, candidate.name)
+    print(report.format())
+    if chart:
+        pareto_chart(report, chart)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared assets (../shared)")
@@ -248,7 +281,23 @@ def main() -> None:
     parser.add_argument("--chart", type=Path, default=None)
     parser.add_argument("--crops", type=Path, default=None, help="100%% crops of each mode")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="measure nothing: print one table (and --chart) from the --json files of runs on "
+        "the same photos",
+    )
+    parser.add_argument(
+        "--label", action="append", default=[], metavar="OLD=NEW",
+        help="with --merge: show candidate OLD as NEW",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.merge:
+        merge_runs(args.merge, args.chart, args.label)
+        return
     deadline = None if args.time_limit is None else time.monotonic() + args.time_limit
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -16,4 +16,11 @@ def test_estimates_scale_with_steps_and_differ_by_device() -> None:
 def test_no_estimate_without_a_figure() -> None:
     assert finetune_seconds_per_photo("sd15", 50, "mps") is None
     assert finetune_seconds_per_photo("my-encoder.safetensors", 50, "cpu") is None
-    assert finetune_seconds_per_photo("taesd", 50, "cuda") is None  # no GPU measurement yet
+
+
+def test_the_jpeg_term_of_photo_fine_tuning_is_in_the_estimate() -> None:
+    for kind in ("cpu", "cuda"):
+        plain = finetune_seconds_per_photo("taesd", 8, kind)
+        with_jpeg = finetune_seconds_per_photo("taesd", 8, kind, jpeg=True)
+        assert plain is not None and with_jpeg is not None
+        assert 1.5 * plain < with_jpeg < 3 * plain  # the photo and its re-save, encoded

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,44 @@ class Assessment:
             return None
         # The share of the *advantage over noise* that survives (gain 1 = no better than noise).
         return (after - 1) / (before - 1)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Assessment:
+        """The assessment :meth:`to_dict` wrote (its derived "gains" are recomputed)."""
+        candidates = [
+            CandidateFigures(
+                name=c["name"],
+                ssimulacra2=c.get("ssimulacra2"),
+                ssimulacra2_min=c.get("ssimulacra2_min"),
+                flip=c.get("flip"),
+                strength={key: Strength(**value) for key, value in c["strength"].items()},
+                transfer=dict(c.get("transfer", {})),
+            )
+            for c in data["candidates"]
+        ]
+        settings = ("encoder", "photos", "attack_photos", "sizes", "attacks", "eps")
+        return cls(
+            **{name: data[name] for name in settings},
+            candidates=candidates,
+            references=data.get("references", {}),
+        )
+
+    def merged(self, other: Assessment) -> Assessment:
+        """This table with ``other``'s candidates added: runs on the same photos and settings
+        (their random-sign baselines must agree), e.g. one per machine or per day."""
+        same = ("encoder", "photos", "attack_photos", "sizes", "eps")
+        if any(getattr(self, name) != getattr(other, name) for name in same):
+            raise ValueError("Only runs with the same encoder, photos, sizes and budget merge.")
+        mine, theirs = self.get(SIGN).strength, other.get(SIGN).strength
+        for key in mine.keys() & theirs.keys():
+            if abs(mine[key].latent - theirs[key].latent) > 1e-3 * mine[key].latent:
+                raise ValueError(f"The runs' random-sign baselines differ at {key}: other photos?")
+        names = {c.name for c in self.candidates}
+        extra = [c for c in other.candidates if c.name not in names]
+        baselines = [c for c in self.candidates if c.name in (SIGN, UNIFORM)]
+        modes = [c for c in self.candidates if c.name not in (SIGN, UNIFORM)]
+        attacks = [*self.attacks, *(a for a in other.attacks if a not in self.attacks)]
+        return replace(self, candidates=[*modes, *extra, *baselines], attacks=attacks)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -18,21 +18,36 @@ FINETUNE_SECONDS_PER_STEP_CUDA: dict[str, float | None] = {
     # 512 px photos against SD 1.5's VAE architecture in 0.861 s per photo in batches of 8
     # (1.578 s one photo at a time): 0.861 / 50 = 0.0172 s per step and photo.
     "sd15": 0.0172,
-    "taesd": None,  # not measured on a GPU: the app says the time is measured as it runs
+    # Photo fine-tuning, 8 steps against TAESD, without the JPEG term, one photo per pass:
+    # 0.167 s a photo on the same H200 (`bash benchmarks/gpu/run_issue15.sh`, ISSUE15_PLAN=
+    # variants; benchmarks/results/h200-2026-11-30/variants8.json, "speed").
+    "taesd": 0.167 / 8,
 }
 """Seconds per fine-tuning step and photo on a 512x512 photo on a CUDA GPU."""
+
+JPEG_TERM_COST: dict[str, float] = {"cpu": 1.74, "cuda": 2.08}
+"""How much longer a photo fine-tuning step takes with the JPEG re-save in its loss (the
+product's default): on a CUDA GPU 0.347 / 0.167 s a photo (the H200 run above); on this
+project's 2-core CPU 23.8 / 13.7 s for 4 steps, measured in one run of `python
+benchmarks/bench_protection.py --speed-only --modes photo --fine-tune 4 --tuner-variants nojpeg
+--speed-photos 4 --threads 2`."""
 
 DEVICE_WORDS = {"cpu": "a 2-core CPU", "cuda": "an H200 GPU"}
 """How each estimate's device is named to the user: what its figures were measured on."""
 
 
-def finetune_seconds_per_photo(encoder: str, steps: int, device_kind: str) -> float | None:
+def finetune_seconds_per_photo(
+    encoder: str, steps: int, device_kind: str, *, jpeg: bool = False
+) -> float | None:
     """Estimated seconds to fine-tune one 512 px photo for ``steps`` steps against ``encoder``
-    ("sd15" or "taesd") on a device of ``device_kind`` ("cpu", "cuda", "mps"); None when there
-    is no figure for that pair (another encoder, Apple GPUs, or no GPU measurement yet)."""
+    ("sd15" or "taesd") on a device of ``device_kind`` ("cpu", "cuda", "mps"), with the JPEG
+    term in the loss if ``jpeg``; None when there is no figure for that pair (another encoder,
+    Apple GPUs)."""
     tables: dict[str, dict[str, float | None]] = {
         "cpu": dict(FINETUNE_SECONDS_PER_STEP_CPU),
         "cuda": FINETUNE_SECONDS_PER_STEP_CUDA,
     }
     per_step = tables.get(device_kind, {}).get(encoder)
-    return None if per_step is None else steps * per_step
+    if per_step is None:
+        return None
+    return steps * per_step * (JPEG_TERM_COST.get(device_kind, 2.0) if jpeg else 1.0)

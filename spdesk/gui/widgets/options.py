@@ -358,7 +358,9 @@ class OptionsPanel(QWidget):
                 f"About {_duration(steps * measured)} per 512 px photo on this computer's "
                 f"{where} ({measured:.2g} s per step in its last run)."
             )
-        seconds = finetune_seconds_per_photo(encoder, steps, self.device_kind)
+        # Photo fine-tuning (no pattern of the user's) also encodes a JPEG re-save each step.
+        jpeg = not self.perturbation_path()
+        seconds = finetune_seconds_per_photo(encoder, steps, self.device_kind, jpeg=jpeg)
         if seconds is None:
             return "Time per photo is measured as it runs."
         where = DEVICE_WORDS.get(self.device_kind, self.device_kind)

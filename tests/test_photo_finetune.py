@@ -356,3 +356,28 @@ def test_cli_fine_tunes_by_default_on_a_cuda_gpu_with_an_encoder(
         assert "TAESD" in note and "--mode photo" in note
     else:
         assert not note
+
+
+def test_eval_measures_photo_fine_tuning_as_protect_runs_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(2):
+        _photo(64 + 8 * index, 72).save(photos / f"p{index}.png")
+    vae = str(save_tiny_vae(tmp_path / "sd"))
+    argv = ["eval", "--photos", str(photos), "--encoder", vae, "--sizes", "64", "--json"]
+    assert main([*argv, "--fine-tune", "1", "--fine-tune-jpeg", "off"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["mode"] == "photo-finetune"
+    assert table["candidates"][0]["name"] == "photo fine-tuned (1)"
+    assert main([*argv, "--fine-tune-jpeg", "80"]) == 2
+    assert "only used with --fine-tune" in capsys.readouterr().err
+    assert main([*argv, "--fine-tune", "1", "--mode", "universal"]) == 2
+    assert "leave out --mode universal" in capsys.readouterr().err

@@ -120,3 +120,21 @@ class ProgressPrinter:
         if self._open_bar and not self.quiet:
             self.stream.write("\n")
             self._open_bar = False
+
+
+def fine_tune_jpeg(value: str | None) -> int | None:
+    """``--fine-tune-jpeg``: a JPEG quality, "off" (None), or the product's default when not
+    given."""
+    from spdesk.core.errors import ConfigError
+    from spdesk.core.jobs.settings import DEFAULT_FINETUNE_JPEG
+
+    if value is None:
+        return DEFAULT_FINETUNE_JPEG
+    if value.strip().lower() == "off":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(
+            f"--fine-tune-jpeg takes a JPEG quality (1-100) or 'off', got {value!r}."
+        ) from None

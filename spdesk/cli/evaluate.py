@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spdesk.cli.common import EXIT_OK, ProgressPrinter, print_json
+from spdesk.cli.common import EXIT_OK, ProgressPrinter, fine_tune_jpeg, print_json
 
 DEFAULT_ATTACKS = "jpeg85,jpeg75,down0.5,blur1,average"
 
@@ -40,6 +40,14 @@ def register(sub: Any) -> None:
     parser.add_argument("--perturbation", type=Path, default=None, help="universal pattern file")
     parser.add_argument("--generator", type=Path, default=None, help="photo mode's generator")
     parser.add_argument("--strength", type=float, default=None, help="eps in 8-bit steps")
+    parser.add_argument(
+        "--fine-tune", type=int, default=None, metavar="STEPS",
+        help="measure photo fine-tuning (spdesk protect --fine-tune STEPS) against --encoder",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fine-tune-jpeg", default=None, metavar="Q",
+        help="with --fine-tune: its JPEG term's quality, or off (as spdesk protect's)",
+    )  # fmt: skip
     parser.add_argument("--sizes", default="256,512", help="editor short sides in pixels (256,512)")
     parser.add_argument(
         "--attacks", default="", metavar="LIST",
@@ -82,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
     sizes = _sizes(args.sizes)
     attacks = parse_attacks(args.attacks)
     mode = args.mode or ("universal" if args.perturbation else "photo")
+    if args.fine_tune_jpeg is not None and args.fine_tune is None:
+        raise ConfigError("--fine-tune-jpeg is only used with --fine-tune STEPS.")
+    if args.fine_tune is not None:
+        if mode != "photo":
+            raise ConfigError("--fine-tune measures photo fine-tuning: leave out --mode universal.")
+        mode = "photo-finetune"
     if not 1 <= args.max_photos <= 10_000:
         raise ConfigError(f"--max-photos must be between 1 and 10000, got {args.max_photos}.")
     paths = find_photos(args.photos)
@@ -93,8 +107,10 @@ def run(args: argparse.Namespace) -> int:
     if not photos:
         raise ConfigError(f"No readable photos found in {shown(args.photos)}.")
     protect, eps, label = mode_protect(
-        mode, perturbation=args.perturbation, generator=args.generator, strength=args.strength
-    )
+        mode, perturbation=args.perturbation, generator=args.generator, strength=args.strength,
+        encoder=args.encoder, finetune_steps=args.fine_tune or 8,
+        finetune_jpeg=fine_tune_jpeg(args.fine_tune_jpeg),
+    )  # fmt: skip
     encoder = load_encoder(args.encoder, args.device)
     transfer = [load_encoder(spec, args.device) for spec in args.transfer.split(",") if spec]
     progress = ProgressPrinter(quiet=args.json)

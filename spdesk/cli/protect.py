@@ -19,6 +19,7 @@ from spdesk.cli.common import (
     EXIT_OK,
     ProgressPrinter,
     cancel_on_sigint,
+    fine_tune_jpeg,
     print_json,
 )
 from spdesk.core.events import EtaClock
@@ -214,7 +215,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         generator=args.generator,
         finetune_steps=args.fine_tune or 50,
         finetune_batch=args.fine_tune_batch,
-        finetune_jpeg=_jpeg_quality(args.fine_tune_jpeg),
+        finetune_jpeg=fine_tune_jpeg(args.fine_tune_jpeg),
         encoder=args.encoder or "sd15",
         objective=args.objective,
         device=args.device,
@@ -231,21 +232,6 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         redo=args.redo,
         **extra,
     )
-
-
-def _jpeg_quality(value: str | None) -> int | None:
-    from spdesk.core.errors import ConfigError
-
-    if value is None:
-        return DEFAULT_FINETUNE_JPEG
-    if value.strip().lower() == "off":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(
-            f"--fine-tune-jpeg takes a JPEG quality (1-100) or 'off', got {value!r}."
-        ) from None
 
 
 def _apply_recommendation(args: argparse.Namespace) -> None:

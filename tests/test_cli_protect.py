@@ -139,7 +139,6 @@ def test_some_failed_exits_1(
             ["--fine-tune", "5", "--encoder", "x", "--fine-tune-batch", "0", "--mode", "universal"],
             "batch must be between 1 and 256",
         ),
-        (["--fine-tune", "5", "--encoder", "x", "--fine-tune-batch", "2"], "one photo per pass"),
     ],
 )
 def test_could_not_run_exits_2(

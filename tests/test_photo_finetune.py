@@ -381,3 +381,80 @@ def test_eval_measures_photo_fine_tuning_as_protect_runs_it(
     assert "only used with --fine-tune" in capsys.readouterr().err
     assert main([*argv, "--fine-tune", "1", "--mode", "universal"]) == 2
     assert "leave out --mode universal" in capsys.readouterr().err
+
+
+# --- batches ------------------------------------------------------------------------------------
+def _distinct(count: int, height: int, width: int) -> list[Image.Image]:
+    rng = np.random.default_rng(count * 7 + height)
+    base = np.asarray(_photo(height, width), np.int16)
+    return [
+        Image.fromarray(np.clip(base + rng.integers(-20, 21, base.shape), 0, 255).astype(np.uint8))
+        for _ in range(count)
+    ]
+
+
+def test_a_batch_gives_each_photo_what_it_gets_alone_in_order(
+    generator_file: Path, encoder: Encoder
+) -> None:
+    photos = [*_distinct(2, 40, 56), *_distinct(1, 48, 40), *_distinct(1, 40, 56)]
+    alone = [_tuner(generator_file, encoder, 3).apply(photo)[0] for photo in photos]
+    tuner = PhotoFineTuner(generator_file, encoder, 3, key=KEY, editor_sides=(24, 40), batch_size=4)
+    steps: list[tuple[int, int]] = []
+    tuner.on_step = lambda done, total: steps.append((done, total))
+    together = [protected for protected, _ in tuner.apply_batch(photos)]
+    for single, batched in zip(alone, together, strict=True):
+        difference = np.abs(np.asarray(single, np.int16) - np.asarray(batched, np.int16))
+        # The same gradients; a batched convolution may round differently, which can flip the
+        # sign of a near-zero gradient: a few values one or two 8-bit steps apart at most.
+        assert (difference > 0).mean() < 0.02 and difference.max() <= 2
+    # Two passes (the three 40x56 photos, then the 48x40 one), three steps each.
+    assert steps == [(1, 6), (2, 6), (3, 6), (4, 6), (5, 6), (6, 6)]
+
+
+def test_a_batch_that_runs_out_of_gpu_memory_is_split(
+    generator_file: Path, encoder: Encoder
+) -> None:
+    tuner = PhotoFineTuner(generator_file, encoder, 2, key=KEY, editor_sides=(24, 40), batch_size=4)
+    photos = _distinct(4, 40, 56)
+    expected = [np.asarray(p) for p, _ in tuner.apply_batch(photos)]
+    refine, sizes = tuner.refine, []
+
+    def small_gpu(x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(x))
+        if len(x) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return refine(x, raw)
+
+    tuner.refine = small_gpu  # type: ignore[method-assign]
+    results = [np.asarray(p) for p, _ in tuner.apply_batch(photos)]
+    assert sizes == [4, 2, 1, 1, 1, 1]  # halved until it fits, then no larger than that
+    assert tuner.batch_size == 1
+    for want, got in zip(expected, results, strict=True):
+        assert np.abs(want.astype(int) - got.astype(int)).max() <= 2
+
+
+def test_a_job_fine_tunes_photos_in_batches_of_its_setting(
+    tmp_path: Path, generator_file: Path
+) -> None:
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.core.jobs import ProtectSettings
+    from spdesk.core.jobs.protector import build_protector
+    from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
+
+    vae = str(save_tiny_vae(tmp_path / "sd"))
+    pattern = load_perturbation(bundled_perturbation_path())
+    made = {}
+    for batch in (None, 3):
+        settings = ProtectSettings(
+            mode="photo-finetune", generator=generator_file, encoder=vae, finetune_steps=1,
+            working_size=32, finetune_batch=batch, device="cpu",
+        )  # fmt: skip
+        made[batch] = build_protector(settings, pattern).batch_size
+    assert made == {None: 1, 3: 3}  # one photo at a time on a CPU unless asked
+    assert (
+        _cli_settings(
+            "--fine-tune", "3", "--encoder", "taesd", "--fine-tune-batch", "4"
+        ).finetune_batch
+        == 4
+    )  # type: ignore[attr-defined]

@@ -177,11 +177,6 @@ def _mode(args: argparse.Namespace) -> str:
         )
     if args.fine_tune_jpeg is not None and mode != "photo-finetune":
         raise ConfigError("--fine-tune-jpeg applies to photo fine-tuning (--fine-tune STEPS).")
-    if mode == "photo-finetune" and args.fine_tune_batch is not None:
-        raise ConfigError(
-            "--fine-tune-batch applies to fine-tuning the universal pattern (--mode universal); "
-            "photo fine-tuning takes one photo per pass."
-        )
     return mode
 
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from spdesk.core.apply import ApplyOptions, apply_working_delta, working_delta
+from spdesk.core.batches import batches_by_key
 from spdesk.core.encoders import Encoder
 from spdesk.core.errors import ConfigError
 from spdesk.core.events import CancelToken
@@ -272,15 +273,10 @@ def _groups(
     images: Sequence[np.ndarray], workings: Sequence[np.ndarray], batch_size: int
 ) -> list[list[int]]:
     """Indices of photos that can share a batch (one size), in chunks of ``batch_size``."""
-    by_size: dict[tuple[int, ...], list[int]] = {}
-    for index, (image, working) in enumerate(zip(images, workings, strict=True)):
-        by_size.setdefault((*image.shape[:2], *working.shape), []).append(index)
-    size = max(1, batch_size)
-    return [
-        members[start : start + size]
-        for members in by_size.values()
-        for start in range(0, len(members), size)
+    sizes = [
+        (*image.shape[:2], *working.shape) for image, working in zip(images, workings, strict=True)
     ]
+    return batches_by_key(sizes, batch_size)
 
 
 def _free_accelerator_memory() -> None:

@@ -24,8 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
+from spdesk.core.apply import Figures
 from spdesk.core.encoders import Encoder
 from spdesk.core.errors import ConfigError
 from spdesk.core.events import CancelToken
@@ -49,8 +52,11 @@ def editor_size(height: int, width: int, side: int) -> tuple[int, int]:
 
 
 def _relative_sq(encoder: Encoder, image: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Relative squared latent distance of each photo of a batch, summed over the batch: each
+    photo's gradient is the one it would get alone."""
     latent = encoder.encode(image).mean
-    return ((latent - clean) ** 2).sum() / (clean**2).sum().clamp_min(1e-12)
+    distance = ((latent - clean) ** 2).flatten(1).sum(1)
+    return (distance / (clean**2).flatten(1).sum(1).clamp_min(1e-12)).sum()
 
 
 class PhotoFineTuner(GeneratorProtector):
@@ -69,6 +75,8 @@ class PhotoFineTuner(GeneratorProtector):
         jpeg_quality: also push the editor views of the protected photo after a JPEG round trip
             of this quality (differentiable, kornia) away from the same round trip of the clean
             photo, so the protection survives a re-save; None: clean views only.
+        batch_size: photos of one view size fine-tuned together by :meth:`apply_batch` (a GPU
+            runs 8 in about the time of one); a batch that runs out of GPU memory is split.
     """
 
     def __init__(
@@ -83,6 +91,7 @@ class PhotoFineTuner(GeneratorProtector):
         editor_sides: Sequence[int] = EDITOR_SIDES,
         shaping: Shaping | None = None,
         jpeg_quality: int | None = None,
+        batch_size: int = 1,
     ) -> None:
         if not 1 <= steps <= 10_000:
             raise ConfigError(f"Fine-tuning steps must be between 1 and 10000, got {steps}.")
@@ -97,8 +106,30 @@ class PhotoFineTuner(GeneratorProtector):
         self.steps = steps
         self.editor_sides = tuple(editor_sides)
         self.jpeg_quality = jpeg_quality
+        self.batch_size = max(1, batch_size)
         self.cancel: CancelToken | None = None
         self.on_step: Callable[[int, int], None] | None = None
+
+    def apply_batch(
+        self, images: Sequence[Image.Image], batch_size: int | None = None
+    ) -> list[tuple[Image.Image, Figures]]:
+        """:meth:`apply` for several photos, those of one view size fine-tuned together."""
+        return super().apply_batch(images, batch_size or self.batch_size)
+
+    def working_deltas(self, views: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Fine-tuned deltas of views of one size; a batch that runs out of GPU memory is split
+        in two, and later batches are no larger than the half."""
+        if len(views) > self.batch_size:
+            half = self.batch_size
+            return [*self.working_deltas(views[:half]), *self.working_deltas(views[half:])]
+        try:
+            return super().working_deltas(views)
+        except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError only from torch 2.5
+            if len(views) == 1:
+                raise
+        torch.cuda.empty_cache()
+        self.batch_size = max(1, len(views) // 2)
+        return self.working_deltas(views)
 
     def refine(self, x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
         """``steps`` signed-gradient steps on the raw output (the shared optimisation loop on
@@ -131,11 +162,14 @@ class PhotoFineTuner(GeneratorProtector):
         )
         optimiser = DeltaOptimizer(config, raw * bound)
         on_step = self.on_step
+        position, batches = self.batch_position
         scaled = run(
             optimiser,
             loss_gradient(loss),
             cancel=self.cancel,
-            on_step=None if on_step is None else lambda done, _: on_step(done, self.steps),
+            on_step=None
+            if on_step is None
+            else lambda done, _: on_step(position * self.steps + done, batches * self.steps),
         )
         return (scaled / bound).clamp(-1, 1)
 

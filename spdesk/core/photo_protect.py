@@ -10,6 +10,7 @@ so the editor's downsizing gives it back). Deterministic for one install and one
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from PIL import Image
 
 from spdesk.core.apply import Figures, apply_working_delta_pil, change_figures
+from spdesk.core.batches import batches_by_key
 from spdesk.core.errors import PerturbationFileError
 from spdesk.core.generator import DeltaGenerator, GeneratorConfig, generator_raw, noise_shape
 from spdesk.core.generator_file import GeneratorSpec, read_spec
@@ -98,29 +100,36 @@ class GeneratorProtector:
         self.shaping = Shaping(**self.spec.shaping)  # type: ignore[arg-type]
         self.key = key if key is not None else install_key()
         self.working_side = working_side
+        self.batch_position = (0, 1)  # (batch, batches) of the apply_batch call under way
         self._lock = threading.Lock()
 
     def working_delta(self, view: np.ndarray) -> np.ndarray:
         """The delta (3, h, w) in pixel units for a uint8 (h, w, 3) view."""
-        seed = photo_seed(self.key, view, self.spec.fingerprint)
-        height, width = view.shape[:2]
-        noise = torch.randn(
-            (1, *noise_shape(height, width)), generator=torch.Generator().manual_seed(seed)
+        return self.working_deltas([view])[0]
+
+    def working_deltas(self, views: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`working_delta` of views of one size, in one pass (a batch for the GPU)."""
+        noises = []
+        for view in views:
+            seed = photo_seed(self.key, view, self.spec.fingerprint)
+            generator = torch.Generator().manual_seed(seed)
+            noises.append(torch.randn((1, *noise_shape(*view.shape[:2])), generator=generator))
+        pixels = torch.from_numpy(np.stack([np.asarray(view) for view in views])).permute(
+            0, 3, 1, 2
         )
-        pixels = torch.from_numpy(np.array(view)).permute(2, 0, 1)[None]
         with self._lock:
             # uint8 crosses to the GPU (a quarter of the bytes); on the CPU nothing moves.
             x = pixels.to(self.device).float() / 255
             with torch.no_grad():
-                raw = generator_raw(self.model, x, noise.to(self.device))
+                raw = generator_raw(self.model, x, torch.cat(noises).to(self.device))
             raw = self.refine(x, raw)
             with torch.no_grad():
                 delta = compose_delta(raw, x, self.eps, self.shaping)
-            return delta[0].cpu().numpy()  # waits for the GPU inside the lock: one pass at a time
+            return list(delta.cpu().numpy())  # waits for the GPU inside the lock
 
     def refine(self, x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-        """The raw output to compose for view ``x`` (the generator's own here; per-photo
-        fine-tuning improves it, see :mod:`spdesk.core.photo_finetune`)."""
+        """The raw outputs to compose for views ``x`` (N, 3, h, w): the generator's own here;
+        per-photo fine-tuning improves them, see :mod:`spdesk.core.photo_finetune`."""
         del x
         return raw
 
@@ -128,6 +137,29 @@ class GeneratorProtector:
         """The protected RGB image and its figures (PSNR, largest change). ``key`` is unused:
         the photo's own pixels and the install key choose its noise."""
         del key
+        return self.apply_batch([image])[0]
+
+    def apply_batch(
+        self, images: Sequence[Image.Image], batch_size: int = 1
+    ) -> list[tuple[Image.Image, Figures]]:
+        """:meth:`apply` for several photos, in order; views of one size go through
+        :meth:`working_deltas` together, ``batch_size`` at a time."""
+        views = [self._view(image) for image in images]
+        deltas: dict[int, np.ndarray] = {}
+        batches = batches_by_key([view.shape for view in views], batch_size)
+        for position, batch in enumerate(batches):
+            self.batch_position = (position, len(batches))  # for progress over the whole call
+            tuned = self.working_deltas([views[index] for index in batch])
+            deltas.update(zip(batch, tuned, strict=True))
+        results = []
+        for index, image in enumerate(images):
+            delta = deltas[index] * large_photo_factor(image.height, views[index].shape[0])
+            protected = apply_working_delta_pil(image, delta)
+            results.append((protected, change_figures(image, protected)))
+        return results
+
+    def _view(self, image: Image.Image) -> np.ndarray:
+        """The editor's view of an RGB photo (the photo itself up to the working side)."""
         if image.mode != "RGB":
             raise ValueError(f"apply expects an RGB image, got mode {image.mode}")
         width, height = image.size
@@ -135,9 +167,7 @@ class GeneratorProtector:
         view = image
         if (view_w, view_h) != image.size:
             view = image.resize((view_w, view_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        delta = self.working_delta(np.asarray(view)) * large_photo_factor(height, view_h)
-        protected = apply_working_delta_pil(image, delta)
-        return protected, change_figures(image, protected)
+        return np.asarray(view)
 
 
 def large_photo_factor(height: int, view_height: int) -> float:

@@ -117,16 +117,13 @@ class FineTuneProtector(Protector):
         from spdesk.core.finetune import FineTuner
 
         encoder = load_encoder(settings.encoder, settings.device)
-        batch = settings.finetune_batch
-        if batch is None:
-            batch = GPU_FINETUNE_BATCH if encoder.device.type == "cuda" else 1
         tuner = FineTuner(
             perturbation,
             encoder,
             steps=settings.finetune_steps,
             objective=settings.objective,
             options=settings.apply_options(),
-            batch_size=batch,
+            batch_size=finetune_batch(settings, encoder.device.type),
         )
         return cls(tuner)
 
@@ -191,7 +188,8 @@ class PhotoSpecificProtector(Protector):
 
 class PhotoFineTuneProtector(Protector):
     """Photo mode's perturbation fine-tuned on each photo against an encoder, inside the same
-    perceptual budget (:mod:`spdesk.core.photo_finetune`)."""
+    perceptual budget (:mod:`spdesk.core.photo_finetune`); photos of one view size are
+    fine-tuned together, 8 at a time on a CUDA GPU."""
 
     mode = "photo-finetune"
     stage = "fine-tuning"
@@ -199,6 +197,7 @@ class PhotoFineTuneProtector(Protector):
 
     def __init__(self, tuner: PhotoFineTuner) -> None:
         self.tuner = tuner
+        self.batch_size = tuner.batch_size
 
     @classmethod
     def build(cls, settings: ProtectSettings, perturbation: Perturbation) -> Protector:
@@ -216,6 +215,7 @@ class PhotoFineTuneProtector(Protector):
             working_side=side,
             editor_sides=(max(8, side // 2), side),
             jpeg_quality=settings.finetune_jpeg,
+            batch_size=finetune_batch(settings, encoder.device.type),
         )
         return cls(tuner)
 
@@ -231,7 +231,7 @@ class PhotoFineTuneProtector(Protector):
         return key if settings.finetune_jpeg is None else [*key, settings.finetune_jpeg]
 
     def protect(self, image: Image.Image, key: str) -> Protected:
-        return self.tuner.apply(image, key)
+        return self.protect_batch([image], [key])[0]
 
     def protect_batch(
         self,
@@ -241,13 +241,22 @@ class PhotoFineTuneProtector(Protector):
         cancel: CancelToken | None = None,
         on_step: StepCallback | None = None,
     ) -> list[Protected]:
-        # One photo per pass (photos differ in size); the tuner reports steps and honours the
-        # cancel token between them. Not concurrent, so setting them here is safe.
+        # The tuner reports steps and honours the cancel token between them. Not concurrent,
+        # so setting them here is safe. ``keys`` are unused: each photo's pixels and the
+        # install key choose its noise.
+        del keys
         self.tuner.cancel, self.tuner.on_step = cancel, on_step
         try:
-            return super().protect_batch(images, keys, cancel=cancel, on_step=on_step)
+            return self.tuner.apply_batch(images)
         finally:
             self.tuner.cancel = self.tuner.on_step = None
+
+
+def finetune_batch(settings: ProtectSettings, device_kind: str) -> int:
+    """Photos fine-tuned together: the setting, or 8 on a CUDA GPU and 1 elsewhere."""
+    if settings.finetune_batch is not None:
+        return settings.finetune_batch
+    return GPU_FINETUNE_BATCH if device_kind == "cuda" else 1
 
 
 def _photo_key(settings: ProtectSettings, device: str) -> list[Any]:

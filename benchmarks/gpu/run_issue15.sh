@@ -11,6 +11,9 @@
 # ISSUE15_PLAN=variants: fine-tuning without the JPEG round trip in the loss (the product has it
 # since 2026-12-01) or with TAEF2 too (8 and 16 steps), then the GPU seconds per photo of each
 # mode with nothing else running.
+# ISSUE15_PLAN=speed: the GPU default as a user runs it, `spdesk protect --fine-tune 8` on the
+# packed photos, one photo per pass and then 8 (photos/s of each, and their ratio), with the
+# GPU alone; then the same for photo mode.
 # The machine has no ../shared: benchmarks/gpu/pack_bench_photos.py packs the photos these measure
 # and the three encoders into .devdata/bench (carried); wheels of what the machine lacks travel in
 # .whl (see ../.library/device/README.md).
@@ -45,6 +48,24 @@ run() {  # NAME COMMAND...: in the background, hard timeout, output in $out/NAME
     OMP_NUM_THREADS=5 timeout "$seconds" "$@" >"$out/$name.log" 2>&1 &
 }
 plan="${ISSUE15_PLAN:-tables}"
+if [[ $plan == speed ]]; then
+    taesd="$shared/models/taesd/taesd_f8e4m3.safetensors"
+    timed() {  # NAME ARGS...: spdesk protect on the packed photos, photos/s on one line
+        local name=$1; shift
+        rm -rf "/tmp/i15-$name"
+        local started; started=$(date +%s.%N)
+        timeout $(( seconds < 180 ? seconds : 180 )) python3 -m spdesk protect "$shared/data/imagenet-sample" \
+            --out "/tmp/i15-$name" --device "$device" --json "$@" >"$out/$name.json" 2>"$out/$name.log"
+        local status=$? took; took=$(python3 -c "import time; print(f'{time.time() - $started:.1f}')")
+        local count; count=$(find "/tmp/i15-$name" -name '*.protected.*' | wc -l)
+        echo "$name: exit $status, $count photos in $took s ($(python3 -c \
+            "print(f'{$count / max($took, 1e-9):.1f}')") photos/s, model loading included)"
+    }
+    timed photo --mode photo
+    timed ft8-batch1 --fine-tune 8 --encoder "$taesd" --fine-tune-batch 1
+    timed ft8-batch8 --fine-tune 8 --encoder "$taesd" --fine-tune-batch 8
+    exit 0
+fi
 bench=(python3 benchmarks/bench_protection.py "${common[@]}")
 if [[ $plan == tables ]]; then  # the first call (2026-11-30): product modes, 8 and 32 steps
     run table8 "${bench[@]}" --modes photo,universal --fine-tune 8 --json "$out/table8.json" \

@@ -373,6 +373,7 @@ def test_eval_measures_photo_fine_tuning_as_protect_runs_it(
         _photo(64 + 8 * index, 72).save(photos / f"p{index}.png")
     vae = str(save_tiny_vae(tmp_path / "sd"))
     argv = ["eval", "--photos", str(photos), "--encoder", vae, "--sizes", "64", "--json"]
+    argv += ["--working-size", "32"]  # fine-tuned at 16 and 32 px: quick
     assert main([*argv, "--fine-tune", "1", "--fine-tune-jpeg", "off"]) == 0
     table = json.loads(capsys.readouterr().out)
     assert table["mode"] == "photo-finetune"

@@ -50,6 +50,10 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     parser.add_argument("--sizes", default="256,512", help="editor short sides in pixels (256,512)")
     parser.add_argument(
+        "--working-size", type=int, default=512, metavar="PX",
+        help="the protection's editor view, as spdesk protect's (512)",
+    )  # fmt: skip
+    parser.add_argument(
         "--attacks", default="", metavar="LIST",
         help=f"comma-separated attacks, e.g. {DEFAULT_ATTACKS} (none by default)",
     )  # fmt: skip
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     protect, eps, label = mode_protect(
         mode, perturbation=args.perturbation, generator=args.generator, strength=args.strength,
         encoder=args.encoder, finetune_steps=args.fine_tune or 8,
-        finetune_jpeg=fine_tune_jpeg(args.fine_tune_jpeg),
+        finetune_jpeg=fine_tune_jpeg(args.fine_tune_jpeg), working_size=args.working_size,
     )  # fmt: skip
     encoder = load_encoder(args.encoder, args.device)
     transfer = [load_encoder(spec, args.device) for spec in args.transfer.split(",") if spec]

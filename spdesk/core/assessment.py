@@ -66,6 +66,7 @@ def mode_protect(
     encoder: str | None = None,
     finetune_steps: int = 8,
     finetune_jpeg: int | None = DEFAULT_FINETUNE_JPEG,
+    working_size: int = 512,
 ) -> tuple[Protect, float, str]:
     """The protect function of a job's mode, built exactly as a job builds it (the same
     :class:`~spdesk.core.jobs.protector.Protector`), its budget in 8-bit steps, and a label.
@@ -78,6 +79,7 @@ def mode_protect(
     settings = ProtectSettings(
         mode=mode, perturbation=perturbation, generator=generator, strength=strength, workers=1,
         encoder=encoder or "sd15", finetune_steps=finetune_steps, finetune_jpeg=finetune_jpeg,
+        working_size=working_size,
     )  # fmt: skip
     pattern = load_perturbation(perturbation or bundled_perturbation_path())
     protector = build_protector(settings, pattern)

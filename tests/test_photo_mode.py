@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 from PIL import Image
 
 from spdesk.core.errors import ConfigError
-from spdesk.core.generator import GeneratorConfig, noise_shape
+from spdesk.core.generator import GeneratorConfig
 from spdesk.core.jobs import ProtectJob, ProtectSettings
 from spdesk.core.jobs.fingerprint import output_fingerprint
 from spdesk.core.keys import ENV_KEY, install_key, key_id, key_path, photo_seed
@@ -268,51 +267,3 @@ def test_train_generator_refuses_bad_settings_before_training_and_writes_nothing
     assert main(argv) == 2
     assert bad[0] in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
-
-
-def test_the_teacher_is_stronger_than_the_generator_and_pulls_training_toward_it(
-    tmp_path: Path,
-) -> None:
-    from test_train import write_photos
-    from tiny_sd import save_tiny_vae
-
-    from spdesk.core.encoders import load_encoder
-    from spdesk.core.generator import DeltaGenerator, generator_raw
-    from spdesk.core.shaping import compose_delta
-    from spdesk.core.train_generator import (
-        GeneratorTrainConfig,
-        _ensemble_relative_sq,
-        teacher_raw,
-        train_generator,
-    )
-
-    encoder = load_encoder(str(save_tiny_vae(tmp_path / "vae")), "cpu")
-    config = GeneratorTrainConfig(
-        batch=2, size=32, view=48, teacher_steps=3, network=GeneratorConfig(width=8, blocks=1)
-    )
-    rng = torch.Generator().manual_seed(0)
-    clean = torch.rand(2, 3, 32, 32, generator=rng)
-    noise = torch.randn(2, *noise_shape(32, 32), generator=rng)
-    with torch.no_grad():
-        raw = generator_raw(DeltaGenerator(config.network), clean, noise)
-
-    def edit(x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def strength(r: torch.Tensor) -> torch.Tensor:
-        protected = (clean + compose_delta(r, clean, config.eps, config.shaping)).clamp(0, 1)
-        with torch.no_grad():
-            return _ensemble_relative_sq(encoder, edit, clean, protected)
-
-    target = teacher_raw(encoder, edit, clean, raw, config)
-    assert target.abs().max() <= 1 and not torch.equal(target, raw)
-    assert (strength(target) > strength(raw)).all()  # each photo pushed further
-    photos = write_photos(tmp_path / "photos")
-    plain = GeneratorTrainConfig(
-        steps=2, batch=2, size=32, view=48, network=GeneratorConfig(width=8, blocks=1)
-    )
-    taught = replace(plain, teacher_steps=2, teacher=10.0)
-    first, _ = train_generator(photos, encoder, plain)
-    second, _ = train_generator(photos, encoder, taught)
-    weights = [dict(model.state_dict()) for model in (first, second)]
-    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -50,11 +50,6 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--time-limit", type=float, default=0.0, help="stop after this many minutes (0: none)"
     )
-    parser.add_argument(
-        "--teacher-steps", type=int, default=0, metavar="N",
-        help="distil per-photo optimisation: pull the output toward N fine-tuning steps (0: off)",
-    )  # fmt: skip
-    parser.add_argument("--teacher", type=float, default=1.0, help="weight of that pull (1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
@@ -85,13 +80,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--editor-scale must be 0.1 <= LOW <= HIGH <= 4 and --ssim >= 0.")
     if not 8 <= args.width <= 256 or not 1 <= args.blocks <= 16 or args.time_limit < 0:
         raise ConfigError("--width must be 8..256, --blocks 1..16, --time-limit >= 0.")
-    if not 0 <= args.teacher_steps <= 100 or args.teacher < 0:
-        raise ConfigError("--teacher-steps must be 0..100 and --teacher >= 0.")
     config = GeneratorTrainConfig(
         eps=args.eps, steps=args.steps, batch=args.batch, size=args.size, lr=args.lr,
         secrecy=args.secrecy, visibility=args.visibility, seed=args.seed, shaping=shaping,
         ssim=args.ssim, editor_scale=(low, high), jpeg=args.jpeg, jpeg_quality=args.jpeg_quality,
-        time_limit=args.time_limit * 60, teacher_steps=args.teacher_steps, teacher=args.teacher,
+        time_limit=args.time_limit * 60,
         network=GeneratorConfig(width=args.width, blocks=args.blocks),
     )  # fmt: skip
     start = None

@@ -33,10 +33,10 @@ from spdesk.core.events import CancelToken
 from spdesk.core.generator import (
     DeltaGenerator,
     GeneratorConfig,
-    generator_raw,
+    generate_delta,
     noise_shape,
 )
-from spdesk.core.shaping import Shaping, compose_delta
+from spdesk.core.shaping import Shaping
 from spdesk.core.train import find_photos, load_working_view, random_crops, split_photos
 
 GRID = 8
@@ -65,11 +65,6 @@ class GeneratorTrainConfig:
         time_limit: seconds of training at most (0: no limit). The learning-rate schedule
             follows whichever runs out first, steps or time, so a time-boxed run on a fast
             GPU still ends with a decayed rate.
-        teacher_steps: distillation from per-photo optimisation: each step also refines the
-            generator's raw output on each crop with this many signed-gradient steps against
-            the encoder (as photo fine-tuning does, inside the same shaping) and pulls the
-            generator's output toward the result; 0: off.
-        teacher: weight of that pull (mean squared difference of raw outputs, range [-1, 1]).
         seed, split, max_photos: as for universal training (same split function).
     """
 
@@ -87,8 +82,6 @@ class GeneratorTrainConfig:
     blur: float = 0.2
     jpeg_quality: int = 60
     time_limit: float = 0.0
-    teacher_steps: int = 0
-    teacher: float = 1.0
     seed: int = 0
     split: float = 0.7
     max_photos: int | None = None
@@ -173,35 +166,6 @@ def structural_loss(clean: torch.Tensor, protected: torch.Tensor) -> torch.Tenso
     return (full + half) / 2
 
 
-def teacher_raw(
-    encoder: Encoder,
-    edit: Callable[..., Any],
-    clean: torch.Tensor,
-    raw: torch.Tensor,
-    config: GeneratorTrainConfig,
-) -> torch.Tensor:
-    """``raw`` refined by ``config.teacher_steps`` signed-gradient steps that push the edited
-    protected crops' latents away from the clean ones, inside the shaping (the loop and step
-    rule of photo fine-tuning, :mod:`spdesk.core.photo_finetune`)."""
-    from spdesk.core.optim import DeltaOptimizer, OptimConfig, loss_gradient, run
-    from spdesk.core.photo_finetune import FIRST_STEP
-
-    bound = config.eps / 255
-
-    def loss(scaled: torch.Tensor, step: int) -> torch.Tensor:
-        del step
-        delta = compose_delta(scaled / bound, clean, config.eps, config.shaping)
-        protected = (clean + delta).clamp(0, 1)
-        return -_ensemble_relative_sq(encoder, edit, clean, protected).sum()
-
-    settings = OptimConfig(
-        optimizer="pgd", eps=config.eps, steps=config.teacher_steps,
-        step_size=FIRST_STEP * config.eps,
-    )  # fmt: skip
-    scaled = run(DeltaOptimizer(settings, raw * bound), loss_gradient(loss))
-    return (scaled / bound).clamp(-1, 1).detach()
-
-
 @dataclass
 class GeneratorStep:
     """What one step reports."""
@@ -254,8 +218,7 @@ def train_generator(
         edit = _editor(rng, config)
         shape = (len(clean), *noise_shape(config.size, config.size))
         noises = [torch.randn(shape, generator=rng).to(encoder.device) for _ in range(2)]
-        raws = [generator_raw(model, clean, z) for z in noises]
-        deltas = [compose_delta(raw, clean, config.eps, config.shaping) for raw in raws]
+        deltas = [generate_delta(model, clean, z, config.eps, config.shaping) for z in noises]
         # The encoder (the costly part) sees one delta; the second only serves the secrecy term.
         protected = (clean + deltas[0]).clamp(0, 1)
         strength = _ensemble_relative_sq(encoder, edit, clean, protected)
@@ -265,9 +228,6 @@ def train_generator(
             loss = loss + config.visibility * low_frequency_share(deltas[0], config.eps)
         if config.ssim:
             loss = loss + config.ssim * structural_loss(clean, protected)
-        if config.teacher_steps:
-            target = teacher_raw(encoder, edit, clean, raws[0].detach(), config)
-            loss = loss + config.teacher * (raws[0] - target).pow(2).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()

@@ -87,3 +87,12 @@ def test_the_main_window_fine_tunes_by_default_on_a_cuda_gpu_with_an_encoder(
         8,
     )
     assert "TAESD" in window.statusBar().currentMessage()
+
+
+def test_a_gpu_estimate_under_a_second_is_not_rounded_to_zero(qtbot) -> None:  # type: ignore[no-untyped-def]
+    panel = OptionsPanel(replace(ProtectOptions(), mode="finetune", finetune_encoder="taesd"))
+    qtbot.addWidget(panel)
+    panel.steps_spin.setValue(8)
+    panel.set_device_kind("cuda")
+    note = panel.mode_note.text()
+    assert "About 0.3 s per 512 px photo" in note and "About 0 s" not in note

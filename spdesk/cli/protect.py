@@ -248,7 +248,7 @@ def _apply_recommendation(args: argparse.Namespace) -> None:
     if advice.mode == "photo-finetune":
         args.fine_tune, args.encoder = advice.steps, advice.encoder
         if not args.json:
-            print(f"Note: {advice.reason} (--mode photo for one pass).", file=sys.stderr)
+            print(f"Note: {advice.reason} (--mode photo: one pass).", file=sys.stderr)
 
 
 def job_from_args(args: argparse.Namespace, settings: Any) -> Any:

@@ -418,7 +418,8 @@ class MainWindow(QMainWindow):
         if advice.encoder is None or advice.steps is None:
             return
         if self.options_panel.recommend("finetune", advice.encoder, advice.steps):
-            self.statusBar().showMessage(f"Fine-tuned per photo chosen: {advice.reason}.", 10000)
+            reason = advice.reason[0].upper() + advice.reason[1:]
+            self.statusBar().showMessage(f"{reason}. Pick another mode any time.", 15000)
 
     def _describe_if_changed(self) -> None:
         """A device chosen while another was being described is described next."""

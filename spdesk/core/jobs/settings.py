@@ -79,9 +79,9 @@ def recommended_protection(device_kind: str, installed_encoders: Sequence[str]) 
                     "photo-finetune",
                     encoder,
                     GPU_DEFAULT_FINETUNE_STEPS,
-                    f"a CUDA GPU and {ENCODER_WORDS[encoder]} are installed: each photo's "
-                    f"perturbation is fine-tuned ({GPU_DEFAULT_FINETUNE_STEPS} steps), stronger "
-                    "at the same visibility",
+                    f"this computer has a CUDA GPU and {ENCODER_WORDS[encoder]}, so each "
+                    f"photo's perturbation is fine-tuned ({GPU_DEFAULT_FINETUNE_STEPS} steps): "
+                    "stronger at the same visibility",
                 )
     return Recommendation("photo")
 

@@ -528,6 +528,8 @@ def _describe(perturbation: Perturbation, bundled: bool) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 9.5:  # a GPU's fraction of a second must not read "0 s"
+        return f"{seconds:.1g} s" if seconds < 1 else f"{seconds:.0f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min"

@@ -632,14 +632,22 @@ def test_fine_tune_mode_reports_steps_and_cancels(
     assert _outputs(tmp_path / "out2") == []
 
 
+@pytest.mark.parametrize("mode", ["finetune", "photo-finetune"])
 def test_fine_tune_batches_give_the_outputs_of_one_photo_at_a_time(
-    tmp_path: Path, inputs: Path, settings: ProtectSettings, tiny_encoder: str
+    tmp_path: Path,
+    inputs: Path,
+    settings: ProtectSettings,
+    tiny_encoder: str,
+    generator_file: Path,
+    mode: str,
 ) -> None:
     for i in range(3):
         samples.photo(inputs / f"{i}.png", 40, 24)
     samples.photo(inputs / "3.png", 36, 28)  # another size: its own batch
     (inputs / "4.png").write_bytes(b"not an image")  # fails alone
-    tuned = _fine_tuning(settings, tiny_encoder, finetune_steps=2)
+    tuned = _fine_tuning(
+        settings, tiny_encoder, finetune_steps=2, mode=mode, generator=generator_file
+    )
     single, _ = _run([inputs], tmp_path / "one", dataclasses.replace(tuned, finetune_batch=1))
     batched, events = _run([inputs], tmp_path / "two", dataclasses.replace(tuned, finetune_batch=2))
     assert [e.source.name for e in batched.done] == ["0.png", "1.png", "2.png", "3.png"]
@@ -652,12 +660,20 @@ def test_fine_tune_batches_give_the_outputs_of_one_photo_at_a_time(
     assert ("0.png", 2) in tuning and ("1.png", 2) in tuning
 
 
+@pytest.mark.parametrize("mode", ["finetune", "photo-finetune"])
 def test_a_cancelled_fine_tune_batch_publishes_none_of_its_photos(
-    tmp_path: Path, inputs: Path, settings: ProtectSettings, tiny_encoder: str
+    tmp_path: Path,
+    inputs: Path,
+    settings: ProtectSettings,
+    tiny_encoder: str,
+    generator_file: Path,
+    mode: str,
 ) -> None:
     for i in range(4):
         samples.photo(inputs / f"{i}.png", 40, 24)
-    tuned = _fine_tuning(settings, tiny_encoder, finetune_batch=2)
+    tuned = _fine_tuning(
+        settings, tiny_encoder, finetune_batch=2, mode=mode, generator=generator_file
+    )
 
     def in_the_second_batch(event: Event) -> bool:
         return isinstance(event, FileProgress) and event.source.name == "2.png" and event.done > 1

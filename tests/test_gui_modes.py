@@ -96,3 +96,24 @@ def test_a_gpu_estimate_under_a_second_is_not_rounded_to_zero(qtbot) -> None:  #
     panel.set_device_kind("cuda")
     note = panel.mode_note.text()
     assert "About 0.3 s per 512 px photo" in note and "About 0 s" not in note
+
+
+def test_a_long_encoder_file_name_keeps_its_ends_and_its_path(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    panel = OptionsPanel(replace(ProtectOptions(), mode="finetune"))
+    qtbot.addWidget(panel)
+    panel.resize(336, 700)  # the settings column's width at 1366x768
+    panel.show()
+    qtbot.waitExposed(panel)
+    path = tmp_path / "my-own-autoencoder-fine-tuned-for-portraits_f8e4m3.safetensors"
+    path.write_bytes(b"")
+    panel.set_encoder(str(path))
+    combo = panel.encoder_combo
+    shown = combo.shown_text()  # elided in the middle: the start and the extension both show
+    assert shown != path.name and "…" in shown
+    assert shown.startswith("my-own") and shown.endswith("safetensors")
+    assert combo.toolTip() == str(path)
+    combo.showPopup()  # the list opens wide enough to read the whole name
+    assert combo.view().width() >= combo.fontMetrics().horizontalAdvance(path.name)
+    combo.hidePopup()
+    combo.setCurrentIndex(combo.findData("taesd"))  # a built-in entry: the general tooltip
+    assert "TAESD" in combo.toolTip()

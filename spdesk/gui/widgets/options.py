@@ -34,6 +34,7 @@ from spdesk.core.perturbation import (
 )
 from spdesk.core.speed_figures import DEVICE_WORDS, finetune_seconds_per_photo
 from spdesk.gui.settings import COLLISIONS, FORMATS, STRENGTH_PRESETS, ProtectOptions
+from spdesk.gui.widgets.combo import ElidedComboBox
 
 MODES = {
     "photo": "Photo-specific — hard to see",
@@ -109,7 +110,7 @@ class OptionsPanel(QWidget):
     # --- perturbation ---------------------------------------------------------------------------
     def _build_perturbation_box(self) -> QGroupBox:
         box = QGroupBox("Pattern")
-        self.perturbation_combo = QComboBox()
+        self.perturbation_combo = ElidedComboBox()
         self.perturbation_combo.setMinimumContentsLength(16)
         self.perturbation_combo.currentIndexChanged.connect(self._on_perturbation_changed)
         import_button = QToolButton()
@@ -138,9 +139,13 @@ class OptionsPanel(QWidget):
             combo.addItem(perturbation_label(path), str(path))
         if current and combo.findData(current) < 0 and Path(current).is_file():
             combo.addItem(Path(current).stem + " (file)", current)
+        for index in range(combo.count()):  # a long name is elided: its file in the tooltip
+            if combo.itemData(index):
+                combo.setItemData(index, combo.itemData(index), Qt.ItemDataRole.ToolTipRole)
         index = combo.findData(current)
         combo.setCurrentIndex(index if index >= 0 else 0)
         combo.blockSignals(False)
+        combo.update_tooltip()
         self._on_perturbation_changed()
 
     def perturbation_path(self) -> str:
@@ -245,7 +250,7 @@ class OptionsPanel(QWidget):
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 1000)
         self.steps_spin.setSuffix(" steps")
-        self.encoder_combo = QComboBox()
+        self.encoder_combo = ElidedComboBox()
         for key, label in FINETUNE_ENCODERS.items():
             self.encoder_combo.addItem(label, key)
         self.encoder_combo.addItem("Encoder file or folder…", CHOOSE_ENCODER)

@@ -209,6 +209,35 @@ def test_retry_a_failed_row(
     assert window.queue.retry_button(broken) is None, "no Retry once the photo is done"
 
 
+def test_a_broken_photo_shows_its_problem_when_added_and_fails_with_it(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(QMessageBox, "warning", lambda *_a: None)
+    photos = _photos(tmp_path / "photos", 2)
+    broken = photos / "scan-0042.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated" + bytes(64))  # a JPEG by its first bytes
+    _add(qtbot, window, [photos])
+    row = window.queue.row_for(broken)
+    assert row is not None and row.status is RowStatus.UNREADABLE, "not 'Waiting' until the run"
+    before = row.reason
+    assert "damaged" in before and str(tmp_path) not in before
+    assert "cannot be read" in window.statusBar().currentMessage()
+    assert window.queue.row_for(photos / "photo0.jpg").status is RowStatus.WAITING  # type: ignore[union-attr]
+    shown: list[RowStatus] = []
+    set_status = window.queue.set_status
+    monkeypatch.setattr(
+        window.queue,
+        "set_status",
+        lambda path, status, reason="": (
+            shown.append(status) if path == broken else None,
+            set_status(path, status, reason),
+        ),
+    )
+    _protect(qtbot, window)
+    assert row.status is RowStatus.FAILED and row.reason == before  # the run says the same
+    assert RowStatus.WAITING not in shown, "the problem stays shown until the run fails it"
+
+
 def test_close_during_a_job_asks_then_stops_the_worker(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -354,7 +383,7 @@ def test_the_folder_scan_stops_at_a_cancel(tmp_path: Path) -> None:
     samples_dir.mkdir()
     Image.new("RGB", (8, 8)).save(samples_dir / "a.png")
     task = protect_bridge.scan_task([samples_dir])
-    assert task(ignore_events, CancelToken()) == [samples_dir / "a.png"]
+    assert task(ignore_events, CancelToken()).photos == [samples_dir / "a.png"]
     token = CancelToken()
     token.cancel()
     with pytest.raises(Cancelled):

@@ -333,3 +333,14 @@ def test_converted_outputs_embed_an_undated_srgb_profile() -> None:
     profile = _srgb_bytes()
     assert profile[24:36] == bytes(12) and profile[84:100] == bytes(16)
     assert ImageCms.ImageCmsProfile(io.BytesIO(profile)).profile.xcolor_space.strip() == "RGB"
+
+
+def test_a_truncated_header_is_named_damaged_by_the_header_and_the_decoder(tmp_path: Path) -> None:
+    from spdesk.core.imageio import read_header
+
+    path = tmp_path / "scan-0042.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xe0 truncated" + bytes(64))  # Pillow: "Truncated File Read"
+    for read in (read_header, read_image):
+        with pytest.raises(CorruptImageError, match="header is damaged") as caught:
+            read(path)
+        assert caught.value.hint

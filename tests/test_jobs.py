@@ -23,7 +23,12 @@ import pytest
 from PIL import Image
 
 from spdesk.core import export, jobs
-from spdesk.core.errors import ConfigError, OutputPermissionError, PerturbationFileError
+from spdesk.core.errors import (
+    Cancelled,
+    ConfigError,
+    OutputPermissionError,
+    PerturbationFileError,
+)
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.files import LOCK_NAME, TEMP_SUFFIX
 from spdesk.core.jobs import (
@@ -814,3 +819,25 @@ def test_default_workers_are_one_more_than_the_cores_within_2_to_4(
         )
         assert jobs.default_workers() == expected
         assert ProtectSettings().workers == expected
+
+
+def test_header_problems_name_the_photos_a_job_fails_with_its_own_words(
+    inputs: Path, tmp_path: Path
+) -> None:
+    from spdesk.core.jobs.scan import header_problems
+
+    good = samples.photo(inputs / "a.png")
+    damaged = inputs / "b.jpg"
+    damaged.write_bytes(b"\xff\xd8\xff\xe0 truncated" + bytes(64))
+    empty = inputs / "c.jpg"
+    empty.write_bytes(b"")
+    photos = jobs.discover_inputs([inputs])
+    problems = header_problems(photos)
+    assert set(problems) == {damaged, empty} and good in photos
+    report, _ = _run([inputs], tmp_path / "out", ProtectSettings())
+    said = {f.source: (f.reason, f.hint) for f in report.failed}
+    assert said == {p: (e.message, e.hint or "") for p, e in problems.items()}
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        header_problems(photos, token)

@@ -213,10 +213,11 @@ def _open(path: Path, handle: IO[bytes], fmt: str, max_pixels: int) -> Image.Ima
         count = re.search(r"\((\d+) pixels\)", str(error))
         raise _too_large(path, int(count.group(1)) if count else None, max_pixels) from error
     except (UnidentifiedImageError, SyntaxError, ValueError, struct.error) as error:
-        raise CorruptImageError(
-            f"{path.name} looks like a {format_label(fmt)} file but its header is damaged "
-            "and it cannot be read."
-        ) from error
+        raise _damaged_header(path, fmt) from error
+    except OSError as error:
+        if error.errno is not None:  # the disk or the network, not the file's content
+            raise
+        raise _damaged_header(path, fmt) from error  # Pillow's "Truncated File Read" and such
     width, height = image.size
     if width * height > max_pixels:
         raise _too_large(path, width * height, max_pixels, f"{width}x{height}, ")
@@ -229,6 +230,14 @@ def _open(path: Path, handle: IO[bytes], fmt: str, max_pixels: int) -> Image.Ima
             hint="Export the frame you want as a still image (PNG or JPEG) and protect that.",
         )
     return image
+
+
+def _damaged_header(path: Path, fmt: str) -> CorruptImageError:
+    return CorruptImageError(
+        f"{path.name} looks like a {format_label(fmt)} file but its header is damaged "
+        "and it cannot be read.",
+        hint="Copy the photo again from its original source (camera card, backup).",
+    )
 
 
 def _too_large(

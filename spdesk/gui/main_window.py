@@ -291,11 +291,18 @@ class MainWindow(QMainWindow):
         self.scan_runner.start(protect_bridge.scan_task(paths))
         self._update_controls()
 
-    def _on_scanned(self, photos: object) -> None:
-        added = self.queue.add_photos(list(photos))  # type: ignore[call-overload]
+    def _on_scanned(self, scan: object) -> None:
+        if not isinstance(scan, protect_bridge.Scan):
+            return
+        added = self.queue.add_photos(scan.photos)
+        for path, problem in scan.problems.items():
+            self.queue.set_status(path, RowStatus.UNREADABLE, problem)
         self._empty_hint = ""
         if added:
-            self.statusBar().showMessage(f"Added {added} photo{'s' if added != 1 else ''}.", 4000)
+            message = f"Added {added} photo{'s' if added != 1 else ''}."
+            if scan.problems:
+                message += f" {len(scan.problems)} cannot be read (see the red rows)."
+            self.statusBar().showMessage(message, 6000)
         elif self.queue.paths():
             self.statusBar().showMessage("No new photos found there.", 5000)
         else:  # said where the eye is, not only in the status bar for a few seconds
@@ -462,8 +469,9 @@ class MainWindow(QMainWindow):
             if options.mode == "finetune"
             else None
         )
-        for path in todo:
-            self.queue.set_status(path, RowStatus.WAITING)
+        for row in self.queue.rows():
+            if row.status is not RowStatus.DONE and row.status is not RowStatus.UNREADABLE:
+                self.queue.set_status(row.path, RowStatus.WAITING)  # unreadable: the run says
         self.summary.hide()
         self.rerun_bar.hide()
         self._done_with = _output_settings(options)

@@ -32,16 +32,34 @@ class RowUpdate:
     output: Path | None = None
 
 
+@dataclass(frozen=True)
+class Scan:
+    """The photos found, in job order, and why a job will fail some of them (by path)."""
+
+    photos: list[Path]
+    problems: dict[Path, str]
+
+
 def scan_task(paths: list[Path]) -> Task:
-    """A worker task listing the photos in ``paths`` (walking folders reads file headers);
-    it stops at the next file once cancelled (closing the window)."""
+    """A worker task listing the photos in ``paths`` and reading their headers, so a photo a
+    job will fail is known at once, with the words the job will use; it stops at the next
+    file once cancelled (closing the window)."""
 
-    def run(_on_event: Callable[[Event], None], cancel: CancelToken) -> list[Path]:
+    def run(_on_event: Callable[[Event], None], cancel: CancelToken) -> Scan:
         from spdesk.core.jobs import discover_inputs
+        from spdesk.core.jobs.scan import header_problems
 
-        return discover_inputs(list(paths), cancel)
+        photos = discover_inputs(list(paths), cancel)
+        problems = header_problems(photos, cancel)
+        texts = {p: failure_text(p, e.message, e.hint or "") for p, e in problems.items()}
+        return Scan(photos, texts)
 
     return run
+
+
+def failure_text(path: Path, reason: str, hint: str) -> str:
+    """A failed photo's reason and hint as its queue row says them (the row names the photo)."""
+    return f"{reason.replace(str(path), path.name)} {hint}".strip()
 
 
 ENCODER_NAMES = {"sd15": "the Stable Diffusion 1.5 VAE (about 170 MB)", "taesd": "TAESD (10 MB)"}
@@ -135,8 +153,7 @@ def interpret(event: Event) -> RowUpdate | None:
         case FileSkipped(source=path, reason=reason):
             return RowUpdate(path, RowStatus.SKIPPED, reason=reason)
         case FileFailed(source=path, reason=reason, hint=hint):
-            reason = reason.replace(str(path), path.name)  # the queue row already names the photo
-            return RowUpdate(path, RowStatus.FAILED, reason=f"{reason} {hint}".strip())
+            return RowUpdate(path, RowStatus.FAILED, reason=failure_text(path, reason, hint))
     return None
 
 

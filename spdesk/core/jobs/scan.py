@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spdesk.core.discovery import Discovery, DiscoveryOptions, InputPhoto, discover
+from spdesk.core.errors import ImageError
 from spdesk.core.events import CancelToken
 from spdesk.core.export import output_name_pattern
+from spdesk.core.imageio import DEFAULT_MAX_PIXELS, read_header
 from spdesk.core.jobs.settings import ProtectSettings
 from spdesk.core.manifest import MANIFEST_NAME
 
@@ -37,6 +39,26 @@ def scan_inputs(
 def discover_inputs(paths: Sequence[Path], cancel: CancelToken | None = None) -> list[Path]:
     """The photos a job would protect for ``paths`` (files and folders), in job order."""
     return [photo.path for photo in scan_inputs(paths, cancel=cancel).photos]
+
+
+def header_problems(
+    photos: Sequence[Path],
+    cancel: CancelToken | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> dict[Path, ImageError]:
+    """The photos a job will fail from their header alone, each with the error the job will
+    report for it (an empty, damaged or unsupported file, one too large), so a queue can say
+    so before the run. Only headers are read: damaged pixel data is found by the job."""
+    problems: dict[Path, ImageError] = {}
+    for path in photos:
+        if cancel is not None:
+            cancel.check()
+        try:
+            read_header(Path(path), max_pixels=max_pixels)
+        except ImageError as error:
+            problems[path] = error
+    return problems
 
 
 def relative_paths(photos: list[InputPhoto]) -> list[Path]:

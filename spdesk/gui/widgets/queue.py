@@ -42,6 +42,7 @@ PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # a row's progress, 0..1, painted 
 
 class RowStatus(Enum):
     WAITING = "Waiting"
+    UNREADABLE = "Problem"  # known from its header before the run, which then fails it
     PROTECTING = "Protecting"
     DONE = "Done"
     SKIPPED = "Skipped"
@@ -51,6 +52,7 @@ class RowStatus(Enum):
 
 _STATUS_COLOURS = {
     RowStatus.WAITING: "#6b7280",
+    RowStatus.UNREADABLE: "#b91c1c",
     RowStatus.PROTECTING: "#2563eb",
     RowStatus.DONE: "#15803d",
     RowStatus.SKIPPED: "#a16207",

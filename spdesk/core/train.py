@@ -260,12 +260,24 @@ def random_crops(
 
 
 # --- validation -------------------------------------------------------------------------------
-def relative_distortion(encoder: Encoder, clean: torch.Tensor, delta: torch.Tensor) -> float:
-    """Mean over photos and ensemble members of ||E(x+δ) - E(x)|| / ||E(x)||."""
+def clean_latents(encoder: Encoder, clean: torch.Tensor) -> list[torch.Tensor]:
+    """E(x) of each ensemble member: what :func:`relative_distortion` compares against."""
+    with torch.no_grad():
+        return [member.encode(clean).mean for member in encoder.members]
+
+
+def relative_distortion(
+    encoder: Encoder,
+    clean: torch.Tensor,
+    delta: torch.Tensor,
+    reference: Sequence[torch.Tensor] | None = None,
+) -> float:
+    """Mean over photos and ensemble members of ||E(x+δ) - E(x)|| / ||E(x)||; ``reference``
+    (:func:`clean_latents` of ``clean``) saves encoding the clean photos again."""
+    latents = reference if reference is not None else clean_latents(encoder, clean)
     values = []
     with torch.no_grad():
-        for member in encoder.members:
-            z = member.encode(clean).mean
+        for member, z in zip(encoder.members, latents, strict=True):
             z_p = member.encode((clean + delta).clamp(0, 1)).mean
             ratio = (z_p - z).flatten(1).norm(dim=1) / z.flatten(1).norm(dim=1).clamp_min(1e-8)
             values.append(float(ratio.mean()))
@@ -320,6 +332,11 @@ class _Trainer:
         self.fingerprint = dataset_fingerprint(self.train_paths, root)
         self.val_batch = torch.stack([centre_crop(v, config.size) for v in val_views]).float() / 255
         self.val_batch = self.val_batch.to(self.device)
+        began = time.monotonic()
+        self.val_latents = clean_latents(encoder, self.val_batch)  # the same at every check
+        # A check encodes the held-out photos three times (δ and two kinds of noise): the
+        # time left counts it at that before the first check is timed.
+        self.validation_guess_s = 3 * (time.monotonic() - began)
         self.baselines = {
             k: v.to(self.device)
             for k, v in random_baselines((3, config.size, config.size), config.eps, 0).items()
@@ -361,17 +378,16 @@ class _Trainer:
             total_grad += grad * weight
         return total_loss, total_grad
 
+    def _distortion(self, delta: torch.Tensor) -> float:
+        return relative_distortion(self.encoder, self.val_batch, delta, self.val_latents)
+
     def validate(self) -> ValidationReport:
         delta = self.optimizer.delta
         report = ValidationReport(
             step=self.optimizer.step_index,
-            distortion=relative_distortion(self.encoder, self.val_batch, delta),
-            sign_distortion=relative_distortion(
-                self.encoder, self.val_batch, self.baselines["sign"]
-            ),
-            uniform_distortion=relative_distortion(
-                self.encoder, self.val_batch, self.baselines["uniform"]
-            ),
+            distortion=self._distortion(delta),
+            sign_distortion=self._distortion(self.baselines["sign"]),
+            uniform_distortion=self._distortion(self.baselines["uniform"]),
         )
         self.validation.append(report)
         self.on_event(report)
@@ -381,19 +397,27 @@ class _Trainer:
 class TrainClock:
     """The time left in a run: the steps left at the rate measured without the validations,
     plus the validations left (those every ``val_every`` steps and the final one) at their
-    measured cost. Before the first, a validation is taken to cost ``val_photos / batch``
-    steps: three forward passes per held-out photo against a forward and a backward pass of
-    the encoder per training photo. (The ETA of every step alone said "0 s left" when the
-    final validation was still to run: issue 14's re-timing.)"""
+    measured cost. The rate is timed from the first step reported on: that step also warms
+    up (first passes, allocations) and took 2-3 steps' time, which made the early estimates
+    high. Before the first validation is timed, one costs ``validation_guess_s`` (the trainer
+    times encoding the held-out photos once, a third of a check), else ``val_photos / batch``
+    steps. (Issue 14's re-timing: the ETA of every step alone said "0 s left" when the final
+    validation was still to run; then a validation guessed at 2 steps took 5-6, and the
+    estimate ran 1-4 s low until the first check.)"""
 
     def __init__(
-        self, config: TrainConfig, first: int = 0, now: Callable[[], float] = time.monotonic
+        self,
+        config: TrainConfig,
+        first: int = 0,
+        now: Callable[[], float] = time.monotonic,
+        validation_guess_s: float | None = None,
     ) -> None:
         self.config = config
         self.first = first
         self.now = now
-        self.start = now()
+        self.validation_guess_s = validation_guess_s
         self.validations: list[float] = []
+        self._timed_from: tuple[float, int, float] | None = None  # time, step, validations
 
     @contextlib.contextmanager
     def validating(self) -> Iterator[None]:
@@ -411,17 +435,35 @@ class TrainClock:
         middle = (steps - 1) // every - (done - 1) // every if every else 0
         return max(0, middle) + 1
 
-    def eta(self, done: int) -> float | None:
-        """Seconds left after step ``done``; None before a step was timed."""
-        steps = done - self.first
+    def seconds_per_step(self, done: int) -> float | None:
+        """The rate once step ``done`` is reported (call it at every step: the first call
+        starts the timing); None until a step after the first was timed."""
+        if self._timed_from is None:
+            if done > self.first:
+                self._timed_from = (self.now(), done, sum(self.validations))
+            return None
+        since, first, validated = self._timed_from
+        steps = done - first
         if steps <= 0:
             return None
-        step_s = max(0.0, self.now() - self.start - sum(self.validations)) / steps
+        return max(0.0, self.now() - since - (sum(self.validations) - validated)) / steps
+
+    def validation_seconds(self, step_s: float) -> float:
+        """What one validation costs: as measured, else the guess."""
         if self.validations:
-            validation_s = sum(self.validations) / len(self.validations)
-        else:
-            validation_s = step_s * self.config.val_photos / self.config.batch
-        left = (self.config.steps - done) * step_s + self.validations_left(done) * validation_s
+            return sum(self.validations) / len(self.validations)
+        if self.validation_guess_s is not None:
+            return self.validation_guess_s
+        return step_s * self.config.val_photos / self.config.batch
+
+    def eta(self, done: int) -> float | None:
+        """Seconds left after step ``done`` (call it at every step); None before a step after
+        the first was timed."""
+        step_s = self.seconds_per_step(done)
+        if step_s is None:
+            return None
+        left = (self.config.steps - done) * step_s
+        left += self.validations_left(done) * self.validation_seconds(step_s)
         return max(0.0, left)
 
 
@@ -535,11 +577,12 @@ def train_universal(
             skipped=trainer.skipped,
         )
     )
-    clock = TrainClock(config, first)
+    clock = TrainClock(config, first, validation_guess_s=trainer.validation_guess_s)
     started = time.monotonic()
 
     def after_step(done: int, loss: float) -> None:
-        on_event(TrainStep(done, config.steps, loss, eta_s=clock.eta(done)))
+        eta = clock.eta(done)
+        on_event(TrainStep(done, config.steps, loss, eta, clock.seconds_per_step(done)))
         if config.val_every and done % config.val_every == 0 and done < config.steps:
             with clock.validating():
                 trainer.validate()

@@ -31,12 +31,14 @@ class TrainStarted(Event):
 @dataclass(frozen=True)
 class TrainStep(Event):
     """One optimisation step finished: ``step`` of ``steps``, its training ``loss`` (lower is a
-    stronger perturbation for every objective), ``eta_s`` the estimated seconds left."""
+    stronger perturbation for every objective), ``eta_s`` the estimated seconds left,
+    ``step_s`` the seconds a step takes as measured so far (both None until known)."""
 
     step: int
     steps: int
     loss: float
     eta_s: float | None = None
+    step_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -239,3 +239,20 @@ def test_strength_is_a_preset_with_the_exact_value_only_for_custom(
     assert combo.currentIndex() == combo.count() - 1 and dialog.request().eps == 6.0
     dialog.strength_spin.setValue(16.0)  # a preset's value selects the preset
     assert combo.currentData() == 16.0 and not dialog.strength_spin.isVisibleTo(dialog)
+
+
+def test_the_held_out_chart_says_when_its_first_check_comes(dialog: TrainDialog) -> None:
+    from spdesk.core.events.training import TrainStep
+
+    dialog.steps_spin.setValue(200)  # a check every 25 steps
+    assert dialog.val_chart.empty_text == "First check after step 25 of 200."
+    dialog.steps_spin.setValue(800)  # at most 8 checks a run: every 100 steps
+    assert dialog.val_chart.empty_text == "First check after step 100 of 800."
+    dialog.steps_spin.setValue(10)  # a short run is checked at its end
+    assert dialog.val_chart.empty_text == "First check after step 10 of 10."
+    dialog._on_event(TrainStep(1, 800, 0.5))  # the first step: no rate yet
+    assert dialog.val_chart.empty_text == "First check after step 100 of 800."
+    dialog._on_event(TrainStep(4, 800, 0.5, eta_s=500.0, step_s=0.5))  # the measured rate
+    assert dialog.val_chart.empty_text == "First check after step 100 (about 48 s)."
+    assert dialog.loss_chart.empty_text != "No data yet"
+    dialog.val_chart.grab()  # paints the sentence (wrapped if the chart is narrow)

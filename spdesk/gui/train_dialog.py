@@ -85,6 +85,21 @@ def validation_interval(steps: int) -> int:
     return max(25, steps // 8)
 
 
+def next_check(step: int, steps: int) -> int:
+    """The step after which the next held-out check runs, once ``step`` steps are done
+    (every :func:`validation_interval` steps, and at the end)."""
+    every = validation_interval(steps)
+    return min((step // every + 1) * every, steps)
+
+
+def first_check_text(step: int, steps: int, step_s: float | None) -> str:
+    """When the held-out chart gets its first points, from the run's settings and rate."""
+    at = next_check(step, steps)
+    if step_s is None:
+        return f"First check after step {at} of {steps}."
+    return f"First check after step {at} (about {format_duration((at - step) * step_s)})."
+
+
 def train_task(request: TrainRequest) -> Task:
     """A worker task running :func:`spdesk.core.usecases.train_into_library` (its checkpoint
     and resume policy); returns the TrainResult (not saved yet)."""
@@ -164,6 +179,7 @@ class TrainDialog(QDialog):
         self._build()
         self._connect()
         self._restore()
+        self._say_when_the_first_check_comes()
         self._update_controls()
 
     # --- layout ---------------------------------------------------------------------------------
@@ -175,6 +191,7 @@ class TrainDialog(QDialog):
         left.addStretch(1)
         self.loss_chart = LineChart("Training loss (lower is better)")
         self.loss_chart.add_series("loss", "#2f6fde")
+        self.loss_chart.set_empty_text("The loss shows from the first step.")
         self.val_chart = LineChart("Effect on held-out photos (higher is stronger)")
         self.val_chart.add_series("this perturbation", "#15803d")
         self.val_chart.add_series(NOISE_SERIES, "#9ca3af", dashed=True)
@@ -322,6 +339,7 @@ class TrainDialog(QDialog):
         self.save_button.clicked.connect(self.save_to_library)
         self.train_longer_button.clicked.connect(self.train_longer)
         self.name_edit.textChanged.connect(self._update_controls)
+        self.steps_spin.valueChanged.connect(self._say_when_the_first_check_comes)
         self.runner.core_event.connect(self._on_event)
         self.runner.succeeded.connect(self._on_succeeded)
         self.runner.failed.connect(self._on_failed)
@@ -460,6 +478,7 @@ class TrainDialog(QDialog):
         self.save_frame.hide()
         self.loss_chart.clear()
         self.val_chart.clear()
+        self.val_chart.set_empty_text(first_check_text(0, request.steps, None))
         self.progress.setValue(0)
         self.status_label.setText("Loading the encoder and your photos…")
         self._started = time.monotonic()
@@ -498,9 +517,14 @@ class TrainDialog(QDialog):
                 gain = event.gain_over_sign
                 self.val_note.setText(f"Step {step}: {gain:.2f}× the effect of random noise.")
 
+    def _say_when_the_first_check_comes(self) -> None:
+        if not self.runner.running:
+            self.val_chart.set_empty_text(first_check_text(0, self.steps_spin.value(), None))
+
     def _on_step(self, event: TrainStep) -> None:
         self.progress.setValue(round(1000 * event.step / max(event.steps, 1)))
         self.loss_chart.append("loss", event.step, event.loss)
+        self.val_chart.set_empty_text(first_check_text(event.step, event.steps, event.step_s))
         left = f" · about {format_duration(event.eta_s)} left" if event.eta_s is not None else ""
         if not self.runner.paused:
             self.status_label.setText(f"Step {event.step} of {event.steps}{left}")

@@ -24,6 +24,7 @@ class LineChart(QWidget):
         super().__init__(parent)
         self.title = title
         self.series: dict[str, Series] = {}
+        self.empty_text = "No data yet"  # shown until the first point: say when it comes
         self.setMinimumSize(260, 150)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
@@ -33,6 +34,11 @@ class LineChart(QWidget):
     def append(self, name: str, x: float, y: float) -> None:
         self.series[name].points.append((x, y))
         self.update()
+
+    def set_empty_text(self, text: str) -> None:
+        if text != self.empty_text:
+            self.empty_text = text
+            self.update()
 
     def clear(self) -> None:
         for series in self.series.values():
@@ -58,7 +64,9 @@ class LineChart(QWidget):
         points = [p for s in self.series.values() for p in s.points]
         if not points:
             painter.setPen(QColor("#9ca3af"))
-            painter.drawText(plot, Qt.AlignmentFlag.AlignCenter, "No data yet")
+            painter.drawText(
+                plot, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.empty_text
+            )
             return
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         x0, x1 = (min(xs), max(xs)) if max(xs) > min(xs) else (0.0, max(max(xs), 1.0))

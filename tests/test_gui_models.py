@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 pytest.importorskip("spdesk.core.models.store", reason="the model store has not landed yet")
@@ -201,3 +203,35 @@ def test_models_not_installed_show_what_they_would_download(qtbot: QtBot, hub: H
         "taesd": "~10 MB",
     }
     assert dialog.table.item(1, 3).toolTip().startswith("About ")
+
+
+def test_the_download_question_fits_the_screen_with_a_long_folder_name(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from PySide6.QtWidgets import QLabel, QMessageBox
+
+    dialog = ModelManagerDialog(store_factory=lambda: ModelStore())
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: not dialog.runner.running, timeout=30_000)
+    target = tmp_path / ("AVeryLongFolderNameWithoutAnyPlaceToBreakTheLine" * 4) / "sd15"
+    plan = SimpleNamespace(to_fetch_bytes=2_100_000_000, target=target, free_bytes=9 * 10**10)
+    asked: list[QMessageBox] = []
+
+    def answer(box: QMessageBox) -> QMessageBox.StandardButton:
+        box.show()
+        asked.append(box)
+        return QMessageBox.StandardButton.No
+
+    monkeypatch.setattr(QMessageBox, "exec", answer)
+    dialog._after_plan("train", plan)
+    (box,) = asked
+    size = box.sizeHint().expandedTo(box.minimumSizeHint())
+    assert size.width() <= 1366 - 16 and size.height() <= 768 - 72, size  # a 1366x768 laptop
+    assert str(target) in box.detailedText()  # the whole path, to read or copy
+    label = box.findChild(QLabel, "qt_msgbox_label")
+    assert label is not None and "…" in label.text() and target.name in label.text()
+    assert label.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse
+    assert "not started" in dialog.status_label.text()
+    box.close()

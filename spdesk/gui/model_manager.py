@@ -33,7 +33,7 @@ from spdesk.core.events import CancelToken, Event
 from spdesk.core.models.events import DownloadProgress
 from spdesk.gui.desktop import open_in_file_manager
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
-from spdesk.gui.text import format_bytes, format_duration
+from spdesk.gui.text import format_bytes, format_duration, shorten_long_names
 from spdesk.gui.workers import Task, TaskRunner
 
 FEATURE_LABELS: dict[str, tuple[str, str]] = {
@@ -391,7 +391,7 @@ class ModelManagerDialog(QDialog):
         self.import_button.setEnabled(not running)
 
     def _ask(self, title: str, text: str) -> bool:
-        return QMessageBox.question(self, title, text) == QMessageBox.StandardButton.Yes
+        return question_box(self, title, text).exec() == QMessageBox.StandardButton.Yes
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.runner.running:
@@ -406,6 +406,18 @@ class ModelManagerDialog(QDialog):
     def reject(self) -> None:
         if self.close():
             super().reject()
+
+
+def question_box(parent: QWidget, title: str, text: str) -> QMessageBox:
+    """A Yes/No question whose text can be selected; a long folder name in it is shortened
+    so the box fits the screen, and the full text is then under "Show Details…"."""
+    shown = shorten_long_names(text)
+    buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+    box = QMessageBox(QMessageBox.Icon.Question, title, shown, buttons, parent)
+    box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    if shown != text:
+        box.setDetailedText(text)
+    return box
 
 
 def _state(status: Any) -> tuple[str, str]:

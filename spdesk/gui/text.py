@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def format_duration(seconds: float) -> str:
     """``4.2 s``, ``35 s``, ``3 min 05 s`` or ``1 h 12 min``."""
@@ -24,3 +26,11 @@ def format_bytes(count: float) -> str:
             return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
         value /= 1000
     return f"{value:.1f} TB"  # unreachable: the loop returns at GB
+
+
+def shorten_long_names(text: str, limit: int = 48) -> str:
+    """``text`` with every run of more than ``limit`` characters that has no space, slash or
+    hyphen (a long folder or file name, where a line cannot wrap) cut in the middle with "…",
+    so a dialog that shows a path wraps it instead of growing off the screen."""
+    head, tail = limit // 2 - 1, limit // 2
+    return re.sub(rf"[^\s/\\-]{{{limit + 1},}}", lambda m: f"{m[0][:head]}…{m[0][-tail:]}", text)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,3 +156,36 @@ def test_train_out_is_checked_before_training(
     assert main([*argv, "--out", str(photo), "--force"]) == 0  # told to: replaced
     assert load_perturbation(photo).eps == 8
     assert main([*argv, "--out", str(photo)]) == 0  # a perturbation may be replaced
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_train_and_eval_show_progress_on_a_terminal_and_stay_quiet_under_json(
+    assets: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    json_out: bool,
+) -> None:
+    """Issue 14: ``spdesk eval`` printed nothing for 3.5 minutes."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    photos, vae = assets
+    out = tmp_path / "p.safetensors"
+    flags = ["--json"] if json_out else []
+    screens = []
+    train = ["train", str(photos), "--out", str(out), "--encoder", str(vae), "--steps", "3"]
+    evaluate = ["eval", "--perturbation", str(out), "--photos", str(photos), "--encoder", str(vae)]
+    for argv in (
+        [*train, "--batch", "2", "--size", "32"],
+        [*evaluate, "--sizes", "64", "--attacks", "jpeg75"],
+    ):
+        screen = Terminal()
+        monkeypatch.setattr(sys, "stderr", screen)
+        assert main([*argv, *flags]) == 0
+        screens.append(screen.getvalue())
+    capsys.readouterr()
+    for text in screens:  # a live bar on a terminal; only the JSON (on stdout) under --json
+        assert ("\r[" in text and "100.0%" in text) != json_out, text

@@ -256,3 +256,16 @@ def test_the_held_out_chart_says_when_its_first_check_comes(dialog: TrainDialog)
     assert dialog.val_chart.empty_text == "First check after step 100 (about 48 s)."
     assert dialog.loss_chart.empty_text != "No data yet"
     dialog.val_chart.grab()  # paints the sentence (wrapped if the chart is narrow)
+
+
+def test_a_run_just_weaker_than_noise_never_reads_as_equal_to_it() -> None:
+    from types import SimpleNamespace
+
+    from spdesk.gui.text import gain_text
+    from spdesk.gui.train_dialog import _summary
+
+    assert gain_text(0.997) == "0.99×" and gain_text(0.95, 1) == "0.9×"  # rounded down
+    assert gain_text(1.004) == "1.00×" and gain_text(1.236) == "1.24×"
+    meta = {"gain_over_sign": 0.997, "steps": 48, "train_photos": 6, "val_photos": 4}
+    text = _summary(SimpleNamespace(metadata=meta))
+    assert "0.99×" in text and "WEAKER" in text and "1.00×" not in text

@@ -43,7 +43,7 @@ from spdesk.gui.settings import (
     save_options,
 )
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
-from spdesk.gui.text import format_duration
+from spdesk.gui.text import format_duration, gain_text
 from spdesk.gui.widgets.drop_zone import PHOTO_KINDS, DropZone
 from spdesk.gui.widgets.options import (
     FINETUNE_ENCODERS,
@@ -690,7 +690,7 @@ class MainWindow(QMainWindow):
             self.options_panel.refresh_perturbations()
             self.statusBar().showMessage(
                 f"“{perturbation_label(path)}” is in the list but not selected: it measured "
-                f"{gain:.2f}× the effect of random noise (weaker). Train it longer.",
+                f"{gain_text(gain)} the effect of random noise (weaker). Train it longer.",
                 15_000,
             )
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 
@@ -34,3 +35,11 @@ def shorten_long_names(text: str, limit: int = 48) -> str:
     so a dialog that shows a path wraps it instead of growing off the screen."""
     head, tail = limit // 2 - 1, limit // 2
     return re.sub(rf"[^\s/\\-]{{{limit + 1},}}", lambda m: f"{m[0][:head]}…{m[0][-tail:]}", text)
+
+
+def gain_text(gain: float, decimals: int = 2) -> str:
+    """A measured effect in multiples of random noise's (``1.23×``). A value below 1 is
+    rounded down, so one called weaker than noise never reads ``1.00×``."""
+    scale = 10**decimals
+    shown = math.floor(gain * scale) / scale if gain < 1 else gain
+    return f"{shown:.{decimals}f}×"

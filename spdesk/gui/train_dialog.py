@@ -43,7 +43,7 @@ from spdesk.core.train_advice import MIN_USEFUL_STEPS, NOISE_GAIN, short_run_war
 from spdesk.core.usecases import save_to_library, train_into_library
 from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
 from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progress_bar
-from spdesk.gui.text import format_duration
+from spdesk.gui.text import format_duration, gain_text
 from spdesk.gui.widgets.chart import LineChart
 from spdesk.gui.workers import Task, TaskRunner
 
@@ -515,7 +515,7 @@ class TrainDialog(QDialog):
                 self.val_chart.append("this perturbation", step, distortion)
                 self.val_chart.append(NOISE_SERIES, step, sign)
                 gain = event.gain_over_sign
-                self.val_note.setText(f"Step {step}: {gain:.2f}× the effect of random noise.")
+                self.val_note.setText(f"Step {step}: {gain_text(gain)} the effect of random noise.")
 
     def _say_when_the_first_check_comes(self) -> None:
         if not self.runner.running:
@@ -655,8 +655,8 @@ def _summary(result: Any) -> str:
             else "WEAKER than random noise: train longer before using it"
         )
         parts.append(
-            f"On {meta.get('val_photos')} held-out photos it moves the encoder {gain:.2f}× as "
-            f"much as random noise of the same strength ({verdict})."
+            f"On {meta.get('val_photos')} held-out photos it moves the encoder "
+            f"{gain_text(gain)} as much as random noise of the same strength ({verdict})."
         )
     return " ".join(parts)
 

@@ -34,6 +34,7 @@ from spdesk.core.perturbation import (
 )
 from spdesk.core.speed_figures import DEVICE_WORDS, finetune_seconds_per_photo
 from spdesk.gui.settings import COLLISIONS, FORMATS, STRENGTH_PRESETS, ProtectOptions
+from spdesk.gui.text import gain_text
 from spdesk.gui.widgets.combo import ElidedComboBox
 
 MODES = {
@@ -528,7 +529,8 @@ def _describe(perturbation: Perturbation, bundled: bool) -> str:
     gain = meta.get("gain_over_sign")
     if isinstance(gain, int | float) and gain > 0:
         verdict = "weaker than noise: train it longer" if gain < 1 else "measured on test photos"
-        parts.append(f"Disturbs AI editors {float(gain):.1f}× as much as random noise ({verdict}).")
+        shown = gain_text(float(gain), 1)
+        parts.append(f"Disturbs AI editors {shown} as much as random noise ({verdict}).")
     return " ".join(p for p in parts if p)
 
 

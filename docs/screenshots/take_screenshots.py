@@ -264,10 +264,9 @@ def models_shot() -> None:
 
 def consent_shot(parent: QWidget, title: str, text: str) -> bool:
     """Show the download consent question as the dialog does, grab it, and decline."""
-    from PySide6.QtWidgets import QMessageBox
+    from spdesk.gui.model_manager import question_box
 
-    box = QMessageBox(QMessageBox.Icon.Question, title, text, parent=parent)
-    box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+    box = question_box(parent, title, text)
     box.show()
     grab(box, "model-manager-consent")
     box.close()

@@ -10,11 +10,13 @@ import dataclasses
 import importlib.util
 import json
 import os
+import posixpath
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +40,7 @@ from spdesk.core.jobs.naming import Target
 from spdesk.core.jobs.pool import _Planned, _Task
 from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, SourceSignature, read_job_manifest
 from tests import protect_samples as samples
+from tests.s3_server import new_bucket, s3_server
 
 # Decided without importing Ray, so that the rest of the suite never runs with Ray loaded.
 pytestmark = [
@@ -171,6 +174,9 @@ from spdesk.core.distributed.ray_engine import RayOptions, protect_on_ray
 from spdesk.core.jobs import FileDone, ProtectSettings
 
 inputs, out, perturbation, address = sys.argv[1:5]
+if len(sys.argv) > 5:  # a local S3's settings, for s3:// URLs
+    import json, fsspec.config
+    fsspec.config.conf["s3"] = json.loads(sys.argv[5])
 done = []
 
 def on_event(event):
@@ -181,7 +187,7 @@ def on_event(event):
 
 settings = ProtectSettings(perturbation=Path(perturbation), working_size=16)
 options = RayOptions(address=address, progress=False, batch_size=2)
-protect_on_ray([Path(inputs)], Path(out), settings, options, on_event=on_event)
+protect_on_ray([inputs], out, settings, options, on_event=on_event)  # paths or URLs
 """
 
 
@@ -362,3 +368,120 @@ def test_gpu_workers_asked_of_a_cluster_without_gpus_are_refused_before_any_writ
     with pytest.raises(ConfigError, match=r"--num-gpus 1: the Ray cluster has 0 GPU"):
         job.run()
     assert not (tmp_path / "out").exists()
+
+
+# -- object stores: s3:// URLs (s3fs on moto's local S3) and a pyarrow file system ---------------
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    with s3_server() as endpoint:
+        yield endpoint
+
+
+def _s3() -> Any:
+    import fsspec
+
+    fs = fsspec.filesystem("s3")
+    fs.invalidate_cache()  # Ray's workers wrote there
+    return fs
+
+
+def _uploaded(local: Path) -> str:
+    """``local``'s files in a new bucket, under ``in/``; returns the bucket."""
+    bucket = new_bucket()
+    _s3().put(f"{local}/", f"{bucket}/in/", recursive=True)
+    return bucket
+
+
+def _s3_tree(prefix: str) -> dict[str, bytes]:
+    """The outputs under ``prefix`` (no manifest, no shards), by relative path."""
+    fs = _s3()
+    found = {posixpath.relpath(p, prefix): p for p in fs.find(prefix)}
+    return {r: fs.cat_file(p) for r, p in sorted(found.items()) if not r.startswith("spdesk-")}
+
+
+def test_object_store_urls_run_end_to_end_and_a_local_rerun_skips_everything(
+    tmp_path: Path,
+    settings: ProtectSettings,
+    s3_endpoint: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``spdesk protect s3://… --out s3://… --engine ray``: the local engine's names,
+    collisions, metadata and bytes, its failure records, a manifest object the local engine
+    reads, no shard left; the local engine given the same URLs then skips every photo."""
+    inputs = _photo_mix(tmp_path / "in")
+    samples.truncated_jpeg(inputs / "half.jpg")
+    (inputs / "notes.txt").write_text("not a photo")
+    bucket = _uploaded(inputs)
+    local = ProtectJob([inputs], tmp_path / "local", settings).run()
+
+    source, out = f"s3://{bucket}/in", f"s3://{bucket}/out"
+    args = ["protect", source, "--out", out, "--engine", "ray", "--json"]
+    perturbation = ["--perturbation", str(settings.perturbation), "--working-size", "16"]
+    assert main([*args, *perturbation]) == 1  # the damaged photo failed
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["counts"]["done"] == len(local.done) == 11
+    assert [(Path(f["source"]).name, f["reason"], f["hint"]) for f in summary["failed"]] == [
+        (Path(f["source"]).name, f["reason"], f["hint"]) for f in local.to_dict()["failed"]
+    ]
+    assert _s3_tree(f"{bucket}/out") == _tree(tmp_path / "local")
+    manifest = tmp_path / "copy" / MANIFEST_NAME
+    manifest.parent.mkdir()
+    manifest.write_bytes(_s3().cat_file(f"{bucket}/out/{MANIFEST_NAME}"))
+    entries = read_job_manifest(manifest)
+    assert sorted(e["status"] for e in entries.values()) == ["done"] * 11 + ["failed"]
+    assert all(key.startswith(f"s3://{bucket}/in/") for key in entries)
+    assert not _s3().find(f"{bucket}/out/{SHARDS_FOLDER}")  # merged, then removed
+
+    again = ProtectJob([source], out, settings).run()
+    assert not again.done
+    assert [e.kind for e in again.skipped].count(SkipReason.ALREADY_DONE) == 11
+
+
+def test_a_killed_driver_resumes_an_object_store_job_with_nothing_lost(
+    tmp_path: Path, settings: ProtectSettings, ray_instance: str, s3_endpoint: str
+) -> None:
+    import fsspec.config
+
+    inputs = tmp_path / "in"
+    for i in range(24):
+        samples.photo(inputs / f"{i:02d}.png", 64, 48)
+    bucket = _uploaded(inputs)
+    source, out = f"s3://{bucket}/in", f"s3://{bucket}/out"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    local_s3 = json.dumps(fsspec.config.conf["s3"])
+    command = [sys.executable, "-c", _KILLED_DRIVER, source, out, str(settings.perturbation)]
+    driver = subprocess.run(
+        [*command, ray_instance, local_s3], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert driver.returncode == -9, driver.stderr[-2000:]  # killed, not finished
+    finished = [p for p in _s3().find(f"{bucket}/out") if p.endswith(".protected.png")]
+    assert 4 <= len(finished) < 24
+    assert _s3().find(f"{bucket}/out/{SHARDS_FOLDER}")  # what the workers recorded, unmerged
+
+    resumed = RayProtectJob([source], out, settings, _ray(settings)).run()
+    assert resumed.ok and not resumed.failed
+    assert len(resumed.done) + len(resumed.skipped) == 24
+    assert len(resumed.done) <= 24 - 4  # what the killed run recorded was not done again
+    ProtectJob([inputs], tmp_path / "local", settings).run()
+    assert _s3_tree(f"{bucket}/out") == _tree(tmp_path / "local")  # nothing lost or doubled
+    assert not _s3().find(f"{bucket}/out/{SHARDS_FOLDER}")
+
+
+def test_a_pyarrow_file_system_serves_the_ray_engine_and_the_local_engine_skips_its_work(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """``filesystem=`` as Ray Data takes it (here pyarrow's local one, which every worker
+    process reaches): the local engine's bytes, and its manifest keys."""
+    import pyarrow.fs
+
+    inputs = _photo_mix(tmp_path / "in")
+    options = _ray(settings)
+    filesystem = pyarrow.fs.LocalFileSystem()
+    report = protect_on_ray(
+        [str(inputs)], str(tmp_path / "ray"), settings, options, filesystem=filesystem
+    )
+    ProtectJob([inputs], tmp_path / "local", settings).run()
+    assert len(report.done) == 11
+    assert _tree(tmp_path / "ray") == _tree(tmp_path / "local")
+    again = ProtectJob([inputs], tmp_path / "ray", settings).run()
+    assert not again.done and {e.kind for e in again.skipped} == {SkipReason.ALREADY_DONE}

@@ -1,15 +1,18 @@
 """The storage seam: a folder and object stores (fsspec) give a job the same four steps.
 
-Every test runs on three stores: a local folder (:class:`FolderStore`), fsspec's in-memory file
-system (an object store with conditional writes, like S3 and GCS) and a pyarrow file system
+Every test runs on four stores: a local folder (:class:`FolderStore`), fsspec's in-memory file
+system (an object store with conditional writes, like S3 and GCS), a pyarrow file system
 (``SubTreeFileSystem`` over a temporary folder, through fsspec's ``ArrowFSWrapper``: what Ray
-Data uses). No network: real S3 and GCS were not tested.
+Data uses) and S3 itself, through s3fs, on moto's local S3 server (``tests/s3_server.py``). No
+network: real S3 and GCS were not tested.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import itertools
+import json
 import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,11 +25,13 @@ from spdesk.core.errors import ImageError, OutputExistsError
 from spdesk.core.export import check_written, output_format, output_name, prepare, write_temp
 from spdesk.core.imageio import read_image
 from spdesk.core.jobs import ProtectJob, ProtectSettings
+from spdesk.core.jobs.events import SkipReason
 from spdesk.core.jobs.protector import build_protector, protect_photo
 from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, read_job_manifest
 from spdesk.core.perturbation import load_perturbation
 from spdesk.core.stores import FolderStore, FsspecStore, Store, open_store
 from tests import protect_samples as samples
+from tests.s3_server import new_bucket, s3_server
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("fsspec") is None or importlib.util.find_spec("pyarrow") is None,
@@ -89,9 +94,43 @@ def _arrow(tmp_path: Path) -> Place:
     return _fsspec(ArrowFSWrapper(tree), "bucket")
 
 
-@pytest.fixture(params=[_folder, _memory, _arrow], ids=["folder", "memory", "pyarrow"])
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    with s3_server() as endpoint:
+        yield endpoint
+
+
+def _s3(tmp_path: Path) -> Place:
+    import fsspec
+
+    return _fsspec(fsspec.filesystem("s3"), f"{new_bucket()}/root")
+
+
+@pytest.fixture(params=[_folder, _memory, _arrow, _s3], ids=["folder", "memory", "pyarrow", "s3"])
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Place]:
+    if request.param is _s3:
+        request.getfixturevalue("s3_endpoint")
     yield request.param(tmp_path)
+
+
+def _job(place: Place, settings: ProtectSettings, **changes: object) -> ProtectJob:
+    """The local engine from ``in`` to ``out`` of the place, through its file system."""
+    settings = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+    filesystem = getattr(place.store, "fs", None)
+    return ProtectJob([place.at("in")], place.at("out"), settings, filesystem=filesystem)
+
+
+def _outputs(place: Place, tmp_path: Path) -> dict[str, bytes]:
+    """The place's outputs (no manifest), by path below ``out``."""
+    if isinstance(place.store, FolderStore):
+        root = Path(place.at("out"))
+        found = [str(p) for p in root.rglob("*") if p.is_file()]
+    else:
+        found = place.store.fs.find(place.at("out"))  # type: ignore[attr-defined]
+    out = place.at("out")
+    relative = {posixpath.relpath(path, out): path for path in found}
+    ours = ("spdesk-", ".spdesk")  # the manifest, shards and a folder's lock
+    return {r: place.get(p) for r, p in sorted(relative.items()) if not r.startswith(ours)}
 
 
 def _photo_bytes(tmp_path: Path, name: str = "p.jpg", width: int = 40) -> bytes:
@@ -221,3 +260,71 @@ def test_a_location_opens_the_store_its_scheme_names(tmp_path: Path) -> None:
     assert isinstance(store, FolderStore) and path == str(tmp_path)
     store, path = open_store("memory://bucket/photos")
     assert isinstance(store, FsspecStore) and path == "/bucket/photos"
+
+
+def _upload(place: Place, local: Path) -> None:
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        place.put(place.at(f"in/{path.relative_to(local).as_posix()}"), path.read_bytes())
+
+
+def _mix(root: Path) -> Path:
+    """Two photos that want one output name, a subfolder, a non-photo and a damaged photo."""
+    samples.photo(root / "a" / "one.jpg", 40, 24)
+    samples.photo(root / "a" / "one.png", 40, 24, fmt="JPEG")  # a JPEG: one.protected-2.jpg
+    samples.gps_jpeg(root / "gps.jpg")
+    (root / "notes.txt").write_text("not a photo")
+    (root / "bad.jpg").write_bytes(b"\xff\xd8\xff damaged")
+    return root
+
+
+def test_the_local_engine_protects_a_store_into_a_store_and_skips_it_all_next_time(
+    place: Place, tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """Names, collisions, metadata, bytes and per-photo failures as from a folder; the
+    manifest the job leaves makes a re-run skip every finished photo."""
+    local_in = _mix(tmp_path / "local-in")
+    _upload(place, local_in)
+    expected = ProtectJob([local_in], tmp_path / "local-out", settings).run()
+    report = _job(place, settings).run()
+    assert _outputs(place, tmp_path) == {
+        p.relative_to(tmp_path / "local-out").as_posix(): p.read_bytes()
+        for p in sorted((tmp_path / "local-out").rglob("*.jpg"))
+    }
+    assert len(report.done) == len(expected.done) == 3
+    assert [f.reason for f in report.failed] == [f.reason for f in expected.failed]
+    assert [s.reason for s in report.skipped] == [s.reason for s in expected.skipped]
+
+    again = _job(place, settings).run()
+    assert not again.done and len(again.failed) == 1
+    assert [s.kind for s in again.skipped].count(SkipReason.ALREADY_DONE) == 3
+
+
+@pytest.mark.parametrize("store", ["memory", "s3"])
+def test_an_upload_whose_done_line_was_lost_is_recognised_by_its_bytes(
+    store: str, tmp_path: Path, settings: ProtectSettings, request: pytest.FixtureRequest
+) -> None:
+    """A writer killed between an output's upload and its "done" line: the "publishing" line
+    stored before the upload lets the next run recognise the output by its sha256, so that
+    "unique" names nothing ``-2``; an announced upload that never happened is done again."""
+    if store == "s3":
+        request.getfixturevalue("s3_endpoint")
+    place = _s3(tmp_path) if store == "s3" else _memory(tmp_path)
+    for name in ("kept", "lost"):
+        place.put(place.at(f"in/{name}.jpg"), _photo_bytes(tmp_path, f"{name}.jpg"))
+    _job(place, settings, collision="unique").run()
+    manifest = place.at(f"out/{MANIFEST_NAME}")
+    lines = [json.loads(line) for line in place.get(manifest).decode().splitlines()]
+    for line in lines:
+        if line.get("status") == "done":
+            line["status"] = "publishing"  # the "done" lines never made it
+    place.put(manifest, "".join(json.dumps(line) + "\n" for line in lines).encode())
+    lost = place.at("out/lost.protected.jpg")
+    before = _outputs(place, tmp_path)
+    place.store.fs.rm_file(lost)  # type: ignore[attr-defined]  # its upload never happened
+
+    again = _job(place, settings, collision="unique").run()
+    assert [e.source.name for e in again.done] == ["lost.jpg"]
+    assert [(s.source.name, s.kind) for s in again.skipped] == [
+        ("kept.jpg", SkipReason.ALREADY_DONE)
+    ]
+    assert _outputs(place, tmp_path) == before  # the same bytes, no "-2" name

@@ -44,8 +44,11 @@ def register(sub: Any) -> None:
         ),
         epilog="Names starting with '-' can follow '--': spdesk protect --out OUT -- -photo.jpg",
     )
-    parser.add_argument("inputs", metavar="INPUT", nargs="+", type=Path, help="photos or folders")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    # Strings: a URL (s3://bucket/photos) names an object store; anything else is a path.
+    parser.add_argument(
+        "inputs", metavar="INPUT", nargs="+", help="photos or folders (or s3://, gs:// URLs)"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (or a URL)")
     parser.add_argument(
         "--mode", choices=("photo", "universal"), default=None,
         help="photo: each photo its own perturbation (default); universal: one pattern for all "

@@ -28,6 +28,7 @@ SYSTEM_FOLDERS = frozenset(
 # The kernel's virtual file systems: never photos, and walking them reads live system state
 # (and fails on entries that vanish meanwhile).
 PSEUDO_FOLDERS = frozenset({"/proc", "/sys", "/dev", "/run"})
+_JUNK = "system file, not a photo"
 
 
 @dataclass(frozen=True)
@@ -193,28 +194,45 @@ def _skip_folder(
 
 def _file_reason(path: Path, options: DiscoveryOptions) -> str | None:
     """None to take the file, or the reason it is skipped ("" = skip silently)."""
-    name = path.name
+    reason = name_reason(path.name, options)
+    if reason not in ("", _JUNK) and path.is_symlink() and not options.follow_symlinks:
+        return "symbolic link (not followed)"
+    if reason is not None:
+        return reason
+    special = _special_reason(path)
+    if special:
+        return special
+    try:
+        fmt = sniff_file(path)
+    except OSError as error:
+        return content_reason(path.name, None, error)
+    return content_reason(path.name, fmt)
+
+
+def name_reason(name: str, options: DiscoveryOptions) -> str | None:
+    """Why a file inside a folder is skipped for its name alone ("" = silently; None: its
+    content decides, see :func:`content_reason`). Also used for an object store's listing."""
     if options.output_marker and name == options.output_marker:
         return ""
     if name.lower() in JUNK_NAMES or name.startswith("._"):
-        return "system file, not a photo"
-    if path.is_symlink() and not options.follow_symlinks:
-        return "symbolic link (not followed)"
+        return _JUNK
     if name.startswith("."):
         return "hidden file"
     if options.is_output_name is not None and options.is_output_name(name):
         return "named like an spdesk output: left out (spdesk never protects its outputs twice)"
-    special = _special_reason(path)
-    if special:
-        return special
-    looks_like_photo = path.suffix.lower() in IMAGE_SUFFIXES
-    try:
-        fmt = sniff_file(path)
-    except OSError as error:
-        return None if looks_like_photo else f"cannot be read ({error.strerror})"
+    return None
+
+
+def content_reason(name: str, fmt: str | None, error: OSError | None = None) -> str | None:
+    """None to take a file whose first bytes sniff as ``fmt`` (or could not be read:
+    ``error``), or why it is skipped: what is not a photo by content or by name."""
+    suffix = os.path.splitext(name)[1].lower()
+    looks_like_photo = suffix in IMAGE_SUFFIXES
+    if error is not None:
+        return None if looks_like_photo else f"cannot be read ({error.strerror or error})"
     if fmt is not None or looks_like_photo:
         return None
-    if path.suffix.lower() in SIDECAR_SUFFIXES:
+    if suffix in SIDECAR_SUFFIXES:
         return "sidecar file (metadata), not a photo"
     return "not a photo (content is not JPEG, PNG, WebP, TIFF, BMP, GIF or HEIC)"
 

@@ -109,12 +109,20 @@ def read_header(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> PhotoHea
     the pixel limit, frames); damaged pixel data is only found by decoding."""
     try:
         with path.open("rb") as handle:
-            fmt = _check_head(path, handle.read(HEAD_BYTES))
-            handle.seek(0)
-            with _open(path, handle, fmt, max_pixels) as image:
-                return PhotoHeader(image.width, image.height, image.mode)
+            return read_header_from(handle, path, max_pixels=max_pixels)
     except OSError as error:
         raise read_error(path, error) from error
+
+
+def read_header_from(
+    handle: IO[bytes], name: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> PhotoHeader:
+    """:func:`read_header` for a photo open as a seekable binary stream (an object in an object
+    store); ``name`` names it in messages. An OSError while reading is the caller's to name."""
+    fmt = _check_head(name, handle.read(HEAD_BYTES))
+    handle.seek(0)
+    with _open(name, handle, fmt, max_pixels) as image:
+        return PhotoHeader(image.width, image.height, image.mode)
 
 
 def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:

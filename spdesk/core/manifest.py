@@ -41,6 +41,8 @@ SHARDS_FOLDER = "spdesk-manifest.d"
 FORMAT_VERSION = 1
 
 PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
+# An object store's output about to be uploaded (see spdesk.core.stores.StoreManifest).
+PUBLISHING = "publishing"
 SYNC_INTERVAL_S = 1.0
 
 
@@ -73,7 +75,7 @@ class Manifest:
         self.root = root
         self.shard = shard
         self.path = root / MANIFEST_NAME if shard is None else shard_path(root, shard)
-        self.entries: dict[str, dict[str, Any]] = read_job_manifest(self.path)
+        self.entries: dict[str, dict[str, Any]] = self._load()
         self._handle: IO[str] | None = None
         self._lock: contextlib.ExitStack | None = None
         self._synced = 0.0
@@ -89,7 +91,7 @@ class Manifest:
         try:
             if self.shard is not None:
                 self.path.parent.mkdir(exist_ok=True)
-            self.entries = read_job_manifest(self.path)  # re-read under the lock
+            self.entries = self._load()  # re-read under the lock
             self._handle = self.path.open("a", encoding="utf-8")
             self._merge_shards()  # what writers of a killed distributed run finished
         except OSError as error:
@@ -123,6 +125,9 @@ class Manifest:
         _tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        return read_job_manifest(self.path)
 
     # -- records --------------------------------------------------------------------------------
     def record(self, source: str, status: str, **fields: Any) -> None:
@@ -160,7 +165,7 @@ class Manifest:
             for entry in self.entries.values():
                 self._index(entry)
         digests = self._written.get(relative, set())
-        return bool(digests) and _sha256(path) in digests
+        return bool(digests) and self._output_sha256(path) in digests
 
     def _index(self, entry: dict[str, Any]) -> None:
         output, digest = entry.get("output"), entry.get("output_sha256")
@@ -177,11 +182,22 @@ class Manifest:
         if entry.get("source_signature") != signature.as_list():
             return None
         output = self.root / str(entry.get("output", ""))
+        return output if self._output_size(output) == entry.get("output_size") else None
+
+    def publishing(self, source: str, output: Path, settings: str, **proof: Any) -> None:
+        """An output of ``source`` is about to get its name (``proof``: its size, sha256 and the
+        source's signature). A folder needs no note of it: its rename is atomic and the "done"
+        line follows at once (see :class:`~spdesk.core.stores.StoreManifest`)."""
+
+    def _output_size(self, output: Path) -> int | None:
+        """The size of the output file ``output`` (None if it is not a file)."""
         try:
-            intact = output.is_file() and output.stat().st_size == entry.get("output_size")
+            return output.stat().st_size if output.is_file() else None
         except OSError:
             return None
-        return output if intact else None
+
+    def _output_sha256(self, output: Path) -> str | None:
+        return _sha256(output)
 
     def _append(self, entries: list[dict[str, Any]]) -> None:
         if not entries:

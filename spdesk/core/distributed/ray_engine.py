@@ -17,7 +17,9 @@ records.
 
 The engine is mode-agnostic: workers receive the job's settings and run the same per-photo step
 the local engine runs for them. Inputs and outputs are paths that every node can reach (one
-machine, or a shared NFS-style folder). Ray is imported only here, and only when a job runs.
+machine, or a shared NFS-style folder) or object-store URLs (every node reads and writes through
+the job's :mod:`~spdesk.core.stores` store, file system and credentials sent to it). Ray is
+imported only here, and only when a job runs.
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ from spdesk.core import errors
 from spdesk.core.discovery import InputPhoto
 from spdesk.core.errors import ConfigError, EngineError, SpdeskError
 from spdesk.core.events import CancelToken, Event, EventSink, ignore_events
-from spdesk.core.files import clean_stale_temps
 from spdesk.core.jobs import (
     FileDone,
     FileFailed,
@@ -59,6 +60,7 @@ from spdesk.core.jobs.protector import Protected, Protector, build_protector
 from spdesk.core.keys import ENV_KEY, install_key
 from spdesk.core.manifest import Manifest, SourceSignature
 from spdesk.core.perturbation import Perturbation
+from spdesk.core.stores import FolderStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -226,20 +228,25 @@ class RayProtectJob(ProtectJob):
     """Protect ``inputs`` into ``output_root`` on a Ray cluster (see the module docstring).
 
     Args:
-        inputs: files and folders every node can read.
-        output_root: the output folder, on a file system every node can write.
+        inputs: files and folders every node can read, or URLs of an object store
+            (``s3://bucket/photos``; see :mod:`spdesk.core.stores`).
+        output_root: the output folder, on a file system every node can write, or a URL.
         settings: the same settings the local engine takes (every protection mode).
         options: the cluster and its width (see :class:`RayOptions`).
+        filesystem: an fsspec or ``pyarrow.fs`` file system holding the inputs and the output
+            (credentials, endpoint), as Ray Data's ``filesystem=``; sent to every worker.
     """
 
     def __init__(
         self,
-        inputs: Sequence[Path],
-        output_root: Path,
+        inputs: Sequence[Path | str],
+        output_root: Path | str,
         settings: ProtectSettings | None = None,
         options: RayOptions | None = None,
+        *,
+        filesystem: Any = None,
     ) -> None:
-        super().__init__(inputs, output_root, settings)
+        super().__init__(inputs, output_root, settings, filesystem=filesystem)
         self.options = options or RayOptions()
         self.stats = RayStats()
         self.placement: Placement | None = None
@@ -295,7 +302,7 @@ class RayProtectJob(ProtectJob):
                 self._execute(self._ray(), run, tasks)
                 # A worker killed while writing leaves its temporary file; Ray retries the
                 # batch elsewhere, so once every batch is back nothing is writing any more.
-                clean_stale_temps(self.output_root)
+                self.output_store.clean_stale_temps(self.output_root)
         finally:
             # Anything without a record (a cancel, a stop, a lost batch) is still to do.
             run.report.pending = [p.source for p in planned if p.key not in run.handled]
@@ -323,6 +330,8 @@ class RayProtectJob(ProtectJob):
             # Workers on other machines have other config folders: they protect with the
             # driver's install key, so every worker (and a local re-run) writes the same bytes.
             "key": install_key().hex(),
+            "inputs": self.store,  # the file systems, credentials included, without listings
+            "outputs": self.output_store,
         }
         if self._place().actors:
             udf: Any = _Protector
@@ -372,8 +381,7 @@ class RayProtectJob(ProtectJob):
             compute = ray.data.TaskPoolStrategy(size=self.stats.workers)
         return {"compute": compute, **placement.resources}
 
-    @staticmethod
-    def _record(run: JobRun, event: Event) -> None:
+    def _record(self, run: JobRun, event: Event) -> None:
         """Add a photo's outcome from a worker to the report, as the local engine does."""
         if isinstance(event, FileDone):
             run.report.done.append(event)
@@ -383,26 +391,31 @@ class RayProtectJob(ProtectJob):
             run.report.failed.append(event)
         else:
             return
-        run.handled.add(os.path.abspath(event.source))
+        run.handled.add(self.store.key(event.source))
         run.emit(event)
 
 
 def protect_on_ray(
-    inputs: Sequence[Path],
-    output_root: Path,
+    inputs: Sequence[Path | str],
+    output_root: Path | str,
     settings: ProtectSettings | None = None,
     options: RayOptions | None = None,
     *,
     on_event: EventSink = ignore_events,
     cancel: CancelToken | None = None,
+    filesystem: Any = None,
 ) -> JobReport:
     """Protect photos on a Ray cluster; the Python face of ``spdesk protect --engine ray``.
+
+    Inputs and output are paths or object-store URLs, or paths inside ``filesystem``
+    (see :class:`RayProtectJob`).
 
     Returns the job's report (as the local engine's :meth:`ProtectJob.run`); raises
     :class:`~spdesk.core.jobs.JobCancelled` when cancelled and :class:`EngineError` when Ray is
     missing, unreachable or fails.
     """
-    return RayProtectJob(inputs, output_root, settings, options).run(on_event, cancel)
+    job = RayProtectJob(inputs, output_root, settings, options, filesystem=filesystem)
+    return job.run(on_event, cancel)
 
 
 @contextlib.contextmanager
@@ -509,10 +522,14 @@ class _Protector:
         perturbation: Perturbation,
         fingerprint: str,
         key: str = "",
+        inputs: Store | None = None,
+        outputs: Store | None = None,
     ) -> None:
         if key:
             os.environ[ENV_KEY] = key
         self.job = ProtectJob([], output_root, settings)
+        self.job.store = inputs or FolderStore()
+        self.job.output_store = outputs or FolderStore()
         self.fingerprint = fingerprint
         self.protector: Protector | None = None
         self.error: SpdeskError | None = None
@@ -529,7 +546,8 @@ class _Protector:
             return {"event": np.array([""]), "stopped": np.array([""]), "fatal": _json([fatal])}
         tasks = {task.item.key: task for task in map(decode_task, map(str, batch["task"]))}
         run = _ShardRun(self.job, self.protector, self.fingerprint, tasks)
-        with Manifest(self.job.output_root, shard=_shard_name(list(tasks))) as shard:
+        place = self.job.output_store
+        with place.manifest(self.job.output_root, shard=_shard_name(list(tasks))) as shard:
             run.process_planned(shard, [task.item for task in tasks.values()])
         report = run.report
         events: list[FileDone | FileSkipped | FileFailed] = sorted(

@@ -14,23 +14,21 @@ The universal path never imports torch: Pillow and numpy only, so a batch starts
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from spdesk.core.discovery import InputPhoto
 from spdesk.core.errors import (
     ConfigError,
-    OutputError,
-    OutputPermissionError,
     PerturbationFileError,
 )
 from spdesk.core.events import CancelToken, EventSink, ignore_events
 from spdesk.core.export import settings_warnings
-from spdesk.core.files import clean_stale_temps, output_error, shown
+from spdesk.core.files import shown
 from spdesk.core.jobs.events import (
     FailReason,
     FileFailed,
@@ -46,8 +44,9 @@ from spdesk.core.jobs.pool import JobRun
 from spdesk.core.jobs.protector import Protector, build_protector
 from spdesk.core.jobs.scan import inside, scan_inputs
 from spdesk.core.jobs.settings import ProtectSettings
-from spdesk.core.manifest import MANIFEST_NAME, Manifest
+from spdesk.core.manifest import Manifest
 from spdesk.core.perturbation import Perturbation, bundled_perturbation_path, load_perturbation
+from spdesk.core.stores import FolderStore, Store, locate
 
 
 class ProtectJob:
@@ -55,18 +54,28 @@ class ProtectJob:
 
     Args:
         inputs: files and folders; folders are walked recursively, photos found by content.
-        output_root: the output folder (created); its structure mirrors the inputs'.
+            A string with a scheme (``s3://bucket/photos``) is a prefix in an object store
+            (see :mod:`spdesk.core.stores`); a :class:`~pathlib.Path` is always local.
+        output_root: the output folder (created), or an object store's prefix; its structure
+            mirrors the inputs'.
         settings: how to protect and write (see :class:`ProtectSettings`).
+        filesystem: an fsspec or ``pyarrow.fs`` file system holding every input and the
+            output (paths inside it), as Ray Data's ``filesystem=``: credentials, endpoint.
     """
 
     def __init__(
         self,
-        inputs: Sequence[Path],
-        output_root: Path,
+        inputs: Sequence[Path | str],
+        output_root: Path | str,
         settings: ProtectSettings | None = None,
+        *,
+        filesystem: Any = None,
     ) -> None:
-        self.inputs = [Path(p) for p in inputs]
-        self.output_root = Path(output_root)
+        self.store: Store
+        self.output_store: Store
+        self.store, self.inputs, self.output_store, self.output_root = locate(
+            inputs, output_root, filesystem
+        )
         self.settings = settings or ProtectSettings()
 
     def run(
@@ -82,7 +91,9 @@ class ProtectJob:
         started = time.monotonic()
         self._check_output_root()
         perturbation, digest = self._load_perturbation()
-        discovery = scan_inputs(self.inputs, self.settings, self.output_root)
+        same_place = self.store is self.output_store
+        output = self.output_root if same_place else None  # left out when inside the inputs
+        discovery = scan_inputs(self.inputs, self.settings, output, store=self.store)
         _check_something_exists(discovery.missing, self.inputs)
         report = JobReport(self.output_root, settings=self.settings.describe())
         report.warnings = settings_warnings(self.settings.export_options())
@@ -108,11 +119,11 @@ class ProtectJob:
             for s in discovery.unreadable
         ]
         protector = self._protector(perturbation)
-        _make_output_root(self.output_root)
+        self.output_store.make_root(self.output_root)
         fingerprint = output_fingerprint(self.settings, digest)
         run = JobRun(self, protector, fingerprint, on_event, cancel, report)
-        with Manifest(self.output_root) as manifest:
-            clean_stale_temps(self.output_root)
+        with self.output_store.manifest(self.output_root) as manifest:
+            self.output_store.clean_stale_temps(self.output_root)
             on_event(
                 JobStarted(
                     total=len(discovery.photos),
@@ -142,8 +153,8 @@ class ProtectJob:
         run.process_all(manifest, photos)
 
     def _check_output_root(self) -> None:
-        if self.settings.allow_output_in_input:
-            return
+        if self.settings.allow_output_in_input or not isinstance(self.store, FolderStore):
+            return  # an object store's listing leaves the output prefix out
         for path in self.inputs:
             if path.is_dir() and inside(self.output_root, path):
                 raise ConfigError(
@@ -199,19 +210,3 @@ def _bundled_path() -> Path | None:
         return bundled_perturbation_path()
     except (ModuleNotFoundError, FileNotFoundError):  # a checkout without the resources package
         return None
-
-
-def _make_output_root(root: Path) -> None:
-    """Create the output folder, or say plainly why the job cannot write there."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as error:
-        raise OutputError(f"The output folder {shown(root)} is a file, not a folder.") from error
-    except OSError as error:
-        raise output_error(error, root / MANIFEST_NAME) from error
-    if not os.access(root, os.W_OK):
-        raise OutputPermissionError(
-            f"Cannot write into the output folder {shown(root)}: it is read-only or you do not "
-            "have permission to write there.",
-            hint="Choose an output folder you can write to (spdesk protect --out FOLDER).",
-        )

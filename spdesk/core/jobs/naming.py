@@ -18,8 +18,8 @@ from pathlib import Path
 
 from spdesk.core.errors import OutputError, OutputExistsError
 from spdesk.core.export import ExportOptions, output_format, output_name, unique_candidates
-from spdesk.core.files import name_bytes, name_max, publish, shown, truncate_name
-from spdesk.core.formats import sniff_file
+from spdesk.core.files import name_bytes, shown, truncate_name
+from spdesk.core.stores import FolderStore, Store
 
 _HASH_CHARS = 8
 _UNIQUE_ROOM = 6  # bytes kept free in a shortened name for "-2" ... "-99999"
@@ -35,6 +35,7 @@ class Target:
     taken: bool = False
     notes: tuple[str, ...] = ()
     foreign: bool = False  # taken by a file spdesk did not write (never replaced)
+    existing: bool = False  # the name held a file when it was planned ("unique", "overwrite")
 
 
 class OutputNamer:
@@ -48,6 +49,8 @@ class OutputNamer:
             manifest's proof, :meth:`~spdesk.core.manifest.Manifest.wrote`); "overwrite"
             replaces only those. None (a distributed writer publishing names its driver
             planned with the proof) skips the check made again just before replacing.
+        inputs: where the photos are read from (their format decides the names' extensions).
+        outputs: where the outputs go (a folder, or an object store).
     """
 
     def __init__(
@@ -56,8 +59,13 @@ class OutputNamer:
         export: ExportOptions,
         policy: str,
         wrote: Callable[[Path], bool] | None = None,
+        *,
+        inputs: Store | None = None,
+        outputs: Store | None = None,
     ) -> None:
         self.root = root
+        self.inputs = inputs or FolderStore()
+        self.outputs = outputs or FolderStore()
         self.export = export
         self.policy = policy
         self.wrote = wrote
@@ -72,7 +80,7 @@ class OutputNamer:
 
     def _plan(self, source: Path, relative: Path) -> Target:
         try:
-            source_format = sniff_file(source)
+            source_format = self.inputs.sniff(source)
         except OSError:
             source_format = None
         if source_format is None:  # read_image will name the problem; plan a placeholder
@@ -80,7 +88,7 @@ class OutputNamer:
         fmt = output_format(source_format, self.export)
         name = output_name(relative.name, fmt, self.export.suffix)
         notes: tuple[str, ...] = ()
-        limit = name_max(self.root)
+        limit = self.outputs.name_max(self.root)
         if name_bytes(name) > limit:
             name = _shortened(name, relative.name, self.export.suffix, limit - _UNIQUE_ROOM)
             notes = (f"output name shortened to fit the file system ({limit} bytes at most)",)
@@ -88,13 +96,13 @@ class OutputNamer:
         if path in self.written:  # two photos of this run map to one name: keep both
             free = next(c for c in unique_candidates(path) if c not in self.written)
             return Target(free, notes=notes)
-        if not _exists(path):
+        if not self.outputs.exists(path):
             return Target(path, notes=notes)
         if self.policy == "skip":
             return Target(path, taken=True)
         if self.policy == "overwrite" and not (self.wrote is not None and self.wrote(path)):
             return Target(path, taken=True, foreign=True)
-        return Target(path, replace=self.policy == "overwrite", notes=notes)
+        return Target(path, replace=self.policy == "overwrite", notes=notes, existing=True)
 
     def publish(self, temp: Path, target: Target) -> Path:
         """Give the complete temporary file its planned name (or the next free one)."""
@@ -103,8 +111,11 @@ class OutputNamer:
             if candidate != target.path and candidate in self.written:
                 continue  # another photo of this run has (or will have) that name
             replace = target.replace and self._still_ours(candidate)
+            # A name planned free that now holds these very bytes is this photo's, published by
+            # an earlier try of its batch (a Ray retry): published. Never for a taken name.
+            idempotent = candidate == target.path and not target.existing
             try:
-                publish(temp, candidate, replace=replace)
+                self.outputs.publish(temp, candidate, replace=replace, idempotent=idempotent)
             except OutputExistsError:
                 if unique:
                     continue
@@ -115,17 +126,7 @@ class OutputNamer:
 
     def _still_ours(self, path: Path) -> bool:
         """Checked again just before replacing: the file may have changed since planning."""
-        return self.wrote is None or not _exists(path) or self.wrote(path)
-
-
-def _exists(path: Path) -> bool:
-    try:
-        os.lstat(path)
-    except FileNotFoundError:
-        return False
-    except OSError:  # cannot tell (a folder in the way...): publishing will say what is wrong
-        return False
-    return True
+        return self.wrote is None or not self.outputs.exists(path) or self.wrote(path)
 
 
 def _shortened(name: str, source_name: str, suffix: str, limit: int) -> str:

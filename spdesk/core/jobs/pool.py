@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 import traceback
@@ -32,7 +31,7 @@ from spdesk.core.errors import Cancelled, DiskFullError, ImageError, OutputError
 from spdesk.core.events import CancelToken, Event, EventSink
 from spdesk.core.export import check_written, output_format, prepare, write_temp
 from spdesk.core.files import discard
-from spdesk.core.imageio import DecodedImage, read_error, read_header, read_image
+from spdesk.core.imageio import DecodedImage, read_error
 from spdesk.core.jobs.events import (
     FailReason,
     FileDone,
@@ -47,6 +46,7 @@ from spdesk.core.jobs.naming import OutputNamer, Target
 from spdesk.core.jobs.protector import Protector, protect_photo, rgb_of, with_alpha
 from spdesk.core.jobs.scan import relative_paths
 from spdesk.core.manifest import DONE, FAILED, SKIPPED, Manifest, SourceSignature
+from spdesk.core.stores import Store
 
 if TYPE_CHECKING:
     from spdesk.core.jobs.settings import ProtectSettings
@@ -56,10 +56,12 @@ log = logging.getLogger(__name__)
 
 class JobPlace(Protocol):
     """What a run reads of its job (a :class:`~spdesk.core.jobs.job.ProtectJob`, which imports
-    this module): its settings and output folder."""
+    this module): its settings, output folder, and where photos are read and outputs go."""
 
     settings: ProtectSettings
     output_root: Path
+    store: Store
+    output_store: Store
 
 
 @dataclass
@@ -170,7 +172,13 @@ class JobRun:
         self.cancel = cancel
         self.abort = CancelToken()  # set when the job must stop (disk full)
         self.report = report
-        self.names = OutputNamer(job.output_root, self._export, job.settings.collision)
+        self.names = OutputNamer(
+            job.output_root,
+            self._export,
+            job.settings.collision,
+            inputs=job.store,
+            outputs=job.output_store,
+        )
         self.handled: set[str] = set()
         self.memory = MemoryBudget.for_job(job.settings.memory_budget)
 
@@ -188,12 +196,11 @@ class JobRun:
         manifest.mark_pending([p.key for p in planned], self.fingerprint)
         self.process_planned(manifest, planned)
 
-    @staticmethod
-    def plan(photos: list[InputPhoto]) -> list[_Planned]:
+    def plan(self, photos: list[InputPhoto]) -> list[_Planned]:
         """Each photo's place in the job: its path below the output folder, key and position."""
         relative = relative_paths(photos)
         return [
-            _Planned(photo, rel, os.path.abspath(photo.path), i + 1, len(photos))
+            _Planned(photo, rel, self.job.store.key(photo.path), i + 1, len(photos))
             for i, (photo, rel) in enumerate(zip(photos, relative, strict=True))
         ]
 
@@ -263,7 +270,7 @@ class JobRun:
         cannot be read needs nothing here: reading the photo then says why it failed."""
         source = task.item.source
         try:
-            header = read_header(source, max_pixels=self.settings.max_pixels)
+            header = self.job.store.read_header(source, max_pixels=self.settings.max_pixels)
         except ImageError:
             return
         need = photo_need(header)
@@ -310,7 +317,7 @@ class JobRun:
     def _prepare(self, manifest: Manifest, item: _Planned) -> _Task | None:
         """Skip finished photos and taken names; plan the output name (in job order)."""
         try:
-            signature = SourceSignature.of(item.source)
+            signature = self.job.store.signature(item.source)
         except OSError as error:
             reason = read_error(item.source, error).message
             self._fail(manifest, item, FailReason.UNREADABLE, reason)
@@ -393,7 +400,7 @@ class JobRun:
         if task.refusal is not None:
             raise task.refusal
         self._progress(task.item, 0, "reading")
-        decoded = read_image(task.item.source, max_pixels=self.settings.max_pixels)
+        decoded = self.job.store.read_image(task.item.source, max_pixels=self.settings.max_pixels)
         self.check()
         return decoded
 
@@ -405,7 +412,7 @@ class JobRun:
         fmt = output_format(decoded.source_format, self._export)
         encoded = prepare(decoded, protected, fmt, self._export)
         decoded.notes.extend(encoded.notes)
-        temp, size = write_temp(encoded, task.target.path)
+        temp, size = write_temp(encoded, self.job.output_store.scratch(task.target.path))
         try:
             digest = check_written(temp, decoded.size, task.target.path)
         except BaseException:
@@ -425,6 +432,7 @@ class JobRun:
             outcome = future.result()
             try:
                 self.check()  # blocks while paused
+                self._publishing(manifest, task, outcome)
                 output = self.names.publish(outcome.temp, task.target)
             finally:
                 discard(outcome.temp)
@@ -447,6 +455,18 @@ class JobRun:
             self._fail(manifest, item, FailReason.UNEXPECTED, reason)
             return
         self._done(manifest, task, outcome, output)
+
+    def _publishing(self, manifest: Manifest, task: _Task, outcome: _Outcome) -> None:
+        """Tell the manifest which bytes are about to get the task's name (an object store
+        keeps this proof before the upload; see :class:`~spdesk.core.stores.StoreManifest`)."""
+        manifest.publishing(
+            task.item.key,
+            task.target.path,
+            self.fingerprint,
+            output_size=outcome.size,
+            output_sha256=outcome.sha256,
+            source_signature=task.signature.as_list(),
+        )
 
     # -- steps ---------------------------------------------------------------------------------
     # -- outcomes ------------------------------------------------------------------------------

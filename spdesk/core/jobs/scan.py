@@ -6,13 +6,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from spdesk.core.discovery import Discovery, DiscoveryOptions, InputPhoto, discover
+from spdesk.core.discovery import Discovery, DiscoveryOptions, InputPhoto
 from spdesk.core.errors import ImageError
 from spdesk.core.events import CancelToken
 from spdesk.core.export import output_name_pattern
 from spdesk.core.imageio import DEFAULT_MAX_PIXELS, read_header
 from spdesk.core.jobs.settings import ProtectSettings
 from spdesk.core.manifest import MANIFEST_NAME
+from spdesk.core.stores import FolderStore, Store
 
 
 def scan_inputs(
@@ -20,10 +21,12 @@ def scan_inputs(
     settings: ProtectSettings | None = None,
     output_root: Path | None = None,
     cancel: CancelToken | None = None,
+    store: Store | None = None,
 ) -> Discovery:
     """Photos a job would protect (in job order) and the non-photos it leaves out, with why.
 
-    ``cancel`` is checked between files (the walk raises ``Cancelled``)."""
+    ``cancel`` is checked between files (the walk raises ``Cancelled``); ``store`` is where the
+    inputs are (a folder by default, or an object store)."""
     settings = settings or ProtectSettings()
     pattern = output_name_pattern(settings.suffix)
     options = DiscoveryOptions(
@@ -33,7 +36,7 @@ def scan_inputs(
         exclude=(output_root,) if output_root is not None else (),
         cancel=cancel,
     )
-    return discover([Path(p) for p in paths], options)
+    return (store or FolderStore()).discover([Path(p) for p in paths], options)
 
 
 def discover_inputs(paths: Sequence[Path], cancel: CancelToken | None = None) -> list[Path]:

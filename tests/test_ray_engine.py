@@ -234,7 +234,17 @@ def _own_protector_workers() -> list[int]:
     (raylet,) = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET]
     children = psutil.Process(raylet.process.pid).children(recursive=True)
     names = ("_Protector", "_protect_in_task")  # Ray titles a busy worker with its task
-    return [p.pid for p in children if any(n in " ".join(p.cmdline()) for n in names)]
+    return [p.pid for p in children if any(n in _command_line(p) for n in names)]
+
+
+def _command_line(process: Any) -> str:
+    """A process's command line ("" for one that exited meanwhile or is a zombie)."""
+    import psutil
+
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
 
 
 @pytest.mark.parametrize("mode", ["universal", "photo"], ids=["tasks", "actors"])

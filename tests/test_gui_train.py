@@ -269,3 +269,21 @@ def test_a_run_just_weaker_than_noise_never_reads_as_equal_to_it() -> None:
     meta = {"gain_over_sign": 0.997, "steps": 48, "train_photos": 6, "val_photos": 4}
     text = _summary(SimpleNamespace(metadata=meta))
     assert "0.99×" in text and "WEAKER" in text and "1.00×" not in text
+
+
+def test_a_long_value_label_stays_clear_of_the_chart_frame(qtbot: QtBot) -> None:
+    from spdesk.gui.widgets.chart import LABEL_INSET, LineChart
+
+    chart = LineChart("Training loss (lower is better)")
+    qtbot.addWidget(chart)
+    chart.resize(420, 220)
+    chart.add_series("loss", "#2f6fde")
+    for step, value in enumerate([-0.00604123, -0.2, -0.376123], start=1):
+        chart.append("loss", step, value)
+    image = chart.grab().toImage()
+    margin = [
+        image.pixelColor(x, y).lightness()
+        for x in range(LABEL_INSET - 2)
+        for y in range(30, image.height() - 30)
+    ]
+    assert min(margin) > 200, "a y label's ink reaches the frame"  # only the light frame

@@ -8,6 +8,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+LABEL_INSET = 8  # the y labels' distance from the chart's rounded frame
+
 
 @dataclass
 class Series:
@@ -73,13 +75,18 @@ class LineChart(QWidget):
         y0, y1 = min(ys), max(ys)
         if y1 - y0 < 1e-12:
             y0, y1 = y0 - 0.5, y1 + 0.5
+        labels = [f"{y1:.3g}", f"{y0:.3g}"]
+        # Long values (-0.00604) get the room they need instead of running into the frame.
+        label_width = max(painter.fontMetrics().horizontalAdvance(t) for t in labels)
+        plot.setLeft(max(plot.left(), LABEL_INSET + label_width + 6))
         painter.setPen(QPen(QColor("#eef0f3")))
         for i in range(5):
             y = plot.top() + plot.height() * i / 4
             painter.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
         painter.setPen(QColor("#6b7280"))
-        for value, y in ((y1, plot.top()), (y0, plot.bottom())):
-            painter.drawText(QRectF(0, y - 8, 56, 16), Qt.AlignmentFlag.AlignRight, f"{value:.3g}")
+        for text, y in zip(labels, (plot.top(), plot.bottom()), strict=True):
+            box = QRectF(LABEL_INSET, y - 8, plot.left() - LABEL_INSET - 4, 16)
+            painter.drawText(box, Qt.AlignmentFlag.AlignRight, text)
         painter.drawText(
             QRectF(plot.left(), plot.bottom() + 4, 80, 16), Qt.AlignmentFlag.AlignLeft, f"{x0:g}"
         )

@@ -236,6 +236,9 @@ def test_a_broken_photo_shows_its_problem_when_added_and_fails_with_it(
     _protect(qtbot, window)
     assert row.status is RowStatus.FAILED and row.reason == before  # the run says the same
     assert RowStatus.WAITING not in shown, "the problem stays shown until the run fails it"
+    window.options_panel.strength_group.button(2).click()  # other settings: a second run
+    _protect(qtbot, window)
+    assert RowStatus.WAITING not in shown and row.status is RowStatus.FAILED
 
 
 def test_close_during_a_job_asks_then_stops_the_worker(

@@ -469,9 +469,11 @@ class MainWindow(QMainWindow):
             if options.mode == "finetune"
             else None
         )
-        for row in self.queue.rows():
-            if row.status is not RowStatus.DONE and row.status is not RowStatus.UNREADABLE:
-                self.queue.set_status(row.path, RowStatus.WAITING)  # unreadable: the run says
+        for row in self.queue.rows():  # a known problem stays shown until the run says more
+            if row.problem and row.status is not RowStatus.DONE:
+                self.queue.set_status(row.path, RowStatus.UNREADABLE, row.problem)
+            elif row.status is not RowStatus.DONE:
+                self.queue.set_status(row.path, RowStatus.WAITING)
         self.summary.hide()
         self.rerun_bar.hide()
         self._done_with = _output_settings(options)

@@ -67,6 +67,7 @@ class QueueRow:
     status: RowStatus = RowStatus.WAITING
     reason: str = ""
     output: Path | None = None
+    problem: str = ""  # what its header said when it was added ("" once it is protected)
 
 
 class _ThumbSignals(QObject):
@@ -222,6 +223,10 @@ class PhotoQueue(QTableWidget):
         if row is None:
             return
         row.status, row.reason = status, reason
+        if status is RowStatus.UNREADABLE:
+            row.problem = reason
+        elif status is RowStatus.DONE:
+            row.problem = ""  # the file was mended
         index = self._index[key]
         text = status.value if not reason else f"{status.value}: {reason}"
         item = QTableWidgetItem(text)

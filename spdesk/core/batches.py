@@ -17,3 +17,11 @@ def batches_by_key(keys: Sequence[Hashable], batch_size: int) -> list[list[int]]
         for members in by_key.values()
         for start in range(0, len(members), size)
     ]
+
+
+def free_accelerator_memory() -> None:
+    """Hand cached GPU memory back before a smaller batch is tried (no-op without CUDA)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

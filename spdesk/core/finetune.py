@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from spdesk.core.apply import ApplyOptions, apply_working_delta, working_delta
-from spdesk.core.batches import batches_by_key
+from spdesk.core.batches import batches_by_key, free_accelerator_memory
 from spdesk.core.encoders import Encoder
 from spdesk.core.errors import ConfigError
 from spdesk.core.events import CancelToken
@@ -218,7 +218,7 @@ class FineTuner:
         except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError only from torch 2.5
             if len(images) == 1:
                 raise
-        _free_accelerator_memory()
+        free_accelerator_memory()
         half = len(images) // 2
         # Later batches start at the size that may fit, instead of running out of memory again.
         self.batch_size = min(self.batch_size, max(1, half))
@@ -277,8 +277,3 @@ def _groups(
         (*image.shape[:2], *working.shape) for image, working in zip(images, workings, strict=True)
     ]
     return batches_by_key(sizes, batch_size)
-
-
-def _free_accelerator_memory() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

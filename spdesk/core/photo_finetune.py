@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from spdesk.core.apply import Figures
+from spdesk.core.batches import free_accelerator_memory
 from spdesk.core.encoders import Encoder
 from spdesk.core.errors import ConfigError
 from spdesk.core.events import CancelToken
@@ -119,15 +120,15 @@ class PhotoFineTuner(GeneratorProtector):
     def working_deltas(self, views: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Fine-tuned deltas of views of one size; a batch that runs out of GPU memory is split
         in two, and later batches are no larger than the half."""
-        if len(views) > self.batch_size:
-            half = self.batch_size
-            return [*self.working_deltas(views[:half]), *self.working_deltas(views[half:])]
+        limit = self.batch_size  # read once: a split below lowers it
+        if len(views) > limit:  # more than the last batch that fitted
+            return [*self.working_deltas(views[:limit]), *self.working_deltas(views[limit:])]
         try:
             return super().working_deltas(views)
         except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError only from torch 2.5
             if len(views) == 1:
                 raise
-        torch.cuda.empty_cache()
+        free_accelerator_memory()
         self.batch_size = max(1, len(views) // 2)
         return self.working_deltas(views)
 

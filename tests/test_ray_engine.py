@@ -433,6 +433,8 @@ def test_object_store_urls_run_end_to_end_and_a_local_rerun_skips_everything(
     assert [(Path(f["source"]).name, f["reason"], f["hint"]) for f in summary["failed"]] == [
         (Path(f["source"]).name, f["reason"], f["hint"]) for f in local.to_dict()["failed"]
     ]
+    assert {f["source"] for f in summary["failed"]} == {f"{source}/half.jpg"}  # the URL given
+    assert all(d["output"].startswith(f"{out}/") for d in summary["done"])
     assert _s3_tree(f"{bucket}/out") == _tree(tmp_path / "local")
     manifest = tmp_path / "copy" / MANIFEST_NAME
     manifest.parent.mkdir()

@@ -328,3 +328,48 @@ def test_an_upload_whose_done_line_was_lost_is_recognised_by_its_bytes(
         ("kept.jpg", SkipReason.ALREADY_DONE)
     ]
     assert _outputs(place, tmp_path) == before  # the same bytes, no "-2" name
+
+
+def test_reports_and_errors_show_object_store_photos_by_the_urls_given(
+    tmp_path: Path, settings: ProtectSettings, s3_endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``s3://bucket/in/a.jpg`` in the report, its JSON and the per-photo lines, as the user
+    wrote it, not the path inside the file system (``bucket/in/a.jpg``)."""
+    import fsspec
+
+    from spdesk.cli import main
+
+    bucket = new_bucket()
+    fs = fsspec.filesystem("s3")
+    fs.pipe_file(f"{bucket}/in/a.jpg", _photo_bytes(tmp_path, "a.jpg"))
+    fs.pipe_file(f"{bucket}/in/bad.jpg", b"\xff\xd8\xff damaged")
+    fs.pipe_file(f"{bucket}/in/notes.txt", b"not a photo")
+    source, missing = f"s3://{bucket}/in", f"s3://{bucket}/none.jpg"
+    perturbation = ["--perturbation", str(settings.perturbation), "--working-size", "16"]
+    for out, extra in [(f"s3://{bucket}/json", ["--json"]), (f"s3://{bucket}/text", [])]:
+        assert main(["protect", source, missing, "--out", out, *perturbation, *extra]) == 1
+        printed = capsys.readouterr()
+        if extra:
+            summary = json.loads(printed.out)
+            assert summary["output_root"] == out
+            assert [(d["source"], d["output"]) for d in summary["done"]] == [
+                (f"{source}/a.jpg", f"{out}/a.protected.jpg")
+            ]
+            failed = {f["source"]: f["reason"] for f in summary["failed"]}
+            assert sorted(failed) == [f"{source}/bad.jpg", missing]
+            assert failed[missing] == f"{missing} does not exist."
+            assert [s["source"] for s in summary["skipped"]] == [f"{source}/notes.txt"]
+        else:
+            lines = (printed.out + printed.err).splitlines()
+            spdesk = [line for line in lines if "HTTP/1.1" not in line]  # not moto's log
+            assert f"FAILED   {source}/bad.jpg: " in "\n".join(spdesk)
+            assert any(line.endswith(f"Output: {out}") for line in spdesk)
+            assert not [line for line in spdesk if f" {bucket}/" in line]  # always a URL
+
+    store, root = open_store(source)
+    with pytest.raises(ImageError, match=rf"^{source}/gone\.jpg no longer exists"):
+        store.read_image(Path(f"{root}/gone.jpg"))
+    other = tmp_path / "other.jpg"
+    other.write_bytes(b"other bytes")
+    with pytest.raises(OutputExistsError, match=rf"^{source}/a\.jpg already exists"):
+        store.publish(other, f"{root}/a.jpg")

@@ -281,11 +281,14 @@ def job_from_args(args: argparse.Namespace, settings: Any) -> Any:
 class _Printer:
     """Turns job events into a progress bar (terminal) or plain lines (pipes, logs).
 
-    With ``bar`` off (the Ray engine, which shows Ray Data's own progress), only the lines.
+    With ``bar`` off (the Ray engine, which shows Ray's own progress), only the lines. Paths
+    are shown as the job shows them (``job.store.shown``: an object store's URLs).
     """
 
-    def __init__(self, quiet: bool, bar: bool = True) -> None:
+    def __init__(self, quiet: bool, bar: bool = True, job: Any = None) -> None:
         self.show_bar = bar
+        self.source = job.store.shown if job is not None else str
+        self.output = job.output_store.shown if job is not None else str
         self.progress = ProgressPrinter(quiet=quiet)
         self.clock = EtaClock(0)
         self.finished = 0
@@ -297,7 +300,7 @@ class _Printer:
         if isinstance(event, jobs.JobStarted):
             self.total = event.total
             self.clock = EtaClock(event.total)
-            self.progress.line(_started_line(event))
+            self.progress.line(_started_line(event, self.output(event.output_root)))
             for warning in event.warnings:
                 self.progress.line(f"Warning: {warning}")
         elif isinstance(event, jobs.FileProgress):
@@ -309,14 +312,15 @@ class _Printer:
             if self.progress.tty:  # the bar shows progress; keep the screen for problems
                 self._bar("")
             else:
-                self._line(f"done     {event.source} -> {event.output} ({psnr}{notes})")
+                source, output = self.source(event.source), self.output(event.output)
+                self._line(f"done     {source} -> {output} ({psnr}{notes})")
         elif isinstance(event, jobs.FileSkipped):
             self.finished += 1 if event.position else 0
-            self._line(f"skipped  {event.source}: {event.reason}")
+            self._line(f"skipped  {self.source(event.source)}: {event.reason}")
         elif isinstance(event, jobs.FileFailed):
             self.finished += 1 if event.position else 0  # a missing input is not in the total
             hint = f" ({event.hint})" if event.hint else ""
-            self._line(f"FAILED   {event.source}: {event.reason}{hint}")
+            self._line(f"FAILED   {self.source(event.source)}: {event.reason}{hint}")
 
     def _line(self, text: str) -> None:
         self.progress.line(text)
@@ -331,12 +335,12 @@ class _Printer:
         self.progress.close()
 
 
-def _started_line(event: Any) -> str:
+def _started_line(event: Any, output_root: str) -> str:
     """``Protecting 6 photos into out (1 other file left out, listed below)``: the photos and
     the files listed below it add up to the lines that follow."""
     from spdesk.core.jobs.events import count_of
 
-    line = f"Protecting {count_of(event.total, 'photo')} into {event.output_root}"
+    line = f"Protecting {count_of(event.total, 'photo')} into {output_root}"
     extra = []
     if event.skipped_inputs:
         extra.append(f"{count_of(event.skipped_inputs, 'other file')} left out")
@@ -365,7 +369,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     job = job_from_args(args, settings)
-    printer = _Printer(quiet=args.json, bar=args.engine == "local")
+    printer = _Printer(quiet=args.json, bar=args.engine == "local", job=job)
     try:
         report: JobReport = job.run(printer, cancel_on_sigint())
         status = EXIT_OK if report.ok else EXIT_FAILED

@@ -22,6 +22,7 @@ import atexit
 import contextlib
 import errno
 import os
+import posixpath
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -242,10 +243,14 @@ def _publish(temp: Path, target: Path, replace: bool) -> None:
     os.rename(temp, target)
 
 
-def output_error(error: OSError, target: Path) -> OutputError:
-    """A named, actionable error for an OSError met while writing ``target``."""
+def output_error(error: OSError, target: Path | str) -> OutputError:
+    """A named, actionable error for an OSError met while writing ``target`` (a path, or a
+    URL as an object store shows it: ``s3://bucket/out/a.jpg``)."""
     code = error.errno
-    name, folder = shown(target.name), shown(target.parent)
+    if isinstance(target, Path):
+        name, folder = shown(target.name), shown(target.parent)
+    else:
+        name, folder = shown(posixpath.basename(target)), shown(posixpath.dirname(target))
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return DiskFullError(
             f"The disk is full: {name} could not be written to {folder}.",

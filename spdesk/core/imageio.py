@@ -167,8 +167,9 @@ def _decode(path: Path, handle: IO[bytes], max_pixels: int) -> tuple[Image.Image
     return image, fmt, head
 
 
-def read_error(path: Path, error: OSError) -> ImageError:
-    """The named error for an OSError met while reading the photo ``path``."""
+def read_error(path: Path | str, error: OSError) -> ImageError:
+    """The named error for an OSError met while reading the photo ``path`` (a path, or a URL
+    as the store shows it)."""
     if isinstance(error, FileNotFoundError):
         return ImageError(f"{path} no longer exists (moved or deleted before it was read).")
     if isinstance(error, PermissionError):

@@ -128,6 +128,11 @@ class Store(Protocol):
         """The photo's name in the manifest (a local absolute path, or a URL)."""
         ...
 
+    def shown(self, path: Path | str) -> str:
+        """A path of this store as people see it in reports and errors: the URL the job was
+        given (``s3://bucket/a.jpg``), not the path inside the file system."""
+        ...
+
     def signature(self, path: Path) -> SourceSignature:
         """The photo's size and modification time (OSError when it cannot be found)."""
         ...
@@ -200,6 +205,9 @@ class FolderStore:
     def key(self, path: Path) -> str:
         return os.path.abspath(path)
 
+    def shown(self, path: Path | str) -> str:
+        return shown(path)
+
     def signature(self, path: Path) -> SourceSignature:
         return SourceSignature.of(path)
 
@@ -271,10 +279,13 @@ class FsspecStore:
 
     Args:
         fs: the file system (``fsspec.filesystem("s3")``, ``ArrowFSWrapper(pyarrow_fs)``...).
+        scheme: the scheme of the URLs the job was given (``s3``), to show paths as those URLs;
+            "" for paths given inside ``filesystem=``, shown as given.
     """
 
-    def __init__(self, fs: Any) -> None:
+    def __init__(self, fs: Any, scheme: str = "") -> None:
         self.fs = fs
+        self.scheme = scheme
         # What listing the inputs told (the driver plans from it without a request per photo).
         self._signatures: dict[str, SourceSignature] = {}
         self._formats: dict[str, str | None] = {}
@@ -283,10 +294,11 @@ class FsspecStore:
         self._outputs_root = ""
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"fs": self.fs}  # a worker gets the file system, not the driver's listings
+        # A worker gets the file system, not the driver's listings.
+        return {"fs": self.fs, "scheme": self.scheme}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["fs"])  # type: ignore[misc]
+        self.__init__(state["fs"], state.get("scheme", ""))  # type: ignore[misc]
 
     # -- inputs -----------------------------------------------------------------------------
     def discover(self, paths: Sequence[Path], options: DiscoveryOptions) -> Discovery:
@@ -394,6 +406,10 @@ class FsspecStore:
             return os.path.abspath(path)
         return str(self.fs.unstrip_protocol(str(path)))
 
+    def shown(self, path: Path | str) -> str:
+        text = str(path)
+        return shown(f"{self.scheme}://{text.lstrip('/')}" if self.scheme else text)
+
     def signature(self, path: Path) -> SourceSignature:
         known = self._signatures.get(str(path))
         return known if known is not None else self._signature(str(path))
@@ -417,14 +433,14 @@ class FsspecStore:
             with self.fs.open(str(path), "rb", block_size=_HEADER_BLOCK) as handle:
                 return read_header_from(handle, Path(path), max_pixels=max_pixels)
         except OSError as error:
-            raise read_error(Path(path), error) from error
+            raise read_error(self.shown(path), error) from error
 
     def read_image(self, path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
         try:
             data = self.fs.cat_file(str(path))  # one GET; photos are decoded in memory anyway
             return read_image_from(io.BytesIO(data), Path(path), max_pixels=max_pixels)
         except OSError as error:
-            raise read_error(Path(path), error) from error
+            raise read_error(self.shown(path), error) from error
 
     # -- outputs ----------------------------------------------------------------------------
     def make_root(self, root: Path) -> None:
@@ -482,7 +498,7 @@ class FsspecStore:
             data = temp.read_bytes()
         except OSError as error:
             discard(temp)
-            raise output_error(error, Path(target)) from error
+            raise output_error(error, self.shown(target)) from error
         try:
             self._put(str(target), data, replace=replace, idempotent=idempotent)
         except OutputExistsError:
@@ -523,9 +539,9 @@ class FsspecStore:
             self.fs.pipe_file(target, data, mode="overwrite" if replace else "create")
         except FileExistsError:
             if not idempotent or data != self._bytes(target):
-                raise OutputExistsError(f"{target} already exists.") from None
+                raise OutputExistsError(f"{self.shown(target)} already exists.") from None
         except OSError as error:
-            raise output_error(error, Path(target)) from error
+            raise output_error(error, self.shown(target)) from error
 
     def _forget_listings(self, path: str) -> None:
         """Drop the file system's cached listings under ``path`` (s3fs and gcsfs cache them):
@@ -578,7 +594,7 @@ class StoreManifest(Manifest):
                 self.entries = self._load()
                 self.lines = list(self.entries.values())
         except OSError as error:
-            raise output_error(error, self.path) from error
+            raise output_error(error, self.store.shown(self.path)) from error
         return self
 
     def close(self, *, compact: bool = True) -> None:
@@ -654,7 +670,7 @@ def open_store(location: str) -> tuple[Store, str]:
             hint="Install the file system for its scheme: pip install s3fs (s3://) or "
             "gcsfs (gs://).",
         ) from error
-    return FsspecStore(fs), str(path)
+    return FsspecStore(fs, scheme=location.split("://", 1)[0]), str(path)
 
 
 def open_location(location: Path | str, filesystem: Any = None) -> tuple[Store, Path]:

@@ -6,6 +6,7 @@ the ``reason`` strings are for people and may change.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -123,6 +124,10 @@ class JobReport:
     cancelled: bool = False
     stopped: str | None = None
     seconds: float = 0.0
+    # How the inputs' and the outputs' paths are shown: as the job was given them (an object
+    # store's URL, ``s3://bucket/a.jpg``, not the path inside its file system).
+    source_shown: Callable[[Path], str] = field(default=shown, repr=False, compare=False)
+    output_shown: Callable[[Path], str] = field(default=shown, repr=False, compare=False)
 
     @property
     def left_out(self) -> list[FileSkipped]:
@@ -147,7 +152,7 @@ class JobReport:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary (paths and texts in their display form, see :func:`shown`)."""
         return {
-            "output_root": shown(self.output_root),
+            "output_root": self.output_shown(self.output_root),
             "counts": {
                 "done": len(self.done),
                 "skipped": len(self.photos_skipped),
@@ -162,8 +167,8 @@ class JobReport:
             "warnings": [shown(w) for w in self.warnings],
             "done": [
                 {
-                    "source": shown(e.source),
-                    "output": shown(e.output),
+                    "source": self.source_shown(e.source),
+                    "output": self.output_shown(e.output),
                     "psnr_db": None if e.psnr is None else round(e.psnr, 2),
                     "max_change": e.max_change,
                     "seconds": round(e.seconds, 3),
@@ -173,19 +178,23 @@ class JobReport:
                 for e in self.done
             ],
             "skipped": [
-                {"source": shown(e.source), "kind": e.kind.value, "reason": shown(e.reason)}
+                {
+                    "source": self.source_shown(e.source),
+                    "kind": e.kind.value,
+                    "reason": shown(e.reason),
+                }
                 for e in self.skipped
             ],
             "failed": [
                 {
-                    "source": shown(e.source),
+                    "source": self.source_shown(e.source),
                     "kind": e.kind.value,
                     "reason": shown(e.reason),
                     "hint": shown(e.hint),
                 }
                 for e in self.failed
             ],
-            "pending": [shown(p) for p in self.pending],
+            "pending": [self.source_shown(p) for p in self.pending],
             "settings": self.settings,
         }
 
@@ -200,7 +209,7 @@ class JobReport:
         head += f" in {self.seconds:.1f} s"
         if self.left_out:
             head += f" ({count_of(len(self.left_out), 'other file')} left out)"
-        lines = [f"{head}. Output: {shown(self.output_root)}"]
+        lines = [f"{head}. Output: {self.output_shown(self.output_root)}"]
         if self.cancelled:
             lines.append("Cancelled: run the same command again to finish the rest.")
         if self.stopped:
@@ -210,10 +219,10 @@ class JobReport:
         lines.extend(f"Warning: {w}" for w in self.warnings)
         if self.failed:
             lines.append("Failed:")
-            lines.extend(f"  {shown(e.source)}: {shown(e.reason)}" for e in self.failed)
+            lines.extend(f"  {self.source_shown(e.source)}: {e.reason}" for e in self.failed)
         if self.skipped:
             lines.append("Skipped:")
-            lines.extend(f"  {shown(e.source)}: {shown(e.reason)}" for e in self.skipped)
+            lines.extend(f"  {self.source_shown(e.source)}: {e.reason}" for e in self.skipped)
         return shown("\n".join(lines))  # stopped/warnings may name files too
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +94,13 @@ class ProtectJob:
         same_place = self.store is self.output_store
         output = self.output_root if same_place else None  # left out when inside the inputs
         discovery = scan_inputs(self.inputs, self.settings, output, store=self.store)
-        _check_something_exists(discovery.missing, self.inputs)
-        report = JobReport(self.output_root, settings=self.settings.describe())
+        _check_something_exists(discovery.missing, self.inputs, self.store.shown)
+        report = JobReport(
+            self.output_root,
+            settings=self.settings.describe(),
+            source_shown=self.store.shown,
+            output_shown=self.output_store.shown,
+        )
         report.warnings = settings_warnings(self.settings.export_options())
         report.skipped = [
             FileSkipped(s.path, SkipReason.EXCLUDED, s.reason) for s in discovery.skipped
@@ -104,7 +109,7 @@ class ProtectJob:
             FileFailed(
                 path,
                 FailReason.MISSING,
-                f"{shown(path)} does not exist.",
+                f"{self.store.shown(path)} does not exist.",
                 "Check the name and the folder.",
             )
             for path in discovery.missing
@@ -193,11 +198,13 @@ def _check_changes_pixels(perturbation: Perturbation, settings: ProtectSettings)
         )
 
 
-def _check_something_exists(missing: list[Path], inputs: list[Path]) -> None:
+def _check_something_exists(
+    missing: list[Path], inputs: list[Path], shown_as: Callable[[Path], str] = shown
+) -> None:
     """Every input missing means the job cannot run (exit 2), and no output folder is made;
     some missing is a partial failure, listed with the rest."""
     if inputs and len(missing) == len(inputs):
-        names = ", ".join(shown(path) for path in missing[:3])
+        names = ", ".join(shown_as(path) for path in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise ConfigError(
             f"Nothing to protect: {names}{more} {'does' if len(missing) == 1 else 'do'} not exist.",

@@ -319,7 +319,7 @@ class JobRun:
         try:
             signature = self.job.store.signature(item.source)
         except OSError as error:
-            reason = read_error(item.source, error).message
+            reason = read_error(self.job.store.shown(item.source), error).message
             self._fail(manifest, item, FailReason.UNREADABLE, reason)
             return None
         if not self.settings.redo:

@@ -223,51 +223,61 @@ def test_a_killed_driver_resumes_with_nothing_lost_and_identical_outputs(
     assert len(local.done) == 24
 
 
-def _own_protector_workers() -> list[int]:
-    """The Ray processes of this module's Ray instance protecting photos now (actors, or
-    workers running a universal-mode task)."""
-    import psutil
-    from ray._private import ray_constants, worker
+def _dying(store: Any, marker: Path, *, before: bool, photo: str = "") -> Any:
+    """``store`` with a fault for tests: a Ray worker publishing an output kills itself (SIGKILL)
+    just before the output is published (for an object store: its 'publishing' line stored,
+    not yet its PUT) or just after (its 'done' line not yet stored). Only the first such output
+    of the job (``marker`` records that one died), or, given ``photo``, every try of that
+    photo's output. The driver never dies. The class is made here, so that Ray sends it to the
+    workers by value (cloudpickle): nothing of the tests is imported there."""
+    driver = os.getpid()
+    base = type(store)
 
-    node = worker._global_node
-    assert node is not None
-    (raylet,) = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET]
-    children = psutil.Process(raylet.process.pid).children(recursive=True)
-    names = ("_Protector", "_protect_in_task")  # Ray titles a busy worker with its task
-    return [p.pid for p in children if any(n in _command_line(p) for n in names)]
+    class Dying(base):  # type: ignore[valid-type,misc]
+        def publish(self, temp: Path, target: str | Path, **how: Any) -> None:
+            dies = os.getpid() != driver and self._dies(str(target))
+            if dies and before:
+                os.kill(os.getpid(), signal.SIGKILL)
+            base.publish(self, temp, target, **how)
+            if dies:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def _dies(self, target: str) -> bool:
+            if photo:
+                return posixpath.basename(target).startswith(f"{photo}.")
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))  # the first output only
+            except FileExistsError:
+                return False
+            return True
+
+    dying = Dying.__new__(Dying)
+    dying.__dict__.update(store.__dict__)
+    return dying
 
 
-def _command_line(process: Any) -> str:
-    """A process's command line ("" for one that exited meanwhile or is a zombie)."""
-    import psutil
-
-    try:
-        return " ".join(process.cmdline())
-    except psutil.Error:
-        return ""
-
-
-@pytest.mark.parametrize("mode", ["universal", "photo"], ids=["tasks", "actors"])
+@pytest.mark.parametrize(
+    ("mode", "before"),
+    [("universal", True), ("photo", False)],
+    ids=["tasks-before-publishing", "actors-after-publishing"],
+)
 def test_a_killed_worker_is_retried_and_nothing_is_lost_or_done_twice(
-    tmp_path: Path, settings: ProtectSettings, mode: str
+    tmp_path: Path, settings: ProtectSettings, mode: str, before: bool
 ) -> None:
+    """A worker dies with its batch half done (a universal-mode task with an output written but
+    not yet published, or a photo-mode actor with one published but not yet recorded): Ray
+    retries the batch, which finishes the rest, and nothing is lost, doubled or left behind."""
     if mode == "photo":
         pytest.importorskip("torch")
     settings = dataclasses.replace(settings, mode=mode)
     inputs = tmp_path / "in"
     for i in range(16):
         samples.photo(inputs / f"{i:02d}.png", 64, 48)
-    killed: list[int] = []
-
-    def kill_a_worker(event: Event) -> None:
-        if isinstance(event, FileDone) and not killed:  # batches done, others in flight
-            killed.extend(_own_protector_workers()[:1])  # none busy: the next photo tries
-            if killed:
-                os.kill(killed[0], signal.SIGKILL)
-
-    out = tmp_path / "ray"
-    report = RayProtectJob([inputs], out, settings, _ray(settings, batch_size=2)).run(kill_a_worker)
-    assert killed and not report.failed and not report.pending
+    out, died = tmp_path / "ray", tmp_path / "died"
+    job = RayProtectJob([inputs], out, settings, _ray(settings, batch_size=2))
+    job.store = job.output_store = _dying(job.output_store, died, before=before)
+    report = job.run()
+    assert died.exists() and not report.failed and not report.pending
     assert len(report.done) + len(report.skipped) == 16  # a retried batch skips what it finished
     ProtectJob([inputs], tmp_path / "local", settings).run()
     assert _tree(out) == _tree(tmp_path / "local")
@@ -497,3 +507,31 @@ def test_a_pyarrow_file_system_serves_the_ray_engine_and_the_local_engine_skips_
     assert _tree(tmp_path / "ray") == _tree(tmp_path / "local")
     again = ProtectJob([inputs], tmp_path / "ray", settings).run()
     assert not again.done and {e.kind for e in again.skipped} == {SkipReason.ALREADY_DONE}
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["before-the-put", "after-the-put"])
+def test_a_worker_killed_while_uploading_to_an_object_store_loses_nothing(
+    tmp_path: Path, settings: ProtectSettings, s3_endpoint: str, before: bool
+) -> None:
+    """A worker dies with an output announced in its shard ('publishing', with the output's
+    sha256) and its PUT not yet made, or made without its 'done' line: the retried batch
+    uploads the first again and recognises the second by its bytes. Every output is there
+    once, byte-identical to the local engine's (no partial object, no '-2' copy), no shard
+    is left, and a re-run of the local engine on the same URLs skips every photo."""
+    inputs = tmp_path / "in"
+    for i in range(12):
+        samples.photo(inputs / f"{i:02d}.png", 64, 48)
+    bucket = _uploaded(inputs)
+    source, out, died = f"s3://{bucket}/in", f"s3://{bucket}/out", tmp_path / "died"
+    job = RayProtectJob([source], out, settings, _ray(settings, batch_size=2))
+    job.store = job.output_store = _dying(job.output_store, died, before=before)
+    report = job.run()
+    assert died.exists() and not report.failed and not report.pending
+    assert len(report.done) + len(report.skipped) == 12
+    ProtectJob([inputs], tmp_path / "local", settings).run()
+    assert _s3_tree(f"{bucket}/out") == _tree(tmp_path / "local")
+    assert not _s3().find(f"{bucket}/out/{SHARDS_FOLDER}")
+
+    again = ProtectJob([source], out, settings).run()
+    assert not again.done and not again.failed
+    assert [e.kind for e in again.skipped] == [SkipReason.ALREADY_DONE] * 12

@@ -16,6 +16,8 @@ from spdesk.core.perturbation import (
     library_path_for,
     library_perturbations,
     load_perturbation,
+    perturbation_gain,
+    perturbation_label,
     save_perturbation,
 )
 
@@ -50,6 +52,23 @@ def test_round_trip_keeps_delta_eps_and_typed_metadata(tmp_path: Path) -> None:
     assert loaded.metadata["transforms"] == ["jpeg"]
     assert loaded.name == "mine" and loaded.size == (16, 16)
     assert list(tmp_path.iterdir()) == [path], "no temp file left behind"
+
+
+def test_label_and_gain_come_from_the_header_alone(tmp_path: Path) -> None:
+    meta = {"name": "Sky ±8", "gain_over_sign": 2.5}
+    path = save_perturbation(tmp_path / "sky-8.safetensors", _signs(), eps=8, metadata=meta)
+    assert perturbation_label(path) == "Sky ±8", "file names lose '±': the header keeps it"
+    assert perturbation_gain(path) == 2.5
+    plain = save_perturbation(tmp_path / "plain.safetensors", _signs(), eps=8)
+    assert (perturbation_label(plain), perturbation_gain(plain)) == ("plain", None)
+
+
+@pytest.mark.parametrize("content", [b"", b"not safetensors at all", struct.pack("<Q", 2**40)])
+def test_label_of_a_broken_file_is_its_name(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(content)
+    assert (perturbation_label(path), perturbation_gain(path)) == ("broken", None)
+    assert perturbation_label(tmp_path / "missing.safetensors") == "missing"
 
 
 def test_at_strength_rescales_to_the_new_budget() -> None:

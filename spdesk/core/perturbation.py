@@ -259,6 +259,34 @@ def load_perturbation(path: str | Path) -> Perturbation:
     return Perturbation(delta=delta, eps=eps, metadata=_decode_metadata(raw_meta), path=path)
 
 
+def header_metadata(path: Path) -> dict[str, str]:
+    """A perturbation file's string metadata, read from its header alone (no tensors, no
+    checks: for labels in lists, where a broken file just shows its file name)."""
+    try:
+        with path.open("rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size <= 1_000_000:
+                return {}
+            meta = json.loads(handle.read(size)).get("__metadata__", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def perturbation_label(path: Path) -> str:
+    """The name stored in a perturbation file's header (file names lose "±" and such)."""
+    name = header_metadata(path).get("name")
+    return name if isinstance(name, str) and name.strip() else path.stem
+
+
+def perturbation_gain(path: Path) -> float | None:
+    """The held-out effect measured at training, in multiples of random noise's; None if unknown."""
+    try:
+        return float(header_metadata(path)["gain_over_sign"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def check_destination(path: Path, *, force: bool = False) -> None:
     """Refuse, before any work, a place a perturbation file cannot or must not be saved.
 

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from spdesk.core.device import DEVICE_CHOICES, DeviceInfo
 from spdesk.core.events import Event
 from spdesk.core.jobs.events import FileDone, FileSkipped, JobStarted, SkipReason, location_text
+from spdesk.core.perturbation import perturbation_gain, perturbation_label
 from spdesk.gui import protect_bridge
 from spdesk.gui.desktop import open_in_file_manager
 from spdesk.gui.settings import (
@@ -45,12 +46,7 @@ from spdesk.gui.settings import (
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.text import format_duration, gain_text
 from spdesk.gui.widgets.drop_zone import PHOTO_KINDS, DropZone
-from spdesk.gui.widgets.options import (
-    FINETUNE_ENCODERS,
-    OptionsPanel,
-    perturbation_gain,
-    perturbation_label,
-)
+from spdesk.gui.widgets.options import FINETUNE_ENCODERS, OptionsPanel
 from spdesk.gui.widgets.queue import PhotoQueue, RowStatus
 from spdesk.gui.workers import TaskRunner
 

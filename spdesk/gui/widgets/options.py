@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from spdesk.core.perturbation import (
     bundled_perturbation_path,
     library_perturbations,
     load_perturbation,
+    perturbation_label,
 )
 from spdesk.core.speed_figures import DEVICE_WORDS, finetune_seconds_per_photo
 from spdesk.gui.settings import COLLISIONS, FORMATS, STRENGTH_PRESETS, ProtectOptions
@@ -493,33 +493,6 @@ def _bundled_path() -> Path | None:
     except (ModuleNotFoundError, FileNotFoundError):
         return None
     return path if path.is_file() else None
-
-
-def _header_metadata(path: Path) -> dict[str, str]:
-    """A perturbation file's string metadata, read from its header alone (no tensors)."""
-    try:
-        with path.open("rb") as handle:
-            size = int.from_bytes(handle.read(8), "little")
-            if not 0 < size <= 1_000_000:
-                return {}
-            meta = json.loads(handle.read(size)).get("__metadata__", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
-def perturbation_label(path: Path) -> str:
-    """The name stored in a perturbation file's header (file names lose "±" and such)."""
-    name = _header_metadata(path).get("name")
-    return name if isinstance(name, str) and name.strip() else path.stem
-
-
-def perturbation_gain(path: Path) -> float | None:
-    """The held-out effect measured at training, in multiples of random noise's; None if unknown."""
-    try:
-        return float(_header_metadata(path)["gain_over_sign"])
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def _describe(perturbation: Perturbation, bundled: bool) -> str:

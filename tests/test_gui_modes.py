@@ -23,6 +23,27 @@ def test_each_mode_round_trips_to_the_job(qtbot, mode: str) -> None:  # type: ig
     assert panel.perturbation_box.isVisibleTo(panel) == (mode != "photo")
 
 
+def test_the_pattern_box_says_what_fine_tuning_starts_from(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests import protect_samples as samples
+
+    panel = OptionsPanel(replace(ProtectOptions(), mode="universal"))
+    qtbot.addWidget(panel)
+    universal_info = panel.perturbation_info.text()
+    assert panel.perturbation_combo.currentText() == "Default (bundled)"
+    panel.set_mode("finetune")  # photo fine-tuning does not use the bundled universal pattern
+    assert panel.perturbation_combo.currentText() == "Each photo's own"
+    assert "each photo's own pattern" in panel.perturbation_info.text()
+    assert job_settings(panel.options()).mode == "photo-finetune"
+    own = samples.perturbation_file(tmp_path)
+    panel.refresh_perturbations(str(own))  # a pattern of one's own is what gets fine-tuned
+    assert job_settings(panel.options()).mode == "finetune"
+    assert "each photo's own" not in panel.perturbation_info.text()
+    panel.perturbation_combo.setCurrentIndex(0)
+    panel.set_mode("universal")
+    assert panel.perturbation_combo.currentText() == "Default (bundled)"
+    assert panel.perturbation_info.text() == universal_info
+
+
 def test_the_fine_tuning_estimate_follows_the_device(qtbot) -> None:  # type: ignore[no-untyped-def]
     panel = OptionsPanel(replace(ProtectOptions(), mode="finetune", finetune_encoder="sd15"))
     qtbot.addWidget(panel)

@@ -135,7 +135,7 @@ class OptionsPanel(QWidget):
         combo.blockSignals(True)
         combo.clear()
         if _bundled_path() is not None:
-            combo.addItem("Default (bundled)", "")
+            combo.addItem(self._default_item_text(), "")
         for path in library_perturbations():
             combo.addItem(perturbation_label(path), str(path))
         if current and combo.findData(current) < 0 and Path(current).is_file():
@@ -170,11 +170,27 @@ class OptionsPanel(QWidget):
         except SpdeskError as error:
             self.perturbation_info.setText(error.user_text())
         else:
-            bundled = not self.perturbation_path()
-            self.perturbation_info.setText(_describe(self._perturbation, bundled))
-            self.perturbation_info.setToolTip(self._perturbation.description or "")
+            self._show_pattern_info()
         self._update_strength_note()
         self.changed.emit()
+
+    def _default_item_text(self) -> str:
+        # Photo fine-tuning starts from each photo's own pattern, not from the bundled one.
+        return "Each photo's own" if self.mode() == "finetune" else "Default (bundled)"
+
+    def _show_pattern_info(self) -> None:
+        if self._perturbation is None:
+            return
+        bundled = not self.perturbation_path()
+        if bundled and self.mode() == "finetune":
+            self.perturbation_info.setText(
+                "Fine-tuning starts from each photo's own pattern, as in the photo-specific "
+                "mode. Choose a pattern here to fine-tune that one instead."
+            )
+            self.perturbation_info.setToolTip("")
+            return
+        self.perturbation_info.setText(_describe(self._perturbation, bundled))
+        self.perturbation_info.setToolTip(self._perturbation.description or "")
 
     # --- strength -------------------------------------------------------------------------------
     def _build_strength_box(self) -> QGroupBox:
@@ -326,6 +342,10 @@ class OptionsPanel(QWidget):
         # Photo-specific protection writes its own pattern: the pattern choice is not used.
         self.perturbation_box.setVisible(self.mode() != "photo")
         self.finetune_row.setVisible(self.mode() == "finetune")
+        default = self.perturbation_combo.findData("")
+        if default >= 0:
+            self.perturbation_combo.setItemText(default, self._default_item_text())
+        self._show_pattern_info()
         self._update_mode_note()
         self.changed.emit()
 

@@ -50,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--photos", type=int, default=4)
+    parser.add_argument("--generator", type=Path, default=None, help="(default: the bundled one)")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -57,7 +58,7 @@ def main() -> None:
     _, rest = split_photos(find_photos(args.shared / "data" / "imagenet-sample"), 0.7, 0, None)
     encoder = load_encoder(str(args.shared / "models" / "taesd" / "taesd_f8e4m3.safetensors"))
     key = bytes(32)  # any fixed key: the figures do not depend on which
-    path = bundled_generator_path()
+    path = args.generator or bundled_generator_path()
     plain = GeneratorProtector(path, key=key)
     tuned = PhotoFineTuner(path, encoder, args.steps, key=key, editor_sides=(256,))
     print("photo | output | mean |raw| L, RG, YB | |L| > 0.9 | energy / budget | signs flipped")

@@ -284,6 +284,41 @@ def test_a_killed_worker_is_retried_and_nothing_is_lost_or_done_twice(
     assert not [p for p in out.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
 
 
+_UNIVERSAL_DRIVER = """
+import sys
+from pathlib import Path
+from spdesk.core.distributed.ray_engine import RayOptions, protect_on_ray
+from spdesk.core.jobs import ProtectSettings
+
+inputs, out, perturbation, address = sys.argv[1:5]
+settings = ProtectSettings(perturbation=Path(perturbation), working_size=16)
+report = protect_on_ray([inputs], out, settings, RayOptions(address=address, batch_size=2))
+print(len(report.done), "ray.data" in sys.modules)
+"""
+
+
+def test_universal_mode_runs_as_plain_tasks_without_ray_data_and_shows_rays_progress_bar(
+    tmp_path: Path, settings: ProtectSettings, ray_instance: str
+) -> None:
+    """A universal-mode driver never imports Ray Data (nor starts its helper actors, which made
+    a job's start slow) and shows the job's progress with Ray's own bar (``tqdm_ray``)."""
+    inputs = tmp_path / "in"
+    for i in range(6):
+        samples.photo(inputs / f"{i}.png")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-c", _UNIVERSAL_DRIVER, str(inputs), str(tmp_path / "out")]
+    driver = subprocess.run(
+        [*command, str(settings.perturbation), ray_instance],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert driver.returncode == 0, driver.stderr[-2000:]
+    assert driver.stdout.split("\n")[-2] == "6 False"  # every photo, and no Ray Data loaded
+    assert "Protecting: 100%" in driver.stderr and "6.00/6.00" in driver.stderr  # tqdm_ray
+
+
 def test_either_engine_skips_what_the_other_finished(
     tmp_path: Path, settings: ProtectSettings
 ) -> None:

@@ -70,14 +70,14 @@ def test_a_worker_process_builds_a_jobs_protector_once_and_forgets_the_last_jobs
             built.append(protector["fingerprint"])
             self.fingerprint = protector["fingerprint"]
 
-        def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-            return {"event": [self.fingerprint]}
+        def rows(self, tasks: list[str]) -> list[tuple[str, ...]]:
+            return [(self.fingerprint, task) for task in tasks]
 
     monkeypatch.setattr(ray_engine, "_Protector", Counting)
     monkeypatch.setattr(ray_engine, "_task_protector", {})
     for job, fingerprint in [("job1", "a"), ("job1", "a"), ("job2", "b"), ("job2", "b")]:
-        out = ray_engine._protect_in_task({}, job=job, fingerprint=fingerprint)
-        assert out == {"event": [fingerprint]}
+        out = ray_engine._protect_in_task(["t"], job, {"fingerprint": fingerprint})
+        assert out == [(fingerprint, "t")]
     assert built == ["a", "b"]
     assert list(ray_engine._task_protector) == ["job2"]
 

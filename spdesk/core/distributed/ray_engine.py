@@ -2,18 +2,19 @@
 
 :class:`RayProtectJob` is :class:`~spdesk.core.jobs.ProtectJob` with one step replaced. The
 driver (this process) scans the inputs, skips finished photos and plans every output name and
-collision in job order exactly as the local engine does, then hands the planned photos to Ray
-Data: ``map_batches`` runs them on a pool of actors for the modes that run a network
-(:class:`_Protector`, a callable class that loads photo mode's generator or the fine-tuning
-encoder once per actor, on a GPU each where the cluster has them or :attr:`RayOptions.num_gpus`
-asks; see :func:`plan_placement`), and as plain tasks for universal mode, which loads nothing
-worth an actor: the cluster's worker processes, warm between jobs, each build the pattern once
-per job (:func:`_protect_in_task`). Each batch goes through the local engine's per-photo loop
-(read, protect, encode into an fsync'ed temporary file, publish atomically, record) and is
-recorded in a manifest shard of its own; the driver merges the shards into the output folder's
-manifest when it closes it (or the next job, of either engine, does, after a kill), so a re-run
-with either engine skips what is done. Per-photo failures come back as the local engine's
-records.
+collision in job order exactly as the local engine does, then hands the planned photos to
+the cluster in batches. The modes that run a network go to Ray Data: ``map_batches`` on a pool
+of actors (:class:`_Protector`, a callable class that loads photo mode's generator or the
+fine-tuning encoder once per actor, on a GPU each where the cluster has them or
+:attr:`RayOptions.num_gpus` asks; see :func:`plan_placement`). Universal mode loads nothing
+worth an actor and runs as plain Ray tasks (:func:`_protect_in_task`), without Ray Data (no
+module of it to import, no helper actor to start): the cluster's worker processes each build
+the pattern once per job, and the driver shows Ray's ``tqdm_ray`` progress bar. Each batch
+goes through the local engine's per-photo loop (read, protect, encode into an fsync'ed
+temporary file, publish atomically, record) and is recorded in a manifest shard of its own; the
+driver merges the shards into the output folder's manifest when it closes it (or the next job,
+of either engine, does, after a kill), so a re-run with either engine skips what is done.
+Per-photo failures come back as the local engine's records.
 
 The engine is mode-agnostic: workers receive the job's settings and run the same per-photo step
 the local engine runs for them. Inputs and outputs are paths that every node can reach (one
@@ -33,7 +34,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,10 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = 'Install it with: pip install "spdesk[ray]"'
 
+# One photo's outcome from a worker, as JSON text: the event, why the job stopped ("" if it
+# did not), and the error the worker could not start with ("null" if none).
+_Row = tuple[str, str, str]
+
 
 @dataclass(frozen=True)
 class RayOptions:
@@ -86,7 +91,7 @@ class RayOptions:
             is recorded in a manifest shard.
         threads: photos in flight in each CPU worker, so that decoding, protecting and
             encoding overlap (2).
-        progress: show Ray Data's progress bars.
+        progress: show Ray's progress bars (Ray Data's for actors, ``tqdm_ray`` for tasks).
     """
 
     address: str | None = None
@@ -212,11 +217,14 @@ def _gpu_workers(settings: ProtectSettings, options: RayOptions, available: int)
     return wanted
 
 
-def import_ray() -> Any:
-    """The ``ray`` module with Ray Data, or a named error saying how to install it."""
+def import_ray(*, data: bool = False) -> Any:
+    """The ``ray`` module (with Ray Data where ``data``), or a named error saying how to
+    install it. Universal mode needs no Ray Data: its driver and workers never import it."""
     try:
         import ray
-        import ray.data  # the optional part
+
+        if data:
+            import ray.data  # only for the modes that run on actors: slow to start
     except ImportError as error:
         raise EngineError(
             "Ray is not installed, so the Ray engine cannot run.", hint=INSTALL_HINT
@@ -313,14 +321,13 @@ class RayProtectJob(ProtectJob):
         return [task for batch in run._batches(manifest, planned, len(planned)) for task in batch]
 
     def _execute(self, ray: Any, run: JobRun, tasks: list[_Task]) -> None:
-        """Run the tasks on Ray Data and record each photo's outcome as it comes back."""
-        ray.data.DataContext.get_current().enable_progress_bars = self.options.progress
+        """Run the tasks on the cluster and record each photo's outcome as it comes back."""
         # A batch for every worker, then as large as allowed: each costs Ray a task and a shard.
         size = min(self.options.batch_size, math.ceil(len(tasks) / self._place().workers))
-        blocks = max(1, math.ceil(len(tasks) / size))  # one batch (and shard) per Ray task
-        rows = ray.data.from_items(
-            [{"task": encode_task(task)} for task in tasks], override_num_blocks=blocks
-        )
+        batches = [
+            [encode_task(task) for task in tasks[start : start + size]]
+            for start in range(0, len(tasks), size)
+        ]
         assert self._perturbation is not None
         protector = {
             "output_root": self.output_root,
@@ -334,51 +341,101 @@ class RayProtectJob(ProtectJob):
             "outputs": self.output_store,
         }
         if self._place().actors:
-            udf: Any = _Protector
-            arguments = {"fn_constructor_kwargs": protector}
-        else:  # each worker process builds the protector once per job (see _protect_in_task)
-            udf, arguments = _protect_in_task, {"fn_kwargs": {"job": uuid.uuid4().hex, **protector}}
-        results = rows.map_batches(
-            udf,
-            batch_size=size,
-            batch_format="numpy",
-            **arguments,
-            **self._resources(ray, blocks),
-        )
+            back = self._on_actors(batches, protector, run._stopping)
+        else:
+            back = self._in_tasks(ray, batches, protector, run._stopping)
         started = time.monotonic()
-        batches = iter(results.iter_batches(batch_size=None, batch_format="numpy"))
         try:
-            for batch in batches:
+            for rows in back:
                 if self.stats.first_batch_seconds is None:
                     self.stats.first_batch_seconds = time.monotonic() - started
-                for event, stopped, fatal in zip(
-                    batch["event"], batch["stopped"], batch["fatal"], strict=True
-                ):
-                    if (error := _fatal_error(str(fatal))) is not None:
+                for event, stopped, fatal in rows:
+                    if (error := _fatal_error(fatal)) is not None:
                         raise error
-                    self._record(run, decode_event(str(event)))
-                    run.report.stopped = run.report.stopped or str(stopped) or None
-                if run._stopping():
-                    break
+                    self._record(run, decode_event(event))
+                    run.report.stopped = run.report.stopped or stopped or None
         except SpdeskError:
             raise
         except Exception as error:
             raise _engine_error(error) from error
         finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()  # stops the pipeline after a cancel or a stop
+            back.close()  # stops what is still running after an error
             self.stats.protect_seconds = time.monotonic() - started
             self.stats.protected = len(run.report.done)
 
+    def _in_tasks(
+        self,
+        ray: Any,
+        batches: list[list[str]],
+        protector: dict[str, Any],
+        stopping: Callable[[], bool],
+    ) -> Generator[list[_Row], None, None]:
+        """Universal mode: each batch a plain Ray task (no Ray Data: nothing to start but the
+        cluster's worker processes), one per worker at a time, in job order. Once the
+        job stops, no batch starts and the running ones finish and are recorded. Ray retries
+        a batch whose worker died; its shard says what the first try finished."""
+        remote = ray.remote(_protect_in_task).options(num_cpus=1)
+        shared = ray.put(protector)  # sent once, not with every batch
+        job = uuid.uuid4().hex
+        self.stats.workers = min(self._place().workers, len(batches))
+        waiting = iter(batches)
+        running: list[Any] = []
+        bar = _progress_bar(sum(map(len, batches))) if self.options.progress else None
+        try:
+            while True:
+                while len(running) < self.stats.workers and not stopping():
+                    if (batch := next(waiting, None)) is None:
+                        break
+                    running.append(remote.remote(batch, job, shared))
+                if not running:
+                    return
+                ready, running = ray.wait(running, num_returns=1)
+                rows: list[_Row] = ray.get(ready[0])
+                if bar is not None:
+                    bar.update(len(rows))
+                yield rows
+        finally:
+            for ref in running:  # an error: nothing more is recorded, so nothing more runs
+                ray.cancel(ref)
+            if bar is not None:
+                bar.close()
+
+    def _on_actors(
+        self,
+        batches: list[list[str]],
+        protector: dict[str, Any],
+        stopping: Callable[[], bool],
+    ) -> Generator[list[_Row], None, None]:
+        """The modes that run a network: Ray Data's ``map_batches`` on a pool of actors, each
+        loading the network once (:class:`_Protector`), with Ray Data's progress bars."""
+        ray = import_ray(data=True)
+        ray.data.DataContext.get_current().enable_progress_bars = self.options.progress
+        items = [{"task": task} for batch in batches for task in batch]
+        rows = ray.data.from_items(items, override_num_blocks=len(batches))  # a shard each
+        results = rows.map_batches(
+            _Protector,
+            batch_size=len(batches[0]),
+            batch_format="numpy",
+            fn_constructor_kwargs=protector,
+            **self._resources(ray, len(batches)),
+        )
+        back = iter(results.iter_batches(batch_size=None, batch_format="numpy"))
+        try:
+            for batch in back:
+                columns = (batch["event"], batch["stopped"], batch["fatal"])
+                yield [(str(e), str(s), str(f)) for e, s, f in zip(*columns, strict=True)]
+                if stopping():
+                    return
+        finally:
+            close = getattr(back, "close", None)
+            if close is not None:
+                close()  # stops the pipeline after a cancel or a stop
+
     def _resources(self, ray: Any, blocks: int) -> dict[str, Any]:
-        """Ray Data's pool of actors (or tasks) and what each holds: never more than batches."""
+        """Ray Data's pool of actors and what each holds: never more actors than batches."""
         placement = self._place()
         self.stats.workers = min(placement.workers, blocks)
-        if placement.actors:
-            compute = ray.data.ActorPoolStrategy(size=self.stats.workers)
-        else:
-            compute = ray.data.TaskPoolStrategy(size=self.stats.workers)
+        compute = ray.data.ActorPoolStrategy(size=self.stats.workers)
         return {"compute": compute, **placement.resources}
 
     def _record(self, run: JobRun, event: Event) -> None:
@@ -538,13 +595,15 @@ class _Protector:
         except SpdeskError as error:  # reported with the first batch, back to the driver
             self.error = error
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def rows(self, encoded: Sequence[str]) -> list[_Row]:
+        """Protect one batch of planned photos (:func:`encode_task`'s lines), recorded in its
+        own manifest shard; returns each photo's outcome (:data:`_Row`) in job order."""
         if self.protector is None:  # Ray would hand the driver its own wrapper, without it
             assert self.error is not None
             fatal = {"type": type(self.error).__name__, "message": self.error.message}
             fatal["hint"] = self.error.hint or ""
-            return {"event": np.array([""]), "stopped": np.array([""]), "fatal": _json([fatal])}
-        tasks = {task.item.key: task for task in map(decode_task, map(str, batch["task"]))}
+            return [("", "", json.dumps(fatal))]
+        tasks = {task.item.key: task for task in map(decode_task, encoded)}
         run = _ShardRun(self.job, self.protector, self.fingerprint, tasks)
         place = self.job.output_store
         with place.manifest(self.job.output_root, shard=_shard_name(list(tasks))) as shard:
@@ -553,10 +612,14 @@ class _Protector:
         events: list[FileDone | FileSkipped | FileFailed] = sorted(
             [*report.done, *report.skipped, *report.failed], key=_position
         )
+        return [(encode_event(e), report.stopped or "", "null") for e in events]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One batch of Ray Data's ``map_batches`` (the actors' face of :meth:`rows`)."""
+        rows = self.rows([str(task) for task in batch["task"]])
         return {
-            "event": np.array([encode_event(e) for e in events], dtype=str),
-            "stopped": np.array([report.stopped or ""] * len(events), dtype=str),
-            "fatal": _json([None] * len(events)),
+            name: np.array([row[column] for row in rows], dtype=str)
+            for column, name in enumerate(("event", "stopped", "fatal"))
         }
 
 
@@ -564,19 +627,21 @@ class _Protector:
 _task_protector: dict[str, _Protector] = {}
 
 
-def _protect_in_task(
-    batch: dict[str, np.ndarray], *, job: str, **protector: Any
-) -> dict[str, np.ndarray]:
+def _protect_in_task(tasks: list[str], job: str, protector: dict[str, Any]) -> list[_Row]:
     """One batch as a plain Ray task (universal mode): the worker process builds the job's
     protector on its first batch of the job and keeps it for the next ones."""
     if job not in _task_protector:
         _task_protector.clear()  # a process serves one job at a time: keep only the latest
         _task_protector[job] = _Protector(**protector)
-    return _task_protector[job](batch)
+    return _task_protector[job].rows(tasks)
 
 
-def _json(values: list[Any]) -> np.ndarray:
-    return np.array([json.dumps(v) for v in values], dtype=str)
+def _progress_bar(total: int) -> Any:
+    """Ray's own progress bar (``tqdm_ray``) for a job's photos, on the driver's terminal."""
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")  # leave this process's print alone
+    from ray.experimental.tqdm_ray import tqdm
+
+    return tqdm(total=total, desc="Protecting", unit="photo")
 
 
 def _fatal_error(text: str) -> SpdeskError | None:

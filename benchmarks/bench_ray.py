@@ -140,7 +140,8 @@ def main() -> None:
         reference = _outputs(scratch / "local")
 
         started = time.perf_counter()
-        ray.init(**local_instance_options(RayOptions(num_cpus=cores)))
+        # A new instance, even where a `ray start` left its address behind.
+        ray.init(address="local", **local_instance_options(RayOptions(num_cpus=cores)))
         ray_start = time.perf_counter() - started
         ray_s, report, job = _ray_run(inputs, scratch / "ray", settings, options)
         rows.append(_figures(f"ray, 1 node ({job.stats.workers} workers)", ray_s, report, local_s))

@@ -107,6 +107,14 @@ def _photo_mix(root: Path) -> Path:
     return root
 
 
+def _run_driver(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a Ray driver script in its own process (so that it can be killed), with this checkout
+    importable and one torch thread."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-c", script, *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+
+
 def _ray(settings: ProtectSettings, **options: object) -> RayOptions:
     return RayOptions(**{"progress": False, "batch_size": 3, **options})  # type: ignore[arg-type]
 
@@ -198,14 +206,8 @@ def test_a_killed_driver_resumes_with_nothing_lost_and_identical_outputs(
     for i in range(24):
         samples.photo(inputs / f"{i:02d}.png", 64, 48)
     out = tmp_path / "ray"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-c", _KILLED_DRIVER, str(inputs), str(out)]
-    driver = subprocess.run(
-        [*command, str(settings.perturbation), ray_instance],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    driver = _run_driver(
+        _KILLED_DRIVER, str(inputs), str(out), str(settings.perturbation), ray_instance
     )
     assert driver.returncode == -9, driver.stderr[-2000:]  # killed, not finished
     finished = [p for p in out.rglob("*.protected.png")]
@@ -305,14 +307,12 @@ def test_universal_mode_runs_as_plain_tasks_without_ray_data_and_shows_rays_prog
     inputs = tmp_path / "in"
     for i in range(6):
         samples.photo(inputs / f"{i}.png")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-c", _UNIVERSAL_DRIVER, str(inputs), str(tmp_path / "out")]
-    driver = subprocess.run(
-        [*command, str(settings.perturbation), ray_instance],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    driver = _run_driver(
+        _UNIVERSAL_DRIVER,
+        str(inputs),
+        str(tmp_path / "out"),
+        str(settings.perturbation),
+        ray_instance,
     )
     assert driver.returncode == 0, driver.stderr[-2000:]
     assert driver.stdout.split("\n")[-2] == "6 False"  # every photo, and no Ray Data loaded
@@ -504,11 +504,9 @@ def test_a_killed_driver_resumes_an_object_store_job_with_nothing_lost(
         samples.photo(inputs / f"{i:02d}.png", 64, 48)
     bucket = _uploaded(inputs)
     source, out = f"s3://{bucket}/in", f"s3://{bucket}/out"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     local_s3 = json.dumps(fsspec.config.conf["s3"])
-    command = [sys.executable, "-c", _KILLED_DRIVER, source, out, str(settings.perturbation)]
-    driver = subprocess.run(
-        [*command, ray_instance, local_s3], env=env, capture_output=True, text=True, timeout=240
+    driver = _run_driver(
+        _KILLED_DRIVER, source, out, str(settings.perturbation), ray_instance, local_s3
     )
     assert driver.returncode == -9, driver.stderr[-2000:]  # killed, not finished
     finished = [p for p in _s3().find(f"{bucket}/out") if p.endswith(".protected.png")]

@@ -13,8 +13,9 @@ jobs reuse its worker processes, as the jobs of one long-running process do (a n
 ``spdesk protect`` command is a new Ray driver and gets worker processes of its own).
 
 The per-photo figures (CPU seconds per photo, driver planning per photo) feed the sizing of
-docs/ray.md. ``--fine-tune STEPS --encoder SPEC`` measures per-photo fine-tuning instead (GPU
-actors where the cluster has GPUs).
+docs/ray.md. ``--fine-tune STEPS --encoder SPEC`` measures per-photo fine-tuning instead: of each
+photo's own perturbation with ``--mode photo`` (the default on a CUDA GPU), of the universal
+pattern with ``--mode universal`` (GPU actors where the cluster has GPUs).
 
     nice -n 19 python benchmarks/bench_ray.py --count 1000 --photos ../shared/data/imagenet-sample
 """
@@ -125,10 +126,9 @@ def main() -> None:
     cores = _cores()
     inputs = _photos(args.photos, args.count)
     settings = ProtectSettings(mode=args.mode)
-    if args.fine_tune is not None:
-        settings = ProtectSettings(
-            mode="finetune", finetune_steps=args.fine_tune, encoder=args.encoder
-        )
+    if args.fine_tune is not None:  # photo mode fine-tuned (the GPU default), or the pattern
+        mode = "photo-finetune" if args.mode == "photo" else "finetune"
+        settings = ProtectSettings(mode=mode, finetune_steps=args.fine_tune, encoder=args.encoder)
     options = RayOptions(
         num_cpus=args.workers, batch_size=args.batch, threads=args.threads, progress=False
     )

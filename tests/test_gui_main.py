@@ -53,6 +53,18 @@ def window(qtbot: QtBot, perturbation: Path, tmp_path: Path) -> MainWindow:
     return win
 
 
+def _two_photos_and_a_broken_jpeg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, padding: int
+) -> tuple[Path, Path]:
+    """A folder of two photos and ``name``: a JPEG by its first bytes, damaged after them (no
+    message box pops up about it)."""
+    monkeypatch.setattr(QMessageBox, "warning", lambda *_a: None)
+    photos = _photos(tmp_path / "photos", 2)
+    broken = photos / name
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" + bytes(padding))
+    return photos, broken
+
+
 def _add(qtbot: QtBot, window: MainWindow, paths: list[Path]) -> None:
     """Queue ``paths`` and wait for the worker that lists their photos."""
     with qtbot.waitSignal(window.scan_runner.finished, timeout=30_000):
@@ -189,10 +201,7 @@ def test_a_run_cancelled_before_any_photo_does_not_say_it_saved_them(
 def test_retry_a_failed_row(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(QMessageBox, "warning", lambda *_a: None)
-    photos = _photos(tmp_path / "photos", 2)
-    broken = photos / "broken.jpg"
-    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" + bytes(200))
+    photos, broken = _two_photos_and_a_broken_jpeg(tmp_path, monkeypatch, "broken.jpg", 200)
     _add(qtbot, window, [photos / "photo0.jpg", broken])
     with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
         window.start_job()
@@ -212,10 +221,7 @@ def test_retry_a_failed_row(
 def test_a_broken_photo_shows_its_problem_when_added_and_fails_with_it(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(QMessageBox, "warning", lambda *_a: None)
-    photos = _photos(tmp_path / "photos", 2)
-    broken = photos / "scan-0042.jpg"
-    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated" + bytes(64))  # a JPEG by its first bytes
+    photos, broken = _two_photos_and_a_broken_jpeg(tmp_path, monkeypatch, "scan-0042.jpg", 64)
     _add(qtbot, window, [photos])
     row = window.queue.row_for(broken)
     assert row is not None and row.status is RowStatus.UNREADABLE, "not 'Waiting' until the run"

@@ -66,3 +66,53 @@ def test_runs_on_the_same_photos_merge_into_one_table_and_others_are_refused(
         first.merged(other_photos)
     with pytest.raises(ValueError, match="same encoder, photos"):
         first.merged(assess(photos[:1], {"darker": darker}, encoder, eps=8, sizes=(64,)))
+
+
+def test_mode_protect_regenerates_with_another_key_never_the_victims(
+    generator_file: Path,
+) -> None:
+    from spdesk.core.assessment import mode_protect
+    from spdesk.core.keys import install_key
+
+    protect = mode_protect("photo", generator=generator_file)[0]
+    photo = _photos(1)[0]
+    before = protect(photo, 0)
+    other = protect.regenerate(photo, b"k" * 32)
+    assert protect.victim == install_key()
+    assert not np.array_equal(before, other)
+    assert np.array_equal(protect(photo, 0), before)  # the install's key is back
+    with pytest.raises(ValueError, match="victim's secret key"):
+        protect.regenerate(photo, install_key())
+
+
+def test_regeneration_undoes_the_universal_pattern_anyone_can_lay() -> None:
+    from spdesk.core.assessment import mode_protect
+    from spdesk.core.attacks import RegenerationAttack
+
+    protect = mode_protect("universal")[0]
+    y, x = np.mgrid[0:96, 0:96]
+    photo = np.repeat((80 + y + x / 2)[..., None], 3, axis=2).astype(np.uint8)
+    protected = protect(photo, 0)
+    cleaned = RegenerationAttack(protect.regenerate, keys=1)(protected)
+    before = np.abs(protected.astype(int) - photo.astype(int)).mean()
+    assert np.abs(cleaned.astype(int) - photo.astype(int)).mean() < 0.1 * before
+
+
+def test_the_table_reports_regeneration_per_mode_and_na_without_a_key(
+    tmp_path: Path, generator_file: Path
+) -> None:
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.core.assessment import assess, mode_protect
+    from spdesk.core.encoders import load_encoder
+
+    encoder = load_encoder(str(save_tiny_vae(tmp_path / "vae")), "cpu")
+    photo_mode = mode_protect("photo", generator=generator_file)[0]
+    report = assess(
+        _photos(1), {"photo": photo_mode, "brighter": _brighter}, encoder, eps=8, sizes=(64,),
+        attacks=["regenerate2"],
+    )  # fmt: skip
+    assert "64/regenerate2" in report.get("photo").strength
+    assert "64/regenerate2" in report.get("random signs").strength
+    assert "64/regenerate2" not in report.get("brighter").strength
+    assert "brighter" in report.format() and "regenerate2 n/a" in report.format()

@@ -1,4 +1,5 @@
-"""The attacks of the robustness table, and the averaging attack finding a planted pattern."""
+"""The attacks of the robustness table: the averaging attack finding a planted pattern, the
+regeneration attack removing what a protection's key does not choose."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import pytest
 from spdesk.core.attacks import (
     Alignment,
     AveragingAttack,
+    KeyedProtect,
+    RegenerationAttack,
     align,
+    attacker_keys,
     fold,
     high_pass,
     parse_attacks,
     place,
+    regeneration_keys,
     simple_attack,
 )
 from spdesk.core.errors import ConfigError
@@ -87,7 +92,89 @@ def test_simple_attacks_keep_the_size() -> None:
         assert not np.array_equal(out, photo)
 
 
-@pytest.mark.parametrize("spec", ["jpeg0", "jpeg101", "down2", "sharpen", "blur"])
+@pytest.mark.parametrize(
+    "spec", ["jpeg0", "jpeg101", "down2", "sharpen", "blur", "regeneratex", "regenerate-2"]
+)
 def test_unknown_attacks_are_refused(spec: str) -> None:
-    with pytest.raises(ConfigError, match="Unknown attack"):
+    with pytest.raises(ConfigError, match="Unknown attack") as error:
         parse_attacks(spec)
+    assert "regenerate[K]" in (error.value.hint or "")
+
+
+@pytest.mark.parametrize("spec", ["regenerate0", "regenerate65"])
+def test_a_regeneration_key_count_out_of_range_is_refused(spec: str) -> None:
+    with pytest.raises(ConfigError, match=f"{spec!r} asks for") as error:
+        parse_attacks(f"jpeg75,{spec}")
+    assert "1 to 64 keys" in (error.value.hint or "")
+
+
+def test_regeneration_names_give_their_key_count() -> None:
+    names = parse_attacks("Regenerate, regenerate16")
+    assert [regeneration_keys(name) for name in names] == [8, 16]
+    with pytest.raises(ConfigError, match="not a simple attack"):
+        simple_attack("regenerate")
+
+
+# --- the regeneration attack ------------------------------------------------------------------
+def _shaped_signs(photo: np.ndarray) -> np.ndarray:
+    """A ±1 sign pattern of the photo's size, fixed for that size."""
+    rng = np.random.default_rng(photo.shape[0] * 1000 + photo.shape[1])
+    return rng.choice([-1.0, 1.0], photo.shape)
+
+
+def _photo_determined(photo: np.ndarray, key: bytes) -> np.ndarray:
+    """A planted protection the key does not touch: signs weighted by the photo's brightness
+    (a few levels of protection hardly move the weights, as for a real generator)."""
+    del key
+    weight = 3 + 4 * photo.astype(np.float32) / 255
+    return np.clip(np.rint(photo + weight * _shaped_signs(photo)), 0, 255).astype(np.uint8)
+
+
+def _key_noise(photo: np.ndarray, key: bytes) -> np.ndarray:
+    """A planted protection that is all key: random ±6 signs drawn from the key."""
+    rng = np.random.default_rng(list(key))
+    noise = rng.choice([-6.0, 6.0], photo.shape)
+    return np.clip(np.rint(photo + noise), 0, 255).astype(np.uint8)
+
+
+def _victim_and_protected(protect: KeyedProtect) -> tuple[np.ndarray, np.ndarray]:
+    photo = np.rint(_smooth_photo(np.random.default_rng(3), 48, 48)).astype(np.uint8)
+    return photo, protect(photo, VICTIM)
+
+
+VICTIM = b"v" * 32
+
+
+def test_regeneration_removes_a_protection_the_photo_determines() -> None:
+    photo, protected = _victim_and_protected(_photo_determined)
+    attack = RegenerationAttack(_photo_determined, keys=2, avoid=[VICTIM])
+    cleaned = attack(protected)
+    before = np.abs(protected.astype(int) - photo.astype(int)).mean()
+    after = np.abs(cleaned.astype(int) - photo.astype(int)).mean()
+    assert attack.scale > 0.9
+    assert after < 0.1 * before
+
+
+def test_regeneration_leaves_a_protection_the_key_draws() -> None:
+    photo, protected = _victim_and_protected(_key_noise)
+    attack = RegenerationAttack(_key_noise, keys=8, avoid=[VICTIM])
+    cleaned = attack(protected)
+    assert attack.scale < 0.1
+    before = np.abs(protected.astype(int) - photo.astype(int)).mean()
+    after = np.abs(cleaned.astype(int) - photo.astype(int)).mean()
+    assert after > 0.95 * before
+
+
+def test_regeneration_never_uses_the_victims_key_and_repeats_its_keys() -> None:
+    victim = attacker_keys(1, seed=5)[0]  # the very key that seed would draw first
+    used: list[bytes] = []
+
+    def record(photo: np.ndarray, key: bytes) -> np.ndarray:
+        used.append(key)
+        return _key_noise(photo, key)
+
+    _, protected = _victim_and_protected(_key_noise)
+    RegenerationAttack(record, keys=4, seed=5, avoid=[victim])(protected)
+    assert victim not in used and len(set(used)) == len(used) == 4
+    assert used == RegenerationAttack(record, keys=4, seed=5, avoid=[victim]).keys
+    assert used != RegenerationAttack(record, keys=4, seed=6).keys

@@ -55,7 +55,9 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--attacks", default="", metavar="LIST",
-        help=f"comma-separated attacks, e.g. {DEFAULT_ATTACKS} (none by default)",
+        help=f"comma-separated attacks, e.g. {DEFAULT_ATTACKS},regenerate (none by default); "
+        "average subtracts what --attack-photos protected alike share, regenerate[K] protects "
+        "each photo again with K keys of the attacker's own (8) and subtracts what they share",
     )  # fmt: skip
     parser.add_argument(
         "--attack-photos", type=int, default=100, metavar="N",

@@ -12,26 +12,41 @@ encodes it. Per candidate (each mode, random ±eps signs, uniform noise ±eps):
   random-sign candidate (latent, and round-trip SSIM drop 1 - SSIM);
 - robustness: the same after each attack (:mod:`spdesk.core.attacks`) on the protected photo
   (and, for JPEG/resize/blur, on the original it is compared with); "kept" = gain after / before.
+  The regeneration attack protects the photo again with keys of its own, so it needs each
+  candidate's protection with another key (``regenerators``); a candidate without one (a
+  protect function that is not a mode's) reports "n/a".
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from spdesk.core.attacks import AveragingAttack, simple_attack
+from spdesk.core.attacks import (
+    Attack,
+    AveragingAttack,
+    KeyedProtect,
+    RegenerationAttack,
+    is_removal,
+    regeneration_keys,
+    simple_attack,
+)
 from spdesk.core.encoders import Encoder
 from spdesk.core.events import CancelToken
 from spdesk.core.jobs.settings import DEFAULT_FINETUNE_JPEG
 from spdesk.core.metrics import batch_ssim
 from spdesk.core.visibility import flip, ssimulacra2
+
+if TYPE_CHECKING:
+    from spdesk.core.jobs.protector import Protector
+    from spdesk.core.photo_protect import GeneratorProtector
 
 Protect = Callable[[np.ndarray, int], np.ndarray]  # (photo, index) -> protected photo
 SIGN = "random signs"
@@ -67,7 +82,7 @@ def mode_protect(
     finetune_steps: int = 8,
     finetune_jpeg: int | None = DEFAULT_FINETUNE_JPEG,
     working_size: int = 512,
-) -> tuple[Protect, float, str]:
+) -> tuple[ModeProtect, float, str]:
     """The protect function of a job's mode, built exactly as a job builds it (the same
     :class:`~spdesk.core.jobs.protector.Protector`), its budget in 8-bit steps, and a label.
     The fine-tuning modes optimise against ``encoder`` for ``finetune_steps`` steps."""
@@ -89,12 +104,66 @@ def mode_protect(
     else:
         eps = strength or pattern.eps
         label = mode
+    return ModeProtect(protector), float(eps), label
 
-    def protect(photo: np.ndarray, index: int) -> np.ndarray:
+
+class ModeProtect:
+    """A job's protector as a :data:`Protect` function; :meth:`regenerate` protects with another
+    secret key, as the same protector on another install would (what the regeneration attack
+    runs). Not thread-safe: that swaps the protector's key for one call."""
+
+    def __init__(self, protector: Protector) -> None:
+        self.protector = protector
+        # The install's key, which no attacker has (None: the mode has no secret).
+        self.victim = _swap_key(protector, None)
+
+    def __call__(self, photo: np.ndarray, index: int) -> np.ndarray:
+        return self._protect(photo, f"photo-{index}")
+
+    def regenerate(self, photo: np.ndarray, key: bytes) -> np.ndarray:
+        """``photo`` protected with secret ``key``, and ``key`` as its layout key too (the
+        universal modes randomise layouts by it)."""
+        if key == self.victim:
+            raise ValueError("An attacker does not have the victim's secret key.")
+        if self.victim is None:
+            return self._protect(photo, key.hex())
+        _swap_key(self.protector, key)
+        try:
+            return self._protect(photo, key.hex())
+        finally:
+            _swap_key(self.protector, self.victim)
+
+    def _protect(self, photo: np.ndarray, key: str) -> np.ndarray:
         image = Image.fromarray(photo, mode="RGB")
-        return np.asarray(protector.protect(image, f"photo-{index}")[0])
+        return np.asarray(self.protector.protect(image, key)[0])
 
-    return protect, float(eps), label
+
+def _swap_key(protector: Protector, key: bytes | None) -> bytes | None:
+    """The secret key ``protector`` holds, replaced by ``key`` unless None. None when it holds
+    none: the universal pattern fine-tuned randomises its layouts from public inputs alone."""
+    from spdesk.core.jobs.protector import (
+        PhotoFineTuneProtector,
+        PhotoSpecificProtector,
+        UniversalProtector,
+    )
+
+    if isinstance(protector, UniversalProtector):
+        # Unrandomised layouts ignore it: anyone with spdesk lays the same pattern.
+        options = protector.applier.options
+        if key is not None:
+            protector.applier.options = replace(options, secret=key)
+        return options.secret
+    holder: GeneratorProtector
+    if isinstance(protector, PhotoSpecificProtector):
+        holder = protector.protector
+    elif isinstance(protector, PhotoFineTuneProtector):
+        holder = protector.tuner
+    else:
+        return None
+    held = holder.key
+    if key is not None:
+        holder.key = key
+    return held
 
 
 def editor_view(photo: np.ndarray, size: int) -> np.ndarray:
@@ -239,6 +308,9 @@ class Assessment:
                     continue
                 parts = []
                 for attack in self.attacks:
+                    if f"{size}/{attack}" not in c.strength:
+                        parts.append(f"{attack} n/a")  # e.g. no key to regenerate with
+                        continue
                     lat = self.kept(c.name, size, attack)
                     ssim = self.kept(c.name, size, attack, "rt_ssim")
                     parts.append(f"{attack} {_pct(lat)}/{_pct(ssim)}")
@@ -288,16 +360,33 @@ def _relative(z: torch.Tensor, z0: torch.Tensor) -> float:
     return float((z - z0).norm() / z0.norm().clamp_min(1e-8))
 
 
-def _attacked(
-    protected: np.ndarray, attacks: Sequence[str], averaging: AveragingAttack | None
-) -> list[tuple[str, np.ndarray]]:
-    out = []
-    for attack in attacks:
-        if attack == "average":
-            assert averaging is not None
-            out.append((attack, averaging(protected)))
-        else:
-            out.append((attack, simple_attack(attack)(protected)))
+def seeded_by_key(protect: Protect) -> KeyedProtect:
+    """A protect function seeded by a photo index as one seeded by a key (the noise
+    references): indices from 1,000,000 on, never those of the photos measured."""
+    return lambda photo, key: protect(photo, 1_000_000 + int.from_bytes(key[:4], "little"))
+
+
+def _attack_functions(
+    protect: Protect,
+    attacks: Sequence[str],
+    attack_photos: Sequence[np.ndarray],
+    regenerate: KeyedProtect | None,
+) -> dict[str, Attack]:
+    """One candidate's attacks by name; a regeneration attack is left out without a
+    ``regenerate`` function (its figures then read "n/a")."""
+    out: dict[str, Attack] = {}
+    victim = protect.victim if isinstance(protect, ModeProtect) else None
+    for name in attacks:
+        if name == "average":
+            averaging = AveragingAttack()
+            offset = 100_000  # other indices than the photos measured, so other noise
+            averaging.fit([protect(p, offset + i) for i, p in enumerate(attack_photos)])
+            out[name] = averaging
+        elif not name.startswith("regenerate"):
+            out[name] = simple_attack(name)
+        elif regenerate is not None:
+            keys = regeneration_keys(name)
+            out[name] = RegenerationAttack(regenerate, keys, avoid=[victim] if victim else [])
     return out
 
 
@@ -314,7 +403,7 @@ class _Originals:
             # An attacker's removal is compared with the original itself; a re-encode, resize
             # or blur with the same edit of the original (what the edit would start from).
             edited = self.photo
-            if condition not in ("clean", "average"):
+            if condition != "clean" and not is_removal(condition):
                 edited = simple_attack(condition)(self.photo)
             self.cache[key] = self.encoded[size](edited)
         return self.cache[key]
@@ -355,6 +444,7 @@ def assess(
     attacks: Sequence[str] = (),
     attack_photos: Sequence[np.ndarray] = (),
     transfer: Sequence[Encoder] = (),
+    regenerators: Mapping[str, KeyedProtect] | None = None,
     cancel: CancelToken | None = None,
     on_photo: Callable[[int, int], None] | None = None,
     deadline: float | None = None,
@@ -363,17 +453,20 @@ def assess(
 
     ``candidates`` maps names to protect functions; random signs and uniform noise of ``eps``
     are added. Attacks run at the first editor size; ``average`` is fitted per candidate on
-    ``attack_photos`` (other photos, protected by the same candidate). Once ``time.monotonic()``
-    passes ``deadline``, no further photo is started and the report covers those measured (at
-    least one), so a time-boxed run still ends with a table.
+    ``attack_photos`` (other photos, protected by the same candidate); ``regenerate`` protects
+    again with the candidate's ``regenerators`` entry (a :class:`ModeProtect`'s own
+    :meth:`~ModeProtect.regenerate` by default), the noise references with other seeds. Once
+    ``time.monotonic()`` passes ``deadline``, no further photo is started and the report covers
+    those measured (at least one), so a time-boxed run still ends with a table.
     """
     protects = {**candidates, SIGN: sign_noise(eps), UNIFORM: uniform_noise(eps)}
-    averaging: dict[str, AveragingAttack] = {}
-    if "average" in attacks:
-        for name, protect in protects.items():
-            averaging[name] = AveragingAttack()
-            offset = 100_000  # other indices than the photos measured, so other noise
-            averaging[name].fit([protect(p, offset + i) for i, p in enumerate(attack_photos)])
+    keyed_by = {SIGN: seeded_by_key(protects[SIGN]), UNIFORM: seeded_by_key(protects[UNIFORM])}
+    keyed_by |= {n: p.regenerate for n, p in candidates.items() if isinstance(p, ModeProtect)}
+    keyed_by |= dict(regenerators or {})
+    attacking = {
+        name: _attack_functions(protect, attacks, attack_photos, keyed_by.get(name))
+        for name, protect in protects.items()
+    }
     tally = _Tally()
     encoded = {size: _Encoded(encoder, size) for size in sizes}
     measured = list(photos)
@@ -391,8 +484,8 @@ def assess(
             )
             conditions = [(size, "clean", protected) for size in sizes]
             conditions += [
-                (sizes[0], attack, image)
-                for attack, image in _attacked(protected, attacks, averaging.get(name))
+                (sizes[0], attack, function(protected))
+                for attack, function in attacking[name].items()
             ]
             for size, condition, image in conditions:
                 z, rt = encoded[size](image)

@@ -7,26 +7,35 @@ Each attack maps a uint8 (H, W, 3) photo to a uint8 photo of the same size:
 - ``blurS``: Gaussian blur with sigma S pixels;
 - ``average``: the removal attack of someone who has many photos protected by the same install
   and spdesk's source (:class:`AveragingAttack`): estimate whatever the protection shares
-  between photos, align it the way spdesk lays it, and subtract it.
+  between photos, align it the way spdesk lays it, and subtract it;
+- ``regenerate`` / ``regenerateK``: the removal attack of someone with one protected photo and
+  spdesk's source (:class:`RegenerationAttack`): protect the photo again with K keys of their
+  own (8 by default), average the changes into whatever does not depend on the key, and
+  subtract it.
 
-Names parse with :func:`parse_attacks` ("jpeg85,jpeg75,down0.5,blur1,average").
+Names parse with :func:`parse_attacks` ("jpeg85,jpeg75,down0.5,blur1,average,regenerate").
 """
 
 from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from spdesk.core.errors import ConfigError
+from spdesk.core.keys import KEY_BYTES
 
 Attack = Callable[[np.ndarray], np.ndarray]
 PERIOD = 128  # the bundled universal tile's side; the attacker reads it in the source
-_PATTERN = re.compile(r"^(jpeg)(\d{1,3})$|^(down)(0?\.\d+)$|^(blur)(\d+(?:\.\d+)?)$|^(average)$")
+_PATTERN = re.compile(
+    r"^(jpeg)(\d{1,3})$|^(down)(0?\.\d+)$|^(blur)(\d+(?:\.\d+)?)$|^(average)$|^(regenerate)(\d*)$"
+)
+REGENERATION_KEYS = 8  # keys of ``regenerate``; ``regenerateK`` names another count
+MAX_REGENERATION_KEYS = 64  # each key is one more protection of every photo
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -57,16 +66,40 @@ def parse_attacks(spec: str) -> list[str]:
         if not match or (match.group(1) and not 1 <= int(match.group(2)) <= 100):
             raise ConfigError(
                 f"Unknown attack {name!r}.",
-                hint="Use jpegQ (quality 1-100), downF (0 < F < 1), blurS (sigma) or average, "
-                "comma-separated: e.g. jpeg85,jpeg75,down0.5,blur1,average.",
+                hint="Use jpegQ (quality 1-100), downF (0 < F < 1), blurS (sigma), average or "
+                "regenerate[K], comma-separated: e.g. jpeg85,jpeg75,down0.5,blur1,average,"
+                "regenerate.",
             )
+        if match.group(8):
+            regeneration_keys(name)  # refuses a count out of range
     return names
 
 
-def simple_attack(name: str) -> Attack:
-    """The attack function for a name that needs no fitting (everything but ``average``)."""
+def is_removal(name: str) -> bool:
+    """Whether ``name`` is an attacker's removal (compared with the original itself) rather
+    than an edit that the original would go through too."""
+    return name == "average" or name.startswith("regenerate")
+
+
+def regeneration_keys(name: str) -> int:
+    """K of ``regenerateK`` (``regenerate``: :data:`REGENERATION_KEYS`)."""
     match = _PATTERN.match(name)
-    if match is None or match.group(7):
+    if match is None or not match.group(8):
+        raise ConfigError(f"{name!r} is not a regeneration attack.")
+    count = int(match.group(9) or REGENERATION_KEYS)
+    if not 1 <= count <= MAX_REGENERATION_KEYS:
+        raise ConfigError(
+            f"{name!r} asks for {count} keys.",
+            hint=f"regenerateK takes 1 to {MAX_REGENERATION_KEYS} keys, e.g. regenerate16.",
+        )
+    return count
+
+
+def simple_attack(name: str) -> Attack:
+    """The attack function for a name that needs no fitting (not ``average`` nor
+    ``regenerate``)."""
+    match = _PATTERN.match(name)
+    if match is None or match.group(7) or match.group(8):
         raise ConfigError(f"{name!r} is not a simple attack.")
     if match.group(1):
         quality = int(match.group(2))
@@ -189,6 +222,98 @@ class AveragingAttack:
         residual = high_pass(image)
         where = align(fold(residual, self.period), self.pattern)
         laid = place(self.pattern, where, image.shape[0], image.shape[1])
-        scale = float((residual * laid).sum() / max(float((laid * laid).sum()), 1e-12))
-        cleaned = image.astype(np.float32) - max(scale, 0.0) * laid.transpose(1, 2, 0) * 255
-        return np.clip(np.rint(cleaned), 0, 255).astype(np.uint8)
+        return subtract(image, laid, least_squares_scale(residual, laid))
+
+
+def least_squares_scale(residual: np.ndarray, estimate: np.ndarray) -> float:
+    """The scale s >= 0 that makes ``s * estimate`` closest to ``residual`` (least squares).
+    Never negative: adding the estimate back would make the protection stronger, not weaker."""
+    scale = float((residual * estimate).sum() / max(float((estimate * estimate).sum()), 1e-12))
+    return max(scale, 0.0)
+
+
+def subtract(image: np.ndarray, estimate: np.ndarray, scale: float) -> np.ndarray:
+    """uint8 ``image`` minus ``scale`` times ``estimate`` ((3, H, W), 1 = 255 levels)."""
+    cleaned = image.astype(np.float32) - scale * estimate.transpose(1, 2, 0) * 255
+    return np.clip(np.rint(cleaned), 0, 255).astype(np.uint8)
+
+
+# --- the regeneration attack ------------------------------------------------------------------
+KeyedProtect = Callable[[np.ndarray, bytes], np.ndarray]  # (uint8 photo, secret key) -> protected
+
+
+def attacker_keys(count: int, seed: int = 0, avoid: Collection[bytes] = ()) -> list[bytes]:
+    """``count`` distinct random keys drawn from ``seed`` (so a run can be repeated), none of
+    them in ``avoid``: the keys an attacker makes with installs of their own."""
+    rng = np.random.default_rng(seed)
+    keys: list[bytes] = []
+    while len(keys) < count:
+        key = rng.bytes(KEY_BYTES)
+        if key not in avoid and key not in keys:
+            keys.append(key)
+    return keys
+
+
+def gaussian_high_pass(planes: np.ndarray, sigma: float = 1.5) -> np.ndarray:
+    """Float (C, H, W) planes minus their Gaussian blur (edges mirrored). Pillow's blur
+    (:func:`high_pass`) takes only 8-bit images, and an estimate is a float."""
+    radius = max(1, round(3 * sigma))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    blurred = planes.astype(np.float64)
+    for axis in (1, 2):
+        pad = [(0, 0)] * 3
+        pad[axis] = (radius, radius)
+        padded = np.pad(blurred, pad, mode="symmetric")
+        length = blurred.shape[axis]
+        blurred = sum(
+            weight * np.take(padded, np.arange(i, i + length), axis=axis)
+            for i, weight in enumerate(taps)
+        )
+    return (planes - blurred).astype(np.float32)
+
+
+class RegenerationAttack:
+    """Protect one protected photo again with keys of one's own, average the changes, subtract.
+
+    What the attacker knows from spdesk's source: the perturbation is a function of the photo
+    and a secret key, and they can run it with keys of their own. On the protected photo y, key k
+    changes it by d_k = protect(y, k) - y. Whatever part of the change follows from the photo
+    alone (its content, an encoder's gradient on it) is in every d_k and survives their mean;
+    the part the key draws averages away (as 1/sqrt(K)). The mean is subtracted from y, scaled
+    by least squares on y's high-pass residual (where a perturbation stands out of the content)
+    and at most 1: the victim's change holds the shared part once.
+
+    Args:
+        protect: protects a uint8 photo with a given secret key, as spdesk would.
+        keys: how many keys of one's own (K).
+        seed: draws the keys, so a run can be repeated.
+        avoid: keys never to use (the victim's: the attacker does not have it).
+    """
+
+    def __init__(
+        self,
+        protect: KeyedProtect,
+        keys: int = REGENERATION_KEYS,
+        *,
+        seed: int = 0,
+        avoid: Collection[bytes] = (),
+    ) -> None:
+        self.protect = protect
+        self.keys = attacker_keys(keys, seed, avoid)
+        self.scale = 0.0  # the last photo's, for reports and tests
+
+    def estimate(self, image: np.ndarray) -> np.ndarray:
+        """The mean change (3, H, W; 1 = 255 levels) of protecting ``image`` with each key."""
+        base = image.astype(np.float32)
+        total = np.zeros_like(base)
+        for key in self.keys:
+            total += self.protect(image, key).astype(np.float32) - base
+        return (total / (255 * len(self.keys))).transpose(2, 0, 1)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """The photo with the scaled estimate subtracted (uint8)."""
+        estimate = self.estimate(image)
+        residual = gaussian_high_pass(image.astype(np.float32).transpose(2, 0, 1) / 255)
+        self.scale = min(least_squares_scale(residual, gaussian_high_pass(estimate)), 1.0)
+        return subtract(image, estimate, self.scale)

@@ -15,9 +15,16 @@ jobs reuse its worker processes, as the jobs of one long-running process do (a n
 The per-photo figures (CPU seconds per photo, driver planning per photo) feed the sizing of
 docs/ray.md. ``--fine-tune STEPS --encoder SPEC`` measures per-photo fine-tuning instead: of each
 photo's own perturbation with ``--mode photo`` (the default on a CUDA GPU), of the universal
-pattern with ``--mode universal`` (GPU actors where the cluster has GPUs).
+pattern with ``--mode universal`` (GPU actors where the cluster has GPUs). ``--num-gpus N`` puts
+them on N GPU actors (as ``spdesk protect --engine ray --num-gpus N``). For each Ray run it prints
+how busy the workers kept their protector (the GPU, on GPU actors): the share of each worker's
+time, from its first batch to its last, spent protecting or fine-tuning, the rest waiting for
+input (reading and decoding photos, writing outputs, Ray's next batch).
 
     nice -n 19 python benchmarks/bench_ray.py --count 1000 --photos ../shared/data/imagenet-sample
+    python benchmarks/bench_ray.py --count 1000 --photos ../shared/data/imagenet-sample \
+        --fine-tune 8 --encoder ../shared/models/taesd/taesd_f8e4m3.safetensors --num-gpus 1 \
+        --skip-two-nodes
 """
 
 from __future__ import annotations
@@ -31,7 +38,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spdesk.core.distributed.ray_engine import RayOptions, RayProtectJob, local_instance_options
+from spdesk.core.distributed.ray_engine import (
+    RayOptions,
+    RayProtectJob,
+    RayStats,
+    local_instance_options,
+)
 from spdesk.core.jobs import JobReport, ProtectJob, ProtectSettings
 
 SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
@@ -77,7 +89,9 @@ def _same(outputs: dict[str, bytes], reference: dict[str, bytes], name: str) -> 
     return not differ
 
 
-def _figures(name: str, seconds: float, report: JobReport, local: float | None) -> dict[str, Any]:
+def _figures(
+    name: str, seconds: float, report: JobReport, local: float | None, stats: RayStats | None = None
+) -> dict[str, Any]:
     photos = len(report.done)
     row: dict[str, Any] = {
         "engine": name,
@@ -87,7 +101,24 @@ def _figures(name: str, seconds: float, report: JobReport, local: float | None) 
     }
     if local is not None:
         row["ratio_to_local"] = round(seconds / local, 3)
+    if stats is not None and stats.busy_share is not None:
+        row["workers_busy_share"] = round(stats.busy_share, 3)
     return row
+
+
+def _busy_line(name: str, stats: RayStats, settings: ProtectSettings, gpus: int | None) -> str:
+    """``ray, 1 node, photo-finetune: actors busy 93% of their time (idle 7% waiting for
+    input); 1 GPU actor(s), --num-gpus 1``."""
+    share = stats.busy_share
+    busy = "no batch came back"
+    if share is not None:
+        busy = f"busy {share:.0%} of their time (idle {1 - share:.0%} waiting for input)"
+    kind = "actors" if settings.mode != "universal" else "task workers"
+    asked = "not given" if gpus is None else str(gpus)
+    return (
+        f"{name}, {settings.mode}: {kind} {busy}; {stats.workers} {stats.worker_kind} "
+        f"worker(s), --num-gpus {asked}"
+    )
 
 
 def _ray_run(
@@ -114,6 +145,9 @@ def main() -> None:
     )
     parser.add_argument("--fine-tune", type=int, default=None, metavar="STEPS")
     parser.add_argument("--encoder", default="taesd")
+    parser.add_argument(
+        "--num-gpus", type=int, default=None, help="GPU actors (default: every GPU of the machine)"
+    )
     parser.add_argument("--skip-two-nodes", action="store_true")
     parser.add_argument(
         "--repeat", type=int, default=1, help="Ray jobs in a row on the one-node instance"
@@ -130,8 +164,13 @@ def main() -> None:
         mode = "photo-finetune" if args.mode == "photo" else "finetune"
         settings = ProtectSettings(mode=mode, finetune_steps=args.fine_tune, encoder=args.encoder)
     options = RayOptions(
-        num_cpus=args.workers, batch_size=args.batch, threads=args.threads, progress=False
+        num_cpus=args.workers,
+        num_gpus=args.num_gpus,
+        batch_size=args.batch,
+        threads=args.threads,
+        progress=False,
     )
+    busy: list[str] = []
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         scratch = Path(tmp)
@@ -141,18 +180,22 @@ def main() -> None:
 
         started = time.perf_counter()
         # A new instance, even where a `ray start` left its address behind.
-        ray.init(address="local", **local_instance_options(RayOptions(num_cpus=cores)))
+        instance = RayOptions(num_cpus=cores, num_gpus=args.num_gpus)
+        ray.init(address="local", **local_instance_options(instance))
         ray_start = time.perf_counter() - started
         ray_s, report, job = _ray_run(inputs, scratch / "ray", settings, options)
-        rows.append(_figures(f"ray, 1 node ({job.stats.workers} workers)", ray_s, report, local_s))
+        name = f"ray, 1 node ({job.stats.workers} workers)"
+        rows.append(_figures(name, ray_s, report, local_s, job.stats))
+        busy.append(_busy_line("ray, 1 node", job.stats, settings, args.num_gpus))
         same = _same(_outputs(scratch / "ray"), reference, "ray, 1 node")
         one_node = job.stats
         warm: list[float] = []
         for run in range(1, args.repeat):  # the same instance again: a cluster between jobs
             out = scratch / f"ray-again-{run}"
-            seconds, again, _job = _ray_run(inputs, out, settings, options)
+            seconds, again, job_again = _ray_run(inputs, out, settings, options)
             name = f"ray, 1 node, job {run + 1} on the instance"
-            rows.append(_figures(name, seconds, again, local_s))
+            rows.append(_figures(name, seconds, again, local_s, job_again.stats))
+            busy.append(_busy_line(name, job_again.stats, settings, args.num_gpus))
             same = _same(_outputs(out), reference, f"ray, job {run + 1}") and same
             warm.append(round(seconds, 2))
         ray.shutdown()
@@ -167,9 +210,9 @@ def main() -> None:
             cluster.add_node(num_cpus=max(1, cores - cores // 2), object_store_memory=100 * 1024**2)
             ray.init(address=cluster.address, logging_level="ERROR")
             two_s, two, job2 = _ray_run(inputs, scratch / "ray2", settings, options)
-            rows.append(
-                _figures(f"ray, 2 nodes ({job2.stats.workers} workers)", two_s, two, local_s)
-            )
+            name = f"ray, 2 nodes ({job2.stats.workers} workers)"
+            rows.append(_figures(name, two_s, two, local_s, job2.stats))
+            busy.append(_busy_line("ray, 2 nodes", job2.stats, settings, args.num_gpus))
             same = _same(_outputs(scratch / "ray2"), reference, "ray, 2 nodes") and same
             two_nodes = {"seconds": round(two_s, 2), "vs_one_node": round(two_s / ray_s, 3)}
             ray.shutdown()
@@ -177,10 +220,14 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
     photos = len(local.done)
+    share = one_node.busy_share
     summary = {
         "photos": photos,
         "cores": cores,
         "mode": settings.mode,
+        "num_gpus": args.num_gpus,
+        "ray_worker_kind": one_node.worker_kind,
+        "ray_workers_busy_share": None if share is None else round(share, 3),
         "ray_start_s": round(ray_start, 2),
         "ray_plan_s_per_photo": round(one_node.plan_seconds / photos, 5),
         "local_cpu_s_per_photo": round(local_s * cores / photos, 4),
@@ -195,6 +242,7 @@ def main() -> None:
     for row in rows:
         print(json.dumps(row))
     print(json.dumps(summary))
+    print("\n" + "\n".join(busy))
     print(
         f"\n{photos} photos, {cores} cores: local {local_s:.1f} s, Ray {ray_s:.1f} s "
         f"({ray_s / local_s:.2f}x local; Ray itself started in {ray_start:.1f} s)"

@@ -25,6 +25,7 @@ from spdesk.core.discovery import InputPhoto
 from spdesk.core.distributed.ray_engine import (
     RayOptions,
     RayProtectJob,
+    RayStats,
     decode_event,
     decode_task,
     encode_event,
@@ -140,6 +141,16 @@ def test_outputs_are_byte_identical_to_the_local_engine(
         for rest in [(e.psnr, e.max_change, e.notes)]
     } == by_source
     assert distributed.ok and [type(e).__name__ for e in events].count("FileDone") == 11
+
+
+def _assert_busy_share_measured(stats: RayStats, workers: int) -> None:
+    """Workers sent readings: time in their protector, within their time alive. (Plain tasks
+    may run one after the other on one worker process.)"""
+    assert 1 <= len(stats.readings) <= workers
+    assert all(0 < busy <= alive for busy, alive in stats.readings.values())
+    share = stats.busy_share
+    assert share is not None and 0 < share <= 1
+    assert stats.busy_text() in stats.text()
 
 
 def test_a_bad_photo_mix_fails_photo_by_photo_like_the_local_engine(
@@ -326,8 +337,10 @@ def test_either_engine_skips_what_the_other_finished(
     for i in range(5):
         samples.photo(inputs / f"{i}.jpg")
     out = tmp_path / "out"
-    first = RayProtectJob([inputs], out, settings, _ray(settings)).run()
+    job = RayProtectJob([inputs], out, settings, _ray(settings))
+    first = job.run()
     assert len(first.done) == 5
+    _assert_busy_share_measured(job.stats, workers=2)  # universal mode: plain tasks
     entries = read_job_manifest(out / MANIFEST_NAME)
     assert {e["status"] for e in entries.values()} == {"done"}
     assert not (out / SHARDS_FOLDER).exists()  # merged into the manifest
@@ -363,6 +376,7 @@ def test_fine_tuning_runs_on_actors_with_the_local_engines_outputs(
     assert len(report.done) == len(local.done) == 3
     assert [(e.kind, e.reason) for e in report.failed] == [(e.kind, e.reason) for e in local.failed]
     assert job.stats.worker_kind == "CPU" and job.stats.workers == 1  # no GPU in this cluster
+    _assert_busy_share_measured(job.stats, workers=1)
 
 
 def test_tasks_and_outcomes_travel_as_json(tmp_path: Path) -> None:
@@ -410,6 +424,7 @@ def test_photo_mode_on_cpu_actors_writes_the_local_engines_bytes(
     assert _tree(tmp_path / "ray") == _tree(tmp_path / "local")
     assert job.placement is not None and job.placement.device == "cpu"
     assert (job.stats.worker_kind, job.stats.workers) == ("CPU", 1)  # no GPU in this cluster
+    _assert_busy_share_measured(job.stats, workers=1)
     again = ProtectJob([inputs], tmp_path / "ray", photo).run()  # the same fingerprint
     assert not again.done and len(again.skipped) == 5
 

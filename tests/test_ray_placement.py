@@ -70,7 +70,7 @@ def test_a_worker_process_builds_a_jobs_protector_once_and_forgets_the_last_jobs
             built.append(protector["fingerprint"])
             self.fingerprint = protector["fingerprint"]
 
-        def rows(self, tasks: list[str]) -> list[tuple[str, ...]]:
+        def batch(self, tasks: list[str]) -> list[tuple[str, ...]]:
             return [(self.fingerprint, task) for task in tasks]
 
     monkeypatch.setattr(ray_engine, "_Protector", Counting)

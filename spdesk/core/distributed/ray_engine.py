@@ -44,6 +44,7 @@ from PIL import Image
 
 from spdesk.core import errors
 from spdesk.core.discovery import InputPhoto
+from spdesk.core.distributed.busy import BusyClock, Reading, TimedProtector, busy_share, keep_latest
 from spdesk.core.errors import ConfigError, EngineError, SpdeskError
 from spdesk.core.events import CancelToken, Event, EventSink, ignore_events
 from spdesk.core.jobs import (
@@ -70,6 +71,8 @@ INSTALL_HINT = 'Install it with: pip install "spdesk[ray]"'
 # One photo's outcome from a worker, as JSON text: the event, why the job stopped ("" if it
 # did not), and the error the worker could not start with ("null" if none).
 _Row = tuple[str, str, str]
+# A batch's outcomes and its worker's reading of how busy it is (see busy.py).
+_Batch = tuple[list[_Row], Reading]
 
 
 @dataclass(frozen=True)
@@ -122,18 +125,36 @@ class RayStats:
     protect_seconds: float = 0.0
     first_batch_seconds: float | None = None  # until the first batch came back (start-up)
     protected: int = 0
+    # Each worker's seconds computing and alive (its latest reading: see busy.py).
+    readings: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
     @property
     def photos_per_second(self) -> float | None:
         """Photos protected per second while the cluster worked (None before it did)."""
         return self.protected / self.protect_seconds if self.protect_seconds > 0 else None
 
+    @property
+    def busy_share(self) -> float | None:
+        """The share of the workers' time (from their first batch to their last) spent in
+        the protector (on a GPU actor, the GPU's work); the rest they waited for input (reading,
+        decoding, writing, Ray). None before a batch came back."""
+        return busy_share(self.readings.values())
+
+    def busy_text(self) -> str:
+        """``workers busy 93% of their time (idle 7% waiting for input)``, or ""."""
+        share = self.busy_share
+        if share is None:
+            return ""
+        return f"workers busy {share:.0%} of their time (idle {1 - share:.0%} waiting for input)"
+
     def text(self) -> str:
         rate = self.photos_per_second
         speed = f" ({rate:.2f} photos/s)" if rate is not None else ""
+        busy = f"; {self.busy_text()}" if self.busy_share is not None else ""
         return (
             f"Ray: {self.protected} photo(s) in {self.protect_seconds:.1f} s{speed} on "
-            f"{self.workers} {self.worker_kind} worker(s); planning took {self.plan_seconds:.1f} s."
+            f"{self.workers} {self.worker_kind} worker(s){busy}; planning took "
+            f"{self.plan_seconds:.1f} s."
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,6 +168,9 @@ class RayStats:
             "first_batch_seconds": _rounded(self.first_batch_seconds),
             "protected": self.protected,
             "photos_per_second": _rounded(rate),
+            "workers_busy_seconds": round(sum(b for b, _a in self.readings.values()), 3),
+            "workers_alive_seconds": round(sum(a for _b, a in self.readings.values()), 3),
+            "workers_busy_share": _rounded(self.busy_share),
         }
 
 
@@ -346,9 +370,10 @@ class RayProtectJob(ProtectJob):
             back = self._in_tasks(ray, batches, protector, run._stopping)
         started = time.monotonic()
         try:
-            for rows in back:
+            for rows, readings in back:
                 if self.stats.first_batch_seconds is None:
                     self.stats.first_batch_seconds = time.monotonic() - started
+                keep_latest(self.stats.readings, readings)
                 for event, stopped, fatal in rows:
                     if (error := _fatal_error(fatal)) is not None:
                         raise error
@@ -369,7 +394,7 @@ class RayProtectJob(ProtectJob):
         batches: list[list[str]],
         protector: dict[str, Any],
         stopping: Callable[[], bool],
-    ) -> Generator[list[_Row], None, None]:
+    ) -> Generator[tuple[list[_Row], list[Reading]], None, None]:
         """Universal mode: each batch a plain Ray task (no Ray Data: nothing to start but the
         cluster's worker processes), one per worker at a time, in job order. Once the
         job stops, no batch starts and the running ones finish and are recorded. Ray retries
@@ -390,10 +415,10 @@ class RayProtectJob(ProtectJob):
                 if not running:
                     return
                 ready, running = ray.wait(running, num_returns=1)
-                rows: list[_Row] = ray.get(ready[0])
+                rows, reading = ray.get(ready[0])
                 if bar is not None:
                     bar.update(len(rows))
-                yield rows
+                yield rows, [reading]
         finally:
             for ref in running:  # an error: nothing more is recorded, so nothing more runs
                 ray.cancel(ref)
@@ -405,7 +430,7 @@ class RayProtectJob(ProtectJob):
         batches: list[list[str]],
         protector: dict[str, Any],
         stopping: Callable[[], bool],
-    ) -> Generator[list[_Row], None, None]:
+    ) -> Generator[tuple[list[_Row], list[Reading]], None, None]:
         """The modes that run a network: Ray Data's ``map_batches`` on a pool of actors, each
         loading the network once (:class:`_Protector`), with Ray Data's progress bars."""
         ray = import_ray(data=True)
@@ -423,7 +448,9 @@ class RayProtectJob(ProtectJob):
         try:
             for batch in back:
                 columns = (batch["event"], batch["stopped"], batch["fatal"])
-                yield [(str(e), str(s), str(f)) for e, s, f in zip(*columns, strict=True)]
+                rows = [(str(e), str(s), str(f)) for e, s, f in zip(*columns, strict=True)]
+                clocks = zip(batch["worker"], batch["busy"], batch["alive"], strict=True)
+                yield rows, [(str(w), float(b), float(a)) for w, b, a in clocks]
                 if stopping():
                     return
         finally:
@@ -590,10 +617,17 @@ class _Protector:
         self.fingerprint = fingerprint
         self.protector: Protector | None = None
         self.error: SpdeskError | None = None
+        self.clock = BusyClock()
         try:  # the mode's per-photo step, models and all: once per actor
-            self.protector = build_protector(settings, perturbation)
+            self.protector = TimedProtector(build_protector(settings, perturbation), self.clock)
         except SpdeskError as error:  # reported with the first batch, back to the driver
             self.error = error
+
+    def batch(self, encoded: Sequence[str]) -> _Batch:
+        """:meth:`rows`, with this worker's reading of its time computing and alive."""
+        with self.clock.batch():
+            rows = self.rows(encoded)
+        return rows, self.clock.reading()
 
     def rows(self, encoded: Sequence[str]) -> list[_Row]:
         """Protect one batch of planned photos (:func:`encode_task`'s lines), recorded in its
@@ -615,25 +649,29 @@ class _Protector:
         return [(encode_event(e), report.stopped or "", "null") for e in events]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One batch of Ray Data's ``map_batches`` (the actors' face of :meth:`rows`)."""
-        rows = self.rows([str(task) for task in batch["task"]])
-        return {
+        """One batch of Ray Data's ``map_batches`` (the actors' face of :meth:`batch`): each
+        photo's outcome, and on every row the actor's reading (a block may hold several)."""
+        rows, (worker, busy, alive) = self.batch([str(task) for task in batch["task"]])
+        columns = {
             name: np.array([row[column] for row in rows], dtype=str)
             for column, name in enumerate(("event", "stopped", "fatal"))
         }
+        count = len(rows)
+        clock = {"worker": np.full(count, worker), "busy": np.full(count, busy)}
+        return {**columns, **clock, "alive": np.full(count, alive)}
 
 
 # The protector of the job a worker process last served: built by its first task of that job.
 _task_protector: dict[str, _Protector] = {}
 
 
-def _protect_in_task(tasks: list[str], job: str, protector: dict[str, Any]) -> list[_Row]:
+def _protect_in_task(tasks: list[str], job: str, protector: dict[str, Any]) -> _Batch:
     """One batch as a plain Ray task (universal mode): the worker process builds the job's
     protector on its first batch of the job and keeps it for the next ones."""
     if job not in _task_protector:
         _task_protector.clear()  # a process serves one job at a time: keep only the latest
         _task_protector[job] = _Protector(**protector)
-    return _task_protector[job].rows(tasks)
+    return _task_protector[job].batch(tasks)
 
 
 def _progress_bar(total: int) -> Any:

@@ -330,6 +330,25 @@ def test_universal_mode_runs_as_plain_tasks_without_ray_data_and_shows_rays_prog
     assert "Protecting: 100%" in driver.stderr and "6.00/6.00" in driver.stderr  # tqdm_ray
 
 
+def test_the_command_on_a_pipe_prints_each_photo_once_and_no_progress_bar(
+    tmp_path: Path, settings: ProtectSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``spdesk protect --engine ray`` into a log: one line per photo, the report once, and none
+    of the carriage returns of Ray's bar (whose last state came out twice on one line)."""
+    inputs = tmp_path / "in"
+    for i in range(3):
+        samples.photo(inputs / f"{i}.png")
+    args = ["protect", str(inputs), "--out", str(tmp_path / "out"), "--engine", "ray"]
+    perturbation = ["--perturbation", str(settings.perturbation), "--working-size", "16"]
+    assert main([*args, *perturbation]) == 0
+    out, err = capsys.readouterr()
+    assert "\r" not in err and "Protecting:" not in err
+    lines = err.splitlines()
+    done = sorted(line.split()[1] for line in lines if line.startswith("done"))
+    assert done == [str(inputs / f"{i}.png") for i in range(3)]  # as batches come back
+    assert out.count("3 protected") == 1 and out.count("Ray: 3 photo(s)") == 1
+
+
 def test_either_engine_skips_what_the_other_finished(
     tmp_path: Path, settings: ProtectSettings
 ) -> None:

@@ -4,12 +4,16 @@ cluster's resources, so it is tested here without Ray, CUDA or a GPU."""
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from spdesk.cli import build_parser
+from spdesk.cli.protect import job_from_args
 from spdesk.core.distributed import ray_engine
 from spdesk.core.distributed.ray_engine import RayOptions, RayProtectJob, plan_placement
 from spdesk.core.errors import ConfigError
@@ -126,3 +130,28 @@ def test_the_job_asks_ray_data_for_gpu_actors_and_fingerprints_the_gpus_bytes(
     cpu = ProtectSettings(mode="photo", device="cpu")
     assert output_fingerprint(job.settings, "p") != output_fingerprint(cpu, "p")
     assert job._resources(fake, blocks=2)["compute"] == ("actors", 2)  # no idle actors
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("stderr", "json", "bars"),
+    [(_Terminal, False, True), (io.StringIO, False, False), (_Terminal, True, False)],
+)
+def test_the_command_shows_rays_progress_bars_on_a_terminal_only(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stderr: type[io.StringIO],
+    json: bool,
+    bars: bool,
+) -> None:
+    """On a pipe or in a log, Ray's bars would leave every redraw behind (the last one twice on
+    one line) beside the photos' own lines; --json keeps stderr for problems."""
+    monkeypatch.setattr(sys, "stderr", stderr())
+    argv = ["protect", str(tmp_path), "--out", str(tmp_path / "out"), "--engine", "ray"]
+    args = build_parser().parse_args([*argv, *(["--json"] if json else [])])
+    job = job_from_args(args, ProtectSettings())
+    assert job.options.progress is bars

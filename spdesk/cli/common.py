@@ -79,12 +79,17 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
+def is_terminal(stream: TextIO) -> bool:
+    """Whether ``stream`` shows a terminal: progress bars redraw there, and only there."""
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
 class ProgressPrinter:
     """A one-line progress bar on a terminal; plain, rate-limited lines otherwise."""
 
     def __init__(self, stream: TextIO | None = None, *, quiet: bool = False) -> None:
         self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.tty = is_terminal(self.stream)
         self.quiet = quiet
         self._last_line = 0.0
         self._open_bar = False

@@ -20,6 +20,7 @@ from spdesk.cli.common import (
     ProgressPrinter,
     cancel_on_sigint,
     fine_tune_jpeg,
+    is_terminal,
     print_json,
 )
 from spdesk.core.events import EtaClock
@@ -273,7 +274,9 @@ def job_from_args(args: argparse.Namespace, settings: Any) -> Any:
         address=args.address,
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
-        progress=not args.json,
+        # Ray's bars redraw with carriage returns: on a pipe or in a log each redraw stays
+        # (the last one twice on one line), where the photos' own lines already say it all.
+        progress=not args.json and is_terminal(sys.stderr),
     )
     return RayProtectJob(args.inputs, args.out, settings, options)
 
@@ -281,8 +284,8 @@ def job_from_args(args: argparse.Namespace, settings: Any) -> Any:
 class _Printer:
     """Turns job events into a progress bar (terminal) or plain lines (pipes, logs).
 
-    With ``bar`` off (the Ray engine, which shows Ray's own progress), only the lines. Paths
-    are shown as the job shows them (``job.store.shown``: an object store's URLs).
+    With ``bar`` off (the Ray engine, which shows Ray's own progress on a terminal), only the
+    lines. Paths are shown as the job shows them (``job.store.shown``: an object store's URLs).
     """
 
     def __init__(self, quiet: bool, bar: bool = True, job: Any = None) -> None:

@@ -841,3 +841,45 @@ def test_header_problems_name_the_photos_a_job_fails_with_its_own_words(
     token.cancel()
     with pytest.raises(Cancelled):
         header_problems(photos, token)
+
+
+def test_scanning_photos_opens_each_file_once_and_says_what_the_two_passes_say(
+    inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+    import io
+    from collections import Counter
+
+    from spdesk.core.jobs.scan import header_problems, scan_photos
+
+    samples.photo(inputs / "a.png")
+    samples.truncated_jpeg(inputs / "cut.jpg")  # header fine, data damaged: found by the job
+    samples.png_bomb(inputs / "bomb.png")
+    samples.animated(inputs / "moving.gif", "GIF")
+    (inputs / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated" + bytes(64))
+    (inputs / "c.jpg").write_bytes(b"")
+    (inputs / "text.jpg").write_bytes(b"not a photo at all, whatever its name")
+    (inputs / "notes.txt").write_bytes(b"a note")  # not a photo: left out
+    named = samples.photo(tmp_path / "named.png")  # named on its own: not sniffed
+    paths = [inputs, named]
+    before = (jobs.discover_inputs(paths), header_problems(jobs.discover_inputs(paths)))
+
+    opened: Counter[str] = Counter()
+    real_open = io.open
+
+    def counting_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        opened[os.fspath(file) if isinstance(file, str | os.PathLike) else "fd"] += 1
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", counting_open)
+    monkeypatch.setattr(builtins, "open", counting_open)
+    photos, problems = scan_photos(paths)
+    monkeypatch.undo()
+
+    assert (photos, problems.keys()) == (before[0], before[1].keys())
+    assert {p: (e.message, e.hint) for p, e in problems.items()} == {
+        p: (e.message, e.hint) for p, e in before[1].items()
+    }
+    assert {p.name for p in problems} == {"b.jpg", "c.jpg", "text.jpg", "bomb.png", "moving.gif"}
+    files = [*inputs.iterdir(), named]
+    assert opened == Counter(str(p) for p in files), "each file opened once, nothing else"

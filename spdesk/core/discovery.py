@@ -68,6 +68,9 @@ class DiscoveryOptions:
         exclude: folders never walked (the job's output folder).
         cancel: checked between files; the walk raises ``Cancelled`` once it is set.
         limit: stop after this many photos (a count shown while the user types a folder).
+        sniff: tells a walked file's format from its first bytes (OSError when it cannot be
+            read); a scan that also checks each photo's header passes one that does both while
+            the file is open, so each file is opened once.
     """
 
     follow_symlinks: bool = False
@@ -76,6 +79,7 @@ class DiscoveryOptions:
     exclude: tuple[Path, ...] = ()
     cancel: CancelToken | None = None
     limit: int | None = None
+    sniff: Callable[[Path], str | None] = sniff_file
 
 
 def discover(paths: Sequence[Path], options: DiscoveryOptions = DiscoveryOptions()) -> Discovery:
@@ -203,7 +207,7 @@ def _file_reason(path: Path, options: DiscoveryOptions) -> str | None:
     if special:
         return special
     try:
-        fmt = sniff_file(path)
+        fmt = options.sniff(path)
     except OSError as error:
         return content_reason(path.name, None, error)
     return content_reason(path.name, fmt)

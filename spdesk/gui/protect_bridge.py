@@ -41,16 +41,14 @@ class Scan:
 
 
 def scan_task(paths: list[Path]) -> Task:
-    """A worker task listing the photos in ``paths`` and reading their headers, so a photo a
-    job will fail is known at once, with the words the job will use; it stops at the next
-    file once cancelled (closing the window)."""
+    """A worker task listing the photos in ``paths`` and reading their headers (each file
+    opened once), so a photo a job will fail is known at once, with the words the job will
+    use; it stops at the next file once cancelled (closing the window)."""
 
     def run(_on_event: Callable[[Event], None], cancel: CancelToken) -> Scan:
-        from spdesk.core.jobs import discover_inputs
-        from spdesk.core.jobs.scan import header_problems
+        from spdesk.core.jobs.scan import scan_photos
 
-        photos = discover_inputs(list(paths), cancel)
-        problems = header_problems(photos, cancel)
+        photos, problems = scan_photos(list(paths), cancel)
         texts = {p: failure_text(p, e.message, e.hint or "") for p, e in problems.items()}
         return Scan(photos, texts)
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
-from spdesk.core.discovery import Discovery, DiscoveryOptions, InputPhoto
+from spdesk.core.discovery import Discovery, DiscoveryOptions, InputPhoto, content_reason
 from spdesk.core.errors import ImageError
 from spdesk.core.events import CancelToken
 from spdesk.core.export import output_name_pattern
-from spdesk.core.imageio import DEFAULT_MAX_PIXELS, read_header
+from spdesk.core.formats import HEAD_BYTES, sniff, sniff_file
+from spdesk.core.imageio import DEFAULT_MAX_PIXELS, read_error, read_header, read_header_from
 from spdesk.core.jobs.settings import ProtectSettings
 from spdesk.core.manifest import MANIFEST_NAME
 from spdesk.core.stores import FolderStore, Store
@@ -22,11 +24,13 @@ def scan_inputs(
     output_root: Path | None = None,
     cancel: CancelToken | None = None,
     store: Store | None = None,
+    sniffer: Callable[[Path], str | None] = sniff_file,
 ) -> Discovery:
     """Photos a job would protect (in job order) and the non-photos it leaves out, with why.
 
     ``cancel`` is checked between files (the walk raises ``Cancelled``); ``store`` is where the
-    inputs are (a folder by default, or an object store)."""
+    inputs are (a folder by default, or an object store); ``sniffer`` tells a walked file's
+    format (see :class:`~spdesk.core.discovery.DiscoveryOptions`)."""
     settings = settings or ProtectSettings()
     pattern = output_name_pattern(settings.suffix)
     options = DiscoveryOptions(
@@ -35,6 +39,7 @@ def scan_inputs(
         output_marker=MANIFEST_NAME,
         exclude=(output_root,) if output_root is not None else (),
         cancel=cancel,
+        sniff=sniffer,
     )
     return (store or FolderStore()).discover([Path(p) for p in paths], options)
 
@@ -57,11 +62,70 @@ def header_problems(
     for path in photos:
         if cancel is not None:
             cancel.check()
-        try:
-            read_header(Path(path), max_pixels=max_pixels)
-        except ImageError as error:
+        error = _header_error(Path(path), max_pixels)
+        if error is not None:
             problems[path] = error
     return problems
+
+
+def scan_photos(
+    paths: Sequence[Path],
+    cancel: CancelToken | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[list[Path], dict[Path, ImageError]]:
+    """:func:`discover_inputs` and :func:`header_problems` in one pass: each file met in a
+    folder is opened once, its first bytes telling whether it is a photo and, while it is
+    open, its header whether a job will fail it (on a network folder each open and first read
+    is a round trip). A file named on its own, or one the walk could not read, is opened once
+    afterwards."""
+    headers = _HeaderScan(max_pixels)
+    photos = [p.path for p in scan_inputs(paths, cancel=cancel, sniffer=headers.sniff).photos]
+    problems: dict[Path, ImageError] = {}
+    for path in photos:
+        if cancel is not None:
+            cancel.check()
+        if path in headers.checked:
+            error = headers.checked[path]
+        else:
+            error = _header_error(path, max_pixels)
+        if error is not None:
+            problems[path] = error
+    return photos, problems
+
+
+class _HeaderScan:
+    """A discovery sniffer that also reads the header of each file discovery will take, with
+    the file open once; ``checked`` holds each header's error (None when it reads)."""
+
+    def __init__(self, max_pixels: int) -> None:
+        self.max_pixels = max_pixels
+        self.checked: dict[Path, ImageError | None] = {}
+
+    def sniff(self, path: Path) -> str | None:
+        with path.open("rb") as handle:
+            fmt = sniff(handle.read(HEAD_BYTES))
+            if content_reason(path.name, fmt) is None:  # taken: a photo by content or name
+                handle.seek(0)
+                self.checked[path] = self._error(path, handle)
+        return fmt
+
+    def _error(self, path: Path, handle: IO[bytes]) -> ImageError | None:
+        try:
+            read_header_from(handle, path, max_pixels=self.max_pixels)
+        except ImageError as error:
+            return error
+        except OSError as error:
+            return read_error(path, error)
+        return None
+
+
+def _header_error(path: Path, max_pixels: int) -> ImageError | None:
+    try:
+        read_header(path, max_pixels=max_pixels)
+    except ImageError as error:
+        return error
+    return None
 
 
 def relative_paths(photos: list[InputPhoto]) -> list[Path]:

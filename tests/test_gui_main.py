@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,7 @@ def test_a_broken_photo_shows_its_problem_when_added_and_fails_with_it(
     assert row is not None and row.status is RowStatus.UNREADABLE, "not 'Waiting' until the run"
     before = row.reason
     assert "damaged" in before and str(tmp_path) not in before
+    _assert_the_reason_is_read_whole(window, broken, f"Problem: {before}")
     assert "cannot be read" in window.statusBar().currentMessage()
     assert window.queue.row_for(photos / "photo0.jpg").status is RowStatus.WAITING  # type: ignore[union-attr]
     shown: list[RowStatus] = []
@@ -245,6 +247,19 @@ def test_a_broken_photo_shows_its_problem_when_added_and_fails_with_it(
     window.options_panel.strength_group.button(2).click()  # other settings: a second run
     _protect(qtbot, window)
     assert RowStatus.WAITING not in shown and row.status is RowStatus.FAILED
+
+
+def _assert_the_reason_is_read_whole(window: MainWindow, photo: Path, text: str) -> None:
+    """The Status cell says ``text`` in lines that fit the row at a laptop's width, and its
+    tooltip says it too."""
+    window.resize(1280, 720)
+    queue = window.queue
+    item = queue.item(queue.paths().index(photo), 1)
+    assert item is not None and item.text() == text
+    assert text in html.unescape(item.toolTip())
+    cell = queue.visualRect(queue.indexFromItem(item)).adjusted(4, 0, -4, 0)
+    needed = queue.fontMetrics().boundingRect(cell, Qt.TextFlag.TextWordWrap, text)
+    assert queue.wordWrap() and needed.height() <= cell.height(), "not cut at the cell's end"
 
 
 def test_close_during_a_job_asks_then_stops_the_worker(

@@ -6,6 +6,7 @@ cheap and thread-safe) and handed back to the GUI thread through a signal.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -135,7 +136,9 @@ class PhotoQueue(QTableWidget):
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setWordWrap(False)
+        # Rows are as tall as a thumbnail (three lines of text): a failure's reason wraps there
+        # to be read whole, rather than cut at the cell's end.
+        self.setWordWrap(True)
         header = self.horizontalHeader()
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         # The status column stretches: failure reasons are the longest text in the table.
@@ -231,7 +234,7 @@ class PhotoQueue(QTableWidget):
         text = status.value if not reason else f"{status.value}: {reason}"
         item = QTableWidgetItem(text)
         item.setForeground(QColor(_STATUS_COLOURS[status]))
-        item.setToolTip(text)
+        item.setToolTip(f"<p>{html.escape(text)}</p>")  # rich text: the tooltip wraps too
         self.setItem(index, 1, item)
         if status is RowStatus.DONE:
             self._set_fraction(index, 1.0)

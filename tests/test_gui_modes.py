@@ -138,3 +138,35 @@ def test_a_long_encoder_file_name_keeps_its_ends_and_its_path(qtbot, tmp_path) -
     combo.hidePopup()
     combo.setCurrentIndex(combo.findData("taesd"))  # a built-in entry: the general tooltip
     assert "TAESD" in combo.toolTip()
+
+
+@pytest.mark.parametrize(("kind", "encoders"), [("cpu", ["sd15"]), ("cuda", [])])
+def test_switching_to_fine_tuning_starts_at_the_default_steps_on_any_device(
+    qtbot,  # type: ignore[no-untyped-def]
+    monkeypatch,
+    kind: str,
+    encoders: list[str],
+) -> None:
+    """No recommendation here (a CPU; a GPU with no encoder installed): the user's switch to
+    fine-tuning gets the default steps, and the estimate is for those steps."""
+    import spdesk.core.models.store
+    from spdesk.core.device import DeviceInfo
+    from spdesk.core.jobs.settings import DEFAULT_FINETUNE_STEPS
+    from spdesk.core.speed_figures import finetune_seconds_per_photo
+    from spdesk.gui.main_window import MainWindow
+    from spdesk.gui.settings import open_settings
+    from spdesk.gui.widgets.options import _duration
+
+    monkeypatch.setattr(spdesk.core.models.store, "installed_encoders", lambda: encoders)
+    window = MainWindow(open_settings())
+    qtbot.addWidget(window)
+    window._detecting = str(window.device_combo.currentData())
+    window._on_device_info(DeviceInfo(kind=kind, name="Test device", memory_gb=None))
+    assert window.current_options().mode == "photo"  # nothing recommended
+    window.options_panel.mode_radios["finetune"].click()
+    options = window.current_options()
+    assert (options.mode, options.finetune_encoder) == ("finetune", "sd15")
+    assert options.finetune_steps == DEFAULT_FINETUNE_STEPS == 8  # as the GPU recommendation
+    seconds = finetune_seconds_per_photo("sd15", 8, kind, jpeg=True)
+    assert seconds is not None and seconds < 5 * 60, "minutes a photo on a CPU, not 18"
+    assert f"About {_duration(seconds)} per 512 px photo" in window.options_panel.mode_note.text()

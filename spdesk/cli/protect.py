@@ -25,7 +25,7 @@ from spdesk.cli.common import (
 )
 from spdesk.core.events import EtaClock
 from spdesk.core.export import COLLISIONS, DEFAULT_COLLISION, DEFAULT_STRIP, STRIP_CHOICES
-from spdesk.core.jobs.settings import DEFAULT_FINETUNE_JPEG
+from spdesk.core.jobs.settings import DEFAULT_FINETUNE_JPEG, DEFAULT_FINETUNE_STEPS
 
 DEFAULT_STRENGTH = 8.0  # the bundled files' own budget, shown in --help
 
@@ -212,7 +212,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         strength=args.strength,
         mode=_mode(args),
         generator=args.generator,
-        finetune_steps=args.fine_tune or 50,
+        finetune_steps=args.fine_tune if args.fine_tune is not None else DEFAULT_FINETUNE_STEPS,
         finetune_batch=args.fine_tune_batch,
         finetune_jpeg=fine_tune_jpeg(args.fine_tune_jpeg),
         encoder=args.encoder or "sd15",

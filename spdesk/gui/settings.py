@@ -13,6 +13,7 @@ from typing import Any
 from PySide6.QtCore import QByteArray, QSettings
 
 from spdesk.core.export import DEFAULT_COLLISION
+from spdesk.core.jobs.settings import DEFAULT_FINETUNE_STEPS
 from spdesk.core.paths import config_dir
 
 STRENGTH_PRESETS: dict[str, float] = {"low": 4.0, "medium": 8.0, "high": 16.0}
@@ -55,7 +56,8 @@ class ProtectOptions:
         strength: budget in 8-bit steps, in (0, 64]; presets 4 / 8 / 16.
         mode: "photo" (each photo its own perturbation from the bundled generator),
             "universal" (instant) or "finetune" (per-photo optimisation; needs the VAE).
-        finetune_steps: optimisation steps per photo in fine-tuned mode, 1..1000.
+        finetune_steps: optimisation steps per photo in fine-tuned mode, 1..1000 (the core's
+            default, 8, on any device: about 3 minutes a photo with SD 1.5's VAE on a CPU).
         finetune_encoder: the encoder fine-tuning attacks: "sd15" (SD 1.5's own VAE, the best
             protection against SD 1.5) or "taesd" (its tiny stand-in, far faster on a CPU).
         output_dir: where protected copies go ("" = a "protected" folder next to the inputs).
@@ -74,7 +76,7 @@ class ProtectOptions:
     perturbation: str = ""
     strength: float = 8.0
     mode: str = "photo"
-    finetune_steps: int = 50
+    finetune_steps: int = DEFAULT_FINETUNE_STEPS
     finetune_encoder: str = "sd15"
     output_dir: str = ""
     suffix: str = ".protected"

@@ -30,8 +30,11 @@ GPU_FINETUNE_BATCH = 8  # photos fine-tuned together on a CUDA GPU unless set
 # held-out photos, 8 steps against TAESD, the share of the gain kept after JPEG 75 went from 69%
 # to 79% with the same strength and visibility, for twice the time (benchmarks/README.md).
 DEFAULT_FINETUNE_JPEG = 75
-# What a GPU with an encoder installed gets by default (see recommended_protection).
-GPU_DEFAULT_FINETUNE_STEPS = 8
+# Fine-tuning steps per photo unless set, on any device: what a GPU with an encoder installed
+# gets by default (see recommended_protection, where 8 steps were measured stronger at the same
+# visibility). More steps buy strength with visibility (README), and on a 2-core CPU each step
+# against SD 1.5's VAE takes about 20 s: 50 steps would be some 18 minutes a photo.
+DEFAULT_FINETUNE_STEPS = 8
 # One Protector kind each (spdesk.core.jobs.protector, which imports this module, not the reverse).
 MODES = ("photo", "universal", "finetune", "photo-finetune")
 
@@ -78,9 +81,9 @@ def recommended_protection(device_kind: str, installed_encoders: Sequence[str]) 
                 return Recommendation(
                     "photo-finetune",
                     encoder,
-                    GPU_DEFAULT_FINETUNE_STEPS,
+                    DEFAULT_FINETUNE_STEPS,
                     f"this computer has a CUDA GPU and {ENCODER_WORDS[encoder]}, so each "
-                    f"photo's perturbation is fine-tuned ({GPU_DEFAULT_FINETUNE_STEPS} steps): "
+                    f"photo's perturbation is fine-tuned ({DEFAULT_FINETUNE_STEPS} steps): "
                     "stronger at the same visibility",
                 )
     return Recommendation("photo")
@@ -112,7 +115,8 @@ class ProtectSettings:
             budget) or "finetune" (the universal pattern optimised per photo); one per
             :class:`~spdesk.core.jobs.protector.Protector` kind.
         generator: protection generator file for "photo" mode; None uses the bundled one.
-        finetune_steps: optimisation steps per photo in the fine-tuning modes.
+        finetune_steps: optimisation steps per photo in the fine-tuning modes (8 on any
+            device, see ``DEFAULT_FINETUNE_STEPS``).
         finetune_jpeg: photo fine-tuning also pushes a JPEG re-save of this quality off course
             (a differentiable round trip in the loss), so the protection survives one; None:
             the photo as is only.
@@ -150,7 +154,7 @@ class ProtectSettings:
     strength: float | None = None
     mode: str = "universal"
     generator: Path | None = None
-    finetune_steps: int = 50
+    finetune_steps: int = DEFAULT_FINETUNE_STEPS
     finetune_batch: int | None = None
     finetune_jpeg: int | None = DEFAULT_FINETUNE_JPEG
     suffix: str = DEFAULT_SUFFIX

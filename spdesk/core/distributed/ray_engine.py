@@ -141,7 +141,7 @@ class RayStats:
         return busy_share(self.readings.values())
 
     def busy_text(self) -> str:
-        """``workers busy 93% of their time (idle 7% waiting for input)``, or ""."""
+        """``workers busy B% of their time (idle I% waiting for input)``, or ""."""
         share = self.busy_share
         if share is None:
             return ""

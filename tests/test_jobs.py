@@ -883,3 +883,20 @@ def test_scanning_photos_opens_each_file_once_and_says_what_the_two_passes_say(
     assert {p.name for p in problems} == {"b.jpg", "c.jpg", "text.jpg", "bomb.png", "moving.gif"}
     files = [*inputs.iterdir(), named]
     assert opened == Counter(str(p) for p in files), "each file opened once, nothing else"
+
+
+def test_the_start_counts_the_walked_photos_whose_header_fails_and_each_still_fails_in_turn(
+    inputs: Path, tmp_path: Path
+) -> None:
+    samples.photo(inputs / "a.png")
+    samples.truncated_jpeg(inputs / "cut.jpg")  # header fine: only decoding finds it
+    (inputs / "empty.jpg").write_bytes(b"")
+    (inputs / "text.jpg").write_text("not a photo at all, whatever its name")
+    named = tmp_path / "named.jpg"  # named on its own: taken unopened, not counted
+    named.write_text("not a photo either")
+    report, events = _run([inputs, named], tmp_path / "out", ProtectSettings())
+    (started,) = [e for e in events if isinstance(e, JobStarted)]
+    assert (started.total, started.unreadable) == (5, 2)
+    failed = {e.source.name for e in events if isinstance(e, FileFailed)}
+    assert failed == {"cut.jpg", "empty.jpg", "text.jpg", "named.jpg"}
+    assert [e.source.name for e in report.done] == ["a.png"]

@@ -37,13 +37,19 @@ class FailReason(StrEnum):
 @dataclass(frozen=True)
 class JobStarted(Event):
     """The job is about to process ``total`` photos; ``skipped_inputs`` other files were left
-    out and ``failed_inputs`` inputs cannot be read (each comes as its own event next)."""
+    out and ``failed_inputs`` inputs cannot be read (each comes as its own event next).
+
+    ``unreadable`` of the ``total`` photos already failed the header check made while the
+    folders were walked (local folders; a file named on its own is not checked there): each
+    still comes, in its turn, as a FileFailed with its reason. Damaged pixel data behind a good
+    header is only found when the photo is decoded."""
 
     total: int
     output_root: Path
     skipped_inputs: int = 0
     warnings: tuple[str, ...] = ()
     failed_inputs: int = 0  # named inputs missing or unreadable (each also a FileFailed)
+    unreadable: int = 0  # photos of ``total`` whose header says the job will fail them
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from spdesk.core.discovery import InputPhoto
+from spdesk.core.discovery import Discovery, InputPhoto
 from spdesk.core.errors import (
     ConfigError,
     PerturbationFileError,
@@ -42,7 +42,7 @@ from spdesk.core.jobs.events import (
 from spdesk.core.jobs.fingerprint import output_fingerprint
 from spdesk.core.jobs.pool import JobRun
 from spdesk.core.jobs.protector import Protector, build_protector
-from spdesk.core.jobs.scan import inside, scan_inputs
+from spdesk.core.jobs.scan import HeaderScan, inside, scan_inputs
 from spdesk.core.jobs.settings import ProtectSettings
 from spdesk.core.manifest import Manifest
 from spdesk.core.perturbation import Perturbation, bundled_perturbation_path, load_perturbation
@@ -93,7 +93,7 @@ class ProtectJob:
         perturbation, digest = self._load_perturbation()
         same_place = self.store is self.output_store
         output = self.output_root if same_place else None  # left out when inside the inputs
-        discovery = scan_inputs(self.inputs, self.settings, output, store=self.store)
+        discovery, unreadable = self._discover(output)
         _check_something_exists(discovery.missing, self.inputs, self.store.shown)
         report = JobReport(
             self.output_root,
@@ -136,6 +136,7 @@ class ProtectJob:
                     skipped_inputs=len(discovery.skipped),
                     warnings=tuple(report.warnings),
                     failed_inputs=len(report.failed),
+                    unreadable=unreadable,
                 )
             )
             for event in [*report.failed, *report.skipped]:
@@ -148,6 +149,17 @@ class ProtectJob:
         if report.cancelled:
             raise JobCancelled(report)
         return report
+
+    def _discover(self, output: Path | None) -> tuple[Discovery, int]:
+        """The inputs walked into photos, and how many of them already fail the header check
+        made while a local folder's files are open to be sniffed (no file is opened twice)."""
+        if not isinstance(self.store, FolderStore):
+            return scan_inputs(self.inputs, self.settings, output, store=self.store), 0
+        headers = HeaderScan(self.settings.max_pixels)
+        discovery = scan_inputs(
+            self.inputs, self.settings, output, store=self.store, sniffer=headers.sniff
+        )
+        return discovery, len(headers.unreadable(discovery.photos))
 
     def _protector(self, perturbation: Perturbation) -> Protector:
         """The mode's per-photo step (loads its models: the encoder, to fine-tune)."""

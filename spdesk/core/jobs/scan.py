@@ -79,7 +79,7 @@ def scan_photos(
     open, its header whether a job will fail it (on a network folder each open and first read
     is a round trip). A file named on its own, or one the walk could not read, is opened once
     afterwards."""
-    headers = _HeaderScan(max_pixels)
+    headers = HeaderScan(max_pixels)
     photos = [p.path for p in scan_inputs(paths, cancel=cancel, sniffer=headers.sniff).photos]
     problems: dict[Path, ImageError] = {}
     for path in photos:
@@ -94,9 +94,10 @@ def scan_photos(
     return photos, problems
 
 
-class _HeaderScan:
+class HeaderScan:
     """A discovery sniffer that also reads the header of each file discovery will take, with
-    the file open once; ``checked`` holds each header's error (None when it reads)."""
+    the file open once; ``checked`` holds each header's error (None when it reads). Files
+    named on their own are taken unopened, so they are not in ``checked``."""
 
     def __init__(self, max_pixels: int) -> None:
         self.max_pixels = max_pixels
@@ -109,6 +110,10 @@ class _HeaderScan:
                 handle.seek(0)
                 self.checked[path] = self._error(path, handle)
         return fmt
+
+    def unreadable(self, photos: Sequence[InputPhoto]) -> list[Path]:
+        """Those of ``photos`` whose header, read during the walk, says a job will fail them."""
+        return [p.path for p in photos if self.checked.get(p.path) is not None]
 
     def _error(self, path: Path, handle: IO[bytes]) -> ImageError | None:
         try:

@@ -179,6 +179,65 @@ def test_the_started_line_counts_every_outcome_that_follows(
     assert "(1 other file left out)" in captured.out
 
 
+def test_photos_failing_their_header_are_not_promised_and_the_summary_names_each_failure(
+    tmp_path: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "four"
+    samples.photo(folder / "a.jpg")
+    samples.photo(folder / "b.png")
+    (folder / "broken.jpg").write_text("plain text, whatever its name says")
+    samples.truncated_jpeg(folder / "cut.jpg")  # a good header: found only when decoded
+    out = tmp_path / "out"
+    assert _protect(folder, "--out", out, "--perturbation", perturbation) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[0] == (
+        f"Found 4 photos, 1 of them cannot be protected (reason below); protecting the other 3 "
+        f"into {out}"
+    )
+    summary = captured.out.splitlines()
+    assert summary[0].startswith("2 protected, 0 skipped, 2 failed in ")
+    assert summary[1:3] == [
+        "Failed (2):",
+        f"  {folder / 'broken.jpg'}: broken.jpg is not a photo spdesk can read (its content is "
+        "not JPEG, PNG, WebP, TIFF, BMP, GIF or HEIC, whatever its name says).",
+    ]
+    assert summary[3].startswith(
+        f"  {folder / 'cut.jpg'}: cut.jpg is a damaged or truncated JPEG file and cannot be "
+        "decoded ("
+    )  # then Pillow's own words
+    assert len(summary) == 4
+
+
+def test_a_folder_of_photos_none_readable_says_nothing_will_be_written(
+    tmp_path: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "bad"
+    (folder).mkdir()
+    (folder / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    assert _protect(folder, "--out", out, "--perturbation", perturbation) == 1
+    captured = capsys.readouterr()
+    first = captured.err.splitlines()[0]
+    assert (
+        first == f"Found 1 photo and cannot protect it (reason below): nothing to write into {out}"
+    )
+    assert "0 protected, 0 skipped, 1 failed" in captured.out and "empty.jpg" in captured.out
+
+
+def test_the_summary_names_at_most_twenty_failures_and_says_how_many_more(
+    tmp_path: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(23):
+        (folder / f"bad{i:02}.jpg").write_text("not a photo")
+    assert _protect(folder, "--out", tmp_path / "out", "--perturbation", perturbation) == 1
+    summary = capsys.readouterr().out.splitlines()
+    assert summary[1] == "Failed (23):"
+    assert len(summary) == 2 + 20 + 1 and "bad19.jpg" in summary[-2]
+    assert summary[-1] == "  ... and 3 more (each printed above with its reason)"
+
+
 def test_a_run_refused_for_taken_names_says_which_option_and_keeps_the_first_run(
     tmp_path: Path, inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -25,6 +25,7 @@ from spdesk.cli.common import (
 )
 from spdesk.core.events import EtaClock
 from spdesk.core.export import COLLISIONS, DEFAULT_COLLISION, DEFAULT_STRIP, STRIP_CHOICES
+from spdesk.core.files import shown
 from spdesk.core.jobs.settings import DEFAULT_FINETUNE_JPEG, DEFAULT_FINETUNE_STEPS
 
 DEFAULT_STRENGTH = 8.0  # the bundled files' own budget, shown in --help
@@ -340,16 +341,35 @@ class _Printer:
 
 def _started_line(event: Any, output_root: str) -> str:
     """``Protecting 6 photos into out (1 other file left out, listed below)``: the photos and
-    the files listed below it add up to the lines that follow."""
+    the files listed below it add up to the lines that follow. Photos whose header already
+    fails are not promised: ``Found 4 photos, 1 of them cannot be protected (reason below);
+    protecting the other 3 into out``."""
     from spdesk.core.jobs.events import count_of
 
-    line = f"Protecting {count_of(event.total, 'photo')} into {output_root}"
+    line = f"{_photos_phrase(event.total, event.unreadable)} into {output_root}"
     extra = []
     if event.skipped_inputs:
         extra.append(f"{count_of(event.skipped_inputs, 'other file')} left out")
     if event.failed_inputs:
         extra.append(f"{count_of(event.failed_inputs, 'input')} not found or unreadable")
     return f"{line} ({', '.join(extra)}; listed below)" if extra else line
+
+
+def _photos_phrase(total: int, unreadable: int) -> str:
+    """What the start line promises: only the photos whose header was read (or not checked)."""
+    from spdesk.core.jobs.events import count_of
+
+    if not unreadable:
+        return f"Protecting {count_of(total, 'photo')}"
+    found = f"Found {count_of(total, 'photo')}"
+    why = "reason" if unreadable == 1 else "reasons"
+    if unreadable == total:
+        which = "it" if total == 1 else "any"
+        return f"{found} and cannot protect {which} ({why} below): nothing to write"
+    return (
+        f"{found}, {unreadable} of them cannot be protected ({why} below); "
+        f"protecting the other {total - unreadable}"
+    )
 
 
 def _collision_advice(report: Any) -> str | None:
@@ -391,8 +411,26 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
+FAILED_LISTED = 20  # failures named again in the summary (all were printed as they happened)
+
+
 def _summary(report: Any) -> str:
-    """The report's first lines (per-file lines were already printed as they happened)."""
+    """The report's first lines, then the photos that failed, each with why (other per-file
+    lines were printed as they happened, on stderr with the progress)."""
     lines = report.text(how_to_keep="--strip-metadata none keeps it").splitlines()
     keep = [line for line in lines if not line.startswith("  ")]
-    return "\n".join(line for line in keep if line not in ("Failed:", "Skipped:"))
+    head = [line for line in keep if line not in ("Failed:", "Skipped:")]
+    return "\n".join(head + _failed_lines(report))
+
+
+def _failed_lines(report: Any) -> list[str]:
+    """``Failed (2):`` and a line per failure, ``  path: reason``."""
+    if not report.failed:
+        return []
+    lines = [f"Failed ({len(report.failed)}):"]
+    for event in report.failed[:FAILED_LISTED]:
+        lines.append(f"  {report.source_shown(event.source)}: {shown(event.reason)}")
+    more = len(report.failed) - FAILED_LISTED
+    if more > 0:
+        lines.append(f"  ... and {more} more (each printed above with its reason)")
+    return lines

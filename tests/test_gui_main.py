@@ -24,6 +24,7 @@ from spdesk.gui import protect_bridge
 from spdesk.gui.main_window import MainWindow
 from spdesk.gui.settings import open_settings
 from spdesk.gui.widgets.queue import RowStatus
+from tests import protect_samples as samples
 
 
 def _photos(folder: Path, count: int) -> Path:
@@ -247,6 +248,23 @@ def test_a_broken_photo_shows_its_problem_when_added_and_fails_with_it(
     window.options_panel.strength_group.button(2).click()  # other settings: a second run
     _protect(qtbot, window)
     assert RowStatus.WAITING not in shown and row.status is RowStatus.FAILED
+
+
+def test_a_photo_damaged_behind_a_good_header_waits_then_fails_with_its_reason_and_counts(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    photos = _photos(tmp_path / "photos", 2)
+    cut = samples.truncated_jpeg(photos / "cut.jpg")  # its header reads: only decoding fails
+    _add(qtbot, window, [photos])
+    row = window.queue.row_for(cut)
+    assert row is not None and row.status is RowStatus.WAITING, "nothing known before the run"
+    _protect(qtbot, window)
+    assert row.status is RowStatus.FAILED
+    assert row.reason.startswith("cut.jpg is a damaged or truncated JPEG file")
+    assert "Copy the photo again" in row.reason and str(tmp_path) not in row.reason
+    _assert_the_reason_is_read_whole(window, cut, f"Failed: {row.reason}")
+    summary = window.summary_label.text()
+    assert summary.startswith("2 protected, 1 failed (select Retry) in "), summary
 
 
 def _assert_the_reason_is_read_whole(window: MainWindow, photo: Path, text: str) -> None:
@@ -557,8 +575,6 @@ def test_a_photo_skipped_for_a_taken_name_says_what_to_choose_in_the_app(
 def test_the_location_is_left_out_unless_kept_and_the_summary_says_so(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:
-    from tests import protect_samples as samples
-
     photos = tmp_path / "holiday"
     photos.mkdir()
     samples.gps_xmp_jpeg(photos / "beach.jpg")

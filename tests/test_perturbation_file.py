@@ -196,3 +196,19 @@ def test_a_float64_pattern_is_refused_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(PerturbationFileError, match="float64") as info:
         load_perturbation(path)
     assert "float32" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize(("first_bytes", "modulus"), [(b"\x80", 1 << 8), (b"PK", 1 << 16)])
+def test_a_perturbation_whose_header_length_starts_like_a_pickle_or_zip_loads(
+    tmp_path: Path, first_bytes: bytes, modulus: int
+) -> None:
+    """A trained file's header length is whatever its metadata makes it: 1664 bytes starts the
+    file b"\\x80\\x06" (a pickle's first byte), 19280 bytes b"PK" (a zip's)."""
+    delta = np.full((3, 8, 8), 4 / 255, np.float32)
+    path = save_perturbation(tmp_path / "mine.safetensors", delta, eps=8, metadata={"notes": ""})
+    (length,) = struct.unpack("<Q", path.read_bytes()[:8])  # padded to 8 bytes
+    wanted = int.from_bytes(first_bytes, "little")
+    target = length + (wanted - length) % modulus  # a multiple of 8 too
+    save_perturbation(path, delta, eps=8, metadata={"notes": "x" * (target - length)})
+    assert path.read_bytes().startswith(first_bytes)
+    assert load_perturbation(path).eps == 8

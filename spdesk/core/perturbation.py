@@ -140,7 +140,11 @@ def save_perturbation(
 
 
 def _sniff(path: Path, head: bytes) -> None:
-    """Refuse the usual wrong files with a message that says what they are."""
+    """Refuse the usual wrong files with a message that says what they are. A safetensors
+    file is recognised first: its header's length may itself start with a pickle's or a zip's
+    bytes (a 1664-byte header starts b"\\x80\\x06", a 19280-byte one b"PK")."""
+    if _is_safetensors_head(head):
+        return
     if head[:2] == b"PK":
         raise PerturbationFileError(
             f"{path.name} is a PyTorch/zip checkpoint, not a perturbation file. spdesk never "
@@ -153,9 +157,15 @@ def _sniff(path: Path, head: bytes) -> None:
         )
     if len(head) < 8:
         raise PerturbationFileError(f"{path.name} is too short to be a perturbation file.")
+    raise PerturbationFileError(f"{path.name} is not a safetensors perturbation file.")
+
+
+def _is_safetensors_head(head: bytes) -> bool:
+    """Whether ``head`` starts as safetensors does: a plausible header length, then ``{``."""
+    if len(head) < 9:
+        return False
     (header_len,) = struct.unpack("<Q", head[:8])
-    if header_len <= 1 or header_len > 100_000_000 or head[8:9] != b"{":
-        raise PerturbationFileError(f"{path.name} is not a safetensors perturbation file.")
+    return 1 < header_len <= 100_000_000 and head[8:9] == b"{"
 
 
 _MAX_HEADER = 16 << 20  # metadata is small; a larger header is not a perturbation file

@@ -170,3 +170,12 @@ def test_switching_to_fine_tuning_starts_at_the_default_steps_on_any_device(
     seconds = finetune_seconds_per_photo("sd15", 8, kind, jpeg=True)
     assert seconds is not None and seconds < 5 * 60, "minutes a photo on a CPU, not 18"
     assert f"About {_duration(seconds)} per 512 px photo" in window.options_panel.mode_note.text()
+
+
+def test_the_steps_box_reads_one_step_and_eight_steps(qtbot) -> None:  # type: ignore[no-untyped-def]
+    panel = OptionsPanel(replace(ProtectOptions(), mode="finetune"))
+    qtbot.addWidget(panel)
+    panel.steps_spin.setValue(1)
+    assert panel.steps_spin.text() == "1 step"
+    panel.steps_spin.setValue(8)
+    assert panel.steps_spin.text() == "8 steps"

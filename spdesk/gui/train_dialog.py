@@ -45,6 +45,7 @@ from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
 from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progress_bar
 from spdesk.gui.text import format_duration, gain_text
 from spdesk.gui.widgets.chart import LineChart
+from spdesk.gui.widgets.counts import StepsSpinBox
 from spdesk.gui.workers import Task, TaskRunner
 
 ROBUSTNESS = {
@@ -245,10 +246,9 @@ class TrainDialog(QDialog):
         strength_row = QHBoxLayout()
         strength_row.addWidget(self.strength_combo, 1)
         strength_row.addWidget(self.strength_spin)
-        self.steps_spin = QSpinBox()
+        self.steps_spin = StepsSpinBox()
         self.steps_spin.setRange(1, 20_000)
         self.steps_spin.setSingleStep(50)
-        self.steps_spin.setSuffix(" steps")
         self.size_spin = QSpinBox()
         self.size_spin.setRange(32, 1024)
         self.size_spin.setSingleStep(64)

@@ -36,6 +36,7 @@ from spdesk.core.speed_figures import DEVICE_WORDS, finetune_seconds_per_photo
 from spdesk.gui.settings import COLLISIONS, FORMATS, STRENGTH_PRESETS, ProtectOptions
 from spdesk.gui.text import gain_text
 from spdesk.gui.widgets.combo import ElidedComboBox
+from spdesk.gui.widgets.counts import StepsSpinBox
 
 MODES = {
     "photo": "Photo-specific — hard to see",
@@ -264,9 +265,8 @@ class OptionsPanel(QWidget):
             self.mode_radios[key] = radio
             lay.addWidget(radio)
         self.finetune_radio = self.mode_radios["finetune"]
-        self.steps_spin = QSpinBox()
+        self.steps_spin = StepsSpinBox()
         self.steps_spin.setRange(1, 1000)
-        self.steps_spin.setSuffix(" steps")
         self.encoder_combo = ElidedComboBox()
         for key, label in FINETUNE_ENCODERS.items():
             self.encoder_combo.addItem(label, key)

@@ -24,3 +24,23 @@ def test_an_unexpected_error_is_one_plain_line_and_its_traceback_goes_to_the_log
     assert log_file() in err and "Traceback" not in err
     [record] = [r for r in caplog.records if r.exc_info]
     assert record.exc_info is not None and str(record.exc_info[1]) == "boom"
+
+
+def test_progress_without_an_eta_estimates_one_from_the_rate_since_its_first_update() -> None:
+    import io
+
+    from spdesk.cli.common import ProgressPrinter
+
+    now = [100.0]  # seconds; whatever came before the first update (loading) does not count
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream, clock=lambda: now[0])
+    printer.update("photos measured", 1, 4)  # the first update only starts the clock
+    now[0] = 130.0
+    printer.update("photos measured", 2, 4)  # one photo in 30 s, two left
+    now[0] = 160.0
+    printer.update("photos measured", 4, 4)
+    assert stream.getvalue().splitlines() == [
+        " 25.0% photos measured (ETA --:--)",
+        " 50.0% photos measured (ETA 01:00)",
+        "100.0% photos measured (ETA 00:00)",
+    ]

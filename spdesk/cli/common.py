@@ -87,16 +87,28 @@ def is_terminal(stream: TextIO) -> bool:
 class ProgressPrinter:
     """A one-line progress bar on a terminal; plain, rate-limited lines otherwise."""
 
-    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        quiet: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream or sys.stderr
+        self.clock = clock
         self.tty = is_terminal(self.stream)
         self.quiet = quiet
         self._last_line = 0.0
         self._open_bar = False
+        self._origin: tuple[float, float, float] | None = None  # (time, done, total) of rate
 
     def update(self, label: str, done: float, total: float, eta_s: float | None = None) -> None:
+        """Show progress; without ``eta_s`` the time left is estimated from the rate since the
+        first update of this total (so loading before the first unit does not count)."""
         if self.quiet:
             return
+        if eta_s is None:
+            eta_s = self._estimate(done, total)
         fraction = done / total if total else 0.0
         if self.tty:
             width = 28
@@ -106,10 +118,21 @@ class ProgressPrinter:
             self.stream.write(line[:200].ljust(80))
             self.stream.flush()
             self._open_bar = True
-        elif time.monotonic() - self._last_line > 2.0 or done >= total:
-            self._last_line = time.monotonic()
+        elif self.clock() - self._last_line > 2.0 or done >= total:
+            self._last_line = self.clock()
             self.stream.write(f"{fraction:6.1%} {label} (ETA {format_duration(eta_s)})\n")
             self.stream.flush()
+
+    def _estimate(self, done: float, total: float) -> float | None:
+        now = self.clock()
+        origin = self._origin
+        if origin is None or origin[2] != total or done < origin[1]:
+            self._origin = (now, done, total)  # a new count starts its own clock
+            return None
+        start, first, _ = origin
+        if done <= first:
+            return None
+        return (now - start) / (done - first) * max(0.0, total - done)
 
     def line(self, text: str) -> None:
         """A message that stays on screen (above the bar on a terminal)."""

@@ -116,3 +116,6 @@ def test_the_table_reports_regeneration_per_mode_and_na_without_a_key(
     assert "64/regenerate2" in report.get("random signs").strength
     assert "64/regenerate2" not in report.get("brighter").strength
     assert "brighter" in report.format() and "regenerate2 n/a" in report.format()
+    # No averaging attack was asked for: the heading does not speak of one.
+    assert report.format().splitlines()[0].startswith("encoder ")
+    assert "attack fitted" not in report.format()

@@ -276,10 +276,10 @@ class Assessment:
         return out
 
     def format(self) -> str:
+        fitted = f" (attack fitted on {self.attack_photos} others)" if self.attack_photos else ""
         lines = [
-            f"encoder {self.encoder}, {self.photos} photos (attack fitted on "
-            f"{self.attack_photos} others), eps {self.eps:g}, editor sizes "
-            f"{', '.join(map(str, self.sizes))}"
+            f"encoder {self.encoder}, {self.photos} photos{fitted}, eps {self.eps:g}, editor "
+            f"sizes {', '.join(map(str, self.sizes))}"
         ]
         lines.append(
             f"{'candidate':<22}{'SSIMU2':>8}{'min':>7}{'FLIP':>8}"

@@ -29,6 +29,7 @@ from spdesk.core.errors import (
 from spdesk.core.events import CancelToken, EventSink, ignore_events
 from spdesk.core.export import settings_warnings
 from spdesk.core.files import shown
+from spdesk.core.imageio import PhotoHeader
 from spdesk.core.jobs.events import (
     FailReason,
     FileFailed,
@@ -77,6 +78,8 @@ class ProtectJob:
             inputs, output_root, filesystem
         )
         self.settings = settings or ProtectSettings()
+        # Headers read while the folders were walked (local folders), reused for the budget.
+        self.walked_headers: dict[Path, PhotoHeader] = {}
 
     def run(
         self, on_event: EventSink = ignore_events, cancel: CancelToken | None = None
@@ -159,6 +162,7 @@ class ProtectJob:
         discovery = scan_inputs(
             self.inputs, self.settings, output, store=self.store, sniffer=headers.sniff
         )
+        self.walked_headers = headers.headers
         return discovery, len(headers.unreadable(discovery.photos))
 
     def _protector(self, perturbation: Perturbation) -> Protector:

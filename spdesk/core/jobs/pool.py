@@ -31,7 +31,7 @@ from spdesk.core.errors import Cancelled, DiskFullError, ImageError, OutputError
 from spdesk.core.events import CancelToken, Event, EventSink
 from spdesk.core.export import check_written, output_format, prepare, write_temp
 from spdesk.core.files import discard
-from spdesk.core.imageio import DecodedImage, read_error
+from spdesk.core.imageio import DecodedImage, PhotoHeader, read_error
 from spdesk.core.jobs.events import (
     FailReason,
     FileDone,
@@ -56,12 +56,14 @@ log = logging.getLogger(__name__)
 
 class JobPlace(Protocol):
     """What a run reads of its job (a :class:`~spdesk.core.jobs.job.ProtectJob`, which imports
-    this module): its settings, output folder, and where photos are read and outputs go."""
+    this module): its settings, output folder, where photos are read and outputs go, and the
+    headers already read."""
 
     settings: ProtectSettings
     output_root: Path
     store: Store
     output_store: Store
+    walked_headers: dict[Path, PhotoHeader]  # headers read while the folders were walked
 
 
 @dataclass
@@ -269,8 +271,10 @@ class JobRun:
         """What the task's photo will hold once decoded, from its header alone. A header that
         cannot be read needs nothing here: reading the photo then says why it failed."""
         source = task.item.source
+        header = self.job.walked_headers.get(source)  # read while the folder was walked
         try:
-            header = self.job.store.read_header(source, max_pixels=self.settings.max_pixels)
+            if header is None:
+                header = self.job.store.read_header(source, max_pixels=self.settings.max_pixels)
         except ImageError:
             return
         need = photo_need(header)

@@ -12,7 +12,13 @@ from spdesk.core.errors import ImageError
 from spdesk.core.events import CancelToken
 from spdesk.core.export import output_name_pattern
 from spdesk.core.formats import HEAD_BYTES, sniff, sniff_file
-from spdesk.core.imageio import DEFAULT_MAX_PIXELS, read_error, read_header, read_header_from
+from spdesk.core.imageio import (
+    DEFAULT_MAX_PIXELS,
+    PhotoHeader,
+    read_error,
+    read_header,
+    read_header_from,
+)
 from spdesk.core.jobs.settings import ProtectSettings
 from spdesk.core.manifest import MANIFEST_NAME
 from spdesk.core.stores import FolderStore, Store
@@ -96,12 +102,14 @@ def scan_photos(
 
 class HeaderScan:
     """A discovery sniffer that also reads the header of each file discovery will take, with
-    the file open once; ``checked`` holds each header's error (None when it reads). Files
-    named on their own are taken unopened, so they are not in ``checked``."""
+    the file open once; ``checked`` holds each header's error (None when it reads) and
+    ``headers`` each header that reads, so a job need not open the file again for its memory
+    budget. Files named on their own are taken unopened, so they are in neither."""
 
     def __init__(self, max_pixels: int) -> None:
         self.max_pixels = max_pixels
         self.checked: dict[Path, ImageError | None] = {}
+        self.headers: dict[Path, PhotoHeader] = {}
 
     def sniff(self, path: Path) -> str | None:
         with path.open("rb") as handle:
@@ -117,7 +125,7 @@ class HeaderScan:
 
     def _error(self, path: Path, handle: IO[bytes]) -> ImageError | None:
         try:
-            read_header_from(handle, path, max_pixels=self.max_pixels)
+            self.headers[path] = read_header_from(handle, path, max_pixels=self.max_pixels)
         except ImageError as error:
             return error
         except OSError as error:

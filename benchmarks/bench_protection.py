@@ -21,6 +21,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -167,12 +168,14 @@ def crop_figure(candidates: dict, path: Path) -> None:  # type: ignore[type-arg]
 def tuner_variant(models: Path, steps: int, variant: str, device: str) -> Protect:
     """Photo fine-tuning with another loss than the product's (a JPEG q75 round trip beside the
     photo as is, against TAESD): "nojpeg" drops the round trip, "jpegQ" uses quality Q, "ens"
-    fine-tunes against TAESD and TAEF2 together; joined with "+"."""
+    fine-tunes against TAESD and TAEF2 together, "sideN" looks only at an editor of short side N,
+    "stepF" takes a first step of F (of the raw range); joined with "+"."""
     from spdesk.core.generator_file import bundled_generator_path
     from spdesk.core.jobs.settings import DEFAULT_FINETUNE_JPEG
 
     quality: int | None = DEFAULT_FINETUNE_JPEG
     spec = str(models / "taesd" / "taesd_f8e4m3.safetensors")
+    options: dict[str, Any] = {}
     for part in variant.split("+"):
         if part == "ens":
             spec += "," + str(models / "tae" / "taef2_encoder.safetensors")
@@ -180,10 +183,16 @@ def tuner_variant(models: Path, steps: int, variant: str, device: str) -> Protec
             quality = None
         elif part.startswith("jpeg") and part[4:].isdigit():
             quality = int(part[4:])
+        elif part.startswith("side") and part[4:].isdigit():
+            options["editor_sides"] = (int(part[4:]),)
+        elif part.startswith("step"):
+            options["first_step"] = float(part[4:])
         else:
             raise SystemExit(f"unknown tuner variant {variant!r}")
     encoder = load_encoder(spec, device)
-    return tuned(PhotoFineTuner(bundled_generator_path(), encoder, steps, jpeg_quality=quality))
+    return tuned(
+        PhotoFineTuner(bundled_generator_path(), encoder, steps, jpeg_quality=quality, **options)
+    )
 
 
 def tuned(tuner: PhotoFineTuner) -> Protect:

@@ -107,9 +107,26 @@ def test_steps_are_reported_and_cancel_stops_between_them(
     assert seen == [(1, 5), (2, 5)]
 
 
+def test_a_larger_first_step_moves_further_from_the_generators_output(
+    generator_file: Path, encoder: Encoder
+) -> None:
+    photo = _photo()
+    start = np.asarray(GeneratorProtector(generator_file, key=KEY).apply(photo)[0], np.int16)
+
+    def moved(first_step: float) -> float:
+        tuner = PhotoFineTuner(
+            generator_file, encoder, 1, key=KEY, editor_sides=(24, 40), first_step=first_step
+        )
+        return float(np.abs(np.asarray(tuner.apply(photo)[0], np.int16) - start).sum())
+
+    assert 0 < moved(0.1) < moved(0.5) < moved(1.0)
+
+
 def test_bad_settings_are_plain_errors(generator_file: Path, encoder: Encoder) -> None:
     with pytest.raises(ConfigError, match="steps"):
         PhotoFineTuner(generator_file, encoder, 0)
+    with pytest.raises(ConfigError, match="first step"):
+        PhotoFineTuner(generator_file, encoder, 1, first_step=0)
     with pytest.raises(ConfigError, match="Editor sizes"):
         PhotoFineTuner(generator_file, encoder, 2, editor_sides=(4,))
 

@@ -78,6 +78,7 @@ class PhotoFineTuner(GeneratorProtector):
             photo, so the protection survives a re-save; None: clean views only.
         batch_size: photos of one view size fine-tuned together by :meth:`apply_batch` (a GPU
             runs 8 in about the time of one); a batch that runs out of GPU memory is split.
+        first_step: size of the first signed step, as a share of the raw range [-1, 1].
     """
 
     def __init__(
@@ -93,11 +94,14 @@ class PhotoFineTuner(GeneratorProtector):
         shaping: Shaping | None = None,
         jpeg_quality: int | None = None,
         batch_size: int = 1,
+        first_step: float = FIRST_STEP,
     ) -> None:
         if not 1 <= steps <= 10_000:
             raise ConfigError(f"Fine-tuning steps must be between 1 and 10000, got {steps}.")
         if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
             raise ConfigError(f"JPEG quality must be between 1 and 100, got {jpeg_quality}.")
+        if not 0 < first_step <= 2:
+            raise ConfigError(f"The first step must be in (0, 2] of the raw range: {first_step}.")
         if not editor_sides or min(editor_sides) < GRID:
             raise ConfigError(f"Editor sizes must be {GRID} pixels or more, got {editor_sides}.")
         super().__init__(path, strength, key=key, working_side=working_side, device=encoder.device)
@@ -108,6 +112,7 @@ class PhotoFineTuner(GeneratorProtector):
         self.editor_sides = tuple(editor_sides)
         self.jpeg_quality = jpeg_quality
         self.batch_size = max(1, batch_size)
+        self.first_step = first_step
         self.cancel: CancelToken | None = None
         self.on_step: Callable[[int, int], None] | None = None
 
@@ -159,7 +164,7 @@ class PhotoFineTuner(GeneratorProtector):
             return -total / len(clean)  # the loop minimises
 
         config = OptimConfig(
-            optimizer="pgd", eps=self.eps, steps=self.steps, step_size=FIRST_STEP * self.eps
+            optimizer="pgd", eps=self.eps, steps=self.steps, step_size=self.first_step * self.eps
         )
         optimiser = DeltaOptimizer(config, raw * bound)
         on_step = self.on_step

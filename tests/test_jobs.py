@@ -895,18 +895,39 @@ def test_scanning_photos_opens_each_file_once_and_says_what_the_two_passes_say(
     assert opened == Counter(str(p) for p in files), "each file opened once, nothing else"
 
 
-def test_the_start_counts_the_walked_photos_whose_header_fails_and_each_still_fails_in_turn(
+def test_the_memory_budget_reuses_the_headers_read_at_the_start_for_walked_and_named_photos(
+    inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.core.stores import FolderStore
+
+    samples.photo(inputs / "a.png")
+    samples.photo(inputs / "b.jpg")
+    named = samples.photo(tmp_path / "named.png")
+    reads: list[Path] = []
+    real = FolderStore.read_header
+
+    def counting(self: FolderStore, path: Path, **kwargs: Any) -> Any:
+        reads.append(path)
+        return real(self, path, **kwargs)
+
+    monkeypatch.setattr(FolderStore, "read_header", counting)
+    report, _ = _run([inputs, named], tmp_path / "out", ProtectSettings())
+    assert len(report.done) == 3
+    assert reads == [], "each header is read once, at the start"
+
+
+def test_the_start_counts_the_photos_whose_header_fails_and_each_still_fails_in_turn(
     inputs: Path, tmp_path: Path
 ) -> None:
     samples.photo(inputs / "a.png")
     samples.truncated_jpeg(inputs / "cut.jpg")  # header fine: only decoding finds it
     (inputs / "empty.jpg").write_bytes(b"")
     (inputs / "text.jpg").write_text("not a photo at all, whatever its name")
-    named = tmp_path / "named.jpg"  # named on its own: taken unopened, not counted
+    named = tmp_path / "named.jpg"  # named on its own: its header is read at the start too
     named.write_text("not a photo either")
     report, events = _run([inputs, named], tmp_path / "out", ProtectSettings())
     (started,) = [e for e in events if isinstance(e, JobStarted)]
-    assert (started.total, started.unreadable) == (5, 2)
+    assert (started.total, started.unreadable) == (5, 3)
     failed = {e.source.name for e in events if isinstance(e, FileFailed)}
     assert failed == {"cut.jpg", "empty.jpg", "text.jpg", "named.jpg"}
     assert [e.source.name for e in report.done] == ["a.png"]

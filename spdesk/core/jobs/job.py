@@ -155,13 +155,15 @@ class ProtectJob:
 
     def _discover(self, output: Path | None) -> tuple[Discovery, int]:
         """The inputs walked into photos, and how many of them already fail the header check
-        made while a local folder's files are open to be sniffed (no file is opened twice)."""
+        made while a local folder's files are open to be sniffed, or read once for a file named
+        on its own (no file is opened twice: the pool reuses these headers)."""
         if not isinstance(self.store, FolderStore):
             return scan_inputs(self.inputs, self.settings, output, store=self.store), 0
         headers = HeaderScan(self.settings.max_pixels)
         discovery = scan_inputs(
             self.inputs, self.settings, output, store=self.store, sniffer=headers.sniff
         )
+        headers.read_unopened(discovery.photos)
         self.walked_headers = headers.headers
         return discovery, len(headers.unreadable(discovery.photos))
 

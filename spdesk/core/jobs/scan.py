@@ -86,17 +86,10 @@ def scan_photos(
     is a round trip). A file named on its own, or one the walk could not read, is opened once
     afterwards."""
     headers = HeaderScan(max_pixels)
-    photos = [p.path for p in scan_inputs(paths, cancel=cancel, sniffer=headers.sniff).photos]
-    problems: dict[Path, ImageError] = {}
-    for path in photos:
-        if cancel is not None:
-            cancel.check()
-        if path in headers.checked:
-            error = headers.checked[path]
-        else:
-            error = _header_error(path, max_pixels)
-        if error is not None:
-            problems[path] = error
+    discovery = scan_inputs(paths, cancel=cancel, sniffer=headers.sniff)
+    headers.read_unopened(discovery.photos, cancel)
+    photos = [p.path for p in discovery.photos]
+    problems = {path: error for path in photos if (error := headers.checked[path]) is not None}
     return photos, problems
 
 
@@ -104,7 +97,7 @@ class HeaderScan:
     """A discovery sniffer that also reads the header of each file discovery will take, with
     the file open once; ``checked`` holds each header's error (None when it reads) and
     ``headers`` each header that reads, so a job need not open the file again for its memory
-    budget. Files named on their own are taken unopened, so they are in neither."""
+    budget. Files named on their own are taken unopened: :meth:`read_unopened` reads theirs."""
 
     def __init__(self, max_pixels: int) -> None:
         self.max_pixels = max_pixels
@@ -118,6 +111,21 @@ class HeaderScan:
                 handle.seek(0)
                 self.checked[path] = self._error(path, handle)
         return fmt
+
+    def read_unopened(
+        self, photos: Sequence[InputPhoto], cancel: CancelToken | None = None
+    ) -> None:
+        """Read the header of each of ``photos`` the walk took without opening it (a file
+        named on its own, or one the walk could not read), once."""
+        for photo in photos:
+            if cancel is not None:
+                cancel.check()
+            if photo.path not in self.checked:
+                try:
+                    with photo.path.open("rb") as handle:
+                        self.checked[photo.path] = self._error(photo.path, handle)
+                except OSError as error:
+                    self.checked[photo.path] = read_error(photo.path, error)
 
     def unreadable(self, photos: Sequence[InputPhoto]) -> list[Path]:
         """Those of ``photos`` whose header, read during the walk, says a job will fail them."""

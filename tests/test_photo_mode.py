@@ -78,6 +78,42 @@ def test_grey_photos_stay_grey(generator_file: Path) -> None:
     assert np.array_equal(protected[..., 1], protected[..., 2])
 
 
+def test_grey_files_are_written_grey_when_the_protection_adds_no_colour(
+    tmp_path: Path, generator_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    grey = np.asarray(_photo(40, 56, grey=True))[..., 0]
+    Image.fromarray(grey).save(inputs / "grey.png")
+    Image.fromarray(grey).save(inputs / "grey.jpg", quality=95)
+    Image.fromarray(grey.astype(np.uint16) * 257).save(inputs / "deep.png")  # 16-bit
+    alpha = np.full_like(grey, 255)
+    alpha[:, :10] = 0
+    Image.fromarray(np.stack([grey, alpha], -1), "LA").save(inputs / "cutout.png")
+    monkeypatch.setenv(ENV_KEY, KEY_A.hex())
+    photo = ProtectJob([inputs], tmp_path / "out", ProtectSettings(mode="photo",
+        generator=generator_file)).run()  # fmt: skip
+    modes = {}
+    for done in photo.done:
+        with Image.open(done.output) as output:
+            modes[done.source.name] = output.mode
+            values = np.asarray(output, np.int64)
+        original = np.asarray(Image.open(done.source), np.int64)
+        if done.source.name == "deep.png":
+            original = np.round(original / 257)
+        if values.ndim == 3:  # LA: the grey channel
+            values, original = values[..., 0], original[..., 0]
+        change = np.abs(values - original)
+        assert 0 < change.max() <= 8 + (done.source.suffix == ".jpg") * 4, done.source.name
+        assert not any("colour" in note for note in done.notes), done.notes
+    assert modes == {"grey.png": "L", "grey.jpg": "L", "deep.png": "L", "cutout.png": "LA"}
+    # The universal pattern adds colour: written in colour, and the user is told.
+    universal = ProtectJob([inputs / "grey.png"], tmp_path / "u", ProtectSettings()).run()
+    (done,) = universal.done
+    assert Image.open(done.output).mode == "RGB"
+    assert "greyscale photo saved in colour (the protection adds faint colour noise)" in done.notes
+
+
 def test_a_job_in_photo_mode_protects_and_a_new_key_redoes(
     tmp_path: Path, generator_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,18 @@ from PIL import Image, ImageCms
 
 from spdesk.core.errors import UnsupportedImageError
 
+GREY_MODES = ("L", "LA", "1", "La")
+SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def is_plain_grey(mode: str, icc: bytes | None) -> bool:
+    """Whether a photo decoded in Pillow ``mode`` holds grey pixels with no greyscale colour
+    profile: :func:`to_rgb` makes it RGB only so that it can be protected, and its protected
+    copy may be written grey again. (A greyscale profile is converted to sRGB, whose greys are
+    not the file's values.)"""
+    grey = mode in GREY_MODES or mode in SIXTEEN_BIT_MODES
+    return grey and not (icc and _icc_space(icc) == "GRAY")
+
 
 def to_rgb(
     path: Path, image: Image.Image, icc: bytes | None, bit_depth: int, notes: list[str]
@@ -25,7 +37,7 @@ def to_rgb(
     :class:`UnsupportedImageError` naming the file.
     """
     mode = image.mode
-    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+    if mode in SIXTEEN_BIT_MODES:
         image, mode = _scale_16bit(image, bit_depth), "L"
     if mode == "F":
         raise UnsupportedImageError(
@@ -38,10 +50,9 @@ def to_rgb(
         return _cmyk_to_srgb(path, image, icc if space == "CMYK" else None, notes)
     alpha = image.has_transparency_data
     target = "RGBA" if alpha else "RGB"
-    if mode in ("L", "LA", "1", "La") and space == "GRAY" and icc:
+    if mode in GREY_MODES and space == "GRAY" and icc:
         return _grey_profile_to_srgb(image, icc, target, notes)
-    if mode in ("L", "LA", "1", "La"):
-        notes.append("greyscale photo saved in colour (the protection adds faint colour noise)")
+    if mode in GREY_MODES:  # the export writes grey again if the protection left it grey
         icc = None if space not in (None, "RGB") else icc
     elif mode not in ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "YCbCr"):
         raise UnsupportedImageError(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 from PIL import Image, PngImagePlugin
 
 from spdesk.core import files
@@ -184,8 +185,24 @@ def prepare(
         notes.append(f"{format_label(decoded.source_format)} saved as {format_label(fmt)}")
     params = _format_params(decoded, fmt, options, notes)
     params.update(_metadata_params(decoded, fmt, options, notes))
+    if decoded.greyscale:
+        image = _grey_again(image, params, notes)
     removed = LOCATION_REMOVED in notes
     return Encoded(image, fmt, params, [n for n in notes if n != LOCATION_REMOVED], removed)
+
+
+def _grey_again(image: Image.Image, params: dict[str, Any], notes: list[str]) -> Image.Image:
+    """A protected grey photo written grey (L or LA) when the protection left every pixel
+    grey, as photo-specific protection does; otherwise in colour, and the user is told."""
+    pixels = np.asarray(image)
+    if not ((pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()):
+        notes.append("greyscale photo saved in colour (the protection adds faint colour noise)")
+        return image
+    params.pop("icc_profile", None)  # an RGB profile would mislabel grey pixels
+    grey = Image.fromarray(np.ascontiguousarray(pixels[..., 0]))  # uint8 (H, W): mode L
+    if image.mode == "RGBA":
+        return Image.merge("LA", (grey, image.getchannel("A")))
+    return grey
 
 
 def _flatten(image: Image.Image) -> Image.Image:

@@ -29,7 +29,7 @@ from typing import IO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from spdesk.core.colour import to_rgb
+from spdesk.core.colour import is_plain_grey, to_rgb
 from spdesk.core.errors import (
     CorruptImageError,
     ImageError,
@@ -69,6 +69,8 @@ class DecodedImage:
         bit_depth: bits per channel of the file (8 or 16).
         tiff_compression: the source's TIFF compression, to write TIFF outputs alike.
         dpi: the print resolution recorded in the file, if any.
+        greyscale: the file held grey pixels (no greyscale colour profile): its protected copy
+            is written grey again when the protection added no colour.
     """
 
     image: Image.Image
@@ -80,6 +82,7 @@ class DecodedImage:
     bit_depth: int = 8
     tiff_compression: str | None = None
     dpi: tuple[float, float] | None = None
+    greyscale: bool = False
 
     @property
     def has_alpha(self) -> bool:
@@ -290,6 +293,7 @@ def _normalise(path: Path, image: Image.Image, fmt: str, head: bytes) -> Decoded
     bit_depth = _bit_depth(image, fmt, head)
     if bit_depth > 8:
         notes.append(f"{bit_depth}-bit image saved as 8-bit (scaled, not clipped)")
+    greyscale = is_plain_grey(image.mode, icc)
     pixels, icc = to_rgb(path, image, icc, bit_depth, notes)
     return DecodedImage(
         image=pixels,
@@ -301,6 +305,7 @@ def _normalise(path: Path, image: Image.Image, fmt: str, head: bytes) -> Decoded
         bit_depth=bit_depth,
         tiff_compression=tiff_compression if isinstance(tiff_compression, str) else None,
         dpi=_dpi(dpi),
+        greyscale=greyscale,
     )
 
 

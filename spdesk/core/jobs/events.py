@@ -39,9 +39,9 @@ class JobStarted(Event):
     """The job is about to process ``total`` photos; ``skipped_inputs`` other files were left
     out and ``failed_inputs`` inputs cannot be read (each comes as its own event next).
 
-    ``unreadable`` of the ``total`` photos already failed the header check made while the
-    folders were walked (local folders; a file named on its own is not checked there): each
-    still comes, in its turn, as a FileFailed with its reason. Damaged pixel data behind a good
+    ``unreadable`` of the ``total`` photos already failed the header check made at the start
+    (local folders and files; an object store's photos are not checked there): each still
+    comes, in its turn, as a FileFailed with its reason. Damaged pixel data behind a good
     header is only found when the photo is decoded."""
 
     total: int

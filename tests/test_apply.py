@@ -12,6 +12,7 @@ from spdesk.core.apply import (
     apply_perturbation,
     apply_working_delta,
     change_figures,
+    is_grey,
     upscale_delta,
     working_delta,
 )
@@ -144,11 +145,11 @@ def test_canvas_equals_resizing_the_whole_working_view(size: tuple[int, int]) ->
 
 def test_editor_downsizing_recovers_the_pattern() -> None:
     # A 2048x1536 photo is protected at full size; the editor resizes it to 512 short side.
-    image = np.full((1536, 2048, 3), 128, np.uint8)
+    image = np.full((1536, 2048, 3), (128, 120, 136), np.uint8)  # flat, not grey: all colours
     pert = _pert(8, size=64)
     out = apply_perturbation(image, pert)
     seen = np.asarray(Image.fromarray(out).resize((680, 512), Image.Resampling.BICUBIC), np.float32)
-    recovered = (seen - 128) / 255
+    recovered = (seen - image[:512, :680]) / 255
     target = tile(pert.delta, 512, 680).transpose(1, 2, 0)
     corr = np.corrcoef(recovered.ravel(), target.ravel())[0, 1]
     assert corr > 0.8, f"downsized protection correlates only {corr:.2f} with the pattern"
@@ -323,3 +324,31 @@ def test_randomised_canvases_of_large_photos_resize_the_shifted_view(
     expected = np.asarray(resized).astype(int)
     inner = np.s_[20:-20, 20:-20]
     assert np.abs(canvas.astype(int)[inner] - expected[inner]).max() <= 1
+
+
+@pytest.mark.parametrize("randomize", [False, True])
+@pytest.mark.parametrize("size", [(40, 56), (900, 1200)])  # laid 1:1, and resized from the view
+def test_a_grey_photo_gets_the_patterns_luminance_and_stays_grey(
+    size: tuple[int, int], randomize: bool
+) -> None:
+    grey = np.repeat(_photo(*size)[..., :1], 3, axis=2)
+    applier = UniversalApplier(_pert(), ApplyOptions(working_size=64, randomize=randomize,
+        strength=6))  # fmt: skip
+    out, (_psnr, largest) = applier.apply(Image.fromarray(grey), "a.png")
+    pixels = np.asarray(out, np.int16)
+    assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+    change = np.abs(pixels - grey)
+    assert 0 < change.max() <= largest <= 6
+    # A colour photo still gets the colour pattern.
+    colour, _ = applier.apply(Image.fromarray(_photo(*size)), "a.png")
+    channels = np.asarray(colour, np.int16) - _photo(*size)
+    assert (channels[..., 0] != channels[..., 1]).any()
+
+
+def test_is_grey_needs_every_pixel_grey() -> None:
+    grey = np.repeat(_photo(30, 20)[..., :1], 3, axis=2)
+    assert is_grey(Image.fromarray(grey))
+    for y, x in [(0, 0), (7, 11), (29, 19)]:  # a sampled row, and rows the first look skips
+        tinted = grey.copy()
+        tinted[y, x, 2] ^= 1
+        assert not is_grey(Image.fromarray(tinted))

@@ -78,7 +78,7 @@ def test_grey_photos_stay_grey(generator_file: Path) -> None:
     assert np.array_equal(protected[..., 1], protected[..., 2])
 
 
-def test_grey_files_are_written_grey_when_the_protection_adds_no_colour(
+def test_grey_files_are_protected_and_written_grey(
     tmp_path: Path, generator_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inputs = tmp_path / "in"
@@ -107,11 +107,10 @@ def test_grey_files_are_written_grey_when_the_protection_adds_no_colour(
         assert 0 < change.max() <= 8 + (done.source.suffix == ".jpg") * 4, done.source.name
         assert not any("colour" in note for note in done.notes), done.notes
     assert modes == {"grey.png": "L", "grey.jpg": "L", "deep.png": "L", "cutout.png": "LA"}
-    # The universal pattern adds colour: written in colour, and the user is told.
+    # The universal pattern lays only its luminance on grey photos: grey too.
     universal = ProtectJob([inputs / "grey.png"], tmp_path / "u", ProtectSettings()).run()
     (done,) = universal.done
-    assert Image.open(done.output).mode == "RGB"
-    assert "greyscale photo saved in colour (the protection adds faint colour noise)" in done.notes
+    assert Image.open(done.output).mode == "L" and not done.notes
 
 
 def test_a_job_in_photo_mode_protects_and_a_new_key_redoes(

@@ -26,7 +26,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image, ImageChops
@@ -193,6 +193,21 @@ class UniversalApplier:
         self._full: OrderedDict[tuple[int, int], tuple[Image.Image, Figures]] = OrderedDict()
         self._building: dict[tuple[int, int], threading.Lock] = {}
         self._lock = threading.Lock()
+        channels = np.asarray(self._pattern)
+        self._colour = not (channels == channels[..., :1]).all()
+        self._grey: UniversalApplier | None = None
+
+    def _for_grey(self) -> UniversalApplier:
+        """The applier for grey photos: the same pattern with each pixel's change the mean of
+        its three, so a grey photo stays grey (a colour pattern on black-and-white shows)."""
+        with self._lock:
+            if self._grey is None:
+                delta = self.perturbation.at_strength(self.options.strength)
+                luminance = np.repeat(delta.mean(axis=0, keepdims=True), 3, axis=0)
+                grey = Perturbation(luminance, self.options.strength or self.perturbation.eps)
+                self._grey = UniversalApplier(grey, replace(self.options, strength=None),
+                    self.cache_bytes)  # fmt: skip
+            return self._grey
 
     def apply(self, image: Image.Image, key: str = "") -> tuple[Image.Image, Figures]:
         """The protected RGB image and the figures of the pattern as added.
@@ -202,6 +217,8 @@ class UniversalApplier:
         """
         if image.mode != "RGB":
             raise ValueError(f"apply expects an RGB image, got mode {image.mode}")
+        if self._colour and is_grey(image):
+            return self._for_grey().apply(image, key)
         if self.options.randomize:
             canvas, figures = self._build(image.size, key)
         else:
@@ -288,6 +305,19 @@ class UniversalApplier:
         if flip_v:
             pattern = pattern.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
         return pattern
+
+
+def is_grey(image: Image.Image) -> bool:
+    """Whether every pixel of an RGB image has R = G = B. A few rows are looked at first, so a
+    colour photo costs next to nothing; a grey one costs a comparison of its channels."""
+    width, height = image.size
+    for y in sorted({0, height // 3, height // 2, 2 * height // 3, height - 1}):
+        row = np.asarray(image.crop((0, y, width, y + 1)))
+        if not ((row[..., 0] == row[..., 1]).all() and (row[..., 1] == row[..., 2]).all()):
+            return False
+    red, green, blue = image.split()
+    same = ImageChops.difference(red, green).getbbox() is None
+    return same and ImageChops.difference(green, blue).getbbox() is None
 
 
 # Bilinear: never overshoots the budget, and the cheapest smooth upscale in Pillow.

@@ -179,6 +179,25 @@ def test_non_rgb_tiffs_give_outputs_that_decode(
         _decodes_with_size(event.output, sizes[event.source.stem])
 
 
+def test_a_jpeg_output_cut_short_inside_its_pixel_data_is_a_failure_not_done(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.core import export
+
+    samples.photo(inputs / "a.jpg", 96, 64)
+    real_write = export.write_image
+
+    def cutting(encoded: export.Encoded, handle: object) -> None:  # headers whole, data not
+        real_write(encoded, handle)  # type: ignore[arg-type]
+        handle.truncate(handle.tell() * 2 // 3)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(export, "write_image", cutting)
+    report = _run([inputs / "a.jpg"], tmp_path / "out", settings)
+    assert not report.done
+    (failed,) = report.failed
+    assert "does not decode" in failed.reason
+
+
 def test_an_output_that_does_not_decode_is_a_failure_not_done(
     tmp_path: Path, inputs: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,10 +12,10 @@ from spdesk.core.apply import (
     apply_perturbation,
     apply_working_delta,
     change_figures,
-    is_grey,
     upscale_delta,
     working_delta,
 )
+from spdesk.core.colour import is_grey
 from spdesk.core.geometry import layout_size, tile, working_size
 from spdesk.core.perturbation import Perturbation
 
@@ -348,6 +348,7 @@ def test_a_grey_photo_gets_the_patterns_luminance_and_stays_grey(
 def test_is_grey_needs_every_pixel_grey() -> None:
     grey = np.repeat(_photo(30, 20)[..., :1], 3, axis=2)
     assert is_grey(Image.fromarray(grey))
+    assert is_grey(Image.fromarray(grey).convert("RGBA"))  # alpha is not colour
     for y, x in [(0, 0), (7, 11), (29, 19)]:  # a sampled row, and rows the first look skips
         tinted = grey.copy()
         tinted[y, x, 2] ^= 1

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image, ImageChops
 
+from spdesk.core.colour import is_grey
 from spdesk.core.geometry import layout_size, tile, working_size
 from spdesk.core.perturbation import Perturbation
 
@@ -305,19 +306,6 @@ class UniversalApplier:
         if flip_v:
             pattern = pattern.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
         return pattern
-
-
-def is_grey(image: Image.Image) -> bool:
-    """Whether every pixel of an RGB image has R = G = B. A few rows are looked at first, so a
-    colour photo costs next to nothing; a grey one costs a comparison of its channels."""
-    width, height = image.size
-    for y in sorted({0, height // 3, height // 2, 2 * height // 3, height - 1}):
-        row = np.asarray(image.crop((0, y, width, y + 1)))
-        if not ((row[..., 0] == row[..., 1]).all() and (row[..., 1] == row[..., 2]).all()):
-            return False
-    red, green, blue = image.split()
-    same = ImageChops.difference(red, green).getbbox() is None
-    return same and ImageChops.difference(green, blue).getbbox() is None
 
 
 # Bilinear: never overshoots the budget, and the cheapest smooth upscale in Pillow.

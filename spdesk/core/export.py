@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 from PIL import Image, PngImagePlugin
 
 from spdesk.core import files
+from spdesk.core.colour import is_grey
 from spdesk.core.errors import ConfigError, OutputError
 from spdesk.core.files import Writer, shown
 from spdesk.core.formats import format_label
@@ -194,12 +194,11 @@ def prepare(
 def _grey_again(image: Image.Image, params: dict[str, Any], notes: list[str]) -> Image.Image:
     """A protected grey photo written grey (L or LA) when the protection left every pixel
     grey, as photo-specific protection does; otherwise in colour, and the user is told."""
-    pixels = np.asarray(image)
-    if not ((pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()):
+    if not is_grey(image):
         notes.append("greyscale photo saved in colour (the protection adds faint colour noise)")
         return image
     params.pop("icc_profile", None)  # an RGB profile would mislabel grey pixels
-    grey = Image.fromarray(np.ascontiguousarray(pixels[..., 0]))  # uint8 (H, W): mode L
+    grey = image.getchannel("R")
     if image.mode == "RGBA":
         return Image.merge("LA", (grey, image.getchannel("A")))
     return grey

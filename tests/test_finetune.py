@@ -61,6 +61,15 @@ def test_zero_steps_is_plain_application(encoder: Encoder, universal: Perturbati
     assert np.array_equal(tuner.protect(image), apply_perturbation(image, universal, OPTIONS))
 
 
+def test_a_grey_photo_stays_grey_after_fine_tuning(
+    encoder: Encoder, universal: Perturbation
+) -> None:
+    grey = np.repeat(_photo(45, 70)[..., :1], 3, axis=2)
+    out = FineTuner(universal, encoder, steps=2, options=OPTIONS).protect(grey).astype(np.int16)
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    assert 0 < np.abs(out - grey).max() <= universal.eps
+
+
 def test_fine_tuning_improves_the_objective_within_budget(
     encoder: Encoder, universal: Perturbation
 ) -> None:

@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from spdesk.core.apply import ApplyOptions, apply_working_delta, working_delta
 from spdesk.core.batches import batches_by_key, free_accelerator_memory
+from spdesk.core.colour import is_grey
 from spdesk.core.encoders import Encoder
 from spdesk.core.errors import ConfigError
 from spdesk.core.events import CancelToken
@@ -203,7 +205,10 @@ class FineTuner:
                     workings[index] = delta
             finished += 1
             for index in group:
-                results[index] = apply_working_delta(images[index], workings[index])
+                delta = workings[index]
+                if is_grey(Image.fromarray(images[index])):  # a grey photo stays grey
+                    delta = np.repeat(delta.mean(axis=0, keepdims=True), 3, axis=0)
+                results[index] = apply_working_delta(images[index], delta)
         return [results[index] for index in range(len(images))]
 
     def _optimise_splitting(

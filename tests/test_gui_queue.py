@@ -26,3 +26,26 @@ def test_thousands_of_photos_land_in_order_and_each_row_follows_its_photo(
     assert queue.count_by_status()[RowStatus.WAITING] == 1499
     queue.clear_photos()
     assert queue.rowCount() == 0
+
+
+def test_a_done_photo_shows_what_else_changed_and_whether_it_changed_at_all(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    from spdesk.core.jobs.events import FileDone
+    from spdesk.gui.protect_bridge import interpret
+
+    queue = PhotoQueue()
+    qtbot.addWidget(queue)
+    photos = [tmp_path / "deep.png", tmp_path / "dot.png", tmp_path / "plain.jpg"]
+    queue.add_photos(photos)
+    events = [
+        FileDone(photos[0], tmp_path / "o1.png", psnr=31.5, notes=("16-bit image saved as 8-bit",)),
+        FileDone(photos[1], tmp_path / "o2.png", psnr=None),
+        FileDone(photos[2], tmp_path / "o3.jpg", psnr=32.0),
+    ]
+    for event in events:
+        update = interpret(event)
+        assert update is not None and update.status is not None and update.path is not None
+        queue.set_status(update.path, update.status, update.reason)
+    statuses = [queue.item(row, 1).text() for row in range(3)]
+    assert statuses == ["Done: 16-bit image saved as 8-bit", "Done: unchanged", "Done"]

@@ -141,8 +141,9 @@ def interpret(event: Event) -> RowUpdate | None:
     match event:
         case FileProgress(source=path, done=done, total=total):
             return RowUpdate(path, RowStatus.PROTECTING, fraction=done / (total or 1.0))
-        case FileDone(source=path, output=output):
-            return RowUpdate(path, RowStatus.DONE, 1.0, output=output)
+        case FileDone(source=path, output=output, psnr=psnr, notes=notes):
+            said = notes if psnr is not None else ("unchanged", *notes)  # as the CLI says
+            return RowUpdate(path, RowStatus.DONE, 1.0, "; ".join(said), output)
         case FileSkipped(source=path, kind=SkipReason.ALREADY_DONE, reason=reason, output=output):
             return RowUpdate(path, RowStatus.DONE, 1.0, reason, output)  # a re-run: done before
         case FileSkipped(source=path, kind=SkipReason.OUTPUT_EXISTS, reason=reason):

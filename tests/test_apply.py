@@ -339,6 +339,7 @@ def test_a_grey_photo_gets_the_patterns_luminance_and_stays_grey(
     assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
     change = np.abs(pixels - grey)
     assert 0 < change.max() <= largest <= 6
+    assert applier.cache_bytes + applier._for_grey().cache_bytes <= 256 << 20  # one budget
     # A colour photo still gets the colour pattern.
     colour, _ = applier.apply(Image.fromarray(_photo(*size)), "a.png")
     channels = np.asarray(colour, np.int16) - _photo(*size)

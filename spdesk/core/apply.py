@@ -200,12 +200,14 @@ class UniversalApplier:
 
     def _for_grey(self) -> UniversalApplier:
         """The applier for grey photos: the same pattern with each pixel's change the mean of
-        its three, so a grey photo stays grey (a colour pattern on black-and-white shows)."""
+        its three, so a grey photo stays grey (a colour pattern on black-and-white shows). The
+        two share the canvas cache's memory: each gets half."""
         with self._lock:
             if self._grey is None:
                 delta = self.perturbation.at_strength(self.options.strength)
                 luminance = np.repeat(delta.mean(axis=0, keepdims=True), 3, axis=0)
                 grey = Perturbation(luminance, self.options.strength or self.perturbation.eps)
+                self.cache_bytes //= 2  # the next canvas kept evicts down to it
                 self._grey = UniversalApplier(grey, replace(self.options, strength=None),
                     self.cache_bytes)  # fmt: skip
             return self._grey

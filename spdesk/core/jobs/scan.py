@@ -64,11 +64,12 @@ def header_problems(
     """The photos a job will fail from their header alone, each with the error the job will
     report for it (an empty, damaged or unsupported file, one too large), so a queue can say
     so before the run. Only headers are read: damaged pixel data is found by the job."""
+    headers = HeaderScan(max_pixels)
     problems: dict[Path, ImageError] = {}
     for path in photos:
         if cancel is not None:
             cancel.check()
-        error = _header_error(Path(path), max_pixels)
+        error = headers.read(Path(path))
         if error is not None:
             problems[path] = error
     return problems
@@ -121,11 +122,16 @@ class HeaderScan:
             if cancel is not None:
                 cancel.check()
             if photo.path not in self.checked:
-                try:
-                    with photo.path.open("rb") as handle:
-                        self.checked[photo.path] = self._error(photo.path, handle)
-                except OSError as error:
-                    self.checked[photo.path] = read_error(photo.path, error)
+                self.checked[photo.path] = self.read(photo.path)
+
+    def read(self, path: Path) -> ImageError | None:
+        """Open ``path`` and read its header (kept in ``headers``); the error a job will
+        report for it, or None."""
+        try:
+            self.headers[path] = read_header(path, max_pixels=self.max_pixels)
+        except ImageError as error:
+            return error
+        return None
 
     def unreadable(self, photos: Sequence[InputPhoto]) -> list[Path]:
         """Those of ``photos`` whose header, read during the walk, says a job will fail them."""
@@ -139,14 +145,6 @@ class HeaderScan:
         except OSError as error:
             return read_error(path, error)
         return None
-
-
-def _header_error(path: Path, max_pixels: int) -> ImageError | None:
-    try:
-        read_header(path, max_pixels=max_pixels)
-    except ImageError as error:
-        return error
-    return None
 
 
 def relative_paths(photos: list[InputPhoto]) -> list[Path]:

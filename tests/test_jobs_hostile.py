@@ -192,10 +192,13 @@ def test_a_jpeg_output_cut_short_inside_its_pixel_data_is_a_failure_not_done(
         handle.truncate(handle.tell() * 2 // 3)  # type: ignore[attr-defined]
 
     monkeypatch.setattr(export, "write_image", cutting)
-    report = _run([inputs / "a.jpg"], tmp_path / "out", settings)
+    out = tmp_path / "out"
+    report = _run([inputs / "a.jpg"], out, settings)
     assert not report.done
     (failed,) = report.failed
-    assert "does not decode" in failed.reason
+    assert "a.protected.jpg" in failed.reason and "does not decode" in failed.reason
+    assert not (out / "a.protected.jpg").exists()
+    _no_temps(out)
 
 
 def test_an_output_that_does_not_decode_is_a_failure_not_done(

@@ -28,6 +28,7 @@ from spdesk.core.errors import ConfigError, OutputError
 from spdesk.core.files import Writer, shown
 from spdesk.core.formats import format_label
 from spdesk.core.imageio import DecodedImage
+from spdesk.core.jpeg_structure import jpeg_frame_size
 
 DEFAULT_SUFFIX = ".protected"
 DEFAULT_QUALITY = 95
@@ -334,12 +335,13 @@ def write_temp(encoded: Encoded, target: Path) -> tuple[Path, int]:
 
 
 def check_written(temp: Path, size: tuple[int, int], target: Path) -> str:
-    """Re-open and decode a written output before it counts; returns its sha256.
+    """Re-open a written output and check it before it counts; returns its sha256.
 
     Insurance against a whole class of encoder problems (metadata that breaks a file, a format
-    that cannot hold the pixels): an output that does not decode to ``size`` raises
-    :class:`OutputError` naming ``target``. A JPEG is decoded at 1/8 scale, which still reads
-    its whole stream (a 24 MP photo's job peaked at 331 MiB instead of 421).
+    that cannot hold the pixels, a write cut short): an output that Pillow cannot open, or
+    that is not ``size``, raises :class:`OutputError` naming ``target``. A JPEG's structure is
+    walked from its first marker to its last (see :mod:`spdesk.core.jpeg_structure`: a decode
+    cost more than the original's); other formats are decoded whole.
     """
     try:
         data = temp.read_bytes()
@@ -348,14 +350,12 @@ def check_written(temp: Path, size: tuple[int, int], target: Path) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as image:
-                decoded = image.size
-                if image.format == "JPEG":
-                    # At 1/8 scale libjpeg still reads every coefficient of the stream (a cut
-                    # one fails alike) but skips the inverse DCT and colour work: two thirds
-                    # of a full decode's time on ImageNet photos, 1/64 of its pixels.
-                    image.draft(image.mode, (max(1, decoded[0] // 8), max(1, decoded[1] // 8)))
-                image.load()
+            if data.startswith(b"\xff\xd8"):  # a JPEG: its structure, from first to last marker
+                decoded = jpeg_frame_size(data)
+            else:
+                with Image.open(io.BytesIO(data)) as image:
+                    decoded = image.size
+                    image.load()
     except Exception as error:  # whatever Pillow raises, the file is not a usable photo
         raise OutputError(
             f"The written {shown(target.name)} does not decode ({error}); it was not kept.",

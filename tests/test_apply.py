@@ -100,6 +100,21 @@ def test_photos_no_larger_than_the_working_view_get_the_pattern_one_to_one() -> 
     np.testing.assert_array_equal(out, np.clip(image.astype(int) + steps, 0, 255))
 
 
+@pytest.mark.parametrize("size", [(1024, 300), (1025, 300), (300, 1024), (300, 1025), (1, 1)])
+def test_one_to_one_photos_inside_and_beyond_the_pre_tiled_base_get_the_same_tiling(
+    size: tuple[int, int],
+) -> None:
+    width, height = size  # the base is twice the working size square: 1024 x 1024 here
+    image = Image.fromarray(_photo(height, width), mode="RGB")
+    pert = _pert(8, size=48)  # 1024 is no whole number of tiles
+    applier = UniversalApplier(pert, ApplyOptions(), cache_bytes=0)
+    out, figures = applier.apply(image)
+    steps = np.rint(tile(pert.delta, height, width) * 255).astype(int).transpose(1, 2, 0)
+    expected = np.clip(np.asarray(image).astype(int) + steps, 0, 255)
+    np.testing.assert_array_equal(np.asarray(out), expected)
+    assert figures == change_figures(image, out)
+
+
 def _resized_working_view(pert: Perturbation, height: int, width: int, short: int) -> np.ndarray:
     """The reference layout: quantise, tile over the whole working view, resize it to full size."""
     wh, ww = working_size(height, width, short)

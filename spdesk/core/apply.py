@@ -224,9 +224,26 @@ class UniversalApplier:
             return self._for_grey().apply(image, key)
         if self.options.randomize:
             canvas, figures = self._build(image.size, key)
+        elif self._fits_base(image.size):
+            canvas, figures = self._base.crop((0, 0, *image.size)), self._tiled_figures(image.size)
         else:
             canvas, figures = self.full_canvas(image.size)
         return ImageChops.add(image, canvas, scale=1.0, offset=-_ZERO), figures
+
+    def _fits_base(self, size: tuple[int, int]) -> bool:
+        """Whether a photo of ``size`` gets the pattern 1:1 and fits :attr:`_base`."""
+        width, height = size
+        side = 2 * self.options.working_size
+        laid = layout_size(height, width, self.options.working_size) == (height, width)
+        return laid and width <= side and height <= side
+
+    @functools.cached_property
+    def _base(self) -> Image.Image:
+        """The pattern tiled 1:1 over twice the working size square. Most photos no larger than
+        the editor's view (an ImageNet sample, a web image) are a crop of it: one copy instead
+        of a canvas built and cached for each of their many sizes."""
+        side = 2 * self.options.working_size
+        return _tiled(self._pattern, (side, side))
 
     def canvas(self, size: tuple[int, int], key: str = "") -> Image.Image:
         """The quantised pattern laid over a photo of ``size`` (width, height), at full size."""

@@ -258,6 +258,11 @@ def main() -> None:
         "photo against TAESD, 8 steps)",
     )
     parser.add_argument(
+        "--finetune-objectives",
+        default="encoder",
+        help="objectives of the finetune mode, each a candidate (e.g. encoder,latent)",
+    )
+    parser.add_argument(
         "--strengths", default="", help="photo mode also at these budgets (Pareto points), e.g. 4,6"
     )
     parser.add_argument(
@@ -328,15 +333,22 @@ def main() -> None:
     strengths = [float(s) for s in args.strengths.split(",") if s]
     taesd = str(args.shared / "models" / "taesd" / "taesd_f8e4m3.safetensors")
     fine_tune = [int(s) for s in args.fine_tune.split(",") if s]
-    for label, mode, generator, strength, steps in [
-        *[(bundled[m], m, None, None, 0) for m in args.modes.split(",") if m],
-        *[(path.stem, "photo", path, None, 0) for path in args.generator],
-        *[(f"photo-specific @{s:g}", "photo", None, s, 0) for s in strengths],
-        *[(f"photo fine-tuned {n}", "photo-finetune", None, None, n) for n in fine_tune],
+    modes = [m for m in args.modes.split(",") if m]
+    runs = [(bundled[m], m, None, None, 0, "encoder") for m in modes if m != "finetune"]
+    if "finetune" in modes:  # the universal pattern fine-tuned, once per objective
+        for objective in filter(None, args.finetune_objectives.split(",")):
+            suffix = "" if objective == "encoder" else f", {objective}"
+            runs.append((bundled["finetune"] + suffix, "finetune", None, None, 0, objective))
+    for label, mode, generator, strength, steps, objective in [
+        *runs,
+        *[(path.stem, "photo", path, None, 0, "encoder") for path in args.generator],
+        *[(f"photo-specific @{s:g}", "photo", None, s, 0, "encoder") for s in strengths],
+        *[(f"photo fine-tuned {n}", "photo-finetune", None, None, n, "encoder") for n in fine_tune],
     ]:
         protect, _, _ = mode_protect(
-            mode, generator=generator, strength=strength, encoder=taesd, finetune_steps=steps or 8
-        )
+            mode, generator=generator, strength=strength, encoder=taesd, finetune_steps=steps or 8,
+            objective=objective,
+        )  # fmt: skip
         candidates[label] = protect
         timings[label] = speed(protect, photos[: args.speed_photos])
     for steps in fine_tune:

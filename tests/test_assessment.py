@@ -119,3 +119,19 @@ def test_the_table_reports_regeneration_per_mode_and_na_without_a_key(
     # No averaging attack was asked for: the heading does not speak of one.
     assert report.format().splitlines()[0].startswith("encoder ")
     assert "attack fitted" not in report.format()
+
+
+def test_mode_protect_fine_tunes_the_universal_pattern_towards_the_objective_asked(
+    tmp_path: Path,
+) -> None:
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.core.assessment import mode_protect
+
+    vae = str(save_tiny_vae(tmp_path / "vae"))
+    for objective in ("encoder", "latent"):
+        protect = mode_protect("finetune", encoder=vae, finetune_steps=1, objective=objective)[0]
+        tuner = protect.protector.tuner  # type: ignore[attr-defined]
+        assert [item.name for item in tuner.objectives] == [objective]
+        protected = protect(_photos(1)[0], 0)
+        assert np.abs(protected.astype(int) - _photos(1)[0].astype(int)).max() <= 8

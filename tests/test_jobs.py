@@ -917,6 +917,35 @@ def test_the_memory_budget_reuses_the_headers_read_at_the_start_for_walked_and_n
     assert reads == [], "each header is read once, at the start"
 
 
+def test_a_photo_whose_header_failed_at_the_start_fails_with_that_error_unopened_again(
+    inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.core.jobs.scan import header_problems
+    from spdesk.core.stores import FolderStore
+
+    samples.photo(inputs / "a.png")
+    (inputs / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated" + bytes(64))
+    samples.png_bomb(inputs / "bomb.png")
+    named = tmp_path / "named.jpg"
+    named.write_text("not a photo either")
+    expected = header_problems(jobs.discover_inputs([inputs, named]))
+    opened: list[str] = []
+    for method in ("read_header", "read_image"):
+        real = getattr(FolderStore, method)
+
+        def counting(self: FolderStore, path: Path, _real: Any = real, **kwargs: Any) -> Any:
+            opened.append(path.name)
+            return _real(self, path, **kwargs)
+
+        monkeypatch.setattr(FolderStore, method, counting)
+    report, _ = _run([inputs, named], tmp_path / "out", ProtectSettings())
+    assert [e.source.name for e in report.done] == ["a.png"]
+    assert opened == ["a.png"], "only the photo whose header read is opened again"
+    said = {e.source: e.reason for e in report.failed}
+    assert said.keys() == expected.keys()
+    assert all(expected[path].message in said[path] for path in said)
+
+
 def test_the_start_counts_the_photos_whose_header_fails_and_each_still_fails_in_turn(
     inputs: Path, tmp_path: Path
 ) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 from spdesk.core.discovery import Discovery, InputPhoto
 from spdesk.core.errors import (
     ConfigError,
+    ImageError,
     PerturbationFileError,
 )
 from spdesk.core.events import CancelToken, EventSink, ignore_events
@@ -78,8 +79,10 @@ class ProtectJob:
             inputs, output_root, filesystem
         )
         self.settings = settings or ProtectSettings()
-        # Headers read while the folders were walked (local folders), reused for the budget.
+        # Headers read while the folders were walked (local folders), reused for the budget,
+        # and the errors of those that did not read, reported without opening the file again.
         self.walked_headers: dict[Path, PhotoHeader] = {}
+        self.walked_errors: dict[Path, ImageError] = {}
 
     def run(
         self, on_event: EventSink = ignore_events, cancel: CancelToken | None = None
@@ -165,7 +168,8 @@ class ProtectJob:
         )
         headers.read_unopened(discovery.photos)
         self.walked_headers = headers.headers
-        return discovery, len(headers.unreadable(discovery.photos))
+        self.walked_errors = headers.errors(discovery.photos)
+        return discovery, len(self.walked_errors)
 
     def _protector(self, perturbation: Perturbation) -> Protector:
         """The mode's per-photo step (loads its models: the encoder, to fine-tune)."""

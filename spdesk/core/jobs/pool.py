@@ -64,6 +64,7 @@ class JobPlace(Protocol):
     store: Store
     output_store: Store
     walked_headers: dict[Path, PhotoHeader]  # headers read while the folders were walked
+    walked_errors: dict[Path, ImageError]  # and the errors of those that did not read
 
 
 @dataclass
@@ -95,7 +96,7 @@ class _Task:
     signature: SourceSignature
     started: float
     need: int = 0  # bytes its photo holds in flight (the memory budget), from its header
-    refusal: ImageError | None = None  # it cannot be protected on this computer at all
+    refusal: ImageError | None = None  # it cannot be protected (too large here, or unreadable)
 
 
 @dataclass
@@ -269,8 +270,12 @@ class JobRun:
 
     def _estimate(self, task: _Task) -> None:
         """What the task's photo will hold once decoded, from its header alone. A header that
-        cannot be read needs nothing here: reading the photo then says why it failed."""
+        cannot be read needs nothing here: reading the photo then says why it failed (or, for
+        one that failed at the start, the photo fails with that error, unopened again)."""
         source = task.item.source
+        task.refusal = self.job.walked_errors.get(source)
+        if task.refusal is not None:
+            return
         header = self.job.walked_headers.get(source)  # read while the folder was walked
         try:
             if header is None:

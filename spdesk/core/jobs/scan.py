@@ -133,9 +133,10 @@ class HeaderScan:
             return error
         return None
 
-    def unreadable(self, photos: Sequence[InputPhoto]) -> list[Path]:
-        """Those of ``photos`` whose header, read during the walk, says a job will fail them."""
-        return [p.path for p in photos if self.checked.get(p.path) is not None]
+    def errors(self, photos: Sequence[InputPhoto]) -> dict[Path, ImageError]:
+        """Those of ``photos`` whose header, read during the walk, says a job will fail them,
+        each with the error it will report."""
+        return {p.path: e for p in photos if (e := self.checked.get(p.path)) is not None}
 
     def _error(self, path: Path, handle: IO[bytes]) -> ImageError | None:
         try:

@@ -209,6 +209,8 @@ def _gpu() -> str:
 
 
 def print_speed(timings: dict[str, tuple[float, float]]) -> None:
+    if not timings:
+        return
     print(
         f"speed (protect step alone, s; torch threads {torch.get_num_threads()}; {_gpu()}): "
         "per ImageNet photo | one 24 MP photo"
@@ -250,7 +252,9 @@ def main() -> None:
     parser.add_argument(
         "--transfer", default="tae/taef2_encoder.safetensors,tae/taesana_encoder.safetensors"
     )
-    parser.add_argument("--speed-photos", type=int, default=20)
+    parser.add_argument(
+        "--speed-photos", type=int, default=20, help="photos timed per candidate (0: no timing)"
+    )
     parser.add_argument(
         "--modes",
         default="photo,universal",
@@ -350,12 +354,14 @@ def main() -> None:
             objective=objective,
         )  # fmt: skip
         candidates[label] = protect
-        timings[label] = speed(protect, photos[: args.speed_photos])
+        if args.speed_photos:
+            timings[label] = speed(protect, photos[: args.speed_photos])
     for steps in fine_tune:
         for variant in filter(None, args.tuner_variants.split(",")):
             label = f"fine-tuned {steps}, {variant}"
             candidates[label] = tuner_variant(args.shared / "models", steps, variant, args.device)
-            timings[label] = speed(candidates[label], photos[: args.speed_photos])
+            if args.speed_photos:
+                timings[label] = speed(candidates[label], photos[: args.speed_photos])
     if args.crops:
         crop_figure(candidates, args.crops)
     if args.speed_only:

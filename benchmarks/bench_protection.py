@@ -31,6 +31,7 @@ from spdesk.core.assessment import SIGN, UNIFORM, Assessment, Protect, assess, m
 from spdesk.core.attacks import parse_attacks
 from spdesk.core.encoders import load_encoder
 from spdesk.core.evaluate import load_full_photos
+from spdesk.core.jobs.settings import DEFAULT_FINETUNE_OBJECTIVE
 from spdesk.core.photo_finetune import PhotoFineTuner
 from spdesk.core.train import find_photos, split_photos
 
@@ -263,8 +264,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--finetune-objectives",
-        default="encoder",
-        help="objectives of the finetune mode, each a candidate (e.g. encoder,latent)",
+        default=DEFAULT_FINETUNE_OBJECTIVE,
+        help="objectives of the finetune mode, each a candidate (e.g. encoder,latent; default: "
+        f"the product's, {DEFAULT_FINETUNE_OBJECTIVE})",
     )
     parser.add_argument(
         "--strengths", default="", help="photo mode also at these budgets (Pareto points), e.g. 4,6"
@@ -341,7 +343,7 @@ def main() -> None:
     runs = [(bundled[m], m, None, None, 0, "encoder") for m in modes if m != "finetune"]
     if "finetune" in modes:  # the universal pattern fine-tuned, once per objective
         for objective in filter(None, args.finetune_objectives.split(",")):
-            suffix = "" if objective == "encoder" else f", {objective}"
+            suffix = "" if objective == DEFAULT_FINETUNE_OBJECTIVE else f", {objective}"
             runs.append((bundled["finetune"] + suffix, "finetune", None, None, 0, objective))
     for label, mode, generator, strength, steps, objective in [
         *runs,

@@ -129,9 +129,10 @@ def test_mode_protect_fine_tunes_the_universal_pattern_towards_the_objective_ask
     from spdesk.core.assessment import mode_protect
 
     vae = str(save_tiny_vae(tmp_path / "vae"))
-    for objective in ("encoder", "latent"):
+    for objective in ("encoder", "latent", None):
         protect = mode_protect("finetune", encoder=vae, finetune_steps=1, objective=objective)[0]
         tuner = protect.protector.tuner  # type: ignore[attr-defined]
-        assert [item.name for item in tuner.objectives] == [objective]
+        # None: the job's default, away from the photo's own latent (measured the stronger)
+        assert [item.name for item in tuner.objectives] == [objective or "latent"]
         protected = protect(_photos(1)[0], 0)
         assert np.abs(protected.astype(int) - _photos(1)[0].astype(int)).max() <= 8

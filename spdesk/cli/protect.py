@@ -26,11 +26,13 @@ from spdesk.cli.common import (
 from spdesk.core.events import EtaClock
 from spdesk.core.export import COLLISIONS, DEFAULT_COLLISION, DEFAULT_STRIP, STRIP_CHOICES
 from spdesk.core.files import shown
-from spdesk.core.jobs.settings import DEFAULT_FINETUNE_JPEG, DEFAULT_FINETUNE_STEPS
+from spdesk.core.jobs.settings import (
+    DEFAULT_FINETUNE_JPEG,
+    DEFAULT_FINETUNE_OBJECTIVE,
+    DEFAULT_FINETUNE_STEPS,
+)
 
 DEFAULT_STRENGTH = 8.0  # the bundled files' own budget, shown in --help
-
-DEFAULT_OBJECTIVE = "encoder"  # of fine-tuning the universal pattern
 
 
 def register(sub: Any) -> None:
@@ -87,8 +89,9 @@ def register(sub: Any) -> None:
         help="for --fine-tune: sd15, taesd, folder or file",
     )
     parser.add_argument(
-        "--objective", default=DEFAULT_OBJECTIVE,
-        help="objective of --mode universal --fine-tune (encoder)",
+        "--objective", default=DEFAULT_FINETUNE_OBJECTIVE,
+        help=f"objective of --mode universal --fine-tune ({DEFAULT_FINETUNE_OBJECTIVE}: away from "
+        "the photo's own latent; encoder: PhotoGuard's, towards a grey photo's)",
     )  # fmt: skip
     parser.add_argument(
         "--fine-tune-jpeg", default=None, metavar="Q",
@@ -175,7 +178,7 @@ def _mode(args: argparse.Namespace) -> str:
     mode = job_mode(
         args.mode, fine_tune=args.fine_tune is not None, own_pattern=bool(args.perturbation)
     )
-    if mode == "photo-finetune" and args.objective != DEFAULT_OBJECTIVE:
+    if mode == "photo-finetune" and args.objective != DEFAULT_FINETUNE_OBJECTIVE:
         raise ConfigError(
             "--objective applies to fine-tuning the universal pattern (--mode universal); "
             "photo fine-tuning pushes the encoder's latent off course."

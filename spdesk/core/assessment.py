@@ -82,12 +82,12 @@ def mode_protect(
     finetune_steps: int = 8,
     finetune_jpeg: int | None = DEFAULT_FINETUNE_JPEG,
     working_size: int = 512,
-    objective: str = "encoder",
+    objective: str | None = None,
 ) -> tuple[ModeProtect, float, str]:
     """The protect function of a job's mode, built exactly as a job builds it (the same
     :class:`~spdesk.core.jobs.protector.Protector`), its budget in 8-bit steps, and a label.
     The fine-tuning modes optimise against ``encoder`` for ``finetune_steps`` steps; fine-tuning
-    the universal pattern, towards ``objective``."""
+    the universal pattern, towards ``objective`` (default: the job's)."""
     from spdesk.core.generator_file import read_spec
     from spdesk.core.jobs.protector import build_protector
     from spdesk.core.jobs.settings import ProtectSettings
@@ -96,8 +96,10 @@ def mode_protect(
     settings = ProtectSettings(
         mode=mode, perturbation=perturbation, generator=generator, strength=strength, workers=1,
         encoder=encoder or "sd15", finetune_steps=finetune_steps, finetune_jpeg=finetune_jpeg,
-        working_size=working_size, objective=objective,
+        working_size=working_size,
     )  # fmt: skip
+    if objective is not None:
+        settings = replace(settings, objective=objective)
     pattern = load_perturbation(perturbation or bundled_perturbation_path())
     protector = build_protector(settings, pattern)
     if mode in ("photo", "photo-finetune"):

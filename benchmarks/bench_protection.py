@@ -340,16 +340,16 @@ def main() -> None:
     taesd = str(args.shared / "models" / "taesd" / "taesd_f8e4m3.safetensors")
     fine_tune = [int(s) for s in args.fine_tune.split(",") if s]
     modes = [m for m in args.modes.split(",") if m]
-    runs = [(bundled[m], m, None, None, 0, "encoder") for m in modes if m != "finetune"]
+    runs: list[tuple] = [(bundled[m], m, None, None, 0, None) for m in modes if m != "finetune"]
     if "finetune" in modes:  # the universal pattern fine-tuned, once per objective
         for objective in filter(None, args.finetune_objectives.split(",")):
             suffix = "" if objective == DEFAULT_FINETUNE_OBJECTIVE else f", {objective}"
             runs.append((bundled["finetune"] + suffix, "finetune", None, None, 0, objective))
     for label, mode, generator, strength, steps, objective in [
         *runs,
-        *[(path.stem, "photo", path, None, 0, "encoder") for path in args.generator],
-        *[(f"photo-specific @{s:g}", "photo", None, s, 0, "encoder") for s in strengths],
-        *[(f"photo fine-tuned {n}", "photo-finetune", None, None, n, "encoder") for n in fine_tune],
+        *[(path.stem, "photo", path, None, 0, None) for path in args.generator],
+        *[(f"photo-specific @{s:g}", "photo", None, s, 0, None) for s in strengths],
+        *[(f"photo fine-tuned {n}", "photo-finetune", None, None, n, None) for n in fine_tune],
     ]:
         protect, _, _ = mode_protect(
             mode, generator=generator, strength=strength, encoder=taesd, finetune_steps=steps or 8,

@@ -338,10 +338,10 @@ def check_written(temp: Path, size: tuple[int, int], target: Path) -> str:
     """Re-open a written output and check it before it counts; returns its sha256.
 
     Insurance against a whole class of encoder problems (metadata that breaks a file, a format
-    that cannot hold the pixels, a write cut short): an output that Pillow cannot open, or
-    that is not ``size``, raises :class:`OutputError` naming ``target``. A JPEG's structure is
-    walked from its first marker to its last (see :mod:`spdesk.core.jpeg_structure`: a decode
-    cost more than the original's); other formats are decoded whole.
+    that cannot hold the pixels, a write cut short): an output that is not whole, or not
+    ``size``, raises :class:`OutputError` naming ``target``. A JPEG's structure is walked from
+    its first marker to its last (see :mod:`spdesk.core.jpeg_structure`: decoding it again cost
+    more than decoding the original); other formats are decoded whole by Pillow.
     """
     try:
         data = temp.read_bytes()

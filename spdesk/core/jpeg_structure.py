@@ -7,8 +7,9 @@ structure: metadata segments (EXIF, ICC, XMP) that do not fit or lie about their
 stream cut short by a full disk or a failing write, or bytes after its end. This walk checks
 every marker segment from SOI to EOI, the frame size in SOF, that each scan's entropy-coded data
 runs to the next marker, and that EOI is the last thing in the file, in one vectorised pass over
-the bytes. It cannot see bit errors inside the entropy-coded data; neither could a decode of
-the file from the page cache it was just written to.
+the bytes. It cannot see bit errors inside the entropy-coded data; neither could a decode: the
+file is read back from the page cache it was just written to, and libjpeg decodes garbage inside
+a scan without complaint (tried on 2026-12-01: stuffed bytes and an early end marker).
 """
 
 from __future__ import annotations

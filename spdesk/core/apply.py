@@ -91,6 +91,12 @@ def working_delta(
     return tile(delta, wh, ww)
 
 
+def grey_delta(delta: np.ndarray) -> np.ndarray:
+    """A (3, h, w) delta with each pixel's change the mean of its three: what a grey photo
+    receives, so that it stays grey (a colour pattern on black-and-white shows)."""
+    return np.repeat(delta.mean(axis=0, keepdims=True), 3, axis=0)
+
+
 def _quantised_canvas(working: np.ndarray) -> Image.Image:
     steps = np.rint(working.transpose(1, 2, 0) * 255.0) + _ZERO
     return Image.fromarray(np.clip(steps, 0, 255).astype(np.uint8), mode="RGB")
@@ -199,14 +205,12 @@ class UniversalApplier:
         self._grey: UniversalApplier | None = None
 
     def _for_grey(self) -> UniversalApplier:
-        """The applier for grey photos: the same pattern with each pixel's change the mean of
-        its three, so a grey photo stays grey (a colour pattern on black-and-white shows). The
-        two share the canvas cache's memory: each gets half."""
+        """The applier for grey photos: the pattern's :func:`grey_delta`. The two share the
+        canvas cache's memory: each gets half."""
         with self._lock:
             if self._grey is None:
-                delta = self.perturbation.at_strength(self.options.strength)
-                luminance = np.repeat(delta.mean(axis=0, keepdims=True), 3, axis=0)
-                grey = Perturbation(luminance, self.options.strength or self.perturbation.eps)
+                delta = grey_delta(self.perturbation.at_strength(self.options.strength))
+                grey = Perturbation(delta, self.options.strength or self.perturbation.eps)
                 self.cache_bytes //= 2  # the next canvas kept evicts down to it
                 self._grey = UniversalApplier(grey, replace(self.options, strength=None),
                     self.cache_bytes)  # fmt: skip

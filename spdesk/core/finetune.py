@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from spdesk.core.apply import ApplyOptions, apply_working_delta, working_delta
+from spdesk.core.apply import ApplyOptions, apply_working_delta, grey_delta, working_delta
 from spdesk.core.batches import batches_by_key, free_accelerator_memory
 from spdesk.core.colour import is_grey
 from spdesk.core.encoders import Encoder
@@ -207,7 +207,7 @@ class FineTuner:
             for index in group:
                 delta = workings[index]
                 if is_grey(Image.fromarray(images[index])):  # a grey photo stays grey
-                    delta = np.repeat(delta.mean(axis=0, keepdims=True), 3, axis=0)
+                    delta = grey_delta(delta)
                 results[index] = apply_working_delta(images[index], delta)
         return [results[index] for index in range(len(images))]
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -179,49 +181,56 @@ def test_non_rgb_tiffs_give_outputs_that_decode(
         _decodes_with_size(event.output, sizes[event.source.stem])
 
 
+def _fails_with_its_output_damaged(
+    source: Path,
+    out: Path,
+    settings: ProtectSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    damage: Callable[[Any], None],
+) -> None:
+    """Protect ``source`` with an encoder whose output ``damage`` spoils after writing: the
+    photo fails naming its output, and neither the output nor a temp file is left."""
+    from spdesk.core import export
+
+    real_write = export.write_image
+
+    def damaged(encoded: export.Encoded, handle: Any) -> None:
+        real_write(encoded, handle)
+        damage(handle)
+
+    monkeypatch.setattr(export, "write_image", damaged)
+    report = _run([source], out, settings)
+    assert not report.done
+    (failed,) = report.failed
+    name = f"{source.stem}.protected{source.suffix}"
+    assert name in failed.reason and "does not decode" in failed.reason
+    assert not (out / name).exists()
+    _no_temps(out)
+
+
 def test_a_jpeg_output_cut_short_inside_its_pixel_data_is_a_failure_not_done(
     tmp_path: Path, inputs: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spdesk.core import export
-
     samples.photo(inputs / "a.jpg", 96, 64)
-    real_write = export.write_image
 
-    def cutting(encoded: export.Encoded, handle: object) -> None:  # headers whole, data not
-        real_write(encoded, handle)  # type: ignore[arg-type]
-        handle.truncate(handle.tell() * 2 // 3)  # type: ignore[attr-defined]
+    def cut(handle: Any) -> None:  # headers whole, data not
+        handle.truncate(handle.tell() * 2 // 3)
 
-    monkeypatch.setattr(export, "write_image", cutting)
-    out = tmp_path / "out"
-    report = _run([inputs / "a.jpg"], out, settings)
-    assert not report.done
-    (failed,) = report.failed
-    assert "a.protected.jpg" in failed.reason and "does not decode" in failed.reason
-    assert not (out / "a.protected.jpg").exists()
-    _no_temps(out)
+    _fails_with_its_output_damaged(inputs / "a.jpg", tmp_path / "out", settings, monkeypatch, cut)
 
 
 def test_an_output_that_does_not_decode_is_a_failure_not_done(
     tmp_path: Path, inputs: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spdesk.core import export
-
     samples.photo(inputs / "a.png")
-    real_write = export.write_image
 
-    def broken(encoded: export.Encoded, handle: object) -> None:  # an encoder with a bug
-        real_write(encoded, handle)  # type: ignore[arg-type]
-        handle.seek(20)  # type: ignore[attr-defined]
-        handle.write(b"\0" * 64)  # type: ignore[attr-defined]
+    def overwrite(handle: Any) -> None:  # an encoder with a bug
+        handle.seek(20)
+        handle.write(b"\0" * 64)
 
-    monkeypatch.setattr(export, "write_image", broken)
-    out = tmp_path / "out"
-    report = _run([inputs / "a.png"], out, settings)
-    assert not report.done
-    (failed,) = report.failed
-    assert "a.protected.png" in failed.reason and "does not decode" in failed.reason
-    assert not (out / "a.protected.png").exists()
-    _no_temps(out)
+    _fails_with_its_output_damaged(
+        inputs / "a.png", tmp_path / "out", settings, monkeypatch, overwrite
+    )
 
 
 def test_xmp_orientation_is_reset_with_the_exif_one(

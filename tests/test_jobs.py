@@ -917,6 +917,36 @@ def test_the_memory_budget_reuses_the_headers_read_at_the_start_for_walked_and_n
     assert reads == [], "each header is read once, at the start"
 
 
+def test_a_job_opens_each_photo_twice_at_the_start_and_to_decode_it_and_names_it_by_content(
+    inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+    import io
+    from collections import Counter
+
+    samples.photo(inputs / "a.jpg")
+    Image.new("RGB", (40, 30), (90, 120, 150)).save(inputs / "png-named.jpg", format="PNG")
+    named = samples.photo(tmp_path / "named.png")
+    opened: Counter[str] = Counter()
+    real_open = io.open
+
+    def counting_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        opened[os.fspath(file) if isinstance(file, str | os.PathLike) else "fd"] += 1
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", counting_open)
+    monkeypatch.setattr(builtins, "open", counting_open)
+    report, _ = _run([inputs, named], tmp_path / "out", ProtectSettings(workers=1))
+    monkeypatch.undo()
+    assert sorted(e.output.name for e in report.done) == [
+        "a.protected.jpg",
+        "named.protected.png",
+        "png-named.protected.png",  # the format its content says, read once at the start
+    ]
+    photos = [*inputs.iterdir(), named]
+    assert {p: opened[str(p)] for p in photos} == dict.fromkeys(photos, 2)
+
+
 def test_a_photo_whose_header_failed_at_the_start_fails_with_that_error_unopened_again(
     inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -95,11 +95,13 @@ class DecodedImage:
 
 @dataclass(frozen=True)
 class PhotoHeader:
-    """What a photo's header declares: its size and its Pillow mode as stored in the file."""
+    """What a photo's header declares: its size, its Pillow mode as stored in the file, and
+    the format its content says (Pillow's name; "" when not known)."""
 
     width: int
     height: int
     mode: str
+    format: str = ""
 
     @property
     def pixels(self) -> int:
@@ -125,7 +127,7 @@ def read_header_from(
     fmt = _check_head(name, handle.read(HEAD_BYTES))
     handle.seek(0)
     with _open(name, handle, fmt, max_pixels) as image:
-        return PhotoHeader(image.width, image.height, image.mode)
+        return PhotoHeader(image.width, image.height, image.mode, fmt)
 
 
 def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:

@@ -337,7 +337,9 @@ class JobRun:
                 reason = "already protected with the same settings"
                 self._skip(item, SkipReason.ALREADY_DONE, reason, finished)
                 return None
-        target = self.names.plan(item.source, item.relative)
+        # The walk's header says the format: no second open of the photo just for its name.
+        header = self.job.walked_headers.get(item.source)
+        target = self.names.plan(item.source, item.relative, header.format if header else "")
         if target.taken:
             # Front-ends add how to choose another policy, in their own words (kind tells).
             reason = (

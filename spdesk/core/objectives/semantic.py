@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from spdesk.core.encoders.base import Encoder, freeze
 from spdesk.core.errors import ModelError, ModelMissingError, ObjectiveError
+from spdesk.core.objectives.base import Objective, Requirements
 
 T_MIN, T_MAX = 20, 980  # timesteps sampled uniformly in this range (both ends are uninformative)
 
@@ -51,6 +52,48 @@ def _model_folder(model_dir: str | Path | None) -> Path:
             hint="Run: spdesk models download --for preview",
         ) from error
     return Path(ModelStore().require("preview"))
+
+
+class DiffusionObjective(Objective):
+    """Base of the objectives on the diffusion loss: the UNet and the prompt's embedding are
+    loaded on first use, on the encoder's device; timesteps and noise follow ``seed``.
+
+    Args:
+        model_dir (`str`, *optional*): diffusers SD 1.5 folder; default: the model store's.
+        prompt (`str`, *optional*, defaults to ""): the text condition c.
+        seed (`int`, *optional*, defaults to 0): seed of the sampled timesteps and noise.
+    """
+
+    requirements: ClassVar[Requirements] = Requirements(unet=True)
+
+    def __init__(
+        self, model_dir: str | Path | None = None, prompt: str = "", seed: int = 0
+    ) -> None:
+        self.model_dir = model_dir
+        self.prompt = prompt
+        self.seed = seed
+        self._parts: DiffusionParts | None = None
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def check(self, encoder: Encoder) -> None:
+        for member in encoder.members:
+            latent_scale(member)
+
+    def parts(self, device: torch.device) -> DiffusionParts:
+        if self._parts is None:
+            self._parts = load_diffusion_parts(self.model_dir, self.prompt, device)
+        return self._parts
+
+    def noised_latents(
+        self, encoder: Encoder, perturbed: torch.Tensor
+    ) -> tuple[DiffusionParts, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The parts, and (z_t, t, eps) for the perturbed photos' latents in the UNet's units."""
+        parts = self.parts(encoder.device)
+        z = encoder.encode(perturbed).mean * latent_scale(encoder)
+        return (parts, *parts.noised(z, self._generator))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "prompt": self.prompt, "seed": self.seed}
 
 
 @dataclass

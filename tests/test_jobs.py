@@ -6,15 +6,19 @@ bytes must be unchanged when the test ends.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import dataclasses
 import errno
+import io
 import itertools
 import json
 import os
 import subprocess
 import sys
 import unicodedata
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -854,13 +858,25 @@ def test_header_problems_name_the_photos_a_job_fails_with_its_own_words(
         header_problems(photos, token)
 
 
+@contextlib.contextmanager
+def _counting_opens(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """Count the files opened (by path) inside the block."""
+    opened: Counter[str] = Counter()
+    real_open = io.open
+
+    def counting_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        opened[os.fspath(file) if isinstance(file, str | os.PathLike) else "fd"] += 1
+        return real_open(file, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(io, "open", counting_open)
+        patch.setattr(builtins, "open", counting_open)
+        yield opened
+
+
 def test_scanning_photos_opens_each_file_once_and_says_what_the_two_passes_say(
     inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import builtins
-    import io
-    from collections import Counter
-
     from spdesk.core.jobs.scan import header_problems, scan_photos
 
     samples.photo(inputs / "a.png")
@@ -875,17 +891,8 @@ def test_scanning_photos_opens_each_file_once_and_says_what_the_two_passes_say(
     paths = [inputs, named]
     before = (jobs.discover_inputs(paths), header_problems(jobs.discover_inputs(paths)))
 
-    opened: Counter[str] = Counter()
-    real_open = io.open
-
-    def counting_open(file: Any, *args: Any, **kwargs: Any) -> Any:
-        opened[os.fspath(file) if isinstance(file, str | os.PathLike) else "fd"] += 1
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(io, "open", counting_open)
-    monkeypatch.setattr(builtins, "open", counting_open)
-    photos, problems = scan_photos(paths)
-    monkeypatch.undo()
+    with _counting_opens(monkeypatch) as opened:
+        photos, problems = scan_photos(paths)
 
     assert (photos, problems.keys()) == (before[0], before[1].keys())
     assert {p: (e.message, e.hint) for p, e in problems.items()} == {
@@ -920,24 +927,11 @@ def test_the_memory_budget_reuses_the_headers_read_at_the_start_for_walked_and_n
 def test_a_job_opens_each_photo_twice_at_the_start_and_to_decode_it_and_names_it_by_content(
     inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import builtins
-    import io
-    from collections import Counter
-
     samples.photo(inputs / "a.jpg")
     Image.new("RGB", (40, 30), (90, 120, 150)).save(inputs / "png-named.jpg", format="PNG")
     named = samples.photo(tmp_path / "named.png")
-    opened: Counter[str] = Counter()
-    real_open = io.open
-
-    def counting_open(file: Any, *args: Any, **kwargs: Any) -> Any:
-        opened[os.fspath(file) if isinstance(file, str | os.PathLike) else "fd"] += 1
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(io, "open", counting_open)
-    monkeypatch.setattr(builtins, "open", counting_open)
-    report, _ = _run([inputs, named], tmp_path / "out", ProtectSettings(workers=1))
-    monkeypatch.undo()
+    with _counting_opens(monkeypatch) as opened:
+        report, _ = _run([inputs, named], tmp_path / "out", ProtectSettings(workers=1))
     assert sorted(e.output.name for e in report.done) == [
         "a.protected.jpg",
         "named.protected.png",

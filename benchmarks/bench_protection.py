@@ -242,7 +242,7 @@ def main() -> None:
     parser.add_argument("--measure", type=int, default=32)
     parser.add_argument("--attack-photos", type=int, default=100)
     parser.add_argument("--sizes", default="256,512")
-    parser.add_argument("--attacks", default="jpeg85,jpeg75,down0.5,blur1,average")
+    parser.add_argument("--attacks", default="jpeg85,jpeg75,down0.5,blur1,median3,average")
     parser.add_argument(
         "--generator",
         type=Path,

@@ -86,14 +86,27 @@ def test_averaging_finds_nothing_in_photo_specific_noise() -> None:
 
 def test_simple_attacks_keep_the_size() -> None:
     photo = np.random.default_rng(0).integers(0, 256, (33, 47, 3), dtype=np.uint8)
-    for name in parse_attacks("jpeg75,down0.5,blur1"):
+    for name in parse_attacks("jpeg75,down0.5,blur1,median3"):
         out = simple_attack(name)(photo)
         assert out.shape == photo.shape and out.dtype == np.uint8
         assert not np.array_equal(out, photo)
 
 
 @pytest.mark.parametrize(
-    "spec", ["jpeg0", "jpeg101", "down2", "sharpen", "blur", "regeneratex", "regenerate-2"]
+    "spec",
+    [
+        "jpeg0",
+        "jpeg101",
+        "down2",
+        "sharpen",
+        "blur",
+        "regeneratex",
+        "regenerate-2",
+        "median",
+        "median4",
+        "median11",
+        "median1",
+    ],
 )
 def test_unknown_attacks_are_refused(spec: str) -> None:
     with pytest.raises(ConfigError, match="Unknown attack") as error:
@@ -106,6 +119,17 @@ def test_a_regeneration_key_count_out_of_range_is_refused(spec: str) -> None:
     with pytest.raises(ConfigError, match=f"{spec!r} asks for") as error:
         parse_attacks(f"jpeg75,{spec}")
     assert "1 to 64 keys" in (error.value.hint or "")
+
+
+def test_a_median_filter_wipes_out_isolated_changes_and_keeps_edges() -> None:
+    photo = np.full((40, 60, 3), 100, np.uint8)
+    photo[:, 30:] = 200  # a sharp edge
+    marked = photo.copy()
+    marked[1::4, 1::4] += 8  # changes 4 pixels apart: one at most in any 3x3 square
+    cleaned = simple_attack("median3")(marked)
+    assert np.array_equal(cleaned, simple_attack("median3")(photo))
+    assert np.array_equal(cleaned[:, 28:32], photo[:, 28:32]), "the edge stays sharp"
+    assert np.array_equal(simple_attack("median5")(photo), photo)
 
 
 def test_regeneration_names_give_their_key_count() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from spdesk.cli.common import EXIT_OK, ProgressPrinter, fine_tune_jpeg, print_json
 
-DEFAULT_ATTACKS = "jpeg85,jpeg75,down0.5,blur1,average"
+DEFAULT_ATTACKS = "jpeg85,jpeg75,down0.5,blur1,median3,average"
 
 
 def register(sub: Any) -> None:

@@ -5,6 +5,8 @@ Each attack maps a uint8 (H, W, 3) photo to a uint8 photo of the same size:
 - ``jpegQ``: re-encode as JPEG at quality Q (Pillow, 4:2:0, as platforms do);
 - ``downF``: downscale by F (e.g. 0.5, antialiased) and back up to full size;
 - ``blurS``: Gaussian blur with sigma S pixels;
+- ``medianK``: a K x K median filter (K odd, 3 to 9), the oldest cleaner of fine-grained noise:
+  it keeps edges sharp while it wipes out isolated changes;
 - ``average``: the removal attack of someone who has many photos protected by the same install
   and spdesk's source (:class:`AveragingAttack`): estimate whatever the protection shares
   between photos, align it the way spdesk lays it, and subtract it;
@@ -13,7 +15,7 @@ Each attack maps a uint8 (H, W, 3) photo to a uint8 photo of the same size:
   own (8 by default), average the changes into whatever does not depend on the key, and
   subtract it.
 
-Names parse with :func:`parse_attacks` ("jpeg85,jpeg75,down0.5,blur1,average,regenerate").
+Names parse with :func:`parse_attacks` ("jpeg85,jpeg75,down0.5,blur1,median3,average,regenerate").
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ Attack = Callable[[np.ndarray], np.ndarray]
 PERIOD = 128  # the bundled universal tile's side; the attacker reads it in the source
 _PATTERN = re.compile(
     r"^(jpeg)(\d{1,3})$|^(down)(0?\.\d+)$|^(blur)(\d+(?:\.\d+)?)$|^(average)$|^(regenerate)(\d*)$"
+    r"|^(median)([3579])$"
 )
 REGENERATION_KEYS = 8  # keys of ``regenerate``; ``regenerateK`` names another count
 MAX_REGENERATION_KEYS = 64  # each key is one more protection of every photo
@@ -58,6 +61,11 @@ def blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(sigma)))
 
 
+def median(image: np.ndarray, size: int) -> np.ndarray:
+    """Each channel's median over a ``size`` x ``size`` square (edges replicated)."""
+    return np.asarray(Image.fromarray(image).filter(ImageFilter.MedianFilter(size)))
+
+
 def parse_attacks(spec: str) -> list[str]:
     """Validated attack names from a comma-separated list."""
     names = [part.strip().lower() for part in spec.split(",") if part.strip()]
@@ -66,9 +74,9 @@ def parse_attacks(spec: str) -> list[str]:
         if not match or (match.group(1) and not 1 <= int(match.group(2)) <= 100):
             raise ConfigError(
                 f"Unknown attack {name!r}.",
-                hint="Use jpegQ (quality 1-100), downF (0 < F < 1), blurS (sigma), average or "
-                "regenerate[K], comma-separated: e.g. jpeg85,jpeg75,down0.5,blur1,average,"
-                "regenerate.",
+                hint="Use jpegQ (quality 1-100), downF (0 < F < 1), blurS (sigma), medianK (K 3, "
+                "5, 7 or 9), average or regenerate[K], comma-separated: e.g. jpeg85,jpeg75,"
+                "down0.5,blur1,median3,average,regenerate.",
             )
         if match.group(8):
             regeneration_keys(name)  # refuses a count out of range
@@ -107,6 +115,9 @@ def simple_attack(name: str) -> Attack:
     if match.group(3):
         factor = float(match.group(4))
         return lambda image: downscale(image, factor)
+    if match.group(10):
+        size = int(match.group(11))
+        return lambda image: median(image, size)
     sigma = float(match.group(6))
     return lambda image: blur(image, sigma)
 

@@ -86,7 +86,7 @@ def test_averaging_finds_nothing_in_photo_specific_noise() -> None:
 
 def test_simple_attacks_keep_the_size() -> None:
     photo = np.random.default_rng(0).integers(0, 256, (33, 47, 3), dtype=np.uint8)
-    for name in parse_attacks("jpeg75,down0.5,blur1,median3"):
+    for name in parse_attacks("jpeg75,down0.5,blur1,median3,shift4"):
         out = simple_attack(name)(photo)
         assert out.shape == photo.shape and out.dtype == np.uint8
         assert not np.array_equal(out, photo)
@@ -106,6 +106,10 @@ def test_simple_attacks_keep_the_size() -> None:
         "median4",
         "median11",
         "median1",
+        "shift0",
+        "shift33",
+        "shift",
+        "shift-2",
     ],
 )
 def test_unknown_attacks_are_refused(spec: str) -> None:
@@ -130,6 +134,17 @@ def test_a_median_filter_wipes_out_isolated_changes_and_keeps_edges() -> None:
     assert np.array_equal(cleaned, simple_attack("median3")(photo))
     assert np.array_equal(cleaned[:, 28:32], photo[:, 28:32]), "the edge stays sharp"
     assert np.array_equal(simple_attack("median5")(photo), photo)
+
+
+def test_a_shift_moves_the_photo_up_and_left_and_repeats_its_far_edges() -> None:
+    photo = np.arange(6 * 5 * 3, dtype=np.uint8).reshape(6, 5, 3)
+    moved = simple_attack("shift2")(photo)
+    assert moved.shape == photo.shape
+    assert np.array_equal(moved[:4, :3], photo[2:, 2:])
+    assert np.array_equal(moved[4:, :3], np.repeat(photo[5:, 2:], 2, axis=0))
+    assert np.array_equal(moved[:, 3:], np.repeat(moved[:, 2:3], 2, axis=1))
+    tiny = np.zeros((2, 3, 3), np.uint8)
+    assert simple_attack("shift8")(tiny).shape == tiny.shape  # never more than the photo
 
 
 def test_regeneration_names_give_their_key_count() -> None:

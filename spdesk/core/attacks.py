@@ -7,6 +7,9 @@ Each attack maps a uint8 (H, W, 3) photo to a uint8 photo of the same size:
 - ``blurS``: Gaussian blur with sigma S pixels;
 - ``medianK``: a K x K median filter (K odd, 3 to 9), the oldest cleaner of fine-grained noise:
   it keeps edges sharp while it wipes out isolated changes;
+- ``shiftK``: the photo moved K pixels up and left (1 to 32; K rows and columns cut off the top
+  and left, the far edges repeated), as a slight crop does: the editor's pixel grid then meets
+  the protection K pixels off where spdesk laid it;
 - ``average``: the removal attack of someone who has many photos protected by the same install
   and spdesk's source (:class:`AveragingAttack`): estimate whatever the protection shares
   between photos, align it the way spdesk lays it, and subtract it;
@@ -15,7 +18,8 @@ Each attack maps a uint8 (H, W, 3) photo to a uint8 photo of the same size:
   own (8 by default), average the changes into whatever does not depend on the key, and
   subtract it.
 
-Names parse with :func:`parse_attacks` ("jpeg85,jpeg75,down0.5,blur1,median3,average,regenerate").
+Names parse with :func:`parse_attacks` ("jpeg85,jpeg75,down0.5,blur1,median3,shift4,average,
+regenerate").
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ Attack = Callable[[np.ndarray], np.ndarray]
 PERIOD = 128  # the bundled universal tile's side; the attacker reads it in the source
 _PATTERN = re.compile(
     r"^(jpeg)(\d{1,3})$|^(down)(0?\.\d+)$|^(blur)(\d+(?:\.\d+)?)$|^(average)$|^(regenerate)(\d*)$"
-    r"|^(median)([3579])$"
+    r"|^(median)([3579])$|^(shift)(\d{1,2})$"
 )
 REGENERATION_KEYS = 8  # keys of ``regenerate``; ``regenerateK`` names another count
 MAX_REGENERATION_KEYS = 64  # each key is one more protection of every photo
@@ -66,17 +70,28 @@ def median(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).filter(ImageFilter.MedianFilter(size)))
 
 
+def shift(image: np.ndarray, pixels: int) -> np.ndarray:
+    """``image`` moved ``pixels`` up and left, its bottom and right edges repeated."""
+    height, width = image.shape[:2]
+    pixels = min(pixels, height - 1, width - 1)
+    moved = image[pixels:, pixels:]
+    return np.pad(moved, ((0, pixels), (0, pixels), (0, 0)), mode="edge")
+
+
 def parse_attacks(spec: str) -> list[str]:
     """Validated attack names from a comma-separated list."""
     names = [part.strip().lower() for part in spec.split(",") if part.strip()]
     for name in names:
         match = _PATTERN.match(name)
-        if not match or (match.group(1) and not 1 <= int(match.group(2)) <= 100):
+        bad_quality = match and match.group(1) and not 1 <= int(match.group(2)) <= 100
+        bad_shift = match and match.group(12) and not 1 <= int(match.group(13)) <= 32
+        if not match or bad_quality or bad_shift:
             raise ConfigError(
                 f"Unknown attack {name!r}.",
                 hint="Use jpegQ (quality 1-100), downF (0 < F < 1), blurS (sigma), medianK (K 3, "
-                "5, 7 or 9), average or regenerate[K], comma-separated: e.g. jpeg85,jpeg75,"
-                "down0.5,blur1,median3,average,regenerate.",
+                "5, 7 or 9), shiftK (K 1-32 pixels), average or regenerate[K], "
+                "comma-separated: e.g. jpeg85,jpeg75,down0.5,blur1,median3,shift4,average,"
+                "regenerate.",
             )
         if match.group(8):
             regeneration_keys(name)  # refuses a count out of range
@@ -118,6 +133,9 @@ def simple_attack(name: str) -> Attack:
     if match.group(10):
         size = int(match.group(11))
         return lambda image: median(image, size)
+    if match.group(12):
+        pixels = int(match.group(13))
+        return lambda image: shift(image, pixels)
     sigma = float(match.group(6))
     return lambda image: blur(image, sigma)
 

@@ -38,8 +38,9 @@ from spdesk.core.keys import KEY_BYTES
 Attack = Callable[[np.ndarray], np.ndarray]
 PERIOD = 128  # the bundled universal tile's side; the attacker reads it in the source
 _PATTERN = re.compile(
-    r"^(jpeg)(\d{1,3})$|^(down)(0?\.\d+)$|^(blur)(\d+(?:\.\d+)?)$|^(average)$|^(regenerate)(\d*)$"
-    r"|^(median)([3579])$|^(shift)(\d{1,2})$"
+    r"^jpeg(?P<jpeg>\d{1,3})$|^down(?P<down>0?\.\d+)$|^blur(?P<blur>\d+(?:\.\d+)?)$"
+    r"|^(?P<average>average)$|^(?P<regenerate>regenerate)(?P<keys>\d*)$"
+    r"|^median(?P<median>[3579])$|^shift(?P<shift>\d{1,2})$"
 )
 REGENERATION_KEYS = 8  # keys of ``regenerate``; ``regenerateK`` names another count
 MAX_REGENERATION_KEYS = 64  # each key is one more protection of every photo
@@ -83,8 +84,8 @@ def parse_attacks(spec: str) -> list[str]:
     names = [part.strip().lower() for part in spec.split(",") if part.strip()]
     for name in names:
         match = _PATTERN.match(name)
-        bad_quality = match and match.group(1) and not 1 <= int(match.group(2)) <= 100
-        bad_shift = match and match.group(12) and not 1 <= int(match.group(13)) <= 32
+        bad_quality = match and match["jpeg"] and not 1 <= int(match["jpeg"]) <= 100
+        bad_shift = match and match["shift"] and not 1 <= int(match["shift"]) <= 32
         if not match or bad_quality or bad_shift:
             raise ConfigError(
                 f"Unknown attack {name!r}.",
@@ -93,7 +94,7 @@ def parse_attacks(spec: str) -> list[str]:
                 "comma-separated: e.g. jpeg85,jpeg75,down0.5,blur1,median3,shift4,average,"
                 "regenerate.",
             )
-        if match.group(8):
+        if match["regenerate"]:
             regeneration_keys(name)  # refuses a count out of range
     return names
 
@@ -107,9 +108,9 @@ def is_removal(name: str) -> bool:
 def regeneration_keys(name: str) -> int:
     """K of ``regenerateK`` (``regenerate``: :data:`REGENERATION_KEYS`)."""
     match = _PATTERN.match(name)
-    if match is None or not match.group(8):
+    if match is None or not match["regenerate"]:
         raise ConfigError(f"{name!r} is not a regeneration attack.")
-    count = int(match.group(9) or REGENERATION_KEYS)
+    count = int(match["keys"] or REGENERATION_KEYS)
     if not 1 <= count <= MAX_REGENERATION_KEYS:
         raise ConfigError(
             f"{name!r} asks for {count} keys.",
@@ -122,21 +123,21 @@ def simple_attack(name: str) -> Attack:
     """The attack function for a name that needs no fitting (not ``average`` nor
     ``regenerate``)."""
     match = _PATTERN.match(name)
-    if match is None or match.group(7) or match.group(8):
+    if match is None or match["average"] or match["regenerate"]:
         raise ConfigError(f"{name!r} is not a simple attack.")
-    if match.group(1):
-        quality = int(match.group(2))
+    if match["jpeg"]:
+        quality = int(match["jpeg"])
         return lambda image: jpeg(image, quality)
-    if match.group(3):
-        factor = float(match.group(4))
+    if match["down"]:
+        factor = float(match["down"])
         return lambda image: downscale(image, factor)
-    if match.group(10):
-        size = int(match.group(11))
+    if match["median"]:
+        size = int(match["median"])
         return lambda image: median(image, size)
-    if match.group(12):
-        pixels = int(match.group(13))
+    if match["shift"]:
+        pixels = int(match["shift"])
         return lambda image: shift(image, pixels)
-    sigma = float(match.group(6))
+    sigma = float(match["blur"])
     return lambda image: blur(image, sigma)
 
 

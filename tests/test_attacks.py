@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from spdesk.core import attacks
 from spdesk.core.attacks import (
     Alignment,
     AveragingAttack,
@@ -82,6 +83,19 @@ def test_averaging_finds_nothing_in_photo_specific_noise() -> None:
     photo = protected[0]
     changed = np.abs(attack(photo).astype(int) - photo.astype(int)).mean()
     assert changed < 1.5  # steps: the estimate shares little with any one photo's noise
+
+
+def test_each_simple_attack_name_gives_its_edit_with_its_number() -> None:
+    photo = np.random.default_rng(2).integers(0, 256, (33, 47, 3), dtype=np.uint8)
+    expected = {
+        "jpeg75": attacks.jpeg(photo, 75),
+        "down0.5": attacks.downscale(photo, 0.5),
+        "blur1.5": attacks.blur(photo, 1.5),
+        "median5": attacks.median(photo, 5),
+        "shift3": attacks.shift(photo, 3),
+    }
+    for name, edited in expected.items():
+        assert np.array_equal(simple_attack(name)(photo), edited), name
 
 
 def test_simple_attacks_keep_the_size() -> None:

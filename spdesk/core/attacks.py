@@ -28,6 +28,7 @@ import io
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -125,20 +126,20 @@ def simple_attack(name: str) -> Attack:
     match = _PATTERN.match(name)
     if match is None or match["average"] or match["regenerate"]:
         raise ConfigError(f"{name!r} is not a simple attack.")
-    if match["jpeg"]:
-        quality = int(match["jpeg"])
-        return lambda image: jpeg(image, quality)
-    if match["down"]:
-        factor = float(match["down"])
-        return lambda image: downscale(image, factor)
-    if match["median"]:
-        size = int(match["median"])
-        return lambda image: median(image, size)
-    if match["shift"]:
-        pixels = int(match["shift"])
-        return lambda image: shift(image, pixels)
-    sigma = float(match["blur"])
-    return lambda image: blur(image, sigma)
+    kind = next(kind for kind in _SIMPLE if match[kind])
+    parse, attack = _SIMPLE[kind]
+    value = parse(match[kind])
+    return lambda image: attack(image, value)
+
+
+# Each simple attack's name (a group of _PATTERN): how its number reads, and the edit it names.
+_SIMPLE: dict[str, tuple[Callable[[str], Any], Callable[[np.ndarray, Any], np.ndarray]]] = {
+    "jpeg": (int, jpeg),
+    "down": (float, downscale),
+    "blur": (float, blur),
+    "median": (int, median),
+    "shift": (int, shift),
+}
 
 
 # --- the averaging attack ---------------------------------------------------------------------

@@ -74,17 +74,18 @@ class OutputNamer:
     def plan(self, source: Path, relative: Path, source_format: str = "") -> Target:
         """The output for ``source`` (at ``relative`` below the inputs), reserved for it.
         ``source_format``: its format by content, when already read (else it is sniffed)."""
-        target = self._plan(source, relative, source_format or None)
+        target = self._plan(relative, source_format or self._sniff(source))
         if not target.taken:
             self.written.add(target.path)  # a later photo of this run gets another name
         return target
 
-    def _plan(self, source: Path, relative: Path, source_format: str | None) -> Target:
-        if source_format is None:
-            try:
-                source_format = self.inputs.sniff(source)
-            except OSError:
-                source_format = None
+    def _sniff(self, source: Path) -> str | None:
+        try:
+            return self.inputs.sniff(source)
+        except OSError:
+            return None
+
+    def _plan(self, relative: Path, source_format: str | None) -> Target:
         if source_format is None:  # read_image will name the problem; plan a placeholder
             return Target(self.root / relative)
         fmt = output_format(source_format, self.export)

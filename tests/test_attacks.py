@@ -15,6 +15,7 @@ from spdesk.core.attacks import (
     align,
     attacker_keys,
     fold,
+    gaussian_high_pass,
     high_pass,
     parse_attacks,
     place,
@@ -159,6 +160,24 @@ def test_a_shift_moves_the_photo_up_and_left_and_repeats_its_far_edges() -> None
     assert np.array_equal(moved[:, 3:], np.repeat(moved[:, 2:3], 2, axis=1))
     tiny = np.zeros((2, 3, 3), np.uint8)
     assert simple_attack("shift8")(tiny).shape == tiny.shape  # never more than the photo
+
+
+def test_the_float_high_pass_is_the_planes_minus_their_gaussian_blur() -> None:
+    rng = np.random.default_rng(3)
+    planes = rng.normal(size=(3, 24, 30)).astype(np.float32)
+    sigma, radius = 1.5, 4  # round(3 * sigma) taps each side
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    rows = np.apply_along_axis(np.convolve, 1, planes, taps, mode="valid")
+    blurred = np.apply_along_axis(np.convolve, 2, rows, taps, mode="valid")
+    inner = planes[:, radius:-radius, radius:-radius] - blurred
+
+    result = gaussian_high_pass(planes, sigma)
+
+    assert result.shape == planes.shape and result.dtype == np.float32
+    np.testing.assert_allclose(result[:, radius:-radius, radius:-radius], inner, atol=1e-5)
+    flat = np.full((1, 12, 12), 0.4, dtype=np.float32)  # reflected edges: no rim on a flat plane
+    np.testing.assert_allclose(gaussian_high_pass(flat), 0.0, atol=1e-6)
 
 
 def test_regeneration_names_give_their_key_count() -> None:

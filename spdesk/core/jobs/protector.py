@@ -100,12 +100,22 @@ class UniversalProtector(Protector):
         return self.applier.apply(image, key)
 
 
-class FineTuneProtector(Protector):
+class TuningProtector(Protector):
+    """A mode that optimises each photo: it runs on the job's thread, ``batch_size`` photos at
+    a time through :meth:`protect_batch` (which subclasses override); one photo is a batch of
+    one."""
+
+    stage = "fine-tuning"
+    concurrent = False
+
+    def protect(self, image: Image.Image, key: str) -> Protected:
+        return self.protect_batch([image], [key])[0]
+
+
+class FineTuneProtector(TuningProtector):
     """The universal perturbation fine-tuned on each photo against an encoder."""
 
     mode = "finetune"
-    stage = "fine-tuning"
-    concurrent = False
 
     def __init__(self, tuner: FineTuner) -> None:
         self.tuner = tuner
@@ -130,9 +140,6 @@ class FineTuneProtector(Protector):
     @classmethod
     def settings_key(cls, settings: ProtectSettings) -> Any:
         return [settings.finetune_steps, settings.encoder, settings.objective]
-
-    def protect(self, image: Image.Image, key: str) -> Protected:
-        return self.protect_batch([image], [key])[0]
 
     def protect_batch(
         self,
@@ -186,14 +193,12 @@ class PhotoSpecificProtector(Protector):
         return self.protector.apply(image, key)
 
 
-class PhotoFineTuneProtector(Protector):
+class PhotoFineTuneProtector(TuningProtector):
     """Photo mode's perturbation fine-tuned on each photo against an encoder, inside the same
     perceptual budget (:mod:`spdesk.core.photo_finetune`); photos of one view size are
     fine-tuned together, 8 at a time on a CUDA GPU."""
 
     mode = "photo-finetune"
-    stage = "fine-tuning"
-    concurrent = False
 
     def __init__(self, tuner: PhotoFineTuner) -> None:
         self.tuner = tuner
@@ -229,9 +234,6 @@ class PhotoFineTuneProtector(Protector):
         key = [*_photo_key(settings, device), settings.finetune_steps, settings.encoder]
         # Without the JPEG term, as before it existed: those outputs stay valid.
         return key if settings.finetune_jpeg is None else [*key, settings.finetune_jpeg]
-
-    def protect(self, image: Image.Image, key: str) -> Protected:
-        return self.protect_batch([image], [key])[0]
 
     def protect_batch(
         self,

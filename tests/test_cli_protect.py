@@ -276,6 +276,28 @@ def test_every_protect_option_says_what_it_does() -> None:
     assert "write every output in this format (default: each photo's own" in text
 
 
+def test_protect_help_groups_its_options_by_what_they_are_for() -> None:
+    from spdesk.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    protect = subparsers.choices["protect"]
+    titles = {group.title: group._group_actions for group in protect._action_groups}
+    # Only help and the one required option stand outside a group of their own.
+    assert {a.dest for a in titles["options"]} == {"help", "out"}
+    grouped = {a.dest for title, actions in titles.items() if title != "options" for a in actions}
+    assert {"mode", "strength", "device"} <= {a.dest for a in titles["protection"]}
+    assert {"fine_tune", "encoder"} <= grouped and {"engine", "num_gpus"} <= grouped
+    assert [t for t in titles if t not in ("positional arguments", "options")] == [
+        "protection",
+        "fine-tuning (stronger; quick on a CUDA GPU)",
+        "protected copies",
+        "what is read",
+        "the job",
+        "a Ray cluster",
+    ]
+
+
 def test_output_inside_input_exits_2(
     inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -53,119 +53,147 @@ def register(sub: Any) -> None:
         "inputs", metavar="INPUT", nargs="+", help="photos or folders (or s3://, gs:// URLs)"
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (or a URL)")
-    parser.add_argument(
+    _protection_options(parser.add_argument_group("protection"))
+    _fine_tune_options(parser.add_argument_group("fine-tuning (stronger; quick on a CUDA GPU)"))
+    _output_options(parser.add_argument_group("protected copies"))
+    _input_options(parser.add_argument_group("what is read"))
+    _job_options(parser.add_argument_group("the job"))
+    _ray_options(parser.add_argument_group("a Ray cluster"))
+    parser.set_defaults(func=run)
+
+
+def _protection_options(group: Any) -> None:
+    group.add_argument(
         "--mode", choices=("photo", "universal"), default=None,
         help="photo: each photo its own perturbation (default); universal: one pattern for all "
         "(instant; the default when --perturbation is given)",
     )  # fmt: skip
-    parser.add_argument(
+    group.add_argument(
+        "--strength", type=float, default=None, metavar="EPS",
+        help=f"at most EPS/255 change per colour value: 4 low, {DEFAULT_STRENGTH:g} medium "
+        "(default; with --perturbation, that file's own), 16 high",
+    )  # fmt: skip
+    group.add_argument(
         "--perturbation",
         type=Path,
         default=None,
         metavar="FILE",
         help="universal perturbation file (bundled)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--generator", type=Path, default=None, metavar="FILE",
         help="protection generator for --mode photo (bundled)",
     )  # fmt: skip
-    parser.add_argument(
-        "--strength", type=float, default=None, metavar="EPS",
-        help=f"at most EPS/255 change per colour value: 4 low, {DEFAULT_STRENGTH:g} medium "
-        "(default; with --perturbation, that file's own), 16 high",
-    )  # fmt: skip
-    parser.add_argument(
+    group.add_argument(
         "--working-size", type=int, default=512, metavar="PX", help="editor's short side (512)"
     )
-    parser.add_argument(
+    group.add_argument("--randomize", action="store_true", help="vary the pattern per photo")
+    group.add_argument("--seed", type=int, default=0, help="seed of --randomize")
+    group.add_argument(
+        "--device", default="auto",
+        help="where photo mode's network and fine-tuning run: auto (a CUDA GPU if there is one), "
+        "cpu, cuda",
+    )  # fmt: skip
+
+
+def _fine_tune_options(group: Any) -> None:
+    group.add_argument(
         "--fine-tune", type=int, default=None, metavar="STEPS",
         help="optimise each photo's perturbation against --encoder for STEPS steps, inside the "
         "same budget (photo mode; with --mode universal, the universal pattern)",
     )  # fmt: skip
-    parser.add_argument(
+    group.add_argument(
         "--encoder",
         default=None,
         metavar="ENCODER",
         help="for --fine-tune: sd15, taesd, folder or file",
     )
-    parser.add_argument(
+    group.add_argument(
         "--objective", default=DEFAULT_FINETUNE_OBJECTIVE,
         help=f"objective of --mode universal --fine-tune ({DEFAULT_FINETUNE_OBJECTIVE}: away from "
         "the photo's own latent; encoder: PhotoGuard's, towards a grey photo's)",
     )  # fmt: skip
-    parser.add_argument(
+    group.add_argument(
         "--fine-tune-jpeg", default=None, metavar="Q",
         help=f"photo fine-tuning also defends against a JPEG re-save of quality Q "
         f"({DEFAULT_FINETUNE_JPEG}; off: the photo as is only, twice as fast)",
     )  # fmt: skip
-    parser.add_argument(
+    group.add_argument(
         "--fine-tune-batch", type=int, default=None, metavar="N",
         help="photos of one size fine-tuned together (default: 8 on a CUDA GPU, else 1)",
     )  # fmt: skip
-    parser.add_argument("--device", default="auto", help="fine-tuning device: auto, cpu, cuda")
-    parser.add_argument(
+
+
+def _output_options(group: Any) -> None:
+    group.add_argument(
         "--format", choices=("png", "jpeg", "webp", "tiff"), default=None,
         help="write every output in this format (default: each photo's own; GIF becomes PNG, "
         "HEIC JPEG)",
     )  # fmt: skip
-    parser.add_argument(
+    group.add_argument(
         "--quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (95)"
     )
-    parser.add_argument(
+    group.add_argument(
         "--collision", choices=COLLISIONS, default=DEFAULT_COLLISION,
         help="when an output name is taken: unique adds -2, -3... (default: nothing is ever "
         "replaced), skip leaves the photo out, overwrite replaces a copy spdesk wrote (never a "
         "file of yours); a re-run with the same settings skips finished photos either way",
     )  # fmt: skip
-    parser.add_argument(
+    group.add_argument(
         "--strip-metadata", choices=STRIP_CHOICES, default=DEFAULT_STRIP,
         help="gps (default): remove the location (GPS), keep the rest of the metadata; none: "
         "keep the location too; all: remove EXIF and XMP",
     )  # fmt: skip
-    parser.add_argument("--suffix", default=".protected", help="added to output names")
-    parser.add_argument("--randomize", action="store_true", help="vary the pattern per photo")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --randomize")
-    parser.add_argument(
+    group.add_argument("--suffix", default=".protected", help="added to output names")
+    group.add_argument("--redo", action="store_true", help="protect finished photos again")
+
+
+def _input_options(group: Any) -> None:
+    group.add_argument(
         "--follow-symlinks", action="store_true",
         help="follow symbolic links found inside the input folders (default: they are skipped "
         "and listed, so a walk never leaves the folders given)",
     )  # fmt: skip
-    parser.add_argument(
+    group.add_argument(
         "--allow-output-in-input", action="store_true", help="allow --out inside an input folder"
     )
-    parser.add_argument("--redo", action="store_true", help="protect finished photos again")
-    parser.add_argument(
+    group.add_argument(
+        "--max-megapixels", type=float, default=None, metavar="MP", help="refuse larger (179)"
+    )
+
+
+def _job_options(group: Any) -> None:
+    group.add_argument(
         "--workers", type=int, default=None, metavar="N",
         help="photos at once (default: CPU cores + 1, at most 4; 1 = one by one)",
     )  # fmt: skip
-    parser.add_argument(
+    group.add_argument(
         "--memory-budget", default=None, metavar="SIZE",
         help="memory the photos in flight may hold at once, e.g. 4G (default: half the memory "
         "available; a larger photo runs alone)",
     )  # fmt: skip
-    parser.add_argument(
-        "--max-megapixels", type=float, default=None, metavar="MP", help="refuse larger (179)"
-    )
-    parser.add_argument(
+    group.add_argument("--json", action="store_true", help="print one JSON summary")
+
+
+def _ray_options(group: Any) -> None:
+    group.add_argument(
         "--engine", choices=("local", "ray"), default="local",
         help='where to protect: this machine (local) or a Ray cluster (pip install "spdesk[ray]")',
     )  # fmt: skip
-    parser.add_argument(
+    group.add_argument(
         "--address", default=None, metavar="ADDR",
         help="with --engine ray: auto (this machine's cluster) or ray://HOST:10001 "
         "(default: a Ray instance started for the job)",
     )  # fmt: skip
-    parser.add_argument(
+    group.add_argument(
         "--num-cpus", type=int, default=None, metavar="N",
         help="with --engine ray: CPU workers (default: every CPU of the cluster)",
     )  # fmt: skip
-    parser.add_argument(
+    group.add_argument(
         "--num-gpus", type=int, default=None, metavar="N",
         help="with --engine ray: GPU workers for photo mode's generator and --fine-tune "
         "(default: every GPU of the cluster; 0: CPU workers)",
     )  # fmt: skip
-    parser.add_argument("--json", action="store_true", help="print one JSON summary")
-    parser.set_defaults(func=run)
 
 
 def _mode(args: argparse.Namespace) -> str:

@@ -732,11 +732,16 @@ def test_workers_give_the_same_outputs_in_job_order(
     assert finished == sorted(finished)
 
 
+def _eight_photos(folder: Path) -> None:
+    """0.png ... 7.png: enough for three workers to have photos in flight when a job stops."""
+    for i in range(8):
+        samples.photo(folder / f"{i}.png")
+
+
 def test_cancel_with_workers_keeps_only_whole_outputs(
     tmp_path: Path, inputs: Path, settings: ProtectSettings
 ) -> None:
-    for i in range(8):
-        samples.photo(inputs / f"{i}.png")
+    _eight_photos(inputs)
     out = tmp_path / "out"
 
     def in_fourth(event: Event) -> bool:
@@ -752,8 +757,7 @@ def test_cancel_with_workers_keeps_only_whole_outputs(
 def test_disk_full_with_workers_stops_and_resumes(
     tmp_path: Path, inputs: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for i in range(8):
-        samples.photo(inputs / f"{i}.png")
+    _eight_photos(inputs)
     out = tmp_path / "out"
     real_write = export.write_image
 
@@ -778,8 +782,7 @@ def test_disk_full_with_workers_stops_and_resumes(
 def test_cancel_after_a_done_event_lets_no_later_photo_through(
     tmp_path: Path, inputs: Path, settings: ProtectSettings
 ) -> None:
-    for i in range(8):
-        samples.photo(inputs / f"{i}.png")
+    _eight_photos(inputs)
     out = tmp_path / "out"
 
     def after_second(event: Event) -> bool:

@@ -44,3 +44,27 @@ def test_progress_without_an_eta_estimates_one_from_the_rate_since_its_first_upd
         " 50.0% photos measured (ETA 01:00)",
         "100.0% photos measured (ETA 00:00)",
     ]
+
+
+def _commands(
+    name: str, parser: argparse.ArgumentParser
+) -> list[tuple[str, argparse.ArgumentParser]]:
+    found = [(name, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                found += _commands(f"{name} {sub_name}".strip(), sub)
+    return found
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    from spdesk.cli import build_parser
+
+    commands = _commands("", build_parser())
+    silent = {
+        name: [a.option_strings or a.dest for a in parser._actions if not a.help]
+        for name, parser in commands
+    }
+    assert {name: options for name, options in silent.items() if options} == {}
+    names = [name for name, _ in commands]
+    assert {"protect", "train", "train-generator", "eval", "models download"} <= set(names)

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --self-test: print its result as one JSON object",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", help="what to do")
     gui = sub.add_parser("gui", help="open the app window (the default)")
     gui.set_defaults(func=None)
     for name in COMMAND_MODULES:

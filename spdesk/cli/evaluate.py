@@ -65,7 +65,7 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     parser.add_argument("--transfer", default="", help="other encoders to report latent gain on")
     parser.add_argument("--max-photos", type=int, default=32, help="photos measured (32)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 

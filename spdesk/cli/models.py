@@ -23,6 +23,10 @@ from spdesk.cli.common import (
 )
 
 FEATURE_CHOICES = ("train", "preview", "inpaint", "taesd")
+FEATURE_HELP = (
+    "train: the SD 1.5 VAE (fine-tuning, training); preview: SD 1.5 (img2img previews); "
+    "inpaint: SD 1.5 inpainting; taesd: the tiny autoencoder"
+)
 
 
 def register(sub: Any) -> None:
@@ -35,26 +39,37 @@ def register(sub: Any) -> None:
             "'taesd' for the fast tiny encoder. Downloaded once, verified, then used offline."
         ),
     )
-    actions = parser.add_subparsers(dest="models_action", metavar="ACTION", required=True)
+    actions = parser.add_subparsers(
+        dest="models_action", metavar="ACTION", required=True, help="what to do"
+    )
 
     status = actions.add_parser("status", help="what is installed, where, sizes, verified")
     _json_flag(status)
     status.set_defaults(func=run_status)
 
     download = actions.add_parser("download", help="fetch what a feature needs (resumable)")
-    download.add_argument("--for", dest="feature", choices=FEATURE_CHOICES, default="train")
+    download.add_argument(
+        "--for", dest="feature", choices=FEATURE_CHOICES, default="train",
+        help=f"what to download (train): {FEATURE_HELP}",
+    )  # fmt: skip
     download.add_argument("--quiet", action="store_true", help="no progress lines")
     _json_flag(download)
     download.set_defaults(func=run_download)
 
     verify = actions.add_parser("verify", help="re-hash installed files (damaged ones deleted)")
-    verify.add_argument("--for", dest="feature", choices=FEATURE_CHOICES, default=None)
+    verify.add_argument(
+        "--for", dest="feature", choices=FEATURE_CHOICES, default=None,
+        help=f"check only this (default: everything installed): {FEATURE_HELP}",
+    )  # fmt: skip
     _json_flag(verify)
     verify.set_defaults(func=run_verify)
 
     remove = actions.add_parser("remove", help="delete downloaded or imported models")
     which = remove.add_mutually_exclusive_group(required=True)
-    which.add_argument("--for", dest="feature", choices=FEATURE_CHOICES)
+    which.add_argument(
+        "--for", dest="feature", choices=FEATURE_CHOICES,
+        help=f"what the store downloaded for this: {FEATURE_HELP}",
+    )  # fmt: skip
     which.add_argument("--imported", metavar="NAME", help="an imported model (see status)")
     which.add_argument(
         "--all", action="store_true", help="every model the store installed (nothing else)"
@@ -65,13 +80,16 @@ def register(sub: Any) -> None:
     importer = actions.add_parser(
         "import", help="use a local diffusers folder or SD 1.5 .safetensors checkpoint"
     )
-    importer.add_argument("path", metavar="PATH", type=Path)
+    importer.add_argument(
+        "path", metavar="PATH", type=Path,
+        help="a diffusers folder, an SD 1.5 .safetensors checkpoint or a TAESD weights file",
+    )  # fmt: skip
     importer.add_argument("--name", default=None, help="name in the store (default: from PATH)")
     _json_flag(importer)
     importer.set_defaults(func=run_import)
 
     move = actions.add_parser("move", help="move the store to another folder (saved)")
-    move.add_argument("folder", metavar="FOLDER", type=Path)
+    move.add_argument("folder", metavar="FOLDER", type=Path, help="the new folder for the store")
     _json_flag(move)
     move.set_defaults(func=run_move)
 

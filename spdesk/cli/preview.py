@@ -38,7 +38,10 @@ def register(sub: Any) -> None:
         default=None,
         help="P1 watercolor, P2 sunset lighting, P3 snow, P4 empty (default P1)",
     )
-    parser.add_argument("--mode", choices=("img2img", "inpaint"), default="img2img")
+    parser.add_argument(
+        "--mode", choices=("img2img", "inpaint"), default="img2img",
+        help="img2img: redraw the whole photo (default); inpaint: redraw the masked part",
+    )  # fmt: skip
     parser.add_argument("--mask", type=Path, default=None, help="inpainting mask (white = redo)")
     parser.add_argument(
         "--mask-mode",

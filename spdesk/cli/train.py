@@ -30,47 +30,91 @@ def register(sub: Any) -> None:
         help="save into the app's library under NAME, as the app's Train dialog does (a "
         "cancelled run resumes when started again with the same settings)",
     )
-    parser.add_argument(
+    _objective_options(parser.add_argument_group("what it is trained against"))
+    _optimisation_options(parser.add_argument_group("optimisation"))
+    _run_options(parser.add_argument_group("the run"))
+    _saving_options(parser.add_argument_group("the saved perturbation"))
+    parser.set_defaults(func=run)
+
+
+def _objective_options(group: Any) -> None:
+    group.add_argument(
         "--encoder",
         required=True,
         help="'sd15', 'taesd', a diffusers folder, a tiny-autoencoder weights file, or several, "
         "comma-separated (ensemble)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--objective",
         default=DEFAULT_OBJECTIVE,
         help=f"latent, encoder, pca+, pca- (comma-separated; default {DEFAULT_OBJECTIVE}: it "
         "measured strongest, see spdesk.core.train_advice)",
     )
-    parser.add_argument("--target", default="grey", help="encoder objective target (or image)")
-    parser.add_argument("--eps", type=float, default=8.0, help="budget in 8-bit steps (8)")
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--batch", type=int, default=8, help="photos per step")
-    parser.add_argument("--micro-batch", type=int, default=None, help="less memory per pass")
-    parser.add_argument(
+    group.add_argument(
+        "--target", default="grey",
+        help="where the encoder objective pushes each photo's latent: grey (default), black, "
+        "white or an image file",
+    )  # fmt: skip
+    group.add_argument("--eps", type=float, default=8.0, help="budget in 8-bit steps (8)")
+    group.add_argument(
+        "--robust", default="",
+        help="edits to stay strong through, comma-separated: jpeg,resize,crop,blur (default: none)",
+    )  # fmt: skip
+
+
+def _optimisation_options(group: Any) -> None:
+    group.add_argument("--steps", type=int, default=500, help="optimisation steps (500)")
+    group.add_argument("--batch", type=int, default=8, help="photos per step (8)")
+    group.add_argument(
+        "--size", type=int, default=512,
+        help="crop side in pixels, a multiple of 8; photos are resized to it first (512)",
+    )  # fmt: skip
+    group.add_argument(
+        "--optimizer", choices=("pgd", "adam"), default="pgd",
+        help="pgd: signed-gradient steps (default); adam: Adam, then back into the budget",
+    )  # fmt: skip
+    group.add_argument(
+        "--step-size", type=float, default=None,
+        help="first step in 8-bit steps (default: eps/4 for pgd, eps/8 for adam)",
+    )  # fmt: skip
+    group.add_argument(
+        "--schedule", choices=("cosine", "constant"), default="cosine",
+        help="cosine: the step decays to a tenth of the first (default); constant: it stays",
+    )  # fmt: skip
+    group.add_argument(
+        "--start", choices=("auto", "zero", "random", "sign"), default="auto",
+        help="the first perturbation; auto: random when the objective needs it, else zero",
+    )  # fmt: skip
+    group.add_argument("--seed", type=int, default=0, help="seeds the split, start and batches")
+
+
+def _run_options(group: Any) -> None:
+    group.add_argument(
+        "--max-photos", type=int, default=None,
+        help="use at most this many of the photos, chosen by --seed (default: all)",
+    )  # fmt: skip
+    group.add_argument(
+        "--val-every", type=int, default=50,
+        help="report the effect on held-out photos every this many steps (50; 0: at the end)",
+    )  # fmt: skip
+    group.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file")
+    group.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    group.add_argument("--micro-batch", type=int, default=None, help="less memory per pass")
+    group.add_argument(
         "--checkpointing", action="store_true",
         help="recompute SD 1.5 VAE activations: same result, far less GPU memory, more time",
     )  # fmt: skip
-    parser.add_argument("--size", type=int, default=512, help="crop size in pixels (512)")
-    parser.add_argument("--optimizer", choices=("pgd", "adam"), default="pgd")
-    parser.add_argument("--step-size", type=float, default=None, help="first step, 8-bit steps")
-    parser.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
-    parser.add_argument("--start", choices=("auto", "zero", "random", "sign"), default="auto")
-    parser.add_argument("--robust", default="", help="EOT transforms: jpeg,resize,crop,blur")
-    parser.add_argument("--max-photos", type=int, default=None)
-    parser.add_argument("--val-every", type=int, default=50)
-    parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file")
-    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    parser.add_argument("--name", default="", help="name shown in the app's library")
-    parser.add_argument("--description", default="")
-    parser.add_argument(
+    group.add_argument("--json", action="store_true", help="print one JSON summary")
+
+
+def _saving_options(group: Any) -> None:
+    group.add_argument("--name", default="", help="name shown in the app's library")
+    group.add_argument("--description", default="", help="a description shown in the app's library")
+    group.add_argument(
         "--force", action="store_true",
         help="replace --out even if it exists and is not a perturbation file",
     )  # fmt: skip
-    parser.add_argument("--json", action="store_true", help="print one JSON summary")
-    parser.set_defaults(func=run)
 
 
 def _config(args: argparse.Namespace) -> Any:

@@ -28,10 +28,12 @@ def register(sub: Any) -> None:
     parser.add_argument("--out", required=True, type=Path, help="generator file to write")
     parser.add_argument("--encoder", required=True, help="'taesd', 'sd15', a folder or file")
     parser.add_argument("--init", type=Path, default=None, help="generator to start from")
-    parser.add_argument("--steps", type=int, default=800)
-    parser.add_argument("--batch", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=800, help="training steps (800)")
+    parser.add_argument("--batch", type=int, default=6, help="crops per step (6)")
     parser.add_argument("--size", type=int, default=128, help="crop side in pixels (128)")
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument(
+        "--lr", type=float, default=2e-3, help="Adam learning rate, decayed to 5%% (0.002)"
+    )
     parser.add_argument("--eps", type=float, default=8.0, help="budget in 8-bit steps (8)")
     parser.add_argument("--visibility", type=float, default=0.0, help="visibility weight")
     parser.add_argument("--secrecy", type=float, default=0.5, help="noise-dependence weight")
@@ -50,8 +52,8 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--time-limit", type=float, default=0.0, help="stop after this many minutes (0: none)"
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the split and every step")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
     parser.set_defaults(func=run)
 

@@ -78,7 +78,7 @@ def register(sub: Any) -> None:
     remove.set_defaults(func=run_remove)
 
     importer = actions.add_parser(
-        "import", help="use a local diffusers folder or SD 1.5 .safetensors checkpoint"
+        "import", help="use a local diffusers folder, SD 1.5 checkpoint or TAESD weights file"
     )
     importer.add_argument(
         "path", metavar="PATH", type=Path,

@@ -21,12 +21,11 @@ from spdesk.cli.common import (
     format_duration,
     print_json,
 )
+from spdesk.core.models.sources import FEATURES, default_source
 
-FEATURE_CHOICES = ("train", "preview", "inpaint", "taesd")
-FEATURE_HELP = (
-    "train: the SD 1.5 VAE (fine-tuning, training); preview: SD 1.5 (img2img previews); "
-    "inpaint: SD 1.5 inpainting; taesd: the tiny autoencoder"
-)
+FEATURE_CHOICES = FEATURES
+# What each feature downloads, in the words the store itself uses for it.
+FEATURE_HELP = "; ".join(f"{f}: {default_source(f).description}" for f in FEATURES)
 
 
 def register(sub: Any) -> None:

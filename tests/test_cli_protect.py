@@ -58,10 +58,12 @@ def test_protects_a_folder_with_plain_lines(
     assert "2 protected, 0 skipped, 0 failed" in captured.out
     assert "(1 other file left out)" in captured.out
     assert "done     " in captured.err and "a.protected.jpg" in captured.err
-    assert "skipped  " in captured.err and ".DS_Store" in captured.err
+    assert "left out " in captured.err and ".DS_Store" in captured.err
     assert (out / "a.protected.jpg").is_file() and (out / "sub" / "b.protected.png").is_file()
     assert _protect(inputs, "--out", out, "--perturbation", perturbation) == 0
-    assert "0 protected, 2 skipped" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "0 protected, 2 skipped" in captured.out
+    assert "skipped  " in captured.err and "a.jpg" in captured.err
 
 
 def test_json_summary_and_options(
@@ -173,7 +175,8 @@ def test_the_started_line_counts_every_outcome_that_follows(
     lines = captured.err.splitlines()
     assert lines[0].startswith("Protecting 6 photos into ")
     assert lines[0].endswith("(1 other file left out; listed below)")
-    outcomes = [line for line in lines if line.startswith(("done ", "skipped ", "FAILED "))]
+    words = ("done ", "skipped ", "left out ", "FAILED ")
+    outcomes = [line for line in lines if line.startswith(words)]
     assert len(outcomes) == 6 + 1
     assert "6 protected, 0 skipped, 0 failed" in captured.out
     assert "(1 other file left out)" in captured.out

@@ -163,13 +163,13 @@ def test_alpha_is_kept(tmp_path: Path, maker: object) -> None:
 @pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
 def test_animations_are_refused_with_frame_count(tmp_path: Path, fmt: str) -> None:
     path = samples.animated(tmp_path / f"anim.{fmt.lower()}", fmt, frames=3)
-    with pytest.raises(UnsupportedImageError, match=r"animated .* 3 frames"):
+    with pytest.raises(UnsupportedImageError, match=r"is an animated .* 3 frames"):
         read_image(path)
 
 
 def test_multipage_tiff_is_refused(tmp_path: Path) -> None:
     path = samples.animated(tmp_path / "pages.tif", "TIFF", frames=2)
-    with pytest.raises(UnsupportedImageError, match="multi-page TIFF with 2 frames"):
+    with pytest.raises(UnsupportedImageError, match="is a multi-page TIFF with 2 frames"):
         read_image(path)
 
 

@@ -351,7 +351,9 @@ class _Printer:
                 self._line(f"done     {source} -> {output} ({psnr}{notes})")
         elif isinstance(event, jobs.FileSkipped):
             self.finished += 1 if event.position else 0
-            self._line(f"skipped  {self.source(event.source)}: {event.reason}")
+            # Excluded files are not photos the summary counts as skipped: say what it says.
+            word = "left out" if event.kind is jobs.SkipReason.EXCLUDED else "skipped "
+            self._line(f"{word} {self.source(event.source)}: {event.reason}")
         elif isinstance(event, jobs.FileFailed):
             self.finished += 1 if event.position else 0  # a missing input is not in the total
             hint = f" ({event.hint})" if event.hint else ""

@@ -237,9 +237,9 @@ def _open(path: Path, handle: IO[bytes], fmt: str, max_pixels: int) -> Image.Ima
         raise _too_large(path, width * height, max_pixels, f"{width}x{height}, ")
     frames = int(getattr(image, "n_frames", 1))
     if frames > 1 and image.format != "MPO":
-        kind = "multi-page TIFF" if fmt == "TIFF" else f"animated {format_label(fmt)}"
+        kind = "a multi-page TIFF" if fmt == "TIFF" else f"an animated {format_label(fmt)}"
         raise UnsupportedImageError(
-            f"{path.name} is an {kind} with {frames} frames; spdesk protects still photos "
+            f"{path.name} is {kind} with {frames} frames; spdesk protects still photos "
             "only, so it was left out.",
             hint="Export the frame you want as a still image (PNG or JPEG) and protect that.",
         )

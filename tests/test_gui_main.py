@@ -631,3 +631,28 @@ def test_a_folder_without_photos_says_so_where_the_eye_is_and_what_is_read(
     assert not window.progress_label.text().startswith("No photos")
     window.clear_queue()
     assert window.progress_label.text() == "Add photos to begin."
+
+
+def test_files_a_folder_holds_that_are_not_queued_are_named_in_the_queue_title(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    folder = _photos(tmp_path / "Mixed", 2)
+    (folder / "notes.txt").write_text("not a photo")
+    (folder / "link.jpg").symlink_to(folder / next(p.name for p in folder.iterdir()))
+    _add(qtbot, window, [folder])
+    assert window.queue_title.text() == "Queue · 2 photos · 2 other files left out"
+    tip = window.queue_title.toolTip().splitlines()
+    assert tip[0] == "link.jpg: symbolic link (not followed)"  # in the walk's order
+    assert tip[1].startswith("notes.txt: ") and tip[1].endswith("not a photo")
+    window.clear_queue()
+    assert window.queue_title.text() == "Queue" and not window.queue_title.toolTip()
+    _add(qtbot, window, [_photos(tmp_path / "Clean", 1)])
+    assert window.queue_title.text() == "Queue · 1 photo"
+
+
+def test_the_left_out_tooltip_names_twenty_files_then_counts_the_rest() -> None:
+    from spdesk.gui.text import left_out_text
+
+    lines = left_out_text({Path(f"f{i}.txt"): "not a photo" for i in range(22)}).splitlines()
+    assert len(lines) == 21 and lines[0] == "f0.txt: not a photo"
+    assert lines[-1] == "… and 2 more"

@@ -895,9 +895,12 @@ def test_scanning_photos_opens_each_file_once_and_says_what_the_two_passes_say(
     before = (jobs.discover_inputs(paths), header_problems(jobs.discover_inputs(paths)))
 
     with _counting_opens(monkeypatch) as opened:
-        photos, problems = scan_photos(paths)
+        scan = scan_photos(paths)
 
+    photos, problems = scan.photos, scan.problems
     assert (photos, problems.keys()) == (before[0], before[1].keys())
+    assert [s.path.name for s in scan.left_out] == ["notes.txt"]
+    assert scan.left_out[0].reason.endswith("not a photo")
     assert {p: (e.message, e.hint) for p, e in problems.items()} == {
         p: (e.message, e.hint) for p, e in before[1].items()
     }

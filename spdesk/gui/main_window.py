@@ -28,7 +28,14 @@ from PySide6.QtWidgets import (
 
 from spdesk.core.device import DEVICE_CHOICES, DeviceInfo
 from spdesk.core.events import Event
-from spdesk.core.jobs.events import FileDone, FileSkipped, JobStarted, SkipReason, location_text
+from spdesk.core.jobs.events import (
+    FileDone,
+    FileSkipped,
+    JobStarted,
+    SkipReason,
+    count_of,
+    location_text,
+)
 from spdesk.core.perturbation import perturbation_gain, perturbation_label
 from spdesk.gui import protect_bridge
 from spdesk.gui.desktop import open_in_file_manager
@@ -44,7 +51,7 @@ from spdesk.gui.settings import (
     save_options,
 )
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
-from spdesk.gui.text import format_duration, gain_text
+from spdesk.gui.text import format_duration, gain_text, left_out_text
 from spdesk.gui.widgets.drop_zone import PHOTO_KINDS, DropZone
 from spdesk.gui.widgets.options import FINETUNE_ENCODERS, OptionsPanel
 from spdesk.gui.widgets.queue import PhotoQueue, RowStatus
@@ -66,6 +73,7 @@ class MainWindow(QMainWindow):
         self.scan_runner = TaskRunner(self)
         self._pending_paths: list[Path] = []
         self._empty_hint = ""  # why the queue is still empty after a folder was added
+        self._left_out: dict[Path, str] = {}  # files the added folders held that are not queued
         self._job_paths: list[Path] = []
         self._job_started = 0.0
         self._output_root: Path | None = None
@@ -293,11 +301,15 @@ class MainWindow(QMainWindow):
         added = self.queue.add_photos(scan.photos)
         for path, problem in scan.problems.items():
             self.queue.set_status(path, RowStatus.UNREADABLE, problem)
+        self._left_out.update(scan.left_out)
         self._empty_hint = ""
         if added:
             message = f"Added {added} photo{'s' if added != 1 else ''}."
             if scan.problems:
                 message += f" {len(scan.problems)} cannot be read (see the red rows)."
+            if scan.left_out:
+                left = count_of(len(scan.left_out), "other file")
+                message += f" {left} left out (point at the queue's title to see them)."
             self.statusBar().showMessage(message, 6000)
         elif self.queue.paths():
             self.statusBar().showMessage("No new photos found there.", 5000)
@@ -325,6 +337,7 @@ class MainWindow(QMainWindow):
     def clear_queue(self) -> None:
         if not self.job_runner.running:
             self.queue.clear_photos()
+            self._left_out.clear()
             self.summary.hide()
             self.rerun_bar.hide()
             self.overall_bar.setValue(0)
@@ -661,9 +674,11 @@ class MainWindow(QMainWindow):
         self.options_panel.show_default_output(
             protect_bridge.default_output_root(self.queue.paths()) if has_photos else None
         )
-        self.queue_title.setText(
-            f"Queue · {count} photo{'s' if count != 1 else ''}" if count else "Queue"
-        )
+        title = f"Queue · {count} photo{'s' if count != 1 else ''}" if count else "Queue"
+        if count and self._left_out:  # nothing in the folder goes unmentioned
+            title += f" · {count_of(len(self._left_out), 'other file')} left out"
+        self.queue_title.setText(title)
+        self.queue_title.setToolTip(left_out_text(self._left_out) if count else "")
         if self.scan_runner.running:
             self.progress_label.setText("Looking for photos…")
         elif not running and not has_photos:

@@ -34,10 +34,12 @@ class RowUpdate:
 
 @dataclass(frozen=True)
 class Scan:
-    """The photos found, in job order, and why a job will fail some of them (by path)."""
+    """The photos found, in job order, why a job will fail some of them (by path), and the
+    other files left out, with why (not photos, hidden, symbolic links)."""
 
     photos: list[Path]
     problems: dict[Path, str]
+    left_out: dict[Path, str]
 
 
 def scan_task(paths: list[Path]) -> Task:
@@ -48,9 +50,9 @@ def scan_task(paths: list[Path]) -> Task:
     def run(_on_event: Callable[[Event], None], cancel: CancelToken) -> Scan:
         from spdesk.core.jobs.scan import scan_photos
 
-        photos, problems = scan_photos(list(paths), cancel)
-        texts = {p: failure_text(p, e.message, e.hint or "") for p, e in problems.items()}
-        return Scan(photos, texts)
+        scan = scan_photos(list(paths), cancel)
+        texts = {p: failure_text(p, e.message, e.hint or "") for p, e in scan.problems.items()}
+        return Scan(scan.photos, texts, {s.path: s.reason for s in scan.left_out})
 
     return run
 

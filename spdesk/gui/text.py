@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+from pathlib import Path
 
 
 def format_duration(seconds: float) -> str:
@@ -43,3 +45,12 @@ def gain_text(gain: float, decimals: int = 2) -> str:
     scale = 10**decimals
     shown = math.floor(gain * scale) / scale if gain < 1 else gain
     return f"{shown:.{decimals}f}×"
+
+
+def left_out_text(left_out: Mapping[Path, str], limit: int = 20) -> str:
+    """The files a scan left out, one ``name: reason`` a line (at most ``limit``, then a count),
+    for a tooltip."""
+    lines = [f"{path.name}: {reason}" for path, reason in list(left_out.items())[:limit]]
+    if len(left_out) > limit:
+        lines.append(f"… and {len(left_out) - limit} more")
+    return "\n".join(lines)

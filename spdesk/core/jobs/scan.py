@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from spdesk.core.discovery import Discovery, DiscoveryOptions, InputPhoto, content_reason
+from spdesk.core.discovery import (
+    Discovery,
+    DiscoveryOptions,
+    InputPhoto,
+    SkippedInput,
+    content_reason,
+)
 from spdesk.core.errors import ImageError
 from spdesk.core.events import CancelToken
 from spdesk.core.export import output_name_pattern
@@ -75,12 +82,22 @@ def header_problems(
     return problems
 
 
+@dataclass(frozen=True)
+class PhotoScan:
+    """What :func:`scan_photos` found: the photos in job order, the errors a job will report
+    for some of them (by path), and the other files it leaves out, with why."""
+
+    photos: list[Path]
+    problems: dict[Path, ImageError]
+    left_out: list[SkippedInput]
+
+
 def scan_photos(
     paths: Sequence[Path],
     cancel: CancelToken | None = None,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> tuple[list[Path], dict[Path, ImageError]]:
+) -> PhotoScan:
     """:func:`discover_inputs` and :func:`header_problems` in one pass: each file met in a
     folder is opened once, its first bytes telling whether it is a photo and, while it is
     open, its header whether a job will fail it (on a network folder each open and first read
@@ -91,7 +108,7 @@ def scan_photos(
     headers.read_unopened(discovery.photos, cancel)
     photos = [p.path for p in discovery.photos]
     problems = {path: error for path in photos if (error := headers.checked[path]) is not None}
-    return photos, problems
+    return PhotoScan(photos, problems, list(discovery.skipped))
 
 
 class HeaderScan:

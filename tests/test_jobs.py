@@ -443,6 +443,20 @@ def test_every_mode_settings_accept_has_exactly_one_protector() -> None:
         ProtectSettings(mode="fast")
 
 
+def test_a_tuning_mode_without_its_own_batch_loop_cannot_be_built() -> None:
+    from spdesk.core.jobs.protector import TuningProtector
+
+    class Forgetful(TuningProtector):  # protect() would call the base's loop over protect()
+        mode = "forgetful"
+
+        @classmethod
+        def build(cls, settings: ProtectSettings, perturbation: Any) -> TuningProtector:
+            return cls()
+
+    with pytest.raises(TypeError, match="protect_batch"):
+        Forgetful.build(ProtectSettings(), None)
+
+
 def test_missing_bundled_perturbation_is_a_clear_error(
     tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -102,14 +102,24 @@ class UniversalProtector(Protector):
 
 class TuningProtector(Protector):
     """A mode that optimises each photo: it runs on the job's thread, ``batch_size`` photos at
-    a time through :meth:`protect_batch` (which subclasses override); one photo is a batch of
-    one."""
+    a time through :meth:`protect_batch`; one photo is a batch of one."""
 
     stage = "fine-tuning"
     concurrent = False
 
     def protect(self, image: Image.Image, key: str) -> Protected:
         return self.protect_batch([image], [key])[0]
+
+    @abstractmethod  # each mode's own loop: the base's loop over protect() would recurse
+    def protect_batch(
+        self,
+        images: Sequence[Image.Image],
+        keys: Sequence[str],
+        *,
+        cancel: CancelToken | None = None,
+        on_step: StepCallback | None = None,
+    ) -> list[Protected]:
+        """Fine-tune ``images`` together, reporting steps to ``on_step``."""
 
 
 class FineTuneProtector(TuningProtector):

@@ -101,6 +101,37 @@ class ProtectJob:
         output = self.output_root if same_place else None  # left out when inside the inputs
         discovery, unreadable = self._discover(output)
         _check_something_exists(discovery.missing, self.inputs, self.store.shown)
+        report = self._new_report(discovery)
+        protector = self._protector(perturbation)
+        self.output_store.make_root(self.output_root)
+        fingerprint = output_fingerprint(self.settings, digest)
+        run = JobRun(self, protector, fingerprint, on_event, cancel, report)
+        with self.output_store.manifest(self.output_root) as manifest:
+            self.output_store.clean_stale_temps(self.output_root)
+            on_event(
+                JobStarted(
+                    total=len(discovery.photos),
+                    output_root=self.output_root,
+                    skipped_inputs=len(discovery.skipped),
+                    warnings=tuple(report.warnings),
+                    failed_inputs=len(report.failed),
+                    unreadable=unreadable,
+                )
+            )
+            for event in [*report.failed, *report.skipped]:
+                on_event(event)
+            try:
+                self._process(run, manifest, discovery.photos)
+            finally:
+                report.seconds = time.monotonic() - started
+        on_event(JobFinished(report))
+        if report.cancelled:
+            raise JobCancelled(report)
+        return report
+
+    def _new_report(self, discovery: Discovery) -> JobReport:
+        """The report a job starts with: its settings, and the inputs it leaves out or cannot
+        find or read, each as the event it reports."""
         report = JobReport(
             self.output_root,
             settings=self.settings.describe(),
@@ -129,31 +160,6 @@ class ProtectJob:
             )
             for s in discovery.unreadable
         ]
-        protector = self._protector(perturbation)
-        self.output_store.make_root(self.output_root)
-        fingerprint = output_fingerprint(self.settings, digest)
-        run = JobRun(self, protector, fingerprint, on_event, cancel, report)
-        with self.output_store.manifest(self.output_root) as manifest:
-            self.output_store.clean_stale_temps(self.output_root)
-            on_event(
-                JobStarted(
-                    total=len(discovery.photos),
-                    output_root=self.output_root,
-                    skipped_inputs=len(discovery.skipped),
-                    warnings=tuple(report.warnings),
-                    failed_inputs=len(report.failed),
-                    unreadable=unreadable,
-                )
-            )
-            for event in [*report.failed, *report.skipped]:
-                on_event(event)
-            try:
-                self._process(run, manifest, discovery.photos)
-            finally:
-                report.seconds = time.monotonic() - started
-        on_event(JobFinished(report))
-        if report.cancelled:
-            raise JobCancelled(report)
         return report
 
     def _discover(self, output: Path | None) -> tuple[Discovery, int]:

@@ -421,6 +421,34 @@ class _Tally:
     visible: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     moved: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
+    def add(
+        self,
+        name: str,
+        protected: np.ndarray,
+        originals: _Originals,
+        attacks: Mapping[str, Attack],
+        transfer: Sequence[Encoder],
+    ) -> None:
+        """One photo's figures for candidate ``name``: its visibility, its strength at each
+        editor size and after each attack (at the first size), and how far it moves each
+        ``transfer`` encoder's latent."""
+        photo, encoded = originals.photo, originals.encoded
+        sizes = list(encoded)
+        visible = (ssimulacra2(photo, protected), flip(photo, protected))
+        self.visible.setdefault(name, []).append(visible)
+        conditions = [(size, "clean", protected) for size in sizes]
+        conditions += [(sizes[0], attack, edit(protected)) for attack, edit in attacks.items()]
+        for size, condition, image in conditions:
+            z, rt = encoded[size](image)
+            z0, rt0 = originals(size, condition)
+            ssim = None if rt is None or rt0 is None else float(batch_ssim(rt, rt0)[0])
+            key = (name, f"{size}/{condition}")
+            self.strength.setdefault(key, []).append((_relative(z, z0), ssim))
+        for other in transfer:
+            view = _Encoded(other, sizes[0])
+            moved = _relative(view(protected)[0], view(photo)[0])
+            self.moved.setdefault((name, other.id), []).append(moved)
+
     def figures(self, name: str) -> CandidateFigures:
         out = CandidateFigures(name)
         scores = np.array(self.visible[name])
@@ -482,25 +510,7 @@ def assess(
             break
         originals = _Originals(photo, encoded)
         for name, protect in protects.items():
-            protected = protect(photo, index)
-            tally.visible.setdefault(name, []).append(
-                (ssimulacra2(photo, protected), flip(photo, protected))
-            )
-            conditions = [(size, "clean", protected) for size in sizes]
-            conditions += [
-                (sizes[0], attack, function(protected))
-                for attack, function in attacking[name].items()
-            ]
-            for size, condition, image in conditions:
-                z, rt = encoded[size](image)
-                z0, rt0 = originals(size, condition)
-                ssim = None if rt is None or rt0 is None else float(batch_ssim(rt, rt0)[0])
-                key = (name, f"{size}/{condition}")
-                tally.strength.setdefault(key, []).append((_relative(z, z0), ssim))
-            for other in transfer:
-                view = _Encoded(other, sizes[0])
-                moved = _relative(view(protected)[0], view(photo)[0])
-                tally.moved.setdefault((name, other.id), []).append(moved)
+            tally.add(name, protect(photo, index), originals, attacking[name], transfer)
         if on_photo is not None:
             on_photo(index + 1, len(photos))
     report = Assessment(

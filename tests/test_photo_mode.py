@@ -302,3 +302,33 @@ def test_train_generator_refuses_bad_settings_before_training_and_writes_nothing
     assert main(argv) == 2
     assert bad[0] in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
+
+
+def test_train_generator_skips_unreadable_photos_and_refuses_a_folder_without_photos(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_train import write_photos
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.cli import main
+    from spdesk.core.train import find_photos, split_photos
+    from tests import protect_samples as samples
+
+    vae = save_tiny_vae(tmp_path / "sd")
+    photos = write_photos(tmp_path / "photos")
+    cut = split_photos(find_photos(photos), 0.7, 0, None)[0][0]  # a training photo (seed 0)
+    samples.truncated_jpeg(cut)  # a good header, damaged data
+    out = tmp_path / "gen.safetensors"
+    argv = ["train-generator", "--out", str(out), "--encoder", str(vae), "--steps", "1"]
+    argv += ["--batch", "2", "--size", "32"]
+    assert main([*argv[:1], str(photos), *argv[1:]]) == 0
+    said = capsys.readouterr().out
+    assert f"Skipped {cut.name}: " in said and out.is_file()
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "readme.txt").write_text("not a photo")
+    out.unlink()
+    assert main([*argv[:1], str(notes), *argv[1:]]) == 2
+    err = capsys.readouterr().err
+    assert "holds 0 photo(s); training needs at least 2" in err and not out.exists()

@@ -114,4 +114,6 @@ def run(args: argparse.Namespace) -> int:
         print_json({"path": str(args.out), **summary})
     else:
         print(f"Saved {args.out} ({summary['train_photos']} training photos).")
+        for photo in summary["skipped_photos"]:  # unreadable: trained without them
+            print(f"Skipped {photo['name']}: {photo['reason']}")
     return EXIT_OK

@@ -182,6 +182,28 @@ def find_photos(folder: Path) -> list[Path]:
     return sorted((p.path for p in found.photos), key=lambda p: str(p.relative_to(folder)))
 
 
+def training_photos(root: Path) -> list[Path]:
+    """:func:`find_photos`, refusing a folder of fewer than 2: some are held out."""
+    photos = find_photos(root)
+    if len(photos) < 2:
+        raise ConfigError(
+            f"{shown(root)} holds {len(photos)} photo(s); training needs at least 2 "
+            "(some are held out for validation).",
+            hint="Photos are found by content, in subfolders too; hidden files and symbolic "
+            "links are left out.",
+        )
+    return photos
+
+
+def too_few_readable(root: Path, skipped: Sequence[SkippedPhoto]) -> ConfigError:
+    """The error for a folder whose readable photos are too few to train on and hold out."""
+    return ConfigError(
+        f"{shown(root)} has too few readable photos: training needs at least one to "
+        f"train on and one held out. Unreadable: "
+        + "; ".join(f"{shown(s.path.name)}: {s.reason}" for s in skipped),
+    )
+
+
 def load_working_view(path: Path, short_side: int) -> torch.Tensor:
     """Photo as uint8 tensor (3, h, w) with its short side resized to ``short_side`` pixels.
 
@@ -306,14 +328,8 @@ class _Trainer:
             objective.check(encoder)
         self.robustness = Robustness.from_names(config.robust)
         root = Path(config.photos)
-        photos = find_photos(root)
-        if len(photos) < 2:
-            raise ConfigError(
-                f"{root} holds {len(photos)} photo(s); training needs at least 2 "
-                "(some are held out for validation)."
-            )
         self.train_paths, self.val_paths = split_photos(
-            photos, config.split, config.seed, config.max_photos
+            training_photos(root), config.split, config.seed, config.max_photos
         )
         self.train_paths, self.train_views, skipped = load_working_views(
             self.train_paths, config.size
@@ -324,11 +340,7 @@ class _Trainer:
         self.skipped = (*skipped, *val_skipped)
         self.val_paths = [p for p in self.val_paths if p not in {s.path for s in val_skipped}]
         if not self.train_views or not val_views:
-            raise ConfigError(
-                f"{shown(root)} has too few readable photos: training needs at least one to "
-                f"train on and one held out. Unreadable: "
-                + "; ".join(f"{shown(s.path.name)}: {s.reason}" for s in self.skipped),
-            )
+            raise too_few_readable(root, self.skipped)
         self.fingerprint = dataset_fingerprint(self.train_paths, root)
         self.val_batch = torch.stack([centre_crop(v, config.size) for v in val_views]).float() / 255
         self.val_batch = self.val_batch.to(self.device)

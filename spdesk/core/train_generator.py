@@ -37,7 +37,13 @@ from spdesk.core.generator import (
     noise_shape,
 )
 from spdesk.core.shaping import Shaping
-from spdesk.core.train import find_photos, load_working_view, random_crops, split_photos
+from spdesk.core.train import (
+    load_working_views,
+    random_crops,
+    split_photos,
+    too_few_readable,
+    training_photos,
+)
 
 GRID = 8
 
@@ -192,9 +198,11 @@ def train_generator(
     """
     torch.manual_seed(config.seed)
     train_paths, val_paths = split_photos(
-        find_photos(photos), config.split, config.seed, config.max_photos
+        training_photos(photos), config.split, config.seed, config.max_photos
     )
-    views = [load_working_view(path, config.view) for path in train_paths]
+    train_paths, views, skipped = load_working_views(train_paths, config.view)
+    if not views:
+        raise too_few_readable(photos, skipped)
     model = DeltaGenerator(config.network).to(encoder.device)
     if start is not None:
         model.load_state_dict(start)
@@ -212,43 +220,57 @@ def train_generator(
             break
         for group in optimiser.param_groups:  # cosine decay to 5% over steps or time
             group["lr"] = config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-        started = time.monotonic()
-        rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step + 1)
-        clean = random_crops(views, config.batch, config.size, rng).to(encoder.device)
-        edit = _editor(rng, config)
-        shape = (len(clean), *noise_shape(config.size, config.size))
-        noises = [torch.randn(shape, generator=rng).to(encoder.device) for _ in range(2)]
-        deltas = [generate_delta(model, clean, z, config.eps, config.shaping) for z in noises]
-        # The encoder (the costly part) sees one delta; the second only serves the secrecy term.
-        protected = (clean + deltas[0]).clamp(0, 1)
-        strength = _ensemble_relative_sq(encoder, edit, clean, protected)
-        similarity = F.cosine_similarity(deltas[0].flatten(1), deltas[1].flatten(1), dim=1)
-        loss = -strength.mean() + config.secrecy * (similarity**2).mean()
-        if config.visibility:
-            loss = loss + config.visibility * low_frequency_share(deltas[0], config.eps)
-        if config.ssim:
-            loss = loss + config.ssim * structural_loss(clean, protected)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimiser.step()
-        record = GeneratorStep(
-            step + 1,
-            config.steps,
-            float(strength.detach().sqrt().mean()),
-            float(similarity.detach().mean()),
-            time.monotonic() - started,
-        )
+        record = _step(model, optimiser, views, encoder, config, step)
         history.append(record)
         if on_step is not None:
             on_step(record)
     model.eval()
+    last = history[-50:]  # at least one: step 0 always runs
     summary = {
         "train_photos": len(train_paths),
         "val_photos": len(val_paths),
-        "final_distortion": sum(h.distortion for h in history[-50:]) / min(50, len(history)),
-        "final_similarity": sum(h.similarity for h in history[-50:]) / min(50, len(history)),
-        "seconds_per_step": sum(h.seconds for h in history) / max(1, len(history)),
+        "skipped_photos": [{"name": s.path.name, "reason": s.reason} for s in skipped],
+        "final_distortion": sum(h.distortion for h in last) / len(last),
+        "final_similarity": sum(h.similarity for h in last) / len(last),
+        "seconds_per_step": sum(h.seconds for h in history) / len(history),
         "steps_done": len(history),
         "seconds": round(time.monotonic() - run_started, 1),
     }
     return model, summary
+
+
+def _step(
+    model: DeltaGenerator,
+    optimiser: torch.optim.Optimizer,
+    views: list[torch.Tensor],
+    encoder: Encoder,
+    config: GeneratorTrainConfig,
+    step: int,
+) -> GeneratorStep:
+    """One training step, on crops, editor and noises drawn from a seed of ``step``."""
+    started = time.monotonic()
+    rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step + 1)
+    clean = random_crops(views, config.batch, config.size, rng).to(encoder.device)
+    edit = _editor(rng, config)
+    shape = (len(clean), *noise_shape(config.size, config.size))
+    noises = [torch.randn(shape, generator=rng).to(encoder.device) for _ in range(2)]
+    deltas = [generate_delta(model, clean, z, config.eps, config.shaping) for z in noises]
+    # The encoder (the costly part) sees one delta; the second only serves the secrecy term.
+    protected = (clean + deltas[0]).clamp(0, 1)
+    strength = _ensemble_relative_sq(encoder, edit, clean, protected)
+    similarity = F.cosine_similarity(deltas[0].flatten(1), deltas[1].flatten(1), dim=1)
+    loss = -strength.mean() + config.secrecy * (similarity**2).mean()
+    if config.visibility:
+        loss = loss + config.visibility * low_frequency_share(deltas[0], config.eps)
+    if config.ssim:
+        loss = loss + config.ssim * structural_loss(clean, protected)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    optimiser.step()
+    return GeneratorStep(
+        step + 1,
+        config.steps,
+        float(strength.detach().sqrt().mean()),
+        float(similarity.detach().mean()),
+        time.monotonic() - started,
+    )

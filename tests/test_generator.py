@@ -116,3 +116,21 @@ def test_missing_weights_and_lying_headers_are_refused(tmp_path: Path) -> None:
     bad.write_bytes(struct.pack("<Q", len(header)) + header.encode())
     with pytest.raises(PerturbationFileError, match="damaged settings"):
         read_spec(bad)
+
+
+def test_a_generator_and_a_universal_perturbation_each_name_the_other_when_swapped(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    from spdesk.core.perturbation import load_perturbation, save_perturbation
+
+    generator = _save(tmp_path / "gen.safetensors", _model())
+    with pytest.raises(PerturbationFileError, match="is a protection generator") as refused:
+        load_perturbation(generator)
+    assert "--generator" in (refused.value.hint or "")
+    pattern = tmp_path / "pattern.safetensors"
+    save_perturbation(pattern, np.zeros((3, 16, 16), np.float32), eps=8)
+    with pytest.raises(PerturbationFileError, match="is a universal perturbation") as refused:
+        read_spec(pattern)
+    assert "--mode universal" in (refused.value.hint or "")

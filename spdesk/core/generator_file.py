@@ -17,9 +17,10 @@ from typing import Any
 
 from spdesk.core.errors import PerturbationFileError
 from spdesk.core.files import atomic_write
-from spdesk.core.perturbation import check_eps
+from spdesk.core.perturbation import FORMAT_NAME as PERTURBATION_FORMAT
+from spdesk.core.perturbation import GENERATOR_FORMAT, check_eps
 
-FORMAT_NAME = "spdesk-generator"
+FORMAT_NAME = GENERATOR_FORMAT
 FORMAT_VERSION = 1
 MAX_HEADER = 1_000_000
 MAX_BYTES = 64 << 20  # a protection generator is small; anything larger is the wrong file
@@ -116,6 +117,11 @@ def read_spec(path: Path) -> GeneratorSpec:
     if not path.is_file():
         raise PerturbationFileError(f"Generator file not found: {path}")
     meta = _header(path).get("__metadata__") or {}
+    if meta.get("format") == PERTURBATION_FORMAT:
+        raise PerturbationFileError(
+            f"{path.name} is a universal perturbation, not a protection generator.",
+            hint=f"Use it with --mode universal --perturbation {path.name}.",
+        )
     if meta.get("format") != FORMAT_NAME:
         raise PerturbationFileError(
             f"{path.name} is not an spdesk protection generator (format {meta.get('format')!r})."

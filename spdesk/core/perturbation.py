@@ -29,6 +29,7 @@ from spdesk.core.files import atomic_write, shown
 from spdesk.core.paths import library_dir
 
 FORMAT_NAME = "spdesk-perturbation"
+GENERATOR_FORMAT = "spdesk-generator"  # photo mode's network (spdesk.core.generator_file)
 FORMAT_VERSION = 1
 MAX_EPS = 64.0  # 8-bit steps; beyond this a "perturbation" is a visible overlay
 MAX_SIDE = 4096
@@ -241,9 +242,18 @@ def load_perturbation(path: str | Path) -> Perturbation:
         with safe_open(str(path), framework="numpy") as handle:
             raw_meta = handle.metadata() or {}
             keys = list(handle.keys())
-            if "delta" not in keys:
+            if raw_meta.get("format") == GENERATOR_FORMAT:
                 raise PerturbationFileError(
-                    f"{path.name} has no tensor named 'delta' (found: {', '.join(keys) or 'none'})."
+                    f"{path.name} is a protection generator (photo-specific mode), not a "
+                    "universal perturbation.",
+                    hint="Choose a perturbation made by Train personal perturbation or spdesk "
+                    "train; a generator is used with spdesk protect --generator.",
+                )
+            if "delta" not in keys:
+                found = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if keys[5:] else "")
+                raise PerturbationFileError(
+                    f"{path.name} has no tensor named 'delta' (found: {found or 'none'}): it "
+                    "is not a perturbation file."
                 )
             delta = handle.get_tensor("delta")
     except (SafetensorError, TypeError, ValueError) as error:

@@ -166,3 +166,16 @@ def test_the_edit_controls_speak_plainly_and_are_not_the_protection_strength(
     assert not any("SDEdit" in text for text in modes), modes
     labels = {label.text() for label in dialog.findChildren(QLabel)}
     assert "Edit strength" in labels and "Strength" not in labels
+
+
+def test_a_photo_the_protection_cannot_change_is_called_unchanged_not_protected(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    from spdesk.core.jobs.events import UNCHANGED
+
+    dot = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(dot)  # the generator's budget rounds away
+    dialog = _dialog(qtbot, dot, ProtectOptions(mode="photo", device="cpu"), None)
+    assert dialog.view is not None and dialog.view.largest_change == 0
+    assert dialog.status_label.text() == f"This photo is {UNCHANGED}."
+    assert "Protected" not in dialog.status_label.text()

@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 
 from spdesk.core.errors import ModelMissingError
 from spdesk.core.events import CancelToken, Event, Loading, Progress
+from spdesk.core.jobs.events import UNCHANGED
 from spdesk.core.usecases import (
     DIFFERENCE_GAIN,
     PreviewOutcome,
@@ -502,10 +503,13 @@ class PreviewDialog(QDialog):
         self.tiles["difference"].set_image(shown.view.difference)
         strength = self.options.strength
         psnr = "" if shown.view.psnr is None else f" (PSNR {shown.view.psnr:.1f} dB)"
-        self.status_label.setText(
-            f"Protected at strength {strength:g}: each colour value moved by at most "
-            f"{shown.view.largest_change} of 255{psnr}. Zoom 100% to compare pixel for pixel."
-        )
+        if shown.view.largest_change:
+            self.status_label.setText(
+                f"Protected at strength {strength:g}: each colour value moved by at most "
+                f"{shown.view.largest_change} of 255{psnr}. Zoom 100% to compare pixel for pixel."
+            )
+        else:  # as the queue and the CLI say it: never "protected"
+            self.status_label.setText(f"This photo is {UNCHANGED}.")
         self._show_visibility(shown.view.psnr)
         if not shown.model_ready:
             self._show_model_needed()

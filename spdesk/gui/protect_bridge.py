@@ -15,7 +15,14 @@ from typing import Any
 
 from spdesk.core.device import DeviceInfo
 from spdesk.core.events import CancelToken, Event
-from spdesk.core.jobs.events import FileDone, FileFailed, FileProgress, FileSkipped, SkipReason
+from spdesk.core.jobs.events import (
+    UNCHANGED,
+    FileDone,
+    FileFailed,
+    FileProgress,
+    FileSkipped,
+    SkipReason,
+)
 from spdesk.gui.settings import ProtectOptions
 from spdesk.gui.widgets.queue import RowStatus
 from spdesk.gui.workers import Task
@@ -144,7 +151,7 @@ def interpret(event: Event) -> RowUpdate | None:
         case FileProgress(source=path, done=done, total=total):
             return RowUpdate(path, RowStatus.PROTECTING, fraction=done / (total or 1.0))
         case FileDone(source=path, output=output, psnr=psnr, notes=notes):
-            said = notes if psnr is not None else ("unchanged", *notes)  # as the CLI says
+            said = notes if psnr is not None else (UNCHANGED, *notes)  # as the CLI says
             return RowUpdate(path, RowStatus.DONE, 1.0, "; ".join(said), output)
         case FileSkipped(source=path, kind=SkipReason.ALREADY_DONE, reason=reason, output=output):
             return RowUpdate(path, RowStatus.DONE, 1.0, reason, output)  # a re-run: done before

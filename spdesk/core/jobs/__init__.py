@@ -14,6 +14,7 @@ Modules, in import order:
 """
 
 from spdesk.core.jobs.events import (
+    UNCHANGED,
     FailReason,
     FileDone,
     FileFailed,
@@ -31,6 +32,7 @@ from spdesk.core.jobs.scan import discover_inputs, scan_inputs
 from spdesk.core.jobs.settings import ProtectSettings, default_workers
 
 __all__ = [
+    "UNCHANGED",
     "FailReason",
     "FileDone",
     "FileFailed",

@@ -64,6 +64,11 @@ class FileProgress(Event):
     count: int = 0
 
 
+# What a copy identical to its photo says (psnr None): a few pixels, or a flat area, where the
+# budget rounds to no change at all. Said as it is, never as "protected".
+UNCHANGED = "unchanged: too small or flat to carry the protection"
+
+
 @dataclass(frozen=True)
 class FileDone(Event):
     """A photo was protected and written to ``output``.

@@ -429,3 +429,19 @@ def test_universal_protection_never_imports_torch(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr.decode()  # 3: torch was imported
+
+
+def test_a_copy_the_protection_cannot_change_is_counted_unchanged_not_protected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "in"
+    samples.photo(folder / "photo.png")
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(folder / "dot.png")  # the budget rounds away
+    assert _protect(folder, "--out", tmp_path / "out") == 0
+    captured = capsys.readouterr()
+    reason = "too small or flat to carry the protection"
+    assert f"1 protected, 1 unchanged ({reason}), 0 skipped" in captured.out
+    assert f"dot.protected.png (unchanged: {reason})" in captured.err
+    assert _protect(folder, "--out", tmp_path / "json", "--json") == 0
+    counts = json.loads(capsys.readouterr().out)["counts"]
+    assert (counts["done"], counts["unchanged"]) == (2, 1)

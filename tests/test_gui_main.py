@@ -656,3 +656,15 @@ def test_the_left_out_tooltip_names_twenty_files_then_counts_the_rest() -> None:
     lines = left_out_text({Path(f"f{i}.txt"): "not a photo" for i in range(22)}).splitlines()
     assert len(lines) == 21 and lines[0] == "f0.txt: not a photo"
     assert lines[-1] == "… and 2 more"
+
+
+def test_the_summary_counts_a_copy_the_protection_cannot_change_as_unchanged(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    folder = _photos(tmp_path / "photos", 1)
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(folder / "dot.png")  # the budget rounds away
+    window.options_panel.mode_radios["photo"].click()
+    _add(qtbot, window, [folder])
+    _protect(qtbot, window)
+    text = window.summary_label.text()
+    assert text.startswith("1 protected, 1 unchanged (too small or flat to carry the protection)")

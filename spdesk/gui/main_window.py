@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from spdesk.core.device import DEVICE_CHOICES, DeviceInfo
 from spdesk.core.events import Event
 from spdesk.core.jobs.events import (
+    UNCHANGED_WHY,
     FileDone,
     FileSkipped,
     JobStarted,
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
         self._job_warnings: list[str] = []
         self._already_done = 0  # photos of this job the output folder had already
         self._location_removed = 0  # photos whose protected copy left their GPS position out
+        self._unchanged = 0  # copies the protection could not change (too small or flat)
         self._finetune_clock: protect_bridge.FinetuneClock | None = None  # fine-tuning jobs
         self._job_device = "auto"  # the device choice the running or last job was given
         self._detecting = "auto"  # the device choice being (or last) described
@@ -472,7 +474,7 @@ class MainWindow(QMainWindow):
         self._job_started = time.monotonic()
         self._job_device = options.device
         self._job_warnings = []
-        self._already_done = self._location_removed = 0
+        self._already_done = self._location_removed = self._unchanged = 0
         self._finetune_clock = (
             protect_bridge.FinetuneClock(options.finetune_steps, len(todo))
             if options.mode == "finetune"
@@ -547,8 +549,9 @@ class MainWindow(QMainWindow):
             self._job_warnings = list(event.warnings)
         elif isinstance(event, FileSkipped) and event.kind is SkipReason.ALREADY_DONE:
             self._already_done += 1
-        elif isinstance(event, FileDone) and event.location_removed:
-            self._location_removed += 1
+        elif isinstance(event, FileDone):
+            self._location_removed += event.location_removed
+            self._unchanged += event.psnr is None
         if self._finetune_clock is not None:
             self._finetune_clock.update(event)
         update = protect_bridge.interpret(event)
@@ -610,7 +613,9 @@ class MainWindow(QMainWindow):
             if row is not None:
                 counts[row.status] += 1
         seconds = time.monotonic() - self._job_started
-        parts = [f"{counts[RowStatus.DONE] - self._already_done} protected"]
+        parts = [f"{counts[RowStatus.DONE] - self._already_done - self._unchanged} protected"]
+        if self._unchanged:
+            parts.append(f"{self._unchanged} unchanged ({UNCHANGED_WHY})")
         if self._already_done:
             parts.append(f"{self._already_done} already protected with these settings")
         if counts[RowStatus.SKIPPED]:

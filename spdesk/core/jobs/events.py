@@ -66,7 +66,8 @@ class FileProgress(Event):
 
 # What a copy identical to its photo says (psnr None): a few pixels, or a flat area, where the
 # budget rounds to no change at all. Said as it is, never as "protected".
-UNCHANGED = "unchanged: too small or flat to carry the protection"
+UNCHANGED_WHY = "too small or flat to carry the protection"
+UNCHANGED = f"unchanged: {UNCHANGED_WHY}"
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,11 @@ class JobReport:
         return [e for e in self.done if e.location_removed]
 
     @property
+    def unchanged(self) -> list[FileDone]:
+        """Copies identical to their photo (see :data:`UNCHANGED`): done, not protected."""
+        return [e for e in self.done if e.psnr is None]
+
+    @property
     def ok(self) -> bool:
         """True when nothing failed and nothing was left pending."""
         return not self.failed and not self.pending and not self.cancelled
@@ -166,6 +172,7 @@ class JobReport:
             "output_root": self.output_shown(self.output_root),
             "counts": {
                 "done": len(self.done),
+                "unchanged": len(self.unchanged),
                 "skipped": len(self.photos_skipped),
                 "left_out": len(self.left_out),
                 "failed": len(self.failed),
@@ -211,10 +218,10 @@ class JobReport:
 
     def text(self, how_to_keep: str = "") -> str:
         """A human-readable summary (``how_to_keep``: see :func:`location_text`)."""
-        head = (
-            f"{len(self.done)} protected, {len(self.photos_skipped)} skipped, "
-            f"{len(self.failed)} failed"
-        )
+        unchanged = len(self.unchanged)
+        head = f"{len(self.done) - unchanged} protected, "
+        head += f"{unchanged} unchanged ({UNCHANGED_WHY}), " if unchanged else ""
+        head += f"{len(self.photos_skipped)} skipped, {len(self.failed)} failed"
         if self.pending:
             head += f", {len(self.pending)} not done"
         head += f" in {self.seconds:.1f} s"

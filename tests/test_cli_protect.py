@@ -74,7 +74,7 @@ def test_json_summary_and_options(
     args = ["--perturbation", perturbation, "--format", "png", "--strip-metadata", "gps"]
     assert _protect(inputs, "--out", out, *args, "--strength", "4", "--json") == 0
     summary = json.loads(capsys.readouterr().out)
-    counts = {"done": 3, "skipped": 0, "left_out": 1, "failed": 0, "pending": 0}
+    counts = {"done": 3, "unchanged": 0, "skipped": 0, "left_out": 1, "failed": 0, "pending": 0}
     assert summary["counts"] == counts
     assert summary["settings"]["strength"] == 4.0 and summary["settings"]["format"] == "png"
     for entry in summary["done"]:

@@ -179,7 +179,9 @@ def test_a_bad_photo_mix_fails_photo_by_photo_like_the_local_engine(
     expected = local.to_dict()["failed"]  # path, kind, reason and hint of each
     assert sorted(summary["failed"], key=str) == sorted(expected, key=str)
     failed = len(local.failed)
-    counts = {"done": 4, "skipped": 0, "left_out": 1, "failed": failed, "pending": 0}
+    counts = {
+        "done": 4, "unchanged": 0, "skipped": 0, "left_out": 1, "failed": failed, "pending": 0
+    }  # fmt: skip
     assert summary["counts"] == counts  # notes.txt is left out, not a skipped photo
     assert summary["engine"]["engine"] == "ray" and summary["engine"]["protected"] == 4
     assert summary["engine"]["photos_per_second"] > 0

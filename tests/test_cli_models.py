@@ -32,6 +32,7 @@ def test_status_download_verify_remove(hub: HubServer, capsys: pytest.CaptureFix
 
     assert main(["models", "download", "--for", "train"]) == EXIT_OK
     out, err = capsys.readouterr()
+    assert err.startswith(f"Asking {hub.url} for {sources.SD15_REPO}...")  # before any wait
     assert "2 files" in err and "to fetch" in err and "diffusion_pytorch_model.fp16" in err
     assert "100.0%" in err  # the last progress line
     assert out.startswith("Installed and verified in ")
@@ -157,3 +158,25 @@ def test_verify_finds_changed_bytes_in_an_imported_model(
     assert main(["models", "verify", "--for", "train"]) == EXIT_FAILED
     err = capsys.readouterr().err
     assert "vae/diffusion_pytorch_model.safetensors does not match the sha256 recorded" in err
+
+
+def test_the_hub_clients_own_console_warnings_go_to_the_log_file(
+    hub: HubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    assert main(["models", "download", "--for", "train", "--quiet"]) == EXIT_OK
+    capsys.readouterr()
+    hub_logger = logging.getLogger("huggingface_hub")
+    assert not [h for h in hub_logger.handlers if type(h) is logging.StreamHandler]
+    assert not hub_logger.propagate  # nor through the root logger's console
+    records: list[logging.LogRecord] = []
+    catcher = logging.Handler()
+    catcher.emit = records.append  # type: ignore[method-assign]
+    hub_logger.addHandler(catcher)
+    try:
+        logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+    finally:
+        hub_logger.removeHandler(catcher)
+    assert [r.getMessage() for r in records] == ["Retrying in 1s [Retry 1/5]."]
+    assert "Retrying" not in capsys.readouterr().err

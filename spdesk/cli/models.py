@@ -163,7 +163,9 @@ class _DownloadPrinter:
     def __call__(self, event: Any) -> None:
         from spdesk.core.models import events as download_events
 
-        if isinstance(event, download_events.DownloadPlanned):
+        if isinstance(event, download_events.DownloadListing):
+            self.bar.line(f"Asking {event.endpoint} for {event.repo_id}...")
+        elif isinstance(event, download_events.DownloadPlanned):
             self.bar.line(
                 f"{event.repo_id}@{event.revision[:12]}: {event.files} files, "
                 f"{_size(event.to_fetch_bytes)} to fetch of {_size(event.total_bytes)}, "

@@ -28,5 +28,22 @@ def setup_logging(level: int = logging.INFO) -> None:
     logger.addHandler(handler)
 
 
+def library_output_to_log(library: str) -> None:
+    """Send an imported ``library``'s console output to spdesk's log file instead of stderr.
+
+    huggingface_hub prints each retry of a failed request on stderr ("'[Errno -2] Name or
+    service not known' thrown while requesting GET ...", five times when offline). spdesk says
+    what failed in its own words at the end. The details stay in the log."""
+    logger = logging.getLogger(library)
+    consoles = [h for h in logger.handlers if type(h) is logging.StreamHandler]
+    if not consoles:
+        return  # already done, or the library has no console handler of its own
+    for console in consoles:
+        logger.removeHandler(console)
+    for handler in logging.getLogger("spdesk").handlers or [logging.NullHandler()]:
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
 def log_file() -> str:
     return str(log_dir() / "spdesk.log")

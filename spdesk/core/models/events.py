@@ -8,6 +8,16 @@ from spdesk.core.events import Event
 
 
 @dataclass(frozen=True)
+class DownloadListing(Event):
+    """The repository is being listed at ``endpoint``: the first network call, which the hub
+    client retries for about 25 s when the network is down."""
+
+    feature: str
+    repo_id: str
+    endpoint: str
+
+
+@dataclass(frozen=True)
 class DownloadPlanned(Event):
     """What will be fetched: ``to_fetch_bytes`` of ``total_bytes`` (the rest is already here)."""
 

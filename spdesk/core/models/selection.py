@@ -93,6 +93,9 @@ def list_candidates(source: Source, endpoint: str) -> tuple[str, list[RemoteFile
     or ``hf auth login``). Raises DownloadError with a plain reason."""
     from huggingface_hub import snapshot_download
 
+    from spdesk.core.logs import library_output_to_log
+
+    library_output_to_log("huggingface_hub")  # its retries go to the log, not the terminal
     try:
         infos = snapshot_download(
             source.repo_id,

@@ -38,6 +38,7 @@ from spdesk.core.errors import ConfigError, ModelError, ModelMissingError
 from spdesk.core.events import CancelToken, EventSink, ignore_events
 from spdesk.core.files import LOCK_NAME
 from spdesk.core.models import download, importing
+from spdesk.core.models.events import DownloadListing
 from spdesk.core.models.layout import (
     HF_CACHE_LINKS,
     IMPORTED,
@@ -164,6 +165,8 @@ class ModelStore:
         found = self.find(feature)
         if found is not None and found[1] in ("downloaded", "huggingface-cache"):
             return found[0]  # the pinned files are here (a Hugging Face cache is not copied)
+        endpoint = self.settings.resolved_endpoint()  # what plan() lists, said before it waits
+        on_event(DownloadListing(feature, self.source(feature).repo_id, endpoint))
         plan = self.plan(feature)
         manifest = download.fetch(plan, on_event, cancel)
         self._record_features(manifest, [f.path for f in plan.files])

@@ -116,6 +116,21 @@ def test_progress_per_step_and_cancel_within_one_step(engine: PreviewEngine) -> 
     assert len(steps) == 1 and isinstance(steps[0], Progress)
 
 
+@pytest.mark.parametrize("mode", ["img2img", "inpaint"])
+def test_progress_counts_the_steps_the_pipeline_runs_and_ends_at_its_total(
+    engine: PreviewEngine, mode: str
+) -> None:
+    events: list[Event] = []
+    mask = np.ones((96, 128), bool)
+    # 2 steps at edit strength 0.5: one asked; PNDM (SD 1.5's scheduler, and the tiny one's)
+    # runs one more, which once read 200%.
+    request = PreviewRequest(mode=mode, steps=2, strength=0.5, working_size=64, mask=mask)
+    engine.run(_photo(), _pert(), request, on_event=events.append)
+    steps = [(e.done, e.total) for e in events if isinstance(e, Progress)]
+    assert steps and all(done <= total for done, total in steps), steps
+    assert steps[-1][0] == steps[-1][1]
+
+
 def test_inpainting_with_a_mask_image(engine: PreviewEngine) -> None:
     mask = np.zeros((96, 128), bool)
     mask[:, 64:] = True

@@ -350,7 +350,9 @@ class PreviewEngine:
         generators = [torch.Generator(generator_device).manual_seed(request.seed) for _ in views]
 
         def on_step(pipeline: Any, step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            on_event(Progress("edit", step + 1, total, message="denoising"))
+            # The pipeline's own count: SD 1.5's PNDM scheduler runs one step more than asked.
+            steps = int(getattr(pipeline, "num_timesteps", 0) or total)
+            on_event(Progress("edit", step + 1, steps, message="denoising"))
             if cancel is not None and cancel.cancelled:
                 pipeline._interrupt = True  # diffusers skips the remaining steps
             return kwargs

@@ -128,3 +128,13 @@ def test_the_pipelines_are_freed_before_the_sheet_is_saved(
     monkeypatch.setattr(preview, "save_outputs", checked_save)
     assert _preview(inputs, tmp_path, "--model-dir", str(inputs["sd"]), "--json") == 0
     assert alive_at_save == [False]
+
+
+def test_the_model_libraries_keep_their_bars_and_advice_off_the_terminal(
+    inputs: dict[str, Path], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert _preview(inputs, tmp_path, "--model-dir", str(inputs["sd"])) == 0
+    err = capfd.readouterr().err  # the file descriptor: library handlers hold the real stderr
+    assert "AI edit (original, protected, noise)" in err  # spdesk's own progress
+    for noise in ("Loading pipeline components", "Loading weights", "accelerate", "it/s]"):
+        assert noise not in err, noise

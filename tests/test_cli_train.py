@@ -189,3 +189,21 @@ def test_train_and_eval_show_progress_on_a_terminal_and_stay_quiet_under_json(
     capsys.readouterr()
     for text in screens:  # a live bar on a terminal; only the JSON (on stdout) under --json
         assert ("\r[" in text and "100.0%" in text) != json_out, text
+
+
+def test_loading_the_encoder_keeps_diffusers_advice_off_the_terminal(
+    assets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    photos, vae = assets
+    argv = ["train", str(photos), "--out", str(tmp_path / "p.safetensors"), "--encoder", str(vae)]
+    argv += ["--steps", "1", "--batch", "2", "--size", "32"]
+    # A process of its own: in this one, diffusers' console handler was made at its first import.
+    done = subprocess.run(
+        [sys.executable, "-m", "spdesk", *argv], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Training on " in done.stderr
+    assert "accelerate" not in done.stderr and "it/s]" not in done.stderr

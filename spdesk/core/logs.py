@@ -45,5 +45,19 @@ def library_output_to_log(library: str) -> None:
     logger.propagate = False
 
 
+def quiet_model_libraries() -> None:
+    """Keep diffusers and transformers off the terminal: their loading bars, and advice meant for
+    developers ("pip install accelerate", "requires torchvision"), would interleave with
+    spdesk's own progress. Their warnings go to spdesk's log file. Call it before importing
+    their models: some of that advice comes at import."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    library_output_to_log("diffusers")
+    library_output_to_log("transformers")
+
+
 def log_file() -> str:
     return str(log_dir() / "spdesk.log")

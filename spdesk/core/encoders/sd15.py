@@ -12,6 +12,7 @@ import torch
 from spdesk.core.device import compute_dtype
 from spdesk.core.encoders.base import LatentDist, file_fingerprint, freeze
 from spdesk.core.errors import EncoderError
+from spdesk.core.logs import quiet_model_libraries
 
 
 def vae_folder(folder: Path) -> Path:
@@ -73,6 +74,7 @@ class KLEncoder:
         channels_last: bool = False,
         checkpointing: bool = False,
     ) -> None:
+        quiet_model_libraries()  # before diffusers' import: its advice comes with it
         from diffusers import AutoencoderKL
 
         folder = vae_folder(Path(folder))

@@ -20,6 +20,7 @@ from torch import nn
 
 from spdesk.core.encoders.base import LatentDist, file_fingerprint, freeze
 from spdesk.core.errors import EncoderError
+from spdesk.core.logs import quiet_model_libraries
 
 CHANNELS = 64
 
@@ -192,6 +193,7 @@ class TinyEncoder:
 
 def load_autoencoder_tiny(path: Path, device: torch.device) -> TinyEncoder:
     """TAESD-style single safetensors file in diffusers' AutoencoderTiny layout."""
+    quiet_model_libraries()  # before diffusers' import: its advice comes with it
     from diffusers import AutoencoderTiny
 
     state = read_state_dict(path)
@@ -212,6 +214,7 @@ def load_autoencoder_tiny(path: Path, device: torch.device) -> TinyEncoder:
 def load_autoencoder_tiny_folder(folder: Path, device: torch.device) -> TinyEncoder:
     """A diffusers ``AutoencoderTiny`` folder (``config.json`` and weights), as the model store
     keeps ``madebyollin/taesd``."""
+    quiet_model_libraries()  # before diffusers' import: its advice comes with it
     from diffusers import AutoencoderTiny
 
     weights = sorted(folder.glob("*.safetensors"))

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from spdesk.core.errors import ModelError
+from spdesk.core.logs import quiet_model_libraries
 from spdesk.core.models.sources import Feature
 
 LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError)
@@ -27,7 +28,7 @@ def load_pipeline_from(
 
     Folders holding only the hub's ``*.fp16.safetensors`` files load through that variant.
     """
-    quiet_model_libraries()
+    quiet_model_libraries()  # before the import: some of their advice comes with it
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
 
     cls: Any = (
@@ -49,22 +50,6 @@ def load_pipeline_from(
             )
     except LOAD_ERRORS as error:
         raise _load_error(feature, folder, error) from error
-
-
-def quiet_model_libraries() -> None:
-    """Keep diffusers and transformers off the terminal: their loading bars, and advice meant for
-    developers ("pip install accelerate", "requires torchvision"), would interleave with
-    spdesk's own progress. Their warnings go to spdesk's log file. Call it before importing
-    their pipelines: some of that advice comes at import."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    from spdesk.core.logs import library_output_to_log
-
-    diffusers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    library_output_to_log("diffusers")
-    library_output_to_log("transformers")
 
 
 def _variant(folder: Path) -> str | None:

@@ -23,7 +23,6 @@ from spdesk.cli.common import (
 )
 from spdesk.core.models.sources import FEATURES, default_source
 
-FEATURE_CHOICES = FEATURES
 # What each feature downloads, in the words the store itself uses for it.
 FEATURE_HELP = "; ".join(f"{f}: {default_source(f).description}" for f in FEATURES)
 
@@ -48,7 +47,7 @@ def register(sub: Any) -> None:
 
     download = actions.add_parser("download", help="fetch what a feature needs (resumable)")
     download.add_argument(
-        "--for", dest="feature", choices=FEATURE_CHOICES, default="train",
+        "--for", dest="feature", choices=FEATURES, default="train",
         help=f"what to download (train): {FEATURE_HELP}",
     )  # fmt: skip
     download.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -57,7 +56,7 @@ def register(sub: Any) -> None:
 
     verify = actions.add_parser("verify", help="re-hash installed files (damaged ones deleted)")
     verify.add_argument(
-        "--for", dest="feature", choices=FEATURE_CHOICES, default=None,
+        "--for", dest="feature", choices=FEATURES, default=None,
         help=f"check only this (default: everything installed): {FEATURE_HELP}",
     )  # fmt: skip
     _json_flag(verify)
@@ -66,7 +65,7 @@ def register(sub: Any) -> None:
     remove = actions.add_parser("remove", help="delete downloaded or imported models")
     which = remove.add_mutually_exclusive_group(required=True)
     which.add_argument(
-        "--for", dest="feature", choices=FEATURE_CHOICES,
+        "--for", dest="feature", choices=FEATURES,
         help=f"what the store downloaded for this: {FEATURE_HELP}",
     )  # fmt: skip
     which.add_argument("--imported", metavar="NAME", help="an imported model (see status)")

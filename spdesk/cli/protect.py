@@ -342,7 +342,7 @@ class _Printer:
             self._bar(f"{event.source.name} ({event.stage})")
         elif isinstance(event, jobs.FileDone):
             self.finished += 1
-            psnr = f"PSNR {event.psnr:.1f} dB" if event.psnr is not None else jobs.UNCHANGED
+            psnr = jobs.UNCHANGED if event.unchanged else f"PSNR {event.psnr:.1f} dB"
             notes = f"; {'; '.join(event.notes)}" if event.notes else ""
             if self.progress.tty:  # the bar shows progress; keep the screen for problems
                 self._bar("")

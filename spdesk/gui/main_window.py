@@ -551,7 +551,7 @@ class MainWindow(QMainWindow):
             self._already_done += 1
         elif isinstance(event, FileDone):
             self._location_removed += event.location_removed
-            self._unchanged += event.psnr is None
+            self._unchanged += event.unchanged
         if self._finetune_clock is not None:
             self._finetune_clock.update(event)
         update = protect_bridge.interpret(event)
@@ -679,7 +679,7 @@ class MainWindow(QMainWindow):
         self.options_panel.show_default_output(
             protect_bridge.default_output_root(self.queue.paths()) if has_photos else None
         )
-        title = f"Queue · {count} photo{'s' if count != 1 else ''}" if count else "Queue"
+        title = f"Queue · {count_of(count, 'photo')}" if count else "Queue"
         if count and self._left_out:  # nothing in the folder goes unmentioned
             title += f" · {count_of(len(self._left_out), 'other file')} left out"
         self.queue_title.setText(title)

@@ -150,8 +150,8 @@ def interpret(event: Event) -> RowUpdate | None:
     match event:
         case FileProgress(source=path, done=done, total=total):
             return RowUpdate(path, RowStatus.PROTECTING, fraction=done / (total or 1.0))
-        case FileDone(source=path, output=output, psnr=psnr, notes=notes):
-            said = notes if psnr is not None else (UNCHANGED, *notes)  # as the CLI says
+        case FileDone(source=path, output=output, notes=notes) as done:
+            said = (UNCHANGED, *notes) if done.unchanged else notes  # as the CLI says
             return RowUpdate(path, RowStatus.DONE, 1.0, "; ".join(said), output)
         case FileSkipped(source=path, kind=SkipReason.ALREADY_DONE, reason=reason, output=output):
             return RowUpdate(path, RowStatus.DONE, 1.0, reason, output)  # a re-run: done before

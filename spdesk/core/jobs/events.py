@@ -89,6 +89,11 @@ class FileDone(Event):
     count: int = 0
     location_removed: bool = False
 
+    @property
+    def unchanged(self) -> bool:
+        """The copy is identical to the photo (see :data:`UNCHANGED`): done, not protected."""
+        return self.psnr is None
+
 
 @dataclass(frozen=True)
 class FileSkipped(Event):
@@ -159,7 +164,7 @@ class JobReport:
     @property
     def unchanged(self) -> list[FileDone]:
         """Copies identical to their photo (see :data:`UNCHANGED`): done, not protected."""
-        return [e for e in self.done if e.psnr is None]
+        return [e for e in self.done if e.unchanged]
 
     @property
     def ok(self) -> bool:

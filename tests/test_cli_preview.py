@@ -149,3 +149,20 @@ def test_the_model_libraries_keep_their_bars_and_advice_off_the_terminal(
     assert "AI edit (original, protected, noise)" in done.stderr  # spdesk's own progress
     for noise in ("Loading pipeline components", "Loading weights", "accelerate", "it/s]"):
         assert noise not in done.stderr, noise
+
+
+@pytest.mark.parametrize("size", [(1, 1), (20, 4000), (5, 3)])
+def test_a_photo_too_small_for_an_edit_is_refused_by_name(
+    size: tuple[int, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 1x1 photo or a 20 px high panorama gets a plain refusal, not a metric's crash, and
+    no model is loaded for it (the model folder does not even exist)."""
+    height, width = size
+    photo = tmp_path / "strip.png"
+    Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(photo)
+    no_model = ["--model-dir", str(tmp_path / "no-model")]
+    code = main(["preview", str(photo), "--out", str(tmp_path), *no_model, *FAST])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert f"strip.png is {width}x{height} pixels: too small for an AI edit preview" in err
+    assert "unexpected" not in err and "not installed" not in err

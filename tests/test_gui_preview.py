@@ -177,5 +177,21 @@ def test_a_photo_the_protection_cannot_change_is_called_unchanged_not_protected(
     Image.new("RGB", (1, 1), (200, 10, 10)).save(dot)  # the generator's budget rounds away
     dialog = _dialog(qtbot, dot, ProtectOptions(mode="photo", device="cpu"), None)
     assert dialog.view is not None and dialog.view.largest_change == 0
-    assert dialog.status_label.text() == f"This photo is {UNCHANGED}."
+    assert dialog.status_label.text().startswith(f"This photo is {UNCHANGED}.\n")
     assert "Protected" not in dialog.status_label.text()
+
+
+def test_a_photo_too_small_for_an_edit_says_so_before_any_model_loads(
+    qtbot: QtBot, sd_dir: Path, tmp_path: Path
+) -> None:
+    """A 20 px high strip is shown protected, but the edit button stays off with the reason:
+    no Stable Diffusion load and no failure dialog for a photo no edit could judge."""
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (400, 20), (90, 120, 200)).save(strip)
+    dialog = _dialog(qtbot, strip, ProtectOptions(mode="photo", device="cpu"), sd_dir)
+    assert dialog.view is not None
+    assert "strip.png is 400x20 pixels: too small for an AI edit preview" in (
+        dialog.status_label.text()
+    )
+    assert not dialog.preview_button.isEnabled()
+    assert dialog.start() is False and not dialog.runner.running

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tiny_sd import save_tiny_sd
 
-from spdesk.core.errors import Cancelled, ConfigError, ModelMissingError
+from spdesk.core.errors import Cancelled, ConfigError, ModelMissingError, UnsupportedImageError
 from spdesk.core.events import CancelToken, Event, Progress
 from spdesk.core.perturbation import Perturbation
 from spdesk.core.preview import (
@@ -210,3 +210,9 @@ def test_prompt_presets_and_free_text() -> None:
     assert resolve_prompt("a cat", None) == "a cat"
     with pytest.raises(ConfigError, match="P1, P2, P3, P4"):
         resolve_prompt(None, "P9")
+
+
+def test_the_engine_refuses_a_photo_too_small_to_edit(engine: PreviewEngine) -> None:
+    strip = np.full((20, 4000, 3), 128, np.uint8)
+    with pytest.raises(UnsupportedImageError, match="4000x20 pixels: too small"):
+        engine.run(strip, _pert(), FAST)

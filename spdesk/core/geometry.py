@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from spdesk.core.errors import UnsupportedImageError
+
 LATENT_GRID = 8  # SD's VAE works on an 8-pixel grid
+# Below this a photo's view has a latent of a few cells: no AI edit worth judging (and the
+# preview's VIF figure needs 41 pixels).
+MIN_PREVIEW_SIDE = 64
 
 
 def working_size(
@@ -61,3 +66,14 @@ def layout_size(height: int, width: int, short_side: int = 512) -> tuple[int, in
             raise ValueError(f"image size must be positive, got {height}x{width}")
         return height, width
     return working_size(height, width, short_side)
+
+
+def check_previewable(photo: np.ndarray, name: str = "The photo") -> None:
+    """Refuse a photo (H, W, ...) too small on a side for an AI edit preview to show anything."""
+    height, width = photo.shape[:2]
+    if min(height, width) < MIN_PREVIEW_SIDE:
+        raise UnsupportedImageError(
+            f"{name} is {width}x{height} pixels: too small for an AI edit preview, which needs "
+            f"at least {MIN_PREVIEW_SIDE} pixels on each side.",
+            hint="Choose a larger photo to preview.",
+        )

@@ -27,7 +27,7 @@ from spdesk.core.apply import ApplyOptions, apply_perturbation
 from spdesk.core.device import resolve_device
 from spdesk.core.errors import Cancelled, ConfigError, ModelMissingError
 from spdesk.core.events import CancelToken, EventSink, Progress, ignore_events
-from spdesk.core.geometry import working_size
+from spdesk.core.geometry import check_previewable, working_size
 from spdesk.core.models.sources import Feature
 from spdesk.core.perturbation import Perturbation
 
@@ -319,6 +319,7 @@ class PreviewEngine:
             cancel: checked every denoising step; raises Cancelled.
         """
         request.validate()
+        check_previewable(photo)
         started = time.monotonic()
         options = apply_options or ApplyOptions(working_size=request.working_size)
         if protected is None:

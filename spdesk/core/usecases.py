@@ -221,6 +221,7 @@ def preview_photo(
     Raises the named errors of reading, applying and the engine (ModelMissingError when the
     Stable Diffusion weights are not installed); Cancelled between denoising steps.
     """
+    from spdesk.core.geometry import check_previewable
     from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
 
     request.validate()
@@ -229,6 +230,7 @@ def preview_photo(
     view = protect_for_preview(
         photo_path, perturbation_path, options, protection=protection, generator=generator
     )
+    check_previewable(view.photo, name=Path(photo_path).name)
     cancel.check()
     result = engine.run(
         view.photo,

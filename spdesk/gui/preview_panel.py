@@ -42,8 +42,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from spdesk.core.errors import ModelMissingError
+from spdesk.core.errors import ModelMissingError, UnsupportedImageError
 from spdesk.core.events import CancelToken, Event, Loading, Progress
+from spdesk.core.geometry import check_previewable
 from spdesk.core.jobs.events import UNCHANGED
 from spdesk.core.usecases import (
     DIFFERENCE_GAIN,
@@ -199,6 +200,15 @@ def _model_installed(mode: str) -> bool:
     return ModelStore().find("inpaint" if mode == "inpaint" else "preview") is not None
 
 
+def _edit_refusal(photo: np.ndarray, path: Path) -> str:
+    """Why an AI edit of this photo would show nothing ("" when it can be previewed)."""
+    try:
+        check_previewable(photo, name=path.name)
+    except UnsupportedImageError as error:
+        return error.user_text()
+    return ""
+
+
 def _announce_loading(on_event: Callable[[Event], None]) -> None:
     on_event(Loading("Loading Stable Diffusion (first time only)…"))
 
@@ -260,6 +270,7 @@ class PreviewDialog(QDialog):
         self.view: ProtectionView | None = None
         self.outcome: PreviewOutcome | None = None
         self.zoom: ZoomDialog | None = None
+        self.edit_refusal = ""  # why the shown photo cannot be edited ("" when it can)
         self._build()
         self._connect()
         if photo is not None:
@@ -511,7 +522,12 @@ class PreviewDialog(QDialog):
         else:  # as the queue and the CLI say it: never "protected"
             self.status_label.setText(f"This photo is {UNCHANGED}.")
         self._show_visibility(shown.view.psnr)
-        if not shown.model_ready:
+        self.edit_refusal = _edit_refusal(shown.view.photo, self.settings().photo)
+        if self.edit_refusal:  # said before any model is loaded, not as a failed edit
+            self.status_label.setText(f"{self.status_label.text()}\n{self.edit_refusal}")
+            for name in EDIT_TILES:
+                self.tiles[name].clear("Too small for an AI edit")
+        elif not shown.model_ready:
             self._show_model_needed()
         elif self.outcome is None:
             for name in EDIT_TILES:
@@ -530,6 +546,7 @@ class PreviewDialog(QDialog):
 
     def _on_protection_failed(self, text: str) -> None:
         self.view = None
+        self.edit_refusal = ""
         for tile in self.tiles.values():
             tile.clear()
         self.status_label.setText(text)
@@ -549,6 +566,9 @@ class PreviewDialog(QDialog):
         settings = self.settings()
         if not settings.photo.is_file():
             self.status_label.setText(f"Photo not found: {settings.photo}")
+            return False
+        if self.edit_refusal:
+            self.status_label.setText(self.edit_refusal)
             return False
         self.models_button.hide()
         set_primary(self.models_button, False)
@@ -627,7 +647,8 @@ class PreviewDialog(QDialog):
 
     def _update_controls(self) -> None:
         running = self.runner.running
-        self.preview_button.setEnabled(not running and bool(self.photo_edit.text().strip()))
+        chosen = bool(self.photo_edit.text().strip())
+        self.preview_button.setEnabled(not running and chosen and not self.edit_refusal)
         self.cancel_button.setEnabled(running)
         self.zoom_button.setEnabled(self.view is not None or self.outcome is not None)
 

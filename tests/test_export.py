@@ -210,6 +210,39 @@ def test_disk_full_removes_temp_and_names_the_file(
     assert [p.name for p in tmp_path.iterdir()] == ["x.protected.png"]
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP"])
+def test_every_byte_goes_through_python_write_never_straight_to_the_descriptor(
+    fmt: str, tmp_path: Path
+) -> None:
+    """Pillow, given a file with a descriptor, writes to it in C and ignores a short write: a
+    disk that fills in the last write leaves a cut file and no error. Here the descriptor leads
+    to /dev/null, so any byte Pillow wrote there itself would be missing from ``write``."""
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.data = bytearray()
+            self.null = os.open(os.devnull, os.O_WRONLY)
+
+        def fileno(self) -> int:
+            return self.null
+
+        def write(self, data: bytes) -> int:
+            self.data += data
+            return len(data)
+
+        def flush(self) -> None:
+            pass
+
+    handle = Recorder()
+    try:
+        export.write_image(_encoded(fmt), handle)  # type: ignore[arg-type]
+    finally:
+        os.close(handle.null)
+    (tmp_path / "out").write_bytes(bytes(handle.data))
+    with Image.open(tmp_path / "out") as written:
+        assert written.format == fmt and written.size == _encoded(fmt).image.size
+
+
 def test_permission_errors_name_file_and_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

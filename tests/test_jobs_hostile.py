@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -373,3 +374,52 @@ def test_a_process_stopped_mid_write_leaves_no_temporary_file(tmp_path: Path) ->
     )
     assert result.returncode != 0 and b"KeyboardInterrupt" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+FILL_AND_PROTECT = """
+import json, os, subprocess, sys
+photo, probe, mount = sys.argv[1:4]
+protect = [sys.executable, "-m", "spdesk", "protect", photo, "--json", "--out"]
+first = json.loads(subprocess.run([*protect, probe], capture_output=True, text=True).stdout)
+size = os.path.getsize(first["done"][0]["output"])
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mount], check=True)
+free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+with open(os.path.join(mount, "filler"), "wb") as filler:  # leave two pages too few
+    filler.write(bytes(free - (size - 8192)))
+second = subprocess.run([*protect, os.path.join(mount, "out")], capture_output=True, text=True)
+print(json.dumps({"size": size, "report": json.loads(second.stdout)}))
+"""
+
+
+@posix_only
+def test_a_disk_that_fills_in_the_last_write_is_a_full_disk_not_a_damaged_output(
+    tmp_path: Path,
+) -> None:
+    """A real 1 MiB tmpfs, mounted in a user and mount namespace of its own and filled so that
+    the output's only write (under Pillow's 64 KB buffer) comes up short. Pillow ignores a
+    short write on a descriptor; the job must still say the disk is full and stop there."""
+    import shutil
+    import subprocess
+    import sys
+
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode
+    ):
+        pytest.skip("needs unshare and unprivileged user namespaces to mount a small tmpfs")
+    photo = tmp_path / "noise.jpg"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(photo, quality=95)
+    (tmp_path / "mnt").mkdir()
+    script = [sys.executable, "-c", FILL_AND_PROTECT, str(photo), str(tmp_path / "probe")]
+    result = subprocess.run(
+        ["unshare", "-rm", *script, str(tmp_path / "mnt")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert 8192 < outcome["size"] < 65536  # one write, and room for most of it
+    report = outcome["report"]
+    assert report["done"] == [] and len(report["failed"]) == 1
+    assert "disk is full" in report["failed"][0]["reason"]
+    assert "does not decode" not in report["failed"][0]["reason"]
+    assert report["stopped"]

@@ -370,5 +370,12 @@ def check_written(temp: Path, size: tuple[int, int], target: Path) -> str:
 
 
 def write_image(encoded: Encoded, handle: IO[bytes]) -> None:
-    """Encode into an open file (a separate function so tests can simulate a full disk)."""
-    encoded.image.save(handle, format=encoded.format, **encoded.params)
+    """Encode into an open file (a separate function so tests can simulate a full disk).
+
+    The bytes are encoded in memory and written through Python: given a real file, Pillow
+    writes to its descriptor itself and ignores a short write, so a disk that fills up in the
+    last write leaves a cut file and no error (a 109 KB JPEG came out 106 KB on a tmpfs 100
+    bytes short). Python's write raises "No space left on device" instead."""
+    buffer = io.BytesIO()
+    encoded.image.save(buffer, format=encoded.format, **encoded.params)
+    handle.write(buffer.getbuffer())

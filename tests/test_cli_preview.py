@@ -166,3 +166,19 @@ def test_a_photo_too_small_for_an_edit_is_refused_by_name(
     assert code != 0
     assert f"strip.png is {width}x{height} pixels: too small for an AI edit preview" in err
     assert "unexpected" not in err and "not installed" not in err
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_the_edit(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file where the folder should go is a plain error at once, not a crash after the
+    minutes the edit takes (the model folder does not exist: no edit was started)."""
+    in_the_way = tmp_path / "sheets"
+    in_the_way.write_text("mine")
+    no_model = ["--model-dir", str(tmp_path / "no-model")]
+    code = main(["preview", str(inputs["photo"]), "--out", str(in_the_way), *no_model, *FAST])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "Cannot create the folder" in err and "a file has that name" in err
+    assert "unexpected" not in err and "not installed" not in err
+    assert in_the_way.read_text() == "mine"

@@ -216,3 +216,18 @@ def test_the_engine_refuses_a_photo_too_small_to_edit(engine: PreviewEngine) -> 
     strip = np.full((20, 4000, 3), 128, np.uint8)
     with pytest.raises(UnsupportedImageError, match="4000x20 pixels: too small"):
         engine.run(strip, _pert(), FAST)
+
+
+def test_outputs_that_cannot_be_written_are_a_named_error(
+    engine: PreviewEngine, tmp_path: Path
+) -> None:
+    from spdesk.core.errors import OutputError
+
+    result = engine.run(_photo(), _pert(), FAST)
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with pytest.raises(OutputError, match="a file has that name"):
+        save_outputs(result, tmp_path / "taken")
+    paths = save_outputs(result, tmp_path / "made")
+    assert sorted(p.name for p in (tmp_path / "made").iterdir()) == sorted(
+        p.name for p in paths.values()
+    )

@@ -74,7 +74,14 @@ def _mask(path: Path | None) -> Any:
 def run(args: argparse.Namespace) -> int:
     from spdesk.core.apply import ApplyOptions
     from spdesk.core.events import Event, Progress
-    from spdesk.core.preview import PreviewEngine, PreviewRequest, resolve_prompt, save_outputs
+    from spdesk.core.files import check_writable
+    from spdesk.core.preview import (
+        PreviewEngine,
+        PreviewRequest,
+        output_paths,
+        resolve_prompt,
+        save_outputs,
+    )
     from spdesk.core.usecases import preview_photo
 
     request = PreviewRequest(
@@ -88,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         mask_mode=args.mask_mode,
         mask=_mask(args.mask),
     )
+    check_writable(output_paths(args.out, args.photo.stem)["sheet"])  # before minutes of editing
     printer = ProgressPrinter(quiet=args.json)
 
     def on_event(event: Event) -> None:

@@ -116,6 +116,13 @@ def write_temp(target: Path, write: Writer | bytes) -> tuple[Path, int]:
     return temp, size
 
 
+def check_writable(target: Path) -> None:
+    """Create ``target``'s folder and prove a file can be written there, before long work whose
+    result goes there; raises the named :class:`OutputError` that writing ``target`` would."""
+    temp, _size = write_temp(target, b"")
+    discard(temp)
+
+
 def publish(temp: Path, target: Path, *, replace: bool = False) -> None:
     """Give a complete temporary file from :func:`write_temp` its final name, atomically.
 

@@ -48,6 +48,7 @@ MaskMode = Literal["keep-centre", "regenerate-centre"]
 FEATURE_FOR_MODE: dict[str, Feature] = {"img2img": "preview", "inpaint": "inpaint"}
 BLANK_STD = 0.02  # an edit whose pixels barely vary is blank (or black): not a real edit
 BLANK_MEAN = 0.03
+TILE_NAMES = ("original", "protected", "edit_original", "edit_protected")  # saved as PNGs
 
 
 @dataclass(frozen=True)
@@ -478,17 +479,29 @@ def comparison_sheet(result: PreviewResult) -> Image.Image:
     return sheet
 
 
+def output_paths(folder: Path, stem: str = "preview") -> dict[str, Path]:
+    """Where :func:`save_outputs` writes the sheet, the four tiles and the JSON record."""
+    names = {"sheet": "sheet.png", "json": "json"} | {n: f"{n}.png" for n in TILE_NAMES}
+    return {key: folder / f"{stem}.{suffix}" for key, suffix in names.items()}
+
+
 def save_outputs(result: PreviewResult, folder: Path, stem: str = "preview") -> dict[str, Path]:
-    """Write the comparison sheet (PNG), the four tiles and the JSON record into ``folder``."""
+    """Write the comparison sheet (PNG), the four tiles and the JSON record into ``folder``,
+    each atomically; a file that cannot be written raises a named OutputError."""
+    import io
     import json
 
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {"sheet": folder / f"{stem}.sheet.png", "json": folder / f"{stem}.json"}
-    comparison_sheet(result).save(paths["sheet"])
-    for name in ("original", "protected", "edit_original", "edit_protected"):
-        path = folder / f"{stem}.{name}.png"
-        Image.fromarray(getattr(result, name)).save(path)
-        paths[name] = path
+    from spdesk.core.files import atomic_write
+
+    def png(image: Image.Image) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    paths = output_paths(folder, stem)
+    atomic_write(paths["sheet"], png(comparison_sheet(result)))
+    for name in TILE_NAMES:
+        atomic_write(paths[name], png(Image.fromarray(getattr(result, name))))
     record = result.to_json() | {"files": {k: p.name for k, p in paths.items()}}
-    paths["json"].write_text(json.dumps(record, indent=2), encoding="utf-8")
+    atomic_write(paths["json"], json.dumps(record, indent=2).encode("utf-8"))
     return paths

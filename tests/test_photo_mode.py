@@ -332,3 +332,24 @@ def test_train_generator_skips_unreadable_photos_and_refuses_a_folder_without_ph
     assert main([*argv[:1], str(notes), *argv[1:]]) == 2
     err = capsys.readouterr().err
     assert "holds 0 photo(s); training needs at least 2" in err and not out.exists()
+
+
+def test_train_generator_refuses_an_out_it_must_not_replace_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A photo given as --out by mistake is kept (--force replaces it); an --out under a file
+    is refused at once, not after the training (--encoder is never even loaded)."""
+    from test_train import write_photos
+
+    from spdesk.cli import main
+
+    photos = write_photos(tmp_path / "photos")
+    photo = sorted(photos.iterdir())[0]
+    before = photo.read_bytes()
+    argv = ["train-generator", str(photos), "--encoder", str(tmp_path / "no-encoder")]
+    assert main([*argv, "--out", str(photo)]) == 2
+    err = capsys.readouterr().err
+    assert "is not an spdesk protection generator file, so it was not replaced" in err
+    assert "--force" in err and photo.read_bytes() == before
+    assert main([*argv, "--out", str(photo / "gen.safetensors")]) != 0
+    assert "Cannot save gen.safetensors" in capsys.readouterr().err

@@ -26,6 +26,10 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("photos", type=Path, help="folder of training photos")
     parser.add_argument("--out", required=True, type=Path, help="generator file to write")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="replace --out even if it exists and is not a generator file",
+    )  # fmt: skip
     parser.add_argument("--encoder", required=True, help="'taesd', 'sd15', a folder or file")
     parser.add_argument("--init", type=Path, default=None, help="generator to start from")
     parser.add_argument("--steps", type=int, default=800, help="training steps (800)")
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from spdesk.core.encoders import load_encoder
     from spdesk.core.errors import ConfigError
     from spdesk.core.generator import GeneratorConfig, shaping_to_dict
-    from spdesk.core.generator_file import save_generator
+    from spdesk.core.generator_file import check_generator_destination, save_generator
     from spdesk.core.photo_protect import load_generator
     from spdesk.core.shaping import Shaping
     from spdesk.core.train_generator import GeneratorTrainConfig, train_generator
@@ -82,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--editor-scale must be 0.1 <= LOW <= HIGH <= 4 and --ssim >= 0.")
     if not 8 <= args.width <= 256 or not 1 <= args.blocks <= 16 or args.time_limit < 0:
         raise ConfigError("--width must be 8..256, --blocks 1..16, --time-limit >= 0.")
+    check_generator_destination(args.out, force=args.force)  # before minutes of training
     config = GeneratorTrainConfig(
         eps=args.eps, steps=args.steps, batch=args.batch, size=args.size, lr=args.lr,
         secrecy=args.secrecy, visibility=args.visibility, seed=args.seed, shaping=shaping,

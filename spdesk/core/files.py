@@ -29,7 +29,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from spdesk.core.errors import DiskFullError, OutputError, OutputExistsError, OutputPermissionError
+from spdesk.core.errors import (
+    ConfigError,
+    DiskFullError,
+    OutputError,
+    OutputExistsError,
+    OutputPermissionError,
+    SpdeskError,
+)
 
 TEMP_SUFFIX = ".spdesk-tmp"
 _TEMP_RANDOM = 8  # hex digits: collisions are retried, so this only needs to be rare
@@ -121,6 +128,36 @@ def check_writable(target: Path) -> None:
     result goes there; raises the named :class:`OutputError` that writing ``target`` would."""
     temp, _size = write_temp(target, b"")
     discard(temp)
+
+
+def check_save_path(
+    path: Path, kind: str, read: Callable[[Path], object], *, force: bool = False
+) -> None:
+    """Refuse, before any work, a place a file of ``kind`` (a trained perturbation or
+    generator) cannot or must not be saved: a folder, a place that cannot be written, or an
+    existing file that ``read`` refuses (a photo given by mistake); ``force`` replaces it."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{shown(path)} is a folder; the {kind} needs a file name.",
+            hint=f"For example: {shown(path / 'mine.safetensors')}",
+        )
+    folder = next((p for p in path.parents if p.exists()), Path("."))
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise OutputPermissionError(
+            f"Cannot save {shown(path.name)} in {shown(folder)}: it is read-only, not a folder, "
+            "or you do not have permission to write there.",
+            hint=f"Choose another place for the {kind} file (--out).",
+        )
+    if path.exists() and not force:
+        try:
+            read(path)
+        except SpdeskError as error:
+            raise ConfigError(
+                f"{shown(path)} exists and is not an spdesk {kind} file, so it was not "
+                f"replaced ({error.message}).",
+                hint="Choose another file name, or add --force to replace it.",
+            ) from error
 
 
 def publish(temp: Path, target: Path, *, replace: bool = False) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from spdesk.core.errors import PerturbationFileError
-from spdesk.core.files import atomic_write
+from spdesk.core.files import atomic_write, check_save_path
 from spdesk.core.perturbation import FORMAT_NAME as PERTURBATION_FORMAT
 from spdesk.core.perturbation import GENERATOR_FORMAT, check_eps
 
@@ -46,6 +46,12 @@ def bundled_generator_path() -> Path:
     """The generator that ships with spdesk (read through importlib.resources)."""
     ref = resources.files("spdesk.resources").joinpath("generators", "default.safetensors")
     return Path(str(ref))
+
+
+def check_generator_destination(path: Path, *, force: bool = False) -> None:
+    """Refuse, before training, a place a generator file cannot or must not be saved: see
+    :func:`spdesk.core.files.check_save_path` (``force`` replaces a file of another kind)."""
+    check_save_path(path, "protection generator", read_spec, force=force)
 
 
 def save_generator(

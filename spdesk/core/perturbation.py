@@ -14,7 +14,6 @@ writes float32, and doubles would only double the memory for no visible differen
 from __future__ import annotations
 
 import json
-import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from spdesk.core.errors import ConfigError, OutputPermissionError, PerturbationFileError
-from spdesk.core.files import atomic_write, shown
+from spdesk.core.errors import PerturbationFileError
+from spdesk.core.files import atomic_write, check_save_path
 from spdesk.core.paths import library_dir
 
 FORMAT_NAME = "spdesk-perturbation"
@@ -308,33 +307,9 @@ def perturbation_gain(path: Path) -> float | None:
 
 
 def check_destination(path: Path, *, force: bool = False) -> None:
-    """Refuse, before any work, a place a perturbation file cannot or must not be saved.
-
-    A folder, a place that cannot be written, or an existing file that is not an spdesk
-    perturbation (a photo given by mistake) is refused; ``force`` allows replacing the latter.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(
-            f"{shown(path)} is a folder; the perturbation needs a file name.",
-            hint=f"For example: {shown(path / 'mine.safetensors')}",
-        )
-    folder = next((p for p in path.parents if p.exists()), Path("."))
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise OutputPermissionError(
-            f"Cannot save {shown(path.name)} in {shown(folder)}: it is read-only, not a folder, "
-            "or you do not have permission to write there.",
-            hint="Choose another place for the perturbation file (--out).",
-        )
-    if path.exists() and not force:
-        try:
-            load_perturbation(path)
-        except PerturbationFileError as error:
-            raise ConfigError(
-                f"{shown(path)} exists and is not an spdesk perturbation file, so it was not "
-                f"replaced ({error.message}).",
-                hint="Choose another file name, or add --force to replace it.",
-            ) from error
+    """Refuse, before any work, a place a perturbation file cannot or must not be saved: see
+    :func:`spdesk.core.files.check_save_path` (``force`` replaces a file of another kind)."""
+    check_save_path(path, "perturbation", load_perturbation, force=force)
 
 
 def bundled_perturbation_path() -> Path:

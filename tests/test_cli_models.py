@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from hub_server import HubServer, tiny_sd_repo_files
-from tiny_sd import save_tiny_vae
+from tiny_sd import save_tiny_sd, save_tiny_taesd, save_tiny_vae
 
 from spdesk.cli import main
 from spdesk.cli.common import EXIT_ERROR, EXIT_FAILED, EXIT_OK
@@ -180,3 +180,39 @@ def test_the_hub_clients_own_console_warnings_go_to_the_log_file(
         hub_logger.removeHandler(catcher)
     assert [r.getMessage() for r in records] == ["Retrying in 1s [Retry 1/5]."]
     assert "Retrying" not in capsys.readouterr().err
+
+
+def test_importing_keeps_the_model_libraries_bars_and_advice_off_the_terminal(
+    tmp_path: Path,
+) -> None:
+    """Checking a model loads each part: diffusers' and transformers' loading bars and notes
+    ("config attributes ... will be ignored", "requires torchvision") go to the log file."""
+    import subprocess
+    import sys
+
+    models = [save_tiny_taesd(tmp_path / "taesd.safetensors"), save_tiny_sd(tmp_path / "sd")]
+    for model in models:
+        # A process of its own: in this one, the libraries' console handlers were made at import.
+        done = subprocess.run(
+            [sys.executable, "-m", "spdesk", "models", "import", str(model)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"Imported {model.stem}" in done.stdout
+        for noise in ("Loading", "it/s]", "config attributes", "torchvision", "accelerate"):
+            assert noise not in done.stderr, (noise, done.stderr)
+
+
+def test_a_perturbation_or_generator_given_as_a_model_says_what_it_is_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spdesk.core.generator_file import bundled_generator_path
+    from spdesk.core.perturbation import bundled_perturbation_path
+
+    for file, use in ((bundled_perturbation_path(), "--perturbation"),
+                      (bundled_generator_path(), "--generator")):  # fmt: skip
+        assert main(["models", "import", str(file)]) == EXIT_ERROR
+        err = capsys.readouterr().err
+        assert "made by spdesk, not a model" in err and f"spdesk protect {use}" in err

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from spdesk.core.errors import ModelError
+from spdesk.core.logs import quiet_model_libraries
 from spdesk.core.models.layout import (
     IMPORTED,
     MANIFEST,
@@ -71,6 +72,7 @@ def import_model(
     path = path.expanduser()
     if not path.exists():
         raise ModelError(f"{path} does not exist.")
+    quiet_model_libraries()  # loading each part to check it would print their bars and advice
     name = _safe_name(name or (path.stem if path.is_file() else path.name))
     final = root / IMPORTED / name
     if (final / MANIFEST).is_file():
@@ -263,10 +265,33 @@ def _import_weights_file(
 ) -> tuple[str, tuple[str, ...]]:
     """A TAESD weights file (the tiny autoencoder ``--encoder taesd`` uses), or an SD 1.5
     single-file checkpoint."""
+    _refuse_spdesk_file(path, label)
     keys = checkpoint_keys(path)
     if any(key.startswith(TINY_ENCODER_PREFIX) for key in keys):
         return _import_tiny_autoencoder(keys, path, dest, label)
     return _import_single_file(configs, path, dest, label)
+
+
+def _refuse_spdesk_file(path: Path, label: str) -> None:
+    """A perturbation or generator spdesk wrote is not a model: say what it is for."""
+    from safetensors import safe_open
+
+    from spdesk.core.perturbation import FORMAT_NAME, GENERATOR_FORMAT
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            kind = (fh.metadata() or {}).get("format")
+    except Exception:  # not readable as safetensors: checkpoint_keys says so
+        return
+    uses = {
+        FORMAT_NAME: ("a universal perturbation", f"spdesk protect --perturbation {label}"),
+        GENERATOR_FORMAT: ("a protection generator", f"spdesk protect --generator {label}"),
+    }
+    if kind in uses:
+        what, command = uses[kind]
+        raise ModelError(
+            f"{label} is {what} made by spdesk, not a model.", hint=f"Use it with {command}."
+        )
 
 
 def _import_tiny_autoencoder(
@@ -332,6 +357,7 @@ def _import_single_file(
 # --- validation ---------------------------------------------------------------------------------
 def revalidate(folder: Path) -> list[str]:
     """Problems that stop an imported folder from loading (empty when it loads)."""
+    quiet_model_libraries()
     try:
         _, parts, _ = folder_kind(folder)
         for config in _configs(folder):

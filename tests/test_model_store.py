@@ -32,12 +32,14 @@ from spdesk.core.errors import (
     ModelError,
     ModelMissingError,
     NotEnoughSpaceError,
+    OutputError,
 )
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.models import download as downloadmod
 from spdesk.core.models import events as hubmod
 from spdesk.core.models import selection, sources
 from spdesk.core.models import settings as settings_module
+from spdesk.core.models import store as store_module
 from spdesk.core.models.settings import StoreSettings, load_settings, save_settings
 from spdesk.core.models.store import ModelStore, encoder_folder, installed_encoders
 
@@ -462,6 +464,81 @@ def test_relocate_moves_the_store(store: ModelStore, tmp_path: Path) -> None:
     new = store.relocate(tmp_path / "elsewhere")
     assert load_settings().models_dir == str(new)
     assert ModelStore().require("train").is_relative_to(new)
+
+
+def tree_listing(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (relative name) with the sha256 of its bytes."""
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_relocate_refuses_a_file_or_a_folder_inside_the_store_before_moving(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    store.download("train")
+    before = tree_listing(store.root)
+    (tmp_path / "a-file").write_text("mine")
+    with pytest.raises(ConfigError, match="is a file; choose a folder"):
+        store.relocate(tmp_path / "a-file")
+    with pytest.raises(ConfigError, match="is inside the model folder"):
+        store.relocate(store.root / "sub")
+    assert tree_listing(store.root) == before and (tmp_path / "a-file").read_text() == "mine"
+    assert ModelStore().require("train").is_relative_to(store.root)
+
+
+def _across_disks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rename fails as between two disks, so the store is copied."""
+    import errno
+
+    def cross_device(*_args: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(store_module.os, "rename", cross_device)
+
+
+def test_relocate_across_disks_copies_then_deletes_the_old_folder(
+    store: ModelStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.download("train")
+    old, before = store.root, tree_listing(store.root)
+    _across_disks(monkeypatch)
+    new = store.relocate(tmp_path / "other-disk" / "models")
+    assert tree_listing(new) == before and not old.exists()
+    assert ModelStore().require("train").is_relative_to(new)
+
+
+def test_relocate_without_room_or_cut_short_moves_nothing(
+    store: ModelStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No room on the other disk is refused before copying; a copy that fails midway (a
+    full disk) is removed, and the models stay where they were, still found there."""
+    import errno
+    from collections import namedtuple
+
+    store.download("train")
+    old, before = store.root, tree_listing(store.root)
+    target = tmp_path / "other-disk" / "models"
+    _across_disks(monkeypatch)
+    usage = namedtuple("usage", "total used free")
+    with monkeypatch.context() as no_room:
+        no_room.setattr(store_module.shutil, "disk_usage", lambda _p: usage(10, 9, 1))
+        with pytest.raises(NotEnoughSpaceError, match="Moving the models needs"):
+            store.relocate(target)
+    real_copytree = shutil.copytree
+
+    def full_midway(src: Path, dst: Path, *args: Any, **kwargs: Any) -> None:
+        real_copytree(src, dst, *args, **kwargs)  # it copies each subfolder through this too
+        if Path(dst) == target:  # all but the last byte: the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module.shutil, "copytree", full_midway)
+    with pytest.raises(OutputError, match="Nothing was moved"):
+        store.relocate(target)
+    assert not target.exists() and tree_listing(old) == before
+    assert ModelStore().require("train").is_relative_to(old)
 
 
 def test_pinned_sources_live_in_one_place() -> None:

@@ -277,6 +277,8 @@ def run_move(args: argparse.Namespace) -> int:
     new = store.relocate(args.folder)
     if args.json:
         print_json({"from": str(old), "to": str(new)})
+    elif old.resolve() == new:
+        print(f"The model folder is already {new}.")
     else:
         print(f"Model folder moved from {old} to {new}.")
     return EXIT_OK

@@ -29,14 +29,22 @@ cache (``HF_HUB_CACHE``) that holds the pinned revision is reused by hard-linkin
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from spdesk.core.errors import ConfigError, ModelError, ModelMissingError
+from spdesk.core.errors import (
+    ConfigError,
+    ModelError,
+    ModelMissingError,
+    NotEnoughSpaceError,
+    OutputError,
+)
 from spdesk.core.events import CancelToken, EventSink, ignore_events
-from spdesk.core.files import LOCK_NAME
+from spdesk.core.files import LOCK_NAME, make_folder, output_error
 from spdesk.core.models import download, importing
 from spdesk.core.models.events import DownloadListing
 from spdesk.core.models.layout import (
@@ -57,7 +65,7 @@ from spdesk.core.models.layout import (
     wanted_files,
     write_model_manifest,
 )
-from spdesk.core.models.selection import DownloadPlan, RemoteFile
+from spdesk.core.models.selection import DownloadPlan, RemoteFile, human_size
 from spdesk.core.models.settings import StoreSettings, load_settings, save_settings
 from spdesk.core.models.sources import FEATURES, Feature, Source
 from spdesk.core.models.verify import VerifyResult, verify_cache_links, verify_download
@@ -91,6 +99,36 @@ def covered_files(paths: list[str], source: Source) -> list[str]:
         elif (path.split("/")[0] if "/" in path else "") in source.components:
             out.append(path)
     return out
+
+
+def _move_tree(old: Path, new: Path) -> None:
+    """Move folder ``old`` to ``new`` (absent, or an empty folder): a rename on one disk; on
+    another, a checked copy, then ``old`` is deleted."""
+    try:
+        make_folder(new.parent, new)
+        if new.exists():
+            new.rmdir()
+        os.rename(old, new)
+        return
+    except OSError as error:
+        if error.errno != errno.EXDEV:  # the same disk, and the rename itself failed
+            raise output_error(error, new) from error
+    needed, free = tree_size(old), shutil.disk_usage(new.parent).free
+    if needed > free:
+        raise NotEnoughSpaceError(
+            f"Moving the models needs {human_size(needed)}, {human_size(free)} free on "
+            f"{new.parent}.",
+            hint="Free some space there, or choose a folder on another disk.",
+        )
+    try:
+        shutil.copytree(old, new, symlinks=True)
+    except OSError as error:
+        shutil.rmtree(new, ignore_errors=True)  # the models are all still in the old folder
+        raise OutputError(
+            f"Could not copy the models to {new}: {error}. Nothing was moved.",
+            hint="Free some space there, or choose another folder.",
+        ) from error
+    shutil.rmtree(old, ignore_errors=True)
 
 
 class ModelStore:
@@ -305,15 +343,23 @@ class ModelStore:
         return freed
 
     def relocate(self, new_root: Path, *, move: bool = True) -> Path:
-        """Make ``new_root`` the store folder (saved in the settings), moving what is installed."""
+        """Make ``new_root`` the store folder (saved in the settings), moving what is installed.
+
+        Refused before anything moves: a file, a folder inside the store, a folder that is not
+        empty, or a disk without room for a copy. A copy cut short is removed (the models stay
+        where they were); the old folder is deleted only once the new one is complete."""
         new_root = Path(new_root).expanduser().resolve()
-        if move and self.root.is_dir() and self.root.resolve() != new_root:
+        if new_root.exists() and not new_root.is_dir():
+            raise ConfigError(f"{new_root} is a file; choose a folder for the models.")
+        old_root = self.root.resolve()
+        if move and self.root.is_dir() and old_root != new_root:
+            if old_root in new_root.parents:
+                raise ConfigError(
+                    f"{new_root} is inside the model folder {old_root}; choose a folder outside it."
+                )
             if new_root.exists() and any(new_root.iterdir()):
                 raise ConfigError(f"{new_root} is not empty; pick an empty or new folder.")
-            new_root.parent.mkdir(parents=True, exist_ok=True)
-            if new_root.exists():
-                new_root.rmdir()
-            shutil.move(str(self.root), str(new_root))
+            _move_tree(old_root, new_root)
         self.settings = replace(self.settings, models_dir=str(new_root))
         save_settings(self.settings)
         self.root = new_root

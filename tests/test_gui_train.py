@@ -287,3 +287,24 @@ def test_a_long_value_label_stays_clear_of_the_chart_frame(qtbot: QtBot) -> None
         for y in range(30, image.height() - 30)
     ]
     assert min(margin) > 200, "a y label's ink reaches the frame"  # only the light frame
+
+
+def test_photos_that_cannot_be_read_are_named_as_left_out(
+    qtbot: QtBot, dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder count includes them; the dialog must say which were left out, and why."""
+    from tests import protect_samples as samples
+
+    folder = Path(dialog.folder_edit.text())
+    samples.truncated_jpeg(folder / "cut.jpg")
+    (folder / "notes.png").write_bytes(b"not an image")
+    warnings: list[str] = []  # a failure's dialog would wait for a click forever
+    monkeypatch.setattr(QMessageBox, "warning", lambda *args: warnings.append(args[2]))
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+    assert dialog.result is not None and not warnings, warnings
+    said = dialog.result_label.text()
+    assert "2 photos could not be read and were left out (" in said
+    assert "cut.jpg" in said and "notes.png" in said
+    why = dialog.result_label.toolTip()
+    assert "cut.jpg is a damaged or truncated" in why and "notes.png is not a photo" in why

@@ -229,3 +229,27 @@ def test_real_taesd_beats_random_noise_on_held_out(taesd_path: Path, shared_phot
     assert mine.latent > uniform.latent and mine.latent > signs.latent * 1.2
     assert mine.rt_ssim is not None and uniform.rt_ssim is not None and signs.rt_ssim is not None
     assert mine.rt_ssim < uniform.rt_ssim and mine.rt_ssim < signs.rt_ssim
+
+
+def test_training_holds_out_a_readable_photo_when_every_held_out_one_is_unreadable(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path
+) -> None:
+    """Six files, the two the split holds out damaged: four readable photos are enough, so
+    one of them is held out instead of refusing the folder as 'too few readable'."""
+    import shutil
+
+    from spdesk.core.train import find_photos, split_photos
+    from tests import protect_samples as samples
+
+    photos, vae, encoder = tiny_setup
+    folder = shutil.copytree(photos, tmp_path / "photos")
+    config = _config(folder, vae, objective="latent")
+    held_out = split_photos(find_photos(folder), config.split, config.seed, None)[1]
+    for path in held_out:
+        samples.truncated_jpeg(path)
+    events: list[Event] = []
+    result = train_universal(config, encoder=encoder, on_event=events.append)
+    first = next(e for e in events if isinstance(e, TrainStarted))
+    assert {s.path for s in first.skipped} == set(held_out)
+    assert first.val_photos == 1 and first.train_photos == 6 - len(held_out) - 1
+    assert result.metadata["val_photos"] == 1

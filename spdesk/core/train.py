@@ -339,6 +339,8 @@ class _Trainer:
         )
         self.skipped = (*skipped, *val_skipped)
         self.val_paths = [p for p in self.val_paths if p not in {s.path for s in val_skipped}]
+        if not val_views and len(self.train_views) >= 2:  # every held-out photo was unreadable
+            self.val_paths, val_views = [self.train_paths.pop()], [self.train_views.pop()]
         if not self.train_views or not val_views:
             raise too_few_readable(root, self.skipped)
         self.fingerprint = dataset_fingerprint(self.train_paths, root)

@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 from spdesk.core.errors import SpdeskError
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.events.training import TrainStarted, TrainStep, ValidationReport
+from spdesk.core.jobs.events import count_of
 from spdesk.core.perturbation import library_path_for
 from spdesk.core.train_advice import MIN_USEFUL_STEPS, NOISE_GAIN, short_run_warning
 from spdesk.core.usecases import save_to_library, train_into_library
@@ -173,6 +174,7 @@ class TrainDialog(QDialog):
         self._count_timer.setInterval(COUNT_DELAY_MS)
         self._counted = ""  # the folder text the last count was started for
         self.photo_count: int | None = None
+        self.skipped: dict[Path, str] = {}  # photos the running training could not read, why
         self.result: Any = None
         self.saved_path: Path | None = None
         self._started = 0.0
@@ -508,6 +510,9 @@ class TrainDialog(QDialog):
                 text = f"Training on {train} photos, checking on {val} held out…"
                 if resumed:
                     text = f"Resumed at step {resumed}, where the cancelled run stopped. " + text
+                self.skipped = {s.path: s.reason for s in event.skipped}
+                if self.skipped:
+                    text += f" {skipped_text(list(self.skipped))}"
                 self.status_label.setText(text)
             case TrainStep():
                 self._on_step(event)
@@ -534,7 +539,9 @@ class TrainDialog(QDialog):
         elapsed = format_duration(time.monotonic() - self._started)
         self.progress.setValue(1000)
         self.status_label.setText(f"Finished in {elapsed}.")
-        self.result_label.setText(_summary(result))
+        left_out = f" {skipped_text(list(self.skipped))}" if self.skipped else ""
+        self.result_label.setText(_summary(result) + left_out)
+        self.result_label.setToolTip("\n".join(self.skipped.values()))  # each reader's reason
         self.name_edit.setText(self.name_edit.text() or _default_name(result))
         gain = result_gain(result)
         weak = gain is not None and gain < NOISE_GAIN
@@ -659,6 +666,17 @@ def _summary(result: Any) -> str:
             f"{gain_text(gain)} as much as random noise of the same strength ({verdict})."
         )
     return " ".join(parts)
+
+
+def skipped_text(paths: list[Path], named: int = 5) -> str:
+    """The photos training left out because they could not be read, named (a few)."""
+    names = ", ".join(p.name for p in paths[:named])
+    more = f" and {len(paths) - named} more" if len(paths) > named else ""
+    verb = "was" if len(paths) == 1 else "were"
+    return (
+        f"{count_of(len(paths), 'photo')} could not be read and {verb} left out "
+        f"({names}{more}; point here for why)."
+    )
 
 
 def _default_name(result: Any) -> str:

@@ -122,6 +122,37 @@ def test_a_larger_first_step_moves_further_from_the_generators_output(
     assert 0 < moved(0.1) < moved(0.5) < moved(1.0)
 
 
+def test_editor_views_stop_at_four_short_sides_long() -> None:
+    """A photo at most 4:1 goes to the editor's short side as before; a thin panorama's view
+    is bounded (its 512 px view would otherwise be 102400 px long: tens of GB of gradient)."""
+    assert editor_size(375, 500, 512) == (512, 680)
+    assert editor_size(512, 2048, 512) == (512, 2048)
+    height, width = editor_size(16, 4000, 512)
+    assert width <= 4 * 512 and height % 8 == 0 and height >= 8
+    assert max(editor_size(1, 1, 512)) == 512
+
+
+def test_a_thin_panorama_is_fine_tuned_within_bounded_memory(
+    generator_file: Path, encoder: Encoder
+) -> None:
+    """Fine-tuning a 600x12 strip at a 96 px editor: the views it encodes stay within four
+    short sides long (unbounded, the strip's view would be 4800 px long)."""
+    seen: list[tuple[int, int]] = []
+    real_encode = encoder.encode
+
+    def encode(view: torch.Tensor) -> object:
+        seen.append(tuple(view.shape[-2:]))
+        return real_encode(view)
+
+    tuner = PhotoFineTuner(generator_file, encoder, 1, key=KEY, editor_sides=(96,))
+    try:
+        encoder.encode = encode  # type: ignore[method-assign]
+        tuner.apply(_photo(12, 600))
+    finally:
+        del encoder.encode
+    assert seen and max(width for _h, width in seen) <= 4 * 96
+
+
 def test_bad_settings_are_plain_errors(generator_file: Path, encoder: Encoder) -> None:
     with pytest.raises(ConfigError, match="steps"):
         PhotoFineTuner(generator_file, encoder, 0)

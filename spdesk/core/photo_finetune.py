@@ -41,11 +41,14 @@ from spdesk.core.shaping import Shaping, compose_delta
 EDITOR_SIDES = (256, 512)  # the short sides SD editors work at (SD 1.x: 512; quick edits: 256)
 FIRST_STEP = 0.5  # of the raw range [-1, 1]; cosine decay to a tenth of it
 GRID = 8  # latent stride: editor views are cut to multiples of it
+MAX_EDITOR_ASPECT = 4  # an editor's view is at most 4 short sides long (2048 px at 512)
 
 
 def editor_size(height: int, width: int, side: int) -> tuple[int, int]:
-    """(height, width) of a view resized to short side ``side``, cut to the latent grid."""
-    scale = side / min(height, width)
+    """(height, width) of a view resized to short side ``side``, cut to the latent grid; the
+    long side stops at ``MAX_EDITOR_ASPECT`` x ``side`` (a 4000x20 panorama's 512 px view would
+    be 102400 px long, and its encoder gradient would need tens of GB)."""
+    scale = min(side / min(height, width), MAX_EDITOR_ASPECT * side / max(height, width))
     return (
         max(GRID, round(height * scale) // GRID * GRID),
         max(GRID, round(width * scale) // GRID * GRID),

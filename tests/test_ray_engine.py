@@ -604,3 +604,22 @@ def test_a_worker_killed_while_uploading_to_an_object_store_loses_nothing(
     again = ProtectJob([source], out, settings).run()
     assert not again.done and not again.failed
     assert [e.kind for e in again.skipped] == [SkipReason.ALREADY_DONE] * 12
+
+
+def test_ray_datas_notes_for_developers_stay_off_the_terminal() -> None:
+    """ "Dataset ... execution finished" (INFO) and "Progress bars disabled. To enable, set ..."
+    (WARNING) came between spdesk's own lines; Ray Data's console shows only its errors, while
+    its session log (a handler of another kind) keeps everything."""
+    import logging
+
+    from spdesk.core.distributed.ray_engine import import_ray
+
+    import_ray(data=True)
+    handlers = logging.getLogger("ray.data").handlers
+    consoles = [
+        h
+        for h in handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
+    assert consoles and all(h.level >= logging.ERROR for h in consoles)
+    assert any(h.level < logging.ERROR for h in handlers if h not in consoles)  # its log

@@ -249,11 +249,24 @@ def import_ray(*, data: bool = False) -> Any:
 
         if data:
             import ray.data  # only for the modes that run on actors: slow to start
+
+            _ray_data_notes_off_the_terminal()
     except ImportError as error:
         raise EngineError(
             "Ray is not installed, so the Ray engine cannot run.", hint=INSTALL_HINT
         ) from error
     return ray
+
+
+def _ray_data_notes_off_the_terminal() -> None:
+    """Ray Data's console lines between spdesk's own are notes for developers ("Dataset ...
+    execution finished in 8.21 seconds", "Progress bars disabled. To enable, set
+    `ray.data.DataContext...`"); its session log keeps them, and its errors still show."""
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            handler.setLevel(max(handler.level, logging.ERROR))
 
 
 class RayProtectJob(ProtectJob):

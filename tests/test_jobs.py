@@ -554,7 +554,8 @@ def test_disk_full_stops_cleanly_and_resumes(
     assert (
         "disk is full" in report.failed[0].reason and "2.protected.png" in report.failed[0].reason
     )
-    assert report.stopped and [p.name for p in report.pending] == ["3.png", "4.png"]
+    assert [p.name for p in report.pending] == ["3.png", "4.png"]
+    assert report.stopped and "run the same job again: finished photos are kept" in report.stopped
     assert _outputs(out) == ["0.protected.png", "1.protected.png"]  # no temp, nothing partial
     monkeypatch.setattr(export, "write_image", real_write)
     resumed, _ = _run([inputs], out, settings)

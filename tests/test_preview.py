@@ -219,14 +219,26 @@ def test_the_engine_refuses_a_photo_too_small_to_edit(engine: PreviewEngine) -> 
 
 
 def test_outputs_that_cannot_be_written_are_a_named_error(
-    engine: PreviewEngine, tmp_path: Path
+    engine: PreviewEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spdesk.core.errors import OutputError
+    import errno
+    import os
+
+    from spdesk.core.errors import DiskFullError, OutputError
 
     result = engine.run(_photo(), _pert(), FAST)
     (tmp_path / "taken").write_text("a file, not a folder")
     with pytest.raises(OutputError, match="a file has that name"):
         save_outputs(result, tmp_path / "taken")
+
+    def full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as disk:
+        disk.setattr(os, "open", full)
+        with pytest.raises(DiskFullError) as info:
+            save_outputs(result, tmp_path / "full")
+    assert "run the same job" not in info.value.user_text()  # a preview is not a job
     paths = save_outputs(result, tmp_path / "made")
     assert sorted(p.name for p in (tmp_path / "made").iterdir()) == sorted(
         p.name for p in paths.values()

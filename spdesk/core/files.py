@@ -298,8 +298,7 @@ def output_error(error: OSError, target: Path | str) -> OutputError:
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return DiskFullError(
             f"The disk is full: {name} could not be written to {folder}.",
-            hint="Free some space, or choose an output folder on another disk, then run the "
-            "same job again: finished photos are kept and skipped.",
+            hint="Free some space, or choose an output folder on another disk.",
         )
     if isinstance(error, PermissionError) or code in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputPermissionError(

@@ -453,7 +453,7 @@ class JobRun:
         except DiskFullError as error:
             if self.report.stopped is None:
                 self._fail(manifest, item, FailReason.ERROR, error.message, error.hint or "")
-                self.report.stopped = error.user_text()
+                self.report.stopped = _stopped_text(error)
                 self.abort.cancel()
             return
         except (ImageError, OutputError) as error:
@@ -500,7 +500,7 @@ class JobRun:
                 source_signature=task.signature.as_list(),
             )
         except OutputError as error:  # the output is complete; only its record is missing
-            self.report.stopped = self.report.stopped or error.user_text()
+            self.report.stopped = self.report.stopped or _stopped_text(error)
             self.abort.cancel()
         self.handled.add(item.key)
         event = FileDone(
@@ -545,3 +545,8 @@ class JobRun:
         with contextlib.suppress(OutputError):
             manifest.record(item.key, FAILED, reason=reason, settings=self.fingerprint)
         self.emit(event)
+
+
+def _stopped_text(error: OutputError) -> str:
+    """Why the job stopped (a full disk, a manifest it cannot write), and how to finish it."""
+    return f"{error.user_text()} Then run the same job again: finished photos are kept and skipped."

@@ -139,6 +139,17 @@ def test_inpainting_with_a_mask_image(engine: PreviewEngine) -> None:
     assert result.edit_protected.shape == result.original.shape
     assert not np.array_equal(result.edit_original, result.edit_protected)
     assert result.to_json()["request"]["custom_mask"] is True
+    assert not any("mask" in warning for warning in result.warnings)  # 96x128, as the photo
+
+
+def test_a_mask_shaped_unlike_the_photo_is_stretched_with_a_warning(
+    engine: PreviewEngine,
+) -> None:
+    square = np.zeros((30, 30), bool)
+    square[:, 15:] = True
+    request = PreviewRequest(mode="inpaint", steps=2, guidance=2.0, working_size=64, mask=square)
+    result = engine.run(_photo(), _pert(), request)  # 128x96
+    assert any("The mask (30x30) is not shaped like the photo" in w for w in result.warnings)
 
 
 def test_default_masks_keep_or_regenerate_the_centre() -> None:

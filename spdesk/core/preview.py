@@ -173,6 +173,20 @@ def _is_blank(image: np.ndarray) -> bool:
     return float(pixels.std()) < BLANK_STD or float(pixels.mean()) < BLANK_MEAN
 
 
+def _mask_notes(mask: np.ndarray | None, photo: np.ndarray, tolerance: float = 0.02) -> list[str]:
+    """A warning when a mask's aspect ratio differs from the photo's by more than ``tolerance``
+    (it is stretched onto the photo's view, so it may not cover what was meant)."""
+    if mask is None:
+        return []
+    (mask_h, mask_w), (height, width) = mask.shape[:2], photo.shape[:2]
+    if abs((mask_w / mask_h) / (width / height) - 1) <= tolerance:
+        return []
+    return [
+        f"The mask ({mask_w}x{mask_h}) is not shaped like the photo ({width}x{height}): it was "
+        "stretched to fit, so it may not cover what you meant."
+    ]
+
+
 def _figures(reference: np.ndarray, other: np.ndarray) -> dict[str, float | None]:
     return {
         "ssim": round(metrics.ssim(reference, other), 4),
@@ -332,7 +346,9 @@ class PreviewEngine:
             for image in (photo, protected, noisy)
         ]
         edits = self._edit(views, request, on_event, cancel)
-        return self._result(views, edits, request, started)
+        result = self._result(views, edits, request, started)
+        result.warnings += _mask_notes(request.mask, photo)
+        return result
 
     def _edit(
         self,

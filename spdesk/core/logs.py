@@ -28,6 +28,15 @@ def setup_logging(level: int = logging.INFO) -> None:
     logger.addHandler(handler)
 
 
+def console_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    """The handlers of ``logger`` that write to a terminal stream (not to a file)."""
+    return [
+        h
+        for h in logger.handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
+
+
 def library_output_to_log(library: str) -> None:
     """Send an imported ``library``'s console output to spdesk's log file instead of stderr.
 
@@ -35,7 +44,7 @@ def library_output_to_log(library: str) -> None:
     service not known' thrown while requesting GET ...", five times when offline). spdesk says
     what failed in its own words at the end. The details stay in the log."""
     logger = logging.getLogger(library)
-    consoles = [h for h in logger.handlers if type(h) is logging.StreamHandler]
+    consoles = console_handlers(logger)
     if not consoles:
         return  # already done, or the library has no console handler of its own
     for console in consoles:

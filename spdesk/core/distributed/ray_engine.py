@@ -60,6 +60,7 @@ from spdesk.core.jobs.naming import Target
 from spdesk.core.jobs.pool import JobRun, _Planned, _Task
 from spdesk.core.jobs.protector import Protected, Protector, build_protector
 from spdesk.core.keys import ENV_KEY, install_key
+from spdesk.core.logs import console_handlers
 from spdesk.core.manifest import Manifest, SourceSignature
 from spdesk.core.perturbation import Perturbation
 from spdesk.core.stores import FolderStore, Store
@@ -262,11 +263,8 @@ def _ray_data_notes_off_the_terminal() -> None:
     """Ray Data's console lines between spdesk's own are notes for developers ("Dataset ...
     execution finished in 8.21 seconds", "Progress bars disabled. To enable, set
     `ray.data.DataContext...`"); its session log keeps them, and its errors still show."""
-    for handler in logging.getLogger("ray.data").handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(
-            handler, logging.FileHandler
-        ):
-            handler.setLevel(max(handler.level, logging.ERROR))
+    for handler in console_handlers(logging.getLogger("ray.data")):
+        handler.setLevel(max(handler.level, logging.ERROR))
 
 
 class RayProtectJob(ProtectJob):

@@ -12,8 +12,9 @@ It speaks the parts of the hub protocol that huggingface_hub and spdesk's downlo
 - gated repositories (``gated[repo] = token``): 401 ``GatedRepo`` without that bearer token.
 
 Faults can be injected per file: drop the connection after N bytes, corrupt the bytes of the next
-GETs, or replace a file's content (e.g. a truncated ``config.json``). It counts the body bytes it
-serves per file. It stops itself after ``lifetime_s`` even if a test forgets to.
+GETs, serve it slowly (a trickle), or replace a file's content (e.g. a truncated
+``config.json``). It counts the body bytes it serves per file. It stops itself after
+``lifetime_s`` even if a test forgets to.
 
 Use it as a context manager::
 
@@ -68,6 +69,7 @@ class Faults:
     drop_times: dict[str, int] = field(default_factory=dict)  # path -> how many GETs drop
     corrupt_times: dict[str, int] = field(default_factory=dict)  # path -> how many GETs corrupt
     ignore_range: bool = False  # answer 200 with the whole file to Range requests
+    trickle: dict[str, tuple[int, float]] = field(default_factory=dict)  # path -> (piece, pause)
 
 
 class HubServer:
@@ -111,6 +113,10 @@ class HubServer:
     def corrupt(self, path: str, *, times: int = 1) -> None:
         """The next ``times`` GETs of ``path`` serve bytes with one bit flipped."""
         self.faults.corrupt_times[path] = times
+
+    def trickle(self, path: str, *, piece: int, pause_s: float) -> None:
+        """Serve ``path`` slowly, as a poor connection does: ``piece`` bytes, then a pause."""
+        self.faults.trickle[path] = (piece, pause_s)
 
     def bytes_served(self) -> int:
         return sum(self.served.values())
@@ -328,12 +334,20 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(key, value)
             self.send_header("Content-Length", str(length))
             self.end_headers()
-            if body:
-                self.wfile.write(body)
-                self.wfile.flush()
+            piece, pause = hub.faults.trickle.get(path or "", (len(body), 0.0))
+            for start in range(0, len(body), max(piece, 1)):
+                sent = body[start : start + piece]
+                try:
+                    self.wfile.write(sent)
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):  # the client hung up
+                    self.close_connection = True
+                    return
                 if path is not None:
                     with hub._lock:
-                        hub.served[path] += len(body)
+                        hub.served[path] += len(sent)
+                if pause and start + piece < len(body):
+                    time.sleep(pause)
 
     return Handler
 

@@ -11,7 +11,7 @@ from hub_server import HubServer, tiny_sd_repo_files
 from tiny_sd import save_tiny_sd, save_tiny_taesd, save_tiny_vae
 
 from spdesk.cli import main
-from spdesk.cli.common import EXIT_ERROR, EXIT_FAILED, EXIT_OK
+from spdesk.cli.common import EXIT_CANCELLED, EXIT_ERROR, EXIT_FAILED, EXIT_OK
 from spdesk.core.models import sources
 
 
@@ -216,3 +216,29 @@ def test_a_perturbation_or_generator_given_as_a_model_says_what_it_is_for(
         assert main(["models", "import", str(file)]) == EXIT_ERROR
         err = capsys.readouterr().err
         assert "made by spdesk, not a model" in err and f"spdesk protect {use}" in err
+
+
+def test_ctrl_c_during_a_download_says_what_was_kept_and_that_the_next_run_resumes(
+    hub: HubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    weights = "vae/diffusion_pytorch_model.fp16.safetensors"  # what "train" fetches
+    hub.trickle(weights, piece=4096, pause_s=0.2)  # about 5 s for the tiny VAE
+    command = [sys.executable, "-m", "spdesk", "models", "download", "--for", "train"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+        assert process.stderr is not None
+        said = ""
+        while not said.endswith("\n") or "% diffusion_pytorch_model.fp16" not in said:
+            char = process.stderr.read(1)
+            assert char, said
+            said += char
+        process.send_signal(signal.SIGINT)
+        said += process.stderr.read()
+        assert process.wait(timeout=60) == EXIT_CANCELLED
+    assert "Download cancelled; " in said and "kept, the next download resumes." in said, said
+
+    assert main(["models", "status"]) == EXIT_OK
+    assert "train    partly downloaded (" in capsys.readouterr().out, said

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,33 @@ def test_cancel_half_way_keeps_partial_data_and_resume_fetches_only_the_rest(
     assert started.done_bytes == plan.done_bytes
     assert of_type(events, hubmod.DownloadProgress)[-1].done == plan.total_bytes
     assert store.verify("preview").ok
+
+
+def test_a_cancel_on_a_slow_connection_stops_at_once_and_keeps_every_byte_received(
+    store: ModelStore, hub: HubServer
+) -> None:
+    # 8 KiB every 0.1 s: the fp16 UNet would take seconds, far less than the MiB the progress
+    # batches hold. Reading whole MiB chunks, the cancel waited for the whole file and then
+    # threw it away.
+    size = len(hub.repos[SD][REV][UNET])
+    hub.trickle(UNET, piece=8 * 1024, pause_s=0.1)
+    assert size > 40 * 1024
+    cancel = CancelToken()
+    told: list[int] = []
+
+    def cancel_once_bytes_arrive(event: Event) -> None:
+        if isinstance(event, hubmod.DownloadProgress) and event.file == UNET and event.file_done:
+            told.append(event.file_done)
+            cancel.cancel()
+
+    started = time.monotonic()
+    with pytest.raises(Cancelled, match="kept, the next download resumes"):
+        store.download("preview", on_event=cancel_once_bytes_arrive, cancel=cancel)
+    took = time.monotonic() - started
+    part = store.folder_for("preview") / (UNET.replace(".fp16", "") + ".part")
+    assert 0 < part.stat().st_size < size
+    assert part.stat().st_size == told[-1]  # every byte written was counted, none thrown away
+    assert took < size / (8 * 1024) * 0.1 / 2  # well before the whole file would have come
 
 
 def test_a_corrupted_transfer_is_detected_by_sha256_and_fetched_again(

@@ -30,8 +30,8 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     setup_logging()
     try:
         return func(args)
-    except Cancelled:
-        print("Cancelled.", file=sys.stderr)
+    except Cancelled as cancelled:  # its words say what was kept ("Cancelled." at least)
+        print(cancelled.user_text(), file=sys.stderr)
         return EXIT_CANCELLED
     except SpdeskError as error:
         print(f"spdesk: {error.user_text()}", file=sys.stderr)

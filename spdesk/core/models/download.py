@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from spdesk.core.errors import Cancelled, DownloadError, ModelError, SpdeskError
 from spdesk.core.events import CancelToken, EventSink, ignore_events
@@ -59,7 +59,8 @@ from spdesk.core.models.weights import convert_pickle
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 1 << 20  # read size: progress and cancel every MiB
+CHUNK_BYTES = 1 << 20  # progress is told at least every MiB...
+PROGRESS_EVERY_S = 0.25  # ...or every quarter second, whichever comes first
 TIMEOUT_S = 30.0  # connect / read timeout of one request
 MAX_STALLS = 5  # attempts in a row that add no byte before a transfer gives up
 RETRY_PAUSE_S = 1.0  # pause before asking again after a dropped connection
@@ -414,10 +415,28 @@ def _append(
             mode = "wb"
             on_bytes(-have)
         with part.open(mode) as out:
-            for chunk in response.iter_bytes(CHUNK_BYTES):
-                cancel.check()
-                out.write(chunk)
-                on_bytes(len(chunk))
+            _write_as_received(response.iter_bytes(), out, on_bytes, cancel)
+
+
+def _write_as_received(
+    chunks: Iterable[bytes], out: IO[bytes], on_bytes: ByteSink, cancel: CancelToken
+) -> None:
+    """Write each piece as the network delivers it and check the cancel token after it: on a
+    slow connection a cancel takes effect at once and keeps every byte that arrived (reading
+    whole MiB chunks kept none of a partial one and waited for it). Progress is told in batches,
+    so a fast connection does not send an event per network read."""
+    told, since = 0, time.monotonic()
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+            told += len(chunk)
+            if told >= CHUNK_BYTES or time.monotonic() - since >= PROGRESS_EVERY_S:
+                on_bytes(told)
+                told, since = 0, time.monotonic()
+            cancel.check()
+    finally:
+        if told:
+            on_bytes(told)
 
 
 def _is_local(error: Exception) -> bool:

@@ -224,6 +224,74 @@ def test_generator_training_averages_an_ensemble_and_stops_at_its_time_limit(
     assert summary["steps_done"] == 1  # the time limit, not the 1000 steps, ended the run
 
 
+def test_a_stop_ends_generator_training_after_the_step_and_keeps_what_was_learnt(
+    tmp_path: Path,
+) -> None:
+    from test_train import write_photos
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.core.encoders import load_encoder
+    from spdesk.core.errors import Cancelled
+    from spdesk.core.events import CancelToken
+    from spdesk.core.train_generator import GeneratorTrainConfig, train_generator
+
+    photos = write_photos(tmp_path / "photos")
+    encoder = load_encoder(str(save_tiny_vae(tmp_path / "sd")), "cpu")
+    config = GeneratorTrainConfig(
+        steps=1000, batch=2, size=32, view=48, network=GeneratorConfig(width=8, blocks=1)
+    )
+    stop = CancelToken()
+
+    def stop_after_two(step: object) -> None:
+        if len(seen) == 1:
+            stop.cancel()
+        seen.append(step)
+
+    seen: list[object] = []
+    model, summary = train_generator(photos, encoder, config, on_step=stop_after_two, stop=stop)
+    assert summary["steps_done"] == 2 and summary["stopped_early"]
+    assert len(seen) == 2 and isinstance(model, torch.nn.Module)
+
+    stopped_at_once = CancelToken()
+    stopped_at_once.cancel()  # Ctrl+C while the photos were loading: nothing to keep
+    with pytest.raises(Cancelled, match="before the first training step"):
+        train_generator(photos, encoder, config, stop=stopped_at_once)
+
+
+def test_ctrl_c_during_train_generator_saves_the_generator_trained_so_far(
+    tmp_path: Path,
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from test_train import write_photos
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.core.photo_protect import load_generator
+
+    photos, vae = write_photos(tmp_path / "photos"), save_tiny_vae(tmp_path / "sd")
+    out = tmp_path / "gen.safetensors"
+    command = [sys.executable, "-m", "spdesk", "train-generator", str(photos), "--out", str(out)]
+    command += ["--encoder", str(vae), "--steps", "100000", "--batch", "2", "--size", "32"]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with subprocess.Popen(command, text=True, **pipes) as run:
+        assert run.stderr is not None and run.stdout is not None
+        said = ""
+        while "step " not in said:  # training has begun
+            line = run.stderr.readline()
+            assert line, said
+            said += line
+        run.send_signal(signal.SIGINT)
+        out_text, said_after = run.stdout.read(), run.stderr.read()
+        assert run.wait(timeout=120) == 0, said + said_after
+    assert "Stopped by Ctrl+C after " in out_text and "of 100000 steps" in out_text
+    assert f"Saved {out}" in out_text
+    _, spec = load_generator(out)
+    assert 1 <= spec.metadata["train"]["steps_done"] < 100000
+    assert spec.metadata["train"]["stopped_early"]
+
+
 def test_train_generator_init_keeps_the_started_networks_shape(tmp_path: Path) -> None:
     from test_train import write_photos
     from tiny_sd import save_tiny_vae

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from spdesk.cli.common import EXIT_OK, ProgressPrinter, print_json
+from spdesk.cli.common import EXIT_OK, ProgressPrinter, cancel_on_sigint, print_json
 
 
 def register(sub: Any) -> None:
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     encoder = load_encoder(args.encoder, args.device)
     progress = ProgressPrinter(quiet=args.json)
     model, summary = train_generator(
-        args.photos, encoder, config, start=start,
+        args.photos, encoder, config, start=start, stop=cancel_on_sigint(),
         on_step=lambda s: progress.update(
             f"step {s.step}/{s.steps} distortion {s.distortion:.3f}", s.step, s.steps
         ),
@@ -118,6 +118,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"path": str(args.out), **summary})
     else:
+        if summary["stopped_early"]:
+            print(
+                f"Stopped by Ctrl+C after {summary['steps_done']} of {config.steps} steps: "
+                "saved what was learnt so far. Its learning rate had not come down yet; "
+                "--init with it continues the training."
+            )
         print(f"Saved {args.out} ({summary['train_photos']} training photos).")
         for photo in summary["skipped_photos"]:  # unreadable: trained without them
             print(f"Skipped {photo['name']}: {photo['reason']}")

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from spdesk.core.encoders import Encoder
+from spdesk.core.errors import Cancelled
 from spdesk.core.events import CancelToken
 from spdesk.core.generator import (
     DeltaGenerator,
@@ -190,10 +191,14 @@ def train_generator(
     *,
     on_step: Callable[[GeneratorStep], None] | None = None,
     cancel: CancelToken | None = None,
+    stop: CancelToken | None = None,
     start: dict[str, torch.Tensor] | None = None,
 ) -> tuple[DeltaGenerator, dict[str, Any]]:
     """Train a generator on the photos in ``photos``; returns it and its training record.
 
+    ``cancel`` abandons the run (raises Cancelled); ``stop`` ends it after the current step and
+    returns what was learnt, as ``time_limit`` does (Ctrl+C: minutes of training are not lost).
+    Stopped before the first step, there is nothing to return: Cancelled.
     ``start``: weights to start from (a generator trained before, e.g. to shape it further).
     """
     torch.manual_seed(config.seed)
@@ -212,9 +217,15 @@ def train_generator(
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     history: list[GeneratorStep] = []
     run_started = time.monotonic()
+    stopped = False
     for step in range(config.steps):
         if cancel is not None:
             cancel.check()
+        if stop is not None and stop.cancelled:
+            if not history:
+                raise Cancelled("Stopped before the first training step; nothing was saved.")
+            stopped = True
+            break
         progress = _progress(step, run_started, config)
         if step and progress >= 1.0:
             break
@@ -234,6 +245,7 @@ def train_generator(
         "final_similarity": sum(h.similarity for h in last) / len(last),
         "seconds_per_step": sum(h.seconds for h in history) / len(history),
         "steps_done": len(history),
+        "stopped_early": stopped,  # by ``stop``, before the steps or the time limit ran out
         "seconds": round(time.monotonic() - run_started, 1),
     }
     return model, summary

@@ -36,7 +36,10 @@ def hub(repo_files: dict[str, bytes]) -> Iterator[HubServer]:
 
 
 class PausingStore(ModelStore):
-    """Pauses its download at the first progress event, as if the network were slow."""
+    """Pauses its download at the first progress event, as if the network were slow
+    (at the first of the weights, with ``weights_only``)."""
+
+    weights_only = False
 
     def download(  # type: ignore[override]
         self, feature: Any, on_event: EventSink, cancel: CancelToken | None = None, **kw: Any
@@ -45,7 +48,8 @@ class PausingStore(ModelStore):
 
         def sink(event: Any) -> None:
             on_event(event)
-            if isinstance(event, DownloadProgress):
+            weights = event.file.endswith(".safetensors") if hasattr(event, "file") else False
+            if isinstance(event, DownloadProgress) and (weights or not self.weights_only):
                 cancel.pause()
 
         return super().download(feature, sink, cancel, **kw)
@@ -124,6 +128,36 @@ def test_cancel_keeps_partial_data_and_download_resumes(
     qtbot.waitUntil(lambda: dialog.statuses["train"].present, timeout=30_000)
     vae_bytes = sum(len(data) for path, data in repo_files.items() if _is_train_file(path))
     assert hub.bytes_served() == vae_bytes, "the resumed download fetched something twice"
+
+
+def test_statuses_show_whole_and_the_bar_is_only_for_downloads(
+    qtbot: QtBot, hub: HubServer, tmp_path: Path
+) -> None:
+    from tiny_sd import save_tiny_taesd
+
+    class PausingInWeights(PausingStore):
+        weights_only = True
+
+    hub.trickle("vae/diffusion_pytorch_model.fp16.safetensors", piece=8192, pause_s=0.05)
+    dialog = _dialog(qtbot, lambda: PausingInWeights(settings=StoreSettings(endpoint=hub.url)))
+    dialog.confirm = lambda _title, _text: True
+    dialog.select("train")
+    dialog.download()
+    qtbot.waitUntil(lambda: " of " in dialog.status_label.text(), timeout=30_000)
+    with qtbot.waitSignal(dialog.runner.cancelled, timeout=10_000):
+        dialog.cancel_button.click()
+    qtbot.waitUntil(lambda: not dialog.runner.running, timeout=10_000)
+    assert dialog.progress.value() > 0  # the part kept
+    dialog.import_model(save_tiny_taesd(tmp_path / "taesd.safetensors"))
+    assert dialog.progress.value() == 0  # an import is not the download's progress
+    qtbot.waitUntil(lambda: dialog.statuses["taesd"].present, timeout=30_000)
+    qtbot.waitUntil(lambda: not dialog.runner.running, timeout=10_000)
+    metrics = dialog.table.fontMetrics()
+    states = [_cell(dialog, row, 2) for row in range(dialog.table.rowCount())]
+    assert any(s.startswith("Partly downloaded (") for s in states), states
+    assert "Installed (imported) · verified" in states
+    for state in states:  # no "Partly downl…ed": the column fits its longest text
+        assert dialog.table.columnWidth(2) >= metrics.horizontalAdvance(state), state
 
 
 def _is_train_file(path: str) -> bool:

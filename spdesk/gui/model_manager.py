@@ -176,6 +176,8 @@ class ModelManagerDialog(QDialog):
         if self.runner.running:
             return False
         feature = kw.pop("feature", None)
+        if action not in ("status", "plan", "download"):  # the bar shows downloads only
+            self.progress.setValue(0)
         self._then, self._action = then, action
         self.runner.start(store_task(self.store_factory, action, feature, **kw))
         self._update_controls()
@@ -256,6 +258,9 @@ class ModelManagerDialog(QDialog):
                 if column == 2:
                     item.setForeground(_colour(colour))
                 self.table.setItem(row, column, item)
+        for column in (1, 2):  # whole words ("Installed (imported) · verified"); folders elide
+            self.table.resizeColumnToContents(column)
+            self.table.setColumnWidth(column, self.table.columnWidth(column) + 16)  # a gutter
         if selected:
             self.select(selected)
         elif statuses:

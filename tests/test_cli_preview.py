@@ -182,3 +182,16 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_the_edit(
     assert "Cannot create the folder" in err and "a file has that name" in err
     assert "unexpected" not in err and "not installed" not in err
     assert in_the_way.read_text() == "mine"
+
+
+def test_a_photo_or_mask_that_is_not_there_is_named_as_not_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (96, 80), (120, 90, 60)).save(photo)
+    out = str(tmp_path / "out")
+    assert main(["preview", str(tmp_path / "typo.png"), "--out", out]) == 2
+    assert f"The photo {tmp_path / 'typo.png'} was not found." in capsys.readouterr().err
+    argv = ["preview", str(photo), "--out", out, "--mode", "inpaint", "--mask"]
+    assert main([*argv, str(tmp_path / "mask.png")]) == 2
+    assert f"The mask {tmp_path / 'mask.png'} was not found." in capsys.readouterr().err

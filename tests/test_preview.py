@@ -142,6 +142,32 @@ def test_inpainting_with_a_mask_image(engine: PreviewEngine) -> None:
     assert not any("mask" in warning for warning in result.warnings)  # 96x128, as the photo
 
 
+def test_mask_files_are_read_as_the_programs_that_draw_them_save_them(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from spdesk.core.errors import ImageError, NotAnImageError
+    from spdesk.core.preview import load_mask
+
+    centre = np.zeros((32, 32), bool)
+    centre[8:24, 8:24] = True
+    grey = np.where(centre, 255, 0).astype(np.uint8)
+    painted = np.zeros((32, 32, 4), np.uint8)  # white strokes on a transparent layer
+    painted[centre] = 255
+    holes = np.full((32, 32, 4), 90, np.uint8)  # an opaque picture, its centre cut out
+    holes[..., 3] = np.where(centre, 0, 255)
+    for name, pixels in (("bw.png", grey), ("painted.png", painted), ("holes.png", holes)):
+        Image.fromarray(pixels).save(tmp_path / name)
+        np.testing.assert_array_equal(load_mask(tmp_path / name), centre, err_msg=name)
+
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "black.png")
+    with pytest.raises(ConfigError, match=r"black\.png marks nothing to redraw"):
+        load_mask(tmp_path / "black.png")
+    with pytest.raises(ImageError, match=r"The mask .*typo\.png was not found"):
+        load_mask(tmp_path / "typo.png")
+    with pytest.raises(NotAnImageError, match="is a folder, not a mask file"):
+        load_mask(tmp_path)
+
+
 def test_a_mask_shaped_unlike_the_photo_is_stretched_with_a_warning(
     engine: PreviewEngine,
 ) -> None:

@@ -64,11 +64,9 @@ def register(sub: Any) -> None:
 def _mask(path: Path | None) -> Any:
     if path is None:
         return None
-    import numpy as np
+    from spdesk.core.preview import load_mask
 
-    from spdesk.core.preview import load_photo
-
-    return np.asarray(load_photo(path)).mean(axis=2) >= 128
+    return load_mask(path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -172,6 +172,15 @@ def _decode(path: Path, handle: IO[bytes], max_pixels: int) -> tuple[Image.Image
     return image, fmt, head
 
 
+def require_named_file(path: Path, what: str) -> None:
+    """Named errors for a file the user named (a photo, a mask) that is not there or is a
+    folder, before it is read: read_error's words fit a file that vanished during a job."""
+    if path.is_dir():
+        raise NotAnImageError(f"{path} is a folder, not a {what} file.")
+    if not path.exists():
+        raise ImageError(f"The {what} {path} was not found.", hint="Check the name and the folder.")
+
+
 def read_error(path: Path | str, error: OSError) -> ImageError:
     """The named error for an OSError met while reading the photo ``path`` (a path, or a URL
     as the store shows it)."""

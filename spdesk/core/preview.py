@@ -130,9 +130,39 @@ class PreviewResult:
 def load_photo(path: Path) -> np.ndarray:
     """A photo file as uint8 (H, W, 3) RGB, decoded as the export decodes it (upright, 8-bit,
     colour-managed, pixel limit checked); named ImageError subclasses for bad files."""
-    from spdesk.core.imageio import read_image
+    from spdesk.core.imageio import read_image, require_named_file
 
+    require_named_file(Path(path), "photo")
     return np.asarray(read_image(Path(path)).image.convert("RGB"))
+
+
+def load_mask(path: Path) -> np.ndarray:
+    """An inpainting mask file as bool (H, W), True where the editor redraws.
+
+    Black and white, white is redrawn. With transparency, read as the programs that draw masks
+    save them: white strokes on a transparent layer are redrawn there (the transparent rest is
+    kept); an opaque picture with transparent holes, and no white, has its holes redrawn (the
+    convention of OpenAI's image edits). A mask that marks nothing is refused: the edit would
+    change nothing and say nothing about the protection."""
+    from spdesk.core.imageio import read_image, require_named_file
+
+    require_named_file(Path(path), "mask")
+    rgba = np.asarray(read_image(Path(path)).image.convert("RGBA"))
+    white = rgba[..., :3].mean(axis=2) >= 128
+    opaque = rgba[..., 3] >= 128
+    mask: np.ndarray
+    if opaque.all():
+        mask = white
+    elif (white & opaque).any():
+        mask = white & opaque
+    else:
+        mask = ~opaque
+    if not mask.any():
+        raise ConfigError(
+            f"The mask {Path(path).name} marks nothing to redraw: it has no white area.",
+            hint="Paint what the editor should redraw white, the rest black.",
+        )
+    return mask
 
 
 def resolve_prompt(prompt: str | None, preset: str | None) -> str:

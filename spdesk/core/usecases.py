@@ -175,9 +175,10 @@ def protect_for_preview(
     Needs no Stable Diffusion model: what a user can look at before downloading one."""
     import numpy as np
 
-    from spdesk.core.imageio import read_image
+    from spdesk.core.imageio import read_image, require_named_file
 
     # As spdesk.core.preview.load_photo decodes it, without importing torch for a universal view.
+    require_named_file(Path(photo_path), "photo")
     photo = np.asarray(read_image(Path(photo_path)).image.convert("RGB"))
     if protection == "photo":
         from PIL import Image

@@ -64,36 +64,13 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spdesk.core.encoders import load_encoder
-    from spdesk.core.errors import ConfigError
     from spdesk.core.generator import GeneratorConfig, shaping_to_dict
     from spdesk.core.generator_file import check_generator_destination, save_generator
     from spdesk.core.photo_protect import load_generator
-    from spdesk.core.shaping import Shaping
-    from spdesk.core.train_generator import GeneratorTrainConfig, train_generator
+    from spdesk.core.train_generator import train_generator
 
-    if not 1 <= args.steps <= 100_000 or not 1 <= args.batch <= 256:
-        raise ConfigError("--steps must be 1..100000 and --batch 1..256.")
-    if args.size < 32 or args.size % 8 or args.size > 1024:
-        raise ConfigError(f"--size must be a multiple of 8 from 32 to 1024, got {args.size}.")
-    try:
-        shaping = Shaping(floor=args.floor, colour=args.colour, dark_ref=args.dark_ref)
-    except ValueError as error:
-        raise ConfigError(f"Bad shaping: {error}.") from error
-    if not 0 <= args.jpeg <= 1 or not 10 <= args.jpeg_quality <= 95:
-        raise ConfigError("--jpeg must be in [0, 1] and --jpeg-quality in 10..95.")
-    low, high = args.editor_scale
-    if not 0.1 <= low <= high <= 4 or args.ssim < 0:
-        raise ConfigError("--editor-scale must be 0.1 <= LOW <= HIGH <= 4 and --ssim >= 0.")
-    if not 8 <= args.width <= 256 or not 1 <= args.blocks <= 16 or args.time_limit < 0:
-        raise ConfigError("--width must be 8..256, --blocks 1..16, --time-limit >= 0.")
+    config = _config(args)
     check_generator_destination(args.out, force=args.force)  # before minutes of training
-    config = GeneratorTrainConfig(
-        eps=args.eps, steps=args.steps, batch=args.batch, size=args.size, lr=args.lr,
-        secrecy=args.secrecy, visibility=args.visibility, seed=args.seed, shaping=shaping,
-        ssim=args.ssim, editor_scale=(low, high), jpeg=args.jpeg, jpeg_quality=args.jpeg_quality,
-        time_limit=args.time_limit * 60,
-        network=GeneratorConfig(width=args.width, blocks=args.blocks),
-    )  # fmt: skip
     start = None
     if args.init:  # a network to start from keeps its own shape
         initial, initial_spec = load_generator(args.init)
@@ -115,16 +92,51 @@ def run(args: argparse.Namespace) -> int:
         args.out, model.state_dict(), eps=config.eps, network=config.network.to_dict(),
         shaping=shaping_to_dict(config.shaping), metadata=metadata,
     )  # fmt: skip
+    _report(args, summary, config.steps)
+    return EXIT_OK
+
+
+def _config(args: argparse.Namespace) -> Any:
+    """The training settings the arguments ask for; ConfigError names a setting out of range."""
+    from spdesk.core.errors import ConfigError
+    from spdesk.core.generator import GeneratorConfig
+    from spdesk.core.shaping import Shaping
+    from spdesk.core.train_generator import GeneratorTrainConfig
+
+    if not 1 <= args.steps <= 100_000 or not 1 <= args.batch <= 256:
+        raise ConfigError("--steps must be 1..100000 and --batch 1..256.")
+    if args.size < 32 or args.size % 8 or args.size > 1024:
+        raise ConfigError(f"--size must be a multiple of 8 from 32 to 1024, got {args.size}.")
+    try:
+        shaping = Shaping(floor=args.floor, colour=args.colour, dark_ref=args.dark_ref)
+    except ValueError as error:
+        raise ConfigError(f"Bad shaping: {error}.") from error
+    if not 0 <= args.jpeg <= 1 or not 10 <= args.jpeg_quality <= 95:
+        raise ConfigError("--jpeg must be in [0, 1] and --jpeg-quality in 10..95.")
+    low, high = args.editor_scale
+    if not 0.1 <= low <= high <= 4 or args.ssim < 0:
+        raise ConfigError("--editor-scale must be 0.1 <= LOW <= HIGH <= 4 and --ssim >= 0.")
+    if not 8 <= args.width <= 256 or not 1 <= args.blocks <= 16 or args.time_limit < 0:
+        raise ConfigError("--width must be 8..256, --blocks 1..16, --time-limit >= 0.")
+    return GeneratorTrainConfig(
+        eps=args.eps, steps=args.steps, batch=args.batch, size=args.size, lr=args.lr,
+        secrecy=args.secrecy, visibility=args.visibility, seed=args.seed, shaping=shaping,
+        ssim=args.ssim, editor_scale=(low, high), jpeg=args.jpeg, jpeg_quality=args.jpeg_quality,
+        time_limit=args.time_limit * 60,
+        network=GeneratorConfig(width=args.width, blocks=args.blocks),
+    )  # fmt: skip
+
+
+def _report(args: argparse.Namespace, summary: dict[str, Any], steps: int) -> None:
     if args.json:
         print_json({"path": str(args.out), **summary})
-    else:
-        if summary["stopped_early"]:
-            print(
-                f"Stopped by Ctrl+C after {summary['steps_done']} of {config.steps} steps: "
-                "saved what was learnt so far. Its learning rate had not come down yet; "
-                "--init with it continues the training."
-            )
-        print(f"Saved {args.out} ({summary['train_photos']} training photos).")
-        for photo in summary["skipped_photos"]:  # unreadable: trained without them
-            print(f"Skipped {photo['name']}: {photo['reason']}")
-    return EXIT_OK
+        return
+    if summary["stopped_early"]:
+        print(
+            f"Stopped by Ctrl+C after {summary['steps_done']} of {steps} steps: saved what was "
+            "learnt so far. Its learning rate had not come down yet; --init with it continues "
+            "the training."
+        )
+    print(f"Saved {args.out} ({summary['train_photos']} training photos).")
+    for photo in summary["skipped_photos"]:  # unreadable: trained without them
+        print(f"Skipped {photo['name']}: {photo['reason']}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tracemalloc
 import unicodedata
 from pathlib import Path
@@ -202,6 +203,27 @@ def test_heic_without_pillow_heif_says_how_to_install(
     with pytest.raises(UnsupportedImageError, match="HEIC support is not installed") as info:
         read_image(path)
     assert "pillow-heif" in (info.value.hint or "")
+
+    monkeypatch.setattr(sys, "frozen", True, raising=False)  # the installers' app has no pip
+    with pytest.raises(UnsupportedImageError, match="HEIC support is not installed") as info:
+        read_image(path)
+    assert "save the photo as JPEG first" in (info.value.hint or "")
+    assert not (info.value.hint or "").startswith("Install it with")
+
+
+def test_heic_is_named_among_the_readable_kinds_only_where_it_can_be_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from spdesk.core.formats import readable_kinds
+
+    found = importlib.util.find_spec
+    assert readable_kinds() == "JPEG, PNG, WebP, TIFF, HEIC"  # pillow-heif is a test extra
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "pillow_heif" else found(name)
+    )
+    assert readable_kinds() == "JPEG, PNG, WebP, TIFF"
 
 
 def test_heic_decodes_with_pillow_heif(tmp_path: Path) -> None:

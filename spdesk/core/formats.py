@@ -24,6 +24,18 @@ _FORMAT_NAMES = {
 }
 
 
+def heic_supported() -> bool:
+    """Whether HEIC/HEIF photos can be read here (the optional pillow-heif; it is not imported)."""
+    from importlib.util import find_spec
+
+    return find_spec("pillow_heif") is not None
+
+
+def readable_kinds() -> str:
+    """The photo formats read here, in the words the app and messages use."""
+    return "JPEG, PNG, WebP, TIFF, HEIC" if heic_supported() else "JPEG, PNG, WebP, TIFF"
+
+
 def sniff(head: bytes) -> str | None:
     """The Pillow format name for the first bytes of a file, or None if it is not a photo.
 

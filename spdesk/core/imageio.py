@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import struct
+import sys
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -48,9 +49,15 @@ def _register_heif(path: Path) -> None:
     try:
         import pillow_heif
     except ImportError as error:
+        hint = "Install it with: pip install 'spdesk[heif]' (or pip install pillow-heif)."
+        if getattr(sys, "frozen", False):  # an installer's app: no pip to run
+            hint = (
+                "The installed app does not read HEIC (its HEVC codec's GPL licence keeps it "
+                "out): save the photo as JPEG first (on an iPhone, Settings > Camera > Formats "
+                "> Most Compatible), or install spdesk with pip and its heif extra."
+            )
         raise UnsupportedImageError(
-            f"{path.name} is a HEIC/HEIF photo, and HEIC support is not installed.",
-            hint="Install it with: pip install 'spdesk[heif]' (or pip install pillow-heif).",
+            f"{path.name} is a HEIC/HEIF photo, and HEIC support is not installed.", hint=hint
         ) from error
     pillow_heif.register_heif_opener()
 

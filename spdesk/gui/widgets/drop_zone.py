@@ -8,8 +8,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-PHOTO_KINDS = "JPEG, PNG, WebP, TIFF, HEIC"
-"""The photo formats read, in the words the window uses."""
+from spdesk.core.formats import readable_kinds
+
+PHOTO_KINDS = readable_kinds()
+"""The photo formats read here, in the words the window uses (HEIC where it can be read)."""
 
 
 class DropZone(QFrame):

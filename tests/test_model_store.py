@@ -6,6 +6,7 @@ safety checker, .bin and single-file checkpoints included), so every path of a r
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import re
@@ -29,6 +30,7 @@ from spdesk.core.encoders import load_encoder
 from spdesk.core.errors import (
     Cancelled,
     ConfigError,
+    DiskFullError,
     DownloadError,
     ModelError,
     ModelMissingError,
@@ -193,6 +195,37 @@ def test_a_cancel_on_a_slow_connection_stops_at_once_and_keeps_every_byte_receiv
     assert 0 < part.stat().st_size < size
     assert part.stat().st_size == told[-1]  # every byte written was counted, none thrown away
     assert took < size / (8 * 1024) * 0.1 / 2  # well before the whole file would have come
+
+
+def test_a_disk_that_fills_during_a_download_is_a_full_disk_and_keeps_what_arrived(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Free space is checked before the download; another program may fill the disk meanwhile.
+    # It was reported as "The connection to ... failed", with advice about the internet.
+    write_as_received = downloadmod._write_as_received
+
+    class FillingDisk:
+        def __init__(self, out: Any) -> None:
+            self.out = out
+
+        def write(self, data: bytes) -> int:
+            room = 20_000 - self.out.tell()
+            if len(data) > room:  # as a disk does: what fits, then the error
+                self.out.write(data[:room])
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return int(self.out.write(data))
+
+    def onto_a_filling_disk(chunks: Any, out: Any, on_bytes: Any, cancel: Any) -> None:
+        write_as_received(chunks, FillingDisk(out) if out.name.endswith(".part") and
+                          "unet" in out.name else out, on_bytes, cancel)  # fmt: skip
+
+    monkeypatch.setattr(downloadmod, "_write_as_received", onto_a_filling_disk)
+    with pytest.raises(DiskFullError, match="The disk is full") as info:
+        store.download("preview")
+    assert "run the download again" in (info.value.hint or "")
+    assert "connection" not in info.value.user_text()
+    part = store.folder_for("preview") / (UNET.replace(".fp16", "") + ".part")
+    assert 0 < part.stat().st_size <= 20_000  # what arrived stays for the next run
 
 
 def test_a_corrupted_transfer_is_detected_by_sha256_and_fetched_again(

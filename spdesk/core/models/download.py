@@ -24,8 +24,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from spdesk.core.errors import Cancelled, DownloadError, ModelError, SpdeskError
+from spdesk.core.errors import (
+    Cancelled,
+    DiskFullError,
+    DownloadError,
+    ModelError,
+    SpdeskError,
+)
 from spdesk.core.events import CancelToken, EventSink, ignore_events
+from spdesk.core.files import output_error
 from spdesk.core.models.events import (
     DownloadFinished,
     DownloadPlanned,
@@ -339,6 +346,8 @@ class Downloader:
         except (Cancelled, SpdeskError):
             raise
         except Exception as error:  # an HTTP status the library raised (4xx, 5xx after retries)
+            if isinstance(error, OSError) and _is_local(error):  # this disk, not the hub
+                raise _disk_error(error, part) from error
             raise hub_error(error, self.plan.source, self.plan.endpoint, f.path) from error
 
 
@@ -437,6 +446,18 @@ def _write_as_received(
     finally:
         if told:
             on_bytes(told)
+
+
+def _disk_error(error: OSError, part: Path) -> SpdeskError:
+    """A write of the model folder that failed (full, read-only...), named as such: it was
+    reported as a failed connection. What arrived stays for the next run."""
+    named = output_error(error, part)
+    if isinstance(named, DiskFullError):
+        named.hint = (
+            "Free some space and run the download again (it resumes where it stopped), or "
+            "move the model folder to a larger disk (spdesk models move)."
+        )
+    return named
 
 
 def _is_local(error: Exception) -> bool:

@@ -726,6 +726,34 @@ def test_parts_published_only_as_bin_are_verified_and_converted_to_fp16_safetens
     ]
 
 
+def test_a_full_disk_while_converting_a_bin_keeps_the_verified_download_for_the_next_run(
+    store: ModelStore, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors import SafetensorError
+
+    files = without_safetensors(tiny_sd_repo_files(inpaint=True), ("vae", "unet"))
+    hub.add_repo(sources.SD15_INPAINT_REPO, sources.SD15_INPAINT_REVISION, files)
+
+    def full(tensors: Any, target: str) -> None:
+        Path(target).write_bytes(b"cut")  # what safetensors' writer leaves of a failed write
+        raise SafetensorError("Error while serializing: I/O error: No space left on device "
+                              "(os error 28)")  # fmt: skip
+
+    with monkeypatch.context() as patched:
+        patched.setattr("safetensors.torch.save_file", full)
+        with pytest.raises(DiskFullError, match="The disk is full"):
+            store.download("inpaint")
+    folder = store.folder_for("inpaint")
+    kept = [p.relative_to(folder).parts[0] for p in folder.rglob("*.part")]
+    assert len(kept) == 1  # the verified .bin being converted stays
+    assert not list(folder.rglob("*.tmp"))  # and no half-written safetensors
+
+    hub.served.clear()
+    store.download("inpaint")  # space freed: converted without fetching it again
+    assert f"{kept[0]}/diffusion_pytorch_model.fp16.bin" not in hub.served
+    assert store.verify("inpaint").ok
+
+
 def test_a_bin_that_would_run_code_is_refused_even_with_the_right_sha256(
     store: ModelStore, hub: HubServer
 ) -> None:

@@ -157,6 +157,11 @@ def _fetch_locked(plan: DownloadPlan, on_event: EventSink, cancel: CancelToken) 
     downloader = Downloader(plan, on_event, cancel, verified, record)
     try:
         downloader.run()
+    except OSError as error:  # writing the folder: a manifest, a conversion, a rename
+        if not _is_local(error):
+            raise
+        where = Path(error.filename) if isinstance(error.filename, str) else plan.target
+        raise _disk_error(error, where) from error
     except Cancelled as error:
         kept = sum(p.stat().st_size for p in partial_files(folder, manifest)) + sum(
             f.size for f in plan.files if f.path in downloader.verified
@@ -448,10 +453,11 @@ def _write_as_received(
             on_bytes(told)
 
 
-def _disk_error(error: OSError, part: Path) -> SpdeskError:
+def _disk_error(error: OSError, path: Path) -> SpdeskError:
     """A write of the model folder that failed (full, read-only...), named as such: it was
-    reported as a failed connection. What arrived stays for the next run."""
-    named = output_error(error, part)
+    reported as a failed connection, or as an unexpected error. What arrived stays for the
+    next run."""
+    named = output_error(error, path)
     if isinstance(named, DiskFullError):
         named.hint = (
             "Free some space and run the download again (it resumes where it stopped), or "

@@ -6,6 +6,8 @@ is refused (ModelError), even when its sha256 matched the hub's.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +40,44 @@ def load_pickle_weights(path: Path) -> dict[str, Any]:
 
 
 def save_safetensors(tensors: dict[str, Any], target: Path) -> None:
+    """Write ``tensors`` to ``target``. A failed write is an OSError with its errno, as Python's
+    own writes raise (safetensors' writer, in Rust, raises SafetensorError even for a full
+    disk); the file is written straight from the tensors, not through a second copy in memory,
+    because a converted UNet is gigabytes."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     # Clone: pickles often share storage between tensors, which safetensors refuses.
-    save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, str(target))
+    try:
+        save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, str(target))
+    except SafetensorError as error:
+        code = re.search(r"os error (\d+)", str(error))
+        if code is None:
+            raise
+        number = int(code.group(1))
+        raise OSError(number, os.strerror(number), str(target)) from error
 
 
 def convert_pickle(source: Path, final: Path) -> None:
-    """A verified ``.bin`` as fp16 safetensors at ``final``; ``source`` is deleted either way."""
+    """A verified ``.bin`` as fp16 safetensors at ``final``, then ``source`` is deleted.
+
+    A file refused on loading is deleted too. When the disk fails the write (full, read-only),
+    ``source`` stays: it is verified, and the next download converts it without fetching its
+    gigabytes again."""
     import torch
 
+    tmp = final.with_name(final.name + ".tmp")
     try:
         tensors = load_pickle_weights(source)
-        # The store keeps fp16 weights, as the hub's fp16 variants.
-        half = {k: v.half() if v.dtype == torch.float32 else v for k, v in tensors.items()}
-        tmp = final.with_name(final.name + ".tmp")
+    except BaseException:
+        source.unlink(missing_ok=True)
+        raise
+    # The store keeps fp16 weights, as the hub's fp16 variants.
+    half = {k: v.half() if v.dtype == torch.float32 else v for k, v in tensors.items()}
+    try:
         save_safetensors(half, tmp)
         tmp.replace(final)
-    finally:
-        source.unlink(missing_ok=True)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    source.unlink(missing_ok=True)

@@ -314,3 +314,39 @@ def test_a_taesd_weights_file_is_imported_as_the_taesd_model(
         store.import_path(other)
     with pytest.raises(ModelError, match="SDXL"):
         store.import_path(xl)
+
+
+def test_a_full_disk_during_an_import_is_named_and_leaves_nothing_half_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copying a folder (shutil) and saving a converted model (safetensors, whose writer
+    raises its own error type for a full disk) were "unexpected errors"."""
+    import errno
+
+    from safetensors import SafetensorError
+
+    from spdesk.core.errors import DiskFullError
+    from spdesk.core.models import importing
+
+    store = ModelStore()
+    folder = save_tiny_vae(tmp_path / "vae-folder")
+
+    def copy_onto_a_full_disk(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    def save_onto_a_full_disk(*args: Any, **kwargs: Any) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device "
+                              "(os error 28)")  # fmt: skip
+
+    taesd = save_tiny_taesd(tmp_path / "taesd.safetensors", 4)
+    for source, target, full in (
+        (folder, "spdesk.core.models.importing.shutil.copy2", copy_onto_a_full_disk),
+        (taesd, "safetensors.torch.save_file", save_onto_a_full_disk),
+    ):
+        with monkeypatch.context() as patched:
+            patched.setattr(target, full)
+            with pytest.raises(DiskFullError, match="The disk is full"):
+                store.import_path(source)
+        imported = store.root / importing.IMPORTED
+        assert not list(imported.iterdir()) if imported.exists() else True, source
+    assert store.import_path(taesd).provides == ("taesd",)  # space freed: it imports

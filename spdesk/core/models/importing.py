@@ -22,6 +22,7 @@ The manifest of an imported model records the sha256 of every file it holds, so 
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import shutil
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from spdesk.core.errors import ModelError
+from spdesk.core.files import output_error
 from spdesk.core.logs import quiet_model_libraries
 from spdesk.core.models.layout import (
     IMPORTED,
@@ -42,7 +44,12 @@ from spdesk.core.models.layout import (
 )
 from spdesk.core.models.sources import PIPELINE_PARTS, Feature
 from spdesk.core.models.verify import record_digests, verify_recorded
-from spdesk.core.models.weights import PICKLE_SUFFIXES, load_pickle_weights, save_safetensors
+from spdesk.core.models.weights import (
+    PICKLE_SUFFIXES,
+    load_pickle_weights,
+    os_error_of,
+    save_safetensors,
+)
 
 ConfigSource = Callable[[Feature], Path]  # a folder with a feature's configuration files
 LDM_UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
@@ -85,10 +92,16 @@ def import_model(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        if path.is_dir():
-            kind, provides = _import_folder(path, tmp)
-        else:
-            kind, provides = _import_file(configs, path, tmp)
+        try:
+            if path.is_dir():
+                kind, provides = _import_folder(path, tmp)
+            else:
+                kind, provides = _import_file(configs, path, tmp)
+        except Exception as error:  # the copy's disk (full, read-only): named, not "unexpected"
+            disk = error if isinstance(error, OSError) else os_error_of(error, tmp)
+            if disk is None or not _writing_error(disk):
+                raise
+            raise output_error(disk, Path(disk.filename or tmp)) from error
         problems = revalidate(tmp)
         if problems:
             raise ModelError(f"{path} cannot be used: {problems[0]}")
@@ -102,6 +115,12 @@ def import_model(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return ImportResult(name, final, tuple(provides), kind, tree_size(final))
+
+
+def _writing_error(error: OSError) -> bool:
+    """A failed write of the store's disk, rather than an unreadable source (that is the
+    source's own error, said as such by the import)."""
+    return error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS)
 
 
 def remove_imported(root: Path, name: str) -> int:

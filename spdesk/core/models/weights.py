@@ -51,11 +51,17 @@ def save_safetensors(tensors: dict[str, Any], target: Path) -> None:
     try:
         save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, str(target))
     except SafetensorError as error:
-        code = re.search(r"os error (\d+)", str(error))
-        if code is None:
-            raise
-        number = int(code.group(1))
-        raise OSError(number, os.strerror(number), str(target)) from error
+        raise (os_error_of(error, target) or error) from error
+
+
+def os_error_of(error: Exception, target: Path) -> OSError | None:
+    """The OSError behind a safetensors write that failed ("Error while serializing: I/O
+    error: No space left on device (os error 28)"), or None when it is not one."""
+    code = re.search(r"os error (\d+)", str(error))
+    if code is None:
+        return None
+    number = int(code.group(1))
+    return OSError(number, os.strerror(number), str(target))
 
 
 def convert_pickle(source: Path, final: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,6 +34,47 @@ def test_install_key_is_made_once_private_and_stable() -> None:
     if os.name == "posix":
         assert stat.S_IMODE(key_path().stat().st_mode) == 0o600
     assert first.hex() not in key_id(first) and len(key_id(first)) == 16
+
+
+def test_a_key_write_that_fails_is_named_and_leaves_no_damaged_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It left an empty protection.key behind (and an "unexpected error"): every later run then
+    # refused to start until the user deleted it by hand.
+    import errno
+
+    from spdesk.core.errors import DiskFullError
+
+    def full(_fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "fsync", full)
+        with pytest.raises(DiskFullError, match="The disk is full") as info:
+            install_key()
+    assert "secret key" in (info.value.hint or "")
+    assert not key_path().exists()
+    assert [p.name for p in key_path().parent.iterdir() if "protection" in p.name] == []
+    assert len(install_key()) == 32  # space freed: made as on a first run
+
+
+def test_processes_starting_together_all_get_the_one_key_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    fdopen = os.fdopen
+
+    def slow_disk(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)  # the key's file exists, its bytes are not written yet
+        return fdopen(*args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", slow_disk)
+    assert not key_path().exists()
+    with ThreadPoolExecutor(16) as pool:
+        keys = set(pool.map(lambda _: install_key(), range(64)))
+    assert keys == {key_path().read_bytes()}  # never a half-written key read, never two keys
 
 
 def test_key_from_the_environment_and_bad_keys(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from spdesk.core.errors import ConfigError
+from spdesk.core.files import output_error
 from spdesk.core.paths import config_dir
 
 KEY_BYTES = 32
@@ -62,25 +63,58 @@ def _parse_hex(text: str) -> bytes:
 
 
 def _create(path: Path) -> bytes:
-    """Write a new key with owner-only permissions; a key written meanwhile by another process
-    wins (O_EXCL), so concurrent first runs agree."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a new key with owner-only permissions, atomically: it is written whole to a file of
+    its own, then linked into place, so a process starting meanwhile (a cluster's workers, two
+    windows) never reads a half-written key, and a key made meanwhile by another process wins.
+    Where the disk has no hard links, the key is created in place (O_EXCL)."""
     key = secrets.token_bytes(KEY_BYTES)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        existing = path.read_bytes()
-        if len(existing) == KEY_BYTES:
-            return existing
-        raise ConfigError(
-            f"The protection key {path} is damaged ({len(existing)} bytes).",
-            hint="Delete it: spdesk makes a new one (photos protected before stay protected).",
-        ) from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(tmp, key)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return _existing(path)
+        except OSError:  # no hard links here (FAT, some network disks)
+            try:
+                _write_private(path, key)
+            except FileExistsError:
+                return _existing(path)
+        return key
+    except OSError as error:
+        named = output_error(error, path)
+        named.hint = (
+            "spdesk keeps a secret key there that photo-specific protection needs; free some "
+            f"space or make {path.parent} writable (or set {ENV_KEY})."
+        )
+        raise named from error
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_private(path: Path, key: bytes) -> None:
+    """Create ``path`` (never replacing a file), readable by its owner alone, holding ``key``;
+    a write that fails leaves no file behind."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _existing(path: Path) -> bytes:
+    existing = path.read_bytes()
+    if len(existing) == KEY_BYTES:
+        return existing
+    raise ConfigError(
+        f"The protection key {path} is damaged ({len(existing)} bytes).",
+        hint="Delete it: spdesk makes a new one (photos protected before stay protected).",
+    )
 
 
 def photo_seed(key: bytes, pixels: np.ndarray, context: str = "") -> int:

@@ -58,6 +58,20 @@ def test_a_key_write_that_fails_is_named_and_leaves_no_damaged_key(
     assert len(install_key()) == 32  # space freed: made as on a first run
 
 
+def test_a_config_folder_that_cannot_hold_the_key_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.core import keys
+    from spdesk.core.errors import OutputError
+
+    not_a_folder = tmp_path / "config"
+    not_a_folder.write_text("a file where the config folder should be")
+    monkeypatch.setattr(keys, "key_path", lambda: not_a_folder / "spdesk" / "protection.key")
+    with pytest.raises(OutputError, match="Cannot read the protection key") as info:
+        install_key()  # it was an "unexpected error (NotADirectoryError...)"
+    assert "SPDESK_PROTECTION_KEY" in (info.value.hint or "")
+
+
 def test_processes_starting_together_all_get_the_one_key_made(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

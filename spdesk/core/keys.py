@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spdesk.core.errors import ConfigError
+from spdesk.core.errors import ConfigError, OutputError
 from spdesk.core.files import output_error
 from spdesk.core.paths import config_dir
 
@@ -42,11 +42,14 @@ def install_key() -> bytes:
     path = key_path()
     try:
         key = path.read_bytes()
-        if len(key) == KEY_BYTES:
-            return key
     except FileNotFoundError:
-        pass
-    return _create(path)
+        return _create(path)
+    except OSError as error:  # the config folder is a file, unreadable...
+        raise _key_error(
+            OutputError(f"Cannot read the protection key {path}: {error.strerror or error}."),
+            path,
+        ) from error
+    return key if len(key) == KEY_BYTES else _create(path)  # _create names a damaged one
 
 
 def _parse_hex(text: str) -> bytes:
@@ -83,14 +86,17 @@ def _create(path: Path) -> bytes:
                 return _existing(path)
         return key
     except OSError as error:
-        named = output_error(error, path)
-        named.hint = (
-            "spdesk keeps a secret key there that photo-specific protection needs; free some "
-            f"space or make {path.parent} writable (or set {ENV_KEY})."
-        )
-        raise named from error
+        raise _key_error(output_error(error, path), path) from error
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _key_error(error: OutputError, path: Path) -> OutputError:
+    error.hint = (
+        f"Photo-specific protection needs the secret key spdesk keeps in {path.parent}: free "
+        f"some space there or make it a folder you can write to (or set {ENV_KEY})."
+    )
+    return error
 
 
 def _write_private(path: Path, key: bytes) -> None:

@@ -253,3 +253,18 @@ def test_training_holds_out_a_readable_photo_when_every_held_out_one_is_unreadab
     assert {s.path for s in first.skipped} == set(held_out)
     assert first.val_photos == 1 and first.train_photos == 6 - len(held_out) - 1
     assert result.metadata["val_photos"] == 1
+
+
+def test_a_photo_given_where_a_folder_of_photos_is_needed_is_named_as_a_file(
+    tmp_path: Path,
+) -> None:
+    from spdesk.core.errors import ConfigError
+    from spdesk.core.train import find_photos
+
+    photos = write_photos(tmp_path / "photos", count=2)
+    one = next(photos.iterdir())
+    with pytest.raises(ConfigError, match="is a file; a folder of photos is needed") as info:
+        find_photos(one)  # it said "Photo folder not found" of a file that is there
+    assert str(photos) in (info.value.hint or "")
+    with pytest.raises(ConfigError, match="Photo folder not found"):
+        find_photos(tmp_path / "nowhere")

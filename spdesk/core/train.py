@@ -176,6 +176,11 @@ class TrainResult:
 def find_photos(folder: Path) -> list[Path]:
     """The photos under ``folder`` as a protection job finds them (recursive, by content; hidden,
     system and special files left out), sorted for reproducibility."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"{shown(folder)} is a file; a folder of photos is needed here.",
+            hint=f"Give the folder that holds it: {shown(folder.parent)}",
+        )
     if not folder.is_dir():
         raise ConfigError(f"Photo folder not found: {shown(folder)}")
     found = discover([folder], DiscoveryOptions())

@@ -13,7 +13,7 @@ import time
 from importlib import resources
 from types import TracebackType
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -49,6 +49,25 @@ def create_app(argv: list[str] | None = None) -> QApplication:
     return app
 
 
+_QT_LEVELS = {
+    QtMsgType.QtDebugMsg: logging.DEBUG,
+    QtMsgType.QtInfoMsg: logging.INFO,
+    QtMsgType.QtWarningMsg: logging.WARNING,
+    QtMsgType.QtCriticalMsg: logging.ERROR,
+    QtMsgType.QtFatalMsg: logging.CRITICAL,
+}
+
+
+def qt_messages_to_log(mode: QtMsgType, context: QMessageLogContext, message: str) -> None:
+    """Qt's own notes go to spdesk's log file, not the terminal: a queue of camera photos
+    printed a line per thumbnail whose ICC profile Qt could not parse ("qt.gui.icc:
+    fromIccProfile: invalid tag offset alignment"). Critical ones reach stderr as well."""
+    level = _QT_LEVELS.get(mode, logging.WARNING)
+    logging.getLogger("spdesk.qt").log(level, "%s: %s", context.category or "qt", message)
+    if level >= logging.ERROR:
+        print(message, file=sys.stderr)
+
+
 def report_unexpected(
     kind: type[BaseException], error: BaseException, tb: TracebackType | None
 ) -> None:
@@ -67,6 +86,7 @@ def report_unexpected(
 def main() -> int:
     """Open the main window and run the event loop; returns the exit status."""
     setup_logging()
+    qInstallMessageHandler(qt_messages_to_log)
     problem = platform_problem()
     if problem:  # Qt would abort with a message about plugins instead
         print(problem, file=sys.stderr)

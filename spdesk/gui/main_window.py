@@ -76,6 +76,8 @@ class MainWindow(QMainWindow):
         self._empty_hint = ""  # why the queue is still empty after a folder was added
         self._left_out: dict[Path, str] = {}  # files the added folders held that are not queued
         self._job_paths: list[Path] = []
+        self._job_set: set[Path] = set()  # _job_paths, to look up
+        self._job_finished: set[Path] = set()  # of those: done, skipped or failed
         self._job_started = 0.0
         self._output_root: Path | None = None
         self._job_warnings: list[str] = []
@@ -471,6 +473,7 @@ class MainWindow(QMainWindow):
             return False
         self._output_root = self.output_root()
         self._job_paths = todo
+        self._job_set, self._job_finished = set(todo), set()
         self._job_started = time.monotonic()
         self._job_device = options.device
         self._job_warnings = []
@@ -560,23 +563,29 @@ class MainWindow(QMainWindow):
         if update.path is not None:
             if update.status is not None:
                 self.queue.set_status(update.path, update.status, update.reason)
+                self._count_finished(update.path, update.status)
             if update.fraction is not None:
                 self.queue.set_progress(update.path, update.fraction)
             if update.output is not None:
                 self.queue.set_output(update.path, update.output)
         self._update_overall()
 
+    def _count_finished(self, path: Path, status: RowStatus) -> None:
+        """Keep the count of the job's finished photos as events come: counting the rows again
+        for each event took the window's thread 33 s of a 39 s job of 300 photos (quadratic)."""
+        row = self.queue.row_for(path)
+        if row is None or row.path not in self._job_set:  # done before: not this job's
+            return
+        if status in (RowStatus.DONE, RowStatus.SKIPPED, RowStatus.FAILED):
+            self._job_finished.add(row.path)
+        else:
+            self._job_finished.discard(row.path)
+
     def _update_overall(self) -> None:
         total = len(self._job_paths)
         if not total:
             return
-        finished = 0.0
-        for path in self._job_paths:
-            row = self.queue.row_for(path)
-            if row is None:
-                continue
-            if row.status in (RowStatus.DONE, RowStatus.SKIPPED, RowStatus.FAILED):
-                finished += 1
+        finished = float(len(self._job_finished))
         self.overall_bar.setValue(round(1000 * finished / total))
         elapsed = time.monotonic() - self._job_started
         eta = ""

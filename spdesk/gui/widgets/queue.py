@@ -210,7 +210,13 @@ class PhotoQueue(QTableWidget):
         return [self._rows[p] for p in self._order]
 
     def row_for(self, path: Path) -> QueueRow | None:
-        return self._rows.get(path.resolve())
+        return self._rows.get(self._key(path))
+
+    def _key(self, path: Path) -> Path:
+        """The queue's key of ``path``: itself when it is one (a job's events name the paths
+        the queue gave it), else its resolved form. Resolving costs a system call per part of
+        the path, and a job sends several events per photo."""
+        return path if path in self._rows else path.resolve()
 
     def selected_path(self) -> Path | None:
         rows = self.selectionModel().selectedRows() if self.selectionModel() else []
@@ -221,7 +227,7 @@ class PhotoQueue(QTableWidget):
 
     # --- status ---------------------------------------------------------------------------------
     def set_status(self, path: Path, status: RowStatus, reason: str = "") -> None:
-        key = path.resolve()
+        key = self._key(path)
         row = self._rows.get(key)
         if row is None:
             return
@@ -243,12 +249,12 @@ class PhotoQueue(QTableWidget):
         self._set_retry(index, key, status is RowStatus.FAILED)
 
     def set_progress(self, path: Path, fraction: float) -> None:
-        index = self._index.get(path.resolve())
+        index = self._index.get(self._key(path))
         if index is not None:
             self._set_fraction(index, max(0.0, min(1.0, fraction)))
 
     def set_output(self, path: Path, output: Path) -> None:
-        row = self._rows.get(path.resolve())
+        row = self._rows.get(self._key(path))
         if row is not None:
             row.output = output
 

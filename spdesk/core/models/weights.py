@@ -41,9 +41,9 @@ def load_pickle_weights(path: Path) -> dict[str, Any]:
 
 def save_safetensors(tensors: dict[str, Any], target: Path) -> None:
     """Write ``tensors`` to ``target``. A failed write is an OSError with its errno, as Python's
-    own writes raise (safetensors' writer, in Rust, raises SafetensorError even for a full
-    disk); the file is written straight from the tensors, not through a second copy in memory,
-    because a converted UNet is gigabytes."""
+    own writes raise: safetensors' writer, in Rust, raises SafetensorError even for a full disk.
+    The file is written by that writer rather than serialised to bytes first and written by
+    Python, which would hold the whole file in memory once more (a converted UNet is GBs)."""
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 

@@ -127,15 +127,6 @@ class PreviewResult:
         }
 
 
-def load_photo(path: Path) -> np.ndarray:
-    """A photo file as uint8 (H, W, 3) RGB, decoded as the export decodes it (upright, 8-bit,
-    colour-managed, pixel limit checked); named ImageError subclasses for bad files."""
-    from spdesk.core.imageio import read_image, require_named_file
-
-    require_named_file(Path(path), "photo")
-    return np.asarray(read_image(Path(path)).image.convert("RGB"))
-
-
 def load_mask(path: Path) -> np.ndarray:
     """An inpainting mask file as bool (H, W), True where the editor redraws.
 

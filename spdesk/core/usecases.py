@@ -177,7 +177,7 @@ def protect_for_preview(
 
     from spdesk.core.imageio import read_image, require_named_file
 
-    # As spdesk.core.preview.load_photo decodes it, without importing torch for a universal view.
+    # Decoded as the export decodes it (upright, 8-bit, colour-managed); no torch import here.
     require_named_file(Path(photo_path), "photo")
     photo = np.asarray(read_image(Path(photo_path)).image.convert("RGB"))
     if protection == "photo":

@@ -49,6 +49,21 @@ def test_train_then_eval_json(
     assert "kept after attack" in text and "JPEG q50 (reference)" in text
 
 
+def test_train_on_a_cpu_defaults_to_small_crops_and_says_so(
+    assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, vae = assets
+    argv = ["train", str(photos), "--encoder", str(vae), "--steps", "1", "--batch", "2"]
+    argv += ["--device", "cpu", "--json"]
+    assert main([*argv, "--out", str(tmp_path / "cpu.safetensors")]) == 0
+    note = capsys.readouterr().err
+    assert "training on the CPU at 128 px crops" in note and "--size 512" in note
+    assert load_perturbation(tmp_path / "cpu.safetensors").delta.shape[-2:] == (128, 128)
+    assert main([*argv, "--out", str(tmp_path / "mine.safetensors"), "--size", "32"]) == 0
+    assert "128 px" not in capsys.readouterr().err  # a size the user chose is not remarked on
+    assert load_perturbation(tmp_path / "mine.safetensors").delta.shape[-2:] == (32, 32)
+
+
 def test_train_with_activation_checkpointing_gives_the_same_perturbation(
     assets: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -692,3 +692,17 @@ def test_a_large_queue_costs_the_window_a_few_lookups_per_photo_not_one_per_row(
     assert window.queue.count_by_status()[RowStatus.DONE] == count
     assert seen == sorted(seen) and seen[-1] == 1000  # the bar only moves on, to the end
     assert lookups < 8 * count, lookups  # was about count x events: over 3600 here
+
+
+def test_the_train_dialog_gets_the_device_the_window_detected(
+    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.gui.train_dialog import TrainDialog
+
+    seen: list[int] = []
+    monkeypatch.setattr(TrainDialog, "exec", lambda dialog: seen.append(dialog.request().size))
+    window.open_train_dialog()  # before the device is known: the usual 512 px
+    window.detect_device()
+    qtbot.waitUntil(lambda: "detecting" not in window.device_label.text(), timeout=60_000)
+    window.open_train_dialog()  # this test machine has no GPU
+    assert seen == [512, 128]

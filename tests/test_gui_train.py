@@ -308,3 +308,32 @@ def test_photos_that_cannot_be_read_are_named_as_left_out(
     assert "cut.jpg" in said and "notes.png" in said
     why = dialog.result_label.toolTip()
     assert "cut.jpg is a damaged or truncated" in why and "notes.png is not a photo" in why
+
+
+@pytest.mark.parametrize(("kind", "size"), [("cpu", 128), ("cuda", 512), (None, 512)])
+def test_crops_default_to_what_the_device_trains_in_minutes(
+    qtbot: QtBot, kind: str | None, size: int
+) -> None:
+    dlg = TrainDialog(open_settings(), device="auto", device_kind=kind)
+    qtbot.addWidget(dlg)
+    assert dlg.size_spin.value() == size
+    assert dlg.request().size == size
+
+
+def test_a_crop_size_is_remembered_only_when_the_user_chose_it(
+    qtbot: QtBot, dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dialog.runner, "start", lambda _task: None)  # no training here
+    settings = dialog.settings
+    dialog.size_spin.setValue(dialog.default_size)
+    assert dialog.start()
+    # A default is not kept: the same user on a GPU later gets the GPU's default.
+    assert settings.value("train/size") is None
+    gpu = TrainDialog(settings, device="auto", device_kind="cuda")
+    qtbot.addWidget(gpu)
+    assert gpu.size_spin.value() == 512
+    dialog.size_spin.setValue(96)
+    assert dialog.start()
+    again = TrainDialog(settings, device="auto", device_kind="cuda")
+    qtbot.addWidget(again)
+    assert again.size_spin.value() == 96

@@ -38,3 +38,20 @@ def short_run_warning(steps: int) -> str:
         f"{steps} steps is probably too short to beat random noise of the same strength "
         f"(runs of {MIN_USEFUL_STEPS} steps or more do, on our test photos)."
     )
+
+
+ACCELERATOR_CROP_SIZE = 512
+"""The crop side of training on a GPU: SD editors work at 512 px."""
+
+CPU_CROP_SIZE = 128
+"""The crop side of training on a CPU: the bundled pattern's recipe (``resources/perturbations/
+RECIPE.md``). A step at 512 px costs about twenty times as much: on 2 CPU cores the train
+dialog's defaults (300 steps of 4 photos, JPEG and resizing) took about 10 s a step at 512 px,
+an hour for the run, and 0.6 s at 128 px, 3 minutes (``benchmarks/README.md``, "Training on a
+CPU")."""
+
+
+def default_crop_size(device_kind: str | None) -> int:
+    """The crop side a run on ``device_kind`` ("cuda", "mps", "cpu"; None while unknown) gets
+    unless the user picks one: a CPU trains at 128 px, where a run takes minutes, not hours."""
+    return CPU_CROP_SIZE if device_kind == "cpu" else ACCELERATOR_CROP_SIZE

@@ -704,8 +704,9 @@ class MainWindow(QMainWindow):
     def open_train_dialog(self) -> None:
         from spdesk.gui.train_dialog import TrainDialog
 
+        choice = str(self.device_combo.currentData())
         dialog = TrainDialog(
-            self.settings, device=str(self.device_combo.currentData()), parent=self
+            self.settings, device=choice, parent=self, device_kind=self._device_kinds.get(choice)
         )
         dialog.saved.connect(self._on_perturbation_saved)
         dialog.exec()

@@ -40,7 +40,12 @@ from spdesk.core.events import CancelToken, Event
 from spdesk.core.events.training import TrainStarted, TrainStep, ValidationReport
 from spdesk.core.jobs.events import count_of
 from spdesk.core.perturbation import library_path_for
-from spdesk.core.train_advice import MIN_USEFUL_STEPS, NOISE_GAIN, short_run_warning
+from spdesk.core.train_advice import (
+    MIN_USEFUL_STEPS,
+    NOISE_GAIN,
+    default_crop_size,
+    short_run_warning,
+)
 from spdesk.core.usecases import save_to_library, train_into_library
 from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
 from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progress_bar
@@ -159,7 +164,12 @@ class TrainDialog(QDialog):
     saved = Signal(object)  # Path of the perturbation written to the library
 
     def __init__(
-        self, settings: QSettings, device: str = "auto", parent: QWidget | None = None
+        self,
+        settings: QSettings,
+        device: str = "auto",
+        parent: QWidget | None = None,
+        *,
+        device_kind: str | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Train a personal perturbation")
@@ -167,6 +177,9 @@ class TrainDialog(QDialog):
         fit_to_screen(self, 1100, 680)
         self.settings = settings
         self.device = device
+        # What ``device`` was detected as ("cpu", "cuda", "mps"; None while unknown): a CPU
+        # trains on smaller crops unless the user picks a size.
+        self.default_size = default_crop_size(device_kind)
         self.runner = TaskRunner(self)
         self.count_runner = TaskRunner(self)
         self._count_timer = QTimer(self)
@@ -255,7 +268,10 @@ class TrainDialog(QDialog):
         self.size_spin.setRange(32, 1024)
         self.size_spin.setSingleStep(64)
         self.size_spin.setSuffix(" px")
-        self.size_spin.setToolTip("Crop size; photos are resized to this short side first (512)")
+        self.size_spin.setToolTip(
+            "Crop size; photos are resized to this short side first (512 on a GPU; 128 on a "
+            "CPU, where a 512 px step costs about twenty times as much)"
+        )
         self.robust_checks: dict[str, QCheckBox] = {}
         robust = QVBoxLayout()
         robust.setSpacing(2)
@@ -357,7 +373,8 @@ class TrainDialog(QDialog):
         self.strength_spin.setValue(float(s.value("train/eps", 8.0)))  # type: ignore[arg-type]
         self._on_strength_spin(self.strength_spin.value())
         self.steps_spin.setValue(int(s.value("train/steps", 300)))  # type: ignore[call-overload]
-        self.size_spin.setValue(int(s.value("train/size", 512)))  # type: ignore[call-overload]
+        size = s.value("train/size", self.default_size)
+        self.size_spin.setValue(int(size))  # type: ignore[call-overload]
         chosen = str(s.value("train/robust", "jpeg,resize") or "").split(",")
         for key, check in self.robust_checks.items():
             check.setChecked(key in chosen)
@@ -375,7 +392,10 @@ class TrainDialog(QDialog):
         remember_folder(s, "train", str(request.photos))
         s.setValue("train/eps", request.eps)
         s.setValue("train/steps", request.steps)
-        s.setValue("train/size", request.size)
+        if request.size == self.default_size:  # a later run on another device gets its own
+            s.remove("train/size")
+        else:
+            s.setValue("train/size", request.size)
         s.setValue("train/robust", ",".join(request.robust))
         s.setValue("train/encoder", request.encoder)
 

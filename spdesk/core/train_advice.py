@@ -45,10 +45,11 @@ ACCELERATOR_CROP_SIZE = 512
 
 CPU_CROP_SIZE = 128
 """The crop side of training on a CPU: the bundled pattern's recipe (``resources/perturbations/
-RECIPE.md``). A step at 512 px costs about twenty times as much: on 2 CPU cores the train
-dialog's defaults (300 steps of 4 photos, JPEG and resizing) took about 10 s a step at 512 px,
-an hour for the run, and 0.6 s at 128 px, 3 minutes (``benchmarks/README.md``, "Training on a
-CPU")."""
+RECIPE.md``). With the train dialog's other defaults (batch 4, JPEG and resizing) on 2 CPU
+cores, a step took 0.43 s at 128 px and 8.6 s at 512 px: 300 steps at 128 px trained in
+2.3 minutes and reached 1.77x / 1.12x random signs' latent distortion at 256 / 512 px editors
+on held-out photos, where 20 steps at 512 px (5 minutes) reached 1.25x / 0.91x and 300 would
+take about 45 (``python benchmarks/bench_train_crops.py``; ``benchmarks/README.md``)."""
 
 
 def default_crop_size(device_kind: str | None) -> int:

@@ -1,0 +1,104 @@
+"""Benchmark: what the train dialog's settings give on a CPU at each crop size.
+
+Not a test. Trains a universal perturbation as the app's "Train personal perturbation" does
+(batch 4, robust to JPEG and resizing, ε = 8, the latent objective) against TAESD on the
+training split of ``../shared/data/imagenet-sample`` (``split_photos(..., 0.7, seed 0)``, as
+the bundled files), once per ``--sizes`` crop side with the matching ``--steps``, then measures
+each pattern through ``spdesk protect``'s own code on photos of the other split at 256 and
+512 px editors (:func:`spdesk.core.assessment.assess`, beside random ±8 signs). Prints seconds
+a step, training time and the held-out table. The default compares 300 steps at 128 px with
+the number of 512 px steps that take about as long::
+
+    python benchmarks/bench_train_crops.py --sizes 128,512 --steps 300,20 --measure 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spdesk.core.assessment import assess, mode_protect
+from spdesk.core.encoders import load_encoder
+from spdesk.core.evaluate import load_full_photos
+from spdesk.core.events import Event
+from spdesk.core.events.training import TrainStep
+from spdesk.core.perturbation import save_perturbation
+from spdesk.core.train import TrainConfig, find_photos, split_photos, train_universal
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def training_folder(photos: list[Path], into: Path) -> Path:
+    """The training split as a folder of its own (the trainer walks a folder)."""
+    into.mkdir(parents=True, exist_ok=True)
+    for path in photos:
+        shutil.copyfile(path, into / path.name)
+    return into
+
+
+def train(folder: Path, encoder: str, size: int, steps: int, out: Path) -> tuple[float, float]:
+    """Train with the dialog's settings; returns (seconds in all, seconds a step)."""
+    config = TrainConfig(
+        photos=str(folder), encoder=encoder, eps=8.0, steps=steps, batch=4, size=size,
+        robust=("jpeg", "resize"), val_every=0, device="cpu",
+    )  # fmt: skip
+    started = time.monotonic()
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, TrainStep) and event.step in (1, steps):
+            print(f"  {size} px: step {event.step} at {time.monotonic() - started:.0f} s")
+
+    result = train_universal(config, on_event=on_event)
+    seconds = time.monotonic() - started
+    save_perturbation(out, result.delta, eps=8.0, metadata=result.metadata)
+    return seconds, float(result.seconds_per_step or 0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=Path, default=SHARED / "data" / "imagenet-sample")
+    parser.add_argument(
+        "--taesd", type=Path, default=SHARED / "models" / "taesd" / "taesd_f8e4m3.safetensors"
+    )
+    parser.add_argument("--sizes", default="128,512", help="crop sides, comma-separated")
+    parser.add_argument("--steps", default="300,20", help="steps for each of --sizes")
+    parser.add_argument("--measure", type=int, default=24, help="held-out photos measured")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    steps = [int(s) for s in args.steps.split(",")]
+    if len(sizes) != len(steps):
+        parser.error("--sizes and --steps need as many values")
+    train_paths, held_out = split_photos(find_photos(args.photos), 0.7, 0, None)
+    encoder = load_encoder(str(args.taesd), "cpu")
+    photos, _ = load_full_photos(held_out[: args.measure])
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="spdesk-crops-") as scratch:
+        folder = training_folder(train_paths, Path(scratch) / "train")
+        for size, count in zip(sizes, steps, strict=True):
+            out = Path(scratch) / f"crop{size}.safetensors"
+            seconds, per_step = train(folder, str(args.taesd), size, count, out)
+            protect, eps, _ = mode_protect("universal", perturbation=out)
+            report = assess(photos, {"trained": protect}, encoder, eps=eps, sizes=(256, 512))
+            mine = report.get("trained")
+            rows.append((size, count, per_step, seconds, mine, report))
+    print(f"\n{len(photos)} held-out photos, TAESD, ε = 8, batch 4, robust to JPEG and resizing")
+    print("crop | steps | s a step | training s | SSIMULACRA2 | FLIP | latent gain @256 / @512")
+    for size, count, per_step, seconds, mine, report in rows:
+        gains = [report.gain("trained", f"{side}/clean") or np.nan for side in (256, 512)]
+        print(
+            f"{size} px | {count} | {per_step:.2f} | {seconds:.0f} | {mine.ssimulacra2:.1f} | "
+            f"{mine.flip:.3f} | {gains[0]:.2f}x / {gains[1]:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

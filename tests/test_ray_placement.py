@@ -155,3 +155,34 @@ def test_the_command_shows_rays_progress_bars_on_a_terminal_only(
     args = build_parser().parse_args([*argv, *(["--json"] if json else [])])
     job = job_from_args(args, ProtectSettings())
     assert job.options.progress is bars
+
+
+def test_rays_note_on_token_authentication_goes_to_the_log_not_the_terminal(
+    tmp_path: Path,
+) -> None:
+    """Ray 2.5x turns on token authentication for the local instance it starts and says so on
+    the terminal ("Set RAY_AUTH_MODE=disabled to opt out"), between spdesk's own lines."""
+    import logging
+
+    name = "ray._private.authentication.authentication_token_setup"
+    terminal, log_file = io.StringIO(), io.StringIO()
+    ray_console = logging.StreamHandler(terminal)
+    spdesk_log = logging.StreamHandler(log_file)
+    logging.getLogger("ray").addHandler(ray_console)
+    logging.getLogger("spdesk").addHandler(spdesk_log)
+    note = logging.getLogger(name)
+    saved = (note.propagate, list(note.handlers))
+
+    def init(**_kwargs: Any) -> None:  # what Ray's own ray.init logs for a new instance
+        logging.getLogger(name).warning("Token authentication is enabled for this Ray cluster.")
+
+    fake_ray = SimpleNamespace(is_initialized=lambda: False, init=init, shutdown=lambda: None)
+    try:
+        with ray_engine._session(fake_ray, RayOptions(num_cpus=1)):
+            pass
+        assert "Token authentication" not in terminal.getvalue()
+        assert "Token authentication" in log_file.getvalue()
+    finally:
+        logging.getLogger("ray").removeHandler(ray_console)
+        logging.getLogger("spdesk").removeHandler(spdesk_log)
+        note.propagate, note.handlers = saved

@@ -54,6 +54,17 @@ def library_output_to_log(library: str) -> None:
     logger.propagate = False
 
 
+def logger_to_log_only(name: str) -> None:
+    """Send logger ``name``'s records to spdesk's log file only, not to the handlers (terminal
+    ones among them) of the loggers above it."""
+    logger = logging.getLogger(name)
+    if not logger.propagate:
+        return  # already done
+    for handler in logging.getLogger("spdesk").handlers or [logging.NullHandler()]:
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
 def quiet_model_libraries() -> None:
     """Keep diffusers and transformers off the terminal: their loading bars, and advice meant for
     developers ("pip install accelerate", "requires torchvision"), would interleave with

@@ -60,7 +60,7 @@ from spdesk.core.jobs.naming import Target
 from spdesk.core.jobs.pool import JobRun, _Planned, _Task
 from spdesk.core.jobs.protector import Protected, Protector, build_protector
 from spdesk.core.keys import ENV_KEY, install_key
-from spdesk.core.logs import console_handlers
+from spdesk.core.logs import console_handlers, logger_to_log_only
 from spdesk.core.manifest import Manifest, SourceSignature
 from spdesk.core.perturbation import Perturbation
 from spdesk.core.stores import FolderStore, Store
@@ -524,6 +524,9 @@ def _session(ray: Any, options: RayOptions) -> Iterator[None]:
         kwargs["address"] = options.address
     elif not os.environ.get("RAY_ADDRESS"):  # whose cluster refuses resource arguments
         kwargs = local_instance_options(options)
+    # Ray's note that the instance it starts uses token authentication (its new default: "Set
+    # RAY_AUTH_MODE=disabled to opt out") is for whoever runs the cluster: the log keeps it.
+    logger_to_log_only("ray._private.authentication.authentication_token_setup")
     try:
         ray.init(**kwargs)
     except (ConnectionError, ValueError, RuntimeError) as error:

@@ -9,8 +9,9 @@ scheduler let in at once.
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +310,56 @@ def test_an_unreadable_budget_on_the_command_line_exits_2(
     assert main([*args, "--memory-budget", "lots"]) == 2
     assert "Cannot read 'lots' as an amount of memory" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _recording(trims: list[int]) -> Callable[[int], int]:
+    """A stand-in for ``malloc_trim`` that notes each call."""
+
+    def trim(pad: int) -> int:
+        trims.append(pad)
+        return 1
+
+    return trim
+
+
+def test_the_heap_is_trimmed_after_photos_at_most_every_few_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(memory_module.time, "monotonic", lambda: clock[0])
+    trims: list[int] = []
+    trimmer = memory_module.HeapTrimmer(every_s=5.0)
+    trimmer._trim = _recording(trims)
+    trimmer()  # a photo just after the job began: too soon
+    clock[0] += 5.0
+    trimmer()
+    clock[0] += 1.0
+    trimmer()
+    assert trims == [0]  # one trim in those six seconds, all that is free given back
+
+
+def test_trimming_the_heap_does_nothing_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory_module.sys, "platform", "darwin")
+    trimmer = memory_module.HeapTrimmer(every_s=0.0)
+    assert trimmer._trim is None
+    trimmer()  # no error where there is no malloc_trim
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim: Linux")
+def test_every_finished_photo_may_trim_the_heap(
+    tmp_path: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's resident memory grew with the photos it had done: glibc kept what they freed
+    (2000 ImageNet photos: 1.03 GB at most, 0.72 GB with the trims)."""
+    assert memory_module._malloc_trim() is not None  # the real one, on this Linux
+    trims: list[int] = []
+    real = memory_module.HeapTrimmer.__init__
+
+    def every_photo(trimmer: memory_module.HeapTrimmer, every_s: float = 0.0) -> None:
+        real(trimmer, every_s=0.0)
+        trimmer._trim = _recording(trims)
+
+    monkeypatch.setattr(memory_module.HeapTrimmer, "__init__", every_photo)
+    photos = _pngs(tmp_path / "in", [SMALL] * 5)
+    report = ProtectJob(photos, tmp_path / "out", _budgeted(settings, 1 << 30)).run()
+    assert len(report.done) == 5 and trims == [0] * 5

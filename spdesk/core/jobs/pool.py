@@ -41,7 +41,7 @@ from spdesk.core.jobs.events import (
     JobReport,
     SkipReason,
 )
-from spdesk.core.jobs.memory import MemoryBudget, photo_need
+from spdesk.core.jobs.memory import HeapTrimmer, MemoryBudget, photo_need
 from spdesk.core.jobs.naming import OutputNamer, Target
 from spdesk.core.jobs.protector import Protector, protect_photo, rgb_of, with_alpha
 from spdesk.core.jobs.scan import relative_paths
@@ -184,6 +184,7 @@ class JobRun:
         )
         self.handled: set[str] = set()
         self.memory = MemoryBudget.for_job(job.settings.memory_budget)
+        self.trim_heap = HeapTrimmer()
 
     def emit(self, event: Event) -> None:
         with self._emit_lock:  # workers report progress too; sinks need not be thread-safe
@@ -466,6 +467,7 @@ class JobRun:
             self._fail(manifest, item, FailReason.UNEXPECTED, reason)
             return
         self._done(manifest, task, outcome, output)
+        self.trim_heap()
 
     def _publishing(self, manifest: Manifest, task: _Task, outcome: _Outcome) -> None:
         """Tell the manifest which bytes are about to get the task's name (an object store

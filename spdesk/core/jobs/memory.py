@@ -209,8 +209,8 @@ class HeapTrimmer:
     ImageNet photos; in a command-line job, 0.86 GB after 1,500, which ``malloc_trim`` brought
     back to 0.43 GB, while Python's own allocations stayed at 114 MB (``tracemalloc``). With
     these trims, ``spdesk protect`` on 2,000 ImageNet photos peaked at 0.72 GB instead of
-    1.03 GB (``/usr/bin/time``; 282 s against 270 s, with other work on the cores). Dask trims its workers' heaps for the
-    same reason.
+    1.03 GB (``/usr/bin/time``; 282 s against 270 s, with other work on the cores). Dask
+    trims its workers' heaps for the same reason.
     """
 
     def __init__(self, every_s: float = 5.0) -> None:

@@ -10,6 +10,10 @@ a step, training time and the held-out table. The default compares 300 steps at 
 the number of 512 px steps that take about as long::
 
     python benchmarks/bench_train_crops.py --sizes 128,512 --steps 300,20 --measure 24
+
+``--robust ""`` trains against no edits (the bundled pattern's recipe), ``--attacks jpeg75``
+adds the share of the gain kept after a JPEG q75 re-save at the 256 px editor, and
+``--bundled`` measures the bundled pattern on the same photos.
 """
 
 from __future__ import annotations
@@ -43,11 +47,13 @@ def training_folder(photos: list[Path], into: Path) -> Path:
     return into
 
 
-def train(folder: Path, encoder: str, size: int, steps: int, out: Path) -> tuple[float, float]:
+def train(
+    folder: Path, encoder: str, size: int, steps: int, robust: tuple[str, ...], out: Path
+) -> tuple[float, float]:
     """Train with the dialog's settings; returns (seconds in all, seconds a step)."""
     config = TrainConfig(
         photos=str(folder), encoder=encoder, eps=8.0, steps=steps, batch=4, size=size,
-        robust=("jpeg", "resize"), val_every=0, device="cpu",
+        robust=robust, val_every=0, device="cpu",
     )  # fmt: skip
     started = time.monotonic()
 
@@ -61,6 +67,11 @@ def train(folder: Path, encoder: str, size: int, steps: int, out: Path) -> tuple
     return seconds, float(result.seconds_per_step or 0.0)
 
 
+def _share(kept: float | None) -> str:
+    """A share kept after an attack; n/a where there was no gain over random signs to keep."""
+    return "n/a" if kept is None else f"{kept:.0%}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=Path, default=SHARED / "data" / "imagenet-sample")
@@ -69,10 +80,19 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="128,512", help="crop sides, comma-separated")
     parser.add_argument("--steps", default="300,20", help="steps for each of --sizes")
+    parser.add_argument(
+        "--robust", default="jpeg,resize", help="edits trained against (the dialog's: jpeg,resize)"
+    )
+    parser.add_argument("--attacks", default="", help="attacks measured, e.g. jpeg75")
     parser.add_argument("--measure", type=int, default=24, help="held-out photos measured")
+    parser.add_argument(
+        "--bundled", action="store_true", help="also measure the bundled pattern (no training)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    robust = tuple(name for name in args.robust.split(",") if name)
+    attacks = [name for name in args.attacks.split(",") if name]
     sizes = [int(s) for s in args.sizes.split(",")]
     steps = [int(s) for s in args.steps.split(",")]
     if len(sizes) != len(steps):
@@ -85,18 +105,30 @@ def main() -> None:
         folder = training_folder(train_paths, Path(scratch) / "train")
         for size, count in zip(sizes, steps, strict=True):
             out = Path(scratch) / f"crop{size}.safetensors"
-            seconds, per_step = train(folder, str(args.taesd), size, count, out)
+            seconds, per_step = train(folder, str(args.taesd), size, count, robust, out)
             protect, eps, _ = mode_protect("universal", perturbation=out)
-            report = assess(photos, {"trained": protect}, encoder, eps=eps, sizes=(256, 512))
-            mine = report.get("trained")
-            rows.append((size, count, per_step, seconds, mine, report))
-    print(f"\n{len(photos)} held-out photos, TAESD, ε = 8, batch 4, robust to JPEG and resizing")
-    print("crop | steps | s a step | training s | SSIMULACRA2 | FLIP | latent gain @256 / @512")
-    for size, count, per_step, seconds, mine, report in rows:
+            report = assess(
+                photos, {"trained": protect}, encoder, eps=eps, sizes=(256, 512), attacks=attacks
+            )
+            rows.append((f"{size} px", count, per_step, seconds, report))
+    if args.bundled:
+        protect, eps, _ = mode_protect("universal")
+        report = assess(
+            photos, {"trained": protect}, encoder, eps=eps, sizes=(256, 512), attacks=attacks
+        )
+        rows.append(("bundled", 0, 0.0, 0.0, report))
+    print(f"\n{len(photos)} held-out photos, TAESD, ε = 8, batch 4, robust to {robust or 'none'}")
+    kept = "".join(f" | kept after {attack}" for attack in attacks)
+    print(
+        f"crop | steps | s a step | training s | SSIMULACRA2 | FLIP | latent gain @256 / @512{kept}"
+    )
+    for name, count, per_step, seconds, report in rows:
+        mine = report.get("trained")
         gains = [report.gain("trained", f"{side}/clean") or np.nan for side in (256, 512)]
         print(
-            f"{size} px | {count} | {per_step:.2f} | {seconds:.0f} | {mine.ssimulacra2:.1f} | "
+            f"{name} | {count} | {per_step:.2f} | {seconds:.0f} | {mine.ssimulacra2:.1f} | "
             f"{mine.flip:.3f} | {gains[0]:.2f}x / {gains[1]:.2f}x"
+            + "".join(f" | {_share(report.kept('trained', 256, attack))}" for attack in attacks)
         )
 
 

@@ -49,17 +49,19 @@ def library_output_to_log(library: str) -> None:
         return  # already done, or the library has no console handler of its own
     for console in consoles:
         logger.removeHandler(console)
-    for handler in logging.getLogger("spdesk").handlers or [logging.NullHandler()]:
-        logger.addHandler(handler)
-    logger.propagate = False
+    _to_spdesk_handlers(logger)
 
 
 def logger_to_log_only(name: str) -> None:
     """Send logger ``name``'s records to spdesk's log file only, not to the handlers (terminal
     ones among them) of the loggers above it."""
     logger = logging.getLogger(name)
-    if not logger.propagate:
-        return  # already done
+    if logger.propagate:  # else already done
+        _to_spdesk_handlers(logger)
+
+
+def _to_spdesk_handlers(logger: logging.Logger) -> None:
+    """``logger`` writes through spdesk's own handlers (its log file) and no others above it."""
     for handler in logging.getLogger("spdesk").handlers or [logging.NullHandler()]:
         logger.addHandler(handler)
     logger.propagate = False

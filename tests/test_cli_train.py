@@ -56,8 +56,10 @@ def test_train_on_a_cpu_defaults_to_small_crops_and_says_so(
     argv = ["train", str(photos), "--encoder", str(vae), "--steps", "1", "--batch", "2"]
     argv += ["--device", "cpu", "--json"]
     assert main([*argv, "--out", str(tmp_path / "cpu.safetensors")]) == 0
-    note = capsys.readouterr().err
+    captured = capsys.readouterr()
+    note = captured.err
     assert "training on the CPU at 128 px crops" in note and "--size 512" in note
+    assert json.loads(captured.out)["metadata"]["transforms"] == []  # no edits unless asked
     assert load_perturbation(tmp_path / "cpu.safetensors").delta.shape[-2:] == (128, 128)
     assert main([*argv, "--out", str(tmp_path / "mine.safetensors"), "--size", "32"]) == 0
     assert "128 px" not in capsys.readouterr().err  # a size the user chose is not remarked on

@@ -337,3 +337,23 @@ def test_a_crop_size_is_remembered_only_when_the_user_chose_it(
     again = TrainDialog(settings, device="auto", device_kind="cuda")
     qtbot.addWidget(again)
     assert again.size_spin.value() == 96
+
+
+def test_training_is_against_no_edits_unless_the_user_ticks_some(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = open_settings()
+    # Everyone who trained before this default changed has the old one stored: not a choice.
+    settings.setValue("train/robust", "jpeg,resize")
+    dlg = TrainDialog(settings, device="auto", device_kind="cpu")
+    qtbot.addWidget(dlg)
+    assert dlg.request().robust == ()
+    assert "easier to see" in dlg.robust_checks["jpeg"].toolTip()
+    dlg.robust_checks["blur"].setChecked(True)
+    dlg.folder_edit.setText(str(_photos(tmp_path / "photos")))
+    monkeypatch.setattr(dlg.runner, "start", lambda _task: None)  # no training here
+    dlg.confirm = lambda _title, _text: True
+    assert dlg.start()
+    again = TrainDialog(settings, device="auto", device_kind="cpu")
+    qtbot.addWidget(again)
+    assert again.request().robust == ("blur",)  # a choice is kept

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from spdesk.cli.common import EXIT_OK, ProgressPrinter, cancel_on_sigint, print_json
-from spdesk.core.train_advice import DEFAULT_OBJECTIVE, short_run_warning
+from spdesk.core.train_advice import DEFAULT_OBJECTIVE, DEFAULT_ROBUSTNESS, short_run_warning
 
 
 def register(sub: Any) -> None:
@@ -57,8 +57,10 @@ def _objective_options(group: Any) -> None:
     )  # fmt: skip
     group.add_argument("--eps", type=float, default=8.0, help="budget in 8-bit steps (8)")
     group.add_argument(
-        "--robust", default="",
-        help="edits to stay strong through, comma-separated: jpeg,resize,crop,blur (default: none)",
+        "--robust", default=",".join(DEFAULT_ROBUSTNESS),
+        help="edits to stay strong through, comma-separated: jpeg,resize,crop,blur (default: "
+        "none; each keeps more of the effect after that edit but makes the pattern much easier "
+        "to see, see spdesk.core.train_advice)",
     )  # fmt: skip
 
 

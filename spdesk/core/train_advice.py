@@ -45,11 +45,27 @@ ACCELERATOR_CROP_SIZE = 512
 
 CPU_CROP_SIZE = 128
 """The crop side of training on a CPU: the bundled pattern's recipe (``resources/perturbations/
-RECIPE.md``). With the train dialog's other defaults (batch 4, JPEG and resizing) on 2 CPU
+RECIPE.md``). With the train dialog's other defaults then (batch 4, JPEG and resizing) on 2 CPU
 cores, a step took 0.43 s at 128 px and 8.6 s at 512 px: 300 steps at 128 px trained in
 2.3 minutes and reached 1.77x / 1.12x random signs' latent distortion at 256 / 512 px editors
 on held-out photos, where 20 steps at 512 px (5 minutes) reached 1.25x / 0.91x and 300 would
 take about 45 (``python benchmarks/bench_train_crops.py``; ``benchmarks/README.md``)."""
+
+
+DEFAULT_ROBUSTNESS: tuple[str, ...] = ()
+"""The edits ``spdesk train`` and the train dialog train against unless the user picks some:
+none, the bundled pattern's recipe. Training against JPEG and resizing (the dialog's default
+before 2026-12-02) keeps more of the effect after a JPEG re-save but makes the pattern far
+easier to see and weaker at SD 1.5's own 512 px. 300 steps at 128 px crops, batch 4, on 2 CPU
+cores, then 24 held-out photos through ``spdesk protect`` (SSIMULACRA2 / FLIP / latent gain
+over random signs at 256 / 512 px editors / share of the 256 px gain kept after JPEG q75):
+
+- against JPEG and resizing: 13.0 / 0.155 / 1.77x / 1.12x / 80%;
+- against no edits: 39.5 / 0.098 / 1.52x / 1.35x / 61% (the bundled pattern on the same
+  photos: 39.0 / 0.100 / 1.55x / 1.37x / 61%).
+
+(``python benchmarks/bench_train_crops.py --sizes 128 --steps 300 --robust jpeg,resize
+--attacks jpeg75 --bundled --measure 24``, then ``--robust ""``; ``benchmarks/README.md``.)"""
 
 
 def default_crop_size(device_kind: str | None) -> int:

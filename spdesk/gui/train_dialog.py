@@ -41,6 +41,7 @@ from spdesk.core.events.training import TrainStarted, TrainStep, ValidationRepor
 from spdesk.core.jobs.events import count_of
 from spdesk.core.perturbation import library_path_for
 from spdesk.core.train_advice import (
+    DEFAULT_ROBUSTNESS,
     MIN_USEFUL_STEPS,
     NOISE_GAIN,
     default_crop_size,
@@ -60,6 +61,10 @@ ROBUSTNESS = {
     "crop": "Cropping",
     "blur": "Slight blur",
 }
+ROBUSTNESS_TIP = (
+    "Train to stay strong through this edit. It keeps more of the effect after it, but the "
+    "pattern comes out much easier to see (off by default; measured in the README)"
+)
 ENCODERS = {
     "sd15": "Stable Diffusion 1.5 VAE (best; ~170 MB download)",
     "taesd": "TAESD tiny autoencoder (fast)",
@@ -277,6 +282,7 @@ class TrainDialog(QDialog):
         robust.setSpacing(2)
         for key, label in ROBUSTNESS.items():
             check = QCheckBox(label)
+            check.setToolTip(ROBUSTNESS_TIP)
             self.robust_checks[key] = check
             robust.addWidget(check)
         self.encoder_combo = QComboBox()
@@ -375,7 +381,10 @@ class TrainDialog(QDialog):
         self.steps_spin.setValue(int(s.value("train/steps", 300)))  # type: ignore[call-overload]
         size = s.value("train/size", self.default_size)
         self.size_spin.setValue(int(size))  # type: ignore[call-overload]
-        chosen = str(s.value("train/robust", "jpeg,resize") or "").split(",")
+        # A new key: "train/robust" held the old default (JPEG and resizing) for everyone who
+        # trained before, chosen or not (train_advice.DEFAULT_ROBUSTNESS says why it changed).
+        stored = s.value("train/robustness", ",".join(DEFAULT_ROBUSTNESS))
+        chosen = str(stored or "").split(",")
         for key, check in self.robust_checks.items():
             check.setChecked(key in chosen)
         encoder = str(s.value("train/encoder", "sd15"))
@@ -396,7 +405,8 @@ class TrainDialog(QDialog):
             s.remove("train/size")
         else:
             s.setValue("train/size", request.size)
-        s.setValue("train/robust", ",".join(request.robust))
+        s.setValue("train/robustness", ",".join(request.robust))
+        s.remove("train/robust")
         s.setValue("train/encoder", request.encoder)
 
     # --- inputs ---------------------------------------------------------------------------------

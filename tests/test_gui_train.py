@@ -349,6 +349,7 @@ def test_training_is_against_no_edits_unless_the_user_ticks_some(
     qtbot.addWidget(dlg)
     assert dlg.request().robust == ()
     assert "easier to see" in dlg.robust_checks["jpeg"].toolTip()
+    assert "easier to see" in dlg.robust_hint.text()  # said where a user deciding looks
     dlg.robust_checks["blur"].setChecked(True)
     dlg.folder_edit.setText(str(_photos(tmp_path / "photos")))
     monkeypatch.setattr(dlg.runner, "start", lambda _task: None)  # no training here

@@ -285,6 +285,9 @@ class TrainDialog(QDialog):
             check.setToolTip(ROBUSTNESS_TIP)
             self.robust_checks[key] = check
             robust.addWidget(check)
+        self.robust_hint = muted_label("Each one makes the pattern easier to see")
+        self.robust_hint.setToolTip(ROBUSTNESS_TIP)
+        robust.addWidget(self.robust_hint)
         self.encoder_combo = QComboBox()
         for key, label in ENCODERS.items():
             self.encoder_combo.addItem(label, key)

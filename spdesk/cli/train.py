@@ -59,8 +59,8 @@ def _objective_options(group: Any) -> None:
     group.add_argument(
         "--robust", default=",".join(DEFAULT_ROBUSTNESS),
         help="edits to stay strong through, comma-separated: jpeg,resize,crop,blur (default: "
-        "none; each keeps more of the effect after that edit but makes the pattern much easier "
-        "to see, see spdesk.core.train_advice)",
+        "none; trained against jpeg,resize a pattern kept more of its effect after JPEG but came "
+        "out much easier to see, see spdesk.core.train_advice)",
     )  # fmt: skip
 
 

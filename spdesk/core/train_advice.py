@@ -61,11 +61,13 @@ cores, then 24 held-out photos through ``spdesk protect`` (SSIMULACRA2 / FLIP / 
 over random signs at 256 / 512 px editors / share of the 256 px gain kept after JPEG q75):
 
 - against JPEG and resizing: 13.0 / 0.155 / 1.77x / 1.12x / 80%;
+- against blur: 22.3 / 0.139 / 1.81x / 1.28x; against cropping: 41.6 / 0.101 / 1.51x / 1.33x;
 - against no edits: 39.5 / 0.098 / 1.52x / 1.35x / 61% (the bundled pattern on the same
   photos: 39.0 / 0.100 / 1.55x / 1.37x / 61%).
 
 (``python benchmarks/bench_train_crops.py --sizes 128 --steps 300 --robust jpeg,resize
---attacks jpeg75 --bundled --measure 24``, then ``--robust ""``; ``benchmarks/README.md``.)"""
+--attacks jpeg75 --bundled --measure 24``, then ``--robust ""``, ``--robust blur`` and
+``--robust crop`` without ``--attacks``; ``benchmarks/README.md``.)"""
 
 
 def default_crop_size(device_kind: str | None) -> int:

@@ -64,7 +64,8 @@ ROBUSTNESS = {
 ROBUSTNESS_TIP = (
     "Train to stay strong through this edit. Trained against JPEG and resizing, a pattern kept "
     "more of its effect after a JPEG re-save but came out much easier to see and weaker at "
-    "512 px (measured in the README), so none is ticked by default"
+    "512 px; against blur, also much easier to see; against cropping, no easier (measured in "
+    "the README), so none is ticked by default"
 )
 ENCODERS = {
     "sd15": "Stable Diffusion 1.5 VAE (best; ~170 MB download)",
@@ -286,7 +287,7 @@ class TrainDialog(QDialog):
             check.setToolTip(ROBUSTNESS_TIP)
             self.robust_checks[key] = check
             robust.addWidget(check)
-        self.robust_hint = muted_label("JPEG + resizing: more after JPEG, far easier to see")
+        self.robust_hint = muted_label("JPEG + resizing, or blur: far easier to see")
         self.robust_hint.setToolTip(ROBUSTNESS_TIP)
         robust.addWidget(self.robust_hint)
         self.encoder_combo = QComboBox()

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spdesk.core.assessment import assess, mode_protect
+from spdesk.core.assessment import Protect, assess, mode_protect
 from spdesk.core.encoders import load_encoder
 from spdesk.core.evaluate import load_full_photos
 from spdesk.core.events import Event
@@ -104,35 +104,32 @@ def main() -> None:
     train_paths, held_out = split_photos(find_photos(args.photos), 0.7, 0, None)
     encoder = load_encoder(str(args.taesd), "cpu")
     photos, _ = load_full_photos(held_out[: args.measure])
+    # Every pattern in one assessment: the originals and random signs are measured once.
+    candidates: dict[str, Protect] = {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="spdesk-crops-") as scratch:
         folder = training_folder(train_paths, Path(scratch) / "train")
         for size, count in zip(sizes, steps, strict=True):
             out = Path(scratch) / f"crop{size}.safetensors"
             seconds, per_step = train(folder, str(args.taesd), size, count, robust, out)
-            protect, eps, _ = mode_protect("universal", perturbation=out)
-            report = assess(
-                photos, {"trained": protect}, encoder, eps=eps, sizes=(256, 512), attacks=attacks
-            )
-            rows.append((f"{size} px", count, per_step, seconds, report))
-    if args.bundled:
-        protect, eps, _ = mode_protect("universal")
-        report = assess(
-            photos, {"trained": protect}, encoder, eps=eps, sizes=(256, 512), attacks=attacks
-        )
-        rows.append(("bundled", 0, 0.0, 0.0, report))
+            candidates[f"{size} px"], eps, _ = mode_protect("universal", perturbation=out)
+            rows.append((f"{size} px", count, per_step, seconds))
+        if args.bundled:
+            candidates["bundled"], eps, _ = mode_protect("universal")
+            rows.append(("bundled", 0, 0.0, 0.0))
+        report = assess(photos, candidates, encoder, eps=eps, sizes=(256, 512), attacks=attacks)
     print(f"\n{len(photos)} held-out photos, TAESD, ε = 8, batch 4, robust to {robust or 'none'}")
     kept = "".join(f" | kept after {attack}" for attack in attacks)
     print(
         f"crop | steps | s a step | training s | SSIMULACRA2 | FLIP | latent gain @256 / @512{kept}"
     )
-    for name, count, per_step, seconds, report in rows:
-        mine = report.get("trained")
-        gains = [report.gain("trained", f"{side}/clean") or np.nan for side in (256, 512)]
+    for name, count, per_step, seconds in rows:
+        mine = report.get(name)
+        gains = [report.gain(name, f"{side}/clean") or np.nan for side in (256, 512)]
         print(
             f"{name} | {count} | {per_step:.2f} | {seconds:.0f} | {mine.ssimulacra2:.1f} | "
             f"{mine.flip:.3f} | {gains[0]:.2f}x / {gains[1]:.2f}x"
-            + "".join(f" | {_share(report.kept('trained', 256, attack))}" for attack in attacks)
+            + "".join(f" | {_share(report.kept(name, 256, attack))}" for attack in attacks)
         )
 
 

@@ -358,3 +358,14 @@ def test_training_is_against_no_edits_unless_the_user_ticks_some(
     again = TrainDialog(settings, device="auto", device_kind="cpu")
     qtbot.addWidget(again)
     assert again.request().robust == ("blur",)  # a choice is kept
+
+
+@pytest.mark.parametrize(("stored", "robust"), [("rotate,jpeg", ("jpeg",)), (7, ()), ("", ())])
+def test_a_mangled_robustness_setting_ticks_only_edits_it_names(
+    qtbot: QtBot, stored: object, robust: tuple[str, ...]
+) -> None:
+    settings = open_settings()
+    settings.setValue("train/robustness", stored)  # a hand-edited or foreign settings file
+    dlg = TrainDialog(settings, device="auto", device_kind="cpu")
+    qtbot.addWidget(dlg)
+    assert dlg.request().robust == robust

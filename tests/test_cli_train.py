@@ -66,6 +66,23 @@ def test_train_on_a_cpu_defaults_to_small_crops_and_says_so(
     assert load_perturbation(tmp_path / "mine.safetensors").delta.shape[-2:] == (32, 32)
 
 
+def test_resuming_without_size_takes_the_checkpoints_crop_size(
+    assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, vae = assets
+    checkpoint = tmp_path / "run.ckpt.safetensors"
+    argv = ["train", str(photos), "--encoder", str(vae), "--steps", "52", "--batch", "1"]
+    argv += ["--device", "cpu", "--checkpoint", str(checkpoint), "--val-every", "0"]
+    out = tmp_path / "p.safetensors"
+    assert main([*argv, "--out", str(out), "--size", "32"]) == 0  # a checkpoint at step 50
+    # Started at 32 px; the CPU default is 128 px: without --size the checkpoint's size is used.
+    assert main([*argv, "--out", str(out), "--resume", "--force"]) == 0
+    assert "resuming at the checkpoint's 32 px crops" in capsys.readouterr().err
+    assert load_perturbation(out).delta.shape[-2:] == (32, 32)
+    assert main([*argv, "--out", str(out), "--resume", "--force", "--size", "40"]) == 2
+    assert "size 32 in the checkpoint, 40 now" in capsys.readouterr().err
+
+
 def test_train_with_activation_checkpointing_gives_the_same_perturbation(
     assets: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -3,11 +3,13 @@ and a small run with the real TAESD that beats same-eps random noise on held-out
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from safetensors import safe_open
 from tiny_sd import save_tiny_vae
 
 from spdesk.core.encoders import Encoder, load_encoder
@@ -15,7 +17,7 @@ from spdesk.core.errors import Cancelled, ConfigError, ObjectiveError
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.events.training import CheckpointSaved, TrainStarted, TrainStep, ValidationReport
 from spdesk.core.perturbation import load_perturbation
-from spdesk.core.train import TrainClock, TrainConfig, train_universal
+from spdesk.core.train import TrainClock, TrainConfig, checkpoint_crop_size, train_universal
 
 
 def write_photos(folder: Path, count: int = 6, seed: int = 0) -> Path:
@@ -94,10 +96,44 @@ def test_resume_from_checkpoint_equals_straight_run(
     assert started.resumed_from == 4
     assert np.array_equal(resumed.delta, straight.delta)
     assert [r.step for r in resumed.validation] == [3, 6]
-    with pytest.raises(ConfigError, match="different training settings"):
+    with pytest.raises(ConfigError, match="different training settings") as refused:
         train_universal(
-            _config(photos, vae, eps=4), encoder=encoder, checkpoint=checkpoint, resume=True
+            replace(config, eps=4.0, robust=("crop",)),
+            encoder=encoder,
+            checkpoint=checkpoint,
+            resume=True,
         )
+    # It names what differs, and only that.
+    assert "(eps 8 in the checkpoint, 4 now; robust crop+jpeg in the checkpoint, crop now)" in str(
+        refused.value
+    )
+
+
+def test_a_checkpoint_from_before_settings_were_stored_names_its_crop_size(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    photos, vae, encoder = tiny_setup
+    checkpoint = tmp_path / "old.ckpt.safetensors"
+    config = _config(photos, vae, steps=3, checkpoint_every=3)
+    train_universal(config, encoder=encoder, checkpoint=checkpoint)
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        meta = handle.metadata()
+    del meta["settings"]  # as older spdesk wrote it
+    save_file(load_file(str(checkpoint)), str(checkpoint), metadata=meta)
+    assert checkpoint_crop_size(checkpoint) == 32
+    assert checkpoint_crop_size(tmp_path / "missing.safetensors") is None
+    with pytest.raises(ConfigError, match="size 32 in the checkpoint, 40 now"):
+        train_universal(
+            _config(photos, vae, size=40), encoder=encoder, checkpoint=checkpoint, resume=True
+        )
+    # Its resume key is unchanged: the same settings still resume it.
+    events: list[Event] = []
+    train_universal(
+        config, encoder=encoder, checkpoint=checkpoint, resume=True, on_event=events.append
+    )
+    assert next(e for e in events if isinstance(e, TrainStarted)).resumed_from == 3
 
 
 def test_events_and_saved_metadata(tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path) -> None:

@@ -70,7 +70,8 @@ def _optimisation_options(group: Any) -> None:
     group.add_argument(
         "--size", type=int, default=None,
         help="crop side in pixels, a multiple of 8; photos are resized to it first "
-        "(512; 128 on a CPU, where a 512 px step costs about twenty times as much)",
+        "(512; 128 on a CPU, where a 512 px step costs about twenty times as much; with "
+        "--resume, the checkpoint's)",
     )  # fmt: skip
     group.add_argument(
         "--optimizer", choices=("pgd", "adam"), default="pgd",
@@ -133,7 +134,9 @@ def _config(args: argparse.Namespace) -> Any:
         batch=args.batch,
         micro_batch=args.micro_batch,
         checkpointing=args.checkpointing,
-        size=args.size if args.size is not None else _default_size(args.device),
+        size=args.size
+        if args.size is not None
+        else _resumed_size(args) or _default_size(args.device),
         optimizer=args.optimizer,
         step_size=args.step_size,
         schedule=args.schedule,
@@ -146,6 +149,19 @@ def _config(args: argparse.Namespace) -> Any:
         name=args.name,
         description=args.description,
     )
+
+
+def _resumed_size(args: argparse.Namespace) -> int | None:
+    """The checkpoint's crop side when resuming without ``--size`` (the CPU default changed
+    from 512 to 128 px; a checkpoint keeps the size it was started with)."""
+    from spdesk.core.train import checkpoint_crop_size
+
+    if not (args.resume and args.checkpoint is not None and args.checkpoint.is_file()):
+        return None
+    size = checkpoint_crop_size(args.checkpoint)
+    if size is not None:
+        print(f"Note: resuming at the checkpoint's {size} px crops.", file=sys.stderr)
+    return size
 
 
 def _default_size(device: str) -> int:

@@ -151,14 +151,19 @@ class TrainConfig:
             start=start,  # type: ignore[arg-type]
         )
 
-    def resume_key(self) -> str:
-        """Hash of the settings that must match for a checkpoint to be resumable."""
+    def resumable_settings(self) -> dict[str, Any]:
+        """The settings that must match for a checkpoint to be resumable (JSON values)."""
         fields = dataclasses.asdict(self)
         volatile = ("val_every", "val_photos", "checkpoint_every", "checkpointing", "device")
-        for name in (*volatile, "name"):
+        for name in (*volatile, "name", "description"):
             fields.pop(name)
-        fields.pop("description")
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+        fields["robust"] = list(self.robust)
+        return fields
+
+    def resume_key(self) -> str:
+        """Hash of :meth:`resumable_settings`."""
+        settings = json.dumps(self.resumable_settings(), sort_keys=True)
+        return hashlib.sha256(settings.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -493,6 +498,7 @@ def save_checkpoint(path: Path, trainer: _Trainer) -> None:
 
     meta = {
         "resume_key": trainer.config.resume_key(),
+        "settings": json.dumps(trainer.config.resumable_settings()),  # to name a mismatch
         "validation": json.dumps([_report_dict(r) for r in trainer.validation]),
     }
     atomic_write(path, save(trainer.optimizer.state_dict(), metadata=meta))
@@ -506,12 +512,55 @@ def load_checkpoint(path: Path, trainer: _Trainer) -> None:
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata() or {}
     if meta.get("resume_key") != trainer.config.resume_key():
+        differences = settings_differences(path, meta, trainer.config)
+        named = f" ({'; '.join(differences)})" if differences else ""
         raise ConfigError(
-            f"Checkpoint {path.name} was made with different training settings; cannot resume.",
-            hint="Use the same settings, or start afresh without --resume.",
+            f"Checkpoint {path.name} was made with different training settings{named}; "
+            "cannot resume.",
+            hint="Use the checkpoint's settings, or start afresh without --resume.",
         )
     trainer.optimizer.load_state_dict(load_file(str(path)))
     trainer.validation = [ValidationReport(**r) for r in json.loads(meta.get("validation", "[]"))]
+
+
+def checkpoint_crop_size(path: Path) -> int | None:
+    """The crop side a checkpoint was trained at (from its perturbation's shape), or None when
+    ``path`` is not a readable checkpoint."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            shape = handle.get_slice("delta").get_shape()
+    except Exception:  # any unreadable file: the caller falls back to its default
+        return None
+    return int(shape[-1]) if len(shape) == 3 else None
+
+
+def settings_differences(path: Path, meta: dict[str, str], config: TrainConfig) -> list[str]:
+    """Each setting where ``config`` differs from the checkpoint's, as "name: then, now".
+    Checkpoints from before the settings were stored name only the crop size (from the shape)."""
+    try:
+        stored = json.loads(meta["settings"])
+    except (KeyError, ValueError):
+        size = checkpoint_crop_size(path)
+        stored = {"size": size} if size is not None else {}
+    if not isinstance(stored, dict):
+        return []
+    current = config.resumable_settings()
+    return [
+        f"{name} {_shown_setting(stored[name])} in the checkpoint, "
+        f"{_shown_setting(current[name])} now"
+        for name in sorted(stored)
+        if name in current and stored[name] != current[name]
+    ]
+
+
+def _shown_setting(value: Any) -> str:
+    if isinstance(value, list):
+        return "+".join(map(str, value)) or "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "none" if value is None else str(value)
 
 
 def _report_dict(report: ValidationReport) -> dict[str, float | int]:

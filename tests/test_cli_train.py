@@ -32,6 +32,8 @@ def test_train_then_eval_json(
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
     assert "3 steps is probably too short to beat random noise" in captured.err
+    assert 0 < summary["visibility"]["ssimulacra2"] < 100  # how visible, on held-out photos
+    assert summary["metadata"]["visibility"] == summary["visibility"]
     assert summary["path"] == str(out) and summary["metadata"]["transforms"] == ["jpeg", "crop"]
     assert load_perturbation(out).eps == 6
     argv = ["eval", "--perturbation", str(out), "--photos", str(photos), "--encoder", str(vae)]
@@ -241,3 +243,26 @@ def test_loading_the_encoder_keeps_diffusers_advice_off_the_terminal(
     assert done.returncode == 0, done.stderr
     assert "Training on " in done.stderr
     assert "accelerate" not in done.stderr and "it/s]" not in done.stderr
+
+
+def test_train_says_how_visible_the_pattern_is_or_how_to_find_out(
+    assets: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    photos, vae = assets
+    argv = ["train", str(photos), "--encoder", str(vae), "--steps", "1", "--batch", "2"]
+    argv += ["--size", "32", "--out", str(tmp_path / "p.safetensors"), "--force"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "At 100% zoom on 2 held-out photos it is" in out and "SSIMULACRA2" in out
+    import spdesk.core.train as train
+    import spdesk.core.train_visibility as train_visibility
+
+    for module in (train, train_visibility):
+        monkeypatch.setattr(module, "visibility_available", lambda: False)
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "SSIMULACRA2" not in captured.out
+    assert "pip install 'spdesk[eval]'" in captured.err

@@ -51,6 +51,7 @@ def test_train_a_tiny_perturbation_and_save_it_to_the_library(
     assert dialog.val_chart.series["this perturbation"].points
     assert dialog.val_chart.series[NOISE_SERIES].points
     assert dialog.save_frame.isVisibleTo(dialog)
+    assert "At 100% zoom on" in dialog.result_label.text()  # how visible, beside the strength
     dialog.name_edit.setText("My tiny test")
     with qtbot.waitSignal(dialog.saved) as saved:
         dialog.save_button.click()
@@ -60,6 +61,7 @@ def test_train_a_tiny_perturbation_and_save_it_to_the_library(
     assert loaded.name == "My tiny test"
     assert loaded.delta.shape == (3, 32, 32)
     assert np.abs(loaded.delta).max() <= 8 / 255 + 1e-6
+    assert loaded.metadata["visibility"]["photos"] >= 1  # the library file records it
 
 
 def test_pause_then_cancel_saves_nothing(qtbot: QtBot, dialog: TrainDialog) -> None:
@@ -369,3 +371,20 @@ def test_a_mangled_robustness_setting_ticks_only_edits_it_names(
     dlg = TrainDialog(settings, device="auto", device_kind="cpu")
     qtbot.addWidget(dlg)
     assert dlg.request().robust == robust
+
+
+def test_without_the_eval_extra_the_summary_says_how_to_see_visibility(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    import spdesk.gui.train_dialog as train_dialog
+    from spdesk.core.train_visibility import PatternVisibility
+
+    meta = {"gain_over_sign": 1.5, "steps": 300, "train_photos": 6, "val_photos": 4}
+    seen = PatternVisibility(4, 40.0, 35.0, 0.1, 56.0, 0.07)
+    text = train_dialog._summary(SimpleNamespace(metadata=meta, visibility=seen))
+    assert "easier to see than random noise" in text and "SSIMULACRA2 40.0" in text
+    monkeypatch.setattr(train_dialog, "visibility_available", lambda: False)
+    text = train_dialog._summary(SimpleNamespace(metadata=meta, visibility=None))
+    assert "pip install 'spdesk[eval]'" in text

@@ -15,7 +15,13 @@ from tiny_sd import save_tiny_vae
 from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.errors import Cancelled, ConfigError, ObjectiveError
 from spdesk.core.events import CancelToken, Event
-from spdesk.core.events.training import CheckpointSaved, TrainStarted, TrainStep, ValidationReport
+from spdesk.core.events.training import (
+    CheckpointSaved,
+    MeasuringVisibility,
+    TrainStarted,
+    TrainStep,
+    ValidationReport,
+)
 from spdesk.core.perturbation import load_perturbation
 from spdesk.core.train import TrainClock, TrainConfig, checkpoint_crop_size, train_universal
 
@@ -304,3 +310,71 @@ def test_a_photo_given_where_a_folder_of_photos_is_needed_is_named_as_a_file(
     assert str(photos) in (info.value.hint or "")
     with pytest.raises(ConfigError, match="Photo folder not found"):
         find_photos(tmp_path / "nowhere")
+
+
+def test_a_finished_run_measures_how_visible_it_is_on_held_out_photos(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path
+) -> None:
+    pytest.importorskip("ssimulacra2", reason="the eval extra's metrics are not installed")
+    photos, vae, encoder = tiny_setup
+    events: list[Event] = []
+    out = tmp_path / "seen.safetensors"
+    config = _config(photos, vae, steps=2)
+    result = train_universal(
+        config, out=out, encoder=encoder, on_event=events.append, visibility=True
+    )
+    measuring = [e for e in events if isinstance(e, MeasuringVisibility)]
+    assert measuring == [MeasuringVisibility(photos=len(result.held_out))]
+    assert set(result.held_out) <= set(photos.glob("*.png"))
+    assert len(result.held_out) == result.metadata["val_photos"] > 0
+    seen = result.visibility
+    assert seen is not None and seen.photos == len(result.held_out)
+    assert 0 < seen.ssimulacra2 < 100 and 0 < seen.flip < 1
+    assert load_perturbation(out).metadata["visibility"]["ssimulacra2"] == seen.ssimulacra2
+    assert train_universal(config, encoder=encoder).visibility is None  # not asked for
+
+
+def test_without_the_eval_extra_visibility_is_skipped_quietly(
+    tiny_setup: tuple[Path, Path, Encoder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spdesk.core.train as train
+
+    monkeypatch.setattr(train, "visibility_available", lambda: False)
+    photos, vae, encoder = tiny_setup
+    events: list[Event] = []
+    result = train_universal(
+        _config(photos, vae, steps=1), encoder=encoder, on_event=events.append, visibility=True
+    )
+    assert result.visibility is None and "visibility" not in result.metadata
+    assert not any(isinstance(e, MeasuringVisibility) for e in events)
+
+
+def test_cancelling_while_measuring_keeps_every_step_in_the_checkpoint(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spdesk.core.train as train
+
+    monkeypatch.setattr(train, "visibility_available", lambda: True)
+    photos, vae, encoder = tiny_setup
+    checkpoint = tmp_path / "run.ckpt.safetensors"
+    token = CancelToken()
+
+    def cancel_when_measuring(event: Event) -> None:
+        if isinstance(event, MeasuringVisibility):
+            token.cancel()
+
+    config = _config(photos, vae, steps=5, checkpoint_every=3)
+    with pytest.raises(Cancelled):
+        train_universal(
+            config,
+            encoder=encoder,
+            checkpoint=checkpoint,
+            on_event=cancel_when_measuring,
+            cancel=token,
+            visibility=True,
+        )
+    events: list[Event] = []
+    train_universal(
+        config, encoder=encoder, checkpoint=checkpoint, resume=True, on_event=events.append
+    )
+    assert next(e for e in events if isinstance(e, TrainStarted)).resumed_from == 5

@@ -183,9 +183,16 @@ def _default_size(device: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from spdesk.core.errors import ConfigError
     from spdesk.core.events import Event
-    from spdesk.core.events.training import TrainStarted, TrainStep, ValidationReport
+    from spdesk.core.events.training import (
+        MeasuringVisibility,
+        TrainStarted,
+        TrainStep,
+        ValidationReport,
+    )
     from spdesk.core.files import shown
+    from spdesk.core.jobs.events import count_of
     from spdesk.core.train import train_universal
+    from spdesk.core.train_visibility import MISSING_TEXT, visibility_available
     from spdesk.core.usecases import save_to_library, train_into_library
 
     config = _config(args)
@@ -213,6 +220,10 @@ def run(args: argparse.Namespace) -> int:
             )
             for photo in event.skipped:
                 printer.line(f"Skipped {shown(photo.path)}: {photo.reason}")
+        elif isinstance(event, MeasuringVisibility):
+            printer.line(
+                f"Measuring how visible it is on {count_of(event.photos, 'held-out photo')}."
+            )
         elif isinstance(event, ValidationReport):
             printer.line(
                 f"step {event.step}: held-out latent distortion {event.distortion:.3f}, "
@@ -231,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
             on_event=on_event,
             cancel=cancel_on_sigint(),
             force=args.force,
+            visibility=True,
         )
     printer.close()
     summary = {
@@ -240,10 +252,15 @@ def run(args: argparse.Namespace) -> int:
             dataclasses.asdict(r) | {"gain": r.gain_over_sign} for r in result.validation
         ],
         "metadata": result.metadata,
+        "visibility": dataclasses.asdict(result.visibility) if result.visibility else None,
     }
+    if not visibility_available():
+        print(f"Note: {MISSING_TEXT}.", file=sys.stderr)
     if args.json:
         print_json(summary)
     else:
+        if result.visibility is not None:
+            print(result.visibility.text(), file=sys.stdout)
         print(f"Saved {result.path}", file=sys.stdout)
     return EXIT_OK
 

@@ -35,6 +35,7 @@ from spdesk.core.errors import Cancelled, ConfigError, ImageError
 from spdesk.core.events import CancelToken, EventSink, ignore_events
 from spdesk.core.events.training import (
     CheckpointSaved,
+    MeasuringVisibility,
     SkippedPhoto,
     TrainStarted,
     TrainStep,
@@ -47,6 +48,8 @@ from spdesk.core.objectives.base import BatchCache, Objective, objective_loss
 from spdesk.core.optim import DeltaOptimizer, OptimConfig, initial_delta, loss_gradient, run
 from spdesk.core.perturbation import check_destination, save_perturbation
 from spdesk.core.train_advice import DEFAULT_OBJECTIVE
+from spdesk.core.train_visibility import MAX_PHOTOS as VISIBILITY_PHOTOS
+from spdesk.core.train_visibility import PatternVisibility, pattern_visibility, visibility_available
 from spdesk.core.transforms import Robustness, sample_transform
 
 log = logging.getLogger(__name__)
@@ -175,6 +178,8 @@ class TrainResult:
     validation: list[ValidationReport] = field(default_factory=list)
     path: Path | None = None
     seconds_per_step: float = 0.0
+    held_out: list[Path] = field(default_factory=list)  # the photos it was not trained on
+    visibility: PatternVisibility | None = None  # see spdesk.core.train_visibility
 
 
 # --- photos -------------------------------------------------------------------------------------
@@ -611,6 +616,7 @@ def train_universal(
     on_event: EventSink = ignore_events,
     cancel: CancelToken | None = None,
     force: bool = False,
+    visibility: bool = False,
 ) -> TrainResult:
     """Train a universal perturbation; save it to ``out`` when given.
 
@@ -625,6 +631,9 @@ def train_universal(
         cancel: checked before every step; on cancel a checkpoint is written, then Cancelled raised.
         force: replace ``out`` even if it exists and is not a perturbation file (checked before
             any work, with the folder being writable: see ``check_destination``).
+        visibility: also measure how visible the result is on held-out photos (emitting
+            MeasuringVisibility first), into ``result.visibility`` and the metadata's
+            "visibility"; skipped without the ``eval`` extra (see ``train_visibility``).
     """
     if out is not None:
         check_destination(out, force=force)
@@ -663,14 +672,36 @@ def train_universal(
 
     try:
         run(trainer.optimizer, trainer.gradient, cancel=cancel, on_step=after_step)
-    except Cancelled:
+        seconds_per_step = (time.monotonic() - started) / max(1, config.steps - first)
+        if not trainer.validation or trainer.validation[-1].step != trainer.optimizer.step_index:
+            trainer.validate()
+        delta = trainer.optimizer.delta.detach().cpu().numpy().astype(np.float32)
+        seen = (
+            _measure_visibility(delta, config.eps, trainer, on_event, cancel)
+            if visibility
+            else None
+        )
+    except Cancelled:  # a run cancelled while measuring resumes at its last step
         if checkpoint is not None:
             save_checkpoint(checkpoint, trainer)
         raise
-    seconds_per_step = (time.monotonic() - started) / max(1, config.steps - first)
-    if not trainer.validation or trainer.validation[-1].step != trainer.optimizer.step_index:
-        trainer.validate()
-    delta = trainer.optimizer.delta.detach().cpu().numpy().astype(np.float32)
     metadata = build_metadata(config, trainer, seconds_per_step)
+    if seen is not None:
+        metadata["visibility"] = dataclasses.asdict(seen)
     path = save_perturbation(out, delta, eps=config.eps, metadata=metadata) if out else None
-    return TrainResult(delta, metadata, trainer.validation, path, seconds_per_step)
+    return TrainResult(
+        delta, metadata, trainer.validation, path, seconds_per_step, list(trainer.val_paths), seen
+    )
+
+
+def _measure_visibility(
+    delta: np.ndarray,
+    eps: float,
+    trainer: _Trainer,
+    on_event: EventSink,
+    cancel: CancelToken | None,
+) -> PatternVisibility | None:
+    if not visibility_available():
+        return None
+    on_event(MeasuringVisibility(photos=min(len(trainer.val_paths), VISIBILITY_PHOTOS)))
+    return pattern_visibility(delta, eps, trainer.val_paths, cancel=cancel)

@@ -37,7 +37,12 @@ from PySide6.QtWidgets import (
 
 from spdesk.core.errors import SpdeskError
 from spdesk.core.events import CancelToken, Event
-from spdesk.core.events.training import TrainStarted, TrainStep, ValidationReport
+from spdesk.core.events.training import (
+    MeasuringVisibility,
+    TrainStarted,
+    TrainStep,
+    ValidationReport,
+)
 from spdesk.core.jobs.events import count_of
 from spdesk.core.perturbation import library_path_for
 from spdesk.core.train_advice import (
@@ -47,6 +52,7 @@ from spdesk.core.train_advice import (
     default_crop_size,
     short_run_warning,
 )
+from spdesk.core.train_visibility import MISSING_TEXT, visibility_available
 from spdesk.core.usecases import save_to_library, train_into_library
 from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
 from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progress_bar
@@ -556,6 +562,10 @@ class TrainDialog(QDialog):
                 self.val_chart.append(NOISE_SERIES, step, sign)
                 gain = event.gain_over_sign
                 self.val_note.setText(f"Step {step}: {gain_text(gain)} the effect of random noise.")
+            case MeasuringVisibility(photos=photos):
+                self.status_label.setText(
+                    f"Trained; measuring how visible it is on {count_of(photos, 'held-out photo')}…"
+                )
 
     def _say_when_the_first_check_comes(self) -> None:
         if not self.runner.running:
@@ -700,6 +710,11 @@ def _summary(result: Any) -> str:
             f"On {meta.get('val_photos')} held-out photos it moves the encoder "
             f"{gain_text(gain)} as much as random noise of the same strength ({verdict})."
         )
+    visibility = getattr(result, "visibility", None)
+    if visibility is not None:
+        parts.append(visibility.text())
+    elif not visibility_available():
+        parts.append(f"{MISSING_TEXT}.")
     return " ".join(parts)
 
 

@@ -61,3 +61,11 @@ class CheckpointSaved(Event):
 
     step: int
     path: Path
+
+
+@dataclass(frozen=True)
+class MeasuringVisibility(Event):
+    """Training is done; its pattern's visibility is being measured on ``photos`` held-out
+    photos (a few seconds)."""
+
+    photos: int

@@ -179,3 +179,27 @@ def test_the_steps_box_reads_one_step_and_eight_steps(qtbot) -> None:  # type: i
     assert panel.steps_spin.text() == "1 step"
     panel.steps_spin.setValue(8)
     assert panel.steps_spin.text() == "8 steps"
+
+
+def test_a_trained_pattern_says_how_visible_it_measured(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from spdesk.core.perturbation import save_perturbation
+
+    delta = np.full((3, 16, 16), 8 / 255, np.float32)
+    seen = {"photos": 4, "ssimulacra2": 42.4, "ssimulacra2_worst": 38.0, "flip": 0.11}
+    seen |= {"sign_ssimulacra2": 58.8, "sign_flip": 0.081}
+    meta = {"name": "mine", "gain_over_sign": 1.8, "visibility": seen}
+    mine = save_perturbation(tmp_path / "mine.safetensors", delta, eps=8, metadata=meta)
+    meta["visibility"] = "not figures"  # an edited header: no sentence, no error
+    odd = save_perturbation(tmp_path / "odd.safetensors", delta, eps=8, metadata=meta)
+    panel = OptionsPanel(replace(ProtectOptions(), mode="universal"))
+    qtbot.addWidget(panel)
+    panel.refresh_perturbations(str(mine))
+    assert (
+        "Easier to see than random noise of the same strength (SSIMULACRA2 42 against 59"
+        in panel.perturbation_info.text()
+    )
+    panel.refresh_perturbations(str(odd))
+    assert "Disturbs AI editors" in panel.perturbation_info.text()
+    assert "SSIMULACRA2" not in panel.perturbation_info.text()

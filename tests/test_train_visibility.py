@@ -98,3 +98,14 @@ def test_the_verdict_compares_with_noise_of_the_same_strength(
     assert seen.verdict().startswith(verdict)
     assert f"SSIMULACRA2 {pattern:.1f} against noise's {noise:.1f}" in seen.text()
     assert "1 held-out photo " in seen.text()
+
+
+def test_figures_come_back_from_a_files_metadata_and_junk_gives_none() -> None:
+    from dataclasses import asdict
+
+    seen = PatternVisibility(4, 42.4, 38.0, 0.11, 58.8, 0.081)
+    assert PatternVisibility.from_metadata({"visibility": asdict(seen)}) == seen
+    assert seen.brief().startswith("Easier to see than random noise")
+    for junk in ({}, {"visibility": "42"}, {"visibility": {"photos": 4}}):
+        assert PatternVisibility.from_metadata(junk) is None
+    assert PatternVisibility.from_metadata({"visibility": asdict(seen) | {"flip": "x"}}) is None

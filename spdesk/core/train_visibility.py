@@ -14,7 +14,7 @@ import importlib.util
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,19 @@ class PatternVisibility:
     sign_ssimulacra2: float
     sign_flip: float
 
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> PatternVisibility | None:
+        """The figures a perturbation file's metadata holds ("visibility"), or None where it
+        holds none or something else (a file from another tool, an edited header)."""
+        stored = metadata.get("visibility")
+        if not isinstance(stored, dict):
+            return None
+        try:
+            figures = {name: float(stored[name]) for name in _FIGURES}
+            return cls(photos=int(stored["photos"]), **figures)
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def verdict(self) -> str:
         """How it compares with random noise of the same strength, in words."""
         if self.ssimulacra2 >= self.sign_ssimulacra2 + SAME_AS_NOISE:
@@ -49,6 +62,13 @@ class PatternVisibility:
         if self.ssimulacra2 <= self.sign_ssimulacra2 - SAME_AS_NOISE:
             return "easier to see than random noise of the same strength"
         return "about as visible as random noise of the same strength"
+
+    def brief(self) -> str:
+        """The verdict and SSIMULACRA2 in one short sentence (the app's pattern description)."""
+        return (
+            f"{self.verdict().capitalize()} (SSIMULACRA2 {self.ssimulacra2:.0f} against "
+            f"{self.sign_ssimulacra2:.0f} on held-out photos)."
+        )
 
     def text(self) -> str:
         """One sentence with the figures, for the app and the command line."""
@@ -58,6 +78,9 @@ class PatternVisibility:
             f"{self.sign_ssimulacra2:.1f} (higher is harder to see), "
             f"FLIP {self.flip:.3f} against {self.sign_flip:.3f} (lower is)."
         )
+
+
+_FIGURES = ("ssimulacra2", "ssimulacra2_worst", "flip", "sign_ssimulacra2", "sign_flip")
 
 
 def visibility_available() -> bool:

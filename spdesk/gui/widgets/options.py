@@ -33,6 +33,7 @@ from spdesk.core.perturbation import (
     perturbation_label,
 )
 from spdesk.core.speed_figures import DEVICE_WORDS, finetune_seconds_per_photo
+from spdesk.core.train_visibility import PatternVisibility
 from spdesk.gui.settings import COLLISIONS, FORMATS, STRENGTH_PRESETS, ProtectOptions
 from spdesk.gui.text import gain_text
 from spdesk.gui.widgets.combo import ElidedComboBox
@@ -524,6 +525,9 @@ def _describe(perturbation: Perturbation, bundled: bool) -> str:
         verdict = "weaker than noise: train it longer" if gain < 1 else "measured on test photos"
         shown = gain_text(float(gain), 1)
         parts.append(f"Disturbs AI editors {shown} as much as random noise ({verdict}).")
+    visibility = PatternVisibility.from_metadata(meta)
+    if visibility is not None:
+        parts.append(visibility.brief())
     return " ".join(p for p in parts if p)
 
 

@@ -272,6 +272,9 @@ def main() -> None:
         "--strengths", default="", help="photo mode also at these budgets (Pareto points), e.g. 4,6"
     )
     parser.add_argument(
+        "--universal-strengths", default="", help="universal mode also at these budgets, e.g. 4,16"
+    )
+    parser.add_argument(
         "--reference-eps", type=float, default=8.0, help="budget of the random-noise references"
     )
     parser.add_argument(
@@ -337,6 +340,7 @@ def main() -> None:
         "finetune": "universal fine-tuned 8",  # the product's steps; slow on a CPU
     }
     strengths = [float(s) for s in args.strengths.split(",") if s]
+    universal_strengths = [float(s) for s in args.universal_strengths.split(",") if s]
     taesd = str(args.shared / "models" / "taesd" / "taesd_f8e4m3.safetensors")
     fine_tune = [int(s) for s in args.fine_tune.split(",") if s]
     modes = [m for m in args.modes.split(",") if m]
@@ -349,6 +353,7 @@ def main() -> None:
         *runs,
         *[(path.stem, "photo", path, None, 0, None) for path in args.generator],
         *[(f"photo-specific @{s:g}", "photo", None, s, 0, None) for s in strengths],
+        *[(f"universal @{s:g}", "universal", None, s, 0, None) for s in universal_strengths],
         *[(f"photo fine-tuned {n}", "photo-finetune", None, None, n, None) for n in fine_tune],
     ]:
         protect, _, _ = mode_protect(

@@ -203,3 +203,39 @@ def test_a_trained_pattern_says_how_visible_it_measured(qtbot, tmp_path) -> None
     panel.refresh_perturbations(str(odd))
     assert "Disturbs AI editors" in panel.perturbation_info.text()
     assert "SSIMULACRA2" not in panel.perturbation_info.text()
+
+
+def test_the_strength_note_says_how_visible_the_chosen_mode_is(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from spdesk.core.strength_figures import visibility_words
+    from tests import protect_samples as samples
+
+    panel = OptionsPanel(replace(ProtectOptions(), mode="photo", strength=8.0))
+    qtbot.addWidget(panel)
+    assert panel.strength_note.text() == visibility_words("photo", 8.0)
+    assert "SSIMULACRA2" in panel.strength_note.toolTip()
+    panel.set_mode("universal")  # the same strength, a pattern far easier to see
+    assert panel.strength_note.text() == visibility_words("universal", 8.0)
+    panel.strength_spin.setValue(16.0)
+    assert panel.strength_note.text() == visibility_words("universal", 16.0) + (
+        " Stronger protection."
+    )
+    panel.set_mode("finetune")  # each photo's own pattern, fine-tuned
+    assert panel.strength_note.text().startswith(visibility_words("photo", 16.0))
+    panel.refresh_perturbations(str(samples.perturbation_file(tmp_path)))  # a pattern fine-tuned
+    assert panel.strength_note.text().startswith(visibility_words("universal", 16.0))
+
+
+def test_the_bundled_pattern_quotes_the_products_measured_gain_not_its_training_check(
+    qtbot,
+) -> None:  # type: ignore[no-untyped-def]
+    from spdesk.core.strength_figures import BUNDLED_UNIVERSAL_GAIN
+    from spdesk.gui.text import gain_text
+
+    panel = OptionsPanel(replace(ProtectOptions(), mode="universal"))
+    qtbot.addWidget(panel)
+    info = panel.perturbation_info.text()
+    assert panel.perturbation().metadata["gain_over_sign"] > 2  # its own 128 px crops
+    assert gain_text(BUNDLED_UNIVERSAL_GAIN[512], 1) in info and "2.1" not in info
+    assert "this pattern:" in panel.strength_note.toolTip()  # the universal pattern's own PSNR
+    panel.set_mode("photo")  # which photo mode does not lay
+    assert "this pattern:" not in panel.strength_note.toolTip()

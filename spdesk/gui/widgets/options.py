@@ -33,6 +33,7 @@ from spdesk.core.perturbation import (
     perturbation_label,
 )
 from spdesk.core.speed_figures import DEVICE_WORDS, finetune_seconds_per_photo
+from spdesk.core.strength_figures import BUNDLED_UNIVERSAL_GAIN, visibility_tip, visibility_words
 from spdesk.core.train_visibility import PatternVisibility
 from spdesk.gui.settings import COLLISIONS, FORMATS, STRENGTH_PRESETS, ProtectOptions
 from spdesk.gui.text import gain_text
@@ -234,16 +235,12 @@ class OptionsPanel(QWidget):
 
     def _update_strength_note(self) -> None:
         eps = self.strength_spin.value()
-        text = (
-            "Hard to see; weaker protection."
-            if eps <= 4
-            else "A faint grain, like a little film grain."
-            if eps <= 8
-            else "Stronger protection; the grain becomes visible."
-        )
-        tip = f"Each colour value changes by at most {eps:g} of 255 (PSNR ≥ "
+        text = visibility_words(self._pattern_family(), eps)
+        text += " Weaker protection." if eps <= 4 else " Stronger protection." if eps > 8 else ""
+        tip = f"{visibility_tip(self._pattern_family(), eps)}.\n"
+        tip += f"Each colour value changes by at most {eps:g} of 255 (PSNR ≥ "
         tip += f"{worst_case_psnr(eps):.1f} dB"
-        if self._perturbation is not None:
+        if self._perturbation is not None and self._pattern_family() == "universal":
             delta = self._perturbation.at_strength(eps)
             rms = float((delta.astype("float64") ** 2).mean() ** 0.5)
             if rms > 0:
@@ -309,6 +306,13 @@ class OptionsPanel(QWidget):
         self.set_mode(mode)
         return True
 
+    def _pattern_family(self) -> str:
+        """Whose visibility figures apply: each photo's own pattern, or a universal one."""
+        universal = self.mode() == "universal" or (
+            self.mode() == "finetune" and bool(self.perturbation_path())
+        )
+        return "universal" if universal else "photo"
+
     def mode(self) -> str:
         checked = self.mode_group.checkedButton()
         return str(checked.property("mode")) if checked is not None else "photo"
@@ -348,6 +352,7 @@ class OptionsPanel(QWidget):
             self.perturbation_combo.setItemText(default, self._default_item_text())
         self._show_pattern_info()
         self._update_mode_note()
+        self._update_strength_note()
         self.changed.emit()
 
     def _update_mode_note(self) -> None:
@@ -521,8 +526,13 @@ def _describe(perturbation: Perturbation, bundled: bool) -> str:
     meta = perturbation.metadata
     parts = ["spdesk's own pattern."] if bundled else [perturbation.description or ""]
     gain = meta.get("gain_over_sign")
-    if isinstance(gain, int | float) and gain > 0:
-        verdict = "weaker than noise: train it longer" if gain < 1 else "measured on test photos"
+    if bundled:  # through the product's whole path, not the training's own check
+        low, high = (gain_text(g, 1) for g in sorted(BUNDLED_UNIVERSAL_GAIN.values()))
+        parts.append(
+            f"Disturbs AI editors {low}–{high} as much as random noise (measured on test photos)."
+        )
+    elif isinstance(gain, int | float) and gain > 0:
+        verdict = "weaker than noise: train it longer" if gain < 1 else "measured in training"
         shown = gain_text(float(gain), 1)
         parts.append(f"Disturbs AI editors {shown} as much as random noise ({verdict}).")
     visibility = PatternVisibility.from_metadata(meta)

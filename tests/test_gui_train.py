@@ -385,6 +385,11 @@ def test_without_the_eval_extra_the_summary_says_how_to_see_visibility(
     seen = PatternVisibility(4, 40.0, 35.0, 0.1, 56.0, 0.07)
     text = train_dialog._summary(SimpleNamespace(metadata=meta, visibility=seen))
     assert "easier to see than random noise" in text and "SSIMULACRA2 40.0" in text
+    assert "Robust to" not in text  # trained against no edits: nothing to untick
+    plain = PatternVisibility(4, 13.0, 2.0, 0.16, 56.0, 0.07)
+    robust = meta | {"transforms": ["jpeg", "resize"]}
+    text = train_dialog._summary(SimpleNamespace(metadata=robust, visibility=plain))
+    assert "with Robust to left unticked it comes out less visible" in text
     monkeypatch.setattr(train_dialog, "visibility_available", lambda: False)
     text = train_dialog._summary(SimpleNamespace(metadata=meta, visibility=None))
     assert "pip install 'spdesk[eval]'" in text

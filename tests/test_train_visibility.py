@@ -66,7 +66,8 @@ def test_a_few_readable_photos_are_measured_and_unreadable_ones_passed_over(
     delta = np.full((3, 8, 8), 4 / 255, np.float32)
     seen = pattern_visibility(delta, 4.0, photos)
     assert seen is not None and seen.photos == train_visibility.MAX_PHOTOS
-    assert pattern_visibility(delta, 4.0, [broken, tmp_path / "missing.png"]) is None
+    tiny = _photo(tmp_path / "tiny.png", size=(31, 40))  # too small to measure
+    assert pattern_visibility(delta, 4.0, [broken, tmp_path / "missing.png", tiny]) is None
 
 
 def test_a_large_photo_is_measured_on_a_centre_crop_at_full_resolution(

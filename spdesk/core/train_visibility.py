@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 MAX_PHOTOS = 4  # a few seconds on a laptop's CPU: about 0.8 s a photo at ImageNet's size
 CROP = 768  # the side of the 100%-zoom crop measured (a 24 MP photo costs as much as a small one)
+MIN_SIDE = 32  # smaller photos are passed over: SSIMULACRA2 reads 100 below about 8 px
 SAME_AS_NOISE = 3.0  # SSIMULACRA2 points within which a pattern counts as noise's equal
 
 
@@ -101,7 +102,8 @@ def pattern_visibility(
     cancel: CancelToken | None = None,
 ) -> PatternVisibility | None:
     """Visibility of the universal pattern ``delta`` (float32 (3, H, W), |delta| <= eps / 255)
-    on up to :data:`MAX_PHOTOS` of ``photos``; photos that cannot be read are passed over.
+    on up to :data:`MAX_PHOTOS` of ``photos``; photos that cannot be read, or are smaller than
+    :data:`MIN_SIDE`, are passed over.
     None when no photo could be read. Raises ConfigError without the ``eval`` extra."""
     from spdesk.core.assessment import sign_noise
     from spdesk.core.jobs.protector import build_protector
@@ -151,6 +153,8 @@ def _protected(
         try:
             image = rgb_of(read_image(path).image)
         except (ImageError, OSError):
+            continue
+        if min(image.size) < MIN_SIDE:
             continue
         protected, _ = protector.protect(image, path.name)
         yield _centre(np.asarray(image)), _centre(np.asarray(protected))

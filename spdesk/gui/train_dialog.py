@@ -45,6 +45,7 @@ from spdesk.core.events.training import (
 )
 from spdesk.core.jobs.events import count_of
 from spdesk.core.perturbation import library_path_for
+from spdesk.core.strength_figures import PLAIN
 from spdesk.core.train_advice import (
     DEFAULT_ROBUSTNESS,
     MIN_USEFUL_STEPS,
@@ -713,6 +714,11 @@ def _summary(result: Any) -> str:
     visibility = getattr(result, "visibility", None)
     if visibility is not None:
         parts.append(visibility.text())
+        if meta.get("transforms") and visibility.ssimulacra2 < PLAIN:
+            parts.append(
+                "Training against edits makes a pattern easier to see: with Robust to left "
+                "unticked it comes out less visible."
+            )
     elif not visibility_available():
         parts.append(f"{MISSING_TEXT}.")
     return " ".join(parts)

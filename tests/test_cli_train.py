@@ -15,6 +15,14 @@ from spdesk.cli import main
 from spdesk.core.perturbation import load_perturbation
 
 
+@pytest.fixture(autouse=True)
+def small_editor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The held-out check at a 64 px editor: a 512 px one costs the tiny VAE a minute."""
+    import spdesk.core.train as train
+
+    monkeypatch.setattr(train, "EDITOR_SIZE", 64)
+
+
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("cli")
@@ -257,10 +265,11 @@ def test_train_says_how_visible_the_pattern_is_or_how_to_find_out(
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "At 100% zoom on 2 held-out photos it is" in out and "SSIMULACRA2" in out
+    assert "as spdesk protect lays it, it moves a 64 px editor's encoder" in out
     import spdesk.core.train as train
-    import spdesk.core.train_visibility as train_visibility
+    import spdesk.core.trained_pattern as trained_pattern
 
-    for module in (train, train_visibility):
+    for module in (train, trained_pattern):
         monkeypatch.setattr(module, "visibility_available", lambda: False)
     assert main(argv) == 0
     captured = capsys.readouterr()

@@ -190,8 +190,10 @@ def test_a_trained_pattern_says_how_visible_it_measured(qtbot, tmp_path) -> None
     seen = {"photos": 4, "ssimulacra2": 42.4, "ssimulacra2_worst": 38.0, "flip": 0.11}
     seen |= {"sign_ssimulacra2": 58.8, "sign_flip": 0.081}
     meta = {"name": "mine", "gain_over_sign": 1.8, "visibility": seen}
+    meta["product_gain"] = {"gain": 1.26, "editor": 512}
     mine = save_perturbation(tmp_path / "mine.safetensors", delta, eps=8, metadata=meta)
     meta["visibility"] = "not figures"  # an edited header: no sentence, no error
+    meta["product_gain"] = {"gain": "strong"}
     odd = save_perturbation(tmp_path / "odd.safetensors", delta, eps=8, metadata=meta)
     panel = OptionsPanel(replace(ProtectOptions(), mode="universal"))
     qtbot.addWidget(panel)
@@ -199,9 +201,10 @@ def test_a_trained_pattern_says_how_visible_it_measured(qtbot, tmp_path) -> None
     assert (
         "Easier to see than random noise of the same strength (SSIMULACRA2 42 against 59"
         in panel.perturbation_info.text()
-    )
+    )  # and the product's gain, not training's check (1.8x)
+    assert "Disturbs a 512 px AI editor 1.3× as much" in panel.perturbation_info.text()
     panel.refresh_perturbations(str(odd))
-    assert "Disturbs AI editors" in panel.perturbation_info.text()
+    assert "Disturbs AI editors 1.8×" in panel.perturbation_info.text()
     assert "SSIMULACRA2" not in panel.perturbation_info.text()
 
 

@@ -17,6 +17,14 @@ from spdesk.gui.settings import open_settings
 from spdesk.gui.train_dialog import NOISE_SERIES, TrainDialog
 
 
+@pytest.fixture(autouse=True)
+def small_editor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The held-out check at a 64 px editor: a 512 px one costs the tiny VAE a minute."""
+    import spdesk.core.train as train
+
+    monkeypatch.setattr(train, "EDITOR_SIZE", 64)
+
+
 def _photos(folder: Path, count: int = 4) -> Path:
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True)
@@ -51,7 +59,9 @@ def test_train_a_tiny_perturbation_and_save_it_to_the_library(
     assert dialog.val_chart.series["this perturbation"].points
     assert dialog.val_chart.series[NOISE_SERIES].points
     assert dialog.save_frame.isVisibleTo(dialog)
-    assert "At 100% zoom on" in dialog.result_label.text()  # how visible, beside the strength
+    said = dialog.result_label.text()
+    assert "At 100% zoom on" in said  # how visible, beside the strength
+    assert "In training's check" in said and "as spdesk protect lays it" in said  # both gains
     dialog.name_edit.setText("My tiny test")
     with qtbot.waitSignal(dialog.saved) as saved:
         dialog.save_button.click()
@@ -379,7 +389,7 @@ def test_without_the_eval_extra_the_summary_says_how_to_see_visibility(
     from types import SimpleNamespace
 
     import spdesk.gui.train_dialog as train_dialog
-    from spdesk.core.train_visibility import PatternVisibility
+    from spdesk.core.trained_pattern import PatternVisibility
 
     meta = {"gain_over_sign": 1.5, "steps": 300, "train_photos": 6, "val_photos": 4}
     seen = PatternVisibility(4, 40.0, 35.0, 0.1, 56.0, 0.07)

@@ -16,14 +16,22 @@ from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.errors import Cancelled, ConfigError, ObjectiveError
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.events.training import (
+    CheckingPattern,
     CheckpointSaved,
-    MeasuringVisibility,
     TrainStarted,
     TrainStep,
     ValidationReport,
 )
 from spdesk.core.perturbation import load_perturbation
 from spdesk.core.train import TrainClock, TrainConfig, checkpoint_crop_size, train_universal
+
+
+@pytest.fixture(autouse=True)
+def small_editor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The held-out check at a 64 px editor: a 512 px one costs the tiny VAE a minute."""
+    import spdesk.core.train as train
+
+    monkeypatch.setattr(train, "EDITOR_SIZE", 64)
 
 
 def write_photos(folder: Path, count: int = 6, seed: int = 0) -> Path:
@@ -312,7 +320,7 @@ def test_a_photo_given_where_a_folder_of_photos_is_needed_is_named_as_a_file(
         find_photos(tmp_path / "nowhere")
 
 
-def test_a_finished_run_measures_how_visible_it_is_on_held_out_photos(
+def test_a_finished_run_is_checked_on_held_out_photos_the_products_way(
     tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path
 ) -> None:
     pytest.importorskip("ssimulacra2", reason="the eval extra's metrics are not installed")
@@ -320,21 +328,22 @@ def test_a_finished_run_measures_how_visible_it_is_on_held_out_photos(
     events: list[Event] = []
     out = tmp_path / "seen.safetensors"
     config = _config(photos, vae, steps=2)
-    result = train_universal(
-        config, out=out, encoder=encoder, on_event=events.append, visibility=True
-    )
-    measuring = [e for e in events if isinstance(e, MeasuringVisibility)]
-    assert measuring == [MeasuringVisibility(photos=len(result.held_out))]
+    result = train_universal(config, out=out, encoder=encoder, on_event=events.append, check=True)
+    measuring = [e for e in events if isinstance(e, CheckingPattern)]
+    assert measuring == [CheckingPattern(photos=len(result.held_out), editor=64)]
+    assert result.product_gain is not None and result.product_gain.editor == 64
+    assert load_perturbation(out).metadata["product_gain"]["gain"] == result.product_gain.gain
     assert set(result.held_out) <= set(photos.glob("*.png"))
     assert len(result.held_out) == result.metadata["val_photos"] > 0
     seen = result.visibility
     assert seen is not None and seen.photos == len(result.held_out)
     assert 0 < seen.ssimulacra2 < 100 and 0 < seen.flip < 1
     assert load_perturbation(out).metadata["visibility"]["ssimulacra2"] == seen.ssimulacra2
-    assert train_universal(config, encoder=encoder).visibility is None  # not asked for
+    unchecked = train_universal(config, encoder=encoder)  # not asked for
+    assert unchecked.visibility is None and unchecked.product_gain is None
 
 
-def test_without_the_eval_extra_visibility_is_skipped_quietly(
+def test_without_the_eval_extra_only_visibility_is_skipped(
     tiny_setup: tuple[Path, Path, Encoder], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import spdesk.core.train as train
@@ -343,10 +352,11 @@ def test_without_the_eval_extra_visibility_is_skipped_quietly(
     photos, vae, encoder = tiny_setup
     events: list[Event] = []
     result = train_universal(
-        _config(photos, vae, steps=1), encoder=encoder, on_event=events.append, visibility=True
+        _config(photos, vae, steps=1), encoder=encoder, on_event=events.append, check=True
     )
     assert result.visibility is None and "visibility" not in result.metadata
-    assert not any(isinstance(e, MeasuringVisibility) for e in events)
+    assert result.product_gain is not None  # the strength half needs nothing extra
+    assert sum(isinstance(e, CheckingPattern) for e in events) == 1
 
 
 def test_cancelling_while_measuring_keeps_every_step_in_the_checkpoint(
@@ -360,7 +370,7 @@ def test_cancelling_while_measuring_keeps_every_step_in_the_checkpoint(
     token = CancelToken()
 
     def cancel_when_measuring(event: Event) -> None:
-        if isinstance(event, MeasuringVisibility):
+        if isinstance(event, CheckingPattern):
             token.cancel()
 
     config = _config(photos, vae, steps=5, checkpoint_every=3)
@@ -371,7 +381,7 @@ def test_cancelling_while_measuring_keeps_every_step_in_the_checkpoint(
             checkpoint=checkpoint,
             on_event=cancel_when_measuring,
             cancel=token,
-            visibility=True,
+            check=True,
         )
     events: list[Event] = []
     train_universal(

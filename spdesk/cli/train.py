@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     from spdesk.core.errors import ConfigError
     from spdesk.core.events import Event
     from spdesk.core.events.training import (
-        MeasuringVisibility,
+        CheckingPattern,
         TrainStarted,
         TrainStep,
         ValidationReport,
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     from spdesk.core.files import shown
     from spdesk.core.jobs.events import count_of
     from spdesk.core.train import train_universal
-    from spdesk.core.train_visibility import MISSING_TEXT, visibility_available
+    from spdesk.core.trained_pattern import MISSING_TEXT, visibility_available
     from spdesk.core.usecases import save_to_library, train_into_library
 
     config = _config(args)
@@ -220,9 +220,10 @@ def run(args: argparse.Namespace) -> int:
             )
             for photo in event.skipped:
                 printer.line(f"Skipped {shown(photo.path)}: {photo.reason}")
-        elif isinstance(event, MeasuringVisibility):
+        elif isinstance(event, CheckingPattern):
             printer.line(
-                f"Measuring how visible it is on {count_of(event.photos, 'held-out photo')}."
+                f"Checking it on {count_of(event.photos, 'held-out photo')} as spdesk protect "
+                f"lays it, at a {event.editor} px editor."
             )
         elif isinstance(event, ValidationReport):
             printer.line(
@@ -242,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
             on_event=on_event,
             cancel=cancel_on_sigint(),
             force=args.force,
-            visibility=True,
+            check=True,
         )
     printer.close()
     summary = {
@@ -252,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
             dataclasses.asdict(r) | {"gain": r.gain_over_sign} for r in result.validation
         ],
         "metadata": result.metadata,
+        "product_gain": dataclasses.asdict(result.product_gain) if result.product_gain else None,
         "visibility": dataclasses.asdict(result.visibility) if result.visibility else None,
     }
     if not visibility_available():
@@ -259,6 +261,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
+        if result.product_gain is not None:
+            print(result.product_gain.text(), file=sys.stdout)
         if result.visibility is not None:
             print(result.visibility.text(), file=sys.stdout)
         print(f"Saved {result.path}", file=sys.stdout)

@@ -360,7 +360,8 @@ class _Encoded:
         return z.float().cpu(), None if decoded is None else decoded.float().cpu()
 
 
-def _relative(z: torch.Tensor, z0: torch.Tensor) -> float:
+def relative_change(z: torch.Tensor, z0: torch.Tensor) -> float:
+    """||z - z0|| / ||z0||: the relative latent distortion the strength figures compare."""
     return float((z - z0).norm() / z0.norm().clamp_min(1e-8))
 
 
@@ -443,10 +444,10 @@ class _Tally:
             z0, rt0 = originals(size, condition)
             ssim = None if rt is None or rt0 is None else float(batch_ssim(rt, rt0)[0])
             key = (name, f"{size}/{condition}")
-            self.strength.setdefault(key, []).append((_relative(z, z0), ssim))
+            self.strength.setdefault(key, []).append((relative_change(z, z0), ssim))
         for other in transfer:
             view = _Encoded(other, sizes[0])
-            moved = _relative(view(protected)[0], view(photo)[0])
+            moved = relative_change(view(protected)[0], view(photo)[0])
             self.moved.setdefault((name, other.id), []).append(moved)
 
     def figures(self, name: str) -> CandidateFigures:

@@ -34,8 +34,8 @@ from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.errors import Cancelled, ConfigError, ImageError
 from spdesk.core.events import CancelToken, EventSink, ignore_events
 from spdesk.core.events.training import (
+    CheckingPattern,
     CheckpointSaved,
-    MeasuringVisibility,
     SkippedPhoto,
     TrainStarted,
     TrainStep,
@@ -48,8 +48,15 @@ from spdesk.core.objectives.base import BatchCache, Objective, objective_loss
 from spdesk.core.optim import DeltaOptimizer, OptimConfig, initial_delta, loss_gradient, run
 from spdesk.core.perturbation import check_destination, save_perturbation
 from spdesk.core.train_advice import DEFAULT_OBJECTIVE
-from spdesk.core.train_visibility import MAX_PHOTOS as VISIBILITY_PHOTOS
-from spdesk.core.train_visibility import PatternVisibility, pattern_visibility, visibility_available
+from spdesk.core.trained_pattern import (
+    EDITOR_SIZE,
+    MAX_PHOTOS,
+    PatternVisibility,
+    ProductGain,
+    pattern_gain,
+    pattern_visibility,
+    visibility_available,
+)
 from spdesk.core.transforms import Robustness, sample_transform
 
 log = logging.getLogger(__name__)
@@ -179,7 +186,8 @@ class TrainResult:
     path: Path | None = None
     seconds_per_step: float = 0.0
     held_out: list[Path] = field(default_factory=list)  # the photos it was not trained on
-    visibility: PatternVisibility | None = None  # see spdesk.core.train_visibility
+    product_gain: ProductGain | None = None  # see spdesk.core.trained_pattern
+    visibility: PatternVisibility | None = None
 
 
 # --- photos -------------------------------------------------------------------------------------
@@ -616,7 +624,7 @@ def train_universal(
     on_event: EventSink = ignore_events,
     cancel: CancelToken | None = None,
     force: bool = False,
-    visibility: bool = False,
+    check: bool = False,
 ) -> TrainResult:
     """Train a universal perturbation; save it to ``out`` when given.
 
@@ -631,9 +639,10 @@ def train_universal(
         cancel: checked before every step; on cancel a checkpoint is written, then Cancelled raised.
         force: replace ``out`` even if it exists and is not a perturbation file (checked before
             any work, with the folder being writable: see ``check_destination``).
-        visibility: also measure how visible the result is on held-out photos (emitting
-            MeasuringVisibility first), into ``result.visibility`` and the metadata's
-            "visibility"; skipped without the ``eval`` extra (see ``train_visibility``).
+        check: also measure the result on held-out photos the product's way (emitting
+            CheckingPattern first): its gain at a 512 px editor into ``result.product_gain``
+            and the metadata's "product_gain", and where the ``eval`` extra is installed
+            its visibility into ``result.visibility`` and "visibility" (``trained_pattern``).
     """
     if out is not None:
         check_destination(out, force=force)
@@ -676,32 +685,34 @@ def train_universal(
         if not trainer.validation or trainer.validation[-1].step != trainer.optimizer.step_index:
             trainer.validate()
         delta = trainer.optimizer.delta.detach().cpu().numpy().astype(np.float32)
-        seen = (
-            _measure_visibility(delta, config.eps, trainer, on_event, cancel)
-            if visibility
-            else None
-        )
+        gain, seen = _check(delta, config.eps, trainer, on_event, cancel) if check else (None, None)
     except Cancelled:  # a run cancelled while measuring resumes at its last step
         if checkpoint is not None:
             save_checkpoint(checkpoint, trainer)
         raise
     metadata = build_metadata(config, trainer, seconds_per_step)
+    if gain is not None:
+        metadata["product_gain"] = dataclasses.asdict(gain)
     if seen is not None:
         metadata["visibility"] = dataclasses.asdict(seen)
     path = save_perturbation(out, delta, eps=config.eps, metadata=metadata) if out else None
+    held_out = list(trainer.val_paths)
     return TrainResult(
-        delta, metadata, trainer.validation, path, seconds_per_step, list(trainer.val_paths), seen
+        delta, metadata, trainer.validation, path, seconds_per_step, held_out, gain, seen
     )
 
 
-def _measure_visibility(
+def _check(
     delta: np.ndarray,
     eps: float,
     trainer: _Trainer,
     on_event: EventSink,
     cancel: CancelToken | None,
-) -> PatternVisibility | None:
-    if not visibility_available():
-        return None
-    on_event(MeasuringVisibility(photos=min(len(trainer.val_paths), VISIBILITY_PHOTOS)))
-    return pattern_visibility(delta, eps, trainer.val_paths, cancel=cancel)
+) -> tuple[ProductGain | None, PatternVisibility | None]:
+    """The result's gain at SD 1.5's editor size and its visibility, on held-out photos."""
+    photos = trainer.val_paths
+    on_event(CheckingPattern(photos=min(len(photos), MAX_PHOTOS), editor=EDITOR_SIZE))
+    gain = pattern_gain(delta, eps, photos, trainer.encoder, size=EDITOR_SIZE, cancel=cancel)
+    product = None if gain is None else ProductGain(gain, EDITOR_SIZE)
+    seen = pattern_visibility(delta, eps, photos, cancel=cancel) if visibility_available() else None
+    return product, seen

@@ -6,8 +6,8 @@ construction (their own code only gathers settings and shows events):
 - :func:`train_into_library`: train with a checkpoint named by the run's settings in the cache
   folder, written every ``checkpoint_every`` steps and on cancel; starting again with the same
   photos and settings resumes from it; a damaged checkpoint is removed (the run starts afresh);
-  it is deleted when the run finishes. The result's visibility is measured on held-out photos
-  where the ``eval`` extra is installed. :func:`save_to_library` then files it under a name.
+  it is deleted when the run finishes. The result is then checked on held-out photos the
+  product's way (:mod:`spdesk.core.trained_pattern`); :func:`save_to_library` files it by name.
 - :func:`protect_for_preview`: protect a photo in memory, as a job would, with the amplified
   difference (no Stable Diffusion model needed); :func:`preview_photo` then runs the same AI edit
   on the original, the protected photo and noise of the same strength.
@@ -86,7 +86,7 @@ def train_into_library(
         resume=True,
         on_event=on_event,
         cancel=cancel,
-        visibility=True,
+        check=True,
     )
     checkpoint.unlink(missing_ok=True)
     return result

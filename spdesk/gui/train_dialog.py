@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 from spdesk.core.errors import SpdeskError
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.events.training import (
-    MeasuringVisibility,
+    CheckingPattern,
     TrainStarted,
     TrainStep,
     ValidationReport,
@@ -53,7 +53,7 @@ from spdesk.core.train_advice import (
     default_crop_size,
     short_run_warning,
 )
-from spdesk.core.train_visibility import MISSING_TEXT, visibility_available
+from spdesk.core.trained_pattern import MISSING_TEXT, visibility_available
 from spdesk.core.usecases import save_to_library, train_into_library
 from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
 from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progress_bar
@@ -563,9 +563,10 @@ class TrainDialog(QDialog):
                 self.val_chart.append(NOISE_SERIES, step, sign)
                 gain = event.gain_over_sign
                 self.val_note.setText(f"Step {step}: {gain_text(gain)} the effect of random noise.")
-            case MeasuringVisibility(photos=photos):
+            case CheckingPattern(photos=photos):
                 self.status_label.setText(
-                    f"Trained; measuring how visible it is on {count_of(photos, 'held-out photo')}…"
+                    f"Trained; checking it on {count_of(photos, 'held-out photo')} as "
+                    "protecting would lay it…"
                 )
 
     def _say_when_the_first_check_comes(self) -> None:
@@ -707,10 +708,15 @@ def _summary(result: Any) -> str:
             if gain >= NOISE_GAIN
             else "WEAKER than random noise: train longer before using it"
         )
+        size = meta.get("config", {}).get("size")
+        at = f" at {size} px" if size else ""
         parts.append(
-            f"On {meta.get('val_photos')} held-out photos it moves the encoder "
-            f"{gain_text(gain)} as much as random noise of the same strength ({verdict})."
+            f"In training's check ({meta.get('val_photos')} held-out photos{at}) it moves the "
+            f"encoder {gain_text(gain)} as much as random noise of the same strength ({verdict})."
         )
+    product_gain = getattr(result, "product_gain", None)
+    if product_gain is not None:
+        parts.append(product_gain.text())
     visibility = getattr(result, "visibility", None)
     if visibility is not None:
         parts.append(visibility.text())

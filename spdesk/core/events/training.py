@@ -64,8 +64,10 @@ class CheckpointSaved(Event):
 
 
 @dataclass(frozen=True)
-class MeasuringVisibility(Event):
-    """Training is done; its pattern's visibility is being measured on ``photos`` held-out
-    photos (a few seconds)."""
+class CheckingPattern(Event):
+    """Training is done; its pattern is being measured on ``photos`` held-out photos the
+    product's way: laid as ``spdesk protect`` lays it, seen by an ``editor`` px editor, and how
+    visible it is (a few seconds to a minute)."""
 
     photos: int
+    editor: int

@@ -34,7 +34,7 @@ from spdesk.core.perturbation import (
 )
 from spdesk.core.speed_figures import DEVICE_WORDS, finetune_seconds_per_photo
 from spdesk.core.strength_figures import BUNDLED_UNIVERSAL_GAIN, visibility_tip, visibility_words
-from spdesk.core.train_visibility import PatternVisibility
+from spdesk.core.trained_pattern import PatternVisibility, ProductGain
 from spdesk.gui.settings import COLLISIONS, FORMATS, STRENGTH_PRESETS, ProtectOptions
 from spdesk.gui.text import gain_text
 from spdesk.gui.widgets.combo import ElidedComboBox
@@ -530,6 +530,12 @@ def _describe(perturbation: Perturbation, bundled: bool) -> str:
         low, high = (gain_text(g, 1) for g in sorted(BUNDLED_UNIVERSAL_GAIN.values()))
         parts.append(
             f"Disturbs AI editors {low}–{high} as much as random noise (measured on test photos)."
+        )
+    elif (product := ProductGain.from_metadata(meta)) is not None:
+        shown = gain_text(product.gain, 1)
+        parts.append(
+            f"Disturbs a {product.editor} px AI editor {shown} as much as random noise (measured "
+            "on held-out photos)."
         )
     elif isinstance(gain, int | float) and gain > 0:
         verdict = "weaker than noise: train it longer" if gain < 1 else "measured in training"

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spdesk.core import train_visibility
+from spdesk.core import trained_pattern
 from spdesk.core.assessment import sign_noise
 from spdesk.core.errors import Cancelled
 from spdesk.core.events import CancelToken
-from spdesk.core.train_visibility import PatternVisibility, pattern_visibility
+from spdesk.core.trained_pattern import PatternVisibility, pattern_visibility
 from spdesk.core.visibility import flip, ssimulacra2
 
 pytest.importorskip("ssimulacra2", reason="the eval extra's metrics are not installed")
@@ -65,7 +65,7 @@ def test_a_few_readable_photos_are_measured_and_unreadable_ones_passed_over(
     photos = [broken] + [_photo(tmp_path / f"p{i}.png", seed=i) for i in range(6)]
     delta = np.full((3, 8, 8), 4 / 255, np.float32)
     seen = pattern_visibility(delta, 4.0, photos)
-    assert seen is not None and seen.photos == train_visibility.MAX_PHOTOS
+    assert seen is not None and seen.photos == trained_pattern.MAX_PHOTOS
     tiny = _photo(tmp_path / "tiny.png", size=(31, 40))  # too small to measure
     assert pattern_visibility(delta, 4.0, [broken, tmp_path / "missing.png", tiny]) is None
 
@@ -73,11 +73,11 @@ def test_a_few_readable_photos_are_measured_and_unreadable_ones_passed_over(
 def test_a_large_photo_is_measured_on_a_centre_crop_at_full_resolution(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(train_visibility, "CROP", 24)
+    monkeypatch.setattr(trained_pattern, "CROP", 24)
     pixels = np.arange(60 * 80 * 3, dtype=np.uint32).reshape(60, 80, 3).astype(np.uint8)
-    crop = train_visibility._centre(pixels)
+    crop = trained_pattern._centre(pixels)
     assert crop.shape == (24, 24, 3) and np.array_equal(crop, pixels[18:42, 28:52])
-    assert train_visibility._centre(pixels[:10, :12]).shape == (10, 12, 3)  # small: whole
+    assert trained_pattern._centre(pixels[:10, :12]).shape == (10, 12, 3)  # small: whole
 
 
 def test_cancelling_stops_the_measurement(tmp_path: Path) -> None:
@@ -110,3 +110,25 @@ def test_figures_come_back_from_a_files_metadata_and_junk_gives_none() -> None:
     for junk in ({}, {"visibility": "42"}, {"visibility": {"photos": 4}}):
         assert PatternVisibility.from_metadata(junk) is None
     assert PatternVisibility.from_metadata({"visibility": asdict(seen) | {"flip": "x"}}) is None
+
+
+def test_the_gain_is_measured_through_the_editors_view_against_random_signs(
+    tmp_path: Path,
+) -> None:
+    import torch
+
+    from spdesk.core.trained_pattern import EDITOR_SIZE, pattern_gain
+
+    assert EDITOR_SIZE == 512  # SD 1.5's working size
+
+    class Pixels:  # an "encoder" whose latent is the view itself: the gain is a pixel ratio
+        id, fingerprint, device = "pixels", "", torch.device("cpu")
+
+        def encode(self, images: torch.Tensor) -> object:
+            return type("Dist", (), {"mean": images})()
+
+    photos = [_photo(tmp_path / f"p{i}.png", size=(64, 64), seed=i) for i in range(2)]
+    half = np.full((3, 8, 8), 4 / 255, np.float32)  # a flat +4 against ±8 signs: about half
+    gain = pattern_gain(half, 8.0, photos, Pixels(), size=64)  # type: ignore[arg-type]
+    assert gain == pytest.approx(0.5, abs=0.03)
+    assert pattern_gain(half, 8.0, [tmp_path / "missing.png"], Pixels(), size=64) is None  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from spdesk.core.encoders import Encoder
 
-MAX_PHOTOS = 4  # a few seconds on a laptop's CPU: about 0.8 s a photo at ImageNet's size
+MAX_PHOTOS = 4  # about 15 s in all on 2 CPU cores with TAESD (its 512 px encodes, then the metrics)
 CROP = 768  # the side of the 100%-zoom crop measured (a 24 MP photo costs as much as a small one)
 EDITOR_SIZE = 512  # SD 1.5's working size: what its editors resize a photo to
 MIN_SIDE = 32  # smaller photos are passed over: SSIMULACRA2 reads 100 below about 8 px

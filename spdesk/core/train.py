@@ -550,8 +550,9 @@ def checkpoint_crop_size(path: Path) -> int | None:
 
 
 def settings_differences(path: Path, meta: dict[str, str], config: TrainConfig) -> list[str]:
-    """Each setting where ``config`` differs from the checkpoint's, as "name: then, now".
-    Checkpoints from before the settings were stored name only the crop size (from the shape)."""
+    """Each setting where ``config`` differs from the checkpoint's ("eps 8 in the checkpoint, 4
+    now"). Checkpoints from before the settings were stored name only the crop size (from the
+    delta's shape)."""
     try:
         stored = json.loads(meta["settings"])
     except (KeyError, ValueError):

@@ -533,9 +533,9 @@ def _describe(perturbation: Perturbation, bundled: bool) -> str:
         )
     elif (product := ProductGain.from_metadata(meta)) is not None:
         shown = gain_text(product.gain, 1)
+        verdict = "weaker than noise there" if product.gain < 1 else "measured on held-out photos"
         parts.append(
-            f"Disturbs a {product.editor} px AI editor {shown} as much as random noise (measured "
-            "on held-out photos)."
+            f"Disturbs a {product.editor} px AI editor {shown} as much as random noise ({verdict})."
         )
     elif isinstance(gain, int | float) and gain > 0:
         verdict = "weaker than noise: train it longer" if gain < 1 else "measured in training"

@@ -134,14 +134,21 @@ def test_a_checkpoint_from_before_settings_were_stored_names_its_crop_size(
     train_universal(config, encoder=encoder, checkpoint=checkpoint)
     with safe_open(str(checkpoint), framework="pt") as handle:
         meta = handle.metadata()
-    del meta["settings"]  # as older spdesk wrote it
-    save_file(load_file(str(checkpoint)), str(checkpoint), metadata=meta)
+    tensors = load_file(str(checkpoint))
+    for settings in (None, "[1, 2", '["a list"]'):  # as older spdesk wrote it; a damaged header
+        if settings is None:
+            del meta["settings"]
+        else:
+            meta["settings"] = settings
+        save_file(tensors, str(checkpoint), metadata=meta)
+        with pytest.raises(ConfigError, match="size 32 in the checkpoint, 40 now"):
+            train_universal(
+                _config(photos, vae, size=40), encoder=encoder, checkpoint=checkpoint, resume=True
+            )
     assert checkpoint_crop_size(checkpoint) == 32
     assert checkpoint_crop_size(tmp_path / "missing.safetensors") is None
-    with pytest.raises(ConfigError, match="size 32 in the checkpoint, 40 now"):
-        train_universal(
-            _config(photos, vae, size=40), encoder=encoder, checkpoint=checkpoint, resume=True
-        )
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    assert checkpoint_crop_size(tmp_path / "junk.safetensors") is None
     # Its resume key is unchanged: the same settings still resume it.
     events: list[Event] = []
     train_universal(

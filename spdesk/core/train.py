@@ -556,10 +556,10 @@ def settings_differences(path: Path, meta: dict[str, str], config: TrainConfig) 
     try:
         stored = json.loads(meta["settings"])
     except (KeyError, ValueError):
+        stored = None
+    if not isinstance(stored, dict):  # an older or damaged header
         size = checkpoint_crop_size(path)
         stored = {"size": size} if size is not None else {}
-    if not isinstance(stored, dict):
-        return []
     current = config.resumable_settings()
     return [
         f"{name} {_shown_setting(stored[name])} in the checkpoint, "

@@ -42,6 +42,7 @@ def test_train_then_eval_json(
     assert "3 steps is probably too short to beat random noise" in captured.err
     assert 0 < summary["visibility"]["ssimulacra2"] < 100  # how visible, on held-out photos
     assert summary["metadata"]["visibility"] == summary["visibility"]
+    assert summary["product_gain"]["editor"] == 64 and summary["product_gain"]["gain"] > 0
     assert summary["path"] == str(out) and summary["metadata"]["transforms"] == ["jpeg", "crop"]
     assert load_perturbation(out).eps == 6
     argv = ["eval", "--perturbation", str(out), "--photos", str(photos), "--encoder", str(vae)]

@@ -403,3 +403,19 @@ def test_without_the_eval_extra_the_summary_says_how_to_see_visibility(
     monkeypatch.setattr(train_dialog, "visibility_available", lambda: False)
     text = train_dialog._summary(SimpleNamespace(metadata=meta, visibility=None))
     assert "pip install 'spdesk[eval]'" in text
+
+
+def test_the_check_after_training_says_how_long_it_takes_where_measured(qtbot: QtBot) -> None:
+    from spdesk.core.events.training import CheckingPattern
+    from spdesk.core.speed_figures import PATTERN_CHECK_SECONDS_CPU
+
+    dialog = TrainDialog(open_settings(), device="cpu", device_kind="cpu")
+    qtbot.addWidget(dialog)
+    dialog.encoder_of_run = "sd15"
+    dialog._on_event(CheckingPattern(photos=4, editor=512))
+    assert PATTERN_CHECK_SECONDS_CPU["sd15"] > 60
+    assert "checking it on 4 held-out photos" in dialog.status_label.text()
+    assert "(about 2 min" in dialog.status_label.text()
+    dialog.encoder_of_run = "a custom encoder folder"  # nothing measured: no guess
+    dialog._on_event(CheckingPattern(photos=4, editor=512))
+    assert "about" not in dialog.status_label.text()

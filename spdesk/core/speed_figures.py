@@ -32,6 +32,13 @@ project's 2-core CPU 23.8 / 13.7 s for 4 steps, measured in one run of `python
 benchmarks/bench_protection.py --speed-only --modes photo --fine-tune 4 --tuner-variants nojpeg
 --speed-photos 4 --threads 2`."""
 
+PATTERN_CHECK_SECONDS_CPU: dict[str, float] = {"taesd": 16.0, "sd15": 131.0}
+"""Seconds the check at the end of training takes on this project's 2-core CPU (4 held-out
+photos at a 512 px editor, then the visibility metrics; ``spdesk.core.trained_pattern``). TAESD:
+`spdesk train` on 39 ImageNet photos, 60 steps, took 3 min 28 s with it and 3 min 12 s without.
+SD 1.5's VAE architecture (random weights): the gain alone took 126 s (a scratch script calling
+``pattern_gain`` on the first 4 held-out photos, one run), plus the metrics' 5 s."""
+
 DEVICE_WORDS = {"cpu": "a 2-core CPU", "cuda": "an H200 GPU"}
 """How each estimate's device is named to the user: what its figures were measured on."""
 
@@ -51,3 +58,10 @@ def finetune_seconds_per_photo(
     if per_step is None:
         return None
     return steps * per_step * (JPEG_TERM_COST.get(device_kind, 2.0) if jpeg else 1.0)
+
+
+def pattern_check_seconds(encoder: str, device_kind: str | None) -> float | None:
+    """Estimated seconds of the end-of-training check against ``encoder`` ("sd15" or "taesd")
+    on ``device_kind``; None where nothing was measured (GPUs: a fraction of a second, not
+    measured; other encoders)."""
+    return PATTERN_CHECK_SECONDS_CPU.get(encoder) if device_kind == "cpu" else None

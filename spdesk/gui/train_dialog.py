@@ -45,6 +45,7 @@ from spdesk.core.events.training import (
 )
 from spdesk.core.jobs.events import count_of
 from spdesk.core.perturbation import library_path_for
+from spdesk.core.speed_figures import pattern_check_seconds
 from spdesk.core.strength_figures import PLAIN
 from spdesk.core.train_advice import (
     DEFAULT_ROBUSTNESS,
@@ -194,6 +195,8 @@ class TrainDialog(QDialog):
         # What ``device`` was detected as ("cpu", "cuda", "mps"; None while unknown): a CPU
         # trains on smaller crops unless the user picks a size.
         self.default_size = default_crop_size(device_kind)
+        self.device_kind = device_kind
+        self.encoder_of_run = ""  # the running request's encoder (for the check's estimate)
         self.runner = TaskRunner(self)
         self.count_runner = TaskRunner(self)
         self._count_timer = QTimer(self)
@@ -517,6 +520,7 @@ class TrainDialog(QDialog):
         if short and not self.confirm("Short training run", f"{short} Start anyway?"):
             return False
         self._remember(request)
+        self.encoder_of_run = request.encoder
         self.result = None
         self.saved_path = None
         self.save_frame.hide()
@@ -564,9 +568,11 @@ class TrainDialog(QDialog):
                 gain = event.gain_over_sign
                 self.val_note.setText(f"Step {step}: {gain_text(gain)} the effect of random noise.")
             case CheckingPattern(photos=photos):
+                seconds = pattern_check_seconds(self.encoder_of_run, self.device_kind)
+                about = f" (about {format_duration(seconds)})" if seconds else ""
                 self.status_label.setText(
                     f"Trained; checking it on {count_of(photos, 'held-out photo')} as "
-                    "protecting would lay it…"
+                    f"protecting would lay it{about}…"
                 )
 
     def _say_when_the_first_check_comes(self) -> None:

@@ -352,12 +352,21 @@ class _Encoded:
         self.encoder, self.size = encoder, size
 
     def __call__(self, photo: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        view = editor_view(photo, self.size)
-        x = torch.from_numpy(view.copy()).permute(2, 0, 1)[None].float().div(255)
+        z = editor_latent(self.encoder, photo, self.size)
         with torch.inference_mode():
-            z = self.encoder.encode(x.to(self.encoder.device)).mean
-            decoded = self.encoder.decode(z) if self.encoder.has_decoder else None
-        return z.float().cpu(), None if decoded is None else decoded.float().cpu()
+            decoded = (
+                self.encoder.decode(z.to(self.encoder.device)) if self.encoder.has_decoder else None
+            )
+        return z, None if decoded is None else decoded.float().cpu()
+
+
+def editor_latent(encoder: Encoder, photo: np.ndarray, size: int) -> torch.Tensor:
+    """The latent mean (on the CPU, float32) a ``size`` px editor encodes ``photo`` to."""
+    view = editor_view(photo, size)
+    x = torch.from_numpy(view.copy()).permute(2, 0, 1)[None].float().div(255)
+    with torch.inference_mode():
+        z = encoder.encode(x.to(encoder.device)).mean
+    return z.float().cpu()
 
 
 def relative_change(z: torch.Tensor, z0: torch.Tensor) -> float:

@@ -29,8 +29,6 @@ from spdesk.core.events import CancelToken
 from spdesk.core.jobs.events import count_of
 
 if TYPE_CHECKING:
-    import torch
-
     from spdesk.core.encoders import Encoder
 
 MAX_PHOTOS = 4  # about 15 s in all on 2 CPU cores with TAESD (its 512 px encodes, then the metrics)
@@ -192,33 +190,21 @@ def pattern_gain(
     """Latent distortion of the first :data:`MAX_PHOTOS` usable ``photos`` protected with
     ``delta`` and seen by a ``size`` px editor through ``encoder``, over that of random ±eps
     signs (means over the photos, as ``spdesk eval`` and the benchmarks compute it); None when
-    no photo is usable."""
-    from spdesk.core.assessment import relative_change, sign_noise
+    no photo is usable. Latents only: a round trip through SD 1.5's decoder costs seconds a
+    photo on a CPU and the gain does not need it."""
+    from spdesk.core.assessment import editor_latent, relative_change, sign_noise
 
     noise = sign_noise(eps)
     pattern, signs = [], []
     for index, (original, protected) in enumerate(protected_photos(delta, eps, photos)):
         if cancel is not None:
             cancel.check()
-        clean = _editor_latent(encoder, original, size)
-        pattern.append(relative_change(_editor_latent(encoder, protected, size), clean))
-        signs.append(relative_change(_editor_latent(encoder, noise(original, index), size), clean))
+        clean = editor_latent(encoder, original, size)
+        pattern.append(relative_change(editor_latent(encoder, protected, size), clean))
+        signs.append(relative_change(editor_latent(encoder, noise(original, index), size), clean))
     if not pattern:
         return None
     return float(np.mean(pattern) / max(float(np.mean(signs)), 1e-12))
-
-
-def _editor_latent(encoder: Encoder, photo: np.ndarray, size: int) -> torch.Tensor:
-    """The latent mean a ``size`` px editor encodes ``photo`` to (no round trip: a decoder pass
-    of SD 1.5's VAE costs seconds on a CPU and the gain does not need it)."""
-    import torch
-
-    from spdesk.core.assessment import editor_view
-
-    view = torch.from_numpy(editor_view(photo, size).copy()).permute(2, 0, 1)[None]
-    with torch.inference_mode():
-        latent = encoder.encode(view.float().div(255).to(encoder.device)).mean
-    return latent.float().cpu()
 
 
 def protected_photos(

@@ -12,8 +12,9 @@ from PIL import Image
 from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.errors import Cancelled, ConfigError
 from spdesk.core.events import CancelToken
-from spdesk.core.photo_finetune import PhotoFineTuner, editor_size, resize_view
+from spdesk.core.photo_finetune import PhotoFineTuner, editor_size
 from spdesk.core.photo_protect import GeneratorProtector
+from spdesk.core.resample import lanczos_resize
 from spdesk.core.shaping import Shaping, texture_budget
 
 KEY = b"k" * 32
@@ -43,7 +44,7 @@ def _distortion(encoder: Encoder, protected: Image.Image, original: Image.Image)
         views = []
         for image in (protected, original):
             x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
-            views.append(resize_view(x, editor_size(*x.shape[-2:], side)))
+            views.append(lanczos_resize(x, editor_size(*x.shape[-2:], side)))
         with torch.no_grad():
             z, z0 = (encoder.encode(view).mean for view in views)
         total += float(((z - z0) ** 2).sum() / (z0**2).sum())
@@ -509,3 +510,30 @@ def test_a_job_fine_tunes_photos_in_batches_of_its_setting(
         ).finetune_batch
         == 4
     )  # type: ignore[attr-defined]
+
+
+def test_the_loss_sees_the_editors_lanczos_view(generator_file: Path, encoder: Encoder) -> None:
+    """What the fine-tuning pushes is what a diffusers editor encodes: the photo resized with
+    Pillow's Lanczos filter (the first view encoded is the clean photo at the 24 px editor)."""
+    seen: list[torch.Tensor] = []
+    real_encode = encoder.encode
+
+    def encode(view: torch.Tensor) -> object:
+        seen.append(view.detach().clone())
+        return real_encode(view)
+
+    photo = _photo()
+    tuner = PhotoFineTuner(generator_file, encoder, 1, key=KEY, editor_sides=(24,))
+    try:
+        encoder.encode = encode  # type: ignore[method-assign]
+        tuner.apply(photo)
+    finally:
+        del encoder.encode
+    pixels = np.asarray(photo, dtype=np.float32) / 255
+    expected = np.stack(
+        [
+            np.asarray(Image.fromarray(pixels[..., c], mode="F").resize((32, 24), Image.LANCZOS))
+            for c in range(3)
+        ]
+    )
+    np.testing.assert_allclose(seen[0][0].numpy(), expected, atol=1e-5)

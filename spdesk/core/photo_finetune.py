@@ -9,7 +9,8 @@ throws its strength away; optimising inside the shaping lets the steps put the e
 mask allows it.
 
 The loss is what an editor does: the protected view resized to each editor size (short side 256
-and 512 by default, antialiased when shrinking) and encoded; the relative squared distance of its
+and 512 by default) with Pillow's Lanczos filter, as diffusers' image processor resizes
+(:mod:`spdesk.core.resample`), and encoded; the relative squared distance of its
 latent from the clean photo's, averaged over sizes and over an ensemble's members. The start
 comes from the install's secret key and the photo (as in photo mode), so fine-tuned photos share
 no pattern an attacker could average out.
@@ -33,15 +34,18 @@ from spdesk.core.batches import free_accelerator_memory
 from spdesk.core.encoders import Encoder
 from spdesk.core.errors import ConfigError
 from spdesk.core.events import CancelToken
-from spdesk.core.finetune import resize_view
 from spdesk.core.optim import DeltaOptimizer, OptimConfig, loss_gradient, run
 from spdesk.core.photo_protect import WORKING_SIDE, GeneratorProtector
+from spdesk.core.resample import lanczos_resize
 from spdesk.core.shaping import Shaping, compose_delta
 
 EDITOR_SIDES = (256, 512)  # the short sides SD editors work at (SD 1.x: 512; quick edits: 256)
 FIRST_STEP = 0.5  # of the raw range [-1, 1]; cosine decay to a tenth of it
 GRID = 8  # latent stride: editor views are cut to multiples of it
 MAX_EDITOR_ASPECT = 4  # an editor's view is at most 4 short sides long (2048 px at 512)
+
+
+Resize = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
 
 
 def editor_size(height: int, width: int, side: int) -> tuple[int, int]:
@@ -82,6 +86,8 @@ class PhotoFineTuner(GeneratorProtector):
         batch_size: photos of one view size fine-tuned together by :meth:`apply_batch` (a GPU
             runs 8 in about the time of one); a batch that runs out of GPU memory is split.
         first_step: size of the first signed step, as a share of the raw range [-1, 1].
+        editor_resize: how the loss resizes the photo to each editor's view (default: Pillow's
+            Lanczos, as diffusers does; benchmarks compare others).
     """
 
     def __init__(
@@ -98,6 +104,7 @@ class PhotoFineTuner(GeneratorProtector):
         jpeg_quality: int | None = None,
         batch_size: int = 1,
         first_step: float = FIRST_STEP,
+        editor_resize: Resize = lanczos_resize,
     ) -> None:
         if not 1 <= steps <= 10_000:
             raise ConfigError(f"Fine-tuning steps must be between 1 and 10000, got {steps}.")
@@ -116,6 +123,7 @@ class PhotoFineTuner(GeneratorProtector):
         self.jpeg_quality = jpeg_quality
         self.batch_size = max(1, batch_size)
         self.first_step = first_step
+        self.editor_resize = editor_resize
         self.cancel: CancelToken | None = None
         self.on_step: Callable[[int, int], None] | None = None
 
@@ -148,7 +156,7 @@ class PhotoFineTuner(GeneratorProtector):
         members = self.encoder.members
         with torch.no_grad():
             clean = {
-                (size, index, way): member.encode(resize_view(view, size)).mean
+                (size, index, way): member.encode(self.editor_resize(view, size)).mean
                 for way, view in self._ways(x).items()
                 for size in sizes
                 for index, member in enumerate(members)
@@ -161,7 +169,7 @@ class PhotoFineTuner(GeneratorProtector):
             total = protected.new_zeros(())
             for way, image in self._ways(protected).items():
                 for size in sizes:
-                    view = resize_view(image, size)
+                    view = self.editor_resize(image, size)
                     for index, member in enumerate(members):
                         total = total + _relative_sq(member, view, clean[(size, index, way)])
             return -total / len(clean)  # the loop minimises

@@ -170,7 +170,9 @@ def tuner_variant(models: Path, steps: int, variant: str, device: str) -> Protec
     """Photo fine-tuning with another loss than the product's (a JPEG q75 round trip beside the
     photo as is, against TAESD): "nojpeg" drops the round trip, "jpegQ" uses quality Q, "ens"
     fine-tunes against TAESD and TAEF2 together, "sideN" looks only at an editor of short side N,
-    "stepF" takes a first step of F (of the raw range); joined with "+"."""
+    "stepF" takes a first step of F (of the raw range), "bilinear" resizes to the editors' views
+    with torch's bilinear filter instead of Pillow's Lanczos (the product before 2026-12-03);
+    joined with "+"."""
     from spdesk.core.generator_file import bundled_generator_path
     from spdesk.core.jobs.settings import DEFAULT_FINETUNE_JPEG
 
@@ -188,6 +190,10 @@ def tuner_variant(models: Path, steps: int, variant: str, device: str) -> Protec
             options["editor_sides"] = (int(part[4:]),)
         elif part.startswith("step"):
             options["first_step"] = float(part[4:])
+        elif part == "bilinear":
+            from spdesk.core.finetune import resize_view
+
+            options["editor_resize"] = resize_view
         else:
             raise SystemExit(f"unknown tuner variant {variant!r}")
     encoder = load_encoder(spec, device)

@@ -1,8 +1,8 @@
 """Pillow's Lanczos resize as differentiable torch code: what an SD editor does to a photo.
 
-diffusers' image processor and most Stable Diffusion front ends resize a photo to the model's
-size with Pillow's Lanczos filter, so a protection optimised through that filter is optimised
-against what the editor really sees; torch has no Lanczos mode. The coefficients are Pillow's own
+diffusers' image processor resizes a photo to the model's size with Pillow's Lanczos filter (its
+default ``resample``), so a protection optimised through that filter is optimised against what
+the editor really sees; torch has no Lanczos mode. The coefficients are Pillow's own
 (``precompute_coeffs`` in its ``Resample.c``: a windowed sinc of 3 lobes, widened by the scale
 when shrinking, each output's weights normalised to sum to 1), so on a float image the result
 equals Pillow's to float rounding. Each output pixel reads a short window of input pixels, so a

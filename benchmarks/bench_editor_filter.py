@@ -27,7 +27,7 @@ import torch
 from bench_protection import SHARED, held_out
 from PIL import Image
 
-from spdesk.core.assessment import mode_protect, relative_change, sign_noise
+from spdesk.core.assessment import editor_latent, mode_protect, relative_change, sign_noise
 from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.finetune import resize_view
 from spdesk.core.generator_file import bundled_generator_path
@@ -40,21 +40,6 @@ FILTERS = {
     "bicubic": Image.Resampling.BICUBIC,
     "bilinear": Image.Resampling.BILINEAR,
 }
-
-
-def editor_latent(
-    encoder: Encoder, photo: np.ndarray, size: int, resample: Image.Resampling
-) -> torch.Tensor:
-    """As :func:`spdesk.core.assessment.editor_latent`, with the resize filter chosen."""
-    height, width = photo.shape[:2]
-    scale = size / min(height, width)
-    new = (max(size, round(width * scale)), max(size, round(height * scale)))
-    image = Image.fromarray(photo).resize(new, resample)
-    left, top = (new[0] - size) // 2, (new[1] - size) // 2
-    view = np.asarray(image.crop((left, top, left + size, top + size)))
-    x = torch.from_numpy(view.copy()).permute(2, 0, 1)[None].float().div(255)
-    with torch.inference_mode():
-        return encoder.encode(x).mean
 
 
 def gains(

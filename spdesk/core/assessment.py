@@ -170,12 +170,15 @@ def _swap_key(protector: Protector, key: bytes | None) -> bytes | None:
     return held
 
 
-def editor_view(photo: np.ndarray, size: int) -> np.ndarray:
-    """What an SD editor encodes: short side to ``size`` (Lanczos), centre square."""
+def editor_view(
+    photo: np.ndarray, size: int, resample: Image.Resampling = Image.Resampling.LANCZOS
+) -> np.ndarray:
+    """What an SD editor encodes: short side to ``size`` (Lanczos, as diffusers resizes, unless
+    a benchmark asks for another filter), centre square."""
     height, width = photo.shape[:2]
     scale = size / min(height, width)
     new = (max(size, round(width * scale)), max(size, round(height * scale)))
-    image = Image.fromarray(photo).resize(new, Image.Resampling.LANCZOS)
+    image = Image.fromarray(photo).resize(new, resample)
     left, top = (new[0] - size) // 2, (new[1] - size) // 2
     return np.asarray(image.crop((left, top, left + size, top + size)))
 
@@ -360,9 +363,14 @@ class _Encoded:
         return z, None if decoded is None else decoded.float().cpu()
 
 
-def editor_latent(encoder: Encoder, photo: np.ndarray, size: int) -> torch.Tensor:
+def editor_latent(
+    encoder: Encoder,
+    photo: np.ndarray,
+    size: int,
+    resample: Image.Resampling = Image.Resampling.LANCZOS,
+) -> torch.Tensor:
     """The latent mean (on the CPU, float32) a ``size`` px editor encodes ``photo`` to."""
-    view = editor_view(photo, size)
+    view = editor_view(photo, size, resample)
     x = torch.from_numpy(view.copy()).permute(2, 0, 1)[None].float().div(255)
     with torch.inference_mode():
         z = encoder.encode(x.to(encoder.device)).mean

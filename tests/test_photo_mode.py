@@ -208,12 +208,14 @@ def test_train_generator_then_protect_with_it(tmp_path: Path) -> None:
     from tiny_sd import save_tiny_vae
 
     from spdesk.cli import main
+    from spdesk.core.generator_file import read_spec
 
     photos, vae = write_photos(tmp_path / "photos"), save_tiny_vae(tmp_path / "sd")
     out = tmp_path / "gen.safetensors"
     argv = ["train-generator", str(photos), "--out", str(out), "--encoder", str(vae)]
     argv += ["--steps", "2", "--batch", "2", "--size", "32", "--visibility", "0.3", "--json"]
-    assert main(argv) == 0
+    assert main([*argv, "--editor-filter", "lanczos"]) == 0
+    assert read_spec(out).metadata["config"]["editor_filter"] == "lanczos"
     again = tmp_path / "again.safetensors"
     assert main([*argv[:3], str(again), *argv[4:], "--init", str(out)]) == 0
     argv = ["protect", str(photos), "--out", str(tmp_path / "protected"), "--mode", "photo"]
@@ -222,6 +224,25 @@ def test_train_generator_then_protect_with_it(tmp_path: Path) -> None:
     assert len(outputs) == len(list(photos.iterdir()))
     assert main(["train-generator", str(photos), "--out", str(out), "--encoder", str(vae),
                  "--floor", "2"]) == 2  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["bilinear", "lanczos"])
+def test_the_generator_trainings_editor_resizes_with_the_filter_it_is_given(name: str) -> None:
+    import torch.nn.functional as F
+
+    from spdesk.core.resample import lanczos_resize
+    from spdesk.core.train_generator import GeneratorTrainConfig, _editor
+
+    config = GeneratorTrainConfig(editor_scale=(0.5, 0.5), jpeg=0, blur=0, editor_filter=name)
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    edited = _editor(torch.Generator().manual_seed(1), config)(x)
+    lanczos = lanczos_resize(x, (24, 32))
+    bilinear = F.interpolate(x, size=(24, 32), mode="bilinear", antialias=True)
+    expected, other = (lanczos, bilinear) if name == "lanczos" else (bilinear, lanczos)
+    assert torch.allclose(edited, expected, atol=1e-6)
+    assert not torch.allclose(edited, other, atol=1e-3)
+    with pytest.raises(ValueError, match="editor_filter"):
+        GeneratorTrainConfig(editor_filter="bicubic")
 
 
 def test_broken_generator_and_eval_settings_are_plain_errors(

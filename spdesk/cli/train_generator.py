@@ -49,6 +49,10 @@ def register(sub: Any) -> None:
         "--editor-scale", type=float, nargs=2, default=(0.5, 1.4), metavar=("LOW", "HIGH"),
         help="range of the editor's resize factor (0.5 1.4)",
     )  # fmt: skip
+    parser.add_argument(
+        "--editor-filter", choices=("bilinear", "lanczos"), default="bilinear",
+        help="how the training's editor resizes: torch's bilinear or Pillow's Lanczos (bilinear)",
+    )  # fmt: skip
     parser.add_argument("--jpeg", type=float, default=0.3, help="share of steps with JPEG")
     parser.add_argument("--jpeg-quality", type=int, default=60, help="lowest JPEG quality (60)")
     parser.add_argument("--width", type=int, default=48, help="network width (48)")
@@ -121,8 +125,8 @@ def _config(args: argparse.Namespace) -> Any:
     return GeneratorTrainConfig(
         eps=args.eps, steps=args.steps, batch=args.batch, size=args.size, lr=args.lr,
         secrecy=args.secrecy, visibility=args.visibility, seed=args.seed, shaping=shaping,
-        ssim=args.ssim, editor_scale=(low, high), jpeg=args.jpeg, jpeg_quality=args.jpeg_quality,
-        time_limit=args.time_limit * 60,
+        ssim=args.ssim, editor_scale=(low, high), editor_filter=args.editor_filter,
+        jpeg=args.jpeg, jpeg_quality=args.jpeg_quality, time_limit=args.time_limit * 60,
         network=GeneratorConfig(width=args.width, blocks=args.blocks),
     )  # fmt: skip
 

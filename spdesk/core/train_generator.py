@@ -37,6 +37,7 @@ from spdesk.core.generator import (
     generate_delta,
     noise_shape,
 )
+from spdesk.core.resample import lanczos_resize
 from spdesk.core.shaping import Shaping
 from spdesk.core.train import (
     load_working_views,
@@ -47,6 +48,7 @@ from spdesk.core.train import (
 )
 
 GRID = 8
+EDITOR_FILTERS = ("bilinear", "lanczos")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class GeneratorTrainConfig:
             a Gaussian blur (sigma 2 px). Smooth, blotchy changes are what perceptual metrics
             and people see most; fine-grained ones hide in the photo's own grain.
         editor_scale: range of the editor's resize factor after protection.
+        editor_filter: how that editor resizes: ``"bilinear"`` (torch's, antialiased when
+            shrinking) or ``"lanczos"`` (Pillow's, as diffusers' image processor resizes).
         ssim: weight of a structural-similarity term: 1 - SSIM of the protected vs the clean
             luminance, at full size and at half size (a differentiable stand-in for what
             SSIMULACRA2 measures, which is not differentiable).
@@ -85,6 +89,7 @@ class GeneratorTrainConfig:
     visibility: float = 0.0
     ssim: float = 0.0
     editor_scale: tuple[float, float] = (0.5, 1.4)
+    editor_filter: str = "bilinear"
     jpeg: float = 0.3
     blur: float = 0.2
     jpeg_quality: int = 60
@@ -94,6 +99,13 @@ class GeneratorTrainConfig:
     max_photos: int | None = None
     shaping: Shaping = field(default_factory=Shaping)
     network: GeneratorConfig = field(default_factory=GeneratorConfig)
+
+    def __post_init__(self) -> None:
+        if self.editor_filter not in EDITOR_FILTERS:
+            raise ValueError(
+                f"editor_filter must be one of {', '.join(EDITOR_FILTERS)}, "
+                f"got {self.editor_filter!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,7 +122,12 @@ def _editor(generator: torch.Generator, config: GeneratorTrainConfig) -> Callabl
 
     def edit(x: torch.Tensor) -> torch.Tensor:
         size = [max(GRID, round(side * scale / GRID) * GRID) for side in x.shape[-2:]]
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=scale < 1, align_corners=False)
+        if config.editor_filter == "lanczos":
+            x = lanczos_resize(x, (size[0], size[1]))
+        else:
+            x = F.interpolate(
+                x, size=size, mode="bilinear", antialias=scale < 1, align_corners=False
+            )
         if use_blur:
             from kornia.filters import gaussian_blur2d
 

@@ -301,6 +301,38 @@ def test_generator_training_averages_an_ensemble_and_stops_at_its_time_limit(
     assert summary["steps_done"] == 1  # the time limit, not the 1000 steps, ended the run
 
 
+def test_every_generator_training_seed_holds_out_the_same_photos(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second stage trained with another --seed must not train on the photos the first stage
+    (and the benchmark) hold out; only --split-seed chooses them."""
+    from test_train import write_photos
+    from tiny_sd import save_tiny_vae
+
+    import spdesk.core.train_generator as module
+    from spdesk.core.encoders import load_encoder
+
+    photos = write_photos(tmp_path / "photos", count=10)
+    encoder = load_encoder(str(save_tiny_vae(tmp_path / "sd")), "cpu")
+    seen: list[list[str]] = []
+    load = module.load_working_views
+
+    def recording(paths: list[Path], view: int) -> Any:
+        seen.append(sorted(path.name for path in paths))
+        return load(paths, view)
+
+    monkeypatch.setattr(module, "load_working_views", recording)
+    for seed, split_seed in [(0, 0), (1, 0), (7, 0), (0, 3)]:
+        config = module.GeneratorTrainConfig(
+            steps=1, batch=2, size=32, view=48, seed=seed, split_seed=split_seed,
+            network=GeneratorConfig(width=8, blocks=1),
+        )  # fmt: skip
+        module.train_generator(photos, encoder, config)
+    assert len(seen[0]) == 7
+    assert seen[1] == seen[0] and seen[2] == seen[0]
+    assert seen[3] != seen[0]
+
+
 def test_a_stop_ends_generator_training_after_the_step_and_keeps_what_was_learnt(
     tmp_path: Path,
 ) -> None:

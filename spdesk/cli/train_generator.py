@@ -60,7 +60,11 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--time-limit", type=float, default=0.0, help="stop after this many minutes (0: none)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seeds the split and every step")
+    parser.add_argument("--seed", type=int, default=0, help="seeds every step (0)")
+    parser.add_argument(
+        "--split-seed", type=int, default=0,
+        help="seeds which photos train and which are held out; the same for every stage (0)",
+    )  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
     parser.set_defaults(func=run)
@@ -125,6 +129,7 @@ def _config(args: argparse.Namespace) -> Any:
     return GeneratorTrainConfig(
         eps=args.eps, steps=args.steps, batch=args.batch, size=args.size, lr=args.lr,
         secrecy=args.secrecy, visibility=args.visibility, seed=args.seed, shaping=shaping,
+        split_seed=args.split_seed,
         ssim=args.ssim, editor_scale=(low, high), editor_filter=args.editor_filter,
         jpeg=args.jpeg, jpeg_quality=args.jpeg_quality, time_limit=args.time_limit * 60,
         network=GeneratorConfig(width=args.width, blocks=args.blocks),

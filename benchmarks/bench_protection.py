@@ -275,7 +275,9 @@ def main() -> None:
         f"the product's, {DEFAULT_FINETUNE_OBJECTIVE})",
     )
     parser.add_argument(
-        "--strengths", default="", help="photo mode also at these budgets (Pareto points), e.g. 4,6"
+        "--strengths",
+        default="",
+        help="photo mode (and each --generator) also at these budgets (Pareto points), e.g. 4,6",
     )
     parser.add_argument(
         "--universal-strengths", default="", help="universal mode also at these budgets, e.g. 4,16"
@@ -359,6 +361,11 @@ def main() -> None:
         *runs,
         *[(path.stem, "photo", path, None, 0, None) for path in args.generator],
         *[(f"photo-specific @{s:g}", "photo", None, s, 0, None) for s in strengths],
+        *[
+            (f"{path.stem} @{s:g}", "photo", path, s, 0, None)
+            for path in args.generator
+            for s in strengths
+        ],
         *[(f"universal @{s:g}", "universal", None, s, 0, None) for s in universal_strengths],
         *[(f"photo fine-tuned {n}", "photo-finetune", None, None, n, None) for n in fine_tune],
     ]:

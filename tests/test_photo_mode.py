@@ -464,7 +464,7 @@ def test_the_kind_of_device_enters_the_photo_mode_fingerprint(
 @pytest.mark.parametrize(
     "bad",
     [["--editor-scale", "2", "1"], ["--jpeg", "1.5"], ["--jpeg-quality", "5"],
-     ["--ssim", "-1"], ["--blocks", "0"], ["--time-limit", "-1"]],
+     ["--ssim", "-1"], ["--blocks", "0"], ["--time-limit", "-1"], ["--split-seed", "-1"]],
 )  # fmt: skip
 def test_train_generator_refuses_bad_settings_before_training_and_writes_nothing(
     tmp_path: Path, bad: list[str], capsys: pytest.CaptureFixture[str]

@@ -124,6 +124,8 @@ def _config(args: argparse.Namespace) -> Any:
     low, high = args.editor_scale
     if not 0.1 <= low <= high <= 4 or args.ssim < 0:
         raise ConfigError("--editor-scale must be 0.1 <= LOW <= HIGH <= 4 and --ssim >= 0.")
+    if args.split_seed < 0:
+        raise ConfigError(f"--split-seed must be 0 or more, got {args.split_seed}.")
     if not 8 <= args.width <= 256 or not 1 <= args.blocks <= 16 or args.time_limit < 0:
         raise ConfigError("--width must be 8..256, --blocks 1..16, --time-limit >= 0.")
     return GeneratorTrainConfig(

@@ -481,6 +481,23 @@ def test_train_generator_refuses_bad_settings_before_training_and_writes_nothing
     assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
 
 
+def test_train_generator_refuses_an_unknown_editor_filter_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_train import write_photos
+
+    from spdesk.cli import main
+
+    photos = write_photos(tmp_path / "photos")
+    out = tmp_path / "gen.safetensors"
+    argv = ["train-generator", str(photos), "--out", str(out), "--encoder", "taesd"]
+    with pytest.raises(SystemExit) as exited:  # argparse's own refusal, before anything loads
+        main([*argv, "--editor-filter", "bicubic"])
+    assert exited.value.code == 2
+    assert "--editor-filter: invalid choice: 'bicubic'" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
+
+
 def test_train_generator_skips_unreadable_photos_and_refuses_a_folder_without_photos(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

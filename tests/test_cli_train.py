@@ -119,6 +119,7 @@ def test_train_with_activation_checkpointing_gives_the_same_perturbation(
         (["--size", "100000"], "from 8 to 2048"),
         (["--steps", "0"], "steps must be from 1"),
         (["--batch", "100000"], "batch must be from 1 to 256"),
+        (["--split-seed", "-1"], "split_seed must be 0 or more"),
     ],
 )
 def test_train_errors_are_plain(

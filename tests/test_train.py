@@ -123,6 +123,52 @@ def test_resume_from_checkpoint_equals_straight_run(
     )
 
 
+def test_every_training_seed_holds_out_the_same_photos(tmp_path: Path) -> None:
+    """A second run with another --seed must not train on the photos the first held out; only
+    --split-seed chooses them."""
+    from spdesk.core.train import _Trainer
+
+    photos = write_photos(tmp_path / "photos", count=10)
+    encoder = load_encoder(str(save_tiny_vae(tmp_path / "sd")), "cpu")
+
+    def held_out(**seeds: int) -> list[str]:
+        trainer = _Trainer(_config(photos, tmp_path, **seeds), encoder, lambda event: None)
+        return sorted(path.name for path in trainer.val_paths)
+
+    first = held_out(seed=0)
+    assert len(first) == 4
+    assert held_out(seed=1) == first and held_out(seed=7, split_seed=0) == first
+    assert held_out(seed=0, split_seed=3) != first
+
+
+def test_a_checkpoint_resumes_only_with_the_photos_it_held_out(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path
+) -> None:
+    """A checkpoint that split by its seed (as every one did before --split-seed) resumes with
+    that split, and is refused, naming the split seed, with another."""
+    photos, vae, encoder = tiny_setup
+    config = _config(photos, vae, objective="latent", steps=4, seed=2, split_seed=2)
+    checkpoint = tmp_path / "run.ckpt.safetensors"
+    token = CancelToken()
+
+    def stop_at_step_2(event: Event) -> None:
+        if isinstance(event, TrainStep) and event.step == 2:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        train_universal(
+            config, encoder=encoder, checkpoint=checkpoint, on_event=stop_at_step_2, cancel=token
+        )
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        assert "split_seed" not in handle.metadata()["settings"]  # as written before the option
+    with pytest.raises(ConfigError, match=r"\(split_seed 2 in the checkpoint, 0 now\)"):
+        train_universal(
+            replace(config, split_seed=0), encoder=encoder, checkpoint=checkpoint, resume=True
+        )
+    resumed = train_universal(config, encoder=encoder, checkpoint=checkpoint, resume=True)
+    assert np.array_equal(resumed.delta, train_universal(config, encoder=encoder).delta)
+
+
 def test_a_checkpoint_from_before_settings_were_stored_names_its_crop_size(
     tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path
 ) -> None:

@@ -89,13 +89,17 @@ def _optimisation_options(group: Any) -> None:
         "--start", choices=("auto", "zero", "random", "sign"), default="auto",
         help="the first perturbation; auto: random when the objective needs it, else zero",
     )  # fmt: skip
-    group.add_argument("--seed", type=int, default=0, help="seeds the split, start and batches")
+    group.add_argument("--seed", type=int, default=0, help="seeds the start and batches (0)")
+    group.add_argument(
+        "--split-seed", type=int, default=0,
+        help="seeds which photos train and which are held out; keep it when --seed changes (0)",
+    )  # fmt: skip
 
 
 def _run_options(group: Any) -> None:
     group.add_argument(
         "--max-photos", type=int, default=None,
-        help="use at most this many of the photos, chosen by --seed (default: all)",
+        help="use at most this many of the photos, chosen by --split-seed (default: all)",
     )  # fmt: skip
     group.add_argument(
         "--val-every", type=int, default=50,
@@ -145,6 +149,7 @@ def _config(args: argparse.Namespace) -> Any:
         max_photos=args.max_photos,
         val_every=args.val_every,
         seed=args.seed,
+        split_seed=args.split_seed,
         device=args.device,
         name=args.name,
         description=args.description,

@@ -85,7 +85,10 @@ class TrainConfig:
         optimizer, step_size, schedule, final_fraction: see :class:`OptimConfig`.
         start: "zero", "random", "sign" or "auto" (random when the objective needs it, else zero).
         robust: EOT transform names ("jpeg", "resize", "crop", "blur").
-        seed: seeds the split, the start, every minibatch, crop and transform.
+        seed: seeds the start, every minibatch, crop and transform.
+        split_seed: seeds which photos train and which validate (and ``max_photos``' choice),
+            apart from ``seed`` so that stages or repeats with other seeds hold out the same
+            photos.
         split: fraction of photos used for training (the rest validate), in (0, 1).
         max_photos: use at most this many photos (after a seeded shuffle); None = all.
         val_every: validate every this many steps (0 = only at the end).
@@ -113,6 +116,7 @@ class TrainConfig:
     start: str = "auto"
     robust: tuple[str, ...] = ()
     seed: int = 0
+    split_seed: int = 0
     split: float = 0.64
     max_photos: int | None = None
     val_every: int = 50
@@ -142,6 +146,8 @@ class TrainConfig:
             )
         if not 0 < self.split < 1:
             raise ConfigError(f"split must be between 0 and 1, got {self.split}.")
+        if self.split_seed < 0:
+            raise ConfigError(f"split_seed must be 0 or more, got {self.split_seed}.")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise ConfigError("micro_batch must be at least 1.")
         Robustness.from_names(self.robust)  # validates the names
@@ -168,6 +174,8 @@ class TrainConfig:
         for name in (*volatile, "name", "description"):
             fields.pop(name)
         fields["robust"] = list(self.robust)
+        if self.split_seed == self.seed:  # keeps the key of checkpoints that split by seed
+            fields.pop("split_seed")
         return fields
 
     def resume_key(self) -> str:
@@ -352,7 +360,7 @@ class _Trainer:
         self.robustness = Robustness.from_names(config.robust)
         root = Path(config.photos)
         self.train_paths, self.val_paths = split_photos(
-            training_photos(root), config.split, config.seed, config.max_photos
+            training_photos(root), config.split, config.split_seed, config.max_photos
         )
         self.train_paths, self.train_views, skipped = load_working_views(
             self.train_paths, config.size
@@ -560,7 +568,9 @@ def settings_differences(path: Path, meta: dict[str, str], config: TrainConfig) 
     if not isinstance(stored, dict):  # an older or damaged header
         size = checkpoint_crop_size(path)
         stored = {"size": size} if size is not None else {}
-    current = config.resumable_settings()
+    if "seed" in stored:  # a checkpoint that split by seed stores no split_seed of its own
+        stored.setdefault("split_seed", stored["seed"])
+    current = config.resumable_settings() | {"split_seed": config.split_seed}
     return [
         f"{name} {_shown_setting(stored[name])} in the checkpoint, "
         f"{_shown_setting(current[name])} now"

@@ -245,6 +245,40 @@ def test_the_generator_trainings_editor_resizes_with_the_filter_it_is_given(name
         GeneratorTrainConfig(editor_filter="bicubic")
 
 
+def test_the_mixed_editor_resizes_with_either_filter_and_leaves_the_others_draws_alone() -> None:
+    import torch.nn.functional as F
+
+    from spdesk.core.resample import lanczos_resize
+    from spdesk.core.train_generator import GeneratorTrainConfig, _editor
+
+    def config(name: str) -> GeneratorTrainConfig:
+        return GeneratorTrainConfig(editor_scale=(0.5, 0.5), jpeg=0, blur=0, editor_filter=name)
+
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    lanczos = lanczos_resize(x, (24, 32))
+    bilinear = F.interpolate(x, size=(24, 32), mode="bilinear", antialias=True)
+    drawn = []
+    for seed in range(16):
+        edited = _editor(torch.Generator().manual_seed(seed), config("mixed"))(x)
+        assert torch.allclose(edited, lanczos, atol=1e-6) or torch.allclose(
+            edited, bilinear, atol=1e-6
+        )
+        drawn.append(torch.allclose(edited, lanczos, atol=1e-6))
+    assert 0 < sum(drawn) < 16
+    # The filter draw comes last: a bilinear run's steps draw what they drew before "mixed".
+    steps = torch.Generator().manual_seed(3)
+    _editor(steps, config("bilinear"))
+    assert torch.equal(torch.rand(4, generator=steps), torch.rand(4, generator=_skip(3, 5)))
+
+
+def _skip(seed: int, draws: int) -> torch.Generator:
+    """A generator seeded with ``seed`` after ``draws`` scalar draws, the editor's count."""
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(draws):
+        torch.rand((), generator=generator)
+    return generator
+
+
 def test_broken_generator_and_eval_settings_are_plain_errors(
     tmp_path: Path, generator_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

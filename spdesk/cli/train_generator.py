@@ -50,8 +50,9 @@ def register(sub: Any) -> None:
         help="range of the editor's resize factor (0.5 1.4)",
     )  # fmt: skip
     parser.add_argument(
-        "--editor-filter", choices=("bilinear", "lanczos"), default="bilinear",
-        help="how the training's editor resizes: torch's bilinear or Pillow's Lanczos (bilinear)",
+        "--editor-filter", choices=("bilinear", "lanczos", "mixed"), default="bilinear",
+        help="how the training's editor resizes: torch's bilinear, Pillow's Lanczos, or either "
+        "drawn per step (bilinear)",
     )  # fmt: skip
     parser.add_argument("--jpeg", type=float, default=0.3, help="share of steps with JPEG")
     parser.add_argument("--jpeg-quality", type=int, default=60, help="lowest JPEG quality (60)")

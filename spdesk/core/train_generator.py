@@ -48,7 +48,7 @@ from spdesk.core.train import (
 )
 
 GRID = 8
-EDITOR_FILTERS = ("bilinear", "lanczos")
+EDITOR_FILTERS = ("bilinear", "lanczos", "mixed")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,9 @@ class GeneratorTrainConfig:
             and people see most; fine-grained ones hide in the photo's own grain.
         editor_scale: range of the editor's resize factor after protection.
         editor_filter: how that editor resizes: ``"bilinear"`` (torch's, antialiased when
-            shrinking) or ``"lanczos"`` (Pillow's, as diffusers' image processor resizes).
+            shrinking), ``"lanczos"`` (Pillow's, as diffusers' image processor resizes) or
+            ``"mixed"`` (either, drawn per step: Lanczos alone trains a finer delta, which a
+            blur or a 0.5x downscale removes).
         ssim: weight of a structural-similarity term: 1 - SSIM of the protected vs the clean
             luminance, at full size and at half size (a differentiable stand-in for what
             SSIMULACRA2 measures, which is not differentiable).
@@ -125,10 +127,13 @@ def _editor(generator: torch.Generator, config: GeneratorTrainConfig) -> Callabl
     quality = float(torch.randint(config.jpeg_quality, 96, (), generator=generator))
     use_blur = float(torch.rand((), generator=generator)) < config.blur
     sigma = 0.3 + 0.9 * float(torch.rand((), generator=generator))
+    lanczos = config.editor_filter == "lanczos"
+    if config.editor_filter == "mixed":  # drawn only here, so the other filters' draws stay
+        lanczos = float(torch.rand((), generator=generator)) < 0.5
 
     def edit(x: torch.Tensor) -> torch.Tensor:
         size = [max(GRID, round(side * scale / GRID) * GRID) for side in x.shape[-2:]]
-        if config.editor_filter == "lanczos":
+        if lanczos:
             x = lanczos_resize(x, (size[0], size[1]))
         else:
             x = F.interpolate(

@@ -84,6 +84,18 @@ def test_seeded_runs_are_reproducible(tiny_setup: tuple[Path, Path, Encoder]) ->
     assert float(np.abs(first.delta).max()) <= 8 / 255 + 1e-7
 
 
+def _cancel_at_step(step: int, config: TrainConfig, encoder: Encoder, checkpoint: Path) -> None:
+    """Start a run that writes ``checkpoint`` and cancel it at ``step``."""
+    token = CancelToken()
+
+    def stop(event: Event) -> None:
+        if isinstance(event, TrainStep) and event.step == step:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        train_universal(config, encoder=encoder, checkpoint=checkpoint, on_event=stop, cancel=token)
+
+
 def test_resume_from_checkpoint_equals_straight_run(
     tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path
 ) -> None:
@@ -91,16 +103,7 @@ def test_resume_from_checkpoint_equals_straight_run(
     config = _config(photos, vae, optimizer="adam", robust=("crop", "jpeg"))
     straight = train_universal(config, encoder=encoder)
     checkpoint = tmp_path / "run.ckpt.safetensors"
-    token = CancelToken()
-
-    def stop_at_step_4(event: Event) -> None:
-        if isinstance(event, TrainStep) and event.step == 4:
-            token.cancel()
-
-    with pytest.raises(Cancelled):
-        train_universal(
-            config, encoder=encoder, checkpoint=checkpoint, on_event=stop_at_step_4, cancel=token
-        )
+    _cancel_at_step(4, config, encoder, checkpoint)
     assert checkpoint.is_file()  # written on cancel, at step 4 (cancel honoured within a step)
     events: list[Event] = []
     resumed = train_universal(
@@ -149,16 +152,7 @@ def test_a_checkpoint_resumes_only_with_the_photos_it_held_out(
     photos, vae, encoder = tiny_setup
     config = _config(photos, vae, objective="latent", steps=4, seed=2, split_seed=2)
     checkpoint = tmp_path / "run.ckpt.safetensors"
-    token = CancelToken()
-
-    def stop_at_step_2(event: Event) -> None:
-        if isinstance(event, TrainStep) and event.step == 2:
-            token.cancel()
-
-    with pytest.raises(Cancelled):
-        train_universal(
-            config, encoder=encoder, checkpoint=checkpoint, on_event=stop_at_step_2, cancel=token
-        )
+    _cancel_at_step(2, config, encoder, checkpoint)
     with safe_open(str(checkpoint), framework="pt") as handle:
         assert "split_seed" not in handle.metadata()["settings"]  # as written before the option
     with pytest.raises(ConfigError, match=r"\(split_seed 2 in the checkpoint, 0 now\)"):

@@ -271,6 +271,27 @@ def test_the_mixed_editor_resizes_with_either_filter_and_leaves_the_others_draws
     assert torch.equal(torch.rand(4, generator=steps), torch.rand(4, generator=_skip(3, 5)))
 
 
+def test_the_mixed_editor_draws_lanczos_at_the_share_it_is_given() -> None:
+    import torch.nn.functional as F
+
+    from spdesk.core.train_generator import GeneratorTrainConfig, _editor
+
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    bilinear = F.interpolate(x, size=(24, 32), mode="bilinear", antialias=True)
+
+    def lanczos_steps(share: float) -> int:
+        config = GeneratorTrainConfig(
+            editor_scale=(0.5, 0.5), jpeg=0, blur=0, editor_filter="mixed", lanczos_share=share
+        )
+        edits = [_editor(torch.Generator().manual_seed(s), config)(x) for s in range(200)]
+        return sum(not torch.allclose(edit, bilinear, atol=1e-6) for edit in edits)
+
+    assert lanczos_steps(0.0) == 0 and lanczos_steps(1.0) == 200
+    assert 120 < lanczos_steps(0.8) < 190 and 70 < lanczos_steps(0.5) < 130
+    with pytest.raises(ValueError, match="lanczos_share"):
+        GeneratorTrainConfig(editor_filter="mixed", lanczos_share=-0.1)
+
+
 def _skip(seed: int, draws: int) -> torch.Generator:
     """A generator seeded with ``seed`` after ``draws`` scalar draws, the editor's count."""
     generator = torch.Generator().manual_seed(seed)
@@ -498,7 +519,8 @@ def test_the_kind_of_device_enters_the_photo_mode_fingerprint(
 @pytest.mark.parametrize(
     "bad",
     [["--editor-scale", "2", "1"], ["--jpeg", "1.5"], ["--jpeg-quality", "5"],
-     ["--ssim", "-1"], ["--blocks", "0"], ["--time-limit", "-1"], ["--split-seed", "-1"]],
+     ["--ssim", "-1"], ["--blocks", "0"], ["--time-limit", "-1"], ["--split-seed", "-1"],
+     ["--lanczos-share", "1.5"], ["--lanczos-share", "0.7"]],
 )  # fmt: skip
 def test_train_generator_refuses_bad_settings_before_training_and_writes_nothing(
     tmp_path: Path, bad: list[str], capsys: pytest.CaptureFixture[str]

@@ -54,6 +54,10 @@ def register(sub: Any) -> None:
         help="how the training's editor resizes: torch's bilinear, Pillow's Lanczos, or either "
         "drawn per step (bilinear)",
     )  # fmt: skip
+    parser.add_argument(
+        "--lanczos-share", type=float, default=0.5,
+        help="with --editor-filter mixed: the share of steps that resize with Lanczos (0.5)",
+    )  # fmt: skip
     parser.add_argument("--jpeg", type=float, default=0.3, help="share of steps with JPEG")
     parser.add_argument("--jpeg-quality", type=int, default=60, help="lowest JPEG quality (60)")
     parser.add_argument("--width", type=int, default=48, help="network width (48)")
@@ -127,6 +131,10 @@ def _config(args: argparse.Namespace) -> Any:
         raise ConfigError("--editor-scale must be 0.1 <= LOW <= HIGH <= 4 and --ssim >= 0.")
     if args.split_seed < 0:
         raise ConfigError(f"--split-seed must be 0 or more, got {args.split_seed}.")
+    if not 0 <= args.lanczos_share <= 1:
+        raise ConfigError(f"--lanczos-share must be in [0, 1], got {args.lanczos_share}.")
+    if args.lanczos_share != 0.5 and args.editor_filter != "mixed":
+        raise ConfigError("--lanczos-share needs --editor-filter mixed.")
     if not 8 <= args.width <= 256 or not 1 <= args.blocks <= 16 or args.time_limit < 0:
         raise ConfigError("--width must be 8..256, --blocks 1..16, --time-limit >= 0.")
     return GeneratorTrainConfig(
@@ -134,7 +142,8 @@ def _config(args: argparse.Namespace) -> Any:
         secrecy=args.secrecy, visibility=args.visibility, seed=args.seed, shaping=shaping,
         split_seed=args.split_seed,
         ssim=args.ssim, editor_scale=(low, high), editor_filter=args.editor_filter,
-        jpeg=args.jpeg, jpeg_quality=args.jpeg_quality, time_limit=args.time_limit * 60,
+        lanczos_share=args.lanczos_share, jpeg=args.jpeg, jpeg_quality=args.jpeg_quality,
+        time_limit=args.time_limit * 60,
         network=GeneratorConfig(width=args.width, blocks=args.blocks),
     )  # fmt: skip
 

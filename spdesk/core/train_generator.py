@@ -69,6 +69,9 @@ class GeneratorTrainConfig:
             shrinking), ``"lanczos"`` (Pillow's, as diffusers' image processor resizes) or
             ``"mixed"`` (either, drawn per step: Lanczos alone trains a finer delta, which a
             blur or a 0.5x downscale removes).
+        lanczos_share: with ``"mixed"``, the odds that a step draws Lanczos (0.5: even odds;
+            more trades the blur and downscale robustness bilinear teaches for Lanczos's
+            finer, less visible delta).
         ssim: weight of a structural-similarity term: 1 - SSIM of the protected vs the clean
             luminance, at full size and at half size (a differentiable stand-in for what
             SSIMULACRA2 measures, which is not differentiable).
@@ -97,6 +100,7 @@ class GeneratorTrainConfig:
     ssim: float = 0.0
     editor_scale: tuple[float, float] = (0.5, 1.4)
     editor_filter: str = "bilinear"
+    lanczos_share: float = 0.5
     jpeg: float = 0.3
     blur: float = 0.2
     jpeg_quality: int = 60
@@ -114,6 +118,8 @@ class GeneratorTrainConfig:
                 f"editor_filter must be one of {', '.join(EDITOR_FILTERS)}, "
                 f"got {self.editor_filter!r}"
             )
+        if not 0 <= self.lanczos_share <= 1:
+            raise ValueError(f"lanczos_share must be in [0, 1], got {self.lanczos_share}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,7 +135,7 @@ def _editor(generator: torch.Generator, config: GeneratorTrainConfig) -> Callabl
     sigma = 0.3 + 0.9 * float(torch.rand((), generator=generator))
     lanczos = config.editor_filter == "lanczos"
     if config.editor_filter == "mixed":  # drawn only here, so the other filters' draws stay
-        lanczos = float(torch.rand((), generator=generator)) < 0.5
+        lanczos = float(torch.rand((), generator=generator)) < config.lanczos_share
 
     def edit(x: torch.Tensor) -> torch.Tensor:
         size = [max(GRID, round(side * scale / GRID) * GRID) for side in x.shape[-2:]]

@@ -241,7 +241,7 @@ def test_the_generator_trainings_editor_resizes_with_the_filter_it_is_given(name
     expected, other = (lanczos, bilinear) if name == "lanczos" else (bilinear, lanczos)
     assert torch.allclose(edited, expected, atol=1e-6)
     assert not torch.allclose(edited, other, atol=1e-3)
-    with pytest.raises(ValueError, match="editor_filter"):
+    with pytest.raises(ConfigError, match="editor_filter"):
         GeneratorTrainConfig(editor_filter="bicubic")
 
 
@@ -288,8 +288,22 @@ def test_the_mixed_editor_draws_lanczos_at_the_share_it_is_given() -> None:
 
     assert lanczos_steps(0.0) == 0 and lanczos_steps(1.0) == 200
     assert 120 < lanczos_steps(0.8) < 190 and 70 < lanczos_steps(0.5) < 130
-    with pytest.raises(ValueError, match="lanczos_share"):
+    with pytest.raises(ConfigError, match="lanczos_share"):
         GeneratorTrainConfig(editor_filter="mixed", lanczos_share=-0.1)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"eps": 0}, {"steps": 0}, {"batch": 300}, {"size": 30}, {"lr": 0}, {"ssim": -1},
+     {"editor_scale": (1.2, 0.8)}, {"jpeg": 2}, {"jpeg_quality": 99}, {"time_limit": -1},
+     {"split_seed": -1}, {"network": GeneratorConfig(width=4)}],
+)  # fmt: skip
+def test_the_generator_training_settings_refuse_what_is_out_of_range(bad: dict) -> None:
+    from spdesk.core.train_generator import GeneratorTrainConfig
+
+    name = "width" if "network" in bad else next(iter(bad))
+    with pytest.raises(ConfigError, match=f"^{name} must be"):
+        GeneratorTrainConfig(**bad)
 
 
 def _skip(seed: int, draws: int) -> torch.Generator:
@@ -520,7 +534,8 @@ def test_the_kind_of_device_enters_the_photo_mode_fingerprint(
     "bad",
     [["--editor-scale", "2", "1"], ["--jpeg", "1.5"], ["--jpeg-quality", "5"],
      ["--ssim", "-1"], ["--blocks", "0"], ["--time-limit", "-1"], ["--split-seed", "-1"],
-     ["--lanczos-share", "1.5"], ["--lanczos-share", "0.7"]],
+     ["--lanczos-share", "1.5"], ["--lanczos-share", "0.7"], ["--eps", "-3"], ["--size", "36"],
+     ["--width", "4"]],
 )  # fmt: skip
 def test_train_generator_refuses_bad_settings_before_training_and_writes_nothing(
     tmp_path: Path, bad: list[str], capsys: pytest.CaptureFixture[str]

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from spdesk.core.encoders import Encoder
-from spdesk.core.errors import Cancelled
+from spdesk.core.errors import Cancelled, ConfigError
 from spdesk.core.events import CancelToken
 from spdesk.core.generator import (
     DeltaGenerator,
@@ -113,13 +113,31 @@ class GeneratorTrainConfig:
     network: GeneratorConfig = field(default_factory=GeneratorConfig)
 
     def __post_init__(self) -> None:
-        if self.editor_filter not in EDITOR_FILTERS:
-            raise ValueError(
-                f"editor_filter must be one of {', '.join(EDITOR_FILTERS)}, "
-                f"got {self.editor_filter!r}"
-            )
-        if not 0 <= self.lanczos_share <= 1:
-            raise ValueError(f"lanczos_share must be in [0, 1], got {self.lanczos_share}")
+        """Refuse settings out of range (ConfigError, starting with the setting's name)."""
+        low, high = self.editor_scale
+        checks = [
+            ("eps", 0 < self.eps <= 64, "in (0, 64] 8-bit steps"),
+            ("steps", 1 <= self.steps <= 100_000, "1..100000"),
+            ("batch", 1 <= self.batch <= 256, "1..256"),
+            ("size", 32 <= self.size <= 1024 and self.size % 8 == 0,
+             "a multiple of 8 from 32 to 1024"),
+            ("lr", self.lr > 0, "positive"),
+            ("ssim", self.ssim >= 0, ">= 0"),
+            ("editor_scale", 0.1 <= low <= high <= 4, "0.1 <= LOW <= HIGH <= 4"),
+            ("editor_filter", self.editor_filter in EDITOR_FILTERS,
+             f"one of {', '.join(EDITOR_FILTERS)}"),
+            ("lanczos_share", 0 <= self.lanczos_share <= 1, "in [0, 1]"),
+            ("jpeg", 0 <= self.jpeg <= 1, "in [0, 1]"),
+            ("jpeg_quality", 10 <= self.jpeg_quality <= 95, "10..95"),
+            ("time_limit", self.time_limit >= 0, ">= 0"),
+            ("split_seed", self.split_seed >= 0, "0 or more"),
+            ("width", 8 <= self.network.width <= 256, "8..256"),
+            ("blocks", 1 <= self.network.blocks <= 16, "1..16"),
+        ]  # fmt: skip
+        for name, ok, allowed in checks:
+            if not ok:
+                value = getattr(self.network if name in ("width", "blocks") else self, name)
+                raise ConfigError(f"{name} must be {allowed}, got {value!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

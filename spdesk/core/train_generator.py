@@ -70,8 +70,7 @@ class GeneratorTrainConfig:
             ``"mixed"`` (either, drawn per step: Lanczos alone trains a finer delta, which a
             blur or a 0.5x downscale removes).
         lanczos_share: with ``"mixed"``, the odds that a step draws Lanczos (0.5: even odds;
-            more trades the blur and downscale robustness bilinear teaches for Lanczos's
-            finer, less visible delta).
+            resources/generators/RECIPE.md has what another share measured).
         ssim: weight of a structural-similarity term: 1 - SSIM of the protected vs the clean
             luminance, at full size and at half size (a differentiable stand-in for what
             SSIMULACRA2 measures, which is not differentiable).

@@ -298,7 +298,7 @@ def test_the_mixed_editor_draws_lanczos_at_the_share_it_is_given() -> None:
      {"editor_scale": (1.2, 0.8)}, {"jpeg": 2}, {"jpeg_quality": 99}, {"time_limit": -1},
      {"split_seed": -1}, {"network": GeneratorConfig(width=4)}],
 )  # fmt: skip
-def test_the_generator_training_settings_refuse_what_is_out_of_range(bad: dict) -> None:
+def test_the_generator_training_settings_refuse_what_is_out_of_range(bad: dict[str, Any]) -> None:
     from spdesk.core.train_generator import GeneratorTrainConfig
 
     name = "width" if "network" in bad else next(iter(bad))

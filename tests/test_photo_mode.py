@@ -296,7 +296,9 @@ def test_the_mixed_editor_draws_lanczos_at_the_share_it_is_given() -> None:
     "bad",
     [{"eps": 0}, {"steps": 0}, {"batch": 300}, {"size": 30}, {"lr": 0}, {"ssim": -1},
      {"editor_scale": (1.2, 0.8)}, {"jpeg": 2}, {"jpeg_quality": 99}, {"time_limit": -1},
-     {"split_seed": -1}, {"network": GeneratorConfig(width=4)}],
+     {"split_seed": -1}, {"network": GeneratorConfig(width=4)}, {"lanczos_share": 0.7},
+     {"secrecy": -0.5}, {"visibility": -1}, {"blur": 1.5}, {"split": 1.0}, {"view": 8},
+     {"max_photos": 0}],
 )  # fmt: skip
 def test_the_generator_training_settings_refuse_what_is_out_of_range(bad: dict[str, Any]) -> None:
     from spdesk.core.train_generator import GeneratorTrainConfig

@@ -116,8 +116,6 @@ def _config(args: argparse.Namespace) -> Any:
     from spdesk.core.shaping import Shaping
     from spdesk.core.train_generator import GeneratorTrainConfig
 
-    if args.lanczos_share != 0.5 and args.editor_filter != "mixed":
-        raise ConfigError("--lanczos-share needs --editor-filter mixed.")
     if args.time_limit < 0:  # in minutes here, seconds in the core
         raise ConfigError(f"--time-limit must be >= 0 minutes, got {args.time_limit}.")
     try:

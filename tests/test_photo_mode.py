@@ -271,6 +271,41 @@ def test_the_mixed_editor_resizes_with_either_filter_and_leaves_the_others_draws
     assert torch.equal(torch.rand(4, generator=steps), torch.rand(4, generator=_skip(3, 5)))
 
 
+def test_jpeg_first_compresses_at_the_photos_own_size_before_the_editor_resizes() -> None:
+    import torch.nn.functional as F
+    from kornia.enhance import jpeg_codec_differentiable
+
+    from spdesk.core.train_generator import GeneratorTrainConfig, _editor
+
+    def resize(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=(24, 32), mode="bilinear", antialias=True)
+
+    def compress(x: torch.Tensor) -> torch.Tensor:
+        return jpeg_codec_differentiable(x, x.new_tensor([quality]))
+
+    def edited(first: float, seed: int = 0) -> torch.Tensor:
+        config = GeneratorTrainConfig(
+            editor_scale=(0.5, 0.5), jpeg=1, jpeg_quality=70, blur=0, jpeg_first=first
+        )
+        return _editor(torch.Generator().manual_seed(seed), config)(x)
+
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    quality = float(torch.randint(70, 96, (), generator=_skip(0, 2)))  # the editor's draw
+    before, after = resize(compress(x)), compress(resize(x))
+    assert not torch.allclose(before, after, atol=1e-3)
+    assert torch.allclose(edited(1.0), before, atol=1e-5)
+    assert torch.allclose(edited(0.0), after, atol=1e-5)
+    # A share in between draws the order per step (the other draws are the same per seed).
+    orders = {torch.allclose(edited(0.5, seed), edited(0.0, seed)) for seed in range(12)}
+    assert orders == {True, False}
+    # The order is drawn last and only when asked for: old recipes draw what they drew.
+    steps = torch.Generator().manual_seed(3)
+    _editor(steps, GeneratorTrainConfig(jpeg_first=0.0))
+    assert torch.equal(torch.rand(4, generator=steps), torch.rand(4, generator=_skip(3, 5)))
+    with pytest.raises(ConfigError, match=r"^jpeg_first must be"):
+        GeneratorTrainConfig(jpeg_first=1.5)
+
+
 def test_the_mixed_editor_draws_lanczos_at_the_share_it_is_given() -> None:
     import torch.nn.functional as F
 
@@ -537,7 +572,7 @@ def test_the_kind_of_device_enters_the_photo_mode_fingerprint(
     [["--editor-scale", "2", "1"], ["--jpeg", "1.5"], ["--jpeg-quality", "5"],
      ["--ssim", "-1"], ["--blocks", "0"], ["--time-limit", "-1"], ["--split-seed", "-1"],
      ["--lanczos-share", "1.5"], ["--lanczos-share", "0.7"], ["--eps", "-3"], ["--size", "36"],
-     ["--width", "4"]],
+     ["--width", "4"], ["--jpeg-first", "2"]],
 )  # fmt: skip
 def test_train_generator_refuses_bad_settings_before_training_and_writes_nothing(
     tmp_path: Path, bad: list[str], capsys: pytest.CaptureFixture[str]

@@ -60,6 +60,11 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     parser.add_argument("--jpeg", type=float, default=0.3, help="share of steps with JPEG")
     parser.add_argument("--jpeg-quality", type=int, default=60, help="lowest JPEG quality (60)")
+    parser.add_argument(
+        "--jpeg-first", type=float, default=0.0,
+        help="share of JPEG steps that compress before the editor's resize, at the photo's own "
+        "size, as a platform recompresses a posted photo (0)",
+    )  # fmt: skip
     parser.add_argument("--width", type=int, default=48, help="network width (48)")
     parser.add_argument("--blocks", type=int, default=3, help="residual blocks (3)")
     parser.add_argument(
@@ -128,7 +133,8 @@ def _config(args: argparse.Namespace) -> Any:
             secrecy=args.secrecy, visibility=args.visibility, seed=args.seed, shaping=shaping,
             split_seed=args.split_seed, ssim=args.ssim, editor_scale=tuple(args.editor_scale),
             editor_filter=args.editor_filter, lanczos_share=args.lanczos_share, jpeg=args.jpeg,
-            jpeg_quality=args.jpeg_quality, time_limit=args.time_limit * 60,
+            jpeg_quality=args.jpeg_quality, jpeg_first=args.jpeg_first,
+            time_limit=args.time_limit * 60,
             network=GeneratorConfig(width=args.width, blocks=args.blocks),
         )  # fmt: skip
     except ConfigError as error:  # name the option, not the core's field

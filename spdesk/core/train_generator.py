@@ -77,6 +77,10 @@ class GeneratorTrainConfig:
         jpeg, blur: probability that a step also JPEG-compresses (quality ``jpeg_quality`` to
             95) or blurs (sigma 0.3-1.2) what the encoder sees.
         jpeg_quality: lowest JPEG quality a step may use.
+        jpeg_first: the share of JPEG steps that compress before the editor's resize, at the
+            photo's own size, as a platform recompresses a posted photo before an editor
+            fetches it (and as the evaluation's JPEG attacks do); the others compress what the
+            editor resized. 0 (the default) keeps the draws of earlier runs.
         time_limit: seconds of training at most (0: no limit). The learning-rate schedule
             follows whichever runs out first, steps or time, so a time-boxed run on a fast
             GPU still ends with a decayed rate.
@@ -103,6 +107,7 @@ class GeneratorTrainConfig:
     jpeg: float = 0.3
     blur: float = 0.2
     jpeg_quality: int = 60
+    jpeg_first: float = 0.0
     time_limit: float = 0.0
     seed: int = 0
     split: float = 0.7
@@ -133,6 +138,7 @@ class GeneratorTrainConfig:
             ("jpeg", 0 <= self.jpeg <= 1, "in [0, 1]"),
             ("blur", 0 <= self.blur <= 1, "in [0, 1]"),
             ("jpeg_quality", 10 <= self.jpeg_quality <= 95, "10..95"),
+            ("jpeg_first", 0 <= self.jpeg_first <= 1, "in [0, 1]"),
             ("time_limit", self.time_limit >= 0, ">= 0"),
             ("split", 0 < self.split < 1, "in (0, 1)"),
             ("split_seed", self.split_seed >= 0, "0 or more"),
@@ -161,8 +167,18 @@ def _editor(generator: torch.Generator, config: GeneratorTrainConfig) -> Callabl
     lanczos = config.editor_filter == "lanczos"
     if config.editor_filter == "mixed":  # drawn only here, so the other filters' draws stay
         lanczos = float(torch.rand((), generator=generator)) < config.lanczos_share
+    jpeg_first = False
+    if config.jpeg_first > 0:  # drawn only here, as above
+        jpeg_first = float(torch.rand((), generator=generator)) < config.jpeg_first
+
+    def compress(x: torch.Tensor) -> torch.Tensor:
+        from kornia.enhance import jpeg_codec_differentiable
+
+        return jpeg_codec_differentiable(x.clamp(0, 1), x.new_tensor([quality]))
 
     def edit(x: torch.Tensor) -> torch.Tensor:
+        if use_jpeg and jpeg_first:
+            x = compress(x)
         size = [max(GRID, round(side * scale / GRID) * GRID) for side in x.shape[-2:]]
         if lanczos:
             x = lanczos_resize(x, (size[0], size[1]))
@@ -174,10 +190,8 @@ def _editor(generator: torch.Generator, config: GeneratorTrainConfig) -> Callabl
             from kornia.filters import gaussian_blur2d
 
             x = gaussian_blur2d(x, (5, 5), (sigma, sigma), border_type="reflect")
-        if use_jpeg:
-            from kornia.enhance import jpeg_codec_differentiable
-
-            x = jpeg_codec_differentiable(x.clamp(0, 1), x.new_tensor([quality]))
+        if use_jpeg and not jpeg_first:
+            x = compress(x)
         return x
 
     return edit

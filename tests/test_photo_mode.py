@@ -226,6 +226,71 @@ def test_train_generator_then_protect_with_it(tmp_path: Path) -> None:
                  "--floor", "2"]) == 2  # fmt: skip
 
 
+def _constant_generator(pattern: str) -> Any:
+    """A generator whose raw output ignores its input: +1 everywhere ("smooth") or a pixel
+    checkerboard ("fine"), set through the last convolution's bias."""
+    from spdesk.core.generator import FOLD, DeltaGenerator
+
+    model = DeltaGenerator(GeneratorConfig(width=8, blocks=1))
+    last = model.net[-1]
+    torch.nn.init.zeros_(last.weight)
+    rows, cols = torch.meshgrid(torch.arange(FOLD), torch.arange(FOLD), indexing="ij")
+    sign = torch.ones(FOLD, FOLD) if pattern == "smooth" else (-1.0) ** (rows + cols)
+    with torch.no_grad():  # folded channel c * FOLD² + i * FOLD + j is pixel (i, j) of a block
+        last.bias.copy_(3 * sign.flatten().repeat(3))
+    return model
+
+
+def test_the_held_out_check_tells_a_coarse_generator_from_a_fine_one(tmp_path: Path) -> None:
+    from spdesk.core.train_generator import (
+        COARSE_SHARE,
+        GeneratorTrainConfig,
+        held_out_coarseness,
+    )
+
+    photos = []
+    for index in range(3):
+        photos.append(tmp_path / f"{index}.png")
+        _photo(96, 128, seed=index).save(photos[-1])
+    config = GeneratorTrainConfig(size=32, view=96)
+    device = torch.device("cpu")
+    smooth = held_out_coarseness(_constant_generator("smooth"), photos, config, device)
+    fine = held_out_coarseness(_constant_generator("fine"), photos, config, device)
+    assert smooth is not None and fine is not None and smooth["photos"] == 3
+    assert fine["random_signs"] == smooth["random_signs"]  # the same crops and signs
+    assert fine["low_frequency_share"] < smooth["random_signs"] < COARSE_SHARE
+    assert smooth["low_frequency_share"] > COARSE_SHARE
+    again = held_out_coarseness(_constant_generator("smooth"), photos, config, device)
+    assert again == smooth  # seeded: the same file scores the same
+    (tmp_path / "bad.png").write_bytes(b"not a photo")
+    assert held_out_coarseness(_constant_generator("smooth"), [tmp_path / "bad.png"], config,
+                               device) is None  # fmt: skip
+
+
+def test_train_generator_warns_when_the_new_file_is_coarse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_train import write_photos
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.cli import main
+    from spdesk.core import train_generator
+
+    photos, vae = write_photos(tmp_path / "photos"), save_tiny_vae(tmp_path / "sd")
+    argv = ["train-generator", str(photos), "--out", str(tmp_path / "g.safetensors")]
+    argv += ["--encoder", str(vae), "--steps", "1", "--batch", "2", "--size", "32"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Held-out check (" in printed and "random signs under the same shaping" in printed
+    check = {"low_frequency_share": 0.05, "random_signs": 0.01, "photos": 2}
+    monkeypatch.setattr(train_generator, "held_out_coarseness", lambda *args: check)
+    assert main([*argv, "--force"]) == 0
+    assert "Warning: above 0.02, this file's protection is coarse" in capsys.readouterr().out
+    monkeypatch.setattr(train_generator, "held_out_coarseness", lambda *args: None)
+    assert main([*argv, "--force", "--json"]) == 0
+    assert '"held_out_check": null' in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("name", ["bilinear", "lanczos"])
 def test_the_generator_trainings_editor_resizes_with_the_filter_it_is_given(name: str) -> None:
     import torch.nn.functional as F
@@ -434,9 +499,11 @@ def test_every_generator_training_seed_holds_out_the_same_photos(
             network=GeneratorConfig(width=8, blocks=1),
         )  # fmt: skip
         module.train_generator(photos, encoder, config)
-    assert len(seen[0]) == 7
-    assert seen[1] == seen[0] and seen[2] == seen[0]
-    assert seen[3] != seen[0]
+    trained, checked = seen[0::2], seen[1::2]  # each run loads its training, then held-out photos
+    assert len(trained[0]) == 7 and len(checked[0]) == 3
+    assert trained[1] == trained[0] and trained[2] == trained[0]
+    assert trained[3] != trained[0]
+    assert all(not set(c) & set(t) for c, t in zip(checked, trained, strict=True))
 
 
 def test_a_stop_ends_generator_training_after_the_step_and_keeps_what_was_learnt(

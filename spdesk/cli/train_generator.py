@@ -155,3 +155,24 @@ def _report(args: argparse.Namespace, summary: dict[str, Any], steps: int) -> No
     print(f"Saved {args.out} ({summary['train_photos']} training photos).")
     for photo in summary["skipped_photos"]:  # unreadable: trained without them
         print(f"Skipped {photo['name']}: {photo['reason']}")
+    _report_coarseness(summary["held_out_check"])
+
+
+def _report_coarseness(check: dict[str, Any] | None) -> None:
+    """Say how coarse the new file's deltas are on held-out photos, and when to measure it."""
+    from spdesk.core.train_generator import COARSE_SHARE
+
+    if check is None:
+        print("No held-out photo could be read: the file's grain was not checked.")
+        return
+    share, signs = check["low_frequency_share"], check["random_signs"]
+    print(
+        f"Held-out check ({check['photos']} photos): low-frequency share {share:.4f}, "
+        f"random signs under the same shaping {signs:.4f}."
+    )
+    if share > COARSE_SHARE:
+        print(
+            f"Warning: above {COARSE_SHARE}, this file's protection is coarse and likely plainly "
+            "visible (the same recipe can end so with another seed). Measure it before use: "
+            "spdesk eval --photos FOLDER --encoder taesd --generator FILE."
+        )

@@ -48,9 +48,10 @@ from spdesk.core.train import (
 )
 
 GRID = 8
-# The held-out check's line between fine-grained and coarse files: every file that measured
-# SSIMULACRA2 70-72 on held-out photos scored 0.005-0.008 below, files that measured 30-49 scored
-# 0.037-0.049, and their first stages 0.014 and 0.042-0.054 (resources/generators/RECIPE.md).
+# The held-out check's line between fine-grained and coarse files: every generator that measured
+# SSIMULACRA2 about 70 on held-out photos scores 0.005-0.007, the two that measured 30 and 49
+# score 0.034-0.045, their first stages 0.013-0.014 against 0.039-0.050 (random signs: 0.013;
+# benchmarks/bench_generator_grain.py, resources/generators/RECIPE.md).
 COARSE_SHARE = 0.02
 CHECK_PHOTOS, CHECK_CROPS = 8, 48
 EDITOR_FILTERS = ("bilinear", "lanczos", "mixed")

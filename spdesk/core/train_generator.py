@@ -48,10 +48,11 @@ from spdesk.core.train import (
 )
 
 GRID = 8
-# The held-out check's line between fine-grained and coarse files: every generator that measured
-# SSIMULACRA2 about 70 on held-out photos scores 0.005-0.007, the four that measured 29-49 score
-# 0.034-0.063, their first stages 0.013-0.014 against 0.039-0.098 (random signs: 0.013;
-# benchmarks/bench_generator_grain.py, resources/generators/RECIPE.md).
+# The held-out check's line between fine-grained and coarse files: every fine-grained generator
+# (SSIMULACRA2 67-72 on held-out photos) scores 0.004-0.007, the four coarse ones (29-49) score
+# 0.034-0.063, their first stages 0.004-0.014 against 0.039-0.098 (random signs: 0.013;
+# benchmarks/bench_generator_grain.py, resources/generators/RECIPE.md). It does not rank
+# fine-grained files against each other.
 COARSE_SHARE = 0.02
 CHECK_PHOTOS, CHECK_CROPS = 8, 48
 EDITOR_FILTERS = ("bilinear", "lanczos", "mixed")

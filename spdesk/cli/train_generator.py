@@ -30,7 +30,11 @@ def register(sub: Any) -> None:
         "--force", action="store_true",
         help="replace --out even if it exists and is not a generator file",
     )  # fmt: skip
-    parser.add_argument("--encoder", required=True, help="'taesd', 'sd15', a folder or file")
+    parser.add_argument(
+        "--encoder", required=True,
+        help="'taesd', 'sd15', a folder or file, or several, comma-separated (an ensemble: the "
+        "strength term is averaged over them)",
+    )  # fmt: skip
     parser.add_argument("--init", type=Path, default=None, help="generator to start from")
     parser.add_argument("--steps", type=int, default=800, help="training steps (800)")
     parser.add_argument("--batch", type=int, default=6, help="crops per step (6)")

@@ -91,6 +91,26 @@ def test_processes_starting_together_all_get_the_one_key_made(
     assert keys == {key_path().read_bytes()}  # never a half-written key read, never two keys
 
 
+def test_a_new_key_removes_the_copies_killed_processes_left_not_one_being_written() -> None:
+    # A process killed between writing its temporary key file and removing it left a hidden
+    # copy of the key; deleting protection.key to start a new key kept the old one on disk.
+    import time
+
+    old_key = install_key()
+    folder = key_path().parent
+    killed = folder / ".protection.key.4242.deadbeef"
+    os.link(key_path(), killed)  # killed after linking: a second name for the key
+    an_hour_ago = time.time() - 3600
+    os.utime(killed, (an_hour_ago, an_hour_ago))
+    starting = folder / ".protection.key.4343.cafef00d"  # another process, writing just now
+    starting.write_bytes(b"x" * 32)
+    key_path().unlink()
+
+    new_key = install_key()
+    assert new_key != old_key and not killed.exists() and starting.exists()
+    assert all(old_key not in p.read_bytes() for p in folder.iterdir() if p.is_file())
+
+
 def test_key_from_the_environment_and_bad_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_KEY, "ab" * 32)
     assert install_key() == bytes.fromhex("ab" * 32)

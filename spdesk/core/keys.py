@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,7 @@ def _create(path: Path) -> bytes:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path)
         _write_private(tmp, key)
         try:
             os.link(tmp, path)
@@ -89,6 +91,24 @@ def _create(path: Path) -> bytes:
         raise _key_error(output_error(error, path), path) from error
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# A process makes and links its temporary key file within milliseconds; one older than this was
+# left by a process killed in between (a hard link to a key, or a key never used).
+_STALE_AFTER_S = 60.0
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary key files (``.protection.key.<pid>.<hex>``) that killed processes
+    left beside ``path``: a key the user deleted, to start a new one, must not live on in a
+    hidden copy."""
+    now = time.time()
+    for leftover in path.parent.glob(f".{path.name}.*"):
+        try:
+            if now - leftover.lstat().st_mtime > _STALE_AFTER_S:
+                leftover.unlink()
+        except OSError:  # gone meanwhile, or not ours to delete: harmless
+            continue
 
 
 def _key_error(error: OutputError, path: Path) -> OutputError:

@@ -28,7 +28,12 @@ from spdesk.core.photo_finetune import PhotoFineTuner
 LOOSER = {
     "bundled budget": {},
     "flat areas: half the budget": {"floor": 0.5},
-    "full budget everywhere, luminance only": {"floor": 1.0, "colour": 0.0, "dark_ref": 0.0},
+    "full budget everywhere, luminance only": {
+        "floor": 1.0,
+        "colour": 0.0,
+        "dark_ref": 0.0,
+        "ceiling": 1.0,
+    },
 }
 
 

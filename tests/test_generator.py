@@ -17,7 +17,7 @@ from spdesk.core.generator import (
     noise_shape,
     shaping_to_dict,
 )
-from spdesk.core.generator_file import read_spec, save_generator
+from spdesk.core.generator_file import read_spec, save_generator, with_ceiling
 from spdesk.core.photo_protect import load_generator
 from spdesk.core.shaping import Shaping
 
@@ -70,6 +70,33 @@ def test_file_round_trip(tmp_path: Path) -> None:
     assert spec.shaping["window"] == 7 and isinstance(spec.shaping["window"], int)
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor)
+
+
+def test_a_ceiling_set_after_training_keeps_the_weights_and_scales_the_protection(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    from spdesk.core.photo_protect import GeneratorProtector
+
+    full = _save(tmp_path / "g.safetensors", _model(3))
+    lower = with_ceiling(full, tmp_path / "g75.safetensors", 0.75)
+    loaded, spec = load_generator(lower)
+    assert spec.shaping["ceiling"] == 0.75 and spec.name == "test"
+    assert spec.metadata["ceiling_set_after_training"] == 0.75
+    for name, tensor in _model(3).state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor)
+    images, noise = torch.rand(1, 3, 32, 32), _noise(32, 32, 1)
+    with torch.no_grad():
+        at_full = generate_delta(_model(3), images, noise, 8, Shaping())
+        at_lower = generate_delta(loaded, images, noise, 8, Shaping(**spec.shaping))  # type: ignore[arg-type]
+    torch.testing.assert_close(at_lower, 0.75 * at_full)
+    view = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    protector = GeneratorProtector(lower, strength=8, key=bytes(32))
+    assert np.abs(protector.working_delta(view)).max() <= 0.75 * 8 + 1e-4
+    with pytest.raises(PerturbationFileError, match="ceiling"):
+        with_ceiling(full, tmp_path / "bad.safetensors", 1.5)
+    assert not (tmp_path / "bad.safetensors").exists()
 
 
 def test_wrong_files_are_refused_by_name(tmp_path: Path) -> None:

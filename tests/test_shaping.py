@@ -35,6 +35,15 @@ def test_flat_areas_get_the_floor_and_texture_the_full_budget() -> None:
     assert budget[1].mean() > 0.9
 
 
+def test_a_ceiling_scales_every_pixels_budget_and_bounds_the_delta_below_eps() -> None:
+    images = _photos()
+    full = texture_budget(images, Shaping(floor=0.25))
+    lower = texture_budget(images, Shaping(floor=0.25, ceiling=0.75))
+    torch.testing.assert_close(lower, 0.75 * full)
+    delta = compose_delta(torch.ones(2, 3, 32, 32), images, 8, Shaping(ceiling=0.75))
+    assert delta.abs().max() == pytest.approx(0.75 * 8 / 255)
+
+
 def test_grey_photo_receives_no_colour() -> None:
     grey = torch.rand(1, 1, 24, 24).expand(1, 3, 24, 24).contiguous()
     assert colour_allowance(grey).abs().max() == 0
@@ -52,7 +61,16 @@ def test_colourful_photo_may_receive_colour() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"floor": -0.1}, {"floor": 1.5}, {"window": 4}, {"colour": 1.0}, {"texture_ref": 0}]
+    "kwargs",
+    [
+        {"floor": -0.1},
+        {"floor": 1.5},
+        {"window": 4},
+        {"colour": 1.0},
+        {"texture_ref": 0},
+        {"ceiling": 0},
+        {"ceiling": 1.1},
+    ],
 )
 def test_bad_shaping_is_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):

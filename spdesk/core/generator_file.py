@@ -148,3 +148,27 @@ def read_spec(path: Path) -> GeneratorSpec:
         raise PerturbationFileError(f"{path.name} has damaged settings: {error}") from error
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return GeneratorSpec(eps, network, shaping, metadata, path, digest)
+
+
+def with_ceiling(source: Path, destination: Path, ceiling: float) -> Path:
+    """Copy a generator file with its shaping's ``ceiling`` set (see
+    :class:`spdesk.core.shaping.Shaping`): the same weights, every pixel's budget scaled.
+
+    Why after training: a generator trained at the full budget may trade visibility against
+    strength better at a little less of it; that is measured on held-out photos, then recorded
+    here (the metadata keeps the training record and says the ceiling was set afterwards).
+    """
+    from safetensors.torch import load_file
+
+    from spdesk.core.shaping import Shaping
+
+    spec = read_spec(source)
+    try:
+        Shaping(**{**spec.shaping, "ceiling": ceiling})  # type: ignore[arg-type]
+    except (TypeError, ValueError) as error:
+        raise PerturbationFileError(f"Cannot set the ceiling of {source.name}: {error}") from error
+    metadata = {**spec.metadata, "ceiling_set_after_training": ceiling}
+    return save_generator(
+        destination, load_file(str(source)), eps=spec.eps, network=spec.network,
+        shaping={**spec.shaping, "ceiling": ceiling}, metadata=metadata,
+    )  # fmt: skip

@@ -39,6 +39,9 @@ class Shaping:
             ``dark_floor`` of it: the same 8-bit change is a larger change of perceived
             lightness in dark areas (0 turns this off).
         dark_floor: share of the budget the darkest areas keep, in (0, 1].
+        ceiling: share of eps the most textured pixels get, in (0, 1]: a generator measured to
+            trade better at a little less than its full budget says so here, and every pixel's
+            budget scales with it (so |delta| <= ceiling * eps / 255 whatever the strength).
     """
 
     floor: float = 0.25
@@ -48,6 +51,7 @@ class Shaping:
     colour_ref: float = 0.15
     dark_ref: float = 0.0
     dark_floor: float = 0.35
+    ceiling: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.floor <= 1:
@@ -62,6 +66,8 @@ class Shaping:
             raise ValueError(f"colour_ref must be positive, got {self.colour_ref}")
         if not 0 <= self.dark_ref <= 1 or not 0 < self.dark_floor <= 1:
             raise ValueError("dark_ref must be in [0, 1] and dark_floor in (0, 1]")
+        if not 0 < self.ceiling <= 1:
+            raise ValueError(f"ceiling must be in (0, 1], got {self.ceiling}")
 
 
 def luminance(images: torch.Tensor) -> torch.Tensor:
@@ -79,15 +85,15 @@ def _local_mean(x: torch.Tensor, window: int) -> torch.Tensor:
 
 
 def texture_budget(images: torch.Tensor, shaping: Shaping = Shaping()) -> torch.Tensor:
-    """(N, 1, H, W) share of eps per pixel, in [0, 1]: high in texture, low on flat areas
-    (``floor``), lower still in dark areas when ``dark_ref`` is set."""
+    """(N, 1, H, W) share of eps per pixel, in [0, ``ceiling``]: high in texture, low on flat
+    areas (``floor`` of the ceiling), lower still in dark areas when ``dark_ref`` is set."""
     y = luminance(images)
     mean = _local_mean(y, shaping.window)
     variance = (_local_mean(y * y, shaping.window) - mean * mean).clamp_min(0)
     texture = (variance.sqrt() / shaping.texture_ref).clamp(max=1.0)
     # A second, smaller pooling keeps the budget from jumping at edges (a jump is itself visible).
     texture = _local_mean(texture, 3)
-    budget = shaping.floor + (1 - shaping.floor) * texture
+    budget = shaping.ceiling * (shaping.floor + (1 - shaping.floor) * texture)
     if shaping.dark_ref > 0:
         budget = budget * (mean / shaping.dark_ref).clamp(shaping.dark_floor, 1.0)
     return budget

@@ -35,7 +35,7 @@ def main() -> None:
     print(f"{'file':44s} low-frequency share  random signs  (warns above {COARSE_SHARE})")
     for path in args.files:
         model, spec = load_generator(path)
-        config = GeneratorTrainConfig(eps=spec.eps, shaping=Shaping(**spec.shaping))  # type: ignore[arg-type]
+        config = GeneratorTrainConfig(eps=spec.eps, shaping=Shaping.from_settings(spec.shaping))
         check = held_out_coarseness(model, held_out, config, torch.device("cpu"))
         assert check is not None, "no held-out photo could be read"
         share, signs = check["low_frequency_share"], check["random_signs"]

@@ -89,7 +89,7 @@ def test_a_ceiling_set_after_training_keeps_the_weights_and_scales_the_protectio
     images, noise = torch.rand(1, 3, 32, 32), _noise(32, 32, 1)
     with torch.no_grad():
         at_full = generate_delta(_model(3), images, noise, 8, Shaping())
-        at_lower = generate_delta(loaded, images, noise, 8, Shaping(**spec.shaping))  # type: ignore[arg-type]
+        at_lower = generate_delta(loaded, images, noise, 8, Shaping.from_settings(spec.shaping))
     torch.testing.assert_close(at_lower, 0.75 * at_full)
     view = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     protector = GeneratorProtector(lower, strength=8, key=bytes(32))
@@ -143,6 +143,21 @@ def test_missing_weights_and_lying_headers_are_refused(tmp_path: Path) -> None:
     bad.write_bytes(struct.pack("<Q", len(header)) + header.encode())
     with pytest.raises(PerturbationFileError, match="damaged settings"):
         read_spec(bad)
+
+
+@pytest.mark.parametrize(
+    ("shaping", "says"),
+    [({"future_setting": 1.0}, "unknown shaping setting future_setting"), ({"floor": 2}, "floor")],
+)
+def test_a_shaping_this_spdesk_cannot_use_is_refused_by_name_before_the_weights_load(
+    tmp_path: Path, shaping: dict[str, float], says: str
+) -> None:
+    path = save_generator(
+        tmp_path / "newer.safetensors", _model().state_dict(), eps=8,
+        network=SMALL.to_dict(), shaping=shaping,
+    )  # fmt: skip
+    with pytest.raises(PerturbationFileError, match=f"newer.safetensors .*{says}"):
+        load_generator(path)
 
 
 def test_a_generator_and_a_universal_perturbation_each_name_the_other_when_swapped(

@@ -164,8 +164,8 @@ def with_ceiling(source: Path, destination: Path, ceiling: float) -> Path:
 
     spec = read_spec(source)
     try:
-        Shaping(**{**spec.shaping, "ceiling": ceiling})  # type: ignore[arg-type]
-    except (TypeError, ValueError) as error:
+        Shaping.from_settings({**spec.shaping, "ceiling": ceiling})
+    except ValueError as error:
         raise PerturbationFileError(f"Cannot set the ceiling of {source.name}: {error}") from error
     metadata = {**spec.metadata, "ceiling_set_after_training": ceiling}
     return save_generator(

@@ -37,6 +37,15 @@ WORKING_SIDE = 512
 LARGE_PHOTO_EXPONENT = 0.8
 
 
+def generator_shaping(spec: GeneratorSpec) -> Shaping:
+    """The budget shaping a generator file records, or PerturbationFileError saying why not."""
+    try:
+        return Shaping.from_settings(spec.shaping)
+    except ValueError as error:
+        name = spec.path.name if spec.path else spec.name
+        raise PerturbationFileError(f"{name} has a shaping spdesk cannot use: {error}.") from error
+
+
 def load_generator(path: Path) -> tuple[DeltaGenerator, GeneratorSpec]:
     """Build the network a generator file describes and load its weights (checked by name,
     shape and finiteness; nothing is unpickled)."""
@@ -44,6 +53,7 @@ def load_generator(path: Path) -> tuple[DeltaGenerator, GeneratorSpec]:
     from safetensors.torch import load_file
 
     spec = read_spec(path)
+    generator_shaping(spec)  # a file this spdesk cannot shape is refused before any weight loads
     try:
         model = DeltaGenerator(GeneratorConfig(**spec.network))
     except TypeError as error:
@@ -97,7 +107,7 @@ class GeneratorProtector:
         if strength is not None:
             check_eps(strength)
         self.eps = strength if strength is not None else self.spec.eps
-        self.shaping = Shaping(**self.spec.shaping)  # type: ignore[arg-type]
+        self.shaping = generator_shaping(self.spec)
         self.key = key if key is not None else install_key()
         self.working_side = working_side
         self.batch_position = (0, 1)  # (batch, batches) of the apply_batch call under way

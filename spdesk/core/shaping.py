@@ -12,7 +12,8 @@ All functions are differentiable torch code on (N, 3, H, W) images in [0, 1].
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,17 @@ class Shaping:
             raise ValueError("dark_ref must be in [0, 1] and dark_floor in (0, 1]")
         if not 0 < self.ceiling <= 1:
             raise ValueError(f"ceiling must be in (0, 1], got {self.ceiling}")
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, float | int]) -> Shaping:
+        """The shaping a file's settings describe (missing ones take their defaults); ValueError
+        names a setting out of range, or one this spdesk does not know (a newer file)."""
+        unknown = sorted(set(settings) - {item.name for item in fields(cls)})
+        if unknown:
+            raise ValueError(
+                f"unknown shaping setting {', '.join(unknown)} (made by a newer spdesk?)"
+            )
+        return cls(**settings)  # type: ignore[arg-type]
 
 
 def luminance(images: torch.Tensor) -> torch.Tensor:

@@ -234,16 +234,18 @@ def test_train_generator_then_protect_with_it(tmp_path: Path) -> None:
     out = tmp_path / "gen.safetensors"
     argv = ["train-generator", str(photos), "--out", str(out), "--encoder", str(vae)]
     argv += ["--steps", "2", "--batch", "2", "--size", "32", "--visibility", "0.3", "--json"]
-    assert main([*argv, "--editor-filter", "lanczos"]) == 0
+    assert main([*argv, "--editor-filter", "lanczos", "--ceiling", "0.9"]) == 0
     assert read_spec(out).metadata["config"]["editor_filter"] == "lanczos"
+    assert read_spec(out).shaping["ceiling"] == 0.9
     again = tmp_path / "again.safetensors"
     assert main([*argv[:3], str(again), *argv[4:], "--init", str(out)]) == 0
     argv = ["protect", str(photos), "--out", str(tmp_path / "protected"), "--mode", "photo"]
     assert main([*argv, "--generator", str(again)]) == 0
     outputs = sorted((tmp_path / "protected").rglob("*.protected.*"))
     assert len(outputs) == len(list(photos.iterdir()))
-    assert main(["train-generator", str(photos), "--out", str(out), "--encoder", str(vae),
-                 "--floor", "2"]) == 2  # fmt: skip
+    for bad in (["--floor", "2"], ["--ceiling", "0"]):
+        assert main(["train-generator", str(photos), "--out", str(out), "--encoder", str(vae),
+                     *bad]) == 2  # fmt: skip
 
 
 def _constant_generator(pattern: str) -> Any:

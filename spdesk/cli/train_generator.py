@@ -48,6 +48,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--floor", type=float, default=0.25, help="budget share of flat areas")
     parser.add_argument("--colour", type=float, default=0.2, help="largest colour share")
     parser.add_argument("--dark-ref", type=float, default=0.0, help="darkness masking (0: off)")
+    parser.add_argument(
+        "--ceiling", type=float, default=1.0, help="largest share of eps any pixel may use (1)"
+    )
     parser.add_argument("--ssim", type=float, default=0.0, help="structural-similarity weight")
     parser.add_argument(
         "--editor-scale", type=float, nargs=2, default=(0.5, 1.4), metavar=("LOW", "HIGH"),
@@ -128,7 +131,9 @@ def _config(args: argparse.Namespace) -> Any:
     if args.time_limit < 0:  # in minutes here, seconds in the core
         raise ConfigError(f"--time-limit must be >= 0 minutes, got {args.time_limit}.")
     try:
-        shaping = Shaping(floor=args.floor, colour=args.colour, dark_ref=args.dark_ref)
+        shaping = Shaping(
+            floor=args.floor, colour=args.colour, dark_ref=args.dark_ref, ceiling=args.ceiling
+        )
     except ValueError as error:
         raise ConfigError(f"Bad shaping: {error}.") from error
     try:  # the core checks every range; its messages start with the setting's name

@@ -223,7 +223,9 @@ def test_randomised_layouts_follow_the_install_key_not_the_file_name() -> None:
     assert ProtectSettings().apply_options().secret == b""
 
 
-def test_train_generator_then_protect_with_it(tmp_path: Path) -> None:
+def test_train_generator_then_protect_with_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from test_train import write_photos
     from tiny_sd import save_tiny_vae
 
@@ -243,9 +245,13 @@ def test_train_generator_then_protect_with_it(tmp_path: Path) -> None:
     assert main([*argv, "--generator", str(again)]) == 0
     outputs = sorted((tmp_path / "protected").rglob("*.protected.*"))
     assert len(outputs) == len(list(photos.iterdir()))
-    for bad in (["--floor", "2"], ["--ceiling", "0"]):
+    trained = out.read_bytes()
+    capsys.readouterr()
+    for bad, says in ((["--floor", "2"], "floor must be"), (["--ceiling", "0"], "ceiling must be")):
         assert main(["train-generator", str(photos), "--out", str(out), "--encoder", str(vae),
                      *bad]) == 2  # fmt: skip
+        assert says in capsys.readouterr().err
+        assert out.read_bytes() == trained  # the file already there is left as it was
 
 
 def _constant_generator(pattern: str) -> Any:

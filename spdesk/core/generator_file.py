@@ -163,12 +163,13 @@ def with_ceiling(source: Path, destination: Path, ceiling: float) -> Path:
     from spdesk.core.shaping import Shaping
 
     spec = read_spec(source)
+    shaping = {**spec.shaping, "ceiling": ceiling}
     try:
-        Shaping.from_settings({**spec.shaping, "ceiling": ceiling})
+        Shaping.from_settings(shaping)
     except ValueError as error:
         raise PerturbationFileError(f"Cannot set the ceiling of {source.name}: {error}") from error
     metadata = {**spec.metadata, "ceiling_set_after_training": ceiling}
     return save_generator(
         destination, load_file(str(source)), eps=spec.eps, network=spec.network,
-        shaping={**spec.shaping, "ceiling": ceiling}, metadata=metadata,
+        shaping=shaping, metadata=metadata,
     )  # fmt: skip

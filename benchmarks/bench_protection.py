@@ -4,12 +4,14 @@ Not a test. Held-out photos of ``../shared/data/imagenet-sample``: the training 
 bundled files (universal pattern and generator) use ``split_photos(..., seed=0)``, whose
 permutation puts their photos in its first 700 places; this benchmark takes photos from the
 last 300 only: the first ``--attack-photos`` of them for the averaging attack to collect, the
-next ``--measure`` to measure. Each mode protects the full photo exactly as ``spdesk protect``
-does (the same Protector), then :func:`spdesk.core.assessment.assess` reports visibility
-(SSIMULACRA2, FLIP; JPEG q75/q50 for scale), strength at each editor size (TAESD latent distortion
-and round-trip SSIM, gains over random ±eps signs), what is kept after each attack, and the latent
-gain on TAEF2 and TAESana (never trained on). Speed: seconds per photo of each mode's protect
-step alone (decode and encode excluded) on ImageNet photos and on a 24 MP photo. A Pareto chart
+next ``--measure`` to measure (with ``--larger-than PX``, of those whose short side is over PX:
+the photos whose editor view is smaller than themselves, as a camera's are). Each mode protects
+the full photo exactly as ``spdesk protect`` does (the same Protector), then
+:func:`spdesk.core.assessment.assess` reports visibility (SSIMULACRA2, FLIP; JPEG q75/q50 for
+scale), strength at each editor size (TAESD latent distortion and round-trip SSIM, gains over
+random ±eps signs), what is kept after each attack, and the latent gain on TAEF2 and TAESana
+(never trained on). Speed: seconds per photo of each mode's protect step alone (decode and encode
+excluded) on ImageNet photos and on a 24 MP photo. A Pareto chart
 (visibility vs strength, one point per mode) is written with ``--chart``.
 
     python benchmarks/bench_protection.py --chart docs/pareto.png --json out.json
@@ -27,12 +29,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from spdesk.core import photo_protect
 from spdesk.core.assessment import SIGN, UNIFORM, Assessment, Protect, assess, mode_protect
 from spdesk.core.attacks import parse_attacks
 from spdesk.core.encoders import load_encoder
 from spdesk.core.evaluate import load_full_photos
 from spdesk.core.jobs.settings import DEFAULT_FINETUNE_OBJECTIVE
 from spdesk.core.photo_finetune import PhotoFineTuner
+from spdesk.core.photo_protect import LARGE_PHOTO_EXPONENT
 from spdesk.core.train import find_photos, split_photos
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -44,6 +48,11 @@ def held_out(folder: Path) -> list[Path]:
     order, rest = split_photos(photos, 0.7, 0, None)
     assert len(order) == HELD_OUT_FROM or len(photos) != 1000
     return rest
+
+
+def short_side(path: Path) -> int:
+    with Image.open(path) as image:  # the header alone
+        return min(image.size)
 
 
 def speed(protect, photos: list[np.ndarray]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -247,8 +256,24 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared assets (../shared)")
     parser.add_argument("--measure", type=int, default=32)
     parser.add_argument("--attack-photos", type=int, default=100)
+    parser.add_argument(
+        "--larger-than",
+        type=int,
+        default=0,
+        metavar="PX",
+        help="measure only photos whose short side is over PX: with 512, those whose view is "
+        "smaller than themselves (photo mode upscales the view's delta, as for camera photos)",
+    )
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--attacks", default="jpeg85,jpeg75,down0.5,blur1,median3,average")
+    parser.add_argument(
+        "--large-photo-exponent",
+        type=float,
+        default=None,
+        metavar="E",
+        help="photo mode scales a larger photo's delta by (photo / view) ** -E (the product's "
+        f"LARGE_PHOTO_EXPONENT, {LARGE_PHOTO_EXPONENT}); another E for this run",
+    )
     parser.add_argument(
         "--generator",
         type=Path,
@@ -337,9 +362,14 @@ def main() -> None:
     deadline = None if args.time_limit is None else time.monotonic() + args.time_limit
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.large_photo_exponent is not None:  # read at each call, so this run uses it
+        photo_protect.LARGE_PHOTO_EXPONENT = args.large_photo_exponent
     rest = held_out(args.shared / "data" / "imagenet-sample")
     attack_photos, _ = load_full_photos(rest[: args.attack_photos])
-    photos, _ = load_full_photos(rest[args.attack_photos : args.attack_photos + args.measure])
+    measured = rest[args.attack_photos :]
+    if args.larger_than:
+        measured = [path for path in measured if short_side(path) > args.larger_than]
+    photos, _ = load_full_photos(measured[: args.measure])
     candidates = {}
     timings = {}
     bundled = {

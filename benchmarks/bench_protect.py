@@ -237,7 +237,6 @@ def peak_memory(photo: Path, work: Path, perturbation: Path) -> dict:
 
 def stage_breakdown(photo: Path, work: Path, perturbation: Path, repeat: int) -> dict:
     """Median seconds of each stage the job runs on one photo, measured one by one."""
-    import io
 
     from spdesk.core.apply import ApplyOptions, UniversalApplier
     from spdesk.core.export import ExportOptions, prepare, write_image
@@ -260,11 +259,9 @@ def stage_breakdown(photo: Path, work: Path, perturbation: Path, repeat: int) ->
         timed("canvas for a new size (upscale + figures)", applier.full_canvas, size)
         protected, _ = timed("add (per photo)", applier.apply, decoded.image, "")
         encoded = prepare(decoded, protected, "JPEG", ExportOptions())
-        buffer = io.BytesIO()
-        timed("encode", write_image, encoded, buffer)
-        with (work / "fsync.bin").open("wb") as handle:
-            handle.write(buffer.getvalue())
-            timed("write + fsync", lambda h: (h.flush(), os.fsync(h.fileno())), handle)
+        with (work / "stage.jpg").open("wb") as handle:  # as the job's first write does
+            timed("encode into the file", write_image, encoded, handle)
+            timed("fsync", lambda h: (h.flush(), os.fsync(h.fileno())), handle)
     medians = {name: round(statistics.median(times), 3) for name, times in stages.items()}
     print(f"stages for {photo.name}: " + ", ".join(f"{k} {v:.3f} s" for k, v in medians.items()))
     return medians
@@ -303,9 +300,10 @@ def main() -> None:
         rows = [
             compare(name, photos, work, perturbation, args.repeat, workers, args.mode)
             for name, photos in (("imagenet", small), ("12-24 MP", large), ("all", small + large))
+            if photos and (name != "all" or (small and large))
         ]
         figures: dict = {"timings": rows}
-        if args.mode == "universal":  # the breakdown and memory probe time the universal job
+        if args.mode == "universal" and large:  # the breakdown and memory probe: a 24 MP job
             figures["stages_24mp"] = stage_breakdown(large[-1], work, perturbation, args.repeat)
             figures["memory"] = peak_memory(large[-1], work, perturbation)
     if args.json:

@@ -541,12 +541,12 @@ def test_disk_full_stops_cleanly_and_resumes(
     real_write = export.write_image
     calls = {"n": 0}
 
-    def fill_up(encoded: export.Encoded, handle: object) -> None:
+    def fill_up(encoded: export.Encoded, handle: object, **options: bool) -> None:
         calls["n"] += 1
         if calls["n"] == 3:
             handle.write(b"half")  # type: ignore[attr-defined]
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(encoded, handle)  # type: ignore[arg-type]
+        real_write(encoded, handle, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(export, "write_image", fill_up)
     report, _ = _run([inputs], out, dataclasses.replace(settings, workers=1))
@@ -794,10 +794,10 @@ def test_disk_full_with_workers_stops_and_resumes(
 
     calls = itertools.count(1)
 
-    def full_from_the_fourth(encoded: export.Encoded, handle: object) -> None:
+    def full_from_the_fourth(encoded: export.Encoded, handle: object, **options: bool) -> None:
         if next(calls) >= 4:  # the disk stays full
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(encoded, handle)  # type: ignore[arg-type]
+        real_write(encoded, handle, **options)  # type: ignore[arg-type]
 
     with monkeypatch.context() as patch:
         patch.setattr(export, "write_image", full_from_the_fourth)

@@ -195,8 +195,8 @@ def _fails_with_its_output_damaged(
 
     real_write = export.write_image
 
-    def damaged(encoded: export.Encoded, handle: Any) -> None:
-        real_write(encoded, handle)
+    def damaged(encoded: export.Encoded, handle: Any, **options: bool) -> None:
+        real_write(encoded, handle, **options)
         damage(handle)
 
     monkeypatch.setattr(export, "write_image", damaged)

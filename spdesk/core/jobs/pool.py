@@ -29,7 +29,7 @@ from spdesk.core.apply import Figures
 from spdesk.core.discovery import InputPhoto
 from spdesk.core.errors import Cancelled, DiskFullError, ImageError, OutputError
 from spdesk.core.events import CancelToken, Event, EventSink
-from spdesk.core.export import check_written, output_format, prepare, write_temp
+from spdesk.core.export import output_format, prepare, write_checked
 from spdesk.core.files import discard
 from spdesk.core.imageio import DecodedImage, PhotoHeader, read_error
 from spdesk.core.jobs.events import (
@@ -424,12 +424,9 @@ class JobRun:
         fmt = output_format(decoded.source_format, self._export)
         encoded = prepare(decoded, protected, fmt, self._export)
         decoded.notes.extend(encoded.notes)
-        temp, size = write_temp(encoded, self.job.output_store.scratch(task.target.path))
-        try:
-            digest = check_written(temp, decoded.size, task.target.path)
-        except BaseException:
-            discard(temp)
-            raise
+        temp, size, digest = write_checked(
+            encoded, self.job.output_store.scratch(task.target.path), decoded.size, task.target.path
+        )
         notes = (*decoded.notes, *task.target.notes)
         return _Outcome(temp, size, digest, figures, notes, encoded.location_removed)
 

@@ -154,6 +154,58 @@ def test_could_not_run_exits_2(
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--mode", "photo", "--perturbation", "p.safetensors"], "--perturbation only applies"),
+        (["--randomize"], "--randomize only applies to the universal pattern"),  # photo: default
+        (["--mode", "photo", "--objective", "encoder"], "--objective only applies"),
+        (["--mode", "universal", "--seed", "3"], "--seed is only used with --randomize"),
+        (["--out", ""], "--out is empty"),
+    ],
+)
+def test_options_the_mode_would_ignore_or_an_empty_place_are_refused_before_anything_is_written(
+    tmp_path: Path,
+    inputs: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    extra: list[str],
+    message: str,
+) -> None:
+    """Photo mode once took --perturbation, --randomize, --seed and --objective silently and
+    wrote the same pixels; an empty --out (an unset variable) wrote into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    assert _protect(inputs, "--out", tmp_path / "out", *extra) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_an_empty_input_is_refused_not_read_as_the_current_folder(
+    tmp_path: Path,
+    inputs: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(inputs)
+    assert _protect("", "--out", tmp_path / "out") == 2
+    assert "An INPUT is empty" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_symbolic_link_loop_named_as_input_is_left_out_with_its_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to(loop.name)  # leads to itself
+    photo = tmp_path / "a.jpg"
+    samples.photo(photo)
+    assert _protect(loop, photo, "--out", tmp_path / "out") == 0
+    captured = capsys.readouterr()
+    assert "symbolic link loop" in captured.out + captured.err
+    assert (tmp_path / "out" / "a.protected.jpg").exists()
+
+
 def test_only_missing_inputs_exit_2_and_make_no_output_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

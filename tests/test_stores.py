@@ -373,3 +373,26 @@ def test_reports_and_errors_show_object_store_photos_by_the_urls_given(
     other.write_bytes(b"other bytes")
     with pytest.raises(OutputExistsError, match=rf"^{source}/a\.jpg already exists"):
         store.publish(other, f"{root}/a.jpg")
+
+
+def test_an_output_in_a_bucket_that_does_not_exist_never_creates_the_bucket(
+    s3_endpoint: str,
+    tmp_path: Path,
+    settings: ProtectSettings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A typo in the bucket's name fails the job with the store's own words, and makes no
+    bucket in the user's account (s3fs's mkdir can create buckets; the output root is made
+    with makedirs, which does not)."""
+    import fsspec
+
+    from spdesk.cli import main
+
+    samples.photo(tmp_path / "in" / "a.jpg")
+    perturbation = ["--perturbation", str(settings.perturbation), "--working-size", "16"]
+    code = main(["protect", str(tmp_path / "in"), "--out", "s3://no-such-bucket", *perturbation])
+    assert code != 0
+    assert "The specified bucket does not exist" in capsys.readouterr().err
+    fs = fsspec.filesystem("s3")
+    fs.invalidate_cache()
+    assert not fs.exists("no-such-bucket")

@@ -213,6 +213,24 @@ def _mode(args: argparse.Namespace) -> str:
         )
     if args.fine_tune_jpeg is not None and mode != "photo-finetune":
         raise ConfigError("--fine-tune-jpeg applies to photo fine-tuning (--fine-tune STEPS).")
+    if mode in ("photo", "photo-finetune"):  # options of the universal pattern, else ignored
+        unused = [
+            option
+            for option, given in (
+                ("--perturbation", bool(args.perturbation)),
+                ("--randomize", args.randomize),
+                ("--objective", args.objective != DEFAULT_FINETUNE_OBJECTIVE),
+            )
+            if given
+        ]
+        if unused:
+            verb = "applies" if len(unused) == 1 else "apply"
+            raise ConfigError(
+                f"{', '.join(unused)} only {verb} to the universal pattern (--mode universal); "
+                "photo mode draws each photo's own perturbation."
+            )
+    if args.seed and not args.randomize:
+        raise ConfigError("--seed is only used with --randomize.")
     return mode
 
 
@@ -292,6 +310,11 @@ def job_from_args(args: argparse.Namespace, settings: Any) -> Any:
     from spdesk.core.errors import ConfigError
     from spdesk.core.jobs import ProtectJob
 
+    # An empty string would mean the current folder: an unset variable (--out "$OUT") must not.
+    if not str(args.out).strip():
+        raise ConfigError("--out is empty.", hint="Name the folder for the protected copies.")
+    if any(not str(path).strip() for path in args.inputs):
+        raise ConfigError("An INPUT is empty.", hint="Name each photo or folder to protect.")
     if args.engine == "local":
         ray_only = ("address", "num_cpus", "num_gpus")
         given = [

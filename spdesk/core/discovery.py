@@ -113,7 +113,11 @@ def _real(path: Path) -> str:
 
 
 def _add(path: Path, root: Path, seen: set[str], found: Discovery) -> None:
-    real = _real(path)
+    try:
+        real = _real(path)
+    except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13)
+        found.skipped.append(SkippedInput(path, "symbolic link loop: it leads back to itself"))
+        return
     if real not in seen:
         seen.add(real)
         found.photos.append(InputPhoto(path, root))

@@ -115,8 +115,11 @@ def _real(path: Path) -> str:
 def _add(path: Path, root: Path, seen: set[str], found: Discovery) -> None:
     try:
         real = _real(path)
-    except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13)
+    except RuntimeError:  # a symbolic link loop (Python before 3.13)
         found.skipped.append(SkippedInput(path, "symbolic link loop: it leads back to itself"))
+        return
+    except OSError as error:  # the same loop (ELOOP) from Python 3.13 on, or the path's folders
+        found.skipped.append(SkippedInput(path, f"cannot be followed ({error.strerror or error})"))
         return
     if real not in seen:
         seen.add(real)

@@ -402,8 +402,9 @@ def write_image(encoded: Encoded, handle: IO[bytes], *, through_python: bool = F
 
     Given a real file, Pillow's encoder writes to its descriptor itself, outside Python's lock,
     so the job's workers encode side by side; encoding into memory holds the lock throughout
-    (a universal job over 200 ImageNet photos took 1.32-1.33x the Pillow floor that way and
-    1.10-1.15x this way, 3 workers on 2 cores, ``benchmarks/bench_protect.py``). But Pillow
+    (a universal job over 200 ImageNet photos took 1.32-1.38x the Pillow floor that way and
+    0.96-1.10x this way: 3 workers on 2 cores, ``benchmarks/bench_protect.py``, three
+    interleaved rounds on 2026-12-04). But Pillow
     ignores a short write: a disk that fills up in the last write leaves a cut file and no
     error (a 109 KB JPEG came out 106 KB on a tmpfs 100 bytes short). ``through_python``
     encodes in memory and writes through Python, whose write raises "No space left on device"

@@ -298,6 +298,26 @@ def test_a_strength_that_cannot_change_a_pixel_is_refused(
     assert not (tmp_path / "out").exists()
 
 
+def test_an_empty_pattern_file_is_named_as_the_fault_not_the_strength(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    """A pattern file of zeros once read "Strength 16 cannot change any pixel ... use a strength
+    of at least 1", whatever the strength."""
+    import dataclasses
+
+    from spdesk.core.errors import ConfigError
+    from spdesk.core.perturbation import save_perturbation
+
+    samples.photo(inputs / "a.png")
+    empty = save_perturbation(
+        tmp_path / "zeros.safetensors", np.zeros((3, 8, 8), np.float32), eps=8
+    )
+    job = dataclasses.replace(settings, perturbation=empty, strength=16, mode="universal")
+    with pytest.raises(ConfigError, match=r"zeros\.safetensors holds an empty pattern"):
+        _run([inputs], tmp_path / "out", job)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_cmyk_jpeg_without_a_profile_is_converted_with_a_note(
     tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
 ) -> None:

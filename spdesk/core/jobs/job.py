@@ -218,6 +218,13 @@ def _check_changes_pixels(perturbation: Perturbation, settings: ProtectSettings)
     eps = settings.strength if settings.strength is not None else perturbation.eps
     # The universal pattern is rounded to 8 bits as it is; other modes may use the whole budget.
     largest = float(np.abs(delta).max()) * 255 if settings.mode == "universal" else eps
+    if largest == 0 and settings.mode == "universal":  # the file's fault, not the strength's
+        name = shown(settings.perturbation) if settings.perturbation else "The bundled pattern"
+        raise ConfigError(
+            f"{name} holds an empty pattern (every value is 0): it cannot protect any photo.",
+            hint="Choose another perturbation file, or train your own (spdesk train, or the app's "
+            "Train personal perturbation).",
+        )
     if round(largest) == 0:
         raise ConfigError(
             f"Strength {eps:g} cannot change any pixel: the perturbation stays below half an "

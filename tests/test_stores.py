@@ -396,3 +396,46 @@ def test_an_output_in_a_bucket_that_does_not_exist_never_creates_the_bucket(
     fs = fsspec.filesystem("s3")
     fs.invalidate_cache()
     assert not fs.exists("no-such-bucket")
+
+
+def test_a_store_that_refuses_for_want_of_credentials_is_a_named_error_before_any_work(
+    s3_endpoint: str,
+    tmp_path: Path,
+    settings: ProtectSettings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without credentials botocore raises its own NoCredentialsError (not an OSError), which
+    once surfaced as "unexpected error ... This is a bug" midway through the job."""
+    import fsspec.config
+
+    from spdesk.cli import main
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    anonymous = {"client_kwargs": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}
+    monkeypatch.setitem(fsspec.config.conf, "s3", anonymous)
+    samples.photo(tmp_path / "in" / "a.jpg")
+    perturbation = ["--perturbation", str(settings.perturbation)]
+    out = "s3://spdesk-no-credentials/x"
+    assert main(["protect", str(tmp_path / "in"), "--out", out, *perturbation]) == 2
+    err = capsys.readouterr().err
+    assert f"Cannot reach {out}: Unable to locate credentials" in err
+    assert "This is a bug" not in err and "credentials" in err.split("\n", 1)[1]
+
+
+def test_a_store_whose_host_is_not_found_is_a_named_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fsspec's ftp:// connects as it is made: a host that does not resolve raised a bare
+    socket.gaierror, shown as "unexpected error ... This is a bug"."""
+    from spdesk.cli import main
+
+    samples.photo(tmp_path / "in" / "a.jpg")
+    out = "ftp://no-such-host.invalid/x"  # .invalid never resolves (RFC 2606)
+    assert main(["protect", str(tmp_path / "in"), "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert f"Cannot reach {out}:" in err and "This is a bug" not in err
+    assert not (tmp_path / "x").exists()

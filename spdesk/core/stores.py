@@ -670,7 +670,28 @@ def open_store(location: str) -> tuple[Store, str]:
             hint="Install the file system for its scheme: pip install s3fs (s3://) or "
             "gcsfs (gs://).",
         ) from error
+    except Exception as error:  # a driver that connects as it is made (ftp://, sftp://)
+        raise _unreachable(location, error) from error
+    _reach(fs, str(path), location)
     return FsspecStore(fs, scheme=location.split("://", 1)[0]), str(path)
+
+
+def _reach(fs: Any, path: str, location: str) -> None:
+    """One request before any work, so that a store that cannot be reached or that refuses the
+    credentials is a named error at once, not an unexpected one midway (the drivers raise their
+    own kinds: botocore's NoCredentialsError, EndpointConnectionError...)."""
+    try:
+        fs.exists(path)  # False for a place that is not there yet (an output): that is fine
+    except Exception as error:
+        raise _unreachable(location, error) from error
+
+
+def _unreachable(location: str, error: Exception) -> ConfigError:
+    return ConfigError(
+        f"Cannot reach {location}: {error}",
+        hint="Check the address, the network and the store's credentials (S3: AWS_PROFILE or "
+        "~/.aws/credentials; GCS: gcloud auth application-default login).",
+    )
 
 
 def open_location(location: Path | str, filesystem: Any = None) -> tuple[Store, Path]:

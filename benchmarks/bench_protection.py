@@ -36,7 +36,6 @@ from spdesk.core.encoders import load_encoder
 from spdesk.core.evaluate import load_full_photos
 from spdesk.core.jobs.settings import DEFAULT_FINETUNE_OBJECTIVE
 from spdesk.core.photo_finetune import PhotoFineTuner
-from spdesk.core.photo_protect import LARGE_PHOTO_EXPONENT
 from spdesk.core.train import find_photos, split_photos
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -272,7 +271,7 @@ def main() -> None:
         default=None,
         metavar="E",
         help="photo mode scales a larger photo's delta by (photo / view) ** -E (the product's "
-        f"LARGE_PHOTO_EXPONENT, {LARGE_PHOTO_EXPONENT}); another E for this run",
+        f"LARGE_PHOTO_EXPONENT, {photo_protect.LARGE_PHOTO_EXPONENT}); another E for this run",
     )
     parser.add_argument(
         "--generator",

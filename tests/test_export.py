@@ -57,6 +57,8 @@ def test_output_names_keep_stem_and_follow_the_real_format() -> None:
     assert output_name("scan.tiff", "TIFF", "_p") == "scan_p.tiff"
     assert output_name("no_extension", "PNG", ".protected") == "no_extension.protected.png"
     assert output_name("-dash.jpeg", "WEBP", ".protected") == "-dash.protected.webp"
+    assert output_name("trailing.", "JPEG", ".protected") == "trailing.protected.jpg"
+    assert output_name("...", "JPEG", ".protected") == "....protected.jpg"
     pattern = output_name_pattern(".protected")
     assert pattern.fullmatch("IMG.protected.JPG") and pattern.fullmatch("IMG.protected-3.png")
     assert not pattern.fullmatch("IMG.jpg") and not pattern.fullmatch("protected.jpg")

@@ -144,6 +144,8 @@ def output_name(source_name: str, fmt: str, suffix: str) -> str:
     extensions = _EXTENSIONS[fmt]
     ext = path.suffix if path.suffix.lower() in extensions else extensions[0]
     stem = path.stem if path.suffix else path.name
+    # "photo." has no suffix to Python: drop the dangling dot rather than write "photo..protected"
+    stem = stem.rstrip(".") or stem
     return f"{stem}{suffix}{ext}"
 
 

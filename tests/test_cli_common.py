@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from spdesk.cli.common import EXIT_ERROR, run_command
+from spdesk.cli.common import EXIT_CANCELLED, EXIT_ERROR, run_command
 from spdesk.core.logs import log_file
 
 
@@ -68,3 +68,16 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
     assert {name: options for name, options in silent.items() if options} == {}
     names = [name for name, _ in commands]
     assert {"protect", "train", "train-generator", "eval", "models download"} <= set(names)
+
+
+def test_ctrl_c_before_a_command_starts_is_one_plain_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import spdesk.cli
+
+    def interrupted() -> argparse.ArgumentParser:  # Ctrl+C while the commands import torch
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(spdesk.cli, "build_parser", interrupted)
+    assert spdesk.cli.main(["protect", "x"]) == EXIT_CANCELLED
+    assert capsys.readouterr().err == "Interrupted.\n"

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from spdesk import __version__
-from spdesk.cli.common import run_command
+from spdesk.cli.common import EXIT_CANCELLED, run_command
 
 # Modules under spdesk.cli, each adding one subcommand (or group) in this order.
 COMMAND_MODULES = ("protect", "train", "evaluate", "models", "preview", "train_generator")
@@ -59,6 +59,14 @@ def _open_gui() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spdesk`` console script; returns the exit status."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl+C before a command took over (torch loads for seconds)
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.self_test_json and not args.self_test:

@@ -74,10 +74,11 @@ class Recommendation:
 def recommended_protection(device_kind: str, installed_encoders: Sequence[str]) -> Recommendation:
     """Photo fine-tuning where a CUDA GPU and an encoder are both here, else photo mode.
 
-    On an H200, 8 steps of photo fine-tuning against TAESD (JPEG q75 in the loss) took 0.35 s a
-    photo and, against photo mode's one pass, raised the latent gain over random signs from 1.21x
-    to 1.84x at a 256 px editor and from 0.89x to 1.22x at 512 px, kept 79% of it after JPEG 75
-    (57%) and was no easier to see (SSIMULACRA2 69.6 vs 69.7, FLIP 0.048 vs 0.053). On a CPU it
+    On an H200 (2026-12-04), 8 steps of photo fine-tuning against TAESD (JPEG q75 in the loss)
+    took 0.43 s a photo and, against photo mode's one pass, raised the latent gain over random
+    signs from 1.33x to 1.99x at a 256 px editor and from 0.92x to 1.31x at 512 px, kept 78% of it
+    after JPEG 75 (72%) and was less visible (SSIMULACRA2 72.1 vs 71.4, FLIP 0.043 vs 0.048;
+    README, "Photo fine-tuning on the 24 photos"). On a CPU it
     takes minutes a photo, so photo mode stays the default there. SD 1.5's own VAE, when
     installed, is preferred: it is the encoder the editors use.
     """

@@ -127,6 +127,25 @@ def test_some_failed_exits_1(
     assert f"{typo} does not exist" in err
 
 
+def test_a_name_with_a_line_break_stays_on_its_own_line_of_the_report(
+    tmp_path: Path, inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (inputs / "new\nline.jpg").write_bytes(b"")  # a broken photo named across two lines
+    samples.photo(inputs / "esc\x1b[2J.jpg")  # and one that would clear a terminal's screen
+    out = tmp_path / "out"
+    assert (
+        _protect(inputs, "--out", out, "--mode", "universal", "--perturbation", perturbation) == 1
+    )
+    err = capsys.readouterr().err
+    failed = [line for line in err.splitlines() if line.startswith("FAILED")]
+    assert failed == [
+        f"FAILED   {inputs}/new\\nline.jpg: new\\nline.jpg is empty (0 bytes): "
+        "there is no photo in it."
+    ]
+    assert "\x1b" not in err and "esc\\x1b[2J.jpg" in err
+    assert (out / "esc\x1b[2J.protected.jpg").is_file()  # the file itself keeps its real name
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

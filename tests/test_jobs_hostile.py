@@ -76,6 +76,12 @@ def test_shown_escapes_only_bytes_that_are_not_utf8() -> None:
     assert shown("plain.png") == "plain.png"
 
 
+def test_shown_escapes_control_characters_a_name_cannot_break_lines_or_drive_a_terminal() -> None:
+    assert shown("new\nline.jpg") == "new\\nline.jpg"
+    assert shown("\x1b[2Jclear.png") == "\\x1b[2Jclear.png"
+    assert shown(Path(os.fsdecode(b"tab\t\xe9.png"))) == "tab\\t\\xe9.png"
+
+
 @posix_only
 def test_an_output_name_past_the_name_limit_is_shortened_uniquely_and_recorded(
     tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]

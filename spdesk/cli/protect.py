@@ -376,11 +376,11 @@ class _Printer:
             self.finished += 1 if event.position else 0
             # Excluded files are not photos the summary counts as skipped: say what it says.
             word = "left out" if event.kind is jobs.SkipReason.EXCLUDED else "skipped "
-            self._line(f"{word} {self.source(event.source)}: {event.reason}")
+            self._line(f"{word} {self.source(event.source)}: {shown(event.reason)}")
         elif isinstance(event, jobs.FileFailed):
             self.finished += 1 if event.position else 0  # a missing input is not in the total
-            hint = f" ({event.hint})" if event.hint else ""
-            self._line(f"FAILED   {self.source(event.source)}: {event.reason}{hint}")
+            hint = f" ({shown(event.hint)})" if event.hint else ""
+            self._line(f"FAILED   {self.source(event.source)}: {shown(event.reason)}{hint}")
 
     def _line(self, text: str) -> None:
         self.progress.line(text)

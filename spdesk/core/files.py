@@ -79,14 +79,23 @@ def temp_path(target: Path) -> Path:
     return target.with_name(f".{stem}.{secrets.token_hex(_TEMP_RANDOM // 2)}{TEMP_SUFFIX}")
 
 
+_CONTROL = {code: f"\\x{code:02x}" for code in [*range(32), 127]} | {10: "\\n", 9: "\\t", 13: "\\r"}
+
+
 def shown(path: Path | str) -> str:
-    """``path`` as text for people and JSON: undecodable bytes written as ``\\xe9``."""
-    text = os.fspath(path)
+    """``path`` as text for people and JSON: undecodable bytes written as ``\\xe9``, control
+    characters as ``\\n`` or ``\\x1b`` (a name cannot break a line of the report or drive the
+    terminal)."""
+    return shown_text(os.fspath(path)).translate(_CONTROL)
+
+
+def shown_text(text: str) -> str:
+    """A message for people and JSON, which may hold line breaks and names already
+    :func:`shown`: only undecodable bytes are written as ``\\xe9``."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raw = os.fsencode(text)
-        return raw.decode("utf-8", "backslashreplace")
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
     return text
 
 

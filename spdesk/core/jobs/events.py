@@ -14,7 +14,7 @@ from typing import Any
 
 from spdesk.core.errors import Cancelled
 from spdesk.core.events import Event
-from spdesk.core.files import shown
+from spdesk.core.files import shown, shown_text
 
 
 class SkipReason(StrEnum):
@@ -185,9 +185,9 @@ class JobReport:
             },
             "location_removed": len(self.location_removed),
             "cancelled": self.cancelled,
-            "stopped": shown(self.stopped) if self.stopped else None,
+            "stopped": shown_text(self.stopped) if self.stopped else None,
             "seconds": round(self.seconds, 3),
-            "warnings": [shown(w) for w in self.warnings],
+            "warnings": [shown_text(w) for w in self.warnings],
             "done": [
                 {
                     "source": self.source_shown(e.source),
@@ -240,13 +240,11 @@ class JobReport:
         if self.location_removed:
             lines.append(location_text(len(self.location_removed), how_to_keep))
         lines.extend(f"Warning: {w}" for w in self.warnings)
-        if self.failed:
-            lines.append("Failed:")
-            lines.extend(f"  {self.source_shown(e.source)}: {e.reason}" for e in self.failed)
-        if self.skipped:
-            lines.append("Skipped:")
-            lines.extend(f"  {self.source_shown(e.source)}: {e.reason}" for e in self.skipped)
-        return shown("\n".join(lines))  # stopped/warnings may name files too
+        for title, events in (("Failed:", self.failed), ("Skipped:", self.skipped)):
+            if events:
+                lines.append(title)
+                lines.extend(f"  {self.source_shown(e.source)}: {shown(e.reason)}" for e in events)
+        return shown_text("\n".join(lines))  # stopped/warnings may name files too
 
 
 def location_text(removed: int, how_to_keep: str = "") -> str:

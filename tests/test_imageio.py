@@ -77,8 +77,9 @@ def test_decompression_bomb_refused_before_decoding(tmp_path: Path) -> None:
 
 
 def test_default_limit_also_refuses_the_bomb(tmp_path: Path) -> None:
-    with pytest.raises(ImageTooLargeError, match=r"bomb\.png is too large \(10000 MP\)"):
+    with pytest.raises(ImageTooLargeError, match=r"bomb\.png is too large \(10000 MP\)") as caught:
         read_image(samples.png_bomb(tmp_path / "bomb.png"))
+    assert "spdesk protect --max-megapixels 10001" in caught.value.hint  # the option that admits it
 
 
 def test_a_raised_pixel_limit_takes_effect_past_pillows_own(

@@ -19,6 +19,7 @@ Decisions:
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 import sys
@@ -274,10 +275,13 @@ def _too_large(
     path: Path, pixels: int | None, max_pixels: int, dims: str = ""
 ) -> ImageTooLargeError:
     dims = f" ({dims}{pixels / 1e6:.0f} MP)" if pixels else ""
+    # The limit that would let it in, for people who trust the file (a few spare megapixels).
+    enough = f" {math.ceil(pixels / 1e6) + 1}" if pixels else ""
     return ImageTooLargeError(
         f"{path.name} is too large{dims}: the limit is {max_pixels / 1e6:.0f} megapixels. "
         "It was not decoded (files like this can exhaust memory).",
-        hint="Reduce the photo's size in an editor, or raise the limit if you trust the file.",
+        hint="Reduce the photo's size in an editor, or, if you trust the file, raise the limit "
+        f"(spdesk protect --max-megapixels{enough or ' MP'}).",
     )
 
 

@@ -348,20 +348,16 @@ def write_checked(
     its check is written once more through Python, which raises "No space left on device"
     where the disk is full; a real encoding problem fails its check again. Nothing is left
     behind on failure."""
-    temp, length = write_temp(encoded, scratch)
-    try:
-        return temp, length, check_written(temp, size, target)
-    except OutputError:
-        files.discard(temp)  # cut by a full disk, or not encodable: once more, through Python
-    except BaseException:
-        files.discard(temp)
-        raise
-    temp, length = write_temp(encoded, scratch, through_python=True)
-    try:
-        return temp, length, check_written(temp, size, target)
-    except BaseException:
-        files.discard(temp)
-        raise
+    for through_python in (False, True):
+        temp, length = write_temp(encoded, scratch, through_python=through_python)
+        try:
+            return temp, length, check_written(temp, size, target)
+        except BaseException as error:
+            files.discard(temp)
+            # cut by a full disk, or not encodable: once more, through Python
+            if through_python or not isinstance(error, OutputError):
+                raise
+    raise AssertionError("unreachable: the second try returns or raises")
 
 
 def check_written(temp: Path, size: tuple[int, int], target: Path) -> str:

@@ -146,6 +146,12 @@ class JobReport:
     source_shown: Callable[[Path], str] = field(default=shown, repr=False, compare=False)
     output_shown: Callable[[Path], str] = field(default=shown, repr=False, compare=False)
 
+    def sort_outcomes(self) -> None:
+        """List each kind of outcome in the order the photos were given (a job works on them
+        largest first), after those found while listing the inputs (position 0)."""
+        for outcomes in (self.done, self.skipped, self.failed):
+            outcomes.sort(key=lambda event: event.position)  # type: ignore[attr-defined]
+
     @property
     def left_out(self) -> list[FileSkipped]:
         """Files left out while listing the inputs (not photos, hidden, links...)."""

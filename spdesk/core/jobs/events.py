@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,7 @@ class JobReport:
         """List each kind of outcome in the order the photos were given (a job works on them
         largest first), after those found while listing the inputs (position 0)."""
         for outcomes in (self.done, self.skipped, self.failed):
-            outcomes.sort(key=lambda event: event.position)  # type: ignore[attr-defined]
+            outcomes.sort(key=attrgetter("position"))
 
     @property
     def left_out(self) -> list[FileSkipped]:

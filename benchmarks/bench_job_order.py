@@ -12,8 +12,9 @@ Not a test. Two figures:
   ImageNet photos, on generated 12 and 24 MP photos (two of each, named so that the smaller
   come first), and on both together (the large ones last, as in a folder sorted by name).
 - With ``--finetune STEPS``: the GPU default's job (photo mode fine-tuned per photo against TAESD,
-  batches of ``--batch``) on the first ``--finetune-photos`` photos in name order, in each
-  order, seconds a photo (on a CUDA GPU: ``--device cuda``).
+  batches of ``--batch``) on the first ``--finetune-photos`` held-out photos (those
+  ``bench_protection.py`` measures, and all that ``gpu/pack_bench_photos.py`` packs), in name
+  order and largest first, seconds a photo and passes (on a CUDA GPU: ``--device cuda``).
 
     python benchmarks/bench_job_order.py --repeat 10
     python benchmarks/bench_job_order.py --repeat 0 --finetune 8 --finetune-photos 200 --device cuda
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 
 from bench_protect import SHARED_PHOTOS, make_large_photos, make_perturbation, pillow_floor
+from bench_protection import held_out
 
 from spdesk.core.batches import batches_by_key
 from spdesk.core.imageio import read_header
@@ -110,6 +112,9 @@ def compare_fine_tuning(photos: list[Path], args: argparse.Namespace) -> dict[st
     with tempfile.TemporaryDirectory(prefix="bench-order-") as out:
         timed_job(photos[:1], Path(out), settings, given_order=True)  # loads, warms the device
     row: dict[str, float] = {"photos": len(photos), "steps": args.finetune}
+    row |= {
+        f"passes_{k}": v for k, v in fine_tuning_passes(photos, args.batch).items() if k != "photos"
+    }
     for side in ("given", "largest_first"):
         with tempfile.TemporaryDirectory(prefix="bench-order-") as out:
             seconds = timed_job(photos, Path(out), settings, side == "given")
@@ -117,7 +122,8 @@ def compare_fine_tuning(photos: list[Path], args: argparse.Namespace) -> dict[st
     print(
         f"photo fine-tuning, {args.finetune} steps, batches of {args.batch}, {len(photos)} photos "
         f"on {args.device}: {row['given_s_per_photo']:.3f} s a photo in name order, "
-        f"{row['largest_first_s_per_photo']:.3f} s largest first",
+        f"{row['largest_first_s_per_photo']:.3f} s largest first ({row['passes_given']} and "
+        f"{row['passes_largest_first']} passes)",
         flush=True,
     )
     return row
@@ -151,7 +157,8 @@ def main() -> None:
             sets = {"imagenet": small, "12-24 MP": large, "all": small + large}
             figures["timings"] = compare(sets, perturbation, args.repeat)
     if args.finetune:
-        figures["fine_tuning"] = compare_fine_tuning(sources[: args.finetune_photos], args)
+        chosen = sorted(held_out(args.photos)[: args.finetune_photos])  # the given order: names
+        figures["fine_tuning"] = compare_fine_tuning(chosen, args)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

@@ -711,37 +711,6 @@ def test_fine_tune_batches_give_the_outputs_of_one_photo_at_a_time(
     assert ("0.png", 2) in tuning and ("1.png", 2) in tuning
 
 
-@pytest.mark.usefixtures("one_torch_thread")
-def test_photos_of_one_size_are_fine_tuned_together_whatever_their_names(
-    tmp_path: Path,
-    inputs: Path,
-    settings: ProtectSettings,
-    tiny_encoder: str,
-    generator_file: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from spdesk.core.photo_finetune import PhotoFineTuner
-
-    # Two sizes alternating in name order (as a camera's landscape and portrait shots do):
-    # batches of two in name order would each hold both sizes, four passes of one photo.
-    for i in range(4):
-        samples.photo(inputs / f"{i}.png", *((40, 24) if i % 2 else (24, 40)))
-    passes: list[list[tuple[int, ...]]] = []
-    original = PhotoFineTuner.working_deltas
-
-    def recorded(self: Any, views: list[np.ndarray]) -> list[np.ndarray]:
-        passes.append([view.shape for view in views])
-        return original(self, views)
-
-    monkeypatch.setattr(PhotoFineTuner, "working_deltas", recorded)
-    tuned = _fine_tuning(
-        settings, tiny_encoder, finetune_steps=1, mode="photo-finetune", generator=generator_file
-    )
-    report, _ = _run([inputs], tmp_path / "out", dataclasses.replace(tuned, finetune_batch=2))
-    assert [e.source.name for e in report.done] == ["0.png", "1.png", "2.png", "3.png"]
-    assert len(passes) == 2 and all(len(set(shapes)) == 1 for shapes in passes), passes
-
-
 @pytest.mark.parametrize("mode", ["finetune", "photo-finetune"])
 def test_a_cancelled_fine_tune_batch_publishes_none_of_its_photos(
     tmp_path: Path,
@@ -777,25 +746,21 @@ def test_discover_inputs_for_the_app(inputs: Path) -> None:
 
 
 # --- several workers -----------------------------------------------------------------------------
-def test_workers_give_the_same_outputs_largest_photo_first_and_report_in_job_order(
+def test_workers_give_the_same_outputs_in_job_order(
     tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
 ) -> None:
     for i in range(8):
         samples.photo(inputs / f"{i}.png", 40 + i, 30)
     (inputs / "bad.png").write_bytes(b"")
     originals_guard.append(inputs)
-    one, one_events = _run([inputs], tmp_path / "one", dataclasses.replace(settings, workers=1))
+    one, _ = _run([inputs], tmp_path / "one", dataclasses.replace(settings, workers=1))
     many, events = _run([inputs], tmp_path / "many", dataclasses.replace(settings, workers=3))
-    in_order = [inputs / f"{i}.png" for i in range(8)]
-    assert [e.source for e in many.done] == [e.source for e in one.done] == in_order
+    assert [e.source for e in many.done] == [e.source for e in one.done]  # job order
     assert [e.source.name for e in many.failed] == ["bad.png"]
     for name in _outputs(tmp_path / "one"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "many" / name).read_bytes()
-    # Worked on (and reported as they finish) largest first; a header that did not read, last.
-    largest_first = [f"{i}.png" for i in reversed(range(8))] + ["bad.png"]
-    for run_events in (one_events, events):
-        finished = [e.source.name for e in run_events if isinstance(e, FileDone | FileFailed)]
-        assert finished == largest_first
+    finished = [e.position for e in events if isinstance(e, FileDone | FileFailed)]
+    assert finished == sorted(finished)
 
 
 def _eight_photos(folder: Path) -> None:
@@ -1057,19 +1022,3 @@ def test_the_start_counts_the_photos_whose_header_fails_and_each_still_fails_in_
     failed = {e.source.name for e in events if isinstance(e, FileFailed)}
     assert failed == {"cut.jpg", "empty.jpg", "text.jpg", "named.jpg"}
     assert [e.source.name for e in report.done] == ["a.png"]
-
-
-def test_largest_first_keeps_each_size_together_in_the_order_given_and_unknown_sizes_last() -> None:
-    from spdesk.core.imageio import PhotoHeader
-    from spdesk.core.jobs.scan import largest_first
-
-    headers = {
-        "a": PhotoHeader(500, 375, "RGB"),
-        "b": PhotoHeader(375, 500, "RGB"),  # as many pixels, turned: its own size
-        "c": None,  # its header did not read
-        "d": PhotoHeader(6000, 4000, "RGB"),
-        "e": PhotoHeader(500, 375, "RGB"),
-        "f": PhotoHeader(375, 500, "RGB"),
-        "g": PhotoHeader(20, 10, "L"),
-    }
-    assert largest_first(list(headers), headers.get) == ["d", "b", "f", "a", "e", "g", "c"]

@@ -1,19 +1,20 @@
 """Protect photos on a Ray cluster with the local engine's own code and guarantees.
 
-:class:`RayProtectJob` is :class:`~spdesk.core.jobs.ProtectJob` with one step replaced. The driver
-(this process) scans the inputs, skips finished photos and plans every output name and collision in
-the local engine's order (largest photos first) exactly as it does, then hands the planned photos to
-the cluster in batches. The modes that run a network go to Ray Data: ``map_batches`` on a pool of
-actors (:class:`_Protector`, a callable class that loads photo mode's generator or the fine-tuning
-encoder once per actor, on a GPU each where the cluster has them or :attr:`RayOptions.num_gpus`
-asks; see :func:`plan_placement`). Universal mode loads nothing worth an actor and runs as plain Ray
-tasks (:func:`_protect_in_task`), without Ray Data (no module of it to import, no helper actor to
-start): the cluster's worker processes each build the pattern once per job, and the driver shows
-Ray's ``tqdm_ray`` progress bar. Each batch goes through the local engine's per-photo loop (read,
-protect, encode into an fsync'ed temporary file, publish atomically, record) and is recorded in a
-manifest shard of its own; the driver merges the shards into the output folder's manifest when it
-closes it (or the next job, of either engine, does, after a kill), so a re-run with either engine
-skips what is done. Per-photo failures come back as the local engine's records.
+:class:`RayProtectJob` is :class:`~spdesk.core.jobs.ProtectJob` with one step replaced. The
+driver (this process) scans the inputs, skips finished photos and plans every output name and
+collision in job order exactly as the local engine does, then hands the planned photos to
+the cluster in batches. The modes that run a network go to Ray Data: ``map_batches`` on a pool
+of actors (:class:`_Protector`, a callable class that loads photo mode's generator or the
+fine-tuning encoder once per actor, on a GPU each where the cluster has them or
+:attr:`RayOptions.num_gpus` asks; see :func:`plan_placement`). Universal mode loads nothing
+worth an actor and runs as plain Ray tasks (:func:`_protect_in_task`), without Ray Data (no
+module of it to import, no helper actor to start): the cluster's worker processes each build
+the pattern once per job, and the driver shows Ray's ``tqdm_ray`` progress bar. Each batch
+goes through the local engine's per-photo loop (read, protect, encode into an fsync'ed
+temporary file, publish atomically, record) and is recorded in a manifest shard of its own; the
+driver merges the shards into the output folder's manifest when it closes it (or the next job,
+of either engine, does, after a kill), so a re-run with either engine skips what is done.
+Per-photo failures come back as the local engine's records.
 
 The engine is mode-agnostic: workers receive the job's settings and run the same per-photo step
 the local engine runs for them. Inputs and outputs are paths that every node can reach (one
@@ -337,7 +338,7 @@ class RayProtectJob(ProtectJob):
         started = time.monotonic()
         planned = run.plan(photos)
         manifest.mark_pending([p.key for p in planned], run.fingerprint)
-        tasks = self._plan_tasks(run, manifest, run.largest_first(planned))
+        tasks = self._plan_tasks(run, manifest, planned)
         self.stats.plan_seconds = time.monotonic() - started
         try:
             if tasks and not run._stopping():
@@ -348,7 +349,6 @@ class RayProtectJob(ProtectJob):
         finally:
             # Anything without a record (a cancel, a stop, a lost batch) is still to do.
             run.report.pending = [p.source for p in planned if p.key not in run.handled]
-            run.report.sort_outcomes()
 
     def _plan_tasks(self, run: JobRun, manifest: Manifest, planned: list[_Planned]) -> list[_Task]:
         """The local engine's planning, in job order: skip finished photos, name the rest

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +145,6 @@ class JobReport:
     # store's URL, ``s3://bucket/a.jpg``, not the path inside its file system).
     source_shown: Callable[[Path], str] = field(default=shown, repr=False, compare=False)
     output_shown: Callable[[Path], str] = field(default=shown, repr=False, compare=False)
-
-    def sort_outcomes(self) -> None:
-        """List each kind of outcome in the order the photos were given (a job works on them
-        largest first), after those found while listing the inputs (position 0)."""
-        for outcomes in (self.done, self.skipped, self.failed):
-            outcomes.sort(key=attrgetter("position"))
 
     @property
     def left_out(self) -> list[FileSkipped]:

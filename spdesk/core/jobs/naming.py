@@ -1,11 +1,11 @@
 """Output names for one run of a job: each photo's planned name, and taken names by policy.
 
-Names are planned in the order the job works (largest photos first, then as given: the same inputs
-always get the same names) and given only when a complete temporary file is published. Two photos of
-one run never share a name; a name that exists already is skipped, replaced (the "overwrite" policy)
-or stepped past (``-2``, ``-3``... for "unique"). A name longer than the file system allows is
-shortened, keeping its start, suffix and extension plus a hash of the source's name, so it stays
-unique and the same on every run (the manifest records it).
+Names are planned in job order (so the same inputs always get the same names) and given only
+when a complete temporary file is published. Two photos of one run never share a name; a name
+that exists already is skipped, replaced (the "overwrite" policy) or stepped past (``-2``,
+``-3``... for "unique"). A name longer than the file system allows is shortened, keeping its
+start, suffix and extension plus a hash of the source's name, so it stays unique and the same
+on every run (the manifest records it).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from spdesk.core.jobs.events import (
 from spdesk.core.jobs.memory import HeapTrimmer, MemoryBudget, photo_need
 from spdesk.core.jobs.naming import OutputNamer, Target
 from spdesk.core.jobs.protector import Protector, protect_photo, rgb_of, with_alpha
-from spdesk.core.jobs.scan import largest_first, relative_paths
+from spdesk.core.jobs.scan import relative_paths
 from spdesk.core.manifest import DONE, FAILED, SKIPPED, Manifest, SourceSignature
 from spdesk.core.stores import Store
 
@@ -196,12 +196,9 @@ class JobRun:
         self.abort.check()
 
     def process_all(self, manifest: Manifest, photos: list[InputPhoto]) -> None:
-        """Protect ``photos``, largest first (see :meth:`largest_first`); the report lists them
-        in the order given."""
         planned = self.plan(photos)
         manifest.mark_pending([p.key for p in planned], self.fingerprint)
-        self.process_planned(manifest, self.largest_first(planned))
-        self.report.sort_outcomes()
+        self.process_planned(manifest, planned)
 
     def plan(self, photos: list[InputPhoto]) -> list[_Planned]:
         """Each photo's place in the job: its path below the output folder, key and position."""
@@ -210,10 +207,6 @@ class JobRun:
             _Planned(photo, rel, self.job.store.key(photo.path), i + 1, len(photos))
             for i, (photo, rel) in enumerate(zip(photos, relative, strict=True))
         ]
-
-    def largest_first(self, planned: list[_Planned]) -> list[_Planned]:
-        """The planned photos in the order the job works on them (see :func:`largest_first`)."""
-        return largest_first(planned, lambda item: self.job.walked_headers.get(item.source))
 
     def process_planned(self, manifest: Manifest, planned: list[_Planned]) -> None:
         """Protect, publish and record the planned photos (see :meth:`_prepare` for which)."""
@@ -240,8 +233,7 @@ class JobRun:
         finally:
             _discard_temps(future for _task, future in inflight)
         if self._stopping():
-            in_order = sorted(planned, key=lambda item: item.position)
-            self.report.pending = [p.source for p in in_order if p.key not in self.handled]
+            self.report.pending = [p.source for p in planned if p.key not in self.handled]
 
     def _batches(
         self, manifest: Manifest, planned: list[_Planned], size: int

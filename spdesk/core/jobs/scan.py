@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO
 
 from spdesk.core.discovery import (
     Discovery,
@@ -29,8 +29,6 @@ from spdesk.core.imageio import (
 from spdesk.core.jobs.settings import ProtectSettings
 from spdesk.core.manifest import MANIFEST_NAME
 from spdesk.core.stores import FolderStore, Store
-
-T = TypeVar("T")
 
 
 def scan_inputs(
@@ -181,20 +179,3 @@ def inside(path: Path, folder: Path) -> bool:
     """Whether ``path`` is ``folder`` or lies under it (links resolved)."""
     path, folder = path.resolve(), folder.resolve()
     return path == folder or folder in path.parents
-
-
-def largest_first(items: Sequence[T], header_of: Callable[[T], PhotoHeader | None]) -> list[T]:
-    """``items`` (photos) largest first by their headers, those of one size side by side in the
-    order given, those without a header last.
-
-    Longest-first scheduling: a large photo started last would run alone on one core while the
-    others idle, whereas small ones at the end fill the cores evenly. Fine-tuning's batches fill
-    up too, since it runs photos of one size together: 472 passes of at most 8 for the 1000
-    photos of the ImageNet sample, against 841 in name order (``benchmarks/bench_job_order.py``).
-    """
-
-    def size(item: T) -> tuple[int, int]:
-        header = header_of(item)
-        return (-header.pixels, header.width) if header is not None else (0, 0)
-
-    return sorted(items, key=size)

@@ -1022,3 +1022,27 @@ def test_the_start_counts_the_photos_whose_header_fails_and_each_still_fails_in_
     failed = {e.source.name for e in events if isinstance(e, FileFailed)}
     assert failed == {"cut.jpg", "empty.jpg", "text.jpg", "named.jpg"}
     assert [e.source.name for e in report.done] == ["a.png"]
+
+
+@pytest.mark.parametrize("collision", ["overwrite", "skip", "unique"])
+def test_a_rerun_after_a_cancel_gives_photos_sharing_an_output_name_the_names_of_a_whole_run(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, collision: str
+) -> None:
+    # IMG.jpg and IMG.tif both become IMG.protected.png; a cancel falls between them.
+    samples.photo(inputs / "IMG.jpg", 40, 30)
+    samples.photo(inputs / "IMG.tif", 60, 45)
+    samples.photo(inputs / "z.png", 50, 40)
+    shared_name = dataclasses.replace(settings, format="png", collision=collision, workers=1)
+    whole, _ = _run([inputs], tmp_path / "whole", shared_name)
+    expected = {e.source.name: e.output.name for e in whole.done}
+    assert expected["IMG.jpg"] != expected["IMG.tif"]
+
+    out = tmp_path / "cut"
+    _cancelled_run([inputs], out, shared_name, lambda e: isinstance(e, FileDone))
+    rerun, _ = _run([inputs], out, shared_name)
+    assert {e.source.name for e in rerun.done} == {"IMG.tif", "z.png"}
+    assert [e.kind for e in rerun.skipped] == [SkipReason.ALREADY_DONE]  # IMG.jpg, kept
+    assert _outputs(out) == _outputs(tmp_path / "whole")
+    for source, name in expected.items():  # each output holds its own photo
+        with Image.open(inputs / source) as photo, Image.open(out / name) as output:
+            assert output.size == photo.size, (source, name)

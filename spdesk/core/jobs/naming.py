@@ -79,6 +79,12 @@ class OutputNamer:
             self.written.add(target.path)  # a later photo of this run gets another name
         return target
 
+    def reserve(self, path: Path) -> None:
+        """Keep ``path`` from every other photo of this run: the output of a photo finished by
+        an earlier run, which this run skips (another photo mapping to the same name then gets
+        the next free one, as it did in the run that was cut short)."""
+        self.written.add(path)
+
     def _sniff(self, source: Path) -> str | None:
         try:
             return self.inputs.sniff(source)

@@ -335,6 +335,7 @@ class JobRun:
         if not self.settings.redo:
             finished = manifest.finished_output(item.key, self.fingerprint, signature)
             if finished is not None:
+                self.names.reserve(finished)  # no other photo of this run may take or replace it
                 reason = "already protected with the same settings"
                 self._skip(item, SkipReason.ALREADY_DONE, reason, finished)
                 return None

@@ -1,16 +1,18 @@
-"""Benchmark: the order a job works in. Largest photos first (the job's order since 2026-12-04)
-against the order given (name order), in one run.
+"""Benchmark: the order a job works in. Largest photos first against the order given (name
+order), in one run. A job works in the order it is given; the "largest first" side hands it the
+list sorted by size (largest first, photos of one size side by side, each size's in name order).
 
-Not a test. Two figures:
+Not a test. Tried in the job itself on 2026-12-04 and reverted (README, "Speed"): faster on
+mixed folders, but it unbalanced the Ray engine's batches, serialised large photos under a tight
+memory budget and skewed the time estimate. Figures:
 
 - Fine-tuning passes: photo fine-tuning runs photos of one size together, up to ``--batch`` per
   pass (a GPU runs 8 in about the time of one). Counted from the headers of the ImageNet sample:
   how many passes the job's batches make in each order. No timing, nothing run.
 - Universal mode's time against the Pillow floor (as ``bench_protect.py``: decode and re-encode
-  the same files), the job with its default workers, with the job's order and with the order
-  given (its ``largest_first`` replaced by the identity), rounds interleaved: on ``--count``
-  ImageNet photos, on generated 12 and 24 MP photos (two of each, named so that the smaller
-  come first), and on both together (the large ones last, as in a folder sorted by name).
+  the same files), the job with its default workers, in each order, rounds interleaved: on
+  ``--count`` ImageNet photos, on generated 12 and 24 MP photos (two of each, named so that the
+  smaller come first), and on both together (the large ones last, as in a folder sorted by name).
 - With ``--finetune STEPS``: the GPU default's job (photo mode fine-tuned per photo against TAESD,
   batches of ``--batch``) on the first ``--finetune-photos`` held-out photos (those
   ``bench_protection.py`` measures, and all that ``gpu/pack_bench_photos.py`` packs), in name
@@ -33,10 +35,13 @@ from bench_protect import SHARED_PHOTOS, make_large_photos, make_perturbation, p
 from bench_protection import held_out
 
 from spdesk.core.batches import batches_by_key
-from spdesk.core.imageio import read_header
+from spdesk.core.imageio import PhotoHeader, read_header
 from spdesk.core.jobs import ProtectJob, ProtectSettings, default_workers
-from spdesk.core.jobs import pool as job_pool
-from spdesk.core.jobs.scan import largest_first
+
+
+def largest_first(photos: list[Path], headers: dict[Path, PhotoHeader]) -> list[Path]:
+    """``photos`` largest first, those of one size side by side in the order given."""
+    return sorted(photos, key=lambda p: (-headers[p].pixels, headers[p].width))
 
 
 def fine_tuning_passes(photos: list[Path], batch: int) -> dict[str, int]:
@@ -51,20 +56,21 @@ def fine_tuning_passes(photos: list[Path], batch: int) -> dict[str, int]:
     return {
         "photos": len(photos),
         "given": passes(photos),
-        "largest_first": passes(largest_first(photos, headers.get)),
+        "largest_first": passes(largest_first(photos, headers)),
     }
 
 
-def timed_job(photos: list[Path], out: Path, settings: ProtectSettings, given_order: bool) -> float:
-    job_order = job_pool.JobRun.largest_first
-    if given_order:
-        job_pool.JobRun.largest_first = lambda self, planned: planned  # type: ignore[method-assign]
-    try:
-        start = time.perf_counter()
-        ProtectJob(photos, out, settings).run()
-        return time.perf_counter() - start
-    finally:
-        job_pool.JobRun.largest_first = job_order  # type: ignore[method-assign]
+def timed_job(photos: list[Path], out: Path, settings: ProtectSettings) -> float:
+    """Seconds of one job over ``photos``, in that order."""
+    start = time.perf_counter()
+    ProtectJob(photos, out, settings).run()
+    return time.perf_counter() - start
+
+
+def orders(photos: list[Path]) -> dict[str, list[Path]]:
+    """``photos`` as given and largest first (headers read here, before any timing)."""
+    headers = {path: read_header(path) for path in photos}
+    return {"given": photos, "largest_first": largest_first(photos, headers)}
 
 
 def compare(sets: dict[str, list[Path]], perturbation: Path, repeat: int) -> dict[str, dict]:
@@ -72,6 +78,7 @@ def compare(sets: dict[str, list[Path]], perturbation: Path, repeat: int) -> dic
     settings = ProtectSettings(perturbation=perturbation, workers=default_workers())
     times: dict[tuple[str, str], list[float]] = {}
     sides = ["floor", "given", "largest_first"]
+    ordered = {name: orders(photos) for name, photos in sets.items()}
     for round_ in range(repeat):
         for name, photos in sets.items():
             for side in sides if round_ % 2 == 0 else sides[::-1]:
@@ -79,7 +86,7 @@ def compare(sets: dict[str, list[Path]], perturbation: Path, repeat: int) -> dic
                     seconds = (
                         pillow_floor(photos, Path(out))
                         if side == "floor"
-                        else timed_job(photos, Path(out), settings, side == "given")
+                        else timed_job(ordered[name][side], Path(out), settings)
                     )
                 times.setdefault((name, side), []).append(seconds)
     rows: dict[str, dict] = {}
@@ -110,14 +117,14 @@ def compare_fine_tuning(photos: list[Path], args: argparse.Namespace) -> dict[st
         finetune_batch=args.batch,
     )
     with tempfile.TemporaryDirectory(prefix="bench-order-") as out:
-        timed_job(photos[:1], Path(out), settings, given_order=True)  # loads, warms the device
+        timed_job(photos[:1], Path(out), settings)  # loads, warms the device
     row: dict[str, float] = {"photos": len(photos), "steps": args.finetune}
     row |= {
         f"passes_{k}": v for k, v in fine_tuning_passes(photos, args.batch).items() if k != "photos"
     }
-    for side in ("given", "largest_first"):
+    for side, order in orders(photos).items():
         with tempfile.TemporaryDirectory(prefix="bench-order-") as out:
-            seconds = timed_job(photos, Path(out), settings, side == "given")
+            seconds = timed_job(order, Path(out), settings)
         row[f"{side}_s_per_photo"] = round(seconds / len(photos), 4)
     print(
         f"photo fine-tuning, {args.finetune} steps, batches of {args.batch}, {len(photos)} photos "

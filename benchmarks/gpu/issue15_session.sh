@@ -17,14 +17,8 @@ started=$(date +%s)
 res=$(mktemp -d)
 device=${TRAIN_DEVICE:-cuda}
 {
-  if [[ -d .whl ]] && ! python3 -c "import diffusers, kornia, platformdirs" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target /tmp/site .whl/*.whl || exit 3
-    export PYTHONPATH=/tmp/site
-  fi
-  [[ -e spdesk/resources ]] || ln -sfn ../resources spdesk/resources  # the package-dir mapping
-  export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$(pwd):$(pwd)/benchmarks"
-  export PYTHONUNBUFFERED=1 SPDESK_HOME=${SPDESK_HOME:-/tmp/spdesk-home-i15}
+  source benchmarks/gpu/env.sh  # the carried wheels, the resources link, PYTHONPATH
+  export SPDESK_HOME=${SPDESK_HOME:-/tmp/spdesk-home-i15}
   python3 -c "
 import torch, diffusers, kornia, spdesk.cli
 gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'

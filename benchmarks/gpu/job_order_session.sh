@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU default's whole job on a lent CUDA machine, in one call: photo fine-tuning (8 steps
-# against TAESD, the JPEG term on) over the packed photos, batches of 8 in name order and largest
-# first (the job's order since 2026-12-04), then one photo a pass; seconds a photo of each
-# (benchmarks/bench_job_order.py). Batched fine-tuning's speed-up was never measured on a GPU.
+# against TAESD, the JPEG term on) over the packed photos, batches of 8 in name order and sorted
+# largest first (photos of one size side by side), then one photo a pass; seconds a photo of
+# each (benchmarks/bench_job_order.py). Batched fine-tuning's speed-up was never measured on a
+# GPU.
 # Carry .whl and .devdata/bench124 (pack_bench_photos.py ../shared .devdata/bench124 --photos 124);
 # everything comes back as $OUT/job_order.log and $OUT/job_order_batchN.json.
 #
@@ -13,14 +14,8 @@ out="${1:-${OUT:?OUT}}"
 mkdir -p "$out"
 cd "$(dirname "$0")/../.."
 {
-  if [[ -d .whl ]] && ! python3 -c "import diffusers, kornia, platformdirs" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target /tmp/site .whl/*.whl || exit 3
-    export PYTHONPATH=/tmp/site
-  fi
-  [[ -e spdesk/resources ]] || ln -sfn ../resources spdesk/resources  # the package-dir mapping
-  export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$(pwd):$(pwd)/benchmarks"
-  export PYTHONUNBUFFERED=1 SPDESK_HOME=${SPDESK_HOME:-/tmp/spdesk-home-jo}
+  source benchmarks/gpu/env.sh  # the carried wheels, the resources link, PYTHONPATH
+  export SPDESK_HOME=${SPDESK_HOME:-/tmp/spdesk-home-jo}
   photos=${PHOTOS_DIR:-.devdata/bench124/data/imagenet-sample}
   for batch in 8 1; do
     echo "== batches of $batch ($SECONDS s in)"

@@ -10,6 +10,7 @@ import builtins
 import contextlib
 import dataclasses
 import errno
+import hashlib
 import io
 import itertools
 import json
@@ -1046,3 +1047,66 @@ def test_a_rerun_after_a_cancel_gives_photos_sharing_an_output_name_the_names_of
     for source, name in expected.items():  # each output holds its own photo
         with Image.open(inputs / source) as photo, Image.open(out / name) as output:
             assert output.size == photo.size, (source, name)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_photo_added_since_never_replaces_the_output_of_a_finished_photo_of_its_name(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    overwrite = dataclasses.replace(settings, collision="overwrite", workers=1)
+    samples.photo(inputs / "X.png", 40, 30)
+    out = tmp_path / "out"
+    _run([inputs], out, overwrite)
+    kept = _sha(out / "X.protected.png")
+    samples.photo(inputs / "X.gif", 60, 45)  # GIF is written as PNG: the same name
+    again, _ = _run([inputs], out, overwrite)
+    assert [(e.source.name, e.kind) for e in again.skipped] == [("X.png", SkipReason.ALREADY_DONE)]
+    assert [(e.source.name, e.output.name) for e in again.done] == [("X.gif", "X.protected-2.png")]
+    assert _sha(out / "X.protected.png") == kept
+    with Image.open(out / "X.protected-2.png") as added:
+        assert added.size == (60, 45)
+
+
+@pytest.mark.parametrize(("collision", "redone"), [("overwrite", True), ("skip", False)])
+def test_an_edited_photo_sharing_an_output_name_is_redone_or_skipped_by_the_policy(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, collision: str, redone: bool
+) -> None:
+    shared_name = dataclasses.replace(settings, format="png", collision=collision, workers=1)
+    samples.photo(inputs / "IMG.jpg", 40, 30)
+    samples.photo(inputs / "IMG.tif", 60, 45)
+    out = tmp_path / "out"
+    _run([inputs], out, shared_name)
+    first = _sha(out / "IMG.protected.png")
+    samples.photo(inputs / "IMG.tif", 64, 48)  # edited since
+    again, _ = _run([inputs], out, shared_name)
+    assert not again.failed  # it used to fail: "IMG.protected-2.png already exists"
+    assert _sha(out / "IMG.protected.png") == first
+    with Image.open(out / "IMG.protected-2.png") as output:
+        assert output.size == ((64, 48) if redone else (60, 45))
+    assert [e.source.name for e in again.done] == (["IMG.tif"] if redone else [])
+
+
+def test_a_failed_run_keeps_the_proof_that_spdesk_wrote_the_photos_output(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    photo = samples.photo(inputs / "IMG.jpg", 40, 30)
+    good = photo.read_bytes()
+    stat = photo.stat()
+    out = tmp_path / "out"
+    _run([inputs], out, settings)
+    first = _sha(out / "IMG.protected.jpg")
+    photo.write_bytes(good[:300])  # unreadable for a while (a copy in progress)
+    failed, _ = _run([inputs], out, settings)
+    assert [e.source.name for e in failed.failed] == ["IMG.jpg"]
+    photo.write_bytes(good)
+    os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # back as it was
+    back, _ = _run([inputs], out, settings)
+    assert [e.kind for e in back.skipped] == [SkipReason.ALREADY_DONE]  # not protected twice
+    assert sorted(p.name for p in out.glob("IMG*")) == ["IMG.protected.jpg"]
+    stronger = dataclasses.replace(settings, strength=4, collision="overwrite")
+    replaced, _ = _run([inputs], out, stronger)  # still provably spdesk's: replaced
+    assert [e.output.name for e in replaced.done] == ["IMG.protected.jpg"]
+    assert _sha(out / "IMG.protected.jpg") != first

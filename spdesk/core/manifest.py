@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -171,6 +172,16 @@ class Manifest:
         output, digest = entry.get("output"), entry.get("output_sha256")
         if self._written is not None and entry.get("status") == DONE and output and digest:
             self._written.setdefault(str(output), set()).add(str(digest))
+
+    def kept_outputs(self, sources: Iterable[str]) -> dict[Path, str]:
+        """The outputs ``sources`` were last recorded done with (path -> source): the names a
+        run keeps for them, whatever the settings."""
+        kept = {}
+        for source in sources:
+            entry = self.entries.get(source, {})
+            if entry.get("status") == DONE and entry.get("output"):
+                kept[self.root / str(entry["output"])] = source
+        return kept
 
     def finished_output(
         self, source: str, settings: str, signature: SourceSignature

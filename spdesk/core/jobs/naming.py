@@ -36,6 +36,7 @@ class Target:
     notes: tuple[str, ...] = ()
     foreign: bool = False  # taken by a file spdesk did not write (never replaced)
     existing: bool = False  # the name held a file when it was planned ("unique", "overwrite")
+    owner: str = ""  # the photo's key: names kept for it (see OutputNamer.keep) are its own
 
 
 class OutputNamer:
@@ -70,20 +71,30 @@ class OutputNamer:
         self.policy = policy
         self.wrote = wrote
         self.written: set[Path] = set()  # names of this run: never replaced by a sibling
+        self.kept: dict[Path, str] = {}  # earlier runs' outputs -> the key of their photo
 
-    def plan(self, source: Path, relative: Path, source_format: str = "") -> Target:
+    def plan(
+        self, source: Path, relative: Path, source_format: str = "", owner: str = ""
+    ) -> Target:
         """The output for ``source`` (at ``relative`` below the inputs), reserved for it.
-        ``source_format``: its format by content, when already read (else it is sniffed)."""
-        target = self._plan(relative, source_format or self._sniff(source))
+        ``source_format``: its format by content, when already read (else it is sniffed);
+        ``owner``: the photo's key (names kept for it are its own)."""
+        target = self._plan(relative, source_format or self._sniff(source), owner)
         if not target.taken:
             self.written.add(target.path)  # a later photo of this run gets another name
         return target
 
-    def reserve(self, path: Path) -> None:
-        """Keep ``path`` from every other photo of this run: the output of a photo finished by
-        an earlier run, which this run skips (another photo mapping to the same name then gets
-        the next free one, as it did in the run that was cut short)."""
-        self.written.add(path)
+    def keep(self, outputs: dict[Path, str]) -> None:
+        """Keep earlier runs' outputs (path -> the key of the photo they hold) from every other
+        photo of this run, before any name is planned: a photo finished before is skipped and
+        keeps its output, and another photo mapping to that name gets the next free one, never
+        replacing it (a photo added since, or one redone after a cut-short run)."""
+        self.kept.update(outputs)
+
+    def _free(self, path: Path, owner: str) -> bool:
+        """Whether ``owner``'s photo may take ``path``: not given in this run, not kept for
+        another photo."""
+        return path not in self.written and self.kept.get(path, owner) == owner
 
     def _sniff(self, source: Path) -> str | None:
         try:
@@ -91,9 +102,9 @@ class OutputNamer:
         except OSError:
             return None
 
-    def _plan(self, relative: Path, source_format: str | None) -> Target:
+    def _plan(self, relative: Path, source_format: str | None, owner: str) -> Target:
         if source_format is None:  # read_image will name the problem; plan a placeholder
-            return Target(self.root / relative)
+            return Target(self.root / relative, owner=owner)
         fmt = output_format(source_format, self.export)
         name = output_name(relative.name, fmt, self.export.suffix)
         notes: tuple[str, ...] = ()
@@ -102,23 +113,23 @@ class OutputNamer:
             name = _shortened(name, relative.name, self.export.suffix, limit - _UNIQUE_ROOM)
             notes = (f"output name shortened to fit the file system ({limit} bytes at most)",)
         path = self.root / relative.parent / name
-        if path in self.written:  # two photos of this run map to one name: keep both
-            free = next(c for c in unique_candidates(path) if c not in self.written)
-            return Target(free, notes=notes)
-        if not self.outputs.exists(path):
-            return Target(path, notes=notes)
+        if not self._free(path, owner):  # two photos map to one name: keep both
+            path = next(c for c in unique_candidates(path) if self._free(c, owner))
+        if not self.outputs.exists(path):  # the policy decides for the name it lands on
+            return Target(path, notes=notes, owner=owner)
         if self.policy == "skip":
-            return Target(path, taken=True)
+            return Target(path, taken=True, owner=owner)
         if self.policy == "overwrite" and not (self.wrote is not None and self.wrote(path)):
-            return Target(path, taken=True, foreign=True)
-        return Target(path, replace=self.policy == "overwrite", notes=notes, existing=True)
+            return Target(path, taken=True, foreign=True, owner=owner)
+        replace = self.policy == "overwrite"
+        return Target(path, replace=replace, notes=notes, existing=True, owner=owner)
 
     def publish(self, temp: Path, target: Target) -> Path:
         """Give the complete temporary file its planned name (or the next free one)."""
         unique = self.policy == "unique"
         for candidate in unique_candidates(target.path) if unique else iter([target.path]):
-            if candidate != target.path and candidate in self.written:
-                continue  # another photo of this run has (or will have) that name
+            if candidate != target.path and not self._free(candidate, target.owner):
+                continue  # another photo has (or will have) that name
             replace = target.replace and self._still_ours(candidate)
             # A name planned free that now holds these very bytes is this photo's, published by
             # an earlier try of its batch (a Ray retry): published. Never for a taken name.

@@ -241,6 +241,7 @@ class JobRun:
         """The photos that need work, planned in job order, ``size`` at a time (a fine-tuning
         batch; else one by one); nothing more once the job stops."""
         self.names.wrote = manifest.wrote  # "overwrite" replaces only what it proves
+        self.names.keep(manifest.kept_outputs([item.key for item in planned]))
         batch: list[_Task] = []
         for item in planned:
             if self._stopping():
@@ -335,13 +336,13 @@ class JobRun:
         if not self.settings.redo:
             finished = manifest.finished_output(item.key, self.fingerprint, signature)
             if finished is not None:
-                self.names.reserve(finished)  # no other photo of this run may take or replace it
                 reason = "already protected with the same settings"
                 self._skip(item, SkipReason.ALREADY_DONE, reason, finished)
                 return None
         # The walk's header says the format: no second open of the photo just for its name.
         header = self.job.walked_headers.get(item.source)
-        target = self.names.plan(item.source, item.relative, header.format if header else "")
+        fmt = header.format if header else ""
+        target = self.names.plan(item.source, item.relative, fmt, owner=item.key)
         if target.taken:
             # Front-ends add how to choose another policy, in their own words (kind tells).
             reason = (
@@ -541,9 +542,12 @@ class JobRun:
         self.handled.add(item.key)
         event = FileFailed(item.source, kind, reason, hint, item.position, item.count)
         self.report.failed.append(event)
-        # On a full disk the line may not be written: the entry stays "pending", also true.
-        with contextlib.suppress(OutputError):
-            manifest.record(item.key, FAILED, reason=reason, settings=self.fingerprint)
+        # A failed photo changed no output: an earlier "done" line stays, as for a skip (its
+        # output is still proven spdesk's, and finished once the photo reads as it did). On a
+        # full disk the line may not be written: the entry stays "pending", also true.
+        if not manifest.is_done(item.key):
+            with contextlib.suppress(OutputError):
+                manifest.record(item.key, FAILED, reason=reason, settings=self.fingerprint)
         self.emit(event)
 
 

@@ -1110,3 +1110,20 @@ def test_a_failed_run_keeps_the_proof_that_spdesk_wrote_the_photos_output(
     replaced, _ = _run([inputs], out, stronger)  # still provably spdesk's: replaced
     assert [e.output.name for e in replaced.done] == ["IMG.protected.jpg"]
     assert _sha(out / "IMG.protected.jpg") != first
+
+
+def test_protecting_in_place_again_with_another_suffix_leaves_the_earlier_outputs_alone(
+    inputs: Path, settings: ProtectSettings
+) -> None:
+    samples.photo(inputs / "a.png")
+    samples.photo(inputs / "b.png", 40, 30)
+    in_place = dataclasses.replace(settings, allow_output_in_input=True)
+    _run([inputs], inputs, in_place)
+    again, _ = _run([inputs], inputs, dataclasses.replace(in_place, suffix=".v2"))
+    assert sorted(e.source.name for e in again.done) == ["a.png", "b.png"]
+    left_out = {e.source.name: e.reason for e in again.left_out}
+    assert set(left_out) == {"a.protected.png", "b.protected.png"}  # not the lock file
+    assert "earlier spdesk run" in left_out["a.protected.png"]
+    assert sorted(p.name for p in inputs.iterdir() if p.suffix == ".png") == [
+        "a.png", "a.protected.png", "a.v2.png", "b.png", "b.protected.png", "b.v2.png"
+    ]  # fmt: skip

@@ -64,7 +64,11 @@ class DiscoveryOptions:
     Attributes:
         follow_symlinks: follow symbolic links to files and folders (loops are detected).
         is_output_name: predicate on a file name; True for spdesk's own outputs (skipped).
-        output_marker: a file name whose presence marks a folder as an spdesk output folder.
+        is_recorded_output: predicate on a file's path; True for a file an earlier run
+            recorded writing there (protecting in place with another suffix: skipped).
+        output_marker: a file name whose presence marks a folder as an spdesk output folder;
+            ``output_marker`` and ``lock_name`` files are spdesk's bookkeeping (skipped
+            silently).
         exclude: folders never walked (the job's output folder).
         cancel: checked between files; the walk raises ``Cancelled`` once it is set.
         limit: stop after this many photos (a count shown while the user types a folder).
@@ -75,7 +79,9 @@ class DiscoveryOptions:
 
     follow_symlinks: bool = False
     is_output_name: Callable[[str], bool] | None = None
+    is_recorded_output: Callable[[Path], bool] | None = None
     output_marker: str | None = None
+    lock_name: str | None = None
     exclude: tuple[Path, ...] = ()
     cancel: CancelToken | None = None
     limit: int | None = None
@@ -210,6 +216,11 @@ def _file_reason(path: Path, options: DiscoveryOptions) -> str | None:
         return "symbolic link (not followed)"
     if reason is not None:
         return reason
+    if options.is_recorded_output is not None and options.is_recorded_output(path):
+        return (
+            "an output of an earlier spdesk run in this folder (spdesk never protects its "
+            "outputs twice)"
+        )
     special = _special_reason(path)
     if special:
         return special
@@ -223,7 +234,7 @@ def _file_reason(path: Path, options: DiscoveryOptions) -> str | None:
 def name_reason(name: str, options: DiscoveryOptions) -> str | None:
     """Why a file inside a folder is skipped for its name alone ("" = silently; None: its
     content decides, see :func:`content_reason`). Also used for an object store's listing."""
-    if options.output_marker and name == options.output_marker:
+    if name in (options.output_marker, options.lock_name):
         return ""
     if name.lower() in JUNK_NAMES or name.startswith("._"):
         return _JUNK

@@ -18,6 +18,7 @@ from spdesk.core.discovery import (
 from spdesk.core.errors import ImageError
 from spdesk.core.events import CancelToken
 from spdesk.core.export import output_name_pattern
+from spdesk.core.files import LOCK_NAME
 from spdesk.core.formats import HEAD_BYTES, sniff, sniff_file
 from spdesk.core.imageio import (
     DEFAULT_MAX_PIXELS,
@@ -27,7 +28,7 @@ from spdesk.core.imageio import (
     read_header_from,
 )
 from spdesk.core.jobs.settings import ProtectSettings
-from spdesk.core.manifest import MANIFEST_NAME
+from spdesk.core.manifest import MANIFEST_NAME, read_job_manifest
 from spdesk.core.stores import FolderStore, Store
 
 
@@ -46,15 +47,32 @@ def scan_inputs(
     format (see :class:`~spdesk.core.discovery.DiscoveryOptions`)."""
     settings = settings or ProtectSettings()
     pattern = output_name_pattern(settings.suffix)
+    local = store is None or isinstance(store, FolderStore)
+    recorded = _recorded_outputs(output_root, paths) if local else set()
     options = DiscoveryOptions(
         follow_symlinks=settings.follow_symlinks,
         is_output_name=lambda name: pattern.fullmatch(name) is not None,
+        is_recorded_output=(lambda path: os.path.realpath(path) in recorded) if recorded else None,
         output_marker=MANIFEST_NAME,
+        lock_name=LOCK_NAME,
         exclude=(output_root,) if output_root is not None else (),
         cancel=cancel,
         sniff=sniffer,
     )
     return (store or FolderStore()).discover([Path(p) for p in paths], options)
+
+
+def _recorded_outputs(output_root: Path | None, inputs: Sequence[Path]) -> set[str]:
+    """The real paths of the outputs the output folder's manifest records (whatever the suffix
+    they were written with), when an input folder holds that folder (protecting in place):
+    they are never inputs."""
+    if output_root is None or not any(
+        Path(p).is_dir() and inside(output_root, Path(p)) for p in inputs
+    ):
+        return set()
+    entries = read_job_manifest(output_root / MANIFEST_NAME).values()
+    outputs = (entry.get("output") for entry in entries)
+    return {os.path.realpath(output_root / str(o)) for o in outputs if isinstance(o, str) and o}
 
 
 def discover_inputs(paths: Sequence[Path], cancel: CancelToken | None = None) -> list[Path]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import stat
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -395,3 +397,69 @@ def test_a_taken_name_keeps_the_temp_file_for_another_name(tmp_path: Path) -> No
     assert not temp.exists()
     assert Image.open(taken).getpixel((0, 0)) == (10, 10, 10)  # the taken one is untouched
     assert Image.open(other).getpixel((0, 0)) == (200, 200, 200)
+
+
+def _camera_exif() -> bytes:
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    exif.get_ifd(0x8769)[0x9003] = "2024:05:06 07:08:09"  # DateTimeOriginal, in the Exif IFD
+    return exif.tobytes()
+
+
+def _lzw_tiff_with_exif_ifd(photo: Image.Image, path: Path) -> None:
+    """An LZW TIFF whose first IFD points to an Exif IFD, as cameras and Lightroom write them
+    (Pillow cannot write one: that is the bug), patched into the file Pillow writes."""
+    buffer = io.BytesIO()
+    photo.save(buffer, "TIFF", compression="tiff_lzw")
+    data = bytearray(buffer.getvalue())
+    first = struct.unpack_from("<I", data, 4)[0]
+    count = struct.unpack_from("<H", data, first)[0]
+    entries = [bytes(data[first + 2 + 12 * i : first + 14 + 12 * i]) for i in range(count)]
+    data += bytes(len(data) % 2)
+    exif_ifd, date = len(data), b"2024:05:06 07:08:09\0"
+    data += struct.pack("<HHHII", 1, 0x9003, 2, len(date), exif_ifd + 18) + bytes(4) + date
+    entries = sorted([*entries, struct.pack("<HHII", 0x8769, 4, 1, exif_ifd)])
+    data += bytes(len(data) % 2)
+    struct.pack_into("<I", data, 4, len(data))  # the first IFD is now the patched copy
+    data += struct.pack("<H", len(entries)) + b"".join(entries) + bytes(4)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("source", "options"),
+    [("camera.jpg", ExportOptions(format="TIFF")), ("lightroom.tif", ExportOptions())],
+)
+def test_a_tiff_copy_keeps_the_camera_data_of_the_exif(
+    tmp_path: Path, source: str, options: ExportOptions
+) -> None:
+    path = tmp_path / source
+    photo = Image.fromarray(samples.photo_array(40, 30))
+    if path.suffix == ".tif":
+        _lzw_tiff_with_exif_ifd(photo, path)
+    else:
+        photo.save(path, exif=_camera_exif(), quality=95)
+    decoded = read_image(path)
+    encoded = prepare(decoded, decoded.image, "TIFF", options)
+    assert "TIFF written uncompressed to keep its camera data (EXIF)" in encoded.notes
+    target = tmp_path / "out.tif"
+    atomic_save(encoded, target)  # Pillow's compressed TIFF writer failed on the Exif IFD
+    with Image.open(target) as copy:
+        assert copy.getexif().get_ifd(0x8769)[0x9003] == "2024:05:06 07:08:09"
+
+
+@pytest.mark.parametrize("extended", [False, True])
+def test_a_lossless_webp_stays_lossless(tmp_path: Path, extended: bool) -> None:
+    pixels = samples.photo_array(40, 30)
+    path = tmp_path / "art.webp"
+    if extended:  # transparency and a colour profile: VP8X, ICCP and ALPH chunks come first
+        rgba = Image.fromarray(np.dstack([pixels, np.full(pixels.shape[:2], 200, np.uint8)]))
+        rgba.save(path, lossless=True, icc_profile=b"\0" * 600)
+    else:
+        Image.fromarray(pixels).save(path, lossless=True)
+    with Image.open(_written(path)) as copy, Image.open(path) as original:
+        change = np.abs(np.asarray(copy, np.int16) - np.asarray(original, np.int16))
+    assert change.max() == 0  # nothing protected it here: a lossless copy is the same
+    assert read_image(path).webp_lossless
+    lossy = tmp_path / "photo.webp"
+    Image.fromarray(pixels).save(lossy, quality=90)
+    assert not read_image(lossy).webp_lossless

@@ -188,6 +188,8 @@ def prepare(
         notes.append(f"{format_label(decoded.source_format)} saved as {format_label(fmt)}")
     params = _format_params(decoded, fmt, options, notes)
     params.update(_metadata_params(decoded, fmt, options, notes))
+    if fmt == "TIFF":
+        _tiff_that_holds_the_exif(params, notes)
     if decoded.greyscale:
         image = _grey_again(image, params, notes)
     removed = LOCATION_REMOVED in notes
@@ -213,6 +215,26 @@ def _flatten(image: Image.Image) -> Image.Image:
     return background
 
 
+_EXIF_SUB_IFDS = (0x8769, 0x8825, 0xA005)  # camera settings, location, interoperability
+
+
+def _tiff_that_holds_the_exif(params: dict[str, Any], notes: list[str]) -> None:
+    """Write the TIFF uncompressed when its EXIF has sub-IFDs (a camera's settings and date
+    live in one): Pillow writes compressed TIFF through libtiff, which cannot hold them and
+    fails. Uncompressed keeps every tag and every pixel, in a larger file."""
+    if params.get("compression", "raw") == "raw" or not params.get("exif"):
+        return
+    exif = Image.Exif()
+    try:
+        exif.load(params["exif"])
+    except Exception:  # unreadable here: written as is, and any refusal is reported
+        return
+    if any(tag in exif for tag in _EXIF_SUB_IFDS):
+        params["compression"] = "raw"
+        notes[:] = [note for note in notes if not note.startswith("TIFF compression ")]
+        notes.append("TIFF written uncompressed to keep its camera data (EXIF)")
+
+
 def _format_params(
     decoded: DecodedImage, fmt: str, options: ExportOptions, notes: list[str]
 ) -> dict[str, Any]:
@@ -220,7 +242,9 @@ def _format_params(
         # subsampling=0 is 4:4:4: the default 4:2:0 halves colour detail, and the pattern with it.
         return {"quality": options.quality, "subsampling": 0}
     if fmt == "WEBP":
-        if options.quality >= 100:
+        # A lossless original stays lossless: a lossy re-encode moves pixels by far more than
+        # the protection's budget (up to 40 steps on sharp edges).
+        if options.quality >= 100 or decoded.webp_lossless:
             return {"lossless": True, "quality": 100}
         return {"quality": options.quality}
     if fmt == "PNG":
@@ -325,7 +349,7 @@ def encoder(encoded: Encoded, target: Path, *, through_python: bool = False) -> 
     def write(handle: IO[bytes]) -> None:
         try:
             write_image(encoded, handle, through_python=through_python)
-        except (ValueError, KeyError, TypeError) as error:  # Pillow encoder refusals
+        except (ValueError, KeyError, TypeError, RuntimeError) as error:  # Pillow's refusals
             raise OutputError(f"Could not encode {shown(target.name)}: {error}") from error
 
     return write

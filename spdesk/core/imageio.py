@@ -76,6 +76,7 @@ class DecodedImage:
         notes: plain-language notes on what was changed while reading (shown to the user).
         bit_depth: bits per channel of the file (8 or 16).
         tiff_compression: the source's TIFF compression, to write TIFF outputs alike.
+        webp_lossless: the source is a lossless WebP: its WebP copy is written lossless too.
         dpi: the print resolution recorded in the file, if any.
         greyscale: the file held grey pixels (no greyscale colour profile): its protected copy
             is written grey again when the protection added no colour.
@@ -89,6 +90,7 @@ class DecodedImage:
     notes: list[str] = field(default_factory=list)
     bit_depth: int = 8
     tiff_compression: str | None = None
+    webp_lossless: bool = False
     dpi: tuple[float, float] | None = None
     greyscale: bool = False
 
@@ -177,7 +179,27 @@ def _decode(path: Path, handle: IO[bytes], max_pixels: int) -> tuple[Image.Image
     handle.seek(0)
     image = _open(path, handle, fmt, max_pixels)
     _load(path, image)
+    if fmt == "WEBP":
+        image.info[_WEBP_LOSSLESS] = _webp_lossless(handle)
     return image, fmt, head
+
+
+_WEBP_LOSSLESS = "spdesk.webp_lossless"  # carried in the decoded image's info to _normalise
+
+
+def _webp_lossless(handle: IO[bytes]) -> bool:
+    """Whether a WebP file's image is lossless: its first image chunk is "VP8L" ("VP8 " is
+    lossy), found by walking the RIFF chunks (an extended file puts others first)."""
+    handle.seek(12)
+    for _ in range(64):  # a few chunks (VP8X, ICCP, ANIM...) come before the image
+        header = handle.read(8)
+        if len(header) < 8:
+            return False
+        if header[:4] in (b"VP8L", b"VP8 ", b"ANMF"):
+            return header[:4] == b"VP8L"
+        size = int.from_bytes(header[4:], "little")
+        handle.seek(size + size % 2, 1)
+    return False
 
 
 def require_named_file(path: Path, what: str) -> None:
@@ -326,6 +348,7 @@ def _normalise(path: Path, image: Image.Image, fmt: str, head: bytes) -> Decoded
         notes=notes,
         bit_depth=bit_depth,
         tiff_compression=tiff_compression if isinstance(tiff_compression, str) else None,
+        webp_lossless=image.info.get(_WEBP_LOSSLESS) is True,
         dpi=_dpi(dpi),
         greyscale=greyscale,
     )

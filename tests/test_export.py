@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, JpegImagePlugin
+from PIL import Image, JpegImagePlugin, PngImagePlugin
 
 from spdesk.core import export
 from spdesk.core.errors import (
@@ -463,3 +463,53 @@ def test_a_lossless_webp_stays_lossless(tmp_path: Path, extended: bool) -> None:
     lossy = tmp_path / "photo.webp"
     Image.fromarray(pixels).save(lossy, quality=90)
     assert not read_image(lossy).webp_lossless
+
+
+def _photoshop_block(resources: dict[int, bytes]) -> bytes:
+    """A JPEG APP13 segment with these Photoshop resources (as Photoshop writes it)."""
+    block = b"Photoshop 3.0\0"
+    for number, data in resources.items():
+        block += b"8BIM" + number.to_bytes(2, "big") + b"\0\0" + len(data).to_bytes(4, "big")
+        block += data + b"\0" * (len(data) % 2)
+    return b"\xff\xed" + (len(block) + 2).to_bytes(2, "big") + block
+
+
+_IPTC = b"\x1c\x02\x74\x00\x11(c) 2024 Jane Doe\x1c\x02\x78\x00\x0bMy goldfish"  # 2:116, 2:120
+
+
+@pytest.mark.parametrize("strip", ["gps", "all"])
+def test_the_iptc_record_is_kept_and_nothing_else_of_the_photoshop_block(
+    tmp_path: Path, strip: str
+) -> None:
+    path = tmp_path / "iptc.jpg"
+    thumbnail = b"unprotected thumbnail"  # resource 0x0409: must never reach the copy
+    block = _photoshop_block({0x0404: _IPTC, 0x0409: thumbnail})
+    Image.fromarray(samples.photo_array(40, 30)).save(path, quality=95, extra=block)
+    with Image.open(_written(path, ExportOptions(strip_metadata=strip))) as copy:
+        kept = copy.info.get("photoshop", {})
+    assert kept == ({} if strip == "all" else {0x0404: _IPTC})
+
+
+@pytest.mark.parametrize("strip", ["gps", "all"])
+def test_png_text_is_kept(tmp_path: Path, strip: str) -> None:
+    path = tmp_path / "text.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Copyright", "(c) 2024 Jane Doe")
+    info.add_text("Title", "Żółw")  # not Latin-1: an iTXt chunk
+    Image.fromarray(samples.photo_array(40, 30)).save(path, pnginfo=info)
+    with Image.open(_written(path, ExportOptions(strip_metadata=strip))) as copy:
+        text = dict(copy.text)  # type: ignore[attr-defined]
+    expected = {"Copyright": "(c) 2024 Jane Doe", "Title": "Żółw"}
+    assert text == ({} if strip == "all" else expected)
+
+
+def test_a_tiff_copy_keeps_the_xmp(tmp_path: Path) -> None:
+    path = tmp_path / "scan.jpg"
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+        b'22-rdf-syntax-ns#"><rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+        b'xmp:Rating="5"/></rdf:RDF></x:xmpmeta>'
+    )
+    Image.fromarray(samples.photo_array(40, 30)).save(path, quality=95, xmp=xmp)
+    with Image.open(_written(path, ExportOptions(format="TIFF"))) as copy:
+        assert b'xmp:Rating="5"' in copy.info["xmp"]

@@ -275,11 +275,30 @@ def _metadata_params(
     xmp = _xmp_kept(decoded.xmp, options.strip_metadata, notes)
     if xmp and fmt in ("JPEG", "WEBP"):
         params["xmp"] = xmp
-    elif xmp and fmt == "PNG":
+    elif xmp and fmt == "TIFF":
+        params["tiffinfo"] = {_TIFF_XMP: xmp}
+    keep_text = options.strip_metadata != "all"
+    if fmt == "PNG" and (xmp or (keep_text and decoded.png_text)):
         info = PngImagePlugin.PngInfo()
-        info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
+        for key, value in decoded.png_text.items() if keep_text else ():
+            info.add_text(key, value)  # iTXt where Latin-1 cannot hold it
+        if xmp:
+            info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
         params["pnginfo"] = info
+    if fmt == "JPEG" and keep_text and decoded.iptc:
+        params["extra"] = _photoshop_segment(decoded.iptc)
     return params
+
+
+_TIFF_XMP = 700  # the XMLPacket tag
+
+
+def _photoshop_segment(iptc: bytes) -> bytes:
+    """A JPEG APP13 segment holding one Photoshop resource, the IPTC record (written by
+    Pillow right after the other markers)."""
+    resource = b"8BIM" + (0x0404).to_bytes(2, "big") + b"\0\0" + len(iptc).to_bytes(4, "big")
+    block = b"Photoshop 3.0\0" + resource + iptc + b"\0" * (len(iptc) % 2)
+    return b"\xff\xed" + (len(block) + 2).to_bytes(2, "big") + block
 
 
 # XMP properties named GPS* in any namespace (exif:GPSLatitude, and the IPTC location

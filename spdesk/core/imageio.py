@@ -77,6 +77,8 @@ class DecodedImage:
         bit_depth: bits per channel of the file (8 or 16).
         tiff_compression: the source's TIFF compression, to write TIFF outputs alike.
         webp_lossless: the source is a lossless WebP: its WebP copy is written lossless too.
+        png_text: a PNG's text chunks (title, author, copyright...), XMP aside.
+        iptc: a JPEG's IPTC record (caption, credit, copyright...), from its Photoshop block.
         dpi: the print resolution recorded in the file, if any.
         greyscale: the file held grey pixels (no greyscale colour profile): its protected copy
             is written grey again when the protection added no colour.
@@ -91,6 +93,8 @@ class DecodedImage:
     bit_depth: int = 8
     tiff_compression: str | None = None
     webp_lossless: bool = False
+    png_text: dict[str, str] = field(default_factory=dict)
+    iptc: bytes | None = None
     dpi: tuple[float, float] | None = None
     greyscale: bool = False
 
@@ -182,6 +186,23 @@ def _decode(path: Path, handle: IO[bytes], max_pixels: int) -> tuple[Image.Image
     if fmt == "WEBP":
         image.info[_WEBP_LOSSLESS] = _webp_lossless(handle)
     return image, fmt, head
+
+
+_IPTC_RESOURCE = 0x0404  # IPTC-NAA, in a JPEG's Photoshop (APP13) block
+_XMP_KEY = "XML:com.adobe.xmp"
+
+
+def _png_text(image: Image.Image) -> dict[str, str]:
+    text = getattr(image, "text", None) or {}
+    return {k: v for k, v in text.items() if isinstance(v, str) and k != _XMP_KEY}
+
+
+def _iptc(image: Image.Image) -> bytes | None:
+    """The IPTC record alone: the Photoshop block's other resources can hold a thumbnail of
+    the unprotected photo, which must not travel into the copy."""
+    resources = image.info.get("photoshop")
+    data = resources.get(_IPTC_RESOURCE) if isinstance(resources, dict) else None
+    return bytes(data) if isinstance(data, bytes | bytearray) and data else None
 
 
 _WEBP_LOSSLESS = "spdesk.webp_lossless"  # carried in the decoded image's info to _normalise
@@ -349,6 +370,8 @@ def _normalise(path: Path, image: Image.Image, fmt: str, head: bytes) -> Decoded
         bit_depth=bit_depth,
         tiff_compression=tiff_compression if isinstance(tiff_compression, str) else None,
         webp_lossless=image.info.get(_WEBP_LOSSLESS) is True,
+        png_text=_png_text(image) if fmt == "PNG" else {},
+        iptc=_iptc(image) if fmt == "JPEG" else None,
         dpi=_dpi(dpi),
         greyscale=greyscale,
     )

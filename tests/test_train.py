@@ -435,3 +435,28 @@ def test_cancelling_while_measuring_keeps_every_step_in_the_checkpoint(
         config, encoder=encoder, checkpoint=checkpoint, resume=True, on_event=events.append
     )
     assert next(e for e in events if isinstance(e, TrainStarted)).resumed_from == 5
+
+
+def test_a_checkpoint_that_cannot_be_written_is_refused_before_any_step(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path
+) -> None:
+    photos, vae, encoder = tiny_setup
+    events: list[Event] = []
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="is a folder; a checkpoint needs a file name"):
+        train_universal(
+            _config(photos, vae), encoder=encoder, checkpoint=folder, on_event=events.append
+        )
+    assert not events  # refused before training started: no step was lost
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"\x10" + bytes(20)])
+def test_resuming_from_a_damaged_checkpoint_says_so(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path, content: bytes
+) -> None:
+    photos, vae, encoder = tiny_setup
+    checkpoint = tmp_path / "run.ckpt.safetensors"
+    checkpoint.write_bytes(content)
+    with pytest.raises(ConfigError, match="is damaged or not a checkpoint"):
+        train_universal(_config(photos, vae), encoder=encoder, checkpoint=checkpoint, resume=True)

@@ -41,7 +41,7 @@ from spdesk.core.events.training import (
     TrainStep,
     ValidationReport,
 )
-from spdesk.core.files import atomic_write, shown
+from spdesk.core.files import atomic_write, check_writable, shown
 from spdesk.core.imageio import read_image
 from spdesk.core.objectives import build_objectives
 from spdesk.core.objectives.base import BatchCache, Objective, objective_loss
@@ -526,12 +526,32 @@ def save_checkpoint(path: Path, trainer: _Trainer) -> None:
     trainer.on_event(CheckpointSaved(step=trainer.optimizer.step_index, path=path))
 
 
+def _check_checkpoint_place(path: Path) -> None:
+    """Refuse, before any step, a checkpoint that could never be written (a folder, a
+    read-only place): the first checkpoint would otherwise end the run and lose its steps."""
+    if path.is_dir():
+        raise ConfigError(
+            f"The checkpoint {shown(path)} is a folder; a checkpoint needs a file name.",
+            hint=f"For example: --checkpoint {shown(path / 'run.ckpt.safetensors')}",
+        )
+    check_writable(path)
+
+
 def load_checkpoint(path: Path, trainer: _Trainer) -> None:
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
+    def damaged(error: Exception) -> ConfigError:
+        return ConfigError(
+            f"Checkpoint {path.name} is damaged or not a checkpoint ({error}); cannot resume.",
+            hint="Start afresh without --resume (or give another --checkpoint).",
+        )
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise damaged(error) from error
     if meta.get("resume_key") != trainer.config.resume_key():
         differences = settings_differences(path, meta, trainer.config)
         named = f" ({'; '.join(differences)})" if differences else ""
@@ -540,7 +560,11 @@ def load_checkpoint(path: Path, trainer: _Trainer) -> None:
             "cannot resume.",
             hint="Use the checkpoint's settings, or start afresh without --resume.",
         )
-    trainer.optimizer.load_state_dict(load_file(str(path)))
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise damaged(error) from error
+    trainer.optimizer.load_state_dict(state)
     trainer.validation = [ValidationReport(**r) for r in json.loads(meta.get("validation", "[]"))]
 
 
@@ -657,6 +681,8 @@ def train_universal(
     """
     if out is not None:
         check_destination(out, force=force)
+    if checkpoint is not None:
+        _check_checkpoint_place(checkpoint)
     encoder = encoder or load_encoder(
         config.encoder, config.device, checkpointing=config.checkpointing
     )

@@ -90,7 +90,11 @@ def test_save_refuses_delta_over_its_budget(tmp_path: Path) -> None:
     [
         ({"delta": np.zeros((4, 16, 16), np.float32)}, _meta(), r"shape \(4, 16, 16\)"),
         ({"delta": np.zeros((16, 16), np.float32)}, _meta(), "expected \\(3, height, width\\)"),
-        ({"delta": np.zeros((3, 16, 16), np.int32)}, _meta(), "dtype int32"),
+        (
+            {"delta": np.zeros((3, 16, 16), np.int32)},
+            _meta(),
+            "stores 'delta' as 'I32'; spdesk reads float32 or float16",
+        ),
         ({"delta": np.full((3, 16, 16), np.nan, np.float32)}, _meta(), "NaN or infinite"),
         ({"delta": np.full((3, 16, 16), 0.5, np.float32)}, _meta(), "over its stated budget"),
         ({"delta": np.zeros((3, 16, 16), np.float32)}, _meta(format_version="7"), "version '7'"),
@@ -212,3 +216,37 @@ def test_a_perturbation_whose_header_length_starts_like_a_pickle_or_zip_loads(
     save_perturbation(path, delta, eps=8, metadata={"notes": "x" * (target - length)})
     assert path.read_bytes().startswith(first_bytes)
     assert load_perturbation(path).eps == 8
+
+
+def _stored_as(path: Path, dtype: str, itemsize: int) -> Path:
+    """A perturbation file whose 'delta' is stored as ``dtype`` (numpy cannot write some)."""
+    size = 3 * 16 * 16 * itemsize
+    header = {"delta": {"dtype": dtype, "shape": [3, 16, 16], "data_offsets": [0, size]}}
+    header["__metadata__"] = _meta()  # type: ignore[assignment]
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + bytes(size))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("dtype", "itemsize", "named"),
+    [("BF16", 2, "bfloat16"), ("F8_E4M3", 1, "float8"), ("I8", 1, "'I8'")],
+)
+def test_a_pattern_stored_in_a_type_numpy_cannot_read_is_refused_by_name(
+    tmp_path: Path, dtype: str, itemsize: int, named: str
+) -> None:
+    path = _stored_as(tmp_path / "odd.safetensors", dtype, itemsize)
+    with pytest.raises(PerturbationFileError, match=f"stores 'delta' as {named}; spdesk reads"):
+        load_perturbation(path)
+    assert _stored_as(tmp_path / "half.safetensors", "F16", 2).is_file()
+    assert load_perturbation(tmp_path / "half.safetensors").eps == 8.0
+
+
+@pytest.mark.parametrize("json_keys", ["5", "null", '{"a": 1}', '["name", 3]'])
+def test_metadata_whose_json_keys_is_not_a_list_of_names_still_loads(
+    tmp_path: Path, json_keys: str
+) -> None:
+    path = _raw_safetensors(
+        tmp_path / "p.safetensors", {"delta": _signs()}, _meta(json_keys=json_keys, name="x")
+    )
+    assert load_perturbation(path).metadata["name"] == "x"

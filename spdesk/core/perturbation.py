@@ -7,8 +7,9 @@ Nothing here unpickles: a file that is not safetensors is refused with a precise
 
 Loading reads the safetensors header first and refuses a ``delta`` of the wrong shape, size or
 type before any tensor is loaded (a forged 3x12000x12000 file costs a few bytes, not gigabytes).
-``delta`` must be stored as float32, float16 or bfloat16; float64 files are refused (spdesk
-writes float32, and doubles would only double the memory for no visible difference).
+``delta`` must be stored as float32 or float16 (what numpy reads); float64 files are refused
+(spdesk writes float32, and doubles would only double the memory for no visible difference), as
+are bfloat16, 8-bit floats and integers.
 """
 
 from __future__ import annotations
@@ -188,9 +189,10 @@ def _check_header(path: Path, head: bytes) -> None:
     if not isinstance(info, dict):
         return  # no 'delta': said precisely after opening
     dtype, shape = info.get("dtype"), info.get("shape")
-    if dtype == "F64":
+    if dtype not in _READABLE_DTYPES:
+        stored = _DTYPE_NAMES.get(str(dtype), repr(dtype))
         raise PerturbationFileError(
-            f"{path.name} stores 'delta' as float64; spdesk reads float32, float16 or bfloat16.",
+            f"{path.name} stores 'delta' as {stored}; spdesk reads float32 or float16.",
             hint="Save the pattern as float32 (what 'spdesk train' writes).",
         )
     if not (isinstance(shape, list) and len(shape) == 3 and shape[0] == 3):
@@ -206,11 +208,18 @@ def _check_header(path: Path, head: bytes) -> None:
         )
 
 
+_READABLE_DTYPES = ("F32", "F16")
+_DTYPE_NAMES = {"F64": "float64", "BF16": "bfloat16", "F8_E4M3": "float8", "F8_E5M2": "float8"}
+
+
 def _decode_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
     try:
-        json_keys = set(json.loads(raw.get("json_keys", "[]")))
+        listed = json.loads(raw.get("json_keys", "[]"))
     except json.JSONDecodeError:
-        json_keys = set()
+        listed = []
+    json_keys = (
+        {key for key in listed if isinstance(key, str)} if isinstance(listed, list) else set()
+    )
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key in json_keys:

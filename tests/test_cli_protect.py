@@ -516,3 +516,13 @@ def test_a_copy_the_protection_cannot_change_is_counted_unchanged_not_protected(
     assert _protect(folder, "--out", tmp_path / "json", "--json") == 0
     counts = json.loads(capsys.readouterr().out)["counts"]
     assert (counts["done"], counts["unchanged"]) == (2, 1)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_pixel_limit_that_is_not_a_number_is_refused(
+    tmp_path: Path, inputs: Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    samples.photo(inputs / "a.png")
+    assert _protect(inputs, "--out", tmp_path / "out", "--max-megapixels", value) == 2
+    assert "--max-megapixels must be a number of megapixels" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -277,3 +277,12 @@ def test_train_says_how_visible_the_pattern_is_or_how_to_find_out(
     captured = capsys.readouterr()
     assert "SSIMULACRA2" not in captured.out
     assert "pip install 'spdesk[eval]'" in captured.err
+
+
+def test_eval_refuses_a_negative_number_of_attack_photos(
+    assets: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, vae = assets
+    argv = ["eval", "--photos", str(photos), "--encoder", str(vae), "--attacks", "average"]
+    assert main([*argv, "--attack-photos", "-1"]) == 2
+    assert "--attack-photos must be between 0 and 10000, got -1" in capsys.readouterr().err

@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         mode = "photo-finetune"
     if not 1 <= args.max_photos <= 10_000:
         raise ConfigError(f"--max-photos must be between 1 and 10000, got {args.max_photos}.")
+    if not 0 <= args.attack_photos <= 10_000:
+        raise ConfigError(f"--attack-photos must be between 0 and 10000, got {args.attack_photos}.")
     paths = find_photos(args.photos)
     collect = min(args.attack_photos, len(paths) // 2) if "average" in attacks else 0
     photos, skipped = load_full_photos(paths[collect : collect + args.max_photos])

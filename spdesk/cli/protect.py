@@ -9,6 +9,7 @@ the job could not run at all, 130 when cancelled (Ctrl+C; run it again to finish
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,10 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     if args.workers is not None:
         extra["workers"] = args.workers
     if args.max_megapixels is not None:
+        if not math.isfinite(args.max_megapixels):  # 0 and below: the settings say why
+            raise ConfigError(
+                f"--max-megapixels must be a number of megapixels, got {args.max_megapixels}."
+            )
         extra["max_pixels"] = int(args.max_megapixels * 1_000_000)
     if args.memory_budget not in (None, "auto"):
         from spdesk.core.jobs.memory import parse_size

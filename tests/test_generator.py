@@ -176,3 +176,24 @@ def test_a_generator_and_a_universal_perturbation_each_name_the_other_when_swapp
     with pytest.raises(PerturbationFileError, match="is a universal perturbation") as refused:
         read_spec(pattern)
     assert "--mode universal" in (refused.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    "network",
+    [
+        {"width": 100_000, "blocks": 3},
+        {"width": 8, "blocks": 100_000_000},
+        {"width": -1, "blocks": 3},
+    ],
+)
+def test_a_header_asking_for_a_network_spdesk_does_not_build_is_refused_before_building_it(
+    tmp_path: Path, network: dict[str, int]
+) -> None:
+    # The weights of a small network, under a header that lies about its size: building what
+    # the header says would take gigabytes (width) or minutes (blocks) before any check.
+    path = save_generator(
+        tmp_path / "forged.safetensors", _model().state_dict(), eps=8, network=network,
+        shaping=shaping_to_dict(Shaping()),
+    )  # fmt: skip
+    with pytest.raises(PerturbationFileError, match=r"asks for a network with .* spdesk does not"):
+        load_generator(path)

@@ -146,8 +146,25 @@ def read_spec(path: Path) -> GeneratorSpec:
         metadata = json.loads(meta.get("metadata", "{}"))
     except (KeyError, ValueError, TypeError, AttributeError, PerturbationFileError) as error:
         raise PerturbationFileError(f"{path.name} has damaged settings: {error}") from error
+    _check_network(path, network)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return GeneratorSpec(eps, network, shaping, metadata, path, digest)
+
+
+# The networks spdesk trains and builds (the bundled one: 48 wide, 3 blocks). A generator's
+# network is built from its header before its weights are checked against it, so a forged
+# header must not make spdesk allocate gigabytes or loop for minutes.
+NETWORK_LIMITS = {"width": (8, 256), "blocks": (1, 16)}
+
+
+def _check_network(path: Path, network: dict[str, int]) -> None:
+    for key, value in network.items():
+        low, high = NETWORK_LIMITS.get(key, (0, 0))
+        if key not in NETWORK_LIMITS or not low <= value <= high:
+            raise PerturbationFileError(
+                f"{path.name} asks for a network with {key} {value}, which spdesk does not build "
+                "(width 8-256, blocks 1-16): the file is damaged or was not made by spdesk."
+            )
 
 
 def with_ceiling(source: Path, destination: Path, ceiling: float) -> Path:

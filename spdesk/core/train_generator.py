@@ -37,6 +37,7 @@ from spdesk.core.generator import (
     generate_delta,
     noise_shape,
 )
+from spdesk.core.generator_file import NETWORK_LIMITS
 from spdesk.core.resample import lanczos_resize
 from spdesk.core.shaping import Shaping, compose_delta
 from spdesk.core.train import (
@@ -151,8 +152,10 @@ class GeneratorTrainConfig:
             ("split_seed", self.split_seed >= 0, "0 or more"),
             ("view", 32 <= self.view <= 4096, "32..4096 pixels"),
             ("max_photos", self.max_photos is None or self.max_photos >= 1, "None or >= 1"),
-            ("width", 8 <= self.network.width <= 256, "8..256"),
-            ("blocks", 1 <= self.network.blocks <= 16, "1..16"),
+            *(
+                (name, low <= getattr(self.network, name) <= high, f"{low}..{high}")
+                for name, (low, high) in NETWORK_LIMITS.items()
+            ),
         ]  # fmt: skip
         for name, ok, allowed in checks:
             if not ok:

@@ -286,3 +286,13 @@ def test_eval_refuses_a_negative_number_of_attack_photos(
     argv = ["eval", "--photos", str(photos), "--encoder", str(vae), "--attacks", "average"]
     assert main([*argv, "--attack-photos", "-1"]) == 2
     assert "--attack-photos must be between 0 and 10000, got -1" in capsys.readouterr().err
+
+
+def test_resume_without_a_checkpoint_is_refused(
+    assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, vae = assets
+    argv = ["train", str(photos), "--out", str(tmp_path / "p.safetensors"), "--encoder", str(vae)]
+    assert main([*argv, "--steps", "2", "--resume"]) == 2
+    assert "--resume continues from a checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "p.safetensors").exists()

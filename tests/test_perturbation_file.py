@@ -250,3 +250,10 @@ def test_metadata_whose_json_keys_is_not_a_list_of_names_still_loads(
         tmp_path / "p.safetensors", {"delta": _signs()}, _meta(json_keys=json_keys, name="x")
     )
     assert load_perturbation(path).metadata["name"] == "x"
+
+
+def test_a_folder_given_as_a_perturbation_file_is_called_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "mine.safetensors"
+    folder.mkdir()
+    with pytest.raises(PerturbationFileError, match="is a folder, not a perturbation file"):
+        load_perturbation(folder)

@@ -208,6 +208,11 @@ def run(args: argparse.Namespace) -> int:
                 "--library keeps its own checkpoint and resumes by itself; "
                 "drop --checkpoint and --resume (or use --out)."
             )
+    elif args.resume and args.checkpoint is None:
+        raise ConfigError(
+            "--resume continues from a checkpoint: name it with --checkpoint FILE.",
+            hint="A run started with --checkpoint FILE writes it every 50 steps and when stopped.",
+        )
     printer = ProgressPrinter(quiet=args.json)
     short = short_run_warning(config.steps)
     if short:

@@ -237,6 +237,8 @@ def load_perturbation(path: str | Path) -> Perturbation:
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
+    if path.is_dir():
+        raise PerturbationFileError(f"{path} is a folder, not a perturbation file.")
     if not path.is_file():
         raise PerturbationFileError(f"Perturbation file not found: {path}")
     try:

@@ -513,3 +513,13 @@ def test_a_tiff_copy_keeps_the_xmp(tmp_path: Path) -> None:
     Image.fromarray(samples.photo_array(40, 30)).save(path, quality=95, xmp=xmp)
     with Image.open(_written(path, ExportOptions(format="TIFF"))) as copy:
         assert b'xmp:Rating="5"' in copy.info["xmp"]
+
+
+@pytest.mark.parametrize("strip", ["gps", "all"])
+def test_a_png_keeps_its_gamma(tmp_path: Path, strip: str) -> None:
+    path = tmp_path / "linear.png"
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", (100_000).to_bytes(4, "big"))  # gamma 1.0: linear tones
+    Image.fromarray(samples.photo_array(40, 30)).save(path, pnginfo=info)
+    with Image.open(_written(path, ExportOptions(strip_metadata=strip))) as copy:
+        assert copy.info.get("gamma") == 1.0  # tones, not metadata: kept even with "all"

@@ -278,8 +278,10 @@ def _metadata_params(
     elif xmp and fmt == "TIFF":
         params["tiffinfo"] = {_TIFF_XMP: xmp}
     keep_text = options.strip_metadata != "all"
-    if fmt == "PNG" and (xmp or (keep_text and decoded.png_text)):
+    if fmt == "PNG" and (xmp or decoded.png_gamma or (keep_text and decoded.png_text)):
         info = PngImagePlugin.PngInfo()
+        if decoded.png_gamma:  # how the tones are shown, like a colour profile: always kept
+            info.add(b"gAMA", round(decoded.png_gamma * 100_000).to_bytes(4, "big"))
         for key, value in decoded.png_text.items() if keep_text else ():
             info.add_text(key, value)  # iTXt where Latin-1 cannot hold it
         if xmp:

@@ -78,6 +78,7 @@ class DecodedImage:
         tiff_compression: the source's TIFF compression, to write TIFF outputs alike.
         webp_lossless: the source is a lossless WebP: its WebP copy is written lossless too.
         png_text: a PNG's text chunks (title, author, copyright...), XMP aside.
+        png_gamma: a PNG's gAMA chunk (how viewers without a colour profile show its tones).
         iptc: a JPEG's IPTC record (caption, credit, copyright...), from its Photoshop block.
         dpi: the print resolution recorded in the file, if any.
         greyscale: the file held grey pixels (no greyscale colour profile): its protected copy
@@ -94,6 +95,7 @@ class DecodedImage:
     tiff_compression: str | None = None
     webp_lossless: bool = False
     png_text: dict[str, str] = field(default_factory=dict)
+    png_gamma: float | None = None
     iptc: bytes | None = None
     dpi: tuple[float, float] | None = None
     greyscale: bool = False
@@ -195,6 +197,11 @@ _XMP_KEY = "XML:com.adobe.xmp"
 def _png_text(image: Image.Image) -> dict[str, str]:
     text = getattr(image, "text", None) or {}
     return {k: v for k, v in text.items() if isinstance(v, str) and k != _XMP_KEY}
+
+
+def _png_gamma(image: Image.Image) -> float | None:
+    gamma = image.info.get("gamma")
+    return float(gamma) if isinstance(gamma, int | float) and 0 < gamma < 1000 else None
 
 
 def _iptc(image: Image.Image) -> bytes | None:
@@ -371,6 +378,7 @@ def _normalise(path: Path, image: Image.Image, fmt: str, head: bytes) -> Decoded
         tiff_compression=tiff_compression if isinstance(tiff_compression, str) else None,
         webp_lossless=image.info.get(_WEBP_LOSSLESS) is True,
         png_text=_png_text(image) if fmt == "PNG" else {},
+        png_gamma=_png_gamma(image) if fmt == "PNG" else None,
         iptc=_iptc(image) if fmt == "JPEG" else None,
         dpi=_dpi(dpi),
         greyscale=greyscale,

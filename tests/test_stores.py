@@ -330,6 +330,34 @@ def test_an_upload_whose_done_line_was_lost_is_recognised_by_its_bytes(
     assert _outputs(place, tmp_path) == before  # the same bytes, no "-2" name
 
 
+@pytest.mark.parametrize("collision", ["skip", "overwrite"])
+def test_an_output_known_only_by_its_publishing_line_keeps_its_name_from_other_photos(
+    tmp_path: Path, settings: ProtectSettings, collision: str
+) -> None:
+    """A writer killed after uploading IMG.jpg's copy left only its "publishing" line; IMG.tif,
+    which maps to the same name as PNG, must get the next name, not be skipped for a name
+    that is IMG.jpg's (the fixes of 2026-12-04 first kept "done" outputs only)."""
+    place = _memory(tmp_path)
+    place.put(place.at("in/IMG.jpg"), _photo_bytes(tmp_path, "IMG.jpg"))
+    as_png = dict(collision=collision, format="png", workers=1)
+    _job(place, settings, **as_png).run()  # IMG.jpg alone first
+    manifest = place.at(f"out/{MANIFEST_NAME}")
+    lines = [json.loads(line) for line in place.get(manifest).decode().splitlines()]
+    for line in lines:
+        if line.get("status") == "done":
+            line["status"] = "publishing"  # its "done" line never made it
+    place.put(manifest, "".join(json.dumps(line) + "\n" for line in lines).encode())
+    place.put(place.at("in/IMG.tif"), _photo_bytes(tmp_path, "IMG.tif", width=48))
+
+    again = _job(place, settings, **as_png).run()
+    assert [(e.source.name, e.output.name) for e in again.done] == [
+        ("IMG.tif", "IMG.protected-2.png")
+    ]
+    assert [(e.source.name, e.kind) for e in again.skipped] == [
+        ("IMG.jpg", SkipReason.ALREADY_DONE)
+    ]
+
+
 def test_reports_and_errors_show_object_store_photos_by_the_urls_given(
     tmp_path: Path, settings: ProtectSettings, s3_endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -44,6 +44,7 @@ FORMAT_VERSION = 1
 PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
 # An object store's output about to be uploaded (see spdesk.core.stores.StoreManifest).
 PUBLISHING = "publishing"
+_WRITTEN = (DONE, PUBLISHING)  # lines naming an output spdesk wrote (a sha256 proves which)
 SYNC_INTERVAL_S = 1.0
 
 
@@ -151,8 +152,10 @@ class Manifest:
         self._append(lines)
 
     def is_done(self, source: str) -> bool:
-        """Whether the latest line of ``source`` says "done" (whatever the settings)."""
-        return self.entries.get(source, {}).get("status") == DONE
+        """Whether the latest line of ``source`` says "done" (whatever the settings), or
+        "publishing" (an object store's writer killed while uploading: the output may be whole,
+        and that line is its only proof)."""
+        return self.entries.get(source, {}).get("status") in _WRITTEN
 
     def wrote(self, path: Path) -> bool:
         """Whether ``path`` is an output a job of this folder recorded writing, unchanged since
@@ -170,7 +173,7 @@ class Manifest:
 
     def _index(self, entry: dict[str, Any]) -> None:
         output, digest = entry.get("output"), entry.get("output_sha256")
-        if self._written is not None and entry.get("status") == DONE and output and digest:
+        if self._written is not None and entry.get("status") in _WRITTEN and output and digest:
             self._written.setdefault(str(output), set()).add(str(digest))
 
     def kept_outputs(self, sources: Iterable[str]) -> dict[Path, str]:
@@ -179,7 +182,7 @@ class Manifest:
         kept = {}
         for source in sources:
             entry = self.entries.get(source, {})
-            if entry.get("status") == DONE and entry.get("output"):
+            if entry.get("status") in _WRITTEN and entry.get("output"):
                 kept[self.root / str(entry["output"])] = source
         return kept
 

@@ -133,6 +133,17 @@ def _outputs(place: Place, tmp_path: Path) -> dict[str, bytes]:
     return {r: place.get(p) for r, p in sorted(relative.items()) if not r.startswith(ours)}
 
 
+def _done_lines_lost(place: Place) -> None:
+    """The output folder's manifest as a writer killed after each upload leaves it: every
+    "done" line still says "publishing"."""
+    manifest = place.at(f"out/{MANIFEST_NAME}")
+    lines = [json.loads(line) for line in place.get(manifest).decode().splitlines()]
+    for line in lines:
+        if line.get("status") == "done":
+            line["status"] = "publishing"
+    place.put(manifest, "".join(json.dumps(line) + "\n" for line in lines).encode())
+
+
 def _photo_bytes(tmp_path: Path, name: str = "p.jpg", width: int = 40) -> bytes:
     return samples.photo(tmp_path / "src" / name, width, 24).read_bytes()
 
@@ -312,12 +323,7 @@ def test_an_upload_whose_done_line_was_lost_is_recognised_by_its_bytes(
     for name in ("kept", "lost"):
         place.put(place.at(f"in/{name}.jpg"), _photo_bytes(tmp_path, f"{name}.jpg"))
     _job(place, settings, collision="unique").run()
-    manifest = place.at(f"out/{MANIFEST_NAME}")
-    lines = [json.loads(line) for line in place.get(manifest).decode().splitlines()]
-    for line in lines:
-        if line.get("status") == "done":
-            line["status"] = "publishing"  # the "done" lines never made it
-    place.put(manifest, "".join(json.dumps(line) + "\n" for line in lines).encode())
+    _done_lines_lost(place)
     lost = place.at("out/lost.protected.jpg")
     before = _outputs(place, tmp_path)
     place.store.fs.rm_file(lost)  # type: ignore[attr-defined]  # its upload never happened
@@ -341,12 +347,7 @@ def test_an_output_known_only_by_its_publishing_line_keeps_its_name_from_other_p
     place.put(place.at("in/IMG.jpg"), _photo_bytes(tmp_path, "IMG.jpg"))
     as_png = dict(collision=collision, format="png", workers=1)
     _job(place, settings, **as_png).run()  # IMG.jpg alone first
-    manifest = place.at(f"out/{MANIFEST_NAME}")
-    lines = [json.loads(line) for line in place.get(manifest).decode().splitlines()]
-    for line in lines:
-        if line.get("status") == "done":
-            line["status"] = "publishing"  # its "done" line never made it
-    place.put(manifest, "".join(json.dumps(line) + "\n" for line in lines).encode())
+    _done_lines_lost(place)
     place.put(place.at("in/IMG.tif"), _photo_bytes(tmp_path, "IMG.tif", width=48))
 
     again = _job(place, settings, **as_png).run()

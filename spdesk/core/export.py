@@ -27,7 +27,7 @@ from spdesk.core.colour import is_grey
 from spdesk.core.errors import ConfigError, OutputError
 from spdesk.core.files import Writer, shown
 from spdesk.core.formats import format_label
-from spdesk.core.imageio import DecodedImage
+from spdesk.core.imageio import IPTC_RESOURCE, PNG_XMP_KEY, DecodedImage
 from spdesk.core.jpeg_structure import jpeg_frame_size
 
 DEFAULT_SUFFIX = ".protected"
@@ -285,7 +285,7 @@ def _metadata_params(
         for key, value in decoded.png_text.items() if keep_text else ():
             info.add_text(key, value)  # iTXt where Latin-1 cannot hold it
         if xmp:
-            info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
+            info.add_itxt(PNG_XMP_KEY, xmp.decode("utf-8", "replace"))
         params["pnginfo"] = info
     if fmt == "JPEG" and keep_text and decoded.iptc:
         params["extra"] = _photoshop_segment(decoded.iptc)
@@ -298,7 +298,7 @@ _TIFF_XMP = 700  # the XMLPacket tag
 def _photoshop_segment(iptc: bytes) -> bytes:
     """A JPEG APP13 segment holding one Photoshop resource, the IPTC record (written by
     Pillow right after the other markers)."""
-    resource = b"8BIM" + (0x0404).to_bytes(2, "big") + b"\0\0" + len(iptc).to_bytes(4, "big")
+    resource = b"8BIM" + IPTC_RESOURCE.to_bytes(2, "big") + b"\0\0" + len(iptc).to_bytes(4, "big")
     block = b"Photoshop 3.0\0" + resource + iptc + b"\0" * (len(iptc) % 2)
     return b"\xff\xed" + (len(block) + 2).to_bytes(2, "big") + block
 

@@ -190,13 +190,13 @@ def _decode(path: Path, handle: IO[bytes], max_pixels: int) -> tuple[Image.Image
     return image, fmt, head
 
 
-_IPTC_RESOURCE = 0x0404  # IPTC-NAA, in a JPEG's Photoshop (APP13) block
-_XMP_KEY = "XML:com.adobe.xmp"
+IPTC_RESOURCE = 0x0404  # IPTC-NAA, in a JPEG's Photoshop (APP13) block
+PNG_XMP_KEY = "XML:com.adobe.xmp"  # the iTXt chunk a PNG's XMP travels in
 
 
 def _png_text(image: Image.Image) -> dict[str, str]:
     text = getattr(image, "text", None) or {}
-    return {k: v for k, v in text.items() if isinstance(v, str) and k != _XMP_KEY}
+    return {k: v for k, v in text.items() if isinstance(v, str) and k != PNG_XMP_KEY}
 
 
 def _png_gamma(image: Image.Image) -> float | None:
@@ -208,7 +208,7 @@ def _iptc(image: Image.Image) -> bytes | None:
     """The IPTC record alone: the Photoshop block's other resources can hold a thumbnail of
     the unprotected photo, which must not travel into the copy."""
     resources = image.info.get("photoshop")
-    data = resources.get(_IPTC_RESOURCE) if isinstance(resources, dict) else None
+    data = resources.get(IPTC_RESOURCE) if isinstance(resources, dict) else None
     return bytes(data) if isinstance(data, bytes | bytearray) and data else None
 
 

@@ -17,7 +17,7 @@ from pytestqt.qtbot import QtBot
 
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.files import LOCK_NAME
-from spdesk.core.jobs.events import FileDone
+from spdesk.core.jobs.events import FileDone, FileSkipped, SkipReason
 from spdesk.core.manifest import MANIFEST_NAME
 from spdesk.core.perturbation import library_path_for, save_perturbation
 from spdesk.gui import protect_bridge
@@ -706,3 +706,107 @@ def test_the_train_dialog_gets_the_device_the_window_detected(
     qtbot.waitUntil(lambda: "detecting" not in window.device_label.text(), timeout=60_000)
     window.open_train_dialog()  # this test machine has no GPU
     assert seen == [512, 128]
+
+
+def test_retry_counts_the_retried_photo_alone(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos, broken = _two_photos_and_a_broken_jpeg(tmp_path, monkeypatch, "broken.jpg", 200)
+    _add(qtbot, window, [photos])
+    _protect(qtbot, window)
+    assert window.summary_label.text().startswith("2 protected, 1 failed")
+    Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(broken, format="JPEG")
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.queue.retry_button(broken).click()  # type: ignore[union-attr]
+    text = window.summary_label.text()
+    assert text.startswith("1 protected in"), text  # was "-1 protected, 2 already protected"
+
+
+def test_fine_tuning_time_left_counts_only_the_photos_the_job_does(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos = _photos(tmp_path / "photos", 3)
+    _add(qtbot, window, [photos])
+    _protect(qtbot, window)
+    extra = tmp_path / "photos" / "later.png"
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(extra)
+    _add(qtbot, window, [extra])
+    window._finetune_clock = clock = protect_bridge.FinetuneClock(4, 1)
+    window._job_paths, window._job_set = [extra.resolve()], {extra.resolve()}
+    done_before = window.queue.paths()[0]
+    window._on_job_event(FileSkipped(done_before, SkipReason.ALREADY_DONE, "already done"))
+    assert clock.photos == 1 and window._already_done == 0  # not the job's photo
+
+
+def test_a_folder_added_after_protecting_does_not_protect_the_first_again(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    window.options_panel.output_edit.clear()  # the default: a folder beside the photos
+    first = _photos(tmp_path / "photos" / "A", 2)
+    _add(qtbot, window, [first])
+    _protect(qtbot, window)
+    copies = tmp_path / "photos" / "A (protected)"
+    assert len(list(copies.rglob("*.png"))) + len(list(copies.rglob("*.jpg"))) == 2
+    _add(qtbot, window, [_photos(tmp_path / "photos" / "B", 2)])
+    # The common folder is now photos/, whose default would be a new "photos (protected)":
+    # the queue keeps the folder its first copies went to, and says so.
+    assert "with the copies made before" in window.options_panel.output_note.text()
+    _protect(qtbot, window)
+    assert not (tmp_path / "photos (protected)").exists(), "A protected again elsewhere"
+    outputs = [p for p in copies.rglob("*") if p.suffix in (".png", ".jpg")]
+    assert len(outputs) == 4, outputs
+    assert window.summary_label.text().startswith("2 protected in")
+    window.clear_button.click()
+    _add(qtbot, window, [tmp_path / "photos" / "B"])
+    assert window.output_root() == tmp_path / "photos" / "B (protected)"  # a new queue
+
+
+def test_photos_cannot_be_removed_or_retried_while_a_job_runs(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _add(qtbot, window, [_photos(tmp_path / "photos", 5)])
+    monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(1))
+    window.start_job()
+    qtbot.waitUntil(lambda: window.queue.count_by_status()[RowStatus.DONE] == 1, timeout=30_000)
+    assert not window.remove_action.isEnabled()  # the job was given the list: it would go on
+    window.queue.selectRow(3)
+    window.remove_selected()
+    assert len(window.queue.paths()) == 5
+    assert "when it ends" in window.statusBar().currentMessage()
+    window.retry(window.queue.paths()[4])
+    assert "when it ends" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.job_runner.resume()
+    assert window.remove_action.isEnabled()
+    window.queue.selectRow(3)
+    window.remove_selected()
+    assert len(window.queue.paths()) == 4
+
+
+def test_settings_changed_back_make_the_copies_finished_again(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    _add(qtbot, window, [_photos(tmp_path / "photos", 3)])
+    _protect(qtbot, window)
+    window.options_panel.strength_spin.setValue(4.0)
+    assert window.rerun_bar.isVisibleTo(window)
+    window.options_panel.strength_spin.setValue(8.0)  # back to what the copies were made with
+    assert not window.rerun_bar.isVisibleTo(window)
+    assert {r.status for r in window.queue.rows()} == {RowStatus.DONE}
+    assert not window.start_job()  # nothing to do
+    window.options_panel.strength_spin.setValue(4.0)  # and changed again: pending again
+    assert {r.status for r in window.queue.rows()} == {RowStatus.WAITING}
+
+
+def test_photos_added_during_a_job_are_said_to_wait_when_it_ends(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _add(qtbot, window, [_photos(tmp_path / "photos", 3)])
+    monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(1))
+    window.start_job()
+    qtbot.waitUntil(lambda: window.queue.count_by_status()[RowStatus.DONE] == 1, timeout=30_000)
+    _add(qtbot, window, [_photos(tmp_path / "more", 2)])
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.job_runner.resume()
+    text = window.progress_label.text()
+    assert text.startswith("Finished.") and "2 photos added meanwhile" in text, text

@@ -89,6 +89,11 @@ class MainWindow(QMainWindow):
         self._detecting = "auto"  # the device choice being (or last) described
         self._device_kinds: dict[str, str] = {}  # device choice -> kind, once described
         self._done_with: ProtectOptions | None = None  # what the finished rows were protected with
+        self._settings_redo: list[Path] = []  # finished rows made pending by a settings change
+        # The default output folder of the queue's first job, kept until the queue is emptied:
+        # photos added later would move the common folder, and the next job would protect the
+        # finished photos again into a new folder (its manifest does not know them).
+        self._default_root: Path | None = None
         self.options_panel = OptionsPanel(load_options(settings))
         self.options_panel.set_measured_step_times(measured_step_times(settings))
         self._last_encoder = self.options_panel.encoder()
@@ -208,7 +213,7 @@ class MainWindow(QMainWindow):
         self.start_action = action("Protect photos", "Ctrl+Return", lambda: self.start_job())
         self.cancel_action = action("Cancel", "Esc", self.cancel_job)
         self.remove_action = action(
-            "Remove selected", QKeySequence.StandardKey.Delete, self.queue.remove_selected
+            "Remove selected", QKeySequence.StandardKey.Delete, self.remove_selected
         )
         self.open_output_action = action("Open output folder", "Ctrl+Shift+E", self.open_output)
         self.train_action = action("Train personal perturbation…", "Ctrl+T", self.open_train_dialog)
@@ -346,7 +351,20 @@ class MainWindow(QMainWindow):
             self.rerun_bar.hide()
             self.overall_bar.setValue(0)
             self._done_with = None
+            self._settings_redo = []
+            self._default_root = None
             self._update_controls()
+
+    def remove_selected(self) -> None:
+        """Take the selected photos out of the queue; not while a job runs, which would protect
+        them anyway (it was given the list at its start)."""
+        if self.job_runner.running:
+            self.statusBar().showMessage("A job is running: remove photos when it ends.", 5000)
+            return
+        self.queue.remove_selected()
+        if not self.queue.paths():
+            self._default_root = None
+        self._update_controls()
 
     # --- options --------------------------------------------------------------------------------
     def current_options(self) -> ProtectOptions:
@@ -384,14 +402,19 @@ class MainWindow(QMainWindow):
 
     def _redo_if_settings_changed(self) -> None:
         """Photos protected with other settings are to be protected again: make them pending,
-        and show what happens to their earlier copies at that moment."""
+        and show what happens to their earlier copies at that moment. Settings changed back
+        make them finished again."""
         if self.job_runner.running or self._done_with is None:
             return
         if _output_settings(self.current_options()) == self._done_with:
+            self._restore_settings_redo()
             return
+        if self._settings_redo:
+            return  # already pending since an earlier change
         redo = [r for r in self.queue.rows() if r.status is RowStatus.DONE]
         for row in redo:
             self.queue.set_status(row.path, RowStatus.WAITING, "settings changed")
+        self._settings_redo = [row.path for row in redo]
         with_copies = sum(1 for row in redo if row.output is not None)
         if with_copies:
             noun = "photo has" if with_copies == 1 else "photos have"
@@ -400,10 +423,20 @@ class MainWindow(QMainWindow):
                 "settings. If a copy exists:"
             )
             self.rerun_bar.show()
-        self._done_with = None
         self.summary.hide()
         self.overall_bar.setValue(0)  # full would say the redone photos are finished
         self._update_controls()
+
+    def _restore_settings_redo(self) -> None:
+        """The settings are those the finished copies were made with again: nothing to redo."""
+        for path in self._settings_redo:
+            row = self.queue.row_for(path)
+            if row is not None and row.status is RowStatus.WAITING:
+                self.queue.set_status(path, RowStatus.DONE)
+        if self._settings_redo:
+            self._settings_redo = []
+            self.rerun_bar.hide()
+            self._update_controls()
 
     def _on_device_changed(self) -> None:
         self._save_options()
@@ -449,7 +482,12 @@ class MainWindow(QMainWindow):
     # --- the job --------------------------------------------------------------------------------
     def output_root(self) -> Path:
         chosen = self.options_panel.output_edit.text().strip()
-        return Path(chosen) if chosen else protect_bridge.default_output_root(self.queue.paths())
+        return Path(chosen) if chosen else self._default_output_root()
+
+    def _default_output_root(self) -> Path:
+        if self._default_root is not None:
+            return self._default_root
+        return protect_bridge.default_output_root(self.queue.paths())
 
     def start_job(self) -> bool:
         """Protect every queued photo not yet done; True when the job started.
@@ -472,6 +510,8 @@ class MainWindow(QMainWindow):
         if options.mode == "finetune" and not self._encoder_ready(options.finetune_encoder):
             return False
         self._output_root = self.output_root()
+        if not self.options_panel.output_edit.text().strip():
+            self._default_root = self._output_root
         self._job_paths = todo
         self._job_set, self._job_finished = set(todo), set()
         self._job_started = time.monotonic()
@@ -491,6 +531,7 @@ class MainWindow(QMainWindow):
         self.summary.hide()
         self.rerun_bar.hide()
         self._done_with = _output_settings(options)
+        self._settings_redo = []
         self.overall_bar.setValue(0)
         self.progress_label.setText(f"Starting: {len(todo)} photo(s)…")
         self.job_runner.start(protect_bridge.protect_task(queued, self._output_root, options))
@@ -540,6 +581,9 @@ class MainWindow(QMainWindow):
 
     def retry(self, _path: Path) -> None:
         """Run the job again: the failed photo is retried, finished ones are skipped."""
+        if self.job_runner.running or self.scan_runner.running:
+            self.statusBar().showMessage("A job is running: retry when it ends.", 5000)
+            return
         self.start_job()
 
     def cancel_job(self) -> None:
@@ -548,14 +592,18 @@ class MainWindow(QMainWindow):
             self.progress_label.setText("Cancelling…")
 
     def _on_job_event(self, event: Event) -> None:
+        # The job is given the whole queue (see start_job): photos finished before this job
+        # come back as "already done" and must not count as this job's.
+        source = getattr(event, "source", None)
+        ours = not isinstance(source, Path) or source in self._job_set or self._in_job(source)
         if isinstance(event, JobStarted):
             self._job_warnings = list(event.warnings)
-        elif isinstance(event, FileSkipped) and event.kind is SkipReason.ALREADY_DONE:
+        elif isinstance(event, FileSkipped) and event.kind is SkipReason.ALREADY_DONE and ours:
             self._already_done += 1
-        elif isinstance(event, FileDone):
+        elif isinstance(event, FileDone) and ours:
             self._location_removed += event.location_removed
             self._unchanged += event.unchanged
-        if self._finetune_clock is not None:
+        if self._finetune_clock is not None and ours:
             self._finetune_clock.update(event)
         update = protect_bridge.interpret(event)
         if update is None:
@@ -569,6 +617,11 @@ class MainWindow(QMainWindow):
             if update.output is not None:
                 self.queue.set_output(update.path, update.output)
         self._update_overall()
+
+    def _in_job(self, path: Path) -> bool:
+        """Whether ``path`` (as an event names it) is one of the running job's own photos."""
+        row = self.queue.row_for(path)
+        return row is not None and row.path in self._job_set
 
     def _count_finished(self, path: Path, status: RowStatus) -> None:
         """Keep the count of the job's finished photos as events come: counting the rows again
@@ -649,9 +702,11 @@ class MainWindow(QMainWindow):
         self.overall_bar.setValue(
             1000 if not counts[RowStatus.CANCELLED] else self.overall_bar.value()
         )
-        self.progress_label.setText(
-            "Finished." if not counts[RowStatus.CANCELLED] else "Cancelled."
-        )
+        waiting = sum(1 for r in self.queue.rows() if r.status is RowStatus.WAITING)
+        ending = "Finished." if not counts[RowStatus.CANCELLED] else "Cancelled."
+        if waiting:  # added while the job ran: it was given the list at its start
+            ending += f" {count_of(waiting, 'photo')} added meanwhile: press “Protect photos”."
+        self.progress_label.setText(ending)
         self._update_controls()
 
     def _remember_step_time(self) -> None:
@@ -681,12 +736,14 @@ class MainWindow(QMainWindow):
         self.cancel_button.setEnabled(running)
         self.cancel_action.setEnabled(running)
         self.clear_button.setEnabled(has_photos and not busy)
+        self.remove_action.setEnabled(has_photos and not running)
         self.preview_button.setEnabled(has_photos)
         self.options_panel.setEnabled(not running)
         self.drop_zone.set_compact(has_photos)
         count = len(self.queue.paths())
         self.options_panel.show_default_output(
-            protect_bridge.default_output_root(self.queue.paths()) if has_photos else None
+            self._default_output_root() if has_photos else None,
+            used=self._default_root is not None,
         )
         title = f"Queue · {count_of(count, 'photo')}" if count else "Queue"
         if count and self._left_out:  # nothing in the folder goes unmentioned

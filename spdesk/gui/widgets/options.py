@@ -77,6 +77,7 @@ class OptionsPanel(QWidget):
         self._perturbation: Perturbation | None = None
         self._measured_step_times: dict[tuple[str, str], float] = {}  # (device kind, encoder)
         self._default_output: Path | None = None  # where copies go with no folder chosen
+        self._default_used = False  # that folder has this queue's earlier copies
         self._mode_chosen = False  # set by a click on a mode, never by the app's own choice
         self.device_kind = "cpu"  # what the time estimates assume until the device is known
         layout = QVBoxLayout(self)
@@ -422,10 +423,12 @@ class OptionsPanel(QWidget):
         lay.addWidget(self.output_note)
         return box
 
-    def show_default_output(self, folder: Path | None) -> None:
+    def show_default_output(self, folder: Path | None, *, used: bool = False) -> None:
         """Say where the copies go when no folder is chosen: ``folder`` once photos are queued
-        (a new folder beside them, never inside: the originals stay as they are)."""
+        (a new folder beside them, never inside: the originals stay as they are; ``used``: the
+        folder this queue's earlier copies went to, kept for the photos added since)."""
         self._default_output = folder
+        self._default_used = used
         self.output_edit.setPlaceholderText("a new folder beside the photos")
         where = str(folder) if folder is not None else "a “… (protected)” folder beside the photos"
         self.output_edit.setToolTip(f"Protected copies go here; left empty: {where}")
@@ -435,7 +438,10 @@ class OptionsPanel(QWidget):
         folder = self._default_output
         shown = folder is not None and not self.output_edit.text().strip()
         if folder is not None:  # a wrapped line: a long folder name is never cut off
-            self.output_note.setText(f"New folder “{folder.name}”, beside the photos.")
+            text = f"New folder “{folder.name}”, beside the photos."
+            if self._default_used:
+                text = f"“{folder.name}”, with the copies made before."
+            self.output_note.setText(text)
         self.output_note.setVisible(shown)
 
     def _build_file_box(self) -> QGroupBox:

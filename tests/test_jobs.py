@@ -49,7 +49,8 @@ from spdesk.core.jobs import (
     ProtectSettings,
     SkipReason,
 )
-from spdesk.core.manifest import MANIFEST_NAME, read_job_manifest
+from spdesk.core.jobs.naming import OutputNamer
+from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, read_job_manifest
 from tests import protect_samples as samples
 
 
@@ -1127,3 +1128,43 @@ def test_protecting_in_place_again_with_another_suffix_leaves_the_earlier_output
     assert sorted(p.name for p in inputs.iterdir() if p.suffix == ".png") == [
         "a.png", "a.protected.png", "a.v2.png", "b.png", "b.protected.png", "b.v2.png"
     ]  # fmt: skip
+
+
+def test_a_unique_name_is_settled_when_planned_in_job_order_whoever_publishes_first(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    """Two photos for one name and a foreign file holding it: the names follow job order, as
+    they must for a distributed run whose batches publish in any order."""
+    samples.photo(inputs / "a.jpg")
+    samples.photo(inputs / "a.png", 60, 40, fmt="PNG")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.protected.png").write_bytes(b"someone else's file")
+    png = dataclasses.replace(settings, collision="unique", format="png")
+    namer = OutputNamer(out, png.export_options(), "unique")
+    first = namer.plan(inputs / "a.jpg", Path("a.jpg"), owner="a.jpg")
+    second = namer.plan(inputs / "a.png", Path("a.png"), owner="a.png")
+    assert (first.path.name, second.path.name) == ("a.protected-2.png", "a.protected-3.png")
+    assert not first.existing and not second.existing  # free names: a retry may republish
+    report, _ = _run([inputs], out, png)
+    names = {e.source.name: e.output.name for e in report.done}
+    assert names == {"a.jpg": "a.protected-2.png", "a.png": "a.protected-3.png"}
+    assert (out / "a.protected.png").read_bytes() == b"someone else's file"
+
+
+def test_protecting_in_place_after_a_killed_distributed_run_leaves_its_outputs_alone(
+    inputs: Path, settings: ProtectSettings
+) -> None:
+    """A distributed run killed before merging its shards recorded its outputs only there."""
+    samples.photo(inputs / "a.png")
+    samples.photo(inputs / "b.png", 40, 30)
+    in_place = dataclasses.replace(settings, allow_output_in_input=True)
+    _run([inputs / "a.png"], inputs, in_place)
+    manifest = inputs / MANIFEST_NAME
+    shard = inputs / SHARDS_FOLDER / "batch.jsonl"
+    shard.parent.mkdir()
+    shard.write_text(manifest.read_text())  # as a worker wrote it; the merge never happened
+    manifest.unlink()
+    again, _ = _run([inputs], inputs, dataclasses.replace(in_place, suffix=".v2"))
+    assert sorted(e.source.name for e in again.done) == ["a.png", "b.png"], "a copy protected"
+    assert {e.source.name for e in again.left_out} == {"a.protected.png"}

@@ -376,6 +376,79 @@ def test_either_engine_skips_what_the_other_finished(
     assert len(local_then_ray.skipped) == 5
 
 
+def test_overwrite_with_other_settings_replaces_the_outputs_as_the_local_engine_does(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """The driver proves the outputs spdesk's; a worker's shard, holding only its batch, once
+    refused every one ("already exists") and its "failed" lines hid the proof."""
+    inputs = tmp_path / "in"
+    for i in range(2):
+        samples.photo(inputs / f"{i}.jpg")
+    overwrite = dataclasses.replace(settings, collision="overwrite")
+    stronger = dataclasses.replace(overwrite, strength=4.0)
+    runs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        run = (
+            (lambda s, o=out: ProtectJob([inputs], o, s).run())
+            if engine == "local"
+            else (lambda s, o=out: RayProtectJob([inputs], o, s, _ray(s)).run())
+        )
+        run(overwrite)
+        replaced = run(stronger)
+        assert not replaced.failed, [e.reason for e in replaced.failed]
+        assert sorted(e.output.name for e in replaced.done) == [
+            "0.protected.jpg",
+            "1.protected.jpg",
+        ]
+        again = run(stronger)
+        assert {e.kind for e in again.skipped} == {SkipReason.ALREADY_DONE}
+        runs[engine] = _tree(out)
+    assert runs["ray"] == runs["local"]
+
+
+def test_photos_failing_on_a_rerun_keep_their_earlier_outputs_proof(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    inputs = tmp_path / "in"
+    for i in range(2):
+        samples.photo(inputs / f"{i}.jpg", 40, 30)
+    out = tmp_path / "out"
+    RayProtectJob([inputs], out, settings, _ray(settings)).run()
+    tiny = dataclasses.replace(settings, strength=4.0, max_pixels=100)  # both refused
+    failed = RayProtectJob([inputs], out, tiny, _ray(tiny)).run()
+    assert len(failed.failed) == 2
+    entries = read_job_manifest(out / MANIFEST_NAME)
+    assert {e["status"] for e in entries.values()} == {"done"}, "a failure changed no output"
+    again = RayProtectJob([inputs], out, settings, _ray(settings)).run()
+    assert not again.done and {e.kind for e in again.skipped} == {SkipReason.ALREADY_DONE}
+
+
+def test_unique_names_past_a_foreign_file_are_the_local_engines(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    inputs = tmp_path / "in"
+    samples.photo(inputs / "a.jpg", 24, 16)
+    samples.photo(inputs / "a.tif", 96, 64, fmt="TIFF")  # larger: its batch ends later
+    unique = dataclasses.replace(settings, collision="unique", format="png")
+    names = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        out.mkdir()
+        (out / "a.protected.png").write_bytes(b"someone else's file")
+        if engine == "local":
+            report = ProtectJob([inputs], out, unique).run()
+        else:
+            report = RayProtectJob([inputs], out, unique, _ray(unique, batch_size=1)).run()
+        names[engine] = {e.source.name: e.output.name for e in report.done}
+        assert (out / "a.protected.png").read_bytes() == b"someone else's file"
+    assert (
+        names["ray"]
+        == names["local"]
+        == {"a.jpg": "a.protected-2.png", "a.tif": "a.protected-3.png"}
+    )
+
+
 def test_fine_tuning_runs_on_actors_with_the_local_engines_outputs(
     tmp_path: Path, settings: ProtectSettings
 ) -> None:
@@ -408,7 +481,13 @@ def test_tasks_and_outcomes_travel_as_json(tmp_path: Path) -> None:
         assert decode_event(encode_event(event)) == event
     photo = InputPhoto(tmp_path / "in" / "é.jpg", tmp_path / "in")
     item = _Planned(photo, Path("é.jpg"), str(photo.path), 3, 9)
-    target = Target(tmp_path / "out" / "é.protected.jpg", replace=True, notes=("shortened",))
+    target = Target(
+        tmp_path / "out" / "é.protected.jpg",
+        replace=True,
+        notes=("shortened",),
+        existing=True,  # a taken name: the worker must not publish over it as a retry would
+        owner=item.key,
+    )
     task = _Task(item, target, SourceSignature(5, 7), 0.0)
     assert decode_task(encode_task(task)) == task
 

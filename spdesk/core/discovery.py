@@ -68,7 +68,7 @@ class DiscoveryOptions:
             recorded writing there (protecting in place with another suffix: skipped).
         output_marker: a file name whose presence marks a folder as an spdesk output folder;
             ``output_marker`` and ``lock_name`` files are spdesk's bookkeeping (skipped
-            silently).
+            silently), as is a ``shards_folder`` beside the marker (a distributed run's).
         exclude: folders never walked (the job's output folder).
         cancel: checked between files; the walk raises ``Cancelled`` once it is set.
         limit: stop after this many photos (a count shown while the user types a folder).
@@ -82,6 +82,7 @@ class DiscoveryOptions:
     is_recorded_output: Callable[[Path], bool] | None = None
     output_marker: str | None = None
     lock_name: str | None = None
+    shards_folder: str | None = None
     exclude: tuple[Path, ...] = ()
     cancel: CancelToken | None = None
     limit: int | None = None
@@ -199,6 +200,8 @@ def _skip_folder(
         reason = "system folder (not files on a disk)"
     elif folder != root and _real(folder) in excluded:
         reason = "the output folder of this job"
+    elif options.shards_folder and folder.name == options.shards_folder and folder != root:
+        reason = ""  # bookkeeping: said nowhere, as the manifest beside it
     elif folder != root and options.output_marker and (folder / options.output_marker).exists():
         # The folder the user named is walked even so (protecting in place); outputs in it
         # are recognised by name.

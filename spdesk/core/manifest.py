@@ -255,14 +255,21 @@ def merge_entries(
     entries: dict[str, dict[str, Any]], found: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Merge shard lines ``found`` into ``entries`` (the later line for a source wins); returns
-    the lines that were newer, oldest first (what a manifest file appends)."""
-    newer = [
-        e
-        for e in sorted(found, key=_entry_time)
-        if _entry_time(e) >= _entry_time(entries.get(e["source"], {}))
-    ]
-    for entry in newer:
+    the lines that were newer, oldest first (what a manifest file appends).
+
+    A failed or skipped photo changed no output, so its line never replaces one that proves an
+    output spdesk wrote: the rule the job keeps when it writes one line, kept here for the
+    writers of a distributed run, whose shards do not hold the earlier runs' lines.
+    """
+    newer = []
+    for entry in sorted(found, key=_entry_time):
+        before = entries.get(entry["source"], {})
+        if _entry_time(entry) < _entry_time(before):
+            continue
+        if entry.get("status") in (FAILED, SKIPPED) and before.get("status") in _WRITTEN:
+            continue
         entries[entry["source"]] = entry
+        newer.append(entry)
     return newer
 
 

@@ -600,6 +600,10 @@ class _ShardRun(JobRun):
         self.tasks = tasks
         self.names.written.update(task.target.path for task in tasks.values())  # the batch's
 
+    def _take_proof(self, manifest: Manifest, planned: list[_Planned]) -> None:
+        """Nothing to take: the driver planned every name with the folder's manifest, and a
+        shard holds only this batch's lines (as proof, it would refuse every "overwrite")."""
+
     def _prepare(self, manifest: Manifest, item: _Planned) -> _Task | None:
         task = self.tasks[item.key]
         finished = manifest.finished_output(item.key, self.fingerprint, task.signature)
@@ -737,6 +741,7 @@ def encode_task(task: _Task) -> str:
             "position": item.position,
             "count": item.count,
             "target": [str(task.target.path), task.target.replace, list(task.target.notes)],
+            "existing": task.target.existing,  # a taken name: never published as idempotent
             "signature": task.signature.as_list(),
         }
     )  # ASCII: names that are not UTF-8 travel as \udcxx escapes
@@ -748,7 +753,10 @@ def decode_task(text: str) -> _Task:
     photo = InputPhoto(Path(data["source"]), Path(data["root"]))
     item = _Planned(photo, Path(data["relative"]), data["key"], data["position"], data["count"])
     path, replace, notes = data["target"]
-    target = Target(Path(path), replace=replace, notes=tuple(notes))
+    existing = bool(data.get("existing", False))
+    target = Target(
+        Path(path), replace=replace, notes=tuple(notes), existing=existing, owner=item.key
+    )
     return _Task(item, target, SourceSignature(*data["signature"]), started=0.0)
 
 

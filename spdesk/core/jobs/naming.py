@@ -96,6 +96,10 @@ class OutputNamer:
         another photo."""
         return path not in self.written and self.kept.get(path, owner) == owner
 
+    def _untaken(self, path: Path, owner: str) -> bool:
+        """Free for ``owner`` and holding no file: a name to plan, whichever engine publishes."""
+        return self._free(path, owner) and not self.outputs.exists(path)
+
     def _sniff(self, source: Path) -> str | None:
         try:
             return self.inputs.sniff(source)
@@ -119,6 +123,9 @@ class OutputNamer:
             return Target(path, notes=notes, owner=owner)
         if self.policy == "skip":
             return Target(path, taken=True, owner=owner)
+        if self.policy == "unique":  # the next name free here too, settled in job order
+            path = next(c for c in unique_candidates(path) if self._untaken(c, owner))
+            return Target(path, notes=notes, owner=owner)
         if self.policy == "overwrite" and not (self.wrote is not None and self.wrote(path)):
             return Target(path, taken=True, foreign=True, owner=owner)
         replace = self.policy == "overwrite"

@@ -240,8 +240,7 @@ class JobRun:
     ) -> Iterator[list[_Task]]:
         """The photos that need work, planned in job order, ``size`` at a time (a fine-tuning
         batch; else one by one); nothing more once the job stops."""
-        self.names.wrote = manifest.wrote  # "overwrite" replaces only what it proves
-        self.names.keep(manifest.kept_outputs([item.key for item in planned]))
+        self._take_proof(manifest, planned)
         batch: list[_Task] = []
         for item in planned:
             if self._stopping():
@@ -254,6 +253,12 @@ class JobRun:
                 batch = []
         if batch and not self._stopping():
             yield batch
+
+    def _take_proof(self, manifest: Manifest, planned: list[_Planned]) -> None:
+        """What the folder's manifest proves, before any name is planned: which existing files
+        spdesk wrote ("overwrite" replaces only those), which names earlier runs' photos keep."""
+        self.names.wrote = manifest.wrote
+        self.names.keep(manifest.kept_outputs([item.key for item in planned]))
 
     def _parts(
         self, manifest: Manifest, planned: list[_Planned], size: int

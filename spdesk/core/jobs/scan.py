@@ -28,7 +28,7 @@ from spdesk.core.imageio import (
     read_header_from,
 )
 from spdesk.core.jobs.settings import ProtectSettings
-from spdesk.core.manifest import MANIFEST_NAME, read_job_manifest
+from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, read_job_manifest
 from spdesk.core.stores import FolderStore, Store
 
 
@@ -55,6 +55,7 @@ def scan_inputs(
         is_recorded_output=(lambda path: os.path.realpath(path) in recorded) if recorded else None,
         output_marker=MANIFEST_NAME,
         lock_name=LOCK_NAME,
+        shards_folder=SHARDS_FOLDER,
         exclude=(output_root,) if output_root is not None else (),
         cancel=cancel,
         sniff=sniffer,
@@ -70,7 +71,12 @@ def _recorded_outputs(output_root: Path | None, inputs: Sequence[Path]) -> set[s
         Path(p).is_dir() and inside(output_root, Path(p)) for p in inputs
     ):
         return set()
-    entries = read_job_manifest(output_root / MANIFEST_NAME).values()
+    # The shards too: a distributed run killed before merging them recorded its outputs there.
+    manifests = [
+        output_root / MANIFEST_NAME,
+        *sorted((output_root / SHARDS_FOLDER).glob("*.jsonl")),
+    ]
+    entries = [e for path in manifests for e in read_job_manifest(path).values()]
     outputs = (entry.get("output") for entry in entries)
     return {os.path.realpath(output_root / str(o)) for o in outputs if isinstance(o, str) and o}
 

@@ -33,9 +33,16 @@ from spdesk.core.distributed.ray_engine import (
     protect_on_ray,
 )
 from spdesk.core.errors import ConfigError, EncoderError
-from spdesk.core.events import Event
+from spdesk.core.events import CancelToken, Event
 from spdesk.core.files import LOCK_NAME, TEMP_SUFFIX
-from spdesk.core.jobs import FileDone, FileFailed, FileSkipped, ProtectJob, ProtectSettings
+from spdesk.core.jobs import (
+    FileDone,
+    FileFailed,
+    FileSkipped,
+    JobCancelled,
+    ProtectJob,
+    ProtectSettings,
+)
 from spdesk.core.jobs.events import FailReason, SkipReason
 from spdesk.core.jobs.naming import Target
 from spdesk.core.jobs.pool import _Planned, _Task
@@ -527,6 +534,38 @@ def test_photo_mode_on_cpu_actors_writes_the_local_engines_bytes(
     _assert_busy_share_measured(job.stats, workers=1)
     again = ProtectJob([inputs], tmp_path / "ray", photo).run()  # the same fingerprint
     assert not again.done and len(again.skipped) == 5
+
+
+def test_a_cancel_reaches_the_actors_and_the_report_matches_the_files_on_disk(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """An actor protects a whole batch per call: the stop reaches it between photos, and what
+    it finished meanwhile is recorded (it once came back unrecorded: "not done", yet on disk)."""
+    pytest.importorskip("torch")
+    inputs = tmp_path / "in"
+    for i in range(16):
+        samples.photo(inputs / f"{i:02d}.png", 192 + i, 128)
+    photo = dataclasses.replace(settings, mode="photo", working_size=192)  # a while a photo
+    out = tmp_path / "out"
+    cancel = CancelToken()
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, FileDone):
+            cancel.cancel()
+
+    job = RayProtectJob([inputs], out, photo, _ray(photo, num_cpus=2, batch_size=2))
+    with pytest.raises(JobCancelled) as stopped:
+        job.run(on_event, cancel)
+    report = stopped.value.report
+    written = {p.name for p in out.rglob("*.png")}
+    assert written == {e.output.name for e in report.done}, "on disk but reported not done"
+    assert len(report.done) + len(report.pending) == 16
+    assert len(report.done) < 16, "the actors protected every batch after the cancel"
+    entries = read_job_manifest(out / MANIFEST_NAME)
+    done = {Path(s).name for s, e in entries.items() if e["status"] == "done"}
+    assert done == {e.source.name for e in report.done}
+    again = RayProtectJob([inputs], out, photo, _ray(photo, num_cpus=2, batch_size=2)).run()
+    assert len(again.done) == len(report.pending) and len(again.skipped) == len(report.done)
 
 
 def test_gpu_workers_asked_of_a_cluster_without_gpus_are_refused_before_any_write(

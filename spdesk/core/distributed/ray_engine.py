@@ -14,7 +14,9 @@ goes through the local engine's per-photo loop (read, protect, encode into an fs
 temporary file, publish atomically, record) and is recorded in a manifest shard of its own; the
 driver merges the shards into the output folder's manifest when it closes it (or the next job,
 of either engine, does, after a kill), so a re-run with either engine skips what is done.
-Per-photo failures come back as the local engine's records.
+Per-photo failures come back as the local engine's records. A cancel stops plain tasks from
+starting; actors, which protect a whole batch per call, read it between photos from a small
+:class:`StopSign` actor of the driver's, and every photo they finished is recorded.
 
 The engine is mode-agnostic: workers receive the job's settings and run the same per-photo step
 the local engine runs for them. Inputs and outputs are paths that every node can reach (one
@@ -448,22 +450,27 @@ class RayProtectJob(ProtectJob):
         ray.data.DataContext.get_current().enable_progress_bars = self.options.progress
         items = [{"task": task} for batch in batches for task in batch]
         rows = ray.data.from_items(items, override_num_blocks=len(batches))  # a shard each
+        # An actor protects a whole batch per call: a stop reaches it between photos through
+        # this sign, and the batches then come back short (each photo finished is recorded).
+        sign = ray.remote(num_cpus=0)(StopSign).remote()
         results = rows.map_batches(
             _Protector,
             batch_size=len(batches[0]),
             batch_format="numpy",
-            fn_constructor_kwargs=protector,
+            fn_constructor_kwargs={**protector, "stop": sign},
             **self._resources(ray, len(batches)),
         )
         back = iter(results.iter_batches(batch_size=None, batch_format="numpy"))
+        raised = False
         try:
             for batch in back:
                 columns = (batch["event"], batch["stopped"], batch["fatal"])
                 rows = [(str(e), str(s), str(f)) for e, s, f in zip(*columns, strict=True)]
                 clocks = zip(batch["worker"], batch["busy"], batch["alive"], strict=True)
                 yield rows, [(str(w), float(b), float(a)) for w, b, a in clocks]
-                if stopping():
-                    return
+                if stopping() and not raised:
+                    ray.get(sign.raise_sign.remote())
+                    raised = True  # then drain: what the actors finished meanwhile is recorded
         finally:
             close = getattr(back, "close", None)
             if close is not None:
@@ -594,9 +601,11 @@ class _ShardRun(JobRun):
         protector: Protector,
         fingerprint: str,
         tasks: dict[str, _Task],
+        cancel: CancelToken | None = None,
     ) -> None:
         report = JobReport(job.output_root)
-        super().__init__(job, protector, fingerprint, ignore_events, CancelToken(), report)
+        cancel = cancel or CancelToken()
+        super().__init__(job, protector, fingerprint, ignore_events, cancel, report)
         self.tasks = tasks
         self.names.written.update(task.target.path for task in tasks.values())  # the batch's
 
@@ -614,6 +623,56 @@ class _ShardRun(JobRun):
         return dataclasses.replace(task, started=time.monotonic())
 
 
+class StopSign:
+    """The driver's stop (a cancel, a full disk), which an actor reads between photos."""
+
+    def __init__(self) -> None:
+        self.up = False
+
+    def raise_sign(self) -> None:
+        self.up = True
+
+    def is_up(self) -> bool:
+        return self.up
+
+
+class _SignWatch(CancelToken):
+    """A cancel token that also reads the driver's :class:`StopSign`, at most every
+    ``every`` seconds (a call to another process). A sign that cannot be read because the
+    driver is gone stops the work too: nobody would record it."""
+
+    def __init__(self, sign: Any, every: float = 0.2) -> None:
+        super().__init__()
+        self.sign = sign
+        self.every = every
+        self._next_look = 0.0
+
+    @property
+    def cancelled(self) -> bool:
+        self._look()
+        return super().cancelled
+
+    def check(self) -> None:
+        self._look()
+        super().check()
+
+    def _look(self) -> None:
+        now = time.monotonic()
+        if self.sign is None or self._cancelled or now < self._next_look:
+            return
+        self._next_look = now + self.every
+        import ray
+
+        try:
+            up = ray.get(self.sign.is_up.remote(), timeout=10)
+        except ray.exceptions.GetTimeoutError:
+            return  # a busy cluster: look again later
+        except ray.exceptions.RayError:
+            up = True  # the driver, which owns the sign, is gone
+        if up:
+            self.cancel()
+
+
 class _Protector:
     """One Ray actor: builds the mode's protector (its models) once, then protects batches."""
 
@@ -626,9 +685,11 @@ class _Protector:
         key: str = "",
         inputs: Store | None = None,
         outputs: Store | None = None,
+        stop: Any = None,
     ) -> None:
         if key:
             os.environ[ENV_KEY] = key
+        self.stop = stop  # the driver's StopSign (actors); plain tasks end with their batch
         self.job = ProtectJob([], output_root, settings)
         self.job.store = inputs or FolderStore()
         self.job.output_store = outputs or FolderStore()
@@ -656,7 +717,7 @@ class _Protector:
             fatal["hint"] = self.error.hint or ""
             return [("", "", json.dumps(fatal))]
         tasks = {task.item.key: task for task in map(decode_task, encoded)}
-        run = _ShardRun(self.job, self.protector, self.fingerprint, tasks)
+        run = _ShardRun(self.job, self.protector, self.fingerprint, tasks, _SignWatch(self.stop))
         place = self.job.output_store
         with place.manifest(self.job.output_root, shard=_shard_name(list(tasks))) as shard:
             run.process_planned(shard, [task.item for task in tasks.values()])

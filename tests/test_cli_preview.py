@@ -195,3 +195,118 @@ def test_a_photo_or_mask_that_is_not_there_is_named_as_not_found(
     argv = ["preview", str(photo), "--out", out, "--mode", "inpaint", "--mask"]
     assert main([*argv, str(tmp_path / "mask.png")]) == 2
     assert f"The mask {tmp_path / 'mask.png'} was not found." in capsys.readouterr().err
+
+
+def test_preview_files_already_in_out_are_refused_before_the_edit_unless_forced(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A photo protect wrote into the same folder keeps its name and bytes; an earlier
+    preview's files are refused at once (no model is needed to say so), replaced with --force."""
+    protected = tmp_path / "cat.protected.png"
+    Image.new("RGB", (500, 375), (10, 20, 30)).save(protected)
+    kept = protected.read_bytes()
+    assert _preview(inputs, tmp_path, "--model-dir", str(inputs["sd"])) == 0
+    assert protected.read_bytes() == kept
+    assert (tmp_path / "cat.preview-protected.png").is_file()
+    capsys.readouterr()
+    sheet = (tmp_path / "cat.sheet.png").read_bytes()
+    assert _preview(inputs, tmp_path, "--model-dir", str(tmp_path / "no-model")) == 2
+    err = capsys.readouterr().err
+    assert "already holds cat.sheet.png" in err and "--force" in err
+    assert "not installed" not in err and "no model_index.json" not in err
+    assert (tmp_path / "cat.sheet.png").read_bytes() == sheet
+    assert _preview(inputs, tmp_path, "--model-dir", str(inputs["sd"]), "--force") == 0
+
+
+def test_an_output_that_is_a_folder_is_refused_before_the_edit_and_nothing_is_written(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "cat.json").mkdir()
+    code = _preview(inputs, tmp_path, "--model-dir", str(tmp_path / "no-model"))
+    err = capsys.readouterr().err
+    assert code == 2 and "cat.json: a folder has that name" in err
+    assert [path.name for path in tmp_path.iterdir()] == ["cat.json"]
+
+
+def test_a_failed_preview_leaves_no_new_empty_folders(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "new" / "a" / "b"
+    assert main(["preview", str(tmp_path / "typo.png"), "--out", str(out), *FAST]) == 2
+    no_model = ["--model-dir", str(tmp_path / "no-model")]
+    assert _preview(inputs, out, *no_model) == 2
+    assert "not found" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("seed", ["-1", "99999999999999999999"])
+def test_a_seed_out_of_range_is_a_plain_error(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: str
+) -> None:
+    code = _preview(inputs, tmp_path, "--model-dir", str(inputs["sd"]), "--seed", seed)
+    err = capsys.readouterr().err
+    assert code == 2 and f"The seed must be between 0 and 2**63 - 1, got {seed}." in err
+    assert "unexpected" not in err
+
+
+@pytest.mark.parametrize("guidance", ["nan", "inf"])
+def test_a_guidance_that_is_not_a_number_is_a_plain_error(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], guidance: str
+) -> None:
+    photo, model = str(inputs["photo"]), str(inputs["sd"])
+    argv = ["preview", photo, "--out", str(tmp_path), "--model-dir", model, *FAST]
+    code = main([*argv, "--guidance", guidance])  # after FAST's own --guidance
+    assert code == 2 and "Guidance must be a number of at least 1" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_output_writes_nan_and_infinity_as_null() -> None:
+    import io
+
+    from spdesk.cli.common import print_json
+
+    stream = io.StringIO()
+    print_json({"figures": {"vifp": float("nan"), "psnr": float("inf")}, "seen": [1.5]}, stream)
+    parsed = json.loads(stream.getvalue(), parse_constant=lambda name: name)
+    assert parsed == {"figures": {"vifp": None, "psnr": None}, "seen": [1.5]}
+
+
+@pytest.mark.parametrize("option", [["--mask", "MASK"], ["--mask-mode", "regenerate-centre"]])
+def test_a_mask_without_inpaint_mode_is_refused_not_ignored(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str]
+) -> None:
+    option = [str(inputs["mask"]) if word == "MASK" else word for word in option]
+    code = _preview(inputs, tmp_path, "--model-dir", str(inputs["sd"]), *option)
+    err = capsys.readouterr().err
+    assert code == 2 and "only used by inpainting" in err and "--mode inpaint" in err
+
+
+def test_an_inpainting_model_for_img2img_is_refused_by_name(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _preview(inputs, tmp_path, "--model-dir", str(inputs["inpaint"]))
+    err = capsys.readouterr().err
+    assert code == 2 and "is an inpainting model: use --mode inpaint" in err
+    assert "unexpected" not in err
+
+
+def test_a_huge_photo_is_refused_with_advice_that_fits_preview(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", 20000, 10000, 8, 2, 0, 0, 0)  # 200 MP, never decoded
+    photo = tmp_path / "huge.png"
+    photo.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0"))
+    )
+    out = ["--out", str(tmp_path / "out"), "--model-dir", str(tmp_path / "no-model")]
+    assert main(["preview", str(photo), *out, *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "huge.png is too large" in err and "reduce the photo's size" in err
+    assert "--max-megapixels" not in err

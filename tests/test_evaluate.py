@@ -84,3 +84,60 @@ def test_jpeg_roundtrip_changes_pixels_but_keeps_shape() -> None:
     photos = _photos(2, 16)
     out = jpeg_roundtrip(photos, 50)
     assert out.shape == photos.shape and out.dtype == np.uint8 and not np.array_equal(out, photos)
+
+
+# --- spdesk eval's settings ---------------------------------------------------------------------
+@pytest.fixture
+def eval_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``spdesk eval`` arguments over one photo; loading the encoder fails the test, as every
+    refusal here must come before it."""
+    from PIL import Image
+    from tiny_sd import save_tiny_vae
+
+    import spdesk.core.encoders as encoders
+
+    def no_loading(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the encoder was loaded before the settings were checked")
+
+    monkeypatch.setattr(encoders, "load_encoder", no_loading)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(_photos(1, 64)[0]).save(photos / "a.png")
+    vae = str(save_tiny_vae(tmp_path / "sd"))
+    return ["eval", "--photos", str(photos), "--encoder", vae, "--sizes", "64", "--device", "cpu"]
+
+
+def test_eval_refuses_zero_fine_tuning_steps(
+    eval_inputs: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spdesk.cli import main
+
+    assert main([*eval_inputs, "--fine-tune", "0"]) == 2
+    assert "Fine-tuning steps must be between 1 and 10000, got 0." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("photos", "options", "message"),
+    [
+        (1, [], "has 1 photo(s) and it takes at most half of them"),
+        (3, ["--attack-photos", "0"], "--attack-photos is 0"),
+    ],
+)
+def test_eval_says_at_once_that_the_averaging_attack_needs_photos_of_its_own(
+    eval_inputs: list[str],
+    capsys: pytest.CaptureFixture[str],
+    photos: int,
+    options: list[str],
+    message: str,
+) -> None:
+    from PIL import Image
+
+    from spdesk.cli import main
+
+    folder = Path(eval_inputs[2])
+    for index in range(1, photos):
+        Image.fromarray(_photos(1, 64)[0]).save(folder / f"more{index}.png")
+    assert main([*eval_inputs, "--attacks", "average", *options]) == 2
+    err = capsys.readouterr().err
+    assert "The averaging attack needs photos of its own to fit on" in err and message in err
+    assert "--attack-photos" in err

@@ -197,6 +197,27 @@ def test_a_cancel_on_a_slow_connection_stops_at_once_and_keeps_every_byte_receiv
     assert took < size / (8 * 1024) * 0.1 / 2  # well before the whole file would have come
 
 
+def test_status_counts_only_a_features_own_partial_download(
+    store: ModelStore, hub: HubServer
+) -> None:
+    """train's VAE and preview's UNet share one folder: a UNet .part waiting for a resume is
+    preview's, not data train (complete) has left half-way."""
+    store.download("train")
+    hub.trickle(UNET, piece=8 * 1024, pause_s=0.1)
+    cancel = CancelToken()
+
+    def cancel_once_unet_bytes_arrive(event: Event) -> None:
+        if isinstance(event, hubmod.DownloadProgress) and event.file == UNET and event.file_done:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        store.download("preview", on_event=cancel_once_unet_bytes_arrive, cancel=cancel)
+    part = store.folder_for("preview") / (UNET.replace(".fp16", "") + ".part")
+    status = {s.feature: s for s in store.status()}
+    assert status["preview"].partial_bytes >= part.stat().st_size > 0
+    assert status["train"].present and status["train"].partial_bytes == 0
+
+
 def test_a_disk_that_fills_during_a_download_is_a_full_disk_and_keeps_what_arrived(
     store: ModelStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

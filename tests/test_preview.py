@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from tiny_sd import save_tiny_sd
 
-from spdesk.core.errors import Cancelled, ConfigError, ModelMissingError, UnsupportedImageError
+from spdesk.core.errors import (
+    Cancelled,
+    ConfigError,
+    ModelMissingError,
+    OutputError,
+    OutputExistsError,
+    UnsupportedImageError,
+)
 from spdesk.core.events import CancelToken, Event, Progress
 from spdesk.core.perturbation import Perturbation
 from spdesk.core.preview import (
@@ -18,6 +26,7 @@ from spdesk.core.preview import (
     PreviewRequest,
     comparison_sheet,
     default_mask,
+    output_paths,
     resolve_prompt,
     save_outputs,
     verdict_for,
@@ -121,7 +130,7 @@ def test_progress_counts_the_steps_the_pipeline_runs_and_ends_at_its_total(
     engine: PreviewEngine, mode: str
 ) -> None:
     events: list[Event] = []
-    mask = np.ones((96, 128), bool)
+    mask = np.ones((96, 128), bool) if mode == "inpaint" else None
     # 2 steps at edit strength 0.5: one asked; PNDM (SD 1.5's scheduler, and the tiny one's)
     # runs one more, which once read 200%.
     request = PreviewRequest(mode=mode, steps=2, strength=0.5, working_size=64, mask=mask)
@@ -211,11 +220,29 @@ def test_a_black_edit_is_never_reported_as_protection(
     assert "blank or black" in result.verdict
 
 
+def test_the_record_of_a_blank_edit_is_strict_json(
+    engine: PreviewEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Figures a blank edit leaves undefined (VIF of a flat picture) are null, never NaN,
+    which strict JSON parsers refuse."""
+    black = np.zeros((64, 88, 3), np.uint8)
+    monkeypatch.setattr(engine, "_edit", lambda *args: [black, black, black])
+    result = engine.run(_photo(), _pert(), FAST)
+    assert any(v != v for v in result.figures["protected_edit"].values() if v is not None)
+    paths = save_outputs(result, tmp_path, stem="photo")
+    record = json.loads(paths["json"].read_text(), parse_constant=_no_constants)
+    assert record["figures"]["protected_edit"]["vifp"] is None
+
+
 def test_verdict_is_calibrated_against_noise() -> None:
     strong, _ = verdict_for({"ssim": 0.4}, {"ssim": 0.85}, blank=False)
     none_text, none_worked = verdict_for({"ssim": 0.84}, {"ssim": 0.85}, blank=False)
     assert strong.startswith("Protection worked")
     assert none_worked is False and "No clear protection" in none_text
+
+
+def _no_constants(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
 
 
 def test_sheet_and_json_record(engine: PreviewEngine, tmp_path: Path) -> None:
@@ -240,6 +267,47 @@ def test_sheet_and_json_record(engine: PreviewEngine, tmp_path: Path) -> None:
 def test_bad_settings_are_refused_before_work(request_: PreviewRequest, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         request_.validate()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 10**20])
+def test_a_seed_the_generator_cannot_take_is_refused(seed: int) -> None:
+    with pytest.raises(ConfigError, match=rf"seed must be between 0 and 2\*\*63 - 1, got {seed}"):
+        PreviewRequest(seed=seed).validate()
+    PreviewRequest(seed=2**63 - 1).validate()
+
+
+@pytest.mark.parametrize("guidance", [float("nan"), float("inf")])
+def test_a_guidance_that_is_not_a_finite_number_is_refused(guidance: float) -> None:
+    with pytest.raises(ConfigError, match="Guidance must be a number of at least 1"):
+        PreviewRequest(guidance=guidance).validate()
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        PreviewRequest(mask=np.ones((8, 8), bool)),
+        PreviewRequest(mask_mode="regenerate-centre"),
+    ],
+)
+def test_a_mask_without_inpainting_is_refused_not_ignored(request_: PreviewRequest) -> None:
+    with pytest.raises(ConfigError, match="only used by inpainting") as info:
+        request_.validate()
+    assert "--mode inpaint" in (info.value.hint or "")
+    replace(request_, mode="inpaint").validate()
+
+
+def test_an_inpainting_model_for_an_img2img_edit_is_refused_before_loading(
+    sd_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.core.models import loading
+
+    def no_loading(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the pipeline was loaded")
+
+    monkeypatch.setattr(loading, "load_pipeline_from", no_loading)
+    engine = PreviewEngine(sd_dirs["inpaint"], device="cpu")
+    with pytest.raises(ConfigError, match="is an inpainting model: use --mode inpaint"):
+        engine.run(_photo(), _pert(), FAST)
 
 
 def test_prompt_presets_and_free_text() -> None:
@@ -280,3 +348,45 @@ def test_outputs_that_cannot_be_written_are_a_named_error(
     assert sorted(p.name for p in (tmp_path / "made").iterdir()) == sorted(
         p.name for p in paths.values()
     )
+
+
+def test_tiles_never_take_the_names_of_protected_photos(tmp_path: Path) -> None:
+    """``spdesk protect`` writes NAME.protected.png: a preview tile of that name would replace
+    the full-size protected photo with a small working view."""
+    names = [path.name for path in output_paths(tmp_path, "cat").values()]
+    assert "cat.protected.png" not in names and "cat.preview-protected.png" in names
+    assert len(set(names)) == len(names)
+
+
+def test_outputs_already_there_are_refused_unless_replacing(
+    engine: PreviewEngine, tmp_path: Path
+) -> None:
+    from spdesk.core.preview import check_outputs
+
+    result = engine.run(_photo(), _pert(), FAST)
+    save_outputs(result, tmp_path, stem="photo")
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    with pytest.raises(OutputExistsError, match=r"photo\.sheet\.png") as info:
+        check_outputs(tmp_path, "photo")
+    assert "--force" in (info.value.hint or "")
+    with pytest.raises(OutputExistsError):
+        save_outputs(result, tmp_path, stem="photo")
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+    check_outputs(tmp_path, "photo", replace=True)
+    save_outputs(result, tmp_path, stem="photo", replace=True)
+
+
+def test_an_output_that_cannot_be_written_leaves_none_of_the_others(
+    engine: PreviewEngine, tmp_path: Path
+) -> None:
+    """A folder in the JSON record's place is refused by the check before the edit, and a
+    save that fails all the same leaves no half preview behind."""
+    from spdesk.core.preview import check_outputs
+
+    (tmp_path / "photo.json").mkdir()
+    with pytest.raises(OutputError, match=r"photo\.json: a folder has that name"):
+        check_outputs(tmp_path, "photo", replace=True)
+    result = engine.run(_photo(), _pert(), FAST)
+    with pytest.raises(OutputError):
+        save_outputs(result, tmp_path, stem="photo", replace=True)
+    assert [path.name for path in tmp_path.iterdir()] == ["photo.json"]

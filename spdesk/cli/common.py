@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import signal
 import sys
 import time
@@ -65,9 +66,23 @@ def cancel_on_sigint() -> CancelToken:
 
 
 def print_json(obj: Any, stream: TextIO | None = None) -> None:
-    """One JSON object on stdout (machine-readable summaries)."""
-    json.dump(obj, stream or sys.stdout, indent=2, default=str, ensure_ascii=False)
+    """One JSON object on stdout (machine-readable summaries): strict JSON, NaN and infinities
+    written as null, as JSON has no word for them and strict parsers refuse Python's."""
+    json.dump(
+        _finite(obj), stream or sys.stdout, indent=2, default=str, ensure_ascii=False,
+        allow_nan=False,
+    )  # fmt: skip
     (stream or sys.stdout).write("\n")
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(value) for value in obj]
+    return obj
 
 
 def format_duration(seconds: float | None) -> str:

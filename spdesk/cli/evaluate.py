@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spdesk.cli.common import EXIT_OK, ProgressPrinter, fine_tune_jpeg, print_json
+
+if TYPE_CHECKING:
+    from spdesk.core.errors import ConfigError
 
 DEFAULT_ATTACKS = "jpeg85,jpeg75,down0.5,blur1,median3,average"
 
@@ -84,6 +87,25 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _no_attack_photos(folder: Path, found: int, asked: int) -> ConfigError:
+    """Why the averaging attack has no photos to fit on: it needs its own, taken before the
+    measured ones, and takes at most half the folder."""
+    from spdesk.core.errors import ConfigError
+    from spdesk.core.files import shown
+
+    if asked == 0:
+        return ConfigError(
+            "The averaging attack needs photos of its own to fit on, and --attack-photos is 0.",
+            hint="Give --attack-photos 1 or more, or leave average out of --attacks.",
+        )
+    return ConfigError(
+        f"The averaging attack needs photos of its own to fit on, beyond the measured ones; "
+        f"{shown(folder)} has {found} photo(s) and it takes at most half of them.",
+        hint="Put at least 2 photos in the folder (more for a fair attack: it collects "
+        "--attack-photos of them, 100 by default), or leave average out of --attacks.",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from spdesk.core.assessment import assess, mode_protect
     from spdesk.core.attacks import parse_attacks
@@ -108,15 +130,21 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--attack-photos must be between 0 and 10000, got {args.attack_photos}.")
     paths = find_photos(args.photos)
     collect = min(args.attack_photos, len(paths) // 2) if "average" in attacks else 0
+    if "average" in attacks and not collect and paths:  # no photos at all: said below
+        raise _no_attack_photos(args.photos, len(paths), args.attack_photos)
     photos, skipped = load_full_photos(paths[collect : collect + args.max_photos])
     attack_photos, skipped_more = load_full_photos(paths[:collect])
     for photo in [*skipped, *skipped_more]:
         print(f"Skipped {shown(photo.path)}: {photo.reason}", file=sys.stderr)
     if not photos:
         raise ConfigError(f"No readable photos found in {shown(args.photos)}.")
+    if collect and not attack_photos:
+        raise ConfigError(
+            f"None of the {collect} photo(s) set aside for the averaging attack could be read."
+        )
     protect, eps, label = mode_protect(
         mode, perturbation=args.perturbation, generator=args.generator, strength=args.strength,
-        encoder=args.encoder, finetune_steps=args.fine_tune or 8,
+        encoder=args.encoder, finetune_steps=8 if args.fine_tune is None else args.fine_tune,
         finetune_jpeg=fine_tune_jpeg(args.fine_tune_jpeg), working_size=args.working_size,
     )  # fmt: skip
     encoder = load_encoder(args.encoder, args.device)

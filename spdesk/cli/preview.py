@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ def register(sub: Any) -> None:
     parser.add_argument("photo", metavar="PHOTO", type=Path, help="the photo to preview")
     parser.add_argument("--out", required=True, type=Path, help="folder for sheet and record")
     parser.add_argument(
+        "--force", action="store_true", help="replace this photo's preview files already in --out"
+    )
+    parser.add_argument(
         "--perturbation", type=Path, default=None, help="perturbation file (the bundled one)"
     )
     parser.add_argument(
@@ -42,12 +46,14 @@ def register(sub: Any) -> None:
         "--mode", choices=("img2img", "inpaint"), default="img2img",
         help="img2img: redraw the whole photo (default); inpaint: redraw the masked part",
     )  # fmt: skip
-    parser.add_argument("--mask", type=Path, default=None, help="inpainting mask (white = redo)")
+    parser.add_argument(
+        "--mask", type=Path, default=None, help="inpainting mask (white = redo; --mode inpaint)"
+    )
     parser.add_argument(
         "--mask-mode",
         choices=("keep-centre", "regenerate-centre"),
         default="keep-centre",
-        help="default inpainting mask when --mask is not given",
+        help="default inpainting mask when --mask is not given (--mode inpaint)",
     )
     parser.add_argument("--strength-edit", type=float, default=0.5, help="edit strength (0.5)")
     parser.add_argument("--steps", type=int, default=50, help="denoising steps (50)")
@@ -69,14 +75,40 @@ def _mask(path: Path | None) -> Any:
     return load_mask(path)
 
 
+def _new_folders(folder: Path) -> list[Path]:
+    """The folders of ``folder``'s path that do not exist yet, deepest first."""
+    return [p for p in [folder, *folder.parents] if not p.exists()]
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first; one holding anything stays
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def run(args: argparse.Namespace) -> int:
+    from spdesk.core.errors import ImageTooLargeError
+
+    created = _new_folders(args.out)
+    try:
+        return _run(args)
+    except ImageTooLargeError as error:  # its hint names protect's option, which preview lacks
+        error.hint = (
+            "Preview a smaller copy: reduce the photo's size in an editor (the preview edits a "
+            f"view of {args.size} pixels on the short side anyway)."
+        )
+        raise
+    finally:
+        _remove_empty(created)  # only empty ones: a failed preview leaves no folders behind
+
+
+def _run(args: argparse.Namespace) -> int:
     from spdesk.core.apply import ApplyOptions
     from spdesk.core.events import Event, Progress
-    from spdesk.core.files import check_writable
     from spdesk.core.preview import (
         PreviewEngine,
         PreviewRequest,
-        output_paths,
+        check_outputs,
         resolve_prompt,
         save_outputs,
     )
@@ -93,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
         mask_mode=args.mask_mode,
         mask=_mask(args.mask),
     )
-    check_writable(output_paths(args.out, args.photo.stem)["sheet"])  # before minutes of editing
+    request.validate()
+    check_outputs(args.out, args.photo.stem, replace=args.force)  # before minutes of editing
     printer = ProgressPrinter(quiet=args.json)
 
     def on_event(event: Event) -> None:
@@ -121,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             printer.close()
     result = outcome.result
-    paths = save_outputs(result, args.out, stem=args.photo.stem)
+    paths = save_outputs(result, args.out, stem=args.photo.stem, replace=args.force)
     if args.json:
         print_json(result.to_json() | {"files": {k: str(p) for k, p in paths.items()}})
     else:

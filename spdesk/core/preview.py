@@ -11,8 +11,12 @@ says so. A black or blank edit is detected and never reported as "protection wor
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
+import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +29,14 @@ from PIL import Image, ImageDraw, ImageFont
 from spdesk.core import metrics
 from spdesk.core.apply import ApplyOptions, apply_perturbation
 from spdesk.core.device import resolve_device
-from spdesk.core.errors import Cancelled, ConfigError, ModelMissingError
+from spdesk.core.errors import (
+    Cancelled,
+    ConfigError,
+    ModelError,
+    ModelMissingError,
+    OutputError,
+    OutputExistsError,
+)
 from spdesk.core.events import CancelToken, EventSink, Progress, ignore_events
 from spdesk.core.geometry import check_previewable, working_size
 from spdesk.core.models.sources import Feature
@@ -48,7 +59,15 @@ MaskMode = Literal["keep-centre", "regenerate-centre"]
 FEATURE_FOR_MODE: dict[str, Feature] = {"img2img": "preview", "inpaint": "inpaint"}
 BLANK_STD = 0.02  # an edit whose pixels barely vary is blank (or black): not a real edit
 BLANK_MEAN = 0.03
-TILE_NAMES = ("original", "protected", "edit_original", "edit_protected")  # saved as PNGs
+# The tiles saved as PNGs, by PreviewResult attribute; never named as protect's output
+# NAME.protected.png, which a preview must not replace.
+TILE_FILES = {
+    "original": "preview-original.png",
+    "protected": "preview-protected.png",
+    "edit_original": "edit_original.png",
+    "edit_protected": "edit_protected.png",
+}
+MAX_SEED = 2**63  # torch.Generator takes seeds in [0, 2**63)
 
 
 @dataclass(frozen=True)
@@ -61,10 +80,12 @@ class PreviewRequest:
         strength: how much of the photo the editor regenerates, in (0, 1] (0.5 by default).
         steps: denoising steps in [1, 200] (50 by default; img2img runs strength x steps of them).
         guidance: classifier-free guidance scale, >= 1 (7.5 by default).
-        seed: seed of the edit, identical for original, protected and noise baseline.
+        seed: seed of the edit, identical for original, protected and noise baseline, in
+            [0, 2**63).
         working_size: short side of the working view in pixels (512 as SD 1.5 editors use).
-        mask_mode: default inpainting mask when ``mask`` is None.
-        mask: optional inpainting mask (H, W) bool, True where the editor regenerates.
+        mask_mode: default inpainting mask when ``mask`` is None (inpaint mode only).
+        mask: optional inpainting mask (H, W) bool, True where the editor regenerates (inpaint
+            mode only).
     """
 
     prompt: str = PRESETS["P1"]
@@ -85,12 +106,26 @@ class PreviewRequest:
             raise ConfigError(f"Edit strength must be in (0, 1], got {self.strength}.")
         if not 1 <= self.steps <= 200:
             raise ConfigError(f"Steps must be between 1 and 200, got {self.steps}.")
-        if self.guidance < 1:
-            raise ConfigError(f"Guidance must be at least 1, got {self.guidance}.")
+        if not (math.isfinite(self.guidance) and self.guidance >= 1):
+            raise ConfigError(f"Guidance must be a number of at least 1, got {self.guidance}.")
+        if not 0 <= self.seed < MAX_SEED:
+            raise ConfigError(f"The seed must be between 0 and 2**63 - 1, got {self.seed}.")
         if self.working_size < 64 or self.working_size % 8:
             raise ConfigError("The working size must be a multiple of 8 and at least 64 pixels.")
         if self.mask_mode not in ("keep-centre", "regenerate-centre"):
             raise ConfigError(f"Unknown mask mode {self.mask_mode!r}.")
+        self._validate_mask()
+
+    def _validate_mask(self) -> None:
+        # An img2img edit redraws the whole photo: a mask would be ignored, yet recorded.
+        if self.mode == "inpaint":
+            return
+        if self.mask is not None or self.mask_mode != "keep-centre":
+            raise ConfigError(
+                "A mask (or mask mode) is only used by inpainting; the img2img edit redraws the "
+                "whole photo.",
+                hint="Add --mode inpaint, or leave out the mask.",
+            )
 
 
 @dataclass
@@ -117,7 +152,7 @@ class PreviewResult:
         request["custom_mask"] = self.request.mask is not None
         return {
             "request": request,
-            "figures": self.figures,
+            "figures": {name: _finite(values) for name, values in self.figures.items()},
             "verdict": self.verdict,
             "worked": self.worked,
             "warnings": self.warnings,
@@ -125,6 +160,11 @@ class PreviewResult:
             "note": self.note,
             "size": list(self.original.shape[:2]),
         }
+
+
+def _finite(figures: dict[str, float | None]) -> dict[str, float | None]:
+    """``figures`` with NaN and infinities (a metric of a blank edit) as None: strict JSON."""
+    return {k: v if v is None or math.isfinite(v) else None for k, v in figures.items()}
 
 
 def load_mask(path: Path) -> np.ndarray:
@@ -249,6 +289,17 @@ def verdict_for(
     )
 
 
+def is_inpainting_folder(folder: Path) -> bool:
+    """Whether a diffusers SD folder holds an inpainting model (9 UNet input channels), as
+    ``spdesk models import`` classifies it; an incomplete folder is left to loading to name."""
+    from spdesk.core.models.importing import folder_kind
+
+    try:
+        return "inpaint" in folder_kind(folder)[2]
+    except ModelError:
+        return False
+
+
 class PreviewEngine:
     """Holds the Stable Diffusion pipelines, loaded once and reused across previews until
     :meth:`release` (or the end of a ``with`` block) frees them: they take gigabytes.
@@ -287,6 +338,11 @@ class PreviewEngine:
                 raise ModelMissingError(
                     f"{given} is not a Stable Diffusion model folder (no model_index.json).",
                     hint=f"Run: spdesk models download --for {FEATURE_FOR_MODE[mode]}",
+                )
+            if mode == "img2img" and is_inpainting_folder(Path(given)):
+                raise ConfigError(
+                    f"{given} is an inpainting model: use --mode inpaint, or give an img2img "
+                    "(plain Stable Diffusion 1.5) model folder."
                 )
             return Path(given)
         from spdesk.core.models.store import ModelStore
@@ -518,27 +574,63 @@ def comparison_sheet(result: PreviewResult) -> Image.Image:
 
 def output_paths(folder: Path, stem: str = "preview") -> dict[str, Path]:
     """Where :func:`save_outputs` writes the sheet, the four tiles and the JSON record."""
-    names = {"sheet": "sheet.png", "json": "json"} | {n: f"{n}.png" for n in TILE_NAMES}
+    names = {"sheet": "sheet.png", "json": "json"} | TILE_FILES
     return {key: folder / f"{stem}.{suffix}" for key, suffix in names.items()}
 
 
-def save_outputs(result: PreviewResult, folder: Path, stem: str = "preview") -> dict[str, Path]:
-    """Write the comparison sheet (PNG), the four tiles and the JSON record into ``folder``,
-    each atomically; a file that cannot be written raises a named OutputError."""
-    import io
-    import json
-
-    from spdesk.core.files import atomic_write
-
-    def png(image: Image.Image) -> bytes:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        return buffer.getvalue()
+def check_outputs(folder: Path, stem: str = "preview", *, replace: bool = False) -> dict[str, Path]:
+    """Refuse, before minutes of editing, outputs that could not all be written: a folder in
+    a file's place, a place that cannot be written, or (unless ``replace``) a file already
+    there; creates ``folder``. Returns :func:`output_paths`."""
+    from spdesk.core.files import check_writable, shown
 
     paths = output_paths(folder, stem)
-    atomic_write(paths["sheet"], png(comparison_sheet(result)))
-    for name in TILE_NAMES:
-        atomic_write(paths[name], png(Image.fromarray(getattr(result, name))))
-    record = result.to_json() | {"files": {k: p.name for k, p in paths.items()}}
-    atomic_write(paths["json"], json.dumps(record, indent=2).encode("utf-8"))
+    for path in paths.values():
+        if path.is_dir():
+            raise OutputError(
+                f"Cannot write {shown(path)}: a folder has that name.",
+                hint="Choose another --out folder, or move that folder away.",
+            )
+    taken = [path.name for path in paths.values() if path.exists() or path.is_symlink()]
+    if taken and not replace:
+        raise OutputExistsError(
+            f"{shown(folder)} already holds {', '.join(map(shown, taken))}: the preview does "
+            "not replace files.",
+            hint="Choose another --out folder, or add --force to replace them.",
+        )
+    for path in paths.values():
+        check_writable(path)
     return paths
+
+
+def save_outputs(
+    result: PreviewResult, folder: Path, stem: str = "preview", *, replace: bool = False
+) -> dict[str, Path]:
+    """Write the comparison sheet (PNG), the four tiles and the JSON record into ``folder``,
+    each atomically, replacing files already there only if ``replace``. All or nothing: a file
+    that cannot be written raises a named OutputError and the ones written are removed."""
+    from spdesk.core.files import atomic_write
+
+    paths = output_paths(folder, stem)
+    written: list[Path] = []
+    try:
+        for key, path in paths.items():
+            atomic_write(path, _encoded(result, key, paths), replace=replace)
+            written.append(path)
+    except BaseException:
+        for path in written:  # half a preview's files would pass for a whole one
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
+    return paths
+
+
+def _encoded(result: PreviewResult, key: str, paths: dict[str, Path]) -> bytes:
+    """The bytes of the output ``key`` of :func:`output_paths`."""
+    if key == "json":
+        record = result.to_json() | {"files": {k: p.name for k, p in paths.items()}}
+        return json.dumps(record, indent=2, allow_nan=False).encode("utf-8")
+    image = comparison_sheet(result) if key == "sheet" else Image.fromarray(getattr(result, key))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -263,7 +263,10 @@ class ModelStore:
         if origin == "imported" and folder is not None:
             verified = bool(read_model_manifest(folder).get("validated"))
         download_folder = self.folder_for(feature)
-        parts = partial_files(download_folder, read_model_manifest(download_folder))
+        manifest = read_model_manifest(download_folder)
+        # Features of one repository share its folder: count only this feature's .part files.
+        own = covered_files(list(manifest.get("planned", [])), source)
+        parts = partial_files(download_folder, {"planned": own})
         return FeatureStatus(
             feature,
             source.description,

@@ -12,6 +12,7 @@ from test_train import write_photos
 from tiny_sd import save_tiny_vae
 
 from spdesk.cli import main
+from spdesk.core.events import CancelToken
 from spdesk.core.perturbation import load_perturbation
 
 
@@ -296,3 +297,150 @@ def test_resume_without_a_checkpoint_is_refused(
     assert main([*argv, "--steps", "2", "--resume"]) == 2
     assert "--resume continues from a checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "p.safetensors").exists()
+
+
+class _CtrlCAfter(CancelToken):
+    """The token Ctrl+C sets, pressed once ``steps`` steps began (the core checks it before
+    every step)."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.left = steps
+
+    def check(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            self.cancel()
+        super().check()
+
+
+def _ctrl_c_after(monkeypatch: pytest.MonkeyPatch, steps: int | None) -> None:
+    """Make the next ``spdesk train`` stop by Ctrl+C after ``steps`` steps (None: never)."""
+    import spdesk.cli.train as cli_train
+
+    monkeypatch.setattr(
+        cli_train,
+        "cancel_on_sigint",
+        lambda: CancelToken() if steps is None else _CtrlCAfter(steps),
+    )
+
+
+def test_a_checkpoint_is_never_written_over_a_file_that_is_not_one(
+    assets: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests import protect_samples as samples
+
+    photos, vae = assets
+    photo = samples.photo(tmp_path / "holiday.jpg")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    out = tmp_path / "p.safetensors"
+    argv = ["train", str(photos), "--out", str(out), "--encoder", str(vae), "--steps", "2"]
+    argv += ["--batch", "2", "--size", "32", "--val-every", "0"]
+    _ctrl_c_after(monkeypatch, 1)  # a checkpoint is written when stopped
+    for victim in (photo, notes):
+        before = victim.read_bytes()
+        for resume in ([], ["--resume"]):
+            assert main([*argv, "--checkpoint", str(victim), *resume]) == 2
+            captured = capsys.readouterr()
+            said = "damaged or not a checkpoint" if resume else "not an spdesk training checkpoint"
+            assert said in captured.err, captured.err
+            assert "Training on" not in captured.out + captured.err  # refused before any work
+            assert victim.read_bytes() == before
+    assert main([*argv, "--checkpoint", str(out)]) == 2  # the run's own perturbation file
+    assert "also where the perturbation is saved" in capsys.readouterr().err
+    assert not out.exists()
+    checkpoint = tmp_path / "run.ckpt.safetensors"
+    assert main([*argv, "--checkpoint", str(checkpoint)]) == 130
+    assert checkpoint.is_file()
+    _ctrl_c_after(monkeypatch, None)  # a checkpoint of an earlier run: a new run replaces it
+    assert main([*argv, "--checkpoint", str(checkpoint)]) == 0
+    assert load_perturbation(out).eps == 8
+
+
+def test_resume_from_a_checkpoint_that_is_not_there_is_refused(
+    assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, vae = assets
+    out = tmp_path / "p.safetensors"
+    argv = ["train", str(photos), "--out", str(out), "--encoder", str(vae), "--steps", "1"]
+    argv += ["--size", "32", "--checkpoint", str(tmp_path / "typo.safetensors"), "--resume"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "no checkpoint" in captured.err and "typo.safetensors" in captured.err
+    assert "Training on" not in captured.out + captured.err
+    assert not out.exists()
+
+
+def test_resume_knows_the_photo_folder_not_the_text_typed(
+    assets: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from test_train import write_photos
+
+    _, vae = assets
+    first, other = write_photos(tmp_path / "a", seed=1), write_photos(tmp_path / "b", seed=2)
+    settings = ["--encoder", str(vae), "--steps", "3", "--batch", "2", "--size", "32"]
+    settings += ["--val-every", "0"]
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "a", "--out", "p.safetensors", "--checkpoint", "ck.safetensors", *settings]
+    _ctrl_c_after(monkeypatch, 1)
+    assert main(argv) == 130
+    _ctrl_c_after(monkeypatch, None)
+    argv[1] = str(first.resolve())  # the same folder, typed another way
+    assert main([*argv, "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "resuming at step 1" in captured.out + captured.err, captured.err
+    # "." in two folders is two runs: the library resumes only the folder's own.
+    library = ["train", ".", *settings]
+    monkeypatch.chdir(first)
+    _ctrl_c_after(monkeypatch, 1)
+    assert main([*library, "--library", "A"]) == 130
+    _ctrl_c_after(monkeypatch, None)
+    monkeypatch.chdir(other)
+    capsys.readouterr()
+    assert main([*library, "--library", "B"]) == 0
+    captured = capsys.readouterr()
+    assert "resuming" not in captured.out + captured.err
+    monkeypatch.chdir(first)
+    assert main([*library, "--library", "A"]) == 0
+    captured = capsys.readouterr()
+    assert "resuming at step 1" in captured.out + captured.err
+
+
+def test_resume_refuses_a_checkpoint_of_photos_that_changed_and_the_library_starts_afresh(
+    assets: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    photos, vae = assets
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    checkpoint = tmp_path / "ck.safetensors"
+    settings = ["--encoder", str(vae), "--steps", "3", "--batch", "2", "--size", "32"]
+    settings += ["--val-every", "0"]
+    argv = ["train", str(folder), "--out", str(tmp_path / "p.safetensors"), *settings]
+    argv += ["--checkpoint", str(checkpoint)]
+    library = ["train", str(folder), "--library", "mine", *settings]
+    _ctrl_c_after(monkeypatch, 1)
+    assert main(argv) == 130
+    assert main(library) == 130
+    shutil.copy(folder / "photo0.png", folder / "photo9.png")  # a photo added since
+    _ctrl_c_after(monkeypatch, None)
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 2
+    captured = capsys.readouterr()
+    assert "trained on other photos" in captured.err and "changed" in captured.err
+    assert "Training on" not in captured.out + captured.err
+    assert main(library) == 0  # its own checkpoint is of other photos: not resumed
+    captured = capsys.readouterr()
+    assert "Training on" in captured.out + captured.err
+    assert "resuming" not in captured.out + captured.err

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from spdesk.core.errors import PerturbationFileError
+from spdesk.core.events import CancelToken
 from spdesk.core.generator import (
     DeltaGenerator,
     GeneratorConfig,
@@ -197,3 +198,87 @@ def test_a_header_asking_for_a_network_spdesk_does_not_build_is_refused_before_b
     )  # fmt: skip
     with pytest.raises(PerturbationFileError, match=r"asks for a network with .* spdesk does not"):
         load_generator(path)
+
+
+@pytest.fixture(scope="module")
+def training(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Tiny photos and a tiny VAE to train a generator on."""
+    from test_train import write_photos
+    from tiny_sd import save_tiny_vae
+
+    root = tmp_path_factory.mktemp("generator-training")
+    return write_photos(root / "photos"), save_tiny_vae(root / "sd")
+
+
+def test_generator_training_at_crops_larger_than_the_view_trains(
+    training: tuple[Path, Path],
+) -> None:
+    """--size accepts up to 1024 px while photos loaded at a 384 px short side: a larger size
+    ended in an "unexpected error" at the first crop."""
+    from spdesk.core.encoders import load_encoder
+    from spdesk.core.train_generator import GeneratorTrainConfig, train_generator
+
+    photos, vae = training
+    config = GeneratorTrainConfig(steps=1, batch=1, size=64, view=48, network=SMALL)
+    _, summary = train_generator(photos, load_encoder(str(vae), "cpu"), config)
+    assert summary["steps_done"] == 1 and summary["held_out_check"] is not None
+
+
+def test_train_generator_init_refuses_a_width_or_blocks_its_network_does_not_have(
+    training: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spdesk.cli import main
+
+    photos, vae = training
+    init = _save(tmp_path / "init.safetensors", _model())
+    out = tmp_path / "g.safetensors"
+    argv = ["train-generator", str(photos), "--out", str(out), "--encoder", str(vae)]
+    argv += ["--init", str(init), "--steps", "1", "--batch", "1", "--size", "32"]
+    for shape in (["--width", "64", "--blocks", "4"], ["--blocks", "2"]):
+        assert main([*argv, *shape]) == 2
+        err = capsys.readouterr().err
+        assert "init.safetensors is a network of width 8 and 1 blocks" in err, err
+        assert shape[-2] in err and "step 1/1" not in err
+        assert not out.exists()
+    assert main([*argv, "--width", "8", "--blocks", "1"]) == 0  # its own shape, said again
+    assert read_spec(out).network == SMALL.to_dict()
+
+
+class _CtrlCAfterOneStep(CancelToken):
+    """The token Ctrl+C sets, pressed while the first step ran."""
+
+    reads = 0
+
+    @property
+    def cancelled(self) -> bool:
+        self.reads += 1
+        return self.reads > 1
+
+
+@pytest.mark.parametrize("out_there", [True, False])
+def test_ctrl_c_during_train_generator_exits_130_and_never_replaces_a_file_already_there(
+    training: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    out_there: bool,
+) -> None:
+    import spdesk.cli.train_generator as cli
+    from spdesk.cli import main
+
+    photos, vae = training
+    out = tmp_path / "gen.safetensors"
+    before = _save(out, _model(5)).read_bytes() if out_there else b""
+    monkeypatch.setattr(cli, "cancel_on_sigint", _CtrlCAfterOneStep)
+    argv = ["train-generator", str(photos), "--out", str(out), "--encoder", str(vae)]
+    argv += ["--steps", "5", "--batch", "1", "--size", "32", "--width", "8", "--blocks", "1"]
+    assert main(argv) == 130  # as spdesk train and every command stopped by Ctrl+C
+    said = capsys.readouterr().out
+    assert "Stopped by Ctrl+C after 1 of 5 steps" in said
+    saved = tmp_path / "gen.partial.safetensors" if out_there else out
+    assert f"Saved {saved}" in said
+    assert read_spec(saved).metadata["train"]["steps_done"] == 1  # what was learnt is kept
+    if out_there:
+        assert out.read_bytes() == before and "left as it was" in said
+    else:
+        assert not (tmp_path / "gen.partial.safetensors").exists()

@@ -105,8 +105,15 @@ def _run_options(group: Any) -> None:
         "--val-every", type=int, default=50,
         help="report the effect on held-out photos every this many steps (50; 0: at the end)",
     )  # fmt: skip
-    group.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file")
-    group.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    group.add_argument(
+        "--checkpoint", type=Path, default=None,
+        help="checkpoint file, written every 50 steps and when stopped (a new file, or a "
+        "checkpoint of an earlier run, which it replaces)",
+    )  # fmt: skip
+    group.add_argument(
+        "--resume", action="store_true",
+        help="continue from --checkpoint (it must exist, with the same settings and photos)",
+    )  # fmt: skip
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     group.add_argument("--micro-batch", type=int, default=None, help="less memory per pass")
     group.add_argument(
@@ -129,6 +136,8 @@ def _config(args: argparse.Namespace) -> Any:
     from spdesk.core.train import TrainConfig
 
     return TrainConfig(
+        # As typed: the saved file records it (a shared file must not carry a home folder's
+        # path); resuming compares the resolved folder (TrainConfig.resumable_settings).
         photos=str(args.photos),
         encoder=args.encoder,
         objective=args.objective,
@@ -200,7 +209,6 @@ def run(args: argparse.Namespace) -> int:
     from spdesk.core.trained_pattern import MISSING_TEXT, visibility_available
     from spdesk.core.usecases import save_to_library, train_into_library
 
-    config = _config(args)
     if args.library is not None:
         _check_library_name(args.library)
         if args.checkpoint or args.resume:
@@ -213,6 +221,12 @@ def run(args: argparse.Namespace) -> int:
             "--resume continues from a checkpoint: name it with --checkpoint FILE.",
             hint="A run started with --checkpoint FILE writes it every 50 steps and when stopped.",
         )
+    elif args.resume and not args.checkpoint.exists():
+        raise ConfigError(
+            f"--resume: there is no checkpoint {shown(args.checkpoint)} to continue from.",
+            hint="Check its name; without --resume a new run starts and writes it.",
+        )
+    config = _config(args)
     printer = ProgressPrinter(quiet=args.json)
     short = short_run_warning(config.steps)
     if short:

@@ -11,7 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from spdesk.cli.common import EXIT_OK, ProgressPrinter, cancel_on_sigint, print_json
+from spdesk.cli.common import (
+    EXIT_CANCELLED,
+    EXIT_OK,
+    ProgressPrinter,
+    cancel_on_sigint,
+    print_json,
+)
 
 
 def register(sub: Any) -> None:
@@ -35,7 +41,10 @@ def register(sub: Any) -> None:
         help="'taesd', 'sd15', a folder or file, or several, comma-separated (an ensemble: the "
         "strength term is averaged over them)",
     )  # fmt: skip
-    parser.add_argument("--init", type=Path, default=None, help="generator to start from")
+    parser.add_argument(
+        "--init", type=Path, default=None,
+        help="generator to start from (its network's width and blocks are kept)",
+    )  # fmt: skip
     parser.add_argument("--steps", type=int, default=800, help="training steps (800)")
     parser.add_argument("--batch", type=int, default=6, help="crops per step (6)")
     parser.add_argument("--size", type=int, default=128, help="crop side in pixels (128)")
@@ -72,8 +81,14 @@ def register(sub: Any) -> None:
         help="share of JPEG steps that compress before the editor's resize, at the photo's own "
         "size, as a platform recompresses a posted photo (0)",
     )  # fmt: skip
-    parser.add_argument("--width", type=int, default=48, help="network width (48)")
-    parser.add_argument("--blocks", type=int, default=3, help="residual blocks (3)")
+    parser.add_argument(
+        "--width", type=int, default=None,
+        help="network width (48; with --init, the init file's, which it must match if given)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--blocks", type=int, default=None,
+        help="residual blocks (3; with --init, the init file's, which it must match if given)",
+    )  # fmt: skip
     parser.add_argument(
         "--time-limit", type=float, default=0.0, help="stop after this many minutes (0: none)"
     )
@@ -96,9 +111,11 @@ def run(args: argparse.Namespace) -> int:
 
     config = _config(args)
     check_generator_destination(args.out, force=args.force)  # before minutes of training
+    out_existed = args.out.exists()
     start = None
     if args.init:  # a network to start from keeps its own shape
         initial, initial_spec = load_generator(args.init)
+        _check_init_network(args, initial_spec.network)
         start = initial.state_dict()
         config = replace(config, network=GeneratorConfig(**initial_spec.network))
     encoder = load_encoder(args.encoder, args.device)
@@ -113,12 +130,52 @@ def run(args: argparse.Namespace) -> int:
     metadata = {"train": summary, "config": config.to_dict(), "encoder": encoder.id}
     if args.init:
         metadata["init"] = args.init.name
+    # Stopped by Ctrl+C, what was learnt is kept, but not over a file that was there before.
+    stopped = bool(summary["stopped_early"])
+    saved = args.out
+    if stopped and (out_existed or args.out.exists()):
+        saved = partial_path(args.out)
     save_generator(
-        args.out, model.state_dict(), eps=config.eps, network=config.network.to_dict(),
+        saved, model.state_dict(), eps=config.eps, network=config.network.to_dict(),
         shaping=shaping_to_dict(config.shaping), metadata=metadata,
     )  # fmt: skip
-    _report(args, summary, config.steps)
-    return EXIT_OK
+    _report(args, summary, config.steps, saved)
+    return EXIT_CANCELLED if stopped else EXIT_OK
+
+
+def partial_path(out: Path) -> Path:
+    """Where a run stopped by Ctrl+C saves what it learnt when ``out`` is already there: a
+    sibling named for it (``gen.partial.safetensors``, then ``gen.partial-2.safetensors``...)
+    that does not exist yet, so that nothing already there is replaced."""
+    from spdesk.core.errors import ConfigError
+
+    for number in range(1, 10_000):
+        tag = ".partial" if number == 1 else f".partial-{number}"
+        candidate = out.with_name(f"{out.stem}{tag}{out.suffix}")
+        if not candidate.exists() and not candidate.is_symlink():
+            return candidate
+    raise ConfigError(f"No free name for the stopped run's generator next to {out}.")
+
+
+def _check_init_network(args: argparse.Namespace, network: dict[str, int]) -> None:
+    """Refuse --width or --blocks that differ from the --init file's network (its weights
+    only fit its own shape; they were silently ignored)."""
+    from spdesk.core.errors import ConfigError
+
+    asked = {"width": args.width, "blocks": args.blocks}
+    differ = [
+        f"--{name} {value}"
+        for name, value in asked.items()
+        if value is not None and value != network.get(name)
+    ]
+    if differ:
+        raise ConfigError(
+            f"--init {args.init.name} is a network of width {network.get('width')} and "
+            f"{network.get('blocks')} blocks; {' and '.join(differ)} ask for another shape, "
+            "which its weights do not fit.",
+            hint="Drop --width and --blocks to continue that network, or drop --init to train "
+            "a new one of the shape asked for.",
+        )
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -144,24 +201,28 @@ def _config(args: argparse.Namespace) -> Any:
             editor_filter=args.editor_filter, lanczos_share=args.lanczos_share, jpeg=args.jpeg,
             jpeg_quality=args.jpeg_quality, jpeg_first=args.jpeg_first,
             time_limit=args.time_limit * 60,
-            network=GeneratorConfig(width=args.width, blocks=args.blocks),
+            network=GeneratorConfig(**{
+                name: value for name, value in (("width", args.width), ("blocks", args.blocks))
+                if value is not None
+            }),
         )  # fmt: skip
     except ConfigError as error:  # name the option, not the core's field
         name, _, rest = error.message.partition(" ")
         raise ConfigError(f"--{name.replace('_', '-')} {rest}") from error
 
 
-def _report(args: argparse.Namespace, summary: dict[str, Any], steps: int) -> None:
+def _report(args: argparse.Namespace, summary: dict[str, Any], steps: int, saved: Path) -> None:
     if args.json:
-        print_json({"path": str(args.out), **summary})
+        print_json({"path": str(saved), **summary})
         return
     if summary["stopped_early"]:
+        kept = "" if saved == args.out else f" ({args.out} was already there: left as it was)"
         print(
             f"Stopped by Ctrl+C after {summary['steps_done']} of {steps} steps: saved what was "
-            "learnt so far. Its learning rate had not come down yet; --init with it continues "
-            "the training."
+            f"learnt so far{kept}. Its learning rate had not come down yet; --init with it "
+            "continues the training."
         )
-    print(f"Saved {args.out} ({summary['train_photos']} training photos).")
+    print(f"Saved {saved} ({summary['train_photos']} training photos).")
     for photo in summary["skipped_photos"]:  # unreadable: trained without them
         print(f"Skipped {photo['name']}: {photo['reason']}")
     _report_coarseness(summary["held_out_check"])

@@ -174,6 +174,9 @@ class TrainConfig:
         for name in (*volatile, "name", "description"):
             fields.pop(name)
         fields["robust"] = list(self.robust)
+        # The folder, not the text typed: "." in two folders is two runs, and "photos" and
+        # "/home/me/photos" one run.
+        fields["photos"] = str(Path(self.photos).resolve())
         if self.split_seed == self.seed:  # keeps the key of checkpoints that split by seed
             fields.pop("split_seed")
         return fields
@@ -520,21 +523,75 @@ def save_checkpoint(path: Path, trainer: _Trainer) -> None:
     meta = {
         "resume_key": trainer.config.resume_key(),
         "settings": json.dumps(trainer.config.resumable_settings()),  # to name a mismatch
+        "train_fingerprint": trainer.fingerprint,  # the photos it trained on
         "validation": json.dumps([_report_dict(r) for r in trainer.validation]),
     }
     atomic_write(path, save(trainer.optimizer.state_dict(), metadata=meta))
     trainer.on_event(CheckpointSaved(step=trainer.optimizer.step_index, path=path))
 
 
-def _check_checkpoint_place(path: Path) -> None:
+def is_training_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a file whose header is a training checkpoint's (it holds the
+    resume key :func:`save_checkpoint` writes); False for anything else or unreadable."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+    except Exception:  # safetensors raises its own error types for any damage
+        return False
+    return "resume_key" in meta
+
+
+def _check_checkpoint_place(path: Path, out: Path | None = None, resume: bool = False) -> None:
     """Refuse, before any step, a checkpoint that could never be written (a folder, a
-    read-only place): the first checkpoint would otherwise end the run and lose its steps."""
+    read-only place): the first checkpoint would otherwise end the run and lose its steps.
+    Refuse too a checkpoint that would overwrite what is not a training checkpoint (a photo,
+    a document, a damaged checkpoint) or the run's own ``out``: a checkpoint is written over
+    whatever is there. A training checkpoint of another run may be replaced (started without
+    resume, a run starts afresh; with resume, one of other settings is refused on loading)."""
     if path.is_dir():
         raise ConfigError(
             f"The checkpoint {shown(path)} is a folder; a checkpoint needs a file name.",
             hint=f"For example: --checkpoint {shown(path / 'run.ckpt.safetensors')}",
         )
+    if out is not None and _same_file(path, out):
+        raise ConfigError(
+            f"The checkpoint {shown(path)} is also where the perturbation is saved; they need "
+            "two files.",
+            hint=f"For example: --checkpoint {shown(out.with_name(out.stem + '.ckpt'))}"
+            f"{out.suffix}",
+        )
+    if path.exists() and not is_training_checkpoint(path):
+        if resume:
+            raise ConfigError(
+                f"Checkpoint {path.name} is damaged or not a checkpoint; cannot resume (nor "
+                "write a checkpoint over it).",
+                hint="Check the name; or give --checkpoint a new file name (or move or delete "
+                "that file) and start afresh without --resume.",
+            )
+        raise ConfigError(
+            f"{shown(path)} is already there and is not an spdesk training checkpoint (or is a "
+            "damaged one); spdesk will not write a checkpoint over it.",
+            hint="Give --checkpoint a new file name, or move or delete that file first.",
+        )
     check_writable(path)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (also through links), existing or not."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.samefile(b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
+class PhotosChanged(ConfigError):
+    """The checkpoint was trained on other photos than the folder now holds."""
 
 
 def load_checkpoint(path: Path, trainer: _Trainer) -> None:
@@ -544,7 +601,7 @@ def load_checkpoint(path: Path, trainer: _Trainer) -> None:
     def damaged(error: Exception) -> ConfigError:
         return ConfigError(
             f"Checkpoint {path.name} is damaged or not a checkpoint ({error}); cannot resume.",
-            hint="Start afresh without --resume (or give another --checkpoint).",
+            hint="Delete it and start afresh without --resume, or give another --checkpoint.",
         )
 
     try:
@@ -559,6 +616,15 @@ def load_checkpoint(path: Path, trainer: _Trainer) -> None:
             f"Checkpoint {path.name} was made with different training settings{named}; "
             "cannot resume.",
             hint="Use the checkpoint's settings, or start afresh without --resume.",
+        )
+    stored = meta.get("train_fingerprint")  # absent in checkpoints from before it was stored
+    if stored is not None and stored != trainer.fingerprint:
+        raise PhotosChanged(
+            f"Checkpoint {path.name} was trained on other photos: the training photos in "
+            f"{shown(Path(trainer.config.photos))} changed since (added, removed, renamed or "
+            "resized files); cannot resume.",
+            hint="Put the photos back as they were, or start afresh without --resume (the "
+            "checkpoint is then replaced).",
         )
     try:
         state = load_file(str(path))
@@ -660,6 +726,7 @@ def train_universal(
     cancel: CancelToken | None = None,
     force: bool = False,
     check: bool = False,
+    fresh_if_photos_changed: bool = False,
 ) -> TrainResult:
     """Train a universal perturbation; save it to ``out`` when given.
 
@@ -667,7 +734,8 @@ def train_universal(
         config: the run's settings (see :class:`TrainConfig`).
         out: where to save the ``.safetensors`` perturbation (None: do not save).
         checkpoint: checkpoint file, written every ``config.checkpoint_every`` steps and on cancel.
-        resume: continue from ``checkpoint`` if it exists (settings must match).
+        resume: continue from ``checkpoint`` if it exists (settings and training photos must
+            match: ConfigError otherwise, before any step).
         encoder: an already loaded encoder (else ``load_encoder(config.encoder, config.device)``).
         on_event: receives TrainStarted, TrainStep (loss, ETA), ValidationReport, CheckpointSaved
             (``spdesk.core.events.training``).
@@ -678,17 +746,28 @@ def train_universal(
             CheckingPattern first): its gain at a 512 px editor into ``result.product_gain``
             and the metadata's "product_gain", and where the ``eval`` extra is installed
             its visibility into ``result.visibility`` and "visibility" (``trained_pattern``).
+        fresh_if_photos_changed: with ``resume``, a checkpoint trained on other photos of the
+            folder is not resumed but started afresh (and replaced by this run's), as the
+            library's own checkpoints are; without it, PhotosChanged (a ConfigError).
+
+    Raises ConfigError before any work when ``checkpoint`` is ``out``, a folder, not writable,
+    or a file there that is not a training checkpoint (see ``_check_checkpoint_place``).
     """
     if out is not None:
         check_destination(out, force=force)
     if checkpoint is not None:
-        _check_checkpoint_place(checkpoint)
+        _check_checkpoint_place(checkpoint, out, resume)
     encoder = encoder or load_encoder(
         config.encoder, config.device, checkpointing=config.checkpointing
     )
     trainer = _Trainer(config, encoder, on_event)
     if resume and checkpoint is not None and checkpoint.is_file():
-        load_checkpoint(checkpoint, trainer)
+        try:
+            load_checkpoint(checkpoint, trainer)
+        except PhotosChanged:
+            if not fresh_if_photos_changed:
+                raise
+            log.warning("the photos changed since checkpoint %s: starting afresh", checkpoint)
     first = trainer.optimizer.step_index
     on_event(
         TrainStarted(

@@ -66,7 +66,8 @@ class GeneratorTrainConfig:
     Attributes:
         eps: budget in 8-bit steps (the generator is trained at, and ships with, this budget).
         steps, batch, size: optimisation steps, crops per step, crop side in pixels.
-        view: short side the photos are loaded at before cropping (ImageNet-like photos).
+        view: short side the photos are loaded at before cropping (ImageNet-like photos); a
+            larger ``size`` loads them at ``size`` (see :attr:`load_side`).
         lr: Adam learning rate (cosine decay to 5% of it).
         secrecy: weight of the noise-dependence (squared cosine) term.
         visibility: weight of the visibility term: the share of the delta's energy left after
@@ -162,6 +163,13 @@ class GeneratorTrainConfig:
                 value = getattr(self.network if name in ("width", "blocks") else self, name)
                 raise ConfigError(f"{name} must be {allowed}, got {value!r}.")
 
+    @property
+    def load_side(self) -> int:
+        """The short side photos are loaded at: ``view``, or ``size`` when crops are larger
+        (a crop cannot be larger than the photo it is cut from). Sizes up to ``view`` load as
+        before, so earlier recipes draw the same crops."""
+        return max(self.view, self.size)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -253,7 +261,7 @@ def held_out_coarseness(
     crops. A cheap, seeded stand-in for measuring visibility: the same recipe can end
     fine-grained or coarse and far more visible, depending on its seed (above
     :data:`COARSE_SHARE`, measure the file before using it). None without readable photos."""
-    _, views, _ = load_working_views(photos[:CHECK_PHOTOS], config.view)
+    _, views, _ = load_working_views(photos[:CHECK_PHOTOS], config.load_side)
     if not views:
         return None
     rng = torch.Generator().manual_seed(config.split_seed)
@@ -313,7 +321,7 @@ def train_generator(
     train_paths, val_paths = split_photos(
         training_photos(photos), config.split, config.split_seed, config.max_photos
     )
-    train_paths, views, skipped = load_working_views(train_paths, config.view)
+    train_paths, views, skipped = load_working_views(train_paths, config.load_side)
     if not views:
         raise too_few_readable(photos, skipped)
     model = DeltaGenerator(config.network).to(encoder.device)

@@ -5,7 +5,8 @@ construction (their own code only gathers settings and shows events):
 
 - :func:`train_into_library`: train with a checkpoint named by the run's settings in the cache
   folder, written every ``checkpoint_every`` steps and on cancel; starting again with the same
-  photos and settings resumes from it; a damaged checkpoint is removed (the run starts afresh);
+  photo folder (resolved, not as typed) and settings resumes from it; a damaged checkpoint is
+  removed, and one trained on photos the folder no longer holds replaced (the run starts afresh);
   it is deleted when the run finishes. The result is then checked on held-out photos the
   product's way (:mod:`spdesk.core.trained_pattern`); :func:`save_to_library` files it by name.
 - :func:`protect_for_preview`: protect a photo in memory, as a job would, with the amplified
@@ -46,22 +47,21 @@ def library_checkpoint(config: TrainConfig) -> Path:
 
 
 def drop_if_unreadable(checkpoint: Path) -> bool:
-    """Remove a checkpoint whose header cannot be read; True when one was removed.
+    """Remove a checkpoint whose header cannot be read or is not a training checkpoint's; True
+    when one was removed.
 
     Resuming is implicit for library runs, so a damaged checkpoint (a disk error, a hand-edited
-    cache) must not stop every later start."""
+    cache) must not stop every later start (training refuses to write over a file that is not
+    a checkpoint; this one is in spdesk's own cache folder)."""
     if not checkpoint.is_file():
         return False
-    from safetensors import safe_open
+    from spdesk.core.train import is_training_checkpoint
 
-    try:
-        with safe_open(str(checkpoint), framework="pt") as handle:
-            handle.metadata()
-    except Exception:  # safetensors raises its own error types for any damage
-        log.warning("removing the unreadable training checkpoint %s", checkpoint)
-        checkpoint.unlink(missing_ok=True)
-        return True
-    return False
+    if is_training_checkpoint(checkpoint):
+        return False
+    log.warning("removing the unreadable training checkpoint %s", checkpoint)
+    checkpoint.unlink(missing_ok=True)
+    return True
 
 
 def train_into_library(
@@ -87,6 +87,7 @@ def train_into_library(
         on_event=on_event,
         cancel=cancel,
         check=True,
+        fresh_if_photos_changed=True,  # its checkpoint is this folder's: the photos changed
     )
     checkpoint.unlink(missing_ok=True)
     return result

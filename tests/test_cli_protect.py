@@ -180,6 +180,9 @@ def test_could_not_run_exits_2(
         (["--randomize"], "--randomize only applies to the universal pattern"),  # photo: default
         (["--mode", "photo", "--objective", "encoder"], "--objective only applies"),
         (["--mode", "universal", "--seed", "3"], "--seed is only used with --randomize"),
+        (["--mode", "universal", "--objective", "bogus"], "--objective applies to fine-tuning"),
+        (["--format", "png", "--quality", "10"], "--quality applies to JPEG and WebP"),
+        (["--suffix", ".pro\ntected"], "no slash or control character"),
         (["--out", ""], "--out is empty"),
     ],
 )

@@ -515,6 +515,25 @@ def test_a_tiff_copy_keeps_the_xmp(tmp_path: Path) -> None:
         assert b'xmp:Rating="5"' in copy.info["xmp"]
 
 
+def test_a_tiff_copy_keeps_the_exif_and_the_xmp_together(tmp_path: Path) -> None:
+    """Given XMP as its own tag set, Pillow wrote it instead of the EXIF: every tag was lost."""
+    path = tmp_path / "camera.jpg"
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+    photo = Image.fromarray(samples.photo_array(40, 30))
+    photo.save(path, quality=95, exif=_camera_exif(), xmp=xmp)
+    with Image.open(_written(path, ExportOptions(format="TIFF"))) as copy:
+        exif = copy.getexif()
+        assert exif.get(0x010F) == "TestCam"
+        assert exif.get_ifd(0x8769)[0x9003] == "2024:05:06 07:08:09"
+        assert copy.info["xmp"].startswith(b"<x:xmpmeta")
+
+
+@pytest.mark.parametrize("suffix", [".pro\ntected", "\x7f", ".a\tb"])
+def test_a_suffix_with_a_control_character_is_refused(suffix: str) -> None:
+    with pytest.raises(ConfigError, match="control character"):
+        ExportOptions(suffix=suffix)
+
+
 @pytest.mark.parametrize("strip", ["gps", "all"])
 def test_a_png_keeps_its_gamma(tmp_path: Path, strip: str) -> None:
     path = tmp_path / "linear.png"

@@ -95,6 +95,14 @@ def test_a_raised_pixel_limit_takes_effect_past_pillows_own(
         read_image(path, max_pixels=100_000_000)
 
 
+def test_a_small_pixel_limit_is_said_in_megapixels_that_are_not_zero(tmp_path: Path) -> None:
+    path = samples.photo(tmp_path / "photo.png", 500, 375)
+    with pytest.raises(
+        ImageTooLargeError, match=r"\(500x375, 0\.19 MP\): the limit is 0\.1 megapixels"
+    ):
+        read_image(path, max_pixels=100_000)  # it said "(0 MP): the limit is 0 megapixels"
+
+
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_exif_orientation_is_applied_and_reset(tmp_path: Path, orientation: int) -> None:
     path, upright = samples.oriented_jpeg(tmp_path / f"o{orientation}.jpg", orientation)

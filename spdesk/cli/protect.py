@@ -132,7 +132,7 @@ def _output_options(group: Any) -> None:
         "HEIC JPEG)",
     )  # fmt: skip
     group.add_argument(
-        "--quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (95)"
+        "--quality", type=int, default=None, metavar="Q", help="JPEG/WebP quality (95)"
     )
     group.add_argument(
         "--collision", choices=COLLISIONS, default=DEFAULT_COLLISION,
@@ -212,6 +212,8 @@ def _mode(args: argparse.Namespace) -> str:
             "--objective applies to fine-tuning the universal pattern (--mode universal); "
             "photo fine-tuning pushes the encoder's latent off course."
         )
+    if mode == "universal" and args.objective != DEFAULT_FINETUNE_OBJECTIVE:
+        raise ConfigError("--objective applies to fine-tuning (--mode universal --fine-tune N).")
     if args.fine_tune_jpeg is not None and mode != "photo-finetune":
         raise ConfigError("--fine-tune-jpeg applies to photo fine-tuning (--fine-tune STEPS).")
     if mode in ("photo", "photo-finetune"):  # options of the universal pattern, else ignored
@@ -276,7 +278,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         suffix=args.suffix,
         collision=args.collision,
         format=args.format,
-        quality=args.quality,
+        quality=_quality(args),
         working_size=args.working_size,
         strip_metadata=args.strip_metadata,
         randomize=args.randomize,
@@ -286,6 +288,18 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         redo=args.redo,
         **extra,
     )
+
+
+def _quality(args: argparse.Namespace) -> int:
+    """--quality, refused where every output is lossless (it would be ignored)."""
+    from spdesk.core.errors import ConfigError
+    from spdesk.core.export import DEFAULT_QUALITY
+
+    if args.quality is not None and args.format in ("png", "tiff"):
+        raise ConfigError(
+            f"--quality applies to JPEG and WebP outputs, not --format {args.format}."
+        )
+    return DEFAULT_QUALITY if args.quality is None else args.quality
 
 
 def _apply_recommendation(args: argparse.Namespace) -> None:

@@ -95,10 +95,12 @@ class ExportOptions:
 
 def check_suffix(suffix: str) -> None:
     """Refuse suffixes that could make an output's name equal to an original's."""
-    if not suffix or suffix.strip(" .") == "" or any(c in suffix for c in "/\\\0"):
+    control = any(ord(c) < 32 or ord(c) == 127 for c in suffix)  # a newline in a file name
+    if not suffix or suffix.strip(" .") == "" or control or any(c in suffix for c in "/\\"):
         raise ConfigError(
             f"The output name suffix {suffix!r} is not usable: it must contain letters or "
-            "digits (for example .protected), so outputs never take an original's name."
+            "digits (for example .protected), so outputs never take an original's name, and "
+            "no slash or control character."
         )
 
 
@@ -276,7 +278,7 @@ def _metadata_params(
     if xmp and fmt in ("JPEG", "WEBP"):
         params["xmp"] = xmp
     elif xmp and fmt == "TIFF":
-        params["tiffinfo"] = {_TIFF_XMP: xmp}
+        _tiff_xmp(params, xmp)
     keep_text = options.strip_metadata != "all"
     if fmt == "PNG" and (xmp or decoded.png_gamma or (keep_text and decoded.png_text)):
         info = PngImagePlugin.PngInfo()
@@ -293,6 +295,21 @@ def _metadata_params(
 
 
 _TIFF_XMP = 700  # the XMLPacket tag
+
+
+def _tiff_xmp(params: dict[str, Any], xmp: bytes) -> None:
+    """XMP in a TIFF is a tag of its first IFD, beside the EXIF's: one tag set holds both (given
+    ``tiffinfo`` as well, Pillow writes it instead of ``exif``, and every EXIF tag was lost)."""
+    if not params.get("exif"):
+        params["tiffinfo"] = {_TIFF_XMP: xmp}
+        return
+    tags = Image.Exif()
+    try:
+        tags.load(params["exif"])
+    except Exception:  # EXIF Pillow cannot read back: written as is, as without XMP
+        return
+    tags[_TIFF_XMP] = xmp
+    params["exif"] = tags.tobytes()
 
 
 def _photoshop_segment(iptc: bytes) -> bytes:

@@ -321,14 +321,19 @@ def _damaged_header(path: Path, fmt: str) -> CorruptImageError:
     )
 
 
+def _megapixels(pixels: int) -> str:
+    """Megapixels to say: whole ones, or two significant digits under 10 (never "0 MP")."""
+    return f"{pixels / 1e6:.0f}" if pixels >= 10e6 else f"{pixels / 1e6:.2g}"
+
+
 def _too_large(
     path: Path, pixels: int | None, max_pixels: int, dims: str = ""
 ) -> ImageTooLargeError:
-    dims = f" ({dims}{pixels / 1e6:.0f} MP)" if pixels else ""
+    dims = f" ({dims}{_megapixels(pixels)} MP)" if pixels else ""
     # The limit that would let it in, for people who trust the file (a few spare megapixels).
     enough = f" {math.ceil(pixels / 1e6) + 1}" if pixels else ""
     return ImageTooLargeError(
-        f"{path.name} is too large{dims}: the limit is {max_pixels / 1e6:.0f} megapixels. "
+        f"{path.name} is too large{dims}: the limit is {_megapixels(max_pixels)} megapixels. "
         "It was not decoded (files like this can exhaust memory).",
         hint="Reduce the photo's size in an editor, or, if you trust the file, raise the limit: "
         f"spdesk protect --max-megapixels{enough or ' MP'}.",

@@ -271,3 +271,141 @@ def test_the_download_question_fits_the_screen_with_a_long_folder_name(
     assert label.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse
     assert "not started" in dialog.status_label.text()
     box.close()
+
+
+def test_remove_deletes_the_imported_copy_the_row_shows(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+    from tiny_sd import save_tiny_taesd
+
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
+    dialog = _dialog(qtbot, ModelStore)
+    asked: list[str] = []
+    dialog.confirm = lambda _title, text: asked.append(text) is None
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.import_model(save_tiny_taesd(tmp_path / "taesd.safetensors"))
+    qtbot.waitUntil(lambda: not dialog.runner.running and dialog.statuses["taesd"].present)
+    folder = Path(dialog.statuses["taesd"].folder)
+    assert dialog.statuses["taesd"].origin == "imported" and folder.is_dir()
+    dialog.select("taesd")
+    assert dialog.remove_button.isEnabled()
+    said: list[str] = []
+    dialog.runner.succeeded.connect(lambda _r: said.append(dialog.status_label.text()))
+    with qtbot.waitSignal(dialog.runner.finished, timeout=30_000):
+        assert dialog.remove()
+    qtbot.waitUntil(lambda: not dialog.runner.running)
+    assert not folder.exists(), f"Remove left the imported copy in place: {said}"
+    qtbot.waitUntil(lambda: not dialog.runner.running and not dialog.statuses["taesd"].present)
+    assert "imported copy" in asked[0] and str(folder) in asked[0]
+    assert said and said[0].startswith("Removed the imported copy; ") and "0 bytes" not in said[0]
+    assert "Not installed" in _cell(dialog, 3, 2) and not shown
+
+
+def test_a_model_in_the_shared_hugging_face_cache_is_not_removed(
+    qtbot: QtBot, repo_files: dict[str, bytes]
+) -> None:
+    import hashlib
+    import os
+
+    cache = Path(os.environ["HF_HOME"]) / "hub" / f"models--{SD15_REPO.replace('/', '--')}"
+    snapshot = cache / "snapshots" / SD15_REVISION
+    for name, data in repo_files.items():  # the cache's layout: snapshot links to blobs
+        blob = cache / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).symlink_to(blob)
+    blobs = sorted((cache / "blobs").iterdir())
+    dialog = _dialog(qtbot, ModelStore)
+    assert dialog.statuses["train"].origin == "huggingface-cache"
+    assert "from HF cache" in _cell(dialog, 0, 2)
+    dialog.select("train")
+    assert not dialog.remove_button.isEnabled()
+    assert "shared Hugging Face cache" in dialog.remove_button.toolTip()
+    asked: list[str] = []
+    dialog.confirm = lambda _title, text: asked.append(text) is None
+    assert not dialog.remove()  # e.g. a shortcut: refused, in plain words
+    assert not asked and not dialog.runner.running
+    said = dialog.status_label.text()
+    assert "shared Hugging Face cache" in said and "Nothing was removed" in said
+    assert sorted((cache / "blobs").iterdir()) == blobs
+
+
+def test_closing_while_planning_asks_nothing_and_downloads_nothing(
+    qtbot: QtBot, hub: HubServer
+) -> None:
+    import time
+
+    class SlowPlan(ModelStore):
+        def plan(self, feature: Any) -> Any:
+            time.sleep(0.5)  # a slow hub listing
+            return super().plan(feature)
+
+    dialog = _dialog(qtbot, lambda: SlowPlan(settings=StoreSettings(endpoint=hub.url)))
+    asked: list[str] = []
+    dialog.confirm = lambda title, _text: asked.append(title) is None
+    dialog.show()
+    dialog.select("train")
+    assert dialog.download()
+    assert dialog.runner.running and dialog._action == "plan"
+    dialog.close()  # while "Checking what needs to be downloaded…"
+    assert not dialog.isVisible() and not dialog.runner.running
+    qtbot.wait(500)  # the plan's result, queued as the dialog closed, would arrive now
+    assert asked == [], "a closed dialog asked to download"
+    assert not dialog.runner.running and hub.bytes_served() == 0
+
+
+def test_a_stopped_runner_drops_its_workers_late_result(qtbot: QtBot) -> None:
+    import time
+
+    from spdesk.gui.workers import TaskRunner
+
+    runner = TaskRunner()
+    heard: list[str] = []
+    runner.succeeded.connect(lambda result: heard.append(f"succeeded {result}"))
+    runner.failed.connect(lambda text: heard.append(f"failed {text}"))
+    runner.finished.connect(lambda: heard.append("finished"))
+
+    def task(_on_event: Any, _cancel: Any) -> str:
+        time.sleep(0.2)  # ends on its own, whatever the cancel token says
+        return "late"
+
+    runner.start(task)
+    assert runner.stop()
+    assert heard == ["finished"] and not runner.running
+    qtbot.wait(200)  # the worker's queued result is delivered now, to be dropped
+    assert heard == ["finished"]
+    runner.start(lambda _on_event, _cancel: "next")  # a later task is heard as before
+    qtbot.waitUntil(lambda: heard[-1] == "finished" and len(heard) == 3, timeout=5_000)
+    assert heard == ["finished", "succeeded next", "finished"]
+
+
+def test_verify_that_deletes_a_damaged_file_updates_the_row(
+    qtbot: QtBot, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
+    dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
+    dialog.confirm = lambda _title, _text: True
+    dialog.select("train")
+    assert dialog.download()
+    qtbot.waitUntil(
+        lambda: dialog.statuses["train"].present and not dialog.runner.running, timeout=30_000
+    )
+    assert "Installed" in _cell(dialog, 0, 2)
+    weights = next(Path(dialog.statuses["train"].folder).rglob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF  # a bit flipped on disk
+    weights.write_bytes(bytes(data))
+    dialog.select("train")
+    with qtbot.waitSignal(dialog.runner.finished, timeout=30_000):
+        assert dialog.verify()
+    assert shown and "does not match" in shown[0]
+    qtbot.waitUntil(lambda: not dialog.runner.running and not dialog.statuses["train"].present)
+    assert not weights.exists()
+    assert "Installed" not in _cell(dialog, 0, 2), "the row still says the model is installed"
+    assert not dialog.verify_button.isEnabled() and not dialog.remove_button.isEnabled()

@@ -195,3 +195,62 @@ def test_a_photo_too_small_for_an_edit_says_so_before_any_model_loads(
     )
     assert not dialog.preview_button.isEnabled()
     assert dialog.start() is False and not dialog.runner.running
+
+
+def test_another_photo_clears_the_last_edit_and_zoom_is_only_for_the_photo_shown(
+    qtbot: QtBot,
+    sd_dir: Path,
+    inputs: tuple[Path, ProtectOptions],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    photo, options = inputs
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
+    dialog = _dialog(qtbot, photo, options, sd_dir)
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+    assert dialog.outcome is not None, dialog.status_label.text()
+    assert dialog.verdict.text() and dialog.figures_table.isVisibleTo(dialog)
+    zoom = dialog.open_zoom()
+    assert zoom is not None and zoom.isVisible()
+    other = tmp_path / "other.png"  # another size, to tell the photos apart at 100%
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (88, 112, 3), dtype=np.uint8)).save(other)
+    with qtbot.waitSignal(dialog.protect_runner.finished, timeout=30_000):
+        dialog.photo_edit.setText(str(other))
+    assert dialog.tiles["original"].has_image() and dialog.view is not None
+    stale = [name for name in EDIT_TILES if dialog.tiles[name].has_image()]
+    assert stale == [], "the previous photo's AI edits are shown beside this one"
+    assert dialog.verdict.text() == "" and not dialog.figures_table.isVisibleTo(dialog)
+    assert dialog.outcome is None and not zoom.isVisible()
+    again = dialog.open_zoom()
+    assert again is not None and again.picture.pixmap().width() == 112  # this photo, not the last
+    again.close()
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0garbage" * 10)
+    with qtbot.waitSignal(dialog.protect_runner.finished, timeout=30_000):
+        dialog.photo_edit.setText(str(bad))
+    assert dialog.view is None and "bad.jpg" in dialog.status_label.text()
+    assert not dialog.zoom_button.isEnabled()
+    assert dialog.open_zoom() is None, "Zoom 100% showed an earlier photo"
+    assert not any(tile.has_image() for tile in dialog.tiles.values()) and not shown
+
+
+def test_an_edit_cannot_be_zoomed_once_an_unreadable_photo_is_chosen(
+    qtbot: QtBot, sd_dir: Path, inputs: tuple[Path, ProtectOptions], tmp_path: Path
+) -> None:
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, sd_dir)
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+    assert dialog.outcome is not None, dialog.status_label.text()
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    with qtbot.waitSignal(dialog.protect_runner.finished, timeout=30_000):
+        dialog.photo_edit.setText(str(bad))
+    assert dialog.view is None
+    assert not dialog.zoom_button.isEnabled() and dialog.open_zoom() is None
+    assert dialog.verdict.text() == "" and not any(t.has_image() for t in dialog.tiles.values())

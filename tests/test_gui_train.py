@@ -419,3 +419,67 @@ def test_the_check_after_training_says_how_long_it_takes_where_measured(qtbot: Q
     dialog.encoder_of_run = "a custom encoder folder"  # nothing measured: no guess
     dialog._on_event(CheckingPattern(photos=4, editor=512))
     assert "about" not in dialog.status_label.text()
+
+
+def _answer_questions(
+    monkeypatch: pytest.MonkeyPatch, answer: QMessageBox.StandardButton
+) -> list[tuple[str, str, object]]:
+    """Record each QMessageBox.question (title, text, buttons) and give ``answer``."""
+    asked: list[tuple[str, str, object]] = []
+
+    def question(_parent: object, title: str, text: str, *args: object) -> object:
+        asked.append((title, text, args[0] if args else None))
+        return answer
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    return asked
+
+
+def test_closing_with_an_unsaved_result_asks_before_discarding_it(
+    qtbot: QtBot, dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dialog.show()
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+    result = dialog.result
+    assert result is not None, dialog.status_label.text()
+    asked = _answer_questions(monkeypatch, QMessageBox.StandardButton.Cancel)
+    dialog.reject()  # Esc
+    assert [title for title, _text, _buttons in asked] == ["Discard the result?"]
+    _title, text, buttons = asked[0]
+    assert "not saved" in text
+    assert buttons == QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel
+    assert dialog.isVisible() and dialog.result is result, "Cancel keeps the result"
+    asked = _answer_questions(monkeypatch, QMessageBox.StandardButton.Discard)
+    dialog.reject()
+    assert len(asked) == 1 and not dialog.isVisible()
+    dialog.show()  # once saved, closing asks nothing
+    dialog.name_edit.setText("Kept")
+    assert dialog.save_to_library() is not None
+    asked = _answer_questions(monkeypatch, QMessageBox.StandardButton.Cancel)
+    assert dialog.close() and asked == []
+
+
+def test_train_again_asks_before_discarding_an_unsaved_result(
+    dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    weak = SimpleNamespace(
+        metadata={"gain_over_sign": 0.65, "steps": 4, "train_photos": 3, "val_photos": 1}
+    )
+    dialog._on_succeeded(weak)
+    dialog._update_controls()
+    started: list[object] = []
+    monkeypatch.setattr(dialog.runner, "start", started.append)  # no training here
+    asked = _answer_questions(monkeypatch, QMessageBox.StandardButton.Cancel)
+    steps = dialog.steps_spin.value()
+    dialog.train_longer_button.click()
+    assert [title for title, _text, _buttons in asked] == ["Discard the result?"]
+    assert started == [] and dialog.result is weak and dialog.steps_spin.value() == steps
+    assert dialog.start_button.text() == "Train again"
+    dialog.start_button.click()
+    assert len(asked) == 2 and started == [] and dialog.result is weak
+    asked = _answer_questions(monkeypatch, QMessageBox.StandardButton.Discard)
+    assert dialog.start()
+    assert len(asked) == 1 and len(started) == 1 and dialog.result is None

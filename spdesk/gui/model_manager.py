@@ -9,6 +9,7 @@ the destination; a cancelled download keeps its partial files, and "Download" re
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,24 @@ DOWNLOAD_SIZES = {"train": "~170 MB", "preview": "~2.1 GB", "inpaint": "~2.1 GB"
 COLUMNS = ("Feature", "Model", "Status", "Size", "Location")
 
 StoreFactory = Callable[[], Any]
+HF_CACHE = "huggingface-cache"
+SHARED_CACHE_TEXT = (
+    "This model is in the shared Hugging Face cache ({folder}), which other apps use: "
+    "spdesk does not delete it."
+)
+"""Why Remove is off for a model found in the Hugging Face cache (spdesk only links to it)."""
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What Remove did: where the model came from, the bytes freed, and where the feature's
+    model is found now (``now_origin`` is "" once it is gone)."""
+
+    origin: str
+    folder: str
+    freed: int
+    now_origin: str = ""
+    now_folder: str = ""
 
 
 def default_store() -> Any:
@@ -69,12 +88,32 @@ def store_task(factory: StoreFactory, action: str, feature: str | None = None, *
         if action == "verify":
             return store.verify(feature)
         if action == "remove":
-            return store.remove(feature)
+            return remove_installed(store, feature)
         if action == "import":
             return store.import_path(Path(kw["path"]))
         raise ValueError(f"unknown store action {action!r}")
 
     return run
+
+
+def remove_installed(store: Any, feature: str | None) -> Removal:
+    """Delete the copy of ``feature``'s model the store finds (what its row shows installed):
+    the downloaded files, or the imported copy. A Hugging Face cache is never touched: other
+    apps share it (the store only links to it, and links it again whenever it looks)."""
+    found = store.find(feature) if feature is not None else None
+    if found is None:
+        return Removal("", "", 0)
+    folder, origin = found
+    if origin == HF_CACHE:
+        return Removal(origin, str(folder), 0, origin, str(folder))
+    if origin == "imported":
+        freed = int(store.remove_imported(Path(folder).name))
+    else:
+        freed = int(store.remove(feature))
+    now = store.find(feature)
+    if now is None:
+        return Removal(origin, str(folder), freed)
+    return Removal(origin, str(folder), freed, now[1], str(now[0]))
 
 
 class ModelManagerDialog(QDialog):
@@ -98,6 +137,7 @@ class ModelManagerDialog(QDialog):
         self._then: Callable[[Any], None] | None = None
         self._action = ""
         self._pending_download = ""
+        self._after_finished: list[Callable[[], object]] = []  # run once the task's thread ends
         self._first_selection = feature
         self.confirm: Callable[[str, str], bool] = self._ask
         self._build()
@@ -170,6 +210,7 @@ class ModelManagerDialog(QDialog):
         self.runner.failed.connect(self._on_failed)
         self.runner.cancelled.connect(self._on_cancelled)
         self.runner.finished.connect(self._update_controls)
+        self.runner.finished.connect(self._run_after_finished)
 
     # --- plumbing -------------------------------------------------------------------------------
     def _run(self, action: str, then: Callable[[Any], None], **kw: Any) -> bool:
@@ -204,11 +245,18 @@ class ModelManagerDialog(QDialog):
         self._refresh_later()
 
     def _refresh_later(self) -> None:
-        self.runner.finished.connect(self._refresh_once)
+        self._after_finished.append(self.refresh)
 
-    def _refresh_once(self) -> None:
-        self.runner.finished.disconnect(self._refresh_once)
-        self.refresh()
+    def _run_after_finished(self) -> None:
+        hooks, self._after_finished = self._after_finished, []
+        for hook in hooks:
+            hook()
+
+    def _drop_pending(self) -> None:
+        """Forget what was to follow the running task (a question, a download, a refresh)."""
+        self._then = None
+        self._after_finished.clear()
+        self._pending_download = ""
 
     def selected_feature(self) -> str | None:
         rows = self.table.selectionModel().selectedRows()
@@ -291,13 +339,13 @@ class ModelManagerDialog(QDialog):
                 self.status_label.setText("Download not started.")
                 return
             self.status_label.setText(f"Downloading {format_bytes(size)}…")
-        self.runner.finished.connect(self._start_download_once)
+        self._after_finished.append(self._start_download)
         self._pending_download = feature
 
-    def _start_download_once(self) -> None:
+    def _start_download(self) -> None:
         # The plan's thread has ended (finished fires after it); start the download's.
-        self.runner.finished.disconnect(self._start_download_once)
-        self._run("download", self._after_download, feature=self._pending_download)
+        if self._pending_download:
+            self._run("download", self._after_download, feature=self._pending_download)
 
     def _after_download(self, folder: Any) -> None:
         self.progress.setValue(1000)
@@ -341,18 +389,47 @@ class ModelManagerDialog(QDialog):
             self.status_label.setText(f"All {result.checked_files} files are intact.")
         else:
             self.status_label.setText("Present, but there are no recorded hashes to check.")
+        self._refresh_later()  # a damaged file found is deleted: the row must say so
 
     def remove(self) -> bool:
         feature = self.selected_feature()
         if feature is None:
             return False
+        status = self.statuses.get(feature)
+        if status is not None and status.origin == HF_CACHE:
+            self.status_label.setText(
+                SHARED_CACHE_TEXT.format(folder=status.folder) + " Nothing was removed."
+            )
+            return False
         label = FEATURE_LABELS.get(feature, (feature, ""))[0]
-        if not self.confirm("Remove model?", f"Delete the model files used for “{label}”?"):
+        text = f"Delete the model files used for “{label}”?"
+        if status is not None and status.origin == "imported":
+            text = f"Delete the imported copy used for “{label}” ({status.folder})?"
+            others = [
+                FEATURE_LABELS.get(s.feature, (s.feature, ""))[0]
+                for s in self.statuses.values()
+                if s.feature != feature and s.origin == "imported" and s.folder == status.folder
+            ]
+            if others:
+                text += "\nIt is also used for " + ", ".join(f"“{o}”" for o in others) + "."
+        if not self.confirm("Remove model?", text):
             return False
         return self._run("remove", self._after_remove, feature=feature)
 
-    def _after_remove(self, freed: Any) -> None:
-        self.status_label.setText(f"Removed; {format_bytes(int(freed))} freed.")
+    def _after_remove(self, removal: Removal) -> None:
+        if removal.origin == HF_CACHE:
+            text = SHARED_CACHE_TEXT.format(folder=removal.folder) + " Nothing was removed."
+        elif not removal.origin:
+            text = "Not installed: nothing to remove."
+        elif removal.freed <= 0 and removal.now_origin:
+            text = f"Nothing was removed: the model is still in {removal.now_folder}."
+        else:
+            what = "the imported copy" if removal.origin == "imported" else "the downloaded files"
+            text = f"Removed {what}; {format_bytes(removal.freed)} freed."
+            if removal.now_origin:
+                origin = _ORIGINS.get(removal.now_origin, "downloaded")
+                text += f" The model is still installed ({origin}) in {removal.now_folder}."
+        self.status_label.setText(text)
         self._refresh_later()
 
     def import_model(self, path: Path | None = None) -> bool:
@@ -392,7 +469,11 @@ class ModelManagerDialog(QDialog):
         )
         self.cancel_button.setEnabled(running and self._action in ("download", "plan"))
         self.verify_button.setEnabled(not running and present)
-        self.remove_button.setEnabled(not running and present)
+        shared = present and status is not None and status.origin == HF_CACHE
+        self.remove_button.setEnabled(not running and present and not shared)
+        self.remove_button.setToolTip(
+            SHARED_CACHE_TEXT.format(folder=status.folder) if shared and status is not None else ""
+        )
         self.import_button.setEnabled(not running)
 
     def _ask(self, title: str, text: str) -> bool:
@@ -405,6 +486,10 @@ class ModelManagerDialog(QDialog):
             ):
                 event.ignore()
                 return
+            # Nothing that was to follow the task runs on a closed dialog: no "Download the
+            # model?" once a plan comes back, no download started behind it. The runner drops
+            # the stopped task's late result.
+            self._drop_pending()
             self.runner.stop()
         event.accept()
 
@@ -425,11 +510,12 @@ def question_box(parent: QWidget, title: str, text: str) -> QMessageBox:
     return box
 
 
+_ORIGINS = {"imported": "imported", HF_CACHE: "from HF cache"}
+
+
 def _state(status: Any) -> tuple[str, str]:
     if status.present:
-        origin = {"imported": "imported", "huggingface-cache": "from HF cache"}.get(
-            status.origin, ""
-        )
+        origin = _ORIGINS.get(status.origin, "")
         text = "Installed" + (f" ({origin})" if origin else "")
         return (text + (" · verified" if status.verified else ""), "ok")
     if status.partial_bytes:

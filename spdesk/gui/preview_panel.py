@@ -270,6 +270,12 @@ class PreviewDialog(QDialog):
         self.view: ProtectionView | None = None
         self.outcome: PreviewOutcome | None = None
         self.zoom: ZoomDialog | None = None
+        # Which photo each result is of: the view's, the edit's, the protection and the edit
+        # under way (a result of another photo than the one chosen is not shown beside it).
+        self._view_photo: Path | None = None
+        self._outcome_photo: Path | None = None
+        self._protecting: Path | None = None
+        self._editing: Path | None = None
         self.edit_refusal = ""  # why the shown photo cannot be edited ("" when it can)
         self._build()
         self._connect()
@@ -503,12 +509,18 @@ class PreviewDialog(QDialog):
             self._view_timer.start()  # once this one is back
             return False
         self.status_label.setText("Protecting the photo to show it…")
+        self._protecting = settings.photo
         task = protection_task(settings, model_dir=self.model_dir)
         self.protect_runner.start(task)
         return True
 
     def _on_protection(self, shown: ProtectionShown) -> None:
+        if self._protecting != self._view_photo:
+            self._close_zoom()  # it showed the previous photo
+        if self.outcome is not None and self._protecting != self._outcome_photo:
+            self._clear_edit()  # the previous photo's edit, verdict and figures
         self.view = shown.view
+        self._view_photo = self._protecting
         self.tiles["original"].set_image(shown.view.photo)
         self.tiles["protected"].set_image(shown.view.protected)
         self.tiles["difference"].set_image(shown.view.difference)
@@ -529,9 +541,28 @@ class PreviewDialog(QDialog):
                 self.tiles[name].clear("Too small for an AI edit")
         elif not shown.model_ready:
             self._show_model_needed()
-        elif self.outcome is None:
+        elif self.outcome is None and not self.runner.running:
             for name in EDIT_TILES:
                 self.tiles[name].clear("Press “Preview AI edit”")
+
+    def _clear_edit(self) -> None:
+        """Forget the last AI edit: its tiles, verdict, figures and note (another photo)."""
+        if self.outcome is not None:
+            self.note_label.setText(UNFILTERED_NOTE)  # the edit's own note replaced it
+        self.outcome = None
+        self._outcome_photo = None
+        for name in EDIT_TILES:
+            self.tiles[name].clear()
+        self.verdict.setText("")
+        self.verdict.setStyleSheet("")
+        self.figures_table.clearContents()
+        self.figures_table.hide()
+        self.progress.setValue(0)
+
+    def _close_zoom(self) -> None:
+        if self.zoom is not None:
+            self.zoom.close()
+            self.zoom = None
 
     def _show_visibility(self, psnr: float | None) -> None:
         """The visibility row's PSNR, known before any edit (SSIM comes with the edit). The
@@ -546,6 +577,9 @@ class PreviewDialog(QDialog):
 
     def _on_protection_failed(self, text: str) -> None:
         self.view = None
+        self._view_photo = None
+        self._clear_edit()  # nothing of an earlier photo is shown (nor zoomed) beside this one
+        self._close_zoom()
         self.edit_refusal = ""
         for tile in self.tiles.values():
             tile.clear()
@@ -575,6 +609,8 @@ class PreviewDialog(QDialog):
         set_primary(self.preview_button, True)
         self.progress.setValue(0)
         self.status_label.setText("Preparing…")
+        self.outcome, self._outcome_photo = None, None
+        self._editing = settings.photo
         self.verdict.setText("")
         for name in EDIT_TILES:
             self.tiles[name].clear("…")
@@ -606,7 +642,15 @@ class PreviewDialog(QDialog):
             self.status_label.setText("The AI edit needs the Stable Diffusion 1.5 model.")
             self._show_model_needed()
             return
+        if self._editing != self.settings().photo:  # another photo was chosen meanwhile
+            for name in EDIT_TILES:
+                self.tiles[name].clear("Press “Preview AI edit”")
+            self.status_label.setText(
+                "Another photo was chosen during the edit: press “Preview AI edit” for it."
+            )
+            return
         self.outcome = outcome
+        self._outcome_photo = self._editing
         result = outcome.result
         self.tiles["original"].set_image(outcome.photo)
         self.tiles["protected"].set_image(outcome.protected)

@@ -519,6 +519,8 @@ class TrainDialog(QDialog):
         short = short_run_warning(request.steps)
         if short and not self.confirm("Short training run", f"{short} Start anyway?"):
             return False
+        if not self._may_discard_result():
+            return False
         self._remember(request)
         self.encoder_of_run = request.encoder
         self.result = None
@@ -607,10 +609,15 @@ class TrainDialog(QDialog):
         (self.train_longer_button if weak else self.name_edit).setFocus()
 
     def train_longer(self) -> bool:
-        """Train again with more steps (the last run measured weaker than random noise)."""
+        """Train again with more steps (the last run measured weaker than random noise).
+
+        Asks before the unsaved result is replaced, as "Train again" does."""
         steps = self.steps_spin.value()
         self.steps_spin.setValue(min(self.steps_spin.maximum(), max(4 * steps, MIN_USEFUL_STEPS)))
-        return self.start()
+        if self.start():
+            return True
+        self.steps_spin.setValue(steps)  # kept the result (or could not start): as it was
+        return False
 
     def _on_failed(self, text: str) -> None:
         self.status_label.setText(text.splitlines()[0])
@@ -662,6 +669,19 @@ class TrainDialog(QDialog):
         self.save_button.setEnabled(False)
         return path
 
+    @property
+    def unsaved(self) -> bool:
+        """A finished training result that is not in the library yet."""
+        return self.result is not None and self.saved_path is None
+
+    def _may_discard_result(self) -> bool:
+        """True when there is no unsaved result, or the user agrees to discard it."""
+        return not self.unsaved or _confirm_discard(
+            self,
+            "Discard the result?",
+            "The trained perturbation is not saved to your library. Discard it?",
+        )
+
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.runner.running:
             if not _confirm(
@@ -670,6 +690,9 @@ class TrainDialog(QDialog):
                 event.ignore()
                 return
             self.runner.stop()
+        elif self.isVisible() and not self._may_discard_result():
+            event.ignore()  # a hidden dialog has no result on screen to lose
+            return
         self._count_timer.stop()
         self.count_runner.stop()
         event.accept()
@@ -683,6 +706,13 @@ class TrainDialog(QDialog):
 def _confirm(parent: QWidget, title: str, text: str) -> bool:
     answer = QMessageBox.question(parent, title, text)
     return answer == QMessageBox.StandardButton.Yes
+
+
+def _confirm_discard(parent: QWidget, title: str, text: str) -> bool:
+    """Discard / Cancel (Cancel is the default: Enter keeps the result)."""
+    buttons = QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel
+    answer = QMessageBox.question(parent, title, text, buttons, QMessageBox.StandardButton.Cancel)
+    return answer == QMessageBox.StandardButton.Discard
 
 
 def _check_request(request: TrainRequest, count: int | None) -> str:

@@ -76,6 +76,10 @@ class TaskRunner(QObject):
 
     Signals are re-emitted from the worker, so a view connects once to the runner. ``finished``
     fires after the thread has fully stopped, so it is safe to start the next task from it.
+    Only the current worker's signals are re-emitted: once :meth:`stop` has returned (and
+    ``finished`` has fired), what the stopped worker emitted on its way out (a result, an
+    error, events still queued for the GUI thread) is dropped, so a closed view is never
+    called back.
     """
 
     core_event = Signal(object)
@@ -106,10 +110,12 @@ class TaskRunner(QObject):
         thread = QThread()
         worker = Worker(task, self._cancel)
         worker.moveToThread(thread)
-        worker.core_event.connect(self.core_event)
-        worker.succeeded.connect(self.succeeded)
-        worker.failed.connect(self.failed)
-        worker.cancelled.connect(self.cancelled)
+        # Through the runner's slots (queued into the GUI thread), which drop what a worker
+        # that is no longer the current one sends: a stopped task's late result.
+        worker.core_event.connect(self._relay_event)
+        worker.succeeded.connect(self._relay_succeeded)
+        worker.failed.connect(self._relay_failed)
+        worker.cancelled.connect(self._relay_cancelled)
         # Direct: quit() is thread-safe, and a queued call would never run while stop() blocks
         # the GUI thread in wait().
         worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
@@ -133,7 +139,10 @@ class TaskRunner(QObject):
         self._cancel.resume()
 
     def stop(self, timeout_ms: int = 30_000) -> bool:
-        """Cancel and wait for the thread to end (closing the window). True when it stopped."""
+        """Cancel and wait for the thread to end (closing the window). True when it stopped.
+
+        ``finished`` fires before this returns; the stopped task's result, error or
+        cancellation, still queued for the GUI thread, is then never re-emitted."""
         thread = self._thread
         if thread is None:
             return True
@@ -142,6 +151,31 @@ class TaskRunner(QObject):
         if stopped:
             self._on_thread_finished()
         return bool(stopped)
+
+    def _from_current_worker(self) -> bool:
+        """Whether the signal being delivered comes from the running task's worker."""
+        sender = self.sender()
+        return sender is not None and self._worker is not None and sender is self._worker
+
+    @Slot(object)
+    def _relay_event(self, event: object) -> None:
+        if self._from_current_worker():
+            self.core_event.emit(event)
+
+    @Slot(object)
+    def _relay_succeeded(self, result: object) -> None:
+        if self._from_current_worker():
+            self.succeeded.emit(result)
+
+    @Slot(str)
+    def _relay_failed(self, text: str) -> None:
+        if self._from_current_worker():
+            self.failed.emit(text)
+
+    @Slot()
+    def _relay_cancelled(self) -> None:
+        if self._from_current_worker():
+            self.cancelled.emit()
 
     @Slot()
     def _on_thread_finished(self) -> None:

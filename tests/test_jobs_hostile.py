@@ -449,3 +449,99 @@ def test_a_disk_that_fills_in_the_last_write_is_a_full_disk_not_a_damaged_output
     assert "disk is full" in report["failed"][0]["reason"]
     assert "does not decode" not in report["failed"][0]["reason"]
     assert report["stopped"]
+
+
+# --- the manifest on a disk that fills, cut mid-line --------------------------------------------
+class _FillsUp:
+    """A manifest file on a disk that fills in the middle of a write: half the bytes land."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def write(self, data: Any) -> int:
+        self.real.write(data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_a_disk_that_fills_while_a_manifest_line_is_written_leaves_no_torn_line(
+    tmp_path: Path,
+) -> None:
+    """It left half a line, and closing flushed the rest into an "unexpected error"."""
+    from spdesk.core.errors import DiskFullError
+    from spdesk.core.manifest import DONE, Manifest
+
+    manifest = Manifest(tmp_path).open()
+    manifest.record("/photos/a.png", DONE, settings="s")
+    manifest._handle = _FillsUp(manifest._handle)  # type: ignore[assignment]
+    with pytest.raises(DiskFullError):
+        manifest.record("/photos/b.png", DONE, settings="s")
+    manifest.close(compact=False)  # no error: nothing is left to flush
+    data = (tmp_path / MANIFEST_NAME).read_bytes()
+    assert data.endswith(b"\n") and b"b.png" not in data
+    assert list(read_job_manifest(tmp_path / MANIFEST_NAME)) == ["/photos/a.png"]
+
+
+def test_a_manifest_cut_mid_line_gets_its_line_ended_before_the_next_job_appends(
+    tmp_path: Path,
+) -> None:
+    from spdesk.core.manifest import DONE, Manifest
+
+    whole = json.dumps({"source": "/photos/a.png", "status": DONE, "settings": "s", "time": 1.0})
+    (tmp_path / MANIFEST_NAME).write_text(whole + "\n" + whole[:25])  # a power cut, mid-line
+    manifest = Manifest(tmp_path).open()
+    manifest.record("/photos/b.png", DONE, settings="s")
+    # Read as the next run would after a kill (before this job compacts it).
+    assert sorted(read_job_manifest(tmp_path / MANIFEST_NAME)) == ["/photos/a.png", "/photos/b.png"]
+    manifest.close()
+
+
+def test_an_output_whose_record_was_lost_is_recognised_not_written_again(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    """A manifest cut mid-line lost a finished photo's record: the re-run wrote its very bytes
+    a second time under "-2" and forgot the first copy."""
+    for name in ("a.png", "b.png"):
+        samples.photo(inputs / name)
+    out = tmp_path / "out"
+    _run([inputs], out, settings)
+    manifest = out / MANIFEST_NAME
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text("".join(lines[:-1]) + lines[-1][:-5])  # the last record, torn
+    again = _run([inputs], out, settings)
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.protected.png", "b.protected.png"]
+    assert [e.output.name for e in again.done] in (["a.protected.png"], ["b.protected.png"])
+    entries = read_job_manifest(manifest)
+    assert {Path(e["output"]).name for e in entries.values()} == {
+        "a.protected.png",
+        "b.protected.png",
+    }
+
+
+def test_a_log_file_on_a_full_disk_stays_quiet_and_is_not_cited(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Python's logging printed "--- Logging error ---" and a traceback on the terminal, and
+    the "unexpected error" message sent users to a log that holds nothing."""
+    import logging
+
+    from spdesk.cli.common import _bug_text
+    from spdesk.core import logs
+
+    monkeypatch.setattr(logs, "_configured", False)
+    monkeypatch.setattr(logs, "log_written", True)
+    logger = logging.getLogger("spdesk")
+    before = list(logger.handlers)
+    logs.setup_logging()
+    handler = next(h for h in logger.handlers if h not in before)
+    try:
+        handler.stream = _FillsUp(handler.stream)  # type: ignore[attr-defined]
+        logging.getLogger("spdesk.test").error("something happened")
+    finally:
+        logger.removeHandler(handler)
+        handler.stream = handler.stream.real  # type: ignore[attr-defined]
+        handler.close()
+    assert "Logging error" not in capsys.readouterr().err
+    assert "no log could be written" in _bug_text()

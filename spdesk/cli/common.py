@@ -10,11 +10,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 from spdesk.core.errors import Cancelled, SpdeskError
 from spdesk.core.events import CancelToken
-from spdesk.core.files import remove_live_temps
+from spdesk.core.files import remove_live_temps, shown
 from spdesk.core.logs import log_file, setup_logging
 
 log = logging.getLogger("spdesk.cli")
@@ -44,11 +45,23 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     except Exception as error:
         log.exception("unexpected error in spdesk %s", getattr(args, "command", ""))
         print(
-            f"spdesk: unexpected error ({type(error).__name__}: {error}). This is a bug; the "
-            f"details are in {log_file()}; please include that file when reporting it.",
+            f"spdesk: unexpected error ({type(error).__name__}: {error}). {_bug_text()}",
             file=sys.stderr,
         )
         return EXIT_ERROR
+
+
+def _bug_text() -> str:
+    """Where the details of an unexpected error are: the log, unless it could not be written."""
+    from spdesk.core import logs
+
+    folder = shown(Path(log_file()).parent)
+    if logs.log_written:
+        return (
+            f"This is a bug; the details are in {log_file()}; please include that file when "
+            "reporting it."
+        )
+    return f"This is a bug; no log could be written ({folder} is full or read-only)."
 
 
 def cancel_on_sigint() -> CancelToken:

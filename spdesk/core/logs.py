@@ -8,6 +8,7 @@ import logging.handlers
 from spdesk.core.paths import ensure, log_dir
 
 _configured = False
+log_written = True  # False once the log file could not be opened or written: not to be cited
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -19,13 +20,24 @@ def setup_logging(level: int = logging.INFO) -> None:
     logger = logging.getLogger("spdesk")
     logger.setLevel(level)
     try:
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+        handler: logging.Handler = _QuietFileHandler(
             ensure(log_dir()) / "spdesk.log", maxBytes=2_000_000, backupCount=3, encoding="utf-8"
         )
     except OSError:  # a read-only home must not stop the program
         handler = logging.NullHandler()
+        global log_written
+        log_written = False
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
+
+
+class _QuietFileHandler(logging.handlers.RotatingFileHandler):
+    """The log file's handler: a record it cannot write (a full disk) is lost quietly, never
+    Python's "--- Logging error ---" traceback on the user's terminal."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        global log_written
+        log_written = False
 
 
 def console_handlers(logger: logging.Logger) -> list[logging.Handler]:

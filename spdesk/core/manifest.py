@@ -78,7 +78,8 @@ class Manifest:
         self.shard = shard
         self.path = root / MANIFEST_NAME if shard is None else shard_path(root, shard)
         self.entries: dict[str, dict[str, Any]] = self._load()
-        self._handle: IO[str] | None = None
+        # Unbuffered bytes: a write the disk refuses leaves nothing queued to flush later.
+        self._handle: IO[bytes] | None = None
         self._lock: contextlib.ExitStack | None = None
         self._synced = 0.0
         self._written: dict[str, set[str]] | None = None  # output -> sha256s recorded for it
@@ -94,7 +95,8 @@ class Manifest:
             if self.shard is not None:
                 self.path.parent.mkdir(exist_ok=True)
             self.entries = self._load()  # re-read under the lock
-            self._handle = self.path.open("a", encoding="utf-8")
+            self._handle = self.path.open("ab", buffering=0)
+            self._end_torn_line()
             self._merge_shards()  # what writers of a killed distributed run finished
         except OSError as error:
             self.close(compact=False)
@@ -108,7 +110,8 @@ class Manifest:
                 self._merge_shards()
             with contextlib.suppress(OSError):
                 os.fsync(self._handle.fileno())
-            self._handle.close()
+            with contextlib.suppress(OSError):  # nothing is buffered: nothing lost
+                self._handle.close()
             self._handle = None
             if compact and self.shard is None:
                 with contextlib.suppress(OutputError):  # a full disk keeps the (valid) long form
@@ -218,17 +221,35 @@ class Manifest:
             return
         if self._handle is None:
             raise RuntimeError("the manifest is not open")
-        text = "".join(json.dumps(e) + "\n" for e in entries)
+        data = "".join(json.dumps(e) + "\n" for e in entries).encode("utf-8")
+        fd = self._handle.fileno()
+        start = os.fstat(fd).st_size  # one writer (the folder lock): where these lines begin
         try:
-            self._handle.write(text)
-            # Flushed lines survive the process being killed; fsync (for power cuts) at most
-            # once a second: a lost line only means a finished photo is looked at again.
-            self._handle.flush()
+            view = memoryview(data)
+            while view:  # written lines survive the process being killed
+                view = view[self._handle.write(view) or 0 :]
+            # fsync (for power cuts) at most once a second: a lost line only means a finished
+            # photo is looked at again.
             if time.monotonic() - self._synced > SYNC_INTERVAL_S:
-                os.fsync(self._handle.fileno())
+                os.fsync(fd)
                 self._synced = time.monotonic()
         except OSError as error:  # a full disk: DiskFullError, which stops the job cleanly
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)  # no torn line left for the next run to trip on
             raise output_error(error, self.path) from error
+
+    def _end_torn_line(self) -> None:
+        """A manifest cut mid-line (a power cut, a disk that filled) gets its line ended, so
+        the lines this job appends are read whole (the torn one is ignored when read)."""
+        assert self._handle is not None
+        with self.path.open("rb") as reader:  # no os.pread on Windows
+            reader.seek(0, os.SEEK_END)
+            if not reader.tell():
+                return
+            reader.seek(-1, os.SEEK_END)
+            last = reader.read(1)
+        if last != b"\n":
+            self._handle.write(b"\n")
 
     def _merge_shards(self) -> None:
         """Append the shards' entries (newer than this manifest's) and remove the shards."""

@@ -803,6 +803,7 @@ def encode_task(task: _Task) -> str:
             "count": item.count,
             "target": [str(task.target.path), task.target.replace, list(task.target.notes)],
             "existing": task.target.existing,  # a taken name: never published as idempotent
+            "maybe_ours": str(task.target.maybe_ours or ""),
             "signature": task.signature.as_list(),
         }
     )  # ASCII: names that are not UTF-8 travel as \udcxx escapes
@@ -815,8 +816,14 @@ def decode_task(text: str) -> _Task:
     item = _Planned(photo, Path(data["relative"]), data["key"], data["position"], data["count"])
     path, replace, notes = data["target"]
     existing = bool(data.get("existing", False))
+    maybe_ours = Path(data["maybe_ours"]) if data.get("maybe_ours") else None
     target = Target(
-        Path(path), replace=replace, notes=tuple(notes), existing=existing, owner=item.key
+        Path(path),
+        replace=replace,
+        notes=tuple(notes),
+        existing=existing,
+        owner=item.key,
+        maybe_ours=maybe_ours,
     )
     return _Task(item, target, SourceSignature(*data["signature"]), started=0.0)
 

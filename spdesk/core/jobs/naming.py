@@ -37,6 +37,10 @@ class Target:
     foreign: bool = False  # taken by a file spdesk did not write (never replaced)
     existing: bool = False  # the name held a file when it was planned ("unique", "overwrite")
     owner: str = ""  # the photo's key: names kept for it (see OutputNamer.keep) are its own
+    # "unique": the name first planned, which held a file. If that file holds this photo's very
+    # bytes, it is this photo's output whose record was lost (a manifest cut mid-line): adopted,
+    # not written again under the next name.
+    maybe_ours: Path | None = None
 
 
 class OutputNamer:
@@ -124,8 +128,9 @@ class OutputNamer:
         if self.policy == "skip":
             return Target(path, taken=True, owner=owner)
         if self.policy == "unique":  # the next name free here too, settled in job order
+            taken = path
             path = next(c for c in unique_candidates(path) if self._untaken(c, owner))
-            return Target(path, notes=notes, owner=owner)
+            return Target(path, notes=notes, owner=owner, maybe_ours=taken)
         if self.policy == "overwrite" and not (self.wrote is not None and self.wrote(path)):
             return Target(path, taken=True, foreign=True, owner=owner)
         replace = self.policy == "overwrite"
@@ -134,6 +139,14 @@ class OutputNamer:
     def publish(self, temp: Path, target: Target) -> Path:
         """Give the complete temporary file its planned name (or the next free one)."""
         unique = self.policy == "unique"
+        if target.maybe_ours is not None and self._free(target.maybe_ours, target.owner):
+            try:  # only if it holds these very bytes: nothing is replaced
+                self.outputs.publish(temp, target.maybe_ours, replace=False, idempotent=True)
+            except OutputExistsError:
+                pass
+            else:
+                self.written.add(target.maybe_ours)
+                return target.maybe_ours
         for candidate in unique_candidates(target.path) if unique else iter([target.path]):
             if candidate != target.path and not self._free(candidate, target.owner):
                 continue  # another photo has (or will have) that name

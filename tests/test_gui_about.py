@@ -53,3 +53,19 @@ def test_show_says_so_when_no_file_manager_opens_the_folder(
     # the device is detected in a worker (torch is imported there): let it finish
     qtbot.waitUntil(lambda: "detecting" not in dialog.device_label.text(), timeout=60_000)
     dialog.accept()
+
+
+def test_the_about_box_rows_have_room_for_a_whole_line(qtbot: QtBot) -> None:
+    """Underscores and descenders ("huggingface_hub", "x86_64") were cut off."""
+    from PySide6.QtWidgets import QGroupBox, QLabel
+
+    dialog = AboutDialog(device="cpu")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    for box in dialog.findChildren(QGroupBox):
+        for label in box.findChildren(QLabel):
+            if label.isVisibleTo(dialog) and label.text():
+                assert label.height() >= label.fontMetrics().height(), label.text()
+    qtbot.waitUntil(lambda: not dialog.runner.running, timeout=60_000)
+    dialog.accept()

@@ -84,3 +84,38 @@ def test_the_main_window_uses_a_big_screen_and_fills_a_small_one(
         window = MainWindow(open_settings())
         qtbot.addWidget(window)
         assert window.size().toTuple() == expected, screen
+
+
+TINY = (1024, 600)  # a netbook or a small VM: the room the code computes is 1008 x 528
+
+
+@pytest.mark.parametrize("make", [_main, _train, _models, _preview, _about])
+def test_window_fits_a_1024x600_screen_with_its_buttons_on_it(
+    qtbot: QtBot, make: Callable[[QWidget], QWidget], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QPushButton
+
+    from spdesk.gui import style
+
+    room_w, room_h = TINY[0] - FRAME_W, TINY[1] - FRAME_H
+    monkeypatch.setattr(style, "screen_room", lambda _w: (room_w, room_h))
+    main = MainWindow(open_settings())
+    qtbot.addWidget(main)
+    widget = make(main)
+    qtbot.addWidget(widget)
+    save_frame = getattr(widget, "save_frame", None)
+    if save_frame is not None:  # the Train dialog once a result is in: its tallest
+        save_frame.show()
+    widget.show()
+    qtbot.waitExposed(widget)
+    needed = widget.minimumSizeHint().expandedTo(widget.minimumSize())
+    assert needed.width() <= room_w and needed.height() <= room_h, needed
+    assert widget.width() <= room_w and widget.height() <= room_h, widget.size()
+    for button in widget.findChildren(QPushButton):
+        if button.text() in ("Close", "Copy diagnostics") and button.isVisibleTo(widget):
+            bottom = button.mapTo(widget, button.rect().bottomLeft()).y()
+            assert bottom < widget.height(), f"{button.text()} is below the window"
+    runner = getattr(widget, "runner", None)
+    if runner is not None:
+        qtbot.waitUntil(lambda: not runner.running, timeout=120_000)
+    widget.close()

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QMessageBox, QScrollArea
 from pytestqt.qtbot import QtBot
 
 from spdesk.core.events import CancelToken, Event
@@ -750,7 +750,8 @@ def test_a_folder_added_after_protecting_does_not_protect_the_first_again(
     _add(qtbot, window, [_photos(tmp_path / "photos" / "B", 2)])
     # The common folder is now photos/, whose default would be a new "photos (protected)":
     # the queue keeps the folder its first copies went to, and says so.
-    assert "with the copies made before" in window.options_panel.output_note.text()
+    note = window.options_panel.output_note.text()
+    assert note == "Same folder as this queue's earlier copies: “A (protected)”.", note
     _protect(qtbot, window)
     assert not (tmp_path / "photos (protected)").exists(), "A protected again elsewhere"
     outputs = [p for p in copies.rglob("*") if p.suffix in (".png", ".jpg")]
@@ -810,3 +811,84 @@ def test_photos_added_during_a_job_are_said_to_wait_when_it_ends(
         window.job_runner.resume()
     text = window.progress_label.text()
     assert text.startswith("Finished.") and "2 photos added meanwhile" in text, text
+
+
+def test_a_retry_that_fails_again_still_offers_the_queues_copies(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos, broken = _two_photos_and_a_broken_jpeg(tmp_path, monkeypatch, "broken.jpg", 200)
+    _add(qtbot, window, [photos])
+    _protect(qtbot, window)
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.queue.retry_button(broken).click()  # type: ignore[union-attr]  # still broken
+    text = window.summary_label.text()
+    assert text.startswith("0 protected, 1 failed"), text  # this run's counts
+    assert "Nothing was saved." not in text, "the queue's two copies are in the folder"
+    assert f"This queue's earlier 2 copies: {tmp_path / 'out'}" in text, text
+    assert window.open_output_button.isVisibleTo(window)
+
+
+def test_retry_buttons_made_while_a_job_runs_are_off_until_it_ends(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos, broken = _two_photos_and_a_broken_jpeg(tmp_path, monkeypatch, "broken.jpg", 200)
+    _add(qtbot, window, [photos])
+    _protect(qtbot, window)
+    before = window.queue.retry_button(broken)
+    assert before is not None and before.isEnabled()
+    window.options_panel.strength_group.button(2).click()
+    monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(1))
+    window.start_job()
+    assert window.job_runner.running
+    # A row failing meanwhile gets a Retry that is off, as the others are.
+    window.queue.set_status(broken, RowStatus.FAILED, "broken")
+    retry = window.queue.retry_button(broken)
+    assert retry is not None and not retry.isEnabled()
+    with qtbot.waitSignal(window.job_runner.finished, timeout=10_000):
+        window.cancel_button.click()
+    window.queue.set_status(broken, RowStatus.FAILED, "broken")
+    after = window.queue.retry_button(broken)
+    assert after is not None and after.isEnabled()
+
+
+def test_a_cancelled_run_counts_the_photos_that_cannot_be_read(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos, broken = _two_photos_and_a_broken_jpeg(tmp_path, monkeypatch, "scan.jpg", 64)
+    _add(qtbot, window, [photos])
+    assert window.queue.row_for(broken).status is RowStatus.UNREADABLE  # type: ignore[union-attr]
+    real = protect_bridge.protect_task
+
+    def paused_at_once(*args: Any) -> Any:
+        task = real(*args)
+
+        def run(on_event: Callable[[Event], None], cancel: CancelToken) -> Any:
+            cancel.pause()
+            return task(on_event, cancel)
+
+        return run
+
+    monkeypatch.setattr(protect_bridge, "protect_task", paused_at_once)
+    window.start_job()
+    with qtbot.waitSignal(window.job_runner.finished, timeout=10_000):
+        window.cancel_button.click()
+    text = window.summary_label.text()
+    assert text.startswith("0 protected, 1 cannot be read, 2 not done (cancelled)"), text
+
+
+def test_more_options_scrolls_into_view_on_a_short_window(qtbot: QtBot, window: MainWindow) -> None:
+    window.resize(1000, 480)
+    qtbot.wait(50)
+    panel = window.options_panel
+    scroll = window.centralWidget().findChild(QScrollArea, "OptionsScroll")
+    assert scroll is not None
+    panel.more.setMinimumHeight(260)  # as tall as on a screen 600 px high, whatever the fonts
+    panel.show_more(True)
+    viewport = scroll.viewport()
+
+    def shown() -> bool:
+        top = panel.more.mapTo(viewport, QPoint(0, 0)).y()
+        return top >= 0 and top + min(panel.more.height(), viewport.height()) <= viewport.height()
+
+    qtbot.waitUntil(shown, timeout=2_000)
+    assert scroll.verticalScrollBar().value() > 0

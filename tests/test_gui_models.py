@@ -409,3 +409,31 @@ def test_verify_that_deletes_a_damaged_file_updates_the_row(
     assert not weights.exists()
     assert "Installed" not in _cell(dialog, 0, 2), "the row still says the model is installed"
     assert not dialog.verify_button.isEnabled() and not dialog.remove_button.isEnabled()
+
+
+def test_close_asks_before_stopping_a_download_and_stop_says_what_it_stops(
+    qtbot: QtBot, hub: HubServer
+) -> None:
+    dialog = _dialog(qtbot, lambda: PausingStore(settings=StoreSettings(endpoint=hub.url)))
+    assert dialog.cancel_button.text() == "Stop download" and not dialog.cancel_button.isEnabled()
+    assert dialog.close_button.isEnabled()
+    asked: list[str] = []
+    answer = [True]
+
+    def confirm(title: str, _text: str) -> bool:
+        asked.append(title)
+        return answer[0]
+
+    dialog.confirm = confirm
+    dialog.select("train")
+    dialog.download()
+    qtbot.waitUntil(lambda: dialog.runner.paused, timeout=30_000)
+    asked.clear()
+    answer[0] = False
+    dialog.show()
+    dialog.close_button.click()  # as Esc: asks, and No keeps the download
+    assert asked == ["Stop the download?"] and dialog.isVisible() and dialog.runner.running
+    answer[0] = True
+    dialog.close_button.click()
+    assert not dialog.isVisible()
+    qtbot.waitUntil(lambda: not dialog.runner.running, timeout=10_000)

@@ -254,3 +254,49 @@ def test_an_edit_cannot_be_zoomed_once_an_unreadable_photo_is_chosen(
     assert dialog.view is None
     assert not dialog.zoom_button.isEnabled() and dialog.open_zoom() is None
     assert dialog.verdict.text() == "" and not any(t.has_image() for t in dialog.tiles.values())
+
+
+def test_an_unreadable_photo_says_why_in_the_note_bar_and_turns_the_edit_off(
+    qtbot: QtBot, sd_dir: Path, inputs: tuple[Path, ProtectOptions], tmp_path: Path
+) -> None:
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, sd_dir)
+    assert dialog.preview_button.isEnabled()
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0garbage" * 10)
+    with qtbot.waitSignal(dialog.protect_runner.finished, timeout=30_000):
+        dialog.photo_edit.setText(str(bad))
+    note = dialog.note_label.text()
+    assert "bad.jpg" in note and UNFILTERED_NOTE not in note, note  # the error, where the eye is
+    assert dialog.note_label.parentWidget().property("error") is True  # type: ignore[union-attr]
+    assert not dialog.preview_button.isEnabled()
+    with qtbot.waitSignal(dialog.protect_runner.finished, timeout=30_000):
+        dialog.photo_edit.setText(str(photo))  # a photo that reads: the edit is back
+    assert dialog.note_label.text() == UNFILTERED_NOTE
+    assert dialog.preview_button.isEnabled()
+
+
+def test_without_the_model_the_edit_button_is_off_until_models_brings_it(
+    qtbot: QtBot, inputs: tuple[Path, ProtectOptions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.gui import preview_panel
+
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, None)  # nothing in the (empty) model store
+    assert dialog.note_label.text() == MODEL_NEEDED
+    assert not dialog.preview_button.isEnabled() and dialog.models_button.isEnabled()
+    monkeypatch.setattr(preview_panel, "_model_installed", lambda _mode: True)
+    dialog.recheck_model()  # Models… closed with the model downloaded
+    assert dialog.preview_button.isEnabled() and not dialog.models_button.isVisible()
+    assert dialog.note_label.text() == UNFILTERED_NOTE
+
+
+def test_the_dialog_has_close_and_a_stop_that_names_the_preview(
+    qtbot: QtBot, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, None)
+    assert dialog.cancel_button.text() == "Stop preview" and not dialog.cancel_button.isEnabled()
+    assert dialog.close_button.isEnabled()
+    dialog.close_button.click()
+    assert not dialog.isVisible()

@@ -50,3 +50,20 @@ def test_a_done_photo_shows_what_else_changed_and_whether_it_changed_at_all(
     statuses = [queue.item(row, 1).text() for row in range(3)]
     assert statuses[0] == "Done: 16-bit image saved as 8-bit" and statuses[2] == "Done"
     assert statuses[1] == "Done: unchanged: too small or flat to carry the protection"
+
+
+def test_retry_buttons_are_off_while_retrying_is_not_allowed(qtbot: QtBot, tmp_path: Path) -> None:
+    queue = PhotoQueue()
+    qtbot.addWidget(queue)
+    paths = [tmp_path / f"photo_{i}.jpg" for i in range(3)]
+    queue.add_photos(paths)
+    queue.set_status(paths[0], RowStatus.FAILED, "Cannot read it")
+    first = queue.retry_button(paths[0])
+    assert first is not None and first.isEnabled()
+    queue.set_retry_enabled(False)  # a job runs
+    assert not first.isEnabled()
+    queue.set_status(paths[1], RowStatus.FAILED, "Cannot read it")  # fails meanwhile
+    second = queue.retry_button(paths[1])
+    assert second is not None and not second.isEnabled()
+    queue.set_retry_enabled(True)
+    assert first.isEnabled() and second.isEnabled()

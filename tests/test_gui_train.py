@@ -483,3 +483,37 @@ def test_train_again_asks_before_discarding_an_unsaved_result(
     asked = _answer_questions(monkeypatch, QMessageBox.StandardButton.Discard)
     assert dialog.start()
     assert len(asked) == 1 and len(started) == 1 and dialog.result is None
+
+
+def test_the_footer_says_what_to_do_once_the_folder_is_counted(
+    qtbot: QtBot, dialog: TrainDialog, tmp_path: Path
+) -> None:
+    qtbot.waitUntil(lambda: dialog.photo_count == 4, timeout=10_000)
+    footer = dialog.status_label.text()
+    assert "Choose a folder" not in footer, footer
+    assert "Only 4 photos: 20 or more" in footer and "Start training" in footer, footer
+    many = _photos(tmp_path / "many", count=21)
+    dialog.folder_edit.setText(str(many))
+    qtbot.waitUntil(lambda: dialog.photo_count == 21, timeout=10_000)
+    assert dialog.status_label.text() == "Ready: press “Start training”."
+    dialog.folder_edit.setText("")
+    assert dialog.status_label.text() == "Choose a folder of photos, then press “Start training”."
+
+
+def test_close_asks_before_stopping_training_and_stop_says_what_it_stops(
+    qtbot: QtBot, dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert dialog.cancel_button.text() == "Stop training"
+    assert not dialog.cancel_button.isEnabled() and dialog.close_button.isEnabled()
+    dialog.show()
+    dialog.steps_spin.setValue(2000)
+    assert dialog.start()
+    qtbot.waitUntil(lambda: dialog.loss_chart.series["loss"].points != [], timeout=30_000)
+    asked = _answer_questions(monkeypatch, QMessageBox.StandardButton.No)
+    dialog.close_button.click()  # as Esc: asks; No keeps training
+    assert [title for title, _text, _buttons in asked] == ["Stop training?"]
+    assert dialog.isVisible() and dialog.runner.running
+    asked = _answer_questions(monkeypatch, QMessageBox.StandardButton.Yes)
+    dialog.close_button.click()
+    assert len(asked) == 1 and not dialog.isVisible()
+    qtbot.waitUntil(lambda: not dialog.runner.running, timeout=10_000)

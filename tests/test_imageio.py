@@ -59,8 +59,14 @@ def test_empty_and_random_files_are_not_images(tmp_path: Path, content: bytes) -
 
 def test_truncated_jpeg_is_a_clear_error(tmp_path: Path) -> None:
     path = samples.truncated_jpeg(tmp_path / "half.jpg")
-    with pytest.raises(CorruptImageError, match=r"half\.jpg.*(damaged|truncated)"):
+    with pytest.raises(CorruptImageError, match=r"half\.jpg.*(damaged|truncated)") as caught:
         read_image(path)
+    # Plain words first, then the advice; the decoder's own words last (a narrow column
+    # showed "(image file is truncated (14 bytes not processed))" and cut the advice off).
+    error = caught.value
+    assert error.message == "half.jpg is a damaged or truncated JPEG file and cannot be decoded."
+    assert error.hint.startswith("Copy the photo again from its original source")
+    assert "The decoder said: image file is truncated" in error.hint
 
 
 def test_decompression_bomb_refused_before_decoding(tmp_path: Path) -> None:

@@ -349,9 +349,11 @@ def _load(path: Path, image: Image.Image) -> None:
         raise
     except (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError) as error:
         label = format_label(image.format or "")
+        # The advice first, the decoder's own words last (a narrow column shows the start).
         raise CorruptImageError(
-            f"{path.name} is a damaged or truncated {label} file and cannot be decoded ({error}).",
-            hint="Copy the photo again from its original source (camera card, backup).",
+            f"{path.name} is a damaged or truncated {label} file and cannot be decoded.",
+            hint="Copy the photo again from its original source (camera card, backup). "
+            f"The decoder said: {error}.",
         ) from error
 
 

@@ -18,10 +18,12 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -32,6 +34,7 @@ from spdesk.core.logs import log_file
 from spdesk.gui import protect_bridge
 from spdesk.gui.desktop import open_in_file_manager
 from spdesk.gui.settings import settings_path
+from spdesk.gui.style import fit_to_screen
 from spdesk.gui.workers import TaskRunner
 
 PACKAGES = ("torch", "diffusers", "transformers", "huggingface_hub", "numpy", "Pillow")
@@ -92,27 +95,46 @@ class AboutDialog(QDialog):
         layout.setContentsMargins(18, 16, 18, 14)
         layout.addWidget(title)
         layout.addWidget(blurb)
-        layout.addWidget(self._box("Versions", versions()))
+        # The groups scroll on a short screen: Close and Copy diagnostics stay on it.
+        groups = QWidget()
+        groups.setObjectName("OptionsHolder")
+        groups_lay = QVBoxLayout(groups)
+        groups_lay.setContentsMargins(0, 0, 4, 0)
+        groups_lay.addWidget(self._box("Versions", versions()))
         self.open_problem = QLabel()  # said when no file manager could open a folder
         self.open_problem.setWordWrap(True)
         self.open_problem.setObjectName("Muted")
         self.open_problem.hide()
-        layout.addWidget(self._box("Files", locations(), open_buttons=True))
-        layout.addWidget(self.open_problem)
+        groups_lay.addWidget(self._box("Files", locations(), open_buttons=True))
+        groups_lay.addWidget(self.open_problem)
         device_box = QGroupBox("Computing")
         device_form = QFormLayout(device_box)
         device_form.addRow("Device", self.device_label)
-        layout.addWidget(device_box)
+        groups_lay.addWidget(device_box)
+        groups_lay.addStretch(1)
+        self.groups_scroll = QScrollArea()
+        self.groups_scroll.setObjectName("OptionsScroll")
+        self.groups_scroll.setWidgetResizable(True)
+        self.groups_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.groups_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.groups_scroll.setWidget(groups)
+        layout.addWidget(self.groups_scroll, 1)
         copy = QPushButton("Copy diagnostics")
         copy.clicked.connect(self.copy_diagnostics)
-        close = QPushButton("Close")
-        close.setObjectName("Primary")
-        close.clicked.connect(self.accept)
+        self.close_button = QPushButton("Close")
+        self.close_button.setObjectName("Primary")
+        self.close_button.clicked.connect(self.accept)
         row = QHBoxLayout()
         row.addWidget(copy)
         row.addStretch(1)
-        row.addWidget(close)
+        row.addWidget(self.close_button)
         layout.addLayout(row)
+        # As tall as the groups need, or the screen's room (the groups then scroll).
+        self.ensurePolished()  # the style sheet's paddings count in the sizes below
+        groups.ensurePolished()
+        outside = layout.sizeHint().height() - self.groups_scroll.sizeHint().height()
+        inside = groups.heightForWidth(660 - 40) if groups.hasHeightForWidth() else -1
+        fit_to_screen(self, 660, outside + max(inside, groups.minimumSizeHint().height()) + 4)
         self.runner.succeeded.connect(lambda info: self.device_label.setText(info.describe()))
         self.runner.failed.connect(lambda text: self.device_label.setText(text.splitlines()[0]))
         self.runner.start(protect_bridge.device_task(device))
@@ -129,16 +151,22 @@ class AboutDialog(QDialog):
             label.setToolTip(value)
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             label.setWordWrap(True)
+            name_label = QLabel(name)
+            # Room for a whole line: the group box's padding squeezed the rows, cutting off
+            # underscores and descenders ("huggingface_hub", "x86_64").
+            for text in (name_label, label):
+                text.setMinimumHeight(text.fontMetrics().height() + 4)
             if not open_buttons:
-                form.addRow(name, label)
+                form.addRow(name_label, label)
                 continue
             show = QPushButton("Show")
             show.setObjectName("Flat")
+            show.setStyleSheet("padding: 0 4px;")  # a row as tall as its text
             show.clicked.connect(self._opener(Path(value)))
             line = QHBoxLayout()
             line.addWidget(label, 1)
             line.addWidget(show)
-            form.addRow(name, line)
+            form.addRow(name_label, line)
         return box
 
     def _opener(self, path: Path) -> Callable[[], None]:

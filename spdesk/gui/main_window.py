@@ -68,7 +68,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings
         self.setWindowTitle("spdesk — protect your photos from AI edits")
-        self.setMinimumSize(900, 560)
+        self.setMinimumSize(900, 480)
         self.job_runner = TaskRunner(self)
         self.device_runner = TaskRunner(self)
         self.scan_runner = TaskRunner(self)
@@ -684,6 +684,8 @@ class MainWindow(QMainWindow):
             parts.append(f"{counts[RowStatus.SKIPPED]} skipped")
         if counts[RowStatus.FAILED]:
             parts.append(f"{counts[RowStatus.FAILED]} failed (select Retry)")
+        if counts[RowStatus.UNREADABLE]:  # known unreadable when added; the run left it so
+            parts.append(f"{counts[RowStatus.UNREADABLE]} cannot be read")
         if counts[RowStatus.CANCELLED]:
             parts.append(f"{counts[RowStatus.CANCELLED]} not done (cancelled)")
         text = ", ".join(parts) + f" in {format_duration(seconds)}."
@@ -692,12 +694,18 @@ class MainWindow(QMainWindow):
             text += f"\n{location_text(self._location_removed, keep)}"
         for warning in self._job_warnings:  # settings that weaken the protection
             text += f"\nNote: {warning}"
+        # The queue's copies in the folder, this run's and the earlier runs' (a Retry that
+        # failed again saved nothing, but the folder holds the rest of the queue).
+        in_folder = self._copies_in_output()
         if self._output_root is not None and counts[RowStatus.DONE]:
             text += f"\nSaved to {self._output_root}"
+        elif self._output_root is not None and in_folder:
+            copies = "copy" if in_folder == 1 else f"{in_folder} copies"
+            text += f"\nNothing new was saved. This queue's earlier {copies}: {self._output_root}"
         elif self._output_root is not None:
             text += "\nNothing was saved."  # a cancelled or failed run wrote no copy
         self.summary_label.setText(text)
-        self.open_output_button.setVisible(bool(counts[RowStatus.DONE]))  # nothing to open
+        self.open_output_button.setVisible(bool(counts[RowStatus.DONE] or in_folder))
         self.summary.show()
         self.overall_bar.setValue(
             1000 if not counts[RowStatus.CANCELLED] else self.overall_bar.value()
@@ -708,6 +716,20 @@ class MainWindow(QMainWindow):
             ending += f" {count_of(waiting, 'photo')} added meanwhile: press “Protect photos”."
         self.progress_label.setText(ending)
         self._update_controls()
+
+    def _copies_in_output(self) -> int:
+        """How many of the queue's finished photos have their protected copy in the output
+        folder (any run's, not only the last one's)."""
+        root = self._output_root
+        if root is None:
+            return 0
+        return sum(
+            1
+            for row in self.queue.rows()
+            if row.status is RowStatus.DONE
+            and row.output is not None
+            and root in row.output.parents
+        )
 
     def _remember_step_time(self) -> None:
         """Keep the fine-tuning time measured here: the mode's estimate uses it next time."""
@@ -739,6 +761,7 @@ class MainWindow(QMainWindow):
         self.remove_action.setEnabled(has_photos and not running)
         self.preview_button.setEnabled(has_photos)
         self.options_panel.setEnabled(not running)
+        self.queue.set_retry_enabled(not busy)  # a retry starts a job: not while one runs
         self.drop_zone.set_compact(has_photos)
         count = len(self.queue.paths())
         self.options_panel.show_default_output(
@@ -792,9 +815,13 @@ class MainWindow(QMainWindow):
         queued = self.queue.paths()
         photo = self.queue.selected_path() or (queued[0] if queued else None)
         dialog = PreviewDialog(photo, self.current_options(), parent=self)
-        dialog.open_models_requested.connect(lambda: self.open_model_manager("preview"))
+        dialog.open_models_requested.connect(lambda: self._models_for_preview(dialog))
         dialog.exec()
         dialog.stop_workers()  # however it was closed, no worker outlives it
+
+    def _models_for_preview(self, dialog: Any) -> None:
+        self.open_model_manager("preview")
+        dialog.recheck_model()  # downloaded or imported meanwhile: the edit can run
 
     def open_about(self) -> None:
         from spdesk.gui.about import AboutDialog

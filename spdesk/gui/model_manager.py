@@ -172,7 +172,10 @@ class ModelManagerDialog(QDialog):
         header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
         self.download_button = QPushButton("Download…")
         self.download_button.setObjectName("Primary")
-        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button = QPushButton("Stop download")  # the task; Close is the dialog
+        self.cancel_button.setToolTip("Stop the download; what was fetched is kept")
+        self.close_button = QPushButton("Close")
+        self.close_button.setAutoDefault(False)
         self.verify_button = QPushButton("Verify")
         self.remove_button = QPushButton("Remove")
         self.import_button = QPushButton("Import…")
@@ -184,6 +187,7 @@ class ModelManagerDialog(QDialog):
         buttons.addStretch(1)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.download_button)
+        buttons.addWidget(self.close_button)
         self.progress = thin_progress_bar()
         self.status_label = muted_label("Select a feature to download, verify or remove its model.")
         self.status_label.setWordWrap(True)
@@ -200,6 +204,7 @@ class ModelManagerDialog(QDialog):
         self.open_folder_button.clicked.connect(self.open_folder)
         self.download_button.clicked.connect(self.download)
         self.cancel_button.clicked.connect(self.cancel)
+        self.close_button.clicked.connect(self.reject)  # as Esc: asks before stopping a download
         self.verify_button.clicked.connect(self.verify)
         self.remove_button.clicked.connect(self.remove)
         # clicked(bool) would pass its checked flag as the path

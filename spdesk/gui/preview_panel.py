@@ -256,7 +256,7 @@ class PreviewDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Preview an AI edit")
-        self.setMinimumSize(860, 560)
+        self.setMinimumSize(860, 480)
         fit_to_screen(self, 1080, 680)
         self.options = options
         self.model_dir = model_dir
@@ -277,6 +277,9 @@ class PreviewDialog(QDialog):
         self._protecting: Path | None = None
         self._editing: Path | None = None
         self.edit_refusal = ""  # why the shown photo cannot be edited ("" when it can)
+        self.photo_problem = ""  # why the chosen photo cannot be read ("" when it can)
+        self._problem_photo: Path | None = None  # the photo photo_problem is about
+        self.model_missing = False  # the AI edit's model is not installed
         self._build()
         self._connect()
         if photo is not None:
@@ -432,7 +435,9 @@ class PreviewDialog(QDialog):
         self.models_button.hide()
         self.preview_button = QPushButton("Preview AI edit")
         self.preview_button.setObjectName("Primary")
-        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button = QPushButton("Stop preview")  # the edit; Close is the dialog
+        self.close_button = QPushButton("Close")
+        self.close_button.setAutoDefault(False)
         col = QVBoxLayout()
         col.setSpacing(4)
         col.addWidget(self.progress)
@@ -442,6 +447,7 @@ class PreviewDialog(QDialog):
         row.addWidget(self.models_button)
         row.addWidget(self.cancel_button)
         row.addWidget(self.preview_button)
+        row.addWidget(self.close_button)
         return row
 
     def _connect(self) -> None:
@@ -456,6 +462,7 @@ class PreviewDialog(QDialog):
         self.protect_runner.finished.connect(self._update_controls)
         self.preview_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
+        self.close_button.clicked.connect(self.reject)  # as Esc
         self.models_button.clicked.connect(self.open_models_requested)
         self.runner.core_event.connect(self._on_event)
         self.runner.succeeded.connect(self._on_succeeded)
@@ -515,6 +522,12 @@ class PreviewDialog(QDialog):
         return True
 
     def _on_protection(self, shown: ProtectionShown) -> None:
+        if self.photo_problem:  # the last photo's error, in the note bar: this one reads
+            self._show_note(UNFILTERED_NOTE)
+        self.photo_problem, self._problem_photo = "", None
+        self.model_missing = not shown.model_ready
+        if shown.model_ready:
+            self._model_found()
         if self._protecting != self._view_photo:
             self._close_zoom()  # it showed the previous photo
         if self.outcome is not None and self._protecting != self._outcome_photo:
@@ -583,12 +596,52 @@ class PreviewDialog(QDialog):
         self.edit_refusal = ""
         for tile in self.tiles.values():
             tile.clear()
-        self.status_label.setText(text)
+        # Said where the eye is, in the note bar above the tiles (not the safety note, which
+        # is about an edit that cannot be made of this photo); the edit button is off.
+        self.photo_problem, self._problem_photo = text, self._protecting
+        self._show_note(text, error=True)
+        self.tiles["original"].clear("Cannot be read")
+        name = self._protecting.name if self._protecting is not None else "The photo"
+        self.status_label.setText(f"{name} cannot be read: see above.")
+        self._update_controls()
+
+    def _show_note(self, text: str, *, error: bool = False) -> None:
+        """The bar above the tiles: the safety note, the model needed, or a photo's error."""
+        self.note_label.setText(text)
+        frame = self.note_label.parentWidget()
+        if frame is not None and frame.property("error") != error:
+            frame.setProperty("error", error)
+            for widget in (frame, self.note_label):  # the style sheet's look for it
+                widget.style().unpolish(widget)
+                widget.style().polish(widget)
+
+    def recheck_model(self) -> None:
+        """See again whether the AI edit's model is installed (after Models… closed)."""
+        if not self.model_missing:
+            return
+        mode = str(self.mode_combo.currentData())
+        self.model_missing = not (self.model_dir is not None or _model_installed(mode))
+        if not self.model_missing:
+            self._model_found()
+            if self.view is not None and self.outcome is None and not self.edit_refusal:
+                for name in EDIT_TILES:
+                    self.tiles[name].clear("Press “Preview AI edit”")
+        self._update_controls()
+
+    def _model_found(self) -> None:
+        """The model is there: the edit is the main action again."""
+        if self.note_label.text() == MODEL_NEEDED:
+            self._show_note(UNFILTERED_NOTE)
+        if self.models_button.isVisible() or self.models_button.isDefault():
+            self.models_button.hide()
+            set_primary(self.models_button, False)
+            set_primary(self.preview_button, True)
 
     def _show_model_needed(self) -> None:
         for name in EDIT_TILES:
             self.tiles[name].clear("Needs Stable Diffusion 1.5\n(Open Models…)")
-        self.note_label.setText(MODEL_NEEDED)
+        self.model_missing = True
+        self._show_note(MODEL_NEEDED)
         self.models_button.show()
         set_primary(self.models_button, True)  # the one way on: getting the model
         set_primary(self.preview_button, False)
@@ -641,7 +694,9 @@ class PreviewDialog(QDialog):
         if isinstance(outcome, ModelNeeded):
             self.status_label.setText("The AI edit needs the Stable Diffusion 1.5 model.")
             self._show_model_needed()
+            self._update_controls()
             return
+        self.model_missing = False
         if self._editing != self.settings().photo:  # another photo was chosen meanwhile
             for name in EDIT_TILES:
                 self.tiles[name].clear("Press “Preview AI edit”")
@@ -692,7 +747,16 @@ class PreviewDialog(QDialog):
     def _update_controls(self) -> None:
         running = self.runner.running
         chosen = bool(self.photo_edit.text().strip())
-        self.preview_button.setEnabled(not running and chosen and not self.edit_refusal)
+        unreadable = bool(self.photo_problem) and self._problem_photo == self.settings().photo
+        why = (
+            "This photo cannot be read"
+            if unreadable
+            else "Needs the Stable Diffusion 1.5 model: Open Models…"
+            if self.model_missing
+            else self.edit_refusal
+        )
+        self.preview_button.setEnabled(not running and chosen and not why)
+        self.preview_button.setToolTip(why)
         self.cancel_button.setEnabled(running)
         self.zoom_button.setEnabled(self.view is not None or self.outcome is not None)
 

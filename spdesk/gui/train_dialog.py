@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -23,12 +23,14 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -166,6 +168,24 @@ def count_task(folder: Path) -> Task:
     return run
 
 
+ADVISED_PHOTOS = 20  # the folder's advice: fewer trains a weaker, less general pattern
+CHOOSE_TEXT = "Choose a folder of photos, then press “Start training”."
+
+
+def ready_text(count: int | None) -> str:
+    """The footer once the folder is counted: what to do next, and the advice on its size."""
+    if count is None:
+        return CHOOSE_TEXT
+    if count < 2:
+        return "Training needs at least 2 photos: choose a folder with more."
+    if count < ADVISED_PHOTOS:
+        return (
+            f"Only {count} photos: {ADVISED_PHOTOS} or more train a stronger pattern. "
+            "Press “Start training” to train on these anyway."
+        )
+    return "Ready: press “Start training”."
+
+
 def _count_text(count: int | None) -> str:
     if count is None:
         return "Folder not found."
@@ -188,7 +208,7 @@ class TrainDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Train a personal perturbation")
-        self.setMinimumSize(880, 560)
+        self.setMinimumSize(880, 480)
         fit_to_screen(self, 1100, 680)
         self.settings = settings
         self.device = device
@@ -204,6 +224,7 @@ class TrainDialog(QDialog):
         self._count_timer.setInterval(COUNT_DELAY_MS)
         self._counted = ""  # the folder text the last count was started for
         self.photo_count: int | None = None
+        self._advice_texts: set[str] = set()  # footers ready_text said (replaced by the next)
         self.skipped: dict[Path, str] = {}  # photos the running training could not read, why
         self.result: Any = None
         self.saved_path: Path | None = None
@@ -217,11 +238,24 @@ class TrainDialog(QDialog):
 
     # --- layout ---------------------------------------------------------------------------------
     def _build(self) -> None:
-        left = QVBoxLayout()
+        settings_column = QWidget()
+        settings_column.setObjectName("OptionsHolder")
+        left = QVBoxLayout(settings_column)
+        left.setContentsMargins(0, 0, 4, 0)
         left.setSpacing(12)
         left.addWidget(self._photos_box())
         left.addWidget(self._settings_box())
         left.addStretch(1)
+        # The settings scroll on a short screen (the save box below takes room once a result
+        # is in): the dialog fits a 1024x600 screen.
+        self.settings_scroll = QScrollArea()
+        self.settings_scroll.setObjectName("OptionsScroll")
+        self.settings_scroll.setWidgetResizable(True)
+        self.settings_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.settings_scroll.setWidget(settings_column)
+        bar = self.settings_scroll.verticalScrollBar().sizeHint().width()
+        self.settings_scroll.setMinimumWidth(settings_column.sizeHint().width() + bar)
         self.loss_chart = LineChart("Training loss (lower is better)")
         self.loss_chart.add_series("loss", "#2f6fde")
         self.loss_chart.set_empty_text("The loss shows from the first step.")
@@ -238,7 +272,7 @@ class TrainDialog(QDialog):
         right.addWidget(self.val_chart, 1)
         right.addWidget(self.val_note)
         top = QHBoxLayout()
-        top.addLayout(left, 0)
+        top.addWidget(self.settings_scroll, 0)
         top.addLayout(right, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 16, 16, 12)
@@ -249,7 +283,9 @@ class TrainDialog(QDialog):
     def _photos_box(self) -> QGroupBox:
         box = QGroupBox("Your photos")
         self.folder_edit = QLineEdit()
-        self.folder_edit.setPlaceholderText("a folder of your own photos (20 or more is best)")
+        self.folder_edit.setPlaceholderText(
+            f"a folder of your own photos ({ADVISED_PHOTOS} or more is best)"
+        )
         browse = QToolButton()
         browse.setText("…")
         browse.setToolTip("Choose the folder")
@@ -325,11 +361,14 @@ class TrainDialog(QDialog):
 
     def _progress_row(self) -> QWidget:
         self.progress = thin_progress_bar()
-        self.status_label = muted_label("Choose a folder of photos, then press Start.")
+        self.status_label = muted_label(CHOOSE_TEXT)
+        self.status_label.setWordWrap(True)
         self.start_button = QPushButton("Start training")
         self.start_button.setObjectName("Primary")
         self.pause_button = QPushButton("Pause")
-        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button = QPushButton("Stop training")  # the task; Close is the dialog
+        self.close_button = QPushButton("Close")
+        self.close_button.setAutoDefault(False)
         col = QVBoxLayout()
         col.setSpacing(4)
         col.addWidget(self.progress)
@@ -341,6 +380,7 @@ class TrainDialog(QDialog):
         row.addWidget(self.pause_button)
         row.addWidget(self.cancel_button)
         row.addWidget(self.start_button)
+        row.addWidget(self.close_button)
         holder = QWidget()
         holder.setLayout(row)
         return holder
@@ -375,6 +415,7 @@ class TrainDialog(QDialog):
         self.start_button.clicked.connect(self.start)
         self.pause_button.clicked.connect(self.toggle_pause)
         self.cancel_button.clicked.connect(self.cancel)
+        self.close_button.clicked.connect(self.reject)  # as Esc: asks while training runs
         self.save_button.clicked.connect(self.save_to_library)
         self.train_longer_button.clicked.connect(self.train_longer)
         self.name_edit.textChanged.connect(self._update_controls)
@@ -444,6 +485,7 @@ class TrainDialog(QDialog):
         self.photo_count = None
         self.count_runner.cancel()
         text = self.folder_edit.text().strip()
+        self._advise(CHOOSE_TEXT)
         if not text:
             self._count_timer.stop()
             self.count_label.setText("Some photos are held out to check the result.")
@@ -467,6 +509,16 @@ class TrainDialog(QDialog):
         if self._counted == self.folder_edit.text().strip():
             self.photo_count = count
             self.count_label.setText(_count_text(count))
+            self._advise(ready_text(count))
+
+    def _advise(self, text: str) -> None:
+        """Say ``text`` in the footer, unless it tells of a training (running or finished)."""
+        shown = self.status_label.text()
+        if self.runner.running or self.result is not None:
+            return
+        if shown == CHOOSE_TEXT or shown in self._advice_texts:
+            self.status_label.setText(text)
+            self._advice_texts.add(text)
 
     def _count_if_stale(self) -> None:
         text = self.folder_edit.text().strip()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QApplication,
     QButtonGroup,
     QCheckBox,
     QComboBox,
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -111,6 +113,19 @@ class OptionsPanel(QWidget):
         self.more.setVisible(shown)
         self.more_button.setChecked(shown)
         self.more_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        if shown:  # it opens below the column's end on a short screen: bring it into view
+            QTimer.singleShot(0, self._scroll_to_more)
+
+    def _scroll_to_more(self) -> None:
+        scroll = self.parentWidget()
+        while scroll is not None and not isinstance(scroll, QScrollArea):
+            scroll = scroll.parentWidget()
+        if scroll is None or not self.more.isVisible():
+            return
+        for _ in range(3):  # the column's new height, then the scroll range it gives
+            QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+        scroll.ensureWidgetVisible(self.more, 0, 16)
+        scroll.ensureWidgetVisible(self.more_button, 0, 16)  # its top, if it is taller
 
     # --- perturbation ---------------------------------------------------------------------------
     def _build_perturbation_box(self) -> QGroupBox:
@@ -440,7 +455,7 @@ class OptionsPanel(QWidget):
         if folder is not None:  # a wrapped line: a long folder name is never cut off
             text = f"New folder “{folder.name}”, beside the photos."
             if self._default_used:
-                text = f"“{folder.name}”, with the copies made before."
+                text = f"Same folder as this queue's earlier copies: “{folder.name}”."
             self.output_note.setText(text)
         self.output_note.setVisible(shown)
 

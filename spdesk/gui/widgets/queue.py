@@ -156,6 +156,7 @@ class PhotoQueue(QTableWidget):
         placeholder = QPixmap(THUMB, THUMB)
         placeholder.fill(QColor("#e5e7eb"))
         self._placeholder = QIcon(placeholder)
+        self._retry_enabled = True  # off while a job runs (a retry starts one)
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
         self._thumbs = _ThumbSignals(self)
@@ -293,12 +294,29 @@ class PhotoQueue(QTableWidget):
             return
         retry = QPushButton("Retry")
         retry.setObjectName("RetryButton")
+        self._enable_retry(retry)
         retry.clicked.connect(lambda _=False, p=path: self.retry_requested.emit(p))
         holder = QWidget()
         lay = QHBoxLayout(holder)
         lay.setContentsMargins(6, 0, 6, 0)
         lay.addWidget(retry)
         self.setCellWidget(index, 3, holder)
+
+    def set_retry_enabled(self, enabled: bool) -> None:
+        """Let the rows' Retry buttons be clicked, or not (while a job runs)."""
+        if enabled == self._retry_enabled:
+            return
+        self._retry_enabled = enabled
+        for button in self.viewport().findChildren(QPushButton, "RetryButton"):
+            self._enable_retry(button)
+
+    def _enable_retry(self, button: QPushButton) -> None:
+        button.setEnabled(self._retry_enabled)
+        button.setToolTip(
+            "Protect this photo again (and any other not done)"
+            if self._retry_enabled
+            else "A job is running: retry when it ends"
+        )
 
     def _set_thumbnail(self, path: str, image: QImage) -> None:
         key = Path(path)

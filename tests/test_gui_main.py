@@ -116,6 +116,16 @@ def _pausing_task(pause_after: int) -> Callable[..., Any]:
     return make
 
 
+def _start_paused(
+    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch, after: int
+) -> None:
+    """Start a job that pauses itself after ``after`` finished photos, and wait for them
+    (``window.job_runner.resume()`` lets it go on; ``monkeypatch.undo()`` ends the pausing)."""
+    monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(after))
+    window.start_job()
+    qtbot.waitUntil(lambda: window.queue.count_by_status()[RowStatus.DONE] == after, timeout=30_000)
+
+
 def test_drop_a_folder_and_protect_it(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, originals_guard: list[Path]
 ) -> None:
@@ -766,9 +776,7 @@ def test_photos_cannot_be_removed_or_retried_while_a_job_runs(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _add(qtbot, window, [_photos(tmp_path / "photos", 5)])
-    monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(1))
-    window.start_job()
-    qtbot.waitUntil(lambda: window.queue.count_by_status()[RowStatus.DONE] == 1, timeout=30_000)
+    _start_paused(qtbot, window, monkeypatch, after=1)
     assert not window.remove_action.isEnabled()  # the job was given the list: it would go on
     window.queue.selectRow(3)
     window.remove_selected()
@@ -803,9 +811,7 @@ def test_photos_added_during_a_job_are_said_to_wait_when_it_ends(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _add(qtbot, window, [_photos(tmp_path / "photos", 3)])
-    monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(1))
-    window.start_job()
-    qtbot.waitUntil(lambda: window.queue.count_by_status()[RowStatus.DONE] == 1, timeout=30_000)
+    _start_paused(qtbot, window, monkeypatch, after=1)
     _add(qtbot, window, [_photos(tmp_path / "more", 2)])
     with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
         window.job_runner.resume()

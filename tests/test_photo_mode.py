@@ -209,6 +209,12 @@ def test_a_job_in_photo_mode_protects_and_a_new_key_redoes(
     with_key_a = output_fingerprint(settings, "x")
     monkeypatch.setenv(ENV_KEY, KEY_B.hex())
     assert output_fingerprint(settings, "x") != with_key_a  # another key: other bytes, redo
+    # ...and the run says why it redoes them: a lost key must not pass unnoticed.
+    redone = ProtectJob([inputs], tmp_path / "out", settings).run()
+    assert len(redone.done) == 3
+    (said,) = [w for w in redone.warnings if "another protection key" in w]
+    assert said.startswith("3 copies in this folder were made with another protection key")
+    assert not any("protection key" in w for w in again.warnings)  # the same key: not said
 
 
 def test_randomised_layouts_follow_the_install_key_not_the_file_name() -> None:

@@ -142,6 +142,15 @@ class Manifest:
         self._index(entry)
         self._append([entry])
 
+    def made_with_other_keys(self, key: str) -> int:
+        """How many finished outputs record a protection key other than ``key`` (their lines
+        name the key's public id; lines from before it was recorded name none)."""
+        return sum(
+            1
+            for entry in self.entries.values()
+            if entry.get("status") == DONE and entry.get("key") not in (None, key)
+        )
+
     def mark_pending(self, sources: list[str], settings: str) -> None:
         """Record every source not yet finished as pending (one write for the whole list)."""
         lines = []

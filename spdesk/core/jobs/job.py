@@ -108,6 +108,7 @@ class ProtectJob:
         run = JobRun(self, protector, fingerprint, on_event, cancel, report)
         with self.output_store.manifest(self.output_root) as manifest:
             self.output_store.clean_stale_temps(self.output_root)
+            report.warnings += _other_key_warning(manifest, run.key_id)
             on_event(
                 JobStarted(
                     total=len(discovery.photos),
@@ -252,3 +253,21 @@ def _bundled_path() -> Path | None:
         return bundled_perturbation_path()
     except (ModuleNotFoundError, FileNotFoundError):  # a checkout without the resources package
         return None
+
+
+def _other_key_warning(manifest: Manifest, key: str | None) -> list[str]:
+    """Say so when the folder's copies were made with another protection key: their settings
+    differ now, so they are protected again (as new copies), and the user should know why."""
+    if key is None:
+        return []
+    count = manifest.made_with_other_keys(key)
+    if not count:
+        return []
+    from spdesk.core.keys import ENV_KEY, key_path
+
+    copies = "1 copy" if count == 1 else f"{count} copies"
+    return [
+        f"{copies} in this folder were made with another protection key, so this run protects "
+        f"their photos again (the key in {key_path()} changed, or {ENV_KEY} differs). To keep "
+        "those copies as they are, put the earlier key back."
+    ]

@@ -43,7 +43,13 @@ from spdesk.core.jobs.events import (
 )
 from spdesk.core.jobs.memory import HeapTrimmer, MemoryBudget, photo_need
 from spdesk.core.jobs.naming import OutputNamer, Target
-from spdesk.core.jobs.protector import Protector, protect_photo, rgb_of, with_alpha
+from spdesk.core.jobs.protector import (
+    Protector,
+    protect_photo,
+    protection_key_id,
+    rgb_of,
+    with_alpha,
+)
 from spdesk.core.jobs.scan import relative_paths
 from spdesk.core.manifest import DONE, FAILED, SKIPPED, Manifest, SourceSignature
 from spdesk.core.stores import Store
@@ -170,6 +176,8 @@ class JobRun:
         self.settings = job.settings
         self._export = job.settings.export_options()
         self.fingerprint = fingerprint
+        # Recorded with each output: a re-run made with another key can say why it redoes them.
+        self.key_id = protection_key_id(job.settings)
         self._sink = on_event
         self._emit_lock = threading.Lock()
         self.cancel = cancel
@@ -504,6 +512,7 @@ class JobRun:
                 output_sha256=outcome.sha256,
                 settings=self.fingerprint,
                 source_signature=task.signature.as_list(),
+                **({"key": self.key_id} if self.key_id else {}),
             )
         except OutputError as error:  # the output is complete; only its record is missing
             self.report.stopped = self.report.stopped or _stopped_text(error)

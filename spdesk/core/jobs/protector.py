@@ -320,3 +320,13 @@ def protect_photo(protector: Protector, decoded: DecodedImage, key: str) -> Prot
     """What a job does to one decoded photo: its colours protected, its alpha kept."""
     protected, figures = protector.protect(rgb_of(decoded.image), key)
     return with_alpha(protected, decoded.image), figures
+
+
+def protection_key_id(settings: ProtectSettings) -> str | None:
+    """The public id of the install key the outputs depend on (photo modes always, universal
+    when randomised); None when they do not depend on one."""
+    if settings.mode not in ("photo", "photo-finetune") and not settings.randomize:
+        return None
+    from spdesk.core.keys import install_key, key_id
+
+    return key_id(install_key())

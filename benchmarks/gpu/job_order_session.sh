@@ -8,7 +8,7 @@
 # everything comes back as $OUT/job_order.log and $OUT/job_order_batchN.json.
 #
 #   bash benchmarks/gpu/job_order_session.sh "$OUT"                                  # GPU machine
-#   DEVICE=cpu STEPS=1 PHOTOS=3 bash benchmarks/gpu/job_order_session.sh /tmp/jo     # smoke run
+#   DEVICE=cpu STEPS=1 PHOTOS=3 bash benchmarks/gpu/job_order_session.sh "$(mktemp -d)"  # smoke run
 set -u
 out="${1:-${OUT:?OUT}}"
 mkdir -p "$out"

@@ -175,7 +175,7 @@ class TrainConfig:
             fields.pop(name)
         fields["robust"] = list(self.robust)
         # The folder, not the text typed: "." in two folders is two runs, and "photos" and
-        # "/home/me/photos" one run.
+        # its full path one run.
         fields["photos"] = str(Path(self.photos).resolve())
         if self.split_seed == self.seed:  # keeps the key of checkpoints that split by seed
             fields.pop("split_seed")

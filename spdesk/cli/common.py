@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import signal
 import sys
 import time
@@ -15,7 +14,7 @@ from typing import Any, TextIO
 
 from spdesk.core.errors import Cancelled, SpdeskError
 from spdesk.core.events import CancelToken
-from spdesk.core.files import remove_live_temps, shown
+from spdesk.core.files import finite_for_json, remove_live_temps, shown
 from spdesk.core.logs import log_file, setup_logging
 
 log = logging.getLogger("spdesk.cli")
@@ -82,20 +81,10 @@ def print_json(obj: Any, stream: TextIO | None = None) -> None:
     """One JSON object on stdout (machine-readable summaries): strict JSON, NaN and infinities
     written as null, as JSON has no word for them and strict parsers refuse Python's."""
     json.dump(
-        _finite(obj), stream or sys.stdout, indent=2, default=str, ensure_ascii=False,
+        finite_for_json(obj), stream or sys.stdout, indent=2, default=str, ensure_ascii=False,
         allow_nan=False,
     )  # fmt: skip
     (stream or sys.stdout).write("\n")
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {key: _finite(value) for key, value in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(value) for value in obj]
-    return obj
 
 
 def format_duration(seconds: float | None) -> str:

@@ -21,13 +21,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import math
 import os
 import posixpath
 import secrets
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from spdesk.core.errors import (
     ConfigError,
@@ -356,3 +357,15 @@ def folder_lock(folder: Path, *, wait_s: float = 0.0, busy: str = "") -> Iterato
         yield
     finally:
         lock.release()
+
+
+def finite_for_json(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as None, in nested dicts, lists and tuples: JSON has no
+    word for them, and strict parsers refuse the ``NaN`` Python writes (a blank edit's metric)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {key: finite_for_json(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_for_json(value) for value in obj]
+    return obj

@@ -264,7 +264,7 @@ class Manifest:
         """Append the shards' entries (newer than this manifest's) and remove the shards."""
         if self.shard is not None:
             return
-        shards = sorted((self.root / SHARDS_FOLDER).glob("*.jsonl"))
+        shards = shard_paths(self.root)
         if not shards:
             return
         found = [e for shard in shards for e in read_job_manifest(shard).values()]
@@ -308,6 +308,11 @@ def compact_text(entries: dict[str, dict[str, Any]]) -> str:
     text = "".join(json.dumps(e) + "\n" for e in entries.values() if e)
     header = json.dumps({"format": "spdesk-manifest", "version": FORMAT_VERSION}) + "\n"
     return header + text
+
+
+def shard_paths(root: Path) -> list[Path]:
+    """The shards of the output folder ``root`` (of a distributed run not yet merged)."""
+    return sorted((root / SHARDS_FOLDER).glob("*.jsonl"))
 
 
 def shard_path(root: Path, name: str) -> Path:

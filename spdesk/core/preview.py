@@ -38,6 +38,7 @@ from spdesk.core.errors import (
     OutputExistsError,
 )
 from spdesk.core.events import CancelToken, EventSink, Progress, ignore_events
+from spdesk.core.files import finite_for_json
 from spdesk.core.geometry import check_previewable, working_size
 from spdesk.core.models.sources import Feature
 from spdesk.core.perturbation import Perturbation
@@ -152,7 +153,7 @@ class PreviewResult:
         request["custom_mask"] = self.request.mask is not None
         return {
             "request": request,
-            "figures": {name: _finite(values) for name, values in self.figures.items()},
+            "figures": finite_for_json(self.figures),  # a blank edit's metrics: NaN
             "verdict": self.verdict,
             "worked": self.worked,
             "warnings": self.warnings,
@@ -160,11 +161,6 @@ class PreviewResult:
             "note": self.note,
             "size": list(self.original.shape[:2]),
         }
-
-
-def _finite(figures: dict[str, float | None]) -> dict[str, float | None]:
-    """``figures`` with NaN and infinities (a metric of a blank edit) as None: strict JSON."""
-    return {k: v if v is None or math.isfinite(v) else None for k, v in figures.items()}
 
 
 def load_mask(path: Path) -> np.ndarray:

@@ -28,7 +28,7 @@ from spdesk.core.imageio import (
     read_header_from,
 )
 from spdesk.core.jobs.settings import ProtectSettings
-from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, read_job_manifest
+from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, read_job_manifest, shard_paths
 from spdesk.core.stores import FolderStore, Store
 
 
@@ -72,10 +72,7 @@ def _recorded_outputs(output_root: Path | None, inputs: Sequence[Path]) -> set[s
     ):
         return set()
     # The shards too: a distributed run killed before merging them recorded its outputs there.
-    manifests = [
-        output_root / MANIFEST_NAME,
-        *sorted((output_root / SHARDS_FOLDER).glob("*.jsonl")),
-    ]
+    manifests = [output_root / MANIFEST_NAME, *shard_paths(output_root)]
     entries = [e for path in manifests for e in read_job_manifest(path).values()]
     outputs = (entry.get("output") for entry in entries)
     return {os.path.realpath(output_root / str(o)) for o in outputs if isinstance(o, str) and o}

@@ -567,6 +567,42 @@ def test_disk_full_stops_cleanly_and_resumes(
         _decodes(out / name)
 
 
+def test_disk_turned_read_only_stops_cleanly_and_resumes(
+    tmp_path: Path,
+    inputs: Path,
+    settings: ProtectSettings,
+    originals_guard: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A disk that turns read-only mid-job (unplugged, remounted after an error) refuses every
+    later photo too: the job stops as for a full disk instead of failing each one in turn."""
+    for i in range(5):
+        samples.photo(inputs / f"{i}.png")
+    originals_guard.append(inputs)
+    out = tmp_path / "out"
+    real_write = export.write_image
+    calls = {"n": 0}
+
+    def turn_read_only(encoded: export.Encoded, handle: object, **options: bool) -> None:
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise OSError(errno.EROFS, "Read-only file system")
+        real_write(encoded, handle, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(export, "write_image", turn_read_only)
+    report, _ = _run([inputs], out, dataclasses.replace(settings, workers=1))
+    assert [e.source.name for e in report.done] == ["0.png", "1.png"]
+    assert len(report.failed) == 1 and "2.protected.png" in report.failed[0].reason
+    assert "read-only" in report.failed[0].reason
+    assert [p.name for p in report.pending] == ["3.png", "4.png"]
+    assert report.stopped and "Make the disk writable again" in report.stopped
+    assert _outputs(out) == ["0.protected.png", "1.protected.png"]
+    monkeypatch.setattr(export, "write_image", real_write)
+    resumed, _ = _run([inputs], out, settings)
+    assert [e.source.name for e in resumed.done] == ["2.png", "3.png", "4.png"]
+    assert len(resumed.skipped) == 2 and resumed.ok
+
+
 def test_cancel_during_file_k(
     tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
 ) -> None:

@@ -54,13 +54,26 @@ class ImageTooLargeError(ImageError):
 class OutputError(SpdeskError):
     """An output could not be written (permissions, disk full, name clash)."""
 
+    #: The whole destination refuses writes, so every photo after this one would fail the same
+    #: way: a job stops here (resumable) instead of failing each remaining photo in turn.
+    stops_job = False
+
 
 class DiskFullError(OutputError):
     """The destination disk is full; the job stops cleanly and can be resumed."""
 
+    stops_job = True
+
 
 class OutputPermissionError(OutputError):
     """The destination cannot be written to."""
+
+
+class ReadOnlyDiskError(OutputPermissionError):
+    """The destination's whole file system became read-only (unplugged, remounted after an
+    error); the job stops cleanly and can be resumed once it is writable again."""
+
+    stops_job = True
 
 
 class OutputExistsError(OutputError):

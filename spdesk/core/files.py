@@ -36,6 +36,7 @@ from spdesk.core.errors import (
     OutputError,
     OutputExistsError,
     OutputPermissionError,
+    ReadOnlyDiskError,
     SpdeskError,
 )
 
@@ -310,7 +311,13 @@ def output_error(error: OSError, target: Path | str) -> OutputError:
             f"The disk is full: {name} could not be written to {folder}.",
             hint="Free some space, or choose an output folder on another disk.",
         )
-    if isinstance(error, PermissionError) or code in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if code == errno.EROFS:
+        return ReadOnlyDiskError(
+            f"Cannot write {name}: the disk holding {folder} is read-only (it may have been "
+            "unplugged, or the system made it read-only after a disk error).",
+            hint="Make the disk writable again, or choose an output folder on another disk.",
+        )
+    if isinstance(error, PermissionError) or code in (errno.EACCES, errno.EPERM):
         return OutputPermissionError(
             f"Cannot write {name}: the folder {folder} is read-only or you do not have "
             "permission to write there.",

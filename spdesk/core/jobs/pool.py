@@ -27,7 +27,7 @@ from PIL import Image
 
 from spdesk.core.apply import Figures
 from spdesk.core.discovery import InputPhoto
-from spdesk.core.errors import Cancelled, DiskFullError, ImageError, OutputError
+from spdesk.core.errors import Cancelled, ImageError, OutputError
 from spdesk.core.events import CancelToken, Event, EventSink
 from spdesk.core.export import output_format, prepare, write_checked
 from spdesk.core.files import discard
@@ -463,13 +463,10 @@ class JobRun:
         except Cancelled:
             self.report.cancelled = self.report.cancelled or self.cancel.cancelled
             return  # stays pending
-        except DiskFullError as error:
-            if self.report.stopped is None:
-                self._fail(manifest, item, FailReason.ERROR, error.message, error.hint or "")
-                self.report.stopped = _stopped_text(error)
-                self.abort.cancel()
-            return
         except (ImageError, OutputError) as error:
+            if isinstance(error, OutputError) and error.stops_job:
+                self._stop(manifest, item, error)
+                return
             kind = FailReason.UNREADABLE if isinstance(error, ImageError) else FailReason.ERROR
             self._fail(manifest, item, kind, error.message, error.hint or "")
             return
@@ -480,6 +477,14 @@ class JobRun:
             return
         self._done(manifest, task, outcome, output)
         self.trim_heap()
+
+    def _stop(self, manifest: Manifest, item: _Planned, error: OutputError) -> None:
+        """A destination that takes no more files (full, read-only) stops the job: this photo
+        fails, the rest stay pending for the re-run that finishes them."""
+        if self.report.stopped is None:
+            self._fail(manifest, item, FailReason.ERROR, error.message, error.hint or "")
+            self.report.stopped = _stopped_text(error)
+            self.abort.cancel()
 
     def _publishing(self, manifest: Manifest, task: _Task, outcome: _Outcome) -> None:
         """Tell the manifest which bytes are about to get the task's name (an object store

@@ -807,6 +807,31 @@ def test_settings_changed_back_make_the_copies_finished_again(
     assert {r.status for r in window.queue.rows()} == {RowStatus.WAITING}
 
 
+def test_another_save_to_folder_makes_copies_there_without_the_settings_bar(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """Choosing another folder after protecting is not a change of protection: the photos
+    wait to be saved there, and the re-run bar about old copies (none are in the new folder)
+    stays hidden until a setting that changes the copies changes too."""
+    _add(qtbot, window, [_photos(tmp_path / "photos", 2)])
+    _protect(qtbot, window)
+    window.options_panel.output_edit.setText(str(tmp_path / "elsewhere"))
+    rows = window.queue.rows()
+    assert {r.status for r in rows} == {RowStatus.WAITING}
+    assert {r.reason for r in rows} == {"new output folder"}
+    assert not window.rerun_bar.isVisibleTo(window)
+    window.options_panel.strength_spin.setValue(4.0)  # now the copies change too
+    assert {r.reason for r in window.queue.rows()} == {"settings changed"}
+    assert window.rerun_bar.isVisibleTo(window)
+    window.options_panel.strength_spin.setValue(8.0)
+    assert not window.rerun_bar.isVisibleTo(window)
+    _protect(qtbot, window)
+    elsewhere = tmp_path / "elsewhere"
+    made = sorted(p.relative_to(elsewhere).as_posix() for p in elsewhere.rglob("*.protected.*"))
+    assert made == ["photo0.protected.jpg", "sub/photo1.protected.png"], made
+    assert window.summary_label.text().startswith("2 protected"), window.summary_label.text()
+
+
 def test_photos_added_during_a_job_are_said_to_wait_when_it_ends(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -403,26 +403,42 @@ class MainWindow(QMainWindow):
     def _redo_if_settings_changed(self) -> None:
         """Photos protected with other settings are to be protected again: make them pending,
         and show what happens to their earlier copies at that moment. Settings changed back
-        make them finished again."""
+        make them finished again. Only another "Save to" folder or suffix is not a change of
+        protection: the copies are made again where they are now to go, and no earlier copy is
+        in the way there, so the re-run bar stays hidden."""
         if self.job_runner.running or self._done_with is None:
             return
-        if _output_settings(self.current_options()) == self._done_with:
+        options = _output_settings(self.current_options())
+        if options == self._done_with:
             self._restore_settings_redo()
             return
-        if self._settings_redo:
-            return  # already pending since an earlier change
-        redo = [r for r in self.queue.rows() if r.status is RowStatus.DONE]
-        for row in redo:
-            self.queue.set_status(row.path, RowStatus.WAITING, "settings changed")
-        self._settings_redo = [row.path for row in redo]
-        with_copies = sum(1 for row in redo if row.output is not None)
-        if with_copies:
+        if not self._settings_redo:
+            self._settings_redo = [r.path for r in self.queue.rows() if r.status is RowStatus.DONE]
+        place_only = _protection_settings(options) == _protection_settings(self._done_with)
+        reason = (
+            (
+                "new output folder"
+                if options.output_dir != self._done_with.output_dir
+                else "new suffix"
+            )
+            if place_only
+            else "settings changed"
+        )
+        with_copies = 0
+        for path in self._settings_redo:
+            row = self.queue.row_for(path)
+            if row is not None and row.status in (RowStatus.DONE, RowStatus.WAITING):
+                self.queue.set_status(path, RowStatus.WAITING, reason)
+                with_copies += row.output is not None
+        if with_copies and not place_only:
             noun = "photo has" if with_copies == 1 else "photos have"
             self.rerun_label.setText(
                 f"Settings changed: {with_copies} {noun} a protected copy made with the old "
                 "settings. If a copy exists:"
             )
             self.rerun_bar.show()
+        else:
+            self.rerun_bar.hide()
         self.summary.hide()
         self.overall_bar.setValue(0)  # full would say the redone photos are finished
         self._update_controls()
@@ -856,3 +872,8 @@ class MainWindow(QMainWindow):
 def _output_settings(options: ProtectOptions) -> ProtectOptions:
     """The options that decide the protected files (not the device or the collision policy)."""
     return dataclasses.replace(options, device="", collision="")
+
+
+def _protection_settings(options: ProtectOptions) -> ProtectOptions:
+    """The options that decide a protected copy's bytes (not where it goes or its name)."""
+    return dataclasses.replace(options, output_dir="", suffix="")

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
-from PySide6.QtWidgets import QMessageBox, QScrollArea
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QScrollArea
 from pytestqt.qtbot import QtBot
 
 from spdesk.core.events import CancelToken, Event
@@ -539,7 +539,6 @@ def test_fine_tuning_without_its_model_offers_models_before_touching_a_photo(
 def test_fine_tuning_can_use_an_encoder_file_the_user_picks(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from PySide6.QtWidgets import QFileDialog
 
     weights = tmp_path / "my-encoder.safetensors"
     weights.write_bytes(b"weights")
@@ -923,3 +922,31 @@ def test_more_options_scrolls_into_view_on_a_short_window(qtbot: QtBot, window: 
 
     qtbot.waitUntil(shown, timeout=2_000)
     assert scroll.verticalScrollBar().value() > 0
+
+
+def test_add_photos_dialog_lists_every_kind_spdesk_reads(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cameras name HEIF files .hif; the dialog must not hide a file spdesk protects. Checked
+    with Qt's own filter matching on a real folder."""
+    from PySide6.QtCore import QDir
+
+    from spdesk.core.formats import IMAGE_SUFFIXES
+
+    for suffix in IMAGE_SUFFIXES:
+        (tmp_path / f"a{suffix}").touch()
+        (tmp_path / f"b{suffix.upper()}").touch()
+    (tmp_path / "notes.txt").touch()
+    filters: list[str] = []
+
+    def chosen(*args: object, **_kwargs: object) -> tuple[list[str], str]:
+        filters.append(str(args[3]))
+        return [], ""
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", chosen)
+    window.add_files()
+    images = filters[0].split(";;")[0]
+    patterns = images[images.index("(") + 1 : images.index(")")].split()
+    listed = QDir(str(tmp_path)).entryList(patterns, QDir.Filter.Files)
+    assert len(listed) == 2 * len(IMAGE_SUFFIXES) and "notes.txt" not in listed, listed
+    assert "a.hif" in listed and "b.JFIF" in listed

@@ -7,6 +7,15 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QImage, QPixmap, QResizeEvent
 from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from spdesk.core.formats import IMAGE_SUFFIXES
+
+
+def photo_file_filter(*, all_files: bool = True) -> str:
+    """A file dialog's filter for every suffix spdesk reads (the cameras' .hif, .jfif and
+    .gif too), in both cases for file systems that match names exactly."""
+    patterns = sorted({f"*{s}" for s in IMAGE_SUFFIXES} | {f"*{s.upper()}" for s in IMAGE_SUFFIXES})
+    return f"Images ({' '.join(patterns)})" + (";;All files (*)" if all_files else "")
+
 
 def to_pixmap(image: np.ndarray) -> QPixmap:
     """A uint8 (H, W, 3) RGB array as a QPixmap (the pixels are copied)."""

@@ -40,6 +40,7 @@ from spdesk.core.jobs.events import (
 from spdesk.core.perturbation import perturbation_gain, perturbation_label
 from spdesk.gui import protect_bridge
 from spdesk.gui.desktop import open_in_file_manager
+from spdesk.gui.images import photo_file_filter
 from spdesk.gui.settings import (
     ProtectOptions,
     last_folder,
@@ -332,7 +333,7 @@ class MainWindow(QMainWindow):
             self,
             "Add photos",
             last_folder(self.settings, "input"),
-            "Images (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.bmp *.heic *.heif);;All files (*)",
+            photo_file_filter(),
         )
         self.add_paths([Path(f) for f in files])
 

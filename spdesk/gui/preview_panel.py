@@ -54,7 +54,7 @@ from spdesk.core.usecases import (
     preview_photo,
     protect_for_preview,
 )
-from spdesk.gui.images import ImageTile, to_pixmap
+from spdesk.gui.images import ImageTile, photo_file_filter, to_pixmap
 from spdesk.gui.settings import ProtectOptions
 from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progress_bar
 from spdesk.gui.workers import Task, TaskRunner
@@ -477,7 +477,7 @@ class PreviewDialog(QDialog):
             self,
             "Photo to preview",
             str(Path(self.photo_edit.text()).parent) if self.photo_edit.text() else "",
-            "Images (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.bmp *.heic *.heif)",
+            photo_file_filter(all_files=False),
         )
         if path:
             self.photo_edit.setText(path)

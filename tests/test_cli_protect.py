@@ -77,6 +77,9 @@ def test_json_summary_and_options(
     counts = {"done": 3, "unchanged": 0, "skipped": 0, "left_out": 1, "failed": 0, "pending": 0}
     assert summary["counts"] == counts
     assert summary["settings"]["strength"] == 4.0 and summary["settings"]["format"] == "png"
+    # Only what this mode uses: a one-pass run names no fine-tuning steps nor encoder.
+    assert summary["settings"]["mode"] == "universal" and "generator" not in summary["settings"]
+    assert not {"finetune_steps", "encoder", "objective"} & set(summary["settings"])
     for entry in summary["done"]:
         assert entry["output"].endswith(".protected.png") and entry["psnr_db"] > 30
     with Image.open(out / "gps.protected.png") as image, Image.open(inputs / "gps.jpg") as source:

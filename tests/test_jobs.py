@@ -1204,3 +1204,20 @@ def test_protecting_in_place_after_a_killed_distributed_run_leaves_its_outputs_a
     again, _ = _run([inputs], inputs, dataclasses.replace(in_place, suffix=".v2"))
     assert sorted(e.source.name for e in again.done) == ["a.png", "b.png"], "a copy protected"
     assert {e.source.name for e in again.left_out} == {"a.protected.png"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "named", "absent"),
+    [
+        ("photo", {"generator"}, {"finetune_steps", "encoder", "perturbation", "randomize"}),
+        ("photo-finetune", {"generator", "finetune_steps", "encoder"}, {"perturbation"}),
+        ("universal", {"perturbation", "randomize"}, {"generator", "finetune_steps", "encoder"}),
+        ("finetune", {"perturbation", "finetune_steps", "objective"}, {"generator"}),
+    ],
+)
+def test_reported_settings_are_those_the_mode_uses(
+    mode: str, named: set[str], absent: set[str]
+) -> None:
+    described = ProtectSettings(mode=mode).describe()
+    assert named <= set(described) and not absent & set(described), described
+    json.dumps(described)  # the report's JSON

@@ -55,6 +55,8 @@ def default_workers() -> int:
 
 
 FINETUNE_MODES = ("finetune", "photo-finetune")  # the modes that optimise against an encoder
+PHOTO_MODES = ("photo", "photo-finetune")  # the modes whose perturbation a generator writes
+_FINETUNE_FIELDS = ("finetune_steps", "finetune_batch", "finetune_jpeg", "encoder", "objective")
 
 
 ENCODER_WORDS = {"sd15": "SD 1.5's VAE", "taesd": "TAESD"}
@@ -246,7 +248,17 @@ class ProtectSettings:
         )
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able settings for reports."""
+        """JSON-able settings for reports: only those this mode uses (a report of a one-pass
+        run that names fine-tuning steps and an encoder says what did not happen)."""
         out = asdict(self)
         out["perturbation"] = shown(self.perturbation) if self.perturbation else "bundled"
+        if self.mode not in FINETUNE_MODES:
+            for name in _FINETUNE_FIELDS:
+                del out[name]
+        if self.mode in PHOTO_MODES:  # the universal pattern's options are not used
+            out["generator"] = shown(self.generator) if self.generator else "bundled"
+            for name in ("perturbation", "randomize", "seed"):
+                del out[name]
+        else:
+            del out["generator"]
         return out

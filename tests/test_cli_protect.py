@@ -279,7 +279,7 @@ def test_photos_failing_their_header_are_not_promised_and_the_summary_names_each
     assert summary[1:3] == [
         "Failed (2):",
         f"  {folder / 'broken.jpg'}: broken.jpg is not a photo spdesk can read (its content is "
-        "not JPEG, PNG, WebP, TIFF, BMP, GIF or HEIC, whatever its name says).",
+        "not JPEG, PNG, WebP, TIFF, BMP, GIF, HEIC or AVIF, whatever its name says).",
     ]
     assert summary[3] == (
         f"  {folder / 'cut.jpg'}: cut.jpg is a damaged or truncated JPEG file and cannot be "

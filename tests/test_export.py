@@ -542,3 +542,11 @@ def test_a_png_keeps_its_gamma(tmp_path: Path, strip: str) -> None:
     Image.fromarray(samples.photo_array(40, 30)).save(path, pnginfo=info)
     with Image.open(_written(path, ExportOptions(strip_metadata=strip))) as copy:
         assert copy.info.get("gamma") == 1.0  # tones, not metadata: kept even with "all"
+
+
+def test_heic_and_avif_with_transparency_are_written_as_png_to_keep_it() -> None:
+    for source in ("HEIF", "AVIF"):
+        assert export.output_format(source, ExportOptions(), alpha=True) == "PNG"
+        assert export.output_format(source, ExportOptions()) == "JPEG"
+        assert export.output_format(source, ExportOptions(format="JPEG"), alpha=True) == "JPEG"
+    assert export.output_format("WEBP", ExportOptions(), alpha=True) == "WEBP"

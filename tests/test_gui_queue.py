@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pytestqt.qtbot import QtBot
 
-from spdesk.gui.widgets.queue import PhotoQueue, RowStatus
+from spdesk.gui.widgets.queue import THUMB, PhotoQueue, RowStatus
 
 
 def test_thousands_of_photos_land_in_order_and_each_row_follows_its_photo(
@@ -67,3 +67,31 @@ def test_retry_buttons_are_off_while_retrying_is_not_allowed(qtbot: QtBot, tmp_p
     assert second is not None and not second.isEnabled()
     queue.set_retry_enabled(True)
     assert first.isEnabled() and second.isEnabled()
+
+
+def test_a_heic_photo_gets_a_thumbnail_though_qt_cannot_read_it(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    pillow_heif = pytest.importorskip("pillow_heif")
+    path = tmp_path / "red.heic"
+    try:
+        pillow_heif.from_pillow(Image.new("RGB", (64, 40), (220, 30, 30))).save(path)
+    except Exception as error:  # no HEVC encoder in this build
+        pytest.skip(f"cannot write HEIC here: {error}")
+    queue = PhotoQueue()
+    qtbot.addWidget(queue)
+    queue.add_photos([path])
+    assert queue.wait_for_thumbnails()
+
+    def centre_is_red() -> None:
+        item = queue.item(0, 0)
+        assert item is not None
+        image = item.icon().pixmap(THUMB, THUMB).toImage()
+        colour = image.pixelColor(THUMB // 2, THUMB // 2)
+        assert np.allclose((colour.red(), colour.green(), colour.blue()), (220, 30, 30), atol=12)
+
+    qtbot.waitUntil(centre_is_red, timeout=5000)

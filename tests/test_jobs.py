@@ -1221,3 +1221,27 @@ def test_reported_settings_are_those_the_mode_uses(
     described = ProtectSettings(mode=mode).describe()
     assert named <= set(described) and not absent & set(described), described
     json.dumps(described)  # the report's JSON
+
+
+def test_a_heic_with_transparency_becomes_a_png_that_keeps_it(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    """A HEIC is written as JPEG, which has no transparency: one that holds some is written
+    as PNG instead, under a name that says so; a plain one stays a JPEG."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pixels = samples.photo_array()
+    alpha = Image.fromarray(pixels)
+    alpha.putalpha(Image.linear_gradient("L").resize(alpha.size))
+    pillow_heif.from_pillow(alpha).save(inputs / "alpha.heic", quality=95)
+    pillow_heif.from_pillow(Image.fromarray(pixels)).save(inputs / "plain.heic", quality=95)
+    originals_guard.append(inputs)
+    report, _ = _run([inputs], tmp_path / "out", settings)
+    assert report.ok and _outputs(tmp_path / "out") == [
+        "alpha.protected.png",
+        "plain.protected.jpg",
+    ]
+    with Image.open(tmp_path / "out" / "alpha.protected.png") as image:
+        assert image.format == "PNG" and image.mode == "RGBA"
+        assert np.asarray(image)[..., 3].min() < 50  # the gradient's clear end survived
+    with Image.open(tmp_path / "out" / "plain.protected.jpg") as image:
+        assert image.format == "JPEG"

@@ -129,7 +129,7 @@ def _output_options(group: Any) -> None:
     group.add_argument(
         "--format", choices=("png", "jpeg", "webp", "tiff"), default=None,
         help="write every output in this format (default: each photo's own; GIF becomes PNG, "
-        "HEIC JPEG)",
+        "HEIC and AVIF JPEG, or PNG when they hold transparency)",
     )  # fmt: skip
     group.add_argument(
         "--quality", type=int, default=None, metavar="Q", help="JPEG/WebP quality (95)"

@@ -259,7 +259,7 @@ def content_reason(name: str, fmt: str | None, error: OSError | None = None) -> 
         return None
     if suffix in SIDECAR_SUFFIXES:
         return "sidecar file (metadata), not a photo"
-    return "not a photo (content is not JPEG, PNG, WebP, TIFF, BMP, GIF or HEIC)"
+    return "not a photo (content is not JPEG, PNG, WebP, TIFF, BMP, GIF, HEIC or AVIF)"
 
 
 _SPECIAL_KINDS = (

@@ -51,8 +51,10 @@ _EXTENSIONS = {
     "BMP": (".bmp", ".dib"),
 }
 # Sources whose own format spdesk does not write: GIF is 256 colours (it would erase the
-# perturbation), HEIC/MPO encoders are not available everywhere.
-_WRITE_INSTEAD = {"GIF": "PNG", "HEIF": "JPEG", "MPO": "JPEG"}
+# perturbation), HEIC/AVIF/MPO encoders are not available everywhere.
+_WRITE_INSTEAD = {"GIF": "PNG", "HEIF": "JPEG", "AVIF": "JPEG", "MPO": "JPEG"}
+# Of those, the ones whose transparency is kept by writing PNG instead (JPEG would flatten it).
+_PNG_FOR_ALPHA = frozenset({"HEIF", "AVIF"})
 _TIFF_COMPRESSIONS = {"raw", "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits"}
 _GPS_IFD = 0x8825
 
@@ -133,10 +135,13 @@ def settings_warnings(options: ExportOptions) -> list[str]:
     return warnings
 
 
-def output_format(source_format: str, options: ExportOptions) -> str:
-    """The Pillow format an output is written in."""
+def output_format(source_format: str, options: ExportOptions, *, alpha: bool = False) -> str:
+    """The Pillow format an output is written in; ``alpha``: the photo holds transparency
+    (a HEIC or AVIF with it is written as PNG, which keeps it)."""
     if options.format is not None:
         return options.format
+    if alpha and source_format in _PNG_FOR_ALPHA:
+        return "PNG"
     return _WRITE_INSTEAD.get(source_format, source_format)
 
 

@@ -13,7 +13,10 @@ Decisions:
   (raised to match when the user raises spdesk's).
 - Animated GIF/WebP and multi-page TIFF are refused with their frame count (protecting only the
   first frame of an animation silently would lose the rest). MPO files, the JPEGs some cameras
-  write with a preview or depth map as a second frame, keep their first frame with a note.
+  write with a preview or depth map as a second frame, keep their first frame with a note; so
+  does a HEIC holding a collection of images (its primary image is the photo).
+- A HEIC that describes its colours with an nclx box rather than an ICC profile (Display P3,
+  BT.2020) gets an ICC profile made from it, so its copy's colours are shown as they were.
 - 16-bit images are scaled to 8 bits (65535 -> 255), never clipped.
 """
 
@@ -39,7 +42,8 @@ from spdesk.core.errors import (
     NotAnImageError,
     UnsupportedImageError,
 )
-from spdesk.core.formats import HEAD_BYTES, format_label, sniff
+from spdesk.core.formats import HEAD_BYTES, avif_supported, format_label, sniff
+from spdesk.core.icc import nclx_icc_profile
 
 # Pillow refuses more than this at open() (twice its warning threshold); spdesk uses the same.
 DEFAULT_MAX_PIXELS = 2 * 89_478_485
@@ -61,6 +65,16 @@ def _register_heif(path: Path) -> None:
             f"{path.name} is a HEIC/HEIF photo, and HEIC support is not installed.", hint=hint
         ) from error
     pillow_heif.register_heif_opener()
+
+
+def _require_avif(path: Path) -> None:
+    if not avif_supported():
+        raise UnsupportedImageError(
+            f"{path.name} is an AVIF photo, and AVIF needs a Pillow built with AVIF support, "
+            "which this installation lacks.",
+            hint="Update Pillow (pip install -U pillow: its current wheels read AVIF), or save "
+            "the photo as JPEG or PNG first.",
+        )
 
 
 @dataclass
@@ -123,6 +137,11 @@ class PhotoHeader:
     def pixels(self) -> int:
         return self.width * self.height
 
+    @property
+    def has_alpha(self) -> bool:
+        """Whether the photo holds transparency (a palette's transparent colour aside)."""
+        return self.mode in ("RGBA", "LA", "PA", "RGBa", "La")
+
 
 def read_header(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> PhotoHeader:
     """The size and mode ``path`` declares, without decoding a pixel (to know what decoding it
@@ -177,6 +196,14 @@ def read_image_from(
     while reading is the caller's to name."""
     image, fmt, head = _decode(name, handle, max_pixels)
     return _normalise(name, image, fmt, head)
+
+
+def read_thumbnail(path: Path, edge: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """``path`` decoded as :func:`read_image` does (upright, RGB or RGBA) and shrunk to fit
+    ``edge`` x ``edge``: for previews of photos other decoders cannot read (HEIC, AVIF)."""
+    image = read_image(path, max_pixels=max_pixels).image
+    image.thumbnail((edge, edge))
+    return image
 
 
 def _decode(path: Path, handle: IO[bytes], max_pixels: int) -> tuple[Image.Image, str, bytes]:
@@ -261,10 +288,12 @@ def _check_head(path: Path, head: bytes) -> str:
     if fmt is None:
         raise NotAnImageError(
             f"{path.name} is not a photo spdesk can read (its content is not JPEG, PNG, WebP, "
-            "TIFF, BMP, GIF or HEIC, whatever its name says)."
+            "TIFF, BMP, GIF, HEIC or AVIF, whatever its name says)."
         )
     if fmt == "HEIF":
         _register_heif(path)
+    if fmt == "AVIF":
+        _require_avif(path)
     return fmt
 
 
@@ -288,6 +317,7 @@ def _open(path: Path, handle: IO[bytes], fmt: str, max_pixels: int) -> Image.Ima
             # Pillow warns between its two pixel thresholds (the limit below decides) and on
             # each broken metadata tag (EXIF problems become one note later).
             warnings.simplefilter("ignore")
+            # A HEIF container may hold AV1 (an AVIF the brands did not tell): any plugin.
             image = Image.open(handle, formats=None if fmt == "HEIF" else [fmt])
     except Image.DecompressionBombError as error:
         # Pillow refuses at open() past its own limit; its message holds the pixel count.
@@ -295,6 +325,8 @@ def _open(path: Path, handle: IO[bytes], fmt: str, max_pixels: int) -> Image.Ima
         raise _too_large(path, int(count.group(1)) if count else None, max_pixels) from error
     except (UnidentifiedImageError, SyntaxError, ValueError, struct.error) as error:
         raise _damaged_header(path, fmt) from error
+    except RuntimeError as error:
+        raise _undecodable(path, format_label(fmt), error) from error
     except OSError as error:
         if error.errno is not None:  # the disk or the network, not the file's content
             raise
@@ -303,7 +335,7 @@ def _open(path: Path, handle: IO[bytes], fmt: str, max_pixels: int) -> Image.Ima
     if width * height > max_pixels:
         raise _too_large(path, width * height, max_pixels, f"{width}x{height}, ")
     frames = int(getattr(image, "n_frames", 1))
-    if frames > 1 and image.format != "MPO":
+    if frames > 1 and image.format not in _ONE_PHOTO_OF_SEVERAL:
         kind = "a multi-page TIFF" if fmt == "TIFF" else f"an animated {format_label(fmt)}"
         raise UnsupportedImageError(
             f"{path.name} is {kind} with {frames} frames; spdesk protects still photos "
@@ -313,9 +345,29 @@ def _open(path: Path, handle: IO[bytes], fmt: str, max_pixels: int) -> Image.Ima
     return image
 
 
+# Files whose extra frames are not an animation: spdesk keeps the main photo (see _normalise).
+# A HEIC's images are a collection (pillow-heif reads no HEIF sequences); it opens the primary.
+_ONE_PHOTO_OF_SEVERAL = ("MPO", "HEIF")
+
+
+def _a(label: str) -> str:
+    """``label`` with its article: "a HEIC", "an AVIF"."""
+    return f"{'an' if label[:1] in 'AEIOU' else 'a'} {label}"
+
+
+def _undecodable(path: Path, label: str, error: RuntimeError) -> UnsupportedImageError:
+    """A decoder's refusal (pillow-heif raises RuntimeError for a codec or feature its libheif
+    lacks), as a named error rather than an unexpected one."""
+    return UnsupportedImageError(
+        f"{path.name} is {_a(label)} file this installation cannot decode (it uses a codec or "
+        "feature its decoder lacks).",
+        hint=f"Save the photo as JPEG or PNG first. The decoder said: {error}.",
+    )
+
+
 def _damaged_header(path: Path, fmt: str) -> CorruptImageError:
     return CorruptImageError(
-        f"{path.name} looks like a {format_label(fmt)} file but its header is damaged "
+        f"{path.name} looks like {_a(format_label(fmt))} file but its header is damaged "
         "and it cannot be read.",
         hint="Copy the photo again from its original source (camera card, backup).",
     )
@@ -347,6 +399,8 @@ def _load(path: Path, image: Image.Image) -> None:
         raise ImageTooLargeError(f"{path.name} is too large to decode in memory.") from error
     except (FileNotFoundError, PermissionError):
         raise
+    except RuntimeError as error:
+        raise _undecodable(path, format_label(image.format or ""), error) from error
     except (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError) as error:
         label = format_label(image.format or "")
         # The advice first, the decoder's own words last (a narrow column shows the start).
@@ -359,16 +413,20 @@ def _load(path: Path, image: Image.Image) -> None:
 
 def _normalise(path: Path, image: Image.Image, fmt: str, head: bytes) -> DecodedImage:
     notes: list[str] = []
+    others = int(getattr(image, "n_frames", 1)) - 1
     if image.format == "MPO":
         notes.append(
-            f"kept the main photo; {int(getattr(image, 'n_frames', 1)) - 1} extra frame(s) "
-            "(preview or depth map) not copied"
+            f"kept the main photo; {others} extra frame(s) (preview or depth map) not copied"
         )
+    elif image.format == "HEIF" and others:
+        notes.append(f"kept the main photo; {others} other image{'s' * (others > 1)} not copied")
     tiff_compression = image.info.get("compression") if fmt == "TIFF" else None
     dpi = image.info.get("dpi")
     exif = _upright(image, notes)
     xmp = image.info.get("xmp")  # after _upright, which removes its orientation too
     icc = image.info.get("icc_profile") or None
+    if icc is None and image.format == "HEIF":
+        icc = nclx_icc_profile(image.info.get("nclx_profile"), notes)
     bit_depth = _bit_depth(image, fmt, head)
     if bit_depth > 8:
         notes.append(f"{bit_depth}-bit image saved as 8-bit (scaled, not clipped)")
@@ -430,6 +488,8 @@ def _upright(image: Image.Image, notes: list[str]) -> Image.Exif | None:
 def _bit_depth(image: Image.Image, fmt: str, head: bytes) -> int:
     if image.mode.startswith("I;16"):
         return 16
+    if fmt == "HEIF" and isinstance(image.info.get("bit_depth"), int):
+        return int(image.info["bit_depth"])  # pillow-heif hands over 10/12-bit photos as 8-bit
     if fmt == "PNG" and len(head) > 24:
         return int(head[24])  # IHDR bit depth: Pillow reads 48/64-bit PNG as 8-bit RGB(A)
     if fmt == "TIFF":

@@ -41,6 +41,9 @@ class Target:
     # bytes, it is this photo's output whose record was lost (a manifest cut mid-line): adopted,
     # not written again under the next name.
     maybe_ours: Path | None = None
+    # The format the output is written in, decided with its name (a HEIC with transparency
+    # becomes a PNG only when its name says so); "" for a placeholder.
+    format: str = ""
 
 
 class OutputNamer:
@@ -78,12 +81,19 @@ class OutputNamer:
         self.kept: dict[Path, str] = {}  # earlier runs' outputs -> the key of their photo
 
     def plan(
-        self, source: Path, relative: Path, source_format: str = "", owner: str = ""
+        self,
+        source: Path,
+        relative: Path,
+        source_format: str = "",
+        owner: str = "",
+        *,
+        alpha: bool = False,
     ) -> Target:
         """The output for ``source`` (at ``relative`` below the inputs), reserved for it.
         ``source_format``: its format by content, when already read (else it is sniffed);
-        ``owner``: the photo's key (names kept for it are its own)."""
-        target = self._plan(relative, source_format or self._sniff(source), owner)
+        ``owner``: the photo's key (names kept for it are its own); ``alpha``: its header
+        says it holds transparency."""
+        target = self._plan(relative, source_format or self._sniff(source), owner, alpha)
         if not target.taken:
             self.written.add(target.path)  # a later photo of this run gets another name
         return target
@@ -110,10 +120,10 @@ class OutputNamer:
         except OSError:
             return None
 
-    def _plan(self, relative: Path, source_format: str | None, owner: str) -> Target:
+    def _plan(self, relative: Path, source_format: str | None, owner: str, alpha: bool) -> Target:
         if source_format is None:  # read_image will name the problem; plan a placeholder
             return Target(self.root / relative, owner=owner)
-        fmt = output_format(source_format, self.export)
+        fmt = output_format(source_format, self.export, alpha=alpha)
         name = output_name(relative.name, fmt, self.export.suffix)
         notes: tuple[str, ...] = ()
         limit = self.outputs.name_max(self.root)
@@ -124,17 +134,17 @@ class OutputNamer:
         if not self._free(path, owner):  # two photos map to one name: keep both
             path = next(c for c in unique_candidates(path) if self._free(c, owner))
         if not self.outputs.exists(path):  # the policy decides for the name it lands on
-            return Target(path, notes=notes, owner=owner)
+            return Target(path, notes=notes, owner=owner, format=fmt)
         if self.policy == "skip":
-            return Target(path, taken=True, owner=owner)
+            return Target(path, taken=True, owner=owner, format=fmt)
         if self.policy == "unique":  # the next name free here too, settled in job order
             taken = path
             path = next(c for c in unique_candidates(path) if self._untaken(c, owner))
-            return Target(path, notes=notes, owner=owner, maybe_ours=taken)
+            return Target(path, notes=notes, owner=owner, maybe_ours=taken, format=fmt)
         if self.policy == "overwrite" and not (self.wrote is not None and self.wrote(path)):
-            return Target(path, taken=True, foreign=True, owner=owner)
+            return Target(path, taken=True, foreign=True, owner=owner, format=fmt)
         replace = self.policy == "overwrite"
-        return Target(path, replace=replace, notes=notes, existing=True, owner=owner)
+        return Target(path, replace=replace, notes=notes, existing=True, owner=owner, format=fmt)
 
     def publish(self, temp: Path, target: Target) -> Path:
         """Give the complete temporary file its planned name (or the next free one)."""

@@ -27,7 +27,7 @@ from PIL import Image
 
 from spdesk.core.apply import Figures
 from spdesk.core.discovery import InputPhoto
-from spdesk.core.errors import Cancelled, ImageError, OutputError
+from spdesk.core.errors import Cancelled, ImageError, OutputError, SpdeskError
 from spdesk.core.events import CancelToken, Event, EventSink
 from spdesk.core.export import output_format, prepare, write_checked
 from spdesk.core.files import discard
@@ -354,8 +354,8 @@ class JobRun:
                 return None
         # The walk's header says the format: no second open of the photo just for its name.
         header = self.job.walked_headers.get(item.source)
-        fmt = header.format if header else ""
-        target = self.names.plan(item.source, item.relative, fmt, owner=item.key)
+        fmt, alpha = (header.format, header.has_alpha) if header else ("", False)
+        target = self.names.plan(item.source, item.relative, fmt, owner=item.key, alpha=alpha)
         if target.taken:
             # Front-ends add how to choose another policy, in their own words (kind tells).
             reason = (
@@ -436,7 +436,8 @@ class JobRun:
     ) -> _Outcome:
         self.check()
         self._progress(task.item, 2, "saving")
-        fmt = output_format(decoded.source_format, self._export)
+        # The planned name decided the format (a placeholder's did not: the photo named none).
+        fmt = task.target.format or output_format(decoded.source_format, self._export)
         encoded = prepare(decoded, protected, fmt, self._export)
         decoded.notes.extend(encoded.notes)
         temp, size, digest = write_checked(
@@ -478,9 +479,10 @@ class JobRun:
         self._done(manifest, task, outcome, output)
         self.trim_heap()
 
-    def _stop(self, manifest: Manifest, item: _Planned, error: OutputError) -> None:
-        """A destination that takes no more files (full, read-only) stops the job: this photo
-        fails, the rest stay pending for the re-run that finishes them."""
+    def _stop(self, manifest: Manifest, item: _Planned, error: SpdeskError) -> None:
+        """A destination that takes no more files (full, read-only), or a protection file that
+        turns out damaged, stops the job: this photo fails, the rest stay pending for the
+        re-run that finishes them."""
         if self.report.stopped is None:
             self._fail(manifest, item, FailReason.ERROR, error.message, error.hint or "")
             self.report.stopped = _stopped_text(error)
@@ -570,6 +572,7 @@ class JobRun:
         self.emit(event)
 
 
-def _stopped_text(error: OutputError) -> str:
-    """Why the job stopped (a full disk, a manifest it cannot write), and how to finish it."""
+def _stopped_text(error: SpdeskError) -> str:
+    """Why the job stopped (a full disk, a manifest it cannot write, a damaged protection
+    file), and how to finish it."""
     return f"{error.user_text()} Then run the same job again: finished photos are kept and skipped."

@@ -1,7 +1,8 @@
 """The queue of photos: thumbnail, name, status per photo, progress, and retry for failed rows.
 
 Thumbnails are decoded at a small size in a thread pool (``QImageReader`` with a scaled size is
-cheap and thread-safe) and handed back to the GUI thread through a signal.
+cheap and thread-safe) and handed back to the GUI thread through a signal. Photos Qt cannot read
+(HEIC, AVIF) are decoded there by spdesk's own reader instead.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from spdesk.core.errors import ImageError
 from spdesk.core.files import shown
+from spdesk.core.imageio import read_thumbnail
 
 THUMB = 48  # thumbnail edge in pixels
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # a row's progress, 0..1, painted as a bar
@@ -90,8 +93,22 @@ class _ThumbJob(QRunnable):
                 size.scaled(THUMB * 2, THUMB * 2, Qt.AspectRatioMode.KeepAspectRatio)
             )
         image = reader.read()
+        if image.isNull():  # not a format Qt reads: spdesk's reader does (in this thread too)
+            image = _pillow_thumbnail(self._path)
         if not image.isNull():
             self._signals.ready.emit(str(self._path), image)
+
+
+def _pillow_thumbnail(path: Path) -> QImage:
+    """A thumbnail decoded by spdesk's own reader, or a null image where it cannot read it
+    (the row's status tells why once the job runs)."""
+    try:
+        thumb = read_thumbnail(path, THUMB * 2).convert("RGBA")
+    except ImageError:
+        return QImage()
+    data = thumb.tobytes()
+    image = QImage(data, thumb.width, thumb.height, 4 * thumb.width, QImage.Format.Format_RGBA8888)
+    return image.copy()  # QImage borrows ``data``: the copy owns its pixels
 
 
 class _ProgressDelegate(QStyledItemDelegate):

@@ -1,0 +1,40 @@
+"""Formats by content: ISO media files (HEIC, AVIF) told apart by their brands."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from spdesk.core.formats import IMAGE_SUFFIXES, readable_kinds, sniff
+
+
+def _ftyp(major: bytes, *compatible: bytes) -> bytes:
+    body = major + bytes(4) + b"".join(compatible)
+    return struct.pack(">I", 8 + len(body)) + b"ftyp" + body
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (_ftyp(b"avif", b"avif", b"mif1", b"miaf"), "AVIF"),
+        (_ftyp(b"avis", b"avis", b"msf1"), "AVIF"),
+        (_ftyp(b"mif1", b"mif1", b"avif", b"miaf"), "AVIF"),
+        (_ftyp(b"mif1", b"mif1", b"miaf") + b"\0\0\0\x15infe\x02\0\0\0\0\x01\0\0av01", "AVIF"),
+        (_ftyp(b"heic", b"mif1", b"heic"), "HEIF"),
+        (_ftyp(b"mif1", b"mif1", b"heic", b"miaf"), "HEIF"),
+        (_ftyp(b"mif1", b"mif1", b"miaf") + b"\0\0\0\x15infe\x02\0\0\0\0\x01\0\0hvc1", "HEIF"),
+        (_ftyp(b"isom", b"isom", b"mp41"), None),  # a video
+    ],
+)
+def test_iso_media_photos_are_told_apart_by_brand(head: bytes, expected: str | None) -> None:
+    assert sniff(head) == expected
+
+
+def test_avif_is_named_among_readable_kinds_where_pillow_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("spdesk.core.formats.avif_supported", lambda: True)
+    assert readable_kinds().endswith(", AVIF") and ".avif" in IMAGE_SUFFIXES
+    monkeypatch.setattr("spdesk.core.formats.avif_supported", lambda: False)
+    assert "AVIF" not in readable_kinds()

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spdesk.core.errors import ImageError, OutputExistsError
+from spdesk.core.errors import ConfigError, ImageError, OutputExistsError, OutputPermissionError
 from spdesk.core.export import check_written, output_format, output_name, prepare, write_temp
 from spdesk.core.imageio import read_image
 from spdesk.core.jobs import ProtectJob, ProtectSettings
-from spdesk.core.jobs.events import SkipReason
+from spdesk.core.jobs.events import JobReport, SkipReason
 from spdesk.core.jobs.protector import build_protector, protect_photo
 from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, read_job_manifest
 from spdesk.core.perturbation import load_perturbation
@@ -472,3 +472,128 @@ def test_a_store_whose_host_is_not_found_is_a_named_error(
     err = capsys.readouterr().err
     assert f"Cannot reach {out}:" in err and "This is a bug" not in err
     assert not (tmp_path / "x").exists()
+
+
+def _run(
+    place: Place, inputs: str, out: str, settings: ProtectSettings, **changes: object
+) -> JobReport:
+    """The local engine from ``inputs`` to ``out`` (below the place's root)."""
+    settings = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+    filesystem = getattr(place.store, "fs", None)
+    return ProtectJob([place.at(inputs)], place.at(out), settings, filesystem=filesystem).run()
+
+
+def _shards(place: Place, out: str) -> list[str]:
+    folder = place.at(f"{out}/{SHARDS_FOLDER}")
+    if isinstance(place.store, FolderStore):
+        return sorted(p.name for p in Path(folder).glob("*"))
+    return sorted(place.store.fs.find(folder))  # type: ignore[attr-defined]
+
+
+def test_an_output_prefix_with_brackets_gets_its_manifest_and_a_rerun_skips_every_photo(
+    place: Place, tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """The shards of ``out[2024]`` were looked up with a glob, which read the brackets as a
+    pattern: never merged, so every re-run protected every photo again."""
+    place.put(place.at("in/a.jpg"), _photo_bytes(tmp_path))
+    _run(place, "in", "out[2024]", settings)
+    again = _run(place, "in", "out[2024]", settings)
+    assert not again.done
+    assert [s.kind for s in again.skipped] == [SkipReason.ALREADY_DONE]
+    assert place.exists(place.at(f"out[2024]/{MANIFEST_NAME}"))
+    assert _shards(place, "out[2024]") == []
+
+
+def test_protecting_in_place_leaves_out_the_outputs_of_earlier_runs(
+    place: Place, tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """With another suffix, an earlier run's outputs are not named like this run's: the
+    manifest's record of them leaves them out, in an object store as in a folder."""
+    place.put(place.at("in/a.jpg"), _photo_bytes(tmp_path))
+    _run(place, "in", "in", settings, allow_output_in_input=True)
+    again = _run(place, "in", "in", settings, allow_output_in_input=True, suffix=".v2")
+    assert [posixpath.basename(str(e.output)) for e in again.done] == ["a.v2.jpg"]
+    reasons = {posixpath.basename(str(s.source)): s.reason for s in again.skipped}
+    assert reasons["a.protected.jpg"].startswith("an output of an earlier spdesk run")
+    assert not place.exists(place.at("in/a.protected.v2.jpg"))
+
+
+def test_an_output_inside_the_inputs_is_refused_unless_allowed(
+    place: Place, tmp_path: Path, settings: ProtectSettings
+) -> None:
+    place.put(place.at("in/a.jpg"), _photo_bytes(tmp_path))
+    for out in ("in", "in/protected"):
+        with pytest.raises(ConfigError, match="is inside the input folder"):
+            _run(place, "in", out, settings)
+    assert not place.exists(place.at(f"in/protected/{MANIFEST_NAME}"))
+
+
+@pytest.mark.parametrize("store", ["memory", "s3"])
+def test_a_key_with_an_empty_folder_in_its_name_is_protected_once(
+    store: str, tmp_path: Path, settings: ProtectSettings, request: pytest.FixtureRequest
+) -> None:
+    """``in//double.jpg`` is a valid object key; made a Path, it became ``in/double.jpg``,
+    which does not exist: it failed as "no longer exists" on every run."""
+    if store == "s3":
+        request.getfixturevalue("s3_endpoint")
+    place = _s3(tmp_path) if store == "s3" else _memory(tmp_path)
+    place.put(place.at("in//double.jpg"), _photo_bytes(tmp_path))
+    report = _run(place, "in", "out", settings)
+    assert not report.failed
+    assert [posixpath.basename(str(e.output)) for e in report.done] == ["double.protected.jpg"]
+    again = _run(place, "in", "out", settings)
+    assert [s.kind for s in again.skipped] == [SkipReason.ALREADY_DONE]
+
+
+def test_an_output_store_that_refuses_writes_stops_the_job_before_any_photo(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """A read-only bucket (IAM): every photo was protected, then failed naming an internal
+    shard; now the job stops at once with the output's name, as for a read-only folder."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    class ReadOnly(MemoryFileSystem):
+        def pipe_file(
+            self, path: str, value: bytes, mode: str = "overwrite", **kwargs: object
+        ) -> None:
+            raise PermissionError(13, "Access Denied", path)
+
+    place = _memory(tmp_path)
+    place.put(place.at("in/a.jpg"), _photo_bytes(tmp_path))
+    fs = ReadOnly()
+    store = FsspecStore(fs)
+    read: list[object] = []
+    store.read_image = lambda *args, **kwargs: read.append(args)  # type: ignore[method-assign]
+    job = ProtectJob([place.at("in")], place.at("out"), settings, filesystem=fs)
+    job.store = job.output_store = store
+    with pytest.raises(OutputPermissionError, match=rf"^Cannot write into {place.at('out')}:"):
+        job.run()
+    assert not read
+
+
+def test_folder_marker_objects_are_left_out_silently(
+    s3_endpoint: str, tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """The console's "Create folder" makes a zero-byte ``in/empty/``: not a file of the
+    folder, so not "left out: not a photo"."""
+    place = _s3(tmp_path)
+    place.put(place.at("in/a.jpg"), _photo_bytes(tmp_path))
+    bucket, root = place.root.split("/", 1)
+    place.store.fs.call_s3("put_object", Bucket=bucket, Key=f"{root}/in/empty/", Body=b"")  # type: ignore[attr-defined]
+    place.store.fs.invalidate_cache()  # type: ignore[attr-defined]
+    report = _run(place, "in", "out", settings)
+    assert len(report.done) == 1 and not report.skipped and not report.failed
+
+
+def test_overwrite_replaces_the_copy_an_earlier_unique_run_stepped_past(
+    place: Place, tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """A "unique" run's line replaced the proof of the photo's first copy: an "overwrite" run
+    then took that copy for someone else's file and skipped the photo."""
+    place.put(place.at("in/a.jpg"), _photo_bytes(tmp_path))
+    _run(place, "in", "out", settings)
+    _run(place, "in", "out", settings, quality=90, collision="unique")
+    report = _run(place, "in", "out", settings, quality=80, collision="overwrite")
+    assert not report.skipped
+    assert [posixpath.basename(str(e.output)) for e in report.done] == ["a.protected.jpg"]
+    assert sorted(_outputs(place, tmp_path)) == ["a.protected-2.jpg", "a.protected.jpg"]

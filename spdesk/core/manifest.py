@@ -14,6 +14,10 @@ A file counts as finished only if its line says "done" with the same settings fi
 source is unchanged (size and modification time) and the output is still there with the recorded
 size. Anything else is protected again. Each "done" line also records the output's sha256: an
 existing file is replaced (collision policy "overwrite") only when it still has that content.
+A source's latest line carries the proofs (name, size, sha256) of the other outputs spdesk wrote
+for it, in ``earlier_outputs``: a copy an earlier run made under another name ("unique") stays
+spdesk's after the line that recorded it is replaced. Lines without it (older manifests) read as
+before.
 
 Many writers (the tasks of a distributed run) each append to a shard of their own,
 ``spdesk-manifest.d/NAME.jsonl``, in the same format; the job that holds the folder merges the
@@ -45,6 +49,8 @@ PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
 # An object store's output about to be uploaded (see spdesk.core.stores.StoreManifest).
 PUBLISHING = "publishing"
 _WRITTEN = (DONE, PUBLISHING)  # lines naming an output spdesk wrote (a sha256 proves which)
+EARLIER_OUTPUTS = "earlier_outputs"  # the proofs of a source's other outputs (see supersede)
+_PROOF_FIELDS = ("output", "output_size", "output_sha256")
 SYNC_INTERVAL_S = 1.0
 
 
@@ -137,7 +143,8 @@ class Manifest:
     # -- records --------------------------------------------------------------------------------
     def record(self, source: str, status: str, **fields: Any) -> None:
         """Append one line: ``source`` is now ``status`` (OutputError if it cannot be written)."""
-        entry = {"source": source, "status": status, "time": time.time(), **fields}
+        line = {"source": source, "status": status, "time": time.time(), **fields}
+        entry = supersede(self.entries.get(source), line)
         self.entries[source] = entry
         self._index(entry)
         self._append([entry])
@@ -158,7 +165,7 @@ class Manifest:
             previous = self.entries.get(source)
             if previous is not None and previous.get("status") == DONE:
                 continue  # keep the proof of the finished output
-            entry = {"source": source, "status": PENDING, "settings": settings}
+            entry = supersede(previous, {"source": source, "status": PENDING, "settings": settings})
             self.entries[source] = entry
             lines.append(entry)
         self._append(lines)
@@ -184,19 +191,34 @@ class Manifest:
         return bool(digests) and self._output_sha256(path) in digests
 
     def _index(self, entry: dict[str, Any]) -> None:
-        output, digest = entry.get("output"), entry.get("output_sha256")
-        if self._written is not None and entry.get("status") in _WRITTEN and output and digest:
-            self._written.setdefault(str(output), set()).add(str(digest))
+        if self._written is None:
+            return
+        for proof in output_proofs(entry):
+            self._written.setdefault(proof["output"], set()).add(str(proof["output_sha256"]))
 
     def kept_outputs(self, sources: Iterable[str]) -> dict[Path, str]:
-        """The outputs ``sources`` were last recorded done with (path -> source): the names a
-        run keeps for them, whatever the settings."""
-        kept = {}
+        """The outputs recorded written for ``sources`` (path -> source), the latest and the
+        earlier ones: the names a run keeps for them, whatever the settings."""
+        kept: dict[Path, str] = {}
         for source in sources:
             entry = self.entries.get(source, {})
-            if entry.get("status") in _WRITTEN and entry.get("output"):
-                kept[self.root / str(entry["output"])] = source
+            outputs = [p["output"] for p in _earlier_proofs(entry)]
+            if entry.get("status") in _WRITTEN and isinstance(entry.get("output"), str):
+                outputs.append(entry["output"])
+            kept.update((self.root / output, source) for output in outputs if output)
         return kept
+
+    def recorded_outputs(self) -> set[Path]:
+        """Every output the manifest and its shards name, whatever the line's status, read
+        without opening it (protecting in place: those files are never inputs)."""
+        entries = [*self.entries.values(), *self._shard_entries()]
+        outputs = {str(e["output"]) for e in entries if isinstance(e.get("output"), str)}
+        outputs.update(p["output"] for e in entries for p in output_proofs(e))
+        return {self.root / output for output in outputs if output}
+
+    def _shard_entries(self) -> list[dict[str, Any]]:
+        """The lines of the shards not yet merged (a distributed run killed before merging)."""
+        return [e for path in shard_paths(self.root) for e in read_job_manifest(path).values()]
 
     def finished_output(
         self, source: str, settings: str, signature: SourceSignature
@@ -289,7 +311,9 @@ def merge_entries(
 
     A failed or skipped photo changed no output, so its line never replaces one that proves an
     output spdesk wrote: the rule the job keeps when it writes one line, kept here for the
-    writers of a distributed run, whose shards do not hold the earlier runs' lines.
+    writers of a distributed run, whose shards do not hold the earlier runs' lines. A line
+    that wins carries the proofs of the outputs the line it replaces named (see
+    :func:`supersede`).
     """
     newer = []
     for entry in sorted(found, key=_entry_time):
@@ -298,9 +322,55 @@ def merge_entries(
             continue
         if entry.get("status") in (FAILED, SKIPPED) and before.get("status") in _WRITTEN:
             continue
+        entry = supersede(before, entry)
         entries[entry["source"]] = entry
         newer.append(entry)
     return newer
+
+
+def supersede(before: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` as its source's latest line in place of ``before``, carrying the proofs of
+    the other outputs spdesk wrote for the source (an "overwrite" may replace them; protecting
+    in place leaves them out). A "done" line drops the older proofs of its own name: that file
+    holds its bytes now."""
+    proofs = {_proof_key(p): p for p in output_proofs(before or {})}
+    proofs.update((_proof_key(p), p) for p in _earlier_proofs(entry))
+    own = _own_proof(entry)
+    for key in list(proofs):
+        replaced = entry.get("status") == DONE and key[0] == entry.get("output")
+        if replaced or (own is not None and key == _proof_key(own)):
+            del proofs[key]
+    line = {k: v for k, v in entry.items() if k != EARLIER_OUTPUTS}
+    return {**line, EARLIER_OUTPUTS: list(proofs.values())} if proofs else line
+
+
+def output_proofs(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The outputs a line proves spdesk wrote for its source (name, size, sha256): its own,
+    and those it carries from the lines it replaced."""
+    own = _own_proof(entry)
+    return [*_earlier_proofs(entry), *([own] if own is not None else [])]
+
+
+def _own_proof(entry: dict[str, Any]) -> dict[str, Any] | None:
+    output, digest = entry.get("output"), entry.get("output_sha256")
+    if entry.get("status") not in _WRITTEN or not isinstance(output, str) or not digest:
+        return None
+    return {field: entry.get(field) for field in _PROOF_FIELDS}
+
+
+def _earlier_proofs(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    earlier = entry.get(EARLIER_OUTPUTS)
+    if not isinstance(earlier, list):  # an older manifest's line, or a foreign one
+        return []
+    return [
+        p
+        for p in earlier
+        if isinstance(p, dict) and isinstance(p.get("output"), str) and p.get("output_sha256")
+    ]
+
+
+def _proof_key(proof: dict[str, Any]) -> tuple[str, str]:
+    return str(proof["output"]), str(proof.get("output_sha256"))
 
 
 def compact_text(entries: dict[str, dict[str, Any]]) -> str:
@@ -344,7 +414,7 @@ def parse_job_manifest(text: str) -> dict[str, dict[str, Any]]:
         except json.JSONDecodeError:
             continue  # the last line of a killed job may be cut short
         if isinstance(entry, dict) and isinstance(entry.get("source"), str):
-            entries[entry["source"]] = entry
+            entries[entry["source"]] = supersede(entries.get(entry["source"]), entry)
     return entries
 
 

@@ -91,6 +91,7 @@ from spdesk.core.manifest import (
     merge_entries,
     parse_job_manifest,
     shard_path,
+    supersede,
 )
 
 # Object metadata that says when an object was last written, by file system (s3fs, gcsfs,
@@ -101,6 +102,10 @@ _TIME_FIELDS = ("mtime", "LastModified", "updated", "created")
 _OBJECT_NAME_MAX = 255
 _HEADER_BLOCK = 64 * 1024  # a photo's header is read in blocks of this many bytes
 _HEADS_PER_REQUEST = 256  # first bytes of this many objects fetched together while listing
+# As the local walk says it (spdesk.core.discovery).
+_RECORDED_OUTPUT = (
+    "an output of an earlier spdesk run in this folder (spdesk never protects its outputs twice)"
+)
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,11 @@ class Store(Protocol):
 
     def key(self, path: Path) -> str:
         """The photo's name in the manifest (a local absolute path, or a URL)."""
+        ...
+
+    def within(self, path: Path, folder: Path) -> bool:
+        """Whether ``path`` is the folder ``folder`` or lies under it (False when ``folder``
+        is not a folder): an output inside the inputs."""
         ...
 
     def shown(self, path: Path | str) -> str:
@@ -204,6 +214,12 @@ class FolderStore:
 
     def key(self, path: Path) -> str:
         return os.path.abspath(path)
+
+    def within(self, path: Path, folder: Path) -> bool:
+        if not folder.is_dir():
+            return False
+        path, folder = path.resolve(), folder.resolve()  # links resolved
+        return path == folder or folder in path.parents
 
     def shown(self, path: Path | str) -> str:
         return shown(path)
@@ -289,16 +305,20 @@ class FsspecStore:
         # What listing the inputs told (the driver plans from it without a request per photo).
         self._signatures: dict[str, SourceSignature] = {}
         self._formats: dict[str, str | None] = {}
+        # Listed keys a Path does not keep (``in//a.jpg`` is ``in/a.jpg`` as a Path), by the
+        # Path's name: photos are read by the key listed.
+        self._keys: dict[str, str] = {}
         # The output root's objects and sizes, listed once when its manifest opens.
         self._outputs: dict[str, int] | None = None
         self._outputs_root = ""
 
     def __getstate__(self) -> dict[str, Any]:
-        # A worker gets the file system, not the driver's listings.
-        return {"fs": self.fs, "scheme": self.scheme}
+        # A worker gets the file system and the keys of odd names, not the driver's listings.
+        return {"fs": self.fs, "scheme": self.scheme, "keys": self._keys}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["fs"], state.get("scheme", ""))  # type: ignore[misc]
+        self._keys = dict(state.get("keys", {}))
 
     # -- inputs -----------------------------------------------------------------------------
     def discover(self, paths: Sequence[Path], options: DiscoveryOptions) -> Discovery:
@@ -336,7 +356,8 @@ class FsspecStore:
         name; hidden, system and output folders left out; photos by content."""
         listing: dict[str, dict[str, Any]] = self.fs.find(root, detail=True)
         files = sorted(
-            (path for path, info in listing.items() if info.get("type") != "directory"),
+            # A key ending in "/" is a folder's marker (S3 console's "Create folder").
+            (p for p, info in listing.items() if info.get("type") != "directory" and p[-1:] != "/"),
             key=lambda path: _walk_key(posixpath.relpath(path, root)),
         )
         relative = {path: posixpath.relpath(path, root) for path in files}
@@ -357,6 +378,8 @@ class FsspecStore:
                 continue
             reason = name_reason(posixpath.basename(path), options)
             if reason is None:
+                reason = self._key_reason(path, listing, options)
+            if reason is None:
                 undecided.append(path)
             elif reason:
                 found.skipped.append(SkippedInput(Path(path), reason))
@@ -369,9 +392,25 @@ class FsspecStore:
             if reason is None and path not in seen:
                 seen.add(path)
                 self._signatures[path] = self._signature(path, listing[path])
+                if str(Path(path)) != path:
+                    self._keys[str(Path(path))] = path
                 found.photos.append(InputPhoto(Path(path), Path(root)))
             elif reason:
                 found.skipped.append(SkippedInput(Path(path), reason))
+
+    def _key_reason(
+        self, path: str, listing: dict[str, Any], options: DiscoveryOptions
+    ) -> str | None:
+        """Why a listed key that is no spdesk file by name is left out for what it names: an
+        earlier run's output (protecting in place), or a key another key's name hides."""
+        if options.is_recorded_output is not None and options.is_recorded_output(Path(path)):
+            return _RECORDED_OUTPUT
+        if str(Path(path)) != path and str(Path(path)) in listing:
+            return (
+                f"another photo is named {self.shown(Path(path))}: this name differs only by an "
+                "empty or '.' folder, which spdesk cannot tell apart (rename one of them)"
+            )
+        return None
 
     def _heads(self, paths: list[str]) -> dict[str, bytes | OSError]:
         """The first bytes of each object (many requests at once where the file system can),
@@ -404,15 +443,28 @@ class FsspecStore:
     def key(self, path: Path) -> str:
         if _is_local(self.fs):  # the local engine's key: either engine skips what one did
             return os.path.abspath(path)
-        return str(self.fs.unstrip_protocol(str(path)))
+        return str(self.fs.unstrip_protocol(self._listed(path)))
+
+    def within(self, path: Path, folder: Path) -> bool:
+        inner, outer = self._strip(path), self._strip(folder)
+        if inner != outer and not inner.startswith(outer.rstrip("/") + "/"):
+            return False
+        try:
+            return bool(self.fs.isdir(outer))
+        except OSError:
+            return False
 
     def shown(self, path: Path | str) -> str:
-        text = str(path)
+        text = self._listed(path)
         return shown(f"{self.scheme}://{text.lstrip('/')}" if self.scheme else text)
 
+    def _listed(self, path: Path | str) -> str:
+        """The key of ``path`` as listed (see ``_keys``)."""
+        return self._keys.get(str(path), str(path))
+
     def signature(self, path: Path) -> SourceSignature:
-        known = self._signatures.get(str(path))
-        return known if known is not None else self._signature(str(path))
+        known = self._signatures.get(self._listed(path))
+        return known if known is not None else self._signature(self._listed(path))
 
     def _signature(self, path: str, info: dict[str, Any] | None = None) -> SourceSignature:
         """Size and modification time from the listing (``info``); on this machine's own disk
@@ -423,21 +475,22 @@ class FsspecStore:
         return SourceSignature(int(info.get("size") or 0), _mtime_ns(info))
 
     def sniff(self, path: Path) -> str | None:
-        if str(path) in self._formats:
-            return self._formats[str(path)]
-        return sniff(self._head(str(path)))
+        key = self._listed(path)
+        if key in self._formats:
+            return self._formats[key]
+        return sniff(self._head(key))
 
     def read_header(self, path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> PhotoHeader:
         try:
             # Ranged reads of a small block: the header only, not the photo (read next).
-            with self.fs.open(str(path), "rb", block_size=_HEADER_BLOCK) as handle:
+            with self.fs.open(self._listed(path), "rb", block_size=_HEADER_BLOCK) as handle:
                 return read_header_from(handle, Path(path), max_pixels=max_pixels)
         except OSError as error:
             raise read_error(self.shown(path), error) from error
 
     def read_image(self, path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
         try:
-            data = self.fs.cat_file(str(path))  # one GET; photos are decoded in memory anyway
+            data = self.fs.cat_file(self._listed(path))  # one GET; decoded in memory anyway
             return read_image_from(io.BytesIO(data), Path(path), max_pixels=max_pixels)
         except OSError as error:
             raise read_error(self.shown(path), error) from error
@@ -519,7 +572,7 @@ class FsspecStore:
         manifest = posixpath.join(str(root), MANIFEST_NAME)
         entries = parse_job_manifest(self.text(manifest))
         self._forget_listings(str(root))  # shards other processes (Ray workers) wrote
-        shards = sorted(self.fs.glob(posixpath.join(str(root), SHARDS_FOLDER, "*.jsonl")))
+        shards = self.shards(str(root))
         if not shards:
             return entries
         found = [e for shard in shards for e in parse_job_manifest(self.text(shard)).values()]
@@ -529,6 +582,12 @@ class FsspecStore:
             with contextlib.suppress(OSError):
                 self.fs.rm_file(shard)
         return entries
+
+    def shards(self, root: str) -> list[str]:
+        """The shard objects of the output ``root``: listed, not globbed (a prefix may hold
+        ``[`` or ``*``)."""
+        found = self.fs.find(posixpath.join(root, SHARDS_FOLDER))
+        return sorted(str(path) for path in found if str(path).endswith(".jsonl"))
 
     def _put(self, target: str, data: bytes, *, replace: bool, idempotent: bool = True) -> None:
         """One PUT of the whole object; ``replace`` False: only if no other bytes hold the name
@@ -590,12 +649,30 @@ class StoreManifest(Manifest):
             if self.shard is None:
                 self.entries = self.store.merge_shards(str(self.root))
                 self.store.survey(self.root)
+                self._check_writable()
             else:  # a retried batch: its shard object keeps the earlier try's lines
                 self.entries = self._load()
                 self.lines = list(self.entries.values())
         except OSError as error:
             raise output_error(error, self.store.shown(self.path)) from error
         return self
+
+    def _check_writable(self) -> None:
+        """Store this writer's (empty) shard once: a store that refuses writes (a read-only
+        bucket) stops the job before any photo is protected, not after each one."""
+        try:
+            self.store.write_shard(str(self.root), self.name, [])
+        except OutputPermissionError as error:
+            raise OutputPermissionError(
+                f"Cannot write into {self.store.shown(self.root)}: the store refuses writes "
+                "there (read-only, or your credentials may only read).",
+                hint="Choose an output you can write to (spdesk protect --out URL), or use "
+                "credentials allowed to write there.",
+            ) from error
+
+    def _shard_entries(self) -> list[dict[str, Any]]:
+        shards = self.store.shards(str(self.root))
+        return [e for shard in shards for e in parse_job_manifest(self.store.text(shard)).values()]
 
     def close(self, *, compact: bool = True) -> None:
         with contextlib.suppress(OutputError):  # a store refusing writes: merged next time
@@ -621,6 +698,7 @@ class StoreManifest(Manifest):
             "settings": settings,
             **proof,
         }
+        entry = supersede(self.entries.get(source), entry)
         self.entries[source] = entry
         self._append([entry])
         self.flush()  # stored before the upload it announces

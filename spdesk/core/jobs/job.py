@@ -44,7 +44,7 @@ from spdesk.core.jobs.events import (
 from spdesk.core.jobs.fingerprint import output_fingerprint
 from spdesk.core.jobs.pool import JobRun
 from spdesk.core.jobs.protector import Protector, build_protector
-from spdesk.core.jobs.scan import HeaderScan, inside, scan_inputs
+from spdesk.core.jobs.scan import HeaderScan, scan_inputs
 from spdesk.core.jobs.settings import ProtectSettings
 from spdesk.core.manifest import Manifest
 from spdesk.core.perturbation import Perturbation, bundled_perturbation_path, load_perturbation
@@ -187,13 +187,13 @@ class ProtectJob:
         run.process_all(manifest, photos)
 
     def _check_output_root(self) -> None:
-        if self.settings.allow_output_in_input or not isinstance(self.store, FolderStore):
-            return  # an object store's listing leaves the output prefix out
+        if self.settings.allow_output_in_input or self.store is not self.output_store:
+            return  # inputs and output in two places: one cannot hold the other
         for path in self.inputs:
-            if path.is_dir() and inside(self.output_root, path):
+            if self.store.within(self.output_root, path):
                 raise ConfigError(
-                    f"The output folder {shown(self.output_root)} is inside the input folder "
-                    f"{shown(path)}.",
+                    f"The output folder {self.store.shown(self.output_root)} is inside the "
+                    f"input folder {self.store.shown(path)}.",
                     hint="Choose an output folder outside the photos being protected (or allow "
                     "it explicitly: spdesk protect --allow-output-in-input).",
                 )

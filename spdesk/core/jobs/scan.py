@@ -28,7 +28,7 @@ from spdesk.core.imageio import (
     read_header_from,
 )
 from spdesk.core.jobs.settings import ProtectSettings
-from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, read_job_manifest, shard_paths
+from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER
 from spdesk.core.stores import FolderStore, Store
 
 
@@ -46,13 +46,15 @@ def scan_inputs(
     inputs are (a folder by default, or an object store); ``sniffer`` tells a walked file's
     format (see :class:`~spdesk.core.discovery.DiscoveryOptions`)."""
     settings = settings or ProtectSettings()
+    store = store or FolderStore()
     pattern = output_name_pattern(settings.suffix)
-    local = store is None or isinstance(store, FolderStore)
-    recorded = _recorded_outputs(output_root, paths) if local else set()
+    # A folder's files are told apart by their real paths (links resolved), objects by name.
+    identity = os.path.realpath if isinstance(store, FolderStore) else str
+    recorded = {identity(p) for p in _recorded_outputs(store, output_root, paths)}
     options = DiscoveryOptions(
         follow_symlinks=settings.follow_symlinks,
         is_output_name=lambda name: pattern.fullmatch(name) is not None,
-        is_recorded_output=(lambda path: os.path.realpath(path) in recorded) if recorded else None,
+        is_recorded_output=(lambda path: identity(path) in recorded) if recorded else None,
         output_marker=MANIFEST_NAME,
         lock_name=LOCK_NAME,
         shards_folder=SHARDS_FOLDER,
@@ -60,22 +62,16 @@ def scan_inputs(
         cancel=cancel,
         sniff=sniffer,
     )
-    return (store or FolderStore()).discover([Path(p) for p in paths], options)
+    return store.discover([Path(p) for p in paths], options)
 
 
-def _recorded_outputs(output_root: Path | None, inputs: Sequence[Path]) -> set[str]:
-    """The real paths of the outputs the output folder's manifest records (whatever the suffix
-    they were written with), when an input folder holds that folder (protecting in place):
-    they are never inputs."""
-    if output_root is None or not any(
-        Path(p).is_dir() and inside(output_root, Path(p)) for p in inputs
-    ):
+def _recorded_outputs(store: Store, output_root: Path | None, inputs: Sequence[Path]) -> set[Path]:
+    """The outputs the output folder's manifest and shards record (whatever the suffix they
+    were written with), when an input folder holds that folder (protecting in place): they
+    are never inputs."""
+    if output_root is None or not any(store.within(output_root, Path(p)) for p in inputs):
         return set()
-    # The shards too: a distributed run killed before merging them recorded its outputs there.
-    manifests = [output_root / MANIFEST_NAME, *shard_paths(output_root)]
-    entries = [e for path in manifests for e in read_job_manifest(path).values()]
-    outputs = (entry.get("output") for entry in entries)
-    return {os.path.realpath(output_root / str(o)) for o in outputs if isinstance(o, str) and o}
+    return store.manifest(output_root).recorded_outputs()
 
 
 def discover_inputs(paths: Sequence[Path], cancel: CancelToken | None = None) -> list[Path]:
@@ -194,9 +190,3 @@ def relative_paths(photos: list[InputPhoto]) -> list[Path]:
     except ValueError:  # different drives (Windows): mirror below each photo's own folder
         return [Path(p.path.name) for p in photos]
     return [Path(os.path.relpath(os.path.abspath(p.path), base)) for p in photos]
-
-
-def inside(path: Path, folder: Path) -> bool:
-    """Whether ``path`` is ``folder`` or lies under it (links resolved)."""
-    path, folder = path.resolve(), folder.resolve()
-    return path == folder or folder in path.parents

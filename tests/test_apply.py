@@ -226,6 +226,28 @@ def test_apply_working_delta_adds_a_finetuned_delta() -> None:
     np.testing.assert_array_equal(out.astype(int), np.clip(image.astype(int) + 3, 0, 255))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 9 / 255], ids=["nan", "inf", "over"])
+def test_a_delta_that_is_not_finite_or_over_its_budget_is_never_laid_on_a_photo(
+    bad: float,
+) -> None:
+    # A generator's NaN delta was cast to uint8: copies changed by up to 149 levels at
+    # strength 8. The bound is the product's promise: it is checked where every mode lays one.
+    from spdesk.core.apply import apply_working_delta_pil
+    from spdesk.core.errors import PerturbationFileError
+
+    working = np.full((3, 16, 16), 8 / 255, np.float32)
+    working[1, 2, 3] = bad
+    image = Image.fromarray(_photo(16, 16), mode="RGB")
+    with pytest.raises(PerturbationFileError, match="nothing was written"):
+        apply_working_delta_pil(image, working, eps=8)
+    pattern = Perturbation(delta=working, eps=8)  # built directly: no file check on the way
+    with pytest.raises(PerturbationFileError, match="nothing was written"):
+        UniversalApplier(pattern).apply(image)
+    with pytest.raises(PerturbationFileError, match="nothing was written"):
+        apply_working_delta(_photo(16, 16), working * 8)  # over 64, the largest budget
+    apply_working_delta_pil(image, np.full((3, 16, 16), 8 / 255, np.float32), eps=8)
+
+
 def test_apply_refuses_wrong_input() -> None:
     with pytest.raises(ValueError, match="uint8"):
         apply_perturbation(np.zeros((4, 4, 3), np.float32), _pert())

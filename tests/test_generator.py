@@ -282,3 +282,118 @@ def test_ctrl_c_during_train_generator_exits_130_and_never_replaces_a_file_alrea
         assert out.read_bytes() == before and "left as it was" in said
     else:
         assert not (tmp_path / "gen.partial.safetensors").exists()
+
+
+def _save_state(path: Path, state: dict[str, torch.Tensor], meta: object) -> Path:
+    """A generator file written as is (dtypes kept, any header), as a damaged one may be."""
+    from safetensors.torch import save
+
+    payload = save({name: tensor.contiguous() for name, tensor in state.items()})
+    (length,) = struct.unpack("<Q", payload[:8])
+    header = json.loads(payload[8 : 8 + length])
+    header["__metadata__"] = meta
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + payload[8 + length :])
+    return path
+
+
+def _header_of(path: Path) -> dict[str, str]:
+    meta = read_spec(path)
+    return {
+        "format": "spdesk-generator", "format_version": "1", "eps": repr(meta.eps),
+        "network": json.dumps(meta.network), "shaping": json.dumps(meta.shaping),
+    }  # fmt: skip
+
+
+def test_a_generator_whose_output_is_not_finite_is_refused_when_loaded(tmp_path: Path) -> None:
+    # Huge but finite weights (the bundled file's times 1e30) made NaN deltas, cast to uint8:
+    # copies changed by up to 149 levels at strength 8, and "2 protected".
+    huge = {k: v * 1e30 if v.dim() >= 2 else v for k, v in _model().state_dict().items()}
+    path = save_generator(
+        tmp_path / "huge.safetensors", huge, eps=8, network=SMALL.to_dict(),
+        shaping=shaping_to_dict(Shaping()),
+    )  # fmt: skip
+    with pytest.raises(PerturbationFileError, match=r"huge\.safetensors produced invalid values"):
+        load_generator(path)
+
+
+def test_a_generator_that_goes_bad_on_one_photo_is_refused_for_it(tmp_path: Path) -> None:
+    import numpy as np
+
+    from spdesk.core.photo_protect import GeneratorProtector
+
+    protector = GeneratorProtector(_save(tmp_path / "g.safetensors", _model()), key=bytes(32))
+    with torch.no_grad():
+        for weight in protector.model.parameters():
+            weight.mul_(1e30 if weight.dim() >= 2 else 1)
+    view = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    with pytest.raises(PerturbationFileError, match=r"g\.safetensors produced invalid values"):
+        protector.working_delta(view)
+
+
+def test_a_generator_that_writes_no_perturbation_is_refused_when_loaded(tmp_path: Path) -> None:
+    # It gave "0 protected, 2 unchanged (too small or flat...)", blaming the photos.
+    zeros = {name: torch.zeros_like(tensor) for name, tensor in _model().state_dict().items()}
+    path = save_generator(
+        tmp_path / "zeros.safetensors", zeros, eps=8, network=SMALL.to_dict(),
+        shaping=shaping_to_dict(Shaping()),
+    )  # fmt: skip
+    with pytest.raises(PerturbationFileError, match=r"zeros\.safetensors writes no perturbation"):
+        load_generator(path)
+
+
+def test_a_generator_with_integer_weights_is_refused_by_name(tmp_path: Path) -> None:
+    good = _save(tmp_path / "good.safetensors", _model())
+    state = {name: (t * 4).to(torch.int32) for name, t in _model().state_dict().items()}
+    path = _save_state(tmp_path / "ints.safetensors", state, _header_of(good))
+    with pytest.raises(
+        PerturbationFileError, match=r"ints\.safetensors stores its weights as int32"
+    ):
+        load_generator(path)
+
+
+@pytest.mark.parametrize(
+    "meta",
+    ["oops", ["format"], {"format": "spdesk-generator", "format_version": 1}],
+    ids=["text", "list", "number"],
+)
+def test_a_generator_header_that_is_not_text_settings_is_called_damaged(
+    tmp_path: Path, meta: object
+) -> None:
+    # A string gave "unexpected error (AttributeError...)"; format_version 1 (a number) gave
+    # "uses generator format version 1; this spdesk reads version 1".
+    path = _save_state(tmp_path / "odd.safetensors", _model().state_dict(), meta)
+    with pytest.raises(PerturbationFileError, match=r"odd\.safetensors has a damaged header"):
+        read_spec(path)
+
+
+@pytest.mark.parametrize("stored", ["[1, 2]", "null", '"text"'])
+def test_a_generator_whose_training_record_is_not_a_mapping_has_damaged_settings(
+    tmp_path: Path, stored: str
+) -> None:
+    good = _save(tmp_path / "good.safetensors", _model())
+    meta = {**_header_of(good), "metadata": stored}
+    path = _save_state(tmp_path / "odd.safetensors", _model().state_dict(), meta)
+    with pytest.raises(PerturbationFileError, match=r"odd\.safetensors has damaged settings"):
+        read_spec(path)
+
+
+def test_a_folder_or_a_pickle_given_as_a_generator_is_named_as_for_a_perturbation(
+    tmp_path: Path,
+) -> None:
+    import pickle
+
+    # A folder said "Generator file not found"; pickles a generic "not a safetensors file".
+    folder = tmp_path / "gen.safetensors"
+    folder.mkdir()
+    with pytest.raises(PerturbationFileError, match=r"gen\.safetensors is a folder"):
+        read_spec(folder)
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(1)}, checkpoint)
+    with pytest.raises(PerturbationFileError, match=r"model\.pt is a PyTorch/zip checkpoint"):
+        read_spec(checkpoint)
+    pickled = tmp_path / "array.pkl"
+    pickled.write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(PerturbationFileError, match=r"array\.pkl is a Python pickle") as info:
+        read_spec(pickled)
+    assert "generator" in str(info.value) and "perturbation" not in str(info.value)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from spdesk.core.errors import ConfigError
+from spdesk.core.errors import ConfigError, PerturbationFileError
 from spdesk.core.generator import GeneratorConfig
 from spdesk.core.jobs import ProtectJob, ProtectSettings
 from spdesk.core.jobs.fingerprint import output_fingerprint
@@ -70,6 +70,36 @@ def test_a_config_folder_that_cannot_hold_the_key_is_named(
     with pytest.raises(OutputError, match="Cannot read the protection key") as info:
         install_key()  # it was an "unexpected error (NotADirectoryError...)"
     assert "SPDESK_PROTECTION_KEY" in (info.value.hint or "")
+
+
+def test_a_folder_at_the_key_path_is_named_and_moving_it_away_is_suggested() -> None:
+    # It said "Cannot read ... Is a directory" and suggested freeing some space.
+    key_path().mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"protection\.key is a folder") as info:
+        install_key()
+    hint = info.value.hint or ""
+    assert "Move" in hint and "space" not in hint
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links need privileges on Windows")
+def test_a_broken_link_at_the_key_path_is_named_and_moving_it_away_is_suggested(
+    tmp_path: Path,
+) -> None:
+    # It said "Could not write ... No such file or directory".
+    key_path().parent.mkdir(parents=True)
+    key_path().symlink_to(tmp_path / "gone.key")
+    with pytest.raises(ConfigError, match=r"protection\.key is a link to .*gone\.key") as info:
+        install_key()
+    hint = info.value.hint or ""
+    assert "Move" in hint and "space" not in hint
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_a_key_others_can_read_is_made_private_when_read() -> None:
+    key = install_key()
+    key_path().chmod(0o644)  # restored from a backup
+    assert install_key() == key
+    assert stat.S_IMODE(key_path().stat().st_mode) == 0o600
 
 
 def test_processes_starting_together_all_get_the_one_key_made(
@@ -215,6 +245,36 @@ def test_a_job_in_photo_mode_protects_and_a_new_key_redoes(
     (said,) = [w for w in redone.warnings if "another protection key" in w]
     assert said.startswith("3 copies in this folder were made with another protection key")
     assert not any("protection key" in w for w in again.warnings)  # the same key: not said
+
+
+def test_a_generator_going_bad_mid_job_stops_it_naming_the_file(
+    tmp_path: Path, generator_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Invalid values from the generator are the file's fault, not the photo's: the job stops
+    with the file's error (not an "unexpected error" for each photo), the rest left pending."""
+    from spdesk.core import photo_protect
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index in range(3):
+        _photo(60 + index, 80, seed=index).save(inputs / f"p{index}.png")  # one batch each
+    real = photo_protect.finite_raw
+    calls = {"n": 0}
+
+    def bad_on_the_second_photo(*args: Any) -> torch.Tensor:
+        calls["n"] += 1  # the first call is the check made when the file is loaded
+        if calls["n"] == 3:
+            raise PerturbationFileError("g.safetensors produced invalid values: it is damaged.")
+        return real(*args)
+
+    monkeypatch.setattr(photo_protect, "finite_raw", bad_on_the_second_photo)
+    settings = ProtectSettings(mode="photo", generator=generator_file, workers=1)
+    report = ProtectJob([inputs], tmp_path / "out", settings).run()
+    assert [d.source.name for d in report.done] == ["p0.png"]
+    assert len(report.failed) == 1 and "produced invalid values" in report.failed[0].reason
+    assert "unexpected" not in report.failed[0].reason
+    assert [p.name for p in report.pending] == ["p2.png"]
+    assert report.stopped and "produced invalid values" in report.stopped
 
 
 def test_randomised_layouts_follow_the_install_key_not_the_file_name() -> None:

@@ -32,8 +32,9 @@ import numpy as np
 from PIL import Image, ImageChops
 
 from spdesk.core.colour import is_grey
+from spdesk.core.errors import PerturbationFileError
 from spdesk.core.geometry import layout_size, tile, working_size
-from spdesk.core.perturbation import Perturbation
+from spdesk.core.perturbation import BOUND_TOLERANCE, MAX_EPS, Perturbation
 
 _ZERO = 128  # the 8-bit level that stands for "no change" in a quantised canvas
 _CANVAS_LEVELS = np.abs(np.arange(256, dtype=np.float64) - _ZERO)  # change of each canvas level
@@ -97,9 +98,28 @@ def grey_delta(delta: np.ndarray) -> np.ndarray:
     return np.repeat(delta.mean(axis=0, keepdims=True), 3, axis=0)
 
 
-def _quantised_canvas(working: np.ndarray) -> Image.Image:
+def _quantised_canvas(working: np.ndarray, eps: float) -> Image.Image:
+    check_bound(working, eps)
     steps = np.rint(working.transpose(1, 2, 0) * 255.0) + _ZERO
     return Image.fromarray(np.clip(steps, 0, 255).astype(np.uint8), mode="RGB")
+
+
+def check_bound(delta: np.ndarray, eps: float) -> None:
+    """Refuse a delta with invalid values or over its budget of ``eps`` 8-bit steps. Every mode
+    lays its delta through here: |change| <= eps is what spdesk promises, whatever a damaged
+    file or a bug upstream computed (NaN once became changes of up to 149 levels at 8)."""
+    peak = float(np.abs(delta).max(initial=0.0))
+    if not np.isfinite(peak):
+        problem = "has invalid values (NaN or infinite)"
+    elif peak > eps / 255 + BOUND_TOLERANCE:
+        problem = f"reaches {peak * 255:.2f} steps, over its budget of {eps:g}"
+    else:
+        return
+    raise PerturbationFileError(
+        f"The protection computed for this photo {problem}: nothing was written.",
+        hint="The generator or perturbation file is probably damaged: use the one that comes "
+        "with spdesk, or train a new one.",
+    )
 
 
 def upscale_delta(working: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -122,11 +142,14 @@ def add_delta(image: np.ndarray, delta_hw3: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def apply_working_delta_pil(image: Image.Image, working: np.ndarray) -> Image.Image:
-    """Fast path: add a working-view delta (3, wh, ww) to an RGB Pillow image of any size."""
+def apply_working_delta_pil(
+    image: Image.Image, working: np.ndarray, *, eps: float = MAX_EPS
+) -> Image.Image:
+    """Fast path: add a working-view delta (3, wh, ww) to an RGB Pillow image of any size.
+    ``eps``: the delta's budget in 8-bit steps (see :func:`check_bound`)."""
     if image.mode != "RGB":
         raise ValueError(f"apply expects an RGB image, got mode {image.mode}")
-    canvas = _quantised_canvas(working)
+    canvas = _quantised_canvas(working, eps)
     if canvas.size != image.size:
         # Bilinear: never overshoots the budget, and the cheapest smooth upscale in Pillow.
         canvas = canvas.resize(image.size, Image.Resampling.BILINEAR)
@@ -162,10 +185,14 @@ def apply_perturbation(
     return np.asarray(result)
 
 
-def apply_working_delta(image: np.ndarray, working: np.ndarray) -> np.ndarray:
-    """Per-photo fine-tuning result: add a working-view delta (3, wh, ww) to a uint8 (H, W, 3)."""
+def apply_working_delta(
+    image: np.ndarray, working: np.ndarray, *, eps: float = MAX_EPS
+) -> np.ndarray:
+    """Per-photo fine-tuning result: add a working-view delta (3, wh, ww) to a uint8 (H, W, 3)
+    (``eps`` as in :func:`apply_working_delta_pil`)."""
     _check_rgb_uint8(image)
-    return np.asarray(apply_working_delta_pil(Image.fromarray(image, mode="RGB"), working))
+    pil = Image.fromarray(image, mode="RGB")
+    return np.asarray(apply_working_delta_pil(pil, working, eps=eps))
 
 
 Figures = tuple[float | None, int]  # PSNR in dB (None: unchanged), largest change in 8-bit steps
@@ -196,7 +223,9 @@ class UniversalApplier:
         self.perturbation = perturbation
         self.options = options
         self.cache_bytes = cache_bytes
-        self._pattern = _quantised_canvas(perturbation.at_strength(options.strength))
+        self._pattern = _quantised_canvas(
+            perturbation.at_strength(options.strength), options.strength or perturbation.eps
+        )
         self._full: OrderedDict[tuple[int, int], tuple[Image.Image, Figures]] = OrderedDict()
         self._building: dict[tuple[int, int], threading.Lock] = {}
         self._lock = threading.Lock()

@@ -208,7 +208,7 @@ class FineTuner:
                 delta = workings[index]
                 if is_grey(Image.fromarray(images[index])):  # a grey photo stays grey
                     delta = grey_delta(delta)
-                results[index] = apply_working_delta(images[index], delta)
+                results[index] = apply_working_delta(images[index], delta, eps=self.eps)
         return [results[index] for index in range(len(images))]
 
     def _optimise_splitting(

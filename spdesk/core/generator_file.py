@@ -18,7 +18,7 @@ from typing import Any
 from spdesk.core.errors import PerturbationFileError
 from spdesk.core.files import atomic_write, check_save_path
 from spdesk.core.perturbation import FORMAT_NAME as PERTURBATION_FORMAT
-from spdesk.core.perturbation import GENERATOR_FORMAT, check_eps
+from spdesk.core.perturbation import GENERATOR_FORMAT, check_eps, safetensors_head
 
 FORMAT_NAME = GENERATOR_FORMAT
 FORMAT_VERSION = 1
@@ -109,6 +109,18 @@ def _header(path: Path) -> dict[str, Any]:
     return header
 
 
+def _metadata(path: Path) -> dict[str, str]:
+    """The header's string metadata (safetensors keeps only text there: anything else is a
+    damaged or hand-made file, refused before its values are trusted)."""
+    meta = _header(path).get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise PerturbationFileError(
+            f"{path.name} has a damaged header (its settings are not text, as spdesk writes "
+            "them): the file is damaged or was not made by spdesk."
+        )
+    return meta
+
+
 def _number(value: object) -> float | int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a number, got {value!r}")
@@ -120,9 +132,8 @@ def read_spec(path: Path) -> GeneratorSpec:
     import hashlib
 
     path = Path(path)
-    if not path.is_file():
-        raise PerturbationFileError(f"Generator file not found: {path}")
-    meta = _header(path).get("__metadata__") or {}
+    safetensors_head(path, "protection generator", "'spdesk train-generator'")
+    meta = _metadata(path)
     if meta.get("format") == PERTURBATION_FORMAT:
         raise PerturbationFileError(
             f"{path.name} is a universal perturbation, not a protection generator.",
@@ -144,6 +155,8 @@ def read_spec(path: Path) -> GeneratorSpec:
         network = {str(k): int(v) for k, v in json.loads(meta["network"]).items()}
         shaping = {str(k): _number(v) for k, v in json.loads(meta["shaping"]).items()}
         metadata = json.loads(meta.get("metadata", "{}"))
+        if not isinstance(metadata, dict):
+            raise ValueError(f"its training record is {type(metadata).__name__}, not a mapping")
     except (KeyError, ValueError, TypeError, AttributeError, PerturbationFileError) as error:
         raise PerturbationFileError(f"{path.name} has damaged settings: {error}") from error
     _check_network(path, network)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import time
@@ -29,6 +30,7 @@ from spdesk.core.paths import config_dir
 
 KEY_BYTES = 32
 ENV_KEY = "SPDESK_PROTECTION_KEY"
+log = logging.getLogger(__name__)
 
 
 def key_path() -> Path:
@@ -41,6 +43,7 @@ def install_key() -> bytes:
     if override:
         return _parse_hex(override)
     path = key_path()
+    _refuse_what_is_not_a_key(path)
     try:
         key = path.read_bytes()
     except FileNotFoundError:
@@ -50,7 +53,37 @@ def install_key() -> bytes:
             OutputError(f"Cannot read the protection key {path}: {error.strerror or error}."),
             path,
         ) from error
-    return key if len(key) == KEY_BYTES else _create(path)  # _create names a damaged one
+    if len(key) != KEY_BYTES:
+        return _create(path)  # _create names a damaged one
+    _keep_private(path)
+    return key
+
+
+def _refuse_what_is_not_a_key(path: Path) -> None:
+    """Name a folder or a broken link where the key belongs: neither is fixed by space or
+    permissions (the hint of other failures), only by moving it away."""
+    hint = f"Move it out of {path.parent}: spdesk then makes a new key there (or set {ENV_KEY})."
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(
+            f"The protection key {path} is a link to {os.readlink(path)}, which does not exist.",
+            hint=hint,
+        )
+    if path.is_dir():
+        raise ConfigError(f"The protection key {path} is a folder, not a file.", hint=hint)
+
+
+def _keep_private(path: Path) -> None:
+    """Make a key that others may read (restored from a backup as 0644, say) owner-only again,
+    where it is ours to change; a key that stays readable still works."""
+    if os.name != "posix":
+        return
+    try:
+        status = path.stat()
+        if status.st_mode & 0o077 and status.st_uid == os.getuid():
+            path.chmod(0o600)
+            log.info("Made the protection key %s readable by its owner only.", path)
+    except OSError:  # a read-only disk: nothing to do about it here
+        return
 
 
 def _parse_hex(text: str) -> bytes:

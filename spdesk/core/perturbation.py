@@ -33,7 +33,7 @@ GENERATOR_FORMAT = "spdesk-generator"  # photo mode's network (spdesk.core.gener
 FORMAT_VERSION = 1
 MAX_EPS = 64.0  # 8-bit steps; beyond this a "perturbation" is a visible overlay
 MAX_SIDE = 4096
-_BOUND_TOLERANCE = 1e-5  # float rounding when a bound-respecting delta is stored
+BOUND_TOLERANCE = 1e-5  # float rounding when a bound-respecting delta is stored
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _validate_delta(delta: np.ndarray, eps: float, where: str) -> np.ndarray:
     if not np.isfinite(delta).all():
         raise PerturbationFileError(f"{where}: tensor 'delta' contains NaN or infinite values.")
     peak = float(np.abs(delta).max())
-    if peak > eps / 255 + _BOUND_TOLERANCE:
+    if peak > eps / 255 + BOUND_TOLERANCE:
         raise PerturbationFileError(
             f"{where}: the pattern reaches {peak * 255:.2f}/255, over its stated budget of "
             f"{eps:g}/255."
@@ -140,7 +140,26 @@ def save_perturbation(
     return path
 
 
-def _sniff(path: Path, head: bytes) -> None:
+def safetensors_head(
+    path: Path, kind: str = "perturbation", made_by: str = "'spdesk train'"
+) -> bytes:
+    """The first 16 bytes of a ``kind`` file, after refusing what it cannot be (a folder, a missing
+    file, a pickle, a PyTorch checkpoint) with a message that says what it is. Perturbation
+    and generator files share it, so each wrong file is named alike whichever was asked for."""
+    if path.is_dir():
+        raise PerturbationFileError(f"{path} is a folder, not a {kind} file.")
+    if not path.is_file():
+        raise PerturbationFileError(f"{kind[0].upper()}{kind[1:]} file not found: {path}")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError as error:
+        raise PerturbationFileError(f"Cannot read {path}: {error.strerror}.") from error
+    _sniff(path, head, kind, made_by)
+    return head
+
+
+def _sniff(path: Path, head: bytes, kind: str, made_by: str) -> None:
     """Refuse the usual wrong files with a message that says what they are. A safetensors
     file is recognised first: its header's length may itself start with a pickle's or a zip's
     bytes (a 1664-byte header starts b"\\x80\\x06", a 19280-byte one b"PK")."""
@@ -148,17 +167,17 @@ def _sniff(path: Path, head: bytes) -> None:
         return
     if head[:2] == b"PK":
         raise PerturbationFileError(
-            f"{path.name} is a PyTorch/zip checkpoint, not a perturbation file. spdesk never "
-            "unpickles files; perturbations are .safetensors files made by 'spdesk train'."
+            f"{path.name} is a PyTorch/zip checkpoint, not a {kind} file. spdesk never "
+            f"unpickles files; {kind}s are .safetensors files made by {made_by}."
         )
     if head[:1] == b"\x80":
         raise PerturbationFileError(
             f"{path.name} is a Python pickle. spdesk never loads pickles (they can run code); "
-            "use a .safetensors perturbation made by 'spdesk train'."
+            f"use a .safetensors {kind} made by {made_by}."
         )
     if len(head) < 8:
-        raise PerturbationFileError(f"{path.name} is too short to be a perturbation file.")
-    raise PerturbationFileError(f"{path.name} is not a safetensors perturbation file.")
+        raise PerturbationFileError(f"{path.name} is too short to be a {kind} file.")
+    raise PerturbationFileError(f"{path.name} is not a safetensors {kind} file.")
 
 
 def _is_safetensors_head(head: bytes) -> bool:
@@ -237,16 +256,7 @@ def load_perturbation(path: str | Path) -> Perturbation:
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    if path.is_dir():
-        raise PerturbationFileError(f"{path} is a folder, not a perturbation file.")
-    if not path.is_file():
-        raise PerturbationFileError(f"Perturbation file not found: {path}")
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(16)
-    except OSError as error:
-        raise PerturbationFileError(f"Cannot read {path}: {error.strerror}.") from error
-    _sniff(path, head)
+    head = safetensors_head(path)
     _check_header(path, head)
     try:
         with safe_open(str(path), framework="numpy") as handle:

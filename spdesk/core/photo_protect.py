@@ -35,6 +35,13 @@ WORKING_SIDE = 512
 # SSIMULACRA2 71.6 and 1.63x random signs' latent distortion at a 256 px editor; 1.0 gave 74.2 and
 # 1.54x, the same trade-off line as every shaping setting (RECIPE.md, "Large photos").
 LARGE_PHOTO_EXPONENT = 0.8
+_TEST_SIDE = 64  # of the textured view a generator is tried on when loaded
+_OTHER_GENERATOR = "Use the generator that comes with spdesk, or train a new one."
+
+
+def file_name(spec: GeneratorSpec) -> str:
+    """How messages name a generator: its file's name."""
+    return spec.path.name if spec.path else spec.name
 
 
 def generator_shaping(spec: GeneratorSpec) -> Shaping:
@@ -42,8 +49,23 @@ def generator_shaping(spec: GeneratorSpec) -> Shaping:
     try:
         return Shaping.from_settings(spec.shaping)
     except ValueError as error:
-        name = spec.path.name if spec.path else spec.name
-        raise PerturbationFileError(f"{name} has a shaping spdesk cannot use: {error}.") from error
+        raise PerturbationFileError(
+            f"{file_name(spec)} has a shaping spdesk cannot use: {error}."
+        ) from error
+
+
+def finite_raw(
+    model: DeltaGenerator, images: torch.Tensor, noise: torch.Tensor, name: str
+) -> torch.Tensor:
+    """:func:`generator_raw`, refused when not finite: weights that are finite but huge make
+    NaN, which nothing downstream bounds."""
+    raw = generator_raw(model, images, noise)
+    if not torch.isfinite(raw).all():
+        raise PerturbationFileError(
+            f"{name} produced invalid values: it is damaged or not made for this spdesk.",
+            hint=_OTHER_GENERATOR,
+        )
+    return raw
 
 
 def load_generator(path: Path) -> tuple[DeltaGenerator, GeneratorSpec]:
@@ -70,12 +92,45 @@ def load_generator(path: Path) -> tuple[DeltaGenerator, GeneratorSpec]:
         raise PerturbationFileError(
             f"{path.name} does not match its network (missing {', '.join(missing[:3]) or '-'})."
         )
-    for name, tensor in state.items():
-        if tensor.shape != expected[name].shape or not torch.isfinite(tensor).all():
-            raise PerturbationFileError(f"{path.name}: weight {name} has a wrong shape or value.")
+    _check_weights(path, state, expected)
     model.load_state_dict(state)
     model.eval()
+    _check_writes_a_perturbation(model, spec)
     return model, spec
+
+
+def _check_weights(
+    path: Path, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
+) -> None:
+    """Floating-point weights (spdesk writes float32; integers load silently truncated), of
+    the network's shapes, finite."""
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise PerturbationFileError(
+                f"{path.name} stores its weights as {str(tensor.dtype).removeprefix('torch.')}; "
+                "spdesk reads floating-point weights: the file is damaged or not made by spdesk.",
+                hint=_OTHER_GENERATOR,
+            )
+        if tensor.shape != expected[name].shape or not torch.isfinite(tensor).all():
+            raise PerturbationFileError(f"{path.name}: weight {name} has a wrong shape or value.")
+
+
+def _check_writes_a_perturbation(model: DeltaGenerator, spec: GeneratorSpec) -> None:
+    """Run the generator once on a fixed textured view: a file that makes invalid values or
+    no change at all is refused when loaded, once per job, instead of its photos being
+    reported as too flat to protect, or changed beyond the budget."""
+    draw = torch.Generator().manual_seed(0)
+    view = torch.rand((1, 3, _TEST_SIDE, _TEST_SIDE), generator=draw)
+    noise = torch.randn((1, *noise_shape(_TEST_SIDE, _TEST_SIDE)), generator=draw)
+    with torch.no_grad():
+        raw = finite_raw(model, view, noise, file_name(spec))
+        delta = compose_delta(raw, view, spec.eps, generator_shaping(spec))
+    if not delta.any():
+        raise PerturbationFileError(
+            f"{file_name(spec)} writes no perturbation (its output on a test photo is zero): it "
+            "is damaged or not made for this spdesk.",
+            hint=_OTHER_GENERATOR,
+        )
 
 
 class GeneratorProtector:
@@ -131,7 +186,8 @@ class GeneratorProtector:
             # uint8 crosses to the GPU (a quarter of the bytes); on the CPU nothing moves.
             x = pixels.to(self.device).float() / 255
             with torch.no_grad():
-                raw = generator_raw(self.model, x, torch.cat(noises).to(self.device))
+                noise = torch.cat(noises).to(self.device)
+                raw = finite_raw(self.model, x, noise, file_name(self.spec))
             raw = self.refine(x, raw)
             with torch.no_grad():
                 delta = compose_delta(raw, x, self.eps, self.shaping)
@@ -164,7 +220,7 @@ class GeneratorProtector:
         results = []
         for index, image in enumerate(images):
             delta = deltas[index] * large_photo_factor(image.height, views[index].shape[0])
-            protected = apply_working_delta_pil(image, delta)
+            protected = apply_working_delta_pil(image, delta, eps=self.eps)
             results.append((protected, change_figures(image, protected)))
         return results
 

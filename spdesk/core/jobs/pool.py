@@ -27,7 +27,13 @@ from PIL import Image
 
 from spdesk.core.apply import Figures
 from spdesk.core.discovery import InputPhoto
-from spdesk.core.errors import Cancelled, ImageError, OutputError, SpdeskError
+from spdesk.core.errors import (
+    Cancelled,
+    ImageError,
+    OutputError,
+    PerturbationFileError,
+    SpdeskError,
+)
 from spdesk.core.events import CancelToken, Event, EventSink
 from spdesk.core.export import output_format, prepare, write_checked
 from spdesk.core.files import discard
@@ -464,6 +470,9 @@ class JobRun:
         except Cancelled:
             self.report.cancelled = self.report.cancelled or self.cancel.cancelled
             return  # stays pending
+        except PerturbationFileError as error:  # the file, not the photo: the next fails alike
+            self._stop(manifest, item, error)
+            return
         except (ImageError, OutputError) as error:
             if isinstance(error, OutputError) and error.stops_job:
                 self._stop(manifest, item, error)

@@ -950,3 +950,27 @@ def test_add_photos_dialog_lists_every_kind_spdesk_reads(
     listed = QDir(str(tmp_path)).entryList(patterns, QDir.Filter.Files)
     assert len(listed) == 2 * len(IMAGE_SUFFIXES) and "notes.txt" not in listed, listed
     assert "a.hif" in listed and "b.JFIF" in listed
+
+
+def test_photo_mode_ignores_a_pattern_left_selected_for_universal(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pattern choice is hidden in photo mode: a pattern left selected there, broken or
+    not, neither blocks protecting nor changes the job (its fingerprint would redo photos
+    finished in photo mode); universal mode names what is wrong with the broken one."""
+    from spdesk.gui import protect_bridge
+
+    panel = window.options_panel
+    panel.set_mode("universal")
+    (tmp_path / "mine.safetensors").write_bytes(b"not a perturbation")
+    panel.refresh_perturbations(select=str(tmp_path / "mine.safetensors"))
+    panel.set_mode("photo")
+    _add(qtbot, window, [_photos(tmp_path / "photos", 2)])
+    _protect(qtbot, window)
+    assert {r.status for r in window.queue.rows()} == {RowStatus.DONE}
+    assert protect_bridge.job_settings(window.current_options()).perturbation is None
+    errors: list[str] = []
+    monkeypatch.setattr(window, "show_error", errors.append)
+    panel.set_mode("universal")
+    assert not window.start_job()
+    assert errors and "mine.safetensors" in errors[0] and "Choose a perturbation" not in errors[0]

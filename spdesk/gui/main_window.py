@@ -520,10 +520,13 @@ class MainWindow(QMainWindow):
             message = "Nothing to protect: add photos first." if not queued else "All done."
             self.statusBar().showMessage(message, 5000)
             return False
-        if self.options_panel.perturbation() is None:
-            self.show_error("Choose a perturbation first (import one or train your own).")
-            return False
         options = self.current_options()
+        if protect_bridge.uses_pattern(options) and self.options_panel.perturbation() is None:
+            self.show_error(
+                self.options_panel.perturbation_error()
+                or "Choose a perturbation first (import one or train your own)."
+            )
+            return False
         if options.mode == "finetune" and not self._encoder_ready(options.finetune_encoder):
             return False
         self._output_root = self.output_root()

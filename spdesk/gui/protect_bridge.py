@@ -108,18 +108,31 @@ def protect_task(paths: list[Path], output_root: Path, options: ProtectOptions) 
     return run
 
 
-def job_settings(options: ProtectOptions) -> Any:
-    """The core job's settings for the window's options. The "finetune" choice fine-tunes
-    photo mode's perturbation, or the universal pattern when one of the user's own is chosen
-    (as ``spdesk protect --fine-tune`` does)."""
-    from spdesk.core import jobs
+def job_mode_of(options: ProtectOptions) -> str:
+    """The core job's mode for the window's options. The "finetune" choice fine-tunes photo
+    mode's perturbation, or the universal pattern when one of the user's own is chosen (as
+    ``spdesk protect --fine-tune`` does)."""
     from spdesk.core.jobs.settings import job_mode
 
     fine_tune = options.mode == "finetune"
     choice = None if fine_tune else options.mode
-    mode = job_mode(choice, fine_tune=fine_tune, own_pattern=bool(options.perturbation))
+    return job_mode(choice, fine_tune=fine_tune, own_pattern=bool(options.perturbation))
+
+
+def uses_pattern(options: ProtectOptions) -> bool:
+    """Whether the job lays the chosen universal pattern (photo modes draw their own)."""
+    return job_mode_of(options) in ("universal", "finetune")
+
+
+def job_settings(options: ProtectOptions) -> Any:
+    """The core job's settings for the window's options. A pattern chosen in universal mode
+    and left selected when switching to photo mode is not the job's: passing it would change
+    the job's fingerprint and protect photos finished in photo mode again."""
+    from spdesk.core import jobs
+
+    mode = job_mode_of(options)
     return jobs.ProtectSettings(
-        perturbation=Path(options.perturbation) if options.perturbation else None,
+        perturbation=Path(options.perturbation) if uses_pattern(options) else None,
         strength=options.strength,
         mode=mode,
         finetune_steps=options.finetune_steps,

@@ -77,6 +77,7 @@ class OptionsPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("OptionsPanel")
         self._perturbation: Perturbation | None = None
+        self._perturbation_error = ""  # why the chosen pattern did not load
         self._measured_step_times: dict[tuple[str, str], float] = {}  # (device kind, encoder)
         self._default_output: Path | None = None  # where copies go with no folder chosen
         self._default_used = False  # that folder has this queue's earlier copies
@@ -175,8 +176,12 @@ class OptionsPanel(QWidget):
     def perturbation(self) -> Perturbation | None:
         return self._perturbation
 
+    def perturbation_error(self) -> str:
+        """Why the chosen pattern could not be loaded ("" when it loaded or none is chosen)."""
+        return self._perturbation_error
+
     def _on_perturbation_changed(self) -> None:
-        self._perturbation = None
+        self._perturbation, self._perturbation_error = None, ""
         if self.perturbation_combo.count() == 0:
             self.perturbation_info.setText(
                 "No perturbation installed yet. Import one, or train your own (Tools menu)."
@@ -187,7 +192,8 @@ class OptionsPanel(QWidget):
         try:
             self._perturbation = load_perturbation(path)
         except SpdeskError as error:
-            self.perturbation_info.setText(error.user_text())
+            self._perturbation_error = error.user_text()
+            self.perturbation_info.setText(self._perturbation_error)
         else:
             self._show_pattern_info()
         self._update_strength_note()

@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# Build the one-folder app with PyInstaller, then smoke-test it.
+# Build the one-folder app with PyInstaller, then smoke-test it: a build that does not pass
+# `spdesk --self-test` (a missing module or resource) fails this script, whatever PyInstaller said.
 # Usage: bash installer/build.sh            (uses the active Python environment)
 # Output: dist/spdesk/ (and dist/spdesk-<version>-linux-x86_64.tar.gz on Linux)
 set -euo pipefail
 cd "$(dirname "$0")"
 python -m pip install -q "pyinstaller>=6.5" >/dev/null
+if [ "$(uname -s)" = "Darwin" ] && [ ! -f macos/spdesk.icns ]; then
+  echo "== macOS icon (the step in installer/macos/README.md)"
+  (cd macos && rm -rf spdesk.iconset && mkdir spdesk.iconset \
+    && for n in 16 32 128 256 512; do
+         sips -z $n $n ../../resources/icons/spdesk-512.png --out "spdesk.iconset/icon_${n}x${n}.png"
+       done \
+    && iconutil -c icns spdesk.iconset && rm -rf spdesk.iconset)
+fi
 rm -rf build dist
 python -m PyInstaller --noconfirm --clean --distpath ../dist --workpath ../build spdesk.spec
 cd ..
 echo "== smoke test of the frozen build"
 QT_QPA_PLATFORM=offscreen ./dist/spdesk/spdesk --version
-QT_QPA_PLATFORM=offscreen ./dist/spdesk/spdesk --self-test
+home=$(mktemp -d)  # a first run's: the protection key is made there, the builder's is left alone
+trap 'rm -rf "$home"' EXIT
+SPDESK_HOME="$home" QT_QPA_PLATFORM=offscreen ./dist/spdesk/spdesk --self-test
 du -sh dist/spdesk
 if [ "$(uname -s)" = "Linux" ]; then
   version=$(./dist/spdesk/spdesk --version | awk '{print $2}')
-  cp installer/linux/spdesk.desktop resources/icons/spdesk-256.png dist/spdesk/
-  tar -C dist -czf "dist/spdesk-${version}-linux-$(uname -m).tar.gz" spdesk
-  echo "archive: dist/spdesk-${version}-linux-$(uname -m).tar.gz"
+  bash installer/linux/pack.sh dist "$version"
 fi

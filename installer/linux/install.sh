@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the unpacked one-folder build for the current user (no root needed):
 #   tar xzf spdesk-*-linux-x86_64.tar.gz && bash spdesk/install.sh   (run from the folder above)
-# Uninstall: bash install.sh --uninstall
+# Uninstall: bash ~/.local/share/spdesk-app/install.sh --uninstall
 set -euo pipefail
 src="$(cd "$(dirname "$0")" && pwd)"
 dest="${XDG_DATA_HOME:-$HOME/.local/share}"
@@ -15,6 +15,9 @@ fi
 mkdir -p "$dest/spdesk-app" "$bin" "$dest/applications" "$dest/icons/hicolor/256x256/apps"
 cp -a "$src/." "$dest/spdesk-app/"
 ln -sf "$dest/spdesk-app/spdesk" "$bin/spdesk"
-cp "$src/spdesk.desktop" "$dest/applications/spdesk.desktop"
+# The menu and "Open with" run the installed program by its full path: ~/.local/bin is not on
+# every desktop session's PATH.
+sed "s|^Exec=spdesk |Exec=\"$dest/spdesk-app/spdesk\" |" "$src/spdesk.desktop" \
+  > "$dest/applications/spdesk.desktop"
 cp "$src/spdesk-256.png" "$dest/icons/hicolor/256x256/apps/spdesk.png"
 echo "spdesk installed: run 'spdesk' or find it in your applications menu."

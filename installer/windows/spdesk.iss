@@ -3,7 +3,16 @@
 ; It installs per user (no admin rights), adds a Start menu entry for the windowed executable and
 ; leaves models, settings and the user's photos in place on uninstall.
 #define AppVersion "0.1.0"
-#define Flavour GetEnv("SPDESK_FLAVOUR")   ; "cpu" or "cuda": which torch was frozen in
+; Flavour: "cpu" or "cuda", which torch was frozen in (SPDESK_FLAVOUR); unset means the CPU build,
+; as installer/README.md says, so that the setup file is never named spdesk-0.1.0-windows--setup.
+#define Flavour GetEnv("SPDESK_FLAVOUR")
+#if Flavour == ""
+  #undef Flavour
+  #define Flavour "cpu"
+#endif
+#if Flavour != "cpu" && Flavour != "cuda"
+  #error SPDESK_FLAVOUR must be cpu or cuda: the torch frozen into dist\spdesk
+#endif
 
 [Setup]
 AppId={{7B0A8F1C-3D2E-4F5A-9B6C-5D3E5C000001}

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from pathlib import Path
 
 from spdesk import __version__
 from spdesk.cli.common import EXIT_CANCELLED, run_command
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--self-test",
         action="store_true",
-        help="protect a generated photo with the bundled perturbation, verify it, and exit",
+        help="protect a generated photo in the universal and photo modes, verify it, and exit",
     )
     parser.add_argument(
         "--json",
@@ -44,17 +45,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", help="what to do")
     gui = sub.add_parser("gui", help="open the app window (the default)")
+    gui.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH", help="photos or folders to queue in it"
+    )
     gui.set_defaults(func=None)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"spdesk.cli.{name}")
         module.register(sub)
+    parser.set_defaults(command_names=tuple(sub.choices))  # spdesk PATH: see _with_files_opened
     return parser
 
 
-def _open_gui() -> int:
+def _open_gui(paths: Sequence[Path] = ()) -> int:
     # Imported by name so that the CLI module itself never depends on Qt.
     app = importlib.import_module("spdesk.gui.app")
-    return int(app.main())
+    return int(app.main(list(paths)))
+
+
+def _with_files_opened(argv: Sequence[str], commands: Collection[str]) -> list[str]:
+    """``spdesk PATH...`` (a file manager's "Open with") means ``spdesk gui PATH...`` when the
+    first argument is an existing file or folder; a command of the same name wins."""
+    first = argv[0] if argv else ""
+    if first and not first.startswith("-") and first not in commands and Path(first).exists():
+        return ["gui", *argv]
+    return list(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(_with_files_opened(argv, parser.get_default("command_names")))
     if args.self_test_json and not args.self_test:
         parser.error(
             "--json goes after the command (spdesk COMMAND ... --json), or with --self-test"
@@ -78,7 +93,7 @@ def _main(argv: Sequence[str] | None) -> int:
         selftest = importlib.import_module("spdesk.cli.selftest")
         return run_command(selftest.run, args)
     if args.command is None or args.func is None:
-        return _open_gui()
+        return _open_gui(getattr(args, "paths", []))
     return run_command(args.func, args)
 
 

@@ -10,7 +10,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
 from types import TracebackType
 
 from PySide6.QtCore import QMessageLogContext, QTimer, QtMsgType, qInstallMessageHandler
@@ -83,8 +85,12 @@ def report_unexpected(
         )
 
 
-def main() -> int:
-    """Open the main window and run the event loop; returns the exit status."""
+def main(paths: Sequence[Path] | None = None) -> int:
+    """Open the main window and run the event loop; returns the exit status.
+
+    ``paths``: files and folders to queue once the window shows ("Open with spdesk" from a file
+    manager); None takes them from the command line (``spdesk-gui PATH...``).
+    """
     setup_logging()
     qInstallMessageHandler(qt_messages_to_log)
     problem = platform_problem()
@@ -93,6 +99,8 @@ def main() -> int:
         return 2
     sys.excepthook = report_unexpected
     app = create_app()
+    if paths is None:
+        paths = file_arguments(app.arguments())
     from spdesk.gui.main_window import MainWindow
     from spdesk.gui.settings import open_settings
 
@@ -102,9 +110,18 @@ def main() -> int:
         # benchmarks/bench_startup.py: report when the first frame is up, then quit at once.
         QTimer.singleShot(0, lambda: _report_shown(app))
         return int(app.exec())
+    if paths:  # queued from the event loop: the window is drawn first, the scan runs behind it
+        queue = [path.absolute() for path in paths]  # remembered as the last input folder
+        QTimer.singleShot(0, lambda: window.add_paths(queue))
     # Device detection imports torch: start it only once the window is on screen.
     QTimer.singleShot(300, window.detect_device)
     return int(app.exec())
+
+
+def file_arguments(arguments: Sequence[str]) -> list[Path]:
+    """The paths in the application's arguments (after the program's name): Qt has removed the
+    options it understands (``-style fusion``) by then."""
+    return [Path(argument) for argument in arguments[1:]]
 
 
 STARTUP_PROBE = "SPDESK_STARTUP_PROBE"

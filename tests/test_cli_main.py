@@ -1,0 +1,47 @@
+"""``spdesk`` given files (a file manager's "Open with spdesk"): the window opens with them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import spdesk.cli as cli
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[list[Path]]:
+    """The paths each would-be window was opened with (none is shown)."""
+    calls: list[list[Path]] = []
+    monkeypatch.setattr(cli, "_open_gui", lambda paths=(): calls.append(list(paths)) or 0)
+    return calls
+
+
+def test_spdesk_with_existing_paths_opens_the_window_with_them(
+    tmp_path: Path, opened: list[list[Path]]
+) -> None:
+    photo = tmp_path / "a photo.jpg"
+    photo.write_bytes(b"x")
+    assert cli.main([str(photo), str(tmp_path)]) == 0
+    assert cli.main(["gui", str(photo)]) == 0  # what the desktop entry runs
+    assert cli.main([]) == 0
+    assert opened == [[photo, tmp_path], [photo], []]
+
+
+def test_a_word_that_is_neither_a_command_nor_a_file_is_still_refused(
+    tmp_path: Path, opened: list[list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        cli.main([str(tmp_path / "missing.jpg")])
+    assert refused.value.code == 2
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()  # a folder named like a command: the command wins
+    with pytest.raises(SystemExit):
+        cli.main(["models", "--no-such-option"])
+    assert opened == []
+
+
+def test_the_desktop_entry_opens_the_window_with_the_files() -> None:
+    entry = Path(__file__).parents[1] / "installer" / "linux" / "spdesk.desktop"
+    (exec_line,) = [line for line in entry.read_text().splitlines() if line.startswith("Exec=")]
+    assert exec_line == "Exec=spdesk gui %F"

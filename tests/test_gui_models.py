@@ -187,28 +187,55 @@ def test_import_a_local_model_folder(
     assert "imported" in _cell(dialog, 1, 2)
 
 
-def test_import_button_opens_a_folder_chooser_and_imports_the_choice(
+def _import_action(dialog: ModelManagerDialog, word: str) -> Any:
+    menu = dialog.import_button.menu()
+    assert menu is not None, "the Import button offers no choice"
+    (action,) = [a for a in menu.actions() if word in a.text()]
+    return action
+
+
+def test_import_offers_a_folder_or_a_weights_file_and_cancel_means_cancel(
     qtbot: QtBot, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from PySide6.QtCore import Qt
+    """A folder chooser came first and a file chooser only after Cancel; TAESD was never
+    named."""
     from PySide6.QtWidgets import QFileDialog, QMessageBox
-    from tiny_sd import save_tiny_sd
+    from tiny_sd import save_tiny_sd, save_tiny_taesd
 
     folder = save_tiny_sd(tmp_path / "my-sd15")
+    taesd = save_tiny_taesd(tmp_path / "taesd.safetensors")
     asked: list[str] = []
+    answers = {"folder": "", "file": ""}
     shown: list[str] = []
     monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
 
-    def choose(_parent: Any, title: str, *_args: Any) -> str:
-        asked.append(title)
-        return str(folder)
+    def choose_folder(_parent: Any, title: str, *_args: Any) -> str:
+        asked.append(f"folder: {title}")
+        return answers["folder"]
 
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", choose)
+    def choose_file(_parent: Any, title: str, *_args: Any) -> tuple[str, str]:
+        asked.append(f"file: {title}")
+        return answers["file"], ""
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", choose_folder)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", choose_file)
     dialog = _dialog(qtbot, ModelStore)
+    folder_action = _import_action(dialog, "Folder")
+    file_action = _import_action(dialog, "Weights file")
+    assert "diffusers" in folder_action.text() and "TAESD" in file_action.text()
+    folder_action.trigger()
+    file_action.trigger()
+    assert len(asked) == 2 and asked[0].startswith("folder: ") and asked[1].startswith("file: ")
+    assert not dialog.runner.running, "a cancelled chooser started an import"
+    answers.update(folder=str(folder), file=str(taesd))
     with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
-        qtbot.mouseClick(dialog.import_button, Qt.MouseButton.LeftButton)
-    assert asked, f"the Import button opened no chooser; it said {shown}"
+        folder_action.trigger()
     qtbot.waitUntil(lambda: dialog.statuses["preview"].present, timeout=30_000)
+    qtbot.waitUntil(lambda: not dialog.runner.running, timeout=10_000)
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        file_action.trigger()
+    qtbot.waitUntil(lambda: dialog.statuses["taesd"].present, timeout=30_000)
+    assert len(asked) == 4 and not shown
     assert "False" not in dialog.status_label.text()
 
 
@@ -252,7 +279,9 @@ def test_the_download_question_fits_the_screen_with_a_long_folder_name(
     qtbot.addWidget(dialog)
     qtbot.waitUntil(lambda: not dialog.runner.running, timeout=30_000)
     target = tmp_path / ("AVeryLongFolderNameWithoutAnyPlaceToBreakTheLine" * 4) / "sd15"
-    plan = SimpleNamespace(to_fetch_bytes=2_100_000_000, target=target, free_bytes=9 * 10**10)
+    plan = SimpleNamespace(
+        to_fetch_bytes=2_100_000_000, target=target, free_bytes=9 * 10**10, enough_space=True
+    )
     asked: list[QMessageBox] = []
 
     def answer(box: QMessageBox) -> QMessageBox.StandardButton:
@@ -437,3 +466,224 @@ def test_close_asks_before_stopping_a_download_and_stop_says_what_it_stops(
     dialog.close_button.click()
     assert not dialog.isVisible()
     qtbot.waitUntil(lambda: not dialog.runner.running, timeout=10_000)
+
+
+# --- not enough space, and another models folder ------------------------------------------------
+def _settings_store(hub: HubServer) -> Any:
+    """A store as the app makes it (the saved settings, the folder included) on the test hub."""
+    from dataclasses import replace
+
+    from spdesk.core.models.settings import load_settings
+
+    return lambda: ModelStore(settings=replace(load_settings(), endpoint=hub.url))
+
+
+def test_without_room_the_dialog_says_so_and_offers_another_folder_instead_of_downloading(
+    qtbot: QtBot, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It asked "680 kB will be downloaded… Free space there: 340 kB. Download now?", then
+    failed with a hint naming commands."""
+    import shutil
+
+    from PySide6.QtWidgets import QFileDialog
+
+    from spdesk.core.models import selection
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(
+        selection.shutil, "disk_usage", lambda path: real(path)._replace(free=50_000)
+    )
+    dialog = _dialog(qtbot, _settings_store(hub))
+    asked: list[str] = []
+    offered: list[tuple[str, str]] = []
+    answer = [False]
+    dialog.confirm = lambda _title, text: asked.append(text) is None
+    dialog.offer = lambda _title, text, action: offered.append((text, action)) is None and answer[0]
+    dialog.select("train")
+    with qtbot.waitSignal(dialog.runner.finished, timeout=30_000):
+        assert dialog.download()
+    qtbot.wait(50)
+    assert not asked, "it asked to download onto a disk without room"
+    ((text, action),) = offered
+    assert action == "Change folder…"
+    assert "50.0 kB is free" in text and str(dialog.root) in text and "Download now" not in text
+    assert "spdesk models" not in text
+    assert "Not enough space" in dialog.status_label.text()
+    assert not dialog.runner.running and hub.bytes_served() == 0
+    chooser: list[str] = []
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", lambda _p, title, *_a: chooser.append(title) or ""
+    )
+    answer[0] = True
+    with qtbot.waitSignal(dialog.runner.finished, timeout=30_000):
+        assert dialog.download()
+    qtbot.waitUntil(lambda: bool(chooser), timeout=5_000)  # Change folder… picks a folder
+    assert hub.bytes_served() == 0 and not dialog.runner.running
+
+
+def test_change_folder_moves_the_models_and_lists_them_from_there(
+    qtbot: QtBot, hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QFileDialog
+
+    from spdesk.core.models.settings import load_settings
+
+    ModelStore(settings=StoreSettings(endpoint=hub.url)).download("train")
+    dialog = _dialog(qtbot, _settings_store(hub))
+    old = dialog.root
+    assert old is not None and dialog.statuses["train"].present
+    new = tmp_path / "bigger-disk" / "models"
+    new.mkdir(parents=True)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *_a: str(new))
+    asked: list[str] = []
+    dialog.confirm = lambda _title, text: asked.append(text) is None
+    with qtbot.waitSignal(dialog.runner.finished, timeout=30_000):
+        qtbot.mouseClick(dialog.change_folder_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.root == new and not dialog.runner.running, timeout=30_000)
+    assert str(old) in asked[0] and str(new) in asked[0]
+    assert load_settings().models_dir == str(new)
+    assert Path(dialog.statuses["train"].folder).is_relative_to(new)
+    assert str(new) in dialog.location_label.text() and not old.exists()
+    assert "moved" in dialog.status_label.text()
+
+
+def test_change_folder_to_an_unusable_folder_says_why_and_keeps_the_models(
+    qtbot: QtBot, hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    from spdesk.core.models.settings import load_settings
+
+    ModelStore(settings=StoreSettings(endpoint=hub.url)).download("train")
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
+    dialog = _dialog(qtbot, _settings_store(hub))
+    dialog.confirm = lambda _title, _text: True
+    old, folder = dialog.root, dialog.statuses["train"].folder
+    full = tmp_path / "not-empty"
+    (full / "theirs").mkdir(parents=True)
+    read_only = tmp_path / "read-only"
+    real_open = os.open
+
+    def refuse_writes(path: Any, *args: Any, **kwargs: Any) -> int:
+        if str(path).startswith(str(read_only)):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse_writes)
+    for chosen, reason in ((full, "is not empty"), (read_only, "permission")):
+        monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *_a, c=chosen: str(c))
+        with qtbot.waitSignal(dialog.runner.finished, timeout=30_000):
+            assert dialog.change_folder()
+        qtbot.waitUntil(lambda: not dialog.runner.running, timeout=10_000)
+        assert shown and reason in shown[-1], shown
+        assert "Traceback" not in shown[-1] and "spdesk models" not in shown[-1]
+    qtbot.waitUntil(lambda: not dialog.runner.running, timeout=10_000)
+    assert dialog.root == old and dialog.statuses["train"].folder == folder
+    assert Path(folder).is_dir() and load_settings().models_dir is None
+    assert (full / "theirs").is_dir()
+
+
+def test_moving_to_another_disk_shows_progress_and_stop_moves_nothing(
+    qtbot: QtBot, hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from PySide6.QtWidgets import QFileDialog
+
+    from spdesk.core.models import store as store_module
+    from spdesk.core.models.events import FolderMoveProgress
+    from spdesk.core.models.settings import load_settings
+
+    def cross_device(*_args: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(store_module.os, "rename", cross_device)
+    ModelStore(settings=StoreSettings(endpoint=hub.url)).download("train")
+    settings_store = _settings_store(hub)
+
+    class PausingMove(ModelStore):
+        """Pauses its copy after the first file, as a slow disk would."""
+
+        def relocate(self, new_root: Path, **kw: Any) -> Path:  # type: ignore[override]
+            on_event, cancel = kw.pop("on_event"), kw["cancel"]
+
+            def sink(event: Any) -> None:
+                on_event(event)
+                if isinstance(event, FolderMoveProgress):
+                    cancel.pause()
+
+            return super().relocate(new_root, on_event=sink, **kw)
+
+    dialog = _dialog(qtbot, lambda: PausingMove(settings=settings_store().settings))
+    dialog.confirm = lambda _title, _text: True
+    old = dialog.root
+    assert old is not None
+    files = sorted(p for p in old.rglob("*") if p.is_file())
+    new = tmp_path / "other-disk" / "models"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *_a: str(new))
+    assert dialog.change_folder()
+    qtbot.waitUntil(lambda: dialog.runner.paused, timeout=30_000)
+    assert 0 < dialog.progress.value() < 1000
+    assert "Moving" in dialog.status_label.text() and " of " in dialog.status_label.text()
+    assert dialog.cancel_button.isEnabled() and dialog.cancel_button.text() == "Stop moving"
+    with qtbot.waitSignal(dialog.runner.cancelled, timeout=10_000):
+        dialog.cancel_button.click()
+    qtbot.waitUntil(lambda: not dialog.runner.running, timeout=10_000)
+    assert "Nothing was moved" in dialog.status_label.text()
+    assert sorted(p for p in old.rglob("*") if p.is_file()) == files and not new.exists()
+    assert load_settings().models_dir is None and dialog.statuses["train"].present
+
+
+def test_change_folder_is_off_while_the_models_dir_variable_chooses_it(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPDESK_MODELS_DIR", str(tmp_path / "chosen"))
+    dialog = _dialog(qtbot, ModelStore)
+    assert not dialog.change_folder_button.isEnabled()
+    assert "SPDESK_MODELS_DIR" in dialog.change_folder_button.toolTip()
+    assert "SPDESK_MODELS_DIR" in dialog.location_label.text()
+
+
+# --- removing a partial download ------------------------------------------------------------------
+def test_a_partly_downloaded_model_can_be_removed_and_the_question_says_how_much(
+    qtbot: QtBot, hub: HubServer
+) -> None:
+    from spdesk.core.errors import Cancelled
+
+    hub.trickle("vae/diffusion_pytorch_model.fp16.safetensors", piece=8192, pause_s=0.05)
+    store = ModelStore(settings=StoreSettings(endpoint=hub.url))
+    cancel = CancelToken()
+
+    def stop_in_the_weights(event: Any) -> None:
+        if isinstance(event, DownloadProgress) and event.file.endswith(".safetensors"):
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        store.download("train", stop_in_the_weights, cancel)
+    parts = list(store.folder_for("train").rglob("*.part"))
+    assert parts
+    dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
+    partial = dialog.statuses["train"].partial_bytes
+    assert partial > 0 and not dialog.statuses["train"].present
+    dialog.select("train")
+    assert dialog.remove_button.isEnabled(), "a partial download could not be removed"
+    asked: list[str] = []
+    dialog.confirm = lambda _title, text: asked.append(text) is None
+    said: list[str] = []
+    dialog.runner.succeeded.connect(lambda _r: said.append(dialog.status_label.text()))
+    with qtbot.waitSignal(dialog.runner.finished, timeout=30_000):
+        assert dialog.remove()
+    qtbot.waitUntil(
+        lambda: not dialog.runner.running and not dialog.statuses["train"].partial_bytes
+    )
+    from spdesk.gui.text import format_bytes
+
+    assert "partly downloaded" in asked[0] and format_bytes(partial) in asked[0], asked
+    assert said and said[0].startswith("Removed the partly downloaded files; "), said
+    assert not any(p.exists() for p in parts)
+    assert "Not installed" in _cell(dialog, 0, 2) and not dialog.remove_button.isEnabled()

@@ -309,9 +309,9 @@ def test_not_enough_space_is_refused_before_fetching(
     assert not plan.enough_space and plan.free_bytes == 123_000
     with pytest.raises(NotEnoughSpaceError) as caught:
         store.download("preview")
-    assert re.fullmatch(
-        r"The download needs \d+\.\d MB, 0\.1 MB free on .+\.", caught.value.message
-    ), caught.value.message
+    assert re.fullmatch(r"The download needs \d+ kB, 123 kB free on .+\.", caught.value.message), (
+        caught.value.message
+    )
     where = Path(caught.value.message.split(" free on ")[1].rstrip("."))
     assert store.root.is_relative_to(where)  # measured on the disk the store goes to
     assert hub.bytes_served() == 0
@@ -415,7 +415,7 @@ def test_a_server_that_keeps_dropping_fails_clearly_and_keeps_the_partial_file(
     hub.drop(UNET, after=6 * CHUNK, times=50)
     with pytest.raises(DownloadError) as caught:
         store.download("preview")
-    assert caught.value.message.startswith(f"The download of {UNET} stopped at 0.1 MB of 0.5 MB")
+    assert caught.value.message.startswith(f"The download of {UNET} stopped at 98 kB of 521 kB")
     assert "resumes where it stopped" in (caught.value.hint or "")
     part = store.folder_for("preview") / "unet" / "diffusion_pytorch_model.safetensors.part"
     assert part.stat().st_size == 6 * CHUNK
@@ -791,3 +791,142 @@ def test_a_bin_that_would_run_code_is_refused_even_with_the_right_sha256(
         store.download("inpaint")
     vae = store.folder_for("inpaint") / "vae"
     assert not list(vae.glob("*.bin*")) and not list(vae.glob("*.safetensors*"))
+
+
+# --- the models folder: which one, and moving it ------------------------------------------------
+def test_the_models_dir_variable_wins_over_a_saved_folder_and_status_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SPDESK_MODELS_DIR is this run's explicit choice: a folder saved earlier (spdesk models
+    move, settings.json) silently won over it."""
+    from spdesk.cli import main
+
+    saved, chosen = tmp_path / "saved", tmp_path / "chosen"
+    save_settings(StoreSettings(models_dir=str(saved)))
+    assert ModelStore().root == saved
+    assert "saved in the settings" in ModelStore().root_reason
+    monkeypatch.setenv("SPDESK_MODELS_DIR", str(chosen))
+    store = ModelStore()
+    assert store.root == chosen
+    assert "SPDESK_MODELS_DIR" in store.root_reason and str(saved) in store.root_reason
+    assert main(["models", "status"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"Model folder: {chosen} (") and "SPDESK_MODELS_DIR" in first
+
+
+def test_moving_the_folder_is_refused_while_the_models_dir_variable_chooses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The saved folder would not be used while the variable is set: the models would move
+    away from the folder this run (and the next, with the variable) looks in."""
+    chosen = tmp_path / "chosen"
+    (chosen / "kept").mkdir(parents=True)
+    monkeypatch.setenv("SPDESK_MODELS_DIR", str(chosen))
+    with pytest.raises(ConfigError, match="SPDESK_MODELS_DIR") as caught:
+        ModelStore().relocate(tmp_path / "elsewhere")
+    assert "Unset" in (caught.value.hint or "")
+    assert (chosen / "kept").is_dir() and not (tmp_path / "elsewhere").exists()
+    assert load_settings().models_dir is None
+
+
+def test_moving_to_a_folder_that_cannot_be_written_is_refused_and_saves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing installed yet nothing is moved, but the folder must take files: it was
+    saved, and every later download failed there."""
+    real_open = store_module.os.open
+
+    def read_only(path: Any, *args: Any, **kwargs: Any) -> int:
+        if str(path).startswith(str(tmp_path / "read-only")):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(store_module.os, "open", read_only)
+    with pytest.raises(OutputError, match="permission"):
+        ModelStore().relocate(tmp_path / "read-only")
+    assert load_settings().models_dir is None
+
+
+def test_moving_across_disks_tells_progress_and_a_cancel_moves_nothing(
+    store: ModelStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.download("train")
+    old, before = store.root, tree_listing(store.root)
+    target = tmp_path / "other-disk" / "models"
+    _across_disks(monkeypatch)
+    cancel = CancelToken()
+    events: list[Event] = []
+
+    def cancel_at_the_first_file(event: Event) -> None:
+        events.append(event)
+        cancel.cancel()
+
+    with pytest.raises(Cancelled, match="Nothing was moved"):
+        store.relocate(target, on_event=cancel_at_the_first_file, cancel=cancel)
+    assert not target.exists() and tree_listing(old) == before
+    assert load_settings().models_dir is None and store.root == old
+    (moving,) = of_type(events, hubmod.FolderMoveProgress)
+    assert moving.done_bytes > 0 and moving.total_bytes == sum(
+        p.stat().st_size for p in old.rglob("*") if p.is_file()
+    )
+    events.clear()
+    new = store.relocate(target, on_event=events.append)
+    assert tree_listing(new) == before and not old.exists()
+    last = of_type(events, hubmod.FolderMoveProgress)[-1]
+    assert last.done_bytes == last.total_bytes
+
+
+# --- words: sizes and hints --------------------------------------------------------------------
+def test_sizes_in_messages_show_kilobytes_and_bytes_for_small_amounts() -> None:
+    """ "Download cancelled; 0.0 MB kept" was said when 24 kB were kept."""
+    assert [selection.human_size(n) for n in (0, 512, 24_000, 340_000, 3_400_000)] == [
+        "0 bytes",
+        "512 bytes",
+        "24 kB",
+        "340 kB",
+        "3.4 MB",
+    ]
+    assert selection.human_size(1_720_000_000) == "1.72 GB"
+
+
+def test_not_enough_space_and_a_full_disk_name_the_window_and_the_command(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hints are shown in the Models window too, where "spdesk models status shows where
+    it is" meant nothing."""
+    real = shutil.disk_usage
+    monkeypatch.setattr(selection.shutil, "disk_usage", lambda path: real(path)._replace(free=1))
+    with pytest.raises(NotEnoughSpaceError) as caught:
+        store.download("train")
+    full = downloadmod._disk_error(OSError(errno.ENOSPC, "No space left"), store.root / "x")
+    for hint in (caught.value.hint or "", full.hint or ""):
+        assert "Models window: Change folder…" in hint and "spdesk models move" in hint, hint
+        assert "status shows" not in hint
+
+
+def test_offline_mode_names_how_to_import_a_model_already_there(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DownloadError) as caught:
+        store.download("train")
+    hint = caught.value.hint or ""
+    assert "Models window: Import…" in hint and "spdesk models import PATH" in hint, hint
+
+
+def test_converted_weights_get_the_permissions_of_the_stores_other_files(
+    store: ModelStore, hub: HubServer
+) -> None:
+    """safetensors' writer made them 0600 where every other store file is 0644 (the umask)."""
+    import os
+    import stat
+
+    files = without_safetensors(tiny_sd_repo_files(inpaint=True), ("vae", "unet"))
+    hub.add_repo(sources.SD15_INPAINT_REPO, sources.SD15_INPAINT_REVISION, files)
+    folder = store.download("inpaint")
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*") if p.is_file()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes

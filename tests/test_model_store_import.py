@@ -350,3 +350,28 @@ def test_a_full_disk_during_an_import_is_named_and_leaves_nothing_half_imported(
         imported = store.root / importing.IMPORTED
         assert not list(imported.iterdir()) if imported.exists() else True, source
     assert store.import_path(taesd).provides == ("taesd",)  # space freed: it imports
+
+
+def test_imported_weights_get_the_permissions_of_the_stores_other_files(tmp_path: Path) -> None:
+    """safetensors' writer (a TAESD file saved as a diffusers folder) made them 0600, and a
+    copied folder kept its source's modes, where every other store file is 0644 (the umask)."""
+    import os
+    import stat
+
+    folder = save_tiny_vae(tmp_path / "vae-folder")
+    for path in folder.rglob("*"):
+        path.chmod(0o700 if path.is_dir() else 0o600)
+    store = ModelStore()
+    results = [
+        store.import_path(save_tiny_taesd(tmp_path / "taesd.safetensors", 4)),
+        store.import_path(folder),
+    ]
+    umask = os.umask(0)
+    os.umask(umask)
+    for result in results:
+        modes = {
+            p.relative_to(result.folder).as_posix(): stat.S_IMODE(p.stat().st_mode)
+            for p in result.folder.rglob("*")
+            if p.is_file()
+        }
+        assert set(modes.values()) == {0o666 & ~umask}, modes

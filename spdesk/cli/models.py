@@ -133,7 +133,7 @@ def run_status(args: argparse.Namespace) -> int:
             }
         )
         return EXIT_OK
-    print(f"Model folder: {store.root}")
+    print(f"Model folder: {store.root} ({store.root_reason})")
     print(f"Hub: {store.settings.resolved_endpoint()}")
     for r in rows:
         if r.present:

@@ -1,9 +1,11 @@
-"""The model manager: what is installed, where and how big; download with consent, verify, import.
+"""The model manager: what is installed, where and how big; download with consent, verify, import,
+move the models folder.
 
-Every store operation (status, plan, download, verify, remove, import) runs in a worker: listing
-the hub is network I/O, hashing gigabytes takes minutes, and the GUI thread must stay free.
-A download first plans (what is missing, how many bytes), then asks for consent with the size and
-the destination; a cancelled download keeps its partial files, and "Download" resumes it.
+Every store operation (status, plan, download, verify, remove, import, move) runs in a worker:
+listing the hub is network I/O, hashing or copying gigabytes takes minutes, and the GUI thread must
+stay free. A download first plans (what is missing, how many bytes), then asks for consent with the
+size and the destination, or, when the disk has no room, says so and offers another folder; a
+cancelled download keeps its partial files, and "Download" resumes it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
     QMessageBox,
     QPushButton,
     QTableWidget,
@@ -31,7 +34,8 @@ from PySide6.QtWidgets import (
 )
 
 from spdesk.core.events import CancelToken, Event
-from spdesk.core.models.events import DownloadProgress
+from spdesk.core.models.events import DownloadProgress, FolderMoveProgress
+from spdesk.core.models.settings import MODELS_DIR_VARIABLE, models_dir_variable
 from spdesk.gui.desktop import open_in_file_manager
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.text import format_bytes, format_duration, shorten_long_names
@@ -54,6 +58,8 @@ SHARED_CACHE_TEXT = (
     "spdesk does not delete it."
 )
 """Why Remove is off for a model found in the Hugging Face cache (spdesk only links to it)."""
+PARTIAL = "partial"  # a Removal of the .part files a stopped download left
+CHANGE_FOLDER = "Change folder…"
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ def store_task(factory: StoreFactory, action: str, feature: str | None = None, *
     def run(on_event: Callable[[Event], None], cancel: CancelToken) -> Any:
         store = factory()
         if action == "status":
-            return store.root, store.status()
+            return store.root, store.status(), store.root_reason
         if action == "plan":
             return store.plan(feature)
         if action == "download":
@@ -91,6 +97,8 @@ def store_task(factory: StoreFactory, action: str, feature: str | None = None, *
             return remove_installed(store, feature)
         if action == "import":
             return store.import_path(Path(kw["path"]))
+        if action == "move":
+            return store.relocate(Path(kw["path"]), on_event=on_event, cancel=cancel)
         raise ValueError(f"unknown store action {action!r}")
 
     return run
@@ -100,9 +108,12 @@ def remove_installed(store: Any, feature: str | None) -> Removal:
     """Delete the copy of ``feature``'s model the store finds (what its row shows installed):
     the downloaded files, or the imported copy. A Hugging Face cache is never touched: other
     apps share it (the store only links to it, and links it again whenever it looks)."""
-    found = store.find(feature) if feature is not None else None
-    if found is None:
+    if feature is None:
         return Removal("", "", 0)
+    found = store.find(feature)
+    if found is None:  # what a stopped download left, if anything
+        freed = int(store.remove(feature))
+        return Removal(PARTIAL if freed else "", str(store.folder_for(feature)), freed)
     folder, origin = found
     if origin == HF_CACHE:
         return Removal(origin, str(folder), 0, origin, str(folder))
@@ -140,6 +151,7 @@ class ModelManagerDialog(QDialog):
         self._after_finished: list[Callable[[], object]] = []  # run once the task's thread ends
         self._first_selection = feature
         self.confirm: Callable[[str, str], bool] = self._ask
+        self.offer: Callable[[str, str, str], bool] = self._offer  # title, text, action button
         self._build()
         self._connect()
         self.refresh()
@@ -151,9 +163,12 @@ class ModelManagerDialog(QDialog):
         self.location_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.open_folder_button = QPushButton("Open folder")
         self.open_folder_button.setObjectName("Flat")
+        self.change_folder_button = QPushButton(CHANGE_FOLDER)
+        self.change_folder_button.setObjectName("Flat")
         top = QHBoxLayout()
         top.addWidget(self.location_label, 1)
         top.addWidget(self.open_folder_button)
+        top.addWidget(self.change_folder_button)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.verticalHeader().setVisible(False)
@@ -179,7 +194,15 @@ class ModelManagerDialog(QDialog):
         self.verify_button = QPushButton("Verify")
         self.remove_button = QPushButton("Remove")
         self.import_button = QPushButton("Import…")
-        self.import_button.setToolTip("Use a Stable Diffusion 1.5 folder or .safetensors file")
+        self.import_button.setToolTip("Use a model you already have: Stable Diffusion 1.5 or TAESD")
+        import_menu = QMenu(self.import_button)
+        self.import_folder_action = import_menu.addAction(
+            "Folder (Stable Diffusion 1.5 in diffusers layout)…"
+        )
+        self.import_file_action = import_menu.addAction(
+            "Weights file (.safetensors: SD 1.5 checkpoint or TAESD)…"
+        )
+        self.import_button.setMenu(import_menu)
         buttons = QHBoxLayout()
         buttons.addWidget(self.import_button)
         buttons.addWidget(self.verify_button)
@@ -202,13 +225,14 @@ class ModelManagerDialog(QDialog):
 
     def _connect(self) -> None:
         self.open_folder_button.clicked.connect(self.open_folder)
+        self.change_folder_button.clicked.connect(self.change_folder)
         self.download_button.clicked.connect(self.download)
         self.cancel_button.clicked.connect(self.cancel)
         self.close_button.clicked.connect(self.reject)  # as Esc: asks before stopping a download
         self.verify_button.clicked.connect(self.verify)
         self.remove_button.clicked.connect(self.remove)
-        # clicked(bool) would pass its checked flag as the path
-        self.import_button.clicked.connect(lambda: self.import_model())
+        self.import_folder_action.triggered.connect(self.import_folder)
+        self.import_file_action.triggered.connect(self.import_weights_file)
         self.table.itemSelectionChanged.connect(self._update_controls)
         self.runner.core_event.connect(self._on_event)
         self.runner.succeeded.connect(self._on_succeeded)
@@ -239,14 +263,20 @@ class ModelManagerDialog(QDialog):
         self.status_label.setText(text)
         if self._action != "status":
             QMessageBox.warning(self, "Models", text)
-        if self._action in ("download", "import", "remove"):
+        if self._action in ("download", "import", "remove", "move"):
             self._refresh_later()
 
     def _on_cancelled(self) -> None:
         self._then = None
-        self.status_label.setText(
-            "Download cancelled. The part already fetched is kept: Download resumes it."
-        )
+        if self._action == "move":
+            self.progress.setValue(0)
+            self.status_label.setText(
+                f"Moving cancelled. Nothing was moved: the models are still in {self.root}."
+            )
+        else:
+            self.status_label.setText(
+                "Download cancelled. The part already fetched is kept: Download resumes it."
+            )
         self._refresh_later()
 
     def _refresh_later(self) -> None:
@@ -281,9 +311,10 @@ class ModelManagerDialog(QDialog):
         return self._run("status", self._show_status)
 
     def _show_status(self, result: Any) -> None:
-        root, statuses = result
+        root, statuses, reason = result
         self.root = Path(root)
-        self.location_label.setText(f"Models folder: {root}")
+        fixed = f" ({reason})" if models_dir_variable() else ""
+        self.location_label.setText(f"Models folder: {root}{fixed}")
         selected = self.selected_feature() or self._first_selection
         self._first_selection = None
         self.statuses = {s.feature: s for s in statuses}
@@ -331,6 +362,9 @@ class ModelManagerDialog(QDialog):
 
     def _after_plan(self, feature: str, plan: Any) -> None:
         size = int(plan.to_fetch_bytes)
+        if not plan.enough_space:
+            self._no_room(plan)
+            return
         if size <= 0:
             self.status_label.setText("Everything is already here; finishing the installation…")
         else:
@@ -346,6 +380,25 @@ class ModelManagerDialog(QDialog):
             self.status_label.setText(f"Downloading {format_bytes(size)}…")
         self._after_finished.append(self._start_download)
         self._pending_download = feature
+
+    def _no_room(self, plan: Any) -> None:
+        """Say the disk has no room for the download, and offer another models folder."""
+        needed, free = format_bytes(plan.space_needed), format_bytes(plan.free_bytes)
+        self.status_label.setText(f"Not enough space: {needed} needed, {free} free.")
+        text = (
+            f"The model needs {needed} in {plan.target}, and only {free} is free on that disk "
+            f"({plan.free_on}).\n\nFree some space there, or "
+        )
+        if variable := models_dir_variable():  # the folder cannot change here
+            text += f"set {MODELS_DIR_VARIABLE} (now {variable}) to a folder on a disk with room."
+            QMessageBox.warning(self, "Not enough space", text)
+        elif self.offer(
+            "Not enough space",
+            text + "choose a models folder on a disk with room: the models already installed "
+            "move with it.",
+            CHANGE_FOLDER,
+        ):
+            self._after_finished.append(self.change_folder)  # once the plan's thread has ended
 
     def _start_download(self) -> None:
         # The plan's thread has ended (finished fires after it); start the download's.
@@ -363,6 +416,13 @@ class ModelManagerDialog(QDialog):
             self.status_label.setText("Cancelling…")
 
     def _on_event(self, event: Event) -> None:
+        if isinstance(event, FolderMoveProgress):
+            total = max(event.total_bytes, 1)
+            self.progress.setValue(round(1000 * event.done_bytes / total))
+            self.status_label.setText(
+                f"Moving the models: {format_bytes(event.done_bytes)} of "
+                f"{format_bytes(total)} ({Path(event.file).name})"
+            )
         if isinstance(event, DownloadProgress):
             total = max(event.total, 1)
             self.progress.setValue(round(1000 * event.done / total))
@@ -408,6 +468,12 @@ class ModelManagerDialog(QDialog):
             return False
         label = FEATURE_LABELS.get(feature, (feature, ""))[0]
         text = f"Delete the model files used for “{label}”?"
+        if status is not None and not status.present and status.partial_bytes:
+            text = (
+                f"Delete the partly downloaded files of “{label}” "
+                f"({format_bytes(status.partial_bytes)})? The next download starts again "
+                "from the beginning."
+            )
         if status is not None and status.origin == "imported":
             text = f"Delete the imported copy used for “{label}” ({status.folder})?"
             others = [
@@ -426,6 +492,8 @@ class ModelManagerDialog(QDialog):
             text = SHARED_CACHE_TEXT.format(folder=removal.folder) + " Nothing was removed."
         elif not removal.origin:
             text = "Not installed: nothing to remove."
+        elif removal.origin == PARTIAL:
+            text = f"Removed the partly downloaded files; {format_bytes(removal.freed)} freed."
         elif removal.freed <= 0 and removal.now_origin:
             text = f"Nothing was removed: the model is still in {removal.now_folder}."
         else:
@@ -437,21 +505,53 @@ class ModelManagerDialog(QDialog):
         self.status_label.setText(text)
         self._refresh_later()
 
-    def import_model(self, path: Path | None = None) -> bool:
-        if path is None:
-            chosen = QFileDialog.getExistingDirectory(self, "Stable Diffusion 1.5 folder")
-            if not chosen:
-                chosen, _ = QFileDialog.getOpenFileName(
-                    self, "Stable Diffusion 1.5 checkpoint", "", "Checkpoint (*.safetensors)"
-                )
-            if not chosen:
-                return False
-            path = Path(chosen)
+    def import_folder(self) -> bool:
+        chosen = QFileDialog.getExistingDirectory(
+            self, "Stable Diffusion 1.5 folder (diffusers layout)"
+        )
+        return self.import_model(Path(chosen)) if chosen else False
+
+    def import_weights_file(self) -> bool:
+        chosen, _ = QFileDialog.getOpenFileName(
+            self,
+            "Weights file: SD 1.5 checkpoint or TAESD",
+            "",
+            "Weights (*.safetensors)",
+        )
+        return self.import_model(Path(chosen)) if chosen else False
+
+    def import_model(self, path: Path) -> bool:
         self.status_label.setText(f"Importing {path}…")
         return self._run("import", self._after_import, path=str(path))
 
     def _after_import(self, _result: Any) -> None:
         self.status_label.setText("Imported.")
+        self._refresh_later()
+
+    def change_folder(self) -> bool:
+        """Choose another models folder; what is installed moves there (a worker: a copy to
+        another disk takes minutes, tells its progress and can be stopped, moving nothing)."""
+        if self.runner.running or models_dir_variable():
+            return False
+        start = str(self.root.parent) if self.root is not None else ""
+        chosen = QFileDialog.getExistingDirectory(self, "Folder for the models", start)
+        if not chosen:
+            return False
+        new = Path(chosen)
+        if self.root is not None and self.root.is_dir() and new != self.root:
+            text = (
+                f"Use {new} for the models?\n\nWhat is in {self.root} moves there; on another "
+                "disk it is copied first, and the old folder is deleted only once the copy is "
+                "complete."
+            )
+            if not self.confirm("Change the models folder?", text):
+                return False
+        self.status_label.setText(f"Moving the models to {new}…")
+        return self._run("move", self._after_move, path=str(new))
+
+    def _after_move(self, new_root: Any) -> None:
+        self.progress.setValue(0)
+        self.status_label.setText(f"The models folder was moved to {new_root}.")
         self._refresh_later()
 
     def open_folder(self) -> None:
@@ -472,22 +572,47 @@ class ModelManagerDialog(QDialog):
             if status is not None and status.partial_bytes and not present
             else "Download…"
         )
-        self.cancel_button.setEnabled(running and self._action in ("download", "plan"))
+        self.cancel_button.setEnabled(running and self._action in ("download", "plan", "move"))
+        moving = running and self._action == "move"
+        self.cancel_button.setText("Stop moving" if moving else "Stop download")
         self.verify_button.setEnabled(not running and present)
         shared = present and status is not None and status.origin == HF_CACHE
-        self.remove_button.setEnabled(not running and present and not shared)
+        partial = bool(status is not None and status.partial_bytes)
+        self.remove_button.setEnabled(not running and (present or partial) and not shared)
         self.remove_button.setToolTip(
             SHARED_CACHE_TEXT.format(folder=status.folder) if shared and status is not None else ""
         )
         self.import_button.setEnabled(not running)
+        variable = models_dir_variable()
+        self.change_folder_button.setEnabled(not running and not variable)
+        self.change_folder_button.setToolTip(
+            f"The models folder is set by {MODELS_DIR_VARIABLE} ({variable}); unset it to "
+            "choose another folder here."
+            if variable
+            else "Choose another folder for the models; what is installed moves there"
+        )
 
     def _ask(self, title: str, text: str) -> bool:
         return question_box(self, title, text).exec() == QMessageBox.StandardButton.Yes
+
+    def _offer(self, title: str, text: str, action: str) -> bool:
+        box = question_box(self, title, text)
+        box.setStandardButtons(QMessageBox.StandardButton.Cancel)
+        button = box.addButton(action, QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(button)
+        box.exec()
+        return box.clickedButton() is button
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.runner.running:
             if self._action == "download" and not self.confirm(
                 "Stop the download?", "Stop the download? What was fetched is kept for later."
+            ):
+                event.ignore()
+                return
+            if self._action == "move" and not self.confirm(
+                "Stop moving the models?",
+                f"Stop moving the models? Nothing is moved: they stay in {self.root}.",
             ):
                 event.ignore()
                 return

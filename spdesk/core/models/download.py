@@ -51,6 +51,8 @@ from spdesk.core.models.layout import (
     write_model_manifest,
 )
 from spdesk.core.models.selection import (
+    IMPORT_HINT,
+    MOVE_FOLDER_HINT,
     DownloadPlan,
     RemoteFile,
     check_free_space,
@@ -198,7 +200,7 @@ def validate_configs(folder: Path, local_names: Iterable[str]) -> None:
             raise ModelError(
                 f"{name} in {folder} is not valid JSON (truncated or damaged): {error}",
                 hint="The repository holds a broken file; check the repository and revision in "
-                "the model settings, or import a local copy (spdesk models import PATH).",
+                f"the model settings, or {IMPORT_HINT}.",
             ) from error
 
 
@@ -461,7 +463,7 @@ def _disk_error(error: OSError, path: Path) -> SpdeskError:
     if isinstance(named, DiskFullError):
         named.hint = (
             "Free some space and run the download again (it resumes where it stopped), or "
-            "move the model folder to a larger disk (spdesk models move)."
+            f"{MOVE_FOLDER_HINT}."
         )
     return named
 

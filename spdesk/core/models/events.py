@@ -92,3 +92,13 @@ class DownloadFinished(Event):
     total_bytes: int
     fetched_bytes: int
     elapsed_s: float
+
+
+@dataclass(frozen=True)
+class FolderMoveProgress(Event):
+    """Moving the models folder to another disk: ``file`` was just copied, ``done_bytes`` of
+    ``total_bytes`` are copied (a move on one disk is a rename, told by no event)."""
+
+    file: str
+    done_bytes: int
+    total_bytes: int

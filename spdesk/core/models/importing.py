@@ -42,10 +42,12 @@ from spdesk.core.models.layout import (
     tree_size,
     write_model_manifest,
 )
+from spdesk.core.models.selection import window_or_command
 from spdesk.core.models.sources import PIPELINE_PARTS, Feature
 from spdesk.core.models.verify import record_digests, verify_recorded
 from spdesk.core.models.weights import (
     PICKLE_SUFFIXES,
+    give_new_file_modes,
     load_pickle_weights,
     os_error_of,
     save_safetensors,
@@ -85,8 +87,9 @@ def import_model(
     if (final / MANIFEST).is_file():
         raise ModelError(
             f"A model named {name!r} is already imported ({final}).",
-            hint="Pick another name (--name) or remove it first: spdesk models remove --imported "
-            f"{name}",
+            hint="Remove it first ("
+            + window_or_command("Remove", f"spdesk models remove --imported {name}")
+            + "), or import it under another name (command line: --name).",
         )
     tmp = final.with_name(f".{name}.importing")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -105,6 +108,7 @@ def import_model(
         problems = revalidate(tmp)
         if problems:
             raise ModelError(f"{path} cannot be used: {problems[0]}")
+        give_new_file_modes(tmp)
         names = [p.relative_to(tmp).as_posix() for p in sorted(tmp.rglob("*")) if p.is_file()]
         manifest = {"provides": list(provides), "kind": kind, "origin": str(path)}
         write_model_manifest(

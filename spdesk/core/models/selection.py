@@ -164,7 +164,7 @@ def hub_error(error: Exception, source: Source, endpoint: str, file: str = "") -
     if isinstance(error, OfflineModeIsEnabled):
         return DownloadError(
             "Downloads are switched off (HF_HUB_OFFLINE is set).",
-            hint="Unset HF_HUB_OFFLINE to download, or import a model you already have.",
+            hint=f"Unset HF_HUB_OFFLINE to download, or {IMPORT_HINT}.",
         )
     if isinstance(error, HfHubHTTPError):
         return DownloadError(f"The hub at {endpoint} refused a request for {where}: {error}")
@@ -255,8 +255,28 @@ def free_bytes(target: Path) -> tuple[int, Path]:
 
 
 def human_size(n: int) -> str:
-    """Bytes for messages: ``1.72 GB``, ``0.17 GB``; ``3.4 MB`` below 0.1 GB."""
-    return f"{n / 1e9:.2f} GB" if abs(n) >= 10**8 else f"{n / 1e6:.1f} MB"
+    """Bytes for messages: ``1.72 GB``, ``0.17 GB``; ``3.4 MB`` below 0.1 GB; ``24 kB`` and
+    ``512 bytes`` below 1 MB (where "0.0 MB" said nothing)."""
+    if abs(n) >= 10**8:
+        return f"{n / 1e9:.2f} GB"
+    if abs(n) >= 10**6:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e3:.0f} kB" if abs(n) >= 10**3 else f"{n} bytes"
+
+
+def window_or_command(button: str, command: str) -> str:
+    """How to do something in either front end: the hints of core errors are shown in the
+    Models window as well as on the terminal."""
+    return f"Models window: {button}; command line: {command}"
+
+
+MOVE_FOLDER_HINT = (
+    "move the models folder to a disk with room "
+    f"({window_or_command('Change folder…', 'spdesk models move FOLDER')})"
+)
+IMPORT_HINT = (
+    f"import a model you already have ({window_or_command('Import…', 'spdesk models import PATH')})"
+)
 
 
 def check_free_space(plan: DownloadPlan) -> None:
@@ -265,6 +285,5 @@ def check_free_space(plan: DownloadPlan) -> None:
         raise NotEnoughSpaceError(
             f"The download needs {human_size(plan.space_needed)}, "
             f"{human_size(plan.free_bytes)} free on {plan.free_on}.",
-            hint="Free some space, or move the model folder "
-            "(spdesk models status shows where it is).",
+            hint=f"Free some space there, or {MOVE_FOLDER_HINT}.",
         )

@@ -27,6 +27,7 @@ from spdesk.core.models.sources import (
 )
 
 SETTINGS_KEY = "models"
+MODELS_DIR_VARIABLE = "SPDESK_MODELS_DIR"  # read by spdesk.core.paths.models_dir
 SCHEMA_VERSION = 2  # 2: no token (the library's own store holds it)
 
 
@@ -54,7 +55,20 @@ class StoreSettings:
         return (self.endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
     def root(self) -> Path:
-        return Path(self.models_dir).expanduser() if self.models_dir else paths.models_dir()
+        """``SPDESK_MODELS_DIR`` (this run's explicit choice), else the saved folder, else the
+        default: :func:`spdesk.core.paths.models_dir`."""
+        if self.models_dir and not models_dir_variable():
+            return Path(self.models_dir).expanduser()
+        return paths.models_dir()
+
+    def root_reason(self) -> str:
+        """Why :meth:`root` is that folder, in words for ``spdesk models status``."""
+        if models_dir_variable():
+            unused = f"; the saved folder {self.models_dir} is not used" if self.models_dir else ""
+            return f"set by {MODELS_DIR_VARIABLE}{unused}"
+        if self.models_dir:
+            return "saved in the settings"
+        return "the default"
 
     def source(self, feature: Feature) -> Source:
         """The feature's source with the user's repository/revision override applied."""
@@ -74,6 +88,11 @@ class StoreSettings:
         overrides = dict(self.overrides)
         overrides[feature] = SourceOverride(repo_id, revision)
         return replace(self, overrides=overrides)
+
+
+def models_dir_variable() -> str:
+    """The folder ``SPDESK_MODELS_DIR`` names for this run ("" when it is not set)."""
+    return os.environ.get(MODELS_DIR_VARIABLE, "")
 
 
 def _read_file(path: Path) -> dict[str, Any]:

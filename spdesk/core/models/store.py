@@ -32,11 +32,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from spdesk.core.errors import (
+    Cancelled,
     ConfigError,
     ModelError,
     ModelMissingError,
@@ -46,7 +47,7 @@ from spdesk.core.errors import (
 from spdesk.core.events import CancelToken, EventSink, ignore_events
 from spdesk.core.files import LOCK_NAME, make_folder, output_error
 from spdesk.core.models import download, importing
-from spdesk.core.models.events import DownloadListing
+from spdesk.core.models.events import DownloadListing, FolderMoveProgress
 from spdesk.core.models.layout import (
     HF_CACHE_LINKS,
     IMPORTED,
@@ -65,8 +66,20 @@ from spdesk.core.models.layout import (
     wanted_files,
     write_model_manifest,
 )
-from spdesk.core.models.selection import DownloadPlan, RemoteFile, human_size
-from spdesk.core.models.settings import StoreSettings, load_settings, save_settings
+from spdesk.core.models.selection import (
+    IMPORT_HINT,
+    DownloadPlan,
+    RemoteFile,
+    human_size,
+    window_or_command,
+)
+from spdesk.core.models.settings import (
+    MODELS_DIR_VARIABLE,
+    StoreSettings,
+    load_settings,
+    models_dir_variable,
+    save_settings,
+)
 from spdesk.core.models.sources import FEATURES, Feature, Source
 from spdesk.core.models.verify import VerifyResult, verify_cache_links, verify_download
 
@@ -101,9 +114,10 @@ def covered_files(paths: list[str], source: Source) -> list[str]:
     return out
 
 
-def _move_tree(old: Path, new: Path) -> None:
+def _move_tree(old: Path, new: Path, on_event: EventSink, cancel: CancelToken) -> None:
     """Move folder ``old`` to ``new`` (absent, or an empty folder): a rename on one disk; on
-    another, a checked copy, then ``old`` is deleted."""
+    another, a checked copy told file by file (a cancel or a failure removes the copy), then
+    ``old`` is deleted."""
     try:
         make_folder(new.parent, new)
         if new.exists():
@@ -113,7 +127,7 @@ def _move_tree(old: Path, new: Path) -> None:
     except OSError as error:
         if error.errno != errno.EXDEV:  # the same disk, and the rename itself failed
             raise output_error(error, new) from error
-    needed, free = tree_size(old), shutil.disk_usage(new.parent).free
+    needed, free = _copied_size(old), shutil.disk_usage(new.parent).free
     if needed > free:
         raise NotEnoughSpaceError(
             f"Moving the models needs {human_size(needed)}, {human_size(free)} free on "
@@ -121,7 +135,12 @@ def _move_tree(old: Path, new: Path) -> None:
             hint="Free some space there, or choose a folder on another disk.",
         )
     try:
-        shutil.copytree(old, new, symlinks=True)
+        shutil.copytree(old, new, symlinks=True, copy_function=_told_copy(needed, on_event, cancel))
+    except Cancelled as error:
+        shutil.rmtree(new, ignore_errors=True)
+        raise Cancelled(
+            f"Moving cancelled. Nothing was moved: the models are still in {old}."
+        ) from error
     except OSError as error:
         shutil.rmtree(new, ignore_errors=True)  # the models are all still in the old folder
         raise OutputError(
@@ -129,6 +148,40 @@ def _move_tree(old: Path, new: Path) -> None:
             hint="Free some space there, or choose another folder.",
         ) from error
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _copied_size(folder: Path) -> int:
+    """The bytes a copy of ``folder`` writes (links are copied as links)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _told_copy(total: int, on_event: EventSink, cancel: CancelToken) -> Callable[[str, str], str]:
+    """A ``copytree`` copy function that checks the cancel token before each file and tells
+    the bytes copied after it."""
+    done = 0
+
+    def copy(src: str, dst: str) -> str:
+        nonlocal done
+        cancel.check()
+        shutil.copy2(src, dst)
+        done += os.path.getsize(dst)
+        on_event(FolderMoveProgress(src, done, total))
+        return dst
+
+    return copy
+
+
+def _check_writable(folder: Path) -> None:
+    """Create ``folder`` and a file in it, or say why the models cannot go there."""
+    probe = folder / ".spdesk-write-test"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        probe.unlink()
+    except OSError as error:
+        named = output_error(error, probe)
+        named.hint = "Choose a folder you can write to for the models."
+        raise named from error
 
 
 class ModelStore:
@@ -140,6 +193,7 @@ class ModelStore:
     def __init__(self, root: Path | None = None, settings: StoreSettings | None = None) -> None:
         self.settings = settings if settings is not None else load_settings()
         self.root = Path(root) if root is not None else self.settings.root()
+        self.root_reason = self.settings.root_reason() if root is None else "given for this run"
 
     # --- where things are -----------------------------------------------------------------
     def source(self, feature: Feature) -> Source:
@@ -175,8 +229,9 @@ class ModelStore:
             raise ModelMissingError(
                 f"{source.description} is not installed (looked in {self.root}); "
                 f"`spdesk models download --for {feature}` fetches it.",
-                hint=f"Run: spdesk models download --for {feature}  "
-                "(or bring your own copy: spdesk models import PATH)",
+                hint="Download it ("
+                + window_or_command("Download…", f"spdesk models download --for {feature}")
+                + f"), or {IMPORT_HINT}.",
             )
         return found[0]
 
@@ -345,27 +400,45 @@ class ModelStore:
         remove_empty_parents(folder, self.root)
         return freed
 
-    def relocate(self, new_root: Path, *, move: bool = True) -> Path:
+    def relocate(
+        self,
+        new_root: Path,
+        *,
+        move: bool = True,
+        on_event: EventSink = ignore_events,
+        cancel: CancelToken | None = None,
+    ) -> Path:
         """Make ``new_root`` the store folder (saved in the settings), moving what is installed.
 
-        Refused before anything moves: a file, a folder inside the store, a folder that is not
-        empty, or a disk without room for a copy. A copy cut short is removed (the models stay
-        where they were); the old folder is deleted only once the new one is complete."""
+        Refused before anything moves: while ``SPDESK_MODELS_DIR`` chooses the folder, a file, a
+        folder inside the store, a folder that is not empty or cannot be written, or a disk
+        without room for a copy. A copy to another disk tells FolderMoveProgress events; one
+        cancelled or cut short is removed (the models stay where they were, and the setting is
+        unchanged); the old folder is deleted only once the new one is complete."""
+        if variable := models_dir_variable():
+            raise ConfigError(
+                f"The models folder is set by {MODELS_DIR_VARIABLE} ({variable}) for this run; "
+                "a folder saved now would not be used.",
+                hint=f"Unset {MODELS_DIR_VARIABLE} first, or point it at the folder you want.",
+            )
         new_root = Path(new_root).expanduser().resolve()
         if new_root.exists() and not new_root.is_dir():
             raise ConfigError(f"{new_root} is a file; choose a folder for the models.")
         old_root = self.root.resolve()
-        if move and self.root.is_dir() and old_root != new_root:
+        moving = move and self.root.is_dir() and old_root != new_root
+        if moving:
             if old_root in new_root.parents:
                 raise ConfigError(
                     f"{new_root} is inside the model folder {old_root}; choose a folder outside it."
                 )
             if new_root.exists() and any(new_root.iterdir()):
                 raise ConfigError(f"{new_root} is not empty; pick an empty or new folder.")
-            _move_tree(old_root, new_root)
+        _check_writable(new_root)
+        if moving:
+            _move_tree(old_root, new_root, on_event, cancel or CancelToken())
         self.settings = replace(self.settings, models_dir=str(new_root))
         save_settings(self.settings)
-        self.root = new_root
+        self.root, self.root_reason = new_root, self.settings.root_reason()
         return new_root
 
     def import_path(self, path: Path, *, name: str | None = None) -> importing.ImportResult:

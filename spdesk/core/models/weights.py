@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,28 @@ def save_safetensors(tensors: dict[str, Any], target: Path) -> None:
         save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, str(target))
     except SafetensorError as error:
         raise (os_error_of(error, target) or error) from error
+    target.chmod(new_file_mode(target.parent))  # the writer makes it 0600
+
+
+def new_file_mode(folder: Path) -> int:
+    """The permission bits a new file in ``folder`` gets (0666 minus the umask), read from one
+    made there: reading the umask with ``os.umask`` changes it for every thread meanwhile."""
+    probe = folder / f".spdesk-mode-{os.getpid()}-{threading.get_ident()}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        return stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+        probe.unlink(missing_ok=True)
+
+
+def give_new_file_modes(folder: Path) -> None:
+    """Every file under ``folder`` as readable as a new file: libraries' writers (safetensors)
+    make weights 0600, and copies keep their source's modes."""
+    mode = new_file_mode(folder)
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)
 
 
 def os_error_of(error: Exception, target: Path) -> OSError | None:

@@ -444,3 +444,23 @@ def test_resume_refuses_a_checkpoint_of_photos_that_changed_and_the_library_star
     captured = capsys.readouterr()
     assert "Training on" in captured.out + captured.err
     assert "resuming" not in captured.out + captured.err
+    said = "Starting afresh: the photos changed since the run stopped at step 1."
+    assert said in captured.out + captured.err
+
+
+def test_ctrl_c_without_a_checkpoint_says_nothing_was_kept_and_how_to_keep_it(
+    assets: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    photos, vae = assets
+    out = tmp_path / "p.safetensors"
+    argv = ["train", str(photos), "--out", str(out), "--encoder", str(vae), "--steps", "3"]
+    argv += ["--batch", "2", "--size", "32", "--val-every", "0"]
+    _ctrl_c_after(monkeypatch, 1)
+    capsys.readouterr()
+    assert main(argv) == 130
+    [said] = [line for line in capsys.readouterr().err.splitlines() if "Cancelled" in line]
+    assert "nothing was kept" in said and "--checkpoint FILE" in said, said
+    assert not out.exists()

@@ -11,10 +11,11 @@ from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 from tiny_sd import save_tiny_vae
 
-from spdesk.core.events.training import CheckpointSaved
+from spdesk.core.events.training import CheckpointSaved, TrainStarted, TrainStep
 from spdesk.core.perturbation import library_perturbations, load_perturbation
+from spdesk.core.usecases import StartingAfresh
 from spdesk.gui.settings import open_settings
-from spdesk.gui.train_dialog import NOISE_SERIES, TrainDialog
+from spdesk.gui.train_dialog import NOISE_SERIES, TrainDialog, _check_request
 
 
 @pytest.fixture(autouse=True)
@@ -117,6 +118,9 @@ def test_a_cancelled_run_resumes_where_it_stopped(qtbot: QtBot, dialog: TrainDia
         assert dialog.start()
     assert dialog.result is not None
     assert saved == [25]
+    assert len(list((cache_dir() / "training").glob("*.ckpt"))) == 2  # until it is saved
+    dialog.name_edit.setText("Thirty steps")
+    assert dialog.save_to_library() is not None
     assert list((cache_dir() / "training").glob("*.ckpt")) == [checkpoint]
 
 
@@ -211,7 +215,8 @@ def test_a_result_weaker_than_noise_makes_train_longer_the_main_action(
     from spdesk.core.train_advice import MIN_USEFUL_STEPS
 
     weak = SimpleNamespace(
-        metadata={"gain_over_sign": 0.65, "steps": 4, "train_photos": 3, "val_photos": 1}
+        metadata={"gain_over_sign": 0.65, "steps": 4, "train_photos": 3, "val_photos": 1},
+        checkpoint=None,
     )
     assert dialog.start_button.objectName() == "Primary"  # before a run: the one main action
     dialog._on_succeeded(weak)
@@ -443,6 +448,7 @@ def test_closing_with_an_unsaved_result_asks_before_discarding_it(
         assert dialog.start()
     result = dialog.result
     assert result is not None, dialog.status_label.text()
+    result.checkpoint.write_bytes(b"kept until the result is saved or discarded")
     asked = _answer_questions(monkeypatch, QMessageBox.StandardButton.Cancel)
     dialog.reject()  # Esc
     assert [title for title, _text, _buttons in asked] == ["Discard the result?"]
@@ -450,9 +456,11 @@ def test_closing_with_an_unsaved_result_asks_before_discarding_it(
     assert "not saved" in text
     assert buttons == QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel
     assert dialog.isVisible() and dialog.result is result, "Cancel keeps the result"
+    assert result.checkpoint.is_file()
     asked = _answer_questions(monkeypatch, QMessageBox.StandardButton.Discard)
     dialog.reject()
     assert len(asked) == 1 and not dialog.isVisible()
+    assert not result.checkpoint.exists()  # discarded: nothing left to resume
     dialog.show()  # once saved, closing asks nothing
     dialog.name_edit.setText("Kept")
     assert dialog.save_to_library() is not None
@@ -466,7 +474,8 @@ def test_train_again_asks_before_discarding_an_unsaved_result(
     from types import SimpleNamespace
 
     weak = SimpleNamespace(
-        metadata={"gain_over_sign": 0.65, "steps": 4, "train_photos": 3, "val_photos": 1}
+        metadata={"gain_over_sign": 0.65, "steps": 4, "train_photos": 3, "val_photos": 1},
+        checkpoint=None,
     )
     dialog._on_succeeded(weak)
     dialog._update_controls()
@@ -517,3 +526,24 @@ def test_close_asks_before_stopping_training_and_stop_says_what_it_stops(
     dialog.close_button.click()
     assert len(asked) == 1 and not dialog.isVisible()
     qtbot.waitUntil(lambda: not dialog.runner.running, timeout=10_000)
+
+
+def test_a_folder_typed_with_a_tilde_is_the_one_counted_and_trained_on(
+    qtbot: QtBot, dialog: TrainDialog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # the fixture's photos are in ~/photos
+    dialog.folder_edit.setText("~/photos")
+    qtbot.waitUntil(lambda: dialog.photo_count == 4, timeout=10_000)
+    request = dialog.request()
+    assert request.photos == tmp_path / "photos"
+    assert _check_request(request, dialog.photo_count) == ""
+
+
+def test_a_run_that_starts_afresh_says_why(dialog: TrainDialog) -> None:
+    reason = "the photos changed since the run stopped at step 40"
+    dialog._on_event(StartingAfresh(reason))
+    dialog._on_event(TrainStarted(train_photos=3, val_photos=1, steps=100, encoder="tiny"))
+    said = dialog.status_label.text()
+    assert said.startswith(f"Started afresh: {reason}. Training on 3 photos"), said
+    dialog._on_event(TrainStep(step=1, steps=100, loss=0.5))
+    assert f"(started afresh: {reason})" in dialog.status_label.text()  # stays in view

@@ -460,3 +460,49 @@ def test_resuming_from_a_damaged_checkpoint_says_so(
     checkpoint.write_bytes(content)
     with pytest.raises(ConfigError, match="is damaged or not a checkpoint"):
         train_universal(_config(photos, vae), encoder=encoder, checkpoint=checkpoint, resume=True)
+
+
+def _poisoned(checkpoint: Path, damage: str) -> None:
+    """Rewrite ``checkpoint`` with a valid header but ``damage`` done to its tensors."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        meta = handle.metadata()
+    tensors = load_file(str(checkpoint))
+    if damage == "nan pattern":
+        tensors["delta"][0, 0, 0] = float("nan")
+    elif damage == "infinite optimiser state":
+        tensors["exp_avg_sq"][1, 2, 3] = float("inf")
+    elif damage == "wrong shape":
+        tensors["delta"] = torch.zeros(3, 8, 8)
+    elif damage == "step past the run":
+        tensors["step"] = torch.tensor([99], dtype=torch.int64)
+    save_file(tensors, str(checkpoint), metadata=meta)
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        ("nan pattern", "not a number"),
+        ("infinite optimiser state", "not a number"),
+        ("wrong shape", "3x8x8"),
+        ("step past the run", "step 99"),
+    ],
+)
+def test_resuming_from_a_checkpoint_with_damaged_tensors_is_refused_before_any_step(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path, damage: str, said: str
+) -> None:
+    photos, vae, encoder = tiny_setup
+    config = _config(photos, vae, steps=4)
+    checkpoint = tmp_path / "run.ckpt.safetensors"
+    _cancel_at_step(2, config, encoder, checkpoint)
+    _poisoned(checkpoint, damage)
+    events: list[Event] = []
+    with pytest.raises(ConfigError, match="is damaged") as refused:
+        train_universal(
+            config, encoder=encoder, checkpoint=checkpoint, resume=True, on_event=events.append
+        )
+    assert said in str(refused.value)
+    assert "without --resume" in refused.value.user_text()  # what to do about it
+    assert not events  # no step trained on it, no slow check, nothing lost

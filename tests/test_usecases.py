@@ -4,8 +4,10 @@ resume policy, and filing the result under a name."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_train import _config, write_photos
 from tiny_sd import save_tiny_vae
@@ -13,9 +15,14 @@ from tiny_sd import save_tiny_vae
 from spdesk.core.errors import Cancelled, OutputExistsError
 from spdesk.core.events import CancelToken, Event, EventSink
 from spdesk.core.events.training import TrainStarted, TrainStep
-from spdesk.core.perturbation import library_perturbations, load_perturbation
-from spdesk.core.train import TrainConfig
-from spdesk.core.usecases import library_checkpoint, save_to_library, train_into_library
+from spdesk.core.perturbation import library_path_for, library_perturbations, load_perturbation
+from spdesk.core.train import TrainConfig, TrainResult
+from spdesk.core.usecases import (
+    StartingAfresh,
+    library_checkpoint,
+    save_to_library,
+    train_into_library,
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +47,7 @@ def _started(events: list[Event]) -> TrainStarted:
     return started
 
 
-def test_a_cancelled_library_run_resumes_and_its_checkpoint_goes_when_done(
+def test_a_cancelled_library_run_resumes_and_its_checkpoint_goes_once_saved(
     config: TrainConfig,
 ) -> None:
     cancel = CancelToken()
@@ -54,6 +61,9 @@ def test_a_cancelled_library_run_resumes_and_its_checkpoint_goes_when_done(
     result = train_into_library(config, on_event=again.append)
     assert _started(again).resumed_from >= 3  # from the checkpoint, not from step 0
     assert result.metadata["steps"] == config.steps
+    # Kept until the result is in the library: a save that fails loses no steps.
+    assert checkpoint.is_file()
+    save_to_library(result, "resumed")
     assert not checkpoint.exists()
 
 
@@ -63,7 +73,7 @@ def test_a_damaged_checkpoint_is_removed_and_the_run_starts_afresh(config: Train
     events: list[Event] = []
     train_into_library(config, on_event=events.append)
     assert _started(events).resumed_from == 0
-    assert not checkpoint.exists()
+    assert checkpoint.stat().st_size > 100  # the fresh run's own, until its result is saved
 
 
 def test_save_to_library_files_the_result_under_its_name_and_never_replaces_unasked(
@@ -97,3 +107,95 @@ def test_spdesk_train_library_is_the_same_use_case_as_the_app(
     assert main(argv) == 2  # refused before any training: the name is taken
     assert "already in your library" in capsys.readouterr().err
     assert path.read_bytes() == before
+
+
+def _cancelled_at(config: TrainConfig, steps: int) -> Path:
+    """Run ``config`` into the library and stop it after ``steps`` steps; its checkpoint."""
+    cancel = CancelToken()
+    _events, sink = _cancel_after(steps, cancel)
+    with pytest.raises(Cancelled):
+        train_into_library(config, on_event=sink, cancel=cancel)
+    return library_checkpoint(config)
+
+
+def _afresh(events: list[Event]) -> str:
+    """Why the run started afresh ("" when it did not say)."""
+    return " ".join(e.reason for e in events if isinstance(e, StartingAfresh))
+
+
+def test_a_name_taken_while_training_is_saved_under_a_free_name_never_lost(
+    config: TrainConfig, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spdesk.core.usecases as usecases
+    from spdesk.cli import main
+
+    def train_while_another_run_saves_the_name(*args: object, **kwargs: object) -> TrainResult:
+        result = train_into_library(*args, **kwargs)  # type: ignore[arg-type]
+        save_to_library(result, "Same")  # the other run (or the app) finished first
+        return result
+
+    monkeypatch.setattr(usecases, "train_into_library", train_while_another_run_saves_the_name)
+    argv = ["train", config.photos, "--library", "Same", "--encoder", config.encoder]
+    argv += ["--steps", "3", "--batch", "2", "--size", "32"]
+    assert main(argv) == 0
+    said = capsys.readouterr()
+    assert "“Same” was added to your library while this run trained" in said.err, said.err
+    assert "saved as “Same-2”" in said.err
+    names = sorted(p.name for p in library_perturbations())
+    assert names == ["Same-2.safetensors", "Same.safetensors"]
+    assert load_perturbation(library_path_for("Same-2")).metadata["name"] == "Same-2"
+    assert not list(library_checkpoint(config).parent.glob("*.ckpt"))  # saved: gone
+
+
+def test_a_checkpoint_holding_nan_is_dropped_with_a_notice_and_the_run_starts_afresh(
+    config: TrainConfig,
+) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    checkpoint = _cancelled_at(config, 4)
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        meta = handle.metadata()
+    tensors = load_file(str(checkpoint))
+    tensors["delta"][:] = float("nan")  # the header still reads as a checkpoint's
+    save_file(tensors, str(checkpoint), metadata=meta)
+    events: list[Event] = []
+    result = train_into_library(config, on_event=events.append)
+    assert _started(events).resumed_from == 0
+    assert "damaged" in _afresh(events) and "not a number" in _afresh(events)
+    assert all(np.isfinite(e.loss) for e in events if isinstance(e, TrainStep))
+    assert np.isfinite(result.delta).all()
+
+
+def test_a_library_run_on_changed_photos_says_it_starts_afresh_and_replaces_the_checkpoint(
+    tmp_path: Path, config: TrainConfig
+) -> None:
+    import shutil
+
+    folder = tmp_path / "photos"
+    shutil.copytree(config.photos, folder)
+    changing = replace(config, photos=str(folder))
+    checkpoint = _cancelled_at(changing, 4)
+    shutil.copy(folder / "photo0.png", folder / "photo9.png")  # a photo added since
+    events: list[Event] = []
+    result = train_into_library(changing, on_event=events.append)
+    assert _started(events).resumed_from == 0
+    assert _afresh(events) == "the photos changed since the run stopped at step 4"
+    save_to_library(result, "changed")
+    assert not checkpoint.exists()  # replaced by the new run's, which went once saved
+
+
+def test_a_library_run_with_other_settings_says_where_the_stopped_run_is(
+    config: TrainConfig,
+) -> None:
+    stopped = _cancelled_at(config, 4)
+    events: list[Event] = []
+    result = train_into_library(replace(config, eps=4.0), on_event=events.append)
+    said = _afresh(events)
+    assert said.startswith("the settings changed since the run on these photos stopped at step 4")
+    assert "(eps 8 in the checkpoint, 4 now)" in said and "resume" in said
+    save_to_library(result, "other settings")
+    assert stopped.is_file()  # still resumable with its own settings
+    again: list[Event] = []
+    train_into_library(config, on_event=again.append)
+    assert _afresh(again) == "" and _started(again).resumed_from >= 3

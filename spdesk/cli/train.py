@@ -195,7 +195,7 @@ def _default_size(device: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spdesk.core.errors import ConfigError
+    from spdesk.core.errors import Cancelled, ConfigError
     from spdesk.core.events import Event
     from spdesk.core.events.training import (
         CheckingPattern,
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     from spdesk.core.jobs.events import count_of
     from spdesk.core.train import train_universal
     from spdesk.core.trained_pattern import MISSING_TEXT, visibility_available
-    from spdesk.core.usecases import save_to_library, train_into_library
+    from spdesk.core.usecases import StartingAfresh, save_under_free_name, train_into_library
 
     if args.library is not None:
         _check_library_name(args.library)
@@ -236,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(event, TrainStep):
             label = f"step {event.step}/{event.steps} loss {event.loss:.4g}"
             printer.update(label, event.step, event.steps, event.eta_s)
+        elif isinstance(event, StartingAfresh):
+            printer.line(f"Starting afresh: {event.reason}.")
         elif isinstance(event, TrainStarted):
             resumed = f", resuming at step {event.resumed_from}" if event.resumed_from else ""
             printer.line(
@@ -255,21 +257,31 @@ def run(args: argparse.Namespace) -> int:
                 f"random signs {event.sign_distortion:.3f} ({event.gain_over_sign:.2f}x)"
             )
 
-    if args.library is not None:
-        result = train_into_library(config, on_event=on_event, cancel=cancel_on_sigint())
-        result.path = save_to_library(result, args.library)
-    else:
-        result = train_universal(
-            config,
-            out=args.out,
-            checkpoint=args.checkpoint,
-            resume=args.resume,
-            on_event=on_event,
-            cancel=cancel_on_sigint(),
-            force=args.force,
-            check=True,
-        )
+    try:
+        if args.library is not None:
+            result = train_into_library(config, on_event=on_event, cancel=cancel_on_sigint())
+        else:
+            result = train_universal(
+                config,
+                out=args.out,
+                checkpoint=args.checkpoint,
+                resume=args.resume,
+                on_event=on_event,
+                cancel=cancel_on_sigint(),
+                force=args.force,
+                check=True,
+            )
+    except Cancelled as cancelled:
+        raise Cancelled(_cancelled_text(args)) from cancelled
     printer.close()
+    if args.library is not None:
+        result.path, name = save_under_free_name(result, args.library)
+        if name != args.library:
+            print(
+                f"Note: “{args.library}” was added to your library while this run trained (by "
+                f"another run or the app); this run is saved as “{name}”.",
+                file=sys.stderr,
+            )
     summary = {
         "path": str(result.path),
         "seconds_per_step": result.seconds_per_step,
@@ -291,6 +303,20 @@ def run(args: argparse.Namespace) -> int:
             print(result.visibility.text(), file=sys.stdout)
         print(f"Saved {result.path}", file=sys.stdout)
     return EXIT_OK
+
+
+def _cancelled_text(args: argparse.Namespace) -> str:
+    """What a stopped run kept and how to go on, in one line."""
+    from spdesk.core.files import shown
+
+    if args.library is not None:
+        return (
+            "Cancelled; nothing was saved to the library: the same command resumes where it "
+            "stopped."
+        )
+    if args.checkpoint is not None:
+        return f"Cancelled; {shown(args.checkpoint)} keeps the steps done: add --resume to go on."
+    return "Cancelled; nothing was kept (--checkpoint FILE makes a run resumable)."
 
 
 def _check_library_name(name: str) -> None:

@@ -199,6 +199,8 @@ class TrainResult:
     held_out: list[Path] = field(default_factory=list)  # the photos it was not trained on
     product_gain: ProductGain | None = None  # see spdesk.core.trained_pattern
     visibility: PatternVisibility | None = None
+    # A library run's checkpoint, kept until the result is saved (spdesk.core.usecases).
+    checkpoint: Path | None = None
 
 
 # --- photos -------------------------------------------------------------------------------------
@@ -533,16 +535,7 @@ def save_checkpoint(path: Path, trainer: _Trainer) -> None:
 def is_training_checkpoint(path: Path) -> bool:
     """Whether ``path`` is a file whose header is a training checkpoint's (it holds the
     resume key :func:`save_checkpoint` writes); False for anything else or unreadable."""
-    from safetensors import safe_open
-
-    if not path.is_file():
-        return False
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
-    except Exception:  # safetensors raises its own error types for any damage
-        return False
-    return "resume_key" in meta
+    return path.is_file() and checkpoint_header(path) is not None
 
 
 def _check_checkpoint_place(path: Path, out: Path | None = None, resume: bool = False) -> None:
@@ -594,13 +587,81 @@ class PhotosChanged(ConfigError):
     """The checkpoint was trained on other photos than the folder now holds."""
 
 
+class DamagedCheckpoint(ConfigError):
+    """The checkpoint's header reads as a checkpoint's but what it holds cannot be resumed."""
+
+
+def _state_problem(state: dict[str, torch.Tensor], config: TrainConfig) -> str | None:
+    """What makes a checkpoint's tensors unfit to resume ``config`` from, in words; None when
+    they are fit. A pattern of NaN would otherwise train every step at loss nan and fail only
+    when saved."""
+    shape = (3, config.size, config.size)
+    for name in ("delta", "exp_avg", "exp_avg_sq"):
+        tensor = state.get(name)
+        if tensor is None:
+            return f"it holds no '{name}'"
+        if tuple(tensor.shape) != shape:
+            return f"its '{name}' is {_dims(tensor.shape)}, not {_dims(shape)}"
+        if not bool(torch.isfinite(tensor).all()):
+            return f"its '{name}' holds values that are not a number or infinite"
+    step = state.get("step")
+    if step is None or step.numel() != 1 or step.dtype.is_floating_point:
+        return "it holds no step count"
+    if not 0 <= int(step.flatten()[0]) <= config.steps:
+        return f"its step {int(step.flatten()[0])} is outside the run's 0 to {config.steps}"
+    return None
+
+
+def _dims(shape: Sequence[int]) -> str:
+    return "x".join(map(str, shape))
+
+
+def checkpoint_damage(path: Path, config: TrainConfig) -> str | None:
+    """What makes the checkpoint at ``path`` unfit to resume ``config`` from (unreadable, not a
+    checkpoint, damaged tensors), in words; None when it is fit (settings and photos are
+    compared on loading)."""
+    from safetensors.torch import load_file
+
+    if not is_training_checkpoint(path):
+        return "it cannot be read as a checkpoint"
+    try:
+        state = load_file(str(path))
+    except Exception as error:  # safetensors raises its own error types for any damage
+        return f"it cannot be read ({error})"
+    return _state_problem(state, config)
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step a checkpoint stopped at, or None when ``path`` is not a readable checkpoint."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return int(handle.get_tensor("step").flatten()[0])
+    except Exception:  # any unreadable file: the caller says less
+        return None
+
+
+def checkpoint_header(path: Path) -> dict[str, str] | None:
+    """A checkpoint's header (its resume key, settings, photos), or None when ``path`` is not
+    a readable training checkpoint."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+    except Exception:  # any unreadable file
+        return None
+    return meta if "resume_key" in meta else None
+
+
 def load_checkpoint(path: Path, trainer: _Trainer) -> None:
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    def damaged(error: Exception) -> ConfigError:
-        return ConfigError(
-            f"Checkpoint {path.name} is damaged or not a checkpoint ({error}); cannot resume.",
+    def damaged(problem: object, what: str = "damaged or not a checkpoint") -> ConfigError:
+        return DamagedCheckpoint(
+            f"Checkpoint {path.name} is {what} ({problem}); cannot resume.",
             hint="Delete it and start afresh without --resume, or give another --checkpoint.",
         )
 
@@ -630,6 +691,9 @@ def load_checkpoint(path: Path, trainer: _Trainer) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise damaged(error) from error
+    problem = _state_problem(state, trainer.config)
+    if problem:
+        raise damaged(problem, "damaged")
     trainer.optimizer.load_state_dict(state)
     trainer.validation = [ValidationReport(**r) for r in json.loads(meta.get("validation", "[]"))]
 
@@ -726,7 +790,7 @@ def train_universal(
     cancel: CancelToken | None = None,
     force: bool = False,
     check: bool = False,
-    fresh_if_photos_changed: bool = False,
+    on_photos_changed: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train a universal perturbation; save it to ``out`` when given.
 
@@ -746,9 +810,10 @@ def train_universal(
             CheckingPattern first): its gain at a 512 px editor into ``result.product_gain``
             and the metadata's "product_gain", and where the ``eval`` extra is installed
             its visibility into ``result.visibility`` and "visibility" (``trained_pattern``).
-        fresh_if_photos_changed: with ``resume``, a checkpoint trained on other photos of the
-            folder is not resumed but started afresh (and replaced by this run's), as the
-            library's own checkpoints are; without it, PhotosChanged (a ConfigError).
+        on_photos_changed: with ``resume``, a checkpoint trained on other photos of the
+            folder is not resumed: this is called and the run starts afresh (its checkpoint
+            replacing that one), as the library's own checkpoints are; without it,
+            PhotosChanged (a ConfigError).
 
     Raises ConfigError before any work when ``checkpoint`` is ``out``, a folder, not writable,
     or a file there that is not a training checkpoint (see ``_check_checkpoint_place``).
@@ -765,9 +830,10 @@ def train_universal(
         try:
             load_checkpoint(checkpoint, trainer)
         except PhotosChanged:
-            if not fresh_if_photos_changed:
+            if on_photos_changed is None:
                 raise
             log.warning("the photos changed since checkpoint %s: starting afresh", checkpoint)
+            on_photos_changed()
     first = trainer.optimizer.step_index
     on_event(
         TrainStarted(

@@ -6,9 +6,12 @@ construction (their own code only gathers settings and shows events):
 - :func:`train_into_library`: train with a checkpoint named by the run's settings in the cache
   folder, written every ``checkpoint_every`` steps and on cancel; starting again with the same
   photo folder (resolved, not as typed) and settings resumes from it; a damaged checkpoint is
-  removed, and one trained on photos the folder no longer holds replaced (the run starts afresh);
-  it is deleted when the run finishes. The result is then checked on held-out photos the
-  product's way (:mod:`spdesk.core.trained_pattern`); :func:`save_to_library` files it by name.
+  removed, and one trained on photos the folder no longer holds replaced (the run starts afresh,
+  saying why with :class:`StartingAfresh`, as it does when a stopped run of the folder had other
+  settings). The result is then checked on held-out photos the product's way
+  (:mod:`spdesk.core.trained_pattern`); :func:`save_to_library` files it by name and only then
+  deletes the checkpoint (:func:`discard_training` when the user lets the result go), so that a
+  save that fails loses no training; :func:`save_under_free_name` never fails for the name.
 - :func:`protect_for_preview`: protect a photo in memory, as a job would, with the amplified
   difference (no Stable Diffusion model needed); :func:`preview_photo` then runs the same AI edit
   on the original, the protected photo and noise of the same strength.
@@ -21,12 +24,13 @@ Heavy libraries are imported inside the functions: this module is cheap to impor
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spdesk.core.events import CancelToken, EventSink, ignore_events
+from spdesk.core.events import CancelToken, Event, EventSink, ignore_events
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,6 +43,15 @@ log = logging.getLogger(__name__)
 
 
 # --- training into the library ------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartingAfresh(Event):
+    """A library run starts at step 0 although a stopped run of these photos left a
+    checkpoint; ``reason`` says why, in words ("the photos changed since the run stopped at
+    step 120"). Emitted before TrainStarted."""
+
+    reason: str
+
+
 def library_checkpoint(config: TrainConfig) -> Path:
     """Where the checkpoint of a library run with these settings lives (the cache folder)."""
     from spdesk.core.paths import cache_dir, ensure
@@ -46,22 +59,79 @@ def library_checkpoint(config: TrainConfig) -> Path:
     return ensure(cache_dir() / "training") / f"{config.resume_key()}.ckpt"
 
 
-def drop_if_unreadable(checkpoint: Path) -> bool:
-    """Remove a checkpoint whose header cannot be read or is not a training checkpoint's; True
-    when one was removed.
+def drop_if_damaged(checkpoint: Path, config: TrainConfig) -> str | None:
+    """Remove a checkpoint that cannot be resumed: its header unreadable or not a training
+    checkpoint's, or its tensors damaged (not finite, misshapen, a step past the run); returns
+    what was wrong, None when nothing was removed.
 
     Resuming is implicit for library runs, so a damaged checkpoint (a disk error, a hand-edited
     cache) must not stop every later start (training refuses to write over a file that is not
-    a checkpoint; this one is in spdesk's own cache folder)."""
+    a checkpoint; this one is in spdesk's own cache folder), nor train on NaN."""
     if not checkpoint.is_file():
-        return False
-    from spdesk.core.train import is_training_checkpoint
+        return None
+    from spdesk.core.train import checkpoint_damage
 
-    if is_training_checkpoint(checkpoint):
-        return False
-    log.warning("removing the unreadable training checkpoint %s", checkpoint)
-    checkpoint.unlink(missing_ok=True)
-    return True
+    problem = checkpoint_damage(checkpoint, config)
+    if problem:
+        log.warning("removing the damaged training checkpoint %s: %s", checkpoint, problem)
+        checkpoint.unlink(missing_ok=True)
+    return problem
+
+
+def stopped_run_with_other_settings(config: TrainConfig) -> Path | None:
+    """The newest checkpoint in the cache of a library run on the same photo folder with other
+    settings (a stopped run that ``config`` does not resume), or None.
+
+    It is kept: its key is a hash of its settings and records no library name (the app names
+    a result after training), so it cannot be told from another run the user may resume."""
+    from spdesk.core.train import checkpoint_header
+
+    own = library_checkpoint(config)
+    folder = config.resumable_settings()["photos"]
+    stopped = [
+        path
+        for path in own.parent.glob("*.ckpt")
+        if path != own and _settings_folder(checkpoint_header(path)) == folder
+    ]
+    return max(stopped, key=_written, default=None)
+
+
+def _settings_folder(header: dict[str, str] | None) -> str | None:
+    """The resolved photo folder a checkpoint's header records (None: no header, or an older
+    one)."""
+    try:
+        settings = json.loads((header or {}).get("settings", ""))
+    except ValueError:
+        return None
+    return settings.get("photos") if isinstance(settings, dict) else None
+
+
+def _written(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed meanwhile
+        return 0.0
+
+
+def _why_afresh(checkpoint: Path, config: TrainConfig) -> str:
+    """Why a library run with ``config`` starts at step 0 although a stopped run of its photos
+    left a checkpoint ("" when none did); a damaged checkpoint is removed first."""
+    from spdesk.core.train import checkpoint_header, checkpoint_step, settings_differences
+
+    problem = drop_if_damaged(checkpoint, config)
+    if problem:
+        return f"the stopped run's checkpoint was damaged ({problem}); it was removed"
+    stopped = None if checkpoint.is_file() else stopped_run_with_other_settings(config)
+    if stopped is None:
+        return ""
+    differences = settings_differences(stopped, checkpoint_header(stopped) or {}, config)
+    named = f" ({'; '.join(differences)})" if differences else ""
+    step = checkpoint_step(stopped)
+    at = f" at step {step}" if step is not None else ""
+    return (
+        f"the settings changed since the run on these photos stopped{at}{named}; "
+        "that run is kept: its settings resume it"
+    )
 
 
 def train_into_library(
@@ -76,10 +146,17 @@ def train_into_library(
     Raises Cancelled after writing the checkpoint; the errors of
     :func:`spdesk.core.train.train_universal` otherwise.
     """
-    from spdesk.core.train import train_universal
+    from spdesk.core.train import checkpoint_step, train_universal
 
     checkpoint = library_checkpoint(config)
-    drop_if_unreadable(checkpoint)
+    why = _why_afresh(checkpoint, config)
+    if why:
+        on_event(StartingAfresh(why))
+    stopped_at = checkpoint_step(checkpoint)  # read before this run replaces it
+
+    def photos_changed() -> None:  # its checkpoint is this folder's: the photos changed
+        on_event(StartingAfresh(f"the photos changed since the run stopped at step {stopped_at}"))
+
     result = train_universal(
         config,
         checkpoint=checkpoint,
@@ -87,10 +164,17 @@ def train_into_library(
         on_event=on_event,
         cancel=cancel,
         check=True,
-        fresh_if_photos_changed=True,  # its checkpoint is this folder's: the photos changed
+        on_photos_changed=photos_changed,
     )
-    checkpoint.unlink(missing_ok=True)
+    result.checkpoint = checkpoint  # deleted once the result is saved or discarded
     return result
+
+
+def discard_training(result: TrainResult) -> None:
+    """The user let an unsaved library result go: its checkpoint goes too (the same settings
+    then train afresh, as after saving)."""
+    if result.checkpoint is not None:
+        result.checkpoint.unlink(missing_ok=True)
 
 
 def library_metadata(result: TrainResult, name: str) -> dict[str, Any]:
@@ -106,9 +190,11 @@ def library_metadata(result: TrainResult, name: str) -> dict[str, Any]:
 
 
 def save_to_library(result: TrainResult, name: str, *, replace: bool = False) -> Path:
-    """Write ``result`` into the library as ``name``; returns its path.
+    """Write ``result`` into the library as ``name``, then delete its run's checkpoint;
+    returns its path.
 
-    Raises OutputExistsError when the name is taken and ``replace`` is False.
+    Raises OutputExistsError when the name is taken and ``replace`` is False (the checkpoint
+    is kept: nothing trained is lost).
     """
     from spdesk.core.errors import OutputExistsError
     from spdesk.core.perturbation import library_path_for, save_perturbation
@@ -122,7 +208,33 @@ def save_to_library(result: TrainResult, name: str, *, replace: bool = False) ->
     metadata = library_metadata(result, name)
     eps = float(metadata.get("config", {}).get("eps", 8.0))
     save_perturbation(path, result.delta, eps=eps, metadata=metadata)
+    discard_training(result)
     return path
+
+
+def free_library_name(name: str) -> str:
+    """``name``, or the first of "name-2", "name-3"… not in the library yet."""
+    from spdesk.core.perturbation import library_path_for
+
+    candidate, number = name, 1
+    while library_path_for(candidate).exists():
+        number += 1
+        candidate = f"{name}-{number}"
+    return candidate
+
+
+def save_under_free_name(result: TrainResult, name: str) -> tuple[Path, str]:
+    """Write ``result`` into the library as ``name``, or as the first free "name-2"… when
+    ``name`` was taken meanwhile (another run, the app): a finished run is never thrown away
+    for its name. Returns the path and the name it was saved under."""
+    from spdesk.core.errors import OutputExistsError
+
+    while True:
+        free = free_library_name(name)
+        try:
+            return save_to_library(result, free), free
+        except OutputExistsError:  # taken between the look and the save: the next one
+            continue
 
 
 # --- preview --------------------------------------------------------------------------------------

@@ -57,7 +57,12 @@ from spdesk.core.train_advice import (
     short_run_warning,
 )
 from spdesk.core.trained_pattern import MISSING_TEXT, visibility_available
-from spdesk.core.usecases import save_to_library, train_into_library
+from spdesk.core.usecases import (
+    StartingAfresh,
+    discard_training,
+    save_to_library,
+    train_into_library,
+)
 from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
 from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progress_bar
 from spdesk.gui.text import format_duration, gain_text
@@ -186,6 +191,11 @@ def ready_text(count: int | None) -> str:
     return "Ready: press “Start training”."
 
 
+def folder_typed(text: str) -> Path:
+    """The folder the user typed, ``~`` expanded: what is counted is what is trained on."""
+    return Path(text.strip()).expanduser()
+
+
 def _count_text(count: int | None) -> str:
     if count is None:
         return "Folder not found."
@@ -226,6 +236,7 @@ class TrainDialog(QDialog):
         self.photo_count: int | None = None
         self._advice_texts: set[str] = set()  # footers ready_text said (replaced by the next)
         self.skipped: dict[Path, str] = {}  # photos the running training could not read, why
+        self.afresh = ""  # why the running training started afresh ("" when it did not)
         self.result: Any = None
         self.saved_path: Path | None = None
         self._started = 0.0
@@ -498,7 +509,7 @@ class TrainDialog(QDialog):
         text = self.folder_edit.text().strip()
         if not text or self.count_runner.running:  # a cancelled count ends first, then recounts
             return
-        folder = Path(text).expanduser()
+        folder = folder_typed(text)
         if folder.anchor and str(folder) == folder.anchor:
             self.count_label.setText("That is a whole disk: choose the folder of your photos.")
             return
@@ -548,7 +559,7 @@ class TrainDialog(QDialog):
         choice = str(self.encoder_combo.currentData())
         encoder = self.encoder_edit.text().strip() if choice == "custom" else choice
         return TrainRequest(
-            photos=Path(self.folder_edit.text().strip()),
+            photos=folder_typed(self.folder_edit.text()),
             encoder=encoder,
             eps=self.strength_spin.value(),
             steps=self.steps_spin.value(),
@@ -577,6 +588,7 @@ class TrainDialog(QDialog):
         self.encoder_of_run = request.encoder
         self.result = None
         self.saved_path = None
+        self.afresh = ""
         self.save_frame.hide()
         self.loss_chart.clear()
         self.val_chart.clear()
@@ -606,10 +618,14 @@ class TrainDialog(QDialog):
 
     def _on_event(self, event: Event) -> None:
         match event:
+            case StartingAfresh(reason=reason):
+                self.afresh = reason  # said with TrainStarted, which comes next
             case TrainStarted(train_photos=train, val_photos=val, resumed_from=resumed):
                 text = f"Training on {train} photos, checking on {val} held out…"
                 if resumed:
                     text = f"Resumed at step {resumed}, where the cancelled run stopped. " + text
+                elif self.afresh:
+                    text = f"Started afresh: {self.afresh}. " + text
                 self.skipped = {s.path: s.reason for s in event.skipped}
                 if self.skipped:
                     text += f" {skipped_text(list(self.skipped))}"
@@ -638,8 +654,10 @@ class TrainDialog(QDialog):
         self.loss_chart.append("loss", event.step, event.loss)
         self.val_chart.set_empty_text(first_check_text(event.step, event.steps, event.step_s))
         left = f" · about {format_duration(event.eta_s)} left" if event.eta_s is not None else ""
+        # Why it started afresh stays in view: a user who expected it to resume learns why.
+        afresh = f" (started afresh: {self.afresh})" if self.afresh else ""
         if not self.runner.paused:
-            self.status_label.setText(f"Step {event.step} of {event.steps}{left}")
+            self.status_label.setText(f"Step {event.step} of {event.steps}{left}{afresh}")
 
     def _on_succeeded(self, result: Any) -> None:
         self.result = result
@@ -727,12 +745,18 @@ class TrainDialog(QDialog):
         return self.result is not None and self.saved_path is None
 
     def _may_discard_result(self) -> bool:
-        """True when there is no unsaved result, or the user agrees to discard it."""
-        return not self.unsaved or _confirm_discard(
+        """True when there is no unsaved result, or the user agrees to discard it (its
+        checkpoint goes with it)."""
+        if not self.unsaved:
+            return True
+        if not _confirm_discard(
             self,
             "Discard the result?",
             "The trained perturbation is not saved to your library. Discard it?",
-        )
+        ):
+            return False
+        discard_training(self.result)
+        return True
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.runner.running:

@@ -547,3 +547,23 @@ def test_a_run_that_starts_afresh_says_why(dialog: TrainDialog) -> None:
     assert said.startswith(f"Started afresh: {reason}. Training on 3 photos"), said
     dialog._on_event(TrainStep(step=1, steps=100, loss=0.5))
     assert f"(started afresh: {reason})" in dialog.status_label.text()  # stays in view
+
+
+@pytest.mark.parametrize(("encoder", "feature"), [("sd15", "train"), ("taesd", "taesd")])
+def test_a_missing_encoder_is_offered_from_models_before_training_starts(
+    qtbot: QtBot, dialog: TrainDialog, encoder: str, feature: str
+) -> None:
+    """Not "Training failed" with commands to type: the dialog finds the missing model before
+    it starts, and offers the Models window (or a file of one's own)."""
+    asked: list[str] = []
+    dialog.ask_missing_model = lambda text: asked.append(text) or "models"
+    dialog.encoder_combo.setCurrentIndex(dialog.encoder_combo.findData(encoder))
+    with qtbot.waitSignal(dialog.open_models_requested, timeout=5_000) as opened:
+        assert not dialog.start()
+    assert opened.args == [feature] and not dialog.runner.running
+    assert asked and asked[0].startswith("Training with") and "not installed" in asked[0]
+    dialog.ask_missing_model = lambda text: "file"
+    chosen: list[bool] = []
+    dialog.choose_encoder = lambda: chosen.append(True)  # type: ignore[method-assign]
+    assert not dialog.start()
+    assert chosen and dialog.encoder_combo.currentData() == "custom"

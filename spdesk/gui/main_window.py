@@ -41,6 +41,7 @@ from spdesk.core.perturbation import perturbation_gain, perturbation_label
 from spdesk.gui import protect_bridge
 from spdesk.gui.desktop import open_in_file_manager
 from spdesk.gui.images import photo_file_filter
+from spdesk.gui.missing_model import ask_for_model
 from spdesk.gui.settings import (
     ProtectOptions,
     last_folder,
@@ -572,16 +573,7 @@ class MainWindow(QMainWindow):
 
     def ask_missing_model(self, text: str) -> str:
         """ "models", "file" or "" (cancel): what the user wants to do about a missing model."""
-        box = QMessageBox(QMessageBox.Icon.Information, "Model needed", text, parent=self)
-        box.setInformativeText(
-            "Download it in Models…, or choose an encoder file or folder you already have."
-        )
-        models = box.addButton("Open Models…", QMessageBox.ButtonRole.AcceptRole)
-        file = box.addButton("Choose a file…", QMessageBox.ButtonRole.ActionRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        clicked = box.clickedButton()
-        return "models" if clicked is models else "file" if clicked is file else ""
+        return ask_for_model(self, text)
 
     def choose_encoder(self) -> None:
         """Fine-tune against an encoder the user has: a diffusers VAE folder or a weights file."""
@@ -809,6 +801,7 @@ class MainWindow(QMainWindow):
             self.settings, device=choice, parent=self, device_kind=self._device_kinds.get(choice)
         )
         dialog.saved.connect(self._on_perturbation_saved)
+        dialog.open_models_requested.connect(self.open_model_manager)
         dialog.exec()
 
     def _on_perturbation_saved(self, path: Path) -> None:

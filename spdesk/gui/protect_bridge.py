@@ -72,14 +72,15 @@ def failure_text(path: Path, reason: str, hint: str) -> str:
 ENCODER_NAMES = {"sd15": "the Stable Diffusion 1.5 VAE (about 170 MB)", "taesd": "TAESD (10 MB)"}
 
 
-def encoder_problem(spec: str) -> str:
-    """Why fine-tuning with encoder ``spec`` cannot start ("" when it can); disk checks only."""
+def encoder_problem(spec: str, use: str = "Fine-tuning") -> str:
+    """Why ``use`` (fine-tuning, training) with encoder ``spec`` cannot start ("" when it can);
+    disk checks only."""
     if spec in ENCODER_NAMES:
         from spdesk.core.models.store import ENCODER_FEATURES, ModelStore
 
         if ModelStore().find(ENCODER_FEATURES[spec]) is not None:
             return ""
-        return f"Fine-tuning with {ENCODER_NAMES[spec]} needs that model, which is not installed."
+        return f"{use} with {ENCODER_NAMES[spec]} needs that model, which is not installed."
     if Path(spec).expanduser().exists():
         return ""
     return f"The encoder {spec} is not there any more."

@@ -63,6 +63,8 @@ from spdesk.core.usecases import (
     save_to_library,
     train_into_library,
 )
+from spdesk.gui.missing_model import ask_for_model
+from spdesk.gui.protect_bridge import encoder_problem
 from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
 from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progress_bar
 from spdesk.gui.text import format_duration, gain_text
@@ -207,6 +209,7 @@ class TrainDialog(QDialog):
     """Settings on the left, live charts on the right, progress and save-to-library below."""
 
     saved = Signal(object)  # Path of the perturbation written to the library
+    open_models_requested = Signal(str)  # the feature whose model is missing ("train", "taesd")
 
     def __init__(
         self,
@@ -241,6 +244,7 @@ class TrainDialog(QDialog):
         self.saved_path: Path | None = None
         self._started = 0.0
         self.confirm: Callable[[str, str], bool] = lambda title, text: _confirm(self, title, text)
+        self.ask_missing_model: Callable[[str], str] = lambda text: ask_for_model(self, text)
         self._build()
         self._connect()
         self._restore()
@@ -484,6 +488,20 @@ class TrainDialog(QDialog):
         if folder:
             self.folder_edit.setText(folder)
 
+    def _encoder_ready(self, encoder: str) -> bool:
+        """A missing encoder is found before training starts, and offered from here: the
+        Models window, or a file of one's own (not a "Training failed" naming commands)."""
+        problem = encoder_problem(encoder, use="Training")
+        if not problem:
+            return True
+        choice = self.ask_missing_model(problem)
+        if choice == "models":
+            self.open_models_requested.emit("taesd" if encoder == "taesd" else "train")
+        elif choice == "file":
+            self.encoder_combo.setCurrentIndex(self.encoder_combo.findData("custom"))
+            self.choose_encoder()
+        return False
+
     def choose_encoder(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
             self, "Encoder weights", "", "Weights (*.safetensors *.pth *.pt);;All files (*)"
@@ -578,6 +596,8 @@ class TrainDialog(QDialog):
         problem = _check_request(request, self.photo_count)
         if problem:
             QMessageBox.warning(self, "Train", problem)
+            return False
+        if not self._encoder_ready(request.encoder):
             return False
         short = short_run_warning(request.steps)
         if short and not self.confirm("Short training run", f"{short} Start anyway?"):

@@ -974,3 +974,17 @@ def test_photo_mode_ignores_a_pattern_left_selected_for_universal(
     panel.set_mode("universal")
     assert not window.start_job()
     assert errors and "mine.safetensors" in errors[0] and "Choose a perturbation" not in errors[0]
+
+
+def test_universal_mode_with_the_bundled_pattern_protects(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """The bundled pattern is the list's "" entry: it must reach the job as no file (it once
+    became Path("."), "a folder, not a perturbation file")."""
+    panel = window.options_panel
+    panel.set_mode("universal")
+    panel.perturbation_combo.setCurrentIndex(panel.perturbation_combo.findData(""))
+    _add(qtbot, window, [_photos(tmp_path / "photos", 2)])
+    _protect(qtbot, window)
+    rows = window.queue.rows()
+    assert {r.status for r in rows} == {RowStatus.DONE}, [r.reason for r in rows]

@@ -494,6 +494,7 @@ def test_tasks_and_outcomes_travel_as_json(tmp_path: Path) -> None:
         notes=("shortened",),
         existing=True,  # a taken name: the worker must not publish over it as a retry would
         owner=item.key,
+        format="PNG",  # decided with the name: a HEIC with transparency is written as PNG
     )
     task = _Task(item, target, SourceSignature(5, 7), 0.0)
     assert decode_task(encode_task(task)) == task

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import io
 import itertools
 import json
 import posixpath
@@ -597,3 +598,22 @@ def test_overwrite_replaces_the_copy_an_earlier_unique_run_stepped_past(
     assert not report.skipped
     assert [posixpath.basename(str(e.output)) for e in report.done] == ["a.protected.jpg"]
     assert sorted(_outputs(place, tmp_path)) == ["a.protected-2.jpg", "a.protected.jpg"]
+
+
+def test_a_heic_with_transparency_becomes_a_png_from_any_store(
+    place: Place, tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """Where no local walk read the photo's header (an object store), naming reads a HEIC's
+    header to see its transparency: the copy is a PNG that keeps it, as from a folder."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from PIL import Image
+
+    image = Image.fromarray(samples.photo_array())
+    image.putalpha(Image.linear_gradient("L").resize(image.size))
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(image).save(buffer, format="HEIF", quality=95)
+    place.put(place.at("in/alpha.heic"), buffer.getvalue())
+    report = _run(place, "in", "out", settings)
+    assert [posixpath.basename(str(e.output)) for e in report.done] == ["alpha.protected.png"]
+    written = Image.open(io.BytesIO(place.get(place.at("out/alpha.protected.png"))))
+    assert written.format == "PNG" and written.mode == "RGBA"

@@ -98,13 +98,17 @@ def grey_delta(delta: np.ndarray) -> np.ndarray:
     return np.repeat(delta.mean(axis=0, keepdims=True), 3, axis=0)
 
 
-def _quantised_canvas(working: np.ndarray, eps: float) -> Image.Image:
-    check_bound(working, eps)
+def _quantised_canvas(
+    working: np.ndarray, eps: float, what: str = "The protection computed for this photo"
+) -> Image.Image:
+    check_bound(working, eps, what)
     steps = np.rint(working.transpose(1, 2, 0) * 255.0) + _ZERO
     return Image.fromarray(np.clip(steps, 0, 255).astype(np.uint8), mode="RGB")
 
 
-def check_bound(delta: np.ndarray, eps: float) -> None:
+def check_bound(
+    delta: np.ndarray, eps: float, what: str = "The protection computed for this photo"
+) -> None:
     """Refuse a delta with invalid values or over its budget of ``eps`` 8-bit steps. Every mode
     lays its delta through here: |change| <= eps is what spdesk promises, whatever a damaged
     file or a bug upstream computed (NaN once became changes of up to 149 levels at 8)."""
@@ -116,7 +120,7 @@ def check_bound(delta: np.ndarray, eps: float) -> None:
     else:
         return
     raise PerturbationFileError(
-        f"The protection computed for this photo {problem}: nothing was written.",
+        f"{what} {problem}: nothing was written.",
         hint="The generator or perturbation file is probably damaged: use the one that comes "
         "with spdesk, or train a new one.",
     )
@@ -224,7 +228,9 @@ class UniversalApplier:
         self.options = options
         self.cache_bytes = cache_bytes
         self._pattern = _quantised_canvas(
-            perturbation.at_strength(options.strength), options.strength or perturbation.eps
+            perturbation.at_strength(options.strength),
+            options.strength or perturbation.eps,
+            f"The pattern of {perturbation.name}",
         )
         self._full: OrderedDict[tuple[int, int], tuple[Image.Image, Figures]] = OrderedDict()
         self._building: dict[tuple[int, int], threading.Lock] = {}

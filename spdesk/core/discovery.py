@@ -30,6 +30,11 @@ SYSTEM_FOLDERS = frozenset(
 PSEUDO_FOLDERS = frozenset({"/proc", "/sys", "/dev", "/run"})
 _JUNK = "system file, not a photo"
 
+# Why a file an earlier run wrote (its manifest says so) is never an input, whatever its name.
+RECORDED_OUTPUT = (
+    "an output of an earlier spdesk run in this folder (spdesk never protects its outputs twice)"
+)
+
 
 @dataclass(frozen=True)
 class InputPhoto:
@@ -220,10 +225,7 @@ def _file_reason(path: Path, options: DiscoveryOptions) -> str | None:
     if reason is not None:
         return reason
     if options.is_recorded_output is not None and options.is_recorded_output(path):
-        return (
-            "an output of an earlier spdesk run in this folder (spdesk never protects its "
-            "outputs twice)"
-        )
+        return RECORDED_OUTPUT
     special = _special_reason(path)
     if special:
         return special

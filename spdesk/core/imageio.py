@@ -22,6 +22,7 @@ Decisions:
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import struct
@@ -312,6 +313,10 @@ def allow_pixels(max_pixels: int) -> None:
 
 def _open(path: Path, handle: IO[bytes], fmt: str, max_pixels: int) -> Image.Image:
     allow_pixels(max_pixels)
+    if fmt == "HEIF" and not isinstance(handle, io.BytesIO):
+        # pillow-heif reads the whole file at open, with read(-1), which some object stores'
+        # handles refuse (pyarrow: "Negative size"): hand it the bytes read plainly.
+        handle = io.BytesIO(handle.read())
     try:
         with warnings.catch_warnings():
             # Pillow warns between its two pixel thresholds (the limit below decides) and on

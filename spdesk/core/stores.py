@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from spdesk.core.discovery import (
+    RECORDED_OUTPUT,
     SYSTEM_FOLDERS,
     Discovery,
     DiscoveryOptions,
@@ -102,10 +103,6 @@ _TIME_FIELDS = ("mtime", "LastModified", "updated", "created")
 _OBJECT_NAME_MAX = 255
 _HEADER_BLOCK = 64 * 1024  # a photo's header is read in blocks of this many bytes
 _HEADS_PER_REQUEST = 256  # first bytes of this many objects fetched together while listing
-# As the local walk says it (spdesk.core.discovery).
-_RECORDED_OUTPUT = (
-    "an output of an earlier spdesk run in this folder (spdesk never protects its outputs twice)"
-)
 
 
 @dataclass(frozen=True)
@@ -404,7 +401,7 @@ class FsspecStore:
         """Why a listed key that is no spdesk file by name is left out for what it names: an
         earlier run's output (protecting in place), or a key another key's name hides."""
         if options.is_recorded_output is not None and options.is_recorded_output(Path(path)):
-            return _RECORDED_OUTPUT
+            return RECORDED_OUTPUT
         if str(Path(path)) != path and str(Path(path)) in listing:
             return (
                 f"another photo is named {self.shown(Path(path))}: this name differs only by an "

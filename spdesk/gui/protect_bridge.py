@@ -133,7 +133,9 @@ def job_settings(options: ProtectOptions) -> Any:
 
     mode = job_mode_of(options)
     return jobs.ProtectSettings(
-        perturbation=Path(options.perturbation) if uses_pattern(options) else None,
+        perturbation=(
+            Path(options.perturbation) if uses_pattern(options) and options.perturbation else None
+        ),  # "" is the bundled pattern
         strength=options.strength,
         mode=mode,
         finetune_steps=options.finetune_steps,

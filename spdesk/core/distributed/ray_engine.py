@@ -804,6 +804,7 @@ def encode_task(task: _Task) -> str:
             "target": [str(task.target.path), task.target.replace, list(task.target.notes)],
             "existing": task.target.existing,  # a taken name: never published as idempotent
             "maybe_ours": str(task.target.maybe_ours or ""),
+            "format": task.target.format,  # decided with the name (a HEIC with alpha: PNG)
             "signature": task.signature.as_list(),
         }
     )  # ASCII: names that are not UTF-8 travel as \udcxx escapes
@@ -824,6 +825,7 @@ def decode_task(text: str) -> _Task:
         existing=existing,
         owner=item.key,
         maybe_ours=maybe_ours,
+        format=str(data.get("format", "")),
     )
     return _Task(item, target, SourceSignature(*data["signature"]), started=0.0)
 

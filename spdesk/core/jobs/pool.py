@@ -358,9 +358,7 @@ class JobRun:
                 reason = "already protected with the same settings"
                 self._skip(item, SkipReason.ALREADY_DONE, reason, finished)
                 return None
-        # The walk's header says the format: no second open of the photo just for its name.
-        header = self.job.walked_headers.get(item.source)
-        fmt, alpha = (header.format, header.has_alpha) if header else ("", False)
+        fmt, alpha = self._format_of(item.source)
         target = self.names.plan(item.source, item.relative, fmt, owner=item.key, alpha=alpha)
         if target.taken:
             # Front-ends add how to choose another policy, in their own words (kind tells).
@@ -496,6 +494,23 @@ class JobRun:
             self._fail(manifest, item, FailReason.ERROR, error.message, error.hint or "")
             self.report.stopped = _stopped_text(error)
             self.abort.cancel()
+
+    def _format_of(self, source: Path) -> tuple[str, bool]:
+        """The photo's format and whether it holds transparency, for its output's name: the
+        walk's header where a local folder's was read (no second open just for a name); else
+        the first bytes, and for a HEIC or AVIF its header (its transparency makes the copy a
+        PNG: a ranged read on an object store)."""
+        header = self.job.walked_headers.get(source)
+        if header is not None:
+            return header.format, header.has_alpha
+        try:
+            fmt = self.job.store.sniff(source) or ""
+            if fmt in ("HEIF", "AVIF"):
+                header = self.job.store.read_header(source, max_pixels=self.settings.max_pixels)
+                return fmt, header.has_alpha
+        except (OSError, ImageError):
+            return "", False  # reading the photo names the problem
+        return fmt, False
 
     def _publishing(self, manifest: Manifest, task: _Task, outcome: _Outcome) -> None:
         """Tell the manifest which bytes are about to get the task's name (an object store

@@ -104,7 +104,7 @@ def _pillow_thumbnail(path: Path) -> QImage:
     (the row's status tells why once the job runs)."""
     try:
         thumb = read_thumbnail(path, THUMB * 2).convert("RGBA")
-    except ImageError:
+    except (ImageError, MemoryError, OSError):  # a thread of the pool: never an error box
         return QImage()
     data = thumb.tobytes()
     image = QImage(data, thumb.width, thumb.height, 4 * thumb.width, QImage.Format.Format_RGBA8888)

@@ -243,8 +243,6 @@ class TrainDialog(QDialog):
         self.result: Any = None
         self.saved_path: Path | None = None
         self._started = 0.0
-        self.confirm: Callable[[str, str], bool] = lambda title, text: _confirm(self, title, text)
-        self.ask_missing_model: Callable[[str], str] = lambda text: ask_for_model(self, text)
         self._build()
         self._connect()
         self._restore()
@@ -487,6 +485,15 @@ class TrainDialog(QDialog):
         )
         if folder:
             self.folder_edit.setText(folder)
+
+    # Methods, not lambdas kept on the instance: a lambda holding ``self`` makes a cycle that
+    # only the cyclic garbage collector frees, from whichever thread runs it; a dialog without
+    # a parent then dies off the GUI thread, which crashed a later dialog's event loop.
+    def confirm(self, title: str, text: str) -> bool:
+        return _confirm(self, title, text)
+
+    def ask_missing_model(self, text: str) -> str:
+        return ask_for_model(self, text)
 
     def _encoder_ready(self, encoder: str) -> bool:
         """A missing encoder is found before training starts, and offered from here: the

@@ -709,7 +709,7 @@ def test_the_train_dialog_gets_the_device_the_window_detected(
     from spdesk.gui.train_dialog import TrainDialog
 
     seen: list[int] = []
-    monkeypatch.setattr(TrainDialog, "exec", lambda dialog: seen.append(dialog.request().size))
+    monkeypatch.setattr(TrainDialog, "exec", lambda dialog: seen.append(dialog.request().size) or 0)
     window.open_train_dialog()  # before the device is known: the usual 512 px
     window.detect_device()
     qtbot.waitUntil(lambda: "detecting" not in window.device_label.text(), timeout=60_000)
@@ -988,3 +988,35 @@ def test_universal_mode_with_the_bundled_pattern_protects(
     _protect(qtbot, window)
     rows = window.queue.rows()
     assert {r.status for r in rows} == {RowStatus.DONE}, [r.reason for r in rows]
+
+
+def test_dialogs_opened_from_the_window_are_gone_once_closed(
+    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each opening of Models, Preview, Train or About made a child of the window that stayed,
+    hidden, until the window closed: with its photos and objects, one more at each opening."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+    from PySide6.QtWidgets import QDialog
+
+    from spdesk.gui.about import AboutDialog
+    from spdesk.gui.model_manager import ModelManagerDialog
+    from spdesk.gui.preview_panel import PreviewDialog
+    from spdesk.gui.train_dialog import TrainDialog
+
+    def close_at_once(dialog: QDialog) -> int:
+        dialog.reject()  # as Esc or the Close button: the dialog stops its own workers
+        return 0
+
+    for kind in (AboutDialog, ModelManagerDialog, PreviewDialog, TrainDialog):
+        monkeypatch.setattr(kind, "exec", close_at_once)
+    for open_dialog in (
+        window.open_about,
+        window.open_model_manager,
+        window.open_preview,
+        window.open_train_dialog,
+    ):
+        open_dialog()
+        open_dialog()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    left = [type(dialog).__name__ for dialog in window.findChildren(QDialog)]
+    assert left == [], f"closed dialogs kept by the window: {left}"

@@ -583,3 +583,21 @@ def test_a_missing_encoder_is_offered_from_models_before_training_starts(
     dialog.choose_encoder = lambda: chosen.append(True)  # type: ignore[method-assign]
     assert not dialog.start()
     assert chosen and dialog.encoder_combo.currentData() == "custom"
+
+
+def test_a_closed_dialog_is_freed_without_the_cyclic_garbage_collector(qtbot: QtBot) -> None:
+    """Callables kept on the dialog that hold the dialog make a cycle only the cyclic collector
+    frees, from whichever thread runs it: a dialog without a parent then died off the GUI
+    thread, and the next dialog's event loop crashed (a segfault in the screenshot tour)."""
+    import gc
+    import weakref
+
+    del qtbot  # a QApplication, nothing else
+    dialog = TrainDialog(open_settings(), device="cpu")
+    alive = weakref.ref(dialog)
+    gc.disable()
+    try:
+        del dialog
+        assert alive() is None, "the dialog waits for the cyclic garbage collector"
+    finally:
+        gc.enable()

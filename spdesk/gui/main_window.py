@@ -42,6 +42,7 @@ from spdesk.gui import protect_bridge
 from spdesk.gui.desktop import open_in_file_manager
 from spdesk.gui.images import photo_file_filter
 from spdesk.gui.missing_model import ask_for_model
+from spdesk.gui.modal import run_modal
 from spdesk.gui.settings import (
     ProtectOptions,
     last_folder,
@@ -802,7 +803,7 @@ class MainWindow(QMainWindow):
         )
         dialog.saved.connect(self._on_perturbation_saved)
         dialog.open_models_requested.connect(self.open_model_manager)
-        dialog.exec()
+        run_modal(dialog)
 
     def _on_perturbation_saved(self, path: Path) -> None:
         """List a newly trained perturbation; select it only if it beats random noise."""
@@ -820,7 +821,7 @@ class MainWindow(QMainWindow):
     def open_model_manager(self, feature: str | None = None) -> None:
         from spdesk.gui.model_manager import ModelManagerDialog
 
-        ModelManagerDialog(self, feature=feature).exec()
+        run_modal(ModelManagerDialog(self, feature=feature))
 
     def open_preview(self) -> None:
         from spdesk.gui.preview_panel import PreviewDialog
@@ -829,8 +830,10 @@ class MainWindow(QMainWindow):
         photo = self.queue.selected_path() or (queued[0] if queued else None)
         dialog = PreviewDialog(photo, self.current_options(), parent=self)
         dialog.open_models_requested.connect(lambda: self._models_for_preview(dialog))
-        dialog.exec()
-        dialog.stop_workers()  # however it was closed, no worker outlives it
+        try:
+            run_modal(dialog)
+        finally:
+            dialog.stop_workers()  # however it was closed, no worker outlives it
 
     def _models_for_preview(self, dialog: Any) -> None:
         self.open_model_manager("preview")
@@ -839,7 +842,7 @@ class MainWindow(QMainWindow):
     def open_about(self) -> None:
         from spdesk.gui.about import AboutDialog
 
-        AboutDialog(self, device=str(self.device_combo.currentData())).exec()
+        run_modal(AboutDialog(self, device=str(self.device_combo.currentData())))
 
     # --- messages and closing -------------------------------------------------------------------
     def show_error(self, text: str) -> None:

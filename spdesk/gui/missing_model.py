@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from spdesk.gui.modal import run_modal
+
 
 def ask_for_model(parent: QWidget, text: str) -> str:
     """ "models", "file" or "" (cancel): what the user wants to do about a missing model."""
@@ -14,6 +16,6 @@ def ask_for_model(parent: QWidget, text: str) -> str:
     models = box.addButton("Open Models…", QMessageBox.ButtonRole.AcceptRole)
     file = box.addButton("Choose a file…", QMessageBox.ButtonRole.ActionRole)
     box.addButton(QMessageBox.StandardButton.Cancel)
-    box.exec()
+    run_modal(box)
     clicked = box.clickedButton()
     return "models" if clicked is models else "file" if clicked is file else ""

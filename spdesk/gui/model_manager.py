@@ -37,6 +37,7 @@ from spdesk.core.events import CancelToken, Event
 from spdesk.core.models.events import DownloadProgress, FolderMoveProgress
 from spdesk.core.models.settings import MODELS_DIR_VARIABLE, models_dir_variable
 from spdesk.gui.desktop import open_in_file_manager
+from spdesk.gui.modal import run_modal
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.text import format_bytes, format_duration, shorten_long_names
 from spdesk.gui.workers import Task, TaskRunner
@@ -593,14 +594,14 @@ class ModelManagerDialog(QDialog):
         )
 
     def _ask(self, title: str, text: str) -> bool:
-        return question_box(self, title, text).exec() == QMessageBox.StandardButton.Yes
+        return run_modal(question_box(self, title, text)) == QMessageBox.StandardButton.Yes
 
     def _offer(self, title: str, text: str, action: str) -> bool:
         box = question_box(self, title, text)
         box.setStandardButtons(QMessageBox.StandardButton.Cancel)
         button = box.addButton(action, QMessageBox.ButtonRole.AcceptRole)
         box.setDefaultButton(button)
-        box.exec()
+        run_modal(box)
         return box.clickedButton() is button
 
     def closeEvent(self, event: QCloseEvent) -> None:

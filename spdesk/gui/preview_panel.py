@@ -575,6 +575,7 @@ class PreviewDialog(QDialog):
     def _close_zoom(self) -> None:
         if self.zoom is not None:
             self.zoom.close()
+            self.zoom.deleteLater()  # a child of this dialog: closing only hides it
             self.zoom = None
 
     def _show_visibility(self, psnr: float | None) -> None:
@@ -764,6 +765,7 @@ class PreviewDialog(QDialog):
         shown = self.view or self.outcome
         if shown is None:
             return None
+        self._close_zoom()  # one 100% view at a time; an earlier one is not kept hidden
         self.zoom = ZoomDialog(shown.photo, shown.protected, self)
         self.zoom.show()
         return self.zoom

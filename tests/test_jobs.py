@@ -344,6 +344,26 @@ def test_names_mirrored_and_visible_names_kept(
     assert len(report.done) == 6
 
 
+def test_a_kept_mirror_base_keeps_the_first_folders_layout_when_another_is_added(
+    tmp_path: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    """The app adds folders to one queue: the copies of the first folder stay where its first
+    job put them (and are skipped, not protected again elsewhere); a folder added later goes
+    into a folder of its own name. Without a base the common folder moves up a level."""
+    first = [samples.photo(tmp_path / "data" / "trip" / n) for n in ("a.jpg", "sub/b.png")]
+    later = samples.photo(tmp_path / "data" / "nested" / "c.jpg")
+    originals_guard.append(tmp_path / "data")
+    out = tmp_path / "out"
+    base = tmp_path / "data" / "trip"
+    _run(first, out, settings)
+    report = ProtectJob([*first, later], out, settings, mirror_base=base).run()
+    assert len(report.done) == 1 and len(report.skipped) == 2, "the first folder's copies moved"
+    assert _outputs(out) == ["a.protected.jpg", "nested/c.protected.jpg", "sub/b.protected.png"]
+    photos = [jobs.scan.InputPhoto(p, p.parent) for p in (first[0], later)]
+    without_base = [q.as_posix() for q in jobs.scan.relative_paths(photos)]
+    assert without_base == ["trip/a.jpg", "nested/c.jpg"]
+
+
 def test_two_photos_with_one_output_name_both_kept(
     tmp_path: Path, inputs: Path, settings: ProtectSettings
 ) -> None:

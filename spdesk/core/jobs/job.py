@@ -63,6 +63,9 @@ class ProtectJob:
         settings: how to protect and write (see :class:`ProtectSettings`).
         filesystem: an fsspec or ``pyarrow.fs`` file system holding every input and the
             output (paths inside it), as Ray Data's ``filesystem=``: credentials, endpoint.
+        mirror_base: a local folder the output mirrors below, kept by a caller across jobs
+            (the app keeps its queue's first folder); photos elsewhere go into a folder named
+            for theirs. None: the inputs' common folder.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class ProtectJob:
         settings: ProtectSettings | None = None,
         *,
         filesystem: Any = None,
+        mirror_base: Path | None = None,
     ) -> None:
         self.store: Store
         self.output_store: Store
@@ -79,6 +83,7 @@ class ProtectJob:
             inputs, output_root, filesystem
         )
         self.settings = settings or ProtectSettings()
+        self.mirror_base = mirror_base
         # Headers read while the folders were walked (local folders), reused for the budget,
         # and the errors of those that did not read, reported without opening the file again.
         self.walked_headers: dict[Path, PhotoHeader] = {}

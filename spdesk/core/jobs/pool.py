@@ -75,6 +75,7 @@ class JobPlace(Protocol):
     output_root: Path
     store: Store
     output_store: Store
+    mirror_base: Path | None  # the folder the output mirrors below (None: the common one)
     walked_headers: dict[Path, PhotoHeader]  # headers read while the folders were walked
     walked_errors: dict[Path, ImageError]  # and the errors of those that did not read
 
@@ -216,7 +217,7 @@ class JobRun:
 
     def plan(self, photos: list[InputPhoto]) -> list[_Planned]:
         """Each photo's place in the job: its path below the output folder, key and position."""
-        relative = relative_paths(photos)
+        relative = relative_paths(photos, self.job.mirror_base)
         return [
             _Planned(photo, rel, self.job.store.key(photo.path), i + 1, len(photos))
             for i, (photo, rel) in enumerate(zip(photos, relative, strict=True))

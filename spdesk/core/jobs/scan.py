@@ -182,11 +182,38 @@ class HeaderScan:
         return None
 
 
-def relative_paths(photos: list[InputPhoto]) -> list[Path]:
-    """Each photo's path relative to the inputs' common folder (mirrored in the output)."""
+def relative_paths(photos: list[InputPhoto], base: Path | None = None) -> list[Path]:
+    """Each photo's path below the output folder: relative to the inputs' common folder.
+
+    ``base``: a folder the caller keeps across jobs (the app keeps its queue's first one, so a
+    folder added later does not move the copies of the first into a new layout). Photos below
+    it mirror below it; the others below their own common folder, inside a folder of its name.
+    """
+    if base is None:
+        return _below_common_folder(photos)
+    base_path = os.path.abspath(base)
+    inside = [_is_below(p.path, base_path) for p in photos]
+    others = [p for p, below in zip(photos, inside, strict=True) if not below]
+    elsewhere = iter(_below_common_folder(others, named=True))
+    return [
+        Path(os.path.relpath(os.path.abspath(p.path), base_path)) if below else next(elsewhere)
+        for p, below in zip(photos, inside, strict=True)
+    ]
+
+
+def _below_common_folder(photos: list[InputPhoto], *, named: bool = False) -> list[Path]:
+    """Paths relative to the photos' common folder; ``named``: inside a folder of its name."""
     roots = [os.path.abspath(p.root) for p in photos]
     try:
         base = os.path.commonpath(roots) if roots else ""
     except ValueError:  # different drives (Windows): mirror below each photo's own folder
         return [Path(p.path.name) for p in photos]
-    return [Path(os.path.relpath(os.path.abspath(p.path), base)) for p in photos]
+    folder = Path(os.path.basename(base)) if named else Path()
+    return [folder / os.path.relpath(os.path.abspath(p.path), base) for p in photos]
+
+
+def _is_below(path: Path, folder: str) -> bool:
+    try:
+        return os.path.commonpath([os.path.abspath(path), folder]) == folder
+    except ValueError:  # another drive
+        return False

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtWidgets import QPushButton, QVBoxLayout, QWidget
 from pytestqt.qtbot import QtBot
 
 from spdesk.gui.widgets.queue import THUMB, PhotoQueue, RowStatus
@@ -95,3 +101,55 @@ def test_a_heic_photo_gets_a_thumbnail_though_qt_cannot_read_it(
         assert np.allclose((colour.red(), colour.green(), colour.blue()), (220, 30, 30), atol=12)
 
     qtbot.waitUntil(centre_is_red, timeout=5000)
+
+
+def test_tab_leaves_the_queue_and_the_arrows_still_move_between_rows(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """Tab went from cell to cell and wrapped round: the buttons after the queue (Protect, the
+    settings) could not be reached from the keyboard."""
+    window = QWidget()
+    before, queue, after = QPushButton("Add photos…"), PhotoQueue(), QPushButton("Protect photos")
+    layout = QVBoxLayout(window)
+    for widget in (before, queue, after):
+        layout.addWidget(widget)
+    qtbot.addWidget(window)
+    window.show()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    queue.add_photos([tmp_path / f"photo_{i}.jpg" for i in range(3)])
+    queue.setFocus()
+    queue.setCurrentCell(0, 0)
+    qtbot.keyClick(queue, Qt.Key.Key_Down)
+    assert queue.currentRow() == 1
+    qtbot.keyClick(queue, Qt.Key.Key_Tab)
+    assert after.hasFocus()
+    queue.setFocus()
+    qtbot.keyClick(queue, Qt.Key.Key_Backtab)
+    assert before.hasFocus()
+
+
+def test_thumbnails_are_drawn_at_the_screens_pixel_density(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a scale factor of 2 the thumbnail was made 48 pixels wide and stretched to 96 on the
+    screen: blocky. One-pixel stripes must come out as stripes."""
+    stripes = np.zeros((THUMB * 2, THUMB * 2, 3), np.uint8)
+    stripes[:, ::2] = 255
+    path = tmp_path / "stripes.png"
+    Image.fromarray(stripes).save(path)
+    queue = PhotoQueue()
+    qtbot.addWidget(queue)
+    monkeypatch.setattr(queue, "devicePixelRatioF", lambda: 2.0)
+    queue.add_photos([path])
+    assert queue.wait_for_thumbnails()
+
+    def sharp() -> None:
+        item = queue.item(0, 0)
+        assert item is not None
+        image = item.icon().pixmap(QSize(THUMB, THUMB), 2.0).toImage()
+        assert image.width() == THUMB * 2
+        row = [image.pixelColor(x, THUMB).red() for x in range(THUMB - 4, THUMB + 4)]
+        assert all(abs(a - b) > 200 for a, b in pairwise(row)), row
+
+    qtbot.waitUntil(sharp, timeout=5000)

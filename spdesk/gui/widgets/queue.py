@@ -153,6 +153,9 @@ class PhotoQueue(QTableWidget):
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # Tab leaves the queue for the next control (the arrows move between rows): moving
+        # from cell to cell, it wrapped round and trapped the keyboard in the table.
+        self.setTabKeyNavigation(False)
         # Rows are as tall as a thumbnail (three lines of text): a failure's reason wraps there
         # to be read whole, rather than cut at the cell's end.
         self.setWordWrap(True)
@@ -339,17 +342,26 @@ class PhotoQueue(QTableWidget):
         key = Path(path)
         if key not in self._rows:
             return
-        square = QPixmap(THUMB, THUMB)
-        square.fill(QColor(0, 0, 0, 0))
-        scaled = QPixmap.fromImage(image).scaled(
-            THUMB,
-            THUMB,
-            Qt.AspectRatioMode.KeepAspectRatio,
-            Qt.TransformationMode.SmoothTransformation,
-        )
-        painter = QPainter(square)
-        painter.drawPixmap((THUMB - scaled.width()) // 2, (THUMB - scaled.height()) // 2, scaled)
-        painter.end()
+        square = thumbnail_pixmap(image, self.devicePixelRatioF())
         item = self.item(self._index[key], 0)
         if item is not None:
             item.setIcon(QIcon(square))
+
+
+def thumbnail_pixmap(image: QImage, ratio: float) -> QPixmap:
+    """``image`` fitted, centred, in a THUMB-point square drawn at ``ratio`` device pixels per
+    point (2 at a scale factor of 2): a 48-pixel one stretched there is blocky."""
+    edge = round(THUMB * ratio)
+    square = QPixmap(edge, edge)
+    square.fill(QColor(0, 0, 0, 0))
+    scaled = QPixmap.fromImage(image).scaled(
+        edge,
+        edge,
+        Qt.AspectRatioMode.KeepAspectRatio,
+        Qt.TransformationMode.SmoothTransformation,
+    )
+    painter = QPainter(square)  # in device pixels: the ratio is set once it is drawn
+    painter.drawPixmap((edge - scaled.width()) // 2, (edge - scaled.height()) // 2, scaled)
+    painter.end()
+    square.setDevicePixelRatio(ratio)
+    return square

@@ -287,10 +287,12 @@ class OptionsPanel(QWidget):
         self.finetune_radio = self.mode_radios["finetune"]
         self.steps_spin = StepsSpinBox()
         self.steps_spin.setRange(1, 1000)
+        self.steps_spin.setAccessibleName("Fine-tuning steps")  # no label beside it
         self.encoder_combo = ElidedComboBox()
         for key, label in FINETUNE_ENCODERS.items():
             self.encoder_combo.addItem(label, key)
         self.encoder_combo.addItem("Encoder file or folder…", CHOOSE_ENCODER)
+        self.encoder_combo.setAccessibleName("Fine-tuning encoder")  # no label beside it
         self.encoder_combo.setToolTip(
             "The encoder the fine-tuning attacks: Stable Diffusion 1.5's own VAE, TAESD, its "
             "tiny stand-in (about ten times faster on a CPU), or weights you already have"
@@ -432,13 +434,17 @@ class OptionsPanel(QWidget):
         self.output_edit.textChanged.connect(self._update_output_note)
         self.show_default_output(None)
         self.output_edit.textChanged.connect(self.changed)
-        browse = QToolButton()
-        browse.setText("…")
-        browse.setToolTip("Choose the output folder")
-        browse.clicked.connect(self.choose_output_requested)
+        # Screen readers announce a button by its text ("…") and a combo box by its value:
+        # the controls without words of their own are named.
+        self.output_edit.setAccessibleName("Save to folder")
+        self.output_button = QToolButton()
+        self.output_button.setText("…")
+        self.output_button.setToolTip("Choose the output folder")
+        self.output_button.setAccessibleName("Choose the output folder")
+        self.output_button.clicked.connect(self.choose_output_requested)
         folder_row = QHBoxLayout()
         folder_row.addWidget(self.output_edit, 1)
-        folder_row.addWidget(browse)
+        folder_row.addWidget(self.output_button)
         lay = QVBoxLayout(box)
         lay.addLayout(folder_row)
         lay.addWidget(self.output_note)

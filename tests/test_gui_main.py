@@ -79,9 +79,9 @@ def _protect(qtbot: QtBot, window: MainWindow) -> None:
         window.start_button.click()
 
 
-def _drop(window: MainWindow, folder: Path) -> None:
+def _drop(window: MainWindow, *paths: Path) -> None:
     mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
     event = QDropEvent(
         QPointF(10, 10),
         Qt.DropAction.CopyAction,
@@ -840,7 +840,7 @@ def test_photos_added_during_a_job_are_said_to_wait_when_it_ends(
     with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
         window.job_runner.resume()
     text = window.progress_label.text()
-    assert text.startswith("Finished.") and "2 photos added meanwhile" in text, text
+    assert text == "Finished. 2 photos waiting: press “Protect photos”.", text
 
 
 def test_a_retry_that_fails_again_still_offers_the_queues_copies(
@@ -1020,3 +1020,138 @@ def test_dialogs_opened_from_the_window_are_gone_once_closed(
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     left = [type(dialog).__name__ for dialog in window.findChildren(QDialog)]
     assert left == [], f"closed dialogs kept by the window: {left}"
+
+
+def test_a_folder_added_after_a_job_says_what_waits_once_it_is_listed(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """ "Looking for photos…" stayed under the bar until the next job."""
+    _add(qtbot, window, [_photos(tmp_path / "first", 2)])
+    _protect(qtbot, window)
+    assert window.progress_label.text() == "Finished."
+    _add(qtbot, window, [_photos(tmp_path / "second", 3)])
+    text = window.progress_label.text()
+    assert text == "Finished. 3 photos waiting: press “Protect photos”.", text
+    _add(qtbot, window, [tmp_path / "first"])  # nothing new there
+    assert window.progress_label.text() == text
+
+
+@pytest.mark.parametrize("look", ["", "Primary", "Flat", "Segment", "RetryButton"])
+def test_a_button_with_the_keyboard_focus_shows_it_without_changing_size(
+    qtbot: QtBot, look: str
+) -> None:
+    from PySide6.QtCore import QSize
+    from PySide6.QtWidgets import QPushButton, QStyle, QStyleOptionButton, QVBoxLayout, QWidget
+
+    from spdesk.gui.style import STYLESHEET
+
+    holder = QWidget()
+    holder.setStyleSheet(STYLESHEET)
+    button, other = QPushButton("Protect photos"), QPushButton("Clear")
+    button.setObjectName(look)
+    layout = QVBoxLayout(holder)
+    layout.addWidget(button)
+    layout.addWidget(other)
+    qtbot.addWidget(holder)
+    holder.show()
+    holder.activateWindow()
+    qtbot.waitUntil(holder.isActiveWindow)
+    other.setFocus()
+    unfocused = button.grab().toImage()
+    button.setFocus()
+    assert button.hasFocus()
+    assert button.grab().toImage() != unfocused
+    # The same box focused or not (border plus padding), so the layout does not jump.
+    option = QStyleOptionButton()
+    button.initStyleOption(option)
+    sizes = []
+    for focused in (False, True):
+        option.state = option.state & ~QStyle.StateFlag.State_HasFocus
+        if focused:
+            option.state |= QStyle.StateFlag.State_HasFocus
+        contents = QSize(80, 16)
+        sizes.append(
+            button.style().sizeFromContents(
+                QStyle.ContentsType.CT_PushButton, option, contents, button
+            )
+        )
+    assert sizes[0] == sizes[1]
+
+
+def test_controls_with_no_words_of_their_own_have_names_for_screen_readers(
+    window: MainWindow,
+) -> None:
+    """The output folder's button was announced as an ellipsis, the device and the re-run
+    bar's choice by their value alone."""
+    from PySide6.QtGui import QAccessible, QAccessibleInterface
+
+    def interface(widget: Any) -> QAccessibleInterface:
+        found = QAccessible.queryAccessibleInterface(widget)
+        assert found is not None
+        return found
+
+    def name(widget: Any) -> str:
+        return str(interface(widget).text(QAccessible.Text.Name))
+
+    def labels(widget: Any) -> list[Any]:
+        """The labels a screen reader on Linux names a combo box by (its name is its value)."""
+        relations = interface(widget).relations(QAccessible.Relation.Label)
+        return [related.object() for related, _ in relations]
+
+    panel = window.options_panel
+    assert name(panel.output_button) == "Choose the output folder"
+    assert name(panel.output_edit) == "Save to folder"
+    assert name(panel.steps_spin) == "Fine-tuning steps"
+    assert window.device_label in labels(window.device_combo)
+    assert window.rerun_label in labels(window.rerun_collision)
+    # Windows and macOS name a combo box by its accessible name.
+    assert window.device_combo.accessibleName() == "Device"
+    assert window.rerun_collision.accessibleName() == "If a copy exists"
+    assert panel.encoder_combo.accessibleName() == "Fine-tuning encoder"
+
+
+def test_a_file_named_on_its_own_that_is_not_a_photo_is_left_out_as_in_a_folder(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """Dropped on the window, it became a row that failed with a Retry that could never
+    succeed, and moved the default output folder up to the folder holding it."""
+    from spdesk.core.jobs.scan import scan_inputs
+
+    window.options_panel.output_edit.clear()
+    data = tmp_path / "data"
+    small = _photos(data / "small", 2)
+    note = data / "notaphoto.txt"
+    note.write_text("not a photo")
+    (small / "scan.dat").write_bytes((small / "photo0.jpg").read_bytes())  # a photo by content
+    (walked,) = [s.reason for s in scan_inputs([data]).skipped if s.path == note]
+    with qtbot.waitSignal(window.scan_runner.finished, timeout=30_000):
+        _drop(window, small, note, small / "scan.dat")
+    assert note.resolve() not in window.queue.paths()
+    assert (small / "scan.dat").resolve() in window.queue.paths()
+    assert window.queue_title.text() == "Queue · 3 photos · 1 other file left out"
+    assert window.queue_title.toolTip() == f"notaphoto.txt: {walked}"
+    assert window.output_root() == data / "small (protected)"
+
+
+def test_a_folder_added_after_a_cancelled_job_leaves_the_first_folders_layout(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue's common folder moved up when another folder was added, and the next job put
+    the rest of the first folder's photos in a new layout (``trip/...`` beside the copies of
+    the cancelled job), splitting one folder's copies in two."""
+    out = tmp_path / "out"
+    _add(qtbot, window, [_photos(tmp_path / "data" / "trip", 3)])
+    _start_paused(qtbot, window, monkeypatch, after=1)
+    with qtbot.waitSignal(window.job_runner.finished, timeout=10_000):
+        window.cancel_button.click()
+    monkeypatch.undo()
+    _add(qtbot, window, [_photos(tmp_path / "data" / "party", 2)])
+    _protect(qtbot, window)
+    copies = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.protected.*"))
+    assert copies == [
+        "party/photo0.protected.jpg",
+        "party/sub/photo1.protected.png",
+        "photo0.protected.jpg",
+        "photo2.protected.png",
+        "sub/photo1.protected.png",
+    ]

@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
         self._job_started = 0.0
         self._output_root: Path | None = None
         self._job_warnings: list[str] = []
+        self._ending = ""  # "Finished." or "Cancelled.": how the last job ended
         self._already_done = 0  # photos of this job the output folder had already
         self._location_removed = 0  # photos whose protected copy left their GPS position out
         self._unchanged = 0  # copies the protection could not change (too small or flat)
@@ -97,6 +98,9 @@ class MainWindow(QMainWindow):
         # photos added later would move the common folder, and the next job would protect the
         # finished photos again into a new folder (its manifest does not know them).
         self._default_root: Path | None = None
+        # Likewise the folder the output mirrors below: the first job's common folder. A folder
+        # added later would move it up, and put the first folder's copies in a new layout.
+        self._mirror_base: Path | None = None
         self.options_panel = OptionsPanel(load_options(settings))
         self.options_panel.set_measured_step_times(measured_step_times(settings))
         self._last_encoder = self.options_panel.encoder()
@@ -145,6 +149,10 @@ class MainWindow(QMainWindow):
         self.rerun_label.setWordWrap(True)
         self.rerun_collision = QComboBox()
         self.rerun_collision.setToolTip("What to do with the copies protected before")
+        # A combo box is announced by its value: its name on Windows and macOS, its label
+        # (the buddy) on Linux.
+        self.rerun_collision.setAccessibleName("If a copy exists")
+        self.rerun_label.setBuddy(self.rerun_collision)
         rerun_lay = QHBoxLayout(self.rerun_bar)
         rerun_lay.setContentsMargins(12, 8, 8, 8)
         rerun_lay.addWidget(self.rerun_label, 1)
@@ -250,6 +258,8 @@ class MainWindow(QMainWindow):
         for choice in DEVICE_CHOICES:
             self.device_combo.addItem("Automatic" if choice == "auto" else choice.upper(), choice)
         self.device_combo.setToolTip("Which processor computes (fine-tuning, training, preview)")
+        self.device_combo.setAccessibleName("Device")  # as the re-run bar's choice
+        self.device_label.setBuddy(self.device_combo)
         saved = load_options(self.settings).device
         self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(saved)))
         bar.addPermanentWidget(self.device_label)
@@ -355,7 +365,7 @@ class MainWindow(QMainWindow):
             self.overall_bar.setValue(0)
             self._done_with = None
             self._settings_redo = []
-            self._default_root = None
+            self._default_root = self._mirror_base = None
             self._update_controls()
 
     def remove_selected(self) -> None:
@@ -366,7 +376,7 @@ class MainWindow(QMainWindow):
             return
         self.queue.remove_selected()
         if not self.queue.paths():
-            self._default_root = None
+            self._default_root = self._mirror_base = None
         self._update_controls()
 
     # --- options --------------------------------------------------------------------------------
@@ -534,6 +544,8 @@ class MainWindow(QMainWindow):
         self._output_root = self.output_root()
         if not self.options_panel.output_edit.text().strip():
             self._default_root = self._output_root
+        if self._mirror_base is None:
+            self._mirror_base = protect_bridge.common_folder(queued)
         self._job_paths = todo
         self._job_set, self._job_finished = set(todo), set()
         self._job_started = time.monotonic()
@@ -556,7 +568,9 @@ class MainWindow(QMainWindow):
         self._settings_redo = []
         self.overall_bar.setValue(0)
         self.progress_label.setText(f"Starting: {len(todo)} photo(s)…")
-        self.job_runner.start(protect_bridge.protect_task(queued, self._output_root, options))
+        self.job_runner.start(
+            protect_bridge.protect_task(queued, self._output_root, options, self._mirror_base)
+        )
         self._update_controls()
         return True
 
@@ -723,12 +737,8 @@ class MainWindow(QMainWindow):
         self.overall_bar.setValue(
             1000 if not counts[RowStatus.CANCELLED] else self.overall_bar.value()
         )
-        waiting = sum(1 for r in self.queue.rows() if r.status is RowStatus.WAITING)
-        ending = "Finished." if not counts[RowStatus.CANCELLED] else "Cancelled."
-        if waiting:  # added while the job ran: it was given the list at its start
-            ending += f" {count_of(waiting, 'photo')} added meanwhile: press “Protect photos”."
-        self.progress_label.setText(ending)
-        self._update_controls()
+        self._ending = "Finished." if not counts[RowStatus.CANCELLED] else "Cancelled."
+        self._update_controls()  # says the ending, and the photos added meanwhile
 
     def _copies_in_output(self) -> int:
         """How many of the queue's finished photos have their protected copy in the output
@@ -792,6 +802,15 @@ class MainWindow(QMainWindow):
             self.progress_label.setText(self._empty_hint or "Add photos to begin.")
         elif not running and self.summary.isHidden():
             self.progress_label.setText("Ready. Press “Protect photos” (Ctrl+Enter).")
+        elif not running:  # the last job's summary is shown
+            self.progress_label.setText(self._ending_text())
+
+    def _ending_text(self) -> str:
+        """How the last job ended, and the photos added since (during it or after) that wait."""
+        waiting = sum(1 for r in self.queue.rows() if r.status is RowStatus.WAITING)
+        if not waiting:
+            return self._ending
+        return f"{self._ending} {count_of(waiting, 'photo')} waiting: press “Protect photos”."
 
     # --- dialogs --------------------------------------------------------------------------------
     def open_train_dialog(self) -> None:

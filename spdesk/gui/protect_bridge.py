@@ -7,6 +7,7 @@ turns a core event into a small :class:`RowUpdate` the queue can show.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,16 +53,39 @@ class Scan:
 def scan_task(paths: list[Path]) -> Task:
     """A worker task listing the photos in ``paths`` and reading their headers (each file
     opened once), so a photo a job will fail is known at once, with the words the job will
-    use; it stops at the next file once cancelled (closing the window)."""
+    use; it stops at the next file once cancelled (closing the window).
+
+    A file named on its own that is not a photo is left out as a folder's walk leaves it out
+    (the job takes any file named on its own, and the command line fails a wrong one with its
+    reason; in the window it became a row that failed, with a Retry that could never succeed,
+    and moved the default output folder up to the folder holding it)."""
 
     def run(_on_event: Callable[[Event], None], cancel: CancelToken) -> Scan:
         from spdesk.core.jobs.scan import scan_photos
 
-        scan = scan_photos(list(paths), cancel)
+        not_photos = {path: why for path in paths if (why := _not_a_photo(path))}
+        scan = scan_photos([path for path in paths if path not in not_photos], cancel)
         texts = {p: failure_text(p, e.message, e.hint or "") for p, e in scan.problems.items()}
-        return Scan(scan.photos, texts, {s.path: s.reason for s in scan.left_out})
+        left_out = {**not_photos, **{s.path: s.reason for s in scan.left_out}}
+        return Scan(scan.photos, texts, left_out)
 
     return run
+
+
+def _not_a_photo(path: Path) -> str | None:
+    """Why the file ``path`` is not a photo, by the folder walk's rule (its first bytes, else its
+    suffix); None for a photo, a folder or anything else the scan reports itself (a missing or
+    special file: a named pipe is never opened)."""
+    from spdesk.core.discovery import content_reason
+    from spdesk.core.formats import sniff_file
+
+    if not path.is_file():
+        return None
+    try:
+        fmt = sniff_file(path)
+    except OSError as error:
+        return content_reason(path.name, None, error)
+    return content_reason(path.name, fmt)
 
 
 def failure_text(path: Path, reason: str, hint: str) -> str:
@@ -97,14 +121,21 @@ def default_output_root(photos: list[Path]) -> Path:
     return common.parent / f"{common.name or 'photos'} (protected)"
 
 
-def protect_task(paths: list[Path], output_root: Path, options: ProtectOptions) -> Task:
-    """A worker task running the core protect job on ``paths`` and returning its report."""
+def protect_task(
+    paths: list[Path],
+    output_root: Path,
+    options: ProtectOptions,
+    mirror_base: Path | None = None,
+) -> Task:
+    """A worker task running the core protect job on ``paths`` and returning its report;
+    ``mirror_base``: the folder the output mirrors below (see ``ProtectJob``)."""
 
     def run(on_event: Callable[[Event], None], cancel: CancelToken) -> Any:
         from spdesk.core import jobs
 
         settings = job_settings(options)
-        return jobs.ProtectJob(list(paths), output_root, settings).run(on_event, cancel)
+        job = jobs.ProtectJob(list(paths), output_root, settings, mirror_base=mirror_base)
+        return job.run(on_event, cancel)
 
     return run
 
@@ -235,3 +266,11 @@ class FinetuneClock:
         """Seconds left at the measured rate."""
         rate = self.seconds_per_step
         return None if rate is None else rate * max(0.0, self.photos * self.steps - self.done)
+
+
+def common_folder(paths: list[Path]) -> Path | None:
+    """The folder holding every one of ``paths`` (None: none, or they are on other drives)."""
+    try:
+        return Path(os.path.commonpath([os.path.abspath(p.parent) for p in paths]))
+    except ValueError:
+        return None

@@ -550,3 +550,237 @@ def test_heic_and_avif_with_transparency_are_written_as_png_to_keep_it() -> None
         assert export.output_format(source, ExportOptions()) == "JPEG"
         assert export.output_format(source, ExportOptions(format="JPEG"), alpha=True) == "JPEG"
     assert export.output_format("WEBP", ExportOptions(), alpha=True) == "WEBP"
+
+
+_DJI_XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description rdf:about="DJI Meta Data" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+    b'xmlns:drone-dji="http://www.dji.com/drone-dji/1.0/" tiff:Make="DJI" '
+    b'drone-dji:GpsLatitude="+52.520008" drone-dji:GpsLongtitude="+13.404954">'
+    b"<drone-dji:gpsAltitude>120.5</drone-dji:gpsAltitude>"
+    b"</rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+
+
+@pytest.mark.parametrize("strip", ["gps", "all"])
+def test_a_drone_location_in_xmp_is_left_out_and_counted(tmp_path: Path, strip: str) -> None:
+    path = tmp_path / "drone.jpg"
+    Image.fromarray(samples.photo_array(40, 30)).save(path, quality=95, xmp=_DJI_XMP)
+    decoded = read_image(path)
+    encoded = prepare(decoded, decoded.image, "JPEG", ExportOptions(strip_metadata=strip))
+    assert encoded.location_removed and not encoded.notes
+    xmp = encoded.params.get("xmp", b"")
+    assert b"gps" not in xmp.lower()
+    assert (b'tiff:Make="DJI"' in xmp) == (strip == "gps")
+
+
+def _raw_profile(payload: bytes) -> str:
+    """A PNG text value as ImageMagick writes a raw profile: name, length, then hex lines."""
+    hexed = payload.hex()
+    lines = "\n".join(hexed[i : i + 72] for i in range(0, len(hexed), 72))
+    return f"\nexif\n{len(payload):8d}\n{lines}\n"
+
+
+def _png_with_text(path: Path, text: dict[str, str]) -> Path:
+    info = PngImagePlugin.PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value, zip=key.startswith("Raw"))
+    Image.fromarray(samples.photo_array(40, 30)).save(path, pnginfo=info)
+    return path
+
+
+def test_a_location_in_png_text_is_left_out_and_counted(tmp_path: Path) -> None:
+    with Image.open(samples.gps_jpeg(tmp_path / "gps.jpg")) as camera:
+        located = camera.getexif().tobytes()
+    path = _png_with_text(
+        tmp_path / "magick.png",
+        {
+            "Raw profile type exif": _raw_profile(located),
+            "exif:GPSLatitude": "52/1, 31/1, 12/1",
+            "Title": "My photo",
+        },
+    )
+    decoded = read_image(path)
+    encoded = prepare(decoded, decoded.image, "PNG", ExportOptions())
+    assert encoded.location_removed
+    with Image.open(_written(path)) as copy:
+        assert dict(copy.text) == {"Title": "My photo"}  # type: ignore[attr-defined]
+        assert copy.getexif()[0x010F] == "TestCam"  # the profile's EXIF, without its GPS
+        assert not copy.getexif().get_ifd(0x8825)
+    kept = prepare(decoded, decoded.image, "PNG", ExportOptions(strip_metadata="none"))
+    assert not kept.location_removed
+
+
+def test_a_raw_exif_profile_without_a_location_is_kept(tmp_path: Path) -> None:
+    camera = Image.Exif()
+    camera[0x010F] = "TestCam"
+    text = {"Raw profile type exif": _raw_profile(camera.tobytes())}
+    decoded = read_image(_png_with_text(tmp_path / "magick.png", text))
+    encoded = prepare(decoded, decoded.image, "PNG", ExportOptions())
+    assert not encoded.location_removed and not encoded.notes
+    assert encoded.params["pnginfo"].chunks  # the text is written again
+
+
+def _camera_exif_with(tag: int, value: bytes | str, ifd: int | None = None) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    if ifd is None:
+        exif[tag] = value
+    else:
+        exif.get_ifd(ifd)[tag] = value
+    return exif
+
+
+def _jpeg_of(decoded_source: Path, tmp_path: Path) -> tuple[Encoded, Path]:
+    decoded = read_image(decoded_source)
+    encoded = prepare(decoded, decoded.image, "JPEG", ExportOptions(format="JPEG"))
+    target = tmp_path / "out.jpg"
+    atomic_save(encoded, target)
+    return encoded, target
+
+
+def test_an_xmp_packet_too_large_for_a_jpeg_is_left_out_not_the_photo(tmp_path: Path) -> None:
+    big = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><!--' + b"x" * 70_000 + b"--></x:xmpmeta>"
+    path = tmp_path / "big.tif"
+    Image.fromarray(samples.photo_array(40, 30)).save(path, tiffinfo={700: big})
+    encoded, target = _jpeg_of(path, tmp_path)
+    assert any(n.startswith("XMP metadata left out (68 KB") for n in encoded.notes)
+    with Image.open(target) as copy:
+        assert "xmp" not in copy.info
+
+
+def test_a_makernote_too_large_for_a_jpeg_is_left_out_and_the_rest_of_the_exif_kept(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "big.png"
+    exif = _camera_exif_with(0x927C, b"\0" * 70_000, ifd=0x8769)
+    Image.fromarray(samples.photo_array(40, 30)).save(path, exif=exif.tobytes())
+    encoded, target = _jpeg_of(path, tmp_path)
+    assert any(n.startswith("the camera's maker notes (EXIF) left out") for n in encoded.notes)
+    with Image.open(target) as copy:
+        assert copy.getexif()[0x010F] == "TestCam"
+        assert 0x927C not in copy.getexif().get_ifd(0x8769)
+
+
+def test_an_exif_too_large_for_a_jpeg_is_left_out_not_the_photo(tmp_path: Path) -> None:
+    path = tmp_path / "big.webp"
+    exif = _camera_exif_with(0x010E, "x" * 70_000)  # ImageDescription
+    Image.fromarray(samples.photo_array(40, 30)).save(path, lossless=True, exif=exif.tobytes())
+    encoded, target = _jpeg_of(path, tmp_path)
+    assert any(n.startswith("EXIF metadata left out (68 KB") for n in encoded.notes)
+    with Image.open(target) as copy:
+        assert not copy.getexif()
+
+
+def _jpeg_with_comment(path: Path) -> Path:
+    Image.fromarray(samples.photo_array(40, 30)).save(path, quality=95, comment=b"private note")
+    return path
+
+
+@pytest.mark.parametrize("strip", ["gps", "all"])
+def test_the_jpeg_comment_is_kept_unless_all_metadata_is_stripped(
+    tmp_path: Path, strip: str
+) -> None:
+    decoded = read_image(_jpeg_with_comment(tmp_path / "note.jpg"))
+    assert decoded.comment == b"private note"
+    cases = {
+        "fresh pixels": Image.fromarray(np.asarray(decoded.image)),
+        "pixels carrying the source's info": decoded.image.copy(),
+    }
+    cases["pixels carrying the source's info"].info["comment"] = b"private note"
+    for case, protected in cases.items():
+        encoded = prepare(decoded, protected, "JPEG", ExportOptions(strip_metadata=strip))
+        target = tmp_path / f"{strip}-{case}.jpg"
+        atomic_save(encoded, target)
+        with Image.open(target) as copy:
+            expected = None if strip == "all" else b"private note"
+            assert copy.info.get("comment") == expected, case
+
+
+def test_a_colour_profile_left_out_stays_out_whatever_the_pixels_carry(tmp_path: Path) -> None:
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(samples.photo_array(40, 30)).convert("L").save(tmp_path / "grey.png")
+    decoded = read_image(tmp_path / "grey.png")
+    assert decoded.greyscale
+    protected = decoded.image.copy()
+    protected.info["icc_profile"] = srgb  # an RGB profile would mislabel the grey copy
+    for fmt in ("PNG", "TIFF"):
+        encoded = prepare(decoded, protected, fmt, ExportOptions())
+        assert encoded.image.mode == "L" and "icc_profile" not in encoded.params
+        target = tmp_path / f"out.{fmt.lower()}"
+        atomic_save(encoded, target)
+        with Image.open(target) as copy:
+            assert "icc_profile" not in copy.info, fmt
+
+
+def test_warnings_name_the_formats_actually_written() -> None:
+    low = ExportOptions(quality=80)
+    assert settings_warnings(low, {"PNG"}) == []
+    (webp,) = settings_warnings(low, {"PNG", "WEBP"})
+    assert webp.startswith("WebP quality 80 is below 90") and "JPEG" not in webp
+    (both,) = settings_warnings(low, {"JPEG", "WEBP"})
+    assert both.startswith("JPEG and WebP quality 80 is below 90")
+    assert not settings_warnings(ExportOptions(), {"JPEG", "WEBP", "PNG"})
+
+
+@pytest.mark.parametrize("quality", [95, 80])
+def test_a_lossy_webp_written_again_as_lossy_webp_says_so(tmp_path: Path, quality: int) -> None:
+    path = tmp_path / "photo.webp"
+    Image.fromarray(samples.photo_array(40, 30)).save(path, quality=90)
+    decoded = read_image(path)
+    encoded = prepare(decoded, decoded.image, "WEBP", ExportOptions(quality=quality))
+    assert encoded.params == {"quality": quality}
+    (note,) = encoded.notes
+    assert note.startswith(f"written as lossy WebP (quality {quality}), like its original")
+    chosen = prepare(decoded, decoded.image, "WEBP", ExportOptions(format="WEBP"))
+    assert not chosen.notes  # the job's warning said it once for all
+
+
+_WIDE_PRIMARIES = (0.3127, 0.329, 0.68, 0.32, 0.265, 0.69, 0.15, 0.06)
+
+
+def _png_with_gamma(path: Path, gamma: int, chromaticity: tuple[float, ...] | None) -> Path:
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", gamma.to_bytes(4, "big"))
+    if chromaticity:
+        info.add(b"cHRM", b"".join(round(v * 100_000).to_bytes(4, "big") for v in chromaticity))
+    Image.fromarray(samples.photo_array(40, 30)).save(path, pnginfo=info)
+    return path
+
+
+def test_a_png_keeps_its_colour_primaries_with_its_gamma(tmp_path: Path) -> None:
+    path = _png_with_gamma(tmp_path / "wide.png", 45455, _WIDE_PRIMARIES)
+    with Image.open(_written(path, ExportOptions(strip_metadata="all"))) as copy:
+        assert copy.info.get("gamma") == 0.45455
+        assert copy.info.get("chromaticity") == _WIDE_PRIMARIES
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "TIFF"])
+def test_a_png_gamma_another_format_cannot_hold_is_named(tmp_path: Path, fmt: str) -> None:
+    wide = read_image(_png_with_gamma(tmp_path / "wide.png", 45455, _WIDE_PRIMARIES))
+    encoded = prepare(wide, wide.image, fmt, ExportOptions(format=fmt))
+    assert any(
+        n.startswith("the PNG's gamma and primaries (gAMA, cHRM) not kept") for n in encoded.notes
+    )
+    plain = read_image(_png_with_gamma(tmp_path / "srgb.png", 45455, None))  # sRGB's own tones
+    assert not prepare(plain, plain.image, fmt, ExportOptions(format=fmt)).notes
+
+
+def test_metadata_a_new_format_cannot_hold_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "press.jpg"
+    block = _photoshop_block({0x0404: _IPTC})
+    Image.fromarray(samples.photo_array(40, 30)).save(path, quality=95, extra=block, comment=b"hi")
+    press = read_image(path)
+    for fmt in ("PNG", "WEBP", "TIFF"):
+        encoded = prepare(press, press.image, fmt, ExportOptions(format=fmt))
+        lost = "IPTC caption and credits, JPEG comment"
+        assert f"not carried over to {export.format_label(fmt)}: {lost}" in encoded.notes
+    assert not prepare(press, press.image, "JPEG", ExportOptions()).notes
+    bare = prepare(press, press.image, "PNG", ExportOptions(format="PNG", strip_metadata="all"))
+    assert not bare.notes
+    titled = read_image(_png_with_text(tmp_path / "titled.png", {"Title": "My photo"}))
+    encoded = prepare(titled, titled.image, "JPEG", ExportOptions(format="JPEG"))
+    assert "not carried over to JPEG: PNG text (Title)" in encoded.notes

@@ -382,3 +382,18 @@ def test_a_truncated_header_is_named_damaged_by_the_header_and_the_decoder(tmp_p
         with pytest.raises(CorruptImageError, match="header is damaged") as caught:
             read(path)
         assert caught.value.hint
+
+
+def test_a_jpeg_comment_and_png_primaries_are_read(tmp_path: Path) -> None:
+    photo = Image.fromarray(samples.photo_array(40, 30))
+    photo.save(tmp_path / "note.jpg", quality=95, comment=b"shot at dawn")
+    assert read_image(tmp_path / "note.jpg").comment == b"shot at dawn"
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    wide = (31270, 32900, 68000, 32000, 26500, 69000, 15000, 6000)
+    info.add(b"cHRM", b"".join(v.to_bytes(4, "big") for v in wide))
+    photo.save(tmp_path / "wide.png", pnginfo=info)
+    expected = tuple(v / 100_000 for v in wide)
+    assert read_image(tmp_path / "wide.png").png_chromaticity == expected
+    assert read_image(tmp_path / "note.jpg").png_chromaticity is None

@@ -15,7 +15,7 @@ import hashlib
 import io
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -119,13 +119,21 @@ def parse_format(value: str | None) -> str | None:
         ) from None
 
 
-def settings_warnings(options: ExportOptions) -> list[str]:
-    """Warnings about settings that weaken the protection, shown once per job."""
+def settings_warnings(options: ExportOptions, formats: Collection[str] | None = None) -> list[str]:
+    """Warnings about settings that weaken the protection, shown once per job.
+
+    ``formats``: the formats the job's outputs are planned in (see :func:`output_format`);
+    None: the chosen format, or JPEG and WebP where each photo keeps its own. A lossy WebP
+    written again as lossy WebP is told per photo (see :func:`prepare`): whether a WebP is
+    lossy is only known once it is read."""
+    if formats is None:
+        formats = {options.format} if options.format else {"JPEG", "WEBP"}
+    lossy = [format_label(fmt) for fmt in ("JPEG", "WEBP") if fmt in formats]
     warnings: list[str] = []
-    if options.format in ("JPEG", None) and options.quality < LOW_QUALITY:
+    if lossy and options.quality < LOW_QUALITY:
         warnings.append(
-            f"JPEG quality {options.quality} is below {LOW_QUALITY}: strong compression erases "
-            "much of the protection. Use 95 (the default) or PNG."
+            f"{' and '.join(lossy)} quality {options.quality} is below {LOW_QUALITY}: strong "
+            "compression erases much of the protection. Use 95 (the default) or PNG."
         )
     if options.format == "WEBP" and options.quality < 100:
         warnings.append(
@@ -197,10 +205,28 @@ def prepare(
     params.update(_metadata_params(decoded, fmt, options, notes))
     if fmt == "TIFF":
         _tiff_that_holds_the_exif(params, notes)
+    if fmt == "JPEG":
+        _fit_jpeg_segments(params, notes)
     if decoded.greyscale:
         image = _grey_again(image, params, notes)
     removed = LOCATION_REMOVED in notes
-    return Encoded(image, fmt, params, [n for n in notes if n != LOCATION_REMOVED], removed)
+    notes = [n for n in notes if n != LOCATION_REMOVED]
+    return Encoded(_without_info(image, decoded), fmt, params, notes, removed)
+
+
+def _without_info(image: Image.Image, decoded: DecodedImage) -> Image.Image:
+    """``image`` with no metadata of its own: Pillow's writers fall back to it for what the
+    save arguments leave out (a JPEG's comment, a PNG's or TIFF's colour profile), which would
+    put back what the metadata option or a grey copy left out. The protected image is made
+    for this output, so its metadata is dropped in place (a copy would cost 72 MB and tens of
+    milliseconds at 24 MP); only the decoded photo itself, if that is what is written, is
+    copied."""
+    if not image.info:
+        return image
+    if image is decoded.image:
+        image = image.copy()
+    image.info = {}
+    return image
 
 
 def _grey_again(image: Image.Image, params: dict[str, Any], notes: list[str]) -> Image.Image:
@@ -253,6 +279,12 @@ def _format_params(
         # the protection's budget (up to 40 steps on sharp edges).
         if options.quality >= 100 or decoded.webp_lossless:
             return {"lossless": True, "quality": 100}
+        if options.format is None:  # a chosen --format webp is warned about once per job
+            notes.append(
+                f"written as lossy WebP (quality {options.quality}), like its original: lossy "
+                "WebP halves the colour resolution, which weakens the protection (--format png "
+                "keeps all of it)"
+            )
         return {"quality": options.quality}
     if fmt == "PNG":
         return {"compress_level": options.png_compress_level}
@@ -284,19 +316,122 @@ def _metadata_params(
         params["xmp"] = xmp
     elif xmp and fmt == "TIFF":
         _tiff_xmp(params, xmp)
+    text = _png_text_kept(decoded.png_text, options.strip_metadata, notes)
+    if fmt == "PNG" and (xmp or decoded.png_gamma or decoded.png_chromaticity or text):
+        params["pnginfo"] = _png_chunks(decoded, text, xmp)
     keep_text = options.strip_metadata != "all"
-    if fmt == "PNG" and (xmp or decoded.png_gamma or (keep_text and decoded.png_text)):
-        info = PngImagePlugin.PngInfo()
-        if decoded.png_gamma:  # how the tones are shown, like a colour profile: always kept
-            info.add(b"gAMA", round(decoded.png_gamma * 100_000).to_bytes(4, "big"))
-        for key, value in decoded.png_text.items() if keep_text else ():
-            info.add_text(key, value)  # iTXt where Latin-1 cannot hold it
-        if xmp:
-            info.add_itxt(PNG_XMP_KEY, xmp.decode("utf-8", "replace"))
-        params["pnginfo"] = info
     if fmt == "JPEG" and keep_text and decoded.iptc:
-        params["extra"] = _photoshop_segment(decoded.iptc)
+        if len(decoded.iptc) <= _JPEG_IPTC_ROOM:
+            params["extra"] = _photoshop_segment(decoded.iptc)
+        else:  # Photoshop may spread a large record over segments; spdesk writes one
+            notes.append(f"IPTC record left out ({_kb(len(decoded.iptc))}, {_KEPT_ELSEWHERE})")
+    if fmt == "JPEG" and keep_text and decoded.comment:
+        params["comment"] = decoded.comment
+    _note_what_is_not_carried_over(decoded, fmt, text, keep_text, notes)
     return params
+
+
+def _png_chunks(decoded: DecodedImage, text: dict[str, str], xmp: bytes | None) -> Any:
+    info = PngImagePlugin.PngInfo()
+    # How the tones and colours are shown, like a colour profile: always kept, and together
+    # (a viewer reads cHRM beside gAMA; gAMA alone shows other colours).
+    if decoded.png_gamma:
+        info.add(b"gAMA", _png_number(decoded.png_gamma))
+    if decoded.png_chromaticity:
+        info.add(b"cHRM", b"".join(_png_number(v) for v in decoded.png_chromaticity))
+    for key, value in text.items():
+        info.add_text(key, value)  # iTXt where Latin-1 cannot hold it
+    if xmp:
+        info.add_itxt(PNG_XMP_KEY, xmp.decode("utf-8", "replace"))
+    return info
+
+
+def _png_number(value: float) -> bytes:
+    return round(value * 100_000).to_bytes(4, "big")
+
+
+_SRGB_GAMMA = 1 / 2.2
+_SRGB_CHROMATICITY = (0.3127, 0.329, 0.64, 0.33, 0.3, 0.6, 0.15, 0.06)  # white, red, green, blue
+
+
+def _note_what_is_not_carried_over(
+    decoded: DecodedImage, fmt: str, text: dict[str, str], keep_text: bool, notes: list[str]
+) -> None:
+    """Name the kept metadata ``fmt`` does not hold here (a format changed on the way)."""
+    lost = []
+    if keep_text and decoded.iptc and fmt != "JPEG":
+        lost.append("IPTC caption and credits")
+    if keep_text and decoded.comment and fmt != "JPEG":
+        lost.append("JPEG comment")
+    if text and fmt != "PNG":
+        keys = list(text)
+        lost.append(f"PNG text ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
+    if lost:
+        notes.append(f"not carried over to {format_label(fmt)}: {', '.join(lost)}")
+    if fmt != "PNG" and not decoded.icc_profile and _png_colours_are_not_srgb(decoded):
+        notes.append(
+            f"the PNG's gamma and primaries (gAMA, cHRM) not kept: {format_label(fmt)} does "
+            "not hold them here, so viewers may show its colours a little differently "
+            "(--format png keeps them)"
+        )
+
+
+def _png_colours_are_not_srgb(decoded: DecodedImage) -> bool:
+    """Whether a PNG's gAMA and cHRM describe colours other than sRGB's (where dropping them
+    changes nothing a viewer shows)."""
+    gamma, chromaticity = decoded.png_gamma, decoded.png_chromaticity
+    if gamma and abs(gamma - _SRGB_GAMMA) > 0.01:
+        return True
+    return bool(chromaticity) and any(
+        abs(a - b) > 0.005 for a, b in zip(chromaticity or (), _SRGB_CHROMATICITY, strict=True)
+    )
+
+
+_JPEG_SEGMENT = 65533  # the most data one JPEG segment holds
+_JPEG_XMP_ROOM = _JPEG_SEGMENT - 29  # after the namespace that heads an XMP segment
+_JPEG_IPTC_ROOM = _JPEG_SEGMENT - 40  # after the Photoshop block's headers
+_MAKER_NOTE = 0x927C  # in the Exif IFD: the camera maker's own data, often the bulk of it
+_KEPT_ELSEWHERE = "more than a JPEG holds; --format png or tiff keeps it"
+
+
+def _fit_jpeg_segments(params: dict[str, Any], notes: list[str]) -> None:
+    """Leave out metadata too large for a JPEG's segments, rather than the photo: Pillow
+    refuses to write a JPEG with any of it (extended XMP across segments is not written)."""
+    xmp = params.get("xmp")
+    if xmp and len(xmp) > _JPEG_XMP_ROOM:
+        del params["xmp"]
+        notes.append(f"XMP metadata left out ({_kb(len(xmp))}, {_KEPT_ELSEWHERE})")
+    exif = params.get("exif")
+    if exif and len(exif) > _JPEG_SEGMENT:
+        smaller = _without_maker_note(exif)
+        if smaller is not None and len(smaller) <= _JPEG_SEGMENT:
+            params["exif"] = smaller
+            size = _kb(len(exif) - len(smaller))
+            notes.append(f"the camera's maker notes (EXIF) left out ({size}, {_KEPT_ELSEWHERE})")
+        else:
+            del params["exif"]
+            notes.append(f"EXIF metadata left out ({_kb(len(exif))}, {_KEPT_ELSEWHERE})")
+    comment = params.get("comment")
+    if comment and len(comment) > _JPEG_SEGMENT:
+        del params["comment"]
+        notes.append(f"the JPEG comment left out ({_kb(len(comment))}, {_KEPT_ELSEWHERE})")
+
+
+def _without_maker_note(exif: bytes) -> bytes | None:
+    tags = Image.Exif()
+    try:
+        tags.load(exif)
+        camera = tags.get_ifd(0x8769)
+        if _MAKER_NOTE not in camera:
+            return None
+        del camera[_MAKER_NOTE]
+        return bytes(tags.tobytes())
+    except Exception:  # EXIF Pillow cannot read back: left out whole by the caller
+        return None
+
+
+def _kb(size: int) -> str:
+    return f"{max(1, round(size / 1024))} KB"
 
 
 _TIFF_XMP = 700  # the XMLPacket tag
@@ -325,10 +460,13 @@ def _photoshop_segment(iptc: bytes) -> bytes:
     return b"\xff\xed" + (len(block) + 2).to_bytes(2, "big") + block
 
 
-# XMP properties named GPS* in any namespace (exif:GPSLatitude, and the IPTC location
-# structures that reuse them), as attributes or as elements.
-_XMP_GPS_ATTRIBUTE = re.compile(rb'\s[\w.-]+:GPS\w*\s*=\s*("[^"]*"|\'[^\']*\')')
-_XMP_GPS_ELEMENT = re.compile(rb"<([\w.-]+:GPS\w*)\b[^>]*?(/>|>.*?</\1\s*>)", re.DOTALL)
+# XMP properties named GPS* in any namespace and any case (exif:GPSLatitude, the IPTC location
+# structures that reuse them, a drone's drone-dji:GpsLatitude), as attributes or as elements.
+_XMP_GPS_ATTRIBUTE = re.compile(rb'\s[\w.-]+:gps\w*\s*=\s*("[^"]*"|\'[^\']*\')', re.IGNORECASE)
+_XMP_GPS_ELEMENT = re.compile(
+    rb"<([\w.-]+:gps\w*)\b[^>]*?(/>|>.*?</\1\s*>)", re.DOTALL | re.IGNORECASE
+)
+_XMP_GPS_NAME = re.compile(rb"[\w.-]:gps", re.IGNORECASE)  # any left, in any form
 
 
 def _xmp_kept(xmp: bytes | str | None, strip: str, notes: list[str]) -> bytes | None:
@@ -339,16 +477,65 @@ def _xmp_kept(xmp: bytes | str | None, strip: str, notes: list[str]) -> bytes | 
     if strip == "none":
         return data
     if strip == "all":
-        if b":GPS" in data:
+        if _XMP_GPS_NAME.search(data):
             _note_location_removed(notes)
         return None
     cleaned = _XMP_GPS_ELEMENT.sub(b"", _XMP_GPS_ATTRIBUTE.sub(b"", data))
     if cleaned != data:
         _note_location_removed(notes)
-    if b":GPS" in cleaned:  # a form the patterns do not know: drop the packet, not the privacy
+    if _XMP_GPS_NAME.search(cleaned):  # a form the patterns miss: drop the packet, not privacy
         notes.append("XMP metadata removed (its location could not be taken out alone)")
         return None
     return cleaned
+
+
+# ImageMagick's copies of a whole metadata block in PNG text, as hex (EXIF with its GPS block).
+_PNG_RAW_PROFILES = ("raw profile type exif", "raw profile type app1", "raw profile type xmp")
+
+
+def _png_text_kept(text: dict[str, str], strip: str, notes: list[str]) -> dict[str, str]:
+    """A PNG's text chunks to write: all, those without a location, or none."""
+    if strip == "none":
+        return dict(text)
+    dropped = set()
+    for key, value in text.items():
+        location = _png_text_location(key, value)
+        if location is None and strip == "gps":  # the privacy first
+            notes.append(f"PNG text {key!r} removed (it could not be read to check for a location)")
+        elif location:
+            _note_location_removed(notes)
+        if location is not False:
+            dropped.add(key)
+    return {} if strip == "all" else {k: v for k, v in text.items() if k not in dropped}
+
+
+def _png_text_location(key: str, value: str) -> bool | None:
+    """Whether a text chunk names a location ("exif:GPSLatitude") or is a raw profile holding
+    one; None: a raw profile that cannot be read."""
+    if "gps" in key.lower():
+        return True
+    if key.lower() not in _PNG_RAW_PROFILES:
+        return False
+    try:  # "\nexif\n    1234\n" then the bytes in hex, over many lines
+        payload = bytes.fromhex("".join(value.split("\n")[3:]))
+    except ValueError:
+        return None
+    return _raw_profile_has_location(payload)
+
+
+def _raw_profile_has_location(payload: bytes) -> bool:
+    if _XMP_GPS_NAME.search(payload):
+        return True
+    start = payload.find(b"Exif\0\0")  # an APP1 profile: EXIF after its marker
+    tiff = payload[start + 6 :] if start >= 0 else payload
+    if not tiff.startswith((b"II*\0", b"MM\0*")):
+        return False
+    exif = Image.Exif()
+    try:
+        exif.load(tiff)
+    except Exception:  # unreadable EXIF may still hold a location
+        return True
+    return _has_location(exif)
 
 
 def _note_location_removed(notes: list[str]) -> None:

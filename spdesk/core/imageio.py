@@ -94,7 +94,10 @@ class DecodedImage:
         webp_lossless: the source is a lossless WebP: its WebP copy is written lossless too.
         png_text: a PNG's text chunks (title, author, copyright...), XMP aside.
         png_gamma: a PNG's gAMA chunk (how viewers without a colour profile show its tones).
+        png_chromaticity: a PNG's cHRM chunk (white, red, green, blue as x, y), which viewers
+            read with its gAMA.
         iptc: a JPEG's IPTC record (caption, credit, copyright...), from its Photoshop block.
+        comment: a JPEG's comment (COM segment).
         dpi: the print resolution recorded in the file, if any.
         greyscale: the file held grey pixels (no greyscale colour profile): its protected copy
             is written grey again when the protection added no colour.
@@ -111,7 +114,9 @@ class DecodedImage:
     webp_lossless: bool = False
     png_text: dict[str, str] = field(default_factory=dict)
     png_gamma: float | None = None
+    png_chromaticity: tuple[float, ...] | None = None
     iptc: bytes | None = None
+    comment: bytes | None = None
     dpi: tuple[float, float] | None = None
     greyscale: bool = False
 
@@ -230,6 +235,18 @@ def _png_text(image: Image.Image) -> dict[str, str]:
 def _png_gamma(image: Image.Image) -> float | None:
     gamma = image.info.get("gamma")
     return float(gamma) if isinstance(gamma, int | float) and 0 < gamma < 1000 else None
+
+
+def _png_chromaticity(image: Image.Image) -> tuple[float, ...] | None:
+    values = image.info.get("chromaticity")
+    if not isinstance(values, tuple) or len(values) != 8:
+        return None
+    return tuple(float(v) for v in values) if all(0 <= v < 10 for v in values) else None
+
+
+def _comment(image: Image.Image) -> bytes | None:
+    comment = image.info.get("comment")
+    return bytes(comment) if isinstance(comment, bytes | bytearray) and comment else None
 
 
 def _iptc(image: Image.Image) -> bytes | None:
@@ -449,7 +466,9 @@ def _normalise(path: Path, image: Image.Image, fmt: str, head: bytes) -> Decoded
         webp_lossless=image.info.get(_WEBP_LOSSLESS) is True,
         png_text=_png_text(image) if fmt == "PNG" else {},
         png_gamma=_png_gamma(image) if fmt == "PNG" else None,
+        png_chromaticity=_png_chromaticity(image) if fmt == "PNG" else None,
         iptc=_iptc(image) if fmt == "JPEG" else None,
+        comment=_comment(image) if fmt == "JPEG" else None,
         dpi=_dpi(dpi),
         greyscale=greyscale,
     )

@@ -364,6 +364,22 @@ def test_a_kept_mirror_base_keeps_the_first_folders_layout_when_another_is_added
     assert without_base == ["trip/a.jpg", "nested/c.jpg"]
 
 
+def test_a_low_quality_warning_names_only_the_lossy_formats_the_job_writes(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    """Each photo keeps its own format by default: PNGs alone at --quality 80 lose nothing, and
+    a JPEG among them is the one format named (it said "JPEG quality 80" whatever was written)."""
+    samples.photo(inputs / "a.png")
+    low = dataclasses.replace(settings, quality=80)
+    report, _ = _run([inputs], tmp_path / "out", low)
+    assert not [w for w in report.warnings if "quality 80" in w], report.warnings
+    samples.photo(inputs / "b.jpg")
+    report, _ = _run([inputs], tmp_path / "out2", low)
+    assert [w.split(" is below")[0] for w in report.warnings if "quality 80" in w] == [
+        "JPEG quality 80"
+    ]
+
+
 def test_two_photos_with_one_output_name_both_kept(
     tmp_path: Path, inputs: Path, settings: ProtectSettings
 ) -> None:

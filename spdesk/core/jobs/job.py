@@ -28,7 +28,7 @@ from spdesk.core.errors import (
     PerturbationFileError,
 )
 from spdesk.core.events import CancelToken, EventSink, ignore_events
-from spdesk.core.export import settings_warnings
+from spdesk.core.export import ExportOptions, output_format, settings_warnings
 from spdesk.core.files import shown
 from spdesk.core.imageio import PhotoHeader
 from spdesk.core.jobs.events import (
@@ -135,6 +135,19 @@ class ProtectJob:
             raise JobCancelled(report)
         return report
 
+    def _planned_formats(self, discovery: Discovery, options: ExportOptions) -> set[str] | None:
+        """The formats the outputs will be written in, from the headers read while the folders
+        were walked; None where a photo's is not known (an object store's), so a warning about
+        a lossy format is given whenever one may be written."""
+        headers = [self.walked_headers.get(photo.path) for photo in discovery.photos]
+        if not headers or any(header is None or not header.format for header in headers):
+            return None
+        return {
+            output_format(header.format, options, alpha=header.has_alpha)
+            for header in headers
+            if header is not None
+        }
+
     def _new_report(self, discovery: Discovery) -> JobReport:
         """The report a job starts with: its settings, and the inputs it leaves out or cannot
         find or read, each as the event it reports."""
@@ -144,7 +157,8 @@ class ProtectJob:
             source_shown=self.store.shown,
             output_shown=self.output_store.shown,
         )
-        report.warnings = settings_warnings(self.settings.export_options())
+        options = self.settings.export_options()
+        report.warnings = settings_warnings(options, self._planned_formats(discovery, options))
         report.skipped = [
             FileSkipped(s.path, SkipReason.EXCLUDED, s.reason) for s in discovery.skipped
         ]

@@ -384,7 +384,7 @@ class _Printer:
             self._bar(f"{event.source.name} ({event.stage})")
         elif isinstance(event, jobs.FileDone):
             self.finished += 1
-            psnr = jobs.UNCHANGED if event.unchanged else f"PSNR {event.psnr:.1f} dB"
+            psnr = jobs.UNCHANGED if event.unchanged else _psnr_text(event.psnr, event.output)
             notes = f"; {'; '.join(event.notes)}" if event.notes else ""
             if self.progress.tty:  # the bar shows progress; keep the screen for problems
                 self._bar("")
@@ -509,3 +509,13 @@ def _failed_lines(report: Any) -> list[str]:
     if more > 0:
         lines.append(f"  ... and {more} more (each printed above with its reason)")
     return lines
+
+
+_LOSSY_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".webp": "WebP"}
+
+
+def _psnr_text(psnr: float | None, output: Path) -> str:
+    """The copy's PSNR, measured on its pixels before encoding: a JPEG's (or WebP's, where it
+    may be lossy) compression lowers the file's own a little more, so the line says so."""
+    lossy = _LOSSY_SUFFIXES.get(output.suffix.lower())
+    return f"PSNR {psnr:.1f} dB" + (f" before {lossy} compression" if lossy else "")

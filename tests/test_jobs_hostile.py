@@ -71,6 +71,38 @@ def test_a_name_that_is_not_utf8_is_protected_recorded_and_reported(
     assert not again.done and len(again.skipped) == 2 and len(again.failed) == 1
 
 
+@posix_only
+def test_a_folder_too_deep_to_open_is_left_out_and_the_other_photos_are_protected(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    from tests.test_discovery import deep_folder, jpeg_bytes, write_at
+
+    original = samples.photo(inputs / "ok.png").read_bytes()
+    _deep, fd = deep_folder(inputs, 5000)  # past the system's limit on a path (4096 on Linux)
+    write_at(fd, "lost.jpg", jpeg_bytes())
+    os.close(fd)
+    report = _run([inputs], tmp_path / "out", settings)
+    assert [e.source.name for e in report.done] == ["ok.png"] and report.ok
+    assert (inputs / "ok.png").read_bytes() == original  # (the tree guard cannot walk this deep)
+    (left_out,) = report.left_out
+    assert "path too long" in left_out.reason and "not protected" in left_out.reason
+
+
+def test_the_summary_counts_folders_left_out_as_folders_not_files(tmp_path: Path) -> None:
+    from spdesk.core.jobs import FileSkipped, SkipReason
+
+    report = JobReport(tmp_path / "out")
+    left_out = SkipReason.EXCLUDED
+    report.skipped = [
+        FileSkipped(tmp_path / ".hidden", left_out, "hidden or system folder", folder=True),
+        FileSkipped(tmp_path / "out", left_out, "the output folder of this job", folder=True),
+        FileSkipped(tmp_path / "notes.txt", left_out, "not a photo"),
+    ]
+    assert "(1 other file and 2 folders left out)" in report.text()
+    report.skipped = report.skipped[:1]
+    assert "(1 folder left out)" in report.text()
+
+
 def test_shown_escapes_only_bytes_that_are_not_utf8() -> None:
     assert shown(Path(os.fsdecode(b"caf\xe9/\xc3\xa9t\xc3\xa9.png"))) == "caf\\xe9/été.png"
     assert shown("plain.png") == "plain.png"
@@ -80,6 +112,18 @@ def test_shown_escapes_control_characters_a_name_cannot_break_lines_or_drive_a_t
     assert shown("new\nline.jpg") == "new\\nline.jpg"
     assert shown("\x1b[2Jclear.png") == "\\x1b[2Jclear.png"
     assert shown(Path(os.fsdecode(b"tab\t\xe9.png"))) == "tab\\t\\xe9.png"
+
+
+def test_shown_escapes_characters_that_reorder_or_hide_text() -> None:
+    # A right-to-left override shows "abc\u202egpj.exe" as "abcexe.jpg" (and bidi or
+    # invisible characters can move the terminal's text around).
+    assert shown("abc\u202egpj.exe") == "abc\\u202egpj.exe"
+    for char in "\u200e\u200f\u202a\u2066\u2069\u200b\ufeff\u2028\x85\x9b":
+        assert shown(f"a{char}b.jpg") == f"a\\u{ord(char):04x}b.jpg"
+    assert shown("tag\U000e0041.jpg") == "tag\\U000e0041.jpg"
+    # Letters of every script, emoji and the joiners inside them are shown as they are.
+    for name in ("שלום.jpg", "café.jpg", "😀🎉.jpg", "👩\u200d👩\u200d👧.jpg", "می\u200cخواهم.jpg"):
+        assert shown(name) == name
 
 
 @posix_only

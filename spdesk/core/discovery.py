@@ -8,6 +8,7 @@ taken from.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable, Sequence
@@ -15,12 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spdesk.core.events import CancelToken
+from spdesk.core.files import shown
 from spdesk.core.formats import IMAGE_SUFFIXES, sniff_file
 
 JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".directory"})
-SIDECAR_SUFFIXES = frozenset(
-    {".xmp", ".aae", ".thm", ".json", ".xml", ".txt", ".pp3", ".dop", ".on1", ".lrv", ".lrf"}
-)
+# What the files that cameras and photo editors write beside a photo are.
+SIDECARS = {
+    ".xmp": "sidecar file (metadata)",
+    ".aae": "sidecar file (Apple Photos edits)",
+    ".pp3": "sidecar file (RawTherapee edits)",
+    ".dop": "sidecar file (DxO edits)",
+    ".on1": "sidecar file (ON1 edits)",
+    ".thm": "sidecar file (a camera's thumbnail)",
+    ".lrv": "sidecar file (a camera's low-resolution video)",
+    ".lrf": "sidecar file (a camera's low-resolution video)",
+}
 # Folders that hold thumbnails, trash or system data (NAS thumbnails are real JPEGs!).
 SYSTEM_FOLDERS = frozenset(
     {"@eadir", "$recycle.bin", "system volume information", ".trashes", ".thumbnails"}
@@ -50,6 +60,7 @@ class SkippedInput:
 
     path: Path
     reason: str
+    folder: bool = False  # a whole folder, not one file
 
 
 @dataclass
@@ -59,7 +70,7 @@ class Discovery:
     photos: list[InputPhoto] = field(default_factory=list)
     skipped: list[SkippedInput] = field(default_factory=list)
     missing: list[Path] = field(default_factory=list)  # named inputs that do not exist
-    unreadable: list[SkippedInput] = field(default_factory=list)  # folders that cannot be read
+    unreadable: list[SkippedInput] = field(default_factory=list)  # folders, inputs not readable
 
 
 @dataclass(frozen=True)
@@ -107,17 +118,38 @@ def discover(paths: Sequence[Path], options: DiscoveryOptions = DiscoveryOptions
     excluded = {_real(p) for p in options.exclude}
     for path in paths:
         path = Path(path)
-        if path.is_dir():
+        try:
+            mode = _named_mode(path)
+        except OSError as error:
+            _cannot_open(path, error, found, named=True)
+            continue
+        if mode is None:
+            found.missing.append(path)
+        elif stat.S_ISDIR(mode):
             _walk(path, options, excluded, seen, found)
-        elif path.exists() or path.is_symlink():
+        else:
             special = _special_reason(path)
             if special:
                 found.skipped.append(SkippedInput(path, special))
             else:
                 _add(path, path.parent, seen, found)
-        else:
-            found.missing.append(path)
     return found
+
+
+_NOTHING_THERE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # as Path.exists takes them
+
+
+def _named_mode(path: Path) -> int | None:
+    """The mode of a named input (a broken link's or a link loop's own), None when there is
+    nothing there; OSError when it cannot be examined (its path too long, a folder on it not
+    readable)."""
+    for follow in (True, False):
+        try:
+            return os.stat(path, follow_symlinks=follow).st_mode
+        except OSError as error:
+            if error.errno not in _NOTHING_THERE:
+                raise
+    return None
 
 
 def _real(path: Path) -> str:
@@ -141,34 +173,48 @@ def _add(path: Path, root: Path, seen: set[str], found: Discovery) -> None:
 def _walk(
     root: Path, options: DiscoveryOptions, excluded: set[str], seen: set[str], found: Discovery
 ) -> None:
+    """Each folder's files by name, then its subfolders, depth first. A loop, not recursion
+    (``os.walk`` recurses before Python 3.12: a few thousand nested folders exhaust it)."""
     visited: set[tuple[int, int]] = set()
-
-    def on_error(error: OSError) -> None:
-        where = Path(error.filename) if error.filename else root
-        found.unreadable.append(SkippedInput(where, _unreadable(error)))
-
-    for folder, dirnames, filenames in os.walk(
-        root, onerror=on_error, followlinks=options.follow_symlinks
-    ):
+    folders = [root]
+    while folders:
         if _stop(options, found):
             return
-        here = Path(folder)
+        here = folders.pop()
         if _skip_folder(here, root, options, excluded, visited, found):
-            dirnames.clear()
             continue
-        dirnames.sort(key=_name_key)
-        if not options.follow_symlinks:
-            for name in [d for d in dirnames if (here / d).is_symlink()]:
-                dirnames.remove(name)
-                found.skipped.append(SkippedInput(here / name, "symbolic link (not followed)"))
-        for name in sorted(filenames, key=_name_key):
+        subfolders: list[Path] = []
+        for entry in _entries(here, found):
+            if _is_folder(entry, options.follow_symlinks):
+                subfolders.append(Path(entry.path))
+                continue
             if _stop(options, found):
                 return
-            reason = _file_reason(here / name, options)
+            reason = _file_reason(entry, options)
             if reason is None:
-                _add(here / name, root, seen, found)
+                _add(Path(entry.path), root, seen, found)
             elif reason:
-                found.skipped.append(SkippedInput(here / name, reason))
+                found.skipped.append(SkippedInput(Path(entry.path), reason))
+        folders.extend(reversed(subfolders))
+
+
+def _entries(folder: Path, found: Discovery) -> list[os.DirEntry[str]]:
+    """``folder``'s entries by name; none when it cannot be listed (recorded)."""
+    try:
+        with os.scandir(folder) as listing:
+            return sorted(listing, key=lambda entry: _name_key(entry.name))
+    except OSError as error:
+        _cannot_open(folder, error, found)
+        return []
+
+
+def _is_folder(entry: os.DirEntry[str], follow_symlinks: bool) -> bool:
+    """A folder to walk; a link to one only when links are followed (else it is a file that
+    is left out as a link). One that cannot be examined is a file: its reason says why."""
+    try:
+        return entry.is_dir(follow_symlinks=follow_symlinks)
+    except OSError:
+        return False
 
 
 def _stop(options: DiscoveryOptions, found: Discovery) -> bool:
@@ -195,7 +241,7 @@ def _skip_folder(
     try:
         info = folder.stat()
     except OSError as error:
-        found.unreadable.append(SkippedInput(folder, _unreadable(error)))
+        _cannot_open(folder, error, found)
         return True
     if (info.st_dev, info.st_ino) in visited:
         reason = "symbolic link loop (already walked)"
@@ -207,33 +253,68 @@ def _skip_folder(
         reason = "the output folder of this job"
     elif options.shards_folder and folder.name == options.shards_folder and folder != root:
         reason = ""  # bookkeeping: said nowhere, as the manifest beside it
-    elif folder != root and options.output_marker and (folder / options.output_marker).exists():
+    # os.path.exists, not Path.exists: False, not an error, for a path too long to open.
+    elif (
+        folder != root and options.output_marker and os.path.exists(folder / options.output_marker)
+    ):
         # The folder the user named is walked even so (protecting in place); outputs in it
         # are recognised by name.
         reason = "an spdesk output folder (holds protected copies)"
     visited.add((info.st_dev, info.st_ino))
     if reason:
-        found.skipped.append(SkippedInput(folder, reason))
+        found.skipped.append(SkippedInput(folder, reason, folder=True))
     return reason is not None
 
 
-def _file_reason(path: Path, options: DiscoveryOptions) -> str | None:
+def _file_reason(entry: os.DirEntry[str], options: DiscoveryOptions) -> str | None:
     """None to take the file, or the reason it is skipped ("" = skip silently)."""
-    reason = name_reason(path.name, options)
-    if reason not in ("", _JUNK) and path.is_symlink() and not options.follow_symlinks:
+    path = Path(entry.path)
+    reason = name_reason(entry.name, options)
+    if reason in ("", _JUNK):
+        return reason
+    link = _is_link(entry)
+    if link and not options.follow_symlinks:
         return "symbolic link (not followed)"
     if reason is not None:
         return reason
     if options.is_recorded_output is not None and options.is_recorded_output(path):
         return RECORDED_OUTPUT
-    special = _special_reason(path)
+    special = _examined_reason(path, link)
     if special:
         return special
     try:
         fmt = options.sniff(path)
     except OSError as error:
-        return content_reason(path.name, None, error)
-    return content_reason(path.name, fmt)
+        return content_reason(entry.name, None, error)
+    return content_reason(entry.name, fmt)
+
+
+def _is_link(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:  # cannot be examined: the next step says why
+        return False
+
+
+def _examined_reason(path: Path, link: bool) -> str | None:
+    """Why a file is left out for what it is: a special file, a broken link, a path too long
+    to open. None for a regular file, or one that cannot be examined (the reader says why)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return _broken_link(path) if link else None
+    except OSError as error:
+        too_long = error.errno == errno.ENAMETOOLONG
+        return _too_long(path, "move it to a shorter folder") if too_long else None
+    return _special_kind(mode)
+
+
+def _broken_link(path: Path) -> str:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return "broken symbolic link"
+    return f"broken symbolic link (points to {shown(target)})"
 
 
 def name_reason(name: str, options: DiscoveryOptions) -> str | None:
@@ -259,9 +340,9 @@ def content_reason(name: str, fmt: str | None, error: OSError | None = None) -> 
         return None if looks_like_photo else f"cannot be read ({error.strerror or error})"
     if fmt is not None or looks_like_photo:
         return None
-    if suffix in SIDECAR_SUFFIXES:
-        return "sidecar file (metadata), not a photo"
-    return "not a photo (content is not JPEG, PNG, WebP, TIFF, BMP, GIF, HEIC or AVIF)"
+    if suffix in SIDECARS:
+        return f"{SIDECARS[suffix]}, not a photo"
+    return "its content is not JPEG, PNG, WebP, TIFF, BMP, GIF, HEIC or AVIF: not a photo"
 
 
 _SPECIAL_KINDS = (
@@ -279,10 +360,31 @@ def _special_reason(path: Path) -> str | None:
         mode = path.stat().st_mode
     except OSError:
         return None
+    return _special_kind(mode)
+
+
+def _special_kind(mode: int) -> str | None:
     if stat.S_ISREG(mode):
         return None
     kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "not a regular file")
     return f"special file ({kind}), not a photo: left out without opening it"
+
+
+def _cannot_open(path: Path, error: OSError, found: Discovery, *, named: bool = False) -> None:
+    """A folder (or a ``named`` input, file or folder) that cannot be opened: unreadable (a
+    failure), or left out when its path is longer than the system lets any program open."""
+    if error.errno != errno.ENAMETOOLONG:
+        found.unreadable.append(SkippedInput(path, _unreadable(error), folder=not named))
+    elif named:
+        found.skipped.append(SkippedInput(path, _too_long(path, "move it to a shorter folder")))
+    else:
+        advice = "its photos were not protected: move it to a shorter folder"
+        found.skipped.append(SkippedInput(path, _too_long(path, advice), folder=True))
+
+
+def _too_long(path: Path, advice: str) -> str:
+    size = len(os.fsencode(path))
+    return f"path too long for the system to open ({size} bytes): {advice}"
 
 
 def _unreadable(error: OSError) -> str:

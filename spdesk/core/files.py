@@ -26,6 +26,7 @@ import os
 import posixpath
 import secrets
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -82,13 +83,29 @@ def temp_path(target: Path) -> Path:
 
 
 _CONTROL = {code: f"\\x{code:02x}" for code in [*range(32), 127]} | {10: "\\n", 9: "\\t", 13: "\\r"}
+# Characters that control, reorder (bidi overrides and isolates) or hide text, or break lines.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+_JOINERS = frozenset("\u200c\u200d")  # format characters, but part of emoji and of words
 
 
 def shown(path: Path | str) -> str:
     """``path`` as text for people and JSON: undecodable bytes written as ``\\xe9``, control
-    characters as ``\\n`` or ``\\x1b`` (a name cannot break a line of the report or drive the
-    terminal)."""
-    return shown_text(os.fspath(path)).translate(_CONTROL)
+    characters as ``\\n`` or ``\\x1b``, other characters that reorder or hide text as
+    ``\\u202e`` (a name cannot break a line of the report, drive the terminal, or show
+    ``abc\\u202egpj.exe`` as ``abcexe.jpg``)."""
+    text = shown_text(os.fspath(path))
+    if text.isprintable():  # the usual name: nothing to look at closer
+        return text
+    return "".join(map(_shown_char, text))
+
+
+def _shown_char(char: str) -> str:
+    code = ord(char)
+    if code in _CONTROL:
+        return _CONTROL[code]
+    if char in _JOINERS or unicodedata.category(char) not in _ESCAPED_CATEGORIES:
+        return char
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def shown_text(text: str) -> str:

@@ -105,6 +105,7 @@ class FileSkipped(Event):
     output: Path | None = None
     position: int = 0
     count: int = 0
+    folder: bool = False  # a whole folder left out while listing the inputs, not one file
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,8 @@ class JobReport:
             head += f", {len(self.pending)} not done"
         head += f" in {self.seconds:.1f} s"
         if self.left_out:
-            head += f" ({count_of(len(self.left_out), 'other file')} left out)"
+            folders = sum(e.folder for e in self.left_out)
+            head += f" ({left_out_phrase(len(self.left_out) - folders, folders)} left out)"
         lines = [f"{head}. Output: {self.output_shown(self.output_root)}"]
         if self.cancelled:
             lines.append("Cancelled: run the same command again to finish the rest.")
@@ -252,6 +254,13 @@ def location_text(removed: int, how_to_keep: str = "") -> str:
     is the front-end's own words for keeping them."""
     keep = f" ({how_to_keep})" if how_to_keep else ""
     return f"Location (GPS) removed from {count_of(removed, 'photo')}{keep}."
+
+
+def left_out_phrase(files: int, folders: int) -> str:
+    """``2 other files and 1 folder``: what was left out besides the photos."""
+    parts = [count_of(files, "other file")] if files else []
+    parts += [count_of(folders, "folder")] if folders else []
+    return " and ".join(parts)
 
 
 def count_of(count: int, noun: str) -> str:

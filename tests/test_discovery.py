@@ -1,0 +1,153 @@
+"""The walk behind every job: paths the system cannot open, links that lead nowhere, and names
+that say what a left-out file is."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from spdesk.core.discovery import DiscoveryOptions, discover
+from tests import protect_samples as samples
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX paths, links and limits")
+_LONG_NAME = 240  # bytes: a folder name every file system allows
+
+
+def jpeg_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(samples.photo_array()).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def deep_folder(root: Path, length: int) -> tuple[Path, int]:
+    """A chain of long folder names below ``root`` whose path is ``length`` bytes, made
+    through open folders (a path that long cannot be given to the system); returns it and an
+    open descriptor of its last folder."""
+    fd = os.open(root, os.O_RDONLY)
+    path = root
+    while (room := length - len(os.fsencode(path)) - 1) > 0:
+        size = room if room <= _LONG_NAME else min(_LONG_NAME, room - _LONG_NAME // 2)
+        name = "D" * size
+        os.mkdir(name, dir_fd=fd)
+        inner = os.open(name, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd, path = inner, path / name
+    assert len(os.fsencode(path)) == length
+    return path, fd
+
+
+def write_at(fd: int, name: str, data: bytes) -> None:
+    handle = os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    try:
+        os.write(handle, data)
+    finally:
+        os.close(handle)
+
+
+@posix_only
+@pytest.mark.parametrize("follow_symlinks", [False, True])
+def test_a_folder_too_deep_to_open_is_left_out_and_the_rest_is_walked(
+    tmp_path: Path, follow_symlinks: bool
+) -> None:
+    root = tmp_path / "in"
+    samples.photo(root / "ok.jpg")
+    deep, fd = deep_folder(root, 5000)
+    write_at(fd, "lost.jpg", jpeg_bytes())
+    os.close(fd)
+    options = DiscoveryOptions(follow_symlinks=follow_symlinks, output_marker="marker")
+    found = discover([root], options)
+    assert [p.path for p in found.photos] == [root / "ok.jpg"]
+    (too_deep,) = [s for s in found.skipped if "too long" in s.reason]
+    assert deep.is_relative_to(too_deep.path) and "move" in too_deep.reason
+    assert not found.unreadable
+
+
+@posix_only
+@pytest.mark.parametrize("follow_symlinks", [False, True])
+@pytest.mark.parametrize(("folder_length", "name"), [(3900, "p" * 200 + ".jpg"), (4090, "a.jpg")])
+def test_a_file_whose_path_is_too_long_to_open_is_left_out_with_why(
+    tmp_path: Path, follow_symlinks: bool, folder_length: int, name: str
+) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    deep, fd = deep_folder(root, folder_length)
+    write_at(fd, name, jpeg_bytes())
+    os.close(fd)
+    # The folder is checked for an output folder's marker, a path past the limit at 4090.
+    options = DiscoveryOptions(follow_symlinks=follow_symlinks, output_marker="marker")
+    found = discover([root], options)
+    assert not found.photos and not found.unreadable
+    (skipped,) = found.skipped
+    assert skipped.path == deep / name and "path too long" in skipped.reason
+
+
+@posix_only
+def test_a_named_input_whose_path_is_too_long_is_left_out_not_a_crash(tmp_path: Path) -> None:
+    named = tmp_path / "/".join(["n" * _LONG_NAME] * 20) / "a.jpg"
+    found = discover([named])
+    assert not found.photos and not found.missing
+    (skipped,) = found.skipped
+    assert skipped.path == named and "path too long" in skipped.reason
+
+
+def test_a_walk_does_not_recurse_per_folder_level(tmp_path: Path) -> None:
+    root = deep = tmp_path / "in"
+    deep.mkdir()
+    for _ in range(300):
+        deep /= "a"
+        deep.mkdir()
+    samples.photo(deep / "x.jpg")
+    limit = sys.getrecursionlimit()
+    # Fewer frames left than folder levels: a walk that recurses per level (os.walk before
+    # Python 3.12) fails on a deep enough tree, whatever the limit.
+    sys.setrecursionlimit(len(inspect.stack(0)) + 150)
+    try:
+        found = discover([root])
+    finally:
+        sys.setrecursionlimit(limit)
+        _remove_chain(deep / "x.jpg", root)  # shutil.rmtree recurses too (Python 3.11)
+    assert [p.path for p in found.photos] == [deep / "x.jpg"]
+
+
+def _remove_chain(path: Path, root: Path) -> None:
+    path.unlink()
+    while path.parent != root.parent:
+        path = path.parent
+        path.rmdir()
+
+
+@posix_only
+def test_a_broken_link_followed_is_left_out_naming_its_target(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    samples.photo(root / "ok.jpg")
+    (root / "gone.jpg").symlink_to("elsewhere/missing.jpg")
+    found = discover([root], DiscoveryOptions(follow_symlinks=True))
+    assert [p.path.name for p in found.photos] == ["ok.jpg"]
+    (skipped,) = found.skipped
+    assert skipped.reason == "broken symbolic link (points to elsewhere/missing.jpg)"
+
+
+def test_only_real_sidecars_are_called_sidecars(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    for name in ("a.xmp", "b.aae", "c.pp3", "notes.txt", "data.json", "page.xml"):
+        (root / name).write_text("not an image")
+    reasons = {s.path.name: s.reason for s in discover([root]).skipped}
+    assert all("sidecar" in reasons[name] for name in ("a.xmp", "b.aae", "c.pp3"))
+    for name in ("notes.txt", "data.json", "page.xml"):
+        assert "sidecar" not in reasons[name] and reasons[name].endswith("not a photo")
+
+
+def test_folders_left_out_are_marked_as_folders(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    samples.photo(root / ".hidden" / "a.jpg")
+    samples.photo(root / "@eaDir" / "b.jpg")
+    (root / "notes.txt").write_text("not a photo")
+    kinds = {s.path.name: s.folder for s in discover([root]).skipped}
+    assert kinds == {".hidden": True, "@eaDir": True, "notes.txt": False}

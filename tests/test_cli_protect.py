@@ -274,6 +274,23 @@ def test_the_started_line_counts_every_outcome_that_follows(
     assert "(1 other file left out)" in captured.out
 
 
+def test_a_folder_left_out_is_counted_as_a_folder_not_a_file(
+    tmp_path: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hidden folder full of photos was "1 other file left out" at the start and the end."""
+    folder = tmp_path / "in"
+    samples.photo(folder / "a.png")
+    (folder / "notes.txt").write_text("not a photo")
+    for name in ("x.png", "y.png"):
+        samples.photo(folder / ".hidden" / name)
+    assert _protect(folder, "--out", tmp_path / "out", "--perturbation", perturbation) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[0].endswith(
+        "(1 other file and 1 folder left out; listed below)"
+    )
+    assert "(1 other file and 1 folder left out)" in captured.out
+
+
 def test_photos_failing_their_header_are_not_promised_and_the_summary_names_each_failure(
     tmp_path: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -419,12 +419,13 @@ def _started_line(event: Any, output_root: str) -> str:
     the files listed below it add up to the lines that follow. Photos whose header already
     fails are not promised: ``Found 4 photos, 1 of them cannot be protected (reason below);
     protecting the other 3 into out``."""
-    from spdesk.core.jobs.events import count_of
+    from spdesk.core.jobs.events import count_of, left_out_phrase
 
     line = f"{_photos_phrase(event.total, event.unreadable)} into {output_root}"
     extra = []
     if event.skipped_inputs:
-        extra.append(f"{count_of(event.skipped_inputs, 'other file')} left out")
+        files = event.skipped_inputs - event.skipped_folders
+        extra.append(f"{left_out_phrase(files, event.skipped_folders)} left out")
     if event.failed_inputs:
         extra.append(f"{count_of(event.failed_inputs, 'input')} not found or unreadable")
     return f"{line} ({', '.join(extra)}; listed below)" if extra else line

@@ -371,7 +371,7 @@ class FsspecStore:
                 where, why = folder
                 if where not in left_out:
                     left_out.add(where)
-                    found.skipped.append(SkippedInput(Path(where), why))
+                    found.skipped.append(SkippedInput(Path(where), why, folder=True))
                 continue
             reason = name_reason(posixpath.basename(path), options)
             if reason is None:

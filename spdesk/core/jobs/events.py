@@ -36,8 +36,9 @@ class FailReason(StrEnum):
 
 @dataclass(frozen=True)
 class JobStarted(Event):
-    """The job is about to process ``total`` photos; ``skipped_inputs`` other files were left
-    out and ``failed_inputs`` inputs cannot be read (each comes as its own event next).
+    """The job is about to process ``total`` photos; ``skipped_inputs`` other files and
+    folders were left out (``skipped_folders`` of them folders) and ``failed_inputs`` inputs
+    cannot be read (each comes as its own event next).
 
     ``unreadable`` of the ``total`` photos already failed the header check made at the start
     (local folders and files; an object store's photos are not checked there): each still
@@ -50,6 +51,7 @@ class JobStarted(Event):
     warnings: tuple[str, ...] = ()
     failed_inputs: int = 0  # named inputs missing or unreadable (each also a FileFailed)
     unreadable: int = 0  # photos of ``total`` whose header says the job will fail them
+    skipped_folders: int = 0  # of ``skipped_inputs``: whole folders
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,7 @@ class ProtectJob:
                     total=len(discovery.photos),
                     output_root=self.output_root,
                     skipped_inputs=len(discovery.skipped),
+                    skipped_folders=sum(s.folder for s in discovery.skipped),
                     warnings=tuple(report.warnings),
                     failed_inputs=len(report.failed),
                     unreadable=unreadable,
@@ -160,7 +161,8 @@ class ProtectJob:
         options = self.settings.export_options()
         report.warnings = settings_warnings(options, self._planned_formats(discovery, options))
         report.skipped = [
-            FileSkipped(s.path, SkipReason.EXCLUDED, s.reason) for s in discovery.skipped
+            FileSkipped(s.path, SkipReason.EXCLUDED, s.reason, folder=s.folder)
+            for s in discovery.skipped
         ]
         report.failed = [
             FileFailed(

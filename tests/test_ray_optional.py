@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+import pytest
 
 from tests import protect_samples as samples
 
@@ -47,3 +51,48 @@ def test_core_cli_and_gui_import_and_run_without_ray(tmp_path: Path) -> None:
     assert f'{refusal}\nInstall it with: pip install "spdesk[ray]"' in result.stderr
     assert (tmp_path / "out" / "local" / "a.protected.png").is_file()
     assert not (tmp_path / "out" / "ray").exists()  # refused before creating anything
+
+
+# Ray without Ray Data (its pyarrow missing): the modes on actors need Ray Data.
+_WITHOUT_RAY_DATA = """
+import sys
+sys.modules["pyarrow"] = None  # any `import pyarrow` now raises ImportError
+import ray
+started = []
+start = ray.init
+ray.init = lambda **kwargs: started.append(kwargs) or start(**kwargs)
+from spdesk.cli import main
+photo, out = sys.argv[1:3]
+code = main(["protect", photo, "--out", out, "--engine", "ray", "--mode", "photo"])
+print("exit", code, "ray started", bool(started))
+"""
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("ray"), reason="Ray is not installed")
+def test_ray_without_ray_data_names_it_and_the_missing_module_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """It once said "Ray is not installed", after Ray had started and the output folder had
+    pending lines in its manifest."""
+    photo = samples.photo(tmp_path / "in" / "a.png")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_RAY_DATA, str(photo), str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stdout.split() == ["exit", "2", "ray", "started", "False"], result.stderr[-3000:]
+    assert "Ray Data" in result.stderr and "pyarrow" in result.stderr
+    assert "Ray is not installed" not in result.stderr
+    assert 'pip install "spdesk[ray]"' in result.stderr
+    assert not (tmp_path / "out").exists()  # refused before creating anything
+
+
+def test_the_ray_extra_brings_ray_data_and_ray_client() -> None:
+    """--address ray://HOST:10001 needs Ray Client (its grpcio), which ray[data] lacks."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    (ray,) = [r for r in project["optional-dependencies"]["ray"] if r.startswith("ray[")]
+    extras = {e.strip() for e in ray[len("ray[") : ray.index("]")].split(",")}
+    assert {"data", "client"} <= extras

@@ -1,13 +1,14 @@
 """Where a Ray job's actors run: GPU actors for the modes that run a network, asked for or by
 default where the cluster has GPUs; CPU actors otherwise. Decided on the driver from the
-cluster's resources, so it is tested here without Ray, CUDA or a GPU."""
+cluster's resources, so it is tested here without Ray, CUDA or a GPU; so are the driver's other
+checks before Ray runs anything (the cluster's address, file systems the workers cannot reach)."""
 
 from __future__ import annotations
 
 import io
 import sys
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from spdesk.cli import build_parser
 from spdesk.cli.protect import job_from_args
 from spdesk.core.distributed import ray_engine
 from spdesk.core.distributed.ray_engine import RayOptions, RayProtectJob, plan_placement
-from spdesk.core.errors import ConfigError
+from spdesk.core.errors import ConfigError, EngineError
 from spdesk.core.jobs import ProtectSettings
 from spdesk.core.jobs.fingerprint import output_fingerprint
 from spdesk.core.perturbation import load_perturbation
@@ -119,7 +120,7 @@ def test_the_job_asks_ray_data_for_gpu_actors_and_fingerprints_the_gpus_bytes(
     """On a driver without CUDA: the job's actors hold a GPU each and protect on "cuda", and
     the manifest's fingerprint is the GPU's, not the driver's CPU's (their bytes differ)."""
     fake = _FakeRay(GPU_NODE)
-    monkeypatch.setattr(ray_engine, "import_ray", lambda: fake)
+    monkeypatch.setattr(ray_engine, "import_ray", lambda data=False: fake)
     perturbation = load_perturbation(samples.perturbation_file(tmp_path))
     settings = ProtectSettings(mode="photo")
     job = RayProtectJob([], tmp_path / "out", settings, RayOptions(num_gpus=3))
@@ -186,3 +187,110 @@ def test_rays_note_on_token_authentication_goes_to_the_log_not_the_terminal(
         logging.getLogger("ray").removeHandler(ray_console)
         logging.getLogger("spdesk").removeHandler(spdesk_log)
         note.propagate, note.handlers = saved
+
+
+class _RecordingRay:
+    """The ``ray`` module as a job's session sees it, with each ``ray.init`` call's arguments
+    recorded (a real Ray would start, join or hang)."""
+
+    def __init__(self) -> None:
+        self.inits: list[dict[str, Any]] = []
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs: Any) -> None:
+        self.inits.append(kwargs)
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_without_an_address_the_job_starts_its_own_instance_beside_a_ray_start_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``ray.init()`` without an address joins the cluster a ``ray start`` left on this machine
+    (/tmp/ray/ray_current_cluster), which refuses the local instance's options; "local" starts
+    a new instance whatever runs beside it."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    fake = _RecordingRay()
+    with ray_engine._session(fake, RayOptions(num_cpus=2)):
+        pass
+    (kwargs,) = fake.inits
+    assert kwargs["address"] == "local"
+    assert kwargs["num_cpus"] == 2 and "_system_config" in kwargs
+
+
+def test_ray_address_in_the_environment_is_joined_without_the_local_instances_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    fake = _RecordingRay()
+    with ray_engine._session(fake, RayOptions(num_cpus=2)):
+        pass
+    (kwargs,) = fake.inits
+    assert "address" not in kwargs and "num_cpus" not in kwargs
+    assert "_system_config" not in kwargs
+
+
+def _closed_port() -> int:
+    """A local TCP port nobody listens on (just released by this process)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"], ids=["gcs", "ray-client"])
+def test_an_address_nobody_listens_on_is_a_plain_error_within_seconds(
+    scheme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray's own connect retries without end and ignores Ctrl-C and SIGTERM: the job tries the
+    address first and stops with the named error instead."""
+    import time
+
+    monkeypatch.setitem(sys.modules, "grpc", ModuleType("grpc"))  # Ray Client's: installed
+    options = RayOptions(address=f"{scheme}127.0.0.1:{_closed_port()}")
+    fake = _RecordingRay()
+    started = time.monotonic()
+    unreachable = r"Could not reach the Ray cluster at .*127\.0\.0\.1"
+    with pytest.raises(EngineError, match=unreachable), ray_engine._session(fake, options):
+        pass
+    assert time.monotonic() - started < 10
+    assert not fake.inits, "Ray was asked to connect anyway"
+
+
+def test_ray_client_without_its_grpc_package_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "grpc", None)  # `import grpc` now raises ImportError
+    fake = _RecordingRay()
+    options = RayOptions(address="ray://127.0.0.1:10001")
+    with (
+        pytest.raises(EngineError, match=r"Ray Client") as raised,
+        ray_engine._session(fake, options),
+    ):
+        pass
+    assert 'pip install "ray[client]"' in (raised.value.hint or "")
+    assert not fake.inits
+
+
+@pytest.mark.parametrize("where", ["inputs", "output"])
+def test_a_file_system_in_this_process_memory_is_refused_for_ray(
+    tmp_path: Path, where: str
+) -> None:
+    """memory:// lives in one process: Ray's workers would write where the caller never sees,
+    and the job would report success."""
+    import fsspec
+
+    folder = tmp_path / "in"
+    photo = samples.photo(folder / "a.png")
+    memory = f"memory://{tmp_path.name}"
+    fsspec.filesystem("memory").pipe(f"{memory}/in/a.png", photo.read_bytes())
+    inputs: list[Path | str] = [f"{memory}/in"] if where == "inputs" else [folder]
+    output = tmp_path / "out" if where == "inputs" else f"{memory}/out"
+    with pytest.raises(ConfigError, match=r"memory://.*one process") as raised:
+        RayProtectJob(inputs, output, ProtectSettings(mode="universal"), RayOptions())
+    assert "local engine" in (raised.value.hint or "")
+    assert not (tmp_path / "out").exists()

@@ -14,9 +14,10 @@ goes through the local engine's per-photo loop (read, protect, encode into an fs
 temporary file, publish atomically, record) and is recorded in a manifest shard of its own; the
 driver merges the shards into the output folder's manifest when it closes it (or the next job,
 of either engine, does, after a kill), so a re-run with either engine skips what is done.
-Per-photo failures come back as the local engine's records. A cancel stops plain tasks from
-starting; actors, which protect a whole batch per call, read it between photos from a small
-:class:`StopSign` actor of the driver's, and every photo they finished is recorded.
+Per-photo failures come back as the local engine's records. A cancel stops new batches from
+starting; the running ones (a batch per call, up to 64 photos) stop between photos: the
+driver puts up a :class:`StopSign` (a named actor) as soon as the job stops, which the workers
+look for, and every photo they finished is recorded.
 
 The engine is mode-agnostic: workers receive the job's settings and run the same per-photo step
 the local engine runs for them. Inputs and outputs are paths that every node can reach (one
@@ -34,6 +35,8 @@ import json
 import logging
 import math
 import os
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -65,11 +68,18 @@ from spdesk.core.keys import ENV_KEY, install_key
 from spdesk.core.logs import console_handlers, logger_to_log_only
 from spdesk.core.manifest import Manifest, SourceSignature
 from spdesk.core.perturbation import Perturbation
-from spdesk.core.stores import FolderStore, Store
+from spdesk.core.stores import FolderStore, FsspecStore, Store
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = 'Install it with: pip install "spdesk[ray]"'
+ADDRESS_HINT = "Check the address (auto, or ray://HOST:10001) and that the cluster is up."
+# How long the job waits for a HOST:PORT address to answer before saying it cannot be reached
+# (Ray's own connect retries without end, deaf to Ctrl-C).
+CONNECT_SECONDS = 5.0
+# File systems that live in one process's memory: Ray's workers, other processes, would read
+# and write a memory of their own (fsspec's memory://, pyarrow's mock file system).
+_IN_PROCESS = {"memory", "mock"}
 
 # One photo's outcome from a worker, as JSON text: the event, why the job stopped ("" if it
 # did not), and the error the worker could not start with ("null" if none).
@@ -249,15 +259,20 @@ def import_ray(*, data: bool = False) -> Any:
     install it. Universal mode needs no Ray Data: its driver and workers never import it."""
     try:
         import ray
-
-        if data:
-            import ray.data  # only for the modes that run on actors: slow to start
-
-            _ray_data_notes_off_the_terminal()
     except ImportError as error:
         raise EngineError(
             "Ray is not installed, so the Ray engine cannot run.", hint=INSTALL_HINT
         ) from error
+    if data:
+        try:
+            import ray.data  # only for the modes that run on actors: slow to start
+        except ImportError as error:  # Ray alone, or a dependency of Ray Data missing
+            raise EngineError(
+                f"Ray is installed without Ray Data (missing module: {error.name or error}), "
+                "which the Ray engine runs photo mode and fine-tuning on.",
+                hint=f'{INSTALL_HINT} (or: pip install "ray[data]").',
+            ) from error
+        _ray_data_notes_off_the_terminal()
     return ray
 
 
@@ -292,6 +307,8 @@ class RayProtectJob(ProtectJob):
         filesystem: Any = None,
     ) -> None:
         super().__init__(inputs, output_root, settings, filesystem=filesystem)
+        _refuse_in_process(self.store, "inputs")
+        _refuse_in_process(self.output_store, "output")
         self.options = options or RayOptions()
         self.stats = RayStats()
         self.placement: Placement | None = None
@@ -330,7 +347,7 @@ class RayProtectJob(ProtectJob):
         """The actors build the mode's protector (and load its models); the driver checks that
         Ray is there before anything is written and, for a mode that runs a network, where it
         runs: the kind of device enters photo mode's fingerprint."""
-        import_ray()
+        import_ray(data=self.settings.mode != "universal")  # Ray Data: the actors' modes
         self._perturbation = perturbation
         if self.settings.mode != "universal":
             self.settings = dataclasses.replace(self.settings, device=self._place().device)
@@ -366,6 +383,7 @@ class RayProtectJob(ProtectJob):
             for start in range(0, len(tasks), size)
         ]
         assert self._perturbation is not None
+        stop = f"spdesk-stop-{uuid.uuid4().hex}"  # the job's StopSign, once it stops
         protector = {
             "output_root": self.output_root,
             "settings": dataclasses.replace(self.settings, workers=self.options.threads),
@@ -376,22 +394,24 @@ class RayProtectJob(ProtectJob):
             "key": install_key().hex(),
             "inputs": self.store,  # the file systems, credentials included, without listings
             "outputs": self.output_store,
+            "stop": stop,
         }
         if self._place().actors:
-            back = self._on_actors(batches, protector, run._stopping)
+            back = self._on_actors(batches, protector)
         else:
             back = self._in_tasks(ray, batches, protector, run._stopping)
         started = time.monotonic()
         try:
-            for rows, readings in back:
-                if self.stats.first_batch_seconds is None:
-                    self.stats.first_batch_seconds = time.monotonic() - started
-                keep_latest(self.stats.readings, readings)
-                for event, stopped, fatal in rows:
-                    if (error := _fatal_error(fatal)) is not None:
-                        raise error
-                    self._record(run, decode_event(event))
-                    run.report.stopped = run.report.stopped or stopped or None
+            with _stop_sign_when(ray, stop, run._stopping):
+                for rows, readings in back:
+                    if self.stats.first_batch_seconds is None:
+                        self.stats.first_batch_seconds = time.monotonic() - started
+                    keep_latest(self.stats.readings, readings)
+                    for event, stopped, fatal in rows:
+                        if (error := _fatal_error(fatal)) is not None:
+                            raise error
+                        self._record(run, decode_event(event))
+                        run.report.stopped = run.report.stopped or stopped or None
         except SpdeskError:
             raise
         except Exception as error:
@@ -410,7 +430,8 @@ class RayProtectJob(ProtectJob):
     ) -> Generator[tuple[list[_Row], list[Reading]], None, None]:
         """Universal mode: each batch a plain Ray task (no Ray Data: nothing to start but the
         cluster's worker processes), one per worker at a time, in job order. Once the
-        job stops, no batch starts and the running ones finish and are recorded. Ray retries
+        job stops, no batch starts and the running ones stop between photos (the driver's
+        :class:`StopSign`); what they finished is recorded. Ray retries
         a batch whose worker died; its shard says what the first try finished."""
         remote = ray.remote(_protect_in_task).options(num_cpus=1)
         shared = ray.put(protector)  # sent once, not with every batch
@@ -439,38 +460,30 @@ class RayProtectJob(ProtectJob):
                 bar.close()
 
     def _on_actors(
-        self,
-        batches: list[list[str]],
-        protector: dict[str, Any],
-        stopping: Callable[[], bool],
+        self, batches: list[list[str]], protector: dict[str, Any]
     ) -> Generator[tuple[list[_Row], list[Reading]], None, None]:
         """The modes that run a network: Ray Data's ``map_batches`` on a pool of actors, each
-        loading the network once (:class:`_Protector`), with Ray Data's progress bars."""
+        loading the network once (:class:`_Protector`), with Ray Data's progress bars. After a
+        stop the batches come back short (the driver's :class:`StopSign`) and are all drained,
+        so that every photo the actors finished is recorded."""
         ray = import_ray(data=True)
         ray.data.DataContext.get_current().enable_progress_bars = self.options.progress
         items = [{"task": task} for batch in batches for task in batch]
         rows = ray.data.from_items(items, override_num_blocks=len(batches))  # a shard each
-        # An actor protects a whole batch per call: a stop reaches it between photos through
-        # this sign, and the batches then come back short (each photo finished is recorded).
-        sign = ray.remote(num_cpus=0)(StopSign).remote()
         results = rows.map_batches(
             _Protector,
             batch_size=len(batches[0]),
             batch_format="numpy",
-            fn_constructor_kwargs={**protector, "stop": sign},
+            fn_constructor_kwargs=protector,
             **self._resources(ray, len(batches)),
         )
         back = iter(results.iter_batches(batch_size=None, batch_format="numpy"))
-        raised = False
         try:
             for batch in back:
                 columns = (batch["event"], batch["stopped"], batch["fatal"])
                 rows = [(str(e), str(s), str(f)) for e, s, f in zip(*columns, strict=True)]
                 clocks = zip(batch["worker"], batch["busy"], batch["alive"], strict=True)
                 yield rows, [(str(w), float(b), float(a)) for w, b, a in clocks]
-                if stopping() and not raised:
-                    ray.get(sign.raise_sign.remote())
-                    raised = True  # then drain: what the actors finished meanwhile is recorded
         finally:
             close = getattr(back, "close", None)
             if close is not None:
@@ -530,7 +543,10 @@ def _session(ray: Any, options: RayOptions) -> Iterator[None]:
     if options.address is not None:
         kwargs["address"] = options.address
     elif not os.environ.get("RAY_ADDRESS"):  # whose cluster refuses resource arguments
-        kwargs = local_instance_options(options)
+        # "local": else Ray joins the cluster a `ray start` left on this machine, which refuses
+        # the local instance's options.
+        kwargs = {"address": "local", **local_instance_options(options)}
+    _check_address(options.address or os.environ.get("RAY_ADDRESS", ""))
     # Ray's note that the instance it starts uses token authentication (its new default: "Set
     # RAY_AUTH_MODE=disabled to opt out") is for whoever runs the cluster: the log keeps it.
     logger_to_log_only("ray._private.authentication.authentication_token_setup")
@@ -539,12 +555,51 @@ def _session(ray: Any, options: RayOptions) -> Iterator[None]:
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise EngineError(
             f"Could not start or reach Ray ({options.address or 'a local instance'}): {error}",
-            hint="Check the address (auto, or ray://HOST:10001) and that the cluster is up.",
+            hint=ADDRESS_HINT,
         ) from error
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _check_address(address: str) -> None:
+    """Before Ray connects: Ray Client's package for a ``ray://`` address, and an answer from
+    a HOST:PORT one (Ray's own connect retries without end, deaf to Ctrl-C and SIGTERM)."""
+    if address.startswith("ray://"):
+        try:
+            import grpc  # noqa: F401  (what Ray Client talks through)
+        except ImportError as error:
+            raise EngineError(
+                f"--address {address} connects through Ray Client, which is not installed.",
+                hint='Install it with: pip install "ray[client]" (part of "spdesk[ray]").',
+            ) from error
+    host, _colon, port = address.removeprefix("ray://").rpartition(":")
+    if not (host and port.isdigit()):  # "auto", "local": Ray finds the cluster itself
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), CONNECT_SECONDS).close()
+    except OSError as error:
+        raise EngineError(
+            f"Could not reach the Ray cluster at {address}: {error.strerror or error}.",
+            hint=ADDRESS_HINT,
+        ) from error
+
+
+def _refuse_in_process(store: Store, where: str) -> None:
+    """A file system that lives in this process's memory cannot serve Ray's workers: they
+    would write where nobody sees, and the job would still report success."""
+    fs = store.fs if isinstance(store, FsspecStore) else None
+    protocol = getattr(fs, "protocol", "")
+    names = {protocol} if isinstance(protocol, str) else set(protocol)
+    names.add(getattr(getattr(fs, "fs", None), "type_name", ""))  # pyarrow's, wrapped
+    if found := sorted(names & _IN_PROCESS):
+        raise ConfigError(
+            f"The {where} are on {found[0]}://, a file system in this one process's memory: "
+            "the Ray engine's workers, in processes of their own, cannot reach it.",
+            hint="Use a folder every node can reach or an object store (s3://, gs://), or "
+            "protect them with the local engine (without --engine ray).",
+        )
 
 
 def local_instance_options(options: RayOptions) -> dict[str, Any]:
@@ -624,24 +679,42 @@ class _ShardRun(JobRun):
 
 
 class StopSign:
-    """The driver's stop (a cancel, a full disk), which an actor reads between photos."""
+    """The driver's stop (a cancel, a full disk): a named actor that exists once the job stops,
+    made only then (a job that runs to its end starts no actor for it). Workers look it up by
+    name between photos (:class:`_SignWatch`)."""
 
-    def __init__(self) -> None:
-        self.up = False
 
-    def raise_sign(self) -> None:
-        self.up = True
+@contextlib.contextmanager
+def _stop_sign_when(ray: Any, name: str, stopping: Callable[[], bool]) -> Iterator[None]:
+    """Put up the job's :class:`StopSign` as soon as ``stopping()`` says so, while the driver
+    waits for batches (a batch of 64 photos may take long to come back)."""
+    done = threading.Event()
+    signs: list[Any] = []  # held until the job ends: an actor without a handle is destroyed
 
-    def is_up(self) -> bool:
-        return self.up
+    def watch() -> None:
+        while not done.wait(0.1):
+            if not stopping():
+                continue
+            try:
+                signs.append(ray.remote(num_cpus=0)(StopSign).options(name=name).remote())
+            except Exception:  # the workers then finish their batches: still all recorded
+                log.warning("could not stop the Ray workers between photos", exc_info=True)
+            return
+
+    watcher = threading.Thread(target=watch, name="spdesk-ray-stop", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
 
 
 class _SignWatch(CancelToken):
-    """A cancel token that also reads the driver's :class:`StopSign`, at most every
-    ``every`` seconds (a call to another process). A sign that cannot be read because the
-    driver is gone stops the work too: nobody would record it."""
+    """A cancel token that also looks for the driver's :class:`StopSign` named ``sign``, at
+    most every ``every`` seconds (a request to Ray's control store)."""
 
-    def __init__(self, sign: Any, every: float = 0.2) -> None:
+    def __init__(self, sign: str | None, every: float = 0.2) -> None:
         super().__init__()
         self.sign = sign
         self.every = every
@@ -664,13 +737,10 @@ class _SignWatch(CancelToken):
         import ray
 
         try:
-            up = ray.get(self.sign.is_up.remote(), timeout=10)
-        except ray.exceptions.GetTimeoutError:
-            return  # a busy cluster: look again later
-        except ray.exceptions.RayError:
-            up = True  # the driver, which owns the sign, is gone
-        if up:
-            self.cancel()
+            ray.get_actor(self.sign)
+        except ValueError:  # no such actor: the job goes on
+            return
+        self.cancel()
 
 
 class _Protector:
@@ -685,11 +755,11 @@ class _Protector:
         key: str = "",
         inputs: Store | None = None,
         outputs: Store | None = None,
-        stop: Any = None,
+        stop: str | None = None,
     ) -> None:
         if key:
             os.environ[ENV_KEY] = key
-        self.stop = stop  # the driver's StopSign (actors); plain tasks end with their batch
+        self.stop = stop  # the name of the driver's StopSign
         self.job = ProtectJob([], output_root, settings)
         self.job.store = inputs or FolderStore()
         self.job.output_store = outputs or FolderStore()

@@ -3,13 +3,16 @@
 An attacker has spdesk's source and every file it ships, so anything that follows from public
 inputs (a file name, a default seed) can be recomputed and undone. The secret noise that the
 protection generator gets for a photo is therefore derived, with HMAC-SHA256, from a random key
-made once per install (never shipped, never logged) and the photo's own pixels. The same photo
+made once per install (in no file spdesk distributes, never logged, never written into a photo)
+and the photo's own pixels. The same photo
 protected twice on one install gets the same result (re-runs and resumes are byte-identical);
 another install, or anyone without the key, gets unrelated noise.
 
 The key lives in the config folder (``protection.key``, 32 random bytes, owner-only permissions).
-``SPDESK_PROTECTION_KEY`` (64 hex digits) overrides it, e.g. for a cluster whose workers must all
-protect alike.
+``SPDESK_PROTECTION_KEY`` (64 hex digits) overrides it, e.g. for two installs that must protect
+alike. The Ray engine sends the driver's key to its workers itself, in their task arguments (over
+Ray's connections, encrypted only with Ray's TLS: docs/ray.md), so a cluster running photo mode
+must be one the user trusts.
 """
 
 from __future__ import annotations

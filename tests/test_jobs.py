@@ -31,6 +31,7 @@ from spdesk.core import export, jobs
 from spdesk.core.errors import (
     Cancelled,
     ConfigError,
+    OutputError,
     OutputPermissionError,
     PerturbationFileError,
 )
@@ -704,6 +705,55 @@ def test_second_job_on_same_output_is_refused(
     out.mkdir()
     with Manifest(out), pytest.raises(FolderLockedError, match="Another spdesk job"):
         _run([samples.photo(inputs / "a.png")], out, settings)
+
+
+def _lock_folder(lock: Path, _monkeypatch: pytest.MonkeyPatch) -> None:
+    lock.mkdir()
+
+
+def _lock_dangling_link(lock: Path, _monkeypatch: pytest.MonkeyPatch) -> None:
+    lock.symlink_to(lock.parent / "gone.lock")
+
+
+def _lock_unwritable(lock: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lock file left read-only by another user, or made immutable (root is refused too)."""
+    lock.touch()
+    real_open = os.open
+
+    def refuse(path: Any, *args: Any, **kwargs: Any) -> int:
+        if Path(path) == lock:
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (_lock_folder, "is a folder"),
+        (_lock_dangling_link, "is a symbolic link"),
+        (_lock_unwritable, "cannot be opened for writing"),
+    ],
+)
+def test_a_lock_file_in_the_way_is_named_with_what_is_wrong_with_it(
+    tmp_path: Path,
+    inputs: Path,
+    settings: ProtectSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    make: Callable[[Path, pytest.MonkeyPatch], None],
+    what: str,
+) -> None:
+    photo = samples.photo(inputs / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    make(out / LOCK_NAME, monkeypatch)
+    with pytest.raises(OutputError) as info:
+        _run([photo], out, settings)
+    error = info.value
+    assert f"lock file {out / LOCK_NAME} {what}" in error.message
+    assert "the folder" not in error.message  # the folder itself is writable
+    assert error.hint is not None and "no spdesk job is running" in error.hint
 
 
 # --- fine-tuning ---------------------------------------------------------------------------------

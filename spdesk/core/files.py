@@ -376,11 +376,36 @@ def folder_lock(folder: Path, *, wait_s: float = 0.0, busy: str = "") -> Iterato
         yield
         return
     except OSError as error:  # the lock file cannot be created (read-only folder...)
-        raise output_error(error, folder / LOCK_NAME) from error
+        raise lock_error(error, folder / LOCK_NAME) from error
     try:
         yield
     finally:
         lock.release()
+
+
+def lock_error(error: OSError, lock: Path) -> OutputError:
+    """A named error for a lock file that could not be opened: an existing one in the way (a
+    folder, a link, a file that cannot be written) is named with what is wrong with it; else
+    the folder's problem (read-only, full) as for any file written there."""
+    whole_disk = (errno.EROFS, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    if not os.path.lexists(lock) or error.errno in whole_disk:
+        return output_error(error, lock)
+    if lock.is_symlink():
+        problem = "is a symbolic link (spdesk locks with a plain file only)"
+    elif lock.is_dir():
+        problem = "is a folder, not a file"
+    elif isinstance(error, PermissionError) or error.errno in (errno.EACCES, errno.EPERM):
+        problem = (
+            "cannot be opened for writing: it is read-only, marked immutable, or belongs to "
+            "another user"
+        )
+    else:
+        problem = f"cannot be opened: {error.strerror or error}"
+    return OutputError(
+        f"The lock file {shown(lock)} {problem}.",
+        hint="spdesk makes a new one when needed: remove it (when no spdesk job is running in "
+        "that folder) and try again.",
+    )
 
 
 def finite_for_json(obj: Any) -> Any:

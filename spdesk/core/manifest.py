@@ -11,9 +11,14 @@ Lines are ASCII JSON: a file name that is not valid UTF-8 (bytes on POSIX, lone 
 Python) is kept exactly, as ``\\udcxx`` escapes.
 
 A file counts as finished only if its line says "done" with the same settings fingerprint, the
-source is unchanged (size and modification time) and the output is still there with the recorded
-size. Anything else is protected again. Each "done" line also records the output's sha256: an
-existing file is replaced (collision policy "overwrite") only when it still has that content.
+source is unchanged (size and modification time) and the output still holds what was recorded.
+Each "done" line records the output's size and sha256, and in a folder its modification time: a
+re-run trusts an output of the recorded size and time without reading it, reads one whose time
+changed and trusts it only with the recorded sha256 (lines without a time, from older manifests
+or an object store, are checked by size alone). Anything else is protected again; an output
+that changed since spdesk wrote it is never replaced (see :mod:`spdesk.core.jobs.naming`). An
+existing file is replaced (collision policy "overwrite") only when it still has the recorded
+content.
 A source's latest line carries the proofs (name, size, sha256) of the other outputs spdesk wrote
 for it, in ``earlier_outputs``: a copy an earlier run made under another name ("unique") stays
 spdesk's after the line that recorded it is replaced. Lines without it (older manifests) read as
@@ -50,6 +55,7 @@ PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
 PUBLISHING = "publishing"
 _WRITTEN = (DONE, PUBLISHING)  # lines naming an output spdesk wrote (a sha256 proves which)
 EARLIER_OUTPUTS = "earlier_outputs"  # the proofs of a source's other outputs (see supersede)
+OUTPUT_MTIME = "output_mtime_ns"  # a folder's output's time when published (see _intact)
 _PROOF_FIELDS = ("output", "output_size", "output_sha256")
 SYNC_INTERVAL_S = 1.0
 
@@ -230,7 +236,39 @@ class Manifest:
         if entry.get("source_signature") != signature.as_list():
             return None
         output = self.root / str(entry.get("output", ""))
-        return output if self._output_size(output) == entry.get("output_size") else None
+        return output if self._intact(source, output) else None
+
+    def changed_output(self, source: str) -> Path | None:
+        """The output the latest "done" line of ``source`` names, if that file is still there
+        but no longer holds what spdesk wrote (cut short, edited, another file put there): the
+        photo's next copy never replaces it (it may hold the user's edits), but says so."""
+        entry = self.entries.get(source, {})
+        if entry.get("status") != DONE or not isinstance(entry.get("output"), str):
+            return None
+        output = self.root / entry["output"]
+        if self._output_size(output) is None:
+            return None
+        return None if self._intact(source, output) else output
+
+    def _intact(self, source: str, output: Path) -> bool:
+        """Whether ``output`` still holds what the latest line of ``source`` recorded, without
+        reading it when it can: the recorded size and modification time are trusted; a file
+        whose time changed is read, and trusted with the recorded sha256 (its new time is
+        remembered). A line without a time (an older manifest, an object store) is checked by
+        its size alone, as before."""
+        entry = self.entries[source]
+        if self._output_size(output) != entry.get("output_size"):
+            return False
+        recorded = entry.get(OUTPUT_MTIME)
+        if recorded is None:
+            return True
+        mtime = output_mtime_ns(output)
+        if mtime == recorded:
+            return True
+        if self._output_sha256(output) != entry.get("output_sha256"):
+            return False
+        self.entries[source] = {**entry, OUTPUT_MTIME: mtime}  # kept by the compaction
+        return True
 
     def publishing(self, source: str, output: Path, settings: str, **proof: Any) -> None:
         """An output of ``source`` is about to get its name (``proof``: its size, sha256 and the
@@ -416,6 +454,15 @@ def parse_job_manifest(text: str) -> dict[str, dict[str, Any]]:
         if isinstance(entry, dict) and isinstance(entry.get("source"), str):
             entries[entry["source"]] = supersede(entries.get(entry["source"]), entry)
     return entries
+
+
+def output_mtime_ns(output: Path) -> int | None:
+    """The modification time of the output file ``output`` (recorded with it, in a folder's
+    manifest: a re-run trusts a copy of the recorded size and time without reading it)."""
+    try:
+        return output.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def _sha256(path: Path) -> str | None:

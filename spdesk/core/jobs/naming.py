@@ -3,9 +3,12 @@
 Names are planned in job order (so the same inputs always get the same names) and given only
 when a complete temporary file is published. Two photos of one run never share a name; a name
 that exists already is skipped, replaced (the "overwrite" policy) or stepped past (``-2``,
-``-3``... for "unique"). A name longer than the file system allows is shortened, keeping its
-start, suffix and extension plus a hash of the source's name, so it stays unique and the same
-on every run (the manifest records it).
+``-3``... for "unique"). The photo's own earlier output, changed since spdesk wrote it (cut
+short, edited, or another file put in its place), is never replaced (it may hold the user's
+edits): it is skipped or stepped past like a file spdesk did not write, and the photo's note or
+skip reason says so. A name longer than the file system allows is shortened, keeping its start,
+suffix and extension plus a hash of the source's name, so it stays unique and the same on every
+run (the manifest records it).
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ class Target:
     # The format the output is written in, decided with its name (a HEIC with transparency
     # becomes a PNG only when its name says so); "" for a placeholder.
     format: str = ""
+    # The name holds this photo's own earlier output, changed since spdesk wrote it (cut short,
+    # edited, or another file put there): left as it is, like any file spdesk did not write (it
+    # may hold the user's edits), and the photo's note or skip reason says so.
+    changed: bool = False
 
 
 class OutputNamer:
@@ -88,12 +95,15 @@ class OutputNamer:
         owner: str = "",
         *,
         alpha: bool = False,
+        changed: Path | None = None,
     ) -> Target:
         """The output for ``source`` (at ``relative`` below the inputs), reserved for it.
         ``source_format``: its format by content, when already read (else it is sniffed);
         ``owner``: the photo's key (names kept for it are its own); ``alpha``: its header
-        says it holds transparency."""
-        target = self._plan(relative, source_format or self._sniff(source), owner, alpha)
+        says it holds transparency; ``changed``: its own earlier output, which no longer holds
+        what spdesk wrote (the manifest's proof): left as it is, and the target says why."""
+        fmt = source_format or self._sniff(source)
+        target = self._plan(relative, fmt, owner, alpha, changed)
         if not target.taken:
             self.written.add(target.path)  # a later photo of this run gets another name
         return target
@@ -120,7 +130,14 @@ class OutputNamer:
         except OSError:
             return None
 
-    def _plan(self, relative: Path, source_format: str | None, owner: str, alpha: bool) -> Target:
+    def _plan(
+        self,
+        relative: Path,
+        source_format: str | None,
+        owner: str,
+        alpha: bool,
+        changed: Path | None = None,
+    ) -> Target:
         if source_format is None:  # read_image will name the problem; plan a placeholder
             return Target(self.root / relative, owner=owner)
         fmt = output_format(source_format, self.export, alpha=alpha)
@@ -135,6 +152,8 @@ class OutputNamer:
             path = next(c for c in unique_candidates(path) if self._free(c, owner))
         if not self.outputs.exists(path):  # the policy decides for the name it lands on
             return Target(path, notes=notes, owner=owner, format=fmt)
+        if path == changed:  # this photo's copy, changed since: never replaced, never silent
+            return self._beside_changed(path, notes, owner, fmt)
         if self.policy == "skip":
             return Target(path, taken=True, owner=owner, format=fmt)
         if self.policy == "unique":  # the next name free here too, settled in job order
@@ -145,6 +164,21 @@ class OutputNamer:
             return Target(path, taken=True, foreign=True, owner=owner, format=fmt)
         replace = self.policy == "overwrite"
         return Target(path, replace=replace, notes=notes, existing=True, owner=owner, format=fmt)
+
+    def _beside_changed(
+        self, changed: Path, notes: tuple[str, ...], owner: str, fmt: str
+    ) -> Target:
+        """The photo's own earlier copy ``changed`` holds its name but no longer what spdesk
+        wrote: "unique" gives the new copy the next free name, the other policies skip the
+        photo, each saying why."""
+        if self.policy != "unique":
+            return Target(changed, taken=True, foreign=True, owner=owner, format=fmt, changed=True)
+        path = next(c for c in unique_candidates(changed) if self._untaken(c, owner))
+        note = (
+            f"the earlier copy {shown(changed.name)} had changed since spdesk wrote it: left as "
+            f"it is, this copy is {shown(path.name)}"
+        )
+        return Target(path, notes=(*notes, note), owner=owner, format=fmt, changed=True)
 
     def publish(self, temp: Path, target: Target) -> Path:
         """Give the complete temporary file its planned name (or the next free one)."""

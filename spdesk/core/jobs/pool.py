@@ -36,7 +36,7 @@ from spdesk.core.errors import (
 )
 from spdesk.core.events import CancelToken, Event, EventSink
 from spdesk.core.export import output_format, prepare, write_checked
-from spdesk.core.files import discard
+from spdesk.core.files import discard, shown
 from spdesk.core.imageio import DecodedImage, PhotoHeader, read_error
 from spdesk.core.jobs.events import (
     FailReason,
@@ -57,8 +57,16 @@ from spdesk.core.jobs.protector import (
     with_alpha,
 )
 from spdesk.core.jobs.scan import relative_paths
-from spdesk.core.manifest import DONE, FAILED, SKIPPED, Manifest, SourceSignature
-from spdesk.core.stores import Store
+from spdesk.core.manifest import (
+    DONE,
+    FAILED,
+    OUTPUT_MTIME,
+    SKIPPED,
+    Manifest,
+    SourceSignature,
+    output_mtime_ns,
+)
+from spdesk.core.stores import FolderStore, Store
 
 if TYPE_CHECKING:
     from spdesk.core.jobs.settings import ProtectSettings
@@ -360,16 +368,13 @@ class JobRun:
                 self._skip(item, SkipReason.ALREADY_DONE, reason, finished)
                 return None
         fmt, alpha = self._format_of(item.source)
-        target = self.names.plan(item.source, item.relative, fmt, owner=item.key, alpha=alpha)
+        changed = manifest.changed_output(item.key)  # its copy, cut short or edited since
+        target = self.names.plan(
+            item.source, item.relative, fmt, owner=item.key, alpha=alpha, changed=changed
+        )
         if target.taken:
             # Front-ends add how to choose another policy, in their own words (kind tells).
-            reason = (
-                "the output name is taken by a file spdesk did not write (or that changed "
-                "since): left untouched"
-                if target.foreign
-                else "an output of this name exists already"
-            )
-            self._skip(item, SkipReason.OUTPUT_EXISTS, reason, target.path, manifest)
+            self._skip(item, SkipReason.OUTPUT_EXISTS, _taken_text(target), target.path, manifest)
             return None
         return _Task(item, target, signature, time.monotonic())
 
@@ -545,6 +550,7 @@ class JobRun:
                 settings=self.fingerprint,
                 source_signature=task.signature.as_list(),
                 **({"key": self.key_id} if self.key_id else {}),
+                **self._output_time(output),
             )
         except OutputError as error:  # the output is complete; only its record is missing
             self.report.stopped = self.report.stopped or _stopped_text(error)
@@ -563,6 +569,13 @@ class JobRun:
         )
         self.report.done.append(event)
         self.emit(event)
+
+    def _output_time(self, output: Path) -> dict[str, int]:
+        """The output's modification time, for a folder's manifest: a re-run trusts a copy of
+        the recorded size and time without reading it. An object store's outputs are checked
+        by size, as before."""
+        mtime = output_mtime_ns(output) if isinstance(self.job.output_store, FolderStore) else None
+        return {} if mtime is None else {OUTPUT_MTIME: mtime}
 
     def _skip(
         self,
@@ -595,6 +608,21 @@ class JobRun:
             with contextlib.suppress(OutputError):
                 manifest.record(item.key, FAILED, reason=reason, settings=self.fingerprint)
         self.emit(event)
+
+
+def _taken_text(target: Target) -> str:
+    """Why a photo whose output name is taken was skipped."""
+    if target.changed:  # its own copy: a re-run redoes it, but never over what is there now
+        return (
+            f"the earlier copy {shown(target.path.name)} had changed since spdesk wrote it: "
+            "left as it is, like any file spdesk did not write"
+        )
+    if target.foreign:
+        return (
+            "the output name is taken by a file spdesk did not write (or that changed since): "
+            "left untouched"
+        )
+    return "an output of this name exists already"
 
 
 def _stopped_text(error: SpdeskError) -> str:

@@ -59,7 +59,7 @@ def test_runs_on_the_same_photos_merge_into_one_table_and_others_are_refused(
     both = assess(photos, {"brighter": _brighter, "darker": darker}, encoder, eps=8, sizes=(64,))
     saved = [Assessment.from_dict(json.loads(json.dumps(r.to_dict()))) for r in (first, second)]
     merged = saved[0].merged(saved[1])
-    assert merged.to_dict()["gains"] == both.to_dict()["gains"]
+    assert merged.to_dict()["gain_over_random_signs"] == both.to_dict()["gain_over_random_signs"]
     assert merged.format() == both.format()
     other_photos = assess(_photos(3)[1:], {"darker": darker}, encoder, eps=8, sizes=(64,))
     with pytest.raises(ValueError, match="baselines differ"):
@@ -136,3 +136,65 @@ def test_mode_protect_fine_tunes_the_universal_pattern_towards_the_objective_ask
         assert [item.name for item in tuner.objectives] == [objective or "latent"]
         protected = protect(_photos(1)[0], 0)
         assert np.abs(protected.astype(int) - _photos(1)[0].astype(int)).max() <= 8
+
+
+def test_the_averaging_attack_knows_the_universal_patterns_tile_and_working_view(
+    tmp_path: Path,
+) -> None:
+    from spdesk.core.assessment import _attack_functions, mode_protect
+    from spdesk.core.perturbation import save_perturbation
+
+    rng = np.random.default_rng(5)
+    tile = (rng.choice([-6.0, 6.0], (3, 24, 24)) / 255).astype(np.float32)
+    pattern = save_perturbation(tmp_path / "mine.safetensors", tile, eps=6)
+    protect = mode_protect("universal", perturbation=pattern, working_size=48)[0]
+    y, x = np.mgrid[0:96, 0:120]  # larger than the 48 px view: laid there, then resized
+    photos = [
+        np.repeat((60 + y * (0.5 + i / 40) + x / 3)[..., None], 3, axis=2).astype(np.uint8)
+        for i in range(25)
+    ]
+    attack = _attack_functions(protect, ["average"], photos[1:], None)["average"]
+    protected = protect(photos[0], 0)
+    cleaned = attack(protected)
+    change = np.linalg.norm(protected.astype(float) - photos[0])
+    assert np.linalg.norm(cleaned.astype(float) - photos[0]) < 0.5 * change
+
+
+def test_the_json_report_holds_every_figure_the_text_prints() -> None:
+    from spdesk.core.assessment import SIGN, Assessment, CandidateFigures, Strength
+
+    report = Assessment("enc", 1, 0, [64], ["jpeg75"], 8)
+    mine = {"64/clean": Strength(0.3, 0.7), "64/jpeg75": Strength(0.2, 0.8)}
+    noise = {"64/clean": Strength(0.1, 0.9), "64/jpeg75": Strength(0.1, 0.9)}
+    report.candidates = [
+        CandidateFigures("mine", strength=mine, transfer={"taef2": 0.4}),
+        CandidateFigures(SIGN, strength=noise, transfer={"taef2": 0.2}),
+    ]
+    data = report.to_dict()
+    gains = data["gain_over_random_signs"]["mine"]["64/clean"]
+    assert gains == pytest.approx({"latent": 3.0, "rt_ssim_drop": 3.0})
+    # Gain 3 before, 2 after: half the advantage over random signs is left.
+    kept = data["kept_share_of_gain_over_random_signs"]
+    assert kept["editor_size"] == 64
+    assert kept["candidates"] == {
+        "mine": {"jpeg75": pytest.approx({"latent": 0.5, "rt_ssim_drop": 0.5})}
+    }
+    assert "jpeg75 50%/50%" in report.format()
+    assert data["transfer_latent_gain_over_random_signs"] == {"mine": {"taef2": 2.0}}
+    assert "taef2 2.00x" in report.format()
+
+
+def test_no_share_kept_is_reported_for_a_protection_hardly_better_than_random_signs() -> None:
+    """A share of a hair's advantage is noise: a 256 px tile measured at gain 1.00 read
+    "average -3668%"."""
+    from spdesk.core.assessment import SIGN, Assessment, CandidateFigures, Strength
+
+    report = Assessment("enc", 1, 0, [64], ["average"], 8)
+    hair = {"64/clean": Strength(0.1005, 0.9), "64/average": Strength(0.08, 0.9)}
+    noise = {"64/clean": Strength(0.1, 0.9), "64/average": Strength(0.1, 0.9)}
+    report.candidates = [
+        CandidateFigures("hair", strength=hair),
+        CandidateFigures(SIGN, strength=noise),
+    ]
+    assert report.kept("hair", 64, "average") is None
+    assert "%" not in report.format().split("average", 1)[-1].splitlines()[0]

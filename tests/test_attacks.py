@@ -250,3 +250,61 @@ def test_regeneration_never_uses_the_victims_key_and_repeats_its_keys() -> None:
     assert victim not in used and len(set(used)) == len(used) == 4
     assert used == RegenerationAttack(record, keys=4, seed=5, avoid=[victim]).keys
     assert used != RegenerationAttack(record, keys=4, seed=6).keys
+
+
+def _laid_by_spdesk(
+    pattern: np.ndarray, photos: list[np.ndarray], working_size: int
+) -> list[np.ndarray]:
+    """``photos`` protected as ``spdesk protect --randomize`` lays a universal pattern."""
+    from PIL import Image
+
+    from spdesk.core.apply import ApplyOptions, UniversalApplier
+    from spdesk.core.perturbation import Perturbation
+
+    options = ApplyOptions(working_size=working_size, randomize=True, secret=b"s" * 32)
+    applier = UniversalApplier(Perturbation(pattern, 6.0), options)
+    return [
+        np.asarray(applier.apply(Image.fromarray(photo), f"photo-{index}")[0])
+        for index, photo in enumerate(photos)
+    ]
+
+
+def _share_removed(photo: np.ndarray, protected: np.ndarray, cleaned: np.ndarray) -> float:
+    change = np.linalg.norm(protected.astype(float) - photo)
+    return 1 - float(np.linalg.norm(cleaned.astype(float) - photo)) / float(change)
+
+
+def test_averaging_removes_a_pattern_of_any_tile_laid_on_photos_larger_than_the_view() -> None:
+    rng = np.random.default_rng(4)
+    tile, working_size = 24, 48  # photos of 96 x 120: the pattern is laid at 48 x 64, resized
+    pattern = (rng.choice([-6.0, 6.0], (3, tile, tile)) / 255).astype(np.float32)
+    photos = [np.rint(_smooth_photo(rng, 96, 120)).astype(np.uint8) for _ in range(31)]
+    protected = _laid_by_spdesk(pattern, photos, working_size)
+    attack = AveragingAttack(period=tile, working_size=working_size)
+    attack.fit(protected[1:])
+    assert _share_removed(photos[0], protected[0], attack(protected[0])) > 0.5
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("down0.0", "downF takes a factor between 0 and 1"),
+        ("down.0", "downF takes a factor between 0 and 1"),
+        ("blur0", "blurS takes a sigma above 0"),
+        ("jpeg75,blur0.0", "blurS takes a sigma above 0"),
+    ],
+)
+def test_an_attack_that_would_do_nothing_or_erase_the_photo_is_refused(
+    spec: str, says: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{spec.split(',')[-1]!r}") as error:
+        parse_attacks(spec)
+    assert says in f"{error.value} {error.value.hint}"
+
+
+def test_attacks_named_twice_are_measured_once_in_the_order_given() -> None:
+    assert parse_attacks("jpeg75,average,JPEG75, jpeg75,blur1,average") == [
+        "jpeg75",
+        "average",
+        "blur1",
+    ]

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import errno
+import io
 import json
 import math
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +146,89 @@ def test_eval_says_at_once_that_the_averaging_attack_needs_photos_of_its_own(
     err = capsys.readouterr().err
     assert "The averaging attack needs photos of its own to fit on" in err and message in err
     assert "--attack-photos" in err
+
+
+@pytest.mark.parametrize(
+    ("options", "unused", "chosen_by"),
+    [
+        (["--mode", "photo", "--perturbation", "PATTERN"], "--perturbation", "--mode photo"),
+        (["--perturbation", "PATTERN", "--fine-tune", "4"], "--perturbation", "--fine-tune"),
+        (["--mode", "universal", "--generator", "gen.st"], "--generator", "--mode universal"),
+        (["--perturbation", "PATTERN", "--generator", "gen.st"], "--generator", "--perturbation"),
+        (["--mode", "universal", "--fine-tune", "4"], "--mode universal", "--fine-tune"),
+    ],
+)
+def test_eval_refuses_an_option_the_mode_measured_does_not_use(
+    eval_inputs: list[str],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    options: list[str],
+    unused: str,
+    chosen_by: str,
+) -> None:
+    from spdesk.cli import main
+    from spdesk.core.perturbation import save_perturbation
+
+    pattern = save_perturbation(tmp_path / "mine.safetensors", np.zeros((3, 16, 16)), eps=8)
+    options = [str(pattern) if option == "PATTERN" else option for option in options]
+    assert main([*eval_inputs, *options]) == 2
+    err = capsys.readouterr().err
+    assert f"does not use {unused}: leave out {unused}, or {chosen_by}." in err
+    if "--mode" not in options:  # the mode followed from the other options: no --mode to blame
+        assert "--mode" not in err
+
+
+# --- an output that cannot be written ------------------------------------------------------------
+class _FullDisk(io.RawIOBase):
+    """A file on a full disk (what ``> /dev/full`` gives a command's stdout)."""
+
+    full = True
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return len(data)  # type: ignore[arg-type]
+
+
+def _report_with_stdout_on_a_full_disk(
+    command: Callable[[argparse.Namespace], int], monkeypatch: pytest.MonkeyPatch
+) -> int:
+    from spdesk.cli.common import run_command
+
+    disk = _FullDisk()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(disk)))
+    try:
+        return run_command(command, argparse.Namespace(command="eval"))
+    finally:
+        disk.full = False  # the test's own stream closes cleanly
+
+
+@pytest.mark.parametrize("size", [10, 100_000])  # still buffered at the end, or written at once
+def test_an_output_that_cannot_be_written_is_a_plain_error_not_a_bug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], size: int
+) -> None:
+    from spdesk.cli.common import EXIT_ERROR, print_json
+
+    def report(_args: argparse.Namespace) -> int:
+        print_json({"figures": "x" * size})
+        return 0
+
+    assert _report_with_stdout_on_a_full_disk(report, monkeypatch) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("spdesk: Could not write the output: No space left on device.")
+    assert "bug" not in err
+
+
+def test_an_os_error_of_the_command_itself_is_still_reported_as_a_bug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spdesk.cli.common import EXIT_ERROR
+
+    def broken(_args: argparse.Namespace) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    assert _report_with_stdout_on_a_full_disk(broken, monkeypatch) == EXIT_ERROR
+    assert "unexpected error (OSError" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -29,8 +30,16 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     """Run a subcommand: named errors become plain messages (exit 2); any other exception is a
     bug, whose traceback goes to the log file and whose one-line summary names that file."""
     setup_logging()
+    stdout = sys.stdout
+    sys.stdout = _Output(stdout)  # type: ignore[assignment]
     try:
-        return func(args)
+        status = func(args)
+        sys.stdout.flush()  # what is still buffered fails here, not at exit
+        return status
+    except _OutputFailed as failed:
+        _discard_unwritten(stdout)
+        print(f"spdesk: Could not write the output: {failed.reason}", file=sys.stderr)
+        return EXIT_ERROR
     except Cancelled as cancelled:  # its words say what was kept ("Cancelled." at least)
         print(cancelled.user_text(), file=sys.stderr)
         return EXIT_CANCELLED
@@ -48,6 +57,50 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
             file=sys.stderr,
         )
         return EXIT_ERROR
+    finally:
+        sys.stdout = stdout
+
+
+class _OutputFailed(Exception):
+    """Writing the command's output (stdout) failed: a full disk, a closed pipe. Told apart
+    from the OSErrors of the command's own work, which stay bugs unless named."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.reason = f"{error.strerror or error}."
+
+
+class _Output:
+    """``sys.stdout`` while a command runs: the same stream, its write failures marked."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as error:
+            raise _OutputFailed(error) from error
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as error:
+            raise _OutputFailed(error) from error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _discard_unwritten(stream: TextIO) -> None:
+    """Point a failed stdout at the null device, so that what it still buffers is not written
+    again (and reported as a traceback) when Python exits."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, ValueError):  # no file descriptor (a test's stream): nothing is flushed
+        pass
 
 
 def _bug_text() -> str:

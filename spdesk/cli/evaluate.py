@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
             "let an editor resize it to each --sizes and encode it, and report the latent "
             "distortion and round-trip SSIM against random ±eps signs and uniform noise of the "
             "same strength, the visibility (SSIMULACRA2, FLIP; JPEG q75/q50 for scale) and the "
-            "share of the gain kept after each --attacks."
+            "share of the advantage over random signs kept after each --attacks."
         ),
     )
     parser.add_argument("--photos", required=True, type=Path, help="folder of photos")
@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
         help="protection to measure (photo; universal when --perturbation is given)",
     )  # fmt: skip
     parser.add_argument("--perturbation", type=Path, default=None, help="universal pattern file")
-    parser.add_argument("--generator", type=Path, default=None, help="photo mode's generator")
+    parser.add_argument("--generator", type=Path, default=None, help="photo modes' generator file")
     parser.add_argument("--strength", type=float, default=None, help="eps in 8-bit steps")
     parser.add_argument(
         "--fine-tune", type=int, default=None, metavar="STEPS",
@@ -106,6 +106,33 @@ def _no_attack_photos(folder: Path, found: int, asked: int) -> ConfigError:
     )
 
 
+def _mode(args: argparse.Namespace) -> str:
+    """The mode measured; refuses an option it would ignore, naming the option and what chose
+    the mode (an explicit --mode, --perturbation or --fine-tune)."""
+    if args.fine_tune is not None:
+        if args.mode == "universal":
+            raise _unused("--mode universal", "--fine-tune", "photo fine-tuning")
+        if args.perturbation is not None:
+            raise _unused("--perturbation", "--fine-tune", "photo fine-tuning")
+        return "photo-finetune"
+    mode: str = args.mode or ("universal" if args.perturbation else "photo")
+    if mode == "photo" and args.perturbation is not None:
+        raise _unused("--perturbation", "--mode photo", "the photo-specific protection")
+    if mode == "universal" and args.generator is not None:
+        chosen = "--mode universal" if args.mode else "--perturbation"
+        raise _unused("--generator", chosen, "a universal pattern")
+    return mode
+
+
+def _unused(option: str, chosen_by: str, measured: str) -> ConfigError:
+    from spdesk.core.errors import ConfigError
+
+    return ConfigError(
+        f"{chosen_by} measures {measured}, which does not use {option}: leave out {option}, "
+        f"or {chosen_by}."
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from spdesk.core.assessment import assess, mode_protect
     from spdesk.core.attacks import parse_attacks
@@ -117,13 +144,9 @@ def run(args: argparse.Namespace) -> int:
 
     sizes = _sizes(args.sizes)
     attacks = parse_attacks(args.attacks)
-    mode = args.mode or ("universal" if args.perturbation else "photo")
     if args.fine_tune_jpeg is not None and args.fine_tune is None:
         raise ConfigError("--fine-tune-jpeg is only used with --fine-tune STEPS.")
-    if args.fine_tune is not None:
-        if mode != "photo":
-            raise ConfigError("--fine-tune measures photo fine-tuning: leave out --mode universal.")
-        mode = "photo-finetune"
+    mode = _mode(args)
     if not 1 <= args.max_photos <= 10_000:
         raise ConfigError(f"--max-photos must be between 1 and 10000, got {args.max_photos}.")
     if not 0 <= args.attack_photos <= 10_000:
@@ -160,8 +183,13 @@ def run(args: argparse.Namespace) -> int:
         on_photo=lambda done, total: progress.update("photos measured", done, total),
     )  # fmt: skip
     progress.close()
+    # The file measured, if not the bundled one: the table's rows name only the mode.
+    kind = "generator" if mode.startswith("photo") else "perturbation"
+    measured = args.generator if kind == "generator" else args.perturbation
     if args.json:
-        print_json(report.to_dict() | {"mode": mode})
+        print_json(report.to_dict() | {"mode": mode} | ({kind: measured} if measured else {}))
     else:
+        if measured:
+            print(f"{kind}: {shown(measured)}")
         print(report.format())
     return EXIT_OK

@@ -11,7 +11,9 @@ encodes it. Per candidate (each mode, random ±eps signs, uniform noise ±eps):
   encoder has a decoder, round-trip SSIM between D(E(p)) and D(E(o)); gains are ratios to the
   random-sign candidate (latent, and round-trip SSIM drop 1 - SSIM);
 - robustness: the same after each attack (:mod:`spdesk.core.attacks`) on the protected photo
-  (and, for JPEG/resize/blur, on the original it is compared with); "kept" = gain after / before.
+  (and, for JPEG/resize/blur, on the original it is compared with); "kept" is the share of the
+  advantage over random signs that survives, (gain after - 1) / (gain before - 1): a protection
+  no better than random signs after the attack keeps 0%, one as far ahead as before 100%.
   The regeneration attack protects the photo again with keys of its own, so it needs each
   candidate's protection with another key (``regenerators``); a candidate without one (a
   protect function that is not a mode's) reports "n/a".
@@ -108,16 +110,23 @@ def mode_protect(
     else:
         eps = strength or pattern.eps
         label = mode
-    return ModeProtect(protector), float(eps), label
+    tile = None if mode in ("photo", "photo-finetune") else pattern.size
+    return ModeProtect(protector, tile, working_size), float(eps), label
 
 
 class ModeProtect:
     """A job's protector as a :data:`Protect` function; :meth:`regenerate` protects with another
     secret key, as the same protector on another install would (what the regeneration attack
-    runs). Not thread-safe: that swaps the protector's key for one call."""
+    runs). Not thread-safe: that swaps the protector's key for one call.
 
-    def __init__(self, protector: Protector) -> None:
+    ``tile`` (rows, columns) is the universal pattern's, None in the photo modes; with
+    ``working_size``, what an attacker reads in the pattern file and spdesk's source."""
+
+    def __init__(
+        self, protector: Protector, tile: tuple[int, int] | None = None, working_size: int = 512
+    ) -> None:
         self.protector = protector
+        self.tile, self.working_size = tile, working_size
         # The install's key, which no attacker has (None: the mode has no secret).
         self.victim = _swap_key(protector, None)
 
@@ -183,6 +192,10 @@ def editor_view(
     return np.asarray(image.crop((left, top, left + size, top + size)))
 
 
+# The least gain over random signs whose share kept after an attack is reported.
+MIN_ADVANTAGE = 0.02
+
+
 @dataclass
 class Strength:
     """Mean figures of one candidate under one condition at one editor size."""
@@ -232,14 +245,14 @@ class Assessment:
             self.gain(name, f"{size}/clean", figure),
             self.gain(name, f"{size}/{attack}", figure),
         )
-        if before is None or after is None or before <= 1:
-            return None
+        if before is None or after is None or before <= 1 + MIN_ADVANTAGE:
+            return None  # nothing to keep: a share of a hair's advantage reads -3668%
         # The share of the *advantage over noise* that survives (gain 1 = no better than noise).
         return (after - 1) / (before - 1)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Assessment:
-        """The assessment :meth:`to_dict` wrote (its derived "gains" are recomputed)."""
+        """The assessment :meth:`to_dict` wrote (the figures it derives are recomputed)."""
         candidates = [
             CandidateFigures(
                 name=c["name"],
@@ -275,12 +288,52 @@ class Assessment:
         attacks = [*self.attacks, *(a for a in other.attacks if a not in self.attacks)]
         return replace(self, candidates=[*modes, *extra, *baselines], attacks=attacks)
 
+    def transfer_gain(self, name: str, encoder: str) -> float | None:
+        """Latent gain over random signs on another encoder, at the first editor size."""
+        mine, sign = self.get(name).transfer.get(encoder), self.get(SIGN).transfer.get(encoder)
+        return mine / sign if mine is not None and sign else None
+
     def to_dict(self) -> dict[str, Any]:
+        """The measurements, and every figure :meth:`format` derives from them, named."""
         out = asdict(self)
-        out["gains"] = {
-            c.name: {key: self.gain(c.name, key) for key in c.strength} for c in self.candidates
+        out["gain_over_random_signs"] = {
+            c.name: {
+                key: {
+                    "latent": self.gain(c.name, key),
+                    "rt_ssim_drop": self.gain(c.name, key, "rt_ssim"),
+                }
+                for key in c.strength
+            }
+            for c in self.candidates
+        }
+        size = self.sizes[0]
+        out["kept_share_of_gain_over_random_signs"] = {
+            "editor_size": size,
+            "candidates": {
+                name: {
+                    attack: {
+                        "latent": self.kept(name, size, attack),
+                        "rt_ssim_drop": self.kept(name, size, attack, "rt_ssim"),
+                    }
+                    for attack in attacks
+                }
+                for name, attacks in self._attacked(size).items()
+            },
+        }
+        out["transfer_latent_gain_over_random_signs"] = {
+            c.name: {encoder: self.transfer_gain(c.name, encoder) for encoder in c.transfer}
+            for c in self.candidates
+            if c.transfer and c.name != SIGN
         }
         return out
+
+    def _attacked(self, size: int) -> dict[str, list[str]]:
+        """The attacks measured on each protection (not the noise references) at ``size``."""
+        return {
+            c.name: [a for a in self.attacks if f"{size}/{a}" in c.strength]
+            for c in self.candidates
+            if c.name not in (SIGN, UNIFORM)
+        }
 
     def format(self) -> str:
         fitted = f" (attack fitted on {self.attack_photos} others)" if self.attack_photos else ""
@@ -308,7 +361,9 @@ class Assessment:
                 f"{_cell(ref['ssimulacra2_min'], 7, 1)}{_cell(ref['flip'], 8, 4)}"
             )
         if self.attacks:
-            lines.append("kept after attack (share of the gain over random signs; latent / SSIM):")
+            lines.append(
+                "kept after attack (share of the advantage over random signs; latent / SSIM):"
+            )
             size = self.sizes[0]
             for c in self.candidates:
                 if c.name in (SIGN, UNIFORM):
@@ -325,17 +380,13 @@ class Assessment:
         transfer = [c for c in self.candidates if c.transfer]
         if transfer:
             lines.append("transfer (latent gain over random signs at the first size):")
-            sign = self.get(SIGN).transfer
             for c in transfer:
                 if c.name == SIGN:
                     continue
+                gains = {enc: self.transfer_gain(c.name, enc) for enc in c.transfer}
                 lines.append(
                     f"  {c.name:<20} "
-                    + ", ".join(
-                        f"{enc} {c.transfer[enc] / sign[enc]:.2f}x"
-                        for enc in c.transfer
-                        if sign.get(enc)
-                    )
+                    + ", ".join(f"{enc} {g:.2f}x" for enc, g in gains.items() if g is not None)
                 )
         return "\n".join(lines)
 
@@ -400,7 +451,7 @@ def _attack_functions(
     victim = protect.victim if isinstance(protect, ModeProtect) else None
     for name in attacks:
         if name == "average":
-            averaging = AveragingAttack()
+            averaging = averaging_attack(protect)
             offset = 100_000  # other indices than the photos measured, so other noise
             averaging.fit([protect(p, offset + i) for i, p in enumerate(attack_photos)])
             out[name] = averaging
@@ -410,6 +461,17 @@ def _attack_functions(
             keys = regeneration_keys(name)
             out[name] = RegenerationAttack(regenerate, keys, avoid=[victim] if victim else [])
     return out
+
+
+def averaging_attack(protect: Protect) -> AveragingAttack:
+    """The averaging attack set up as someone with spdesk's source would against ``protect``:
+    folding at the tile a universal mode lays, on the working view it lays it on (the bundled
+    pattern's tile and the default view for anything else)."""
+    if not isinstance(protect, ModeProtect):
+        return AveragingAttack()
+    if protect.tile is None:
+        return AveragingAttack(working_size=protect.working_size)
+    return AveragingAttack(protect.tile, protect.working_size)
 
 
 class _Originals:

@@ -33,11 +33,14 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
+from spdesk.core.apply import upscale_delta
 from spdesk.core.errors import ConfigError
+from spdesk.core.geometry import layout_size
 from spdesk.core.keys import KEY_BYTES
 
 Attack = Callable[[np.ndarray], np.ndarray]
 PERIOD = 128  # the bundled universal tile's side; the attacker reads it in the source
+WORKING_SIZE = 512  # spdesk's default working view (short side); the attacker reads it too
 _PATTERN = re.compile(
     r"^jpeg(?P<jpeg>\d{1,3})$|^down(?P<down>0?\.\d+)$|^blur(?P<blur>\d+(?:\.\d+)?)$"
     r"|^(?P<average>average)$|^(?P<regenerate>regenerate)(?P<keys>\d*)$"
@@ -81,8 +84,8 @@ def shift(image: np.ndarray, pixels: int) -> np.ndarray:
 
 
 def parse_attacks(spec: str) -> list[str]:
-    """Validated attack names from a comma-separated list."""
-    names = [part.strip().lower() for part in spec.split(",") if part.strip()]
+    """Validated attack names from a comma-separated list, each once, in the order given."""
+    names = list(dict.fromkeys(part.strip().lower() for part in spec.split(",") if part.strip()))
     for name in names:
         match = _PATTERN.match(name)
         bad_quality = match and match["jpeg"] and not 1 <= int(match["jpeg"]) <= 100
@@ -97,7 +100,22 @@ def parse_attacks(spec: str) -> list[str]:
             )
         if match["regenerate"]:
             regeneration_keys(name)  # refuses a count out of range
+        _refuse_a_null_edit(name, match)
     return names
+
+
+def _refuse_a_null_edit(name: str, match: re.Match[str]) -> None:
+    """A downscale to no pixels at all, or a blur that changes nothing, measures nothing."""
+    if match["down"] and float(match["down"]) <= 0:
+        raise ConfigError(
+            f"{name!r} would shrink the photo to nothing.",
+            hint="downF takes a factor between 0 and 1, e.g. down0.5 (half the size).",
+        )
+    if match["blur"] and float(match["blur"]) <= 0:
+        raise ConfigError(
+            f"{name!r} would not blur the photo at all.",
+            hint="blurS takes a sigma above 0 in pixels, e.g. blur1.",
+        )
 
 
 def is_removal(name: str) -> bool:
@@ -149,17 +167,38 @@ def high_pass(image: np.ndarray, sigma: float = 1.5) -> np.ndarray:
     return (image.astype(np.float32) - blurred.astype(np.float32)).transpose(2, 0, 1) / 255.0
 
 
-def fold(residual: np.ndarray, period: int) -> np.ndarray:
-    """Average a (3, H, W) residual over its ``period``-pixel tiles: (3, period, period)."""
+def fold(residual: np.ndarray, period: int | tuple[int, int]) -> np.ndarray:
+    """Average a (3, H, W) residual over its tiles of ``period`` pixels (a side, or (rows,
+    columns)): (3, rows, columns)."""
+    rows, columns = _tile_shape(period)
     _, height, width = residual.shape
-    total = np.zeros((3, period, period), np.float64)
-    counts = np.zeros((period, period), np.float64)
-    for top in range(0, height, period):
-        for left in range(0, width, period):
-            part = residual[:, top : top + period, left : left + period]
+    total = np.zeros((3, rows, columns), np.float64)
+    counts = np.zeros((rows, columns), np.float64)
+    for top in range(0, height, rows):
+        for left in range(0, width, columns):
+            part = residual[:, top : top + rows, left : left + columns]
             total[:, : part.shape[1], : part.shape[2]] += part
             counts[: part.shape[1], : part.shape[2]] += 1
     return (total / np.maximum(counts, 1)).astype(np.float32)
+
+
+def _tile_shape(period: int | tuple[int, int]) -> tuple[int, int]:
+    return (period, period) if isinstance(period, int) else (int(period[0]), int(period[1]))
+
+
+# Shrinking a view spdesk enlarged (bilinear) back to its grid: a box filter averages each
+# view pixel's footprint, which gives back the most of the pattern.
+_SHRINK = Image.Resampling.BOX
+
+
+def working_view(image: np.ndarray, working_size: int = WORKING_SIZE) -> np.ndarray:
+    """``image`` at the view spdesk lays a universal pattern on: itself when the pattern is laid
+    1:1, else shrunk to the working view (whose tiled pattern spdesk resized to full size)."""
+    height, width = image.shape[:2]
+    layout_h, layout_w = layout_size(height, width, working_size)
+    if (layout_h, layout_w) == (height, width):
+        return image
+    return np.asarray(Image.fromarray(image).resize((layout_w, layout_h), _SHRINK))
 
 
 _FLIPS = ((False, False), (True, False), (False, True), (True, True))
@@ -210,24 +249,33 @@ def place(pattern: np.ndarray, alignment: Alignment, height: int, width: int) ->
 class AveragingAttack:
     """Estimate a shared periodic pattern from many protected photos, then subtract it.
 
-    What the attacker knows from spdesk's source: a universal pattern is a ``period``-pixel tile
-    laid on the photo 1:1 (photos up to the working size) with, at most, an unknown shift and
-    flips per photo. So: fold each photo's high-pass residual into one period, align every fold
-    to the running estimate (all shifts and flips), average, repeat; then, on a photo to clean,
-    find the alignment of the estimate and subtract it, scaled by least squares.
+    What the attacker knows from spdesk's source and the pattern file: a universal pattern is a
+    ``period``-pixel tile laid on the photo's working view (short side ``working_size``; the
+    photo itself when no larger), with, at most, an unknown shift and flips per photo, and that
+    view is resized to full size. So: shrink each photo to its view, fold its high-pass residual
+    into one period, align every fold to the running estimate (all shifts and flips), average,
+    repeat; then, on a photo to clean, find the alignment of the estimate at its view, resize
+    the aligned estimate to full size as spdesk does, and subtract it, scaled by least squares.
 
     Against a pattern that differs per photo, the folds share nothing and the estimate is noise
     that the least-squares scale shrinks to almost nothing.
     """
 
-    def __init__(self, period: int = PERIOD, rounds: int = 3) -> None:
-        self.period = period
+    def __init__(
+        self,
+        period: int | tuple[int, int] = PERIOD,
+        working_size: int = WORKING_SIZE,
+        rounds: int = 3,
+    ) -> None:
+        self.period = _tile_shape(period)
+        self.working_size = working_size
         self.rounds = rounds
         self.pattern: np.ndarray | None = None
 
     def fit(self, protected: Sequence[np.ndarray]) -> np.ndarray:
-        """Estimate the shared pattern (3, P, P) from protected uint8 photos."""
-        folds = [fold(high_pass(image), self.period) for image in protected]
+        """Estimate the shared pattern (3, rows, columns) from protected uint8 photos."""
+        views = [working_view(image, self.working_size) for image in protected]
+        folds = [fold(high_pass(view), self.period) for view in views]
         if not folds:
             raise ConfigError("The averaging attack needs at least one protected photo.")
         estimate = folds[0]
@@ -250,10 +298,15 @@ class AveragingAttack:
         """The photo with the aligned, least-squares-scaled estimate subtracted (uint8)."""
         if self.pattern is None:
             raise RuntimeError("fit the attack on protected photos first")
-        residual = high_pass(image)
-        where = align(fold(residual, self.period), self.pattern)
-        laid = place(self.pattern, where, image.shape[0], image.shape[1])
-        return subtract(image, laid, least_squares_scale(residual, laid))
+        view = working_view(image, self.working_size)
+        where = align(fold(high_pass(view), self.period), self.pattern)
+        laid = place(self.pattern, where, view.shape[0], view.shape[1])
+        if view.shape != image.shape:
+            laid = upscale_delta(laid, image.shape[0], image.shape[1]).transpose(2, 0, 1)
+        # Scaled where it is subtracted, both sides filtered alike: the estimate is a blurred,
+        # high-passed copy of the pattern, and an enlarged one loses more to the filter.
+        scale = least_squares_scale(high_pass(image), gaussian_high_pass(laid))
+        return subtract(image, laid, scale)
 
 
 def least_squares_scale(residual: np.ndarray, estimate: np.ndarray) -> float:

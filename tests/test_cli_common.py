@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 
 import pytest
 
-from spdesk.cli.common import EXIT_CANCELLED, EXIT_ERROR, run_command
+from spdesk.cli.common import EXIT_CANCELLED, EXIT_ERROR, cancel_on_sigint, run_command
 from spdesk.core.logs import log_file
 
 
@@ -81,3 +83,25 @@ def test_ctrl_c_before_a_command_starts_is_one_plain_line_not_a_traceback(
     monkeypatch.setattr(spdesk.cli, "build_parser", interrupted)
     assert spdesk.cli.main(["protect", "x"]) == EXIT_CANCELLED
     assert capsys.readouterr().err == "Interrupted.\n"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_the_stop_a_service_manager_or_a_closed_terminal_sends_cancels_like_ctrl_c(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`kill`, `timeout`, systemd or `docker stop` send SIGTERM: it killed a job between two
+    steps (no summary, the manifest not compacted, a temporary file left behind)."""
+    number = getattr(signal, name)
+    before = {n: signal.getsignal(n) for n in (signal.SIGINT, number)}
+    try:
+        token = cancel_on_sigint()
+        assert signal.getsignal(number) is signal.getsignal(signal.SIGINT)
+        os.kill(os.getpid(), number)
+        assert token.cancelled
+        assert "Stopping after the current step" in capsys.readouterr().err
+        with pytest.raises(KeyboardInterrupt):  # a second one stops at once
+            os.kill(os.getpid(), number)
+    finally:
+        for n, handler in before.items():
+            signal.signal(n, handler)

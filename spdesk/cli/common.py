@@ -116,17 +116,28 @@ def _bug_text() -> str:
     return f"This is a bug; no log could be written ({folder} is full or read-only)."
 
 
+# Signals that ask a command to stop: Ctrl+C, and what `kill`, `timeout`, a service manager or
+# `docker stop` send (SIGTERM), or a closed terminal (SIGHUP). Without a handler SIGTERM killed
+# the job between two steps: no summary, the manifest not compacted, a temporary file left.
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
 def cancel_on_sigint() -> CancelToken:
-    """A cancel token that Ctrl+C sets, so the core stops cleanly at its next check."""
+    """A cancel token that Ctrl+C (or SIGTERM, SIGHUP) sets, so the core stops cleanly at its
+    next check; a second one stops at once."""
     token = CancelToken()
 
-    def handler(_signum: int, _frame: object) -> None:
+    def handler(signum: int, _frame: object) -> None:
         if token.cancelled:  # a second Ctrl+C stops at once
             raise KeyboardInterrupt
-        print("\nStopping after the current step (Ctrl+C again to abort)...", file=sys.stderr)
+        again = "Ctrl+C again" if signum == signal.SIGINT else "the same signal again"
+        print(f"\nStopping after the current step ({again} to abort)...", file=sys.stderr)
         token.cancel()
 
-    signal.signal(signal.SIGINT, handler)
+    for name in _STOP_SIGNALS:
+        number = getattr(signal, name, None)  # SIGHUP: not on Windows
+        if number is not None:
+            signal.signal(number, handler)
     return token
 
 

@@ -69,3 +69,15 @@ def test_the_about_box_rows_have_room_for_a_whole_line(qtbot: QtBot) -> None:
                 assert label.height() >= label.fontMetrics().height(), label.text()
     qtbot.waitUntil(lambda: not dialog.runner.running, timeout=60_000)
     dialog.accept()
+
+
+def test_about_lists_the_protection_key_and_says_to_back_it_up(qtbot: QtBot) -> None:
+    from spdesk.core.keys import key_path
+
+    dialog = AboutDialog(device="cpu")
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: not dialog.runner.running, timeout=60_000)
+    dialog.accept()
+    assert f"Protection key: {key_path()}" in dialog.diagnostics()
+    assert "Back up" in dialog.key_note.text() and "second copy" in dialog.key_note.text()
+    assert dialog.key_note.isVisibleTo(dialog)

@@ -72,6 +72,32 @@ def test_a_config_folder_that_cannot_hold_the_key_is_named(
     assert "SPDESK_PROTECTION_KEY" in (info.value.hint or "")
 
 
+def test_a_key_that_cannot_be_read_gets_a_hint_about_its_owner_and_permissions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It got the write hint ("free some space there..."), which cannot help."""
+    import errno
+
+    from spdesk.core.errors import OutputError
+
+    key = install_key()
+    real_read = Path.read_bytes
+
+    def refused(path: Path) -> bytes:
+        if path == key_path():
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refused)
+    with pytest.raises(OutputError, match="Cannot read the protection key") as info:
+        install_key()
+    hint = info.value.hint or ""
+    assert "free some space" not in hint
+    assert "owner" in hint and "permission" in hint and ENV_KEY in hint
+    monkeypatch.setattr(Path, "read_bytes", real_read)
+    assert install_key() == key  # the key itself was left as it was
+
+
 def test_a_folder_at_the_key_path_is_named_and_moving_it_away_is_suggested() -> None:
     # It said "Cannot read ... Is a directory" and suggested freeing some space.
     key_path().mkdir(parents=True)

@@ -52,10 +52,15 @@ def install_key() -> bytes:
     except FileNotFoundError:
         return _create(path)
     except OSError as error:  # the config folder is a file, unreadable...
-        raise _key_error(
-            OutputError(f"Cannot read the protection key {path}: {error.strerror or error}."),
-            path,
-        ) from error
+        failure = OutputError(f"Cannot read the protection key {path}: {error.strerror or error}.")
+        if isinstance(error, PermissionError):
+            failure.hint = (
+                "Photo-specific protection needs this key: check its owner and permissions. It "
+                "must belong to your account and be readable by you (on Linux and macOS: chown "
+                f"it to you, then chmod 600 it). Or set {ENV_KEY}."
+            )
+            raise failure from error
+        raise _key_error(failure, path) from error
     if len(key) != KEY_BYTES:
         return _create(path)  # _create names a damaged one
     _keep_private(path)

@@ -6,6 +6,7 @@ the device description (which imports torch) is computed in a worker.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from spdesk import __version__
 from spdesk.core import paths
+from spdesk.core.keys import ENV_KEY, key_path
 from spdesk.core.logs import log_file
 from spdesk.gui import protect_bridge
 from spdesk.gui.desktop import open_in_file_manager
@@ -57,6 +59,17 @@ def versions() -> list[tuple[str, str]]:
     return rows + [(name, package_version(name)) for name in PACKAGES]
 
 
+def key_advice() -> str:
+    """What the protection key is for, and what losing it costs (the README's advice)."""
+    if os.environ.get(ENV_KEY):
+        return f"The protection key comes from {ENV_KEY}: the file above is not used."
+    return (
+        "Back up the protection key with your photos and keep it private: it makes each "
+        "photo's protection. With another key, spdesk cannot tell that a photo was protected "
+        "before, and protects it again into a second copy."
+    )
+
+
 def models_folder() -> str:
     try:
         from spdesk.core.models.settings import load_settings
@@ -71,6 +84,7 @@ def locations() -> list[tuple[str, str]]:
         ("Models", models_folder()),
         ("Your perturbations", str(paths.library_dir())),
         ("Settings", str(settings_path())),
+        ("Protection key", str(key_path())),
         ("Log file", log_file()),
         ("Cache", str(paths.cache_dir())),
     ]
@@ -106,6 +120,10 @@ class AboutDialog(QDialog):
         self.open_problem.setObjectName("Muted")
         self.open_problem.hide()
         groups_lay.addWidget(self._box("Files", locations(), open_buttons=True))
+        self.key_note = QLabel(key_advice())
+        self.key_note.setWordWrap(True)
+        self.key_note.setObjectName("Muted")
+        groups_lay.addWidget(self.key_note)
         groups_lay.addWidget(self.open_problem)
         device_box = QGroupBox("Computing")
         device_form = QFormLayout(device_box)

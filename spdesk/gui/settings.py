@@ -6,12 +6,17 @@ installs) moves it too: tests never read or write the user's real settings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import math
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QSettings, QSize
+from PySide6.QtGui import QGuiApplication
 
+from spdesk.core.device import DEVICE_CHOICES
 from spdesk.core.export import DEFAULT_COLLISION
 from spdesk.core.jobs.settings import DEFAULT_FINETUNE_STEPS
 from spdesk.core.paths import config_dir
@@ -21,8 +26,10 @@ STRENGTH_PRESETS: dict[str, float] = {"low": 4.0, "medium": 8.0, "high": 16.0}
 
 SCHEMA_VERSION = 1
 """Version of the settings' keys and meanings: bump it when one changes, and migrate in
-:func:`open_settings`. Settings written by a newer spdesk are not read (defaults are used)."""
+:func:`open_settings`. Settings written by a newer spdesk are neither read (defaults are used)
+nor written (that version's values stay as they are)."""
 
+MODE_NAMES = ("photo", "universal", "finetune")
 FORMATS = ("same", "png", "jpeg", "webp")
 COLLISIONS = ("unique", "skip", "overwrite")  # the core's policies; DEFAULT_COLLISION first
 _OLD_COLLISIONS = {"suffix": "unique"}  # saved by spdesk before the app used the core's names
@@ -33,18 +40,39 @@ def settings_path() -> Path:
 
 
 def open_settings() -> QSettings:
-    """The app's QSettings, stored as INI in the config folder, stamped with its schema."""
+    """The app's QSettings, stored as INI in the config folder, stamped with its schema (an
+    unreadable stamp too: left as it was, the settings would be ignored on every start)."""
     settings = QSettings(str(settings_path()), QSettings.Format.IniFormat)
-    if settings.value("schema") is None:
+    if _stamped_schema(settings) is None:
         settings.setValue("schema", SCHEMA_VERSION)
     return settings
 
 
-def schema_of(settings: QSettings) -> int:
+def _stamped_schema(settings: QSettings) -> int | None:
     try:
-        return int(str(settings.value("schema", SCHEMA_VERSION)))
+        return int(str(settings.value("schema")))
     except (TypeError, ValueError):
-        return SCHEMA_VERSION + 1  # unreadable: treat as not ours to interpret
+        return None
+
+
+def schema_of(settings: QSettings) -> int:
+    schema = _stamped_schema(settings)
+    return SCHEMA_VERSION if schema is None else schema
+
+
+def read_only(settings: QSettings) -> bool:
+    """Whether a newer spdesk wrote ``settings``: this version leaves them as they are."""
+    return schema_of(settings) > SCHEMA_VERSION
+
+
+def read_only_notice(settings: QSettings) -> str:
+    """What to tell the user, once, when ``settings`` are a newer spdesk's ("" when ours)."""
+    if not read_only(settings):
+        return ""
+    return (
+        "Settings were saved by a newer spdesk: this version will not change them. It starts "
+        "with its defaults, and your changes last until you close it."
+    )
 
 
 @dataclass
@@ -70,7 +98,8 @@ class ProtectOptions:
         keep_location: keep the photos' GPS position in the protected copies (off: photos
             protected to be posted should not say where they were taken; other metadata stays).
         mode_chosen: the user picked the mode; until then the app may pick the best one for
-            this computer (photo fine-tuning on a CUDA GPU with an encoder installed).
+            this computer (photo fine-tuning on a CUDA GPU with an encoder installed), again on
+            each start: an unchosen mode loads as "photo".
     """
 
     perturbation: str = ""
@@ -88,22 +117,51 @@ class ProtectOptions:
     mode_chosen: bool = False
 
 
+_VALID: dict[str, Callable[[Any], bool]] = {
+    "strength": lambda eps: math.isfinite(eps) and 0 < eps <= 64,
+    "mode": lambda mode: mode in MODE_NAMES,
+    "finetune_steps": lambda steps: 1 <= steps <= 1000,
+    "finetune_encoder": bool,  # "sd15", "taesd" or a file or folder
+    "collision": lambda policy: policy in COLLISIONS,
+    "format": lambda fmt: fmt in FORMATS,
+    "quality": lambda quality: 50 <= quality <= 100,
+    "device": lambda device: device in DEVICE_CHOICES,
+}
+"""What a loaded option must be; a file edited by hand or damaged says anything."""
+
+# The options as each QSettings last loaded or saved them: a save writes only what changed since,
+# so two windows on one file keep each other's changes.
+_as_stored: weakref.WeakKeyDictionary[QSettings, ProtectOptions] = weakref.WeakKeyDictionary()
+
+
 def load_options(settings: QSettings) -> ProtectOptions:
-    """Options from ``settings``; any missing or malformed value falls back to its default, and
-    so do all of them when a newer spdesk wrote the settings (its keys may mean other things)."""
+    """Options from ``settings``; any missing, malformed or out-of-range value falls back to its
+    default, and so do all of them when a newer spdesk wrote the settings (its keys may mean
+    other things)."""
     defaults = ProtectOptions()
-    if schema_of(settings) > SCHEMA_VERSION:
+    if read_only(settings):
         return defaults
-    values: dict[str, Any] = {}
-    for f in fields(ProtectOptions):
-        default = getattr(defaults, f.name)
-        raw = settings.value(f"options/{f.name}", default)
-        try:
-            values[f.name] = _as_bool(raw) if isinstance(default, bool) else type(default)(raw)
-        except (TypeError, ValueError):
-            values[f.name] = default
-    values["collision"] = _OLD_COLLISIONS.get(values["collision"], values["collision"])
-    return ProtectOptions(**values)
+    values = {
+        f.name: _stored_value(settings, f.name, getattr(defaults, f.name))
+        for f in fields(ProtectOptions)
+    }
+    if not values["mode_chosen"]:  # the app's own pick suits one computer: made again each start
+        values["mode"] = defaults.mode
+    options = ProtectOptions(**values)
+    _as_stored[settings] = replace(options)
+    return options
+
+
+def _stored_value(settings: QSettings, name: str, default: Any) -> Any:
+    raw = settings.value(f"options/{name}", default)
+    value: Any
+    try:
+        value = _as_bool(raw) if isinstance(default, bool) else type(default)(raw)
+    except (TypeError, ValueError):
+        return default
+    if name == "collision":
+        value = _OLD_COLLISIONS.get(value, value)
+    return value if _VALID.get(name, lambda _: True)(value) else default
 
 
 def _as_bool(raw: object) -> bool:
@@ -112,17 +170,45 @@ def _as_bool(raw: object) -> bool:
 
 
 def save_options(settings: QSettings, options: ProtectOptions) -> None:
+    """Write the options changed since ``settings`` loaded or saved them (all of them the first
+    time): another window on the same file keeps what was changed there."""
+    if read_only(settings):
+        return
+    stored = _as_stored.get(settings)
     for f in fields(ProtectOptions):
-        settings.setValue(f"options/{f.name}", getattr(options, f.name))
+        value = getattr(options, f.name)
+        if stored is None or getattr(stored, f.name) != value:
+            settings.setValue(f"options/{f.name}", value)
+    _as_stored[settings] = replace(options)
 
 
-def save_geometry(settings: QSettings, key: str, geometry: QByteArray) -> None:
+def save_geometry(
+    settings: QSettings, key: str, geometry: QByteArray, screen: QSize | None = None
+) -> None:
+    """Keep a window's geometry with the room its screen had (``screen``; by default the primary
+    screen's available size)."""
+    if read_only(settings):
+        return
     settings.setValue(f"geometry/{key}", geometry)
+    settings.setValue(f"geometry/{key}_screen", _screen_room() if screen is None else screen)
 
 
-def load_geometry(settings: QSettings, key: str) -> QByteArray | None:
+def load_geometry(settings: QSettings, key: str, screen: QSize | None = None) -> QByteArray | None:
+    """A window's saved geometry, or None (the window then fits itself to the screen) where it
+    was saved on a screen with more room than ``screen`` (by default the primary screen's): Qt
+    squeezed such a window to its minimum size. None too for one saved without its screen."""
     value = settings.value(f"geometry/{key}")
-    return value if isinstance(value, QByteArray) else None
+    saved_on = settings.value(f"geometry/{key}_screen")
+    if not isinstance(value, QByteArray) or not isinstance(saved_on, QSize):
+        return None
+    room = _screen_room() if screen is None else screen
+    fits = saved_on.width() <= room.width() and saved_on.height() <= room.height()
+    return value if saved_on.isValid() and fits else None
+
+
+def _screen_room() -> QSize:
+    screen = QGuiApplication.primaryScreen()
+    return screen.availableGeometry().size() if screen is not None else QSize()
 
 
 def last_folder(settings: QSettings, key: str) -> str:
@@ -130,12 +216,15 @@ def last_folder(settings: QSettings, key: str) -> str:
 
 
 def remember_folder(settings: QSettings, key: str, folder: str) -> None:
-    settings.setValue(f"folders/{key}", folder)
+    if not read_only(settings):
+        settings.setValue(f"folders/{key}", folder)
 
 
 def remember_step_time(settings: QSettings, device_kind: str, encoder: str, seconds: float) -> None:
     """The seconds per fine-tuning step last measured on this computer with ``encoder`` on a
     device of ``device_kind`` ("cpu", "cuda", "mps"): a GPU's figure says nothing of the CPU's."""
+    if read_only(settings):
+        return
     settings.setValue(f"finetune_step_seconds/{device_kind}/{encoder}", float(f"{seconds:.4g}"))
 
 

@@ -149,7 +149,9 @@ class OptionsPanel(QWidget):
         return box
 
     def refresh_perturbations(self, select: str | None = None) -> None:
-        """Re-list the bundled default, the library and ``select`` (an imported file)."""
+        """Re-list the bundled default, the library and ``select`` (an imported file). A chosen
+        file that is missing (an unplugged disk) stays chosen, marked: the bundled pattern in
+        its place would protect with another pattern, and forget the choice on closing."""
         current = select if select is not None else self.perturbation_path()
         combo = self.perturbation_combo
         combo.blockSignals(True)
@@ -158,8 +160,10 @@ class OptionsPanel(QWidget):
             combo.addItem(self._default_item_text(), "")
         for path in library_perturbations():
             combo.addItem(perturbation_label(path), str(path))
-        if current and combo.findData(current) < 0 and Path(current).is_file():
-            combo.addItem(Path(current).stem + " (file)", current)
+        if current and combo.findData(current) < 0:
+            missing = not Path(current).exists()
+            label = Path(current).stem if missing else perturbation_label(Path(current))
+            combo.addItem(f"{label} ({'not found' if missing else 'file'})", current)
         for index in range(combo.count()):  # a long name is elided: its file in the tooltip
             if combo.itemData(index):
                 combo.setItemData(index, combo.itemData(index), Qt.ItemDataRole.ToolTipRole)
@@ -192,7 +196,7 @@ class OptionsPanel(QWidget):
         try:
             self._perturbation = load_perturbation(path)
         except SpdeskError as error:
-            self._perturbation_error = error.user_text()
+            self._perturbation_error = _pattern_problem(path, error)
             self.perturbation_info.setText(self._perturbation_error)
         else:
             self._show_pattern_info()
@@ -552,6 +556,16 @@ def _bundled_path() -> Path | None:
     except (ModuleNotFoundError, FileNotFoundError):
         return None
     return path if path.is_file() else None
+
+
+def _pattern_problem(path: str, error: SpdeskError) -> str:
+    """Why the chosen pattern cannot be used, and what to do (a missing file: where it was)."""
+    if Path(path).exists():
+        return error.user_text()
+    return (
+        f"The pattern file {path} is not found: its disk may be unplugged, or the file was "
+        "moved or deleted.\nConnect the disk, or choose another pattern or import it again."
+    )
 
 
 def _describe(perturbation: Perturbation, bundled: bool) -> str:

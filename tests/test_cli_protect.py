@@ -564,3 +564,30 @@ def test_a_pixel_limit_that_is_not_a_number_is_refused(
     assert _protect(inputs, "--out", tmp_path / "out", "--max-megapixels", value) == 2
     assert "--max-megapixels must be a number of megapixels" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_eta_after_a_resume_counts_only_the_photos_worked_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two of four photos were already protected (skipped at once); the third took a minute:
+    the last one is a minute away, not 20 s (a minute over three photos) or 00:00."""
+    from spdesk.cli.protect import _Printer
+    from spdesk.core import jobs
+
+    now = [0.0]
+    printer = _Printer(quiet=False, now=lambda: now[0])
+    etas: list[float | None] = []
+    monkeypatch.setattr(
+        printer.progress, "update", lambda label, done, total, eta=None: etas.append(eta)
+    )
+    printer(jobs.JobStarted(total=4, output_root=Path("out")))
+    for position in (1, 2):
+        printer(
+            jobs.FileSkipped(
+                Path(f"{position}.jpg"), jobs.SkipReason.ALREADY_DONE, "already protected",
+                position=position, count=4,
+            )
+        )  # fmt: skip
+    now[0] = 60.0
+    printer(jobs.FileDone(Path("3.jpg"), Path("out/3.jpg"), position=3, count=4))
+    assert etas[-1] == pytest.approx(60.0)

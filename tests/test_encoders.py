@@ -175,3 +175,90 @@ def test_real_taesd_round_trip(taesd_path: Path) -> None:
         decoded = encoder.decode(latent)
     assert latent.shape == (1, 4, 8, 8)
     assert decoded is not None and float((decoded - images).abs().mean()) < 0.05
+
+
+def test_a_loaded_encoders_weights_are_not_hashed_again_for_its_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job keys its settings by the weights its encoder was just loaded from: asking again
+    costs no second read of the files (SD 1.5's VAE is 335 MB), until they change."""
+    import hashlib
+
+    import spdesk.core.encoders.base as base
+    from spdesk.core.encoders import weights_fingerprint
+
+    folder = save_tiny_vae(tmp_path / "sd")
+    encoder = load_encoder(str(folder), "cpu")
+    hashed: list[int] = []
+    sha256 = hashlib.sha256
+
+    def counted(*args: bytes) -> Any:
+        hashed.append(1)
+        return sha256(*args)
+
+    monkeypatch.setattr(base.hashlib, "sha256", counted)
+    assert weights_fingerprint(str(folder)) == encoder.fingerprint
+    assert weights_fingerprint(str(folder / "vae")) == encoder.fingerprint
+    assert not hashed
+    save_tiny_vae(tmp_path / "sd", seed=1)
+    assert weights_fingerprint(str(folder)) != encoder.fingerprint and hashed
+
+
+def test_an_ensembles_and_a_taef2_files_fingerprint_are_the_loaded_encoders(
+    tmp_path: Path,
+) -> None:
+    from spdesk.core.encoders import weights_fingerprint
+
+    _save_state(taef2_encoder(), tmp_path / "taef2_encoder.pth")
+    _save_state(taef2_decoder(), tmp_path / "taef2_decoder.safetensors")
+    sana = _save_state(taesana_encoder(), tmp_path / "taesana_encoder.safetensors")
+    spec = f"{tmp_path / 'taef2_encoder.pth'}, {sana}"
+    assert weights_fingerprint(spec) == load_encoder(spec, "cpu").fingerprint
+
+
+def test_spdesks_own_pattern_and_generator_files_are_named_when_given_as_encoder(
+    tmp_path: Path, generator_file: Path
+) -> None:
+    from tests.protect_samples import perturbation_file
+
+    pattern = perturbation_file(tmp_path)
+    for path, what, option in (
+        (pattern, "a universal perturbation", "--perturbation"),
+        (generator_file, "a protection generator", "--generator"),
+    ):
+        with pytest.raises(EncoderError) as caught:
+            load_encoder(str(path), "cpu")
+        said = caught.value.user_text()
+        assert f"{path.name} is {what} made by spdesk, not an encoder" in said
+        assert option in said and "TAESD" in said and "sd15" in said
+
+
+def test_an_unknown_state_dict_says_what_encoder_accepts(tmp_path: Path) -> None:
+    other = tmp_path / "other.safetensors"
+    save_file({"weight": torch.zeros(2, 2)}, str(other))
+    with pytest.raises(EncoderError) as caught:
+        load_encoder(str(other), "cpu")
+    said = caught.value.user_text()
+    assert "other.safetensors is not an encoder spdesk knows" in said
+    for accepted in ("taesd", "sd15", "diffusers VAE folder", "TAESD, TAEF2 or TAESana"):
+        assert accepted in said
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "said"),
+    [
+        ("taesdxl_encoder.safetensors", 4, "4 latent channels, SDXL"),
+        ("taesd3.safetensors", 16, "16"),
+    ],
+)
+def test_a_tiny_autoencoder_for_another_latent_space_is_refused_as_the_import_does(
+    tmp_path: Path, name: str, channels: int, said: str
+) -> None:
+    from diffusers import AutoencoderTiny
+
+    path = _save_state(AutoencoderTiny(latent_channels=channels), tmp_path / name)
+    with pytest.raises(EncoderError) as caught:
+        load_encoder(str(path), "cpu")
+    text = caught.value.user_text()
+    assert f"{name} is a tiny autoencoder for another model's latent space ({said}" in text
+    assert "TAESD, the one for Stable Diffusion 1.x" in text

@@ -1,4 +1,5 @@
-"""The cancel token: pause blocks, resume releases, and a cancel is never lost to a pause."""
+"""The cancel token: pause blocks, resume releases, and a cancel is never lost to a pause; the
+ETA clock."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 import pytest
 
 from spdesk.core.errors import Cancelled
-from spdesk.core.events import CancelToken
+from spdesk.core.events import CancelToken, EtaClock
 
 
 class _ObservedCondition(threading.Condition):
@@ -88,3 +89,23 @@ def test_a_pause_after_a_cancel_never_blocks() -> None:
     thread, outcome = _check_in_thread(token)
     thread.join(5)
     assert outcome == ["cancelled"]
+
+
+class _FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_units_done_without_work_leave_the_eta_out() -> None:
+    """A resumed run: 8 of 10 photos were already done (no time), the 9th took 60 s, so the
+    last one takes about 60 s more, not 60 / 9."""
+    time = _FakeTime()
+    clock = EtaClock(10, now=time)
+    clock.skip(8)
+    assert clock.eta(8) is None  # nothing worked on yet: no rate
+    time.now = 60.0
+    assert clock.eta(9) == pytest.approx(60.0)
+    assert clock.eta(10) == 0.0

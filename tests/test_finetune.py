@@ -227,3 +227,20 @@ def test_a_photo_smaller_than_its_view_is_resized_directly() -> None:
     torch.testing.assert_close(
         editor(delta), resize_view(resize_view(delta, (375, 500)), (376, 496))
     )
+
+
+def test_the_universal_fine_tunings_fingerprint_follows_the_encoders_weights(
+    tmp_path: Path,
+) -> None:
+    """Fine-tuning the universal pattern against other weights in the same folder gives other
+    bytes: a re-run must redo those photos (the folder's name alone would skip them)."""
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.core.jobs import ProtectSettings
+    from spdesk.core.jobs.fingerprint import output_fingerprint
+
+    folder = str(save_tiny_vae(tmp_path / "sd", seed=0))
+    settings = ProtectSettings(mode="finetune", encoder=folder, finetune_steps=2)
+    before = output_fingerprint(settings, "x")
+    save_tiny_vae(tmp_path / "sd", seed=1)
+    assert output_fingerprint(settings, "x") != before

@@ -537,3 +537,43 @@ def test_the_loss_sees_the_editors_lanczos_view(generator_file: Path, encoder: E
         ]
     )
     np.testing.assert_allclose(seen[0][0].numpy(), expected, atol=1e-5)
+
+
+def _save_tiny_autoencoder(path: Path, seed: int) -> None:
+    """Random TAESD-shaped weights (a single ``AutoencoderTiny`` safetensors file)."""
+    from diffusers import AutoencoderTiny
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    state = AutoencoderTiny().state_dict()  # type: ignore[no-untyped-call]
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+
+
+def test_a_rerun_redoes_photos_when_the_encoders_weights_change_not_its_name(
+    tmp_path: Path, generator_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The encoder's weights are what a re-run compares: other weights under the same name
+    redo the photo; the same weights under another name (a relative path) do not."""
+    from dataclasses import replace
+
+    from spdesk.core.jobs import ProtectJob, ProtectSettings
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _photo().save(inputs / "a.png")
+    weights = tmp_path / "enc.safetensors"
+    _save_tiny_autoencoder(weights, seed=0)
+    settings = ProtectSettings(
+        mode="photo-finetune", generator=generator_file, encoder=str(weights), finetune_steps=1,
+        device="cpu", working_size=32, finetune_jpeg=None,
+    )  # fmt: skip
+
+    def run(settings: ProtectSettings) -> tuple[int, int]:
+        report = ProtectJob([inputs], tmp_path / "out", settings).run()
+        return len(report.done), len(report.skipped)
+
+    assert run(settings) == (1, 0)
+    monkeypatch.chdir(inputs)
+    assert run(replace(settings, encoder="../enc.safetensors")) == (0, 1)
+    _save_tiny_autoencoder(weights, seed=1)  # other weights, same file name
+    assert run(settings) == (1, 0)

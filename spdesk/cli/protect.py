@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +109,8 @@ def _fine_tune_options(group: Any) -> None:
         "--encoder",
         default=None,
         metavar="ENCODER",
-        help="for --fine-tune: sd15, taesd, folder or file",
+        help="for --fine-tune: taesd, sd15, a diffusers VAE folder, or a TAESD, TAEF2 or TAESana "
+        "weights file",
     )
     group.add_argument(
         "--objective", default=DEFAULT_FINETUNE_OBJECTIVE,
@@ -244,7 +247,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
     if args.fine_tune is not None and not args.encoder:
         raise ConfigError(
-            "--fine-tune needs --encoder (sd15, taesd, a diffusers folder or a weights file)."
+            "--fine-tune needs --encoder (taesd, sd15, a diffusers VAE folder, or a TAESD, TAEF2 "
+            "or TAESana weights file)."
         )
     if args.encoder and args.fine_tune is None:
         raise ConfigError("--encoder is only used with --fine-tune STEPS.")
@@ -360,14 +364,22 @@ class _Printer:
 
     With ``bar`` off (the Ray engine, which shows Ray's own progress on a terminal), only the
     lines. Paths are shown as the job shows them (``job.store.shown``: an object store's URLs).
+    ``now`` is the ETA's clock.
     """
 
-    def __init__(self, quiet: bool, bar: bool = True, job: Any = None) -> None:
+    def __init__(
+        self,
+        quiet: bool,
+        bar: bool = True,
+        job: Any = None,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.show_bar = bar
         self.source = job.store.shown if job is not None else str
         self.output = job.output_store.shown if job is not None else str
         self.progress = ProgressPrinter(quiet=quiet)
-        self.clock = EtaClock(0)
+        self.now = now
+        self.clock = EtaClock(0, now)
         self.finished = 0
         self.total = 0
 
@@ -376,7 +388,7 @@ class _Printer:
 
         if isinstance(event, jobs.JobStarted):
             self.total = event.total
-            self.clock = EtaClock(event.total)
+            self.clock = EtaClock(event.total, self.now)
             self.progress.line(_started_line(event, self.output(event.output_root)))
             for warning in event.warnings:
                 self.progress.line(f"Warning: {warning}")
@@ -392,7 +404,9 @@ class _Printer:
                 source, output = self.source(event.source), self.output(event.output)
                 self._line(f"done     {source} -> {output} ({psnr}{notes})")
         elif isinstance(event, jobs.FileSkipped):
-            self.finished += 1 if event.position else 0
+            if event.position:  # a photo of the total, done in no time (already protected)
+                self.finished += 1
+                self.clock.skip()
             # Excluded files are not photos the summary counts as skipped: say what it says.
             word = "left out" if event.kind is jobs.SkipReason.EXCLUDED else "skipped "
             self._line(f"{word} {self.source(event.source)}: {shown(event.reason)}")

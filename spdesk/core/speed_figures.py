@@ -8,9 +8,26 @@ runs).
 from __future__ import annotations
 
 FINETUNE_SECONDS_PER_STEP_CPU: dict[str, float] = {"sd15": 12.4, "taesd": 1.07}
-"""Seconds per fine-tuning step on a 512x512 photo on this project's 2-core CPU, from
+"""Seconds per step of fine-tuning the universal pattern (one encode of one 512 px view a
+step) on a 512x512 photo on this project's 2-core CPU, from
 ``python benchmarks/bench_train.py --finetune-step-times --stages none`` (two runs: 12.4 and
 11.2 s for SD 1.5's VAE architecture, 1.07 and 1.37 s for TAESD)."""
+
+PHOTO_FINETUNE_SECONDS_PER_STEP_CPU: dict[str, float] = {"taesd": 5.95, "sd15": 50.0}
+"""Seconds per step of photo fine-tuning with its JPEG term (the product's default) on a
+512 px photo on this project's 2-core CPU. Such a step encodes the photo at two editor sizes
+(256 and 512 px), each as is and after a differentiable JPEG re-save, through the generator's
+shaping: several universal steps, not one and its re-save.
+
+TAESD: 23.8 s a photo for 4 steps / 4 (the photo's generator pass included), both cores on
+a quiet machine, from the command under :data:`JPEG_TERM_COST`. Checked on 2026-12-05 by a
+scratch script running the product's ``PhotoFineTuner`` (bundled generator, the f8e4m3 TAESD
+file, editor sides 256 and 512) on one ImageNet photo resized to 683x512 with
+``torch.set_num_threads(1)`` on the shared 2-core machine (load about 1: the other core at
+other work), timing the gaps between the steps' callbacks: 10.8 s a step with the JPEG term,
+4.8 s without (1.8x and 1.4x the two-core 5.95 and 3.4 s). SD 1.5's VAE architecture (random
+weights, as above), the same way: 92.4 and 89.6 s a step with the JPEG term on one core, so
+about 50 s on two at TAESD's 1.8x; not measured on two cores."""
 
 FINETUNE_SECONDS_PER_STEP_CUDA: dict[str, float | None] = {
     # Measured on an NVIDIA H200 (torch 2.11, CUDA 13.0): `python benchmarks/bench_train.py
@@ -25,12 +42,14 @@ FINETUNE_SECONDS_PER_STEP_CUDA: dict[str, float | None] = {
 }
 """Seconds per fine-tuning step and photo on a 512x512 photo on a CUDA GPU."""
 
-JPEG_TERM_COST: dict[str, float] = {"cpu": 1.74, "cuda": 2.08}
-"""How much longer a photo fine-tuning step takes with the JPEG re-save in its loss (the
-product's default): on a CUDA GPU 0.347 / 0.167 s a photo (the H200 run above); on this
-project's 2-core CPU 23.8 / 13.7 s for 4 steps, measured in one run of `python
+JPEG_TERM_COST: dict[str, float] = {"cuda": 2.08}
+"""How much longer a photo fine-tuning step takes on a CUDA GPU with the JPEG re-save in its
+loss (the product's default): 0.347 / 0.167 s a photo (the H200 run above). On this project's
+2-core CPU it was 23.8 / 13.7 s for 4 steps (1.74x), measured in one run of `python
 benchmarks/bench_protection.py --speed-only --modes photo --fine-tune 4 --tuner-variants nojpeg
---speed-photos 4 --threads 2`."""
+--speed-photos 4 --threads 2`; the CPU estimate takes the step with the term as measured
+(:data:`PHOTO_FINETUNE_SECONDS_PER_STEP_CPU`), as the universal step it used to multiply
+encodes a quarter of the pixels."""
 
 PATTERN_CHECK_SECONDS_CPU: dict[str, float] = {"taesd": 16.0, "sd15": 131.0}
 """Seconds the check at the end of training takes on this project's 2-core CPU (4 held-out
@@ -47,9 +66,13 @@ def finetune_seconds_per_photo(
     encoder: str, steps: int, device_kind: str, *, jpeg: bool = False
 ) -> float | None:
     """Estimated seconds to fine-tune one 512 px photo for ``steps`` steps against ``encoder``
-    ("sd15" or "taesd") on a device of ``device_kind`` ("cpu", "cuda", "mps"), with the JPEG
-    term in the loss if ``jpeg``; None when there is no figure for that pair (another encoder,
-    Apple GPUs)."""
+    ("sd15" or "taesd") on a device of ``device_kind`` ("cpu", "cuda", "mps"): photo
+    fine-tuning with its JPEG term (the app's per-photo fine-tuning) if ``jpeg``, else the
+    universal pattern's; None when there is no figure for that pair (another encoder, Apple
+    GPUs)."""
+    if jpeg and device_kind == "cpu":
+        photo_step = PHOTO_FINETUNE_SECONDS_PER_STEP_CPU.get(encoder)
+        return None if photo_step is None else steps * photo_step
     tables: dict[str, dict[str, float | None]] = {
         "cpu": dict(FINETUNE_SECONDS_PER_STEP_CPU),
         "cuda": FINETUNE_SECONDS_PER_STEP_CUDA,

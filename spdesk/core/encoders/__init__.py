@@ -3,7 +3,8 @@
 ``spec`` is one of: ``"sd15"`` or ``"taesd"`` (the model store's SD 1.5 VAE or TAESD), a diffusers
 folder (pipeline, ``vae/`` or an ``AutoencoderTiny``), a single ``AutoencoderTiny`` safetensors file
 (TAESD), a TAEF2/TAESana encoder file (``.pth`` or ``.safetensors``), or several of these separated
-by commas (an ensemble).
+by commas (an ensemble). ``weights_fingerprint(spec)`` identifies the weights a spec names
+without loading them.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spdesk.core.encoders.base import Encoder, LatentDist
+from spdesk.core.encoders.base import ENCODER_CHOICES, Encoder, LatentDist, file_fingerprint
 from spdesk.core.errors import EncoderError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Encoder", "LatentDist", "load_encoder"]
+__all__ = ["ENCODER_CHOICES", "Encoder", "LatentDist", "load_encoder", "weights_fingerprint"]
 
 STORE_SPECS = ("sd15", "taesd")
 
@@ -52,18 +53,62 @@ def _load_one(spec: str, device: torch.device, checkpointing: bool) -> Encoder:
 
     if spec in STORE_SPECS:
         return _load_folder(_store_folder(spec), device, checkpointing)
-    path = Path(spec).expanduser()
+    path = _existing_path(spec)
     if path.is_dir():
         return _load_folder(path, device, checkpointing)
+    return load_tae(path, device)
+
+
+def _existing_path(spec: str) -> Path:
+    """The folder or weights file ``spec`` names; EncoderError when it is neither."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path
     if path.is_file():
         if path.suffix not in (".safetensors", ".pth", ".pt"):
-            raise EncoderError(f"{path.name}: expected a .safetensors or .pth encoder file.")
-        return load_tae(path, device)
+            raise EncoderError(
+                f"{path.name}: expected a .safetensors or .pth encoder file.",
+                hint=f"--encoder takes {ENCODER_CHOICES}.",
+            )
+        return path
     raise EncoderError(
         f"Encoder {spec!r} not found: it is neither 'sd15', 'taesd' nor an existing file or "
         "folder.",
-        hint="Pass 'sd15', 'taesd', a diffusers folder, or a tiny-autoencoder weights file.",
+        hint=f"Pass {ENCODER_CHOICES}.",
     )
+
+
+def _weights_of(spec: str) -> list[Path]:
+    """The files the encoder ``spec`` names is loaded from, in its fingerprint's order."""
+    from spdesk.core.encoders.sd15 import vae_folder, weights_files
+    from spdesk.core.encoders.tiny import tae_files
+
+    path = _store_folder(spec) if spec in STORE_SPECS else _existing_path(spec)
+    if path.is_file():
+        return tae_files(path)
+    if _class_name(path) == "AutoencoderTiny":
+        return sorted(path.glob("*.safetensors"))
+    return weights_files(vae_folder(path))
+
+
+def weights_fingerprint(spec: str) -> str:
+    """The ``fingerprint`` of the encoder ``load_encoder(spec)`` gives, without loading it:
+    what changes the output of fine-tuning is the weights, not the name they were given (a
+    file overwritten, another model imported as "taesd", a relative path). Each file is read
+    once while it stays unchanged, so this is free right after the encoder was loaded.
+
+    Raises EncoderError or ModelMissingError as ``load_encoder`` does for what is not there.
+    """
+    parts = _parts(spec)
+    return "+".join(file_fingerprint(*_weights_of(part)) for part in parts)
+
+
+def _parts(spec: str) -> list[str]:
+    """The encoders of a spec (several, separated by commas, make an ensemble)."""
+    parts = [part.strip() for part in spec.split(",") if part.strip()]
+    if not parts:
+        raise EncoderError("No encoder given.", hint=f"Pass {ENCODER_CHOICES}.")
+    return parts
 
 
 def load_encoder(
@@ -83,8 +128,5 @@ def load_encoder(
     from spdesk.core.encoders.ensemble import EnsembleEncoder
 
     resolved = device if isinstance(device, torch.device) else resolve_device(device)
-    parts = [part.strip() for part in spec.split(",") if part.strip()]
-    if not parts:
-        raise EncoderError("No encoder given.", hint="Pass 'sd15' or a path to encoder weights.")
-    encoders = [_load_one(part, resolved, checkpointing) for part in parts]
+    encoders = [_load_one(part, resolved, checkpointing) for part in _parts(spec)]
     return encoders[0] if len(encoders) == 1 else EnsembleEncoder(encoders)

@@ -56,14 +56,35 @@ class Encoder(Protocol):
         ...
 
 
+ENCODER_CHOICES = "taesd, sd15, a diffusers VAE folder, or a TAESD, TAEF2 or TAESana weights file"
+"""What an encoder spec may name (several, separated by commas, make an ensemble)."""
+
+FileVersion = tuple[str, int, int, int, int]
+_fingerprints: dict[tuple[FileVersion, ...], str] = {}
+
+
 def file_fingerprint(*paths: Path) -> str:
-    """First 16 hex digits of the sha256 of the files' bytes (in order)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
+    """First 16 hex digits of the sha256 of the files' bytes (in order).
+
+    Remembered while the files stay as they are (same path, inode, size and times of change):
+    a job loads its encoder, then keys its settings by the same weights; a second read of SD
+    1.5's VAE (335 MB) would be the only cost of that key.
+    """
+    versions = tuple(_version(path) for path in paths)  # before reading: a change then shows
+    if versions not in _fingerprints:
+        digest = hashlib.sha256()
+        for path in paths:
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        _fingerprints[versions] = digest.hexdigest()[:16]
+    return _fingerprints[versions]
+
+
+def _version(path: Path) -> FileVersion:
+    """What changes when a file's bytes may have: ctime too, which no copy can set back."""
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def freeze(module: torch.nn.Module) -> torch.nn.Module:

@@ -26,7 +26,8 @@ def vae_folder(folder: Path) -> Path:
     )
 
 
-def _weights_files(folder: Path) -> list[Path]:
+def weights_files(folder: Path) -> list[Path]:
+    """The weights of a VAE folder, in the order the encoder's fingerprint reads them."""
     return sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
 
 
@@ -78,7 +79,7 @@ class KLEncoder:
         from diffusers import AutoencoderKL
 
         folder = vae_folder(Path(folder))
-        if not _weights_files(folder):
+        if not weights_files(folder):
             raise EncoderError(f"{folder} has no VAE weights (.safetensors).")
         try:
             vae = AutoencoderKL.from_pretrained(str(folder), use_safetensors=True)  # type: ignore[no-untyped-call]
@@ -94,7 +95,7 @@ class KLEncoder:
         self.device = device
         self.dtype = compute_dtype(device)
         self.id = "sd15-vae" if folder.name == "vae" else f"vae:{folder.name}"
-        self.fingerprint = file_fingerprint(*_weights_files(folder))
+        self.fingerprint = file_fingerprint(*weights_files(folder))
         self.scaling_factor = float(getattr(self.vae.config, "scaling_factor", 0.18215))
 
     @property

@@ -12,17 +12,20 @@ so only ``encoder``/``decoder`` are called.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from spdesk.core.encoders.base import LatentDist, file_fingerprint, freeze
+from spdesk.core.encoders.base import ENCODER_CHOICES, LatentDist, file_fingerprint, freeze
 from spdesk.core.errors import EncoderError
 from spdesk.core.logs import quiet_model_libraries
 
 CHANNELS = 64
+TINY_ENCODER_PREFIX = "encoder.layers."  # diffusers' AutoencoderTiny (TAESD) layout
+TINY_LATENT_LAYER = "encoder.layers.14.weight"  # its last conv: latent channels first
 
 
 class Block(nn.Module):
@@ -120,6 +123,54 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {str(k): v for k, v in loaded.items()}
 
 
+def state_keys(path: Path) -> list[str]:
+    """The tensor names of a weights file: from a safetensors header alone (no weights read)."""
+    if path.suffix != ".safetensors":
+        return list(read_state_dict(path))
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return list(handle.keys())
+    except Exception as error:  # safetensors raises its own SafetensorError for bad headers
+        raise EncoderError(f"Cannot read model weights from {path.name}: {error}") from error
+
+
+def refuse_spdesk_file(path: Path) -> None:
+    """A perturbation or generator spdesk wrote is not an encoder: say what it is and where it
+    goes (``--encoder`` would otherwise call it an unknown state dict)."""
+    from spdesk.core.perturbation import FORMAT_NAME, GENERATOR_FORMAT, header_metadata
+
+    if path.suffix != ".safetensors":
+        return
+    uses = {
+        FORMAT_NAME: ("a universal perturbation", "--perturbation"),
+        GENERATOR_FORMAT: ("a protection generator", "--generator"),
+    }
+    kind = header_metadata(path).get("format")
+    if kind in uses:
+        what, option = uses[kind]
+        raise EncoderError(
+            f"{path.name} is {what} made by spdesk, not an encoder.",
+            hint=f"Give it to spdesk protect {option}; --encoder takes {ENCODER_CHOICES}.",
+        )
+
+
+def other_latent_space(channels: int, label: str) -> str | None:
+    """Why a TAESD-layout autoencoder (``channels`` latent channels, file name ``label``) is
+    not SD 1.x's, or None when it may be. Only the latent width can be checked: 16 channels
+    (TAESD3, TAEF1) is another model's; TAESDXL has SD 1.x's shapes, so its name is what gives
+    it away. The model store's import refuses the same files."""
+    xl = "xl" in label.lower()
+    if channels == 4 and not xl:
+        return None
+    return (
+        f"{label} is a tiny autoencoder for another model's latent space "
+        f"({channels} latent channels{', SDXL' if xl else ''}); "
+        "spdesk needs TAESD, the one for Stable Diffusion 1.x (4 channels)."
+    )
+
+
 def _load_into(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
     state = {k: v.float() for k, v in state.items()}
     try:
@@ -197,7 +248,12 @@ def load_autoencoder_tiny(path: Path, device: torch.device) -> TinyEncoder:
     from diffusers import AutoencoderTiny
 
     state = read_state_dict(path)
-    latent_channels = int(state["encoder.layers.14.weight"].shape[0])
+    latent_channels = int(state[TINY_LATENT_LAYER].shape[0])
+    problem = other_latent_space(latent_channels, path.name)
+    if problem:
+        raise EncoderError(
+            problem, hint="Pass taesd.safetensors (or its 8-bit taesd_f8e4m3.safetensors)."
+        )
     model: Any = AutoencoderTiny(latent_channels=latent_channels)  # type: ignore[no-untyped-call]
     _load_into(model, state, path)
     name = path.stem.split("_")[0]
@@ -234,31 +290,60 @@ def load_autoencoder_tiny_folder(folder: Path, device: torch.device) -> TinyEnco
     )
 
 
-def _architecture_for(state: dict[str, torch.Tensor]) -> tuple[str, nn.Sequential]:
+def _kind_of(keys: Iterable[str], path: Path) -> str:
     """Recognise TAEF2 / TAESana encoders (or a TAEF2 decoder) from their state-dict keys."""
-    if "19.weight" in state and "1.weight" in state:
-        return "taef2-decoder", taef2_decoder(int(state["1.weight"].shape[1]))
-    if "14.weight" in state and "11.pool.0.weight" in state:
-        return "taef2", taef2_encoder(int(state["14.weight"].shape[0]))
-    if "17.weight" in state:
-        return "taesana", taesana_encoder(int(state["17.weight"].shape[0]))
-    raise EncoderError("The weights are not a TAEF2 or TAESana encoder state dict.")
+    names = set(keys)
+    if "19.weight" in names and "1.weight" in names:
+        return "taef2-decoder"
+    if "14.weight" in names and "11.pool.0.weight" in names:
+        return "taef2"
+    if "17.weight" in names:
+        return "taesana"
+    raise EncoderError(
+        f"{path.name} is not an encoder spdesk knows.", hint=f"--encoder takes {ENCODER_CHOICES}."
+    )
+
+
+def _network(kind: str, state: dict[str, torch.Tensor]) -> nn.Sequential:
+    """The empty net of ``kind`` for ``state``'s latent width."""
+    if kind == "taef2-decoder":
+        return taef2_decoder(int(state["1.weight"].shape[1]))
+    if kind == "taef2":
+        return taef2_encoder(int(state["14.weight"].shape[0]))
+    return taesana_encoder(int(state["17.weight"].shape[0]))
+
+
+def _files_of(path: Path, kind: str) -> list[Path]:
+    """The weights an encoder of ``kind`` is made of: the file, and a TAEF2 decoder beside it."""
+    decoder = decoder_beside(path) if kind == "taef2" else None
+    return [path] if decoder is None else [path, decoder]
+
+
+def tae_files(path: Path) -> list[Path]:
+    """The weights files :func:`load_tae` loads for ``path`` (its fingerprint's), read from the
+    names of its tensors alone."""
+    refuse_spdesk_file(path)
+    keys = state_keys(path)
+    if any(key.startswith(TINY_ENCODER_PREFIX) for key in keys):
+        return [path]
+    return _files_of(path, _kind_of(keys, path))
 
 
 def load_tae(path: Path, device: torch.device) -> TinyEncoder:
-    """TAEF2 or TAESana encoder file, with the decoder beside it when there is one."""
+    """A TAESD file, or a TAEF2 or TAESana encoder file with the decoder beside it when there
+    is one."""
+    refuse_spdesk_file(path)
     state = read_state_dict(path)
-    if any(key.startswith("encoder.layers.") for key in state):
+    if any(key.startswith(TINY_ENCODER_PREFIX) for key in state):
         return load_autoencoder_tiny(path, device)
-    kind, encoder = _architecture_for(state)
+    kind = _kind_of(state, path)
     if kind == "taef2-decoder":
         raise EncoderError(f"{path.name} is a decoder; pass the encoder file instead.")
-    _load_into(encoder, state, path)
-    decoder: nn.Module | None = None
-    decoder_path = decoder_beside(path)
-    if decoder_path is not None and kind == "taef2":
-        decoder = _load_into(taef2_decoder(), read_state_dict(decoder_path), decoder_path)
-    files = [path] + ([decoder_path] if decoder is not None and decoder_path else [])
+    encoder = _load_into(_network(kind, state), state, path)
+    files = _files_of(path, kind)
+    decoder = None
+    if len(files) > 1:
+        decoder = _load_into(taef2_decoder(), read_state_dict(files[1]), files[1])
     return TinyEncoder(
         encoder,
         decoder,

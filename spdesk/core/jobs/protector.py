@@ -149,7 +149,7 @@ class FineTuneProtector(TuningProtector):
 
     @classmethod
     def settings_key(cls, settings: ProtectSettings) -> Any:
-        return [settings.finetune_steps, settings.encoder, settings.objective]
+        return [settings.finetune_steps, encoder_key(settings.encoder), settings.objective]
 
     def protect_batch(
         self,
@@ -241,7 +241,8 @@ class PhotoFineTuneProtector(TuningProtector):
         # Where the encoder, so the tuner, runs (on a Ray driver: its GPU workers' kind).
         cuda = settings.device.startswith("cuda")
         device = "cuda" if cuda else resolve_device(settings.device).type
-        key = [*_photo_key(settings, device), settings.finetune_steps, settings.encoder]
+        steps, encoder = settings.finetune_steps, encoder_key(settings.encoder)
+        key = [*_photo_key(settings, device), steps, encoder]
         # Without the JPEG term, as before it existed: those outputs stay valid.
         return key if settings.finetune_jpeg is None else [*key, settings.finetune_jpeg]
 
@@ -269,6 +270,21 @@ def finetune_batch(settings: ProtectSettings, device_kind: str) -> int:
     if settings.finetune_batch is not None:
         return settings.finetune_batch
     return GPU_FINETUNE_BATCH if device_kind == "cuda" else 1
+
+
+def encoder_key(spec: str) -> str:
+    """The fine-tuning encoder as the output depends on it: its weights' fingerprint, not the
+    name they were given (a file overwritten with other weights, another model imported as
+    "taesd", the same file by a relative path). Asked after the job loaded the encoder, it
+    reads no file again. A Ray driver that cannot see the weights its workers load keys them
+    by name, as before."""
+    from spdesk.core.encoders import weights_fingerprint
+    from spdesk.core.errors import SpdeskError
+
+    try:
+        return weights_fingerprint(spec)
+    except (SpdeskError, OSError):
+        return spec
 
 
 def _photo_key(settings: ProtectSettings, device: str) -> list[Any]:

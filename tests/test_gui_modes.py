@@ -304,3 +304,15 @@ def test_an_imported_pattern_is_listed_by_its_stored_name(qtbot, tmp_path) -> No
     qtbot.addWidget(panel)
     panel.refresh_perturbations(str(path))
     assert panel.perturbation_combo.currentText() == "Portraits ±8 (file)"
+
+
+@pytest.mark.parametrize("installed", [[], ["taesd"]])
+def test_the_fine_tuning_note_asks_for_the_encoder_only_when_it_is_missing(  # type: ignore[no-untyped-def]
+    qtbot, monkeypatch, installed: list[str]
+) -> None:
+    import spdesk.core.models.store
+
+    monkeypatch.setattr(spdesk.core.models.store, "installed_encoders", lambda: installed)
+    panel = OptionsPanel(replace(ProtectOptions(), mode="finetune", finetune_encoder="taesd"))
+    qtbot.addWidget(panel)
+    assert ("Needs TAESD" in panel.mode_note.text()) == (not installed)

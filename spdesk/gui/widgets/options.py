@@ -388,7 +388,7 @@ class OptionsPanel(QWidget):
             encoder = self.encoder()
             model = {"sd15": "the Stable Diffusion VAE", "taesd": "TAESD"}.get(encoder)
             cost = self._finetune_cost(encoder)
-            needs = f"Needs {model} (Models…). " if model else ""
+            needs = f"Needs {model} (Models…). " if model and not _installed(encoder) else ""
             start = (
                 "Strengthens your pattern on each photo. "
                 if self.perturbation_path()
@@ -600,3 +600,11 @@ def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min"
+
+
+def _installed(encoder: str) -> bool:
+    """Whether the model-store encoder ``encoder`` is installed (disk checks only): the note
+    asks for it only when it is missing."""
+    from spdesk.core.models import store
+
+    return encoder in store.installed_encoders()

@@ -12,9 +12,9 @@ It speaks the parts of the hub protocol that huggingface_hub and spdesk's downlo
 - gated repositories (``gated[repo] = token``): 401 ``GatedRepo`` without that bearer token.
 
 Faults can be injected per file: drop the connection after N bytes, corrupt the bytes of the next
-GETs, serve it slowly (a trickle), or replace a file's content (e.g. a truncated
-``config.json``). It counts the body bytes it serves per file. It stops itself after
-``lifetime_s`` even if a test forgets to.
+GETs, serve it slowly (a trickle), answer an HTTP error status, send more bytes than the file has,
+or replace a file's content (e.g. a truncated ``config.json``). It counts the body bytes it serves
+per file. It stops itself after ``lifetime_s`` even if a test forgets to.
 
 Use it as a context manager::
 
@@ -70,6 +70,9 @@ class Faults:
     corrupt_times: dict[str, int] = field(default_factory=dict)  # path -> how many GETs corrupt
     ignore_range: bool = False  # answer 200 with the whole file to Range requests
     trickle: dict[str, tuple[int, float]] = field(default_factory=dict)  # path -> (piece, pause)
+    status: dict[str, tuple[int, bool]] = field(default_factory=dict)  # path -> (code, HEAD too)
+    pad: dict[str, int] = field(default_factory=dict)  # path -> extra bytes after the file's own
+    listing_status: int = 0  # answered to every tree listing when set
 
 
 class HubServer:
@@ -117,6 +120,19 @@ class HubServer:
     def trickle(self, path: str, *, piece: int, pause_s: float) -> None:
         """Serve ``path`` slowly, as a poor connection does: ``piece`` bytes, then a pause."""
         self.faults.trickle[path] = (piece, pause_s)
+
+    def fail(self, path: str, status: int, *, head_too: bool = False) -> None:
+        """Answer ``status`` to every GET of ``path`` (and HEAD, which listing uses, if asked)."""
+        self.faults.status[path] = (status, head_too)
+
+    def fail_listing(self, status: int) -> None:
+        """Answer ``status`` to every tree listing (huggingface_hub retries a 5xx for ~23 s)."""
+        self.faults.listing_status = status
+
+    def pad(self, path: str, extra: int) -> None:
+        """Every GET of ``path`` sends ``extra`` bytes more than the file has (Content-Length
+        included), as a broken server or proxy may."""
+        self.faults.pad[path] = extra
 
     def bytes_served(self) -> int:
         return sum(self.served.values())
@@ -277,6 +293,10 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 self._reply(status, headers, body if send_body else b"", len(body))
                 return
             tree = _TREE.match(path)
+            if tree and hub.faults.listing_status:
+                status, headers, body = _error(hub.faults.listing_status, "", "injected failure")
+                self._reply(status, headers, body, len(body))
+                return
             if tree:
                 auth = self.headers.get("Authorization")
                 status, headers, body = hub.tree(tree[1], tree[2], auth)
@@ -290,6 +310,11 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self._serve_file(resolve[1], resolve[2], resolve[3], send_body)
 
         def _serve_file(self, repo_id: str, revision: str, path: str, send_body: bool) -> None:
+            code, head_too = hub.faults.status.get(path, (0, False))
+            if code and (send_body or head_too):
+                status, headers, body = _error(code, "", f"injected failure of {path}")
+                self._reply(status, headers, body if send_body else b"", len(body))
+                return
             auth = self.headers.get("Authorization")
             status, headers, body = hub.info(repo_id, revision, blobs=False, authorization=auth)
             files = hub.repos.get(repo_id, {}).get(revision, {})
@@ -310,6 +335,8 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             if wanted is not None:
                 headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
             body = data[start : end + 1]
+            if send_body:  # HEAD keeps telling the true size
+                body += b"Z" * hub.faults.pad.get(path, 0)
             if send_body and hub.take_fault(hub.faults.corrupt_times, path) and body:
                 body = bytes([body[0] ^ 0xFF]) + body[1:]
             code = 206 if wanted is not None else 200

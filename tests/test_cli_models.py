@@ -242,3 +242,26 @@ def test_ctrl_c_during_a_download_says_what_was_kept_and_that_the_next_run_resum
 
     assert main(["models", "status"]) == EXIT_OK
     assert "train    partly downloaded (" in capsys.readouterr().out, said
+
+
+def test_ctrl_c_while_asking_the_hub_stops_at_once(hub: HubServer) -> None:
+    """The listing never looked at Ctrl+C: a failing server's 23 s of retries ran on, then the
+    command failed with exit 2."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    hub.fail_listing(500)
+    command = [sys.executable, "-m", "spdesk", "models", "download", "--for", "train"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+        assert process.stderr is not None
+        asking = process.stderr.readline()
+        assert asking.startswith("Asking "), asking
+        time.sleep(1.0)  # into the retries
+        process.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        assert process.wait(timeout=60) == EXIT_CANCELLED
+        said = process.stderr.read()
+    assert time.monotonic() - interrupted < 5
+    assert "nothing was fetched" in said, said

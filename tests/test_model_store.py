@@ -9,9 +9,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import re
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +38,7 @@ from spdesk.core.errors import (
     ModelMissingError,
     NotEnoughSpaceError,
     OutputError,
+    ReadOnlyDiskError,
 )
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.models import download as downloadmod
@@ -495,19 +498,7 @@ def test_settings_carry_a_schema_version_and_a_newer_one_is_refused(tmp_path: Pa
 def test_a_huggingface_cache_with_the_pinned_revision_is_reused(
     sd_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = Path(__import__("os").environ["HF_HOME"]) / "hub" / f"models--{SD.replace('/', '--')}"
-    snapshot = cache / "snapshots" / REV
-    for name in PREVIEW_FILES:  # the cache's layout: snapshot links to blobs named by ETag
-        data = sd_files[name]
-        etag = hashlib.sha256(data).hexdigest()  # LFS: sha256; others: git blob sha1
-        if not name.endswith(".safetensors"):
-            etag = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-        blob = cache / "blobs" / etag
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        blob.write_bytes(data)
-        link = snapshot / name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(blob)
+    snapshot = hf_cache_snapshot(sd_files, PREVIEW_FILES)
     store = ModelStore()  # no server at all
     folder = store.require("preview")
     assert {s.feature: s.origin for s in store.status()}["preview"] == "huggingface-cache"
@@ -930,3 +921,176 @@ def test_converted_weights_get_the_permissions_of_the_stores_other_files(
     os.umask(umask)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*") if p.is_file()}
     assert set(modes.values()) == {0o666 & ~umask}, modes
+
+
+# --- the hub's errors, a broken server, a read-only folder, a download running ---------------
+def test_a_server_error_while_downloading_a_file_is_the_hubs_not_the_disks(
+    store: ModelStore, hub: HubServer
+) -> None:
+    """huggingface_hub's HTTP errors are OSErrors: a 500 was "Could not write ….part"."""
+    for status, reason in ((500, "Internal Server Error"), (404, "Not Found")):
+        hub.fail(UNET, status)
+        with pytest.raises(DownloadError) as caught:
+            store.download("preview")
+        assert caught.value.message == (
+            f"The hub at {hub.url} refused a request for {UNET} of {SD} ({status} {reason})."
+        )
+        assert "try again later" in (caught.value.hint or "")
+        assert "write" not in caught.value.user_text()
+
+
+def test_a_server_error_asking_for_a_files_details_names_the_file_and_the_status(
+    store: ModelStore, hub: HubServer
+) -> None:
+    """It was "A file is missing from …", naming no file: the HEAD's failure was the cause of
+    the library's LocalEntryNotFoundError."""
+    hub.fail(UNET, 403, head_too=True)
+    with pytest.raises(DownloadError) as caught:
+        store.download("preview")
+    assert caught.value.message == (
+        f"The hub at {hub.url} refused a request for {UNET} of {SD} (403 Forbidden)."
+    )
+
+
+def test_a_cancel_while_listing_stops_at_once(store: ModelStore, hub: HubServer) -> None:
+    """A 500 while listing is retried by huggingface_hub for about 23 s; a cancel waited."""
+    hub.fail_listing(500)
+    cancel = CancelToken()
+    timer = threading.Timer(0.5, cancel.cancel)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        store.download("preview", cancel=cancel)
+    assert time.monotonic() - started < 3
+    assert not store.folder_for("preview").exists()
+
+
+def test_a_server_sending_more_than_a_file_holds_fails_after_a_few_tries(
+    store: ModelStore, hub: HubServer, sd_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The oversized .part was deleted and fetched again, oversized again, forever (2 GB in
+    30 s for a 100 kB file)."""
+    monkeypatch.setattr(downloadmod, "RETRY_PAUSE_S", 0.0)
+    size = len(sd_files[UNET])
+    hub.pad(UNET, 5 * size)
+    progress: list[Any] = []
+    with pytest.raises(DownloadError) as caught:
+        store.download("preview", on_event=progress.append)
+    assert caught.value.message.startswith(f"The hub at {hub.url} sent more bytes for {UNET} ")
+    assert hub.served[UNET] <= downloadmod.MAX_OVERSIZED * 6 * size
+    told = [e for e in of_type(progress, hubmod.DownloadProgress) if e.file == UNET]
+    assert all(e.file_done <= size for e in told)
+    part = store.folder_for("preview") / (UNET.replace(".fp16", "") + ".part")
+    assert not part.exists() or part.stat().st_size <= size
+    hub.faults.pad.clear()
+    store.download("preview")  # the server is healthy again
+    assert store.verify("preview").ok
+
+
+def refuse_writes_below(root: Path, monkeypatch: pytest.MonkeyPatch, *methods: str) -> None:
+    """Path ``methods`` (mkdir, unlink) fail under ``root`` as on a read-only disk."""
+    for name in methods:
+        real = getattr(Path, name)
+
+        def refuse(self: Path, *args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            if self.is_relative_to(root):
+                raise OSError(errno.EROFS, "Read-only file system", str(self))
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, name, refuse)
+
+
+def test_a_read_only_models_folder_is_named_when_downloading_and_removing(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both were "unexpected error … This is a bug"."""
+    with monkeypatch.context() as patched:
+        refuse_writes_below(store.root, patched, "mkdir")
+        with pytest.raises(ReadOnlyDiskError) as caught:
+            store.download("train")
+    assert "spdesk models move" in (caught.value.hint or "")
+    folder = store.download("train")
+    with monkeypatch.context() as patched:
+        refuse_writes_below(store.root, patched, "unlink")
+        with pytest.raises(ReadOnlyDiskError) as caught:
+            store.remove("train")
+    assert "read-only" in caught.value.message
+    assert "spdesk models move" in (caught.value.hint or "")
+    assert store.find("train") == (folder, "downloaded")
+
+
+def test_remove_and_verify_leave_a_running_download_alone(store: ModelStore) -> None:
+    """remove deleted the files (and the lock) under a running download."""
+    from spdesk.core.files import LOCK_NAME
+    from spdesk.core.models.layout import download_lock
+
+    folder = store.download("train")
+    weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"!")
+    with download_lock(folder):
+        for action in (lambda: store.remove("train"), lambda: store.verify("train"), store.remove):
+            with pytest.raises(ModelError, match=f"A download into {re.escape(str(folder))} is"):
+                action()
+        assert weights.is_file() and (folder / LOCK_NAME).is_file()
+    assert not store.verify("train").ok and not weights.exists()
+    assert store.remove("train") > 0 and not folder.exists()
+
+
+def test_removing_preview_says_it_also_removes_the_training_vae(store: ModelStore) -> None:
+    """train and preview share the VAE: removing one silently took the other's too."""
+    assert store.removal_note("preview") == store.removal_note("train") == ""  # none installed
+    store.download("preview")
+    assert store.removal_note("preview") == (
+        "this also removes the VAE that training and fine-tuning with sd15 use"
+    )
+    assert store.removal_note("train") == (
+        "this also removes the VAE that the preview (Stable Diffusion 1.5) uses"
+    )
+    assert store.removal_note("taesd") == store.removal_note("inpaint") == ""
+
+
+def hf_cache_snapshot(files: dict[str, bytes], names: set[str], missing: str = "") -> Path:
+    """A Hugging Face cache of the pinned SD 1.5 commit: snapshot links to blobs named by ETag;
+    ``missing``'s blob is not there (an interrupted or cleaned cache)."""
+    cache = Path(os.environ["HF_HOME"]) / "hub" / f"models--{SD.replace('/', '--')}"
+    snapshot = cache / "snapshots" / REV
+    for name in names:
+        data = files[name]
+        etag = hashlib.sha256(data).hexdigest()  # LFS: sha256; others: git blob sha1
+        if not name.endswith(".safetensors"):
+            etag = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        blob = cache / "blobs" / etag
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        if name != missing:
+            blob.write_bytes(data)
+        link = snapshot / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(blob)
+    return snapshot
+
+
+def test_a_huggingface_cache_missing_a_weights_file_is_never_installed(
+    sd_files: dict[str, bytes],
+) -> None:
+    """Its broken link counted as weights: "installed" once, then "not installed"."""
+    snapshot = hf_cache_snapshot(sd_files, PREVIEW_FILES, missing=UNET)
+    store = ModelStore()
+    for _ in range(2):
+        assert store.find("preview") is None
+        assert not {s.feature: s for s in store.status()}["preview"].present
+    links = store.root / "hf-cache"
+    broken = [p for p in links.rglob("*") if p.is_symlink() and not p.exists()]
+    assert broken == []
+    (snapshot / UNET).resolve().write_bytes(sd_files[UNET])  # the blob comes back
+    assert store.find("preview") is not None and store.verify("preview").ok
+
+
+def test_a_broken_link_left_in_the_store_is_replaced(sd_files: dict[str, bytes]) -> None:
+    hf_cache_snapshot(sd_files, PREVIEW_FILES)
+    store = ModelStore()
+    folder = store.root / "hf-cache" / SD.replace("/", "--") / REV
+    stale = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    stale.parent.mkdir(parents=True)
+    stale.symlink_to(folder / "gone")
+    assert store.find("preview") == (folder, "huggingface-cache")
+    assert stale.read_bytes() == sd_files[UNET]

@@ -375,3 +375,26 @@ def test_imported_weights_get_the_permissions_of_the_stores_other_files(tmp_path
             if p.is_file()
         }
         assert set(modes.values()) == {0o666 & ~umask}, modes
+
+
+def test_a_read_only_models_folder_is_named_when_importing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Creating the import's folder was an "unexpected error … This is a bug"."""
+    import errno
+
+    from spdesk.core.errors import ReadOnlyDiskError
+
+    store = ModelStore()
+    vae = save_tiny_vae(tmp_path / "my-vae")
+    real_mkdir = Path.mkdir
+
+    def read_only(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self.is_relative_to(store.root):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(ReadOnlyDiskError, match="read-only") as caught:
+        store.import_path(vae)
+    assert "spdesk models move" in (caught.value.hint or "")

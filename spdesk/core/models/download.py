@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from spdesk.core.errors import (
     Cancelled,
@@ -32,7 +33,6 @@ from spdesk.core.errors import (
     SpdeskError,
 )
 from spdesk.core.events import CancelToken, EventSink, ignore_events
-from spdesk.core.files import output_error
 from spdesk.core.models.events import (
     DownloadFinished,
     DownloadPlanned,
@@ -43,8 +43,10 @@ from spdesk.core.models.events import (
     FileVerifying,
 )
 from spdesk.core.models.layout import (
+    MOVE_FOLDER_HINT,
     PART_SUFFIX,
     download_lock,
+    folder_write_error,
     local_size,
     partial_files,
     read_model_manifest,
@@ -52,7 +54,6 @@ from spdesk.core.models.layout import (
 )
 from spdesk.core.models.selection import (
     IMPORT_HINT,
-    MOVE_FOLDER_HINT,
     DownloadPlan,
     RemoteFile,
     check_free_space,
@@ -73,14 +74,18 @@ PROGRESS_EVERY_S = 0.25  # ...or every quarter second, whichever comes first
 TIMEOUT_S = 30.0  # connect / read timeout of one request
 MAX_STALLS = 5  # attempts in a row that add no byte before a transfer gives up
 RETRY_PAUSE_S = 1.0  # pause before asking again after a dropped connection
+MAX_OVERSIZED = 3  # responses longer than the file before a transfer gives up
 
 ByteSink = Callable[[int], None]  # told the bytes just written (negative: the file restarted)
 
 
 # --- planning -------------------------------------------------------------------------------------
-def plan_download(feature: str, source: Source, endpoint: str, target: Path) -> DownloadPlan:
-    """List the repository (network) and work out what is still to fetch and the free space."""
-    commit, candidates = list_candidates(source, endpoint)
+def plan_download(
+    feature: str, source: Source, endpoint: str, target: Path, cancel: CancelToken | None = None
+) -> DownloadPlan:
+    """List the repository (network) and work out what is still to fetch and the free space.
+    Cancelled at once on ``cancel``."""
+    commit, candidates = list_candidates(source, endpoint, cancel)
     files = tuple(select_files(source, candidates))
     verified = verified_paths(target, read_model_manifest(target), files, commit)
     done = sum(bytes_on_disk(target, f, verified) for f in files)
@@ -372,23 +377,31 @@ def transfer(
 
     A dropped connection is asked again from where it stopped (``Range``); ``MAX_STALLS``
     attempts in a row that add nothing fail with DownloadError, keeping ``part`` for the next
-    run. The cancel token is checked before every chunk is written.
+    run. Nothing past ``size`` is ever written: a response longer than the file is a failed try
+    whose bytes are dropped, and ``MAX_OVERSIZED`` of them fail with DownloadError (refetching
+    endlessly served gigabytes for a 100 kB file). The cancel token is checked before every
+    chunk is written.
     """
     part.parent.mkdir(parents=True, exist_ok=True)
-    stalls = 0
+    stalls = oversized = 0
     while True:
         have = part.stat().st_size if part.is_file() else 0
-        if have > size:  # longer than the file can be: not ours to resume
+        if have > size:  # longer than the file can be (an older spdesk's): not ours to resume
             part.unlink()
             on_bytes(-have)
             have = 0
         if have == size:
             return
         try:
-            _append(url, part, have, headers, on_bytes, cancel)
+            _append(url, part, have, size, headers, on_bytes, cancel)
             error: Exception | None = None
         except (Cancelled, SpdeskError):
             raise
+        except _Oversized as caught:
+            oversized += 1
+            if oversized >= MAX_OVERSIZED:
+                raise _oversized_error(url, name, size) from caught
+            error = caught
         except Exception as caught:
             if _is_http_status(caught) or _is_local(caught):
                 raise  # a status the hub answered, or the local disk: asking again won't help
@@ -408,15 +421,30 @@ def transfer(
             time.sleep(RETRY_PAUSE_S)
 
 
+class _Oversized(Exception):
+    """The server sent more bytes than the file holds."""
+
+
+def _oversized_error(url: str, name: str, size: int) -> DownloadError:
+    where = urlsplit(url)
+    return DownloadError(
+        f"The hub at {where.scheme}://{where.netloc} sent more bytes for {name or url} than "
+        f"its {human_size(size)}, {MAX_OVERSIZED} times; what it sent was not kept.",
+        hint="The server or a proxy is sending wrong data; try again later or another endpoint.",
+    )
+
+
 def _append(
     url: str,
     part: Path,
     have: int,
+    size: int,
     headers: dict[str, str],
     on_bytes: ByteSink,
     cancel: CancelToken,
 ) -> None:
-    """One request: append the bytes from ``have`` on (all of them if ``Range`` is ignored)."""
+    """One request: append the bytes from ``have`` on (all of them if ``Range`` is ignored).
+    _Oversized, with this response's bytes dropped, when it runs past ``size``."""
     from huggingface_hub import get_session, hf_raise_for_status
 
     wanted = {**headers, "Range": f"bytes={have}-"} if have else headers
@@ -426,12 +454,27 @@ def _append(
             on_bytes(-have)
             return
         hf_raise_for_status(response)
-        mode = "ab"
+        start, mode = have, "ab"
         if have and response.status_code == 200:  # the server ignored Range: the whole file
-            mode = "wb"
+            start, mode = 0, "wb"
             on_bytes(-have)
         with part.open(mode) as out:
-            _write_as_received(response.iter_bytes(), out, on_bytes, cancel)
+            try:
+                chunks = _at_most(response.iter_bytes(), size - start)
+                _write_as_received(chunks, out, on_bytes, cancel)
+            except _Oversized:
+                on_bytes(start - out.tell())
+                out.truncate(start)
+                raise
+
+
+def _at_most(chunks: Iterable[bytes], room: int) -> Iterator[bytes]:
+    """``chunks`` while they fit in ``room`` bytes; _Oversized before the one that does not."""
+    for chunk in chunks:
+        room -= len(chunk)
+        if room < 0:
+            raise _Oversized
+        yield chunk
 
 
 def _write_as_received(
@@ -459,7 +502,7 @@ def _disk_error(error: OSError, path: Path) -> SpdeskError:
     """A write of the model folder that failed (full, read-only...), named as such: it was
     reported as a failed connection, or as an unexpected error. What arrived stays for the
     next run."""
-    named = output_error(error, path)
+    named = folder_write_error(error, path)
     if isinstance(named, DiskFullError):
         named.hint = (
             "Free some space and run the download again (it resumes where it stopped), or "
@@ -469,7 +512,10 @@ def _disk_error(error: OSError, path: Path) -> SpdeskError:
 
 
 def _is_local(error: Exception) -> bool:
-    return isinstance(error, OSError) and not isinstance(error, ConnectionError | TimeoutError)
+    """An OSError of this machine (its disk), not the network's nor the hub's: huggingface_hub's
+    HTTP errors are OSErrors too (a 500 was "Could not write ….part")."""
+    network = isinstance(error, ConnectionError | TimeoutError) or _is_http_status(error)
+    return isinstance(error, OSError) and not network
 
 
 def _is_http_status(error: Exception) -> bool:

@@ -38,11 +38,12 @@ from spdesk.core.models.layout import (
     IMPORTED,
     MANIFEST,
     WEIGHT_PARTS,
+    folder_write_error,
     read_model_manifest,
     tree_size,
+    window_or_command,
     write_model_manifest,
 )
-from spdesk.core.models.selection import window_or_command
 from spdesk.core.models.sources import PIPELINE_PARTS, Feature
 from spdesk.core.models.verify import record_digests, verify_recorded
 from spdesk.core.models.weights import (
@@ -93,7 +94,10 @@ def import_model(
         )
     tmp = final.with_name(f".{name}.importing")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as error:  # a read-only or full models folder: named, not "unexpected"
+        raise folder_write_error(error, tmp) from error
     try:
         try:
             if path.is_dir():

@@ -24,8 +24,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from spdesk.core.errors import DownloadError
-from spdesk.core.files import FolderLockedError, atomic_write, folder_lock
+from spdesk.core.errors import (
+    DiskFullError,
+    DownloadError,
+    ModelError,
+    OutputError,
+    ReadOnlyDiskError,
+    SpdeskError,
+)
+from spdesk.core.files import FolderLockedError, atomic_write, folder_lock, output_error, shown
 from spdesk.core.models.sources import Source
 
 MANIFEST = "spdesk-manifest.json"
@@ -35,6 +42,16 @@ HF_CACHE_LINKS = "hf-cache"
 PART_SUFFIX = ".part"  # bytes of a file still being downloaded (kept across a cancel)
 WEIGHT_PARTS = ("vae", "unet", "text_encoder")  # the model parts that carry weights
 LOCK_WAIT_S = 1.0  # how long a second download waits for the first to let go
+
+
+def window_or_command(button: str, command: str) -> str:
+    """How to do something in either front end: the hints of core errors are shown in the
+    Models window as well as on the terminal."""
+    return f"Models window: {button}; command line: {command}"
+
+
+CHANGE_FOLDER = window_or_command("Change folder…", "spdesk models move FOLDER")
+MOVE_FOLDER_HINT = f"move the models folder to a disk with room ({CHANGE_FOLDER})"
 
 
 def repo_key(repo_id: str) -> str:
@@ -137,20 +154,79 @@ def remove_empty_parents(folder: Path, root: Path) -> None:
             return
 
 
+# --- errors of the models folder ----------------------------------------------------------------
+def folder_hint(named: OutputError) -> str:
+    """What to do when the models folder cannot be written (full, read-only, no permission)."""
+    if isinstance(named, DiskFullError):
+        return f"Free some space, or {MOVE_FOLDER_HINT}."
+    return f"Make the folder writable, or use a models folder you can write to ({CHANGE_FOLDER})."
+
+
+def folder_write_error(error: OSError, path: Path) -> OutputError:
+    """A write of the models folder that failed, named as such with what to do (it was an
+    "unexpected error" outside a download)."""
+    named = output_error(error, path)
+    named.hint = folder_hint(named)
+    return named
+
+
+def removal_error(error: OSError, path: Path) -> OutputError:
+    """A file of the models folder that could not be deleted, and why."""
+    named = output_error(error, path)
+    if isinstance(named, ReadOnlyDiskError):
+        reason = "the disk is read-only"
+    elif isinstance(named, DiskFullError):
+        reason = "the disk is full"
+    else:
+        reason = error.strerror or str(error)
+    message = f"Could not delete {shown(path)}: {reason}."
+    return type(named)(message, hint=folder_hint(named))
+
+
 # --- lock -----------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def download_lock(folder: Path) -> Iterator[None]:
-    """Hold ``folder``'s lock (:func:`spdesk.core.files.folder_lock`); DownloadError when another
-    process holds it."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Hold ``folder``'s lock (:func:`spdesk.core.files.folder_lock`), creating the folder;
+    DownloadError when another process holds it."""
     try:
-        with folder_lock(folder, wait_s=LOCK_WAIT_S):
-            yield
-    except FolderLockedError as error:
-        raise DownloadError(
-            f"Another download into {folder} is running (another spdesk window or command).",
-            hint="Wait for it to finish, or cancel it, then try again.",
-        ) from error
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise folder_write_error(error, folder) from error
+    busy = DownloadError(
+        f"Another download into {folder} is running (another spdesk window or command).",
+        hint="Wait for it to finish, or cancel it, then try again.",
+    )
+    with _held(folder, busy):
+        yield
+
+
+@contextlib.contextmanager
+def removal_lock(folder: Path) -> Iterator[None]:
+    """Hold an existing ``folder``'s download lock while deleting in it: a download running
+    there would fail half-way with "No such file", its lock file gone. ModelError while one
+    runs."""
+    busy = ModelError(
+        f"A download into {folder} is running (another spdesk window or command); "
+        "nothing was deleted.",
+        hint="Wait for it to finish, or cancel it, then try again.",
+    )
+    with _held(folder, busy):
+        yield
+
+
+@contextlib.contextmanager
+def _held(folder: Path, busy: SpdeskError) -> Iterator[None]:
+    """Hold ``folder``'s lock; ``busy`` when another holds it. Only taking the lock is guarded:
+    the errors of the ``with`` block pass as they are."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(folder_lock(folder, wait_s=LOCK_WAIT_S))
+        except FolderLockedError as error:
+            raise busy from error
+        except OutputError as error:  # the lock file cannot be written: the folder's problem
+            error.hint = folder_hint(error)
+            raise
+        yield
 
 
 # --- diffusers folders and the Hugging Face cache -----------------------------------------------
@@ -162,15 +238,21 @@ def huggingface_cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
+def present(folder: Path, pattern: str) -> list[Path]:
+    """The files in ``folder`` matching ``pattern`` that can be read: a link whose target is
+    gone (a Hugging Face cache missing a blob) is not a file."""
+    return sorted(p for p in folder.glob(pattern) if p.is_file())
+
+
 def looks_complete(folder: Path, source: Source) -> bool:
     """Structure check without a manifest: configs, and safetensors weights for weight parts."""
     if source.model_index and not (folder / "model_index.json").is_file():
         return False
     for part in source.components:
         sub = folder / part if part else folder
-        if not any(sub.glob("*.json")):
+        if not present(sub, "*.json"):
             return False
-        if (part in WEIGHT_PARTS or part == "") and not any(sub.glob("*.safetensors")):
+        if (part in WEIGHT_PARTS or part == "") and not present(sub, "*.safetensors"):
             return False
     return True
 
@@ -182,9 +264,9 @@ def wanted_files(snapshot: Path, source: Source) -> list[Path]:
         wanted.append(snapshot / "model_index.json")
     for part in source.components:
         sub = snapshot / part if part else snapshot
-        fp16 = sorted(sub.glob("*.fp16.safetensors"))
-        plain = sorted(p for p in sub.glob("*.safetensors") if p.suffixes == [".safetensors"])
-        wanted += sorted(sub.glob("*.json")) + sorted(sub.glob("*.txt")) + (fp16 or plain)
+        fp16 = present(sub, "*.fp16.safetensors")
+        plain = [p for p in present(sub, "*.safetensors") if p.suffixes == [".safetensors"]]
+        wanted += present(sub, "*.json") + present(sub, "*.txt") + (fp16 or plain)
     return wanted
 
 
@@ -198,6 +280,8 @@ def link_tree(snapshot: Path, folder: Path, source: Source) -> None:
         dest = folder / relative
         if dest.exists():
             continue
+        if dest.is_symlink():  # its target is gone: link it again
+            dest.unlink()
         dest.parent.mkdir(parents=True, exist_ok=True)
         real = src.resolve()
         try:

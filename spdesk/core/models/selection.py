@@ -1,8 +1,9 @@
 """Which files of a repository a feature needs, and the plan to fetch them.
 
-huggingface_hub lists the repository: ``snapshot_download(..., allow_patterns=..., dry_run=True)``
-returns every candidate of the feature's parts with its size at the resolved commit (one tree
-listing and one HEAD per candidate; nothing is downloaded). spdesk then keeps one set of weights
+huggingface_hub lists the repository: ``HfApi.list_repo_tree`` at the resolved commit gives every
+file with its size, filtered to the feature's parts by ``filter_repo_objects`` (one request,
+run in a thread the cancel token can leave behind: Ctrl+C is honoured at once even while the
+library retries a failing server). spdesk then keeps one set of weights
 per part, by a rule the patterns cannot express: the fp16 safetensors when the part has them,
 else the plain safetensors, standard file names first; a ``.bin`` only for a part published
 without safetensors (converted on arrival, see :mod:`spdesk.core.models.weights`). Never
@@ -11,19 +12,26 @@ without safetensors (converted on arrival, see :mod:`spdesk.core.models.weights`
 
 from __future__ import annotations
 
+import re
 import shutil
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
-from spdesk.core.errors import DownloadError, NotEnoughSpaceError, SpdeskError
-from spdesk.core.models.layout import local_name, part_of
-from spdesk.core.models.sources import Source
+from spdesk.core.errors import Cancelled, DownloadError, NotEnoughSpaceError, SpdeskError
+from spdesk.core.events import CancelToken
+from spdesk.core.models.layout import MOVE_FOLDER_HINT, local_name, part_of, window_or_command
+from spdesk.core.models.sources import Source, is_full_commit
 
 WEIGHTLESS_PARTS = ("tokenizer", "scheduler")
 PREFERRED_WEIGHTS = ("diffusion_pytorch_model", "model")  # diffusers / transformers file stems
 CANDIDATE_SUFFIXES = (".json", ".txt", ".safetensors", ".bin")
+CANCEL_POLL_S = 0.1  # how often a listing in progress looks at the cancel token
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -88,39 +96,66 @@ def candidate_patterns(source: Source) -> list[str]:
     return patterns
 
 
-def list_candidates(source: Source, endpoint: str) -> tuple[str, list[RemoteFile]]:
+def list_candidates(
+    source: Source, endpoint: str, cancel: CancelToken | None = None
+) -> tuple[str, list[RemoteFile]]:
     """``(commit, candidates)`` from the hub (network; the token is the library's own: HF_TOKEN
-    or ``hf auth login``). Raises DownloadError with a plain reason."""
-    from huggingface_hub import snapshot_download
-
+    or ``hf auth login``). Raises DownloadError with a plain reason, Cancelled at once on
+    ``cancel``."""
     from spdesk.core.logs import library_output_to_log
 
     library_output_to_log("huggingface_hub")  # its retries go to the log, not the terminal
     try:
-        infos = snapshot_download(
-            source.repo_id,
-            revision=source.revision,
-            endpoint=endpoint,
-            allow_patterns=candidate_patterns(source),
-            dry_run=True,
-            tqdm_class=_silent_bar(),
-        )
+        return unless_cancelled(lambda: _listing(source, endpoint), cancel or CancelToken())
+    except Cancelled as error:
+        raise Cancelled("Download cancelled while asking the hub; nothing was fetched.") from error
     except Exception as error:
         raise hub_error(error, source, endpoint) from error
-    commit = infos[0].commit_hash if infos else source.revision
-    return commit, [RemoteFile(i.filename, int(i.file_size or 0)) for i in infos]
 
 
-def _silent_bar() -> Any:
-    """A tqdm class that never draws: spdesk reports progress through its own events."""
-    from tqdm.auto import tqdm
+def _listing(source: Source, endpoint: str) -> tuple[str, list[RemoteFile]]:
+    """The resolved commit and the repository's files matching the feature's patterns, from
+    one tree listing (what ``snapshot_download`` lists, without its HEAD per file: those ran
+    in a thread pool that a cancelled command waited for at exit)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
 
-    class Silent(tqdm):  # type: ignore[misc, type-arg]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
+    # Public API (documented under huggingface_hub.utils), re-exported lazily: mypy misses it.
+    from huggingface_hub.utils import filter_repo_objects  # type: ignore[attr-defined]
 
-    return Silent
+    api = HfApi(endpoint=endpoint)
+    commit = source.revision
+    if not is_full_commit(commit):  # a branch or tag: the commit it points at now
+        commit = str(api.repo_info(source.repo_id, revision=commit).sha)
+    tree = api.list_repo_tree(source.repo_id, recursive=True, revision=commit)
+    sizes = {f.path: f.lfs.size if f.lfs else f.size for f in tree if isinstance(f, RepoFile)}
+    wanted = filter_repo_objects(list(sizes), allow_patterns=candidate_patterns(source))
+    return commit, [RemoteFile(path, sizes[path]) for path in wanted]
+
+
+def unless_cancelled(call: Callable[[], T], cancel: CancelToken) -> T:
+    """``call()``'s result, or Cancelled as soon as ``cancel`` is set. huggingface_hub's calls
+    cannot be interrupted (a failing server is retried for some 23 s), so ``call`` runs in a
+    daemon thread left to end on its own: a dry-run listing writes nothing."""
+    outcome: list[tuple[bool, Any]] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as error:  # handed to the caller's thread
+            outcome.append((False, error))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="spdesk-hub-listing", daemon=True).start()
+    while not done.wait(CANCEL_POLL_S):
+        if cancel.cancelled:
+            raise Cancelled("Download cancelled while asking the hub; nothing was fetched.")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
 
 
 def hub_error(error: Exception, source: Source, endpoint: str, file: str = "") -> SpdeskError:
@@ -130,13 +165,15 @@ def hub_error(error: Exception, source: Source, endpoint: str, file: str = "") -
         EntryNotFoundError,
         GatedRepoError,
         HfHubHTTPError,
+        LocalEntryNotFoundError,
         OfflineModeIsEnabled,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
-    if isinstance(error, DryRunError) and isinstance(error.__cause__, Exception):
-        error = error.__cause__  # the listing's own failure
+    wrapper = DryRunError | LocalEntryNotFoundError  # "no network and nothing cached"
+    if isinstance(error, wrapper) and isinstance(error.__cause__, Exception):
+        error = error.__cause__  # the listing's own failure (a 500 is not a missing file)
     where = f"{source.repo_id} on {endpoint}"
     if isinstance(error, SpdeskError):
         return error
@@ -167,13 +204,35 @@ def hub_error(error: Exception, source: Source, endpoint: str, file: str = "") -
             hint=f"Unset HF_HUB_OFFLINE to download, or {IMPORT_HINT}.",
         )
     if isinstance(error, HfHubHTTPError):
-        return DownloadError(f"The hub at {endpoint} refused a request for {where}: {error}")
+        asked = file or _requested_file(error)
+        what = f"{asked} of {source.repo_id}" if asked else where
+        return DownloadError(
+            f"The hub at {endpoint} refused a request for {what} ({_status(error)}).",
+            hint="The server may be busy or down: try again later, or check the endpoint in "
+            "the model settings.",
+        )
     what = f"while downloading {file}" if file else "while listing the repository"
     return DownloadError(
         f"The connection to {endpoint} failed {what} ({type(error).__name__}: {error}).",
         hint="Check the internet connection and the endpoint; run the download again: "
         "it resumes where it stopped.",
     )
+
+
+def _status(error: Exception) -> str:
+    """``500 Internal Server Error``: the status line of the response an HTTP error carries."""
+    response = getattr(error, "response", None)
+    if response is None:
+        return str(error).splitlines()[0]
+    return f"{response.status_code} {response.reason_phrase}".strip()
+
+
+def _requested_file(error: Exception) -> str:
+    """The repository path an HTTP error's request asked for (``.../resolve/REV/PATH``)."""
+    response = getattr(error, "response", None)
+    url = str(response.request.url) if response is not None else ""
+    found = re.search(r"/resolve/[^/]+/(.+)$", urlsplit(url).path)
+    return unquote(found[1]) if found else ""
 
 
 # --- choosing -------------------------------------------------------------------------------------
@@ -264,16 +323,6 @@ def human_size(n: int) -> str:
     return f"{n / 1e3:.0f} kB" if abs(n) >= 10**3 else f"{n} bytes"
 
 
-def window_or_command(button: str, command: str) -> str:
-    """How to do something in either front end: the hints of core errors are shown in the
-    Models window as well as on the terminal."""
-    return f"Models window: {button}; command line: {command}"
-
-
-MOVE_FOLDER_HINT = (
-    "move the models folder to a disk with room "
-    f"({window_or_command('Change folder…', 'spdesk models move FOLDER')})"
-)
 IMPORT_HINT = (
     f"import a model you already have ({window_or_command('Import…', 'spdesk models import PATH')})"
 )

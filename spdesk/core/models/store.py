@@ -9,6 +9,7 @@ Public API (what the CLI, the engine, the preview and the GUI's model manager ca
     store.download(feature, on_event, cancel) -> Path   # events in models.events
     store.verify(feature) -> VerifyResult      # re-hash against the recorded digests (no network)
     store.remove(feature | None) -> bytes freed    # only files the store's manifests name
+    store.removal_note(feature) -> str         # what else remove(feature) takes (a shared VAE)
     store.import_path(path, name=) -> ImportResult  # a diffusers folder or one .safetensors file
     store.remove_imported(name) -> bytes freed
     store.require(feature) -> Path             # disk only, no network; ModelMissingError if absent
@@ -58,21 +59,19 @@ from spdesk.core.models.layout import (
     link_tree,
     local_size,
     looks_complete,
+    part_of,
     partial_files,
     read_model_manifest,
+    removal_error,
+    removal_lock,
     remove_empty_parents,
     repo_key,
     tree_size,
     wanted_files,
+    window_or_command,
     write_model_manifest,
 )
-from spdesk.core.models.selection import (
-    IMPORT_HINT,
-    DownloadPlan,
-    RemoteFile,
-    human_size,
-    window_or_command,
-)
+from spdesk.core.models.selection import IMPORT_HINT, DownloadPlan, RemoteFile, human_size
 from spdesk.core.models.settings import (
     MODELS_DIR_VARIABLE,
     StoreSettings,
@@ -84,6 +83,11 @@ from spdesk.core.models.sources import FEATURES, Feature, Source
 from spdesk.core.models.verify import VerifyResult, verify_cache_links, verify_download
 
 ENCODER_FEATURES: dict[str, Feature] = {"sd15": "train", "taesd": "taesd"}
+# Who uses a feature's files, for "this also removes the VAE that ... use(s)".
+USED_BY = {
+    "train": "training and fine-tuning with sd15 use",
+    "preview": "the preview (Stable Diffusion 1.5) uses",
+}
 
 
 @dataclass
@@ -236,11 +240,13 @@ class ModelStore:
         return found[0]
 
     # --- download ---------------------------------------------------------------------------
-    def plan(self, feature: Feature) -> DownloadPlan:
-        """List the repository (network) and work out what is still to fetch and the free space."""
+    def plan(self, feature: Feature, cancel: CancelToken | None = None) -> DownloadPlan:
+        """List the repository (network) and work out what is still to fetch and the free space.
+        Cancelled at once on ``cancel``."""
         source = self.source(feature)
         endpoint = self.settings.resolved_endpoint()
-        return download.plan_download(feature, source, endpoint, self.folder_for(feature))
+        folder = self.folder_for(feature)
+        return download.plan_download(feature, source, endpoint, folder, cancel)
 
     def download(
         self,
@@ -260,7 +266,7 @@ class ModelStore:
             return found[0]  # the pinned files are here (a Hugging Face cache is not copied)
         endpoint = self.settings.resolved_endpoint()  # what plan() lists, said before it waits
         on_event(DownloadListing(feature, self.source(feature).repo_id, endpoint))
-        plan = self.plan(feature)
+        plan = self.plan(feature, cancel)
         manifest = download.fetch(plan, on_event, cancel)
         self._record_features(manifest, [f.path for f in plan.files])
         write_model_manifest(plan.target, manifest)
@@ -277,7 +283,7 @@ class ModelStore:
         found = self.find(feature)
         if found is not None:
             return found[0]
-        plan = self.plan(feature)
+        plan = self.plan(feature, cancel)
         configs = tuple(f for f in plan.files if not f.path.endswith((".safetensors", ".bin")))
         verified = download.verified_paths(
             plan.target, read_model_manifest(plan.target), configs, plan.commit
@@ -352,7 +358,10 @@ class ModelStore:
             return VerifyResult(feature, None, 0, [f"{feature} is not installed"])
         folder, origin = found
         if origin == "downloaded":
-            return verify_download(feature, folder)
+            try:
+                return verify_download(feature, folder)
+            except OSError as error:  # deleting a damaged file
+                raise removal_error(error, Path(error.filename or folder)) from error
         if origin == "huggingface-cache":
             snapshot = self.hf_cache_snapshot(feature)
             files = wanted_files(snapshot, self.source(feature))
@@ -367,8 +376,29 @@ class ModelStore:
         None, everything the store's manifests name: downloads, imported models and links into a
         Hugging Face cache. Files the store did not write stay, even inside its folder (it may
         be shared). Never touches a Hugging Face cache itself. Returns the bytes freed."""
-        if feature is not None:
-            return self._remove_feature(feature)
+        try:
+            if feature is not None:
+                return self._remove_feature(feature)
+            return self._remove_all()
+        except OSError as error:  # a read-only disk, no permission: named, not "unexpected"
+            raise removal_error(error, Path(error.filename or self.root)) from error
+
+    def removal_note(self, feature: Feature) -> str:
+        """What else ``remove(feature)`` deletes: the downloaded files it shares with other
+        installed features (train's VAE is inside preview's pipeline). Empty when nothing."""
+        folder = self.folder_for(feature)
+        manifest = read_model_manifest(folder)
+        mine = set(covered_files(list(manifest["files"]), self.source(feature)))
+        notes = []
+        for other in FEATURES:
+            shared = mine & set(manifest["features"].get(other, [])) if other != feature else set()
+            if shared and feature_files_present(folder, manifest, other):
+                what = "the VAE" if {part_of(p) for p in shared} == {"vae"} else "files"
+                users = USED_BY.get(other, f"the {other} model uses")
+                notes.append(f"this also removes {what} that {users}")
+        return "; ".join(notes)
+
+    def _remove_all(self) -> int:
         freed = sum(self._remove_feature(f) for f in FEATURES)
         for folder in list(self.imported_folders()):
             freed += importing.remove_imported(self.root, folder.name)
@@ -382,7 +412,20 @@ class ModelStore:
         return freed
 
     def _remove_feature(self, feature: Feature) -> int:
+        """Delete ``feature``'s parts, holding the download lock: a download running into the
+        folder refuses it."""
         folder = self.folder_for(feature)
+        if not (folder / MANIFEST).is_file():
+            return 0
+        with removal_lock(folder):
+            freed, emptied = self._delete_parts(folder, feature)
+        if emptied:  # now the lock file (once let go: Windows cannot delete an open file)
+            delete_recorded(folder, [LOCK_NAME])
+            remove_empty_parents(folder, self.root)
+        return freed
+
+    def _delete_parts(self, folder: Path, feature: Feature) -> tuple[int, bool]:
+        """``(bytes freed, whether the folder holds nothing of the store's any more)``."""
         manifest = read_model_manifest(folder)
         mine = set(covered_files(list(manifest["files"]), self.source(feature)))
         names = [manifest["files"].pop(remote)["local"] for remote in sorted(mine)]
@@ -393,12 +436,8 @@ class ModelStore:
             freed = delete_recorded(folder, names)
             planned = set(manifest.get("planned", [])) - {n.removesuffix(".part") for n in names}
             write_model_manifest(folder, {**manifest, "planned": sorted(planned)})
-            return freed
-        if not (folder / MANIFEST).is_file():
-            return 0
-        freed = delete_recorded(folder, [*names, MANIFEST, LOCK_NAME])
-        remove_empty_parents(folder, self.root)
-        return freed
+            return freed, False
+        return delete_recorded(folder, [*names, MANIFEST]), True
 
     def relocate(
         self,
@@ -447,7 +486,10 @@ class ModelStore:
 
     def remove_imported(self, name: str) -> int:
         """Delete one imported model (by the name ``status`` shows); returns bytes freed."""
-        return importing.remove_imported(self.root, name)
+        try:
+            return importing.remove_imported(self.root, name)
+        except OSError as error:
+            raise removal_error(error, Path(error.filename or self.root)) from error
 
     # --- imported and cached models ---------------------------------------------------------
     def imported_folders(self) -> Iterator[Path]:

@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spdesk.core.models.layout import local_size, read_model_manifest, write_model_manifest
+from spdesk.core.models.layout import (
+    local_size,
+    read_model_manifest,
+    removal_lock,
+    write_model_manifest,
+)
 
 SHA256 = "sha256"
 GIT_SHA1 = "git-sha1"
@@ -54,7 +59,7 @@ def sha256_of(path: Path) -> str:
 def verify_download(feature: str, folder: Path) -> VerifyResult:
     """Re-hash the files a download manifest lists for ``feature``; damaged ones are deleted
     (and the features that used them marked incomplete) so the next download fetches exactly
-    those again."""
+    those again. ModelError, deleting nothing, while a download into ``folder`` runs."""
     manifest = read_model_manifest(folder)
     paths = manifest["features"].get(feature, [])
     problems: list[str] = []
@@ -66,12 +71,20 @@ def verify_download(feature: str, folder: Path) -> VerifyResult:
             bad.add(remote)
             problems.append(f"{entry['local']} {problem} (deleted: the next download fetches it)")
     if bad:
-        for remote in bad:
-            (folder / manifest["files"].pop(remote)["local"]).unlink(missing_ok=True)
-        for name in [n for n, ps in manifest["features"].items() if bad & set(ps)]:
-            manifest["features"].pop(name)
-        write_model_manifest(folder, manifest)
+        with removal_lock(folder):
+            _forget(folder, bad)
     return VerifyResult(feature, str(folder), len(paths), problems)
+
+
+def _forget(folder: Path, remotes: set[str]) -> None:
+    """Delete the files of ``remotes`` and drop them, and the features using them, from the
+    manifest (read again: it is the lock holder's to change)."""
+    manifest = read_model_manifest(folder)
+    for remote in remotes & set(manifest["files"]):
+        (folder / manifest["files"].pop(remote)["local"]).unlink(missing_ok=True)
+    for name in [n for n, ps in manifest["features"].items() if remotes & set(ps)]:
+        manifest["features"].pop(name)
+    write_model_manifest(folder, manifest)
 
 
 def _download_problem(local: Path, entry: dict[str, Any]) -> str:

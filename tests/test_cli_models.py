@@ -62,6 +62,18 @@ def test_status_download_verify_remove(hub: HubServer, capsys: pytest.CaptureFix
     assert not json.loads(capsys.readouterr().out)["features"][0]["present"]
 
 
+def test_removing_preview_says_the_training_vae_goes_with_it(
+    hub: HubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The preview's pipeline holds training's VAE: removing it took --encoder sd15 silently."""
+    del hub
+    assert main(["models", "download", "--for", "preview"]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["models", "remove", "--for", "preview"]) == EXIT_OK
+    said = capsys.readouterr().out
+    assert "this also removes the VAE that training and fine-tuning with sd15 use" in said
+
+
 def test_download_errors_are_plain_messages(
     hub: HubServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -248,7 +248,9 @@ def run_remove(args: argparse.Namespace) -> int:
     elif args.imported:
         what, freed = f"imported model {args.imported}", store.remove_imported(args.imported)
     else:
+        also = store.removal_note(args.feature)  # asked first: after, nothing is shared
         what, freed = f"the {args.feature} model files", store.remove(args.feature)
+        what += f" ({also})" if also else ""
     if args.json:
         print_json({"removed": what, "freed_bytes": freed})
     else:

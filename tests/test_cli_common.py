@@ -105,3 +105,19 @@ def test_the_stop_a_service_manager_or_a_closed_terminal_sends_cancels_like_ctrl
     finally:
         for n, handler in before.items():
             signal.signal(n, handler)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+def test_a_signal_the_process_was_started_to_ignore_stays_ignored() -> None:
+    """`nohup spdesk protect …` ignores SIGHUP so the job outlives the terminal: the stop
+    handler took SIGHUP back, and closing the ssh session stopped the job."""
+    before = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        token = cancel_on_sigint()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert not token.cancelled
+    finally:
+        for n, handler in before.items():
+            signal.signal(n, handler)

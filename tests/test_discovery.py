@@ -149,5 +149,7 @@ def test_folders_left_out_are_marked_as_folders(tmp_path: Path) -> None:
     samples.photo(root / ".hidden" / "a.jpg")
     samples.photo(root / "@eaDir" / "b.jpg")
     (root / "notes.txt").write_text("not a photo")
+    samples.photo(tmp_path / "elsewhere" / "c.jpg")
+    (root / "link").symlink_to(tmp_path / "elsewhere")  # a folder, by a link not followed
     kinds = {s.path.name: s.folder for s in discover([root]).skipped}
-    assert kinds == {".hidden": True, "@eaDir": True, "notes.txt": False}
+    assert kinds == {".hidden": True, "@eaDir": True, "notes.txt": False, "link": True}

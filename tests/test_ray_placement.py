@@ -294,3 +294,28 @@ def test_a_file_system_in_this_process_memory_is_refused_for_ray(
         RayProtectJob(inputs, output, ProtectSettings(mode="universal"), RayOptions())
     assert "local engine" in (raised.value.hint or "")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_commands_sigterm_handler_is_back_once_ray_has_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``ray.init`` installs a SIGTERM handler that exits at once: `kill` then ended a Ray job
+    with no summary, where the local engine stops after the current step (as Ctrl+C)."""
+    import signal
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+    class RayTakingSigterm(_RecordingRay):
+        def init(self, **kwargs: Any) -> None:
+            super().init(**kwargs)
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(15))
+
+    def commands_own(_signum: int, _frame: object) -> None:
+        return None
+
+    before = signal.signal(signal.SIGTERM, commands_own)
+    try:
+        with ray_engine._session(RayTakingSigterm(), RayOptions(num_cpus=2)):
+            assert signal.getsignal(signal.SIGTERM) is commands_own
+    finally:
+        signal.signal(signal.SIGTERM, before)

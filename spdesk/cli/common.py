@@ -136,7 +136,9 @@ def cancel_on_sigint() -> CancelToken:
 
     for name in _STOP_SIGNALS:
         number = getattr(signal, name, None)  # SIGHUP: not on Windows
-        if number is not None:
+        # One the process was started to ignore stays ignored: `nohup` ignores SIGHUP so that a
+        # job outlives the terminal (ssh), and a background job of a script ignores SIGINT.
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
             signal.signal(number, handler)
     return token
 

@@ -194,7 +194,8 @@ def _walk(
             if reason is None:
                 _add(Path(entry.path), root, seen, found)
             elif reason:
-                found.skipped.append(SkippedInput(Path(entry.path), reason))
+                folder = _is_folder(entry, True)  # a link to a folder, not followed
+                found.skipped.append(SkippedInput(Path(entry.path), reason, folder=folder))
         folders.extend(reversed(subfolders))
 
 

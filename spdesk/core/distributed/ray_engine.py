@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import os
+import signal
 import socket
 import threading
 import time
@@ -550,6 +551,7 @@ def _session(ray: Any, options: RayOptions) -> Iterator[None]:
     # Ray's note that the instance it starts uses token authentication (its new default: "Set
     # RAY_AUTH_MODE=disabled to opt out") is for whoever runs the cluster: the log keeps it.
     logger_to_log_only("ray._private.authentication.authentication_token_setup")
+    stop_handler = _sigterm_handler()
     try:
         ray.init(**kwargs)
     except (ConnectionError, ValueError, RuntimeError) as error:
@@ -557,10 +559,26 @@ def _session(ray: Any, options: RayOptions) -> Iterator[None]:
             f"Could not start or reach Ray ({options.address or 'a local instance'}): {error}",
             hint=ADDRESS_HINT,
         ) from error
+    finally:
+        _restore_sigterm(stop_handler)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _sigterm_handler() -> Any:
+    """The SIGTERM handler before Ray starts (None off the main thread, where none is set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGTERM)
+
+
+def _restore_sigterm(handler: Any) -> None:
+    """``ray.init`` installs a SIGTERM handler that exits at once: the command's own, which
+    stops after the current step with the summary (as Ctrl+C), is put back."""
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _check_address(address: str) -> None:
@@ -739,6 +757,9 @@ class _SignWatch(CancelToken):
         try:
             ray.get_actor(self.sign)
         except ValueError:  # no such actor: the job goes on
+            return
+        except Exception:  # the control store busy or slow: looked at again next time
+            log.debug("could not look for the job's stop sign", exc_info=True)
             return
         self.cancel()
 

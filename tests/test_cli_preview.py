@@ -310,3 +310,24 @@ def test_a_huge_photo_is_refused_with_advice_that_fits_preview(
     err = capsys.readouterr().err
     assert "huge.png is too large" in err and "reduce the photo's size" in err
     assert "--max-megapixels" not in err
+
+
+def test_a_pattern_file_with_photo_protection_is_refused_as_protect_refuses_it(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Photo mode would ignore the file (and the noise once took its strength)."""
+    model = str(inputs["sd"])
+    code = _preview(inputs, tmp_path, "--protection", "photo", "--model-dir", model)
+    assert code == 2
+    assert "--perturbation only applies to the universal pattern" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_model_dir_without_a_model_says_to_fix_the_folder(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Downloading the model would not help: --model-dir would still point elsewhere."""
+    code = _preview(inputs, tmp_path / "out", "--model-dir", str(tmp_path / "nowhere"))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Give --model-dir the folder that holds model_index.json, or leave it out" in err

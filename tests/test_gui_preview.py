@@ -16,6 +16,7 @@ from spdesk.core.usecases import DIFFERENCE_GAIN
 from spdesk.gui.preview_panel import (
     EDIT_TILES,
     ENGINES,
+    FINE_TUNING_NOT_SHOWN,
     MODEL_NEEDED,
     UNFILTERED_NOTE,
     EngineCache,
@@ -101,7 +102,7 @@ def test_without_the_model_the_protection_shows_at_once_and_the_edit_says_what_i
     assert not any(dialog.tiles[name].has_image() for name in EDIT_TILES)
     assert not dialog.figures_table.isVisibleTo(dialog), "no table of blanks before an edit"
     assert "PSNR" in dialog.status_label.text()  # the visibility figure, said meanwhile
-    assert dialog.note_label.text() == MODEL_NEEDED and dialog.models_button.isVisible()
+    assert dialog.note_label.text() == MODEL_NEEDED["img2img"] and dialog.models_button.isVisible()
     assert dialog.models_button.isDefault() and not dialog.preview_button.isDefault()
     assert dialog.preview_button.objectName() != "Primary"  # one main action: get the model
     assert "strength 16" in dialog.status_label.text()
@@ -283,7 +284,7 @@ def test_without_the_model_the_edit_button_is_off_until_models_brings_it(
 
     photo, options = inputs
     dialog = _dialog(qtbot, photo, options, None)  # nothing in the (empty) model store
-    assert dialog.note_label.text() == MODEL_NEEDED
+    assert dialog.note_label.text() == MODEL_NEEDED["img2img"]
     assert not dialog.preview_button.isEnabled() and dialog.models_button.isEnabled()
     monkeypatch.setattr(preview_panel, "_model_installed", lambda _mode: True)
     dialog.recheck_model()  # Models… closed with the model downloaded
@@ -300,3 +301,77 @@ def test_the_dialog_has_close_and_a_stop_that_names_the_preview(
     assert dialog.close_button.isEnabled()
     dialog.close_button.click()
     assert not dialog.isVisible()
+
+
+def test_fine_tuned_per_photo_shows_photo_mode_s_protection_and_says_it_is_stronger(
+    qtbot: QtBot, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    """Not the universal pattern, which the app's "Fine-tuned per photo" never writes."""
+    from spdesk.core.apply import ApplyOptions
+    from spdesk.core.usecases import protect_for_preview
+
+    photo, _options = inputs
+    options = ProtectOptions(mode="finetune", strength=8, device="cpu")
+    dialog = _dialog(qtbot, photo, options, None)
+    assert dialog.view is not None, dialog.status_label.text()
+    applied = ApplyOptions(strength=8)
+    one_pass = protect_for_preview(photo, None, applied, protection="photo").protected
+    universal = protect_for_preview(photo, None, applied, protection="universal").protected
+    assert np.array_equal(dialog.view.protected, one_pass)
+    assert not np.array_equal(dialog.view.protected, universal)
+    assert FINE_TUNING_NOT_SHOWN in dialog.status_label.text()
+    assert "before fine-tuning" in dialog.tiles["protected"].caption.text()
+
+
+def test_photo_mode_edits_with_a_stale_pattern_path_left_from_universal_mode(
+    qtbot: QtBot,
+    sd_dir: Path,
+    inputs: tuple[Path, ProtectOptions],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
+    photo, _options = inputs
+    options = ProtectOptions(mode="photo", perturbation="/deleted/file", device="cpu")
+    dialog = _dialog(qtbot, photo, options, sd_dir)
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+    assert dialog.outcome is not None and not shown, shown
+
+
+def test_inpainting_without_its_model_names_it_and_opens_models_on_it(
+    qtbot: QtBot, inputs: tuple[Path, ProtectOptions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With only SD 1.5 installed, the note once asked for it and Models… opened on it."""
+    from types import SimpleNamespace
+
+    from spdesk.gui import preview_panel
+    from spdesk.gui.main_window import MainWindow
+
+    monkeypatch.setattr(preview_panel, "_model_installed", lambda mode: mode == "img2img")
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, None)
+    assert not dialog.model_missing
+    with qtbot.waitSignal(dialog.protect_runner.finished, timeout=30_000):
+        dialog.mode_combo.setCurrentIndex(dialog.mode_combo.findData("inpaint"))
+    assert dialog.note_label.text() == MODEL_NEEDED["inpaint"]
+    assert "Stable Diffusion 1.5 inpainting model" in dialog.note_label.text()
+    assert "inpainting" in dialog.preview_button.toolTip()
+    opened: list[str | None] = []
+    MainWindow._models_for_preview(SimpleNamespace(open_model_manager=opened.append), dialog)  # type: ignore[arg-type]
+    assert opened == ["inpaint"]
+
+
+def test_settings_changed_during_an_edit_are_not_shown_as_its_result(
+    qtbot: QtBot, sd_dir: Path, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, sd_dir)
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+        dialog.seed_spin.setValue(7)  # the edit under way is of seed 0
+    assert dialog.outcome is None
+    assert "settings changed" in dialog.status_label.text()
+    assert not any(dialog.tiles[name].has_image() for name in EDIT_TILES)

@@ -390,3 +390,110 @@ def test_an_output_that_cannot_be_written_leaves_none_of_the_others(
     with pytest.raises(OutputError):
         save_outputs(result, tmp_path, stem="photo", replace=True)
     assert [path.name for path in tmp_path.iterdir()] == ["photo.json"]
+
+
+def _views_as_edits(engine: PreviewEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's "edits" are its inputs: what it was given to edit, without running SD."""
+    monkeypatch.setattr(engine, "_edit", lambda views, *_args: list(views))
+
+
+def test_the_noise_baseline_moves_each_value_as_far_as_the_protection_does(
+    engine: PreviewEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Photo mode shapes its change (none on flat areas, less on large photos): noise of flat
+    ±eps everywhere was far stronger than the protection and biased the verdict."""
+    _views_as_edits(engine, monkeypatch)
+    photo = _photo()
+    protected = photo.copy()
+    protected[:, 64:] = np.clip(photo[:, 64:].astype(int) + 3, 0, 255)  # left half unchanged
+    result = engine.run(photo, _pert(16), FAST, protected=protected)
+    size = np.abs(result.protected.astype(int) - result.original)
+    noise = np.abs(result.noisy.astype(int) - result.original)
+    np.testing.assert_array_equal(noise, size)
+    assert not np.array_equal(result.noisy, result.protected)  # random directions, not its own
+    again = engine.run(photo, _pert(16), FAST, protected=protected)
+    np.testing.assert_array_equal(again.noisy, result.noisy)  # seeded by the edit's seed
+
+
+def test_noise_next_to_black_or_white_keeps_the_protection_s_size() -> None:
+    from spdesk.core.preview import noise_baseline
+
+    original = np.array([[[0, 255, 128]]] * 64, np.uint8).reshape(8, 8, 3)
+    protected = (original.astype(int) + np.array([5, -5, 2])).astype(np.uint8)
+    for seed in range(4):
+        noisy = noise_baseline(original, protected, seed)
+        np.testing.assert_array_equal(
+            np.abs(noisy.astype(int) - original), np.abs(protected.astype(int) - original)
+        )
+
+
+def _photo_file(tmp_path: Path, size: tuple[int, int] = (128, 96)) -> Path:
+    from PIL import Image
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(_photo()).resize(size).save(path)
+    return path
+
+
+def test_photo_mode_never_reads_a_pattern_file(
+    engine: PreviewEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A pattern chosen for universal mode and since deleted is not photo mode's business."""
+    from spdesk.core.apply import ApplyOptions
+    from spdesk.core.usecases import preview_photo
+
+    _views_as_edits(engine, monkeypatch)
+    options = ApplyOptions(working_size=64, strength=8)
+    outcome = preview_photo(
+        _photo_file(tmp_path), Path("/deleted/file"), FAST, options, engine, protection="photo"
+    )
+    assert not np.array_equal(outcome.photo, outcome.protected)
+
+
+def test_the_preview_gives_the_protected_photo_s_psnr_as_protect_does(
+    engine: PreviewEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """At full size, as protect and the dialog's status line say it, not at the working view."""
+    from spdesk.core.apply import ApplyOptions
+    from spdesk.core.usecases import preview_photo, protect_for_preview
+
+    _views_as_edits(engine, monkeypatch)
+    photo, options = _photo_file(tmp_path, (256, 192)), ApplyOptions(working_size=64, strength=8)
+    view = protect_for_preview(photo, None, options, protection="photo")
+    outcome = preview_photo(photo, None, FAST, options, engine, protection="photo")
+    assert view.psnr is not None
+    assert outcome.result.figures["visibility"]["psnr"] == round(view.psnr, 2)
+
+
+def test_stopping_an_edit_does_not_decode_the_latents(
+    engine: PreviewEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoding what was cancelled made Stop wait about 16 s with SD 1.5 on a CPU."""
+    vae = engine.pipeline("img2img").vae
+    decoded: list[object] = []
+    decode = vae.decode
+    monkeypatch.setattr(vae, "decode", lambda *a, **k: decoded.append(a) or decode(*a, **k))
+    cancel = CancelToken()
+    request = PreviewRequest(steps=20, strength=1.0, guidance=2.0, working_size=64)
+    with pytest.raises(Cancelled):
+        engine.run(_photo(), _pert(), request, on_event=lambda _e: cancel.cancel(), cancel=cancel)
+    assert decoded == []
+
+
+def test_the_protection_s_figures_and_difference_view_match_a_full_size_reference() -> None:
+    """Banded and sampled, so a 48 MP photo needs no full-size float copies (gigabytes)."""
+    from spdesk.core.apply import photo_change
+    from spdesk.core.usecases import DIFFERENCE_SIDE, amplified_difference
+
+    rng = np.random.default_rng(3)
+    photo = rng.integers(0, 256, (1500, 2600, 3), dtype=np.uint8)
+    protected = np.clip(photo + rng.integers(-6, 7, photo.shape), 0, 255).astype(np.uint8)
+    change = protected.astype(np.float64) - photo
+    psnr, largest = photo_change(photo, protected)
+    assert psnr == pytest.approx(10 * np.log10(255**2 / np.mean(change**2)), abs=1e-9)
+    assert largest == int(np.abs(change).max()) and photo_change(photo, photo) == (None, 0)
+    difference = amplified_difference(photo, protected)
+    assert max(difference.shape[:2]) <= DIFFERENCE_SIDE
+    step = 3  # every third pixel: 2600 px down to at most 1024
+    expected = np.clip(np.rint(128 + 8 * change[::step, ::step]), 0, 255)
+    np.testing.assert_array_equal(difference, expected)

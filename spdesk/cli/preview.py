@@ -17,7 +17,8 @@ def register(sub: Any) -> None:
         description=(
             "Run the same Stable Diffusion 1.5 edit (img2img or inpainting, same seed and "
             "settings) on the original, on the protected photo and on the photo with random "
-            "noise of the same strength, then write a comparison sheet and a JSON record. "
+            "noise of the same strength (each colour value moved as far as the protection "
+            "moves it, in a random direction), then write a comparison sheet and a JSON record. "
             "The edit is unfiltered (no safety checker): it is your own photo."
         ),
     )
@@ -102,6 +103,19 @@ def run(args: argparse.Namespace) -> int:
         _remove_empty(created)  # only empty ones: a failed preview leaves no folders behind
 
 
+def _protection(args: argparse.Namespace) -> str:
+    """The protection to preview, refusing a pattern file photo mode would not use (as
+    ``spdesk protect --mode photo`` refuses it)."""
+    from spdesk.core.errors import ConfigError
+
+    if args.protection == "photo" and args.perturbation:
+        raise ConfigError(
+            "--perturbation only applies to the universal pattern (--protection universal); "
+            "photo mode draws each photo's own perturbation."
+        )
+    return args.protection or ("universal" if args.perturbation else "photo")
+
+
 def _run(args: argparse.Namespace) -> int:
     from spdesk.core.apply import ApplyOptions
     from spdesk.core.events import Event, Progress
@@ -126,6 +140,7 @@ def _run(args: argparse.Namespace) -> int:
         mask=_mask(args.mask),
     )
     request.validate()
+    protection = _protection(args)
     check_outputs(args.out, args.photo.stem, replace=args.force)  # before minutes of editing
     printer = ProgressPrinter(quiet=args.json)
 
@@ -147,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
                 request,
                 ApplyOptions(working_size=args.size, strength=args.strength),
                 engine,
-                protection=args.protection or ("universal" if args.perturbation else "photo"),
+                protection=protection,
                 on_event=on_event,
                 cancel=cancel_on_sigint(),
             )

@@ -480,6 +480,24 @@ def change_figures(original: Image.Image, protected: Image.Image) -> Figures:
     return _figures(counts.reshape(3, 256).sum(axis=0), np.arange(256, dtype=np.float64))
 
 
+_BAND_VALUES = 1 << 22  # colour values compared at a time: int16 bands of 8 MB, not gigabytes
+
+
+def photo_change(photo: np.ndarray, protected: np.ndarray) -> tuple[float | None, int]:
+    """PSNR in dB over the RGB values (None when identical) and the largest change of one
+    value, as protect reports them; row band by band, so a 48 MP photo needs no full-size
+    integer or float copy."""
+    rows = max(1, _BAND_VALUES // (math.prod(photo.shape[1:]) or 1))
+    squares, largest = 0, 0
+    for top in range(0, len(photo), rows):
+        change = protected[top : top + rows].astype(np.int16) - photo[top : top + rows]
+        squares += int(np.square(change, dtype=np.int32).sum(dtype=np.int64))
+        largest = max(largest, int(np.abs(change).max(initial=0)))
+    if squares == 0:
+        return None, largest
+    return 10 * math.log10(255**2 * photo.size / squares), largest
+
+
 def _figures(counts: np.ndarray, levels: np.ndarray) -> Figures:
     mse = float((counts * levels**2).sum() / max(counts.sum(), 1.0))
     peak = int(levels[counts > 0].max()) if counts.any() else 0

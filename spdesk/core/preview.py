@@ -2,8 +2,9 @@
 
 The same Stable Diffusion 1.5 edit (img2img / SDEdit, or inpainting) runs on the photo's working
 view three times in one batched pipeline call: the original, the protected photo, and the photo
-with random ±eps noise of the same strength (the baseline). Every batch element gets its own
-generator seeded identically, so the protection is the only difference between the edits.
+with random noise of the same strength (the baseline: each colour value moved as far as the
+protection moves it, in a random direction). Every batch element gets its own generator seeded
+identically, so the protection is the only difference between the edits.
 
 The safety checker is never loaded: the preview is an unfiltered edit of the user's own photo, and
 says so. A black or blank edit is detected and never reported as "protection worked".
@@ -27,7 +28,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from spdesk.core import metrics
-from spdesk.core.apply import ApplyOptions, apply_perturbation
+from spdesk.core.apply import ApplyOptions, apply_perturbation, photo_change
 from spdesk.core.device import resolve_device
 from spdesk.core.errors import (
     Cancelled,
@@ -217,12 +218,21 @@ def default_mask(height: int, width: int, mode: MaskMode) -> np.ndarray:
     return mask if mode == "keep-centre" else ~mask
 
 
-def noise_baseline(perturbation: Perturbation, strength: float | None, seed: int) -> Perturbation:
-    """Random ±eps signs of the same size and strength: the fair baseline for a sign-PGD pattern."""
-    eps = perturbation.eps if strength is None else strength
+def noise_baseline(original: np.ndarray, protected: np.ndarray, seed: int) -> np.ndarray:
+    """``original`` with random noise of the protection's own size: each colour value moved as
+    far as ``protected`` moves it, up or down at random (seeded). The same energy in the same
+    places as the protection (photo mode shapes its change by texture and gives large photos
+    less of it: flat ±eps noise would be far stronger), without its structure: the fair
+    baseline."""
+    size = np.abs(protected.astype(np.int16) - original)
     rng = np.random.default_rng(seed)
-    signs = rng.choice(np.array([-1.0, 1.0], np.float32), size=perturbation.delta.shape)
-    return Perturbation(delta=(signs * eps / 255).astype(np.float32), eps=eps)
+    signs = rng.choice(np.array([-1, 1], np.int16), size=original.shape)
+    noisy = original + signs * size
+    # Past 0 or 255 one way, the other way is inside: the protection went there.
+    outside = (noisy < 0) | (noisy > 255)
+    noisy[outside] = (original - signs * size)[outside]
+    baseline: np.ndarray = noisy.astype(np.uint8)
+    return baseline
 
 
 def _is_blank(image: np.ndarray) -> bool:
@@ -242,6 +252,11 @@ def _mask_notes(mask: np.ndarray | None, photo: np.ndarray, tolerance: float = 0
         f"The mask ({mask_w}x{mask_h}) is not shaped like the photo ({width}x{height}): it was "
         "stretched to fit, so it may not cover what you meant."
     ]
+
+
+def _rounded(psnr: float | None) -> float:
+    """A PSNR as the figures give it (identical images: 100 dB, as torchmetrics says)."""
+    return 100.0 if psnr is None else round(psnr, 2)
 
 
 def _figures(reference: np.ndarray, other: np.ndarray) -> dict[str, float | None]:
@@ -333,7 +348,9 @@ class PreviewEngine:
             if not (Path(given) / "model_index.json").is_file():
                 raise ModelMissingError(
                     f"{given} is not a Stable Diffusion model folder (no model_index.json).",
-                    hint=f"Run: spdesk models download --for {FEATURE_FOR_MODE[mode]}",
+                    hint="Give --model-dir the folder that holds model_index.json, or leave it "
+                    "out to use the installed model (to install it: spdesk models download "
+                    f"--for {FEATURE_FOR_MODE[mode]}).",
                 )
             if mode == "img2img" and is_inpainting_folder(Path(given)):
                 raise ConfigError(
@@ -386,7 +403,7 @@ class PreviewEngine:
     def run(
         self,
         photo: np.ndarray,
-        perturbation: Perturbation,
+        perturbation: Perturbation | None,
         request: PreviewRequest = PreviewRequest(),
         *,
         apply_options: ApplyOptions | None = None,
@@ -398,28 +415,35 @@ class PreviewEngine:
 
         Args:
             photo: the original, uint8 (H, W, 3) at full size.
-            perturbation: the protection (its strength, or ``apply_options.strength``).
+            perturbation: the protection (its strength, or ``apply_options.strength``); only
+                used when ``protected`` is None.
             request: prompt, mode, strength, steps, guidance, seed, working size, mask.
             apply_options: how the protection is laid on (as the export would do it).
-            protected: an already protected version of ``photo`` (e.g. fine-tuned); computed
-                with ``perturbation`` when None.
+            protected: an already protected version of ``photo`` (photo mode, fine-tuned);
+                computed with ``perturbation`` when None.
             on_event: receives Progress("edit", step, total) per denoising step.
             cancel: checked every denoising step; raises Cancelled.
         """
         request.validate()
         check_previewable(photo)
         started = time.monotonic()
-        options = apply_options or ApplyOptions(working_size=request.working_size)
         if protected is None:
+            if perturbation is None:
+                raise ValueError("run() needs the perturbation or the protected photo")
+            options = apply_options or ApplyOptions(working_size=request.working_size)
             protected = apply_perturbation(photo, perturbation, options)
-        baseline = noise_baseline(perturbation, options.strength, request.seed)
-        noisy = apply_perturbation(photo, baseline, options)
+        original_view, protected_view = (
+            np.asarray(_working_view(image, request.working_size)) for image in (photo, protected)
+        )
         views = [
-            np.asarray(_working_view(image, request.working_size))
-            for image in (photo, protected, noisy)
+            original_view,
+            protected_view,
+            noise_baseline(original_view, protected_view, request.seed),
         ]
         edits = self._edit(views, request, on_event, cancel)
         result = self._result(views, edits, request, started)
+        # The photo as shared, not its working view: the PSNR protect and the app report.
+        result.figures["visibility"]["psnr"] = _rounded(photo_change(photo, protected)[0])
         result.warnings += _mask_notes(request.mask, photo)
         return result
 
@@ -444,8 +468,8 @@ class PreviewEngine:
             # The pipeline's own count: SD 1.5's PNDM scheduler runs one step more than asked.
             steps = int(getattr(pipeline, "num_timesteps", 0) or total)
             on_event(Progress("edit", step + 1, steps, message="denoising"))
-            if cancel is not None and cancel.cancelled:
-                pipeline._interrupt = True  # diffusers skips the remaining steps
+            if cancel is not None and cancel.cancelled:  # now, not after decoding the latents
+                raise Cancelled("Preview cancelled.")
             return kwargs
 
         kwargs: dict[str, Any] = {
@@ -465,8 +489,6 @@ class PreviewEngine:
             cancel.check()
         with torch.inference_mode():
             images = pipe(**kwargs).images
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled("Preview cancelled.")
         return [np.clip(np.rint(image * 255), 0, 255).astype(np.uint8) for image in images]
 
     @staticmethod

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,6 +240,7 @@ def save_under_free_name(result: TrainResult, name: str) -> tuple[Path, str]:
 
 # --- preview --------------------------------------------------------------------------------------
 DIFFERENCE_GAIN = 8  # the amplified difference view: ±8/255 becomes ±64/255 around mid-grey
+DIFFERENCE_SIDE = 1024  # its longest side: a tile never shows more (a 48 MP copy is 144 MB)
 
 
 @dataclass
@@ -248,8 +250,10 @@ class ProtectionView:
     Attributes:
         photo: the original, uint8 (H, W, 3) at full size.
         protected: the protected photo, same shape.
-        difference: ``protected - photo`` amplified ``DIFFERENCE_GAIN`` times around mid-grey.
-        psnr: protected vs original, in dB (None when identical).
+        difference: ``protected - photo`` amplified ``DIFFERENCE_GAIN`` times around mid-grey,
+            at most ``DIFFERENCE_SIDE`` pixels on its longest side.
+        psnr: protected vs original at full size, in dB (None when identical), as protect
+            reports it.
         largest_change: the largest change of one colour value, in 8-bit steps.
     """
 
@@ -270,13 +274,18 @@ class PreviewOutcome:
 
 
 def amplified_difference(
-    photo: np.ndarray, protected: np.ndarray, gain: float = DIFFERENCE_GAIN
+    photo: np.ndarray,
+    protected: np.ndarray,
+    gain: float = DIFFERENCE_GAIN,
+    max_side: int = DIFFERENCE_SIDE,
 ) -> np.ndarray:
     """``protected - photo`` times ``gain`` around mid-grey (uint8): where and how the photo
-    changed, made visible."""
+    changed, made visible. Larger photos are sampled every few pixels down to ``max_side``
+    (their own changes, not averages, which would cancel out to grey)."""
     import numpy as np
 
-    change = protected.astype(np.float32) - photo.astype(np.float32)
+    step = max(1, math.ceil(max(photo.shape[:2]) / max_side))
+    change = protected[::step, ::step].astype(np.float32) - photo[::step, ::step]
     amplified: np.ndarray = np.clip(np.rint(128 + gain * change), 0, 255).astype(np.uint8)
     return amplified
 
@@ -300,27 +309,34 @@ def protect_for_preview(
     require_named_file(Path(photo_path), "photo")
     photo = np.asarray(read_image(Path(photo_path)).image.convert("RGB"))
     if protection == "photo":
-        from PIL import Image
-
-        from spdesk.core.generator_file import bundled_generator_path
-        from spdesk.core.photo_protect import GeneratorProtector
-
-        protector = GeneratorProtector(
-            generator or bundled_generator_path(), options.strength,
-            working_side=options.working_size,
-        )  # fmt: skip
-        protected = np.asarray(protector.apply(Image.fromarray(photo, mode="RGB"))[0])
+        protected = _generator_protected(photo, options, generator)
     else:
         from spdesk.core.apply import apply_perturbation
         from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
 
         perturbation = load_perturbation(perturbation_path or bundled_perturbation_path())
         protected = apply_perturbation(photo, perturbation, options)
-    change = np.abs(protected.astype(np.int16) - photo.astype(np.int16))
-    mse = float(np.mean(change.astype(np.float64) ** 2))
-    psnr = None if mse == 0 else 10 * float(np.log10(255**2 / mse))
+    from spdesk.core.apply import photo_change
+
+    psnr, largest = photo_change(photo, protected)
     difference = amplified_difference(photo, protected)
-    return ProtectionView(photo, protected, difference, psnr, int(change.max()))
+    return ProtectionView(photo, protected, difference, psnr, largest)
+
+
+def _generator_protected(
+    photo: np.ndarray, options: ApplyOptions, generator: Path | None
+) -> np.ndarray:
+    """Photo mode's one-pass protection of ``photo``, as the job writes it."""
+    import numpy as np
+    from PIL import Image
+
+    from spdesk.core.generator_file import bundled_generator_path
+    from spdesk.core.photo_protect import GeneratorProtector
+
+    protector = GeneratorProtector(
+        generator or bundled_generator_path(), options.strength, working_side=options.working_size
+    )
+    return np.asarray(protector.apply(Image.fromarray(photo, mode="RGB"))[0])
 
 
 def preview_photo(
@@ -336,17 +352,16 @@ def preview_photo(
     cancel: CancelToken | None = None,
 ) -> PreviewOutcome:
     """Protect ``photo_path`` as :func:`protect_for_preview` does and run the same AI edit on
-    the original, the protected photo and noise of the same strength.
+    the original, the protected photo and noise of the same size. ``perturbation_path`` is
+    only read for universal protection (photo modes draw their own).
 
     Raises the named errors of reading, applying and the engine (ModelMissingError when the
     Stable Diffusion weights are not installed); Cancelled between denoising steps.
     """
     from spdesk.core.geometry import check_previewable
-    from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
 
     request.validate()
     cancel = cancel or CancelToken()
-    perturbation = load_perturbation(perturbation_path or bundled_perturbation_path())
     view = protect_for_preview(
         photo_path, perturbation_path, options, protection=protection, generator=generator
     )
@@ -354,7 +369,7 @@ def preview_photo(
     cancel.check()
     result = engine.run(
         view.photo,
-        perturbation,
+        None,
         request,
         apply_options=options,
         protected=view.protected,

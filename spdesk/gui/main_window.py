@@ -855,7 +855,7 @@ class MainWindow(QMainWindow):
             dialog.stop_workers()  # however it was closed, no worker outlives it
 
     def _models_for_preview(self, dialog: Any) -> None:
-        self.open_model_manager("preview")
+        self.open_model_manager(dialog.model_feature())  # the chosen edit's: img2img or inpaint
         dialog.recheck_model()  # downloaded or imported meanwhile: the edit can run
 
     def open_about(self) -> None:

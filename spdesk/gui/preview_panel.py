@@ -70,9 +70,17 @@ UNFILTERED_NOTE = (
     "This preview shows an unfiltered AI edit of your own photo: no safety checker is applied."
 )
 FIGURE_KEYS = (("ssim", "SSIM"), ("psnr", "PSNR (dB)"), ("vifp", "VIFp"), ("fsim", "FSIM"))
-MODEL_NEEDED = (
-    "The AI edit needs the Stable Diffusion 1.5 model (2.1 GB, downloaded once): "
-    "Open Models… to get it. The protection itself is shown above without it."
+# The model each edit mode needs, by the model store's feature name, and what to say without it.
+MODEL_FEATURE = {"img2img": "preview", "inpaint": "inpaint"}
+MODEL_NAME = {"img2img": "Stable Diffusion 1.5", "inpaint": "Stable Diffusion 1.5 inpainting"}
+MODEL_NEEDED = {
+    mode: f"The AI edit needs the {name} model (2.1 GB, downloaded once): Open Models… to get "
+    "it. The protection itself is shown above without it."
+    for mode, name in MODEL_NAME.items()
+}
+FINE_TUNING_NOT_SHOWN = (
+    "Fine-tuning is not previewed: the protected copies will be somewhat stronger than shown "
+    "here (it needs an encoder and takes seconds a photo on a GPU, minutes on a CPU)."
 )
 EDIT_TILES = ("edit_original", "edit_protected", "edit_noisy")
 
@@ -103,7 +111,17 @@ class PreviewSettings:
     steps: int = 30
     seed: int = 0
     working_size: int = 512
-    protection: str = "universal"  # the main window's mode: "photo" or "universal"
+    protection: str = "universal"  # the job's mode (protect_bridge.job_mode_of)
+
+    @property
+    def shown_protection(self) -> str:
+        """The protection shown: photo mode's one pass, or the universal pattern (fine-tuning,
+        which starts from them, is not previewed)."""
+        return "photo" if self.protection in ("photo", "photo-finetune") else "universal"
+
+    @property
+    def fine_tuned(self) -> bool:
+        return self.protection in ("photo-finetune", "finetune")
 
 
 class EngineCache:
@@ -170,7 +188,7 @@ def preview_task(
         try:
             return preview_photo(
                 settings.photo, perturbation, request, options, engine,
-                protection=settings.protection, on_event=on_event, cancel=cancel,
+                protection=settings.shown_protection, on_event=on_event, cancel=cancel,
             )  # fmt: skip
         except ModelMissingError:
             return ModelNeeded()
@@ -187,7 +205,7 @@ def protection_task(settings: PreviewSettings, *, model_dir: Path | None = None)
         options = ApplyOptions(working_size=settings.working_size, strength=settings.strength)
         perturbation = Path(settings.perturbation) if settings.perturbation else None
         view = protect_for_preview(
-            settings.photo, perturbation, options, protection=settings.protection
+            settings.photo, perturbation, options, protection=settings.shown_protection
         )
         return ProtectionShown(view, model_dir is not None or _model_installed(settings.mode))
 
@@ -197,7 +215,7 @@ def protection_task(settings: PreviewSettings, *, model_dir: Path | None = None)
 def _model_installed(mode: str) -> bool:
     from spdesk.core.models.store import ModelStore
 
-    return ModelStore().find("inpaint" if mode == "inpaint" else "preview") is not None
+    return ModelStore().find(MODEL_FEATURE.get(mode, "preview")) is not None  # type: ignore[arg-type]
 
 
 def _edit_refusal(photo: np.ndarray, path: Path) -> str:
@@ -276,12 +294,16 @@ class PreviewDialog(QDialog):
         self._outcome_photo: Path | None = None
         self._protecting: Path | None = None
         self._editing: Path | None = None
+        self._editing_settings: PreviewSettings | None = None  # those of the edit under way
         self.edit_refusal = ""  # why the shown photo cannot be edited ("" when it can)
         self.photo_problem = ""  # why the chosen photo cannot be read ("" when it can)
         self._problem_photo: Path | None = None  # the photo photo_problem is about
         self.model_missing = False  # the AI edit's model is not installed
         self._build()
         self._connect()
+        if self.settings().fine_tuned:  # said where the protected photo is shown, too
+            self.tiles["protected"].caption.setText("Protected, before fine-tuning")
+            self.tiles["protected"].setToolTip(FINE_TUNING_NOT_SHOWN)
         if photo is not None:
             self.photo_edit.setText(str(photo))
             self._view_timer.stop()  # protect now, not again once the timer fires
@@ -493,9 +515,13 @@ class PreviewDialog(QDialog):
         self.preset_combo.blockSignals(False)
 
     def settings(self) -> PreviewSettings:
+        from spdesk.gui.protect_bridge import job_mode_of, uses_pattern
+
+        # A pattern left selected from universal mode is not photo mode's: never read it.
+        pattern = self.options.perturbation if uses_pattern(self.options) else ""
         return PreviewSettings(
             photo=Path(self.photo_edit.text().strip()),
-            perturbation=self.options.perturbation,
+            perturbation=pattern,
             strength=self.options.strength,
             prompt=self.prompt_edit.text(),
             mode=str(self.mode_combo.currentData()),
@@ -503,8 +529,12 @@ class PreviewDialog(QDialog):
             steps=self.steps_spin.value(),
             seed=self.seed_spin.value(),
             working_size=self.working_size,
-            protection="photo" if self.options.mode == "photo" else "universal",
+            protection=job_mode_of(self.options),
         )
+
+    def model_feature(self) -> str:
+        """The model store's feature the chosen edit needs ("preview" or "inpaint")."""
+        return MODEL_FEATURE[str(self.mode_combo.currentData())]
 
     # --- the protection, without a model ---------------------------------------------------------
     def show_protection(self) -> bool:
@@ -546,6 +576,8 @@ class PreviewDialog(QDialog):
             )
         else:  # as the queue and the CLI say it: never "protected"
             self.status_label.setText(f"This photo is {UNCHANGED}.")
+        if self.settings().fine_tuned:
+            self.status_label.setText(f"{self.status_label.text()}\n{FINE_TUNING_NOT_SHOWN}")
         self._show_visibility(shown.view.psnr)
         self.edit_refusal = _edit_refusal(shown.view.photo, self.settings().photo)
         if self.edit_refusal:  # said before any model is loaded, not as a failed edit
@@ -631,7 +663,7 @@ class PreviewDialog(QDialog):
 
     def _model_found(self) -> None:
         """The model is there: the edit is the main action again."""
-        if self.note_label.text() == MODEL_NEEDED:
+        if self.note_label.text() in MODEL_NEEDED.values():
             self._show_note(UNFILTERED_NOTE)
         if self.models_button.isVisible() or self.models_button.isDefault():
             self.models_button.hide()
@@ -639,10 +671,11 @@ class PreviewDialog(QDialog):
             set_primary(self.preview_button, True)
 
     def _show_model_needed(self) -> None:
+        mode = str(self.mode_combo.currentData())
         for name in EDIT_TILES:
-            self.tiles[name].clear("Needs Stable Diffusion 1.5\n(Open Models…)")
+            self.tiles[name].clear(f"Needs {MODEL_NAME[mode]}\n(Open Models…)")
         self.model_missing = True
-        self._show_note(MODEL_NEEDED)
+        self._show_note(MODEL_NEEDED[mode])
         self.models_button.show()
         set_primary(self.models_button, True)  # the one way on: getting the model
         set_primary(self.preview_button, False)
@@ -664,7 +697,7 @@ class PreviewDialog(QDialog):
         self.progress.setValue(0)
         self.status_label.setText("Preparing…")
         self.outcome, self._outcome_photo = None, None
-        self._editing = settings.photo
+        self._editing, self._editing_settings = settings.photo, settings
         self.verdict.setText("")
         for name in EDIT_TILES:
             self.tiles[name].clear("…")
@@ -693,17 +726,17 @@ class PreviewDialog(QDialog):
 
     def _on_succeeded(self, outcome: PreviewOutcome | ModelNeeded) -> None:
         if isinstance(outcome, ModelNeeded):
-            self.status_label.setText("The AI edit needs the Stable Diffusion 1.5 model.")
+            mode = str(self.mode_combo.currentData())
+            self.status_label.setText(f"The AI edit needs the {MODEL_NAME[mode]} model.")
             self._show_model_needed()
             self._update_controls()
             return
         self.model_missing = False
-        if self._editing != self.settings().photo:  # another photo was chosen meanwhile
+        changed = self._changed_since_start()
+        if changed:  # the edit is of other settings than those shown now
             for name in EDIT_TILES:
                 self.tiles[name].clear("Press “Preview AI edit”")
-            self.status_label.setText(
-                "Another photo was chosen during the edit: press “Preview AI edit” for it."
-            )
+            self.status_label.setText(changed)
             return
         self.outcome = outcome
         self._outcome_photo = self._editing
@@ -720,7 +753,18 @@ class PreviewDialog(QDialog):
         self.note_label.setText(result.note)
         self.progress.setValue(1000)
         extra = (" " + " ".join(result.warnings)) if result.warnings else ""
-        self.status_label.setText(f"Done in {result.seconds:.1f} s.{extra}")
+        fine_tuning = f"\n{FINE_TUNING_NOT_SHOWN}" if self.settings().fine_tuned else ""
+        self.status_label.setText(f"Done in {result.seconds:.1f} s.{extra}{fine_tuning}")
+
+    def _changed_since_start(self) -> str:
+        """What to say when the photo or an edit setting changed while the edit ran ("" when
+        nothing did)."""
+        settings = self.settings()
+        if self._editing != settings.photo:
+            return "Another photo was chosen during the edit: press “Preview AI edit” for it."
+        if self._editing_settings != settings:
+            return "The settings changed during the edit: press “Preview AI edit” again."
+        return ""
 
     def _show_figures(self, figures: dict[str, dict[str, float | None]]) -> None:
         rows = ("protected_edit", "noise_edit", "visibility")
@@ -752,7 +796,7 @@ class PreviewDialog(QDialog):
         why = (
             "This photo cannot be read"
             if unreadable
-            else "Needs the Stable Diffusion 1.5 model: Open Models…"
+            else f"Needs the {MODEL_NAME[str(self.mode_combo.currentData())]} model: Open Models…"
             if self.model_missing
             else self.edit_refusal
         )

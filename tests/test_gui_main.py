@@ -1155,3 +1155,36 @@ def test_a_folder_added_after_a_cancelled_job_leaves_the_first_folders_layout(
         "photo2.protected.png",
         "sub/photo1.protected.png",
     ]
+
+
+def test_a_job_that_cannot_run_leaves_its_photos_waiting_not_failed(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job-level error (a damaged key, the output folder) marked every row failed with a
+    Retry that fails the same way, and the summary said "select Retry"."""
+    from spdesk.core.errors import ConfigError
+
+    errors: list[str] = []
+    monkeypatch.setattr(window, "show_error", errors.append)
+
+    def cannot_run(*_args: Any) -> Any:
+        def run(_on_event: Callable[[Event], None], _cancel: CancelToken) -> Any:
+            raise ConfigError("The protection key is damaged.", hint="Delete it.")
+
+        return run
+
+    monkeypatch.setattr(protect_bridge, "protect_task", cannot_run)
+    _add(qtbot, window, [_photos(tmp_path / "photos", 2)])
+    _protect(qtbot, window)
+    assert {r.status for r in window.queue.rows()} == {RowStatus.WAITING}
+    assert errors and "damaged" in errors[0]
+    assert "Retry" not in window.summary_label.text()
+    assert "2 photos waiting" in window.progress_label.text()
+
+
+def test_the_settings_of_a_newer_spdesk_are_said_to_be_left_alone(qtbot: QtBot) -> None:
+    settings = open_settings()
+    settings.setValue("schema", 99)
+    window = MainWindow(settings)
+    qtbot.addWidget(window)
+    assert "newer spdesk" in window.statusBar().currentMessage()

@@ -49,6 +49,7 @@ from spdesk.gui.settings import (
     load_geometry,
     load_options,
     measured_step_times,
+    read_only_notice,
     remember_folder,
     remember_step_time,
     save_geometry,
@@ -114,6 +115,8 @@ class MainWindow(QMainWindow):
         else:
             fit_to_screen(self, 1440, 900)  # a big screen gets a roomier queue
         self._update_controls()
+        if notice := read_only_notice(settings):  # a newer spdesk's settings stay as they are
+            self.statusBar().showMessage(notice)
 
     # --- layout ---------------------------------------------------------------------------------
     def _build_central(self) -> None:
@@ -679,10 +682,13 @@ class MainWindow(QMainWindow):
         self.progress_label.setText(f"{finished:.0f} of {total} photos{eta}")
 
     def _on_job_failed(self, text: str) -> None:
+        """The job as a whole could not go on (its settings, the key, the output folder): the
+        photos it had not finished wait again, not "failed" with a Retry that fails the same
+        way until what the message names is fixed."""
         for path in self._job_paths:
             row = self.queue.row_for(path)
             if row is not None and row.status in (RowStatus.WAITING, RowStatus.PROTECTING):
-                self.queue.set_status(path, RowStatus.FAILED, text.splitlines()[0])
+                self.queue.set_status(path, RowStatus.WAITING)
         self.show_error(text)
 
     def _on_job_cancelled(self) -> None:
@@ -841,6 +847,7 @@ class MainWindow(QMainWindow):
         from spdesk.gui.model_manager import ModelManagerDialog
 
         run_modal(ModelManagerDialog(self, feature=feature))
+        self.options_panel.refresh_model_note()  # a model installed or removed meanwhile
 
     def open_preview(self) -> None:
         from spdesk.gui.preview_panel import PreviewDialog

@@ -383,6 +383,10 @@ class OptionsPanel(QWidget):
         self._update_strength_note()
         self.changed.emit()
 
+    def refresh_model_note(self) -> None:
+        """Say again what the chosen mode needs (a model installed or removed meanwhile)."""
+        self._update_mode_note()
+
     def _update_mode_note(self) -> None:
         if self.mode() == "finetune":
             encoder = self.encoder()

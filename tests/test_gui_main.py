@@ -647,9 +647,10 @@ def test_files_a_folder_holds_that_are_not_queued_are_named_in_the_queue_title(
 ) -> None:
     folder = _photos(tmp_path / "Mixed", 2)
     (folder / "notes.txt").write_text("not a photo")
-    (folder / "link.jpg").symlink_to(folder / next(p.name for p in folder.iterdir()))
+    (folder / "link.jpg").symlink_to(folder / "photo0.jpg")
+    (folder / ".hidden").mkdir()  # a folder: said as one, not as "a file"
     _add(qtbot, window, [folder])
-    assert window.queue_title.text() == "Queue · 2 photos · 2 other files left out"
+    assert window.queue_title.text() == "Queue · 2 photos · 2 other files and 1 folder left out"
     tip = window.queue_title.toolTip().splitlines()
     assert tip[0] == "link.jpg: symbolic link (not followed)"  # in the walk's order
     assert tip[1].startswith("notes.txt: ") and tip[1].endswith("not a photo")

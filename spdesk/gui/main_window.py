@@ -35,6 +35,7 @@ from spdesk.core.jobs.events import (
     JobStarted,
     SkipReason,
     count_of,
+    left_out_phrase,
     location_text,
 )
 from spdesk.core.perturbation import perturbation_gain, perturbation_label
@@ -79,6 +80,7 @@ class MainWindow(QMainWindow):
         self._pending_paths: list[Path] = []
         self._empty_hint = ""  # why the queue is still empty after a folder was added
         self._left_out: dict[Path, str] = {}  # files the added folders held that are not queued
+        self._left_out_folders: set[Path] = set()  # of those, whole folders
         self._job_paths: list[Path] = []
         self._job_set: set[Path] = set()  # _job_paths, to look up
         self._job_finished: set[Path] = set()  # of those: done, skipped or failed
@@ -327,13 +329,15 @@ class MainWindow(QMainWindow):
         for path, problem in scan.problems.items():
             self.queue.set_status(path, RowStatus.UNREADABLE, problem)
         self._left_out.update(scan.left_out)
+        self._left_out_folders |= scan.left_out_folders
         self._empty_hint = ""
         if added:
             message = f"Added {added} photo{'s' if added != 1 else ''}."
             if scan.problems:
                 message += f" {len(scan.problems)} cannot be read (see the red rows)."
             if scan.left_out:
-                left = count_of(len(scan.left_out), "other file")
+                folders = len(scan.left_out_folders)
+                left = left_out_phrase(len(scan.left_out) - folders, folders)
                 message += f" {left} left out (point at the queue's title to see them)."
             self.statusBar().showMessage(message, 6000)
         elif self.queue.paths():
@@ -363,6 +367,7 @@ class MainWindow(QMainWindow):
         if not self.job_runner.running:
             self.queue.clear_photos()
             self._left_out.clear()
+            self._left_out_folders.clear()
             self.summary.hide()
             self.rerun_bar.hide()
             self.overall_bar.setValue(0)
@@ -799,7 +804,8 @@ class MainWindow(QMainWindow):
         )
         title = f"Queue · {count_of(count, 'photo')}" if count else "Queue"
         if count and self._left_out:  # nothing in the folder goes unmentioned
-            title += f" · {count_of(len(self._left_out), 'other file')} left out"
+            folders = len(self._left_out_folders)
+            title += f" · {left_out_phrase(len(self._left_out) - folders, folders)} left out"
         self.queue_title.setText(title)
         self.queue_title.setToolTip(left_out_text(self._left_out) if count else "")
         if self.scan_runner.running:

@@ -48,6 +48,7 @@ class Scan:
     photos: list[Path]
     problems: dict[Path, str]
     left_out: dict[Path, str]
+    left_out_folders: frozenset[Path] = frozenset()  # of ``left_out``: whole folders
 
 
 def scan_task(paths: list[Path]) -> Task:
@@ -67,7 +68,8 @@ def scan_task(paths: list[Path]) -> Task:
         scan = scan_photos([path for path in paths if path not in not_photos], cancel)
         texts = {p: failure_text(p, e.message, e.hint or "") for p, e in scan.problems.items()}
         left_out = {**not_photos, **{s.path: s.reason for s in scan.left_out}}
-        return Scan(scan.photos, texts, left_out)
+        folders = frozenset(s.path for s in scan.left_out if s.folder)
+        return Scan(scan.photos, texts, left_out, folders)
 
     return run
 

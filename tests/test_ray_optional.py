@@ -33,16 +33,21 @@ print("imported", len(names), "exit", local, ray)
 """
 
 
-def test_core_cli_and_gui_import_and_run_without_ray(tmp_path: Path) -> None:
-    photo = samples.photo(tmp_path / "in" / "a.png")
+def _run(script: str, photo: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter of this checkout, given the photo and output folder."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
-    result = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_RAY, str(photo), str(tmp_path / "out")],
+    return subprocess.run(
+        [sys.executable, "-c", script, str(photo), str(out)],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_core_cli_and_gui_import_and_run_without_ray(tmp_path: Path) -> None:
+    photo = samples.photo(tmp_path / "in" / "a.png")
+    result = _run(_WITHOUT_RAY, photo, tmp_path / "out")
     assert result.returncode == 0, result.stderr[-3000:]
     imported, exits = result.stdout.split("exit")
     assert int(imported.split()[-1]) > 50  # every module of core, cli and gui
@@ -75,14 +80,7 @@ def test_ray_without_ray_data_names_it_and_the_missing_module_before_anything_st
     """It once said "Ray is not installed", after Ray had started and the output folder had
     pending lines in its manifest."""
     photo = samples.photo(tmp_path / "in" / "a.png")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
-    result = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_RAY_DATA, str(photo), str(tmp_path / "out")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _run(_WITHOUT_RAY_DATA, photo, tmp_path / "out")
     assert result.stdout.split() == ["exit", "2", "ray", "started", "False"], result.stderr[-3000:]
     assert "Ray Data" in result.stderr and "pyarrow" in result.stderr
     assert "Ray is not installed" not in result.stderr

@@ -136,10 +136,12 @@ def cancel_on_sigint() -> CancelToken:
 
     for name in _STOP_SIGNALS:
         number = getattr(signal, name, None)  # SIGHUP: not on Windows
-        # One the process was started to ignore stays ignored: `nohup` ignores SIGHUP so that a
-        # job outlives the terminal (ssh), and a background job of a script ignores SIGINT.
-        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
-            signal.signal(number, handler)
+        # A SIGHUP the process was started to ignore stays ignored: `nohup` ignores it so that
+        # a job outlives the terminal (ssh). SIGINT and SIGTERM are always taken, as before (a
+        # background job of a script starts with SIGINT ignored, and is still stopped by it).
+        if number is None or (name == "SIGHUP" and signal.getsignal(number) is signal.SIG_IGN):
+            continue
+        signal.signal(number, handler)
     return token
 
 

@@ -95,6 +95,7 @@ def test_the_stop_a_service_manager_or_a_closed_terminal_sends_cancels_like_ctrl
     number = getattr(signal, name)
     before = {n: signal.getsignal(n) for n in (signal.SIGINT, number)}
     try:
+        signal.signal(number, signal.SIG_DFL)  # as in a terminal (nohup starts it ignored)
         token = cancel_on_sigint()
         assert signal.getsignal(number) is signal.getsignal(signal.SIGINT)
         os.kill(os.getpid(), number)

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import logging
 import os
 import signal
+import sys
 
 import pytest
 
-from spdesk.cli.common import EXIT_CANCELLED, EXIT_ERROR, cancel_on_sigint, run_command
+from spdesk.cli.common import (
+    EXIT_CANCELLED,
+    EXIT_ERROR,
+    ProgressPrinter,
+    cancel_on_sigint,
+    run_command,
+)
+from spdesk.core.errors import Cancelled
 from spdesk.core.logs import log_file
 
 
@@ -122,3 +132,32 @@ def test_a_signal_the_process_was_started_to_ignore_stays_ignored() -> None:
     finally:
         for n, handler in before.items():
             signal.signal(n, handler)
+
+
+class _GoneTerminal(io.StringIO):
+    """A terminal that was closed (after SIGHUP every write fails with EIO)."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+def test_a_closed_terminal_ends_the_messages_not_the_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Closing the terminal of a running `spdesk protect` made its next message raise EIO
+    wherever the job was: a healthy photo was recorded as a damaged JPEG, and the command ended
+    as a bug (exit 1) instead of a clean stop."""
+    monkeypatch.setattr(sys, "stderr", _GoneTerminal())
+    before = signal.getsignal(signal.SIGINT)
+
+    def stopped_by_a_hang_up(_args: argparse.Namespace) -> int:
+        token = cancel_on_sigint()
+        os.kill(os.getpid(), signal.SIGINT)  # its message cannot be written: it still stops
+        assert token.cancelled
+        ProgressPrinter().line("a progress line to a terminal that is gone")
+        raise Cancelled("Cancelled.")
+
+    try:
+        assert run_command(stopped_by_a_hang_up, argparse.Namespace()) == EXIT_CANCELLED
+    finally:
+        signal.signal(signal.SIGINT, before)

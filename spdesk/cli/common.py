@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -30,8 +31,9 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     """Run a subcommand: named errors become plain messages (exit 2); any other exception is a
     bug, whose traceback goes to the log file and whose one-line summary names that file."""
     setup_logging()
-    stdout = sys.stdout
+    stdout, stderr = sys.stdout, sys.stderr
     sys.stdout = _Output(stdout)  # type: ignore[assignment]
+    sys.stderr = _Messages(stderr)  # type: ignore[assignment]
     try:
         status = func(args)
         sys.stdout.flush()  # what is still buffered fails here, not at exit
@@ -58,7 +60,7 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         )
         return EXIT_ERROR
     finally:
-        sys.stdout = stdout
+        sys.stdout, sys.stderr = stdout, stderr
 
 
 class _OutputFailed(Exception):
@@ -87,6 +89,26 @@ class _Output:
             self._stream.flush()
         except OSError as error:
             raise _OutputFailed(error) from error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _Messages:
+    """``sys.stderr`` while a command runs: messages and progress for a person, dropped once
+    the terminal is gone (closed: EIO, after SIGHUP), so that the job still ends cleanly."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError):
+            return self._stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError):
+            self._stream.flush()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -130,9 +152,10 @@ def cancel_on_sigint() -> CancelToken:
     def handler(signum: int, _frame: object) -> None:
         if token.cancelled:  # a second Ctrl+C stops at once
             raise KeyboardInterrupt
+        token.cancel()  # first: after a hang-up, writing to the terminal fails
         again = "Ctrl+C again" if signum == signal.SIGINT else "the same signal again"
-        print(f"\nStopping after the current step ({again} to abort)...", file=sys.stderr)
-        token.cancel()
+        with contextlib.suppress(OSError):  # the terminal is gone (SIGHUP): the job still stops
+            print(f"\nStopping after the current step ({again} to abort)...", file=sys.stderr)
 
     for name in _STOP_SIGNALS:
         number = getattr(signal, name, None)  # SIGHUP: not on Windows
@@ -200,13 +223,11 @@ class ProgressPrinter:
             filled = int(width * fraction)
             bar = "#" * filled + "-" * (width - filled)
             line = f"\r[{bar}] {fraction:6.1%} {label}  ETA {format_duration(eta_s)}"
-            self.stream.write(line[:200].ljust(80))
-            self.stream.flush()
+            self._write(line[:200].ljust(80))
             self._open_bar = True
         elif self.clock() - self._last_line > 2.0 or done >= total:
             self._last_line = self.clock()
-            self.stream.write(f"{fraction:6.1%} {label} (ETA {format_duration(eta_s)})\n")
-            self.stream.flush()
+            self._write(f"{fraction:6.1%} {label} (ETA {format_duration(eta_s)})\n")
 
     def _estimate(self, done: float, total: float) -> float | None:
         now = self.clock()
@@ -224,15 +245,23 @@ class ProgressPrinter:
         if self.quiet:
             return
         if self._open_bar:
-            self.stream.write("\r" + " " * 100 + "\r")
+            self._write("\r" + " " * 100 + "\r")
             self._open_bar = False
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        self._write(text + "\n")
 
     def close(self) -> None:
         if self._open_bar and not self.quiet:
-            self.stream.write("\n")
+            self._write("\n")
             self._open_bar = False
+
+    def _write(self, text: str) -> None:
+        """Write and flush; a terminal that is gone (closed: EIO; a broken pipe) ends the
+        progress output, not the job."""
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except OSError:
+            self.quiet = True
 
 
 def fine_tune_jpeg(value: str | None) -> int | None:

@@ -16,7 +16,7 @@ driver merges the shards into the output folder's manifest when it closes it (or
 of either engine, does, after a kill), so a re-run with either engine skips what is done.
 Per-photo failures come back as the local engine's records. A cancel stops new batches from
 starting; the running ones (a batch per call, up to 64 photos) stop between photos: the
-driver puts up a :class:`StopSign` (a named actor) as soon as the job stops, which the workers
+driver raises a :class:`StopSign` (a small actor) as soon as the job stops, which the workers
 look for, and every photo they finished is recorded.
 
 The engine is mode-agnostic: workers receive the job's settings and run the same per-photo step
@@ -384,7 +384,8 @@ class RayProtectJob(ProtectJob):
             for start in range(0, len(tasks), size)
         ]
         assert self._perturbation is not None
-        stop = f"spdesk-stop-{uuid.uuid4().hex}"  # the job's StopSign, once it stops
+        # The job's StopSign, made before any worker starts (raised at once when it stops).
+        stop = ray.remote(num_cpus=0)(StopSign).remote()
         protector = {
             "output_root": self.output_root,
             "settings": dataclasses.replace(self.settings, workers=self.options.threads),
@@ -403,7 +404,7 @@ class RayProtectJob(ProtectJob):
             back = self._in_tasks(ray, batches, protector, run._stopping)
         started = time.monotonic()
         try:
-            with _stop_sign_when(ray, stop, run._stopping):
+            with _stop_sign_when(stop, run._stopping):
                 for rows, readings in back:
                     if self.stats.first_batch_seconds is None:
                         self.stats.first_batch_seconds = time.monotonic() - started
@@ -697,24 +698,32 @@ class _ShardRun(JobRun):
 
 
 class StopSign:
-    """The driver's stop (a cancel, a full disk): a named actor that exists once the job stops,
-    made only then (a job that runs to its end starts no actor for it). Workers look it up by
-    name between photos (:class:`_SignWatch`)."""
+    """The driver's stop (a cancel, a full disk), which the workers read between photos
+    (:class:`_SignWatch`); made before they start, raised by a watcher thread of the driver's
+    as soon as the job stops (:func:`_stop_sign_when`)."""
+
+    def __init__(self) -> None:
+        self.up = False
+
+    def raise_sign(self) -> None:
+        self.up = True
+
+    def is_up(self) -> bool:
+        return self.up
 
 
 @contextlib.contextmanager
-def _stop_sign_when(ray: Any, name: str, stopping: Callable[[], bool]) -> Iterator[None]:
-    """Put up the job's :class:`StopSign` as soon as ``stopping()`` says so, while the driver
-    waits for batches (a batch of 64 photos may take long to come back)."""
+def _stop_sign_when(sign: Any, stopping: Callable[[], bool]) -> Iterator[None]:
+    """Raise ``sign`` as soon as ``stopping()`` says so, while the driver waits for batches (a
+    batch of 64 photos may take long to come back)."""
     done = threading.Event()
-    signs: list[Any] = []  # held until the job ends: an actor without a handle is destroyed
 
     def watch() -> None:
         while not done.wait(0.1):
             if not stopping():
                 continue
             try:
-                signs.append(ray.remote(num_cpus=0)(StopSign).options(name=name).remote())
+                sign.raise_sign.remote()
             except Exception:  # the workers then finish their batches: still all recorded
                 log.warning("could not stop the Ray workers between photos", exc_info=True)
             return
@@ -729,10 +738,11 @@ def _stop_sign_when(ray: Any, name: str, stopping: Callable[[], bool]) -> Iterat
 
 
 class _SignWatch(CancelToken):
-    """A cancel token that also looks for the driver's :class:`StopSign` named ``sign``, at
-    most every ``every`` seconds (a request to Ray's control store)."""
+    """A cancel token that also reads the driver's :class:`StopSign`, at most every
+    ``every`` seconds (a call to another process). A sign that cannot be read because the
+    driver is gone stops the work too: nobody would record it."""
 
-    def __init__(self, sign: str | None, every: float = 0.2) -> None:
+    def __init__(self, sign: Any, every: float = 0.2) -> None:
         super().__init__()
         self.sign = sign
         self.every = every
@@ -755,13 +765,13 @@ class _SignWatch(CancelToken):
         import ray
 
         try:
-            ray.get_actor(self.sign)
-        except ValueError:  # no such actor: the job goes on
-            return
-        except Exception:  # the control store busy or slow: looked at again next time
-            log.debug("could not look for the job's stop sign", exc_info=True)
-            return
-        self.cancel()
+            up = ray.get(self.sign.is_up.remote(), timeout=10)
+        except ray.exceptions.GetTimeoutError:
+            return  # a busy cluster: look again later
+        except ray.exceptions.RayError:
+            up = True  # the driver, which owns the sign, is gone
+        if up:
+            self.cancel()
 
 
 class _Protector:
@@ -776,11 +786,11 @@ class _Protector:
         key: str = "",
         inputs: Store | None = None,
         outputs: Store | None = None,
-        stop: str | None = None,
+        stop: Any = None,
     ) -> None:
         if key:
             os.environ[ENV_KEY] = key
-        self.stop = stop  # the name of the driver's StopSign
+        self.stop = stop  # the driver's StopSign (an actor handle)
         self.job = ProtectJob([], output_root, settings)
         self.job.store = inputs or FolderStore()
         self.job.output_store = outputs or FolderStore()

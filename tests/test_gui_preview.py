@@ -370,8 +370,12 @@ def test_settings_changed_during_an_edit_are_not_shown_as_its_result(
     photo, options = inputs
     dialog = _dialog(qtbot, photo, options, sd_dir)
     with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()  # a first edit, whose figures are then shown
+    assert dialog.figures_table.isVisibleTo(dialog)
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
         assert dialog.start()
         dialog.seed_spin.setValue(7)  # the edit under way is of seed 0
     assert dialog.outcome is None
     assert "settings changed" in dialog.status_label.text()
     assert not any(dialog.tiles[name].has_image() for name in EDIT_TILES)
+    assert not dialog.figures_table.isVisibleTo(dialog), "the first edit's figures stayed"

@@ -264,6 +264,7 @@ def test_sheet_and_json_record(engine: PreviewEngine, tmp_path: Path) -> None:
         (PreviewRequest(working_size=100), "multiple of 8"),
         # 1 step at strength 0.5: diffusers ran int(0.5) = 0 steps and crashed on empty latents
         (PreviewRequest(steps=1, strength=0.5), "at least 2 steps"),
+        (PreviewRequest(steps=200, strength=0.004), "raise the edit strength"),  # not 250 steps
     ],
 )
 def test_bad_settings_are_refused_before_work(request_: PreviewRequest, message: str) -> None:

@@ -109,10 +109,11 @@ class PreviewRequest:
         if not 1 <= self.steps <= 200:
             raise ConfigError(f"Steps must be between 1 and 200, got {self.steps}.")
         if int(self.steps * self.strength) < 1:  # diffusers runs int(steps x strength) of them
+            least = math.ceil(1 / self.strength)
+            fix = f"use at least {least} steps" if least <= 200 else "raise the edit strength"
             raise ConfigError(
                 f"{self.steps} step(s) at edit strength {self.strength} leave the editor no "
-                f"denoising step (it runs steps x strength of them): use at least "
-                f"{math.ceil(1 / self.strength)} steps."
+                f"denoising step (it runs steps x strength of them): {fix}."
             )
         if not (math.isfinite(self.guidance) and self.guidance >= 1):
             raise ConfigError(f"Guidance must be a number of at least 1, got {self.guidance}.")

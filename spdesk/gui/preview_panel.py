@@ -701,6 +701,8 @@ class PreviewDialog(QDialog):
         self.verdict.setText("")
         for name in EDIT_TILES:
             self.tiles[name].clear("…")
+        # The last edit's figures go with its tiles (they stayed beside an edit thrown away).
+        self._show_visibility(self.view.psnr if self.view is not None else None)
         task = preview_task(
             settings,
             model_dir=self.model_dir,

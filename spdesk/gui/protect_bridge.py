@@ -116,10 +116,7 @@ def default_output_root(photos: list[Path]) -> Path:
     """A "<folder> (protected)" folder beside the photos' common folder, outside the input tree."""
     if not photos:
         return Path.home() / "spdesk protected"
-    parents = [p.parent for p in photos]
-    common = parents[0]
-    while not all(common == q or common in q.parents for q in parents):
-        common = common.parent
+    common = common_folder(photos) or photos[0].parent  # other drives: beside the first
     return common.parent / f"{common.name or 'photos'} (protected)"
 
 

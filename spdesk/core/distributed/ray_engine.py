@@ -414,6 +414,8 @@ class RayProtectJob(ProtectJob):
                             raise error
                         self._record(run, decode_event(event))
                         run.report.stopped = run.report.stopped or stopped or None
+                    if run._stopping():  # at once, as the batch that made it came back
+                        stop.raise_sign.remote()
         except SpdeskError:
             raise
         except Exception as error:

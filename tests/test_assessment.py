@@ -68,6 +68,30 @@ def test_runs_on_the_same_photos_merge_into_one_table_and_others_are_refused(
         first.merged(assess(photos[:1], {"darker": darker}, encoder, eps=8, sizes=(64,)))
 
 
+def test_a_merged_table_keeps_the_attack_figures_of_a_run_that_is_not_listed_first(
+    tmp_path: Path,
+) -> None:
+    """The baselines of each run were measured under that run's attacks only: a merge that
+    kept the first run's baseline rows printed "n/a" for every attack the second run did."""
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.core.assessment import assess
+    from spdesk.core.encoders import load_encoder
+
+    encoder = load_encoder(str(save_tiny_vae(tmp_path / "vae")), "cpu")
+    photos = _photos(2)
+
+    def darker(photo: np.ndarray, index: int) -> np.ndarray:
+        return np.clip(photo.astype(int) - 4, 0, 255).astype(np.uint8)
+
+    plain = assess(photos, {"brighter": _brighter}, encoder, eps=8, sizes=(64,))
+    attacked = assess(photos, {"darker": darker}, encoder, eps=8, sizes=(64,), attacks=["blur1"])
+    merged = plain.merged(attacked)
+    assert merged.kept("darker", 64, "blur1") == attacked.kept("darker", 64, "blur1")
+    assert merged.gain("darker", "64/blur1") == attacked.gain("darker", "64/blur1")
+    assert merged.gain("darker", "64/blur1") is not None
+
+
 def test_mode_protect_regenerates_with_another_key_never_the_victims(
     generator_file: Path,
 ) -> None:

@@ -283,7 +283,9 @@ class Assessment:
                 raise ValueError(f"The runs' random-sign baselines differ at {key}: other photos?")
         names = {c.name for c in self.candidates}
         extra = [c for c in other.candidates if c.name not in names]
-        baselines = [c for c in self.candidates if c.name in (SIGN, UNIFORM)]
+        baselines = [
+            _merged_baseline(c, other) for c in self.candidates if c.name in (SIGN, UNIFORM)
+        ]
         modes = [c for c in self.candidates if c.name not in (SIGN, UNIFORM)]
         attacks = [*self.attacks, *(a for a in other.attacks if a not in self.attacks)]
         return replace(self, candidates=[*modes, *extra, *baselines], attacks=attacks)
@@ -613,3 +615,22 @@ def _jpeg_references(photos: Sequence[np.ndarray]) -> dict[str, dict[str, float]
             "flip": float(scores[:, 1].mean()),
         }
     return out
+
+
+def _merged_baseline(mine: CandidateFigures, other: Assessment) -> CandidateFigures:
+    """A baseline row holding both runs' measurements: each run measured the baselines under
+    its own attacks and encoders, and a merged table needs them all (this run's win where both
+    measured the same thing, which :meth:`Assessment.merged` checks agree)."""
+    theirs = next((c for c in other.candidates if c.name == mine.name), None)
+    if theirs is None:
+        return mine
+    return replace(
+        mine,
+        strength={**theirs.strength, **mine.strength},
+        transfer={**theirs.transfer, **mine.transfer},
+        ssimulacra2=mine.ssimulacra2 if mine.ssimulacra2 is not None else theirs.ssimulacra2,
+        ssimulacra2_min=(
+            mine.ssimulacra2_min if mine.ssimulacra2_min is not None else theirs.ssimulacra2_min
+        ),
+        flip=mine.flip if mine.flip is not None else theirs.flip,
+    )

@@ -31,7 +31,15 @@ from spdesk.core.export import (
     prepare,
     settings_warnings,
 )
-from spdesk.core.files import TEMP_SUFFIX, atomic_write, clean_stale_temps, publish
+from spdesk.core.files import (
+    TEMP_SUFFIX,
+    atomic_write,
+    clean_stale_temps,
+    name_bytes,
+    output_error,
+    publish,
+    truncate_name,
+)
 from spdesk.core.imageio import read_image
 from tests import protect_samples as samples
 
@@ -784,3 +792,40 @@ def test_metadata_a_new_format_cannot_hold_is_named(tmp_path: Path) -> None:
     titled = read_image(_png_with_text(tmp_path / "titled.png", {"Title": "My photo"}))
     encoded = prepare(titled, titled.image, "JPEG", ExportOptions(format="JPEG"))
     assert "not carried over to JPEG: PNG text (Title)" in encoded.notes
+
+
+def test_a_name_cut_to_the_limit_is_cut_between_characters() -> None:
+    """A name cut inside a UTF-8 character would be invalid UTF-8 (exFAT refuses it)."""
+    name = "a" + "\u00e9" * 124 + ".jpg"
+    for limit in range(240, 250):
+        cut = truncate_name(name, limit)
+        assert name_bytes(cut) <= limit and name.startswith(cut)
+        cut.encode("utf-8")  # no lone surrogates: valid UTF-8 on disk
+    assert truncate_name(name, 4) == "a\u00e9"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX names are bytes")
+def test_an_undecodable_name_is_cut_by_bytes() -> None:
+    name = os.fsdecode(b"caf\xe9\xff-long.jpg")
+    assert os.fsencode(truncate_name(name, 5)) == b"caf\xe9\xff"
+
+
+@pytest.mark.parametrize("code", [errno.ENOENT, errno.EINVAL])
+def test_a_name_with_characters_the_disk_forbids_says_so(code: int, tmp_path: Path) -> None:
+    """exFAT, FAT and SMB shares refuse ``: ? * " < > |`` with ENOENT or EINVAL."""
+    error = output_error(OSError(code, os.strerror(code)), tmp_path / 'a:b?"c".protected.jpg')
+    assert 'does not allow the characters : ? " in names' in error.message
+    assert "Rename" in (error.hint or "") and "another disk" in (error.hint or "")
+    plain = output_error(OSError(errno.ENOENT, "No such file"), tmp_path / "ab.protected.jpg")
+    assert "does not allow" not in plain.message
+
+
+def test_a_folder_name_the_disk_forbids_is_named_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    with pytest.raises(OutputError, match="does not allow the characters : in names"):
+        atomic_save(_encoded(), tmp_path / "12:30" / "a.protected.png")

@@ -15,6 +15,9 @@ import io
 import itertools
 import json
 import posixpath
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -617,3 +620,27 @@ def test_a_heic_with_transparency_becomes_a_png_from_any_store(
     assert [posixpath.basename(str(e.output)) for e in report.done] == ["alpha.protected.png"]
     written = Image.open(io.BytesIO(place.get(place.at("out/alpha.protected.png"))))
     assert written.format == "PNG" and written.mode == "RGBA"
+
+
+_WITHIN = """
+import sys
+from pathlib import Path
+from spdesk.core.stores import FolderStore
+print(FolderStore().within(Path(sys.argv[1]), Path(sys.argv[2])))
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+def test_an_output_inside_the_input_under_another_name_of_it_is_found(tmp_path: Path) -> None:
+    """A disk that ignores case names the input folder ``Photos`` as ``photos`` too; a bind
+    mount gives a folder a second name on any disk (here in a user namespace of its own):
+    whichever name the output is given under, it is the same folder, not a text match."""
+    photos, alias = tmp_path / "Photos", tmp_path / "alias"
+    photos.mkdir()
+    alias.mkdir()
+    script = f'mount --bind "$1" "$2" && exec "{sys.executable}" -c "$3" "$2/out" "$1"'
+    command = ["unshare", "-rm", "sh", "-c", script, "sh", str(photos), str(alias), _WITHIN]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    if not done.stdout and done.stderr.startswith(("unshare:", "mount:")):
+        pytest.skip(f"no bind mount in a user namespace here: {done.stderr.strip()}")
+    assert done.stdout.strip() == "True", done.stderr

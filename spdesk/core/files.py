@@ -69,10 +69,43 @@ def name_max(folder: Path) -> int:
 
 
 def truncate_name(name: str, limit: int) -> str:
-    """``name`` cut to at most ``limit`` bytes on disk (bytes kept exactly, never re-encoded)."""
+    """``name`` cut to at most ``limit`` bytes on disk (bytes kept exactly, never re-encoded),
+    between two characters: a name cut inside one is not UTF-8 (exFAT and others refuse it)."""
     raw = os.fsencode(name)[: max(limit, 0)]
-    # Cut inside a UTF-8 character, the tail bytes come back as surrogates: still the same bytes.
+    if _is_utf8(name):
+        return raw.decode("utf-8", "ignore")  # only the last character can be cut: dropped
+    # Undecodable already: cut by bytes, the tail comes back as surrogates (the same bytes).
     return os.fsdecode(raw)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: bytes a name held that are not UTF-8
+        return False
+    return True
+
+
+def folded(name: str) -> str:
+    """``name`` as a disk that ignores case and Unicode normalisation (exFAT, FAT, macOS,
+    Windows) compares it: ``A.jpg`` and ``a.jpg`` are one file there."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def listed_spelling(path: Path) -> Path:
+    """Absolute ``path`` with each existing part spelled as its folder lists it (``photos``
+    typed, ``Photos`` listed by a disk that ignores case): the parts still to create unchanged."""
+    spelled = Path(path.anchor)
+    parts = path.parts[1:]
+    for index, part in enumerate(parts):
+        try:
+            names = os.listdir(spelled)
+        except OSError:  # not a folder there (yet)
+            return spelled.joinpath(*parts[index:])
+        if part not in names and os.path.lexists(spelled / part):  # found under another name
+            part = next((name for name in names if folded(name) == folded(part)), part)
+        spelled /= part
+    return spelled
 
 
 def temp_path(target: Path) -> Path:
@@ -111,11 +144,9 @@ def _shown_char(char: str) -> str:
 def shown_text(text: str) -> str:
     """A message for people and JSON, which may hold line breaks and names already
     :func:`shown`: only undecodable bytes are written as ``\\xe9``."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return os.fsencode(text).decode("utf-8", "backslashreplace")
-    return text
+    if _is_utf8(text):
+        return text
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def is_temp_name(name: str) -> bool:
@@ -345,7 +376,28 @@ def output_error(error: OSError, target: Path | str) -> OutputError:
             f"Cannot write {shown(target)}: the name or path is too long for this disk.",
             hint="Choose a shorter output folder path or a shorter suffix.",
         )
+    forbidden = _forbidden_characters(target) if code in (errno.ENOENT, errno.EINVAL) else []
+    if forbidden:
+        return OutputError(
+            f"Cannot write {shown(target)}: this disk does not allow the characters "
+            f"{' '.join(forbidden)} in names (exFAT, FAT and Windows shares refuse them).",
+            hint="Rename the photo (or its folder) without them, or choose an output folder "
+            "on another disk.",
+        )
     return OutputError(f"Could not write {shown(target)}: {error.strerror or error}.")
+
+
+_FORBIDDEN_ON_SOME_DISKS = ':?*"<>|'
+
+
+def _forbidden_characters(target: Path | str) -> list[str]:
+    """The characters some disks refuse in names, in order, found in the parts of ``target``
+    not created yet (the file, and folders still to make for it)."""
+    if isinstance(target, Path):
+        new = [p.name for p in (target, *target.parents) if not os.path.lexists(p)]
+    else:
+        new = [posixpath.basename(target)]
+    return [char for char in _FORBIDDEN_ON_SOME_DISKS if any(char in name for name in new)]
 
 
 # --- locks --------------------------------------------------------------------------------------

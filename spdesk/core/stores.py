@@ -40,6 +40,7 @@ import io
 import json
 import os
 import posixpath
+import stat
 import tempfile
 import time
 import uuid
@@ -65,6 +66,7 @@ from spdesk.core.files import (
     atomic_write,
     clean_stale_temps,
     discard,
+    listed_spelling,
     make_folder,
     name_max,
     output_error,
@@ -213,9 +215,19 @@ class FolderStore:
         return os.path.abspath(path)
 
     def within(self, path: Path, folder: Path) -> bool:
-        if not folder.is_dir():
+        # The same folder, not the same text: a disk that ignores case (exFAT, macOS, Windows)
+        # or a bind mount gives a folder other names than the one given for the inputs.
+        try:
+            outer = os.stat(folder)
+        except OSError:
             return False
-        path, folder = path.resolve(), folder.resolve()  # links resolved
+        if not stat.S_ISDIR(outer.st_mode):
+            return False
+        path = path.resolve()  # links resolved: the folders the output really goes into
+        if any(_same_file(place, outer) for place in (path, *path.parents)):
+            return True
+        # Some drivers (exFAT through FUSE) number a folder differently under each spelling.
+        path, folder = listed_spelling(path), listed_spelling(folder.resolve())
         return path == folder or folder in path.parents
 
     def shown(self, path: Path | str) -> str:
@@ -285,6 +297,14 @@ class FolderStore:
     def merge_shards(self, root: str) -> dict[str, dict[str, Any]]:
         with Manifest(Path(root)) as manifest:  # merges under the folder's lock, compacts
             return dict(manifest.entries)
+
+
+def _same_file(path: Path, other: os.stat_result) -> bool:
+    """Whether ``path`` exists and is the file ``other`` was read from."""
+    try:
+        return os.path.samestat(os.stat(path), other)
+    except OSError:  # not there yet (an output folder still to make)
+        return False
 
 
 class FsspecStore:

@@ -1,27 +1,28 @@
 """Output names for one run of a job: each photo's planned name, and taken names by policy.
 
 Names are planned in job order (so the same inputs always get the same names) and given only
-when a complete temporary file is published. Two photos of one run never share a name; a name
+when a complete temporary file is published. Two photos of one run never share a name, not even
+one that differs only in case or Unicode normalisation (one file on exFAT, macOS, Windows); a name
 that exists already is skipped, replaced (the "overwrite" policy) or stepped past (``-2``,
 ``-3``... for "unique"). The photo's own earlier output, changed since spdesk wrote it (cut
 short, edited, or another file put in its place), is never replaced (it may hold the user's
 edits): it is skipped or stepped past like a file spdesk did not write, and the photo's note or
 skip reason says so. A name longer than the file system allows is shortened, keeping its start,
 suffix and extension plus a hash of the source's name, so it stays unique and the same on every
-run (the manifest records it).
+run (the manifest records it); so is a ``-2`` name that would pass the limit, keeping its number.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from spdesk.core.errors import OutputError, OutputExistsError
 from spdesk.core.export import ExportOptions, output_format, output_name, unique_candidates
-from spdesk.core.files import name_bytes, shown, truncate_name
+from spdesk.core.files import folded, name_bytes, shown, truncate_name
 from spdesk.core.stores import FolderStore, Store
 
 _HASH_CHARS = 8
@@ -51,6 +52,31 @@ class Target:
     # edited, or another file put there): left as it is, like any file spdesk did not write (it
     # may hold the user's edits), and the photo's note or skip reason says so.
     changed: bool = False
+
+
+class RunNames:
+    """The names given in one run, told apart as a disk that ignores case and Unicode
+    normalisation would (exFAT, FAT, macOS, Windows hold ``A.jpg`` and ``a.jpg`` as one file)."""
+
+    def __init__(self) -> None:
+        self._paths: set[Path] = set()
+        self._folded: set[str] = set()
+
+    def add(self, path: Path) -> None:
+        self._paths.add(path)
+        self._folded.add(folded(str(path)))
+
+    def update(self, paths: Iterable[Path]) -> None:
+        for path in paths:
+            self.add(path)
+
+    def __contains__(self, path: object) -> bool:
+        """Whether a name given holds ``path`` on some disk."""
+        return isinstance(path, Path) and folded(str(path)) in self._folded
+
+    def given(self, path: Path) -> bool:
+        """Whether ``path`` itself, spelled so, was given."""
+        return path in self._paths
 
 
 class OutputNamer:
@@ -84,8 +110,9 @@ class OutputNamer:
         self.export = export
         self.policy = policy
         self.wrote = wrote
-        self.written: set[Path] = set()  # names of this run: never replaced by a sibling
+        self.written = RunNames()  # names of this run: never replaced by a sibling
         self.kept: dict[Path, str] = {}  # earlier runs' outputs -> the key of their photo
+        self._kept_for: dict[str, set[str]] = {}  # the same, folded -> the keys of their photos
 
     def plan(
         self,
@@ -114,11 +141,16 @@ class OutputNamer:
         keeps its output, and another photo mapping to that name gets the next free one, never
         replacing it (a photo added since, or one redone after a cut-short run)."""
         self.kept.update(outputs)
+        for path, owner in outputs.items():
+            self._kept_for.setdefault(folded(str(path)), set()).add(owner)
 
     def _free(self, path: Path, owner: str) -> bool:
         """Whether ``owner``'s photo may take ``path``: not given in this run, not kept for
-        another photo."""
-        return path not in self.written and self.kept.get(path, owner) == owner
+        another photo, in any case or normalisation. The photo's own earlier output keeps its
+        very name (beside another photo's in another case, written on a disk that allowed it)."""
+        if self.kept.get(path) == owner:
+            return not self.written.given(path)
+        return path not in self.written and owner in self._kept_for.get(folded(str(path)), {owner})
 
     def _untaken(self, path: Path, owner: str) -> bool:
         """Free for ``owner`` and holding no file: a name to plan, whichever engine publishes."""
@@ -144,12 +176,14 @@ class OutputNamer:
         name = output_name(relative.name, fmt, self.export.suffix)
         notes: tuple[str, ...] = ()
         limit = self.outputs.name_max(self.root)
+        shortening = (f"output name shortened to fit the file system ({limit} bytes at most)",)
         if name_bytes(name) > limit:
             name = _shortened(name, relative.name, self.export.suffix, limit - _UNIQUE_ROOM)
-            notes = (f"output name shortened to fit the file system ({limit} bytes at most)",)
-        path = self.root / relative.parent / name
+            notes = shortening
+        path = planned = self.root / relative.parent / name
         if not self._free(path, owner):  # two photos map to one name: keep both
-            path = next(c for c in unique_candidates(path) if self._free(c, owner))
+            path = next(c for c in self._candidates(path) if self._free(c, owner))
+            notes = notes or _cut(path, planned, shortening)
         if not self.outputs.exists(path):  # the policy decides for the name it lands on
             return Target(path, notes=notes, owner=owner, format=fmt)
         if path == changed:  # this photo's copy, changed since: never replaced, never silent
@@ -158,7 +192,8 @@ class OutputNamer:
             return Target(path, taken=True, owner=owner, format=fmt)
         if self.policy == "unique":  # the next name free here too, settled in job order
             taken = path
-            path = next(c for c in unique_candidates(path) if self._untaken(c, owner))
+            path = next(c for c in self._candidates(path) if self._untaken(c, owner))
+            notes = notes or _cut(path, planned, shortening)
             return Target(path, notes=notes, owner=owner, maybe_ours=taken, format=fmt)
         if self.policy == "overwrite" and not (self.wrote is not None and self.wrote(path)):
             return Target(path, taken=True, foreign=True, owner=owner, format=fmt)
@@ -173,7 +208,7 @@ class OutputNamer:
         photo, each saying why."""
         if self.policy != "unique":
             return Target(changed, taken=True, foreign=True, owner=owner, format=fmt, changed=True)
-        path = next(c for c in unique_candidates(changed) if self._untaken(c, owner))
+        path = next(c for c in self._candidates(changed) if self._untaken(c, owner))
         note = (
             f"the earlier copy {shown(changed.name)} had changed since spdesk wrote it: left as "
             f"it is, this copy is {shown(path.name)}"
@@ -191,7 +226,7 @@ class OutputNamer:
             else:
                 self.written.add(target.maybe_ours)
                 return target.maybe_ours
-        for candidate in unique_candidates(target.path) if unique else iter([target.path]):
+        for candidate in self._candidates(target.path) if unique else iter([target.path]):
             if candidate != target.path and not self._free(candidate, target.owner):
                 continue  # another photo has (or will have) that name
             replace = target.replace and self._still_ours(candidate)
@@ -208,9 +243,27 @@ class OutputNamer:
             return candidate
         raise OutputError(f"No free output name for {shown(target.path.name)}.")
 
+    def _candidates(self, path: Path) -> Iterator[Path]:
+        """``path``, then its ``-2``, ``-3``... names, each one past the name limit shortened
+        like a long name, keeping suffix and number (a hash of ``path``'s name keeps it unique
+        and the same on every run)."""
+        limit = self.outputs.name_max(self.root)
+        suffix = self.export.suffix if path.stem.endswith(self.export.suffix) else ""
+        for candidate in unique_candidates(path):
+            if name_bytes(candidate.name) > limit:
+                number = candidate.stem[len(path.stem) :]  # "-2"
+                name = _shortened(candidate.name, path.name, suffix + number, limit)
+                candidate = candidate.with_name(name)
+            yield candidate
+
     def _still_ours(self, path: Path) -> bool:
         """Checked again just before replacing: the file may have changed since planning."""
         return self.wrote is None or not self.outputs.exists(path) or self.wrote(path)
+
+
+def _cut(path: Path, planned: Path, notes: tuple[str, ...]) -> tuple[str, ...]:
+    """``notes`` if ``path``, a numbered name for ``planned``, was shortened to fit."""
+    return () if path.name.startswith(planned.stem) else notes
 
 
 def _shortened(name: str, source_name: str, suffix: str, limit: int) -> str:

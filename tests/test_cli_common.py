@@ -5,21 +5,27 @@ from __future__ import annotations
 import argparse
 import errno
 import io
+import json
 import logging
 import os
 import signal
 import sys
+import unicodedata
+from collections.abc import Callable
 
 import pytest
 
 from spdesk.cli.common import (
     EXIT_CANCELLED,
     EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_OK,
     ProgressPrinter,
     cancel_on_sigint,
+    print_json,
     run_command,
 )
-from spdesk.core.errors import Cancelled
+from spdesk.core.errors import Cancelled, ConfigError
 from spdesk.core.logs import log_file
 
 
@@ -161,3 +167,188 @@ def test_a_closed_terminal_ends_the_messages_not_the_command(
         assert run_command(stopped_by_a_hang_up, argparse.Namespace()) == EXIT_CANCELLED
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def _stdout_in(encoding: str) -> io.TextIOWrapper:
+    """A stdout whose encoding is ``encoding`` (PYTHONIOENCODING, a Windows console's code
+    page, a C locale), strict as Python makes it."""
+    return io.TextIOWrapper(io.BytesIO(), encoding=encoding, write_through=True)
+
+
+@pytest.mark.parametrize(("encoding", "euro"), [("latin-1", "\\u20ac"), ("cp1252", "€")])
+def test_a_name_the_output_encoding_cannot_write_is_escaped_not_a_crash(
+    encoding: str, euro: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a latin-1 stdout a failed 壊れた.jpg made the summary crash after the job: exit 2
+    and "This is a bug" instead of exit 1 and the summary."""
+    stdout = _stdout_in(encoding)
+    monkeypatch.setattr(sys, "stdout", stdout)
+
+    def summary(_args: argparse.Namespace) -> int:
+        print("Protected 1 photo (café €.jpg); 1 failed: 壊れた.jpg")
+        return EXIT_FAILED
+
+    assert run_command(summary, argparse.Namespace()) == EXIT_FAILED
+    written = stdout.buffer.getvalue().decode(encoding)  # type: ignore[attr-defined]
+    assert written == f"Protected 1 photo (café {euro}.jpg); 1 failed: \\u58ca\\u308c\\u305f.jpg\n"
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1", "cp1252", "utf-8"])
+def test_json_on_an_output_that_cannot_encode_every_name_stays_valid_json(
+    encoding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`PYTHONIOENCODING=ascii spdesk protect ... --json` stopped at `"source": ` (the rest
+    lost, exit 2); escaping the text instead would write `\\xe9`, which JSON does not know."""
+    stdout = _stdout_in(encoding)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    report = {"source": "in/café 写真.jpg", "output": "out/café 写真.protected.jpg"}
+
+    def command(_args: argparse.Namespace) -> int:
+        print_json(report)
+        return EXIT_OK
+
+    assert run_command(command, argparse.Namespace(json=True)) == EXIT_OK
+    written = stdout.buffer.getvalue().decode(encoding)  # type: ignore[attr-defined]
+    assert json.loads(written) == report
+    assert ("café 写真" in written) == (encoding == "utf-8")  # readable where it can be
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _cells(text: str) -> int:
+    """Columns ``text`` takes on a terminal: East Asian wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+@pytest.mark.parametrize("columns", [80, 50, 40])
+@pytest.mark.parametrize(
+    "name", ["holiday at the lake, " * 6 + ".jpg", "壊れた写真" * 8 + ".jpg"], ids=["latin", "wide"]
+)
+def test_the_progress_bar_stays_on_one_row_of_the_terminal_and_keeps_count_and_eta(
+    columns: int, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an 80-column terminal each update printed a 200-character line: several rows per
+    photo. The name is shortened; the count, the stage and the time left stay."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    stream = _Terminal()
+    printer = ProgressPrinter(stream)
+    printer.update(f"3/10 {name} (protecting)", 3, 10, eta_s=75)
+    printer.update("4/10", 4, 10, eta_s=50)
+    first, second = stream.getvalue().split("\r")[1:]
+    assert _cells(first) == _cells(second) == columns - 1  # the rest of the row cleared
+    assert first.startswith("[") == (columns == 80) and "30.0%" in first  # the bar gives way
+    assert "3/10 " in first and first.rstrip().endswith("(protecting)  ETA 01:15")
+    assert second.rstrip().endswith("40.0% 4/10  ETA 00:50")
+
+
+def test_a_message_under_the_bar_clears_its_row_without_wrapping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
+    stream = _Terminal()
+    printer = ProgressPrinter(stream)
+    printer.update("1/2 a.jpg (protecting)", 1, 2)
+    printer.line("FAILED   b.jpg: damaged")
+    assert stream.getvalue().endswith("\r" + " " * 59 + "\rFAILED   b.jpg: damaged\n")
+
+
+def _reporting_job(calls: list[str]) -> Callable[[argparse.Namespace], int]:
+    def job(_args: argparse.Namespace) -> int:
+        print("Protecting 2 photos into out", file=sys.stderr)
+        ProgressPrinter().update("1/2", 1, 2)
+        calls.append("protected")
+        print("Protected 2 photos into out")
+        return EXIT_OK
+
+    return job
+
+
+def test_a_closed_stderr_silences_the_messages_and_the_job_still_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`spdesk protect photos --out o 2>&-`: Python makes sys.stderr None; the first message
+    raised AttributeError, nothing was protected and the exit status was 1."""
+    monkeypatch.setattr(sys, "stderr", None)
+    calls: list[str] = []
+    assert run_command(_reporting_job(calls), argparse.Namespace()) == EXIT_OK
+    assert calls == ["protected"]
+    assert capsys.readouterr().out == "Protected 2 photos into out\n"
+
+    def cannot_run(_args: argparse.Namespace) -> int:
+        raise ConfigError("Nothing to protect: nonexist does not exist.")
+
+    assert run_command(cannot_run, argparse.Namespace()) == EXIT_ERROR  # was 1: a traceback
+
+
+def test_a_closed_stdout_is_an_output_that_could_not_be_written_not_a_bug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`spdesk protect photos --out o >&-` wrote every photo, then said "unexpected error
+    ... This is a bug"."""
+    monkeypatch.setattr(sys, "stdout", None)
+    calls: list[str] = []
+    assert run_command(_reporting_job(calls), argparse.Namespace()) == EXIT_ERROR
+    assert calls == ["protected"]
+    err = capsys.readouterr().err
+    assert err.endswith("spdesk: Could not write the output: Bad file descriptor.\n")
+
+
+def _raises(error: BaseException) -> Callable[[argparse.Namespace], int]:
+    def command(_args: argparse.Namespace) -> int:
+        raise error
+
+    return command
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "expected"),
+    [
+        (
+            ConfigError("Quality must be between 1 and 100, got 500.", hint="Try --quality 95."),
+            EXIT_ERROR,
+            {"error": "Quality must be between 1 and 100, got 500.", "hint": "Try --quality 95."},
+        ),
+        (Cancelled(), EXIT_CANCELLED, {"error": "Cancelled.", "hint": None}),
+        (KeyboardInterrupt(), EXIT_CANCELLED, {"error": "Interrupted.", "hint": None}),
+    ],
+)
+def test_with_json_a_command_that_cannot_run_still_prints_one_json_object(
+    error: BaseException,
+    status: int,
+    expected: dict[str, object],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`spdesk protect 'nomatch*.jpg' --out o --json | jq` failed on empty input: the README
+    promises one JSON object on stdout from every command given --json."""
+    assert run_command(_raises(error), argparse.Namespace(json=True)) == status
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"ok": False, "exit_code": status, **expected}
+    assert expected["error"] in err  # the person at the terminal is still told
+
+
+def test_with_json_an_unexpected_error_is_one_json_object_naming_the_log(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = run_command(_raises(RuntimeError("boom")), argparse.Namespace(json=True))
+    assert status == EXIT_ERROR
+    failure = json.loads(capsys.readouterr().out)
+    assert failure["ok"] is False and failure["exit_code"] == EXIT_ERROR
+    assert failure["error"] == "unexpected error (RuntimeError: boom)"
+    assert log_file() in failure["hint"]
+
+
+def test_a_failure_after_the_command_printed_its_json_adds_no_second_object(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The self-test prints {"passed": false, ...} and then fails: stdout holds that only."""
+
+    def self_test(_args: argparse.Namespace) -> int:
+        print_json({"passed": False, "stage": "universal", "error": "changed too little"})
+        raise ConfigError("The self-test failed.")
+
+    assert run_command(self_test, argparse.Namespace(json=True)) == EXIT_ERROR
+    assert json.loads(capsys.readouterr().out)["passed"] is False

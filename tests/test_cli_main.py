@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,33 @@ def test_the_desktop_entry_opens_the_window_with_the_files() -> None:
     entry = Path(__file__).parents[1] / "installer" / "linux" / "spdesk.desktop"
     (exec_line,) = [line for line in entry.read_text().splitlines() if line.startswith("Exec=")]
     assert exec_line == "Exec=spdesk gui %F"
+
+
+def test_self_test_with_a_command_is_refused_not_run_in_its_place(
+    opened: list[list[Path]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`spdesk --self-test protect photos --out st` said "self-test passed" and exited 0
+    without protecting anything."""
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["--self-test", "protect", "photos", "--out", "st"])
+    assert refused.value.code == 2
+    assert "--self-test takes no command" in capsys.readouterr().err
+
+
+def test_with_json_a_protect_that_cannot_run_prints_one_json_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`spdesk protect 'nomatch*.jpg' --out o --json | jq` got nothing to read."""
+    missing = str(tmp_path / "nomatch*.jpg")
+    status = cli.main(["protect", missing, "--out", str(tmp_path / "o"), "--json"])
+    assert status == 2
+    failure = json.loads(capsys.readouterr().out)
+    assert failure["ok"] is False and failure["exit_code"] == 2
+    assert "nomatch*.jpg" in failure["error"]
+
+
+def test_the_top_level_help_gives_the_exit_statuses_and_the_json_on_failure() -> None:
+    epilog = cli.build_parser().format_help()
+    for status in ("0 ", "1 ", "2 ", "130 "):
+        assert f"\n  {status}" in epilog
+    assert '{"ok": false, "exit_code": 2' in epilog

@@ -20,6 +20,19 @@ from spdesk.cli.common import EXIT_CANCELLED, run_command
 COMMAND_MODULES = ("protect", "train", "evaluate", "models", "preview", "train_generator")
 
 
+_EPILOG = """\
+Run 'spdesk COMMAND --help' for the options of one command.
+
+Exit status:
+  0   everything worked
+  1   the command ran, but some photos (or files) failed: the report says which and why
+  2   the command could not run (bad input, a missing model): the message says what to do
+  130 cancelled with Ctrl+C, SIGTERM or SIGHUP (after the current step, with the summary)
+
+With --json a command prints one JSON object on stdout, also when it cannot run:
+  {"ok": false, "exit_code": 2, "error": "...", "hint": "..."} (hint may be null)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spdesk",
@@ -28,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
             "that makes Stable Diffusion edits (img2img, inpainting) fail.\n"
             "Run with no command to open the app."
         ),
-        epilog="Run 'spdesk COMMAND --help' for the options of one command.",
+        epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"spdesk {__version__}")
@@ -88,6 +101,8 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.error(
             "--json goes after the command (spdesk COMMAND ... --json), or with --self-test"
         )
+    if args.self_test and args.command is not None:  # it would run in the command's place
+        parser.error("--self-test takes no command: run 'spdesk --self-test' on its own")
     if args.self_test:
         args.json = args.self_test_json
         selftest = importlib.import_module("spdesk.cli.selftest")

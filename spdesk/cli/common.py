@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
+import errno
+import io
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,36 +34,40 @@ EXIT_CANCELLED = 130
 
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a subcommand: named errors become plain messages (exit 2); any other exception is a
-    bug, whose traceback goes to the log file and whose one-line summary names that file."""
+    bug, whose traceback goes to the log file and whose one-line summary names that file. With
+    ``--json`` a command that ends so, before printing its own object, prints one saying why."""
     setup_logging()
     stdout, stderr = sys.stdout, sys.stderr
-    sys.stdout = _Output(stdout)  # type: ignore[assignment]
-    sys.stderr = _Messages(stderr)  # type: ignore[assignment]
+    # A closed stdout or stderr (`>&-`, `2>&-`) is None to Python. Closed stdout: the job runs
+    # and its output fails as on a full disk or a closed pipe (exit 2), since what it prints is
+    # then lost. Closed stderr: nobody reads the messages; they must not stop the job.
+    output = _Output(stdout or _ClosedOutput())
+    sys.stdout = output  # type: ignore[assignment]
+    sys.stderr = _Messages(stderr or _Discarded())  # type: ignore[assignment]
+    json_failure = bool(getattr(args, "json", False))
     try:
         status = func(args)
         sys.stdout.flush()  # what is still buffered fails here, not at exit
         return status
     except _OutputFailed as failed:
-        _discard_unwritten(stdout)
+        output.discard_unwritten()
         print(f"spdesk: Could not write the output: {failed.reason}", file=sys.stderr)
         return EXIT_ERROR
     except Cancelled as cancelled:  # its words say what was kept ("Cancelled." at least)
         print(cancelled.user_text(), file=sys.stderr)
-        return EXIT_CANCELLED
+        return output.failure(json_failure, EXIT_CANCELLED, cancelled.message, cancelled.hint)
     except SpdeskError as error:
         print(f"spdesk: {error.user_text()}", file=sys.stderr)
-        return EXIT_ERROR
+        return output.failure(json_failure, EXIT_ERROR, error.message, error.hint)
     except KeyboardInterrupt:  # a second Ctrl+C: stop now, leaving no temporary file behind
         remove_live_temps()
         print("Interrupted.", file=sys.stderr)
-        return EXIT_CANCELLED
+        return output.failure(json_failure, EXIT_CANCELLED, "Interrupted.")
     except Exception as error:
         log.exception("unexpected error in spdesk %s", getattr(args, "command", ""))
-        print(
-            f"spdesk: unexpected error ({type(error).__name__}: {error}). {_bug_text()}",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
+        what = f"unexpected error ({type(error).__name__}: {error})"
+        print(f"spdesk: {what}. {_bug_text()}", file=sys.stderr)
+        return output.failure(json_failure, EXIT_ERROR, what, _bug_text())
     finally:
         sys.stdout, sys.stderr = stdout, stderr
 
@@ -73,14 +82,17 @@ class _OutputFailed(Exception):
 
 
 class _Output:
-    """``sys.stdout`` while a command runs: the same stream, its write failures marked."""
+    """``sys.stdout`` while a command runs: the same stream, its write failures marked, the
+    characters its encoding cannot write escaped."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | io.TextIOBase) -> None:
         self._stream = stream
+        self.written = False
 
     def write(self, text: str) -> int:
+        self.written = self.written or bool(text)
         try:
-            return self._stream.write(text)
+            return _write_escaped(self._stream, text)
         except OSError as error:
             raise _OutputFailed(error) from error
 
@@ -90,20 +102,67 @@ class _Output:
         except OSError as error:
             raise _OutputFailed(error) from error
 
+    def failure(self, as_json: bool, status: int, error: str, hint: str | None = None) -> int:
+        """``status``, after printing why the command failed as JSON where a script expects
+        one object (``as_json``) and the command printed none (the self-test prints its own)."""
+        if as_json and not self.written:
+            failure = {"ok": False, "exit_code": status, "error": error, "hint": hint}
+            try:
+                print_json(failure, self)  # type: ignore[arg-type]
+                self.flush()
+            except _OutputFailed:  # the message on stderr says why already
+                self.discard_unwritten()
+        return status
+
+    def discard_unwritten(self) -> None:
+        """Point a failed stdout at the null device, so that what it still buffers is not
+        written again (and reported as a traceback) when Python exits."""
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+        except (OSError, ValueError):  # no file descriptor (a test's stream): nothing is flushed
+            pass
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+class _ClosedOutput(io.TextIOBase):
+    """A stdout the shell closed (`>&-`): writing to it fails as writing to its descriptor
+    would."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
+class _Discarded(io.TextIOBase):
+    """A stderr the shell closed (`2>&-`): the messages go nowhere, as on the null device."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def _write_escaped(stream: TextIO | io.TextIOBase, text: str) -> int:
+    """Write ``text``; a character the stream's encoding has no bytes for (an ASCII, latin-1 or
+    cp1252 stdout) is written as ``\\u58ca``, as Python writes it on stderr, not a crash."""
+    try:
+        return stream.write(text)
+    except UnicodeEncodeError as error:  # raised before any of ``text`` is written
+        encoding = stream.encoding or error.encoding  # the error's may be "charmap" (cp1252)
+        return stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
 
 
 class _Messages:
     """``sys.stderr`` while a command runs: messages and progress for a person, dropped once
     the terminal is gone (closed: EIO, after SIGHUP), so that the job still ends cleanly."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | io.TextIOBase) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
         with contextlib.suppress(OSError):
-            return self._stream.write(text)
+            return _write_escaped(self._stream, text)
         return len(text)
 
     def flush(self) -> None:
@@ -112,17 +171,6 @@ class _Messages:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
-
-
-def _discard_unwritten(stream: TextIO) -> None:
-    """Point a failed stdout at the null device, so that what it still buffers is not written
-    again (and reported as a traceback) when Python exits."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, stream.fileno())
-        os.close(null)
-    except (OSError, ValueError):  # no file descriptor (a test's stream): nothing is flushed
-        pass
 
 
 def _bug_text() -> str:
@@ -170,12 +218,26 @@ def cancel_on_sigint() -> CancelToken:
 
 def print_json(obj: Any, stream: TextIO | None = None) -> None:
     """One JSON object on stdout (machine-readable summaries): strict JSON, NaN and infinities
-    written as null, as JSON has no word for them and strict parsers refuse Python's."""
+    written as null, as JSON has no word for them and strict parsers refuse Python's. Names
+    stay readable on a UTF-8 stdout; on another one every non-ASCII character is a JSON
+    escape (``\\u00e9``), as an escape of the encoding's own (``\\xe9``) is not JSON."""
+    stream = stream or sys.stdout
     json.dump(
-        finite_for_json(obj), stream or sys.stdout, indent=2, default=str, ensure_ascii=False,
-        allow_nan=False,
+        finite_for_json(obj), stream, indent=2, default=str,
+        ensure_ascii=not _writes_unicode(stream), allow_nan=False,
     )  # fmt: skip
-    (stream or sys.stdout).write("\n")
+    stream.write("\n")
+
+
+def _writes_unicode(stream: TextIO) -> bool:
+    """Whether ``stream`` can write every character: a UTF encoding, or text kept as text."""
+    encoding = getattr(stream, "encoding", None)
+    if not encoding:
+        return True
+    try:
+        return codecs.lookup(encoding).name.startswith("utf")
+    except LookupError:
+        return False
 
 
 def format_duration(seconds: float | None) -> str:
@@ -219,11 +281,8 @@ class ProgressPrinter:
             eta_s = self._estimate(done, total)
         fraction = done / total if total else 0.0
         if self.tty:
-            width = 28
-            filled = int(width * fraction)
-            bar = "#" * filled + "-" * (width - filled)
-            line = f"\r[{bar}] {fraction:6.1%} {label}  ETA {format_duration(eta_s)}"
-            self._write(line[:200].ljust(80))
+            eta = format_duration(eta_s)
+            self._write("\r" + _bar_line(fraction, label, eta, _row_width(self.stream)))
             self._open_bar = True
         elif self.clock() - self._last_line > 2.0 or done >= total:
             self._last_line = self.clock()
@@ -245,7 +304,7 @@ class ProgressPrinter:
         if self.quiet:
             return
         if self._open_bar:
-            self._write("\r" + " " * 100 + "\r")
+            self._write("\r" + " " * _row_width(self.stream) + "\r")
             self._open_bar = False
         self._write(text + "\n")
 
@@ -262,6 +321,73 @@ class ProgressPrinter:
             self.stream.flush()
         except OSError:
             self.quiet = True
+
+
+_BAR_CELLS = 28  # the bar's own width, inside its brackets
+_MIN_BAR_CELLS = 6
+_LABEL_ROOM = 24  # a narrower terminal gives up (part of) the bar to keep this for the label
+_CUT = "..."
+
+
+def _row_width(stream: TextIO) -> int:
+    """Columns the bar may use: its terminal's width less one, as writing the last column
+    wraps on some terminals. $COLUMNS wins, then stdout's terminal (as shutil says), then the
+    bar's own, which stays right when stdout is a file."""
+    try:
+        own = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):  # not a terminal, or a test's stream
+        own = 80
+    return max(1, shutil.get_terminal_size((own or 80, 24)).columns - 1)
+
+
+def _bar_line(fraction: float, label: str, eta: str, width: int) -> str:
+    """``[####----]  30.0% LABEL  ETA 01:15`` in exactly ``width`` cells, padded to clear a
+    longer line before it. Where it does not fit, the label gives way first (from its middle:
+    a protect label's count and stage stay), then the bar; the percentage and time stay."""
+    percent, tail = f"{fraction:6.1%} ", f"  ETA {eta}"
+    inner = min(_BAR_CELLS, width - len(percent) - len(tail) - _LABEL_ROOM - 3)
+    head = percent.lstrip()
+    if inner >= _MIN_BAR_CELLS:
+        filled = int(inner * fraction)
+        head = f"[{'#' * filled}{'-' * (inner - filled)}] {percent}"
+    line = head + _shortened(label, width - len(head) - len(tail)) + tail
+    line = _first_cells(line, width)
+    return line + " " * (width - _cells(line))
+
+
+def _shortened(text: str, room: int) -> str:
+    """``text`` in at most ``room`` cells: its first word (when short), ``...``, its end."""
+    if _cells(text) <= room:
+        return text
+    if room <= len(_CUT):
+        return ""
+    first_word = text.split(" ", 1)[0] + " "
+    head = first_word if _cells(first_word) <= room // 3 else _first_cells(text, room // 3)
+    return head + _CUT + _last_cells(text, room - _cells(head) - len(_CUT))
+
+
+def _cells(text: str) -> int:
+    """Terminal columns ``text`` takes: two for a wide (CJK) character, none for an accent."""
+    return sum(_char_cells(char) for char in text)
+
+
+def _char_cells(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in "WF" else 1
+
+
+def _first_cells(text: str, cells: int) -> str:
+    taken = 0
+    for index, char in enumerate(text):
+        taken += _char_cells(char)
+        if taken > cells:
+            return text[:index]
+    return text
+
+
+def _last_cells(text: str, cells: int) -> str:
+    return _first_cells(text[::-1], cells)[::-1]
 
 
 def fine_tune_jpeg(value: str | None) -> int | None:

@@ -442,6 +442,23 @@ def test_progress_bar_on_a_terminal(
     assert "done     " not in text  # the bar replaces per-photo lines on a terminal
 
 
+def test_the_progress_bar_shows_a_name_holding_escape_codes_escaped(
+    tmp_path: Path, perturbation: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name is text from anyone (a download, a shared folder): its escape codes must not
+    reach the terminal through the bar (they could recolour or rewrite the screen)."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    samples.photo(tmp_path / "in" / "\x1b[2Jwiped.png")
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    assert _protect(tmp_path / "in", "--out", tmp_path / "out", "--perturbation", perturbation) == 0
+    assert "\x1b" not in screen.getvalue() and "\\x1b[2Jwiped.png" in screen.getvalue()
+
+
 def test_cancel_exits_130_with_summary(
     tmp_path: Path,
     inputs: Path,

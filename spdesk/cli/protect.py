@@ -146,7 +146,7 @@ def _output_options(group: Any) -> None:
     group.add_argument(
         "--strip-metadata", choices=STRIP_CHOICES, default=DEFAULT_STRIP,
         help="gps (default): remove the location (GPS), keep the rest of the metadata; none: "
-        "keep the location too; all: remove EXIF and XMP",
+        "keep the location too; all: remove EXIF, XMP, IPTC, PNG text and comments",
     )  # fmt: skip
     group.add_argument("--suffix", default=".protected", help="added to output names")
     group.add_argument("--redo", action="store_true", help="protect finished photos again")
@@ -393,7 +393,7 @@ class _Printer:
             for warning in event.warnings:
                 self.progress.line(f"Warning: {warning}")
         elif isinstance(event, jobs.FileProgress):
-            self._bar(f"{event.source.name} ({event.stage})")
+            self._bar(f"{shown(event.source.name)} ({event.stage})")  # a name may hold escape codes
         elif isinstance(event, jobs.FileDone):
             self.finished += 1
             psnr = jobs.UNCHANGED if event.unchanged else _psnr_text(event.psnr, event.output)

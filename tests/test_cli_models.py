@@ -170,6 +170,21 @@ def test_verify_finds_changed_bytes_in_an_imported_model(
     assert main(["models", "verify", "--for", "train"]) == EXIT_FAILED
     err = capsys.readouterr().err
     assert "vae/diffusion_pytorch_model.safetensors does not match the sha256 recorded" in err
+    again = "spdesk models remove --imported my-vae, then spdesk models import"
+    assert again in err and "models download" not in err  # the store cannot fetch an import
+    assert main(["models", "status"]) == EXIT_OK
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if " train " in line]
+    assert "damaged" in row and "verified" not in row and again in row
+
+
+def test_verify_help_says_what_happens_to_damaged_downloads_and_imports(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["models", "--help"])
+    actions = " ".join(capsys.readouterr().out.split())  # as one line, however wrapped
+    verify = actions[actions.index("verify re-hash") : actions.index(" remove ")]
+    assert "download is deleted" in verify and "import is kept" in verify
 
 
 def test_the_hub_clients_own_console_warnings_go_to_the_log_file(

@@ -153,3 +153,56 @@ def test_folders_left_out_are_marked_as_folders(tmp_path: Path) -> None:
     (root / "link").symlink_to(tmp_path / "elsewhere")  # a folder, by a link not followed
     kinds = {s.path.name: s.folder for s in discover([root]).skipped}
     assert kinds == {".hidden": True, "@eaDir": True, "notes.txt": False, "link": True}
+
+
+@posix_only
+@pytest.mark.parametrize("follow_symlinks", [False, True])
+@pytest.mark.parametrize("second", ["in", "link"])
+def test_a_folder_reached_twice_lists_what_it_leaves_out_once(
+    tmp_path: Path, follow_symlinks: bool, second: str
+) -> None:
+    root = tmp_path / "in"
+    samples.photo(root / "a.jpg")
+    (root / "notes.txt").write_text("not a photo")
+    samples.photo(root / ".hidden" / "b.jpg")
+    (root / "to-a.jpg").symlink_to("a.jpg")  # a link not followed is an entry of its own
+    (root / "also-to-a.jpg").symlink_to("a.jpg")
+    (tmp_path / "link").symlink_to("in")
+    options = DiscoveryOptions(follow_symlinks=follow_symlinks)
+    found = discover([root, tmp_path / second], options)
+    assert [p.path for p in found.photos] == [root / "a.jpg"]
+    left_out = sorted(s.path.name for s in found.skipped)
+    links = [] if follow_symlinks else ["also-to-a.jpg", "to-a.jpg"]
+    assert left_out == sorted([".hidden", "notes.txt", *links])
+
+
+@posix_only
+def test_a_special_file_named_twice_is_listed_once(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    found = discover([pipe, pipe])
+    assert [s.path for s in found.skipped] == [pipe]
+
+
+def test_an_unreadable_folder_named_twice_is_listed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    scandir = os.scandir
+
+    def refuse_locked(folder: Path) -> object:
+        if Path(folder) == locked:  # as without read permission (the tests may run as root)
+            raise PermissionError(13, "Permission denied", str(folder))
+        return scandir(folder)
+
+    monkeypatch.setattr("spdesk.core.discovery.os.scandir", refuse_locked)
+    found = discover([locked, locked])
+    assert [s.path for s in found.unreadable] == [locked]
+
+
+@posix_only
+def test_a_named_input_too_long_named_twice_is_listed_once(tmp_path: Path) -> None:
+    named = tmp_path / "/".join(["n" * _LONG_NAME] * 20) / "a.jpg"
+    found = discover([named, named])
+    assert [s.path for s in found.skipped] == [named]

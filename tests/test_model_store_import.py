@@ -316,6 +316,40 @@ def test_a_taesd_weights_file_is_imported_as_the_taesd_model(
         store.import_path(xl)
 
 
+def _damage(weights: Path) -> bytes:
+    """Change one bit in the middle of ``weights`` (same size); returns the sound bytes."""
+    sound = weights.read_bytes()
+    data = bytearray(sound)
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    return sound
+
+
+def test_an_import_verify_finds_damaged_is_kept_and_no_longer_used_or_called_verified(
+    tmp_path: Path,
+) -> None:
+    taesd = save_tiny_taesd(tmp_path / "taesd.safetensors", 4)
+    store = ModelStore()
+    folder = store.import_path(taesd).folder
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    sound = _damage(weights)
+    assert not store.verify("taesd").ok
+    status = store.status_of("taesd")
+    assert status.present and status.origin == "imported" and not status.verified
+    # The store cannot fetch an import again by itself: the copy stays, for the user to decide.
+    assert weights.is_file()
+    assert status.repair == (
+        f"spdesk models remove --imported taesd, then spdesk models import {taesd}"
+    )
+    with pytest.raises(ModelError, match="damaged") as raised:
+        store.require("taesd")
+    assert "spdesk models import" in (raised.value.hint or "")
+    weights.write_bytes(sound)  # put back as it was: verified again, and used
+    assert store.verify("taesd").ok
+    assert store.status_of("taesd").verified and not store.status_of("taesd").repair
+    assert store.require("taesd") == folder
+
+
 def test_a_full_disk_during_an_import_is_named_and_leaves_nothing_half_imported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -161,3 +161,69 @@ def test_an_older_manifest_without_output_times_still_finds_its_copies_finished(
     again = _run(inputs, out, settings)
     assert [e.kind for e in again.skipped] == [SkipReason.ALREADY_DONE]
     assert hashed == []  # as before: its size is the check (no time to compare)
+
+
+@pytest.mark.parametrize(("first", "second"), [(None, samples.EPS), (samples.EPS, None)])
+def test_a_strength_equal_to_the_patterns_own_redoes_nothing(
+    tmp_path: Path,
+    inputs: Path,
+    settings: ProtectSettings,
+    first: float | None,
+    second: float | None,
+) -> None:
+    samples.photo(inputs / "a.png")
+    out = tmp_path / "out"
+    done = _run(inputs, out, dataclasses.replace(settings, strength=first))
+    again = _run(inputs, out, dataclasses.replace(settings, strength=second))
+    assert len(done.done) == 1 and not again.done
+    assert [e.kind for e in again.skipped] == [SkipReason.ALREADY_DONE]
+
+
+def test_only_a_strength_other_than_the_protections_own_is_another_setting(
+    tmp_path: Path, settings: ProtectSettings, generator_file: Path
+) -> None:
+    from spdesk.core.jobs.fingerprint import output_fingerprint
+
+    def fingerprint(base: ProtectSettings, strength: float | None) -> str:
+        return output_fingerprint(dataclasses.replace(base, strength=strength), "x")
+
+    photo = ProtectSettings(mode="photo", generator=generator_file)  # its eps: 8
+    for base in (settings, photo):
+        assert fingerprint(base, samples.EPS) == fingerprint(base, None)
+        assert fingerprint(base, 4.0) != fingerprint(base, None)
+    folder = tmp_path / "stronger"
+    folder.mkdir()
+    stronger = samples.perturbation_file(folder, eps=12.0)  # 8 is not its own strength
+    own = dataclasses.replace(settings, perturbation=stronger)
+    assert fingerprint(own, samples.EPS) != fingerprint(own, None)
+    assert fingerprint(own, 12.0) == fingerprint(own, None)
+
+
+def test_the_apps_default_settings_are_the_command_lines() -> None:
+    from spdesk.core.jobs.fingerprint import output_fingerprint
+    from spdesk.gui.protect_bridge import job_settings
+    from spdesk.gui.settings import ProtectOptions
+
+    for mode in ("photo", "universal"):
+        app = job_settings(ProtectOptions(mode=mode, mode_chosen=True))
+        assert app.strength is not None  # the app always names one; the command line not
+        cli = ProtectSettings(mode=mode)
+        assert app.mode == cli.mode
+        assert output_fingerprint(app, "x") == output_fingerprint(cli, "x")
+
+
+@pytest.mark.parametrize("output_format", ["png", "tiff"])
+def test_the_quality_of_lossless_outputs_is_no_setting(
+    settings: ProtectSettings, output_format: str
+) -> None:
+    from spdesk.core.jobs.fingerprint import output_fingerprint
+
+    # The app passes its quality box's value even when it is greyed out for PNG; the command
+    # line refuses --quality there and passes its default.
+    app = dataclasses.replace(settings, format=output_format, quality=80)
+    cli = dataclasses.replace(settings, format=output_format)
+    assert output_fingerprint(app, "x") == output_fingerprint(cli, "x")
+    jpeg = dataclasses.replace(settings, format="jpeg")
+    assert output_fingerprint(dataclasses.replace(jpeg, quality=80), "x") != output_fingerprint(
+        jpeg, "x"
+    )

@@ -54,7 +54,11 @@ def register(sub: Any) -> None:
     _json_flag(download)
     download.set_defaults(func=run_download)
 
-    verify = actions.add_parser("verify", help="re-hash installed files (damaged ones deleted)")
+    verify = actions.add_parser(
+        "verify",
+        help="re-hash installed files (a damaged download is deleted, to download again; a "
+        "damaged import is kept but no longer used, to import again)",
+    )
     verify.add_argument(
         "--for", dest="feature", choices=FEATURES, default=None,
         help=f"check only this (default: everything installed): {FEATURE_HELP}",
@@ -136,7 +140,9 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"Model folder: {store.root} ({store.root_reason})")
     print(f"Hub: {store.settings.resolved_endpoint()}")
     for r in rows:
-        if r.present:
+        if r.repair:
+            print(f"  {r.feature:8} damaged ({r.origin}, {r.folder}); import it again: {r.repair}")
+        elif r.present:
             state = f"{_size(r.size_bytes)}, {r.origin}{', verified' if r.verified else ''}"
             print(f"  {r.feature:8} installed ({state})  {r.folder}")
         elif r.partial_bytes:
@@ -237,7 +243,10 @@ def run_verify(args: argparse.Namespace) -> int:
             print(f"{r.feature}: {r.checked_files} files verified in {r.folder}")
         else:
             print(f"{r.feature}: " + "; ".join(r.problems), file=sys.stderr)
-            print(f"  run: spdesk models download --for {r.feature}", file=sys.stderr)
+            repair = store.status_of(r.feature).repair if r.folder else ""
+            print(
+                f"  run: {repair or f'spdesk models download --for {r.feature}'}", file=sys.stderr
+            )
     return EXIT_OK if ok else EXIT_FAILED
 
 

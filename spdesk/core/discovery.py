@@ -71,6 +71,34 @@ class Discovery:
     skipped: list[SkippedInput] = field(default_factory=list)
     missing: list[Path] = field(default_factory=list)  # named inputs that do not exist
     unreadable: list[SkippedInput] = field(default_factory=list)  # folders, inputs not readable
+    # What is already listed in skipped or unreadable, by _listed_as: a folder reached twice
+    # (named twice, or also by a link) must not list or count what it leaves out twice.
+    _listed: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+
+    def leave_out(self, item: SkippedInput) -> None:
+        """Record a file or folder left out, unless it already is."""
+        if self._first_listing(item.path):
+            self.skipped.append(item)
+
+    def cannot_read(self, item: SkippedInput) -> None:
+        """Record a folder or named input that cannot be read, unless it already is."""
+        if self._first_listing(item.path):
+            self.unreadable.append(item)
+
+    def _first_listing(self, path: Path) -> bool:
+        key = _listed_as(path)
+        if key in self._listed:
+            return False
+        self._listed.add(key)
+        return True
+
+
+def _listed_as(path: Path) -> str:
+    """The one name of a file or folder however it was reached: its real path, but a link's
+    own (a link that is left out is an entry of its own, not the file it points to)."""
+    if os.path.islink(path):
+        return os.path.join(os.path.realpath(path.parent), path.name)
+    return os.path.realpath(path)
 
 
 @dataclass(frozen=True)
@@ -130,7 +158,7 @@ def discover(paths: Sequence[Path], options: DiscoveryOptions = DiscoveryOptions
         else:
             special = _special_reason(path)
             if special:
-                found.skipped.append(SkippedInput(path, special))
+                found.leave_out(SkippedInput(path, special))
             else:
                 _add(path, path.parent, seen, found)
     return found
@@ -160,10 +188,10 @@ def _add(path: Path, root: Path, seen: set[str], found: Discovery) -> None:
     try:
         real = _real(path)
     except RuntimeError:  # a symbolic link loop (Python before 3.13)
-        found.skipped.append(SkippedInput(path, "symbolic link loop: it leads back to itself"))
+        found.leave_out(SkippedInput(path, "symbolic link loop: it leads back to itself"))
         return
     except OSError as error:  # the same loop (ELOOP) from Python 3.13 on, or the path's folders
-        found.skipped.append(SkippedInput(path, f"cannot be followed ({error.strerror or error})"))
+        found.leave_out(SkippedInput(path, f"cannot be followed ({error.strerror or error})"))
         return
     if real not in seen:
         seen.add(real)
@@ -195,7 +223,7 @@ def _walk(
                 _add(Path(entry.path), root, seen, found)
             elif reason:
                 folder = _is_folder(entry, True)  # a link to a folder, not followed
-                found.skipped.append(SkippedInput(Path(entry.path), reason, folder=folder))
+                found.leave_out(SkippedInput(Path(entry.path), reason, folder=folder))
         folders.extend(reversed(subfolders))
 
 
@@ -263,7 +291,7 @@ def _skip_folder(
         reason = "an spdesk output folder (holds protected copies)"
     visited.add((info.st_dev, info.st_ino))
     if reason:
-        found.skipped.append(SkippedInput(folder, reason, folder=True))
+        found.leave_out(SkippedInput(folder, reason, folder=True))
     return reason is not None
 
 
@@ -375,12 +403,12 @@ def _cannot_open(path: Path, error: OSError, found: Discovery, *, named: bool = 
     """A folder (or a ``named`` input, file or folder) that cannot be opened: unreadable (a
     failure), or left out when its path is longer than the system lets any program open."""
     if error.errno != errno.ENAMETOOLONG:
-        found.unreadable.append(SkippedInput(path, _unreadable(error), folder=not named))
+        found.cannot_read(SkippedInput(path, _unreadable(error), folder=not named))
     elif named:
-        found.skipped.append(SkippedInput(path, _too_long(path, "move it to a shorter folder")))
+        found.leave_out(SkippedInput(path, _too_long(path, "move it to a shorter folder")))
     else:
         advice = "its photos were not protected: move it to a shorter folder"
-        found.skipped.append(SkippedInput(path, _too_long(path, advice), folder=True))
+        found.leave_out(SkippedInput(path, _too_long(path, advice), folder=True))
 
 
 def _too_long(path: Path, advice: str) -> str:

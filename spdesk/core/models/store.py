@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -88,6 +89,8 @@ USED_BY = {
     "train": "training and fine-tuning with sd15 use",
     "preview": "the preview (Stable Diffusion 1.5) uses",
 }
+# In an imported model's manifest: the problems the last verify found (absent when sound).
+DAMAGED = "damaged"
 
 
 @dataclass
@@ -104,6 +107,7 @@ class FeatureStatus:
     verified: bool
     origin: str  # "downloaded", "imported", "huggingface-cache" or "" when absent
     partial_bytes: int = 0  # ``.part`` data waiting for a resume
+    repair: str = ""  # an import verify found damaged: the commands that import it again
 
 
 def covered_files(paths: list[str], source: Source) -> list[str]:
@@ -237,7 +241,17 @@ class ModelStore:
                 + window_or_command("Download…", f"spdesk models download --for {feature}")
                 + f"), or {IMPORT_HINT}.",
             )
-        return found[0]
+        folder, origin = found
+        damage = _damage_of(folder) if origin == "imported" else []
+        if damage:
+            raise ModelError(
+                f"The imported model {folder.name} ({self.source(feature).description}) is "
+                f"damaged: {damage[0]}",
+                hint="Import it again ("
+                + window_or_command("Remove, then Import…", _reimport_commands(folder))
+                + ").",
+            )
+        return folder
 
     # --- download ---------------------------------------------------------------------------
     def plan(self, feature: Feature, cancel: CancelToken | None = None) -> DownloadPlan:
@@ -320,9 +334,11 @@ class ModelStore:
         found = self.find(feature)
         folder, origin = found if found is not None else (None, "")
         size = self._feature_size(feature, folder, origin)
-        verified = origin == "downloaded"
+        verified, repair = origin == "downloaded", ""
         if origin == "imported" and folder is not None:
-            verified = bool(read_model_manifest(folder).get("validated"))
+            imported = read_model_manifest(folder)
+            verified = bool(imported.get("validated")) and not imported.get(DAMAGED)
+            repair = _reimport_commands(folder) if imported.get(DAMAGED) else ""
         download_folder = self.folder_for(feature)
         manifest = read_model_manifest(download_folder)
         # Features of one repository share its folder: count only this feature's .part files.
@@ -339,6 +355,7 @@ class ModelStore:
             verified,
             origin,
             sum(p.stat().st_size for p in parts),
+            repair,
         )
 
     def _feature_size(self, feature: Feature, folder: Path | None, origin: str) -> int:
@@ -352,7 +369,12 @@ class ModelStore:
     def verify(self, feature: Feature) -> VerifyResult:
         """Re-hash ``feature``'s files against the digests recorded when they arrived (no
         network): downloads against the hub's digests, files reused from a Hugging Face cache
-        against their blob names, imported models against the sha256 recorded at import."""
+        against their blob names, imported models against the sha256 recorded at import.
+
+        A damaged download is deleted (the next download fetches it again). A damaged import is
+        kept, marked damaged and no longer used: the store cannot fetch it again, and the
+        original it was copied from may be gone; the user imports it again or removes it. A
+        later verify that finds it sound again (put back by hand) clears the mark."""
         found = self.find(feature)
         if found is None:
             return VerifyResult(feature, None, 0, [f"{feature} is not installed"])
@@ -368,7 +390,9 @@ class ModelStore:
             checked, problems = verify_cache_links(snapshot, files)
             return VerifyResult(feature, str(folder), checked, problems)
         checked, problems = importing.verify_imported(folder)
-        return VerifyResult(feature, str(folder), checked, problems)
+        return VerifyResult(
+            feature, str(folder), checked, problems + _mark_imported(folder, problems)
+        )
 
     def remove(self, feature: Feature | None = None) -> int:
         """Delete the downloaded files of ``feature``'s parts (features sharing them, such as
@@ -522,6 +546,36 @@ class ModelStore:
         return folder if looks_complete(folder, source) else None
 
 
+def _damage_of(imported: Path) -> list[str]:
+    """What the last verify found wrong with an imported model (empty: nothing)."""
+    return list(read_model_manifest(imported).get(DAMAGED) or [])
+
+
+def _mark_imported(folder: Path, problems: list[str]) -> list[str]:
+    """Record in an imported model's manifest whether verify found it damaged; returns why it
+    could not be recorded (a read-only models folder), as one more problem."""
+    manifest = read_model_manifest(folder)
+    if manifest.get(DAMAGED, []) == problems:
+        return []
+    manifest.pop(DAMAGED, None)
+    marks = {DAMAGED: problems} if problems else {}
+    try:
+        write_model_manifest(folder, {**manifest, **marks, "validated": not problems})
+    except OSError as error:
+        why = error.strerror or error
+        return [f"it could not be marked damaged in {folder} ({why}): it is still offered"]
+    return []
+
+
+def _reimport_commands(imported: Path) -> str:
+    """The commands that replace an imported model by a new copy of what it was imported from."""
+    origin = read_model_manifest(imported).get("origin") or "PATH"
+    return (
+        f"spdesk models remove --imported {imported.name}, then "
+        f"spdesk models import {shlex.quote(str(origin))}"
+    )
+
+
 def check_feature(feature: str) -> None:
     if feature not in FEATURES:
         raise ModelError(
@@ -540,9 +594,15 @@ def encoder_folder(name: str, store: ModelStore | None = None) -> Path:
 
 
 def installed_encoders(store: ModelStore | None = None) -> list[str]:
-    """The model-store encoders ("sd15", "taesd") installed here (disk only)."""
+    """The model-store encoders ("sd15", "taesd") installed here and usable (disk only)."""
     store = store or ModelStore()
-    return [name for name, feature in ENCODER_FEATURES.items() if store.find(feature)]
+    return [name for name, feature in ENCODER_FEATURES.items() if _usable(store, feature)]
+
+
+def _usable(store: ModelStore, feature: Feature) -> bool:
+    """Installed, and not an import verify found damaged (require refuses it)."""
+    found = store.find(feature)
+    return found is not None and not (found[1] == "imported" and _damage_of(found[0]))
 
 
 __all__ = [

@@ -61,3 +61,41 @@ def test_a_missing_resources_package_is_a_failed_stage_not_a_bug(
     assert "ModuleNotFoundError" in str(result["error"]) and "spdesk.resources" in err
     assert err.startswith("spdesk: Self-test failed: bundled perturbation: ")
     assert "bug" not in err
+
+
+def _figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fixed figures for each mode, so only the wording is under test (no torch, no job)."""
+    from spdesk.cli import selftest
+
+    universal = {
+        "perturbation": "spdesk default",
+        "eps": 8.0,
+        "mean_change": 5.25,
+        "max_change": 8,
+        "psnr_db_after_jpeg95": 32.6,
+    }
+    photo = {"photo_eps": 8.0, "photo_mean_change": 0.81, "photo_max_change": 6}
+    monkeypatch.setattr(selftest, "_universal", lambda _original: universal)
+    monkeypatch.setattr(selftest, "_photo_mode", lambda _original: photo)
+
+
+def test_self_test_names_the_default_mode_first_and_the_universal_pattern_as_such(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "spdesk default (eps 8) ... mean change 5.25/255" of the universal pattern: the
+    default mode is photo-specific, which changed the photo by 0.81/255."""
+    _figures(monkeypatch)
+    assert main(["--self-test"]) == 0
+    out = capsys.readouterr().out
+    assert "spdesk default" not in out
+    default, universal = out.index("photo-specific (the default mode)"), out.index("universal")
+    assert default < out.index("0.81/255") < universal < out.index("5.25/255")
+
+
+def test_self_test_json_says_which_mode_is_the_default(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _figures(monkeypatch)
+    assert main(["--self-test", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["default_mode"] == "photo" and result["mean_change"] == 5.25

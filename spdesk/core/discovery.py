@@ -17,7 +17,7 @@ from pathlib import Path
 
 from spdesk.core.events import CancelToken
 from spdesk.core.files import shown
-from spdesk.core.formats import IMAGE_SUFFIXES, sniff_file
+from spdesk.core.formats import CAMERA_RAW_REASON, IMAGE_SUFFIXES, raw_by_name, sniff_file
 
 JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".directory"})
 # What the files that cameras and photo editors write beside a photo are.
@@ -367,6 +367,8 @@ def content_reason(name: str, fmt: str | None, error: OSError | None = None) -> 
     looks_like_photo = suffix in IMAGE_SUFFIXES
     if error is not None:
         return None if looks_like_photo else f"cannot be read ({error.strerror or error})"
+    if raw_by_name(name, fmt):  # TIFF inside, often only a preview: never taken as a photo
+        return CAMERA_RAW_REASON
     if fmt is not None or looks_like_photo:
         return None
     if suffix in SIDECARS:

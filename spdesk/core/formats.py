@@ -1,8 +1,15 @@
-"""Image formats by content: what a file is, decided by its first bytes, never its name."""
+"""Image formats by content: what a file is, decided by its first bytes, never its name.
+
+Camera RAW files are no photos here, though most are TIFF inside: their first image is often a
+small preview (the raw data lies elsewhere), which would be "protected" in place of the photo.
+:func:`sniff` tells them by content where it can; :func:`camera_raw` also by name.
+"""
 
 from __future__ import annotations
 
+import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 # Enough for an ISO media file's brands and, in simple files, the type of its first image item
@@ -16,6 +23,18 @@ _HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis"})
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 _CONTAINER_BRANDS = frozenset({b"mif1", b"msf1"})  # HEIF containers, whatever the codec
 _BMP_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
+# Camera RAW formats (most are TIFF inside; CR3, RAF, X3F and the older ones are not).
+RAW_SUFFIXES = frozenset(
+    {".nef", ".nrw", ".cr2", ".cr3", ".crw", ".arw", ".srf", ".sr2", ".dng", ".orf", ".rw2"}
+    | {".raf", ".pef", ".ptx", ".3fr", ".fff", ".erf", ".kdc", ".dcr", ".mef", ".mos", ".iiq"}
+    | {".rwl", ".srw", ".x3f", ".mrw", ".gpr", ".raw"}
+)
+CAMERA_RAW_REASON = "a camera RAW file: export it as JPEG or TIFF from your photo editor first"
+_TIFF_BYTE_ORDERS = {b"II*\x00": "<", b"MM\x00*": ">"}  # classic TIFF (cameras write no BigTIFF)
+_NEW_SUBFILE_TYPE = 254
+_REDUCED_SIZE = 1  # NewSubfileType bit 0: this image is a smaller copy of another in the file
+_DNG_VERSION = 50706
+_ONE_NUMBER = {3: "H", 4: "I"}  # a TIFF field's SHORT and LONG types, as struct reads them
 _FORMAT_NAMES = {
     "JPEG": "JPEG",
     "MPO": "JPEG",
@@ -55,7 +74,8 @@ def sniff(head: bytes) -> str | None:
     """The Pillow format name for the first bytes of a file, or None if it is not a photo.
 
     Only the formats spdesk protects are recognised: JPEG, PNG, WebP, TIFF, BMP, GIF,
-    HEIC/HEIF and AVIF. Everything else (sidecars, OS files, RAW, PDFs) is not an image here.
+    HEIC/HEIF and AVIF. Everything else (sidecars, OS files, RAW, PDFs) is not an image here,
+    a TIFF that is a camera's RAW file by content included (see :func:`_raw_tiff`).
     """
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
@@ -64,7 +84,7 @@ def sniff(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF"
+        return None if _raw_tiff(head) else "TIFF"
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return "GIF"
     if head[:2] == b"BM" and len(head) >= 18:
@@ -93,6 +113,49 @@ def _iso_media_photo(head: bytes) -> str | None:
     if brands & _HEIF_BRANDS:
         return "HEIF"
     return "AVIF" if b"av01" in head else "HEIF"
+
+
+def _raw_tiff(head: bytes) -> bool:
+    """Whether a TIFF's first bytes say it is a camera RAW file: Canon's CR2 marker, or a first
+    directory (as far as ``head`` holds it) whose image is a reduced-size preview, as in NEF
+    and most DNG files, or that carries DNGVersion."""
+    order = _TIFF_BYTE_ORDERS.get(head[:4])
+    if order is None:
+        return False
+    if head[8:11] == b"CR\x02":
+        return True
+    return any(
+        tag == _DNG_VERSION or (tag == _NEW_SUBFILE_TYPE and value & _REDUCED_SIZE)
+        for tag, value in _first_directory(head, order)
+    )
+
+
+def _first_directory(head: bytes, order: str) -> Iterator[tuple[int, int]]:
+    """Each (tag, value) of a classic TIFF's first directory that lies within ``head``; the
+    value where it is one SHORT or LONG, else 0."""
+    if len(head) < 8:
+        return
+    (offset,) = struct.unpack_from(order + "I", head, 4)
+    if offset + 2 > len(head):
+        return
+    (count,) = struct.unpack_from(order + "H", head, offset)
+    for start in range(offset + 2, min(offset + 2 + 12 * count, len(head) - 11), 12):
+        tag, kind, number = struct.unpack_from(order + "HHI", head, start)
+        code = _ONE_NUMBER.get(kind) if number == 1 else None
+        yield tag, struct.unpack_from(order + code, head, start + 8)[0] if code else 0
+
+
+def camera_raw(name: str, head: bytes) -> bool:
+    """Whether the file ``name``, first bytes ``head``, is a camera RAW file: by content (see
+    :func:`sniff`) or, for content that is TIFF or no photo, by its name (``.NEF``, ``.DNG``...:
+    a RAW file's first image can be a full-size preview, plain TIFF to any reader)."""
+    return _raw_tiff(head) or raw_by_name(name, sniff(head))
+
+
+def raw_by_name(name: str, fmt: str | None) -> bool:
+    """Whether a file named ``name`` whose content sniffs as ``fmt`` is a camera RAW file by
+    its name: a RAW suffix on TIFF content, or on content that is no photo."""
+    return fmt in (None, "TIFF") and os.path.splitext(name)[1].lower() in RAW_SUFFIXES
 
 
 def sniff_file(path: Path) -> str | None:

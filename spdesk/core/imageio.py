@@ -43,7 +43,14 @@ from spdesk.core.errors import (
     NotAnImageError,
     UnsupportedImageError,
 )
-from spdesk.core.formats import HEAD_BYTES, avif_supported, format_label, sniff
+from spdesk.core.formats import (
+    CAMERA_RAW_REASON,
+    HEAD_BYTES,
+    avif_supported,
+    camera_raw,
+    format_label,
+    sniff,
+)
 from spdesk.core.icc import nclx_icc_profile
 
 # Pillow refuses more than this at open() (twice its warning threshold); spdesk uses the same.
@@ -302,6 +309,8 @@ def read_error(path: Path | str, error: OSError) -> ImageError:
 def _check_head(path: Path, head: bytes) -> str:
     if not head:
         raise NotAnImageError(f"{path.name} is empty (0 bytes): there is no photo in it.")
+    if camera_raw(path.name, head):  # its first image can be a mere preview: never read
+        raise UnsupportedImageError(f"{path.name} is {CAMERA_RAW_REASON}.")
     fmt = sniff(head)
     if fmt is None:
         raise NotAnImageError(

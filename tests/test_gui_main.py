@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import numpy as np
 import pytest
@@ -498,6 +500,83 @@ def test_open_output_folder_says_so_when_no_file_manager_opens_it(
         assert not shown and not said
     else:  # a desktop without a file manager: never a button that does nothing
         assert "No file manager" in said and str(tmp_path / "out") in shown[0]
+
+
+@pytest.mark.parametrize("opens", [True, False])
+def test_an_output_folder_whose_name_is_not_utf8_is_opened_and_named_with_its_bytes(
+    qtbot: QtBot,
+    window: MainWindow,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    opens: bool,
+) -> None:
+    """Photos in a folder named in Latin-1 ("été") go to "été (protected)" beside it: the
+    file manager was sent "t (protected)" (Qt dropped the bytes), a folder that does not
+    exist, and the window named it with the bytes left out."""
+    from PySide6.QtGui import QDesktopServices
+
+    from spdesk.core.files import shown
+
+    photos = tmp_path / os.fsdecode(b"\xe9t\xe9")
+    try:
+        photos.mkdir()
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    Image.new("RGB", (64, 48), (120, 80, 40)).save(photos / "photo.png")
+    opened: list[QUrl] = []
+    warned: list[str] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or opens)
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: warned.append(text))
+    window.options_panel.output_edit.clear()  # the default: a folder beside the photos
+    _add(qtbot, window, [photos])
+    _protect(qtbot, window)
+    out = tmp_path / os.fsdecode(b"\xe9t\xe9 (protected)")
+    assert out.is_dir()
+    assert "Saved to " + shown(out) in window.summary_label.text()
+    window.open_output_button.click()
+    (url,) = opened
+    encoded = url.toEncoded().data()  # what xdg-open is given
+    assert encoded.startswith(b"file:///")
+    assert unquote_to_bytes(encoded.removeprefix(b"file://")) == os.fsencode(out)
+    if not opens:
+        assert shown(out) in warned[0]
+
+
+def test_a_save_to_folder_typed_with_a_tilde_is_in_the_home_folder(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "~/guiout" made a folder named "~" wherever the app was started, while the summary said
+    "Saved to ~/guiout"."""
+    home, elsewhere = tmp_path / "home", tmp_path / "started here"
+    elsewhere.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    window.options_panel.output_edit.setText("~/guiout")
+    _add(qtbot, window, [_photos(tmp_path / "photos", 1)])
+    _protect(qtbot, window)
+    (row,) = window.queue.rows()
+    assert row.output is not None and row.output.parent == home / "guiout"
+    assert f"Saved to {home / 'guiout'}" in window.summary_label.text()
+    assert not any(elsewhere.iterdir())
+
+
+def test_a_relative_save_to_folder_is_refused_and_says_what_to_write(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "protected" would be a folder wherever the app was started (a desktop launcher's
+    folder, unseen): the window asks for a whole path instead of guessing."""
+    elsewhere = tmp_path / "started here"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    warned: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: warned.append(text))
+    monkeypatch.setattr(window, "ask", lambda _title, _text: True)  # a job started: close it
+    window.options_panel.output_edit.setText("protected")
+    _add(qtbot, window, [_photos(tmp_path / "photos", 1)])
+    assert not window.start_job()
+    assert len(warned) == 1 and "“protected”" in warned[0] and "~/" in warned[0]
+    assert not any(elsewhere.iterdir())
+    assert [r.status for r in window.queue.rows()] == [RowStatus.WAITING]
 
 
 def test_photos_done_before_are_not_counted_as_protected_again(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from itertools import pairwise
 from pathlib import Path
 
@@ -153,3 +154,33 @@ def test_thumbnails_are_drawn_at_the_screens_pixel_density(
         assert all(abs(a - b) > 200 for a, b in pairwise(row)), row
 
     qtbot.waitUntil(sharp, timeout=5000)
+
+
+def test_a_photo_whose_name_is_not_utf8_gets_its_own_thumbnail_not_its_neighbours(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """``a\\xffb.jpg`` beside ``ab.jpg``: Qt dropped the byte from the path handed back with
+    the thumbnail, so the odd photo's row stayed grey and ``ab.jpg``'s row showed its picture."""
+    odd = tmp_path / os.fsdecode(b"a\xffb.png")
+    try:
+        Image.new("RGB", (64, 40), (220, 30, 30)).save(odd, "PNG")
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    plain = tmp_path / "ab.png"
+    Image.new("RGB", (64, 40), (30, 30, 220)).save(plain)
+    queue = PhotoQueue()
+    qtbot.addWidget(queue)
+    queue.add_photos([plain, odd])
+    assert queue.wait_for_thumbnails()
+
+    def centre(row: int) -> tuple[int, int, int]:
+        item = queue.item(row, 0)
+        assert item is not None
+        colour = item.icon().pixmap(THUMB, THUMB).toImage().pixelColor(THUMB // 2, THUMB // 2)
+        return colour.red(), colour.green(), colour.blue()
+
+    def each_row_shows_its_photo() -> None:
+        assert np.allclose(centre(0), (30, 30, 220), atol=12)
+        assert np.allclose(centre(1), (220, 30, 30), atol=12)
+
+    qtbot.waitUntil(each_row_shows_its_photo, timeout=5000)

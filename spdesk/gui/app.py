@@ -42,7 +42,10 @@ def create_app(argv: list[str] | None = None) -> QApplication:
     from spdesk.gui.style import apply_style
 
     existing = QApplication.instance()
-    app = existing if isinstance(existing, QApplication) else QApplication(argv or sys.argv)
+    if isinstance(existing, QApplication):
+        app = existing
+    else:
+        app = QApplication(qt_arguments(argv or sys.argv))
     app.setApplicationName("spdesk")
     app.setApplicationVersion(__version__)
     app.setOrganizationName("spdesk")
@@ -118,10 +121,37 @@ def main(paths: Sequence[Path] | None = None) -> int:
     return int(app.exec())
 
 
+# Marks an argument whose bytes are not UTF-8 in what Qt is given: a private-use character
+# no command line starts with, then the bytes in hexadecimal.
+_STAND_IN = "\U000f5d00spdesk-bytes:"
+
+
+def qt_arguments(argv: Sequence[str]) -> list[str]:
+    """``argv`` as Qt can take it: PySide crashes (a segmentation fault, no message) on an
+    argument with bytes that are not UTF-8, as a file named in Latin-1 comes to Python (lone
+    surrogates). Such an argument goes as a stand-in, never one of Qt's options, which
+    :func:`file_arguments` turns back into the path."""
+    return [_stand_in(argument) for argument in argv]
+
+
+def _stand_in(argument: str) -> str:
+    try:
+        argument.encode("utf-8")
+    except UnicodeEncodeError:
+        return _STAND_IN + os.fsencode(argument).hex()
+    return argument
+
+
 def file_arguments(arguments: Sequence[str]) -> list[Path]:
     """The paths in the application's arguments (after the program's name): Qt has removed the
     options it understands (``-style fusion``) by then."""
-    return [Path(argument) for argument in arguments[1:]]
+    return [Path(_original(argument)) for argument in arguments[1:]]
+
+
+def _original(argument: str) -> str:
+    if argument.startswith(_STAND_IN):
+        return os.fsdecode(bytes.fromhex(argument.removeprefix(_STAND_IN)))
+    return argument
 
 
 STARTUP_PROBE = "SPDESK_STARTUP_PROBE"

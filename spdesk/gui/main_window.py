@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from spdesk.core.device import DEVICE_CHOICES, DeviceInfo
 from spdesk.core.events import Event
+from spdesk.core.files import shown
 from spdesk.core.jobs.events import (
     UNCHANGED_WHY,
     FileDone,
@@ -519,7 +520,19 @@ class MainWindow(QMainWindow):
     # --- the job --------------------------------------------------------------------------------
     def output_root(self) -> Path:
         chosen = self.options_panel.output_edit.text().strip()
-        return Path(chosen) if chosen else self._default_output_root()
+        # "~/protected" is the home folder's, as in a shell (Path leaves "~" a folder name)
+        return Path(chosen).expanduser() if chosen else self._default_output_root()
+
+    def _output_root_problem(self) -> str:
+        """Why the typed "Save to" folder cannot be used; "" when it can. A relative one would
+        land wherever the app was started (a launcher's folder, unseen), so it is refused."""
+        chosen = self.options_panel.output_edit.text().strip()
+        if not chosen or self.output_root().is_absolute():
+            return ""
+        return (
+            f"“{chosen}” is not a whole path: write where the copies go from the top, such as "
+            f"~/{chosen} or {Path.home() / chosen}, or choose the folder with the button."
+        )
 
     def _default_output_root(self) -> Path:
         if self._default_root is not None:
@@ -548,6 +561,9 @@ class MainWindow(QMainWindow):
             )
             return False
         if options.mode == "finetune" and not self._encoder_ready(options.finetune_encoder):
+            return False
+        if problem := self._output_root_problem():
+            self.show_error(problem)
             return False
         self._output_root = self.output_root()
         if not self.options_panel.output_edit.text().strip():
@@ -735,12 +751,13 @@ class MainWindow(QMainWindow):
         # The queue's copies in the folder, this run's and the earlier runs' (a Retry that
         # failed again saved nothing, but the folder holds the rest of the queue).
         in_folder = self._copies_in_output()
-        if self._output_root is not None and counts[RowStatus.DONE]:
-            text += f"\nSaved to {self._output_root}"
-        elif self._output_root is not None and in_folder:
+        root = shown(self._output_root) if self._output_root is not None else ""
+        if root and counts[RowStatus.DONE]:
+            text += f"\nSaved to {root}"
+        elif root and in_folder:
             copies = "copy" if in_folder == 1 else f"{in_folder} copies"
-            text += f"\nNothing new was saved. This queue's earlier {copies}: {self._output_root}"
-        elif self._output_root is not None:
+            text += f"\nNothing new was saved. This queue's earlier {copies}: {root}"
+        elif root:
             text += "\nNothing was saved."  # a cancelled or failed run wrote no copy
         self.summary_label.setText(text)
         self.open_output_button.setVisible(bool(counts[RowStatus.DONE] or in_folder))

@@ -13,6 +13,8 @@ from enum import Enum
 from pathlib import Path
 
 from PySide6.QtCore import (
+    QFile,
+    QIODeviceBase,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
@@ -75,7 +77,9 @@ class QueueRow:
 
 
 class _ThumbSignals(QObject):
-    ready = Signal(str, QImage)
+    # The path as Python holds it: through a ``str`` signal Qt drops the bytes of a name that
+    # are not UTF-8, and the thumbnail went to another row or none.
+    ready = Signal(object, QImage)
 
 
 class _ThumbJob(QRunnable):
@@ -85,7 +89,25 @@ class _ThumbJob(QRunnable):
         self._signals = signals
 
     def run(self) -> None:
-        reader = QImageReader(str(self._path))
+        image = _qt_thumbnail(self._path)
+        if image.isNull():  # not a format Qt reads: spdesk's reader does (in this thread too)
+            image = _pillow_thumbnail(self._path)
+        if not image.isNull():
+            self._signals.ready.emit(self._path, image)
+
+
+def _qt_thumbnail(path: Path) -> QImage:
+    """A thumbnail decoded by Qt, or a null image. Python opens the file and Qt reads it from
+    there: Qt cannot open a name whose bytes are not UTF-8 by itself."""
+    try:
+        handle = path.open("rb")
+    except OSError:
+        return QImage()
+    with handle:
+        device = QFile()
+        if not device.open(handle.fileno(), QIODeviceBase.OpenModeFlag.ReadOnly):
+            return QImage()
+        reader = QImageReader(device)
         reader.setAutoTransform(True)
         size = reader.size()
         if size.isValid() and size.width() > 0 and size.height() > 0:
@@ -93,10 +115,8 @@ class _ThumbJob(QRunnable):
                 size.scaled(THUMB * 2, THUMB * 2, Qt.AspectRatioMode.KeepAspectRatio)
             )
         image = reader.read()
-        if image.isNull():  # not a format Qt reads: spdesk's reader does (in this thread too)
-            image = _pillow_thumbnail(self._path)
-        if not image.isNull():
-            self._signals.ready.emit(str(self._path), image)
+        device.close()  # before Python closes the file under it
+        return image
 
 
 def _pillow_thumbnail(path: Path) -> QImage:
@@ -338,8 +358,7 @@ class PhotoQueue(QTableWidget):
             else "A job is running: retry when it ends"
         )
 
-    def _set_thumbnail(self, path: str, image: QImage) -> None:
-        key = Path(path)
+    def _set_thumbnail(self, key: Path, image: QImage) -> None:
         if key not in self._rows:
             return
         square = thumbnail_pixmap(image, self.devicePixelRatioF())

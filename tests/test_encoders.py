@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from tiny_sd import save_tiny_vae
 
-from spdesk.core.encoders import load_encoder
+from spdesk.core.encoders import load_encoder, weights_fingerprint
 from spdesk.core.encoders.tiny import taef2_decoder, taef2_encoder, taesana_encoder
 from spdesk.core.errors import EncoderError, ModelMissingError
 
@@ -143,13 +143,42 @@ def test_refusals(tmp_path: Path) -> None:
     with pytest.raises(EncoderError, match="plain state dict"):
         load_encoder(str(tmp_path / "not_weights.pth"), "cpu")
     torch.save(Path("x"), tmp_path / "object.pth")  # arbitrary pickled object: refused
-    with pytest.raises(EncoderError, match="Cannot read"):
+    with pytest.raises(EncoderError, match="not a plain file of tensors"):
         load_encoder(str(tmp_path / "object.pth"), "cpu")
     (tmp_path / "empty").mkdir()
     with pytest.raises(EncoderError, match="not a diffusers model folder"):
         load_encoder(str(tmp_path / "empty"), "cpu")
     with pytest.raises(EncoderError, match="No encoder"):
         load_encoder(" , ", "cpu")
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        (
+            "model.pth",
+            "model.pth is not a plain file of tensors; spdesk never unpickles other objects",
+        ),
+        ("photo.safetensors", "photo.safetensors is not a safetensors file"),
+    ],
+)
+def test_a_pickle_or_another_file_given_as_an_encoder_gets_one_plain_line(
+    tmp_path: Path, name: str, says: str
+) -> None:
+    """torch.load's own error came through: several lines, terminal escapes, and the advice to
+    load the pickle with weights_only=False; safetensors' "header too large" for a JPEG."""
+    path = tmp_path / name
+    if name.endswith(".pth"):
+        torch.save({"model": Path("x")}, path)  # a pickled object among the tensors' places
+    else:
+        path.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(2000))  # a renamed JPEG
+    for load in (lambda: load_encoder(str(path), "cpu"), lambda: weights_fingerprint(str(path))):
+        with pytest.raises(EncoderError) as refused:
+            load()
+        text = refused.value.user_text()
+        assert says in text
+        assert "weights_only" not in text and "\x1b" not in text and "header too" not in text
+        assert len(str(refused.value).splitlines()) == 1
 
 
 @pytest.mark.parametrize(("name", "feature"), [("sd15", "train"), ("taesd", "taesd")])

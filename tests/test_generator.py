@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from spdesk.core.generator import (
 )
 from spdesk.core.generator_file import read_spec, save_generator, with_ceiling
 from spdesk.core.photo_protect import load_generator
-from spdesk.core.shaping import Shaping
+from spdesk.core.shaping import MAX_WINDOW, Shaping
 
 SMALL = GeneratorConfig(width=8, blocks=1)
 
@@ -397,3 +398,40 @@ def test_a_folder_or_a_pickle_given_as_a_generator_is_named_as_for_a_perturbatio
     with pytest.raises(PerturbationFileError, match=r"array\.pkl is a Python pickle") as info:
         read_spec(pickled)
     assert "generator" in str(info.value) and "perturbation" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("window", 7.5),  # was "unexpected error (TypeError: pad() ...)"
+        ("window", MAX_WINDOW + 2),  # 100001 asked for 40 GB
+        ("texture_ref", math.nan),  # every photo then failed one by one, exit 1
+        ("colour_ref", math.nan),
+        ("texture_ref", math.inf),
+    ],
+)
+def test_a_generator_whose_shaping_is_not_usable_is_refused_when_loaded(
+    tmp_path: Path, setting: str, value: float
+) -> None:
+    shaping = {**shaping_to_dict(Shaping()), setting: value}
+    path = save_generator(
+        tmp_path / "forged.safetensors", _model().state_dict(), eps=8,
+        network=SMALL.to_dict(), shaping=shaping,
+    )  # fmt: skip
+    with pytest.raises(PerturbationFileError, match=f"forged.safetensors .*{setting}"):
+        load_generator(path)
+
+
+def test_a_generator_whose_test_perturbation_is_not_finite_is_refused_when_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NaN is "any change" to delta.any(): such a file passed the load check, then failed
+    # every photo one by one.
+    from spdesk.core import photo_protect
+
+    path = _save(tmp_path / "g.safetensors", _model())
+    monkeypatch.setattr(
+        photo_protect, "compose_delta", lambda raw, *_: torch.full_like(raw, math.nan)
+    )
+    with pytest.raises(PerturbationFileError, match=r"g\.safetensors .*invalid values"):
+        load_generator(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from pathlib import Path
@@ -555,6 +556,30 @@ def test_broken_generator_and_eval_settings_are_plain_errors(
     argv = ["eval", "--photos", str(inputs), "--encoder", "taesd", "--sizes", "100"]
     assert main(argv) == 2
     assert "--sizes" in capsys.readouterr().err
+
+
+def test_a_generator_with_a_nan_in_its_shaping_is_refused_before_the_job_writes_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It passed the load check, then every photo failed "invalid values" one by one: exit 1,
+    # with a manifest and a lock left in the output folder.
+    from spdesk.cli import main
+    from spdesk.core.generator import DeltaGenerator, shaping_to_dict
+    from spdesk.core.generator_file import save_generator
+    from spdesk.core.shaping import Shaping
+
+    config = GeneratorConfig(width=8, blocks=1)
+    forged = save_generator(
+        tmp_path / "nan.safetensors", DeltaGenerator(config).state_dict(), eps=8,
+        network=config.to_dict(), shaping={**shaping_to_dict(Shaping()), "texture_ref": math.nan},
+    )  # fmt: skip
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _photo(40, 40).save(inputs / "a.png")
+    out = tmp_path / "out"
+    assert main(["protect", str(inputs), "--out", str(out), "--generator", str(forged)]) == 2
+    assert "nan.safetensors has a shaping spdesk cannot use: texture_ref" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_generator_training_averages_an_ensemble_and_stops_at_its_time_limit(

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import fields
+
 import pytest
 import torch
 
-from spdesk.core.shaping import Shaping, colour_allowance, compose_delta, texture_budget
+from spdesk.core.shaping import (
+    MAX_WINDOW,
+    Shaping,
+    colour_allowance,
+    compose_delta,
+    texture_budget,
+)
 
 
 def _photos() -> torch.Tensor:
@@ -75,3 +84,26 @@ def test_colourful_photo_may_receive_colour() -> None:
 def test_bad_shaping_is_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         Shaping(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("window", [7.5, 7.0, True])
+def test_a_window_that_is_not_a_whole_number_of_pixels_is_refused(window: object) -> None:
+    # 7.5 from a generator's header reached torch's pad() and ended in "unexpected error".
+    with pytest.raises(ValueError, match="window"):
+        Shaping(window=window)  # type: ignore[arg-type]
+
+
+def test_a_window_wider_than_spdesk_measures_over_is_refused() -> None:
+    # 100001 from a generator's header made spdesk try to allocate 40 GB.
+    assert Shaping(window=MAX_WINDOW).window == MAX_WINDOW
+    for window in (MAX_WINDOW + 2, 100001):
+        with pytest.raises(ValueError, match=f"window .*got {window}"):
+            Shaping(window=window)
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(Shaping) if f.name != "window"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, "0.5"])
+def test_a_shaping_number_that_is_not_a_finite_number_is_refused(name: str, value: object) -> None:
+    # A NaN texture_ref passed every range check (NaN <= 0 is False) and made every photo fail.
+    with pytest.raises(ValueError, match=name):
+        Shaping(**{name: value})  # type: ignore[arg-type]

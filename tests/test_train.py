@@ -23,7 +23,13 @@ from spdesk.core.events.training import (
     ValidationReport,
 )
 from spdesk.core.perturbation import load_perturbation
-from spdesk.core.train import TrainClock, TrainConfig, checkpoint_crop_size, train_universal
+from spdesk.core.train import (
+    TrainClock,
+    TrainConfig,
+    checkpoint_crop_size,
+    checkpoint_damage,
+    train_universal,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -463,13 +469,20 @@ def test_resuming_from_a_damaged_checkpoint_says_so(
 
 
 def _poisoned(checkpoint: Path, damage: str) -> None:
-    """Rewrite ``checkpoint`` with a valid header but ``damage`` done to its tensors."""
+    """Rewrite ``checkpoint`` with a resume key that fits but ``damage`` done to its tensors
+    or its held-out history."""
     import torch
     from safetensors.torch import load_file, save_file
 
     with safe_open(str(checkpoint), framework="pt") as handle:
         meta = handle.metadata()
     tensors = load_file(str(checkpoint))
+    if damage == "pattern beyond its budget":  # a forged or damaged file: 10x the pattern
+        tensors["delta"] = torch.full_like(tensors["delta"], 80 / 255)
+    elif damage == "history not JSON":
+        meta["validation"] = "{broken"
+    elif damage == "history of unknown reports":
+        meta["validation"] = '[{"foo": 1}]'
     if damage == "nan pattern":
         tensors["delta"][0, 0, 0] = float("nan")
     elif damage == "infinite optimiser state":
@@ -488,9 +501,12 @@ def _poisoned(checkpoint: Path, damage: str) -> None:
         ("infinite optimiser state", "not a number"),
         ("wrong shape", "3x8x8"),
         ("step past the run", "step 99"),
+        ("pattern beyond its budget", "reaches 80.00/255, over the run's budget of 8/255"),
+        ("history not JSON", "held-out history"),
+        ("history of unknown reports", "held-out history"),
     ],
 )
-def test_resuming_from_a_checkpoint_with_damaged_tensors_is_refused_before_any_step(
+def test_resuming_from_a_checkpoint_with_damaged_tensors_or_history_is_refused_before_any_step(
     tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path, damage: str, said: str
 ) -> None:
     photos, vae, encoder = tiny_setup
@@ -506,3 +522,43 @@ def test_resuming_from_a_checkpoint_with_damaged_tensors_is_refused_before_any_s
     assert said in str(refused.value)
     assert "without --resume" in refused.value.user_text()  # what to do about it
     assert not events  # no step trained on it, no slow check, nothing lost
+
+
+@pytest.mark.parametrize(
+    "damage", ["pattern beyond its budget", "history not JSON", "history of unknown reports"]
+)
+def test_a_checkpoint_with_a_pattern_beyond_its_budget_or_a_damaged_history_is_called_damaged(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path, damage: str
+) -> None:
+    """What the app asks before it resumes a library run implicitly (and drops a damaged
+    checkpoint): a damaged history crashed the resume that followed."""
+    photos, vae, encoder = tiny_setup
+    config = _config(photos, vae, steps=4)
+    checkpoint = tmp_path / "run.ckpt.safetensors"
+    _cancel_at_step(2, config, encoder, checkpoint)
+    assert checkpoint_damage(checkpoint, config) is None
+    _poisoned(checkpoint, damage)
+    assert checkpoint_damage(checkpoint, config)
+
+
+def test_a_checkpoint_history_with_figures_of_a_later_spdesk_resumes_keeping_its_own(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path
+) -> None:
+    """A report may hold more figures than this spdesk knows: they are only a record, and the
+    run's state is in the tensors, so they are left out rather than the run refused."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    photos, vae, encoder = tiny_setup
+    config = _config(photos, vae, steps=4, val_every=2)
+    checkpoint = tmp_path / "run.ckpt.safetensors"
+    _cancel_at_step(3, config, encoder, checkpoint)
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        meta = handle.metadata()
+    (report,) = json.loads(meta["validation"])
+    meta["validation"] = json.dumps([{**report, "new_figure": 0.5}])
+    save_file(load_file(str(checkpoint)), str(checkpoint), metadata=meta)
+    resumed = train_universal(config, encoder=encoder, checkpoint=checkpoint, resume=True)
+    assert [r.step for r in resumed.validation] == [2, 4]
+    assert resumed.validation[0].distortion == report["distortion"]

@@ -74,7 +74,7 @@ def _protection_options(group: Any) -> None:
     group.add_argument(
         "--strength", type=float, default=None, metavar="EPS",
         help=f"at most EPS/255 change per colour value: 4 low, {DEFAULT_STRENGTH:g} medium "
-        "(default; with --perturbation, that file's own), 16 high",
+        "(default; with --perturbation or --generator, that file's own), 16 high",
     )  # fmt: skip
     group.add_argument(
         "--perturbation",

@@ -50,7 +50,8 @@ def generator_shaping(spec: GeneratorSpec) -> Shaping:
         return Shaping.from_settings(spec.shaping)
     except ValueError as error:
         raise PerturbationFileError(
-            f"{file_name(spec)} has a shaping spdesk cannot use: {error}."
+            f"{file_name(spec)} has a shaping spdesk cannot use: {error}.",
+            hint=_OTHER_GENERATOR,
         ) from error
 
 
@@ -125,6 +126,12 @@ def _check_writes_a_perturbation(model: DeltaGenerator, spec: GeneratorSpec) -> 
     with torch.no_grad():
         raw = finite_raw(model, view, noise, file_name(spec))
         delta = compose_delta(raw, view, spec.eps, generator_shaping(spec))
+    if not torch.isfinite(delta).all():  # NaN counts as a change to delta.any()
+        raise PerturbationFileError(
+            f"{file_name(spec)} produced invalid values on a test photo: it is damaged or not "
+            "made for this spdesk.",
+            hint=_OTHER_GENERATOR,
+        )
     if not delta.any():
         raise PerturbationFileError(
             f"{file_name(spec)} writes no perturbation (its output on a test photo is zero): it "

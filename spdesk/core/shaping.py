@@ -12,6 +12,7 @@ All functions are differentiable torch code on (N, 3, H, W) images in [0, 1].
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
@@ -23,6 +24,10 @@ LUMA = (0.299, 0.587, 0.114)  # Rec. 601 weights: the luminance a JPEG encoder s
 # channel by more than 0.5 + 0.25 of a unit together.
 RED_GREEN = (0.5, -0.5, 0.0)
 YELLOW_BLUE = (0.25, 0.25, -0.5)
+# The widest square local contrast is measured over (the recipe measured 7 and 11): the
+# window comes from a generator's header, and a forged one must not make spdesk pad a 512 px
+# view by tens of thousands of pixels (100001 asked for 40 GB).
+MAX_WINDOW = 63
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,8 @@ class Shaping:
         floor: share of eps that the flattest areas still get, in [0, 1].
         texture_ref: local luminance standard deviation (0..1 units) at which a pixel gets the
             full budget; 0.04 is about 10/255, the texture of foliage or fabric.
-        window: side in pixels of the square over which local contrast is measured (odd).
+        window: side in pixels of the square over which local contrast is measured (odd, at
+            most ``MAX_WINDOW``).
         colour: largest share of the budget that may go to colour, in [0, 1).
         colour_ref: local saturation (max - min channel, 0..1) at which colour is fully allowed.
         dark_ref: local luminance (0..1) below which the budget shrinks in proportion, down to
@@ -55,15 +61,19 @@ class Shaping:
     ceiling: float = 1.0
 
     def __post_init__(self) -> None:
+        _check_finite_numbers(self)
+        window = self.window
+        if not isinstance(window, int) or not 1 <= window <= MAX_WINDOW or window % 2 == 0:
+            raise ValueError(
+                f"window must be an odd whole number of pixels from 1 to {MAX_WINDOW}, got {window}"
+            )
         if not 0 <= self.floor <= 1:
             raise ValueError(f"floor must be in [0, 1], got {self.floor}")
-        if self.texture_ref <= 0:
+        if not self.texture_ref > 0:
             raise ValueError(f"texture_ref must be positive, got {self.texture_ref}")
-        if self.window < 1 or self.window % 2 == 0:
-            raise ValueError(f"window must be an odd number of pixels, got {self.window}")
         if not 0 <= self.colour < 1:
             raise ValueError(f"colour must be in [0, 1), got {self.colour}")
-        if self.colour_ref <= 0:
+        if not self.colour_ref > 0:
             raise ValueError(f"colour_ref must be positive, got {self.colour_ref}")
         if not 0 <= self.dark_ref <= 1 or not 0 < self.dark_floor <= 1:
             raise ValueError("dark_ref must be in [0, 1] and dark_floor in (0, 1]")
@@ -80,6 +90,17 @@ class Shaping:
                 f"unknown shaping setting {', '.join(unknown)} (made by a newer spdesk?)"
             )
         return cls(**settings)  # type: ignore[arg-type]
+
+
+def _check_finite_numbers(shaping: Shaping) -> None:
+    """Every setting may come from a file's header: a NaN passes any range test written as
+    "x <= 0", so each is checked to be a finite number before its range."""
+    for item in fields(shaping):
+        value = getattr(shaping, item.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{item.name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{item.name} must be a finite number, got {value}")
 
 
 def luminance(images: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from spdesk.core.imageio import read_image
 from spdesk.core.objectives import build_objectives
 from spdesk.core.objectives.base import BatchCache, Objective, objective_loss
 from spdesk.core.optim import DeltaOptimizer, OptimConfig, initial_delta, loss_gradient, run
-from spdesk.core.perturbation import check_destination, save_perturbation
+from spdesk.core.perturbation import BOUND_TOLERANCE, check_destination, save_perturbation
 from spdesk.core.train_advice import DEFAULT_OBJECTIVE
 from spdesk.core.trained_pattern import (
     EDITOR_SIZE,
@@ -594,7 +595,7 @@ class DamagedCheckpoint(ConfigError):
 def _state_problem(state: dict[str, torch.Tensor], config: TrainConfig) -> str | None:
     """What makes a checkpoint's tensors unfit to resume ``config`` from, in words; None when
     they are fit. A pattern of NaN would otherwise train every step at loss nan and fail only
-    when saved."""
+    when saved; one beyond the budget would be measured, then refused when saved."""
     shape = (3, config.size, config.size)
     for name in ("delta", "exp_avg", "exp_avg_sq"):
         tensor = state.get(name)
@@ -604,11 +605,68 @@ def _state_problem(state: dict[str, torch.Tensor], config: TrainConfig) -> str |
             return f"its '{name}' is {_dims(tensor.shape)}, not {_dims(shape)}"
         if not bool(torch.isfinite(tensor).all()):
             return f"its '{name}' holds values that are not a number or infinite"
-    step = state.get("step")
+    return _pattern_problem(state["delta"], config) or _step_problem(state.get("step"), config)
+
+
+def _pattern_problem(delta: torch.Tensor, config: TrainConfig) -> str | None:
+    """Why a checkpoint's pattern is beyond the run's budget (a forged or damaged file: the
+    optimiser takes it as it is, and the held-out check would measure a visible overlay)."""
+    peak = float(delta.abs().max())
+    if peak > config.eps / 255 + BOUND_TOLERANCE:
+        return (
+            f"its pattern reaches {peak * 255:.2f}/255, over the run's budget of {config.eps:g}/255"
+        )
+    return None
+
+
+def _step_problem(step: torch.Tensor | None, config: TrainConfig) -> str | None:
     if step is None or step.numel() != 1 or step.dtype.is_floating_point:
         return "it holds no step count"
     if not 0 <= int(step.flatten()[0]) <= config.steps:
         return f"its step {int(step.flatten()[0])} is outside the run's 0 to {config.steps}"
+    return None
+
+
+_REPORT_FIGURES = ("distortion", "sign_distortion", "uniform_distortion")
+
+
+def _validation_history(meta: dict[str, str]) -> list[ValidationReport]:
+    """The held-out reports a checkpoint's header records; ValueError says why they cannot be
+    read. A report may hold figures this spdesk does not know (a later one may add some): they
+    are left out, as the history is only a record and the run's state is in the tensors. One
+    without the step and the figures this spdesk shows is damaged."""
+    try:
+        records = json.loads(meta.get("validation", "[]"))
+    except ValueError as error:
+        raise ValueError("its held-out history is not readable") from error
+    if not isinstance(records, list):
+        raise ValueError("its held-out history is not a list of reports")
+    return [_validation_report(record) for record in records]
+
+
+def _validation_report(record: object) -> ValidationReport:
+    if not isinstance(record, dict) or not _is_count(record.get("step")):
+        raise ValueError("its held-out history holds a report without its step")
+    if not all(_is_figure(record.get(name)) for name in _REPORT_FIGURES):
+        raise ValueError(
+            f"its held-out history holds a report of step {record['step']} without its figures"
+        )
+    return ValidationReport(record["step"], *(float(record[name]) for name in _REPORT_FIGURES))
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_figure(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _history_problem(meta: dict[str, str]) -> str | None:
+    try:
+        _validation_history(meta)
+    except ValueError as error:
+        return str(error)
     return None
 
 
@@ -622,13 +680,14 @@ def checkpoint_damage(path: Path, config: TrainConfig) -> str | None:
     compared on loading)."""
     from safetensors.torch import load_file
 
-    if not is_training_checkpoint(path):
+    header = checkpoint_header(path)
+    if header is None:
         return "it cannot be read as a checkpoint"
     try:
         state = load_file(str(path))
     except Exception as error:  # safetensors raises its own error types for any damage
         return f"it cannot be read ({error})"
-    return _state_problem(state, config)
+    return _state_problem(state, config) or _history_problem(header)
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -691,11 +750,11 @@ def load_checkpoint(path: Path, trainer: _Trainer) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise damaged(error) from error
-    problem = _state_problem(state, trainer.config)
+    problem = _state_problem(state, trainer.config) or _history_problem(meta)
     if problem:
         raise damaged(problem, "damaged")
     trainer.optimizer.load_state_dict(state)
-    trainer.validation = [ValidationReport(**r) for r in json.loads(meta.get("validation", "[]"))]
+    trainer.validation = _validation_history(meta)
 
 
 def checkpoint_crop_size(path: Path) -> int | None:

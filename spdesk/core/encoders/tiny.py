@@ -12,6 +12,7 @@ so only ``encoder``/``decoder`` are called.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -112,10 +113,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return dict(load_file(str(path)))
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:  # any unreadable/unsafe file becomes one plain message
-        raise EncoderError(
-            f"Cannot read model weights from {path.name}: {error}",
-            hint="spdesk loads .safetensors files and plain PyTorch state dicts only.",
-        ) from error
+        raise _unreadable_weights(path, error) from error
     if not isinstance(loaded, dict) or not all(
         isinstance(v, torch.Tensor) for v in loaded.values()
     ):
@@ -133,7 +131,24 @@ def state_keys(path: Path) -> list[str]:
         with safe_open(str(path), framework="pt") as handle:
             return list(handle.keys())
     except Exception as error:  # safetensors raises its own SafetensorError for bad headers
-        raise EncoderError(f"Cannot read model weights from {path.name}: {error}") from error
+        raise _unreadable_weights(path, error) from error
+
+
+def _unreadable_weights(path: Path, error: Exception) -> EncoderError:
+    """What to say of a weights file that cannot be read, in words of its own: the library's
+    text is not shown (torch.load's spans lines, holds terminal escapes and advises loading
+    with weights_only=False; safetensors' says "header too large" of a renamed JPEG)."""
+    if isinstance(error, OSError):
+        what = f"Cannot read {path.name}: {error.strerror or 'the file cannot be opened'}."
+    elif path.suffix == ".safetensors":
+        what = f"{path.name} is not a safetensors file (or it is damaged)."
+    elif isinstance(error, pickle.UnpicklingError):
+        what = f"{path.name} is not a plain file of tensors; spdesk never unpickles other objects."
+    else:
+        what = f"{path.name} is not a PyTorch weights file (or it is damaged)."
+    return EncoderError(
+        what, hint="spdesk loads .safetensors files and plain PyTorch state dicts only."
+    )
 
 
 def refuse_spdesk_file(path: Path) -> None:

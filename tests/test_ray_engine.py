@@ -632,6 +632,58 @@ def test_a_cancel_stops_each_worker_within_a_photo_or_two_of_its_batch(
     assert len(report.done) <= 8, f"{len(report.done)} of 24 protected after the cancel"
 
 
+def _timed(store: Any, log: Path, seconds: float) -> Any:
+    """``store`` whose workers take ``seconds`` more to read each photo (on the threads that
+    hold the photos in flight) and note when each read started and ended, by process (made
+    here: Ray sends it by value, see _dying)."""
+    driver = os.getpid()
+    base = type(store)
+
+    class Timed(base):  # type: ignore[valid-type,misc]
+        def read_image(self, path: Path, **how: Any) -> Any:
+            started = time.monotonic()
+            if os.getpid() != driver:
+                time.sleep(seconds)
+            decoded = base.read_image(self, path, **how)
+            with open(log, "a") as times:  # one short line: appended whole
+                times.write(f"{os.getpid()} {started} {time.monotonic()}\n")
+            return decoded
+
+    timed = Timed.__new__(Timed)
+    timed.__dict__.update(store.__dict__)
+    return timed
+
+
+def _most_at_once(log: Path) -> int:
+    """The most photos one process was reading at the same time."""
+    spans = [line.split() for line in log.read_text().splitlines()]
+    return max(
+        sum(1 for p, s, e in spans if p == pid and float(s) <= float(start) < float(e))
+        for pid, start, _end in spans
+    )
+
+
+def test_photos_in_flight_per_worker_are_the_ones_the_report_names(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """Each worker has ``RayOptions.threads`` photos in flight (the command line's --workers),
+    and the report's settings (--json) say so: they named the driver's own default (its
+    cores + 1) while every worker ran 2."""
+    inputs = tmp_path / "in"
+    for i in range(6):
+        samples.photo(inputs / f"{i}.png", 40, 24)
+    log = tmp_path / "publishing.log"
+    for threads in (1, 3):
+        options = RayOptions(num_cpus=1, threads=threads, progress=False)
+        job = RayProtectJob([inputs], tmp_path / f"out{threads}", settings, options)
+        job.store = _timed(job.store, log, 0.3)
+        report = job.run()
+        assert len(report.done) == 6
+        assert report.to_dict()["settings"]["workers"] == threads
+        assert _most_at_once(log) == threads
+        log.unlink()
+
+
 def test_gpu_workers_asked_of_a_cluster_without_gpus_are_refused_before_any_write(
     tmp_path: Path, settings: ProtectSettings
 ) -> None:

@@ -158,6 +158,17 @@ def test_the_command_shows_rays_progress_bars_on_a_terminal_only(
     assert job.options.progress is bars
 
 
+@pytest.mark.parametrize(("given", "threads"), [([], 2), (["--workers", "3"], 3)])
+def test_workers_on_the_command_line_are_the_photos_in_flight_in_each_ray_worker(
+    tmp_path: Path, given: list[str], threads: int
+) -> None:
+    """``--workers 3 --engine ray`` was ignored: every worker ran 2 photos at once."""
+    argv = ["protect", str(tmp_path), "--out", str(tmp_path / "out"), "--engine", "ray"]
+    job = job_from_args(build_parser().parse_args([*argv, *given]), ProtectSettings())
+    assert job.options.threads == threads
+    assert job.settings.workers == threads
+
+
 def test_rays_note_on_token_authentication_goes_to_the_log_not_the_terminal(
     tmp_path: Path,
 ) -> None:

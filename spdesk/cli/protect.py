@@ -169,7 +169,8 @@ def _input_options(group: Any) -> None:
 def _job_options(group: Any) -> None:
     group.add_argument(
         "--workers", type=int, default=None, metavar="N",
-        help="photos at once (default: CPU cores + 1, at most 4; 1 = one by one)",
+        help="photos at once (default: CPU cores + 1, at most 4; 1 = one by one); with --engine "
+        "ray, photos in flight in each worker (default 2)",
     )  # fmt: skip
     group.add_argument(
         "--memory-budget", default=None, metavar="SIZE",
@@ -348,10 +349,12 @@ def job_from_args(args: argparse.Namespace, settings: Any) -> Any:
         return ProtectJob(args.inputs, args.out, settings)
     from spdesk.core.distributed.ray_engine import RayOptions, RayProtectJob
 
+    in_flight = {} if args.workers is None else {"threads": args.workers}  # per worker
     options = RayOptions(
         address=args.address,
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
+        **in_flight,
         # Ray's bars redraw with carriage returns: on a pipe or in a log each redraw stays
         # (the last one twice on one line), where the photos' own lines already say it all.
         progress=not args.json and is_terminal(sys.stderr),

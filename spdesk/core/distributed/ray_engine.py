@@ -37,6 +37,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -106,8 +107,9 @@ class RayOptions:
         batch_size: photos per Ray batch at most (64: fewer batches cost less of Ray's time;
             smaller when the job has too few photos to give every worker a batch); each batch
             is recorded in a manifest shard.
-        threads: photos in flight in each CPU worker, so that decoding, protecting and
-            encoding overlap (2).
+        threads: photos in flight in each worker, so that decoding, protecting and encoding
+            overlap (2; the command line's ``--workers``); the job's settings take it as their
+            ``workers``, which the driver's own default (its cores + 1) would misname.
         progress: show Ray's progress bars (Ray Data's for actors, ``tqdm_ray`` for tasks).
     """
 
@@ -311,6 +313,9 @@ class RayProtectJob(ProtectJob):
         _refuse_in_process(self.store, "inputs")
         _refuse_in_process(self.output_store, "output")
         self.options = options or RayOptions()
+        # Each worker has the options' photos in flight: the job's settings (its report, --json)
+        # say so, not the driver's own default (its cores + 1), which no worker uses.
+        self.settings = dataclasses.replace(self.settings, workers=self.options.threads)
         self.stats = RayStats()
         self.placement: Placement | None = None
         self._perturbation: Perturbation | None = None
@@ -388,7 +393,7 @@ class RayProtectJob(ProtectJob):
         stop = ray.remote(num_cpus=0)(StopSign).remote()
         protector = {
             "output_root": self.output_root,
-            "settings": dataclasses.replace(self.settings, workers=self.options.threads),
+            "settings": self.settings,  # workers: the photos in flight in each worker
             "perturbation": self._perturbation,
             "fingerprint": run.fingerprint,
             # Workers on other machines have other config folders: they protect with the
@@ -556,7 +561,8 @@ def _session(ray: Any, options: RayOptions) -> Iterator[None]:
     logger_to_log_only("ray._private.authentication.authentication_token_setup")
     stop_handler = _sigterm_handler()
     try:
-        ray.init(**kwargs)
+        with _daemons_in_a_session_of_their_own(kwargs.get("address") == "local"):
+            ray.init(**kwargs)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise EngineError(
             f"Could not start or reach Ray ({options.address or 'a local instance'}): {error}",
@@ -568,6 +574,47 @@ def _session(ray: Any, options: RayOptions) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _daemons_in_a_session_of_their_own(starting: bool) -> Iterator[None]:
+    """While ``ray.init`` starts a local instance (``starting``): its GCS server, raylet and
+    helpers start in a session of their own, out of the driver's process group. A signal to
+    the whole group (``kill -TERM -PGID`` from a service manager, a CI cancel, ``timeout``; a
+    closed terminal's SIGHUP) then stops the job as Ctrl+C does, the workers finishing their
+    photos, instead of killing the cluster under it: the driver waited 60 s for its GCS server
+    and died, nothing merged. Ray has no option for it (on Windows it gives them a group of
+    their own). Only where the kernel ends them with the driver (Linux's parent-death signal,
+    Ray's "fate sharing"): elsewhere Ray's reaper ends them by the group they share."""
+    services = _ray_services() if starting and sys.platform.startswith("linux") else None
+    if services is None:
+        yield
+        return
+    console_popen = services.ConsolePopen
+
+    class InOwnSession(console_popen):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, start_new_session=True, **kwargs)
+
+    services.ConsolePopen = InOwnSession
+    try:
+        yield
+    finally:
+        services.ConsolePopen = console_popen
+
+
+def _ray_services() -> Any:
+    """Ray's module that starts its daemons (``ConsolePopen``), where Ray's own fate sharing
+    ends them with their parent; None otherwise (another Ray: its daemons stay as they are)."""
+    try:
+        from ray._private import services, utils
+    except ImportError:
+        return None
+    fate_sharing = utils.detect_fate_sharing_support()  # type: ignore[no-untyped-call]
+    if not (hasattr(services, "ConsolePopen") and fate_sharing):
+        log.warning("Ray's daemons share this process group: a signal to it stops them too")
+        return None
+    return services
 
 
 def _sigterm_handler() -> Any:

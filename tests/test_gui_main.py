@@ -1260,6 +1260,11 @@ def test_a_job_that_cannot_run_leaves_its_photos_waiting_not_failed(
     assert errors and "damaged" in errors[0]
     assert "Retry" not in window.summary_label.text()
     assert "2 photos waiting" in window.progress_label.text()
+    # It read as a normal end ("0 protected in 0 s. Nothing was saved.", "Finished.")
+    summary = window.summary_label.text()
+    assert summary.startswith("The job stopped: The protection key is damaged.")
+    assert window.progress_label.text().startswith("Stopped.")
+    assert window.overall_bar.value() < 1000
 
 
 def test_the_settings_of_a_newer_spdesk_are_said_to_be_left_alone(qtbot: QtBot) -> None:

@@ -187,6 +187,34 @@ def test_import_a_local_model_folder(
     assert "imported" in _cell(dialog, 1, 2)
 
 
+def test_an_import_verify_finds_damaged_is_shown_as_such_with_how_to_repair_it(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row said "Installed (imported)" and Verify said "Download again to repair" of a
+    model the store cannot download: it is kept, no longer used, and must be imported again."""
+    from PySide6.QtWidgets import QMessageBox
+    from tiny_sd import save_tiny_taesd
+
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
+    taesd = save_tiny_taesd(tmp_path / "taesd.safetensors", 4)
+    weights = ModelStore().import_path(taesd).folder / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit changed on disk
+    weights.write_bytes(bytes(data))
+    dialog = _dialog(qtbot, ModelStore)
+    dialog.select("taesd")
+    with qtbot.waitSignal(dialog.runner.finished, timeout=30_000):
+        assert dialog.verify()
+    assert shown and "Remove it, then Import" in shown[0] and "Download" not in shown[0]
+    qtbot.waitUntil(lambda: bool(dialog.statuses["taesd"].repair), timeout=30_000)
+    qtbot.waitUntil(lambda: not dialog.runner.running)
+    row = next(r for r in range(dialog.table.rowCount()) if "damaged" in _cell(dialog, r, 2))
+    state = dialog.table.item(row, 2)
+    assert state is not None and "Import" in state.toolTip()
+    assert "verified" not in state.text() and "Installed" not in state.text()
+
+
 def _import_action(dialog: ModelManagerDialog, word: str) -> Any:
     menu = dialog.import_button.menu()
     assert menu is not None, "the Import button offers no choice"

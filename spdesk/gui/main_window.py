@@ -88,7 +88,8 @@ class MainWindow(QMainWindow):
         self._job_started = 0.0
         self._output_root: Path | None = None
         self._job_warnings: list[str] = []
-        self._ending = ""  # "Finished." or "Cancelled.": how the last job ended
+        self._ending = ""  # "Finished.", "Cancelled." or "Stopped.": how the last job ended
+        self._job_failure = ""  # why the last job stopped as a whole, if it did
         self._already_done = 0  # photos of this job the output folder had already
         self._location_removed = 0  # photos whose protected copy left their GPS position out
         self._unchanged = 0  # copies the protection could not change (too small or flat)
@@ -575,6 +576,7 @@ class MainWindow(QMainWindow):
         self._job_started = time.monotonic()
         self._job_device = options.device
         self._job_warnings = []
+        self._job_failure = ""
         self._already_done = self._location_removed = self._unchanged = 0
         self._finetune_clock = (
             protect_bridge.FinetuneClock(options.finetune_steps, len(todo))
@@ -710,6 +712,7 @@ class MainWindow(QMainWindow):
             row = self.queue.row_for(path)
             if row is not None and row.status in (RowStatus.WAITING, RowStatus.PROTECTING):
                 self.queue.set_status(path, RowStatus.WAITING)
+        self._job_failure = text.splitlines()[0] if text else "an unexpected error"
         self.show_error(text)
 
     def _on_job_cancelled(self) -> None:
@@ -743,6 +746,8 @@ class MainWindow(QMainWindow):
         if counts[RowStatus.CANCELLED]:
             parts.append(f"{counts[RowStatus.CANCELLED]} not done (cancelled)")
         text = ", ".join(parts) + f" in {format_duration(seconds)}."
+        if self._job_failure:  # the summary must not read as a normal end
+            text = f"The job stopped: {self._job_failure}\n{text}"
         if self._location_removed:
             keep = "More options › Keep the location keeps it"
             text += f"\n{location_text(self._location_removed, keep)}"
@@ -758,14 +763,13 @@ class MainWindow(QMainWindow):
             copies = "copy" if in_folder == 1 else f"{in_folder} copies"
             text += f"\nNothing new was saved. This queue's earlier {copies}: {root}"
         elif root:
-            text += "\nNothing was saved."  # a cancelled or failed run wrote no copy
+            text += "\nNothing was saved."  # a cancelled or stopped run wrote no copy
         self.summary_label.setText(text)
         self.open_output_button.setVisible(bool(counts[RowStatus.DONE] or in_folder))
         self.summary.show()
-        self.overall_bar.setValue(
-            1000 if not counts[RowStatus.CANCELLED] else self.overall_bar.value()
-        )
-        self._ending = "Finished." if not counts[RowStatus.CANCELLED] else "Cancelled."
+        ended = not counts[RowStatus.CANCELLED] and not self._job_failure
+        self.overall_bar.setValue(1000 if ended else self.overall_bar.value())
+        self._ending = "Stopped." if self._job_failure else "Finished." if ended else "Cancelled."
         self._update_controls()  # says the ending, and the photos added meanwhile
 
     def _copies_in_output(self) -> int:

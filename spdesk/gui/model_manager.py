@@ -342,6 +342,8 @@ class ModelManagerDialog(QDialog):
                     item.setData(Qt.ItemDataRole.UserRole, status.feature)
                 if column == 2:
                     item.setForeground(_colour(colour))
+                    if status.repair:
+                        item.setToolTip(f"{text}: {REIMPORT}")
                 self.table.setItem(row, column, item)
         for column in (1, 2):  # whole words ("Installed (imported) · verified"); folders elide
             self.table.resizeColumnToContents(column)
@@ -448,9 +450,11 @@ class ModelManagerDialog(QDialog):
         elif result.problems:
             problems = "\n".join(result.problems)
             self.status_label.setText(f"Problems found: {'; '.join(result.problems)}")
-            QMessageBox.warning(
-                self, "Verify", f"{problems}\n\nDownload again to repair (only bad files)."
-            )
+            status = self.statuses.get(result.feature)
+            imported = status is not None and status.origin == "imported"
+            # An import cannot be downloaded again: it is kept, marked and no longer used.
+            repair = REIMPORT if imported else "Download again to repair (only bad files)."
+            QMessageBox.warning(self, "Verify", f"{problems}\n\n{repair}")
         elif result.checked_files:
             self.status_label.setText(f"All {result.checked_files} files are intact.")
         else:
@@ -644,7 +648,14 @@ def question_box(parent: QWidget, title: str, text: str) -> QMessageBox:
 _ORIGINS = {"imported": "imported", HF_CACHE: "from HF cache"}
 
 
+# An import verify found damaged is kept (the store cannot fetch it again) and no longer used.
+DAMAGED_IMPORT = "Imported · damaged, not used"
+REIMPORT = "Remove it, then Import… the original again."
+
+
 def _state(status: Any) -> tuple[str, str]:
+    if status.present and status.repair:
+        return (DAMAGED_IMPORT, "warn")
     if status.present:
         origin = _ORIGINS.get(status.origin, "")
         text = "Installed" + (f" ({origin})" if origin else "")

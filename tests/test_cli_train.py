@@ -464,3 +464,23 @@ def test_ctrl_c_without_a_checkpoint_says_nothing_was_kept_and_how_to_keep_it(
     [said] = [line for line in capsys.readouterr().err.splitlines() if "Cancelled" in line]
     assert "nothing was kept" in said and "--checkpoint FILE" in said, said
     assert not out.exists()
+
+
+def test_ctrl_c_during_the_final_check_keeps_the_finished_pattern_and_says_where(
+    assets: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every step had run when Ctrl+C came (the held-out figures take a while): the run was
+    thrown away, "nothing was kept"."""
+    photos, vae = assets
+    out = tmp_path / "p.safetensors"
+    argv = ["train", str(photos), "--out", str(out), "--encoder", str(vae), "--steps", "3"]
+    argv += ["--batch", "2", "--size", "32", "--val-every", "0"]
+    _ctrl_c_after(monkeypatch, 3)
+    capsys.readouterr()
+    assert main(argv) == 130
+    [said] = [line for line in capsys.readouterr().err.splitlines() if "Cancelled" in line]
+    assert "final check" in said and str(out) in said, said
+    assert out.is_file()

@@ -443,6 +443,40 @@ def test_cancelling_while_measuring_keeps_every_step_in_the_checkpoint(
     assert next(e for e in events if isinstance(e, TrainStarted)).resumed_from == 5
 
 
+def test_cancelling_the_final_check_without_a_checkpoint_saves_the_finished_pattern(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every step had run: a cancel during the held-out figures threw the whole run away
+    where no --checkpoint was asked for. The pattern is saved, marked unchecked; a cancel
+    before the last step still saves nothing."""
+    import spdesk.core.train as train
+    from spdesk.core.perturbation import load_perturbation
+
+    monkeypatch.setattr(train, "visibility_available", lambda: True)
+    photos, vae, encoder = tiny_setup
+    out = tmp_path / "pattern.safetensors"
+    token = CancelToken()
+
+    def cancel_when_measuring(event: Event) -> None:
+        if isinstance(event, CheckingPattern):
+            token.cancel()
+
+    config = _config(photos, vae, steps=3)
+    run = dict(encoder=encoder, out=out, cancel=token, check=True)
+    with pytest.raises(train.CancelledWhileChecking) as raised:
+        train_universal(config, on_event=cancel_when_measuring, **run)  # type: ignore[arg-type]
+    assert raised.value.path == out
+    saved = load_perturbation(out)
+    assert saved.metadata["steps"] == 3 and saved.metadata["checked"] == "cancelled"
+    assert "product_gain" not in saved.metadata
+    out.unlink()
+    token = CancelToken()
+    token.cancel()  # before the first step
+    with pytest.raises(Cancelled) as early:
+        train_universal(config, **(run | {"cancel": token}))  # type: ignore[arg-type]
+    assert not isinstance(early.value, train.CancelledWhileChecking) and not out.exists()
+
+
 def test_a_checkpoint_that_cannot_be_written_is_refused_before_any_step(
     tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path
 ) -> None:

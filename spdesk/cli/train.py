@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from spdesk.core.files import shown
     from spdesk.core.jobs.events import count_of
-    from spdesk.core.train import train_universal
+    from spdesk.core.train import CancelledWhileChecking, train_universal
     from spdesk.core.trained_pattern import MISSING_TEXT, visibility_available
     from spdesk.core.usecases import StartingAfresh, save_under_free_name, train_into_library
 
@@ -271,6 +271,12 @@ def run(args: argparse.Namespace) -> int:
                 force=args.force,
                 check=True,
             )
+    except CancelledWhileChecking as cancelled:
+        raise Cancelled(
+            f"Cancelled during the final check, once every step had run: the trained pattern is "
+            f"saved to {shown(cancelled.path)} without its held-out figures (spdesk eval "
+            "measures it)."
+        ) from cancelled
     except Cancelled as cancelled:
         raise Cancelled(_cancelled_text(args)) from cancelled
     printer.close()

@@ -927,9 +927,12 @@ def train_universal(
             trainer.validate()
         delta = trainer.optimizer.delta.detach().cpu().numpy().astype(np.float32)
         gain, seen = _check(delta, config.eps, trainer, on_event, cancel) if check else (None, None)
-    except Cancelled:  # a run cancelled while measuring resumes at its last step
+    except Cancelled as cancelled:  # a run cancelled while measuring resumes at its last step
         if checkpoint is not None:
             save_checkpoint(checkpoint, trainer)
+        if out is not None and trainer.optimizer.step_index >= config.steps:
+            per_step = (time.monotonic() - started) / max(1, config.steps - first)
+            raise _saved_unchecked(out, config, trainer, per_step) from cancelled
         raise
     metadata = build_metadata(config, trainer, seconds_per_step)
     if gain is not None:
@@ -941,6 +944,25 @@ def train_universal(
     return TrainResult(
         delta, metadata, trainer.validation, path, seconds_per_step, held_out, gain, seen
     )
+
+
+class CancelledWhileChecking(Cancelled):
+    """Cancelled once every step had run (during the held-out figures): the trained pattern
+    is finished and was saved, at ``path``, without them. Throwing it away would cost the
+    whole run where no checkpoint was asked for."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__("Cancelled during the final check: the trained pattern is saved.")
+        self.path = path
+
+
+def _saved_unchecked(
+    out: Path, config: TrainConfig, trainer: _Trainer, seconds_per_step: float
+) -> CancelledWhileChecking:
+    delta = trainer.optimizer.delta.detach().cpu().numpy().astype(np.float32)
+    metadata = build_metadata(config, trainer, seconds_per_step)
+    metadata["checked"] = "cancelled"  # no product_gain nor visibility: spdesk eval measures it
+    return CancelledWhileChecking(save_perturbation(out, delta, eps=config.eps, metadata=metadata))
 
 
 def _check(

@@ -233,6 +233,26 @@ def test_an_empty_input_is_refused_not_read_as_the_current_folder(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("holds", [[], ["notes.txt"]], ids=["empty", "no photo"])
+def test_a_folder_without_photos_says_so_and_makes_no_output_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], holds: list[str]
+) -> None:
+    """An empty folder made the output folder with a lock and an empty manifest in it, and
+    said "0 protected … Output: out" as of a job that ran."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for name in holds:
+        (folder / name).write_text("my notes")
+    out = tmp_path / "out"
+    assert _protect(folder, "--out", out) == 0
+    captured = capsys.readouterr()
+    said = captured.out + captured.err
+    assert "No photos to protect: nothing is written" in said
+    assert "No photos: nothing was written to" in said and "Output:" not in said
+    assert ("notes.txt" in said) == bool(holds)  # what was left out is still listed
+    assert not out.exists()
+
+
 def test_a_symbolic_link_loop_named_as_input_is_left_out_with_its_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -452,6 +452,8 @@ def _photos_phrase(total: int, unreadable: int) -> str:
     """What the start line promises: only the photos whose header was read (or not checked)."""
     from spdesk.core.jobs.events import count_of
 
+    if not total:  # an empty folder, or only other files: the job writes nothing
+        return "No photos to protect: nothing is written"
     if not unreadable:
         return f"Protecting {count_of(total, 'photo')}"
     found = f"Found {count_of(total, 'photo')}"

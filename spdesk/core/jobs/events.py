@@ -236,7 +236,9 @@ class JobReport:
         if self.left_out:
             folders = sum(e.folder for e in self.left_out)
             head += f" ({left_out_phrase(len(self.left_out) - folders, folders)} left out)"
-        lines = [f"{head}. Output: {self.output_shown(self.output_root)}"]
+        wrote = self.done or self.photos_skipped or self.failed or self.pending
+        output = "Output:" if wrote else "No photos: nothing was written to"
+        lines = [f"{head}. {output} {self.output_shown(self.output_root)}"]
         if self.cancelled:
             lines.append("Cancelled: run the same command again to finish the rest.")
         if self.stopped:

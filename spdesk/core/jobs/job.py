@@ -108,23 +108,15 @@ class ProtectJob:
         _check_something_exists(discovery.missing, self.inputs, self.store.shown)
         report = self._new_report(discovery)
         protector = self._protector(perturbation)
+        if not discovery.photos:  # nothing to write: no output folder, manifest nor lock
+            return self._nothing_to_protect(report, discovery, unreadable, on_event, started)
         self.output_store.make_root(self.output_root)
         fingerprint = output_fingerprint(self.settings, digest)
         run = JobRun(self, protector, fingerprint, on_event, cancel, report)
         with self.output_store.manifest(self.output_root) as manifest:
             self.output_store.clean_stale_temps(self.output_root)
             report.warnings += _other_key_warning(manifest, run.key_id)
-            on_event(
-                JobStarted(
-                    total=len(discovery.photos),
-                    output_root=self.output_root,
-                    skipped_inputs=len(discovery.skipped),
-                    skipped_folders=sum(s.folder for s in discovery.skipped),
-                    warnings=tuple(report.warnings),
-                    failed_inputs=len(report.failed),
-                    unreadable=unreadable,
-                )
-            )
+            on_event(_started(report, discovery, unreadable, self.output_root))
             for event in [*report.failed, *report.skipped]:
                 on_event(event)
             try:
@@ -134,6 +126,23 @@ class ProtectJob:
         on_event(JobFinished(report))
         if report.cancelled:
             raise JobCancelled(report)
+        return report
+
+    def _nothing_to_protect(
+        self,
+        report: JobReport,
+        discovery: Discovery,
+        unreadable: int,
+        on_event: EventSink,
+        started: float,
+    ) -> JobReport:
+        """The report of a job whose inputs hold no photo (an empty folder, only other files):
+        what was left out is told as usual, and the output folder is not made."""
+        on_event(_started(report, discovery, unreadable, self.output_root))
+        for event in [*report.failed, *report.skipped]:
+            on_event(event)
+        report.seconds = time.monotonic() - started
+        on_event(JobFinished(report))
         return report
 
     def _planned_formats(self, discovery: Discovery, options: ExportOptions) -> set[str] | None:
@@ -292,3 +301,15 @@ def _other_key_warning(manifest: Manifest, key: str | None) -> list[str]:
         f"their photos again (the key in {key_path()} changed, or {ENV_KEY} differs). To keep "
         "those copies as they are, put the earlier key back."
     ]
+
+
+def _started(report: JobReport, discovery: Discovery, unreadable: int, root: Path) -> JobStarted:
+    return JobStarted(
+        total=len(discovery.photos),
+        output_root=root,
+        skipped_inputs=len(discovery.skipped),
+        skipped_folders=sum(s.folder for s in discovery.skipped),
+        warnings=tuple(report.warnings),
+        failed_inputs=len(report.failed),
+        unreadable=unreadable,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -474,6 +475,33 @@ def test_clear_resets_the_overall_progress(
     assert window.overall_bar.value() == 1000
     window.clear_button.click()
     assert window.overall_bar.value() == 0 and not window.summary.isVisibleTo(window)
+
+
+@pytest.mark.parametrize("original", ["/opt/mine/lib", None])
+def test_the_frozen_app_starts_the_file_manager_with_the_users_library_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, original: str | None
+) -> None:
+    """The installed app's launcher puts its own folder first in LD_LIBRARY_PATH: xdg-open
+    and the file manager inherited it and loaded the app's Qt instead of the system's."""
+    from PySide6.QtGui import QDesktopServices
+
+    from spdesk.gui.desktop import open_in_file_manager
+
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/spdesk/_internal")
+    if original is None:
+        monkeypatch.delenv("LD_LIBRARY_PATH_ORIG", raising=False)
+    else:
+        monkeypatch.setenv("LD_LIBRARY_PATH_ORIG", original)
+    seen: list[str | None] = []
+    monkeypatch.setattr(
+        QDesktopServices,
+        "openUrl",
+        lambda _url: seen.append(os.environ.get("LD_LIBRARY_PATH")) or True,
+    )
+    assert open_in_file_manager(tmp_path) == ""
+    assert seen == [original]
+    assert os.environ["LD_LIBRARY_PATH"] == "/opt/spdesk/_internal"  # the app's own again
 
 
 @pytest.mark.parametrize("opens", [True, False])

@@ -316,3 +316,29 @@ def test_the_fine_tuning_note_asks_for_the_encoder_only_when_it_is_missing(  # t
     panel = OptionsPanel(replace(ProtectOptions(), mode="finetune", finetune_encoder="taesd"))
     qtbot.addWidget(panel)
     assert ("Needs TAESD" in panel.mode_note.text()) == (not installed)
+
+
+@pytest.mark.parametrize(
+    ("installed", "picked", "expected"),
+    [
+        (["taesd"], None, "taesd"),  # the default (SD 1.5's VAE) is not here: TAESD is
+        (["sd15", "taesd"], None, "sd15"),
+        ([], None, "sd15"),  # neither: the best one, which the note asks to download
+        (["taesd"], "sd15", "sd15"),  # the user's own pick stays
+    ],
+)
+def test_choosing_fine_tuning_takes_an_encoder_that_is_installed(  # type: ignore[no-untyped-def]
+    qtbot, monkeypatch, installed: list[str], picked: str | None, expected: str
+) -> None:
+    """With only TAESD installed, fine-tuning asked for SD 1.5's VAE, a 3 GB download."""
+    import spdesk.core.models.store
+
+    monkeypatch.setattr(spdesk.core.models.store, "installed_encoders", lambda: installed)
+    panel = OptionsPanel(ProtectOptions())
+    qtbot.addWidget(panel)
+    if picked is not None:
+        panel.encoder_combo.setCurrentIndex(panel.encoder_combo.findData(picked))
+        panel.encoder_combo.activated.emit(panel.encoder_combo.currentIndex())
+    panel.finetune_radio.click()
+    assert panel.mode() == "finetune" and panel.encoder() == expected
+    assert ("Needs" in panel.mode_note.text()) == (expected not in installed)

@@ -82,6 +82,7 @@ class OptionsPanel(QWidget):
         self._default_output: Path | None = None  # where copies go with no folder chosen
         self._default_used = False  # that folder has this queue's earlier copies
         self._mode_chosen = False  # set by a click on a mode, never by the app's own choice
+        self._encoder_chosen = False  # likewise, by the user's pick of an encoder
         self.device_kind = "cpu"  # what the time estimates assume until the device is known
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -321,7 +322,19 @@ class OptionsPanel(QWidget):
 
     def _on_mode_clicked(self) -> None:
         self._mode_chosen = True
+        if self.mode() == "finetune" and not self._encoder_chosen:
+            self._prefer_an_installed_encoder()
         self.changed.emit()
+
+    def _prefer_an_installed_encoder(self) -> None:
+        """An encoder that is here in place of the default one that is not: fine-tuning asked
+        for SD 1.5's VAE (a 3 GB download) where TAESD was installed and ready."""
+        current = self.encoder()
+        if current not in FINETUNE_ENCODERS or _installed(current):
+            return
+        here = [encoder for encoder in FINETUNE_ENCODERS if _installed(encoder)]
+        if here:
+            self.set_encoder(here[0])
 
     def recommend(self, mode: str, encoder: str, steps: int) -> bool:
         """Select ``mode`` with ``encoder`` and ``steps`` in place of the default photo mode,
@@ -349,6 +362,7 @@ class OptionsPanel(QWidget):
         self.mode_radios.get(mode, self.mode_radios["photo"]).setChecked(True)
 
     def _on_encoder_activated(self) -> None:
+        self._encoder_chosen = True
         if self.encoder_combo.currentData() == CHOOSE_ENCODER:
             self.choose_encoder_requested.emit()
 

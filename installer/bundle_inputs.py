@@ -9,6 +9,7 @@ and takes the resources from where pyproject.toml says they are, as pip does.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -40,3 +41,48 @@ def resource_datas(repo: Path = REPO) -> list[tuple[str, str]]:
     files = sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
     destination = Path(*RESOURCES.split("."))
     return [(str(path), str(destination / path.parent.relative_to(folder))) for path in files]
+
+
+# Packages that read their own data files when imported, which PyInstaller does not collect:
+# kernels (which transformers 5 requires and imports whenever installed) reads
+# _internals/python_depends.json, and without it no diffusers model imports.
+IMPORT_TIME_DATA = ("kernels",)
+# What pip records of where a package was installed from: the builder's folder for spdesk.
+INSTALL_ORIGIN = "direct_url.json"
+# The CUDA runtime's file names (Linux, macOS, Windows), as ctypes lookups in transformers and
+# kernels make PyInstaller collect them from the build machine's CUDA toolkit. Libraries only:
+# torch's sources, which its hook collects as data, have a .../cutlass_mock_imports/cuda/cudart.py.
+CUDA_RUNTIME = re.compile(r"(lib)?cudart.*\.(so|dll|dylib)", re.IGNORECASE)
+
+
+def without_install_origin(metadata: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """copy_metadata's ``datas``, each metadata folder file by file, less direct_url.json."""
+    datas = []
+    for source, destination in metadata:
+        folder = Path(source)
+        if not folder.is_dir():
+            datas.append((source, destination))
+            continue
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != INSTALL_ORIGIN)
+        datas += [(str(p), str(Path(destination, p.parent.relative_to(folder)))) for p in files]
+    return datas
+
+
+def without_install_origin_files(toc: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Analysis's datas less every direct_url.json: PyInstaller itself collects a whole dist-info
+    folder, direct_url.json included, for each ``importlib.metadata.version("name")`` it finds in
+    the code (spdesk/__init__.py asks for spdesk's), past what the spec gave it."""
+    return [entry for entry in toc if Path(entry[0]).name != INSTALL_ORIGIN]
+
+
+def torch_has_cuda() -> bool:
+    """Whether the build environment's torch is a CUDA build (a CPU build bundles no CUDA)."""
+    import torch
+
+    return torch.version.cuda is not None
+
+
+def without_cuda_runtime(toc: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """A TOC less the CUDA runtime: nothing in a CPU build uses it (transformers and kernels only
+    ask it for its version, and do without it), and it would be the build machine's copy."""
+    return [entry for entry in toc if not CUDA_RUNTIME.match(Path(entry[0]).name)]

@@ -77,28 +77,68 @@ def test_build_sh_packs_with_the_tested_script() -> None:
     assert "--self-test" in build  # a frozen app that cannot start fails the build
 
 
-def _run_spec(monkeypatch: pytest.MonkeyPatch, platform: str = "linux") -> dict[str, Any]:
-    """Execute spdesk.spec with stand-ins for PyInstaller: what Analysis was given."""
+# What a Linux Analysis finds beside torch on a build machine with the CUDA toolkit: the runtime
+# that transformers and kernels load through ctypes, and the symlink to it.
+CUDA_TOOLKIT_RUNTIME = [
+    ("libcudart.so.13", "/usr/local/cuda-13.0/lib/libcudart.so.13", "BINARY"),
+    ("libcudart.so", "libcudart.so.13", "SYMLINK"),
+]
+TORCH_LIBRARY = ("torch/lib/libtorch_cpu.so", "/venv/torch/lib/libtorch_cpu.so", "BINARY")
+# A torch source file (torch's hook collects them as data) that is no CUDA runtime.
+TORCH_SOURCE = (
+    "torch/_inductor/codegen/cutlass/lib_extensions/cutlass_mock_imports/cuda/cudart.py",
+    "/venv/torch/_inductor/codegen/cutlass/lib_extensions/cutlass_mock_imports/cuda/cudart.py",
+    "DATA",
+)
+# What Analysis collects by itself for spdesk/__init__.py's importlib.metadata.version("spdesk"):
+# the whole dist-info folder, past the spec's datas.
+SPDESK_INFO = "spdesk-0.1.0.dist-info"
+FOUND_METADATA = [
+    (f"{SPDESK_INFO}/{name}", f"/venv/{SPDESK_INFO}/{name}", "DATA")
+    for name in ("METADATA", "direct_url.json")
+]
+
+
+def _run_spec(
+    monkeypatch: pytest.MonkeyPatch,
+    platform: str = "linux",
+    *,
+    cuda_torch: bool = False,
+    metadata: dict[str, list[tuple[str, str]]] | None = None,
+) -> dict[str, Any]:
+    """Execute spdesk.spec with stand-ins for PyInstaller: what Analysis was given, and under
+    "collected" the binaries and datas COLLECT was given. ``metadata``: copy_metadata's answers."""
     hooks = types.ModuleType("PyInstaller.utils.hooks")
     hooks.collect_submodules = lambda name: [f"{name}.stub"]  # type: ignore[attr-defined]
-    hooks.copy_metadata = lambda name: []  # type: ignore[attr-defined]
-    hooks.collect_data_files = lambda *a, **k: []  # type: ignore[attr-defined]
+    hooks.copy_metadata = lambda name: (metadata or {}).get(name, [])  # type: ignore[attr-defined]
+    hooks.collect_data_files = lambda name, **k: [  # type: ignore[attr-defined]
+        (f"/site-packages/{name}/data.json", name)
+    ]
     for name in ("PyInstaller", "PyInstaller.utils"):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     monkeypatch.setitem(sys.modules, "PyInstaller.utils.hooks", hooks)
-    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "path", [str(INSTALLER), *sys.path])
+    import bundle_inputs
+
+    monkeypatch.setattr(bundle_inputs, "torch_has_cuda", lambda: cuda_torch, raising=False)
     monkeypatch.setattr(sys, "platform", platform)
     given: dict[str, Any] = {}
 
     def analysis(scripts: list[str], **options: Any) -> types.SimpleNamespace:
         given.update(options, scripts=scripts)
-        return types.SimpleNamespace(pure=[], scripts=[], binaries=[], datas=[])
+        found = [TORCH_LIBRARY, *CUDA_TOOLKIT_RUNTIME]
+        datas = [*options["datas"], *FOUND_METADATA, TORCH_SOURCE]
+        return types.SimpleNamespace(pure=[], scripts=[], binaries=found, datas=datas)
+
+    def collect(*parts: Any, **options: Any) -> None:
+        given["collected"] = [entry for part in parts[-2:] for entry in part]
 
     spec = INSTALLER / "spdesk.spec"
     namespace = {
         "SPECPATH": str(INSTALLER),
         "Analysis": analysis,
-        **{name: lambda *a, **k: None for name in ("PYZ", "EXE", "COLLECT", "BUNDLE")},
+        "COLLECT": collect,
+        **{name: lambda *a, **k: None for name in ("PYZ", "EXE", "BUNDLE")},
     }
     exec(compile(spec.read_text(), str(spec), "exec"), namespace)
     return given
@@ -143,3 +183,54 @@ def test_the_mac_spec_names_the_icon_step_when_the_icon_is_missing(
         pytest.skip("this checkout has the macOS icon")
     with pytest.raises(SystemExit, match=r"spdesk.icns is missing: make it as installer/macos"):
         _run_spec(monkeypatch, platform="darwin")
+
+
+def test_the_spec_collects_the_data_files_kernels_reads_when_transformers_imports_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # transformers 5 requires kernels and imports it whenever it is installed; kernels reads
+    # _internals/python_depends.json at import, so without it no diffusers encoder imports.
+    datas = _run_spec(monkeypatch)["datas"]
+    assert ("/site-packages/kernels/data.json", "kernels") in datas
+
+
+def test_the_bundled_metadata_leaves_out_where_the_builder_installed_from(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    info = tmp_path / "spdesk-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Name: spdesk\nVersion: 0.1.0\n")
+    (info / "direct_url.json").write_text('{"url": "file:///home/builder/spdesk"}')
+    metadata = {"spdesk": [(str(info), info.name)]}
+    datas = _run_spec(monkeypatch, metadata=metadata)["datas"]
+    assert (str(info / "METADATA"), info.name) in datas  # importlib.metadata still finds spdesk
+    assert not [src for src, _ in datas if "direct_url" in src or src == str(info)]
+
+
+def test_the_metadata_pyinstaller_collects_by_itself_leaves_out_direct_url_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # In a real build PyInstaller added spdesk's direct_url.json (file:///the/builder's/checkout)
+    # for spdesk/__init__.py's version("spdesk"), whatever the spec's datas left out.
+    collected = _run_spec(monkeypatch)["collected"]
+    assert FOUND_METADATA[0] in collected  # spdesk --version still finds its version
+    assert not [name for name, *_ in collected if "direct_url" in name]
+
+
+def test_a_cpu_build_leaves_out_the_build_machines_cuda_runtime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    collected = _run_spec(monkeypatch, cuda_torch=False)["collected"]
+    assert {TORCH_LIBRARY, TORCH_SOURCE} <= set(collected)
+    assert not [name for name, *_ in collected if "libcudart" in name]
+
+
+def test_a_cuda_build_keeps_the_cuda_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    collected = _run_spec(monkeypatch, cuda_torch=True)["collected"]
+    assert {TORCH_LIBRARY, *CUDA_TOOLKIT_RUNTIME} <= set(collected)
+
+
+def test_build_sh_smoke_tests_an_encoder_in_the_frozen_app() -> None:
+    build = (INSTALLER / "build.sh").read_text()
+    assert "AutoencoderTiny(latent_channels=4)" in build  # a random-weight TAESD, made there
+    assert '/spdesk protect --fine-tune 1 --encoder "$home/' in build

@@ -605,6 +605,9 @@ def test_a_relative_save_to_folder_is_refused_and_says_what_to_write(
     assert len(warned) == 1 and "“protected”" in warned[0] and "~/" in warned[0]
     assert not any(elsewhere.iterdir())
     assert [r.status for r in window.queue.rows()] == [RowStatus.WAITING]
+    window.options_panel.output_edit.setText("~nosuchuser0/out")  # raised RuntimeError
+    assert not window.start_job()
+    assert len(warned) == 2 and "no user “nosuchuser0”" in warned[1]
 
 
 def test_photos_done_before_are_not_counted_as_protected_again(
@@ -1293,6 +1296,30 @@ def test_a_job_that_cannot_run_leaves_its_photos_waiting_not_failed(
     assert summary.startswith("The job stopped: The protection key is damaged.")
     assert window.progress_label.text().startswith("Stopped.")
     assert window.overall_bar.value() < 1000
+
+
+def test_a_job_stopped_by_a_full_disk_says_so_and_its_unreached_photos_wait(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job stops itself when the disk fills: the summary read "0 protected, 1 failed …
+    Finished." and the photos it never reached stayed "Protecting"."""
+    import errno
+
+    from spdesk.core import export
+
+    monkeypatch.setattr(QMessageBox, "warning", lambda *_a: None)
+
+    def disk_full(*_args: Any, **_kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export, "write_image", disk_full)
+    _add(qtbot, window, [_photos(tmp_path / "photos", 4)])
+    _protect(qtbot, window)
+    statuses = [r.status for r in window.queue.rows()]
+    assert RowStatus.PROTECTING not in statuses and RowStatus.WAITING in statuses
+    summary = window.summary_label.text()
+    assert summary.startswith("The job stopped: ") and "full" in summary, summary
+    assert window.progress_label.text().startswith("Stopped.")
 
 
 def test_the_settings_of_a_newer_spdesk_are_said_to_be_left_alone(qtbot: QtBot) -> None:

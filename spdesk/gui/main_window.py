@@ -521,8 +521,14 @@ class MainWindow(QMainWindow):
     # --- the job --------------------------------------------------------------------------------
     def output_root(self) -> Path:
         chosen = self.options_panel.output_edit.text().strip()
-        # "~/protected" is the home folder's, as in a shell (Path leaves "~" a folder name)
-        return Path(chosen).expanduser() if chosen else self._default_output_root()
+        if not chosen:
+            return self._default_output_root()
+        # "~/protected" is the home folder's, as in a shell (Path leaves "~" a folder name);
+        # "~nobody/x" of an unknown user stays as typed, and is refused as not a whole path.
+        try:
+            return Path(chosen).expanduser()
+        except RuntimeError:
+            return Path(chosen)
 
     def _output_root_problem(self) -> str:
         """Why the typed "Save to" folder cannot be used; "" when it can. A relative one would
@@ -530,9 +536,12 @@ class MainWindow(QMainWindow):
         chosen = self.options_panel.output_edit.text().strip()
         if not chosen or self.output_root().is_absolute():
             return ""
+        if chosen.startswith("~"):
+            user = chosen[1:].split("/")[0].split("\\")[0]
+            return f"“{chosen}”: there is no user “{user}” on this computer."
         return (
-            f"“{chosen}” is not a whole path: write where the copies go from the top, such as "
-            f"~/{chosen} or {Path.home() / chosen}, or choose the folder with the button."
+            f"“{chosen}” is not a full path: type one such as ~/{chosen} or "
+            f"{Path.home() / chosen}, or choose the folder with the … button."
         )
 
     def _default_output_root(self) -> Path:
@@ -708,12 +717,15 @@ class MainWindow(QMainWindow):
         """The job as a whole could not go on (its settings, the key, the output folder): the
         photos it had not finished wait again, not "failed" with a Retry that fails the same
         way until what the message names is fixed."""
+        self._unfinished_wait_again()
+        self._job_failure = text.splitlines()[0] if text else "an unexpected error"
+        self.show_error(text)
+
+    def _unfinished_wait_again(self) -> None:
         for path in self._job_paths:
             row = self.queue.row_for(path)
             if row is not None and row.status in (RowStatus.WAITING, RowStatus.PROTECTING):
                 self.queue.set_status(path, RowStatus.WAITING)
-        self._job_failure = text.splitlines()[0] if text else "an unexpected error"
-        self.show_error(text)
 
     def _on_job_cancelled(self) -> None:
         for path in self._job_paths:
@@ -721,8 +733,14 @@ class MainWindow(QMainWindow):
             if row is not None and row.status in (RowStatus.WAITING, RowStatus.PROTECTING):
                 self.queue.set_status(path, RowStatus.CANCELLED)
 
-    def _on_job_succeeded(self, _report: object) -> None:
-        pass  # rows were updated event by event; the summary is built when the thread ends
+    def _on_job_succeeded(self, report: object) -> None:
+        """Rows were updated event by event; the summary is built when the thread ends. A job
+        that stopped itself (a full disk) returns its report: the photos it did not reach wait
+        again, and the summary says why it stopped (it read "Finished.", rows "Protecting")."""
+        stopped = getattr(report, "stopped", None)
+        if stopped:
+            self._unfinished_wait_again()
+            self._job_failure = str(stopped)
 
     def _on_job_thread_finished(self) -> None:
         self._remember_step_time()

@@ -251,6 +251,12 @@ def test_a_folder_without_photos_says_so_and_makes_no_output_folder(
     assert "No photos: nothing was written to" in said and "Output:" not in said
     assert ("notes.txt" in said) == bool(holds)  # what was left out is still listed
     assert not out.exists()
+    # With a missing input beside it too; --json says so (output_root names no folder)
+    assert _protect(folder, tmp_path / "gone", "--out", out, "--json") == 1
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["no_photos"] is True and summary["counts"]["failed"] == 1
+    assert not out.exists()
 
 
 def test_a_symbolic_link_loop_named_as_input_is_left_out_with_its_reason(

@@ -144,6 +144,8 @@ class JobReport:
     cancelled: bool = False
     stopped: str | None = None
     seconds: float = 0.0
+    # The inputs held no photo: the output folder was not made (nor a manifest written).
+    no_photos: bool = False
     # How the inputs' and the outputs' paths are shown: as the job was given them (an object
     # store's URL, ``s3://bucket/a.jpg``, not the path inside its file system).
     source_shown: Callable[[Path], str] = field(default=shown, repr=False, compare=False)
@@ -188,6 +190,7 @@ class JobReport:
             },
             "location_removed": len(self.location_removed),
             "cancelled": self.cancelled,
+            "no_photos": self.no_photos,
             "stopped": shown_text(self.stopped) if self.stopped else None,
             "seconds": round(self.seconds, 3),
             "warnings": [shown_text(w) for w in self.warnings],
@@ -236,8 +239,7 @@ class JobReport:
         if self.left_out:
             folders = sum(e.folder for e in self.left_out)
             head += f" ({left_out_phrase(len(self.left_out) - folders, folders)} left out)"
-        wrote = self.done or self.photos_skipped or self.failed or self.pending
-        output = "Output:" if wrote else "No photos: nothing was written to"
+        output = "No photos: nothing was written to" if self.no_photos else "Output:"
         lines = [f"{head}. {output} {self.output_shown(self.output_root)}"]
         if self.cancelled:
             lines.append("Cancelled: run the same command again to finish the rest.")

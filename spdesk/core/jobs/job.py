@@ -107,9 +107,10 @@ class ProtectJob:
         discovery, unreadable = self._discover(output)
         _check_something_exists(discovery.missing, self.inputs, self.store.shown)
         report = self._new_report(discovery)
-        protector = self._protector(perturbation)
-        if not discovery.photos:  # nothing to write: no output folder, manifest nor lock
+        if not discovery.photos:  # nothing to write: no output folder, manifest nor lock (and
+            # no model loaded, no Ray instance started, to say so)
             return self._nothing_to_protect(report, discovery, unreadable, on_event, started)
+        protector = self._protector(perturbation)
         self.output_store.make_root(self.output_root)
         fingerprint = output_fingerprint(self.settings, digest)
         run = JobRun(self, protector, fingerprint, on_event, cancel, report)
@@ -142,6 +143,7 @@ class ProtectJob:
         for event in [*report.failed, *report.skipped]:
             on_event(event)
         report.seconds = time.monotonic() - started
+        report.no_photos = True
         on_event(JobFinished(report))
         return report
 

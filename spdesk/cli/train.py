@@ -272,10 +272,11 @@ def run(args: argparse.Namespace) -> int:
                 check=True,
             )
     except CancelledWhileChecking as cancelled:
+        saved = shown(cancelled.path)
         raise Cancelled(
             f"Cancelled during the final check, once every step had run: the trained pattern is "
-            f"saved to {shown(cancelled.path)} without its held-out figures (spdesk eval "
-            "measures it)."
+            f"saved to {saved} without the check's figures (spdesk eval --perturbation {saved} "
+            "--photos FOLDER measures them)."
         ) from cancelled
     except Cancelled as cancelled:
         raise Cancelled(_cancelled_text(args)) from cancelled

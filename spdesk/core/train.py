@@ -631,26 +631,32 @@ _REPORT_FIGURES = ("distortion", "sign_distortion", "uniform_distortion")
 
 
 def _validation_history(meta: dict[str, str]) -> list[ValidationReport]:
-    """The held-out reports a checkpoint's header records; ValueError says why they cannot be
-    read. A report may hold figures this spdesk does not know (a later one may add some): they
-    are left out, as the history is only a record and the run's state is in the tensors. One
-    without the step and the figures this spdesk shows is damaged."""
+    """The held-out reports a checkpoint's header records. Reports that cannot be read (a
+    damaged header, a report without its step or figures) are left out with a note in the log:
+    the history is only a record, the run's state is in the tensors, and refusing the
+    checkpoint for it would throw away the training (the app deletes a damaged one). A report
+    may also hold figures this spdesk does not know (a later one may add some): they are left
+    out."""
     try:
         records = json.loads(meta.get("validation", "[]"))
-    except ValueError as error:
-        raise ValueError("its held-out history is not readable") from error
+    except ValueError:
+        records = None
     if not isinstance(records, list):
-        raise ValueError("its held-out history is not a list of reports")
-    return [_validation_report(record) for record in records]
-
-
-def _validation_report(record: object) -> ValidationReport:
-    if not isinstance(record, dict) or not _is_count(record.get("step")):
-        raise ValueError("its held-out history holds a report without its step")
-    if not all(_is_figure(record.get(name)) for name in _REPORT_FIGURES):
-        raise ValueError(
-            f"its held-out history holds a report of step {record['step']} without its figures"
+        log.warning("A checkpoint's held-out history is not readable: it is left out")
+        return []
+    kept = [report for report in map(_validation_report, records) if report is not None]
+    if len(kept) < len(records):
+        log.warning(
+            "%d of a checkpoint's held-out reports are damaged: left out", len(records) - len(kept)
         )
+    return kept
+
+
+def _validation_report(record: object) -> ValidationReport | None:
+    if not isinstance(record, dict) or not _is_count(record.get("step")):
+        return None
+    if not all(_is_figure(record.get(name)) for name in _REPORT_FIGURES):
+        return None
     return ValidationReport(record["step"], *(float(record[name]) for name in _REPORT_FIGURES))
 
 
@@ -660,14 +666,6 @@ def _is_count(value: object) -> bool:
 
 def _is_figure(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _history_problem(meta: dict[str, str]) -> str | None:
-    try:
-        _validation_history(meta)
-    except ValueError as error:
-        return str(error)
-    return None
 
 
 def _dims(shape: Sequence[int]) -> str:
@@ -687,7 +685,7 @@ def checkpoint_damage(path: Path, config: TrainConfig) -> str | None:
         state = load_file(str(path))
     except Exception as error:  # safetensors raises its own error types for any damage
         return f"it cannot be read ({error})"
-    return _state_problem(state, config) or _history_problem(header)
+    return _state_problem(state, config)
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -750,7 +748,7 @@ def load_checkpoint(path: Path, trainer: _Trainer) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise damaged(error) from error
-    problem = _state_problem(state, trainer.config) or _history_problem(meta)
+    problem = _state_problem(state, trainer.config)
     if problem:
         raise damaged(problem, "damaged")
     trainer.optimizer.load_state_dict(state)
@@ -920,6 +918,7 @@ def train_universal(
         ):
             save_checkpoint(checkpoint, trainer)
 
+    seconds_per_step = 0.0  # measured once the steps have run
     try:
         run(trainer.optimizer, trainer.gradient, cancel=cancel, on_step=after_step)
         seconds_per_step = (time.monotonic() - started) / max(1, config.steps - first)
@@ -931,8 +930,7 @@ def train_universal(
         if checkpoint is not None:
             save_checkpoint(checkpoint, trainer)
         if out is not None and trainer.optimizer.step_index >= config.steps:
-            per_step = (time.monotonic() - started) / max(1, config.steps - first)
-            raise _saved_unchecked(out, config, trainer, per_step) from cancelled
+            raise _saved_unchecked(out, config, trainer, seconds_per_step) from cancelled
         raise
     metadata = build_metadata(config, trainer, seconds_per_step)
     if gain is not None:

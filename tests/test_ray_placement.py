@@ -330,3 +330,48 @@ def test_the_commands_sigterm_handler_is_back_once_ray_has_started(
             assert signal.getsignal(signal.SIGTERM) is commands_own
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def _fake_ray_private(monkeypatch: pytest.MonkeyPatch, **utils: Any) -> SimpleNamespace:
+    """``ray._private`` as far as the daemons' starter goes: a ConsolePopen recording how it
+    was called, and ``utils`` as given."""
+    made: list[dict[str, Any]] = []
+
+    class ConsolePopen:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            made.append(kwargs)
+
+    services = SimpleNamespace(ConsolePopen=ConsolePopen, made=made)
+    private = ModuleType("ray._private")
+    private.services = services  # type: ignore[attr-defined]
+    private.utils = SimpleNamespace(**utils)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ray", ModuleType("ray"))
+    monkeypatch.setitem(sys.modules, "ray._private", private)
+    monkeypatch.setattr(sys, "platform", "linux")
+    return services
+
+
+@pytest.mark.parametrize("ray_passes_it", [False, True])
+def test_rays_daemons_start_in_a_session_of_their_own_and_the_starter_is_put_back(
+    monkeypatch: pytest.MonkeyPatch, ray_passes_it: bool
+) -> None:
+    """Whether or not Ray gives start_new_session itself (a duplicate keyword was a TypeError),
+    and the starter is Ray's own again afterwards, even when ray.init fails."""
+    services = _fake_ray_private(monkeypatch, detect_fate_sharing_support=lambda: True)
+    original = services.ConsolePopen
+    given = {"start_new_session": False} if ray_passes_it else {}
+    with pytest.raises(RuntimeError), ray_engine._daemons_in_a_session_of_their_own(True):
+        services.ConsolePopen(["gcs_server"], **given)
+        raise RuntimeError("ray.init failed")
+    assert services.made == [{"start_new_session": True}]
+    assert services.ConsolePopen is original
+
+
+def test_a_ray_without_the_fate_sharing_check_starts_its_daemons_as_it_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ray's private API may change: without it, nothing is patched (no AttributeError)."""
+    services = _fake_ray_private(monkeypatch)
+    original = services.ConsolePopen
+    with ray_engine._daemons_in_a_session_of_their_own(True):
+        assert services.ConsolePopen is original

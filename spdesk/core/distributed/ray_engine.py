@@ -594,7 +594,8 @@ def _daemons_in_a_session_of_their_own(starting: bool) -> Iterator[None]:
 
     class InOwnSession(console_popen):  # type: ignore[misc,valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, start_new_session=True, **kwargs)
+            kwargs["start_new_session"] = True  # whether or not Ray passes it itself
+            super().__init__(*args, **kwargs)
 
     services.ConsolePopen = InOwnSession
     try:
@@ -610,7 +611,9 @@ def _ray_services() -> Any:
         from ray._private import services, utils
     except ImportError:
         return None
-    fate_sharing = utils.detect_fate_sharing_support()  # type: ignore[no-untyped-call]
+    # Ray's private API: another Ray may lack either; the daemons then stay as Ray starts them.
+    detect = getattr(utils, "detect_fate_sharing_support", None)
+    fate_sharing = callable(detect) and bool(detect())
     if not (hasattr(services, "ConsolePopen") and fate_sharing):
         log.warning("Ray's daemons share this process group: a signal to it stops them too")
         return None

@@ -12,6 +12,7 @@ so only ``encoder``/``decoder`` are called.
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,6 +28,8 @@ from spdesk.core.logs import quiet_model_libraries
 CHANNELS = 64
 TINY_ENCODER_PREFIX = "encoder.layers."  # diffusers' AutoencoderTiny (TAESD) layout
 TINY_LATENT_LAYER = "encoder.layers.14.weight"  # its last conv: latent channels first
+
+log = logging.getLogger(__name__)
 
 
 class Block(nn.Module):
@@ -138,6 +141,7 @@ def _unreadable_weights(path: Path, error: Exception) -> EncoderError:
     """What to say of a weights file that cannot be read, in words of its own: the library's
     text is not shown (torch.load's spans lines, holds terminal escapes and advises loading
     with weights_only=False; safetensors' says "header too large" of a renamed JPEG)."""
+    log.debug("Reading %s failed: %r", path, error)  # the library's own words, for a report
     if isinstance(error, OSError):
         what = f"Cannot read {path.name}: {error.strerror or 'the file cannot be opened'}."
     elif path.suffix == ".safetensors":

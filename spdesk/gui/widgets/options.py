@@ -362,7 +362,8 @@ class OptionsPanel(QWidget):
         self.mode_radios.get(mode, self.mode_radios["photo"]).setChecked(True)
 
     def _on_encoder_activated(self) -> None:
-        self._encoder_chosen = True
+        if self.encoder_combo.currentData() != CHOOSE_ENCODER:  # a file: once one is chosen
+            self._encoder_chosen = True
         if self.encoder_combo.currentData() == CHOOSE_ENCODER:
             self.choose_encoder_requested.emit()
 

@@ -504,6 +504,17 @@ def test_the_frozen_app_starts_the_file_manager_with_the_users_library_path(
     assert os.environ["LD_LIBRARY_PATH"] == "/opt/spdesk/_internal"  # the app's own again
 
 
+def _file_manager(monkeypatch: pytest.MonkeyPatch, opens: bool) -> tuple[list[QUrl], list[str]]:
+    """A file manager that opens (or not) what it is sent; the URLs sent and the warnings."""
+    from PySide6.QtGui import QDesktopServices
+
+    opened: list[QUrl] = []
+    warned: list[str] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or opens)
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: warned.append(text))
+    return opened, warned
+
+
 @pytest.mark.parametrize("opens", [True, False])
 def test_open_output_folder_says_so_when_no_file_manager_opens_it(
     qtbot: QtBot,
@@ -512,12 +523,7 @@ def test_open_output_folder_says_so_when_no_file_manager_opens_it(
     monkeypatch: pytest.MonkeyPatch,
     opens: bool,
 ) -> None:
-    from PySide6.QtGui import QDesktopServices
-
-    opened: list[str] = []
-    shown: list[str] = []
-    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or opens)
-    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
+    opened, shown = _file_manager(monkeypatch, opens)
     _add(qtbot, window, [_photos(tmp_path / "photos", 1)])
     _protect(qtbot, window)
     window.statusBar().clearMessage()  # "Added 1 photo." may still be showing
@@ -541,8 +547,6 @@ def test_an_output_folder_whose_name_is_not_utf8_is_opened_and_named_with_its_by
     """Photos in a folder named in Latin-1 ("été") go to "été (protected)" beside it: the
     file manager was sent "t (protected)" (Qt dropped the bytes), a folder that does not
     exist, and the window named it with the bytes left out."""
-    from PySide6.QtGui import QDesktopServices
-
     from spdesk.core.files import shown
 
     photos = tmp_path / os.fsdecode(b"\xe9t\xe9")
@@ -551,10 +555,7 @@ def test_an_output_folder_whose_name_is_not_utf8_is_opened_and_named_with_its_by
     except (OSError, UnicodeEncodeError):
         pytest.skip("this file system refuses names that are not UTF-8")
     Image.new("RGB", (64, 48), (120, 80, 40)).save(photos / "photo.png")
-    opened: list[QUrl] = []
-    warned: list[str] = []
-    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or opens)
-    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: warned.append(text))
+    opened, warned = _file_manager(monkeypatch, opens)
     window.options_panel.output_edit.clear()  # the default: a folder beside the photos
     _add(qtbot, window, [photos])
     _protect(qtbot, window)

@@ -3,6 +3,7 @@ and a small run with the real TAESD that beats same-eps random noise on held-out
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -412,6 +413,17 @@ def test_without_the_eval_extra_only_visibility_is_skipped(
     assert sum(isinstance(e, CheckingPattern) for e in events) == 1
 
 
+def _cancel_when_measuring() -> tuple[CancelToken, Callable[[Event], None]]:
+    """A token, and the event sink that sets it once the held-out check begins."""
+    token = CancelToken()
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, CheckingPattern):
+            token.cancel()
+
+    return token, on_event
+
+
 def test_cancelling_while_measuring_keeps_every_step_in_the_checkpoint(
     tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -420,12 +432,7 @@ def test_cancelling_while_measuring_keeps_every_step_in_the_checkpoint(
     monkeypatch.setattr(train, "visibility_available", lambda: True)
     photos, vae, encoder = tiny_setup
     checkpoint = tmp_path / "run.ckpt.safetensors"
-    token = CancelToken()
-
-    def cancel_when_measuring(event: Event) -> None:
-        if isinstance(event, CheckingPattern):
-            token.cancel()
-
+    token, cancel_when_measuring = _cancel_when_measuring()
     config = _config(photos, vae, steps=5, checkpoint_every=3)
     with pytest.raises(Cancelled):
         train_universal(
@@ -455,12 +462,7 @@ def test_cancelling_the_final_check_without_a_checkpoint_saves_the_finished_patt
     monkeypatch.setattr(train, "visibility_available", lambda: True)
     photos, vae, encoder = tiny_setup
     out = tmp_path / "pattern.safetensors"
-    token = CancelToken()
-
-    def cancel_when_measuring(event: Event) -> None:
-        if isinstance(event, CheckingPattern):
-            token.cancel()
-
+    token, cancel_when_measuring = _cancel_when_measuring()
     config = _config(photos, vae, steps=3)
     run = dict(encoder=encoder, out=out, cancel=token, check=True)
     with pytest.raises(train.CancelledWhileChecking) as raised:

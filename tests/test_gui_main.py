@@ -1321,6 +1321,7 @@ def test_a_job_stopped_by_a_full_disk_says_so_and_its_unreached_photos_wait(
     summary = window.summary_label.text()
     assert summary.startswith("The job stopped: ") and "full" in summary, summary
     assert window.progress_label.text().startswith("Stopped.")
+    assert window.summary.property("stopped") is True  # amber, not a success's green
 
 
 def test_the_settings_of_a_newer_spdesk_are_said_to_be_left_alone(qtbot: QtBot) -> None:

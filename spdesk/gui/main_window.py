@@ -784,6 +784,9 @@ class MainWindow(QMainWindow):
             text += "\nNothing was saved."  # a cancelled or stopped run wrote no copy
         self.summary_label.setText(text)
         self.open_output_button.setVisible(bool(counts[RowStatus.DONE] or in_folder))
+        self.summary.setProperty("stopped", bool(self._job_failure))  # not a success's green
+        self.summary.style().unpolish(self.summary)
+        self.summary.style().polish(self.summary)
         self.summary.show()
         ended = not counts[RowStatus.CANCELLED] and not self._job_failure
         self.overall_bar.setValue(1000 if ended else self.overall_bar.value())

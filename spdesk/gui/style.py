@@ -29,6 +29,7 @@ QFrame#DropZone {{
 }}
 QFrame#DropZone[hover="true"] {{ border-color: {ACCENT}; background: #eef4ff; }}
 QFrame#Summary {{ background: #ecfdf3; border: 1px solid #b7e4c7; border-radius: 8px; }}
+QFrame#Summary[stopped="true"] {{ background: #fff8e6; border-color: #f3d98b; }}
 QFrame#Note {{ background: #fff8e6; border: 1px solid #f3d98b; border-radius: 8px; }}
 QFrame#Note[error="true"] {{ background: #fdecec; border-color: #f1b5b5; }}
 QFrame#Note[error="true"] QLabel {{ color: #991b1b; }}

@@ -200,6 +200,7 @@ def test_only_a_strength_other_than_the_protections_own_is_another_setting(
 
 
 def test_the_apps_default_settings_are_the_command_lines() -> None:
+    pytest.importorskip("PySide6", reason="the app's settings need Qt (CI also runs without)")
     from spdesk.core.jobs.fingerprint import output_fingerprint
     from spdesk.gui.protect_bridge import job_settings
     from spdesk.gui.settings import ProtectOptions

@@ -51,6 +51,7 @@ from spdesk.core.jobs import (
     SkipReason,
 )
 from spdesk.core.jobs.naming import OutputNamer
+from spdesk.core.keys import ENV_KEY
 from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, read_job_manifest
 from tests import protect_samples as samples
 
@@ -810,9 +811,15 @@ def test_fine_tune_batches_give_the_outputs_of_one_photo_at_a_time(
     tiny_encoder: str,
     generator_file: Path,
     mode: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # One key for every run: with a fresh one each time and three identical photos, about one
+    # draw in twelve put some values within rounding of a tie, and the batch's other summation
+    # order flipped 2.4% of them (CI, 2026-12-05). Photos of their own: a batch mixing them up
+    # changes most values.
+    monkeypatch.setenv(ENV_KEY, "5a" * 32)
     for i in range(3):
-        samples.photo(inputs / f"{i}.png", 40, 24)
+        Image.fromarray(samples.photo_array(40, 24, seed=i)).save(inputs / f"{i}.png")
     samples.photo(inputs / "3.png", 36, 28)  # another size: its own batch
     (inputs / "4.png").write_bytes(b"not an image")  # fails alone
     tuned = _fine_tuning(

@@ -200,7 +200,8 @@ def test_the_bundled_metadata_leaves_out_where_the_builder_installed_from(
     info = tmp_path / "spdesk-0.1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Name: spdesk\nVersion: 0.1.0\n")
-    (info / "direct_url.json").write_text('{"url": "file:///home/builder/spdesk"}')
+    builder = (tmp_path / "checkout").as_uri()  # the builder's folder, as pip records it
+    (info / "direct_url.json").write_text(f'{{"url": "{builder}"}}')
     metadata = {"spdesk": [(str(info), info.name)]}
     datas = _run_spec(monkeypatch, metadata=metadata)["datas"]
     assert (str(info / "METADATA"), info.name) in datas  # importlib.metadata still finds spdesk

@@ -717,21 +717,19 @@ class MainWindow(QMainWindow):
         """The job as a whole could not go on (its settings, the key, the output folder): the
         photos it had not finished wait again, not "failed" with a Retry that fails the same
         way until what the message names is fixed."""
-        self._unfinished_wait_again()
+        self._mark_unfinished(RowStatus.WAITING)
         self._job_failure = text.splitlines()[0] if text else "an unexpected error"
         self.show_error(text)
 
-    def _unfinished_wait_again(self) -> None:
+    def _mark_unfinished(self, status: RowStatus) -> None:
+        """The job's photos it did not finish (waiting, or under way) get ``status``."""
         for path in self._job_paths:
             row = self.queue.row_for(path)
             if row is not None and row.status in (RowStatus.WAITING, RowStatus.PROTECTING):
-                self.queue.set_status(path, RowStatus.WAITING)
+                self.queue.set_status(path, status)
 
     def _on_job_cancelled(self) -> None:
-        for path in self._job_paths:
-            row = self.queue.row_for(path)
-            if row is not None and row.status in (RowStatus.WAITING, RowStatus.PROTECTING):
-                self.queue.set_status(path, RowStatus.CANCELLED)
+        self._mark_unfinished(RowStatus.CANCELLED)
 
     def _on_job_succeeded(self, report: object) -> None:
         """Rows were updated event by event; the summary is built when the thread ends. A job
@@ -739,7 +737,7 @@ class MainWindow(QMainWindow):
         again, and the summary says why it stopped (it read "Finished.", rows "Protecting")."""
         stopped = getattr(report, "stopped", None)
         if stopped:
-            self._unfinished_wait_again()
+            self._mark_unfinished(RowStatus.WAITING)
             self._job_failure = str(stopped)
 
     def _on_job_thread_finished(self) -> None:

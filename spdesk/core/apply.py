@@ -10,8 +10,9 @@ round(x + d) = x + round(d)). Where one tile spans a whole number of full-size p
 (the short side whenever it is a multiple of 4, with a 128 px tile and a 512 working size), the
 resized view repeats along that axis: one period is resized and pasted, so a 24 MP camera canvas
 costs a 6 MP resample. Other sizes resize the whole view, in bands on several threads. Each
-photo size's canvas is cached for the batch, and added with ``ImageChops.add``, which clips; no
-float copy of the photo is made.
+photo size's canvas is cached for the batch, and added with clipping by
+:func:`~spdesk.core.pixel_add.add_canvas` (the bytes ``ImageChops.add`` gives, without holding
+Python's lock); no float copy of the photo is made.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from spdesk.core.colour import is_grey
 from spdesk.core.errors import PerturbationFileError
 from spdesk.core.geometry import layout_size, tile, working_size
 from spdesk.core.perturbation import BOUND_TOLERANCE, MAX_EPS, Perturbation
+from spdesk.core.pixel_add import ZERO as _ZERO
+from spdesk.core.pixel_add import add_canvas
 
-_ZERO = 128  # the 8-bit level that stands for "no change" in a quantised canvas
 _CANVAS_LEVELS = np.abs(np.arange(256, dtype=np.float64) - _ZERO)  # change of each canvas level
 
 
@@ -157,7 +159,7 @@ def apply_working_delta_pil(
     if canvas.size != image.size:
         # Bilinear: never overshoots the budget, and the cheapest smooth upscale in Pillow.
         canvas = canvas.resize(image.size, Image.Resampling.BILINEAR)
-    return ImageChops.add(image, canvas, scale=1.0, offset=-_ZERO)
+    return add_canvas(image, canvas)
 
 
 def apply_to_pil(
@@ -267,7 +269,7 @@ class UniversalApplier:
             canvas, figures = self._base.crop((0, 0, *image.size)), self._tiled_figures(image.size)
         else:
             canvas, figures = self.full_canvas(image.size)
-        return ImageChops.add(image, canvas, scale=1.0, offset=-_ZERO), figures
+        return add_canvas(image, canvas), figures
 
     def _fits_base(self, size: tuple[int, int]) -> bool:
         """Whether a photo of ``size`` gets the pattern 1:1 and fits :attr:`_base`."""

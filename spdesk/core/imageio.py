@@ -52,6 +52,7 @@ from spdesk.core.formats import (
     sniff,
 )
 from spdesk.core.icc import nclx_icc_profile
+from spdesk.core.pixel_add import allow_lending
 
 # Pillow refuses more than this at open() (twice its warning threshold); spdesk uses the same.
 DEFAULT_MAX_PIXELS = 2 * 89_478_485
@@ -223,6 +224,7 @@ def _decode(path: Path, handle: IO[bytes], max_pixels: int) -> tuple[Image.Image
     head = handle.read(HEAD_BYTES)
     fmt = _check_head(path, head)
     handle.seek(0)
+    allow_lending()  # the photo in one block of memory, for a protection added outside the lock
     image = _open(path, handle, fmt, max_pixels)
     _load(path, image)
     if fmt == "WEBP":

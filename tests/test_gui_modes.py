@@ -342,3 +342,41 @@ def test_choosing_fine_tuning_takes_an_encoder_that_is_installed(  # type: ignor
     panel.finetune_radio.click()
     assert panel.mode() == "finetune" and panel.encoder() == expected
     assert ("Needs" in panel.mode_note.text()) == (expected not in installed)
+
+
+def test_an_encoder_the_user_picked_is_kept_on_the_next_start(qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A saved pick of SD 1.5's VAE was forgotten: on the next start a click on fine-tuning
+    swapped it for the installed TAESD."""
+    import spdesk.core.models.store
+    from spdesk.gui.settings import load_options, open_settings, save_options
+
+    monkeypatch.setattr(spdesk.core.models.store, "installed_encoders", lambda: ["taesd"])
+    first = OptionsPanel(ProtectOptions())
+    qtbot.addWidget(first)
+    first.encoder_combo.setCurrentIndex(first.encoder_combo.findData("sd15"))
+    first.encoder_combo.activated.emit(first.encoder_combo.currentIndex())
+    save_options(open_settings(), first.options())
+    restored = load_options(open_settings())
+    assert restored.encoder_chosen and restored.finetune_encoder == "sd15"
+    again = OptionsPanel(restored)
+    qtbot.addWidget(again)
+    again.finetune_radio.click()
+    assert again.encoder() == "sd15"
+
+
+def test_the_apps_own_encoder_pick_is_made_again_on_the_next_start(qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """TAESD taken because SD 1.5's VAE was missing is not the user's choice: once the VAE is
+    installed, the next start takes it; a restored fine-tuned mode takes what is installed."""
+    import spdesk.core.models.store
+    from spdesk.gui.settings import load_options, open_settings, save_options
+
+    monkeypatch.setattr(spdesk.core.models.store, "installed_encoders", lambda: ["taesd"])
+    first = OptionsPanel(ProtectOptions())
+    qtbot.addWidget(first)
+    first.finetune_radio.click()
+    assert first.encoder() == "taesd" and not first.options().encoder_chosen
+    save_options(open_settings(), first.options())
+    assert load_options(open_settings()).finetune_encoder == "sd15"
+    again = OptionsPanel(load_options(open_settings()))  # fine-tuning, the user's own mode
+    qtbot.addWidget(again)
+    assert again.mode() == "finetune" and again.encoder() == "taesd"

@@ -100,6 +100,9 @@ class ProtectOptions:
         mode_chosen: the user picked the mode; until then the app may pick the best one for
             this computer (photo fine-tuning on a CUDA GPU with an encoder installed), again on
             each start: an unchosen mode loads as "photo".
+        encoder_chosen: the user picked the fine-tuning encoder; until then the app may take
+            the one installed (TAESD where SD 1.5's VAE is not), again on each start: an
+            unchosen encoder loads as "sd15".
     """
 
     perturbation: str = ""
@@ -115,6 +118,7 @@ class ProtectOptions:
     device: str = "auto"
     keep_location: bool = False
     mode_chosen: bool = False
+    encoder_chosen: bool = False
 
 
 _VALID: dict[str, Callable[[Any], bool]] = {
@@ -147,6 +151,9 @@ def load_options(settings: QSettings) -> ProtectOptions:
     }
     if not values["mode_chosen"]:  # the app's own pick suits one computer: made again each start
         values["mode"] = defaults.mode
+    if not values["encoder_chosen"] and values["finetune_encoder"] in ("sd15", "taesd"):
+        values["finetune_encoder"] = defaults.finetune_encoder  # likewise: what is installed
+        # changes; an encoder file is always the user's own (and was saved before this flag)
     options = ProtectOptions(**values)
     _as_stored[settings] = replace(options)
     return options

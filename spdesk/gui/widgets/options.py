@@ -548,6 +548,9 @@ class OptionsPanel(QWidget):
         self.quality_spin.setValue(options.quality)
         self.keep_location_check.setChecked(options.keep_location)
         self._mode_chosen = options.mode_chosen
+        self._encoder_chosen = options.encoder_chosen
+        if self.mode() == "finetune" and not self._encoder_chosen:
+            self._prefer_an_installed_encoder()
         self._on_format()
 
     def options(self, device: str = "auto") -> ProtectOptions:
@@ -565,6 +568,7 @@ class OptionsPanel(QWidget):
             device=device,
             keep_location=self.keep_location_check.isChecked(),
             mode_chosen=self._mode_chosen,
+            encoder_chosen=self._encoder_chosen,
         )
 
 

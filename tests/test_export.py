@@ -829,3 +829,20 @@ def test_a_folder_name_the_disk_forbids_is_named_too(
     monkeypatch.setattr(Path, "mkdir", refused)
     with pytest.raises(OutputError, match="does not allow the characters : in names"):
         atomic_save(_encoded(), tmp_path / "12:30" / "a.protected.png")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX names are bytes")
+@pytest.mark.parametrize("code", [errno.EINVAL, errno.EILSEQ, errno.ENOENT])
+def test_a_name_not_in_utf8_on_a_unicode_disk_says_so(code: int, tmp_path: Path) -> None:
+    """exFAT and FAT mounted on Linux refuse a Latin-1 name with EINVAL or EILSEQ: the message
+    said only "Invalid argument"."""
+    target = tmp_path / os.fsdecode(b"caf\xe9.protected.jpg")
+    error = output_error(OSError(code, os.strerror(code)), target)
+    assert "keeps names as Unicode" in error.message and "caf\\xe9" in error.message
+    assert "Rename" in (error.hint or "") and "another disk" in (error.hint or "")
+    folder = tmp_path / os.fsdecode(b"\xe9t\xe9") / "a.protected.jpg"  # a folder still to make
+    assert "keeps names as Unicode" in output_error(OSError(code, "x"), folder).message
+    (tmp_path / os.fsdecode(b"\xe9t\xe9")).mkdir()  # made already: the disk took that name
+    assert "Unicode" not in output_error(OSError(code, "x"), folder).message
+    plain = output_error(OSError(errno.EINVAL, "Invalid argument"), tmp_path / "cafe.jpg")
+    assert "Unicode" not in plain.message

@@ -376,7 +376,15 @@ def output_error(error: OSError, target: Path | str) -> OutputError:
             f"Cannot write {shown(target)}: the name or path is too long for this disk.",
             hint="Choose a shorter output folder path or a shorter suffix.",
         )
-    forbidden = _forbidden_characters(target) if code in (errno.ENOENT, errno.EINVAL) else []
+    refused = code in (errno.ENOENT, errno.EINVAL, errno.EILSEQ)
+    if refused and _new_parts_not_utf8(target):
+        return OutputError(
+            f"Cannot write {shown(target)}: this disk keeps names as Unicode (exFAT, FAT, NTFS, "
+            "Windows shares), and the name is in another encoding (the bytes shown as \\x..).",
+            hint="Rename the photo (or its folder) so that its name reads correctly here, or "
+            "choose an output folder on another disk.",
+        )
+    forbidden = _forbidden_characters(target) if refused else []
     if forbidden:
         return OutputError(
             f"Cannot write {shown(target)}: this disk does not allow the characters "
@@ -393,11 +401,21 @@ _FORBIDDEN_ON_SOME_DISKS = ':?*"<>|'
 def _forbidden_characters(target: Path | str) -> list[str]:
     """The characters some disks refuse in names, in order, found in the parts of ``target``
     not created yet (the file, and folders still to make for it)."""
-    if isinstance(target, Path):
-        new = [p.name for p in (target, *target.parents) if not os.path.lexists(p)]
-    else:
-        new = [posixpath.basename(target)]
+    new = _new_parts(target)
     return [char for char in _FORBIDDEN_ON_SOME_DISKS if any(char in name for name in new)]
+
+
+def _new_parts_not_utf8(target: Path | str) -> bool:
+    """Whether a part of ``target`` not created yet has bytes that are not UTF-8, which disks
+    that keep names as Unicode refuse (Linux says EINVAL or EILSEQ)."""
+    return any(not _is_utf8(name) for name in _new_parts(target))
+
+
+def _new_parts(target: Path | str) -> list[str]:
+    """The names in ``target`` not created yet: the file, and folders still to make for it."""
+    if isinstance(target, Path):
+        return [p.name for p in (target, *target.parents) if not os.path.lexists(p)]
+    return [posixpath.basename(target)]
 
 
 # --- locks --------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from spdesk.core.perturbation import Perturbation
 from spdesk.core.pixel_add import add_canvas, allow_lending, lent_pixels
 
 needs_arrow = pytest.mark.skipif(
-    not hasattr(Image.Image, "__arrow_c_array__"), reason="Pillow before 11.2 lends no pixels"
+    not pixel_add._LENDS, reason="Pillow before 11.3 lends no pixels to spdesk"
 )
 
 
@@ -118,6 +118,37 @@ def test_a_pillow_that_lends_nothing_gets_pillows_add(monkeypatch: pytest.Monkey
     assert np.array_equal(np.asarray(add_canvas(image, canvas)), _pillow_add(image, canvas))
 
 
+def test_a_pillow_that_leaks_what_it_lends_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow 11.2.1 never freed memory it lent: every photo, canvas and copy stayed."""
+    monkeypatch.setattr(pixel_add, "_LENDS", False)
+    image, canvas = _pair(64, 48, seed=6)
+    with lent_pixels(image) as pixels:
+        assert pixels is None
+    assert np.array_equal(np.asarray(add_canvas(image, canvas)), _pillow_add(image, canvas))
+
+
+def test_rows_aligned_by_pillow_alignment_are_not_lent() -> None:
+    """Pillow 11.3-12 lent the block's start, not the first aligned row: shifted pixels."""
+    before = pillow_core.get_alignment()
+    pillow_core.set_alignment(64)
+    try:
+        image, canvas = _pair(101, 33, seed=7)
+        with lent_pixels(image) as pixels:
+            assert pixels is None
+        assert np.array_equal(np.asarray(add_canvas(image, canvas)), _pillow_add(image, canvas))
+    finally:
+        pillow_core.set_alignment(before)
+
+
+@pytest.mark.parametrize("size", [(0, 5), (5, 0)])
+def test_an_empty_image_is_not_lent(size: tuple[int, int]) -> None:
+    """Pillow 11.3-12 crashes lending an image of no pixels."""
+    empty = Image.new("RGB", size)
+    with lent_pixels(empty) as pixels:
+        assert pixels is None
+    assert add_canvas(empty, Image.new("RGB", size)).size == size
+
+
 @needs_arrow
 def test_only_a_list_of_four_bytes_a_pixel_is_read_as_rgb() -> None:
     with lent_pixels(Image.new("L", (8, 8))) as pixels:  # exported as plain bytes
@@ -159,4 +190,5 @@ def test_a_block_size_the_user_set_is_left_alone() -> None:
     assert int(shown.stdout) == 2 * 1024 * 1024
     del env["PILLOW_BLOCK_SIZE"]
     raised = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert raised.returncode == 0, raised.stderr
     assert int(raised.stdout) >= 1 << 30

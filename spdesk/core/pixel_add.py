@@ -3,11 +3,13 @@
 Pillow's ``ImageChops.add`` holds Python's lock for its whole run (0.1 s on a 24 MP photo), so a
 job's other workers, whose decoding and encoding release the lock, wait for it: on 12 and 24 MP
 photos that wait was most of what universal mode cost beyond decoding and encoding
-(docs/measurements.md, "Speed of universal mode"). Pillow 11.2 and later lends an image's pixel
-memory through the Arrow C data interface when the image sits in one block of memory; numpy
-then adds in bands of rows, releasing the lock inside each operation, into a new Pillow image:
-the same bytes as ``ImageChops.add``. An image Pillow cannot lend (an older Pillow, an image in
-several blocks) takes ``ImageChops.add``.
+(docs/measurements.md, "Speed of universal mode"). Pillow lends an image's pixel memory through
+the Arrow C data interface when the image sits in one block of memory; numpy then adds in bands
+of rows, releasing the lock inside each operation, into a new Pillow image: the same bytes as
+``ImageChops.add``. An image Pillow cannot lend takes ``ImageChops.add``: before Pillow 11.3
+(11.2.1 never frees memory it lent), with rows aligned by ``PILLOW_ALIGNMENT`` (Pillow 11.3-12
+lends the block's start, not the first row's), an empty image (Pillow 11.3-12 crashes lending
+it), an image in several blocks.
 
 Pillow allocates an image larger than its block size (16 MiB by default: a 4 MP photo) in
 several blocks. :func:`allow_lending` raises that size, so that photos decoded afterwards sit in
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 import numpy as np
+import PIL
 from PIL import Image, ImageChops
 from PIL import _imaging as pillow_core  # Image.core, under the name its type stub gives
 
@@ -76,13 +80,24 @@ def _add_in_bands(pixels: np.ndarray, changes: np.ndarray, result: np.ndarray) -
         result[top:bottom] = sums
 
 
+def _pillow_version() -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", PIL.__version__)[:2])
+
+
+_LENDS = _pillow_version() >= (11, 3)
+
+
 @contextmanager
 def lent_pixels(image: Image.Image) -> Iterator[np.ndarray | None]:
     """An RGB image's pixel memory as a (height, width, 4) uint8 array (the fourth byte is
-    Pillow's padding), valid inside the block; ``None`` where Pillow cannot lend it."""
+    Pillow's padding), valid inside the block; ``None`` where Pillow cannot lend it safely."""
+    aligned = getattr(pillow_core, "get_alignment", lambda: 1)() != 1
+    if not _LENDS or aligned or image.width == 0 or image.height == 0:
+        yield None
+        return
     try:
-        schema, array = image.__arrow_c_array__()  # Pillow >= 11.2; keeps the memory alive
-    except (AttributeError, ValueError):  # older Pillow; an image in several blocks
+        schema, array = image.__arrow_c_array__()  # holds the memory until both are released
+    except (AttributeError, ValueError):  # no Arrow export; an image in several blocks
         yield None
         return
     yield _as_array(schema, array, image)

@@ -336,6 +336,7 @@ def test_fine_tuned_mode_picks_its_encoder_and_says_what_it_costs(
     assert "Stable Diffusion VAE" in panel.mode_note.text()
     slow = panel.mode_note.text()
     panel.encoder_combo.setCurrentIndex(panel.encoder_combo.findData("taesd"))
+    panel.encoder_combo.activated.emit(panel.encoder_combo.currentIndex())  # the user's pick
     assert "TAESD" in panel.mode_note.text() and panel.mode_note.text() != slow
     options = window.current_options()
     assert options.mode == "finetune" and options.finetune_encoder == "taesd"

@@ -380,3 +380,21 @@ def test_the_apps_own_encoder_pick_is_made_again_on_the_next_start(qtbot, monkey
     again = OptionsPanel(load_options(open_settings()))  # fine-tuning, the user's own mode
     qtbot.addWidget(again)
     assert again.mode() == "finetune" and again.encoder() == "taesd"
+
+
+@pytest.mark.parametrize("picked", ["taesd", "/models/my-vae.safetensors"])
+def test_the_apps_recommendation_keeps_an_encoder_the_user_picked(qtbot, picked: str) -> None:  # type: ignore[no-untyped-def]
+    """On a CUDA GPU the app recommends fine-tuning with its encoder on each start; it replaced
+    the user's own pick."""
+    panel = OptionsPanel(ProtectOptions())
+    qtbot.addWidget(panel)
+    if picked == "taesd":
+        panel.encoder_combo.setCurrentIndex(panel.encoder_combo.findData(picked))
+        panel.encoder_combo.activated.emit(panel.encoder_combo.currentIndex())
+    else:
+        panel.set_encoder(picked)  # as the file dialog does
+    again = OptionsPanel(panel.options())
+    qtbot.addWidget(again)
+    assert again.recommend("finetune", "sd15", 8)
+    assert again.mode() == "finetune" and again.encoder() == picked
+    assert again.options().encoder_chosen

@@ -131,6 +131,7 @@ def test_values_in_range_in_the_file_are_kept() -> None:
         quality=50,
         device="cpu",
         mode_chosen=True,
+        encoder_chosen=True,
     )
     save_options(settings, kept)
     assert load_options(open_settings()) == kept
@@ -186,3 +187,41 @@ def test_the_window_fits_the_screen_when_it_was_saved_on_a_larger_one(qtbot: QtB
     window = MainWindow(open_settings())
     qtbot.addWidget(window)
     assert window.size() == fitted
+
+
+def test_a_choice_equal_to_what_loading_made_of_the_apps_pick_is_still_saved() -> None:
+    """Loading turns the app's own picks back into defaults; a save compared with those, so
+    the user's pick of the default itself was never written and the app's pick came back."""
+    first = open_settings()
+    load_options(first)
+    save_options(first, replace(ProtectOptions(), mode="finetune", finetune_encoder="taesd"))
+    second = open_settings()
+    loaded = load_options(second)  # the app's picks, made again: photo mode, SD 1.5's VAE
+    assert (loaded.mode, loaded.finetune_encoder) == ("photo", "sd15")
+    save_options(second, replace(loaded, mode_chosen=True, encoder_chosen=True))
+    third = load_options(open_settings())
+    assert (third.mode, third.mode_chosen) == ("photo", True)
+    assert (third.finetune_encoder, third.encoder_chosen) == ("sd15", True)
+
+
+def test_an_encoder_saved_before_the_chosen_flag_is_kept_as_saved() -> None:
+    settings = open_settings()
+    save_options(settings, replace(ProtectOptions(), finetune_encoder="taesd"))
+    settings.remove("options/encoder_chosen")  # as an spdesk of 2026-12-04 wrote the file
+    settings.sync()
+    loaded = load_options(open_settings())
+    assert loaded.finetune_encoder == "taesd" and loaded.encoder_chosen
+
+
+def test_on_a_fresh_install_the_apps_encoder_pick_is_not_taken_for_the_users() -> None:
+    settings = open_settings()
+    load_options(settings)  # nothing saved yet
+    save_options(settings, replace(ProtectOptions(), finetune_encoder="taesd"))
+    loaded = load_options(open_settings())
+    assert loaded.finetune_encoder == "sd15" and not loaded.encoder_chosen
+
+
+def test_an_encoder_file_is_always_the_users_choice() -> None:
+    save_options(open_settings(), replace(ProtectOptions(), finetune_encoder="/models/vae"))
+    loaded = load_options(open_settings())
+    assert loaded.finetune_encoder == "/models/vae" and loaded.encoder_chosen

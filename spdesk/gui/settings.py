@@ -149,13 +149,23 @@ def load_options(settings: QSettings) -> ProtectOptions:
         f.name: _stored_value(settings, f.name, getattr(defaults, f.name))
         for f in fields(ProtectOptions)
     }
-    if not values["mode_chosen"]:  # the app's own pick suits one computer: made again each start
-        values["mode"] = defaults.mode
-    if not values["encoder_chosen"] and values["finetune_encoder"] in ("sd15", "taesd"):
-        values["finetune_encoder"] = defaults.finetune_encoder  # likewise: what is installed
-        # changes; an encoder file is always the user's own (and was saved before this flag)
-    options = ProtectOptions(**values)
-    _as_stored[settings] = replace(options)
+    if not settings.contains("options/encoder_chosen"):  # saved before the flag: kept as saved
+        values["encoder_chosen"] = settings.contains("options/finetune_encoder")
+    stored = ProtectOptions(**values)
+    _as_stored[settings] = stored  # what the file holds: a save writes what differs from it
+    return _made_again(stored, defaults)
+
+
+def _made_again(stored: ProtectOptions, defaults: ProtectOptions) -> ProtectOptions:
+    """The app's own picks suit one computer on one day (its GPU, the encoders installed): they
+    are made again on each start, unlike the user's. An encoder file is always the user's."""
+    options = stored
+    if not stored.mode_chosen:
+        options = replace(options, mode=defaults.mode)
+    if stored.finetune_encoder not in ("sd15", "taesd"):
+        options = replace(options, encoder_chosen=True)
+    elif not stored.encoder_chosen:
+        options = replace(options, finetune_encoder=defaults.finetune_encoder)
     return options
 
 
@@ -186,6 +196,8 @@ def save_options(settings: QSettings, options: ProtectOptions) -> None:
         value = getattr(options, f.name)
         if stored is None or getattr(stored, f.name) != value:
             settings.setValue(f"options/{f.name}", value)
+    if not settings.contains("options/encoder_chosen"):  # its absence means "saved before it"
+        settings.setValue("options/encoder_chosen", options.encoder_chosen)
     _as_stored[settings] = replace(options)
 
 

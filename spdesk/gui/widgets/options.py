@@ -343,7 +343,8 @@ class OptionsPanel(QWidget):
         if self._mode_chosen or self.mode() != "photo" or self.perturbation_path():
             return False
         self.steps_spin.setValue(steps)
-        self.set_encoder(encoder)
+        if not self._encoder_chosen:
+            self.set_encoder(encoder)
         self.set_mode(mode)
         return True
 
@@ -373,8 +374,11 @@ class OptionsPanel(QWidget):
         return str(data) if data not in (None, CHOOSE_ENCODER) else "sd15"
 
     def set_encoder(self, spec: str) -> None:
-        """Select ``spec``; a path is listed by its name (added once)."""
+        """Select ``spec``; a path is listed by its name (added once) and is the user's choice
+        (only the user chooses a file)."""
         combo = self.encoder_combo
+        if spec not in FINETUNE_ENCODERS:
+            self._encoder_chosen = True
         if combo.findData(spec) < 0 and spec not in FINETUNE_ENCODERS:
             combo.insertItem(combo.count() - 1, Path(spec).name, spec)
             combo.setItemData(combo.count() - 2, spec, Qt.ItemDataRole.ToolTipRole)
@@ -536,6 +540,7 @@ class OptionsPanel(QWidget):
         self.strength_spin.setValue(options.strength)
         self._on_strength_spin(options.strength)
         self.steps_spin.setValue(options.finetune_steps)
+        self._encoder_chosen = options.encoder_chosen
         self.set_encoder(options.finetune_encoder)
         self.set_mode(options.mode)
         self._on_mode()
@@ -548,7 +553,6 @@ class OptionsPanel(QWidget):
         self.quality_spin.setValue(options.quality)
         self.keep_location_check.setChecked(options.keep_location)
         self._mode_chosen = options.mode_chosen
-        self._encoder_chosen = options.encoder_chosen
         if self.mode() == "finetune" and not self._encoder_chosen:
             self._prefer_an_installed_encoder()
         self._on_format()

@@ -177,7 +177,7 @@ def test_images_of_another_mode_or_size_are_refused(
         add_canvas(image, canvas)
 
 
-def test_a_block_size_the_user_set_is_left_alone() -> None:
+def test_a_block_size_or_block_cache_the_user_set_is_left_alone() -> None:
     script = (
         "from PIL import _imaging as pillow_core\n"
         "from spdesk.core.pixel_add import allow_lending\n"
@@ -189,6 +189,11 @@ def test_a_block_size_the_user_set_is_left_alone() -> None:
     assert shown.returncode == 0, shown.stderr
     assert int(shown.stdout) == 2 * 1024 * 1024
     del env["PILLOW_BLOCK_SIZE"]
+    env["PILLOW_BLOCKS_MAX"] = "4"  # freed blocks kept: larger ones would keep whole photos
+    kept = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert kept.returncode == 0, kept.stderr
+    assert int(kept.stdout) == 16 * 1024 * 1024
+    del env["PILLOW_BLOCKS_MAX"]
     raised = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert raised.returncode == 0, raised.stderr
     assert int(raised.stdout) >= 1 << 30

@@ -14,7 +14,8 @@ it), an image in several blocks.
 Pillow allocates an image larger than its block size (16 MiB by default: a 4 MP photo) in
 several blocks. :func:`allow_lending` raises that size, so that photos decoded afterwards sit in
 one block; Pillow still allocates only what an image needs. A ``PILLOW_BLOCK_SIZE`` the user set
-is theirs and left alone.
+is theirs and left alone, and so is the block size where Pillow keeps freed blocks for reuse
+(``PILLOW_BLOCKS_MAX``): it would keep whole photos then, not 16 MiB blocks.
 """
 
 from __future__ import annotations
@@ -40,13 +41,16 @@ _allowed = False
 
 def allow_lending() -> None:
     """Have Pillow allocate each image in one block from now on (see the module's text). Once
-    per process; leaves a ``PILLOW_BLOCK_SIZE`` set in the environment alone."""
+    per process; leaves Pillow's settings alone where the user or the host program tuned them
+    (``PILLOW_BLOCK_SIZE``, kept blocks)."""
     global _allowed
     with _allow_lock:
         if _allowed:
             return
         _allowed = True
-        if "PILLOW_BLOCK_SIZE" not in os.environ and hasattr(pillow_core, "set_block_size"):
+        if "PILLOW_BLOCK_SIZE" in os.environ or not hasattr(pillow_core, "set_block_size"):
+            return
+        if pillow_core.get_blocks_max() == 0:
             pillow_core.set_block_size(max(pillow_core.get_block_size(), _ONE_BLOCK))
 
 

@@ -231,7 +231,3 @@ def test_a_cuda_build_keeps_the_cuda_runtime(monkeypatch: pytest.MonkeyPatch) ->
     assert {TORCH_LIBRARY, *CUDA_TOOLKIT_RUNTIME} <= set(collected)
 
 
-def test_build_sh_smoke_tests_an_encoder_in_the_frozen_app() -> None:
-    build = (INSTALLER / "build.sh").read_text()
-    assert "AutoencoderTiny(latent_channels=4)" in build  # a random-weight TAESD, made there
-    assert '/spdesk protect --fine-tune 1 --encoder "$home/' in build

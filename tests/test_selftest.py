@@ -25,6 +25,38 @@ def test_self_test_protects_in_photo_mode_too(capsys: pytest.CaptureFixture[str]
     assert 0 < result["photo_max_change"] <= result["photo_eps"]
 
 
+def test_self_test_fine_tunes_a_photo_against_an_encoder_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It loaded no encoder, so a build that could not fine-tune (the frozen app without the
+    data files of diffusers' kernels) passed it."""
+    assert main(["--self-test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["finetune_mean_change"] > 0
+
+
+def test_a_missing_diffusers_fails_the_self_test_at_fine_tuning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "diffusers", None)
+    result, err = _failed(capsys)
+    assert result["stage"] == "fine-tuning" and "diffusers" in str(result["error"])
+    assert err.startswith("spdesk: Self-test failed: fine-tuning: ") and "bug" not in err
+
+
+def test_an_encoder_that_cannot_be_loaded_fails_the_self_test_at_fine_tuning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import safetensors.torch
+
+    def broken_file(_tensors: object, path: str) -> None:
+        Path(path).write_bytes(b"\x00" * 64)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken_file)
+    result, err = _failed(capsys)
+    assert result["stage"] == "fine-tuning" and "random-taesd.safetensors" in str(result["error"])
+    assert "bug" not in err
+
+
 def test_a_missing_generator_fails_the_self_test_in_photo_mode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -77,6 +109,7 @@ def _figures(monkeypatch: pytest.MonkeyPatch) -> None:
     photo = {"photo_eps": 8.0, "photo_mean_change": 0.81, "photo_max_change": 6}
     monkeypatch.setattr(selftest, "_universal", lambda _original: universal)
     monkeypatch.setattr(selftest, "_photo_mode", lambda _original: photo)
+    monkeypatch.setattr(selftest, "_fine_tuning", lambda _original: {"finetune_mean_change": 2.6})
 
 
 def test_self_test_names_the_default_mode_first_and_the_universal_pattern_as_such(

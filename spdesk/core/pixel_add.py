@@ -62,6 +62,8 @@ def add_canvas(image: Image.Image, canvas: Image.Image) -> Image.Image:
     if image.mode != "RGB" or canvas.mode != "RGB" or image.size != canvas.size:
         raise ValueError(f"add_canvas takes two RGB images of one size, got {image} and {canvas}")
     allow_lending()
+    if not _may_lend(image):  # known before a copy is made
+        return ImageChops.add(image, canvas, scale=1.0, offset=-ZERO)
     out = Image.new("RGB", image.size, None)  # not filled: every byte is written below
     with ExitStack() as stack:
         lent = (stack.enter_context(lent_pixels(each)) for each in (image, canvas, out))
@@ -91,12 +93,17 @@ def _pillow_version() -> tuple[int, ...]:
 _LENDS = _pillow_version() >= (11, 3)
 
 
+def _may_lend(image: Image.Image) -> bool:
+    """Whether this Pillow lends ``image`` safely, if it lends it at all (see the module's text)."""
+    aligned = getattr(pillow_core, "get_alignment", lambda: 1)() != 1
+    return _LENDS and not aligned and image.width > 0 and image.height > 0
+
+
 @contextmanager
 def lent_pixels(image: Image.Image) -> Iterator[np.ndarray | None]:
     """An RGB image's pixel memory as a (height, width, 4) uint8 array (the fourth byte is
     Pillow's padding), valid inside the block; ``None`` where Pillow cannot lend it safely."""
-    aligned = getattr(pillow_core, "get_alignment", lambda: 1)() != 1
-    if not _LENDS or aligned or image.width == 0 or image.height == 0:
+    if not _may_lend(image):
         yield None
         return
     try:

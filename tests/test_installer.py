@@ -229,5 +229,3 @@ def test_a_cpu_build_leaves_out_the_build_machines_cuda_runtime(
 def test_a_cuda_build_keeps_the_cuda_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
     collected = _run_spec(monkeypatch, cuda_torch=True)["collected"]
     assert {TORCH_LIBRARY, *CUDA_TOOLKIT_RUNTIME} <= set(collected)
-
-

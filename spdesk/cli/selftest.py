@@ -123,21 +123,9 @@ def _universal(original: Image.Image) -> dict[str, Any]:
 def _photo_mode(original: Image.Image) -> dict[str, Any]:
     """The default mode through the real job: bundled generator, install key, PNG output."""
     with _stage("photo mode"):
-        from spdesk.core.generator_file import bundled_generator_path, read_spec
-        from spdesk.core.jobs import ProtectJob, ProtectSettings
+        from spdesk.core.jobs import ProtectSettings
 
-        eps = read_spec(bundled_generator_path()).eps
-        with tempfile.TemporaryDirectory(prefix="spdesk-self-test-") as folder:
-            source = Path(folder) / "self-test.png"
-            original.save(source)
-            settings = ProtectSettings(mode="photo", workers=1)
-            report = ProtectJob([source], Path(folder) / "out", settings).run()
-            if report.failed or not report.done:
-                reason = report.failed[0].reason if report.failed else report.stopped
-                raise SpdeskError(f"the photo was not protected: {reason}")
-            with Image.open(report.done[0].output) as written:
-                change = _change(written.convert("RGB"), original)
-        _check_change(change, eps)
+        eps, change = _protect_in_a_job(original, ProtectSettings(mode="photo", workers=1))
     return {
         "photo_eps": eps,
         "photo_mean_change": round(float(change.mean()), 3),
@@ -155,17 +143,13 @@ def _fine_tuning(original: Image.Image) -> dict[str, Any]:
         from diffusers import AutoencoderTiny
         from safetensors.torch import save_file
 
-        from spdesk.core.generator_file import bundled_generator_path, read_spec
-        from spdesk.core.jobs import ProtectJob, ProtectSettings
+        from spdesk.core.jobs import ProtectSettings
 
-        eps = read_spec(bundled_generator_path()).eps
-        small = original.resize((96, 64), Image.Resampling.BOX)
         with tempfile.TemporaryDirectory(prefix="spdesk-self-test-") as folder:
             encoder = Path(folder) / "random-taesd.safetensors"
             torch.manual_seed(0)
-            save_file(AutoencoderTiny(latent_channels=4).state_dict(), str(encoder))
-            source = Path(folder) / "self-test.png"
-            small.save(source)
+            model: Any = AutoencoderTiny(latent_channels=4)  # type: ignore[no-untyped-call]
+            save_file(model.state_dict(), str(encoder))
             settings = ProtectSettings(
                 mode="photo-finetune",
                 encoder=str(encoder),
@@ -174,14 +158,29 @@ def _fine_tuning(original: Image.Image) -> dict[str, Any]:
                 device="cpu",
                 workers=1,
             )
-            report = ProtectJob([source], Path(folder) / "out", settings).run()
-            if report.failed or not report.done:
-                reason = report.failed[0].reason if report.failed else report.stopped
-                raise SpdeskError(f"the photo was not fine-tuned: {reason}")
-            with Image.open(report.done[0].output) as written:
-                change = _change(written.convert("RGB"), small)
-        _check_change(change, eps)
+            small = original.resize((96, 64), Image.Resampling.BOX)
+            _, change = _protect_in_a_job(small, settings)
     return {"finetune_mean_change": round(float(change.mean()), 3)}
+
+
+def _protect_in_a_job(original: Image.Image, settings: Any) -> tuple[float, np.ndarray]:
+    """``original`` saved as PNG and protected by a :class:`~spdesk.core.jobs.ProtectJob` in a
+    temporary folder: the generator's budget and the change, checked against that budget."""
+    from spdesk.core.generator_file import bundled_generator_path, read_spec
+    from spdesk.core.jobs import ProtectJob
+
+    eps = read_spec(bundled_generator_path()).eps
+    with tempfile.TemporaryDirectory(prefix="spdesk-self-test-") as folder:
+        source = Path(folder) / "self-test.png"
+        original.save(source)
+        report = ProtectJob([source], Path(folder) / "out", settings).run()
+        if report.failed or not report.done:
+            reason = report.failed[0].reason if report.failed else report.stopped
+            raise SpdeskError(f"the photo was not protected: {reason}")
+        with Image.open(report.done[0].output) as written:
+            change = _change(written.convert("RGB"), original)
+    _check_change(change, eps)
+    return eps, change
 
 
 def run(args: argparse.Namespace) -> int:

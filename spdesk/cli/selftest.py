@@ -7,7 +7,9 @@ and this install's protection key, made here on a first run, writing into a temp
 photo fine-tuning against an encoder file (random weights in TAESD's shape: diffusers, loading an
 encoder, a gradient step).
 Photo mode adds under a second on a CPU (2.4 s became 2.8 s on 2 shared cores: the generator runs
-on one 960x640 photo; torch was loaded already).
+on one 960x640 photo; torch was loaded already); fine-tuning about two more, mostly importing
+diffusers (3.0 s became 5.1 s), on the CPU whatever the machine has: the install is under test,
+not its GPU.
 
 Each stage is named when it fails, whatever failed: a file or a module missing from a broken build
 is what this test exists to find, so it is a failed self-test, not a bug of spdesk.

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from spdesk.core import photo_protect
+from spdesk.core import geometry
 from spdesk.core.assessment import SIGN, UNIFORM, Assessment, Protect, assess, mode_protect
 from spdesk.core.attacks import parse_attacks
 from spdesk.core.encoders import load_encoder
@@ -271,7 +271,7 @@ def main() -> None:
         default=None,
         metavar="E",
         help="photo mode scales a larger photo's delta by (photo / view) ** -E (the product's "
-        f"LARGE_PHOTO_EXPONENT, {photo_protect.LARGE_PHOTO_EXPONENT}); another E for this run",
+        f"LARGE_PHOTO_EXPONENT, {geometry.LARGE_PHOTO_EXPONENT}); another E for this run",
     )
     parser.add_argument(
         "--generator",
@@ -362,7 +362,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.large_photo_exponent is not None:  # read at each call, so this run uses it
-        photo_protect.LARGE_PHOTO_EXPONENT = args.large_photo_exponent
+        geometry.LARGE_PHOTO_EXPONENT = args.large_photo_exponent
     rest = held_out(args.shared / "data" / "imagenet-sample")
     attack_photos, _ = load_full_photos(rest[: args.attack_photos])
     measured = rest[args.attack_photos :]

@@ -739,7 +739,7 @@ def test_train_generator_init_keeps_the_started_networks_shape(tmp_path: Path) -
 def test_photos_larger_than_the_view_get_a_smaller_share_of_the_budget(
     generator_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spdesk.core import photo_protect
+    from spdesk.core import geometry
 
     protector = GeneratorProtector(generator_file, key=KEY_A)
     photo = _photo(1024, 1280)  # view 512x640: upscaled 2x
@@ -749,10 +749,10 @@ def test_photos_larger_than_the_view_get_a_smaller_share_of_the_budget(
         return float(np.abs(protected - np.asarray(photo)).mean())
 
     damped = mean_change()
-    monkeypatch.setattr(photo_protect, "LARGE_PHOTO_EXPONENT", 0.0)
+    monkeypatch.setattr(geometry, "LARGE_PHOTO_EXPONENT", 0.0)
     full = mean_change()
     assert 0.45 < damped / full < 0.7  # 2 ** -0.8 = 0.57, up to 8-bit rounding
-    assert photo_protect.large_photo_factor(400, 400) == 1.0
+    assert geometry.large_photo_factor(400, 400) == 1.0
 
 
 def test_structural_loss_is_zero_for_the_same_photo_and_grows_with_the_change() -> None:
@@ -769,14 +769,38 @@ def test_structural_loss_is_zero_for_the_same_photo_and_grows_with_the_change() 
 def test_the_kind_of_device_enters_the_photo_mode_fingerprint(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from spdesk.core import photo_protect
+    from spdesk.core import device
     from spdesk.core.jobs.protector import mode_key
 
-    settings = ProtectSettings(mode="photo", device="cpu")
-    on_cpu = mode_key(settings)
+    on_cpu = mode_key(ProtectSettings(mode="photo", device="cpu"))
     assert on_cpu[-1] == "cpu"
-    monkeypatch.setattr(photo_protect, "generator_device", lambda choice: torch.device("cuda"))
-    assert mode_key(settings) != on_cpu  # a GPU's bytes differ a little: redo, don't mix
+    on_gpu = mode_key(ProtectSettings(mode="photo", device="cuda:1"))  # no GPU needed to name one
+    assert on_gpu != on_cpu and on_gpu[-1] == "cuda"  # a GPU's bytes differ a little: redo
+    monkeypatch.setattr(device, "resolve_device", lambda choice: torch.device("cuda"))
+    assert mode_key(ProtectSettings(mode="photo", device="auto")) == on_gpu  # what auto finds
+
+
+@pytest.mark.parametrize("choice", ["cpu", "cuda"])
+def test_a_ray_driver_fingerprints_photo_mode_without_loading_torch(
+    tmp_path: Path, choice: str
+) -> None:
+    """Naming the workers' device, the driver imported torch only to learn that (180 MB)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from spdesk.core.jobs import ProtectSettings\n"
+        "from spdesk.core.jobs.fingerprint import output_fingerprint\n"
+        f"settings = ProtectSettings(mode='photo', device={choice!r})\n"
+        "output_fingerprint(settings, '')\n"
+        "print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "SPDESK_HOME": str(tmp_path)}
+    env.pop(ENV_KEY, None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,18 @@ def resolve_device(choice: str = "auto") -> torch.device:
     raise ConfigError(f"Unknown device {choice!r}; choose one of {', '.join(DEVICE_CHOICES)}.")
 
 
+def generator_device_kind(choice: str = "auto") -> str:
+    """The kind of device ("cuda" or "cpu") photo mode's generator runs on for the device
+    ``choice`` (see :func:`spdesk.core.photo_protect.generator_device`). An explicit choice
+    needs no torch and no GPU here: a Ray driver names the device of the GPU workers that will
+    run its job, and fingerprints it without loading torch."""
+    if choice == "cpu":
+        return "cpu"
+    if choice.startswith("cuda"):
+        return "cuda"
+    return "cuda" if resolve_device(choice).type == "cuda" else "cpu"
+
+
 def device_info(choice: str = "auto") -> DeviceInfo:
     """Describe the device ``choice`` resolves to."""
     import torch

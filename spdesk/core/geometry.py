@@ -77,3 +77,14 @@ def check_previewable(photo: np.ndarray, name: str = "The photo") -> None:
             f"at least {MIN_PREVIEW_SIDE} pixels on each side.",
             hint="Choose a larger photo to preview.",
         )
+
+
+# On a photo larger than the editor's view, photo mode scales the generator's change by
+# (photo / view) ** -LARGE_PHOTO_EXPONENT (resources/generators/RECIPE.md, "Large photos").
+LARGE_PHOTO_EXPONENT = 0.8
+
+
+def large_photo_factor(height: int, view_height: int) -> float:
+    """Share of the budget a photo gets when its view is smaller than itself (1 otherwise)."""
+    upscale = height / view_height
+    return 1.0 if upscale <= 1 else float(upscale**-LARGE_PHOTO_EXPONENT)

@@ -22,7 +22,7 @@ from spdesk.core.batches import batches_by_key
 from spdesk.core.errors import PerturbationFileError
 from spdesk.core.generator import DeltaGenerator, GeneratorConfig, generator_raw, noise_shape
 from spdesk.core.generator_file import GeneratorSpec, read_spec
-from spdesk.core.geometry import layout_size
+from spdesk.core.geometry import large_photo_factor, layout_size
 from spdesk.core.keys import install_key, photo_seed
 from spdesk.core.perturbation import check_eps
 from spdesk.core.shaping import Shaping, compose_delta
@@ -34,7 +34,6 @@ WORKING_SIDE = 512
 # (photo short side / view short side) ** -0.8, the 9 held-out photos over 512 px measured
 # SSIMULACRA2 71.6 and 1.63x random signs' latent distortion at a 256 px editor; 1.0 gave 74.2 and
 # 1.54x, the same trade-off line as every shaping setting (RECIPE.md, "Large photos").
-LARGE_PHOTO_EXPONENT = 0.8
 _TEST_SIDE = 64  # of the textured view a generator is tried on when loaded
 _OTHER_GENERATOR = "Use the generator that comes with spdesk, or train a new one."
 
@@ -243,12 +242,6 @@ class GeneratorProtector:
         return np.asarray(view)
 
 
-def large_photo_factor(height: int, view_height: int) -> float:
-    """Share of the budget a photo gets when its view is smaller than itself (1 otherwise)."""
-    upscale = height / view_height
-    return 1.0 if upscale <= 1 else float(upscale**-LARGE_PHOTO_EXPONENT)
-
-
 def generator_device(choice: str = "auto") -> torch.device:
     """Where the protection generator runs for the device ``choice`` ("auto", "cpu", "cuda",
     ...): a CUDA GPU when the choice resolves to one, else the CPU. Apple's MPS is not used:
@@ -258,10 +251,3 @@ def generator_device(choice: str = "auto") -> torch.device:
 
     device = resolve_device(choice)
     return device if device.type == "cuda" else torch.device("cpu")
-
-
-def generator_device_kind(choice: str = "auto") -> str:
-    """The kind of device ("cuda" or "cpu") the generator runs on for the device ``choice``.
-    An explicit CUDA choice needs no GPU here: a Ray driver names the device of the GPU workers
-    that will run its job."""
-    return "cuda" if choice.startswith("cuda") else generator_device(choice).type

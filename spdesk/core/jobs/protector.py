@@ -194,9 +194,9 @@ class PhotoSpecificProtector(Protector):
 
     @classmethod
     def settings_key(cls, settings: ProtectSettings) -> Any:
-        from spdesk.core.photo_protect import generator_device_kind
+        from spdesk.core.device import generator_device_kind
 
-        # An explicit CUDA device needs no GPU here: a Ray driver names its GPU workers'.
+        # An explicit device needs no GPU or torch here: a Ray driver names its workers'.
         return _photo_key(settings, generator_device_kind(settings.device))
 
     def protect(self, image: Image.Image, key: str) -> Protected:
@@ -291,12 +291,12 @@ def _photo_key(settings: ProtectSettings, device: str) -> list[Any]:
     """What makes photo mode's bytes: another generator, install key or large-photo share
     gives other bytes, and so does another kind of device (a GPU's convolutions round
     differently: a few values land one 8-bit step from the CPU's, 0.13% of them on an H200)."""
+    from spdesk.core import geometry
     from spdesk.core.generator_file import read_spec
     from spdesk.core.keys import install_key, key_id
-    from spdesk.core.photo_protect import LARGE_PHOTO_EXPONENT
 
     spec = read_spec(settings.generator_path())
-    return [spec.fingerprint, key_id(install_key()), LARGE_PHOTO_EXPONENT, device]
+    return [spec.fingerprint, key_id(install_key()), geometry.LARGE_PHOTO_EXPONENT, device]
 
 
 _KINDS: dict[str, type[Protector]] = {

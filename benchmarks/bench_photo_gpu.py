@@ -39,9 +39,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from spdesk.core.device import generator_device
 from spdesk.core.jobs import ProtectJob, ProtectSettings, default_workers
 from spdesk.core.jobs.protector import PhotoSpecificProtector, Protector
-from spdesk.core.photo_protect import GeneratorProtector, generator_device
+from spdesk.core.photo_protect import GeneratorProtector
 
 # The bundled files, from the checkout: on a GPU machine spdesk runs from the source tree, where
 # importlib.resources cannot see them (the package maps them only when installed).

@@ -57,16 +57,26 @@ def resolve_device(choice: str = "auto") -> torch.device:
     raise ConfigError(f"Unknown device {choice!r}; choose one of {', '.join(DEVICE_CHOICES)}.")
 
 
+def generator_device(choice: str = "auto") -> torch.device:
+    """Where the protection generator runs for the device ``choice`` ("auto", "cpu", "cuda",
+    ...): a CUDA GPU when the choice resolves to one, else the CPU. Apple's MPS is not used:
+    the generator has never been run there, and one pass takes a fraction of a second on a CPU.
+    """
+    import torch
+
+    device = resolve_device(choice)
+    return device if device.type == "cuda" else torch.device("cpu")
+
+
 def generator_device_kind(choice: str = "auto") -> str:
-    """The kind of device ("cuda" or "cpu") photo mode's generator runs on for the device
-    ``choice`` (see :func:`spdesk.core.photo_protect.generator_device`). An explicit choice
-    needs no torch and no GPU here: a Ray driver names the device of the GPU workers that will
-    run its job, and fingerprints it without loading torch."""
+    """The kind of device ("cuda" or "cpu") :func:`generator_device` gives for ``choice``. An
+    explicit choice needs no torch and no GPU here: a Ray driver names the device of the GPU
+    workers that will run its job, and fingerprints it without loading torch."""
     if choice == "cpu":
         return "cpu"
     if choice.startswith("cuda"):
         return "cuda"
-    return "cuda" if resolve_device(choice).type == "cuda" else "cpu"
+    return generator_device(choice).type
 
 
 def device_info(choice: str = "auto") -> DeviceInfo:

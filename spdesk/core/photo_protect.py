@@ -28,12 +28,6 @@ from spdesk.core.perturbation import check_eps
 from spdesk.core.shaping import Shaping, compose_delta
 
 WORKING_SIDE = 512
-# A photo larger than the view gets the view's delta upscaled, which moves its fine texture down
-# to frequencies people see (a 2400x1600 photo: SSIMULACRA2 -0.4 at full budget). The editor's
-# downsizing averages noise away, so much less is needed there: scaled by
-# (photo short side / view short side) ** -0.8, the 9 held-out photos over 512 px measured
-# SSIMULACRA2 71.6 and 1.63x random signs' latent distortion at a 256 px editor; 1.0 gave 74.2 and
-# 1.54x, the same trade-off line as every shaping setting (RECIPE.md, "Large photos").
 _TEST_SIDE = 64  # of the textured view a generator is tried on when loaded
 _OTHER_GENERATOR = "Use the generator that comes with spdesk, or train a new one."
 
@@ -149,8 +143,9 @@ class GeneratorProtector:
             at that budget; other strengths scale its output).
         key: the secret key (default: this install's key).
         working_side: short side of the editor's view (512).
-        device: where the network runs (see :func:`generator_device`); the secret noise is
-            drawn on the CPU whatever the device, so one install gives one noise per photo.
+        device: where the network runs (see :func:`spdesk.core.device.generator_device`); the
+            secret noise is drawn on the CPU whatever the device, so one install gives one
+            noise per photo.
     """
 
     def __init__(
@@ -240,14 +235,3 @@ class GeneratorProtector:
         if (view_w, view_h) != image.size:
             view = image.resize((view_w, view_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
         return np.asarray(view)
-
-
-def generator_device(choice: str = "auto") -> torch.device:
-    """Where the protection generator runs for the device ``choice`` ("auto", "cpu", "cuda",
-    ...): a CUDA GPU when the choice resolves to one, else the CPU. Apple's MPS is not used:
-    the generator has never been run there, and one pass takes a fraction of a second on a CPU.
-    """
-    from spdesk.core.device import resolve_device
-
-    device = resolve_device(choice)
-    return device if device.type == "cuda" else torch.device("cpu")

@@ -180,7 +180,8 @@ class PhotoSpecificProtector(Protector):
 
     @classmethod
     def build(cls, settings: ProtectSettings, perturbation: Perturbation) -> Protector:
-        from spdesk.core.photo_protect import GeneratorProtector, generator_device
+        from spdesk.core.device import generator_device
+        from spdesk.core.photo_protect import GeneratorProtector
 
         del perturbation  # the generator replaces the universal pattern in this mode
         return cls(

@@ -74,7 +74,7 @@ def make_pngs(folder: Path, megapixels: float, count: int) -> list[Path]:
     base = across[None, :] + down[:, None]
     pixels = np.dstack([base + grain, base[::-1] + grain, base[:, ::-1] // 2 + grain])
     first = folder / "near-limit-0.png"
-    Image.fromarray(pixels, mode="RGB").save(first, compress_level=1)
+    Image.fromarray(pixels).save(first, compress_level=1)
     del pixels, base, grain
     paths = [first]
     for index in range(1, count):

@@ -121,7 +121,7 @@ def rgba(path: Path) -> Path:
     array = np.dstack(
         [photo_array(20, 10), np.tile(np.linspace(0, 255, 20, dtype=np.uint8), (10, 1))]
     )
-    Image.fromarray(array, mode="RGBA").save(path, "PNG")
+    Image.fromarray(array).save(path, "PNG")
     return path
 
 

@@ -15,7 +15,7 @@ from spdesk.core.apply import (
     upscale_delta,
     working_delta,
 )
-from spdesk.core.colour import is_grey
+from spdesk.core.colour import is_grey, rgb_image
 from spdesk.core.geometry import layout_size, tile, working_size
 from spdesk.core.perturbation import Perturbation
 
@@ -391,3 +391,20 @@ def test_is_grey_needs_every_pixel_grey() -> None:
         tinted = grey.copy()
         tinted[y, x, 2] ^= 1
         assert not is_grey(Image.fromarray(tinted))
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.zeros((4, 5), np.uint8), np.zeros((4, 5, 4), np.uint8), np.zeros((4, 5, 3), np.float32)],
+    ids=["grey", "rgba", "float"],
+)
+def test_arrays_that_are_not_rgb_photos_are_refused(array: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="uint8 \\(H, W, 3\\) RGB array"):
+        rgb_image(array)
+
+
+def test_an_rgb_array_becomes_an_rgb_image_with_its_pixels() -> None:
+    pixels = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    image = rgb_image(pixels)
+    assert image.mode == "RGB" and image.size == (5, 4)
+    assert np.array_equal(np.asarray(image), pixels)

@@ -95,3 +95,19 @@ def test_architecture_document_lists_every_module() -> None:
     assert not missing and not gone, (
         f"docs/architecture.md needs a line for each of {missing} and none for {gone}"
     )
+
+
+def test_images_from_arrays_never_pass_a_mode() -> None:
+    """Pillow 11.3 deprecates ``Image.fromarray(array, mode=...)`` (12.x allows it again) and
+    the dependency takes 11.3 in: spdesk lets Pillow infer the mode from the array."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "fromarray"
+                and (len(node.args) > 1 or any(k.arg == "mode" for k in node.keywords))
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders

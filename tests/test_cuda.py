@@ -208,7 +208,7 @@ def test_photo_mode_on_the_device_is_deterministic_and_matches_the_cpu(
     generator_file: Path,
 ) -> None:
     pixels = np.random.default_rng(5).integers(20, 235, (300, 410, 3), dtype=np.uint8)
-    photo = Image.fromarray(pixels, mode="RGB")
+    photo = Image.fromarray(pixels)
     key = b"k" * 32
     here = GeneratorProtector(generator_file, key=key, device=DEVICE)
     assert next(here.model.parameters()).device.type == DEVICE.type

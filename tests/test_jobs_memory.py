@@ -44,7 +44,7 @@ def _pngs(folder: Path, sizes: list[tuple[int, int]]) -> list[Path]:
     for index, (width, height) in enumerate(sizes):
         path = folder / f"p{index:02d}.png"
         pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-        Image.fromarray(pixels, mode="RGB").save(path)
+        Image.fromarray(pixels).save(path)
         paths.append(path)
     return paths
 

@@ -532,7 +532,7 @@ def test_the_loss_sees_the_editors_lanczos_view(generator_file: Path, encoder: E
     pixels = np.asarray(photo, dtype=np.float32) / 255
     expected = np.stack(
         [
-            np.asarray(Image.fromarray(pixels[..., c], mode="F").resize((32, 24), Image.LANCZOS))
+            np.asarray(Image.fromarray(pixels[..., c]).resize((32, 24), Image.LANCZOS))
             for c in range(3)
         ]
     )

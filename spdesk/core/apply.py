@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image, ImageChops
 
-from spdesk.core.colour import is_grey
+from spdesk.core.colour import is_grey, rgb_image
 from spdesk.core.errors import PerturbationFileError
 from spdesk.core.geometry import layout_size, tile, working_size
 from spdesk.core.perturbation import BOUND_TOLERANCE, MAX_EPS, Perturbation
@@ -105,7 +105,7 @@ def _quantised_canvas(
 ) -> Image.Image:
     check_bound(working, eps, what)
     steps = np.rint(working.transpose(1, 2, 0) * 255.0) + _ZERO
-    return Image.fromarray(np.clip(steps, 0, 255).astype(np.uint8), mode="RGB")
+    return rgb_image(np.clip(steps, 0, 255).astype(np.uint8))
 
 
 def check_bound(
@@ -135,7 +135,7 @@ def upscale_delta(working: np.ndarray, height: int, width: int) -> np.ndarray:
     """
     channels = []
     for channel in working.astype(np.float32):
-        image = Image.fromarray(channel, mode="F")
+        image = Image.fromarray(channel)  # float32: mode "F"
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.BILINEAR)
         channels.append(np.asarray(image))
@@ -186,8 +186,7 @@ def apply_perturbation(
         options: working size, strength (8-bit steps), per-photo randomisation.
         key: a per-photo string (e.g. its relative path) that seeds the randomisation.
     """
-    _check_rgb_uint8(image)
-    result = apply_to_pil(Image.fromarray(image, mode="RGB"), perturbation, options, key)
+    result = apply_to_pil(rgb_image(image), perturbation, options, key)
     return np.asarray(result)
 
 
@@ -196,9 +195,7 @@ def apply_working_delta(
 ) -> np.ndarray:
     """Per-photo fine-tuning result: add a working-view delta (3, wh, ww) to a uint8 (H, W, 3)
     (``eps`` as in :func:`apply_working_delta_pil`)."""
-    _check_rgb_uint8(image)
-    pil = Image.fromarray(image, mode="RGB")
-    return np.asarray(apply_working_delta_pil(pil, working, eps=eps))
+    return np.asarray(apply_working_delta_pil(rgb_image(image), working, eps=eps))
 
 
 Figures = tuple[float | None, int]  # PSNR in dB (None: unchanged), largest change in 8-bit steps
@@ -504,8 +501,3 @@ def _figures(counts: np.ndarray, levels: np.ndarray) -> Figures:
     mse = float((counts * levels**2).sum() / max(counts.sum(), 1.0))
     peak = int(levels[counts > 0].max()) if counts.any() else 0
     return (None if mse == 0 else 10 * math.log10(255.0**2 / mse)), peak
-
-
-def _check_rgb_uint8(image: np.ndarray) -> None:
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected a uint8 (H, W, 3) RGB array, got {image.dtype} {image.shape}")

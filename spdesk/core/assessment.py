@@ -40,6 +40,7 @@ from spdesk.core.attacks import (
     regeneration_keys,
     simple_attack,
 )
+from spdesk.core.colour import rgb_image
 from spdesk.core.encoders import Encoder
 from spdesk.core.events import CancelToken
 from spdesk.core.jobs.settings import DEFAULT_FINETUNE_JPEG
@@ -147,7 +148,7 @@ class ModeProtect:
             _swap_key(self.protector, self.victim)
 
     def _protect(self, photo: np.ndarray, key: str) -> np.ndarray:
-        image = Image.fromarray(photo, mode="RGB")
+        image = rgb_image(photo)
         return np.asarray(self.protector.protect(image, key)[0])
 
 

@@ -19,6 +19,14 @@ GREY_MODES = ("L", "LA", "1", "La")
 SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 
 
+def rgb_image(array: np.ndarray) -> Image.Image:
+    """A uint8 (H, W, 3) array as an RGB image. Pillow infers the mode from the array's
+    shape and type (passing ``mode=`` warns on Pillow 11.3), so the shape is checked here."""
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"expected a uint8 (H, W, 3) RGB array, got {array.dtype} {array.shape}")
+    return Image.fromarray(array)
+
+
 def is_plain_grey(mode: str, icc: bytes | None) -> bool:
     """Whether a photo decoded in Pillow ``mode`` holds grey pixels with no greyscale colour
     profile: :func:`to_rgb` makes it RGB only so that it can be protected, and its protected
@@ -82,7 +90,7 @@ def _scale_16bit(image: Image.Image, bit_depth: int) -> Image.Image:
     values = np.asarray(image)
     top = 65535 if bit_depth >= 16 or int(values.max(initial=0)) > 255 else 255
     scaled = (values.astype(np.uint32) * 255 + top // 2) // top
-    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), mode="L")
+    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8))  # uint8 (H, W): "L"
 
 
 def _icc_space(icc: bytes | None) -> str | None:

@@ -507,7 +507,7 @@ class PreviewEngine:
                 (width, height), Image.Resampling.NEAREST
             )
             mask = np.asarray(resized) >= 128
-        return Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+        return Image.fromarray(mask.astype(np.uint8) * 255)  # uint8 (H, W): mode "L"
 
     @staticmethod
     def _result(

@@ -328,15 +328,15 @@ def _generator_protected(
 ) -> np.ndarray:
     """Photo mode's one-pass protection of ``photo``, as the job writes it."""
     import numpy as np
-    from PIL import Image
 
+    from spdesk.core.colour import rgb_image
     from spdesk.core.generator_file import bundled_generator_path
     from spdesk.core.photo_protect import GeneratorProtector
 
     protector = GeneratorProtector(
         generator or bundled_generator_path(), options.strength, working_side=options.working_size
     )
-    return np.asarray(protector.apply(Image.fromarray(photo, mode="RGB"))[0])
+    return np.asarray(protector.apply(rgb_image(photo))[0])
 
 
 def preview_photo(

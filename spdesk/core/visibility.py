@@ -17,8 +17,8 @@ import io
 import logging
 
 import numpy as np
-from PIL import Image
 
+from spdesk.core.colour import rgb_image
 from spdesk.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def _png(image: np.ndarray) -> io.BytesIO:
     buffer = io.BytesIO()
-    Image.fromarray(image, mode="RGB").save(buffer, format="PNG", compress_level=0)
+    rgb_image(image).save(buffer, format="PNG", compress_level=0)
     buffer.seek(0)
     return buffer
 

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from spdesk.core.apply import Figures, UniversalApplier, change_figures
+from spdesk.core.colour import rgb_image
 from spdesk.core.events import CancelToken
 from spdesk.core.jobs.settings import GPU_FINETUNE_BATCH, ProtectSettings
 
@@ -164,7 +165,7 @@ class FineTuneProtector(TuningProtector):
         )
         results = []
         for image, array in zip(images, arrays, strict=True):
-            protected = Image.fromarray(array, mode="RGB")
+            protected = rgb_image(array)
             results.append((protected, change_figures(image, protected)))
         return results
 

@@ -118,6 +118,20 @@ def test_exif_and_icc_kept_gps_and_all_stripped(tmp_path: Path) -> None:
         assert not image.getexif()
 
 
+def test_exif_whose_location_the_imaging_library_cannot_remove_is_left_out_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pillow 11 wrote a GPS block it had read even after its tag was popped: what is written
+    is read back, and EXIF that still holds a location is not written at all."""
+    decoded = read_image(samples.gps_jpeg(tmp_path / "gps.jpg"))
+    monkeypatch.setattr(Image.Exif, "pop", lambda self, tag, default=None: default)
+    encoded = prepare(decoded, decoded.image, "JPEG", ExportOptions())
+    assert encoded.location_removed and "exif" not in encoded.params
+    assert encoded.notes == [
+        "the EXIF data was left out (its location could not be removed from it)"
+    ]
+
+
 def test_the_location_is_left_out_by_default_and_the_rest_of_the_metadata_kept(
     tmp_path: Path,
 ) -> None:

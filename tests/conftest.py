@@ -56,6 +56,7 @@ def _isolated_home(
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hf-home" / "hub"))
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "hf-home" / "token"))
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "hf-home" / "stored_tokens"))
+    monkeypatch.setattr("spdesk.core.keys._made_here", None)  # each test a fresh install
     return home
 
 

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from spdesk.cli import main
+from spdesk.core import keys
 from spdesk.core.events import CancelToken
 from spdesk.core.files import TEMP_SUFFIX
 from spdesk.core.manifest import MANIFEST_NAME, read_job_manifest
@@ -64,6 +65,28 @@ def test_protects_a_folder_with_plain_lines(
     captured = capsys.readouterr()
     assert "0 protected, 2 skipped" in captured.out
     assert "skipped  " in captured.err and "a.jpg" in captured.err
+
+
+def test_the_first_photo_specific_run_says_where_the_new_key_is_and_to_back_it_up(
+    tmp_path: Path, inputs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _protect(inputs, "--out", tmp_path / "universal", "--mode", "universal") == 0
+    assert "protection key" not in capsys.readouterr().out  # universal mode needs no key
+    assert _protect(inputs, "--out", tmp_path / "first", "--mode", "photo") == 0
+    out = capsys.readouterr().out
+    assert "2 protected" in out and "Made this install's protection key: " in out
+    assert "Back up the protection key" in out and "protection.key" in out
+    keys._made_here = None  # a later process: the key is there
+    assert _protect(inputs, "--out", tmp_path / "second", "--mode", "photo", "--json") == 0
+    assert "protection_key_made" not in json.loads(capsys.readouterr().out)
+
+
+def test_the_json_of_a_first_photo_specific_run_names_the_new_key(
+    tmp_path: Path, inputs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _protect(inputs, "--out", tmp_path / "out", "--mode", "photo", "--json") == 0
+    made = json.loads(capsys.readouterr().out)["protection_key_made"]
+    assert made.endswith("protection.key") and Path(made).is_file()
 
 
 def test_json_summary_and_options(

@@ -157,6 +157,21 @@ def test_drop_a_folder_and_protect_it(
     assert window.open_output_button.isVisibleTo(window)
 
 
+def test_the_first_photo_specific_job_says_where_the_new_key_is_and_only_once(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    window.options_panel.set_mode("photo")
+    _add(qtbot, window, [_photos(tmp_path / "first", 1)])
+    _protect(qtbot, window)
+    text = window.summary_label.text()
+    assert "1 protected" in text and "Made this install's protection key: " in text
+    assert "Back up the protection key" in text
+    _add(qtbot, window, [_photos(tmp_path / "second", 1)])
+    _protect(qtbot, window)
+    assert "1 protected" in window.summary_label.text()
+    assert "protection key" not in window.summary_label.text()
+
+
 def test_cancel_mid_job_leaves_no_partial_file(
     qtbot: QtBot,
     window: MainWindow,

@@ -17,7 +17,15 @@ from spdesk.core.errors import ConfigError, PerturbationFileError
 from spdesk.core.generator import GeneratorConfig
 from spdesk.core.jobs import ProtectJob, ProtectSettings
 from spdesk.core.jobs.fingerprint import output_fingerprint
-from spdesk.core.keys import ENV_KEY, install_key, key_id, key_path, photo_seed
+from spdesk.core.keys import (
+    ENV_KEY,
+    install_key,
+    key_id,
+    key_made_here,
+    key_made_text,
+    key_path,
+    photo_seed,
+)
 from spdesk.core.photo_protect import GeneratorProtector
 
 KEY_A, KEY_B = b"a" * 32, b"b" * 32
@@ -35,6 +43,24 @@ def test_install_key_is_made_once_private_and_stable() -> None:
     if os.name == "posix":
         assert stat.S_IMODE(key_path().stat().st_mode) == 0o600
     assert first.hex() not in key_id(first) and len(key_id(first)) == 16
+
+
+def test_the_key_a_first_run_makes_is_known_so_that_the_user_can_be_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(ENV_KEY, "ab" * 32)
+    install_key()
+    assert key_made_here() is None  # from the environment: no file made
+    monkeypatch.delenv(ENV_KEY)
+    install_key()
+    assert key_made_here() == key_path()
+    assert str(key_path()) in key_made_text(key_path()) and "Back up" in key_made_text(key_path())
+
+
+def test_a_key_that_was_there_before_is_not_reported_as_made() -> None:
+    key_path().parent.mkdir(parents=True)
+    key_path().write_bytes(b"k" * 32)
+    assert install_key() == b"k" * 32 and key_made_here() is None
 
 
 def test_a_key_write_that_fails_is_named_and_leaves_no_damaged_key(

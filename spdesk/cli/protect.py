@@ -34,6 +34,7 @@ from spdesk.core.jobs.settings import (
     DEFAULT_FINETUNE_OBJECTIVE,
     DEFAULT_FINETUNE_STEPS,
 )
+from spdesk.core.keys import key_made_here, key_made_text
 
 DEFAULT_STRENGTH = 8.0  # the bundled files' own budget, shown in --help
 
@@ -496,12 +497,17 @@ def run(args: argparse.Namespace) -> int:
     finally:
         printer.close()
     stats = getattr(job, "stats", None)  # the Ray engine's throughput
+    key_made = key_made_here()
     if args.json:
-        print_json(report.to_dict() | ({"engine": stats.to_dict()} if stats else {}))
+        extra = ({"engine": stats.to_dict()} if stats else {}) | (
+            {"protection_key_made": shown(key_made)} if key_made else {}
+        )
+        print_json(report.to_dict() | extra)
     else:
         advice = _collision_advice(report)
         summary = _summary(report) + (f"\n{stats.text()}" if stats else "")
         summary += f"\n{advice}" if advice else ""
+        summary += f"\n{key_made_text(key_made)}" if key_made else ""
         print(summary, file=sys.stderr if status == EXIT_CANCELLED else sys.stdout)
     return status
 

@@ -28,16 +28,33 @@ from pathlib import Path
 import numpy as np
 
 from spdesk.core.errors import ConfigError, OutputError
-from spdesk.core.files import output_error
+from spdesk.core.files import output_error, shown
 from spdesk.core.paths import config_dir
 
 KEY_BYTES = 32
 ENV_KEY = "SPDESK_PROTECTION_KEY"
+BACKUP_ADVICE = (
+    "Back up the protection key with your photos and keep it private: it makes each "
+    "photo's protection. With another key, spdesk cannot tell that a photo was protected "
+    "before, and protects it again into a second copy."
+)
 log = logging.getLogger(__name__)
+_made_here: Path | None = None  # the key file this process made: a first run, told once
 
 
 def key_path() -> Path:
     return config_dir() / "protection.key"
+
+
+def key_made_here() -> Path | None:
+    """The key file this process made (the first photo-specific protection of an install), so
+    that the user can be told where it is and to back it up; None when it was there before."""
+    return _made_here
+
+
+def key_made_text(path: Path) -> str:
+    """The first run's notice: where the new key is, and why to back it up."""
+    return f"Made this install's protection key: {shown(path)}\n{BACKUP_ADVICE}"
 
 
 def install_key() -> bytes:
@@ -127,11 +144,18 @@ def _create(path: Path) -> bytes:
                 _write_private(path, key)
             except FileExistsError:
                 return _existing(path)
+        _made(path)
         return key
     except OSError as error:
         raise _key_error(output_error(error, path), path) from error
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _made(path: Path) -> None:
+    global _made_here
+    _made_here = path
+    log.info("Made this install's protection key %s.", path)
 
 
 # A process makes and links its temporary key file within milliseconds; one older than this was

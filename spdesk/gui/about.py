@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from spdesk import __version__
 from spdesk.core import paths
-from spdesk.core.keys import ENV_KEY, key_path
+from spdesk.core.keys import BACKUP_ADVICE, ENV_KEY, key_path
 from spdesk.core.logs import log_file
 from spdesk.gui import protect_bridge
 from spdesk.gui.desktop import open_in_file_manager
@@ -63,11 +63,7 @@ def key_advice() -> str:
     """What the protection key is for, and what losing it costs (the README's advice)."""
     if os.environ.get(ENV_KEY):
         return f"The protection key comes from {ENV_KEY}: the file above is not used."
-    return (
-        "Back up the protection key with your photos and keep it private: it makes each "
-        "photo's protection. With another key, spdesk cannot tell that a photo was protected "
-        "before, and protects it again into a second copy."
-    )
+    return BACKUP_ADVICE
 
 
 def models_folder() -> str:

@@ -39,6 +39,7 @@ from spdesk.core.jobs.events import (
     left_out_phrase,
     location_text,
 )
+from spdesk.core.keys import key_made_here, key_made_text
 from spdesk.core.perturbation import perturbation_gain, perturbation_label
 from spdesk.gui import protect_bridge
 from spdesk.gui.desktop import open_in_file_manager
@@ -92,6 +93,7 @@ class MainWindow(QMainWindow):
         self._job_failure = ""  # why the last job stopped as a whole, if it did
         self._already_done = 0  # photos of this job the output folder had already
         self._location_removed = 0  # photos whose protected copy left their GPS position out
+        self._key_made_told = False  # the first run's notice of a new protection key
         self._unchanged = 0  # copies the protection could not change (too small or flat)
         self._finetune_clock: protect_bridge.FinetuneClock | None = None  # fine-tuning jobs
         self._job_device = "auto"  # the device choice the running or last job was given
@@ -769,6 +771,9 @@ class MainWindow(QMainWindow):
             text += f"\n{location_text(self._location_removed, keep)}"
         for warning in self._job_warnings:  # settings that weaken the protection
             text += f"\nNote: {warning}"
+        if (key_made := key_made_here()) and not self._key_made_told:
+            self._key_made_told = True  # once: the first photo-specific run of an install
+            text += f"\n{key_made_text(key_made)}"
         # The queue's copies in the folder, this run's and the earlier runs' (a Retry that
         # failed again saved nothing, but the folder holds the rest of the queue).
         in_folder = self._copies_in_output()

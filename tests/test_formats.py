@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from spdesk.core.formats import IMAGE_SUFFIXES, readable_kinds, sniff
+from spdesk.core.formats import IMAGE_SUFFIXES, avif_supported, readable_kinds, sniff
 
 
 def _ftyp(major: bytes, *compatible: bytes) -> bytes:
@@ -38,3 +38,15 @@ def test_avif_is_named_among_readable_kinds_where_pillow_reads_it(
     assert readable_kinds().endswith(", AVIF") and ".avif" in IMAGE_SUFFIXES
     monkeypatch.setattr("spdesk.core.formats.avif_supported", lambda: False)
     assert "AVIF" not in readable_kinds()
+
+
+def test_a_pillow_that_does_not_know_avif_reads_no_avif_and_does_not_fail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from PIL import features
+
+    def unknown(name: str) -> bool:  # Pillow before 11.2
+        raise ValueError(f"Unknown module {name}")
+
+    monkeypatch.setattr(features, "check_module", unknown)
+    assert not avif_supported() and "AVIF" not in readable_kinds()

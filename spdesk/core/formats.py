@@ -56,10 +56,14 @@ def heic_supported() -> bool:
 
 
 def avif_supported() -> bool:
-    """Whether AVIF photos can be read here (Pillow built with AVIF support)."""
+    """Whether AVIF photos can be read here (Pillow built with AVIF support; Pillow before 11.2
+    does not know the module and raises)."""
     from PIL import features
 
-    return bool(features.check_module("avif"))
+    try:
+        return bool(features.check_module("avif"))
+    except ValueError:
+        return False
 
 
 def readable_kinds() -> str:

@@ -406,6 +406,55 @@ def test_overwrite_never_replaces_a_file_spdesk_did_not_write(
     assert hashlib.sha256(mine.read_bytes()).hexdigest() == before
 
 
+@posix_only
+def test_a_link_in_the_manifests_place_is_refused_and_what_it_points_at_left_alone(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    from spdesk.core.errors import OutputError
+
+    samples.photo(inputs / "x.jpg")
+    samples.photo(inputs / "y.jpg", seed=1)
+    originals_guard.append(inputs)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MANIFEST_NAME).symlink_to(inputs / "y.jpg")  # appending would change the photo
+    with pytest.raises(OutputError, match="is a symbolic link") as raised:
+        _run([inputs], out, settings)
+    assert "Remove the link" in (raised.value.hint or "")
+    assert sorted(p.name for p in out.iterdir()) == [".spdesk.lock", MANIFEST_NAME]
+
+
+@posix_only
+def test_a_linked_folder_inside_the_output_is_not_written_through(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
+) -> None:
+    samples.photo(inputs / "x.jpg")
+    samples.photo(inputs / "sub" / "y.jpg", seed=1)
+    originals_guard.append(inputs)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").symlink_to(inputs)  # out/sub/y.protected.jpg would land among the photos
+    report = _run([inputs], out, settings)
+    assert [e.source.name for e in report.done] == ["x.jpg"]
+    (failed,) = report.failed
+    assert failed.source.name == "y.jpg"
+    assert f"the folder {shown(out / 'sub')} in the output folder is a link to" in failed.reason
+    assert sorted(p.name for p in inputs.rglob("*")) == ["sub", "x.jpg", "y.jpg"]
+    _no_temps(inputs)
+
+
+@posix_only
+def test_an_output_folder_that_is_itself_a_link_is_written_into(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    samples.photo(inputs / "sub" / "y.jpg")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out").symlink_to(tmp_path / "elsewhere")  # the user's choice of folder
+    report = _run([inputs], tmp_path / "out", settings)
+    assert [e.source.name for e in report.done] == ["y.jpg"]
+    assert (tmp_path / "elsewhere" / "sub" / "y.protected.jpg").is_file()
+
+
 def test_overwrite_in_the_input_folder_leaves_a_user_file_named_like_an_output(
     inputs: Path, settings: ProtectSettings
 ) -> None:

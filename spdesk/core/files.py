@@ -298,6 +298,29 @@ def clean_stale_temps(root: Path) -> list[Path]:
     return removed
 
 
+_is_junction = getattr(os.path, "isjunction", lambda _path: False)  # Python 3.12+
+
+
+def refuse_linked_folders(root: Path, target: Path) -> None:
+    """Refuse to write ``target`` when a folder between the output ``root`` and it is a
+    symbolic link (or a Windows junction): it could lead anywhere, the photos' own folder
+    included, which the check that the output is not inside the inputs made for ``root`` alone.
+    ``root`` itself may be a link: the user chose it."""
+    try:
+        parts = target.parent.relative_to(root).parts
+    except ValueError:
+        return
+    folder = root
+    for part in parts:
+        folder = folder / part
+        if folder.is_symlink() or _is_junction(folder):
+            raise OutputError(
+                f"Not written: the folder {shown(folder)} in the output folder is a link to "
+                f"{shown(os.readlink(folder))}, and spdesk writes only into real folders there.",
+                hint="Remove the link (or move it out of the output folder) and run again.",
+            )
+
+
 def make_folder(folder: Path, target: Path) -> None:
     """Create ``folder`` (for ``target``), or say plainly why it cannot be."""
     try:

@@ -106,14 +106,27 @@ class Manifest:
         try:
             if self.shard is not None:
                 self.path.parent.mkdir(exist_ok=True)
+            self._refuse_a_link()
             self.entries = self._load()  # re-read under the lock
-            self._handle = self.path.open("ab", buffering=0)
+            self._handle = _open_appending(self.path)
             self._end_torn_line()
             self._merge_shards()  # what writers of a killed distributed run finished
         except OSError as error:
             self.close(compact=False)
             raise output_error(error, self.path) from error
         return self
+
+    def _refuse_a_link(self) -> None:
+        """A link in the manifest's place would have spdesk append to whatever it points at
+        (a photo, in the audit that found it): refused, as a linked lock file is."""
+        if self.path.is_symlink():
+            self.close(compact=False)
+            raise OutputError(
+                f"The record of finished photos {shown(self.path)} is a symbolic link (spdesk "
+                "keeps it in a plain file only).",
+                hint="Remove the link (when no spdesk job is running in that folder) and run "
+                "again.",
+            )
 
     def close(self, *, compact: bool = True) -> None:
         """Compact the manifest (one line per source) and release the lock."""
@@ -431,6 +444,13 @@ def shard_path(root: Path, name: str) -> Path:
 def _entry_time(entry: dict[str, Any]) -> float:
     value = entry.get("time", 0.0)  # "pending" lines have none: anything recorded is newer
     return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _open_appending(path: Path) -> IO[bytes]:
+    """Unbuffered appending that never follows a link put there meanwhile (where the system
+    can tell: O_NOFOLLOW)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    return os.fdopen(os.open(path, flags | getattr(os, "O_BINARY", 0), 0o666), "ab", buffering=0)
 
 
 def read_job_manifest(path: Path) -> dict[str, dict[str, Any]]:

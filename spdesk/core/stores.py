@@ -71,6 +71,7 @@ from spdesk.core.files import (
     name_max,
     output_error,
     publish,
+    refuse_linked_folders,
     shown,
 )
 from spdesk.core.formats import HEAD_BYTES, sniff, sniff_file
@@ -179,9 +180,10 @@ class Store(Protocol):
         """The longest name (bytes) an output in ``folder`` may have."""
         ...
 
-    def scratch(self, target: Path) -> Path:
+    def scratch(self, root: Path, target: Path) -> Path:
         """Where an output's complete local temporary file is written: beside ``target``, or
-        in a local folder for a store without renames."""
+        in a local folder for a store without renames. OutputError when a folder between the
+        output ``root`` and ``target`` leads elsewhere (a symbolic link)."""
         ...
 
     def publish(
@@ -277,7 +279,8 @@ class FolderStore:
     def name_max(self, folder: Path) -> int:
         return name_max(folder)
 
-    def scratch(self, target: Path) -> Path:
+    def scratch(self, root: Path, target: Path) -> Path:
+        refuse_linked_folders(root, target)
         return target  # the rename that publishes it is atomic on one file system
 
     def publish(
@@ -558,7 +561,7 @@ class FsspecStore:
     def name_max(self, folder: Path) -> int:
         return _OBJECT_NAME_MAX
 
-    def scratch(self, target: Path) -> Path:
+    def scratch(self, root: Path, target: Path) -> Path:  # an object store has no links
         return Path(tempfile.gettempdir()) / "spdesk-uploads" / target.name
 
     def publish(

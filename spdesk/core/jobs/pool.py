@@ -451,7 +451,10 @@ class JobRun:
         encoded = prepare(decoded, protected, fmt, self._export)
         decoded.notes.extend(encoded.notes)
         temp, size, digest = write_checked(
-            encoded, self.job.output_store.scratch(task.target.path), decoded.size, task.target.path
+            encoded,
+            self.job.output_store.scratch(Path(self.job.output_root), task.target.path),
+            decoded.size,
+            task.target.path,
         )
         notes = (*decoded.notes, *task.target.notes)
         return _Outcome(temp, size, digest, figures, notes, encoded.location_removed)

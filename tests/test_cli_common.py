@@ -140,6 +140,49 @@ def test_a_signal_the_process_was_started_to_ignore_stays_ignored() -> None:
             signal.signal(n, handler)
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_command_without_a_cancel_of_its_own_ends_with_130_and_its_json_on_a_stop_signal(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``spdesk eval`` and ``--self-test`` take no cancel token: SIGTERM and SIGHUP killed them
+    without a word, and a SIGINT to one started in a script's background was ignored."""
+    number = getattr(signal, name)
+    before = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job of a script
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+        def command(_args: argparse.Namespace) -> int:
+            os.kill(os.getpid(), number)
+            raise AssertionError("the signal did not stop the command")
+
+        assert run_command(command, argparse.Namespace(json=True)) == EXIT_CANCELLED
+        printed = json.loads(capsys.readouterr().out)
+        assert printed["exit_code"] == EXIT_CANCELLED and printed["error"] == "Interrupted."
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # handlers given back
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+    finally:
+        for n, handler in before.items():
+            signal.signal(n, handler)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+def test_a_command_that_was_started_to_ignore_sighup_still_ignores_it() -> None:
+    before = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup
+
+        def command(_args: argparse.Namespace) -> int:
+            os.kill(os.getpid(), signal.SIGHUP)
+            return EXIT_OK
+
+        assert run_command(command, argparse.Namespace(json=False)) == EXIT_OK
+    finally:
+        for n, handler in before.items():
+            signal.signal(n, handler)
+
+
 class _GoneTerminal(io.StringIO):
     """A terminal that was closed (after SIGHUP every write fails with EIO)."""
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 import unicodedata
 from collections.abc import Callable
@@ -45,6 +46,7 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     sys.stdout = output  # type: ignore[assignment]
     sys.stderr = _Messages(stderr or _Discarded())  # type: ignore[assignment]
     json_failure = bool(getattr(args, "json", False))
+    previous = _interrupt_on_stop_signals()
     try:
         status = func(args)
         sys.stdout.flush()  # what is still buffered fails here, not at exit
@@ -70,6 +72,8 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         return output.failure(json_failure, EXIT_ERROR, what, _bug_text())
     finally:
         sys.stdout, sys.stderr = stdout, stderr
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 class _OutputFailed(Exception):
@@ -192,6 +196,35 @@ def _bug_text() -> str:
 _STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
+def _interrupt_on_stop_signals() -> dict[int, Any]:
+    """Until a command takes the stop signals itself (:func:`cancel_on_sigint`), each one ends
+    it as Ctrl+C does: exit 130, with its JSON object. Without this, SIGTERM and SIGHUP killed
+    ``spdesk eval`` or ``--self-test`` silently, and a background job of a script (started with
+    SIGINT ignored) ran on. Returns the handlers to put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {}
+    for number in _stop_signals():
+        previous[number] = signal.signal(number, interrupt)
+    return previous
+
+
+def _stop_signals() -> list[int]:
+    """The stop signals spdesk takes: a SIGHUP the process was started to ignore stays
+    ignored (`nohup`: the job outlives the terminal); SIGINT and SIGTERM are always taken."""
+    numbers = []
+    for name in _STOP_SIGNALS:
+        number = getattr(signal, name, None)  # SIGHUP: not on Windows
+        if number is None or (name == "SIGHUP" and signal.getsignal(number) is signal.SIG_IGN):
+            continue
+        numbers.append(number)
+    return numbers
+
+
 def cancel_on_sigint() -> CancelToken:
     """A cancel token that Ctrl+C (or SIGTERM, SIGHUP) sets, so the core stops cleanly at its
     next check; a second one stops at once."""
@@ -205,13 +238,7 @@ def cancel_on_sigint() -> CancelToken:
         with contextlib.suppress(OSError):  # the terminal is gone (SIGHUP): the job still stops
             print(f"\nStopping after the current step ({again} to abort)...", file=sys.stderr)
 
-    for name in _STOP_SIGNALS:
-        number = getattr(signal, name, None)  # SIGHUP: not on Windows
-        # A SIGHUP the process was started to ignore stays ignored: `nohup` ignores it so that
-        # a job outlives the terminal (ssh). SIGINT and SIGTERM are always taken, as before (a
-        # background job of a script starts with SIGINT ignored, and is still stopped by it).
-        if number is None or (name == "SIGHUP" and signal.getsignal(number) is signal.SIG_IGN):
-            continue
+    for number in _stop_signals():  # a background job of a script starts with SIGINT ignored
         signal.signal(number, handler)
     return token
 

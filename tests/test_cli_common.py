@@ -373,6 +373,34 @@ def test_with_json_a_command_that_cannot_run_still_prints_one_json_object(
     assert expected["error"] in err  # the person at the terminal is still told
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["protect", "in", "--out", "out", "--strength", "abc", "--json"],
+        ["protect", "in", "--json"],
+        ["eval", "--photos", "in", "--json"],
+        ["--json"],
+    ],
+    ids=["bad-value", "missing-option", "eval-missing-option", "json-without-a-command"],
+)
+def test_with_json_a_command_line_argparse_refuses_is_still_one_json_object(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import spdesk.cli
+
+    with pytest.raises(SystemExit) as exited:
+        spdesk.cli.main(argv)
+    assert exited.value.code == EXIT_ERROR
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert printed["ok"] is False and printed["exit_code"] == EXIT_ERROR
+    assert printed["error"] and printed["error"] in captured.err  # argparse's own words
+    assert "--help' for its options." in printed["hint"]
+    with pytest.raises(SystemExit):
+        spdesk.cli.main(argv[:-1] if argv != ["--json"] else ["protect"])
+    assert capsys.readouterr().out == ""  # without --json: argparse's text alone, on stderr
+
+
 def test_with_json_an_unexpected_error_is_one_json_object_naming_the_log(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

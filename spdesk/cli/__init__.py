@@ -12,9 +12,10 @@ import importlib
 import sys
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from spdesk import __version__
-from spdesk.cli.common import EXIT_CANCELLED, run_command
+from spdesk.cli.common import EXIT_CANCELLED, EXIT_ERROR, print_json, run_command
 
 # Modules under spdesk.cli, each adding one subcommand (or group) in this order.
 COMMAND_MODULES = ("protect", "train", "evaluate", "models", "preview", "train_generator")
@@ -33,8 +34,21 @@ With --json a command prints one JSON object on stdout, also when it cannot run:
   {"ok": false, "exit_code": 2, "error": "...", "hint": "..."} (hint may be null)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are also one JSON object on stdout when the
+    command line asks for ``--json``: a script reads stdout, not the usage text on stderr."""
+
+    json_errors = False  # set from each command line (the subcommands' parsers are this class)
+
+    def error(self, message: str) -> NoReturn:
+        if _Parser.json_errors:
+            hint = f"Run '{self.prog} --help' for its options."
+            print_json({"ok": False, "exit_code": EXIT_ERROR, "error": message, "hint": hint})
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="spdesk",
         description=(
             "Protect your photos from AI editing. spdesk adds a hard-to-see perturbation "
@@ -96,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
+    _Parser.json_errors = "--json" in argv
     args = parser.parse_args(_with_files_opened(argv, parser.get_default("command_names")))
     if args.self_test_json and not args.self_test:
         parser.error(

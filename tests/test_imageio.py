@@ -158,6 +158,21 @@ def test_16bit_grey_is_scaled_not_clipped(tmp_path: Path) -> None:
     assert any("16-bit" in note for note in decoded.notes)
 
 
+def test_a_32bit_integer_tiff_is_refused_like_a_floating_point_one(tmp_path: Path) -> None:
+    """Scaled as if it held 16 bits, it came out black or wrapped, and counted as done."""
+    path = tmp_path / "science.tif"
+    Image.fromarray(np.array([[0, 255, 2**31 - 1]], dtype=np.int32)).save(path)
+    with pytest.raises(UnsupportedImageError, match=r"holds 32-bit integer .* 8- and 16-bit"):
+        read_image(path)
+
+
+def test_negative_values_of_a_16bit_image_are_black_not_wrapped() -> None:
+    from spdesk.core.colour import _scale_16bit
+
+    image = Image.fromarray(np.array([[-70000, 0, 65535]], dtype=np.int32))  # mode "I" is signed
+    assert np.asarray(_scale_16bit(image, 16)).tolist() == [[0, 0, 255]]
+
+
 def test_48bit_rgb_is_scaled_not_clipped(tmp_path: Path) -> None:
     values = np.array([[[0, 40000, 65535], [300, 255, 20000]]], dtype=np.uint16)
     decoded = read_image(samples.png16(tmp_path / "rgb48.png", values))

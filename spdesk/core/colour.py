@@ -59,14 +59,15 @@ def to_rgb(
     :class:`UnsupportedImageError` naming the file.
     """
     mode = image.mode
-    if mode in SIXTEEN_BIT_MODES:
-        image, mode = _scale_16bit(image, bit_depth), "L"
-    if mode == "F":
+    if mode == "F" or (mode in SIXTEEN_BIT_MODES and bit_depth > 16):
+        kind = "floating-point" if mode == "F" else f"{bit_depth}-bit integer"
         raise UnsupportedImageError(
-            f"{path.name} holds floating-point (HDR/scientific) pixels; spdesk protects 8- and "
+            f"{path.name} holds {kind} (HDR/scientific) pixels; spdesk protects 8- and "
             "16-bit photos.",
             hint="Export it as an 8- or 16-bit TIFF, PNG or JPEG first.",
         )
+    if mode in SIXTEEN_BIT_MODES:
+        image, mode = _scale_16bit(image, bit_depth), "L"
     space = _icc_space(icc)
     if mode == "CMYK":
         return _cmyk_to_srgb(path, image, icc if space == "CMYK" else None, notes)
@@ -87,9 +88,9 @@ def to_rgb(
 
 
 def _scale_16bit(image: Image.Image, bit_depth: int) -> Image.Image:
-    values = np.asarray(image)
+    values = np.asarray(image).astype(np.int64)  # mode "I" is signed: clipped, not wrapped
     top = 65535 if bit_depth >= 16 or int(values.max(initial=0)) > 255 else 255
-    scaled = (values.astype(np.uint32) * 255 + top // 2) // top
+    scaled = (np.clip(values, 0, top) * 255 + top // 2) // top
     return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8))  # uint8 (H, W): "L"
 
 

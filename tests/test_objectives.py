@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from PIL import Image
 
 from spdesk.core.encoders.base import LatentDist
 from spdesk.core.errors import ObjectiveError
@@ -73,6 +76,36 @@ def test_encoder_objective_black_target_and_bad_target() -> None:
         build_objective("encoder", {"target": "no-such-file.png"}).value(
             encoder, _images(0.5), _images(0.9), BatchCache()
         )
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b"", "is empty"), (b"not an image at all", "not"), (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "")],
+    ids=["empty", "text", "broken-png"],
+)
+def test_a_target_image_that_cannot_be_read_is_named_when_the_objective_is_made(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
+    """It failed at the first training step, after minutes of loading, as a bug (Pillow's
+    UnidentifiedImageError)."""
+    target = tmp_path / "target.png"
+    target.write_bytes(content)
+    with pytest.raises(ObjectiveError, match=r"The target image cannot be used: .*target\.png"):
+        build_objective("encoder", {"target": str(target)})
+    if reason:
+        with pytest.raises(ObjectiveError, match=reason):
+            build_objective("encoder", {"target": str(target)})
+
+
+def test_a_target_image_is_read_as_photos_are_and_pulls_towards_its_latent(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "target.png"
+    Image.new("L", (8, 6), 179).save(target)  # grey, 16-bit or not: read as a photo, as RGB
+    objective = build_objective("encoder", {"target": str(target)})
+    encoder = LinearEncoder()
+    value = objective.value(encoder, _images(179 / 255), _images(0.9), BatchCache())
+    assert float(value.max()) < 1e-10
 
 
 def test_latent_objective_zero_gradient_at_zero_and_positive_after() -> None:

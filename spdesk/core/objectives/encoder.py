@@ -14,27 +14,41 @@ import torch
 import torch.nn.functional as F
 
 from spdesk.core.encoders.base import Encoder
-from spdesk.core.errors import ObjectiveError
+from spdesk.core.errors import ImageError, ObjectiveError
 from spdesk.core.objectives.base import BatchCache, Direction, Objective, relative_sq_distance
 
 GREY = 0.5
 
 
-def _target_image(target: str, like: torch.Tensor) -> torch.Tensor:
-    """The target image resized to ``like``'s size: "grey", "black", "white" or an image path."""
-    named = {"grey": GREY, "gray": GREY, "black": 0.0, "white": 1.0}
-    if target in named:
-        return torch.full_like(like, named[target])
+NAMED_TARGETS = {"grey": GREY, "gray": GREY, "black": 0.0, "white": 1.0}
+
+
+def _read_target(target: str) -> np.ndarray | None:
+    """A target image's pixels (H, W, 3) in [0, 1], read as photos are (None for a named
+    target), or a named error before any training starts."""
+    if target in NAMED_TARGETS:
+        return None
     path = Path(target)
     if not path.is_file():
         raise ObjectiveError(
             f"Target {target!r} is neither 'grey', 'black', 'white' nor an image file."
         )
-    from PIL import Image
+    from spdesk.core.imageio import read_image
 
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(array).permute(2, 0, 1)[None].to(like.device)
+    try:
+        decoded = read_image(path)
+    except ImageError as error:
+        raise ObjectiveError(
+            f"The target image cannot be used: {error.message}", hint=error.hint
+        ) from error
+    return np.asarray(decoded.image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def _target_image(target: str, pixels: np.ndarray | None, like: torch.Tensor) -> torch.Tensor:
+    """The target resized to ``like``'s size."""
+    if pixels is None:
+        return torch.full_like(like, NAMED_TARGETS[target])
+    tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None].to(like.device)
     tensor = F.interpolate(tensor, size=like.shape[-2:], mode="bilinear", antialias=True)
     return tensor.expand_as(like).clamp(0, 1)
 
@@ -51,6 +65,7 @@ class EncoderObjective(Objective):
 
     def __init__(self, target: str = "grey") -> None:
         self.target = target
+        self._pixels = _read_target(target)
 
     def value(
         self, encoder: Encoder, perturbed: torch.Tensor, clean: torch.Tensor, cache: BatchCache
@@ -58,7 +73,7 @@ class EncoderObjective(Objective):
         z_target = cache.get(
             encoder,
             f"target:{self.target}",
-            lambda: encoder.encode(_target_image(self.target, clean)).mean,
+            lambda: encoder.encode(_target_image(self.target, self._pixels, clean)).mean,
         )
         z_clean = cache.get(encoder, "clean", lambda: encoder.encode(clean).mean)
         z = encoder.encode(perturbed).mean

@@ -79,6 +79,18 @@ def test_at_strength_rescales_to_the_new_budget() -> None:
     assert p.at_strength(None) is p.delta
 
 
+def test_a_file_with_a_tiny_budget_rescales_within_the_new_one_not_to_infinity(
+    tmp_path: Path,
+) -> None:
+    """eps = 1e-40 with a pattern inside its rounding tolerance: the float32 scale was
+    infinite and ``spdesk protect --strength 8`` ended in an OverflowError, as a bug."""
+    path = save_perturbation(
+        tmp_path / "tiny.safetensors", np.full((3, 16, 16), 1e-6, np.float32), eps=1e-40
+    )
+    scaled = load_perturbation(path).at_strength(8)
+    assert np.isfinite(scaled).all() and np.abs(scaled).max() <= np.float32(8 / 255)
+
+
 def test_save_refuses_delta_over_its_budget(tmp_path: Path) -> None:
     with pytest.raises(PerturbationFileError, match="over its stated budget"):
         save_perturbation(tmp_path / "p.safetensors", _signs(9), eps=8)

@@ -64,7 +64,10 @@ class Perturbation:
         if eps is None or eps == self.eps:
             return self.delta
         check_eps(eps)
-        return (self.delta * np.float32(eps / self.eps)).astype(np.float32)
+        # In float64 and bounded: a file with a tiny budget (1e-40) made the float32 scale
+        # infinite, and the pattern's rounding within BOUND_TOLERANCE grows with the scale.
+        scaled = self.delta.astype(np.float64) * (eps / self.eps)
+        return np.clip(scaled, -eps / 255, eps / 255).astype(np.float32)
 
 
 def check_eps(eps: float) -> None:

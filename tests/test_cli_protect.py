@@ -221,6 +221,8 @@ def test_could_not_run_exits_2(
         (["--randomize"], "--randomize only applies to the universal pattern"),  # photo: default
         (["--mode", "photo", "--objective", "encoder"], "--objective only applies"),
         (["--mode", "universal", "--seed", "3"], "--seed is only used with --randomize"),
+        (["--perturbation", "p.safetensors", "--generator", "g"], "--generator is only used"),
+        (["--mode", "universal", "--generator", "g"], "--generator is only used with --mode photo"),
         (["--mode", "universal", "--objective", "bogus"], "--objective applies to fine-tuning"),
         (["--format", "png", "--quality", "10"], "--quality applies to JPEG and WebP"),
         (["--suffix", ".pro\ntected"], "no slash or control character"),

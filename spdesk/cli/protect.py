@@ -207,11 +207,11 @@ def _mode(args: argparse.Namespace) -> str:
     from spdesk.core.errors import ConfigError
     from spdesk.core.jobs.settings import job_mode
 
-    if args.mode == "universal" and args.generator:
-        raise ConfigError("--generator is only used with --mode photo.")
     mode = job_mode(
         args.mode, fine_tune=args.fine_tune is not None, own_pattern=bool(args.perturbation)
     )
+    if mode in ("universal", "finetune") and args.generator:  # also when --perturbation chose it
+        raise ConfigError("--generator is only used with --mode photo.")
     if mode == "photo-finetune" and args.objective != DEFAULT_FINETUNE_OBJECTIVE:
         raise ConfigError(
             "--objective applies to fine-tuning the universal pattern (--mode universal); "

@@ -644,3 +644,12 @@ def test_an_output_inside_the_input_under_another_name_of_it_is_found(tmp_path: 
     if not done.stdout and done.stderr.startswith(("unshare:", "mount:")):
         pytest.skip(f"no bind mount in a user namespace here: {done.stderr.strip()}")
     assert done.stdout.strip() == "True", done.stderr
+
+
+@pytest.mark.parametrize("url", ["https://example.com/a/b.jpg", "HTTP://example.com/photos"])
+def test_a_web_address_is_refused_by_name_not_shown_mangled(url: str) -> None:
+    """It was read as an fsspec HTTP store, then as a path, and reported as
+    "https://https:/example.com/a/b.jpg does not exist"."""
+    with pytest.raises(ConfigError, match="is a web address") as raised:
+        open_store(url)
+    assert raised.value.message.startswith(url) and "Download" in (raised.value.hint or "")

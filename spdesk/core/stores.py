@@ -753,6 +753,12 @@ def open_store(location: str) -> tuple[Store, str]:
     else a folder."""
     if "://" not in location or location.startswith("file://"):
         return FolderStore(), location.removeprefix("file://")
+    if location.split("://", 1)[0].lower() in ("http", "https"):  # pages, not a store to walk
+        raise ConfigError(
+            f"{location} is a web address: spdesk reads photos from folders and object stores "
+            "(s3://, gs://, ...), not from web pages.",
+            hint="Download the photos into a folder first.",
+        )
     try:
         from fsspec.core import url_to_fs
     except ImportError as error:

@@ -355,6 +355,21 @@ def test_a_generator_that_writes_no_perturbation_is_refused_when_loaded(tmp_path
         load_generator(path)
 
 
+def test_a_generator_whose_budget_cannot_change_a_pixel_is_refused_unless_given_a_strength(
+    tmp_path: Path,
+) -> None:
+    """It gave "unchanged: too small or flat", blaming every photo, and exit 0."""
+    from spdesk.core.photo_protect import GeneratorProtector
+
+    path = save_generator(
+        tmp_path / "tiny.safetensors", _model().state_dict(), eps=1e-40, network=SMALL.to_dict(),
+        shaping=shaping_to_dict(Shaping()),
+    )  # fmt: skip
+    with pytest.raises(PerturbationFileError, match=r"tiny\.safetensors has a budget of 1e-40"):
+        GeneratorProtector(path, key=bytes(32))
+    assert GeneratorProtector(path, strength=8, key=bytes(32)).eps == 8
+
+
 def test_a_generator_with_integer_weights_is_refused_by_name(tmp_path: Path) -> None:
     good = _save(tmp_path / "good.safetensors", _model())
     state = {name: (t * 4).to(torch.int32) for name, t in _model().state_dict().items()}

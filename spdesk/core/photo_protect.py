@@ -20,6 +20,7 @@ from PIL import Image
 from spdesk.core.apply import Figures, apply_working_delta_pil, change_figures
 from spdesk.core.batches import batches_by_key
 from spdesk.core.errors import PerturbationFileError
+from spdesk.core.files import shown
 from spdesk.core.generator import DeltaGenerator, GeneratorConfig, generator_raw, noise_shape
 from spdesk.core.generator_file import GeneratorSpec, read_spec
 from spdesk.core.geometry import large_photo_factor, layout_size
@@ -163,6 +164,12 @@ class GeneratorProtector:
         if strength is not None:
             check_eps(strength)
         self.eps = strength if strength is not None else self.spec.eps
+        if round(self.eps) == 0:  # every photo would be "unchanged: too small or flat"
+            raise PerturbationFileError(
+                f"{shown(path)} has a budget of {self.eps:g} 8-bit steps: its protection "
+                "cannot change any pixel.",
+                hint="Give a strength (--strength 8), or choose another generator file.",
+            )
         self.shaping = generator_shaping(self.spec)
         self.key = key if key is not None else install_key()
         self.working_side = working_side

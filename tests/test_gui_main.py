@@ -319,8 +319,12 @@ def test_close_during_a_job_asks_then_stops_the_worker(
     monkeypatch.setattr(window, "ask", lambda *_a: next(answers))
     assert not window.close(), "saying no keeps the window and the job"
     assert window.job_runner.running
-    assert window.close()
+    assert not window.close(), "yes: the job stops after its step, the window stays drawn"
+    assert "Stopping after the current step, then closing" in window.progress_label.text()
+    assert not window.close(), "asked once: closing again while it stops asks nothing"
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
     assert not window.job_runner.running
+    assert window.queue.count_by_status()[RowStatus.DONE] == 1
 
 
 def test_settings_survive_a_restart(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:

@@ -396,9 +396,9 @@ def test_closing_while_planning_asks_nothing_and_downloads_nothing(
     import time
 
     class SlowPlan(ModelStore):
-        def plan(self, feature: Any) -> Any:
+        def plan(self, feature: Any, cancel: Any = None) -> Any:
             time.sleep(0.5)  # a slow hub listing
-            return super().plan(feature)
+            return super().plan(feature, cancel)
 
     dialog = _dialog(qtbot, lambda: SlowPlan(settings=StoreSettings(endpoint=hub.url)))
     asked: list[str] = []
@@ -412,6 +412,26 @@ def test_closing_while_planning_asks_nothing_and_downloads_nothing(
     qtbot.wait(500)  # the plan's result, queued as the dialog closed, would arrive now
     assert asked == [], "a closed dialog asked to download"
     assert not dialog.runner.running and hub.bytes_served() == 0
+
+
+def test_stop_while_the_hub_does_not_answer_the_listing_ends_it_at_once(
+    qtbot: QtBot, hub: HubServer
+) -> None:
+    """The dialog listed without the cancel token: "Cancelling…" stayed while huggingface_hub
+    retried (a 500 for some 23 s; a stalled network for good)."""
+    import time
+
+    hub.fail_listing(500)
+    dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
+    dialog.show()
+    dialog.select("train")
+    assert dialog.download()
+    assert dialog.runner.running and dialog._action == "plan"
+    qtbot.wait(300)
+    started = time.monotonic()
+    dialog.runner.cancel()  # what "Stop download" does
+    qtbot.waitUntil(lambda: not dialog.runner.running, timeout=5_000)
+    assert time.monotonic() - started < 3 and hub.bytes_served() == 0
 
 
 def test_a_stopped_runner_drops_its_workers_late_result(qtbot: QtBot) -> None:
@@ -437,6 +457,22 @@ def test_a_stopped_runner_drops_its_workers_late_result(qtbot: QtBot) -> None:
     runner.start(lambda _on_event, _cancel: "next")  # a later task is heard as before
     qtbot.waitUntil(lambda: heard[-1] == "finished" and len(heard) == 3, timeout=5_000)
     assert heard == ["finished", "succeeded next", "finished"]
+
+
+def test_a_task_a_closed_window_could_not_wait_for_is_waited_for_at_exit(qtbot: QtBot) -> None:
+    """A stop that timed out left the thread running; Qt aborted when the app exited
+    ("QThread: Destroyed while thread is still running", exit 134)."""
+    import threading
+
+    from spdesk.gui.workers import TaskRunner, wait_for_live_threads
+
+    release = threading.Event()
+    runner = TaskRunner()
+    runner.start(lambda _on_event, _cancel: release.wait(10))  # a call that ignores a cancel
+    assert not runner.stop(timeout_ms=50)
+    assert not wait_for_live_threads(100), "still running: the app ends the process instead"
+    threading.Timer(0.2, release.set).start()
+    assert wait_for_live_threads(5_000)
 
 
 def test_verify_that_deletes_a_damaged_file_updates_the_row(

@@ -965,6 +965,35 @@ def test_a_cancel_while_listing_stops_at_once(store: ModelStore, hub: HubServer)
     assert not store.folder_for("preview").exists()
 
 
+def test_a_hub_that_takes_the_connection_and_never_answers_is_named_not_waited_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A network that wants a sign-in page holds connections open: the listing has no read
+    timeout, and "Checking what needs to be downloaded…" stayed for good."""
+    import socket
+
+    from spdesk.core.models import selection
+
+    monkeypatch.setattr(selection, "LISTING_TIMEOUT_S", 1.0)
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    accepting = threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True)
+    accepting.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        store = ModelStore(settings=StoreSettings(endpoint=url))
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match=r"did not answer within 1 s") as caught:
+            store.download("preview")
+        assert time.monotonic() - started < 5
+        assert "sign in" in (caught.value.hint or "")
+        assert not store.folder_for("preview").exists()
+    finally:
+        for connection in held:
+            connection.close()
+        listener.close()
+
+
 def test_a_server_sending_more_than_a_file_holds_fails_after_a_few_tries(
     store: ModelStore, hub: HubServer, sd_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:

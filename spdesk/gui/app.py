@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QApplication
 from spdesk import __version__
 from spdesk.core.logs import log_file, setup_logging
 from spdesk.gui.platform_check import platform_problem
+from spdesk.gui.workers import wait_for_live_threads
 
 
 def app_icon() -> QIcon:
@@ -118,7 +119,14 @@ def main(paths: Sequence[Path] | None = None) -> int:
         QTimer.singleShot(0, lambda: window.add_paths(queue))
     # Device detection imports torch: start it only once the window is on screen.
     QTimer.singleShot(300, window.detect_device)
-    return int(app.exec())
+    status = int(app.exec())
+    if not wait_for_live_threads(EXIT_WAIT_MS):
+        # A cancelled task still in a call that cannot be interrupted (a stalled network read):
+        # Qt aborts when a running QThread is destroyed at exit; its writes are atomic, so
+        # ending the process now loses nothing.
+        logging.getLogger(__name__).warning("A background task did not stop; exiting anyway.")
+        os._exit(status)
+    return status
 
 
 # Marks an argument whose bytes are not UTF-8 in what Qt is given: a private-use character
@@ -155,6 +163,7 @@ def _original(argument: str) -> str:
 
 
 STARTUP_PROBE = "SPDESK_STARTUP_PROBE"
+EXIT_WAIT_MS = 30_000  # for tasks the closed windows cancelled and could not wait for
 
 
 def _report_shown(app: QApplication) -> None:

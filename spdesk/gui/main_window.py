@@ -93,6 +93,7 @@ class MainWindow(QMainWindow):
         self._job_failure = ""  # why the last job stopped as a whole, if it did
         self._already_done = 0  # photos of this job the output folder had already
         self._location_removed = 0  # photos whose protected copy left their GPS position out
+        self._closing = False  # asked to close while a job ran: closes when it has stopped
         self._key_made_told = False  # the first run's notice of a new protection key
         self._unchanged = 0  # copies the protection could not change (too small or flat)
         self._finetune_clock: protect_bridge.FinetuneClock | None = None  # fine-tuning jobs
@@ -933,10 +934,21 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.job_runner.running:
-            if not self.ask("Stop protecting?", "Photos are still being protected. Stop and quit?"):
+            # The window stays alive and drawn until the job has stopped after its step (a
+            # fine-tuning step takes seconds to minutes), then closes itself: waiting here froze
+            # it, the question box still on screen, and a wait that timed out crashed at exit.
+            if not self._closing and not self.ask(
+                "Stop protecting?", "Photos are still being protected. Stop and quit?"
+            ):
                 event.ignore()
                 return
-            self.job_runner.stop()
+            if not self._closing:
+                self._closing = True
+                self.cancel_job()
+                self.progress_label.setText("Stopping after the current step, then closing…")
+                self.job_runner.finished.connect(self.close, Qt.ConnectionType.QueuedConnection)
+            event.ignore()
+            return
         self.device_runner.stop()
         self.scan_runner.stop()
         self.queue.wait_for_thumbnails()

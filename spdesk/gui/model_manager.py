@@ -89,7 +89,7 @@ def store_task(factory: StoreFactory, action: str, feature: str | None = None, *
         if action == "status":
             return store.root, store.status(), store.root_reason
         if action == "plan":
-            return store.plan(feature)
+            return store.plan(feature, cancel)  # Stop and Close end a stalled listing at once
         if action == "download":
             return store.download(feature, on_event, cancel)
         if action == "verify":

@@ -8,7 +8,9 @@ in the worker thread, so the window shows at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +71,18 @@ def _forget_finished_threads() -> None:
             finished = True
         if finished:
             del _LIVE[thread]
+
+
+def wait_for_live_threads(timeout_ms: int) -> bool:
+    """Wait (in all at most ``timeout_ms``) for the tasks still running after their windows
+    closed; True when none is left."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    for thread in list(_LIVE):
+        left = max(0, int((deadline - time.monotonic()) * 1000))
+        with contextlib.suppress(RuntimeError):  # its C++ object is already gone
+            thread.wait(left)
+    _forget_finished_threads()
+    return not _LIVE
 
 
 class TaskRunner(QObject):

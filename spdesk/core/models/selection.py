@@ -12,9 +12,11 @@ without safetensors (converted on arrival, see :mod:`spdesk.core.models.weights`
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -30,6 +32,11 @@ WEIGHTLESS_PARTS = ("tokenizer", "scheduler")
 PREFERRED_WEIGHTS = ("diffusion_pytorch_model", "model")  # diffusers / transformers file stems
 CANDIDATE_SUFFIXES = (".json", ".txt", ".safetensors", ".bin")
 CANCEL_POLL_S = 0.1  # how often a listing in progress looks at the cancel token
+# A hub that takes connections and never answers (a network waiting for a sign-in page) held
+# "Checking what needs to be downloaded…" for good: the library's listing has no read timeout.
+# Two requests at the download's own timeout, and the library's retries of a failing server
+# (some 23 s), fit inside.
+LISTING_TIMEOUT_S = 60.0
 
 T = TypeVar("T")
 
@@ -105,10 +112,17 @@ def list_candidates(
     from spdesk.core.logs import library_output_to_log
 
     library_output_to_log("huggingface_hub")  # its retries go to the log, not the terminal
+    listing = functools.partial(_listing, source, endpoint)
     try:
-        return unless_cancelled(lambda: _listing(source, endpoint), cancel or CancelToken())
+        return unless_cancelled(listing, cancel or CancelToken(), timeout_s=LISTING_TIMEOUT_S)
     except Cancelled as error:
         raise Cancelled("Download cancelled while asking the hub; nothing was fetched.") from error
+    except TimeoutError as error:
+        raise DownloadError(
+            f"{endpoint} did not answer within {LISTING_TIMEOUT_S:g} s; nothing was fetched.",
+            hint="Check the connection (a network that wants you to sign in on a web page first "
+            "holds connections open), a proxy, or HF_ENDPOINT, then try again.",
+        ) from error
     except Exception as error:
         raise hub_error(error, source, endpoint) from error
 
@@ -133,10 +147,13 @@ def _listing(source: Source, endpoint: str) -> tuple[str, list[RemoteFile]]:
     return commit, [RemoteFile(path, sizes[path]) for path in wanted]
 
 
-def unless_cancelled(call: Callable[[], T], cancel: CancelToken) -> T:
-    """``call()``'s result, or Cancelled as soon as ``cancel`` is set. huggingface_hub's calls
-    cannot be interrupted (a failing server is retried for some 23 s), so ``call`` runs in a
-    daemon thread left to end on its own: a dry-run listing writes nothing."""
+def unless_cancelled(
+    call: Callable[[], T], cancel: CancelToken, *, timeout_s: float | None = None
+) -> T:
+    """``call()``'s result, or Cancelled as soon as ``cancel`` is set (TimeoutError after
+    ``timeout_s``). huggingface_hub's calls cannot be interrupted (a failing server is retried
+    for some 23 s), so ``call`` runs in a daemon thread left to end on its own: a dry-run
+    listing writes nothing."""
     outcome: list[tuple[bool, Any]] = []
     done = threading.Event()
 
@@ -149,9 +166,12 @@ def unless_cancelled(call: Callable[[], T], cancel: CancelToken) -> T:
             done.set()
 
     threading.Thread(target=run, name="spdesk-hub-listing", daemon=True).start()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while not done.wait(CANCEL_POLL_S):
         if cancel.cancelled:
             raise Cancelled("Download cancelled while asking the hub; nothing was fetched.")
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"no answer within {timeout_s:g} s")
     ok, value = outcome[0]
     if not ok:
         raise value

@@ -158,10 +158,16 @@ def test_drop_a_folder_and_protect_it(
 
 
 def test_the_first_photo_specific_job_says_where_the_new_key_is_and_only_once(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     window.options_panel.set_mode("photo")
     _add(qtbot, window, [_photos(tmp_path / "first", 1)])
+    (tmp_path / "a file").write_bytes(b"")
+    window.options_panel.output_edit.setText(str(tmp_path / "a file"))
+    monkeypatch.setattr(window, "show_error", lambda _text: None)
+    _protect(qtbot, window)  # stops at once: the output folder is a file
+    assert "protection key" not in window.summary_label.text(), "kept for a run that saves"
+    window.options_panel.output_edit.setText(str(tmp_path / "out"))
     _protect(qtbot, window)
     text = window.summary_label.text()
     assert "1 protected" in text and "Made this install's protection key: " in text
@@ -1315,7 +1321,10 @@ def test_a_job_that_cannot_run_leaves_its_photos_waiting_not_failed(
     # It read as a normal end ("0 protected in 0 s. Nothing was saved.", "Finished.")
     summary = window.summary_label.text()
     assert summary.startswith("The job stopped: The protection key is damaged.")
-    assert window.progress_label.text().startswith("Stopped.")
+    assert window.progress_label.text() == (
+        "Stopped. 2 photos waiting: once what stopped the job (above) is fixed, press "
+        "“Protect photos”."
+    ), "not simply 'press Protect photos', which fails the same way"
     assert window.overall_bar.value() < 1000
 
 

@@ -252,7 +252,8 @@ class FolderStore:
             root.mkdir(parents=True, exist_ok=True)
         except FileExistsError as error:
             raise OutputError(
-                f"The output folder {shown(root)} is a file, not a folder."
+                f"The output folder {shown(root)} is a file, not a folder.",
+                hint="Choose another output folder, or move that file away.",
             ) from error
         except OSError as error:
             raise output_error(error, root / MANIFEST_NAME) from error

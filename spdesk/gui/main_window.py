@@ -772,9 +772,11 @@ class MainWindow(QMainWindow):
             text += f"\n{location_text(self._location_removed, keep)}"
         for warning in self._job_warnings:  # settings that weaken the protection
             text += f"\nNote: {warning}"
-        if (key_made := key_made_here()) and not self._key_made_told:
+        # Told on a run that protected something (one that stopped at once is read for why).
+        made = key_made_here() if counts[RowStatus.DONE] else None
+        if made and not self._key_made_told:
             self._key_made_told = True  # once: the first photo-specific run of an install
-            text += f"\n{key_made_text(key_made)}"
+            text += f"\n{key_made_text(made)}"
         # The queue's copies in the folder, this run's and the earlier runs' (a Retry that
         # failed again saved nothing, but the folder holds the rest of the queue).
         in_folder = self._copies_in_output()
@@ -868,7 +870,10 @@ class MainWindow(QMainWindow):
         waiting = sum(1 for r in self.queue.rows() if r.status is RowStatus.WAITING)
         if not waiting:
             return self._ending
-        return f"{self._ending} {count_of(waiting, 'photo')} waiting: press “Protect photos”."
+        waits = f"{self._ending} {count_of(waiting, 'photo')} waiting"
+        if self._job_failure:  # pressing again fails alike until what stopped it is fixed
+            return f"{waits}: once what stopped the job (above) is fixed, press “Protect photos”."
+        return f"{waits}: press “Protect photos”."
 
     # --- dialogs --------------------------------------------------------------------------------
     def open_train_dialog(self) -> None:

@@ -396,8 +396,11 @@ def test_unreachable_endpoint() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     store = ModelStore(settings=StoreSettings(endpoint=f"http://127.0.0.1:{port}"))
-    with pytest.raises(DownloadError, match=r"The connection to http://127\.0\.0\.1:\d+ failed"):
+    with pytest.raises(
+        DownloadError, match=r"The connection to http://127\.0\.0\.1:\d+ failed"
+    ) as e:
         store.plan("train")
+    assert "nothing was fetched yet" in (e.value.hint or "")  # not "it resumes where it stopped"
 
 
 def test_a_dropped_connection_is_resumed_without_fetching_twice(

@@ -232,10 +232,14 @@ def hub_error(error: Exception, source: Source, endpoint: str, file: str = "") -
             "the model settings.",
         )
     what = f"while downloading {file}" if file else "while listing the repository"
+    again = (
+        "run the download again: it resumes where it stopped"
+        if file
+        else "then run the download again (nothing was fetched yet)"
+    )
     return DownloadError(
         f"The connection to {endpoint} failed {what} ({type(error).__name__}: {error}).",
-        hint="Check the internet connection and the endpoint; run the download again: "
-        "it resumes where it stopped.",
+        hint=f"Check the internet connection and the endpoint; {again}.",
     )
 
 

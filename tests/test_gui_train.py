@@ -96,6 +96,8 @@ def test_pause_then_cancel_saves_nothing(qtbot: QtBot, dialog: TrainDialog) -> N
         dialog.cancel()
     assert dialog.result is None
     assert "Cancelled" in dialog.status_label.text()
+    assert f"Press “{dialog.start_button.text()}”" in dialog.status_label.text()
+    assert dialog.val_chart.empty_text == "Stopped before the first check."  # not "…about 15 s"
     assert library_perturbations() == []
 
 

@@ -722,9 +722,11 @@ class TrainDialog(QDialog):
 
     def _on_cancelled(self) -> None:
         self.status_label.setText(
-            "Cancelled; nothing was saved to the library. Train again with the same settings to "
-            "resume where it stopped."
+            f"Cancelled; nothing was saved to the library. Press “{self.start_button.text()}” "
+            "with the same settings to resume where it stopped."
         )
+        # The chart's "First check after step N (about M s)" spoke of the run under way.
+        self.val_chart.set_empty_text("Stopped before the first check.")
 
     def _update_controls(self) -> None:
         running = self.runner.running

@@ -772,11 +772,6 @@ class MainWindow(QMainWindow):
             text += f"\n{location_text(self._location_removed, keep)}"
         for warning in self._job_warnings:  # settings that weaken the protection
             text += f"\nNote: {warning}"
-        # Told on a run that protected something (one that stopped at once is read for why).
-        made = key_made_here() if counts[RowStatus.DONE] else None
-        if made and not self._key_made_told:
-            self._key_made_told = True  # once: the first photo-specific run of an install
-            text += f"\n{key_made_text(made)}"
         # The queue's copies in the folder, this run's and the earlier runs' (a Retry that
         # failed again saved nothing, but the folder holds the rest of the queue).
         in_folder = self._copies_in_output()
@@ -788,6 +783,12 @@ class MainWindow(QMainWindow):
             text += f"\nNothing new was saved. This queue's earlier {copies}: {root}"
         elif root:
             text += "\nNothing was saved."  # a cancelled or stopped run wrote no copy
+        # Last, after where the copies are; told on a run that protected something (one that
+        # stopped at once is read for why it stopped).
+        made = key_made_here() if counts[RowStatus.DONE] else None
+        if made and not self._key_made_told:
+            self._key_made_told = True  # once: the first photo-specific run of an install
+            text += f"\n{key_made_text(made)}"
         self.summary_label.setText(text)
         self.open_output_button.setVisible(bool(counts[RowStatus.DONE] or in_folder))
         self.summary.setProperty("stopped", bool(self._job_failure))  # not a success's green

@@ -553,32 +553,26 @@ def _exif_bytes(decoded: DecodedImage, strip: str, notes: list[str]) -> bytes | 
         return None
     try:
         data = _without_location(exif) if strip == "gps" else exif.tobytes()
-    except _LocationKept:  # privacy first: no EXIF rather than EXIF with the location
-        notes.append("the EXIF data was left out (its location could not be removed from it)")
-        return None
     except Exception:  # malformed EXIF can fail in many ways; the photo matters more
         notes.append("the EXIF data could not be copied (it is malformed)")
+        return None
+    if data is None:  # privacy first: no EXIF rather than EXIF with the location
+        notes.append("the EXIF data was left out (its location could not be removed from it)")
         return None
     return bytes(data) if len(data) > 8 else None
 
 
-class _LocationKept(Exception):
-    pass
-
-
-def _without_location(exif: Image.Exif) -> bytes:
-    """``exif`` as bytes without its GPS block. Pillow 11 writes a GPS block it has read
-    (``get_ifd``, as :func:`_has_location` does) even after its tag is popped, so the tag is
-    popped from a fresh copy, and what comes out is read back to be sure."""
+def _without_location(exif: Image.Exif) -> bytes | None:
+    """``exif`` as bytes without its GPS block, or None where one is still written. Pillow 11
+    writes a GPS block it has read (``get_ifd``, as :func:`_has_location` does) even after its
+    tag is popped, so the tag is popped from a fresh copy, and what comes out is read back."""
     copy = Image.Exif()
     copy.load(exif.tobytes())
     copy.pop(_GPS_IFD, None)
     data = copy.tobytes()
     written = Image.Exif()
     written.load(data)
-    if _has_location(written):
-        raise _LocationKept
-    return data
+    return None if _has_location(written) else data
 
 
 def _has_location(exif: Image.Exif) -> bool:

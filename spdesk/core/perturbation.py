@@ -70,6 +70,12 @@ class Perturbation:
         return np.clip(scaled, -eps / 255, eps / 255).astype(np.float32)
 
 
+def changes_a_pixel(steps: float) -> bool:
+    """Whether a change of at most ``steps`` 8-bit steps reaches half a step somewhere, so
+    that rounding to 8 bits keeps it (below that, every output is an unchanged copy)."""
+    return round(steps) > 0
+
+
 def check_eps(eps: float) -> None:
     """Refuse budgets outside (0, MAX_EPS] 8-bit steps."""
     if not np.isfinite(eps) or not 0 < eps <= MAX_EPS:

@@ -25,7 +25,7 @@ from spdesk.core.generator import DeltaGenerator, GeneratorConfig, generator_raw
 from spdesk.core.generator_file import GeneratorSpec, read_spec
 from spdesk.core.geometry import large_photo_factor, layout_size
 from spdesk.core.keys import install_key, photo_seed
-from spdesk.core.perturbation import check_eps
+from spdesk.core.perturbation import changes_a_pixel, check_eps
 from spdesk.core.shaping import Shaping, compose_delta
 
 WORKING_SIDE = 512
@@ -164,7 +164,7 @@ class GeneratorProtector:
         if strength is not None:
             check_eps(strength)
         self.eps = strength if strength is not None else self.spec.eps
-        if round(self.eps) == 0:  # every photo would be "unchanged: too small or flat"
+        if not changes_a_pixel(self.eps):  # every photo "unchanged: too small or flat"
             raise PerturbationFileError(
                 f"{shown(path)} has a budget of {self.eps:g} 8-bit steps: its protection "
                 "cannot change any pixel.",

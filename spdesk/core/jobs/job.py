@@ -47,7 +47,12 @@ from spdesk.core.jobs.protector import Protector, build_protector
 from spdesk.core.jobs.scan import HeaderScan, scan_inputs
 from spdesk.core.jobs.settings import ProtectSettings
 from spdesk.core.manifest import Manifest
-from spdesk.core.perturbation import Perturbation, bundled_perturbation_path, load_perturbation
+from spdesk.core.perturbation import (
+    Perturbation,
+    bundled_perturbation_path,
+    changes_a_pixel,
+    load_perturbation,
+)
 from spdesk.core.stores import FolderStore, Store, locate
 
 
@@ -258,7 +263,7 @@ def _check_changes_pixels(perturbation: Perturbation, settings: ProtectSettings)
             hint="Choose another perturbation file, or train your own (spdesk train, or the app's "
             "Train personal perturbation).",
         )
-    if round(largest) == 0:
+    if not changes_a_pixel(largest):
         raise ConfigError(
             f"Strength {eps:g} cannot change any pixel: the perturbation stays below half an "
             "8-bit step everywhere, so every output would be an unchanged copy.",

@@ -206,3 +206,32 @@ def grey_icc_jpeg(path: Path, width: int = 40, height: int = 28) -> Path:
     grey = Image.fromarray(photo_array(width, height)).convert("L")
     grey.save(path, "JPEG", quality=95, icc_profile=grey_icc_profile())
     return path
+
+
+def assert_batched_like_alone(
+    originals: list[np.ndarray], alone: list[np.ndarray], together: list[np.ndarray]
+) -> None:
+    """Each photo protected in a batch got its own protection, not a neighbour's.
+
+    Not bit for bit: a float sum in another order (another batch, another kernel, even buffer
+    alignment on some CPUs) can flip the sign of a gradient within rounding of zero, and one
+    flipped working value moves 1-2% of a small photo's values (CI, 2026-12-05: 1.3% on a photo
+    that sat alone in its batch both times). So the measure is relative: a photo's two runs must
+    differ in far fewer values than the protections of two photos of one size differ, which is
+    what handing a photo its neighbour's protection would show.
+    """
+    deltas = [
+        np.asarray(p, np.int16) - np.asarray(o, np.int16)
+        for p, o in zip(alone, originals, strict=True)
+    ]
+    neighbours = [
+        float(np.mean(a != b))
+        for i, a in enumerate(deltas)
+        for b in deltas[i + 1 :]
+        if a.shape == b.shape
+    ]
+    assert neighbours, "needs two photos of one size to tell a mix-up from rounding"
+    mix_up = min(neighbours)
+    for index, (single, batched) in enumerate(zip(alone, together, strict=True)):
+        differing = float(np.mean(np.asarray(single) != np.asarray(batched)))
+        assert differing < mix_up / 3, (index, differing, mix_up)

@@ -16,6 +16,7 @@ from spdesk.core.photo_finetune import PhotoFineTuner, editor_size
 from spdesk.core.photo_protect import GeneratorProtector
 from spdesk.core.resample import lanczos_resize
 from spdesk.core.shaping import Shaping, texture_budget
+from tests import protect_samples as samples
 
 KEY = b"k" * 32
 
@@ -240,7 +241,6 @@ def test_the_apps_fine_tuned_choice_starts_from_photo_mode_unless_a_pattern_is_c
     pytest.importorskip("PySide6")
     from spdesk.gui.protect_bridge import job_settings
     from spdesk.gui.settings import ProtectOptions
-    from tests import protect_samples as samples
 
     own = samples.perturbation_file(tmp_path)
     assert job_settings(ProtectOptions(mode="finetune")).mode == "photo-finetune"
@@ -452,12 +452,16 @@ def test_a_batch_gives_each_photo_what_it_gets_alone_in_order(
     steps: list[tuple[int, int]] = []
     tuner.on_step = lambda done, total: steps.append((done, total))
     together = [protected for protected, _ in tuner.apply_batch(photos)]
+    samples.assert_batched_like_alone(
+        [np.asarray(p) for p in photos],
+        [np.asarray(p) for p in alone],
+        [np.asarray(p) for p in together],
+    )
     for single, batched in zip(alone, together, strict=True):
+        # What rounding can flip moves a value by up to a step (measured with two threads: up to
+        # 4 8-bit steps), never beyond the budget.
         difference = np.abs(np.asarray(single, np.int16) - np.asarray(batched, np.int16))
-        # The same gradients; a batched convolution may round differently, which can flip the
-        # sign of a near-zero gradient and move that value by up to a step (measured with two
-        # threads: 0.2% of values, up to 4 8-bit steps): few values, never beyond the budget.
-        assert (difference > 0).mean() < 0.02 and difference.max() <= 2 * 8
+        assert difference.max() <= 2 * 8
     # Two passes (the three 40x56 photos, then the 48x40 one), three steps each.
     assert steps == [(1, 6), (2, 6), (3, 6), (4, 6), (5, 6), (6, 6)]
 

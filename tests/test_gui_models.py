@@ -468,11 +468,53 @@ def test_a_task_a_closed_window_could_not_wait_for_is_waited_for_at_exit(qtbot: 
 
     release = threading.Event()
     runner = TaskRunner()
-    runner.start(lambda _on_event, _cancel: release.wait(10))  # a call that ignores a cancel
+    heard: list[str] = []
+    runner.succeeded.connect(lambda result: heard.append(f"succeeded {result}"))
+    runner.finished.connect(lambda: heard.append("finished"))
+
+    def ignores_its_cancel(_on_event: Any, _cancel: Any) -> str:
+        release.wait(10)
+        return "late"
+
+    runner.start(ignores_its_cancel)
     assert not runner.stop(timeout_ms=50)
+    # Let go, not waited for: the closing window is not frozen, and never hears from it again.
+    assert not runner.running and heard == ["finished"]
     assert not wait_for_live_threads(100), "still running: the app ends the process instead"
     threading.Timer(0.2, release.set).start()
     assert wait_for_live_threads(5_000)
+    qtbot.wait(200)  # the task's result, queued for the GUI thread, is dropped
+    assert heard == ["finished"]
+    runner.start(lambda _on_event, _cancel: "next")  # the runner is free for the next task
+    qtbot.waitUntil(lambda: len(heard) == 3, timeout=5_000)
+    assert heard == ["finished", "succeeded next", "finished"]
+
+
+def test_closing_during_a_download_stalled_mid_file_does_not_freeze_the_window(
+    qtbot: QtBot, hub: HubServer
+) -> None:
+    """Close waited for the stalled read to time out (up to 30 s) with the dialog frozen."""
+    import time
+
+    from spdesk.gui.workers import wait_for_live_threads
+
+    for path in (
+        "vae/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.fp16.safetensors",
+    ):
+        hub.trickle(path, piece=8192, pause_s=5.0)  # a network that stalls between pieces
+    dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
+    dialog.confirm = lambda _title, _text: True
+    dialog.show()
+    dialog.select("train")
+    assert dialog.download()
+    qtbot.waitUntil(lambda: dialog._action == "download" and hub.bytes_served() > 0, timeout=30_000)
+    qtbot.wait(300)
+    started = time.monotonic()
+    dialog.close_button.click()
+    assert time.monotonic() - started < 3, "the dialog froze until the read timed out"
+    assert not dialog.isVisible() and not dialog.runner.running
+    assert wait_for_live_threads(30_000), "the cancelled download did not end after its read"
 
 
 def test_verify_that_deletes_a_damaged_file_updates_the_row(

@@ -203,5 +203,5 @@ class AboutDialog(QDialog):
         QGuiApplication.clipboard().setText(self.diagnostics())
 
     def done(self, result: int) -> None:
-        self.runner.stop(5_000)
+        self.runner.stop()
         super().done(result)

@@ -816,11 +816,11 @@ class PreviewDialog(QDialog):
         self.zoom.show()
         return self.zoom
 
-    def stop_workers(self) -> None:
+    def stop_workers(self) -> bool:
+        """Cancel the preview's tasks; True when they have ended (not just been let go)."""
         self._view_timer.stop()
-        for runner in (self.runner, self.protect_runner):
-            if runner.running:
-                runner.stop()
+        stopped = [runner.stop() for runner in (self.runner, self.protect_runner)]
+        return all(stopped)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self._stop_and_release()
@@ -831,7 +831,7 @@ class PreviewDialog(QDialog):
         super().reject()
 
     def _stop_and_release(self) -> None:
-        """Stop the workers, then free the SD pipelines (not while a preview still runs)."""
-        self.stop_workers()
-        if not self.runner.running:
+        """Stop the workers, then free the SD pipelines, unless an edit step let go still uses
+        them: the next preview then takes them over or frees them."""
+        if self.stop_workers():
             ENGINES.release()

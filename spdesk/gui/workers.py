@@ -62,6 +62,10 @@ class Worker(QObject):
 # whose run() is executing. Finished ones are dropped at the next start.
 _LIVE: dict[QThread, Worker] = {}
 
+# How long a closing window waits for its cancelled task before letting it go: long enough for a
+# task that checks its cancel token often (every download chunk, every step) to end cleanly.
+STOP_WAIT_MS = 1_000
+
 
 def _forget_finished_threads() -> None:
     for thread in list(_LIVE):
@@ -152,19 +156,30 @@ class TaskRunner(QObject):
     def resume(self) -> None:
         self._cancel.resume()
 
-    def stop(self, timeout_ms: int = 30_000) -> bool:
-        """Cancel and wait for the thread to end (closing the window). True when it stopped.
+    def stop(self, timeout_ms: int = STOP_WAIT_MS) -> bool:
+        """Cancel, and wait up to ``timeout_ms`` for the thread to end (a window closing). True
+        when it ended in that time.
 
-        ``finished`` fires before this returns; the stopped task's result, error or
-        cancellation, still queued for the GUI thread, is then never re-emitted."""
+        Either way the runner is free and ``finished`` has fired when this returns, and what the
+        stopped task still sends (a result, an error, a cancellation) is never re-emitted. A task
+        in a call that does not see the cancel at once (a stalled network read, a model step that
+        takes minutes on a CPU) is let go rather than waited for with the window frozen: it ends
+        at its next check, and the app waits for it at exit (:func:`wait_for_live_threads`)."""
         thread = self._thread
         if thread is None:
             return True
         self._cancel.cancel()
-        stopped = thread.wait(timeout_ms)
-        if stopped:
+        if thread.wait(timeout_ms):
             self._on_thread_finished()
-        return bool(stopped)
+            return True
+        self._let_go(thread)
+        return False
+
+    def _let_go(self, thread: QThread) -> None:
+        """Forget a cancelled task that is still running; ``_LIVE`` keeps it alive until it ends."""
+        thread.finished.disconnect(self._on_thread_finished)
+        self._thread, self._worker = None, None
+        self.finished.emit()
 
     def _from_current_worker(self) -> bool:
         """Whether the signal being delivered comes from the running task's worker."""

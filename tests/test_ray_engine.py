@@ -482,6 +482,36 @@ def test_fine_tuning_runs_on_actors_with_the_local_engines_outputs(
     _assert_busy_share_measured(job.stats, workers=1)
 
 
+@pytest.mark.parametrize("mode", ["universal", "finetune"], ids=["tasks", "actors"])
+def test_relative_paths_name_the_drivers_folders_on_workers_elsewhere(
+    tmp_path: Path, settings: ProtectSettings, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers of a cluster the job joins (--address) run in the cluster's folder, not the
+    user's: relative inputs, output and encoder named other folders, or none ("Could not
+    write ../out/...", "Encoder '../models/...' not found"). Here the driver moves away from
+    the folder the module's workers run in."""
+    pytest.importorskip("torch")
+    from tiny_sd import save_tiny_vae
+
+    save_tiny_vae(tmp_path / "sd")
+    for i in range(3):
+        samples.photo(tmp_path / "in" / f"{i}.png", 40, 24)
+    chosen = dataclasses.replace(
+        settings,
+        perturbation=settings.perturbation.relative_to(tmp_path),  # type: ignore[union-attr]
+        mode=mode,
+        finetune_steps=1,
+        encoder="sd",
+        device="cpu",
+    )
+    monkeypatch.chdir(tmp_path)
+    local = ProtectJob([Path("in")], Path("local"), chosen).run()
+    report = RayProtectJob(["in"], "ray", chosen, _ray(chosen, num_cpus=1)).run()
+    assert report.ok and len(report.done) == len(local.done) == 3
+    assert _tree(tmp_path / "ray") == _tree(tmp_path / "local")
+    assert all(e.output.is_absolute() for e in report.done)
+
+
 def test_tasks_and_outcomes_travel_as_json(tmp_path: Path) -> None:
     done = FileDone(tmp_path / "a.jpg", tmp_path / "o.jpg", 31.5, 8, 0.2, ("note",), 1, 2)
     failed = FileFailed(tmp_path / "b.jpg", FailReason.UNREADABLE, "damaged", "copy it", 2, 2)
@@ -537,6 +567,27 @@ def test_photo_mode_on_cpu_actors_writes_the_local_engines_bytes(
     _assert_busy_share_measured(job.stats, workers=1)
     again = ProtectJob([inputs], tmp_path / "ray", photo).run()  # the same fingerprint
     assert not again.done and len(again.skipped) == 5
+
+
+@pytest.mark.parametrize("mode", ["photo", "universal"], ids=["actors", "tasks"])
+def test_a_name_that_is_not_utf8_is_protected_as_the_local_engine_does(
+    tmp_path: Path, settings: ProtectSettings, mode: str
+) -> None:
+    """Its batch's manifest shard name hashed the name as UTF-8: the batch failed on every
+    try, then the whole job (a Ray audit: 53 of 161 photos written, 0 in universal mode)."""
+    inputs = tmp_path / "in"
+    odd = inputs / os.fsdecode(b"bad\xffname.png")
+    try:
+        samples.photo(odd, 40, 24)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    samples.photo(inputs / "plain.png", 40, 24)
+    chosen = dataclasses.replace(settings, mode=mode)
+    local = ProtectJob([inputs], tmp_path / "local", chosen).run()
+    report = RayProtectJob([inputs], tmp_path / "ray", chosen, _ray(chosen, num_cpus=1)).run()
+    assert report.ok and len(report.done) == len(local.done) == 2
+    assert _tree(tmp_path / "ray") == _tree(tmp_path / "local")
+    assert os.fsdecode(b"bad\xffname.protected.png") in _tree(tmp_path / "ray")
 
 
 def test_a_cancel_reaches_the_actors_and_the_report_matches_the_files_on_disk(

@@ -309,6 +309,10 @@ class RayProtectJob(ProtectJob):
         *,
         filesystem: Any = None,
     ) -> None:
+        if filesystem is None:  # paths inside a given file system are already the workers'
+            inputs = [_absolute(location) for location in inputs]
+            output_root = _absolute(output_root)
+        settings = _with_absolute_paths(settings or ProtectSettings())
         super().__init__(inputs, output_root, settings, filesystem=filesystem)
         _refuse_in_process(self.store, "inputs")
         _refuse_in_process(self.output_store, "output")
@@ -699,9 +703,36 @@ def _engine_error(error: BaseException) -> SpdeskError:
     )
 
 
+def _absolute(location: Path | str) -> Path | str:
+    """A folder as an absolute path, an object-store URL as it is. Workers of a cluster the job
+    joins run in the cluster's working folder, not the user's: a relative path there names
+    another folder or none ("Could not write ../out/...", or outputs in the wrong place)."""
+    if isinstance(location, str) and "://" in location and not location.startswith("file://"):
+        return location
+    return Path(str(location).removeprefix("file://")).expanduser().absolute()
+
+
+def _with_absolute_paths(settings: ProtectSettings) -> ProtectSettings:
+    """``settings`` with the files the workers load (perturbation, generator, encoder) named by
+    absolute paths, for the reason :func:`_absolute` gives."""
+    from spdesk.core.encoders import absolute_spec
+
+    def absolute(path: Path | None) -> Path | None:
+        return None if path is None else path.expanduser().absolute()
+
+    return dataclasses.replace(
+        settings,
+        perturbation=absolute(settings.perturbation),
+        generator=absolute(settings.generator),
+        encoder=absolute_spec(settings.encoder) if settings.encoder.strip() else settings.encoder,
+    )
+
+
 def _shard_name(keys: Sequence[str]) -> str:
-    """The same name for the same batch, so a retried batch finds what its last try did."""
-    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:24]
+    """The same name for the same batch, so a retried batch finds what its last try did. (A
+    file name that is not UTF-8 is in its key as \\udcxx escapes: hashed as its own bytes.)"""
+    joined = "\n".join(sorted(keys))
+    return hashlib.sha256(joined.encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
 class _OnActors(Protector):

@@ -103,6 +103,16 @@ def weights_fingerprint(spec: str) -> str:
     return "+".join(file_fingerprint(*_weights_of(part)) for part in parts)
 
 
+def absolute_spec(spec: str) -> str:
+    """``spec`` with each file or folder as an absolute path (the names stay): what a process
+    in another working folder, such as a Ray worker, loads the same encoders from."""
+    parts = [
+        part if part in STORE_SPECS else str(Path(part).expanduser().absolute())
+        for part in _parts(spec)
+    ]
+    return ",".join(parts)
+
+
 def _parts(spec: str) -> list[str]:
     """The encoders of a spec (several, separated by commas, make an ensemble)."""
     parts = [part.strip() for part in spec.split(",") if part.strip()]

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -510,6 +511,37 @@ def test_relative_paths_name_the_drivers_folders_on_workers_elsewhere(
     assert report.ok and len(report.done) == len(local.done) == 3
     assert _tree(tmp_path / "ray") == _tree(tmp_path / "local")
     assert all(e.output.is_absolute() for e in report.done)
+
+
+@pytest.mark.parametrize("mode", ["photo", "universal"], ids=["actors", "tasks"])
+def test_a_named_error_on_the_workers_reaches_the_user_in_its_own_words(
+    tmp_path: Path, settings: ProtectSettings, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raised on an actor, it came back as Ray Data's wrapper, terminal colour codes and all:
+    "The Ray run failed: RayTaskError(UserCodeException): \\x1b[36mray::MapWorker(...)". Here
+    the workers cannot write their manifest shards (the output, relative, names a folder that
+    is not there from where they run)."""
+    from spdesk.core.distributed import ray_engine
+    from spdesk.core.errors import OutputError
+
+    for i in range(2):
+        samples.photo(tmp_path / "in" / f"{i}.png", 40, 24)
+    monkeypatch.setattr(ray_engine, "_absolute", lambda location: location)
+    monkeypatch.chdir(tmp_path)
+    out = f"out-{uuid.uuid4().hex}"  # a folder only the driver has
+    chosen = dataclasses.replace(settings, mode=mode)
+    with pytest.raises(OutputError) as raised:
+        RayProtectJob([str(tmp_path / "in")], out, chosen, _ray(chosen, num_cpus=1)).run()
+    message = raised.value.user_text()
+    assert message.startswith(f"Could not write {out}/") and "\x1b" not in message
+    assert not (REPO / out).exists()
+
+
+def test_a_failure_of_ray_itself_is_named_without_terminal_colour_codes() -> None:
+    from spdesk.core.distributed.ray_engine import _engine_error
+
+    error = _engine_error(RuntimeError("\x1b[36mray::MapWorker.submit()\x1b[39m (pid=7)\nmore"))
+    assert error.message == "The Ray run failed: RuntimeError: ray::MapWorker.submit() (pid=7)"
 
 
 def test_tasks_and_outcomes_travel_as_json(tmp_path: Path) -> None:

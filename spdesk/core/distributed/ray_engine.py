@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import socket
 import sys
@@ -693,11 +694,15 @@ def local_instance_options(options: RayOptions) -> dict[str, Any]:
     return kwargs
 
 
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _engine_error(error: BaseException) -> SpdeskError:
     """A plain error for a failure of Ray itself (or a bug in a worker), logged in full."""
     log.error("the Ray run failed", exc_info=error)
+    first = _TERMINAL_CODES.sub("", str(error)).splitlines()[0] if str(error) else ""
     return EngineError(
-        f"The Ray run failed: {type(error).__name__}: {str(error).splitlines()[0][:300]}",
+        f"The Ray run failed: {type(error).__name__}: {first[:300]}",
         hint="Finished photos are kept: run the same command again to finish the rest "
         "(details in the log).",
     )
@@ -895,16 +900,21 @@ class _Protector:
     def rows(self, encoded: Sequence[str]) -> list[_Row]:
         """Protect one batch of planned photos (:func:`encode_task`'s lines), recorded in its
         own manifest shard; returns each photo's outcome (:data:`_Row`) in job order."""
-        if self.protector is None:  # Ray would hand the driver its own wrapper, without it
+        # A named error goes back as a row: raised here, Ray Data would hand the driver its own
+        # wrapper, without the error or its words ("RayTaskError(UserCodeException) ...").
+        if self.protector is None:
             assert self.error is not None
-            fatal = {"type": type(self.error).__name__, "message": self.error.message}
-            fatal["hint"] = self.error.hint or ""
-            return [("", "", json.dumps(fatal))]
+            return [_fatal_row(self.error)]
         tasks = {task.item.key: task for task in map(decode_task, encoded)}
         run = _ShardRun(self.job, self.protector, self.fingerprint, tasks, _SignWatch(self.stop))
         place = self.job.output_store
-        with place.manifest(self.job.output_root, shard=_shard_name(list(tasks))) as shard:
-            run.process_planned(shard, [task.item for task in tasks.values()])
+        try:
+            with place.manifest(self.job.output_root, shard=_shard_name(list(tasks))) as shard:
+                run.process_planned(shard, [task.item for task in tasks.values()])
+        except SpdeskError as error:  # the batch's shard cannot be written, say
+            if isinstance(error, errors.Cancelled):
+                raise
+            return [_fatal_row(error)]
         report = run.report
         events: list[FileDone | FileSkipped | FileFailed] = sorted(
             [*report.done, *report.skipped, *report.failed], key=_position
@@ -943,6 +953,12 @@ def _progress_bar(total: int) -> Any:
     from ray.experimental.tqdm_ray import tqdm
 
     return tqdm(total=total, desc="Protecting", unit="photo")
+
+
+def _fatal_row(error: SpdeskError) -> _Row:
+    """A worker's named error as an outcome row, rebuilt by :func:`_fatal_error`."""
+    fatal = {"type": type(error).__name__, "message": error.message, "hint": error.hint or ""}
+    return ("", "", json.dumps(fatal))
 
 
 def _fatal_error(text: str) -> SpdeskError | None:

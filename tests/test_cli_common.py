@@ -423,3 +423,25 @@ def test_a_failure_after_the_command_printed_its_json_adds_no_second_object(
 
     assert run_command(self_test, argparse.Namespace(json=True)) == EXIT_ERROR
     assert json.loads(capsys.readouterr().out)["passed"] is False
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["succeeds", "fails"])
+def test_with_json_what_else_prints_on_stdout_goes_to_stderr(
+    fails: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ray worker killed mid-run (the kernel's OOM killer) put Ray's lines, colour codes and
+    all, on stdout before the job's JSON: `json.load` failed on a job that had succeeded."""
+
+    def noisy(_args: argparse.Namespace) -> int:
+        print("\x1b[33m(raylet)\x1b[0m A worker died or was killed while executing a task")
+        if fails:
+            raise ConfigError("The cluster went away.")
+        print_json({"ok": True})
+        return EXIT_OK
+
+    status = run_command(noisy, argparse.Namespace(json=True))
+    out, err = capsys.readouterr()
+    assert json.loads(out)["ok"] is (not fails) and status == (EXIT_ERROR if fails else EXIT_OK)
+    assert "A worker died" in err and "A worker died" not in out
+    assert run_command(noisy, argparse.Namespace(json=False)) == status  # without --json: as ever
+    assert "A worker died" in capsys.readouterr().out

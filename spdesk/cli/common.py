@@ -18,7 +18,7 @@ import time
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from spdesk.core.errors import Cancelled, SpdeskError
 from spdesk.core.events import CancelToken
@@ -42,14 +42,19 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     # A closed stdout or stderr (`>&-`, `2>&-`) is None to Python. Closed stdout: the job runs
     # and its output fails as on a full disk or a closed pipe (exit 2), since what it prints is
     # then lost. Closed stderr: nobody reads the messages; they must not stop the job.
+    global _json_output
     output = _Output(stdout or _ClosedOutput())
-    sys.stdout = output  # type: ignore[assignment]
-    sys.stderr = _Messages(stderr or _Discarded())  # type: ignore[assignment]
+    messages = _Messages(stderr or _Discarded())
     json_failure = bool(getattr(args, "json", False))
+    # With --json, stdout holds the command's one object and nothing else: what anything else
+    # prints there (Ray's lines about a worker that died, a library's notes) goes to stderr.
+    _json_output = output if json_failure else None
+    sys.stdout = messages if json_failure else output  # type: ignore[assignment]
+    sys.stderr = messages  # type: ignore[assignment]
     previous = _interrupt_on_stop_signals()
     try:
         status = func(args)
-        sys.stdout.flush()  # what is still buffered fails here, not at exit
+        output.flush()  # what is still buffered fails here, not at exit
         return status
     except _OutputFailed as failed:
         output.discard_unwritten()
@@ -72,8 +77,13 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         return output.failure(json_failure, EXIT_ERROR, what, _bug_text())
     finally:
         sys.stdout, sys.stderr = stdout, stderr
+        _json_output = None
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+# Where print_json writes while a --json command runs (its stdout; sys.stdout is stderr then).
+_json_output: _Output | None = None
 
 
 class _OutputFailed(Exception):
@@ -248,12 +258,12 @@ def print_json(obj: Any, stream: TextIO | None = None) -> None:
     written as null, as JSON has no word for them and strict parsers refuse Python's. Names
     stay readable on a UTF-8 stdout; on another one every non-ASCII character is a JSON
     escape (``\\u00e9``), as an escape of the encoding's own (``\\xe9``) is not JSON."""
-    stream = stream or sys.stdout
+    out: TextIO = stream or cast(TextIO, _json_output) or sys.stdout
     json.dump(
-        finite_for_json(obj), stream, indent=2, default=str,
-        ensure_ascii=not _writes_unicode(stream), allow_nan=False,
+        finite_for_json(obj), out, indent=2, default=str,
+        ensure_ascii=not _writes_unicode(out), allow_nan=False,
     )  # fmt: skip
-    stream.write("\n")
+    out.write("\n")
 
 
 def _writes_unicode(stream: TextIO) -> bool:

@@ -778,6 +778,29 @@ def test_gpu_workers_asked_of_a_cluster_without_gpus_are_refused_before_any_writ
     assert not (tmp_path / "out").exists()
 
 
+def test_gpus_this_machine_lacks_are_refused_before_the_local_instance_starts_or_any_write(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """Ray believed --num-gpus 1 on a machine without one: the actors failed on a GPU that was
+    not there, after the output folder was made, saying to choose --device auto (it was)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    samples.photo(tmp_path / "in" / "a.png")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local instance
+    command = [sys.executable, "-m", "spdesk", "protect", "in", "--out", "out", "--engine"]
+    command += ["ray", "--num-gpus", "1", "--perturbation", str(settings.perturbation), "--json"]
+    ran = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert ran.returncode == 2, (ran.stdout[-1000:], ran.stderr[-2000:])
+    failure = json.loads(ran.stdout)
+    assert failure["error"].startswith("--num-gpus 1: this computer has 0 CUDA GPU(s)")
+    assert "--num-gpus 0" in failure["hint"]
+    assert not (tmp_path / "out").exists()
+
+
 # -- object stores: s3:// URLs (s3fs on moto's local S3) and a pyarrow file system ---------------
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:

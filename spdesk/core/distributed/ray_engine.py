@@ -318,6 +318,8 @@ class RayProtectJob(ProtectJob):
         _refuse_in_process(self.store, "inputs")
         _refuse_in_process(self.output_store, "output")
         self.options = options or RayOptions()
+        if _starts_a_local_instance(self.options):  # before anything is written
+            _refuse_gpus_this_machine_lacks(self.options.num_gpus)
         # Each worker has the options' photos in flight: the job's settings (its report, --json)
         # say so, not the driver's own default (its cores + 1), which no worker uses.
         self.settings = dataclasses.replace(self.settings, workers=self.options.threads)
@@ -692,6 +694,31 @@ def local_instance_options(options: RayOptions) -> dict[str, Any]:
     local = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
     kwargs.update({k: v for k, v in local.items() if v is not None})
     return kwargs
+
+
+def _starts_a_local_instance(options: RayOptions) -> bool:
+    """Whether the job starts a Ray instance of its own on this machine (see :func:`_session`)."""
+    ray = sys.modules.get("ray")
+    joined = ray is not None and ray.is_initialized()
+    return not (joined or options.address is not None or os.environ.get("RAY_ADDRESS"))
+
+
+def _refuse_gpus_this_machine_lacks(num_gpus: int | None) -> None:
+    """Ray believes the GPU count it is given: an instance started with more than this machine
+    has put actors on GPUs that are not there, and they failed after the output folder was made
+    ("No CUDA GPU is available... Choose device 'auto'", when it was 'auto')."""
+    if not num_gpus:
+        return
+    import torch
+
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if num_gpus > have:
+        raise ConfigError(
+            f"--num-gpus {num_gpus}: this computer has {have} CUDA GPU(s) for the Ray instance "
+            "spdesk starts on it.",
+            hint=f"Use --num-gpus {have} ({'CPU workers' if not have else 'all of them'}), or "
+            "join a cluster that has GPUs with --address.",
+        )
 
 
 _TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*m")

@@ -120,7 +120,12 @@ def test_train_with_activation_checkpointing_gives_the_same_perturbation(
         (["--size", "100000"], "from 8 to 2048"),
         (["--steps", "0"], "steps must be from 1"),
         (["--batch", "100000"], "batch must be from 1 to 256"),
-        (["--split-seed", "-1"], "split_seed must be 0 or more"),
+        (["--split-seed", "-1"], "split_seed must be from 0 to 4294967295"),
+        # Refused up front: a training ran, then "unexpected error (ValueError: Overflow when
+        # unpacking long long)", or "the ... file is probably damaged" when none was involved.
+        (["--seed", "99999999999999999999999"], "seed must be from 0 to 4294967295"),
+        (["--step-size", "nan"], "step size must be positive and finite, got nan"),
+        (["--step-size", "inf"], "step size must be positive and finite, got inf"),
     ],
 )
 def test_train_errors_are_plain(

@@ -257,6 +257,51 @@ def test_train_generator_init_refuses_a_width_or_blocks_its_network_does_not_hav
     assert read_spec(out).network == SMALL.to_dict()
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--seed", str(2**63 - 1)], "--seed must be from 0 to 4294967295"),
+        (["--split-seed", "99999999999999999999999"], "--split-seed must be from 0 to"),
+        (["--lr", "inf"], "--lr must be positive and finite, got inf"),
+    ],
+)
+def test_train_generator_refuses_settings_it_cannot_train_with_before_training(
+    training: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    """A large seed trained to the end, then failed ("unexpected error (ValueError: Overflow
+    when unpacking long long)"): the training was lost."""
+    from spdesk.cli import main
+
+    photos, vae = training
+    out = tmp_path / "g.safetensors"
+    argv = ["train-generator", str(photos), "--out", str(out), "--encoder", str(vae)]
+    assert main([*argv, "--steps", "1", "--batch", "1", "--size", "32", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "step 1/1" not in err and not out.exists()
+
+
+def test_a_training_that_diverges_saves_nothing_and_says_why(
+    training: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--lr 1e30 saved a file of NaN weights, said "Saved", exited 0; every command then
+    refused the file as damaged."""
+    from spdesk.cli import main
+
+    photos, vae = training
+    out = tmp_path / "g.safetensors"
+    argv = ["train-generator", str(photos), "--out", str(out), "--encoder", str(vae), "--lr"]
+    argv += ["1e30", "--steps", "2", "--batch", "1", "--size", "32", "--width", "8"]
+    assert main([*argv, "--blocks", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "weights that are not numbers" in captured.err and "training diverged" in captured.err
+    assert "smaller --lr" in captured.err and "Saved" not in captured.out
+    assert not out.exists()
+
+
 class _CtrlCAfterOneStep(CancelToken):
     """The token Ctrl+C sets, pressed while the first step ran."""
 

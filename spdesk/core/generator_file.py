@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from spdesk.core.errors import PerturbationFileError
+from spdesk.core.errors import ConfigError, PerturbationFileError
 from spdesk.core.files import atomic_write, check_save_path
 from spdesk.core.perturbation import FORMAT_NAME as PERTURBATION_FORMAT
 from spdesk.core.perturbation import GENERATOR_FORMAT, check_eps, safetensors_head
@@ -54,6 +54,21 @@ def check_generator_destination(path: Path, *, force: bool = False) -> None:
     check_save_path(path, "protection generator", read_spec, force=force)
 
 
+def _refuse_non_finite(tensors: dict[str, Any]) -> None:
+    """A training that diverged (--lr 1e30) ended with NaN weights: saved, they made a file every
+    command then refused as damaged ("weight net.0.bias has a wrong shape or value")."""
+    import torch
+
+    bad = [name for name, tensor in tensors.items() if not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise ConfigError(
+            f"The trained network has weights that are not numbers ({bad[0]}"
+            f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): the training diverged. "
+            "Nothing was saved.",
+            hint="Train again with a smaller --lr (the default is a safe start).",
+        )
+
+
 def save_generator(
     path: Path,
     state: dict[str, Any],
@@ -76,6 +91,7 @@ def save_generator(
         "metadata": json.dumps(metadata or {}, sort_keys=True, default=str),
     }
     tensors = {name: tensor.detach().float().cpu().contiguous() for name, tensor in state.items()}
+    _refuse_non_finite(tensors)
     payload = save(tensors, metadata=header)
     atomic_write(path, payload)
     return path

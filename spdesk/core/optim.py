@@ -60,8 +60,8 @@ class OptimConfig:
             raise ConfigError(f"eps must be in (0, 64] 8-bit steps, got {self.eps}.")
         if self.steps < 1:
             raise ConfigError(f"steps must be at least 1, got {self.steps}.")
-        if self.step_size is not None and self.step_size <= 0:
-            raise ConfigError(f"step size must be positive, got {self.step_size}.")
+        if self.step_size is not None and not 0 < self.step_size < math.inf:
+            raise ConfigError(f"step size must be positive and finite, got {self.step_size}.")
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"Unknown schedule {self.schedule!r}; choose constant or cosine.")
         if not 0 < self.final_fraction <= 1:

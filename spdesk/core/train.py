@@ -147,8 +147,9 @@ class TrainConfig:
             )
         if not 0 < self.split < 1:
             raise ConfigError(f"split must be between 0 and 1, got {self.split}.")
-        if self.split_seed < 0:
-            raise ConfigError(f"split_seed must be 0 or more, got {self.split_seed}.")
+        check_seeds(self.seed, self.split_seed)
+        # The optimiser's settings, refused now rather than after the photos and encoder load.
+        self.optim_config([])
         if self.micro_batch is not None and self.micro_batch < 1:
             raise ConfigError("micro_batch must be at least 1.")
         Robustness.from_names(self.robust)  # validates the names
@@ -295,6 +296,19 @@ def centre_crop(view: torch.Tensor, size: int) -> torch.Tensor:
     top = (view.shape[1] - size) // 2
     left = (view.shape[2] - size) // 2
     return view[:, top : top + size, left : left + size]
+
+
+# Seeds a training takes: each step's generator is seeded by seed * 1_000_003 + step, which
+# torch takes below 2**63 (a seed of 1e13 trained, then failed: "Overflow when unpacking long
+# long"), and the held-out split is seeded by the split seed alone.
+MAX_TRAINING_SEED = 2**32 - 1
+
+
+def check_seeds(seed: int, split_seed: int) -> None:
+    """Refuse a seed a training cannot use (ConfigError, before any work)."""
+    for name, value in (("seed", seed), ("split_seed", split_seed)):
+        if not 0 <= value <= MAX_TRAINING_SEED:
+            raise ConfigError(f"{name} must be from 0 to {MAX_TRAINING_SEED}, got {value}.")
 
 
 def _step_generator(seed: int, step: int) -> torch.Generator:

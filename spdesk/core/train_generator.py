@@ -41,6 +41,7 @@ from spdesk.core.generator_file import NETWORK_LIMITS
 from spdesk.core.resample import lanczos_resize
 from spdesk.core.shaping import Shaping, compose_delta
 from spdesk.core.train import (
+    check_seeds,
     load_working_views,
     random_crops,
     split_photos,
@@ -134,7 +135,7 @@ class GeneratorTrainConfig:
             ("batch", 1 <= self.batch <= 256, "1..256"),
             ("size", 32 <= self.size <= 1024 and self.size % 8 == 0,
              "a multiple of 8 from 32 to 1024"),
-            ("lr", self.lr > 0, "positive"),
+            ("lr", 0 < self.lr < math.inf, "positive and finite"),
             ("ssim", self.ssim >= 0, ">= 0"),
             ("editor_scale", 0.1 <= low <= high <= 4, "0.1 <= LOW <= HIGH <= 4"),
             ("editor_filter", self.editor_filter in EDITOR_FILTERS,
@@ -150,7 +151,6 @@ class GeneratorTrainConfig:
             ("jpeg_first", 0 <= self.jpeg_first <= 1, "in [0, 1]"),
             ("time_limit", self.time_limit >= 0, ">= 0"),
             ("split", 0 < self.split < 1, "in (0, 1)"),
-            ("split_seed", self.split_seed >= 0, "0 or more"),
             ("view", 32 <= self.view <= 4096, "32..4096 pixels"),
             ("max_photos", self.max_photos is None or self.max_photos >= 1, "None or >= 1"),
             *(
@@ -162,6 +162,7 @@ class GeneratorTrainConfig:
             if not ok:
                 value = getattr(self.network if name in ("width", "blocks") else self, name)
                 raise ConfigError(f"{name} must be {allowed}, got {value!r}.")
+        check_seeds(self.seed, self.split_seed)
 
     @property
     def load_side(self) -> int:

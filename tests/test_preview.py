@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 from tiny_sd import save_tiny_sd
 
 from spdesk.core.errors import (
@@ -393,6 +395,57 @@ def test_an_output_that_cannot_be_written_leaves_none_of_the_others(
     with pytest.raises(OutputError):
         save_outputs(result, tmp_path, stem="photo", replace=True)
     assert [path.name for path in tmp_path.iterdir()] == ["photo.json"]
+
+
+def test_a_forced_save_that_fails_leaves_the_earlier_preview_whole(
+    engine: PreviewEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--force over an earlier preview, one of whose tiles cannot be replaced (open in a viewer
+    on Windows, immutable): the files written before it were deleted, the earlier preview's
+    sheet and record with them."""
+    import errno
+    import os
+
+    from spdesk.core.files import TEMP_SUFFIX
+
+    result = engine.run(_photo(), _pert(), FAST)
+    save_outputs(result, tmp_path, stem="photo")
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    stuck = output_paths(tmp_path, "photo")["protected"]
+
+    def refusing(move: Any) -> Any:
+        def move_unless_stuck(source: Any, target: Any) -> Any:
+            if stuck in (Path(source), Path(target)):  # neither moved nor replaced
+                raise OSError(errno.EPERM, "Operation not permitted")
+            return move(source, target)
+
+        return move_unless_stuck
+
+    other = engine.run(_photo(seed=5), _pert(), FAST)
+    monkeypatch.setattr(os, "rename", refusing(os.rename))
+    monkeypatch.setattr(os, "replace", refusing(os.replace))
+    with pytest.raises(OutputError, match=r"photo\.preview-protected\.png"):
+        save_outputs(other, tmp_path, stem="photo", replace=True)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+    assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}"))
+    monkeypatch.undo()
+    save_outputs(other, tmp_path, stem="photo", replace=True)  # once it can be, it is
+    assert (tmp_path / "photo.json").read_bytes() != before["photo.json"]
+    assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}"))
+
+
+def test_the_photo_itself_is_never_an_output_even_when_replacing(tmp_path: Path) -> None:
+    """A photo named like the record (tench.json) previewed into its own folder with --force
+    was replaced by the JSON record."""
+    from spdesk.core.preview import check_outputs
+
+    photo = tmp_path / "tench.json"
+    Image.fromarray(_photo()).save(photo, format="JPEG")
+    before = photo.read_bytes()
+    with pytest.raises(OutputError, match=r"tench\.json is the photo being previewed"):
+        check_outputs(tmp_path, "tench", replace=True, photo=photo)
+    assert photo.read_bytes() == before
+    check_outputs(tmp_path / "elsewhere", "tench", replace=True, photo=photo)
 
 
 def _views_as_edits(engine: PreviewEngine, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -141,7 +141,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     request.validate()
     protection = _protection(args)
-    check_outputs(args.out, args.photo.stem, replace=args.force)  # before minutes of editing
+    # Before minutes of editing.
+    check_outputs(args.out, args.photo.stem, replace=args.force, photo=args.photo)
     printer = ProgressPrinter(quiet=args.json)
 
     def on_event(event: Event) -> None:

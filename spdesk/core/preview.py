@@ -18,7 +18,9 @@ import io
 import json
 import logging
 import math
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -603,14 +605,22 @@ def output_paths(folder: Path, stem: str = "preview") -> dict[str, Path]:
     return {key: folder / f"{stem}.{suffix}" for key, suffix in names.items()}
 
 
-def check_outputs(folder: Path, stem: str = "preview", *, replace: bool = False) -> dict[str, Path]:
+def check_outputs(
+    folder: Path, stem: str = "preview", *, replace: bool = False, photo: Path | None = None
+) -> dict[str, Path]:
     """Refuse, before minutes of editing, outputs that could not all be written: a folder in
-    a file's place, a place that cannot be written, or (unless ``replace``) a file already
-    there; creates ``folder``. Returns :func:`output_paths`."""
+    a file's place, a place that cannot be written, the ``photo`` previewed itself (even with
+    ``replace``), or (unless ``replace``) a file already there; creates ``folder``. Returns
+    :func:`output_paths`."""
     from spdesk.core.files import check_writable, shown
 
     paths = output_paths(folder, stem)
     for path in paths.values():
+        if photo is not None and _same_file(path, photo):
+            raise OutputError(
+                f"{shown(path)} is the photo being previewed: the preview never writes over it.",
+                hint="Choose another --out folder.",
+            )
         if path.is_dir():
             raise OutputError(
                 f"Cannot write {shown(path)}: a folder has that name.",
@@ -632,22 +642,70 @@ def save_outputs(
     result: PreviewResult, folder: Path, stem: str = "preview", *, replace: bool = False
 ) -> dict[str, Path]:
     """Write the comparison sheet (PNG), the four tiles and the JSON record into ``folder``,
-    each atomically, replacing files already there only if ``replace``. All or nothing: a file
-    that cannot be written raises a named OutputError and the ones written are removed."""
-    from spdesk.core.files import atomic_write
+    replacing files already there only if ``replace``. All or nothing, an earlier preview's
+    files included: a file that cannot be written raises a named OutputError, and the folder
+    is left as it was (half a preview's files would pass for a whole one)."""
+    from spdesk.core.files import discard, publish, write_temp
 
     paths = output_paths(folder, stem)
-    written: list[Path] = []
+    temps: list[Path] = []
     try:
-        for key, path in paths.items():
-            atomic_write(path, _encoded(result, key, paths), replace=replace)
-            written.append(path)
-    except BaseException:
-        for path in written:  # half a preview's files would pass for a whole one
-            with contextlib.suppress(OSError):
-                path.unlink()
-        raise
+        for key, path in paths.items():  # every file written before any is put in place
+            temps.append(write_temp(path, _encoded(result, key, paths))[0])
+        with _set_aside(list(paths.values()) if replace else []):
+            published: list[Path] = []
+            try:
+                for temp, path in zip(temps, paths.values(), strict=True):
+                    publish(temp, path)
+                    published.append(path)
+            except BaseException:
+                for path in published:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                raise
+    finally:
+        for temp in temps:
+            discard(temp)
     return paths
+
+
+@contextlib.contextmanager
+def _set_aside(paths: list[Path]) -> Iterator[None]:
+    """Move the files at ``paths`` out of the way for the block, then delete them; put them
+    back if the block fails, after removing what it put in their place. A file that cannot be
+    moved (open in a viewer on Windows, immutable) fails the block before anything changed:
+    a --force that failed halfway deleted the earlier preview's files it had got to."""
+    from spdesk.core.files import output_error, shown, temp_path
+
+    aside: list[tuple[Path, Path]] = []
+    try:
+        for path in paths:
+            if path.is_dir() and not path.is_symlink():  # replaced: files only
+                raise OutputError(f"Cannot write {shown(path)}: a folder has that name.")
+            if path.exists() or path.is_symlink():
+                spare = temp_path(path)
+                try:
+                    path.rename(spare)
+                except OSError as error:
+                    raise output_error(error, path) from error
+                aside.append((path, spare))
+        yield
+    except BaseException:
+        for path, spare in reversed(aside):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)  # the new file, if it got there
+                spare.rename(path)
+        raise
+    for _path, spare in aside:
+        with contextlib.suppress(OSError):
+            spare.unlink()
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    try:
+        return path.exists() and os.path.samefile(path, other)
+    except OSError:
+        return path.absolute() == other.absolute()
 
 
 def _encoded(result: PreviewResult, key: str, paths: dict[str, Path]) -> bytes:

@@ -184,8 +184,34 @@ def test_train_and_eval_skip_and_list_bad_photos_like_protect(
     argv = ["eval", "--perturbation", str(out), "--photos", str(folder), "--encoder", str(vae)]
     assert main([*argv, "--sizes", "64", "--json"]) == 0
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["photos"] == 6
+    printed = json.loads(captured.out)
+    assert printed["photos"] == 6
     assert "half.jpg" in captured.err and "bomb.png" in captured.err
+    # Listed where a script reads (they were on stderr only).
+    skipped = {Path(s["path"]).name: s["reason"] for s in printed["skipped"]}
+    assert sorted(skipped) == ["bomb.png", "half.jpg"] and "truncated" in skipped["half.jpg"]
+
+
+def test_eval_measures_max_photos_readable_ones_when_the_first_files_are_broken(
+    assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--max-photos was taken from the files before reading them: two broken files first and
+    --max-photos 2 said "No readable photos found" in a folder of readable ones."""
+    import shutil
+
+    from tests import protect_samples as samples
+
+    photos, vae = assets
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    for name in ("0000-half.jpg", "0001-half.jpg"):  # listed first
+        samples.truncated_jpeg(folder / name)
+    argv = ["eval", "--photos", str(folder), "--encoder", str(vae), "--sizes", "64"]
+    assert main([*argv, "--max-photos", "2", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["photos"] == 2
+    skipped = sorted(Path(s["path"]).name for s in printed["skipped"])
+    assert skipped == ["0000-half.jpg", "0001-half.jpg"]
 
 
 def test_train_out_is_checked_before_training(

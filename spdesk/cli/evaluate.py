@@ -155,9 +155,14 @@ def run(args: argparse.Namespace) -> int:
     collect = min(args.attack_photos, len(paths) // 2) if "average" in attacks else 0
     if "average" in attacks and not collect and paths:  # no photos at all: said below
         raise _no_attack_photos(args.photos, len(paths), args.attack_photos)
-    photos, skipped = load_full_photos(paths[collect : collect + args.max_photos])
-    attack_photos, skipped_more = load_full_photos(paths[:collect])
-    for photo in [*skipped, *skipped_more]:
+    # The averaging attack's photos first, then the measured ones after them; a file that
+    # cannot be read is skipped and the next one taken ("No readable photos" came from a folder
+    # whose first --max-photos files were broken).
+    attack_photos, skipped = load_full_photos(paths, limit=collect) if collect else ([], [])
+    rest = paths[len(attack_photos) + len(skipped) :]  # the files the attack's did not take
+    photos, skipped_measured = load_full_photos(rest, limit=args.max_photos)
+    skipped += skipped_measured
+    for photo in skipped:
         print(f"Skipped {shown(photo.path)}: {photo.reason}", file=sys.stderr)
     if not photos:
         raise ConfigError(f"No readable photos found in {shown(args.photos)}.")
@@ -187,7 +192,10 @@ def run(args: argparse.Namespace) -> int:
     kind = "generator" if mode.startswith("photo") else "perturbation"
     measured = args.generator if kind == "generator" else args.perturbation
     if args.json:
-        print_json(report.to_dict() | {"mode": mode} | ({kind: measured} if measured else {}))
+        listed = {"skipped": [{"path": str(s.path), "reason": s.reason} for s in skipped]}
+        print_json(
+            report.to_dict() | {"mode": mode} | ({kind: measured} if measured else {}) | listed
+        )
     else:
         if measured:
             print(f"{kind}: {shown(measured)}")

@@ -138,14 +138,19 @@ def load_eval_photos(paths: Sequence[Path], size: int) -> tuple[np.ndarray, list
     return torch.stack(crops).permute(0, 2, 3, 1).numpy(), skipped
 
 
-def load_full_photos(paths: Sequence[Path]) -> tuple[list[np.ndarray], list[SkippedPhoto]]:
+def load_full_photos(
+    paths: Sequence[Path], limit: int | None = None
+) -> tuple[list[np.ndarray], list[SkippedPhoto]]:
     """The photos as uint8 (H, W, 3) RGB arrays at full size, read as protection reads them;
-    those that cannot be read are skipped with the reader's reason."""
+    those that cannot be read are skipped with the reader's reason. With ``limit``, reading
+    stops once that many were read (unreadable files do not take their places)."""
     from spdesk.core.imageio import read_image
 
     photos: list[np.ndarray] = []
     skipped: list[SkippedPhoto] = []
     for path in paths:
+        if limit is not None and len(photos) >= limit:
+            break
         try:
             photos.append(np.asarray(read_image(path).image.convert("RGB")))
         except ImageError as error:

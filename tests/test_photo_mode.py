@@ -641,6 +641,7 @@ def test_generator_training_averages_an_ensemble_and_stops_at_its_time_limit(
     )  # fmt: skip
     _, summary = train_generator(photos, pair, config)
     assert summary["steps_done"] == 1  # the time limit, not the 1000 steps, ended the run
+    assert summary["time_limit_reached"] and not summary["stopped_early"]  # the CLI says so
 
 
 def test_every_generator_training_seed_holds_out_the_same_photos(
@@ -738,7 +739,7 @@ def test_ctrl_c_during_train_generator_saves_the_generator_trained_so_far(
         run.send_signal(signal.SIGINT)
         out_text, said_after = run.stdout.read(), run.stderr.read()
         assert run.wait(timeout=120) == 130, said + said_after  # cancelled, as every command
-    assert "Stopped by Ctrl+C after " in out_text and "of 100000 steps" in out_text
+    assert "Stopped (Ctrl+C or a stop signal) after " in out_text and "of 100000 steps" in out_text
     assert f"Saved {out}" in out_text
     _, spec = load_generator(out)
     assert 1 <= spec.metadata["train"]["steps_done"] < 100000

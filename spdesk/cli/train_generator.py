@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     metadata = {"train": summary, "config": config.to_dict(), "encoder": encoder.id}
     if args.init:
         metadata["init"] = args.init.name
-    # Stopped by Ctrl+C, what was learnt is kept, but not over a file that was there before.
+    # Stopped (Ctrl+C, a stop signal): what was learnt is kept, not over a file already there.
     stopped = bool(summary["stopped_early"])
     saved = args.out
     if stopped and (out_existed or args.out.exists()):
@@ -218,9 +218,14 @@ def _report(args: argparse.Namespace, summary: dict[str, Any], steps: int, saved
     if summary["stopped_early"]:
         kept = "" if saved == args.out else f" ({args.out} was already there: left as it was)"
         print(
-            f"Stopped by Ctrl+C after {summary['steps_done']} of {steps} steps: saved what was "
-            f"learnt so far{kept}. Its learning rate had not come down yet; --init with it "
-            "continues the training."
+            f"Stopped (Ctrl+C or a stop signal) after {summary['steps_done']} of {steps} steps: "
+            f"saved what was learnt so far{kept}. Its learning rate had not come down yet; "
+            "--init with it continues the training."
+        )
+    elif summary["time_limit_reached"]:
+        print(
+            f"The --time-limit ended the training after {summary['steps_done']} of {steps} "
+            "steps (its learning rate came down over that time, as over the steps without one)."
         )
     print(f"Saved {saved} ({summary['train_photos']} training photos).")
     for photo in summary["skipped_photos"]:  # unreadable: trained without them

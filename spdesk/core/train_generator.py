@@ -363,6 +363,7 @@ def train_generator(
         "seconds_per_step": sum(h.seconds for h in history) / len(history),
         "steps_done": len(history),
         "stopped_early": stopped,  # by ``stop``, before the steps or the time limit ran out
+        "time_limit_reached": not stopped and len(history) < config.steps,
         "seconds": round(time.monotonic() - run_started, 1),
         "held_out_check": held_out_coarseness(model, val_paths, config, encoder.device),
     }

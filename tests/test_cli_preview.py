@@ -310,6 +310,16 @@ def test_a_huge_photo_is_refused_with_advice_that_fits_preview(
     err = capsys.readouterr().err
     assert "huge.png is too large" in err and "reduce the photo's size" in err
     assert "--max-megapixels" not in err
+    # A mask that large: the mask is what to make smaller, not the photo.
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(photo.read_bytes())
+    small = tmp_path / "small.png"
+    Image.new("RGB", (96, 80), (120, 90, 60)).save(small)
+    argv = ["preview", str(small), *out, *FAST, "--mode", "inpaint", "--mask", str(mask)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "mask.png is too large" in err and "Use a smaller mask" in err
+    assert "photo's size" not in err
 
 
 def test_a_pattern_file_with_photo_protection_is_refused_as_protect_refuses_it(

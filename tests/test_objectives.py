@@ -97,6 +97,18 @@ def test_a_target_image_that_cannot_be_read_is_named_when_the_objective_is_made(
             build_objective("encoder", {"target": str(target)})
 
 
+def test_a_target_image_too_large_to_read_is_not_told_to_use_protects_option(
+    tmp_path: Path,
+) -> None:
+    from tests import protect_samples as samples
+
+    target = samples.png_bomb(tmp_path / "huge.png")
+    with pytest.raises(ObjectiveError, match=r"huge\.png is too large") as raised:
+        build_objective("encoder", {"target": str(target)})
+    assert "smaller target image" in (raised.value.hint or "")
+    assert "--max-megapixels" not in (raised.value.hint or "")
+
+
 def test_a_target_image_is_read_as_photos_are_and_pulls_towards_its_latent(
     tmp_path: Path,
 ) -> None:

@@ -94,9 +94,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except ImageTooLargeError as error:  # its hint names protect's option, which preview lacks
+        mask = args.mask is not None and args.mask.name in error.message
         error.hint = (
-            "Preview a smaller copy: reduce the photo's size in an editor (the preview edits a "
-            f"view of {args.size} pixels on the short side anyway)."
+            "Use a smaller mask: it is scaled to the photo's view anyway."
+            if mask
+            else "Preview a smaller copy: reduce the photo's size in an editor (the preview edits "
+            f"a view of {args.size} pixels on the short side anyway)."
         )
         raise
     finally:

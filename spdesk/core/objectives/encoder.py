@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from spdesk.core.encoders.base import Encoder
-from spdesk.core.errors import ImageError, ObjectiveError
+from spdesk.core.errors import ImageError, ImageTooLargeError, ObjectiveError
 from spdesk.core.objectives.base import BatchCache, Direction, Objective, relative_sq_distance
 
 GREY = 0.5
@@ -38,9 +38,14 @@ def _read_target(target: str) -> np.ndarray | None:
     try:
         decoded = read_image(path)
     except ImageError as error:
-        raise ObjectiveError(
-            f"The target image cannot be used: {error.message}", hint=error.hint
-        ) from error
+        # protect's --max-megapixels (the reader's hint for a large file) does not apply here.
+        hint = (
+            "Use a smaller target image: it is scaled to the training crops anyway."
+            if isinstance(error, ImageTooLargeError)
+            else error.hint
+        )
+        message = f"The target image cannot be used: {error.message}"
+        raise ObjectiveError(message, hint=hint) from error
     return np.asarray(decoded.image.convert("RGB"), dtype=np.float32) / 255.0
 
 

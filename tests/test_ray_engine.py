@@ -576,6 +576,24 @@ def test_a_missing_encoder_on_the_workers_is_the_named_error(
         job.run()
 
 
+def test_a_damaged_encoder_file_is_refused_before_any_write_as_the_local_engine_does(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    samples.photo(tmp_path / "in" / "a.png")
+    damaged = tmp_path / "taesd.safetensors"
+    damaged.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    tuned = dataclasses.replace(
+        settings, mode="finetune", encoder=str(damaged), device="cpu", finetune_steps=1
+    )
+    with pytest.raises(EncoderError) as local:
+        ProtectJob([tmp_path / "in"], tmp_path / "local", tuned).run()
+    job = RayProtectJob([tmp_path / "in"], tmp_path / "out", tuned, _ray(tuned, num_cpus=1))
+    with pytest.raises(EncoderError) as distributed:
+        job.run()
+    assert distributed.value.message == local.value.message
+    assert not (tmp_path / "out").exists() and not (tmp_path / "local").exists()
+
+
 def test_photo_mode_on_cpu_actors_writes_the_local_engines_bytes(
     tmp_path: Path, settings: ProtectSettings
 ) -> None:

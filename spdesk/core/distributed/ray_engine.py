@@ -362,6 +362,8 @@ class RayProtectJob(ProtectJob):
         runs: the kind of device enters photo mode's fingerprint."""
         import_ray(data=self.settings.mode != "universal")  # Ray Data: the actors' modes
         self._perturbation = perturbation
+        if self.settings.mode in ("finetune", "photo-finetune"):
+            _check_encoder_files_here(self.settings.encoder)
         if self.settings.mode != "universal":
             self.settings = dataclasses.replace(self.settings, device=self._place().device)
         return _OnActors()
@@ -694,6 +696,18 @@ def local_instance_options(options: RayOptions) -> dict[str, Any]:
     local = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
     kwargs.update({k: v for k, v in local.items() if v is not None})
     return kwargs
+
+
+def _check_encoder_files_here(spec: str) -> None:
+    """Load the encoder files this machine has (on its CPU, then let go), as the local engine
+    does before anything is written: a damaged one failed on the actors, after the output
+    folder was made. Files only the workers have, and the models spdesk downloads (the workers
+    load their own), are left to them."""
+    from spdesk.core.encoders import STORE_SPECS, load_encoder
+
+    for part in (p.strip() for p in spec.split(",")):
+        if part and part not in STORE_SPECS and Path(part).exists():
+            load_encoder(part, "cpu")
 
 
 def _starts_a_local_instance(options: RayOptions) -> bool:

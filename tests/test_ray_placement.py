@@ -123,7 +123,9 @@ def test_the_job_asks_ray_data_for_gpu_actors_and_fingerprints_the_gpus_bytes(
     monkeypatch.setattr(ray_engine, "import_ray", lambda data=False: fake)
     perturbation = load_perturbation(samples.perturbation_file(tmp_path))
     settings = ProtectSettings(mode="photo")
-    job = RayProtectJob([], tmp_path / "out", settings, RayOptions(num_gpus=3))
+    # A cluster joined (a local instance would be refused GPUs this driver lacks).
+    options = RayOptions(num_gpus=3, address="auto")
+    job = RayProtectJob([], tmp_path / "out", settings, options)
     job._protector(perturbation)
     resources: dict[str, Any] = job._resources(fake, blocks=10)
     assert resources == {"compute": ("actors", 3), "num_cpus": 1, "num_gpus": 1}

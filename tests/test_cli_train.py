@@ -320,6 +320,17 @@ def test_eval_refuses_a_negative_number_of_attack_photos(
     assert "--attack-photos must be between 0 and 10000, got -1" in capsys.readouterr().err
 
 
+def test_eval_refuses_attack_photos_without_the_averaging_attack(
+    assets: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was accepted and ignored, as options the run does not use are refused elsewhere."""
+    photos, vae = assets
+    argv = ["eval", "--photos", str(photos), "--encoder", str(vae), "--attacks", "jpeg75"]
+    assert main([*argv, "--attack-photos", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "--attacks has no average" in err and "leave out --attack-photos" in err
+
+
 def test_resume_without_a_checkpoint_is_refused(
     assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

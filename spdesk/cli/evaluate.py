@@ -63,7 +63,7 @@ def register(sub: Any) -> None:
         "each photo again with K keys of the attacker's own (8) and subtracts what they share",
     )  # fmt: skip
     parser.add_argument(
-        "--attack-photos", type=int, default=100, metavar="N",
+        "--attack-photos", type=int, default=None, metavar="N",
         help="photos the averaging attack collects (100; taken before the measured ones)",
     )  # fmt: skip
     parser.add_argument("--transfer", default="", help="other encoders to report latent gain on")
@@ -149,12 +149,19 @@ def run(args: argparse.Namespace) -> int:
     mode = _mode(args)
     if not 1 <= args.max_photos <= 10_000:
         raise ConfigError(f"--max-photos must be between 1 and 10000, got {args.max_photos}.")
-    if not 0 <= args.attack_photos <= 10_000:
-        raise ConfigError(f"--attack-photos must be between 0 and 10000, got {args.attack_photos}.")
+    if args.attack_photos is not None and "average" not in attacks:
+        raise ConfigError(
+            "--attack-photos is the number of photos the averaging attack fits on, and "
+            "--attacks has no average: it would be ignored.",
+            hint="Add average to --attacks, or leave out --attack-photos.",
+        )
+    asked_attack = 100 if args.attack_photos is None else args.attack_photos
+    if not 0 <= asked_attack <= 10_000:
+        raise ConfigError(f"--attack-photos must be between 0 and 10000, got {asked_attack}.")
     paths = find_photos(args.photos)
-    collect = min(args.attack_photos, len(paths) // 2) if "average" in attacks else 0
+    collect = min(asked_attack, len(paths) // 2) if "average" in attacks else 0
     if "average" in attacks and not collect and paths:  # no photos at all: said below
-        raise _no_attack_photos(args.photos, len(paths), args.attack_photos)
+        raise _no_attack_photos(args.photos, len(paths), asked_attack)
     # The averaging attack's photos first, then the measured ones after them; a file that
     # cannot be read is skipped and the next one taken ("No readable photos" came from a folder
     # whose first --max-photos files were broken).

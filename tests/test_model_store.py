@@ -870,6 +870,26 @@ def test_moving_across_disks_tells_progress_and_a_cancel_moves_nothing(
     assert last.done_bytes == last.total_bytes
 
 
+def test_ctrl_c_during_models_move_across_disks_leaves_no_half_copy(
+    store: ModelStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command passed no cancel token: Ctrl+C ended it with the copy half made (14,741
+    files, 59 MB), and the same move was then refused: "is not empty"."""
+    import spdesk.cli.models as cli
+    from spdesk.cli import main
+
+    store.download("train")
+    old, before = store.root, tree_listing(store.root)
+    target = tmp_path / "other-disk" / "models"
+    _across_disks(monkeypatch)
+    pressed = CancelToken()
+    pressed.cancel()  # Ctrl+C as the copy starts
+    monkeypatch.setattr(cli, "cancel_on_sigint", lambda: pressed)
+    assert main(["models", "move", str(target)]) == 130
+    assert not target.exists() and tree_listing(old) == before
+    assert load_settings().models_dir is None
+
+
 # --- words: sizes and hints --------------------------------------------------------------------
 def test_sizes_in_messages_show_kilobytes_and_bytes_for_small_amounts() -> None:
     """ "Download cancelled; 0.0 MB kept" was said when 24 kB were kept."""
@@ -1063,6 +1083,10 @@ def test_remove_and_verify_leave_a_running_download_alone(store: ModelStore) -> 
         for action in (lambda: store.remove("train"), lambda: store.verify("train"), store.remove):
             with pytest.raises(ModelError, match=f"A download into {re.escape(str(folder))} is"):
                 action()
+        # Moved under it, the download wrote into a folder that was gone ("No such file").
+        with pytest.raises(ModelError, match=r"is running .*nothing was moved"):
+            store.relocate(store.root.parent / "elsewhere")
+        assert load_settings().models_dir is None
         assert weights.is_file() and (folder / LOCK_NAME).is_file()
     assert not store.verify("train").ok and not weights.exists()
     assert store.remove("train") > 0 and not folder.exists()

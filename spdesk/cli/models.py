@@ -285,7 +285,7 @@ def run_import(args: argparse.Namespace) -> int:
 def run_move(args: argparse.Namespace) -> int:
     store = _store()
     old = store.root
-    new = store.relocate(args.folder)
+    new = store.relocate(args.folder, cancel=cancel_on_sigint())  # a cancelled copy is removed
     if args.json:
         print_json({"from": str(old), "to": str(new)})
     elif old.resolve() == new:

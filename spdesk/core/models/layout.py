@@ -214,6 +214,13 @@ def removal_lock(folder: Path) -> Iterator[None]:
         yield
 
 
+def refuse_while_downloading(folder: Path, busy: SpdeskError) -> None:
+    """Raise ``busy`` while a download runs into ``folder`` (its lock is held elsewhere); the
+    lock is let go at once: held during a move, its open file would stop the move on Windows."""
+    with _held(folder, busy):
+        pass
+
+
 @contextlib.contextmanager
 def _held(folder: Path, busy: SpdeskError) -> Iterator[None]:
     """Hold ``folder``'s lock; ``busy`` when another holds it. Only taking the lock is guarded:

@@ -63,6 +63,7 @@ from spdesk.core.models.layout import (
     part_of,
     partial_files,
     read_model_manifest,
+    refuse_while_downloading,
     removal_error,
     removal_lock,
     remove_empty_parents,
@@ -149,6 +150,9 @@ def _move_tree(old: Path, new: Path, on_event: EventSink, cancel: CancelToken) -
         raise Cancelled(
             f"Moving cancelled. Nothing was moved: the models are still in {old}."
         ) from error
+    except KeyboardInterrupt:  # a second Ctrl+C: stop now, but leave no half copy behind
+        shutil.rmtree(new, ignore_errors=True)
+        raise
     except OSError as error:
         shutil.rmtree(new, ignore_errors=True)  # the models are all still in the old folder
         raise OutputError(
@@ -498,11 +502,25 @@ class ModelStore:
                 raise ConfigError(f"{new_root} is not empty; pick an empty or new folder.")
         _check_writable(new_root)
         if moving:
+            self._refuse_while_downloading()
             _move_tree(old_root, new_root, on_event, cancel or CancelToken())
         self.settings = replace(self.settings, models_dir=str(new_root))
         save_settings(self.settings)
         self.root, self.root_reason = new_root, self.settings.root_reason()
         return new_root
+
+    def _refuse_while_downloading(self) -> None:
+        """A move under a running download left it writing into a folder that was gone ("No
+        such file or directory"), the old tree deleted under it on another disk."""
+        for feature in FEATURES:
+            folder = self.folder_for(feature)
+            if (folder / MANIFEST).is_file():
+                busy = ModelError(
+                    f"A download into {folder} is running (another spdesk window or command); "
+                    "nothing was moved.",
+                    hint="Wait for it to finish, or cancel it, then move the models.",
+                )
+                refuse_while_downloading(folder, busy)
 
     def import_path(self, path: Path, *, name: str | None = None) -> importing.ImportResult:
         """Import a diffusers folder or a single SD 1.5 ``.safetensors`` file (see importing)."""

@@ -156,6 +156,45 @@ def test_remove_all_in_a_shared_folder_removes_only_what_the_store_installed(
     assert not any(f["present"] for f in json.loads(capsys.readouterr().out)["features"])
 
 
+@pytest.mark.parametrize("damage", ["cut-short", "deleted"])
+def test_verify_reports_a_download_damaged_since_instead_of_nothing_to_verify(
+    hub: HubServer, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    """A file cut short or deleted made the model "not installed": verify said "Nothing
+    installed to verify." and exited 0 ({"ok": true, "results": []})."""
+    assert main(["models", "download", "--for", "train", "--json"]) == EXIT_OK
+    folder = Path(json.loads(capsys.readouterr().out)["folder"])
+    weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    if damage == "cut-short":
+        weights.write_bytes(weights.read_bytes()[:50_000])
+    else:
+        weights.unlink()
+    assert main(["models", "verify", "--json"]) == EXIT_FAILED
+    verified = json.loads(capsys.readouterr().out)
+    (train,) = verified["results"]
+    assert not verified["ok"] and train["feature"] == "train"
+    assert "diffusion_pytorch_model.safetensors" in train["problems"][0]
+    assert main(["models", "download", "--for", "train"]) == EXIT_OK  # fetches it again
+    capsys.readouterr()
+    assert main(["models", "verify"]) == EXIT_OK
+
+
+def test_a_model_manifest_of_the_wrong_shape_reads_as_empty(
+    hub: HubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ "files": [] failed every command as "unexpected error (AttributeError: 'list' object has
+    no attribute 'get')"."""
+    assert main(["models", "download", "--for", "train", "--json"]) == EXIT_OK
+    folder = Path(json.loads(capsys.readouterr().out)["folder"])
+    manifest = folder / "spdesk-manifest.json"
+    assert manifest.is_file()
+    manifest.write_text(json.dumps({"files": [], "features": {"train": "vae"}}))
+    assert main(["models", "status"]) == EXIT_OK
+    assert "unexpected" not in capsys.readouterr().err
+    assert main(["models", "download", "--for", "train"]) == EXIT_OK  # checks it, then verified
+    assert "unexpected" not in capsys.readouterr().err
+
+
 def test_verify_finds_changed_bytes_in_an_imported_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -229,8 +229,10 @@ def run_download(args: argparse.Namespace) -> int:
 # --- verify / remove / import / move ---------------------------------------------------------
 def run_verify(args: argparse.Namespace) -> int:
     store = _store()
-    installed = [s.feature for s in store.status() if s.present]
-    features = [args.feature] if args.feature else installed
+    # Also downloads damaged since (a file cut short or deleted): not installed any more, and
+    # "Nothing installed to verify" (exit 0) hid them.
+    there = [s.feature for s in store.status() if s.present or store.recorded(s.feature)]
+    features = [args.feature] if args.feature else there
     results = [store.verify(f) for f in features]
     ok = all(r.ok for r in results)
     if args.json:

@@ -85,8 +85,20 @@ def read_model_manifest(folder: Path) -> dict[str, Any]:
             data = dict(loaded) if isinstance(loaded, dict) else {}
         except (OSError, ValueError):
             data = {}
-    data.setdefault("files", {})
-    data.setdefault("features", {})
+    # A manifest of the wrong shape reads as empty too ("files": [] failed as "unexpected error
+    # (AttributeError: 'list' object has no attribute 'get')"); so does an entry of one.
+    files = data.get("files")
+    features = data.get("features")
+    data["files"] = {
+        str(name): entry
+        for name, entry in (files.items() if isinstance(files, dict) else [])
+        if isinstance(entry, dict)
+    }
+    data["features"] = {  # a feature naming a file the manifest lacks is not recorded
+        str(name): [str(p) for p in paths]
+        for name, paths in (features.items() if isinstance(features, dict) else [])
+        if isinstance(paths, list) and all(str(p) in data["files"] for p in paths)
+    }
     return data
 
 

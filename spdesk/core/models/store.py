@@ -380,14 +380,13 @@ class ModelStore:
         original it was copied from may be gone; the user imports it again or removes it. A
         later verify that finds it sound again (put back by hand) clears the mark."""
         found = self.find(feature)
+        if found is None and self.recorded(feature):  # a download damaged since: say what is
+            return self.verify_recorded(feature)
         if found is None:
             return VerifyResult(feature, None, 0, [f"{feature} is not installed"])
         folder, origin = found
         if origin == "downloaded":
-            try:
-                return verify_download(feature, folder)
-            except OSError as error:  # deleting a damaged file
-                raise removal_error(error, Path(error.filename or folder)) from error
+            return self.verify_recorded(feature)
         if origin == "huggingface-cache":
             snapshot = self.hf_cache_snapshot(feature)
             files = wanted_files(snapshot, self.source(feature))
@@ -397,6 +396,19 @@ class ModelStore:
         return VerifyResult(
             feature, str(folder), checked, problems + _mark_imported(folder, problems)
         )
+
+    def recorded(self, feature: Feature) -> bool:
+        """Whether a download of ``feature`` is recorded in the store, complete or not (a file
+        cut short or deleted since makes it not installed, but it is still there to verify)."""
+        folder = self.folder_for(feature)
+        return (folder / MANIFEST).is_file() and feature in read_model_manifest(folder)["features"]
+
+    def verify_recorded(self, feature: Feature) -> VerifyResult:
+        folder = self.folder_for(feature)
+        try:
+            return verify_download(feature, folder)
+        except OSError as error:  # deleting a damaged file
+            raise removal_error(error, Path(error.filename or folder)) from error
 
     def remove(self, feature: Feature | None = None) -> int:
         """Delete the downloaded files of ``feature``'s parts (features sharing them, such as

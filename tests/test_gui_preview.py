@@ -381,3 +381,40 @@ def test_settings_changed_during_an_edit_are_not_shown_as_its_result(
     assert "settings changed" in dialog.status_label.text()
     assert not any(dialog.tiles[name].has_image() for name in EDIT_TILES)
     assert not dialog.figures_table.isVisibleTo(dialog), "the first edit's figures stayed"
+
+
+def test_a_preview_let_go_ends_its_step_before_the_next_one_uses_the_pipelines() -> None:
+    """Closing during an edit lets the task go after a second; reopened at once, the next
+    preview ran on the same cached pipelines beside it and failed ("The size of tensor a (248)
+    must match the size of tensor b (188)"). The next one now waits, hearing its own cancel."""
+    import threading
+    import time
+
+    from spdesk.core.errors import Cancelled
+    from spdesk.core.events import CancelToken
+    from spdesk.gui.preview_panel import EngineCache
+
+    cache = EngineCache()
+    order: list[str] = []
+    inside = threading.Event()
+
+    def let_go_edit() -> None:
+        with cache.use(None, None, "cpu", CancelToken()) as engine:
+            inside.set()
+            order.append("old starts")
+            time.sleep(0.5)  # the step that did not see its cancel
+            order.append("old ends")
+            assert engine is not None
+
+    old = threading.Thread(target=let_go_edit)
+    old.start()
+    assert inside.wait(5)
+    stopped = CancelToken()
+    stopped.cancel()
+    # Stopped while waiting: it does not wait on.
+    with pytest.raises(Cancelled), cache.use(None, None, "cpu", stopped):
+        pass
+    with cache.use(None, None, "cpu", CancelToken()):
+        order.append("new starts")
+    old.join(5)
+    assert order == ["old starts", "old ends", "new starts"]

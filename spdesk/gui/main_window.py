@@ -917,7 +917,9 @@ class MainWindow(QMainWindow):
         try:
             run_modal(dialog)
         finally:
-            dialog.stop_workers()  # however it was closed, no worker outlives it
+            # However it was closed: its workers are stopped, or let go after a second when an
+            # edit step is still running (the next preview waits for that step to end).
+            dialog.stop_workers()
 
     def _models_for_preview(self, dialog: Any) -> None:
         self.open_model_manager(dialog.model_feature())  # the chosen edit's: img2img or inpaint

@@ -11,8 +11,9 @@ what the edit needs and offers the Models dialog.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,25 @@ class EngineCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._running = threading.Lock()  # held by the one preview running on the pipelines
         self._key: tuple[str, str, str] | None = None
         self._engine: Any = None
+
+    @contextlib.contextmanager
+    def use(
+        self, model_dir: Path | None, inpaint_dir: Path | None, device: str, cancel: CancelToken
+    ) -> Iterator[Any]:
+        """The engine, for one preview at a time. A preview let go when its window closed (an
+        edit step does not see the cancel) ends its step before the next one starts: two
+        threads in one pipeline failed the new preview ("The size of tensor a (248) must
+        match the size of tensor b (188)") or could mix their edits. Waiting, the next one
+        still hears its own cancel."""
+        while not self._running.acquire(timeout=0.1):
+            cancel.check()
+        try:
+            yield self.get(model_dir, inpaint_dir, device)
+        finally:
+            self._running.release()
 
     def get(self, model_dir: Path | None, inpaint_dir: Path | None, device: str) -> Any:
         from spdesk.core.preview import PreviewEngine
@@ -182,14 +200,14 @@ def preview_task(
             seed=settings.seed,
             working_size=settings.working_size,
         )
-        engine = ENGINES.get(model_dir, inpaint_dir, device)
         _announce_loading(on_event)
         perturbation = Path(settings.perturbation) if settings.perturbation else None
         try:
-            return preview_photo(
-                settings.photo, perturbation, request, options, engine,
-                protection=settings.shown_protection, on_event=on_event, cancel=cancel,
-            )  # fmt: skip
+            with ENGINES.use(model_dir, inpaint_dir, device, cancel) as engine:
+                return preview_photo(
+                    settings.photo, perturbation, request, options, engine,
+                    protection=settings.shown_protection, on_event=on_event, cancel=cancel,
+                )  # fmt: skip
         except ModelMissingError:
             return ModelNeeded()
 

@@ -614,3 +614,24 @@ def test_a_checkpoint_history_with_figures_of_a_later_spdesk_resumes_keeping_its
     resumed = train_universal(config, encoder=encoder, checkpoint=checkpoint, resume=True)
     assert [r.step for r in resumed.validation] == [2, 4]
     assert resumed.validation[0].distortion == report["distortion"]
+
+
+def test_a_folder_of_broken_photos_is_refused_in_a_few_plain_words(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path
+) -> None:
+    """Each file was named twice ("broken2.jpg: broken2.jpg looks like a JPEG file...;"), and
+    every one of them listed: a wall of text in the app's box and footer."""
+    from spdesk.core.errors import ConfigError
+    from tests import protect_samples as samples
+
+    _photos, vae, encoder = tiny_setup
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for i in range(5):
+        samples.truncated_jpeg(folder / f"broken{i}.jpg")
+    with pytest.raises(ConfigError) as raised:
+        train_universal(_config(folder, vae, objective="latent"), encoder=encoder)
+    message = raised.value.message
+    assert "has too few readable photos" in message and "and 2 more." in message
+    assert message.count("broken0.jpg") == 1 and "broken4.jpg" not in message
+    assert "at least 2 photos" in (raised.value.hint or "")

@@ -235,10 +235,15 @@ def training_photos(root: Path) -> list[Path]:
 
 def too_few_readable(root: Path, skipped: Sequence[SkippedPhoto]) -> ConfigError:
     """The error for a folder whose readable photos are too few to train on and hold out."""
+    # The reader's reasons name their file already ("x.jpg looks like a JPEG file, but..."):
+    # named again, and every one of them, the message was a wall of text.
+    reasons = [s.reason.rstrip(".") for s in sorted(skipped, key=lambda s: s.path)[:3]]
+    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    listed = f" Unreadable: {'; '.join(reasons)}{more}." if skipped else ""
     return ConfigError(
-        f"{shown(root)} has too few readable photos: training needs at least one to "
-        f"train on and one held out. Unreadable: "
-        + "; ".join(f"{shown(s.path.name)}: {s.reason}" for s in skipped),
+        f"{shown(root)} has too few readable photos: training needs at least one to train on "
+        f"and one held out.{listed}",
+        hint="Choose a folder with at least 2 photos that open in an image viewer.",
     )
 
 

@@ -279,6 +279,25 @@ def test_an_unreadable_photo_says_why_in_the_note_bar_and_turns_the_edit_off(
     assert dialog.preview_button.isEnabled()
 
 
+def test_a_path_with_no_photo_shows_nothing_of_the_last_one_and_says_so(
+    qtbot: QtBot, sd_dir: Path, inputs: tuple[Path, ProtectOptions], tmp_path: Path
+) -> None:
+    """The previous photo's tiles and status stayed, and the edit button's tooltip blamed the
+    model."""
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, sd_dir)
+    assert dialog.tiles["original"].has_image()
+    dialog.photo_edit.setText(str(tmp_path / "typo.jpg"))
+    qtbot.waitUntil(lambda: dialog.view is None, timeout=5_000)
+    assert not any(tile.has_image() for tile in dialog.tiles.values())
+    assert dialog.status_label.text() == f"No photo at {tmp_path / 'typo.jpg'}."
+    assert not dialog.preview_button.isEnabled()
+    assert dialog.preview_button.toolTip() == "No photo at this path"
+    with qtbot.waitSignal(dialog.protect_runner.finished, timeout=30_000):
+        dialog.photo_edit.setText(str(photo))  # back: shown, and the edit can run
+    assert dialog.tiles["original"].has_image() and dialog.preview_button.isEnabled()
+
+
 def test_without_the_model_the_edit_button_is_off_until_models_brings_it(
     qtbot: QtBot, inputs: tuple[Path, ProtectOptions], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -559,6 +559,7 @@ class PreviewDialog(QDialog):
         """Protect the chosen photo in memory and show it beside the original (no model)."""
         settings = self.settings()
         if not settings.photo.is_file():
+            self._show_no_photo(settings.photo)
             return False
         if self.protect_runner.running:
             self._view_timer.start()  # once this one is back
@@ -654,6 +655,20 @@ class PreviewDialog(QDialog):
         self.tiles["original"].clear("Cannot be read")
         name = self._protecting.name if self._protecting is not None else "The photo"
         self.status_label.setText(f"{name} cannot be read: see above.")
+        self._update_controls()
+
+    def _show_no_photo(self, path: Path) -> None:
+        """No photo at the path typed: nothing of the last one stays beside it (its tiles and
+        "too small" status stayed, as if the new path were that photo)."""
+        self.view = None
+        self._view_photo = None
+        self._clear_edit()
+        self._close_zoom()
+        self.edit_refusal = ""
+        for tile in self.tiles.values():
+            tile.clear()
+        typed = bool(self.photo_edit.text().strip())
+        self.status_label.setText(f"No photo at {path}." if typed else "Choose a photo to try.")
         self._update_controls()
 
     def _show_note(self, text: str, *, error: bool = False) -> None:
@@ -813,8 +828,11 @@ class PreviewDialog(QDialog):
         running = self.runner.running
         chosen = bool(self.photo_edit.text().strip())
         unreadable = bool(self.photo_problem) and self._problem_photo == self.settings().photo
+        missing = chosen and not self.settings().photo.is_file()
         why = (
-            "This photo cannot be read"
+            "No photo at this path"
+            if missing
+            else "This photo cannot be read"
             if unreadable
             else f"Needs the {MODEL_NAME[str(self.mode_combo.currentData())]} model: Open Models…"
             if self.model_missing

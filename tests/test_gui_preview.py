@@ -385,6 +385,25 @@ def test_inpainting_without_its_model_names_it_and_opens_models_on_it(
     assert opened == ["inpaint"]
 
 
+def test_another_edit_mode_forgets_the_last_edit(
+    qtbot: QtBot, sd_dir: Path, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    """Back from inpainting, the first edit's tiles said "Needs ... inpainting" under its old
+    verdict and figures."""
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, sd_dir)
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+    assert dialog.verdict.text() and dialog.figures_table.isVisibleTo(dialog)
+    for mode in ("inpaint", "img2img"):
+        with qtbot.waitSignal(dialog.protect_runner.finished, timeout=30_000):
+            dialog.mode_combo.setCurrentIndex(dialog.mode_combo.findData(mode))
+        assert dialog.outcome is None and dialog.verdict.text() == ""
+        assert not dialog.figures_table.isVisibleTo(dialog)
+        assert not any(dialog.tiles[name].has_image() for name in EDIT_TILES)
+    assert dialog.preview_button.isEnabled()
+
+
 def test_settings_changed_during_an_edit_are_not_shown_as_its_result(
     qtbot: QtBot, sd_dir: Path, inputs: tuple[Path, ProtectOptions]
 ) -> None:

@@ -496,6 +496,9 @@ class PreviewDialog(QDialog):
         self.photo_edit.textChanged.connect(self._update_controls)
         self.photo_edit.textChanged.connect(self._view_timer.start)
         self._view_timer.timeout.connect(self.show_protection)
+        # Another edit: the last one's tiles, verdict and figures are not this one's (they
+        # stayed under "Needs ... inpainting", and came back stale with the first edit).
+        self.mode_combo.currentIndexChanged.connect(self._on_edit_mode)
         self.mode_combo.currentIndexChanged.connect(self._view_timer.start)  # its model
         self.protect_runner.succeeded.connect(self._on_protection)
         self.protect_runner.failed.connect(self._on_protection_failed)
@@ -608,6 +611,10 @@ class PreviewDialog(QDialog):
         elif self.outcome is None and not self.runner.running:
             for name in EDIT_TILES:
                 self.tiles[name].clear("Press “Preview AI edit”")
+
+    def _on_edit_mode(self) -> None:
+        if not self.runner.running:
+            self._clear_edit()
 
     def _clear_edit(self) -> None:
         """Forget the last AI edit: its tiles, verdict, figures and note (another photo)."""

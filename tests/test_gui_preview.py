@@ -452,7 +452,20 @@ def test_a_preview_let_go_ends_its_step_before_the_next_one_uses_the_pipelines()
     # Stopped while waiting: it does not wait on.
     with pytest.raises(Cancelled), cache.use(None, None, "cpu", stopped):
         pass
-    with cache.use(None, None, "cpu", CancelToken()):
+    with cache.use(None, None, "cpu", CancelToken()) as engine:
         order.append("new starts")
+        mine = engine
     old.join(5)
     assert order == ["old starts", "old ends", "new starts"]
+    # Freeing the pipelines while a preview runs on them waits for a later release.
+    inside.clear()
+    old = threading.Thread(target=let_go_edit)
+    old.start()
+    assert inside.wait(5)
+    cache.release()  # the window closed: its preview still runs
+    old.join(5)
+    with cache.use(None, None, "cpu", CancelToken()) as engine:
+        assert engine is mine  # kept, not freed under the running preview
+    cache.release()
+    with cache.use(None, None, "cpu", CancelToken()) as engine:
+        assert engine is not mine  # freed once nothing ran on them

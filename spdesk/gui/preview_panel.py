@@ -164,9 +164,15 @@ class EngineCache:
             return self._engine
 
     def release(self) -> None:
-        """Free the pipelines now (no preview may be running)."""
-        with self._lock:
-            self._drop()
+        """Free the pipelines now, unless a preview still runs on them (one let go when its
+        window closed): the next preview then takes them over, or frees them."""
+        if not self._running.acquire(blocking=False):
+            return
+        try:
+            with self._lock:
+                self._drop()
+        finally:
+            self._running.release()
 
     def _drop(self) -> None:
         if self._engine is not None:
@@ -874,7 +880,7 @@ class PreviewDialog(QDialog):
         super().reject()
 
     def _stop_and_release(self) -> None:
-        """Stop the workers, then free the SD pipelines, unless an edit step let go still uses
-        them: the next preview then takes them over or frees them."""
-        if self.stop_workers():
-            ENGINES.release()
+        """Stop the workers, then free the SD pipelines (kept while an edit step let go still
+        runs on them: closing calls this twice, and the second found the runners free)."""
+        self.stop_workers()
+        ENGINES.release()

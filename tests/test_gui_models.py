@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import Qt
+import shiboken6
+from PySide6.QtCore import QCoreApplication, QEvent, Qt
 from pytestqt.qtbot import QtBot
 
 pytest.importorskip("spdesk.core.models.store", reason="the model store has not landed yet")
@@ -477,12 +478,18 @@ def test_a_task_a_closed_window_could_not_wait_for_is_waited_for_at_exit(qtbot: 
         return "late"
 
     runner.start(ignores_its_cancel)
+    thread, worker = runner._thread, runner._worker
     assert not runner.stop(timeout_ms=50)
     # Let go, not waited for: the closing window is not frozen, and never hears from it again.
     assert not runner.running and heard == ["finished"]
     assert not wait_for_live_threads(100), "still running: the app ends the process instead"
     threading.Timer(0.2, release.set).start()
     assert wait_for_live_threads(5_000)
+    # Deleted by the event loop, not left to the garbage collector: destroyed at a random
+    # moment on the GUI thread, a let-go thread's objects froze the app (the suite hung: their
+    # disconnects waited for the GIL a thumbnail thread held while it waited for Qt's lock).
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert not shiboken6.isValid(worker) and not shiboken6.isValid(thread)
     qtbot.wait(200)  # the task's result, queued for the GUI thread, is dropped
     assert heard == ["finished"]
     runner.start(lambda _on_event, _cancel: "next")  # the runner is free for the next task

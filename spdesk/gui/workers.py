@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from spdesk.core.errors import Cancelled, SpdeskError
@@ -61,6 +62,8 @@ class Worker(QObject):
 # closed during a task must not destroy a running QThread (Qt aborts the process) or the worker
 # whose run() is executing. Finished ones are dropped at the next start.
 _LIVE: dict[QThread, Worker] = {}
+# Workers whose thread ended before they could be deleted with it (kept, not garbage collected).
+_ENDED_WORKERS: list[Worker] = []
 
 # How long a closing window waits for its cancelled task before letting it go: long enough for a
 # task that checks its cancel token often (every download chunk, every step) to end cleanly.
@@ -74,7 +77,15 @@ def _forget_finished_threads() -> None:
         except RuntimeError:  # its C++ object is already gone
             finished = True
         if finished:
-            del _LIVE[thread]
+            worker = _LIVE.pop(thread)
+            # Deleted by the event loop, as a runner deletes the threads it waited for, never by
+            # Python's garbage collector: a let-go task's QThread destroyed at a random moment
+            # on the GUI thread froze the app (its disconnects waited for the GIL, which a
+            # thumbnail thread held while it waited for Qt's lock).
+            with contextlib.suppress(RuntimeError):  # already deleted
+                thread.deleteLater()
+            if shiboken6.isValid(worker):  # went with its thread, or its thread ended first
+                _ENDED_WORKERS.append(worker)  # a few bytes each; only a let-go race leaves one
 
 
 def wait_for_live_threads(timeout_ms: int) -> bool:
@@ -178,6 +189,8 @@ class TaskRunner(QObject):
     def _let_go(self, thread: QThread) -> None:
         """Forget a cancelled task that is still running; ``_LIVE`` keeps it alive until it ends."""
         thread.finished.disconnect(self._on_thread_finished)
+        if self._worker is not None:  # deleted in its own thread as that ends
+            thread.finished.connect(self._worker.deleteLater, Qt.ConnectionType.DirectConnection)
         self._thread, self._worker = None, None
         self.finished.emit()
 

@@ -469,3 +469,31 @@ def test_a_preview_let_go_ends_its_step_before_the_next_one_uses_the_pipelines()
     cache.release()
     with cache.use(None, None, "cpu", CancelToken()) as engine:
         assert engine is not mine  # freed once nothing ran on them
+
+
+def test_a_second_preview_does_not_say_it_loads_the_model_and_a_stopped_one_leaves_no_dots(
+    qtbot: QtBot, sd_dir: Path, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    """ "Loading Stable Diffusion (first time only)…" showed before every preview; after Stop
+    the edit tiles kept "…" and the bar stayed part-filled under "Preview cancelled."."""
+    from spdesk.core.events import Loading
+    from spdesk.gui.preview_panel import ENGINES
+
+    ENGINES.release()  # an earlier test's pipelines: this one loads its own first
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, sd_dir)
+    said: list[str] = []
+    dialog.runner.core_event.connect(
+        lambda event: said.append(event.message) if isinstance(event, Loading) else None
+    )
+    for _ in range(2):
+        with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+            assert dialog.start()
+    assert said == ["Loading Stable Diffusion (first time only)…", "Starting the edit…"]
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+        dialog.cancel()
+    if dialog.outcome is None:  # stopped before it ended (it may end first on a fast machine)
+        assert dialog.status_label.text() == "Preview cancelled."
+        assert dialog.progress.value() == 0
+        assert all(dialog.tiles[name].picture.text() != "…" for name in EDIT_TILES)

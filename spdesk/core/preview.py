@@ -371,6 +371,10 @@ class PreviewEngine:
 
         return Path(ModelStore().require(FEATURE_FOR_MODE[mode]))
 
+    def loaded(self, mode: Mode) -> bool:
+        """Whether ``mode``'s pipeline is loaded already (the next edit starts at once)."""
+        return mode in self._pipes
+
     def pipeline(self, mode: Mode) -> Any:
         """The loaded pipeline for ``mode`` (loaded on first use, then reused)."""
         if mode not in self._pipes:

@@ -206,10 +206,10 @@ def preview_task(
             seed=settings.seed,
             working_size=settings.working_size,
         )
-        _announce_loading(on_event)
         perturbation = Path(settings.perturbation) if settings.perturbation else None
         try:
             with ENGINES.use(model_dir, inpaint_dir, device, cancel) as engine:
+                _announce_loading(on_event, engine.loaded(request.mode))
                 return preview_photo(
                     settings.photo, perturbation, request, options, engine,
                     protection=settings.shown_protection, on_event=on_event, cancel=cancel,
@@ -251,8 +251,13 @@ def _edit_refusal(photo: np.ndarray, path: Path) -> str:
     return ""
 
 
-def _announce_loading(on_event: Callable[[Event], None]) -> None:
-    on_event(Loading("Loading Stable Diffusion (first time only)…"))
+def _announce_loading(on_event: Callable[[Event], None], loaded: bool) -> None:
+    """What happens before the first step: loading the model once (seconds), then nothing to
+    wait for (it said "Loading… (first time only)" before every preview)."""
+    on_event(Loading("Starting the edit…" if loaded else LOADING_TEXT))
+
+
+LOADING_TEXT = "Loading Stable Diffusion (first time only)…"
 
 
 class ZoomDialog(QDialog):
@@ -516,7 +521,7 @@ class PreviewDialog(QDialog):
         self.runner.core_event.connect(self._on_event)
         self.runner.succeeded.connect(self._on_succeeded)
         self.runner.failed.connect(self._on_failed)
-        self.runner.cancelled.connect(lambda: self.status_label.setText("Preview cancelled."))
+        self.runner.cancelled.connect(self._on_cancelled)
         self.runner.finished.connect(self._update_controls)
         self._on_preset()
 
@@ -758,6 +763,15 @@ class PreviewDialog(QDialog):
         self.runner.start(task)
         self._update_controls()
         return True
+
+    def _on_cancelled(self) -> None:
+        """Nothing of the stopped edit stays: its tiles said "…" and its bar stayed part-filled
+        under "Preview cancelled."."""
+        self.status_label.setText("Preview cancelled.")
+        self.progress.setValue(0)
+        if self.outcome is None and self.view is not None and not self.edit_refusal:
+            for name in EDIT_TILES:
+                self.tiles[name].clear("Press “Preview AI edit”")
 
     def cancel(self) -> None:
         if self.runner.running:

@@ -55,6 +55,16 @@ _live_temps: set[Path] = set()
 
 
 # --- names --------------------------------------------------------------------------------------
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (also through links), existing or not."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.samefile(b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
 def name_bytes(name: str) -> int:
     """The length of a file name on disk, in bytes (the unit of the file system's limit)."""
     return len(os.fsencode(name))

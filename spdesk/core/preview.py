@@ -18,7 +18,6 @@ import io
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -616,11 +615,11 @@ def check_outputs(
     a file's place, a place that cannot be written, the ``photo`` previewed itself (even with
     ``replace``), or (unless ``replace``) a file already there; creates ``folder``. Returns
     :func:`output_paths`."""
-    from spdesk.core.files import check_writable, shown
+    from spdesk.core.files import check_writable, same_file, shown
 
     paths = output_paths(folder, stem)
     for path in paths.values():
-        if photo is not None and _same_file(path, photo):
+        if photo is not None and same_file(path, photo):
             raise OutputError(
                 f"{shown(path)} is the photo being previewed: the preview never writes over it.",
                 hint="Choose another --out folder.",
@@ -703,13 +702,6 @@ def _set_aside(paths: list[Path]) -> Iterator[None]:
     for _path, spare in aside:
         with contextlib.suppress(OSError):
             spare.unlink()
-
-
-def _same_file(path: Path, other: Path) -> bool:
-    try:
-        return path.exists() and os.path.samefile(path, other)
-    except OSError:
-        return path.absolute() == other.absolute()
 
 
 def _encoded(result: PreviewResult, key: str, paths: dict[str, Path]) -> bytes:

@@ -42,7 +42,7 @@ from spdesk.core.events.training import (
     TrainStep,
     ValidationReport,
 )
-from spdesk.core.files import atomic_write, check_writable, shown
+from spdesk.core.files import atomic_write, check_writable, same_file, shown
 from spdesk.core.imageio import read_image
 from spdesk.core.objectives import build_objectives
 from spdesk.core.objectives.base import BatchCache, Objective, objective_loss
@@ -570,7 +570,7 @@ def _check_checkpoint_place(path: Path, out: Path | None = None, resume: bool = 
             f"The checkpoint {shown(path)} is a folder; a checkpoint needs a file name.",
             hint=f"For example: --checkpoint {shown(path / 'run.ckpt.safetensors')}",
         )
-    if out is not None and _same_file(path, out):
+    if out is not None and same_file(path, out):
         raise ConfigError(
             f"The checkpoint {shown(path)} is also where the perturbation is saved; they need "
             "two files.",
@@ -591,16 +591,6 @@ def _check_checkpoint_place(path: Path, out: Path | None = None, resume: bool = 
             hint="Give --checkpoint a new file name, or move or delete that file first.",
         )
     check_writable(path)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file (also through links), existing or not."""
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.samefile(b)
-    except OSError:  # one of them does not exist yet
-        return False
 
 
 class PhotosChanged(ConfigError):

@@ -703,10 +703,10 @@ def _check_encoder_files_here(spec: str) -> None:
     does before anything is written: a damaged one failed on the actors, after the output
     folder was made. Files only the workers have, and the models spdesk downloads (the workers
     load their own), are left to them."""
-    from spdesk.core.encoders import STORE_SPECS, load_encoder
+    from spdesk.core.encoders import STORE_SPECS, load_encoder, spec_parts
 
-    for part in (p.strip() for p in spec.split(",")):
-        if part and part not in STORE_SPECS and Path(part).exists():
+    for part in spec_parts(spec):
+        if part not in STORE_SPECS and Path(part).exists():
             load_encoder(part, "cpu")
 
 
@@ -1003,7 +1003,8 @@ def _fatal_row(error: SpdeskError) -> _Row:
 
 
 def _fatal_error(text: str) -> SpdeskError | None:
-    """The named error an actor could not start with (a missing model...), rebuilt here."""
+    """The named error a worker sent back as a row (:func:`_fatal_row`: an actor that could not
+    start, a batch whose shard could not be written), rebuilt here."""
     fatal = json.loads(text)
     if fatal is None:
         return None

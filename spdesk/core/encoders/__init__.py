@@ -99,7 +99,7 @@ def weights_fingerprint(spec: str) -> str:
 
     Raises EncoderError or ModelMissingError as ``load_encoder`` does for what is not there.
     """
-    parts = _parts(spec)
+    parts = spec_parts(spec)
     return "+".join(file_fingerprint(*_weights_of(part)) for part in parts)
 
 
@@ -108,12 +108,12 @@ def absolute_spec(spec: str) -> str:
     in another working folder, such as a Ray worker, loads the same encoders from."""
     parts = [
         part if part in STORE_SPECS else str(Path(part).expanduser().absolute())
-        for part in _parts(spec)
+        for part in spec_parts(spec)
     ]
     return ",".join(parts)
 
 
-def _parts(spec: str) -> list[str]:
+def spec_parts(spec: str) -> list[str]:
     """The encoders of a spec (several, separated by commas, make an ensemble)."""
     parts = [part.strip() for part in spec.split(",") if part.strip()]
     if not parts:
@@ -138,5 +138,5 @@ def load_encoder(
     from spdesk.core.encoders.ensemble import EnsembleEncoder
 
     resolved = device if isinstance(device, torch.device) else resolve_device(device)
-    encoders = [_load_one(part, resolved, checkpointing) for part in _parts(spec)]
+    encoders = [_load_one(part, resolved, checkpointing) for part in spec_parts(spec)]
     return encoders[0] if len(encoders) == 1 else EnsembleEncoder(encoders)

@@ -62,7 +62,9 @@ class Worker(QObject):
 # closed during a task must not destroy a running QThread (Qt aborts the process) or the worker
 # whose run() is executing. Finished ones are dropped at the next start.
 _LIVE: dict[QThread, Worker] = {}
-# Workers whose thread ended before they could be deleted with it (kept, not garbage collected).
+# Threads of tasks let go (no runner deletes them) and workers whose thread ended before they
+# could be deleted with it (kept, not garbage collected).
+_LET_GO: set[QThread] = set()
 _ENDED_WORKERS: list[Worker] = []
 
 # How long a closing window waits for its cancelled task before letting it go: long enough for a
@@ -78,6 +80,9 @@ def _forget_finished_threads() -> None:
             finished = True
         if finished:
             worker = _LIVE.pop(thread)
+            if thread not in _LET_GO:
+                continue  # its runner deletes it (its finished slot may not have run yet)
+            _LET_GO.discard(thread)
             # Deleted by the event loop, as a runner deletes the threads it waited for, never by
             # Python's garbage collector: a let-go task's QThread destroyed at a random moment
             # on the GUI thread froze the app (its disconnects waited for the GIL, which a
@@ -189,6 +194,7 @@ class TaskRunner(QObject):
     def _let_go(self, thread: QThread) -> None:
         """Forget a cancelled task that is still running; ``_LIVE`` keeps it alive until it ends."""
         thread.finished.disconnect(self._on_thread_finished)
+        _LET_GO.add(thread)
         if self._worker is not None:  # deleted in its own thread as that ends
             thread.finished.connect(self._worker.deleteLater, Qt.ConnectionType.DirectConnection)
         self._thread, self._worker = None, None

@@ -6,9 +6,11 @@ real settings, models or library; Qt runs offscreen.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -165,3 +167,19 @@ def _no_dangling_qthreads() -> Iterator[None]:
     for thread in running:
         thread.wait(30_000)
     assert not running, f"{len(running)} worker thread(s) still running after the test"
+    _automatic_garbage_collection_back_on()
+
+
+def _automatic_garbage_collection_back_on() -> None:
+    """Ended threads' releases are handled on the GUI thread: let them arrive, then check that
+    automatic collection is on again (later tests run without an event loop to collect)."""
+    from PySide6.QtCore import QCoreApplication
+
+    from spdesk.gui import garbage
+
+    deadline = time.monotonic() + 30
+    while garbage.holding() and time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        time.sleep(0.01)
+    assert not garbage.holding(), "a background thread still holds off garbage collection"
+    assert gc.isenabled(), "automatic garbage collection was left off"

@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from spdesk.core.errors import Cancelled, SpdeskError
 from spdesk.core.events import CancelToken, Event
+from spdesk.gui import garbage
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class TaskRunner(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        garbage.install()
         self._thread: QThread | None = None
         self._worker: Worker | None = None
         self._cancel = CancelToken()
@@ -155,6 +157,11 @@ class TaskRunner(QObject):
         worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         thread.started.connect(worker.run)
         thread.finished.connect(self._on_thread_finished)
+        # No automatic garbage collection in the task's thread: it would destroy Qt objects
+        # there (see spdesk.gui.garbage). Direct: finished is emitted in that thread as it ends,
+        # and a let-go task's runner may be gone by then.
+        thread.finished.connect(garbage.release, Qt.ConnectionType.DirectConnection)
+        garbage.hold()
         self._thread, self._worker = thread, worker
         _forget_finished_threads()
         _LIVE[thread] = worker

@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 from spdesk.core.errors import ImageError
 from spdesk.core.files import shown
 from spdesk.core.imageio import read_thumbnail
+from spdesk.gui import garbage
 
 THUMB = 48  # thumbnail edge in pixels
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # a row's progress, 0..1, painted as a bar
@@ -81,19 +82,34 @@ class _ThumbSignals(QObject):
     # are not UTF-8, and the thumbnail went to another row or none.
     ready = Signal(object, QImage)
 
+    def __init__(self, parent: QObject) -> None:
+        super().__init__(parent)
+        self.batch = 0  # raised when the queue is cleared: older jobs skip their photo
+
 
 class _ThumbJob(QRunnable):
+    """Decodes one thumbnail in the pool. Made on the GUI thread, where it holds off automatic
+    garbage collection (see :mod:`spdesk.gui.garbage`) until it has run; so every job queued
+    runs, and a cleared queue's jobs end at once."""
+
     def __init__(self, path: Path, signals: _ThumbSignals) -> None:
         super().__init__()
         self._path = path
         self._signals = signals
+        self._batch = signals.batch
+        garbage.hold()
 
     def run(self) -> None:
-        image = _qt_thumbnail(self._path)
-        if image.isNull():  # not a format Qt reads: spdesk's reader does (in this thread too)
-            image = _pillow_thumbnail(self._path)
-        if not image.isNull():
-            self._signals.ready.emit(self._path, image)
+        try:
+            if self._batch != self._signals.batch:
+                return
+            image = _qt_thumbnail(self._path)
+            if image.isNull():  # not a format Qt reads: spdesk's reader does (in this thread too)
+                image = _pillow_thumbnail(self._path)
+            if not image.isNull():
+                self._signals.ready.emit(self._path, image)
+        finally:
+            garbage.release()
 
 
 def _qt_thumbnail(path: Path) -> QImage:
@@ -197,6 +213,7 @@ class PhotoQueue(QTableWidget):
         placeholder.fill(QColor("#e5e7eb"))
         self._placeholder = QIcon(placeholder)
         self._retry_enabled = True  # off while a job runs (a retry starts one)
+        garbage.install()
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
         self._thumbs = _ThumbSignals(self)
@@ -231,7 +248,7 @@ class PhotoQueue(QTableWidget):
         return len(new)
 
     def clear_photos(self) -> None:
-        self._pool.clear()
+        self._thumbs.batch += 1
         self._rows.clear()
         self._order.clear()
         self._index.clear()

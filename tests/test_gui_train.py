@@ -179,6 +179,29 @@ def test_refuses_a_folder_without_photos(
     assert "needs at least 2" in shown[0]
 
 
+def test_start_is_off_with_the_reason_for_a_folder_that_cannot_be_trained_on(
+    qtbot: QtBot, dialog: TrainDialog, tmp_path: Path
+) -> None:
+    one = _photos(tmp_path / "one", count=1)
+    cases = [
+        (tmp_path / "nowhere", "No folder there"),
+        (one, "at least 2 photos"),
+        (tmp_path, ""),  # not a problem: its subfolders hold photos
+    ]
+    _photos(tmp_path / "more", count=2)
+    for folder, reason in cases:
+        dialog.folder_edit.setText(str(folder))
+        assert dialog.start_button.isEnabled()  # not yet counted: start() checks itself
+        qtbot.waitUntil(lambda: dialog.count_label.text() != "Counting photos…", timeout=10_000)
+        assert dialog.start_button.isEnabled() == (not reason)
+        assert reason in dialog.start_button.toolTip()
+        if reason:
+            assert reason in dialog.status_label.text()
+    dialog.folder_edit.setText("/")
+    qtbot.waitUntil(lambda: not dialog.start_button.isEnabled(), timeout=5_000)
+    assert "whole disk" in dialog.start_button.toolTip()
+
+
 def test_the_folder_is_counted_in_a_worker_once_typing_pauses(
     qtbot: QtBot, dialog: TrainDialog, tmp_path: Path
 ) -> None:

@@ -181,16 +181,23 @@ CHOOSE_TEXT = "Choose a folder of photos, then press “Start training”."
 
 def ready_text(count: int | None) -> str:
     """The footer once the folder is counted: what to do next, and the advice on its size."""
-    if count is None:
-        return CHOOSE_TEXT
-    if count < 2:
-        return "Training needs at least 2 photos: choose a folder with more."
+    if count is None or count < 2:
+        return folder_problem(count)
     if count < ADVISED_PHOTOS:
         return (
             f"Only {count} photos: {ADVISED_PHOTOS} or more train a stronger pattern. "
             "Press “Start training” to train on these anyway."
         )
     return "Ready: press “Start training”."
+
+
+def folder_problem(count: int | None) -> str:
+    """Why a counted folder cannot be trained on (the Start button's tooltip); "" when it can."""
+    if count is None:
+        return "No folder there: choose the folder of your photos."
+    if count < 2:
+        return "Training needs at least 2 photos: choose a folder with more."
+    return ""
 
 
 def folder_typed(text: str) -> Path:
@@ -237,6 +244,7 @@ class TrainDialog(QDialog):
         self._count_timer.setInterval(COUNT_DELAY_MS)
         self._counted = ""  # the folder text the last count was started for
         self.photo_count: int | None = None
+        self.folder_problem = ""  # why the counted folder cannot be trained on ("" when it can)
         self._advice_texts: set[str] = set()  # footers ready_text said (replaced by the next)
         self.skipped: dict[Path, str] = {}  # photos the running training could not read, why
         self.afresh = ""  # why the running training started afresh ("" when it did not)
@@ -519,6 +527,7 @@ class TrainDialog(QDialog):
     def _on_folder_changed(self) -> None:
         """Count again once typing pauses; a count under way stops at its next file."""
         self.photo_count = None
+        self.folder_problem = ""
         self.count_runner.cancel()
         text = self.folder_edit.text().strip()
         self._advise(CHOOSE_TEXT)
@@ -537,6 +546,8 @@ class TrainDialog(QDialog):
         folder = folder_typed(text)
         if folder.anchor and str(folder) == folder.anchor:
             self.count_label.setText("That is a whole disk: choose the folder of your photos.")
+            self.folder_problem = self.count_label.text()
+            self._update_controls()
             return
         self._counted = text
         self.count_runner.start(count_task(folder))
@@ -546,6 +557,8 @@ class TrainDialog(QDialog):
             self.photo_count = count
             self.count_label.setText(_count_text(count))
             self._advise(ready_text(count))
+            self.folder_problem = folder_problem(count)
+            self._update_controls()
 
     def _advise(self, text: str) -> None:
         """Say ``text`` in the footer, unless it tells of a training (running or finished)."""
@@ -731,7 +744,8 @@ class TrainDialog(QDialog):
     def _update_controls(self) -> None:
         running = self.runner.running
         has_folder = bool(self.folder_edit.text().strip())
-        self.start_button.setEnabled(not running and has_folder)
+        self.start_button.setEnabled(not running and has_folder and not self.folder_problem)
+        self.start_button.setToolTip(self.folder_problem or "")
         self.start_button.setText("Train again" if self.result is not None else "Start training")
         # One main action at a time: once a result is in, it is in the save box below.
         if (self.start_button.objectName() == "Primary") != (self.result is None):

@@ -341,3 +341,35 @@ def test_a_model_dir_without_a_model_says_to_fix_the_folder(
     assert code == 2
     err = capsys.readouterr().err
     assert "Give --model-dir the folder that holds model_index.json, or leave it out" in err
+
+
+def test_offload_on_a_cpu_is_said_to_be_left_off_and_the_preview_runs(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _preview(inputs, tmp_path, "--offload", "--model-dir", str(inputs["sd"]))
+    assert code == 0
+    assert "--offload saves GPU memory on a CUDA GPU only" in capsys.readouterr().err
+    assert (tmp_path / "cat.json").is_file()
+
+
+def test_offload_without_accelerate_is_refused_before_loading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    import torch
+
+    from spdesk.core import preview
+    from spdesk.core.errors import ConfigError
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "accelerate" else real_find_spec(name, *a),
+    )
+    monkeypatch.setattr(preview, "resolve_device", lambda _name: torch.device("cuda"))
+    with pytest.raises(ConfigError, match="needs the accelerate package") as raised:
+        preview.PreviewEngine(device="cuda", offload=True)
+    assert "pip install accelerate" in raised.value.user_text()
+    assert not preview.PreviewEngine(device="cuda").offload  # not asked: nothing to check

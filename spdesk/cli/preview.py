@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,12 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         offload=args.offload,
     )
+    if engine.offload_ignored:
+        print(
+            f"Note: --offload saves GPU memory on a CUDA GPU only; the edit runs on "
+            f"{engine.device.type} without it.",
+            file=sys.stderr,
+        )
     with engine:  # the pipelines are freed before the sheet is drawn and saved
         try:
             outcome = preview_photo(

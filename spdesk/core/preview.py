@@ -319,6 +319,18 @@ def is_inpainting_folder(folder: Path) -> bool:
         return False
 
 
+def check_offload_possible() -> None:
+    """ConfigError, before minutes of loading, when model CPU offload cannot run: diffusers
+    needs the ``accelerate`` package for it, which spdesk does not install."""
+    import importlib.util
+
+    if importlib.util.find_spec("accelerate") is None:
+        raise ConfigError(
+            "Model CPU offload (--offload) needs the accelerate package, which is not installed.",
+            hint="Install it (pip install accelerate), or leave out --offload.",
+        )
+
+
 class PreviewEngine:
     """Holds the Stable Diffusion pipelines, loaded once and reused across previews until
     :meth:`release` (or the end of a ``with`` block) frees them: they take gigabytes.
@@ -327,7 +339,8 @@ class PreviewEngine:
         model_dir: a diffusers SD 1.5 folder for img2img; ``None`` asks the model store.
         inpaint_dir: a diffusers SD 1.5 inpainting folder; ``None`` asks the model store.
         device: "auto", "cpu", "cuda" or "mps".
-        offload: model CPU offload for small GPUs (needs the ``accelerate`` package).
+        offload: model CPU offload for small GPUs (needs the ``accelerate`` package); only a
+            CUDA device has GPU memory to spare, elsewhere it is left off (``offload_ignored``).
         half: half precision on GPUs ("fp16" or "bf16"); ignored on CPU (fp32).
     """
 
@@ -342,7 +355,10 @@ class PreviewEngine:
     ) -> None:
         self.model_dirs: dict[str, Path | None] = {"img2img": model_dir, "inpaint": inpaint_dir}
         self.device = resolve_device(device)
-        self.offload = offload
+        self.offload = offload and self.device.type == "cuda"
+        self.offload_ignored = offload and not self.offload
+        if self.offload:
+            check_offload_possible()
         self.dtype = torch.float32
         if self.device.type in ("cuda", "mps"):
             self.dtype = torch.bfloat16 if half == "bf16" else torch.float16

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import stat
@@ -889,6 +890,16 @@ def test_train_generator_skips_unreadable_photos_and_refuses_a_folder_without_ph
     assert main([*argv[:1], str(photos), *argv[1:]]) == 0
     said = capsys.readouterr().out
     assert f"Skipped {cut.name}: " in said and out.is_file()
+
+    # A held-out photo that cannot be read is named too (the check ran without it, unsaid).
+    held_out = split_photos(find_photos(photos), 0.7, 0, None)[1][0]
+    samples.truncated_jpeg(held_out)
+    assert main([*argv[:1], str(photos), *argv[1:], "--force"]) == 0
+    said = capsys.readouterr().out
+    assert f"Held-out check skipped {held_out.name}: " in said
+    assert main([*argv[:1], str(photos), *argv[1:], "--force", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert [photo["name"] for photo in record["skipped_held_out"]] == [held_out.name]
 
     notes = tmp_path / "notes"
     notes.mkdir()

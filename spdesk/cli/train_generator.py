@@ -230,6 +230,8 @@ def _report(args: argparse.Namespace, summary: dict[str, Any], steps: int, saved
     print(f"Saved {saved} ({summary['train_photos']} training photos).")
     for photo in summary["skipped_photos"]:  # unreadable: trained without them
         print(f"Skipped {photo['name']}: {photo['reason']}")
+    for photo in summary["skipped_held_out"]:  # unreadable: checked without them
+        print(f"Held-out check skipped {photo['name']}: {photo['reason']}")
     _report_coarseness(summary["held_out_check"])
 
 

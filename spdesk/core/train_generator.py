@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from spdesk.core.encoders import Encoder
 from spdesk.core.errors import Cancelled, ConfigError
 from spdesk.core.events import CancelToken
+from spdesk.core.events.training import SkippedPhoto
 from spdesk.core.generator import (
     DeltaGenerator,
     GeneratorConfig,
@@ -255,14 +256,21 @@ def low_frequency_share(delta: torch.Tensor, eps: float) -> torch.Tensor:
 
 @torch.no_grad()
 def held_out_coarseness(
-    model: DeltaGenerator, photos: list[Path], config: GeneratorTrainConfig, device: torch.device
+    model: DeltaGenerator,
+    photos: list[Path],
+    config: GeneratorTrainConfig,
+    device: torch.device,
+    skipped: list[SkippedPhoto] | None = None,
 ) -> dict[str, float | int] | None:
     """How coarse the trained generator's deltas are on held-out photos, beside random signs
     under the same shaping: the visibility term's :func:`low_frequency_share` of a fixed set of
     crops. A cheap, seeded stand-in for measuring visibility: the same recipe can end
     fine-grained or coarse and far more visible, depending on its seed (above
-    :data:`COARSE_SHARE`, measure the file before using it). None without readable photos."""
-    _, views, _ = load_working_views(photos[:CHECK_PHOTOS], config.load_side)
+    :data:`COARSE_SHARE`, measure the file before using it). None without readable photos;
+    the unreadable ones are added to ``skipped``."""
+    _, views, unreadable = load_working_views(photos[:CHECK_PHOTOS], config.load_side)
+    if skipped is not None:
+        skipped.extend(unreadable)
     if not views:
         return None
     rng = torch.Generator().manual_seed(config.split_seed)
@@ -365,8 +373,14 @@ def train_generator(
         "stopped_early": stopped,  # by ``stop``, before the steps or the time limit ran out
         "time_limit_reached": not stopped and len(history) < config.steps,
         "seconds": round(time.monotonic() - run_started, 1),
-        "held_out_check": held_out_coarseness(model, val_paths, config, encoder.device),
     }
+    held_out_skipped: list[SkippedPhoto] = []
+    summary["held_out_check"] = held_out_coarseness(
+        model, val_paths, config, encoder.device, held_out_skipped
+    )
+    summary["skipped_held_out"] = [
+        {"name": s.path.name, "reason": s.reason} for s in held_out_skipped
+    ]
     return model, summary
 
 

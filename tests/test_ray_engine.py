@@ -248,13 +248,14 @@ def test_a_killed_driver_resumes_with_nothing_lost_and_identical_outputs(
     assert len(local.done) == 24
 
 
-def _dying(store: Any, marker: Path, *, before: bool, photo: str = "") -> Any:
+def _dying(store: Any, marker: Path, *, before: bool, photo: str = "", once_at: str = "") -> Any:
     """``store`` with a fault for tests: a Ray worker publishing an output kills itself (SIGKILL)
     just before the output is published (for an object store: its 'publishing' line stored,
     not yet its PUT) or just after (its 'done' line not yet stored). Only the first such output
-    of the job (``marker`` records that one died), or, given ``photo``, every try of that
-    photo's output. The driver never dies. The class is made here, so that Ray sends it to the
-    workers by value (cloudpickle): nothing of the tests is imported there."""
+    of the job (``marker`` records that one died), or the first of photo ``once_at``'s, or,
+    given ``photo``, every try of that photo's output. The driver never dies. The class is made
+    here, so that Ray sends it to the workers by value (cloudpickle): nothing of the tests is
+    imported there."""
     driver = os.getpid()
     base = type(store)
 
@@ -270,6 +271,8 @@ def _dying(store: Any, marker: Path, *, before: bool, photo: str = "") -> Any:
         def _dies(self, target: str) -> bool:
             if photo:
                 return posixpath.basename(target).startswith(f"{photo}.")
+            if once_at and not posixpath.basename(target).startswith(f"{once_at}."):
+                return False
             try:
                 os.close(os.open(marker, os.O_CREAT | os.O_EXCL))  # the first output only
             except FileExistsError:
@@ -282,16 +285,18 @@ def _dying(store: Any, marker: Path, *, before: bool, photo: str = "") -> Any:
 
 
 @pytest.mark.parametrize(
-    ("mode", "before"),
-    [("universal", True), ("photo", False)],
-    ids=["tasks-before-publishing", "actors-after-publishing"],
+    ("mode", "before", "once_at"),
+    [("universal", True, ""), ("photo", False, ""), ("universal", False, "02")],
+    ids=["tasks-before-publishing", "actors-after-publishing", "tasks-after-two-photos"],
 )
 def test_a_killed_worker_is_retried_and_nothing_is_lost_or_done_twice(
-    tmp_path: Path, settings: ProtectSettings, mode: str, before: bool
+    tmp_path: Path, settings: ProtectSettings, mode: str, before: bool, once_at: str
 ) -> None:
     """A worker dies with its batch half done (a universal-mode task with an output written but
-    not yet published, or a photo-mode actor with one published but not yet recorded): Ray
-    retries the batch, which finishes the rest, and nothing is lost, doubled or left behind."""
+    not yet published, or a photo-mode actor with one published but not yet recorded, or a task
+    that had finished two photos of its batch first): Ray retries the batch, which finishes the
+    rest, and nothing is lost, doubled or left behind; what the first try finished is reported
+    as done, as the local engine reports it (it was "skipped: already protected")."""
     if mode == "photo":
         pytest.importorskip("torch")
     settings = dataclasses.replace(settings, mode=mode)
@@ -299,13 +304,18 @@ def test_a_killed_worker_is_retried_and_nothing_is_lost_or_done_twice(
     for i in range(16):
         samples.photo(inputs / f"{i:02d}.png", 64, 48)
     out, died = tmp_path / "ray", tmp_path / "died"
-    job = RayProtectJob([inputs], out, settings, _ray(settings, batch_size=2))
-    job.store = job.output_store = _dying(job.output_store, died, before=before)
+    job = RayProtectJob([inputs], out, settings, _ray(settings, batch_size=4 if once_at else 2))
+    job.store = job.output_store = _dying(job.output_store, died, before=before, once_at=once_at)
     report = job.run()
     assert died.exists() and not report.failed and not report.pending
-    assert len(report.done) + len(report.skipped) == 16  # a retried batch skips what it finished
-    ProtectJob([inputs], tmp_path / "local", settings).run()
+    # What the retried batch's first try finished is done by this job, with its figures.
+    assert len(report.done) == 16 and not report.skipped
+    local = ProtectJob([inputs], tmp_path / "local", settings).run()
     assert _tree(out) == _tree(tmp_path / "local")
+    said = {(e.source.name, e.output.name, e.psnr, e.max_change, e.notes) for e in report.done}
+    assert said == {
+        (e.source.name, e.output.name, e.psnr, e.max_change, e.notes) for e in local.done
+    }
     assert not [p for p in out.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
 
 

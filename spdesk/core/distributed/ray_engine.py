@@ -819,11 +819,43 @@ class _ShardRun(JobRun):
     def _prepare(self, manifest: Manifest, item: _Planned) -> _Task | None:
         task = self.tasks[item.key]
         finished = manifest.finished_output(item.key, self.fingerprint, task.signature)
-        if finished is not None:  # Ray retried this batch after its worker died
+        if finished is None:
+            return dataclasses.replace(task, started=time.monotonic())
+        # Ray retried this batch after its worker died: the first try protected this photo,
+        # in this job (the driver plans only photos not finished before it), so it is done.
+        facts = manifest.entries.get(item.key, {}).get(_DONE_FACTS)
+        if isinstance(facts, dict):
+            self._done_before(item, finished, facts)
+        else:  # a line from before the facts were kept
             reason = "already protected with the same settings"
             self._skip(item, SkipReason.ALREADY_DONE, reason, finished)
-            return None
-        return dataclasses.replace(task, started=time.monotonic())
+        return None
+
+    def _done_line_extras(self, outcome: Any) -> dict[str, Any]:
+        psnr, peak = outcome.figures
+        facts = {"psnr": psnr, "max_change": peak, "notes": list(outcome.notes)}
+        return {_DONE_FACTS: {**facts, "location_removed": outcome.location_removed}}
+
+    def _done_before(self, item: _Planned, output: Path, facts: dict[str, Any]) -> None:
+        """Report again, as done, a photo the batch's first try protected (its row was lost
+        with the worker)."""
+        self.handled.add(item.key)
+        event = FileDone(
+            item.source,
+            output,
+            psnr=facts.get("psnr"),
+            max_change=int(facts.get("max_change", 0)),
+            notes=tuple(facts.get("notes", ())),
+            position=item.position,
+            count=item.count,
+            location_removed=bool(facts.get("location_removed", False)),
+        )
+        self.report.done.append(event)
+        self.emit(event)
+
+
+# A shard's "done" line keeps what its photo's row said, for a retry of the batch to say again.
+_DONE_FACTS = "done_facts"
 
 
 class StopSign:

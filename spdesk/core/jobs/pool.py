@@ -531,6 +531,7 @@ class JobRun:
             output_size=outcome.size,
             output_sha256=outcome.sha256,
             source_signature=task.signature.as_list(),
+            **self._done_line_extras(outcome),
         )
 
     # -- steps ---------------------------------------------------------------------------------
@@ -554,6 +555,7 @@ class JobRun:
                 source_signature=task.signature.as_list(),
                 **({"key": self.key_id} if self.key_id else {}),
                 **self._output_time(output),
+                **self._done_line_extras(outcome),
             )
         except OutputError as error:  # the output is complete; only its record is missing
             self.report.stopped = self.report.stopped or _stopped_text(error)
@@ -572,6 +574,11 @@ class JobRun:
         )
         self.report.done.append(event)
         self.emit(event)
+
+    def _done_line_extras(self, outcome: _Outcome) -> dict[str, Any]:
+        """More for a photo's "done" line: nothing here (a Ray batch's shard keeps what a retry
+        of the batch says again)."""
+        return {}
 
     def _output_time(self, output: Path) -> dict[str, int]:
         """The output's modification time, for a folder's manifest: a re-run trusts a copy of

@@ -299,6 +299,50 @@ def test_verify_finds_a_damaged_file_and_the_next_download_refetches_only_it(
     assert store.verify("preview").ok
 
 
+@pytest.mark.parametrize("cannot", ["take-the-lock", "delete"])
+def test_verify_in_a_store_it_cannot_write_names_the_damage_and_why_nothing_was_deleted(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch, cannot: str
+) -> None:
+    """A read-only or another user's store: verify stopped at its lock file ("cannot be opened
+    for writing", exit 2) and never named the damaged file."""
+    import errno
+
+    from spdesk.core.errors import OutputError
+    from spdesk.core.models import verify
+
+    folder = store.download("preview")
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    if cannot == "take-the-lock":
+        lock_refused = OutputError(
+            f"The lock file {folder}/.spdesk.lock cannot be opened for writing: it is "
+            "read-only, marked immutable, or belongs to another user."
+        )
+
+        def no_lock(_folder: Path) -> Any:
+            raise lock_refused
+
+        monkeypatch.setattr(verify, "removal_lock", no_lock)
+    else:
+
+        def refused(*_args: Any, **_kwargs: Any) -> None:
+            raise PermissionError(errno.EACCES, "Permission denied", str(weights))
+
+        monkeypatch.setattr(Path, "unlink", refused)
+
+    result = store.verify("preview")
+    assert not result.ok
+    assert result.problems[0] == (
+        "unet/diffusion_pytorch_model.safetensors does not match its sha256 (not deleted)"
+    )
+    why = "belongs to another user." if cannot == "take-the-lock" else "Permission denied."
+    assert result.problems[1].startswith(f"Nothing could be deleted in {folder}: ")
+    assert why in result.problems[1] and "spdesk models remove" in result.problems[1]
+    assert weights.read_bytes() == bytes(data)  # left as it was
+
+
 def test_not_enough_space_is_refused_before_fetching(
     store: ModelStore, hub: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

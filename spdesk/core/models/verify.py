@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spdesk.core.errors import OutputError
 from spdesk.core.models.layout import (
     local_size,
     read_model_manifest,
@@ -59,32 +60,46 @@ def sha256_of(path: Path) -> str:
 def verify_download(feature: str, folder: Path) -> VerifyResult:
     """Re-hash the files a download manifest lists for ``feature``; damaged ones are deleted
     (and the features that used them marked incomplete) so the next download fetches exactly
-    those again. ModelError, deleting nothing, while a download into ``folder`` runs."""
+    those again. ModelError, deleting nothing, while a download into ``folder`` runs. In a
+    store this user cannot write (read-only, another user's) the damage is reported all the
+    same, with why nothing was deleted."""
     manifest = read_model_manifest(folder)
     paths = manifest["features"].get(feature, [])
-    problems: list[str] = []
-    bad: set[str] = set()
+    damaged: dict[str, str] = {}  # remote name: what is wrong with its local file
     for remote in paths:
         entry = manifest["files"][remote]
         problem = _download_problem(folder / entry["local"], entry)
         if problem:
-            bad.add(remote)
-            problems.append(f"{entry['local']} {problem} (deleted: the next download fetches it)")
-    if bad:
+            damaged[remote] = f"{entry['local']} {problem}"
+    if not damaged:
+        return VerifyResult(feature, str(folder), len(paths), [])
+    try:
         with removal_lock(folder):
-            _forget(folder, bad)
+            _forget(folder, set(damaged))
+    except (OutputError, OSError) as error:
+        why = error.message if isinstance(error, OutputError) else error.strerror or str(error)
+        problems = [f"{problem} (not deleted)" for problem in damaged.values()]
+        problems.append(
+            f"Nothing could be deleted in {folder}: {str(why).rstrip('.')}. Its owner can "
+            "delete the damaged files (spdesk models remove), and the next download fetches "
+            "them again."
+        )
+        return VerifyResult(feature, str(folder), len(paths), problems)
+    problems = [f"{p} (deleted: the next download fetches it)" for p in damaged.values()]
     return VerifyResult(feature, str(folder), len(paths), problems)
 
 
 def _forget(folder: Path, remotes: set[str]) -> None:
     """Delete the files of ``remotes`` and drop them, and the features using them, from the
-    manifest (read again: it is the lock holder's to change)."""
+    manifest (read again: it is the lock holder's to change). The manifest first: a file it
+    no longer lists is fetched again, whether or not deleting it then works."""
     manifest = read_model_manifest(folder)
-    for remote in remotes & set(manifest["files"]):
-        (folder / manifest["files"].pop(remote)["local"]).unlink(missing_ok=True)
+    gone = [folder / manifest["files"].pop(r)["local"] for r in remotes & set(manifest["files"])]
     for name in [n for n, ps in manifest["features"].items() if remotes & set(ps)]:
         manifest["features"].pop(name)
     write_model_manifest(folder, manifest)
+    for local in gone:
+        local.unlink(missing_ok=True)
 
 
 def _download_problem(local: Path, entry: dict[str, Any]) -> str:

@@ -216,6 +216,33 @@ def test_verify_finds_changed_bytes_in_an_imported_model(
     assert "damaged" in row and "verified" not in row and again in row
 
 
+def test_verify_of_everything_checks_an_import_no_feature_uses_now(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two imports provide train: one is used, the other stays listed in status, and a verify
+    of everything re-hashed only the one used, so nothing could check the other."""
+    for name in ("a-vae", "b-vae"):
+        assert main(["models", "import", str(save_tiny_vae(tmp_path / name))]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["models", "verify"]) == EXIT_OK
+    said = capsys.readouterr().out
+    unused = Path(said.split("imported b-vae: 2 files verified in ")[1].splitlines()[0])
+    assert "train: 2 files verified in " in said and unused.name == "b-vae"
+    weights = unused / "vae" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    assert main(["models", "verify", "--for", "train"]) == EXIT_OK  # the one used: sound
+    capsys.readouterr()
+    assert main(["models", "verify", "--json"]) == EXIT_FAILED
+    rows = {row["feature"]: row for row in json.loads(capsys.readouterr().out)["results"]}
+    assert rows["train"]["ok"] and not rows["imported b-vae"]["ok"]
+    assert main(["models", "verify"]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "imported b-vae: vae/diffusion_pytorch_model.safetensors does not match" in err
+    assert "run: spdesk models remove --imported b-vae, then spdesk models import" in err
+
+
 def test_verify_help_says_what_happens_to_damaged_downloads_and_imports(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -234,6 +234,11 @@ def run_verify(args: argparse.Namespace) -> int:
     there = [s.feature for s in store.status() if s.present or store.recorded(s.feature)]
     features = [args.feature] if args.feature else there
     results = [store.verify(f) for f in features]
+    repairs = {r.feature: store.status_of(r.feature).repair for r in results if r.folder}
+    if not args.feature:  # everything installed: imports no feature uses now too
+        for result, repair in store.verify_imports({r.folder for r in results if r.folder}):
+            results.append(result)
+            repairs[result.feature] = repair
     ok = all(r.ok for r in results)
     if args.json:
         rows = [{**dataclasses.asdict(r), "ok": r.ok} for r in results]
@@ -245,7 +250,7 @@ def run_verify(args: argparse.Namespace) -> int:
             print(f"{r.feature}: {r.checked_files} files verified in {r.folder}")
         else:
             print(f"{r.feature}: " + "; ".join(r.problems), file=sys.stderr)
-            repair = store.status_of(r.feature).repair if r.folder else ""
+            repair = repairs.get(r.feature, "")
             print(
                 f"  run: {repair or f'spdesk models download --for {r.feature}'}", file=sys.stderr
             )

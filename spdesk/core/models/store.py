@@ -392,10 +392,23 @@ class ModelStore:
             files = wanted_files(snapshot, self.source(feature))
             checked, problems = verify_cache_links(snapshot, files)
             return VerifyResult(feature, str(folder), checked, problems)
+        return self._verify_import(feature, folder)
+
+    def verify_imports(self, done: set[str]) -> list[tuple[VerifyResult, str]]:
+        """Re-hash every imported model whose folder is not in ``done`` (those no feature uses
+        now: a later import took its place), each with the commands that import it again
+        ("" when sound). Labelled ``imported NAME``, as ``status`` lists them."""
+        results = []
+        for folder in self.imported_folders():
+            if str(folder) not in done:
+                result = self._verify_import(f"imported {folder.name}", folder)
+                results.append((result, "" if result.ok else _reimport_commands(folder)))
+        return results
+
+    def _verify_import(self, label: str, folder: Path) -> VerifyResult:
         checked, problems = importing.verify_imported(folder)
-        return VerifyResult(
-            feature, str(folder), checked, problems + _mark_imported(folder, problems)
-        )
+        problems += _mark_imported(folder, problems)
+        return VerifyResult(label, str(folder), checked, problems)
 
     def recorded(self, feature: Feature) -> bool:
         """Whether a download of ``feature`` is recorded in the store, complete or not (a file

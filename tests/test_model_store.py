@@ -200,6 +200,32 @@ def test_a_cancel_on_a_slow_connection_stops_at_once_and_keeps_every_byte_receiv
     assert took < size / (8 * 1024) * 0.1 / 2  # well before the whole file would have come
 
 
+def test_a_cancel_while_the_network_is_silent_mid_file_stops_at_once(
+    store: ModelStore, hub: HubServer
+) -> None:
+    """The read blocked until the next piece came (up to the 30 s read timeout): the first
+    Ctrl+C took 22 s on a stalled connection."""
+    hub.trickle(UNET, piece=8 * 1024, pause_s=8.0)
+    cancel = CancelToken()
+    cancelled_at: list[float] = []
+
+    def cancel_once_silent() -> None:
+        deadline = time.monotonic() + 30
+        while hub.served.get(UNET, 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # the first piece is in; the next one is 8 s away
+        cancelled_at.append(time.monotonic())
+        cancel.cancel()
+
+    threading.Thread(target=cancel_once_silent, daemon=True).start()
+    with pytest.raises(Cancelled, match="kept, the next download resumes"):
+        store.download("preview", cancel=cancel)
+    took = time.monotonic() - cancelled_at[0]
+    assert took < 2.0, f"the cancel waited {took:.1f} s for the network"
+    part = store.folder_for("preview") / (UNET.replace(".fp16", "") + ".part")
+    assert part.stat().st_size == 8 * 1024  # the piece that arrived is kept
+
+
 def test_status_counts_only_a_features_own_partial_download(
     store: ModelStore, hub: HubServer
 ) -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -53,6 +55,7 @@ from spdesk.core.models.layout import (
     write_model_manifest,
 )
 from spdesk.core.models.selection import (
+    CANCEL_POLL_S,
     IMPORT_HINT,
     DownloadPlan,
     RemoteFile,
@@ -461,7 +464,7 @@ def _append(
         with part.open(mode) as out:
             try:
                 chunks = _at_most(response.iter_bytes(), size - start)
-                _write_as_received(chunks, out, on_bytes, cancel)
+                _write_as_received(_read_aside(chunks, cancel), out, on_bytes, cancel)
             except _Oversized:
                 on_bytes(start - out.tell())
                 out.truncate(start)
@@ -475,6 +478,50 @@ def _at_most(chunks: Iterable[bytes], room: int) -> Iterator[bytes]:
         if room < 0:
             raise _Oversized
         yield chunk
+
+
+def _read_aside(chunks: Iterable[bytes], cancel: CancelToken) -> Iterator[bytes]:
+    """``chunks``, read by a helper thread while this one waits for them looking at ``cancel``:
+    a network gone silent mid-file blocks a read for up to TIMEOUT_S, and Ctrl+C or Cancel
+    waited for it (22 s measured). After a cancel the helper, still in its read, ends on its own
+    once the read returns or times out, dropping what it read: the next download resumes from
+    what was written."""
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=4)
+    stop = threading.Event()
+
+    def hand(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=CANCEL_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if not hand(("chunk", chunk)):
+                    return
+            hand(("end", None))
+        except BaseException as error:  # raised again in the downloading thread
+            hand(("error", error))
+
+    threading.Thread(target=read, name="spdesk-download-read", daemon=True).start()
+    try:
+        while True:
+            try:
+                kind, value = handoff.get(timeout=CANCEL_POLL_S)
+            except queue.Empty:
+                cancel.check()
+                continue
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
 
 
 def _write_as_received(

@@ -275,6 +275,41 @@ def test_the_hub_clients_own_console_warnings_go_to_the_log_file(
     assert "Retrying" not in capsys.readouterr().err
 
 
+_UNREACHABLE_HUB = """
+import sys, time
+real_sleep = time.sleep
+time.sleep = lambda seconds: real_sleep(min(seconds, 0.01))  # the client's back-off, made short
+from spdesk.cli import main
+sys.exit(main(["models", "download", "--for", "train"]))
+"""
+
+
+def test_an_unreachable_hubs_retries_go_to_the_log_not_the_terminal(tmp_path: Path) -> None:
+    """A process of its own, in which the hub client is first imported by the download: its
+    console handler, made at that import, printed each retry ("... thrown while requesting GET
+    ... Retrying in 1s [Retry 1/5]", ten lines) before spdesk's own message."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}"}
+    done = subprocess.run(
+        [sys.executable, "-c", _UNREACHABLE_HUB],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode == EXIT_ERROR, done.stderr
+    said = done.stderr.splitlines()
+    assert said[0].startswith(f"Asking http://127.0.0.1:{port} for ")
+    assert said[1].startswith(f"spdesk: The connection to http://127.0.0.1:{port} failed")
+    assert len(said) == 3 and "Check the internet connection" in said[2]
+    log = Path(os.environ["SPDESK_HOME"]) / "logs" / "spdesk.log"
+    assert "Retrying in" in log.read_text(encoding="utf-8")
+
+
 def test_importing_keeps_the_model_libraries_bars_and_advice_off_the_terminal(
     tmp_path: Path,
 ) -> None:

@@ -54,14 +54,16 @@ def library_output_to_log(library: str) -> None:
 
     huggingface_hub prints each retry of a failed request on stderr ("'[Errno -2] Name or
     service not known' thrown while requesting GET ...", five times when offline). spdesk says
-    what failed in its own words at the end. The details stay in the log."""
+    what failed in its own words at the end. The details stay in the log. A library without a
+    console handler of its own is routed too: its records went up to Python's last-resort
+    handler, which prints warnings on stderr. Call it once the library has made its handler
+    (huggingface_hub makes it as ``huggingface_hub.utils.logging`` is imported)."""
     logger = logging.getLogger(library)
     consoles = console_handlers(logger)
-    if not consoles:
-        return  # already done, or the library has no console handler of its own
     for console in consoles:
         logger.removeHandler(console)
-    _to_spdesk_handlers(logger)
+    if consoles or logger.propagate:  # else already done
+        _to_spdesk_handlers(logger)
 
 
 def logger_to_log_only(name: str) -> None:

@@ -109,6 +109,8 @@ def list_candidates(
     """``(commit, candidates)`` from the hub (network; the token is the library's own: HF_TOKEN
     or ``hf auth login``). Raises DownloadError with a plain reason, Cancelled at once on
     ``cancel``."""
+    import huggingface_hub.utils.logging  # noqa: F401  (adds the library's console handler)
+
     from spdesk.core.logs import library_output_to_log
 
     library_output_to_log("huggingface_hub")  # its retries go to the log, not the terminal

@@ -72,6 +72,9 @@ def test_preview_shows_six_tiles_figures_and_verdict(
         text = item.text() if item is not None else ""
         assert 0 <= float(text) <= 1, text
     assert dialog.verdict.text()
+    for column in range(dialog.figures_table.columnCount()):  # each figure says what it means
+        header = dialog.figures_table.horizontalHeaderItem(column)
+        assert header is not None and "means" in header.toolTip() and "lower" in header.toolTip()
     # 100% view shows the protected photo at its full size, different from the original
     zoom = dialog.open_zoom()
     assert zoom is not None

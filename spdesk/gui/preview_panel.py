@@ -71,6 +71,20 @@ UNFILTERED_NOTE = (
     "This preview shows an unfiltered AI edit of your own photo: no safety checker is applied."
 )
 FIGURE_KEYS = (("ssim", "SSIM"), ("psnr", "PSNR (dB)"), ("vifp", "VIFp"), ("fsim", "FSIM"))
+# What each figure means, in a column header's tooltip: the names are image-quality jargon.
+FIGURE_MEANINGS = {
+    "ssim": "Structural similarity: 1 means the two images look identical, lower means they "
+    "differ more in structure and contrast.",
+    "psnr": "Peak signal-to-noise ratio, in decibels: higher means closer; above about 40 dB "
+    "the difference is usually hard to see.",
+    "vifp": "Visual information fidelity: how much of the first image's detail the second keeps "
+    "(1: all of it).",
+    "fsim": "Feature similarity: 1 means the edges and structures people notice are the same.",
+}
+FIGURE_ROWS_NOTE = (
+    "For the AI edit rows, lower means the protection changed the edit more; for the last row, "
+    "higher means the protection is harder to see."
+)
 # The model each edit mode needs, by the model store's feature name, and what to say without it.
 MODEL_FEATURE = {"img2img": "preview", "inpaint": "inpaint"}
 MODEL_NAME = {"img2img": "Stable Diffusion 1.5", "inpaint": "Stable Diffusion 1.5 inpainting"}
@@ -460,6 +474,10 @@ class PreviewDialog(QDialog):
         table = QTableWidget(3, len(FIGURE_KEYS))
         table.setObjectName("Figures")
         table.setHorizontalHeaderLabels([label for _key, label in FIGURE_KEYS])
+        for column, (key, _label) in enumerate(FIGURE_KEYS):
+            header = table.horizontalHeaderItem(column)
+            if header is not None:
+                header.setToolTip(f"{FIGURE_MEANINGS[key]}\n{FIGURE_ROWS_NOTE}")
         table.setVerticalHeaderLabels(
             [
                 "Edit of protected vs edit of original",

@@ -104,6 +104,48 @@ def test_a_heic_photo_gets_a_thumbnail_though_qt_cannot_read_it(
     qtbot.waitUntil(centre_is_red, timeout=5000)
 
 
+_TIFF_QUEUE = """
+import sys
+from pathlib import Path
+from PySide6.QtWidgets import QApplication
+from spdesk.gui.widgets.queue import PhotoQueue, _ThumbJob
+
+app = QApplication([])
+queue = PhotoQueue()
+paths = [Path(p).resolve() for p in sys.argv[1:]]
+queue.add_photos(paths)
+for _ in range(10):  # decoded many times over: the crash came as a reader was deleted
+    for path in paths:
+        queue._pool.start(_ThumbJob(path, queue._thumbs))
+assert queue.wait_for_thumbnails()
+app.processEvents()
+drawn = [not queue.item(row, 0).icon().isNull() for row in range(queue.rowCount())]
+print("thumbnails", sum(drawn), "of", len(drawn))
+"""
+
+
+def test_tiff_photos_get_thumbnails_and_do_not_crash_the_app(tmp_path: Path) -> None:
+    """Queuing an uncompressed or LZW TIFF killed the app (exit 139): Qt's TIFF reader closes
+    its handle on the file as the reader is deleted, and the file went first. A process of its
+    own: the crash takes the process with it."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for name, options in (("plain.tif", {}), ("lzw.tif", {"compression": "tiff_lzw"})):
+        pixels = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / name, **options)
+        paths.append(str(tmp_path / name))
+    done = subprocess.run(
+        [sys.executable, "-c", _TIFF_QUEUE, *paths],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )  # fmt: skip
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-1500:]}"
+    assert "thumbnails 2 of 2" in done.stdout
+
+
 def test_tab_leaves_the_queue_and_the_arrows_still_move_between_rows(
     qtbot: QtBot, tmp_path: Path
 ) -> None:

@@ -131,6 +131,9 @@ def _qt_thumbnail(path: Path) -> QImage:
                 size.scaled(THUMB * 2, THUMB * 2, Qt.AspectRatioMode.KeepAspectRatio)
             )
         image = reader.read()
+        # The reader first: Qt's TIFF reader closes its handle on the device as it is deleted,
+        # and a device gone before it crashed the app (Python frees locals in no set order).
+        del reader
         device.close()  # before Python closes the file under it
         return image
 

@@ -659,3 +659,32 @@ def test_the_eta_after_a_resume_counts_only_the_photos_worked_on(
     now[0] = 60.0
     printer(jobs.FileDone(Path("3.jpg"), Path("out/3.jpg"), position=3, count=4))
     assert etas[-1] == pytest.approx(60.0)
+
+
+def test_an_output_folder_that_cannot_be_made_names_the_folder_at_fault(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a file it said "Could not write .../spdesk-manifest.jsonl: Not a directory.", and
+    under a read-only folder it called the folder to be made, which did not exist, read-only."""
+    photos = tmp_path / "photos"
+    samples.photo(photos / "a.png", 48, 40)
+    (tmp_path / "notes").write_text("a file where a folder was meant")
+    assert main(["protect", str(photos), "--out", str(tmp_path / "notes" / "x")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'notes'} is a file, not a folder" in err and "Not a directory" not in err
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_mkdir = Path.mkdir
+
+    def refused_under_locked(self: Path, *args: object, **kwargs: object) -> None:
+        if self.parent == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", refused_under_locked)
+    assert main(["protect", str(photos), "--out", str(locked / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"The output folder {locked / 'out'} cannot be made: the folder {locked} is" in err
+    assert "--out FOLDER" not in err
+    assert not (locked / "out").exists()

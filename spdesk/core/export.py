@@ -282,7 +282,7 @@ def _format_params(
         if options.format is None:  # a chosen --format webp is warned about once per job
             notes.append(
                 f"written as lossy WebP (quality {options.quality}), like its original: lossy "
-                "WebP halves the colour resolution, which weakens the protection (--format png "
+                "WebP halves the colour resolution, which weakens the protection (saving as PNG "
                 "keeps all of it)"
             )
         return {"quality": options.quality}
@@ -372,7 +372,7 @@ def _note_what_is_not_carried_over(
         notes.append(
             f"the PNG's gamma and primaries (gAMA, cHRM) not kept: {format_label(fmt)} does "
             "not hold them here, so viewers may show its colours a little differently "
-            "(--format png keeps them)"
+            "(saving as PNG keeps them)"
         )
 
 

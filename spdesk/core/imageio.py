@@ -420,8 +420,8 @@ def _too_large(
     return ImageTooLargeError(
         f"{path.name} is too large{dims}: the limit is {_megapixels(max_pixels)} megapixels. "
         "It was not decoded (files like this can exhaust memory).",
-        hint="Reduce the photo's size in an editor, or, if you trust the file, raise the limit: "
-        f"spdesk protect --max-megapixels{enough or ' MP'}.",
+        hint="Reduce the photo's size in an editor, or, if you trust the file, protect it with "
+        f"a higher limit from the command line: spdesk protect --max-megapixels{enough or ' MP'}.",
     )
 
 

@@ -35,6 +35,7 @@ What an object store gives and does not give (see docs/ray.md):
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -256,12 +257,12 @@ class FolderStore:
                 hint="Choose another output folder, or move that file away.",
             ) from error
         except OSError as error:
-            raise output_error(error, root / MANIFEST_NAME) from error
+            raise _root_error(error, root) from error
         if not os.access(root, os.W_OK):
             raise OutputPermissionError(
                 f"Cannot write into the output folder {shown(root)}: it is read-only or you do "
                 "not have permission to write there.",
-                hint="Choose an output folder you can write to (spdesk protect --out FOLDER).",
+                hint="Choose an output folder you can write to.",
             )
 
     def clean_stale_temps(self, root: Path) -> None:
@@ -301,6 +302,28 @@ class FolderStore:
     def merge_shards(self, root: str) -> dict[str, dict[str, Any]]:
         with Manifest(Path(root)) as manifest:  # merges under the folder's lock, compacts
             return dict(manifest.entries)
+
+
+def _root_error(error: OSError, root: Path) -> OutputError:
+    """Why the output folder ``root`` could not be made, naming the folder at fault: the
+    nearest one that exists (the message named ``root`` itself, which did not exist, as
+    "read-only"), or the file in the way ("Could not write .../spdesk-manifest.jsonl: Not a
+    directory")."""
+    existing = next((p for p in root.parents if os.path.lexists(p)), None)
+    if error.errno == errno.ENOTDIR and existing is not None:
+        return OutputError(
+            f"The output folder {shown(root)} cannot be made: {shown(existing)} is a file, not "
+            "a folder.",
+            hint="Choose another output folder, or move that file away.",
+        )
+    denied = isinstance(error, PermissionError) or error.errno in (errno.EACCES, errno.EPERM)
+    if denied and existing is not None:
+        return OutputPermissionError(
+            f"The output folder {shown(root)} cannot be made: the folder {shown(existing)} is "
+            "read-only or you do not have permission to write there.",
+            hint="Choose an output folder you can write to.",
+        )
+    return output_error(error, root / MANIFEST_NAME)
 
 
 def _same_file(path: Path, other: os.stat_result) -> bool:

@@ -156,6 +156,40 @@ def test_the_location_is_left_out_by_default_and_the_rest_of_the_metadata_kept(
     assert everything.location_removed and "exif" not in everything.params
 
 
+@pytest.mark.parametrize(
+    "properties",
+    [
+        # An element in a default namespace, no prefix.
+        b'<GPSLatitude xmlns="http://ns.adobe.com/exif/1.0/">48,51.48N</GPSLatitude>'
+        b'<GPSLongitude xmlns="http://ns.adobe.com/exif/1.0/">2,17.67E</GPSLongitude>',
+        # A prefix with a letter beyond ASCII, as an attribute and as an element.
+        '<rdf:Description xmlns:exé="http://ns.adobe.com/exif/1.0/" exé:GPSLatitude="48,51.48N">'
+        "<exé:GPSLongitude>2,17.67E</exé:GPSLongitude></rdf:Description>".encode(),
+    ],
+    ids=["default-namespace", "non-ascii-prefix"],
+)
+def test_the_location_in_xmp_is_left_out_whatever_its_namespace_prefix(
+    tmp_path: Path, properties: bytes
+) -> None:
+    """Both forms are valid XMP; the patterns wanted an ASCII "prefix:" and kept them."""
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/">'
+        b"<xmp:Label>Holiday</xmp:Label></rdf:Description>" + properties + b"</rdf:RDF></x:xmpmeta>"
+    )
+    source = tmp_path / "gps.jpg"
+    Image.fromarray(samples.photo_array(24, 16), mode="RGB").save(source, "JPEG", xmp=xmp)
+    decoded = read_image(source)
+    encoded = prepare(decoded, decoded.image, "JPEG", ExportOptions())
+    assert encoded.location_removed
+    kept = encoded.params.get("xmp") or b""
+    assert b"GPS" not in kept.upper() and b"48,51" not in kept
+    assert b"<xmp:Label>Holiday</xmp:Label>" in kept  # only the location went
+    with Image.open(_written(source)) as image:
+        assert b"48,51" not in image.info.get("xmp", b"")
+
+
 def test_icc_profile_is_copied(tmp_path: Path) -> None:
     from PIL import ImageCms
 

@@ -461,12 +461,18 @@ def _photoshop_segment(iptc: bytes) -> bytes:
 
 
 # XMP properties named GPS* in any namespace and any case (exif:GPSLatitude, the IPTC location
-# structures that reuse them, a drone's drone-dji:GpsLatitude), as attributes or as elements.
-_XMP_GPS_ATTRIBUTE = re.compile(rb'\s[\w.-]+:gps\w*\s*=\s*("[^"]*"|\'[^\']*\')', re.IGNORECASE)
-_XMP_GPS_ELEMENT = re.compile(
-    rb"<([\w.-]+:gps\w*)\b[^>]*?(/>|>.*?</\1\s*>)", re.DOTALL | re.IGNORECASE
+# structures that reuse them, a drone's drone-dji:GpsLatitude), as attributes or as elements,
+# with any prefix (one in UTF-8 beyond ASCII: "exé:GPSLatitude") or none (an element in a
+# default namespace: <GPSLatitude xmlns="http://ns.adobe.com/exif/1.0/">): both were kept.
+_XMP_PREFIX = rb"""(?:[^\s<>/:='"]+:)?"""
+_XMP_GPS_ATTRIBUTE = re.compile(
+    rb"\s" + _XMP_PREFIX + rb"""gps\w*\s*=\s*("[^"]*"|'[^']*')""", re.IGNORECASE
 )
-_XMP_GPS_NAME = re.compile(rb"[\w.-]:gps", re.IGNORECASE)  # any left, in any form
+_XMP_GPS_ELEMENT = re.compile(
+    rb"<(" + _XMP_PREFIX + rb"gps\w*)\b[^>]*?(/>|>.*?</\1\s*>)", re.DOTALL | re.IGNORECASE
+)
+# Any left, in any form: a name starting GPS after a prefix or "<", or an attribute's.
+_XMP_GPS_NAME = re.compile(rb"[<:]gps|\sgps\w*\s*=", re.IGNORECASE)
 
 
 def _xmp_kept(xmp: bytes | str | None, strip: str, notes: list[str]) -> bytes | None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spdesk.cli import main
 from spdesk.core.discovery import DiscoveryOptions, discover
 from spdesk.core.errors import (
     CorruptImageError,
@@ -156,6 +157,26 @@ def test_16bit_grey_is_scaled_not_clipped(tmp_path: Path) -> None:
     assert decoded.image.mode == "RGB"
     assert row.tolist() == [0, 1, 1, 156, 255]  # 40000/257 = 155.6: scaled, not clipped to 255
     assert any("16-bit" in note for note in decoded.notes)
+
+
+def test_a_16bit_grey_pngs_transparent_colour_stays_transparent(tmp_path: Path) -> None:
+    """Scaled to 8 bits into a new image, it lost its tRNS key: the copy came out opaque."""
+    values = np.full((24, 32), 40000, dtype=np.uint16)
+    values[:8, :8] = 7 * 257  # the transparent colour
+    path = tmp_path / "grey16_key.png"
+    Image.fromarray(values).save(path, transparency=7 * 257)
+    decoded = read_image(path)
+    assert decoded.image.mode == "RGBA"
+    alpha = np.asarray(decoded.image)[..., 3]
+    assert (
+        (alpha[:8, :8] == 0).all() and (alpha[8:, :] == 255).all() and (alpha[:, 8:] == 255).all()
+    )
+    out = tmp_path / "out"
+    assert main(["protect", str(path), "--out", str(out)]) == 0
+    (written,) = out.glob("grey16_key.protected.*")
+    with Image.open(written) as copy:
+        kept = np.asarray(copy.convert("RGBA"))[..., 3]
+    assert (kept[:8, :8] == 0).all() and (kept[8:, :] == 255).all()
 
 
 def test_a_32bit_integer_tiff_is_refused_like_a_floating_point_one(tmp_path: Path) -> None:

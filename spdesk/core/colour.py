@@ -67,7 +67,8 @@ def to_rgb(
             hint="Export it as an 8- or 16-bit TIFF, PNG or JPEG first.",
         )
     if mode in SIXTEEN_BIT_MODES:
-        image, mode = _scale_16bit(image, bit_depth), "L"
+        image = _with_keyed_alpha(_scale_16bit(image, bit_depth), image)
+        mode = image.mode
     space = _icc_space(icc)
     if mode == "CMYK":
         return _cmyk_to_srgb(path, image, icc if space == "CMYK" else None, notes)
@@ -92,6 +93,18 @@ def _scale_16bit(image: Image.Image, bit_depth: int) -> Image.Image:
     top = 65535 if bit_depth >= 16 or int(values.max(initial=0)) > 255 else 255
     scaled = (np.clip(values, 0, top) * 255 + top // 2) // top
     return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8))  # uint8 (H, W): "L"
+
+
+def _with_keyed_alpha(scaled: Image.Image, original: Image.Image) -> Image.Image:
+    """``scaled`` (the 16-bit ``original`` as 8-bit grey) with the original's transparent
+    colour (a PNG tRNS key) as an alpha channel: the new image had no key, and the copy came
+    out opaque."""
+    key = original.info.get("transparency")
+    if not isinstance(key, int):
+        return scaled
+    opaque = np.asarray(original).astype(np.int64) != key
+    alpha = Image.fromarray(np.where(opaque, 255, 0).astype(np.uint8))
+    return Image.merge("LA", (scaled, alpha))
 
 
 def _icc_space(icc: bytes | None) -> str | None:

@@ -119,3 +119,35 @@ def test_numbered_names_cut_to_the_limit_stay_unique_and_the_same_on_every_run(
     assert names[0] == names[1] and len(set(names[0])) == 3
     assert [name.rsplit(".", 2)[1] for name in names[0][1:]] == ["protected-2", "protected-3"]
     assert all(name_bytes(name) <= limit for name in names[0])
+
+
+def test_a_numbered_copy_made_again_takes_the_next_number_not_a_second_one(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    """Two photos of one stem, protected again with other settings: the numbered one's new copy
+    was ``photo.protected-2-2.png``, a name the scan did not know as spdesk's, so a folder of
+    copies given as input had those protected a second time."""
+    samples.photo(inputs / "photo.jpg")
+    samples.photo(inputs / "photo.png", 40, 30, fmt="PNG")
+    out = tmp_path / "out"
+    names = []
+    for strength in (8, 4, 12):
+        run = dataclasses.replace(settings, strength=strength, format="png", collision="unique")
+        report = ProtectJob([inputs], out, run).run()
+        assert not report.failed
+        names.append(sorted(e.output.name for e in report.done))
+    assert names == [
+        ["photo.protected-2.png", "photo.protected.png"],
+        ["photo.protected-3.png", "photo.protected-4.png"],
+        ["photo.protected-5.png", "photo.protected-6.png"],
+    ]
+    again = ProtectJob([out], tmp_path / "again", settings).run()  # copies given as photos
+    assert not again.done and again.left_out
+
+
+def test_names_numbered_twice_before_are_known_as_spdesks_outputs() -> None:
+    from spdesk.core.export import output_name_pattern
+
+    pattern = output_name_pattern(".protected")
+    assert pattern.fullmatch("photo.protected-2-2.png") and pattern.fullmatch("a.protected-9.JPG")
+    assert not pattern.fullmatch("photo-2-2.png")

@@ -165,9 +165,10 @@ def output_name(source_name: str, fmt: str, suffix: str) -> str:
 
 
 def output_name_pattern(suffix: str) -> re.Pattern[str]:
-    """Matches file names spdesk writes with ``suffix`` (including unique ``-2`` variants)."""
+    """Matches file names spdesk writes with ``suffix`` (including unique ``-2`` variants, and
+    the ``-2-2`` ones that renumbering a numbered name made before)."""
     extensions = "|".join(re.escape(e) for exts in _EXTENSIONS.values() for e in exts)
-    return re.compile(rf".*{re.escape(suffix)}(-\d+)?({extensions})", re.IGNORECASE)
+    return re.compile(rf".*{re.escape(suffix)}(-\d+)*({extensions})", re.IGNORECASE)
 
 
 def unique_candidates(target: Path) -> Iterator[Path]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,21 +245,33 @@ class OutputNamer:
         raise OutputError(f"No free output name for {shown(target.path.name)}.")
 
     def _candidates(self, path: Path) -> Iterator[Path]:
-        """``path``, then its ``-2``, ``-3``... names, each one past the name limit shortened
-        like a long name, keeping suffix and number (a hash of ``path``'s name keeps it unique
-        and the same on every run)."""
+        """``path``, then the ``-2``, ``-3``... names of its unnumbered form, each one past the
+        name limit shortened like a long name, keeping suffix and number (a hash of the name
+        keeps it unique and the same on every run). A numbered ``path`` is numbered again from
+        its base: ``X.protected-2.jpg`` taken, it was ``X.protected-2-2.jpg``, a name no scan
+        knew as spdesk's, so such copies were protected again as photos."""
         limit = self.outputs.name_max(self.root)
-        suffix = self.export.suffix if path.stem.endswith(self.export.suffix) else ""
-        for candidate in unique_candidates(path):
+        base = _unnumbered(path, self.export.suffix)
+        suffix = self.export.suffix if base.stem.endswith(self.export.suffix) else ""
+        yield path
+        for candidate in unique_candidates(base):
             if name_bytes(candidate.name) > limit:
-                number = candidate.stem[len(path.stem) :]  # "-2"
-                name = _shortened(candidate.name, path.name, suffix + number, limit)
+                number = candidate.stem[len(base.stem) :]  # "-2"
+                name = _shortened(candidate.name, base.name, suffix + number, limit)
                 candidate = candidate.with_name(name)
-            yield candidate
+            if candidate != path:
+                yield candidate
 
     def _still_ours(self, path: Path) -> bool:
         """Checked again just before replacing: the file may have changed since planning."""
         return self.wrote is None or not self.outputs.exists(path) or self.wrote(path)
+
+
+def _unnumbered(path: Path, suffix: str) -> Path:
+    """``path`` without the ``-2`` (or ``-2-3``, from before) that a unique name added after
+    ``suffix``."""
+    numbered = re.fullmatch(rf"(.*{re.escape(suffix)})(?:-\d+)+", path.stem)
+    return path.with_name(numbered.group(1) + path.suffix) if numbered else path
 
 
 def _cut(path: Path, planned: Path, notes: tuple[str, ...]) -> tuple[str, ...]:

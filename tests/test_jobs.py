@@ -15,6 +15,7 @@ import io
 import itertools
 import json
 import os
+import stat
 import subprocess
 import sys
 import unicodedata
@@ -1336,3 +1337,20 @@ def test_a_heic_with_transparency_becomes_a_png_that_keeps_it(
         assert np.asarray(image)[..., 3].min() < 50  # the gradient's clear end survived
     with Image.open(tmp_path / "out" / "plain.protected.jpg") as image:
         assert image.format == "JPEG"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_a_private_photos_copy_is_private_too(tmp_path: Path, settings: ProtectSettings) -> None:
+    """A photo only its owner may read (600) gave a copy anyone could read (644), with the
+    same camera data; a photo others may read keeps the usual permissions."""
+    inputs = tmp_path / "in"
+    private, shared = samples.photo(inputs / "private.jpg"), samples.photo(inputs / "shared.jpg")
+    private.chmod(0o600)
+    shared.chmod(0o644)
+    old_umask = os.umask(0o022)
+    try:
+        report = ProtectJob([inputs], tmp_path / "out", settings).run()
+    finally:
+        os.umask(old_umask)
+    modes = {e.source.name: stat.S_IMODE(e.output.stat().st_mode) for e in report.done}
+    assert modes == {"private.jpg": 0o600, "shared.jpg": 0o644}

@@ -331,6 +331,20 @@ def refuse_linked_folders(root: Path, target: Path) -> None:
             )
 
 
+def shared_no_wider_than(path: Path, original: Path) -> None:
+    """Take from ``path`` (a new copy of ``original``) the group and other permissions the
+    original does not have: a private photo (mode 600) gave a copy anyone could read (644),
+    with the same camera data. Best effort: where permissions cannot be read or set (not
+    POSIX, another file system), the copy keeps the usual ones."""
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        mine, theirs = os.stat(path).st_mode & 0o777, os.stat(original).st_mode
+        wanted = (mine & 0o700) | (mine & theirs & 0o077)
+        if wanted != mine:
+            os.chmod(path, wanted)
+
+
 def make_folder(folder: Path, target: Path) -> None:
     """Create ``folder`` (for ``target``), or say plainly why it cannot be."""
     try:

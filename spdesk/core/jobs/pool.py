@@ -36,7 +36,7 @@ from spdesk.core.errors import (
 )
 from spdesk.core.events import CancelToken, Event, EventSink
 from spdesk.core.export import output_format, prepare, write_checked
-from spdesk.core.files import discard, shown
+from spdesk.core.files import discard, shared_no_wider_than, shown
 from spdesk.core.imageio import DecodedImage, PhotoHeader, read_error
 from spdesk.core.jobs.events import (
     FailReason,
@@ -456,6 +456,10 @@ class JobRun:
             decoded.size,
             task.target.path,
         )
+        if isinstance(self.job.store, FolderStore) and isinstance(
+            self.job.output_store, FolderStore
+        ):
+            shared_no_wider_than(temp, task.item.source)
         notes = (*decoded.notes, *task.target.notes)
         return _Outcome(temp, size, digest, figures, notes, encoded.location_removed)
 

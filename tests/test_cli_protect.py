@@ -688,3 +688,32 @@ def test_an_output_folder_that_cannot_be_made_names_the_folder_at_fault(
     assert f"The output folder {locked / 'out'} cannot be made: the folder {locked} is" in err
     assert "--out FOLDER" not in err
     assert not (locked / "out").exists()
+
+
+def test_overwrite_refused_for_a_users_file_does_not_advise_overwrite(
+    tmp_path: Path, inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "run again ... or --collision overwrite", which the user had just passed."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.protected.jpg").write_bytes(b"the user's own file")
+    args = [inputs, "--out", out, "--perturbation", perturbation, "--collision", "overwrite"]
+    assert _protect(*args) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "1 photo skipped because a file spdesk did not write has the output name" in said
+    assert "--collision unique" in said and "--collision overwrite" not in said
+    assert (out / "a.protected.jpg").read_bytes() == b"the user's own file"
+
+
+def test_a_lossless_webp_copy_is_not_said_to_be_compressed(
+    tmp_path: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = tmp_path / "photos"
+    samples.photo(photos / "lossless.webp", 48, 40, fmt="WEBP", lossless=True)
+    samples.photo(photos / "lossy.webp", 48, 40, fmt="WEBP", quality=90)
+    assert _protect(photos, "--out", tmp_path / "out", "--perturbation", perturbation) == 0
+    done = [line for line in capsys.readouterr().err.splitlines() if "done" in line]
+    lossless = next(line for line in done if "lossless.webp" in line.split()[1])
+    lossy = next(line for line in done if "lossy.webp" in line.split()[1])
+    assert "dB" in lossless and "compression" not in lossless
+    assert "dB before WebP compression" in lossy

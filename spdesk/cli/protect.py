@@ -476,6 +476,12 @@ def _collision_advice(report: Any) -> str | None:
     taken = [e for e in report.skipped if e.kind is SkipReason.OUTPUT_EXISTS]
     if not taken:
         return None
+    if report.settings.get("collision") == "overwrite":  # the names hold files of others
+        return (
+            f"{count_of(len(taken), 'photo')} skipped because a file spdesk did not write has "
+            "the output name (overwrite replaces only spdesk's own copies): run again with "
+            "--collision unique to keep both."
+        )
     return (
         f"{count_of(len(taken), 'photo')} skipped because the output name is taken: run again "
         "with --collision unique to keep both copies, or --collision overwrite to replace "
@@ -543,5 +549,9 @@ _LOSSY_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".webp": "We
 def _psnr_text(psnr: float | None, output: Path) -> str:
     """The copy's PSNR, measured on its pixels before encoding: a JPEG's (or WebP's, where it
     may be lossy) compression lowers the file's own a little more, so the line says so."""
+    from spdesk.core.imageio import is_lossless_webp
+
     lossy = _LOSSY_SUFFIXES.get(output.suffix.lower())
+    if lossy == "WebP" and is_lossless_webp(output):  # a lossless original's copy
+        lossy = None
     return f"PSNR {psnr:.1f} dB" + (f" before {lossy} compression" if lossy else "")

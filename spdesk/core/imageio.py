@@ -269,6 +269,15 @@ def _iptc(image: Image.Image) -> bytes | None:
 _WEBP_LOSSLESS = "spdesk.webp_lossless"  # carried in the decoded image's info to _normalise
 
 
+def is_lossless_webp(path: Path) -> bool:
+    """Whether the WebP file ``path`` holds a lossless image (False if it cannot be read)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(12)[8:] == b"WEBP" and _webp_lossless(handle)
+    except OSError:
+        return False
+
+
 def _webp_lossless(handle: IO[bytes]) -> bool:
     """Whether a WebP file's image is lossless: its first image chunk is "VP8L" ("VP8 " is
     lossy), found by walking the RIFF chunks (an extended file puts others first)."""

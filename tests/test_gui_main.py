@@ -909,6 +909,24 @@ def test_a_folder_added_after_protecting_does_not_protect_the_first_again(
     assert window.output_root() == tmp_path / "photos" / "B (protected)"  # a new queue
 
 
+def test_removing_every_row_starts_afresh_as_clear_does(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """The emptied queue kept the last job's summary, full bar and "Open output folder", and
+    the next folder's title counted the removed folder's left-out files."""
+    folder = _photos(tmp_path / "Mixed", 2)
+    (folder / "notes.txt").write_text("not a photo")
+    _add(qtbot, window, [folder])
+    _protect(qtbot, window)
+    assert window.summary.isVisibleTo(window) and window.overall_bar.value() > 0
+    window.queue.selectAll()
+    window.remove_selected()
+    assert not window.queue.paths()
+    assert not window.summary.isVisibleTo(window) and window.overall_bar.value() == 0
+    _add(qtbot, window, [_photos(tmp_path / "Good", 3)])
+    assert window.queue_title.text() == "Queue · 3 photos"
+
+
 def test_photos_cannot_be_removed_or_retried_while_a_job_runs(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

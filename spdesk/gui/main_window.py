@@ -371,15 +371,19 @@ class MainWindow(QMainWindow):
     def clear_queue(self) -> None:
         if not self.job_runner.running:
             self.queue.clear_photos()
-            self._left_out.clear()
-            self._left_out_folders.clear()
-            self.summary.hide()
-            self.rerun_bar.hide()
-            self.overall_bar.setValue(0)
-            self._done_with = None
-            self._settings_redo = []
-            self._default_root = self._mirror_base = None
-            self._update_controls()
+            self._forget_the_queue()
+
+    def _forget_the_queue(self) -> None:
+        """An empty queue starts afresh: no last job's summary, bar or left-out files."""
+        self._left_out.clear()
+        self._left_out_folders.clear()
+        self.summary.hide()
+        self.rerun_bar.hide()
+        self.overall_bar.setValue(0)
+        self._done_with = None
+        self._settings_redo = []
+        self._default_root = self._mirror_base = None
+        self._update_controls()
 
     def remove_selected(self) -> None:
         """Take the selected photos out of the queue; not while a job runs, which would protect
@@ -388,8 +392,9 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("A job is running: remove photos when it ends.", 5000)
             return
         self.queue.remove_selected()
-        if not self.queue.paths():
-            self._default_root = self._mirror_base = None
+        if not self.queue.paths():  # every row removed: as Clear leaves it
+            self._forget_the_queue()
+            return
         self._update_controls()
 
     # --- options --------------------------------------------------------------------------------

@@ -648,6 +648,8 @@ def test_photos_done_before_are_not_counted_as_protected_again(
     _protect(qtbot, window)
     text = window.summary_label.text()
     assert text.startswith("0 protected, 3 already protected with these settings"), text
+    assert "Saved to" not in text  # nothing was (it said so of the earlier run's copies)
+    assert "Nothing new was saved. This queue's earlier 3 copies: " in text
 
 
 def test_fine_tuning_without_its_model_offers_models_before_touching_a_photo(

@@ -781,7 +781,7 @@ class MainWindow(QMainWindow):
         # failed again saved nothing, but the folder holds the rest of the queue).
         in_folder = self._copies_in_output()
         root = shown(self._output_root) if self._output_root is not None else ""
-        if root and counts[RowStatus.DONE]:
+        if root and counts[RowStatus.DONE] > self._already_done:  # done now, not before
             text += f"\nSaved to {root}"
         elif root and in_folder:
             copies = "copy" if in_folder == 1 else f"{in_folder} copies"

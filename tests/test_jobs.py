@@ -1354,3 +1354,25 @@ def test_a_private_photos_copy_is_private_too(tmp_path: Path, settings: ProtectS
         os.umask(old_umask)
     modes = {e.source.name: stat.S_IMODE(e.output.stat().st_mode) for e in report.done}
     assert modes == {"private.jpg": 0o600, "shared.jpg": 0o644}
+
+
+def test_a_folder_added_later_never_lands_in_a_same_named_folder_of_the_first(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """``Elsewhere/Holiday/beach.jpg`` went to ``Holiday/beach.protected-2.jpg`` beside the copy
+    of the first folder's own ``Holiday/beach.jpg``: two beach copies, nothing to tell which."""
+    first = [samples.photo(tmp_path / "Photos" / n) for n in ("a.jpg", "Holiday/beach.jpg")]
+    later = samples.photo(tmp_path / "Elsewhere" / "Holiday" / "beach.jpg", 40, 30)
+    out = tmp_path / "out"
+    base = tmp_path / "Photos"
+    report = ProtectJob([*first, later], out, settings, mirror_base=base).run()
+    assert len(report.done) == 3
+    assert _outputs(out) == [
+        "Holiday (Elsewhere)/beach.protected.jpg",
+        "Holiday/beach.protected.jpg",
+        "a.protected.jpg",
+    ]
+    photos = [jobs.scan.InputPhoto(p, p.parent) for p in (first[0], later)]
+    (tmp_path / "Photos" / "Holiday (Elsewhere)").mkdir()  # that name taken too: numbered
+    named = jobs.scan.relative_paths(photos, base)
+    assert [q.as_posix() for q in named] == ["a.jpg", "Holiday (2)/beach.jpg"]

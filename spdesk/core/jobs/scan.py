@@ -194,22 +194,40 @@ def relative_paths(photos: list[InputPhoto], base: Path | None = None) -> list[P
     base_path = os.path.abspath(base)
     inside = [_is_below(p.path, base_path) for p in photos]
     others = [p for p, below in zip(photos, inside, strict=True) if not below]
-    elsewhere = iter(_below_common_folder(others, named=True))
+    elsewhere = iter(_below_common_folder(others, named=True, beside=base_path))
     return [
         Path(os.path.relpath(os.path.abspath(p.path), base_path)) if below else next(elsewhere)
         for p, below in zip(photos, inside, strict=True)
     ]
 
 
-def _below_common_folder(photos: list[InputPhoto], *, named: bool = False) -> list[Path]:
-    """Paths relative to the photos' common folder; ``named``: inside a folder of its name."""
+def _below_common_folder(
+    photos: list[InputPhoto], *, named: bool = False, beside: str = ""
+) -> list[Path]:
+    """Paths relative to the photos' common folder; ``named``: inside a folder of its name,
+    one that the folder ``beside`` (the kept base) does not hold already."""
     roots = [os.path.abspath(p.root) for p in photos]
     try:
         base = os.path.commonpath(roots) if roots else ""
     except ValueError:  # different drives (Windows): mirror below each photo's own folder
         return [Path(p.path.name) for p in photos]
-    folder = Path(os.path.basename(base)) if named else Path()
+    folder = Path(_free_folder_name(base, beside)) if named else Path()
     return [folder / os.path.relpath(os.path.abspath(p.path), base) for p in photos]
+
+
+def _free_folder_name(folder: str, beside: str) -> str:
+    """``folder``'s name, or one naming its parent too (``Holiday (Elsewhere)``), or numbered,
+    that ``beside`` does not hold: ``Elsewhere/Holiday`` added to a queue whose base holds
+    ``Holiday`` had its copies numbered into the base's ``Holiday`` copies, each beach photo's
+    copy beside the other's, with nothing to tell them apart."""
+    name = os.path.basename(folder)
+    parent = os.path.basename(os.path.dirname(folder))
+    candidates = [name, f"{name} ({parent})"] if parent else [name]
+    candidates += [f"{name} ({number})" for number in range(2, 1000)]
+    for candidate in candidates:
+        if not beside or not os.path.lexists(os.path.join(beside, candidate)):
+            return candidate
+    return name
 
 
 def _is_below(path: Path, folder: str) -> bool:

@@ -380,8 +380,7 @@ def _open(path: Path, handle: IO[bytes], fmt: str, max_pixels: int) -> Image.Ima
     if frames > 1 and image.format not in _ONE_PHOTO_OF_SEVERAL:
         kind = "a multi-page TIFF" if fmt == "TIFF" else f"an animated {format_label(fmt)}"
         raise UnsupportedImageError(
-            f"{path.name} is {kind} with {frames} frames; spdesk protects still photos "
-            "only, so it was left out.",
+            f"{path.name} is {kind} with {frames} frames; spdesk protects still photos only.",
             hint="Export the frame you want as a still image (PNG or JPEG) and protect that.",
         )
     return image

@@ -226,3 +226,24 @@ def test_a_photo_whose_name_is_not_utf8_gets_its_own_thumbnail_not_its_neighbour
         assert np.allclose(centre(1), (220, 30, 30), atol=12)
 
     qtbot.waitUntil(each_row_shows_its_photo, timeout=5000)
+
+
+def test_the_photo_column_gives_way_in_a_narrow_window_unless_set_by_hand(qtbot: QtBot) -> None:
+    """At half a 1920 screen the status column was 92 px wide ("Failed: empty.jpg is em…")."""
+    from spdesk.gui.widgets.queue import PHOTO_COLUMN_MAX, PHOTO_COLUMN_MIN
+
+    queue = PhotoQueue()
+    qtbot.addWidget(queue)
+    queue.show()
+    queue.resize(1000, 400)
+    qtbot.waitUntil(lambda: queue.columnWidth(0) == PHOTO_COLUMN_MAX)
+    queue.resize(570, 400)  # the queue's share of a 960-wide window
+    qtbot.waitUntil(lambda: queue.columnWidth(0) < PHOTO_COLUMN_MAX)
+    assert PHOTO_COLUMN_MIN <= queue.columnWidth(0) <= 0.3 * queue.viewport().width() + 1
+    assert queue.columnWidth(1) >= 180, "the status column has room for a reason (was 92)"
+    queue.resize(300, 400)
+    qtbot.waitUntil(lambda: queue.columnWidth(0) == PHOTO_COLUMN_MIN)
+    queue.horizontalHeader().resizeSection(0, 222)  # the user's own width stays
+    queue.resize(900, 400)
+    qtbot.wait(50)
+    assert queue.columnWidth(0) == 222

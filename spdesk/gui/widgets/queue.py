@@ -25,7 +25,15 @@ from PySide6.QtCore import (
     QThreadPool,
     Signal,
 )
-from PySide6.QtGui import QColor, QIcon, QImage, QImageReader, QPainter, QPixmap
+from PySide6.QtGui import (
+    QColor,
+    QIcon,
+    QImage,
+    QImageReader,
+    QPainter,
+    QPixmap,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -150,6 +158,11 @@ def _pillow_thumbnail(path: Path) -> QImage:
     return image.copy()  # QImage borrows ``data``: the copy owns its pixels
 
 
+# The photo column's width: 260 points where there is room, a third of the table in a narrow
+# window, never under 150 (a thumbnail and a short name).
+PHOTO_COLUMN_MAX, PHOTO_COLUMN_MIN, PHOTO_COLUMN_SHARE = 260, 150, 0.3
+
+
 class _ProgressDelegate(QStyledItemDelegate):
     """Paints a thin rounded bar: no widget per row, so thousands of rows stay cheap."""
 
@@ -205,7 +218,10 @@ class PhotoQueue(QTableWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Fixed)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Fixed)
-        self.setColumnWidth(0, 260)
+        self.setColumnWidth(0, PHOTO_COLUMN_MAX)
+        self._photo_width_by_hand = False  # the user dragged it: kept as they left it
+        self._fitting_photo_column = False
+        header.sectionResized.connect(self._on_section_resized)
         self.setColumnWidth(2, 120)
         self.setColumnWidth(3, 84)
         self.setItemDelegateForColumn(2, _ProgressDelegate(self))
@@ -221,6 +237,23 @@ class PhotoQueue(QTableWidget):
         self._pool.setMaxThreadCount(2)
         self._thumbs = _ThumbSignals(self)
         self._thumbs.ready.connect(self._set_thumbnail)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """The photo column gives way in a narrow window (half a screen), down to a readable
+        width, so the status column shows the reasons (cut to "Failed: empty.jpg is em…")."""
+        super().resizeEvent(event)
+        if self._photo_width_by_hand:
+            return
+        share = int(self.viewport().width() * PHOTO_COLUMN_SHARE)
+        self._fitting_photo_column = True
+        try:
+            self.setColumnWidth(0, max(PHOTO_COLUMN_MIN, min(PHOTO_COLUMN_MAX, share)))
+        finally:
+            self._fitting_photo_column = False
+
+    def _on_section_resized(self, index: int, _old: int, _new: int) -> None:
+        if index == 0 and not self._fitting_photo_column:
+            self._photo_width_by_hand = True
 
     # --- contents -------------------------------------------------------------------------------
     def add_photos(self, paths: list[Path]) -> int:

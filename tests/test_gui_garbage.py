@@ -172,3 +172,22 @@ def test_collection_stays_off_while_a_thread_the_core_started_outlives_its_task(
         finish.set()
     lingering.join()
     qtbot.waitUntil(lambda: gc.isenabled() and not garbage.holding(), timeout=5_000)
+
+
+def test_a_thread_started_by_a_finalizer_of_the_last_collection_keeps_collection_off(
+    qtbot,
+) -> None:
+    class StartsWork:
+        def __del__(self) -> None:  # a closed view whose teardown starts a task
+            garbage.hold()
+
+    runner = TaskRunner()
+    with qtbot.waitSignal(runner.finished, timeout=30_000):
+        runner.start(lambda on_event, cancel: None)
+        cycle = StartsWork()
+        cycle.itself = cycle  # type: ignore[attr-defined]
+        del cycle
+    qtbot.wait(3 * garbage.CHECK_MS)  # the release's collection ran the finalizer
+    assert garbage.holding() and not gc.isenabled()
+    garbage.release()  # the finalizer's thread ends
+    qtbot.waitUntil(lambda: gc.isenabled() and not garbage.holding(), timeout=5_000)

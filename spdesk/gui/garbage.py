@@ -78,6 +78,8 @@ class _GuiThreadCollector(QObject):
             # What piled up while collection was off goes now, here, rather than in whichever
             # thread next crosses a threshold.
             gc.collect()
+            if self._holds > 0:  # a finalizer it ran started a thread: still off
+                return
             if self._was_enabled:
                 gc.enable()
             self._off = False

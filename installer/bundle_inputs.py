@@ -86,3 +86,63 @@ def without_cuda_runtime(toc: list[tuple[str, str, str]]) -> list[tuple[str, str
     """A TOC less the CUDA runtime: nothing in a CPU build uses it (transformers and kernels only
     ask it for its version, and do without it), and it would be the build machine's copy."""
     return [entry for entry in toc if not CUDA_RUNTIME.match(Path(entry[0]).name)]
+
+
+# The licence notices the bundle carries (its NOTICES.txt): spdesk's own LICENSE, then each
+# bundled distribution with its version and licence as its metadata declares it. PySide6 and
+# shiboken6 (Qt: LGPL-3.0 or GPL) ship no licence file of their own, and the bundle said nothing
+# of them.
+NOTICED = (
+    "PySide6_Essentials", "shiboken6", "torch", "diffusers", "transformers", "huggingface_hub",
+    "safetensors", "tokenizers", "numpy", "pillow", "kornia", "torchmetrics", "platformdirs",
+    "filelock", "httpx", "tqdm", "regex", "pyyaml", "packaging", "lightning_utilities",
+)  # fmt: skip
+
+
+def third_party_notices(repo: Path = REPO, dists: tuple[str, ...] = NOTICED) -> str:
+    """The text of the bundle's NOTICES.txt (distributions missing from the build venv are
+    left out)."""
+    from importlib import metadata
+
+    lines = [
+        "spdesk is released under the MIT licence:",
+        "",
+        (repo / "LICENSE").read_text(encoding="utf-8").strip(),
+        "",
+        "It bundles these libraries, each under its own licence (the texts are at each",
+        "project's home page; Qt and PySide6: https://www.qt.io/licensing/open-source-lgpl-obligations;",
+        "the Qt libraries are the separate files under _internal/PySide6 and may be replaced):",
+        "",
+    ]
+    for name in dists:
+        try:
+            meta = metadata.metadata(name)
+        except metadata.PackageNotFoundError:
+            continue
+        licence = meta.get("License-Expression") or meta.get("License") or _classifier_licence(meta)
+        home = meta.get("Home-page") or _project_url(meta)
+        lines.append(f"- {meta['Name']} {meta['Version']}: {licence or 'see its project'}"
+                     + (f" ({home})" if home else ""))  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _classifier_licence(meta: Any) -> str:
+    found = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or [] if "License" in c]
+    return ", ".join(found)
+
+
+def _project_url(meta: Any) -> str:
+    for entry in meta.get_all("Project-URL") or []:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in ("homepage", "home", "source", "repository"):
+            return url.strip()
+    return ""
+
+
+def notice_datas(workpath: str, repo: Path = REPO) -> list[tuple[str, str]]:
+    """PyInstaller ``datas`` for the bundle's top folder: LICENSE, and NOTICES.txt written into
+    the build's ``workpath``."""
+    notices = Path(workpath) / "NOTICES.txt"
+    notices.parent.mkdir(parents=True, exist_ok=True)
+    notices.write_text(third_party_notices(repo), encoding="utf-8")
+    return [(str(repo / "LICENSE"), "."), (str(notices), ".")]

@@ -86,3 +86,18 @@ def test_paths_given_to_spdesk_gui_keep_their_bytes_and_qt_still_takes_its_optio
     platform, *paths = result.stdout.split()
     assert platform == "minimal"  # the command line's, not QT_QPA_PLATFORM's
     assert [bytes.fromhex(p) for p in paths] == [os.fsencode(odd), b"plain.jpg"]
+
+
+_GUI_MAIN = (
+    "import sys; from spdesk.gui.app import main; sys.argv[0] = 'spdesk-gui'; sys.exit(main())"
+)
+
+
+@pytest.mark.parametrize(
+    ("option", "said"), [("--help", "usage: spdesk-gui"), ("--version", "spdesk ")]
+)
+def test_spdesk_gui_answers_help_and_version_without_a_window(option: str, said: str) -> None:
+    """Both opened the window and queued a photo called "--help" (it stayed open for good)."""
+    result = _run_python(_GUI_MAIN, option)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(said)

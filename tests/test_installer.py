@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
+import tomllib
 import types
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,12 @@ def test_the_linux_tarball_holds_install_sh_which_installs_and_uninstalls(tmp_pa
     link = home / ".local" / "bin" / "spdesk"
     assert (app / "spdesk").is_file() and icon.is_file() and link.resolve() == app / "spdesk"
     assert f'Exec="{app / "spdesk"}" gui %F' in entry.read_text().splitlines()
+    stale = app / "_internal" / "libstale-from-an-older-build.so"
+    stale.write_bytes(b"")
+    _bash(tmp_path / "unpacked" / "spdesk" / "install.sh", home=home)  # an upgrade
+    assert (app / "spdesk").is_file() and not stale.exists(), "the old build's files stayed"
+    _bash(app / "install.sh", home=home)  # run from the installed folder: it stays whole
+    assert (app / "spdesk").is_file() and (app / "_internal" / "base_library.zip").is_file()
 
     said = _bash(app / "install.sh", "--uninstall", home=home)
     assert "spdesk removed" in said
@@ -136,6 +144,7 @@ def _run_spec(
     spec = INSTALLER / "spdesk.spec"
     namespace = {
         "SPECPATH": str(INSTALLER),
+        "workpath": tempfile.mkdtemp(prefix="spdesk-spec-"),  # PyInstaller's build folder
         "Analysis": analysis,
         "COLLECT": collect,
         **{name: lambda *a, **k: None for name in ("PYZ", "EXE", "BUNDLE")},
@@ -192,6 +201,28 @@ def test_the_spec_collects_the_data_files_kernels_reads_when_transformers_import
     # _internals/python_depends.json at import, so without it no diffusers encoder imports.
     datas = _run_spec(monkeypatch)["datas"]
     assert ("/site-packages/kernels/data.json", "kernels") in datas
+
+
+def test_the_bundle_carries_the_licence_and_the_bundled_libraries_notices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No licence text was in the repository, the wheel or the bundle, and the bundle ships Qt
+    (PySide6, LGPL-3.0 or GPL) without a word of it."""
+    datas = _run_spec(monkeypatch)["datas"]
+    placed = {Path(source).name: target for source, target in datas}
+    assert placed["LICENSE"] == "." and placed["NOTICES.txt"] == "."
+    notices = next(Path(s) for s, _t in datas if Path(s).name == "NOTICES.txt").read_text()
+    assert notices.startswith("spdesk is released under the MIT licence:")
+    assert "Permission is hereby granted" in notices
+    pyside = [line for line in notices.splitlines() if line.startswith("- PySide6")]
+    assert pyside and "LGPL-3.0" in pyside[0]
+    assert any(line.startswith("- torch ") for line in notices.splitlines())
+
+
+def test_the_wheel_and_sdist_name_the_licence_file() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
 
 
 def test_the_bundled_metadata_leaves_out_where_the_builder_installed_from(

@@ -88,6 +88,45 @@ def test_ray_without_ray_data_names_it_and_the_missing_module_before_anything_st
     assert not (tmp_path / "out").exists()  # refused before creating anything
 
 
+# An old Ray beside today's pyarrow: Ray 2.10-2.20's `import ray.data` raised AttributeError.
+_OLD_RAY = """
+import sys
+import ray
+class Loader:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray.data":
+            raise AttributeError("module 'pyarrow' has no attribute 'PyExtensionType'")
+        return None
+sys.modules.pop("ray.data", None)
+sys.meta_path.insert(0, Loader())
+from spdesk.cli import main
+photo, out = sys.argv[1:3]
+print("exit", main(["protect", photo, "--out", out, "--engine", "ray", "--mode", "photo"]))
+"""
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("ray"), reason="Ray is not installed")
+def test_an_old_ray_that_cannot_load_ray_data_names_the_ray_it_needs(tmp_path: Path) -> None:
+    """Ray 2.10 (the extra's floor then) beside pyarrow 26 failed as "unexpected error ... This
+    is a bug"."""
+    from spdesk.core.distributed.ray_engine import RAY_FLOOR
+
+    photo = samples.photo(tmp_path / "in" / "a.png")
+    result = _run(_OLD_RAY, photo, tmp_path / "out")
+    assert result.stdout.split() == ["exit", "2"], result.stderr[-3000:]
+    assert "does not load beside the installed libraries" in result.stderr
+    assert f'pip install "ray[data]>={RAY_FLOOR}"' in result.stderr
+    assert "This is a bug" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_the_ray_extras_floor_is_the_one_the_engine_names() -> None:
+    from spdesk.core.distributed.ray_engine import RAY_FLOOR
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    (ray,) = [r for r in project["optional-dependencies"]["ray"] if r.startswith("ray[")]
+    assert ray.endswith(f">={RAY_FLOOR}")
+
+
 def test_the_ray_extra_brings_ray_data_and_ray_client() -> None:
     """--address ray://HOST:10001 needs Ray Client (its grpcio), which ray[data] lacks."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]

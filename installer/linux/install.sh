@@ -12,8 +12,15 @@ if [ "${1:-}" = "--uninstall" ]; then
   echo "spdesk removed (your models, settings and photos were left alone)."
   exit 0
 fi
-mkdir -p "$dest/spdesk-app" "$bin" "$dest/applications" "$dest/icons/hicolor/256x256/apps"
-cp -a "$src/." "$dest/spdesk-app/"
+# An upgrade replaces the old build whole: merged into it, files the old build had and the new one
+# does not (an older torch's libraries) stayed and were loaded. Run from the installed folder
+# itself, the build stays as it is and only the links below are made again.
+if [ "$src" != "$(cd "$dest/spdesk-app" 2>/dev/null && pwd || true)" ]; then
+  rm -rf "$dest/spdesk-app"
+  mkdir -p "$dest/spdesk-app"
+  cp -a "$src/." "$dest/spdesk-app/"
+fi
+mkdir -p "$bin" "$dest/applications" "$dest/icons/hicolor/256x256/apps"
 ln -sf "$dest/spdesk-app/spdesk" "$bin/spdesk"
 # The menu and "Open with" run the installed program by its full path: ~/.local/bin is not on
 # every desktop session's PATH.

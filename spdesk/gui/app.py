@@ -95,6 +95,11 @@ def main(paths: Sequence[Path] | None = None) -> int:
     ``paths``: files and folders to queue once the window shows ("Open with spdesk" from a file
     manager); None takes them from the command line (``spdesk-gui PATH...``).
     """
+    if paths is None:
+        answered = answer_option(sys.argv[1:])
+        if answered is not None:
+            print(answered)
+            return 0
     setup_logging()
     qInstallMessageHandler(qt_messages_to_log)
     problem = platform_problem()
@@ -148,6 +153,22 @@ def _stand_in(argument: str) -> str:
     except UnicodeEncodeError:
         return _STAND_IN + os.fsencode(argument).hex()
     return argument
+
+
+GUI_USAGE = """usage: spdesk-gui [PHOTO_OR_FOLDER ...]
+
+Opens spdesk's window, with the photos and folders given queued.
+The command-line tool: spdesk --help."""
+
+
+def answer_option(arguments: Sequence[str]) -> str | None:
+    """What ``--help`` or ``--version`` prints, before any window: they opened the window and
+    queued a photo called "--help". None for paths to queue."""
+    if any(argument in ("-h", "--help") for argument in arguments):
+        return GUI_USAGE
+    if "--version" in arguments:
+        return f"spdesk {__version__}"
+    return None
 
 
 def file_arguments(arguments: Sequence[str]) -> list[Path]:

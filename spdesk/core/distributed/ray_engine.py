@@ -75,6 +75,10 @@ from spdesk.core.stores import FolderStore, FsspecStore, Store
 
 log = logging.getLogger(__name__)
 
+# The oldest Ray the engine's tests passed on (2.40.0, beside pyarrow 26); Ray 2.20 and older
+# do not load Ray Data beside today's pyarrow ("module 'pyarrow' has no attribute
+# 'PyExtensionType'"). The [ray] extra's floor in pyproject.toml says the same.
+RAY_FLOOR = "2.40"
 INSTALL_HINT = 'Install it with: pip install "spdesk[ray]"'
 ADDRESS_HINT = "Check the address (auto, or ray://HOST:10001) and that the cluster is up."
 # How long the job waits for a HOST:PORT address to answer before saying it cannot be reached
@@ -275,6 +279,13 @@ def import_ray(*, data: bool = False) -> Any:
                 f"Ray is installed without Ray Data (missing module: {error.name or error}), "
                 "which the Ray engine runs photo mode and fine-tuning on.",
                 hint=f'{INSTALL_HINT} (or: pip install "ray[data]").',
+            ) from error
+        except Exception as error:  # an old Ray beside newer libraries (pyarrow, numpy)
+            raise EngineError(
+                f"Ray Data {getattr(ray, '__version__', '')} does not load beside the installed "
+                f"libraries ({type(error).__name__}: {error}).",
+                hint=f"spdesk needs Ray {RAY_FLOOR} or newer: "
+                f'pip install "ray[data]>={RAY_FLOOR}".',
             ) from error
         _ray_data_notes_off_the_terminal()
     return ray

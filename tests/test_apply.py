@@ -408,3 +408,17 @@ def test_an_rgb_array_becomes_an_rgb_image_with_its_pixels() -> None:
     image = rgb_image(pixels)
     assert image.mode == "RGB" and image.size == (5, 4)
     assert np.array_equal(np.asarray(image), pixels)
+
+
+def test_a_delta_laid_on_a_photo_never_goes_past_a_fractional_budget() -> None:
+    """Photo mode lays its delta here: 4.55 steps under a budget of 4.6 rounded to 5."""
+    from PIL import Image
+
+    from spdesk.core.apply import apply_working_delta_pil
+
+    photo = Image.new("RGB", (32, 24), (120, 120, 120))
+    working = np.full((3, 24, 32), 4.55 / 255, dtype=np.float32)
+    working[:, ::2] *= -1
+    protected = apply_working_delta_pil(photo, working, eps=4.6)
+    change = np.abs(np.asarray(protected, np.int16) - 120)
+    assert change.max() == 4

@@ -333,7 +333,7 @@ def test_an_input_folder_that_cannot_be_read_is_a_failure(
     assert main(argv) == 1
 
 
-@pytest.mark.parametrize("strength", [1e-9, 0.3])
+@pytest.mark.parametrize("strength", [1e-9, 0.3, 0.6])
 def test_a_strength_that_cannot_change_a_pixel_is_refused(
     tmp_path: Path, inputs: Path, settings: ProtectSettings, strength: float
 ) -> None:
@@ -346,6 +346,35 @@ def test_a_strength_that_cannot_change_a_pixel_is_refused(
     with pytest.raises(ConfigError, match="cannot change any pixel"):
         _run([inputs], tmp_path / "out", weak)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("mode", ["universal", "photo"])
+@pytest.mark.parametrize("strength", [4.6, 1.7, 2.5])
+def test_a_fractional_strength_is_never_exceeded(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, mode: str, strength: float
+) -> None:
+    """Rounding to 8 bits after the bound was checked took 4.6 to changes of 5 (1.7 to 2)."""
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)  # texture: photo mode spends its whole budget there
+    for index in range(3):
+        pixels = rng.integers(40, 216, (72, 96, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(inputs / f"p{index}.png")
+    run = dataclasses.replace(settings, strength=strength, mode=mode)
+    report = _run([inputs], tmp_path / "out", run)
+    assert len(report.done) == 3
+    largest = []
+    for event in report.done:
+        with Image.open(event.source) as original, Image.open(event.output) as copy:
+            change = np.abs(np.asarray(copy, np.int16) - np.asarray(original, np.int16))
+        largest.append(int(change.max()))
+        assert event.max_change <= int(strength)
+    assert max(largest) <= int(strength), largest
+    if mode == "universal":  # the pattern reaches its budget (photo mode's depends on the photo)
+        assert max(largest) == int(strength), largest
 
 
 def test_an_empty_pattern_file_is_named_as_the_fault_not_the_strength(

@@ -35,7 +35,7 @@ from PIL import Image, ImageChops
 from spdesk.core.colour import is_grey, rgb_image
 from spdesk.core.errors import PerturbationFileError
 from spdesk.core.geometry import layout_size, tile, working_size
-from spdesk.core.perturbation import BOUND_TOLERANCE, MAX_EPS, Perturbation
+from spdesk.core.perturbation import BOUND_TOLERANCE, MAX_EPS, Perturbation, whole_steps
 from spdesk.core.pixel_add import ZERO as _ZERO
 from spdesk.core.pixel_add import add_canvas
 
@@ -104,7 +104,9 @@ def _quantised_canvas(
     working: np.ndarray, eps: float, what: str = "The protection computed for this photo"
 ) -> Image.Image:
     check_bound(working, eps, what)
-    steps = np.rint(working.transpose(1, 2, 0) * 255.0) + _ZERO
+    # Whole 8-bit steps, never more than the budget: rounding alone took 4.6 to changes of 5.
+    whole = whole_steps(eps)
+    steps = np.clip(np.rint(working.transpose(1, 2, 0) * 255.0), -whole, whole) + _ZERO
     return rgb_image(np.clip(steps, 0, 255).astype(np.uint8))
 
 

@@ -15,6 +15,7 @@ are bfloat16, 8-bit floats and integers.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,10 +71,16 @@ class Perturbation:
         return np.clip(scaled, -eps / 255, eps / 255).astype(np.float32)
 
 
+def whole_steps(eps: float) -> int:
+    """The most whole 8-bit steps a budget of ``eps`` allows (4 for 4.6): what an 8-bit pixel
+    can change by without going over it."""
+    return math.floor(eps + 1e-6)
+
+
 def changes_a_pixel(steps: float) -> bool:
-    """Whether a change of at most ``steps`` 8-bit steps reaches half a step somewhere, so
-    that rounding to 8 bits keeps it (below that, every output is an unchanged copy)."""
-    return round(steps) > 0
+    """Whether a change of at most ``steps`` 8-bit steps allows a whole step somewhere (below
+    that, every output is an unchanged copy)."""
+    return whole_steps(steps) > 0
 
 
 def check_eps(eps: float) -> None:

@@ -265,8 +265,8 @@ def _check_changes_pixels(perturbation: Perturbation, settings: ProtectSettings)
         )
     if not changes_a_pixel(largest):
         raise ConfigError(
-            f"Strength {eps:g} cannot change any pixel: the perturbation stays below half an "
-            "8-bit step everywhere, so every output would be an unchanged copy.",
+            f"Strength {eps:g} cannot change any pixel: an 8-bit colour value changes by whole "
+            "steps, and this allows none, so every output would be an unchanged copy.",
             hint="Use a strength of at least 1 (4 is low, 8 medium, 16 high).",
         )
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import struct
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -269,3 +271,18 @@ def test_a_folder_given_as_a_perturbation_file_is_called_a_folder(tmp_path: Path
     folder.mkdir()
     with pytest.raises(PerturbationFileError, match="is a folder, not a perturbation file"):
         load_perturbation(folder)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_at_the_patterns_path_is_labelled_by_its_name_without_blocking(
+    tmp_path: Path,
+) -> None:
+    """Reading its header waited for a writer for good: the app hung at every start, the pipe
+    being the saved choice."""
+    pipe = tmp_path / "pattern.safetensors"
+    os.mkfifo(pipe)
+    done: list[str] = []
+    reader = threading.Thread(target=lambda: done.append(perturbation_label(pipe)), daemon=True)
+    reader.start()
+    reader.join(5)
+    assert done == ["pattern"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -317,8 +318,11 @@ def load_perturbation(path: str | Path) -> Perturbation:
 
 def header_metadata(path: Path) -> dict[str, str]:
     """A perturbation file's string metadata, read from its header alone (no tensors, no
-    checks: for labels in lists, where a broken file just shows its file name)."""
+    checks: for labels in lists, where a broken file just shows its file name). Only a regular
+    file is opened: a named pipe at the chosen pattern's path blocked the app at every start."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return {}
         with path.open("rb") as handle:
             size = int.from_bytes(handle.read(8), "little")
             if not 0 < size <= 1_000_000:

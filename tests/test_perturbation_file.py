@@ -286,3 +286,15 @@ def test_a_named_pipe_at_the_patterns_path_is_labelled_by_its_name_without_block
     reader.start()
     reader.join(5)
     assert done == ["pattern"]
+
+
+def test_a_file_far_larger_than_any_pattern_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """A 2 GB file (a small pattern and junk beside it) was read whole to be hashed: 2 GB of
+    memory for a protect job."""
+    from spdesk.core.perturbation import MAX_FILE_BYTES
+
+    path = save_perturbation(tmp_path / "padded.safetensors", _signs(), eps=8)
+    with path.open("r+b") as handle:
+        handle.truncate(MAX_FILE_BYTES + 1)  # sparse: nothing is written
+    with pytest.raises(PerturbationFileError, match=r"a perturbation file is at most \d+ MiB"):
+        load_perturbation(path)

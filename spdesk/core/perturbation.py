@@ -206,6 +206,8 @@ def _is_safetensors_head(head: bytes) -> bool:
 
 
 _MAX_HEADER = 16 << 20  # metadata is small; a larger header is not a perturbation file
+# The largest file a pattern can make: a float32 delta of MAX_SIDE squared, and its header.
+MAX_FILE_BYTES = 3 * MAX_SIDE * MAX_SIDE * 4 + 8 + _MAX_HEADER
 
 
 def _check_header(path: Path, head: bytes) -> None:
@@ -274,6 +276,7 @@ def load_perturbation(path: str | Path) -> Perturbation:
 
     path = Path(path)
     head = safetensors_head(path)
+    _check_size(path)
     _check_header(path, head)
     try:
         with safe_open(str(path), framework="numpy") as handle:
@@ -314,6 +317,17 @@ def load_perturbation(path: str | Path) -> Perturbation:
         raise PerturbationFileError(f"{path.name} has no valid 'eps' budget.") from error
     delta = _validate_delta(delta, eps, path.name)
     return Perturbation(delta=delta, eps=eps, metadata=_decode_metadata(raw_meta), path=path)
+
+
+def _check_size(path: Path) -> None:
+    """Refuse a file larger than the largest pattern plus its header: the job hashes the file,
+    and a 2 GB file of one small pattern and junk beside it took 2 GB of memory."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise PerturbationFileError(
+            f"{path.name} is {size / 2**20:.0f} MiB; a perturbation file is at most "
+            f"{MAX_FILE_BYTES >> 20} MiB ({MAX_SIDE}x{MAX_SIDE} pixels): it is not one."
+        )
 
 
 def header_metadata(path: Path) -> dict[str, str]:

@@ -246,7 +246,8 @@ class ProtectJob:
         assert path is not None
         perturbation = load_perturbation(path)
         _check_changes_pixels(perturbation, self.settings)
-        return perturbation, hashlib.sha256(path.read_bytes()).hexdigest()
+        with path.open("rb") as handle:  # in chunks: it may be large (up to MAX_FILE_BYTES)
+            return perturbation, hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _check_changes_pixels(perturbation: Perturbation, settings: ProtectSettings) -> None:

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_train import write_photos
 from tiny_sd import save_tiny_vae
@@ -526,3 +527,38 @@ def test_ctrl_c_during_the_final_check_keeps_the_finished_pattern_and_says_where
     [said] = [line for line in capsys.readouterr().err.splitlines() if "Cancelled" in line]
     assert "final check" in said and str(out) in said, said
     assert out.is_file()
+
+
+def test_a_library_name_whose_file_holds_another_pattern_is_refused_naming_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from spdesk.core.perturbation import library_path_for, save_perturbation
+
+    signs = np.sign(np.random.default_rng(1).standard_normal((3, 16, 16))).astype(np.float32)
+    path = library_path_for("Portraits ±8")
+    save_perturbation(path, signs * 8 / 255, eps=8, metadata={"name": "Portraits ±8"})
+    argv = ["train", str(tmp_path), "--library", "Portraits ?8", "--steps", "1"]
+    argv += ["--encoder", str(tmp_path / "no-encoder-needed")]  # refused before it is read
+    assert main(argv) == 2  # before any training
+    err = capsys.readouterr().err
+    assert "“Portraits ±8”, in the same file as “Portraits ?8”, is already in your library" in err
+
+
+def test_a_library_that_cannot_be_written_is_refused_before_training(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It trained the whole run, then failed with advice about an output folder --library
+    does not have."""
+    import errno
+
+    from spdesk.core import files
+
+    def read_only(target: Path, data: object) -> object:
+        raise files.output_error(PermissionError(errno.EACCES, "Permission denied"), target)
+
+    monkeypatch.setattr(files, "write_temp", read_only)
+    argv = ["train", str(tmp_path), "--library", "mine", "--steps", "1"]
+    argv += ["--encoder", str(tmp_path / "no-encoder-needed")]  # refused before it is read
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Cannot write mine.safetensors" in err and "--out FILE instead of --library" in err

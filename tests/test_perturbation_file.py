@@ -298,3 +298,15 @@ def test_a_file_far_larger_than_any_pattern_is_refused_before_it_is_read(tmp_pat
         handle.truncate(MAX_FILE_BYTES + 1)  # sparse: nothing is written
     with pytest.raises(PerturbationFileError, match=r"a perturbation file is at most \d+ MiB"):
         load_perturbation(path)
+
+
+def test_library_names_that_share_a_file_are_told_apart_and_long_names_fit() -> None:
+    from spdesk.core.perturbation import LIBRARY_STEM_BYTES, library_name_at
+
+    first = library_path_for("Portraits ±8")
+    assert library_path_for("Portraits ?8") == first  # what is made file-safe is alike
+    assert library_name_at("Portraits ?8") is None
+    save_perturbation(first, _signs(), eps=8, metadata={"name": "Portraits ±8"})
+    assert library_name_at("Portraits ?8") == "Portraits ±8"  # to say which one is there
+    long = library_path_for("é" * 300)  # was "File name too long": an unexpected error
+    assert len(long.stem.encode()) <= LIBRARY_STEM_BYTES and not long.exists()

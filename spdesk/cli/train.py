@@ -328,13 +328,24 @@ def _cancelled_text(args: argparse.Namespace) -> str:
 
 def _check_library_name(name: str) -> None:
     """Refuse a taken or empty library name before training, not after it."""
-    from spdesk.core.errors import ConfigError
-    from spdesk.core.perturbation import library_path_for
+    from spdesk.core.errors import ConfigError, OutputError
+    from spdesk.core.files import check_writable
+    from spdesk.core.perturbation import library_name_at, library_path_for
 
     if not name.strip():
         raise ConfigError("--library needs a name.")
-    if library_path_for(name).exists():
+    there = library_name_at(name)
+    if there is not None:
+        taken = f"“{name}” is" if there == name else f"“{there}”, in the same file as “{name}”, is"
         raise ConfigError(
-            f"“{name}” is already in your library ({library_path_for(name)}).",
+            f"{taken} already in your library ({library_path_for(name)}).",
             hint="Choose another name, or delete that perturbation first.",
         )
+    try:  # before the training, not after it (the library folder may be read-only)
+        check_writable(library_path_for(name))
+    except OutputError as error:
+        error.hint = (
+            "Make your perturbation library folder writable, or save the result elsewhere "
+            "with --out FILE instead of --library."
+        )
+        raise

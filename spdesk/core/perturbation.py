@@ -383,6 +383,20 @@ def library_perturbations() -> list[Path]:
 
 
 def library_path_for(name: str) -> Path:
-    """Where a perturbation called ``name`` is saved in the library (name made file-safe)."""
-    safe = "".join(c if c.isalnum() or c in "-_ ." else "_" for c in name).strip(" .") or "unnamed"
-    return library_dir() / f"{safe}.safetensors"
+    """Where a perturbation called ``name`` is saved in the library (name made file-safe, and
+    cut to fit any disk's 255-byte names: a longer one was "File name too long", an unexpected
+    error). Names differing only in what is made safe share a file: see
+    :func:`library_name_at`."""
+    safe = "".join(c if c.isalnum() or c in "-_ ." else "_" for c in name)
+    safe = safe.encode("utf-8")[:LIBRARY_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
+    return library_dir() / f"{safe or 'unnamed'}.safetensors"
+
+
+LIBRARY_STEM_BYTES = 200  # and ".safetensors": under the 255 bytes every common disk allows
+
+
+def library_name_at(name: str) -> str | None:
+    """The name of the pattern already in the library at ``name``'s file (it may be another
+    name: "Portraits ±8" and "Portraits ?8" share one), or None when that file is free."""
+    path = library_path_for(name)
+    return perturbation_label(path) if path.exists() else None

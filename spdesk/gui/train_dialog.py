@@ -46,7 +46,7 @@ from spdesk.core.events.training import (
     ValidationReport,
 )
 from spdesk.core.jobs.events import count_of
-from spdesk.core.perturbation import library_path_for
+from spdesk.core.perturbation import library_name_at
 from spdesk.core.speed_figures import pattern_check_seconds
 from spdesk.core.strength_figures import PLAIN
 from spdesk.core.train_advice import (
@@ -766,9 +766,14 @@ class TrainDialog(QDialog):
         name = self.name_edit.text().strip()
         if self.result is None or not name:
             return None
-        if library_path_for(name).exists() and not _confirm(
-            self, "Replace?", f"“{name}” is already in your library. Replace it?"
-        ):
+        there = library_name_at(name)
+        question = (
+            f"“{name}” is already in your library. Replace it?"
+            if there == name
+            else f"“{there}” is in your library under the file this name would take. "
+            f"Replace “{there}” with “{name}”?"
+        )
+        if there is not None and not _confirm(self, "Replace?", question):
             return None
         try:
             path = save_to_library(self.result, name, replace=True)

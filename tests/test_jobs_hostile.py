@@ -397,6 +397,29 @@ def test_an_empty_pattern_file_is_named_as_the_fault_not_the_strength(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_pattern_too_weak_to_change_a_pixel_blames_the_file_not_a_strength_never_given(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    """It said "Strength 1e-30 cannot change any pixel" with no strength given, and "Strength 8
+    cannot change any pixel" of a file whose stated budget (64) is far above its pattern."""
+    import dataclasses
+
+    from spdesk.core.errors import ConfigError
+    from spdesk.core.perturbation import save_perturbation
+
+    samples.photo(inputs / "a.png")
+    signs = np.sign(np.random.default_rng(0).standard_normal((3, 8, 8))).astype(np.float32)
+    tiny = save_perturbation(tmp_path / "tiny.safetensors", signs * 1e-30 / 255, eps=1e-30)
+    job = dataclasses.replace(settings, perturbation=tiny, strength=None, mode="universal")
+    with pytest.raises(ConfigError, match=r"tiny\.safetensors's budget of 1e-30 cannot change"):
+        _run([inputs], tmp_path / "out", job)
+    lying = save_perturbation(tmp_path / "lying.safetensors", signs * 2 / 255, eps=64)
+    job = dataclasses.replace(settings, perturbation=lying, strength=8, mode="universal")
+    with pytest.raises(ConfigError, match=r"lying\.safetensors reaches only 0\.25 of its budget"):
+        _run([inputs], tmp_path / "out", job)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_cmyk_jpeg_without_a_profile_is_converted_with_a_note(
     tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
 ) -> None:

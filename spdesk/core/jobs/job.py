@@ -264,12 +264,22 @@ def _check_changes_pixels(perturbation: Perturbation, settings: ProtectSettings)
             hint="Choose another perturbation file, or train your own (spdesk train, or the app's "
             "Train personal perturbation).",
         )
-    if not changes_a_pixel(largest):
+    if changes_a_pixel(largest):
+        return
+    name = shown(settings.perturbation) if settings.perturbation else "The bundled pattern"
+    if changes_a_pixel(eps):  # a budget that allows a step, and a pattern far below it
         raise ConfigError(
-            f"Strength {eps:g} cannot change any pixel: an 8-bit colour value changes by whole "
-            "steps, and this allows none, so every output would be an unchanged copy.",
-            hint="Use a strength of at least 1 (4 is low, 8 medium, 16 high).",
+            f"{name} reaches only {largest:.2g} of its budget's {eps:g} steps: it cannot change "
+            "any pixel, so every output would be an unchanged copy.",
+            hint="Its stated budget is far above its pattern: the file is probably damaged. "
+            "Choose another perturbation file.",
         )
+    given = f"Strength {eps:g}" if settings.strength is not None else f"{name}'s budget of {eps:g}"
+    raise ConfigError(
+        f"{given} cannot change any pixel: an 8-bit colour value changes by whole steps, and "
+        "this allows none, so every output would be an unchanged copy.",
+        hint="Use a strength of at least 1 (4 is low, 8 medium, 16 high).",
+    )
 
 
 def _check_something_exists(

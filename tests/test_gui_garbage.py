@@ -108,13 +108,13 @@ def test_thumbnail_jobs_leave_qt_garbage_to_the_gui_thread(
     qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collected_on_gui_thread: None
 ) -> None:
     seen: list[str] = []
-    real = queue_module._qt_thumbnail
+    real = queue_module._thumbnail
 
     def allocating_thumbnail(path: Path):
         _allocate(100_000)  # a large photo's decoding
         return real(path)
 
-    monkeypatch.setattr(queue_module, "_qt_thumbnail", allocating_thumbnail)
+    monkeypatch.setattr(queue_module, "_thumbnail", allocating_thumbnail)
     for index in range(4):
         Image.new("RGB", (32, 24), (index * 40, 90, 200)).save(tmp_path / f"p{index}.png")
     table = PhotoQueue()

@@ -247,3 +247,44 @@ def test_the_photo_column_gives_way_in_a_narrow_window_unless_set_by_hand(qtbot:
     queue.resize(900, 400)
     qtbot.wait(50)
     assert queue.columnWidth(0) == 222
+
+
+def test_a_thumbnail_job_calls_nothing_of_qts_in_its_thread(qtbot: QtBot, tmp_path: Path) -> None:
+    """A pool thread that called Qt (QImageReader.size, a signal) held the GIL while it waited
+    for a lock of Qt's, which the GUI thread held while it waited for the GIL (a disconnect
+    calling into Python): a full test run hung for good in test_gui_main (py-spy showed both)."""
+    import sys
+    import threading
+
+    from spdesk.gui.widgets.queue import _ThumbInbox, _ThumbJob
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for name in ("a.jpg", "b.png", "c.tif"):
+        Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(tmp_path / name)
+        paths.append(tmp_path / name)
+    inbox = _ThumbInbox()
+    jobs = [_ThumbJob(path, inbox) for path in paths]  # made on the GUI thread, as the queue does
+    qt_calls: list[str] = []
+
+    def watch(_frame: object, event: str, arg: object) -> None:
+        if event == "c_call":
+            owner = getattr(arg, "__self__", None)
+            module = f"{getattr(arg, '__module__', '')} {type(owner).__module__}"
+            if "PySide6" in module or "shiboken6" in module:
+                qt_calls.append(repr(arg))
+
+    def run_jobs() -> None:
+        sys.setprofile(watch)
+        try:
+            for job in jobs:
+                job.run()
+        finally:
+            sys.setprofile(None)
+
+    worker = threading.Thread(target=run_jobs)
+    worker.start()
+    worker.join(30)
+    assert qt_calls == []
+    assert sorted(thumb.path.name for thumb in inbox.take()) == ["a.jpg", "b.png", "c.tif"]
+    assert inbox.running == 0

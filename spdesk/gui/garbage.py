@@ -10,8 +10,8 @@ off and a timer on the GUI thread collects instead, each generation when its thr
 automatic collection is back on, as the app found it.
 
 A thread's hold is taken on the GUI thread before it starts (so not one allocation of it runs
-with automatic collection on) and released as it ends, from that thread; the release is carried
-out on the GUI thread.
+with automatic collection on) and released as it ends, from that thread, in plain Python; the
+GUI thread's next tick turns collection back on.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import gc
 import threading
 
-from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Slot
 
 # How often the GUI thread looks at the collector's counts while threads run: a cycle lives at
 # most this long (plus the GUI thread's busy time) past the moment Python would have freed it.
@@ -27,8 +27,6 @@ CHECK_MS = 200
 
 
 class _GuiThreadCollector(QObject):
-    _released = Signal()  # emitted from any thread, handled on the GUI thread
-
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.RLock()  # a finalizer run by gc.collect() may ask `holding`
@@ -38,7 +36,6 @@ class _GuiThreadCollector(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(CHECK_MS)
         self._timer.timeout.connect(self._tick)
-        self._released.connect(self._release_here)
         self._timer.start()
 
     @property
@@ -55,13 +52,11 @@ class _GuiThreadCollector(QObject):
             self._holds += 1
 
     def release(self) -> None:
-        self._released.emit()
-
-    @Slot()
-    def _release_here(self) -> None:
+        """Plain Python, from any thread: a thread that calls into Qt (a signal) while holding
+        the GIL can wait on a lock of Qt's that the GUI thread holds while waiting for the GIL.
+        The GUI thread's next tick turns collection back on."""
         with self._lock:
             self._holds = max(0, self._holds - 1)
-        self._back_on_when_alone()
 
     @Slot()
     def _tick(self) -> None:
@@ -128,7 +123,8 @@ def hold() -> None:
 
 
 def release() -> None:
-    """End a :func:`hold`; carried out on the GUI thread (any thread may call it)."""
+    """End a :func:`hold` (any thread may call it; collection comes back on at the GUI thread's
+    next tick)."""
     if _COLLECTOR is None:
         raise RuntimeError("spdesk.gui.garbage.install() was not called on the GUI thread")
     _COLLECTOR.release()

@@ -1,35 +1,34 @@
 """The queue of photos: thumbnail, name, status per photo, progress, and retry for failed rows.
 
-Thumbnails are decoded at a small size in a thread pool (``QImageReader`` with a scaled size is
-cheap and thread-safe) and handed back to the GUI thread through a signal. Photos Qt cannot read
-(HEIC, AVIF) are decoded there by spdesk's own reader instead.
+Thumbnails are decoded in a thread pool by Pillow (a JPEG at a fraction of its size, other
+photos by spdesk's own reader) and collected by the GUI thread on a timer: the pool's threads
+call nothing of Qt's (see ``_ThumbInbox``).
 """
 
 from __future__ import annotations
 
 import html
+import threading
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from PIL import Image, ImageOps
 from PySide6.QtCore import (
-    QFile,
-    QIODeviceBase,
     QModelIndex,
-    QObject,
     QPersistentModelIndex,
     QRectF,
     QRunnable,
     QSize,
     Qt,
     QThreadPool,
+    QTimer,
     Signal,
 )
 from PySide6.QtGui import (
     QColor,
     QIcon,
     QImage,
-    QImageReader,
     QPainter,
     QPixmap,
     QResizeEvent,
@@ -85,78 +84,105 @@ class QueueRow:
     problem: str = ""  # what its header said when it was added ("" once it is protected)
 
 
-class _ThumbSignals(QObject):
-    # The path as Python holds it: through a ``str`` signal Qt drops the bytes of a name that
-    # are not UTF-8, and the thumbnail went to another row or none.
-    ready = Signal(object, QImage)
+@dataclass(frozen=True)
+class _Thumb:
+    """A thumbnail's RGBA pixels, decoded in the pool, for the GUI thread to draw."""
 
-    def __init__(self, parent: QObject) -> None:
-        super().__init__(parent)
+    path: Path
+    rgba: bytes
+    width: int
+    height: int
+
+
+class _ThumbInbox:
+    """Where the pool's jobs leave thumbnails for the GUI thread, which collects them on a
+    timer. Plain Python: a pool thread makes no Qt call at all. One that did (Qt decoding the
+    file, a signal emitted) held the GIL while it waited for a lock of Qt's, which the GUI
+    thread held while it waited for the GIL (a disconnect calling into Python): the app, and
+    the test suite, hung for good."""
+
+    def __init__(self) -> None:
         self.batch = 0  # raised when the queue is cleared: older jobs skip their photo
+        self._lock = threading.Lock()
+        self._ready: list[_Thumb] = []
+        self.running = 0  # jobs queued or running
+
+    def started(self) -> None:
+        with self._lock:
+            self.running += 1
+
+    def put(self, thumb: _Thumb | None) -> None:
+        with self._lock:
+            self.running -= 1
+            if thumb is not None:
+                self._ready.append(thumb)
+
+    def take(self) -> list[_Thumb]:
+        with self._lock:
+            ready, self._ready = self._ready, []
+            return ready
 
 
 class _ThumbJob(QRunnable):
     """Decodes one thumbnail in the pool. Made on the GUI thread, where it holds off automatic
     garbage collection (see :mod:`spdesk.gui.garbage`) until it has run; so every job queued
-    runs, and a cleared queue's jobs end at once."""
+    runs, and a cleared queue's jobs end at once. It calls nothing of Qt's (see
+    :class:`_ThumbInbox`)."""
 
-    def __init__(self, path: Path, signals: _ThumbSignals) -> None:
+    def __init__(self, path: Path, inbox: _ThumbInbox) -> None:
         super().__init__()
         self._path = path
-        self._signals = signals
-        self._batch = signals.batch
+        self._inbox = inbox
+        self._batch = inbox.batch
+        inbox.started()
         garbage.hold()
 
     def run(self) -> None:
+        thumb = None
         try:
-            if self._batch != self._signals.batch:
-                return
-            image = _qt_thumbnail(self._path)
-            if image.isNull():  # not a format Qt reads: spdesk's reader does (in this thread too)
-                image = _pillow_thumbnail(self._path)
-            if not image.isNull():
-                self._signals.ready.emit(self._path, image)
+            if self._batch == self._inbox.batch:
+                thumb = _thumbnail(self._path)
         finally:
+            self._inbox.put(thumb)
             garbage.release()
 
 
-def _qt_thumbnail(path: Path) -> QImage:
-    """A thumbnail decoded by Qt, or a null image. Python opens the file and Qt reads it from
-    there: Qt cannot open a name whose bytes are not UTF-8 by itself."""
+def _thumbnail(path: Path) -> _Thumb | None:
+    """``path``'s thumbnail, or None where it cannot be read (the row's status tells why once
+    the job runs). A JPEG is decoded at a fraction of its size (Pillow's draft: 1/2 to 1/8);
+    other photos by spdesk's own reader, as a job reads them."""
     try:
-        handle = path.open("rb")
-    except OSError:
-        return QImage()
-    with handle:
-        device = QFile()
-        if not device.open(handle.fileno(), QIODeviceBase.OpenModeFlag.ReadOnly):
-            return QImage()
-        reader = QImageReader(device)
-        reader.setAutoTransform(True)
-        size = reader.size()
-        if size.isValid() and size.width() > 0 and size.height() > 0:
-            reader.setScaledSize(
-                size.scaled(THUMB * 2, THUMB * 2, Qt.AspectRatioMode.KeepAspectRatio)
-            )
-        image = reader.read()
-        # The reader first: Qt's TIFF reader closes its handle on the device as it is deleted,
-        # and a device gone before it crashed the app (Python frees locals in no set order).
-        del reader
-        device.close()  # before Python closes the file under it
-        return image
+        image = _jpeg_draft(path) or read_thumbnail(path, THUMB * 2)
+        image = image.convert("RGBA")
+        image.thumbnail((THUMB * 2, THUMB * 2))
+    except (ImageError, MemoryError, OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return _Thumb(path, image.tobytes(), image.width, image.height)
 
 
-def _pillow_thumbnail(path: Path) -> QImage:
-    """A thumbnail decoded by spdesk's own reader, or a null image where it cannot read it
-    (the row's status tells why once the job runs)."""
+def _jpeg_draft(path: Path) -> Image.Image | None:
+    """An RGB JPEG decoded near thumbnail size and turned upright; None for anything else (a
+    format Pillow does not open by itself, HEIC: spdesk's reader does)."""
     try:
-        thumb = read_thumbnail(path, THUMB * 2).convert("RGBA")
-    except (ImageError, MemoryError, OSError):  # a thread of the pool: never an error box
-        return QImage()
-    data = thumb.tobytes()
-    image = QImage(data, thumb.width, thumb.height, 4 * thumb.width, QImage.Format.Format_RGBA8888)
-    return image.copy()  # QImage borrows ``data``: the copy owns its pixels
+        opened = Image.open(path)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    with opened as image:
+        if image.format != "JPEG" or image.mode not in ("RGB", "L"):
+            return None  # CMYK and others: spdesk's reader converts them properly
+        image.draft("RGB", (THUMB * 2, THUMB * 2))
+        image.load()
+        return ImageOps.exif_transpose(image)
 
+
+def _qimage(thumb: _Thumb) -> QImage:
+    image = QImage(
+        thumb.rgba, thumb.width, thumb.height, 4 * thumb.width, QImage.Format.Format_RGBA8888
+    )
+    return image.copy()  # QImage borrows the bytes: the copy owns its pixels
+
+
+THUMB_COLLECT_MS = 50  # how often the GUI thread draws the thumbnails the pool has made
 
 # The photo column's width: 260 points where there is room, a third of the table in a narrow
 # window, never under 150 (a thumbnail and a short name).
@@ -235,8 +261,10 @@ class PhotoQueue(QTableWidget):
         garbage.install()
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
-        self._thumbs = _ThumbSignals(self)
-        self._thumbs.ready.connect(self._set_thumbnail)
+        self._thumbs = _ThumbInbox()
+        self._thumb_timer = QTimer(self)  # collects the pool's thumbnails, while it works
+        self._thumb_timer.setInterval(THUMB_COLLECT_MS)
+        self._thumb_timer.timeout.connect(self._collect_thumbnails)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         """The photo column gives way in a narrow window (half a screen), down to a readable
@@ -281,6 +309,7 @@ class PhotoQueue(QTableWidget):
             self.setUpdatesEnabled(True)
         for key in new:
             self._pool.start(_ThumbJob(key, self._thumbs))
+        self._thumb_timer.start()
         return len(new)
 
     def clear_photos(self) -> None:
@@ -317,7 +346,16 @@ class PhotoQueue(QTableWidget):
         return self._order[rows[0].row()] if rows else None
 
     def wait_for_thumbnails(self, timeout_ms: int = 10_000) -> bool:
-        return bool(self._pool.waitForDone(timeout_ms))
+        """Wait for the pool's jobs, then draw what they made; True when all have ended."""
+        done = bool(self._pool.waitForDone(timeout_ms))
+        self._collect_thumbnails()
+        return done
+
+    def _collect_thumbnails(self) -> None:
+        for thumb in self._thumbs.take():
+            self._set_thumbnail(thumb.path, _qimage(thumb))
+        if not self._thumbs.running:
+            self._thumb_timer.stop()
 
     # --- status ---------------------------------------------------------------------------------
     def set_status(self, path: Path, status: RowStatus, reason: str = "") -> None:

@@ -225,6 +225,21 @@ def test_the_wheel_and_sdist_name_the_licence_file() -> None:
     assert (REPO / "LICENSE").read_text().startswith("MIT License")
 
 
+def test_the_wheel_names_every_package_and_data_folder_so_setuptools_ignores_none() -> None:
+    """A folder setuptools finds but is not told of "would be ignored" (its warning): the
+    bundled perturbation and generator would go missing from a wheel built by a later one."""
+    tool = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"spdesk": REPO / "spdesk", "spdesk.resources": REPO / "resources"}
+    found = {
+        ".".join((name, *path.relative_to(root).parts))
+        for name, root in folders.items()
+        for path in [root, *root.rglob("*")]
+        if path.is_dir() and path.name != "__pycache__" and any(path.iterdir())
+    }
+    assert set(tool["packages"]) == found
+    assert tool["package-dir"] == {"spdesk": "spdesk", "spdesk.resources": "resources"}
+
+
 def test_the_bundled_metadata_leaves_out_where_the_builder_installed_from(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -6,6 +6,7 @@ Each helper writes one file and returns its path. Images are tiny so the whole s
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from spdesk.core.manifest import MANIFEST_NAME, SourceIds, read_job_manifest
 from spdesk.core.perturbation import save_perturbation
 
 EPS = 8.0
@@ -24,6 +26,15 @@ def perturbation_file(folder: Path, size: int = 32, eps: float = EPS, seed: int 
     rng = np.random.default_rng(seed)
     delta = (rng.choice([-1.0, 1.0], size=(3, size, size)) * eps / 255).astype(np.float32)
     return save_perturbation(folder / "test.safetensors", delta, eps=eps, metadata={"name": "t"})
+
+
+def recorded(out: Path, sources: list[Path]) -> dict[str, dict[str, object]]:
+    """The manifest lines of the output folder ``out`` for the originals ``sources``, by file
+    name (the manifest itself names originals by keyed ids, never by path)."""
+    entries = read_job_manifest(out / MANIFEST_NAME)
+    ids = SourceIds.of_install()
+    found = {p.name: entries.get(ids(os.path.abspath(p))) for p in sources}
+    return {name: entry for name, entry in found.items() if entry is not None}
 
 
 def photo_array(width: int = 48, height: int = 32, seed: int = 0) -> np.ndarray:

@@ -67,15 +67,15 @@ def test_protects_a_folder_with_plain_lines(
     assert "skipped  " in captured.err and "a.jpg" in captured.err
 
 
-def test_the_first_photo_specific_run_says_where_the_new_key_is_and_to_back_it_up(
+def test_the_first_run_says_where_the_new_key_is_and_to_back_it_up(
     tmp_path: Path, inputs: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _protect(inputs, "--out", tmp_path / "universal", "--mode", "universal") == 0
-    assert "protection key" not in capsys.readouterr().out  # universal mode needs no key
-    assert _protect(inputs, "--out", tmp_path / "first", "--mode", "photo") == 0
+    """Universal mode too: the key names the originals in the output folder's record."""
+    assert _protect(inputs, "--out", tmp_path / "first", "--mode", "universal") == 0
     out = capsys.readouterr().out
     assert "2 protected" in out and "Made this install's protection key: " in out
     assert "Back up the protection key" in out and "protection.key" in out
+    assert "recognise the photos it protected before" in out
     keys._made_here = None  # a later process: the key is there
     assert _protect(inputs, "--out", tmp_path / "second", "--mode", "photo", "--json") == 0
     assert "protection_key_made" not in json.loads(capsys.readouterr().out)
@@ -345,6 +345,8 @@ def test_a_folder_left_out_is_counted_as_a_folder_not_a_file(
 def test_photos_failing_their_header_are_not_promised_and_the_summary_names_each_failure(
     tmp_path: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    keys.install_key()  # made before (another run): no first-run notice in the summary
+    keys._made_here = None
     folder = tmp_path / "four"
     samples.photo(folder / "a.jpg")
     samples.photo(folder / "b.png")
@@ -390,6 +392,8 @@ def test_a_folder_of_photos_none_readable_says_nothing_will_be_written(
 def test_the_summary_names_at_most_twenty_failures_and_says_how_many_more(
     tmp_path: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    keys.install_key()  # made before (another run): no first-run notice in the summary
+    keys._made_here = None
     folder = tmp_path / "many"
     folder.mkdir()
     for i in range(23):

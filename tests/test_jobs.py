@@ -659,8 +659,8 @@ def test_cancel_during_file_k(
     assert report.cancelled and [e.source.name for e in report.done] == ["0.png", "1.png"]
     assert [p.name for p in report.pending] == ["2.png", "3.png", "4.png"]
     assert _outputs(out) == ["0.protected.png", "1.protected.png"]
-    entries = read_job_manifest(out / MANIFEST_NAME)
-    pending = sorted(Path(s).name for s, e in entries.items() if e["status"] == "pending")
+    entries = samples.recorded(out, sorted(inputs.iterdir()))
+    pending = sorted(name for name, e in entries.items() if e["status"] == "pending")
     assert pending == ["2.png", "3.png", "4.png"]
 
 
@@ -985,8 +985,7 @@ def test_manifest_on_a_full_disk_stops_the_job_cleanly(
     assert [e.source.name for e in resumed.done] == ["2.png", "3.png"]
     kinds = {e.source.name: e.kind for e in resumed.skipped}
     assert kinds == {"0.png": SkipReason.ALREADY_DONE, "1.png": SkipReason.OUTPUT_EXISTS}
-    entries = read_job_manifest(out / MANIFEST_NAME)
-    assert entries[str(inputs / "1.png")]["status"] == "skipped"
+    assert samples.recorded(out, [inputs / "1.png"])["1.png"]["status"] == "skipped"
 
 
 def test_default_workers_are_one_more_than_the_cores_within_2_to_4(

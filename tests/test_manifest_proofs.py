@@ -38,7 +38,7 @@ def test_a_manifest_of_an_older_version_proves_every_output_its_lines_name(
     with Manifest(tmp_path) as manifest:
         assert manifest.wrote(tmp_path / "a.protected.jpg")
         assert manifest.wrote(tmp_path / "a.protected-2.jpg")
-        assert manifest.entries["/p/a.jpg"]["status"] == FAILED
+        assert manifest.entries[manifest.source_id("/p/a.jpg")]["status"] == FAILED
     with Manifest(tmp_path) as compacted:  # what the first one compacted into
         assert compacted.wrote(tmp_path / "a.protected.jpg")
         assert compacted.wrote(tmp_path / "a.protected-2.jpg")

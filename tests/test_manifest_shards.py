@@ -53,11 +53,11 @@ def test_a_shard_line_older_than_the_manifests_does_not_win(tmp_path: Path) -> N
     with Manifest(out, shard="old") as shard:
         shard.record("/photos/a.jpg", FAILED, reason="an older try failed")
     with Manifest(out) as manifest:  # merges the shard
-        assert manifest.entries["/photos/a.jpg"]["status"] == FAILED
+        assert manifest.entries[manifest.source_id("/photos/a.jpg")]["status"] == FAILED
         manifest.record("/photos/a.jpg", DONE, output="a.protected.jpg")
-    stale = {"source": "/photos/a.jpg", "status": FAILED, "time": 1.0}
+    stale = {"source": "/photos/a.jpg", "status": FAILED, "time": 1.0}  # an older spdesk's
     shard_path(out, "stale").parent.mkdir()
     shard_path(out, "stale").write_text(json.dumps(stale) + "\n", encoding="utf-8")
     with Manifest(out) as manifest:
-        assert manifest.entries["/photos/a.jpg"]["status"] == DONE
+        assert manifest.entries[manifest.source_id("/photos/a.jpg")]["status"] == DONE
     assert not (out / SHARDS_FOLDER).exists()

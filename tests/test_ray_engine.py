@@ -49,7 +49,13 @@ from spdesk.core.jobs import (
 from spdesk.core.jobs.events import FailReason, SkipReason
 from spdesk.core.jobs.naming import Target
 from spdesk.core.jobs.pool import _Planned, _Task
-from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, SourceSignature, read_job_manifest
+from spdesk.core.manifest import (
+    MANIFEST_NAME,
+    SHARDS_FOLDER,
+    SourceIds,
+    SourceSignature,
+    read_job_manifest,
+)
 from tests import protect_samples as samples
 from tests.s3_server import new_bucket, s3_server
 
@@ -675,8 +681,8 @@ def test_a_cancel_reaches_the_actors_and_the_report_matches_the_files_on_disk(
     assert written == {e.output.name for e in report.done}, "on disk but reported not done"
     assert len(report.done) + len(report.pending) == 16
     assert len(report.done) < 16, "the actors protected every batch after the cancel"
-    entries = read_job_manifest(out / MANIFEST_NAME)
-    done = {Path(s).name for s, e in entries.items() if e["status"] == "done"}
+    entries = samples.recorded(out, sorted(inputs.iterdir()))
+    done = {name for name, e in entries.items() if e["status"] == "done"}
     assert done == {e.source.name for e in report.done}
     again = RayProtectJob([inputs], out, photo, _ray(photo, num_cpus=2, batch_size=2)).run()
     assert len(again.done) == len(report.pending) and len(again.skipped) == len(report.done)
@@ -890,7 +896,10 @@ def test_object_store_urls_run_end_to_end_and_a_local_rerun_skips_everything(
     manifest.write_bytes(_s3().cat_file(f"{bucket}/out/{MANIFEST_NAME}"))
     entries = read_job_manifest(manifest)
     assert sorted(e["status"] for e in entries.values()) == ["done"] * 11 + ["failed"]
-    assert all(key.startswith(f"s3://{bucket}/in/") for key in entries)
+    # The originals' URLs are not written there: each line names its original by a keyed id.
+    ids = SourceIds.of_install()
+    urls = {ids(d["source"]) for d in summary["done"]}
+    assert urls <= set(entries) and f"{bucket}/in".encode() not in manifest.read_bytes()
     assert not _s3().find(f"{bucket}/out/{SHARDS_FOLDER}")  # merged, then removed
 
     again = ProtectJob([source], out, settings).run()

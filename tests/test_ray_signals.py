@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from spdesk.core.files import TEMP_SUFFIX
-from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, read_job_manifest
+from spdesk.core.manifest import SHARDS_FOLDER
 from tests import protect_samples as samples
 
 pytestmark = [
@@ -114,7 +114,10 @@ def test_sigterm_to_the_process_group_stops_a_ray_job_cleanly(tmp_path: Path, mo
     assert " protected, " in stderr and " not done in " in stderr  # the summary
     assert not [p for p in out.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
     assert not (out / SHARDS_FOLDER).exists()  # merged into the manifest
-    entries = read_job_manifest(out / MANIFEST_NAME)
-    done = sorted(Path(s).name for s, e in entries.items() if e["status"] == "done")
+    keys_of_the_driver = pytest.MonkeyPatch.context()
+    with keys_of_the_driver as patch:  # the ids come from the driver's key, in its home
+        patch.setenv("SPDESK_HOME", str(tmp_path / "home"))
+        entries = samples.recorded(out, sorted(inputs.iterdir()))
+    done = sorted(name for name, e in entries.items() if e["status"] == "done")
     on_disk = sorted(p.name.replace(".protected", "") for p in out.glob("*.protected.png"))
     assert done == on_disk and 1 <= len(done) < 16

@@ -31,7 +31,7 @@ from spdesk.core.imageio import read_image
 from spdesk.core.jobs import ProtectJob, ProtectSettings
 from spdesk.core.jobs.events import JobReport, SkipReason
 from spdesk.core.jobs.protector import build_protector, protect_photo
-from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, read_job_manifest
+from spdesk.core.manifest import MANIFEST_NAME, SHARDS_FOLDER, SourceIds, read_job_manifest
 from spdesk.core.perturbation import load_perturbation
 from spdesk.core.stores import FolderStore, FsspecStore, Store, open_store
 from tests import protect_samples as samples
@@ -224,13 +224,16 @@ def test_publishing_the_same_bytes_again_is_a_no_op(place: Place, tmp_path: Path
 def test_manifest_shards_of_many_writers_merge_into_a_manifest_the_local_engine_reads(
     place: Place, tmp_path: Path
 ) -> None:
+    ids = SourceIds.of_install()
+    named = {ids(source): source for source in ("/a", "/b", "/c", "/d")}
+
     def line(source: str, status: str, time: float) -> dict[str, object]:
-        return {"source": source, "status": status, "time": time, "settings": "s"}
+        return {"source": ids(source), "status": status, "time": time, "settings": "s"}
 
     place.store.write_shard(place.root, "w1", [line("/a", "done", 2.0), line("/b", "failed", 1.0)])
     place.store.write_shard(place.root, "w2", [line("/b", "done", 3.0), line("/c", "done", 1.0)])
     entries = place.store.merge_shards(place.root)
-    assert {s: e["status"] for s, e in entries.items()} == {
+    assert {named[s]: e["status"] for s, e in entries.items()} == {
         "/a": "done",
         "/b": "done",
         "/c": "done",
@@ -245,7 +248,7 @@ def test_manifest_shards_of_many_writers_merge_into_a_manifest_the_local_engine_
     )
     merged = place.store.merge_shards(place.root)
     # A later failure changed no output: the line proving /a's output stays (as in one file).
-    assert (merged["/a"]["status"], merged["/d"]["status"]) == ("done", "failed")
+    assert (merged[ids("/a")]["status"], merged[ids("/d")]["status"]) == ("done", "failed")
 
 
 def test_a_photo_protected_from_a_store_into_a_store_has_the_local_engines_bytes(

@@ -1,4 +1,5 @@
-"""The per-install secret that seeds photo-specific protection.
+"""The per-install secret that seeds photo-specific protection (and keys the names an output
+folder's record gives the originals: :class:`spdesk.core.manifest.SourceIds`).
 
 An attacker has spdesk's source and every file it ships, so anything that follows from public
 inputs (a file name, a default seed) can be recomputed and undone. The secret noise that the
@@ -35,8 +36,9 @@ KEY_BYTES = 32
 ENV_KEY = "SPDESK_PROTECTION_KEY"
 BACKUP_ADVICE = (
     "Back up the protection key with your photos and keep it private: it makes each "
-    "photo's protection. With another key, spdesk cannot tell that a photo was protected "
-    "before, and protects it again into a second copy."
+    "photo's protection, and lets spdesk recognise the photos it protected before. With "
+    "another key, spdesk cannot tell that a photo was protected before, and protects it "
+    "again into a second copy."
 )
 log = logging.getLogger(__name__)
 _made_here: Path | None = None  # the key file this process made: a first run, told once
@@ -47,7 +49,7 @@ def key_path() -> Path:
 
 
 def key_made_here() -> Path | None:
-    """The key file this process made (the first photo-specific protection of an install), so
+    """The key file this process made (the first protection of an install), so
     that the user can be told where it is and to back it up; None when it was there before."""
     return _made_here
 
@@ -72,7 +74,7 @@ def install_key() -> bytes:
         failure = OutputError(f"Cannot read the protection key {path}: {error.strerror or error}.")
         if isinstance(error, PermissionError):
             failure.hint = (
-                "Photo-specific protection needs this key: check its owner and permissions. It "
+                "Protecting needs this key: check its owner and permissions. It "
                 "must belong to your account and be readable by you (on Linux and macOS: chown "
                 f"it to you, then chmod 600 it). Or set {ENV_KEY}."
             )
@@ -178,7 +180,7 @@ def _remove_stale_temporaries(path: Path) -> None:
 
 def _key_error(error: OutputError, path: Path) -> OutputError:
     error.hint = (
-        f"Photo-specific protection needs the secret key spdesk keeps in {path.parent}: free "
+        f"Protecting needs the secret key spdesk keeps in {path.parent}: free "
         f"some space there or make it a folder you can write to (or set {ENV_KEY})."
     )
     return error

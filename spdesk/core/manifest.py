@@ -24,6 +24,14 @@ for it, in ``earlier_outputs``: a copy an earlier run made under another name ("
 spdesk's after the line that recorded it is replaced. Lines without it (older manifests) read as
 before.
 
+A line names its original by a keyed digest of where it is (``"source": "id:..."``, see
+:class:`SourceIds`), never by its path: the output folder is what people share, and an
+original's path tells where its owner keeps photos (a home folder, a user name, a private
+folder's name). The digest is keyed with this install's protection key, so nobody without the
+key can check a guessed path against it; with another key spdesk does not recognise the photos
+it finished before (as photo-specific protection already could not). Lines an older spdesk wrote
+with the path itself are read as their digest, and the next compaction rewrites them so.
+
 Many writers (the tasks of a distributed run) each append to a shard of their own,
 ``spdesk-manifest.d/NAME.jsonl``, in the same format; the job that holds the folder merges the
 shards into the manifest when it opens and closes it, so a run killed before merging loses
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import time
@@ -58,6 +67,30 @@ EARLIER_OUTPUTS = "earlier_outputs"  # the proofs of a source's other outputs (s
 OUTPUT_MTIME = "output_mtime_ns"  # a folder's output's time when published (see _intact)
 _PROOF_FIELDS = ("output", "output_size", "output_sha256")
 SYNC_INTERVAL_S = 1.0
+SOURCE_ID_PREFIX = "id:"
+
+
+class SourceIds:
+    """The names a manifest gives originals: a keyed digest of each one's absolute path or URL
+    (HMAC-SHA256 with a key derived from the install's protection key), never the path."""
+
+    def __init__(self, protection_key: bytes) -> None:
+        # A key of its own, derived: the protection key's other uses never see these inputs.
+        self._key = hmac.new(protection_key, b"spdesk manifest source ids", hashlib.sha256).digest()
+
+    @classmethod
+    def of_install(cls) -> SourceIds:
+        from spdesk.core.keys import install_key
+
+        return cls(install_key())
+
+    def __call__(self, location: str) -> str:
+        """The id of the original at ``location`` (an id given is returned as it is)."""
+        if location.startswith(SOURCE_ID_PREFIX):
+            return location
+        # surrogatepass: a name that is not valid UTF-8 keeps its own id (see the module note)
+        data = location.encode("utf-8", "surrogatepass")
+        return SOURCE_ID_PREFIX + hmac.new(self._key, data, hashlib.sha256).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -95,6 +128,7 @@ class Manifest:
         self._lock: contextlib.ExitStack | None = None
         self._synced = 0.0
         self._written: dict[str, set[str]] | None = None  # output -> sha256s recorded for it
+        self._ids: SourceIds | None = None  # made when a path is given (a writer gets ids)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self) -> Manifest:
@@ -160,8 +194,19 @@ class Manifest:
         return read_job_manifest(self.path)
 
     # -- records --------------------------------------------------------------------------------
+    def source_id(self, source: str) -> str:
+        """The id the manifest files ``source`` under: every method takes an original's path
+        (or URL) or its id (what a job plans with, and hands the writers of a distributed run,
+        which then need no key)."""
+        if source.startswith(SOURCE_ID_PREFIX):
+            return source
+        if self._ids is None:
+            self._ids = SourceIds.of_install()
+        return self._ids(source)
+
     def record(self, source: str, status: str, **fields: Any) -> None:
         """Append one line: ``source`` is now ``status`` (OutputError if it cannot be written)."""
+        source = self.source_id(source)
         line = {"source": source, "status": status, "time": time.time(), **fields}
         entry = supersede(self.entries.get(source), line)
         self.entries[source] = entry
@@ -180,7 +225,7 @@ class Manifest:
     def mark_pending(self, sources: list[str], settings: str) -> None:
         """Record every source not yet finished as pending (one write for the whole list)."""
         lines = []
-        for source in sources:
+        for source in map(self.source_id, sources):
             previous = self.entries.get(source)
             if previous is not None and previous.get("status") == DONE:
                 continue  # keep the proof of the finished output
@@ -193,7 +238,7 @@ class Manifest:
         """Whether the latest line of ``source`` says "done" (whatever the settings), or
         "publishing" (an object store's writer killed while uploading: the output may be whole,
         and that line is its only proof)."""
-        return self.entries.get(source, {}).get("status") in _WRITTEN
+        return self.entries.get(self.source_id(source), {}).get("status") in _WRITTEN
 
     def wrote(self, path: Path) -> bool:
         """Whether ``path`` is an output a job of this folder recorded writing, unchanged since
@@ -220,7 +265,7 @@ class Manifest:
         earlier ones: the names a run keeps for them, whatever the settings."""
         kept: dict[Path, str] = {}
         for source in sources:
-            entry = self.entries.get(source, {})
+            entry = self.entries.get(self.source_id(source), {})
             outputs = [p["output"] for p in _earlier_proofs(entry)]
             if entry.get("status") in _WRITTEN and isinstance(entry.get("output"), str):
                 outputs.append(entry["output"])
@@ -243,6 +288,7 @@ class Manifest:
         self, source: str, settings: str, signature: SourceSignature
     ) -> Path | None:
         """The output of ``source`` if it was finished with these settings and is intact."""
+        source = self.source_id(source)
         entry = self.entries.get(source)
         if not entry or entry.get("status") != DONE or entry.get("settings") != settings:
             return None
@@ -255,6 +301,7 @@ class Manifest:
         """The output the latest "done" line of ``source`` names, if that file is still there
         but no longer holds what spdesk wrote (cut short, edited, another file put there): the
         photo's next copy never replaces it (it may hold the user's edits), but says so."""
+        source = self.source_id(source)
         entry = self.entries.get(source, {})
         if entry.get("status") != DONE or not isinstance(entry.get("output"), str):
             return None
@@ -466,13 +513,18 @@ def read_job_manifest(path: Path) -> dict[str, dict[str, Any]]:
 def parse_job_manifest(text: str) -> dict[str, dict[str, Any]]:
     """:func:`read_job_manifest` of a manifest's text (an object store's manifest object)."""
     entries: dict[str, dict[str, Any]] = {}
+    ids: SourceIds | None = None  # made only for an older manifest's lines
     for line in text.splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue  # the last line of a killed job may be cut short
-        if isinstance(entry, dict) and isinstance(entry.get("source"), str):
-            entries[entry["source"]] = supersede(entries.get(entry["source"]), entry)
+        if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):
+            continue
+        if not entry["source"].startswith(SOURCE_ID_PREFIX):  # a path: an older spdesk's line
+            ids = ids or SourceIds.of_install()
+            entry["source"] = ids(entry["source"])
+        entries[entry["source"]] = supersede(entries.get(entry["source"]), entry)
     return entries
 
 

@@ -734,6 +734,7 @@ class StoreManifest(Manifest):
         """Nothing to write: a photo without a line in an object store's manifest is pending."""
 
     def publishing(self, source: str, output: Path, settings: str, **proof: Any) -> None:
+        source = self.source_id(source)
         entry = {
             "source": source,
             "status": PUBLISHING,
@@ -750,7 +751,7 @@ class StoreManifest(Manifest):
     def finished_output(
         self, source: str, settings: str, signature: SourceSignature
     ) -> Path | None:
-        entry = self.entries.get(source, {})
+        entry = self.entries.get(self.source_id(source), {})
         same = entry.get("settings") == settings
         if entry.get("status") == PUBLISHING and same:  # the writer was killed meanwhile
             output = self.root / str(entry.get("output", ""))

@@ -792,7 +792,7 @@ class MainWindow(QMainWindow):
         # stopped at once is read for why it stopped).
         made = key_made_here() if counts[RowStatus.DONE] else None
         if made and not self._key_made_told:
-            self._key_made_told = True  # once: the first photo-specific run of an install
+            self._key_made_told = True  # once: the first run of an install
             text += f"\n{key_made_text(made)}"
         self.summary_label.setText(text)
         self.open_output_button.setVisible(bool(counts[RowStatus.DONE] or in_folder))

@@ -535,7 +535,7 @@ class RayProtectJob(ProtectJob):
             run.report.failed.append(event)
         else:
             return
-        run.handled.add(self.store.key(event.source))
+        run.handled.add(run.source_id(event.source))
         run.emit(event)
 
 

@@ -63,6 +63,7 @@ from spdesk.core.manifest import (
     OUTPUT_MTIME,
     SKIPPED,
     Manifest,
+    SourceIds,
     SourceSignature,
     output_mtime_ns,
 )
@@ -193,6 +194,7 @@ class JobRun:
         self.fingerprint = fingerprint
         # Recorded with each output: a re-run made with another key can say why it redoes them.
         self.key_id = protection_key_id(job.settings)
+        self.source_ids = SourceIds.of_install()  # how the manifest names the originals
         self._sink = on_event
         self._emit_lock = threading.Lock()
         self.cancel = cancel
@@ -227,9 +229,13 @@ class JobRun:
         """Each photo's place in the job: its path below the output folder, key and position."""
         relative = relative_paths(photos, self.job.mirror_base)
         return [
-            _Planned(photo, rel, self.job.store.key(photo.path), i + 1, len(photos))
+            _Planned(photo, rel, self.source_id(photo.path), i + 1, len(photos))
             for i, (photo, rel) in enumerate(zip(photos, relative, strict=True))
         ]
+
+    def source_id(self, source: Path) -> str:
+        """The name the manifest gives the original ``source`` (a keyed digest, not its path)."""
+        return self.source_ids(self.job.store.key(source))
 
     def process_planned(self, manifest: Manifest, planned: list[_Planned]) -> None:
         """Protect, publish and record the planned photos (see :meth:`_prepare` for which)."""

@@ -288,6 +288,61 @@ def test_a_named_pipe_at_the_patterns_path_is_labelled_by_its_name_without_block
     assert done == ["pattern"]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_given_as_the_pattern_is_called_a_special_file_and_never_opened(
+    tmp_path: Path,
+) -> None:
+    """It was "Perturbation file not found", of a file that is there; a protect job opened it
+    to hash it first, waiting for a writer for good."""
+    from spdesk.core.jobs import ProtectJob, ProtectSettings
+
+    pipe = tmp_path / "pattern.safetensors"
+    os.mkfifo(pipe)
+    errors: list[str] = []
+
+    def protect() -> None:
+        (tmp_path / "in").mkdir()
+        settings = ProtectSettings(perturbation=pipe, mode="universal")
+        try:
+            ProtectJob([tmp_path / "in"], tmp_path / "out", settings).run()
+        except PerturbationFileError as error:
+            errors.append(str(error))
+
+    job = threading.Thread(target=protect, daemon=True)
+    job.start()
+    job.join(10)
+    assert errors and "is a special file (a named pipe or a device)" in errors[0]
+    with pytest.raises(PerturbationFileError, match="special file"):
+        load_perturbation(pipe)
+
+
+def test_a_pattern_file_replaced_while_a_job_reads_it_stops_the_job_before_any_photo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outputs are recorded under the file's hash: the old pattern's outputs recorded
+    under the new file's hash would be skipped as done by a run with the new pattern."""
+    from spdesk.core.jobs import ProtectJob, ProtectSettings
+    from spdesk.core.jobs import job as job_module
+    from tests import protect_samples as samples
+
+    path = samples.perturbation_file(tmp_path, seed=0)
+    (tmp_path / "new").mkdir()
+    replacement = samples.perturbation_file(tmp_path / "new", seed=1)
+    real_load = job_module.load_perturbation
+
+    def load_then_replaced(given: Path) -> object:
+        loaded = real_load(given)
+        path.write_bytes(replacement.read_bytes())  # retrained into the same file meanwhile
+        return loaded
+
+    monkeypatch.setattr(job_module, "load_perturbation", load_then_replaced)
+    samples.photo(tmp_path / "in" / "a.png")
+    settings = ProtectSettings(perturbation=path, working_size=16)
+    with pytest.raises(PerturbationFileError, match="changed while spdesk was reading it"):
+        ProtectJob([tmp_path / "in"], tmp_path / "out", settings).run()
+    assert not (tmp_path / "out" / "a.protected.png").exists()
+
+
 def test_a_file_far_larger_than_any_pattern_is_refused_before_it_is_read(tmp_path: Path) -> None:
     """A 2 GB file (a small pattern and junk beside it) was read whole to be hashed: 2 GB of
     memory for a protect job."""

@@ -166,6 +166,11 @@ def safetensors_head(
     if path.is_dir():
         raise PerturbationFileError(f"{path} is a folder, not a {kind} file.")
     if not path.is_file():
+        if path.exists():  # a named pipe, a device (/dev/zero): reading it may never end
+            raise PerturbationFileError(
+                f"{path} is not a {kind} file: it is a special file (a named pipe or a "
+                "device), which spdesk does not read."
+            )
         raise PerturbationFileError(f"{kind[0].upper()}{kind[1:]} file not found: {path}")
     try:
         with path.open("rb") as handle:

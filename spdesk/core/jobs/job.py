@@ -52,6 +52,7 @@ from spdesk.core.perturbation import (
     bundled_perturbation_path,
     changes_a_pixel,
     load_perturbation,
+    safetensors_head,
 )
 from spdesk.core.stores import FolderStore, Store, locate
 
@@ -244,10 +245,31 @@ class ProtectJob:
                 "reinstall spdesk.",
             )
         assert path is not None
+        # Hashed before and after it is read: the outputs are recorded under the hash, so a
+        # file replaced meanwhile (a pattern retrained into the same file) must not lend the
+        # new file's hash to the old pattern's outputs (a re-run would skip them as done).
+        safetensors_head(path)  # first: what is no file (a named pipe) is never opened
+        before = _file_sha256(path)
         perturbation = load_perturbation(path)
         _check_changes_pixels(perturbation, self.settings)
-        with path.open("rb") as handle:  # in chunks: it may be large (up to MAX_FILE_BYTES)
-            return perturbation, hashlib.file_digest(handle, "sha256").hexdigest()
+        if _file_sha256(path) != before:
+            raise PerturbationFileError(
+                f"The perturbation file {shown(path)} changed while spdesk was reading it.",
+                hint="Wait until whatever writes it has finished (a training run saving into "
+                "it), then run again.",
+            )
+        return perturbation, before
+
+
+def _file_sha256(path: Path) -> str:
+    """The sha256 of ``path``, read in chunks (a pattern file may be up to MAX_FILE_BYTES)."""
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as error:
+        raise PerturbationFileError(
+            f"Cannot read the perturbation file {shown(path)}: {error.strerror or error}."
+        ) from error
 
 
 def _check_changes_pixels(perturbation: Perturbation, settings: ProtectSettings) -> None:

@@ -929,3 +929,35 @@ def test_train_generator_refuses_an_out_it_must_not_replace_before_training(
     assert "--force" in err and photo.read_bytes() == before
     assert main([*argv, "--out", str(photo / "gen.safetensors")]) != 0
     assert "Cannot save gen.safetensors" in capsys.readouterr().err
+
+
+def test_a_budget_that_shows_plainly_is_warned_of_and_named_when_a_file_brings_it(
+    tmp_path: Path, generator_file: Path
+) -> None:
+    """A generator or pattern made with ``--eps 64`` was used at ±64/255 without a word."""
+    from spdesk.core.generator import DeltaGenerator, GeneratorConfig, shaping_to_dict
+    from spdesk.core.generator_file import save_generator
+    from spdesk.core.jobs import ProtectJob, ProtectSettings
+    from spdesk.core.shaping import Shaping
+    from tests import protect_samples as samples
+
+    samples.photo(tmp_path / "in" / "a.png")
+    config = GeneratorConfig(width=8, blocks=1)
+    loud = save_generator(
+        tmp_path / "loud.safetensors", DeltaGenerator(config).state_dict(), eps=64,
+        network=config.to_dict(), shaping=shaping_to_dict(Shaping(floor=0.5)),
+    )  # fmt: skip
+
+    def warnings(out: str, **settings: object) -> list[str]:
+        job = ProtectJob([tmp_path / "in"], tmp_path / out, ProtectSettings(**settings))  # type: ignore[arg-type]
+        return [w for w in job.run().warnings if "plainly visible" in w]
+
+    (told,) = warnings("loud", mode="photo", generator=loud, working_size=16)
+    assert told.startswith("Strength 64 (the protection generator's own budget) is above 16")
+    assert not warnings("default", mode="photo", generator=generator_file, working_size=16)
+    (given,) = warnings("strong", mode="photo", generator=generator_file, strength=24)
+    assert given.startswith("Strength 24 is above 16") and "own budget" not in given
+    pattern = samples.perturbation_file(tmp_path, eps=32)
+    (file_budget,) = warnings("pattern", mode="universal", perturbation=pattern)
+    assert file_budget.startswith("Strength 32 (the pattern file's own budget)")
+    assert not warnings("quiet", mode="universal", perturbation=pattern, strength=8)

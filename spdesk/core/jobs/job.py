@@ -45,7 +45,7 @@ from spdesk.core.jobs.fingerprint import output_fingerprint
 from spdesk.core.jobs.pool import JobRun
 from spdesk.core.jobs.protector import Protector, build_protector
 from spdesk.core.jobs.scan import HeaderScan, scan_inputs
-from spdesk.core.jobs.settings import ProtectSettings
+from spdesk.core.jobs.settings import PHOTO_MODES, ProtectSettings
 from spdesk.core.manifest import Manifest
 from spdesk.core.perturbation import (
     Perturbation,
@@ -113,6 +113,7 @@ class ProtectJob:
         discovery, unreadable = self._discover(output)
         _check_something_exists(discovery.missing, self.inputs, self.store.shown)
         report = self._new_report(discovery)
+        report.warnings += _visible_budget_warning(self.settings, perturbation)
         if not discovery.photos:  # nothing to write: no output folder, manifest nor lock (and
             # no model loaded, no Ray instance started, to say so)
             return self._nothing_to_protect(report, discovery, unreadable, on_event, started)
@@ -323,6 +324,35 @@ def _bundled_path() -> Path | None:
         return bundled_perturbation_path()
     except (ModuleNotFoundError, FileNotFoundError):  # a checkout without the resources package
         return None
+
+
+# Above this budget (8-bit steps) a protection shows plainly on smooth areas; the README's
+# scale calls 16 "high" (SSIMULACRA2 falls below 50 on some photos already at 12).
+PLAINLY_VISIBLE_EPS = 16.0
+
+
+def _visible_budget_warning(settings: ProtectSettings, perturbation: Perturbation) -> list[str]:
+    """Say so when the budget makes the change plainly visible, above all when it comes from
+    a file the user chose (a generator or pattern made with ``--eps 64``), not from a strength
+    they gave."""
+    if settings.strength is not None:
+        eps, whose = settings.strength, ""
+    elif settings.mode in PHOTO_MODES:
+        from spdesk.core.generator_file import read_spec
+
+        try:
+            eps = read_spec(settings.generator_path()).eps
+        except (PerturbationFileError, OSError):
+            return []  # the protector names what is wrong with the file
+        whose = " (the protection generator's own budget)"
+    else:
+        eps, whose = perturbation.eps, " (the pattern file's own budget)"
+    if eps <= PLAINLY_VISIBLE_EPS:
+        return []
+    return [
+        f"Strength {eps:g}{whose} is above {PLAINLY_VISIBLE_EPS:g}: the change will be plainly "
+        "visible on smooth areas (skies, skin, walls). spdesk's default is 8."
+    ]
 
 
 def _other_key_warning(manifest: Manifest, key: str | None) -> list[str]:

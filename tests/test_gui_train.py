@@ -320,6 +320,7 @@ def test_a_run_just_weaker_than_noise_never_reads_as_equal_to_it() -> None:
 
     assert gain_text(0.997) == "0.99×" and gain_text(0.95, 1) == "0.9×"  # rounded down
     assert gain_text(1.004) == "1.00×" and gain_text(1.236) == "1.24×"
+    assert gain_text(float("inf")) == gain_text(float("nan")) == "?×"  # never "inf×"
     meta = {"gain_over_sign": 0.997, "steps": 48, "train_photos": 6, "val_photos": 4}
     text = _summary(SimpleNamespace(metadata=meta))
     assert "0.99×" in text and "WEAKER" in text and "1.00×" not in text

@@ -3,6 +3,7 @@ photos at 100% zoom beside random signs, and skipped cleanly without the ``eval`
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,18 @@ def test_figures_come_back_from_a_files_metadata_and_junk_gives_none() -> None:
     for junk in ({}, {"visibility": "42"}, {"visibility": {"photos": 4}}):
         assert PatternVisibility.from_metadata(junk) is None
     assert PatternVisibility.from_metadata({"visibility": asdict(seen) | {"flip": "x"}}) is None
+    assert (
+        PatternVisibility.from_metadata({"visibility": asdict(seen) | {"flip": math.nan}}) is None
+    )
+
+
+def test_an_edited_headers_infinite_gain_is_not_shown_as_inf() -> None:
+    """JSON allows Infinity: an edited file's description read "Disturbs AI editors inf×"."""
+    from spdesk.core.trained_pattern import ProductGain
+
+    assert ProductGain.from_metadata({"product_gain": {"gain": 1.3, "editor": 512}}) is not None
+    for gain in (math.inf, -math.inf, math.nan, -1.0, "1e999"):
+        assert ProductGain.from_metadata({"product_gain": {"gain": gain, "editor": 512}}) is None
 
 
 def test_the_gain_is_measured_through_the_editors_view_against_random_signs(

@@ -17,6 +17,7 @@ run ends both halves of the trade are measured on a few held-out photos the prod
 from __future__ import annotations
 
 import importlib.util
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,9 +60,11 @@ class PatternVisibility:
             return None
         try:
             figures = {name: float(stored[name]) for name in _FIGURES}
-            return cls(photos=int(stored["photos"]), **figures)
-        except (KeyError, TypeError, ValueError):
+            visibility = cls(photos=int(stored["photos"]), **figures)
+        except (KeyError, TypeError, ValueError, OverflowError):
             return None
+        # An edited header's Infinity or NaN (JSON allows them) is no figure to show.
+        return visibility if all(map(math.isfinite, figures.values())) else None
 
     def verdict(self) -> str:
         """How it compares with random noise of the same strength, in words."""
@@ -106,9 +109,10 @@ class ProductGain:
         if not isinstance(stored, dict):
             return None
         try:
-            return cls(gain=float(stored["gain"]), editor=int(stored["editor"]))
-        except (KeyError, TypeError, ValueError):
+            product = cls(gain=float(stored["gain"]), editor=int(stored["editor"]))
+        except (KeyError, TypeError, ValueError, OverflowError):
             return None
+        return product if math.isfinite(product.gain) and product.gain >= 0 else None
 
     def text(self) -> str:
         """In words, for the app and the command line."""

@@ -42,6 +42,8 @@ def shorten_long_names(text: str, limit: int = 48) -> str:
 def gain_text(gain: float, decimals: int = 2) -> str:
     """A measured effect in multiples of random noise's (``1.23×``). A value below 1 is
     rounded down, so one called weaker than noise never reads ``1.00×``."""
+    if not math.isfinite(gain):  # no measurement to show (a division by a zero baseline)
+        return "?×"
     scale = 10**decimals
     shown = math.floor(gain * scale) / scale if gain < 1 else gain
     return f"{shown:.{decimals}f}×"

@@ -611,7 +611,7 @@ def _describe(perturbation: Perturbation, bundled: bool) -> str:
         parts.append(
             f"Disturbs a {product.editor} px AI editor {shown} as much as random noise ({verdict})."
         )
-    elif isinstance(gain, int | float) and gain > 0:
+    elif isinstance(gain, int | float) and 0 < gain < math.inf:  # not an edited Infinity
         verdict = "weaker than noise: train it longer" if gain < 1 else "measured in training"
         shown = gain_text(float(gain), 1)
         parts.append(f"Disturbs AI editors {shown} as much as random noise ({verdict}).")

@@ -156,6 +156,18 @@ def test_a_key_others_can_read_is_made_private_when_read() -> None:
     assert stat.S_IMODE(key_path().stat().st_mode) == 0o600
 
 
+def test_a_key_file_holding_the_hex_digits_is_read_as_that_key_not_called_damaged() -> None:
+    """The environment variable's form (64 hex digits) put in the file, as from a note: it
+    was "damaged (65 bytes)", and a damaged key means photos protected again as new copies."""
+    key = bytes(range(32))
+    key_path().parent.mkdir(parents=True, exist_ok=True)
+    key_path().write_text(key.hex().upper() + "\n")
+    assert install_key() == key
+    key_path().write_text("zz" * 32)  # not hex: damaged, named as such
+    with pytest.raises(ConfigError, match="is damaged"):
+        install_key()
+
+
 def test_processes_starting_together_all_get_the_one_key_made(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -81,9 +81,22 @@ def install_key() -> bytes:
             raise failure from error
         raise _key_error(failure, path) from error
     if len(key) != KEY_BYTES:
-        return _create(path)  # _create names a damaged one
+        written = _hex_key(key)  # the key as text: what SPDESK_PROTECTION_KEY takes
+        if written is None:
+            return _create(path)  # _create names a damaged one
+        key = written
     _keep_private(path)
     return key
+
+
+def _hex_key(data: bytes) -> bytes | None:
+    """The key a file holds as 64 hexadecimal digits (someone put the environment variable's
+    form there, or restored it from a note), or None."""
+    try:
+        key = bytes.fromhex(data.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return key if len(key) == KEY_BYTES else None
 
 
 def _refuse_what_is_not_a_key(path: Path) -> None:
@@ -204,6 +217,8 @@ def _existing(path: Path) -> bytes:
     existing = path.read_bytes()
     if len(existing) == KEY_BYTES:
         return existing
+    if (written := _hex_key(existing)) is not None:
+        return written
     raise ConfigError(
         f"The protection key {path} is damaged ({len(existing)} bytes).",
         hint="Delete it: spdesk makes a new one (photos protected before stay protected).",

@@ -110,8 +110,10 @@ def third_party_notices(repo: Path = REPO, dists: tuple[str, ...] = NOTICED) -> 
         (repo / "LICENSE").read_text(encoding="utf-8").strip(),
         "",
         "It bundles these libraries, each under its own licence (the texts are at each",
-        "project's home page; Qt and PySide6: https://www.qt.io/licensing/open-source-lgpl-obligations;",
-        "the Qt libraries are the separate files under _internal/PySide6 and may be replaced):",
+        "project's home page; Qt and PySide6, used under the LGPL-3.0, whose text and that of the",
+        "GPL-3.0 it builds on are beside this file: licenses/LGPL-3.0.txt, licenses/GPL-3.0.txt;",
+        "see https://www.qt.io/licensing/open-source-lgpl-obligations; the Qt libraries are the",
+        "separate files under _internal/PySide6 and may be replaced):",
         "",
     ]
     for name in dists:
@@ -145,4 +147,7 @@ def notice_datas(workpath: str, repo: Path = REPO) -> list[tuple[str, str]]:
     notices = Path(workpath) / "NOTICES.txt"
     notices.parent.mkdir(parents=True, exist_ok=True)
     notices.write_text(third_party_notices(repo), encoding="utf-8")
-    return [(str(repo / "LICENSE"), "."), (str(notices), ".")]
+    # The LGPL asks that its text and the GPL's travel with the Qt libraries; PySide6's wheels
+    # carry neither (installer/licenses holds the FSF's verbatim texts).
+    texts = [(str(p), "licenses") for p in sorted((repo / "installer" / "licenses").glob("*.txt"))]
+    return [(str(repo / "LICENSE"), "."), (str(notices), "."), *texts]

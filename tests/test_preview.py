@@ -113,6 +113,32 @@ def test_release_frees_the_pipelines_and_a_later_preview_loads_them_again(
     assert reloaded() is None  # the end of the with block released it too
 
 
+def test_release_in_another_thread_leaves_the_collection_to_the_main_thread(
+    sd_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection there frees whatever garbage the process holds there, an app's Qt objects
+    included (see spdesk.gui.garbage, which collects on the GUI thread for it)."""
+    import gc
+    import threading
+
+    collected_in: list[str] = []
+    real_collect = gc.collect
+    monkeypatch.setattr(
+        gc,
+        "collect",
+        lambda *args: collected_in.append(threading.current_thread().name) or real_collect(*args),
+    )
+    own = PreviewEngine(sd_dirs["img2img"], device="cpu")
+    own.pipeline("img2img")
+    releasing = threading.Thread(target=own.release, name="a-preview-task")
+    releasing.start()
+    releasing.join()
+    assert "a-preview-task" not in collected_in and not own._pipes
+    own.pipeline("img2img")
+    own.release()  # on the main thread (the command line): collected at once
+    assert threading.main_thread().name in collected_in
+
+
 def test_progress_per_step_and_cancel_within_one_step(engine: PreviewEngine) -> None:
     cancel = CancelToken()
     steps: list[Event] = []

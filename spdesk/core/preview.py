@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -402,7 +403,11 @@ class PreviewEngine:
         if not self._pipes:
             return
         self._pipes.clear()
-        gc.collect()  # diffusers' modules hold reference cycles: free them now, not some day
+        # diffusers' modules hold reference cycles: free them now, not some day. On the main
+        # thread only: a collection elsewhere (a window's preview task) would free the app's
+        # garbage there too, Qt objects included (spdesk.gui.garbage collects for it instead).
+        if threading.current_thread() is threading.main_thread():
+            gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         elif self.device.type == "mps":

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QApplication
 
 from spdesk import __version__
 from spdesk.core.logs import log_file, setup_logging
+from spdesk.gui import garbage
 from spdesk.gui.platform_check import platform_problem
 from spdesk.gui.workers import wait_for_live_threads
 
@@ -108,6 +109,7 @@ def main(paths: Sequence[Path] | None = None) -> int:
         return 2
     sys.excepthook = report_unexpected
     app = create_app()
+    garbage.install()  # cyclic garbage collected on this thread only, from the first window on
     if paths is None:
         paths = file_arguments(app.arguments())
     from spdesk.gui.main_window import MainWindow

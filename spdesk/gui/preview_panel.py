@@ -55,6 +55,7 @@ from spdesk.core.usecases import (
     preview_photo,
     protect_for_preview,
 )
+from spdesk.gui import garbage
 from spdesk.gui.images import ImageTile, photo_file_filter, to_pixmap
 from spdesk.gui.settings import ProtectOptions
 from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progress_bar
@@ -190,8 +191,10 @@ class EngineCache:
 
     def _drop(self) -> None:
         if self._engine is not None:
-            self._engine.release()
+            self._engine.release()  # collects its cycles only on the GUI thread
         self._engine, self._key = None, None
+        if threading.current_thread() is not threading.main_thread():
+            garbage.collect_soon()  # the pipelines' cycles, freed by the GUI thread
 
 
 ENGINES = EngineCache()

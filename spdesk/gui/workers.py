@@ -129,6 +129,12 @@ class TaskRunner(QObject):
         self._thread: QThread | None = None
         self._worker: Worker | None = None
         self._cancel = CancelToken()
+        # A runner deleted mid-task (its window closed) cancels the task it started. Through a
+        # function connected once, not a token's bound method: PySide follows a bound method's
+        # receiver with a weakref whose callback, wherever the token dies, walks its connection
+        # table with the GIL released (see spdesk.gui.garbage).
+        current = self._current_cancel = [self._cancel]
+        self.destroyed.connect(lambda *_: current[0].cancel())
 
     @property
     def running(self) -> bool:
@@ -143,6 +149,7 @@ class TaskRunner(QObject):
         if self.running:
             raise RuntimeError("a task is already running")
         self._cancel = CancelToken()
+        self._current_cancel[0] = self._cancel
         thread = QThread()
         worker = Worker(task, self._cancel)
         worker.moveToThread(thread)
@@ -157,16 +164,9 @@ class TaskRunner(QObject):
         worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         thread.started.connect(worker.run)
         thread.finished.connect(self._on_thread_finished)
-        # No automatic garbage collection in the task's thread: it would destroy Qt objects
-        # there (see spdesk.gui.garbage). Direct: finished is emitted in that thread as it ends,
-        # and a let-go task's runner may be gone by then.
-        thread.finished.connect(garbage.release, Qt.ConnectionType.DirectConnection)
-        garbage.hold()
         self._thread, self._worker = thread, worker
         _forget_finished_threads()
         _LIVE[thread] = worker
-        # A runner deleted mid-task (its window closed) cancels the task it started.
-        self.destroyed.connect(self._cancel.cancel)
         thread.start()
 
     def cancel(self) -> None:

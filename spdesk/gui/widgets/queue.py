@@ -124,10 +124,9 @@ class _ThumbInbox:
 
 
 class _ThumbJob(QRunnable):
-    """Decodes one thumbnail in the pool. Made on the GUI thread, where it holds off automatic
-    garbage collection (see :mod:`spdesk.gui.garbage`) until it has run; so every job queued
-    runs, and a cleared queue's jobs end at once. It calls nothing of Qt's (see
-    :class:`_ThumbInbox`)."""
+    """Decodes one thumbnail in the pool; every job queued runs, and a cleared queue's jobs end
+    at once. It calls nothing of Qt's (see :class:`_ThumbInbox`), and collects no garbage (see
+    :mod:`spdesk.gui.garbage`, installed with the queue)."""
 
     def __init__(self, path: Path, inbox: _ThumbInbox) -> None:
         super().__init__()
@@ -135,7 +134,6 @@ class _ThumbJob(QRunnable):
         self._inbox = inbox
         self._batch = inbox.batch
         inbox.started()
-        garbage.hold()
 
     def run(self) -> None:
         thumb = None
@@ -144,7 +142,6 @@ class _ThumbJob(QRunnable):
                 thumb = _thumbnail(self._path)
         finally:
             self._inbox.put(thumb)
-            garbage.release()
 
 
 def _thumbnail(path: Path) -> _Thumb | None:

@@ -355,6 +355,25 @@ def test_a_file_far_larger_than_any_pattern_is_refused_before_it_is_read(tmp_pat
         load_perturbation(path)
 
 
+def test_a_protect_job_refuses_a_file_larger_than_any_pattern_before_hashing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.core.jobs import ProtectJob, ProtectSettings
+    from spdesk.core.jobs import job as job_module
+    from spdesk.core.perturbation import MAX_FILE_BYTES
+
+    path = save_perturbation(tmp_path / "padded.safetensors", _signs(), eps=8)
+    with path.open("r+b") as handle:
+        handle.truncate(MAX_FILE_BYTES + 1)
+    hashed: list[Path] = []
+    monkeypatch.setattr(job_module, "_file_sha256", hashed.append)
+    (tmp_path / "in").mkdir()
+    settings = ProtectSettings(perturbation=path, mode="universal")
+    with pytest.raises(PerturbationFileError, match="a perturbation file is at most"):
+        ProtectJob([tmp_path / "in"], tmp_path / "out", settings).run()
+    assert not hashed
+
+
 def test_library_names_that_share_a_file_are_told_apart_and_long_names_fit() -> None:
     from spdesk.core.perturbation import LIBRARY_STEM_BYTES, library_name_at
 

@@ -275,13 +275,20 @@ def _decode_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def check_perturbation_file(path: Path) -> bytes:
+    """Refuse, before reading it whole, what cannot be a perturbation file (a folder, a named
+    pipe, a pickle, a file larger than any pattern); returns its first 16 bytes."""
+    head = safetensors_head(path)
+    _check_size(path)
+    return head
+
+
 def load_perturbation(path: str | Path) -> Perturbation:
     """Load and validate a perturbation file; every problem is a precise PerturbationFileError."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    head = safetensors_head(path)
-    _check_size(path)
+    head = check_perturbation_file(path)
     _check_header(path, head)
     try:
         with safe_open(str(path), framework="numpy") as handle:

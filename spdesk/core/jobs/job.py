@@ -51,8 +51,8 @@ from spdesk.core.perturbation import (
     Perturbation,
     bundled_perturbation_path,
     changes_a_pixel,
+    check_perturbation_file,
     load_perturbation,
-    safetensors_head,
 )
 from spdesk.core.stores import FolderStore, Store, locate
 
@@ -249,7 +249,7 @@ class ProtectJob:
         # Hashed before and after it is read: the outputs are recorded under the hash, so a
         # file replaced meanwhile (a pattern retrained into the same file) must not lend the
         # new file's hash to the old pattern's outputs (a re-run would skip them as done).
-        safetensors_head(path)  # first: what is no file (a named pipe) is never opened
+        check_perturbation_file(path)  # first: a named pipe is never opened, 2 GB never read
         before = _file_sha256(path)
         perturbation = load_perturbation(path)
         _check_changes_pixels(perturbation, self.settings)

@@ -85,7 +85,8 @@ def _on_gui_thread(what: str) -> None:
 
 def install() -> None:
     """From now on, cyclic garbage is collected on the GUI thread only (idempotent; call it
-    before any background thread starts: every window and task runner does)."""
+    before any background thread starts: the app does at start, every task runner and photo
+    queue as it is made)."""
     global _COLLECTOR
     _on_gui_thread("installed")
     if _COLLECTOR is None:

@@ -66,7 +66,7 @@ def test_a_record_an_older_spdesk_wrote_with_paths_is_still_recognised_then_rewr
 def test_ids_are_keyed_so_a_guessed_path_cannot_be_checked_without_the_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    place = "/home/alice/Pictures/private/IMG_0001.jpg"
+    place = "s3://alice-photos/private/IMG_0001.jpg"  # a URL: ids name those too
     first, second = SourceIds(b"\x01" * 32), SourceIds(b"\x02" * 32)
     assert first(place) == first(place) != second(place)
     assert first(place) != first(place.replace("0001", "0002"))

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFont
 from tiny_sd import save_tiny_sd
 
 from spdesk.core.errors import (
@@ -32,6 +32,7 @@ from spdesk.core.preview import (
     resolve_prompt,
     save_outputs,
     verdict_for,
+    wrap_to_width,
 )
 
 FAST = PreviewRequest(prompt=PRESETS["P3"], steps=4, strength=0.5, guidance=2.0, working_size=64)
@@ -281,6 +282,28 @@ def test_sheet_and_json_record(engine: PreviewEngine, tmp_path: Path) -> None:
     record = json.loads(paths["json"].read_text())
     assert record["figures"]["protected_edit"]["ssim"] == result.figures["protected_edit"]["ssim"]
     assert all(path.is_file() for path in paths.values())
+
+
+def test_sheet_wraps_the_verdict_inside_a_narrow_sheet(engine: PreviewEngine) -> None:
+    """A web-size photo makes a sheet narrower than the verdict's line: the verdict and its
+    advice are wrapped onto more lines, none running into the right margin."""
+    result = engine.run(_photo(), _pert(), FAST)
+    sheet = comparison_sheet(result)
+    pad = 16
+    text_top = 2 * (result.original.shape[0] + max(28, result.original.shape[0] // 16) + pad)
+    right_margin = np.asarray(sheet)[text_top:, -pad:]
+    assert (right_margin == 255).all(), "text ran into the sheet's right margin"
+    one_line = comparison_sheet(replace(result, verdict="Short."))
+    assert sheet.height > one_line.height  # the long verdict took more lines
+
+
+def test_wrap_to_width_keeps_every_word_within_the_width() -> None:
+    font = ImageFont.load_default(size=14)
+    text = "No clear protection: the edit changed about as much as with random noise. Try more."
+    lines = wrap_to_width(text, font, 120)
+    assert " ".join(lines) == text and len(lines) > 1
+    assert all(font.getlength(line) <= 120 for line in lines)
+    assert wrap_to_width("unbreakableword" * 4, font, 20) == ["unbreakableword" * 4]
 
 
 @pytest.mark.parametrize(

@@ -589,7 +589,10 @@ def _format(figures: dict[str, float | None]) -> str:
 
 
 def comparison_sheet(result: PreviewResult) -> Image.Image:
-    """Original, protected, edit of original, edit of protected, with captions and figures."""
+    """Original, protected, edit of original, edit of protected, with captions and figures.
+
+    The text below the tiles is wrapped to the sheet's width, which is only twice a web-size
+    photo's: the verdict's advice must not run off the edge."""
     tiles = [
         (result.original, "Original"),
         (result.protected, f"Protected (PSNR {result.figures['visibility']['psnr']:.1f} dB)"),
@@ -598,29 +601,50 @@ def comparison_sheet(result: PreviewResult) -> Image.Image:
     ]
     height, width = result.original.shape[:2]
     pad, caption = 16, max(28, height // 16)
-    text_height = caption * 4
-    sheet = Image.new(
-        "RGB", (2 * width + 3 * pad, 2 * (height + caption) + 3 * pad + text_height), "white"
-    )
-    draw = ImageDraw.Draw(sheet)
+    sheet_width = 2 * width + 3 * pad
     font = _font(max(12, caption // 2))
-    for index, (image, label) in enumerate(tiles):
-        x = pad + (index % 2) * (width + pad)
-        y = pad + (index // 2) * (height + caption + pad)
-        draw.text((x, y + 4), label, fill=(20, 20, 20), font=font)
-        sheet.paste(Image.fromarray(image), (x, y + caption))
-    y = 2 * (height + caption + pad) + pad
-    lines = [
+    paragraphs = [
         f'Prompt: "{result.request.prompt}"  ({result.request.mode}, strength '
         f"{result.request.strength}, {result.request.steps} steps, seed {result.request.seed})",
         "Edit of protected vs edit of original: " + _format(result.figures["protected_edit"]),
         "Random noise of the same strength:    " + _format(result.figures["noise_edit"]),
         result.verdict,
     ]
+    room = sheet_width - 2 * pad
+    lines = [line for text in paragraphs for line in wrap_to_width(text, font, room)]
+    line_height = caption - 4
+    sheet = Image.new(
+        "RGB",
+        (sheet_width, 2 * (height + caption) + 3 * pad + len(lines) * line_height + pad),
+        "white",
+    )
+    draw = ImageDraw.Draw(sheet)
+    for index, (image, label) in enumerate(tiles):
+        x = pad + (index % 2) * (width + pad)
+        y = pad + (index // 2) * (height + caption + pad)
+        draw.text((x, y + 4), label, fill=(20, 20, 20), font=font)
+        sheet.paste(Image.fromarray(image), (x, y + caption))
+    y = 2 * (height + caption + pad) + pad
     for line in lines:
         draw.text((pad, y), line, fill=(20, 20, 20), font=font)
-        y += caption - 4
+        y += line_height
     return sheet
+
+
+def wrap_to_width(
+    text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int
+) -> list[str]:
+    """``text`` cut into lines no wider than ``width`` pixels in ``font``, at spaces (a word
+    wider than that on its own gets a line of its own)."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if line and font.getlength(candidate) > width:
+            lines.append(line)
+            candidate = word
+        line = candidate
+    return [*lines, line]
 
 
 def output_paths(folder: Path, stem: str = "preview") -> dict[str, Path]:

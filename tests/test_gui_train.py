@@ -445,7 +445,7 @@ def test_without_the_eval_extra_the_summary_says_how_to_see_visibility(
     assert "with Robust to left unticked it comes out less visible" in text
     monkeypatch.setattr(train_dialog, "visibility_available", lambda: False)
     text = train_dialog._summary(SimpleNamespace(metadata=meta, visibility=None))
-    assert "pip install 'spdesk[eval]'" in text
+    assert 'pip install "ssimulacra2>=0.3" "flip-evaluator>=1.6"' in text
 
 
 def test_the_check_after_training_says_how_long_it_takes_where_measured(qtbot: QtBot) -> None:

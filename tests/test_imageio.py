@@ -255,7 +255,7 @@ def test_heic_without_pillow_heif_says_how_to_install(
     monkeypatch.setattr(builtins, "__import__", no_heif)
     with pytest.raises(UnsupportedImageError, match="HEIC support is not installed") as info:
         read_image(path)
-    assert "pillow-heif" in (info.value.hint or "")
+    assert 'pip install "pillow-heif>=0.16"' in (info.value.hint or "")
 
     monkeypatch.setattr(sys, "frozen", True, raising=False)  # the installers' app has no pip
     with pytest.raises(UnsupportedImageError, match="HEIC support is not installed") as info:

@@ -63,7 +63,7 @@ from tests.s3_server import new_bucket, s3_server
 pytestmark = [
     pytest.mark.skipif(
         importlib.util.find_spec("ray") is None,
-        reason='Ray is not installed (pip install "spdesk[ray]", part of the test extra)',
+        reason="Ray is not installed (spdesk's [ray] extra, part of the test extra)",
     ),
     pytest.mark.slow,  # a Ray instance and its workers: about a minute on 2 cores
 ]

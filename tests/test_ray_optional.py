@@ -53,7 +53,7 @@ def test_core_cli_and_gui_import_and_run_without_ray(tmp_path: Path) -> None:
     assert int(imported.split()[-1]) > 50  # every module of core, cli and gui
     assert exits.split() == ["0", "2"]  # local protects; ray is refused with the fix
     refusal = "Ray is not installed, so the Ray engine cannot run."
-    assert f'{refusal}\nInstall it with: pip install "spdesk[ray]"' in result.stderr
+    assert f'{refusal}\nInstall it with: pip install "ray[data,client]>=2.40"' in result.stderr
     assert (tmp_path / "out" / "local" / "a.protected.png").is_file()
     assert not (tmp_path / "out" / "ray").exists()  # refused before creating anything
 
@@ -84,7 +84,7 @@ def test_ray_without_ray_data_names_it_and_the_missing_module_before_anything_st
     assert result.stdout.split() == ["exit", "2", "ray", "started", "False"], result.stderr[-3000:]
     assert "Ray Data" in result.stderr and "pyarrow" in result.stderr
     assert "Ray is not installed" not in result.stderr
-    assert 'pip install "spdesk[ray]"' in result.stderr
+    assert 'pip install "ray[data,client]>=2.40" "fsspec>=2024.12"' in result.stderr
     assert not (tmp_path / "out").exists()  # refused before creating anything
 
 
@@ -133,3 +133,14 @@ def test_the_ray_extra_brings_ray_data_and_ray_client() -> None:
     (ray,) = [r for r in project["optional-dependencies"]["ray"] if r.startswith("ray[")]
     extras = {e.strip() for e in ray[len("ray[") : ray.index("]")].split(",")}
     assert {"data", "client"} <= extras
+
+
+def test_the_install_hint_names_what_the_ray_extra_installs() -> None:
+    """The hint names the extra's packages, not "spdesk[ray]", which pip would look up on PyPI
+    rather than where this spdesk came from (a checkout, a wheel)."""
+    from spdesk.core.distributed.ray_engine import INSTALL_HINT, RAY_REQUIREMENTS
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert list(RAY_REQUIREMENTS) == project["optional-dependencies"]["ray"]
+    assert "spdesk[ray]" not in INSTALL_HINT
+    assert all(f'"{requirement}"' in INSTALL_HINT for requirement in RAY_REQUIREMENTS)

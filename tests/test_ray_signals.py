@@ -25,7 +25,7 @@ from tests import protect_samples as samples
 pytestmark = [
     pytest.mark.skipif(
         importlib.util.find_spec("ray") is None,
-        reason='Ray is not installed (pip install "spdesk[ray]", part of the test extra)',
+        reason="Ray is not installed (spdesk's [ray] extra, part of the test extra)",
     ),
     pytest.mark.slow,  # a Ray instance of its own: half a minute on 2 cores
 ]

@@ -39,7 +39,7 @@ from tests.s3_server import new_bucket, s3_server
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("fsspec") is None or importlib.util.find_spec("pyarrow") is None,
-    reason='fsspec and pyarrow are not installed (pip install "spdesk[ray]", in the test extra)',
+    reason="fsspec and pyarrow are not installed (spdesk's [ray] extra, in the test extra)",
 )
 
 _memory_roots = itertools.count()

@@ -63,4 +63,17 @@ def test_a_missing_package_is_a_plain_error(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setitem(sys.modules, "ssimulacra2", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match="need the ssimulacra2 package") as info:
         ssimulacra2(_photo(), _noisy(_photo(), 4))
-    assert "spdesk[eval]" in str(info.value.hint)
+    assert 'pip install "ssimulacra2>=0.3" "flip-evaluator>=1.6"' in str(info.value.hint)
+
+
+def test_the_install_hint_names_what_the_eval_extra_installs() -> None:
+    """Named package by package: "spdesk[eval]" would be looked up on PyPI, not where this
+    spdesk came from (a checkout, a wheel)."""
+    import tomllib
+
+    from spdesk.core.visibility import EVAL_REQUIREMENTS, INSTALL_EVAL
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    assert list(EVAL_REQUIREMENTS) == extras["eval"]
+    assert INSTALL_EVAL == 'pip install "ssimulacra2>=0.3" "flip-evaluator>=1.6"'

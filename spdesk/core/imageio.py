@@ -63,7 +63,7 @@ def _register_heif(path: Path) -> None:
     try:
         import pillow_heif
     except ImportError as error:
-        hint = "Install it with: pip install 'spdesk[heif]' (or pip install pillow-heif)."
+        hint = 'Install it with: pip install "pillow-heif>=0.16" (spdesk\'s [heif] extra).'
         if getattr(sys, "frozen", False):  # an installer's app: no pip to run
             hint = (
                 "The installed app does not read HEIC (its HEVC codec's GPL licence keeps it "

@@ -774,7 +774,7 @@ class StoreManifest(Manifest):
 
 def open_store(location: str) -> tuple[Store, str]:
     """The store of ``location`` and the path inside it: a URL with a scheme (``s3://bucket/
-    photos``, ``memory://...``) through fsspec (installed with ``spdesk[ray]``), anything
+    photos``, ``memory://...``) through fsspec (in spdesk's ``[ray]`` extra), anything
     else a folder."""
     if "://" not in location or location.startswith("file://"):
         return FolderStore(), location.removeprefix("file://")
@@ -789,7 +789,8 @@ def open_store(location: str) -> tuple[Store, str]:
     except ImportError as error:
         raise OutputError(
             f"{location} is in an object store, and fsspec is not installed.",
-            hint='Install it with: pip install "spdesk[ray]" (and s3fs or gcsfs for S3 or GCS).',
+            hint='Install it with: pip install "fsspec>=2024.12" (and s3fs or gcsfs for S3 or '
+            "GCS).",
         ) from error
     try:
         fs, path = url_to_fs(location)

@@ -28,6 +28,7 @@ import numpy as np
 from spdesk.core.errors import ImageError
 from spdesk.core.events import CancelToken
 from spdesk.core.jobs.events import count_of
+from spdesk.core.visibility import INSTALL_EVAL
 
 if TYPE_CHECKING:
     from spdesk.core.encoders import Encoder
@@ -135,9 +136,7 @@ def visibility_available() -> bool:
     return all(importlib.util.find_spec(m) for m in ("ssimulacra2", "flip_evaluator"))
 
 
-MISSING_TEXT = (
-    "To see how visible it is, install spdesk's evaluation extra: pip install 'spdesk[eval]'"
-)
+MISSING_TEXT = f"To see how visible it is, install spdesk's evaluation extra: {INSTALL_EVAL}"
 
 
 def pattern_visibility(

@@ -39,10 +39,16 @@ def _check_pair(original: np.ndarray, changed: np.ndarray) -> None:
         raise ValueError(f"images differ in size: {original.shape} vs {changed.shape}")
 
 
+# What spdesk's [eval] extra installs (pyproject.toml; a test keeps the two alike), named
+# package by package: "spdesk[eval]" would be looked up on PyPI, not where this spdesk came from.
+EVAL_REQUIREMENTS = ("ssimulacra2>=0.3", "flip-evaluator>=1.6")
+INSTALL_EVAL = "pip install " + " ".join(f'"{r}"' for r in EVAL_REQUIREMENTS)
+
+
 def _missing(package: str, error: ImportError) -> ConfigError:
     return ConfigError(
         f"Visibility figures need the {package} package, which is not installed ({error}).",
-        hint="Install spdesk's evaluation extra: pip install 'spdesk[eval]'",
+        hint=f"Install spdesk's evaluation extra: {INSTALL_EVAL}",
     )
 
 

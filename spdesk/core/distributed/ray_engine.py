@@ -79,7 +79,10 @@ log = logging.getLogger(__name__)
 # do not load Ray Data beside today's pyarrow ("module 'pyarrow' has no attribute
 # 'PyExtensionType'"). The [ray] extra's floor in pyproject.toml says the same.
 RAY_FLOOR = "2.40"
-INSTALL_HINT = 'Install it with: pip install "spdesk[ray]"'
+# What spdesk's [ray] extra installs (pyproject.toml; a test keeps the two alike), named
+# package by package: "spdesk[ray]" would be looked up on PyPI, not where this spdesk came from.
+RAY_REQUIREMENTS = ("ray[data,client]>=2.40", "fsspec>=2024.12")
+INSTALL_HINT = "Install it with: pip install " + " ".join(f'"{r}"' for r in RAY_REQUIREMENTS)
 ADDRESS_HINT = "Check the address (auto, or ray://HOST:10001) and that the cluster is up."
 # How long the job waits for a HOST:PORT address to answer before saying it cannot be reached
 # (Ray's own connect retries without end, deaf to Ctrl-C).
@@ -663,7 +666,7 @@ def _check_address(address: str) -> None:
         except ImportError as error:
             raise EngineError(
                 f"--address {address} connects through Ray Client, which is not installed.",
-                hint='Install it with: pip install "ray[client]" (part of "spdesk[ray]").',
+                hint='Install it with: pip install "ray[client]" (part of spdesk\'s [ray] extra).',
             ) from error
     host, _colon, port = address.removeprefix("ray://").rpartition(":")
     if not (host and port.isdigit()):  # "auto", "local": Ray finds the cluster itself

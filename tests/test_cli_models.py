@@ -393,3 +393,12 @@ def test_ctrl_c_while_asking_the_hub_stops_at_once(hub: HubServer) -> None:
         said = process.stderr.read()
     assert time.monotonic() - interrupted < 5
     assert "nothing was fetched" in said, said
+
+
+def test_remove_says_so_when_nothing_was_installed(capsys: pytest.CaptureFixture[str]) -> None:
+    """It said "Removed the inpaint model files: 0 bytes freed." for a model never installed."""
+    assert main(["models", "remove", "--for", "inpaint"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert out.startswith("Nothing to remove: no inpaint model files are installed in ")
+    assert main(["models", "remove", "--all"]) == EXIT_OK
+    assert capsys.readouterr().out.startswith("Nothing to remove: spdesk has installed no model")

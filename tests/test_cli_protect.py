@@ -721,3 +721,19 @@ def test_a_lossless_webp_copy_is_not_said_to_be_compressed(
     lossy = next(line for line in done if "lossy.webp" in line.split()[1])
     assert "dB" in lossless and "compression" not in lossless
     assert "dB before WebP compression" in lossy
+
+
+def test_perturbation_given_by_its_library_name(
+    tmp_path: Path, inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`spdesk train --library NAME` saves a pattern the command line can then name."""
+    from spdesk.core.perturbation import library_path_for
+
+    library_path_for("mine").parent.mkdir(parents=True, exist_ok=True)
+    library_path_for("mine").write_bytes(perturbation.read_bytes())
+    out = tmp_path / "out"
+    assert _protect(inputs, "--out", out, "--perturbation", "mine") == 0
+    assert "2 protected" in capsys.readouterr().out
+    assert _protect(inputs, "--out", tmp_path / "out2", "--perturbation", "theirs") == 2
+    error = capsys.readouterr().err
+    assert "not found: theirs" in error and "by name (newest first): mine." in error

@@ -309,7 +309,7 @@ def test_train_says_how_visible_the_pattern_is_or_how_to_find_out(
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "SSIMULACRA2" not in captured.out
-    assert "pip install 'spdesk[eval]'" in captured.err
+    assert 'pip install "ssimulacra2>=0.3" "flip-evaluator>=1.6"' in captured.err
 
 
 def test_eval_refuses_a_negative_number_of_attack_photos(
@@ -320,6 +320,20 @@ def test_eval_refuses_a_negative_number_of_attack_photos(
     assert main([*argv, "--attack-photos", "-1"]) == 2
     assert "--attack-photos must be between 0 and 10000, got -1" in capsys.readouterr().err
 
+
+
+def test_eval_notes_an_averaging_attack_fitted_on_fewer_photos_than_asked(
+    assets: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It reported "kept 97%" from 6 photos, without a word that the README's figure needs 100."""
+    photos, vae = assets
+    argv = ["eval", "--photos", str(photos), "--encoder", str(vae), "--sizes", "64"]
+    argv += ["--attacks", "average", "--max-photos", "1", "--json"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "Note: the averaging attack fits on 3 photo(s), not the 100 asked" in err
+    assert main([*argv, "--attack-photos", "2"]) == 0
+    assert "Note: the averaging attack" not in capsys.readouterr().err
 
 def test_eval_refuses_attack_photos_without_the_averaging_attack(
     assets: tuple[Path, Path], capsys: pytest.CaptureFixture[str]

@@ -20,6 +20,7 @@ from spdesk.core.perturbation import (
     load_perturbation,
     perturbation_gain,
     perturbation_label,
+    perturbation_reference,
     save_perturbation,
 )
 
@@ -180,6 +181,31 @@ def test_library_lists_saved_perturbations_by_safe_name() -> None:
     save_perturbation(path, _signs(), eps=8, metadata={"name": "My / photos: 2026"})
     assert library_perturbations() == [path]
     assert json.dumps(load_perturbation(path).metadata["name"]) == '"My / photos: 2026"'
+
+
+def test_a_bare_name_on_the_command_line_means_the_library_pattern_of_that_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved = library_path_for("Portraits 2026")
+    save_perturbation(saved, _signs(), eps=8, metadata={"name": "Portraits 2026"})
+    monkeypatch.chdir(tmp_path)
+    assert perturbation_reference("Portraits 2026") == saved
+    assert perturbation_reference(saved.stem) == saved
+    (tmp_path / "Portraits 2026").write_bytes(b"x")  # a file of that name here comes first
+    assert perturbation_reference("Portraits 2026") == Path("Portraits 2026")
+    # a path with a folder never means the library; an unknown name stays as given
+    assert perturbation_reference("sub/Portraits 2026") == Path("sub/Portraits 2026")
+    assert perturbation_reference("Landscapes") == Path("Landscapes")
+
+
+def test_a_pattern_not_found_lists_the_library_names_to_use_instead(tmp_path: Path) -> None:
+    with pytest.raises(PerturbationFileError) as empty_library:
+        load_perturbation(tmp_path / "nope.safetensors")
+    assert empty_library.value.hint is None
+    save_perturbation(library_path_for("Portraits"), _signs(), eps=8, metadata={"name": "P"})
+    with pytest.raises(PerturbationFileError) as error:
+        load_perturbation(tmp_path / "nope.safetensors")
+    assert error.value.hint == "Patterns in your library, by name (newest first): Portraits."
 
 
 def test_a_forged_huge_pattern_is_refused_from_its_header_before_loading(tmp_path: Path) -> None:

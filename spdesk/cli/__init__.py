@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="spdesk",
         description=(
             "Protect your photos from AI editing. spdesk adds a hard-to-see perturbation "
-            "that makes Stable Diffusion edits (img2img, inpainting) fail.\n"
+            "that pushes Stable Diffusion edits (img2img, inpainting) off course; how far, "
+            "measured, is in the README (Protection modes).\n"
             "Run with no command to open the app."
         ),
         epilog=_EPILOG,

@@ -443,3 +443,12 @@ def fine_tune_jpeg(value: str | None) -> int | None:
         raise ConfigError(
             f"--fine-tune-jpeg takes a JPEG quality (1-100) or 'off', got {value!r}."
         ) from None
+
+
+def perturbation_reference(text: str) -> Path:
+    """``--perturbation``'s argument type: a file, or a pattern of the user's library by name
+    (:func:`spdesk.core.perturbation.perturbation_reference`; imported when used, so ``--help``
+    stays quick)."""
+    from spdesk.core.perturbation import perturbation_reference as resolve
+
+    return resolve(text)

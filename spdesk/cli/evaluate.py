@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spdesk.cli.common import EXIT_OK, ProgressPrinter, fine_tune_jpeg, print_json
+from spdesk.cli.common import (
+    EXIT_OK,
+    ProgressPrinter,
+    fine_tune_jpeg,
+    perturbation_reference,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from spdesk.core.errors import ConfigError
@@ -40,9 +46,18 @@ def register(sub: Any) -> None:
         "--mode", choices=("photo", "universal"), default=None,
         help="protection to measure (photo; universal when --perturbation is given)",
     )  # fmt: skip
-    parser.add_argument("--perturbation", type=Path, default=None, help="universal pattern file")
+    parser.add_argument(
+        "--perturbation",
+        type=perturbation_reference,
+        default=None,
+        metavar="FILE|NAME",
+        help="universal pattern file, or the name of one in your library",
+    )
     parser.add_argument("--generator", type=Path, default=None, help="photo modes' generator file")
-    parser.add_argument("--strength", type=float, default=None, help="eps in 8-bit steps")
+    parser.add_argument(
+        "--strength", type=float, default=None, metavar="EPS",
+        help="at most EPS/255 change per colour value (default: 8, or the pattern file's own)",
+    )  # fmt: skip
     parser.add_argument(
         "--fine-tune", type=int, default=None, metavar="STEPS",
         help="measure photo fine-tuning (spdesk protect --fine-tune STEPS) against --encoder",
@@ -176,6 +191,14 @@ def run(args: argparse.Namespace) -> int:
     if collect and not attack_photos:
         raise ConfigError(
             f"None of the {collect} photo(s) set aside for the averaging attack could be read."
+        )
+    if collect and len(attack_photos) < asked_attack:
+        print(
+            f"Note: the averaging attack fits on {len(attack_photos)} photo(s), not the "
+            f"{asked_attack} asked (--attack-photos; it takes at most half the folder, before "
+            "the measured ones). An attacker with more photos estimates the shared part better: "
+            "what is kept after it is an optimistic figure.",
+            file=sys.stderr,
         )
     protect, eps, label = mode_protect(
         mode, perturbation=args.perturbation, generator=args.generator, strength=args.strength,

@@ -261,14 +261,19 @@ def run_remove(args: argparse.Namespace) -> int:
     store = _store()
     if args.all:
         what, freed = f"every model spdesk installed in {store.root}", store.remove()
+        nothing = f"spdesk has installed no model in {store.root}"
     elif args.imported:
         what, freed = f"imported model {args.imported}", store.remove_imported(args.imported)
+        nothing = f"imported model {args.imported} holds no files"
     else:
         also = store.removal_note(args.feature)  # asked first: after, nothing is shared
         what, freed = f"the {args.feature} model files", store.remove(args.feature)
         what += f" ({also})" if also else ""
+        nothing = f"no {args.feature} model files are installed in {store.root}"
     if args.json:
         print_json({"removed": what, "freed_bytes": freed})
+    elif freed == 0:  # a link or a file of any size counts: nothing of the store's was there
+        print(f"Nothing to remove: {nothing}.")
     else:
         print(f"Removed {what}: {_size(freed)} freed.")
     return EXIT_OK

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spdesk.cli.common import EXIT_OK, ProgressPrinter, cancel_on_sigint, print_json
+from spdesk.cli.common import (
+    EXIT_OK,
+    ProgressPrinter,
+    cancel_on_sigint,
+    perturbation_reference,
+    print_json,
+)
 
 
 def register(sub: Any) -> None:
@@ -29,14 +35,23 @@ def register(sub: Any) -> None:
         "--force", action="store_true", help="replace this photo's preview files already in --out"
     )
     parser.add_argument(
-        "--perturbation", type=Path, default=None, help="perturbation file (the bundled one)"
+        "--perturbation",
+        type=perturbation_reference,
+        default=None,
+        metavar="FILE|NAME",
+        help="universal pattern file, or the name of one in your library (default: the bundled "
+        "one)",
     )
     parser.add_argument(
         "--protection", choices=("photo", "universal"), default=None,
         help="how to protect: photo-specific (default) or the universal pattern (the default "
         "when --perturbation is given)",
     )  # fmt: skip
-    parser.add_argument("--strength", type=float, default=None, help="eps in 8-bit steps")
+    parser.add_argument(
+        "--strength", type=float, default=None, metavar="EPS",
+        help="protection: at most EPS/255 change per colour value (default: 8, or the pattern "
+        "file's own)",
+    )  # fmt: skip
     prompt = parser.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", default=None, help="free-text edit instruction")
     prompt.add_argument(

@@ -24,6 +24,7 @@ from spdesk.cli.common import (
     cancel_on_sigint,
     fine_tune_jpeg,
     is_terminal,
+    perturbation_reference,
     print_json,
 )
 from spdesk.core.events import EtaClock
@@ -44,9 +45,9 @@ def register(sub: Any) -> None:
         "protect",
         help="protect photos (files or folders) into an output folder",
         description=(
-            "Add a perturbation to photos so that Stable Diffusion edits of them go wrong: by "
-            "default each photo gets its own, shaped to hide in its texture (strength 8 = at most "
-            "8/255 per colour value). Originals are never modified: protected copies are "
+            "Add a perturbation to photos that pushes Stable Diffusion edits of them off course: "
+            "by default each photo gets its own, shaped to hide in its texture (strength 8 = at "
+            "most 8/255 per colour value). Originals are never modified: protected copies are "
             "written to --out as NAME.protected.EXT, mirroring the input folders. A re-run "
             "skips finished photos."
         ),
@@ -69,8 +70,10 @@ def register(sub: Any) -> None:
 def _protection_options(group: Any) -> None:
     group.add_argument(
         "--mode", choices=("photo", "universal"), default=None,
-        help="photo: each photo its own perturbation (default); universal: one pattern for all "
-        "(instant; the default when --perturbation is given)",
+        help="photo: each photo its own perturbation (default; with no protection option given, "
+        f"on a CUDA GPU with an encoder installed, also fine-tuned {DEFAULT_FINETUNE_STEPS} steps: "
+        "--mode photo keeps one pass); universal: one pattern for all (instant; the default when "
+        "--perturbation is given)",
     )  # fmt: skip
     group.add_argument(
         "--strength", type=float, default=None, metavar="EPS",
@@ -79,24 +82,28 @@ def _protection_options(group: Any) -> None:
     )  # fmt: skip
     group.add_argument(
         "--perturbation",
-        type=Path,
+        type=perturbation_reference,
         default=None,
-        metavar="FILE",
-        help="universal perturbation file (bundled)",
+        metavar="FILE|NAME",
+        help="universal pattern file, or the name of one in your library (spdesk train "
+        "--library NAME; default: the bundled one)",
     )
     group.add_argument(
         "--generator", type=Path, default=None, metavar="FILE",
-        help="protection generator for --mode photo (bundled)",
+        help="protection generator for --mode photo (default: the bundled one)",
     )  # fmt: skip
     group.add_argument(
         "--working-size", type=int, default=512, metavar="PX", help="editor's short side (512)"
     )
-    group.add_argument("--randomize", action="store_true", help="vary the pattern per photo")
-    group.add_argument("--seed", type=int, default=0, help="seed of --randomize")
+    group.add_argument(
+        "--randomize", action="store_true",
+        help="universal mode: vary the pattern's offset and flips per photo",
+    )  # fmt: skip
+    group.add_argument("--seed", type=int, default=0, help="seed of --randomize (0)")
     group.add_argument(
         "--device", default="auto",
-        help="where photo mode's network and fine-tuning run: auto (a CUDA GPU if there is one), "
-        "cpu, cuda",
+        help="where photo mode's network and fine-tuning run: auto (default: a CUDA GPU if there "
+        "is one), cpu, cuda, mps",
     )  # fmt: skip
 
 
@@ -149,7 +156,7 @@ def _output_options(group: Any) -> None:
         help="gps (default): remove the location (GPS), keep the rest of the metadata; none: "
         "keep the location too; all: remove EXIF, XMP, IPTC, PNG text and comments",
     )  # fmt: skip
-    group.add_argument("--suffix", default=".protected", help="added to output names")
+    group.add_argument("--suffix", default=".protected", help="added to output names (.protected)")
     group.add_argument("--redo", action="store_true", help="protect finished photos again")
 
 
@@ -184,7 +191,8 @@ def _job_options(group: Any) -> None:
 def _ray_options(group: Any) -> None:
     group.add_argument(
         "--engine", choices=("local", "ray"), default="local",
-        help='where to protect: this machine (local) or a Ray cluster (pip install "spdesk[ray]")',
+        help="where to protect: this machine (local) or a Ray cluster (needs spdesk's [ray] extra: "
+        'pip install ".[ray]" in spdesk\'s folder; docs/ray.md)',
     )  # fmt: skip
     group.add_argument(
         "--address", default=None, metavar="ADDR",

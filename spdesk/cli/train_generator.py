@@ -52,15 +52,40 @@ def register(sub: Any) -> None:
         "--lr", type=float, default=2e-3, help="Adam learning rate, decayed to 5%% (0.002)"
     )
     parser.add_argument("--eps", type=float, default=8.0, help="budget in 8-bit steps (8)")
-    parser.add_argument("--visibility", type=float, default=0.0, help="visibility weight")
-    parser.add_argument("--secrecy", type=float, default=0.5, help="noise-dependence weight")
-    parser.add_argument("--floor", type=float, default=0.25, help="budget share of flat areas")
-    parser.add_argument("--colour", type=float, default=0.2, help="largest colour share")
-    parser.add_argument("--dark-ref", type=float, default=0.0, help="darkness masking (0: off)")
+    parser.add_argument(
+        "--visibility",
+        type=float,
+        default=0.0,
+        help="weight of the visibility term: the share of the change's energy a blur keeps (0)",
+    )
+    parser.add_argument(
+        "--secrecy",
+        type=float,
+        default=0.5,
+        help="weight of the secrecy term, which penalises two secret noises giving alike "
+        "changes (0.5)",
+    )
+    parser.add_argument(
+        "--floor", type=float, default=0.25, help="share of the budget flat areas get (0.25)"
+    )
+    parser.add_argument(
+        "--colour",
+        type=float,
+        default=0.2,
+        help="largest share of the budget colour may take (0.2)",
+    )
+    parser.add_argument(
+        "--dark-ref",
+        type=float,
+        default=0.0,
+        help="darkness masking: dark areas get less (0: off, the default)",
+    )
     parser.add_argument(
         "--ceiling", type=float, default=1.0, help="largest share of eps any pixel may use (1)"
     )
-    parser.add_argument("--ssim", type=float, default=0.0, help="structural-similarity weight")
+    parser.add_argument(
+        "--ssim", type=float, default=0.0, help="weight of a structural-similarity term (0)"
+    )
     parser.add_argument(
         "--editor-scale", type=float, nargs=2, default=(0.5, 1.4), metavar=("LOW", "HIGH"),
         help="range of the editor's resize factor (0.5 1.4)",
@@ -74,7 +99,9 @@ def register(sub: Any) -> None:
         "--lanczos-share", type=float, default=0.5,
         help="with --editor-filter mixed: the share of steps that resize with Lanczos (0.5)",
     )  # fmt: skip
-    parser.add_argument("--jpeg", type=float, default=0.3, help="share of steps with JPEG")
+    parser.add_argument(
+        "--jpeg", type=float, default=0.3, help="share of steps whose editor re-saves as JPEG (0.3)"
+    )
     parser.add_argument("--jpeg-quality", type=int, default=60, help="lowest JPEG quality (60)")
     parser.add_argument(
         "--jpeg-first", type=float, default=0.0,

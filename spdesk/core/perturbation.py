@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import stat
 import struct
 from collections.abc import Mapping
@@ -171,7 +172,10 @@ def safetensors_head(
                 f"{path} is not a {kind} file: it is a special file (a named pipe or a "
                 "device), which spdesk does not read."
             )
-        raise PerturbationFileError(f"{kind[0].upper()}{kind[1:]} file not found: {path}")
+        raise PerturbationFileError(
+            f"{kind[0].upper()}{kind[1:]} file not found: {path}",
+            hint=_library_hint() if kind == "perturbation" else None,
+        )
     try:
         with path.open("rb") as handle:
             head = handle.read(16)
@@ -394,6 +398,15 @@ def library_perturbations() -> list[Path]:
     return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
+def _library_hint() -> str | None:
+    """The patterns a command line may name instead of a file, for a file that was not found."""
+    names = [path.stem for path in library_perturbations()]
+    if not names:
+        return None
+    more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+    return f"Patterns in your library, by name (newest first): {', '.join(names[:8])}{more}."
+
+
 def library_path_for(name: str) -> Path:
     """Where a perturbation called ``name`` is saved in the library (name made file-safe, and
     cut to fit any disk's 255-byte names: a longer one was "File name too long", an unexpected
@@ -402,6 +415,18 @@ def library_path_for(name: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_ ." else "_" for c in name)
     safe = safe.encode("utf-8")[:LIBRARY_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
     return library_dir() / f"{safe or 'unnamed'}.safetensors"
+
+
+def perturbation_reference(text: str) -> Path:
+    """What a command line's ``--perturbation TEXT`` names: a file at that path, else a pattern
+    of the user's library called ``TEXT`` (as the app lists it), else the path as given (its
+    error then names it). Only a bare name can mean the library: a path with a folder never
+    does."""
+    path = Path(text)
+    if os.path.lexists(path) or path.name != text:
+        return path
+    saved = library_path_for(text)
+    return saved if saved.is_file() else path
 
 
 LIBRARY_STEM_BYTES = 200  # and ".safetensors": under the 255 bytes every common disk allows

@@ -737,3 +737,36 @@ def test_perturbation_given_by_its_library_name(
     assert _protect(inputs, "--out", tmp_path / "out2", "--perturbation", "theirs") == 2
     error = capsys.readouterr().err
     assert "not found: theirs" in error and "by name (newest first): mine." in error
+
+
+def test_a_photo_edited_since_its_copy_gets_a_new_copy_that_says_the_old_one_stays(
+    tmp_path: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An edited original got NAME.protected-2 with no word, while the name that looks like its
+    copy kept the copy of the photo before the edit (cropped out for privacy, say)."""
+    photos = tmp_path / "in"
+    edited = samples.photo(photos / "a.png")
+    samples.photo(photos / "b.png", height=40)
+    out = tmp_path / "out"
+    args = [photos, "--out", out, "--perturbation", perturbation, "--json"]
+    assert _protect(*args) == 0
+    capsys.readouterr()
+    old_copy = (out / "a.protected.png").read_bytes()
+    os.utime(photos / "b.png", ns=(1, 1))  # touched, not changed: its copy is the same bytes
+    samples.photo(edited, width=40)  # cropped
+    assert _protect(*args) == 0
+    done = {Path(e["source"]).name: e for e in json.loads(capsys.readouterr().out)["done"]}
+    assert Path(done["a.png"]["output"]).name == "a.protected-2.png"
+    assert done["a.png"]["notes"] == [
+        "the copy made from the photo before it changed, a.protected.png, stays as it is; this "
+        "one is a.protected-2.png"
+    ]
+    assert (out / "a.protected.png").read_bytes() == old_copy
+    assert Path(done["b.png"]["output"]).name == "b.protected.png"  # the same copy, adopted
+    assert done["b.png"]["notes"] == []
+    assert _protect(*args, "--strength", "4") == 0  # other settings: both are made again
+    done = {Path(e["source"]).name: e for e in json.loads(capsys.readouterr().out)["done"]}
+    assert done["b.png"]["notes"] == [
+        "the copy made with other settings, b.protected.png, stays as it is; this one is "
+        "b.protected-2.png"
+    ]

@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -575,9 +576,12 @@ def test_tasks_and_outcomes_travel_as_json(tmp_path: Path) -> None:
         existing=True,  # a taken name: the worker must not publish over it as a retry would
         owner=item.key,
         format="PNG",  # decided with the name: a HEIC with transparency is written as PNG
+        earlier=(tmp_path / "out" / "é.protected.jpg", "made with other settings"),
     )
     task = _Task(item, target, SourceSignature(5, 7), 0.0)
     assert decode_task(encode_task(task)) == task
+    plain = _Task(item, replace(target, earlier=None), task.signature, 0.0)
+    assert decode_task(encode_task(plain)) == plain
 
 
 def test_a_missing_encoder_on_the_workers_is_the_named_error(

@@ -297,6 +297,26 @@ class Manifest:
         output = self.root / str(entry.get("output", ""))
         return output if self._intact(source, output) else None
 
+    def earlier_copy(
+        self, source: str, settings: str, signature: SourceSignature
+    ) -> tuple[Path, str] | None:
+        """The photo's intact copy from an earlier run that this run does not skip (the photo
+        changed since, or the settings did), and how it was made, in words; None when none is
+        there. A new copy beside it must say so: the name that looks like the photo's copy
+        would hold the outdated one."""
+        source = self.source_id(source)
+        entry = self.entries.get(source, {})
+        if entry.get("status") != DONE or not isinstance(entry.get("output"), str):
+            return None
+        output = self.root / entry["output"]
+        if self._output_size(output) is None or not self._intact(source, output):
+            return None
+        if entry.get("settings") != settings:
+            return output, "made with other settings"
+        if entry.get("source_signature") != signature.as_list():
+            return output, "made from the photo before it changed"
+        return output, "made before"
+
     def changed_output(self, source: str) -> Path | None:
         """The output the latest "done" line of ``source`` names, if that file is still there
         but no longer holds what spdesk wrote (cut short, edited, another file put there): the

@@ -1094,6 +1094,10 @@ def encode_task(task: _Task) -> str:
             "maybe_ours": str(task.target.maybe_ours or ""),
             "format": task.target.format,  # decided with the name (a HEIC with alpha: PNG)
             "signature": task.signature.as_list(),
+            # the photo's copy from an earlier run, kept: its new copy's note names it
+            "earlier": [str(task.target.earlier[0]), task.target.earlier[1]]
+            if task.target.earlier
+            else None,
         }
     )  # ASCII: names that are not UTF-8 travel as \udcxx escapes
 
@@ -1114,6 +1118,7 @@ def decode_task(text: str) -> _Task:
         owner=item.key,
         maybe_ours=maybe_ours,
         format=str(data.get("format", "")),
+        earlier=(Path(data["earlier"][0]), data["earlier"][1]) if data.get("earlier") else None,
     )
     return _Task(item, target, SourceSignature(*data["signature"]), started=0.0)
 

@@ -53,6 +53,19 @@ class Target:
     # edited, or another file put there): left as it is, like any file spdesk did not write (it
     # may hold the user's edits), and the photo's note or skip reason says so.
     changed: bool = False
+    # The photo's intact copy from an earlier run and how it was made ("made with other
+    # settings"): a new copy published under another name says it is kept beside it.
+    earlier: tuple[Path, str] | None = None
+
+    def beside_earlier(self, published: Path) -> tuple[str, ...]:
+        """The note a copy published at ``published`` gets when the earlier copy stays."""
+        if self.earlier is None or self.earlier[0] == published:
+            return ()
+        path, made = self.earlier
+        return (
+            f"the copy {made}, {shown(path.name)}, stays as it is; this one is "
+            f"{shown(published.name)}",
+        )
 
 
 class RunNames:

@@ -19,7 +19,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -378,6 +378,9 @@ class JobRun:
         target = self.names.plan(
             item.source, item.relative, fmt, owner=item.key, alpha=alpha, changed=changed
         )
+        earlier = manifest.earlier_copy(item.key, self.fingerprint, signature)
+        if earlier is not None:
+            target = replace(target, earlier=earlier)
         if target.taken:
             # Front-ends add how to choose another policy, in their own words (kind tells).
             self._skip(item, SkipReason.OUTPUT_EXISTS, _taken_text(target), target.path, manifest)
@@ -484,6 +487,7 @@ class JobRun:
                 output = self.names.publish(outcome.temp, task.target)
             finally:
                 discard(outcome.temp)
+            outcome.notes = (*outcome.notes, *task.target.beside_earlier(output))
         except Cancelled:
             self.report.cancelled = self.report.cancelled or self.cancel.cancelled
             return  # stays pending

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spdesk.core import export, jobs
+from spdesk.core import export, files, jobs
 from spdesk.core.errors import (
     Cancelled,
     ConfigError,
@@ -640,6 +640,68 @@ def test_disk_turned_read_only_stops_cleanly_and_resumes(
     resumed, _ = _run([inputs], out, settings)
     assert [e.source.name for e in resumed.done] == ["2.png", "3.png", "4.png"]
     assert len(resumed.skipped) == 2 and resumed.ok
+
+
+def test_output_folder_made_read_only_mid_job_stops_it_and_resumes(
+    tmp_path: Path,
+    inputs: Path,
+    settings: ProtectSettings,
+    originals_guard: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Permissions taken away from the output folder mid-job: the job went on, protecting and
+    encoding every later photo only to fail it with the same message. Now it stops as for a
+    read-only disk; a sub-folder that refuses fails only its own photos (the next test)."""
+    for i in range(5):
+        samples.photo(inputs / f"{i}.png")
+    originals_guard.append(inputs)
+    out = tmp_path / "out"
+    real_write, real_access = export.write_image, os.access
+    locked = {"on": False}
+    calls = {"n": 0}
+
+    def lose_permission(encoded: export.Encoded, handle: object, **options: bool) -> None:
+        calls["n"] += 1
+        locked["on"] = locked["on"] or calls["n"] == 3  # from the third photo on
+        if locked["on"]:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        real_write(encoded, handle, **options)  # type: ignore[arg-type]
+
+    def access(path: object, mode: int, **kwargs: object) -> bool:
+        if locked["on"] and Path(str(path)) == out:
+            return False
+        return real_access(path, mode, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(export, "write_image", lose_permission)
+    monkeypatch.setattr(os, "access", access)
+    report, _ = _run([inputs], out, dataclasses.replace(settings, workers=1))
+    assert [e.source.name for e in report.done] == ["0.png", "1.png"]
+    assert len(report.failed) == 1 and "permission to write" in report.failed[0].reason
+    assert [p.name for p in report.pending] == ["3.png", "4.png"]
+    assert report.stopped and "change that folder's permissions" in report.stopped
+    locked["on"] = False
+    monkeypatch.setattr(export, "write_image", real_write)
+    resumed, _ = _run([inputs], out, settings)
+    assert [e.source.name for e in resumed.done] == ["2.png", "3.png", "4.png"]
+
+
+def test_a_sub_folder_that_refuses_writes_fails_only_its_own_photos(
+    tmp_path: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs = tmp_path / "in"
+    for name in ("a/0.png", "b/1.png", "c/2.png"):
+        samples.photo(inputs / name)
+    real_write_temp = export.write_temp
+
+    def refuse_in_b(encoded: export.Encoded, target: Path, **options: bool) -> tuple[Path, int]:
+        if target.parent.name == "b":
+            raise files.output_error(PermissionError(errno.EACCES, "Permission denied"), target)
+        return real_write_temp(encoded, target, **options)
+
+    monkeypatch.setattr(export, "write_temp", refuse_in_b)
+    report, _ = _run([inputs], tmp_path / "out", dataclasses.replace(settings, workers=1))
+    assert sorted(e.source.name for e in report.done) == ["0.png", "2.png"]
+    assert [e.source.name for e in report.failed] == ["1.png"] and not report.stopped
 
 
 def test_cancel_during_file_k(

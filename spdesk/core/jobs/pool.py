@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 import traceback
@@ -31,6 +32,7 @@ from spdesk.core.errors import (
     Cancelled,
     ImageError,
     OutputError,
+    OutputPermissionError,
     PerturbationFileError,
     SpdeskError,
 )
@@ -495,7 +497,7 @@ class JobRun:
             self._stop(manifest, item, error)
             return
         except (ImageError, OutputError) as error:
-            if isinstance(error, OutputError) and error.stops_job:
+            if isinstance(error, OutputError) and (error.stops_job or self._root_refuses(error)):
                 self._stop(manifest, item, error)
                 return
             kind = FailReason.UNREADABLE if isinstance(error, ImageError) else FailReason.ERROR
@@ -508,6 +510,17 @@ class JobRun:
             return
         self._done(manifest, task, outcome, output)
         self.trim_heap()
+
+    def _root_refuses(self, error: OutputError) -> bool:
+        """Whether a refused write means the output folder itself refuses writes now (made
+        read-only while the job ran): every later photo would fail alike, after its whole
+        work, so the job stops as for a read-only disk. A sub-folder that refuses fails only
+        its own photos."""
+        return (
+            isinstance(error, OutputPermissionError)
+            and isinstance(self.job.output_store, FolderStore)
+            and not os.access(self.job.output_root, os.W_OK)
+        )
 
     def _stop(self, manifest: Manifest, item: _Planned, error: SpdeskError) -> None:
         """A destination that takes no more files (full, read-only), or a protection file that

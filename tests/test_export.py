@@ -32,9 +32,11 @@ from spdesk.core.export import (
     settings_warnings,
 )
 from spdesk.core.files import (
+    LOCK_NAME,
     TEMP_SUFFIX,
     atomic_write,
     clean_stale_temps,
+    folder_lock,
     name_bytes,
     output_error,
     publish,
@@ -419,6 +421,24 @@ def test_stale_temps_are_cleaned(tmp_path: Path) -> None:
     keep = samples.photo(tmp_path / "sub" / "a.protected.jpg")
     assert clean_stale_temps(tmp_path) == [stale]
     assert not stale.exists() and keep.exists()
+
+
+def test_stale_temps_of_a_folder_another_job_holds_are_left_alone(tmp_path: Path) -> None:
+    """A job's output folder inside this one's, locked by its running job: those temporary
+    files are photos being written (a job starting here deleted them, failing that job's photo
+    with "No such file or directory")."""
+    busy, idle = tmp_path / "busy", tmp_path / "idle"
+    writing = busy / "deeper" / f".b.protected.jpg.x1y2{TEMP_SUFFIX}"
+    writing.parent.mkdir(parents=True)
+    writing.write_bytes(b"being written")
+    left = idle / f".c.protected.jpg.x1y2{TEMP_SUFFIX}"
+    idle.mkdir()
+    left.write_bytes(b"left by a killed job")
+    (idle / LOCK_NAME).write_bytes(b"")  # a lock nobody holds
+    with folder_lock(busy):
+        assert clean_stale_temps(tmp_path) == [left]
+    assert writing.exists()
+    assert clean_stale_temps(tmp_path) == [writing]  # once that job has ended
 
 
 def test_sixteen_bit_roundtrip_keeps_range(tmp_path: Path) -> None:

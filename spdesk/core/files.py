@@ -295,17 +295,37 @@ atexit.register(remove_live_temps)
 
 
 def clean_stale_temps(root: Path) -> list[Path]:
-    """Remove temporary files a killed job left under ``root``; returns what was removed."""
+    """Remove temporary files a killed job left under ``root``; returns what was removed.
+    A sub-folder another spdesk job holds locked (its own output folder, inside this one) is
+    left alone: its temporary files are that job's photos being written."""
     removed: list[Path] = []
     if not root.is_dir():
         return removed
-    for folder, _dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not _locked_elsewhere(Path(folder) / d)]
         for name in files:
             if is_temp_name(name):
                 path = Path(folder) / name
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed
+
+
+def _locked_elsewhere(folder: Path) -> bool:
+    """Whether ``folder`` holds an spdesk lock that a running job holds now."""
+    if not (folder / LOCK_NAME).is_file():
+        return False
+    import filelock
+
+    lock = filelock.FileLock(folder / LOCK_NAME, timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        return True
+    except (OSError, NotImplementedError):  # cannot tell: its files are left alone
+        return True
+    lock.release()
+    return False
 
 
 _is_junction = getattr(os.path, "isjunction", lambda _path: False)  # Python 3.12+

@@ -142,7 +142,7 @@ def discover(paths: Sequence[Path], options: DiscoveryOptions = DiscoveryOptions
     are not followed by default, and followed links are tracked by device and inode.
     """
     found = Discovery()
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # a photo's real path -> its place in found.photos
     excluded = {_real(p) for p in options.exclude}
     for path in paths:
         path = Path(path)
@@ -184,7 +184,7 @@ def _real(path: Path) -> str:
     return str(Path(path).resolve())
 
 
-def _add(path: Path, root: Path, seen: set[str], found: Discovery) -> None:
+def _add(path: Path, root: Path, seen: dict[str, int], found: Discovery) -> None:
     try:
         real = _real(path)
     except RuntimeError:  # a symbolic link loop (Python before 3.13)
@@ -194,12 +194,26 @@ def _add(path: Path, root: Path, seen: set[str], found: Discovery) -> None:
         found.leave_out(SkippedInput(path, f"cannot be followed ({error.strerror or error})"))
         return
     if real not in seen:
-        seen.add(real)
+        seen[real] = len(found.photos)
         found.photos.append(InputPhoto(path, root))
+        return
+    # Met again: the same path or folder given twice says nothing; a followed link to a photo
+    # met too is listed, and never takes the photo's own place (and name) in the job.
+    kept = found.photos[seen[real]]
+    if not (path.is_symlink() or kept.path.is_symlink()):
+        return
+    if kept.path.is_symlink() and not path.is_symlink():  # the photo itself, met after a link
+        found.photos[seen[real]] = InputPhoto(path, root)
+        path, kept = kept.path, found.photos[seen[real]]
+    found.leave_out(SkippedInput(path, f"the same photo as {shown(kept.path)} (protected once)"))
 
 
 def _walk(
-    root: Path, options: DiscoveryOptions, excluded: set[str], seen: set[str], found: Discovery
+    root: Path,
+    options: DiscoveryOptions,
+    excluded: set[str],
+    seen: dict[str, int],
+    found: Discovery,
 ) -> None:
     """Each folder's files by name, then its subfolders, depth first. A loop, not recursion
     (``os.walk`` recurses before Python 3.12: a few thousand nested folders exhaust it)."""

@@ -5,8 +5,12 @@ checks before Ray runs anything (the cluster's address, file systems the workers
 
 from __future__ import annotations
 
+import contextlib
 import io
+import socket
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -272,6 +276,58 @@ def test_an_address_nobody_listens_on_is_a_plain_error_within_seconds(
         pass
     assert time.monotonic() - started < 10
     assert not fake.inits, "Ray was asked to connect anyway"
+
+
+@contextlib.contextmanager
+def _server(answer: bytes) -> Iterator[int]:
+    """A one-connection TCP server on 127.0.0.1 that reads what it is sent and answers
+    ``answer``; yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(64)
+                connection.sendall(answer)
+                connection.recv(64)  # until the client closes
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        listener.close()
+        thread.join(5)
+
+
+def test_an_address_where_a_web_server_answers_is_refused_not_joined_for_ever() -> None:
+    """The dashboard's port (8265) took TCP, then Ray retried there for ever, deaf to Ctrl-C."""
+    fake = _RecordingRay()
+    with _server(b"HTTP/1.1 400 Bad Request\r\n\r\n") as port:
+        options = RayOptions(address=f"127.0.0.1:{port}")
+        with (
+            pytest.raises(EngineError, match="speaks plain HTTP") as raised,
+            ray_engine._session(fake, options),
+        ):
+            pass
+    assert "HOST:6379" in (raised.value.hint or "") and not fake.inits
+    web = RayOptions(address="http://127.0.0.1:8265")
+    with pytest.raises(EngineError, match="is a web address"), ray_engine._session(fake, web):
+        pass
+    assert not fake.inits
+
+
+def test_an_address_that_answers_in_http2_is_joined() -> None:
+    """Ray's GCS and Ray Client speak gRPC: they answer the probe with an HTTP/2 frame."""
+    fake = _RecordingRay()
+    settings_frame = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    with (
+        _server(settings_frame) as port,
+        ray_engine._session(fake, RayOptions(address=f"127.0.0.1:{port}")),
+    ):
+        pass
+    assert [init["address"] for init in fake.inits] == [f"127.0.0.1:{port}"]
 
 
 def test_ray_client_without_its_grpc_package_says_how_to_install_it(

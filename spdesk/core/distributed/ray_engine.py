@@ -668,16 +668,46 @@ def _check_address(address: str) -> None:
                 f"--address {address} connects through Ray Client, which is not installed.",
                 hint='Install it with: pip install "ray[client]" (part of spdesk\'s [ray] extra).',
             ) from error
+    if address.startswith(("http://", "https://")):
+        raise EngineError(
+            f"--address {address} is a web address, as the Ray dashboard's (port 8265, for "
+            "ray job submit); spdesk joins a cluster by its GCS address or through Ray Client.",
+            hint="Give auto on a node of the cluster, HOST:6379, or ray://HOST:10001.",
+        )
     host, _colon, port = address.removeprefix("ray://").rpartition(":")
     if not (host and port.isdigit()):  # "auto", "local": Ray finds the cluster itself
         return
     try:
-        socket.create_connection((host.strip("[]"), int(port)), CONNECT_SECONDS).close()
+        with socket.create_connection((host.strip("[]"), int(port)), CONNECT_SECONDS) as probe:
+            speaks_http1 = _speaks_http1(probe)
     except OSError as error:
         raise EngineError(
             f"Could not reach the Ray cluster at {address}: {error.strerror or error}.",
             hint=ADDRESS_HINT,
         ) from error
+    if speaks_http1:  # Ray would retry there for ever, deaf to Ctrl-C
+        raise EngineError(
+            f"Something answers at {address}, but not a Ray cluster: it speaks plain HTTP (the "
+            "Ray dashboard's port, 8265, does).",
+            hint="Give the cluster's GCS address (HOST:6379 by default), ray://HOST:10001, or "
+            "auto on a node of the cluster.",
+        )
+
+
+# What an HTTP/2 client says first. Ray's GCS and Ray Client speak gRPC (HTTP/2) and answer it
+# with frames of their own; a web server (the dashboard) answers with an HTTP/1 status line.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def _speaks_http1(probe: socket.socket) -> bool:
+    """Whether the server behind ``probe`` answers an HTTP/2 greeting as an HTTP/1 server
+    does. Silence or anything else is not taken as a refusal: only a clear wrong answer is."""
+    try:
+        probe.settimeout(CONNECT_SECONDS)
+        probe.sendall(_HTTP2_PREFACE)
+        return probe.recv(5).startswith(b"HTTP/")
+    except OSError:
+        return False
 
 
 def _refuse_in_process(store: Store, where: str) -> None:

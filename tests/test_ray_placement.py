@@ -362,6 +362,8 @@ def test_a_file_system_in_this_process_memory_is_refused_for_ray(
     with pytest.raises(ConfigError, match=r"memory://.*one process") as raised:
         RayProtectJob(inputs, output, ProtectSettings(mode="universal"), RayOptions())
     assert "local engine" in (raised.value.hint or "")
+    said = "The inputs are on" if where == "inputs" else "The output is on"
+    assert raised.value.message.startswith(said)
     assert not (tmp_path / "out").exists()
 
 
@@ -433,3 +435,22 @@ def test_a_ray_without_the_fate_sharing_check_starts_its_daemons_as_it_does(
     original = services.ConsolePopen
     with ray_engine._daemons_in_a_session_of_their_own(True):
         assert services.ConsolePopen is original
+
+
+def test_more_cpus_than_this_machine_has_are_refused_for_the_local_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray believed --num-cpus 8 on a 2-core machine: 6 photo-mode workers of ~0.5 GB each ran
+    on 2 cores, 3.4 times slower than 2."""
+    import os
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    samples.photo(tmp_path / "in" / "a.png")
+    have = os.cpu_count() or 1
+    universal = ProtectSettings(mode="universal")
+    refused = rf"--num-cpus {have + 1}: this computer has {have} CPU"
+    with pytest.raises(ConfigError, match=refused):
+        RayProtectJob([tmp_path / "in"], tmp_path / "out", universal, RayOptions(num_cpus=have + 1))
+    assert not (tmp_path / "out").exists()
+    # as many as it has: accepted (nothing starts before run())
+    RayProtectJob([tmp_path / "in"], tmp_path / "out", universal, RayOptions(num_cpus=have))

@@ -144,3 +144,31 @@ def test_the_install_hint_names_what_the_ray_extra_installs() -> None:
     assert list(RAY_REQUIREMENTS) == project["optional-dependencies"]["ray"]
     assert "spdesk[ray]" not in INSTALL_HINT
     assert all(f'"{requirement}"' in INSTALL_HINT for requirement in RAY_REQUIREMENTS)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [ImportError("libgcc_s.so.1: cannot open shared object file"), AttributeError("float_")],
+    ids=["a-library-of-its-own", "numpy-too-new"],
+)
+def test_a_ray_that_is_installed_but_does_not_load_is_named_with_its_cause(
+    monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    """It was called "not installed" (an ImportError of Ray's own), or "a bug" (any other)."""
+    import builtins
+
+    from spdesk.core.distributed.ray_engine import import_ray
+    from spdesk.core.errors import EngineError
+
+    real_import = builtins.__import__
+
+    def broken_ray(name: str, *args: object, **kwargs: object) -> object:
+        if name == "ray":
+            raise failure
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    monkeypatch.setattr(builtins, "__import__", broken_ray)
+    with pytest.raises(EngineError, match="Ray is installed but does not load") as raised:
+        import_ray()
+    assert str(failure) in raised.value.message and "--force-reinstall" in (raised.value.hint or "")

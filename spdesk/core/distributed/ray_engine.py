@@ -271,9 +271,13 @@ def import_ray(*, data: bool = False) -> Any:
     try:
         import ray
     except ImportError as error:
-        raise EngineError(
-            "Ray is not installed, so the Ray engine cannot run.", hint=INSTALL_HINT
-        ) from error
+        if isinstance(error, ModuleNotFoundError) and error.name == "ray":
+            raise EngineError(
+                "Ray is not installed, so the Ray engine cannot run.", hint=INSTALL_HINT
+            ) from error
+        raise _ray_does_not_load(error) from error
+    except Exception as error:  # an old Ray beside newer libraries (numpy, pyarrow)
+        raise _ray_does_not_load(error) from error
     if data:
         try:
             import ray.data  # only for the modes that run on actors: slow to start
@@ -292,6 +296,15 @@ def import_ray(*, data: bool = False) -> Any:
             ) from error
         _ray_data_notes_off_the_terminal()
     return ray
+
+
+def _ray_does_not_load(error: BaseException) -> EngineError:
+    """Ray is installed but its import fails (a library of its own missing, a version that does
+    not suit the installed numpy): named with the cause, not called missing."""
+    return EngineError(
+        f"Ray is installed but does not load ({type(error).__name__}: {error}).",
+        hint=f'Reinstall it: pip install --force-reinstall "ray[data,client]>={RAY_FLOOR}".',
+    )
 
 
 def _ray_data_notes_off_the_terminal() -> None:

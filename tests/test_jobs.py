@@ -704,6 +704,24 @@ def test_a_sub_folder_that_refuses_writes_fails_only_its_own_photos(
     assert [e.source.name for e in report.failed] == ["1.png"] and not report.stopped
 
 
+def test_a_cancel_after_the_last_photo_is_no_cancel(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    """Ctrl+C as the last photo was recorded said "Cancelled: run the same command again to
+    finish the rest" (exit 130) with nothing left to finish."""
+    for i in range(3):
+        samples.photo(inputs / f"{i}.png")
+    cancel = CancelToken()
+
+    def cancel_at_the_last(event: Event) -> None:
+        if isinstance(event, FileDone) and event.position == event.count:
+            cancel.cancel()
+
+    report, _ = _run([inputs], tmp_path / "out", settings, cancel=cancel, hook=cancel_at_the_last)
+    assert cancel.cancelled and not report.cancelled and not report.pending
+    assert len(report.done) == 3 and "Cancelled" not in report.text()
+
+
 def test_cancel_during_file_k(
     tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
 ) -> None:

@@ -131,6 +131,8 @@ class ProtectJob:
                 self._process(run, manifest, discovery.photos)
             finally:
                 report.seconds = time.monotonic() - started
+        if report.cancelled and not report.pending:  # asked after the last photo: all done
+            report.cancelled = False
         on_event(JobFinished(report))
         if report.cancelled:
             raise JobCancelled(report)

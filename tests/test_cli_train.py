@@ -321,7 +321,6 @@ def test_eval_refuses_a_negative_number_of_attack_photos(
     assert "--attack-photos must be between 0 and 10000, got -1" in capsys.readouterr().err
 
 
-
 def test_eval_notes_an_averaging_attack_fitted_on_fewer_photos_than_asked(
     assets: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -334,6 +333,7 @@ def test_eval_notes_an_averaging_attack_fitted_on_fewer_photos_than_asked(
     assert "Note: the averaging attack fits on 3 photo(s), not the 100 asked" in err
     assert main([*argv, "--attack-photos", "2"]) == 0
     assert "Note: the averaging attack" not in capsys.readouterr().err
+
 
 def test_eval_refuses_attack_photos_without_the_averaging_attack(
     assets: tuple[Path, Path], capsys: pytest.CaptureFixture[str]

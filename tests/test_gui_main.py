@@ -652,6 +652,26 @@ def test_photos_done_before_are_not_counted_as_protected_again(
     assert "Nothing new was saved. This queue's earlier 3 copies: " in text
 
 
+def test_a_photo_edited_since_its_copy_counts_as_protected_in_the_run_that_redoes_it(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """A run started for a failed row also redoes a finished photo edited since (the job gets
+    the whole queue): its new copy was not counted, and the summary said "0 protected ...
+    Nothing new was saved" beside a row with a new copy."""
+    photos = _photos(tmp_path / "photos", 2)
+    (photos / "broken.jpg").write_text("not a photo")
+    _add(qtbot, window, [photos])
+    _protect(qtbot, window)
+    edited = samples.photo(photos / "photo0.jpg", width=40)  # cropped
+    _protect(qtbot, window)
+    text = window.summary_label.text()
+    assert text.startswith("1 protected, 1 failed (select Retry)"), text
+    assert "Saved to" in text
+    row = window.queue.row_for(edited)
+    assert row is not None and row.output is not None and row.output.stem.endswith("-2")
+    assert "stays as it is" in row.reason
+
+
 def test_fine_tuning_without_its_model_offers_models_before_touching_a_photo(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

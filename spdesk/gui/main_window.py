@@ -32,6 +32,7 @@ from spdesk.core.files import shown
 from spdesk.core.jobs.events import (
     UNCHANGED_WHY,
     FileDone,
+    FileProgress,
     FileSkipped,
     JobStarted,
     SkipReason,
@@ -666,6 +667,8 @@ class MainWindow(QMainWindow):
         # come back as "already done" and must not count as this job's.
         source = getattr(event, "source", None)
         ours = not isinstance(source, Path) or source in self._job_set or self._in_job(source)
+        if not ours and isinstance(event, FileProgress | FileDone) and isinstance(source, Path):
+            ours = self._adopt(source)  # done before, protected again: its photo changed
         if isinstance(event, JobStarted):
             self._job_warnings = list(event.warnings)
         elif isinstance(event, FileSkipped) and event.kind is SkipReason.ALREADY_DONE and ours:
@@ -687,6 +690,16 @@ class MainWindow(QMainWindow):
             if update.output is not None:
                 self.queue.set_output(update.path, update.output)
         self._update_overall()
+
+    def _adopt(self, path: Path) -> bool:
+        """Count a photo finished before as this job's: the job works on it again (the photo
+        changed since its copy was made), so its new copy is this run's work."""
+        row = self.queue.row_for(path)
+        if row is None:
+            return False
+        self._job_paths.append(row.path)
+        self._job_set.add(row.path)
+        return True
 
     def _in_job(self, path: Path) -> bool:
         """Whether ``path`` (as an event names it) is one of the running job's own photos."""

@@ -672,6 +672,24 @@ def test_a_photo_edited_since_its_copy_counts_as_protected_in_the_run_that_redoe
     assert "stays as it is" in row.reason
 
 
+def test_protect_on_a_finished_queue_protects_the_photos_edited_since(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """It answered "All done." and left an edited photo with the copy of its old version."""
+    photos = _photos(tmp_path / "photos", 2)
+    _add(qtbot, window, [photos])
+    _protect(qtbot, window)
+    _protect(qtbot, window)  # nothing changed
+    text = window.summary_label.text()
+    assert text.startswith("No photo changed since its copy was made: nothing new was saved")
+    assert "This queue's 2 copies: " in text and window.progress_label.text() == "Finished."
+    edited = samples.photo(photos / "photo0.jpg", width=40)  # cropped
+    _protect(qtbot, window)
+    assert window.summary_label.text().startswith("1 protected in "), window.summary_label.text()
+    row = window.queue.row_for(edited)
+    assert row is not None and row.output is not None and row.output.stem.endswith("-2")
+
+
 def test_fine_tuning_without_its_model_offers_models_before_touching_a_photo(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -979,7 +997,9 @@ def test_settings_changed_back_make_the_copies_finished_again(
     window.options_panel.strength_spin.setValue(8.0)  # back to what the copies were made with
     assert not window.rerun_bar.isVisibleTo(window)
     assert {r.status for r in window.queue.rows()} == {RowStatus.DONE}
-    assert not window.start_job()  # nothing to do
+    _protect(qtbot, window)  # nothing to do: a quick look for photos changed since
+    assert window.summary_label.text().startswith("No photo changed since its copy was made")
+    assert {r.status for r in window.queue.rows()} == {RowStatus.DONE}
     window.options_panel.strength_spin.setValue(4.0)  # and changed again: pending again
     assert {r.status for r in window.queue.rows()} == {RowStatus.WAITING}
 

@@ -92,6 +92,7 @@ class MainWindow(QMainWindow):
         self._job_warnings: list[str] = []
         self._ending = ""  # "Finished.", "Cancelled." or "Stopped.": how the last job ended
         self._job_failure = ""  # why the last job stopped as a whole, if it did
+        self._job_cancelled = False
         self._already_done = 0  # photos of this job the output folder had already
         self._location_removed = 0  # photos whose protected copy left their GPS position out
         self._closing = False  # asked to close while a job ran: closes when it has stopped
@@ -568,10 +569,11 @@ class MainWindow(QMainWindow):
             return False
         queued = self.queue.paths()
         todo = [r.path for r in self.queue.rows() if r.status is not RowStatus.DONE]
-        if not todo:
-            message = "Nothing to protect: add photos first." if not queued else "All done."
-            self.statusBar().showMessage(message, 5000)
+        if not queued:
+            self.statusBar().showMessage("Nothing to protect: add photos first.", 5000)
             return False
+        # Every row done still runs the job: it skips what is unchanged at once, and protects
+        # again a photo edited since its copy was made (see _adopt).
         options = self.current_options()
         if protect_bridge.uses_pattern(options) and self.options_panel.perturbation() is None:
             self.show_error(
@@ -595,6 +597,7 @@ class MainWindow(QMainWindow):
         self._job_device = options.device
         self._job_warnings = []
         self._job_failure = ""
+        self._job_cancelled = False
         self._already_done = self._location_removed = self._unchanged = 0
         self._finetune_clock = (
             protect_bridge.FinetuneClock(options.finetune_steps, len(todo))
@@ -611,7 +614,9 @@ class MainWindow(QMainWindow):
         self._done_with = _output_settings(options)
         self._settings_redo = []
         self.overall_bar.setValue(0)
-        self.progress_label.setText(f"Starting: {len(todo)} photo(s)…")
+        self.progress_label.setText(
+            f"Starting: {len(todo)} photo(s)…" if todo else "Looking for photos changed since…"
+        )
         self.job_runner.start(
             protect_bridge.protect_task(queued, self._output_root, options, self._mirror_base)
         )
@@ -750,6 +755,7 @@ class MainWindow(QMainWindow):
                 self.queue.set_status(path, status)
 
     def _on_job_cancelled(self) -> None:
+        self._job_cancelled = True
         self._mark_unfinished(RowStatus.CANCELLED)
 
     def _on_job_succeeded(self, report: object) -> None:
@@ -769,6 +775,9 @@ class MainWindow(QMainWindow):
             if row is not None:
                 counts[row.status] += 1
         seconds = time.monotonic() - self._job_started
+        if not (self._job_paths or self._job_failure or self._job_cancelled):
+            self._summarise_nothing_changed(seconds)  # every photo done before, none changed
+            return
         parts = [f"{counts[RowStatus.DONE] - self._already_done - self._unchanged} protected"]
         if self._unchanged:
             parts.append(f"{self._unchanged} unchanged ({UNCHANGED_WHY})")
@@ -813,10 +822,31 @@ class MainWindow(QMainWindow):
         self.summary.style().unpolish(self.summary)
         self.summary.style().polish(self.summary)
         self.summary.show()
-        ended = not counts[RowStatus.CANCELLED] and not self._job_failure
+        ended = not (counts[RowStatus.CANCELLED] or self._job_failure or self._job_cancelled)
         self.overall_bar.setValue(1000 if ended else self.overall_bar.value())
         self._ending = "Stopped." if self._job_failure else "Finished." if ended else "Cancelled."
         self._update_controls()  # says the ending, and the photos added meanwhile
+
+    def _summarise_nothing_changed(self, seconds: float) -> None:
+        """The end of a run over a queue whose photos were all protected before: none changed
+        since its copy was made, so nothing was written."""
+        copies = self._copies_in_output()
+        text = (
+            "No photo changed since its copy was made: nothing new was saved "
+            f"({format_duration(seconds)})."
+        )
+        if copies and self._output_root is not None:
+            noun = "copy" if copies == 1 else f"{copies} copies"
+            text += f"\nThis queue's {noun}: {shown(self._output_root)}"
+        self.summary_label.setText(text)
+        self.open_output_button.setVisible(bool(copies))
+        self.summary.setProperty("stopped", False)
+        self.summary.style().unpolish(self.summary)
+        self.summary.style().polish(self.summary)
+        self.summary.show()
+        self.overall_bar.setValue(1000)
+        self._ending = "Finished."
+        self._update_controls()
 
     def _copies_in_output(self) -> int:
         """How many of the queue's finished photos have their protected copy in the output

@@ -18,6 +18,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -1018,6 +1019,43 @@ def test_disk_full_with_workers_stops_and_resumes(
     resumed, _ = _run([inputs], out, settings)
     assert resumed.ok and len(resumed.done) + len(resumed.skipped) == 8
     assert len(_outputs(out)) == 8
+
+
+def test_photos_written_before_the_disk_filled_are_kept(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers write side by side: the photo that met the full disk stopped the job, and the
+    complete temporary files of the photos after it were thrown away (with 274 KB free none
+    was kept, the first needing 108 KB). Naming them takes no space: they are kept."""
+    _eight_photos(inputs)
+    out = tmp_path / "out"
+    real_write_temp = export.write_temp
+    written: set[str] = set()
+    later_written = threading.Event()
+
+    def full_at_the_second(encoded: export.Encoded, target: Path, **options: bool) -> Any:
+        photo = target.name.split(".")[0]
+        if photo == "1":  # waits for the two photos after it to be written, then fills up
+            assert later_written.wait(30)
+        if photo not in ("0", "2", "3"):  # and stays full
+            raise files.output_error(OSError(errno.ENOSPC, "No space left on device"), target)
+        result = real_write_temp(encoded, target, **options)
+        written.add(photo)
+        if {"2", "3"} <= written:
+            later_written.set()
+        return result
+
+    monkeypatch.setattr(export, "write_temp", full_at_the_second)
+    report, _ = _run([inputs], out, dataclasses.replace(settings, workers=2))
+    assert report.stopped and "disk is full" in report.stopped
+    assert sorted(e.source.name for e in report.done) == ["0.png", "2.png", "3.png"]
+    assert [e.source.name for e in report.failed] == ["1.png"]
+    assert sorted(p.name for p in report.pending) == ["4.png", "5.png", "6.png", "7.png"]
+    assert _outputs(out) == sorted(e.output.relative_to(out).as_posix() for e in report.done)
+    assert not list(out.rglob(f"*{TEMP_SUFFIX}"))
+    monkeypatch.setattr(export, "write_temp", real_write_temp)
+    resumed, _ = _run([inputs], out, settings)
+    assert resumed.ok and len(resumed.done) == 5 and len(resumed.skipped) == 3
 
 
 def test_cancel_after_a_done_event_lets_no_later_photo_through(

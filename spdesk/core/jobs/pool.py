@@ -30,6 +30,7 @@ from spdesk.core.apply import Figures
 from spdesk.core.discovery import InputPhoto
 from spdesk.core.errors import (
     Cancelled,
+    DiskFullError,
     ImageError,
     OutputError,
     OutputPermissionError,
@@ -201,6 +202,7 @@ class JobRun:
         self._emit_lock = threading.Lock()
         self.cancel = cancel
         self.abort = CancelToken()  # set when the job must stop (disk full)
+        self._disk_full = False  # what stopped it: photos written already are still published
         self.report = report
         self.names = OutputNamer(
             job.output_root,
@@ -484,7 +486,8 @@ class JobRun:
         try:
             outcome = future.result()
             try:
-                self.check()  # blocks while paused
+                if not self._publish_after_disk_full():
+                    self.check()  # blocks while paused
                 self._publishing(manifest, task, outcome)
                 output = self.names.publish(outcome.temp, task.target)
             finally:
@@ -522,6 +525,13 @@ class JobRun:
             and not os.access(self.job.output_root, os.W_OK)
         )
 
+    def _publish_after_disk_full(self) -> bool:
+        """Whether a photo whose temporary file is complete is still published although the
+        job stopped: after a full disk (unless the user cancelled), as naming it takes no
+        space. Workers write side by side, and a full disk threw away photos that fitted
+        (with 274 KB free none was kept, the first needing 108 KB)."""
+        return self._disk_full and not self.cancel.cancelled
+
     def _stop(self, manifest: Manifest, item: _Planned, error: SpdeskError) -> None:
         """A destination that takes no more files (full, read-only), or a protection file that
         turns out damaged, stops the job: this photo fails, the rest stay pending for the
@@ -529,6 +539,7 @@ class JobRun:
         if self.report.stopped is None:
             self._fail(manifest, item, FailReason.ERROR, error.message, error.hint or "")
             self.report.stopped = _stopped_text(error)
+            self._disk_full = isinstance(error, DiskFullError)
             self.abort.cancel()
 
     def _format_of(self, source: Path) -> tuple[str, bool]:

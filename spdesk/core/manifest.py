@@ -304,13 +304,10 @@ class Manifest:
         changed since, or the settings did), and how it was made, in words; None when none is
         there. A new copy beside it must say so: the name that looks like the photo's copy
         would hold the outdated one."""
-        source = self.source_id(source)
-        entry = self.entries.get(source, {})
-        if entry.get("status") != DONE or not isinstance(entry.get("output"), str):
+        found = self._recorded_copy(source)
+        if found is None or not self._intact(*found):
             return None
-        output = self.root / entry["output"]
-        if self._output_size(output) is None or not self._intact(source, output):
-            return None
+        entry, output = self.entries[found[0]], found[1]
         if entry.get("settings") != settings:
             return output, "made with other settings"
         if entry.get("source_signature") != signature.as_list():
@@ -321,14 +318,17 @@ class Manifest:
         """The output the latest "done" line of ``source`` names, if that file is still there
         but no longer holds what spdesk wrote (cut short, edited, another file put there): the
         photo's next copy never replaces it (it may hold the user's edits), but says so."""
+        found = self._recorded_copy(source)
+        return None if found is None or self._intact(*found) else found[1]
+
+    def _recorded_copy(self, source: str) -> tuple[str, Path] | None:
+        """``source``'s id and the output its latest "done" line names, if that file is there."""
         source = self.source_id(source)
         entry = self.entries.get(source, {})
         if entry.get("status") != DONE or not isinstance(entry.get("output"), str):
             return None
         output = self.root / entry["output"]
-        if self._output_size(output) is None:
-            return None
-        return None if self._intact(source, output) else output
+        return None if self._output_size(output) is None else (source, output)
 
     def _intact(self, source: str, output: Path) -> bool:
         """Whether ``output`` still holds what the latest line of ``source`` recorded, without

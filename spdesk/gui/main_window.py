@@ -816,13 +816,17 @@ class MainWindow(QMainWindow):
         if made and not self._key_made_told:
             self._key_made_told = True  # once: the first run of an install
             text += f"\n{key_made_text(made)}"
+        ended = not (counts[RowStatus.CANCELLED] or self._job_failure or self._job_cancelled)
+        self._show_summary(text, bool(counts[RowStatus.DONE] or in_folder), ended)
+
+    def _show_summary(self, text: str, copies: bool, ended: bool) -> None:
+        """Show the job's summary, the Open button where there are ``copies``, and its ending."""
         self.summary_label.setText(text)
-        self.open_output_button.setVisible(bool(counts[RowStatus.DONE] or in_folder))
+        self.open_output_button.setVisible(copies)
         self.summary.setProperty("stopped", bool(self._job_failure))  # not a success's green
         self.summary.style().unpolish(self.summary)
         self.summary.style().polish(self.summary)
         self.summary.show()
-        ended = not (counts[RowStatus.CANCELLED] or self._job_failure or self._job_cancelled)
         self.overall_bar.setValue(1000 if ended else self.overall_bar.value())
         self._ending = "Stopped." if self._job_failure else "Finished." if ended else "Cancelled."
         self._update_controls()  # says the ending, and the photos added meanwhile
@@ -838,15 +842,7 @@ class MainWindow(QMainWindow):
         if copies and self._output_root is not None:
             noun = "copy" if copies == 1 else f"{copies} copies"
             text += f"\nThis queue's {noun}: {shown(self._output_root)}"
-        self.summary_label.setText(text)
-        self.open_output_button.setVisible(bool(copies))
-        self.summary.setProperty("stopped", False)
-        self.summary.style().unpolish(self.summary)
-        self.summary.style().polish(self.summary)
-        self.summary.show()
-        self.overall_bar.setValue(1000)
-        self._ending = "Finished."
-        self._update_controls()
+        self._show_summary(text, bool(copies), ended=True)
 
     def _copies_in_output(self) -> int:
         """How many of the queue's finished photos have their protected copy in the output

@@ -303,7 +303,7 @@ def _ray_does_not_load(error: BaseException) -> EngineError:
     not suit the installed numpy): named with the cause, not called missing."""
     return EngineError(
         f"Ray is installed but does not load ({type(error).__name__}: {error}).",
-        hint=f'Reinstall it: pip install --force-reinstall "ray[data,client]>={RAY_FLOOR}".',
+        hint=f'Reinstall it: pip install --force-reinstall "{RAY_REQUIREMENTS[0]}".',
     )
 
 

@@ -13,6 +13,7 @@ from tiny_sd import save_tiny_sd
 
 from spdesk.cli import main
 from spdesk.core.perturbation import save_perturbation
+from spdesk.core.preview import _working_view
 
 FAST = ["--steps", "4", "--guidance", "2", "--size", "64", "--device", "cpu"]
 
@@ -373,3 +374,81 @@ def test_offload_without_accelerate_is_refused_before_loading(
         preview.PreviewEngine(device="cuda", offload=True)
     assert "pip install accelerate" in raised.value.user_text()
     assert not preview.PreviewEngine(device="cuda").offload  # not asked: nothing to check
+
+
+def test_a_fine_tuned_preview_edits_what_protect_fine_tune_writes(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--fine-tune previews the copy ``spdesk protect --fine-tune`` writes (same settings, same
+    pixels), not the one-pass protection it starts from."""
+    photo, model = str(inputs["photo"]), str(inputs["sd"])
+    base = ["preview", photo, "--model-dir", model, "--json", *FAST]
+    tuned = ["--fine-tune", "2", "--encoder", model, "--fine-tune-jpeg", "off"]
+    assert main([*base, *tuned, "--out", str(tmp_path / "tuned")]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["protection"] == "photo"
+    assert record["fine_tuning"]["steps"] == 2 and record["fine_tuning"]["jpeg"] is None
+    assert main([*base, "--out", str(tmp_path / "one-pass")]) == 0
+    one_pass = json.loads(capsys.readouterr().out)
+    assert one_pass["fine_tuning"] is None
+    protect = ["protect", photo, "--out", str(tmp_path / "copies"), "--working-size", "64"]
+    assert main([*protect, *tuned, "--device", "cpu", "--json"]) == 0
+    capsys.readouterr()
+    copy = np.asarray(Image.open(tmp_path / "copies" / "cat.protected.png").convert("RGB"))
+    shown, before = (
+        np.asarray(Image.open(tmp_path / folder / "cat.preview-protected.png"))
+        for folder in ("tuned", "one-pass")
+    )  # the 64 px views the edits worked on
+    np.testing.assert_array_equal(shown, np.asarray(_working_view(copy, 64)))
+    assert not np.array_equal(shown, before)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--encoder", "taesd"], "--encoder is only used with --fine-tune STEPS"),
+        (["--fine-tune-jpeg", "90"], "--fine-tune-jpeg is only used with --fine-tune STEPS"),
+        (["--fine-tune", "2"], "--fine-tune needs --encoder"),
+        (["--fine-tune", "2", "--encoder", "taesd", "--objective", "encoder"], "--objective"),
+        (
+            ["--protection", "universal", "--fine-tune", "2", "--encoder", "taesd",
+             "--fine-tune-jpeg", "75"],
+            "--fine-tune-jpeg applies to photo fine-tuning",
+        ),
+        (["--fine-tune", "2", "--encoder", "taesd", "--fine-tune-jpeg", "hi"], "JPEG quality"),
+    ],
+)  # fmt: skip
+def test_fine_tuning_options_protect_refuses_are_refused_before_anything_is_written(
+    inputs: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    message: str,
+) -> None:
+    out = tmp_path / "out"
+    code = main(["preview", str(inputs["photo"]), "--out", str(out), *options, *FAST])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_fine_tuning_encoder_that_is_not_there_is_named_and_nothing_is_written(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, missing = tmp_path / "out", tmp_path / "no-vae"
+    options = ["--model-dir", str(inputs["sd"]), "--fine-tune", "2", "--encoder", str(missing)]
+    code = main(["preview", str(inputs["photo"]), "--out", str(out), *options, *FAST])
+    assert code == 2
+    assert "no-vae" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_missing_model_is_said_before_fine_tuning_starts(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = ["--model-dir", str(tmp_path / "none"), "--fine-tune", "2", "--encoder", "taesd"]
+    code = main(["preview", str(inputs["photo"]), "--out", str(tmp_path / "out"), *options, *FAST])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "spdesk models download --for preview" in err
+    assert "Fine-tuning" not in err and "taesd" not in err  # neither ran nor loaded

@@ -327,7 +327,7 @@ def test_the_dialog_has_close_and_a_stop_that_names_the_preview(
     assert not dialog.isVisible()
 
 
-def test_fine_tuned_per_photo_shows_photo_mode_s_protection_and_says_it_is_stronger(
+def test_fine_tuned_per_photo_shows_photo_mode_s_protection_at_once_before_fine_tuning(
     qtbot: QtBot, inputs: tuple[Path, ProtectOptions]
 ) -> None:
     """Not the universal pattern, which the app's "Fine-tuned per photo" never writes."""
@@ -345,6 +345,74 @@ def test_fine_tuned_per_photo_shows_photo_mode_s_protection_and_says_it_is_stron
     assert not np.array_equal(dialog.view.protected, universal)
     assert FINE_TUNING_NOT_SHOWN in dialog.status_label.text()
     assert "before fine-tuning" in dialog.tiles["protected"].caption.text()
+
+
+def test_fine_tuned_per_photo_edits_the_fine_tuned_photo_its_copy_gets(
+    qtbot: QtBot, sd_dir: Path, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    """The AI edit's preview fine-tunes first (the job's encoder and steps), then shows and
+    edits that photo: the protected tile, the 100% view and the edit are of what the copy
+    gets, not of the one-pass protection shown before."""
+    from PySide6.QtGui import QImage
+
+    from spdesk.core.apply import ApplyOptions
+    from spdesk.core.usecases import FineTuning, protect_for_preview
+    from spdesk.gui.images import to_pixmap
+    from spdesk.gui.protect_bridge import job_settings
+
+    photo, _options = inputs
+    options = ProtectOptions(
+        mode="finetune", strength=8, device="cpu", finetune_encoder=str(sd_dir), finetune_steps=2
+    )
+    dialog = _dialog(qtbot, photo, options, sd_dir)
+    assert dialog.view is not None, dialog.status_label.text()
+    statuses: list[str] = []  # what the status line said as each event came
+    dialog.runner.core_event.connect(lambda _e: statuses.append(dialog.status_label.text()))
+    with qtbot.waitSignal(dialog.runner.finished, timeout=120_000):
+        assert dialog.start()
+    assert dialog.outcome is not None, dialog.status_label.text()
+    assert "Fine-tuning the protection: step 2 of 2" in statuses, statuses
+    tuning = FineTuning.of(job_settings(options))
+    assert tuning.steps == 2 and tuning.encoder == str(sd_dir)
+    expected = protect_for_preview(
+        photo, None, ApplyOptions(working_size=64, strength=8), protection="photo",
+        fine_tuning=tuning,
+    ).protected  # fmt: skip
+    np.testing.assert_array_equal(dialog.outcome.protected, expected)
+    assert not np.array_equal(dialog.outcome.protected, dialog.view.protected)
+    assert dialog.tiles["protected"].caption.text() == "Protected, fine-tuned"
+    assert FINE_TUNING_NOT_SHOWN not in dialog.status_label.text()
+    zoom = dialog.open_zoom()
+    assert zoom is not None
+    shown: QImage = zoom.picture.pixmap().toImage()
+    assert shown == to_pixmap(dialog.outcome.protected).toImage()
+    zoom.close()
+
+
+def test_a_fine_tuning_encoder_that_is_not_there_fails_the_edit_by_its_name(
+    qtbot: QtBot,
+    sd_dir: Path,
+    inputs: tuple[Path, ProtectOptions],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not as a missing Stable Diffusion model, which is there."""
+    from PySide6.QtWidgets import QMessageBox
+
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
+    photo, _options = inputs
+    missing = tmp_path / "gone-vae"
+    options = ProtectOptions(
+        mode="finetune", strength=8, device="cpu", finetune_encoder=str(missing)
+    )
+    dialog = _dialog(qtbot, photo, options, sd_dir)
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+    assert dialog.outcome is None
+    assert len(shown) == 1 and "gone-vae" in shown[0], shown
+    assert not dialog.models_button.isVisible()
+    assert dialog.tiles["protected"].caption.text() == "Protected, before fine-tuning"
 
 
 def test_photo_mode_edits_with_a_stale_pattern_path_left_from_universal_mode(

@@ -9,20 +9,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_train import _config, write_photos
 from tiny_sd import save_tiny_vae
 
-from spdesk.core.errors import Cancelled, OutputExistsError
-from spdesk.core.events import CancelToken, Event, EventSink
+from spdesk.core.apply import ApplyOptions
+from spdesk.core.errors import Cancelled, OutputExistsError, SpdeskError
+from spdesk.core.events import CancelToken, Event, EventSink, Progress, ignore_events
 from spdesk.core.events.training import TrainStarted, TrainStep
+from spdesk.core.jobs import ProtectJob, ProtectSettings
 from spdesk.core.perturbation import library_path_for, library_perturbations, load_perturbation
 from spdesk.core.train import TrainConfig, TrainResult
 from spdesk.core.usecases import (
+    FineTuning,
     StartingAfresh,
     library_checkpoint,
+    protect_for_preview,
     save_to_library,
     train_into_library,
 )
+from tests import protect_samples as samples
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +205,81 @@ def test_a_library_run_with_other_settings_says_where_the_stopped_run_is(
     again: list[Event] = []
     train_into_library(config, on_event=again.append)
     assert _afresh(again) == "" and _started(again).resumed_from >= 3
+
+
+# --- the preview of a fine-tuning job ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny random-weight SD VAE folder, the fine-tuning encoder."""
+    return str(save_tiny_vae(tmp_path_factory.mktemp("encoder") / "sd"))
+
+
+def _job_copy(photo: Path, out: Path, settings: ProtectSettings) -> np.ndarray:
+    report = ProtectJob([photo], out, settings).run(ignore_events)
+    [done] = report.done
+    return np.asarray(Image.open(done.output).convert("RGB"))
+
+
+@pytest.mark.parametrize("protection", ["photo", "universal"])
+def test_a_fine_tuned_preview_shows_the_pixels_the_job_writes(
+    tmp_path: Path, encoder: str, generator_file: Path, protection: str
+) -> None:
+    """What the preview shows is the copy a fine-tuning job writes, pixel for pixel, and not
+    the one-pass protection it starts from."""
+    photo = samples.photo(tmp_path / "in" / "cat.png", 40, 24)
+    pattern = samples.perturbation_file(tmp_path)
+    options = ApplyOptions(working_size=16, strength=8)
+    tuning = FineTuning(3, encoder, jpeg=75, objective="latent", device="cpu")
+    generator = generator_file if protection == "photo" else None
+    events: list[Event] = []
+    shown = protect_for_preview(
+        photo, pattern, options, protection=protection, generator=generator,
+        fine_tuning=tuning, on_event=events.append,
+    )  # fmt: skip
+    settings = tuning.settings(protection, options, pattern, generator)
+    assert settings.mode == ("photo-finetune" if protection == "photo" else "finetune")
+    np.testing.assert_array_equal(shown.protected, _job_copy(photo, tmp_path / "out", settings))
+    one_pass = protect_for_preview(photo, pattern, options, protection=protection,
+                                   generator=generator)  # fmt: skip
+    assert not np.array_equal(shown.protected, one_pass.protected)
+    assert np.abs(shown.protected.astype(int) - shown.photo).max() <= 8
+    steps = [(e.done, e.total) for e in events if isinstance(e, Progress)]
+    assert steps == [(1, 3), (2, 3), (3, 3)]
+    assert all(e.stage == "fine-tuning" for e in events if isinstance(e, Progress))
+
+
+def test_a_fine_tuned_preview_stops_between_steps_when_cancelled(
+    tmp_path: Path, encoder: str
+) -> None:
+    photo = samples.photo(tmp_path / "cat.png", 40, 24)
+    cancel = CancelToken()
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, Progress) and event.done == 1:
+            cancel.cancel()
+
+    tuning = FineTuning(5, encoder, jpeg=None, objective="latent", device="cpu")
+    with pytest.raises(Cancelled):
+        protect_for_preview(
+            photo, None, ApplyOptions(working_size=16), protection="photo",
+            fine_tuning=tuning, on_event=on_event, cancel=cancel,
+        )  # fmt: skip
+
+
+def test_a_fine_tuned_preview_with_a_missing_encoder_says_which(tmp_path: Path) -> None:
+    photo = samples.photo(tmp_path / "cat.png", 40, 24)
+    tuning = FineTuning(2, str(tmp_path / "no-vae"), jpeg=None, objective="latent", device="cpu")
+    with pytest.raises(SpdeskError) as info:
+        protect_for_preview(photo, None, ApplyOptions(working_size=16), fine_tuning=tuning)
+    assert "no-vae" in info.value.user_text()
+
+
+def test_the_fine_tuning_of_a_job_is_the_one_its_preview_runs() -> None:
+    settings = ProtectSettings(
+        mode="photo-finetune", finetune_steps=5, encoder="taesd", finetune_jpeg=None,
+        device="cpu", working_size=256, strength=6,
+    )  # fmt: skip
+    tuning = FineTuning.of(settings)
+    again = tuning.settings("photo", ApplyOptions(working_size=256, strength=6), None, None)
+    for field in ("mode", "finetune_steps", "encoder", "finetune_jpeg", "device", "strength"):
+        assert getattr(again, field) == getattr(settings, field), field

@@ -16,6 +16,8 @@ from spdesk.cli.common import (
     print_json,
 )
 
+STAGES = {"fine-tuning": "Fine-tuning the protection"}  # what the progress line says
+
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
@@ -81,7 +83,33 @@ def register(sub: Any) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--offload", action="store_true", help="model CPU offload (small GPUs)")
     parser.add_argument("--json", action="store_true", help="print the JSON record")
+    _fine_tune_options(
+        parser.add_argument_group(
+            "fine-tuning (preview what spdesk protect --fine-tune writes; --device runs it too)"
+        )
+    )
     parser.set_defaults(func=run)
+
+
+def _fine_tune_options(group: Any) -> None:
+    group.add_argument(
+        "--fine-tune", type=int, default=None, metavar="STEPS",
+        help="fine-tune the protection against --encoder for STEPS steps first, as spdesk "
+        "protect --fine-tune STEPS does",
+    )  # fmt: skip
+    group.add_argument(
+        "--encoder", default=None, metavar="ENCODER",
+        help="for --fine-tune: taesd, sd15, a diffusers VAE folder, or a TAESD, TAEF2 or TAESana "
+        "weights file",
+    )  # fmt: skip
+    group.add_argument(
+        "--fine-tune-jpeg", default=None, metavar="Q",
+        help="photo fine-tuning also defends against a JPEG re-save of quality Q (75; off)",
+    )  # fmt: skip
+    group.add_argument(
+        "--objective", default=None,
+        help="objective of universal fine-tuning (latent, the default, or encoder)",
+    )  # fmt: skip
 
 
 def _mask(path: Path | None) -> Any:
@@ -135,6 +163,49 @@ def _protection(args: argparse.Namespace) -> str:
     return args.protection or ("universal" if args.perturbation else "photo")
 
 
+def _fine_tuning(args: argparse.Namespace, protection: str) -> Any:
+    """The fine-tuning to preview (None: none), refusing what ``spdesk protect`` refuses."""
+    from spdesk.cli.common import fine_tune_jpeg
+    from spdesk.core.errors import ConfigError
+    from spdesk.core.jobs.settings import DEFAULT_FINETUNE_OBJECTIVE
+    from spdesk.core.usecases import FineTuning
+
+    if args.fine_tune is None:
+        for option, given in (
+            ("--encoder", args.encoder),
+            ("--fine-tune-jpeg", args.fine_tune_jpeg),
+            ("--objective", args.objective),
+        ):
+            if given is not None:
+                raise ConfigError(f"{option} is only used with --fine-tune STEPS.")
+        return None
+    if not args.encoder:
+        raise ConfigError(
+            "--fine-tune needs --encoder (taesd, sd15, a diffusers VAE folder, or a TAESD, TAEF2 "
+            "or TAESana weights file)."
+        )
+    if protection == "photo" and args.objective is not None:
+        raise ConfigError(
+            "--objective applies to fine-tuning the universal pattern (--protection universal); "
+            "photo fine-tuning pushes the encoder's latent off course."
+        )
+    if protection == "universal" and args.fine_tune_jpeg is not None:
+        raise ConfigError("--fine-tune-jpeg applies to photo fine-tuning (--protection photo).")
+    return FineTuning(
+        steps=args.fine_tune,
+        encoder=args.encoder,
+        jpeg=fine_tune_jpeg(args.fine_tune_jpeg) if protection == "photo" else None,
+        objective=args.objective or DEFAULT_FINETUNE_OBJECTIVE,
+        device=args.device,
+    )
+
+
+def _described(fine_tuning: Any) -> dict[str, Any] | None:
+    import dataclasses
+
+    return None if fine_tuning is None else dataclasses.asdict(fine_tuning)
+
+
 def _run(args: argparse.Namespace) -> int:
     from spdesk.core.apply import ApplyOptions
     from spdesk.core.events import Event, Progress
@@ -160,13 +231,15 @@ def _run(args: argparse.Namespace) -> int:
     )
     request.validate()
     protection = _protection(args)
+    fine_tuning = _fine_tuning(args, protection)
     # Before minutes of editing.
     check_outputs(args.out, args.photo.stem, replace=args.force, photo=args.photo)
     printer = ProgressPrinter(quiet=args.json)
 
     def on_event(event: Event) -> None:
         if isinstance(event, Progress):
-            printer.update("AI edit (original, protected, noise)", event.done, event.total)
+            what = STAGES.get(event.stage, "AI edit (original, protected, noise)")
+            printer.update(what, event.done, event.total)
 
     engine = PreviewEngine(
         args.model_dir if args.mode == "img2img" else None,
@@ -189,6 +262,7 @@ def _run(args: argparse.Namespace) -> int:
                 ApplyOptions(working_size=args.size, strength=args.strength),
                 engine,
                 protection=protection,
+                fine_tuning=fine_tuning,
                 on_event=on_event,
                 cancel=cancel_on_sigint(),
             )
@@ -197,8 +271,14 @@ def _run(args: argparse.Namespace) -> int:
     result = outcome.result
     paths = save_outputs(result, args.out, stem=args.photo.stem, replace=args.force)
     if args.json:
-        print_json(result.to_json() | {"files": {k: str(p) for k, p in paths.items()}})
+        shown = {"protection": protection, "fine_tuning": _described(fine_tuning)}
+        print_json(result.to_json() | shown | {"files": {k: str(p) for k, p in paths.items()}})
     else:
+        if fine_tuning is not None:
+            print(
+                f"Protection fine-tuned {fine_tuning.steps} steps against {fine_tuning.encoder}, "
+                "as spdesk protect --fine-tune writes it."
+            )
         print(result.note)
         print(result.verdict)
         for warning in result.warnings:

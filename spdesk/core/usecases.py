@@ -13,8 +13,9 @@ construction (their own code only gathers settings and shows events):
   deletes the checkpoint (:func:`discard_training` when the user lets the result go), so that a
   save that fails loses no training; :func:`save_under_free_name` never fails for the name.
 - :func:`protect_for_preview`: protect a photo in memory, as a job would, with the amplified
-  difference (no Stable Diffusion model needed); :func:`preview_photo` then runs the same AI edit
-  on the original, the protected photo and noise of the same strength.
+  difference (no Stable Diffusion model needed; fine-tuning needs its encoder);
+  :func:`preview_photo` then runs the same AI edit on the original, the protected photo and
+  noise of the same strength.
 - Protecting photos is :class:`spdesk.core.jobs.ProtectJob` (``--engine ray``: its Ray twin):
   the job is already one call that owns its policy (naming, collisions, manifest and resume,
   the memory budget). Training into a file is :func:`spdesk.core.train.train_universal`.
@@ -264,6 +265,50 @@ class ProtectionView:
     largest_change: int
 
 
+@dataclass(frozen=True)
+class FineTuning:
+    """Per-photo fine-tuning as a job runs it (the :class:`~spdesk.core.jobs.ProtectSettings`
+    fields of the same meaning): a preview of a fine-tuning job shows what its copies get."""
+
+    steps: int
+    encoder: str
+    jpeg: int | None  # photo fine-tuning's JPEG re-save quality; None: off
+    objective: str  # universal fine-tuning's
+    device: str = "auto"
+
+    @classmethod
+    def of(cls, settings: Any) -> FineTuning:
+        """The fine-tuning of a job's ``ProtectSettings``."""
+        return cls(
+            settings.finetune_steps,
+            settings.encoder,
+            settings.finetune_jpeg,
+            settings.objective,
+            settings.device,
+        )
+
+    def settings(
+        self, protection: str, options: ApplyOptions, pattern: Path | None, generator: Path | None
+    ) -> Any:
+        """The job settings fine-tuning ``protection`` ("photo" or "universal") this way."""
+        from spdesk.core.jobs import ProtectSettings
+
+        photo = protection == "photo"
+        return ProtectSettings(
+            mode="photo-finetune" if photo else "finetune",
+            perturbation=None if photo else pattern,
+            generator=generator if photo else None,
+            strength=options.strength,
+            working_size=options.working_size,
+            finetune_steps=self.steps,
+            encoder=self.encoder,
+            finetune_jpeg=self.jpeg if photo else None,
+            objective=self.objective,
+            device=self.device,
+            workers=1,
+        )
+
+
 @dataclass
 class PreviewOutcome:
     """The preview's result plus the full-size original and protected photo (100 % view)."""
@@ -297,10 +342,15 @@ def protect_for_preview(
     *,
     protection: str = "universal",
     generator: Path | None = None,
+    fine_tuning: FineTuning | None = None,
+    on_event: EventSink = ignore_events,
+    cancel: CancelToken | None = None,
 ) -> ProtectionView:
     """Protect ``photo_path`` in memory as a job would in ``protection`` mode ("photo": the
-    generator, None the bundled one; "universal": the perturbation, None the bundled one).
-    Needs no Stable Diffusion model: what a user can look at before downloading one."""
+    generator, None the bundled one; "universal": the perturbation, None the bundled one),
+    then fine-tuned as a job would when ``fine_tuning`` is given (reporting
+    ``Progress("fine-tuning", step, steps)``; Cancelled between steps). Without fine-tuning it
+    needs no Stable Diffusion model: what a user can look at before downloading one."""
     import numpy as np
 
     from spdesk.core.imageio import read_image, require_named_file
@@ -308,7 +358,10 @@ def protect_for_preview(
     # Decoded as the export decodes it (upright, 8-bit, colour-managed); no torch import here.
     require_named_file(Path(photo_path), "photo")
     photo = np.asarray(read_image(Path(photo_path)).image.convert("RGB"))
-    if protection == "photo":
+    if fine_tuning is not None:
+        settings = fine_tuning.settings(protection, options, perturbation_path, generator)
+        protected = _fine_tuned(photo, Path(photo_path).name, settings, on_event, cancel)
+    elif protection == "photo":
         protected = _generator_protected(photo, options, generator)
     else:
         from spdesk.core.apply import apply_perturbation
@@ -339,6 +392,35 @@ def _generator_protected(
     return np.asarray(protector.apply(rgb_image(photo))[0])
 
 
+def _fine_tuned(
+    photo: np.ndarray,
+    key: str,
+    settings: Any,
+    on_event: EventSink,
+    cancel: CancelToken | None,
+) -> np.ndarray:
+    """``photo`` protected by the fine-tuning job of ``settings``, through the protector the
+    job itself builds (the same encoder, steps and start, so the same pixels as its copy)."""
+    import numpy as np
+
+    from spdesk.core.colour import rgb_image
+    from spdesk.core.events import Loading, Progress
+    from spdesk.core.jobs.protector import build_protector
+    from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
+
+    on_event(Loading(f"Loading the fine-tuning encoder ({settings.encoder})…"))
+    pattern = load_perturbation(settings.perturbation or bundled_perturbation_path())
+    protector = build_protector(settings, pattern)
+
+    def on_step(done: int, total: int) -> None:
+        on_event(Progress("fine-tuning", done, total, message="fine-tuning"))
+
+    [(protected, _figures)] = protector.protect_batch(
+        [rgb_image(photo)], [key], cancel=cancel, on_step=on_step
+    )
+    return np.asarray(protected)
+
+
 def preview_photo(
     photo_path: Path,
     perturbation_path: Path | None,
@@ -348,23 +430,28 @@ def preview_photo(
     *,
     protection: str = "universal",
     generator: Path | None = None,
+    fine_tuning: FineTuning | None = None,
     on_event: EventSink = ignore_events,
     cancel: CancelToken | None = None,
 ) -> PreviewOutcome:
-    """Protect ``photo_path`` as :func:`protect_for_preview` does and run the same AI edit on
-    the original, the protected photo and noise of the same size. ``perturbation_path`` is
-    only read for universal protection (photo modes draw their own).
+    """Protect ``photo_path`` as :func:`protect_for_preview` does (fine-tuned first when
+    ``fine_tuning`` is given) and run the same AI edit on the original, the protected photo and
+    noise of the same size. ``perturbation_path`` is only read for universal protection (photo
+    modes draw their own).
 
-    Raises the named errors of reading, applying and the engine (ModelMissingError when the
-    Stable Diffusion weights are not installed); Cancelled between denoising steps.
+    Raises the named errors of reading, applying, the encoder and the engine
+    (ModelMissingError when weights are not installed); Cancelled between steps.
     """
     from spdesk.core.geometry import check_previewable
 
     request.validate()
     cancel = cancel or CancelToken()
+    if fine_tuning is not None:  # a missing model is said before minutes of fine-tuning
+        engine.model_dir(request.mode)
     view = protect_for_preview(
-        photo_path, perturbation_path, options, protection=protection, generator=generator
-    )
+        photo_path, perturbation_path, options, protection=protection, generator=generator,
+        fine_tuning=fine_tuning, on_event=on_event, cancel=cancel,
+    )  # fmt: skip
     check_previewable(view.photo, name=Path(photo_path).name)
     cancel.check()
     result = engine.run(

@@ -49,6 +49,7 @@ from spdesk.core.geometry import check_previewable
 from spdesk.core.jobs.events import UNCHANGED
 from spdesk.core.usecases import (
     DIFFERENCE_GAIN,
+    FineTuning,
     PreviewOutcome,
     ProtectionView,
     amplified_difference,
@@ -95,8 +96,8 @@ MODEL_NEEDED = {
     for mode, name in MODEL_NAME.items()
 }
 FINE_TUNING_NOT_SHOWN = (
-    "Fine-tuning is not previewed: the protected copies will be somewhat stronger than shown "
-    "here (it needs an encoder and takes seconds a photo on a GPU, minutes on a CPU)."
+    "Shown before fine-tuning: “Preview AI edit” fine-tunes it first, as the protected copies "
+    "get it (seconds on a GPU, minutes on a CPU)."
 )
 EDIT_TILES = ("edit_original", "edit_protected", "edit_noisy")
 
@@ -128,11 +129,12 @@ class PreviewSettings:
     seed: int = 0
     working_size: int = 512
     protection: str = "universal"  # the job's mode (protect_bridge.job_mode_of)
+    fine_tuning: FineTuning | None = None  # the job's, in the fine-tuning modes
 
     @property
     def shown_protection(self) -> str:
-        """The protection shown: photo mode's one pass, or the universal pattern (fine-tuning,
-        which starts from them, is not previewed)."""
+        """The protection shown: photo mode's one pass, or the universal pattern (the quick
+        view shows them before fine-tuning; the AI edit's preview fine-tunes them first)."""
         return "photo" if self.protection in ("photo", "photo-finetune") else "universal"
 
     @property
@@ -224,15 +226,17 @@ def preview_task(
             working_size=settings.working_size,
         )
         perturbation = Path(settings.perturbation) if settings.perturbation else None
-        try:
-            with ENGINES.use(model_dir, inpaint_dir, device, cancel) as engine:
-                _announce_loading(on_event, engine.loaded(request.mode))
-                return preview_photo(
-                    settings.photo, perturbation, request, options, engine,
-                    protection=settings.shown_protection, on_event=on_event, cancel=cancel,
-                )  # fmt: skip
-        except ModelMissingError:
-            return ModelNeeded()
+        with ENGINES.use(model_dir, inpaint_dir, device, cancel) as engine:
+            try:  # only the edit's model: a missing fine-tuning encoder says its own name
+                engine.model_dir(request.mode)
+            except ModelMissingError:
+                return ModelNeeded()
+            _announce_loading(on_event, engine.loaded(request.mode))
+            return preview_photo(
+                settings.photo, perturbation, request, options, engine,
+                protection=settings.shown_protection, fine_tuning=settings.fine_tuning,
+                on_event=on_event, cancel=cancel,
+            )  # fmt: skip
 
     return run
 
@@ -333,6 +337,7 @@ class PreviewDialog(QDialog):
         self._view_timer.setInterval(250)  # typing a path: protect once it stops
         self.view: ProtectionView | None = None
         self.outcome: PreviewOutcome | None = None
+        self._in_tiles: ProtectionView | PreviewOutcome | None = None  # the protected tile's
         self.zoom: ZoomDialog | None = None
         # Which photo each result is of: the view's, the edit's, the protection and the edit
         # under way (a result of another photo than the one chosen is not shown beside it).
@@ -347,9 +352,7 @@ class PreviewDialog(QDialog):
         self.model_missing = False  # the AI edit's model is not installed
         self._build()
         self._connect()
-        if self.settings().fine_tuned:  # said where the protected photo is shown, too
-            self.tiles["protected"].caption.setText("Protected, before fine-tuning")
-            self.tiles["protected"].setToolTip(FINE_TUNING_NOT_SHOWN)
+        self._caption_protected(fine_tuned=False)
         if photo is not None:
             self.photo_edit.setText(str(photo))
             self._view_timer.stop()  # protect now, not again once the timer fires
@@ -568,10 +571,12 @@ class PreviewDialog(QDialog):
         self.preset_combo.blockSignals(False)
 
     def settings(self) -> PreviewSettings:
-        from spdesk.gui.protect_bridge import job_mode_of, uses_pattern
+        from spdesk.gui.protect_bridge import job_mode_of, job_settings, uses_pattern
 
         # A pattern left selected from universal mode is not photo mode's: never read it.
         pattern = self.options.perturbation if uses_pattern(self.options) else ""
+        protection = job_mode_of(self.options)
+        tuned = protection in ("photo-finetune", "finetune")
         return PreviewSettings(
             photo=Path(self.photo_edit.text().strip()),
             perturbation=pattern,
@@ -582,7 +587,8 @@ class PreviewDialog(QDialog):
             steps=self.steps_spin.value(),
             seed=self.seed_spin.value(),
             working_size=self.working_size,
-            protection=job_mode_of(self.options),
+            protection=protection,
+            fine_tuning=FineTuning.of(job_settings(self.options)) if tuned else None,
         )
 
     def model_feature(self) -> str:
@@ -620,6 +626,8 @@ class PreviewDialog(QDialog):
         self._view_photo = self._protecting
         self.tiles["original"].set_image(shown.view.photo)
         self.tiles["protected"].set_image(shown.view.protected)
+        self._in_tiles = shown.view
+        self._caption_protected(fine_tuned=False)
         self.tiles["difference"].set_image(shown.view.difference)
         strength = self.options.strength
         psnr = "" if shown.view.psnr is None else f" (PSNR {shown.view.psnr:.1f} dB)"
@@ -803,9 +811,10 @@ class PreviewDialog(QDialog):
         match event:
             case Loading(message=message):
                 self.status_label.setText(message)
-            case Progress(done=done, total=total):
+            case Progress(stage=stage, done=done, total=total):
                 self.progress.setValue(round(1000 * done / (total or 1.0)))
-                self.status_label.setText(f"Editing: step {done:.0f} of {total:.0f}")
+                doing = "Fine-tuning the protection" if stage == "fine-tuning" else "Editing"
+                self.status_label.setText(f"{doing}: step {done:.0f} of {total:.0f}")
 
     def _on_succeeded(self, outcome: PreviewOutcome | ModelNeeded) -> None:
         if isinstance(outcome, ModelNeeded):
@@ -826,6 +835,8 @@ class PreviewDialog(QDialog):
         result = outcome.result
         self.tiles["original"].set_image(outcome.photo)
         self.tiles["protected"].set_image(outcome.protected)
+        self._in_tiles = outcome
+        self._caption_protected(fine_tuned=True)
         self.tiles["difference"].set_image(amplified_difference(outcome.photo, outcome.protected))
         for name in EDIT_TILES:
             self.tiles[name].set_image(getattr(result, name))
@@ -836,8 +847,7 @@ class PreviewDialog(QDialog):
         self.note_label.setText(result.note)
         self.progress.setValue(1000)
         extra = (" " + " ".join(result.warnings)) if result.warnings else ""
-        fine_tuning = f"\n{FINE_TUNING_NOT_SHOWN}" if self.settings().fine_tuned else ""
-        self.status_label.setText(f"Done in {result.seconds:.1f} s.{extra}{fine_tuning}")
+        self.status_label.setText(f"Done in {result.seconds:.1f} s.{extra}")
 
     def _changed_since_start(self) -> str:
         """What to say when the photo or an edit setting changed while the edit ran ("" when
@@ -891,8 +901,24 @@ class PreviewDialog(QDialog):
         self.cancel_button.setEnabled(running)
         self.zoom_button.setEnabled(self.view is not None or self.outcome is not None)
 
+    def _caption_protected(self, *, fine_tuned: bool) -> None:
+        """Say whether the protected tile shows the photo fine-tuned, as its copy gets it,
+        or (the quick view) before fine-tuning; other modes have nothing to say."""
+        tile = self.tiles["protected"]
+        if not self.settings().fine_tuned:
+            tile.caption.setText("Protected")
+            tile.setToolTip("")
+        elif fine_tuned:
+            tile.caption.setText("Protected, fine-tuned")
+            tile.setToolTip("Fine-tuned as the protected copies get it.")
+        else:
+            tile.caption.setText("Protected, before fine-tuning")
+            tile.setToolTip(FINE_TUNING_NOT_SHOWN)
+
     def open_zoom(self) -> ZoomDialog | None:
-        shown = self.view or self.outcome
+        # What the protected tile shows (the fine-tuned photo once edited), while it is shown.
+        current = [shown for shown in (self.view, self.outcome) if shown is not None]
+        shown = next((s for s in current if s is self._in_tiles), None) or next(iter(current), None)
         if shown is None:
             return None
         self._close_zoom()  # one 100% view at a time; an earlier one is not kept hidden

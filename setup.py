@@ -1,6 +1,21 @@
-"""Packaging shim: the bundled resources live in the top-level ``resources/`` folder but install as
-the ``spdesk.resources`` package, which ``packages.find`` cannot discover on its own."""
+"""Packaging shim. pyproject.toml declares the project, its packages and data; this only makes
+each build start from the checkout as it is now. setuptools builds in ``build/lib`` and keeps
+what an earlier build left there, so a module or resource deleted since (``pip install .`` again
+after a pull) still went into the next wheel."""
 
-from setuptools import find_packages, setup
+import shutil
+from pathlib import Path
 
-setup(packages=[*find_packages(include=["spdesk", "spdesk.*"]), "spdesk.resources"])
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+
+class FreshBuildPy(build_py):
+    """build_py that first removes spdesk's tree from the build folder (only that tree)."""
+
+    def run(self) -> None:
+        shutil.rmtree(Path(self.build_lib) / "spdesk", ignore_errors=True)
+        super().run()
+
+
+setup(cmdclass={"build_py": FreshBuildPy})

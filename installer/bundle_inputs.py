@@ -82,6 +82,49 @@ def torch_has_cuda() -> bool:
     return torch.version.cuda is not None
 
 
+# Never bundled, whatever the build venv holds (a developer's venv with the test extra has them
+# all): pillow-heif's wheels carry the x265 HEVC encoder, under the GPL (installer/README.md: the
+# installers read no HEIC); readline links the GPL-3 libreadline, for interactive prompts only;
+# the rest is Ray, object stores, evaluation and test tooling, which the app does not run.
+NOT_BUNDLED = (
+    "pillow_heif", "readline", "curses", "ray", "pyarrow", "pandas", "s3fs", "gcsfs", "boto3",
+    "botocore", "aiobotocore", "moto", "scipy", "ssimulacra2", "flip_evaluator", "piq", "mypy",
+    "hypothesis", "pytest", "_pytest", "pytestqt", "ruff", "importlinter", "grimp",
+)  # fmt: skip
+# Files that must never be in a bundle: the GPL HEVC encoder, should a package bring it in.
+REFUSED = re.compile(r"x265|pillow_heif", re.IGNORECASE)
+# torch's own C++ test programs and protoc (133 MB); torch_shm_manager is what torch runs.
+TORCH_TOOLS = re.compile(r"torch[/\\](test[/\\]|bin[/\\](?!torch_shm_manager))")
+
+
+def project_version(repo: Path = REPO) -> str:
+    """The version pyproject.toml gives the checkout being frozen."""
+    pyproject = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))
+    return str(pyproject["project"]["version"])
+
+
+def checked_version(installed: str, repo: Path = REPO) -> str:
+    """The checkout's version, refusing a build venv whose spdesk metadata (what the frozen app
+    reports, and the archive is named by) is of another version."""
+    version = project_version(repo)
+    if installed != version:
+        raise SystemExit(
+            f"The build environment's spdesk is {installed}, the checkout being frozen is "
+            f"{version}: reinstall it there first (pip install -e .), so the app says its version."
+        )
+    return version
+
+
+def refused_files(toc: list[tuple[str, str, str]]) -> list[str]:
+    """The names in a TOC that no bundle may hold (see REFUSED)."""
+    return [entry[0] for entry in toc if REFUSED.search(entry[0])]
+
+
+def without_torch_tools(toc: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """A TOC less torch's test programs and protoc, which nothing of spdesk runs."""
+    return [entry for entry in toc if not TORCH_TOOLS.search(entry[0])]
+
+
 def without_cuda_runtime(toc: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     """A TOC less the CUDA runtime: nothing in a CPU build uses it (transformers and kernels only
     ask it for its version, and do without it), and it would be the build machine's copy."""

@@ -113,6 +113,7 @@ def _run_spec(
     *,
     cuda_torch: bool = False,
     metadata: dict[str, list[tuple[str, str]]] | None = None,
+    found: tuple[tuple[str, str, str], ...] = (),
 ) -> dict[str, Any]:
     """Execute spdesk.spec with stand-ins for PyInstaller: what Analysis was given, and under
     "collected" the binaries and datas COLLECT was given. ``metadata``: copy_metadata's answers."""
@@ -134,9 +135,9 @@ def _run_spec(
 
     def analysis(scripts: list[str], **options: Any) -> types.SimpleNamespace:
         given.update(options, scripts=scripts)
-        found = [TORCH_LIBRARY, *CUDA_TOOLKIT_RUNTIME]
+        binaries = [TORCH_LIBRARY, *CUDA_TOOLKIT_RUNTIME, *found]
         datas = [*options["datas"], *FOUND_METADATA, TORCH_SOURCE]
-        return types.SimpleNamespace(pure=[], scripts=[], binaries=found, datas=datas)
+        return types.SimpleNamespace(pure=[], scripts=[], binaries=binaries, datas=datas)
 
     def collect(*parts: Any, **options: Any) -> None:
         given["collected"] = [entry for part in parts[-2:] for entry in part]
@@ -281,3 +282,76 @@ def test_a_cpu_build_leaves_out_the_build_machines_cuda_runtime(
 def test_a_cuda_build_keeps_the_cuda_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
     collected = _run_spec(monkeypatch, cuda_torch=True)["collected"]
     assert {TORCH_LIBRARY, *CUDA_TOOLKIT_RUNTIME} <= set(collected)
+
+
+def test_the_spec_leaves_out_what_a_developers_venv_holds_beside_the_app(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A build from the README's test venv took in pillow-heif (the GPL x265 encoder: the app
+    then read HEIC, which installer/README.md says it does not), Ray, the test tools and
+    readline (GPL-3 libreadline): 1.5 GB instead of 1.1."""
+    excludes = set(_run_spec(monkeypatch)["excludes"])
+    assert {"pillow_heif", "readline", "ray", "pyarrow", "pytest", "hypothesis", "mypy"} <= excludes
+    assert not excludes & {"torch", "diffusers", "PIL", "PySide6", "fsspec", "huggingface_hub"}
+
+
+def test_a_build_that_takes_in_the_gpl_hevc_encoder_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x265 = ("pillow_heif.libs/libx265-4883ecb5.so.217", "/venv/pillow_heif.libs/x", "BINARY")
+    with pytest.raises(SystemExit, match="libx265"):
+        _run_spec(monkeypatch, found=(x265,))
+
+
+def test_torch_s_test_programs_stay_out_and_its_shared_memory_manager_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tools = (
+        ("torch/bin/test_api", "/venv/torch/bin/test_api", "BINARY"),
+        ("torch/bin/protoc", "/venv/torch/bin/protoc", "BINARY"),
+        ("torch/test/test_jit", "/venv/torch/test/test_jit", "BINARY"),
+    )
+    manager = ("torch/bin/torch_shm_manager", "/venv/torch/bin/torch_shm_manager", "BINARY")
+    collected = _run_spec(monkeypatch, found=(*tools, manager))["collected"]
+    assert manager in collected and TORCH_LIBRARY in collected
+    assert not set(tools) & set(collected)
+
+
+def test_a_build_venv_whose_spdesk_is_another_version_than_the_checkout_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The frozen app reports, and the archive is named by, the installed metadata: a bumped
+    checkout built in a venv of the old install said the old version."""
+    import importlib.metadata
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    monkeypatch.setattr(importlib.metadata, "version", lambda _name: "0.0.1")
+    with pytest.raises(
+        SystemExit, match=f"spdesk is 0.0.1, the checkout being frozen is {version}"
+    ):
+        _run_spec(monkeypatch)
+
+
+def test_the_windows_setup_has_the_checkout_s_version() -> None:
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    setup = (INSTALLER / "windows" / "spdesk.iss").read_text()
+    assert f'#define AppVersion "{version}"' in setup
+
+
+def test_a_build_leaves_out_files_an_earlier_build_left_and_the_checkout_no_longer_has(
+    tmp_path: Path,
+) -> None:
+    """The README's `pip install .` leaves build/lib in the checkout; a module or resource
+    deleted after it still went into the next wheel and install."""
+    lib = tmp_path / "lib"
+    stale = [lib / "spdesk" / "zz_removed.py", lib / "spdesk" / "resources" / "icons" / "old.png"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("left by an earlier build")
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(lib)],
+        cwd=REPO, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert (lib / "spdesk" / "__init__.py").is_file()
+    assert (lib / "spdesk" / "resources" / "perturbations" / "default.safetensors").is_file()
+    assert not [path for path in stale if path.exists()]

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import spdesk.cli as cli
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -76,3 +81,22 @@ def test_the_top_level_help_gives_the_exit_statuses_and_the_json_on_failure() ->
     for status in ("0 ", "1 ", "2 ", "130 "):
         assert f"\n  {status}" in epilog
     assert '{"ok": false, "exit_code": 2' in epilog
+
+
+def test_spdesk_alone_without_qt_says_what_the_window_needs_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    script = (
+        "import sys\n"
+        "sys.modules['PySide6'] = None  # as when Qt was taken out of the install\n"
+        "from spdesk.cli import main\n"
+        "sys.exit(main([]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SPDESK_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert "the app's window needs PySide6" in result.stderr
+    assert 'pip install "PySide6-Essentials>=6.7"' in result.stderr
+    assert "Traceback" not in result.stderr

@@ -172,3 +172,14 @@ def test_a_ray_that_is_installed_but_does_not_load_is_named_with_its_cause(
     with pytest.raises(EngineError, match="Ray is installed but does not load") as raised:
         import_ray()
     assert str(failure) in raised.value.message and "--force-reinstall" in (raised.value.hint or "")
+
+
+def test_the_installed_app_which_has_no_pip_says_where_ray_comes_with_spdesk(
+    tmp_path: Path,
+) -> None:
+    photo = samples.photo(tmp_path / "in" / "a.png")
+    frozen = "import sys\nsys.frozen = True  # as in the installers' app\n" + _WITHOUT_RAY
+    result = _run(frozen, photo, tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "The installed app does not include Ray: install spdesk with pip" in result.stderr
+    assert "pip install " not in result.stderr

@@ -25,7 +25,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spdesk.core.errors import ConfigError, ImageError, OutputExistsError, OutputPermissionError
+from spdesk.core.errors import (
+    ConfigError,
+    ImageError,
+    OutputError,
+    OutputExistsError,
+    OutputPermissionError,
+)
 from spdesk.core.export import check_written, output_format, output_name, prepare, write_temp
 from spdesk.core.imageio import read_image
 from spdesk.core.jobs import ProtectJob, ProtectSettings
@@ -656,3 +662,21 @@ def test_a_web_address_is_refused_by_name_not_shown_mangled(url: str) -> None:
     with pytest.raises(ConfigError, match="is a web address") as raised:
         open_store(url)
     assert raised.value.message.startswith(url) and "Download" in (raised.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("frozen", "said"),
+    [(False, "pip install s3fs (s3://) or gcsfs (gs://)"), (True, "installed app does not")],
+)
+def test_a_store_without_its_driver_says_how_to_get_it_and_the_app_never_says_pip(
+    frozen: bool, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The installer's app has no pip: it says where the driver comes with spdesk instead."""
+    import sys
+
+    if frozen:
+        monkeypatch.setattr(sys, "frozen", True, raising=False)
+    with pytest.raises(OutputError) as info:
+        open_store("gs://bucket/photos")  # gcsfs: in no extra, not installed
+    hint = info.value.hint or ""
+    assert said in hint and ("pip install" in hint) is not frozen

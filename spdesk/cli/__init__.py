@@ -86,7 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _open_gui(paths: Sequence[Path] = ()) -> int:
     # Imported by name so that the CLI module itself never depends on Qt.
-    app = importlib.import_module("spdesk.gui.app")
+    try:
+        app = importlib.import_module("spdesk.gui.app")
+    except ImportError as error:  # Qt taken out of an install that runs the command line only
+        if (error.name or "").split(".")[0] not in ("PySide6", "shiboken6"):
+            raise
+        print(
+            f"spdesk: the app's window needs PySide6, which does not load ({error}).\n"
+            'Install it with: pip install "PySide6-Essentials>=6.7"; the commands work without '
+            "it (spdesk --help).",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     return int(app.main(list(paths)))
 
 

@@ -7,6 +7,8 @@ to the user.
 
 from __future__ import annotations
 
+import sys
+
 
 class SpdeskError(Exception):
     """Base class: ``message`` is plain text for users, ``hint`` says what to do next."""
@@ -116,3 +118,14 @@ class ConfigError(SpdeskError):
 
 class EngineError(SpdeskError):
     """A distributed engine (Ray) is not installed, cannot be reached or failed."""
+
+
+def pip_hint(hint: str, feature: str) -> str:
+    """``hint``, a pip command to run; in an installer's app, which has no pip and takes no
+    packages, where to get ``feature`` instead."""
+    if getattr(sys, "frozen", False):
+        return (
+            f"The installed app does not include {feature}: install spdesk with pip as its "
+            "README says, with the extra that brings it, and run that spdesk command."
+        )
+    return hint

@@ -62,7 +62,13 @@ from spdesk.core.discovery import (
     discover,
     name_reason,
 )
-from spdesk.core.errors import ConfigError, OutputError, OutputExistsError, OutputPermissionError
+from spdesk.core.errors import (
+    ConfigError,
+    OutputError,
+    OutputExistsError,
+    OutputPermissionError,
+    pip_hint,
+)
 from spdesk.core.files import (
     atomic_write,
     clean_stale_temps,
@@ -789,16 +795,21 @@ def open_store(location: str) -> tuple[Store, str]:
     except ImportError as error:
         raise OutputError(
             f"{location} is in an object store, and fsspec is not installed.",
-            hint='Install it with: pip install "fsspec>=2024.12" (and s3fs or gcsfs for S3 or '
-            "GCS).",
+            hint=pip_hint(
+                'Install it with: pip install "fsspec>=2024.12" (and s3fs or gcsfs for S3 or GCS).',
+                "object stores",
+            ),
         ) from error
     try:
         fs, path = url_to_fs(location)
     except (ImportError, ValueError) as error:  # no driver for the scheme (s3fs, gcsfs)
         raise OutputError(
             f"Cannot open {location}: {error}",
-            hint="Install the file system for its scheme: pip install s3fs (s3://) or "
-            "gcsfs (gs://).",
+            hint=pip_hint(
+                "Install the file system for its scheme: pip install s3fs (s3://) or "
+                "gcsfs (gs://).",
+                "object stores",
+            ),
         ) from error
     except Exception as error:  # a driver that connects as it is made (ftp://, sftp://)
         raise _unreachable(location, error) from error

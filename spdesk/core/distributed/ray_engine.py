@@ -53,7 +53,7 @@ from PIL import Image
 from spdesk.core import errors
 from spdesk.core.discovery import InputPhoto
 from spdesk.core.distributed.busy import BusyClock, Reading, TimedProtector, busy_share, keep_latest
-from spdesk.core.errors import ConfigError, EngineError, SpdeskError
+from spdesk.core.errors import ConfigError, EngineError, SpdeskError, pip_hint
 from spdesk.core.events import CancelToken, Event, EventSink, ignore_events
 from spdesk.core.jobs import (
     FileDone,
@@ -273,7 +273,8 @@ def import_ray(*, data: bool = False) -> Any:
     except ImportError as error:
         if isinstance(error, ModuleNotFoundError) and error.name == "ray":
             raise EngineError(
-                "Ray is not installed, so the Ray engine cannot run.", hint=INSTALL_HINT
+                "Ray is not installed, so the Ray engine cannot run.",
+                hint=pip_hint(INSTALL_HINT, "Ray"),
             ) from error
         raise _ray_does_not_load(error) from error
     except Exception as error:  # an old Ray beside newer libraries (numpy, pyarrow)
@@ -285,14 +286,16 @@ def import_ray(*, data: bool = False) -> Any:
             raise EngineError(
                 f"Ray is installed without Ray Data (missing module: {error.name or error}), "
                 "which the Ray engine runs photo mode and fine-tuning on.",
-                hint=f'{INSTALL_HINT} (or: pip install "ray[data]").',
+                hint=pip_hint(f'{INSTALL_HINT} (or: pip install "ray[data]").', "Ray Data"),
             ) from error
         except Exception as error:  # an old Ray beside newer libraries (pyarrow, numpy)
             raise EngineError(
                 f"Ray Data {getattr(ray, '__version__', '')} does not load beside the installed "
                 f"libraries ({type(error).__name__}: {error}).",
-                hint=f"spdesk needs Ray {RAY_FLOOR} or newer: "
-                f'pip install "ray[data]>={RAY_FLOOR}".',
+                hint=pip_hint(
+                    f'spdesk needs Ray {RAY_FLOOR} or newer: pip install "ray[data]>={RAY_FLOOR}".',
+                    "Ray",
+                ),
             ) from error
         _ray_data_notes_off_the_terminal()
     return ray
@@ -303,7 +306,9 @@ def _ray_does_not_load(error: BaseException) -> EngineError:
     not suit the installed numpy): named with the cause, not called missing."""
     return EngineError(
         f"Ray is installed but does not load ({type(error).__name__}: {error}).",
-        hint=f'Reinstall it: pip install --force-reinstall "{RAY_REQUIREMENTS[0]}".',
+        hint=pip_hint(
+            f'Reinstall it: pip install --force-reinstall "{RAY_REQUIREMENTS[0]}".', "Ray"
+        ),
     )
 
 
@@ -680,7 +685,10 @@ def _check_address(address: str) -> None:
         except ImportError as error:
             raise EngineError(
                 f"--address {address} connects through Ray Client, which is not installed.",
-                hint='Install it with: pip install "ray[client]" (part of spdesk\'s [ray] extra).',
+                hint=pip_hint(
+                    'Install it with: pip install "ray[client]" (part of spdesk\'s [ray] extra).',
+                    "Ray Client",
+                ),
             ) from error
     if address.startswith(("http://", "https://")):
         raise EngineError(

@@ -185,8 +185,9 @@ def _project_url(meta: Any) -> str:
 
 
 def notice_datas(workpath: str, repo: Path = REPO) -> list[tuple[str, str]]:
-    """PyInstaller ``datas`` for the bundle's top folder: LICENSE, and NOTICES.txt written into
-    the build's ``workpath``."""
+    """PyInstaller ``datas`` for the bundle's contents folder (``_internal`` with PyInstaller 6;
+    linux/pack.sh copies them to the tarball's top): LICENSE, and NOTICES.txt written into the
+    build's ``workpath``."""
     notices = Path(workpath) / "NOTICES.txt"
     notices.parent.mkdir(parents=True, exist_ok=True)
     notices.write_text(third_party_notices(repo), encoding="utf-8")

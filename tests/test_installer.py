@@ -26,6 +26,9 @@ def _stand_in_build(dist: Path) -> None:
     program = dist / "spdesk" / "spdesk"
     (dist / "spdesk" / "_internal").mkdir(parents=True)
     (dist / "spdesk" / "_internal" / "base_library.zip").write_bytes(b"zip")
+    for notice in ("LICENSE", "NOTICES.txt", "licenses/LGPL-3.0.txt"):  # the spec's notice_datas
+        (dist / "spdesk" / "_internal" / notice).parent.mkdir(parents=True, exist_ok=True)
+        (dist / "spdesk" / "_internal" / notice).write_text(notice)
     program.write_text("#!/bin/sh\necho spdesk 0.1.0\n")
     program.chmod(0o755)
 
@@ -56,6 +59,9 @@ def test_the_linux_tarball_holds_install_sh_which_installs_and_uninstalls(tmp_pa
             "spdesk/install.sh",
             "spdesk/spdesk.desktop",
             "spdesk/spdesk-256.png",
+            "spdesk/LICENSE",  # where a person unpacking it looks, not only in _internal
+            "spdesk/NOTICES.txt",
+            "spdesk/licenses/LGPL-3.0.txt",
         } <= names
         tar.extractall(tmp_path / "unpacked", filter="data")
 

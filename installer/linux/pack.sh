@@ -8,6 +8,10 @@ version="$2"
 here="$(cd "$(dirname "$0")" && pwd)"
 cp "$here/install.sh" "$here/spdesk.desktop" "$here/../../resources/icons/spdesk-256.png" \
    "$dist/spdesk/"
+# The licences where a person unpacking the tarball looks: PyInstaller puts them in _internal.
+for notice in LICENSE NOTICES.txt licenses; do
+  if [ -e "$dist/spdesk/_internal/$notice" ]; then cp -R "$dist/spdesk/_internal/$notice" "$dist/spdesk/"; fi
+done
 archive="$dist/spdesk-${version}-linux-$(uname -m).tar.gz"
 tar -C "$dist" -czf "$archive" spdesk
 echo "archive: $archive"

@@ -33,9 +33,9 @@ from PIL import Image
 
 from spdesk.core.attacks import (
     Attack,
-    AveragingAttack,
     KeyedProtect,
     RegenerationAttack,
+    StrongestAveraging,
     is_removal,
     regeneration_keys,
     simple_attack,
@@ -466,15 +466,16 @@ def _attack_functions(
     return out
 
 
-def averaging_attack(protect: Protect) -> AveragingAttack:
+def averaging_attack(protect: Protect) -> StrongestAveraging:
     """The averaging attack set up as someone with spdesk's source would against ``protect``:
     folding at the tile a universal mode lays, on the working view it lays it on (the bundled
-    pattern's tile and the default view for anything else)."""
+    pattern's tile and the default view for anything else), with each residual an attacker
+    would try (:class:`~spdesk.core.attacks.StrongestAveraging`)."""
     if not isinstance(protect, ModeProtect):
-        return AveragingAttack()
+        return StrongestAveraging.like()
     if protect.tile is None:
-        return AveragingAttack(working_size=protect.working_size)
-    return AveragingAttack(protect.tile, protect.working_size)
+        return StrongestAveraging.like(working_size=protect.working_size)
+    return StrongestAveraging.like(protect.tile, protect.working_size)
 
 
 class _Originals:

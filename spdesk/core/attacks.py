@@ -266,16 +266,18 @@ class AveragingAttack:
         period: int | tuple[int, int] = PERIOD,
         working_size: int = WORKING_SIZE,
         rounds: int = 3,
+        estimate_sigma: float = 1.5,
     ) -> None:
         self.period = _tile_shape(period)
         self.working_size = working_size
         self.rounds = rounds
+        self.estimate_sigma = estimate_sigma  # of the high-pass the pattern is estimated from
         self.pattern: np.ndarray | None = None
 
     def fit(self, protected: Sequence[np.ndarray]) -> np.ndarray:
         """Estimate the shared pattern (3, rows, columns) from protected uint8 photos."""
         views = [working_view(image, self.working_size) for image in protected]
-        folds = [fold(high_pass(view), self.period) for view in views]
+        folds = [fold(high_pass(view, self.estimate_sigma), self.period) for view in views]
         if not folds:
             raise ConfigError("The averaging attack needs at least one protected photo.")
         estimate = folds[0]
@@ -296,17 +298,60 @@ class AveragingAttack:
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """The photo with the aligned, least-squares-scaled estimate subtracted (uint8)."""
+        return self.clean(image)[0]
+
+    def clean(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """:meth:`__call__`'s photo, and how much of the photo's fine residual the subtracted
+        estimate explained (its least-squares fit's energy): what an attacker can compare."""
         if self.pattern is None:
             raise RuntimeError("fit the attack on protected photos first")
         view = working_view(image, self.working_size)
-        where = align(fold(high_pass(view), self.period), self.pattern)
+        where = align(fold(high_pass(view, self.estimate_sigma), self.period), self.pattern)
         laid = place(self.pattern, where, view.shape[0], view.shape[1])
         if view.shape != image.shape:
             laid = upscale_delta(laid, image.shape[0], image.shape[1]).transpose(2, 0, 1)
         # Scaled where it is subtracted, both sides filtered alike: the estimate is a blurred,
         # high-passed copy of the pattern, and an enlarged one loses more to the filter.
-        scale = least_squares_scale(high_pass(image), gaussian_high_pass(laid))
-        return subtract(image, laid, scale)
+        filtered = gaussian_high_pass(laid)
+        scale = least_squares_scale(high_pass(image), filtered)
+        return subtract(image, laid, scale), scale * scale * float((filtered * filtered).sum())
+
+
+# The residuals an attacker estimates the pattern from: the view minus a slight blur (the
+# pattern's finest part, little of the photo) and minus a wide one (its low and middle
+# frequencies too, and more of the photo). On synthetic gradients the first wins; on the
+# bundled pattern over real photos the second: its estimate correlated 0.98 with the true tile,
+# against 0.88, and left the pattern 0.53x random signs, not 1.09x (audit, 2026-12-06).
+ESTIMATE_SIGMAS = (1.5, 8.0)
+
+
+class StrongestAveraging:
+    """The averaging attack with each residual of ``ESTIMATE_SIGMAS``, fitted on the same
+    photos; each photo is cleaned with the estimate that explains more of its fine residual,
+    which an attacker can tell without the original (a poor estimate, mostly photo content,
+    fits any one photo's residual little)."""
+
+    def __init__(self, attacks: Sequence[AveragingAttack]) -> None:
+        if not attacks:
+            raise ValueError("StrongestAveraging needs at least one averaging attack")
+        self.attacks = list(attacks)
+
+    @classmethod
+    def like(
+        cls, period: int | tuple[int, int] = PERIOD, working_size: int = WORKING_SIZE
+    ) -> StrongestAveraging:
+        """One averaging attack per residual of ``ESTIMATE_SIGMAS``."""
+        return cls(
+            [AveragingAttack(period, working_size, estimate_sigma=s) for s in ESTIMATE_SIGMAS]
+        )
+
+    def fit(self, protected: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Each attack's estimate, fitted on the same protected uint8 photos."""
+        return [attack.fit(protected) for attack in self.attacks]
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        cleaned = [attack.clean(image) for attack in self.attacks]
+        return max(cleaned, key=lambda pair: pair[1])[0]
 
 
 def least_squares_scale(residual: np.ndarray, estimate: np.ndarray) -> float:

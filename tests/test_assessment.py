@@ -244,3 +244,19 @@ def test_the_averaging_attack_removes_a_smooth_pattern_as_well_as_a_fine_one(
     protected = protect(photos[0], 0)
     change = np.linalg.norm(protected.astype(float) - photos[0])
     assert np.linalg.norm(attack(protected).astype(float) - photos[0]) < 0.5 * change
+
+
+def test_an_assessment_says_why_a_share_kept_is_not_given() -> None:
+    """ "-" stood in the table with no word: no advantage over random signs to keep."""
+    from spdesk.core.assessment import SIGN, Assessment, CandidateFigures, Strength
+
+    def candidate(name: str, latent: float) -> CandidateFigures:
+        figures = Strength(latent=latent, rt_ssim=0.9)
+        return CandidateFigures(name, strength={"64/clean": figures, "64/jpeg75": figures})
+
+    report = Assessment(
+        encoder="tiny", photos=2, attack_photos=0, sizes=[64], attacks=["jpeg75"], eps=8,
+        candidates=[candidate(SIGN, 1.0), candidate("flat", 1.0)],
+    )  # fmt: skip
+    text = report.format()
+    assert "jpeg75 -/-" in text and "no advantage to keep" in text

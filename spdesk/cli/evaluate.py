@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     from spdesk.core.attacks import parse_attacks
     from spdesk.core.encoders import load_encoder
     from spdesk.core.errors import ConfigError
-    from spdesk.core.evaluate import load_full_photos
+    from spdesk.core.evaluate import MEASURE_MIN_SIDE, load_full_photos
     from spdesk.core.files import shown
     from spdesk.core.train import find_photos
 
@@ -180,9 +180,12 @@ def run(args: argparse.Namespace) -> int:
     # The averaging attack's photos first, then the measured ones after them; a file that
     # cannot be read is skipped and the next one taken ("No readable photos" came from a folder
     # whose first --max-photos files were broken).
-    attack_photos, skipped = load_full_photos(paths, limit=collect) if collect else ([], [])
+    least = MEASURE_MIN_SIDE
+    attack_photos, skipped = (
+        load_full_photos(paths, limit=collect, min_side=least) if collect else ([], [])
+    )
     rest = paths[len(attack_photos) + len(skipped) :]  # the files the attack's did not take
-    photos, skipped_measured = load_full_photos(rest, limit=args.max_photos)
+    photos, skipped_measured = load_full_photos(rest, limit=args.max_photos, min_side=least)
     skipped += skipped_measured
     for photo in skipped:
         print(f"Skipped {shown(photo.path)}: {photo.reason}", file=sys.stderr)

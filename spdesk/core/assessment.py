@@ -368,6 +368,7 @@ class Assessment:
                 "kept after attack (share of the advantage over random signs; latent / SSIM):"
             )
             size = self.sizes[0]
+            nothing_to_keep = False
             for c in self.candidates:
                 if c.name in (SIGN, UNIFORM):
                     continue
@@ -378,8 +379,14 @@ class Assessment:
                         continue
                     lat = self.kept(c.name, size, attack)
                     ssim = self.kept(c.name, size, attack, "rt_ssim")
+                    nothing_to_keep = nothing_to_keep or lat is None or ssim is None
                     parts.append(f"{attack} {_pct(lat)}/{_pct(ssim)}")
                 lines.append(f"  {c.name:<20} @{size}: " + ", ".join(parts))
+            if nothing_to_keep:
+                lines.append(
+                    f"  (-: no advantage to keep: before the attack, no more than "
+                    f"{1 + MIN_ADVANTAGE:.2f}x random signs)"
+                )
         transfer = [c for c in self.candidates if c.transfer]
         if transfer:
             lines.append("transfer (latent gain over random signs at the first size):")

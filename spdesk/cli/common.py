@@ -427,6 +427,24 @@ def _last_cells(text: str, cells: int) -> str:
     return _first_cells(text[::-1], cells)[::-1]
 
 
+# core's ENCODER_CHOICES, which is not imported here: its module imports torch, --help must not.
+ENCODERS = "taesd, sd15, a diffusers VAE folder, or a TAESD, TAEF2 or TAESana weights file"
+
+
+def add_encoder_option(group: Any) -> None:
+    """``--encoder``, the encoder ``--fine-tune`` works against (protect and preview)."""
+    group.add_argument(
+        "--encoder", default=None, metavar="ENCODER", help=f"for --fine-tune: {ENCODERS}"
+    )
+
+
+def encoder_needed() -> Exception:
+    """The error of ``--fine-tune`` without ``--encoder``."""
+    from spdesk.core.errors import ConfigError
+
+    return ConfigError(f"--fine-tune needs --encoder ({ENCODERS}).")
+
+
 def fine_tune_jpeg(value: str | None) -> int | None:
     """``--fine-tune-jpeg``: a JPEG quality, "off" (None), or the product's default when not
     given."""

@@ -11,6 +11,7 @@ from typing import Any
 from spdesk.cli.common import (
     EXIT_OK,
     ProgressPrinter,
+    add_encoder_option,
     cancel_on_sigint,
     perturbation_reference,
     print_json,
@@ -97,11 +98,7 @@ def _fine_tune_options(group: Any) -> None:
         help="fine-tune the protection against --encoder for STEPS steps first, as spdesk "
         "protect --fine-tune STEPS does",
     )  # fmt: skip
-    group.add_argument(
-        "--encoder", default=None, metavar="ENCODER",
-        help="for --fine-tune: taesd, sd15, a diffusers VAE folder, or a TAESD, TAEF2 or TAESana "
-        "weights file",
-    )  # fmt: skip
+    add_encoder_option(group)
     group.add_argument(
         "--fine-tune-jpeg", default=None, metavar="Q",
         help="photo fine-tuning also defends against a JPEG re-save of quality Q (75; off)",
@@ -165,7 +162,7 @@ def _protection(args: argparse.Namespace) -> str:
 
 def _fine_tuning(args: argparse.Namespace, protection: str) -> Any:
     """The fine-tuning to preview (None: none), refusing what ``spdesk protect`` refuses."""
-    from spdesk.cli.common import fine_tune_jpeg
+    from spdesk.cli.common import encoder_needed, fine_tune_jpeg
     from spdesk.core.errors import ConfigError
     from spdesk.core.jobs.settings import DEFAULT_FINETUNE_OBJECTIVE
     from spdesk.core.usecases import FineTuning
@@ -180,10 +177,7 @@ def _fine_tuning(args: argparse.Namespace, protection: str) -> Any:
                 raise ConfigError(f"{option} is only used with --fine-tune STEPS.")
         return None
     if not args.encoder:
-        raise ConfigError(
-            "--fine-tune needs --encoder (taesd, sd15, a diffusers VAE folder, or a TAESD, TAEF2 "
-            "or TAESana weights file)."
-        )
+        raise encoder_needed()
     if protection == "photo" and args.objective is not None:
         raise ConfigError(
             "--objective applies to fine-tuning the universal pattern (--protection universal); "

@@ -21,7 +21,9 @@ from spdesk.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     ProgressPrinter,
+    add_encoder_option,
     cancel_on_sigint,
+    encoder_needed,
     fine_tune_jpeg,
     is_terminal,
     perturbation_reference,
@@ -113,13 +115,7 @@ def _fine_tune_options(group: Any) -> None:
         help="optimise each photo's perturbation against --encoder for STEPS steps, inside the "
         "same budget (photo mode; with --mode universal, the universal pattern)",
     )  # fmt: skip
-    group.add_argument(
-        "--encoder",
-        default=None,
-        metavar="ENCODER",
-        help="for --fine-tune: taesd, sd15, a diffusers VAE folder, or a TAESD, TAEF2 or TAESana "
-        "weights file",
-    )
+    add_encoder_option(group)
     group.add_argument(
         "--objective", default=DEFAULT_FINETUNE_OBJECTIVE,
         help=f"objective of --mode universal --fine-tune ({DEFAULT_FINETUNE_OBJECTIVE}: away from "
@@ -256,10 +252,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     from spdesk.core.jobs import ProtectSettings
 
     if args.fine_tune is not None and not args.encoder:
-        raise ConfigError(
-            "--fine-tune needs --encoder (taesd, sd15, a diffusers VAE folder, or a TAESD, TAEF2 "
-            "or TAESana weights file)."
-        )
+        raise encoder_needed()
     if args.encoder and args.fine_tune is None:
         raise ConfigError("--encoder is only used with --fine-tune STEPS.")
     if args.fine_tune_batch is not None and args.fine_tune is None:

@@ -260,3 +260,37 @@ def test_an_assessment_says_why_a_share_kept_is_not_given() -> None:
     )  # fmt: skip
     text = report.format()
     assert "jpeg75 -/-" in text and "no advantage to keep" in text
+
+
+def test_the_known_pattern_attack_subtracts_the_universal_pattern_file_itself(
+    tmp_path: Path,
+) -> None:
+    """Anyone has the bundled pattern: aligned (the layout's shift and flips found) and
+    subtracted, in its grey form on a grey photo as spdesk lays it, it leaves nothing of the
+    pattern laid 1:1 and little of one enlarged from the view; random noise has nothing public
+    to subtract, and photo mode no pattern file (n/a)."""
+    from spdesk.core.assessment import _attack_functions, mode_protect, sign_noise
+    from spdesk.core.perturbation import save_perturbation
+
+    rng = np.random.default_rng(7)
+    tile = (rng.choice([-6.0, 6.0], (3, 24, 24)) / 255).astype(np.float32)
+    pattern = save_perturbation(tmp_path / "mine.safetensors", tile, eps=6)
+    y, x = np.mgrid[0:96, 0:120]
+    base = (60 + y * 0.7 + x / 3)[..., None]
+    grey = np.repeat(base, 3, axis=2).astype(np.uint8)
+    colour = np.concatenate([base, base * 1.1, base * 0.8], axis=2).astype(np.uint8)
+    for working_size, photo, removed in ((96, grey, 0.99), (96, colour, 0.99), (48, colour, 0.7)):
+        protect = mode_protect(
+            "universal", perturbation=pattern, working_size=working_size, strength=4
+        )[0]
+        assert protect.pattern is not None
+        assert np.abs(protect.pattern).max() == pytest.approx(4 / 255)
+        attack = _attack_functions(protect, ["known"], [], None)["known"]
+        protected = protect(photo, 0)
+        change = np.linalg.norm(protected.astype(float) - photo)
+        left = np.linalg.norm(attack(protected).astype(float) - photo)
+        assert left < (1 - removed) * change, (working_size, left / change)
+    noise = sign_noise(4)(colour, 0)
+    assert _attack_functions(sign_noise(4), ["known"], [], None)["known"](noise) is noise
+    photo_mode = mode_protect("photo", working_size=48)[0]
+    assert "known" not in _attack_functions(photo_mode, ["known"], [], None)

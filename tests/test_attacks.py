@@ -19,6 +19,7 @@ from spdesk.core.attacks import (
     fold,
     gaussian_high_pass,
     high_pass,
+    is_removal,
     parse_attacks,
     place,
     regeneration_keys,
@@ -364,3 +365,10 @@ def test_the_strongest_averaging_cleans_with_the_estimate_that_explains_the_phot
         cleaned = StrongestAveraging(order)(protected)
         np.testing.assert_array_equal(cleaned, right_attack(protected))
     assert _share_removed(photo, protected, right_attack(protected)) > 0.5
+
+
+def test_known_names_the_removal_of_the_pattern_file_itself() -> None:
+    assert parse_attacks("jpeg75,known") == ["jpeg75", "known"]
+    assert is_removal("known") and not is_removal("jpeg75")
+    with pytest.raises(ConfigError, match="not a simple attack"):
+        simple_attack("known")

@@ -75,7 +75,8 @@ def register(sub: Any) -> None:
         "--attacks", default="", metavar="LIST",
         help=f"comma-separated attacks, e.g. {DEFAULT_ATTACKS},regenerate (none by default); "
         "average subtracts what --attack-photos protected alike share, regenerate[K] protects "
-        "each photo again with K keys of the attacker's own (8) and subtracts what they share",
+        "each photo again with K keys of the attacker's own (8) and subtracts what they share, "
+        "known subtracts the universal pattern file itself (public: the bundled one ships)",
     )  # fmt: skip
     parser.add_argument(
         "--attack-photos", type=int, default=None, metavar="N",

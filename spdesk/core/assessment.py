@@ -34,6 +34,7 @@ from PIL import Image
 from spdesk.core.attacks import (
     Attack,
     KeyedProtect,
+    KnownPatternAttack,
     RegenerationAttack,
     StrongestAveraging,
     is_removal,
@@ -111,8 +112,10 @@ def mode_protect(
     else:
         eps = strength or pattern.eps
         label = mode
-    tile = None if mode in ("photo", "photo-finetune") else pattern.size
-    return ModeProtect(protector, tile, working_size), float(eps), label
+    if mode in ("photo", "photo-finetune"):
+        return ModeProtect(protector, None, working_size), float(eps), label
+    laid = pattern.at_strength(strength)
+    return ModeProtect(protector, pattern.size, working_size, laid), float(eps), label
 
 
 class ModeProtect:
@@ -121,13 +124,19 @@ class ModeProtect:
     runs). Not thread-safe: that swaps the protector's key for one call.
 
     ``tile`` (rows, columns) is the universal pattern's, None in the photo modes; with
-    ``working_size``, what an attacker reads in the pattern file and spdesk's source."""
+    ``working_size``, what an attacker reads in the pattern file and spdesk's source.
+    ``pattern`` is that file's pattern at the budget laid (what the ``known`` attack
+    subtracts), None in the photo modes."""
 
     def __init__(
-        self, protector: Protector, tile: tuple[int, int] | None = None, working_size: int = 512
+        self,
+        protector: Protector,
+        tile: tuple[int, int] | None = None,
+        working_size: int = 512,
+        pattern: np.ndarray | None = None,
     ) -> None:
         self.protector = protector
-        self.tile, self.working_size = tile, working_size
+        self.tile, self.working_size, self.pattern = tile, working_size, pattern
         # The install's key, which no attacker has (None: the mode has no secret).
         self.victim = _swap_key(protector, None)
 
@@ -465,12 +474,21 @@ def _attack_functions(
             offset = 100_000  # other indices than the photos measured, so other noise
             averaging.fit([protect(p, offset + i) for i, p in enumerate(attack_photos)])
             out[name] = averaging
+        elif name == "known":
+            if not isinstance(protect, ModeProtect):  # random noise: nothing public to subtract
+                out[name] = _unchanged
+            elif protect.pattern is not None:  # the photo modes have no pattern file: n/a
+                out[name] = KnownPatternAttack(protect.pattern, protect.working_size)
         elif not name.startswith("regenerate"):
             out[name] = simple_attack(name)
         elif regenerate is not None:
             keys = regeneration_keys(name)
             out[name] = RegenerationAttack(regenerate, keys, avoid=[victim] if victim else [])
     return out
+
+
+def _unchanged(photo: np.ndarray) -> np.ndarray:
+    return photo
 
 
 def averaging_attack(protect: Protect) -> StrongestAveraging:

@@ -16,10 +16,13 @@ Each attack maps a uint8 (H, W, 3) photo to a uint8 photo of the same size:
 - ``regenerate`` / ``regenerateK``: the removal attack of someone with one protected photo and
   spdesk's source (:class:`RegenerationAttack`): protect the photo again with K keys of their
   own (8 by default), average the changes into whatever does not depend on the key, and
-  subtract it.
+  subtract it;
+- ``known``: the removal attack of someone with the universal pattern file itself (the bundled
+  one ships with spdesk): align it the way spdesk lays it and subtract it
+  (:class:`KnownPatternAttack`); nothing to subtract in the photo modes.
 
 Names parse with :func:`parse_attacks` ("jpeg85,jpeg75,down0.5,blur1,median3,shift4,average,
-regenerate").
+regenerate,known").
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
-from spdesk.core.apply import upscale_delta
+from spdesk.core.apply import grey_delta, upscale_delta
+from spdesk.core.colour import is_grey
 from spdesk.core.errors import ConfigError
 from spdesk.core.geometry import layout_size
 from spdesk.core.keys import KEY_BYTES
@@ -43,7 +47,7 @@ PERIOD = 128  # the bundled universal tile's side; the attacker reads it in the 
 WORKING_SIZE = 512  # spdesk's default working view (short side); the attacker reads it too
 _PATTERN = re.compile(
     r"^jpeg(?P<jpeg>\d{1,3})$|^down(?P<down>0?\.\d+)$|^blur(?P<blur>\d+(?:\.\d+)?)$"
-    r"|^(?P<average>average)$|^(?P<regenerate>regenerate)(?P<keys>\d*)$"
+    r"|^(?P<average>average)$|^(?P<regenerate>regenerate)(?P<keys>\d*)$|^(?P<known>known)$"
     r"|^median(?P<median>[3579])$|^shift(?P<shift>\d{1,2})$"
 )
 REGENERATION_KEYS = 8  # keys of ``regenerate``; ``regenerateK`` names another count
@@ -94,9 +98,9 @@ def parse_attacks(spec: str) -> list[str]:
             raise ConfigError(
                 f"Unknown attack {name!r}.",
                 hint="Use jpegQ (quality 1-100), downF (0 < F < 1), blurS (sigma), medianK (K 3, "
-                "5, 7 or 9), shiftK (K 1-32 pixels), average or regenerate[K], "
+                "5, 7 or 9), shiftK (K 1-32 pixels), average, regenerate[K] or known, "
                 "comma-separated: e.g. jpeg85,jpeg75,down0.5,blur1,median3,shift4,average,"
-                "regenerate.",
+                "regenerate,known.",
             )
         if match["regenerate"]:
             regeneration_keys(name)  # refuses a count out of range
@@ -121,7 +125,7 @@ def _refuse_a_null_edit(name: str, match: re.Match[str]) -> None:
 def is_removal(name: str) -> bool:
     """Whether ``name`` is an attacker's removal (compared with the original itself) rather
     than an edit that the original would go through too."""
-    return name == "average" or name.startswith("regenerate")
+    return name in ("average", "known") or name.startswith("regenerate")
 
 
 def regeneration_keys(name: str) -> int:
@@ -139,10 +143,10 @@ def regeneration_keys(name: str) -> int:
 
 
 def simple_attack(name: str) -> Attack:
-    """The attack function for a name that needs no fitting (not ``average`` nor
-    ``regenerate``)."""
+    """The attack function for a name that needs no fitting (not ``average``, ``regenerate``
+    nor ``known``)."""
     match = _PATTERN.match(name)
-    if match is None or match["average"] or match["regenerate"]:
+    if match is None or match["average"] or match["regenerate"] or match["known"]:
         raise ConfigError(f"{name!r} is not a simple attack.")
     kind = next(kind for kind in _SIMPLE if match[kind])
     parse, attack = _SIMPLE[kind]
@@ -305,9 +309,12 @@ class AveragingAttack:
         estimate explained (its least-squares fit's energy): what an attacker can compare."""
         if self.pattern is None:
             raise RuntimeError("fit the attack on protected photos first")
+        return self._clean_with(image, self.pattern)
+
+    def _clean_with(self, image: np.ndarray, pattern: np.ndarray) -> tuple[np.ndarray, float]:
         view = working_view(image, self.working_size)
-        where = align(fold(high_pass(view, self.estimate_sigma), self.period), self.pattern)
-        laid = place(self.pattern, where, view.shape[0], view.shape[1])
+        where = align(fold(high_pass(view, self.estimate_sigma), self.period), pattern)
+        laid = place(pattern, where, view.shape[0], view.shape[1])
         if view.shape != image.shape:
             laid = upscale_delta(laid, image.shape[0], image.shape[1]).transpose(2, 0, 1)
         # Scaled where it is subtracted, both sides filtered alike: the estimate is a blurred,
@@ -315,6 +322,22 @@ class AveragingAttack:
         filtered = gaussian_high_pass(laid)
         scale = least_squares_scale(high_pass(image), filtered)
         return subtract(image, laid, scale), scale * scale * float((filtered * filtered).sum())
+
+
+class KnownPatternAttack(AveragingAttack):
+    """The attack of someone who has the universal pattern file itself (the bundled one ships
+    with spdesk): no estimate, the averaging attack's alignment and subtraction of the pattern
+    (3, rows, columns; 1 = 255 levels), or, on a grey photo, of its grey form, as spdesk lays
+    it there (:func:`~spdesk.core.apply.grey_delta`)."""
+
+    def __init__(self, pattern: np.ndarray, working_size: int = WORKING_SIZE) -> None:
+        super().__init__((int(pattern.shape[1]), int(pattern.shape[2])), working_size)
+        self._colour = self.pattern = pattern.astype(np.float32)
+        self._grey = grey_delta(self._colour)
+
+    def clean(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        grey = is_grey(Image.fromarray(image))
+        return self._clean_with(image, self._grey if grey else self._colour)
 
 
 # The residuals an attacker estimates the pattern from: the view minus a slight blur (the

@@ -445,3 +445,12 @@ def test_with_json_what_else_prints_on_stdout_goes_to_stderr(
     assert "A worker died" in err and "A worker died" not in out
     assert run_command(noisy, argparse.Namespace(json=False)) == status  # without --json: as ever
     assert "A worker died" in capsys.readouterr().out
+
+
+def test_the_command_lines_list_of_encoders_is_the_cores() -> None:
+    """Written twice so that --help need not import torch (the core's module does): the same
+    words, or the two would drift apart."""
+    from spdesk.cli.common import ENCODERS
+    from spdesk.core.encoders import ENCODER_CHOICES
+
+    assert ENCODERS == ENCODER_CHOICES

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spdesk.cli.common import (
     EXIT_OK,
@@ -16,6 +17,9 @@ from spdesk.cli.common import (
     perturbation_reference,
     print_json,
 )
+
+if TYPE_CHECKING:
+    from spdesk.core.usecases import FineTuning
 
 STAGES = {"fine-tuning": "Fine-tuning the protection"}  # what the progress line says
 
@@ -160,7 +164,7 @@ def _protection(args: argparse.Namespace) -> str:
     return args.protection or ("universal" if args.perturbation else "photo")
 
 
-def _fine_tuning(args: argparse.Namespace, protection: str) -> Any:
+def _fine_tuning(args: argparse.Namespace, protection: str) -> FineTuning | None:
     """The fine-tuning to preview (None: none), refusing what ``spdesk protect`` refuses."""
     from spdesk.cli.common import encoder_needed, fine_tune_jpeg
     from spdesk.core.errors import ConfigError
@@ -192,12 +196,6 @@ def _fine_tuning(args: argparse.Namespace, protection: str) -> Any:
         objective=args.objective or DEFAULT_FINETUNE_OBJECTIVE,
         device=args.device,
     )
-
-
-def _described(fine_tuning: Any) -> dict[str, Any] | None:
-    import dataclasses
-
-    return None if fine_tuning is None else dataclasses.asdict(fine_tuning)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -265,7 +263,8 @@ def _run(args: argparse.Namespace) -> int:
     result = outcome.result
     paths = save_outputs(result, args.out, stem=args.photo.stem, replace=args.force)
     if args.json:
-        shown = {"protection": protection, "fine_tuning": _described(fine_tuning)}
+        tuned = dataclasses.asdict(fine_tuning) if fine_tuning is not None else None
+        shown = {"protection": protection, "fine_tuning": tuned}
         print_json(result.to_json() | shown | {"files": {k: str(p) for k, p in paths.items()}})
     else:
         if fine_tuning is not None:

@@ -3,6 +3,7 @@ components, the AI edits (six tiles), figures and verdict."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -387,6 +388,37 @@ def test_fine_tuned_per_photo_edits_the_fine_tuned_photo_its_copy_gets(
     shown: QImage = zoom.picture.pixmap().toImage()
     assert shown == to_pixmap(dialog.outcome.protected).toImage()
     zoom.close()
+
+
+def test_another_prompt_edits_the_same_fine_tuned_photo_without_fine_tuning_again(
+    qtbot: QtBot, sd_dir: Path, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    """Fine-tuning takes minutes on a CPU; trying a second prompt is the usual next step."""
+    photo, _options = inputs
+    options = ProtectOptions(
+        mode="finetune", strength=8, device="cpu", finetune_encoder=str(sd_dir), finetune_steps=2
+    )
+    dialog = _dialog(qtbot, photo, options, sd_dir)
+    statuses: list[str] = []
+    dialog.runner.core_event.connect(lambda _e: statuses.append(dialog.status_label.text()))
+    with qtbot.waitSignal(dialog.runner.finished, timeout=120_000):
+        assert dialog.start()
+    assert dialog.outcome is not None, dialog.status_label.text()
+    first = dialog.outcome
+    dialog.prompt_edit.setText("a castle at night")
+    statuses.clear()
+    with qtbot.waitSignal(dialog.runner.finished, timeout=120_000):
+        assert dialog.start()
+    assert dialog.outcome is not None and dialog.outcome is not first
+    assert not any(s.startswith("Fine-tuning") for s in statuses), statuses
+    assert any(s.startswith("Reusing the photo fine-tuned") for s in statuses), statuses
+    np.testing.assert_array_equal(dialog.outcome.protected, first.protected)
+    assert dialog.tiles["protected"].caption.text() == "Protected, fine-tuned"
+    dialog.options = replace(options, finetune_steps=1)  # another protection: fine-tuned again
+    statuses.clear()
+    with qtbot.waitSignal(dialog.runner.finished, timeout=120_000):
+        assert dialog.start()
+    assert "Fine-tuning the protection: step 1 of 1" in statuses, statuses
 
 
 def test_a_fine_tuning_encoder_that_is_not_there_fails_the_edit_by_its_name(

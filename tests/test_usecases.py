@@ -15,12 +15,14 @@ from tiny_sd import save_tiny_vae
 
 from spdesk.core.apply import ApplyOptions
 from spdesk.core.errors import Cancelled, OutputExistsError, SpdeskError
-from spdesk.core.events import CancelToken, Event, EventSink, Progress, ignore_events
+from spdesk.core.events import CancelToken, Event, EventSink, Loading, Progress, ignore_events
 from spdesk.core.events.training import TrainStarted, TrainStep
 from spdesk.core.jobs import ProtectJob, ProtectSettings
 from spdesk.core.perturbation import library_path_for, library_perturbations, load_perturbation
 from spdesk.core.train import TrainConfig, TrainResult
 from spdesk.core.usecases import (
+    REUSED_FINE_TUNING,
+    FineTunedMemo,
     FineTuning,
     StartingAfresh,
     library_checkpoint,
@@ -272,6 +274,53 @@ def test_a_fine_tuned_preview_with_a_missing_encoder_says_which(tmp_path: Path) 
     with pytest.raises(SpdeskError) as info:
         protect_for_preview(photo, None, ApplyOptions(working_size=16), fine_tuning=tuning)
     assert "no-vae" in info.value.user_text()
+
+
+def _fine_tuning_steps(events: list[Event]) -> list[float]:
+    return [e.done for e in events if isinstance(e, Progress) and e.stage == "fine-tuning"]
+
+
+def test_a_second_preview_of_the_same_fine_tuning_reuses_its_photo_and_says_so(
+    tmp_path: Path, encoder: str
+) -> None:
+    """Another prompt changes nothing the fine-tuning decides: minutes on a CPU are not spent
+    again, and the pixels are the same."""
+    photo = samples.photo(tmp_path / "cat.png", 40, 24)
+    options = ApplyOptions(working_size=16, strength=8)
+    tuning = FineTuning(2, encoder, jpeg=None, objective="latent", device="cpu")
+    memo = FineTunedMemo()
+    first: list[Event] = []
+    again: list[Event] = []
+    shown = protect_for_preview(photo, None, options, protection="photo", fine_tuning=tuning,
+                                memo=memo, on_event=first.append)  # fmt: skip
+    kept = protect_for_preview(photo, None, options, protection="photo", fine_tuning=tuning,
+                               memo=memo, on_event=again.append)  # fmt: skip
+    assert _fine_tuning_steps(first) == [1, 2] and _fine_tuning_steps(again) == []
+    assert [e.message for e in again if isinstance(e, Loading)] == [REUSED_FINE_TUNING]
+    np.testing.assert_array_equal(kept.protected, shown.protected)
+
+
+@pytest.mark.parametrize("change", ["strength", "steps", "photo", "protection"])
+def test_a_preview_fine_tunes_again_when_what_decides_its_pixels_changed(
+    tmp_path: Path, encoder: str, change: str
+) -> None:
+    photo = samples.photo(tmp_path / "cat.png", 40, 24)
+    options = ApplyOptions(working_size=16, strength=8)
+    tuning = FineTuning(2, encoder, jpeg=None, objective="latent", device="cpu")
+    memo = FineTunedMemo()
+    protect_for_preview(photo, None, options, protection="photo", fine_tuning=tuning, memo=memo)
+    protection = "universal" if change == "protection" else "photo"
+    if change == "strength":
+        options = replace(options, strength=6)
+    elif change == "steps":
+        tuning = replace(tuning, steps=1)
+    elif change == "photo":  # the same name and size, other pixels
+        Image.fromarray(255 - samples.photo_array(40, 24)).save(photo)
+    events: list[Event] = []
+    view = protect_for_preview(photo, None, options, protection=protection, fine_tuning=tuning,
+                               memo=memo, on_event=events.append)  # fmt: skip
+    assert _fine_tuning_steps(events) == list(range(1, tuning.steps + 1))
+    np.testing.assert_array_equal(view.photo, np.asarray(Image.open(photo).convert("RGB")))
 
 
 def test_the_fine_tuning_of_a_job_is_the_one_its_preview_runs() -> None:

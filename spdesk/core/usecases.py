@@ -25,14 +25,16 @@ Heavy libraries are imported inside the functions: this module is cheap to impor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spdesk.core.events import CancelToken, Event, EventSink, ignore_events
+from spdesk.core.events import CancelToken, Event, EventSink, Loading, ignore_events
 
 if TYPE_CHECKING:
     import numpy as np
@@ -335,6 +337,58 @@ def amplified_difference(
     return amplified
 
 
+class FineTunedMemo:
+    """The last fine-tuned photo a preview made, kept while its window stays open: fine-tuning
+    takes minutes on a CPU, and the next preview often changes only the edit (its prompt, mode
+    or strength), not the protection. Recalled only when everything that decides the pixels is
+    the same, the content of the photo file included."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: tuple[tuple[Any, ...], ProtectionView] | None = None
+
+    def recall(self, key: tuple[Any, ...]) -> ProtectionView | None:
+        with self._lock:
+            return self._kept[1] if self._kept is not None and self._kept[0] == key else None
+
+    def keep(self, key: tuple[Any, ...], view: ProtectionView) -> None:
+        with self._lock:
+            self._kept = (key, view)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._kept = None
+
+
+REUSED_FINE_TUNING = "Reusing the photo fine-tuned for the last preview (same photo and protection)"
+
+
+def _file_state(path: Path | None) -> str | None:
+    """A file's content as a preview saw it (a digest: a rewrite may keep its size and time)."""
+    if path is None:
+        return None
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "blake2b").hexdigest()
+
+
+def _fine_tuned_key(
+    photo_path: Path,
+    perturbation_path: Path | None,
+    options: ApplyOptions,
+    protection: str,
+    generator: Path | None,
+    fine_tuning: FineTuning,
+) -> tuple[Any, ...]:
+    """Everything that decides a fine-tuned preview's pixels (photo mode's noise: the key)."""
+    from spdesk.core.keys import install_key, key_id
+
+    key = key_id(install_key()) if protection == "photo" else ""
+    return (
+        _file_state(photo_path), _file_state(perturbation_path), _file_state(generator),
+        options, protection, fine_tuning, key,
+    )  # fmt: skip
+
+
 def protect_for_preview(
     photo_path: Path,
     perturbation_path: Path | None,
@@ -343,13 +397,15 @@ def protect_for_preview(
     protection: str = "universal",
     generator: Path | None = None,
     fine_tuning: FineTuning | None = None,
+    memo: FineTunedMemo | None = None,
     on_event: EventSink = ignore_events,
     cancel: CancelToken | None = None,
 ) -> ProtectionView:
     """Protect ``photo_path`` in memory as a job would in ``protection`` mode ("photo": the
     generator, None the bundled one; "universal": the perturbation, None the bundled one),
     then fine-tuned as a job would when ``fine_tuning`` is given (reporting
-    ``Progress("fine-tuning", step, steps)``; Cancelled between steps). Without fine-tuning it
+    ``Progress("fine-tuning", step, steps)``; Cancelled between steps; ``memo`` gives back the
+    last fine-tuned view when nothing that decides it changed). Without fine-tuning it
     needs no Stable Diffusion model: what a user can look at before downloading one."""
     import numpy as np
 
@@ -357,6 +413,19 @@ def protect_for_preview(
 
     # Decoded as the export decodes it (upright, 8-bit, colour-managed); no torch import here.
     require_named_file(Path(photo_path), "photo")
+    if fine_tuning is not None and memo is not None:
+        key = _fine_tuned_key(
+            photo_path, perturbation_path, options, protection, generator, fine_tuning
+        )
+        if (kept := memo.recall(key)) is not None:
+            on_event(Loading(REUSED_FINE_TUNING))
+            return kept
+        view = protect_for_preview(
+            photo_path, perturbation_path, options, protection=protection, generator=generator,
+            fine_tuning=fine_tuning, on_event=on_event, cancel=cancel,
+        )  # fmt: skip
+        memo.keep(key, view)
+        return view
     photo = np.asarray(read_image(Path(photo_path)).image.convert("RGB"))
     if fine_tuning is not None:
         settings = fine_tuning.settings(protection, options, perturbation_path, generator)
@@ -404,7 +473,7 @@ def _fine_tuned(
     import numpy as np
 
     from spdesk.core.colour import rgb_image
-    from spdesk.core.events import Loading, Progress
+    from spdesk.core.events import Progress
     from spdesk.core.jobs.protector import build_protector
     from spdesk.core.perturbation import bundled_perturbation_path, load_perturbation
 
@@ -431,6 +500,7 @@ def preview_photo(
     protection: str = "universal",
     generator: Path | None = None,
     fine_tuning: FineTuning | None = None,
+    memo: FineTunedMemo | None = None,
     on_event: EventSink = ignore_events,
     cancel: CancelToken | None = None,
 ) -> PreviewOutcome:
@@ -450,7 +520,7 @@ def preview_photo(
         engine.model_dir(request.mode)
     view = protect_for_preview(
         photo_path, perturbation_path, options, protection=protection, generator=generator,
-        fine_tuning=fine_tuning, on_event=on_event, cancel=cancel,
+        fine_tuning=fine_tuning, memo=memo, on_event=on_event, cancel=cancel,
     )  # fmt: skip
     check_previewable(view.photo, name=Path(photo_path).name)
     cancel.check()

@@ -49,6 +49,7 @@ from spdesk.core.geometry import check_previewable
 from spdesk.core.jobs.events import UNCHANGED
 from spdesk.core.usecases import (
     DIFFERENCE_GAIN,
+    FineTunedMemo,
     FineTuning,
     PreviewOutcome,
     ProtectionView,
@@ -208,9 +209,11 @@ def preview_task(
     model_dir: Path | None = None,
     inpaint_dir: Path | None = None,
     device: str = "auto",
+    memo: FineTunedMemo | None = None,
 ) -> Task:
     """A worker task running one preview; returns a :class:`PreviewOutcome`, or
-    :class:`ModelNeeded` when the Stable Diffusion model is not installed."""
+    :class:`ModelNeeded` when the Stable Diffusion model is not installed. ``memo`` keeps the
+    fine-tuned photo for the next preview of the same photo and protection."""
 
     def run(on_event: Callable[[Event], None], cancel: CancelToken) -> PreviewOutcome | ModelNeeded:
         from spdesk.core.apply import ApplyOptions
@@ -235,7 +238,7 @@ def preview_task(
             return preview_photo(
                 settings.photo, perturbation, request, options, engine,
                 protection=settings.shown_protection, fine_tuning=settings.fine_tuning,
-                on_event=on_event, cancel=cancel,
+                memo=memo, on_event=on_event, cancel=cancel,
             )  # fmt: skip
 
     return run
@@ -332,6 +335,7 @@ class PreviewDialog(QDialog):
         self.working_size = 512
         self.runner = TaskRunner(self)
         self.protect_runner = TaskRunner(self)
+        self.fine_tuned = FineTunedMemo()  # another prompt does not fine-tune again
         self._view_timer = QTimer(self)
         self._view_timer.setSingleShot(True)
         self._view_timer.setInterval(250)  # typing a path: protect once it stops
@@ -788,6 +792,7 @@ class PreviewDialog(QDialog):
             model_dir=self.model_dir,
             inpaint_dir=self.inpaint_dir,
             device=self.options.device,
+            memo=self.fine_tuned,
         )
         self.runner.start(task)
         self._update_controls()
@@ -945,3 +950,4 @@ class PreviewDialog(QDialog):
         runs on them: closing calls this twice, and the second found the runners free)."""
         self.stop_workers()
         ENGINES.release()
+        self.fine_tuned.forget()

@@ -30,7 +30,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from spdesk.core import geometry
-from spdesk.core.assessment import SIGN, UNIFORM, Assessment, Protect, assess, mode_protect
+from spdesk.core.assessment import NOISE, Assessment, Protect, assess, mode_protect
 from spdesk.core.attacks import parse_attacks
 from spdesk.core.encoders import load_encoder
 from spdesk.core.evaluate import load_full_photos
@@ -95,7 +95,7 @@ def pareto_chart(report: Assessment, path: Path) -> None:
     colours = [(200, 30, 30), (30, 90, 200), (20, 150, 60), (150, 60, 170), (200, 120, 0)]
     taken: list[tuple[float, float, float, float]] = []  # label boxes drawn so far
     for index, candidate in enumerate(report.candidates):
-        grey = candidate.name in (SIGN, UNIFORM)
+        grey = candidate.name in NOISE
         colour = (90, 90, 90) if grey else colours[index % len(colours)]
         for marker, size in enumerate(report.sizes):
             gain = report.gain(candidate.name, f"{size}/clean")

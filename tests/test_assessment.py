@@ -294,3 +294,58 @@ def test_the_known_pattern_attack_subtracts_the_universal_pattern_file_itself(
     assert _attack_functions(sign_noise(4), ["known"], [], None)["known"](noise) is noise
     photo_mode = mode_protect("photo", working_size=48)[0]
     assert "known" not in _attack_functions(photo_mode, ["known"], [], None)
+
+
+def _editor_change(photo: np.ndarray, protected: np.ndarray, size: int) -> np.ndarray:
+    from spdesk.core.assessment import editor_view
+
+    return editor_view(protected, size).astype(float) - editor_view(photo, size)
+
+
+def test_signs_laid_at_the_view_survive_the_editor_s_downsizing_where_full_size_signs_fade() -> (
+    None
+):
+    """On a photo larger than the view, full-size ±eps signs are averaged away by the editor's
+    downsizing: they are no fair reference for a protection laid at the view (audit F2)."""
+    from spdesk.core.assessment import sign_noise, view_sign_noise
+
+    photo = np.full((96, 160, 3), 128, np.uint8)
+    laid = view_sign_noise(8, view=32)(photo, 0)
+    assert set(np.unique(laid.astype(int) - photo)) == {-8, 8}  # still ±eps on every pixel
+    at_view = _editor_change(photo, laid, 32).std()
+    full_size = _editor_change(photo, sign_noise(8)(photo, 0), 32).std()
+    assert at_view > 5 and full_size < 3, (at_view, full_size)
+
+
+def test_signs_at_the_view_are_per_pixel_on_a_photo_no_larger_than_it() -> None:
+    from spdesk.core.assessment import view_sign_noise
+
+    photo = np.full((40, 48, 3), 128, np.uint8)
+    change = view_sign_noise(8, view=64)(photo, 0).astype(int) - photo
+    assert set(np.unique(change)) == {-8, 8}
+    assert 0.4 < (change[:, 1:] == change[:, :-1]).mean() < 0.6  # no blocks: independent signs
+
+
+def test_an_assessment_of_photos_larger_than_the_view_adds_signs_laid_at_it(
+    tmp_path: Path,
+) -> None:
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.core.assessment import SIGN, VIEW_SIGNS, assess
+    from spdesk.core.encoders import load_encoder
+
+    encoder = load_encoder(str(save_tiny_vae(tmp_path / "vae")), "cpu")
+    photos = _photos(2)  # 72 px
+    small = assess(photos, {"brighter": _brighter}, encoder, eps=8, sizes=(32,), view=72)
+    assert VIEW_SIGNS not in small.names() and "laid at the view" not in small.format()
+    large = assess(photos, {"brighter": _brighter}, encoder, eps=8, sizes=(32,), view=48)
+    assert large.names()[-1] == VIEW_SIGNS
+    mine, laid = (large.get(n).strength["32/clean"].latent for n in ("brighter", VIEW_SIGNS))
+    over = large.to_dict()["gain_over_signs_at_the_view"]["brighter"]["32/clean"]["latent"]
+    assert over == pytest.approx(mine / laid)
+    assert large.gain(VIEW_SIGNS, "32/clean") == pytest.approx(
+        laid / large.get(SIGN).strength["32/clean"].latent
+    )
+    assert f"@32 {mine / laid:.2f}x" in large.format().split("laid at the view")[1]
+    # The other figures are those of a run without it.
+    assert large.to_dict()["candidates"][:3] == small.to_dict()["candidates"]

@@ -596,3 +596,24 @@ def test_eval_skips_a_photo_too_small_to_measure_by_name_and_measures_the_rest(
     captured = capsys.readouterr()
     assert "a-thin.png: too small to measure (300 x 16 pixels" in captured.err
     assert json.loads(captured.out)["photos"] == len(list(photos.glob("*.png")))
+
+
+def test_eval_of_photos_larger_than_the_protection_s_view_reports_signs_laid_at_it(
+    assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reference a protection laid at the view must beat there (audit F2)."""
+    _photos, vae = assets
+    photos = write_photos(tmp_path / "larger", count=2)
+    for path in photos.iterdir():  # 40-56 px photos, made twice the 64 px view
+        with Image.open(path) as image:
+            image.resize((image.width * 3, image.height * 3)).save(path)
+    argv = ["eval", "--photos", str(photos), "--encoder", str(vae), "--sizes", "64"]
+    argv += ["--working-size", "64"]
+    assert main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in report["candidates"]][-1] == "signs at the view"
+    assert report["gain_over_signs_at_the_view"]["photo-specific"]["64/clean"]["latent"] > 0
+    assert main(argv) == 0
+    assert "gain over random signs laid at the view" in capsys.readouterr().out
+    assert main([*argv[:-2], "--json"]) == 0  # the 512 px view: no photo is larger
+    assert "gain_over_signs_at_the_view" not in json.loads(capsys.readouterr().out)

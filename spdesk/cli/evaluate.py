@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     )
     report = assess(
         photos, {label: protect}, encoder, eps=eps, sizes=sizes, attacks=attacks,
-        attack_photos=attack_photos, transfer=transfer,
+        attack_photos=attack_photos, transfer=transfer, view=args.working_size,
         on_photo=lambda done, total: progress.update("photos measured", done, total),
     )  # fmt: skip
     progress.close()

@@ -44,6 +44,7 @@ from spdesk.core.attacks import (
 from spdesk.core.colour import rgb_image
 from spdesk.core.encoders import Encoder
 from spdesk.core.events import CancelToken
+from spdesk.core.geometry import layout_size
 from spdesk.core.jobs.settings import DEFAULT_FINETUNE_JPEG
 from spdesk.core.metrics import batch_ssim
 from spdesk.core.visibility import flip, ssimulacra2
@@ -55,12 +56,35 @@ if TYPE_CHECKING:
 Protect = Callable[[np.ndarray, int], np.ndarray]  # (photo, index) -> protected photo
 SIGN = "random signs"
 UNIFORM = "uniform noise"
+VIEW_SIGNS = "signs at the view"
+NOISE = (SIGN, UNIFORM, VIEW_SIGNS)  # the references; every other candidate is a protection
 
 
 def sign_noise(eps: float) -> Protect:
     def protect(photo: np.ndarray, index: int) -> np.ndarray:
         rng = np.random.default_rng(10_007 + index)
         noise = np.where(rng.integers(0, 2, photo.shape) == 1, eps, -eps).astype(np.float32)
+        out: np.ndarray = np.clip(np.rint(photo + noise), 0, 255).astype(np.uint8)
+        return out
+
+    return protect
+
+
+def view_sign_noise(eps: float, view: int = 512) -> Protect:
+    """Random ±eps signs drawn at the view spdesk lays its protection at (the photo's own size
+    up to ``view`` px, :func:`~spdesk.core.geometry.layout_size`), each covering its block of
+    full-size pixels. On a photo larger than the view an editor's downsizing gives them back,
+    where it averages full-size signs away: there they are the reference a protection laid at
+    the view has to beat too."""
+
+    def protect(photo: np.ndarray, index: int) -> np.ndarray:
+        height, width = photo.shape[:2]
+        view_h, view_w = layout_size(height, width, view)
+        rng = np.random.default_rng(30_011 + index)
+        signs = rng.integers(0, 2, (view_h, view_w, photo.shape[2])) == 1
+        rows = ((np.arange(height) + 0.5) * view_h / height).astype(int)
+        cols = ((np.arange(width) + 0.5) * view_w / width).astype(int)
+        noise = np.where(signs[rows][:, cols], eps, -eps).astype(np.float32)
         out: np.ndarray = np.clip(np.rint(photo + noise), 0, 255).astype(np.uint8)
         return out
 
@@ -240,8 +264,17 @@ class Assessment:
     def get(self, name: str) -> CandidateFigures:
         return next(c for c in self.candidates if c.name == name)
 
-    def gain(self, name: str, key: str, figure: str = "latent") -> float | None:
-        mine, sign = self.get(name).strength.get(key), self.get(SIGN).strength.get(key)
+    def names(self) -> list[str]:
+        return [c.name for c in self.candidates]
+
+    def gain(
+        self, name: str, key: str, figure: str = "latent", baseline: str = SIGN
+    ) -> float | None:
+        """``name``'s latent distortion (or round-trip SSIM drop) as a multiple of
+        ``baseline``'s, under condition ``key`` ("256/clean")."""
+        if baseline not in self.names():
+            return None
+        mine, sign = self.get(name).strength.get(key), self.get(baseline).strength.get(key)
         if mine is None or sign is None:
             return None
         if figure == "latent":
@@ -292,11 +325,10 @@ class Assessment:
             if abs(mine[key].latent - theirs[key].latent) > 1e-3 * mine[key].latent:
                 raise ValueError(f"The runs' random-sign baselines differ at {key}: other photos?")
         names = {c.name for c in self.candidates}
-        extra = [c for c in other.candidates if c.name not in names]
-        baselines = [
-            _merged_baseline(c, other) for c in self.candidates if c.name in (SIGN, UNIFORM)
-        ]
-        modes = [c for c in self.candidates if c.name not in (SIGN, UNIFORM)]
+        extra = [c for c in other.candidates if c.name not in names | set(NOISE)]
+        baselines = [_merged_baseline(c, other) for c in self.candidates if c.name in NOISE]
+        baselines += [c for c in other.candidates if c.name in NOISE and c.name not in names]
+        modes = [c for c in self.candidates if c.name not in NOISE]
         attacks = [*self.attacks, *(a for a in other.attacks if a not in self.attacks)]
         return replace(self, candidates=[*modes, *extra, *baselines], attacks=attacks)
 
@@ -332,6 +364,19 @@ class Assessment:
                 for name, attacks in self._attacked(size).items()
             },
         }
+        if VIEW_SIGNS in self.names():
+            out["gain_over_signs_at_the_view"] = {
+                c.name: {
+                    key: {
+                        "latent": self.gain(c.name, key, baseline=VIEW_SIGNS),
+                        "rt_ssim_drop": self.gain(c.name, key, "rt_ssim", VIEW_SIGNS),
+                    }
+                    for key in c.strength
+                    if key in self.get(VIEW_SIGNS).strength
+                }
+                for c in self.candidates
+                if c.name not in NOISE
+            }
         out["transfer_latent_gain_over_random_signs"] = {
             c.name: {encoder: self.transfer_gain(c.name, encoder) for encoder in c.transfer}
             for c in self.candidates
@@ -344,7 +389,7 @@ class Assessment:
         return {
             c.name: [a for a in self.attacks if f"{size}/{a}" in c.strength]
             for c in self.candidates
-            if c.name not in (SIGN, UNIFORM)
+            if c.name not in NOISE
         }
 
     def format(self) -> str:
@@ -372,6 +417,7 @@ class Assessment:
                 f"{name:<22}{_cell(ref['ssimulacra2'], 8, 1)}"
                 f"{_cell(ref['ssimulacra2_min'], 7, 1)}{_cell(ref['flip'], 8, 4)}"
             )
+        lines += self._over_view_signs()
         if self.attacks:
             lines.append(
                 "kept after attack (share of the advantage over random signs; latent / SSIM):"
@@ -379,7 +425,7 @@ class Assessment:
             size = self.sizes[0]
             nothing_to_keep = False
             for c in self.candidates:
-                if c.name in (SIGN, UNIFORM):
+                if c.name in NOISE:
                     continue
                 parts = []
                 for attack in self.attacks:
@@ -408,6 +454,27 @@ class Assessment:
                     + ", ".join(f"{enc} {g:.2f}x" for enc, g in gains.items() if g is not None)
                 )
         return "\n".join(lines)
+
+    def _over_view_signs(self) -> list[str]:
+        """Each protection's gains over random signs laid at the view, where they were measured
+        (photos larger than the view: there they are the stronger reference)."""
+        if VIEW_SIGNS not in self.names():
+            return []
+        lines = ["gain over random signs laid at the view (latent / SSIM drop):"]
+        for c in self.candidates:
+            if c.name in NOISE:
+                continue
+            parts = []
+            for size in self.sizes:
+                latent = self.gain(c.name, f"{size}/clean", baseline=VIEW_SIGNS)
+                ssim = self.gain(c.name, f"{size}/clean", "rt_ssim", VIEW_SIGNS)
+                parts.append(f"@{size} {_times(latent)} / {_times(ssim)}")
+            lines.append(f"  {c.name:<20} " + ", ".join(parts))
+        return lines
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
 
 
 def _cell(value: float | None, width: int, digits: int) -> str:
@@ -589,13 +656,16 @@ def assess(
     cancel: CancelToken | None = None,
     on_photo: Callable[[int, int], None] | None = None,
     deadline: float | None = None,
+    view: int = 512,
 ) -> Assessment:
     """Measure every candidate on ``photos`` (uint8 full-size photos); see the module docstring.
 
     ``candidates`` maps names to protect functions; random signs and uniform noise of ``eps``
-    are added. Attacks run at the first editor size; ``average`` is fitted per candidate on
-    ``attack_photos`` (other photos, protected by the same candidate); ``regenerate`` protects
-    again with the candidate's ``regenerators`` entry (a :class:`ModeProtect`'s own
+    are added, and random signs laid at the ``view`` spdesk protects at when a photo is larger
+    than it (:func:`view_sign_noise`; measured clean, for the gains over it). Attacks run at
+    the first editor size; ``average`` is fitted per candidate on ``attack_photos`` (other
+    photos, protected by the same candidate); ``regenerate`` protects again with the
+    candidate's ``regenerators`` entry (a :class:`ModeProtect`'s own
     :meth:`~ModeProtect.regenerate` by default), the noise references with other seeds. Once
     ``time.monotonic()`` passes ``deadline``, no further photo is started and the report covers
     those measured (at least one), so a time-boxed run still ends with a table.
@@ -608,6 +678,8 @@ def assess(
         name: _attack_functions(protect, attacks, attack_photos, keyed_by.get(name))
         for name, protect in protects.items()
     }
+    if any(min(photo.shape[:2]) > view for photo in photos):
+        protects[VIEW_SIGNS], attacking[VIEW_SIGNS] = view_sign_noise(eps, view), {}
     tally = _Tally()
     encoded = {size: _Encoded(encoder, size) for size in sizes}
     measured = list(photos)

@@ -83,14 +83,16 @@ def test_the_top_level_help_gives_the_exit_statuses_and_the_json_on_failure() ->
     assert '{"ok": false, "exit_code": 2' in epilog
 
 
+@pytest.mark.parametrize("entry", ["main([])", "gui_main()"])
 def test_spdesk_alone_without_qt_says_what_the_window_needs_not_a_traceback(
-    tmp_path: Path,
+    tmp_path: Path, entry: str
 ) -> None:
+    """``spdesk`` and ``spdesk-gui`` alike (the latter's entry point imported Qt first)."""
     script = (
         "import sys\n"
         "sys.modules['PySide6'] = None  # as when Qt was taken out of the install\n"
-        "from spdesk.cli import main\n"
-        "sys.exit(main([]))\n"
+        f"from spdesk.cli import {entry.split('(')[0]}\n"
+        f"sys.exit({entry})\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "SPDESK_HOME": str(tmp_path)}
     result = subprocess.run(
@@ -100,3 +102,17 @@ def test_spdesk_alone_without_qt_says_what_the_window_needs_not_a_traceback(
     assert "the app's window needs PySide6" in result.stderr
     assert 'pip install "PySide6-Essentials>=6.7"' in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_spdesk_gui_entry_point_is_the_qt_free_one_and_reads_its_own_arguments() -> None:
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["gui-scripts"]["spdesk-gui"] == "spdesk.cli:gui_main"
+    script = "import sys; from spdesk.cli import gui_main; sys.argv = ['spdesk-gui', '--version']"
+    script += "; sys.exit(gui_main())"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and result.stdout.startswith("spdesk "), result

@@ -84,7 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open_gui(paths: Sequence[Path] = ()) -> int:
+def gui_main() -> int:
+    """``spdesk-gui [PATH...]``: the window, or what it needs when Qt does not load (the entry
+    point is here, not in the Qt module, whose import would end in a traceback)."""
+    return _open_gui(None)
+
+
+def _open_gui(paths: Sequence[Path] | None = ()) -> int:
+    """The window with ``paths`` queued (None: from the command line, as ``spdesk-gui``)."""
     # Imported by name so that the CLI module itself never depends on Qt.
     try:
         app = importlib.import_module("spdesk.gui.app")
@@ -98,7 +105,7 @@ def _open_gui(paths: Sequence[Path] = ()) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
-    return int(app.main(list(paths)))
+    return int(app.main(None if paths is None else list(paths)))
 
 
 def _with_files_opened(argv: Sequence[str], commands: Collection[str]) -> list[str]:

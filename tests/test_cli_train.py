@@ -617,3 +617,59 @@ def test_eval_of_photos_larger_than_the_protection_s_view_reports_signs_laid_at_
     assert "gain over random signs laid at the view" in capsys.readouterr().out
     assert main([*argv[:-2], "--json"]) == 0  # the 512 px view: no photo is larger
     assert "gain_over_signs_at_the_view" not in json.loads(capsys.readouterr().out)
+
+
+def test_train_refuses_a_budget_below_one_step_before_training(
+    assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--eps 0.5 trained to the end and saved a file protect refuses ("cannot change any
+    pixel"), its summary calling it "harder to see than random noise" (audit)."""
+    photos, vae = assets
+    out = tmp_path / "half.safetensors"
+    argv = ["train", str(photos), "--out", str(out), "--encoder", str(vae), "--eps", "0.5"]
+    assert main([*argv, "--size", "32", "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "eps 0.5 is below one 8-bit step" in err and "step 1/2" not in err
+    assert not out.exists()
+
+
+def test_train_warns_of_a_checkpoint_it_could_not_write_and_goes_on(
+    assets: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import spdesk.core.train as train
+    from spdesk.core.errors import DiskFullError
+
+    def full(*_args: object) -> None:
+        raise DiskFullError("The disk is full: run.ckpt could not be written.")
+
+    monkeypatch.setattr(train, "save_checkpoint", full)
+    photos, vae = assets
+    out = tmp_path / "out.safetensors"
+    argv = ["train", str(photos), "--out", str(out), "--encoder", str(vae), "--size", "32"]
+    assert main([*argv, "--steps", "2", "--checkpoint", str(tmp_path / "run.ckpt")]) == 0
+    err = capsys.readouterr().err
+    assert "Warning: the checkpoint of step 2 was not written (The disk is full" in err
+    assert out.is_file()
+
+
+def test_train_help_lists_every_objective_it_accepts(capsys: pytest.CaptureFixture[str]) -> None:
+    """sds+, sds- and advdm were offered by the error message only (audit)."""
+    from spdesk.core.objectives import REGISTRY
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert all(name in said for name in REGISTRY), said
+
+
+def test_train_refuses_a_name_beside_the_library_s_own(
+    assets: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--name was overwritten by --library's without a word (audit)."""
+    photos, vae = assets
+    argv = ["train", str(photos), "--library", "Named", "--name", "Other", "--encoder", str(vae)]
+    assert main(argv) == 2
+    assert "drop --name" in capsys.readouterr().err

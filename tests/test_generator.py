@@ -263,6 +263,9 @@ def test_train_generator_init_refuses_a_width_or_blocks_its_network_does_not_hav
         (["--seed", str(2**63 - 1)], "--seed must be from 0 to 4294967295"),
         (["--split-seed", "99999999999999999999999"], "--split-seed must be from 0 to"),
         (["--lr", "inf"], "--lr must be positive and finite, got inf"),
+        # Below one step it writes nothing; an infinite weight diverged, blaming --lr (audit).
+        (["--eps", "0.5"], "--eps must be in [1, 64] 8-bit steps, got 0.5"),
+        (["--visibility", "inf"], "--visibility must be >= 0 and finite, got inf"),
     ],
 )
 def test_train_generator_refuses_settings_it_cannot_train_with_before_training(

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 from tiny_sd import save_tiny_vae
 
-from spdesk.core.events.training import CheckpointSaved, TrainStarted, TrainStep
+from spdesk.core.events.training import CheckpointFailed, CheckpointSaved, TrainStarted, TrainStep
 from spdesk.core.perturbation import library_perturbations, load_perturbation
 from spdesk.core.usecases import StartingAfresh
 from spdesk.gui.settings import open_settings
@@ -120,7 +120,8 @@ def test_a_cancelled_run_resumes_where_it_stopped(qtbot: QtBot, dialog: TrainDia
     with qtbot.waitSignal(dialog.runner.finished, timeout=10_000):
         dialog.cancel()
     # Another step count is another run: it starts afresh, checkpoints on the way (every 25
-    # steps) and removes its checkpoint when it finishes.
+    # steps) and at its end (a save that fails resumes there), and removes its checkpoint once
+    # it is saved.
     saved: list[int] = []
     dialog.runner.core_event.connect(
         lambda e: saved.append(e.step) if isinstance(e, CheckpointSaved) else None
@@ -129,7 +130,7 @@ def test_a_cancelled_run_resumes_where_it_stopped(qtbot: QtBot, dialog: TrainDia
     with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
         assert dialog.start()
     assert dialog.result is not None
-    assert saved == [25]
+    assert saved == [25, 30]
     assert len(list((cache_dir() / "training").glob("*.ckpt"))) == 2  # until it is saved
     dialog.name_edit.setText("Thirty steps")
     assert dialog.save_to_library() is not None
@@ -585,6 +586,29 @@ def test_a_run_that_starts_afresh_says_why(dialog: TrainDialog) -> None:
     assert said.startswith(f"Started afresh: {reason}. Training on 3 photos"), said
     dialog._on_event(TrainStep(step=1, steps=100, loss=0.5))
     assert f"(started afresh: {reason})" in dialog.status_label.text()  # stays in view
+
+
+def test_a_checkpoint_not_written_is_said_with_each_step_while_training_goes_on(
+    dialog: TrainDialog, tmp_path: Path
+) -> None:
+    dialog._on_event(TrainStarted(train_photos=3, val_photos=1, steps=100, encoder="tiny"))
+    dialog._on_event(CheckpointFailed(25, tmp_path / "run.ckpt", "The disk is full."))
+    dialog._on_event(TrainStep(step=26, steps=100, loss=0.5))
+    said = dialog.status_label.text()
+    assert said.startswith("Step 26 of 100") and "not saved for resuming: The disk is full." in said
+
+
+def test_a_failed_run_leaves_no_promise_of_a_first_check(
+    dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "First check after step 25 of 40" stayed under a failed run (audit)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    monkeypatch.setattr(QMessageBox, "warning", lambda *_args: None)
+    dialog._on_event(TrainStep(step=3, steps=40, loss=0.5))
+    assert dialog.val_chart.empty_text.startswith("First check after step")
+    dialog._on_failed("None of the photos can be read.")
+    assert dialog.val_chart.empty_text == "The run failed before the first check."
 
 
 @pytest.mark.parametrize(("encoder", "feature"), [("sd15", "train"), ("taesd", "taesd")])

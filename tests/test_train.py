@@ -635,3 +635,104 @@ def test_a_folder_of_broken_photos_is_refused_in_a_few_plain_words(
     assert "has too few readable photos" in message and "and 2 more." in message
     assert message.count("broken0.jpg") == 1 and "broken4.jpg" not in message
     assert "at least 2 photos" in (raised.value.hint or "")
+
+
+# --- a full disk during training ---------------------------------------------------------------
+def _disk_full_at(monkeypatch: pytest.MonkeyPatch, name: str, place: Path) -> None:
+    """``spdesk.core.train.<name>`` (a save) fails as on a full disk when it writes ``place``."""
+    import spdesk.core.train as train
+    from spdesk.core.errors import DiskFullError
+
+    real = getattr(train, name)
+
+    def save(path: Path, *args: object, **kwargs: object) -> object:
+        if Path(path) == place:
+            raise DiskFullError(f"The disk is full: {place.name} could not be written.")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(train, name, save)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_reported_and_training_goes_on(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first failed checkpoint ended the run, --out never written (audit)."""
+    from spdesk.core.events.training import CheckpointFailed
+
+    photos, vae, encoder = tiny_setup
+    checkpoint, out = tmp_path / "full" / "run.ckpt", tmp_path / "out.safetensors"
+    _disk_full_at(monkeypatch, "save_checkpoint", checkpoint)
+    events: list[Event] = []
+    config = _config(photos, vae, steps=5, checkpoint_every=2)
+    result = train_universal(
+        config, out=out, checkpoint=checkpoint, encoder=encoder, on_event=events.append
+    )
+    assert result.path == out and out.is_file()
+    failed = [e for e in events if isinstance(e, CheckpointFailed)]
+    assert [e.step for e in failed] == [2, 4, 5]  # every 2 steps, and the finished run's
+    assert "disk is full" in failed[0].reason
+    assert [e.step for e in events if isinstance(e, TrainStep)] == [1, 2, 3, 4, 5]
+
+
+def test_a_result_that_cannot_be_saved_is_kept_in_its_checkpoint_and_saved_by_resuming(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finished steps are checkpointed before the save: --resume saves them, no step run."""
+    from spdesk.core.errors import DiskFullError
+
+    photos, vae, encoder = tiny_setup
+    checkpoint, out = tmp_path / "run.ckpt", tmp_path / "full" / "out.safetensors"
+    config = _config(photos, vae, steps=5, checkpoint_every=3)  # 5: no periodic checkpoint
+    straight = train_universal(config, encoder=encoder)
+    with monkeypatch.context() as patch:
+        _disk_full_at(patch, "save_perturbation", out)
+        with pytest.raises(DiskFullError) as info:
+            train_universal(config, out=out, checkpoint=checkpoint, encoder=encoder)
+    said = info.value.user_text()
+    assert "disk is full" in said and str(checkpoint) in said and "--resume" in said
+    events: list[Event] = []
+    again = train_universal(
+        config, out=out, checkpoint=checkpoint, resume=True, encoder=encoder,
+        on_event=events.append,
+    )  # fmt: skip
+    assert next(e for e in events if isinstance(e, TrainStarted)).resumed_from == 5
+    assert not [e for e in events if isinstance(e, TrainStep)]
+    np.testing.assert_array_equal(load_perturbation(out).delta, again.delta)
+    np.testing.assert_allclose(again.delta, straight.delta, atol=1e-6)
+
+
+def test_a_result_that_cannot_be_saved_without_a_checkpoint_is_kept_in_the_cache(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk at the end threw the whole training away, without a word of it (audit)."""
+    import re
+
+    from spdesk.core.errors import DiskFullError
+
+    photos, vae, encoder = tiny_setup
+    out = tmp_path / "full" / "out.safetensors"
+    _disk_full_at(monkeypatch, "save_perturbation", out)
+    with pytest.raises(DiskFullError) as info:
+        train_universal(_config(photos, vae, steps=2), out=out, encoder=encoder)
+    said = info.value.user_text()
+    kept = re.search(r"kept at (\S+\.safetensors)", said)
+    assert kept is not None, said
+    rescued = load_perturbation(Path(kept.group(1)))
+    assert rescued.eps == 8 and np.abs(rescued.delta).max() > 0
+    assert not out.exists()
+
+
+def test_a_library_run_whose_save_fails_resumes_at_its_end(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path
+) -> None:
+    """Its checkpoint was written only every 50 steps: a failed save trained again from step 0
+    (audit)."""
+    from spdesk.core.usecases import library_checkpoint, train_into_library
+
+    photos, vae, _encoder = tiny_setup
+    config = _config(photos, vae, steps=5, checkpoint_every=3)
+    train_into_library(config)  # then its save to the library fails: nothing deletes it
+    assert library_checkpoint(config).is_file()
+    events: list[Event] = []
+    train_into_library(config, on_event=events.append)
+    assert next(e for e in events if isinstance(e, TrainStarted)).resumed_from == 5

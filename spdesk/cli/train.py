@@ -47,8 +47,9 @@ def _objective_options(group: Any) -> None:
     group.add_argument(
         "--objective",
         default=DEFAULT_OBJECTIVE,
-        help=f"latent, encoder, pca+, pca- (comma-separated; default {DEFAULT_OBJECTIVE}: it "
-        "measured strongest, see spdesk.core.train_advice)",
+        help=f"latent, encoder, pca+, pca- (the encoder alone), sds+, sds-, advdm (these need "
+        f"Stable Diffusion 1.5's UNet); comma-separated; default {DEFAULT_OBJECTIVE}: it "
+        "measured strongest, see spdesk.core.train_advice",
     )
     group.add_argument(
         "--target", default="grey",
@@ -107,8 +108,8 @@ def _run_options(group: Any) -> None:
     )  # fmt: skip
     group.add_argument(
         "--checkpoint", type=Path, default=None,
-        help="checkpoint file, written every 50 steps and when stopped (a new file, or a "
-        "checkpoint of an earlier run, which it replaces)",
+        help="checkpoint file, written every 50 steps, at the end and when stopped (a new file, "
+        "or a checkpoint of an earlier run, which it replaces)",
     )  # fmt: skip
     group.add_argument(
         "--resume", action="store_true",
@@ -124,7 +125,7 @@ def _run_options(group: Any) -> None:
 
 
 def _saving_options(group: Any) -> None:
-    group.add_argument("--name", default="", help="name shown in the app's library")
+    group.add_argument("--name", default="", help="with --out: the name shown in the app's library")
     group.add_argument("--description", default="", help="a description shown in the app's library")
     group.add_argument(
         "--force", action="store_true",
@@ -199,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
     from spdesk.core.events import Event
     from spdesk.core.events.training import (
         CheckingPattern,
+        CheckpointFailed,
         TrainStarted,
         TrainStep,
         ValidationReport,
@@ -211,6 +213,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.library is not None:
         _check_library_name(args.library)
+        if args.name:
+            raise ConfigError(
+                f"--library {args.library!r} is the name shown in the app's library; drop "
+                "--name (it names a pattern saved with --out)."
+            )
         if args.checkpoint or args.resume:
             raise ConfigError(
                 "--library keeps its own checkpoint and resumes by itself; "
@@ -219,7 +226,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.resume and args.checkpoint is None:
         raise ConfigError(
             "--resume continues from a checkpoint: name it with --checkpoint FILE.",
-            hint="A run started with --checkpoint FILE writes it every 50 steps and when stopped.",
+            hint="A run started with --checkpoint FILE writes it every 50 steps, at its end and "
+            "when stopped.",
         )
     elif args.resume and not args.checkpoint.exists():
         raise ConfigError(
@@ -255,6 +263,11 @@ def run(args: argparse.Namespace) -> int:
             printer.line(
                 f"step {event.step}: held-out latent distortion {event.distortion:.3f}, "
                 f"random signs {event.sign_distortion:.3f} ({event.gain_over_sign:.2f}x)"
+            )
+        elif isinstance(event, CheckpointFailed):
+            printer.line(
+                f"Warning: the checkpoint of step {event.step} was not written ({event.reason}); "
+                "training goes on."
             )
 
     try:

@@ -32,10 +32,11 @@ from PIL import Image
 from spdesk import __version__
 from spdesk.core.discovery import DiscoveryOptions, discover
 from spdesk.core.encoders import Encoder, load_encoder
-from spdesk.core.errors import Cancelled, ConfigError, ImageError
+from spdesk.core.errors import Cancelled, ConfigError, ImageError, OutputError
 from spdesk.core.events import CancelToken, EventSink, ignore_events
 from spdesk.core.events.training import (
     CheckingPattern,
+    CheckpointFailed,
     CheckpointSaved,
     SkippedPhoto,
     TrainStarted,
@@ -47,7 +48,12 @@ from spdesk.core.imageio import read_image
 from spdesk.core.objectives import build_objectives
 from spdesk.core.objectives.base import BatchCache, Objective, objective_loss
 from spdesk.core.optim import DeltaOptimizer, OptimConfig, initial_delta, loss_gradient, run
-from spdesk.core.perturbation import BOUND_TOLERANCE, check_destination, save_perturbation
+from spdesk.core.perturbation import (
+    BOUND_TOLERANCE,
+    changes_a_pixel,
+    check_destination,
+    save_perturbation,
+)
 from spdesk.core.train_advice import DEFAULT_OBJECTIVE
 from spdesk.core.trained_pattern import (
     EDITOR_SIZE,
@@ -150,6 +156,12 @@ class TrainConfig:
         check_seeds(self.seed, self.split_seed)
         # The optimiser's settings, refused now rather than after the photos and encoder load.
         self.optim_config([])
+        if not changes_a_pixel(self.eps):  # protect refuses such a file: refuse it before hours
+            raise ConfigError(
+                f"eps {self.eps:g} is below one 8-bit step: the pattern could not change any "
+                "pixel of a photo (colour values change by whole steps). Use 1 or more; 8 is "
+                "the default."
+            )
         if self.micro_batch is not None and self.micro_batch < 1:
             raise ConfigError("micro_batch must be at least 1.")
         Robustness.from_names(self.robust)  # validates the names
@@ -925,11 +937,15 @@ def train_universal(
             and config.checkpoint_every
             and done % config.checkpoint_every == 0
         ):
-            save_checkpoint(checkpoint, trainer)
+            _checkpoint_or_warn(checkpoint, trainer)
 
     seconds_per_step = 0.0  # measured once the steps have run
     try:
         run(trainer.optimizer, trainer.gradient, cancel=cancel, on_step=after_step)
+        every = config.checkpoint_every
+        written = bool(every) and config.steps % every == 0  # by after_step, at the last step
+        if checkpoint is not None and first < config.steps and not written:
+            _checkpoint_or_warn(checkpoint, trainer)  # the finished steps, kept until saved
         seconds_per_step = (time.monotonic() - started) / max(1, config.steps - first)
         if not trainer.validation or trainer.validation[-1].step != trainer.optimizer.step_index:
             trainer.validate()
@@ -946,11 +962,61 @@ def train_universal(
         metadata["product_gain"] = dataclasses.asdict(gain)
     if seen is not None:
         metadata["visibility"] = dataclasses.asdict(seen)
-    path = save_perturbation(out, delta, eps=config.eps, metadata=metadata) if out else None
+    path = _save_result(out, delta, config, metadata, checkpoint) if out else None
     held_out = list(trainer.val_paths)
     return TrainResult(
         delta, metadata, trainer.validation, path, seconds_per_step, held_out, gain, seen
     )
+
+
+def _checkpoint_or_warn(checkpoint: Path, trainer: _Trainer) -> None:
+    """Write the checkpoint; one that cannot be written (a full disk) is reported and the run
+    goes on: it ended the run, and with it the steps the checkpoint was there to keep."""
+    try:
+        save_checkpoint(checkpoint, trainer)
+    except OutputError as error:
+        log.warning("checkpoint %s not written: %s", checkpoint, error.message)
+        step = trainer.optimizer.step_index
+        trainer.on_event(CheckpointFailed(step, checkpoint, error.message))
+
+
+def _save_result(
+    out: Path,
+    delta: np.ndarray,
+    config: TrainConfig,
+    metadata: dict[str, Any],
+    checkpoint: Path | None,
+) -> Path:
+    """Save the trained pattern to ``out``. When that fails (a full disk) the training is not
+    thrown away: the error says where it is kept, its checkpoint (``--resume`` saves it without
+    training again) or, without one, a copy in the cache folder."""
+    try:
+        return save_perturbation(out, delta, eps=config.eps, metadata=metadata)
+    except OutputError as error:
+        kept = _kept_elsewhere(delta, config, metadata, checkpoint)
+        raise type(error)(f"{error.message} {kept}", hint=error.hint) from error
+
+
+def _kept_elsewhere(
+    delta: np.ndarray, config: TrainConfig, metadata: dict[str, Any], checkpoint: Path | None
+) -> str:
+    """Where the finished training is kept when its ``--out`` could not be written, in words."""
+    from spdesk.core.paths import cache_dir, ensure
+
+    if checkpoint is not None and checkpoint.is_file():
+        return (
+            f"The training is kept in its checkpoint {checkpoint}: free some space and run the "
+            "same command with --resume to save it without training again."
+        )
+    try:
+        name = f"unsaved-{config.resume_key()[:12]}.safetensors"
+        rescued = save_perturbation(
+            ensure(cache_dir() / "training") / name, delta, eps=config.eps, metadata=metadata
+        )
+    except (OSError, OutputError) as error:
+        log.warning("the trained pattern could not be kept anywhere: %s", error)
+        return "It could not be kept elsewhere either: the training is lost."
+    return f"The trained pattern is kept at {rescued}: copy it where you want it."
 
 
 class CancelledWhileChecking(Cancelled):

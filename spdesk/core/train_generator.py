@@ -131,21 +131,22 @@ class GeneratorTrainConfig:
         """Refuse settings out of range (ConfigError, starting with the setting's name)."""
         low, high = self.editor_scale
         checks = [
-            ("eps", 0 < self.eps <= 64, "in (0, 64] 8-bit steps"),
+            # Below one whole step nothing it writes changes a pixel (protect refuses it).
+            ("eps", 1 <= self.eps <= 64, "in [1, 64] 8-bit steps"),
             ("steps", 1 <= self.steps <= 100_000, "1..100000"),
             ("batch", 1 <= self.batch <= 256, "1..256"),
             ("size", 32 <= self.size <= 1024 and self.size % 8 == 0,
              "a multiple of 8 from 32 to 1024"),
             ("lr", 0 < self.lr < math.inf, "positive and finite"),
-            ("ssim", self.ssim >= 0, ">= 0"),
+            ("ssim", 0 <= self.ssim < math.inf, ">= 0 and finite"),
             ("editor_scale", 0.1 <= low <= high <= 4, "0.1 <= LOW <= HIGH <= 4"),
             ("editor_filter", self.editor_filter in EDITOR_FILTERS,
              f"one of {', '.join(EDITOR_FILTERS)}"),
             ("lanczos_share", 0 <= self.lanczos_share <= 1, "in [0, 1]"),
             ("lanczos_share", self.lanczos_share == 0.5 or self.editor_filter == "mixed",
              "0.5 unless the editor filter is mixed (the share of steps that draw Lanczos)"),
-            ("secrecy", self.secrecy >= 0, ">= 0"),
-            ("visibility", self.visibility >= 0, ">= 0"),
+            ("secrecy", 0 <= self.secrecy < math.inf, ">= 0 and finite"),
+            ("visibility", 0 <= self.visibility < math.inf, ">= 0 and finite"),
             ("jpeg", 0 <= self.jpeg <= 1, "in [0, 1]"),
             ("blur", 0 <= self.blur <= 1, "in [0, 1]"),
             ("jpeg_quality", 10 <= self.jpeg_quality <= 95, "10..95"),

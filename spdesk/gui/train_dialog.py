@@ -41,6 +41,7 @@ from spdesk.core.errors import SpdeskError
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.events.training import (
     CheckingPattern,
+    CheckpointFailed,
     TrainStarted,
     TrainStep,
     ValidationReport,
@@ -248,6 +249,7 @@ class TrainDialog(QDialog):
         self._advice_texts: set[str] = set()  # footers ready_text said (replaced by the next)
         self.skipped: dict[Path, str] = {}  # photos the running training could not read, why
         self.afresh = ""  # why the running training started afresh ("" when it did not)
+        self.unkept = ""  # why the last checkpoint was not written ("" when it was)
         self.result: Any = None
         self.saved_path: Path | None = None
         self._started = 0.0
@@ -628,7 +630,7 @@ class TrainDialog(QDialog):
         self.encoder_of_run = request.encoder
         self.result = None
         self.saved_path = None
-        self.afresh = ""
+        self.afresh = self.unkept = ""
         self.save_frame.hide()
         self.loss_chart.clear()
         self.val_chart.clear()
@@ -677,6 +679,8 @@ class TrainDialog(QDialog):
                 self.val_chart.append(NOISE_SERIES, step, sign)
                 gain = event.gain_over_sign
                 self.val_note.setText(f"Step {step}: {gain_text(gain)} the effect of random noise.")
+            case CheckpointFailed(reason=reason):
+                self.unkept = reason  # said with each step, as training goes on
             case CheckingPattern(photos=photos):
                 seconds = pattern_check_seconds(self.encoder_of_run, self.device_kind)
                 about = f" (about {format_duration(seconds)})" if seconds else ""
@@ -696,6 +700,8 @@ class TrainDialog(QDialog):
         left = f" · about {format_duration(event.eta_s)} left" if event.eta_s is not None else ""
         # Why it started afresh stays in view: a user who expected it to resume learns why.
         afresh = f" (started afresh: {self.afresh})" if self.afresh else ""
+        if self.unkept:  # a stop now loses the steps since the last checkpoint
+            afresh += f" · progress not saved for resuming: {self.unkept}"
         if not self.runner.paused:
             self.status_label.setText(f"Step {event.step} of {event.steps}{left}{afresh}")
 
@@ -714,6 +720,10 @@ class TrainDialog(QDialog):
         set_primary(self.train_longer_button, weak)
         set_primary(self.save_button, not weak)
         self.train_longer_button.setVisible(weak)
+        self.train_longer_button.setToolTip(
+            f"A new run from the start with {self._longer_steps()} steps (a finished run "
+            "cannot go on: its step sizes shrank to its last step)"
+        )
         self.save_button.setText("Save anyway" if weak else "Save to library")
         self.save_frame.show()
         (self.train_longer_button if weak else self.name_edit).setFocus()
@@ -723,14 +733,19 @@ class TrainDialog(QDialog):
 
         Asks before the unsaved result is replaced, as "Train again" does."""
         steps = self.steps_spin.value()
-        self.steps_spin.setValue(min(self.steps_spin.maximum(), max(4 * steps, MIN_USEFUL_STEPS)))
+        self.steps_spin.setValue(self._longer_steps())
         if self.start():
             return True
         self.steps_spin.setValue(steps)  # kept the result (or could not start): as it was
         return False
 
+    def _longer_steps(self) -> int:
+        steps = self.steps_spin.value()
+        return min(self.steps_spin.maximum(), max(4 * steps, MIN_USEFUL_STEPS))
+
     def _on_failed(self, text: str) -> None:
         self.status_label.setText(text.splitlines()[0])
+        self.val_chart.set_empty_text("The run failed before the first check.")
         QMessageBox.warning(self, "Training failed", text)
 
     def _on_cancelled(self) -> None:

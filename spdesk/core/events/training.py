@@ -64,6 +64,16 @@ class CheckpointSaved(Event):
 
 
 @dataclass(frozen=True)
+class CheckpointFailed(Event):
+    """The checkpoint due at ``step`` could not be written (``reason``, in words); training
+    goes on, so the run is not lost for a checkpoint's sake."""
+
+    step: int
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
 class CheckingPattern(Event):
     """Training is done; its pattern is being measured on ``photos`` held-out photos the
     product's way: laid as ``spdesk protect`` lays it, seen by an ``editor`` px editor, and how

@@ -20,6 +20,7 @@ excluded) on ImageNet photos and on a 24 MP photo. A Pareto chart
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from spdesk.core.assessment import NOISE, Assessment, Protect, assess, mode_prot
 from spdesk.core.attacks import parse_attacks
 from spdesk.core.encoders import load_encoder
 from spdesk.core.evaluate import load_full_photos
+from spdesk.core.export import DEFAULT_QUALITY
 from spdesk.core.jobs.settings import DEFAULT_FINETUNE_OBJECTIVE
 from spdesk.core.photo_finetune import PhotoFineTuner
 from spdesk.core.train import find_photos, split_photos
@@ -210,6 +212,21 @@ def tuner_variant(models: Path, steps: int, variant: str, device: str) -> Protec
     )
 
 
+def saved_as_jpeg(protect: Protect) -> Protect:
+    """``protect`` followed by the save ``spdesk protect`` gives a JPEG photo (every photo of
+    the sample is one): quality DEFAULT_QUALITY with full-resolution colour, as
+    ``export._format_params`` writes it."""
+
+    def saved(photo: np.ndarray, index: int) -> np.ndarray:
+        buffer = io.BytesIO()
+        Image.fromarray(protect(photo, index)).save(
+            buffer, "JPEG", quality=DEFAULT_QUALITY, subsampling=0
+        )
+        return np.asarray(Image.open(buffer).convert("RGB"))
+
+    return saved
+
+
 def tuned(tuner: PhotoFineTuner) -> Protect:
     """A fine-tuner as a protect function of the assessment."""
 
@@ -336,6 +353,11 @@ def main() -> None:
         "product: nojpeg (no JPEG round trip in the loss), jpeg50 (another quality), ens (TAESD "
         "+ TAEF2), nojpeg+ens",
     )
+    parser.add_argument(
+        "--also-saved", action="store_true",
+        help="each bundled mode also as the file spdesk protect writes (JPEG q95 4:4:4): the "
+        "table's figures are of the pixels before that save",
+    )  # fmt: skip
     parser.add_argument("--speed-only", action="store_true", help="time the modes, no table")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--chart", type=Path, default=None)
@@ -405,6 +427,8 @@ def main() -> None:
         candidates[label] = protect
         if args.speed_photos:
             timings[label] = speed(protect, photos[: args.speed_photos])
+        if args.also_saved and label in bundled.values():
+            candidates[f"{label}, saved"] = saved_as_jpeg(protect)
     for steps in fine_tune:
         for variant in filter(None, args.tuner_variants.split(",")):
             label = f"fine-tuned {steps}, {variant}"

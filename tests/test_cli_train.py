@@ -673,3 +673,21 @@ def test_train_refuses_a_name_beside_the_library_s_own(
     argv = ["train", str(photos), "--library", "Named", "--name", "Other", "--encoder", str(vae)]
     assert main(argv) == 2
     assert "drop --name" in capsys.readouterr().err
+
+
+def test_train_says_why_held_out_photos_too_small_gave_no_figures(
+    tmp_path: Path, assets: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ "Checking it on 1 held-out photo…", then no figure and no word why (audit)."""
+    _photos, vae = assets
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tiny / f"{index}.png")
+    out = tmp_path / "o.safetensors"
+    argv = ["train", str(tiny), "--out", str(out), "--encoder", str(vae), "--size", "32"]
+    assert main([*argv, "--steps", "2"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "not checked as protection lays it: no held-out photo is 32 px or more" in err
+    assert out.is_file()

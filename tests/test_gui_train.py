@@ -327,6 +327,18 @@ def test_a_run_just_weaker_than_noise_never_reads_as_equal_to_it() -> None:
     assert "0.99×" in text and "WEAKER" in text and "1.00×" not in text
 
 
+def test_a_result_not_checked_as_protection_lays_it_says_why() -> None:
+    from types import SimpleNamespace
+
+    from spdesk.core.trained_pattern import UNCHECKED_TEXT
+    from spdesk.gui.train_dialog import _summary
+
+    meta = {"gain_over_sign": 1.2, "steps": 48, "train_photos": 6, "val_photos": 1}
+    assert UNCHECKED_TEXT in _summary(SimpleNamespace(metadata=meta, product_gain=None))
+    cancelled = meta | {"checked": "cancelled"}  # said otherwise, by the cancel
+    assert UNCHECKED_TEXT not in _summary(SimpleNamespace(metadata=cancelled, product_gain=None))
+
+
 def test_a_long_value_label_stays_clear_of_the_chart_frame(qtbot: QtBot) -> None:
     from spdesk.gui.widgets.chart import LABEL_INSET, LineChart
 

@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     from spdesk.core.files import shown
     from spdesk.core.jobs.events import count_of
     from spdesk.core.train import CancelledWhileChecking, train_universal
-    from spdesk.core.trained_pattern import MISSING_TEXT, visibility_available
+    from spdesk.core.trained_pattern import MISSING_TEXT, UNCHECKED_TEXT, visibility_available
     from spdesk.core.usecases import StartingAfresh, save_under_free_name, train_into_library
 
     if args.library is not None:
@@ -319,6 +319,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         if result.product_gain is not None:
             print(result.product_gain.text(), file=sys.stdout)
+        else:  # every held-out photo too small to measure
+            print(f"Note: {UNCHECKED_TEXT}.", file=sys.stderr)
         if result.visibility is not None:
             print(result.visibility.text(), file=sys.stdout)
         print(f"Saved {result.path}", file=sys.stdout)

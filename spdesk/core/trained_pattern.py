@@ -137,6 +137,11 @@ def visibility_available() -> bool:
 
 
 MISSING_TEXT = f"To see how visible it is, install spdesk's evaluation extra: {INSTALL_EVAL}"
+UNCHECKED_TEXT = (
+    f"It was not checked as protection lays it: no held-out photo is {MIN_SIDE} px or more on "
+    "its short side. Measure it on photos of your own: spdesk eval --photos FOLDER "
+    "--perturbation FILE"
+)
 
 
 def pattern_visibility(

@@ -57,7 +57,7 @@ from spdesk.core.train_advice import (
     default_crop_size,
     short_run_warning,
 )
-from spdesk.core.trained_pattern import MISSING_TEXT, visibility_available
+from spdesk.core.trained_pattern import MISSING_TEXT, UNCHECKED_TEXT, visibility_available
 from spdesk.core.usecases import (
     StartingAfresh,
     discard_training,
@@ -892,6 +892,8 @@ def _summary(result: Any) -> str:
     product_gain = getattr(result, "product_gain", None)
     if product_gain is not None:
         parts.append(product_gain.text())
+    elif hasattr(result, "product_gain") and meta.get("checked") != "cancelled":
+        parts.append(f"{UNCHECKED_TEXT}.")  # every held-out photo too small to measure
     visibility = getattr(result, "visibility", None)
     if visibility is not None:
         parts.append(visibility.text())

@@ -488,3 +488,19 @@ def test_a_generator_whose_test_perturbation_is_not_finite_is_refused_when_loade
     )
     with pytest.raises(PerturbationFileError, match=r"g\.safetensors .*invalid values"):
         load_generator(path)
+
+
+def test_train_generator_says_a_folder_has_too_few_photos_before_loading_the_encoder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spdesk.core.encoders as encoders
+    from spdesk.cli import main
+
+    def never(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the encoder was loaded first")
+
+    monkeypatch.setattr(encoders, "load_encoder", never)
+    (tmp_path / "empty").mkdir()
+    argv = ["train-generator", str(tmp_path / "empty"), "--out", str(tmp_path / "g.safetensors")]
+    assert main([*argv, "--encoder", "taesd"]) == 2
+    assert "holds 0 photo(s)" in capsys.readouterr().err

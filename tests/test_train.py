@@ -736,3 +736,18 @@ def test_a_library_run_whose_save_fails_resumes_at_its_end(
     events: list[Event] = []
     train_into_library(config, on_event=events.append)
     assert next(e for e in events if isinstance(e, TrainStarted)).resumed_from == 5
+
+
+def test_a_folder_with_too_few_photos_is_said_before_the_encoder_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SD 1.5's VAE takes a while to load on a CPU: the empty folder came after it (audit)."""
+    import spdesk.core.train as train
+
+    def never(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the encoder was loaded first")
+
+    monkeypatch.setattr(train, "load_encoder", never)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="holds 0 photo"):
+        train_universal(_config(tmp_path / "empty", tmp_path / "vae"))

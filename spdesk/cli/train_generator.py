@@ -134,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from spdesk.core.generator import GeneratorConfig, shaping_to_dict
     from spdesk.core.generator_file import check_generator_destination, save_generator
     from spdesk.core.photo_protect import load_generator
+    from spdesk.core.train import training_photos
     from spdesk.core.train_generator import train_generator
 
     config = _config(args)
@@ -145,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         _check_init_network(args, initial_spec.network)
         start = initial.state_dict()
         config = replace(config, network=GeneratorConfig(**initial_spec.network))
+    training_photos(args.photos)  # a folder of too few photos is said before the encoder loads
     encoder = load_encoder(args.encoder, args.device)
     progress = ProgressPrinter(quiet=args.json)
     model, summary = train_generator(

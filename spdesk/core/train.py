@@ -386,7 +386,14 @@ def random_baselines(shape: tuple[int, ...], eps: float, seed: int) -> dict[str,
 class _Trainer:
     """One run: holds the data, encoder, objectives and optimiser between steps."""
 
-    def __init__(self, config: TrainConfig, encoder: Encoder, on_event: EventSink) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        encoder: Encoder,
+        on_event: EventSink,
+        photos: list[Path] | None = None,
+    ) -> None:
+        """``photos``: the folder's, when already found (:func:`training_photos`)."""
         self.config = config
         self.encoder = encoder
         self.on_event = on_event
@@ -397,8 +404,9 @@ class _Trainer:
         self.robustness = Robustness.from_names(config.robust)
         root = Path(config.photos)
         self.train_paths, self.val_paths = split_photos(
-            training_photos(root), config.split, config.split_seed, config.max_photos
-        )
+            training_photos(root) if photos is None else photos,
+            config.split, config.split_seed, config.max_photos,
+        )  # fmt: skip
         self.train_paths, self.train_views, skipped = load_working_views(
             self.train_paths, config.size
         )
@@ -900,10 +908,11 @@ def train_universal(
         check_destination(out, force=force)
     if checkpoint is not None:
         _check_checkpoint_place(checkpoint, out, resume)
+    photos = training_photos(Path(config.photos))  # an empty folder is said before the encoder
     encoder = encoder or load_encoder(
         config.encoder, config.device, checkpointing=config.checkpointing
     )
-    trainer = _Trainer(config, encoder, on_event)
+    trainer = _Trainer(config, encoder, on_event, photos)
     if resume and checkpoint is not None and checkpoint.is_file():
         try:
             load_checkpoint(checkpoint, trainer)

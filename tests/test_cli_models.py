@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from hub_server import HubServer, tiny_sd_repo_files
+from PIL import Image
 from tiny_sd import save_tiny_sd, save_tiny_taesd, save_tiny_vae
 
 from spdesk.cli import main
@@ -90,6 +91,8 @@ def test_missing_model_message_names_the_command(
 ) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
+    for name in ("a.png", "b.png"):  # a folder training takes: the model is what is missing
+        Image.new("RGB", (48, 40), (120, 90, 60)).save(photos / name)
     argv = ["train", str(photos), "--out", str(tmp_path / "p.safetensors"), "--encoder", "sd15"]
     assert main([*argv, "--steps", "1"]) == EXIT_ERROR
     err = capsys.readouterr().err

@@ -72,6 +72,21 @@ def test_inpaint_preview_with_a_mask_file(
     assert (tmp_path / "cat.sheet.png").is_file()
 
 
+def test_a_preview_without_piq_says_how_to_get_fsim_on_the_command_line(
+    inputs: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import spdesk.core.metrics as metrics
+
+    monkeypatch.setattr(metrics, "_piq_fsim", lambda: None)
+    assert _preview(inputs, tmp_path, "--model-dir", str(inputs["sd"])) == 0
+    assert "FSIM not computed: it needs the piq package (pip install piq)" in (
+        capsys.readouterr().out
+    )
+
+
 def test_missing_model_prints_the_download_command(
     inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -276,5 +276,8 @@ def _run(args: argparse.Namespace) -> int:
         print(result.verdict)
         for warning in result.warnings:
             print(f"Note: {warning}")
+        # An installer's app has no pip: there, FSIM is simply not among the figures.
+        if result.figures["protected_edit"].get("fsim") is None and not getattr(sys, "frozen", 0):
+            print("Note: FSIM not computed: it needs the piq package (pip install piq).")
         print(f"Comparison sheet: {paths['sheet']}")
     return EXIT_OK

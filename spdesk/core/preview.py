@@ -553,8 +553,6 @@ class PreviewEngine:
         warnings = []
         if blank:
             warnings.append("An edit came out blank or black.")
-        if figures["protected_edit"]["fsim"] is None:
-            warnings.append("FSIM not computed: it needs the optional piq package.")
         verdict, worked = verdict_for(figures["protected_edit"], figures["noise_edit"], blank)
         return PreviewResult(
             original=original,

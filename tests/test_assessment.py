@@ -337,7 +337,7 @@ def test_an_assessment_of_photos_larger_than_the_view_adds_signs_laid_at_it(
     encoder = load_encoder(str(save_tiny_vae(tmp_path / "vae")), "cpu")
     photos = _photos(2)  # 72 px
     small = assess(photos, {"brighter": _brighter}, encoder, eps=8, sizes=(32,), view=72)
-    assert VIEW_SIGNS not in small.names() and "laid at the view" not in small.format()
+    assert VIEW_SIGNS not in small.names() and "laid at the" not in small.format()
     large = assess(photos, {"brighter": _brighter}, encoder, eps=8, sizes=(32,), view=48)
     assert large.names()[-1] == VIEW_SIGNS
     mine, laid = (large.get(n).strength["32/clean"].latent for n in ("brighter", VIEW_SIGNS))
@@ -346,6 +346,20 @@ def test_an_assessment_of_photos_larger_than_the_view_adds_signs_laid_at_it(
     assert large.gain(VIEW_SIGNS, "32/clean") == pytest.approx(
         laid / large.get(SIGN).strength["32/clean"].latent
     )
-    assert f"@32 {mine / laid:.2f}x" in large.format().split("laid at the view")[1]
+    assert f"@32 {mine / laid:.2f}x" in large.format().split("laid at the 48 px view")[1]
     # The other figures are those of a run without it.
     assert large.to_dict()["candidates"][:3] == small.to_dict()["candidates"]
+
+
+def test_runs_whose_signs_were_laid_at_other_views_do_not_merge() -> None:
+    """Each run's gains over signs at the view are over its own view's (review)."""
+    from spdesk.core.assessment import SIGN, Assessment, CandidateFigures, Strength
+
+    def run(view: int) -> Assessment:
+        sign = CandidateFigures(SIGN, strength={"64/clean": Strength(0.1, 0.9)})
+        return Assessment("enc", 1, 0, [64], [], 8, view, candidates=[sign])
+
+    assert run(512).merged(run(512)).view == 512
+    with pytest.raises(ValueError, match="view"):
+        run(512).merged(run(256))
+    assert Assessment.from_dict(run(256).to_dict()).view == 256

@@ -614,7 +614,7 @@ def test_eval_of_photos_larger_than_the_protection_s_view_reports_signs_laid_at_
     assert [c["name"] for c in report["candidates"]][-1] == "signs at the view"
     assert report["gain_over_signs_at_the_view"]["photo-specific"]["64/clean"]["latent"] > 0
     assert main(argv) == 0
-    assert "gain over random signs laid at the view" in capsys.readouterr().out
+    assert "gain over random signs laid at the 64 px view" in capsys.readouterr().out
     assert main([*argv[:-2], "--json"]) == 0  # the 512 px view: no photo is larger
     assert "gain_over_signs_at_the_view" not in json.loads(capsys.readouterr().out)
 
@@ -691,3 +691,30 @@ def test_train_says_why_held_out_photos_too_small_gave_no_figures(
     err = " ".join(capsys.readouterr().err.split())
     assert "not checked as protection lays it: no held-out photo is 32 px or more" in err
     assert out.is_file()
+
+
+def test_a_library_save_that_fails_says_the_same_command_saves_it_without_training(
+    assets: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import spdesk.core.usecases as usecases
+    from spdesk.core.errors import DiskFullError
+
+    real = usecases.save_under_free_name
+
+    def full(*_args: object) -> None:
+        raise DiskFullError("The disk is full: the library could not be written.")
+
+    photos, vae = assets
+    argv = ["train", str(photos), "--library", "Kept", "--encoder", str(vae), "--size", "32"]
+    argv += ["--steps", "3"]
+    monkeypatch.setattr(usecases, "save_under_free_name", full)
+    assert main(argv) == 2
+    assert "The training is kept: once there is space, the same command saves it" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.setattr(usecases, "save_under_free_name", real)
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "resuming at step 3" in err and "step 1/3" not in err

@@ -610,6 +610,19 @@ def test_a_checkpoint_not_written_is_said_with_each_step_while_training_goes_on(
     assert said.startswith("Step 26 of 100") and "not saved for resuming: The disk is full." in said
 
 
+def test_a_checkpoint_written_again_clears_the_warning_and_a_finished_run_is_not_cancelled(
+    dialog: TrainDialog, tmp_path: Path
+) -> None:
+    dialog._on_event(CheckpointFailed(25, tmp_path / "run.ckpt", "The disk is full."))
+    dialog._on_event(CheckpointSaved(step=50, path=tmp_path / "run.ckpt"))  # space freed
+    dialog._on_event(TrainStep(step=51, steps=100, loss=0.5))
+    assert "not saved for resuming" not in dialog.status_label.text()
+    started = TrainStarted(train_photos=3, val_photos=1, steps=30, encoder="tiny", resumed_from=30)
+    dialog._on_event(started)  # a run whose save failed resumes at its end
+    said = dialog.status_label.text()
+    assert said.startswith("Every step of this run had run") and "cancelled" not in said
+
+
 def test_a_failed_run_leaves_no_promise_of_a_first_check(
     dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -751,3 +751,53 @@ def test_a_folder_with_too_few_photos_is_said_before_the_encoder_loads(
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="holds 0 photo"):
         train_universal(_config(tmp_path / "empty", tmp_path / "vae"))
+
+
+def test_a_run_cancelled_while_checking_on_a_full_disk_still_saves_its_out(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint's DiskFullError replaced the cancel: a finished run lost its --out, on
+    a disk with room (review)."""
+    import spdesk.core.train as train
+    from spdesk.core.train import CancelledWhileChecking
+
+    monkeypatch.setattr(train, "visibility_available", lambda: True)
+    photos, vae, encoder = tiny_setup
+    checkpoint, out = tmp_path / "full" / "run.ckpt", tmp_path / "out.safetensors"
+    _disk_full_at(monkeypatch, "save_checkpoint", checkpoint)
+    token, cancel_when_measuring = _cancel_when_measuring()
+    with pytest.raises(CancelledWhileChecking):
+        train_universal(
+            _config(photos, vae, steps=3), out=out, checkpoint=checkpoint, encoder=encoder,
+            on_event=cancel_when_measuring, cancel=token, check=True,
+        )  # fmt: skip
+    assert load_perturbation(out).metadata["checked"] == "cancelled"
+
+
+def test_a_result_whose_last_checkpoint_failed_too_is_kept_in_the_cache_not_promised(
+    tiny_setup: tuple[Path, Path, Encoder], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error sent the user to --resume a checkpoint of step 4 of 5 (review)."""
+    import re
+
+    import spdesk.core.train as train
+    from spdesk.core.errors import DiskFullError
+    from spdesk.core.train import checkpoint_step, save_checkpoint
+
+    photos, vae, encoder = tiny_setup
+    checkpoint, out = tmp_path / "run.ckpt", tmp_path / "full" / "out.safetensors"
+
+    def fails_at_the_end(path: Path, trainer: object) -> None:
+        if trainer.optimizer.step_index == 5:  # type: ignore[attr-defined]
+            raise DiskFullError("The disk is full.")
+        save_checkpoint(path, trainer)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(train, "save_checkpoint", fails_at_the_end)
+    _disk_full_at(monkeypatch, "save_perturbation", out)
+    config = _config(photos, vae, steps=5, checkpoint_every=2)
+    with pytest.raises(DiskFullError) as info:
+        train_universal(config, out=out, checkpoint=checkpoint, encoder=encoder)
+    said = info.value.user_text()
+    assert checkpoint_step(checkpoint) == 4 and "--resume" not in said
+    kept = re.search(r"kept at (\S+\.safetensors)", said)
+    assert kept is not None and load_perturbation(Path(kept.group(1))).eps == 8, said

@@ -323,6 +323,21 @@ def test_a_preview_fine_tunes_again_when_what_decides_its_pixels_changed(
     np.testing.assert_array_equal(view.photo, np.asarray(Image.open(photo).convert("RGB")))
 
 
+def test_a_fine_tuned_preview_names_a_missing_pattern_file_with_the_memo_too(
+    tmp_path: Path, encoder: str
+) -> None:
+    """The memo's key read the file first: a bare FileNotFoundError reached the app (review)."""
+    photo = samples.photo(tmp_path / "cat.png", 40, 24)
+    tuning = FineTuning(1, encoder, jpeg=None, objective="latent", device="cpu")
+    for memo in (None, FineTunedMemo()):
+        with pytest.raises(SpdeskError) as info:
+            protect_for_preview(
+                photo, tmp_path / "gone.safetensors", ApplyOptions(working_size=16),
+                fine_tuning=tuning, memo=memo,
+            )  # fmt: skip
+        assert "gone.safetensors" in info.value.user_text()
+
+
 def test_the_fine_tuning_of_a_job_is_the_one_its_preview_runs() -> None:
     settings = ProtectSettings(
         mode="photo-finetune", finetune_steps=5, encoder="taesd", finetune_jpeg=None,

@@ -278,6 +278,16 @@ def _run(args: argparse.Namespace) -> int:
             print(f"Note: {warning}")
         # An installer's app has no pip: there, FSIM is simply not among the figures.
         if result.figures["protected_edit"].get("fsim") is None and not getattr(sys, "frozen", 0):
-            print("Note: FSIM not computed: it needs the piq package (pip install piq).")
+            print(f"Note: FSIM not computed: {_without_fsim()}.")
         print(f"Comparison sheet: {paths['sheet']}")
     return EXIT_OK
+
+
+def _without_fsim() -> str:
+    """Why FSIM is missing, without a pip command: piq needs torchvision, and an unpinned one
+    can replace the torch build (CUDA, ROCm) a user chose."""
+    import importlib.util
+
+    if importlib.util.find_spec("piq") is None:
+        return "it needs the piq package, with a torchvision built for your torch"
+    return "piq is installed but does not load (it needs a torchvision built for your torch)"

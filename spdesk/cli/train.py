@@ -6,10 +6,13 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spdesk.cli.common import EXIT_OK, ProgressPrinter, cancel_on_sigint, print_json
 from spdesk.core.train_advice import DEFAULT_OBJECTIVE, DEFAULT_ROBUSTNESS, short_run_warning
+
+if TYPE_CHECKING:  # spdesk.core.train imports torch: not at --help
+    from spdesk.core.train import TrainConfig, TrainResult
 
 
 def register(sub: Any) -> None:
@@ -209,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
     from spdesk.core.jobs.events import count_of
     from spdesk.core.train import CancelledWhileChecking, train_universal
     from spdesk.core.trained_pattern import MISSING_TEXT, UNCHECKED_TEXT, visibility_available
-    from spdesk.core.usecases import StartingAfresh, save_under_free_name, train_into_library
+    from spdesk.core.usecases import StartingAfresh, train_into_library
 
     if args.library is not None:
         _check_library_name(args.library)
@@ -295,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
         raise Cancelled(_cancelled_text(args)) from cancelled
     printer.close()
     if args.library is not None:
-        result.path, name = save_under_free_name(result, args.library)
+        result.path, name = _saved_to_library(result, config, args.library)
         if name != args.library:
             print(
                 f"Note: “{args.library}” was added to your library while this run trained (by "
@@ -325,6 +328,25 @@ def run(args: argparse.Namespace) -> int:
             print(result.visibility.text(), file=sys.stdout)
         print(f"Saved {result.path}", file=sys.stdout)
     return EXIT_OK
+
+
+def _saved_to_library(result: TrainResult, config: TrainConfig, name: str) -> tuple[Path, str]:
+    """``result`` saved to the library; a save that fails says whether the run is kept."""
+    from spdesk.core.errors import OutputError
+    from spdesk.core.train import checkpoint_step
+    from spdesk.core.usecases import library_checkpoint, save_under_free_name
+
+    try:
+        return save_under_free_name(result, name)
+    except OutputError as error:
+        kept = checkpoint_step(library_checkpoint(config)) == config.steps
+        then = (
+            "The training is kept: once there is space, the same command saves it without "
+            "training again."
+            if kept
+            else "Its checkpoint could not be written either: the training is lost."
+        )
+        raise type(error)(f"{error.message} {then}", hint=error.hint) from error
 
 
 def _cancelled_text(args: argparse.Namespace) -> str:

@@ -258,6 +258,7 @@ class Assessment:
     sizes: list[int]
     attacks: list[str]
     eps: float
+    view: int = 512  # the view signs at the view are laid at (and the protections work at)
     candidates: list[CandidateFigures] = field(default_factory=list)
     references: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -310,6 +311,7 @@ class Assessment:
         settings = ("encoder", "photos", "attack_photos", "sizes", "attacks", "eps")
         return cls(
             **{name: data[name] for name in settings},
+            view=data.get("view", 512),  # runs before it was recorded laid at 512
             candidates=candidates,
             references=data.get("references", {}),
         )
@@ -317,9 +319,11 @@ class Assessment:
     def merged(self, other: Assessment) -> Assessment:
         """This table with ``other``'s candidates added: runs on the same photos and settings
         (their random-sign baselines must agree), e.g. one per machine or per day."""
-        same = ("encoder", "photos", "attack_photos", "sizes", "eps")
+        same = ("encoder", "photos", "attack_photos", "sizes", "eps", "view")
         if any(getattr(self, name) != getattr(other, name) for name in same):
-            raise ValueError("Only runs with the same encoder, photos, sizes and budget merge.")
+            raise ValueError(
+                "Only runs with the same encoder, photos, sizes, budget and view merge."
+            )
         mine, theirs = self.get(SIGN).strength, other.get(SIGN).strength
         for key in mine.keys() & theirs.keys():
             if abs(mine[key].latent - theirs[key].latent) > 1e-3 * mine[key].latent:
@@ -398,12 +402,13 @@ class Assessment:
             f"encoder {self.encoder}, {self.photos} photos{fitted}, eps {self.eps:g}, editor "
             f"sizes {', '.join(map(str, self.sizes))}"
         ]
+        wide = max([22, *(len(c.name) + 2 for c in self.candidates)])
         lines.append(
-            f"{'candidate':<22}{'SSIMU2':>8}{'min':>7}{'FLIP':>8}"
+            f"{'candidate':<{wide}}{'SSIMU2':>8}{'min':>7}{'FLIP':>8}"
             + "".join(f"{f'lat@{s}':>9}{'gain':>7}{'rtSSIM':>8}{'gain':>7}" for s in self.sizes)
         )
         for c in self.candidates:
-            row = f"{c.name:<22}{_cell(c.ssimulacra2, 8, 1)}{_cell(c.ssimulacra2_min, 7, 1)}"
+            row = f"{c.name:<{wide}}{_cell(c.ssimulacra2, 8, 1)}{_cell(c.ssimulacra2_min, 7, 1)}"
             row += _cell(c.flip, 8, 4)
             for size in self.sizes:
                 s = c.strength.get(f"{size}/clean")
@@ -414,7 +419,7 @@ class Assessment:
             lines.append(row)
         for name, ref in self.references.items():
             lines.append(
-                f"{name:<22}{_cell(ref['ssimulacra2'], 8, 1)}"
+                f"{name:<{wide}}{_cell(ref['ssimulacra2'], 8, 1)}"
                 f"{_cell(ref['ssimulacra2_min'], 7, 1)}{_cell(ref['flip'], 8, 4)}"
             )
         lines += self._over_view_signs()
@@ -460,7 +465,7 @@ class Assessment:
         (photos larger than the view: there they are the stronger reference)."""
         if VIEW_SIGNS not in self.names():
             return []
-        lines = ["gain over random signs laid at the view (latent / SSIM drop):"]
+        lines = [f"gain over random signs laid at the {self.view} px view (latent / SSIM drop):"]
         for c in self.candidates:
             if c.name in NOISE:
                 continue
@@ -695,7 +700,7 @@ def assess(
         if on_photo is not None:
             on_photo(index + 1, len(photos))
     report = Assessment(
-        encoder.id, len(measured), len(attack_photos), list(sizes), list(attacks), eps
+        encoder.id, len(measured), len(attack_photos), list(sizes), list(attacks), eps, view
     )
     report.candidates = [tally.figures(name) for name in protects]
     report.references = _jpeg_references(measured)

@@ -85,7 +85,7 @@ class TrainConfig:
         encoder: encoder spec (see ``load_encoder``): "sd15", a folder, a weights file, or a list.
         objective: objective name(s), comma-separated (see ``spdesk.core.objectives``).
         target: target of the ``encoder`` objective: "grey", "black", "white" or an image path.
-        eps: L-inf budget in 8-bit steps, in (0, 64].
+        eps: L-inf budget in 8-bit steps, in [1, 64] (below one step no pixel changes).
         steps: optimisation steps.
         batch: photos per step.
         size: crop size in pixels (multiple of 8); photos are resized to this short side first.
@@ -883,12 +883,14 @@ def train_universal(
     Args:
         config: the run's settings (see :class:`TrainConfig`).
         out: where to save the ``.safetensors`` perturbation (None: do not save).
-        checkpoint: checkpoint file, written every ``config.checkpoint_every`` steps and on cancel.
+        checkpoint: checkpoint file, written every ``config.checkpoint_every`` steps, once the
+            last step has run and on cancel; one that cannot be written (a full disk) is
+            reported with CheckpointFailed and training goes on.
         resume: continue from ``checkpoint`` if it exists (settings and training photos must
             match: ConfigError otherwise, before any step).
         encoder: an already loaded encoder (else ``load_encoder(config.encoder, config.device)``).
-        on_event: receives TrainStarted, TrainStep (loss, ETA), ValidationReport, CheckpointSaved
-            (``spdesk.core.events.training``).
+        on_event: receives TrainStarted, TrainStep (loss, ETA), ValidationReport, CheckpointSaved,
+            CheckpointFailed (``spdesk.core.events.training``).
         cancel: checked before every step; on cancel a checkpoint is written, then Cancelled raised.
         force: replace ``out`` even if it exists and is not a perturbation file (checked before
             any work, with the folder being writable: see ``check_destination``).
@@ -961,8 +963,8 @@ def train_universal(
         delta = trainer.optimizer.delta.detach().cpu().numpy().astype(np.float32)
         gain, seen = _check(delta, config.eps, trainer, on_event, cancel) if check else (None, None)
     except Cancelled as cancelled:  # a run cancelled while measuring resumes at its last step
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, trainer)
+        if checkpoint is not None:  # a full disk here must not cost a finished run its --out
+            _checkpoint_or_warn(checkpoint, trainer)
         if out is not None and trainer.optimizer.step_index >= config.steps:
             raise _saved_unchecked(out, config, trainer, seconds_per_step) from cancelled
         raise
@@ -1012,7 +1014,7 @@ def _kept_elsewhere(
     """Where the finished training is kept when its ``--out`` could not be written, in words."""
     from spdesk.core.paths import cache_dir, ensure
 
-    if checkpoint is not None and checkpoint.is_file():
+    if checkpoint is not None and checkpoint_step(checkpoint) == config.steps:  # not an older one
         return (
             f"The training is kept in its checkpoint {checkpoint}: free some space and run the "
             "same command with --resume to save it without training again."

@@ -4,8 +4,9 @@ Each use case owns its policy, so that the command line and the app behave alike
 construction (their own code only gathers settings and shows events):
 
 - :func:`train_into_library`: train with a checkpoint named by the run's settings in the cache
-  folder, written every ``checkpoint_every`` steps and on cancel; starting again with the same
-  photo folder (resolved, not as typed) and settings resumes from it; a damaged checkpoint is
+  folder, written every ``checkpoint_every`` steps, at the end and on cancel; starting again
+  with the same photo folder (resolved, not as typed) and settings resumes from it (a run whose
+  save failed, at its end: nothing is trained again); a damaged checkpoint is
   removed, and one trained on photos the folder no longer holds replaced (the run starts afresh,
   saying why with :class:`StartingAfresh`, as it does when a stopped run of the folder had other
   settings). The result is then checked on held-out photos the product's way
@@ -378,15 +379,17 @@ def _fine_tuned_key(
     protection: str,
     generator: Path | None,
     fine_tuning: FineTuning,
-) -> tuple[Any, ...]:
-    """Everything that decides a fine-tuned preview's pixels (photo mode's noise: the key)."""
+) -> tuple[Any, ...] | None:
+    """Everything that decides a fine-tuned preview's pixels (photo mode's noise: the key);
+    None when a file cannot be read (the protection then says which, by its name)."""
     from spdesk.core.keys import install_key, key_id
 
     key = key_id(install_key()) if protection == "photo" else ""
-    return (
-        _file_state(photo_path), _file_state(perturbation_path), _file_state(generator),
-        options, protection, fine_tuning, key,
-    )  # fmt: skip
+    try:
+        files = [_file_state(path) for path in (photo_path, perturbation_path, generator)]
+    except OSError:
+        return None
+    return (*files, options, protection, fine_tuning, key)
 
 
 def protect_for_preview(
@@ -413,10 +416,12 @@ def protect_for_preview(
 
     # Decoded as the export decodes it (upright, 8-bit, colour-managed); no torch import here.
     require_named_file(Path(photo_path), "photo")
+    key = None
     if fine_tuning is not None and memo is not None:
         key = _fine_tuned_key(
             photo_path, perturbation_path, options, protection, generator, fine_tuning
         )
+    if key is not None and memo is not None:
         if (kept := memo.recall(key)) is not None:
             on_event(Loading(REUSED_FINE_TUNING))
             return kept

@@ -42,6 +42,7 @@ from spdesk.core.events import CancelToken, Event
 from spdesk.core.events.training import (
     CheckingPattern,
     CheckpointFailed,
+    CheckpointSaved,
     TrainStarted,
     TrainStep,
     ValidationReport,
@@ -664,7 +665,9 @@ class TrainDialog(QDialog):
                 self.afresh = reason  # said with TrainStarted, which comes next
             case TrainStarted(train_photos=train, val_photos=val, resumed_from=resumed):
                 text = f"Training on {train} photos, checking on {val} held out…"
-                if resumed:
+                if resumed and resumed >= event.steps:  # its save failed, or the app closed
+                    text = "Every step of this run had run: checking its result again. " + text
+                elif resumed:
                     text = f"Resumed at step {resumed}, where the cancelled run stopped. " + text
                 elif self.afresh:
                     text = f"Started afresh: {self.afresh}. " + text
@@ -681,6 +684,8 @@ class TrainDialog(QDialog):
                 self.val_note.setText(f"Step {step}: {gain_text(gain)} the effect of random noise.")
             case CheckpointFailed(reason=reason):
                 self.unkept = reason  # said with each step, as training goes on
+            case CheckpointSaved():
+                self.unkept = ""  # space was freed: a stop loses nothing again
             case CheckingPattern(photos=photos):
                 seconds = pattern_check_seconds(self.encoder_of_run, self.device_kind)
                 about = f" (about {format_duration(seconds)})" if seconds else ""
@@ -721,8 +726,8 @@ class TrainDialog(QDialog):
         set_primary(self.save_button, not weak)
         self.train_longer_button.setVisible(weak)
         self.train_longer_button.setToolTip(
-            f"A new run from the start with {self._longer_steps()} steps (a finished run "
-            "cannot go on: its step sizes shrank to its last step)"
+            f"A new run from the start with four times the steps (at least {MIN_USEFUL_STEPS}): "
+            "a finished run cannot go on, its step sizes shrank to its last step"
         )
         self.save_button.setText("Save anyway" if weak else "Save to library")
         self.save_frame.show()
@@ -733,15 +738,11 @@ class TrainDialog(QDialog):
 
         Asks before the unsaved result is replaced, as "Train again" does."""
         steps = self.steps_spin.value()
-        self.steps_spin.setValue(self._longer_steps())
+        self.steps_spin.setValue(min(self.steps_spin.maximum(), max(4 * steps, MIN_USEFUL_STEPS)))
         if self.start():
             return True
         self.steps_spin.setValue(steps)  # kept the result (or could not start): as it was
         return False
-
-    def _longer_steps(self) -> int:
-        steps = self.steps_spin.value()
-        return min(self.steps_spin.maximum(), max(4 * steps, MIN_USEFUL_STEPS))
 
     def _on_failed(self, text: str) -> None:
         self.status_label.setText(text.splitlines()[0])
@@ -749,9 +750,12 @@ class TrainDialog(QDialog):
         QMessageBox.warning(self, "Training failed", text)
 
     def _on_cancelled(self) -> None:
+        where = "where it stopped"
+        if self.unkept:  # the last checkpoint failed: an earlier one is what resumes
+            where = f"at its last checkpoint written (the one after was not: {self.unkept})"
         self.status_label.setText(
             f"Cancelled; nothing was saved to the library. Press “{self.start_button.text()}” "
-            "with the same settings to resume where it stopped."
+            f"with the same settings to resume {where}."
         )
         # The chart's "First check after step N (about M s)" spoke of the run under way.
         self.val_chart.set_empty_text("Stopped before the first check.")

@@ -504,3 +504,21 @@ def test_train_generator_says_a_folder_has_too_few_photos_before_loading_the_enc
     argv = ["train-generator", str(tmp_path / "empty"), "--out", str(tmp_path / "g.safetensors")]
     assert main([*argv, "--encoder", "taesd"]) == 2
     assert "holds 0 photo(s)" in capsys.readouterr().err
+
+
+def test_train_generator_looks_for_the_photos_once(
+    training: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found early for the message, then found again to train: a large folder twice (review)."""
+    import spdesk.core.train_generator as core
+    from spdesk.cli import main
+
+    def again(*_args: object) -> None:
+        raise AssertionError("the folder was searched a second time")
+
+    monkeypatch.setattr(core, "training_photos", again)
+    photos, vae = training
+    out = tmp_path / "g.safetensors"
+    argv = ["train-generator", str(photos), "--out", str(out), "--encoder", str(vae)]
+    assert main([*argv, "--steps", "1", "--batch", "1", "--size", "32"]) == 0
+    assert out.is_file()

@@ -146,11 +146,11 @@ def run(args: argparse.Namespace) -> int:
         _check_init_network(args, initial_spec.network)
         start = initial.state_dict()
         config = replace(config, network=GeneratorConfig(**initial_spec.network))
-    training_photos(args.photos)  # a folder of too few photos is said before the encoder loads
+    found = training_photos(args.photos)  # too few photos are said before the encoder loads
     encoder = load_encoder(args.encoder, args.device)
     progress = ProgressPrinter(quiet=args.json)
     model, summary = train_generator(
-        args.photos, encoder, config, start=start, stop=cancel_on_sigint(),
+        args.photos, encoder, config, start=start, stop=cancel_on_sigint(), found=found,
         on_step=lambda s: progress.update(
             f"step {s.step}/{s.steps} distortion {s.distortion:.3f}", s.step, s.steps
         ),

@@ -319,8 +319,10 @@ def train_generator(
     cancel: CancelToken | None = None,
     stop: CancelToken | None = None,
     start: dict[str, torch.Tensor] | None = None,
+    found: list[Path] | None = None,
 ) -> tuple[DeltaGenerator, dict[str, Any]]:
     """Train a generator on the photos in ``photos``; returns it and its training record.
+    ``found``: the folder's photos when already found (:func:`training_photos`).
 
     ``cancel`` abandons the run (raises Cancelled); ``stop`` ends it after the current step and
     returns what was learnt, as ``time_limit`` does (Ctrl+C: minutes of training are not lost).
@@ -329,8 +331,9 @@ def train_generator(
     """
     torch.manual_seed(config.seed)
     train_paths, val_paths = split_photos(
-        training_photos(photos), config.split, config.split_seed, config.max_photos
-    )
+        training_photos(photos) if found is None else found,
+        config.split, config.split_seed, config.max_photos,
+    )  # fmt: skip
     train_paths, views, skipped = load_working_views(train_paths, config.load_side)
     if not views:
         raise too_few_readable(photos, skipped)

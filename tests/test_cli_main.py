@@ -116,3 +116,19 @@ def test_the_spdesk_gui_entry_point_is_the_qt_free_one_and_reads_its_own_argumen
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and result.stdout.startswith("spdesk "), result
+
+
+def test_spdesk_gui_without_a_console_says_what_the_window_needs_in_a_message_box(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Windows starts gui-scripts without a console: printed, the message went nowhere."""
+    import ctypes
+    from types import SimpleNamespace
+
+    shown: list[tuple[object, str, str, int]] = []
+    box = SimpleNamespace(MessageBoxW=lambda *args: shown.append(args))
+    monkeypatch.setattr(ctypes, "windll", SimpleNamespace(user32=box), raising=False)
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(sys, "stderr", None)
+    cli._tell_without_a_window("the window needs PySide6")
+    assert shown == [(None, "the window needs PySide6", "spdesk", 0x10)]

@@ -98,14 +98,24 @@ def _open_gui(paths: Sequence[Path] | None = ()) -> int:
     except ImportError as error:  # Qt taken out of an install that runs the command line only
         if (error.name or "").split(".")[0] not in ("PySide6", "shiboken6"):
             raise
-        print(
+        _tell_without_a_window(
             f"spdesk: the app's window needs PySide6, which does not load ({error}).\n"
             'Install it with: pip install "PySide6-Essentials>=6.7"; the commands work without '
-            "it (spdesk --help).",
-            file=sys.stderr,
+            "it (spdesk --help)."
         )
         return EXIT_ERROR
     return int(app.main(None if paths is None else list(paths)))
+
+
+def _tell_without_a_window(text: str) -> None:
+    """``text`` on the terminal; where there is none (``spdesk-gui`` on Windows starts without
+    a console, and printing there goes nowhere), in the system's own message box."""
+    if sys.stderr is not None:
+        print(text, file=sys.stderr)
+    elif sys.platform == "win32":
+        import ctypes
+
+        ctypes.windll.user32.MessageBoxW(None, text, "spdesk", 0x10)  # MB_ICONERROR
 
 
 def _with_files_opened(argv: Sequence[str], commands: Collection[str]) -> list[str]:

@@ -118,7 +118,9 @@ def test_train_with_activation_checkpointing_gives_the_same_perturbation(
         (["--size", "30"], "multiple of 8"),
         (["--objective", "pca+", "--encoder", "{tae}"], "posterior"),
         (["--encoder", "/no/such/encoder.pth"], "not found"),
-        (["--eps", "0"], "eps"),
+        (["--eps", "0"], "eps must be from 1 to 64 8-bit steps, got 0."),
+        (["--eps", "300"], "eps must be from 1 to 64 8-bit steps, got 300."),
+        (["--eps", "nan"], "eps must be from 1 to 64 8-bit steps, got nan."),
         (["--size", "100000"], "from 8 to 2048"),
         (["--steps", "0"], "steps must be from 1"),
         (["--batch", "100000"], "batch must be from 1 to 256"),
@@ -629,7 +631,8 @@ def test_train_refuses_a_budget_below_one_step_before_training(
     argv = ["train", str(photos), "--out", str(out), "--encoder", str(vae), "--eps", "0.5"]
     assert main([*argv, "--size", "32", "--steps", "2"]) == 2
     err = capsys.readouterr().err
-    assert "eps 0.5 is below one 8-bit step" in err and "step 1/2" not in err
+    assert "eps must be from 1 to 64 8-bit steps, got 0.5: below one step" in err
+    assert "step 1/2" not in err
     assert not out.exists()
 
 

@@ -154,14 +154,18 @@ class TrainConfig:
         if not 0 < self.split < 1:
             raise ConfigError(f"split must be between 0 and 1, got {self.split}.")
         check_seeds(self.seed, self.split_seed)
+        if not (math.isfinite(self.eps) and changes_a_pixel(self.eps) and self.eps <= 64):
+            below = (  # protect refuses such a pattern: refused before hours of training
+                ": below one step it could not change any pixel of a photo (colour values change "
+                "by whole steps)"
+                if 0 < self.eps < 1
+                else ""
+            )
+            raise ConfigError(
+                f"eps must be from 1 to 64 8-bit steps, got {self.eps:g}{below}. 8 is the default."
+            )
         # The optimiser's settings, refused now rather than after the photos and encoder load.
         self.optim_config([])
-        if not changes_a_pixel(self.eps):  # protect refuses such a file: refuse it before hours
-            raise ConfigError(
-                f"eps {self.eps:g} is below one 8-bit step: the pattern could not change any "
-                "pixel of a photo (colour values change by whole steps). Use 1 or more; 8 is "
-                "the default."
-            )
         if self.micro_batch is not None and self.micro_batch < 1:
             raise ConfigError("micro_batch must be at least 1.")
         Robustness.from_names(self.robust)  # validates the names

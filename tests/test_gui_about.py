@@ -81,3 +81,28 @@ def test_about_lists_the_protection_key_and_says_to_back_it_up(qtbot: QtBot) -> 
     assert f"Protection key: {key_path()}" in dialog.diagnostics()
     assert "Back up" in dialog.key_note.text() and "second copy" in dialog.key_note.text()
     assert dialog.key_note.isVisibleTo(dialog)
+
+
+def test_enter_closes_about_and_no_scroll_area_takes_the_focus(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Enter opened the first folder in a file manager; the first Tab stop was a scroll area
+    with no focus ring (audit)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QPushButton
+
+    import spdesk.gui.about as about
+
+    opened: list[object] = []
+    monkeypatch.setattr(about, "open_in_file_manager", lambda path: opened.append(path) or True)
+    dialog = AboutDialog(device="cpu")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    assert dialog.groups_scroll.focusPolicy() == Qt.FocusPolicy.NoFocus
+    shows = [b for b in dialog.findChildren(QPushButton) if b.text() == "Show"]
+    assert shows and not any(b.autoDefault() for b in shows)
+    assert len({b.accessibleName() for b in shows}) == len(shows)  # each says which
+    with qtbot.waitSignal(dialog.accepted, timeout=5_000):
+        qtbot.keyClick(dialog, Qt.Key.Key_Return)
+    assert opened == []

@@ -21,6 +21,7 @@ from pytestqt.qtbot import QtBot
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.files import LOCK_NAME
 from spdesk.core.jobs.events import FileDone, FileSkipped, SkipReason
+from spdesk.core.keys import BACKUP_ADVICE, KEY_BACKUP_SHORT
 from spdesk.core.manifest import MANIFEST_NAME
 from spdesk.core.perturbation import library_path_for, save_perturbation
 from spdesk.gui import protect_bridge
@@ -155,6 +156,7 @@ def test_drop_a_folder_and_protect_it(
     assert window.summary.isVisibleTo(window)
     assert "5 protected" in window.summary_label.text()
     assert window.open_output_button.isVisibleTo(window)
+    assert window.focusWidget() is window.open_output_button  # not a scroll area (audit)
 
 
 def test_the_first_photo_specific_job_says_where_the_new_key_is_and_only_once(
@@ -171,7 +173,8 @@ def test_the_first_photo_specific_job_says_where_the_new_key_is_and_only_once(
     _protect(qtbot, window)
     text = window.summary_label.text()
     assert "1 protected" in text and "Made this install's protection key: " in text
-    assert "Back up the protection key" in text
+    assert KEY_BACKUP_SHORT in text and BACKUP_ADVICE not in text  # the whole advice: About
+    assert text.count("\n") <= 3, text  # five lines left the queue half a row (audit)
     _add(qtbot, window, [_photos(tmp_path / "second", 1)])
     _protect(qtbot, window)
     assert "1 protected" in window.summary_label.text()
@@ -210,6 +213,26 @@ def test_cancel_mid_job_leaves_no_partial_file(
     assert window.queue.count_by_status()[RowStatus.DONE] == 6
 
 
+def test_esc_asks_before_it_stops_a_job_and_no_keeps_it_running(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One Esc press stopped the job at once, minutes of fine-tuning included (audit)."""
+    monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(1))
+    _add(qtbot, window, [_photos(tmp_path / "photos", 3)])
+    window.start_job()
+    qtbot.waitUntil(lambda: window.queue.count_by_status()[RowStatus.DONE] == 1, timeout=30_000)
+    asked: list[str] = []
+    answers = iter([False, True])
+    monkeypatch.setattr(window, "ask", lambda title, _text: asked.append(title) or next(answers))
+    assert window.cancel_action.shortcut().toString() == "Esc"
+    window.cancel_action.trigger()  # Esc: No
+    assert asked == ["Stop protecting?"] and window.job_runner.running
+    with qtbot.waitSignal(window.job_runner.finished, timeout=10_000):
+        window.cancel_action.trigger()  # Esc: Yes
+    assert window.queue.count_by_status()[RowStatus.CANCELLED] == 2
+    assert window.summary.property("stopped") is True  # not a success's green
+
+
 def test_a_run_cancelled_before_any_photo_does_not_say_it_saved_them(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -244,6 +267,12 @@ def test_retry_a_failed_row(
     row = window.queue.row_for(broken)
     assert row is not None and row.status is RowStatus.FAILED
     assert row.reason and "Traceback" not in row.reason
+    assert window.summary.property("stopped") is True  # a failed photo: not a success's green
+    # Its whole reason, cut off in the row, is read by selecting it (arrow keys; audit).
+    window.queue.selectRow(window.queue.rows().index(row))
+    assert window.statusBar().currentMessage() == f"Failed: {row.reason}"
+    item = window.queue.item(window.queue.rows().index(row), 1)
+    assert item is not None and item.data(Qt.ItemDataRole.AccessibleTextRole).endswith(row.reason)
     retry = window.queue.retry_button(broken)
     assert retry is not None and retry.isVisibleTo(window.queue)
     Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(broken, format="JPEG")
@@ -252,6 +281,7 @@ def test_retry_a_failed_row(
     assert window.queue.row_for(broken).status is RowStatus.DONE  # type: ignore[union-attr]
     assert window.queue.row_for(photos / "photo0.jpg").status is RowStatus.DONE  # type: ignore[union-attr]
     assert window.queue.retry_button(broken) is None, "no Retry once the photo is done"
+    assert window.summary.property("stopped") is False
 
 
 def test_a_broken_photo_shows_its_problem_when_added_and_fails_with_it(
@@ -1419,3 +1449,37 @@ def test_the_settings_of_a_newer_spdesk_are_said_to_be_left_alone(qtbot: QtBot) 
     window = MainWindow(settings)
     qtbot.addWidget(window)
     assert "newer spdesk" in window.statusBar().currentMessage()
+
+
+def test_preview_opens_only_with_photos_and_ctrl_keypad_enter_protects(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """Ctrl+P opened Preview on an empty queue while its button was off; the keypad's Enter
+    with Ctrl did nothing, though the hint says Ctrl+Enter (audit)."""
+    assert not window.preview_action.isEnabled()
+    _add(qtbot, window, [_photos(tmp_path / "photos", 1)])
+    assert window.preview_action.isEnabled()
+    keys = {shortcut.toString() for shortcut in window.start_action.shortcuts()}
+    assert keys == {"Ctrl+Return", "Ctrl+Enter"}
+
+
+def test_controls_without_words_have_names_a_screen_reader_can_say(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    """ "…" buttons, the queue, the job's bar and the pattern list were nameless (audit)."""
+    from PySide6.QtWidgets import QToolButton
+
+    from spdesk.gui.preview_panel import PreviewDialog
+    from spdesk.gui.settings import ProtectOptions
+    from spdesk.gui.train_dialog import TrainDialog
+
+    train = TrainDialog(open_settings(), device="cpu")
+    preview = PreviewDialog(None, ProtectOptions(device="cpu"))
+    for dialog in (train, preview):
+        qtbot.addWidget(dialog)
+    for widget in (window, train, preview):
+        for button in widget.findChildren(QToolButton):
+            if button.text() == "…":
+                assert button.accessibleName(), widget
+    assert window.queue.accessibleName() and window.overall_bar.accessibleName()
+    assert window.options_panel.perturbation_combo.accessibleName() == "Pattern"

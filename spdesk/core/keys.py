@@ -40,6 +40,9 @@ BACKUP_ADVICE = (
     "another key, spdesk cannot tell that a photo was protected before, and protects it "
     "again into a second copy."
 )
+KEY_BACKUP_SHORT = (
+    "Back it up with your photos and keep it private (About and diagnostics, F1, says why)."
+)
 log = logging.getLogger(__name__)
 _made_here: Path | None = None  # the key file this process made: a first run, told once
 

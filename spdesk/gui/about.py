@@ -36,7 +36,7 @@ from spdesk.core.logs import log_file
 from spdesk.gui import protect_bridge
 from spdesk.gui.desktop import open_in_file_manager
 from spdesk.gui.settings import settings_path
-from spdesk.gui.style import fit_to_screen
+from spdesk.gui.style import fit_to_screen, set_primary
 from spdesk.gui.workers import TaskRunner
 
 PACKAGES = ("torch", "diffusers", "transformers", "huggingface_hub", "numpy", "Pillow")
@@ -131,12 +131,13 @@ class AboutDialog(QDialog):
         self.groups_scroll.setWidgetResizable(True)
         self.groups_scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.groups_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.groups_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # no ring: Tab skips it
         self.groups_scroll.setWidget(groups)
         layout.addWidget(self.groups_scroll, 1)
         copy = QPushButton("Copy diagnostics")
         copy.clicked.connect(self.copy_diagnostics)
         self.close_button = QPushButton("Close")
-        self.close_button.setObjectName("Primary")
+        set_primary(self.close_button, True)  # Enter closes (it opened the first folder)
         self.close_button.clicked.connect(self.accept)
         row = QHBoxLayout()
         row.addWidget(copy)
@@ -175,6 +176,8 @@ class AboutDialog(QDialog):
                 continue
             show = QPushButton("Show")
             show.setObjectName("Flat")
+            show.setAutoDefault(False)  # Enter is Close's, wherever the focus is
+            show.setAccessibleName(f"Show {name.lower()} in the file manager")
             show.setStyleSheet("padding: 0 4px;")  # a row as tall as its text
             show.clicked.connect(self._opener(Path(value)))
             line = QHBoxLayout()

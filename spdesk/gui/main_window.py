@@ -40,7 +40,7 @@ from spdesk.core.jobs.events import (
     left_out_phrase,
     location_text,
 )
-from spdesk.core.keys import key_made_here, key_made_text
+from spdesk.core.keys import KEY_BACKUP_SHORT, key_made_here
 from spdesk.core.perturbation import perturbation_gain, perturbation_label
 from spdesk.gui import protect_bridge
 from spdesk.gui.desktop import open_in_file_manager
@@ -131,6 +131,7 @@ class MainWindow(QMainWindow):
     def _build_central(self) -> None:
         self.drop_zone = DropZone()
         self.queue = PhotoQueue()
+        self.queue.setAccessibleName("Photos to protect")
         self.queue_title = QLabel("Queue")
         self.queue_title.setObjectName("SectionTitle")
         self.clear_button = QPushButton("Clear")
@@ -172,6 +173,7 @@ class MainWindow(QMainWindow):
         self.rerun_bar.hide()
 
         self.overall_bar = thin_progress_bar()
+        self.overall_bar.setAccessibleName("Progress of the job")
         self.progress_label = muted_label("Add photos to begin.")
         self.start_button = QPushButton("Protect photos")
         self.start_button.setObjectName("Primary")
@@ -202,6 +204,7 @@ class MainWindow(QMainWindow):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # no ring: focus went there unseen
         holder = QWidget()
         holder.setObjectName("OptionsHolder")
         holder_lay = QVBoxLayout(holder)
@@ -234,7 +237,9 @@ class MainWindow(QMainWindow):
         self.add_files_action = action("Add photos…", QKeySequence.StandardKey.Open, self.add_files)
         self.add_folder_action = action("Add folder…", "Ctrl+Shift+O", self.add_folder)
         self.start_action = action("Protect photos", "Ctrl+Return", lambda: self.start_job())
-        self.cancel_action = action("Cancel", "Esc", self.cancel_job)
+        # The keypad's Enter is another key: "Ctrl+Enter", as the hint says, did nothing there.
+        self.start_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
+        self.cancel_action = action("Cancel", "Esc", self.ask_to_cancel)
         self.remove_action = action(
             "Remove selected", QKeySequence.StandardKey.Delete, self.remove_selected
         )
@@ -287,6 +292,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.clicked.connect(self.cancel_job)
         self.open_output_button.clicked.connect(self.open_output)
         self.queue.retry_requested.connect(self.retry)
+        self.queue.itemSelectionChanged.connect(self._say_selected_status)
         self.options_panel.changed.connect(self._save_options)
         self.options_panel.changed.connect(self._redo_if_settings_changed)
         self._mirror_collision_choice()
@@ -621,6 +627,7 @@ class MainWindow(QMainWindow):
             protect_bridge.protect_task(queued, self._output_root, options, self._mirror_base)
         )
         self._update_controls()
+        self.queue.setFocus()  # Protect is disabled now: focus went on, unseen
         return True
 
     def _encoder_ready(self, spec: str) -> bool:
@@ -661,6 +668,24 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("A job is running: retry when it ends.", 5000)
             return
         self.start_job()
+
+    def _say_selected_status(self) -> None:
+        """The selected photo's whole status in the status bar: a failure's reason and advice
+        are cut off in the row, and its tooltip needs a mouse (arrow keys select rows)."""
+        path = self.queue.selected_path()
+        row = self.queue.row_for(path) if path is not None else None
+        if row is not None and row.reason:  # the reason names the photo
+            self.statusBar().showMessage(f"{row.status.value}: {row.reason}")
+
+    def ask_to_cancel(self) -> None:
+        """Esc (and the menu's Cancel): a key pressed by chance stopped minutes of fine-tuning
+        at once; it asks first, as closing the window does. The Cancel button does not ask."""
+        if self.job_runner.running and self.ask(
+            "Stop protecting?",
+            "Stop protecting these photos? Those done so far are kept, and “Protect photos” "
+            "does the rest later.",
+        ):
+            self.cancel_job()
 
     def cancel_job(self) -> None:
         if self.job_runner.running:
@@ -815,21 +840,31 @@ class MainWindow(QMainWindow):
         made = key_made_here() if counts[RowStatus.DONE] else None
         if made and not self._key_made_told:
             self._key_made_told = True  # once: the first run of an install
-            text += f"\n{key_made_text(made)}"
+            # Short here: five lines of it left the queue half a row at the window's least
+            # height; the whole advice is in About and diagnostics.
+            text += f"\nMade this install's protection key: {shown(made)}\n{KEY_BACKUP_SHORT}"
         ended = not (counts[RowStatus.CANCELLED] or self._job_failure or self._job_cancelled)
-        self._show_summary(text, bool(counts[RowStatus.DONE] or in_folder), ended)
+        failed = bool(counts[RowStatus.FAILED] or counts[RowStatus.UNREADABLE])
+        self._show_summary(text, bool(counts[RowStatus.DONE] or in_folder), ended, failed)
 
-    def _show_summary(self, text: str, copies: bool, ended: bool) -> None:
-        """Show the job's summary, the Open button where there are ``copies``, and its ending."""
+    def _show_summary(self, text: str, copies: bool, ended: bool, failed: bool = False) -> None:
+        """Show the job's summary, the Open button where there are ``copies``, and its ending
+        (in a success's green only when every photo went through)."""
         self.summary_label.setText(text)
         self.open_output_button.setVisible(copies)
-        self.summary.setProperty("stopped", bool(self._job_failure))  # not a success's green
+        troubled = bool(self._job_failure) or not ended or failed
+        self.summary.setProperty("stopped", troubled)
         self.summary.style().unpolish(self.summary)
         self.summary.style().polish(self.summary)
         self.summary.show()
         self.overall_bar.setValue(1000 if ended else self.overall_bar.value())
         self._ending = "Stopped." if self._job_failure else "Finished." if ended else "Cancelled."
         self._update_controls()  # says the ending, and the photos added meanwhile
+        # The next step where a keyboard user is: open the copies, or protect again.
+        for button in (self.open_output_button, self.start_button):
+            if button.isVisibleTo(self) and button.isEnabled():
+                button.setFocus()
+                break
 
     def _summarise_nothing_changed(self, seconds: float) -> None:
         """The end of a run over a queue whose photos were all protected before: none changed
@@ -887,6 +922,7 @@ class MainWindow(QMainWindow):
         self.clear_button.setEnabled(has_photos and not busy)
         self.remove_action.setEnabled(has_photos and not running)
         self.preview_button.setEnabled(has_photos)
+        self.preview_action.setEnabled(has_photos)  # Ctrl+P opened it on an empty queue
         self.options_panel.setEnabled(not running)
         self.queue.set_retry_enabled(not busy)  # a retry starts a job: not while one runs
         self.drop_zone.set_compact(has_photos)

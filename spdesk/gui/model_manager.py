@@ -166,6 +166,8 @@ class ModelManagerDialog(QDialog):
         self.open_folder_button.setObjectName("Flat")
         self.change_folder_button = QPushButton(CHANGE_FOLDER)
         self.change_folder_button.setObjectName("Flat")
+        for flat in (self.open_folder_button, self.change_folder_button):
+            flat.setAutoDefault(False)  # Enter opened a file manager
         top = QHBoxLayout()
         top.addWidget(self.location_label, 1)
         top.addWidget(self.open_folder_button)

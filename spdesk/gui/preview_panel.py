@@ -383,6 +383,8 @@ class PreviewDialog(QDialog):
         self.photo_edit.setPlaceholderText("a photo to try")
         browse = QToolButton()
         browse.setText("…")
+        browse.setToolTip("Choose a photo")
+        browse.setAccessibleName("Choose a photo")
         browse.clicked.connect(self.choose_photo)
         self.preset_combo = QComboBox()
         for key, (label, _prompt) in PROMPT_PRESETS.items():

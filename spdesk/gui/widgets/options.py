@@ -133,6 +133,7 @@ class OptionsPanel(QWidget):
     def _build_perturbation_box(self) -> QGroupBox:
         box = QGroupBox("Pattern")
         self.perturbation_combo = ElidedComboBox()
+        self.perturbation_combo.setAccessibleName("Pattern")
         self.perturbation_combo.setMinimumContentsLength(16)
         self.perturbation_combo.currentIndexChanged.connect(self._on_perturbation_changed)
         import_button = QToolButton()

@@ -370,6 +370,7 @@ class PhotoQueue(QTableWidget):
         item = QTableWidgetItem(text)
         item.setForeground(QColor(_STATUS_COLOURS[status]))
         item.setToolTip(f"<p>{html.escape(text)}</p>")  # rich text: the tooltip wraps too
+        item.setData(Qt.ItemDataRole.AccessibleTextRole, text)  # whole, where the row cuts it
         self.setItem(index, 1, item)
         if status is RowStatus.DONE:
             self._set_fraction(index, 1.0)

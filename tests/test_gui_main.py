@@ -273,6 +273,10 @@ def test_retry_a_failed_row(
     assert window.statusBar().currentMessage() == f"Failed: {row.reason}"
     item = window.queue.item(window.queue.rows().index(row), 1)
     assert item is not None and item.data(Qt.ItemDataRole.AccessibleTextRole).endswith(row.reason)
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "information", lambda _p, title, text: shown.append(text))
+    window.queue.cellActivated.emit(window.queue.rows().index(row), 1)  # Enter on the row
+    assert shown == [row.reason]
     retry = window.queue.retry_button(broken)
     assert retry is not None and retry.isVisibleTo(window.queue)
     Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(broken, format="JPEG")

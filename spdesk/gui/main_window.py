@@ -293,6 +293,7 @@ class MainWindow(QMainWindow):
         self.open_output_button.clicked.connect(self.open_output)
         self.queue.retry_requested.connect(self.retry)
         self.queue.itemSelectionChanged.connect(self._say_selected_status)
+        self.queue.cellActivated.connect(lambda _row, _column: self.show_selected_status())
         self.options_panel.changed.connect(self._save_options)
         self.options_panel.changed.connect(self._redo_if_settings_changed)
         self._mirror_collision_choice()
@@ -670,12 +671,21 @@ class MainWindow(QMainWindow):
         self.start_job()
 
     def _say_selected_status(self) -> None:
-        """The selected photo's whole status in the status bar: a failure's reason and advice
-        are cut off in the row, and its tooltip needs a mouse (arrow keys select rows)."""
+        """The selected photo's status in the status bar: a failure's reason and advice are cut
+        off in the row, and its tooltip needs a mouse (arrow keys select rows; Enter shows it
+        all, :meth:`show_selected_status`)."""
         path = self.queue.selected_path()
         row = self.queue.row_for(path) if path is not None else None
         if row is not None and row.reason:  # the reason names the photo
             self.statusBar().showMessage(f"{row.status.value}: {row.reason}")
+
+    def show_selected_status(self) -> None:
+        """Enter (or a double click) on a photo with a reason: all of it, in a box of its own
+        (the status bar cuts a long one off at the window's width)."""
+        path = self.queue.selected_path()
+        row = self.queue.row_for(path) if path is not None else None
+        if row is not None and row.reason:
+            QMessageBox.information(self, row.status.value, row.reason)
 
     def ask_to_cancel(self) -> None:
         """Esc (and the menu's Cancel): a key pressed by chance stopped minutes of fine-tuning

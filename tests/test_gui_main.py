@@ -1487,3 +1487,38 @@ def test_controls_without_words_have_names_a_screen_reader_can_say(
                 assert button.accessibleName(), widget
     assert window.queue.accessibleName() and window.overall_bar.accessibleName()
     assert window.options_panel.perturbation_combo.accessibleName() == "Pattern"
+
+
+def test_photos_dropped_on_the_queue_are_queued_once_it_holds_photos(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """The drop area shrinks once photos are queued, and the list refused drops (audit): the
+    window takes what its children do not."""
+    from PySide6.QtGui import QDragEnterEvent
+    from PySide6.QtWidgets import QApplication
+
+    _add(qtbot, window, [_photos(tmp_path / "first", 1)])
+    assert window.acceptDrops() and not window.queue.viewport().acceptDrops()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(_photos(tmp_path / "second", 2)))])
+    enter = QDragEnterEvent(
+        QPoint(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )  # fmt: skip
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(
+        QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )  # fmt: skip
+    with qtbot.waitSignal(window.scan_runner.finished, timeout=30_000):
+        QApplication.sendEvent(window, drop)
+    assert len(window.queue.rows()) == 3
+    web = QMimeData()
+    web.setUrls([QUrl("https://example.com/photo.jpg")])
+    refused = QDragEnterEvent(
+        QPoint(5, 5), Qt.DropAction.CopyAction, web, Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )  # fmt: skip
+    QApplication.sendEvent(window, refused)
+    assert not refused.isAccepted()

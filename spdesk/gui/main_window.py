@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -61,7 +61,7 @@ from spdesk.gui.settings import (
 )
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.text import format_duration, gain_text, left_out_text
-from spdesk.gui.widgets.drop_zone import PHOTO_KINDS, DropZone
+from spdesk.gui.widgets.drop_zone import PHOTO_KINDS, DropZone, local_paths
 from spdesk.gui.widgets.options import FINETUNE_ENCODERS, OptionsPanel
 from spdesk.gui.widgets.queue import PhotoQueue, RowStatus
 from spdesk.gui.workers import TaskRunner
@@ -77,6 +77,7 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.setWindowTitle("spdesk — protect your photos from AI edits")
         self.setMinimumSize(900, 480)
+        self.setAcceptDrops(True)  # what no child takes (the list, the settings) is queued
         self.job_runner = TaskRunner(self)
         self.device_runner = TaskRunner(self)
         self.scan_runner = TaskRunner(self)
@@ -315,6 +316,19 @@ class MainWindow(QMainWindow):
         self.device_runner.failed.connect(lambda text: self.device_label.setText("Device: " + text))
 
     # --- adding photos --------------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        """Photos dropped anywhere in the window are queued: once the queue held photos, the
+        drop area shrank and the list a user drops onto refused them."""
+        if local_paths(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        if paths := local_paths(event):
+            event.acceptProposedAction()
+            self.add_paths(paths)
+
     def add_paths(self, paths: list[Path]) -> None:
         """Queue the photos found in ``paths`` (files or folders).
 

@@ -62,7 +62,7 @@ class DropZone(QFrame):
         self.style().polish(self)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if any(url.isLocalFile() for url in event.mimeData().urls()):
+        if local_paths(event):
             event.acceptProposedAction()
             self._set_hover(True)
         else:
@@ -74,7 +74,12 @@ class DropZone(QFrame):
 
     def dropEvent(self, event: QDropEvent) -> None:
         self._set_hover(False)
-        paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
+        paths = local_paths(event)
         if paths:
             event.acceptProposedAction()
             self.paths_dropped.emit(paths)
+
+
+def local_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
+    """The local files and folders a drag carries (web links and the like are not photos)."""
+    return [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]

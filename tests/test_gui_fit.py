@@ -119,3 +119,18 @@ def test_window_fits_a_1024x600_screen_with_its_buttons_on_it(
     if runner is not None:
         qtbot.waitUntil(lambda: not runner.running, timeout=120_000)
     widget.close()
+
+
+def test_the_main_window_fits_a_1280x800_screen_at_150_percent(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """853 x 533 points: the least width of 900 put the settings column off the screen."""
+    from spdesk.gui import style
+
+    room = (853 - FRAME_W, 533 - FRAME_H)
+    monkeypatch.setattr(style, "screen_room", lambda _w: room)
+    window = MainWindow(open_settings())
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    assert window.width() <= room[0] and window.height() <= room[1], window.size()

@@ -134,4 +134,8 @@ def fit_to_screen(widget: QWidget, width: int, height: int) -> None:
     """Resize ``widget`` to ``width`` x ``height``, or less where its screen is smaller."""
     room_w, room_h = screen_room(widget)
     width, height = min(width, room_w), min(height, room_h)
+    # A least size larger than the screen (a 1280x800 screen at 150% has 853 points across)
+    # gives way to it: the window stayed 900 wide, its right column off the screen.
+    least = widget.minimumSize()
+    widget.setMinimumSize(min(least.width(), room_w), min(least.height(), room_h))
     widget.resize(max(width, widget.minimumWidth()), max(height, widget.minimumHeight()))

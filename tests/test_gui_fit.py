@@ -134,3 +134,24 @@ def test_the_main_window_fits_a_1280x800_screen_at_150_percent(
     window.show()
     qtbot.waitExposed(window)
     assert window.width() <= room[0] and window.height() <= room[1], window.size()
+
+
+def test_the_accent_and_the_first_button_a_user_sees_are_readable() -> None:
+    """Flat buttons in the accent read 4.40:1 on the settings' grey, the disabled "Protect
+    photos" 1.68:1 (audit): WCAG AA asks 4.5:1 of text."""
+    import re
+
+    from spdesk.gui.style import ACCENT, STYLESHEET
+
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    def contrast(a: str, b: str) -> float:
+        high, low = sorted((luminance(a), luminance(b)), reverse=True)
+        return (high + 0.05) / (low + 0.05)
+
+    assert contrast(ACCENT, "#f6f7f9") >= 4.5 and contrast(ACCENT, "#ffffff") >= 4.5
+    disabled = re.search(r"Primary:disabled \{ background: (#\w+);.*color: (#\w+);", STYLESHEET)
+    assert disabled is not None and contrast(disabled.group(1), disabled.group(2)) >= 4.5

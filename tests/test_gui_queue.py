@@ -288,3 +288,17 @@ def test_a_thumbnail_job_calls_nothing_of_qts_in_its_thread(qtbot: QtBot, tmp_pa
     assert qt_calls == []
     assert sorted(thumb.path.name for thumb in inbox.take()) == ["a.jpg", "b.png", "c.tif"]
     assert inbox.running == 0
+
+
+def test_the_photo_being_protected_is_scrolled_into_view(qtbot: QtBot, tmp_path: Path) -> None:
+    """With a long queue the "Protecting" row was off the screen the whole job (audit)."""
+    queue = PhotoQueue()
+    qtbot.addWidget(queue)
+    queue.resize(400, 300)
+    queue.show()
+    paths = [tmp_path / f"photo_{i:02d}.jpg" for i in range(40)]
+    queue.add_photos(paths)
+    last = queue.item(39, 0)
+    assert last is not None and not queue.viewport().rect().intersects(queue.visualItemRect(last))
+    queue.set_status(paths[39], RowStatus.PROTECTING)
+    assert queue.viewport().rect().intersects(queue.visualItemRect(last))

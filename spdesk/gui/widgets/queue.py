@@ -366,6 +366,8 @@ class PhotoQueue(QTableWidget):
         elif status is RowStatus.DONE:
             row.problem = ""  # the file was mended
         index = self._index[key]
+        if status is RowStatus.PROTECTING and not self.underMouse():  # in view as it is worked
+            self.scrollTo(self.model().index(index, 0))  # on, unless the user points at the list
         text = status.value if not reason else f"{status.value}: {reason}"
         item = QTableWidgetItem(text)
         item.setForeground(QColor(_STATUS_COLOURS[status]))

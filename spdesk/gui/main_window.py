@@ -63,7 +63,7 @@ from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.text import format_duration, gain_text, left_out_text
 from spdesk.gui.widgets.drop_zone import PHOTO_KINDS, DropZone, local_paths
 from spdesk.gui.widgets.options import FINETUNE_ENCODERS, OptionsPanel
-from spdesk.gui.widgets.queue import PhotoQueue, RowStatus
+from spdesk.gui.widgets.queue import PhotoQueue, QueueRow, RowStatus
 from spdesk.gui.workers import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -684,21 +684,23 @@ class MainWindow(QMainWindow):
             return
         self.start_job()
 
+    def _selected_with_reason(self) -> QueueRow | None:
+        """The selected photo's row, when its status has a reason (a failure's, a skip's)."""
+        path = self.queue.selected_path()
+        row = self.queue.row_for(path) if path is not None else None
+        return row if row is not None and row.reason else None
+
     def _say_selected_status(self) -> None:
         """The selected photo's status in the status bar: a failure's reason and advice are cut
         off in the row, and its tooltip needs a mouse (arrow keys select rows; Enter shows it
         all, :meth:`show_selected_status`)."""
-        path = self.queue.selected_path()
-        row = self.queue.row_for(path) if path is not None else None
-        if row is not None and row.reason:  # the reason names the photo
+        if row := self._selected_with_reason():  # the reason names the photo
             self.statusBar().showMessage(f"{row.status.value}: {row.reason}")
 
     def show_selected_status(self) -> None:
         """Enter (or a double click) on a photo with a reason: all of it, in a box of its own
         (the status bar cuts a long one off at the window's width)."""
-        path = self.queue.selected_path()
-        row = self.queue.row_for(path) if path is not None else None
-        if row is not None and row.reason:
+        if row := self._selected_with_reason():
             QMessageBox.information(self, row.status.value, row.reason)
 
     def ask_to_cancel(self) -> None:

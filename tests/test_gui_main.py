@@ -257,6 +257,34 @@ def test_a_run_cancelled_before_any_photo_does_not_say_it_saved_them(
     assert not window.open_output_button.isVisibleTo(window)  # no folder to open
 
 
+def test_a_first_run_that_saved_nothing_has_no_earlier_copies_to_speak_of(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "Same folder as this queue's earlier copies" was said of a folder holding none (audit)."""
+    real = protect_bridge.protect_task
+
+    def paused_at_once(*args: Any) -> Any:
+        task = real(*args)
+
+        def run(on_event: Callable[[Event], None], cancel: CancelToken) -> Any:
+            cancel.pause()  # nothing is finished when the user cancels
+            return task(on_event, cancel)
+
+        return run
+
+    monkeypatch.setattr(protect_bridge, "protect_task", paused_at_once)
+    window.options_panel.output_edit.setText("")  # the default folder beside the photos
+    _add(qtbot, window, [_photos(tmp_path / "photos", 2)])
+    window.start_job()
+    with qtbot.waitSignal(window.job_runner.finished, timeout=10_000):
+        window.cancel_button.click()
+    note = window.options_panel.output_note.text()
+    assert "earlier copies" not in note and note.startswith("New folder"), note
+    monkeypatch.undo()
+    _protect(qtbot, window)  # copies made: the same folder keeps them together
+    assert "earlier copies" in window.options_panel.output_note.text()
+
+
 def test_retry_a_failed_row(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

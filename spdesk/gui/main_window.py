@@ -955,7 +955,8 @@ class MainWindow(QMainWindow):
         count = len(self.queue.paths())
         self.options_panel.show_default_output(
             self._default_output_root() if has_photos else None,
-            used=self._default_root is not None,
+            # "earlier copies" only where there are some (a cancelled first run saved none)
+            used=self._default_root is not None and self._copies_in_output() > 0,
         )
         title = f"Queue · {count_of(count, 'photo')}" if count else "Queue"
         if count and self._left_out:  # nothing in the folder goes unmentioned

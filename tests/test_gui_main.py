@@ -882,7 +882,7 @@ def test_a_folder_without_photos_says_so_where_the_eye_is_and_what_is_read(
 
 
 def test_files_a_folder_holds_that_are_not_queued_are_named_in_the_queue_title(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = _photos(tmp_path / "Mixed", 2)
     (folder / "notes.txt").write_text("not a photo")
@@ -893,8 +893,20 @@ def test_files_a_folder_holds_that_are_not_queued_are_named_in_the_queue_title(
     tip = window.queue_title.toolTip().splitlines()
     assert tip[0] == "link.jpg: symbolic link (not followed)"  # in the walk's order
     assert tip[1].startswith("notes.txt: ") and tip[1].endswith("not a photo")
+    # Within a keyboard's reach too: File › Files left out… (the title's tooltip needs a mouse)
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "information", lambda _p, _title, text: shown.append(text))
+    assert window.left_out_action.isEnabled()
+    window.left_out_action.trigger()
+    assert shown == [window.queue_title.toolTip()]
     window.clear_queue()
     assert window.queue_title.text() == "Queue" and not window.queue_title.toolTip()
+    assert not window.left_out_action.isEnabled()
+    # A drop that queued nothing does not count its files against the next one (audit).
+    documents = tmp_path / "documents"
+    documents.mkdir()
+    (documents / "a.txt").write_text("a")
+    _add(qtbot, window, [documents])
     _add(qtbot, window, [_photos(tmp_path / "Clean", 1)])
     assert window.queue_title.text() == "Queue · 1 photo"
 

@@ -244,6 +244,8 @@ class MainWindow(QMainWindow):
         self.remove_action = action(
             "Remove selected", QKeySequence.StandardKey.Delete, self.remove_selected
         )
+        # The list was a tooltip on the queue's title only: out of a keyboard's reach.
+        self.left_out_action = action("Files left out…", None, self.show_left_out)
         self.open_output_action = action("Open output folder", "Ctrl+Shift+E", self.open_output)
         self.train_action = action("Train personal perturbation…", "Ctrl+T", self.open_train_dialog)
         self.models_action = action("Models…", "Ctrl+M", lambda: self.open_model_manager())
@@ -252,7 +254,8 @@ class MainWindow(QMainWindow):
         quit_action = action("Quit", QKeySequence.StandardKey.Quit, self.close)
         menus = self.menuBar()
         file_menu = menus.addMenu("&File")
-        for act in (self.add_files_action, self.add_folder_action, self.remove_action):
+        file_menu_actions = (self.add_files_action, self.add_folder_action, self.remove_action)
+        for act in (*file_menu_actions, self.left_out_action):
             file_menu.addAction(act)
         file_menu.addSeparator()
         file_menu.addAction(self.open_output_action)
@@ -356,8 +359,9 @@ class MainWindow(QMainWindow):
         added = self.queue.add_photos(scan.photos)
         for path, problem in scan.problems.items():
             self.queue.set_status(path, RowStatus.UNREADABLE, problem)
-        self._left_out.update(scan.left_out)
-        self._left_out_folders |= scan.left_out_folders
+        if added:  # left out beside the photos queued: a drop that added none has no say
+            self._left_out.update(scan.left_out)
+            self._left_out_folders |= scan.left_out_folders
         self._empty_hint = ""
         if added:
             message = f"Added {added} photo{'s' if added != 1 else ''}."
@@ -366,7 +370,7 @@ class MainWindow(QMainWindow):
             if scan.left_out:
                 folders = len(scan.left_out_folders)
                 left = left_out_phrase(len(scan.left_out) - folders, folders)
-                message += f" {left} left out (point at the queue's title to see them)."
+                message += f" {left} left out (File › Files left out… lists them)."
             self.statusBar().showMessage(message, 6000)
         elif self.queue.paths():
             self.statusBar().showMessage("No new photos found there.", 5000)
@@ -374,6 +378,11 @@ class MainWindow(QMainWindow):
             self._empty_hint = f"No photos found there: spdesk reads {PHOTO_KINDS} files."
             self.statusBar().showMessage(self._empty_hint, 5000)
         self._update_controls()
+
+    def show_left_out(self) -> None:
+        """The files the added folders held that are not queued, and why, in a box."""
+        if self._left_out:
+            QMessageBox.information(self, "Files left out", left_out_text(self._left_out))
 
     def add_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(
@@ -964,6 +973,7 @@ class MainWindow(QMainWindow):
             title += f" · {left_out_phrase(len(self._left_out) - folders, folders)} left out"
         self.queue_title.setText(title)
         self.queue_title.setToolTip(left_out_text(self._left_out) if count else "")
+        self.left_out_action.setEnabled(bool(count and self._left_out))
         if self.scan_runner.running:
             self.progress_label.setText("Looking for photos…")
         elif not running and not has_photos:

@@ -97,13 +97,16 @@ def _drop(window: MainWindow, *paths: Path) -> None:
 
 
 def _pausing_task(pause_after: int) -> Callable[..., Any]:
-    """protect_task whose job pauses itself after ``pause_after`` finished photos (a slow job)."""
+    """protect_task whose job pauses itself after ``pause_after`` finished photos (a slow job;
+    0: at once, so that nothing is finished when the user cancels)."""
     real = protect_bridge.protect_task
 
     def make(*args: Any) -> Any:
         task = real(*args)
 
         def run(on_event: Callable[[Event], None], cancel: CancelToken) -> Any:
+            if pause_after == 0:
+                cancel.pause()
             done = [0]
 
             def sink(event: Event) -> None:
@@ -236,18 +239,7 @@ def test_esc_asks_before_it_stops_a_job_and_no_keeps_it_running(
 def test_a_run_cancelled_before_any_photo_does_not_say_it_saved_them(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = protect_bridge.protect_task
-
-    def paused_at_once(*args: Any) -> Any:
-        task = real(*args)
-
-        def run(on_event: Callable[[Event], None], cancel: CancelToken) -> Any:
-            cancel.pause()  # a slow job: nothing is finished when the user cancels
-            return task(on_event, cancel)
-
-        return run
-
-    monkeypatch.setattr(protect_bridge, "protect_task", paused_at_once)
+    monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(0))
     _add(qtbot, window, [_photos(tmp_path / "photos", 2)])
     window.start_job()
     with qtbot.waitSignal(window.job_runner.finished, timeout=10_000):
@@ -261,18 +253,7 @@ def test_a_first_run_that_saved_nothing_has_no_earlier_copies_to_speak_of(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ "Same folder as this queue's earlier copies" was said of a folder holding none (audit)."""
-    real = protect_bridge.protect_task
-
-    def paused_at_once(*args: Any) -> Any:
-        task = real(*args)
-
-        def run(on_event: Callable[[Event], None], cancel: CancelToken) -> Any:
-            cancel.pause()  # nothing is finished when the user cancels
-            return task(on_event, cancel)
-
-        return run
-
-    monkeypatch.setattr(protect_bridge, "protect_task", paused_at_once)
+    monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(0))
     window.options_panel.output_edit.setText("")  # the default folder beside the photos
     _add(qtbot, window, [_photos(tmp_path / "photos", 2)])
     window.start_job()

@@ -332,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _saved_to_library(result: TrainResult, config: TrainConfig, name: str) -> tuple[Path, str]:
     """``result`` saved to the library; a save that fails says whether the run is kept."""
-    from spdesk.core.errors import OutputError
+    from spdesk.core.errors import OutputError, with_outcome
     from spdesk.core.train import checkpoint_step
     from spdesk.core.usecases import library_checkpoint, save_under_free_name
 
@@ -346,7 +346,7 @@ def _saved_to_library(result: TrainResult, config: TrainConfig, name: str) -> tu
             if kept
             else "Its checkpoint could not be written either: the training is lost."
         )
-        raise type(error)(f"{error.message} {then}", hint=error.hint) from error
+        raise with_outcome(error, then) from error
 
 
 def _cancelled_text(args: argparse.Namespace) -> str:

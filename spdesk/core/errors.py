@@ -61,6 +61,11 @@ class OutputError(SpdeskError):
     stops_job = False
 
 
+def with_outcome(error: OutputError, outcome: str) -> OutputError:
+    """``error`` (of its own kind, with its hint) saying what became of the work it stopped."""
+    return type(error)(f"{error.message} {outcome}", hint=error.hint)
+
+
 class DiskFullError(OutputError):
     """The destination disk is full; the job stops cleanly and can be resumed."""
 

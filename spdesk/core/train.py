@@ -32,7 +32,7 @@ from PIL import Image
 from spdesk import __version__
 from spdesk.core.discovery import DiscoveryOptions, discover
 from spdesk.core.encoders import Encoder, load_encoder
-from spdesk.core.errors import Cancelled, ConfigError, ImageError, OutputError
+from spdesk.core.errors import Cancelled, ConfigError, ImageError, OutputError, with_outcome
 from spdesk.core.events import CancelToken, EventSink, ignore_events
 from spdesk.core.events.training import (
     CheckingPattern,
@@ -1009,7 +1009,7 @@ def _save_result(
         return save_perturbation(out, delta, eps=config.eps, metadata=metadata)
     except OutputError as error:
         kept = _kept_elsewhere(delta, config, metadata, checkpoint)
-        raise type(error)(f"{error.message} {kept}", hint=error.hint) from error
+        raise with_outcome(error, kept) from error
 
 
 def _kept_elsewhere(

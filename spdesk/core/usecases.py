@@ -421,16 +421,9 @@ def protect_for_preview(
         key = _fine_tuned_key(
             photo_path, perturbation_path, options, protection, generator, fine_tuning
         )
-    if key is not None and memo is not None:
-        if (kept := memo.recall(key)) is not None:
+        if key is not None and (kept := memo.recall(key)) is not None:
             on_event(Loading(REUSED_FINE_TUNING))
             return kept
-        view = protect_for_preview(
-            photo_path, perturbation_path, options, protection=protection, generator=generator,
-            fine_tuning=fine_tuning, on_event=on_event, cancel=cancel,
-        )  # fmt: skip
-        memo.keep(key, view)
-        return view
     photo = np.asarray(read_image(Path(photo_path)).image.convert("RGB"))
     if fine_tuning is not None:
         settings = fine_tuning.settings(protection, options, perturbation_path, generator)
@@ -447,7 +440,10 @@ def protect_for_preview(
 
     psnr, largest = photo_change(photo, protected)
     difference = amplified_difference(photo, protected)
-    return ProtectionView(photo, protected, difference, psnr, largest)
+    view = ProtectionView(photo, protected, difference, psnr, largest)
+    if memo is not None and key is not None:
+        memo.keep(key, view)
+    return view
 
 
 def _generator_protected(

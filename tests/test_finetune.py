@@ -11,7 +11,7 @@ import torch
 from spdesk.core.apply import ApplyOptions, apply_perturbation
 from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.encoders.tiny import taesana_encoder
-from spdesk.core.errors import Cancelled, ConfigError, ObjectiveError
+from spdesk.core.errors import Cancelled, ConfigError, ModelMissingError, ObjectiveError
 from spdesk.core.events import CancelToken
 from spdesk.core.finetune import FineTuner
 from spdesk.core.objectives import build_objective
@@ -84,6 +84,15 @@ def test_fine_tuning_improves_the_objective_within_budget(
     assert tuned.shape == image.shape and tuned.dtype == np.uint8
     assert int(np.abs(tuned.astype(int) - image.astype(int)).max()) <= 8
     assert _editor_loss(encoder, tuned, image) < _editor_loss(encoder, plain, image)
+
+
+def test_fine_tuning_with_a_missing_sd_model_stops_before_any_photo(
+    encoder: Encoder, universal: Perturbation
+) -> None:
+    """sds+ and advdm load SD 1.5's UNet at their first step: a job without it failed every
+    photo, one by one, for the same reason."""
+    with pytest.raises(ModelMissingError, match=r"Stable Diffusion 1\.5 is not installed"):
+        FineTuner(universal, encoder, steps=1, objective="sds+", options=OPTIONS)
 
 
 def test_strength_override_bounds_the_result(encoder: Encoder, universal: Perturbation) -> None:

@@ -14,7 +14,7 @@ from safetensors import safe_open
 from tiny_sd import save_tiny_vae
 
 from spdesk.core.encoders import Encoder, load_encoder
-from spdesk.core.errors import Cancelled, ConfigError, ObjectiveError
+from spdesk.core.errors import Cancelled, ConfigError, ModelMissingError, ObjectiveError
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.events.training import (
     CheckingPattern,
@@ -751,6 +751,28 @@ def test_a_folder_with_too_few_photos_is_said_before_the_encoder_loads(
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="holds 0 photo"):
         train_universal(_config(tmp_path / "empty", tmp_path / "vae"))
+
+
+@pytest.mark.parametrize("objective", ["sds+", "sds-", "advdm", "encoder,advdm"])
+def test_a_missing_sd_model_is_said_before_the_encoder_loads(
+    tiny_setup: tuple[Path, Path, Encoder],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    objective: str,
+) -> None:
+    """The objectives that need SD 1.5's UNet found it missing at their first step, after
+    the encoder had loaded and "Training on N photos" had been said (audit)."""
+    import spdesk.core.train as train
+
+    def never(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the encoder was loaded first")
+
+    monkeypatch.setattr(train, "load_encoder", never)
+    photos, vae, _encoder = tiny_setup
+    events: list[Event] = []
+    with pytest.raises(ModelMissingError, match=r"Stable Diffusion 1\.5 is not installed"):
+        train_universal(_config(photos, vae, objective=objective), on_event=events.append)
+    assert events == []
 
 
 def test_a_run_cancelled_while_checking_on_a_full_disk_still_saves_its_out(

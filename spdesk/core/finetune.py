@@ -97,6 +97,7 @@ class FineTuner:
             objective, {"target": target, **(objective_options or {})}
         )
         for item in self.objectives:
+            item.check_models()
             item.check(encoder)
         self.step_size = step_size if step_size is not None else self.eps / 8
         self.optimizer = optimizer

@@ -249,6 +249,15 @@ def training_photos(root: Path) -> list[Path]:
     return photos
 
 
+def training_objectives(config: TrainConfig) -> list[Objective]:
+    """The run's objectives; a model one of them loads on first use that is not installed
+    raises ModelMissingError now, not after the encoder and the photos are loaded."""
+    objectives = build_objectives(config.objective, {"target": config.target})
+    for objective in objectives:
+        objective.check_models()
+    return objectives
+
+
 def too_few_readable(root: Path, skipped: Sequence[SkippedPhoto]) -> ConfigError:
     """The error for a folder whose readable photos are too few to train on and hold out."""
     # The reader's reasons name their file already ("x.jpg looks like a JPEG file, but..."):
@@ -396,13 +405,15 @@ class _Trainer:
         encoder: Encoder,
         on_event: EventSink,
         photos: list[Path] | None = None,
+        objectives: list[Objective] | None = None,
     ) -> None:
-        """``photos``: the folder's, when already found (:func:`training_photos`)."""
+        """``photos`` and ``objectives``: when already found (:func:`training_photos`,
+        :func:`training_objectives`)."""
         self.config = config
         self.encoder = encoder
         self.on_event = on_event
         self.device = encoder.device
-        self.objectives = build_objectives(config.objective, {"target": config.target})
+        self.objectives = training_objectives(config) if objectives is None else objectives
         for objective in self.objectives:
             objective.check(encoder)
         self.robustness = Robustness.from_names(config.robust)
@@ -915,10 +926,11 @@ def train_universal(
     if checkpoint is not None:
         _check_checkpoint_place(checkpoint, out, resume)
     photos = training_photos(Path(config.photos))  # an empty folder is said before the encoder
+    objectives = training_objectives(config)  # and a model sds+ or advdm lacks
     encoder = encoder or load_encoder(
         config.encoder, config.device, checkpointing=config.checkpointing
     )
-    trainer = _Trainer(config, encoder, on_event, photos)
+    trainer = _Trainer(config, encoder, on_event, photos, objectives)
     if resume and checkpoint is not None and checkpoint.is_file():
         try:
             load_checkpoint(checkpoint, trainer)

@@ -90,6 +90,12 @@ class Objective(ABC):
         """Raise ObjectiveError when ``encoder`` cannot serve this objective (default: fine)."""
         del encoder
 
+    def check_models(self) -> None:
+        """Raise ModelMissingError when a model this objective loads on first use is not
+        installed (default: it loads none). Called before any model loads, so that a run
+        does not load an encoder and read its photos only to stop at its first step."""
+        return None
+
     @abstractmethod
     def value(
         self, encoder: Encoder, perturbed: torch.Tensor, clean: torch.Tensor, cache: BatchCache

@@ -79,6 +79,9 @@ class DiffusionObjective(Objective):
         for member in encoder.members:
             latent_scale(member)
 
+    def check_models(self) -> None:
+        _model_folder(self.model_dir)
+
     def parts(self, device: torch.device) -> DiffusionParts:
         if self._parts is None:
             self._parts = load_diffusion_parts(self.model_dir, self.prompt, device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,33 @@ def test_the_spdesk_gui_entry_point_is_the_qt_free_one_and_reads_its_own_argumen
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and result.stdout.startswith("spdesk "), result
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_after_the_command_finished_leaves_its_exit_status(
+    tmp_path: Path, stop: str
+) -> None:
+    """A signal between the command's end and the process's exit killed it (exit -15 or -2)
+    though the command had finished and its JSON said so. The first one is absorbed; a
+    second one still stops the process."""
+    script = (
+        "import os, signal, sys; from spdesk.cli import main\n"
+        "sys.argv = ['spdesk', 'models', 'status', '--json']\n"
+        "status = main()\n"
+        f"os.kill(os.getpid(), signal.{stop})\n"  # the last instant, made certain
+        "print('exiting', file=sys.stderr); sys.exit(status)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SPDESK_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "exiting" in result.stderr, result
+    assert isinstance(json.loads(result.stdout), dict)  # its whole object
+    twice = script.replace("sys.exit(status)", f"os.kill(os.getpid(), signal.{stop}); " * 2)
+    result = subprocess.run(
+        [sys.executable, "-c", twice], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == -getattr(signal, stop), result
 
 
 def test_spdesk_gui_without_a_console_says_what_the_window_needs_in_a_message_box(

@@ -138,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    exiting = argv is None  # the process's own command line: it exits with the status
     argv = sys.argv[1:] if argv is None else argv
     _Parser.json_errors = "--json" in argv
     args = parser.parse_args(_with_files_opened(argv, parser.get_default("command_names")))
@@ -150,10 +151,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.self_test:
         args.json = args.self_test_json
         selftest = importlib.import_module("spdesk.cli.selftest")
-        return run_command(selftest.run, args)
+        return run_command(selftest.run, args, exiting=exiting)
     if args.command is None or args.func is None:
         return _open_gui(getattr(args, "paths", []))
-    return run_command(args.func, args)
+    return run_command(args.func, args, exiting=exiting)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,13 @@ EXIT_ERROR = 2  # the command could not run (bad input, missing model, ...)
 EXIT_CANCELLED = 130
 
 
-def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+def run_command(
+    func: Callable[[argparse.Namespace], int], args: argparse.Namespace, *, exiting: bool = False
+) -> int:
     """Run a subcommand: named errors become plain messages (exit 2); any other exception is a
     bug, whose traceback goes to the log file and whose one-line summary names that file. With
-    ``--json`` a command that ends so, before printing its own object, prints one saying why."""
+    ``--json`` a command that ends so, before printing its own object, prints one saying why.
+    ``exiting``: the process ends with the returned status (see :func:`_absorb_one_late_signal`)."""
     setup_logging()
     stdout, stderr = sys.stdout, sys.stderr
     # A closed stdout or stderr (`>&-`, `2>&-`) is None to Python. Closed stdout: the job runs
@@ -79,7 +82,7 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         sys.stdout, sys.stderr = stdout, stderr
         _json_output = None
         for number, handler in previous.items():
-            signal.signal(number, handler)
+            signal.signal(number, _absorb_one_late_signal(handler) if exiting else handler)
 
 
 # Where print_json writes while a --json command runs (its stdout; sys.stdout is stderr then).
@@ -221,6 +224,18 @@ def _interrupt_on_stop_signals() -> dict[int, Any]:
     for number in _stop_signals():
         previous[number] = signal.signal(number, interrupt)
     return previous
+
+
+def _absorb_one_late_signal(previous: Any) -> Any:
+    """A handler for the instant between a finished command and the process's exit: a stop
+    signal then killed the process (exit -2 or -15), though the command had finished and said
+    so (its JSON too). The first one is absorbed and puts ``previous`` back, so a second one
+    still stops a process whose exit hangs (a library's clean-up)."""
+
+    def absorb(signum: int, _frame: object) -> None:
+        signal.signal(signum, previous)
+
+    return absorb
 
 
 def _stop_signals() -> list[int]:

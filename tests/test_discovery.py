@@ -155,6 +155,25 @@ def test_a_followed_link_to_a_photo_of_the_folder_leaves_the_photo_its_own_name(
     assert [p.path.name for p in twice.photos] == ["tench.jpg"] and not twice.skipped
 
 
+def test_a_file_named_on_its_own_is_taken_unless_it_is_an_output(tmp_path: Path) -> None:
+    """Named files are taken whatever their content or name, but not spdesk's outputs: by
+    the manifest's record, or by the output name when nothing recorded them."""
+    for name in ("a.jpg", "a.protected.jpg", "b.safe.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(jpeg_bytes() if name != "notes.txt" else b"text")
+    options = DiscoveryOptions(
+        is_output_name=lambda name: name.endswith(".protected.jpg"),
+        is_recorded_output=lambda path: path.name == "b.safe.jpg",
+    )
+    found = discover(sorted(tmp_path.iterdir()), options)
+    assert [p.path.name for p in found.photos] == ["a.jpg", "notes.txt"]
+    reasons = {s.path.name: s.reason for s in found.skipped}
+    assert reasons["a.protected.jpg"].startswith("named like an spdesk output")
+    assert reasons["b.safe.jpg"].startswith("an output of an earlier spdesk run")
+    assert [p.path.name for p in discover(sorted(tmp_path.iterdir())).photos] == [
+        "a.jpg", "a.protected.jpg", "b.safe.jpg", "notes.txt"
+    ]  # fmt: skip
+
+
 def test_only_real_sidecars_are_called_sidecars(tmp_path: Path) -> None:
     root = tmp_path / "in"
     root.mkdir()

@@ -1375,6 +1375,27 @@ def test_protecting_in_place_again_with_another_suffix_leaves_the_earlier_output
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("suffix", [".protected", ".v2"])
+def test_photos_named_one_by_one_beside_their_copies_are_protected_once(
+    inputs: Path, settings: ProtectSettings, suffix: str
+) -> None:
+    """``spdesk protect *.jpg --out .`` (or "select all" in the app, saving beside the
+    photos) named the last run's copies too: each run protected them again, over their
+    protection (a.protected.protected.png), whatever the suffix (scale audit)."""
+    samples.photo(inputs / "a.png")
+    samples.photo(inputs / "b.png", 40, 30)
+    beside = dataclasses.replace(settings, suffix=suffix)
+    for _run_again in range(3):
+        named = sorted(p for p in inputs.iterdir() if p.suffix == ".png")  # the shell's glob
+        report, _ = _run(named, inputs, beside)
+    assert sorted(p.name for p in inputs.iterdir() if p.suffix == ".png") == [
+        "a.png", f"a{suffix}.png", "b.png", f"b{suffix}.png"
+    ]  # fmt: skip
+    left_out = {e.source.name: e.reason for e in report.left_out}
+    assert set(left_out) == {f"a{suffix}.png", f"b{suffix}.png"}
+    assert "earlier spdesk run" in left_out[f"a{suffix}.png"]
+
+
 def test_a_unique_name_is_settled_when_planned_in_job_order_whoever_publishes_first(
     tmp_path: Path, inputs: Path, settings: ProtectSettings
 ) -> None:

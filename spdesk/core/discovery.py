@@ -44,6 +44,8 @@ _JUNK = "system file, not a photo"
 RECORDED_OUTPUT = (
     "an output of an earlier spdesk run in this folder (spdesk never protects its outputs twice)"
 )
+# Why a file named like the job's outputs is left out, found in a folder or named on its own.
+OUTPUT_NAME = "named like an spdesk output: left out (spdesk never protects its outputs twice)"
 
 
 @dataclass(frozen=True)
@@ -136,10 +138,11 @@ class DiscoveryOptions:
 def discover(paths: Sequence[Path], options: DiscoveryOptions = DiscoveryOptions()) -> Discovery:
     """Expand files and folders (recursively) into the photos a job protects, by content.
 
-    Explicitly named files are always taken (a bad one then fails with a clear error); inside
-    folders, files whose content is not an image are listed as skipped (OS junk, sidecars,
-    documents) unless their name says they are photos. The walk never loops: symbolic links
-    are not followed by default, and followed links are tracked by device and inode.
+    Explicitly named files are taken whatever their content (a bad one then fails with a
+    clear error), but not spdesk's own outputs; inside folders, files whose content is not an
+    image are listed as skipped (OS junk, sidecars, documents) unless their name says they are
+    photos. The walk never loops: symbolic links are not followed by default, and followed
+    links are tracked by device and inode.
     """
     found = Discovery()
     seen: dict[str, int] = {}  # a photo's real path -> its place in found.photos
@@ -156,9 +159,9 @@ def discover(paths: Sequence[Path], options: DiscoveryOptions = DiscoveryOptions
         elif stat.S_ISDIR(mode):
             _walk(path, options, excluded, seen, found)
         else:
-            special = _special_reason(path)
-            if special:
-                found.leave_out(SkippedInput(path, special))
+            reason = _special_reason(path) or _output_reason(path, options)
+            if reason:
+                found.leave_out(SkippedInput(path, reason))
             else:
                 _add(path, path.parent, seen, found)
     return found
@@ -370,7 +373,7 @@ def name_reason(name: str, options: DiscoveryOptions) -> str | None:
     if name.startswith("."):
         return "hidden file"
     if options.is_output_name is not None and options.is_output_name(name):
-        return "named like an spdesk output: left out (spdesk never protects its outputs twice)"
+        return OUTPUT_NAME
     return None
 
 
@@ -396,6 +399,17 @@ _SPECIAL_KINDS = (
     (stat.S_ISCHR, "device"),
     (stat.S_ISBLK, "device"),
 )
+
+
+def _output_reason(path: Path, options: DiscoveryOptions) -> str | None:
+    """Why a file named on its own is an earlier run's output, else None: a shell glob
+    (``spdesk protect *.jpg --out .``) or "select all" in the folder the copies went to names
+    them too, and each run protected the last one's copies again, over their protection."""
+    if options.is_recorded_output is not None and options.is_recorded_output(path):
+        return RECORDED_OUTPUT
+    if options.is_output_name is not None and options.is_output_name(path.name):
+        return OUTPUT_NAME
+    return None
 
 
 def _special_reason(path: Path) -> str | None:

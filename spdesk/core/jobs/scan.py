@@ -67,9 +67,12 @@ def scan_inputs(
 
 def _recorded_outputs(store: Store, output_root: Path | None, inputs: Sequence[Path]) -> set[Path]:
     """The outputs the output folder's manifest and shards record (whatever the suffix they
-    were written with), when an input folder holds that folder (protecting in place): they
-    are never inputs."""
-    if output_root is None or not any(store.within(output_root, Path(p)) for p in inputs):
+    were written with), when an input folder holds that folder (protecting in place) or an
+    input lies in it (a photo named there: ``spdesk protect *.jpg --out .``): they are never
+    inputs."""
+    if output_root is None or not any(
+        store.within(output_root, Path(p)) or store.within(Path(p), output_root) for p in inputs
+    ):
         return set()
     return store.manifest(output_root).recorded_outputs()
 

@@ -88,6 +88,25 @@ def test_a_folder_too_deep_to_open_is_left_out_and_the_other_photos_are_protecte
     assert "path too long" in left_out.reason and "not protected" in left_out.reason
 
 
+@posix_only
+def test_an_output_path_too_long_for_the_system_fails_the_photo_with_why(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """A photo deep in its folder, whose copy's path in a deeper output folder passes the
+    system's limit, failed as "unexpected error: [Errno 36] File name too long" (scale audit)."""
+    deep = tmp_path / "in"
+    while len(os.fsencode(deep)) < 3700:  # the photo can be read; its copy cannot be written
+        deep = deep / ("d" * 200)
+    deep.mkdir(parents=True)
+    original = samples.photo(deep / "a.png").read_bytes()
+    out = tmp_path / ("p" * 200) / ("q" * 200)
+    report = _run([tmp_path / "in"], out, settings)
+    (failed,) = report.failed
+    assert "the name or path is too long for this disk" in failed.reason, failed.reason
+    assert "unexpected" not in failed.reason and failed.hint.startswith("Choose a shorter")
+    assert (deep / "a.png").read_bytes() == original
+
+
 def test_the_summary_counts_folders_left_out_as_folders_not_files(tmp_path: Path) -> None:
     from spdesk.core.jobs import FileSkipped, SkipReason
 

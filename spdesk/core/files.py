@@ -343,7 +343,11 @@ def refuse_linked_folders(root: Path, target: Path) -> None:
     folder = root
     for part in parts:
         folder = folder / part
-        if folder.is_symlink() or _is_junction(folder):
+        try:
+            linked = folder.is_symlink() or _is_junction(folder)
+        except OSError as error:  # a path too long to examine is one too long to write
+            raise output_error(error, target) from error
+        if linked:
             raise OutputError(
                 f"Not written: the folder {shown(folder)} in the output folder is a link to "
                 f"{shown(os.readlink(folder))}, and spdesk writes only into real folders there.",

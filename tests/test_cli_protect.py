@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -65,6 +66,42 @@ def test_protects_a_folder_with_plain_lines(
     captured = capsys.readouterr()
     assert "0 protected, 2 skipped" in captured.out
     assert "skipped  " in captured.err and "a.jpg" in captured.err
+
+
+def _slow_walk(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    import time
+
+    import spdesk.core.jobs.job as job_module
+
+    real = job_module.scan_inputs
+
+    def slow(*args: object, **kwargs: object) -> object:
+        time.sleep(seconds)  # a large folder on a network drive
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(job_module, "scan_inputs", slow)
+
+
+def test_a_long_walk_of_the_inputs_is_said_and_a_short_one_is_not(
+    tmp_path: Path,
+    inputs: Path,
+    perturbation: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The terminal stayed silent while the job walked its folders: seconds for 25,000
+    photos, minutes on a network drive (scale audit)."""
+    import spdesk.cli.protect as protect
+
+    monkeypatch.setattr(protect, "WALK_NOTICE_S", 1.0)
+    assert _protect(inputs, "--out", tmp_path / "out", "--perturbation", perturbation) == 0
+    assert "Looking for photos" not in capsys.readouterr().err
+    monkeypatch.setattr(protect, "WALK_NOTICE_S", 0.05)
+    _slow_walk(monkeypatch, 0.5)
+    assert _protect(inputs, "--out", tmp_path / "out2", "--perturbation", perturbation) == 0
+    err = capsys.readouterr().err
+    looking = f"Looking for photos in {inputs}… (Ctrl+C stops)"
+    assert looking in err and err.index(looking) < err.index("Protecting 2 photos"), err
 
 
 def test_the_first_run_says_where_the_new_key_is_and_to_back_it_up(
@@ -521,17 +558,36 @@ def test_cancel_exits_130_with_summary(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    def cancelled() -> CancelToken:
-        token = CancelToken()
-        token.cancel()
-        return token
+    from spdesk.core.jobs import ProtectJob
 
-    monkeypatch.setattr("spdesk.cli.protect.cancel_on_sigint", cancelled)
+    token, walk = CancelToken(), ProtectJob._discover
+
+    def walk_then_cancel(self: ProtectJob, *args: Any) -> Any:
+        found = walk(self, *args)
+        token.cancel()  # Ctrl+C once the photos are found
+        return found
+
+    monkeypatch.setattr("spdesk.cli.protect.cancel_on_sigint", lambda: token)
+    monkeypatch.setattr(ProtectJob, "_discover", walk_then_cancel)
     out = tmp_path / "out"
     assert _protect(inputs, "--out", out, "--perturbation", perturbation) == 130
     assert "2 not done" in capsys.readouterr().err
     entries = read_job_manifest(out / MANIFEST_NAME)
     assert sorted(e["status"] for e in entries.values()) == ["pending", "pending"]
+
+
+def test_a_cancel_while_looking_for_photos_exits_130_and_writes_nothing(
+    tmp_path: Path, inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    token = CancelToken()
+    token.cancel()
+    monkeypatch.setattr("spdesk.cli.protect.cancel_on_sigint", lambda: token)
+    out = tmp_path / "out"
+    assert _protect(inputs, "--out", out, "--perturbation", perturbation) == 130
+    err = capsys.readouterr().err
+    assert "Cancelled while looking for photos: nothing was protected or written." in err
+    assert not out.exists()
 
 
 _DIES_AFTER_THIRD_DONE = """

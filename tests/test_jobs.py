@@ -48,6 +48,7 @@ from spdesk.core.jobs import (
     JobFinished,
     JobReport,
     JobStarted,
+    PhotosFound,
     ProtectJob,
     ProtectSettings,
     SkipReason,
@@ -171,8 +172,9 @@ def test_batch_with_every_bad_input(
     assert _decodes(out / "wide.protected.png").size == (10000, 8)
     assert _decodes(out / "one.protected.png").size == (1, 1)
     kinds = [type(e).__name__ for e in events]
-    assert kinds[0] == "JobStarted" and kinds[-1] == "JobFinished"
-    started = events[0]
+    assert kinds[:2] == ["PhotosFound", "JobStarted"] and kinds[-1] == "JobFinished"
+    assert isinstance(events[0], PhotosFound) and events[0].total == 11
+    started = events[1]
     assert isinstance(started, JobStarted) and started.total == 11 and started.skipped_inputs == 4
     assert not report.ok
     json.dumps(report.to_dict())  # JSON-able
@@ -743,6 +745,31 @@ def test_cancel_during_file_k(
     entries = samples.recorded(out, sorted(inputs.iterdir()))
     pending = sorted(name for name, e in entries.items() if e["status"] == "pending")
     assert pending == ["2.png", "3.png", "4.png"]
+
+
+def test_a_cancel_while_the_inputs_are_walked_stops_the_walk_and_writes_nothing(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl+C during the walk of a large network folder waited for the whole walk, and the
+    models' loading, before it was seen."""
+    from spdesk.core.jobs.scan import HeaderScan
+
+    for i in range(3):
+        samples.photo(inputs / f"{i}.png")
+    token, sniffed = CancelToken(), []
+    real = HeaderScan.sniff
+
+    def sniff_and_cancel(self: HeaderScan, path: Path) -> str | None:
+        sniffed.append(path)
+        token.cancel()  # the user stops at the first file
+        return real(self, path)
+
+    monkeypatch.setattr(HeaderScan, "sniff", sniff_and_cancel)
+    job = ProtectJob([inputs], tmp_path / "out", settings)
+    monkeypatch.setattr(job, "_protector", lambda _p: pytest.fail("models loaded"))
+    with pytest.raises(Cancelled):
+        job.run(cancel=token)
+    assert len(sniffed) == 1 and not (tmp_path / "out").exists()
 
 
 def test_interrupted_run_leftovers_are_cleaned_and_finished(

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -364,6 +365,9 @@ def job_from_args(args: argparse.Namespace, settings: Any) -> Any:
     return RayProtectJob(args.inputs, args.out, settings, options)
 
 
+WALK_NOTICE_S = 2.0  # a walk this long is said; a shorter one passes without a line
+
+
 class _Printer:
     """Turns job events into a progress bar (terminal) or plain lines (pipes, logs).
 
@@ -387,10 +391,36 @@ class _Printer:
         self.clock = EtaClock(0, now)
         self.finished = 0
         self.total = 0
+        self._walking = False
+        self._walk_lock = threading.Lock()
+        self._walk_notice: threading.Timer | None = None
+
+    def look_for_photos(self, inputs: Sequence[Path | str]) -> None:
+        """Say that the inputs are being walked if no event came within ``WALK_NOTICE_S``: the
+        walk of a large or network folder left the terminal silent for seconds to minutes."""
+        named = [self.source(path) for path in inputs[:2]]
+        more = f" and {len(inputs) - 2} more" if len(inputs) > 2 else ""
+        text = f"Looking for photos in {', '.join(named)}{more}… (Ctrl+C stops)"
+        self._walking = True
+        self._walk_notice = threading.Timer(WALK_NOTICE_S, self._say_walking, args=(text,))
+        self._walk_notice.daemon = True
+        self._walk_notice.start()
+
+    def _say_walking(self, text: str) -> None:
+        with self._walk_lock:  # never after the job's first event
+            if self._walking:
+                self.progress.line(text)
+
+    def _walked(self) -> None:
+        with self._walk_lock:
+            self._walking = False
+        if self._walk_notice is not None:
+            self._walk_notice.cancel()
 
     def __call__(self, event: Any) -> None:
         from spdesk.core import jobs
 
+        self._walked()
         if isinstance(event, jobs.JobStarted):
             self.total = event.total
             self.clock = EtaClock(event.total, self.now)
@@ -430,6 +460,7 @@ class _Printer:
             self.progress.update(text, self.finished, self.total, self.clock.eta(self.finished))
 
     def close(self) -> None:
+        self._walked()
         self.progress.close()
 
 
@@ -496,6 +527,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     job = job_from_args(args, settings)
     printer = _Printer(quiet=args.json, bar=args.engine == "local", job=job)
+    printer.look_for_photos(list(job.inputs))
     try:
         report: JobReport = job.run(printer, cancel_on_sigint())
         status = EXIT_OK if report.ok else EXIT_FAILED

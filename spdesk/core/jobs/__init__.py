@@ -24,6 +24,7 @@ from spdesk.core.jobs.events import (
     JobFinished,
     JobReport,
     JobStarted,
+    PhotosFound,
     SkipReason,
 )
 from spdesk.core.jobs.job import ProtectJob
@@ -42,6 +43,7 @@ __all__ = [
     "JobFinished",
     "JobReport",
     "JobStarted",
+    "PhotosFound",
     "ProtectJob",
     "ProtectSettings",
     "Protector",

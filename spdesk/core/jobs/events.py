@@ -35,6 +35,15 @@ class FailReason(StrEnum):
 
 
 @dataclass(frozen=True)
+class PhotosFound(Event):
+    """The inputs are walked: ``total`` photos found. The job's first event; the walk of a
+    large or network folder can take minutes, which a caller waiting for it may say. The
+    job then loads what protects them and starts (JobStarted)."""
+
+    total: int
+
+
+@dataclass(frozen=True)
 class JobStarted(Event):
     """The job is about to process ``total`` photos; ``skipped_inputs`` other files and
     folders were left out (``skipped_folders`` of them folders) and ``failed_inputs`` inputs

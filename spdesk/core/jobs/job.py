@@ -23,6 +23,7 @@ import numpy as np
 
 from spdesk.core.discovery import Discovery, InputPhoto
 from spdesk.core.errors import (
+    Cancelled,
     ConfigError,
     ImageError,
     PerturbationFileError,
@@ -39,6 +40,7 @@ from spdesk.core.jobs.events import (
     JobFinished,
     JobReport,
     JobStarted,
+    PhotosFound,
     SkipReason,
 )
 from spdesk.core.jobs.fingerprint import output_fingerprint
@@ -55,6 +57,8 @@ from spdesk.core.perturbation import (
     load_perturbation,
 )
 from spdesk.core.stores import FolderStore, Store, locate
+
+WALK_CANCELLED = "Cancelled while looking for photos: nothing was protected or written."
 
 
 class ProtectJob:
@@ -110,7 +114,11 @@ class ProtectJob:
         perturbation, digest = self._load_perturbation()
         same_place = self.store is self.output_store
         output = self.output_root if same_place else None  # left out when inside the inputs
-        discovery, unreadable = self._discover(output)
+        try:
+            discovery, unreadable = self._discover(output, cancel)
+        except Cancelled as cancelled:
+            raise Cancelled(WALK_CANCELLED) from cancelled
+        on_event(PhotosFound(len(discovery.photos)))
         _check_something_exists(discovery.missing, self.inputs, self.store.shown)
         report = self._new_report(discovery)
         report.warnings += _visible_budget_warning(self.settings, perturbation)
@@ -204,17 +212,18 @@ class ProtectJob:
         ]
         return report
 
-    def _discover(self, output: Path | None) -> tuple[Discovery, int]:
+    def _discover(self, output: Path | None, cancel: CancelToken) -> tuple[Discovery, int]:
         """The inputs walked into photos, and how many of them already fail the header check
         made while a local folder's files are open to be sniffed, or read once for a file named
-        on its own (no file is opened twice: the pool reuses these headers)."""
+        on its own (no file is opened twice: the pool reuses these headers). Cancelled between
+        files: a walk of a large network folder takes minutes."""
         if not isinstance(self.store, FolderStore):
-            return scan_inputs(self.inputs, self.settings, output, store=self.store), 0
+            return scan_inputs(self.inputs, self.settings, output, cancel, store=self.store), 0
         headers = HeaderScan(self.settings.max_pixels)
         discovery = scan_inputs(
-            self.inputs, self.settings, output, store=self.store, sniffer=headers.sniff
+            self.inputs, self.settings, output, cancel, store=self.store, sniffer=headers.sniff
         )
-        headers.read_unopened(discovery.photos)
+        headers.read_unopened(discovery.photos, cancel)
         self.walked_headers = headers.headers
         self.walked_errors = headers.errors(discovery.photos)
         return discovery, len(self.walked_errors)

@@ -35,6 +35,34 @@ def test_thousands_of_photos_land_in_order_and_each_row_follows_its_photo(
     assert queue.rowCount() == 0
 
 
+def test_removing_thousands_of_selected_rows_removes_each_run_of_neighbours_at_once(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """Row by row, with the rows still selected, "Remove selected" took time growing with the
+    square of the rows: 4,000 rows froze the window for 10 s, 25,000 for 8 minutes (audit)."""
+    from PySide6.QtCore import QItemSelectionModel
+
+    queue = PhotoQueue()
+    qtbot.addWidget(queue)
+    paths = [tmp_path / f"photo_{i:04d}.jpg" for i in range(2000)]
+    queue.add_photos(paths)
+    kept = {0, 700, 701, 1999}  # two runs of selected rows between them
+    rows = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+    for row in set(range(2000)) - kept:
+        queue.selectionModel().select(queue.model().index(row, 0), rows)
+    removals: list[int] = []
+    queue.model().rowsAboutToBeRemoved.connect(lambda _parent, _first, _last: removals.append(1))
+    queue.remove_selected()
+    assert len(removals) == 2
+    assert queue.paths() == [paths[i].resolve() for i in sorted(kept)]
+    assert [queue.item(row, 0).text() for row in range(4)] == [  # type: ignore[union-attr]
+        "photo_0000.jpg", "photo_0700.jpg", "photo_0701.jpg", "photo_1999.jpg"
+    ]  # fmt: skip
+    queue.set_status(paths[1999], RowStatus.FAILED, "Cannot read it")  # found at its new row
+    assert queue.item(3, 1).text() == "Failed: Cannot read it"  # type: ignore[union-attr]
+    assert not queue.selectedIndexes()
+
+
 def test_a_done_photo_shows_what_else_changed_and_whether_it_changed_at_all(
     qtbot: QtBot, tmp_path: Path
 ) -> None:

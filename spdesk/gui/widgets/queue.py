@@ -317,10 +317,20 @@ class PhotoQueue(QTableWidget):
         self.setRowCount(0)
 
     def remove_selected(self) -> None:
-        for index in sorted({i.row() for i in self.selectedIndexes()}, reverse=True):
-            key = self._order.pop(index)
-            del self._rows[key]
-            self.removeRow(index)
+        """Remove the selected rows, each run of neighbours at once, the last run first.
+        Row by row, with the rows still selected, took time growing with the square of the
+        rows (4,000 rows: 10 s; 25,000: 8 minutes of a frozen window)."""
+        rows = sorted({index.row() for index in self.selectedIndexes()})
+        self.clearSelection()
+        self.setUpdatesEnabled(False)
+        try:
+            for first, last in reversed(_runs(rows)):
+                for key in self._order[first : last + 1]:
+                    del self._rows[key]
+                del self._order[first : last + 1]
+                self.model().removeRows(first, last - first + 1)
+        finally:
+            self.setUpdatesEnabled(True)
         self._index = {path: i for i, path in enumerate(self._order)}
 
     def paths(self) -> list[Path]:
@@ -475,3 +485,14 @@ def thumbnail_pixmap(image: QImage, ratio: float) -> QPixmap:
     painter.end()
     square.setDevicePixelRatio(ratio)
     return square
+
+
+def _runs(rows: list[int]) -> list[tuple[int, int]]:
+    """Sorted row numbers as runs of neighbours: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    runs: list[tuple[int, int]] = []
+    for row in rows:
+        if runs and row == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], row)
+        else:
+            runs.append((row, row))
+    return runs

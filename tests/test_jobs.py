@@ -394,7 +394,10 @@ def test_two_photos_with_one_output_name_both_kept(
     png = ProtectSettings(perturbation=settings.perturbation, format="png")
     report, _ = _run([a, b], tmp_path / "out", png)
     assert _outputs(tmp_path / "out") == ["IMG.protected-2.png", "IMG.protected.png"]
-    assert len(report.done) == 2
+    assert [e.notes for e in report.done] == [
+        (),
+        ("IMG.protected.png holds another photo's copy: this is IMG.protected-2.png",),
+    ]  # only the manifest told which copy was which
 
 
 # --- collisions, re-runs, manifest ---------------------------------------------------------------

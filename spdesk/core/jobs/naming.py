@@ -198,6 +198,11 @@ class OutputNamer:
         if not self._free(path, owner):  # two photos map to one name: keep both
             path = next(c for c in self._candidates(path) if self._free(c, owner))
             notes = notes or _cut(path, planned, shortening)
+            # Else only the manifest tells a.JPG's copy from a.jpg's (or a.png's, --format).
+            notes = (
+                *notes,
+                f"{shown(planned.name)} holds another photo's copy: this is {shown(path.name)}",
+            )
         if not self.outputs.exists(path):  # the policy decides for the name it lands on
             return Target(path, notes=notes, owner=owner, format=fmt)
         if path == changed:  # this photo's copy, changed since: never replaced, never silent

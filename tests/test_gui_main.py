@@ -1386,6 +1386,40 @@ def test_a_file_named_on_its_own_that_is_not_a_photo_is_left_out_as_in_a_folder(
     assert window.output_root() == data / "small (protected)"
 
 
+def test_the_queue_leaves_out_the_copies_the_job_would_with_its_suffix_and_folder(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """The app's scan knew only the default suffix and no output folder: with "Save to" the
+    folder added and the suffix ".safe", re-adding the folder queued ``a.safe.jpg`` (audit F2),
+    a copy the job then left out."""
+    from spdesk.core.discovery import OUTPUT_NAME, RECORDED_OUTPUT
+
+    folder = tmp_path / "trip"
+    folder.mkdir()
+    Image.fromarray(np.full((40, 48, 3), 90, np.uint8)).save(folder / "a.jpg")
+    panel = window.options_panel
+    panel.output_edit.setText(str(folder))
+    panel.suffix_edit.setText(".safe")
+    _add(qtbot, window, [folder])
+    _protect(qtbot, window)
+    assert (folder / "a.safe.jpg").is_file()
+    window.clear_queue()
+    _add(qtbot, window, [folder])
+    assert [p.name for p in window.queue.paths()] == ["a.jpg"]
+    assert window.queue_title.text() == "Queue · 1 photo · 1 other file left out"
+    assert window.queue_title.toolTip() == f"a.safe.jpg: {OUTPUT_NAME}"
+    # Named on its own (Add photos…, select all) too.
+    window.clear_queue()
+    _add(qtbot, window, [folder / "a.jpg", folder / "a.safe.jpg"])
+    assert [p.name for p in window.queue.paths()] == ["a.jpg"]
+    # Another suffix now: the copy is still the output folder's, as its manifest says.
+    window.clear_queue()
+    panel.suffix_edit.setText(".mine")
+    _add(qtbot, window, [folder])
+    assert [p.name for p in window.queue.paths()] == ["a.jpg"]
+    assert window.queue_title.toolTip() == f"a.safe.jpg: {RECORDED_OUTPUT}"
+
+
 def test_a_folder_added_after_a_cancelled_job_leaves_the_first_folders_layout(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -350,7 +350,10 @@ class MainWindow(QMainWindow):
             return
         paths, self._pending_paths = self._pending_paths, []
         self.statusBar().showMessage("Looking for photos…")
-        self.scan_runner.start(protect_bridge.scan_task(paths))
+        # The suffix and folder a job would be given now: the queue leaves out what it would.
+        root = None if self._output_root_problem() else self.output_root()
+        options = self.current_options()
+        self.scan_runner.start(protect_bridge.scan_task(paths, options, root))
         self._update_controls()
 
     def _on_scanned(self, scan: object) -> None:

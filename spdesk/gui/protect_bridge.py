@@ -51,10 +51,19 @@ class Scan:
     left_out_folders: frozenset[Path] = frozenset()  # of ``left_out``: whole folders
 
 
-def scan_task(paths: list[Path]) -> Task:
+def scan_task(
+    paths: list[Path],
+    options: ProtectOptions | None = None,
+    output_root: Path | None = None,
+) -> Task:
     """A worker task listing the photos in ``paths`` and reading their headers (each file
     opened once), so a photo a job will fail is known at once, with the words the job will
     use; it stops at the next file once cancelled (closing the window).
+
+    ``options`` and ``output_root``: the window's, as a job would be given them now, so the
+    queue leaves out what that job would (copies named with its suffix, the outputs its output
+    folder's manifest records), with the job's reasons: with "Save to" the folder added and
+    the suffix ".safe", each add queued the last run's copies (``a.safe.jpg``) again.
 
     A file named on its own that is not a photo is left out as a folder's walk leaves it out
     (the job takes any file named on its own, and the command line fails a wrong one with its
@@ -64,14 +73,32 @@ def scan_task(paths: list[Path]) -> Task:
     def run(_on_event: Callable[[Event], None], cancel: CancelToken) -> Scan:
         from spdesk.core.jobs.scan import scan_photos
 
+        settings = _scan_settings(options)
         not_photos = {path: why for path in paths if (why := _not_a_photo(path))}
-        scan = scan_photos([path for path in paths if path not in not_photos], cancel)
+        wanted = [path for path in paths if path not in not_photos]
+        scan = scan_photos(wanted, cancel, settings=settings, output_root=output_root)
         texts = {p: failure_text(p, e.message, e.hint or "") for p, e in scan.problems.items()}
         left_out = {**not_photos, **{s.path: s.reason for s in scan.left_out}}
         folders = frozenset(s.path for s in scan.left_out if s.folder)
         return Scan(scan.photos, texts, left_out, folders)
 
     return run
+
+
+def _scan_settings(options: ProtectOptions | None) -> Any:
+    """The job settings a scan leaves out with; None (the defaults) where the window's cannot
+    make a job (a suffix left empty, which the job refuses with why: taken as is, every photo
+    would read as a copy named with it)."""
+    from spdesk.core.errors import ConfigError
+    from spdesk.core.export import check_suffix
+
+    if options is None:
+        return None
+    try:
+        check_suffix(options.suffix)
+        return job_settings(options)
+    except ConfigError:
+        return None
 
 
 def _not_a_photo(path: Path) -> str | None:

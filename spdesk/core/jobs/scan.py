@@ -116,15 +116,23 @@ def scan_photos(
     paths: Sequence[Path],
     cancel: CancelToken | None = None,
     *,
+    settings: ProtectSettings | None = None,
+    output_root: Path | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PhotoScan:
     """:func:`discover_inputs` and :func:`header_problems` in one pass: each file met in a
     folder is opened once, its first bytes telling whether it is a photo and, while it is
     open, its header whether a job will fail it (on a network folder each open and first read
     is a round trip). A file named on its own, or one the walk could not read, is opened once
-    afterwards."""
+    afterwards.
+
+    ``settings`` and ``output_root``: those of the job to come, as :func:`scan_inputs` takes
+    them, so that what it will leave out (copies named with its suffix, the outputs its
+    output folder's manifest records, that folder itself) is left out here too, with why:
+    with the default suffix only, an app protecting into the folder it was given with
+    another suffix queued the last run's copies again on each add."""
     headers = HeaderScan(max_pixels)
-    discovery = scan_inputs(paths, cancel=cancel, sniffer=headers.sniff)
+    discovery = scan_inputs(paths, settings, output_root, cancel=cancel, sniffer=headers.sniff)
     headers.read_unopened(discovery.photos, cancel)
     photos = [p.path for p in discovery.photos]
     problems = {path: error for path in photos if (error := headers.checked[path]) is not None}

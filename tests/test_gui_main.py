@@ -893,11 +893,14 @@ def test_files_a_folder_holds_that_are_not_queued_are_named_in_the_queue_title(
 
 
 def test_the_left_out_tooltip_names_twenty_files_then_counts_the_rest() -> None:
-    from spdesk.gui.text import left_out_text
+    from spdesk.gui.text import LeftOut, left_out_text
 
-    lines = left_out_text({Path(f"f{i}.txt"): "not a photo" for i in range(22)}).splitlines()
-    assert len(lines) == 21 and lines[0] == "f0.txt: not a photo"
-    assert lines[-1] == "… and 2 more"
+    entries = {Path(f"f{i}.txt"): LeftOut("not a photo") for i in range(22)}
+    entries[Path("locked")] = LeftOut("folder cannot be read", True, unreadable=True)
+    lines = left_out_text(entries).splitlines()
+    assert len(lines) == 21 and lines[0] == "locked: folder cannot be read"  # failures first
+    assert lines[1] == "f0.txt: not a photo"
+    assert lines[-1] == "… and 3 more"
 
 
 def test_the_summary_counts_a_copy_the_protection_cannot_change_as_unchanged(
@@ -1418,6 +1421,57 @@ def test_the_queue_leaves_out_the_copies_the_job_would_with_its_suffix_and_folde
     _add(qtbot, window, [folder])
     assert [p.name for p in window.queue.paths()] == ["a.jpg"]
     assert window.queue_title.toolTip() == f"a.safe.jpg: {RECORDED_OUTPUT}"
+
+
+def _refuse_to_list(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Folders of these names cannot be listed, as without read permission (the tests may run
+    as root, which reads past ``chmod 000``)."""
+    scandir = os.scandir
+
+    def refuse(folder: Any) -> Any:
+        if Path(folder).name in names:
+            raise PermissionError(13, "Permission denied", str(folder))
+        return scandir(folder)
+
+    monkeypatch.setattr("spdesk.core.discovery.os.scandir", refuse)
+
+
+def test_a_subfolder_that_cannot_be_read_is_said_when_added_and_after_the_run(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It went unsaid: "Added 1 photo.", nothing left out, a green run, and the photos of the
+    subfolder never protected; a folder that could not be read at all was "No photos found
+    there" (audit F3)."""
+    folder = tmp_path / "g1"
+    _photos(folder / "ok", 1)
+    _photos(folder / "locked", 1)
+    _refuse_to_list(monkeypatch, "locked", "g2")
+    messages: list[str] = []
+    window.statusBar().messageChanged.connect(messages.append)
+    _add(qtbot, window, [folder])
+    assert [p.name for p in window.queue.paths()] == ["photo0.jpg"]
+    said = "Added 1 photo. 1 folder cannot be read: its photos are not queued"
+    assert messages[-1].startswith(said), messages
+    assert window.queue_title.text() == "Queue · 1 photo · 1 folder cannot be read"
+    why = "folder cannot be read (Permission denied): its photos are not in the queue"
+    assert window.queue_title.toolTip() == f"locked: {why}"
+    assert window.left_out_action.isEnabled()
+    _protect(qtbot, window)
+    summary = window.summary_label.text()
+    assert "1 folder could not be read when added: its photos are not protected" in summary
+    assert window.summary.property("stopped"), "not the green of a run that did everything"
+    # A folder that cannot be read at all is not said to hold no photos.
+    window.clear_queue()
+    unreadable = tmp_path / "g2"
+    _photos(unreadable, 1)
+    _add(qtbot, window, [unreadable])
+    hint = window.progress_label.text()
+    assert hint.startswith(f"Nothing added: “g2”: {why}."), hint
+    assert window.left_out_action.isEnabled()
+    # Readable again: queued, and no longer said to be unreadable.
+    monkeypatch.undo()
+    _add(qtbot, window, [unreadable, folder])
+    assert window.queue_title.text() == "Queue · 3 photos"
 
 
 def test_a_folder_added_after_a_cancelled_job_leaves_the_first_folders_layout(

@@ -1217,6 +1217,31 @@ def test_scanning_photos_opens_each_file_once_and_says_what_the_two_passes_say(
     assert opened == Counter(str(p) for p in files), "each file opened once, nothing else"
 
 
+def test_scanning_photos_keeps_the_folders_it_cannot_read_and_the_inputs_not_there(
+    inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's scan dropped both: a subfolder it could not read went unsaid (audit F3)."""
+    from spdesk.core.jobs.scan import scan_photos
+
+    samples.photo(inputs / "ok" / "a.png")
+    locked = inputs / "locked"
+    samples.photo(locked / "b.png")
+    scandir = os.scandir
+
+    def refuse_locked(folder: Path) -> object:
+        if Path(folder) == locked:  # as without read permission (the tests may run as root)
+            raise PermissionError(13, "Permission denied", str(folder))
+        return scandir(folder)
+
+    monkeypatch.setattr("spdesk.core.discovery.os.scandir", refuse_locked)
+    gone = tmp_path / "gone.jpg"
+    scan = scan_photos([inputs, gone])
+    assert scan.photos == [inputs / "ok" / "a.png"]
+    assert [(s.path, s.folder) for s in scan.unreadable] == [(locked, True)]
+    assert "Permission denied" in scan.unreadable[0].reason
+    assert scan.missing == [gone]
+
+
 def test_the_memory_budget_reuses_the_headers_read_at_the_start_for_walked_and_named_photos(
     inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

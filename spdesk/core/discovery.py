@@ -46,6 +46,9 @@ RECORDED_OUTPUT = (
 )
 # Why a file named like the job's outputs is left out, found in a folder or named on its own.
 OUTPUT_NAME = "named like an spdesk output: left out (spdesk never protects its outputs twice)"
+# What an unreadable folder's reason ends with (the app, which says it before any job, says
+# its photos are not queued instead).
+NOT_PROTECTED = "its photos were not protected"
 
 
 @dataclass(frozen=True)
@@ -447,4 +450,4 @@ def _too_long(path: Path, advice: str) -> str:
 
 
 def _unreadable(error: OSError) -> str:
-    return f"folder cannot be read ({error.strerror or error}): its photos were not protected"
+    return f"folder cannot be read ({error.strerror or error}): {NOT_PROTECTED}"

@@ -60,7 +60,7 @@ from spdesk.gui.settings import (
     save_options,
 )
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
-from spdesk.gui.text import format_duration, gain_text, left_out_text
+from spdesk.gui.text import LeftOut, format_duration, gain_text, left_out_text
 from spdesk.gui.widgets.drop_zone import PHOTO_KINDS, DropZone, local_paths
 from spdesk.gui.widgets.options import FINETUNE_ENCODERS, OptionsPanel
 from spdesk.gui.widgets.queue import PhotoQueue, QueueRow, RowStatus
@@ -83,8 +83,12 @@ class MainWindow(QMainWindow):
         self.scan_runner = TaskRunner(self)
         self._pending_paths: list[Path] = []
         self._empty_hint = ""  # why the queue is still empty after a folder was added
-        self._left_out: dict[Path, str] = {}  # files the added folders held that are not queued
-        self._left_out_folders: set[Path] = set()  # of those, whole folders
+        # What the added paths held (or were) that is not queued: unreadable folders, files
+        # that are not photos; and as the queue's title and tooltip say it (kept, not redone
+        # on each update of the controls).
+        self._left_out: dict[Path, LeftOut] = {}
+        self._left_out_title = ""
+        self._left_out_tip = ""
         self._job_paths: list[Path] = []
         self._job_set: set[Path] = set()  # _job_paths, to look up
         self._job_finished: set[Path] = set()  # of those: done, skipped or failed
@@ -362,25 +366,59 @@ class MainWindow(QMainWindow):
         added = self.queue.add_photos(scan.photos)
         for path, problem in scan.problems.items():
             self.queue.set_status(path, RowStatus.UNREADABLE, problem)
-        if added:  # left out beside the photos queued: a drop that added none has no say
-            self._left_out.update(scan.left_out)
-            self._left_out_folders |= scan.left_out_folders
+        unreadable = scan.unreadable
+        self._forget_unreadable_in(scan.inputs)  # read now: said again if it still cannot be
+        # Left out beside the photos queued: a drop that added none has no say, but what could
+        # not be read is said however many photos it added (its own may be missing).
+        self._left_out.update(scan.left_out if added else unreadable)
+        self._left_out_changed()
         self._empty_hint = ""
         if added:
             message = f"Added {added} photo{'s' if added != 1 else ''}."
             if scan.problems:
                 message += f" {len(scan.problems)} cannot be read (see the red rows)."
-            if scan.left_out:
-                folders = len(scan.left_out_folders)
-                left = left_out_phrase(len(scan.left_out) - folders, folders)
-                message += f" {left} left out (File › Files left out… lists them)."
-            self.statusBar().showMessage(message, 6000)
+            said = [_cannot_read_text(list(unreadable.values()))] if unreadable else []
+            others = [e for e in scan.left_out.values() if not e.unreadable]
+            if others:
+                folders = sum(e.folder for e in others)
+                said.append(f"{left_out_phrase(len(others) - folders, folders)} left out")
+            if said:
+                them = "it" if len(scan.left_out) == 1 else "them"
+                message += f" {'. '.join(said)} (File › Files left out… lists {them})."
+            self.statusBar().showMessage(message, 10_000 if unreadable else 6000)
         elif self.queue.paths():
-            self.statusBar().showMessage("No new photos found there.", 5000)
+            text = _nothing_read_text(unreadable) if unreadable else "No new photos found there."
+            self.statusBar().showMessage(text, 10_000)
         else:  # said where the eye is, not only in the status bar for a few seconds
-            self._empty_hint = f"No photos found there: spdesk reads {PHOTO_KINDS} files."
+            self._empty_hint = (
+                _nothing_read_text(unreadable)
+                if unreadable  # "No photos found there" is wrong: it could not be looked at
+                else f"No photos found there: spdesk reads {PHOTO_KINDS} files."
+            )
             self.statusBar().showMessage(self._empty_hint, 5000)
         self._update_controls()
+
+    def _forget_unreadable_in(self, inputs: tuple[Path, ...]) -> None:
+        """Forget what could not be read in or as ``inputs``, scanned again (and said again if
+        it still cannot be read): once the user has mended it, it is queued, not unreadable."""
+        gone = [
+            path
+            for path, entry in self._left_out.items()
+            if entry.unreadable and any(p == path or p in path.parents for p in inputs)
+        ]
+        for path in gone:
+            del self._left_out[path]
+
+    def _left_out_changed(self) -> None:
+        """The queue title's count of what is left out, and its tooltip, for the entries now."""
+        unreadable = [e for e in self._left_out.values() if e.unreadable]
+        others = [e for e in self._left_out.values() if not e.unreadable]
+        parts = [f"{_unreadable_count(unreadable)} cannot be read"] if unreadable else []
+        if others:
+            folders = sum(e.folder for e in others)
+            parts.append(f"{left_out_phrase(len(others) - folders, folders)} left out")
+        self._left_out_title = "".join(f" · {part}" for part in parts)
+        self._left_out_tip = left_out_text(self._left_out)
 
     def show_left_out(self) -> None:
         """The files the added folders held that are not queued, and why, in a box."""
@@ -411,7 +449,7 @@ class MainWindow(QMainWindow):
     def _forget_the_queue(self) -> None:
         """An empty queue starts afresh: no last job's summary, bar or left-out files."""
         self._left_out.clear()
-        self._left_out_folders.clear()
+        self._left_out_changed()
         self.summary.hide()
         self.rerun_bar.hide()
         self.overall_bar.setValue(0)
@@ -855,6 +893,12 @@ class MainWindow(QMainWindow):
         if counts[RowStatus.CANCELLED]:
             parts.append(f"{counts[RowStatus.CANCELLED]} not done (cancelled)")
         text = ", ".join(parts) + f" in {format_duration(seconds)}."
+        unreadable = [e for e in self._left_out.values() if e.unreadable]
+        if unreadable:  # the job was given the queue: what could not be listed is not in it
+            text += (
+                f"\n{_unreadable_count(unreadable)} could not be read when added: "
+                f"{_their(unreadable)} photos are not protected (File › Files left out…)."
+            )
         if self._job_failure:  # the summary must not read as a normal end
             text = f"The job stopped: {self._job_failure}\n{text}"
         if self._location_removed:
@@ -882,7 +926,7 @@ class MainWindow(QMainWindow):
             # height; the whole advice is in About and diagnostics.
             text += f"\nMade this install's protection key: {shown(made)}\n{KEY_BACKUP_SHORT}"
         ended = not (counts[RowStatus.CANCELLED] or self._job_failure or self._job_cancelled)
-        failed = bool(counts[RowStatus.FAILED] or counts[RowStatus.UNREADABLE])
+        failed = bool(counts[RowStatus.FAILED] or counts[RowStatus.UNREADABLE] or unreadable)
         self._show_summary(text, bool(counts[RowStatus.DONE] or in_folder), ended, failed)
 
     def _show_summary(self, text: str, copies: bool, ended: bool, failed: bool = False) -> None:
@@ -971,12 +1015,12 @@ class MainWindow(QMainWindow):
             used=self._default_root is not None and self._copies_in_output() > 0,
         )
         title = f"Queue · {count_of(count, 'photo')}" if count else "Queue"
-        if count and self._left_out:  # nothing in the folder goes unmentioned
-            folders = len(self._left_out_folders)
-            title += f" · {left_out_phrase(len(self._left_out) - folders, folders)} left out"
+        if count:  # nothing in the folder goes unmentioned
+            title += self._left_out_title
         self.queue_title.setText(title)
-        self.queue_title.setToolTip(left_out_text(self._left_out) if count else "")
-        self.left_out_action.setEnabled(bool(count and self._left_out))
+        self.queue_title.setToolTip(self._left_out_tip if count else "")
+        # Also with no photo queued: a folder that could not be read is listed there.
+        self.left_out_action.setEnabled(bool(self._left_out))
         if self.scan_runner.running:
             self.progress_label.setText("Looking for photos…")
         elif not running and not has_photos:
@@ -1084,6 +1128,36 @@ class MainWindow(QMainWindow):
         self._save_options()
         self.settings.sync()
         event.accept()
+
+
+def _unreadable_count(entries: list[LeftOut]) -> str:
+    """``1 folder``, ``2 folders and 1 item``: what could not be read (or found)."""
+    folders = sum(e.folder for e in entries)
+    parts = [count_of(folders, "folder")] if folders else []
+    if len(entries) > folders:  # named inputs that cannot be read, or are not there
+        parts.append(count_of(len(entries) - folders, "item"))
+    return " and ".join(parts)
+
+
+def _their(entries: list[LeftOut]) -> str:
+    return "its" if len(entries) == 1 else "their"
+
+
+def _cannot_read_text(entries: list[LeftOut]) -> str:
+    """The status bar's words, after an add, for what could not be read."""
+    return f"{_unreadable_count(entries)} cannot be read: {_their(entries)} photos are not queued"
+
+
+def _nothing_read_text(unreadable: dict[Path, LeftOut]) -> str:
+    """Why an add queued nothing when what it named could not be read (said "No photos found
+    there", as if it had been looked at and held none)."""
+    path, entry = next(iter(unreadable.items()))
+    text = f"Nothing added: “{shown(path.name or path)}”: {entry.reason}."
+    if entry.reason != protect_bridge.NOT_FOUND:
+        text += " Check that your account can read it."
+    if len(unreadable) > 1:
+        text += f" {len(unreadable) - 1} more: File › Files left out…"
+    return text
 
 
 def _output_settings(options: ProtectOptions) -> ProtectOptions:

@@ -25,6 +25,7 @@ from spdesk.core.jobs.events import (
     SkipReason,
 )
 from spdesk.gui.settings import ProtectOptions
+from spdesk.gui.text import LeftOut
 from spdesk.gui.widgets.queue import RowStatus
 from spdesk.gui.workers import Task
 
@@ -42,13 +43,19 @@ class RowUpdate:
 
 @dataclass(frozen=True)
 class Scan:
-    """The photos found, in job order, why a job will fail some of them (by path), and the
-    other files left out, with why (not photos, hidden, symbolic links)."""
+    """The photos found, in job order, why a job will fail some of them (by path), and what is
+    left out, with why: folders that cannot be read and named inputs not found first, then
+    files and folders that are not photos (hidden, symbolic links, copies)."""
 
     photos: list[Path]
     problems: dict[Path, str]
-    left_out: dict[Path, str]
-    left_out_folders: frozenset[Path] = frozenset()  # of ``left_out``: whole folders
+    left_out: dict[Path, LeftOut]
+    inputs: tuple[Path, ...] = ()  # the paths scanned
+
+    @property
+    def unreadable(self) -> dict[Path, LeftOut]:
+        """Of ``left_out``: what could not be read or found."""
+        return {path: entry for path, entry in self.left_out.items() if entry.unreadable}
 
 
 def scan_task(
@@ -78,11 +85,29 @@ def scan_task(
         wanted = [path for path in paths if path not in not_photos]
         scan = scan_photos(wanted, cancel, settings=settings, output_root=output_root)
         texts = {p: failure_text(p, e.message, e.hint or "") for p, e in scan.problems.items()}
-        left_out = {**not_photos, **{s.path: s.reason for s in scan.left_out}}
-        folders = frozenset(s.path for s in scan.left_out if s.folder)
-        return Scan(scan.photos, texts, left_out, folders)
+        # What could not be read went unsaid: "Added 1 photo", a green run, and the photos of
+        # a subfolder the account cannot read never queued (audit F3).
+        left_out = {s.path: _unreadable_entry(s) for s in scan.unreadable}
+        left_out |= {path: LeftOut(NOT_FOUND, unreadable=True) for path in scan.missing}
+        left_out |= {path: LeftOut(why) for path, why in not_photos.items()}
+        left_out |= {s.path: LeftOut(s.reason, s.folder) for s in scan.left_out}
+        return Scan(scan.photos, texts, left_out, tuple(paths))
 
     return run
+
+
+NOT_FOUND = "not found: it was moved or deleted before its photos could be listed"
+
+
+def _unreadable_entry(skipped: Any) -> LeftOut:
+    """A folder (or a named input) the scan could not read, said as the queue's: its photos
+    are not in the queue (a job's words, "were not protected", come after a run)."""
+    from spdesk.core.discovery import NOT_PROTECTED
+
+    reason = skipped.reason.removesuffix(f": {NOT_PROTECTED}")
+    if skipped.folder:
+        return LeftOut(f"{reason}: its photos are not in the queue", True, unreadable=True)
+    return LeftOut(reason.removeprefix("folder "), unreadable=True)  # a named file or folder
 
 
 def _scan_settings(options: ProtectOptions | None) -> Any:

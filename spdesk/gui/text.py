@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -49,10 +50,22 @@ def gain_text(gain: float, decimals: int = 2) -> str:
     return f"{shown:.{decimals}f}×"
 
 
-def left_out_text(left_out: Mapping[Path, str], limit: int = 20) -> str:
-    """The files a scan left out, one ``name: reason`` a line (at most ``limit``, then a count),
-    for a tooltip."""
-    lines = [f"{path.name}: {reason}" for path, reason in list(left_out.items())[:limit]]
+@dataclass(frozen=True)
+class LeftOut:
+    """A file or folder an added path held (or was) that is not queued, and why."""
+
+    reason: str
+    folder: bool = False  # a whole folder
+    # Could not be read (or found): what it holds was not looked at, so photos may be missing
+    # from the queue (a failure, listed first), not a file that is no photo (a choice).
+    unreadable: bool = False
+
+
+def left_out_text(left_out: Mapping[Path, LeftOut], limit: int = 20) -> str:
+    """What the scans left out, one ``name: reason`` a line, what could not be read first (at
+    most ``limit``, then a count), for a tooltip."""
+    entries = sorted(left_out.items(), key=lambda item: not item[1].unreadable)  # stable
+    lines = [f"{path.name or path}: {entry.reason}" for path, entry in entries[:limit]]
     if len(left_out) > limit:
         lines.append(f"… and {len(left_out) - limit} more")
     return "\n".join(lines)

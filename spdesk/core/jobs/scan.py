@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -105,11 +105,15 @@ def header_problems(
 @dataclass(frozen=True)
 class PhotoScan:
     """What :func:`scan_photos` found: the photos in job order, the errors a job will report
-    for some of them (by path), and the other files it leaves out, with why."""
+    for some of them (by path), the other files it leaves out, with why, and what it could
+    not look into: folders (or named inputs) that cannot be read, with why, and named inputs
+    that are not there (a job fails them: their photos are not protected)."""
 
     photos: list[Path]
     problems: dict[Path, ImageError]
     left_out: list[SkippedInput]
+    unreadable: list[SkippedInput] = field(default_factory=list)
+    missing: list[Path] = field(default_factory=list)
 
 
 def scan_photos(
@@ -136,7 +140,13 @@ def scan_photos(
     headers.read_unopened(discovery.photos, cancel)
     photos = [p.path for p in discovery.photos]
     problems = {path: error for path in photos if (error := headers.checked[path]) is not None}
-    return PhotoScan(photos, problems, list(discovery.skipped))
+    return PhotoScan(
+        photos,
+        problems,
+        list(discovery.skipped),
+        list(discovery.unreadable),
+        list(discovery.missing),
+    )
 
 
 class HeaderScan:

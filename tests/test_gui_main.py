@@ -846,6 +846,36 @@ def test_save_to_names_the_folder_the_copies_go_to_before_protecting(
     assert not note.isVisibleTo(window)
 
 
+def test_the_default_output_folder_is_beside_the_folder_dropped_not_inside_it(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """A camera card dropped whole (``H`` holding ``H/DCIM/100CANON``) had its copies go to
+    ``H/DCIM/100CANON (protected)``: inside the folder dropped, on the card (audit F4)."""
+    window.options_panel.output_edit.clear()
+    card = tmp_path / "H"
+    _photos(card / "DCIM" / "100CANON", 2)
+    _drop(window, card)
+    qtbot.waitUntil(lambda: len(window.queue.paths()) == 2, timeout=30_000)
+    assert window.output_root() == tmp_path / "H (protected)"
+    assert "“H (protected)”" in window.options_panel.output_note.text()
+    # A folder inside it added too, or a photo of it on its own, changes nothing.
+    _add(qtbot, window, [card / "DCIM", card / "DCIM" / "100CANON" / "photo0.jpg"])
+    assert window.output_root() == tmp_path / "H (protected)"
+    _protect(qtbot, window)
+    assert len(list((tmp_path / "H (protected)").rglob("*.protected.*"))) == 2
+    assert not list(card.rglob("*(protected)*")), "nothing written inside the folder dropped"
+    # Photos added on their own: beside their folder, as before.
+    window.clear_queue()
+    loose = _photos(tmp_path / "Loose", 2)
+    _add(qtbot, window, [loose / "photo0.jpg", loose / "sub" / "photo1.png"])
+    assert window.output_root() == tmp_path / "Loose (protected)"
+    # Two folders side by side: beside the folder holding both (outside each).
+    window.clear_queue()
+    _add(qtbot, window, [_photos(tmp_path / "P" / "A" / "deep", 1)])
+    _add(qtbot, window, [_photos(tmp_path / "P" / "B", 1)])
+    assert window.output_root() == tmp_path / "P (protected)"
+
+
 def test_a_folder_without_photos_says_so_where_the_eye_is_and_what_is_read(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:

@@ -82,6 +82,9 @@ class MainWindow(QMainWindow):
         self.device_runner = TaskRunner(self)
         self.scan_runner = TaskRunner(self)
         self._pending_paths: list[Path] = []
+        # The folders the user added (dropped or chosen), as the queue keys its photos: the
+        # default output folder goes beside the top-most, never inside one.
+        self._added_folders: list[Path] = []
         self._empty_hint = ""  # why the queue is still empty after a folder was added
         # What the added paths held (or were) that is not queued: unreadable folders, files
         # that are not photos; and as the queue's title and tooltip say it (kept, not redone
@@ -346,6 +349,7 @@ class MainWindow(QMainWindow):
             return
         first = paths[0]
         remember_folder(self.settings, "input", str(first.parent if first.is_file() else first))
+        self._added_folders += [path.resolve() for path in paths if path.is_dir()]
         self._pending_paths.extend(paths)
         self._scan_next()
 
@@ -456,6 +460,7 @@ class MainWindow(QMainWindow):
         self._done_with = None
         self._settings_redo = []
         self._default_root = self._mirror_base = None
+        self._added_folders = []
         self._update_controls()
 
     def remove_selected(self) -> None:
@@ -628,7 +633,7 @@ class MainWindow(QMainWindow):
     def _default_output_root(self) -> Path:
         if self._default_root is not None:
             return self._default_root
-        return protect_bridge.default_output_root(self.queue.paths())
+        return protect_bridge.default_output_root(self.queue.paths(), self._added_folders)
 
     def start_job(self) -> bool:
         """Protect every queued photo not yet done; True when the job started.

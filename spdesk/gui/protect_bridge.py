@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,12 +164,39 @@ def encoder_problem(spec: str, use: str = "Fine-tuning") -> str:
     return f"The encoder {spec} is not there any more."
 
 
-def default_output_root(photos: list[Path]) -> Path:
-    """A "<folder> (protected)" folder beside the photos' common folder, outside the input tree."""
-    if not photos:
+def default_output_root(photos: list[Path], added: Sequence[Path] = ()) -> Path:
+    """A "<folder> (protected)" folder outside the input tree: beside the folder holding the
+    photos' roots, each photo's root the top-most of the ``added`` folders (those the user
+    dropped or chose) holding it, or for a photo added on its own its folder.
+
+    From the photos' own folders alone, a camera card dropped whole (``H`` holding
+    ``H/DCIM/100CANON``) had its copies go to ``H/DCIM/100CANON (protected)``: inside the
+    folder the user dropped, on the card (audit F4)."""
+    roots = input_roots(photos, added)
+    if not roots:
         return Path.home() / "spdesk protected"
-    common = common_folder(photos) or photos[0].parent  # other drives: beside the first
+    try:
+        common = Path(os.path.commonpath([os.path.abspath(root) for root in roots]))
+    except ValueError:  # other drives: beside the first
+        common = roots[0]
     return common.parent / f"{common.name or 'photos'} (protected)"
+
+
+def input_roots(photos: list[Path], added: Sequence[Path] = ()) -> list[Path]:
+    """The folders the user gave that hold ``photos``: for each photo the top-most of the
+    ``added`` folders holding it, else its own folder; the top-most added folders when there
+    are no photos yet (a folder being listed). In the order first met."""
+    tops: list[Path] = []
+    for folder in sorted({Path(os.path.abspath(f)) for f in added}, key=lambda f: len(f.parts)):
+        if not any(top in folder.parents for top in tops):
+            tops.append(folder)
+    if not photos:
+        return tops
+    roots: dict[Path, None] = {}
+    for parent in dict.fromkeys(Path(os.path.abspath(p.parent)) for p in photos):
+        top = next((t for t in tops if t == parent or t in parent.parents), parent)
+        roots[top] = None
+    return list(roots)
 
 
 def protect_task(

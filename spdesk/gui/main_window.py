@@ -85,6 +85,10 @@ class MainWindow(QMainWindow):
         # The folders the user added (dropped or chosen), as the queue keys its photos: the
         # default output folder goes beside the top-most, never inside one.
         self._added_folders: list[Path] = []
+        # Counted from the whole queue, kept until it changes: each update of the controls
+        # (each key typed in "Save to") walked every row for them.
+        self._default_guess: Path | None = None  # the default output folder for the queue now
+        self._copies_counted: tuple[int, Path | None, int] = (-1, None, 0)  # changes, root, n
         self._empty_hint = ""  # why the queue is still empty after a folder was added
         # What the added paths held (or were) that is not queued: unreadable folders, files
         # that are not photos; and as the queue's title and tooltip say it (kept, not redone
@@ -350,6 +354,7 @@ class MainWindow(QMainWindow):
         first = paths[0]
         remember_folder(self.settings, "input", str(first.parent if first.is_file() else first))
         self._added_folders += [path.resolve() for path in paths if path.is_dir()]
+        self._default_guess = None
         self._pending_paths.extend(paths)
         self._scan_next()
 
@@ -368,6 +373,7 @@ class MainWindow(QMainWindow):
         if not isinstance(scan, protect_bridge.Scan):
             return
         added = self.queue.add_photos(scan.photos)
+        self._default_guess = None
         for path, problem in scan.problems.items():
             self.queue.set_status(path, RowStatus.UNREADABLE, problem)
         unreadable = scan.unreadable
@@ -461,6 +467,7 @@ class MainWindow(QMainWindow):
         self._settings_redo = []
         self._default_root = self._mirror_base = None
         self._added_folders = []
+        self._default_guess = None
         self._update_controls()
 
     def remove_selected(self) -> None:
@@ -470,7 +477,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("A job is running: remove photos when it ends.", 5000)
             return
         self.queue.remove_selected()
-        if not self.queue.paths():  # every row removed: as Clear leaves it
+        self._default_guess = None
+        if not self.queue.rowCount():  # every row removed: as Clear leaves it
             self._forget_the_queue()
             return
         self._update_controls()
@@ -537,7 +545,8 @@ class MainWindow(QMainWindow):
         for path in self._settings_redo:
             row = self.queue.row_for(path)
             if row is not None and row.status in (RowStatus.DONE, RowStatus.WAITING):
-                self.queue.set_status(path, RowStatus.WAITING, reason)
+                if row.status is not RowStatus.WAITING or row.reason != reason:  # else as it is
+                    self.queue.set_status(path, RowStatus.WAITING, reason)
                 with_copies += row.output is not None
         if with_copies and not place_only:
             noun = "photo has" if with_copies == 1 else "photos have"
@@ -633,7 +642,10 @@ class MainWindow(QMainWindow):
     def _default_output_root(self) -> Path:
         if self._default_root is not None:
             return self._default_root
-        return protect_bridge.default_output_root(self.queue.paths(), self._added_folders)
+        if self._default_guess is None:
+            paths = self.queue.paths()
+            self._default_guess = protect_bridge.default_output_root(paths, self._added_folders)
+        return self._default_guess
 
     def start_job(self) -> bool:
         """Protect every queued photo not yet done; True when the job started.
@@ -643,6 +655,7 @@ class MainWindow(QMainWindow):
         """
         if self.job_runner.running or self.scan_runner.running:
             return False
+        self.options_panel.flush_typing()  # a folder or suffix typed just now is this job's
         queued = self.queue.paths()
         todo = [r.path for r in self.queue.rows() if r.status is not RowStatus.DONE]
         if not queued:
@@ -972,13 +985,17 @@ class MainWindow(QMainWindow):
         root = self._output_root
         if root is None:
             return 0
-        return sum(
-            1
-            for row in self.queue.rows()
-            if row.status is RowStatus.DONE
-            and row.output is not None
-            and root in row.output.parents
-        )
+        changes, counted_root, count = self._copies_counted
+        if (changes, counted_root) != (self.queue.changes, root):
+            count = sum(
+                1
+                for row in self.queue.rows()
+                if row.status is RowStatus.DONE
+                and row.output is not None
+                and root in row.output.parents
+            )
+            self._copies_counted = (self.queue.changes, root, count)
+        return count
 
     def _remember_step_time(self) -> None:
         """Keep the fine-tuning time measured here: the mode's estimate uses it next time."""
@@ -1001,7 +1018,8 @@ class MainWindow(QMainWindow):
     def _update_controls(self) -> None:
         running = self.job_runner.running
         busy = running or self.scan_runner.running  # no job while photos are being listed
-        has_photos = bool(self.queue.paths())
+        count = self.queue.rowCount()
+        has_photos = bool(count)
         self.start_button.setEnabled(has_photos and not busy)
         self.start_action.setEnabled(has_photos and not busy)
         self.cancel_button.setEnabled(running)
@@ -1013,7 +1031,6 @@ class MainWindow(QMainWindow):
         self.options_panel.setEnabled(not running)
         self.queue.set_retry_enabled(not busy)  # a retry starts a job: not while one runs
         self.drop_zone.set_compact(has_photos)
-        count = len(self.queue.paths())
         self.options_panel.show_default_output(
             self._default_output_root() if has_photos else None,
             # "earlier copies" only where there are some (a cancelled first run saved none)
@@ -1037,7 +1054,7 @@ class MainWindow(QMainWindow):
 
     def _ending_text(self) -> str:
         """How the last job ended, and the photos added since (during it or after) that wait."""
-        waiting = sum(1 for r in self.queue.rows() if r.status is RowStatus.WAITING)
+        waiting = self.queue.count_by_status()[RowStatus.WAITING]
         if not waiting:
             return self._ending
         waits = f"{self._ending} {count_of(waiting, 'photo')} waiting"

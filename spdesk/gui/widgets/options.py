@@ -51,6 +51,9 @@ MODES = {
 FINETUNE_ENCODERS = {"sd15": "SD 1.5 VAE (best)", "taesd": "TAESD (fast)"}
 CHOOSE_ENCODER = "\x00choose"  # the combo entry that asks for an encoder file
 MEASURED_ON = {"cpu": "CPU", "cuda": "NVIDIA GPU", "mps": "Apple GPU"}
+# A pause in typing a folder or a suffix that counts as a change: each key re-marked every
+# finished row of the queue (0.2 s a key at 5,000 rows, 0.9 s at 25,000).
+TYPING_PAUSE_MS = 300
 """The device a remembered fine-tuning time was measured on, in words."""
 
 
@@ -76,6 +79,10 @@ class OptionsPanel(QWidget):
     def __init__(self, options: ProtectOptions, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("OptionsPanel")
+        self._typing = QTimer(self)  # "changed" once the typing in a text field pauses
+        self._typing.setSingleShot(True)
+        self._typing.setInterval(TYPING_PAUSE_MS)
+        self._typing.timeout.connect(self.changed)
         self._perturbation: Perturbation | None = None
         self._perturbation_error = ""  # why the chosen pattern did not load
         self._measured_step_times: dict[tuple[str, str], float] = {}  # (device kind, encoder)
@@ -461,7 +468,7 @@ class OptionsPanel(QWidget):
         self.output_note = _wrap(QLabel())
         self.output_edit.textChanged.connect(self._update_output_note)
         self.show_default_output(None)
-        self.output_edit.textChanged.connect(self.changed)
+        self._emit_when_typed(self.output_edit)
         # Screen readers announce a button by its text ("…") and a combo box by its value:
         # the controls without words of their own are named.
         self.output_edit.setAccessibleName("Save to folder")
@@ -477,6 +484,19 @@ class OptionsPanel(QWidget):
         lay.addLayout(folder_row)
         lay.addWidget(self.output_note)
         return box
+
+    def _emit_when_typed(self, edit: QLineEdit) -> None:
+        """``changed`` once typing in ``edit`` pauses, or the user leaves it or presses Enter:
+        not on each key."""
+        edit.textChanged.connect(self._typing.start)
+        edit.editingFinished.connect(self.flush_typing)
+
+    def flush_typing(self) -> None:
+        """Emit ``changed`` now for text typed and not yet said (a job about to start must see
+        the folder and suffix as they are); nothing when none waits."""
+        if self._typing.isActive():
+            self._typing.stop()
+            self.changed.emit()
 
     def show_default_output(self, folder: Path | None, *, used: bool = False) -> None:
         """Say where the copies go when no folder is chosen: ``folder`` once photos are queued
@@ -502,7 +522,7 @@ class OptionsPanel(QWidget):
     def _build_file_box(self) -> QGroupBox:
         box = QGroupBox("Details")
         self.suffix_edit = QLineEdit()
-        self.suffix_edit.textChanged.connect(self.changed)
+        self._emit_when_typed(self.suffix_edit)
         self.collision_combo = QComboBox()
         for key, label in zip(
             COLLISIONS, ("Add a number", "Skip the photo", "Replace the old copy"), strict=True

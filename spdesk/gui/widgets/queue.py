@@ -251,6 +251,10 @@ class PhotoQueue(QTableWidget):
         self._rows: dict[Path, QueueRow] = {}
         self._order: list[Path] = []
         self._index: dict[Path, int] = {}  # row number of each path
+        self._counts = dict.fromkeys(RowStatus, 0)  # rows by status, kept as they change
+        # Raised at each change of the rows, a status or an output: what a window counts from
+        # the rows is counted again only when this has moved, not on each update of its controls.
+        self.changes = 0
         placeholder = QPixmap(THUMB, THUMB)
         placeholder.fill(QColor("#e5e7eb"))
         self._placeholder = QIcon(placeholder)
@@ -304,6 +308,8 @@ class PhotoQueue(QTableWidget):
                 self._fill_row(index, key)
         finally:
             self.setUpdatesEnabled(True)
+        self._counts[RowStatus.WAITING] += len(new)
+        self.changes += 1
         for key in new:
             self._pool.start(_ThumbJob(key, self._thumbs))
         self._thumb_timer.start()
@@ -314,6 +320,8 @@ class PhotoQueue(QTableWidget):
         self._rows.clear()
         self._order.clear()
         self._index.clear()
+        self._counts = dict.fromkeys(RowStatus, 0)
+        self.changes += 1
         self.setRowCount(0)
 
     def remove_selected(self) -> None:
@@ -326,12 +334,13 @@ class PhotoQueue(QTableWidget):
         try:
             for first, last in reversed(_runs(rows)):
                 for key in self._order[first : last + 1]:
-                    del self._rows[key]
+                    self._counts[self._rows.pop(key).status] -= 1
                 del self._order[first : last + 1]
                 self.model().removeRows(first, last - first + 1)
         finally:
             self.setUpdatesEnabled(True)
         self._index = {path: i for i, path in enumerate(self._order)}
+        self.changes += 1
 
     def paths(self) -> list[Path]:
         return list(self._order)
@@ -370,6 +379,9 @@ class PhotoQueue(QTableWidget):
         row = self._rows.get(key)
         if row is None:
             return
+        self._counts[row.status] -= 1
+        self._counts[status] += 1
+        self.changes += 1
         row.status, row.reason = status, reason
         if status is RowStatus.UNREADABLE:
             row.problem = reason
@@ -399,12 +411,11 @@ class PhotoQueue(QTableWidget):
         row = self._rows.get(self._key(path))
         if row is not None:
             row.output = output
+            self.changes += 1
 
     def count_by_status(self) -> dict[RowStatus, int]:
-        counts = dict.fromkeys(RowStatus, 0)
-        for row in self._rows.values():
-            counts[row.status] += 1
-        return counts
+        """How many rows have each status (kept as they change: no walk of the rows)."""
+        return dict(self._counts)
 
     # --- internals ------------------------------------------------------------------------------
     def _fill_row(self, index: int, path: Path) -> None:

@@ -902,14 +902,11 @@ def test_files_a_folder_holds_that_are_not_queued_are_named_in_the_queue_title(
     _add(qtbot, window, [folder])
     assert window.queue_title.text() == "Queue · 2 photos · 2 other files and 1 folder left out"
     tip = window.queue_title.toolTip().splitlines()
-    assert tip[0] == "link.jpg: symbolic link (not followed)"  # in the walk's order
-    assert tip[1].startswith("notes.txt: ") and tip[1].endswith("not a photo")
+    assert tip[0] == "Mixed/link.jpg: symbolic link (not followed)"  # in the walk's order
+    assert tip[1].startswith("Mixed/notes.txt: ") and tip[1].endswith("not a photo")
     # Within a keyboard's reach too: File › Files left out… (the title's tooltip needs a mouse)
-    shown: list[str] = []
-    monkeypatch.setattr(QMessageBox, "information", lambda _p, _title, text: shown.append(text))
-    assert window.left_out_action.isEnabled()
-    window.left_out_action.trigger()
-    assert shown == [window.queue_title.toolTip()]
+    shown = _left_out_dialog_text(window, monkeypatch)
+    assert shown == window.queue_title.toolTip()
     window.clear_queue()
     assert window.queue_title.text() == "Queue" and not window.queue_title.toolTip()
     assert not window.left_out_action.isEnabled()
@@ -922,6 +919,20 @@ def test_files_a_folder_holds_that_are_not_queued_are_named_in_the_queue_title(
     assert window.queue_title.text() == "Queue · 1 photo"
 
 
+def _left_out_dialog_text(window: MainWindow, monkeypatch: pytest.MonkeyPatch) -> str:
+    """What File › Files left out… lists (the dialog is not left open)."""
+    from spdesk.gui.left_out_dialog import LeftOutDialog
+
+    listed: list[str] = []
+    monkeypatch.setattr(
+        LeftOutDialog, "exec", lambda dialog: listed.append(dialog.list_view.toPlainText()) or 0
+    )
+    assert window.left_out_action.isEnabled()
+    window.left_out_action.trigger()
+    (text,) = listed
+    return text
+
+
 def test_the_left_out_tooltip_names_twenty_files_then_counts_the_rest() -> None:
     from spdesk.gui.text import LeftOut, left_out_text
 
@@ -930,7 +941,48 @@ def test_the_left_out_tooltip_names_twenty_files_then_counts_the_rest() -> None:
     lines = left_out_text(entries).splitlines()
     assert len(lines) == 21 and lines[0] == "locked: folder cannot be read"  # failures first
     assert lines[1] == "f0.txt: not a photo"
-    assert lines[-1] == "… and 3 more"
+    assert lines[-1] == "… and 3 more (File › Files left out… lists all)"
+
+
+def test_files_left_out_are_listed_by_their_path_in_the_folder_added_and_all_reachable(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By name only, at most 20: two ``loop`` links in two subfolders read the same, and a
+    folder of RAW files and sidecars had everything past 20 as "… and N more", with no way
+    to the rest (audit F8)."""
+    from PySide6.QtWidgets import QApplication
+
+    trip = _photos(tmp_path / "Trip", 1)
+    for sub in ("a", "b"):
+        (trip / sub).mkdir()
+        (trip / sub / "loop").symlink_to(trip / sub)
+    for i in range(30):
+        (trip / "raw" / f"IMG_{i:04d}.xmp").parent.mkdir(exist_ok=True)
+        (trip / "raw" / f"IMG_{i:04d}.xmp").write_text("<x:xmpmeta/>")
+    _photos(trip / "locked", 1)
+    _refuse_to_list(monkeypatch, "locked")
+    _add(qtbot, window, [trip])
+    # One line: the kinds of what is left out are in the tooltip and the box.
+    assert (
+        window.queue_title.text() == "Queue · 1 photo · 1 folder cannot be read · 32 more left out"
+    )
+    tip = window.queue_title.toolTip().splitlines()
+    assert tip[0].startswith("Trip/locked: folder cannot be read"), tip  # failures first
+    assert tip[1:3] == [
+        "Trip/a/loop: symbolic link (not followed)",
+        "Trip/b/loop: symbolic link (not followed)",
+    ]
+    assert len(tip) == 21 and tip[-1] == "… and 13 more (File › Files left out… lists all)"
+    listed = _left_out_dialog_text(window, monkeypatch).splitlines()
+    assert len(listed) == 33 and listed[:3] == tip[:3]
+    assert "Trip/raw/IMG_0029.xmp: sidecar file (metadata), not a photo" in listed
+    monkeypatch.undo()
+    from spdesk.gui.left_out_dialog import LeftOutDialog
+
+    dialog = LeftOutDialog(window._left_out, window)
+    dialog.copy_button.click()
+    copied = QApplication.clipboard().text().splitlines()
+    assert len(copied) == 33 and copied[0].startswith(f"{trip / 'locked'}: folder cannot be read")
 
 
 def test_the_summary_counts_a_copy_the_protection_cannot_change_as_unchanged(
@@ -1488,7 +1540,7 @@ def test_the_queue_leaves_out_the_copies_the_job_would_with_its_suffix_and_folde
     _add(qtbot, window, [folder])
     assert [p.name for p in window.queue.paths()] == ["a.jpg"]
     assert window.queue_title.text() == "Queue · 1 photo · 1 other file left out"
-    assert window.queue_title.toolTip() == f"a.safe.jpg: {OUTPUT_NAME}"
+    assert window.queue_title.toolTip() == f"trip/a.safe.jpg: {OUTPUT_NAME}"
     # Named on its own (Add photos…, select all) too.
     window.clear_queue()
     _add(qtbot, window, [folder / "a.jpg", folder / "a.safe.jpg"])
@@ -1498,7 +1550,7 @@ def test_the_queue_leaves_out_the_copies_the_job_would_with_its_suffix_and_folde
     panel.suffix_edit.setText(".mine")
     _add(qtbot, window, [folder])
     assert [p.name for p in window.queue.paths()] == ["a.jpg"]
-    assert window.queue_title.toolTip() == f"a.safe.jpg: {RECORDED_OUTPUT}"
+    assert window.queue_title.toolTip() == f"trip/a.safe.jpg: {RECORDED_OUTPUT}"
 
 
 def _refuse_to_list(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
@@ -1532,7 +1584,7 @@ def test_a_subfolder_that_cannot_be_read_is_said_when_added_and_after_the_run(
     assert messages[-1].startswith(said), messages
     assert window.queue_title.text() == "Queue · 1 photo · 1 folder cannot be read"
     why = "folder cannot be read (Permission denied): its photos are not in the queue"
-    assert window.queue_title.toolTip() == f"locked: {why}"
+    assert window.queue_title.toolTip() == f"g1/locked: {why}"
     assert window.left_out_action.isEnabled()
     _protect(qtbot, window)
     summary = window.summary_label.text()

@@ -424,16 +424,21 @@ class MainWindow(QMainWindow):
         unreadable = [e for e in self._left_out.values() if e.unreadable]
         others = [e for e in self._left_out.values() if not e.unreadable]
         parts = [f"{_unreadable_count(unreadable)} cannot be read"] if unreadable else []
-        if others:
+        if others and unreadable:  # short: the title is one line (the tooltip says which)
+            parts.append(f"{len(others)} more left out")
+        elif others:
             folders = sum(e.folder for e in others)
             parts.append(f"{left_out_phrase(len(others) - folders, folders)} left out")
         self._left_out_title = "".join(f" · {part}" for part in parts)
         self._left_out_tip = left_out_text(self._left_out)
 
     def show_left_out(self) -> None:
-        """The files the added folders held that are not queued, and why, in a box."""
+        """What the added paths held that is not queued, and why: all of it, in a box that
+        scrolls, with a button that copies the list."""
+        from spdesk.gui.left_out_dialog import LeftOutDialog
+
         if self._left_out:
-            QMessageBox.information(self, "Files left out", left_out_text(self._left_out))
+            run_modal(LeftOutDialog(self._left_out, self))
 
     def add_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(
@@ -1174,7 +1179,7 @@ def _nothing_read_text(unreadable: dict[Path, LeftOut]) -> str:
     """Why an add queued nothing when what it named could not be read (said "No photos found
     there", as if it had been looked at and held none)."""
     path, entry = next(iter(unreadable.items()))
-    text = f"Nothing added: “{shown(path.name or path)}”: {entry.reason}."
+    text = f"Nothing added: “{entry.shown or shown(path.name or path)}”: {entry.reason}."
     if entry.reason != protect_bridge.NOT_FOUND:
         text += " Check that your account can read it."
     if len(unreadable) > 1:

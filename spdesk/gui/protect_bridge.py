@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +91,24 @@ def scan_task(
         left_out |= {path: LeftOut(NOT_FOUND, unreadable=True) for path in scan.missing}
         left_out |= {path: LeftOut(why) for path, why in not_photos.items()}
         left_out |= {s.path: LeftOut(s.reason, s.folder) for s in scan.left_out}
+        left_out = {
+            path: replace(entry, shown=shown_from_input(path, paths))
+            for path, entry in left_out.items()
+        }
         return Scan(scan.photos, texts, left_out, tuple(paths))
 
     return run
+
+
+def shown_from_input(path: Path, inputs: Sequence[Path]) -> str:
+    """``path`` from the folder of ``inputs`` it was found in, that folder's name first
+    (``Trip/sub/loop``); an input itself by its name."""
+    from spdesk.core.files import shown
+
+    for given in inputs:
+        if given == path or given in path.parents:
+            return shown(path.relative_to(given.parent))
+    return shown(path.name or path)
 
 
 NOT_FOUND = "not found: it was moved or deleted before its photos could be listed"

@@ -59,13 +59,20 @@ class LeftOut:
     # Could not be read (or found): what it holds was not looked at, so photos may be missing
     # from the queue (a failure, listed first), not a file that is no photo (a choice).
     unreadable: bool = False
+    # Its path from the folder it was added with, that folder's name first (``Trip/a/loop``):
+    # by name alone, two ``loop`` links in two subfolders could not be told apart.
+    shown: str = ""
+
+
+def left_out_lines(left_out: Mapping[Path, LeftOut]) -> list[str]:
+    """What the scans left out, one ``path: reason`` a line, what could not be read first."""
+    entries = sorted(left_out.items(), key=lambda item: not item[1].unreadable)  # stable
+    return [f"{entry.shown or path.name or path}: {entry.reason}" for path, entry in entries]
 
 
 def left_out_text(left_out: Mapping[Path, LeftOut], limit: int = 20) -> str:
-    """What the scans left out, one ``name: reason`` a line, what could not be read first (at
-    most ``limit``, then a count), for a tooltip."""
-    entries = sorted(left_out.items(), key=lambda item: not item[1].unreadable)  # stable
-    lines = [f"{path.name or path}: {entry.reason}" for path, entry in entries[:limit]]
-    if len(left_out) > limit:
-        lines.append(f"… and {len(left_out) - limit} more")
+    """:func:`left_out_lines`, at most ``limit`` of them and then a count, for a tooltip."""
+    lines = left_out_lines(left_out)
+    if len(lines) > limit:
+        lines[limit:] = [f"… and {len(lines) - limit} more (File › Files left out… lists all)"]
     return "\n".join(lines)

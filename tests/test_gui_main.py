@@ -297,6 +297,30 @@ def test_retry_a_failed_row(
     assert window.summary.property("stopped") is False
 
 
+def test_a_photo_moved_or_deleted_after_it_was_queued_offers_remove_not_retry(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """It failed with "X does not exist. Check the name and the folder." and a Retry that
+    could never succeed (audit F8)."""
+    photos = _photos(tmp_path / "photos", 3)
+    _add(qtbot, window, [photos])
+    gone = photos / "photo2.png"
+    gone.rename(tmp_path / "elsewhere.png")
+    _protect(qtbot, window)
+    row = window.queue.row_for(gone.resolve())
+    assert row is not None and row.status is RowStatus.FAILED
+    assert row.reason.startswith("moved or deleted since it was added"), row.reason
+    button = window.queue.retry_button(gone)
+    assert button is not None and button.text() == "Remove" and button.isEnabled()
+    holder = button.parentWidget()
+    assert window.queue.columnWidth(3) >= holder.sizeHint().width(), "its word cut off"
+    summary = window.summary_label.text()
+    assert summary.startswith("2 protected, 1 moved or deleted since added (select Remove)")
+    button.click()
+    assert len(window.queue.paths()) == 2 and window.queue.row_for(gone) is None
+    assert window.queue_title.text() == "Queue · 2 photos"
+
+
 def test_a_broken_photo_shows_its_problem_when_added_and_fails_with_it(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -307,6 +307,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.clicked.connect(self.cancel_job)
         self.open_output_button.clicked.connect(self.open_output)
         self.queue.retry_requested.connect(self.retry)
+        self.queue.remove_requested.connect(self.remove_photo)
         self.queue.itemSelectionChanged.connect(self._say_selected_status)
         self.queue.cellActivated.connect(lambda _row, _column: self.show_selected_status())
         self.options_panel.changed.connect(self._save_options)
@@ -482,6 +483,17 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("A job is running: remove photos when it ends.", 5000)
             return
         self.queue.remove_selected()
+        self._after_removal()
+
+    def remove_photo(self, path: Path) -> None:
+        """Take one photo out of the queue (its row's Remove: it is not where it was added)."""
+        if self.job_runner.running:
+            self.statusBar().showMessage("A job is running: remove photos when it ends.", 5000)
+            return
+        self.queue.remove_paths([path])
+        self._after_removal()
+
+    def _after_removal(self) -> None:
         self._default_guess = None
         if not self.queue.rowCount():  # every row removed: as Clear leaves it
             self._forget_the_queue()
@@ -812,7 +824,10 @@ class MainWindow(QMainWindow):
             return
         if update.path is not None:
             if update.status is not None:
-                self.queue.set_status(update.path, update.status, update.reason)
+                if update.gone:  # not where it was added: Remove, not a Retry that cannot work
+                    self.queue.set_status(update.path, update.status, update.reason, gone=True)
+                else:
+                    self.queue.set_status(update.path, update.status, update.reason)
                 self._count_finished(update.path, update.status)
             if update.fraction is not None:
                 self.queue.set_progress(update.path, update.fraction)
@@ -894,10 +909,12 @@ class MainWindow(QMainWindow):
     def _on_job_thread_finished(self) -> None:
         self._remember_step_time()
         counts = {status: 0 for status in RowStatus}
+        gone = 0  # of the failed: not where they were added any more
         for path in self._job_paths:
             row = self.queue.row_for(path)
             if row is not None:
                 counts[row.status] += 1
+                gone += row.gone
         seconds = time.monotonic() - self._job_started
         if not (self._job_paths or self._job_failure or self._job_cancelled):
             self._summarise_nothing_changed(seconds)  # every photo done before, none changed
@@ -909,8 +926,10 @@ class MainWindow(QMainWindow):
             parts.append(f"{self._already_done} already protected with these settings")
         if counts[RowStatus.SKIPPED]:
             parts.append(f"{counts[RowStatus.SKIPPED]} skipped")
-        if counts[RowStatus.FAILED]:
-            parts.append(f"{counts[RowStatus.FAILED]} failed (select Retry)")
+        if counts[RowStatus.FAILED] > gone:
+            parts.append(f"{counts[RowStatus.FAILED] - gone} failed (select Retry)")
+        if gone:  # a Retry could never succeed
+            parts.append(f"{gone} moved or deleted since added (select Remove)")
         if counts[RowStatus.UNREADABLE]:  # known unreadable when added; the run left it so
             parts.append(f"{counts[RowStatus.UNREADABLE]} cannot be read")
         if counts[RowStatus.CANCELLED]:

@@ -18,6 +18,7 @@ from spdesk.core.device import DeviceInfo
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.jobs.events import (
     UNCHANGED,
+    FailReason,
     FileDone,
     FileFailed,
     FileProgress,
@@ -39,6 +40,7 @@ class RowUpdate:
     fraction: float | None = None
     reason: str = ""
     output: Path | None = None
+    gone: bool = False  # failed: not where it was added any more (Remove, not Retry)
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,16 @@ def _not_a_photo(path: Path) -> str | None:
 def failure_text(path: Path, reason: str, hint: str) -> str:
     """A failed photo's reason and hint as its queue row says them (the row names the photo)."""
     return f"{reason.replace(str(path), path.name)} {hint}".strip()
+
+
+def gone_text(path: Path) -> str:
+    """Why a queued photo that is not where it was added any more failed, and what to do."""
+    from spdesk.core.files import shown
+
+    return (
+        f"moved or deleted since it was added: it is no longer in {shown(path.parent)}. "
+        "Remove it from the queue, or add it again from where it is now."
+    )
 
 
 ENCODER_NAMES = {"sd15": "the Stable Diffusion 1.5 VAE (about 170 MB)", "taesd": "TAESD (10 MB)"}
@@ -300,6 +312,8 @@ def interpret(event: Event) -> RowUpdate | None:
             return RowUpdate(path, RowStatus.SKIPPED, reason=f"{reason}: {advice}")
         case FileSkipped(source=path, reason=reason):
             return RowUpdate(path, RowStatus.SKIPPED, reason=reason)
+        case FileFailed(source=path, kind=FailReason.MISSING):  # "X does not exist", Retry
+            return RowUpdate(path, RowStatus.FAILED, reason=gone_text(path), gone=True)
         case FileFailed(source=path, reason=reason, hint=hint):
             return RowUpdate(path, RowStatus.FAILED, reason=failure_text(path, reason, hint))
     return None

@@ -82,6 +82,7 @@ class QueueRow:
     reason: str = ""
     output: Path | None = None
     problem: str = ""  # what its header said when it was added ("" once it is protected)
+    gone: bool = False  # failed: not where it was added any more (offers Remove, not Retry)
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ class PhotoQueue(QTableWidget):
     """One row per photo; the window updates rows from job events by path."""
 
     retry_requested = Signal(object)  # Path
+    remove_requested = Signal(object)  # Path: a photo gone from where it was added
     COLUMNS = ("Photo", "Status", "Progress", "")
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -328,7 +330,15 @@ class PhotoQueue(QTableWidget):
         """Remove the selected rows, each run of neighbours at once, the last run first.
         Row by row, with the rows still selected, took time growing with the square of the
         rows (4,000 rows: 10 s; 25,000: 8 minutes of a frozen window)."""
-        rows = sorted({index.row() for index in self.selectedIndexes()})
+        self._remove_rows({index.row() for index in self.selectedIndexes()})
+
+    def remove_paths(self, paths: list[Path]) -> None:
+        """Remove the rows of ``paths`` (those queued)."""
+        keys = (self._key(path) for path in paths)
+        self._remove_rows({self._index[key] for key in keys if key in self._index})
+
+    def _remove_rows(self, numbers: set[int]) -> None:
+        rows = sorted(numbers)
         self.clearSelection()
         self.setUpdatesEnabled(False)
         try:
@@ -374,7 +384,11 @@ class PhotoQueue(QTableWidget):
             self._thumb_timer.stop()
 
     # --- status ---------------------------------------------------------------------------------
-    def set_status(self, path: Path, status: RowStatus, reason: str = "") -> None:
+    def set_status(
+        self, path: Path, status: RowStatus, reason: str = "", *, gone: bool = False
+    ) -> None:
+        """Show a row's status and why; ``gone``: it failed as it is not where it was added
+        any more (a Retry could never succeed: Remove is offered instead)."""
         key = self._key(path)
         row = self._rows.get(key)
         if row is None:
@@ -383,6 +397,7 @@ class PhotoQueue(QTableWidget):
         self._counts[status] += 1
         self.changes += 1
         row.status, row.reason = status, reason
+        row.gone = gone and status is RowStatus.FAILED
         if status is RowStatus.UNREADABLE:
             row.problem = reason
         elif status is RowStatus.DONE:
@@ -400,7 +415,7 @@ class PhotoQueue(QTableWidget):
             self._set_fraction(index, 1.0)
         elif status in (RowStatus.WAITING, RowStatus.CANCELLED):
             self._set_fraction(index, 0.0)
-        self._set_retry(index, key, status is RowStatus.FAILED)
+        self._set_retry(index, key, status is RowStatus.FAILED, row.gone)
 
     def set_progress(self, path: Path, fraction: float) -> None:
         index = self._index.get(self._key(path))
@@ -434,36 +449,50 @@ class PhotoQueue(QTableWidget):
             item.setData(PROGRESS_ROLE, fraction)
 
     def retry_button(self, path: Path) -> QPushButton | None:
-        """The row's Retry button (it exists only while the row has failed)."""
+        """The row's Retry button, or Remove for a photo gone from where it was added (one
+        exists only while the row has failed)."""
         holder = self.cellWidget(self._index[path.resolve()], 3)
         return holder.findChild(QPushButton) if holder is not None else None
 
-    def _set_retry(self, index: int, path: Path, failed: bool) -> None:
+    def _set_retry(self, index: int, path: Path, failed: bool, gone: bool = False) -> None:
         if not failed:
             self.removeCellWidget(index, 3)
             return
-        if self.cellWidget(index, 3) is not None:
+        shown = self.cellWidget(index, 3)
+        if shown is not None and shown.property("gone") == gone:
             return
-        retry = QPushButton("Retry")
-        retry.setObjectName("RetryButton")
+        retry = QPushButton("Remove" if gone else "Retry")
+        retry.setObjectName("RemoveButton" if gone else "RetryButton")
         self._enable_retry(retry)
-        retry.clicked.connect(lambda _=False, p=path: self.retry_requested.emit(p))
+        wanted = self.remove_requested if gone else self.retry_requested
+        retry.clicked.connect(lambda _=False, p=path, s=wanted: s.emit(p))
         holder = QWidget()
+        holder.setProperty("gone", gone)
         lay = QHBoxLayout(holder)
         lay.setContentsMargins(6, 0, 6, 0)
         lay.addWidget(retry)
         self.setCellWidget(index, 3, holder)
+        if gone:  # "Remove" is wider than "Retry", which the column is made for: never cut
+            self.setColumnWidth(3, max(self.columnWidth(3), holder.sizeHint().width()))
 
     def set_retry_enabled(self, enabled: bool) -> None:
         """Let the rows' Retry buttons be clicked, or not (while a job runs)."""
         if enabled == self._retry_enabled:
             return
         self._retry_enabled = enabled
-        for button in self.viewport().findChildren(QPushButton, "RetryButton"):
-            self._enable_retry(button)
+        for name in ("RetryButton", "RemoveButton"):
+            for button in self.viewport().findChildren(QPushButton, name):
+                self._enable_retry(button)
 
     def _enable_retry(self, button: QPushButton) -> None:
         button.setEnabled(self._retry_enabled)
+        if button.objectName() == "RemoveButton":
+            button.setToolTip(
+                "Take this photo out of the queue (it is not where it was added any more)"
+                if self._retry_enabled
+                else "A job is running: remove it when it ends"
+            )
+            return
         button.setToolTip(
             "Protect this photo again (and any other not done)"
             if self._retry_enabled

@@ -50,3 +50,22 @@ def test_a_pillow_that_does_not_know_avif_reads_no_avif_and_does_not_fail(
 
     monkeypatch.setattr(features, "check_module", unknown)
     assert not avif_supported() and "AVIF" not in readable_kinds()
+
+
+def test_every_format_sniffed_is_in_the_list_the_app_names() -> None:
+    """The drop area's words come from READABLE_FORMATS: a format read but missing there went
+    unnamed (BMP and GIF, audit)."""
+    import io
+
+    from PIL import Image
+
+    from spdesk.core.formats import READABLE_FORMATS, format_label
+
+    heads = [_ftyp(b"heic", b"mif1", b"heic"), _ftyp(b"avif", b"avif", b"mif1")]
+    for fmt in ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"):
+        data = io.BytesIO()
+        Image.new("RGB", (4, 4)).save(data, format=fmt)
+        heads.append(data.getvalue()[:256])
+    sniffed = {sniff(head) for head in heads}
+    assert sniffed == set(READABLE_FORMATS)
+    assert len({format_label(fmt) for fmt in READABLE_FORMATS}) == len(READABLE_FORMATS)

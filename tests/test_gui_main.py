@@ -1362,6 +1362,24 @@ def test_add_photos_dialog_lists_every_kind_spdesk_reads(
     assert "a.hif" in listed and "b.JFIF" in listed
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"])
+def test_the_drop_area_names_every_format_the_reader_takes(
+    window: MainWindow, tmp_path: Path, fmt: str
+) -> None:
+    """It said "JPEG, PNG, WebP, TIFF" while BMP and GIF photos were read and protected too
+    (audit): its words come from the reader's own list now."""
+    from spdesk.core.formats import format_label, sniff_file
+    from spdesk.core.imageio import read_image
+
+    photo = tmp_path / "photo"
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(photo, format=fmt)
+    read_image(photo)  # the reader takes it
+    sniffed = sniff_file(photo)
+    assert sniffed is not None
+    hint = window.drop_zone.hint_label.text()
+    assert format_label(sniffed) in hint.split(" · ")[0].split(", "), hint
+
+
 def test_photo_mode_ignores_a_pattern_left_selected_for_universal(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

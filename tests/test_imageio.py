@@ -273,11 +273,12 @@ def test_heic_is_named_among_the_readable_kinds_only_where_it_can_be_read(
 
     found = importlib.util.find_spec
     monkeypatch.setattr("spdesk.core.formats.avif_supported", lambda: False)  # tested apart
-    assert readable_kinds() == "JPEG, PNG, WebP, TIFF, HEIC"  # pillow-heif is a test extra
+    # pillow-heif is a test extra
+    assert readable_kinds() == "JPEG, PNG, WebP, TIFF, BMP, GIF, HEIC"
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name: None if name == "pillow_heif" else found(name)
     )
-    assert readable_kinds() == "JPEG, PNG, WebP, TIFF"
+    assert readable_kinds() == "JPEG, PNG, WebP, TIFF, BMP, GIF"
 
 
 def test_heic_decodes_with_pillow_heif(tmp_path: Path) -> None:

@@ -66,12 +66,17 @@ def avif_supported() -> bool:
         return False
 
 
+READABLE_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "HEIF", "AVIF")
+"""Every format :func:`sniff` recognises (Pillow's names), in the order the app names them:
+the one list the words for what is read come from (:func:`readable_kinds`)."""
+
+
 def readable_kinds() -> str:
-    """The photo formats read here, in the words the app and messages use."""
-    kinds = ["JPEG", "PNG", "WebP", "TIFF"]
-    kinds += ["HEIC"] if heic_supported() else []
-    kinds += ["AVIF"] if avif_supported() else []
-    return ", ".join(kinds)
+    """The photo formats read here, in the words the app and messages use (HEIC and AVIF only
+    where they can be read)."""
+    optional = {"HEIF": heic_supported, "AVIF": avif_supported}
+    kinds = [fmt for fmt in READABLE_FORMATS if fmt not in optional or optional[fmt]()]
+    return ", ".join(format_label(fmt) for fmt in kinds)
 
 
 def sniff(head: bytes) -> str | None:

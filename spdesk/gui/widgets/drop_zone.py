@@ -11,7 +11,8 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLay
 from spdesk.core.formats import readable_kinds
 
 PHOTO_KINDS = readable_kinds()
-"""The photo formats read here, in the words the window uses (HEIC where it can be read)."""
+"""The photo formats read here, in the words the window uses (HEIC and AVIF where they can be
+read): from the reader's own list, so that the drop area names every format it takes."""
 
 
 class DropZone(QFrame):
@@ -29,9 +30,10 @@ class DropZone(QFrame):
         self._title = QLabel("Drop photos or folders here")
         self._title.setObjectName("DropTitle")
         self._title.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self._hint = QLabel(f"{PHOTO_KINDS} · originals are never changed")
-        self._hint.setObjectName("Muted")
-        self._hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint_label = QLabel(f"{PHOTO_KINDS} · originals are never changed")
+        self.hint_label.setObjectName("Muted")
+        self.hint_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint_label.setWordWrap(True)  # every format is named: wrapped in a narrow window
         self.add_files_button = QPushButton("Add photos…")
         self.add_folder_button = QPushButton("Add folder…")
         self.add_files_button.clicked.connect(self.add_files_clicked)
@@ -45,14 +47,14 @@ class DropZone(QFrame):
         layout.setContentsMargins(16, 14, 16, 14)
         layout.addStretch(1)
         layout.addWidget(self._title)
-        layout.addWidget(self._hint)
+        layout.addWidget(self.hint_label)
         layout.addSpacing(6)
         layout.addLayout(buttons)
         layout.addStretch(1)
 
     def set_compact(self, compact: bool) -> None:
         """Smaller once the queue has photos, so the queue gets the room."""
-        self._hint.setVisible(not compact)
+        self.hint_label.setVisible(not compact)
         self.setMinimumHeight(96 if compact else 220)
         self.setMaximumHeight(110 if compact else 16_777_215)
 

@@ -266,6 +266,43 @@ def test_a_first_run_that_saved_nothing_has_no_earlier_copies_to_speak_of(
     assert "earlier copies" in window.options_panel.output_note.text()
 
 
+def _answer_the_box(qtbot: QtBot, button: str, keys: bool = False) -> list[str]:
+    """Answer the next modal box by its ``button`` (by Tab and Space where ``keys``, from the
+    button the box gives the focus to); the list it returns gets the box's text once it opened,
+    or what went wrong (the box is closed then: an error in a timer's slot left it open)."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    shown: list[str] = []
+
+    def answer() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(20, answer)
+            return
+        shown.append(box.text())
+        wanted = next((b for b in box.buttons() if b.text().replace("&", "") == button), None)
+        if wanted is None:
+            shown.append(f"no {button} button")
+            box.reject()
+            return
+        if not keys:
+            wanted.click()
+            return
+        for _ in range(len(box.buttons())):  # the keyboard's way: Tab to it, then Space
+            if box.focusWidget() is wanted:
+                break
+            qtbot.keyClick(box.focusWidget() or box, Qt.Key.Key_Tab)
+        if box.focusWidget() is not wanted:
+            shown.append(f"Tab did not reach {button}")
+            box.reject()
+            return
+        qtbot.keyClick(wanted, Qt.Key.Key_Space)
+
+    QTimer.singleShot(0, answer)
+    return shown
+
+
 def test_retry_a_failed_row(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -282,10 +319,9 @@ def test_retry_a_failed_row(
     assert window.statusBar().currentMessage() == f"Failed: {row.reason}"
     item = window.queue.item(window.queue.rows().index(row), 1)
     assert item is not None and item.data(Qt.ItemDataRole.AccessibleTextRole).endswith(row.reason)
-    shown: list[str] = []
-    monkeypatch.setattr(QMessageBox, "information", lambda _p, title, text: shown.append(text))
+    shown = _answer_the_box(qtbot, "Close")
     window.queue.cellActivated.emit(window.queue.rows().index(row), 1)  # Enter on the row
-    assert shown == [row.reason]
+    assert shown == [row.reason] and not window.job_runner.running  # closed: no retry
     retry = window.queue.retry_button(broken)
     assert retry is not None and retry.isVisibleTo(window.queue)
     Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(broken, format="JPEG")
@@ -316,9 +352,71 @@ def test_a_photo_moved_or_deleted_after_it_was_queued_offers_remove_not_retry(
     assert window.queue.columnWidth(3) >= holder.sizeHint().width(), "its word cut off"
     summary = window.summary_label.text()
     assert summary.startswith("2 protected, 1 moved or deleted since added (select Remove)")
-    button.click()
+    window.queue.setFocus()
+    window.queue.selectRow([r.path for r in window.queue.rows()].index(gone.resolve()))
+    shown = _answer_the_box(qtbot, "Remove", keys=True)  # the keyboard's way: Enter on its row
+    qtbot.keyClick(window.queue, Qt.Key.Key_Return)
+    assert shown and shown[0].startswith("moved or deleted since it was added"), shown
     assert len(window.queue.paths()) == 2 and window.queue.row_for(gone) is None
     assert window.queue_title.text() == "Queue · 2 photos"
+
+
+def test_a_failed_photo_is_retried_from_the_keyboard(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its Retry button was a mouse's only (audit): arrow keys select the row, Enter opens its
+    box, and Tab reaches Retry there, which runs the job again."""
+    photos, broken = _two_photos_and_a_broken_jpeg(tmp_path, monkeypatch, "broken.jpg", 200)
+    _add(qtbot, window, [photos / "photo0.jpg", broken])
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.start_job()
+    index = [r.path for r in window.queue.rows()].index(broken.resolve())
+    assert window.queue.rows()[index].status is RowStatus.FAILED
+    Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(broken, format="JPEG")  # mended
+    window.queue.setFocus()
+    window.queue.selectRow(index)
+    shown = _answer_the_box(qtbot, "Retry", keys=True)
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        qtbot.keyClick(window.queue, Qt.Key.Key_Return)  # Enter on the row
+    assert shown and "broken.jpg" in shown[0]
+    assert window.queue.row_for(broken).status is RowStatus.DONE  # type: ignore[union-attr]
+    retry = window.queue.retry_button(broken)
+    assert retry is None
+
+
+def test_a_failed_photos_box_offers_no_retry_while_a_job_runs(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    photos, broken = _two_photos_and_a_broken_jpeg(tmp_path, monkeypatch, "broken.jpg", 200)
+    _add(qtbot, window, [photos / "photo0.jpg", broken])
+    monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(0))
+    states: list[bool] = []
+    names: list[str] = []
+
+    def look() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(20, look)
+            return
+        states.extend(b.isEnabled() for b in box.buttons() if b.text() == "&Retry")
+        box.reject()
+
+    window.start_job()
+    try:  # the job is stopped whatever fails: one left running hangs the window's closing
+        window.queue.set_status(broken, RowStatus.FAILED, "broken.jpg is damaged.")  # as it runs
+        retry = window.queue.retry_button(broken)
+        names.append(retry.accessibleName() if retry is not None else "")
+        window.queue.selectRow([r.path for r in window.queue.rows()].index(broken.resolve()))
+        QTimer.singleShot(0, look)
+        window.show_selected_status()
+    finally:
+        with qtbot.waitSignal(window.job_runner.finished, timeout=10_000):
+            window.cancel_button.click()
+    assert states == [False]
+    assert names == ["Retry broken.jpg"]  # which of the failed photos
 
 
 def test_a_broken_photo_shows_its_problem_when_added_and_fails_with_it(

@@ -784,9 +784,35 @@ class MainWindow(QMainWindow):
 
     def show_selected_status(self) -> None:
         """Enter (or a double click) on a photo with a reason: all of it, in a box of its own
-        (the status bar cuts a long one off at the window's width)."""
-        if row := self._selected_with_reason():
+        (the status bar cuts a long one off at the window's width). A failed photo's box offers
+        what its row's button does, Retry (or Remove, for a photo moved or deleted since it was
+        added): that button is last in the Tab order, after the status bar, so the keyboard's
+        way to it is the row (arrow keys, then Enter)."""
+        row = self._selected_with_reason()
+        if row is None:
+            return
+        if row.status is not RowStatus.FAILED:
             QMessageBox.information(self, row.status.value, row.reason)
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, row.status.value, row.reason, parent=self)
+        action = box.addButton(
+            "&Remove" if row.gone else "&Retry", QMessageBox.ButtonRole.AcceptRole
+        )
+        busy = self.job_runner.running or self.scan_runner.running
+        action.setEnabled(not busy)  # as the row's button: a retry starts a job
+        action.setToolTip(
+            f"A job is running: {'remove' if row.gone else 'retry'} it when it ends"
+            if busy
+            else "Take it out of the queue"
+            if row.gone
+            else "Protect this photo again (and any other not done)"
+        )
+        close = box.addButton(QMessageBox.StandardButton.Close)
+        box.setDefaultButton(close)  # Enter twice must not start a job by chance
+        box.setEscapeButton(close)
+        run_modal(box)
+        if box.clickedButton() is action:
+            (self.remove_photo if row.gone else self.retry)(row.path)
 
     def ask_to_cancel(self) -> None:
         """Esc (and the menu's Cancel): a key pressed by chance stopped minutes of fine-tuning

@@ -458,11 +458,12 @@ class PhotoQueue(QTableWidget):
         if not failed:
             self.removeCellWidget(index, 3)
             return
-        shown = self.cellWidget(index, 3)
-        if shown is not None and shown.property("gone") == gone:
+        current = self.cellWidget(index, 3)
+        if current is not None and current.property("gone") == gone:
             return
         retry = QPushButton("Remove" if gone else "Retry")
         retry.setObjectName("RemoveButton" if gone else "RetryButton")
+        retry.setAccessibleName(f"{retry.text()} {shown(path.name)}")  # which failed photo
         self._enable_retry(retry)
         wanted = self.remove_requested if gone else self.retry_requested
         retry.clicked.connect(lambda _=False, p=path, s=wanted: s.emit(p))

@@ -330,3 +330,49 @@ def test_the_photo_being_protected_is_scrolled_into_view(qtbot: QtBot, tmp_path:
     assert last is not None and not queue.viewport().rect().intersects(queue.visualItemRect(last))
     queue.set_status(paths[39], RowStatus.PROTECTING)
     assert queue.viewport().rect().intersects(queue.visualItemRect(last))
+
+
+def test_a_photo_edited_on_disk_gets_its_new_thumbnail(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row's thumbnail was drawn once, when the photo was queued: edited since (same name,
+    same size even), added again or protected, the row still showed the old picture. It is
+    drawn again when the file's size or time changed, and only then."""
+    from spdesk.gui.widgets import queue as queue_module
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 40), (220, 30, 30)).save(photo)
+    queue = PhotoQueue()
+    qtbot.addWidget(queue)
+    queue.add_photos([photo])
+    assert queue.wait_for_thumbnails()
+
+    def centre() -> tuple[int, int, int]:
+        item = queue.item(0, 0)
+        assert item is not None
+        colour = item.icon().pixmap(THUMB, THUMB).toImage().pixelColor(THUMB // 2, THUMB // 2)
+        return colour.red(), colour.green(), colour.blue()
+
+    assert np.allclose(centre(), (220, 30, 30), atol=12)
+    decoded: list[Path] = []
+    real = queue_module._thumbnail
+
+    def counted(path: Path, *args: object) -> object:
+        decoded.append(path)
+        return real(path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(queue_module, "_thumbnail", counted)
+    assert queue.add_photos([photo]) == 0  # unchanged: nothing decoded again
+    assert queue.wait_for_thumbnails() and decoded == []
+    before = photo.stat()
+    Image.new("RGB", (64, 40), (30, 30, 220)).save(photo)  # the photo edited in place
+    os.utime(photo, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+    assert queue.add_photos([photo]) == 0  # dropped again: still one row
+    assert queue.wait_for_thumbnails()
+    assert np.allclose(centre(), (30, 30, 220), atol=12) and len(decoded) == 1
+    Image.new("RGB", (64, 40), (30, 200, 30)).save(photo)  # edited again, then protected
+    os.utime(photo, ns=(before.st_atime_ns, before.st_mtime_ns + 2_000_000_000))
+    queue.set_status(photo, RowStatus.PROTECTING)
+    queue.set_status(photo, RowStatus.PROTECTING)  # the job's progress: checked once
+    assert queue.wait_for_thumbnails()
+    assert np.allclose(centre(), (30, 200, 30), atol=12) and len(decoded) == 2

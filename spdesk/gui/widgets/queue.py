@@ -8,6 +8,7 @@ call nothing of Qt's (see ``_ThumbInbox``).
 from __future__ import annotations
 
 import html
+import os
 import threading
 from dataclasses import dataclass
 from enum import Enum
@@ -85,14 +86,21 @@ class QueueRow:
     gone: bool = False  # failed: not where it was added any more (offers Remove, not Retry)
 
 
+Stamp = tuple[int, int]
+"""A file's size and modification time (ns): what its thumbnail was made from."""
+
+
 @dataclass(frozen=True)
 class _Thumb:
-    """A thumbnail's RGBA pixels, decoded in the pool, for the GUI thread to draw."""
+    """A thumbnail's RGBA pixels, decoded in the pool, for the GUI thread to draw; ``stamp``
+    says which version of the file they show, ``serial`` which job made them."""
 
     path: Path
     rgba: bytes
     width: int
     height: int
+    stamp: Stamp | None = None
+    serial: int = 0
 
 
 class _ThumbInbox:
@@ -126,26 +134,42 @@ class _ThumbInbox:
 
 class _ThumbJob(QRunnable):
     """Decodes one thumbnail in the pool; every job queued runs, and a cleared queue's jobs end
-    at once. It calls nothing of Qt's (see :class:`_ThumbInbox`), and collects no garbage (see
-    :mod:`spdesk.gui.garbage`, installed with the queue)."""
+    at once. Given the ``known`` stamp of the thumbnail drawn, it decodes nothing when the file
+    still has it. It calls nothing of Qt's (see :class:`_ThumbInbox`), and collects no garbage
+    (see :mod:`spdesk.gui.garbage`, installed with the queue)."""
 
-    def __init__(self, path: Path, inbox: _ThumbInbox) -> None:
+    def __init__(
+        self, path: Path, inbox: _ThumbInbox, known: Stamp | None = None, serial: int = 0
+    ) -> None:
         super().__init__()
         self._path = path
         self._inbox = inbox
         self._batch = inbox.batch
+        self._known = known
+        self._serial = serial
         inbox.started()
 
     def run(self) -> None:
         thumb = None
         try:
             if self._batch == self._inbox.batch:
-                thumb = _thumbnail(self._path)
+                stamp = _stamp(self._path)
+                if stamp is None or stamp != self._known:
+                    thumb = _thumbnail(self._path, stamp, self._serial)
         finally:
             self._inbox.put(thumb)
 
 
-def _thumbnail(path: Path) -> _Thumb | None:
+def _stamp(path: Path) -> Stamp | None:
+    """``path``'s size and modification time, or None where it cannot be read."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
+def _thumbnail(path: Path, stamp: Stamp | None = None, serial: int = 0) -> _Thumb | None:
     """``path``'s thumbnail, or None where it cannot be read (the row's status tells why once
     the job runs). A JPEG is decoded at a fraction of its size (Pillow's draft: 1/2 to 1/8);
     other photos by spdesk's own reader, as a job reads them."""
@@ -155,7 +179,7 @@ def _thumbnail(path: Path) -> _Thumb | None:
         image.thumbnail((THUMB * 2, THUMB * 2))
     except (ImageError, MemoryError, OSError, ValueError, Image.DecompressionBombError):
         return None
-    return _Thumb(path, image.tobytes(), image.width, image.height)
+    return _Thumb(path, image.tobytes(), image.width, image.height, stamp, serial)
 
 
 def _jpeg_draft(path: Path) -> Image.Image | None:
@@ -265,6 +289,11 @@ class PhotoQueue(QTableWidget):
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
         self._thumbs = _ThumbInbox()
+        # The stamp and job of each row's thumbnail drawn: a photo edited since (on disk) is
+        # drawn again when it is added again or protected (it stayed as it was when queued).
+        self._thumb_stamps: dict[Path, Stamp | None] = {}
+        self._thumb_serials: dict[Path, int] = {}
+        self._thumb_serial = 0
         self._thumb_timer = QTimer(self)  # collects the pool's thumbnails, while it works
         self._thumb_timer.setInterval(THUMB_COLLECT_MS)
         self._thumb_timer.timeout.connect(self._collect_thumbnails)
@@ -298,6 +327,8 @@ class PhotoQueue(QTableWidget):
             if key not in self._rows:
                 self._rows[key] = QueueRow(key)
                 new.append(key)
+            else:  # added again: perhaps edited since, its thumbnail is checked
+                self.refresh_thumbnail(key)
         if not new:
             return 0
         first = self.rowCount()
@@ -313,9 +344,20 @@ class PhotoQueue(QTableWidget):
         self._counts[RowStatus.WAITING] += len(new)
         self.changes += 1
         for key in new:
-            self._pool.start(_ThumbJob(key, self._thumbs))
-        self._thumb_timer.start()
+            self._start_thumbnail(key)
         return len(new)
+
+    def refresh_thumbnail(self, path: Path) -> None:
+        """Draw ``path``'s thumbnail again if its file changed (size or time) since it was
+        drawn; the check, a ``stat``, is made in the pool."""
+        key = self._key(path)
+        if key in self._rows:
+            self._start_thumbnail(key, self._thumb_stamps.get(key))
+
+    def _start_thumbnail(self, key: Path, known: Stamp | None = None) -> None:
+        self._thumb_serial += 1
+        self._pool.start(_ThumbJob(key, self._thumbs, known, self._thumb_serial))
+        self._thumb_timer.start()
 
     def clear_photos(self) -> None:
         self._thumbs.batch += 1
@@ -324,6 +366,8 @@ class PhotoQueue(QTableWidget):
         self._index.clear()
         self._counts = dict.fromkeys(RowStatus, 0)
         self.changes += 1
+        self._thumb_stamps.clear()
+        self._thumb_serials.clear()
         self.setRowCount(0)
 
     def remove_selected(self) -> None:
@@ -345,6 +389,8 @@ class PhotoQueue(QTableWidget):
             for first, last in reversed(_runs(rows)):
                 for key in self._order[first : last + 1]:
                     self._counts[self._rows.pop(key).status] -= 1
+                    self._thumb_stamps.pop(key, None)
+                    self._thumb_serials.pop(key, None)
                 del self._order[first : last + 1]
                 self.model().removeRows(first, last - first + 1)
         finally:
@@ -379,6 +425,10 @@ class PhotoQueue(QTableWidget):
 
     def _collect_thumbnails(self) -> None:
         for thumb in self._thumbs.take():
+            if thumb.serial < self._thumb_serials.get(thumb.path, -1):
+                continue  # an older job's, done after a newer one's: the file as it was
+            self._thumb_serials[thumb.path] = thumb.serial
+            self._thumb_stamps[thumb.path] = thumb.stamp
             self._set_thumbnail(thumb.path, _qimage(thumb))
         if not self._thumbs.running:
             self._thumb_timer.stop()
@@ -393,6 +443,8 @@ class PhotoQueue(QTableWidget):
         row = self._rows.get(key)
         if row is None:
             return
+        if status is RowStatus.PROTECTING and row.status is not RowStatus.PROTECTING:
+            self.refresh_thumbnail(key)  # the job reads the photo now, as it is on disk
         self._counts[row.status] -= 1
         self._counts[status] += 1
         self.changes += 1

@@ -523,11 +523,11 @@ def test_fine_tuned_mode_picks_its_encoder_and_says_what_it_costs(
     assert not panel.encoder_combo.isVisibleTo(window)  # universal mode needs no encoder
     panel.finetune_radio.setChecked(True)
     assert panel.encoder_combo.isVisibleTo(window)
-    assert "Stable Diffusion VAE" in panel.mode_note.text()
+    assert "Stable Diffusion's encoder" in panel.mode_note.text()
     slow = panel.mode_note.text()
     panel.encoder_combo.setCurrentIndex(panel.encoder_combo.findData("taesd"))
     panel.encoder_combo.activated.emit(panel.encoder_combo.currentIndex())  # the user's pick
-    assert "TAESD" in panel.mode_note.text() and panel.mode_note.text() != slow
+    assert "the fast encoder" in panel.mode_note.text() and panel.mode_note.text() != slow
     options = window.current_options()
     assert options.mode == "finetune" and options.finetune_encoder == "taesd"
     settings = protect_bridge.job_settings(options)
@@ -1499,7 +1499,7 @@ def test_photo_mode_ignores_a_pattern_left_selected_for_universal(
     monkeypatch.setattr(window, "show_error", errors.append)
     panel.set_mode("universal")
     assert not window.start_job()
-    assert errors and "mine.safetensors" in errors[0] and "Choose a perturbation" not in errors[0]
+    assert errors and "mine.safetensors" in errors[0] and "Choose a pattern" not in errors[0]
 
 
 def test_universal_mode_with_the_bundled_pattern_protects(
@@ -1901,3 +1901,32 @@ def test_photos_dropped_on_the_queue_are_queued_once_it_holds_photos(
     )  # fmt: skip
     QApplication.sendEvent(window, refused)
     assert not refused.isAccepted()
+
+
+def test_the_window_speaks_of_patterns_in_plain_words(qtbot: QtBot, window: MainWindow) -> None:
+    """It said "Pattern" in the settings and "perturbation" in the menu, the import dialog and
+    the messages, named encoders "SD 1.5 VAE" and "TAESD", and gave strengths as bare numbers
+    (audit). One word, as README's walk through the app says: pattern; model names only in
+    tooltips; a strength's number with its meaning."""
+    from PySide6.QtGui import QAction
+    from PySide6.QtWidgets import QAbstractButton, QComboBox, QGroupBox, QLabel
+
+    panel = window.options_panel
+    panel.show_more(True)
+    for mode in ("photo", "universal", "finetune"):
+        panel.set_mode(mode)
+        texts = [a.text() for a in window.findChildren(QAction)]
+        texts += [w.text() for w in window.findChildren(QLabel)]
+        texts += [w.text() for w in window.findChildren(QAbstractButton)]
+        texts += [w.title() for w in window.findChildren(QGroupBox)]
+        texts += [c.itemText(i) for c in window.findChildren(QComboBox) for i in range(c.count())]
+        texts += [c.accessibleName() for c in window.findChildren(QComboBox)]
+        for jargon in ("perturbation", "VAE", "TAESD", "SD 1.5"):
+            assert not [t for t in texts if jargon.lower() in t.lower()], (mode, jargon)
+    for button in panel.strength_group.buttons():  # "Low", with "4 out of 255" in its tooltip
+        eps = float(button.property("eps"))
+        assert not any(c.isdigit() for c in button.text()), button.text()
+        assert f"at most {eps:g} out of 255" in button.toolTip(), button.toolTip()
+    assert "(the default)" in panel.strength_group.button(1).toolTip()
+    assert panel.strength_spin.suffix() == " / 255"
+    assert "out of 255" in panel.strength_note.toolTip()

@@ -315,7 +315,7 @@ def test_the_fine_tuning_note_asks_for_the_encoder_only_when_it_is_missing(  # t
     monkeypatch.setattr(spdesk.core.models.store, "installed_encoders", lambda: installed)
     panel = OptionsPanel(replace(ProtectOptions(), mode="finetune", finetune_encoder="taesd"))
     qtbot.addWidget(panel)
-    assert ("Needs TAESD" in panel.mode_note.text()) == (not installed)
+    assert ("Needs the fast encoder" in panel.mode_note.text()) == (not installed)
 
 
 @pytest.mark.parametrize(

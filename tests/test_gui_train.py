@@ -67,7 +67,7 @@ def test_train_a_tiny_perturbation_and_save_it_to_the_library(
         assert dialog.start()
     assert dialog.result is not None, dialog.status_label.text()
     assert dialog.loss_chart.series["loss"].points, "the loss chart got no points"
-    assert dialog.val_chart.series["this perturbation"].points
+    assert dialog.val_chart.series["this pattern"].points
     assert dialog.val_chart.series[NOISE_SERIES].points
     assert dialog.save_frame.isVisibleTo(dialog)
     said = dialog.result_label.text()

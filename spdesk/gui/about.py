@@ -78,7 +78,7 @@ def models_folder() -> str:
 def locations() -> list[tuple[str, str]]:
     return [
         ("Models", models_folder()),
-        ("Your perturbations", str(paths.library_dir())),
+        ("Your patterns", str(paths.library_dir())),
         ("Settings", str(settings_path())),
         ("Protection key", str(key_path())),
         ("Log file", log_file()),

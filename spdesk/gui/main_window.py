@@ -258,7 +258,7 @@ class MainWindow(QMainWindow):
         # The list was a tooltip on the queue's title only: out of a keyboard's reach.
         self.left_out_action = action("Files left out…", None, self.show_left_out)
         self.open_output_action = action("Open output folder", "Ctrl+Shift+E", self.open_output)
-        self.train_action = action("Train personal perturbation…", "Ctrl+T", self.open_train_dialog)
+        self.train_action = action("Train personal pattern…", "Ctrl+T", self.open_train_dialog)
         self.models_action = action("Models…", "Ctrl+M", lambda: self.open_model_manager())
         self.preview_action = action("Preview AI edit…", "Ctrl+P", self.open_preview)
         self.about_action = action("About and diagnostics", "F1", self.open_about)
@@ -510,9 +510,9 @@ class MainWindow(QMainWindow):
     def import_perturbation(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
             self,
-            "Import a perturbation",
+            "Import a pattern",
             last_folder(self.settings, "perturbation"),
-            "spdesk perturbation (*.safetensors)",
+            "spdesk pattern (*.safetensors)",
         )
         if path:
             remember_folder(self.settings, "perturbation", str(Path(path).parent))
@@ -684,7 +684,7 @@ class MainWindow(QMainWindow):
         if protect_bridge.uses_pattern(options) and self.options_panel.perturbation() is None:
             self.show_error(
                 self.options_panel.perturbation_error()
-                or "Choose a perturbation first (import one or train your own)."
+                or "Choose a pattern first (import one or train your own)."
             )
             return False
         if options.mode == "finetune" and not self._encoder_ready(options.finetune_encoder):

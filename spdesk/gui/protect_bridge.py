@@ -174,7 +174,10 @@ def gone_text(path: Path) -> str:
     )
 
 
-ENCODER_NAMES = {"sd15": "the Stable Diffusion 1.5 VAE (about 170 MB)", "taesd": "TAESD (10 MB)"}
+ENCODER_NAMES = {
+    "sd15": "Stable Diffusion's own encoder (SD 1.5's VAE, about 170 MB)",
+    "taesd": "the fast encoder (TAESD, 10 MB)",
+}
 
 
 def encoder_problem(spec: str, use: str = "Fine-tuning") -> str:

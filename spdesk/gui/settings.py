@@ -23,6 +23,17 @@ from spdesk.core.paths import config_dir
 
 STRENGTH_PRESETS: dict[str, float] = {"low": 4.0, "medium": 8.0, "high": 16.0}
 """Strength presets, in 8-bit steps (8 means at most ±8/255 per channel)."""
+DEFAULT_STRENGTH = 8.0
+
+
+def strength_tip(name: str, eps: float) -> str:
+    """What a strength preset means, in words: its number alone ("8") said nothing."""
+    default = " (the default)" if eps == DEFAULT_STRENGTH else ""
+    return (
+        f"{name.title()}{default}: each colour value of the photo changes by at most "
+        f"{eps:g} out of 255"
+    )
+
 
 SCHEMA_VERSION = 1
 """Version of the settings' keys and meanings: bump it when one changes, and migrate in
@@ -106,7 +117,7 @@ class ProtectOptions:
     """
 
     perturbation: str = ""
-    strength: float = 8.0
+    strength: float = DEFAULT_STRENGTH
     mode: str = "photo"
     finetune_steps: int = DEFAULT_FINETUNE_STEPS
     finetune_encoder: str = "sd15"

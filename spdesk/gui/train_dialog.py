@@ -67,7 +67,7 @@ from spdesk.core.usecases import (
 )
 from spdesk.gui.missing_model import ask_for_model
 from spdesk.gui.protect_bridge import encoder_problem
-from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder
+from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder, strength_tip
 from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progress_bar
 from spdesk.gui.text import format_duration, gain_text
 from spdesk.gui.widgets.chart import LineChart
@@ -87,8 +87,8 @@ ROBUSTNESS_TIP = (
     "the README), so none is ticked by default"
 )
 ENCODERS = {
-    "sd15": "Stable Diffusion 1.5 VAE (best; ~170 MB download)",
-    "taesd": "TAESD tiny autoencoder (fast)",
+    "sd15": "Best: Stable Diffusion's own (SD 1.5 VAE, ~170 MB download)",
+    "taesd": "Fast: a small stand-in (TAESD, 10 MB)",
     "custom": "Other encoder file or folder…",
 }
 
@@ -229,7 +229,7 @@ class TrainDialog(QDialog):
         device_kind: str | None = None,
     ) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Train a personal perturbation")
+        self.setWindowTitle("Train a personal pattern")
         self.setMinimumSize(880, 480)
         fit_to_screen(self, 1100, 680)
         self.settings = settings
@@ -285,7 +285,7 @@ class TrainDialog(QDialog):
         self.loss_chart.add_series("loss", "#2f6fde")
         self.loss_chart.set_empty_text("The loss shows from the first step.")
         self.val_chart = LineChart("Effect on held-out photos (higher is stronger)")
-        self.val_chart.add_series("this perturbation", "#15803d")
+        self.val_chart.add_series("this pattern", "#15803d")
         self.val_chart.add_series(NOISE_SERIES, "#9ca3af", dashed=True)
         self.val_note = QLabel(
             "Validated every few steps against random noise of the same strength."
@@ -330,7 +330,13 @@ class TrainDialog(QDialog):
         box = QGroupBox("Training")
         self.strength_combo = QComboBox()
         for name, eps in STRENGTH_PRESETS.items():
-            self.strength_combo.addItem(f"{name.title()}  {eps:g}", eps)  # as the main window
+            self.strength_combo.addItem(name.title(), eps)  # as the main window: its number
+            # in the tooltip (a bare "8" said nothing)
+            self.strength_combo.setItemData(
+                self.strength_combo.count() - 1,
+                strength_tip(name, eps),
+                Qt.ItemDataRole.ToolTipRole,
+            )
         self.strength_combo.addItem("Custom", None)
         self.strength_spin = QDoubleSpinBox()
         self.strength_spin.setRange(1.0, 64.0)
@@ -682,7 +688,7 @@ class TrainDialog(QDialog):
             case TrainStep():
                 self._on_step(event)
             case ValidationReport(step=step, distortion=distortion, sign_distortion=sign):
-                self.val_chart.append("this perturbation", step, distortion)
+                self.val_chart.append("this pattern", step, distortion)
                 self.val_chart.append(NOISE_SERIES, step, sign)
                 gain = event.gain_over_sign
                 self.val_note.setText(f"Step {step}: {gain_text(gain)} the effect of random noise.")
@@ -805,7 +811,7 @@ class TrainDialog(QDialog):
             QMessageBox.warning(self, "Could not save", text)
             return None
         self.saved_path = path
-        self.status_label.setText(f"Saved “{name}”: it is now in the perturbation list.")
+        self.status_label.setText(f"Saved “{name}”: it is now in the Pattern list.")
         self.saved.emit(path)
         self.save_button.setEnabled(False)
         return path
@@ -823,7 +829,7 @@ class TrainDialog(QDialog):
         if not _confirm_discard(
             self,
             "Discard the result?",
-            "The trained perturbation is not saved to your library. Discard it?",
+            "The trained pattern is not saved to your library. Discard it?",
         ):
             return False
         discard_training(self.result)

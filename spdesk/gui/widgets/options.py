@@ -37,7 +37,14 @@ from spdesk.core.perturbation import (
 from spdesk.core.speed_figures import DEVICE_WORDS, finetune_seconds_per_photo
 from spdesk.core.strength_figures import BUNDLED_UNIVERSAL_GAIN, visibility_tip, visibility_words
 from spdesk.core.trained_pattern import PatternVisibility, ProductGain
-from spdesk.gui.settings import COLLISIONS, FORMATS, STRENGTH_PRESETS, ProtectOptions
+from spdesk.gui.settings import (
+    COLLISIONS,
+    DEFAULT_STRENGTH,
+    FORMATS,
+    STRENGTH_PRESETS,
+    ProtectOptions,
+    strength_tip,
+)
 from spdesk.gui.text import gain_text
 from spdesk.gui.widgets.combo import ElidedComboBox
 from spdesk.gui.widgets.counts import StepsSpinBox
@@ -48,7 +55,14 @@ MODES = {
     "finetune": "Fine-tuned per photo — stronger",
 }
 """The protection modes offered, in order (one radio button each)."""
-FINETUNE_ENCODERS = {"sd15": "SD 1.5 VAE (best)", "taesd": "TAESD (fast)"}
+FINETUNE_ENCODERS = {"sd15": "Best: Stable Diffusion's", "taesd": "Fast: a small stand-in"}
+"""The encoders fine-tuning works against, in plain words (SD 1.5's VAE and TAESD: the model
+names are in the tooltip and in Models…)."""
+NEEDED_MODELS = {
+    "sd15": "Stable Diffusion's encoder (Models…, “Training and fine-tuning”)",
+    "taesd": "the fast encoder (Models…, “Fast encoder”)",
+}
+"""What the mode note says a missing encoder is, and where Models… lists it."""
 CHOOSE_ENCODER = "\x00choose"  # the combo entry that asks for an encoder file
 MEASURED_ON = {"cpu": "CPU", "cuda": "NVIDIA GPU", "mps": "Apple GPU"}
 # A pause in typing a folder or a suffix that counts as a change: each key re-marked every
@@ -145,7 +159,7 @@ class OptionsPanel(QWidget):
         self.perturbation_combo.currentIndexChanged.connect(self._on_perturbation_changed)
         import_button = QToolButton()
         import_button.setText("Import…")
-        import_button.setToolTip("Use a perturbation file (.safetensors) from disk")
+        import_button.setToolTip("Use a pattern file (.safetensors) from disk")
         import_button.clicked.connect(self.import_requested)
         row = QHBoxLayout()
         row.addWidget(self.perturbation_combo, 1)
@@ -197,7 +211,7 @@ class OptionsPanel(QWidget):
         self._perturbation, self._perturbation_error = None, ""
         if self.perturbation_combo.count() == 0:
             self.perturbation_info.setText(
-                "No perturbation installed yet. Import one, or train your own (Tools menu)."
+                "No pattern installed yet. Import one, or train your own (Tools menu)."
             )
             self.changed.emit()
             return
@@ -237,7 +251,9 @@ class OptionsPanel(QWidget):
         presets = QHBoxLayout()
         presets.setSpacing(0)
         for index, (name, eps) in enumerate(STRENGTH_PRESETS.items()):
-            button = QPushButton(f"{name.title()}  {eps:g}")
+            # A bare "4", "8" or "16" meant nothing to a user: the number is in the tooltip.
+            button = QPushButton(name.title())
+            button.setToolTip(strength_tip(name, eps))
             button.setCheckable(True)
             button.setObjectName("Segment")
             button.setProperty("eps", eps)
@@ -248,8 +264,10 @@ class OptionsPanel(QWidget):
         self.strength_spin.setRange(1.0, 64.0)
         self.strength_spin.setDecimals(1)
         self.strength_spin.setSingleStep(1.0)
+        self.strength_spin.setSuffix(" / 255")  # as the Train dialog's
         self.strength_spin.setToolTip(
-            "Exact strength: the largest change of any colour value, out of 255"
+            "Exact strength: the largest change of any colour value, out of 255 "
+            f"({DEFAULT_STRENGTH:g} by default)"
         )
         self.strength_spin.valueChanged.connect(self._on_strength_spin)
         self.strength_note = _wrap(QLabel())
@@ -273,7 +291,7 @@ class OptionsPanel(QWidget):
         text = visibility_words(self._pattern_family(), eps)
         text += " Weaker protection." if eps <= 4 else " Stronger protection." if eps > 8 else ""
         tip = f"{visibility_tip(self._pattern_family(), eps)}.\n"
-        tip += f"Each colour value changes by at most {eps:g} of 255 (PSNR ≥ "
+        tip += f"Each colour value changes by at most {eps:g} out of 255 (PSNR ≥ "
         tip += f"{worst_case_psnr(eps):.1f} dB"
         if self._perturbation is not None and self._pattern_family() == "universal":
             delta = self._perturbation.at_strength(eps)
@@ -307,8 +325,9 @@ class OptionsPanel(QWidget):
         self.encoder_combo.addItem("Encoder file or folder…", CHOOSE_ENCODER)
         self.encoder_combo.setAccessibleName("Fine-tuning encoder")  # no label beside it
         self.encoder_combo.setToolTip(
-            "The encoder the fine-tuning attacks: Stable Diffusion 1.5's own VAE, TAESD, its "
-            "tiny stand-in (about ten times faster on a CPU), or weights you already have"
+            "What the fine-tuning works against: Stable Diffusion's own encoder (the best "
+            "protection; SD 1.5's VAE, about 170 MB), a small stand-in for it (about ten times "
+            "faster on a CPU; TAESD, 10 MB), or an encoder file you already have"
         )
         # A chosen file's long name must not widen the settings column.
         self.encoder_combo.setSizeAdjustPolicy(
@@ -417,9 +436,9 @@ class OptionsPanel(QWidget):
     def _update_mode_note(self) -> None:
         if self.mode() == "finetune":
             encoder = self.encoder()
-            model = {"sd15": "the Stable Diffusion VAE", "taesd": "TAESD"}.get(encoder)
+            model = NEEDED_MODELS.get(encoder)
             cost = self._finetune_cost(encoder)
-            needs = f"Needs {model} (Models…). " if model and not _installed(encoder) else ""
+            needs = f"Needs {model}. " if model and not _installed(encoder) else ""
             start = (
                 "Strengthens your pattern on each photo. "
                 if self.perturbation_path()

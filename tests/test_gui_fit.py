@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from PySide6.QtWidgets import QWidget
@@ -155,3 +156,26 @@ def test_the_accent_and_the_first_button_a_user_sees_are_readable() -> None:
     assert contrast(ACCENT, "#f6f7f9") >= 4.5 and contrast(ACCENT, "#ffffff") >= 4.5
     disabled = re.search(r"Primary:disabled \{ background: (#\w+);.*color: (#\w+);", STYLESHEET)
     assert disabled is not None and contrast(disabled.group(1), disabled.group(2)) >= 4.5
+
+
+def test_the_main_window_fits_640_points_across_a_1280x800_screen_at_200_percent(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """Its least width was 744 points empty and 912 with a queue (its title on one line, the
+    drop area's, the settings column's 300): a 1280 screen at 200% has 640 across."""
+    window = MainWindow(open_settings())
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    assert window.minimumSizeHint().width() <= 640, window.minimumSizeHint()
+    folder = tmp_path
+    window.queue.add_photos([folder / f"IMG_{i:04d}.jpg" for i in range(1234)])
+    window._left_out = {folder / "notes.txt": "not a photo", folder / "a.xmp": "not a photo"}
+    window._update_controls()
+    title = window.queue_title.text()
+    assert title.endswith("2 other files left out"), title
+    assert window.queue_title.accessibleName() == title  # whole, where the line cuts it
+    window.progress_label.setText("Cancelled. 1,234 photos waiting: press “Protect photos”.")
+    qtbot.wait(10)
+    assert window.minimumSizeHint().width() <= 640, window.minimumSizeHint()
+    window.queue.wait_for_thumbnails()

@@ -62,11 +62,15 @@ from spdesk.gui.settings import (
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.text import LeftOut, format_duration, gain_text, left_out_text
 from spdesk.gui.widgets.drop_zone import PHOTO_KINDS, DropZone, local_paths
+from spdesk.gui.widgets.elided import ElidedLabel
 from spdesk.gui.widgets.options import FINETUNE_ENCODERS, OptionsPanel
 from spdesk.gui.widgets.queue import PhotoQueue, QueueRow, RowStatus
 from spdesk.gui.workers import TaskRunner
 
 log = logging.getLogger(__name__)
+
+SETTINGS_LEAST_WIDTH = 250
+"""The settings column's least width in points; it is wider wherever the window has room."""
 
 
 class MainWindow(QMainWindow):
@@ -144,7 +148,9 @@ class MainWindow(QMainWindow):
         self.drop_zone = DropZone()
         self.queue = PhotoQueue()
         self.queue.setAccessibleName("Photos to protect")
-        self.queue_title = QLabel("Queue")
+        # Cut with "…" in a narrow window: "Queue · 3 photos · 2 other files left out" made
+        # the window 900 points wide at least (1280x800 at 200% has 640 across).
+        self.queue_title = ElidedLabel("Queue", least="Queue · 12")
         self.queue_title.setObjectName("SectionTitle")
         self.clear_button = QPushButton("Clear")
         self.clear_button.setObjectName("Flat")
@@ -152,8 +158,7 @@ class MainWindow(QMainWindow):
         self.preview_button = QPushButton("Preview AI edit…")
         self.preview_button.setObjectName("Flat")
         self.preview_button.setToolTip("See what an AI edit does to the selected photo (Ctrl+P)")
-        queue_header.addWidget(self.queue_title)
-        queue_header.addStretch(1)
+        queue_header.addWidget(self.queue_title, 1)
         queue_header.addWidget(self.preview_button)
         queue_header.addWidget(self.clear_button)
 
@@ -187,6 +192,7 @@ class MainWindow(QMainWindow):
         self.overall_bar = thin_progress_bar()
         self.overall_bar.setAccessibleName("Progress of the job")
         self.progress_label = muted_label("Add photos to begin.")
+        self.progress_label.setWordWrap(True)
         self.start_button = QPushButton("Protect photos")
         self.start_button.setObjectName("Primary")
         self.cancel_button = QPushButton("Cancel")
@@ -215,7 +221,6 @@ class MainWindow(QMainWindow):
         scroll.setObjectName("OptionsScroll")
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # no ring: focus went there unseen
         holder = QWidget()
         holder.setObjectName("OptionsHolder")
@@ -223,7 +228,10 @@ class MainWindow(QMainWindow):
         holder_lay.setContentsMargins(8, 16, 16, 12)
         holder_lay.addWidget(self.options_panel)
         scroll.setWidget(holder)
-        scroll.setMinimumWidth(300)
+        # Its least width gives way to a narrow window (1280x800 at 200% has 640 points
+        # across): a setting wider than the column then scrolls sideways, not off the window.
+        scroll.setMinimumWidth(SETTINGS_LEAST_WIDTH)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)

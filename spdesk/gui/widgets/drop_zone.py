@@ -9,6 +9,7 @@ from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from spdesk.core.formats import readable_kinds
+from spdesk.gui.widgets.elided import ElidedLabel
 
 PHOTO_KINDS = readable_kinds()
 """The photo formats read here, in the words the window uses (HEIC and AVIF where they can be
@@ -27,7 +28,7 @@ class DropZone(QFrame):
         self.setObjectName("DropZone")
         self.setAcceptDrops(True)
         self.setProperty("hover", False)
-        self._title = QLabel("Drop photos or folders here")
+        self._title = ElidedLabel("Drop photos or folders here", least="Drop photos")
         self._title.setObjectName("DropTitle")
         self._title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.hint_label = QLabel(f"{PHOTO_KINDS} · originals are never changed")

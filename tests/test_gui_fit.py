@@ -12,6 +12,7 @@ from pytestqt.qtbot import QtBot
 from spdesk.gui.main_window import MainWindow
 from spdesk.gui.settings import open_settings
 from spdesk.gui.style import SMALL_SCREEN
+from spdesk.gui.text import LeftOut
 
 WIDTH, HEIGHT = SMALL_SCREEN
 FRAME_W, FRAME_H = 16, 72  # borders, title bar and a desktop panel
@@ -170,7 +171,10 @@ def test_the_main_window_fits_640_points_across_a_1280x800_screen_at_200_percent
     assert window.minimumSizeHint().width() <= 640, window.minimumSizeHint()
     folder = tmp_path
     window.queue.add_photos([folder / f"IMG_{i:04d}.jpg" for i in range(1234)])
-    window._left_out = {folder / "notes.txt": "not a photo", folder / "a.xmp": "not a photo"}
+    window._left_out = {
+        folder / "notes.txt": LeftOut("not a photo"), folder / "a.xmp": LeftOut("not a photo")
+    }  # fmt: skip
+    window._left_out_changed()
     window._update_controls()
     title = window.queue_title.text()
     assert title.endswith("2 other files left out"), title

@@ -158,9 +158,9 @@ def test_thumbnail_jobs_leave_qt_garbage_to_the_gui_thread(
     seen: list[str] = []
     real = queue_module._thumbnail
 
-    def allocating_thumbnail(path: Path):
+    def allocating_thumbnail(path: Path, *args: object):
         _allocate(100_000)  # a large photo's decoding
-        return real(path)
+        return real(path, *args)
 
     monkeypatch.setattr(queue_module, "_thumbnail", allocating_thumbnail)
     for index in range(4):

@@ -968,6 +968,30 @@ def test_save_to_names_the_folder_the_copies_go_to_before_protecting(
     assert not note.isVisibleTo(window)
 
 
+def test_a_card_dropped_whole_gets_its_default_folder_in_home_not_beside_its_mount(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside a mount point (``/media/me/CARD (protected)``), or in a folder one cannot
+    write to, the job failed at once; beside a drive's root is on the card (review)."""
+    window.options_panel.output_edit.clear()
+    card = tmp_path / "CARD"
+    _photos(card / "DCIM" / "100CANON", 2)
+    real_ismount = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda path: Path(path) == card or real_ismount(path))
+    _drop(window, card)
+    qtbot.waitUntil(lambda: len(window.queue.paths()) == 2, timeout=30_000)
+    assert window.output_root() == Path.home() / "spdesk protected" / "CARD (protected)"
+    monkeypatch.setattr(os.path, "ismount", real_ismount)
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: Path(path) != tmp_path and real_access(path, mode)
+    )
+    window.clear_queue()
+    _drop(window, card)
+    qtbot.waitUntil(lambda: len(window.queue.paths()) == 2, timeout=30_000)
+    assert window.output_root() == Path.home() / "spdesk protected" / "CARD (protected)"
+
+
 def test_the_default_output_folder_is_beside_the_folder_dropped_not_inside_it(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:

@@ -204,12 +204,27 @@ def default_output_root(photos: list[Path], added: Sequence[Path] = ()) -> Path:
     folder the user dropped, on the card (audit F4)."""
     roots = input_roots(photos, added)
     if not roots:
-        return Path.home() / "spdesk protected"
+        return HOME_OUTPUT
     try:
         common = Path(os.path.commonpath([os.path.abspath(root) for root in roots]))
     except ValueError:  # other drives: beside the first
         common = roots[0]
-    return common.parent / f"{common.name or 'photos'} (protected)"
+    name = f"{common.name or 'photos'} (protected)"
+    if _no_room_beside(common):
+        return HOME_OUTPUT / name
+    return common.parent / name
+
+
+HOME_OUTPUT = Path.home() / "spdesk protected"
+
+
+def _no_room_beside(folder: Path) -> bool:
+    """Whether a folder beside ``folder`` is out of the question: a card or disk dropped whole
+    is a mount point (``/media/me/CARD``, ``/Volumes/CARD``: their parent is the system's)
+    or a drive's root (``E:\\``: "beside" it is on it), or the parent is not writable."""
+    return (
+        folder.parent == folder or os.path.ismount(folder) or not os.access(folder.parent, os.W_OK)
+    )
 
 
 def input_roots(photos: list[Path], added: Sequence[Path] = ()) -> list[Path]:

@@ -1253,6 +1253,39 @@ def test_removing_every_row_starts_afresh_as_clear_does(
     assert window.queue_title.text() == "Queue · 3 photos"
 
 
+def test_photos_cannot_be_removed_while_photos_are_being_listed(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Emptied during a scan, the queue forgot the folders added, the scan's among them: the
+    camera card's copies went into the card again (review)."""
+    import threading
+
+    _add(qtbot, window, [_photos(tmp_path / "A", 2)])
+    release, real = threading.Event(), protect_bridge.scan_task
+
+    def held_scan(*args: Any, **kwargs: Any) -> Any:
+        task = real(*args, **kwargs)
+
+        def run(on_event: Any, cancel: Any) -> Any:
+            release.wait(30)
+            return task(on_event, cancel)
+
+        return run
+
+    monkeypatch.setattr(protect_bridge, "scan_task", held_scan)
+    window.add_paths([_photos(tmp_path / "B", 1)])
+    try:
+        assert window.scan_runner.running and not window.remove_action.isEnabled()
+        window.queue.selectAll()
+        window.remove_selected()
+        assert len(window.queue.paths()) == 2
+        assert "being listed" in window.statusBar().currentMessage()
+    finally:
+        with qtbot.waitSignal(window.scan_runner.finished, timeout=30_000):
+            release.set()
+    assert len(window.queue.paths()) == 3 and window.remove_action.isEnabled()
+
+
 def test_photos_cannot_be_removed_or_retried_while_a_job_runs(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -486,20 +486,29 @@ class MainWindow(QMainWindow):
 
     def remove_selected(self) -> None:
         """Take the selected photos out of the queue; not while a job runs, which would protect
-        them anyway (it was given the list at its start)."""
-        if self.job_runner.running:
-            self.statusBar().showMessage("A job is running: remove photos when it ends.", 5000)
+        them anyway (it was given the list at its start), nor while photos are being listed
+        (emptied, the queue forgot the folders added, the scan's among them)."""
+        if self._removal_refused():
             return
         self.queue.remove_selected()
         self._after_removal()
 
     def remove_photo(self, path: Path) -> None:
         """Take one photo out of the queue (its row's Remove: it is not where it was added)."""
-        if self.job_runner.running:
-            self.statusBar().showMessage("A job is running: remove photos when it ends.", 5000)
+        if self._removal_refused():
             return
         self.queue.remove_paths([path])
         self._after_removal()
+
+    def _removal_refused(self) -> bool:
+        """Whether photos cannot be removed now (said in the status bar)."""
+        if self.job_runner.running:
+            self.statusBar().showMessage("A job is running: remove photos when it ends.", 5000)
+        elif self.scan_runner.running:
+            self.statusBar().showMessage(
+                "Photos are being listed: remove photos when that ends.", 5000
+            )
+        return self.job_runner.running or self.scan_runner.running
 
     def _after_removal(self) -> None:
         self._default_guess = None
@@ -1083,7 +1092,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.setEnabled(running)
         self.cancel_action.setEnabled(running)
         self.clear_button.setEnabled(has_photos and not busy)
-        self.remove_action.setEnabled(has_photos and not running)
+        self.remove_action.setEnabled(has_photos and not busy)
         self.preview_button.setEnabled(has_photos)
         self.preview_action.setEnabled(has_photos)  # Ctrl+P opened it on an empty queue
         self.options_panel.setEnabled(not running)

@@ -1022,6 +1022,23 @@ def test_the_default_output_folder_is_beside_the_folder_dropped_not_inside_it(
     assert window.output_root() == tmp_path / "P (protected)"
 
 
+def test_a_file_added_on_its_own_and_left_out_says_why_not_that_there_are_no_photos(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """A copy spdesk made, added on its own, read "No photos found there: spdesk reads JPEG…"
+    and Files left out… stayed off: the reason was never shown (review)."""
+    copy = samples.photo(tmp_path / "trip.protected.jpg")
+    _add(qtbot, window, [copy])
+    text = window.progress_label.text()
+    assert text.startswith("Nothing added: “trip.protected.jpg”: named like an spdesk output")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    _add(qtbot, window, [_photos(tmp_path / "photos", 1)])
+    _add(qtbot, window, [notes, copy])
+    said = window.statusBar().currentMessage()
+    assert said.startswith("Nothing added: “notes.txt”:") and "1 more, each left out." in said
+
+
 def test_a_folder_without_photos_says_so_where_the_eye_is_and_what_is_read(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:

@@ -406,13 +406,12 @@ class MainWindow(QMainWindow):
                 message += f" {'. '.join(said)} (File › Files left out… lists {them})."
             self.statusBar().showMessage(message, 10_000 if unreadable else 6000)
         elif self.queue.paths():
-            text = _nothing_read_text(unreadable) if unreadable else "No new photos found there."
+            text = _nothing_added_text(scan) or "No new photos found there."
             self.statusBar().showMessage(text, 10_000)
         else:  # said where the eye is, not only in the status bar for a few seconds
             self._empty_hint = (
-                _nothing_read_text(unreadable)
-                if unreadable  # "No photos found there" is wrong: it could not be looked at
-                else f"No photos found there: spdesk reads {PHOTO_KINDS} files."
+                _nothing_added_text(scan)
+                or f"No photos found there: spdesk reads {PHOTO_KINDS} files."
             )
             self.statusBar().showMessage(self._empty_hint, 5000)
         self._update_controls()
@@ -1235,6 +1234,20 @@ def _their(entries: list[LeftOut]) -> str:
 def _cannot_read_text(entries: list[LeftOut]) -> str:
     """The status bar's words, after an add, for what could not be read."""
     return f"{_unreadable_count(entries)} cannot be read: {_their(entries)} photos are not queued"
+
+
+def _nothing_added_text(scan: protect_bridge.Scan) -> str:
+    """Why an add queued nothing, where "No photos found there" would be wrong: what it named
+    could not be read (it was not looked at), or was left out itself, with why (a copy named
+    like spdesk's outputs, a file that is no photo)."""
+    if scan.unreadable:
+        return _nothing_read_text(scan.unreadable)
+    named = [(path, entry) for path, entry in scan.left_out.items() if path in scan.inputs]
+    if not named:
+        return ""
+    path, entry = named[0]
+    more = f" {len(named) - 1} more, each left out." if len(named) > 1 else ""
+    return f"Nothing added: “{entry.shown or shown(path.name or path)}”: {entry.reason}.{more}"
 
 
 def _nothing_read_text(unreadable: dict[Path, LeftOut]) -> str:

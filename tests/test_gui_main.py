@@ -2004,3 +2004,17 @@ def test_the_window_speaks_of_patterns_in_plain_words(qtbot: QtBot, window: Main
     assert "(the default)" in panel.strength_group.button(1).toolTip()
     assert panel.strength_spin.suffix() == " / 255"
     assert "out of 255" in panel.strength_note.toolTip()
+
+
+def test_the_core_s_hints_name_the_train_menu_item_as_the_window_shows_it(
+    window: MainWindow,
+) -> None:
+    """They said "Train personal perturbation" once the window said "pattern" (review)."""
+    from spdesk.core.errors import PerturbationFileError
+    from spdesk.core.generator_file import bundled_generator_path
+    from spdesk.core.perturbation import load_perturbation
+
+    item = window.train_action.text().replace("&", "")
+    with pytest.raises(PerturbationFileError) as chosen_wrong:
+        load_perturbation(bundled_generator_path())  # a generator chosen as a pattern
+    assert item in chosen_wrong.value.hint, (item, chosen_wrong.value.hint)

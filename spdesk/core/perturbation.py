@@ -302,7 +302,7 @@ def load_perturbation(path: str | Path) -> Perturbation:
                 raise PerturbationFileError(
                     f"{path.name} is a protection generator (photo-specific mode), not a "
                     "universal perturbation.",
-                    hint="Choose a perturbation made by Train personal perturbation or spdesk "
+                    hint="Choose a pattern made by the app's Train personal pattern… or spdesk "
                     "train; a generator is used with spdesk protect --generator.",
                 )
             if "delta" not in keys:

@@ -296,7 +296,7 @@ def _check_changes_pixels(perturbation: Perturbation, settings: ProtectSettings)
         raise ConfigError(
             f"{name} holds an empty pattern (every value is 0): it cannot protect any photo.",
             hint="Choose another perturbation file, or train your own (spdesk train, or the app's "
-            "Train personal perturbation).",
+            "Train personal pattern…).",
         )
     if changes_a_pixel(largest):
         return

@@ -899,6 +899,22 @@ def test_fine_tune_mode_reports_steps_and_cancels(
     assert _outputs(tmp_path / "out2") == []
 
 
+def test_a_fine_tuning_job_with_a_missing_sd_model_says_so_before_the_encoder_loads(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, tiny_encoder: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """sds+ and advdm load SD 1.5's UNet: the job loaded the encoder (SD's VAE: seconds on a
+    CPU) before finding it missing (review)."""
+    import spdesk.core.encoders as encoders
+    from spdesk.core.errors import ModelMissingError
+
+    samples.photo(inputs / "a.png", 40, 24)
+    monkeypatch.setattr(encoders, "load_encoder", lambda *_a, **_k: pytest.fail("encoder loaded"))
+    tuned = dataclasses.replace(_fine_tuning(settings, tiny_encoder), objective="sds+")
+    with pytest.raises(ModelMissingError, match=r"Stable Diffusion 1\.5 is not installed"):
+        _run([inputs], tmp_path / "out", tuned)
+
+
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """Each sum in one order whatever else the machine runs: on a loaded machine (the suite beside

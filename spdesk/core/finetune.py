@@ -24,7 +24,7 @@ from spdesk.core.colour import is_grey
 from spdesk.core.encoders import Encoder
 from spdesk.core.errors import ConfigError
 from spdesk.core.events import CancelToken
-from spdesk.core.objectives import build_objectives
+from spdesk.core.objectives import objectives_with_models
 from spdesk.core.objectives.base import BatchCache, objective_loss
 from spdesk.core.optim import DeltaOptimizer, OptimConfig, loss_gradient, run
 from spdesk.core.perturbation import Perturbation
@@ -93,11 +93,10 @@ class FineTuner:
             seed=options.seed,
         )
         self.eps = self.options.strength or perturbation.eps
-        self.objectives = build_objectives(
+        self.objectives = objectives_with_models(
             objective, {"target": target, **(objective_options or {})}
         )
         for item in self.objectives:
-            item.check_models()
             item.check(encoder)
         self.step_size = step_size if step_size is not None else self.eps / 8
         self.optimizer = optimizer

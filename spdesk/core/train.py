@@ -45,7 +45,7 @@ from spdesk.core.events.training import (
 )
 from spdesk.core.files import atomic_write, check_writable, same_file, shown
 from spdesk.core.imageio import read_image
-from spdesk.core.objectives import build_objectives
+from spdesk.core.objectives import objectives_with_models
 from spdesk.core.objectives.base import BatchCache, Objective, objective_loss
 from spdesk.core.optim import DeltaOptimizer, OptimConfig, initial_delta, loss_gradient, run
 from spdesk.core.perturbation import (
@@ -252,10 +252,7 @@ def training_photos(root: Path) -> list[Path]:
 def training_objectives(config: TrainConfig) -> list[Objective]:
     """The run's objectives; a model one of them loads on first use that is not installed
     raises ModelMissingError now, not after the encoder and the photos are loaded."""
-    objectives = build_objectives(config.objective, {"target": config.target})
-    for objective in objectives:
-        objective.check_models()
-    return objectives
+    return objectives_with_models(config.objective, {"target": config.target})
 
 
 def too_few_readable(root: Path, skipped: Sequence[SkippedPhoto]) -> ConfigError:

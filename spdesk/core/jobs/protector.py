@@ -136,7 +136,9 @@ class FineTuneProtector(TuningProtector):
     def build(cls, settings: ProtectSettings, perturbation: Perturbation) -> Protector:
         from spdesk.core.encoders import load_encoder
         from spdesk.core.finetune import FineTuner
+        from spdesk.core.objectives import objectives_with_models
 
+        objectives_with_models(settings.objective)  # a missing model before the encoder loads
         encoder = load_encoder(settings.encoder, settings.device)
         tuner = FineTuner(
             perturbation,

@@ -57,3 +57,13 @@ def build_objectives(spec: str, options: Mapping[str, Any] | None = None) -> lis
     if not names:
         raise ObjectiveError("No objective given.", hint=f"Choose from: {', '.join(REGISTRY)}.")
     return [build_objective(name, options) for name in names]
+
+
+def objectives_with_models(spec: str, options: Mapping[str, Any] | None = None) -> list[Objective]:
+    """:func:`build_objectives`, each model they load on first use found installed: a missing
+    one (SD 1.5's UNet, for sds+, sds- and advdm) raises ModelMissingError now, before any
+    encoder loads or photo is read, not at the first step."""
+    objectives = build_objectives(spec, options)
+    for objective in objectives:
+        objective.check_models()
+    return objectives

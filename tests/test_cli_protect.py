@@ -93,7 +93,7 @@ def test_a_long_walk_of_the_inputs_is_said_and_a_short_one_is_not(
     photos, minutes on a network drive (scale audit)."""
     import spdesk.cli.protect as protect
 
-    monkeypatch.setattr(protect, "WALK_NOTICE_S", 1.0)
+    monkeypatch.setattr(protect, "WALK_NOTICE_S", 60.0)  # a loaded machine is not a long walk
     assert _protect(inputs, "--out", tmp_path / "out", "--perturbation", perturbation) == 0
     assert "Looking for photos" not in capsys.readouterr().err
     monkeypatch.setattr(protect, "WALK_NOTICE_S", 0.05)

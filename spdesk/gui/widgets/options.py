@@ -55,7 +55,10 @@ MODES = {
     "finetune": "Fine-tuned per photo — stronger",
 }
 """The protection modes offered, in order (one radio button each)."""
-FINETUNE_ENCODERS = {"sd15": "Best: Stable Diffusion's", "taesd": "Fast: a small stand-in"}
+FINETUNE_ENCODERS = {
+    "sd15": "Best: Stable Diffusion's own encoder",
+    "taesd": "Fast: a small stand-in",
+}
 """The encoders fine-tuning works against, in plain words (SD 1.5's VAE and TAESD: the model
 names are in the tooltip and in Models…)."""
 NEEDED_MODELS = {
@@ -65,10 +68,10 @@ NEEDED_MODELS = {
 """What the mode note says a missing encoder is, and where Models… lists it."""
 CHOOSE_ENCODER = "\x00choose"  # the combo entry that asks for an encoder file
 MEASURED_ON = {"cpu": "CPU", "cuda": "NVIDIA GPU", "mps": "Apple GPU"}
+"""The device a remembered fine-tuning time was measured on, in words."""
 # A pause in typing a folder or a suffix that counts as a change: each key re-marked every
 # finished row of the queue (0.2 s a key at 5,000 rows, 0.9 s at 25,000).
 TYPING_PAUSE_MS = 300
-"""The device a remembered fine-tuning time was measured on, in words."""
 
 
 def worst_case_psnr(eps: float) -> float:

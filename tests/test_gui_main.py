@@ -361,6 +361,21 @@ def test_a_photo_moved_or_deleted_after_it_was_queued_offers_remove_not_retry(
     assert window.queue_title.text() == "Queue · 2 photos"
 
 
+def test_when_every_queued_photo_is_gone_each_row_offers_remove(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job stopped ("Nothing to protect… does not exist") and the rows waited again, with
+    no Remove: Protect failed the same way each time (review)."""
+    monkeypatch.setattr(window, "show_error", lambda _text: None)  # no modal box in a test
+    photos = _photos(tmp_path / "photos", 2)
+    _add(qtbot, window, [photos])
+    photos.rename(tmp_path / "moved")
+    _protect(qtbot, window)
+    rows = window.queue.rows()
+    assert [r.status for r in rows] == [RowStatus.FAILED] * 2 and all(r.gone for r in rows)
+    assert all(window.queue.retry_button(r.path).text() == "Remove" for r in rows)  # type: ignore[union-attr]
+
+
 def test_a_failed_photo_is_retried_from_the_keyboard(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

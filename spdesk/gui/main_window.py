@@ -923,8 +923,15 @@ class MainWindow(QMainWindow):
     def _on_job_failed(self, text: str) -> None:
         """The job as a whole could not go on (its settings, the key, the output folder): the
         photos it had not finished wait again, not "failed" with a Retry that fails the same
-        way until what the message names is fixed."""
+        way until what the message names is fixed. Those moved or deleted since they were
+        added (all of them, when the job found nothing to protect) offer Remove."""
         self._mark_unfinished(RowStatus.WAITING)
+        for path in self._job_paths:
+            row = self.queue.row_for(path)
+            if row is not None and row.status is RowStatus.WAITING and not path.exists():
+                self.queue.set_status(
+                    path, RowStatus.FAILED, protect_bridge.gone_text(path), gone=True
+                )
         self._job_failure = text.splitlines()[0] if text else "an unexpected error"
         self.show_error(text)
 

@@ -19,6 +19,19 @@ posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX paths, links a
 _LONG_NAME = 240  # bytes: a folder name every file system allows
 
 
+def refuse_listing(monkeypatch: pytest.MonkeyPatch, locked: Path) -> None:
+    """Make the walk's listing of ``locked`` fail as without read permission (the tests may
+    run as root, whom ``chmod 000`` does not stop)."""
+    scandir = os.scandir
+
+    def refuse(folder: Path) -> object:
+        if Path(folder) == locked:
+            raise PermissionError(13, "Permission denied", str(folder))
+        return scandir(folder)
+
+    monkeypatch.setattr("spdesk.core.discovery.os.scandir", refuse)
+
+
 def jpeg_bytes() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(samples.photo_array()).save(buffer, "JPEG")
@@ -230,14 +243,7 @@ def test_an_unreadable_folder_named_twice_is_listed_once(
 ) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
-    scandir = os.scandir
-
-    def refuse_locked(folder: Path) -> object:
-        if Path(folder) == locked:  # as without read permission (the tests may run as root)
-            raise PermissionError(13, "Permission denied", str(folder))
-        return scandir(folder)
-
-    monkeypatch.setattr("spdesk.core.discovery.os.scandir", refuse_locked)
+    refuse_listing(monkeypatch, locked)
     found = discover([locked, locked])
     assert [s.path for s in found.unreadable] == [locked]
 

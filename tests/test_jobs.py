@@ -1238,18 +1238,12 @@ def test_scanning_photos_keeps_the_folders_it_cannot_read_and_the_inputs_not_the
 ) -> None:
     """The app's scan dropped both: a subfolder it could not read went unsaid (audit F3)."""
     from spdesk.core.jobs.scan import scan_photos
+    from tests.test_discovery import refuse_listing
 
     samples.photo(inputs / "ok" / "a.png")
     locked = inputs / "locked"
     samples.photo(locked / "b.png")
-    scandir = os.scandir
-
-    def refuse_locked(folder: Path) -> object:
-        if Path(folder) == locked:  # as without read permission (the tests may run as root)
-            raise PermissionError(13, "Permission denied", str(folder))
-        return scandir(folder)
-
-    monkeypatch.setattr("spdesk.core.discovery.os.scandir", refuse_locked)
+    refuse_listing(monkeypatch, locked)
     gone = tmp_path / "gone.jpg"
     scan = scan_photos([inputs, gone])
     assert scan.photos == [inputs / "ok" / "a.png"]

@@ -204,18 +204,20 @@ def default_output_root(photos: list[Path], added: Sequence[Path] = ()) -> Path:
     folder the user dropped, on the card (audit F4)."""
     roots = input_roots(photos, added)
     if not roots:
-        return HOME_OUTPUT
+        return home_output()
     try:
         common = Path(os.path.commonpath([os.path.abspath(root) for root in roots]))
     except ValueError:  # other drives: beside the first
         common = roots[0]
     name = f"{common.name or 'photos'} (protected)"
     if _no_room_beside(common):
-        return HOME_OUTPUT / name
+        return home_output() / name
     return common.parent / name
 
 
-HOME_OUTPUT = Path.home() / "spdesk protected"
+def home_output() -> Path:
+    """Where copies go when beside the photos will not do: a folder in the user's home."""
+    return Path.home() / "spdesk protected"
 
 
 def _no_room_beside(folder: Path) -> bool:

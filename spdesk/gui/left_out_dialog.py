@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from spdesk.core.files import shown
-from spdesk.gui.text import LeftOut, left_out_lines
+from spdesk.gui.text import LeftOut, left_out_lines, unreadable_first
 
 # Lines the list shows; past them a count (Copy list copies every one). A folder of RAW files
 # and their sidecars can leave out tens of thousands.
@@ -65,7 +65,7 @@ class LeftOutDialog(QDialog):
 
     def full_text(self) -> str:
         """Every entry, what could not be read first, by its full path: ``path: reason``."""
-        entries = sorted(self._left_out.items(), key=lambda item: not item[1].unreadable)
+        entries = unreadable_first(self._left_out)
         return "\n".join(f"{shown(path)}: {entry.reason}" for path, entry in entries)
 
     def copy_list(self) -> None:

@@ -64,9 +64,15 @@ class LeftOut:
     shown: str = ""
 
 
+def unreadable_first(left_out: Mapping[Path, LeftOut]) -> list[tuple[Path, LeftOut]]:
+    """The entries in the order they are listed: what could not be read first, the rest as
+    they came."""
+    return sorted(left_out.items(), key=lambda item: not item[1].unreadable)  # stable
+
+
 def left_out_lines(left_out: Mapping[Path, LeftOut]) -> list[str]:
     """What the scans left out, one ``path: reason`` a line, what could not be read first."""
-    entries = sorted(left_out.items(), key=lambda item: not item[1].unreadable)  # stable
+    entries = unreadable_first(left_out)
     return [f"{entry.shown or path.name or path}: {entry.reason}" for path, entry in entries]
 
 

@@ -144,7 +144,7 @@ paths = [Path(p).resolve() for p in sys.argv[1:]]
 queue.add_photos(paths)
 for _ in range(10):  # decoded many times over: the crash came as a reader was deleted
     for path in paths:
-        queue._pool.start(_ThumbJob(path, queue._thumbs))
+        queue._pool.start(_ThumbJob([(path, None, 0)], queue._thumbs))
 assert queue.wait_for_thumbnails()
 app.processEvents()
 drawn = [not queue.item(row, 0).icon().isNull() for row in range(queue.rowCount())]
@@ -292,7 +292,7 @@ def test_a_thumbnail_job_calls_nothing_of_qts_in_its_thread(qtbot: QtBot, tmp_pa
         Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(tmp_path / name)
         paths.append(tmp_path / name)
     inbox = _ThumbInbox()
-    jobs = [_ThumbJob(path, inbox) for path in paths]  # made on the GUI thread, as the queue does
+    jobs = [_ThumbJob([(path, None, 0)], inbox) for path in paths]  # made on the GUI thread
     qt_calls: list[str] = []
 
     def watch(_frame: object, event: str, arg: object) -> None:
@@ -374,5 +374,46 @@ def test_a_photo_edited_on_disk_gets_its_new_thumbnail(
     os.utime(photo, ns=(before.st_atime_ns, before.st_mtime_ns + 2_000_000_000))
     queue.set_status(photo, RowStatus.PROTECTING)
     queue.set_status(photo, RowStatus.PROTECTING)  # the job's progress: checked once
+    qtbot.waitUntil(lambda: np.allclose(centre(), (30, 200, 30), atol=12), timeout=5000)
+    assert queue.wait_for_thumbnails() and len(decoded) == 2
+
+
+def test_the_photos_a_job_reaches_are_checked_for_edits_together(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each photo a job reached started a pool job to check its thumbnail: at 200 photos a
+    second the window stalled three times as often as without (5,000 photos: 105-148 pauses
+    over 100 ms against 28-39). Photos reached within ``THUMB_CHECK_MS`` share one job."""
+    from spdesk.gui.widgets import queue as queue_module
+
+    paths = []
+    for i in range(30):
+        paths.append(tmp_path / f"photo_{i:02d}.png")
+        Image.new("RGB", (16, 16), (8 * i, 0, 0)).save(paths[-1])
+    queue = PhotoQueue()
+    qtbot.addWidget(queue)
+    queue.add_photos(paths)
     assert queue.wait_for_thumbnails()
-    assert np.allclose(centre(), (30, 200, 30), atol=12) and len(decoded) == 2
+    started: list[int] = []
+    real = queue_module._ThumbJob
+
+    def counted(requests: list[object], inbox: object) -> object:
+        started.append(len(requests))
+        return real(requests, inbox)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(queue_module, "_ThumbJob", counted)
+    edited = paths[17]
+    Image.new("RGB", (16, 16), (0, 0, 250)).save(edited)
+    os.utime(edited, ns=(0, edited.stat().st_mtime_ns + 1_000_000_000))
+    for path in paths:
+        queue.set_status(path, RowStatus.PROTECTING)
+        queue.set_status(path, RowStatus.DONE)
+    qtbot.waitUntil(lambda: started == [30], timeout=5000)
+    item = queue.item(17, 0)
+    assert item is not None
+    middle = THUMB // 2
+    qtbot.waitUntil(
+        lambda: item.icon().pixmap(THUMB, THUMB).toImage().pixelColor(middle, middle).blue() > 200,
+        timeout=5000,
+    )
+    assert queue.wait_for_thumbnails() and started == [30]

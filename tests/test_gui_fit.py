@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -182,4 +183,42 @@ def test_the_main_window_fits_640_points_across_a_1280x800_screen_at_200_percent
     window.progress_label.setText("Cancelled. 1,234 photos waiting: press “Protect photos”.")
     qtbot.wait(10)
     assert window.minimumSizeHint().width() <= 640, window.minimumSizeHint()
+    window.queue.wait_for_thumbnails()
+
+
+def test_the_main_window_scrolls_rather_than_overlap_on_a_short_screen(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """A 1280x800 screen at 200% leaves about 330 points of height: the window was squeezed
+    below its content's least height there, and the drop area, the queue's title, the summary
+    and the progress text were drawn over one another. The left column scrolls instead."""
+    window = MainWindow(open_settings())
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.queue.add_photos([tmp_path / f"IMG_{i:04d}.jpg" for i in range(40)])
+    window.summary_label.setText("2 protected, 1 failed (select Retry) in 3 s.\nSaved to /tmp/x")
+    window.summary.show()
+    window.progress_label.setText("Cancelled. 1 photo waiting: press “Protect photos”.")
+    window._update_controls()
+    window.setMinimumSize(0, 0)  # as fit_to_screen gives way to a small screen
+    window.resize(624, 328)
+    qtbot.wait(50)
+    column = {  # top to bottom
+        "drop area": window.drop_zone,
+        "queue's title": window.queue_title,
+        "queue": window.queue,
+        "summary": window.summary,
+        "progress text": window.progress_label,
+    }
+    spans = {
+        name: (part.mapTo(window, part.rect().topLeft()).y(), part.height())
+        for name, part in column.items()
+    }
+    names = list(column)
+    for name, below in itertools.pairwise(names):
+        (top, height), (next_top, _) = spans[name], spans[below]
+        assert top + height <= next_top, f"the {name} runs into the {below}"
+    for part in [*column.values(), window.start_button]:
+        assert part.height() >= min(part.minimumSizeHint().height(), part.sizeHint().height())
     window.queue.wait_for_thumbnails()

@@ -61,6 +61,7 @@ from spdesk.gui.settings import (
 )
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.text import LeftOut, format_duration, gain_text, left_out_text
+from spdesk.gui.widgets.column import ScrollingColumn
 from spdesk.gui.widgets.drop_zone import PHOTO_KINDS, DropZone, local_paths
 from spdesk.gui.widgets.elided import ElidedLabel
 from spdesk.gui.widgets.options import FINETUNE_ENCODERS, OptionsPanel
@@ -216,6 +217,11 @@ class MainWindow(QMainWindow):
         left_lay.addWidget(self.summary)
         left_lay.addWidget(self.rerun_bar)
         left_lay.addLayout(action_row)
+        # It scrolls where the window is shorter than its content needs (1280x800 at 200% has
+        # about 330 points down): squeezed, the drop area, the queue's title and the summary
+        # were drawn over one another.
+        left_scroll = ScrollingColumn(left)
+        left_scroll.setObjectName("QueueScroll")
 
         scroll = QScrollArea()
         scroll.setObjectName("OptionsScroll")
@@ -234,7 +240,7 @@ class MainWindow(QMainWindow):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(left)
+        splitter.addWidget(left_scroll)
         splitter.addWidget(scroll)
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 0)

@@ -1,0 +1,34 @@
+"""A column that scrolls down where the window is shorter than its content, never sideways."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QObject, QSize, Qt
+from PySide6.QtWidgets import QFrame, QScrollArea, QWidget
+
+
+class ScrollingColumn(QScrollArea):
+    """Holds ``content`` at the window's height, or at its own least height with a scroll bar
+    where the window is shorter (squeezed below it, Qt draws widgets over one another). Its
+    least width is the content's, kept as that changes (a longer title, a summary shown)."""
+
+    def __init__(self, content: QWidget, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the controls inside take the focus
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWidget(content)
+
+    def minimumSizeHint(self) -> QSize:
+        content = self.widget()
+        least = super().minimumSizeHint()
+        if content is None:
+            return least
+        # The scroll bar's width is not added: where it shows (a short window) it covers the
+        # content's right margin, and the column still fits 640 points across.
+        return QSize(content.minimumSizeHint().width(), least.height())
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the content's least width may have changed
+        return super().eventFilter(watched, event)

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,30 @@ def test_a_long_walk_of_the_inputs_is_said_and_a_short_one_is_not(
     err = capsys.readouterr().err
     looking = f"Looking for photos in {inputs}… (Ctrl+C stops)"
     assert looking in err and err.index(looking) < err.index("Protecting 2 photos"), err
+
+
+def test_loading_the_pattern_slowly_is_not_said_to_be_a_walk(
+    tmp_path: Path,
+    inputs: Path,
+    perturbation: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The walk's clock started before the job checked its output folder and loaded its
+    pattern: a cold start of over 2 s said "Looking for photos…" while nothing was walked."""
+    import spdesk.cli.protect as protect
+    from spdesk.core.jobs.job import ProtectJob
+
+    real = ProtectJob._load_perturbation
+
+    def slow(self: ProtectJob) -> object:
+        time.sleep(1.0)
+        return real(self)
+
+    monkeypatch.setattr(ProtectJob, "_load_perturbation", slow)
+    monkeypatch.setattr(protect, "WALK_NOTICE_S", 0.5)
+    assert _protect(inputs, "--out", tmp_path / "out", "--perturbation", perturbation) == 0
+    assert "Looking for photos" not in capsys.readouterr().err
 
 
 def test_the_first_run_says_where_the_new_key_is_and_to_back_it_up(

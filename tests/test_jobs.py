@@ -172,9 +172,10 @@ def test_batch_with_every_bad_input(
     assert _decodes(out / "wide.protected.png").size == (10000, 8)
     assert _decodes(out / "one.protected.png").size == (1, 1)
     kinds = [type(e).__name__ for e in events]
-    assert kinds[:2] == ["PhotosFound", "JobStarted"] and kinds[-1] == "JobFinished"
-    assert isinstance(events[0], PhotosFound) and events[0].total == 11
-    started = events[1]
+    assert kinds[:3] == ["LookingForPhotos", "PhotosFound", "JobStarted"]
+    assert kinds[-1] == "JobFinished"
+    assert isinstance(events[1], PhotosFound) and events[1].total == 11
+    started = events[2]
     assert isinstance(started, JobStarted) and started.total == 11 and started.skipped_inputs == 4
     assert not report.ok
     json.dumps(report.to_dict())  # JSON-able

@@ -9,6 +9,7 @@ the job could not run at all, 130 when cancelled (Ctrl+C; run it again to finish
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import threading
@@ -392,24 +393,32 @@ class _Printer:
         self.finished = 0
         self.total = 0
         self._walking = False
+        self._walk_text = ""
         self._walk_lock = threading.Lock()
         self._walk_notice: threading.Timer | None = None
 
     def look_for_photos(self, inputs: Sequence[Path | str]) -> None:
-        """Say that the inputs are being walked if no event came within ``WALK_NOTICE_S``: the
-        walk of a large or network folder left the terminal silent for seconds to minutes."""
+        """Say that the inputs are being walked if the walk lasts ``WALK_NOTICE_S``: the walk
+        of a large or network folder left the terminal silent for seconds to minutes. The
+        clock starts when the job says it walks them (not while it loads its pattern)."""
         named = [self.source(path) for path in inputs[:2]]
         more = f" and {len(inputs) - 2} more" if len(inputs) > 2 else ""
-        text = f"Looking for photos in {', '.join(named)}{more}… (Ctrl+C stops)"
+        self._walk_text = f"Looking for photos in {', '.join(named)}{more}… (Ctrl+C stops)"
+
+    def _start_walk_clock(self) -> None:
+        if not self._walk_text:
+            return
         self._walking = True
-        self._walk_notice = threading.Timer(WALK_NOTICE_S, self._say_walking, args=(text,))
+        self._walk_notice = threading.Timer(WALK_NOTICE_S, self._say_walking)
         self._walk_notice.daemon = True
         self._walk_notice.start()
 
-    def _say_walking(self, text: str) -> None:
-        with self._walk_lock:  # never after the job's first event
-            if self._walking:
-                self.progress.line(text)
+    def _say_walking(self) -> None:
+        with self._walk_lock:  # never after the walk's end
+            if not self._walking:
+                return
+            with contextlib.suppress(OSError, ValueError):  # a closed or broken output:
+                self.progress.line(self._walk_text)  # the job's own next line reports it
 
     def _walked(self) -> None:
         with self._walk_lock:
@@ -420,6 +429,9 @@ class _Printer:
     def __call__(self, event: Any) -> None:
         from spdesk.core import jobs
 
+        if isinstance(event, jobs.LookingForPhotos):
+            self._start_walk_clock()
+            return
         self._walked()
         if isinstance(event, jobs.JobStarted):
             self.total = event.total

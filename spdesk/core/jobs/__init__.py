@@ -24,6 +24,7 @@ from spdesk.core.jobs.events import (
     JobFinished,
     JobReport,
     JobStarted,
+    LookingForPhotos,
     PhotosFound,
     SkipReason,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "JobFinished",
     "JobReport",
     "JobStarted",
+    "LookingForPhotos",
     "PhotosFound",
     "ProtectJob",
     "ProtectSettings",

@@ -35,10 +35,16 @@ class FailReason(StrEnum):
 
 
 @dataclass(frozen=True)
+class LookingForPhotos(Event):
+    """The job's first event: its output folder and pattern are checked, and it walks its
+    inputs now. The walk of a large or network folder can take minutes, which a caller may
+    say once it has lasted a while (PhotosFound ends it)."""
+
+
+@dataclass(frozen=True)
 class PhotosFound(Event):
-    """The inputs are walked: ``total`` photos found. The job's first event; the walk of a
-    large or network folder can take minutes, which a caller waiting for it may say. The
-    job then loads what protects them and starts (JobStarted)."""
+    """The inputs are walked: ``total`` photos found. The job then loads what protects them
+    and starts (JobStarted)."""
 
     total: int
 

@@ -40,6 +40,7 @@ from spdesk.core.jobs.events import (
     JobFinished,
     JobReport,
     JobStarted,
+    LookingForPhotos,
     PhotosFound,
     SkipReason,
 )
@@ -114,6 +115,7 @@ class ProtectJob:
         perturbation, digest = self._load_perturbation()
         same_place = self.store is self.output_store
         output = self.output_root if same_place else None  # left out when inside the inputs
+        on_event(LookingForPhotos())
         try:
             discovery, unreadable = self._discover(output, cancel)
         except Cancelled as cancelled:

@@ -1795,6 +1795,31 @@ def _refuse_to_list(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
     monkeypatch.setattr("spdesk.core.discovery.os.scandir", refuse)
 
 
+@pytest.mark.skipif(os.name != "posix", reason="a path past the limit is made through open folders")
+def test_a_subfolder_too_deep_to_open_is_said_as_one_that_cannot_be_read(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """It was counted among the "other files left out", in the job's words ("its photos were
+    not protected", before any run), and the run after it was green (review)."""
+    from tests.test_discovery import deep_folder, jpeg_bytes, write_at
+
+    folder = tmp_path / "g1"
+    _photos(folder / "ok", 1)
+    _deep, fd = deep_folder(folder, 5000)
+    write_at(fd, "lost.jpg", jpeg_bytes())
+    os.close(fd)
+    _add(qtbot, window, [folder])
+    assert [p.name for p in window.queue.paths()] == ["photo0.jpg"]
+    assert window.queue_title.text() == "Queue · 1 photo · 1 folder cannot be read"
+    tip = window.queue_title.toolTip()
+    assert "path too long for the system to open" in tip and "not in the queue" in tip, tip
+    assert "were not protected" not in tip
+    _protect(qtbot, window)
+    summary = window.summary_label.text()
+    assert "1 folder could not be read when added: its photos are not protected" in summary
+    assert window.summary.property("stopped"), "not the green of a run that did everything"
+
+
 def test_a_subfolder_that_cannot_be_read_is_said_when_added_and_after_the_run(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -66,6 +66,9 @@ class SkippedInput:
     path: Path
     reason: str
     folder: bool = False  # a whole folder, not one file
+    # A folder its path made impossible to open (too long for the system): what it holds was
+    # never seen, so photos may be missing (not something left out for what it is).
+    unopened: bool = False
 
 
 @dataclass
@@ -440,13 +443,17 @@ def _cannot_open(path: Path, error: OSError, found: Discovery, *, named: bool = 
     elif named:
         found.leave_out(SkippedInput(path, _too_long(path, "move it to a shorter folder")))
     else:
-        advice = "its photos were not protected: move it to a shorter folder"
-        found.leave_out(SkippedInput(path, _too_long(path, advice), folder=True))
+        advice = f"{NOT_PROTECTED}: move it to a shorter folder"
+        found.leave_out(SkippedInput(path, _too_long(path, advice), folder=True, unopened=True))
+
+
+def too_long_text(path: Path) -> str:
+    """Why ``path`` cannot be opened, when it is longer than the system lets a program open."""
+    return f"path too long for the system to open ({len(os.fsencode(path))} bytes)"
 
 
 def _too_long(path: Path, advice: str) -> str:
-    size = len(os.fsencode(path))
-    return f"path too long for the system to open ({size} bytes): {advice}"
+    return f"{too_long_text(path)}: {advice}"
 
 
 def _unreadable(error: OSError) -> str:

@@ -359,6 +359,9 @@ def test_a_photo_moved_or_deleted_after_it_was_queued_offers_remove_not_retry(
     assert shown and shown[0].startswith("moved or deleted since it was added"), shown
     assert len(window.queue.paths()) == 2 and window.queue.row_for(gone) is None
     assert window.queue_title.text() == "Queue · 2 photos"
+    # The summary still says what the run did, but asks no more to select Remove (review).
+    summary = window.summary_label.text()
+    assert summary.startswith("2 protected, 1 moved or deleted since added in "), summary
 
 
 def test_when_every_queued_photo_is_gone_each_row_offers_remove(
@@ -1793,6 +1796,29 @@ def _refuse_to_list(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
         return scandir(folder)
 
     monkeypatch.setattr("spdesk.core.discovery.os.scandir", refuse)
+
+
+def test_removing_the_photos_of_a_folder_forgets_what_it_could_not_read(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once every photo of the folder holding an unreadable subfolder was removed, each later
+    run still said "1 folder could not be read when added", in red (review)."""
+    folder = tmp_path / "g1"
+    _photos(folder / "ok", 1)
+    _photos(folder / "locked", 1)
+    other = _photos(tmp_path / "g3", 2)
+    _refuse_to_list(monkeypatch, "locked")
+    _add(qtbot, window, [folder])
+    _add(qtbot, window, [other])
+    assert window.queue_title.text() == "Queue · 3 photos · 1 folder cannot be read"
+    window.queue.clearSelection()
+    window.queue.selectRow(0)  # g1's only photo
+    window.remove_selected()
+    assert window.queue_title.text() == "Queue · 2 photos"
+    assert not window.left_out_action.isEnabled()
+    _protect(qtbot, window)
+    summary = window.summary_label.text()
+    assert "could not be read" not in summary and not window.summary.property("stopped")
 
 
 @pytest.mark.skipif(os.name != "posix", reason="a path past the limit is made through open folders")

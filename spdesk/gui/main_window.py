@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -114,6 +115,9 @@ class MainWindow(QMainWindow):
         self._location_removed = 0  # photos whose protected copy left their GPS position out
         self._closing = False  # asked to close while a job ran: closes when it has stopped
         self._key_made_told = False  # the first run's notice of a new protection key
+        self._key_made_line = ""  # that notice, in the last run's summary
+        # The last run's rows by status as it ended, of them how many were gone, its seconds.
+        self._run_counts: tuple[dict[RowStatus, int], int, float] = ({}, 0, 0.0)
         self._unchanged = 0  # copies the protection could not change (too small or flat)
         self._finetune_clock: protect_bridge.FinetuneClock | None = None  # fine-tuning jobs
         self._job_device = "auto"  # the device choice the running or last job was given
@@ -495,15 +499,17 @@ class MainWindow(QMainWindow):
         (emptied, the queue forgot the folders added, the scan's among them)."""
         if self._removal_refused():
             return
+        before = self._folders_with_photos()
         self.queue.remove_selected()
-        self._after_removal()
+        self._after_removal(sorted(before - self._folders_with_photos()))
 
     def remove_photo(self, path: Path) -> None:
         """Take one photo out of the queue (its row's Remove: it is not where it was added)."""
         if self._removal_refused():
             return
+        before = self._folders_with_photos()
         self.queue.remove_paths([path])
-        self._after_removal()
+        self._after_removal(sorted(before - self._folders_with_photos()))
 
     def _removal_refused(self) -> bool:
         """Whether photos cannot be removed now (said in the status bar)."""
@@ -515,12 +521,32 @@ class MainWindow(QMainWindow):
             )
         return self.job_runner.running or self.scan_runner.running
 
-    def _after_removal(self) -> None:
+    def _after_removal(self, emptied: list[Path]) -> None:
+        """``emptied``: the folders added whose last photos were removed. What could not be
+        read in them is forgotten (each later run said it, in red), and the last run's summary
+        is said again (it asked to select Remove for a row removed)."""
         self._default_guess = None
         if not self.queue.rowCount():  # every row removed: as Clear leaves it
             self._forget_the_queue()
             return
+        if emptied:
+            self._added_folders = [f for f in self._added_folders if f not in emptied]
+            for path in [p for p in self._left_out if _under_any(p, emptied)]:
+                del self._left_out[path]
+            self._left_out_changed()
+        if self.summary.isVisibleTo(self) and not self.job_runner.running:
+            self._summarise(focus=False)
         self._update_controls()
+
+    def _folders_with_photos(self) -> set[Path]:
+        """The folders added that hold a queued photo."""
+        folders = set(self._added_folders)
+        found: set[Path] = set()
+        for path in self.queue.paths():
+            found.update(f for f in folders - found if _under_any(path, [f]))
+            if found == folders:
+                break
+        return found
 
     # --- options --------------------------------------------------------------------------------
     def current_options(self) -> ProtectOptions:
@@ -726,6 +752,7 @@ class MainWindow(QMainWindow):
         self._job_warnings = []
         self._job_failure = ""
         self._job_cancelled = False
+        self._key_made_line = ""
         self._already_done = self._location_removed = self._unchanged = 0
         self._finetune_clock = (
             protect_bridge.FinetuneClock(options.finetune_steps, len(todo))
@@ -970,10 +997,17 @@ class MainWindow(QMainWindow):
             if row is not None:
                 counts[row.status] += 1
                 gone += row.gone
-        seconds = time.monotonic() - self._job_started
+        self._run_counts = (counts, gone, time.monotonic() - self._job_started)
+        self._summarise()
+
+    def _summarise(self, *, focus: bool = True) -> None:
+        """Say how the last run went, from its rows' statuses as it ended; said again after a
+        removal, what it asks of the user (Retry, Remove) only while rows still need it."""
+        counts, gone, seconds = self._run_counts
         if not (self._job_paths or self._job_failure or self._job_cancelled):
-            self._summarise_nothing_changed(seconds)  # every photo done before, none changed
+            self._summarise_nothing_changed(seconds, focus=focus)  # all done before, unchanged
             return
+        retry, remove = self._actions_left()
         parts = [f"{counts[RowStatus.DONE] - self._already_done - self._unchanged} protected"]
         if self._unchanged:
             parts.append(f"{self._unchanged} unchanged ({UNCHANGED_WHY})")
@@ -982,9 +1016,9 @@ class MainWindow(QMainWindow):
         if counts[RowStatus.SKIPPED]:
             parts.append(f"{counts[RowStatus.SKIPPED]} skipped")
         if counts[RowStatus.FAILED] > gone:
-            parts.append(f"{counts[RowStatus.FAILED] - gone} failed (select Retry)")
+            parts.append(f"{counts[RowStatus.FAILED] - gone} failed{retry}")
         if gone:  # a Retry could never succeed
-            parts.append(f"{gone} moved or deleted since added (select Remove)")
+            parts.append(f"{gone} moved or deleted since added{remove}")
         if counts[RowStatus.UNREADABLE]:  # known unreadable when added; the run left it so
             parts.append(f"{counts[RowStatus.UNREADABLE]} cannot be read")
         if counts[RowStatus.CANCELLED]:
@@ -1010,8 +1044,8 @@ class MainWindow(QMainWindow):
         if root and counts[RowStatus.DONE] > self._already_done:  # done now, not before
             text += f"\nSaved to {root}"
         elif root and in_folder:
-            copies = "copy" if in_folder == 1 else f"{in_folder} copies"
-            text += f"\nNothing new was saved. This queue's earlier {copies}: {root}"
+            noun = "copy" if in_folder == 1 else f"{in_folder} copies"
+            text += f"\nNothing new was saved. This queue's earlier {noun}: {root}"
         elif root:
             text += "\nNothing was saved."  # a cancelled or stopped run wrote no copy
         # Last, after where the copies are; told on a run that protected something (one that
@@ -1021,12 +1055,28 @@ class MainWindow(QMainWindow):
             self._key_made_told = True  # once: the first run of an install
             # Short here: five lines of it left the queue half a row at the window's least
             # height; the whole advice is in About and diagnostics.
-            text += f"\nMade this install's protection key: {shown(made)}\n{KEY_BACKUP_SHORT}"
+            self._key_made_line = (
+                f"\nMade this install's protection key: {shown(made)}\n{KEY_BACKUP_SHORT}"
+            )
+        text += self._key_made_line
         ended = not (counts[RowStatus.CANCELLED] or self._job_failure or self._job_cancelled)
         failed = bool(counts[RowStatus.FAILED] or counts[RowStatus.UNREADABLE] or unreadable)
-        self._show_summary(text, bool(counts[RowStatus.DONE] or in_folder), ended, failed)
+        has_copies = bool(counts[RowStatus.DONE] or in_folder)
+        self._show_summary(text, has_copies, ended, failed, focus=focus)
 
-    def _show_summary(self, text: str, copies: bool, ended: bool, failed: bool = False) -> None:
+    def _actions_left(self) -> tuple[str, str]:
+        """What the summary asks of the user: " (select Retry)" while a failed photo of the
+        run is queued, " (select Remove)" while one moved or deleted is ("" once removed)."""
+        retry = remove = False
+        for path in self._job_paths:
+            row = self.queue.row_for(path)
+            if row is not None and row.status is RowStatus.FAILED:
+                remove, retry = remove or row.gone, retry or not row.gone
+        return " (select Retry)" * retry, " (select Remove)" * remove
+
+    def _show_summary(
+        self, text: str, copies: bool, ended: bool, failed: bool = False, *, focus: bool = True
+    ) -> None:
         """Show the job's summary, the Open button where there are ``copies``, and its ending
         (in a success's green only when every photo went through)."""
         self.summary_label.setText(text)
@@ -1040,12 +1090,12 @@ class MainWindow(QMainWindow):
         self._ending = "Stopped." if self._job_failure else "Finished." if ended else "Cancelled."
         self._update_controls()  # says the ending, and the photos added meanwhile
         # The next step where a keyboard user is: open the copies, or protect again.
-        for button in (self.open_output_button, self.start_button):
+        for button in (self.open_output_button, self.start_button) if focus else ():
             if button.isVisibleTo(self) and button.isEnabled():
                 button.setFocus()
                 break
 
-    def _summarise_nothing_changed(self, seconds: float) -> None:
+    def _summarise_nothing_changed(self, seconds: float, *, focus: bool = True) -> None:
         """The end of a run over a queue whose photos were all protected before: none changed
         since its copy was made, so nothing was written."""
         copies = self._copies_in_output()
@@ -1056,7 +1106,7 @@ class MainWindow(QMainWindow):
         if copies and self._output_root is not None:
             noun = "copy" if copies == 1 else f"{copies} copies"
             text += f"\nThis queue's {noun}: {shown(self._output_root)}"
-        self._show_summary(text, bool(copies), ended=True)
+        self._show_summary(text, bool(copies), ended=True, focus=focus)
 
     def _copies_in_output(self) -> int:
         """How many of the queue's finished photos have their protected copy in the output
@@ -1229,6 +1279,13 @@ class MainWindow(QMainWindow):
         self._save_options()
         self.settings.sync()
         event.accept()
+
+
+def _under_any(path: Path, folders: list[Path]) -> bool:
+    """Whether ``path`` is one of ``folders`` or inside one (by its text: the queue's paths
+    are resolved, and this runs over every row)."""
+    text = str(path)
+    return any(text == str(f) or text.startswith(os.path.join(f, "")) for f in folders)
 
 
 def _unreadable_count(entries: list[LeftOut]) -> str:

@@ -800,3 +800,17 @@ def test_a_partly_downloaded_model_can_be_removed_and_the_question_says_how_much
     assert said and said[0].startswith("Removed the partly downloaded files; "), said
     assert not any(p.exists() for p in parts)
     assert "Not installed" in _cell(dialog, 0, 2) and not dialog.remove_button.isEnabled()
+
+
+def test_the_mode_notes_name_models_by_the_items_models_lists(qtbot: QtBot, hub: HubServer) -> None:
+    """The main window's note for a missing encoder sends the user to an item of Models… by
+    its name: written out twice, a rename in Models… would send them to no item (review)."""
+    import re
+
+    from spdesk.gui.widgets.options import NEEDED_MODELS
+
+    dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
+    items = {_cell(dialog, row, 0) for row in range(dialog.table.rowCount())}
+    for note in NEEDED_MODELS.values():
+        named = re.search(r"Models…, “(.+)”", note)
+        assert named is not None and named.group(1) in items, (note, items)

@@ -50,6 +50,16 @@ def gain_text(gain: float, decimals: int = 2) -> str:
     return f"{shown:.{decimals}f}×"
 
 
+FEATURE_LABELS: dict[str, tuple[str, str]] = {
+    "train": ("Training and fine-tuning", "Stable Diffusion 1.5 VAE encoder"),
+    "preview": ("AI-edit preview", "Stable Diffusion 1.5 (img2img)"),
+    "inpaint": ("Inpainting preview", "Stable Diffusion 1.5 inpainting"),
+    "taesd": ("Fast encoder", "TAESD tiny autoencoder"),
+}
+"""Each downloadable feature's item in Models… and its model, as Models… and the notes that
+send the user there name them."""
+
+
 @dataclass(frozen=True)
 class LeftOut:
     """A file or folder an added path held (or was) that is not queued, and why."""

@@ -45,7 +45,7 @@ from spdesk.gui.settings import (
     ProtectOptions,
     strength_tip,
 )
-from spdesk.gui.text import gain_text
+from spdesk.gui.text import FEATURE_LABELS, gain_text
 from spdesk.gui.widgets.combo import ElidedComboBox
 from spdesk.gui.widgets.counts import StepsSpinBox
 
@@ -62,8 +62,8 @@ FINETUNE_ENCODERS = {
 """The encoders fine-tuning works against, in plain words (SD 1.5's VAE and TAESD: the model
 names are in the tooltip and in Models…)."""
 NEEDED_MODELS = {
-    "sd15": "Stable Diffusion's encoder (Models…, “Training and fine-tuning”)",
-    "taesd": "the fast encoder (Models…, “Fast encoder”)",
+    "sd15": f"Stable Diffusion's encoder (Models…, “{FEATURE_LABELS['train'][0]}”)",
+    "taesd": f"the fast encoder (Models…, “{FEATURE_LABELS['taesd'][0]}”)",
 }
 """What the mode note says a missing encoder is, and where Models… lists it."""
 CHOOSE_ENCODER = "\x00choose"  # the combo entry that asks for an encoder file

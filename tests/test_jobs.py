@@ -1462,6 +1462,33 @@ def test_photos_named_one_by_one_beside_their_copies_are_protected_once(
     assert "earlier spdesk run" in left_out[f"a{suffix}.png"]
 
 
+def test_photos_named_one_by_one_are_checked_against_the_output_folder_by_their_folder(
+    tmp_path: Path, inputs: Path
+) -> None:
+    """Each photo named was checked twice against the output folder, each check resolving its
+    path: 50,000 checks before the walk for ``spdesk protect *.jpg --out elsewhere`` over
+    25,000 photos (review). A photo lies in the output folder when its folder does."""
+    from spdesk.core.jobs.scan import scan_inputs
+    from spdesk.core.stores import FolderStore
+
+    named = []
+    for i in range(200):
+        named.append(inputs / f"p{i:03d}.jpg")
+        named[-1].write_bytes(b"")
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    checked: list[tuple[Path, Path]] = []
+
+    class Counting(FolderStore):
+        def within(self, path: Path, folder: Path) -> bool:
+            checked.append((path, folder))
+            return super().within(path, folder)
+
+    scan_inputs(named, output_root=out, store=Counting())
+    assert [c for c in checked if c[1] == out] == [(inputs, out)]  # the photos' one folder
+    assert len(checked) <= len(named) + 1
+
+
 def test_a_unique_name_is_settled_when_planned_in_job_order_whoever_publishes_first(
     tmp_path: Path, inputs: Path, settings: ProtectSettings
 ) -> None:

@@ -69,12 +69,18 @@ def _recorded_outputs(store: Store, output_root: Path | None, inputs: Sequence[P
     """The outputs the output folder's manifest and shards record (whatever the suffix they
     were written with), when an input folder holds that folder (protecting in place) or an
     input lies in it (a photo named there: ``spdesk protect *.jpg --out .``): they are never
-    inputs."""
-    if output_root is None or not any(
-        store.within(output_root, Path(p)) or store.within(Path(p), output_root) for p in inputs
-    ):
+    inputs.
+
+    An input lies in it when its folder does (or it is the output folder, which the first
+    test finds): the folders are checked once each, not once a photo (``spdesk protect
+    *.jpg`` names thousands of photos of one folder, and each check resolves a path)."""
+    if output_root is None:
         return set()
-    return store.manifest(output_root).recorded_outputs()
+    named = [Path(p) for p in inputs]
+    holds_it = any(store.within(output_root, path) for path in named)
+    if holds_it or any(store.within(folder, output_root) for folder in {p.parent for p in named}):
+        return store.manifest(output_root).recorded_outputs()
+    return set()
 
 
 def discover_inputs(paths: Sequence[Path], cancel: CancelToken | None = None) -> list[Path]:

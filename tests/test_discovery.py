@@ -76,9 +76,11 @@ def test_a_folder_too_deep_to_open_is_left_out_and_the_rest_is_walked(
     options = DiscoveryOptions(follow_symlinks=follow_symlinks, output_marker="marker")
     found = discover([root], options)
     assert [p.path for p in found.photos] == [root / "ok.jpg"]
-    (too_deep,) = [s for s in found.skipped if "too long" in s.reason]
-    assert deep.is_relative_to(too_deep.path) and "move" in too_deep.reason
-    assert not found.unreadable
+    # Unreadable, as a folder that cannot be listed: its photos are missing, not left out.
+    (too_deep,) = found.unreadable
+    assert deep.is_relative_to(too_deep.path) and too_deep.folder
+    assert "path too long" in too_deep.reason and too_deep.hint.startswith("Move it")
+    assert not [s for s in found.skipped if "too long" in s.reason]
 
 
 @posix_only

@@ -72,7 +72,7 @@ def test_a_name_that_is_not_utf8_is_protected_recorded_and_reported(
 
 
 @posix_only
-def test_a_folder_too_deep_to_open_is_left_out_and_the_other_photos_are_protected(
+def test_a_folder_too_deep_to_open_fails_as_unreadable_and_the_other_photos_are_protected(
     tmp_path: Path, inputs: Path, settings: ProtectSettings
 ) -> None:
     from tests.test_discovery import deep_folder, jpeg_bytes, write_at
@@ -82,10 +82,14 @@ def test_a_folder_too_deep_to_open_is_left_out_and_the_other_photos_are_protecte
     write_at(fd, "lost.jpg", jpeg_bytes())
     os.close(fd)
     report = _run([inputs], tmp_path / "out", settings)
-    assert [e.source.name for e in report.done] == ["ok.png"] and report.ok
+    assert [e.source.name for e in report.done] == ["ok.png"]
     assert (inputs / "ok.png").read_bytes() == original  # (the tree guard cannot walk this deep)
-    (left_out,) = report.left_out
-    assert "path too long" in left_out.reason and "not protected" in left_out.reason
+    # A failure, as an unreadable folder is: its photos were never seen (it was "left out",
+    # the run ok and the command's exit 0; review).
+    assert not report.ok and not report.left_out
+    (failed,) = report.failed
+    assert "path too long" in failed.reason and "not protected" in failed.reason
+    assert failed.hint.startswith("Move it to a folder with a shorter path")
 
 
 @posix_only

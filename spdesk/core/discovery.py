@@ -66,9 +66,7 @@ class SkippedInput:
     path: Path
     reason: str
     folder: bool = False  # a whole folder, not one file
-    # A folder its path made impossible to open (too long for the system): what it holds was
-    # never seen, so photos may be missing (not something left out for what it is).
-    unopened: bool = False
+    hint: str = ""  # what to do about it, where the usual advice does not fit
 
 
 @dataclass
@@ -437,23 +435,23 @@ def _special_kind(mode: int) -> str | None:
 
 def _cannot_open(path: Path, error: OSError, found: Discovery, *, named: bool = False) -> None:
     """A folder (or a ``named`` input, file or folder) that cannot be opened: unreadable (a
-    failure), or left out when its path is longer than the system lets any program open."""
-    if error.errno != errno.ENAMETOOLONG:
-        found.cannot_read(SkippedInput(path, _unreadable(error), folder=not named))
-    elif named:
+    failure), as a folder whose path is longer than the system lets any program open is (what
+    it holds was never seen: photos are missing); a named input that long is left out."""
+    if named and error.errno == errno.ENAMETOOLONG:
         found.leave_out(SkippedInput(path, _too_long(path, "move it to a shorter folder")))
+    elif error.errno == errno.ENAMETOOLONG:
+        why = _too_long(path, NOT_PROTECTED)
+        found.cannot_read(SkippedInput(path, why, folder=True, hint=MOVE_SHORTER))
     else:
-        advice = f"{NOT_PROTECTED}: move it to a shorter folder"
-        found.leave_out(SkippedInput(path, _too_long(path, advice), folder=True, unopened=True))
+        found.cannot_read(SkippedInput(path, _unreadable(error), folder=not named))
 
 
-def too_long_text(path: Path) -> str:
-    """Why ``path`` cannot be opened, when it is longer than the system lets a program open."""
-    return f"path too long for the system to open ({len(os.fsencode(path))} bytes)"
+MOVE_SHORTER = "Move it to a folder with a shorter path, nearer the top of the drive."
 
 
 def _too_long(path: Path, advice: str) -> str:
-    return f"{too_long_text(path)}: {advice}"
+    size = len(os.fsencode(path))
+    return f"path too long for the system to open ({size} bytes): {advice}"
 
 
 def _unreadable(error: OSError) -> str:

@@ -92,7 +92,7 @@ def scan_task(
         left_out = {s.path: _unreadable_entry(s) for s in scan.unreadable}
         left_out |= {path: LeftOut(NOT_FOUND, unreadable=True) for path in scan.missing}
         left_out |= {path: LeftOut(why) for path, why in not_photos.items()}
-        left_out |= {s.path: _left_out_entry(s) for s in scan.left_out}
+        left_out |= {s.path: LeftOut(s.reason, s.folder) for s in scan.left_out}
         left_out = {
             path: replace(entry, shown=shown_from_input(path, paths))
             for path, entry in left_out.items()
@@ -123,20 +123,11 @@ def _unreadable_entry(skipped: Any) -> LeftOut:
 
     reason = skipped.reason.removesuffix(f": {NOT_PROTECTED}")
     if skipped.folder:
-        return LeftOut(f"{reason}: its photos are not in the queue", True, unreadable=True)
+        why = f"{reason}: its photos are not in the queue"
+        if skipped.hint:  # a sentence in the core's report: said inside this one here
+            why += f" ({skipped.hint[0].lower()}{skipped.hint[1:].rstrip('.')})"
+        return LeftOut(why, True, unreadable=True)
     return LeftOut(reason.removeprefix("folder "), unreadable=True)  # a named file or folder
-
-
-def _left_out_entry(skipped: Any) -> LeftOut:
-    """A file or folder the scan left out: for what it is, or, a folder it could not open
-    (its path too long), as one it could not read (its photos were counted as other files
-    left out, and the run after it was green)."""
-    from spdesk.core.discovery import too_long_text
-
-    if not skipped.unopened:
-        return LeftOut(skipped.reason, skipped.folder)
-    why = f"{too_long_text(skipped.path)}: its photos are not in the queue"
-    return LeftOut(f"{why} (move it to a shorter folder)", True, unreadable=True)
 
 
 def _scan_settings(options: ProtectOptions | None) -> Any:

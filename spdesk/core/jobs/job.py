@@ -208,7 +208,7 @@ class ProtectJob:
                 s.path,
                 FailReason.UNREADABLE,
                 s.reason,
-                "Check that your account can read this folder.",
+                s.hint or "Check that your account can read this folder.",
             )
             for s in discovery.unreadable
         ]

@@ -1489,6 +1489,23 @@ def test_photos_named_one_by_one_are_checked_against_the_output_folder_by_their_
     assert len(checked) <= len(named) + 1
 
 
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_a_link_named_on_its_own_to_an_earlier_copy_is_left_out(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    """Checked by the folder it is named in, a link to a copy in the output folder was taken
+    as a photo, and the copy protected again (review): a link's folder is its target's."""
+    samples.photo(inputs / "a.png")
+    out = tmp_path / "out"
+    (first,) = _run([inputs / "a.png"], out, settings)[0].done
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "link.png").symlink_to(first.output)
+    report, _ = _run([inputs / "a.png", elsewhere / "link.png"], out, settings)
+    assert [e.source.name for e in report.left_out] == ["link.png"]
+    assert "earlier spdesk run" in report.left_out[0].reason
+
+
 def test_a_unique_name_is_settled_when_planned_in_job_order_whoever_publishes_first(
     tmp_path: Path, inputs: Path, settings: ProtectSettings
 ) -> None:

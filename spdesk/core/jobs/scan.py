@@ -72,13 +72,16 @@ def _recorded_outputs(store: Store, output_root: Path | None, inputs: Sequence[P
     inputs.
 
     An input lies in it when its folder does (or it is the output folder, which the first
-    test finds): the folders are checked once each, not once a photo (``spdesk protect
-    *.jpg`` names thousands of photos of one folder, and each check resolves a path)."""
+    test finds): each named photo is examined once, and only its folder, once for all the
+    photos named in it, is resolved against the output folder (``spdesk protect *.jpg``
+    names thousands of photos of one folder, and each check resolved a path)."""
     if output_root is None:
         return set()
     named = [Path(p) for p in inputs]
     holds_it = any(store.within(output_root, path) for path in named)
-    if holds_it or any(store.within(folder, output_root) for folder in {p.parent for p in named}):
+    # A link's folder is its target's (a link to a copy in the output folder is no input).
+    folders = {Path(os.path.realpath(p)).parent if os.path.islink(p) else p.parent for p in named}
+    if holds_it or any(store.within(folder, output_root) for folder in folders):
         return store.manifest(output_root).recorded_outputs()
     return set()
 

@@ -1821,6 +1821,27 @@ def test_removing_the_photos_of_a_folder_forgets_what_it_could_not_read(
     assert "could not be read" not in summary and not window.summary.property("stopped")
 
 
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_removing_the_photos_of_a_folder_added_by_a_link_forgets_what_it_could_not_read(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folders added are kept resolved, what they could not read by the path as given:
+    through a link (a mapped drive) the two never matched (review)."""
+    real = tmp_path / "real" / "g1"
+    _photos(real / "ok", 1)
+    _photos(real / "locked", 1)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    _refuse_to_list(monkeypatch, "locked")
+    _add(qtbot, window, [link])
+    _add(qtbot, window, [_photos(tmp_path / "g3", 2)])
+    assert window.queue_title.text() == "Queue · 3 photos · 1 folder cannot be read"
+    window.queue.clearSelection()
+    window.queue.selectRow(0)  # the linked folder's only photo
+    window.remove_selected()
+    assert window.queue_title.text() == "Queue · 2 photos"
+
+
 @pytest.mark.skipif(os.name != "posix", reason="a path past the limit is made through open folders")
 def test_a_subfolder_too_deep_to_open_is_said_as_one_that_cannot_be_read(
     qtbot: QtBot, window: MainWindow, tmp_path: Path

@@ -71,7 +71,7 @@ from spdesk.gui.workers import TaskRunner
 
 log = logging.getLogger(__name__)
 
-SETTINGS_LEAST_WIDTH = 250
+SETTINGS_LEAST_WIDTH = 240
 """The settings column's least width in points; it is wider wherever the window has room."""
 
 
@@ -531,7 +531,7 @@ class MainWindow(QMainWindow):
             return
         if emptied:
             self._added_folders = [f for f in self._added_folders if f not in emptied]
-            for path in [p for p in self._left_out if _under_any(p, emptied)]:
+            for path in [p for p in self._left_out if _under_any(_real(p), emptied)]:
                 del self._left_out[path]
             self._left_out_changed()
         if self.summary.isVisibleTo(self) and not self.job_runner.running:
@@ -539,13 +539,12 @@ class MainWindow(QMainWindow):
         self._update_controls()
 
     def _folders_with_photos(self) -> set[Path]:
-        """The folders added that hold a queued photo."""
-        folders = set(self._added_folders)
+        """The folders added that hold a queued photo: each photo's folder, once, and the
+        folders above it (a few thousand folders, not rows times folders added)."""
+        added = set(self._added_folders)
         found: set[Path] = set()
-        for path in self.queue.paths():
-            found.update(f for f in folders - found if _under_any(path, [f]))
-            if found == folders:
-                break
+        for folder in {path.parent for path in self.queue.paths()}:
+            found.update(place for place in (folder, *folder.parents) if place in added)
         return found
 
     # --- options --------------------------------------------------------------------------------
@@ -1279,6 +1278,14 @@ class MainWindow(QMainWindow):
         self._save_options()
         self.settings.sync()
         event.accept()
+
+
+def _real(path: Path) -> Path:
+    """``path`` with its links resolved, as the folders added are (itself where it cannot be)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path
 
 
 def _under_any(path: Path, folders: list[Path]) -> bool:

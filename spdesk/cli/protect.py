@@ -417,8 +417,10 @@ class _Printer:
         with self._walk_lock:  # never after the walk's end
             if not self._walking:
                 return
-            with contextlib.suppress(OSError, ValueError):  # a closed or broken output:
-                self.progress.line(self._walk_text)  # the job's own next line reports it
+            # A stream closed under this thread: not a second traceback, from the thread (a
+            # broken pipe is already taken by the printer).
+            with contextlib.suppress(ValueError):
+                self.progress.line(self._walk_text)
 
     def _walked(self) -> None:
         with self._walk_lock:

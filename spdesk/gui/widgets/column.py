@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, QSize, Qt
-from PySide6.QtWidgets import QFrame, QScrollArea, QWidget
+from PySide6.QtWidgets import QFrame, QScrollArea, QStyle, QWidget
 
 
 class ScrollingColumn(QScrollArea):
@@ -24,9 +24,10 @@ class ScrollingColumn(QScrollArea):
         least = super().minimumSizeHint()
         if content is None:
             return least
-        # The scroll bar's width is not added: where it shows (a short window) it covers the
-        # content's right margin, and the column still fits 640 points across.
-        return QSize(content.minimumSizeHint().width(), least.height())
+        # With the scroll bar's width: where it shows (a short window) it covered the
+        # content's right edge. The column still fits 640 points across.
+        bar = self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent, None, self)
+        return QSize(content.minimumSizeHint().width() + bar, least.height())
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:

@@ -391,7 +391,7 @@ class MainWindow(QMainWindow):
     def _on_scanned(self, scan: object) -> None:
         if not isinstance(scan, protect_bridge.Scan):
             return
-        added = self.queue.add_photos(scan.photos)
+        added = self.queue.add_photos(scan.photos, resolved=True)
         self._default_guess = None
         for path, problem in scan.problems.items():
             self.queue.set_status(path, RowStatus.UNREADABLE, problem)

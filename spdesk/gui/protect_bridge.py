@@ -49,7 +49,7 @@ class Scan:
     left out, with why: folders that cannot be read and named inputs not found first, then
     files and folders that are not photos (hidden, symbolic links, copies)."""
 
-    photos: list[Path]
+    photos: list[Path]  # resolved, as the queue keys them: in the worker, not the GUI thread
     problems: dict[Path, str]
     left_out: dict[Path, LeftOut]
     inputs: tuple[Path, ...] = ()  # the paths scanned
@@ -86,7 +86,11 @@ def scan_task(
         not_photos = {path: why for path in paths if (why := _not_a_photo(path))}
         wanted = [path for path in paths if path not in not_photos]
         scan = scan_photos(wanted, cancel, settings=settings, output_root=output_root)
-        texts = {p: failure_text(p, e.message, e.hint or "") for p, e in scan.problems.items()}
+        # Resolved here, off the GUI thread: 25,000 photos resolved there held the window 0.8 s.
+        photos = [path.resolve() for path in scan.photos]
+        texts = {
+            p.resolve(): failure_text(p, e.message, e.hint or "") for p, e in scan.problems.items()
+        }
         # What could not be read went unsaid: "Added 1 photo", a green run, and the photos of
         # a subfolder the account cannot read never queued (audit F3).
         left_out = {s.path: _unreadable_entry(s) for s in scan.unreadable}
@@ -97,7 +101,7 @@ def scan_task(
             path: replace(entry, shown=shown_from_input(path, paths))
             for path, entry in left_out.items()
         }
-        return Scan(scan.photos, texts, left_out, tuple(paths))
+        return Scan(photos, texts, left_out, tuple(paths))
 
     return run
 

@@ -317,8 +317,8 @@ def test_retry_a_failed_row(
     # Its whole reason, cut off in the row, is read by selecting it (arrow keys; audit).
     window.queue.selectRow(window.queue.rows().index(row))
     assert window.statusBar().currentMessage() == f"Failed: {row.reason}"
-    item = window.queue.item(window.queue.rows().index(row), 1)
-    assert item is not None and item.data(Qt.ItemDataRole.AccessibleTextRole).endswith(row.reason)
+    cell = window.queue.model().index(window.queue.rows().index(row), 1)
+    assert cell.data(Qt.ItemDataRole.AccessibleTextRole).endswith(row.reason)
     shown = _answer_the_box(qtbot, "Close")
     window.queue.cellActivated.emit(window.queue.rows().index(row), 1)  # Enter on the row
     assert shown == [row.reason] and not window.job_runner.running  # closed: no retry
@@ -489,10 +489,10 @@ def _assert_the_reason_is_read_whole(window: MainWindow, photo: Path, text: str)
     tooltip says it too."""
     window.resize(1280, 720)
     queue = window.queue
-    item = queue.item(queue.paths().index(photo), 1)
-    assert item is not None and item.text() == text
-    assert text in html.unescape(item.toolTip())
-    cell = queue.visualRect(queue.indexFromItem(item)).adjusted(4, 0, -4, 0)
+    index = queue.model().index(queue.paths().index(photo), 1)
+    assert index.data() == text
+    assert text in html.unescape(index.data(Qt.ItemDataRole.ToolTipRole))
+    cell = queue.visualRect(index).adjusted(4, 0, -4, 0)
     needed = queue.fontMetrics().boundingRect(cell, Qt.TextFlag.TextWordWrap, text)
     assert queue.wordWrap() and needed.height() <= cell.height(), "not cut at the cell's end"
 

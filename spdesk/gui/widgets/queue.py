@@ -1,8 +1,11 @@
 """The queue of photos: thumbnail, name, status per photo, progress, and retry for failed rows.
 
-Thumbnails are decoded in a thread pool by Pillow (a JPEG at a fraction of its size, other
-photos by spdesk's own reader) and collected by the GUI thread on a timer: the pool's threads
-call nothing of Qt's (see ``_ThumbInbox``).
+A view over a model of the rows (``_QueueModel``): a row is a few Python objects, drawn only
+when it is in view. Thumbnails are decoded for the rows in view and a few either side, kept
+for the last ``THUMB_CACHE`` rows drawn (a queue of 25,000 decoded every photo up front: 500 MB
+and 27 s of decoding). They are decoded in a thread pool by Pillow (a JPEG at a fraction of its
+size, other photos by spdesk's own reader) and collected by the GUI thread on a timer: the
+pool's threads call nothing of Qt's (see ``_ThumbInbox``).
 """
 
 from __future__ import annotations
@@ -10,12 +13,15 @@ from __future__ import annotations
 import html
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 from PIL import Image, ImageOps
 from PySide6.QtCore import (
+    QAbstractTableModel,
+    QItemSelection,
     QModelIndex,
     QPersistentModelIndex,
     QRectF,
@@ -33,6 +39,7 @@ from PySide6.QtGui import (
     QPainter,
     QPixmap,
     QResizeEvent,
+    QShowEvent,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -41,8 +48,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QStyledItemDelegate,
     QStyleOptionViewItem,
-    QTableWidget,
-    QTableWidgetItem,
+    QTableView,
     QWidget,
 )
 
@@ -115,8 +121,12 @@ class _ThumbInbox:
 
     def __init__(self) -> None:
         self.batch = 0  # raised when the queue is cleared: older jobs skip their photo
+        # The photos in view and near it, replaced whole by the GUI thread as the view moves:
+        # a photo scrolled past before a job reached it is passed over, not decoded.
+        self.wanted: frozenset[Path] = frozenset()
         self._lock = threading.Lock()
         self._ready: list[_Thumb] = []
+        self._passed: list[Path] = []
         self.running = 0  # jobs queued or running
 
     def started(self) -> None:
@@ -128,6 +138,11 @@ class _ThumbInbox:
             with self._lock:
                 self._ready.append(thumb)
 
+    def passed(self, path: Path) -> None:
+        """``path`` was not decoded (scrolled past, or unchanged since it was drawn)."""
+        with self._lock:
+            self._passed.append(path)
+
     def finished(self) -> None:
         with self._lock:
             self.running -= 1
@@ -137,31 +152,48 @@ class _ThumbInbox:
             ready, self._ready = self._ready, []
             return ready
 
+    def take_passed(self) -> list[Path]:
+        with self._lock:
+            passed, self._passed = self._passed, []
+            return passed
+
 
 class _ThumbJob(QRunnable):
     """Decodes thumbnails in the pool, one photo's or several; every job queued runs, and a
     cleared queue's jobs end at once. Given the ``known`` stamp of the thumbnail drawn, it
-    decodes nothing for a file that still has it. It calls nothing of Qt's (see
+    decodes nothing for a file that still has it; ``if_wanted``: nothing for a photo no longer
+    in or near the view (``_ThumbInbox.wanted``). Each request ends in the inbox, as a thumbnail
+    (an unreadable file's has no pixels) or as passed over. It calls nothing of Qt's (see
     :class:`_ThumbInbox`), and collects no garbage (see :mod:`spdesk.gui.garbage`, installed
     with the queue)."""
 
-    def __init__(self, requests: list[_ThumbRequest], inbox: _ThumbInbox) -> None:
+    def __init__(
+        self, requests: list[_ThumbRequest], inbox: _ThumbInbox, *, if_wanted: bool = False
+    ) -> None:
         super().__init__()
         self._requests = requests
         self._inbox = inbox
         self._batch = inbox.batch
+        self._if_wanted = if_wanted
         inbox.started()
 
     def run(self) -> None:
+        inbox = self._inbox
         try:
             for path, known, serial in self._requests:
-                if self._batch != self._inbox.batch:
+                if self._batch != inbox.batch:
                     break
+                if self._if_wanted and path not in inbox.wanted:
+                    inbox.passed(path)
+                    continue
                 stamp = _stamp(path)
-                if stamp is None or stamp != known:
-                    self._inbox.deliver(_thumbnail(path, stamp, serial))
+                if stamp is not None and stamp == known:
+                    inbox.passed(path)
+                    continue
+                thumb = _thumbnail(path, stamp, serial)
+                inbox.deliver(thumb or _Thumb(path, b"", 0, 0, stamp, serial))
         finally:
-            self._inbox.finished()
+            inbox.finished()
 
 
 def _stamp(path: Path) -> Stamp | None:
@@ -210,6 +242,9 @@ def _qimage(thumb: _Thumb) -> QImage:
 
 THUMB_COLLECT_MS = 50  # how often the GUI thread draws the thumbnails the pool has made
 THUMB_CHECK_MS = 500  # photos reached by a job within this are checked for edits together
+THUMB_MARGIN = 10  # rows beyond each edge of the view whose thumbnails are decoded too
+THUMB_CACHE = 300  # thumbnails kept, the last drawn (96x96 pixels each at a scale of 2: 11 MB)
+THUMB_JOBS = 2  # pool jobs that decode the thumbnails the view asks for at once (a thread each)
 
 # The photo column's width: 260 points where there is room, a third of the table in a narrow
 # window, never under 150 (a thumbnail and a short name).
@@ -240,19 +275,103 @@ class _ProgressDelegate(QStyledItemDelegate):
         painter.restore()
 
 
-class PhotoQueue(QTableWidget):
+class _QueueModel(QAbstractTableModel):
+    """The queue's rows for its view: what a cell shows is made when the view asks for it (a
+    row in view), from the row's :class:`QueueRow`; nothing is made per row up front."""
+
+    def __init__(self, queue: PhotoQueue) -> None:
+        super().__init__(queue)
+        self.order: list[Path] = []  # the rows' keys, in the queue's order
+        self.rows: dict[Path, QueueRow] = {}
+        self.fractions: dict[Path, float] = {}  # progress of the rows that have any
+        # The thumbnails drawn, the last used last (None: the file could not be read); at most
+        # THUMB_CACHE, the least recently shown dropped first (decoded again when in view).
+        self.icons: OrderedDict[Path, QIcon | None] = OrderedDict()
+        placeholder = QPixmap(THUMB, THUMB)
+        placeholder.fill(QColor("#e5e7eb"))
+        self.placeholder = QIcon(placeholder)
+        self._colours = {status: QColor(colour) for status, colour in _STATUS_COLOURS.items()}
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.order)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(PhotoQueue.COLUMNS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> object:
+        if orientation is Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return PhotoQueue.COLUMNS[section]
+        return None
+
+    def data(
+        self,
+        index: QModelIndex | QPersistentModelIndex,
+        role: int = Qt.ItemDataRole.DisplayRole,
+    ) -> object:
+        if not index.isValid() or index.row() >= len(self.order):
+            return None
+        key = self.order[index.row()]
+        column = index.column()
+        if column == 0:
+            if role == Qt.ItemDataRole.DisplayRole:
+                return shown(key.name)  # Qt drops bytes that are not UTF-8
+            if role == Qt.ItemDataRole.DecorationRole:
+                if key in self.icons:
+                    self.icons.move_to_end(key)
+                    return self.icons[key] or self.placeholder
+                return self.placeholder
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return shown(key)
+        elif column == 1:
+            row = self.rows[key]
+            if role == Qt.ItemDataRole.ForegroundRole:
+                return self._colours[row.status]
+            if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.AccessibleTextRole):
+                return status_text(row)  # whole for a screen reader, where the row cuts it
+            if role == Qt.ItemDataRole.ToolTipRole:  # rich text: the tooltip wraps too
+                return f"<p>{html.escape(status_text(row))}</p>"
+        elif column == 2 and role == PROGRESS_ROLE:
+            return self.fractions.get(key, 0.0)
+        return None
+
+    def set_icon(self, key: Path, icon: QIcon | None) -> None:
+        """Keep ``key``'s thumbnail, dropping the least recently shown beyond THUMB_CACHE."""
+        self.icons[key] = icon
+        self.icons.move_to_end(key)
+        while len(self.icons) > THUMB_CACHE:
+            self.icons.popitem(last=False)
+
+    def changed(self, row: int, first: int, last: int) -> None:
+        self.dataChanged.emit(self.index(row, first), self.index(row, last))
+
+
+def status_text(row: QueueRow) -> str:
+    """A row's status as its Status cell says it: "Failed: Cannot read it"."""
+    return f"{row.status.value}: {row.reason}" if row.reason else row.status.value
+
+
+class PhotoQueue(QTableView):
     """One row per photo; the window updates rows from job events by path."""
 
     retry_requested = Signal(object)  # Path
     remove_requested = Signal(object)  # Path: a photo gone from where it was added
+    itemSelectionChanged = Signal()  # the rows selected changed (as QTableWidget's)
+    cellActivated = Signal(int, int)  # row, column: Enter or a double click on a row
     COLUMNS = ("Photo", "Status", "Progress", "")
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(0, len(self.COLUMNS), parent)
+        super().__init__(parent)
         self.setObjectName("PhotoQueue")
-        self.setHorizontalHeaderLabels(list(self.COLUMNS))
-        self.verticalHeader().setVisible(False)
-        self.verticalHeader().setDefaultSectionSize(THUMB + 12)
+        self._model = _QueueModel(self)
+        self.setModel(self._model)
+        self.selectionModel().selectionChanged.connect(self._on_selection_changed)
+        self.activated.connect(lambda index: self.cellActivated.emit(index.row(), index.column()))
+        rows = self.verticalHeader()
+        rows.setVisible(False)
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # one height: no row measured
+        rows.setDefaultSectionSize(THUMB + 12)
         self.setIconSize(QSize(THUMB, THUMB))
         self.setShowGrid(False)
         self.setAlternatingRowColors(True)
@@ -279,26 +398,25 @@ class PhotoQueue(QTableWidget):
         self.setColumnWidth(2, 120)
         self.setColumnWidth(3, 84)
         self.setItemDelegateForColumn(2, _ProgressDelegate(self))
-        self._rows: dict[Path, QueueRow] = {}
-        self._order: list[Path] = []
+        self._rows = self._model.rows
+        self._order = self._model.order
         self._index: dict[Path, int] = {}  # row number of each path
         self._counts = dict.fromkeys(RowStatus, 0)  # rows by status, kept as they change
         # Raised at each change of the rows, a status or an output: what a window counts from
         # the rows is counted again only when this has moved, not on each update of its controls.
         self.changes = 0
-        placeholder = QPixmap(THUMB, THUMB)
-        placeholder.fill(QColor("#e5e7eb"))
-        self._placeholder = QIcon(placeholder)
+        self._placeholder = self._model.placeholder
         self._retry_enabled = True  # off while a job runs (a retry starts one)
         garbage.install()
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
         self._thumbs = _ThumbInbox()
-        # The stamp and job of each row's thumbnail drawn: a photo edited since (on disk) is
-        # drawn again when it is added again or protected (it stayed as it was when queued).
+        # The stamp and job of each thumbnail kept: a photo edited since (on disk) is drawn
+        # again when it is added again or protected (it stayed as it was when queued).
         self._thumb_stamps: dict[Path, Stamp | None] = {}
         self._thumb_serials: dict[Path, int] = {}
         self._thumb_serial = 0
+        self._decoding: set[Path] = set()  # rows in view whose thumbnail a pool job has
         self._thumb_timer = QTimer(self)  # collects the pool's thumbnails, while it works
         self._thumb_timer.setInterval(THUMB_COLLECT_MS)
         self._thumb_timer.timeout.connect(self._collect_thumbnails)
@@ -307,11 +425,22 @@ class PhotoQueue(QTableWidget):
         self._check_timer.setSingleShot(True)
         self._check_timer.setInterval(THUMB_CHECK_MS)
         self._check_timer.timeout.connect(self._check_due_thumbnails)
+        # The rows in view are looked at once the view has settled (scrolled, resized, rows
+        # added or removed): their thumbnails not kept are decoded then.
+        self._view_timer = QTimer(self)
+        self._view_timer.setSingleShot(True)
+        self._view_timer.setInterval(0)
+        self._view_timer.timeout.connect(self._decode_in_view)
+        self.verticalScrollBar().valueChanged.connect(self._view_moved)
+        self._model.rowsInserted.connect(self._view_moved)
+        self._model.rowsRemoved.connect(self._view_moved)
+        self._model.modelReset.connect(self._view_moved)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         """The photo column gives way in a narrow window (half a screen), down to a readable
         width, so the status column shows the reasons (cut to "Failed: empty.jpg is em…")."""
         super().resizeEvent(event)
+        self._view_moved()
         if self._photo_width_by_hand:
             return
         share = int(self.viewport().width() * PHOTO_COLUMN_SHARE)
@@ -321,9 +450,34 @@ class PhotoQueue(QTableWidget):
         finally:
             self._fitting_photo_column = False
 
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._view_moved()
+
     def _on_section_resized(self, index: int, _old: int, _new: int) -> None:
         if index == 0 and not self._fitting_photo_column:
             self._photo_width_by_hand = True
+
+    def _on_selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
+        self.itemSelectionChanged.emit()
+
+    # --- as QTableWidget's ----------------------------------------------------------------------
+    def rowCount(self) -> int:
+        return len(self._order)
+
+    def currentRow(self) -> int:
+        return self.currentIndex().row()
+
+    def setCurrentCell(self, row: int, column: int) -> None:
+        self.setCurrentIndex(self._model.index(row, column))
+
+    def text(self, row: int, column: int) -> str:
+        """What the cell at ``row``, ``column`` says."""
+        return str(self._model.index(row, column).data() or "")
+
+    def icon(self, row: int) -> QIcon:
+        """The thumbnail ``row`` shows now (the grey placeholder until it is decoded)."""
+        return QIcon(self._model.index(row, 0).data(Qt.ItemDataRole.DecorationRole))
 
     # --- contents -------------------------------------------------------------------------------
     def add_photos(self, paths: list[Path], *, resolved: bool = False) -> int:
@@ -331,14 +485,15 @@ class PhotoQueue(QTableWidget):
         paths are resolved already (the scan's worker resolves the photos it lists: 25,000
         resolved here held the window for 0.8 s, and again each time the folder was added).
 
-        All new rows are made in one go with repainting off (thousands of photos at once).
+        The new rows are inserted at once; nothing is made for a row until it is in view.
         """
         new: list[Path] = []
         again: list[Path] = []
+        rows = self._rows
         for path in paths:
             key = path if resolved else path.resolve()
-            if key not in self._rows:
-                self._rows[key] = QueueRow(key)
+            if key not in rows:
+                rows[key] = QueueRow(key)
                 new.append(key)
             else:  # added again: perhaps edited since, its thumbnail is checked
                 again.append(key)
@@ -346,20 +501,13 @@ class PhotoQueue(QTableWidget):
             self._start_thumbnails(again)
         if not new:
             return 0
-        first = self.rowCount()
-        self.setUpdatesEnabled(False)
-        try:
-            self.setRowCount(first + len(new))
-            for index, key in enumerate(new, start=first):
-                self._index[key] = index
-                self._order.append(key)
-                self._fill_row(index, key)
-        finally:
-            self.setUpdatesEnabled(True)
+        first = len(self._order)
+        self._model.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+        self._order.extend(new)
+        self._index.update(zip(new, range(first, first + len(new)), strict=True))
+        self._model.endInsertRows()
         self._counts[RowStatus.WAITING] += len(new)
         self.changes += 1
-        for key in new:
-            self._start_thumbnail(key)
         return len(new)
 
     def refresh_thumbnail(self, path: Path) -> None:
@@ -384,16 +532,57 @@ class PhotoQueue(QTableWidget):
         if keys:
             self._start_thumbnails(keys)
 
-    def _start_thumbnail(self, key: Path) -> None:
-        """Decode a new row's thumbnail: one pool job each, decoded side by side."""
-        self._pool.start(_ThumbJob([self._thumb_request(key)], self._thumbs))
+    def _view_moved(self) -> None:
+        if not self._view_timer.isActive():
+            self._view_timer.start()
+
+    def rows_in_view(self, margin: int = THUMB_MARGIN) -> range:
+        """The rows in view and ``margin`` either side: those whose thumbnails are made."""
+        count = len(self._order)
+        if not count:
+            return range(0)
+        first = max(0, self.rowAt(0))
+        last = self.rowAt(self.viewport().height() - 1)
+        if last < 0:  # the rows end before the view does
+            last = count - 1
+        return range(max(0, first - margin), min(count, last + margin + 1))
+
+    def _decode_in_view(self) -> None:
+        """Decode the thumbnails not kept of the rows in view and ``THUMB_MARGIN`` beside, in
+        two pool jobs (one a thread), the rows in view first; a job skips a row scrolled far
+        past meanwhile. Only once a row within ``THUMB_MARGIN // 3`` of the view lacks its
+        thumbnail: a job's scrolling, a row a photo, asks for a batch every few photos, not a
+        pool job each (which made the window stall three times as often: 45776e6)."""
+        self._view_timer.stop()
+        order, icons = self._order, self._model.icons
+        near = self.rows_in_view(THUMB_MARGIN // 3)
+        wanted = self.rows_in_view()
+        self._thumbs.wanted = frozenset(order[row] for row in wanted)
+        for row in near:
+            if order[row] in icons:
+                icons.move_to_end(order[row])  # in view: the last to be dropped
+        if all(order[row] in icons or order[row] in self._decoding for row in near):
+            return
+        centre = (near.start + near.stop) // 2
+        rows = sorted(wanted, key=lambda row: abs(row - centre))  # the view's rows first
+        todo = [order[row] for row in rows if order[row] not in icons]
+        todo = [key for key in todo if key not in self._decoding]
+        self._decoding.update(todo)
+        for thread in range(THUMB_JOBS):
+            requests = [self._thumb_request(key) for key in todo[thread::THUMB_JOBS]]
+            if requests:
+                self._pool.start(_ThumbJob(requests, self._thumbs, if_wanted=True))
         self._thumb_timer.start()
 
     def _start_thumbnails(self, keys: list[Path]) -> None:
-        """Check drawn thumbnails against their files, in one pool job."""
-        requests = [self._thumb_request(key, self._thumb_stamps.get(key)) for key in keys]
-        self._pool.start(_ThumbJob(requests, self._thumbs))
-        self._thumb_timer.start()
+        """Check the thumbnails kept of ``keys`` against their files, in one pool job (one not
+        kept is decoded from the file as it is then, once it comes into view)."""
+        stamps = self._thumb_stamps
+        icons = self._model.icons
+        requests = [self._thumb_request(key, stamps.get(key)) for key in keys if key in icons]
+        if requests:
+            self._pool.start(_ThumbJob(requests, self._thumbs))
+            self._thumb_timer.start()
 
     def _thumb_request(self, key: Path, known: Stamp | None = None) -> _ThumbRequest:
         self._thumb_serial += 1
@@ -401,21 +590,25 @@ class PhotoQueue(QTableWidget):
 
     def clear_photos(self) -> None:
         self._thumbs.batch += 1
+        self._model.beginResetModel()
         self._rows.clear()
         self._order.clear()
         self._index.clear()
+        self._model.fractions.clear()
+        self._model.icons.clear()
+        self._model.endResetModel()
         self._counts = dict.fromkeys(RowStatus, 0)
         self.changes += 1
         self._thumb_stamps.clear()
         self._thumb_serials.clear()
+        self._decoding.clear()
         self._checks_due.clear()
-        self.setRowCount(0)
 
     def remove_selected(self) -> None:
         """Remove the selected rows, each run of neighbours at once, the last run first.
         Row by row, with the rows still selected, took time growing with the square of the
         rows (4,000 rows: 10 s; 25,000: 8 minutes of a frozen window)."""
-        self._remove_rows({index.row() for index in self.selectedIndexes()})
+        self._remove_rows({index.row() for index in self.selectionModel().selectedRows()})
 
     def remove_paths(self, paths: list[Path]) -> None:
         """Remove the rows of ``paths`` (those queued)."""
@@ -424,16 +617,21 @@ class PhotoQueue(QTableWidget):
 
     def _remove_rows(self, numbers: set[int]) -> None:
         rows = sorted(numbers)
+        model = self._model
         self.clearSelection()
         self.setUpdatesEnabled(False)
         try:
             for first, last in reversed(_runs(rows)):
+                model.beginRemoveRows(QModelIndex(), first, last)
                 for key in self._order[first : last + 1]:
                     self._counts[self._rows.pop(key).status] -= 1
                     self._thumb_stamps.pop(key, None)
                     self._thumb_serials.pop(key, None)
+                    model.icons.pop(key, None)
+                    model.fractions.pop(key, None)
+                    self._decoding.discard(key)
                 del self._order[first : last + 1]
-                self.model().removeRows(first, last - first + 1)
+                model.endRemoveRows()
         finally:
             self.setUpdatesEnabled(True)
         self._index = {path: i for i, path in enumerate(self._order)}
@@ -459,22 +657,41 @@ class PhotoQueue(QTableWidget):
         return self._order[rows[0].row()] if rows else None
 
     def wait_for_thumbnails(self, timeout_ms: int = 10_000) -> bool:
-        """Check the thumbnails due now, wait for the pool's jobs, then draw what they made;
-        True when all have ended."""
+        """Decode the thumbnails of the rows in view and check those due now, wait for the
+        pool's jobs, then draw what they made; True when all have ended."""
+        self._decode_in_view()
         self._check_due_thumbnails()
         done = bool(self._pool.waitForDone(timeout_ms))
         self._collect_thumbnails()
         return done
 
     def _collect_thumbnails(self) -> None:
+        # Read first: a job that ends after the take below leaves its thumbnails for the next.
+        running = self._thumbs.running
+        passed = self._thumbs.take_passed()
+        self._decoding.difference_update(passed)
+        if not self._thumbs.wanted.isdisjoint(passed):  # scrolled back meanwhile: asked again
+            self._view_moved()
+        ratio = self.devicePixelRatioF()
         for thumb in self._thumbs.take():
-            if thumb.serial < self._thumb_serials.get(thumb.path, -1):
+            key = thumb.path
+            self._decoding.discard(key)
+            if key not in self._rows or thumb.serial < self._thumb_serials.get(key, -1):
                 continue  # an older job's, done after a newer one's: the file as it was
-            self._thumb_serials[thumb.path] = thumb.serial
-            self._thumb_stamps[thumb.path] = thumb.stamp
-            self._set_thumbnail(thumb.path, _qimage(thumb))
-        if not self._thumbs.running:
+            self._thumb_serials[key] = thumb.serial
+            self._thumb_stamps[key] = thumb.stamp
+            icon = QIcon(thumbnail_pixmap(_qimage(thumb), ratio)) if thumb.rgba else None
+            self._model.set_icon(key, icon)
+            row = self._index[key]
+            self._model.changed(row, 0, 0)
+        if len(self._thumb_stamps) > 2 * THUMB_CACHE:  # those of thumbnails no longer kept
+            icons = self._model.icons
+            self._thumb_stamps = {k: v for k, v in self._thumb_stamps.items() if k in icons}
+        if not running:
             self._thumb_timer.stop()
+            if self._decoding:  # passed over while scrolled away: asked again if in view now
+                self._decoding.clear()
+                self._view_moved()
 
     # --- status ---------------------------------------------------------------------------------
     def set_status(
@@ -499,23 +716,20 @@ class PhotoQueue(QTableWidget):
             row.problem = ""  # the file was mended
         index = self._index[key]
         if status is RowStatus.PROTECTING and not self.underMouse():  # in view as it is worked
-            self.scrollTo(self.model().index(index, 0))  # on, unless the user points at the list
-        text = status.value if not reason else f"{status.value}: {reason}"
-        item = QTableWidgetItem(text)
-        item.setForeground(QColor(_STATUS_COLOURS[status]))
-        item.setToolTip(f"<p>{html.escape(text)}</p>")  # rich text: the tooltip wraps too
-        item.setData(Qt.ItemDataRole.AccessibleTextRole, text)  # whole, where the row cuts it
-        self.setItem(index, 1, item)
+            self.scrollTo(self._model.index(index, 0))  # on, unless the user points at the list
         if status is RowStatus.DONE:
-            self._set_fraction(index, 1.0)
+            self._model.fractions[key] = 1.0
         elif status in (RowStatus.WAITING, RowStatus.CANCELLED):
-            self._set_fraction(index, 0.0)
+            self._model.fractions.pop(key, None)
+        self._model.changed(index, 1, 2)
         self._set_retry(index, key, status is RowStatus.FAILED, row.gone)
 
     def set_progress(self, path: Path, fraction: float) -> None:
-        index = self._index.get(self._key(path))
+        key = self._key(path)
+        index = self._index.get(key)
         if index is not None:
-            self._set_fraction(index, max(0.0, min(1.0, fraction)))
+            self._model.fractions[key] = max(0.0, min(1.0, fraction))
+            self._model.changed(index, 2, 2)
 
     def set_output(self, path: Path, output: Path) -> None:
         row = self._rows.get(self._key(path))
@@ -528,32 +742,19 @@ class PhotoQueue(QTableWidget):
         return dict(self._counts)
 
     # --- internals ------------------------------------------------------------------------------
-    def _fill_row(self, index: int, path: Path) -> None:
-        name = QTableWidgetItem(shown(path.name))  # Qt drops bytes that are not UTF-8
-        name.setToolTip(shown(path))
-        name.setIcon(self._placeholder)
-        self.setItem(index, 0, name)
-        status = QTableWidgetItem(RowStatus.WAITING.value)
-        status.setForeground(QColor(_STATUS_COLOURS[RowStatus.WAITING]))
-        self.setItem(index, 1, status)
-        self.setItem(index, 2, QTableWidgetItem())
-
-    def _set_fraction(self, index: int, fraction: float) -> None:
-        item = self.item(index, 2)
-        if item is not None:
-            item.setData(PROGRESS_ROLE, fraction)
-
     def retry_button(self, path: Path) -> QPushButton | None:
         """The row's Retry button, or Remove for a photo gone from where it was added (one
         exists only while the row has failed)."""
-        holder = self.cellWidget(self._index[path.resolve()], 3)
+        holder = self.indexWidget(self._model.index(self._index[path.resolve()], 3))
         return holder.findChild(QPushButton) if holder is not None else None
 
     def _set_retry(self, index: int, path: Path, failed: bool, gone: bool = False) -> None:
+        cell = self._model.index(index, 3)
+        current = self.indexWidget(cell)
         if not failed:
-            self.removeCellWidget(index, 3)
+            if current is not None:
+                self.setIndexWidget(cell, None)  # type: ignore[arg-type]
             return
-        current = self.cellWidget(index, 3)
         if current is not None and current.property("gone") == gone:
             return
         retry = QPushButton("Remove" if gone else "Retry")
@@ -567,7 +768,7 @@ class PhotoQueue(QTableWidget):
         lay = QHBoxLayout(holder)
         lay.setContentsMargins(6, 0, 6, 0)
         lay.addWidget(retry)
-        self.setCellWidget(index, 3, holder)
+        self.setIndexWidget(cell, holder)
         if gone:  # "Remove" is wider than "Retry", which the column is made for: never cut
             self.setColumnWidth(3, max(self.columnWidth(3), holder.sizeHint().width()))
 
@@ -594,14 +795,6 @@ class PhotoQueue(QTableWidget):
             if self._retry_enabled
             else "A job is running: retry when it ends"
         )
-
-    def _set_thumbnail(self, key: Path, image: QImage) -> None:
-        if key not in self._rows:
-            return
-        square = thumbnail_pixmap(image, self.devicePixelRatioF())
-        item = self.item(self._index[key], 0)
-        if item is not None:
-            item.setIcon(QIcon(square))
 
 
 def thumbnail_pixmap(image: QImage, ratio: float) -> QPixmap:

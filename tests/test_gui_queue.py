@@ -461,9 +461,11 @@ def test_rows_scrolled_to_get_their_thumbnails_and_few_are_kept(
     """Thumbnails are kept for the last THUMB_CACHE rows shown, not for the whole queue (a
     96x96 icon a photo at a scale factor of 2: 500 MB at 25,000 photos); rows scrolled back
     to are decoded again."""
+    from spdesk.gui.widgets import queue as queue_module
     from spdesk.gui.widgets.queue import THUMB_CACHE
 
     decoded = _red_thumbnails(monkeypatch)
+    monkeypatch.setattr(queue_module, "FILLED_ROWS", 200)
     queue = PhotoQueue()
     qtbot.addWidget(queue)
     queue.resize(400, 600)
@@ -477,10 +479,9 @@ def test_rows_scrolled_to_get_their_thumbnails_and_few_are_kept(
         queue.scrollTo(queue.model().index(row, 0))
         assert queue.wait_for_thumbnails()
         assert _drawn(queue, row)
-        assert (
-            len(queue._model.icons) <= THUMB_CACHE and len(queue._thumb_stamps) <= 2 * THUMB_CACHE
-        )
+        assert len(queue._icons) <= THUMB_CACHE and len(queue._thumb_stamps) <= 2 * THUMB_CACHE
     assert len(set(decoded)) == 3000  # each row was in view once
+    assert sum(queue.item(row, 0) is not None for row in range(3000)) <= 200  # cells made
     queue.scrollToTop()
     assert queue.wait_for_thumbnails() and _drawn(queue, 0)
     assert decoded.count(paths[0]) == 2  # dropped from those kept, decoded again
@@ -573,3 +574,71 @@ def test_a_jobs_scrolling_asks_for_thumbnails_in_batches_not_a_pool_job_a_photo(
     assert len(set(decoded)) == 400
     assert all(_drawn(queue, row) for row in queue.rows_in_view(0))
     assert len(started) < 400 / 3, len(started)  # a job a photo: 400
+
+
+def test_painting_the_queue_asks_python_for_nothing_but_the_progress_bars(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model written in Python was asked for each cell's data as it was painted; each ask
+    waited for the job's thread to let go of the GIL, so the window paused up to 1.5 s a
+    paint while photos were protected. The cells are Qt's items: painting them runs no
+    Python but the progress bars' delegate."""
+    import sys
+
+    _red_thumbnails(monkeypatch)
+    queue = PhotoQueue()
+    qtbot.addWidget(queue)
+    queue.resize(400, 600)
+    queue.show()
+    paths = [tmp_path / f"photo_{i:04d}.jpg" for i in range(500)]
+    queue.add_photos(paths)
+    queue.set_status(paths[1], RowStatus.FAILED, "Cannot read it")
+    queue.set_progress(paths[2], 0.5)
+    assert queue.wait_for_thumbnails()
+    qtbot.wait(50)
+    queue.grab()  # laid out and painted once
+    called: list[str] = []
+
+    def watch(frame: object, event: str, _arg: object) -> None:
+        code = frame.f_code  # type: ignore[attr-defined]
+        if event == "call" and code.co_filename.endswith("queue.py"):
+            called.append(code.co_qualname)
+
+    sys.setprofile(watch)
+    try:
+        queue.grab()  # painted whole, as on the screen
+    finally:
+        sys.setprofile(None)
+    in_view = queue.rowAt(queue.viewport().height() - 1) + 1
+    assert set(called) == {"_ProgressDelegate.paint"}, set(called)
+    assert len(called) <= in_view + 1
+
+
+def test_rows_a_job_scrolls_past_are_not_decoded_until_the_view_stands_still(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job in universal mode reaches 200 photos a second, each scrolled into view: their
+    thumbnails, each on the screen for 5 ms, were decoded in the pool beside the job (5,000
+    photos: pauses of the window doubled). The view's thumbnails wait for it to stand still."""
+    decoded = _red_thumbnails(monkeypatch)
+    queue = PhotoQueue()
+    qtbot.addWidget(queue)
+    queue.resize(400, 600)
+    queue.show()
+    monkeypatch.setattr(queue, "underMouse", lambda: False)  # offscreen, the pointer is on it
+    paths = [tmp_path / f"photo_{i:03d}.jpg" for i in range(300)]
+    queue.add_photos(paths)
+    assert queue.wait_for_thumbnails()
+    first = set(decoded)
+    queue._view_timer.setInterval(60_000)  # the view never stands still long enough
+    for path in paths:
+        queue.set_status(path, RowStatus.PROTECTING)
+        qtbot.wait(1)
+        queue.set_status(path, RowStatus.DONE)
+    queue._pool.waitForDone()
+    assert set(decoded) == first
+    assert all(queue.text(row, 1) == "Done" for row in queue.rows_in_view(0))  # cells made
+    queue._view_timer.setInterval(1)  # it stands still
+    queue._view_moved()
+    qtbot.waitUntil(lambda: all(_drawn(queue, row) for row in queue.rows_in_view(0)), timeout=5000)
+    assert set(decoded) == first | {paths[row] for row in queue.rows_in_view()}

@@ -33,7 +33,7 @@ QFrame#Summary[stopped="true"] {{ background: #fff8e6; border-color: #f3d98b; }}
 QFrame#Note {{ background: #fff8e6; border: 1px solid #f3d98b; border-radius: 8px; }}
 QFrame#Note[error="true"] {{ background: #fdecec; border-color: #f1b5b5; }}
 QFrame#Note[error="true"] QLabel {{ color: #991b1b; }}
-QTableView#PhotoQueue, QTableWidget {{
+QTableWidget#PhotoQueue, QTableWidget {{
     background: #ffffff; alternate-background-color: #fafbfc; border: 1px solid #e3e6eb;
     border-radius: 10px; selection-background-color: #dbe7ff; selection-color: #111827;
 }}

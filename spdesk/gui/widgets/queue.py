@@ -1,8 +1,8 @@
 """The queue of photos: thumbnail, name, status per photo, progress, and retry for failed rows.
 
-A view over a model of the rows (``_QueueModel``): a row is a few Python objects, drawn only
-when it is in view. Thumbnails are decoded for the rows in view and a few either side, kept
-for the last ``THUMB_CACHE`` rows drawn (a queue of 25,000 decoded every photo up front: 500 MB
+A row is a few Python objects until it comes near the view, when its cells are made (see
+:class:`PhotoQueue`). Thumbnails are decoded for the rows in view and a few either side, kept
+for the last ``THUMB_CACHE`` rows shown (a queue of 25,000 decoded every photo up front: 500 MB
 and 27 s of decoding). They are decoded in a thread pool by Pillow (a JPEG at a fraction of its
 size, other photos by spdesk's own reader) and collected by the GUI thread on a timer: the
 pool's threads call nothing of Qt's (see ``_ThumbInbox``).
@@ -14,14 +14,12 @@ import html
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
 from PIL import Image, ImageOps
 from PySide6.QtCore import (
-    QAbstractTableModel,
-    QItemSelection,
     QModelIndex,
     QPersistentModelIndex,
     QRectF,
@@ -48,7 +46,8 @@ from PySide6.QtWidgets import (
     QPushButton,
     QStyledItemDelegate,
     QStyleOptionViewItem,
-    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
     QWidget,
 )
 
@@ -124,6 +123,9 @@ class _ThumbInbox:
         # The photos in view and near it, replaced whole by the GUI thread as the view moves:
         # a photo scrolled past before a job reached it is passed over, not decoded.
         self.wanted: frozenset[Path] = frozenset()
+        # The thumbnails' edge in device pixels (THUMB points at the screen's pixel ratio): the
+        # jobs square them to it, so the GUI thread only wraps their pixels.
+        self.edge = THUMB
         self._lock = threading.Lock()
         self._ready: list[_Thumb] = []
         self._passed: list[Path] = []
@@ -147,10 +149,15 @@ class _ThumbInbox:
         with self._lock:
             self.running -= 1
 
-    def take(self) -> list[_Thumb]:
+    def take(self, limit: int | None = None) -> list[_Thumb]:
+        """The thumbnails made, the first ``limit`` of them (the rest wait for the next take)."""
         with self._lock:
-            ready, self._ready = self._ready, []
+            ready, self._ready = self._ready[:limit], self._ready[len(self._ready[:limit]) :]
             return ready
+
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._ready)
 
     def take_passed(self) -> list[Path]:
         with self._lock:
@@ -191,6 +198,7 @@ class _ThumbJob(QRunnable):
                     inbox.passed(path)
                     continue
                 thumb = _thumbnail(path, stamp, serial)
+                thumb = _squared(thumb, inbox.edge) if thumb is not None else None
                 inbox.deliver(thumb or _Thumb(path, b"", 0, 0, stamp, serial))
         finally:
             inbox.finished()
@@ -233,18 +241,44 @@ def _jpeg_draft(path: Path) -> Image.Image | None:
         return ImageOps.exif_transpose(image)
 
 
-def _qimage(thumb: _Thumb) -> QImage:
+def _squared(thumb: _Thumb, edge: int) -> _Thumb | None:
+    """``thumb`` fitted, centred, in a transparent ``edge``-pixel square, as
+    :func:`thumbnail_pixmap` draws it, by Pillow in the pool: on the GUI thread each of Qt's
+    calls that drew it could wait for a busy job's thread to let go of the GIL."""
+    try:
+        image = Image.frombytes("RGBA", (thumb.width, thumb.height), thumb.rgba)
+        scale = edge / max(thumb.width, thumb.height)
+        size = (max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale)))
+        if size != image.size:
+            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        square = Image.new("RGBA", (edge, edge), (0, 0, 0, 0))
+        square.paste(image, ((edge - size[0]) // 2, (edge - size[1]) // 2))
+    except (MemoryError, ValueError):
+        return None
+    return replace(thumb, rgba=square.tobytes(), width=edge, height=edge)
+
+
+def _pixmap(thumb: _Thumb, ratio: float) -> QPixmap:
+    """The pixmap of a thumbnail squared in the pool at ``ratio``, in as few of Qt's calls as
+    can be (each may wait for the GIL); one made at another ratio is drawn again."""
     image = QImage(
         thumb.rgba, thumb.width, thumb.height, 4 * thumb.width, QImage.Format.Format_RGBA8888
     )
-    return image.copy()  # QImage borrows the bytes: the copy owns its pixels
+    if thumb.width != round(THUMB * ratio) or thumb.height != thumb.width:
+        return thumbnail_pixmap(image.copy(), ratio)
+    pixmap = QPixmap.fromImage(image)  # a copy of the pixels: the bytes may go
+    pixmap.setDevicePixelRatio(ratio)
+    return pixmap
 
 
 THUMB_COLLECT_MS = 50  # how often the GUI thread draws the thumbnails the pool has made
+THUMB_COLLECT_MAX = 6  # thumbnails drawn at most each time: a long queue of them waits its turn
+THUMB_SETTLE_MS = 100  # the view stands still this long before its thumbnails are decoded
 THUMB_CHECK_MS = 500  # photos reached by a job within this are checked for edits together
 THUMB_MARGIN = 10  # rows beyond each edge of the view whose thumbnails are decoded too
 THUMB_CACHE = 300  # thumbnails kept, the last drawn (96x96 pixels each at a scale of 2: 11 MB)
 THUMB_JOBS = 2  # pool jobs that decode the thumbnails the view asks for at once (a thread each)
+FILLED_ROWS = 2000  # rows with cells (table items) at most: those near the view, and lately
 
 # The photo column's width: 260 points where there is room, a third of the table in a narrow
 # window, never under 150 (a thumbnail and a short name).
@@ -275,99 +309,28 @@ class _ProgressDelegate(QStyledItemDelegate):
         painter.restore()
 
 
-class _QueueModel(QAbstractTableModel):
-    """The queue's rows for its view: what a cell shows is made when the view asks for it (a
-    row in view), from the row's :class:`QueueRow`; nothing is made per row up front."""
-
-    def __init__(self, queue: PhotoQueue) -> None:
-        super().__init__(queue)
-        self.order: list[Path] = []  # the rows' keys, in the queue's order
-        self.rows: dict[Path, QueueRow] = {}
-        self.fractions: dict[Path, float] = {}  # progress of the rows that have any
-        # The thumbnails drawn, the last used last (None: the file could not be read); at most
-        # THUMB_CACHE, the least recently shown dropped first (decoded again when in view).
-        self.icons: OrderedDict[Path, QIcon | None] = OrderedDict()
-        placeholder = QPixmap(THUMB, THUMB)
-        placeholder.fill(QColor("#e5e7eb"))
-        self.placeholder = QIcon(placeholder)
-        self._colours = {status: QColor(colour) for status, colour in _STATUS_COLOURS.items()}
-
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.order)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(PhotoQueue.COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> object:
-        if orientation is Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return PhotoQueue.COLUMNS[section]
-        return None
-
-    def data(
-        self,
-        index: QModelIndex | QPersistentModelIndex,
-        role: int = Qt.ItemDataRole.DisplayRole,
-    ) -> object:
-        if not index.isValid() or index.row() >= len(self.order):
-            return None
-        key = self.order[index.row()]
-        column = index.column()
-        if column == 0:
-            if role == Qt.ItemDataRole.DisplayRole:
-                return shown(key.name)  # Qt drops bytes that are not UTF-8
-            if role == Qt.ItemDataRole.DecorationRole:
-                if key in self.icons:
-                    self.icons.move_to_end(key)
-                    return self.icons[key] or self.placeholder
-                return self.placeholder
-            if role == Qt.ItemDataRole.ToolTipRole:
-                return shown(key)
-        elif column == 1:
-            row = self.rows[key]
-            if role == Qt.ItemDataRole.ForegroundRole:
-                return self._colours[row.status]
-            if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.AccessibleTextRole):
-                return status_text(row)  # whole for a screen reader, where the row cuts it
-            if role == Qt.ItemDataRole.ToolTipRole:  # rich text: the tooltip wraps too
-                return f"<p>{html.escape(status_text(row))}</p>"
-        elif column == 2 and role == PROGRESS_ROLE:
-            return self.fractions.get(key, 0.0)
-        return None
-
-    def set_icon(self, key: Path, icon: QIcon | None) -> None:
-        """Keep ``key``'s thumbnail, dropping the least recently shown beyond THUMB_CACHE."""
-        self.icons[key] = icon
-        self.icons.move_to_end(key)
-        while len(self.icons) > THUMB_CACHE:
-            self.icons.popitem(last=False)
-
-    def changed(self, row: int, first: int, last: int) -> None:
-        self.dataChanged.emit(self.index(row, first), self.index(row, last))
-
-
 def status_text(row: QueueRow) -> str:
     """A row's status as its Status cell says it: "Failed: Cannot read it"."""
     return f"{row.status.value}: {row.reason}" if row.reason else row.status.value
 
 
-class PhotoQueue(QTableView):
-    """One row per photo; the window updates rows from job events by path."""
+class PhotoQueue(QTableWidget):
+    """One row per photo; the window updates rows from job events by path.
+
+    A row's cells (table items) are made when it comes near the view, and dropped once
+    ``FILLED_ROWS`` others were made since it was last in view; until then it is a
+    :class:`QueueRow` and its key. The cells stay Qt's own items, painted without Python: a
+    model in Python was asked for each cell's data as it was painted, and each call waited for
+    the job's thread to let go of the GIL (5,000 photos in the window: pauses of 1.5 s)."""
 
     retry_requested = Signal(object)  # Path
     remove_requested = Signal(object)  # Path: a photo gone from where it was added
-    itemSelectionChanged = Signal()  # the rows selected changed (as QTableWidget's)
-    cellActivated = Signal(int, int)  # row, column: Enter or a double click on a row
     COLUMNS = ("Photo", "Status", "Progress", "")
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(0, len(self.COLUMNS), parent)
         self.setObjectName("PhotoQueue")
-        self._model = _QueueModel(self)
-        self.setModel(self._model)
-        self.selectionModel().selectionChanged.connect(self._on_selection_changed)
-        self.activated.connect(lambda index: self.cellActivated.emit(index.row(), index.column()))
+        self.setHorizontalHeaderLabels(list(self.COLUMNS))
         rows = self.verticalHeader()
         rows.setVisible(False)
         rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # one height: no row measured
@@ -398,25 +361,33 @@ class PhotoQueue(QTableView):
         self.setColumnWidth(2, 120)
         self.setColumnWidth(3, 84)
         self.setItemDelegateForColumn(2, _ProgressDelegate(self))
-        self._rows = self._model.rows
-        self._order = self._model.order
+        self._rows: dict[Path, QueueRow] = {}
+        self._order: list[Path] = []
         self._index: dict[Path, int] = {}  # row number of each path
+        self._fractions: dict[Path, float] = {}  # progress of the rows that have any
+        self._filled: OrderedDict[Path, None] = OrderedDict()  # rows with cells, oldest first
         self._counts = dict.fromkeys(RowStatus, 0)  # rows by status, kept as they change
         # Raised at each change of the rows, a status or an output: what a window counts from
         # the rows is counted again only when this has moved, not on each update of its controls.
         self.changes = 0
-        self._placeholder = self._model.placeholder
+        placeholder = QPixmap(THUMB, THUMB)
+        placeholder.fill(QColor("#e5e7eb"))
+        self._placeholder = QIcon(placeholder)
+        self._colours = {status: QColor(colour) for status, colour in _STATUS_COLOURS.items()}
         self._retry_enabled = True  # off while a job runs (a retry starts one)
         garbage.install()
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
         self._thumbs = _ThumbInbox()
+        # The thumbnails kept, the last shown last (None: the file could not be read); at most
+        # THUMB_CACHE, the least recently shown dropped first (decoded again when in view).
+        self._icons: OrderedDict[Path, QIcon | None] = OrderedDict()
         # The stamp and job of each thumbnail kept: a photo edited since (on disk) is drawn
         # again when it is added again or protected (it stayed as it was when queued).
         self._thumb_stamps: dict[Path, Stamp | None] = {}
         self._thumb_serials: dict[Path, int] = {}
         self._thumb_serial = 0
-        self._decoding: set[Path] = set()  # rows in view whose thumbnail a pool job has
+        self._decoding: set[Path] = set()  # rows near the view whose thumbnail a pool job has
         self._thumb_timer = QTimer(self)  # collects the pool's thumbnails, while it works
         self._thumb_timer.setInterval(THUMB_COLLECT_MS)
         self._thumb_timer.timeout.connect(self._collect_thumbnails)
@@ -425,16 +396,14 @@ class PhotoQueue(QTableView):
         self._check_timer.setSingleShot(True)
         self._check_timer.setInterval(THUMB_CHECK_MS)
         self._check_timer.timeout.connect(self._check_due_thumbnails)
-        # The rows in view are looked at once the view has settled (scrolled, resized, rows
-        # added or removed): their thumbnails not kept are decoded then.
+        # The thumbnails of the rows near the view are asked for once it has stood still for
+        # THUMB_SETTLE_MS (scrolled, resized, rows added or removed); their cells are made at
+        # once. A job's scrolling, 200 rows a second, had the pool decode rows seen for 5 ms.
         self._view_timer = QTimer(self)
         self._view_timer.setSingleShot(True)
-        self._view_timer.setInterval(0)
+        self._view_timer.setInterval(THUMB_SETTLE_MS)
         self._view_timer.timeout.connect(self._decode_in_view)
         self.verticalScrollBar().valueChanged.connect(self._view_moved)
-        self._model.rowsInserted.connect(self._view_moved)
-        self._model.rowsRemoved.connect(self._view_moved)
-        self._model.modelReset.connect(self._view_moved)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         """The photo column gives way in a narrow window (half a screen), down to a readable
@@ -458,26 +427,17 @@ class PhotoQueue(QTableView):
         if index == 0 and not self._fitting_photo_column:
             self._photo_width_by_hand = True
 
-    def _on_selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
-        self.itemSelectionChanged.emit()
-
-    # --- as QTableWidget's ----------------------------------------------------------------------
-    def rowCount(self) -> int:
-        return len(self._order)
-
-    def currentRow(self) -> int:
-        return self.currentIndex().row()
-
-    def setCurrentCell(self, row: int, column: int) -> None:
-        self.setCurrentIndex(self._model.index(row, column))
-
     def text(self, row: int, column: int) -> str:
-        """What the cell at ``row``, ``column`` says."""
-        return str(self._model.index(row, column).data() or "")
+        """What the cell at ``row``, ``column`` says (made now if it was not)."""
+        self._fill(range(row, row + 1))
+        item = self.item(row, column)
+        return item.text() if item is not None else ""
 
     def icon(self, row: int) -> QIcon:
-        """The thumbnail ``row`` shows now (the grey placeholder until it is decoded)."""
-        return QIcon(self._model.index(row, 0).data(Qt.ItemDataRole.DecorationRole))
+        """The thumbnail ``row`` shows (the grey placeholder until it is decoded)."""
+        self._fill(range(row, row + 1))
+        item = self.item(row, 0)
+        return item.icon() if item is not None else QIcon()
 
     # --- contents -------------------------------------------------------------------------------
     def add_photos(self, paths: list[Path], *, resolved: bool = False) -> int:
@@ -485,7 +445,8 @@ class PhotoQueue(QTableView):
         paths are resolved already (the scan's worker resolves the photos it lists: 25,000
         resolved here held the window for 0.8 s, and again each time the folder was added).
 
-        The new rows are inserted at once; nothing is made for a row until it is in view.
+        The rows are added at once, empty: the cells of those near the view are made then,
+        the others' as they come near it (25,000 rows of cells held the window 2 s).
         """
         new: list[Path] = []
         again: list[Path] = []
@@ -502,10 +463,14 @@ class PhotoQueue(QTableView):
         if not new:
             return 0
         first = len(self._order)
-        self._model.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
         self._order.extend(new)
         self._index.update(zip(new, range(first, first + len(new)), strict=True))
-        self._model.endInsertRows()
+        self.setUpdatesEnabled(False)
+        try:
+            self.setRowCount(first + len(new))
+            self._view_moved()
+        finally:
+            self.setUpdatesEnabled(True)
         self._counts[RowStatus.WAITING] += len(new)
         self.changes += 1
         return len(new)
@@ -533,8 +498,12 @@ class PhotoQueue(QTableView):
             self._start_thumbnails(keys)
 
     def _view_moved(self) -> None:
-        if not self._view_timer.isActive():
-            self._view_timer.start()
+        """Make the cells of the rows near the view now (before it is painted), and ask for
+        their thumbnails once it has settled (a pool job skips a row no longer near it)."""
+        wanted = self.rows_in_view()
+        self._fill(wanted)
+        self._thumbs.wanted = frozenset(self._order[row] for row in wanted)
+        self._view_timer.start()
 
     def rows_in_view(self, margin: int = THUMB_MARGIN) -> range:
         """The rows in view and ``margin`` either side: those whose thumbnails are made."""
@@ -554,9 +523,10 @@ class PhotoQueue(QTableView):
         thumbnail: a job's scrolling, a row a photo, asks for a batch every few photos, not a
         pool job each (which made the window stall three times as often: 45776e6)."""
         self._view_timer.stop()
-        order, icons = self._order, self._model.icons
+        order, icons = self._order, self._icons
         near = self.rows_in_view(THUMB_MARGIN // 3)
         wanted = self.rows_in_view()
+        self._fill(wanted)
         self._thumbs.wanted = frozenset(order[row] for row in wanted)
         for row in near:
             if order[row] in icons:
@@ -568,6 +538,7 @@ class PhotoQueue(QTableView):
         todo = [order[row] for row in rows if order[row] not in icons]
         todo = [key for key in todo if key not in self._decoding]
         self._decoding.update(todo)
+        self._thumbs.edge = round(THUMB * self.devicePixelRatioF())
         for thread in range(THUMB_JOBS):
             requests = [self._thumb_request(key) for key in todo[thread::THUMB_JOBS]]
             if requests:
@@ -578,9 +549,10 @@ class PhotoQueue(QTableView):
         """Check the thumbnails kept of ``keys`` against their files, in one pool job (one not
         kept is decoded from the file as it is then, once it comes into view)."""
         stamps = self._thumb_stamps
-        icons = self._model.icons
+        icons = self._icons
         requests = [self._thumb_request(key, stamps.get(key)) for key in keys if key in icons]
         if requests:
+            self._thumbs.edge = round(THUMB * self.devicePixelRatioF())
             self._pool.start(_ThumbJob(requests, self._thumbs))
             self._thumb_timer.start()
 
@@ -590,19 +562,19 @@ class PhotoQueue(QTableView):
 
     def clear_photos(self) -> None:
         self._thumbs.batch += 1
-        self._model.beginResetModel()
         self._rows.clear()
         self._order.clear()
         self._index.clear()
-        self._model.fractions.clear()
-        self._model.icons.clear()
-        self._model.endResetModel()
+        self._fractions.clear()
+        self._filled.clear()
+        self._icons.clear()
         self._counts = dict.fromkeys(RowStatus, 0)
         self.changes += 1
         self._thumb_stamps.clear()
         self._thumb_serials.clear()
         self._decoding.clear()
         self._checks_due.clear()
+        self.setRowCount(0)
 
     def remove_selected(self) -> None:
         """Remove the selected rows, each run of neighbours at once, the last run first.
@@ -617,24 +589,24 @@ class PhotoQueue(QTableView):
 
     def _remove_rows(self, numbers: set[int]) -> None:
         rows = sorted(numbers)
-        model = self._model
         self.clearSelection()
         self.setUpdatesEnabled(False)
         try:
             for first, last in reversed(_runs(rows)):
-                model.beginRemoveRows(QModelIndex(), first, last)
                 for key in self._order[first : last + 1]:
                     self._counts[self._rows.pop(key).status] -= 1
                     self._thumb_stamps.pop(key, None)
                     self._thumb_serials.pop(key, None)
-                    model.icons.pop(key, None)
-                    model.fractions.pop(key, None)
+                    self._icons.pop(key, None)
+                    self._fractions.pop(key, None)
+                    self._filled.pop(key, None)
                     self._decoding.discard(key)
                 del self._order[first : last + 1]
-                model.endRemoveRows()
+                self.model().removeRows(first, last - first + 1)
+            self._index = {path: i for i, path in enumerate(self._order)}
+            self._view_moved()
         finally:
             self.setUpdatesEnabled(True)
-        self._index = {path: i for i, path in enumerate(self._order)}
         self.changes += 1
 
     def paths(self) -> list[Path]:
@@ -663,6 +635,8 @@ class PhotoQueue(QTableView):
         self._check_due_thumbnails()
         done = bool(self._pool.waitForDone(timeout_ms))
         self._collect_thumbnails()
+        while self._thumbs.waiting():
+            self._collect_thumbnails()
         return done
 
     def _collect_thumbnails(self) -> None:
@@ -673,25 +647,47 @@ class PhotoQueue(QTableView):
         if not self._thumbs.wanted.isdisjoint(passed):  # scrolled back meanwhile: asked again
             self._view_moved()
         ratio = self.devicePixelRatioF()
-        for thumb in self._thumbs.take():
+        wanted = self._thumbs.wanted
+        for thumb in self._thumbs.take(THUMB_COLLECT_MAX):
             key = thumb.path
             self._decoding.discard(key)
             if key not in self._rows or thumb.serial < self._thumb_serials.get(key, -1):
                 continue  # an older job's, done after a newer one's: the file as it was
+            if key not in wanted:  # scrolled far past since: made again if it comes back
+                self._drop_icon(key)
+                continue
             self._thumb_serials[key] = thumb.serial
             self._thumb_stamps[key] = thumb.stamp
-            icon = QIcon(thumbnail_pixmap(_qimage(thumb), ratio)) if thumb.rgba else None
-            self._model.set_icon(key, icon)
-            row = self._index[key]
-            self._model.changed(row, 0, 0)
+            self._keep_icon(key, QIcon(_pixmap(thumb, ratio)) if thumb.rgba else None)
         if len(self._thumb_stamps) > 2 * THUMB_CACHE:  # those of thumbnails no longer kept
-            icons = self._model.icons
+            icons = self._icons
             self._thumb_stamps = {k: v for k, v in self._thumb_stamps.items() if k in icons}
-        if not running:
+        if not running and not self._thumbs.waiting():
             self._thumb_timer.stop()
             if self._decoding:  # passed over while scrolled away: asked again if in view now
                 self._decoding.clear()
                 self._view_moved()
+
+    def _keep_icon(self, key: Path, icon: QIcon | None) -> None:
+        """Show ``key``'s thumbnail and keep it, dropping the least recently shown beyond
+        THUMB_CACHE (their rows show the placeholder again, as their pixels are let go)."""
+        self._icons[key] = icon
+        self._icons.move_to_end(key)
+        self._show_icon(key)
+        while len(self._icons) > THUMB_CACHE:
+            dropped, _ = self._icons.popitem(last=False)
+            self._show_icon(dropped)
+
+    def _drop_icon(self, key: Path) -> None:
+        if self._icons.pop(key, False) is not False:
+            self._thumb_stamps.pop(key, None)
+            self._show_icon(key)
+
+    def _show_icon(self, key: Path) -> None:
+        if key in self._filled:
+            item = self.item(self._index[key], 0)
+            if item is not None:
+                item.setIcon(self._icons.get(key) or self._placeholder)
 
     # --- status ---------------------------------------------------------------------------------
     def set_status(
@@ -716,20 +712,23 @@ class PhotoQueue(QTableView):
             row.problem = ""  # the file was mended
         index = self._index[key]
         if status is RowStatus.PROTECTING and not self.underMouse():  # in view as it is worked
-            self.scrollTo(self._model.index(index, 0))  # on, unless the user points at the list
+            self.scrollTo(self.model().index(index, 0))  # on, unless the user points at the list
         if status is RowStatus.DONE:
-            self._model.fractions[key] = 1.0
+            self._fractions[key] = 1.0
         elif status in (RowStatus.WAITING, RowStatus.CANCELLED):
-            self._model.fractions.pop(key, None)
-        self._model.changed(index, 1, 2)
+            self._fractions.pop(key, None)
+        if key in self._filled:
+            self._show_status(index, row)
+            self._show_fraction(index, key)
         self._set_retry(index, key, status is RowStatus.FAILED, row.gone)
 
     def set_progress(self, path: Path, fraction: float) -> None:
         key = self._key(path)
         index = self._index.get(key)
         if index is not None:
-            self._model.fractions[key] = max(0.0, min(1.0, fraction))
-            self._model.changed(index, 2, 2)
+            self._fractions[key] = max(0.0, min(1.0, fraction))
+            if key in self._filled:
+                self._show_fraction(index, key)
 
     def set_output(self, path: Path, output: Path) -> None:
         row = self._rows.get(self._key(path))
@@ -742,18 +741,56 @@ class PhotoQueue(QTableView):
         return dict(self._counts)
 
     # --- internals ------------------------------------------------------------------------------
+    def _fill(self, rows: range) -> None:
+        """Make the cells of ``rows`` that have none; drop those of the rows made longest ago
+        beyond FILLED_ROWS (out of view: a row near it was made or shown since)."""
+        order, filled = self._order, self._filled
+        for index in rows:
+            key = order[index]
+            if key in filled:
+                filled.move_to_end(key)
+                continue
+            name = QTableWidgetItem(shown(key.name))  # Qt drops bytes that are not UTF-8
+            name.setToolTip(shown(key))
+            name.setIcon(self._icons.get(key) or self._placeholder)
+            self.setItem(index, 0, name)
+            self.setItem(index, 1, QTableWidgetItem())
+            self.setItem(index, 2, QTableWidgetItem())
+            self._show_status(index, self._rows[key])
+            self._show_fraction(index, key)
+            filled[key] = None
+        while len(filled) > FILLED_ROWS:
+            key, _ = filled.popitem(last=False)
+            index = self._index[key]
+            for column in range(3):
+                self.takeItem(index, column)
+
+    def _show_status(self, index: int, row: QueueRow) -> None:
+        item = self.item(index, 1)
+        if item is None:
+            return
+        text = status_text(row)
+        item.setText(text)
+        item.setForeground(self._colours[row.status])
+        item.setToolTip(f"<p>{html.escape(text)}</p>")  # rich text: the tooltip wraps too
+        item.setData(Qt.ItemDataRole.AccessibleTextRole, text)  # whole, where the row cuts it
+
+    def _show_fraction(self, index: int, key: Path) -> None:
+        item = self.item(index, 2)
+        if item is not None:
+            item.setData(PROGRESS_ROLE, self._fractions.get(key, 0.0))
+
     def retry_button(self, path: Path) -> QPushButton | None:
         """The row's Retry button, or Remove for a photo gone from where it was added (one
         exists only while the row has failed)."""
-        holder = self.indexWidget(self._model.index(self._index[path.resolve()], 3))
+        holder = self.cellWidget(self._index[path.resolve()], 3)
         return holder.findChild(QPushButton) if holder is not None else None
 
     def _set_retry(self, index: int, path: Path, failed: bool, gone: bool = False) -> None:
-        cell = self._model.index(index, 3)
-        current = self.indexWidget(cell)
+        current = self.cellWidget(index, 3)
         if not failed:
             if current is not None:
-                self.setIndexWidget(cell, None)  # type: ignore[arg-type]
+                self.removeCellWidget(index, 3)
             return
         if current is not None and current.property("gone") == gone:
             return
@@ -768,7 +805,7 @@ class PhotoQueue(QTableView):
         lay = QHBoxLayout(holder)
         lay.setContentsMargins(6, 0, 6, 0)
         lay.addWidget(retry)
-        self.setIndexWidget(cell, holder)
+        self.setCellWidget(index, 3, holder)
         if gone:  # "Remove" is wider than "Retry", which the column is made for: never cut
             self.setColumnWidth(3, max(self.columnWidth(3), holder.sizeHint().width()))
 

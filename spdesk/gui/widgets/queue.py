@@ -459,7 +459,7 @@ class PhotoQueue(QTableWidget):
             else:  # added again: perhaps edited since, its thumbnail is checked
                 again.append(key)
         if again:
-            self._start_thumbnails(again)
+            self._check_thumbnails(again)
         if not new:
             return 0
         first = len(self._order)
@@ -475,13 +475,6 @@ class PhotoQueue(QTableWidget):
         self.changes += 1
         return len(new)
 
-    def refresh_thumbnail(self, path: Path) -> None:
-        """Draw ``path``'s thumbnail again if its file changed (size or time) since it was
-        drawn; the check, a ``stat``, is made in the pool."""
-        key = self._key(path)
-        if key in self._rows:
-            self._start_thumbnails([key])
-
     def _check_thumbnail_soon(self, key: Path) -> None:
         """Check ``key``'s thumbnail with the others asked for within ``THUMB_CHECK_MS``, in one
         pool job. A job a photo (a job's photos are checked as each is reached) woke a pool
@@ -495,7 +488,7 @@ class PhotoQueue(QTableWidget):
         keys = [key for key in self._checks_due if key in self._rows]
         self._checks_due.clear()
         if keys:
-            self._start_thumbnails(keys)
+            self._check_thumbnails(keys)
 
     def _view_moved(self) -> None:
         """Make the cells of the rows near the view now (before it is painted), and ask for
@@ -545,7 +538,7 @@ class PhotoQueue(QTableWidget):
                 self._pool.start(_ThumbJob(requests, self._thumbs, if_wanted=True))
         self._thumb_timer.start()
 
-    def _start_thumbnails(self, keys: list[Path]) -> None:
+    def _check_thumbnails(self, keys: list[Path]) -> None:
         """Check the thumbnails kept of ``keys`` against their files, in one pool job (one not
         kept is decoded from the file as it is then, once it comes into view)."""
         stamps = self._thumb_stamps

@@ -177,3 +177,20 @@ def _automatic_garbage_collection_back_on() -> None:
 
     garbage.uninstall()
     assert gc.isenabled(), "automatic garbage collection was left off"
+
+
+def resolves_on_the_main_thread(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """From now on, the paths ``Path.resolve`` is called on by the main (GUI) thread: a call
+    per part of the path, which a window must not make for each of thousands of photos."""
+    import threading
+
+    calls: list[Path] = []
+    real_resolve = Path.resolve
+
+    def resolve(self: Path, strict: bool = False) -> Path:
+        if threading.current_thread() is threading.main_thread():
+            calls.append(self)
+        return real_resolve(self, strict)
+
+    monkeypatch.setattr(Path, "resolve", resolve)
+    return calls

@@ -2130,19 +2130,11 @@ def test_the_photos_of_a_folder_are_resolved_by_the_scan_not_the_window(
     """Each photo's path was resolved on the GUI thread as it was queued: 0.8 s of a frozen
     window for 25,000 photos, and again each time the folder was added (audit F7). The scan's
     worker resolves them; the window resolves the folder it was given, not its photos."""
-    import threading
+    from tests.conftest import resolves_on_the_main_thread
 
     real = _photos(tmp_path / "real", 30)
     (tmp_path / "link").symlink_to(real, target_is_directory=True)
-    resolved_here: list[Path] = []
-    real_resolve = Path.resolve
-
-    def resolve(self: Path, strict: bool = False) -> Path:
-        if threading.current_thread() is threading.main_thread():
-            resolved_here.append(self)
-        return real_resolve(self, strict)
-
-    monkeypatch.setattr(Path, "resolve", resolve)
+    resolved_here = resolves_on_the_main_thread(monkeypatch)
     for _ in range(2):  # added, then added again
         _add(qtbot, window, [tmp_path / "link"])
     assert len(window.queue.paths()) == 30

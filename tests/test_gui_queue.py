@@ -431,6 +431,15 @@ def _red_thumbnails(
     return counted
 
 
+def _shown_queue(qtbot: QtBot) -> PhotoQueue:
+    """A queue on the screen, 400x600: about ten rows in view."""
+    queue = PhotoQueue()
+    qtbot.addWidget(queue)
+    queue.resize(400, 600)
+    queue.show()
+    return queue
+
+
 def _drawn(queue: PhotoQueue, row: int) -> bool:
     return queue.icon(row).cacheKey() != queue._placeholder.cacheKey()
 
@@ -466,10 +475,7 @@ def test_rows_scrolled_to_get_their_thumbnails_and_few_are_kept(
 
     decoded = _red_thumbnails(monkeypatch)
     monkeypatch.setattr(queue_module, "FILLED_ROWS", 200)
-    queue = PhotoQueue()
-    qtbot.addWidget(queue)
-    queue.resize(400, 600)
-    queue.show()
+    queue = _shown_queue(qtbot)
     paths = [tmp_path / f"photo_{i:04d}.jpg" for i in range(3000)]
     queue.add_photos(paths)
     assert queue.wait_for_thumbnails()
@@ -493,28 +499,16 @@ def test_thousands_of_photos_are_added_with_work_for_the_rows_in_view_only(
     """Adding 25,000 photos held the window 2.7 s: each path resolved (0.8 s), three table
     items made a row, a thumbnail job started a photo. Paths the scan resolved are taken as
     they are, and nothing is made for a row out of view."""
-    import threading
-
     from spdesk.gui.widgets import queue as queue_module
+    from tests.conftest import resolves_on_the_main_thread
 
     decoded = _red_thumbnails(monkeypatch)
     named: list[object] = []
     real_shown = queue_module.shown
     monkeypatch.setattr(queue_module, "shown", lambda p: named.append(p) or real_shown(p))
-    resolved_here: list[Path] = []
-    real_resolve = Path.resolve
-
-    def resolve(self: Path, strict: bool = False) -> Path:
-        if threading.current_thread() is threading.main_thread():
-            resolved_here.append(self)
-        return real_resolve(self, strict)
-
-    queue = PhotoQueue()
-    qtbot.addWidget(queue)
-    queue.resize(400, 600)
-    queue.show()
+    queue = _shown_queue(qtbot)
     paths = [tmp_path.resolve() / f"photo_{i:05d}.jpg" for i in range(20_000)]
-    monkeypatch.setattr(Path, "resolve", resolve)
+    resolved_here = resolves_on_the_main_thread(monkeypatch)
     assert queue.add_photos(paths, resolved=True) == 20_000
     assert queue.add_photos(paths[:10_000], resolved=True) == 0  # the folder added again
     assert queue.wait_for_thumbnails()
@@ -549,10 +543,7 @@ def test_a_jobs_scrolling_asks_for_thumbnails_in_batches_not_a_pool_job_a_photo(
     from spdesk.gui.widgets import queue as queue_module
 
     decoded = _red_thumbnails(monkeypatch)
-    queue = PhotoQueue()
-    qtbot.addWidget(queue)
-    queue.resize(400, 600)
-    queue.show()
+    queue = _shown_queue(qtbot)
     paths = [tmp_path / f"photo_{i:03d}.jpg" for i in range(400)]
     queue.add_photos(paths)
     assert queue.wait_for_thumbnails()
@@ -586,10 +577,7 @@ def test_painting_the_queue_asks_python_for_nothing_but_the_progress_bars(
     import sys
 
     _red_thumbnails(monkeypatch)
-    queue = PhotoQueue()
-    qtbot.addWidget(queue)
-    queue.resize(400, 600)
-    queue.show()
+    queue = _shown_queue(qtbot)
     paths = [tmp_path / f"photo_{i:04d}.jpg" for i in range(500)]
     queue.add_photos(paths)
     queue.set_status(paths[1], RowStatus.FAILED, "Cannot read it")
@@ -621,10 +609,7 @@ def test_rows_a_job_scrolls_past_are_not_decoded_until_the_view_stands_still(
     thumbnails, each on the screen for 5 ms, were decoded in the pool beside the job (5,000
     photos: pauses of the window doubled). The view's thumbnails wait for it to stand still."""
     decoded = _red_thumbnails(monkeypatch)
-    queue = PhotoQueue()
-    qtbot.addWidget(queue)
-    queue.resize(400, 600)
-    queue.show()
+    queue = _shown_queue(qtbot)
     monkeypatch.setattr(queue, "underMouse", lambda: False)  # offscreen, the pointer is on it
     paths = [tmp_path / f"photo_{i:03d}.jpg" for i in range(300)]
     queue.add_photos(paths)

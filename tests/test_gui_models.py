@@ -814,3 +814,23 @@ def test_the_mode_notes_name_models_by_the_items_models_lists(qtbot: QtBot, hub:
     for note in NEEDED_MODELS.values():
         named = re.search(r"Models…, “(.+)”", note)
         assert named is not None and named.group(1) in items, (note, items)
+
+
+def test_the_preview_names_the_models_item_to_get_and_its_size(
+    qtbot: QtBot, hub: HubServer
+) -> None:
+    """The preview's note named its model and size in words of its own ("Stable Diffusion
+    1.5", "2.1 GB"), not by the item Models… lists it as (review)."""
+    from PySide6.QtCore import Qt
+
+    from spdesk.gui.preview_panel import MODEL_FEATURE, MODEL_NEEDED
+
+    dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
+    rows = {
+        dialog.table.item(row, 0).data(Qt.ItemDataRole.UserRole): row
+        for row in range(dialog.table.rowCount())
+    }
+    for mode, note in MODEL_NEEDED.items():
+        row = rows[MODEL_FEATURE[mode]]
+        item, model, size = (_cell(dialog, row, column) for column in (0, 1, 3))
+        assert f"the {model} model ({size}, downloaded once): open Models… and get “{item}”" in note

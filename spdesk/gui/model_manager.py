@@ -39,11 +39,15 @@ from spdesk.core.models.settings import MODELS_DIR_VARIABLE, models_dir_variable
 from spdesk.gui.desktop import open_in_file_manager
 from spdesk.gui.modal import run_modal
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
-from spdesk.gui.text import FEATURE_LABELS, format_bytes, format_duration, shorten_long_names
+from spdesk.gui.text import (
+    DOWNLOAD_SIZES,
+    FEATURE_LABELS,
+    format_bytes,
+    format_duration,
+    shorten_long_names,
+)
 from spdesk.gui.workers import Task, TaskRunner
 
-DOWNLOAD_SIZES = {"train": "~170 MB", "preview": "~2.1 GB", "inpaint": "~2.1 GB", "taesd": "~10 MB"}
-"""What each feature downloads, roughly: shown before the user decides (the exact size is asked)."""
 COLUMNS = ("Feature", "Model", "Status", "Size", "Location")
 
 StoreFactory = Callable[[], Any]

@@ -61,6 +61,7 @@ from spdesk.gui import garbage
 from spdesk.gui.images import ImageTile, photo_file_filter, to_pixmap
 from spdesk.gui.settings import ProtectOptions
 from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progress_bar
+from spdesk.gui.text import DOWNLOAD_SIZES, FEATURE_LABELS
 from spdesk.gui.workers import Task, TaskRunner
 
 # The SPD blog's prompts (the same as spdesk.core.preview.PRESETS, which imports torch).
@@ -90,11 +91,12 @@ FIGURE_ROWS_NOTE = (
 )
 # The model each edit mode needs, by the model store's feature name, and what to say without it.
 MODEL_FEATURE = {"img2img": "preview", "inpaint": "inpaint"}
-MODEL_NAME = {"img2img": "Stable Diffusion 1.5", "inpaint": "Stable Diffusion 1.5 inpainting"}
+MODEL_NAME = {mode: FEATURE_LABELS[feature][1] for mode, feature in MODEL_FEATURE.items()}
 MODEL_NEEDED = {
-    mode: f"The AI edit needs the {name} model (2.1 GB, downloaded once): Open Models… to get "
-    "it. The protection itself is shown above without it."
-    for mode, name in MODEL_NAME.items()
+    mode: f"The AI edit needs the {MODEL_NAME[mode]} model ({DOWNLOAD_SIZES[feature]}, "
+    f"downloaded once): open Models… and get “{FEATURE_LABELS[feature][0]}”. The protection "
+    "itself is shown above without it."
+    for mode, feature in MODEL_FEATURE.items()
 }
 FINE_TUNING_NOT_SHOWN = (
     "Shown before fine-tuning: “Preview AI edit” fine-tunes it first, as the protected copies "

@@ -58,6 +58,8 @@ FEATURE_LABELS: dict[str, tuple[str, str]] = {
 }
 """Each downloadable feature's item in Models… and its model, as Models… and the notes that
 send the user there name them."""
+DOWNLOAD_SIZES = {"train": "~170 MB", "preview": "~2.1 GB", "inpaint": "~2.1 GB", "taesd": "~10 MB"}
+"""What each feature downloads, roughly: shown before the user decides (the exact size is asked)."""
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ def test_the_main_window_scrolls_rather_than_overlap_on_a_short_screen(
     window.show()
     qtbot.waitExposed(window)
     window.queue.add_photos([tmp_path / f"IMG_{i:04d}.jpg" for i in range(40)])
-    window.summary_label.setText("2 protected, 1 failed (select Retry) in 3 s.\nSaved to /tmp/x")
+    window.summary_label.setText("2 protected, 1 failed (select Retry) in 3 s.\nSaved to Trip")
     window.summary.show()
     window.progress_label.setText("Cancelled. 1 photo waiting: press “Protect photos”.")
     window._update_controls()

@@ -222,6 +222,35 @@ def test_thumbnails_are_drawn_at_the_screens_pixel_density(
     qtbot.waitUntil(sharp, timeout=5000)
 
 
+def test_a_thumbnail_made_before_the_window_moved_screens_is_made_again_at_the_new_density(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Squared for a scale factor of 1, then shown on a screen of 2: it is decoded again at 96
+    pixels, not stretched (nor redrawn from the 48 pixels made)."""
+    stripes = np.zeros((THUMB * 2, THUMB * 2, 3), np.uint8)
+    stripes[:, ::2] = 255
+    path = tmp_path / "stripes.png"
+    Image.fromarray(stripes).save(path)
+    queue = PhotoQueue()
+    qtbot.addWidget(queue)
+    ratio = [1.0]
+    monkeypatch.setattr(queue, "devicePixelRatioF", lambda: ratio[0])
+    queue.add_photos([path])
+    queue._decode_in_view()
+    assert queue._pool.waitForDone(10_000)
+    ratio[0] = 2.0  # the window moved before the thumbnail was drawn
+    assert queue.wait_for_thumbnails()
+
+    def sharp() -> None:
+        queue.wait_for_thumbnails()
+        image = queue.icon(0).pixmap(QSize(THUMB, THUMB), 2.0).toImage()
+        assert image.width() == THUMB * 2
+        row = [image.pixelColor(x, THUMB).red() for x in range(THUMB - 4, THUMB + 4)]
+        assert all(abs(a - b) > 200 for a, b in pairwise(row)), row
+
+    qtbot.waitUntil(sharp, timeout=5000)
+
+
 def test_a_photo_whose_name_is_not_utf8_gets_its_own_thumbnail_not_its_neighbours(
     qtbot: QtBot, tmp_path: Path
 ) -> None:

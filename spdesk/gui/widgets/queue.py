@@ -242,9 +242,10 @@ def _jpeg_draft(path: Path) -> Image.Image | None:
 
 
 def _squared(thumb: _Thumb, edge: int) -> _Thumb | None:
-    """``thumb`` fitted, centred, in a transparent ``edge``-pixel square, as
-    :func:`thumbnail_pixmap` draws it, by Pillow in the pool: on the GUI thread each of Qt's
-    calls that drew it could wait for a busy job's thread to let go of the GIL."""
+    """``thumb`` fitted, centred, in a transparent ``edge``-pixel square (THUMB points at the
+    screen's pixel ratio: at 2, one made at 48 pixels and stretched is blocky), by Pillow in the
+    pool: on the GUI thread each of Qt's calls that drew it could wait for a busy job's thread
+    to let go of the GIL."""
     try:
         image = Image.frombytes("RGBA", (thumb.width, thumb.height), thumb.rgba)
         scale = edge / max(thumb.width, thumb.height)
@@ -260,12 +261,10 @@ def _squared(thumb: _Thumb, edge: int) -> _Thumb | None:
 
 def _pixmap(thumb: _Thumb, ratio: float) -> QPixmap:
     """The pixmap of a thumbnail squared in the pool at ``ratio``, in as few of Qt's calls as
-    can be (each may wait for the GIL); one made at another ratio is drawn again."""
+    can be (each may wait for the GIL)."""
     image = QImage(
         thumb.rgba, thumb.width, thumb.height, 4 * thumb.width, QImage.Format.Format_RGBA8888
     )
-    if thumb.width != round(THUMB * ratio) or thumb.height != thumb.width:
-        return thumbnail_pixmap(image.copy(), ratio)
     pixmap = QPixmap.fromImage(image)  # a copy of the pixels: the bytes may go
     pixmap.setDevicePixelRatio(ratio)
     return pixmap
@@ -641,6 +640,7 @@ class PhotoQueue(QTableWidget):
             self._view_moved()
         ratio = self.devicePixelRatioF()
         wanted = self._thumbs.wanted
+        again = False
         for thumb in self._thumbs.take(THUMB_COLLECT_MAX):
             key = thumb.path
             self._decoding.discard(key)
@@ -649,9 +649,16 @@ class PhotoQueue(QTableWidget):
             if key not in wanted:  # scrolled far past since: made again if it comes back
                 self._drop_icon(key)
                 continue
+            if thumb.rgba and thumb.width != round(THUMB * ratio):
+                # Squared for the screen the window was on when asked: made again for this one.
+                self._drop_icon(key)
+                again = True
+                continue
             self._thumb_serials[key] = thumb.serial
             self._thumb_stamps[key] = thumb.stamp
             self._keep_icon(key, QIcon(_pixmap(thumb, ratio)) if thumb.rgba else None)
+        if again:
+            self._view_moved()
         if len(self._thumb_stamps) > 2 * THUMB_CACHE:  # those of thumbnails no longer kept
             icons = self._icons
             self._thumb_stamps = {k: v for k, v in self._thumb_stamps.items() if k in icons}
@@ -825,25 +832,6 @@ class PhotoQueue(QTableWidget):
             if self._retry_enabled
             else "A job is running: retry when it ends"
         )
-
-
-def thumbnail_pixmap(image: QImage, ratio: float) -> QPixmap:
-    """``image`` fitted, centred, in a THUMB-point square drawn at ``ratio`` device pixels per
-    point (2 at a scale factor of 2): a 48-pixel one stretched there is blocky."""
-    edge = round(THUMB * ratio)
-    square = QPixmap(edge, edge)
-    square.fill(QColor(0, 0, 0, 0))
-    scaled = QPixmap.fromImage(image).scaled(
-        edge,
-        edge,
-        Qt.AspectRatioMode.KeepAspectRatio,
-        Qt.TransformationMode.SmoothTransformation,
-    )
-    painter = QPainter(square)  # in device pixels: the ratio is set once it is drawn
-    painter.drawPixmap((edge - scaled.width()) // 2, (edge - scaled.height()) // 2, scaled)
-    painter.end()
-    square.setDevicePixelRatio(ratio)
-    return square
 
 
 def _runs(rows: list[int]) -> list[tuple[int, int]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -432,7 +431,7 @@ class MainWindow(QMainWindow):
         gone = [
             path
             for path, entry in self._left_out.items()
-            if entry.unreadable and any(p == path or p in path.parents for p in inputs)
+            if entry.unreadable and any(path.is_relative_to(p) for p in inputs)
         ]
         for path in gone:
             del self._left_out[path]
@@ -531,7 +530,7 @@ class MainWindow(QMainWindow):
             return
         if emptied:
             self._added_folders = [f for f in self._added_folders if f not in emptied]
-            for path in [p for p in self._left_out if _under_any(_real(p), emptied)]:
+            for path in [p for p in self._left_out if any(map(_real(p).is_relative_to, emptied))]:
                 del self._left_out[path]
             self._left_out_changed()
         if self.summary.isVisibleTo(self) and not self.job_runner.running:
@@ -1286,13 +1285,6 @@ def _real(path: Path) -> Path:
         return path.resolve()
     except (OSError, RuntimeError):
         return path
-
-
-def _under_any(path: Path, folders: list[Path]) -> bool:
-    """Whether ``path`` is one of ``folders`` or inside one (by its text: the queue's paths
-    are resolved, and this runs over every row)."""
-    text = str(path)
-    return any(text == str(f) or text.startswith(os.path.join(f, "")) for f in folders)
 
 
 def _unreadable_count(entries: list[LeftOut]) -> str:

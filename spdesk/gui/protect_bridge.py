@@ -112,7 +112,7 @@ def shown_from_input(path: Path, inputs: Sequence[Path]) -> str:
     from spdesk.core.files import shown
 
     for given in inputs:
-        if given == path or given in path.parents:
+        if path.is_relative_to(given):
             return shown(path.relative_to(given.parent))
     return shown(path.name or path)
 
@@ -251,7 +251,7 @@ def input_roots(photos: list[Path], added: Sequence[Path] = ()) -> list[Path]:
     # names first, a Path for each folder.
     folders = dict.fromkeys(os.path.dirname(os.fspath(photo)) for photo in photos)
     for parent in dict.fromkeys(Path(os.path.abspath(folder)) for folder in folders):
-        top = next((t for t in tops if t == parent or t in parent.parents), parent)
+        top = next((t for t in tops if parent.is_relative_to(t)), parent)
         roots[top] = None
     return list(roots)
 

@@ -1837,6 +1837,48 @@ def test_removing_the_photos_of_a_folder_forgets_what_it_could_not_read(
     assert "could not be read" not in summary and not window.summary.property("stopped")
 
 
+def test_forget_list_stops_saying_a_folder_that_queued_nothing_and_cannot_be_read(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder added that queued no photo, only a subfolder it cannot read, has no row to
+    remove: each run said it in red until the whole queue was cleared (review L11)."""
+    from spdesk.gui.left_out_dialog import LeftOutDialog
+
+    locked = tmp_path / "g1"
+    _photos(locked / "locked", 1)
+    _refuse_to_list(monkeypatch, "locked")
+    _add(qtbot, window, [locked])
+    _add(qtbot, window, [_photos(tmp_path / "g3", 2)])
+    assert window.queue_title.text() == "Queue · 2 photos · 1 folder cannot be read"
+    _protect(qtbot, window)
+    assert "1 folder could not be read when added" in window.summary_label.text()
+    assert window.summary.property("stopped")
+    monkeypatch.setattr(
+        LeftOutDialog, "exec", lambda dialog: dialog.forget_button.click() or dialog.result()
+    )
+    window.left_out_action.trigger()
+    assert window.queue_title.text() == "Queue · 2 photos"
+    assert not window.left_out_action.isEnabled()
+    summary = window.summary_label.text()
+    assert summary.startswith("2 protected") and "could not be read" not in summary, summary
+    assert not window.summary.property("stopped")
+    assert [p.name for p in window.queue.paths()] == ["photo0.jpg", "photo1.png"]
+
+
+def test_closing_files_left_out_forgets_nothing(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.gui.left_out_dialog import LeftOutDialog
+
+    locked = tmp_path / "g1"
+    _photos(locked / "locked", 1)
+    _refuse_to_list(monkeypatch, "locked")
+    _add(qtbot, window, [locked, _photos(tmp_path / "g3", 2)])
+    monkeypatch.setattr(LeftOutDialog, "exec", lambda dialog: dialog.reject() or dialog.result())
+    window.left_out_action.trigger()
+    assert window.queue_title.text() == "Queue · 2 photos · 1 folder cannot be read"
+
+
 @pytest.mark.skipif(os.name != "posix", reason="symbolic links")
 def test_removing_the_photos_of_a_folder_added_by_a_link_forgets_what_it_could_not_read(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -27,7 +27,11 @@ SHOWN_LINES = 2_000
 class LeftOutDialog(QDialog):
     """The whole list, what could not be read first, each path from the folder it was added
     with, in a box that scrolls (a message box showed 20 names and "… and N more", with no
-    way to the rest); Copy list puts every entry, with its full path, on the clipboard."""
+    way to the rest); Copy list puts every entry, with its full path, on the clipboard.
+    Forget list ends it with ``FORGET``: a folder that cannot be read and queued nothing had
+    each run said in red until the whole queue was cleared."""
+
+    FORGET = 2  # the dialog's result when the list is to be forgotten (beside Rejected, 0)
 
     def __init__(self, left_out: Mapping[Path, LeftOut], parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -56,6 +60,13 @@ class LeftOutDialog(QDialog):
         self.copy_button.setToolTip("Copy every entry, with its full path, to the clipboard")
         buttons.addButton(self.copy_button, QDialogButtonBox.ButtonRole.ActionRole)
         self.copy_button.clicked.connect(self.copy_list)
+        self.forget_button = QPushButton("Forget list")
+        self.forget_button.setToolTip(
+            "Stop saying these in the queue's title and after each run (the files are not "
+            "touched; adding their folder again lists them again)"
+        )
+        buttons.addButton(self.forget_button, QDialogButtonBox.ButtonRole.ResetRole)
+        self.forget_button.clicked.connect(lambda: self.done(self.FORGET))
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(self.intro)

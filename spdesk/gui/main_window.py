@@ -451,11 +451,22 @@ class MainWindow(QMainWindow):
 
     def show_left_out(self) -> None:
         """What the added paths held that is not queued, and why: all of it, in a box that
-        scrolls, with a button that copies the list."""
+        scrolls, with a button that copies the list and one that forgets it."""
         from spdesk.gui.left_out_dialog import LeftOutDialog
 
-        if self._left_out:
-            run_modal(LeftOutDialog(self._left_out, self))
+        if (
+            self._left_out
+            and run_modal(LeftOutDialog(self._left_out, self)) == LeftOutDialog.FORGET
+        ):
+            self._forget_left_out()
+
+    def _forget_left_out(self) -> None:
+        """Say no more what the added paths left out (the queue stays as it is)."""
+        self._left_out.clear()
+        self._left_out_changed()
+        if self.summary.isVisibleTo(self) and not self.job_runner.running:
+            self._summarise(focus=False)  # it said in red what could not be read
+        self._update_controls()
 
     def add_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(

@@ -161,6 +161,32 @@ def test_other_models_or_device_release_the_engine_first(sd_dir: Path) -> None:
     cache.release()
 
 
+def test_the_app_starts_with_the_edit_the_command_line_runs(
+    qtbot: QtBot, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    """The same photo and seed gave two edits: the app asked for 30 steps, `spdesk preview`
+    for 50."""
+    from spdesk.cli import build_parser
+    from spdesk.core.preview import PreviewRequest, resolve_prompt
+
+    photo, options = inputs
+    dialog = PreviewDialog(photo, options)
+    qtbot.addWidget(dialog)
+    with qtbot.waitSignal(dialog.protect_runner.finished, timeout=30_000):
+        dialog.show()
+    app = dialog.settings()
+    cli = build_parser().parse_args(["preview", str(photo), "--out", "x"])
+    assert (app.edit_strength, app.steps, app.seed) == (cli.strength_edit, cli.steps, cli.seed)
+    assert app.prompt == resolve_prompt(cli.prompt, cli.preset)
+    assert (app.mode, app.working_size) == (cli.mode, cli.size)
+    request = PreviewRequest()
+    assert (request.steps, request.strength, request.guidance) == (
+        cli.steps,
+        cli.strength_edit,
+        cli.guidance,
+    )
+
+
 def test_the_edit_controls_speak_plainly_and_are_not_the_protection_strength(
     qtbot: QtBot, inputs: tuple[Path, ProtectOptions]
 ) -> None:

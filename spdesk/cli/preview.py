@@ -17,6 +17,7 @@ from spdesk.cli.common import (
     perturbation_reference,
     print_json,
 )
+from spdesk.core.edits import EDIT_STEPS, EDIT_STRENGTH, GUIDANCE
 
 if TYPE_CHECKING:
     from spdesk.core.usecases import FineTuning
@@ -79,9 +80,16 @@ def register(sub: Any) -> None:
         default="keep-centre",
         help="default inpainting mask when --mask is not given (--mode inpaint)",
     )
-    parser.add_argument("--strength-edit", type=float, default=0.5, help="edit strength (0.5)")
-    parser.add_argument("--steps", type=int, default=50, help="denoising steps (50)")
-    parser.add_argument("--guidance", type=float, default=7.5, help="guidance scale (7.5)")
+    parser.add_argument(
+        "--strength-edit", type=float, default=EDIT_STRENGTH,
+        help=f"edit strength ({EDIT_STRENGTH})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--steps", type=int, default=EDIT_STEPS, help=f"denoising steps ({EDIT_STEPS})"
+    )
+    parser.add_argument(
+        "--guidance", type=float, default=GUIDANCE, help=f"guidance scale ({GUIDANCE})"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the edit (0)")
     parser.add_argument("--size", type=int, default=512, help="working view short side (512)")
     parser.add_argument("--model-dir", type=Path, default=None, help="diffusers SD 1.5 folder")

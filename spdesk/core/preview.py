@@ -32,6 +32,7 @@ from PIL import Image, ImageDraw, ImageFont
 from spdesk.core import metrics
 from spdesk.core.apply import ApplyOptions, apply_perturbation, photo_change
 from spdesk.core.device import resolve_device
+from spdesk.core.edits import EDIT_STEPS, EDIT_STRENGTH, GUIDANCE, PRESETS
 from spdesk.core.errors import (
     Cancelled,
     ConfigError,
@@ -48,13 +49,6 @@ from spdesk.core.perturbation import Perturbation
 
 log = logging.getLogger(__name__)
 
-# Prompts of the SPD blog's evaluation (P4 is the empty prompt).
-PRESETS: dict[str, str] = {
-    "P1": "make it like a watercolor painting",
-    "P2": "apply sunset lighting",
-    "P3": "add some snow",
-    "P4": "",
-}
 UNFILTERED_NOTE = (
     "This preview shows an unfiltered AI edit of your own photo: no safety checker is applied."
 )
@@ -82,7 +76,7 @@ class PreviewRequest:
         prompt: the edit instruction; a preset (see ``PRESETS``) or free text.
         mode: "img2img" (SDEdit) or "inpaint".
         strength: how much of the photo the editor regenerates, in (0, 1] (0.5 by default).
-        steps: denoising steps in [1, 200] (50 by default; img2img runs strength x steps of them).
+        steps: denoising steps in [1, 200] (30 by default; img2img runs strength x steps of them).
         guidance: classifier-free guidance scale, >= 1 (7.5 by default).
         seed: seed of the edit, identical for original, protected and noise baseline, in
             [0, 2**63).
@@ -94,9 +88,9 @@ class PreviewRequest:
 
     prompt: str = PRESETS["P1"]
     mode: Mode = "img2img"
-    strength: float = 0.5
-    steps: int = 50
-    guidance: float = 7.5
+    strength: float = EDIT_STRENGTH
+    steps: int = EDIT_STEPS
+    guidance: float = GUIDANCE
     seed: int = 0
     working_size: int = 512
     mask_mode: MaskMode = "keep-centre"

@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from spdesk.core.edits import EDIT_STEPS, EDIT_STRENGTH, PRESETS
 from spdesk.core.errors import ModelMissingError, UnsupportedImageError
 from spdesk.core.events import CancelToken, Event, Loading, Progress
 from spdesk.core.geometry import check_previewable
@@ -64,12 +65,15 @@ from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progr
 from spdesk.gui.text import DOWNLOAD_SIZES, FEATURE_LABELS
 from spdesk.gui.workers import Task, TaskRunner
 
-# The SPD blog's prompts (the same as spdesk.core.preview.PRESETS, which imports torch).
+# The SPD blog's prompts, as the menu names them.
 PROMPT_PRESETS: dict[str, tuple[str, str]] = {
-    "P1": ("Watercolor painting", "make it like a watercolor painting"),
-    "P2": ("Sunset lighting", "apply sunset lighting"),
-    "P3": ("Add snow", "add some snow"),
-    "P4": ("No prompt", ""),
+    key: (label, PRESETS[key])
+    for key, label in (
+        ("P1", "Watercolor painting"),
+        ("P2", "Sunset lighting"),
+        ("P3", "Add snow"),
+        ("P4", "No prompt"),
+    )
 }
 UNFILTERED_NOTE = (
     "This preview shows an unfiltered AI edit of your own photo: no safety checker is applied."
@@ -127,8 +131,8 @@ class PreviewSettings:
     strength: float
     prompt: str
     mode: str = "img2img"
-    edit_strength: float = 0.5
-    steps: int = 30
+    edit_strength: float = EDIT_STRENGTH
+    steps: int = EDIT_STEPS
     seed: int = 0
     working_size: int = 512
     protection: str = "universal"  # the job's mode (protect_bridge.job_mode_of)
@@ -409,14 +413,14 @@ class PreviewDialog(QDialog):
         self.edit_strength = QDoubleSpinBox()
         self.edit_strength.setRange(0.1, 1.0)
         self.edit_strength.setSingleStep(0.05)
-        self.edit_strength.setValue(0.5)
+        self.edit_strength.setValue(EDIT_STRENGTH)
         self.edit_strength.setToolTip(
             "How much of the photo the AI redraws (0.1: a little, 1.0: everything); not the "
             "protection's strength"
         )
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 200)
-        self.steps_spin.setValue(30)
+        self.steps_spin.setValue(EDIT_STEPS)
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
         grid = QGridLayout()

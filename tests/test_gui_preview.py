@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import shiboken6
 from PIL import Image
+from PySide6.QtCore import QPoint
 from pytestqt.qtbot import QtBot
 from tiny_sd import save_tiny_sd
 
@@ -111,6 +112,10 @@ def test_without_the_model_the_protection_shows_at_once_and_the_edit_says_what_i
     assert "PSNR" in dialog.status_label.text()  # the visibility figure, said meanwhile
     assert dialog.note_label.text() == MODEL_NEEDED["img2img"] and dialog.models_button.isVisible()
     assert dialog.models_button.isDefault() and not dialog.preview_button.isDefault()
+    # The note bar is above the tiles: it pointed "above" at the protection shown below it.
+    note_bottom = dialog.note_label.mapTo(dialog, dialog.note_label.rect().bottomLeft()).y()
+    assert note_bottom < dialog.tiles["protected"].mapTo(dialog, QPoint(0, 0)).y()
+    assert "shown below" in dialog.note_label.text() and "above" not in dialog.note_label.text()
     assert dialog.preview_button.objectName() != "Primary"  # one main action: get the model
     assert "strength 16" in dialog.status_label.text()
     # The difference view is the change, amplified around mid-grey.

@@ -99,7 +99,7 @@ MODEL_NAME = {mode: FEATURE_LABELS[feature][1] for mode, feature in MODEL_FEATUR
 MODEL_NEEDED = {
     mode: f"The AI edit needs the {MODEL_NAME[mode]} model ({DOWNLOAD_SIZES[feature]}, "
     f"downloaded once): open Models… and get “{FEATURE_LABELS[feature][0]}”. The protection "
-    "itself is shown above without it."
+    "itself is shown below without it."  # the note bar is above the tiles
     for mode, feature in MODEL_FEATURE.items()
 }
 FINE_TUNING_NOT_SHOWN = (

@@ -222,3 +222,30 @@ def test_the_main_window_scrolls_rather_than_overlap_on_a_short_screen(
     for part in [*column.values(), window.start_button]:
         assert part.height() >= min(part.minimumSizeHint().height(), part.sizeHint().height())
     window.queue.wait_for_thumbnails()
+
+
+@pytest.mark.parametrize("mode", ["photo", "universal", "finetune"])
+def test_the_settings_column_does_not_scroll_sideways_on_a_small_laptop_screen(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """At 1366x768 the fine-tuned mode's steps and encoder row made the settings 2 points
+    wider than the column once its vertical scroll bar showed: a sideways scroll bar covered
+    the bottom of the settings."""
+    from PySide6.QtWidgets import QScrollArea
+
+    from spdesk.gui import style
+
+    monkeypatch.setattr(style, "screen_room", lambda _w: (WIDTH - FRAME_W, HEIGHT - FRAME_H))
+    window = MainWindow(open_settings())
+    window.setStyleSheet(style.STYLESHEET)  # the app's look (create_app sets it app-wide)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.options_panel.set_mode(mode)
+    scroll = window.findChild(QScrollArea, "OptionsScroll")
+    assert scroll is not None
+    qtbot.wait(100)  # the column laid out again, with its vertical scroll bar
+    assert not scroll.horizontalScrollBar().isVisible(), (
+        scroll.viewport().width(),
+        scroll.widget().minimumSizeHint().width(),
+    )

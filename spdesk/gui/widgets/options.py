@@ -336,7 +336,9 @@ class OptionsPanel(QWidget):
         self.encoder_combo.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
         )
-        self.encoder_combo.setMinimumContentsLength(12)
+        # 12 made the fine-tuned mode's row 2 points wider than the column at 1366x768 once its
+        # vertical scroll bar showed: the settings scrolled sideways.
+        self.encoder_combo.setMinimumContentsLength(10)
         self.encoder_combo.activated.connect(self._on_encoder_activated)
         self.encoder_combo.currentIndexChanged.connect(self._on_mode)
         self.mode_note = _wrap(QLabel())

@@ -401,3 +401,40 @@ def test_the_apps_recommendation_keeps_an_encoder_the_user_picked(qtbot, picked:
     assert again.recommend("finetune", "sd15", 8)
     assert again.mode() == "finetune" and again.encoder() == picked
     assert again.options().encoder_chosen
+
+
+def test_tab_goes_into_strength_and_mode_at_the_chosen_button(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Medium chosen (the default) and universal restored from the settings: Tab put the focus
+    on "Low" and on "Photo-specific", the first of each group, where Space chose them. Qt moves
+    a group's Tab stop only when one of its buttons gets the focus (a click, an arrow key)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication, QLineEdit, QVBoxLayout, QWidget
+
+    holder = QWidget()
+    before = QLineEdit()
+    panel = OptionsPanel(replace(ProtectOptions(), mode="universal"))
+    layout = QVBoxLayout(holder)
+    layout.addWidget(before)
+    layout.addWidget(panel)
+    qtbot.addWidget(holder)
+    holder.show()
+    holder.activateWindow()
+    qtbot.waitUntil(holder.isActiveWindow)
+
+    def tab_from(widget: QWidget) -> QWidget | None:
+        widget.setFocus()
+        qtbot.keyClick(widget, Qt.Key.Key_Tab)
+        return QApplication.focusWidget()
+
+    medium = panel.strength_group.checkedButton()
+    assert medium is not None and medium.text() == "Medium"
+    assert tab_from(before) is medium
+    assert tab_from(medium) is panel.mode_radios["universal"]
+    panel.set_mode("finetune")  # chosen by the program (a GPU's recommendation)
+    panel.strength_spin.setValue(16)  # the exact strength, More options
+    assert tab_from(before) is panel.strength_group.button(2)
+    assert tab_from(panel.strength_group.button(2)) is panel.mode_radios["finetune"]
+    # The arrow keys still move along a group and choose, as they did.
+    qtbot.keyClick(panel.mode_radios["finetune"], Qt.Key.Key_Up)
+    assert panel.mode() == "universal"
+    assert QApplication.focusWidget() is panel.mode_radios["universal"]

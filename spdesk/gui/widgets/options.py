@@ -79,6 +79,17 @@ def worst_case_psnr(eps: float) -> float:
     return 20.0 * math.log10(255.0 / max(eps, 1e-6))
 
 
+def _tab_to_the_chosen(group: QButtonGroup) -> None:
+    """Tab goes into a group of choices at the chosen one. Qt moves a group's Tab stop only
+    when one of its buttons gets the focus (a click, an arrow key): a choice made by the
+    program (the saved settings, a GPU's recommended mode, the exact strength) left it on the
+    first button, and the focus showed on "Low" with "Medium" chosen, where Space chose Low."""
+    chosen = group.checkedButton()
+    for button in group.buttons():
+        tab_stop = chosen is None or button is chosen
+        button.setFocusPolicy(Qt.FocusPolicy.StrongFocus if tab_stop else Qt.FocusPolicy.ClickFocus)
+
+
 def _wrap(label: QLabel) -> QLabel:
     label.setWordWrap(True)
     label.setObjectName("Muted")
@@ -263,6 +274,7 @@ class OptionsPanel(QWidget):
             self.strength_group.addButton(button, index)
             presets.addWidget(button)
         self.strength_group.idClicked.connect(self._on_preset)
+        self.strength_group.buttonToggled.connect(lambda: _tab_to_the_chosen(self.strength_group))
         self.strength_spin = QDoubleSpinBox()
         self.strength_spin.setRange(1.0, 64.0)
         self.strength_spin.setDecimals(1)
@@ -318,6 +330,7 @@ class OptionsPanel(QWidget):
             self.mode_group.addButton(radio)
             self.mode_radios[key] = radio
             lay.addWidget(radio)
+        self.mode_group.buttonToggled.connect(lambda: _tab_to_the_chosen(self.mode_group))
         self.finetune_radio = self.mode_radios["finetune"]
         self.steps_spin = StepsSpinBox()
         self.steps_spin.setRange(1, 1000)

@@ -19,6 +19,7 @@ from spdesk.core.usecases import DIFFERENCE_GAIN
 from spdesk.gui.preview_panel import (
     EDIT_TILES,
     ENGINES,
+    FINE_TUNING_NEEDS_MODEL,
     FINE_TUNING_NOT_SHOWN,
     MODEL_NEEDED,
     UNFILTERED_NOTE,
@@ -362,7 +363,7 @@ def test_the_dialog_has_close_and_a_stop_that_names_the_preview(
 
 
 def test_fine_tuned_per_photo_shows_photo_mode_s_protection_at_once_before_fine_tuning(
-    qtbot: QtBot, inputs: tuple[Path, ProtectOptions]
+    qtbot: QtBot, inputs: tuple[Path, ProtectOptions], sd_dir: Path
 ) -> None:
     """Not the universal pattern, which the app's "Fine-tuned per photo" never writes."""
     from spdesk.core.apply import ApplyOptions
@@ -377,8 +378,16 @@ def test_fine_tuned_per_photo_shows_photo_mode_s_protection_at_once_before_fine_
     universal = protect_for_preview(photo, None, applied, protection="universal").protected
     assert np.array_equal(dialog.view.protected, one_pass)
     assert not np.array_equal(dialog.view.protected, universal)
-    assert FINE_TUNING_NOT_SHOWN in dialog.status_label.text()
+    # Without the model "Preview AI edit" is off: the line must not ask to press it.
+    assert not dialog.preview_button.isEnabled()
+    assert FINE_TUNING_NEEDS_MODEL in dialog.status_label.text()
+    assert FINE_TUNING_NOT_SHOWN not in dialog.status_label.text()
     assert "before fine-tuning" in dialog.tiles["protected"].caption.text()
+    dialog.model_dir = sd_dir  # installed meanwhile (Models…): the button is the way on
+    dialog.recheck_model()
+    assert dialog.preview_button.isEnabled()
+    assert FINE_TUNING_NOT_SHOWN in dialog.status_label.text()
+    assert FINE_TUNING_NEEDS_MODEL not in dialog.status_label.text()
 
 
 def test_fine_tuned_per_photo_edits_the_fine_tuned_photo_its_copy_gets(

@@ -106,6 +106,11 @@ FINE_TUNING_NOT_SHOWN = (
     "Shown before fine-tuning: “Preview AI edit” fine-tunes it first, as the protected copies "
     "get it (seconds on a GPU, minutes on a CPU)."
 )
+# The same while the edit's model is missing: "Preview AI edit" is off until it is installed.
+FINE_TUNING_NEEDS_MODEL = (
+    "Shown before fine-tuning: the protected copies get it fine-tuned; “Preview AI edit” shows "
+    "that once the model is installed (Open Models…)."
+)
 EDIT_TILES = ("edit_original", "edit_protected", "edit_noisy")
 
 
@@ -651,7 +656,8 @@ class PreviewDialog(QDialog):
         else:  # as the queue and the CLI say it: never "protected"
             self.status_label.setText(f"This photo is {UNCHANGED}.")
         if self.settings().fine_tuned:
-            self.status_label.setText(f"{self.status_label.text()}\n{FINE_TUNING_NOT_SHOWN}")
+            said = FINE_TUNING_NOT_SHOWN if shown.model_ready else FINE_TUNING_NEEDS_MODEL
+            self.status_label.setText(f"{self.status_label.text()}\n{said}")
         self._show_visibility(shown.view.psnr)
         self.edit_refusal = _edit_refusal(shown.view.photo, self.settings().photo)
         if self.edit_refusal:  # said before any model is loaded, not as a failed edit
@@ -757,10 +763,18 @@ class PreviewDialog(QDialog):
         """The model is there: the edit is the main action again."""
         if self.note_label.text() in MODEL_NEEDED.values():
             self._show_note(UNFILTERED_NOTE)
+        self._say_fine_tuning(FINE_TUNING_NEEDS_MODEL, FINE_TUNING_NOT_SHOWN)
         if self.models_button.isVisible() or self.models_button.isDefault():
             self.models_button.hide()
             set_primary(self.models_button, False)
             set_primary(self.preview_button, True)
+
+    def _say_fine_tuning(self, old: str, new: str) -> None:
+        """Say what the quick view leaves out as the model now allows: it said press "Preview
+        AI edit" (to fine-tune) while that button was off for want of the model."""
+        said = self.status_label.text()
+        if old in said:
+            self.status_label.setText(said.replace(old, new))
 
     def _show_model_needed(self) -> None:
         mode = str(self.mode_combo.currentData())
@@ -768,6 +782,7 @@ class PreviewDialog(QDialog):
             self.tiles[name].clear(f"Needs {MODEL_NAME[mode]}\n(Open Models…)")
         self.model_missing = True
         self._show_note(MODEL_NEEDED[mode])
+        self._say_fine_tuning(FINE_TUNING_NOT_SHOWN, FINE_TUNING_NEEDS_MODEL)
         self.models_button.show()
         set_primary(self.models_button, True)  # the one way on: getting the model
         set_primary(self.preview_button, False)

@@ -600,6 +600,20 @@ def test_a_run_that_starts_afresh_says_why(dialog: TrainDialog) -> None:
     assert f"(started afresh: {reason})" in dialog.status_label.text()  # stays in view
 
 
+def test_a_resumed_run_says_so_with_each_step(dialog: TrainDialog) -> None:
+    """ "Resumed at step 40" was replaced by the first step's "Step 41 of 100": a user told to
+    press Start to resume could not see that it had."""
+    dialog._on_event(TrainStarted(train_photos=3, val_photos=1, steps=100, encoder="tiny"))
+    dialog._on_event(TrainStep(step=1, steps=100, loss=0.5))
+    assert "resumed" not in dialog.status_label.text()  # a run from the start says nothing
+    started = TrainStarted(train_photos=3, val_photos=1, steps=100, encoder="tiny", resumed_from=40)
+    dialog._on_event(started)
+    assert dialog.status_label.text().startswith("Resumed at step 40")
+    dialog._on_event(TrainStep(step=41, steps=100, loss=0.5))
+    said = dialog.status_label.text()
+    assert said.startswith("Step 41 of 100") and "(resumed at step 40)" in said, said
+
+
 def test_a_checkpoint_not_written_is_said_with_each_step_while_training_goes_on(
     dialog: TrainDialog, tmp_path: Path
 ) -> None:

@@ -250,6 +250,7 @@ class TrainDialog(QDialog):
         self._advice_texts: set[str] = set()  # footers ready_text said (replaced by the next)
         self.skipped: dict[Path, str] = {}  # photos the running training could not read, why
         self.afresh = ""  # why the running training started afresh ("" when it did not)
+        self.resumed_at = 0  # the step the running training resumed at (0 when it did not)
         self.unkept = ""  # why the last checkpoint was not written ("" when it was)
         self.result: Any = None
         self.saved_path: Path | None = None
@@ -642,6 +643,7 @@ class TrainDialog(QDialog):
         self.result = None
         self.saved_path = None
         self.afresh = self.unkept = ""
+        self.resumed_at = 0
         self.save_frame.hide()
         self.loss_chart.clear()
         self.val_chart.clear()
@@ -678,6 +680,7 @@ class TrainDialog(QDialog):
                 if resumed and resumed >= event.steps:  # its save failed, or the app closed
                     text = "Every step of this run had run: checking its result again. " + text
                 elif resumed:
+                    self.resumed_at = resumed
                     text = f"Resumed at step {resumed}, where the cancelled run stopped. " + text
                 elif self.afresh:
                     text = f"Started afresh: {self.afresh}. " + text
@@ -713,8 +716,11 @@ class TrainDialog(QDialog):
         self.loss_chart.append("loss", event.step, event.loss)
         self.val_chart.set_empty_text(first_check_text(event.step, event.steps, event.step_s))
         left = f" · about {format_duration(event.eta_s)} left" if event.eta_s is not None else ""
-        # Why it started afresh stays in view: a user who expected it to resume learns why.
+        # Why it started afresh stays in view: a user who expected it to resume learns why;
+        # and that it resumed (the first step's status replaced "Resumed at step N").
         afresh = f" (started afresh: {self.afresh})" if self.afresh else ""
+        if self.resumed_at:
+            afresh = f" (resumed at step {self.resumed_at})"
         if self.unkept:  # a stop now loses the steps since the last checkpoint
             afresh += f" · progress not saved for resuming: {self.unkept}"
         if not self.runner.paused:

@@ -433,6 +433,9 @@ def test_stop_while_the_hub_does_not_answer_the_listing_ends_it_at_once(
     dialog.runner.cancel()  # what "Stop download" does
     qtbot.waitUntil(lambda: not dialog.runner.running, timeout=5_000)
     assert time.monotonic() - started < 3 and hub.bytes_served() == 0
+    # Nothing was fetched: it said "The part already fetched is kept: Download resumes it."
+    said = dialog.status_label.text()
+    assert "nothing was fetched" in said and "already fetched is kept" not in said, said
 
 
 def test_a_stopped_runner_drops_its_workers_late_result(qtbot: QtBot) -> None:

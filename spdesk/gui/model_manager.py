@@ -274,6 +274,8 @@ class ModelManagerDialog(QDialog):
             self.status_label.setText(
                 f"Moving cancelled. Nothing was moved: the models are still in {self.root}."
             )
+        elif self._action == "plan":  # still asking the hub what to fetch: nothing came yet
+            self.status_label.setText("Stopped before the download started: nothing was fetched.")
         else:
             self.status_label.setText(
                 "Download cancelled. The part already fetched is kept: Download resumes it."

@@ -600,6 +600,21 @@ def test_a_run_that_starts_afresh_says_why(dialog: TrainDialog) -> None:
     assert f"(started afresh: {reason})" in dialog.status_label.text()  # stays in view
 
 
+def test_enter_is_start_training_s_as_its_look_says(qtbot: QtBot, dialog: TrainDialog) -> None:
+    """ "Start training" had the main action's look but not the Enter key: Qt gave that to the
+    first button, the disabled "Pause", so Enter after typing the folder did nothing (and once
+    a run had ended, "Train again" had it)."""
+    from PySide6.QtCore import Qt
+
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    assert dialog.start_button.isDefault() and not dialog.pause_button.isDefault()
+    qtbot.keyClick(dialog.folder_edit, Qt.Key.Key_Return)
+    assert dialog.runner.running
+    with qtbot.waitSignal(dialog.runner.finished, timeout=30_000):
+        dialog.cancel()  # no result to ask about when the dialog closes
+
+
 def test_a_resumed_run_says_so_with_each_step(dialog: TrainDialog) -> None:
     """ "Resumed at step 40" was replaced by the first step's "Step 41 of 100": a user told to
     press Start to resume could not see that it had."""

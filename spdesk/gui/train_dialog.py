@@ -256,6 +256,9 @@ class TrainDialog(QDialog):
         self.saved_path: Path | None = None
         self._started = 0.0
         self._build()
+        # Its look and the Enter key, now that it is in the dialog: Qt gave Enter to the first
+        # button, the disabled "Pause", and Enter after typing the folder did nothing.
+        set_primary(self.start_button, True)
         self._connect()
         self._restore()
         self._say_when_the_first_check_comes()

@@ -451,6 +451,33 @@ def test_a_folder_of_photos_none_readable_says_nothing_will_be_written(
     assert "0 protected, 0 skipped, 1 failed" in captured.out and "empty.jpg" in captured.out
 
 
+def test_photos_none_readable_make_no_output_folder_as_the_start_line_says(
+    tmp_path: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The start line said "nothing to write into out", and the job then made out with a lock
+    and a manifest in it (holding the failures), and its summary said "Output: out"."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("not a photo")
+    out = tmp_path / "out"
+    assert _protect(folder, "--out", out, "--perturbation", perturbation) == 1
+    said = capsys.readouterr()
+    assert "cannot protect any (reasons below): nothing to write into" in said.err
+    assert said.err.count("FAILED ") == 2
+    assert "0 protected, 0 skipped, 2 failed in " in said.out
+    assert f"Nothing was written to {out}" in said.out and "Output:" not in said.out
+    assert not out.exists()
+    assert _protect(folder, "--out", out, "--perturbation", perturbation, "--json") == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["counts"]["failed"] == 2 and [f["source"] for f in summary["failed"]] == [
+        str(folder / "empty.jpg"),
+        str(folder / "text.jpg"),
+    ]
+    assert summary["nothing_written"] is True and summary["no_photos"] is False
+    assert not out.exists()
+
+
 def test_the_summary_names_at_most_twenty_failures_and_says_how_many_more(
     tmp_path: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -161,6 +161,8 @@ class JobReport:
     seconds: float = 0.0
     # The inputs held no photo: the output folder was not made (nor a manifest written).
     no_photos: bool = False
+    # No output folder was made, nor a manifest written: no photos, or none could be read.
+    nothing_written: bool = False
     # How the inputs' and the outputs' paths are shown: as the job was given them (an object
     # store's URL, ``s3://bucket/a.jpg``, not the path inside its file system).
     source_shown: Callable[[Path], str] = field(default=shown, repr=False, compare=False)
@@ -206,6 +208,7 @@ class JobReport:
             "location_removed": len(self.location_removed),
             "cancelled": self.cancelled,
             "no_photos": self.no_photos,
+            "nothing_written": self.nothing_written,
             "stopped": shown_text(self.stopped) if self.stopped else None,
             "seconds": round(self.seconds, 3),
             "warnings": [shown_text(w) for w in self.warnings],
@@ -254,7 +257,11 @@ class JobReport:
         if self.left_out:
             folders = sum(e.folder for e in self.left_out)
             head += f" ({left_out_phrase(len(self.left_out) - folders, folders)} left out)"
-        output = "No photos: nothing was written to" if self.no_photos else "Output:"
+        output = "Output:"
+        if self.nothing_written:
+            output = (
+                "No photos: nothing was written to" if self.no_photos else "Nothing was written to"
+            )
         lines = [f"{head}. {output} {self.output_shown(self.output_root)}"]
         if self.cancelled:
             lines.append("Cancelled: run the same command again to finish the rest.")

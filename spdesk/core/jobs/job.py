@@ -127,6 +127,12 @@ class ProtectJob:
         if not discovery.photos:  # nothing to write: no output folder, manifest nor lock (and
             # no model loaded, no Ray instance started, to say so)
             return self._nothing_to_protect(report, discovery, unreadable, on_event, started)
+        if unreadable == len(discovery.photos):  # none can be read (the start line says
+            # nothing is written): each fails with its header's error, and nothing is made
+            refused = self._refused(discovery.photos)
+            return self._nothing_to_protect(
+                report, discovery, unreadable, on_event, started, refused
+            )
         protector = self._protector(perturbation)
         self.output_store.make_root(self.output_root)
         fingerprint = output_fingerprint(self.settings, digest)
@@ -155,16 +161,37 @@ class ProtectJob:
         unreadable: int,
         on_event: EventSink,
         started: float,
+        refused: Sequence[FileFailed] = (),
     ) -> JobReport:
-        """The report of a job whose inputs hold no photo (an empty folder, only other files):
-        what was left out is told as usual, and the output folder is not made."""
+        """The report of a job whose inputs hold no photo (an empty folder, only other files),
+        or only photos that cannot be read (``refused``, the failures they are reported as):
+        what was left out or failed is told as usual, and the output folder is not made."""
         on_event(_started(report, discovery, unreadable, self.output_root))
         for event in [*report.failed, *report.skipped]:
             on_event(event)
+        for event in refused:
+            report.failed.append(event)
+            on_event(event)
         report.seconds = time.monotonic() - started
-        report.no_photos = True
+        report.no_photos = not discovery.photos
+        report.nothing_written = True
         on_event(JobFinished(report))
         return report
+
+    def _refused(self, photos: Sequence[InputPhoto]) -> list[FileFailed]:
+        """``photos``, whose headers failed while the folders were walked, failed in job order
+        with the reason each header gave (as the pool would fail them, unopened again)."""
+        return [
+            FileFailed(
+                photo.path,
+                FailReason.UNREADABLE,
+                self.walked_errors[photo.path].message,
+                self.walked_errors[photo.path].hint or "",
+                position,
+                len(photos),
+            )
+            for position, photo in enumerate(photos, start=1)
+        ]
 
     def _planned_formats(self, discovery: Discovery, options: ExportOptions) -> set[str] | None:
         """The formats the outputs will be written in, from the headers read while the folders

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spdesk.core.errors import PerturbationFileError
+from spdesk.core.errors import ConfigError, PerturbationFileError
 from spdesk.core.perturbation import (
     FORMAT_NAME,
+    check_destination,
     library_path_for,
     library_perturbations,
     load_perturbation,
@@ -290,6 +291,20 @@ def test_metadata_whose_json_keys_is_not_a_list_of_names_still_loads(
         tmp_path / "p.safetensors", {"delta": _signs()}, _meta(json_keys=json_keys, name="x")
     )
     assert load_perturbation(path).metadata["name"] == "x"
+
+
+def test_an_out_that_is_not_a_pattern_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    """The reason in brackets kept its own full stop: "(notes.txt is not a safetensors
+    perturbation file.)." (spdesk train and train-generator --out)."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    with pytest.raises(ConfigError) as refused:
+        check_destination(notes)
+    assert refused.value.message == (
+        f"{notes} exists and is not an spdesk perturbation file, so it was not replaced "
+        "(notes.txt is not a safetensors perturbation file)."
+    )
+    assert notes.read_text() == "my notes"
 
 
 def test_a_folder_given_as_a_perturbation_file_is_called_a_folder(tmp_path: Path) -> None:

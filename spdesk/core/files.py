@@ -224,7 +224,7 @@ def check_save_path(
         except SpdeskError as error:
             raise ConfigError(
                 f"{shown(path)} exists and is not an spdesk {kind} file, so it was not "
-                f"replaced ({error.message}).",
+                f"replaced ({error.message.rstrip('.')}).",
                 hint="Choose another file name, or add --force to replace it.",
             ) from error
 

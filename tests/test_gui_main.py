@@ -1374,6 +1374,24 @@ def test_settings_changed_back_make_the_copies_finished_again(
     assert {r.status for r in window.queue.rows()} == {RowStatus.WAITING}
 
 
+def test_settings_changed_back_show_the_last_runs_summary_again(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """Changed and changed back, the photos were finished again, but the summary and its
+    "Open output folder" stayed hidden, with the bar at 0 under "Ready" (GUI audit)."""
+    _add(qtbot, window, [_photos(tmp_path / "photos", 3)])
+    _protect(qtbot, window)
+    said = window.summary_label.text()
+    assert said.startswith("3 protected") and window.open_output_button.isVisibleTo(window)
+    window.options_panel.strength_spin.setValue(4.0)
+    assert not window.summary.isVisibleTo(window) and window.overall_bar.value() == 0
+    window.options_panel.strength_spin.setValue(8.0)  # back to what the copies were made with
+    assert window.summary.isVisibleTo(window) and window.summary_label.text() == said
+    assert window.open_output_button.isVisibleTo(window)
+    assert window.overall_bar.value() == window.overall_bar.maximum()
+    assert window.progress_label.text().startswith("Finished."), window.progress_label.text()
+
+
 def test_another_save_to_folder_makes_copies_there_without_the_settings_bar(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:

@@ -124,6 +124,7 @@ class MainWindow(QMainWindow):
         self._device_kinds: dict[str, str] = {}  # device choice -> kind, once described
         self._done_with: ProtectOptions | None = None  # what the finished rows were protected with
         self._settings_redo: list[Path] = []  # finished rows made pending by a settings change
+        self._summary_held = False  # the last run's summary, hidden by a settings change
         # The default output folder of the queue's first job, kept until the queue is emptied:
         # photos added later would move the common folder, and the next job would protect the
         # finished photos again into a new folder (its manifest does not know them).
@@ -498,6 +499,7 @@ class MainWindow(QMainWindow):
         self.overall_bar.setValue(0)
         self._done_with = None
         self._settings_redo = []
+        self._summary_held = False
         self._default_root = self._mirror_base = None
         self._added_folders = []
         self._default_guess = None
@@ -631,12 +633,14 @@ class MainWindow(QMainWindow):
             self.rerun_bar.show()
         else:
             self.rerun_bar.hide()
+        self._summary_held = self._summary_held or self.summary.isVisibleTo(self)
         self.summary.hide()
         self.overall_bar.setValue(0)  # full would say the redone photos are finished
         self._update_controls()
 
     def _restore_settings_redo(self) -> None:
-        """The settings are those the finished copies were made with again: nothing to redo."""
+        """The settings are those the finished copies were made with again: nothing to redo,
+        and the last run's summary (with its Open output folder) is shown again."""
         for path in self._settings_redo:
             row = self.queue.row_for(path)
             if row is not None and row.status is RowStatus.WAITING:
@@ -645,6 +649,9 @@ class MainWindow(QMainWindow):
             self._settings_redo = []
             self.rerun_bar.hide()
             self._update_controls()
+        if self._summary_held:
+            self._summary_held = False
+            self._summarise(focus=False)
 
     def _on_device_changed(self) -> None:
         self._save_options()
@@ -777,6 +784,7 @@ class MainWindow(QMainWindow):
         self.rerun_bar.hide()
         self._done_with = _output_settings(options)
         self._settings_redo = []
+        self._summary_held = False
         self.overall_bar.setValue(0)
         self.progress_label.setText(
             f"Starting: {len(todo)} photo(s)…" if todo else "Looking for photos changed since…"

@@ -303,6 +303,35 @@ def _answer_the_box(qtbot: QtBot, button: str, keys: bool = False) -> list[str]:
     return shown
 
 
+def test_a_selected_photos_status_leaves_the_status_bar_once_it_is_not_true(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A selected row's "Failed: …" stayed in the status bar after the row was removed, and
+    through the next run, whose rows read otherwise; a drop's "Nothing added" stayed after
+    Clear (GUI audit)."""
+    photos, broken = _two_photos_and_a_broken_jpeg(tmp_path, monkeypatch, "broken.jpg", 200)
+    _add(qtbot, window, [photos / "photo0.jpg", broken])
+    _protect(qtbot, window)
+    row = window.queue.row_for(broken)
+    assert row is not None and row.status is RowStatus.FAILED
+    window.queue.selectRow(window.queue.rows().index(row))
+    assert window.statusBar().currentMessage() == f"Failed: {row.reason}"
+    window.queue.selectRow(0)  # a photo done: no reason to say
+    assert window.statusBar().currentMessage() == ""
+    window.queue.selectRow(window.queue.rows().index(row))
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.start_job()  # the failed photo is protected again: waiting, no reason
+        assert window.statusBar().currentMessage() != f"Failed: {row.reason}"
+    window.queue.selectRow(window.queue.rows().index(row))
+    window.remove_selected()
+    assert not window.statusBar().currentMessage().startswith("Failed")
+    window.clear_queue()
+    _add(qtbot, window, [tmp_path / "does-not-exist.jpg"])
+    assert window.progress_label.text().startswith("Nothing added"), window.progress_label.text()
+    window.clear_queue()
+    assert not window.progress_label.text().startswith("Nothing added")
+
+
 def test_retry_a_failed_row(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

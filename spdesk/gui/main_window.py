@@ -95,6 +95,7 @@ class MainWindow(QMainWindow):
         self._default_guess: Path | None = None  # the default output folder for the queue now
         self._copies_counted: tuple[int, Path | None, int] = (-1, None, 0)  # changes, root, n
         self._empty_hint = ""  # why the queue is still empty after a folder was added
+        self._selected_said = ""  # the selected photo's status, as the status bar says it
         # What the added paths held (or were) that is not queued: unreadable folders, files
         # that are not photos; and as the queue's title and tooltip say it (kept, not redone
         # on each update of the controls).
@@ -494,6 +495,7 @@ class MainWindow(QMainWindow):
         """An empty queue starts afresh: no last job's summary, bar or left-out files."""
         self._left_out.clear()
         self._left_out_changed()
+        self._empty_hint = ""
         self.summary.hide()
         self.rerun_bar.hide()
         self.overall_bar.setValue(0)
@@ -780,6 +782,7 @@ class MainWindow(QMainWindow):
                 self.queue.set_status(row.path, RowStatus.UNREADABLE, row.problem)
             elif row.status is not RowStatus.DONE:
                 self.queue.set_status(row.path, RowStatus.WAITING)
+        self._say_selected_status()  # a failure's reason said of a photo now waiting: gone
         self.summary.hide()
         self.rerun_bar.hide()
         self._done_with = _output_settings(options)
@@ -846,7 +849,10 @@ class MainWindow(QMainWindow):
         off in the row, and its tooltip needs a mouse (arrow keys select rows; Enter shows it
         all, :meth:`show_selected_status`)."""
         if row := self._selected_with_reason():  # the reason names the photo
-            self.statusBar().showMessage(f"{row.status.value}: {row.reason}")
+            self._selected_said = f"{row.status.value}: {row.reason}"
+            self.statusBar().showMessage(self._selected_said)
+        elif self._selected_said and self.statusBar().currentMessage() == self._selected_said:
+            self.statusBar().clearMessage()  # not true of what is selected now (or removed)
 
     def show_selected_status(self) -> None:
         """Enter (or a double click) on a photo with a reason: all of it, in a box of its own

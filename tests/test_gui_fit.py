@@ -249,3 +249,39 @@ def test_the_settings_column_does_not_scroll_sideways_on_a_small_laptop_screen(
         scroll.viewport().width(),
         scroll.widget().minimumSizeHint().width(),
     )
+
+
+def test_after_a_run_on_a_short_screen_the_summary_and_protect_photos_are_in_view(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """At 1024x600 a first run's summary (with the key notice) pushed the progress text,
+    Cancel and "Protect photos" below the fold of the queue's scrolling column (GUI audit)."""
+    import numpy as np
+    from PIL import Image
+    from PySide6.QtWidgets import QScrollArea
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(np.full((40, 48, 3), 20 * i, np.uint8)).save(folder / f"p{i}.png")
+    window = MainWindow(open_settings())
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.setMinimumSize(0, 0)  # as fit_to_screen gives way to a small screen
+    window.resize(1008, 400)
+    with qtbot.waitSignal(window.scan_runner.finished, timeout=30_000):
+        window.add_paths([folder])
+    window.summary_label.setText("\n".join(["A summary five lines long."] * 5))
+    with qtbot.waitSignal(window.job_runner.finished, timeout=60_000):
+        window.start_button.click()
+    scroll = window.findChild(QScrollArea, "QueueScroll")
+    assert scroll is not None
+    column = scroll.viewport()
+
+    def in_view(part: QWidget) -> bool:
+        top = part.mapTo(column, part.rect().topLeft()).y()
+        return top >= 0 and top + part.height() <= column.height()
+
+    qtbot.waitUntil(lambda: in_view(window.start_button) and in_view(window.summary))
+    window.queue.wait_for_thumbnails()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -227,6 +227,7 @@ class MainWindow(QMainWindow):
         # were drawn over one another.
         left_scroll = ScrollingColumn(left)
         left_scroll.setObjectName("QueueScroll")
+        self.queue_column = left_scroll
 
         scroll = QScrollArea()
         scroll.setObjectName("OptionsScroll")
@@ -1087,6 +1088,11 @@ class MainWindow(QMainWindow):
         has_copies = bool(counts[RowStatus.DONE] or in_folder)
         self._show_summary(text, has_copies, ended, failed, focus=focus)
 
+    def _bring_the_ending_into_view(self) -> None:
+        """Scroll the queue's column, where it scrolls, to "Protect photos" and the summary
+        above it: at 1024x600 a first run's summary pushed them below the column's fold."""
+        self.queue_column.ensureWidgetVisible(self.start_button)
+
     def _actions_left(self) -> tuple[str, str]:
         """What the summary asks of the user: " (select Retry)" while a failed photo of the
         run is queued, " (select Remove)" while one moved or deleted is ("" once removed)."""
@@ -1109,6 +1115,7 @@ class MainWindow(QMainWindow):
         self.summary.style().unpolish(self.summary)
         self.summary.style().polish(self.summary)
         self.summary.show()
+        QTimer.singleShot(0, self._bring_the_ending_into_view)  # once laid out
         self.overall_bar.setValue(1000 if ended else self.overall_bar.value())
         self._ending = "Stopped." if self._job_failure else "Finished." if ended else "Cancelled."
         self._update_controls()  # says the ending, and the photos added meanwhile

@@ -117,7 +117,8 @@ def shown_from_input(path: Path, inputs: Sequence[Path]) -> str:
     return shown(path.name or path)
 
 
-NOT_FOUND = "not found: it was moved or deleted before its photos could be listed"
+# A file or a folder (a file has no photos to list): as a queued photo's row says it.
+NOT_FOUND = "not found: moved or deleted since it was added"
 
 
 def _unreadable_entry(skipped: Any) -> LeftOut:

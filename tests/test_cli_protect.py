@@ -478,6 +478,23 @@ def test_photos_none_readable_make_no_output_folder_as_the_start_line_says(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (["--address", "auto"], "--address only applies with --engine ray."),
+        (["--num-cpus", "2", "--num-gpus", "0"], "--num-cpus, --num-gpus only apply with"),
+    ],
+)
+def test_ray_options_without_the_ray_engine_are_refused_in_plain_english(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], given: list[str], said: str
+) -> None:
+    """One option alone was told "--address only apply with --engine ray"."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    assert _protect(folder, "--out", tmp_path / "out", *given) == 2
+    assert said in capsys.readouterr().err
+
+
 def test_the_summary_names_at_most_twenty_failures_and_says_how_many_more(
     tmp_path: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

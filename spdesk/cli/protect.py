@@ -349,7 +349,8 @@ def job_from_args(args: argparse.Namespace, settings: Any) -> Any:
             "--" + name.replace("_", "-") for name in ray_only if getattr(args, name) is not None
         ]
         if given:
-            raise ConfigError(f"{', '.join(given)} only apply with --engine ray.")
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ConfigError(f"{', '.join(given)} only {verb} with --engine ray.")
         return ProtectJob(args.inputs, args.out, settings)
     from spdesk.core.distributed.ray_engine import RayOptions, RayProtectJob
 

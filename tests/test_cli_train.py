@@ -32,6 +32,15 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return write_photos(root / "photos"), save_tiny_vae(root / "sd")
 
 
+def test_a_one_step_run_is_warned_about_in_the_singular() -> None:
+    """``spdesk train ... --steps 1`` warned "1 steps is probably too short"."""
+    from spdesk.core.train_advice import MIN_USEFUL_STEPS, short_run_warning
+
+    assert short_run_warning(1).startswith("1 step is probably too short to beat random noise")
+    assert short_run_warning(3).startswith("3 steps is probably too short")
+    assert short_run_warning(MIN_USEFUL_STEPS) == ""
+
+
 def test_train_then_eval_json(
     assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

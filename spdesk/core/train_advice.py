@@ -34,8 +34,9 @@ def short_run_warning(steps: int) -> str:
     """A sentence for a run of ``steps`` that is too short to beat noise ("" when it is not)."""
     if steps >= MIN_USEFUL_STEPS:
         return ""
+    unit = "step" if steps == 1 else "steps"
     return (
-        f"{steps} steps is probably too short to beat random noise of the same strength "
+        f"{steps} {unit} is probably too short to beat random noise of the same strength "
         f"(runs of {MIN_USEFUL_STEPS} steps or more do, on our test photos)."
     )
 

@@ -232,3 +232,16 @@ def test_an_os_error_of_the_command_itself_is_still_reported_as_a_bug(
 
     assert _report_with_stdout_on_a_full_disk(broken, monkeypatch) == EXIT_ERROR
     assert "unexpected error (OSError" in capsys.readouterr().err
+
+
+def test_one_photo_is_counted_in_the_singular(capsys: pytest.CaptureFixture[str]) -> None:
+    """`spdesk eval` on one photo said "1 photos", and so did train-generator's held-out check
+    (CLI audit)."""
+    from spdesk.cli.train_generator import _report_coarseness
+    from spdesk.core.evaluate import ProtectionRow, ProtectionTable
+
+    rows = [ProtectionRow(name, 0.1, 0.9, 30.0, 40.0) for name in ("perturbation", "sign")]
+    table = ProtectionTable(encoder="tiny", photos=1, size=64, eps=8, jpeg_quality=None, rows=rows)
+    assert table.format().startswith("encoder tiny, 1 photo, 64px, eps 8, JPEG off")
+    _report_coarseness({"photos": 1, "low_frequency_share": 0.0, "random_signs": 0.0})
+    assert capsys.readouterr().out.startswith("Held-out check (1 photo): low-frequency share")

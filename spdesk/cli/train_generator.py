@@ -18,6 +18,7 @@ from spdesk.cli.common import (
     cancel_on_sigint,
     print_json,
 )
+from spdesk.core.jobs.events import count_of
 
 
 def register(sub: Any) -> None:
@@ -256,7 +257,7 @@ def _report(args: argparse.Namespace, summary: dict[str, Any], steps: int, saved
             f"The --time-limit ended the training after {summary['steps_done']} of {steps} "
             "steps (its learning rate came down over that time, as over the steps without one)."
         )
-    print(f"Saved {saved} ({summary['train_photos']} training photos).")
+    print(f"Saved {saved} ({count_of(summary['train_photos'], 'training photo')}).")
     for photo in summary["skipped_photos"]:  # unreadable: trained without them
         print(f"Skipped {photo['name']}: {photo['reason']}")
     for photo in summary["skipped_held_out"]:  # unreadable: checked without them
@@ -273,7 +274,8 @@ def _report_coarseness(check: dict[str, Any] | None) -> None:
         return
     share, signs = check["low_frequency_share"], check["random_signs"]
     print(
-        f"Held-out check ({check['photos']} photos): low-frequency share {share:.4f}, "
+        f"Held-out check ({count_of(check['photos'], 'photo')}): low-frequency share "
+        f"{share:.4f}, "
         f"random signs under the same shaping {signs:.4f}."
     )
     if share > COARSE_SHARE:

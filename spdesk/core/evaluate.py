@@ -30,6 +30,7 @@ from spdesk.core.encoders import Encoder
 from spdesk.core.errors import ConfigError, ImageError
 from spdesk.core.events.training import SkippedPhoto
 from spdesk.core.geometry import tile
+from spdesk.core.jobs.events import count_of
 from spdesk.core.metrics import batch_psnr, batch_ssim
 from spdesk.core.train import centre_crop, load_working_views, random_baselines
 
@@ -107,7 +108,8 @@ class ProtectionTable:
             return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
 
         lines = [
-            f"encoder {self.encoder}, {self.photos} photos, {self.size}px, eps {self.eps:g}, "
+            f"encoder {self.encoder}, {count_of(self.photos, 'photo')}, {self.size}px, "
+            f"eps {self.eps:g}, "
             f"JPEG {self.jpeg_quality or 'off'}",
             header,
         ]

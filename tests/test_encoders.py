@@ -80,8 +80,10 @@ def test_a_broken_autoencoder_tiny_folder_is_refused_by_name(tmp_path: Path) -> 
     with pytest.raises(EncoderError, match="has no AutoencoderTiny weights"):
         load_encoder(str(folder), "cpu")
     (folder / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
-    with pytest.raises(EncoderError, match="Cannot load the tiny autoencoder in"):
+    with pytest.raises(EncoderError, match="Cannot load the tiny autoencoder in") as raised:
         load_encoder(str(folder), "cpu")
+    # Models shows it "verified" until its bytes are checked: the check names the fix.
+    assert raised.value.hint == "Run: spdesk models verify --for taesd"
     assert sorted(p.name for p in folder.iterdir()) == [
         "config.json",
         "diffusion_pytorch_model.safetensors",
@@ -291,3 +293,14 @@ def test_a_tiny_autoencoder_for_another_latent_space_is_refused_as_the_import_do
     text = caught.value.user_text()
     assert f"{name} is a tiny autoencoder for another model's latent space ({said}" in text
     assert "TAESD, the one for Stable Diffusion 1.x" in text
+
+
+def test_a_vae_folder_that_does_not_load_says_how_to_check_it(tmp_path: Path) -> None:
+    """A hand-damaged config.json failed with "is not a valid JSON file" and no advice (the
+    store's status said "verified": it does not read the bytes; CLI audit)."""
+    folder = save_tiny_vae(tmp_path / "sd")
+    config = next(folder.rglob("config.json"))
+    config.write_text("{ damaged")
+    with pytest.raises(EncoderError, match="Cannot load the VAE in") as raised:
+        load_encoder(str(folder), "cpu")
+    assert raised.value.hint == "Run: spdesk models verify --for train"

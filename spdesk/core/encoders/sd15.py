@@ -13,6 +13,7 @@ from spdesk.core.device import compute_dtype
 from spdesk.core.encoders.base import LatentDist, file_fingerprint, freeze
 from spdesk.core.errors import EncoderError
 from spdesk.core.logs import quiet_model_libraries
+from spdesk.core.models.loading import verify_hint
 
 
 def vae_folder(folder: Path) -> Path:
@@ -84,7 +85,9 @@ class KLEncoder:
         try:
             vae = AutoencoderKL.from_pretrained(str(folder), use_safetensors=True)  # type: ignore[no-untyped-call]
         except (OSError, ValueError, RuntimeError) as error:
-            raise EncoderError(f"Cannot load the VAE in {folder}: {error}") from error
+            raise EncoderError(
+                f"Cannot load the VAE in {folder}: {error}", hint=verify_hint("train")
+            ) from error
         self.vae = cast(Any, freeze(vae))
         self.vae.to(device)
         if channels_last:  # measured slower on an H100; kept as an option for other GPUs

@@ -24,6 +24,7 @@ from torch import nn
 from spdesk.core.encoders.base import ENCODER_CHOICES, LatentDist, file_fingerprint, freeze
 from spdesk.core.errors import EncoderError
 from spdesk.core.logs import quiet_model_libraries
+from spdesk.core.models.loading import verify_hint
 
 CHANNELS = 64
 TINY_ENCODER_PREFIX = "encoder.layers."  # diffusers' AutoencoderTiny (TAESD) layout
@@ -298,7 +299,9 @@ def load_autoencoder_tiny_folder(folder: Path, device: torch.device) -> TinyEnco
     try:
         model: Any = AutoencoderTiny.from_pretrained(str(folder), use_safetensors=True)  # type: ignore[no-untyped-call]
     except (OSError, ValueError, RuntimeError) as error:
-        raise EncoderError(f"Cannot load the tiny autoencoder in {folder}: {error}") from error
+        raise EncoderError(
+            f"Cannot load the tiny autoencoder in {folder}: {error}", hint=verify_hint("taesd")
+        ) from error
     return TinyEncoder(
         model.encoder,
         model.decoder,

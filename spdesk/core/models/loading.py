@@ -62,8 +62,13 @@ def _variant(folder: Path) -> str | None:
     return None
 
 
-def _load_error(feature: str, folder: Any, error: Exception) -> ModelError:
+def _load_error(feature: Feature, folder: Any, error: Exception) -> ModelError:
     return ModelError(
-        f"The {feature} model in {folder} does not load: {error}",
-        hint=f"Run: spdesk models verify --for {feature}",
+        f"The {feature} model in {folder} does not load: {error}", hint=verify_hint(feature)
     )
+
+
+def verify_hint(feature: Feature) -> str:
+    """What to do about a model that does not load: the store's check finds what changed (a
+    status reads only what the files are, not their bytes) and names the fix."""
+    return f"Run: spdesk models verify --for {feature}"

@@ -16,6 +16,7 @@ import torch
 
 from spdesk.core.encoders.base import Encoder, freeze
 from spdesk.core.errors import ModelError, ModelMissingError, ObjectiveError
+from spdesk.core.models.loading import verify_hint
 from spdesk.core.objectives.base import Objective, Requirements
 
 T_MIN, T_MAX = 20, 980  # timesteps sampled uniformly in this range (both ends are uninformative)
@@ -141,7 +142,10 @@ def load_diffusion_parts(
         scheduler_loader: Any = DDPMScheduler
         scheduler = scheduler_loader.from_pretrained(str(folder), subfolder="scheduler")
     except (OSError, ValueError, RuntimeError) as error:
-        raise ModelError(f"Cannot load the Stable Diffusion model in {folder}: {error}") from error
+        raise ModelError(
+            f"Cannot load the Stable Diffusion model in {folder}: {error}",
+            hint=verify_hint("train"),
+        ) from error
     unet = freeze(unet.float()).to(device)
     tokens = tokenizer(
         [prompt],

@@ -141,7 +141,8 @@ def test_the_table_reports_regeneration_per_mode_and_na_without_a_key(
     assert "64/regenerate2" not in report.get("brighter").strength
     assert "brighter" in report.format() and "regenerate2 n/a" in report.format()
     # No averaging attack was asked for: the heading does not speak of one.
-    assert report.format().splitlines()[0].startswith("encoder ")
+    heading = report.format().splitlines()[0]
+    assert heading.startswith("encoder ") and ", 1 photo, eps 8, " in heading, heading
     assert "attack fitted" not in report.format()
 
 

@@ -45,6 +45,7 @@ from spdesk.core.colour import rgb_image
 from spdesk.core.encoders import Encoder
 from spdesk.core.events import CancelToken
 from spdesk.core.geometry import layout_size
+from spdesk.core.jobs.events import count_of
 from spdesk.core.jobs.settings import DEFAULT_FINETUNE_JPEG
 from spdesk.core.metrics import batch_ssim
 from spdesk.core.visibility import flip, ssimulacra2
@@ -399,8 +400,8 @@ class Assessment:
     def format(self) -> str:
         fitted = f" (attack fitted on {self.attack_photos} others)" if self.attack_photos else ""
         lines = [
-            f"encoder {self.encoder}, {self.photos} photos{fitted}, eps {self.eps:g}, editor "
-            f"sizes {', '.join(map(str, self.sizes))}"
+            f"encoder {self.encoder}, {count_of(self.photos, 'photo')}{fitted}, "
+            f"eps {self.eps:g}, editor sizes {', '.join(map(str, self.sizes))}"
         ]
         wide = max([22, *(len(c.name) + 2 for c in self.candidates)])
         lines.append(

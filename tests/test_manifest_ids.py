@@ -63,6 +63,27 @@ def test_a_record_an_older_spdesk_wrote_with_paths_is_still_recognised_then_rewr
     assert sorted(p.name for p in out.rglob("*.png")) == ["a.protected.png"]  # no second copy
 
 
+def test_a_record_a_newer_spdesk_wrote_is_refused_and_left_as_it_is(
+    tmp_path: Path, originals: Path, settings: ProtectSettings
+) -> None:
+    """Its header was never read: a newer format's record was compacted into this one's, its
+    lines rewritten as version 1 (CLI audit)."""
+    from spdesk.core.errors import OutputError
+
+    out = tmp_path / "out"
+    ProtectJob([originals], out, settings).run()
+    lines = (out / MANIFEST_NAME).read_text().splitlines()
+    header = json.loads(lines[0])
+    assert header == {"format": "spdesk-manifest", "version": 1}
+    newer = "\n".join([json.dumps(header | {"version": 2}), *lines[1:]]) + "\n"
+    (out / MANIFEST_NAME).write_text(newer)
+    with pytest.raises(OutputError, match="written by a newer version of spdesk") as raised:
+        ProtectJob([originals], out, settings).run()
+    assert str(out / MANIFEST_NAME) in raised.value.message
+    assert raised.value.hint.startswith("Update spdesk")
+    assert (out / MANIFEST_NAME).read_text() == newer
+
+
 def test_ids_are_keyed_so_a_guessed_path_cannot_be_checked_without_the_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

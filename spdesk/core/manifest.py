@@ -527,11 +527,13 @@ def read_job_manifest(path: Path) -> dict[str, dict[str, Any]]:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return {}
-    return parse_job_manifest(text)
+    return parse_job_manifest(text, shown(path))
 
 
-def parse_job_manifest(text: str) -> dict[str, dict[str, Any]]:
-    """:func:`read_job_manifest` of a manifest's text (an object store's manifest object)."""
+def parse_job_manifest(text: str, where: str = MANIFEST_NAME) -> dict[str, dict[str, Any]]:
+    """:func:`read_job_manifest` of a manifest's text (an object store's manifest object, shown
+    as ``where``). OutputError for one a newer spdesk wrote: its lines may mean what this one
+    cannot read, and compacting them into this format would lose them."""
     entries: dict[str, dict[str, Any]] = {}
     ids: SourceIds | None = None  # made only for an older manifest's lines
     for line in text.splitlines():
@@ -539,6 +541,8 @@ def parse_job_manifest(text: str) -> dict[str, dict[str, Any]]:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue  # the last line of a killed job may be cut short
+        if isinstance(entry, dict) and entry.get("format") == "spdesk-manifest":
+            _refuse_a_newer_format(entry.get("version"), where)
         if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):
             continue
         if not entry["source"].startswith(SOURCE_ID_PREFIX):  # a path: an older spdesk's line
@@ -546,6 +550,16 @@ def parse_job_manifest(text: str) -> dict[str, dict[str, Any]]:
             entry["source"] = ids(entry["source"])
         entries[entry["source"]] = supersede(entries.get(entry["source"]), entry)
     return entries
+
+
+def _refuse_a_newer_format(version: Any, where: str) -> None:
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise OutputError(
+            f"The record of finished photos {where} was written by a newer version of spdesk "
+            f"(its format {version}; this version reads format {FORMAT_VERSION}).",
+            hint="Update spdesk to protect into this folder again, or choose another output "
+            "folder.",
+        )
 
 
 def output_mtime_ns(output: Path) -> int | None:

@@ -620,7 +620,7 @@ class FsspecStore:
 
     def merge_shards(self, root: str) -> dict[str, dict[str, Any]]:
         manifest = posixpath.join(str(root), MANIFEST_NAME)
-        entries = parse_job_manifest(self.text(manifest))
+        entries = parse_job_manifest(self.text(manifest), self.shown(manifest))
         self._forget_listings(str(root))  # shards other processes (Ray workers) wrote
         shards = self.shards(str(root))
         if not shards:
@@ -692,7 +692,7 @@ class StoreManifest(Manifest):
         super().__init__(root, shard=shard)
 
     def _load(self) -> dict[str, dict[str, Any]]:
-        return parse_job_manifest(self.store.text(str(self.path)))
+        return parse_job_manifest(self.store.text(str(self.path)), self.store.shown(self.path))
 
     def open(self) -> Manifest:
         try:

@@ -444,6 +444,9 @@ def test_collision_policies(
     elif policy == "unique":
         assert report.done[0].output == out / "a.protected-2.png"
         assert existing.read_bytes() == b"a previous output"
+        # Why "-2" is said, as for a changed copy's (CLI audit: it went unsaid).
+        why = "a.protected.png is a file spdesk did not write: left as it is, this copy is"
+        assert report.done[0].notes == (f"{why} a.protected-2.png",), report.done[0].notes
     else:  # a file spdesk did not write is never replaced; its own earlier output is
         assert "did not write" in report.skipped[0].reason
         assert existing.read_bytes() == b"a previous output"

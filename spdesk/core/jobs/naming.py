@@ -57,15 +57,22 @@ class Target:
     # settings"): a new copy published under another name says it is kept beside it.
     earlier: tuple[Path, str] | None = None
 
-    def beside_earlier(self, published: Path) -> tuple[str, ...]:
-        """The note a copy published at ``published`` gets when the earlier copy stays."""
-        if self.earlier is None or self.earlier[0] == published:
-            return ()
-        path, made = self.earlier
-        return (
-            f"the copy {made}, {shown(path.name)}, stays as it is; this one is "
-            f"{shown(published.name)}",
-        )
+    def notes_once_published(self, published: Path) -> tuple[str, ...]:
+        """Why a copy published at ``published`` did not get the name first planned: the
+        photo's earlier copy stays there, or a file spdesk did not write holds it."""
+        if self.earlier is not None and self.earlier[0] != published:
+            path, made = self.earlier
+            return (
+                f"the copy {made}, {shown(path.name)}, stays as it is; this one is "
+                f"{shown(published.name)}",
+            )
+        taken = self.maybe_ours
+        if self.earlier is None and taken is not None and taken != published:
+            return (
+                f"{shown(taken.name)} is a file spdesk did not write: left as it is, this copy "
+                f"is {shown(published.name)}",
+            )
+        return ()
 
 
 class RunNames:

@@ -492,7 +492,7 @@ class JobRun:
                 output = self.names.publish(outcome.temp, task.target)
             finally:
                 discard(outcome.temp)
-            outcome.notes = (*outcome.notes, *task.target.beside_earlier(output))
+            outcome.notes = (*outcome.notes, *task.target.notes_once_published(output))
         except Cancelled:
             self.report.cancelled = self.report.cancelled or self.cancel.cancelled
             return  # stays pending

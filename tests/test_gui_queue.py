@@ -198,28 +198,35 @@ def test_tab_leaves_the_queue_and_the_arrows_still_move_between_rows(
     assert before.hasFocus()
 
 
+def _stripes(path: Path) -> Path:
+    """A photo of one-pixel stripes, as wide as a thumbnail at a scale factor of 2."""
+    stripes = np.zeros((THUMB * 2, THUMB * 2, 3), np.uint8)
+    stripes[:, ::2] = 255
+    Image.fromarray(stripes).save(path)
+    return path
+
+
+def _sharp_at_twice(queue: PhotoQueue) -> None:
+    """The first row's thumbnail, drawn at a scale factor of 2, keeps its stripes."""
+    image = queue.icon(0).pixmap(QSize(THUMB, THUMB), 2.0).toImage()
+    assert image.width() == THUMB * 2
+    row = [image.pixelColor(x, THUMB).red() for x in range(THUMB - 4, THUMB + 4)]
+    assert all(abs(a - b) > 200 for a, b in pairwise(row)), row
+
+
 def test_thumbnails_are_drawn_at_the_screens_pixel_density(
     qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At a scale factor of 2 the thumbnail was made 48 pixels wide and stretched to 96 on the
     screen: blocky. One-pixel stripes must come out as stripes."""
-    stripes = np.zeros((THUMB * 2, THUMB * 2, 3), np.uint8)
-    stripes[:, ::2] = 255
-    path = tmp_path / "stripes.png"
-    Image.fromarray(stripes).save(path)
+    path = _stripes(tmp_path / "stripes.png")
     queue = PhotoQueue()
     qtbot.addWidget(queue)
     monkeypatch.setattr(queue, "devicePixelRatioF", lambda: 2.0)
     queue.add_photos([path])
     assert queue.wait_for_thumbnails()
 
-    def sharp() -> None:
-        image = queue.icon(0).pixmap(QSize(THUMB, THUMB), 2.0).toImage()
-        assert image.width() == THUMB * 2
-        row = [image.pixelColor(x, THUMB).red() for x in range(THUMB - 4, THUMB + 4)]
-        assert all(abs(a - b) > 200 for a, b in pairwise(row)), row
-
-    qtbot.waitUntil(sharp, timeout=5000)
+    qtbot.waitUntil(lambda: _sharp_at_twice(queue), timeout=5000)
 
 
 def test_a_thumbnail_made_before_the_window_moved_screens_is_made_again_at_the_new_density(
@@ -227,10 +234,7 @@ def test_a_thumbnail_made_before_the_window_moved_screens_is_made_again_at_the_n
 ) -> None:
     """Squared for a scale factor of 1, then shown on a screen of 2: it is decoded again at 96
     pixels, not stretched (nor redrawn from the 48 pixels made)."""
-    stripes = np.zeros((THUMB * 2, THUMB * 2, 3), np.uint8)
-    stripes[:, ::2] = 255
-    path = tmp_path / "stripes.png"
-    Image.fromarray(stripes).save(path)
+    path = _stripes(tmp_path / "stripes.png")
     queue = PhotoQueue()
     qtbot.addWidget(queue)
     ratio = [1.0]
@@ -243,10 +247,7 @@ def test_a_thumbnail_made_before_the_window_moved_screens_is_made_again_at_the_n
 
     def sharp() -> None:
         queue.wait_for_thumbnails()
-        image = queue.icon(0).pixmap(QSize(THUMB, THUMB), 2.0).toImage()
-        assert image.width() == THUMB * 2
-        row = [image.pixelColor(x, THUMB).red() for x in range(THUMB - 4, THUMB + 4)]
-        assert all(abs(a - b) > 200 for a, b in pairwise(row)), row
+        _sharp_at_twice(queue)
 
     qtbot.waitUntil(sharp, timeout=5000)
 

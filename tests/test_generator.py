@@ -506,6 +506,28 @@ def test_train_generator_says_a_folder_has_too_few_photos_before_loading_the_enc
     assert "holds 0 photo(s)" in capsys.readouterr().err
 
 
+def test_a_folder_of_broken_photos_is_refused_with_each_counted(
+    training: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Only the training share was listed: four broken photos read "3 cannot be read", where
+    `spdesk train` says "and 1 more" (CLI audit)."""
+    from spdesk.core.encoders import load_encoder
+    from spdesk.core.errors import ConfigError
+    from spdesk.core.train_generator import GeneratorTrainConfig, train_generator
+    from tests import protect_samples as samples
+
+    _photos, vae = training
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for i in range(4):
+        samples.truncated_jpeg(folder / f"broken{i}.jpg")
+    config = GeneratorTrainConfig(steps=1, batch=1, size=64, view=48, network=SMALL)
+    with pytest.raises(ConfigError) as raised:
+        train_generator(folder, load_encoder(str(vae), "cpu"), config)
+    message = raised.value.message
+    assert "has too few readable photos" in message and message.endswith("; and 1 more.")
+
+
 def test_train_generator_looks_for_the_photos_once(
     training: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

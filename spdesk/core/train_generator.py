@@ -335,8 +335,9 @@ def train_generator(
         config.split, config.split_seed, config.max_photos,
     )  # fmt: skip
     train_paths, views, skipped = load_working_views(train_paths, config.load_side)
-    if not views:
-        raise too_few_readable(photos, skipped)
+    if not views:  # the held-out photos too, to say how many of the folder's cannot be read
+        _, _, held_out = load_working_views(val_paths, config.load_side)
+        raise too_few_readable(photos, [*skipped, *held_out])
     model = DeltaGenerator(config.network).to(encoder.device)
     if start is not None:
         model.load_state_dict(start)

@@ -1210,9 +1210,12 @@ def test_files_left_out_are_listed_by_their_path_in_the_folder_added_and_all_rea
     from spdesk.gui.left_out_dialog import LeftOutDialog
 
     dialog = LeftOutDialog(window._left_out, window)
+    monkeypatch.setattr("spdesk.gui.left_out_dialog.COPIED_MS", 10)
     dialog.copy_button.click()
     copied = QApplication.clipboard().text().splitlines()
     assert len(copied) == 33 and copied[0].startswith(f"{trip / 'locked'}: folder cannot be read")
+    assert dialog.copy_button.text() == "Copied"  # then as it was (it said so for good)
+    qtbot.waitUntil(lambda: dialog.copy_button.text() == "Copy list", timeout=2000)
 
 
 def test_the_summary_counts_a_copy_the_protection_cannot_change_as_unchanged(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
@@ -22,6 +23,7 @@ from spdesk.gui.text import LeftOut, left_out_lines, unreadable_first
 # Lines the list shows; past them a count (Copy list copies every one). A folder of RAW files
 # and their sidecars can leave out tens of thousands.
 SHOWN_LINES = 2_000
+COPIED_MS = 2_000  # how long Copy list says "Copied"
 
 
 class LeftOutDialog(QDialog):
@@ -81,4 +83,5 @@ class LeftOutDialog(QDialog):
 
     def copy_list(self) -> None:
         QGuiApplication.clipboard().setText(self.full_text())
-        self.copy_button.setText("Copied")
+        self.copy_button.setText("Copied")  # for a moment: it said so however long after
+        QTimer.singleShot(COPIED_MS, self, lambda: self.copy_button.setText("Copy list"))

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from spdesk.core.errors import OutputError
 from spdesk.core.jobs import ProtectJob, ProtectSettings
 from spdesk.core.manifest import (
     DONE,
@@ -61,3 +64,21 @@ def test_a_shard_line_older_than_the_manifests_does_not_win(tmp_path: Path) -> N
     with Manifest(out) as manifest:
         assert manifest.entries[manifest.source_id("/photos/a.jpg")]["status"] == DONE
     assert not (out / SHARDS_FOLDER).exists()
+
+
+def test_a_shard_a_newer_spdesk_wrote_is_refused_without_keeping_the_folder_locked(
+    tmp_path: Path,
+) -> None:
+    """The refusal escaped open() past its clean-up: the lock stayed held, and every later run
+    into the folder, in the app, was "Another spdesk job is writing into …" (review M1)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    shard = shard_path(out, "worker-1")
+    shard.parent.mkdir()
+    shard.write_text(json.dumps({"format": "spdesk-manifest", "version": 2}) + "\n")
+    with pytest.raises(OutputError, match="newer version of spdesk") as raised:
+        Manifest(out).open()
+    shard.unlink()
+    # The error is still held (as the app holds it, to show): its manifest must not hold the lock.
+    with Manifest(out) as manifest:  # not "Another spdesk job is writing into …"
+        assert manifest.entries == {} and raised.value.message

@@ -148,6 +148,9 @@ class Manifest:
         except OSError as error:
             self.close(compact=False)
             raise output_error(error, self.path) from error
+        except BaseException:  # a record of a newer spdesk: the lock is not kept either
+            self.close(compact=False)
+            raise
         return self
 
     def _refuse_a_link(self) -> None:

@@ -109,6 +109,23 @@ def test_missing_unet_names_the_download_command(tmp_path: Path, sd_dir: Path) -
     assert "spdesk models download --for preview" in (info.value.hint or "")
 
 
+def test_a_unet_that_does_not_load_names_the_check_of_the_preview_model(
+    tmp_path: Path, sd_dir: Path
+) -> None:
+    """The UNet and text encoder are the preview model's files: "--for train" checks the VAE
+    alone, and would call a damaged UNet intact (review M3)."""
+    import shutil
+
+    from spdesk.core.errors import ModelError
+    from spdesk.core.objectives.semantic import load_diffusion_parts
+
+    damaged = Path(shutil.copytree(sd_dir, tmp_path / "sd"))
+    (damaged / "unet" / "config.json").write_text("{ damaged")
+    with pytest.raises(ModelError, match="Cannot load the Stable Diffusion model") as raised:
+        load_diffusion_parts(damaged, "", torch.device("cpu"))
+    assert raised.value.hint == "Run: spdesk models verify --for preview"
+
+
 def test_fine_tuning_passes_model_and_prompt_to_semantic_objectives(sd_dir: Path) -> None:
     from spdesk.core.apply import ApplyOptions
     from spdesk.core.finetune import FineTuner

@@ -144,7 +144,7 @@ def load_diffusion_parts(
     except (OSError, ValueError, RuntimeError) as error:
         raise ModelError(
             f"Cannot load the Stable Diffusion model in {folder}: {error}",
-            hint=verify_hint("train"),
+            hint=verify_hint("preview"),  # the UNet and text encoder are the preview's
         ) from error
     unet = freeze(unet.float()).to(device)
     tokens = tokenizer(

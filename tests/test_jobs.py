@@ -445,7 +445,7 @@ def test_collision_policies(
         assert report.done[0].output == out / "a.protected-2.png"
         assert existing.read_bytes() == b"a previous output"
         # Why "-2" is said, as for a changed copy's (CLI audit: it went unsaid).
-        why = "a.protected.png is a file spdesk did not write: left as it is, this copy is"
+        why = "a.protected.png was there already: left as it is, this copy is"
         assert report.done[0].notes == (f"{why} a.protected-2.png",), report.done[0].notes
     else:  # a file spdesk did not write is never replaced; its own earlier output is
         assert "did not write" in report.skipped[0].reason
@@ -456,6 +456,21 @@ def test_collision_policies(
         report, _ = _run([source], out, stronger)
         assert report.done[0].output == existing
         assert _decodes(existing).size == (48, 32)
+
+
+def test_a_copy_of_another_photo_holding_the_name_is_not_called_someone_elses_file(
+    tmp_path: Path, settings: ProtectSettings
+) -> None:
+    """The "-2" note said "a file spdesk did not write" of another photo's copy spdesk wrote
+    into the same folder in an earlier run (review M2)."""
+    first = samples.photo(tmp_path / "A" / "a.png")
+    second = samples.photo(tmp_path / "B" / "a.png", width=40)  # other pixels, other bytes
+    out = tmp_path / "out"
+    _run([first], out, settings)
+    report, _ = _run([second], out, settings)
+    assert report.done[0].output == out / "a.protected-2.png"
+    note = "a.protected.png was there already: left as it is, this copy is a.protected-2.png"
+    assert report.done[0].notes == (note,), report.done[0].notes
 
 
 def test_output_in_place_never_touches_originals(inputs: Path, settings: ProtectSettings) -> None:

@@ -59,7 +59,8 @@ class Target:
 
     def notes_once_published(self, published: Path) -> tuple[str, ...]:
         """Why a copy published at ``published`` did not get the name first planned: the
-        photo's earlier copy stays there, or a file spdesk did not write holds it."""
+        photo's earlier copy stays there, or another file holds it (the user's, or a copy
+        of another photo's or of this one's whose record is gone: said of none of them)."""
         if self.earlier is not None and self.earlier[0] != published:
             path, made = self.earlier
             return (
@@ -69,8 +70,8 @@ class Target:
         taken = self.maybe_ours
         if self.earlier is None and taken is not None and taken != published:
             return (
-                f"{shown(taken.name)} is a file spdesk did not write: left as it is, this copy "
-                f"is {shown(published.name)}",
+                f"{shown(taken.name)} was there already: left as it is, this copy is "
+                f"{shown(published.name)}",
             )
         return ()
 

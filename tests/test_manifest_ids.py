@@ -3,6 +3,7 @@ folder is what people share, and a path tells who they are and how they file the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -82,6 +83,22 @@ def test_a_record_a_newer_spdesk_wrote_is_refused_and_left_as_it_is(
     assert str(out / MANIFEST_NAME) in raised.value.message
     assert raised.value.hint.startswith("Update spdesk")
     assert (out / MANIFEST_NAME).read_text() == newer
+
+
+def test_photos_are_listed_beside_an_output_folder_a_newer_spdesk_recorded(
+    tmp_path: Path, originals: Path, settings: ProtectSettings
+) -> None:
+    """Adding a folder that holds such an output folder failed as a whole in the app (the
+    listing read the record, to leave its copies out): the refusal is the job's (review M4)."""
+    from spdesk.core.jobs.scan import scan_inputs
+
+    out = originals / "protected"
+    ProtectJob([originals], out, dataclasses.replace(settings, allow_output_in_input=True)).run()
+    lines = (out / MANIFEST_NAME).read_text().splitlines()
+    newer = {"format": "spdesk-manifest", "version": 2}
+    (out / MANIFEST_NAME).write_text("\n".join([json.dumps(newer), *lines[1:]]) + "\n")
+    found = scan_inputs([originals], settings, output_root=out)
+    assert sorted(p.path.name for p in found.photos) == ["a.png", "b.jpg"]
 
 
 def test_ids_are_keyed_so_a_guessed_path_cannot_be_checked_without_the_key(

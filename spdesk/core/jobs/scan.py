@@ -15,7 +15,7 @@ from spdesk.core.discovery import (
     SkippedInput,
     content_reason,
 )
-from spdesk.core.errors import ImageError
+from spdesk.core.errors import ImageError, OutputError
 from spdesk.core.events import CancelToken
 from spdesk.core.export import output_name_pattern
 from spdesk.core.files import LOCK_NAME
@@ -82,7 +82,10 @@ def _recorded_outputs(store: Store, output_root: Path | None, inputs: Sequence[P
     # A link's folder is its target's (a link to a copy in the output folder is no input).
     folders = {Path(os.path.realpath(p)).parent if os.path.islink(p) else p.parent for p in named}
     if holds_it or any(store.within(folder, output_root) for folder in folders):
-        return store.manifest(output_root).recorded_outputs()
+        try:
+            return store.manifest(output_root).recorded_outputs()
+        except OutputError:  # a newer spdesk's record, which a job refuses: the photos are
+            return set()  # still listed, leaving out the output folder and its copies' names
     return set()
 
 

@@ -272,7 +272,6 @@ def test_after_a_run_on_a_short_screen_the_summary_and_protect_photos_are_in_vie
     window.resize(1008, 400)
     with qtbot.waitSignal(window.scan_runner.finished, timeout=30_000):
         window.add_paths([folder])
-    window.summary_label.setText("\n".join(["A summary five lines long."] * 5))
     with qtbot.waitSignal(window.job_runner.finished, timeout=60_000):
         window.start_button.click()
     scroll = window.findChild(QScrollArea, "QueueScroll")

@@ -1428,6 +1428,24 @@ def test_settings_changed_back_show_the_last_runs_summary_again(
     assert window.progress_label.text().startswith("Finished."), window.progress_label.text()
 
 
+def test_settings_changed_back_after_a_cancel_show_its_bar_where_it_was(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shown again, a cancelled run's summary stood over an empty bar (review L4)."""
+    monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(2))
+    _add(qtbot, window, [_photos(tmp_path / "photos", 6)])
+    window.start_job()
+    qtbot.waitUntil(lambda: window.queue.count_by_status()[RowStatus.DONE] == 2, timeout=30_000)
+    with qtbot.waitSignal(window.job_runner.finished, timeout=10_000):
+        window.cancel_button.click()
+    bar = window.overall_bar.value()
+    assert 0 < bar < window.overall_bar.maximum() and window.summary.isVisibleTo(window)
+    window.options_panel.strength_spin.setValue(4.0)
+    assert window.overall_bar.value() == 0
+    window.options_panel.strength_spin.setValue(8.0)
+    assert window.summary.isVisibleTo(window) and window.overall_bar.value() == bar
+
+
 def test_another_save_to_folder_makes_copies_there_without_the_settings_bar(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:

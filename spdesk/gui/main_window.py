@@ -125,7 +125,9 @@ class MainWindow(QMainWindow):
         self._device_kinds: dict[str, str] = {}  # device choice -> kind, once described
         self._done_with: ProtectOptions | None = None  # what the finished rows were protected with
         self._settings_redo: list[Path] = []  # finished rows made pending by a settings change
-        self._summary_held = False  # the last run's summary, hidden by a settings change
+        # The last run's summary hidden by a settings change: the bar's value it had (None:
+        # none hidden), both shown again when the settings are changed back.
+        self._summary_held: int | None = None
         # The default output folder of the queue's first job, kept until the queue is emptied:
         # photos added later would move the common folder, and the next job would protect the
         # finished photos again into a new folder (its manifest does not know them).
@@ -502,7 +504,7 @@ class MainWindow(QMainWindow):
         self.overall_bar.setValue(0)
         self._done_with = None
         self._settings_redo = []
-        self._summary_held = False
+        self._summary_held = None
         self._default_root = self._mirror_base = None
         self._added_folders = []
         self._default_guess = None
@@ -636,7 +638,8 @@ class MainWindow(QMainWindow):
             self.rerun_bar.show()
         else:
             self.rerun_bar.hide()
-        self._summary_held = self._summary_held or self.summary.isVisibleTo(self)
+        if self._summary_held is None and self.summary.isVisibleTo(self):
+            self._summary_held = self.overall_bar.value()
         self.summary.hide()
         self.overall_bar.setValue(0)  # full would say the redone photos are finished
         self._update_controls()
@@ -652,8 +655,9 @@ class MainWindow(QMainWindow):
             self._settings_redo = []
             self.rerun_bar.hide()
             self._update_controls()
-        if self._summary_held:
-            self._summary_held = False
+        if self._summary_held is not None:
+            self.overall_bar.setValue(self._summary_held)  # a cancelled run's, not 0
+            self._summary_held = None
             self._summarise(focus=False)
 
     def _on_device_changed(self) -> None:
@@ -788,7 +792,7 @@ class MainWindow(QMainWindow):
         self.rerun_bar.hide()
         self._done_with = _output_settings(options)
         self._settings_redo = []
-        self._summary_held = False
+        self._summary_held = None
         self.overall_bar.setValue(0)
         self.progress_label.setText(
             f"Starting: {len(todo)} photo(s)…" if todo else "Looking for photos changed since…"
@@ -1115,7 +1119,8 @@ class MainWindow(QMainWindow):
         self.summary.style().unpolish(self.summary)
         self.summary.style().polish(self.summary)
         self.summary.show()
-        QTimer.singleShot(0, self._bring_the_ending_into_view)  # once laid out
+        if focus:  # a run's end (not a removal's or a setting's): once laid out
+            QTimer.singleShot(0, self, self._bring_the_ending_into_view)
         self.overall_bar.setValue(1000 if ended else self.overall_bar.value())
         self._ending = "Stopped." if self._job_failure else "Finished." if ended else "Cancelled."
         self._update_controls()  # says the ending, and the photos added meanwhile

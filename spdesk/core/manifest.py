@@ -5,7 +5,9 @@ one line per event (every file "pending" at the start, then "done", "failed" or 
 flushes it, so a job killed at any moment (SIGKILL) leaves a manifest that says what was finished;
 it is fsync'ed about once a second, so a power cut loses at most the last second of lines (those
 photos are looked at again). A torn last line is ignored on reading. The latest line for a
-source wins. At the end of a job the file is compacted (one line per source, written atomically).
+source wins. At the end of a job the file is compacted (one line per source, written atomically),
+under a header naming the format and its version: a manifest whose header names a newer version
+than :data:`FORMAT_VERSION` is refused, not read and rewritten (its lines may mean more).
 
 Lines are ASCII JSON: a file name that is not valid UTF-8 (bytes on POSIX, lone surrogates in
 Python) is kept exactly, as ``\\udcxx`` escapes.
@@ -525,7 +527,8 @@ def _open_appending(path: Path) -> IO[bytes]:
 
 def read_job_manifest(path: Path) -> dict[str, dict[str, Any]]:
     """The latest entry per source in a job's manifest (an output folder's, or one shard); torn
-    or foreign lines are ignored."""
+    or foreign lines are ignored, a newer spdesk's format is refused (see
+    :func:`parse_job_manifest`)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:

@@ -625,13 +625,17 @@ class FsspecStore:
         shards = self.shards(str(root))
         if not shards:
             return entries
-        found = [e for shard in shards for e in parse_job_manifest(self.text(shard)).values()]
+        found = self.shard_entries(shards)
         merge_entries(entries, found)
         self._put(manifest, compact_text(entries).encode("utf-8"), replace=True)
         for shard in shards:  # only once the merged manifest is stored
             with contextlib.suppress(OSError):
                 self.fs.rm_file(shard)
         return entries
+
+    def shard_entries(self, shards: list[str]) -> list[dict[str, Any]]:
+        """Every entry the shard objects ``shards`` hold, each shard named in its errors."""
+        return [e for s in shards for e in parse_job_manifest(self.text(s), self.shown(s)).values()]
 
     def shards(self, root: str) -> list[str]:
         """The shard objects of the output ``root``: listed, not globbed (a prefix may hold
@@ -722,7 +726,7 @@ class StoreManifest(Manifest):
 
     def _shard_entries(self) -> list[dict[str, Any]]:
         shards = self.store.shards(str(self.root))
-        return [e for shard in shards for e in parse_job_manifest(self.store.text(shard)).values()]
+        return self.store.shard_entries(shards)
 
     def close(self, *, compact: bool = True) -> None:
         with contextlib.suppress(OutputError):  # a store refusing writes: merged next time

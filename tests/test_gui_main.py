@@ -1432,10 +1432,8 @@ def test_settings_changed_back_after_a_cancel_show_its_bar_where_it_was(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Shown again, a cancelled run's summary stood over an empty bar (review L4)."""
-    monkeypatch.setattr(protect_bridge, "protect_task", _pausing_task(2))
     _add(qtbot, window, [_photos(tmp_path / "photos", 6)])
-    window.start_job()
-    qtbot.waitUntil(lambda: window.queue.count_by_status()[RowStatus.DONE] == 2, timeout=30_000)
+    _start_paused(qtbot, window, monkeypatch, 2)
     with qtbot.waitSignal(window.job_runner.finished, timeout=10_000):
         window.cancel_button.click()
     bar = window.overall_bar.value()

@@ -78,8 +78,14 @@ def test_a_record_a_newer_spdesk_wrote_is_refused_and_left_as_it_is(
     assert header == {"format": "spdesk-manifest", "version": 1}
     newer = "\n".join([json.dumps(header | {"version": 2}), *lines[1:]]) + "\n"
     (out / MANIFEST_NAME).write_text(newer)
+    job = ProtectJob([originals], out, settings)
+
+    def never(*_args: object) -> None:
+        raise AssertionError("the mode's models were loaded before the refusal")
+
+    job._protector = never  # type: ignore[method-assign]
     with pytest.raises(OutputError, match="written by a newer version of spdesk") as raised:
-        ProtectJob([originals], out, settings).run()
+        job.run()
     assert str(out / MANIFEST_NAME) in raised.value.message
     assert raised.value.hint.startswith("Update spdesk")
     assert (out / MANIFEST_NAME).read_text() == newer

@@ -133,6 +133,7 @@ class ProtectJob:
             return self._nothing_to_protect(
                 report, discovery, unreadable, on_event, started, refused
             )
+        self._read_the_record()  # before a model loads or Ray starts
         protector = self._protector(perturbation)
         self.output_store.make_root(self.output_root)
         fingerprint = output_fingerprint(self.settings, digest)
@@ -256,6 +257,12 @@ class ProtectJob:
         self.walked_headers = headers.headers
         self.walked_errors = headers.errors(discovery.photos)
         return discovery, len(self.walked_errors)
+
+    def _read_the_record(self) -> None:
+        """Read the output folder's record of finished photos once before the job's slow start:
+        one a newer spdesk wrote is refused (OutputError) in a moment, not after the models
+        have loaded. The job reads it again under the folder's lock."""
+        self.output_store.manifest(self.output_root)
 
     def _protector(self, perturbation: Perturbation) -> Protector:
         """The mode's per-photo step (loads its models: the encoder, to fine-tune)."""

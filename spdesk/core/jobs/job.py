@@ -133,12 +133,14 @@ class ProtectJob:
             return self._nothing_to_protect(
                 report, discovery, unreadable, on_event, started, refused
             )
-        self._read_the_record()  # before a model loads or Ray starts
+        # Read before a model loads or Ray starts: a newer spdesk's record is refused at once
+        # (OutputError). Opened below, it is read again under the folder's lock.
+        record = self.output_store.manifest(self.output_root)
         protector = self._protector(perturbation)
         self.output_store.make_root(self.output_root)
         fingerprint = output_fingerprint(self.settings, digest)
         run = JobRun(self, protector, fingerprint, on_event, cancel, report)
-        with self.output_store.manifest(self.output_root) as manifest:
+        with record as manifest:
             self.output_store.clean_stale_temps(self.output_root)
             report.warnings += _other_key_warning(manifest, run.key_id)
             on_event(_started(report, discovery, unreadable, self.output_root))
@@ -257,12 +259,6 @@ class ProtectJob:
         self.walked_headers = headers.headers
         self.walked_errors = headers.errors(discovery.photos)
         return discovery, len(self.walked_errors)
-
-    def _read_the_record(self) -> None:
-        """Read the output folder's record of finished photos once before the job's slow start:
-        one a newer spdesk wrote is refused (OutputError) in a moment, not after the models
-        have loaded. The job reads it again under the folder's lock."""
-        self.output_store.manifest(self.output_root)
 
     def _protector(self, perturbation: Perturbation) -> Protector:
         """The mode's per-photo step (loads its models: the encoder, to fine-tune)."""

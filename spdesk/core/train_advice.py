@@ -20,6 +20,8 @@ JPEG 85: ``encoder`` 1.35x / 1.30x / 1.20x, ``latent`` 1.85x / 1.96x / 1.64x).
 
 from __future__ import annotations
 
+from spdesk.core.jobs.events import count_of
+
 DEFAULT_OBJECTIVE = "latent"
 """The objective of ``spdesk train`` and the train dialog: it measured strongest (above)."""
 
@@ -34,10 +36,9 @@ def short_run_warning(steps: int) -> str:
     """A sentence for a run of ``steps`` that is too short to beat noise ("" when it is not)."""
     if steps >= MIN_USEFUL_STEPS:
         return ""
-    unit = "step" if steps == 1 else "steps"
     return (
-        f"{steps} {unit} is probably too short to beat random noise of the same strength "
-        f"(runs of {MIN_USEFUL_STEPS} steps or more do, on our test photos)."
+        f"{count_of(steps, 'step')} is probably too short to beat random noise of the same "
+        f"strength (runs of {MIN_USEFUL_STEPS} steps or more do, on our test photos)."
     )
 
 

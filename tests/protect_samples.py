@@ -48,10 +48,16 @@ def photo_array(width: int = 48, height: int = 32, seed: int = 0) -> np.ndarray:
 
 
 def photo(
-    path: Path, width: int = 48, height: int = 32, fmt: str | None = None, **save: object
+    path: Path,
+    width: int = 48,
+    height: int = 32,
+    fmt: str | None = None,
+    seed: int = 0,
+    **save: object,
 ) -> Path:
+    """A small photo; another seed gives other pixels (Pillow's save ignores unknown keywords)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(photo_array(width, height), mode="RGB")
+    image = Image.fromarray(photo_array(width, height, seed), mode="RGB")
     if (fmt or "").upper() == "JPEG" or path.suffix.lower() in (".jpg", ".jpeg"):
         save.setdefault("quality", 95)
     image.save(path, format=fmt, **save)  # type: ignore[arg-type]

@@ -251,6 +251,28 @@ def test_the_settings_column_does_not_scroll_sideways_on_a_small_laptop_screen(
     )
 
 
+def test_the_fine_tuning_encoders_are_named_in_full_on_a_small_laptop_screen(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside the steps, the encoder box had 140 points: "Best: Stable Diffusion's own
+    encoder" showed as "Best: St… encoder", which says nothing of which encoder it is."""
+    from spdesk.gui import style
+    from spdesk.gui.widgets.options import FINETUNE_ENCODERS
+
+    monkeypatch.setattr(style, "screen_room", lambda _w: (WIDTH - FRAME_W, HEIGHT - FRAME_H))
+    window = MainWindow(open_settings())
+    window.setStyleSheet(style.STYLESHEET)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.options_panel.set_mode("finetune")
+    combo = window.options_panel.encoder_combo
+    for key, label in FINETUNE_ENCODERS.items():
+        window.options_panel.set_encoder(key)
+        qtbot.wait(50)
+        assert combo.shown_text() == label, (combo.shown_text(), combo.width())
+
+
 def test_after_a_run_on_a_short_screen_the_summary_and_protect_photos_are_in_view(
     qtbot: QtBot, tmp_path: Path
 ) -> None:

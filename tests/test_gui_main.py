@@ -1019,6 +1019,24 @@ def test_save_to_names_the_folder_the_copies_go_to_before_protecting(
     assert not note.isVisibleTo(window)
 
 
+def test_save_to_says_while_typing_that_a_file_is_not_a_folder(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """A file typed as the output folder was refused only when the job started."""
+    panel = window.options_panel
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    panel.output_edit.clear()
+    qtbot.keyClicks(panel.output_edit, str(a_file))
+    qtbot.waitUntil(lambda: panel.output_note.isVisibleTo(window), timeout=2000)
+    assert "“notes.txt” is a file, not a folder" in panel.output_note.text()
+    panel.output_edit.setText(str(tmp_path / "protected"))  # a folder to be made: no note
+    panel.flush_typing()
+    panel.output_edit.editingFinished.emit()
+    assert not panel.output_note.isVisibleTo(window)
+    assert a_file.read_text() == "mine"
+
+
 def test_a_card_dropped_whole_gets_its_default_folder_in_home_not_beside_its_mount(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

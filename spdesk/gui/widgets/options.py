@@ -511,6 +511,9 @@ class OptionsPanel(QWidget):
         self.output_edit.textChanged.connect(self._update_output_note)
         self.show_default_output(None)
         self._emit_when_typed(self.output_edit)
+        # A typed folder is looked at once typing pauses, not on each key (a slow network path)
+        self._typing.timeout.connect(self._update_output_note_for_typed)
+        self.output_edit.editingFinished.connect(self._update_output_note_for_typed)
         # Screen readers announce a button by its text ("…") and a combo box by its value:
         # the controls without words of their own are named.
         self.output_edit.setAccessibleName("Save to folder")
@@ -551,9 +554,27 @@ class OptionsPanel(QWidget):
         self.output_edit.setToolTip(f"Protected copies go here; left empty: {where}")
         self._update_output_note()
 
+    def _update_output_note_for_typed(self) -> None:
+        """Say at once when the typed folder is a file (the job would refuse it only when it
+        starts); nothing for a folder that is there or is not yet (the job makes it)."""
+        typed = self.output_edit.text().strip()
+        try:
+            a_file = bool(typed) and Path(typed).expanduser().is_file()
+        except OSError:  # a name the system refuses: the job says why when it starts
+            a_file = False
+        if a_file:
+            self.output_note.setText(
+                f"“{Path(typed).name}” is a file, not a folder: choose a folder for the "
+                "protected copies."
+            )
+        self.output_note.setVisible(a_file or self._default_note_shown())
+
+    def _default_note_shown(self) -> bool:
+        return self._default_output is not None and not self.output_edit.text().strip()
+
     def _update_output_note(self) -> None:
         folder = self._default_output
-        shown = folder is not None and not self.output_edit.text().strip()
+        shown = self._default_note_shown()
         if folder is not None:  # a wrapped line: a long folder name is never cut off
             text = f"New folder “{folder.name}”, beside the photos."
             if self._default_used:

@@ -228,3 +228,19 @@ def test_the_quality_of_lossless_outputs_is_no_setting(
     assert output_fingerprint(dataclasses.replace(jpeg, quality=80), "x") != output_fingerprint(
         jpeg, "x"
     )
+
+
+def test_a_compressed_tiff_is_skipped_on_a_rerun_not_copied_again(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings
+) -> None:
+    """Pillow's libtiff encoder writes past where Python's file position says (the directory
+    after the strips): the recorded size was the position, the copy looked changed on every
+    re-run, and each re-run wrote an identical NAME.protected-2.tif, -3..."""
+    samples.photo(inputs / "scan.tif", compression="tiff_lzw")
+    out = tmp_path / "out"
+    _run(inputs, out, settings)
+    (entry,) = read_job_manifest(out / MANIFEST_NAME).values()
+    assert entry["output_size"] == (out / "scan.protected.tif").stat().st_size
+    again = _run(inputs, out, settings)
+    assert [e.kind for e in again.skipped] == [SkipReason.ALREADY_DONE]
+    assert sorted(p.name for p in out.glob("*.tif")) == ["scan.protected.tif"]

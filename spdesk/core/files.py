@@ -182,7 +182,9 @@ def write_temp(target: Path, write: Writer | bytes) -> tuple[Path, int]:
                 write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-            size = handle.tell()
+            # The file's length, not the position: an encoder writing to the descriptor itself
+            # (Pillow's libtiff) leaves Python's position short of the end.
+            size = os.fstat(handle.fileno()).st_size
     except OSError as error:
         discard(temp)
         raise output_error(error, target) from error

@@ -436,3 +436,13 @@ def test_a_jpeg_comment_and_png_primaries_are_read(tmp_path: Path) -> None:
     expected = tuple(v / 100_000 for v in wide)
     assert read_image(tmp_path / "wide.png").png_chromaticity == expected
     assert read_image(tmp_path / "note.jpg").png_chromaticity is None
+
+
+def test_a_tiff_without_a_print_resolution_reads_none_not_one_dpi(tmp_path: Path) -> None:
+    """Pillow reports a TIFF with no resolution tags as 1 dpi; its protected copy was written
+    at 1 dpi (an editor then prints a 500 px photo 500 inches wide)."""
+    plain = samples.photo(tmp_path / "scan.tif", compression="tiff_lzw")
+    assert Image.open(plain).info.get("dpi") == (1, 1)  # what Pillow says of it
+    assert read_image(plain).dpi is None
+    printed = samples.photo(tmp_path / "print.tif", dpi=(300, 300))
+    assert read_image(printed).dpi == (300, 300)

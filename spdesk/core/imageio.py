@@ -463,6 +463,8 @@ def _normalise(path: Path, image: Image.Image, fmt: str, head: bytes) -> Decoded
         notes.append(f"kept the main photo; {others} other image{'s' * (others > 1)} not copied")
     tiff_compression = image.info.get("compression") if fmt == "TIFF" else None
     dpi = image.info.get("dpi")
+    if fmt == "TIFF" and _X_RESOLUTION not in getattr(image, "tag_v2", {}):
+        dpi = None  # Pillow says 1 dpi of a TIFF that records no resolution
     exif = _upright(image, notes)
     xmp = image.info.get("xmp")  # after _upright, which removes its orientation too
     icc = image.info.get("icc_profile") or None
@@ -491,6 +493,9 @@ def _normalise(path: Path, image: Image.Image, fmt: str, head: bytes) -> Decoded
         dpi=_dpi(dpi),
         greyscale=greyscale,
     )
+
+
+_X_RESOLUTION = 282  # TIFF tag
 
 
 def _dpi(value: object) -> tuple[float, float] | None:

@@ -475,7 +475,7 @@ def test_a_copy_of_another_photo_holding_the_name_is_not_called_someone_elses_fi
 
 def test_output_in_place_never_touches_originals(inputs: Path, settings: ProtectSettings) -> None:
     samples.photo(inputs / "a.png")
-    with pytest.raises(ConfigError, match="inside the input folder"):
+    with pytest.raises(ConfigError, match="is the input folder"):
         _run([inputs], inputs, settings)
     in_place = ProtectSettings(
         perturbation=settings.perturbation, allow_output_in_input=True, collision="overwrite"

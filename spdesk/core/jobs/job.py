@@ -273,9 +273,11 @@ class ProtectJob:
             return  # inputs and output in two places: one cannot hold the other
         for path in self.inputs:
             if self.store.within(self.output_root, path):
+                same = self.store.within(path, self.output_root)
+                where = "the input folder" if same else "inside the input folder"
                 raise ConfigError(
-                    f"The output folder {self.store.shown(self.output_root)} is inside the "
-                    f"input folder {self.store.shown(path)}.",
+                    f"The output folder {self.store.shown(self.output_root)} is {where} "
+                    f"{self.store.shown(path)}.",
                     hint="Choose an output folder outside the photos being protected (or allow "
                     "it explicitly: spdesk protect --allow-output-in-input).",
                 )

@@ -85,9 +85,10 @@ def oriented_jpeg(path: Path, orientation: int) -> tuple[Path, Image.Image]:
 
 
 def png16(path: Path, array: np.ndarray) -> Path:
-    """A 16-bit PNG (grey for 2-D arrays, 48-bit RGB for (h, w, 3)) written byte by byte."""
+    """A 16-bit PNG (grey for 2-D arrays; for (h, w, 2), (h, w, 3) and (h, w, 4) grey with
+    alpha, 48-bit RGB and 64-bit RGBA) written byte by byte."""
     height, width = array.shape[:2]
-    colour_type = 0 if array.ndim == 2 else 2
+    colour_type = 0 if array.ndim == 2 else {2: 4, 3: 2, 4: 6}[array.shape[2]]
     rows = array.reshape(height, -1).astype(">u2")
     raw = b"".join(b"\x00" + rows[y].tobytes() for y in range(height))
     header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)

@@ -441,6 +441,17 @@ def test_stale_temps_of_a_folder_another_job_holds_are_left_alone(tmp_path: Path
     assert clean_stale_temps(tmp_path) == [writing]  # once that job has ended
 
 
+def test_a_16bit_grey_png_with_alpha_is_written_grey_with_alpha(tmp_path: Path) -> None:
+    """Pillow reads a 16-bit grey-and-alpha PNG as RGBA: its copy came out in colour (RGBA),
+    where an 8-bit one stays LA."""
+    grey = np.array([[0, 40000, 65535]], dtype=np.uint16)
+    alpha = np.array([[65535, 0, 32896]], dtype=np.uint16)
+    out = _written(samples.png16(tmp_path / "ga16.png", np.dstack([grey, alpha])))
+    with Image.open(out) as written:
+        assert written.mode == "LA"
+        assert np.asarray(written)[0].tolist() == [[0, 255], [156, 0], [255, 128]]
+
+
 def test_sixteen_bit_roundtrip_keeps_range(tmp_path: Path) -> None:
     values = np.array([[0, 40000, 65535]], dtype=np.uint16)
     out = _written(samples.png16(tmp_path / "g16.png", values))

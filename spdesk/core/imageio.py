@@ -473,7 +473,7 @@ def _normalise(path: Path, image: Image.Image, fmt: str, head: bytes) -> Decoded
     bit_depth = _bit_depth(image, fmt, head)
     if bit_depth > 8:
         notes.append(f"{bit_depth}-bit image saved as 8-bit (scaled, not clipped)")
-    greyscale = is_plain_grey(image.mode, icc)
+    greyscale = is_plain_grey(_stored_mode(image, fmt, head), icc)
     pixels, icc = to_rgb(path, image, icc, bit_depth, notes)
     return DecodedImage(
         image=pixels,
@@ -496,6 +496,15 @@ def _normalise(path: Path, image: Image.Image, fmt: str, head: bytes) -> Decoded
 
 
 _X_RESOLUTION = 282  # TIFF tag
+_PNG_GREY_ALPHA = 4  # IHDR colour type
+
+
+def _stored_mode(image: Image.Image, fmt: str, head: bytes) -> str:
+    """The decoded photo's mode, or "LA" for a 16-bit grey-and-alpha PNG, which Pillow reads
+    as RGBA (its copy is then written grey again, as an 8-bit one is)."""
+    if fmt == "PNG" and len(head) > 25 and head[25] == _PNG_GREY_ALPHA:
+        return "LA"
+    return image.mode
 
 
 def _dpi(value: object) -> tuple[float, float] | None:

@@ -183,6 +183,7 @@ def test_a_file_named_on_its_own_is_taken_unless_it_is_an_output(tmp_path: Path)
     assert [p.path.name for p in found.photos] == ["a.jpg", "notes.txt"]
     reasons = {s.path.name: s.reason for s in found.skipped}
     assert reasons["a.protected.jpg"].startswith("named like an spdesk output")
+    assert "left out" not in reasons["a.protected.jpg"]  # said after "left out NAME:" already
     assert reasons["b.safe.jpg"].startswith("an output of an earlier spdesk run")
     assert [p.path.name for p in discover(sorted(tmp_path.iterdir())).photos] == [
         "a.jpg", "a.protected.jpg", "b.safe.jpg", "notes.txt"

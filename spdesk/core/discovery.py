@@ -45,7 +45,7 @@ RECORDED_OUTPUT = (
     "an output of an earlier spdesk run in this folder (spdesk never protects its outputs twice)"
 )
 # Why a file named like the job's outputs is left out, found in a folder or named on its own.
-OUTPUT_NAME = "named like an spdesk output: left out (spdesk never protects its outputs twice)"
+OUTPUT_NAME = "named like an spdesk output (spdesk never protects its outputs twice)"
 # What an unreadable folder's reason ends with (the app, which says it before any job, says
 # its photos are not queued instead).
 NOT_PROTECTED = "its photos were not protected"

@@ -336,6 +336,21 @@ def test_a_selected_photos_status_leaves_the_status_bar_once_it_is_not_true(
     assert not window.progress_label.text().startswith("Nothing added")
 
 
+def test_a_stopped_jobs_error_leaves_the_status_bar_when_the_next_job_starts(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job stopped by a read-only or full disk says why in a box and in the status bar for
+    10 s; a job started at once into another folder ran under the other folder's words."""
+    monkeypatch.setattr(QMessageBox, "warning", lambda *_a: None)
+    _add(qtbot, window, [_photos(tmp_path / "photos", 1)])
+    window.show_error("The disk holding /media/card/out is read-only.\nChoose another folder.")
+    assert window.statusBar().currentMessage() == "The disk holding /media/card/out is read-only."
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        window.start_job()
+        said = window.statusBar().currentMessage()
+    assert "read-only" not in said
+
+
 def test_retry_a_failed_row(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

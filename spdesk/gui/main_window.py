@@ -96,6 +96,7 @@ class MainWindow(QMainWindow):
         self._copies_counted: tuple[int, Path | None, int] = (-1, None, 0)  # changes, root, n
         self._empty_hint = ""  # why the queue is still empty after a folder was added
         self._selected_said = ""  # the selected photo's status, as the status bar says it
+        self._error_said = ""  # the last error, as the status bar says it (for 10 s)
         # What the added paths held (or were) that is not queued: unreadable folders, files
         # that are not photos; and as the queue's title and tooltip say it (kept, not redone
         # on each update of the controls).
@@ -788,6 +789,8 @@ class MainWindow(QMainWindow):
             elif row.status is not RowStatus.DONE:
                 self.queue.set_status(row.path, RowStatus.WAITING)
         self._say_selected_status()  # a failure's reason said of a photo now waiting: gone
+        if self._error_said and self.statusBar().currentMessage() == self._error_said:
+            self.statusBar().clearMessage()  # a stopped job's error, not this job's
         self.summary.hide()
         self.rerun_bar.hide()
         self._done_with = _output_settings(options)
@@ -1283,7 +1286,8 @@ class MainWindow(QMainWindow):
     # --- messages and closing -------------------------------------------------------------------
     def show_error(self, text: str) -> None:
         """A readable message (tracebacks are only in the log file)."""
-        self.statusBar().showMessage(text.splitlines()[0], 10_000)
+        self._error_said = text.splitlines()[0] if text else ""
+        self.statusBar().showMessage(self._error_said, 10_000)
         QMessageBox.warning(self, "spdesk", text)
 
     def ask(self, title: str, text: str) -> bool:

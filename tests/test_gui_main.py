@@ -52,11 +52,19 @@ def perturbation() -> Path:
 @pytest.fixture
 def window(qtbot: QtBot, perturbation: Path, tmp_path: Path) -> MainWindow:
     win = MainWindow(open_settings())
-    qtbot.addWidget(win)
+    qtbot.addWidget(win, before_close_func=lambda w: _stop_a_running_job(qtbot, w))
     win.options_panel.refresh_perturbations(select=str(perturbation))
     win.options_panel.output_edit.setText(str(tmp_path / "out"))
     win.show()
     return win
+
+
+def _stop_a_running_job(qtbot: QtBot, window: MainWindow) -> None:
+    """After a test that failed while a job ran, closing asked "Stop protecting?", a box
+    nobody answers offscreen: the run hung there instead of reporting the failure."""
+    if window.job_runner.running:
+        window.cancel_job()
+        qtbot.waitUntil(lambda: not window.job_runner.running, timeout=60_000)
 
 
 def _two_photos_and_a_broken_jpeg(

@@ -553,7 +553,9 @@ def test_verify_that_deletes_a_damaged_file_updates_the_row(
     qtbot.waitUntil(lambda: not dialog.runner.running and not dialog.statuses["train"].present)
     assert not weights.exists()
     assert "Installed" not in _cell(dialog, 0, 2), "the row still says the model is installed"
-    assert not dialog.verify_button.isEnabled() and not dialog.remove_button.isEnabled()
+    # What is left (its config) is what the next download reuses, and Remove deletes.
+    assert _cell(dialog, 0, 2).startswith("Partly downloaded (")
+    assert not dialog.verify_button.isEnabled() and dialog.remove_button.isEnabled()
 
 
 def test_close_asks_before_stopping_a_download_and_stop_says_what_it_stops(

@@ -247,6 +247,34 @@ def test_status_counts_only_a_features_own_partial_download(
     assert status["train"].present and status["train"].partial_bytes == 0
 
 
+def test_status_of_a_stopped_download_counts_what_the_resume_reuses(
+    store: ModelStore, hub: HubServer
+) -> None:
+    """The status said "Partly downloaded (8 kB)" (its .part alone) where the cancel said
+    "... kept" and the next download "... already fetched will be reused" of every file
+    verified before it; a file deleted from an installed model read as "not installed"."""
+    hub.trickle(UNET, piece=8 * 1024, pause_s=0.1)
+    cancel = CancelToken()
+
+    def cancel_once_unet_bytes_arrive(event: Event) -> None:
+        if isinstance(event, hubmod.DownloadProgress) and event.file == UNET and event.file_done:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled) as caught:
+        store.download("preview", on_event=cancel_once_unet_bytes_arrive, cancel=cancel)
+    hub.wait_idle()
+    plan = store.plan("preview")
+    status = {s.feature: s for s in store.status()}
+    assert status["preview"].partial_bytes == plan.done_bytes > 8 * 1024
+    assert f"{selection.human_size(plan.done_bytes)} kept" in str(caught.value)
+
+    hub.faults.trickle.clear()
+    folder = store.download("preview")
+    (folder / "text_encoder" / "config.json").unlink()
+    damaged = store.status_of("preview")
+    assert not damaged.present and damaged.partial_bytes == store.plan("preview").done_bytes
+
+
 def test_a_disk_that_fills_during_a_download_is_a_full_disk_and_keeps_what_arrived(
     store: ModelStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

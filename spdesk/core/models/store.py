@@ -37,6 +37,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from spdesk.core.errors import (
     Cancelled,
@@ -107,7 +108,7 @@ class FeatureStatus:
     size_bytes: int
     verified: bool
     origin: str  # "downloaded", "imported", "huggingface-cache" or "" when absent
-    partial_bytes: int = 0  # ``.part`` data waiting for a resume
+    partial_bytes: int = 0  # data a resume reuses: ``.part`` files and files already verified
     repair: str = ""  # an import verify found damaged: the commands that import it again
 
 
@@ -121,6 +122,24 @@ def covered_files(paths: list[str], source: Source) -> list[str]:
         elif (path.split("/")[0] if "/" in path else "") in source.components:
             out.append(path)
     return out
+
+
+def _complete_bytes(folder: Path, manifest: dict[str, Any], own: list[str], source: Source) -> int:
+    """Bytes of the feature's planned files already fetched and verified in ``folder``, when
+    some other planned file is still missing (a download stopped half-way, or a file deleted
+    since); 0 when none is missing, so that files another feature installed are not shown as
+    this one's partial download."""
+    if manifest.get("commit", manifest.get("revision")) != source.revision:
+        return 0
+    recorded = {e["local"]: local_size(e) for e in manifest.get("files", {}).values()}
+    here, missing = 0, False
+    for name in own:
+        path = folder / name
+        if name in recorded and path.is_file() and path.stat().st_size == recorded[name]:
+            here += recorded[name]
+        else:
+            missing = True
+    return here if missing else 0
 
 
 def _move_tree(old: Path, new: Path, on_event: EventSink, cancel: CancelToken) -> None:
@@ -348,6 +367,9 @@ class ModelStore:
         # Features of one repository share its folder: count only this feature's .part files.
         own = covered_files(list(manifest.get("planned", [])), source)
         parts = partial_files(download_folder, {"planned": own})
+        kept = sum(p.stat().st_size for p in parts)
+        if found is None:  # what a resume reuses, as the download's plan and its cancel count it
+            kept += _complete_bytes(download_folder, manifest, own, source)
         return FeatureStatus(
             feature,
             source.description,
@@ -358,7 +380,7 @@ class ModelStore:
             size,
             verified,
             origin,
-            sum(p.stat().st_size for p in parts),
+            kept,
             repair,
         )
 

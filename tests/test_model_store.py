@@ -1048,7 +1048,8 @@ def test_converted_weights_get_the_permissions_of_the_stores_other_files(
 def test_a_server_error_while_downloading_a_file_is_the_hubs_not_the_disks(
     store: ModelStore, hub: HubServer
 ) -> None:
-    """huggingface_hub's HTTP errors are OSErrors: a 500 was "Could not write ….part"."""
+    """huggingface_hub's HTTP errors are OSErrors: a 500 was "Could not write ….part".
+    A 404 (a mirror without the file) said "The server may be busy or down: try again later"."""
     for status, reason in ((500, "Internal Server Error"), (404, "Not Found")):
         hub.fail(UNET, status)
         with pytest.raises(DownloadError) as caught:
@@ -1056,7 +1057,9 @@ def test_a_server_error_while_downloading_a_file_is_the_hubs_not_the_disks(
         assert caught.value.message == (
             f"The hub at {hub.url} refused a request for {UNET} of {SD} ({status} {reason})."
         )
-        assert "try again later" in (caught.value.hint or "")
+        hint = caught.value.hint or ""
+        assert ("try again later" in hint) == (status == 500), hint
+        assert ("check the endpoint, repository and revision" in hint) == (status == 404), hint
         assert "write" not in caught.value.user_text()
 
 

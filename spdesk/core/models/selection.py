@@ -228,10 +228,20 @@ def hub_error(error: Exception, source: Source, endpoint: str, file: str = "") -
     if isinstance(error, HfHubHTTPError):
         asked = file or _requested_file(error)
         what = f"{asked} of {source.repo_id}" if asked else where
+        code = getattr(getattr(error, "response", None), "status_code", None)
+        if isinstance(code, int) and 400 <= code < 500 and code not in (408, 429):
+            hint = (  # the server answered, and waiting will not change its answer
+                "The server does not give spdesk this file: check the endpoint, repository "
+                "and revision in the model settings (a private mirror may also need "
+                "`hf auth login`)."
+            )
+        else:
+            hint = (
+                "The server may be busy or down: try again later, or check the endpoint in "
+                "the model settings."
+            )
         return DownloadError(
-            f"The hub at {endpoint} refused a request for {what} ({_status(error)}).",
-            hint="The server may be busy or down: try again later, or check the endpoint in "
-            "the model settings.",
+            f"The hub at {endpoint} refused a request for {what} ({_status(error)}).", hint=hint
         )
     what = f"while downloading {file}" if file else "while listing the repository"
     again = (

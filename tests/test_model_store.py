@@ -511,6 +511,20 @@ def test_a_dropped_connection_is_resumed_without_fetching_twice(
     assert store.verify("preview").ok
 
 
+def test_a_download_cut_short_near_its_end_does_not_say_it_stopped_at_its_full_size(
+    store: ModelStore, hub: HubServer, sd_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said "stopped at 521 kB of 521 kB", as if the file had arrived."""
+    monkeypatch.setattr(downloadmod, "RETRY_PAUSE_S", 0.0)
+    size = len(sd_files[UNET])
+    hub.drop(UNET, after=size - 10, times=50)
+    with pytest.raises(DownloadError) as caught:
+        store.download("preview")
+    assert caught.value.message.startswith(
+        f"The download of {UNET} stopped at {size - 10:,} bytes of {size:,} bytes"
+    ), caught.value.message
+
+
 def test_a_server_that_keeps_dropping_fails_clearly_and_keeps_the_partial_file(
     store: ModelStore, hub: HubServer, sd_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:

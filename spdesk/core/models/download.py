@@ -413,9 +413,11 @@ def transfer(
         stalls = 0 if now > have else stalls + 1
         if stalls >= MAX_STALLS:
             reason = f": {type(error).__name__}: {error}" if error else ""
+            got, whole = human_size(now), human_size(size)
+            if got == whole:  # cut short within the rounding: "100 kB of 100 kB" read as done
+                got, whole = f"{now:,} bytes", f"{size:,} bytes"
             raise DownloadError(
-                f"The download of {name or url} stopped at {human_size(now)} of "
-                f"{human_size(size)}{reason}",
+                f"The download of {name or url} stopped at {got} of {whole}{reason}",
                 hint="Check the connection and run the same download again: it resumes where "
                 "it stopped.",
             )

@@ -1090,6 +1090,16 @@ def test_a_server_error_asking_for_a_files_details_names_the_file_and_the_status
     )
 
 
+def test_a_refused_listing_names_the_hub_once(store: ModelStore, hub: HubServer) -> None:
+    """It said "The hub at URL refused a request for REPO on URL (403 Forbidden)"."""
+    hub.fail_listing(403)
+    with pytest.raises(DownloadError) as caught:
+        store.download("train")
+    assert (
+        caught.value.message == f"The hub at {hub.url} refused a request for {SD} (403 Forbidden)."
+    )
+
+
 def test_a_cancel_while_listing_stops_at_once(store: ModelStore, hub: HubServer) -> None:
     """A 500 while listing is retried by huggingface_hub for about 23 s; a cancel waited."""
     hub.fail_listing(500)

@@ -227,7 +227,7 @@ def hub_error(error: Exception, source: Source, endpoint: str, file: str = "") -
         )
     if isinstance(error, HfHubHTTPError):
         asked = file or _requested_file(error)
-        what = f"{asked} of {source.repo_id}" if asked else where
+        what = f"{asked} of {source.repo_id}" if asked else source.repo_id  # endpoint: below
         code = getattr(getattr(error, "response", None), "status_code", None)
         if isinstance(code, int) and 400 <= code < 500 and code not in (408, 429):
             hint = (  # the server answered, and waiting will not change its answer

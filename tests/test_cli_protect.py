@@ -818,6 +818,17 @@ def test_an_output_folder_that_cannot_be_made_names_the_folder_at_fault(
     assert "--out FOLDER" not in err
     assert not (locked / "out").exists()
 
+    def refused_as_proc_does(self: Path, *args: object, **kwargs: object) -> None:
+        if self.parent == locked:  # /proc and /sys refuse new folders with odd errors
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", refused_as_proc_does)
+    assert main(["protect", str(photos), "--out", str(locked / "out")]) == 2
+    err = capsys.readouterr().err  # it named the record: "Could not write .../spdesk-manif…"
+    assert f"The output folder {locked / 'out'} cannot be made in {locked}: No such" in err
+    assert "manifest" not in err and "Choose an output folder" in err
+
 
 def test_overwrite_refused_for_a_users_file_does_not_advise_overwrite(
     tmp_path: Path, inputs: Path, perturbation: Path, capsys: pytest.CaptureFixture[str]

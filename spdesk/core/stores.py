@@ -329,7 +329,17 @@ def _root_error(error: OSError, root: Path) -> OutputError:
             "read-only or you do not have permission to write there.",
             hint="Choose an output folder you can write to.",
         )
-    return output_error(error, root / MANIFEST_NAME)
+    named = output_error(error, root / MANIFEST_NAME)
+    if type(named) is OutputError and named.hint is None and existing is not None:
+        # The general case named the record, a file the user never asked for ("Could not
+        # write /proc/out/spdesk-manifest.jsonl: No such file or directory"), with no way out.
+        return OutputError(
+            f"The output folder {shown(root)} cannot be made in {shown(existing)}: "
+            f"{error.strerror or error}.",
+            hint="Choose an output folder on a disk you can write to (in your home folder, "
+            "for example).",
+        )
+    return named
 
 
 def _same_file(path: Path, other: os.stat_result) -> bool:

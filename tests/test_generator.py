@@ -116,6 +116,14 @@ def test_wrong_files_are_refused_by_name(tmp_path: Path) -> None:
         read_spec(tmp_path / "missing.safetensors")
 
 
+def test_a_training_checkpoint_is_named_not_taken_for_a_generator(tmp_path: Path) -> None:
+    from test_perturbation_file import _training_checkpoint
+
+    path = _training_checkpoint(tmp_path / "run.ckpt")
+    with pytest.raises(PerturbationFileError, match="training checkpoint of spdesk train"):
+        read_spec(path)
+
+
 def test_missing_weights_and_lying_headers_are_refused(tmp_path: Path) -> None:
     model = _model()
     state = dict(model.state_dict())

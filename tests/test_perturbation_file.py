@@ -425,3 +425,33 @@ def test_library_names_that_share_a_file_are_told_apart_and_long_names_fit() -> 
     assert library_name_at("Portraits ?8") == "Portraits ±8"  # to say which one is there
     long = library_path_for("é" * 300)  # was "File name too long": an unexpected error
     assert len(long.stem.encode()) <= LIBRARY_STEM_BYTES and not long.exists()
+
+
+def _training_checkpoint(path: Path) -> Path:
+    """A checkpoint as spdesk train --checkpoint writes it (it holds a 'delta' too)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from spdesk.core.train import save_checkpoint
+
+    trainer = SimpleNamespace(
+        config=SimpleNamespace(resume_key=lambda: "0123abcd", resumable_settings=lambda: {}),
+        fingerprint="feed",
+        validation=[],
+        optimizer=SimpleNamespace(
+            state_dict=lambda: {"delta": torch.zeros(3, 16, 16), "step": torch.tensor(4)},
+            step_index=4,
+        ),
+        on_event=lambda event: None,
+    )
+    save_checkpoint(path, trainer)  # type: ignore[arg-type]
+    return path
+
+
+def test_load_names_a_training_checkpoint_chosen_as_the_pattern(tmp_path: Path) -> None:
+    path = _training_checkpoint(tmp_path / "run.ckpt")
+    with pytest.raises(PerturbationFileError, match="training checkpoint") as caught:
+        load_perturbation(path)
+    assert "--resume" in (caught.value.hint or "")
+    assert "format None" not in str(caught.value)

@@ -18,7 +18,12 @@ from typing import Any
 from spdesk.core.errors import ConfigError, PerturbationFileError
 from spdesk.core.files import atomic_write, check_save_path
 from spdesk.core.perturbation import FORMAT_NAME as PERTURBATION_FORMAT
-from spdesk.core.perturbation import GENERATOR_FORMAT, check_eps, safetensors_head
+from spdesk.core.perturbation import (
+    GENERATOR_FORMAT,
+    check_eps,
+    refuse_training_checkpoint,
+    safetensors_head,
+)
 
 FORMAT_NAME = GENERATOR_FORMAT
 FORMAT_VERSION = 1
@@ -156,6 +161,7 @@ def read_spec(path: Path) -> GeneratorSpec:
             hint=f"Use it with --mode universal --perturbation {path.name}.",
         )
     if meta.get("format") != FORMAT_NAME:
+        refuse_training_checkpoint(path, meta, "a protection generator")
         raise PerturbationFileError(
             f"{path.name} is not an spdesk protection generator (format {meta.get('format')!r})."
         )

@@ -315,6 +315,7 @@ def load_perturbation(path: str | Path) -> Perturbation:
     except (SafetensorError, TypeError, ValueError) as error:
         raise PerturbationFileError(f"{path.name} is damaged or unsupported: {error}") from error
     if raw_meta.get("format") != FORMAT_NAME:
+        refuse_training_checkpoint(path, raw_meta, "a universal perturbation")
         raise PerturbationFileError(
             f"{path.name} is a safetensors file but not an spdesk perturbation "
             f"(format {raw_meta.get('format')!r})."
@@ -333,6 +334,18 @@ def load_perturbation(path: str | Path) -> Perturbation:
         raise PerturbationFileError(f"{path.name} has no valid 'eps' budget.") from error
     delta = _validate_delta(delta, eps, path.name)
     return Perturbation(delta=delta, eps=eps, metadata=_decode_metadata(raw_meta), path=path)
+
+
+def refuse_training_checkpoint(path: Path, meta: Mapping[str, str], wanted: str) -> None:
+    """Name spdesk train's own checkpoint (``--checkpoint``, the resume key in its header) when
+    it is chosen where a finished file is expected, instead of an unknown format."""
+    if "resume_key" in meta:
+        raise PerturbationFileError(
+            f"{path.name} is a training checkpoint of spdesk train (its steps so far, to resume "
+            f"from), not {wanted}.",
+            hint="Choose the file spdesk train saved with --out (or in your library); to finish "
+            "the training, run it again with --resume.",
+        )
 
 
 def _check_size(path: Path) -> None:

@@ -670,15 +670,40 @@ def test_a_perturbation_saved_by_the_train_dialog_is_selected_unless_weaker_than
         return 0
 
     monkeypatch.setattr(TrainDialog, "exec", fake_exec)
+    window.options_panel.set_mode("photo")  # the default, which uses no pattern
     window.open_train_dialog()
     combo = window.options_panel.perturbation_combo
     assert combo.findText("Portraits ±4") >= 0
     if gain is not None and gain < 1:
         assert combo.currentData() == before != str(trained)
         assert "not selected" in window.statusBar().currentMessage()
+        assert window.options_panel.mode() == "photo"
     else:
         assert combo.currentData() == str(trained)
         assert combo.currentText() == "Portraits ±4"
+        # Protect photos uses it: the photo-specific mode would have left it unused, unsaid.
+        assert window.options_panel.mode() == "universal"
+        assert "Universal" in window.statusBar().currentMessage()
+        assert window.options_panel.perturbation_box.isVisibleTo(window)
+
+
+def test_a_pattern_saved_while_fine_tuning_keeps_that_mode(
+    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.gui.train_dialog import TrainDialog
+
+    delta = np.full((3, 32, 32), 4 / 255, np.float32)
+    trained = library_path_for("Mine")
+
+    def fake_exec(dialog: TrainDialog) -> int:
+        dialog.saved.emit(save_perturbation(trained, delta, eps=4, metadata={"name": "Mine"}))
+        return 0
+
+    monkeypatch.setattr(TrainDialog, "exec", fake_exec)
+    window.options_panel.set_mode("finetune")  # which fine-tunes the chosen pattern
+    window.open_train_dialog()
+    assert window.options_panel.perturbation_path() == str(trained)
+    assert window.options_panel.mode() == "finetune"
 
 
 def test_folders_dropped_while_listing_wait_their_turn(

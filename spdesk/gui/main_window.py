@@ -1253,6 +1253,14 @@ class MainWindow(QMainWindow):
             )
         else:
             self.options_panel.refresh_perturbations(select=str(path))
+            if self.options_panel.mode() == "photo":  # which uses no pattern: it went unused
+                self.options_panel.set_mode("universal")
+                self.statusBar().showMessage(
+                    f"“{perturbation_label(path)}” is selected, in the Universal mode that lays "
+                    "it over every photo (Photo-specific mode makes each photo a pattern of its "
+                    "own and does not use it).",
+                    15_000,
+                )
 
     def open_model_manager(self, feature: str | None = None) -> None:
         from spdesk.gui.model_manager import ModelManagerDialog

@@ -388,6 +388,44 @@ def test_crops_default_to_what_the_device_trains_in_minutes(
     assert dlg.request().size == size
 
 
+def test_a_device_described_after_the_dialog_opened_sets_its_default_crops(
+    qtbot: QtBot,
+) -> None:
+    # Opened while the window was still describing the device (seconds after it starts): a
+    # CPU trained at 512 px, about twenty times as slow, unless the user saw and changed it.
+    settings = open_settings()
+    dlg = TrainDialog(settings, device="auto", device_kind=None)
+    qtbot.addWidget(dlg)
+    dlg.set_device_kind("cpu")
+    assert dlg.size_spin.value() == 128 == dlg.request().size
+    chosen = TrainDialog(settings, device="auto", device_kind=None)
+    qtbot.addWidget(chosen)
+    chosen.size_spin.setValue(256)  # the user's choice stays
+    chosen.set_device_kind("cpu")
+    assert chosen.size_spin.value() == 256
+
+
+def test_the_window_tells_an_open_train_dialog_the_device_it_described(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.core.device import DeviceInfo
+    from spdesk.gui.main_window import MainWindow
+
+    window = MainWindow(open_settings())
+    qtbot.addWidget(window)
+    sizes: list[int] = []
+
+    def exec_while_detecting(dialog: TrainDialog) -> int:
+        window._detecting = str(window.device_combo.currentData())
+        window._on_device_info(DeviceInfo(kind="cpu", name="CPU", memory_gb=None))
+        sizes.append(dialog.size_spin.value())
+        return 0
+
+    monkeypatch.setattr(TrainDialog, "exec", exec_while_detecting)
+    window.open_train_dialog()
+    assert sizes == [128]
+
+
 def test_a_crop_size_is_remembered_only_when_the_user_chose_it(
     qtbot: QtBot, dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
 ) -> None:

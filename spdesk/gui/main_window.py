@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
@@ -68,6 +68,9 @@ from spdesk.gui.widgets.options import FINETUNE_ENCODERS, OptionsPanel
 from spdesk.gui.widgets.queue import PhotoQueue, QueueRow, RowStatus
 from spdesk.gui.workers import TaskRunner
 
+if TYPE_CHECKING:
+    from spdesk.gui.train_dialog import TrainDialog
+
 log = logging.getLogger(__name__)
 
 SETTINGS_LEAST_WIDTH = 240
@@ -124,6 +127,7 @@ class MainWindow(QMainWindow):
         self._job_device = "auto"  # the device choice the running or last job was given
         self._detecting = "auto"  # the device choice being (or last) described
         self._device_kinds: dict[str, str] = {}  # device choice -> kind, once described
+        self._train_dialog: TrainDialog | None = None  # while the Train dialog is open
         self._done_with: ProtectOptions | None = None  # what the finished rows were protected with
         self._settings_redo: list[Path] = []  # finished rows made pending by a settings change
         # The last run's summary hidden by a settings change: the bar's value it had (None:
@@ -681,6 +685,8 @@ class MainWindow(QMainWindow):
         if self._detecting == str(self.device_combo.currentData()):  # else described next
             self.device_label.setText(f"Device: {info.describe()}")
             self.options_panel.set_device_kind(info.kind)  # estimates for the device jobs run on
+            if self._train_dialog is not None:  # opened before the device was described
+                self._train_dialog.set_device_kind(info.kind)
             if info.kind == "cuda":
                 self._recommend_for(info.kind)
 
@@ -1239,7 +1245,11 @@ class MainWindow(QMainWindow):
         )
         dialog.saved.connect(self._on_perturbation_saved)
         dialog.open_models_requested.connect(self.open_model_manager)
-        run_modal(dialog)
+        self._train_dialog = dialog  # told the device's kind if it is described meanwhile
+        try:
+            run_modal(dialog)
+        finally:
+            self._train_dialog = None
 
     def _on_perturbation_saved(self, path: Path) -> None:
         """List a newly trained perturbation; select it only if it beats random noise."""

@@ -490,6 +490,18 @@ class TrainDialog(QDialog):
         self._on_encoder()
         self._on_folder_changed()
 
+    def set_device_kind(self, kind: str) -> None:
+        """The device was described after the dialog opened (the window describes it in a
+        worker, seconds after it starts): its default crop size replaces the one assumed
+        meanwhile, unless a size was chosen (kept in the settings, or changed here)."""
+        if kind == self.device_kind:
+            return
+        assumed, self.device_kind = self.default_size, kind
+        self.default_size = default_crop_size(kind)
+        chosen = self.settings.contains("train/size")
+        if not chosen and not self.runner.running and self.size_spin.value() == assumed:
+            self.size_spin.setValue(self.default_size)
+
     def _remember(self, request: TrainRequest) -> None:
         s = self.settings
         remember_folder(s, "train", str(request.photos))

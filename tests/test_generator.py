@@ -116,6 +116,16 @@ def test_wrong_files_are_refused_by_name(tmp_path: Path) -> None:
         read_spec(tmp_path / "missing.safetensors")
 
 
+def test_a_generator_file_cut_short_is_named_incomplete(tmp_path: Path) -> None:
+    from spdesk.core.generator_file import bundled_generator_path
+
+    data = bundled_generator_path().read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(PerturbationFileError, match=r"cut\.safetensors is incomplete"):
+        read_spec(cut)
+
+
 def test_a_training_checkpoint_is_named_not_taken_for_a_generator(tmp_path: Path) -> None:
     from test_perturbation_file import _training_checkpoint
 

@@ -167,7 +167,7 @@ def test_load_truncated_real_file(tmp_path: Path) -> None:
     path = save_perturbation(tmp_path / "p.safetensors", _signs(size=64), eps=8)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(PerturbationFileError, match="damaged"):
+    with pytest.raises(PerturbationFileError, match="incomplete"):
         load_perturbation(path)
 
 
@@ -455,3 +455,14 @@ def test_load_names_a_training_checkpoint_chosen_as_the_pattern(tmp_path: Path) 
         load_perturbation(path)
     assert "--resume" in (caught.value.hint or "")
     assert "format None" not in str(caught.value)
+
+
+def test_load_names_a_file_cut_short(tmp_path: Path) -> None:
+    whole = save_perturbation(tmp_path / "whole.safetensors", _signs(), eps=8)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: len(data) // 2])  # a copy or a download stopped half way
+    with pytest.raises(PerturbationFileError, match=r"cut\.safetensors is incomplete") as caught:
+        load_perturbation(cut)
+    assert f"{len(data) // 2:,} bytes of the {len(data):,}" in str(caught.value)
+    assert "deserializing" not in str(caught.value)  # safetensors' own words

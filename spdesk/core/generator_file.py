@@ -20,6 +20,7 @@ from spdesk.core.files import atomic_write, check_save_path
 from spdesk.core.perturbation import FORMAT_NAME as PERTURBATION_FORMAT
 from spdesk.core.perturbation import (
     GENERATOR_FORMAT,
+    check_complete,
     check_eps,
     refuse_training_checkpoint,
     safetensors_head,
@@ -127,6 +128,7 @@ def _header(path: Path) -> dict[str, Any]:
         raise PerturbationFileError(f"{path.name} has a damaged header.") from error
     if not isinstance(header, dict):
         raise PerturbationFileError(f"{path.name} has a damaged header.")
+    check_complete(path, length, header)
     return header
 
 

@@ -234,6 +234,7 @@ def _check_header(path: Path, head: bytes) -> None:
         ) from error
     info = header.get("delta") if isinstance(header, dict) else None
     if not isinstance(info, dict):
+        check_complete(path, length, header)
         return  # no 'delta': said precisely after opening
     dtype, shape = info.get("dtype"), info.get("shape")
     if dtype not in _READABLE_DTYPES:
@@ -252,6 +253,35 @@ def _check_header(path: Path, head: bytes) -> None:
         raise PerturbationFileError(
             f"{path.name}: pattern size {height}x{width} is outside 8..{MAX_SIDE} pixels per "
             "side; nothing was loaded."
+        )
+    check_complete(path, length, header)
+
+
+def check_complete(path: Path, header_length: int, header: object) -> None:
+    """Refuse a file that ends before the data its header lists (a copy or a download cut
+    short), named as such: safetensors' own words were "incomplete metadata, file not fully
+    covered"."""
+    if not isinstance(header, dict):
+        return
+    ends = [
+        info["data_offsets"][1]
+        for name, info in header.items()
+        if name != "__metadata__"
+        and isinstance(info, dict)
+        and isinstance(info.get("data_offsets"), list)
+        and len(info["data_offsets"]) == 2
+        and isinstance(info["data_offsets"][1], int)
+    ]
+    needed = 8 + header_length + max(ends, default=0)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # said where it is read
+    if size < needed:
+        raise PerturbationFileError(
+            f"{path.name} is incomplete: it holds {size:,} bytes of the {needed:,} it needs "
+            "(a copy or a download cut short?).",
+            hint="Copy the file again from where it came from, or make it again.",
         )
 
 

@@ -3,6 +3,7 @@ and a small run with the real TAESD that beats same-eps random noise on held-out
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -235,6 +236,9 @@ def test_events_and_saved_metadata(tiny_setup: tuple[Path, Path, Encoder], tmp_p
     assert meta["optimizer"]["start"] == "random"  # latent needs it: zero gradient at 0
     assert meta["optimizer"]["optimizer"] == "pgd" and meta["config"]["size"] == 32
     assert set(meta["validation"]) >= {"distortion", "sign_distortion", "uniform_distortion"}
+    # The photos' folder by its name alone: a shared pattern does not say where they are.
+    assert meta["config"]["photos"] == photos.name
+    assert str(photos) not in json.dumps(meta)
 
 
 def test_the_time_left_counts_the_validations_still_to_run() -> None:

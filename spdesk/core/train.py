@@ -855,6 +855,9 @@ def build_metadata(
     """The perturbation file's metadata: the frozen config plus provenance and figures."""
     config_fields = dataclasses.asdict(config)
     config_fields["robust"] = list(config.robust)
+    # The folder's name, not where it is: a pattern may be shared, and its full path names the
+    # user ("/home/jane/Pictures/...") and their folders.
+    config_fields["photos"] = Path(config.photos).resolve().name
     last = trainer.validation[-1] if trainer.validation else None
     return {
         "name": config.name or f"{trainer.encoder.id}-eps{config.eps:g}",

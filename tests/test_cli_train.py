@@ -41,6 +41,19 @@ def test_a_one_step_run_is_warned_about_in_the_singular() -> None:
     assert short_run_warning(MIN_USEFUL_STEPS) == ""
 
 
+def test_a_missing_named_encoder_is_said_before_any_note_on_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = write_photos(tmp_path / "photos")
+    argv = ["train", str(photos), "--out", str(tmp_path / "p.safetensors")]
+    assert main([*argv, "--encoder", "taesd", "--steps", "3", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "is not installed" in err and "spdesk models download --for taesd" in err
+    # Notes on a run that cannot start (its crop size, its length) came first, then the error.
+    assert "Note:" not in err and "Warning:" not in err
+    assert not (tmp_path / "p.safetensors").exists()
+
+
 def test_train_then_eval_json(
     assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

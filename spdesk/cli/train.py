@@ -198,6 +198,18 @@ def _default_size(device: str) -> int:
     return size
 
 
+def _require_named_encoders(spec: str) -> None:
+    """A named encoder ("taesd", "sd15") that is not installed is said first, alone: it came
+    after the notes on crop size and a short run, about a run that could not start."""
+    from spdesk.core.models.store import ENCODER_FEATURES, ModelStore
+
+    store = ModelStore()
+    for name in (part.strip() for part in spec.split(",")):
+        feature = ENCODER_FEATURES.get(name)
+        if feature is not None and store.find(feature) is None:
+            store.require(feature)  # raises what loading the encoder would, with its fix
+
+
 def run(args: argparse.Namespace) -> int:
     from spdesk.core.errors import Cancelled, ConfigError
     from spdesk.core.events import Event
@@ -237,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
             f"--resume: there is no checkpoint {shown(args.checkpoint)} to continue from.",
             hint="Check its name; without --resume a new run starts and writes it.",
         )
+    _require_named_encoders(args.encoder)
     config = _config(args)
     printer = ProgressPrinter(quiet=args.json)
     short = short_run_warning(config.steps)

@@ -54,6 +54,16 @@ def test_a_missing_named_encoder_is_said_before_any_note_on_the_run(
     assert not (tmp_path / "p.safetensors").exists()
 
 
+def test_one_training_photo_is_said_in_the_singular(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = write_photos(tmp_path / "photos", count=2)  # the least: one trains, one is held out
+    vae = save_tiny_vae(tmp_path / "sd")
+    argv = ["train", str(photos), "--out", str(tmp_path / "p.safetensors"), "--encoder", str(vae)]
+    assert main([*argv, "--steps", "1", "--batch", "1", "--size", "32", "--val-every", "0"]) == 0
+    assert "Training on 1 photo (1 held out)" in capsys.readouterr().err
+
+
 def test_train_then_eval_json(
     assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -638,6 +638,19 @@ def test_a_run_that_starts_afresh_says_why(dialog: TrainDialog) -> None:
     assert f"(started afresh: {reason})" in dialog.status_label.text()  # stays in view
 
 
+def test_one_training_photo_is_said_in_the_singular(dialog: TrainDialog) -> None:
+    # Two photos found (the least it takes): one trains, one is held out.
+    dialog._on_event(TrainStarted(train_photos=1, val_photos=1, steps=100, encoder="tiny"))
+    assert dialog.status_label.text().startswith("Training on 1 photo, checking on 1 held out")
+    from types import SimpleNamespace
+
+    from spdesk.gui.train_dialog import _summary
+
+    meta = {"steps": 1, "train_photos": 1, "val_photos": 1, "gain_over_sign": 1.2}
+    said = _summary(SimpleNamespace(metadata=meta, validation=[]))
+    assert said.startswith("Trained for 1 step on 1 photo. In training's check (1 held-out photo)")
+
+
 def test_enter_is_start_training_s_as_its_look_says(qtbot: QtBot, dialog: TrainDialog) -> None:
     """ "Start training" had the main action's look but not the Enter key: Qt gave that to the
     first button, the disabled "Pause", so Enter after typing the folder did nothing (and once

@@ -265,8 +265,8 @@ def run(args: argparse.Namespace) -> int:
         elif isinstance(event, TrainStarted):
             resumed = f", resuming at step {event.resumed_from}" if event.resumed_from else ""
             printer.line(
-                f"Training on {event.train_photos} photos ({event.val_photos} held out) "
-                f"with {event.encoder}{resumed}."
+                f"Training on {count_of(event.train_photos, 'photo')} "
+                f"({event.val_photos} held out) with {event.encoder}{resumed}."
             )
             for photo in event.skipped:
                 printer.line(f"Skipped {shown(photo.path)}: {photo.reason}")

@@ -691,7 +691,7 @@ class TrainDialog(QDialog):
             case StartingAfresh(reason=reason):
                 self.afresh = reason  # said with TrainStarted, which comes next
             case TrainStarted(train_photos=train, val_photos=val, resumed_from=resumed):
-                text = f"Training on {train} photos, checking on {val} held out…"
+                text = f"Training on {count_of(train, 'photo')}, checking on {val} held out…"
                 if resumed and resumed >= event.steps:  # its save failed, or the app closed
                     text = "Every step of this run had run: checking its result again. " + text
                 elif resumed:
@@ -909,7 +909,8 @@ def result_gain(result: Any) -> float | None:
 def _summary(result: Any) -> str:
     meta = result.metadata
     gain = result_gain(result)
-    parts = [f"Trained for {meta.get('steps')} steps on {meta.get('train_photos')} photos."]
+    steps, photos = int(meta.get("steps", 0)), int(meta.get("train_photos", 0))
+    parts = [f"Trained for {count_of(steps, 'step')} on {count_of(photos, 'photo')}."]
     if gain is not None:
         verdict = (
             "stronger than noise"
@@ -921,7 +922,8 @@ def _summary(result: Any) -> str:
         size = meta.get("config", {}).get("size")
         at = f" at {size} px" if size else ""
         parts.append(
-            f"In training's check ({meta.get('val_photos')} held-out photos{at}) it moves the "
+            f"In training's check ({count_of(int(meta.get('val_photos', 0)), 'held-out photo')}"
+            f"{at}) it moves the "
             f"encoder {gain_text(gain)} as much as random noise of the same strength ({verdict})."
         )
     product_gain = getattr(result, "product_gain", None)

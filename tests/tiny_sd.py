@@ -46,7 +46,10 @@ def write_tiny_tokenizer(folder: Path) -> None:
     (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
 
 
-def tiny_vae(seed: int = 0):  # type: ignore[no-untyped-def]
+def tiny_vae(seed: int = 0, *, attention: bool = True):  # type: ignore[no-untyped-def]
+    """``attention``: SD's VAE has self-attention in its middle block. With this VAE's factor
+    of 2 it spans a 512 px photo's 65,536 latent positions: 5.7 s an encode on 2 cores against
+    0.9 s without, and training checks its result at 512 px."""
     import torch
     from diffusers import AutoencoderKL
 
@@ -61,6 +64,7 @@ def tiny_vae(seed: int = 0):  # type: ignore[no-untyped-def]
         norm_num_groups=8,
         layers_per_block=1,
         sample_size=32,
+        mid_block_add_attention=attention,
     )
 
 
@@ -118,8 +122,9 @@ def tiny_scheduler_config() -> dict[str, object]:
 
 
 def save_tiny_vae(folder: Path, seed: int = 0) -> Path:
-    """A diffusers folder holding only ``vae/`` (what training and fine-tuning need)."""
-    tiny_vae(seed).save_pretrained(folder / "vae", safe_serialization=True)
+    """A diffusers folder holding only ``vae/`` (what training and fine-tuning need), without
+    the middle block's attention (the complete pipeline of :func:`save_tiny_sd` has it)."""
+    tiny_vae(seed, attention=False).save_pretrained(folder / "vae", safe_serialization=True)
     return folder
 
 

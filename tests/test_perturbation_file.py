@@ -457,6 +457,28 @@ def test_load_names_a_training_checkpoint_chosen_as_the_pattern(tmp_path: Path) 
     assert "format None" not in str(caught.value)
 
 
+def test_a_foreign_safetensors_file_is_refused_in_words_not_as_format_none(
+    tmp_path: Path,
+) -> None:
+    """A safetensors file of another program, with a 'delta' tensor or without metadata, was
+    refused "(format None)" (training audit)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from spdesk.core.generator_file import read_spec
+
+    foreign = tmp_path / "other.safetensors"
+    save_file({"delta": torch.zeros(3, 8, 8)}, str(foreign))
+    for load in (load_perturbation, read_spec):
+        with pytest.raises(PerturbationFileError) as caught:
+            load(foreign)
+        assert "None" not in str(caught.value)
+        assert "it carries no spdesk format tag" in str(caught.value)
+    save_file({"delta": torch.zeros(3, 8, 8)}, str(foreign), metadata={"format": "theirs"})
+    with pytest.raises(PerturbationFileError, match="its format is 'theirs'"):
+        load_perturbation(foreign)
+
+
 def test_load_names_a_file_cut_short(tmp_path: Path) -> None:
     whole = save_perturbation(tmp_path / "whole.safetensors", _signs(), eps=8)
     data = whole.read_bytes()

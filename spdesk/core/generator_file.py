@@ -22,6 +22,7 @@ from spdesk.core.perturbation import (
     GENERATOR_FORMAT,
     check_complete,
     check_eps,
+    format_said,
     refuse_training_checkpoint,
     safetensors_head,
 )
@@ -165,7 +166,7 @@ def read_spec(path: Path) -> GeneratorSpec:
     if meta.get("format") != FORMAT_NAME:
         refuse_training_checkpoint(path, meta, "a protection generator")
         raise PerturbationFileError(
-            f"{path.name} is not an spdesk protection generator (format {meta.get('format')!r})."
+            f"{path.name} is not an spdesk protection generator ({format_said(meta)})."
         )
     if meta.get("format_version") != str(FORMAT_VERSION):
         raise PerturbationFileError(

@@ -348,7 +348,7 @@ def load_perturbation(path: str | Path) -> Perturbation:
         refuse_training_checkpoint(path, raw_meta, "a universal perturbation")
         raise PerturbationFileError(
             f"{path.name} is a safetensors file but not an spdesk perturbation "
-            f"(format {raw_meta.get('format')!r})."
+            f"({format_said(raw_meta)})."
         )
     version = raw_meta.get("format_version", "")
     if version != str(FORMAT_VERSION):
@@ -364,6 +364,12 @@ def load_perturbation(path: str | Path) -> Perturbation:
         raise PerturbationFileError(f"{path.name} has no valid 'eps' budget.") from error
     delta = _validate_delta(delta, eps, path.name)
     return Perturbation(delta=delta, eps=eps, metadata=_decode_metadata(raw_meta), path=path)
+
+
+def format_said(meta: Mapping[str, str]) -> str:
+    """The format a foreign safetensors file declares, in words ("format None" read as code)."""
+    declared = meta.get("format")
+    return f"its format is {declared!r}" if declared else "it carries no spdesk format tag"
 
 
 def refuse_training_checkpoint(path: Path, meta: Mapping[str, str], wanted: str) -> None:

@@ -247,7 +247,9 @@ def hub_error(error: Exception, source: Source, endpoint: str, file: str = "") -
     again = (
         "run the download again: it resumes where it stopped"
         if file
-        else "then run the download again (nothing was fetched yet)"
+        # beside a download stopped earlier: its files stay and the next run reuses them
+        else "then run the download again (nothing was fetched this time; what an earlier "
+        "download fetched is kept)"
     )
     return DownloadError(
         f"The connection to {endpoint} failed {what} ({type(error).__name__}: {error}).",

@@ -7,6 +7,7 @@ generator; its recipe is in ``resources/generators/RECIPE.md``.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,13 @@ def run(args: argparse.Namespace) -> int:
         start = initial.state_dict()
         config = replace(config, network=GeneratorConfig(**initial_spec.network))
     found = training_photos(args.photos)  # too few photos are said before the encoder loads
+    if not args.json:  # the encoder and the photos load for a minute or two before step 1
+        print(
+            f"Training a protection generator on {count_of(len(found), 'photo')} (some held "
+            "out to check it): loading the encoder and reading the photos...",
+            file=sys.stderr,
+            flush=True,
+        )
     encoder = load_encoder(args.encoder, args.device)
     progress = ProgressPrinter(quiet=args.json)
     model, summary = train_generator(

@@ -45,11 +45,19 @@ def _photos(folder: Path, count: int = 4) -> Path:
     return folder
 
 
+def _stop_a_running_training(qtbot: QtBot, dialog: TrainDialog) -> None:
+    """After a test that failed while training ran, closing asked "Stop training?", a box
+    nobody answers offscreen: the run hung there instead of reporting the failure."""
+    if dialog.runner.running:
+        dialog.runner.cancel()
+        qtbot.waitUntil(lambda: not dialog.runner.running, timeout=60_000)
+
+
 @pytest.fixture
 def dialog(qtbot: QtBot, tmp_path: Path) -> TrainDialog:
     dlg = TrainDialog(open_settings(), device="cpu")
     dlg.confirm = lambda _title, _text: True  # tiny runs are short on purpose
-    qtbot.addWidget(dlg)
+    qtbot.addWidget(dlg, before_close_func=lambda d: _stop_a_running_training(qtbot, d))
     dlg.folder_edit.setText(str(_photos(tmp_path / "photos")))
     dlg.encoder_combo.setCurrentIndex(dlg.encoder_combo.findData("custom"))
     dlg.encoder_edit.setText(str(save_tiny_vae(tmp_path / "vae")))

@@ -100,6 +100,9 @@ def test_pause_then_cancel_saves_nothing(qtbot: QtBot, dialog: TrainDialog) -> N
     dialog.toggle_pause()
     assert dialog.runner.paused
     assert dialog.pause_button.text() == "Resume"
+    qtbot.wait(200)  # a step that ended as it paused is told too
+    said = dialog.val_chart.empty_text  # it said "(about 1 min 06 s)" while paused (audit)
+    assert said.startswith("First check after step") and "about" not in said, said
     with qtbot.waitSignal(dialog.runner.finished, timeout=10_000):
         dialog.cancel()
     assert dialog.result is None

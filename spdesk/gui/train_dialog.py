@@ -251,6 +251,7 @@ class TrainDialog(QDialog):
         self.skipped: dict[Path, str] = {}  # photos the running training could not read, why
         self.afresh = ""  # why the running training started afresh ("" when it did not)
         self.resumed_at = 0  # the step the running training resumed at (0 when it did not)
+        self._last_step: TrainStep | None = None  # the running training's latest step
         self.unkept = ""  # why the last checkpoint was not written ("" when it was)
         self.result: Any = None
         self.saved_path: Path | None = None
@@ -663,6 +664,7 @@ class TrainDialog(QDialog):
         self.loss_chart.clear()
         self.val_chart.clear()
         self.val_chart.set_empty_text(first_check_text(0, request.steps, None))
+        self._last_step = None
         self.progress.setValue(0)
         self.status_label.setText("Loading the encoder and your photos…")
         self._started = time.monotonic()
@@ -679,6 +681,9 @@ class TrainDialog(QDialog):
         else:
             self.runner.pause()
             self.status_label.setText("Paused. Press Resume to continue.")
+            if self._last_step is not None:  # no time while paused: it does not pass
+                step = self._last_step
+                self.val_chart.set_empty_text(first_check_text(step.step, step.steps, None))
         self._update_controls()
 
     def cancel(self) -> None:
@@ -727,9 +732,11 @@ class TrainDialog(QDialog):
             self.val_chart.set_empty_text(first_check_text(0, self.steps_spin.value(), None))
 
     def _on_step(self, event: TrainStep) -> None:
+        self._last_step = event
         self.progress.setValue(round(1000 * event.step / max(event.steps, 1)))
         self.loss_chart.append("loss", event.step, event.loss)
-        self.val_chart.set_empty_text(first_check_text(event.step, event.steps, event.step_s))
+        step_s = None if self.runner.paused else event.step_s  # a step ending as it paused
+        self.val_chart.set_empty_text(first_check_text(event.step, event.steps, step_s))
         left = f" · about {format_duration(event.eta_s)} left" if event.eta_s is not None else ""
         # Why it started afresh stays in view: a user who expected it to resume learns why;
         # and that it resumed (the first step's status replaced "Resumed at step N").

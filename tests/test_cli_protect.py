@@ -790,6 +790,38 @@ def test_the_eta_after_a_resume_counts_only_the_photos_worked_on(
     assert etas[-1] == pytest.approx(60.0)
 
 
+def test_a_log_is_told_a_slow_photos_stage_after_a_quiet_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fine-tuned photo takes minutes on a CPU: a log (not a terminal) said nothing until it
+    was done (training audit). Its stage is said once the log has been quiet 30 s, not on
+    every step."""
+    from spdesk.cli.protect import QUIET_LOG_S, _Printer
+    from spdesk.core import jobs
+
+    now = [0.0]
+    printer = _Printer(quiet=False, now=lambda: now[0])
+    assert not printer.progress.tty  # pytest captures stderr
+    said: list[str] = []
+    monkeypatch.setattr(
+        printer.progress, "update", lambda label, done, total, eta=None: said.append(label)
+    )
+    printer(jobs.JobStarted(total=2, output_root=Path("out")))
+    said.clear()
+
+    def step(at: float) -> None:
+        now[0] = at
+        printer(jobs.FileProgress(Path("a.jpg"), 1.5, 3, "fine-tuning", position=1, count=2))
+
+    step(1.0)
+    step(QUIET_LOG_S - 1)
+    assert said == []
+    step(QUIET_LOG_S + 1)
+    assert said == ["0/2 a.jpg (fine-tuning)"]
+    step(QUIET_LOG_S + 2)  # not again at once
+    assert len(said) == 1
+
+
 def test_an_output_folder_that_cannot_be_made_names_the_folder_at_fault(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -367,6 +367,7 @@ def job_from_args(args: argparse.Namespace, settings: Any) -> Any:
     return RayProtectJob(args.inputs, args.out, settings, options)
 
 
+QUIET_LOG_S = 30.0  # a log (not a terminal) is told a slow photo's stage after this silence
 WALK_NOTICE_S = 2.0  # a walk this long is said; a shorter one passes without a line
 
 
@@ -393,6 +394,7 @@ class _Printer:
         self.clock = EtaClock(0, now)
         self.finished = 0
         self.total = 0
+        self._said_at = now()  # when the last line was written (pipes and logs)
         self._walking = False
         self._walk_text = ""
         self._walk_lock = threading.Lock()
@@ -467,12 +469,18 @@ class _Printer:
 
     def _line(self, text: str) -> None:
         self.progress.line(text)
+        self._said_at = self.now()
         self._bar("")
 
     def _bar(self, label: str) -> None:
-        if self.show_bar and self.total and (self.progress.tty or not label):
+        # In a log, a photo's stage is said only once the log has been quiet a while: a
+        # fine-tuned photo takes minutes on a CPU, and its log said nothing until it was done.
+        quiet = self.now() - self._said_at >= QUIET_LOG_S
+        if self.show_bar and self.total and (self.progress.tty or not label or quiet):
             text = f"{self.finished}/{self.total} {label}".rstrip()
             self.progress.update(text, self.finished, self.total, self.clock.eta(self.finished))
+            if label and not self.progress.tty:
+                self._said_at = self.now()
 
     def close(self) -> None:
         self._walked()

@@ -856,7 +856,7 @@ def build_metadata(
     config_fields = dataclasses.asdict(config)
     config_fields["robust"] = list(config.robust)
     # The folder's name, not where it is: a pattern may be shared, and its full path names the
-    # user ("/home/jane/Pictures/...") and their folders.
+    # user (their home folder) and how they file their photos.
     config_fields["photos"] = Path(config.photos).resolve().name
     last = trainer.validation[-1] if trainer.validation else None
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import os
 import sys
@@ -20,6 +21,7 @@ from pytestqt.qtbot import QtBot
 
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.files import LOCK_NAME
+from spdesk.core.jobs import ProtectJob
 from spdesk.core.jobs.events import FileDone, FileSkipped, SkipReason
 from spdesk.core.keys import BACKUP_ADVICE, KEY_BACKUP_SHORT
 from spdesk.core.manifest import MANIFEST_NAME
@@ -899,6 +901,29 @@ def test_a_relative_save_to_folder_is_refused_and_says_what_to_write(
     window.options_panel.output_edit.setText("~nosuchuser0/out")  # raised RuntimeError
     assert not window.start_job()
     assert len(warned) == 2 and "no user “nosuchuser0”" in warned[1]
+
+
+def test_a_save_to_folder_inside_a_folder_added_is_refused_as_the_command_line_does(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``spdesk protect photos --out photos/protected`` is refused (the copies would be listed
+    as photos by the next run of that folder), while the window protected into it."""
+    warned: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: warned.append(text))
+    monkeypatch.setattr(window, "ask", lambda _title, _text: True)  # a job started: close it
+    photos = _photos(tmp_path / "photos", 2)
+    _add(qtbot, window, [photos])
+    for inside, where in ((photos / "sub" / "protected", "inside"), (photos, "the")):
+        window.options_panel.output_edit.setText(str(inside))
+        assert not window.start_job()
+        assert f"{inside} is {where}" in warned[-1] and f"folder {photos}" in warned[-1]
+        assert "Save to" in warned[-1] and "--allow" not in warned[-1]
+    assert not (photos / "sub" / "protected").exists()
+    assert [r.status for r in window.queue.rows()] == [RowStatus.WAITING] * 2
+    assert window.options_panel.output_edit.text() == str(photos)  # as typed, to be mended
+    window.options_panel.output_edit.setText(str(tmp_path / "out"))  # beside: protected
+    _protect(qtbot, window)
+    assert [r.status for r in window.queue.rows()] == [RowStatus.DONE] * 2
 
 
 def test_photos_done_before_are_not_counted_as_protected_again(
@@ -1918,7 +1943,11 @@ def test_the_queue_leaves_out_the_copies_the_job_would_with_its_suffix_and_folde
     panel.output_edit.setText(str(folder))
     panel.suffix_edit.setText(".safe")
     _add(qtbot, window, [folder])
-    _protect(qtbot, window)
+    # The window refuses to save into the folder added: made as `spdesk protect trip --out trip
+    # --suffix .safe --allow-output-in-input` would.
+    settings = protect_bridge.job_settings(window.current_options())
+    settings = dataclasses.replace(settings, allow_output_in_input=True)
+    ProtectJob([folder], folder, settings).run(lambda _e: None, CancelToken())
     assert (folder / "a.safe.jpg").is_file()
     window.clear_queue()
     _add(qtbot, window, [folder])

@@ -734,6 +734,23 @@ class MainWindow(QMainWindow):
             f"{Path.home() / chosen}, or choose the folder with the … button."
         )
 
+    def _output_in_input(self, queued: list[Path]) -> str:
+        """Why the "Save to" folder cannot take the copies: it is a folder added whose photos
+        are queued, or inside one (the next listing of that folder would find the copies among
+        its photos; ``spdesk protect`` refuses it too). "" when it can take them."""
+        root = self.output_root()
+        added = set(self._added_folders)
+        where = _real(root)
+        for folder in protect_bridge.input_roots(queued, self._added_folders):
+            if folder in added and where.is_relative_to(folder):
+                place = "the folder" if where == folder else "inside the folder"
+                return (
+                    f"The output folder {shown(root)} is {place} {shown(folder)}, whose photos "
+                    "are being protected.\n\nChoose a “Save to” folder outside it: the "
+                    "protected copies would otherwise be found among its photos."
+                )
+        return ""
+
     def _default_output_root(self) -> Path:
         if self._default_root is not None:
             return self._default_root
@@ -767,7 +784,7 @@ class MainWindow(QMainWindow):
             return False
         if options.mode == "finetune" and not self._encoder_ready(options.finetune_encoder):
             return False
-        if problem := self._output_root_problem():
+        if problem := self._output_root_problem() or self._output_in_input(queued):
             self.show_error(problem)
             return False
         self._output_root = self.output_root()

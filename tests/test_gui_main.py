@@ -1966,6 +1966,39 @@ def test_the_queue_leaves_out_the_copies_the_job_would_with_its_suffix_and_folde
     assert window.queue_title.toolTip() == f"trip/a.safe.jpg: {RECORDED_OUTPUT}"
 
 
+def test_what_is_left_out_for_the_save_to_folder_is_looked_at_again_when_it_changes(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """Left out as "the output folder of this job" (or named with its suffix), a folder or
+    photo stayed so once "Save to" (or the suffix) changed: its photos never queued, and Files
+    left out said a reason no longer true."""
+    folder = tmp_path / "trip"
+    (folder / "out").mkdir(parents=True)
+    Image.fromarray(np.full((40, 48, 3), 90, np.uint8)).save(folder / "a.jpg")
+    Image.fromarray(np.full((40, 48, 3), 60, np.uint8)).save(folder / "out" / "b.jpg")
+    Image.fromarray(np.full((40, 48, 3), 30, np.uint8)).save(folder / "c.safe.jpg")
+    panel = window.options_panel
+    panel.output_edit.setText(str(folder / "out"))
+    panel.suffix_edit.setText(".safe")
+    _add(qtbot, window, [folder])
+    assert [p.name for p in window.queue.paths()] == ["a.jpg"]
+    assert window.queue_title.text() == "Queue · 1 photo · 1 other file and 1 folder left out"
+    with qtbot.waitSignal(window.scan_runner.finished, timeout=30_000):
+        panel.output_edit.setText(str(tmp_path / "elsewhere"))
+        panel.flush_typing()
+    assert sorted(p.name for p in window.queue.paths()) == ["a.jpg", "b.jpg"]
+    assert (
+        window.queue_title.toolTip() == "trip/c.safe.jpg: named like an spdesk output "
+        "(spdesk never protects its outputs twice)"
+    )
+    with qtbot.waitSignal(window.scan_runner.finished, timeout=30_000):
+        panel.suffix_edit.setText(".protected")
+        panel.flush_typing()
+    assert sorted(p.name for p in window.queue.paths()) == ["a.jpg", "b.jpg", "c.safe.jpg"]
+    assert "left out" not in window.queue_title.text()
+    assert not window.left_out_action.isEnabled()
+
+
 def _refuse_to_list(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
     """Folders of these names cannot be listed, as without read permission (the tests may run
     as root, which reads past ``chmod 000``)."""

@@ -46,6 +46,8 @@ RECORDED_OUTPUT = (
 )
 # Why a file named like the job's outputs is left out, found in a folder or named on its own.
 OUTPUT_NAME = "named like an spdesk output (spdesk never protects its outputs twice)"
+# Why the job's output folder, met in an input folder, is not walked.
+OUTPUT_FOLDER = "the output folder of this job"
 # What an unreadable folder's reason ends with (the app, which says it before any job, says
 # its photos are not queued instead).
 NOT_PROTECTED = "its photos were not protected"
@@ -300,7 +302,7 @@ def _skip_folder(
     elif _real(folder) in PSEUDO_FOLDERS:
         reason = "system folder (not files on a disk)"
     elif folder != root and _real(folder) in excluded:
-        reason = "the output folder of this job"
+        reason = OUTPUT_FOLDER
     elif options.shards_folder and folder.name == options.shards_folder and folder != root:
         reason = ""  # bookkeeping: said nowhere, as the manifest beside it
     # os.path.exists, not Path.exists: False, not an error, for a path too long to open.

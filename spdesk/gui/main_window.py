@@ -93,6 +93,10 @@ class MainWindow(QMainWindow):
         # The folders the user added (dropped or chosen), as the queue keys its photos: the
         # default output folder goes beside the top-most, never inside one.
         self._added_folders: list[Path] = []
+        # The output folder and suffix the last listing left out with; what it left out for
+        # them is listed again once they change (_recheck_left_out).
+        self._listed_for: tuple[Path | None, str] | None = None
+        self._rechecking: list[Path] = []
         # Counted from the whole queue, kept until it changes: each update of the controls
         # (each key typed in "Save to") walked every row for them.
         self._default_guess: Path | None = None  # the default output folder for the queue now
@@ -339,6 +343,7 @@ class MainWindow(QMainWindow):
         self.queue.cellActivated.connect(lambda _row, _column: self.show_selected_status())
         self.options_panel.changed.connect(self._save_options)
         self.options_panel.changed.connect(self._redo_if_settings_changed)
+        self.options_panel.changed.connect(self._recheck_left_out)
         self._mirror_collision_choice()
         self.options_panel.import_requested.connect(self.import_perturbation)
         self.options_panel.choose_output_requested.connect(self.choose_output)
@@ -392,9 +397,14 @@ class MainWindow(QMainWindow):
         paths, self._pending_paths = self._pending_paths, []
         self.statusBar().showMessage("Looking for photos…")
         # The suffix and folder a job would be given now: the queue leaves out what it would.
-        root = None if self._output_root_problem() else self.output_root()
+        self._listed_for = self._output_key()
+        root, _suffix = self._listed_for
         options = self.current_options()
-        self.scan_runner.start(protect_bridge.scan_task(paths, options, root))
+        shown_from = sorted(
+            {f for f in self._added_folders if any(p.is_relative_to(f) for p in self._rechecking)},
+            key=lambda f: len(f.parts),
+        )  # the top-most first: what is left out is named from the folder the user added
+        self.scan_runner.start(protect_bridge.scan_task(paths, options, root, shown_from))
         self._update_controls()
 
     def _on_scanned(self, scan: object) -> None:
@@ -407,11 +417,21 @@ class MainWindow(QMainWindow):
         unreadable = scan.unreadable
         self._forget_unreadable_in(scan.inputs)  # read now: said again if it still cannot be
         # Left out beside the photos queued: a drop that added none has no say, but what could
-        # not be read is said however many photos it added (its own may be missing).
-        self._left_out.update(scan.left_out if added else unreadable)
+        # not be read is said however many photos it added (its own may be missing), and what
+        # was left out before and is listed again (_recheck_left_out) is said as it is now.
+        rechecked = [p for p in scan.inputs if p in self._rechecking]
+        self._rechecking = [p for p in self._rechecking if p not in rechecked]
+        kept = {
+            path: entry
+            for path, entry in scan.left_out.items()
+            if added or entry.unreadable or any(path.is_relative_to(p) for p in rechecked)
+        }
+        self._left_out.update(kept)
         self._left_out_changed()
         self._empty_hint = ""
-        if added:
+        if rechecked and len(rechecked) == len(scan.inputs) and not added:
+            self.statusBar().clearMessage()  # "Looking for photos…" is over; nothing new
+        elif added:
             message = f"Added {added} photo{'s' if added != 1 else ''}."
             if scan.problems:
                 message += f" {len(scan.problems)} cannot be read (see the red rows)."
@@ -434,6 +454,34 @@ class MainWindow(QMainWindow):
             )
             self.statusBar().showMessage(self._empty_hint, 5000)
         self._update_controls()
+        self._recheck_left_out()  # "Save to" changed while this listing ran
+
+    def _output_key(self) -> tuple[Path | None, str]:
+        """The output folder and suffix a job would be given now (no folder: it cannot be
+        used as typed)."""
+        root = None if self._output_root_problem() else self.output_root()
+        return root, self.options_panel.suffix_edit.text()
+
+    def _recheck_left_out(self) -> None:
+        """List again, once the "Save to" folder or suffix has changed, what was left out for
+        them: a folder left out as the job's output folder, a photo named with its suffix or
+        recorded by its manifest, may be photos to queue now (or be left out for another
+        reason, said as it is now)."""
+        if self._listed_for is None or self._output_key() == self._listed_for:
+            return
+        stale = [
+            path
+            for path, entry in self._left_out.items()
+            if protect_bridge.left_out_for_the_output(entry.reason)
+        ]
+        if not stale:
+            return
+        for path in stale:
+            del self._left_out[path]
+        self._left_out_changed()
+        self._rechecking += stale
+        self._pending_paths.extend(stale)
+        self._scan_next()
 
     def _forget_unreadable_in(self, inputs: tuple[Path, ...]) -> None:
         """Forget what could not be read in or as ``inputs``, scanned again (and said again if

@@ -64,6 +64,7 @@ def scan_task(
     paths: list[Path],
     options: ProtectOptions | None = None,
     output_root: Path | None = None,
+    shown_from: Sequence[Path] = (),
 ) -> Task:
     """A worker task listing the photos in ``paths`` and reading their headers (each file
     opened once), so a photo a job will fail is known at once, with the words the job will
@@ -77,7 +78,10 @@ def scan_task(
     A file named on its own that is not a photo is left out as a folder's walk leaves it out
     (the job takes any file named on its own, and the command line fails a wrong one with its
     reason; in the window it became a row that failed, with a Retry that could never succeed,
-    and moved the default output folder up to the folder holding it)."""
+    and moved the default output folder up to the folder holding it).
+
+    ``shown_from``: folders added before, in which ``paths`` (listed again) were found: what is
+    left out is named from them, as when they were listed first."""
 
     def run(_on_event: Callable[[Event], None], cancel: CancelToken) -> Scan:
         from spdesk.core.jobs.scan import scan_photos
@@ -98,12 +102,21 @@ def scan_task(
         left_out |= {path: LeftOut(why) for path, why in not_photos.items()}
         left_out |= {s.path: LeftOut(s.reason, s.folder) for s in scan.left_out}
         left_out = {
-            path: replace(entry, shown=shown_from_input(path, paths))
+            path: replace(entry, shown=shown_from_input(path, [*shown_from, *paths]))
             for path, entry in left_out.items()
         }
         return Scan(photos, texts, left_out, tuple(paths))
 
     return run
+
+
+def left_out_for_the_output(reason: str) -> bool:
+    """Whether a file or folder is left out for the job's output folder or suffix (the output
+    folder itself, a file named with the suffix or recorded in that folder's manifest): with
+    another "Save to" folder or suffix it may be photos to protect."""
+    from spdesk.core.discovery import OUTPUT_FOLDER, OUTPUT_NAME, RECORDED_OUTPUT
+
+    return reason in (OUTPUT_FOLDER, OUTPUT_NAME, RECORDED_OUTPUT)
 
 
 def shown_from_input(path: Path, inputs: Sequence[Path]) -> str:

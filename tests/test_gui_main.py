@@ -81,6 +81,17 @@ def _two_photos_and_a_broken_jpeg(
     return photos, broken
 
 
+def _three_photos_one_of_which_cannot_be_saved(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A folder of three photos, one of which fails until ``blocker`` is deleted: a file in
+    the window's output folder has the name of the folder its copy goes to (a failure a Retry
+    can mend, unlike a damaged photo's). Returns the folder, that photo and ``blocker``."""
+    photos = _photos(tmp_path / "photos", 3)
+    blocker = tmp_path / "out" / "sub"
+    blocker.parent.mkdir(exist_ok=True)
+    blocker.write_text("in the way")
+    return photos, photos / "sub" / "photo1.png", blocker
+
+
 def _add(qtbot: QtBot, window: MainWindow, paths: list[Path]) -> None:
     """Queue ``paths`` and wait for the worker that lists their photos."""
     with qtbot.waitSignal(window.scan_runner.finished, timeout=30_000):
@@ -364,7 +375,7 @@ def test_a_stopped_jobs_error_leaves_the_status_bar_when_the_next_job_starts(
 def test_retry_a_failed_row(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    photos, broken = _two_photos_and_a_broken_jpeg(tmp_path, monkeypatch, "broken.jpg", 200)
+    photos, broken, blocker = _three_photos_one_of_which_cannot_be_saved(tmp_path)
     _add(qtbot, window, [photos / "photo0.jpg", broken])
     with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
         window.start_job()
@@ -382,7 +393,7 @@ def test_retry_a_failed_row(
     assert shown == [row.reason] and not window.job_runner.running  # closed: no retry
     retry = window.queue.retry_button(broken)
     assert retry is not None and retry.isVisibleTo(window.queue)
-    Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(broken, format="JPEG")
+    blocker.unlink()
     with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
         retry.click()
     assert window.queue.row_for(broken).status is RowStatus.DONE  # type: ignore[union-attr]
@@ -442,19 +453,19 @@ def test_a_failed_photo_is_retried_from_the_keyboard(
 ) -> None:
     """Its Retry button was a mouse's only (audit): arrow keys select the row, Enter opens its
     box, and Tab reaches Retry there, which runs the job again."""
-    photos, broken = _two_photos_and_a_broken_jpeg(tmp_path, monkeypatch, "broken.jpg", 200)
+    photos, broken, blocker = _three_photos_one_of_which_cannot_be_saved(tmp_path)
     _add(qtbot, window, [photos / "photo0.jpg", broken])
     with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
         window.start_job()
     index = [r.path for r in window.queue.rows()].index(broken.resolve())
     assert window.queue.rows()[index].status is RowStatus.FAILED
-    Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(broken, format="JPEG")  # mended
+    blocker.unlink()  # mended
     window.queue.setFocus()
     window.queue.selectRow(index)
     shown = _answer_the_box(qtbot, "Retry", keys=True)
     with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
         qtbot.keyClick(window.queue, Qt.Key.Key_Return)  # Enter on the row
-    assert shown and "broken.jpg" in shown[0]
+    assert shown and "photo1.protected.png" in shown[0]
     assert window.queue.row_for(broken).status is RowStatus.DONE  # type: ignore[union-attr]
     retry = window.queue.retry_button(broken)
     assert retry is None
@@ -512,13 +523,14 @@ def test_a_broken_photo_shows_its_problem_when_added_and_fails_with_it(
     monkeypatch.setattr(
         window.queue,
         "set_status",
-        lambda path, status, reason="": (
+        lambda path, status, reason="", **kwargs: (
             shown.append(status) if path == broken else None,
-            set_status(path, status, reason),
+            set_status(path, status, reason, **kwargs),
         ),
     )
     _protect(qtbot, window)
-    assert row.status is RowStatus.FAILED and row.reason == before  # the run says the same
+    assert row.status is RowStatus.FAILED  # the run says the same, and that a Retry cannot help
+    assert row.reason == f"{before} {protect_bridge.NO_RETRY}"
     assert RowStatus.WAITING not in shown, "the problem stays shown until the run fails it"
     window.options_panel.strength_group.button(2).click()  # other settings: a second run
     _protect(qtbot, window)
@@ -526,7 +538,7 @@ def test_a_broken_photo_shows_its_problem_when_added_and_fails_with_it(
 
 
 def test_a_photo_damaged_behind_a_good_header_waits_then_fails_with_its_reason_and_counts(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     photos = _photos(tmp_path / "photos", 2)
     cut = samples.truncated_jpeg(photos / "cut.jpg")  # its header reads: only decoding fails
@@ -538,8 +550,16 @@ def test_a_photo_damaged_behind_a_good_header_waits_then_fails_with_its_reason_a
     assert row.reason.startswith("cut.jpg is a damaged or truncated JPEG file")
     assert "Copy the photo again" in row.reason and str(tmp_path) not in row.reason
     _assert_the_reason_is_read_whole(window, cut, f"Failed: {row.reason}")
+    # A Retry reads the same damaged file again: none is offered, and the row says why.
+    assert window.queue.retry_button(cut) is None
+    assert row.reason.endswith(protect_bridge.NO_RETRY)
     summary = window.summary_label.text()
-    assert summary.startswith("2 protected, 1 failed (select Retry) in "), summary
+    assert summary.startswith("2 protected, 1 failed (select to see why) in "), summary
+    boxes: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: boxes.append(text))
+    window.queue.selectRow(window.queue.paths().index(cut))
+    window.show_selected_status()  # Enter on the row: its reason, and no Retry
+    assert boxes == [row.reason]
 
 
 def _assert_the_reason_is_read_whole(window: MainWindow, photo: Path, text: str) -> None:
@@ -954,7 +974,7 @@ def test_a_photo_edited_since_its_copy_counts_as_protected_in_the_run_that_redoe
     edited = samples.photo(photos / "photo0.jpg", width=40)  # cropped
     _protect(qtbot, window)
     text = window.summary_label.text()
-    assert text.startswith("1 protected, 1 failed (select Retry)"), text
+    assert text.startswith("1 protected, 1 failed (select to see why)"), text  # no Retry
     assert "Saved to" in text
     row = window.queue.row_for(edited)
     assert row is not None and row.output is not None and row.output.stem.endswith("-2")
@@ -1362,11 +1382,11 @@ def test_the_train_dialog_gets_the_device_the_window_detected(
 def test_retry_counts_the_retried_photo_alone(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    photos, broken = _two_photos_and_a_broken_jpeg(tmp_path, monkeypatch, "broken.jpg", 200)
+    photos, broken, blocker = _three_photos_one_of_which_cannot_be_saved(tmp_path)
     _add(qtbot, window, [photos])
     _protect(qtbot, window)
-    assert window.summary_label.text().startswith("2 protected, 1 failed")
-    Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(broken, format="JPEG")
+    assert window.summary_label.text().startswith("2 protected, 1 failed (select Retry)")
+    blocker.unlink()
     with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
         window.queue.retry_button(broken).click()  # type: ignore[union-attr]
     text = window.summary_label.text()
@@ -1623,11 +1643,11 @@ def test_photos_added_during_a_job_are_said_to_wait_when_it_ends(
 def test_a_retry_that_fails_again_still_offers_the_queues_copies(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    photos, broken = _two_photos_and_a_broken_jpeg(tmp_path, monkeypatch, "broken.jpg", 200)
+    photos, broken, _blocker = _three_photos_one_of_which_cannot_be_saved(tmp_path)
     _add(qtbot, window, [photos])
     _protect(qtbot, window)
     with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
-        window.queue.retry_button(broken).click()  # type: ignore[union-attr]  # still broken
+        window.queue.retry_button(broken).click()  # type: ignore[union-attr]  # still blocked
     text = window.summary_label.text()
     assert text.startswith("0 protected, 1 failed"), text  # this run's counts
     assert "Nothing was saved." not in text, "the queue's two copies are in the folder"
@@ -1638,7 +1658,7 @@ def test_a_retry_that_fails_again_still_offers_the_queues_copies(
 def test_retry_buttons_made_while_a_job_runs_are_off_until_it_ends(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    photos, broken = _two_photos_and_a_broken_jpeg(tmp_path, monkeypatch, "broken.jpg", 200)
+    photos, broken, _blocker = _three_photos_one_of_which_cannot_be_saved(tmp_path)
     _add(qtbot, window, [photos])
     _protect(qtbot, window)
     before = window.queue.retry_button(broken)

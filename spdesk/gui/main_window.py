@@ -945,6 +945,9 @@ class MainWindow(QMainWindow):
         if row.status is not RowStatus.FAILED:
             QMessageBox.information(self, row.status.value, row.reason)
             return
+        if row.photo_fault:  # no Retry: the reason says why, and what to do instead
+            QMessageBox.warning(self, row.status.value, row.reason)
+            return
         box = QMessageBox(QMessageBox.Icon.Warning, row.status.value, row.reason, parent=self)
         action = box.addButton(
             "&Remove" if row.gone else "&Retry", QMessageBox.ButtonRole.AcceptRole
@@ -1003,6 +1006,10 @@ class MainWindow(QMainWindow):
             if update.status is not None:
                 if update.gone:  # not where it was added: Remove, not a Retry that cannot work
                     self.queue.set_status(update.path, update.status, update.reason, gone=True)
+                elif update.photo_fault:  # its content: no Retry, which would fail alike
+                    self.queue.set_status(
+                        update.path, update.status, update.reason, photo_fault=True
+                    )
                 else:
                     self.queue.set_status(update.path, update.status, update.reason)
                 self._count_finished(update.path, update.status)
@@ -1174,12 +1181,15 @@ class MainWindow(QMainWindow):
     def _actions_left(self) -> tuple[str, str]:
         """What the summary asks of the user: " (select Retry)" while a failed photo of the
         run is queued, " (select Remove)" while one moved or deleted is ("" once removed)."""
-        retry = remove = False
+        retry = remove = faults = False
         for path in self._job_paths:
             row = self.queue.row_for(path)
-            if row is not None and row.status is RowStatus.FAILED:
+            if row is not None and row.status is RowStatus.FAILED and row.photo_fault:
+                faults = True  # no Retry: its row says what to do instead
+            elif row is not None and row.status is RowStatus.FAILED:
                 remove, retry = remove or row.gone, retry or not row.gone
-        return " (select Retry)" * retry, " (select Remove)" * remove
+        asked = " (select Retry)" if retry else " (select to see why)" if faults else ""
+        return asked, " (select Remove)" * remove
 
     def _show_summary(
         self, text: str, copies: bool, ended: bool, failed: bool = False, *, focus: bool = True

@@ -41,6 +41,7 @@ class RowUpdate:
     reason: str = ""
     output: Path | None = None
     gone: bool = False  # failed: not where it was added any more (Remove, not Retry)
+    photo_fault: bool = False  # failed for its content: no Retry (it would fail alike)
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,12 @@ def _not_a_photo(path: Path) -> str | None:
 def failure_text(path: Path, reason: str, hint: str) -> str:
     """A failed photo's reason and hint as its queue row says them (the row names the photo)."""
     return f"{reason.replace(str(path), path.name)} {hint}".strip()
+
+
+# Said of a photo that failed for its own content (damaged, not a photo, a form spdesk does
+# not protect), after what to do about it: no Retry is offered, as it would read the same file
+# the same way ("Protect photos" takes it again once the file is replaced).
+NO_RETRY = "A retry would fail the same way."
 
 
 def gone_text(path: Path) -> str:
@@ -358,6 +365,9 @@ def interpret(event: Event) -> RowUpdate | None:
             return RowUpdate(path, RowStatus.SKIPPED, reason=reason)
         case FileFailed(source=path, kind=FailReason.MISSING):  # "X does not exist", Retry
             return RowUpdate(path, RowStatus.FAILED, reason=gone_text(path), gone=True)
+        case FileFailed(source=path, reason=reason, hint=hint, photo_fault=True):
+            text = f"{failure_text(path, reason, hint)} {NO_RETRY}"
+            return RowUpdate(path, RowStatus.FAILED, reason=text, photo_fault=True)
         case FileFailed(source=path, reason=reason, hint=hint):
             return RowUpdate(path, RowStatus.FAILED, reason=failure_text(path, reason, hint))
     return None

@@ -12,7 +12,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from spdesk.core.errors import Cancelled
+from spdesk.core.errors import (
+    Cancelled,
+    CorruptImageError,
+    NotAnImageError,
+    UnsupportedImageError,
+)
 from spdesk.core.events import Event
 from spdesk.core.files import shown, shown_text
 
@@ -23,6 +28,13 @@ class SkipReason(StrEnum):
     EXCLUDED = "excluded"  # left out while listing the inputs: not a photo, hidden, an output
     ALREADY_DONE = "already-done"  # the output folder's manifest: protected with these settings
     OUTPUT_EXISTS = "output-exists"  # the output name is taken and the collision policy is "skip"
+
+
+def is_photo_fault(error: Exception) -> bool:
+    """Whether ``error`` is in the photo's own content, which a re-run reads the same way (a
+    file that could not be read for its permissions, or too large for this computer's memory,
+    may protect once that changes)."""
+    return isinstance(error, NotAnImageError | CorruptImageError | UnsupportedImageError)
 
 
 class FailReason(StrEnum):
@@ -135,6 +147,9 @@ class FileFailed(Event):
     hint: str = ""
     position: int = 0
     count: int = 0
+    # In the photo's own content (damaged, not a photo, in a form spdesk does not protect):
+    # running again fails it the same way until the file itself is replaced.
+    photo_fault: bool = False
 
 
 @dataclass(frozen=True)

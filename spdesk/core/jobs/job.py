@@ -43,6 +43,7 @@ from spdesk.core.jobs.events import (
     LookingForPhotos,
     PhotosFound,
     SkipReason,
+    is_photo_fault,
 )
 from spdesk.core.jobs.fingerprint import output_fingerprint
 from spdesk.core.jobs.pool import JobRun
@@ -192,6 +193,7 @@ class ProtectJob:
                 self.walked_errors[photo.path].hint or "",
                 position,
                 len(photos),
+                photo_fault=is_photo_fault(self.walked_errors[photo.path]),
             )
             for position, photo in enumerate(photos, start=1)
         ]

@@ -49,6 +49,7 @@ from spdesk.core.jobs.events import (
     FileSkipped,
     JobReport,
     SkipReason,
+    is_photo_fault,
 )
 from spdesk.core.jobs.memory import HeapTrimmer, MemoryBudget, photo_need
 from spdesk.core.jobs.naming import OutputNamer, Target
@@ -504,7 +505,8 @@ class JobRun:
                 self._stop(manifest, item, error)
                 return
             kind = FailReason.UNREADABLE if isinstance(error, ImageError) else FailReason.ERROR
-            self._fail(manifest, item, kind, error.message, error.hint or "")
+            fault = is_photo_fault(error)
+            self._fail(manifest, item, kind, error.message, error.hint or "", photo_fault=fault)
             return
         except Exception as error:  # a bug must not stop a batch of thousands
             log.error("unexpected error protecting %s", item.source, exc_info=error)
@@ -644,10 +646,19 @@ class JobRun:
         self.emit(event)
 
     def _fail(
-        self, manifest: Manifest, item: _Planned, kind: FailReason, reason: str, hint: str = ""
+        self,
+        manifest: Manifest,
+        item: _Planned,
+        kind: FailReason,
+        reason: str,
+        hint: str = "",
+        *,
+        photo_fault: bool = False,
     ) -> None:
         self.handled.add(item.key)
-        event = FileFailed(item.source, kind, reason, hint, item.position, item.count)
+        event = FileFailed(
+            item.source, kind, reason, hint, item.position, item.count, photo_fault=photo_fault
+        )
         self.report.failed.append(event)
         # A failed photo changed no output: an earlier "done" line stays, as for a skip (its
         # output is still proven spdesk's, and finished once the photo reads as it did). On a

@@ -89,6 +89,7 @@ class QueueRow:
     output: Path | None = None
     problem: str = ""  # what its header said when it was added ("" once it is protected)
     gone: bool = False  # failed: not where it was added any more (offers Remove, not Retry)
+    photo_fault: bool = False  # failed for its own content: a Retry would fail alike (none)
 
 
 Stamp = tuple[int, int]
@@ -691,10 +692,17 @@ class PhotoQueue(QTableWidget):
 
     # --- status ---------------------------------------------------------------------------------
     def set_status(
-        self, path: Path, status: RowStatus, reason: str = "", *, gone: bool = False
+        self,
+        path: Path,
+        status: RowStatus,
+        reason: str = "",
+        *,
+        gone: bool = False,
+        photo_fault: bool = False,
     ) -> None:
         """Show a row's status and why; ``gone``: it failed as it is not where it was added
-        any more (a Retry could never succeed: Remove is offered instead)."""
+        any more (a Retry could never succeed: Remove is offered instead); ``photo_fault``: it
+        failed for its own content (no Retry: the reason says what to do instead)."""
         key = self._key(path)
         row = self._rows.get(key)
         if row is None:
@@ -706,6 +714,7 @@ class PhotoQueue(QTableWidget):
         self.changes += 1
         row.status, row.reason = status, reason
         row.gone = gone and status is RowStatus.FAILED
+        row.photo_fault = photo_fault and status is RowStatus.FAILED
         if status is RowStatus.UNREADABLE:
             row.problem = reason
         elif status is RowStatus.DONE:
@@ -720,7 +729,8 @@ class PhotoQueue(QTableWidget):
         if key in self._filled:
             self._show_status(index, row)
             self._show_fraction(index, key)
-        self._set_retry(index, key, status is RowStatus.FAILED, row.gone)
+        retried = status is RowStatus.FAILED and not row.photo_fault
+        self._set_retry(index, key, retried, row.gone)
 
     def set_progress(self, path: Path, fraction: float) -> None:
         key = self._key(path)

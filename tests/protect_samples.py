@@ -10,8 +10,10 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from spdesk.core.manifest import MANIFEST_NAME, SourceIds, read_job_manifest
@@ -253,3 +255,18 @@ def assert_batched_like_alone(
     for index, (single, batched) in enumerate(zip(alone, together, strict=True)):
         differing = float(np.mean(np.asarray(single) != np.asarray(batched)))
         assert differing < mix_up / 3, (index, differing, mix_up)
+
+
+def unchanged_at(monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]) -> None:
+    """The protection leaves a photo of ``size`` as it was, as a budget rounded away would
+    (too small photos, which did, are refused now)."""
+    from spdesk.core.jobs import pool
+
+    real = pool.protect_photo
+
+    def protect(protector: Any, decoded: Any, key: str) -> Any:
+        if decoded.image.size == size:
+            return decoded.image.convert("RGB"), (None, 0)
+        return real(protector, decoded, key)
+
+    monkeypatch.setattr(pool, "protect_photo", protect)

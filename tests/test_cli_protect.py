@@ -737,12 +737,31 @@ def test_universal_protection_never_imports_torch(
     assert result.returncode == 0, result.stderr.decode()  # 3: torch was imported
 
 
-def test_a_copy_the_protection_cannot_change_is_counted_unchanged_not_protected(
+def test_a_photo_too_small_to_protect_fails_with_its_size_and_gets_no_copy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 1x1 photo was written unchanged as dot.protected.png, "done"."""
+    folder = tmp_path / "in"
+    samples.photo(folder / "photo.png")
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(folder / "dot.png")
+    Image.new("RGB", (40, 7), (20, 10, 10)).save(folder / "strip.png")  # 1x40 "protected" too
+    assert _protect(folder, "--out", tmp_path / "out", "--json") == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["counts"]["done"], summary["counts"]["failed"]) == (1, 2)
+    reasons = sorted(f["reason"] for f in summary["failed"])
+    assert reasons[0].startswith("dot.png is 1x1 pixels: too small to protect"), reasons
+    assert reasons[1].startswith("strip.png is 40x7 pixels: too small to protect"), reasons
+    assert "at least 8 pixels on each side" in reasons[0]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["photo.protected.png"]
+
+
+def test_a_copy_the_protection_cannot_change_is_counted_unchanged_not_protected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = tmp_path / "in"
     samples.photo(folder / "photo.png")
-    Image.new("RGB", (1, 1), (200, 10, 10)).save(folder / "dot.png")  # the budget rounds away
+    Image.new("RGB", (9, 9), (200, 10, 10)).save(folder / "dot.png")
+    samples.unchanged_at(monkeypatch, (9, 9))
     assert _protect(folder, "--out", tmp_path / "out") == 0
     captured = capsys.readouterr()
     reason = "too small or flat to carry the protection"

@@ -1329,11 +1329,31 @@ def test_files_left_out_are_listed_by_their_path_in_the_folder_added_and_all_rea
     qtbot.waitUntil(lambda: dialog.copy_button.text() == "Copy list", timeout=2000)
 
 
-def test_the_summary_counts_a_copy_the_protection_cannot_change_as_unchanged(
+def test_a_photo_too_small_to_protect_is_said_when_added_and_fails_without_a_copy(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:
+    """A 1x1 photo was "Done" with a copy named dot.protected.png, unchanged."""
     folder = _photos(tmp_path / "photos", 1)
-    Image.new("RGB", (1, 1), (200, 10, 10)).save(folder / "dot.png")  # the budget rounds away
+    dot = folder / "dot.png"
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(dot)
+    window.options_panel.mode_radios["photo"].click()
+    _add(qtbot, window, [folder])
+    row = window.queue.row_for(dot)
+    assert row is not None and row.status is RowStatus.UNREADABLE
+    assert row.reason.startswith("dot.png is 1x1 pixels: too small to protect"), row.reason
+    _protect(qtbot, window)
+    assert row.status is RowStatus.FAILED and window.queue.retry_button(dot) is None
+    assert not list((tmp_path / "out").glob("dot*"))
+    text = window.summary_label.text()
+    assert text.startswith("1 protected, 1 failed (select to see why)"), text
+
+
+def test_the_summary_counts_a_copy_the_protection_cannot_change_as_unchanged(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _photos(tmp_path / "photos", 1)
+    Image.new("RGB", (9, 9), (200, 10, 10)).save(folder / "dot.png")
+    samples.unchanged_at(monkeypatch, (9, 9))  # as a budget rounded away would leave it
     window.options_panel.mode_radios["photo"].click()
     _add(qtbot, window, [folder])
     _protect(qtbot, window)

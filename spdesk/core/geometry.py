@@ -68,6 +68,20 @@ def layout_size(height: int, width: int, short_side: int = 512) -> tuple[int, in
     return working_size(height, width, short_side)
 
 
+def too_small_to_protect(width: int, height: int, name: str) -> UnsupportedImageError | None:
+    """Why a photo this size is not protected, or None: a side shorter than the editor's
+    8-pixel grid holds no whole cell of its latent, so there is nothing to protect (a 1x1
+    photo's copy came out unchanged under a ``.protected`` name)."""
+    if min(width, height) >= LATENT_GRID:
+        return None
+    return UnsupportedImageError(
+        f"{name} is {width}x{height} pixels: too small to protect (an AI editor works on "
+        f"{LATENT_GRID}x{LATENT_GRID}-pixel cells; spdesk protects photos at least "
+        f"{LATENT_GRID} pixels on each side).",
+        hint="Protect a larger version of it, if there is one.",
+    )
+
+
 def check_previewable(photo: np.ndarray, name: str = "The photo") -> None:
     """Refuse a photo (H, W, ...) too small on a side for an AI edit preview to show anything."""
     height, width = photo.shape[:2]

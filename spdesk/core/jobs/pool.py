@@ -60,7 +60,7 @@ from spdesk.core.jobs.protector import (
     rgb_of,
     with_alpha,
 )
-from spdesk.core.jobs.scan import relative_paths
+from spdesk.core.jobs.scan import header_refusal, relative_paths
 from spdesk.core.manifest import (
     DONE,
     FAILED,
@@ -324,7 +324,7 @@ class JobRun:
         except ImageError:
             return
         need = photo_need(header)
-        task.refusal = self.memory.refusal(source, header, need)
+        task.refusal = header_refusal(header, source) or self.memory.refusal(source, header, need)
         task.need = 0 if task.refusal else need
 
     def _make_room(

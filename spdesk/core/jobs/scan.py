@@ -20,6 +20,7 @@ from spdesk.core.events import CancelToken
 from spdesk.core.export import output_name_pattern
 from spdesk.core.files import LOCK_NAME
 from spdesk.core.formats import HEAD_BYTES, sniff, sniff_file
+from spdesk.core.geometry import too_small_to_protect
 from spdesk.core.imageio import (
     DEFAULT_MAX_PIXELS,
     PhotoHeader,
@@ -198,7 +199,7 @@ class HeaderScan:
             self.headers[path] = read_header(path, max_pixels=self.max_pixels)
         except ImageError as error:
             return error
-        return None
+        return header_refusal(self.headers[path], path)
 
     def errors(self, photos: Sequence[InputPhoto]) -> dict[Path, ImageError]:
         """Those of ``photos`` whose header, read during the walk, says a job will fail them,
@@ -212,7 +213,12 @@ class HeaderScan:
             return error
         except OSError as error:
             return read_error(path, error)
-        return None
+        return header_refusal(self.headers[path], path)
+
+
+def header_refusal(header: PhotoHeader, path: Path) -> ImageError | None:
+    """Why a job refuses a photo its header reads for, or None: too small to protect."""
+    return too_small_to_protect(header.width, header.height, path.name)
 
 
 def relative_paths(photos: list[InputPhoto], base: Path | None = None) -> list[Path]:

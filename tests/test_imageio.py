@@ -122,6 +122,38 @@ def test_exif_orientation_is_applied_and_reset(tmp_path: Path, orientation: int)
     assert decoded.exif[0x010F] == "TestCam"
 
 
+def _xmp(orientation: int) -> bytes:
+    return (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+        b'22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+        b'tiff:Orientation="%d"/></rdf:RDF></x:xmpmeta>' % orientation
+    )
+
+
+def test_an_orientation_only_in_the_xmp_is_left_as_browsers_leave_it(tmp_path: Path) -> None:
+    """Pillow reads tiff:Orientation from the XMP where the EXIF has none, and exif_transpose
+    turned the photo by it; browsers (and most viewers) turn by the EXIF alone, so the copy
+    showed turned beside its original."""
+    stored = Image.new("RGB", (40, 24), (90, 130, 170))
+    stored.paste((220, 30, 30), (0, 0, 12, 8))
+    path = tmp_path / "xmp6.jpg"
+    stored.save(path, "JPEG", quality=98, subsampling=0, xmp=_xmp(6))
+    decoded = read_image(path)
+    assert decoded.image.size == (40, 24)  # as stored, as a browser shows it
+    diff = np.abs(np.asarray(decoded.image, np.int16) - np.asarray(stored, np.int16))
+    assert diff.mean() < 4
+    assert decoded.exif is None or 0x0112 not in decoded.exif
+    assert decoded.xmp is not None and b'tiff:Orientation="6"' in bytes(decoded.xmp)  # kept
+    # With an EXIF orientation too, the EXIF's turns it, and the XMP's is taken out with it.
+    both, upright = samples.oriented_jpeg(tmp_path / "both.jpg", 6)
+    with Image.open(both) as image:
+        exif = image.getexif().tobytes()
+        image.save(tmp_path / "both2.jpg", "JPEG", quality=98, exif=exif, xmp=_xmp(6))
+    decoded = read_image(tmp_path / "both2.jpg")
+    assert decoded.image.size == upright.size
+    assert decoded.xmp is None or b"tiff:Orientation" not in bytes(decoded.xmp)
+
+
 @pytest.mark.skipif(not samples.CMYK_PROFILE.is_file(), reason="no CMYK ICC profile here")
 def test_cmyk_with_profile_converts_to_srgb(tmp_path: Path) -> None:
     path = tmp_path / "cmyk.jpg"

@@ -526,12 +526,26 @@ _STORAGE_TAGS = frozenset(
 )
 
 
+# Where Pillow keeps a photo's XMP packet (JPEG, WebP, PNG, TIFF: "xmp"; PNG's iTXt chunk).
+_XMP_KEYS = ("xmp", "XML:com.adobe.xmp")
+
+
 def _upright(image: Image.Image, notes: list[str]) -> Image.Exif | None:
     """Apply the EXIF orientation in place (Pillow removes it from the EXIF and the XMP);
-    return the EXIF metadata, without storage tags, or None."""
+    return the EXIF metadata, without storage tags, or None.
+
+    An orientation in the XMP alone is left as it is, in the pixels and in the XMP copied:
+    browsers and most viewers turn a photo by its EXIF alone, and Pillow, which reads the
+    XMP's where the EXIF has none, turned the copy, which then showed turned beside its
+    original."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns per broken tag; one note is enough
+            xmp = {key: image.info.pop(key) for key in _XMP_KEYS if key in image.info}
+            try:
+                image.getexif()  # read (and kept) without the XMP: its orientation is not read
+            finally:
+                image.info.update(xmp)
             ImageOps.exif_transpose(image, in_place=True)
             exif = image.getexif()
     except Exception:  # Pillow raises many kinds on malformed EXIF; the pixels are still fine

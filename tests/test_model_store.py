@@ -173,6 +173,33 @@ def test_cancel_half_way_keeps_partial_data_and_resume_fetches_only_the_rest(
     assert store.verify("preview").ok
 
 
+def test_a_preview_download_stopped_once_the_vae_is_in_leaves_training_installed(
+    store: ModelStore, hub: HubServer
+) -> None:
+    """Every file training needs had arrived and been verified, but a preview download that
+    stopped (cancelled, the network gone) recorded no feature: training was "not installed"."""
+    cancel = CancelToken()
+    verified: set[str] = set()
+
+    def cancel_once_the_vae_is_in(event: Event) -> None:
+        if isinstance(event, hubmod.FileVerified):
+            verified.add(event.file)
+        if verified >= VAE_FILES and len(verified) < len(PREVIEW_FILES):
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        store.download("preview", on_event=cancel_once_the_vae_is_in, cancel=cancel)
+    assert store.find("preview") is None
+    status = {s.feature: s for s in store.status()}
+    assert status["train"].present and status["train"].verified, status["train"]
+    assert store.require("train") == store.folder_for("preview")
+    assert store.verify("train").ok
+    hub.served.clear()
+    store.download("preview")  # the rest, the VAE not fetched again
+    assert not VAE_FILES & set(hub.served)
+    assert store.verify("preview").ok and store.verify("train").ok
+
+
 def test_a_cancel_on_a_slow_connection_stops_at_once_and_keeps_every_byte_received(
     store: ModelStore, hub: HubServer
 ) -> None:

@@ -36,6 +36,10 @@ def test_status_download_verify_remove(hub: HubServer, capsys: pytest.CaptureFix
     assert err.startswith(f"Asking {hub.url} for {sources.SD15_REPO}...")  # before any wait
     assert "2 files" in err and "to fetch" in err and "diffusion_pytorch_model.fp16" in err
     assert "100.0%" in err  # the last progress line
+    # Each file by its path in the repository: "diffusion_pytorch_model.fp16.safetensors" alone
+    # was the UNet's, the VAE's and the text encoder's name alike.
+    progress = [line for line in err.splitlines() if "%" in line]
+    assert progress and all(" vae/" in line for line in progress), progress
     assert out.startswith("Installed and verified in ")
 
     assert main(["models", "download", "--for", "train", "--json"]) == EXIT_OK
@@ -362,7 +366,7 @@ def test_ctrl_c_during_a_download_says_what_was_kept_and_that_the_next_run_resum
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
         assert process.stderr is not None
         said = ""
-        while not said.endswith("\n") or "% diffusion_pytorch_model.fp16" not in said:
+        while not said.endswith("\n") or "% vae/diffusion_pytorch_model.fp16" not in said:
             char = process.stderr.read(1)
             assert char, said
             said += char

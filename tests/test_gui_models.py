@@ -92,6 +92,17 @@ def test_download_with_consent_then_verify(qtbot: QtBot, hub: HubServer) -> None
     assert "intact" in dialog.status_label.text()
 
 
+def test_download_progress_names_the_file_by_its_path_in_the_repository(
+    qtbot: QtBot, hub: HubServer
+) -> None:
+    """It said "(diffusion_pytorch_model.fp16.safetensors)" for the UNet, the VAE and the
+    text encoder alike."""
+    dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
+    name = "unet/diffusion_pytorch_model.fp16.safetensors"
+    dialog._on_event(DownloadProgress(name, 10, 100, 500, 2000, 100.0, 15.0))
+    assert dialog.status_label.text().endswith(f"({name})")
+
+
 def test_refusing_consent_downloads_nothing(qtbot: QtBot, hub: HubServer) -> None:
     dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
     dialog.confirm = lambda _title, _text: False

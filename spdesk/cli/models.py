@@ -178,7 +178,7 @@ class _DownloadPrinter:
             )
         elif isinstance(event, download_events.DownloadProgress):
             label = (
-                f"{Path(event.file).name} {_size(event.done)}/{_size(event.total)} "
+                f"{event.file} {_size(event.done)}/{_size(event.total)} "  # unet/..., vae/...
                 f"{_size(event.speed_bps)}/s"
             )
             self.bar.update(label, event.done, event.total, event.eta_s)

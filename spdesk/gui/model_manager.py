@@ -436,7 +436,9 @@ class ModelManagerDialog(QDialog):
                 parts.append(f"{format_bytes(event.speed_bps)}/s")
             if event.eta_s is not None:
                 parts.append(f"about {format_duration(event.eta_s)} left")
-            self.status_label.setText(" · ".join(parts) + f" ({Path(event.file).name})")
+            # By its path in the repository: the UNet's, the VAE's and the text encoder's
+            # weights have one file name.
+            self.status_label.setText(" · ".join(parts) + f" ({event.file})")
 
     # --- verify, remove, import -----------------------------------------------------------------
     def verify(self) -> bool:

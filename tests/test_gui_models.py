@@ -103,6 +103,33 @@ def test_download_progress_names_the_file_by_its_path_in_the_repository(
     assert dialog.status_label.text().endswith(f"({name})")
 
 
+def test_verify_lists_the_damage_of_a_download_damaged_since_as_the_command_line_does(
+    qtbot: QtBot, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A download whose weights were cut short since is not installed any more: Verify was
+    off (or said "Not installed: nothing to verify"), where `spdesk models verify` lists the
+    damage and deletes the bad file so that the next download fetches it again."""
+    from PySide6.QtWidgets import QMessageBox
+
+    store = ModelStore(settings=StoreSettings(endpoint=hub.url))
+    folder = store.download("train")
+    weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # cut short
+    warned: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: warned.append(text))
+    dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
+    dialog.select("train")
+    assert not dialog.statuses["train"].present
+    assert dialog.verify_button.isEnabled()
+    with qtbot.waitSignal(dialog.runner.finished, timeout=10_000):
+        assert dialog.verify()
+    said = dialog.status_label.text()
+    assert "nothing to verify" not in said
+    assert "diffusion_pytorch_model.safetensors has the wrong size" in said, said
+    assert warned and "has the wrong size" in warned[0] and "Download again" in warned[0]
+    assert not weights.exists()  # deleted, as the command line's verify deletes it
+
+
 def test_refusing_consent_downloads_nothing(qtbot: QtBot, hub: HubServer) -> None:
     dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
     dialog.confirm = lambda _title, _text: False

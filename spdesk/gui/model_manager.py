@@ -584,7 +584,10 @@ class ModelManagerDialog(QDialog):
         self.cancel_button.setEnabled(running and self._action in ("download", "plan", "move"))
         moving = running and self._action == "move"
         self.cancel_button.setText("Stop moving" if moving else "Stop download")
-        self.verify_button.setEnabled(not running and present)
+        # A download damaged since (not present) is verified too, as `spdesk models verify`
+        # does: it says what is damaged, and deletes it for the next download.
+        damaged = bool(status is not None and status.damaged)
+        self.verify_button.setEnabled(not running and (present or damaged))
         shared = present and status is not None and status.origin == HF_CACHE
         partial = bool(status is not None and status.partial_bytes)
         self.remove_button.setEnabled(not running and (present or partial) and not shared)

@@ -111,6 +111,9 @@ class FeatureStatus:
     origin: str  # "downloaded", "imported", "huggingface-cache" or "" when absent
     partial_bytes: int = 0  # data a resume reuses: ``.part`` files and files already verified
     repair: str = ""  # an import verify found damaged: the commands that import it again
+    # Downloaded, but a file of it is missing or cut short since (so not present): verify
+    # says which, and deletes it for the next download to fetch again.
+    damaged: bool = False
 
 
 def covered_files(paths: list[str], source: Source) -> list[str]:
@@ -418,6 +421,7 @@ class ModelStore:
             origin,
             kept,
             repair,
+            damaged=found is None and self.recorded(feature),
         )
 
     def _feature_size(self, feature: Feature, folder: Path | None, origin: str) -> int:

@@ -795,6 +795,27 @@ def test_photos_larger_than_the_view_get_a_smaller_share_of_the_budget(
     assert geometry.large_photo_factor(400, 400) == 1.0
 
 
+def test_a_camera_sized_photo_keeps_a_floor_share_of_the_budget(
+    generator_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spdesk.core import geometry
+
+    # 24 MP, 7.8 times the view: the power alone gave 0.19, a fifth of a small photo's protection
+    assert geometry.large_photo_factor(4000, 512) == geometry.LARGE_PHOTO_FLOOR == 0.36
+    assert geometry.large_photo_factor(1024, 512) == pytest.approx(2**-0.8)  # the power rules
+    assert geometry.large_photo_factor(1830, 512) > 0.36  # ... up to about 1838 px
+    protector = GeneratorProtector(generator_file, 32, key=KEY_A, working_side=64)
+    photo = _photo(640, 640)  # view 64x64, upscaled 10x: the power alone gives 0.16
+
+    def mean_change() -> float:
+        protected = np.asarray(protector.apply(photo)[0]).astype(int)
+        return float(np.abs(protected - np.asarray(photo)).mean())
+
+    floored = mean_change()
+    monkeypatch.setattr(geometry, "LARGE_PHOTO_EXPONENT", 0.0)
+    assert 0.3 < floored / mean_change() < 0.42
+
+
 def test_structural_loss_is_zero_for_the_same_photo_and_grows_with_the_change() -> None:
     from spdesk.core.train_generator import structural_loss
 

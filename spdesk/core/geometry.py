@@ -100,9 +100,17 @@ def check_previewable(photo: np.ndarray, name: str = "The photo") -> None:
 # SSIMULACRA2 71.6 and 1.63x random signs' latent distortion at a 256 px editor; 1.0 gave 74.2 and
 # 1.54x, the same trade-off line as every shaping setting (RECIPE.md, "Large photos").
 LARGE_PHOTO_EXPONENT = 0.8
+# ... but never below this share: the power alone gave a camera's photo (24 MP, 7.8 times the
+# view) 0.19 of the budget, which left an editor a fifth of the protection a small photo gets,
+# less than random signs of the same bound. At 0.36, stand-ins of 12 and 24 MP still read
+# SSIMULACRA2 over 50 at 100% zoom on every photo, over 75 fitted to a screen (RECIPE.md,
+# "Camera-sized photos"; benchmarks/bench_large_photos.py). It applies from 1838 px up.
+LARGE_PHOTO_FLOOR = 0.36
 
 
 def large_photo_factor(height: int, view_height: int) -> float:
     """Share of the budget a photo gets when its view is smaller than itself (1 otherwise)."""
     upscale = height / view_height
-    return 1.0 if upscale <= 1 else float(upscale**-LARGE_PHOTO_EXPONENT)
+    if upscale <= 1:
+        return 1.0
+    return max(float(upscale**-LARGE_PHOTO_EXPONENT), LARGE_PHOTO_FLOOR)

@@ -300,7 +300,13 @@ def _photo_key(settings: ProtectSettings, device: str) -> list[Any]:
     from spdesk.core.keys import install_key, key_id
 
     spec = read_spec(settings.generator_path())
-    return [spec.fingerprint, key_id(install_key()), geometry.LARGE_PHOTO_EXPONENT, device]
+    return [
+        spec.fingerprint,
+        key_id(install_key()),
+        geometry.LARGE_PHOTO_EXPONENT,
+        geometry.LARGE_PHOTO_FLOOR,
+        device,
+    ]
 
 
 _KINDS: dict[str, type[Protector]] = {

@@ -1,0 +1,239 @@
+"""Benchmark: the default protection on camera-sized photos, at each large-photo exponent.
+
+Not a test. ``../shared`` has no photo over 1600 px, so camera-sized stand-ins are made from
+held-out photos of ``../shared/data/imagenet-sample`` (the same held-out places as
+``bench_protection.py``, after its averaging attack's 100): each is enlarged with Lanczos so its
+short side is ``--short-side`` (4000 px: a 24 MP photo at 3:2) and given a mild sensor grain
+(σ ``--grain`` 8-bit steps, grey). At the editor's view a stand-in is its ImageNet photo; at
+100% it is smoother than a camera's photo, which has fine detail to hide a change in, so the
+100% figures are a worst case.
+
+Photo mode writes its change at the editor's 512 px view and scales it up onto the photo; it
+gives it a share of the budget (``geometry.large_photo_factor``). For each share asked for
+(``--factors``) this prints what a user sees and what an editor sees:
+
+- visibility, protected vs original (SSIMULACRA2, FLIP): at 100% zoom, in the photo's centre
+  and in its flattest ``--crop`` px square (where a change shows most), and the whole photo
+  fitted to a 1920x1080 screen (Lanczos, as a viewer shrinks it);
+- strength: TAESD latent distortion of the editor's view (short side 256 and 512, Lanczos, centre
+  square) and its ratio to the same protection of the photo at the view's own size (``of a 512
+  photo``: the share of a small photo's protection that a camera photo keeps) and to random ±8
+  signs laid at the view (as spdesk lays its change) and at full size (which downsizing averages
+  away);
+- the same for an editor that works on a 512 px square of the photo at 100% (inpainting only
+  a face or a detail, as editors' "only masked" modes do).
+
+    python benchmarks/bench_large_photos.py --photos 6 --factors product,E=0.5,E=0 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from bench_protection import SHARED, held_out
+from PIL import Image
+
+from spdesk.core import geometry, photo_protect
+from spdesk.core.assessment import (
+    editor_latent,
+    mode_protect,
+    relative_change,
+    sign_noise,
+    view_sign_noise,
+)
+from spdesk.core.encoders import load_encoder
+from spdesk.core.visibility import flip, ssimulacra2
+
+SCREEN = (1920, 1080)
+CROP_EDITOR = 512  # an editor that works on a square of the photo at full resolution
+
+
+def centre(photo: np.ndarray, side: int) -> np.ndarray:
+    top, left = (photo.shape[0] - side) // 2, (photo.shape[1] - side) // 2
+    return photo[top : top + side, left : left + side]
+
+
+def stand_in(path: Path, short_side: int, grain: float, seed: int) -> np.ndarray:
+    """A camera-sized photo made from ``path``: enlarged (Lanczos) plus grey grain."""
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    scale = short_side / min(rgb.size)
+    big = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.LANCZOS)
+    noise = np.random.default_rng(seed).normal(0, grain, (big.height, big.width, 1))
+    out: np.ndarray = np.clip(np.rint(np.asarray(big, np.float32) + noise), 0, 255)
+    return out.astype(np.uint8)
+
+
+def flattest_crop(photo: np.ndarray, side: int) -> tuple[int, int]:
+    """Top-left corner of the ``side`` px square (on a grid of half steps) whose luminance
+    varies least: a sky or a wall, where a change shows most."""
+    grey = photo.astype(np.float32).mean(axis=2)
+    best, corner = np.inf, (0, 0)
+    for top in range(0, photo.shape[0] - side + 1, side // 2):
+        for left in range(0, photo.shape[1] - side + 1, side // 2):
+            spread = float(grey[top : top + side, left : left + side].std())
+            if spread < best:
+                best, corner = spread, (top, left)
+    return corner
+
+
+product_factor = photo_protect.large_photo_factor
+
+
+def factor_function(spec: str) -> Callable[[int, int], float]:
+    """The share of the budget a candidate gives a photo of height h over a view of height v."""
+    if spec == "product":
+        return product_factor
+    if spec.startswith("E="):
+        exponent = float(spec[2:])
+        return lambda h, v: min(1.0, (h / v) ** -exponent)
+    share = float(spec)
+    return lambda h, v: 1.0 if h <= v else share
+
+
+def fit_screen(photo: np.ndarray) -> np.ndarray:
+    height, width = photo.shape[:2]
+    scale = min(SCREEN[0] / width, SCREEN[1] / height, 1.0)
+    size = (round(width * scale), round(height * scale))
+    return np.asarray(Image.fromarray(photo).resize(size, Image.LANCZOS))
+
+
+def visibility(original: np.ndarray, changed: np.ndarray, side: int) -> dict[str, float]:
+    """SSIMULACRA2 and FLIP at 100% (centre and flattest crop) and fitted to the screen."""
+    height, width = original.shape[:2]
+    views = {
+        "centre": ((height - side) // 2, (width - side) // 2),
+        "flat": flattest_crop(original, side),
+    }
+    out = {}
+    for name, (top, left) in views.items():
+        a = original[top : top + side, left : left + side]
+        b = changed[top : top + side, left : left + side]
+        out[f"ssim2 {name}"], out[f"flip {name}"] = ssimulacra2(a, b), flip(a, b)
+    a, b = fit_screen(original), fit_screen(changed)
+    out["ssim2 screen"], out["flip screen"] = ssimulacra2(a, b), flip(a, b)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=SHARED, help="the shared assets (../shared)")
+    parser.add_argument("--photos", type=int, default=8)
+    parser.add_argument("--skip", type=int, default=100, help="held-out photos to pass over")
+    parser.add_argument("--short-side", type=int, default=4000)
+    parser.add_argument("--grain", type=float, default=3.0)
+    parser.add_argument("--crop", type=int, default=1024)
+    parser.add_argument(
+        "--factors",
+        default="product,E=0.5,E=0",
+        help="photo mode's share of the budget on these photos, each a candidate: 'product' "
+        "(spdesk's large_photo_factor), E=X ((photo / view) ** -X) or a fixed share, e.g. 0.36",
+    )
+    parser.add_argument("--sizes", default="256,512")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.monotonic()
+    paths = held_out(args.shared / "data" / "imagenet-sample")[args.skip : args.skip + args.photos]
+    encoder = load_encoder(str(args.shared / "models/taesd/taesd_f8e4m3.safetensors"), "cpu")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    protect, _, _ = mode_protect("photo")
+    candidates = {f"photo, {spec}": factor_function(spec) for spec in args.factors.split(",")}
+    references = {
+        "signs ±8 at the view": view_sign_noise(8.0),
+        "signs ±8 full size": sign_noise(8.0),
+    }
+    rows: dict[str, list[dict[str, float]]] = {}
+    for index, path in enumerate(paths):
+        photo = stand_in(path, args.short_side, args.grain, index)
+        view_h, view_w = geometry.working_size(*photo.shape[:2])
+        small = np.asarray(Image.fromarray(photo).resize((view_w, view_h), Image.LANCZOS))
+        clean = {s: editor_latent(encoder, photo, s) for s in sizes}
+        small_clean = {s: editor_latent(encoder, small, s) for s in sizes}
+        crop_clean = editor_latent(encoder, centre(photo, CROP_EDITOR), CROP_EDITOR)
+        small_gain = {
+            s: relative_change(editor_latent(encoder, protect(small, index), s), small_clean[s])
+            for s in sizes
+        }
+        outputs = {}
+        for label, factor in candidates.items():
+            photo_protect.large_photo_factor = factor  # looked up at each call
+            outputs[label] = protect(photo, index)
+        photo_protect.large_photo_factor = product_factor
+        for label, noise in references.items():
+            outputs[label] = noise(photo, index)
+        for label, changed in outputs.items():
+            figures = visibility(photo, changed, args.crop)
+            figures["max |change|"] = float(np.abs(changed.astype(int) - photo.astype(int)).max())
+            for s in sizes:
+                latent = relative_change(editor_latent(encoder, changed, s), clean[s])
+                figures[f"latent {s}"] = latent
+                figures[f"share {s}"] = latent / small_gain[s]
+            crop = editor_latent(encoder, centre(changed, CROP_EDITOR), CROP_EDITOR)
+            figures["latent crop"] = relative_change(crop, crop_clean)
+            rows.setdefault(label, []).append(figures)
+        print(
+            f"  {index + 1}/{len(paths)} {path.name} {photo.shape[1]}x{photo.shape[0]}", flush=True
+        )
+    report(rows, sizes)
+    print(
+        f"measured in {time.monotonic() - started:.0f} s, torch threads {torch.get_num_threads()}"
+    )
+    if args.json:
+        args.json.write_text(json.dumps({"args": _settings(args), "rows": rows}, indent=1))
+
+
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    """The run's settings, without this machine's paths."""
+    return {k: v for k, v in vars(args).items() if k not in ("shared", "json")}
+
+
+def report(rows: dict[str, list[dict[str, float]]], sizes: list[int]) -> None:
+    mean = {
+        label: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for label, rs in rows.items()
+    }
+    worst = {
+        label: {k: float(np.min([r[k] for r in rs])) for k in rs[0]} for label, rs in rows.items()
+    }
+    view_signs = mean["signs ±8 at the view"]
+    full_signs = mean["signs ±8 full size"]
+    print(
+        "visibility (SSIMULACRA2 mean (worst) / FLIP): "
+        "100% centre | 100% flattest | fitted to 1920x1080"
+    )
+    for label, m in mean.items():
+        cells = [
+            f"{m[f'ssim2 {v}']:5.1f} ({worst[label][f'ssim2 {v}']:5.1f}) / {m[f'flip {v}']:.3f}"
+            for v in ("centre", "flat", "screen")
+        ]
+        print(f"  {label:<22} " + " | ".join(cells) + f"   max |change| {m['max |change|']:.1f}")
+    print(
+        "strength (TAESD latent distortion = x signs ±8 at the view / x full-size signs / "
+        "share of the same protection on the photo at the view's size)"
+    )
+    for label, m in mean.items():
+        cells = [
+            f"{s}: {m[f'latent {s}']:.4f} = {m[f'latent {s}'] / view_signs[f'latent {s}']:.2f}x / "
+            f"{m[f'latent {s}'] / full_signs[f'latent {s}']:.2f}x / {m[f'share {s}']:.0%}"
+            for s in sizes
+        ]
+        print(f"  {label:<22} " + " | ".join(cells))
+    print(
+        f"an editor of a {CROP_EDITOR} px square at 100% (inpainting a face or a detail): "
+        "TAESD latent distortion = x full-size signs"
+    )
+    for label, m in mean.items():
+        latent = m["latent crop"]
+        print(f"  {label:<22} {latent:.4f} = {latent / full_signs['latent crop']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -306,3 +306,32 @@ def test_after_a_run_on_a_short_screen_the_summary_and_protect_photos_are_in_vie
 
     qtbot.waitUntil(lambda: in_view(window.start_button) and in_view(window.summary))
     window.queue.wait_for_thumbnails()
+
+
+def test_tab_into_a_scrolled_settings_column_brings_the_control_it_lands_on_into_view(
+    qtbot: QtBot,
+) -> None:
+    """With More options open (or on a short screen) the settings column is scrolled down: Tab
+    from the queue moved the focus to the Strength buttons scrolled out of sight above it, and
+    a keyboard user saw no focus anywhere (accessibility audit). Qt scrolls a scroll area to
+    the focus only for Tab within it."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication, QScrollArea
+
+    window = MainWindow(open_settings())
+    qtbot.addWidget(window)
+    window.setMinimumSize(0, 0)  # as fit_to_screen gives way to a small screen
+    window.resize(1008, 420)
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    scroll = window.findChild(QScrollArea, "OptionsScroll")
+    assert scroll is not None
+    window.options_panel.show_more(True)
+    qtbot.waitUntil(lambda: scroll.verticalScrollBar().value() > 0)
+    window.queue.setFocus(Qt.FocusReason.TabFocusReason)
+    qtbot.keyClick(window.queue, Qt.Key.Key_Tab)
+    focused = QApplication.focusWidget()
+    assert focused is window.options_panel.strength_group.checkedButton()
+    top = focused.mapTo(scroll.viewport(), focused.rect().topLeft()).y()
+    assert top >= 0 and top + focused.height() <= scroll.viewport().height(), top

@@ -61,7 +61,7 @@ from spdesk.gui.settings import (
 )
 from spdesk.gui.style import fit_to_screen, muted_label, thin_progress_bar
 from spdesk.gui.text import LeftOut, format_duration, gain_text, left_out_text
-from spdesk.gui.widgets.column import ScrollingColumn
+from spdesk.gui.widgets.column import FocusInView, ScrollingColumn
 from spdesk.gui.widgets.drop_zone import PHOTO_KINDS, DropZone, local_paths
 from spdesk.gui.widgets.elided import ElidedLabel
 from spdesk.gui.widgets.options import FINETUNE_ENCODERS, OptionsPanel
@@ -251,6 +251,7 @@ class MainWindow(QMainWindow):
         holder_lay.setContentsMargins(8, 16, 16, 12)
         holder_lay.addWidget(self.options_panel)
         scroll.setWidget(holder)
+        FocusInView(scroll)
         # Its least width gives way to a narrow window (1280x800 at 200% has 640 points
         # across): a setting wider than the column then scrolls sideways, not off the window.
         scroll.setMinimumWidth(SETTINGS_LEAST_WIDTH)

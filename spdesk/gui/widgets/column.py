@@ -3,7 +3,29 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, QSize, Qt
-from PySide6.QtWidgets import QFrame, QScrollArea, QStyle, QWidget
+from PySide6.QtWidgets import QApplication, QFrame, QScrollArea, QStyle, QWidget
+
+
+class FocusInView(QObject):
+    """Scrolls ``area`` to the control inside it that takes the keyboard focus. Qt does so only
+    for Tab within the area: Tab into it from outside (the queue's "Protect photos" to the
+    settings column) left the focus on a control scrolled out of sight, and a keyboard user saw
+    no focus anywhere. A click is left alone (the user sees where it went)."""
+
+    def __init__(self, area: QScrollArea) -> None:
+        super().__init__(area)
+        self._area = area
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            app.focusChanged.connect(self._follow)
+
+    def _follow(self, _old: QWidget | None, new: QWidget | None) -> None:
+        content = self._area.widget()
+        if new is None or content is None or not content.isAncestorOf(new):
+            return
+        if QApplication.mouseButtons() != Qt.MouseButton.NoButton:
+            return
+        self._area.ensureWidgetVisible(new)
 
 
 class ScrollingColumn(QScrollArea):
@@ -18,6 +40,7 @@ class ScrollingColumn(QScrollArea):
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the controls inside take the focus
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setWidget(content)
+        FocusInView(self)
 
     def minimumSizeHint(self) -> QSize:
         content = self.widget()

@@ -335,3 +335,31 @@ def test_tab_into_a_scrolled_settings_column_brings_the_control_it_lands_on_into
     assert focused is window.options_panel.strength_group.checkedButton()
     top = focused.mapTo(scroll.viewport(), focused.rect().topLeft()).y()
     assert top >= 0 and top + focused.height() <= scroll.viewport().height(), top
+
+
+def test_a_disabled_control_is_drawn_unlike_an_enabled_one_and_stays_readable() -> None:
+    """The palette gave the disabled colour group the enabled text colour: while a job ran,
+    the whole settings column (and Quality for a PNG) looked as if it could be changed
+    (accessibility audit)."""
+    from PySide6.QtGui import QPalette
+
+    from spdesk.gui.style import light_palette
+
+    palette = light_palette()
+    roles = (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText)
+    for role in roles:
+        enabled = palette.color(QPalette.ColorGroup.Active, role).name()
+        disabled = palette.color(QPalette.ColorGroup.Disabled, role).name()
+        assert disabled != enabled, role
+        for ground in ("#ffffff", "#f6f7f9"):  # fields, the window
+            assert 3.0 <= _contrast(disabled, ground) < _contrast(enabled, ground), role
+
+
+def _contrast(a: str, b: str) -> float:
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)

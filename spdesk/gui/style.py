@@ -78,6 +78,17 @@ QSplitter::handle {{ background: transparent; }}
 def apply_style(app: QApplication) -> None:
     """Fusion with a light palette (the same on every platform) and the stylesheet above."""
     app.setStyle("Fusion")
+    app.setPalette(light_palette())
+    app.setStyleSheet(STYLESHEET)
+
+
+DISABLED_TEXT = "#868e99"  # 3.3:1 on white, 3.1:1 on the window's grey; the text 14:1
+
+
+def light_palette() -> QPalette:
+    """The app's palette. Its text roles are set for every colour group, the disabled one
+    included: a disabled control (the settings while a job runs, Quality for PNG) was drawn
+    exactly as an enabled one, and looked as if it could be changed."""
     palette = QPalette()
     palette.setColor(QPalette.ColorRole.Window, QColor("#f6f7f9"))
     palette.setColor(QPalette.ColorRole.Base, QColor("#ffffff"))
@@ -90,8 +101,14 @@ def apply_style(app: QApplication) -> None:
     palette.setColor(QPalette.ColorRole.HighlightedText, QColor("#ffffff"))
     palette.setColor(QPalette.ColorRole.ToolTipBase, QColor("#ffffff"))
     palette.setColor(QPalette.ColorRole.ToolTipText, QColor("#1f2937"))
-    app.setPalette(palette)
-    app.setStyleSheet(STYLESHEET)
+    disabled = QPalette.ColorGroup.Disabled
+    for role in (
+        QPalette.ColorRole.Text,
+        QPalette.ColorRole.WindowText,
+        QPalette.ColorRole.ButtonText,
+    ):
+        palette.setColor(disabled, role, QColor(DISABLED_TEXT))
+    return palette
 
 
 def thin_progress_bar() -> QProgressBar:

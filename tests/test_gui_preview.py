@@ -642,3 +642,29 @@ def test_a_second_preview_does_not_say_it_loads_the_model_and_a_stopped_one_leav
         assert dialog.status_label.text() == "Preview cancelled."
         assert dialog.progress.value() == 0
         assert all(dialog.tiles[name].picture.text() != "…" for name in EDIT_TILES)
+
+
+def test_the_fields_and_pictures_are_named_for_screen_readers(
+    qtbot: QtBot, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    """The grid's fields had no name (their labels were not their buddies): a screen reader
+    said "edit", "0.50 spin box" or the combo's value; each picture was a bare "graphic"
+    (accessibility audit)."""
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, None)
+    fields = {
+        dialog.photo_edit: "Photo",
+        dialog.mode_combo: "Edit",
+        dialog.preset_combo: "Prompt",
+        dialog.prompt_edit: "Prompt text",
+        dialog.edit_strength: "Edit strength",
+        dialog.steps_spin: "Steps",
+    }
+    for field, name in fields.items():
+        assert field.accessibleName() == name
+    assert dialog.tiles["original"].picture.accessibleName() == "Original"
+    waiting = dialog.tiles["edit_original"]
+    assert waiting.picture.accessibleName() == f"AI edit of the original: {waiting.picture.text()}"
+    assert waiting.picture.text()  # what it needs, in its place
+    dialog.tiles["protected"].set_caption("Protected, fine-tuned")
+    assert dialog.tiles["protected"].picture.accessibleName() == "Protected, fine-tuned"

@@ -46,6 +46,18 @@ class ImageTile(QFrame):
         layout.addWidget(self.picture, 1)
         self.clear()
 
+    def set_caption(self, caption: str) -> None:
+        self.caption.setText(caption)
+        self._name_picture()
+
+    def _name_picture(self) -> None:
+        """Screen readers name a picture by its caption (a picture alone is announced as a
+        bare "graphic"), with what the tile says in its place while it has none."""
+        said = self.picture.text()
+        name = self.caption.text() + (f": {said}" if said else "")
+        if name != self.picture.accessibleName():  # each resize comes here: no news to tell
+            self.picture.setAccessibleName(name)
+
     def set_image(self, image: np.ndarray | None) -> None:
         if image is None:
             self.clear()
@@ -57,6 +69,7 @@ class ImageTile(QFrame):
         self._pixmap = None
         self.picture.setPixmap(QPixmap())
         self.picture.setText(text)
+        self._name_picture()
 
     def has_image(self) -> bool:
         return self._pixmap is not None
@@ -69,6 +82,7 @@ class ImageTile(QFrame):
         if self._pixmap is None:  # keep the placeholder text clear() set (a pixmap erases it)
             return
         self.picture.setText("")
+        self._name_picture()
         self.picture.setPixmap(
             self._pixmap.scaled(
                 self.picture.size(),

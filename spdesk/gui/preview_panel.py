@@ -295,6 +295,15 @@ def _announce_loading(on_event: Callable[[Event], None], loaded: bool) -> None:
 LOADING_TEXT = "Loading Stable Diffusion (first time only)…"
 
 
+def _label_for(field: QWidget, text: str) -> QLabel:
+    """The label beside ``field``, and its name for screen readers: the fields of a grid
+    were announced as a bare "edit" or by their value (accessibility audit)."""
+    label = QLabel(text)
+    label.setBuddy(field)
+    field.setAccessibleName(text)
+    return label
+
+
 class ZoomDialog(QDialog):
     """The protected photo at 100%; hold "Show original" to compare the same pixels."""
 
@@ -430,19 +439,21 @@ class PreviewDialog(QDialog):
         self.seed_spin.setRange(0, 2**31 - 1)
         grid = QGridLayout()
         grid.setHorizontalSpacing(8)
-        grid.addWidget(QLabel("Photo"), 0, 0)
+        grid.addWidget(_label_for(self.photo_edit, "Photo"), 0, 0)
         photo_row = QHBoxLayout()
         photo_row.addWidget(self.photo_edit, 1)
         photo_row.addWidget(browse)
         grid.addLayout(photo_row, 0, 1, 1, 3)
-        grid.addWidget(QLabel("Edit"), 0, 4)
+        grid.addWidget(_label_for(self.mode_combo, "Edit"), 0, 4)
         grid.addWidget(self.mode_combo, 0, 5, 1, 3)
-        grid.addWidget(QLabel("Prompt"), 1, 0)
+        grid.addWidget(_label_for(self.preset_combo, "Prompt"), 1, 0)
+        self.prompt_edit.setAccessibleName("Prompt text")  # the label is the preset's
         grid.addWidget(self.preset_combo, 1, 1)
         grid.addWidget(self.prompt_edit, 1, 2, 1, 2)
-        grid.addWidget(QLabel("Edit strength"), 1, 4)  # not the protection's strength
+        # Not the protection's strength.
+        grid.addWidget(_label_for(self.edit_strength, "Edit strength"), 1, 4)
         grid.addWidget(self.edit_strength, 1, 5)
-        grid.addWidget(QLabel("Steps"), 1, 6)
+        grid.addWidget(_label_for(self.steps_spin, "Steps"), 1, 6)
         grid.addWidget(self.steps_spin, 1, 7)
         grid.setColumnStretch(3, 1)
         return grid
@@ -934,13 +945,13 @@ class PreviewDialog(QDialog):
         or (the quick view) before fine-tuning; other modes have nothing to say."""
         tile = self.tiles["protected"]
         if not self.settings().fine_tuned:
-            tile.caption.setText("Protected")
+            tile.set_caption("Protected")
             tile.setToolTip("")
         elif fine_tuned:
-            tile.caption.setText("Protected, fine-tuned")
+            tile.set_caption("Protected, fine-tuned")
             tile.setToolTip("Fine-tuned as the protected copies get it.")
         else:
-            tile.caption.setText("Protected, before fine-tuning")
+            tile.set_caption("Protected, before fine-tuning")
             tile.setToolTip(FINE_TUNING_NOT_SHOWN)
 
     def open_zoom(self) -> ZoomDialog | None:

@@ -183,6 +183,28 @@ def test_drop_a_folder_and_protect_it(
     assert window.focusWidget() is window.open_output_button  # not a scroll area (audit)
 
 
+def test_photos_added_and_a_runs_end_are_told_to_screen_readers(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How a run went was in the summary's text, and the focus went to "Open output folder":
+    a screen reader said that button's name and nothing of the run; nor how many photos a
+    folder added (the status bar's text; accessibility audit)."""
+    from PySide6.QtGui import QAccessible
+
+    told: list[str] = []
+
+    def record(event: Any) -> None:
+        if event.type() == QAccessible.Event.Announcement:
+            told.append(event.message())
+
+    monkeypatch.setattr(QAccessible, "updateAccessibility", staticmethod(record))
+    _add(qtbot, window, [_photos(tmp_path / "photos", 3)])
+    assert told == ["Added 3 photos."]
+    _protect(qtbot, window)
+    assert len(told) == 2 and told[1].startswith("Finished. 3 protected"), told
+    assert window.summary_label.text() in told[1]
+
+
 def test_the_first_photo_specific_job_says_where_the_new_key_is_and_only_once(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

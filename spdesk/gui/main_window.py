@@ -43,6 +43,7 @@ from spdesk.core.jobs.events import (
 from spdesk.core.keys import KEY_BACKUP_SHORT, key_made_here
 from spdesk.core.perturbation import perturbation_gain, perturbation_label
 from spdesk.gui import protect_bridge
+from spdesk.gui.announce import announce
 from spdesk.gui.desktop import open_in_file_manager
 from spdesk.gui.images import photo_file_filter
 from spdesk.gui.missing_model import ask_for_model
@@ -454,6 +455,7 @@ class MainWindow(QMainWindow):
                 or f"No photos found there: spdesk reads {PHOTO_KINDS} files."
             )
             self.statusBar().showMessage(self._empty_hint, 5000)
+        announce(self, self.statusBar().currentMessage())
         self._update_controls()
         self._recheck_left_out()  # "Save to" changed while this listing ran
 
@@ -1209,6 +1211,8 @@ class MainWindow(QMainWindow):
         self.overall_bar.setValue(1000 if ended else self.overall_bar.value())
         self._ending = "Stopped." if self._job_failure else "Finished." if ended else "Cancelled."
         self._update_controls()  # says the ending, and the photos added meanwhile
+        if focus:
+            announce(self, f"{self._ending} {text}")
         # The next step where a keyboard user is: open the copies, or protect again.
         for button in (self.open_output_button, self.start_button) if focus else ():
             if button.isVisibleTo(self) and button.isEnabled():

@@ -1,0 +1,14 @@
+"""Telling screen readers about a change where the keyboard focus is not."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QAccessible, QAccessibleAnnouncementEvent
+from PySide6.QtWidgets import QWidget
+
+
+def announce(widget: QWidget, text: str) -> None:
+    """Have a screen reader say ``text`` (from ``widget``'s window) once it has finished what
+    it is saying: a run's end, photos added. A label's new text is read only when the user
+    goes to it, and the focus on "Open output folder" said nothing of how the run went."""
+    if text:
+        QAccessible.updateAccessibility(QAccessibleAnnouncementEvent(widget, text))

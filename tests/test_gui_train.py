@@ -793,3 +793,22 @@ def test_saving_under_a_name_whose_file_holds_another_pattern_names_that_pattern
     assert perturbation_label(other) == "Portraits ±8"  # kept: the answer was no
     dialog.name_edit.setText("a" * 300)  # too long for a file name: cut to fit, saved
     assert dialog.save_to_library() is not None
+
+
+def test_every_field_and_the_progress_are_named_for_screen_readers(
+    qtbot: QtBot, dialog: TrainDialog
+) -> None:
+    """The photo folder, the strength (a combo box announced by its value alone, "Medium"),
+    the encoder's file, the progress bar and the name to save under had no name for a screen
+    reader (accessibility audit)."""
+    names = {
+        dialog.folder_edit: "Photo folder",
+        dialog.strength_combo: "Strength",
+        dialog.strength_spin: "Exact strength",
+        dialog.encoder_combo: "Encoder",
+        dialog.encoder_edit: "Encoder folder or file",
+        dialog.progress: "Training progress",
+        dialog.name_edit: "Name",
+    }
+    for widget, name in names.items():
+        assert widget.accessibleName() == name

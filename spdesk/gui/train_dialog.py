@@ -320,6 +320,8 @@ class TrainDialog(QDialog):
         browse.setText("…")
         browse.setToolTip("Choose the folder")
         browse.setAccessibleName("Choose the photo folder")
+        # Named for screen readers, which said a bare "edit" (the box's title is no label).
+        self.folder_edit.setAccessibleName("Photo folder")
         browse.clicked.connect(self.choose_folder)
         row = QHBoxLayout()
         row.addWidget(self.folder_edit, 1)
@@ -348,6 +350,10 @@ class TrainDialog(QDialog):
         self.strength_spin.setDecimals(1)
         self.strength_spin.setSuffix(" / 255")
         self.strength_spin.setToolTip("The largest change of any colour value, out of 255")
+        # The form's label is the row's, not theirs: each is named (a combo box was
+        # announced by its value alone, "Medium").
+        self.strength_combo.setAccessibleName("Strength")
+        self.strength_spin.setAccessibleName("Exact strength")
         strength_row = QHBoxLayout()
         strength_row.addWidget(self.strength_combo, 1)
         strength_row.addWidget(self.strength_spin)
@@ -376,7 +382,9 @@ class TrainDialog(QDialog):
         self.encoder_combo = QComboBox()
         for key, label in ENCODERS.items():
             self.encoder_combo.addItem(label, key)
+        self.encoder_combo.setAccessibleName("Encoder")
         self.encoder_edit = QLineEdit()
+        self.encoder_edit.setAccessibleName("Encoder folder or file")
         self.encoder_edit.setPlaceholderText("diffusers folder or .safetensors file")
         self.encoder_browse = QToolButton()
         self.encoder_browse.setText("…")
@@ -400,6 +408,7 @@ class TrainDialog(QDialog):
 
     def _progress_row(self) -> QWidget:
         self.progress = thin_progress_bar()
+        self.progress.setAccessibleName("Training progress")
         self.status_label = muted_label(CHOOSE_TEXT)
         self.status_label.setWordWrap(True)
         self.start_button = QPushButton("Start training")
@@ -435,8 +444,11 @@ class TrainDialog(QDialog):
         self.train_longer_button = QPushButton("Train longer")
         self.train_longer_button.setToolTip("Train again with more steps")
         self.train_longer_button.hide()
+        self.name_edit.setAccessibleName("Name")
+        name_label = QLabel("Name")
+        name_label.setBuddy(self.name_edit)
         row = QHBoxLayout()
-        row.addWidget(QLabel("Name"))
+        row.addWidget(name_label)
         row.addWidget(self.name_edit, 1)
         row.addWidget(self.save_button)
         row.addWidget(self.train_longer_button)

@@ -877,3 +877,10 @@ def test_the_preview_names_the_models_item_to_get_and_its_size(
         row = rows[MODEL_FEATURE[mode]]
         item, model, size = (_cell(dialog, row, column) for column in (0, 1, 3))
         assert f"the {model} model ({size}, downloaded once): open Models… and get “{item}”" in note
+
+
+def test_the_list_and_the_progress_bar_are_named_for_screen_readers(qtbot: QtBot) -> None:
+    """A screen reader said a bare "table" and "progress bar" (accessibility audit)."""
+    dialog = _dialog(qtbot, ModelStore)
+    assert dialog.table.accessibleName() == "Features and their models"
+    assert dialog.progress.accessibleName() == "Progress of the download or move"

@@ -662,6 +662,7 @@ def test_the_fields_and_pictures_are_named_for_screen_readers(
     }
     for field, name in fields.items():
         assert field.accessibleName() == name
+    assert dialog.progress.accessibleName() == "Progress of the preview"
     assert dialog.tiles["original"].picture.accessibleName() == "Original"
     waiting = dialog.tiles["edit_original"]
     assert waiting.picture.accessibleName() == f"AI edit of the original: {waiting.picture.text()}"

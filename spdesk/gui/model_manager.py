@@ -171,6 +171,7 @@ class ModelManagerDialog(QDialog):
         top.addWidget(self.open_folder_button)
         top.addWidget(self.change_folder_button)
         self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setAccessibleName("Features and their models")  # a bare "table" before
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(34)
@@ -213,6 +214,7 @@ class ModelManagerDialog(QDialog):
         buttons.addWidget(self.download_button)
         buttons.addWidget(self.close_button)
         self.progress = thin_progress_bar()
+        self.progress.setAccessibleName("Progress of the download or move")
         self.status_label = muted_label("Select a feature to download, verify or remove its model.")
         self.status_label.setWordWrap(True)
         layout = QVBoxLayout(self)

@@ -532,6 +532,7 @@ class PreviewDialog(QDialog):
 
     def _progress(self) -> QHBoxLayout:
         self.progress = thin_progress_bar()
+        self.progress.setAccessibleName("Progress of the preview")
         self.status_label = muted_label("Press “Preview AI edit”. The first run loads the model.")
         self.status_label.setWordWrap(True)
         self.models_button = QPushButton("Open Models…")

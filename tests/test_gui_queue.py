@@ -657,3 +657,22 @@ def test_rows_a_job_scrolls_past_are_not_decoded_until_the_view_stands_still(
     queue._view_moved()
     qtbot.waitUntil(lambda: all(_drawn(queue, row) for row in queue.rows_in_view(0)), timeout=5000)
     assert set(decoded) == first | {paths[row] for row in queue.rows_in_view()}
+
+
+def test_a_rows_progress_is_read_out_as_a_percentage(qtbot: QtBot, tmp_path: Path) -> None:
+    """The progress cell is a painted bar: a screen reader read it as empty, and a photo
+    fine-tuned for minutes said nothing of how far it had come (accessibility audit)."""
+    from PySide6.QtCore import Qt
+
+    queue = _shown_queue(qtbot)
+    paths = [tmp_path / "a.jpg", tmp_path / "b.jpg"]
+    queue.add_photos(paths)
+    queue.set_progress(paths[0], 0.375)
+
+    def said(row: int) -> str:
+        item = queue.item(row, 2)
+        return str(item.data(Qt.ItemDataRole.AccessibleTextRole)) if item is not None else ""
+
+    assert said(0) == "38%" and said(1) == "0%"
+    queue.set_status(paths[1], RowStatus.DONE)
+    assert said(1) == "100%"

@@ -788,7 +788,10 @@ class PhotoQueue(QTableWidget):
     def _show_fraction(self, index: int, key: Path) -> None:
         item = self.item(index, 2)
         if item is not None:
-            item.setData(PROGRESS_ROLE, self._fractions.get(key, 0.0))
+            fraction = self._fractions.get(key, 0.0)
+            item.setData(PROGRESS_ROLE, fraction)
+            # The bar is painted: a screen reader read the cell as empty.
+            item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{fraction:.0%}")
 
     def retry_button(self, path: Path) -> QPushButton | None:
         """The row's Retry button, or Remove for a photo gone from where it was added (one

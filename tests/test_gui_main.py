@@ -2442,3 +2442,20 @@ def test_the_photos_of_a_folder_are_resolved_by_the_scan_not_the_window(
     assert len(window.queue.paths()) == 30
     assert all(real in path.parents for path in window.queue.paths())  # the keys: resolved
     assert len(resolved_here) <= 4, resolved_here
+
+
+def test_every_menu_item_has_a_letter_of_its_own(window: MainWindow) -> None:
+    """Alt+F opened the File menu, but no item had an underlined letter: a key did nothing
+    there, and a keyboard user went item by item with the arrows (accessibility audit)."""
+    from PySide6.QtGui import QKeySequence
+
+    for menu_action in window.menuBar().actions():
+        menu = menu_action.menu()
+        assert menu is not None
+        letters = [
+            QKeySequence.mnemonic(action.text()).toString()
+            for action in menu.actions()
+            if not action.isSeparator()
+        ]
+        assert all(letters), (menu.title(), [a.text() for a in menu.actions()])
+        assert len(set(letters)) == len(letters), (menu.title(), letters)

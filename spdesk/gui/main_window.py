@@ -279,23 +279,25 @@ class MainWindow(QMainWindow):
             act.triggered.connect(slot)
             return act
 
-        self.add_files_action = action("Add photos…", QKeySequence.StandardKey.Open, self.add_files)
-        self.add_folder_action = action("Add folder…", "Ctrl+Shift+O", self.add_folder)
-        self.start_action = action("Protect photos", "Ctrl+Return", lambda: self.start_job())
+        self.add_files_action = action(
+            "&Add photos…", QKeySequence.StandardKey.Open, self.add_files
+        )
+        self.add_folder_action = action("Add &folder…", "Ctrl+Shift+O", self.add_folder)
+        self.start_action = action("&Protect photos", "Ctrl+Return", lambda: self.start_job())
         # The keypad's Enter is another key: "Ctrl+Enter", as the hint says, did nothing there.
         self.start_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
-        self.cancel_action = action("Cancel", "Esc", self.ask_to_cancel)
+        self.cancel_action = action("&Cancel", "Esc", self.ask_to_cancel)
         self.remove_action = action(
-            "Remove selected", QKeySequence.StandardKey.Delete, self.remove_selected
+            "&Remove selected", QKeySequence.StandardKey.Delete, self.remove_selected
         )
         # The list was a tooltip on the queue's title only: out of a keyboard's reach.
-        self.left_out_action = action("Files left out…", None, self.show_left_out)
-        self.open_output_action = action("Open output folder", "Ctrl+Shift+E", self.open_output)
-        self.train_action = action("Train personal pattern…", "Ctrl+T", self.open_train_dialog)
-        self.models_action = action("Models…", "Ctrl+M", lambda: self.open_model_manager())
-        self.preview_action = action("Preview AI edit…", "Ctrl+P", self.open_preview)
-        self.about_action = action("About and diagnostics", "F1", self.open_about)
-        quit_action = action("Quit", QKeySequence.StandardKey.Quit, self.close)
+        self.left_out_action = action("Files &left out…", None, self.show_left_out)
+        self.open_output_action = action("&Open output folder", "Ctrl+Shift+E", self.open_output)
+        self.train_action = action("&Train personal pattern…", "Ctrl+T", self.open_train_dialog)
+        self.models_action = action("&Models…", "Ctrl+M", lambda: self.open_model_manager())
+        self.preview_action = action("Pre&view AI edit…", "Ctrl+P", self.open_preview)
+        self.about_action = action("&About and diagnostics", "F1", self.open_about)
+        quit_action = action("&Quit", QKeySequence.StandardKey.Quit, self.close)
         menus = self.menuBar()
         file_menu = menus.addMenu("&File")
         file_menu_actions = (self.add_files_action, self.add_folder_action, self.remove_action)

@@ -2459,3 +2459,27 @@ def test_every_menu_item_has_a_letter_of_its_own(window: MainWindow) -> None:
         ]
         assert all(letters), (menu.title(), [a.text() for a in menu.actions()])
         assert len(set(letters)) == len(letters), (menu.title(), letters)
+
+
+def test_alt_and_a_letter_goes_to_each_setting_from_anywhere(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    """A keyboard user reached the strength, the mode or the output folder only by tabbing
+    through the drop area, the queue and "Protect photos" (accessibility audit): each box's
+    title has a letter, and Alt with it goes to the box's chosen control."""
+    from PySide6.QtWidgets import QApplication
+
+    panel = window.options_panel
+    panel.set_mode("universal")  # the pattern box shows
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    keys = {
+        Qt.Key.Key_S: panel.strength_group.checkedButton(),
+        Qt.Key.Key_M: panel.mode_radios["universal"],
+        Qt.Key.Key_V: panel.output_edit,
+        Qt.Key.Key_A: panel.perturbation_combo,
+    }
+    for key, control in keys.items():
+        window.queue.setFocus()
+        qtbot.keyClick(window.queue, key, Qt.KeyboardModifier.AltModifier)
+        assert QApplication.focusWidget() is control, (key, QApplication.focusWidget())

@@ -166,7 +166,7 @@ class OptionsPanel(QWidget):
 
     # --- perturbation ---------------------------------------------------------------------------
     def _build_perturbation_box(self) -> QGroupBox:
-        box = QGroupBox("Pattern")
+        box = QGroupBox("P&attern")  # Alt+A goes to it (P opens the Protect menu)
         self.perturbation_combo = ElidedComboBox()
         self.perturbation_combo.setAccessibleName("Pattern")
         self.perturbation_combo.setMinimumContentsLength(16)
@@ -260,7 +260,7 @@ class OptionsPanel(QWidget):
 
     # --- strength -------------------------------------------------------------------------------
     def _build_strength_box(self) -> QGroupBox:
-        box = QGroupBox("Strength")
+        box = QGroupBox("&Strength")  # Alt+S goes to the chosen one
         self.strength_group = QButtonGroup(self)
         presets = QHBoxLayout()
         presets.setSpacing(0)
@@ -318,7 +318,7 @@ class OptionsPanel(QWidget):
 
     # --- mode -----------------------------------------------------------------------------------
     def _build_mode_box(self) -> QGroupBox:
-        box = QGroupBox("Mode")
+        box = QGroupBox("&Mode")
         self.mode_group = QButtonGroup(self)
         self.mode_radios: dict[str, QRadioButton] = {}
         lay = QVBoxLayout(box)
@@ -505,7 +505,7 @@ class OptionsPanel(QWidget):
 
     # --- output ---------------------------------------------------------------------------------
     def _build_output_box(self) -> QGroupBox:
-        box = QGroupBox("Save to")
+        box = QGroupBox("Sa&ve to")
         self.output_edit = QLineEdit()
         self.output_note = _wrap(QLabel())
         self.output_edit.textChanged.connect(self._update_output_note)

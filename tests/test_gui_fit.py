@@ -363,3 +363,27 @@ def _contrast(a: str, b: str) -> float:
 
     high, low = sorted((luminance(a), luminance(b)), reverse=True)
     return (high + 0.05) / (low + 0.05)
+
+
+def test_a_fields_hint_is_readable_and_the_apps_own_on_any_system() -> None:
+    """Placeholder text ("a new folder beside the photos": where the copies go) was Qt's
+    half-transparent black, 4.0:1 on a field's white (WCAG AA asks 4.5:1), and not the
+    palette's own (accessibility audit)."""
+    from PySide6.QtGui import QColor, QPalette
+
+    from spdesk.gui.style import light_palette
+
+    palette = light_palette()
+    role = QPalette.ColorRole.PlaceholderText
+    for group in (QPalette.ColorGroup.Active, QPalette.ColorGroup.Inactive):
+        assert palette.isBrushSet(group, role), group
+        hint = palette.color(group, role)
+        base = palette.color(group, QPalette.ColorRole.Base)
+        alpha = hint.alphaF()  # drawn over the field's colour
+        shown = QColor.fromRgbF(
+            *(
+                alpha * getattr(hint, part)() + (1 - alpha) * getattr(base, part)()
+                for part in ("redF", "greenF", "blueF")
+            )
+        )
+        assert _contrast(shown.name(), base.name()) >= 4.5, shown.name()

@@ -884,3 +884,23 @@ def test_the_list_and_the_progress_bar_are_named_for_screen_readers(qtbot: QtBot
     dialog = _dialog(qtbot, ModelStore)
     assert dialog.table.accessibleName() == "Features and their models"
     assert dialog.progress.accessibleName() == "Progress of the download or move"
+
+
+def test_tab_leaves_the_list_for_the_buttons(qtbot: QtBot) -> None:
+    """Tab moved from cell to cell of the list and wrapped round: a keyboard user never
+    reached Download, Verify, Remove or Close (accessibility audit)."""
+    from PySide6.QtWidgets import QApplication
+
+    dialog = _dialog(qtbot, ModelStore)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.activateWindow()
+    qtbot.waitUntil(dialog.isActiveWindow)
+    dialog.table.setFocus()
+    reached = set()
+    for _ in range(8):
+        focused = QApplication.focusWidget()
+        assert focused is not None
+        qtbot.keyClick(focused, Qt.Key.Key_Tab)
+        reached.add(QApplication.focusWidget())
+    assert dialog.close_button in reached

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -812,3 +813,26 @@ def test_every_field_and_the_progress_are_named_for_screen_readers(
     }
     for widget, name in names.items():
         assert widget.accessibleName() == name
+
+
+def test_a_runs_end_is_told_to_screen_readers(
+    qtbot: QtBot, dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the end the focus went to the name to save under: a screen reader said "Name,
+    edit" and nothing of the result beside it; a cancel said nothing (accessibility audit)."""
+    from PySide6.QtGui import QAccessible
+
+    told: list[str] = []
+
+    def record(event: Any) -> None:
+        if event.type() == QAccessible.Event.Announcement:
+            told.append(event.message())
+
+    monkeypatch.setattr(QAccessible, "updateAccessibility", staticmethod(record))
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+    assert dialog.result is not None, dialog.status_label.text()
+    assert told == [f"{dialog.status_label.text()} {dialog.result_label.text()}"]
+    assert told[0].startswith("Finished in")
+    dialog._on_cancelled()
+    assert told[-1] == dialog.status_label.text() and told[-1].startswith("Cancelled")

@@ -65,6 +65,7 @@ from spdesk.core.usecases import (
     save_to_library,
     train_into_library,
 )
+from spdesk.gui.announce import announce
 from spdesk.gui.missing_model import ask_for_model
 from spdesk.gui.protect_bridge import encoder_problem
 from spdesk.gui.settings import STRENGTH_PRESETS, last_folder, remember_folder, strength_tip
@@ -782,6 +783,8 @@ class TrainDialog(QDialog):
         self.save_button.setText("Save anyway" if weak else "Save to library")
         self.save_frame.show()
         (self.train_longer_button if weak else self.name_edit).setFocus()
+        # The focus on the name said nothing of how the run went.
+        announce(self, f"{self.status_label.text()} {self.result_label.text()}")
 
     def train_longer(self) -> bool:
         """Train again with more steps (the last run measured weaker than random noise).
@@ -809,6 +812,7 @@ class TrainDialog(QDialog):
         )
         # The chart's "First check after step N (about M s)" spoke of the run under way.
         self.val_chart.set_empty_text("Stopped before the first check.")
+        announce(self, self.status_label.text())
 
     def _update_controls(self) -> None:
         running = self.runner.running

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -87,6 +88,29 @@ def test_preview_shows_six_tiles_figures_and_verdict(
     assert (pixmap.width(), pixmap.height()) == (96, 80)
     assert not np.array_equal(dialog.outcome.protected, dialog.outcome.photo)
     zoom.close()
+
+
+def test_the_verdict_is_told_to_screen_readers(
+    qtbot: QtBot, sd_dir: Path, inputs: tuple[Path, ProtectOptions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verdict came as a coloured label the focus was not on: a screen reader said
+    nothing when the edit was done (accessibility audit)."""
+    from PySide6.QtGui import QAccessible
+
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, sd_dir)
+    told: list[str] = []
+
+    def record(event: Any) -> None:
+        if event.type() == QAccessible.Event.Announcement:
+            told.append(event.message())
+
+    monkeypatch.setattr(QAccessible, "updateAccessibility", staticmethod(record))
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+    assert dialog.outcome is not None, dialog.status_label.text()
+    assert told == [f"{dialog.status_label.text()} {dialog.verdict.text()}"]
+    assert told[0].startswith("Done in") and dialog.verdict.text()
 
 
 def test_free_prompt_switches_the_preset_to_own_words(

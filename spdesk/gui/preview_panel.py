@@ -59,6 +59,7 @@ from spdesk.core.usecases import (
     protect_for_preview,
 )
 from spdesk.gui import garbage
+from spdesk.gui.announce import announce
 from spdesk.gui.images import ImageTile, photo_file_filter, to_pixmap
 from spdesk.gui.settings import ProtectOptions
 from spdesk.gui.style import fit_to_screen, muted_label, set_primary, thin_progress_bar
@@ -837,6 +838,7 @@ class PreviewDialog(QDialog):
         """Nothing of the stopped edit stays: its tiles said "…" and its bar stayed part-filled
         under "Preview cancelled."."""
         self.status_label.setText("Preview cancelled.")
+        announce(self, self.status_label.text())
         self.progress.setValue(0)
         if self.outcome is None and self.view is not None and not self.edit_refusal:
             for name in EDIT_TILES:
@@ -888,6 +890,8 @@ class PreviewDialog(QDialog):
         self.progress.setValue(1000)
         extra = (" " + " ".join(result.warnings)) if result.warnings else ""
         self.status_label.setText(f"Done in {result.seconds:.1f} s.{extra}")
+        # The verdict is a label the focus is not on, and its colour a sighted user's alone.
+        announce(self, f"{self.status_label.text()} {result.verdict}")
 
     def _changed_since_start(self) -> str:
         """What to say when the photo or an edit setting changed while the edit ran ("" when

@@ -369,6 +369,33 @@ def test_a_long_value_label_stays_clear_of_the_chart_frame(qtbot: QtBot) -> None
     assert min(margin) > 200, "a y label's ink reaches the frame"  # only the light frame
 
 
+def test_what_an_empty_chart_says_is_readable(qtbot: QtBot) -> None:
+    """ "First check after step 37 of 300 (about 2 min)" was light grey on white, 2.5:1
+    (WCAG AA asks 4.5:1 of text; accessibility audit)."""
+    from spdesk.gui.widgets.chart import LineChart
+
+    chart = LineChart("Effect on held-out photos (higher is stronger)")
+    qtbot.addWidget(chart)
+    chart.resize(420, 220)
+    chart.set_empty_text("First check after step 37 of 300.")
+    image = chart.grab().toImage()
+    ink = min(  # the darkest of the text's pixels, in the middle of the plot
+        (image.pixelColor(x, y) for x in range(80, 340) for y in range(90, 150)),
+        key=lambda colour: colour.lightness(),
+    )
+    assert _contrast(ink.name(), "#ffffff") >= 4.5, ink.name()
+
+
+def _contrast(a: str, b: str) -> float:
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
 def test_photos_that_cannot_be_read_are_named_as_left_out(
     qtbot: QtBot, dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
 ) -> None:

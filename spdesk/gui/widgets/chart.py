@@ -64,8 +64,8 @@ class LineChart(QWidget):
         plot = QRectF(60, top, self.width() - 76, self.height() - top - 30)
         self._draw_legend(painter, plot, 34 if below else 16)
         points = [p for s in self.series.values() for p in s.points]
-        if not points:
-            painter.setPen(QColor("#9ca3af"))
+        if not points:  # when the first point comes: as the muted labels, 4.8:1 (was 2.5:1)
+            painter.setPen(QColor("#6b7280"))
             painter.drawText(
                 plot, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.empty_text
             )

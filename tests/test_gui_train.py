@@ -386,6 +386,36 @@ def test_what_an_empty_chart_says_is_readable(qtbot: QtBot) -> None:
     assert _contrast(ink.name(), "#ffffff") >= 4.5, ink.name()
 
 
+def test_the_dashed_series_is_dashed_in_the_legend_too(qtbot: QtBot) -> None:
+    """Random noise's line is dashed, its legend's swatch was solid: only the colour (green
+    or grey) told which line was which (accessibility audit)."""
+    from PySide6.QtGui import QColor
+
+    from spdesk.gui.widgets.chart import LineChart
+
+    chart = LineChart("t")
+    qtbot.addWidget(chart)
+    chart.resize(420, 220)
+    chart.add_series("this pattern", "#15803d")
+    chart.add_series("noise", "#ff00ff", dashed=True)  # a colour no text's edge has
+    for step in (1, 2):
+        chart.append("this pattern", step, 1.0 + step)
+        chart.append("noise", step, 1.0)
+    image = chart.grab().toImage()
+
+    def is_swatch(colour: QColor) -> bool:
+        return colour.red() > 200 and colour.blue() > 200 and colour.green() < 60
+
+    for y in range(10, 22):  # the legend's row, right of the title
+        xs = [x for x in range(40, image.width()) if is_swatch(image.pixelColor(x, y))]
+        if len(xs) >= 4:
+            break
+    else:
+        raise AssertionError("no legend swatch for the noise")
+    gaps = [x for x in range(xs[0], xs[-1]) if image.pixelColor(x, y).lightness() > 235]
+    assert gaps, (y, xs)
+
+
 def _contrast(a: str, b: str) -> float:
     def luminance(colour: str) -> float:
         channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]

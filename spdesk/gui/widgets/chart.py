@@ -125,7 +125,11 @@ class LineChart(QWidget):
         for series in reversed(list(self.series.values())):
             width = painter.fontMetrics().horizontalAdvance(series.name) + 26
             x -= width
-            painter.setPen(QPen(QColor(series.colour), 3))
+            swatch = QPen(QColor(series.colour), 3)
+            if series.dashed:  # as its line: not told apart by colour alone
+                swatch.setDashPattern([1.5, 1.0])  # in pen widths: two dashes in 14 points
+                swatch.setCapStyle(Qt.PenCapStyle.FlatCap)  # square caps filled the gaps
+            painter.setPen(swatch)
             painter.drawLine(QPointF(x, y), QPointF(x + 14, y))
             painter.setPen(QColor("#4b5563"))
             painter.drawText(QPointF(x + 18, y + 4), series.name)

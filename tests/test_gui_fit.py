@@ -387,3 +387,23 @@ def test_a_fields_hint_is_readable_and_the_apps_own_on_any_system() -> None:
             )
         )
         assert _contrast(shown.name(), base.name()) >= 4.5, shown.name()
+
+
+def test_the_status_bars_device_label_is_readable(qtbot: QtBot) -> None:
+    """ "Device: CPU" was the muted grey on the status bar's grey, 4.2:1 (WCAG AA asks 4.5:1;
+    accessibility audit)."""
+    from spdesk.gui.style import STYLESHEET
+
+    window = MainWindow(open_settings())
+    window.setStyleSheet(STYLESHEET)  # the app's look (create_app sets it app-wide)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    label = window.device_label
+    label.setText("Device: CPU")
+    qtbot.wait(10)
+    image = label.grab().toImage()
+    pixels = [image.pixelColor(x, y) for x in range(image.width()) for y in range(image.height())]
+    ground = max(pixels, key=lambda colour: colour.lightness())
+    ink = min(pixels, key=lambda colour: colour.lightness())
+    assert _contrast(ink.name(), ground.name()) >= 4.5, (ink.name(), ground.name())

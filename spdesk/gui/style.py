@@ -8,6 +8,8 @@ from PySide6.QtWidgets import QApplication, QLabel, QProgressBar, QPushButton, Q
 ACCENT = "#2563d0"  # 5.2:1 on the settings' grey, 5.6:1 under white text (WCAG AA)
 FOCUS_ON_ACCENT = "#102a5c"  # the focus ring of a button filled with the accent colour
 
+# The muted grey reads 4.2:1 on the status bar's: its labels take the bar's own text colour.
+
 # A button with the keyboard focus gets a 2 px ring (its own :focus rule per look below), one
 # pixel of padding less on each side: the same size, so the layout never moves with the focus.
 
@@ -71,6 +73,7 @@ QLineEdit:focus {{ border-color: {ACCENT}; }}
 QScrollArea#OptionsScroll, QWidget#OptionsHolder {{ background: #f6f7f9; }}
 QStatusBar {{ background: #eef0f3; color: #4b5563; }}
 QStatusBar QLabel {{ padding: 0 6px; }}
+QStatusBar QLabel#Muted {{ color: #4b5563; }}
 QSplitter::handle {{ background: transparent; }}
 """
 

@@ -416,6 +416,24 @@ def test_the_dashed_series_is_dashed_in_the_legend_too(qtbot: QtBot) -> None:
     assert gaps, (y, xs)
 
 
+def test_a_chart_is_named_and_described_for_screen_readers(qtbot: QtBot) -> None:
+    """A painted chart was a nameless, empty graphic to a screen reader (accessibility
+    audit): its title names it, its description is what it waits for or its last points."""
+    from spdesk.gui.widgets.chart import LineChart
+
+    chart = LineChart("Effect on held-out photos (higher is stronger)")
+    qtbot.addWidget(chart)
+    chart.add_series("this pattern", "#15803d")
+    chart.add_series("random noise", "#9ca3af", dashed=True)
+    chart.set_empty_text("First check after step 37 of 300.")
+    assert chart.accessibleName() == "Effect on held-out photos (higher is stronger)"
+    assert chart.accessibleDescription() == "First check after step 37 of 300."
+    chart.append("this pattern", 37, 1.4567)
+    chart.append("random noise", 37, 1.0)
+    said = chart.accessibleDescription()
+    assert said == "this pattern: 1.46 at 37; random noise: 1 at 37", said
+
+
 def _contrast(a: str, b: str) -> float:
     def luminance(colour: str) -> float:
         channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]

@@ -29,23 +29,38 @@ class LineChart(QWidget):
         self.empty_text = "No data yet"  # shown until the first point: say when it comes
         self.setMinimumSize(260, 150)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        # Painted: a screen reader found a nameless, empty graphic. Its title names it, and
+        # its description says what it would show, or each line's last point.
+        self.setAccessibleName(title)
+        self._describe()
 
     def add_series(self, name: str, colour: str, *, dashed: bool = False) -> None:
         self.series[name] = Series(name, colour, dashed=dashed)
 
     def append(self, name: str, x: float, y: float) -> None:
         self.series[name].points.append((x, y))
+        self._describe()
         self.update()
 
     def set_empty_text(self, text: str) -> None:
         if text != self.empty_text:
             self.empty_text = text
+            self._describe()
             self.update()
 
     def clear(self) -> None:
         for series in self.series.values():
             series.points.clear()
+        self._describe()
         self.update()
+
+    def _describe(self) -> None:
+        last = [
+            f"{series.name}: {series.points[-1][1]:.3g} at {series.points[-1][0]:g}"
+            for series in self.series.values()
+            if series.points
+        ]
+        self.setAccessibleDescription("; ".join(last) if last else self.empty_text)
 
     def paintEvent(self, _event: QPaintEvent) -> None:
         painter = QPainter(self)

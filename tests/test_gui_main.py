@@ -801,6 +801,30 @@ def test_protect_again_after_a_settings_change_redoes_the_photos(
     assert "3 protected" in window.summary_label.text()
 
 
+def test_a_settings_change_that_redoes_finished_photos_is_told_to_screen_readers(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another strength after a run made every finished row wait again and showed the bar
+    that asks what to do with the old copies, far from the focus on the strength: a screen
+    reader said nothing of either (accessibility audit). Said once, not at each change."""
+    from PySide6.QtGui import QAccessible
+
+    _add(qtbot, window, [_photos(tmp_path / "photos", 3)])
+    _protect(qtbot, window)
+    told: list[str] = []
+
+    def record(event: Any) -> None:
+        if event.type() == QAccessible.Event.Announcement:
+            told.append(event.message())
+
+    monkeypatch.setattr(QAccessible, "updateAccessibility", staticmethod(record))
+    window.options_panel.strength_spin.setValue(4.0)
+    assert told == [window.rerun_label.text()], told
+    assert told[0].startswith("Settings changed: 3 photos")
+    window.options_panel.strength_spin.setValue(5.0)  # the bar was already there
+    assert len(told) == 1, told
+
+
 def test_clear_resets_the_overall_progress(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:

@@ -693,6 +693,8 @@ class MainWindow(QMainWindow):
                 f"Settings changed: {with_copies} {noun} a protected copy made with the old "
                 "settings. If a copy exists:"
             )
+            if not self.rerun_bar.isVisibleTo(self):  # far from the setting the focus is on
+                announce(self, self.rerun_label.text())
             self.rerun_bar.show()
         else:
             self.rerun_bar.hide()

@@ -2507,3 +2507,23 @@ def test_alt_and_a_letter_goes_to_each_setting_from_anywhere(
         window.queue.setFocus()
         qtbot.keyClick(window.queue, key, Qt.KeyboardModifier.AltModifier)
         assert QApplication.focusWidget() is control, (key, QApplication.focusWidget())
+
+
+def test_the_readme_lists_every_menu_shortcut_and_settings_letter(window: MainWindow) -> None:
+    """Nothing told a keyboard user that Ctrl+Shift+O adds a folder or Alt+S goes to the
+    strength: the shortcuts were only in the menus (accessibility audit)."""
+    from PySide6.QtGui import QKeySequence
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = " ".join(readme.split("### Keyboard", 1)[1].split("\n## ", 1)[0].split())
+    for menu_action in window.menuBar().actions():
+        menu = menu_action.menu()
+        assert menu is not None
+        for action in menu.actions():
+            if action.shortcut().isEmpty():
+                continue
+            key = action.shortcut().toString(QKeySequence.SequenceFormat.PortableText)
+            name = action.text().replace("&", "")
+            assert f"**{key}**" in section and name in section, (key, name)
+    for letter in ("Alt+S", "Alt+M", "Alt+V", "Alt+A"):
+        assert f"**{letter}**" in section, letter

@@ -2490,7 +2490,8 @@ def test_alt_and_a_letter_goes_to_each_setting_from_anywhere(
 ) -> None:
     """A keyboard user reached the strength, the mode or the output folder only by tabbing
     through the drop area, the queue and "Protect photos" (accessibility audit): each box's
-    title has a letter, and Alt with it goes to the box's chosen control."""
+    title has a letter, and Alt with it goes to the box's chosen control; Alt+O opens More
+    options."""
     from PySide6.QtWidgets import QApplication
 
     panel = window.options_panel
@@ -2507,6 +2508,9 @@ def test_alt_and_a_letter_goes_to_each_setting_from_anywhere(
         window.queue.setFocus()
         qtbot.keyClick(window.queue, key, Qt.KeyboardModifier.AltModifier)
         assert QApplication.focusWidget() is control, (key, QApplication.focusWidget())
+    assert not panel.more.isVisibleTo(window)
+    qtbot.keyClick(window.queue, Qt.Key.Key_O, Qt.KeyboardModifier.AltModifier)
+    qtbot.waitUntil(lambda: panel.more.isVisibleTo(window))  # More options opened, Alt+O
 
 
 def test_the_readme_lists_every_menu_shortcut_and_settings_letter(window: MainWindow) -> None:
@@ -2525,5 +2529,5 @@ def test_the_readme_lists_every_menu_shortcut_and_settings_letter(window: MainWi
             key = action.shortcut().toString(QKeySequence.SequenceFormat.PortableText)
             name = action.text().replace("&", "")
             assert f"**{key}**" in section and name in section, (key, name)
-    for letter in ("Alt+S", "Alt+M", "Alt+V", "Alt+A"):
+    for letter in ("Alt+S", "Alt+M", "Alt+V", "Alt+A", "Alt+O"):
         assert f"**{letter}**" in section, letter

@@ -129,7 +129,7 @@ class OptionsPanel(QWidget):
         layout.addWidget(perturbation_box)  # shown with the modes that use a pattern
         layout.addWidget(self._build_output_box())
         self.more_button = QToolButton()
-        self.more_button.setText("More options")
+        self.more_button.setText("More &options")  # Alt+O
         self.more_button.setCheckable(True)
         self.more_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.more_button.setArrowType(Qt.ArrowType.RightArrow)

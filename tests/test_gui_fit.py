@@ -407,3 +407,37 @@ def test_the_status_bars_device_label_is_readable(qtbot: QtBot) -> None:
     ground = max(pixels, key=lambda colour: colour.lightness())
     ink = min(pixels, key=lambda colour: colour.lightness())
     assert _contrast(ink.name(), ground.name()) >= 4.5, (ink.name(), ground.name())
+
+
+def test_a_text_field_with_the_focus_has_the_buttons_two_point_ring(qtbot: QtBot) -> None:
+    """A focused text field ("Save to", "Name ends with") only turned its 1 px border blue,
+    where a focused button has a 2 px ring: hard to find for a keyboard user (accessibility
+    audit). The field keeps its size."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor
+
+    from spdesk.gui.style import ACCENT, STYLESHEET
+
+    window = MainWindow(open_settings())
+    window.setStyleSheet(STYLESHEET)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    field = window.options_panel.output_edit
+    size = field.size()
+    field.setFocus(Qt.FocusReason.TabFocusReason)
+    qtbot.waitUntil(field.hasFocus)
+    qtbot.wait(20)
+    assert field.size() == size
+    image = field.grab().toImage()
+    accent = QColor(ACCENT)
+    middle = image.height() // 2
+
+    def is_accent(x: int) -> bool:
+        colour = image.pixelColor(x, middle)
+        return abs(colour.red() - accent.red()) + abs(colour.blue() - accent.blue()) < 40
+
+    ring = [x for x in range(6) if is_accent(x)]  # the left edge, halfway down
+    assert len(ring) >= 2, ring

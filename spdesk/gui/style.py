@@ -69,7 +69,7 @@ QProgressBar::chunk {{ background: {ACCENT}; border-radius: 4px; }}
 QLineEdit, QPlainTextEdit {{
     background: #ffffff; border: 1px solid #8c95a0; border-radius: 6px; padding: 4px 6px;
 }}
-QLineEdit:focus {{ border-color: {ACCENT}; }}
+QLineEdit:focus {{ border: 2px solid {ACCENT}; padding: 3px 5px; }}
 QScrollArea#OptionsScroll, QWidget#OptionsHolder {{ background: #f6f7f9; }}
 QStatusBar {{ background: #eef0f3; color: #4b5563; }}
 QStatusBar QLabel {{ padding: 0 6px; }}

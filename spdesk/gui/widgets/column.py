@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from PySide6.QtCore import QEvent, QObject, QSize, Qt
 from PySide6.QtWidgets import QApplication, QFrame, QScrollArea, QStyle, QWidget
+from shiboken6 import isValid
 
 
 class FocusInView(QObject):
@@ -18,10 +21,21 @@ class FocusInView(QObject):
         app = QApplication.instance()
         if isinstance(app, QApplication):
             app.focusChanged.connect(self._follow)
+            # Windows torn down after the event loop moved the focus through widgets half
+            # destroyed, and following it there crashed the app on its way out.
+            app.aboutToQuit.connect(self._stop)
+
+    def _stop(self) -> None:
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            with contextlib.suppress(RuntimeError, TypeError):
+                app.focusChanged.disconnect(self._follow)
 
     def _follow(self, _old: QWidget | None, new: QWidget | None) -> None:
+        if new is None or not (isValid(self._area) and isValid(new)):
+            return
         content = self._area.widget()
-        if new is None or content is None or not content.isAncestorOf(new):
+        if content is None or not content.isAncestorOf(new):
             return
         if QApplication.mouseButtons() != Qt.MouseButton.NoButton:
             return

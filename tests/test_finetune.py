@@ -14,6 +14,7 @@ from spdesk.core.encoders.tiny import taesana_encoder
 from spdesk.core.errors import Cancelled, ConfigError, ModelMissingError, ObjectiveError
 from spdesk.core.events import CancelToken
 from spdesk.core.finetune import FineTuner
+from spdesk.core.jobs import ProtectSettings
 from spdesk.core.objectives import build_objective
 from spdesk.core.objectives.base import BatchCache
 from spdesk.core.perturbation import Perturbation
@@ -253,3 +254,54 @@ def test_the_universal_fine_tunings_fingerprint_follows_the_encoders_weights(
     before = output_fingerprint(settings, "x")
     save_tiny_vae(tmp_path / "sd", seed=1)
     assert output_fingerprint(settings, "x") != before
+
+
+def test_a_re_run_with_every_photo_finished_loads_no_encoder(
+    tmp_path: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`spdesk protect --mode universal --fine-tune N` run again on a folder it had finished
+    loaded the encoder first (41 s under load) to skip every photo. A new photo loads it, before
+    anything is written; a missing encoder is still refused before the output folder is made."""
+    from dataclasses import replace
+
+    from tiny_sd import save_tiny_vae
+
+    from spdesk.core import encoders
+    from spdesk.core.jobs import ProtectJob
+
+    folder = str(save_tiny_vae(tmp_path / "sd", seed=0))
+    tuned = replace(settings, mode="finetune", encoder=folder, finetune_steps=1)
+    photos = tmp_path / "photos"
+    for i in range(2):
+        samples.photo(photos / f"{i}.png")
+    loads: list[str] = []
+    real = encoders.load_encoder
+
+    def counted(spec: str, *args: object, **kwargs: object) -> Encoder:
+        loads.append(spec)
+        return real(spec, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(encoders, "load_encoder", counted)
+    out = tmp_path / "out"
+    assert len(ProtectJob([photos], out, tuned).run().done) == 2 and len(loads) == 1
+
+    again = ProtectJob([photos], out, tuned).run()
+    assert len(again.skipped) == 2 and not again.failed and len(loads) == 1
+
+    samples.photo(photos / "new.png")
+    made: list[int] = []
+    real_make = ProtectJob._protector
+
+    def watched(job: ProtectJob, perturbation: object) -> object:
+        made.append(len(list(out.rglob("new.*"))))  # nothing of the new photo written yet
+        return real_make(job, perturbation)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ProtectJob, "_protector", watched)
+    third = ProtectJob([photos], out, tuned).run()
+    assert len(third.done) == 1 and len(third.skipped) == 2 and len(loads) == 2
+    assert made == [0]
+
+    missing = replace(tuned, encoder=str(tmp_path / "gone"))
+    with pytest.raises(Exception, match="not found"):
+        ProtectJob([photos], tmp_path / "out2", missing).run()
+    assert not (tmp_path / "out2").exists()

@@ -333,6 +333,8 @@ class RayProtectJob(ProtectJob):
             (credentials, endpoint), as Ray Data's ``filesystem=``; sent to every worker.
     """
 
+    defers_models = False  # _protector places the job: its device enters the fingerprint
+
     def __init__(
         self,
         inputs: Sequence[Path | str],

@@ -17,7 +17,7 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -47,7 +47,12 @@ from spdesk.core.jobs.events import (
 )
 from spdesk.core.jobs.fingerprint import output_fingerprint
 from spdesk.core.jobs.pool import JobRun
-from spdesk.core.jobs.protector import Protector, build_protector
+from spdesk.core.jobs.protector import (
+    DeferredProtector,
+    Protector,
+    build_protector,
+    protector_kind,
+)
 from spdesk.core.jobs.scan import HeaderScan, scan_inputs
 from spdesk.core.jobs.settings import PHOTO_MODES, ProtectSettings
 from spdesk.core.manifest import Manifest
@@ -79,6 +84,10 @@ class ProtectJob:
             (the app keeps its queue's first folder); photos elsewhere go into a folder named
             for theirs. None: the inputs' common folder.
     """
+
+    # A re-run with every photo finished loads no model (see _new_run). The Ray engine's driver
+    # builds its stand-in at once: where the actors run enters the fingerprint.
+    defers_models: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -137,10 +146,10 @@ class ProtectJob:
         # Read before a model loads or Ray starts: a newer spdesk's record is refused at once
         # (OutputError). Opened below, it is read again under the folder's lock.
         record = self.output_store.manifest(self.output_root)
-        protector = self._protector(perturbation)
+        run = self._new_run(
+            perturbation, digest, record, discovery.photos, on_event, cancel, report
+        )
         self.output_store.make_root(self.output_root)
-        fingerprint = output_fingerprint(self.settings, digest)
-        run = JobRun(self, protector, fingerprint, on_event, cancel, report)
         with record as manifest:
             self.output_store.clean_stale_temps(self.output_root)
             report.warnings += _other_key_warning(manifest, run.key_id)
@@ -261,6 +270,33 @@ class ProtectJob:
         self.walked_headers = headers.headers
         self.walked_errors = headers.errors(discovery.photos)
         return discovery, len(self.walked_errors)
+
+    def _new_run(
+        self,
+        perturbation: Perturbation,
+        digest: str,
+        record: Manifest,
+        photos: list[InputPhoto],
+        on_event: EventSink,
+        cancel: CancelToken,
+        report: JobReport,
+    ) -> JobRun:
+        """The run, with the mode's protector built (its models loaded) before anything is
+        written. A local folder's record (read, not yet locked) that holds every photo finished
+        with these settings defers it until a photo needs work: re-run on a finished folder,
+        the encoder to fine-tune took 41 s to load under load, to skip every photo."""
+        if not (self.defers_models and isinstance(self.output_store, FolderStore)):
+            protector = self._protector(perturbation)  # may change the settings (Ray's device)
+            fingerprint = output_fingerprint(self.settings, digest)
+            return JobRun(self, protector, fingerprint, on_event, cancel, report)
+        deferred = DeferredProtector(
+            protector_kind(self.settings), lambda: self._protector(perturbation)
+        )
+        fingerprint = output_fingerprint(self.settings, digest)
+        run = JobRun(self, deferred, fingerprint, on_event, cancel, report)
+        if not run.all_finished(record, photos):
+            run.protector = self._protector(perturbation)
+        return run
 
     def _protector(self, perturbation: Perturbation) -> Protector:
         """The mode's per-photo step (loads its models: the encoder, to fine-tune)."""

@@ -244,9 +244,7 @@ class JobRun:
 
     def process_planned(self, manifest: Manifest, planned: list[_Planned]) -> None:
         """Protect, publish and record the planned photos (see :meth:`_prepare` for which)."""
-        protector = self.protector
-        workers = self.settings.workers if protector.concurrent else 1
-        batch_size = 1 if protector.concurrent else protector.batch_size
+        workers = self.settings.workers if self.protector.concurrent else 1
         inflight: deque[tuple[_Task, Future[_Outcome]]] = deque()
         # Workers run ahead of the bookkeeping (which stays on this thread, in job order), so a
         # few more photos are queued than there are workers: none waits while one is recorded.
@@ -254,7 +252,7 @@ class JobRun:
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spdesk-job") as pool:
                 try:
-                    for part in self._parts(manifest, planned, batch_size):
+                    for part in self._parts(manifest, planned):
                         self._make_room(manifest, inflight, part)
                         inflight.extend(self._submit(pool, part, workers))
                         while inflight and (len(inflight) >= window or inflight[0][1].done()):
@@ -270,23 +268,46 @@ class JobRun:
             self.report.pending = [p.source for p in planned if p.key not in self.handled]
 
     def _batches(
-        self, manifest: Manifest, planned: list[_Planned], size: int
+        self, manifest: Manifest, planned: list[_Planned], size: int | None = None
     ) -> Iterator[list[_Task]]:
-        """The photos that need work, planned in job order, ``size`` at a time (a fine-tuning
-        batch; else one by one); nothing more once the job stops."""
+        """The photos that need work, planned in job order, ``size`` at a time (None: the
+        protector's, a fine-tuning batch or one by one); nothing more once the job stops. A
+        deferred protector is built when the first photo needs work."""
         self._take_proof(manifest, planned)
         batch: list[_Task] = []
         for item in planned:
             if self._stopping():
                 return
             task = self._prepare(manifest, item)
-            if task is not None:
-                batch.append(task)
+            if task is None:
+                continue
+            size = size or self._ready()
+            batch.append(task)
             if len(batch) == size:
                 yield batch
                 batch = []
         if batch and not self._stopping():
             yield batch
+
+    def _ready(self) -> int:
+        """Build the protector if the job deferred it (its models load now); the photos it
+        takes at a time."""
+        self.protector = self.protector.ready()
+        return 1 if self.protector.concurrent else self.protector.batch_size
+
+    def all_finished(self, manifest: Manifest, photos: list[InputPhoto]) -> bool:
+        """Whether ``manifest`` (read, not yet locked) holds every photo finished with these
+        settings, its copy intact: a re-run that will skip them all needs no model."""
+        if self.settings.redo or not manifest.entries:
+            return False
+        for item in self.plan(photos):
+            try:
+                signature = self.job.store.signature(item.source)
+            except OSError:
+                return False
+            if manifest.finished_output(item.key, self.fingerprint, signature) is None:
+                return False
+        return True
 
     def _take_proof(self, manifest: Manifest, planned: list[_Planned]) -> None:
         """What the folder's manifest proves, before any name is planned: which existing files
@@ -294,12 +315,10 @@ class JobRun:
         self.names.wrote = manifest.wrote
         self.names.keep(manifest.kept_outputs([item.key for item in planned]))
 
-    def _parts(
-        self, manifest: Manifest, planned: list[_Planned], size: int
-    ) -> Iterator[list[_Task]]:
+    def _parts(self, manifest: Manifest, planned: list[_Planned]) -> Iterator[list[_Task]]:
         """The batches of :meth:`_batches`, each cut where its photos together would need more
         than the memory budget (one photo alone may need more: it then runs alone)."""
-        for batch in self._batches(manifest, planned, size):
+        for batch in self._batches(manifest, planned):
             part: list[_Task] = []
             for task in batch:
                 self._estimate(task)

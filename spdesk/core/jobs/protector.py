@@ -68,6 +68,10 @@ class Protector(ABC):
     def protect(self, image: Image.Image, key: str) -> Protected:
         """The protected version of an RGB ``image`` (same size) and its figures."""
 
+    def ready(self) -> Protector:
+        """The protector that protects: this one (a :class:`DeferredProtector` builds it)."""
+        return self
+
     def protect_batch(
         self,
         images: Sequence[Image.Image],
@@ -99,6 +103,34 @@ class UniversalProtector(Protector):
 
     def protect(self, image: Image.Image, key: str) -> Protected:
         return self.applier.apply(image, key)
+
+
+class DeferredProtector(Protector):
+    """A mode's protector not built yet, for a job whose photos all look finished: its models
+    (the encoder, to fine-tune: seconds to a minute) load when :meth:`ready` is first asked,
+    when a photo needs work after all, which a re-run of a finished folder never does."""
+
+    mode = "deferred"
+
+    def __init__(self, kind: type[Protector], build: Callable[[], Protector]) -> None:
+        self.concurrent = kind.concurrent
+        self._build = build
+
+    @classmethod
+    def build(cls, settings: ProtectSettings, perturbation: Perturbation) -> Protector:
+        kind = _KINDS[settings.mode]
+        return cls(kind, lambda: kind.build(settings, perturbation))
+
+    def ready(self) -> Protector:
+        return self._build()
+
+    def protect(self, image: Image.Image, key: str) -> Protected:
+        raise RuntimeError("a deferred protector protects nothing: use ready()'s")
+
+
+def protector_kind(settings: ProtectSettings) -> type[Protector]:
+    """The protector class of ``settings.mode``."""
+    return _KINDS[settings.mode]
 
 
 class TuningProtector(Protector):

@@ -602,6 +602,26 @@ def test_the_check_after_training_says_how_long_it_takes_where_measured(qtbot: Q
     assert "about" not in dialog.status_label.text()
 
 
+def test_the_check_after_training_fills_the_bar_photo_by_photo(qtbot: QtBot) -> None:
+    """The bar stood full, with the check's one line, for the minute or two it takes."""
+    from spdesk.core.events.training import CheckingPattern, CheckStep
+
+    dialog = TrainDialog(open_settings(), device="cpu", device_kind="cpu")
+    qtbot.addWidget(dialog)
+    dialog.encoder_of_run = "sd15"
+    dialog.progress.setValue(1000)  # the last step
+    dialog._on_event(CheckingPattern(photos=4, editor=512))
+    dialog._on_event(CheckStep("effect", 0, 4))
+    assert dialog.progress.value() == 0
+    dialog._on_event(CheckStep("effect", 1, 4, 95.0))
+    assert dialog.progress.value() == 250
+    text = dialog.status_label.text()
+    assert "checking its effect" in text and "held-out photo 1 of 4" in text
+    assert "about 1 min 35 s left" in text
+    dialog._on_event(CheckStep("visibility", 3, 4, 1.0))
+    assert "how visible it is" in dialog.status_label.text() and dialog.progress.value() == 750
+
+
 def _answer_questions(
     monkeypatch: pytest.MonkeyPatch, answer: QMessageBox.StandardButton
 ) -> list[tuple[str, str, object]]:

@@ -401,6 +401,33 @@ def test_a_finished_run_is_checked_on_held_out_photos_the_products_way(
     assert unchecked.visibility is None and unchecked.product_gain is None
 
 
+def test_the_check_after_the_last_step_reports_its_progress_and_is_in_the_time_left(
+    tiny_setup: tuple[Path, Path, Encoder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check took 1.5-2 min on a CPU with SD 1.5's VAE after the bar and the time left
+    said the run was done: each stage now counts its photos, and the time left counts the
+    check where its time was measured."""
+    import spdesk.core.train as train
+    from spdesk.core.events.training import CheckStep
+
+    monkeypatch.setattr(train, "visibility_available", lambda: True)
+    monkeypatch.setattr(train, "pattern_visibility", lambda *a, on_photo, **k: on_photo(1))
+    monkeypatch.setattr(train, "pattern_check_seconds", lambda encoder, kind: 100.0)
+    photos, vae, encoder = tiny_setup
+    events: list[Event] = []
+    train_universal(
+        _config(photos, vae, steps=3), encoder=encoder, on_event=events.append, check=True
+    )
+    steps = [e for e in events if isinstance(e, TrainStep)]
+    assert steps[-1].eta_s is not None and steps[-1].eta_s >= 100.0
+    checks = [e for e in events if isinstance(e, CheckStep)]
+    measured = next(e for e in events if isinstance(e, CheckingPattern)).photos
+    effect = [(e.done, e.total) for e in checks if e.stage == "effect"]
+    assert effect == [(done, measured) for done in range(measured + 1)]
+    assert [(e.stage, e.done) for e in checks[-2:]] == [("visibility", 0), ("visibility", 1)]
+    assert checks[0].eta_s is None and effect and checks[len(effect) - 1].eta_s == 0.0
+
+
 def test_without_the_eval_extra_only_visibility_is_skipped(
     tiny_setup: tuple[Path, Path, Encoder], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -211,17 +211,20 @@ def _require_named_encoders(spec: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spdesk.core.device import resolve_device
     from spdesk.core.errors import Cancelled, ConfigError
     from spdesk.core.events import Event
     from spdesk.core.events.training import (
         CheckingPattern,
         CheckpointFailed,
+        CheckStep,
         TrainStarted,
         TrainStep,
         ValidationReport,
     )
     from spdesk.core.files import shown
     from spdesk.core.jobs.events import count_of
+    from spdesk.core.speed_figures import pattern_check_seconds
     from spdesk.core.train import CancelledWhileChecking, train_universal
     from spdesk.core.trained_pattern import MISSING_TEXT, UNCHECKED_TEXT, visibility_available
     from spdesk.core.usecases import StartingAfresh, train_into_library
@@ -251,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
         )
     _require_named_encoders(args.encoder)
     config = _config(args)
+    device_kind = resolve_device(config.device).type
     printer = ProgressPrinter(quiet=args.json)
     short = short_run_warning(config.steps)
     if short:
@@ -271,10 +275,15 @@ def run(args: argparse.Namespace) -> int:
             for photo in event.skipped:
                 printer.line(f"Skipped {shown(photo.path)}: {photo.reason}")
         elif isinstance(event, CheckingPattern):
+            guess = pattern_check_seconds(config.encoder, device_kind)
+            about = f" (about {_seconds_text(guess)})" if guess else ""
             printer.line(
                 f"Checking it on {count_of(event.photos, 'held-out photo')} as spdesk protect "
-                f"lays it, at a {event.editor} px editor."
+                f"lays it, at a {event.editor} px editor{about}."
             )
+        elif isinstance(event, CheckStep):
+            label = f"checking its {event.stage}: photo {event.done}/{event.total}"
+            printer.update(label, event.done, event.total, event.eta_s)
         elif isinstance(event, ValidationReport):
             printer.line(
                 f"step {event.step}: held-out latent distortion {event.distortion:.3f}, "
@@ -341,6 +350,11 @@ def run(args: argparse.Namespace) -> int:
             print(result.visibility.text(), file=sys.stdout)
         print(f"Saved {result.path}", file=sys.stdout)
     return EXIT_OK
+
+
+def _seconds_text(seconds: float) -> str:
+    """``16 s``, ``2 min``: an estimate, in words."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _saved_to_library(result: TrainResult, config: TrainConfig, name: str) -> tuple[Path, str]:

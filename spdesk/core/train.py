@@ -38,6 +38,7 @@ from spdesk.core.events.training import (
     CheckingPattern,
     CheckpointFailed,
     CheckpointSaved,
+    CheckStep,
     SkippedPhoto,
     TrainStarted,
     TrainStep,
@@ -54,6 +55,7 @@ from spdesk.core.perturbation import (
     check_destination,
     save_perturbation,
 )
+from spdesk.core.speed_figures import pattern_check_seconds
 from spdesk.core.train_advice import DEFAULT_OBJECTIVE
 from spdesk.core.trained_pattern import (
     EDITOR_SIZE,
@@ -513,8 +515,10 @@ class TrainClock:
         first: int = 0,
         now: Callable[[], float] = time.monotonic,
         validation_guess_s: float | None = None,
+        check_s: float = 0.0,
     ) -> None:
         self.config = config
+        self.check_s = check_s  # the check after the last step, where its time is known
         self.first = first
         self.now = now
         self.validation_guess_s = validation_guess_s
@@ -566,7 +570,7 @@ class TrainClock:
             return None
         left = (self.config.steps - done) * step_s
         left += self.validations_left(done) * self.validation_seconds(step_s)
-        return max(0.0, left)
+        return max(0.0, left + self.check_s)
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -950,7 +954,12 @@ def train_universal(
             skipped=trainer.skipped,
         )
     )
-    clock = TrainClock(config, first, validation_guess_s=trainer.validation_guess_s)
+    # The check after the last step took 1.5-2 min on a CPU with SD 1.5's VAE: the time left
+    # counts it where it was measured.
+    check_s = (pattern_check_seconds(config.encoder, encoder.device.type) or 0.0) if check else 0.0
+    clock = TrainClock(
+        config, first, validation_guess_s=trainer.validation_guess_s, check_s=check_s
+    )
     started = time.monotonic()
 
     def after_step(done: int, loss: float) -> None:
@@ -1072,10 +1081,31 @@ def _check(
     on_event: EventSink,
     cancel: CancelToken | None,
 ) -> tuple[ProductGain | None, PatternVisibility | None]:
-    """The result's gain at SD 1.5's editor size and its visibility, on held-out photos."""
+    """The result's gain at SD 1.5's editor size and its visibility, on held-out photos, each
+    stage's progress reported (CheckStep: a minute or two on a CPU with SD 1.5's VAE)."""
     photos = trainer.val_paths
-    on_event(CheckingPattern(photos=min(len(photos), MAX_PHOTOS), editor=EDITOR_SIZE))
-    gain = pattern_gain(delta, eps, photos, trainer.encoder, size=EDITOR_SIZE, cancel=cancel)
+    count = min(len(photos), MAX_PHOTOS)
+    on_event(CheckingPattern(photos=count, editor=EDITOR_SIZE))
+    effect = _check_progress("effect", count, on_event)
+    gain = pattern_gain(
+        delta, eps, photos, trainer.encoder, size=EDITOR_SIZE, cancel=cancel, on_photo=effect
+    )
     product = None if gain is None else ProductGain(gain, EDITOR_SIZE)
-    seen = pattern_visibility(delta, eps, photos, cancel=cancel) if visibility_available() else None
+    seen = None
+    if visibility_available():
+        looked = _check_progress("visibility", count, on_event)
+        seen = pattern_visibility(delta, eps, photos, cancel=cancel, on_photo=looked)
     return product, seen
+
+
+def _check_progress(stage: str, total: int, on_event: EventSink) -> Callable[[int], None]:
+    """Say that the check's ``stage`` begins; the callback that reports each photo measured,
+    with the time the stage has left at its pace so far."""
+    began = time.monotonic()
+    on_event(CheckStep(stage, 0, total))
+
+    def measured(done: int) -> None:
+        pace = (time.monotonic() - began) / max(done, 1)
+        on_event(CheckStep(stage, done, total, max(0.0, pace * (total - done))))
+
+    return measured

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,6 +150,7 @@ def pattern_visibility(
     photos: Sequence[Path],
     *,
     cancel: CancelToken | None = None,
+    on_photo: Callable[[int], None] | None = None,
 ) -> PatternVisibility | None:
     """Visibility of the universal pattern ``delta`` (float32 (3, H, W), |delta| <= eps / 255)
     on the first :data:`MAX_PHOTOS` usable ``photos`` (see :func:`protected_photos`); None when
@@ -172,6 +173,8 @@ def pattern_visibility(
                 flip(original, signs),
             )
         )
+        if on_photo is not None:
+            on_photo(len(rows))
     if not rows:
         return None
     figures = np.array(rows)
@@ -194,6 +197,7 @@ def pattern_gain(
     *,
     size: int = EDITOR_SIZE,
     cancel: CancelToken | None = None,
+    on_photo: Callable[[int], None] | None = None,
 ) -> float | None:
     """Latent distortion of the first :data:`MAX_PHOTOS` usable ``photos`` protected with
     ``delta`` and seen by a ``size`` px editor through ``encoder``, over that of random ±eps
@@ -210,6 +214,8 @@ def pattern_gain(
         clean = editor_latent(encoder, original, size)
         pattern.append(relative_change(editor_latent(encoder, protected, size), clean))
         signs.append(relative_change(editor_latent(encoder, noise(original, index), size), clean))
+        if on_photo is not None:
+            on_photo(len(pattern))
     if not pattern:
         return None
     return float(np.mean(pattern) / max(float(np.mean(signs)), 1e-12))

@@ -43,6 +43,7 @@ from spdesk.core.events.training import (
     CheckingPattern,
     CheckpointFailed,
     CheckpointSaved,
+    CheckStep,
     TrainStarted,
     TrainStep,
     ValidationReport,
@@ -110,6 +111,7 @@ class TrainRequest:
 
 
 NOISE_SERIES = "random noise, same strength"  # the baseline, in words (not "±ε")
+CHECK_STAGES = {"effect": "its effect", "visibility": "how visible it is"}  # CheckStep's stages
 CHECKPOINT_EVERY = 25  # steps between the checkpoints a cancelled run resumes from
 
 
@@ -732,6 +734,8 @@ class TrainDialog(QDialog):
                 self.unkept = reason  # said with each step, as training goes on
             case CheckpointSaved():
                 self.unkept = ""  # space was freed: a stop loses nothing again
+            case CheckStep():
+                self._on_check_step(event)
             case CheckingPattern(photos=photos):
                 seconds = pattern_check_seconds(self.encoder_of_run, self.device_kind)
                 about = f" (about {format_duration(seconds)})" if seconds else ""
@@ -739,6 +743,18 @@ class TrainDialog(QDialog):
                     f"Trained; checking it on {count_of(photos, 'held-out photo')} as "
                     f"protecting would lay it{about}…"
                 )
+
+    def _on_check_step(self, event: CheckStep) -> None:
+        """The check after the last step: the bar fills for each of its stages (it stood
+        full, with no word, for the minute or two the check takes on a CPU)."""
+        self.progress.setValue(round(1000 * event.done / max(event.total, 1)))
+        what = CHECK_STAGES.get(event.stage, event.stage)
+        left = f" · about {format_duration(event.eta_s)} left" if event.eta_s is not None else ""
+        if not self.runner.paused:
+            self.status_label.setText(
+                f"Trained; checking {what} as protecting would lay it: held-out photo "
+                f"{event.done} of {event.total}{left}…"
+            )
 
     def _say_when_the_first_check_comes(self) -> None:
         if not self.runner.running:

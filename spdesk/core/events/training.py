@@ -81,3 +81,17 @@ class CheckingPattern(Event):
 
     photos: int
     editor: int
+
+
+@dataclass(frozen=True)
+class CheckStep(Event):
+    """The check after training (see CheckingPattern) has measured ``done`` of the ``total``
+    held-out photos of its ``stage``: "effect" (through the editor's encoder, beside random
+    noise), then "visibility" (SSIMULACRA2 and FLIP, where the ``eval`` extra is installed).
+    Sent with ``done`` 0 as each stage begins. ``eta_s``: the seconds the stage has left at
+    its pace so far (None before its first photo)."""
+
+    stage: str
+    done: int
+    total: int
+    eta_s: float | None = None

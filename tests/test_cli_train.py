@@ -584,13 +584,13 @@ def test_a_library_name_whose_file_holds_another_pattern_is_refused_naming_it(
     from spdesk.core.perturbation import library_path_for, save_perturbation
 
     signs = np.sign(np.random.default_rng(1).standard_normal((3, 16, 16))).astype(np.float32)
-    path = library_path_for("Portraits ±8")
-    save_perturbation(path, signs * 8 / 255, eps=8, metadata={"name": "Portraits ±8"})
+    path = library_path_for("Portraits *8")
+    save_perturbation(path, signs * 8 / 255, eps=8, metadata={"name": "Portraits *8"})
     argv = ["train", str(tmp_path), "--library", "Portraits ?8", "--steps", "1"]
     argv += ["--encoder", str(tmp_path / "no-encoder-needed")]  # refused before it is read
     assert main(argv) == 2  # before any training
     err = capsys.readouterr().err
-    assert "“Portraits ±8”, in the same file as “Portraits ?8”, is already in your library" in err
+    assert "“Portraits *8”, in the same file as “Portraits ?8”, is already in your library" in err
 
 
 def test_a_library_that_cannot_be_written_is_refused_before_training(

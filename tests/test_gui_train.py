@@ -868,14 +868,14 @@ def test_a_closed_dialog_is_freed_without_the_cyclic_garbage_collector(qtbot: Qt
 def test_saving_under_a_name_whose_file_holds_another_pattern_names_that_pattern(
     qtbot: QtBot, dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """ "Portraits ?8" takes the file of "Portraits ±8": the question named the new name, which
+    """ "Portraits ?8" takes the file of "Portraits *8": the question named the new name, which
     was not in the list, and Yes silently replaced the other pattern."""
     import spdesk.gui.train_dialog as train_dialog
     from spdesk.core.perturbation import library_path_for, perturbation_label, save_perturbation
 
-    other = library_path_for("Portraits ±8")
+    other = library_path_for("Portraits *8")
     signs = np.sign(np.random.default_rng(1).standard_normal((3, 16, 16))).astype(np.float32)
-    save_perturbation(other, signs * 8 / 255, eps=8, metadata={"name": "Portraits ±8"})
+    save_perturbation(other, signs * 8 / 255, eps=8, metadata={"name": "Portraits *8"})
     with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
         assert dialog.start()
     asked: list[str] = []
@@ -883,10 +883,10 @@ def test_saving_under_a_name_whose_file_holds_another_pattern_names_that_pattern
     dialog.name_edit.setText("Portraits ?8")
     assert dialog.save_to_library() is None
     assert asked == [
-        "“Portraits ±8” is in your library under the file this name would take. "
-        "Replace “Portraits ±8” with “Portraits ?8”?"
+        "“Portraits *8” is in your library under the file this name would take. "
+        "Replace “Portraits *8” with “Portraits ?8”?"
     ]
-    assert perturbation_label(other) == "Portraits ±8"  # kept: the answer was no
+    assert perturbation_label(other) == "Portraits *8"  # kept: the answer was no
     dialog.name_edit.setText("a" * 300)  # too long for a file name: cut to fit, saved
     assert dialog.save_to_library() is not None
 

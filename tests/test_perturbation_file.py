@@ -184,6 +184,25 @@ def test_library_lists_saved_perturbations_by_safe_name() -> None:
     assert json.dumps(load_perturbation(path).metadata["name"]) == '"My / photos: 2026"'
 
 
+def test_a_library_name_keeps_every_character_a_disk_allows() -> None:
+    """ "photos ±8" was filed as "photos _8.safetensors": only what Windows, macOS or Linux
+    refuse in a name (and invisible characters) is replaced."""
+    assert library_path_for("photos ±8").name == "photos ±8.safetensors"
+    assert library_path_for("Été 2026 (Nice) #1 & co, 50%").stem == "Été 2026 (Nice) #1 & co, 50%"
+    assert library_path_for('a<b>c:d"e/f\\g|h?i*j').stem == "a_b_c_d_e_f_g_h_i_j"
+    assert library_path_for("tab\there\u202e").stem == "tab_here_"
+    assert library_path_for("con").stem == "_con" and library_path_for("LPT1.x").stem == "_LPT1.x"
+
+
+def test_a_library_pattern_filed_under_the_former_safe_name_is_still_found_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    former = library_path_for("photos ±8").with_name("photos _8.safetensors")
+    save_perturbation(former, _signs(), eps=8, metadata={"name": "photos ±8"})
+    monkeypatch.chdir(tmp_path)
+    assert perturbation_reference("photos ±8") == former
+
+
 def test_a_bare_name_on_the_command_line_means_the_library_pattern_of_that_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -418,11 +437,11 @@ def test_a_protect_job_refuses_a_file_larger_than_any_pattern_before_hashing_it(
 def test_library_names_that_share_a_file_are_told_apart_and_long_names_fit() -> None:
     from spdesk.core.perturbation import LIBRARY_STEM_BYTES, library_name_at
 
-    first = library_path_for("Portraits ±8")
+    first = library_path_for("Portraits *8")
     assert library_path_for("Portraits ?8") == first  # what is made file-safe is alike
     assert library_name_at("Portraits ?8") is None
-    save_perturbation(first, _signs(), eps=8, metadata={"name": "Portraits ±8"})
-    assert library_name_at("Portraits ?8") == "Portraits ±8"  # to say which one is there
+    save_perturbation(first, _signs(), eps=8, metadata={"name": "Portraits *8"})
+    assert library_name_at("Portraits ?8") == "Portraits *8"  # to say which one is there
     long = library_path_for("é" * 300)  # was "File name too long": an unexpected error
     assert len(long.stem.encode()) <= LIBRARY_STEM_BYTES and not long.exists()
 

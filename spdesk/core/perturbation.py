@@ -461,6 +461,32 @@ def library_path_for(name: str) -> Path:
     cut to fit any disk's 255-byte names: a longer one was "File name too long", an unexpected
     error). Names differing only in what is made safe share a file: see
     :func:`library_name_at`."""
+    safe = "".join("_" if _unsafe_in_names(c) else c for c in name)
+    safe = safe.encode("utf-8")[:LIBRARY_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
+    if safe.split(".")[0].strip().upper() in _WINDOWS_DEVICES:  # "con.safetensors" is a device
+        safe = f"_{safe}"
+    return library_dir() / f"{safe or 'unnamed'}.safetensors"
+
+
+# What Windows refuses in a name ("/" also separates folders everywhere, ":" on macOS's
+# Finder): every other readable character is kept ("Portraits ±8" was filed "Portraits _8").
+_UNSAFE_CHARACTERS = frozenset('<>:"/\\|?*')
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"{port}{n}" for port in ("COM", "LPT") for n in range(1, 10)}
+)
+
+
+def _unsafe_in_names(character: str) -> bool:
+    """Whether a file name must not hold ``character``: those Windows refuses, and control
+    and other invisible characters (Unicode's "C" categories), which no name shows."""
+    import unicodedata
+
+    return character in _UNSAFE_CHARACTERS or unicodedata.category(character).startswith("C")
+
+
+def _former_library_path(name: str) -> Path:
+    """Where spdesk before 2026-12-06 filed ``name``: every character other than letters,
+    digits and "-_ ." made "_" (its patterns are found by name there still)."""
     safe = "".join(c if c.isalnum() or c in "-_ ." else "_" for c in name)
     safe = safe.encode("utf-8")[:LIBRARY_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
     return library_dir() / f"{safe or 'unnamed'}.safetensors"
@@ -475,7 +501,10 @@ def perturbation_reference(text: str) -> Path:
     if os.path.lexists(path) or path.name != text:
         return path
     saved = library_path_for(text)
-    return saved if saved.is_file() else path
+    if saved.is_file():
+        return saved
+    former = _former_library_path(text)
+    return former if former.is_file() and perturbation_label(former) == text else path
 
 
 LIBRARY_STEM_BYTES = 200  # and ".safetensors": under the 255 bytes every common disk allows

@@ -201,6 +201,25 @@ def test_only_real_sidecars_are_called_sidecars(tmp_path: Path) -> None:
         assert "sidecar" not in reasons[name] and reasons[name].endswith("not a photo")
 
 
+def test_a_model_or_pattern_file_in_a_folder_is_not_a_photo_whatever_its_bytes(
+    tmp_path: Path,
+) -> None:
+    """A PNG named grey.safetensors in the training photos was trained on as a photo (found
+    by content), and would be protected into a ".safetensors" copy; a real pattern file beside
+    it was left out as "its content is not JPEG, PNG...". Either is a pattern or model file."""
+    root = tmp_path / "in"
+    samples.photo(root / "grey.safetensors", fmt="PNG")
+    (root / "pattern.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
+    samples.photo(root / "model.ckpt", fmt="PNG")
+    samples.photo(root / "renamed.png", fmt="JPEG")  # a photo with another extension: a photo
+    found = discover([root])
+    assert [p.path.name for p in found.photos] == ["renamed.png"]
+    reasons = {s.path.name: s.reason for s in found.skipped}
+    assert reasons["grey.safetensors"] == "a pattern or model file (.safetensors), not a photo"
+    assert reasons["pattern.safetensors"] == reasons["grey.safetensors"]
+    assert reasons["model.ckpt"] == "a model file (.ckpt), not a photo"
+
+
 def test_folders_left_out_are_marked_as_folders(tmp_path: Path) -> None:
     root = tmp_path / "in"
     samples.photo(root / ".hidden" / "a.jpg")

@@ -31,6 +31,14 @@ SIDECARS = {
     ".lrv": "sidecar file (a camera's low-resolution video)",
     ".lrf": "sidecar file (a camera's low-resolution video)",
 }
+# Files of spdesk and other AI tools that a photo folder may hold (a trained pattern saved
+# beside the photos it was trained on): never photos, whatever their first bytes say.
+NOT_PHOTOS = {
+    ".safetensors": "a pattern or model file (.safetensors), not a photo",
+    ".ckpt": "a model file (.ckpt), not a photo",
+    ".pth": "a model file (.pth), not a photo",
+    ".pt": "a model file (.pt), not a photo",
+}
 # Folders that hold thumbnails, trash or system data (NAS thumbnails are real JPEGs!).
 SYSTEM_FOLDERS = frozenset(
     {"@eadir", "$recycle.bin", "system volume information", ".trashes", ".thumbnails"}
@@ -392,6 +400,8 @@ def content_reason(name: str, fmt: str | None, error: OSError | None = None) -> 
         return None if looks_like_photo else f"cannot be read ({error.strerror or error})"
     if raw_by_name(name, fmt):  # TIFF inside, often only a preview: never taken as a photo
         return CAMERA_RAW_REASON
+    if suffix in NOT_PHOTOS:  # a PNG renamed grey.safetensors was trained on as a photo
+        return NOT_PHOTOS[suffix]
     if fmt is not None or looks_like_photo:
         return None
     if suffix in SIDECARS:

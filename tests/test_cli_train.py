@@ -269,7 +269,16 @@ def test_train_out_is_checked_before_training(
     assert "is a folder" in captured.err and "Training on" not in captured.out + captured.err
     assert main([*argv, "--out", str(photo), "--force"]) == 0  # told to: replaced
     assert load_perturbation(photo).eps == 8
-    assert main([*argv, "--out", str(photo)]) == 0  # a perturbation may be replaced
+    capsys.readouterr()
+    trained = photo.read_bytes()
+    # An earlier pattern was replaced without a word; spdesk never replaces a file silently.
+    assert main([*argv, "--out", str(photo)]) == 2
+    captured = capsys.readouterr()
+    assert f"{photo} already holds a pattern (“sd15-vae-eps8”), so it was not replaced" in (
+        captured.err
+    )  # the name the pattern was given (the default's, here)
+    assert "add --force to replace it" in captured.err
+    assert "Training on" not in captured.out + captured.err and photo.read_bytes() == trained
 
 
 @pytest.mark.parametrize("json_out", [False, True])

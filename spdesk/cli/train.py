@@ -132,7 +132,8 @@ def _saving_options(group: Any) -> None:
     group.add_argument("--description", default="", help="a description shown in the app's library")
     group.add_argument(
         "--force", action="store_true",
-        help="replace --out even if it exists and is not a perturbation file",
+        help="replace --out if it exists (without it, an existing file is never replaced: "
+        "neither a pattern trained before nor a file of another kind)",
     )  # fmt: skip
 
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from spdesk.core.errors import PerturbationFileError
-from spdesk.core.files import atomic_write, check_save_path
+from spdesk.core.errors import ConfigError, PerturbationFileError
+from spdesk.core.files import atomic_write, check_save_path, shown
 from spdesk.core.paths import library_dir
 
 FORMAT_NAME = "spdesk-perturbation"
@@ -428,8 +428,15 @@ def perturbation_gain(path: Path) -> float | None:
 
 def check_destination(path: Path, *, force: bool = False) -> None:
     """Refuse, before any work, a place a perturbation file cannot or must not be saved: see
-    :func:`spdesk.core.files.check_save_path` (``force`` replaces a file of another kind)."""
+    :func:`spdesk.core.files.check_save_path`. An existing file is never replaced without
+    ``force``, a pattern trained before neither (it was, without a word)."""
     check_save_path(path, "perturbation", load_perturbation, force=force)
+    if not force and Path(path).exists():  # a perturbation: anything else was refused above
+        raise ConfigError(
+            f"{shown(path)} already holds a pattern (“{perturbation_label(path)}”), so it was "
+            "not replaced.",
+            hint="Choose another file name, or add --force to replace it.",
+        )
 
 
 def bundled_perturbation_path() -> Path:

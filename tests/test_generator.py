@@ -210,6 +210,49 @@ def test_a_generator_and_a_universal_perturbation_each_name_the_other_when_swapp
     assert "--mode universal" in (refused.value.hint or "")
 
 
+def test_a_damaged_file_chosen_as_the_other_kind_is_not_recommended_as_its_own_kind(
+    tmp_path: Path,
+) -> None:
+    """A generator with a weight that is not a number, chosen as a pattern, was recommended
+    with --generator, which then refused it ("weight net.0.bias has a wrong shape or value");
+    a damaged pattern given as a generator was recommended with --perturbation."""
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from spdesk.core.perturbation import load_perturbation, save_perturbation
+
+    generator = _save(tmp_path / "gen.safetensors", _model())
+    with safe_open(str(generator), framework="numpy") as handle:
+        meta, names = handle.metadata(), handle.keys()  # the handle is not iterable
+        weights = {key: handle.get_tensor(key).copy() for key in names}
+    weights["net.0.bias"].flat[0] = np.nan
+    save_file(weights, str(tmp_path / "bad-gen.safetensors"), metadata=meta)
+    with pytest.raises(PerturbationFileError) as refused:
+        load_generator(tmp_path / "bad-gen.safetensors")  # what --generator says of it
+    with pytest.raises(PerturbationFileError, match="damaged protection generator") as chosen:
+        load_perturbation(tmp_path / "bad-gen.safetensors")
+    assert "--generator" not in chosen.value.user_text()
+    assert "net.0.bias" in chosen.value.message
+
+    pattern = save_perturbation(
+        tmp_path / "pattern.safetensors", np.zeros((3, 16, 16), np.float32), eps=8
+    )
+    with safe_open(str(pattern), framework="numpy") as handle:
+        meta, delta = handle.metadata(), handle.get_tensor("delta")
+    save_file(
+        {"delta": np.full_like(delta, np.nan)},
+        str(tmp_path / "bad-pattern.safetensors"),
+        metadata=meta,
+    )
+    with pytest.raises(PerturbationFileError) as refused:
+        load_perturbation(tmp_path / "bad-pattern.safetensors")  # what --perturbation says
+    with pytest.raises(PerturbationFileError, match="damaged universal perturbation") as given:
+        read_spec(tmp_path / "bad-pattern.safetensors")
+    assert "--perturbation" not in given.value.user_text()
+    assert refused.value.message.rstrip(".") in given.value.message
+
+
 @pytest.mark.parametrize(
     "network",
     [

@@ -23,6 +23,7 @@ from spdesk.core.perturbation import (
     check_complete,
     check_eps,
     format_said,
+    load_perturbation,
     refuse_training_checkpoint,
     safetensors_head,
 )
@@ -151,6 +152,24 @@ def _number(value: object) -> float | int:
     return value
 
 
+def _perturbation_given(path: Path) -> PerturbationFileError:
+    """The error for a universal perturbation given as a generator: recommended with
+    --perturbation only where it loads as one (a damaged one would be refused there too)."""
+    try:
+        load_perturbation(path)
+    except PerturbationFileError as error:
+        return PerturbationFileError(
+            f"{path.name} is a damaged universal perturbation ({error.message.rstrip('.')}), "
+            "and not a protection generator.",
+            hint="Give a generator made by spdesk train-generator, or leave --generator out "
+            "for the bundled one.",
+        )
+    return PerturbationFileError(
+        f"{path.name} is a universal perturbation, not a protection generator.",
+        hint=f"Use it with --mode universal --perturbation {path.name}.",
+    )
+
+
 def read_spec(path: Path) -> GeneratorSpec:
     """The file's description, from its header alone (cheap; no weights loaded)."""
     import hashlib
@@ -159,10 +178,7 @@ def read_spec(path: Path) -> GeneratorSpec:
     safetensors_head(path, "protection generator", "'spdesk train-generator'")
     meta = _metadata(path)
     if meta.get("format") == PERTURBATION_FORMAT:
-        raise PerturbationFileError(
-            f"{path.name} is a universal perturbation, not a protection generator.",
-            hint=f"Use it with --mode universal --perturbation {path.name}.",
-        )
+        raise _perturbation_given(path)
     if meta.get("format") != FORMAT_NAME:
         refuse_training_checkpoint(path, meta, "a protection generator")
         raise PerturbationFileError(

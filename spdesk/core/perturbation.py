@@ -317,6 +317,34 @@ def check_perturbation_file(path: Path) -> bytes:
     return head
 
 
+def _generator_given(path: Path, handle: Any, keys: list[str]) -> PerturbationFileError:
+    """The error for a protection generator chosen as a pattern: it is recommended with
+    --generator only where its weights read as numbers (a damaged one was recommended, and
+    --generator then refused it: "weight net.0.bias has a wrong shape or value")."""
+    choose = "Choose a pattern made by the app's Train personal pattern… or spdesk train"
+    for key in keys:
+        try:
+            weight = handle.get_tensor(key)
+            usable = np.issubdtype(weight.dtype, np.floating) and bool(np.isfinite(weight).all())
+        except (TypeError, ValueError) as error:  # SafetensorError is a ValueError
+            return PerturbationFileError(
+                f"{path.name} is a damaged protection generator (weight {key}: {error}), and "
+                "not a universal perturbation.",
+                hint=f"{choose}.",
+            )
+        if not usable:
+            return PerturbationFileError(
+                f"{path.name} is a damaged protection generator (weight {key} is not a "
+                "number), and not a universal perturbation.",
+                hint=f"{choose}.",
+            )
+    return PerturbationFileError(
+        f"{path.name} is a protection generator (photo-specific mode), not a universal "
+        "perturbation.",
+        hint=f"{choose}; a generator is used with spdesk protect --generator.",
+    )
+
+
 def load_perturbation(path: str | Path) -> Perturbation:
     """Load and validate a perturbation file; every problem is a precise PerturbationFileError."""
     from safetensors import SafetensorError, safe_open
@@ -329,12 +357,7 @@ def load_perturbation(path: str | Path) -> Perturbation:
             raw_meta = handle.metadata() or {}
             keys = list(handle.keys())
             if raw_meta.get("format") == GENERATOR_FORMAT:
-                raise PerturbationFileError(
-                    f"{path.name} is a protection generator (photo-specific mode), not a "
-                    "universal perturbation.",
-                    hint="Choose a pattern made by the app's Train personal pattern… or spdesk "
-                    "train; a generator is used with spdesk protect --generator.",
-                )
+                raise _generator_given(path, handle, keys)
             if "delta" not in keys:
                 found = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if keys[5:] else "")
                 raise PerturbationFileError(

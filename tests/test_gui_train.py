@@ -104,10 +104,12 @@ def test_pause_then_cancel_saves_nothing(qtbot: QtBot, dialog: TrainDialog) -> N
     qtbot.wait(200)  # a step that ended as it paused is told too
     said = dialog.val_chart.empty_text  # it said "(about 1 min 06 s)" while paused (audit)
     assert said.startswith("First check after step") and "about" not in said, said
+    assert dialog.cancel_button.text() == "Stop training"
     with qtbot.waitSignal(dialog.runner.finished, timeout=10_000):
-        dialog.cancel()
+        dialog.cancel_button.click()
+        assert dialog.status_label.text() == "Stopping…"  # as the button says, not "Cancelling…"
     assert dialog.result is None
-    assert "Cancelled" in dialog.status_label.text()
+    assert dialog.status_label.text().startswith("Stopped; nothing was saved to the library.")
     assert f"Press “{dialog.start_button.text()}”" in dialog.status_label.text()
     assert dialog.val_chart.empty_text == "Stopped before the first check."  # not "…about 15 s"
     assert library_perturbations() == []

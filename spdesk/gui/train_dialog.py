@@ -704,7 +704,7 @@ class TrainDialog(QDialog):
     def cancel(self) -> None:
         if self.runner.running:
             self.runner.cancel()
-            self.status_label.setText("Cancelling…")
+            self.status_label.setText("Stopping…")  # as the button says
 
     def _on_event(self, event: Event) -> None:
         match event:
@@ -716,7 +716,7 @@ class TrainDialog(QDialog):
                     text = "Every step of this run had run: checking its result again. " + text
                 elif resumed:
                     self.resumed_at = resumed
-                    text = f"Resumed at step {resumed}, where the cancelled run stopped. " + text
+                    text = f"Resumed at step {resumed}, where the stopped run ended. " + text
                 elif self.afresh:
                     text = f"Started afresh: {self.afresh}. " + text
                 self.skipped = {s.path: s.reason for s in event.skipped}
@@ -823,7 +823,7 @@ class TrainDialog(QDialog):
         if self.unkept:  # the last checkpoint failed: an earlier one is what resumes
             where = f"at its last checkpoint written (the one after was not: {self.unkept})"
         self.status_label.setText(
-            f"Cancelled; nothing was saved to the library. Press “{self.start_button.text()}” "
+            f"Stopped; nothing was saved to the library. Press “{self.start_button.text()}” "
             f"with the same settings to resume {where}."
         )
         # The chart's "First check after step N (about M s)" spoke of the run under way.

@@ -353,6 +353,25 @@ def test_a_perturbation_or_generator_given_as_a_model_says_what_it_is_for(
         assert "made by spdesk, not a model" in err and f"spdesk protect {use}" in err
 
 
+def test_a_damaged_perturbation_given_as_a_model_is_not_sent_to_perturbation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from spdesk.core.perturbation import bundled_perturbation_path
+
+    with safe_open(str(bundled_perturbation_path()), framework="numpy") as handle:
+        meta, delta = handle.metadata(), handle.get_tensor("delta")
+    damaged = tmp_path / "damaged.safetensors"
+    save_file({"delta": np.full_like(delta, np.nan)}, str(damaged), metadata=meta)
+    assert main(["models", "import", str(damaged)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "damaged.safetensors is a damaged universal perturbation made by spdesk" in err
+    assert "--perturbation" not in err
+
+
 def test_ctrl_c_during_a_download_says_what_was_kept_and_that_the_next_run_resumes(
     hub: HubServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

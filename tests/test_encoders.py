@@ -264,6 +264,33 @@ def test_spdesks_own_pattern_and_generator_files_are_named_when_given_as_encoder
         assert option in said and "TAESD" in said and "sd15" in said
 
 
+def test_a_damaged_pattern_or_generator_given_as_encoder_is_not_sent_to_its_option(
+    tmp_path: Path, generator_file: Path
+) -> None:
+    """--perturbation and --generator refuse these files too: naming them there sent the user
+    from one refusal to the next."""
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import save_file as save_numpy
+
+    from tests.protect_samples import perturbation_file
+
+    for source, what, option in (
+        (perturbation_file(tmp_path), "universal perturbation", "--perturbation"),
+        (generator_file, "protection generator", "--generator"),
+    ):
+        with safe_open(str(source), framework="numpy") as handle:
+            meta, names = handle.metadata(), handle.keys()  # the handle is not iterable
+            tensors = {key: np.full_like(handle.get_tensor(key), np.nan) for key in names}
+        damaged = tmp_path / f"damaged-{source.name}"
+        save_numpy(tensors, str(damaged), metadata=meta)
+        with pytest.raises(EncoderError) as caught:
+            load_encoder(str(damaged), "cpu")
+        said = caught.value.user_text()
+        assert f"{damaged.name} is a damaged {what} made by spdesk, not an encoder" in said
+        assert option not in said and "sd15" in said
+
+
 def test_an_unknown_state_dict_says_what_encoder_accepts(tmp_path: Path) -> None:
     other = tmp_path / "other.safetensors"
     save_file({"weight": torch.zeros(2, 2)}, str(other))

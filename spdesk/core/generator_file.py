@@ -23,6 +23,7 @@ from spdesk.core.perturbation import (
     check_complete,
     check_eps,
     format_said,
+    generator_weights_problem,
     load_perturbation,
     refuse_training_checkpoint,
     safetensors_head,
@@ -168,6 +169,21 @@ def _perturbation_given(path: Path) -> PerturbationFileError:
         f"{path.name} is a universal perturbation, not a protection generator.",
         hint=f"Use it with --mode universal --perturbation {path.name}.",
     )
+
+
+def saved_file_problem(path: Path, kind: str | None) -> str | None:
+    """Why a file whose header says spdesk wrote it as ``kind`` (a universal perturbation's
+    or a generator's format) would be refused as one, in its own option's words; None when it
+    loads as one. A file is sent to --perturbation or --generator only where it is taken."""
+    try:
+        if kind == PERTURBATION_FORMAT:
+            load_perturbation(path)
+        elif kind == FORMAT_NAME:
+            read_spec(path)
+            return generator_weights_problem(path)
+    except PerturbationFileError as error:
+        return error.message.rstrip(".")
+    return None
 
 
 def read_spec(path: Path) -> GeneratorSpec:

@@ -317,27 +317,44 @@ def check_perturbation_file(path: Path) -> bytes:
     return head
 
 
-def _generator_given(path: Path, handle: Any, keys: list[str]) -> PerturbationFileError:
-    """The error for a protection generator chosen as a pattern: it is recommended with
-    --generator only where its weights read as numbers (a damaged one was recommended, and
-    --generator then refused it: "weight net.0.bias has a wrong shape or value")."""
-    choose = "Choose a pattern made by the app's Train personal pattern… or spdesk train"
+def _weights_problem(handle: Any, keys: list[str]) -> str | None:
+    """Why the tensors of an open safetensors ``handle`` are not weights that load (one that
+    cannot be read, or holds other than finite numbers), None when they are."""
     for key in keys:
         try:
             weight = handle.get_tensor(key)
             usable = np.issubdtype(weight.dtype, np.floating) and bool(np.isfinite(weight).all())
         except (TypeError, ValueError) as error:  # SafetensorError is a ValueError
-            return PerturbationFileError(
-                f"{path.name} is a damaged protection generator (weight {key}: {error}), and "
-                "not a universal perturbation.",
-                hint=f"{choose}.",
-            )
+            return f"weight {key}: {error}"
         if not usable:
-            return PerturbationFileError(
-                f"{path.name} is a damaged protection generator (weight {key} is not a "
-                "number), and not a universal perturbation.",
-                hint=f"{choose}.",
-            )
+            return f"weight {key} is not a number"
+    return None
+
+
+def generator_weights_problem(path: Path) -> str | None:
+    """Why the weights of the generator file ``path`` would be refused when it loads (see
+    :func:`_weights_problem`), None when they read as numbers."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            return _weights_problem(handle, list(handle.keys()))
+    except (OSError, TypeError, ValueError) as error:
+        return str(error)
+
+
+def _generator_given(path: Path, handle: Any, keys: list[str]) -> PerturbationFileError:
+    """The error for a protection generator chosen as a pattern: it is recommended with
+    --generator only where its weights read as numbers (a damaged one was recommended, and
+    --generator then refused it: "weight net.0.bias has a wrong shape or value")."""
+    choose = "Choose a pattern made by the app's Train personal pattern… or spdesk train"
+    problem = _weights_problem(handle, keys)
+    if problem is not None:
+        return PerturbationFileError(
+            f"{path.name} is a damaged protection generator ({problem}), and not a universal "
+            "perturbation.",
+            hint=f"{choose}.",
+        )
     return PerturbationFileError(
         f"{path.name} is a protection generator (photo-specific mode), not a universal "
         "perturbation.",

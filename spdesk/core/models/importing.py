@@ -303,6 +303,7 @@ def _refuse_spdesk_file(path: Path, label: str) -> None:
     """A perturbation or generator spdesk wrote is not a model: say what it is for."""
     from safetensors import safe_open
 
+    from spdesk.core.generator_file import saved_file_problem
     from spdesk.core.perturbation import FORMAT_NAME, GENERATOR_FORMAT
 
     try:
@@ -316,6 +317,12 @@ def _refuse_spdesk_file(path: Path, label: str) -> None:
     }
     if kind in uses:
         what, command = uses[kind]
+        problem = saved_file_problem(path, kind)  # then the command would refuse it too
+        if problem is not None:
+            raise ModelError(
+                f"{label} is a damaged {what.removeprefix('a ')} made by spdesk, not a model "
+                f"({problem})."
+            )
         raise ModelError(
             f"{label} is {what} made by spdesk, not a model.", hint=f"Use it with {command}."
         )

@@ -794,6 +794,19 @@ def test_a_cancel_while_the_inputs_are_walked_stops_the_walk_and_writes_nothing(
     assert len(sniffed) == 1 and not (tmp_path / "out").exists()
 
 
+def test_a_universal_re_run_plans_its_photos_once(
+    tmp_path: Path, inputs: Path, settings: ProtectSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Photo modes look first whether every photo is finished, to load no model for nothing;
+    universal mode loads none: that second pass would only slow a large folder's re-run."""
+    from spdesk.core.jobs.pool import JobRun
+
+    samples.photo(inputs / "a.png")
+    assert len(ProtectJob([inputs], tmp_path / "out", settings).run().done) == 1
+    monkeypatch.setattr(JobRun, "all_finished", lambda *_: pytest.fail("planned twice"))
+    assert len(ProtectJob([inputs], tmp_path / "out", settings).run().skipped) == 1
+
+
 def test_interrupted_run_leftovers_are_cleaned_and_finished(
     tmp_path: Path, inputs: Path, settings: ProtectSettings, originals_guard: list[Path]
 ) -> None:

@@ -285,7 +285,10 @@ class ProtectJob:
         written. A local folder's record (read, not yet locked) that holds every photo finished
         with these settings defers it until a photo needs work: re-run on a finished folder,
         the encoder to fine-tune took 41 s to load under load, to skip every photo."""
-        if not (self.defers_models and isinstance(self.output_store, FolderStore)):
+        # Universal mode loads no model: a second pass over a large finished folder's photos
+        # (their signatures and records) would cost its re-run more than it saves.
+        loads_models = self.settings.mode != "universal"
+        if not (loads_models and self.defers_models and isinstance(self.output_store, FolderStore)):
             protector = self._protector(perturbation)  # may change the settings (Ray's device)
             fingerprint = output_fingerprint(self.settings, digest)
             return JobRun(self, protector, fingerprint, on_event, cancel, report)

@@ -279,6 +279,7 @@ def test_train_out_is_checked_before_training(
     )  # the name the pattern was given (the default's, here)
     assert "add --force to replace it" in captured.err
     assert "Training on" not in captured.out + captured.err and photo.read_bytes() == trained
+    assert "Warning" not in captured.err  # said alone, not after the notes on a 1-step run
 
 
 @pytest.mark.parametrize("json_out", [False, True])

@@ -225,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from spdesk.core.files import shown
     from spdesk.core.jobs.events import count_of
+    from spdesk.core.perturbation import check_destination
     from spdesk.core.speed_figures import pattern_check_seconds
     from spdesk.core.train import CancelledWhileChecking, train_universal
     from spdesk.core.trained_pattern import MISSING_TEXT, UNCHECKED_TEXT, visibility_available
@@ -254,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
             hint="Check its name; without --resume a new run starts and writes it.",
         )
     _require_named_encoders(args.encoder)
+    if args.out is not None:  # refused alone, not after the notes on a run that cannot start
+        check_destination(args.out, force=args.force)
     config = _config(args)
     device_kind = resolve_device(config.device).type
     printer = ProgressPrinter(quiet=args.json)

@@ -197,10 +197,17 @@ def test_a_library_name_keeps_every_character_a_disk_allows() -> None:
 def test_a_library_pattern_filed_under_the_former_safe_name_is_still_found_by_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from spdesk.core.perturbation import library_name_at
+
     former = library_path_for("photos ±8").with_name("photos _8.safetensors")
     save_perturbation(former, _signs(), eps=8, metadata={"name": "photos ±8"})
     monkeypatch.chdir(tmp_path)
     assert perturbation_reference("photos ±8") == former
+    # Kept in its file: "photos ±8" trained again is not saved as a second one beside it.
+    assert library_path_for("photos ±8") == former
+    assert library_name_at("photos ±8") == "photos ±8"
+    assert library_path_for("photos ?8").name == "photos _8.safetensors"  # another name
+    assert library_name_at("photos ?8") == "photos ±8"  # whose file it would take: named
 
 
 def test_a_bare_name_on_the_command_line_means_the_library_pattern_of_that_name(

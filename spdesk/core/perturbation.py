@@ -507,12 +507,17 @@ def library_path_for(name: str) -> Path:
     """Where a perturbation called ``name`` is saved in the library (name made file-safe, and
     cut to fit any disk's 255-byte names: a longer one was "File name too long", an unexpected
     error). Names differing only in what is made safe share a file: see
-    :func:`library_name_at`."""
+    :func:`library_name_at`. A pattern an earlier spdesk filed under its former safe name
+    (:func:`_former_library_path`) stays in that file: saved again, it is not doubled."""
     safe = "".join("_" if _unsafe_in_names(c) else c for c in name)
     safe = safe.encode("utf-8")[:LIBRARY_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
     if safe.split(".")[0].strip().upper() in _WINDOWS_DEVICES:  # "con.safetensors" is a device
         safe = f"_{safe}"
-    return library_dir() / f"{safe or 'unnamed'}.safetensors"
+    path = library_dir() / f"{safe or 'unnamed'}.safetensors"
+    if path.exists():
+        return path
+    former = _former_library_path(name)
+    return former if former.is_file() and perturbation_label(former) == name else path
 
 
 # What Windows refuses in a name ("/" also separates folders everywhere, ":" on macOS's
@@ -547,11 +552,8 @@ def perturbation_reference(text: str) -> Path:
     path = Path(text)
     if os.path.lexists(path) or path.name != text:
         return path
-    saved = library_path_for(text)
-    if saved.is_file():
-        return saved
-    former = _former_library_path(text)
-    return former if former.is_file() and perturbation_label(former) == text else path
+    saved = library_path_for(text)  # under the former safe name too
+    return saved if saved.is_file() else path
 
 
 LIBRARY_STEM_BYTES = 200  # and ".safetensors": under the 255 bytes every common disk allows

@@ -938,4 +938,4 @@ def test_a_runs_end_is_told_to_screen_readers(
     assert told == [f"{dialog.status_label.text()} {dialog.result_label.text()}"]
     assert told[0].startswith("Finished in")
     dialog._on_cancelled()
-    assert told[-1] == dialog.status_label.text() and told[-1].startswith("Cancelled")
+    assert told[-1] == dialog.status_label.text() and told[-1].startswith("Stopped")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,9 @@ from spdesk.core.assessment import (
     sign_noise,
     view_sign_noise,
 )
-from spdesk.core.encoders import load_encoder
+from spdesk.core.encoders import Encoder, load_encoder
+from spdesk.core.generator_file import bundled_generator_path
+from spdesk.core.photo_protect import GeneratorProtector
 from spdesk.core.visibility import flip, ssimulacra2
 
 SCREEN = (1920, 1080)
@@ -137,8 +139,18 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--full-res-layer",
+        default="",
+        metavar="SHARES",
+        help="also measure a layer spdesk does not add (yet): the generator run at 100%% on the "
+        "centre --crop square, added at these shares of the budget (e.g. 0.5,1) to the "
+        "product's change there, and alone; figures of that square and the crop editor",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.full_res_layer and "product" not in args.factors.split(","):
+        parser.error("--full-res-layer adds to the product's change: keep 'product' in --factors")
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.monotonic()
@@ -152,6 +164,8 @@ def main() -> None:
         "signs ±8 full size": sign_noise(8.0),
     }
     rows: dict[str, list[dict[str, float]]] = {}
+    layers: dict[str, list[dict[str, float]]] = {}
+    shares = [float(share) for share in args.full_res_layer.split(",") if share]
     for index, path in enumerate(paths):
         photo = stand_in(path, args.short_side, args.grain, index)
         view_h, view_w = geometry.working_size(*photo.shape[:2])
@@ -180,15 +194,73 @@ def main() -> None:
             crop = editor_latent(encoder, centre(changed, CROP_EDITOR), CROP_EDITOR)
             figures["latent crop"] = relative_change(crop, crop_clean)
             rows.setdefault(label, []).append(figures)
+        for label, figures in full_res_layers(encoder, photo, outputs, shares, args.crop, index):
+            layers.setdefault(label, []).append(figures)
         print(
             f"  {index + 1}/{len(paths)} {path.name} {photo.shape[1]}x{photo.shape[0]}", flush=True
         )
     report(rows, sizes)
+    if layers:
+        report_layers(layers)
     print(
         f"measured in {time.monotonic() - started:.0f} s, torch threads {torch.get_num_threads()}"
     )
     if args.json:
-        args.json.write_text(json.dumps({"args": _settings(args), "rows": rows}, indent=1))
+        args.json.write_text(
+            json.dumps({"args": _settings(args), "rows": rows, "layers": layers}, indent=1)
+        )
+
+
+def full_res_layers(
+    encoder: Encoder,
+    photo: np.ndarray,
+    outputs: dict[str, np.ndarray],
+    shares: list[float],
+    side: int,
+    index: int,
+) -> Iterator[tuple[str, dict[str, float]]]:
+    """The centre ``side`` px square with the generator's change written at 100% (the square
+    as its own view) added at each share, to the product's change there and alone: its
+    SSIMULACRA2 and FLIP, and what the crop editor (its centre) sees."""
+    if not shares:
+        return
+    square = centre(photo, side)
+    generator = GeneratorProtector(bundled_generator_path(), working_side=side)
+    layer = np.asarray(generator.apply(Image.fromarray(square), f"photo-{index}")[0])
+    change = layer.astype(np.float32) - square
+    clean = editor_latent(encoder, centre(square, CROP_EDITOR), CROP_EDITOR)
+    bases = {"product +": centre(outputs["photo, product"], side), "alone:": square}
+    references = {"signs ±8 full size": centre(outputs["signs ±8 full size"], side)}
+    candidates = {
+        f"{name} layer x{share:g}": np.clip(np.rint(base + share * change), 0, 255).astype(np.uint8)
+        for share in shares
+        for name, base in bases.items()
+    }
+    for label, changed in {**references, "product": bases["product +"], **candidates}.items():
+        crop = editor_latent(encoder, centre(changed, CROP_EDITOR), CROP_EDITOR)
+        yield (
+            label,
+            {
+                "ssim2": ssimulacra2(square, changed),
+                "flip": flip(square, changed),
+                "latent crop": relative_change(crop, clean),
+            },
+        )
+
+
+def report_layers(layers: dict[str, list[dict[str, float]]]) -> None:
+    print(
+        "a change written at 100% too (not in spdesk): the centre square at 100% "
+        "(SSIMULACRA2 mean (worst) / FLIP) and the crop editor (x full-size signs)"
+    )
+    signs = float(np.mean([r["latent crop"] for r in layers["signs ±8 full size"]]))
+    for label, rs in layers.items():
+        ssim2 = [r["ssim2"] for r in rs]
+        latent = float(np.mean([r["latent crop"] for r in rs]))
+        print(
+            f"  {label:<24} {np.mean(ssim2):5.1f} ({min(ssim2):5.1f}) / "
+            f"{np.mean([r['flip'] for r in rs]):.3f} | {latent:.4f} = {latent / signs:.2f}x"
+        )
 
 
 def _settings(args: argparse.Namespace) -> dict[str, object]:

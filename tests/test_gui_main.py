@@ -13,6 +13,7 @@ from urllib.parse import unquote_to_bytes
 
 import numpy as np
 import pytest
+from accessibility import record_announcements
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
@@ -189,15 +190,8 @@ def test_photos_added_and_a_runs_end_are_told_to_screen_readers(
     """How a run went was in the summary's text, and the focus went to "Open output folder":
     a screen reader said that button's name and nothing of the run; nor how many photos a
     folder added (the status bar's text; accessibility audit)."""
-    from PySide6.QtGui import QAccessible
 
-    told: list[str] = []
-
-    def record(event: Any) -> None:
-        if event.type() == QAccessible.Event.Announcement:
-            told.append(event.message())
-
-    monkeypatch.setattr(QAccessible, "updateAccessibility", staticmethod(record))
+    told = record_announcements(monkeypatch)
     _add(qtbot, window, [_photos(tmp_path / "photos", 3)])
     assert told == ["Added 3 photos."]
     _protect(qtbot, window)
@@ -807,17 +801,10 @@ def test_a_settings_change_that_redoes_finished_photos_is_told_to_screen_readers
     """Another strength after a run made every finished row wait again and showed the bar
     that asks what to do with the old copies, far from the focus on the strength: a screen
     reader said nothing of either (accessibility audit). Said once, not at each change."""
-    from PySide6.QtGui import QAccessible
 
     _add(qtbot, window, [_photos(tmp_path / "photos", 3)])
     _protect(qtbot, window)
-    told: list[str] = []
-
-    def record(event: Any) -> None:
-        if event.type() == QAccessible.Event.Announcement:
-            told.append(event.message())
-
-    monkeypatch.setattr(QAccessible, "updateAccessibility", staticmethod(record))
+    told = record_announcements(monkeypatch)
     window.options_panel.strength_spin.setValue(4.0)
     assert told == [window.rerun_label.text()], told
     assert told[0].startswith("Settings changed: 3 photos")

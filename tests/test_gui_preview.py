@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import shiboken6
+from accessibility import record_announcements
 from PIL import Image
 from PySide6.QtCore import QPoint
 from pytestqt.qtbot import QtBot
@@ -95,17 +95,10 @@ def test_the_verdict_is_told_to_screen_readers(
 ) -> None:
     """The verdict came as a coloured label the focus was not on: a screen reader said
     nothing when the edit was done (accessibility audit)."""
-    from PySide6.QtGui import QAccessible
 
     photo, options = inputs
     dialog = _dialog(qtbot, photo, options, sd_dir)
-    told: list[str] = []
-
-    def record(event: Any) -> None:
-        if event.type() == QAccessible.Event.Announcement:
-            told.append(event.message())
-
-    monkeypatch.setattr(QAccessible, "updateAccessibility", staticmethod(record))
+    told = record_announcements(monkeypatch)
     with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
         assert dialog.start()
     assert dialog.outcome is not None, dialog.status_label.text()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from accessibility import contrast, record_announcements
 from PIL import Image
 from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
@@ -385,7 +385,7 @@ def test_what_an_empty_chart_says_is_readable(qtbot: QtBot) -> None:
         (image.pixelColor(x, y) for x in range(80, 340) for y in range(90, 150)),
         key=lambda colour: colour.lightness(),
     )
-    assert _contrast(ink.name(), "#ffffff") >= 4.5, ink.name()
+    assert contrast(ink.name(), "#ffffff") >= 4.5, ink.name()
 
 
 def test_the_dashed_series_is_dashed_in_the_legend_too(qtbot: QtBot) -> None:
@@ -434,16 +434,6 @@ def test_a_chart_is_named_and_described_for_screen_readers(qtbot: QtBot) -> None
     chart.append("random noise", 37, 1.0)
     said = chart.accessibleDescription()
     assert said == "this pattern: 1.46 at 37; random noise: 1 at 37", said
-
-
-def _contrast(a: str, b: str) -> float:
-    def luminance(colour: str) -> float:
-        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
-        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
-        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-
-    high, low = sorted((luminance(a), luminance(b)), reverse=True)
-    return (high + 0.05) / (low + 0.05)
 
 
 def test_photos_that_cannot_be_read_are_named_as_left_out(
@@ -923,15 +913,8 @@ def test_a_runs_end_is_told_to_screen_readers(
 ) -> None:
     """At the end the focus went to the name to save under: a screen reader said "Name,
     edit" and nothing of the result beside it; a cancel said nothing (accessibility audit)."""
-    from PySide6.QtGui import QAccessible
 
-    told: list[str] = []
-
-    def record(event: Any) -> None:
-        if event.type() == QAccessible.Event.Announcement:
-            told.append(event.message())
-
-    monkeypatch.setattr(QAccessible, "updateAccessibility", staticmethod(record))
+    told = record_announcements(monkeypatch)
     with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
         assert dialog.start()
     assert dialog.result is not None, dialog.status_label.text()

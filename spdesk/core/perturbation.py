@@ -509,11 +509,10 @@ def library_path_for(name: str) -> Path:
     error). Names differing only in what is made safe share a file: see
     :func:`library_name_at`. A pattern an earlier spdesk filed under its former safe name
     (:func:`_former_library_path`) stays in that file: saved again, it is not doubled."""
-    safe = "".join("_" if _unsafe_in_names(c) else c for c in name)
-    safe = safe.encode("utf-8")[:LIBRARY_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
+    safe = _fitted("".join("_" if _unsafe_in_names(c) else c for c in name))
     if safe.split(".")[0].strip().upper() in _WINDOWS_DEVICES:  # "con.safetensors" is a device
         safe = f"_{safe}"
-    path = library_dir() / f"{safe or 'unnamed'}.safetensors"
+    path = _library_file(safe)
     if path.exists():
         return path
     former = _former_library_path(name)
@@ -539,9 +538,17 @@ def _unsafe_in_names(character: str) -> bool:
 def _former_library_path(name: str) -> Path:
     """Where spdesk before 2026-12-06 filed ``name``: every character other than letters,
     digits and "-_ ." made "_" (its patterns are found by name there still)."""
-    safe = "".join(c if c.isalnum() or c in "-_ ." else "_" for c in name)
-    safe = safe.encode("utf-8")[:LIBRARY_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
-    return library_dir() / f"{safe or 'unnamed'}.safetensors"
+    return _library_file(_fitted("".join(c if c.isalnum() or c in "-_ ." else "_" for c in name)))
+
+
+def _fitted(stem: str) -> str:
+    """``stem`` cut to a whole character within any disk's name length, without the leading
+    and trailing spaces and dots some systems drop."""
+    return stem.encode("utf-8")[:LIBRARY_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
+
+
+def _library_file(stem: str) -> Path:
+    return library_dir() / f"{stem or 'unnamed'}.safetensors"
 
 
 def perturbation_reference(text: str) -> Path:

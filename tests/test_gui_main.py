@@ -93,15 +93,20 @@ def _three_photos_one_of_which_cannot_be_saved(tmp_path: Path) -> tuple[Path, Pa
     return photos, photos / "sub" / "photo1.png", blocker
 
 
+# A job's first photo-mode run imports torch and loads the generator: seconds alone, over 30 s
+# when the suite shares 2 cores with other work. A job that hangs still fails, only later.
+JOB_WAIT_MS = 120_000
+
+
 def _add(qtbot: QtBot, window: MainWindow, paths: list[Path]) -> None:
     """Queue ``paths`` and wait for the worker that lists their photos."""
-    with qtbot.waitSignal(window.scan_runner.finished, timeout=30_000):
+    with qtbot.waitSignal(window.scan_runner.finished, timeout=JOB_WAIT_MS):
         window.add_paths(paths)
 
 
 def _protect(qtbot: QtBot, window: MainWindow) -> None:
     """Click Protect and wait for the job to finish."""
-    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+    with qtbot.waitSignal(window.job_runner.finished, timeout=JOB_WAIT_MS):
         window.start_button.click()
 
 

@@ -20,8 +20,14 @@ gives it a share of the budget (``geometry.large_photo_factor``). For each share
   photo``: the share of a small photo's protection that a camera photo keeps) and to random ±8
   signs laid at the view (as spdesk lays its change) and at full size (which downsizing averages
   away);
-- the same for an editor that works on a 512 px square of the photo at 100% (inpainting only
-  a face or a detail, as editors' "only masked" modes do).
+- the same for an editor that works on a square of the photo (``--crop-editors``, its side at
+  100%) shrunk to 512 px: inpainting only a face or a detail, as editors' "only masked" modes
+  do, take the masked region with some margin, so the square is 512 px or larger;
+- with ``--attacks``: the same whole-photo editor after each attack on the full-size photo
+  (JPEG, 0.5x and back, blur, as ``bench_protection.py`` names them), as a multiple of
+  full-size signs after the same attack, and the share of the advantage kept;
+- with ``--mid-layers``: candidates spdesk does not make (yet), the view's change plus the
+  generator's change written at a larger view (``SIDE:VIEW_SHARE:MID_SHARE``).
 
     python benchmarks/bench_large_photos.py --photos 6 --factors product,E=0.5,E=0 --threads 2
 """
@@ -47,6 +53,7 @@ from spdesk.core.assessment import (
     sign_noise,
     view_sign_noise,
 )
+from spdesk.core.attacks import simple_attack
 from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.generator_file import bundled_generator_path
 from spdesk.core.photo_protect import GeneratorProtector
@@ -54,6 +61,11 @@ from spdesk.core.visibility import flip, ssimulacra2
 
 SCREEN = (1920, 1080)
 CROP_EDITOR = 512  # an editor that works on a square of the photo at full resolution
+
+
+def crop_key(side: int) -> str:
+    """The figure's name for a crop editor of ``side`` px (512: the name earlier runs used)."""
+    return "latent crop" if side == CROP_EDITOR else f"latent crop{side}"
 
 
 def centre(photo: np.ndarray, side: int) -> np.ndarray:
@@ -147,6 +159,21 @@ def main() -> None:
         "centre --crop square, added at these shares of the budget (e.g. 0.5,1) to the "
         "product's change there, and alone; figures of that square and the crop editor",
     )
+    parser.add_argument(
+        "--crop-editors",
+        default="512",
+        help="sides at 100%% of the squares a crop editor takes (then shrinks to 512 px)",
+    )
+    parser.add_argument(
+        "--attacks", default="", help="attacks on the full-size photo, e.g. jpeg75,down0.5,blur1"
+    )
+    parser.add_argument(
+        "--mid-layers",
+        default="",
+        metavar="SIDE:A:B,...",
+        help="also measure the view's change at share A plus the generator's change written at "
+        "a view of short side SIDE (scaled up to the photo) at share B (A + B <= 1)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.full_res_layer and "product" not in args.factors.split(","):
@@ -166,13 +193,26 @@ def main() -> None:
     rows: dict[str, list[dict[str, float]]] = {}
     layers: dict[str, list[dict[str, float]]] = {}
     shares = [float(share) for share in args.full_res_layer.split(",") if share]
+    crop_sides = [int(side) for side in args.crop_editors.split(",")]
+    attacks = {name: simple_attack(name) for name in args.attacks.split(",") if name}
+    mids = [parse_mid_layer(spec) for spec in args.mid_layers.split(",") if spec]
+    mid_generators = {
+        side: GeneratorProtector(bundled_generator_path(), working_side=side)
+        for side in {side for side, _, _ in mids}
+        | ({photo_protect.WORKING_SIDE} if mids else set())
+    }
     for index, path in enumerate(paths):
         photo = stand_in(path, args.short_side, args.grain, index)
         view_h, view_w = geometry.working_size(*photo.shape[:2])
         small = np.asarray(Image.fromarray(photo).resize((view_w, view_h), Image.LANCZOS))
         clean = {s: editor_latent(encoder, photo, s) for s in sizes}
         small_clean = {s: editor_latent(encoder, small, s) for s in sizes}
-        crop_clean = editor_latent(encoder, centre(photo, CROP_EDITOR), CROP_EDITOR)
+        crop_clean = {c: editor_latent(encoder, centre(photo, c), CROP_EDITOR) for c in crop_sides}
+        attacked_clean = {
+            (name, s): editor_latent(encoder, attack(photo), s)
+            for name, attack in attacks.items()
+            for s in sizes
+        }
         small_gain = {
             s: relative_change(editor_latent(encoder, protect(small, index), s), small_clean[s])
             for s in sizes
@@ -182,6 +222,7 @@ def main() -> None:
             photo_protect.large_photo_factor = factor  # looked up at each call
             outputs[label] = protect(photo, index)
         photo_protect.large_photo_factor = product_factor
+        outputs.update(mid_layer_candidates(photo, mids, mid_generators))
         for label, noise in references.items():
             outputs[label] = noise(photo, index)
         for label, changed in outputs.items():
@@ -191,8 +232,16 @@ def main() -> None:
                 latent = relative_change(editor_latent(encoder, changed, s), clean[s])
                 figures[f"latent {s}"] = latent
                 figures[f"share {s}"] = latent / small_gain[s]
-            crop = editor_latent(encoder, centre(changed, CROP_EDITOR), CROP_EDITOR)
-            figures["latent crop"] = relative_change(crop, crop_clean)
+            for c in crop_sides:
+                crop = editor_latent(encoder, centre(changed, c), CROP_EDITOR)
+                figures[crop_key(c)] = relative_change(crop, crop_clean[c])
+            for name, attack in attacks.items():
+                attacked = attack(changed)
+                for s in sizes:
+                    latent = editor_latent(encoder, attacked, s)
+                    figures[f"latent {s} {name}"] = relative_change(
+                        latent, attacked_clean[(name, s)]
+                    )
             rows.setdefault(label, []).append(figures)
         for label, figures in full_res_layers(encoder, photo, outputs, shares, args.crop, index):
             layers.setdefault(label, []).append(figures)
@@ -209,6 +258,42 @@ def main() -> None:
         args.json.write_text(
             json.dumps({"args": _settings(args), "rows": rows, "layers": layers}, indent=1)
         )
+
+
+def parse_mid_layer(spec: str) -> tuple[int, float, float]:
+    """``SIDE:A:B`` of ``--mid-layers``, checked."""
+    side, view_share, mid_share = spec.split(":")
+    out = int(side), float(view_share), float(mid_share)
+    if out[1] + out[2] > 1 + 1e-9:
+        raise SystemExit(f"--mid-layers {spec}: the shares add up to more than the budget")
+    return out
+
+
+def mid_layer_candidates(
+    photo: np.ndarray,
+    mids: list[tuple[int, float, float]],
+    generators: dict[int, GeneratorProtector],
+) -> dict[str, np.ndarray]:
+    """Each ``--mid-layers`` candidate: the view's change and one written at a larger view,
+    each at the full budget (scaled up to the photo as photo mode does), added at their shares."""
+    if not mids:
+        return {}
+    base = photo.astype(np.float32)
+    photo_protect.large_photo_factor = lambda h, v: 1.0
+    try:
+        changes = {
+            side: np.asarray(g.apply(Image.fromarray(photo))[0], np.float32) - base
+            for side, g in generators.items()
+        }
+    finally:
+        photo_protect.large_photo_factor = product_factor
+    view = changes[photo_protect.WORKING_SIDE]
+    return {
+        f"view {a:g} + {side} px {b:g}": np.clip(
+            np.rint(base + a * view + b * changes[side]), 0, 255
+        ).astype(np.uint8)
+        for side, a, b in mids
+    }
 
 
 def full_res_layers(
@@ -298,13 +383,39 @@ def report(rows: dict[str, list[dict[str, float]]], sizes: list[int]) -> None:
             for s in sizes
         ]
         print(f"  {label:<22} " + " | ".join(cells))
+    crops = [k for k in full_signs if k.startswith("latent crop")]
     print(
-        f"an editor of a {CROP_EDITOR} px square at 100% (inpainting a face or a detail): "
-        "TAESD latent distortion = x full-size signs"
+        f"an editor of a square of the photo shrunk to {CROP_EDITOR} px (inpainting a face or a "
+        "detail): TAESD latent distortion = x full-size signs, per side of the square at 100%"
     )
     for label, m in mean.items():
-        latent = m["latent crop"]
-        print(f"  {label:<22} {latent:.4f} = {latent / full_signs['latent crop']:.2f}x")
+        cells = [
+            f"{k.removeprefix('latent crop') or CROP_EDITOR}: {m[k]:.4f} = "
+            f"{m[k] / full_signs[k]:.2f}x"
+            for k in crops
+        ]
+        print(f"  {label:<22} " + " | ".join(cells))
+    report_attacks(mean, full_signs, sizes)
+
+
+def report_attacks(
+    mean: dict[str, dict[str, float]], full_signs: dict[str, float], sizes: list[int]
+) -> None:
+    """Each attack's figures: x full-size signs after the same attack, and the share of the
+    advantage over them kept ((gain after - 1) / (gain before - 1), as bench_protection)."""
+    attacks = sorted({k.split(" ", 2)[2] for k in full_signs if k.count(" ") == 2})
+    if not attacks:
+        return
+    print("after an attack on the full-size photo: x full-size signs after it / share kept")
+    for label, m in mean.items():
+        cells = []
+        for name in attacks:
+            for s in sizes:
+                before = m[f"latent {s}"] / full_signs[f"latent {s}"]
+                after = m[f"latent {s} {name}"] / full_signs[f"latent {s} {name}"]
+                kept = f"{(after - 1) / (before - 1):.0%}" if before > 1.02 else "n/a"
+                cells.append(f"{name} @{s}: {after:.2f}x / {kept}")
+        print(f"  {label:<22} " + " | ".join(cells))
 
 
 if __name__ == "__main__":

@@ -170,9 +170,10 @@ def test_the_spec_builds_from_the_checkout_however_spdesk_is_installed(
     for kind in ("perturbations", "generators"):
         file = str(resources / kind / "default.safetensors")
         assert (file, str(Path("spdesk", "resources", kind))) in given["datas"]
-    assert (str(resources / "icons" / "spdesk-256.png"), str(Path("spdesk/resources/icons"))) in (
-        given["datas"]
-    )
+    for icon in ("spdesk-256.png", "check-mark.svg"):  # the app's and a ticked box's
+        assert (str(resources / "icons" / icon), str(Path("spdesk/resources/icons"))) in (
+            given["datas"]
+        )
     assert not [src for src, _ in given["datas"] if src.endswith((".py", ".pyc"))]
     assert Path(given["scripts"][0]) == INSTALLER / "spdesk_entry.py"
 

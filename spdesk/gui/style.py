@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QLabel, QProgressBar, QPushButton, QWidget
 
@@ -9,6 +12,26 @@ ACCENT = "#2563d0"  # 5.2:1 on the settings' grey, 5.6:1 under white text (WCAG 
 FOCUS_ON_ACCENT = "#102a5c"  # the focus ring of a button filled with the accent colour
 
 # The muted grey reads 4.2:1 on the status bar's: its labels take the bar's own text colour.
+
+
+def _check_mark() -> str:
+    """The stylesheet's url of the bundled tick (resources/icons), "" where it is not found."""
+    try:
+        ref = resources.files("spdesk.resources").joinpath("icons", "check-mark.svg")
+    except ModuleNotFoundError:  # a checkout whose install does not map the resources package
+        return ""
+    return Path(str(ref)).as_posix() if ref.is_file() else ""
+
+
+CHECK_MARK = _check_mark()
+DISABLED_TEXT = "#868e99"  # 3.3:1 on white, 3.1:1 on the window's grey; the text 14:1
+CONTROL_EDGE = "#6b7280"  # a check box's or a radio's outline: 4.8:1 on white (WCAG asks 3:1)
+# Check boxes and radios are drawn by the rules below, not by Fusion: Fusion's box was #c1c2c4
+# on white (1.7:1) and its radio 2.2:1, and under a dark system colour scheme Fusion drew the
+# box white on the app's light palette, unseen. A ticked box is filled with the accent colour
+# (the tick on it is an image; without it the fill still says "ticked"). The padding keeps
+# Fusion's size for the whole control: the stylesheet's own leaves out Fusion's margins.
+_TICK = f'image: url("{CHECK_MARK}");' if CHECK_MARK else ""
 
 # A button with the keyboard focus gets a 2 px ring (its own :focus rule per look below), one
 # pixel of padding less on each side: the same size, so the layout never moves with the focus.
@@ -75,6 +98,28 @@ QStatusBar {{ background: #eef0f3; color: #4b5563; }}
 QStatusBar QLabel {{ padding: 0 6px; }}
 QStatusBar QLabel#Muted {{ color: #4b5563; }}
 QSplitter::handle {{ background: transparent; }}
+QCheckBox, QRadioButton {{ padding: 2px 4px 3px 0; }}
+QCheckBox::indicator, QRadioButton::indicator {{
+    width: 12px; height: 12px; border: 1px solid {CONTROL_EDGE}; background: #ffffff;
+}}
+QCheckBox::indicator {{ border-radius: 3px; }}
+QRadioButton::indicator {{ border-radius: 7px; }}
+QCheckBox::indicator:checked {{ border-color: {ACCENT}; background: {ACCENT}; {_TICK} }}
+QRadioButton::indicator:checked {{
+    border-color: {ACCENT};
+    background: qradialgradient(cx: 0.5, cy: 0.5, radius: 0.5, fx: 0.5, fy: 0.5,
+        stop: 0 {ACCENT}, stop: 0.5 {ACCENT}, stop: 0.6 #ffffff, stop: 1 #ffffff);
+}}
+QCheckBox::indicator:disabled, QRadioButton::indicator:disabled {{
+    border-color: #c5ccd6; background: #f3f4f6;
+}}
+QCheckBox::indicator:checked:disabled {{
+    border-color: {DISABLED_TEXT}; background: {DISABLED_TEXT};
+}}
+QRadioButton::indicator:checked:disabled {{
+    background: qradialgradient(cx: 0.5, cy: 0.5, radius: 0.5, fx: 0.5, fy: 0.5,
+        stop: 0 {DISABLED_TEXT}, stop: 0.5 {DISABLED_TEXT}, stop: 0.6 #f3f4f6, stop: 1 #f3f4f6);
+}}
 """
 
 
@@ -83,9 +128,6 @@ def apply_style(app: QApplication) -> None:
     app.setStyle("Fusion")
     app.setPalette(light_palette())
     app.setStyleSheet(STYLESHEET)
-
-
-DISABLED_TEXT = "#868e99"  # 3.3:1 on white, 3.1:1 on the window's grey; the text 14:1
 
 
 def light_palette() -> QPalette:

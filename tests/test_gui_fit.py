@@ -489,3 +489,58 @@ def test_check_boxes_and_radios_have_an_outline_a_user_can_see(qtbot: QtBot) -> 
         if image.pixelColor(x, y).lightness() > 230
     ]
     assert len(tick) >= 6, tick  # white on it: the check mark image was found and drawn
+
+
+def test_combo_spin_and_tool_buttons_check_boxes_and_radios_have_the_two_point_ring(
+    qtbot: QtBot,
+) -> None:
+    """Push buttons and text fields show the focus with a 2 px ring; a combo box or a spin box
+    only turned its 1 px border blue, a tool button ("…", More options) was tinted and a check
+    box or a radio barely changed: hard to find for a keyboard user (accessibility audit).
+    Nothing changes size with the focus."""
+    from PySide6.QtCore import QPoint, QRect, Qt
+    from PySide6.QtGui import QColor
+
+    from spdesk.gui.style import ACCENT, STYLESHEET, FocusRing
+
+    window = MainWindow(open_settings())
+    window.setStyleSheet(STYLESHEET)
+    FocusRing(window)  # create_app gives the app one
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    panel = window.options_panel
+    panel.show_more(True)
+    accent = QColor(ACCENT)
+
+    def is_accent(colour: QColor) -> bool:
+        return abs(colour.red() - accent.red()) + abs(colour.blue() - accent.blue()) < 40
+
+    def ring(widget: QWidget, outside: bool) -> list[int]:
+        """The accent-coloured columns at the left edge (outside it, or of the indicator)."""
+        left = widget.mapTo(window, QPoint(0, 0))
+        area = QRect(left.x() - 3, left.y(), 9, widget.height())
+        image = window.grab(area).toImage()
+        middle = image.height() // 2
+        columns = range(0, 3) if outside else range(3, 9)
+        return [x for x in columns if is_accent(image.pixelColor(x, middle))]
+
+    ringed = {
+        "combo box": (panel.collision_combo, True),
+        "spin box": (panel.quality_spin, True),
+        "tool button": (panel.output_button, True),
+        "More options": (panel.more_button, True),
+        "check box": (panel.keep_location_check, False),
+        "radio": (panel.mode_radios["universal"], False),
+    }
+    for name, (widget, outside) in ringed.items():
+        window.start_button.setFocus()
+        qtbot.wait(20)
+        size = widget.size()
+        widget.setFocus(Qt.FocusReason.TabFocusReason)
+        qtbot.waitUntil(widget.hasFocus)
+        qtbot.wait(20)
+        assert widget.size() == size, name
+        assert len(ring(widget, outside)) >= 2, name

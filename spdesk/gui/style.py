@@ -5,8 +5,20 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from PySide6.QtCore import QObject
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QFocusFrame,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QToolButton,
+    QWidget,
+)
 
 ACCENT = "#2563d0"  # 5.2:1 on the settings' grey, 5.6:1 under white text (WCAG AA)
 FOCUS_ON_ACCENT = "#102a5c"  # the focus ring of a button filled with the accent colour
@@ -120,6 +132,11 @@ QRadioButton::indicator:checked:disabled {{
     background: qradialgradient(cx: 0.5, cy: 0.5, radius: 0.5, fx: 0.5, fy: 0.5,
         stop: 0 {DISABLED_TEXT}, stop: 0.5 {DISABLED_TEXT}, stop: 0.6 #f3f4f6, stop: 1 #f3f4f6);
 }}
+QCheckBox::indicator:focus, QRadioButton::indicator:focus {{
+    border: 2px solid {ACCENT}; width: 10px; height: 10px;
+}}
+QCheckBox::indicator:checked:focus {{ border-color: {FOCUS_ON_ACCENT}; }}
+QFocusFrame {{ border: 2px solid {ACCENT}; border-radius: 5px; }}
 """
 
 
@@ -128,6 +145,62 @@ def apply_style(app: QApplication) -> None:
     app.setStyle("Fusion")
     app.setPalette(light_palette())
     app.setStyleSheet(STYLESHEET)
+    if app.findChild(FocusRing) is None:
+        FocusRing(app)
+
+
+RINGED = (QComboBox, QAbstractSpinBox, QToolButton)
+"""The controls Fusion shows the focus on with a 1 px blue border or a faint tint, which the
+stylesheet cannot thicken without drawing them anew (their arrows included)."""
+
+
+class FocusRing(QObject):
+    """Draws the buttons' 2 px focus ring (QFocusFrame in the stylesheet) round the combo box,
+    spin box or tool button that has the focus, just outside it: nothing changes size. Qt
+    paints it; Python only moves it when the focus moves. Lives as long as ``parent``."""
+
+    def __init__(self, parent: QObject) -> None:
+        super().__init__(parent)
+        self._frame: QFocusFrame | None = None
+        app = QApplication.instance()
+        assert isinstance(app, QApplication)
+        app.focusChanged.connect(self._follow)
+
+    def _follow(self, _old: QWidget | None, new: QWidget | None) -> None:
+        if self._frame is not None:  # its window still open (see _forget)
+            self._frame.destroyed.disconnect(self._forget)
+            self._frame.hide()
+            self._frame.deleteLater()
+            self._frame = None
+        if isinstance(new, RINGED) and not new.isWindow():
+            self._frame = QFocusFrame(new.parentWidget())
+            self._frame.destroyed.connect(self._forget)  # with the window it was shown in
+            self._frame.setWidget(new)
+            _room_for(self._frame)
+
+    def _forget(self) -> None:
+        self._frame = None
+
+
+def _room_for(frame: QFocusFrame) -> None:
+    """Move ``frame`` up to an ancestor with room for all of it: Qt puts it in the control's
+    parent, where a control at the edge (More options, at the settings column's left) lost
+    that side of its ring. It stops at a scroll area's content, which it scrolls with."""
+    parent, geometry = frame.parentWidget(), frame.geometry()
+    while parent is not None and not parent.rect().contains(geometry):
+        above = parent.parentWidget()
+        if (
+            above is None
+            or parent.isWindow()
+            or isinstance(above.parentWidget(), QAbstractScrollArea)
+        ):
+            break  # a window, or a scroll area's content (the child of its viewport)
+        geometry = geometry.translated(parent.pos())
+        parent = above
+    if parent is not None and parent is not frame.parentWidget():
+        frame.setParent(parent)
+        frame.setGeometry(geometry)
+        frame.show()
 
 
 def light_palette() -> QPalette:

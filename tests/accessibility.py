@@ -31,3 +31,29 @@ def contrast(a: str, b: str) -> float:
 
     high, low = sorted((luminance(a), luminance(b)), reverse=True)
     return (high + 0.05) / (low + 0.05)
+
+
+def mnemonic_letters(window: Any) -> dict[str, list[str]]:
+    """The Alt letters of ``window`` (its buttons, its labels with a buddy, its boxes' titles
+    and its menus, shown or not), each with the texts that use it: one text each, or Alt with
+    that letter goes to only one of them."""
+    import re
+
+    from PySide6.QtWidgets import QAbstractButton, QGroupBox, QLabel, QMenuBar, QWidget
+
+    texts: list[str] = []
+    for widget in window.findChildren(QWidget):
+        if isinstance(widget, QMenuBar):
+            texts += [action.text() for action in widget.actions()]
+        elif isinstance(widget, QAbstractButton) or (
+            isinstance(widget, QLabel) and widget.buddy() is not None
+        ):
+            texts.append(widget.text())
+        elif isinstance(widget, QGroupBox):
+            texts.append(widget.title())
+    letters: dict[str, list[str]] = {}
+    for text in texts:
+        found = re.search(r"&([^&])", text.replace("&&", ""))
+        if found:
+            letters.setdefault(found.group(1).lower(), []).append(text)
+    return letters

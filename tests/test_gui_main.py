@@ -13,7 +13,7 @@ from urllib.parse import unquote_to_bytes
 
 import numpy as np
 import pytest
-from accessibility import record_announcements
+from accessibility import mnemonic_letters, record_announcements
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
@@ -2503,6 +2503,35 @@ def test_alt_and_a_letter_goes_to_each_setting_from_anywhere(
     assert not panel.more.isVisibleTo(window)
     qtbot.keyClick(window.queue, Qt.Key.Key_O, Qt.KeyboardModifier.AltModifier)
     qtbot.waitUntil(lambda: panel.more.isVisibleTo(window))  # More options opened, Alt+O
+
+
+def test_each_field_of_more_options_has_a_letter_no_other_control_uses(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    """Exact strength, Name ends with, If it exists, Format, Quality and Keep the location had
+    no Alt letter: a keyboard user tabbed to each (accessibility audit). Alt with the letter
+    goes to the field (ticks the box); no letter is used twice in the window, menus included."""
+    from PySide6.QtWidgets import QApplication
+
+    panel = window.options_panel
+    panel.show_more(True)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    keys = {
+        Qt.Key.Key_E: panel.strength_spin,
+        Qt.Key.Key_N: panel.suffix_edit,
+        Qt.Key.Key_I: panel.collision_combo,
+        Qt.Key.Key_R: panel.format_combo,
+        Qt.Key.Key_Q: panel.quality_spin,
+        Qt.Key.Key_L: panel.keep_location_check,
+    }
+    for key, control in keys.items():
+        window.queue.setFocus()
+        qtbot.keyClick(window.queue, key, Qt.KeyboardModifier.AltModifier)
+        assert QApplication.focusWidget() is control, (key, QApplication.focusWidget())
+    qtbot.waitUntil(panel.keep_location_check.isChecked)  # Alt+L ticked it
+    twice = {key: texts for key, texts in mnemonic_letters(window).items() if len(texts) > 1}
+    assert not twice, twice
 
 
 def test_the_readme_lists_every_menu_shortcut_and_settings_letter(window: MainWindow) -> None:

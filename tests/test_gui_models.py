@@ -14,6 +14,7 @@ from pytestqt.qtbot import QtBot
 pytest.importorskip("spdesk.core.models.store", reason="the model store has not landed yet")
 pytest.importorskip("hub_server", reason="the test hub server has not landed yet")
 
+from accessibility import mnemonic_letters
 from hub_server import HubServer, tiny_sd_repo_files
 
 from spdesk.core.events import CancelToken, EventSink
@@ -884,6 +885,14 @@ def test_the_list_and_the_progress_bar_are_named_for_screen_readers(qtbot: QtBot
     dialog = _dialog(qtbot, ModelStore)
     assert dialog.table.accessibleName() == "Features and their models"
     assert dialog.progress.accessibleName() == "Progress of the download or move"
+
+
+def test_download_has_a_letter_of_its_own(qtbot: QtBot) -> None:
+    """ "Download…" had no Alt letter (accessibility audit): Alt+D now, used once."""
+    dialog = _dialog(qtbot, ModelStore)
+    letters = mnemonic_letters(dialog)
+    assert letters.get("d") == [dialog.download_button.text()], letters
+    assert not {key: texts for key, texts in letters.items() if len(texts) > 1}, letters
 
 
 def test_tab_leaves_the_list_for_the_buttons(qtbot: QtBot) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import shiboken6
-from accessibility import record_announcements
+from accessibility import mnemonic_letters, record_announcements
 from PIL import Image
 from PySide6.QtCore import QPoint
 from pytestqt.qtbot import QtBot
@@ -659,6 +659,17 @@ def test_a_second_preview_does_not_say_it_loads_the_model_and_a_stopped_one_leav
         assert dialog.status_label.text() == "Preview cancelled."
         assert dialog.progress.value() == 0
         assert all(dialog.tiles[name].picture.text() != "…" for name in EDIT_TILES)
+
+
+def test_preview_ai_edit_has_a_letter_of_its_own(
+    qtbot: QtBot, inputs: tuple[Path, ProtectOptions]
+) -> None:
+    """ "Preview AI edit" had no Alt letter (accessibility audit): Alt+P now, used once."""
+    photo, options = inputs
+    dialog = _dialog(qtbot, photo, options, None)
+    letters = mnemonic_letters(dialog)
+    assert letters.get("p") == [dialog.preview_button.text()], letters
+    assert not {key: texts for key, texts in letters.items() if len(texts) > 1}, letters
 
 
 def test_the_fields_and_pictures_are_named_for_screen_readers(

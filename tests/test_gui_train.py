@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from accessibility import contrast, record_announcements
+from accessibility import contrast, mnemonic_letters, record_announcements
 from PIL import Image
 from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
@@ -110,7 +110,7 @@ def test_pause_then_cancel_saves_nothing(qtbot: QtBot, dialog: TrainDialog) -> N
         assert dialog.status_label.text() == "Stopping…"  # as the button says, not "Cancelling…"
     assert dialog.result is None
     assert dialog.status_label.text().startswith("Stopped; nothing was saved to the library.")
-    assert f"Press “{dialog.start_button.text()}”" in dialog.status_label.text()
+    assert f"Press “{dialog.start_button.text().replace('&', '')}”" in dialog.status_label.text()
     assert dialog.val_chart.empty_text == "Stopped before the first check."  # not "…about 15 s"
     assert library_perturbations() == []
 
@@ -674,7 +674,7 @@ def test_train_again_asks_before_discarding_an_unsaved_result(
     dialog.train_longer_button.click()
     assert [title for title, _text, _buttons in asked] == ["Discard the result?"]
     assert started == [] and dialog.result is weak and dialog.steps_spin.value() == steps
-    assert dialog.start_button.text() == "Train again"
+    assert dialog.start_button.text() == "&Train again"
     dialog.start_button.click()
     assert len(asked) == 2 and started == [] and dialog.result is weak
     asked = _answer_questions(monkeypatch, QMessageBox.StandardButton.Discard)
@@ -906,6 +906,35 @@ def test_every_field_and_the_progress_are_named_for_screen_readers(
     }
     for widget, name in names.items():
         assert widget.accessibleName() == name
+
+
+def test_each_setting_and_start_training_have_a_letter_of_their_own(
+    qtbot: QtBot, dialog: TrainDialog
+) -> None:
+    """Strength, Length, Crop size, Encoder and "Start training" had no Alt letter: a keyboard
+    user tabbed to each (accessibility audit). Alt with the letter goes to the field; no
+    letter is used twice in the dialog; "Train again" keeps the start button's."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    dialog.show()
+    dialog.activateWindow()
+    qtbot.waitUntil(dialog.isActiveWindow)
+    keys = {
+        Qt.Key.Key_S: dialog.strength_combo,
+        Qt.Key.Key_L: dialog.steps_spin,
+        Qt.Key.Key_C: dialog.size_spin,
+        Qt.Key.Key_E: dialog.encoder_combo,
+    }
+    for key, control in keys.items():
+        dialog.close_button.setFocus()
+        qtbot.keyClick(dialog.close_button, key, Qt.KeyboardModifier.AltModifier)
+        assert QApplication.focusWidget() is control, (key, QApplication.focusWidget())
+    letters = mnemonic_letters(dialog)
+    assert letters.get("t") == [dialog.start_button.text()], letters
+    twice = {key: texts for key, texts in letters.items() if len(texts) > 1}
+    assert not twice, twice
+    assert dialog.status_label.text().count("“Start training”") == 1  # its words, no "&"
 
 
 def test_a_runs_end_is_told_to_screen_readers(

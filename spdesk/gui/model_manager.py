@@ -190,7 +190,7 @@ class ModelManagerDialog(QDialog):
         for column, width in enumerate((170, 220, 170, 80)):
             self.table.setColumnWidth(column, width)
         header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
-        self.download_button = QPushButton("Download…")
+        self.download_button = QPushButton("&Download…")  # Alt+D
         self.download_button.setObjectName("Primary")
         self.cancel_button = QPushButton("Stop download")  # the task; Close is the dialog
         self.cancel_button.setToolTip("Stop the download; what was fetched is kept")
@@ -582,9 +582,9 @@ class ModelManagerDialog(QDialog):
         present = bool(status is not None and status.present)
         self.download_button.setEnabled(not running and feature is not None)
         self.download_button.setText(
-            "Resume download"
+            "Resume &download"
             if status is not None and status.partial_bytes and not present
-            else "Download…"
+            else "&Download…"
         )
         self.cancel_button.setEnabled(running and self._action in ("download", "plan", "move"))
         moving = running and self._action == "move"

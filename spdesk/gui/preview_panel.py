@@ -538,7 +538,7 @@ class PreviewDialog(QDialog):
         self.status_label.setWordWrap(True)
         self.models_button = QPushButton("Open Models…")
         self.models_button.hide()
-        self.preview_button = QPushButton("Preview AI edit")
+        self.preview_button = QPushButton("&Preview AI edit")  # Alt+P
         self.preview_button.setObjectName("Primary")
         self.cancel_button = QPushButton("Stop preview")  # the edit; Close is the dialog
         self.close_button = QPushButton("Close")

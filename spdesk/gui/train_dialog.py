@@ -182,6 +182,7 @@ def count_task(folder: Path) -> Task:
 
 ADVISED_PHOTOS = 20  # the folder's advice: fewer trains a weaker, less general pattern
 CHOOSE_TEXT = "Choose a folder of photos, then press “Start training”."
+START_TEXT, AGAIN_TEXT = "Start &training", "&Train again"  # Alt+T, whichever it says
 
 
 def ready_text(count: int | None) -> str:
@@ -400,12 +401,15 @@ class TrainDialog(QDialog):
         self.encoder_row = QWidget()
         self.encoder_row.setLayout(encoder_row)
         encoder_row.setContentsMargins(0, 0, 0, 0)
-        form = QFormLayout(box)
-        form.addRow("Strength", strength_row)
-        form.addRow("Length", self.steps_spin)
-        form.addRow("Crop size", self.size_spin)
+        form = QFormLayout(box)  # Alt and the underlined letter goes to each field
+        form.addRow("&Strength", strength_row)
+        strength_label = form.labelForField(strength_row)
+        if isinstance(strength_label, QLabel):  # a row of two: the letter goes to the first
+            strength_label.setBuddy(self.strength_combo)
+        form.addRow("&Length", self.steps_spin)
+        form.addRow("&Crop size", self.size_spin)
         form.addRow("Robust to", robust)
-        form.addRow("Encoder", self.encoder_combo)
+        form.addRow("&Encoder", self.encoder_combo)
         form.addRow("", self.encoder_row)
         return box
 
@@ -414,7 +418,7 @@ class TrainDialog(QDialog):
         self.progress.setAccessibleName("Training progress")
         self.status_label = muted_label(CHOOSE_TEXT)
         self.status_label.setWordWrap(True)
-        self.start_button = QPushButton("Start training")
+        self.start_button = QPushButton(START_TEXT)
         self.start_button.setObjectName("Primary")
         self.pause_button = QPushButton("Pause")
         self.cancel_button = QPushButton("Stop training")  # the task; Close is the dialog
@@ -823,19 +827,23 @@ class TrainDialog(QDialog):
         if self.unkept:  # the last checkpoint failed: an earlier one is what resumes
             where = f"at its last checkpoint written (the one after was not: {self.unkept})"
         self.status_label.setText(
-            f"Stopped; nothing was saved to the library. Press “{self.start_button.text()}” "
+            f"Stopped; nothing was saved to the library. Press “{self._start_words()}” "
             f"with the same settings to resume {where}."
         )
         # The chart's "First check after step N (about M s)" spoke of the run under way.
         self.val_chart.set_empty_text("Stopped before the first check.")
         announce(self, self.status_label.text())
 
+    def _start_words(self) -> str:
+        """What the start button says, its letter's "&" left out ("Start training")."""
+        return self.start_button.text().replace("&", "")
+
     def _update_controls(self) -> None:
         running = self.runner.running
         has_folder = bool(self.folder_edit.text().strip())
         self.start_button.setEnabled(not running and has_folder and not self.folder_problem)
         self.start_button.setToolTip(self.folder_problem or "")
-        self.start_button.setText("Train again" if self.result is not None else "Start training")
+        self.start_button.setText(AGAIN_TEXT if self.result is not None else START_TEXT)
         # One main action at a time: once a result is in, it is in the save box below.
         if (self.start_button.objectName() == "Primary") != (self.result is None):
             set_primary(self.start_button, self.result is None)

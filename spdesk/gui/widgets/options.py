@@ -599,13 +599,15 @@ class OptionsPanel(QWidget):
         self.quality_spin = QSpinBox()
         self.quality_spin.setRange(50, 100)
         self.quality_spin.valueChanged.connect(self.changed)
+        # Alt and the underlined letter goes to each field: none of the window's other
+        # letters (S, M, A, V, O; the menus' F, P, T, H).
         form = QFormLayout(box)
-        form.addRow("Exact strength", self.strength_spin)
-        form.addRow("Name ends with", self.suffix_edit)
-        form.addRow("If it exists", self.collision_combo)
-        form.addRow("Format", self.format_combo)
-        form.addRow("Quality", self.quality_spin)
-        self.keep_location_check = QCheckBox("Keep the location (GPS)")
+        form.addRow("&Exact strength", self.strength_spin)
+        form.addRow("&Name ends with", self.suffix_edit)
+        form.addRow("&If it exists", self.collision_combo)
+        form.addRow("Fo&rmat", self.format_combo)
+        form.addRow("&Quality", self.quality_spin)
+        self.keep_location_check = QCheckBox("Keep the &location (GPS)")
         self.keep_location_check.setToolTip(
             "Off: the protected copies do not say where the photos were taken (the camera, "
             "date and other details stay). On: the GPS position is copied too."

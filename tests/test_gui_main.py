@@ -1192,6 +1192,28 @@ def test_a_card_dropped_whole_gets_its_default_folder_in_home_not_beside_its_mou
     assert window.output_root() == Path.home() / "spdesk protected" / "CARD (protected)"
 
 
+def test_the_strengths_number_and_the_default_folders_path_are_shown_not_only_in_tooltips(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """The number behind Low, Medium and High and the default output folder's full path were
+    in tooltips alone, which Qt never shows to the keyboard: a sighted keyboard user could not
+    read them (accessibility audit). The notes under them say them; a long path wraps."""
+    panel = window.options_panel
+    for button in panel.strength_group.buttons():
+        button.click()
+        eps = float(button.property("eps"))
+        assert f"at most {eps:g} out of 255" in panel.strength_note.text(), button.text()
+    panel.output_edit.clear()
+    photos = _photos(tmp_path / ("LongFolderNameWithoutSpaces" * 3) / "trip", 2)
+    _add(qtbot, window, [photos])
+    note = panel.output_note
+    assert note.isVisibleTo(window)
+    shown = note.text().replace("\u200b", "")  # where a line may break
+    assert window.output_root() == photos.parent / "trip (protected)"
+    assert f"“trip (protected)”, beside the photos in {photos.parent}." in shown, shown
+    assert note.minimumSizeHint().width() < 300  # the column's width: it wraps, not widens
+
+
 def test_the_default_output_folder_is_beside_the_folder_dropped_not_inside_it(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:
@@ -1480,7 +1502,7 @@ def test_a_folder_added_after_protecting_does_not_protect_the_first_again(
     # The common folder is now photos/, whose default would be a new "photos (protected)":
     # the queue keeps the folder its first copies went to, and says so.
     note = window.options_panel.output_note.text()
-    assert note == "Same folder as this queue's earlier copies: “A (protected)”.", note
+    assert note.startswith("Same folder as this queue's earlier copies: “A (protected)”, in "), note
     _protect(qtbot, window)
     assert not (tmp_path / "photos (protected)").exists(), "A protected again elsewhere"
     outputs = [p for p in copies.rglob("*") if p.suffix in (".png", ".jpg")]

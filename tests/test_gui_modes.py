@@ -214,13 +214,14 @@ def test_the_strength_note_says_how_visible_the_chosen_mode_is(qtbot, tmp_path) 
 
     panel = OptionsPanel(replace(ProtectOptions(), mode="photo", strength=8.0))
     qtbot.addWidget(panel)
-    assert panel.strength_note.text() == visibility_words("photo", 8.0)
+    at_most = " Each colour value changes by at most {:g} out of 255."
+    assert panel.strength_note.text() == visibility_words("photo", 8.0) + at_most.format(8)
     assert "SSIMULACRA2" in panel.strength_note.toolTip()
     panel.set_mode("universal")  # the same strength, a pattern far easier to see
-    assert panel.strength_note.text() == visibility_words("universal", 8.0)
+    assert panel.strength_note.text() == visibility_words("universal", 8.0) + at_most.format(8)
     panel.strength_spin.setValue(16.0)
     assert panel.strength_note.text() == visibility_words("universal", 16.0) + (
-        " Stronger protection."
+        " Stronger protection." + at_most.format(16)
     )
     panel.set_mode("finetune")  # each photo's own pattern, fine-tuned
     assert panel.strength_note.text().startswith(visibility_words("photo", 16.0))

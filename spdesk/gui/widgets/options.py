@@ -305,6 +305,9 @@ class OptionsPanel(QWidget):
         eps = self.strength_spin.value()
         text = visibility_words(self._pattern_family(), eps)
         text += " Weaker protection." if eps <= 4 else " Stronger protection." if eps > 8 else ""
+        # The number behind Low, Medium and High, which their tooltips alone said: Qt shows
+        # no tooltip to the keyboard (accessibility audit).
+        text += f" Each colour value changes by at most {eps:g} out of 255."
         tip = f"{visibility_tip(self._pattern_family(), eps)}.\n"
         tip += f"Each colour value changes by at most {eps:g} out of 255 (PSNR ≥ "
         tip += f"{worst_case_psnr(eps):.1f} dB"
@@ -576,9 +579,11 @@ class OptionsPanel(QWidget):
         folder = self._default_output
         shown = self._default_note_shown()
         if folder is not None:  # a wrapped line: a long folder name is never cut off
-            text = f"New folder “{folder.name}”, beside the photos."
+            # Where it is in full, which the field's tooltip alone said (accessibility audit).
+            where = _breakable(folder.parent)
+            text = f"New folder “{folder.name}”, beside the photos in {where}."
             if self._default_used:
-                text = f"Same folder as this queue's earlier copies: “{folder.name}”."
+                text = f"Same folder as this queue's earlier copies: “{folder.name}”, in {where}."
             self.output_note.setText(text)
         self.output_note.setVisible(shown)
 
@@ -705,6 +710,20 @@ def _describe(perturbation: Perturbation, bundled: bool) -> str:
     if visibility is not None:
         parts.append(visibility.brief())
     return " ".join(p for p in parts if p)
+
+
+def _breakable(path: Path) -> str:
+    """``path`` with a line break allowed (a zero-width space) after each separator and every
+    20 characters of a longer name: a long path wraps in a note, where it would widen the
+    settings column."""
+    shown, run = [], 0
+    for character in str(path):
+        shown.append(character)
+        run += 1
+        if character in "/\\" or run == 20:
+            shown.append("\u200b")
+            run = 0
+    return "".join(shown)
 
 
 def _duration(seconds: float) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from spdesk.gui.protect_bridge import job_settings
 from spdesk.gui.settings import ProtectOptions
@@ -21,6 +24,8 @@ def test_each_mode_round_trips_to_the_job(qtbot, mode: str) -> None:  # type: ig
     assert panel.steps_spin.isVisibleTo(panel) == (mode == "finetune")  # shown with its mode
     assert panel.mode_note.text()
     assert panel.perturbation_box.isVisibleTo(panel) == (mode != "photo")
+    # The generator draws each photo's own pattern: photo mode, and fine-tuning from it.
+    assert panel.generator_row.isVisibleTo(panel) == (mode != "universal")
 
 
 def test_the_pattern_box_says_what_fine_tuning_starts_from(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -439,3 +444,132 @@ def test_tab_goes_into_strength_and_mode_at_the_chosen_button(qtbot) -> None:  #
     qtbot.keyClick(panel.mode_radios["finetune"], Qt.Key.Key_Up)
     assert panel.mode() == "universal"
     assert QApplication.focusWidget() is panel.mode_radios["universal"]
+
+
+def _choose_generator(window, monkeypatch, path: Path) -> list[str]:  # type: ignore[no-untyped-def]
+    """Pick ``path`` in the generator list's "Generator file…" entry; returns the errors shown."""
+    from spdesk.gui import main_window
+    from spdesk.gui.widgets.options import CHOOSE_GENERATOR
+
+    errors: list[str] = []
+    monkeypatch.setattr(window, "show_error", errors.append)
+    monkeypatch.setattr(
+        main_window.QFileDialog, "getOpenFileName", lambda *_a, **_k: (str(path), "")
+    )
+    combo = window.options_panel.generator_combo
+    combo.setCurrentIndex(combo.findData(CHOOSE_GENERATOR))
+    combo.activated.emit(combo.currentIndex())
+    return errors
+
+
+def _protect_one(qtbot, window, photo: Path, out: Path) -> np.ndarray:  # type: ignore[no-untyped-def]
+    window.options_panel.output_edit.setText(str(out))
+    with qtbot.waitSignal(window.job_runner.finished, timeout=60_000):
+        assert window.start_job()
+    (row,) = window.queue.rows()
+    assert row.output is not None, row.reason
+    return np.asarray(Image.open(row.output).convert("RGB"), dtype=np.int16)
+
+
+def test_a_trained_generator_is_chosen_reaches_the_job_and_is_kept(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path, monkeypatch, generator_file
+) -> None:
+    """The window always drew with the bundled generator: one made by spdesk train-generator
+    was for the command line only (spdesk protect --generator)."""
+    from spdesk.gui.main_window import MainWindow
+    from spdesk.gui.settings import load_options, open_settings
+    from tests import protect_samples as samples
+
+    window = MainWindow(open_settings())
+    qtbot.addWidget(window)
+    monkeypatch.setattr(window, "ask", lambda *_: True)
+    panel = window.options_panel
+    assert panel.mode() == "photo" and panel.generator_combo.currentText() == "spdesk's own"
+    photo = samples.photo(tmp_path / "photos" / "photo.png", 64, 48)
+    with qtbot.waitSignal(window.scan_runner.finished, timeout=10_000):
+        window.add_paths([photo])
+    bundled = _protect_one(qtbot, window, photo, tmp_path / "bundled")
+    assert not _choose_generator(window, monkeypatch, generator_file)
+    assert panel.generator_combo.currentText() == "gen"  # which one is in use
+    assert panel.generator_combo.toolTip() == str(generator_file)
+    assert "Your generator “gen”" in panel.generator_note.text()
+    assert job_settings(window.current_options()).generator == generator_file
+    trained = _protect_one(qtbot, window, photo, tmp_path / "trained")
+    assert np.abs(trained - bundled).max() > 0  # the job drew with the file chosen
+    panel.set_mode("universal")  # a universal job lays a pattern: the generator is not its
+    assert job_settings(window.current_options()).generator is None
+    panel.set_mode("photo")
+    window.close()
+    assert load_options(open_settings()).generator == str(generator_file)
+    again = MainWindow(open_settings())  # the next start
+    qtbot.addWidget(again)
+    assert again.options_panel.generator_combo.currentText() == "gen"
+    assert again.options_panel.generator_path() == str(generator_file)
+
+
+def test_a_pattern_or_a_damaged_file_is_refused_as_a_generator(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path, monkeypatch, generator_file
+) -> None:
+    from spdesk.gui.main_window import MainWindow
+    from spdesk.gui.settings import open_settings
+    from tests import protect_samples as samples
+
+    window = MainWindow(open_settings())
+    qtbot.addWidget(window)
+    panel = window.options_panel
+    assert not _choose_generator(window, monkeypatch, generator_file)
+    pattern = samples.perturbation_file(tmp_path)
+    errors = _choose_generator(window, monkeypatch, pattern)
+    assert len(errors) == 1 and "test.safetensors is a universal pattern" in errors[0]
+    assert "Universal mode" in errors[0] and "gen stays chosen" in errors[0]
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(generator_file.read_bytes()[:-40])  # cut short, as by a full disk
+    errors = _choose_generator(window, monkeypatch, damaged)
+    assert len(errors) == 1 and errors[0].startswith("damaged.safetensors")
+    text = tmp_path / "notes.safetensors"
+    text.write_text("not a generator")
+    errors = _choose_generator(window, monkeypatch, text)
+    assert len(errors) == 1 and "notes.safetensors" in errors[0]
+    assert panel.generator_path() == str(generator_file)  # nothing changed
+    assert panel.generator_combo.currentText() == "gen" and not panel.generator_error()
+
+
+def test_a_missing_generator_stays_chosen_and_refuses_to_protect(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path, monkeypatch, generator_file
+) -> None:
+    """A generator on a disk unplugged since: said at once, with what to do, not a failed row
+    for each photo; "spdesk's own" is one pick away."""
+    from spdesk.gui.main_window import MainWindow
+    from spdesk.gui.settings import load_options, open_settings, save_options
+    from tests import protect_samples as samples
+
+    gone = tmp_path / "portraits-gen.safetensors"
+    save_options(open_settings(), replace(ProtectOptions(), generator=str(gone)))
+    window = MainWindow(open_settings())
+    qtbot.addWidget(window)
+    errors: list[str] = []
+    monkeypatch.setattr(window, "show_error", errors.append)
+    monkeypatch.setattr(window, "ask", lambda *_: True)
+    panel = window.options_panel
+    assert panel.generator_combo.currentText() == "portraits-gen (not found)"
+    assert (
+        str(gone) in panel.generator_note.text() and "spdesk's own" in panel.generator_note.text()
+    )
+    assert panel.generator_note.isVisibleTo(panel)
+    photo = samples.photo(tmp_path / "photo.png")
+    with qtbot.waitSignal(window.scan_runner.finished, timeout=10_000):
+        window.add_paths([photo])
+    window.options_panel.output_edit.setText(str(tmp_path / "out"))
+    assert not window.start_job()
+    assert errors and str(gone) in errors[0] and "not found" in errors[0]
+    panel.set_mode("universal")  # a universal job does not need it
+    assert panel.generator_row.isHidden()
+    panel.set_mode("photo")
+    combo = panel.generator_combo
+    combo.setCurrentIndex(combo.findData(""))
+    combo.activated.emit(combo.currentIndex())  # the user picks spdesk's own
+    assert not panel.generator_error() and not panel.generator_note.isVisibleTo(panel)
+    with qtbot.waitSignal(window.job_runner.finished, timeout=60_000):
+        assert window.start_job()
+    window.close()
+    assert load_options(open_settings()).generator == ""

@@ -697,3 +697,20 @@ def test_the_fields_and_pictures_are_named_for_screen_readers(
     assert waiting.picture.text()  # what it needs, in its place
     dialog.tiles["protected"].set_caption("Protected, fine-tuned")
     assert dialog.tiles["protected"].picture.accessibleName() == "Protected, fine-tuned"
+
+
+def test_the_preview_draws_with_the_generator_the_window_chose(
+    qtbot: QtBot, inputs: tuple[Path, ProtectOptions], generator_file: Path
+) -> None:
+    """The window protects with a trained generator: its preview showed the bundled one's."""
+    photo, options = inputs
+    photo_mode = replace(options, mode="photo", perturbation="")
+    bundled = _dialog(qtbot, photo, photo_mode, None)
+    trained = _dialog(qtbot, photo, replace(photo_mode, generator=str(generator_file)), None)
+    assert trained.settings().generator == str(generator_file)
+    assert bundled.view is not None and trained.view is not None
+    assert not np.array_equal(bundled.view.protected, trained.view.protected)
+    universal = _dialog(
+        qtbot, photo, replace(options, mode="universal", generator=str(generator_file)), None
+    )
+    assert universal.settings().generator == ""  # a universal pattern is laid, not drawn

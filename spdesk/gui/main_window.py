@@ -352,6 +352,7 @@ class MainWindow(QMainWindow):
         self.options_panel.import_requested.connect(self.import_perturbation)
         self.options_panel.choose_output_requested.connect(self.choose_output)
         self.options_panel.choose_encoder_requested.connect(self.choose_encoder)
+        self.options_panel.choose_generator_requested.connect(self.choose_generator)
         self.device_combo.currentIndexChanged.connect(self._on_device_changed)
         self.job_runner.core_event.connect(self._on_job_event)
         self.job_runner.failed.connect(self._on_job_failed)
@@ -837,6 +838,9 @@ class MainWindow(QMainWindow):
                 or "Choose a pattern first (import one or train your own)."
             )
             return False
+        if protect_bridge.draws_its_own(options) and self.options_panel.generator_error():
+            self.show_error(self.options_panel.generator_error())
+            return False
         if options.mode == "finetune" and not self._encoder_ready(options.finetune_encoder):
             return False
         if problem := self._output_root_problem() or self._output_in_input(queued):
@@ -916,6 +920,20 @@ class MainWindow(QMainWindow):
         else:  # back to what was chosen before the "file…" entry
             panel.set_encoder(self._last_encoder)
         self._last_encoder = panel.encoder()
+
+    def choose_generator(self) -> None:
+        """Draw each photo's perturbation with a generator the user trained (``spdesk
+        train-generator``); a file that is not one is refused with why, and nothing changes."""
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Protection generator",
+            last_folder(self.settings, "generator"),
+            "spdesk protection generator (*.safetensors);;All files (*)",
+        )
+        if path:
+            remember_folder(self.settings, "generator", str(Path(path).parent))
+        if problem := self.options_panel.choose_generator(path):
+            self.show_error(problem)
 
     def retry(self, _path: Path) -> None:
         """Run the job again: the failed photo is retried, finished ones are skipped."""

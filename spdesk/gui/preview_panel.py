@@ -142,6 +142,7 @@ class PreviewSettings:
     seed: int = 0
     working_size: int = 512
     protection: str = "universal"  # the job's mode (protect_bridge.job_mode_of)
+    generator: str = ""  # the photo modes' generator file; "" = the bundled one
     fine_tuning: FineTuning | None = None  # the job's, in the fine-tuning modes
 
     @property
@@ -249,8 +250,8 @@ def preview_task(
             _announce_loading(on_event, engine.loaded(request.mode))
             return preview_photo(
                 settings.photo, perturbation, request, options, engine,
-                protection=settings.shown_protection, fine_tuning=settings.fine_tuning,
-                memo=memo, on_event=on_event, cancel=cancel,
+                protection=settings.shown_protection, generator=_generator(settings),
+                fine_tuning=settings.fine_tuning, memo=memo, on_event=on_event, cancel=cancel,
             )  # fmt: skip
 
     return run
@@ -265,11 +266,17 @@ def protection_task(settings: PreviewSettings, *, model_dir: Path | None = None)
         options = ApplyOptions(working_size=settings.working_size, strength=settings.strength)
         perturbation = Path(settings.perturbation) if settings.perturbation else None
         view = protect_for_preview(
-            settings.photo, perturbation, options, protection=settings.shown_protection
-        )
+            settings.photo, perturbation, options, protection=settings.shown_protection,
+            generator=_generator(settings),
+        )  # fmt: skip
         return ProtectionShown(view, model_dir is not None or _model_installed(settings.mode))
 
     return run
+
+
+def _generator(settings: PreviewSettings) -> Path | None:
+    """The generator the photo modes draw with, as the job's (None: the bundled one)."""
+    return Path(settings.generator) if settings.generator else None
 
 
 def _model_installed(mode: str) -> bool:
@@ -601,7 +608,7 @@ class PreviewDialog(QDialog):
         self.preset_combo.blockSignals(False)
 
     def settings(self) -> PreviewSettings:
-        from spdesk.gui.protect_bridge import job_mode_of, job_settings, uses_pattern
+        from spdesk.gui.protect_bridge import draws_its_own, job_mode_of, job_settings, uses_pattern
 
         # A pattern left selected from universal mode is not photo mode's: never read it.
         pattern = self.options.perturbation if uses_pattern(self.options) else ""
@@ -618,6 +625,7 @@ class PreviewDialog(QDialog):
             seed=self.seed_spin.value(),
             working_size=self.working_size,
             protection=protection,
+            generator=self.options.generator if draws_its_own(self.options) else "",
             fine_tuning=FineTuning.of(job_settings(self.options)) if tuned else None,
         )
 

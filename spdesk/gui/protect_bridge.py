@@ -312,6 +312,13 @@ def uses_pattern(options: ProtectOptions) -> bool:
     return job_mode_of(options) in ("universal", "finetune")
 
 
+def draws_its_own(options: ProtectOptions) -> bool:
+    """Whether the job draws each photo's own perturbation with a generator the user chose
+    (a generator chosen in photo mode is left out of a universal job, as a pattern is of a
+    photo mode's: it would change the job's fingerprint)."""
+    return bool(options.generator) and not uses_pattern(options)
+
+
 def job_settings(options: ProtectOptions) -> Any:
     """The core job's settings for the window's options. A pattern chosen in universal mode
     and left selected when switching to photo mode is not the job's: passing it would change
@@ -323,6 +330,7 @@ def job_settings(options: ProtectOptions) -> Any:
         perturbation=(
             Path(options.perturbation) if uses_pattern(options) and options.perturbation else None
         ),  # "" is the bundled pattern
+        generator=Path(options.generator) if draws_its_own(options) else None,  # likewise
         strength=options.strength,
         mode=mode,
         finetune_steps=options.finetune_steps,

@@ -92,8 +92,10 @@ class ProtectOptions:
 
     Attributes:
         perturbation: path of the perturbation file ("" = the bundled default).
+        generator: path of the protection generator file the photo modes draw each photo's
+            perturbation with ("" = the bundled one; ``spdesk train-generator`` makes others).
         strength: budget in 8-bit steps, in (0, 64]; presets 4 / 8 / 16.
-        mode: "photo" (each photo its own perturbation from the bundled generator),
+        mode: "photo" (each photo its own perturbation from the generator),
             "universal" (instant) or "finetune" (per-photo optimisation; needs the VAE).
         finetune_steps: optimisation steps per photo in fine-tuned mode, 1..1000 (the core's
             default, 8, on any device: about 3 minutes a photo with SD 1.5's VAE on a CPU).
@@ -117,6 +119,7 @@ class ProtectOptions:
     """
 
     perturbation: str = ""
+    generator: str = ""
     strength: float = DEFAULT_STRENGTH
     mode: str = "photo"
     finetune_steps: int = DEFAULT_FINETUNE_STEPS

@@ -67,6 +67,8 @@ NEEDED_MODELS = {
 }
 """What the mode note says a missing encoder is, and where Models… lists it."""
 CHOOSE_ENCODER = "\x00choose"  # the combo entry that asks for an encoder file
+CHOOSE_GENERATOR = "\x00choose"  # the combo entry that asks for a generator file
+BUNDLED_GENERATOR = "spdesk's own"
 MEASURED_ON = {"cpu": "CPU", "cuda": "NVIDIA GPU", "mps": "Apple GPU"}
 """The device a remembered fine-tuning time was measured on, in words."""
 # A pause in typing a folder or a suffix that counts as a change: each key re-marked every
@@ -102,6 +104,7 @@ class OptionsPanel(QWidget):
     changed = Signal()
     import_requested = Signal()
     choose_encoder_requested = Signal()
+    choose_generator_requested = Signal()
     choose_output_requested = Signal()
 
     def __init__(self, options: ProtectOptions, parent: QWidget | None = None) -> None:
@@ -118,6 +121,8 @@ class OptionsPanel(QWidget):
         self._default_used = False  # that folder has this queue's earlier copies
         self._mode_chosen = False  # set by a click on a mode, never by the app's own choice
         self._encoder_chosen = False  # likewise, by the user's pick of an encoder
+        self._generator = ""  # the photo modes' generator file ("" = the bundled one)
+        self._generator_error = ""  # why that file cannot be used ("" when it can)
         self.device_kind = "cpu"  # what the time estimates assume until the device is known
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -237,6 +242,7 @@ class OptionsPanel(QWidget):
             self.perturbation_info.setText(self._perturbation_error)
         else:
             self._show_pattern_info()
+        self._update_generator_row()
         self._update_strength_note()
         self.changed.emit()
 
@@ -370,8 +376,102 @@ class OptionsPanel(QWidget):
         finetune_lines.addLayout(steps_line)
         finetune_lines.addWidget(self.encoder_combo)
         lay.addWidget(self.finetune_row)
+        lay.addWidget(self._build_generator_row())  # under the mode that uses it
         lay.addWidget(self.mode_note)
+        self._mode_lines = lay
         return box
+
+    def _build_generator_row(self) -> QWidget:
+        """The generator the photo modes draw each photo's perturbation with: spdesk's own, or
+        one the user trained (``spdesk train-generator``), chosen as a file."""
+        self.generator_combo = ElidedComboBox()
+        self.generator_combo.addItem(BUNDLED_GENERATOR, "")
+        self.generator_combo.addItem("Generator file…", CHOOSE_GENERATOR)
+        self.generator_combo.setAccessibleName("Protection generator")
+        self.generator_combo.setToolTip(
+            "What draws each photo's own pattern: spdesk's own generator, or one you trained "
+            "with spdesk train-generator"
+        )
+        self.generator_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.generator_combo.setMinimumContentsLength(10)  # as the encoder's: the column's width
+        self.generator_combo.activated.connect(self._on_generator_activated)
+        label = QLabel("Generator")
+        label.setBuddy(self.generator_combo)
+        self.generator_note = _wrap(QLabel())
+        self.generator_row = QWidget()  # shown with the modes that draw each photo's own
+        lines = QVBoxLayout(self.generator_row)
+        lines.setContentsMargins(22, 0, 0, 0)
+        line = QHBoxLayout()
+        line.addWidget(label)
+        line.addWidget(self.generator_combo, 1)
+        lines.addLayout(line)
+        lines.addWidget(self.generator_note)
+        return self.generator_row
+
+    def generator_path(self) -> str:
+        """The chosen generator file, "" for spdesk's own."""
+        return self._generator
+
+    def generator_error(self) -> str:
+        """Why the chosen generator cannot be used ("" when it can): a file gone missing since
+        it was chosen, or changed into one spdesk refuses."""
+        return self._generator_error
+
+    def set_generator(self, path: str) -> None:
+        """Select the generator file ``path`` ("" for spdesk's own), listed once by its name;
+        a file that is missing stays chosen, marked, as a missing pattern does."""
+        combo = self.generator_combo
+        combo.blockSignals(True)
+        for index in reversed(range(combo.count())):  # only the chosen file is listed
+            if combo.itemData(index) not in ("", CHOOSE_GENERATOR):
+                combo.removeItem(index)
+        if path:
+            missing = not Path(path).exists()
+            combo.insertItem(1, f"{Path(path).stem}{' (not found)' if missing else ''}", path)
+            combo.setItemData(1, path, Qt.ItemDataRole.ToolTipRole)
+        combo.setCurrentIndex(max(0, combo.findData(path)))
+        combo.blockSignals(False)
+        combo.update_tooltip()
+        self._generator = path
+        self._generator_error = generator_problem(path) if path else ""
+        self._show_generator_info()
+        self.changed.emit()
+
+    def choose_generator(self, path: str) -> str:
+        """The file the user picked ("" when they cancelled): selected when spdesk can use it
+        as a generator, else the generator chosen before stays; returns why it was refused
+        ("" when it was not)."""
+        problem = generator_problem(path) if path else ""
+        self.set_generator(path if path and not problem else self._generator)
+        if problem:
+            problem += f"\nNothing was changed: {self.generator_combo.currentText()} stays chosen."
+        return problem
+
+    def _on_generator_activated(self) -> None:
+        if self.generator_combo.currentData() == CHOOSE_GENERATOR:
+            self.choose_generator_requested.emit()
+        elif str(self.generator_combo.currentData()) != self._generator:
+            self.set_generator(str(self.generator_combo.currentData()))
+
+    def _show_generator_info(self) -> None:
+        note = self._generator_error
+        if not note and self._generator:
+            note = _describe_generator(Path(self._generator))
+        self.generator_note.setText(note)
+        self.generator_note.setVisible(bool(note))
+
+    def _update_generator_row(self) -> None:
+        """Shown where the job draws each photo's own pattern: photo mode, and fine-tuning
+        with no pattern of the user's (it starts from the generator's)."""
+        photo = self.mode() == "photo"
+        drawn = photo or (self.mode() == "finetune" and not self.perturbation_path())
+        self.generator_row.setVisible(drawn)
+        # Under its mode's button: below "Fine-tuned per photo" it read as fine-tuning's alone.
+        above = self.mode_radios["photo"] if photo else self.finetune_row
+        self._mode_lines.removeWidget(self.generator_row)
+        self._mode_lines.insertWidget(self._mode_lines.indexOf(above) + 1, self.generator_row)
 
     def _on_mode_clicked(self) -> None:
         self._mode_chosen = True
@@ -447,6 +547,7 @@ class OptionsPanel(QWidget):
         # Photo-specific protection writes its own pattern: the pattern choice is not used.
         self.perturbation_box.setVisible(self.mode() != "photo")
         self.finetune_row.setVisible(self.mode() == "finetune")
+        self._update_generator_row()
         default = self.perturbation_combo.findData("")
         if default >= 0:
             self.perturbation_combo.setItemText(default, self._default_item_text())
@@ -628,6 +729,7 @@ class OptionsPanel(QWidget):
     # --- whole ----------------------------------------------------------------------------------
     def set_options(self, options: ProtectOptions) -> None:
         self.refresh_perturbations(options.perturbation)
+        self.set_generator(options.generator)
         self.strength_spin.setValue(options.strength)
         self._on_strength_spin(options.strength)
         self.steps_spin.setValue(options.finetune_steps)
@@ -651,6 +753,7 @@ class OptionsPanel(QWidget):
     def options(self, device: str = "auto") -> ProtectOptions:
         return ProtectOptions(
             perturbation=self.perturbation_path(),
+            generator=self.generator_path(),
             strength=self.strength_spin.value(),
             mode=self.mode(),
             finetune_steps=self.steps_spin.value(),
@@ -684,6 +787,53 @@ def _pattern_problem(path: str, error: SpdeskError) -> str:
         f"The pattern file {path} is not found: its disk may be unplugged, or the file was "
         "moved or deleted.\nConnect the disk, or choose another pattern or import it again."
     )
+
+
+def generator_problem(path: str) -> str:
+    """Why the file ``path`` cannot be the photo modes' generator, in the window's words ("" when
+    it can): not found, a pattern (chosen under Pattern instead), or damaged. Its header and
+    weights are read, not the network built: no torch import."""
+    from spdesk.core.generator_file import read_spec
+    from spdesk.core.perturbation import generator_weights_problem
+
+    file = Path(path)
+    if not file.exists():
+        return (
+            f"The generator file {path} is not found: its disk may be unplugged, or the file "
+            f"was moved or deleted.\nConnect the disk, or choose another generator or "
+            f"“{BUNDLED_GENERATOR}”."
+        )
+    try:
+        load_perturbation(file)
+    except SpdeskError:
+        pass
+    else:
+        return (
+            f"{file.name} is a universal pattern, not a protection generator: use it in the "
+            "Universal mode, under Pattern (Import…). A generator is made by spdesk "
+            "train-generator."
+        )
+    try:
+        read_spec(file)
+    except SpdeskError as error:
+        return error.message
+    problem = generator_weights_problem(file)
+    if problem is not None:
+        return (
+            f"{file.name} is a damaged protection generator ({problem.rstrip('.')}): choose "
+            f"another generator or “{BUNDLED_GENERATOR}”."
+        )
+    return ""
+
+
+def _describe_generator(path: Path) -> str:
+    """What a chosen generator file is, in a sentence (its path in the combo's tooltip)."""
+    from spdesk.core.generator_file import read_spec
+
+    spec = read_spec(path)
+    encoder = spec.metadata.get("encoder")
+    against = f", trained against {encoder}" if isinstance(encoder, str) and encoder else ""
+    return f"Your generator “{path.stem}”{against}."
 
 
 def _describe(perturbation: Perturbation, bundled: bool) -> str:

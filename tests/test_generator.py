@@ -366,6 +366,32 @@ def test_a_training_that_diverges_saves_nothing_and_says_why(
     assert not out.exists()
 
 
+def test_train_generator_never_replaces_a_generator_without_force(
+    training: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out replaced an earlier generator without a word, after minutes of training, where
+    spdesk train refuses before training. --init g --out g continues a network in place: that
+    needs --force too (a continuation that ends coarse leaves nothing to go back to)."""
+    from spdesk.cli import main
+
+    photos, vae = training
+    out = _save(tmp_path / "g.safetensors", _model(5))
+    before = out.read_bytes()
+    argv = ["train-generator", str(photos), "--out", str(out), "--encoder", str(vae)]
+    argv += ["--steps", "1", "--batch", "1", "--size", "32", "--width", "8", "--blocks", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{out} already holds a protection generator, so it was not replaced" in err, err
+    assert "add --force to replace it" in err and "Training a protection generator" not in err
+    assert main([*argv, "--init", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--out g.safetensors is the --init file this run starts from" in err, err
+    assert "--force" in err and "Training a protection generator" not in err
+    assert out.read_bytes() == before
+    assert main([*argv, "--init", str(out), "--force"]) == 0  # told to: continued in place
+    assert out.read_bytes() != before and read_spec(out).metadata["init"] == "g.safetensors"
+
+
 class _CtrlCAfterOneStep(CancelToken):
     """The token Ctrl+C sets, pressed while the first step ran."""
 
@@ -394,6 +420,7 @@ def test_ctrl_c_during_train_generator_exits_130_and_never_replaces_a_file_alrea
     monkeypatch.setattr(cli, "cancel_on_sigint", _CtrlCAfterOneStep)
     argv = ["train-generator", str(photos), "--out", str(out), "--encoder", str(vae)]
     argv += ["--steps", "5", "--batch", "1", "--size", "32", "--width", "8", "--blocks", "1"]
+    argv += ["--force"] if out_there else []  # a stopped run keeps it even so
     assert main(argv) == 130  # as spdesk train and every command stopped by Ctrl+C
     said = capsys.readouterr().out
     assert "Stopped (Ctrl+C or a stop signal) after 1 of 5 steps" in said

@@ -7,6 +7,7 @@ generator; its recipe is in ``resources/generators/RECIPE.md``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +37,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--out", required=True, type=Path, help="generator file to write")
     parser.add_argument(
         "--force", action="store_true",
-        help="replace --out even if it exists and is not a generator file",
+        help="replace --out if it exists (without it, an existing file is never replaced: "
+        "neither a generator trained before, the --init file included, nor a file of another "
+        "kind)",
     )  # fmt: skip
     parser.add_argument(
         "--encoder", required=True,
@@ -140,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     from spdesk.core.train_generator import train_generator
 
     config = _config(args)
+    _refuse_continuing_in_place(args)
     check_generator_destination(args.out, force=args.force)  # before minutes of training
     out_existed = args.out.exists()
     start = None
@@ -193,6 +197,27 @@ def partial_path(out: Path) -> Path:
         if not candidate.exists() and not candidate.is_symlink():
             return candidate
     raise ConfigError(f"No free name for the stopped run's generator next to {out}.")
+
+
+def _refuse_continuing_in_place(args: argparse.Namespace) -> None:
+    """``--init g --out g`` would replace the network it starts from: a continuation that
+    ends coarse (the same recipe can, with another seed) would leave nothing to go back to.
+    Refused before training, as any file already at --out; --force allows it."""
+    from spdesk.core.errors import ConfigError
+
+    if args.force or args.init is None:
+        return
+    try:
+        same = os.path.samefile(args.init, args.out)
+    except OSError:  # either is not there: nothing would be replaced
+        return
+    if same:
+        raise ConfigError(
+            f"--out {args.out.name} is the --init file this run starts from, so it was not "
+            "replaced: a continuation that ends coarse would leave nothing to go back to.",
+            hint="Save the continued network under another name (--out), or add --force to "
+            "replace the --init file.",
+        )
 
 
 def _check_init_network(args: argparse.Namespace, network: dict[str, int]) -> None:

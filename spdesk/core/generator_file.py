@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from spdesk.core.errors import ConfigError, PerturbationFileError
-from spdesk.core.files import atomic_write, check_save_path
+from spdesk.core.files import atomic_write, check_save_path, shown
 from spdesk.core.perturbation import FORMAT_NAME as PERTURBATION_FORMAT
 from spdesk.core.perturbation import (
     GENERATOR_FORMAT,
@@ -59,8 +59,15 @@ def bundled_generator_path() -> Path:
 
 def check_generator_destination(path: Path, *, force: bool = False) -> None:
     """Refuse, before training, a place a generator file cannot or must not be saved: see
-    :func:`spdesk.core.files.check_save_path` (``force`` replaces a file of another kind)."""
+    :func:`spdesk.core.files.check_save_path`. An existing file is never replaced without
+    ``force``, a generator trained before neither (it was, without a word), as
+    :func:`spdesk.core.perturbation.check_destination` does for a pattern."""
     check_save_path(path, "protection generator", read_spec, force=force)
+    if not force and Path(path).exists():  # a generator: anything else was refused above
+        raise ConfigError(
+            f"{shown(path)} already holds a protection generator, so it was not replaced.",
+            hint="Choose another file name, or add --force to replace it.",
+        )
 
 
 def _refuse_non_finite(tensors: dict[str, Any]) -> None:

@@ -216,7 +216,9 @@ def test_train_and_eval_skip_and_list_bad_photos_like_protect(
     captured = capsys.readouterr()
     text = captured.out + captured.err
     assert "Skipped" in text and "half.jpg" in text and "truncated" in text
-    assert "bomb.png" in text and "too large" in text and "notes.txt" not in text
+    assert "bomb.png" in text and "too large" in text
+    assert f"Skipped {folder / 'notes.txt'}" not in text  # not a photo that failed, but:
+    assert f"Left out {folder / 'notes.txt'}: " in text  # not a photo: as protect lists it
     argv = ["eval", "--perturbation", str(out), "--photos", str(folder), "--encoder", str(vae)]
     assert main([*argv, "--sizes", "64", "--json"]) == 0
     captured = capsys.readouterr()
@@ -248,6 +250,26 @@ def test_eval_measures_max_photos_readable_ones_when_the_first_files_are_broken(
     assert printed["photos"] == 2
     skipped = sorted(Path(s["path"]).name for s in printed["skipped"])
     assert skipped == ["0000-half.jpg", "0001-half.jpg"]
+
+
+def test_train_lists_the_files_it_left_out_as_protect_does(
+    assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spdesk protect prints a "left out" line for each file that is not a photo; spdesk train
+    said nothing of a pattern file or a sidecar in its folder."""
+    import shutil
+
+    photos, vae = assets
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    (folder / "mine.safetensors").write_bytes(b"\0" * 16)
+    (folder / "0000.xmp").write_text("<x:xmpmeta/>")
+    argv = ["train", str(folder), "--encoder", str(vae), "--steps", "1", "--size", "32"]
+    assert main([*argv, "--out", str(tmp_path / "p.safetensors")]) == 0
+    said = capsys.readouterr()
+    printed = said.out + said.err
+    assert f"Left out {folder / '0000.xmp'}: sidecar file (metadata), not a photo" in printed
+    assert f"Left out {folder / 'mine.safetensors'}: a pattern or model file" in printed
 
 
 def test_train_out_is_checked_before_training(

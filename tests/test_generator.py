@@ -392,6 +392,24 @@ def test_train_generator_never_replaces_a_generator_without_force(
     assert out.read_bytes() != before and read_spec(out).metadata["init"] == "g.safetensors"
 
 
+def test_train_generator_lists_the_files_it_left_out_as_protect_does(
+    training: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from spdesk.cli import main
+
+    photos, vae = training
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    (folder / "old-gen.safetensors").write_bytes(b"\0" * 16)
+    out = tmp_path / "g.safetensors"
+    argv = ["train-generator", str(folder), "--out", str(out), "--encoder", str(vae)]
+    assert main([*argv, "--steps", "1", "--batch", "1", "--size", "32"]) == 0
+    err = capsys.readouterr().err
+    assert f"Left out {folder / 'old-gen.safetensors'}: a pattern or model file" in err, err
+
+
 class _CtrlCAfterOneStep(CancelToken):
     """The token Ctrl+C sets, pressed while the first step ran."""
 

@@ -457,6 +457,34 @@ def test_photos_that_cannot_be_read_are_named_as_left_out(
     assert "cut.jpg is a damaged or truncated" in why and "notes.png is not a photo" in why
 
 
+def test_files_that_are_not_photos_are_named_as_left_out(
+    qtbot: QtBot, dialog: TrainDialog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """spdesk protect lists what it leaves out; training said nothing of a pattern file or a
+    sidecar in the folder."""
+    folder = Path(dialog.folder_edit.text())
+    (folder / "mine.safetensors").write_bytes(b"\0" * 16)
+    (folder / "p0.xmp").write_text("<x:xmpmeta/>")
+    warnings: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *args: warnings.append(args[2]))
+    started: list[str] = []
+    dialog.runner.core_event.connect(
+        lambda event: (
+            started.append(dialog.status_label.text()) if isinstance(event, TrainStarted) else None
+        )
+    )
+    with qtbot.waitSignal(dialog.runner.finished, timeout=60_000):
+        assert dialog.start()
+    assert dialog.result is not None and not warnings, warnings
+    assert started and "Left out, not photos: mine.safetensors, p0.xmp." in started[0]
+    said = dialog.result_label.text()
+    assert "Left out, not photos: mine.safetensors, p0.xmp." in said
+    assert "could not be read" not in said  # they are not photos that failed
+    why = dialog.result_label.toolTip()
+    assert "mine.safetensors: a pattern or model file" in why
+    assert "p0.xmp: sidecar file (metadata), not a photo" in why
+
+
 @pytest.mark.parametrize(("kind", "size"), [("cpu", 128), ("cuda", 512), (None, 512)])
 def test_crops_default_to_what_the_device_trains_in_minutes(
     qtbot: QtBot, kind: str | None, size: int

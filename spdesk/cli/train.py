@@ -278,6 +278,8 @@ def run(args: argparse.Namespace) -> int:
             )
             for photo in event.skipped:
                 printer.line(f"Skipped {shown(photo.path)}: {photo.reason}")
+            for item in event.left_out:  # not photos: as spdesk protect lists them
+                printer.line(f"Left out {shown(item.path)}: {shown(item.reason)}")
         elif isinstance(event, CheckingPattern):
             guess = pattern_check_seconds(config.encoder, device_kind)
             about = f" (about {_seconds_text(guess)})" if guess else ""

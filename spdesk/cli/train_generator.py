@@ -136,10 +136,11 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spdesk.core.encoders import load_encoder
+    from spdesk.core.files import shown
     from spdesk.core.generator import GeneratorConfig, shaping_to_dict
     from spdesk.core.generator_file import check_generator_destination, save_generator
     from spdesk.core.photo_protect import load_generator
-    from spdesk.core.train import training_photos
+    from spdesk.core.train import training_photo_folder
     from spdesk.core.train_generator import train_generator
 
     config = _config(args)
@@ -152,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         _check_init_network(args, initial_spec.network)
         start = initial.state_dict()
         config = replace(config, network=GeneratorConfig(**initial_spec.network))
-    found = training_photos(args.photos)  # too few photos are said before the encoder loads
+    # Too few photos are said before the encoder loads.
+    found, left_out = training_photo_folder(args.photos)
     if not args.json:  # the encoder and the photos load for a minute or two before step 1
         print(
             f"Training a protection generator on {count_of(len(found), 'photo')} (some held "
@@ -160,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+        for item in left_out:  # not photos: as spdesk protect lists them
+            print(f"Left out {shown(item.path)}: {shown(item.reason)}", file=sys.stderr)
     encoder = load_encoder(args.encoder, args.device)
     progress = ProgressPrinter(quiet=args.json)
     model, summary = train_generator(

@@ -227,6 +227,12 @@ class TrainResult:
 def find_photos(folder: Path) -> list[Path]:
     """The photos under ``folder`` as a protection job finds them (recursive, by content; hidden,
     system and special files left out), sorted for reproducibility."""
+    return photo_folder(folder)[0]
+
+
+def photo_folder(folder: Path) -> tuple[list[Path], tuple[SkippedPhoto, ...]]:
+    """:func:`find_photos`, and what the walk left out beside the photos, with why (as
+    ``spdesk protect`` lists it): training said nothing of a pattern file or a sidecar."""
     if folder.exists() and not folder.is_dir():
         raise ConfigError(
             f"{shown(folder)} is a file; a folder of photos is needed here.",
@@ -235,12 +241,19 @@ def find_photos(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise ConfigError(f"Photo folder not found: {shown(folder)}")
     found = discover([folder], DiscoveryOptions())
-    return sorted((p.path for p in found.photos), key=lambda p: str(p.relative_to(folder)))
+    photos = sorted((p.path for p in found.photos), key=lambda p: str(p.relative_to(folder)))
+    left_out = [SkippedPhoto(item.path, item.reason) for item in found.skipped + found.unreadable]
+    return photos, tuple(sorted(left_out, key=lambda item: str(item.path)))
 
 
 def training_photos(root: Path) -> list[Path]:
     """:func:`find_photos`, refusing a folder of fewer than 2: some are held out."""
-    photos = find_photos(root)
+    return training_photo_folder(root)[0]
+
+
+def training_photo_folder(root: Path) -> tuple[list[Path], tuple[SkippedPhoto, ...]]:
+    """:func:`photo_folder`, refusing a folder of fewer than 2 photos: some are held out."""
+    photos, left_out = photo_folder(root)
     if len(photos) < 2:
         raise ConfigError(
             f"{shown(root)} holds {len(photos)} photo(s); training needs at least 2 "
@@ -248,7 +261,7 @@ def training_photos(root: Path) -> list[Path]:
             hint="Photos are found by content, in subfolders too; hidden files and symbolic "
             "links are left out.",
         )
-    return photos
+    return photos, left_out
 
 
 def training_objectives(config: TrainConfig) -> list[Objective]:
@@ -929,7 +942,8 @@ def train_universal(
         check_destination(out, force=force)
     if checkpoint is not None:
         _check_checkpoint_place(checkpoint, out, resume)
-    photos = training_photos(Path(config.photos))  # an empty folder is said before the encoder
+    # An empty folder is said before the encoder loads.
+    photos, left_out = training_photo_folder(Path(config.photos))
     objectives = training_objectives(config)  # and a model sds+ or advdm lacks
     encoder = encoder or load_encoder(
         config.encoder, config.device, checkpointing=config.checkpointing
@@ -952,6 +966,7 @@ def train_universal(
             encoder=encoder.id,
             resumed_from=first,
             skipped=trainer.skipped,
+            left_out=left_out,
         )
     )
     # The check after the last step took 1.5-2 min on a CPU with SD 1.5's VAE: the time left

@@ -253,6 +253,7 @@ class TrainDialog(QDialog):
         self.folder_problem = ""  # why the counted folder cannot be trained on ("" when it can)
         self._advice_texts: set[str] = set()  # footers ready_text said (replaced by the next)
         self.skipped: dict[Path, str] = {}  # photos the running training could not read, why
+        self.left_out: dict[Path, str] = {}  # what its folder holds that is not a photo, why
         self.afresh = ""  # why the running training started afresh ("" when it did not)
         self.resumed_at = 0  # the step the running training resumed at (0 when it did not)
         self._last_step: TrainStep | None = None  # the running training's latest step
@@ -724,8 +725,11 @@ class TrainDialog(QDialog):
                 elif self.afresh:
                     text = f"Started afresh: {self.afresh}. " + text
                 self.skipped = {s.path: s.reason for s in event.skipped}
+                self.left_out = {item.path: item.reason for item in event.left_out}
                 if self.skipped:
                     text += f" {skipped_text(list(self.skipped))}"
+                if self.left_out:
+                    text += f" {left_out_text(list(self.left_out))}"
                 self.status_label.setText(text)
             case TrainStep():
                 self._on_step(event)
@@ -787,8 +791,11 @@ class TrainDialog(QDialog):
         self.progress.setValue(1000)
         self.status_label.setText(f"Finished in {elapsed}.")
         left_out = f" {skipped_text(list(self.skipped))}" if self.skipped else ""
+        left_out += f" {left_out_text(list(self.left_out))}" if self.left_out else ""
         self.result_label.setText(_summary(result) + left_out)
-        self.result_label.setToolTip("\n".join(self.skipped.values()))  # each reader's reason
+        whys = [*self.skipped.values()]  # each reader's reason names its photo
+        whys += [f"{path.name}: {reason}" for path, reason in self.left_out.items()]
+        self.result_label.setToolTip("\n".join(whys))
         self.name_edit.setText(self.name_edit.text() or _default_name(result))
         gain = result_gain(result)
         weak = gain is not None and gain < NOISE_GAIN
@@ -1000,6 +1007,14 @@ def skipped_text(paths: list[Path], named: int = 5) -> str:
         f"{count_of(len(paths), 'photo')} could not be read and {verb} left out "
         f"({names}{more}; point here for why)."
     )
+
+
+def left_out_text(paths: list[Path], named: int = 5) -> str:
+    """What the folder held beside its photos and training left out (as protecting leaves it
+    out: a pattern file, a sidecar, a hidden file), named (a few)."""
+    names = ", ".join(p.name for p in paths[:named])
+    more = f" and {len(paths) - named} more" if len(paths) > named else ""
+    return f"Left out, not photos: {names}{more}."
 
 
 def _default_name(result: Any) -> str:

@@ -26,6 +26,9 @@ class TrainStarted(Event):
     encoder: str
     resumed_from: int = 0
     skipped: tuple[SkippedPhoto, ...] = ()
+    # What the folder holds that is not a photo (a pattern file, a sidecar, a hidden file, a
+    # link, a folder that cannot be read), with why: left out as spdesk protect leaves it out.
+    left_out: tuple[SkippedPhoto, ...] = ()
 
 
 @dataclass(frozen=True)

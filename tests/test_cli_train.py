@@ -252,6 +252,29 @@ def test_eval_measures_max_photos_readable_ones_when_the_first_files_are_broken(
     assert skipped == ["0000-half.jpg", "0001-half.jpg"]
 
 
+def test_the_check_is_estimated_for_a_taesd_file_given_by_its_path(
+    assets: tuple[Path, Path],
+    taesd_path: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the names "taesd" and "sd15" had an estimate: `--encoder path/to/taesd.safetensors`
+    said "Checking it on ... held-out photos" with no "(about ...)"."""
+    import spdesk.core.train as train
+    from spdesk.core.speed_figures import PATTERN_CHECK_SECONDS_CPU
+
+    # The effect only: a few seconds on the held-out photos at a 64 px editor.
+    monkeypatch.setattr(train, "visibility_available", lambda: False)
+    photos, _ = assets
+    argv = ["train", str(photos), "--encoder", str(taesd_path), "--steps", "1", "--size", "32"]
+    assert main([*argv, "--device", "cpu", "--out", str(tmp_path / "p.safetensors")]) == 0
+    said = capsys.readouterr()
+    seconds = PATTERN_CHECK_SECONDS_CPU["taesd"]
+    assert "held-out photo" in said.out + said.err
+    assert f"at a 64 px editor (about {seconds:.0f} s)." in said.out + said.err
+
+
 def test_train_lists_the_files_it_left_out_as_protect_does(
     assets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

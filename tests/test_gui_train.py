@@ -612,13 +612,12 @@ def test_the_check_after_training_says_how_long_it_takes_where_measured(qtbot: Q
 
     dialog = TrainDialog(open_settings(), device="cpu", device_kind="cpu")
     qtbot.addWidget(dialog)
-    dialog.encoder_of_run = "sd15"
-    dialog._on_event(CheckingPattern(photos=4, editor=512))
+    # The core sends the figure of the encoder's network (by name or by path alike).
+    dialog._on_event(CheckingPattern(4, 512, PATTERN_CHECK_SECONDS_CPU["sd15"]))
     assert PATTERN_CHECK_SECONDS_CPU["sd15"] > 60
     assert "checking it on 4 held-out photos" in dialog.status_label.text()
     assert "(about 2 min" in dialog.status_label.text()
-    dialog.encoder_of_run = "a custom encoder folder"  # nothing measured: no guess
-    dialog._on_event(CheckingPattern(photos=4, editor=512))
+    dialog._on_event(CheckingPattern(photos=4, editor=512))  # nothing measured: no guess
     assert "about" not in dialog.status_label.text()
 
 
@@ -628,7 +627,6 @@ def test_the_check_after_training_fills_the_bar_photo_by_photo(qtbot: QtBot) -> 
 
     dialog = TrainDialog(open_settings(), device="cpu", device_kind="cpu")
     qtbot.addWidget(dialog)
-    dialog.encoder_of_run = "sd15"
     dialog.progress.setValue(1000)  # the last step
     dialog._on_event(CheckingPattern(photos=4, editor=512))
     dialog._on_event(CheckStep("effect", 0, 4))

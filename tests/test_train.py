@@ -428,6 +428,28 @@ def test_the_check_after_the_last_step_reports_its_progress_and_is_in_the_time_l
     assert checks[0].eta_s is None and effect and checks[len(effect) - 1].eta_s == 0.0
 
 
+def test_the_checks_estimate_goes_by_the_encoders_network_not_its_name(
+    taesd_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--encoder path/to/taesd.safetensors` had no estimate for the check, and the time left
+    left it out: the figures were looked up by the names "taesd" and "sd15" only."""
+    import spdesk.core.train as train
+    from spdesk.core.encoders import measured_as
+    from spdesk.core.speed_figures import PATTERN_CHECK_SECONDS_CPU
+
+    monkeypatch.setattr(train, "visibility_available", lambda: False)  # the effect is enough
+    monkeypatch.setattr(train, "EDITOR_SIZE", 64)
+    encoder = load_encoder(str(taesd_path), "cpu")
+    assert measured_as(encoder) == "taesd"
+    events: list[Event] = []
+    config = _config(write_photos(tmp_path / "photos", count=4), taesd_path, steps=3)
+    train_universal(config, encoder=encoder, on_event=events.append, check=True)
+    checking = next(e for e in events if isinstance(e, CheckingPattern))
+    assert checking.estimate_s == PATTERN_CHECK_SECONDS_CPU["taesd"]
+    last = [e for e in events if isinstance(e, TrainStep)][-1]
+    assert last.eta_s is not None and last.eta_s >= PATTERN_CHECK_SECONDS_CPU["taesd"]
+
+
 def test_without_the_eval_extra_only_visibility_is_skipped(
     tiny_setup: tuple[Path, Path, Encoder], monkeypatch: pytest.MonkeyPatch
 ) -> None:

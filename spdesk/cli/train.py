@@ -226,7 +226,6 @@ def run(args: argparse.Namespace) -> int:
     from spdesk.core.files import shown
     from spdesk.core.jobs.events import count_of
     from spdesk.core.perturbation import check_destination
-    from spdesk.core.speed_figures import pattern_check_seconds
     from spdesk.core.train import CancelledWhileChecking, train_universal
     from spdesk.core.trained_pattern import MISSING_TEXT, UNCHECKED_TEXT, visibility_available
     from spdesk.core.usecases import StartingAfresh, train_into_library
@@ -258,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:  # refused alone, not after the notes on a run that cannot start
         check_destination(args.out, force=args.force)
     config = _config(args)
-    device_kind = resolve_device(config.device).type
+    resolve_device(config.device)  # a device that is not here is said before the notes below
     printer = ProgressPrinter(quiet=args.json)
     short = short_run_warning(config.steps)
     if short:
@@ -281,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
             for item in event.left_out:  # not photos: as spdesk protect lists them
                 printer.line(f"Left out {shown(item.path)}: {shown(item.reason)}")
         elif isinstance(event, CheckingPattern):
-            guess = pattern_check_seconds(config.encoder, device_kind)
+            guess = event.estimate_s  # by the encoder's network: a TAESD file's path too
             about = f" (about {_seconds_text(guess)})" if guess else ""
             printer.line(
                 f"Checking it on {count_of(event.photos, 'held-out photo')} as spdesk protect "

@@ -31,7 +31,7 @@ from PIL import Image
 
 from spdesk import __version__
 from spdesk.core.discovery import DiscoveryOptions, discover
-from spdesk.core.encoders import Encoder, load_encoder
+from spdesk.core.encoders import Encoder, load_encoder, measured_as
 from spdesk.core.errors import Cancelled, ConfigError, ImageError, OutputError, with_outcome
 from spdesk.core.events import CancelToken, EventSink, ignore_events
 from spdesk.core.events.training import (
@@ -971,7 +971,7 @@ def train_universal(
     )
     # The check after the last step took 1.5-2 min on a CPU with SD 1.5's VAE: the time left
     # counts it where it was measured.
-    check_s = (pattern_check_seconds(config.encoder, encoder.device.type) or 0.0) if check else 0.0
+    check_s = (_check_seconds(encoder) or 0.0) if check else 0.0
     clock = TrainClock(
         config, first, validation_guess_s=trainer.validation_guess_s, check_s=check_s
     )
@@ -1089,6 +1089,12 @@ def _saved_unchecked(
     return CancelledWhileChecking(save_perturbation(out, delta, eps=config.eps, metadata=metadata))
 
 
+def _check_seconds(encoder: Encoder) -> float | None:
+    """The check's estimated seconds with ``encoder`` on its device, by its network (a TAESD
+    file given by its path is TAESD); None where not measured."""
+    return pattern_check_seconds(measured_as(encoder) or "", encoder.device.type)
+
+
 def _check(
     delta: np.ndarray,
     eps: float,
@@ -1100,7 +1106,7 @@ def _check(
     stage's progress reported (CheckStep: a minute or two on a CPU with SD 1.5's VAE)."""
     photos = trainer.val_paths
     count = min(len(photos), MAX_PHOTOS)
-    on_event(CheckingPattern(photos=count, editor=EDITOR_SIZE))
+    on_event(CheckingPattern(count, EDITOR_SIZE, _check_seconds(trainer.encoder)))
     effect = _check_progress("effect", count, on_event)
     gain = pattern_gain(
         delta, eps, photos, trainer.encoder, size=EDITOR_SIZE, cancel=cancel, on_photo=effect

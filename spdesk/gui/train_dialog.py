@@ -50,7 +50,6 @@ from spdesk.core.events.training import (
 )
 from spdesk.core.jobs.events import count_of
 from spdesk.core.perturbation import library_name_at
-from spdesk.core.speed_figures import pattern_check_seconds
 from spdesk.core.strength_figures import PLAIN
 from spdesk.core.train_advice import (
     DEFAULT_ROBUSTNESS,
@@ -242,7 +241,6 @@ class TrainDialog(QDialog):
         # trains on smaller crops unless the user picks a size.
         self.default_size = default_crop_size(device_kind)
         self.device_kind = device_kind
-        self.encoder_of_run = ""  # the running request's encoder (for the check's estimate)
         self.runner = TaskRunner(self)
         self.count_runner = TaskRunner(self)
         self._count_timer = QTimer(self)
@@ -675,7 +673,6 @@ class TrainDialog(QDialog):
         if not self._may_discard_result():
             return False
         self._remember(request)
-        self.encoder_of_run = request.encoder
         self.result = None
         self.saved_path = None
         self.afresh = self.unkept = ""
@@ -744,8 +741,7 @@ class TrainDialog(QDialog):
                 self.unkept = ""  # space was freed: a stop loses nothing again
             case CheckStep():
                 self._on_check_step(event)
-            case CheckingPattern(photos=photos):
-                seconds = pattern_check_seconds(self.encoder_of_run, self.device_kind)
+            case CheckingPattern(photos=photos, estimate_s=seconds):  # the encoder's own
                 about = f" (about {format_duration(seconds)})" if seconds else ""
                 self.status_label.setText(
                     f"Trained; checking it on {count_of(photos, 'held-out photo')} as "

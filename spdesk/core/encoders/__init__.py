@@ -18,7 +18,14 @@ from spdesk.core.errors import EncoderError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ENCODER_CHOICES", "Encoder", "LatentDist", "load_encoder", "weights_fingerprint"]
+__all__ = [
+    "ENCODER_CHOICES",
+    "Encoder",
+    "LatentDist",
+    "load_encoder",
+    "measured_as",
+    "weights_fingerprint",
+]
 
 STORE_SPECS = ("sd15", "taesd")
 
@@ -111,6 +118,26 @@ def absolute_spec(spec: str) -> str:
         for part in spec_parts(spec)
     ]
     return ",".join(parts)
+
+
+# Parameters of each store encoder's network, which decide its speed: SD 1.5's VAE encoder
+# (diffusers' AutoencoderKL at SD 1.5's configuration) and TAESD's (AutoencoderTiny's default).
+MEASURED_NETWORKS = {34_163_592: "sd15", 1_222_532: "taesd"}
+
+
+def measured_as(encoder: Encoder) -> str | None:
+    """The model store's encoder ("sd15" or "taesd") whose measured speeds ``encoder`` shares:
+    the same network, however it was given (a TAESD file or SD 1.5's VAE folder given by its
+    path had no estimate where the figures were looked up by name); None for another network
+    or an ensemble."""
+    members = encoder.members
+    if len(members) != 1:
+        return None
+    network = getattr(getattr(members[0], "vae", members[0]), "encoder", None)  # SD's VAE, TAE
+    weights = getattr(network, "parameters", None)
+    if weights is None:  # an encoder of another kind
+        return None
+    return MEASURED_NETWORKS.get(sum(weight.numel() for weight in weights()))
 
 
 def spec_parts(spec: str) -> list[str]:

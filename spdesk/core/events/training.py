@@ -84,6 +84,7 @@ class CheckingPattern(Event):
 
     photos: int
     editor: int
+    estimate_s: float | None = None  # seconds it takes where measured for this encoder
 
 
 @dataclass(frozen=True)

@@ -573,3 +573,28 @@ def test_a_missing_generator_stays_chosen_and_refuses_to_protect(  # type: ignor
         assert window.start_job()
     window.close()
     assert load_options(open_settings()).generator == ""
+
+
+@pytest.mark.parametrize("missing", ["pattern", "generator"])
+def test_the_preview_names_a_missing_file_not_the_photo(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path, monkeypatch, missing: str
+) -> None:
+    """With its pattern or generator gone, Preview AI edit said "photo.png cannot be read"."""
+    from spdesk.gui import main_window
+    from spdesk.gui.main_window import MainWindow
+    from spdesk.gui.settings import open_settings, save_options
+
+    gone = tmp_path / "gone.safetensors"
+    chosen = replace(ProtectOptions(), generator=str(gone))
+    if missing == "pattern":
+        chosen = replace(chosen, mode="universal", perturbation=str(gone), mode_chosen=True)
+    save_options(open_settings(), chosen)
+    window = MainWindow(open_settings())
+    qtbot.addWidget(window)
+    errors: list[str] = []
+    monkeypatch.setattr(window, "show_error", errors.append)
+    opened: list[object] = []
+    monkeypatch.setattr(main_window, "run_modal", opened.append)
+    window.open_preview()
+    assert not opened and len(errors) == 1
+    assert str(gone) in errors[0] and "not found" in errors[0]

@@ -832,14 +832,8 @@ class MainWindow(QMainWindow):
         # Every row done still runs the job: it skips what is unchanged at once, and protects
         # again a photo edited since its copy was made (see _adopt).
         options = self.current_options()
-        if protect_bridge.uses_pattern(options) and self.options_panel.perturbation() is None:
-            self.show_error(
-                self.options_panel.perturbation_error()
-                or "Choose a pattern first (import one or train your own)."
-            )
-            return False
-        if protect_bridge.draws_its_own(options) and self.options_panel.generator_error():
-            self.show_error(self.options_panel.generator_error())
+        if problem := self._protection_problem(options):
+            self.show_error(problem)
             return False
         if options.mode == "finetune" and not self._encoder_ready(options.finetune_encoder):
             return False
@@ -920,6 +914,20 @@ class MainWindow(QMainWindow):
         else:  # back to what was chosen before the "file…" entry
             panel.set_encoder(self._last_encoder)
         self._last_encoder = panel.encoder()
+
+    def _protection_problem(self, options: ProtectOptions) -> str:
+        """Why the chosen pattern or generator cannot protect ("" when it can): a file gone
+        missing or damaged, said before a job or a preview (the preview blamed the photo:
+        "photo.jpg cannot be read")."""
+        panel = self.options_panel
+        if protect_bridge.uses_pattern(options) and panel.perturbation() is None:
+            return (
+                panel.perturbation_error()
+                or "Choose a pattern first (import one or train your own)."
+            )
+        if protect_bridge.draws_its_own(options):
+            return panel.generator_error()
+        return ""
 
     def choose_generator(self) -> None:
         """Draw each photo's perturbation with a generator the user trained (``spdesk
@@ -1383,6 +1391,9 @@ class MainWindow(QMainWindow):
     def open_preview(self) -> None:
         from spdesk.gui.preview_panel import PreviewDialog
 
+        if problem := self._protection_problem(self.current_options()):
+            self.show_error(problem)
+            return
         queued = self.queue.paths()
         photo = self.queue.selected_path() or (queued[0] if queued else None)
         dialog = PreviewDialog(photo, self.current_options(), parent=self)

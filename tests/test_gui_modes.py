@@ -598,3 +598,18 @@ def test_the_preview_names_a_missing_file_not_the_photo(  # type: ignore[no-unty
     window.open_preview()
     assert not opened and len(errors) == 1
     assert str(gone) in errors[0] and "not found" in errors[0]
+
+
+def test_the_strength_note_says_its_figures_are_not_a_trained_generators(  # type: ignore[no-untyped-def]
+    qtbot, generator_file
+) -> None:
+    """ "Hard to see" was measured with spdesk's own generator: said of a user's, it promised
+    what nobody measured."""
+    panel = OptionsPanel(replace(ProtectOptions(), generator=str(generator_file)))
+    qtbot.addWidget(panel)
+    assert "Measured with spdesk's own generator, not yours." in panel.strength_note.text()
+    panel.set_mode("universal")  # the pattern's figures: the generator is not used
+    assert "not yours" not in panel.strength_note.text()
+    panel.set_mode("photo")
+    panel.set_generator("")
+    assert "not yours" not in panel.strength_note.text()

@@ -311,6 +311,8 @@ class OptionsPanel(QWidget):
         eps = self.strength_spin.value()
         text = visibility_words(self._pattern_family(), eps)
         text += " Weaker protection." if eps <= 4 else " Stronger protection." if eps > 8 else ""
+        if self._pattern_family() == "photo" and self._generator:  # figures of spdesk's own
+            text += f" Measured with {BUNDLED_GENERATOR} generator, not yours."
         # The number behind Low, Medium and High, which their tooltips alone said: Qt shows
         # no tooltip to the keyboard (accessibility audit).
         text += f" Each colour value changes by at most {eps:g} out of 255."
@@ -437,6 +439,7 @@ class OptionsPanel(QWidget):
         self._generator = path
         self._generator_error = generator_problem(path) if path else ""
         self._show_generator_info()
+        self._update_strength_note()
         self.changed.emit()
 
     def choose_generator(self, path: str) -> str:

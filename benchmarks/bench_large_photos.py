@@ -26,6 +26,9 @@ gives it a share of the budget (``geometry.large_photo_factor``). For each share
 - with ``--attacks``: the same whole-photo editor after each attack on the full-size photo
   (JPEG, 0.5x and back, blur, as ``bench_protection.py`` names them), as a multiple of
   full-size signs after the same attack, and the share of the advantage kept;
+- with ``--average N``: the averaging attack (``bench_protection.py``'s, as someone with spdesk's
+  source would run it) fitted on N other held-out photos made camera-sized and protected alike,
+  on the product and on full-size signs;
 - with ``--mid-layers``: candidates spdesk does not make (yet), the view's change plus the
   generator's change written at a larger view (``SIDE:VIEW_SHARE:MID_SHARE``).
 
@@ -47,13 +50,15 @@ from PIL import Image
 
 from spdesk.core import geometry, photo_protect
 from spdesk.core.assessment import (
+    Protect,
+    averaging_attack,
     editor_latent,
     mode_protect,
     relative_change,
     sign_noise,
     view_sign_noise,
 )
-from spdesk.core.attacks import simple_attack
+from spdesk.core.attacks import StrongestAveraging, simple_attack, working_view
 from spdesk.core.encoders import Encoder, load_encoder
 from spdesk.core.generator_file import bundled_generator_path
 from spdesk.core.photo_protect import GeneratorProtector
@@ -168,6 +173,13 @@ def main() -> None:
         "--attacks", default="", help="attacks on the full-size photo, e.g. jpeg75,down0.5,blur1"
     )
     parser.add_argument(
+        "--average",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also the averaging attack, fitted on N other stand-ins (the issue's 100)",
+    )
+    parser.add_argument(
         "--mid-layers",
         default="",
         metavar="SIDE:A:B,...",
@@ -201,6 +213,7 @@ def main() -> None:
         for side in {side for side, _, _ in mids}
         | ({photo_protect.WORKING_SIDE} if mids else set())
     }
+    averaging = fit_averaging(args, protect, references["signs ±8 full size"])
     for index, path in enumerate(paths):
         photo = stand_in(path, args.short_side, args.grain, index)
         view_h, view_w = geometry.working_size(*photo.shape[:2])
@@ -242,6 +255,11 @@ def main() -> None:
                     figures[f"latent {s} {name}"] = relative_change(
                         latent, attacked_clean[(name, s)]
                     )
+            if label in averaging:
+                attacked = averaging[label](changed)
+                for s in sizes:
+                    latent = editor_latent(encoder, attacked, s)
+                    figures[f"latent {s} average"] = relative_change(latent, clean[s])
             rows.setdefault(label, []).append(figures)
         for label, figures in full_res_layers(encoder, photo, outputs, shares, args.crop, index):
             layers.setdefault(label, []).append(figures)
@@ -258,6 +276,31 @@ def main() -> None:
         args.json.write_text(
             json.dumps({"args": _settings(args), "rows": rows, "layers": layers}, indent=1)
         )
+
+
+def fit_averaging(
+    args: argparse.Namespace, protect: Callable[[np.ndarray, int], np.ndarray], signs: Protect
+) -> dict[str, StrongestAveraging]:
+    """The averaging attack on the product and on full-size signs, each fitted on ``--average``
+    held-out photos before those measured (``bench_protection.py``'s attack photos), made
+    camera-sized as they are and protected alike; the fit keeps only their views."""
+    if not args.average:
+        return {}
+    attacks = {
+        "photo, product": averaging_attack(protect),
+        "signs ±8 full size": averaging_attack(signs),
+    }
+    paths = held_out(args.shared / "data" / "imagenet-sample")[: args.average]
+    views: dict[str, list[np.ndarray]] = {label: [] for label in attacks}
+    for index, path in enumerate(paths):
+        photo = stand_in(path, args.short_side, args.grain, 50_000 + index)
+        for label, fn in (("photo, product", protect), ("signs ±8 full size", signs)):
+            views[label].append(working_view(fn(photo, 100_000 + index)))
+        if (index + 1) % 10 == 0:
+            print(f"  averaging attack: {index + 1}/{len(paths)} photos protected", flush=True)
+    for label, attack in attacks.items():
+        attack.fit(views[label])
+    return dict(attacks)
 
 
 def parse_mid_layer(spec: str) -> tuple[int, float, float]:
@@ -411,11 +454,14 @@ def report_attacks(
         cells = []
         for name in attacks:
             for s in sizes:
+                if f"latent {s} {name}" not in m:  # the averaging attack: product and signs only
+                    continue
                 before = m[f"latent {s}"] / full_signs[f"latent {s}"]
                 after = m[f"latent {s} {name}"] / full_signs[f"latent {s} {name}"]
                 kept = f"{(after - 1) / (before - 1):.0%}" if before > 1.02 else "n/a"
                 cells.append(f"{name} @{s}: {after:.2f}x / {kept}")
-        print(f"  {label:<22} " + " | ".join(cells))
+        if cells:
+            print(f"  {label:<22} " + " | ".join(cells))
 
 
 if __name__ == "__main__":

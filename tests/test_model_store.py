@@ -200,6 +200,34 @@ def test_a_preview_download_stopped_once_the_vae_is_in_leaves_training_installed
     assert store.verify("preview").ok and store.verify("train").ok
 
 
+def test_a_preview_download_killed_once_the_vae_is_in_leaves_training_installed(
+    store: ModelStore, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A download killed hard (kill -9, the power gone) runs no handler: its features must be
+    on disk as their files arrive. Training stayed "not installed" with its files all there."""
+    import signal
+    import subprocess
+    import sys
+
+    hub.trickle(UNET, piece=4096, pause_s=0.2)  # fetched after the VAE, over some 25 s
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    command = [sys.executable, "-m", "spdesk", "models", "download", "--for", "preview"]
+    with subprocess.Popen(command, stderr=subprocess.DEVNULL) as process:
+        deadline = time.monotonic() + 120
+        while hub.served.get(UNET, 0) == 0 and process.poll() is None:
+            assert time.monotonic() < deadline, "the UNet never started"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    assert store.find("preview") is None
+    status = {s.feature: s for s in store.status()}
+    assert status["train"].present and status["train"].verified, status["train"]
+    assert store.verify("train").ok
+    unet_part = store.folder_for("preview") / (UNET.replace(".fp16", "") + ".part")
+    assert unet_part.is_file()  # the UNet, half-way, counts for nothing
+    assert not status["preview"].present and status["preview"].partial_bytes > 0
+
+
 def test_a_cancel_on_a_slow_connection_stops_at_once_and_keeps_every_byte_received(
     store: ModelStore, hub: HubServer
 ) -> None:

@@ -130,20 +130,30 @@ def bytes_on_disk(target: Path, f: RemoteFile, verified: set[str]) -> int:
 
 # --- fetching -------------------------------------------------------------------------------------
 def fetch(
-    plan: DownloadPlan, on_event: EventSink = ignore_events, cancel: CancelToken | None = None
+    plan: DownloadPlan,
+    on_event: EventSink = ignore_events,
+    cancel: CancelToken | None = None,
+    on_recorded: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Check the space, fetch and verify ``plan``'s files, recording each in the manifest; returns
     the manifest. A lock beside the folder keeps two downloads (app and command line) apart.
+    ``on_recorded(manifest)`` may add to the manifest after each file is entered in it, before
+    it is written: what it adds is on disk with that file (a process killed next keeps it).
 
     Raises NotEnoughSpaceError before fetching, DownloadError on network, server or verification
     failures, ModelError when a config is unreadable, Cancelled (the ``.part`` data stays).
     """
     check_free_space(plan)
     with download_lock(plan.target):
-        return _fetch_locked(plan, on_event, cancel or CancelToken())
+        return _fetch_locked(plan, on_event, cancel or CancelToken(), on_recorded)
 
 
-def _fetch_locked(plan: DownloadPlan, on_event: EventSink, cancel: CancelToken) -> dict[str, Any]:
+def _fetch_locked(
+    plan: DownloadPlan,
+    on_event: EventSink,
+    cancel: CancelToken,
+    on_recorded: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
     on_event(_planned_event(plan))
     folder = plan.target
     manifest = read_model_manifest(folder)
@@ -161,6 +171,8 @@ def _fetch_locked(plan: DownloadPlan, on_event: EventSink, cancel: CancelToken) 
         if f.is_pickle:  # converted: the hub's digest is of the .bin, keep the result's own
             entry["local_sha256"] = sha256_of(local)
         manifest["files"][f.path] = entry
+        if on_recorded is not None:
+            on_recorded(manifest)
         write_model_manifest(folder, manifest)
 
     verified = verified_paths(folder, manifest, plan.files, plan.commit)

@@ -30,7 +30,6 @@ cache (``HF_HUB_CACHE``) that holds the pinned revision is reused by hard-linkin
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shlex
@@ -308,45 +307,34 @@ class ModelStore:
         endpoint = self.settings.resolved_endpoint()  # what plan() lists, said before it waits
         on_event(DownloadListing(feature, self.source(feature).repo_id, endpoint))
         plan = self.plan(feature, cancel)
-        try:
-            manifest = download.fetch(plan, on_event, cancel)
-        except BaseException:  # cancelled, the network gone, Ctrl-C: say what did arrive
-            self._record_arrived(plan)
-            raise
+        manifest = download.fetch(plan, on_event, cancel, self._features_recorder(plan))
         self._record_features(manifest, [f.path for f in plan.files])
         write_model_manifest(plan.target, manifest)
         return plan.target
 
-    def _record_arrived(self, plan: DownloadPlan) -> None:
-        """After a download that stopped, mark complete each feature whose planned files all
-        arrived and were verified: a preview download stopped after the VAE left training
-        "not installed" with all of its files there. Best effort: the download's own error
-        is what the caller is told."""
-        with contextlib.suppress(Exception):
-            manifest = read_model_manifest(plan.target)
-            if manifest.get("commit") != plan.commit or not isinstance(
-                manifest.get("features"), dict
-            ):
-                return
-            arrived = set(manifest.get("files", {}))
-            planned = [f.path for f in plan.files]
-            complete = [
-                own
-                for feature in FEATURES
-                if (own := covered_files(planned, self.source(feature))) and arrived.issuperset(own)
-            ]
-            recorded = False
-            for own in complete:
-                try:  # a truncated config stopped the download: its feature is not there
+    def _features_recorder(self, plan: DownloadPlan) -> Callable[[dict[str, Any]], None]:
+        """What ``fetch`` calls as each file is entered in the manifest: it marks complete each
+        feature whose planned files have all arrived, verified, in the same write. A preview
+        download that stopped after the VAE (cancelled, the network gone, the process killed
+        or the power lost) left training "not installed" with all of its files there. A file
+        not yet verified is not in the manifest, so a partial or damaged one never counts."""
+        planned = [f.path for f in plan.files]
+
+        def record(manifest: dict[str, Any]) -> None:
+            arrived = set(manifest["files"])
+            for feature in FEATURES:
+                own = covered_files(planned, self.source(feature))
+                if not own or feature in manifest["features"] or not arrived.issuperset(own):
+                    continue
+                try:  # a truncated config: its feature is not there
                     download.validate_configs(
                         plan.target, [manifest["files"][path]["local"] for path in own]
                     )
                 except ModelError:
                     continue
                 self._record_features(manifest, own)
-                recorded = True
-            if recorded:
-                write_model_manifest(plan.target, manifest)
+
+        return record
 
     def config_folder(
         self,

@@ -1168,6 +1168,33 @@ def test_save_to_says_while_typing_that_a_file_is_not_a_folder(
     assert a_file.read_text() == "mine"
 
 
+def test_save_to_says_while_typing_that_a_folder_inside_a_folder_added_is_refused(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """A "Save to" folder inside a folder added was refused only when Protect was pressed."""
+    panel = window.options_panel
+    photos = _photos(tmp_path / "photos", 2)
+    _add(qtbot, window, [photos])
+    panel.output_edit.clear()
+    qtbot.keyClicks(panel.output_edit, str(photos / "protected"))
+    qtbot.waitUntil(lambda: panel.output_note.isVisibleTo(window), timeout=2000)
+    said = panel.output_note.text()
+    assert "“protected” is inside the folder “photos”, whose photos are being protected" in said
+    panel.output_edit.setText(str(photos))
+    panel.flush_typing()
+    assert "“photos” is the folder “photos”" in panel.output_note.text()
+    assert panel.output_note.isVisibleTo(window)
+    panel.output_edit.setText(str(tmp_path / "protected"))  # beside it: no note
+    panel.flush_typing()
+    assert not panel.output_note.isVisibleTo(window)
+    panel.output_edit.setText(str(photos / "protected"))
+    panel.flush_typing()
+    assert panel.output_note.isVisibleTo(window)
+    window.clear_queue()  # no folder added any more: nothing to say
+    assert not panel.output_note.isVisibleTo(window)
+    assert not (photos / "protected").exists()
+
+
 def test_a_card_dropped_whole_gets_its_default_folder_in_home_not_beside_its_mount(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

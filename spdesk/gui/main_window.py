@@ -94,6 +94,9 @@ class MainWindow(QMainWindow):
         # The folders the user added (dropped or chosen), as the queue keys its photos: the
         # default output folder goes beside the top-most, never inside one.
         self._added_folders: list[Path] = []
+        self._output_in_input_key: tuple[object, ...] = ()  # what the note below was said for
+        self._output_in_input_said = ""  # "Save to" is (inside) a folder added: why refused
+        self._typed_real: tuple[str, Path] = ("", Path())  # "Save to" as typed, resolved
         # The output folder and suffix the last listing left out with; what it left out for
         # them is listed again once they change (_recheck_left_out).
         self._listed_for: tuple[Path | None, str] | None = None
@@ -348,6 +351,7 @@ class MainWindow(QMainWindow):
         self.options_panel.changed.connect(self._save_options)
         self.options_panel.changed.connect(self._redo_if_settings_changed)
         self.options_panel.changed.connect(self._recheck_left_out)
+        self.options_panel.changed.connect(self._say_output_in_input)
         self._mirror_collision_choice()
         self.options_panel.import_requested.connect(self.import_perturbation)
         self.options_panel.choose_output_requested.connect(self.choose_output)
@@ -795,17 +799,47 @@ class MainWindow(QMainWindow):
         are queued, or inside one (the next listing of that folder would find the copies among
         its photos; ``spdesk protect`` refuses it too). "" when it can take them."""
         root = self.output_root()
+        folder = self._added_folder_holding(_real(root), queued)
+        if folder is None:
+            return ""
+        place = "the folder" if _real(root) == folder else "inside the folder"
+        return (
+            f"The output folder {shown(root)} is {place} {shown(folder)}, whose photos "
+            "are being protected.\n\nChoose a “Save to” folder outside it: the "
+            "protected copies would otherwise be found among its photos."
+        )
+
+    def _added_folder_holding(self, where: Path, queued: list[Path]) -> Path | None:
+        """The folder added, whose photos are queued, that is ``where`` (resolved) or holds it;
+        None."""
         added = set(self._added_folders)
-        where = _real(root)
         for folder in protect_bridge.input_roots(queued, self._added_folders):
             if folder in added and where.is_relative_to(folder):
-                place = "the folder" if where == folder else "inside the folder"
-                return (
-                    f"The output folder {shown(root)} is {place} {shown(folder)}, whose photos "
-                    "are being protected.\n\nChoose a “Save to” folder outside it: the "
-                    "protected copies would otherwise be found among its photos."
-                )
-        return ""
+                return folder
+        return None
+
+    def _say_output_in_input(self) -> None:
+        """Say under "Save to", once typing pauses or the photos queued change, that the typed
+        folder is (inside) a folder added: Protect refuses it (it was said only then)."""
+        typed = self.options_panel.output_edit.text().strip()
+        # Worked out again only when what it depends on changes: the typed folder is resolved
+        # on this thread (a slow disk), and this runs whenever the controls are updated.
+        key = (typed, tuple(self._added_folders), self.queue.rowCount())
+        if key != self._output_in_input_key:
+            self._output_in_input_key, self._output_in_input_said = key, ""
+            if typed and self._added_folders and not self._output_root_problem():
+                root = self.output_root()
+                if self._typed_real[0] != typed:  # resolved once for each folder typed
+                    self._typed_real = (typed, _real(root))
+                where = self._typed_real[1]
+                folder = self._added_folder_holding(where, self.queue.paths())
+                if folder is not None:
+                    place = "the folder" if where == folder else "inside the folder"
+                    self._output_in_input_said = (
+                        f"“{root.name or root}” is {place} “{folder.name or folder}”, whose "
+                        "photos are being protected: choose a folder outside it."
+                    )
+        self.options_panel.set_output_problem(self._output_in_input_said)
 
     def _default_output_root(self) -> Path:
         if self._default_root is not None:
@@ -1319,6 +1353,7 @@ class MainWindow(QMainWindow):
             # "earlier copies" only where there are some (a cancelled first run saved none)
             used=self._default_root is not None and self._copies_in_output() > 0,
         )
+        self._say_output_in_input()
         title = f"Queue · {count_of(count, 'photo')}" if count else "Queue"
         if count:  # nothing in the folder goes unmentioned
             title += self._left_out_title

@@ -119,6 +119,7 @@ class OptionsPanel(QWidget):
         self._measured_step_times: dict[tuple[str, str], float] = {}  # (device kind, encoder)
         self._default_output: Path | None = None  # where copies go with no folder chosen
         self._default_used = False  # that folder has this queue's earlier copies
+        self._output_problem = ""  # why the window would refuse the typed folder ("" if none)
         self._mode_chosen = False  # set by a click on a mode, never by the app's own choice
         self._encoder_chosen = False  # likewise, by the user's pick of an encoder
         self._generator = ""  # the photo modes' generator file ("" = the bundled one)
@@ -674,7 +675,17 @@ class OptionsPanel(QWidget):
                 f"“{Path(typed).name}” is a file, not a folder: choose a folder for the "
                 "protected copies."
             )
-        self.output_note.setVisible(a_file or self._default_note_shown())
+        elif self._output_problem:
+            self.output_note.setText(self._output_problem)
+        shown = a_file or bool(self._output_problem)
+        self.output_note.setVisible(shown or self._default_note_shown())
+
+    def set_output_problem(self, text: str) -> None:
+        """Say under "Save to" why the window would refuse the typed folder when the job starts
+        (what only the window knows: the folders added); "" when nothing is wrong."""
+        if text != self._output_problem or (text and not self.output_note.isVisibleTo(self)):
+            self._output_problem = text
+            self._update_output_note_for_typed()
 
     def _default_note_shown(self) -> bool:
         return self._default_output is not None and not self.output_edit.text().strip()

@@ -226,16 +226,34 @@ def test_the_edit_controls_speak_plainly_and_are_not_the_protection_strength(
 
 
 def test_a_photo_the_protection_cannot_change_is_called_unchanged_not_protected(
-    qtbot: QtBot, tmp_path: Path
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from spdesk.core import usecases
     from spdesk.core.jobs.events import UNCHANGED
 
-    dot = tmp_path / "dot.png"
-    Image.new("RGB", (1, 1), (200, 10, 10)).save(dot)  # the generator's budget rounds away
-    dialog = _dialog(qtbot, dot, ProtectOptions(mode="photo", device="cpu"), None)
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (80, 80), (200, 10, 10)).save(flat)
+    # A budget rounded away leaves the photo as it was (a stand-in: too small photos, which
+    # did, are refused now).
+    monkeypatch.setattr(usecases, "_generator_protected", lambda photo, *_: photo.copy())
+    dialog = _dialog(qtbot, flat, ProtectOptions(mode="photo", device="cpu"), None)
     assert dialog.view is not None and dialog.view.largest_change == 0
-    assert dialog.status_label.text().startswith(f"This photo is {UNCHANGED}.\n")
-    assert "Protected" not in dialog.status_label.text()
+    assert dialog.status_label.text() == f"This photo is {UNCHANGED}."
+
+
+def test_a_photo_too_small_to_protect_is_said_as_protect_says_it(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """The preview called a 1x1 photo "unchanged: too small or flat", while Protect refuses
+    it as too small to protect."""
+    dot = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(dot)
+    dialog = _dialog(qtbot, dot, ProtectOptions(mode="photo", device="cpu"), None)
+    said = dialog.status_label.text()
+    assert said.startswith("dot.png is 1x1 pixels: too small to protect"), said
+    assert "unchanged" not in said and "Protected" not in said
+    assert not dialog.tiles["protected"].has_image()
+    assert not dialog.preview_button.isEnabled()
 
 
 def test_a_photo_too_small_for_an_edit_says_so_before_any_model_loads(

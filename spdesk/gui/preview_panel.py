@@ -46,7 +46,7 @@ from PySide6.QtWidgets import (
 from spdesk.core.edits import EDIT_STEPS, EDIT_STRENGTH, PRESETS
 from spdesk.core.errors import ModelMissingError, UnsupportedImageError
 from spdesk.core.events import CancelToken, Event, Loading, Progress
-from spdesk.core.geometry import check_previewable
+from spdesk.core.geometry import check_previewable, too_small_to_protect
 from spdesk.core.jobs.events import UNCHANGED
 from spdesk.core.usecases import (
     DIFFERENCE_GAIN,
@@ -669,19 +669,29 @@ class PreviewDialog(QDialog):
         self.tiles["difference"].set_image(shown.view.difference)
         strength = self.options.strength
         psnr = "" if shown.view.psnr is None else f" (PSNR {shown.view.psnr:.1f} dB)"
-        if shown.view.largest_change:
+        height, width = shown.view.photo.shape[:2]
+        photo_name = self._protecting.name if self._protecting is not None else "The photo"
+        too_small = too_small_to_protect(width, height, photo_name)
+        if too_small is not None:  # as Protect refuses it: no copy, so none is shown
+            self.status_label.setText(too_small.message)
+            for tile in ("protected", "difference"):
+                self.tiles[tile].clear("Too small to protect")
+        elif shown.view.largest_change:
             self.status_label.setText(
                 f"Protected at strength {strength:g}: each colour value moved by at most "
                 f"{shown.view.largest_change} of 255{psnr}. Zoom 100% to compare pixel for pixel."
             )
         else:  # as the queue and the CLI say it: never "protected"
             self.status_label.setText(f"This photo is {UNCHANGED}.")
-        if self.settings().fine_tuned:
+        if self.settings().fine_tuned and too_small is None:
             said = FINE_TUNING_NOT_SHOWN if shown.model_ready else FINE_TUNING_NEEDS_MODEL
             self.status_label.setText(f"{self.status_label.text()}\n{said}")
         self._show_visibility(shown.view.psnr)
         self.edit_refusal = _edit_refusal(shown.view.photo, self.settings().photo)
-        if self.edit_refusal:  # said before any model is loaded, not as a failed edit
+        if self.edit_refusal and too_small is not None:  # that says it all
+            for name in EDIT_TILES:
+                self.tiles[name].clear("Too small to protect")
+        elif self.edit_refusal:  # said before any model is loaded, not as a failed edit
             self.status_label.setText(f"{self.status_label.text()}\n{self.edit_refusal}")
             for name in EDIT_TILES:
                 self.tiles[name].clear("Too small for an AI edit")

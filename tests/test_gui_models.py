@@ -787,6 +787,10 @@ def test_moving_to_another_disk_shows_progress_and_stop_moves_nothing(
     qtbot.waitUntil(lambda: dialog.runner.paused, timeout=30_000)
     assert 0 < dialog.progress.value() < 1000
     assert "Moving" in dialog.status_label.text() and " of " in dialog.status_label.text()
+    # the file by its path in the models folder: the UNet, the VAE and the text encoder share
+    # a file name
+    copied = dialog.status_label.text().rsplit("(", 1)[1].rstrip(")")
+    assert "/" in copied and (old / copied).is_file(), copied
     assert dialog.cancel_button.isEnabled() and dialog.cancel_button.text() == "Stop moving"
     with qtbot.waitSignal(dialog.runner.cancelled, timeout=10_000):
         dialog.cancel_button.click()

@@ -1039,6 +1039,11 @@ def test_moving_across_disks_tells_progress_and_a_cancel_moves_nothing(
     assert tree_listing(new) == before and not old.exists()
     last = of_type(events, hubmod.FolderMoveProgress)[-1]
     assert last.done_bytes == last.total_bytes
+    # each file by its path inside the models folder (the base name alone is the same for
+    # the UNet, the VAE and the text encoder)
+    vae = store.folder_for("train") / "vae" / "diffusion_pytorch_model.safetensors"
+    copied = {e.file for e in of_type(events, hubmod.FolderMoveProgress)}
+    assert vae.relative_to(new).as_posix() in copied, copied
 
 
 def test_ctrl_c_during_models_move_across_disks_leaves_no_half_copy(

@@ -431,7 +431,7 @@ class ModelManagerDialog(QDialog):
             self.progress.setValue(round(1000 * event.done_bytes / total))
             self.status_label.setText(
                 f"Moving the models: {format_bytes(event.done_bytes)} of "
-                f"{format_bytes(total)} ({Path(event.file).name})"
+                f"{format_bytes(total)} ({event.file})"
             )
         if isinstance(event, DownloadProgress):
             total = max(event.total, 1)

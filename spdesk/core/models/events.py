@@ -96,8 +96,10 @@ class DownloadFinished(Event):
 
 @dataclass(frozen=True)
 class FolderMoveProgress(Event):
-    """Moving the models folder to another disk: ``file`` was just copied, ``done_bytes`` of
-    ``total_bytes`` are copied (a move on one disk is a rename, told by no event)."""
+    """Moving the models folder to another disk: ``file`` (its path inside the models folder,
+    with "/": the UNet, the VAE and the text encoder share a file name) was just copied,
+    ``done_bytes`` of ``total_bytes`` are copied (a move on one disk is a rename, told by no
+    event)."""
 
     file: str
     done_bytes: int

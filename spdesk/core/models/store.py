@@ -166,7 +166,9 @@ def _move_tree(old: Path, new: Path, on_event: EventSink, cancel: CancelToken) -
             hint="Free some space there, or choose a folder on another disk.",
         )
     try:
-        shutil.copytree(old, new, symlinks=True, copy_function=_told_copy(needed, on_event, cancel))
+        shutil.copytree(
+            old, new, symlinks=True, copy_function=_told_copy(old, needed, on_event, cancel)
+        )
     except Cancelled as error:
         shutil.rmtree(new, ignore_errors=True)
         raise Cancelled(
@@ -189,9 +191,11 @@ def _copied_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def _told_copy(total: int, on_event: EventSink, cancel: CancelToken) -> Callable[[str, str], str]:
-    """A ``copytree`` copy function that checks the cancel token before each file and tells
-    the bytes copied after it."""
+def _told_copy(
+    old: Path, total: int, on_event: EventSink, cancel: CancelToken
+) -> Callable[[str, str], str]:
+    """A ``copytree`` copy function of the folder ``old`` that checks the cancel token before
+    each file and tells the bytes copied after it, and the file by its path inside ``old``."""
     done = 0
 
     def copy(src: str, dst: str) -> str:
@@ -199,7 +203,7 @@ def _told_copy(total: int, on_event: EventSink, cancel: CancelToken) -> Callable
         cancel.check()
         shutil.copy2(src, dst)
         done += os.path.getsize(dst)
-        on_event(FolderMoveProgress(src, done, total))
+        on_event(FolderMoveProgress(Path(src).relative_to(old).as_posix(), done, total))
         return dst
 
     return copy

@@ -583,6 +583,30 @@ def test_a_photo_damaged_behind_a_good_header_waits_then_fails_with_its_reason_a
     assert boxes == [row.reason]
 
 
+def test_a_heic_failed_for_want_of_its_optional_extra_gets_a_retry_that_works_once_installed(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Retry was offered ("A retry would fail the same way"), though installing the heif
+    extra mends it: Protect, or the photo added again, then protected it in the same app."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    photos = _photos(tmp_path / "photos", 1)
+    heic = photos / "phone.heic"
+    pillow_heif.from_pillow(Image.new("RGB", (64, 48), (10, 200, 30))).save(heic)
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # the extra is not installed
+    _add(qtbot, window, [photos])
+    _protect(qtbot, window)
+    row = window.queue.row_for(heic)
+    assert row is not None and row.status is RowStatus.FAILED
+    assert "HEIC support is not installed" in row.reason and "pillow-heif" in row.reason
+    assert not row.reason.endswith(protect_bridge.NO_RETRY)
+    retry = window.queue.retry_button(heic)
+    assert retry is not None and retry.text() == "Retry"
+    monkeypatch.delitem(sys.modules, "pillow_heif")  # installed now, the app still running
+    with qtbot.waitSignal(window.job_runner.finished, timeout=30_000):
+        retry.click()
+    assert row.status is RowStatus.DONE, row.reason
+
+
 def _assert_the_reason_is_read_whole(window: MainWindow, photo: Path, text: str) -> None:
     """The Status cell says ``text`` in lines that fit the row at a laptop's width, and its
     tooltip says it too."""

@@ -49,6 +49,11 @@ class UnsupportedImageError(ImageError):
     """A real image in a form spdesk does not protect (animated, odd colour mode, ...)."""
 
 
+class MissingSupportError(UnsupportedImageError):
+    """A photo in a form read only with an optional part this installation lacks (HEIC without
+    pillow-heif): no fault of the photo's, since installing that part mends it."""
+
+
 class ImageTooLargeError(ImageError):
     """Refused before decoding: too many pixels (a possible decompression bomb)."""
 

@@ -22,6 +22,7 @@ Decisions:
 
 from __future__ import annotations
 
+import importlib
 import io
 import math
 import re
@@ -31,7 +32,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -40,6 +41,7 @@ from spdesk.core.errors import (
     CorruptImageError,
     ImageError,
     ImageTooLargeError,
+    MissingSupportError,
     NotAnImageError,
     UnsupportedImageError,
 )
@@ -61,19 +63,31 @@ _pillow_limit_lock = threading.Lock()
 
 def _register_heif(path: Path) -> None:
     try:
-        import pillow_heif
+        pillow_heif = _import_pillow_heif()
     except ImportError as error:
-        hint = 'Install it with: pip install "pillow-heif>=0.16" (spdesk\'s [heif] extra).'
+        message = f"{path.name} is a HEIC/HEIF photo, and HEIC support is not installed."
         if getattr(sys, "frozen", False):  # an installer's app: no pip to run
-            hint = (
-                "The installed app does not read HEIC (its HEVC codec's GPL licence keeps it "
-                "out): save the photo as JPEG first (on an iPhone, Settings > Camera > Formats "
-                "> Most Compatible), or install spdesk with pip and its heif extra."
-            )
-        raise UnsupportedImageError(
-            f"{path.name} is a HEIC/HEIF photo, and HEIC support is not installed.", hint=hint
-        ) from error
+            raise UnsupportedImageError(
+                message,
+                hint="The installed app does not read HEIC (its HEVC codec's GPL licence keeps "
+                "it out): save the photo as JPEG first (on an iPhone, Settings > Camera > "
+                "Formats > Most Compatible), or install spdesk with pip and its heif extra.",
+            ) from error
+        # Installing it mends this, even in a running app: a retry can succeed.
+        hint = 'Install it with: pip install "pillow-heif>=0.16" (spdesk\'s [heif] extra).'
+        raise MissingSupportError(message, hint=hint) from error
     pillow_heif.register_heif_opener()
+
+
+def _import_pillow_heif() -> Any:
+    """pillow_heif, also when it was installed while this process runs (its folder's listing,
+    cached by Python's importer, predates it)."""
+    try:
+        import pillow_heif
+    except ImportError:
+        importlib.invalidate_caches()
+        import pillow_heif
+    return pillow_heif
 
 
 def _require_avif(path: Path) -> None:

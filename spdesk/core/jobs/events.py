@@ -15,6 +15,7 @@ from typing import Any
 from spdesk.core.errors import (
     Cancelled,
     CorruptImageError,
+    MissingSupportError,
     NotAnImageError,
     UnsupportedImageError,
 )
@@ -33,7 +34,10 @@ class SkipReason(StrEnum):
 def is_photo_fault(error: Exception) -> bool:
     """Whether ``error`` is in the photo's own content, which a re-run reads the same way (a
     file that could not be read for its permissions, or too large for this computer's memory,
-    may protect once that changes)."""
+    may protect once that changes; so may a HEIC once the optional part that reads it is
+    installed)."""
+    if isinstance(error, MissingSupportError):
+        return False
     return isinstance(error, NotAnImageError | CorruptImageError | UnsupportedImageError)
 
 

@@ -458,7 +458,8 @@ def test_stop_while_the_hub_does_not_answer_the_listing_ends_it_at_once(
     qtbot: QtBot, hub: HubServer
 ) -> None:
     """The dialog listed without the cancel token: "Cancelling…" stayed while huggingface_hub
-    retried (a 500 for some 23 s; a stalled network for good)."""
+    retried (a 500 for some 23 s; a stalled network for good). Meanwhile it said only
+    "Checking what needs to be downloaded…": each retry is said now."""
     import time
 
     hub.fail_listing(500)
@@ -467,9 +468,13 @@ def test_stop_while_the_hub_does_not_answer_the_listing_ends_it_at_once(
     dialog.select("train")
     assert dialog.download()
     assert dialog.runner.running and dialog._action == "plan"
-    qtbot.wait(300)
+    qtbot.waitUntil(lambda: "again in" in dialog.status_label.text(), timeout=10_000)
+    said = dialog.status_label.text()
+    assert said.startswith(f"Asking {hub.url} again in ") and "(retry 1 of " in said, said
+    assert "it answered with error 500" in said and "“Stop download” ends it" in said
+    assert dialog.cancel_button.isEnabled() and dialog.cancel_button.text() == "Stop download"
     started = time.monotonic()
-    dialog.runner.cancel()  # what "Stop download" does
+    dialog.cancel_button.click()
     qtbot.waitUntil(lambda: not dialog.runner.running, timeout=5_000)
     assert time.monotonic() - started < 3 and hub.bytes_served() == 0
     # Nothing was fetched: it said "The part already fetched is kept: Download resumes it."

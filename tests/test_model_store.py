@@ -1177,6 +1177,37 @@ def test_a_cancel_while_listing_stops_at_once(store: ModelStore, hub: HubServer)
     assert not store.folder_for("preview").exists()
 
 
+def test_a_failing_hubs_retries_are_told_and_a_cancel_during_them_stops_at_once(
+    store: ModelStore, hub: HubServer
+) -> None:
+    """huggingface_hub retries a failing listing for some 25 s, and nothing said so."""
+    hub.fail_listing(500)
+    cancel = CancelToken()
+    told: list[hubmod.HubRetrying] = []
+    cancelled_at: list[float] = []
+
+    def cancel_at_the_second_retry(event: Event) -> None:
+        if isinstance(event, hubmod.HubRetrying):
+            told.append(event)
+            if len(told) == 2:
+                cancelled_at.append(time.monotonic())
+                cancel.cancel()
+
+    with pytest.raises(Cancelled, match="nothing was fetched"):
+        store.download("preview", on_event=cancel_at_the_second_retry, cancel=cancel)
+    assert time.monotonic() - cancelled_at[0] < 2
+    first = told[0]
+    assert (first.endpoint, first.attempt, first.reason) == (
+        hub.url,
+        1,
+        "it answered with error 500",
+    )
+    assert first.retries >= 2 and first.wait_s > 0
+    assert first.text.startswith(f"Asking {hub.url} again in ")
+    assert "(retry 1 of " in first.text and first.text.endswith(": it answered with error 500")
+    assert not store.folder_for("preview").exists()
+
+
 def test_a_hub_that_takes_the_connection_and_never_answers_is_named_not_waited_for(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -170,6 +170,8 @@ class _DownloadPrinter:
 
         if isinstance(event, download_events.DownloadListing):
             self.bar.line(f"Asking {event.endpoint} for {event.repo_id}...")
+        elif isinstance(event, download_events.HubRetrying):
+            self.bar.line(event.text + ("; Ctrl+C stops." if event.attempt == 1 else "."))
         elif isinstance(event, download_events.DownloadPlanned):
             self.bar.line(
                 f"{event.repo_id}@{event.revision[:12]}: {event.files} files, "

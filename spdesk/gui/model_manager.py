@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from spdesk.core.events import CancelToken, Event
-from spdesk.core.models.events import DownloadProgress, FolderMoveProgress
+from spdesk.core.models.events import DownloadProgress, FolderMoveProgress, HubRetrying
 from spdesk.core.models.settings import MODELS_DIR_VARIABLE, models_dir_variable
 from spdesk.gui.desktop import open_in_file_manager
 from spdesk.gui.modal import run_modal
@@ -87,7 +87,8 @@ def store_task(factory: StoreFactory, action: str, feature: str | None = None, *
         if action == "status":
             return store.root, store.status(), store.root_reason
         if action == "plan":
-            return store.plan(feature, cancel)  # Stop and Close end a stalled listing at once
+            # Stop and Close end a stalled listing at once; a failing hub's retries are told
+            return store.plan(feature, cancel, on_event)
         if action == "download":
             return store.download(feature, on_event, cancel)
         if action == "verify":
@@ -433,6 +434,8 @@ class ModelManagerDialog(QDialog):
                 f"Moving the models: {format_bytes(event.done_bytes)} of "
                 f"{format_bytes(total)} ({event.file})"
             )
+        if isinstance(event, HubRetrying):  # some 25 s of silence before it was told
+            self.status_label.setText(f"{event.text}. “Stop download” ends it.")
         if isinstance(event, DownloadProgress):
             total = max(event.total, 1)
             self.progress.setValue(round(1000 * event.done / total))

@@ -84,11 +84,16 @@ ByteSink = Callable[[int], None]  # told the bytes just written (negative: the f
 
 # --- planning -------------------------------------------------------------------------------------
 def plan_download(
-    feature: str, source: Source, endpoint: str, target: Path, cancel: CancelToken | None = None
+    feature: str,
+    source: Source,
+    endpoint: str,
+    target: Path,
+    cancel: CancelToken | None = None,
+    on_event: EventSink = ignore_events,
 ) -> DownloadPlan:
     """List the repository (network) and work out what is still to fetch and the free space.
-    Cancelled at once on ``cancel``."""
-    commit, candidates = list_candidates(source, endpoint, cancel)
+    Cancelled at once on ``cancel``; a failing hub's retries are told (HubRetrying)."""
+    commit, candidates = list_candidates(source, endpoint, cancel, on_event)
     files = tuple(select_files(source, candidates))
     verified = verified_paths(target, read_model_manifest(target), files, commit)
     done = sum(bytes_on_disk(target, f, verified) for f in files)

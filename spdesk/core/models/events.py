@@ -18,6 +18,28 @@ class DownloadListing(Event):
 
 
 @dataclass(frozen=True)
+class HubRetrying(Event):
+    """A request to the hub at ``endpoint`` failed (``reason``: "it answered with error 500",
+    or what the connection said), and the hub client asks again in ``wait_s`` seconds: retry
+    ``attempt`` of ``retries``. Without it a failing hub was some 25 s of silence."""
+
+    endpoint: str
+    attempt: int
+    retries: int
+    wait_s: float
+    reason: str
+
+    @property
+    def text(self) -> str:
+        """What the window and the command line say of it."""
+        why = f": {self.reason}" if self.reason else ""
+        return (
+            f"Asking {self.endpoint} again in {self.wait_s:g} s "
+            f"(retry {self.attempt} of {self.retries}){why}"
+        )
+
+
+@dataclass(frozen=True)
 class DownloadPlanned(Event):
     """What will be fetched: ``to_fetch_bytes`` of ``total_bytes`` (the rest is already here)."""
 

@@ -12,7 +12,8 @@ without safetensors (converted on arrival, see :mod:`spdesk.core.models.weights`
 
 from __future__ import annotations
 
-import functools
+import logging
+import queue
 import re
 import shutil
 import threading
@@ -24,7 +25,8 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from spdesk.core.errors import Cancelled, DownloadError, NotEnoughSpaceError, SpdeskError
-from spdesk.core.events import CancelToken
+from spdesk.core.events import CancelToken, EventSink, ignore_events
+from spdesk.core.models.events import HubRetrying
 from spdesk.core.models.layout import MOVE_FOLDER_HINT, local_name, part_of, window_or_command
 from spdesk.core.models.sources import Source, is_full_commit
 
@@ -104,19 +106,35 @@ def candidate_patterns(source: Source) -> list[str]:
 
 
 def list_candidates(
-    source: Source, endpoint: str, cancel: CancelToken | None = None
+    source: Source,
+    endpoint: str,
+    cancel: CancelToken | None = None,
+    on_event: EventSink = ignore_events,
 ) -> tuple[str, list[RemoteFile]]:
     """``(commit, candidates)`` from the hub (network; the token is the library's own: HF_TOKEN
     or ``hf auth login``). Raises DownloadError with a plain reason, Cancelled at once on
-    ``cancel``."""
+    ``cancel``. Each retry of a failing hub is told as HubRetrying."""
     import huggingface_hub.utils.logging  # noqa: F401  (adds the library's console handler)
 
     from spdesk.core.logs import library_output_to_log
 
     library_output_to_log("huggingface_hub")  # its retries go to the log, not the terminal
-    listing = functools.partial(_listing, source, endpoint)
+    retries = _RetriesTold(endpoint)
+    library = logging.getLogger("huggingface_hub")
+
+    def listing() -> tuple[str, list[RemoteFile]]:
+        retries.thread = threading.get_ident()  # this listing's retries, not another's
+        return _listing(source, endpoint)
+
+    def tell() -> None:
+        while not retries.told.empty():
+            on_event(retries.told.get())
+
+    library.addHandler(retries)
     try:
-        return unless_cancelled(listing, cancel or CancelToken(), timeout_s=LISTING_TIMEOUT_S)
+        return unless_cancelled(
+            listing, cancel or CancelToken(), timeout_s=LISTING_TIMEOUT_S, on_wait=tell
+        )
     except Cancelled as error:
         raise Cancelled("Download cancelled while asking the hub; nothing was fetched.") from error
     except TimeoutError as error:
@@ -127,6 +145,35 @@ def list_candidates(
         ) from error
     except Exception as error:
         raise hub_error(error, source, endpoint) from error
+    finally:
+        library.removeHandler(retries)
+
+
+# huggingface_hub's warnings as it retries a request (utils/_http.py): why, then the wait.
+_RETRY_REASON = re.compile(r"(?:HTTP Error (\d+)|'(.*)') thrown while requesting ", re.DOTALL)
+_RETRY_WAIT = re.compile(r"([\d.]+)s[^\[]*\[Retry (\d+)/(\d+)\]")
+
+
+class _RetriesTold(logging.Handler):
+    """The hub client's warnings as it retries the requests of one thread (``thread``), kept
+    as HubRetrying events for the waiting thread to tell."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(logging.WARNING)
+        self.endpoint = endpoint
+        self.thread: int | None = None
+        self.reason = ""
+        self.told: queue.SimpleQueue[HubRetrying] = queue.SimpleQueue()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread:
+            return
+        text = record.getMessage()
+        if why := _RETRY_REASON.match(text):
+            self.reason = f"it answered with error {why[1]}" if why[1] else why[2]
+        elif "Retry" in text and (wait := _RETRY_WAIT.search(text)):
+            attempt, retries = int(wait[2]), int(wait[3])
+            self.told.put(HubRetrying(self.endpoint, attempt, retries, float(wait[1]), self.reason))
 
 
 def _listing(source: Source, endpoint: str) -> tuple[str, list[RemoteFile]]:
@@ -150,12 +197,17 @@ def _listing(source: Source, endpoint: str) -> tuple[str, list[RemoteFile]]:
 
 
 def unless_cancelled(
-    call: Callable[[], T], cancel: CancelToken, *, timeout_s: float | None = None
+    call: Callable[[], T],
+    cancel: CancelToken,
+    *,
+    timeout_s: float | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> T:
     """``call()``'s result, or Cancelled as soon as ``cancel`` is set (TimeoutError after
     ``timeout_s``). huggingface_hub's calls cannot be interrupted (a failing server is retried
     for some 23 s), so ``call`` runs in a daemon thread left to end on its own: a dry-run
-    listing writes nothing."""
+    listing writes nothing. ``on_wait`` is called in this thread as it waits (every
+    CANCEL_POLL_S)."""
     outcome: list[tuple[bool, Any]] = []
     done = threading.Event()
 
@@ -170,6 +222,8 @@ def unless_cancelled(
     threading.Thread(target=run, name="spdesk-hub-listing", daemon=True).start()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while not done.wait(CANCEL_POLL_S):
+        if on_wait is not None:
+            on_wait()
         if cancel.cancelled:
             raise Cancelled("Download cancelled while asking the hub; nothing was fetched.")
         if deadline is not None and time.monotonic() > deadline:

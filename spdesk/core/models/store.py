@@ -284,13 +284,18 @@ class ModelStore:
         return folder
 
     # --- download ---------------------------------------------------------------------------
-    def plan(self, feature: Feature, cancel: CancelToken | None = None) -> DownloadPlan:
+    def plan(
+        self,
+        feature: Feature,
+        cancel: CancelToken | None = None,
+        on_event: EventSink = ignore_events,
+    ) -> DownloadPlan:
         """List the repository (network) and work out what is still to fetch and the free space.
-        Cancelled at once on ``cancel``."""
+        Cancelled at once on ``cancel``; a failing hub's retries are told (HubRetrying)."""
         source = self.source(feature)
         endpoint = self.settings.resolved_endpoint()
         folder = self.folder_for(feature)
-        return download.plan_download(feature, source, endpoint, folder, cancel)
+        return download.plan_download(feature, source, endpoint, folder, cancel, on_event)
 
     def download(
         self,
@@ -310,7 +315,7 @@ class ModelStore:
             return found[0]  # the pinned files are here (a Hugging Face cache is not copied)
         endpoint = self.settings.resolved_endpoint()  # what plan() lists, said before it waits
         on_event(DownloadListing(feature, self.source(feature).repo_id, endpoint))
-        plan = self.plan(feature, cancel)
+        plan = self.plan(feature, cancel, on_event)
         manifest = download.fetch(plan, on_event, cancel, self._features_recorder(plan))
         self._record_features(manifest, [f.path for f in plan.files])
         write_model_manifest(plan.target, manifest)

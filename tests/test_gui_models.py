@@ -69,6 +69,19 @@ def _dialog(qtbot: QtBot, factory: Any) -> ModelManagerDialog:
     return dialog
 
 
+def test_the_hint_to_select_a_feature_shows_only_while_none_is(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """ "Select a feature…" stayed under a list with its first row selected."""
+    dialog = _dialog(qtbot, lambda: ModelStore(root=tmp_path / "models"))
+    assert dialog.selected_feature() == "train"
+    assert not dialog.status_label.text().startswith("Select a feature")
+    dialog.table.clearSelection()
+    assert dialog.status_label.text().startswith("Select a feature to download")
+    dialog.select("taesd")
+    assert dialog.status_label.text() == ""
+
+
 def test_download_with_consent_then_verify(qtbot: QtBot, hub: HubServer) -> None:
     dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
     assert "Not installed" in _cell(dialog, 0, 2)

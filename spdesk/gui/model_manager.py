@@ -59,6 +59,7 @@ SHARED_CACHE_TEXT = (
 """Why Remove is off for a model found in the Hugging Face cache (spdesk only links to it)."""
 PARTIAL = "partial"  # a Removal of the .part files a stopped download left
 CHANGE_FOLDER = "Change folder…"
+SELECT_HINT = "Select a feature to download, verify or remove its model."
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,7 @@ class ModelManagerDialog(QDialog):
         buttons.addWidget(self.close_button)
         self.progress = thin_progress_bar()
         self.progress.setAccessibleName("Progress of the download or move")
-        self.status_label = muted_label("Select a feature to download, verify or remove its model.")
+        self.status_label = muted_label(SELECT_HINT)
         self.status_label.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 14, 16, 12)
@@ -581,6 +582,11 @@ class ModelManagerDialog(QDialog):
     def _update_controls(self) -> None:
         running = self.runner.running
         feature = self.selected_feature()
+        said = self.status_label.text()  # the hint only while no feature is selected
+        if feature is not None and said == SELECT_HINT:
+            self.status_label.setText("")
+        elif feature is None and not said:
+            self.status_label.setText(SELECT_HINT)
         status = self.statuses.get(feature or "")
         present = bool(status is not None and status.present)
         self.download_button.setEnabled(not running and feature is not None)

@@ -193,6 +193,27 @@ def saved_file_problem(path: Path, kind: str | None) -> str | None:
     return None
 
 
+def made_by_spdesk(
+    path: Path, kind: object, label: str, not_a: str
+) -> tuple[str, str, bool] | None:
+    """When ``kind`` (the "format" a safetensors header names) is a universal perturbation's
+    or a generator's, given where something else was wanted: ``(what to say of the file,
+    named ``label``, that it is, not ``not_a`` ("an encoder"), the ``spdesk protect`` option
+    that takes it, whether it is damaged)``; None for any other file. A damaged one is not
+    sent to its option, which would refuse it too."""
+    uses = {
+        PERTURBATION_FORMAT: ("universal perturbation", "--perturbation"),
+        FORMAT_NAME: ("protection generator", "--generator"),
+    }
+    if kind not in uses:
+        return None
+    what, option = uses[str(kind)]
+    problem = saved_file_problem(path, str(kind))
+    if problem is not None:
+        return f"{label} is a damaged {what} made by spdesk, not {not_a} ({problem}).", option, True
+    return f"{label} is a {what} made by spdesk, not {not_a}.", option, False
+
+
 def read_spec(path: Path) -> GeneratorSpec:
     """The file's description, from its header alone (cheap; no weights loaded)."""
     import hashlib

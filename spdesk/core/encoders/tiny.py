@@ -159,28 +159,18 @@ def _unreadable_weights(path: Path, error: Exception) -> EncoderError:
 def refuse_spdesk_file(path: Path) -> None:
     """A perturbation or generator spdesk wrote is not an encoder: say what it is and where it
     goes (``--encoder`` would otherwise call it an unknown state dict)."""
-    from spdesk.core.generator_file import saved_file_problem
-    from spdesk.core.perturbation import FORMAT_NAME, GENERATOR_FORMAT, header_metadata
+    from spdesk.core.generator_file import made_by_spdesk
+    from spdesk.core.perturbation import header_metadata
 
     if path.suffix != ".safetensors":
         return
-    uses = {
-        FORMAT_NAME: ("a universal perturbation", "--perturbation"),
-        GENERATOR_FORMAT: ("a protection generator", "--generator"),
-    }
     kind = header_metadata(path).get("format")
-    if kind in uses:
-        what, option = uses[kind]
-        problem = saved_file_problem(path, kind)  # then --perturbation would refuse it too
-        if problem is not None:
-            raise EncoderError(
-                f"{path.name} is a damaged {what.removeprefix('a ')} made by spdesk, not an "
-                f"encoder ({problem}).",
-                hint=f"--encoder takes {ENCODER_CHOICES}.",
-            )
+    said = made_by_spdesk(path, kind, path.name, "an encoder")
+    if said is not None:
+        message, option, damaged = said
+        hint = f"--encoder takes {ENCODER_CHOICES}."
         raise EncoderError(
-            f"{path.name} is {what} made by spdesk, not an encoder.",
-            hint=f"Give it to spdesk protect {option}; --encoder takes {ENCODER_CHOICES}.",
+            message, hint=hint if damaged else f"Give it to spdesk protect {option}; {hint}"
         )
 
 

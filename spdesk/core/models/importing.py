@@ -303,28 +303,18 @@ def _refuse_spdesk_file(path: Path, label: str) -> None:
     """A perturbation or generator spdesk wrote is not a model: say what it is for."""
     from safetensors import safe_open
 
-    from spdesk.core.generator_file import saved_file_problem
-    from spdesk.core.perturbation import FORMAT_NAME, GENERATOR_FORMAT
+    from spdesk.core.generator_file import made_by_spdesk
 
     try:
         with safe_open(str(path), framework="pt") as fh:
             kind = (fh.metadata() or {}).get("format")
     except Exception:  # not readable as safetensors: checkpoint_keys says so
         return
-    uses = {
-        FORMAT_NAME: ("a universal perturbation", f"spdesk protect --perturbation {label}"),
-        GENERATOR_FORMAT: ("a protection generator", f"spdesk protect --generator {label}"),
-    }
-    if kind in uses:
-        what, command = uses[kind]
-        problem = saved_file_problem(path, kind)  # then the command would refuse it too
-        if problem is not None:
-            raise ModelError(
-                f"{label} is a damaged {what.removeprefix('a ')} made by spdesk, not a model "
-                f"({problem})."
-            )
+    said = made_by_spdesk(path, kind, label, "a model")
+    if said is not None:
+        message, option, damaged = said
         raise ModelError(
-            f"{label} is {what} made by spdesk, not a model.", hint=f"Use it with {command}."
+            message, hint=None if damaged else f"Use it with spdesk protect {option} {label}."
         )
 
 

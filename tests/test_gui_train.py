@@ -231,6 +231,20 @@ def test_the_folder_is_counted_in_a_worker_once_typing_pauses(
     qtbot.waitUntil(lambda: not dialog.count_runner.running)
 
 
+def test_photos_that_cannot_be_read_are_not_counted(
+    qtbot: QtBot, dialog: TrainDialog, tmp_path: Path
+) -> None:
+    """A file that only starts like a photo was counted ("5 photos found"), and training
+    then left it out as unreadable."""
+    folder = _photos(tmp_path / "mine", count=3)
+    (folder / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"not the rest" * 10)
+    (folder / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)
+    dialog.folder_edit.setText(str(folder))
+    qtbot.waitUntil(lambda: dialog.photo_count is not None, timeout=10_000)
+    assert dialog.photo_count == 3 and dialog.count_label.text() == "3 photos found."
+    qtbot.waitUntil(lambda: not dialog.count_runner.running)
+
+
 def test_a_whole_disk_is_never_walked(qtbot: QtBot, dialog: TrainDialog) -> None:
     dialog.folder_edit.setText("/")
     qtbot.waitUntil(lambda: "whole disk" in dialog.count_label.text(), timeout=5_000)

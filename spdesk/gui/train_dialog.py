@@ -166,15 +166,19 @@ COUNT_DELAY_MS = 400  # typing pause before counting
 
 def count_task(folder: Path) -> Task:
     """A worker task counting the photos in ``folder`` (by content, as training reads them),
-    up to ``COUNT_LIMIT``; None when it is not a folder. Cancelled by the next keystroke."""
+    up to ``COUNT_LIMIT``, leaving out those whose header cannot be read (training leaves them
+    out); None when it is not a folder. Cancelled by the next keystroke."""
 
     def run(_on_event: Callable[[Event], None], cancel: CancelToken) -> int | None:
         from spdesk.core.discovery import DiscoveryOptions, discover
+        from spdesk.core.imageio import DEFAULT_MAX_PIXELS
+        from spdesk.core.jobs.scan import HeaderScan
 
         if not folder.is_dir():
             return None
-        options = DiscoveryOptions(cancel=cancel, limit=COUNT_LIMIT)
-        return len(discover([folder], options).photos)
+        headers = HeaderScan(DEFAULT_MAX_PIXELS)
+        options = DiscoveryOptions(cancel=cancel, limit=COUNT_LIMIT, sniff=headers.sniff)
+        return sum(photo.path in headers.headers for photo in discover([folder], options).photos)
 
     return run
 

@@ -161,8 +161,11 @@ def test_avif_without_pillow_avif_support_says_so(
     path = tmp_path / "photo.avif"
     path.write_bytes(b"\x00\x00\x00\x20ftypavif\x00\x00\x00\x00avifmif1miafMA1B" + bytes(64))
     monkeypatch.setattr("spdesk.core.imageio.avif_supported", lambda: False)
-    with pytest.raises(UnsupportedImageError, match="AVIF needs a Pillow built with AVIF"):
+    with pytest.raises(UnsupportedImageError, match="AVIF needs a Pillow built with AVIF") as e:
         read_image(path)
+    # A running app keeps the Pillow it started with: the window offers no Retry, so the hint
+    # says that spdesk must start again once Pillow is updated.
+    assert "then start spdesk again" in (e.value.hint or "")
 
 
 def test_a_decoder_that_cannot_decode_the_file_is_a_clear_error(

@@ -95,8 +95,8 @@ def _require_avif(path: Path) -> None:
         raise UnsupportedImageError(
             f"{path.name} is an AVIF photo, and AVIF needs a Pillow built with AVIF support, "
             "which this installation lacks.",
-            hint="Update Pillow (pip install -U pillow: its current wheels read AVIF), or save "
-            "the photo as JPEG or PNG first.",
+            hint="Update Pillow (pip install -U pillow: its current wheels read AVIF), then "
+            "start spdesk again; or save the photo as JPEG or PNG first.",
         )
 
 

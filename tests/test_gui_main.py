@@ -1219,6 +1219,19 @@ def test_save_to_says_while_typing_that_a_folder_inside_a_folder_added_is_refuse
     assert not (photos / "protected").exists()
 
 
+def test_save_to_typed_with_a_user_that_does_not_exist_raises_nothing(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    """Typing "~nosuchuser0/out" raised RuntimeError in the event loop once typing paused
+    (Path.expanduser of an unknown user); Protect says why it cannot be used."""
+    panel = window.options_panel
+    panel.output_edit.clear()
+    qtbot.keyClicks(panel.output_edit, "~nosuchuser0/out")
+    panel.flush_typing()
+    panel.output_edit.editingFinished.emit()
+    assert not panel.output_note.isVisibleTo(window)
+
+
 def test_a_card_dropped_whole_gets_its_default_folder_in_home_not_beside_its_mount(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

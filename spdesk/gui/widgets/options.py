@@ -668,8 +668,8 @@ class OptionsPanel(QWidget):
         typed = self.output_edit.text().strip()
         try:
             a_file = bool(typed) and Path(typed).expanduser().is_file()
-        except OSError:  # a name the system refuses: the job says why when it starts
-            a_file = False
+        except (OSError, RuntimeError):  # a name the system refuses, "~nobody/x" of no user:
+            a_file = False  # the job says why when it starts
         if a_file:
             self.output_note.setText(
                 f"“{Path(typed).name}” is a file, not a folder: choose a folder for the "

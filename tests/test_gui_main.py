@@ -1223,12 +1223,28 @@ def test_save_to_typed_with_a_user_that_does_not_exist_raises_nothing(
     qtbot: QtBot, window: MainWindow
 ) -> None:
     """Typing "~nosuchuser0/out" raised RuntimeError in the event loop once typing paused
-    (Path.expanduser of an unknown user); Protect says why it cannot be used."""
+    (Path.expanduser of an unknown user); the note says why it cannot be used."""
     panel = window.options_panel
     panel.output_edit.clear()
     qtbot.keyClicks(panel.output_edit, "~nosuchuser0/out")
     panel.flush_typing()
     panel.output_edit.editingFinished.emit()
+    said = panel.output_note.text()
+    assert said == "“~nosuchuser0/out”: there is no user “nosuchuser0” on this computer."
+    assert panel.output_note.isVisibleTo(window)
+
+
+def test_save_to_says_while_typing_that_a_folder_is_not_a_whole_path(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """A folder typed without its whole path was refused only when Protect was pressed."""
+    panel = window.options_panel
+    panel.output_edit.clear()
+    qtbot.keyClicks(panel.output_edit, "protected")
+    qtbot.waitUntil(lambda: panel.output_note.isVisibleTo(window), timeout=2000)
+    assert panel.output_note.text().startswith("“protected” is not a full path")
+    panel.output_edit.setText(str(tmp_path / "protected"))
+    panel.flush_typing()
     assert not panel.output_note.isVisibleTo(window)
 
 

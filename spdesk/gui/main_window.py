@@ -819,15 +819,18 @@ class MainWindow(QMainWindow):
         return None
 
     def _say_output_in_input(self) -> None:
-        """Say under "Save to", once typing pauses or the photos queued change, that the typed
-        folder is (inside) a folder added: Protect refuses it (it was said only then)."""
+        """Say under "Save to", once typing pauses or the photos queued change, why Protect
+        would refuse the typed folder (it was said only then): not a whole path, or (inside) a
+        folder added."""
         typed = self.options_panel.output_edit.text().strip()
         # Worked out again only when what it depends on changes: the typed folder is resolved
         # on this thread (a slow disk), and this runs whenever the controls are updated.
         key = (typed, tuple(self._added_folders), self.queue.rowCount())
         if key != self._output_in_input_key:
             self._output_in_input_key, self._output_in_input_said = key, ""
-            if typed and self._added_folders and not self._output_root_problem():
+            if typed and (not_whole := self._output_root_problem()):
+                self._output_in_input_said = not_whole
+            elif typed and self._added_folders:
                 root = self.output_root()
                 if self._typed_real[0] != typed:  # resolved once for each folder typed
                     self._typed_real = (typed, _real(root))

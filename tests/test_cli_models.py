@@ -67,6 +67,20 @@ def test_status_download_verify_remove(hub: HubServer, capsys: pytest.CaptureFix
     assert not json.loads(capsys.readouterr().out)["features"][0]["present"]
 
 
+def test_a_dropped_connection_is_said_as_it_is_asked_again(
+    hub: HubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the log said "asking again from byte N": the bar stood still meanwhile."""
+    weights = "vae/diffusion_pytorch_model.fp16.safetensors"
+    hub.drop(weights, after=4096, times=1)
+    assert main(["models", "download", "--for", "train"]) == EXIT_OK
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if "the connection stopped at" in line]
+    assert len(said) == 1, err
+    assert said[0].startswith(f"{weights}: the connection stopped at ")
+    assert said[0].endswith("; asking again from there in 1 s."), said[0]
+
+
 def test_removing_preview_says_the_training_vae_goes_with_it(
     hub: HubServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -82,6 +82,20 @@ def test_the_hint_to_select_a_feature_shows_only_while_none_is(
     assert dialog.status_label.text() == ""
 
 
+def test_a_dropped_connection_is_said_while_the_download_asks_again(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """The bar stood still while a dropped connection was asked again, and nothing said why."""
+    from spdesk.core.models.events import TransferRetrying
+
+    dialog = _dialog(qtbot, lambda: ModelStore(root=tmp_path / "models"))
+    unet = "unet/diffusion_pytorch_model.fp16.safetensors"
+    dialog._on_event(TransferRetrying(unet, 2_000_000, 1_700_000_000, "ReadTimeout", 1.0, 2, 5))
+    said = dialog.status_label.text()
+    assert said.startswith("The connection stopped at 2.0 MB of 1.7 GB (unet/"), said
+    assert "asking again from there in 1 s (2 of 5 tries)" in said and "Stop download" in said
+
+
 def test_download_with_consent_then_verify(qtbot: QtBot, hub: HubServer) -> None:
     dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
     assert "Not installed" in _cell(dialog, 0, 2)

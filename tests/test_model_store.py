@@ -565,9 +565,15 @@ def test_a_dropped_connection_is_resumed_without_fetching_twice(
 ) -> None:
     monkeypatch.setattr(downloadmod, "CHUNK_BYTES", CHUNK)
     hub.drop(UNET, after=6 * CHUNK, times=1)
-    store.download("preview")
+    events: list[Event] = []
+    store.download("preview", on_event=events.append)
     assert hub.served[UNET] == len(sd_files[UNET])  # the resume asked only for the rest
     assert store.verify("preview").ok
+    # Told, not only logged: the progress stood still while it asked again
+    [retrying] = of_type(events, hubmod.TransferRetrying)
+    assert (retrying.file, retrying.size) == (UNET, len(sd_files[UNET]))
+    assert 0 < retrying.done <= 6 * CHUNK and retrying.reason and retrying.stalled == 0
+    assert retrying.give_up == downloadmod.MAX_STALLS
 
 
 def test_a_download_cut_short_near_its_end_does_not_say_it_stopped_at_its_full_size(

@@ -170,6 +170,13 @@ class _DownloadPrinter:
 
         if isinstance(event, download_events.DownloadListing):
             self.bar.line(f"Asking {event.endpoint} for {event.repo_id}...")
+        elif isinstance(event, download_events.TransferRetrying):
+            self.bar.line(
+                f"{event.file}: the connection stopped at {_size(event.done)} of "
+                f"{_size(event.size)} ({event.reason}); asking again from there in "
+                f"{event.wait_s:g} s"
+                + (f" ({event.stalled} of {event.give_up} tries)." if event.stalled else ".")
+            )
         elif isinstance(event, download_events.HubRetrying):
             self.bar.line(event.text + ("; Ctrl+C stops." if event.attempt == 1 else "."))
         elif isinstance(event, download_events.DownloadPlanned):

@@ -34,7 +34,12 @@ from PySide6.QtWidgets import (
 )
 
 from spdesk.core.events import CancelToken, Event
-from spdesk.core.models.events import DownloadProgress, FolderMoveProgress, HubRetrying
+from spdesk.core.models.events import (
+    DownloadProgress,
+    FolderMoveProgress,
+    HubRetrying,
+    TransferRetrying,
+)
 from spdesk.core.models.settings import MODELS_DIR_VARIABLE, models_dir_variable
 from spdesk.gui.desktop import open_in_file_manager
 from spdesk.gui.modal import run_modal
@@ -434,6 +439,13 @@ class ModelManagerDialog(QDialog):
             self.status_label.setText(
                 f"Moving the models: {format_bytes(event.done_bytes)} of "
                 f"{format_bytes(total)} ({event.file})"
+            )
+        if isinstance(event, TransferRetrying):  # the bar stood still, and nothing said why
+            tries = f" ({event.stalled} of {event.give_up} tries)" if event.stalled else ""
+            self.status_label.setText(
+                f"The connection stopped at {format_bytes(event.done)} of "
+                f"{format_bytes(event.size)} ({event.file}): asking again from there in "
+                f"{event.wait_s:g} s{tries}. “Stop download” ends it."
             )
         if isinstance(event, HubRetrying):  # some 25 s of silence before it was told
             self.status_label.setText(f"{event.text}. “Stop download” ends it.")

@@ -43,6 +43,7 @@ from spdesk.core.models.events import (
     FileRejected,
     FileVerified,
     FileVerifying,
+    TransferRetrying,
 )
 from spdesk.core.models.layout import (
     MOVE_FOLDER_HINT,
@@ -80,6 +81,7 @@ RETRY_PAUSE_S = 1.0  # pause before asking again after a dropped connection
 MAX_OVERSIZED = 3  # responses longer than the file before a transfer gives up
 
 ByteSink = Callable[[int], None]  # told the bytes just written (negative: the file restarted)
+RetrySink = Callable[[int, int, str], None]  # told (bytes here, stalled tries, why) before a retry
 
 
 # --- planning -------------------------------------------------------------------------------------
@@ -372,9 +374,23 @@ class Downloader:
             done = max(done + n, 0)
             self._progress(f, done, n)
 
+        def on_retry(have: int, stalled: int, why: str) -> None:
+            self.on_event(
+                TransferRetrying(f.path, have, f.size, why, RETRY_PAUSE_S, stalled, MAX_STALLS)
+            )
+
         try:
             headers = build_hf_headers()
-            transfer(self.url(f), part, f.size, headers, on_bytes, self.cancel, name=f.path)
+            transfer(
+                self.url(f),
+                part,
+                f.size,
+                headers,
+                on_bytes,
+                self.cancel,
+                name=f.path,
+                on_retry=on_retry,
+            )
         except (Cancelled, SpdeskError):
             raise
         except Exception as error:  # an HTTP status the library raised (4xx, 5xx after retries)
@@ -392,6 +408,7 @@ def transfer(
     cancel: CancelToken,
     *,
     name: str = "",
+    on_retry: RetrySink | None = None,
 ) -> None:
     """Complete ``part`` to ``size`` bytes from ``url``, resuming from what it holds.
 
@@ -400,7 +417,8 @@ def transfer(
     run. Nothing past ``size`` is ever written: a response longer than the file is a failed try
     whose bytes are dropped, and ``MAX_OVERSIZED`` of them fail with DownloadError (refetching
     endlessly served gigabytes for a 100 kB file). The cancel token is checked before every
-    chunk is written.
+    chunk is written. ``on_retry(bytes here, stalled tries, why)`` is told before each new
+    try after a dropped connection (the log alone said it: progress stood still meanwhile).
     """
     part.parent.mkdir(parents=True, exist_ok=True)
     stalls = oversized = 0
@@ -440,6 +458,11 @@ def transfer(
             )
         if error is not None:
             log.warning("%s: %s; asking again from byte %d", url, error, now)
+            if on_retry is not None:
+                why = f"{type(error).__name__}: {error}"
+                if isinstance(error, _Oversized):
+                    why = "the server sent more bytes than the file holds"
+                on_retry(now, stalls, why)
             time.sleep(RETRY_PAUSE_S)
 
 

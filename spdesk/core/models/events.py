@@ -40,6 +40,21 @@ class HubRetrying(Event):
 
 
 @dataclass(frozen=True)
+class TransferRetrying(Event):
+    """The connection fetching ``file`` dropped or timed out (``reason``) with ``done`` of its
+    ``size`` bytes here; it is asked again from there in ``wait_s`` seconds. ``stalled`` tries
+    in a row have added nothing (the download gives up at ``give_up``)."""
+
+    file: str
+    done: int
+    size: int
+    reason: str
+    wait_s: float
+    stalled: int
+    give_up: int
+
+
+@dataclass(frozen=True)
 class DownloadPlanned(Event):
     """What will be fetched: ``to_fetch_bytes`` of ``total_bytes`` (the rest is already here)."""
 

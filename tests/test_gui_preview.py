@@ -254,6 +254,7 @@ def test_a_photo_too_small_to_protect_is_said_as_protect_says_it(
     assert "unchanged" not in said and "Protected" not in said
     assert not dialog.tiles["protected"].has_image()
     assert not dialog.preview_button.isEnabled()
+    assert not dialog.zoom_button.isEnabled()  # no protected copy to look at 100%
 
 
 def test_a_photo_too_small_for_an_edit_says_so_before_any_model_loads(

@@ -285,6 +285,12 @@ def _model_installed(mode: str) -> bool:
     return ModelStore().find(MODEL_FEATURE.get(mode, "preview")) is not None  # type: ignore[arg-type]
 
 
+def _protectable(photo: np.ndarray) -> bool:
+    """Whether Protect takes a photo this size (not too small to protect)."""
+    height, width = photo.shape[:2]
+    return too_small_to_protect(width, height, "") is None
+
+
 def _edit_refusal(photo: np.ndarray, path: Path) -> str:
     """Why an AI edit of this photo would show nothing ("" when it can be previewed)."""
     try:
@@ -961,7 +967,9 @@ class PreviewDialog(QDialog):
         self.preview_button.setEnabled(not running and chosen and not why)
         self.preview_button.setToolTip(why)
         self.cancel_button.setEnabled(running)
-        self.zoom_button.setEnabled(self.view is not None or self.outcome is not None)
+        # Not for a photo too small to protect: there is no protected copy to look at.
+        shown = self.view is not None and _protectable(self.view.photo)
+        self.zoom_button.setEnabled(shown or self.outcome is not None)
 
     def _caption_protected(self, *, fine_tuned: bool) -> None:
         """Say whether the protected tile shows the photo fine-tuned, as its copy gets it,

@@ -12,9 +12,9 @@ It speaks the parts of the hub protocol that huggingface_hub and spdesk's downlo
 - gated repositories (``gated[repo] = token``): 401 ``GatedRepo`` without that bearer token.
 
 Faults can be injected per file: drop the connection after N bytes, corrupt the bytes of the next
-GETs, serve it slowly (a trickle), answer an HTTP error status, send more bytes than the file has,
-or replace a file's content (e.g. a truncated ``config.json``). It counts the body bytes it serves
-per file. It stops itself after ``lifetime_s`` even if a test forgets to.
+GETs, serve it slowly (a trickle), answer late (hold), answer an HTTP error status, send more
+bytes than the file has, or replace a file's content (e.g. a truncated ``config.json``). It counts
+the body bytes it serves per file. It stops itself after ``lifetime_s`` even if a test forgets to.
 
 Use it as a context manager::
 
@@ -73,6 +73,7 @@ class Faults:
     status: dict[str, tuple[int, bool]] = field(default_factory=dict)  # path -> (code, HEAD too)
     pad: dict[str, int] = field(default_factory=dict)  # path -> extra bytes after the file's own
     listing_status: int = 0  # answered to every tree listing when set
+    hold: dict[str, list[float]] = field(default_factory=dict)  # path -> waits before answers
 
 
 class HubServer:
@@ -85,6 +86,7 @@ class HubServer:
         self.requests: list[tuple[str, str]] = []
         self.authorizations: list[str | None] = []  # the Authorization header of each request
         self._active = 0  # requests being answered
+        self.holding = threading.Event()  # a request of a path held (see hold) is waiting
         self.gated: dict[str, str] = {}  # repo id -> the token it needs
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -128,6 +130,11 @@ class HubServer:
     def fail_listing(self, status: int) -> None:
         """Answer ``status`` to every tree listing (huggingface_hub retries a 5xx for ~23 s)."""
         self.faults.listing_status = status
+
+    def hold(self, path: str, *waits_s: float) -> None:
+        """Answer the next requests (HEAD or GET) of ``path`` only after ``waits_s`` seconds
+        each, as a hub slow to answer does; ``holding`` is set once one waits."""
+        self.faults.hold[path] = list(waits_s)
 
     def pad(self, path: str, extra: int) -> None:
         """Every GET of ``path`` sends ``extra`` bytes more than the file has (Content-Length
@@ -310,6 +317,9 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self._serve_file(resolve[1], resolve[2], resolve[3], send_body)
 
         def _serve_file(self, repo_id: str, revision: str, path: str, send_body: bool) -> None:
+            if (waits := hub.faults.hold.get(path)) and (wait := waits.pop(0)):
+                hub.holding.set()
+                time.sleep(wait)
             code, head_too = hub.faults.status.get(path, (0, False))
             if code and (send_body or head_too):
                 status, headers, body = _error(code, "", f"injected failure of {path}")

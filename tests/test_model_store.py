@@ -281,6 +281,31 @@ def test_a_cancel_while_the_network_is_silent_mid_file_stops_at_once(
     assert part.stat().st_size == 8 * 1024  # the piece that arrived is kept
 
 
+@pytest.mark.parametrize("request_held", ["HEAD", "GET"])
+def test_a_cancel_while_the_hub_is_slow_to_answer_for_a_file_stops_at_once(
+    store: ModelStore, hub: HubServer, request_held: str
+) -> None:
+    """Asking for a file's details (HEAD) or its bytes (GET) waited for the answer, up to
+    30 s, before a Stop or Ctrl+C was looked at (23.5 s measured with the hub 25 s late)."""
+    hub.hold(UNET, *((20.0,) if request_held == "HEAD" else (0.0, 20.0)))
+    cancel = CancelToken()
+    cancelled_at: list[float] = []
+
+    def cancel_once_held() -> None:
+        if hub.holding.wait(60):
+            time.sleep(0.3)
+        cancelled_at.append(time.monotonic())
+        cancel.cancel()
+
+    threading.Thread(target=cancel_once_held, daemon=True).start()
+    with pytest.raises(Cancelled, match="kept, the next download resumes"):
+        store.download("preview", cancel=cancel)
+    took = time.monotonic() - cancelled_at[0]
+    assert hub.holding.is_set() and took < 3, f"the cancel waited {took:.1f} s for the hub"
+    status = {s.feature: s for s in store.status()}
+    assert status["train"].present  # what arrived before is kept
+
+
 def test_status_counts_only_a_features_own_partial_download(
     store: ModelStore, hub: HubServer
 ) -> None:

@@ -17,6 +17,7 @@ then stored as fp16 safetensors (:mod:`weights`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -66,6 +67,7 @@ from spdesk.core.models.selection import (
     human_size,
     list_candidates,
     select_files,
+    unless_cancelled,
 )
 from spdesk.core.models.sources import Source
 from spdesk.core.models.verify import algorithm_of, digest_of, sha256_of
@@ -343,8 +345,11 @@ class Downloader:
         from huggingface_hub import get_hf_file_metadata
 
         source = self.plan.source
-        try:
-            meta = get_hf_file_metadata(self.url(f), timeout=TIMEOUT_S)
+        try:  # a hub slow to answer held a Stop or Ctrl+C for up to TIMEOUT_S
+            url = self.url(f)
+            meta = unless_cancelled(
+                lambda: get_hf_file_metadata(url, timeout=TIMEOUT_S), self.cancel
+            )
         except Exception as error:
             raise hub_error(error, source, self.plan.endpoint, f.path) from error
         if meta.commit_hash and meta.commit_hash != self.plan.commit:
@@ -493,7 +498,12 @@ def _append(
     from huggingface_hub import get_session, hf_raise_for_status
 
     wanted = {**headers, "Range": f"bytes={have}-"} if have else headers
-    with get_session().stream("GET", url, headers=wanted, timeout=TIMEOUT_S) as response:
+    stream = get_session().stream("GET", url, headers=wanted, timeout=TIMEOUT_S)
+    # The answer's headers are waited for looking at ``cancel``: a hub slow to answer held a
+    # Stop or Ctrl+C for up to TIMEOUT_S. After a cancel the request ends on its own.
+    response = unless_cancelled(stream.__enter__, cancel)
+    with contextlib.ExitStack() as closing:
+        closing.push(stream)
         if response.status_code == 416:  # nothing at or after ``have``: start again
             part.unlink(missing_ok=True)
             on_bytes(-have)

@@ -471,6 +471,41 @@ def _protect_one(qtbot, window, photo: Path, out: Path) -> np.ndarray:  # type: 
     return np.asarray(Image.open(row.output).convert("RGB"), dtype=np.int16)
 
 
+def test_a_generator_trained_at_another_budget_says_it_and_has_a_letter(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path, monkeypatch
+) -> None:
+    """The window draws at its own strength, where ``spdesk protect --generator`` without
+    --strength uses the file's: the note said nothing of a file trained at ±16. The row had no
+    Alt letter either (every other setting has one)."""
+    import torch
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    from spdesk.core.generator import DeltaGenerator, GeneratorConfig, shaping_to_dict
+    from spdesk.core.generator_file import save_generator
+    from spdesk.core.shaping import Shaping
+    from spdesk.gui.main_window import MainWindow
+    from spdesk.gui.settings import open_settings
+
+    torch.manual_seed(0)
+    config = GeneratorConfig(width=8, blocks=1)
+    strong = save_generator(
+        tmp_path / "strong.safetensors", DeltaGenerator(config).state_dict(), eps=16,
+        network=config.to_dict(), shaping=shaping_to_dict(Shaping(floor=0.5)),
+    )  # fmt: skip
+    window = MainWindow(open_settings())
+    qtbot.addWidget(window)
+    window.show()
+    assert not _choose_generator(window, monkeypatch, strong)
+    note = window.options_panel.generator_note.text()
+    assert "±16 out of 255" in note and "runs at the strength set above" in note, note
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    window.queue.setFocus()
+    qtbot.keyClick(window.queue, Qt.Key.Key_G, Qt.KeyboardModifier.AltModifier)
+    assert QApplication.focusWidget() is window.options_panel.generator_combo
+
+
 def test_a_trained_generator_is_chosen_reaches_the_job_and_is_kept(  # type: ignore[no-untyped-def]
     qtbot, tmp_path, monkeypatch, generator_file
 ) -> None:

@@ -400,7 +400,7 @@ class OptionsPanel(QWidget):
         )
         self.generator_combo.setMinimumContentsLength(10)  # as the encoder's: the column's width
         self.generator_combo.activated.connect(self._on_generator_activated)
-        label = QLabel("Generator")
+        label = QLabel("&Generator")
         label.setBuddy(self.generator_combo)
         self.generator_note = _wrap(QLabel())
         self.generator_row = QWidget()  # shown with the modes that draw each photo's own
@@ -847,7 +847,12 @@ def _describe_generator(path: Path) -> str:
     spec = read_spec(path)
     encoder = spec.metadata.get("encoder")
     against = f", trained against {encoder}" if isinstance(encoder, str) and encoder else ""
-    return f"Your generator “{path.stem}”{against}."
+    # The window draws at its own strength; `spdesk protect --generator` without --strength
+    # uses the file's, so a file trained at another budget says which it was.
+    return (
+        f"Your generator “{path.stem}”{against}, at ±{spec.eps:g} out of 255; here it runs at "
+        "the strength set above."
+    )
 
 
 def _describe(perturbation: Perturbation, bundled: bool) -> str:

@@ -469,6 +469,8 @@ def test_photos_that_cannot_be_read_are_named_as_left_out(
     assert "cut.jpg" in said and "notes.png" in said
     why = dialog.result_label.toolTip()
     assert "cut.jpg is a damaged or truncated" in why and "notes.png is not a photo" in why
+    # The line said at the start ("…; point here for why") had no reasons under it.
+    assert dialog.status_label.toolTip() == why
 
 
 def test_files_that_are_not_photos_are_named_as_left_out(

@@ -732,6 +732,8 @@ class TrainDialog(QDialog):
                 if self.left_out:
                     text += f" {left_out_text(list(self.left_out))}"
                 self.status_label.setText(text)
+                # skipped_text says "point here for why": each reader's reason, as the result's.
+                self.status_label.setToolTip("\n".join(self.skipped.values()))
             case TrainStep():
                 self._on_step(event)
             case ValidationReport(step=step, distortion=distortion, sign_distortion=sign):

@@ -2636,6 +2636,30 @@ def test_each_field_of_more_options_has_a_letter_no_other_control_uses(
     assert not twice, twice
 
 
+def test_a_details_letter_opens_more_options_and_goes_to_its_field(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    """Alt+Q and the other Details letters did nothing while More options was closed (Qt looks
+    past a hidden label's letter): a keyboard user had to know to open it first."""
+    from PySide6.QtWidgets import QApplication
+
+    panel = window.options_panel
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    assert not panel.more.isVisibleTo(window)
+    window.queue.setFocus()
+    qtbot.keyClick(window.queue, Qt.Key.Key_Q, Qt.KeyboardModifier.AltModifier)
+    qtbot.waitUntil(lambda: panel.more.isVisibleTo(window))
+    assert QApplication.focusWidget() is panel.quality_spin
+    panel.show_more(False)
+    assert not panel.keep_location_check.isChecked()
+    qtbot.keyClick(window.queue, Qt.Key.Key_L, Qt.KeyboardModifier.AltModifier)
+    qtbot.waitUntil(panel.keep_location_check.isChecked)  # as Alt+L does with it open
+    # Open, the labels' own letters answer, once: Alt+L unticks it again.
+    qtbot.keyClick(window.queue, Qt.Key.Key_L, Qt.KeyboardModifier.AltModifier)
+    qtbot.waitUntil(lambda: not panel.keep_location_check.isChecked())
+
+
 def test_the_readme_lists_every_menu_shortcut_and_settings_letter(window: MainWindow) -> None:
     """Nothing told a keyboard user that Ctrl+Shift+O adds a folder or Alt+S goes to the
     strength: the shortcuts were only in the menus (accessibility audit)."""

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QButtonGroup,
@@ -154,6 +155,8 @@ class OptionsPanel(QWidget):
 
     def show_more(self, shown: bool) -> None:
         self.more.setVisible(shown)
+        for shortcut in self._closed_letters:
+            shortcut.setEnabled(not shown)
         self.more_button.setChecked(shown)
         self.more_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
         if shown:  # it opens below the column's end on a short screen: bring it into view
@@ -734,7 +737,28 @@ class OptionsPanel(QWidget):
         )
         self.keep_location_check.toggled.connect(self.changed)
         form.addRow("", self.keep_location_check)
+        self._letters_while_closed(
+            {"E": self.strength_spin, "N": self.suffix_edit, "I": self.collision_combo,
+             "R": self.format_combo, "Q": self.quality_spin, "L": self.keep_location_check}
+        )  # fmt: skip
         return box
+
+    def _letters_while_closed(self, fields: dict[str, QWidget]) -> None:
+        """Alt with a Details letter while More options is closed: Qt looks past a hidden
+        label's letter, so it did nothing. It opens More options and does what the letter does
+        there (goes to the field; ticks the box). Off while open, where the labels answer."""
+        self._closed_letters: list[QShortcut] = []
+        for letter, field in fields.items():
+            shortcut = QShortcut(QKeySequence(f"Alt+{letter}"), self)
+            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+            shortcut.activated.connect(lambda field=field: self._open_more_at(field))
+            self._closed_letters.append(shortcut)
+
+    def _open_more_at(self, field: QWidget) -> None:
+        self.show_more(True)
+        field.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        if isinstance(field, QCheckBox):
+            field.click()
 
     def _on_format(self) -> None:
         self.quality_spin.setEnabled(self.format_combo.currentData() != "png")

@@ -509,6 +509,35 @@ def test_stop_while_the_hub_does_not_answer_the_listing_ends_it_at_once(
     assert "nothing was fetched" in said and "already fetched is kept" not in said, said
 
 
+def test_an_import_fetching_its_configs_from_a_failing_hub_says_so_and_stop_ends_it(
+    qtbot: QtBot, hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing a single-file checkpoint fetches its configs from the hub: with a failing hub
+    the dialog said only "Importing …" for some 25 s, and Stop was off."""
+    import time
+
+    from spdesk.core.models import importing
+
+    checkpoint = tmp_path / "my-sd15.safetensors"
+    checkpoint.write_bytes(b"not read: its kind is patched below")
+    monkeypatch.setattr(importing, "checkpoint_keys", lambda _path: {})
+    monkeypatch.setattr(importing, "sd15_checkpoint_kind", lambda _keys, _name: "preview")
+    hub.fail_listing(500)
+    dialog = _dialog(qtbot, lambda: ModelStore(settings=StoreSettings(endpoint=hub.url)))
+    dialog.show()
+    assert dialog.import_model(checkpoint)
+    qtbot.waitUntil(lambda: "again in" in dialog.status_label.text(), timeout=10_000)
+    said = dialog.status_label.text()
+    assert said.startswith(f"Asking {hub.url} again in ") and "error 500" in said, said
+    assert dialog.cancel_button.isEnabled()
+    started = time.monotonic()
+    dialog.cancel_button.click()
+    qtbot.waitUntil(lambda: not dialog.runner.running, timeout=5_000)
+    assert time.monotonic() - started < 3
+    assert dialog.status_label.text() == "Import stopped: nothing was imported."
+    assert not dialog.cancel_button.isEnabled()
+
+
 def test_a_stopped_runner_drops_its_workers_late_result(qtbot: QtBot) -> None:
     import time
 

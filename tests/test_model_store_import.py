@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ from hub_server import HubServer, tiny_sd_repo_files
 from safetensors.torch import load_file, save_file
 from tiny_sd import save_tiny_sd, save_tiny_taesd, save_tiny_vae, tiny_vae
 
-from spdesk.core.errors import ModelError
+from spdesk.core.errors import Cancelled, ModelError
+from spdesk.core.events import CancelToken, Event
 from spdesk.core.models import sources
+from spdesk.core.models.events import DownloadListing, HubRetrying
 from spdesk.core.models.settings import StoreSettings
 from spdesk.core.models.store import ModelStore
 
@@ -287,6 +290,32 @@ def test_import_a_single_file_checkpoint(
             assert torch.allclose(imported[key].float(), value.float(), atol=1e-3), (part, key)
     assert store.require("preview") == result.folder
     assert store.verify("preview").ok
+
+
+def test_a_single_files_configs_fetched_from_a_failing_hub_are_told_and_a_cancel_ends_it(
+    pipeline_dir: Path, tmp_path: Path, hub: HubServer
+) -> None:
+    """The import fetched its configs from the hub without a word, and could not be stopped:
+    a failing hub held it some 25 s."""
+    checkpoint = write_single_file(pipeline_dir, tmp_path / "my-sd15.safetensors")
+    store = ModelStore(settings=StoreSettings(endpoint=hub.url))
+    hub.fail_listing(500)
+    cancel = CancelToken()
+    told: list[Event] = []
+    cancelled_at: list[float] = []
+
+    def cancel_at_the_first_retry(event: Event) -> None:
+        told.append(event)
+        if isinstance(event, HubRetrying):
+            cancelled_at.append(time.monotonic())
+            cancel.cancel()
+
+    with pytest.raises(Cancelled, match=r"Import cancelled.*nothing was imported"):
+        store.import_path(checkpoint, on_event=cancel_at_the_first_retry, cancel=cancel)
+    assert time.monotonic() - cancelled_at[0] < 2
+    assert isinstance(told[0], DownloadListing) and told[0].endpoint == hub.url
+    assert [e.reason for e in told if isinstance(e, HubRetrying)] == ["it answered with error 500"]
+    assert not (store.root / "imported" / "my-sd15").exists()
 
 
 # --- TAESD weights files -------------------------------------------------------------------------

@@ -292,7 +292,14 @@ def run_import(args: argparse.Namespace) -> int:
     store = _store()
     if not args.json:
         print(f"Checking and copying {args.path} ...", file=sys.stderr)
-    result = store.import_path(args.path, name=args.name)
+    # A single file's configs may come from the hub: said as a download's, Ctrl+C stops it
+    printer = _DownloadPrinter(quiet=args.json)
+    try:
+        result = store.import_path(
+            args.path, name=args.name, on_event=printer, cancel=cancel_on_sigint()
+        )
+    finally:
+        printer.bar.close()
     if args.json:
         print_json(dataclasses.asdict(result))
     else:

@@ -35,6 +35,8 @@ from PySide6.QtWidgets import (
 
 from spdesk.core.events import CancelToken, Event
 from spdesk.core.models.events import (
+    DownloadFinished,
+    DownloadListing,
     DownloadProgress,
     FolderMoveProgress,
     HubRetrying,
@@ -102,7 +104,8 @@ def store_task(factory: StoreFactory, action: str, feature: str | None = None, *
         if action == "remove":
             return remove_installed(store, feature)
         if action == "import":
-            return store.import_path(Path(kw["path"]))
+            # a single file's configs may come from the hub: told, and Stop ends it
+            return store.import_path(Path(kw["path"]), on_event=on_event, cancel=cancel)
         if action == "move":
             return store.relocate(Path(kw["path"]), on_event=on_event, cancel=cancel)
         raise ValueError(f"unknown store action {action!r}")
@@ -153,6 +156,7 @@ class ModelManagerDialog(QDialog):
         self.root: Path | None = None
         self._then: Callable[[Any], None] | None = None
         self._action = ""
+        self._import_asks_hub = False  # an import fetching its configs: Stop can end it
         self._pending_download = ""
         self._after_finished: list[Callable[[], object]] = []  # run once the task's thread ends
         self._first_selection = feature
@@ -262,6 +266,7 @@ class ModelManagerDialog(QDialog):
         if action not in ("status", "plan", "download"):  # the bar shows downloads only
             self.progress.setValue(0)
         self._then, self._action = then, action
+        self._import_asks_hub = False
         self.runner.start(store_task(self.store_factory, action, feature, **kw))
         self._update_controls()
         return True
@@ -288,6 +293,8 @@ class ModelManagerDialog(QDialog):
             )
         elif self._action == "plan":  # still asking the hub what to fetch: nothing came yet
             self.status_label.setText("Stopped before the download started: nothing was fetched.")
+        elif self._action == "import":
+            self.status_label.setText("Import stopped: nothing was imported.")
         else:
             self.status_label.setText(
                 "Download cancelled. The part already fetched is kept: Download resumes it."
@@ -433,6 +440,16 @@ class ModelManagerDialog(QDialog):
             self.status_label.setText("Cancelling…")
 
     def _on_event(self, event: Event) -> None:
+        if self._action == "import" and isinstance(event, DownloadListing | DownloadFinished):
+            # A single file's configs come from the hub: it was some 25 s of silence, with no
+            # Stop, when the hub failed.
+            self._import_asks_hub = isinstance(event, DownloadListing)
+            self.status_label.setText(
+                f"Fetching the configuration files the model needs from {event.endpoint}…"
+                if isinstance(event, DownloadListing)
+                else "Converting the model…"
+            )
+            self._update_controls()
         if isinstance(event, FolderMoveProgress):
             total = max(event.total_bytes, 1)
             self.progress.setValue(round(1000 * event.done_bytes / total))
@@ -607,7 +624,8 @@ class ModelManagerDialog(QDialog):
             if status is not None and status.partial_bytes and not present
             else "&Download…"
         )
-        self.cancel_button.setEnabled(running and self._action in ("download", "plan", "move"))
+        stoppable = self._action in ("download", "plan", "move") or self._import_asks_hub
+        self.cancel_button.setEnabled(running and stoppable)
         moving = running and self._action == "move"
         self.cancel_button.setText("Stop moving" if moving else "Stop download")
         # A download damaged since (not present) is verified too, as `spdesk models verify`

@@ -352,11 +352,15 @@ class ModelStore:
         cancel: CancelToken | None = None,
     ) -> Path:
         """A folder with ``feature``'s configuration files (what ``from_single_file`` needs):
-        the installed model, or only its configs and tokenizer fetched from the hub (a few MB)."""
+        the installed model, or only its configs and tokenizer fetched from the hub (a few MB).
+        The asking is told (DownloadListing, then a failing hub's retries as HubRetrying), and
+        ``cancel`` ends it at once (Cancelled)."""
         found = self.find(feature)
         if found is not None:
             return found[0]
-        plan = self.plan(feature, cancel)
+        endpoint = self.settings.resolved_endpoint()
+        on_event(DownloadListing(feature, self.source(feature).repo_id, endpoint))
+        plan = self.plan(feature, cancel, on_event)
         configs = tuple(f for f in plan.files if not f.path.endswith((".safetensors", ".bin")))
         verified = download.verified_paths(
             plan.target, read_model_manifest(plan.target), configs, plan.commit
@@ -606,9 +610,28 @@ class ModelStore:
                 )
                 refuse_while_downloading(folder, busy)
 
-    def import_path(self, path: Path, *, name: str | None = None) -> importing.ImportResult:
-        """Import a diffusers folder or a single SD 1.5 ``.safetensors`` file (see importing)."""
-        return importing.import_model(self.root, Path(path), self.config_folder, name=name)
+    def import_path(
+        self,
+        path: Path,
+        *,
+        name: str | None = None,
+        on_event: EventSink = ignore_events,
+        cancel: CancelToken | None = None,
+    ) -> importing.ImportResult:
+        """Import a diffusers folder or a single SD 1.5 ``.safetensors`` file (see importing).
+        A single file's configs may come from the hub: that is told through ``on_event``, and
+        ``cancel`` ends it (Cancelled; nothing is imported)."""
+
+        def configs(feature: Feature) -> Path:
+            return self.config_folder(feature, on_event, cancel)
+
+        try:
+            return importing.import_model(self.root, Path(path), configs, name=name)
+        except Cancelled as error:
+            raise Cancelled(
+                "Import cancelled while fetching its configuration files from the hub; "
+                "nothing was imported."
+            ) from error
 
     def remove_imported(self, name: str) -> int:
         """Delete one imported model (by the name ``status`` shows); returns bytes freed."""

@@ -306,6 +306,57 @@ def test_a_cancel_while_the_hub_is_slow_to_answer_for_a_file_stops_at_once(
     assert status["train"].present  # what arrived before is kept
 
 
+def test_a_response_that_comes_after_a_cancel_during_a_slow_get_is_closed(
+    store: ModelStore, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a cancel while the hub was slow to answer a GET, the response that came later
+    was never closed: it held a pooled connection until its stream was collected (here the
+    test keeps the stream, as a kept traceback of the cancelled request does)."""
+    import huggingface_hub
+
+    responses: list[Any] = []
+    streams: list[Any] = []  # kept: the response is closed by spdesk, not by collection
+    real_session = huggingface_hub.get_session
+
+    class Told:
+        def __init__(self, stream: Any) -> None:
+            self.stream = stream
+
+        def __enter__(self) -> Any:
+            response = self.stream.__enter__()
+            responses.append(response)
+            return response
+
+        def __exit__(self, *error: object) -> Any:
+            return self.stream.__exit__(*error)
+
+    class Session:
+        def stream(self, *args: Any, **kwargs: Any) -> Told:
+            streams.append(real_session().stream(*args, **kwargs))
+            return Told(streams[-1])
+
+    monkeypatch.setattr(huggingface_hub, "get_session", Session)
+    hub.hold(UNET, 0.0, 1.5)  # the HEAD at once, the GET's answer 1.5 s late
+    cancel = CancelToken()
+
+    def cancel_once_held() -> None:
+        hub.holding.wait(60)
+        cancel.cancel()
+
+    threading.Thread(target=cancel_once_held, daemon=True).start()
+    with pytest.raises(Cancelled):
+        store.download("preview", cancel=cancel)
+    held = len(responses)
+    deadline = time.monotonic() + 10
+    while len(responses) == held and time.monotonic() < deadline:  # the late answer
+        time.sleep(0.05)
+    late = responses[-1]
+    assert len(responses) > held and "unet" in str(late.request.url)
+    while not late.is_closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert late.is_closed
+
+
 def test_status_counts_only_a_features_own_partial_download(
     store: ModelStore, hub: HubServer
 ) -> None:

@@ -500,8 +500,11 @@ def _append(
     wanted = {**headers, "Range": f"bytes={have}-"} if have else headers
     stream = get_session().stream("GET", url, headers=wanted, timeout=TIMEOUT_S)
     # The answer's headers are waited for looking at ``cancel``: a hub slow to answer held a
-    # Stop or Ctrl+C for up to TIMEOUT_S. After a cancel the request ends on its own.
-    response = unless_cancelled(stream.__enter__, cancel)
+    # Stop or Ctrl+C for up to TIMEOUT_S. After a cancel the request ends on its own, and a
+    # response that comes then is closed (it held a pooled connection until collected).
+    response = unless_cancelled(
+        stream.__enter__, cancel, on_late=lambda _late: stream.__exit__(None, None, None)
+    )
     with contextlib.ExitStack() as closing:
         closing.push(stream)
         if response.status_code == 416:  # nothing at or after ``have``: start again

@@ -12,6 +12,7 @@ without safetensors (converted on arrival, see :mod:`spdesk.core.models.weights`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import re
@@ -202,22 +203,44 @@ def unless_cancelled(
     *,
     timeout_s: float | None = None,
     on_wait: Callable[[], None] | None = None,
+    on_late: Callable[[T], object] | None = None,
 ) -> T:
     """``call()``'s result, or Cancelled as soon as ``cancel`` is set (TimeoutError after
     ``timeout_s``). huggingface_hub's calls cannot be interrupted (a failing server is retried
     for some 23 s), so ``call`` runs in a daemon thread left to end on its own: a dry-run
     listing writes nothing. ``on_wait`` is called in this thread as it waits (every
-    CANCEL_POLL_S)."""
+    CANCEL_POLL_S). ``on_late`` is given a result that came after the caller left (an open
+    response to close), in whichever thread has it."""
     outcome: list[tuple[bool, Any]] = []
     done = threading.Event()
+    lock = threading.Lock()
+    left = False  # the caller stopped waiting (cancelled or timed out)
 
     def run() -> None:
         try:
-            outcome.append((True, call()))
+            result: tuple[bool, Any] = (True, call())
         except BaseException as error:  # handed to the caller's thread
-            outcome.append((False, error))
-        finally:
-            done.set()
+            result = (False, error)
+        with lock:
+            late = left
+            if not late:
+                outcome.append(result)
+                done.set()
+        if late and result[0]:
+            clean_up(result[1])
+
+    def leave() -> None:
+        nonlocal left
+        with lock:
+            left = True
+            arrived = list(outcome)
+        if arrived and arrived[0][0]:  # it came as the caller left
+            clean_up(arrived[0][1])
+
+    def clean_up(late: Any) -> None:
+        if on_late is not None:
+            with contextlib.suppress(Exception):  # a clean-up, never the caller's failure
+                on_late(late)
 
     threading.Thread(target=run, name="spdesk-hub-listing", daemon=True).start()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -225,8 +248,10 @@ def unless_cancelled(
         if on_wait is not None:
             on_wait()
         if cancel.cancelled:
+            leave()
             raise Cancelled("Download cancelled while asking the hub; nothing was fetched.")
         if deadline is not None and time.monotonic() > deadline:
+            leave()
             raise TimeoutError(f"no answer within {timeout_s:g} s")
     ok, value = outcome[0]
     if not ok:

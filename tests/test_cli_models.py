@@ -331,6 +331,8 @@ def test_an_unreachable_hubs_retries_go_to_the_log_not_the_terminal(tmp_path: Pa
         line.startswith(f"Asking http://127.0.0.1:{port} again in ") for line in retries
     ), said
     assert "(retry 1 of " in retries[0] and "Ctrl+C stops" in retries[0]
+    # In plain words: it said "[Errno 111] Connection refused"
+    assert ": the connection was refused (" in retries[0] and "Errno" not in retries[0]
     assert "thrown while requesting" not in done.stderr and "Retrying in" not in done.stderr
     assert said[-2].startswith(f"spdesk: The connection to http://127.0.0.1:{port} failed")
     assert "Check the internet connection" in said[-1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -1288,6 +1289,37 @@ def test_a_failing_hubs_retries_are_told_and_a_cancel_during_them_stops_at_once(
     assert first.text.startswith(f"Asking {hub.url} again in ")
     assert "(retry 1 of " in first.text and first.text.endswith(": it answered with error 500")
     assert not store.folder_for("preview").exists()
+
+
+@pytest.mark.parametrize(
+    ("said", "plain"),
+    [
+        ("[Errno 111] Connection refused", "the connection was refused"),
+        ("The read operation timed out", "it did not answer in time"),
+        ("[Errno -2] Name or service not known", "its name was not found"),
+        ("[Errno 104] Connection reset by peer", "the connection was cut off"),
+        ("Server disconnected without sending a response.", "it closed the connection"),
+        ("[Errno 101] Network is unreachable", "the network is unreachable"),
+        ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed", "its security cert"),
+        ("something new", "the connection failed (something new)"),
+    ],
+)
+def test_a_retry_after_a_network_error_says_why_in_plain_words(said: str, plain: str) -> None:
+    """HubRetrying's reason was the network library's text ("[Errno 111] Connection refused")."""
+    from spdesk.core.models import selection
+
+    retries = selection._RetriesTold("http://hub.invalid")
+    retries.thread = threading.get_ident()
+    logger = logging.getLogger("spdesk-test-retries")
+    logger.propagate = False
+    logger.addHandler(retries)
+    try:
+        logger.warning(f"'{said}' thrown while requesting GET http://hub.invalid/api/models/x")
+        logger.warning("Retrying in 1s [Retry 1/5].")
+    finally:
+        logger.removeHandler(retries)
+    told = retries.told.get_nowait()
+    assert told.reason.startswith(plain) and "Errno" not in told.reason, told.reason
 
 
 def test_a_hub_that_takes_the_connection_and_never_answers_is_named_not_waited_for(

@@ -155,6 +155,34 @@ _RETRY_REASON = re.compile(r"(?:HTTP Error (\d+)|'(.*)') thrown while requesting
 _RETRY_WAIT = re.compile(r"([\d.]+)s[^\[]*\[Retry (\d+)/(\d+)\]")
 
 
+# What the network library says (``str`` of the error, all the retry warning keeps), in words.
+_NETWORK_REASONS = (
+    ("refused", "the connection was refused (nothing answers at that address and port)"),
+    ("timed out", "it did not answer in time"),
+    ("name or service not known", "its name was not found (check the address, or DNS)"),
+    ("nodename nor servname", "its name was not found (check the address, or DNS)"),
+    ("getaddrinfo failed", "its name was not found (check the address, or DNS)"),
+    ("name resolution", "its name was not found (check the address, or DNS)"),
+    ("reset by peer", "the connection was cut off"),
+    ("broken pipe", "the connection was cut off"),
+    ("disconnected without sending", "it closed the connection without answering"),
+    ("network is unreachable", "the network is unreachable (is this computer online?)"),
+    ("no route to host", "there is no route to it (is this computer online?)"),
+    ("certificate", "its security certificate could not be checked"),
+    ("ssl", "the secure connection to it failed"),
+)
+
+
+def network_reason(text: str) -> str:
+    """Why a request failed, in plain words, from the network error's text ("[Errno 111]
+    Connection refused": "the connection was refused (…)"); text it does not know is kept."""
+    lowered = text.lower()
+    for clue, words in _NETWORK_REASONS:
+        if clue in lowered:
+            return words
+    return f"the connection failed ({text})" if text else "the connection failed"
+
+
 class _RetriesTold(logging.Handler):
     """The hub client's warnings as it retries the requests of one thread (``thread``), kept
     as HubRetrying events for the waiting thread to tell."""
@@ -171,7 +199,7 @@ class _RetriesTold(logging.Handler):
             return
         text = record.getMessage()
         if why := _RETRY_REASON.match(text):
-            self.reason = f"it answered with error {why[1]}" if why[1] else why[2]
+            self.reason = f"it answered with error {why[1]}" if why[1] else network_reason(why[2])
         elif "Retry" in text and (wait := _RETRY_WAIT.search(text)):
             attempt, retries = int(wait[2]), int(wait[3])
             self.told.put(HubRetrying(self.endpoint, attempt, retries, float(wait[1]), self.reason))

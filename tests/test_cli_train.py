@@ -293,6 +293,20 @@ def test_train_lists_the_files_it_left_out_as_protect_does(
     printed = said.out + said.err
     assert f"Left out {folder / '0000.xmp'}: sidecar file (metadata), not a photo" in printed
     assert f"Left out {folder / 'mine.safetensors'}: a pattern or model file" in printed
+    # The start line counts them, as protect's does; a script reads them under --json.
+    assert "(2 other files left out; listed below)." in printed
+    from tests import protect_samples as samples
+
+    samples.truncated_jpeg(folder / "half.jpg")
+    argv += ["--out", str(tmp_path / "q.safetensors"), "--json"]
+    assert main(argv) == 0
+    said = capsys.readouterr()
+    summary = json.loads(said.out)
+    left_out = {Path(item["path"]).name: item["reason"] for item in summary["left_out"]}
+    assert sorted(left_out) == ["0000.xmp", "mine.safetensors"]
+    assert left_out["0000.xmp"] == "sidecar file (metadata), not a photo"
+    [skipped] = summary["skipped_photos"]
+    assert skipped["name"] == "half.jpg" and "truncated" in skipped["reason"]
 
 
 def test_train_out_is_checked_before_training(

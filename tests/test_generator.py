@@ -408,6 +408,12 @@ def test_train_generator_lists_the_files_it_left_out_as_protect_does(
     assert main([*argv, "--steps", "1", "--batch", "1", "--size", "32"]) == 0
     err = capsys.readouterr().err
     assert f"Left out {folder / 'old-gen.safetensors'}: a pattern or model file" in err, err
+    assert "1 other file left out, listed below" in err  # counted in the start line
+    argv[argv.index(str(out))] = str(tmp_path / "h.safetensors")
+    assert main([*argv, "--steps", "1", "--batch", "1", "--size", "32", "--json"]) == 0
+    [left_out] = json.loads(capsys.readouterr().out)["left_out"]  # and where a script reads
+    assert left_out["path"] == str(folder / "old-gen.safetensors")
+    assert left_out["reason"].startswith("a pattern or model file")
 
 
 class _CtrlCAfterOneStep(CancelToken):

@@ -263,6 +263,9 @@ def run(args: argparse.Namespace) -> int:
     if short:
         print(f"Warning: {short}", file=sys.stderr)
 
+    # What the folder held that was not trained on: in the JSON summary as in the text.
+    listed: dict[str, list[dict[str, str]]] = {"skipped_photos": [], "left_out": []}
+
     def on_event(event: Event) -> None:
         if isinstance(event, TrainStep):
             label = f"step {event.step}/{event.steps} loss {event.loss:.4g}"
@@ -273,12 +276,18 @@ def run(args: argparse.Namespace) -> int:
             resumed = f", resuming at step {event.resumed_from}" if event.resumed_from else ""
             printer.line(
                 f"Training on {count_of(event.train_photos, 'photo')} "
-                f"({event.val_photos} held out) with {event.encoder}{resumed}."
+                f"({event.val_photos} held out) with {event.encoder}{resumed}"
+                f"{_listed_below(event)}."
             )
             for photo in event.skipped:
                 printer.line(f"Skipped {shown(photo.path)}: {photo.reason}")
             for item in event.left_out:  # not photos: as spdesk protect lists them
                 printer.line(f"Left out {shown(item.path)}: {shown(item.reason)}")
+            listed["skipped_photos"] = [
+                {"name": p.path.name, "path": str(p.path), "reason": p.reason}
+                for p in event.skipped
+            ]
+            listed["left_out"] = [{"path": str(i.path), "reason": i.reason} for i in event.left_out]
         elif isinstance(event, CheckingPattern):
             guess = event.estimate_s  # by the encoder's network: a TAESD file's path too
             about = f" (about {_seconds_text(guess)})" if guess else ""
@@ -341,6 +350,7 @@ def run(args: argparse.Namespace) -> int:
         "metadata": result.metadata,
         "product_gain": dataclasses.asdict(result.product_gain) if result.product_gain else None,
         "visibility": dataclasses.asdict(result.visibility) if result.visibility else None,
+        **listed,
     }
     if not visibility_available():
         print(f"Note: {MISSING_TEXT}.", file=sys.stderr)
@@ -355,6 +365,20 @@ def run(args: argparse.Namespace) -> int:
             print(result.visibility.text(), file=sys.stdout)
         print(f"Saved {result.path}", file=sys.stdout)
     return EXIT_OK
+
+
+def _listed_below(event: Any) -> str:
+    """`` (1 unreadable photo skipped, 2 other files left out; listed below)``: the start line
+    counts the lines that follow it, as spdesk protect's does; empty when none follow."""
+    from spdesk.core.jobs.events import count_of, left_out_phrase
+
+    extra = []
+    if event.skipped:
+        extra.append(f"{count_of(len(event.skipped), 'unreadable photo')} skipped")
+    if event.left_out:
+        folders = sum(item.path.is_dir() and not item.path.is_symlink() for item in event.left_out)
+        extra.append(f"{left_out_phrase(len(event.left_out) - folders, folders)} left out")
+    return f" ({', '.join(extra)}; listed below)" if extra else ""
 
 
 def _seconds_text(seconds: float) -> str:

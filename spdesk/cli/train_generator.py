@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from spdesk.cli.common import (
     cancel_on_sigint,
     print_json,
 )
-from spdesk.core.jobs.events import count_of
+from spdesk.core.jobs.events import count_of, left_out_phrase
 
 
 def register(sub: Any) -> None:
@@ -156,9 +157,11 @@ def run(args: argparse.Namespace) -> int:
     # Too few photos are said before the encoder loads.
     found, left_out = training_photo_folder(args.photos)
     if not args.json:  # the encoder and the photos load for a minute or two before step 1
+        below = f"; {left_out_phrase(*_files_and_folders(left_out))} left out, listed below"
         print(
             f"Training a protection generator on {count_of(len(found), 'photo')} (some held "
-            "out to check it): loading the encoder and reading the photos...",
+            f"out to check it{below if left_out else ''}): loading the encoder and reading the "
+            "photos...",
             file=sys.stderr,
             flush=True,
         )
@@ -173,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
         ),
     )  # fmt: skip
     progress.close()
+    # Not photos (as the text lists them): in the --json summary, not in the file's metadata.
+    listed = [{"path": str(item.path), "reason": item.reason} for item in left_out]
     metadata = {"train": summary, "config": config.to_dict(), "encoder": encoder.id}
     if args.init:
         metadata["init"] = args.init.name
@@ -185,8 +190,14 @@ def run(args: argparse.Namespace) -> int:
         saved, model.state_dict(), eps=config.eps, network=config.network.to_dict(),
         shaping=shaping_to_dict(config.shaping), metadata=metadata,
     )  # fmt: skip
-    _report(args, summary, config.steps, saved)
+    _report(args, summary | {"left_out": listed}, config.steps, saved)
     return EXIT_CANCELLED if stopped else EXIT_OK
+
+
+def _files_and_folders(left_out: Sequence[Any]) -> tuple[int, int]:
+    """How many of the items left out are files, and how many are folders."""
+    folders = sum(item.path.is_dir() and not item.path.is_symlink() for item in left_out)
+    return len(left_out) - folders, folders
 
 
 def partial_path(out: Path) -> Path:

@@ -544,3 +544,43 @@ def test_combo_spin_and_tool_buttons_check_boxes_and_radios_have_the_two_point_r
         qtbot.wait(20)
         assert widget.size() == size, name
         assert len(ring(widget, outside)) >= 2, name
+
+
+def test_more_options_is_drawn_as_the_flat_links_clear_and_preview_are(qtbot: QtBot) -> None:
+    """More options was named "Flat" but drawn as a grey framed tool button: the flat rule was
+    for push buttons only. It reads as a link in the accent, with no frame, as Clear does (its
+    size and its focus ring are pinned by the tests above)."""
+    from PySide6.QtCore import QPoint, QRect
+    from PySide6.QtGui import QColor
+
+    from spdesk.gui.style import ACCENT, STYLESHEET
+
+    window = MainWindow(open_settings())
+    window.setStyleSheet(STYLESHEET)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.start_button.setFocus()
+    qtbot.wait(20)
+    accent = QColor(ACCENT)
+
+    def look(widget: QWidget) -> tuple[int, set[str]]:
+        """How many of its pixels are the accent, and the colours of its left edge and of
+        the column just outside it (one colour, the background's, without a frame)."""
+        left = widget.mapTo(window, QPoint(0, 0))
+        image = window.grab(QRect(left.x() - 1, left.y(), widget.width() + 1, widget.height()))
+        image = image.toImage()
+        colours = [
+            image.pixelColor(x, y) for x in range(image.width()) for y in range(image.height())
+        ]
+        text = sum(
+            abs(c.red() - accent.red()) + abs(c.green() - accent.green()) < 60
+            and abs(c.blue() - accent.blue()) < 30
+            for c in colours
+        )
+        edge = {image.pixelColor(x, y).name() for x in (0, 1) for y in range(image.height())}
+        return text, edge
+
+    text, edge = look(window.options_panel.more_button)
+    assert text >= 10, text  # its words in the accent
+    assert len(edge) == 1, edge  # no frame

@@ -90,7 +90,10 @@ QPushButton#Primary {{
 QPushButton#Primary:hover {{ background: #275fc0; }}
 QPushButton#Primary:disabled {{ background: #dbe4f5; border-color: #dbe4f5; color: #3f5170; }}
 QPushButton#Flat {{ border: none; background: transparent; color: {ACCENT}; }}
-QPushButton#Flat:disabled {{ color: #9ca3af; }}
+QPushButton#Flat:disabled, QToolButton#Flat:disabled {{ color: #9ca3af; }}
+QToolButton#Flat {{
+    border: none; background: transparent; color: {ACCENT}; padding: 2px 3px 2px 2px;
+}}
 QPushButton#RetryButton {{ padding: 3px 10px; color: #b91c1c; border-color: #f1b5b5; }}
 QPushButton#Segment {{ border-radius: 0; padding: 6px 6px; }}
 QPushButton#Segment:checked {{ background: #e3edff; border-color: {ACCENT}; color: #1d4ed8; }}

@@ -2463,6 +2463,7 @@ def test_controls_without_words_have_names_a_screen_reader_can_say(
             if button.text() == "…":
                 assert button.accessibleName(), widget
     assert window.queue.accessibleName() and window.overall_bar.accessibleName()
+    assert window.queue.horizontalHeader().accessibleName() == "Queue columns"
     assert window.options_panel.perturbation_combo.accessibleName() == "Pattern"
 
 

@@ -348,6 +348,7 @@ class PhotoQueue(QTableWidget):
         # to be read whole, rather than cut at the cell's end.
         self.setWordWrap(True)
         header = self.horizontalHeader()
+        header.setAccessibleName("Queue columns")  # a screen reader said a nameless header
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         # The status column stretches: failure reasons are the longest text in the table.
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)

@@ -57,3 +57,15 @@ def mnemonic_letters(window: Any) -> dict[str, list[str]]:
         if found:
             letters.setdefault(found.group(1).lower(), []).append(text)
     return letters
+
+
+def assert_alt_letters_reach(qtbot: Any, start: Any, keys: dict[Any, Any]) -> None:
+    """Alt with each letter, pressed with the focus on ``start``, puts the focus on its control
+    (``keys``: Qt key -> widget)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    for key, control in keys.items():
+        start.setFocus()
+        qtbot.keyClick(start, key, Qt.KeyboardModifier.AltModifier)
+        assert QApplication.focusWidget() is control, (key, QApplication.focusWidget())

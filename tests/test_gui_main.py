@@ -13,7 +13,7 @@ from urllib.parse import unquote_to_bytes
 
 import numpy as np
 import pytest
-from accessibility import mnemonic_letters, record_announcements
+from accessibility import assert_alt_letters_reach, mnemonic_letters, record_announcements
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
@@ -2587,7 +2587,6 @@ def test_alt_and_a_letter_goes_to_each_setting_from_anywhere(
     through the drop area, the queue and "Protect photos" (accessibility audit): each box's
     title has a letter, and Alt with it goes to the box's chosen control; Alt+O opens More
     options."""
-    from PySide6.QtWidgets import QApplication
 
     panel = window.options_panel
     panel.set_mode("universal")  # the pattern box shows
@@ -2599,10 +2598,7 @@ def test_alt_and_a_letter_goes_to_each_setting_from_anywhere(
         Qt.Key.Key_V: panel.output_edit,
         Qt.Key.Key_A: panel.perturbation_combo,
     }
-    for key, control in keys.items():
-        window.queue.setFocus()
-        qtbot.keyClick(window.queue, key, Qt.KeyboardModifier.AltModifier)
-        assert QApplication.focusWidget() is control, (key, QApplication.focusWidget())
+    assert_alt_letters_reach(qtbot, window.queue, keys)
     assert not panel.more.isVisibleTo(window)
     qtbot.keyClick(window.queue, Qt.Key.Key_O, Qt.KeyboardModifier.AltModifier)
     qtbot.waitUntil(lambda: panel.more.isVisibleTo(window))  # More options opened, Alt+O
@@ -2614,7 +2610,6 @@ def test_each_field_of_more_options_has_a_letter_no_other_control_uses(
     """Exact strength, Name ends with, If it exists, Format, Quality and Keep the location had
     no Alt letter: a keyboard user tabbed to each (accessibility audit). Alt with the letter
     goes to the field (ticks the box); no letter is used twice in the window, menus included."""
-    from PySide6.QtWidgets import QApplication
 
     panel = window.options_panel
     panel.show_more(True)
@@ -2628,10 +2623,7 @@ def test_each_field_of_more_options_has_a_letter_no_other_control_uses(
         Qt.Key.Key_Q: panel.quality_spin,
         Qt.Key.Key_L: panel.keep_location_check,
     }
-    for key, control in keys.items():
-        window.queue.setFocus()
-        qtbot.keyClick(window.queue, key, Qt.KeyboardModifier.AltModifier)
-        assert QApplication.focusWidget() is control, (key, QApplication.focusWidget())
+    assert_alt_letters_reach(qtbot, window.queue, keys)
     qtbot.waitUntil(panel.keep_location_check.isChecked)  # Alt+L ticked it
     twice = {key: texts for key, texts in mnemonic_letters(window).items() if len(texts) > 1}
     assert not twice, twice

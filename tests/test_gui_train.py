@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from accessibility import contrast, mnemonic_letters, record_announcements
+from accessibility import assert_alt_letters_reach, contrast, mnemonic_letters, record_announcements
 from PIL import Image
 from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
@@ -957,7 +957,6 @@ def test_each_setting_and_start_training_have_a_letter_of_their_own(
     user tabbed to each (accessibility audit). Alt with the letter goes to the field; no
     letter is used twice in the dialog; "Train again" keeps the start button's."""
     from PySide6.QtCore import Qt
-    from PySide6.QtWidgets import QApplication
 
     dialog.show()
     dialog.activateWindow()
@@ -968,10 +967,7 @@ def test_each_setting_and_start_training_have_a_letter_of_their_own(
         Qt.Key.Key_C: dialog.size_spin,
         Qt.Key.Key_E: dialog.encoder_combo,
     }
-    for key, control in keys.items():
-        dialog.close_button.setFocus()
-        qtbot.keyClick(dialog.close_button, key, Qt.KeyboardModifier.AltModifier)
-        assert QApplication.focusWidget() is control, (key, QApplication.focusWidget())
+    assert_alt_letters_reach(qtbot, dialog.close_button, keys)
     letters = mnemonic_letters(dialog)
     assert letters.get("t") == [dialog.start_button.text()], letters
     twice = {key: texts for key, texts in letters.items() if len(texts) > 1}

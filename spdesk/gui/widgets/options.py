@@ -842,19 +842,19 @@ def generator_problem(path: str) -> str:
             f"“{BUNDLED_GENERATOR}”."
         )
     try:
-        load_perturbation(file)
-    except SpdeskError:
-        pass
-    else:
+        read_spec(file)
+    except SpdeskError as error:
+        # Only a file refused as a generator is tried as a pattern: tried first, a generator's
+        # weights were read twice (the pattern loader checks them to call it damaged or not).
+        try:
+            load_perturbation(file)
+        except SpdeskError:
+            return error.message
         return (
             f"{file.name} is a universal pattern, not a protection generator: use it in the "
             "Universal mode, under Pattern (Import…). A generator is made by spdesk "
             "train-generator."
         )
-    try:
-        read_spec(file)
-    except SpdeskError as error:
-        return error.message
     problem = generator_weights_problem(file)
     if problem is not None:
         return (
